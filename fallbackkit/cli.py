@@ -1,0 +1,259 @@
+"""Command line: parse, call the library, print. No work is done here.
+
+Errors raised by the library (FallbackkitError) become one line on stderr and the error's exit code;
+a traceback only with --verbose.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import ExitCode, FallbackkitError
+
+log = logging.getLogger("fallbackkit")
+
+
+class KitContext:
+    def __init__(self, kit_dir: Path, verbose: bool, quiet: bool, user: str | None):
+        self.kit_dir = kit_dir
+        self.verbose = verbose
+        self.quiet = quiet
+        self.user = user
+        self._kit = None
+
+    @property
+    def actor(self) -> str:
+        from .store.kit import default_actor
+        return self.user or default_actor()
+
+    def kit(self):
+        if self._kit is None:
+            from .store import open_kit
+            self._kit = open_kit(self.kit_dir)
+        return self._kit
+
+
+pass_kit = click.make_pass_decorator(KitContext)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def say(ctx: KitContext, message: str) -> None:
+    """Human-oriented messages go to stderr, so --json output on stdout stays clean."""
+    if not ctx.quiet:
+        click.echo(message, err=True)
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, "") if r.get(c) is not None else "")) for r in rows)) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        click.echo("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in columns))
+
+
+class FallbackkitGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FallbackkitError as exc:
+            verbose = isinstance(ctx.obj, KitContext) and ctx.obj.verbose
+            if verbose:
+                import traceback
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(int(exc.exit_code))
+
+
+@click.group(cls=FallbackkitGroup)
+@click.version_option(__version__, prog_name="fallbackkit")
+@click.option("--kit", "kit_dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="FALLBACKKIT_KIT", default=Path("kit"), show_default=True,
+              help="The kit directory (or FALLBACKKIT_KIT).")
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and debug logging.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes on stderr.")
+@click.option("--user", envvar="FALLBACKKIT_USER", help="Who is acting, for the audit log (default: login name).")
+@click.pass_context
+def cli(ctx: click.Context, kit_dir: Path, verbose: bool, quiet: bool, user: str | None) -> None:
+    """fallbackkit: paper-mode fallback for hospitals — print, scan, reconcile, review, export."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = KitContext(kit_dir, verbose, quiet, user)
+
+
+# --- kit -------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--templates", "templates_from", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Copy templates from this directory instead of the shipped ones.")
+@pass_kit
+def init(ctx: KitContext, templates_from: Path | None) -> None:
+    """Create a new kit: store, secret, kit id, templates."""
+    from .store import init_kit
+    kit = init_kit(ctx.kit_dir, ctx.actor, templates_from)
+    click.echo(f"kit {kit.kit_id} created at {kit.path}")
+    say(ctx, f"keep {kit.path / 'secret.key'} private: it signs every printed sheet")
+
+
+# --- census ----------------------------------------------------------------------------------
+@cli.group()
+def census() -> None:
+    """The census snapshot that ward packs are pre-filled from."""
+
+
+@census.command("import")
+@click.argument("patients_csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--meds", "meds_csv", type=click.Path(dir_okay=False, path_type=Path),
+              help="Active medications CSV (for the MAR).")
+@click.option("--as-of", help="When the census was exported (printed as 'data as of'); default: now.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def census_import(ctx: KitContext, patients_csv: Path, meds_csv: Path | None, as_of: str | None,
+                  as_json: bool) -> None:
+    """Import PATIENTS.csv (and --meds MEDS.csv) as the new snapshot."""
+    from .generate import import_census
+    summary = import_census(ctx.kit(), patients_csv, meds_csv, ctx.actor, as_of)
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"snapshot {summary['snapshot_id']}: {summary['patients']} patients, "
+                   f"{summary['medications']} medications, wards {', '.join(summary['wards'])}")
+
+
+# --- templates and sheets --------------------------------------------------------------------
+@cli.group()
+def templates() -> None:
+    """The form templates of this kit."""
+
+
+@templates.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def templates_list(ctx: KitContext, as_json: bool) -> None:
+    from .generate import kit_templates
+    from .templates import layout_form
+    found = kit_templates(ctx.kit())
+    rows = []
+    for key, t in sorted(found.items()):
+        if "@" not in key:
+            continue
+        rows.append({"name": t.name, "version": t.version, "pages": len(layout_form(t)),
+                     "patient_bound": t.patient_bound, "title": t.title["en"]})
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, ["name", "version", "pages", "patient_bound", "title"])
+
+
+@cli.group()
+def sheets() -> None:
+    """The registry of printed sheets."""
+
+
+@sheets.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--ward")
+@click.option("--batch", type=int)
+@pass_kit
+def sheets_list(ctx: KitContext, as_json: bool, ward: str | None, batch: int | None) -> None:
+    sql = ("SELECT s.sheet_id, s.form_id, s.template, s.version, s.page, s.pages, s.batch_id,"
+           " f.patient_mrn, f.downtime_mrn, f.ward, f.bed, s.printed_at FROM sheets s"
+           " JOIN forms f ON f.form_id = s.form_id WHERE 1=1")
+    params: list[Any] = []
+    if ward:
+        sql += " AND f.ward = ?"
+        params.append(ward)
+    if batch:
+        sql += " AND s.batch_id = ?"
+        params.append(batch)
+    rows = list(ctx.kit().db.query(sql + " ORDER BY s.batch_id, s.rowid", params))
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, ["sheet_id", "template", "page", "pages", "batch_id", "patient_mrn", "downtime_mrn", "ward", "bed"])
+
+
+@sheets.command("show")
+@click.argument("sheet_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def sheets_show(ctx: KitContext, sheet_id: str, as_json: bool) -> None:
+    """Geometry of one printed sheet (mm from the page's top-left corner)."""
+    from .generate import sheet_geometry
+    geometry = sheet_geometry(ctx.kit(), sheet_id)
+    if as_json:
+        emit_json(geometry)
+    else:
+        click.echo(f"{geometry['sheet_id']}  {geometry['template']}@{geometry['version']}  "
+                   f"page {geometry['page']}/{geometry['pages']}  printed {geometry['printed_at']}")
+        for f in geometry["fields"]:
+            where = f.get("box_mm") or [o["value"] for o in f.get("options", [])]
+            click.echo(f"  {f['name']:<28} {f['type']:<12} {where}")
+
+
+# --- printing --------------------------------------------------------------------------------
+@cli.command("print")
+@click.argument("template", required=False)
+@click.option("--ward", help="Print a ward pack (or 'all': one pack per ward into --out DIR).")
+@click.option("--blank", type=int, help="Print N blank forms with fresh downtime identifiers.")
+@click.option("--patient", "mrn", help="Print TEMPLATE pre-filled for this MRN.")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path), help="PDF file (or directory for --ward all).")
+@click.option("--lang", default="en", show_default=True, help="One or two of en, fr, nl (e.g. fr,nl).")
+@click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="List the printed sheets in page order.")
+@pass_kit
+def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: int | None, mrn: str | None,
+              out_path: Path, lang: str, paper: str, as_json: bool) -> None:
+    """Print a ward pack, blank stock, or one patient's form."""
+    from .errors import BadInput
+    from .generate import print_all_wards, print_blank, print_patient, print_ward
+    from .templates import parse_langs
+    langs = parse_langs(lang)
+    kit = ctx.kit()
+    modes = [m for m in (ward is not None, blank is not None, mrn is not None) if m]
+    if len(modes) != 1:
+        raise BadInput("say what to print: --ward W, or TEMPLATE --blank N, or TEMPLATE --patient MRN")
+    if ward is not None:
+        if template:
+            raise BadInput("a ward pack prints every patient form: drop TEMPLATE or use --patient")
+        if ward == "all":
+            results = print_all_wards(kit, out_path, paper, langs, ctx.actor)
+        else:
+            results = [print_ward(kit, ward, out_path, paper, langs, ctx.actor)]
+    else:
+        if not template:
+            raise BadInput("name the TEMPLATE to print (see `fallbackkit templates list`)")
+        if blank is not None:
+            results = [print_blank(kit, template, blank, out_path, paper, langs, ctx.actor)]
+        else:
+            results = [print_patient(kit, template, mrn, out_path, paper, langs, ctx.actor)]
+    if as_json:
+        emit_json([{"sheet_id": s["sheet_id"], "template": s["template"], "page": s["page"], "pages": s["pages"],
+                    "form_id": s["form_id"], "file": str(r.out_path)} for r in results for s in r.sheets])
+    else:
+        for r in results:
+            click.echo(f"{r.out_path}: {len(r.sheets)} sheets, {r.forms} forms (batch {r.batch_id})")
+    say(ctx, "the PDF holds patient data: store and print it as you would a chart")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="fallbackkit")
+    except FallbackkitError as exc:  # errors raised outside a command invocation
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+__all__ = ["cli", "main", "ExitCode"]

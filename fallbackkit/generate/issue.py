@@ -1,0 +1,306 @@
+"""Issuing sheets: ward packs, blank stock and single-patient forms.
+
+Every printed sheet is registered in the store (sheet id, form, template@version, page, patient
+binding, batch, layout geometry) in the same transaction that writes the PDF: either both happen
+or neither does, so the registry never lists a sheet that was not printed, nor the other way round.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import ids
+from ..errors import BadInput, NotFound
+from ..payload import SheetPayload
+from ..store.audit import append_audit
+from ..store.kit import Kit, now_iso
+from ..templates import Template, find_template, layout_form, load_templates
+from ..templates.layout import PAPER_SIZES_MM, PageLayout
+from . import census
+from .render import HeaderLine, SheetToRender, draw_cover, write_pdf
+
+WORDS = {
+    "dob": {"en": "born", "fr": "né(e) le", "nl": "geboren"},
+    "encounter": {"en": "Encounter", "fr": "Séjour", "nl": "Opname"},
+    "ward": {"en": "Ward", "fr": "Unité", "nl": "Afdeling"},
+    "bed": {"en": "Bed", "fr": "Lit", "nl": "Bed"},
+    "allergies": {"en": "Allergies", "fr": "Allergies", "nl": "Allergieën"},
+    "no_allergies": {"en": "none recorded", "fr": "aucune enregistrée", "nl": "geen geregistreerd"},
+    "as_of": {"en": "data as of", "fr": "données du", "nl": "gegevens van"},
+    "downtime_mrn": {"en": "Downtime MRN", "fr": "NIP provisoire", "nl": "Tijdelijk patiëntnr."},
+    "accession": {"en": "Accession", "fr": "N° de demande", "nl": "Aanvraagnr."},
+}
+
+
+def word(key: str, langs: tuple[str, ...]) -> str:
+    return " / ".join(dict.fromkeys(WORDS[key][lang] for lang in langs))
+
+
+@dataclass
+class FormOrder:
+    """One form to print: a template, who it is for, and what is pre-printed on it."""
+    template: Template
+    patient: dict[str, Any] | None = None
+    medications: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PrintResult:
+    out_path: Path
+    batch_id: int
+    sheets: list[dict[str, Any]]
+    forms: int
+    ward: str | None = None
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return self.sheets
+
+
+def kit_templates(kit: Kit) -> dict[str, Template]:
+    source = kit.templates_dir if kit.templates_dir.is_dir() else None
+    if source is None:
+        from ..store.kit import SHIPPED_TEMPLATES
+        source = SHIPPED_TEMPLATES
+    return load_templates(source)
+
+
+def _patient_templates(templates: dict[str, Template]) -> list[Template]:
+    latest = [t for key, t in templates.items() if "@" not in key and t.patient_bound]
+    return sorted(latest, key=lambda t: (t.pack_order, t.name))
+
+
+def _allocate(kit: Kit, kind: str, form_id: str, batch_id: int) -> str:
+    conn = kit.db.conn
+    prefix, value = conn.execute("SELECT prefix, next_value FROM id_pools WHERE kind = ?", [kind]).fetchone()
+    conn.execute("UPDATE id_pools SET next_value = next_value + 1 WHERE kind = ?", [kind])
+    digits = f"{value:07d}"
+    identifier = f"{prefix}{digits}{ids.luhn_digit(digits)}"
+    conn.execute("INSERT INTO downtime_ids (value, kind, form_id, batch_id, allocated_at) VALUES (?, ?, ?, ?, ?)",
+                 [identifier, kind, form_id, batch_id, now_iso()])
+    return identifier
+
+
+def _fresh_sheet_ids(kit: Kit, count: int) -> list[str]:
+    chosen: list[str] = []
+    while len(chosen) < count:
+        candidates = list(dict.fromkeys(ids.new_sheet_id() for _ in range(count - len(chosen))))
+        candidates = [c for c in candidates if c not in chosen]
+        marks = ",".join("?" * len(candidates))
+        taken = {r[0] for r in kit.db.conn.execute(
+            f"SELECT sheet_id FROM sheets WHERE sheet_id IN ({marks})", candidates)}
+        chosen += [c for c in candidates if c not in taken]
+    return chosen
+
+
+def _patient_header(p: dict[str, Any], snapshot_time: str, langs) -> list[HeaderLine]:
+    dob = p["birth_date"]
+    enc = f" · {word('encounter', langs)} {p['encounter']}" if p.get("encounter") else ""
+    allergies = p.get("allergies") or word("no_allergies", langs)
+    return [
+        HeaderLine(f"{p['last_name'].upper()}, {p['first_name']}", 11, True),
+        HeaderLine(f"MRN {p['mrn']} · {word('dob', langs)} {dob}{enc}", 9.5, True),
+        HeaderLine(f"{word('ward', langs)} {p['ward']} · {word('bed', langs)} {p['bed']} · "
+                   f"{word('allergies', langs)}: {allergies}", 9),
+        HeaderLine(f"{word('as_of', langs)} {snapshot_time}", 7),
+    ]
+
+
+def _blank_header(pool: dict[str, str], langs) -> list[HeaderLine]:
+    parts = [f"{word('downtime_mrn', langs)} {pool['mrn']}"] if "mrn" in pool else []
+    if "encounter" in pool:
+        parts.append(f"{word('encounter', langs)} {pool['encounter']}")
+    if "accession" in pool:
+        parts.append(f"{word('accession', langs)} {pool['accession']}")
+    return [HeaderLine(" · ".join(parts), 10, True)] if parts else []
+
+
+class _Issuer:
+    def __init__(self, kit: Kit, paper: str, langs: tuple[str, ...], actor: str):
+        if paper not in PAPER_SIZES_MM:
+            raise BadInput(f"unknown paper size {paper!r}", hint=f"use one of {', '.join(PAPER_SIZES_MM)}")
+        self.kit, self.paper, self.langs, self.actor = kit, paper, langs, actor
+        self._layouts: dict[tuple, list[PageLayout]] = {}
+        self._known_layouts: set[str] = set()
+
+    def layouts(self, template: Template, context: dict[str, Any]) -> list[PageLayout]:
+        key = (template.ref, json.dumps(context, sort_keys=True))
+        if key not in self._layouts:
+            self._layouts[key] = layout_form(template, self.paper, self.langs, context)
+        return self._layouts[key]
+
+    def start_batch(self, kind: str, ward: str | None, template: str | None, snapshot: dict | None,
+                    out_path: Path) -> int:
+        return self.kit.db["print_batches"].insert({
+            "created_at": now_iso(), "kind": kind, "ward": ward, "template": template,
+            "snapshot_id": snapshot["id"] if snapshot else None, "paper": self.paper,
+            "lang": ",".join(self.langs), "out_path": str(out_path), "sheets": 0,
+            "actor": self.actor}).last_pk
+
+    def issue(self, batch_id: int, order: FormOrder, snapshot: dict | None) -> tuple[list[SheetToRender], list[dict]]:
+        t = order.template
+        blank = order.patient is None
+        context: dict[str, Any] = {}
+        if t.name == "mar" or any(s.medications for s in t.sections):
+            context["medications"] = [
+                {k: m[k] for k in ("line", "medication", "dose", "route", "frequency", "scheduled_times", "prn")}
+                for m in order.medications]
+        if blank:
+            context["blank_stock"] = True
+        pages = self.layouts(t, context)
+        sheet_ids = _fresh_sheet_ids(self.kit, len(pages))
+        form_id = sheet_ids[0]
+        pool: dict[str, str] = {}
+        if blank:
+            pool = {kind: _allocate(self.kit, kind, form_id, batch_id) for kind in t.pool_ids}
+            header = _blank_header(pool, self.langs)
+        else:
+            header = _patient_header(order.patient, snapshot["imported_at"], self.langs)
+        printed_at = now_iso()
+        db = self.kit.db
+        db["forms"].insert({
+            "form_id": form_id, "batch_id": batch_id, "template": t.name, "version": t.version,
+            "pages": len(pages), "patient_mrn": None if blank else order.patient["mrn"],
+            "downtime_mrn": pool.get("mrn"),
+            "encounter": pool.get("encounter") or (None if blank else order.patient.get("encounter")),
+            "accession": pool.get("accession"),
+            "ward": None if blank else order.patient["ward"], "bed": None if blank else order.patient["bed"],
+            "snapshot_id": None if blank else snapshot["id"], "printed_at": printed_at,
+            "context": json.dumps(context, ensure_ascii=False) if context else None})
+        renders, listed = [], []
+        for layout, sheet_id in zip(pages, sheet_ids):
+            ghash = layout.geometry_hash()
+            if ghash not in self._known_layouts:
+                db.conn.execute(
+                    "INSERT OR IGNORE INTO layouts (hash, template, version, page, pages, paper, geometry)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [ghash, t.name, t.version, layout.page, layout.pages, self.paper,
+                     json.dumps(layout.geometry(), separators=(",", ":"))])
+                self._known_layouts.add(ghash)
+            db.conn.execute(
+                "INSERT INTO sheets (sheet_id, form_id, template, version, page, pages, layout_hash,"
+                " batch_id, printed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [sheet_id, form_id, t.name, t.version, layout.page, layout.pages, ghash, batch_id, printed_at])
+            payload = SheetPayload(self.kit.kit_id, t.name, t.version, sheet_id, layout.page, layout.pages)
+            renders.append(SheetToRender(layout, sheet_id, payload.encode(self.kit.secret), header))
+            listed.append({"sheet_id": sheet_id, "template": t.name, "version": t.version,
+                           "page": layout.page, "pages": layout.pages, "form_id": form_id,
+                           "patient_mrn": None if blank else order.patient["mrn"], **pool})
+        return renders, listed
+
+    def run(self, kind: str, orders: list[FormOrder], out_path: Path, *, ward: str | None = None,
+            template: str | None = None, snapshot: dict | None = None,
+            cover: Callable[[list[dict]], Callable] | None = None) -> PrintResult:
+        db = self.kit.db
+        with db.conn:
+            batch_id = self.start_batch(kind, ward, template, snapshot, out_path)
+            pages: list = []
+            sheets: list[dict] = []
+            for order in orders:
+                renders, listed = self.issue(batch_id, order, snapshot)
+                pages += renders
+                sheets += listed
+            if cover is not None:
+                pages.insert(0, cover(sheets))
+            db.conn.execute("UPDATE print_batches SET sheets = ? WHERE id = ?", [len(sheets), batch_id])
+            append_audit(db, self.actor, "print", f"batch:{batch_id}", None,
+                         {"kind": kind, "ward": ward, "template": template, "forms": len(orders),
+                          "sheets": len(sheets), "out": str(out_path)})
+            title = f"fallbackkit {kind} {ward or template or ''}".strip()
+            write_pdf(out_path, pages, title)
+        return PrintResult(out_path, batch_id, sheets, len(orders), ward)
+
+
+def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -> Callable[[list[dict]], Callable]:
+    def make(sheets: list[dict]) -> Callable:
+        per_patient: dict[str, dict[str, int]] = {}
+        for s in sheets:
+            per_patient.setdefault(s["patient_mrn"], {})
+            per_patient[s["patient_mrn"]][s["template"]] = per_patient[s["patient_mrn"]].get(s["template"], 0) + 1
+        lines = [
+            (f"{word('as_of', langs)} {snapshot['imported_at']} · printed {now_iso()}", False),
+            (f"{len(patients)} patients · {len(sheets)} sheets", True),
+            ("This cover page is not a form: keep it with the pack, do not scan it.", False),
+            ("", False),
+        ]
+        for p in patients:
+            counts = per_patient.get(p["mrn"], {})
+            detail = ", ".join(f"{name} {n}" for name, n in counts.items())
+            lines.append((f"{word('bed', langs)} {p['bed']:>4}   {p['last_name'].upper()}, {p['first_name']}"
+                          f"   MRN {p['mrn']}   {p['birth_date']}", True))
+            lines.append((f"        {sum(counts.values())} sheets: {detail}", False))
+        title = f"{word('ward', langs)} {ward} — downtime pack"
+        return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper])
+    return make
+
+
+def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", langs=("en",),
+               actor: str = "system") -> PrintResult:
+    snapshot = census.current_snapshot(kit)
+    patients = census.ward_patients(kit, snapshot["id"], ward)
+    if not patients:
+        known = census.wards(kit, snapshot["id"])
+        raise NotFound(f"ward {ward!r} has no patients in the census snapshot of {snapshot['imported_at']}",
+                       hint=f"wards in the census: {', '.join(known) or 'none'}")
+    templates = _patient_templates(kit_templates(kit))
+    orders = []
+    for p in patients:
+        meds = census.medications_of(kit, snapshot["id"], p["mrn"])
+        orders += [FormOrder(t, p, meds) for t in templates]
+    issuer = _Issuer(kit, paper, tuple(langs), actor)
+    return issuer.run("ward", orders, Path(out_path), ward=ward, snapshot=snapshot,
+                      cover=_cover(ward, snapshot, patients, paper, tuple(langs)))
+
+
+def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en",),
+                    actor: str = "system") -> list[PrintResult]:
+    snapshot = census.current_snapshot(kit)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"{out_dir} is a file", hint="--ward all writes one PDF per ward: give a directory")
+    results = []
+    for ward in census.wards(kit, snapshot["id"]):
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in ward)
+        results.append(print_ward(kit, ward, out_dir / f"ward-{safe}.pdf", paper, langs, actor))
+    if not results:
+        raise NotFound("the census snapshot has no wards")
+    return results
+
+
+def print_blank(kit: Kit, template_ref: str, count: int, out_path: Path | str, paper: str = "a4",
+                langs=("en",), actor: str = "system") -> PrintResult:
+    if count < 1 or count > 100_000:
+        raise BadInput(f"--blank {count}: give a number of forms from 1 to 100000")
+    template = find_template(kit_templates(kit), template_ref)
+    orders = [FormOrder(template) for _ in range(count)]
+    return _Issuer(kit, paper, tuple(langs), actor).run("blank", orders, Path(out_path), template=template.ref)
+
+
+def print_patient(kit: Kit, template_ref: str, mrn: str, out_path: Path | str, paper: str = "a4",
+                  langs=("en",), actor: str = "system") -> PrintResult:
+    template = find_template(kit_templates(kit), template_ref)
+    if not template.patient_bound:
+        raise BadInput(f"template {template.ref} is not bound to a patient", hint="print it with --blank N")
+    snapshot = census.current_snapshot(kit)
+    p = census.patient(kit, snapshot["id"], mrn)
+    meds = census.medications_of(kit, snapshot["id"], mrn)
+    return _Issuer(kit, paper, tuple(langs), actor).run(
+        "patient", [FormOrder(template, p, meds)], Path(out_path), ward=p["ward"],
+        template=template.ref, snapshot=snapshot)
+
+
+def sheet_geometry(kit: Kit, sheet_id: str) -> dict[str, Any]:
+    """The geometry a reader needs for one printed sheet (`sheets show`)."""
+    sheet_id = ids.normalize(sheet_id)
+    row = kit.db.execute(
+        "SELECT s.sheet_id, s.form_id, s.template, s.version, s.page, s.pages, l.geometry, s.printed_at"
+        " FROM sheets s JOIN layouts l ON l.hash = s.layout_hash WHERE s.sheet_id = ?", [sheet_id]).fetchone()
+    if row is None:
+        hint = "the check character does not match: re-read the id" if not ids.is_valid(sheet_id, 8) \
+            else "was it printed by another kit?"
+        raise NotFound(f"no sheet {sheet_id} in this kit", hint=hint)
+    geometry = json.loads(row[6])
+    return {"sheet_id": row[0], "form_id": row[1], "template": row[2], "version": row[3], "page": row[4],
+            "pages": row[5], "printed_at": row[7], "page_size_mm": geometry["page_size_mm"],
+            "marks_mm": geometry["marks_mm"], "qr_mm": geometry["qr_mm"], "fields": geometry["fields"]}

@@ -1,0 +1,296 @@
+"""Template model and validation.
+
+A template is a YAML file: name, version, title, and sections. A section holds either a flow of
+`fields`, a `grid` (rows of fields repeated over columns, e.g. vital signs over time), or a
+`medications` block (the MAR's rows: one per active medication, PRN rows, blank rows). Nobody
+writes coordinates: `layout.py` places everything.
+
+Validation errors name the file, the field and the problem.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import NotFound, TemplateError
+
+LANGS = ("en", "fr", "nl")
+FIELD_TYPES = ("checkbox", "choice", "multichoice", "number", "datetime", "text", "initials",
+               "signature")
+MARK_TYPES = ("checkbox", "choice", "multichoice")
+HANDWRITTEN_TYPES = ("number", "datetime", "text", "initials", "signature")
+DATETIME_FORMATS = ("date", "time", "datetime")
+POOL_KINDS = ("mrn", "encounter", "accession")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_TEMPLATE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: dict[str, str]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    label: dict[str, str]
+    options: tuple[Option, ...] = ()
+    digits: int = 0          # number: digits before the decimal point
+    decimals: int = 0        # number: digits after it
+    format: str = "datetime"  # datetime: date | time | datetime
+    lines: int = 1           # text: writing lines
+    width: float = 0.0       # fraction of the content width; 0 = as narrow as the content allows
+    columns: int = 0         # choice/multichoice: options per row (0 = as many as fit)
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Grid:
+    columns: int
+    per_band: int
+    column_label: dict[str, str]
+    rows: tuple[FieldSpec, ...]
+
+
+@dataclass(frozen=True)
+class Medications:
+    slots_per_line: int
+    max_slots: int
+    prn_rows: int
+    prn_slots: int
+    blank_rows: int
+    blank_rows_stock: int
+    status: FieldSpec       # the given/held/refused choice
+    labels: dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Section:
+    title: dict[str, str]
+    fields: tuple[FieldSpec, ...] = ()
+    grid: Grid | None = None
+    medications: Medications | None = None
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    version: int
+    title: dict[str, str]
+    patient_bound: bool
+    pool_ids: tuple[str, ...]
+    sections: tuple[Section, ...]
+    source: Path = field(compare=False)
+    pack_order: int = 100  # position in a ward pack (registration first, ...)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def field_names(self) -> list[str]:
+        return [f.name for s in self.sections for f in s.fields]
+
+
+class _Checker:
+    def __init__(self, source: Path):
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> TemplateError:
+        return TemplateError(f"{self.source}: {where}: {problem}",
+                             hint="fix the template file and try again")
+
+    def text(self, value: Any, where: str) -> dict[str, str]:
+        """A label: a mapping with en, fr and nl (a plain string is refused: forms are multilingual)."""
+        if not isinstance(value, dict):
+            raise self.fail(where, "label must be a mapping with en, fr and nl")
+        missing = [lang for lang in LANGS if not isinstance(value.get(lang), str) or not value[lang].strip()]
+        if missing:
+            raise self.fail(where, f"label is missing language(s): {', '.join(missing)}")
+        extra = set(value) - set(LANGS)
+        if extra:
+            raise self.fail(where, f"unknown language(s): {', '.join(sorted(extra))}")
+        return {lang: value[lang] for lang in LANGS}
+
+    def keys(self, data: dict, allowed: set[str], where: str) -> None:
+        unknown = set(data) - allowed
+        if unknown:
+            raise self.fail(where, f"unknown key(s): {', '.join(sorted(unknown))}")
+
+    def positive_int(self, data: dict, key: str, where: str, default: int | None = None,
+                     low: int = 1, high: int = 64) -> int:
+        value = data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise self.fail(where, f"'{key}' must be a whole number from {low} to {high}")
+        return value
+
+    def field(self, data: Any, where: str) -> FieldSpec:
+        if not isinstance(data, dict):
+            raise self.fail(where, "a field must be a mapping")
+        name = data.get("name")
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise self.fail(where, f"field name {name!r} must be lower-case letters, digits and _")
+        where = f"{where} '{name}'"
+        self.keys(data, {"name", "type", "label", "options", "digits", "decimals", "format",
+                         "lines", "width", "columns", "required"}, where)
+        ftype = data.get("type")
+        if ftype not in FIELD_TYPES:
+            raise self.fail(where, f"type {ftype!r} is not one of {', '.join(FIELD_TYPES)}")
+        label = self.text(data.get("label"), f"{where} label")
+        options: tuple[Option, ...] = ()
+        if ftype in ("choice", "multichoice"):
+            raw = data.get("options")
+            if not isinstance(raw, list) or len(raw) < 2:
+                raise self.fail(where, f"a {ftype} needs a list of at least two options")
+            seen = set()
+            opts = []
+            for i, opt in enumerate(raw, 1):
+                if not isinstance(opt, dict) or not isinstance(opt.get("value"), str) \
+                        or not _NAME_RE.match(opt["value"]):
+                    raise self.fail(f"{where} option {i}", "needs a 'value' of lower-case letters, digits and _")
+                if opt["value"] in seen:
+                    raise self.fail(f"{where} option {i}", f"duplicate value {opt['value']!r}")
+                seen.add(opt["value"])
+                opts.append(Option(opt["value"], self.text(opt.get("label"), f"{where} option '{opt['value']}' label")))
+            options = tuple(opts)
+        elif "options" in data:
+            raise self.fail(where, f"a {ftype} field takes no options")
+        digits = decimals = 0
+        if ftype == "number":
+            digits = self.positive_int(data, "digits", where, None, 1, 12)
+            decimals = self.positive_int(data, "decimals", where, 0, 0, 4)
+        fmt = "datetime"
+        if ftype == "datetime":
+            fmt = data.get("format", "datetime")
+            if fmt not in DATETIME_FORMATS:
+                raise self.fail(where, f"format must be one of {', '.join(DATETIME_FORMATS)}")
+        lines = self.positive_int(data, "lines", where, 1, 1, 12) if ftype == "text" else 1
+        width = data.get("width", 0.0)
+        if not isinstance(width, (int, float)) or not 0 <= width <= 1:
+            raise self.fail(where, "'width' must be a fraction from 0 to 1")
+        columns = self.positive_int(data, "columns", where, 0, 0, 12)
+        required = data.get("required", False)
+        if not isinstance(required, bool):
+            raise self.fail(where, "'required' must be true or false")
+        return FieldSpec(name, ftype, label, options, digits, decimals, fmt, lines, float(width),
+                         columns, required)
+
+    def section(self, data: Any, where: str) -> Section:
+        if not isinstance(data, dict):
+            raise self.fail(where, "a section must be a mapping")
+        self.keys(data, {"title", "fields", "grid", "medications"}, where)
+        title = self.text(data.get("title"), f"{where} title")
+        kinds = [k for k in ("fields", "grid", "medications") if k in data]
+        if len(kinds) != 1:
+            raise self.fail(where, "a section needs exactly one of 'fields', 'grid', 'medications'")
+        if "fields" in data:
+            raw = data["fields"]
+            if not isinstance(raw, list) or not raw:
+                raise self.fail(where, "'fields' must be a non-empty list")
+            return Section(title, fields=tuple(self.field(f, f"{where} field {i}") for i, f in enumerate(raw, 1)))
+        if "grid" in data:
+            g = data["grid"]
+            if not isinstance(g, dict):
+                raise self.fail(f"{where} grid", "must be a mapping")
+            self.keys(g, {"columns", "per_band", "column_label", "rows"}, f"{where} grid")
+            rows = g.get("rows")
+            if not isinstance(rows, list) or not rows:
+                raise self.fail(f"{where} grid", "'rows' must be a non-empty list of fields")
+            specs = tuple(self.field(r, f"{where} grid row {i}") for i, r in enumerate(rows, 1))
+            for spec in specs:
+                if spec.type in ("text", "signature", "multichoice"):
+                    raise self.fail(f"{where} grid row '{spec.name}'", f"a {spec.type} does not fit in a grid cell")
+            columns = self.positive_int(g, "columns", f"{where} grid", None, 1, 48)
+            per_band = self.positive_int(g, "per_band", f"{where} grid", min(columns, 6), 1, 8)
+            return Section(title, grid=Grid(columns, per_band, self.text(g.get("column_label"), f"{where} grid column_label"), specs))
+        m = data["medications"]
+        if not isinstance(m, dict):
+            raise self.fail(f"{where} medications", "must be a mapping")
+        mw = f"{where} medications"
+        self.keys(m, {"slots_per_line", "max_slots", "prn_rows", "prn_slots", "blank_rows",
+                      "blank_rows_stock", "status", "labels"}, mw)
+        status = self.field({**m.get("status", {}), "name": "status"}, f"{mw} status") \
+            if isinstance(m.get("status"), dict) else None
+        if status is None or status.type != "choice":
+            raise self.fail(mw, "'status' must be a choice field (e.g. given / held / refused)")
+        labels_raw = m.get("labels")
+        needed = ("prn", "new_order", "given", "time", "initials", "order", "legend")
+        if not isinstance(labels_raw, dict) or any(k not in labels_raw for k in needed):
+            raise self.fail(mw, f"'labels' must give: {', '.join(needed)}")
+        labels = {k: self.text(labels_raw[k], f"{mw} labels.{k}") for k in needed}
+        return Section(title, medications=Medications(
+            slots_per_line=self.positive_int(m, "slots_per_line", mw, 4, 1, 6),
+            max_slots=self.positive_int(m, "max_slots", mw, 8, 1, 24),
+            prn_rows=self.positive_int(m, "prn_rows", mw, 2, 0, 12),
+            prn_slots=self.positive_int(m, "prn_slots", mw, 4, 1, 6),
+            blank_rows=self.positive_int(m, "blank_rows", mw, 2, 0, 12),
+            blank_rows_stock=self.positive_int(m, "blank_rows_stock", mw, 6, 0, 24),
+            status=status, labels=labels))
+
+
+def load_template(path: Path | str) -> Template:
+    path = Path(path)
+    check = _Checker(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise check.fail("top level", "must be a mapping")
+    check.keys(data, {"name", "version", "title", "patient_bound", "pool_ids", "sections", "pack_order"},
+               "top level")
+    name = data.get("name")
+    if not isinstance(name, str) or not _TEMPLATE_NAME_RE.match(name):
+        raise check.fail("name", "must be 1-20 lower-case letters, digits and '-', starting with a letter")
+    version = check.positive_int(data, "version", "version", None, 1, 9999)
+    title = check.text(data.get("title"), "title")
+    patient_bound = data.get("patient_bound", True)
+    if not isinstance(patient_bound, bool):
+        raise check.fail("patient_bound", "must be true or false")
+    pool_ids = data.get("pool_ids", ["mrn"] if patient_bound else [])
+    if not isinstance(pool_ids, list) or any(p not in POOL_KINDS for p in pool_ids):
+        raise check.fail("pool_ids", f"must be a list drawn from {', '.join(POOL_KINDS)}")
+    raw_sections = data.get("sections")
+    if not isinstance(raw_sections, list) or not raw_sections:
+        raise check.fail("sections", "must be a non-empty list")
+    sections = tuple(check.section(s, f"section {i}") for i, s in enumerate(raw_sections, 1))
+    names = [f.name for s in sections for f in s.fields] + \
+            [r.name for s in sections if s.grid for r in s.grid.rows]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise check.fail(f"field '{dupes[0]}'", "field names must be unique within a template")
+    if sum(1 for s in sections if s.medications) > 1 or sum(1 for s in sections if s.grid) > 1:
+        raise check.fail("sections", "at most one grid and one medications section per template")
+    pack_order = check.positive_int(data, "pack_order", "pack_order", 100, 0, 1000)
+    return Template(name, version, title, patient_bound, tuple(pool_ids), sections, path, pack_order)
+
+
+def load_templates(directory: Path | str) -> dict[str, Template]:
+    """Every template in a directory, newest version per name wins under its plain name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise NotFound(f"template directory {directory} does not exist")
+    templates: dict[str, Template] = {}
+    for path in sorted(directory.glob("*.y*ml")):
+        t = load_template(path)
+        if t.ref in templates:
+            raise TemplateError(f"{path}: {t.ref} is defined twice (also in {templates[t.ref].source})")
+        templates[t.ref] = t
+        if t.name not in templates or templates[t.name].version < t.version:
+            templates[t.name] = t
+    return templates
+
+
+def find_template(templates: dict[str, Template], ref: str) -> Template:
+    """`name` (newest version) or `name@version`."""
+    if ref in templates:
+        return templates[ref]
+    known = sorted({t.name for t in templates.values()})
+    raise NotFound(f"unknown template {ref!r}", hint=f"known templates: {', '.join(known)}")
