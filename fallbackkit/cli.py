@@ -245,6 +245,18 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
     say(ctx, "the PDF holds patient data: store and print it as you would a chart")
 
 
+# --- scan: scan, readings, quarantine, simulate (fallbackkit/scan/) ---------------------------
+
+
+# --- reconcile: reconcile, identities, worklist, audit, merge (fallbackkit/reconcile/) --------
+
+
+# --- review: review, users (fallbackkit/review/) ----------------------------------------------
+
+
+# --- export: export, report, backup, restore, check (fallbackkit/export/) ---------------------
+
+
 def main() -> None:
     try:
         cli(prog_name="fallbackkit")

@@ -1,6 +1,7 @@
 """Schema migrations, applied in order of their module names (m0001_..., m0002_...).
 
-Each module defines `apply(db)`; it runs inside one transaction together with the row that records
+Each module defines `SCHEMA` (SQL statements separated by ';' — no ';' inside comments) or an
+`apply(db)` function; it runs inside one transaction together with the row that records
 it in `_migrations`, so a store is never left half-migrated. Numbers reserved per stage:
 0001-0009 foundation and printing, 0010-0019 scan, 0020-0029 reconcile, 0030-0039 review,
 0040-0049 export.
@@ -29,7 +30,12 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
             continue
         module = importlib.import_module(f"{__name__}.{name}")
         with conn:  # one transaction per migration
-            module.apply(db)
+            if hasattr(module, "apply"):
+                module.apply(db)
+            else:
+                for statement in module.SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
             conn.execute(
                 "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
                 (name, _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),

@@ -124,8 +124,3 @@ CREATE TABLE audit (
 );
 """
 
-
-def apply(db):
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            db.conn.execute(statement)

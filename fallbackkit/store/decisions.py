@@ -1,0 +1,97 @@
+"""People's decisions on readings, identity links and re-entry marks: append-only, audited.
+
+These are the functions the CLI, the review station and the exporters share, so that a decision
+made anywhere means the same everywhere. Nothing is overwritten: an undo is a new row.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import BadInput, Conflict, NotFound
+from .audit import append_audit
+from .kit import now_iso
+
+DECISIONS = ("confirm", "correct", "transcribe", "illegible")
+
+
+def _reading(conn, reading_id: int) -> dict[str, Any]:
+    row = conn.execute("SELECT reading_id, sheet_id, field, type, value, status FROM readings WHERE reading_id = ?",
+                       [reading_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no reading {reading_id}")
+    return {"reading_id": row[0], "sheet_id": row[1], "field": row[2], "type": row[3],
+            "value": json.loads(row[4]) if row[4] is not None else None, "status": row[5]}
+
+
+def current_review(conn, reading_id: int) -> dict[str, Any] | None:
+    """The review that counts for a reading: the latest one that is not an undo and not undone."""
+    if hasattr(conn, "conn"):
+        conn = conn.conn
+    undone = {r[0] for r in conn.execute(
+        "SELECT undoes FROM reviews WHERE reading_id = ? AND decision = 'undo'", [reading_id])}
+    for rid, decision, value, actor, at, note in conn.execute(
+            "SELECT review_id, decision, value, actor, at, note FROM reviews WHERE reading_id = ?"
+            " AND decision != 'undo' ORDER BY review_id DESC", [reading_id]):
+        if rid not in undone:
+            return {"review_id": rid, "decision": decision,
+                    "value": json.loads(value) if value is not None else None,
+                    "actor": actor, "at": at, "note": note}
+    return None
+
+
+def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
+                  note: str | None = None) -> int:
+    """A person confirms, corrects or transcribes a reading (or calls it illegible)."""
+    if hasattr(conn, "conn"):
+        conn = conn.conn
+    if decision not in DECISIONS:
+        raise BadInput(f"decision must be one of {', '.join(DECISIONS)}")
+    with conn:
+        reading = _reading(conn, reading_id)
+        before = current_review(conn, reading_id)
+        if decision == "confirm":
+            value = before["value"] if before else reading["value"]
+        at = now_iso()
+        cur = conn.execute(
+            "INSERT INTO reviews (reading_id, decision, value, actor, at, note) VALUES (?, ?, ?, ?, ?, ?)",
+            [reading_id, decision, json.dumps(value, ensure_ascii=False), actor, at, note])
+        append_audit(conn, actor, f"review.{decision}", f"reading:{reading_id}",
+                     {"machine": reading["value"], "review": before["value"] if before else None},
+                     {"value": value, "sheet_id": reading["sheet_id"], "field": reading["field"], "note": note})
+        return cur.lastrowid
+
+
+def undo_review(conn, review_id: int, actor: str, note: str | None = None) -> int:
+    """Undo a decision (a supervisor's action in the review station): a new row, never a delete."""
+    if hasattr(conn, "conn"):
+        conn = conn.conn
+    with conn:
+        row = conn.execute("SELECT reading_id, decision, value, actor FROM reviews WHERE review_id = ?",
+                           [review_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no review {review_id}")
+        if row[1] == "undo":
+            raise BadInput(f"review {review_id} is itself an undo")
+        if conn.execute("SELECT 1 FROM reviews WHERE undoes = ?", [review_id]).fetchone():
+            raise Conflict(f"review {review_id} is already undone")
+        cur = conn.execute(
+            "INSERT INTO reviews (reading_id, decision, value, actor, at, note, undoes) VALUES (?, 'undo', NULL, ?, ?, ?, ?)",
+            [row[0], actor, now_iso(), note, review_id])
+        append_audit(conn, actor, "review.undo", f"review:{review_id}",
+                     {"decision": row[1], "value": json.loads(row[2]) if row[2] else None, "by": row[3]},
+                     {"reading_id": row[0], "note": note})
+        return cur.lastrowid
+
+
+def effective_reading(conn, reading_id: int) -> dict[str, Any]:
+    """Machine reading plus the review that counts: value, whether it is resolved, and by whom."""
+    if hasattr(conn, "conn"):
+        conn = conn.conn
+    reading = _reading(conn, reading_id)
+    review = current_review(conn, reading_id)
+    if review is not None:
+        return {**reading, "value": review["value"], "resolved": True, "source": review["decision"],
+                "reviewer": review["actor"], "reviewed_at": review["at"]}
+    return {**reading, "resolved": reading["status"] == "accepted", "source": "machine",
+            "reviewer": None, "reviewed_at": None}

@@ -1,0 +1,48 @@
+"""Shared fixtures: a real kit on disk, a generated census, printed PDFs rendered with pypdfium2."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pypdfium2 as pdfium
+import pytest
+
+from fallbackkit.generate import import_census, print_blank, print_ward
+from fallbackkit.generate.sample import write_census
+from fallbackkit.store import init_kit
+
+
+@pytest.fixture
+def kit(tmp_path: Path):
+    """A fresh kit with the shipped templates and a two-ward census (3B: 8 beds, ICU: 4)."""
+    k = init_kit(tmp_path / "kit", actor="tester")
+    patients, meds = write_census(tmp_path / "census")
+    import_census(k, patients, meds, actor="tester", as_of="2026-11-28T06:00:00+01:00")
+    yield k
+    k.close()
+
+
+@pytest.fixture
+def ward_pack(kit, tmp_path: Path):
+    """Ward 3B printed: (PrintResult, pdf path)."""
+    result = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="tester")
+    return result
+
+
+@pytest.fixture
+def blank_lab(kit, tmp_path: Path):
+    return print_blank(kit, "lab-request", 3, tmp_path / "lab-blank.pdf", actor="tester")
+
+
+def render_pages(pdf_path: Path | str, dpi: int = 200) -> list[np.ndarray]:
+    """Render every page of a PDF to a grey image, as a scanner would see the paper."""
+    pdf = pdfium.PdfDocument(str(pdf_path))
+    try:
+        images = []
+        for page in pdf:
+            bitmap = page.render(scale=dpi / 72, grayscale=True)
+            images.append(np.array(bitmap.to_pil().convert("L")))
+            page.close()
+        return images
+    finally:
+        pdf.close()
