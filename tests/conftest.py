@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pypdfium2 as pdfium
 import pytest
 
 from fallbackkit.generate import import_census, print_blank, print_ward
 from fallbackkit.generate.sample import write_census
 from fallbackkit.store import init_kit
+from pdf_helpers import render_pages  # noqa: F401  (re-exported for tests)
 
 
 @pytest.fixture
@@ -32,17 +31,3 @@ def ward_pack(kit, tmp_path: Path):
 @pytest.fixture
 def blank_lab(kit, tmp_path: Path):
     return print_blank(kit, "lab-request", 3, tmp_path / "lab-blank.pdf", actor="tester")
-
-
-def render_pages(pdf_path: Path | str, dpi: int = 200) -> list[np.ndarray]:
-    """Render every page of a PDF to a grey image, as a scanner would see the paper."""
-    pdf = pdfium.PdfDocument(str(pdf_path))
-    try:
-        images = []
-        for page in pdf:
-            bitmap = page.render(scale=dpi / 72, grayscale=True)
-            images.append(np.array(bitmap.to_pil().convert("L")))
-            page.close()
-        return images
-    finally:
-        pdf.close()

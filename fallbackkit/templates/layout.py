@@ -186,11 +186,17 @@ class Placer:
             return ""
         return {"date": "dd/mm/yyyy", "time": "hh:mm", "datetime": "dd/mm/yyyy hh:mm"}[spec.format]
 
+    def option_columns(self, spec: FieldSpec, widths: list[float], width: float) -> int:
+        """Options per row for a choice with `columns`: fewer when the labels do not fit."""
+        fit = int((width + OPTION_GAP) // (max(widths) + OPTION_GAP))
+        return max(1, min(spec.columns, fit))
+
     def _option_rows(self, spec: FieldSpec, widths: list[float], width: float) -> list[list[int]]:
         rows: list[list[int]] = [[]]
         if spec.columns:
+            per_row = self.option_columns(spec, widths, width)
             for i in range(len(widths)):
-                if len(rows[-1]) == spec.columns:
+                if len(rows[-1]) == per_row:
                     rows.append([])
                 rows[-1].append(i)
             return rows
@@ -221,7 +227,7 @@ class Placer:
             labels = [self.label(o.label) for o in spec.options]
             widths = [self.option_width(lab) for lab in labels]
             rows = self._option_rows(spec, widths, w)
-            col_w = max(widths) + OPTION_GAP if spec.columns else None
+            col_w = w / self.option_columns(spec, widths, w) if spec.columns else None
             options = []
             for r, row in enumerate(rows):
                 ox = x
@@ -269,7 +275,7 @@ class _Flow:
         self.template, self.paper, self.langs = template, paper, langs
         self.size = PAPER_SIZES_MM[paper]
         self.left, self.right = MARGIN, self.size[0] - MARGIN
-        self.bottom = self.size[1] - MARGIN - FOOTER_HEIGHT + 4
+        self.bottom = self.size[1] - MARGIN - FOOTER_HEIGHT
         self.pages: list[PageLayout] = []
         self.new_page()
 
