@@ -124,6 +124,13 @@ def _box_mm(x, y, w, h) -> list[float]:
     return [_r(x), _r(y), _r(w), _r(h)]
 
 
+DATE_HINTS = {
+    "en": {"date": "dd/mm/yyyy", "time": "hh:mm", "datetime": "dd/mm/yyyy hh:mm"},
+    "fr": {"date": "jj/mm/aaaa", "time": "hh:mm", "datetime": "jj/mm/aaaa hh:mm"},
+    "nl": {"date": "dd/mm/jjjj", "time": "uu:mm", "datetime": "dd/mm/jjjj uu:mm"},
+}
+
+
 class Placer:
     """Knows the size of each field type and how to draw it."""
 
@@ -184,7 +191,7 @@ class Placer:
     def comb_hint(self, spec: FieldSpec) -> str:
         if spec.type != "datetime":
             return ""
-        return {"date": "dd/mm/yyyy", "time": "hh:mm", "datetime": "dd/mm/yyyy hh:mm"}[spec.format]
+        return " / ".join(dict.fromkeys(DATE_HINTS[lang][spec.format] for lang in self.langs))
 
     def option_columns(self, spec: FieldSpec, widths: list[float], width: float) -> int:
         """Options per row for a choice with `columns`: fewer when the labels do not fit."""
