@@ -1,0 +1,278 @@
+"""What the store knows, gathered once for the exporters and the report.
+
+Exporters must agree with the review station on what a field's value is, so the rule is the one
+of `store.decisions.effective_reading` (latest review that is not undone, else the machine value
+when it was auto-accepted), computed in bulk here. Across several captures of the same sheet a
+field is settled only when every capture agrees after people's decisions: a disagreement that
+nobody resolved is a conflict and the field stays unsettled (fail closed).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import BadInput
+from ..store.kit import Kit
+
+
+# --- writing files that hold patient data -----------------------------------------------------
+def write_private(path: Path | str, data: bytes | str) -> Path:
+    """Write atomically with mode 0600: the file never exists readable by others, even briefly."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def parse_since(text: str | None) -> _dt.datetime | None:
+    """`--since` accepts an ISO date or date-time; without an offset it means local time."""
+    if not text:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"--since {text!r} is not a date or date-time",
+                       hint="use ISO form, e.g. 2026-11-28 or 2026-11-28T14:00") from None
+    return value if value.tzinfo else value.astimezone()
+
+
+def _aware(text: str | None) -> _dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.astimezone()
+
+
+# --- the gathered data ------------------------------------------------------------------------
+@dataclass
+class Reading:
+    reading_id: int
+    capture_id: int
+    sheet_id: str
+    field: str
+    type: str
+    machine_value: Any
+    confidence: float
+    status: str                 # accepted | review (the machine's verdict)
+    reason: str | None
+    value: Any                  # after people's decisions
+    resolved: bool
+    source: str                 # machine | confirm | correct | transcribe | illegible
+    reviewer: str | None
+    reviewed_at: str | None
+
+
+@dataclass
+class FieldValue:
+    """A field of a form, settled across every capture of its sheet."""
+    name: str
+    value: Any
+    settled: bool
+    why: str | None             # why it is not settled: review pending, conflict, illegible
+    readings: list[Reading]
+
+    @property
+    def reviewers(self) -> list[str]:
+        return sorted({r.reviewer for r in self.readings if r.reviewer})
+
+    @property
+    def transcribers(self) -> list[str]:
+        return sorted({r.reviewer for r in self.readings if r.reviewer and r.source == "transcribe"})
+
+    @property
+    def latest_at(self) -> str | None:
+        times = [r.reviewed_at for r in self.readings if r.reviewed_at]
+        return max(times, key=lambda t: _aware(t) or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)) \
+            if times else None
+
+
+@dataclass
+class Form:
+    row: dict[str, Any]
+    sheets: list[dict[str, Any]]
+    captures: list[dict[str, Any]]              # read captures of its sheets, oldest first
+    fields: dict[str, FieldValue] = field(default_factory=dict)
+    geometry: dict[str, dict[str, Any]] = field(default_factory=dict)   # field name -> geometry entry
+    real_mrn: str | None = None
+
+    @property
+    def form_id(self) -> str:
+        return self.row["form_id"]
+
+    @property
+    def template(self) -> str:
+        return self.row["template"]
+
+    @property
+    def pages_returned(self) -> list[int]:
+        got = {c["page"] for c in self.captures}
+        return sorted(s["page"] for s in self.sheets if s["page"] in got)
+
+    @property
+    def pages_missing(self) -> list[int]:
+        got = set(self.pages_returned)
+        return sorted(s["page"] for s in self.sheets if s["page"] not in got)
+
+    @property
+    def patient_key(self) -> str | None:
+        """The MRN the patient is known by: the real one when known or linked, else the downtime one."""
+        return self.row["patient_mrn"] or self.real_mrn or self.row["downtime_mrn"]
+
+    def value(self, name: str) -> Any:
+        fv = self.fields.get(name)
+        return fv.value if fv is not None and fv.settled else None
+
+
+@dataclass
+class Store:
+    kit_id: str
+    forms: list[Form]
+    readings: list[Reading]
+    captures: dict[int, dict[str, Any]]
+    files: dict[str, dict[str, Any]]
+    links: dict[str, str]                       # downtime MRN -> real MRN (active links)
+    census: dict[str, dict[str, Any]]           # real MRN -> latest census row
+
+
+def current_reviews(conn) -> dict[int, dict[str, Any]]:
+    """The review that counts per reading (bulk form of decisions.current_review)."""
+    undone = {r[0] for r in conn.execute("SELECT undoes FROM reviews WHERE decision = 'undo'")}
+    out: dict[int, dict[str, Any]] = {}
+    for rid, reading_id, decision, value, actor, at in conn.execute(
+            "SELECT review_id, reading_id, decision, value, actor, at FROM reviews"
+            " WHERE decision != 'undo' ORDER BY review_id"):
+        if rid in undone:
+            continue
+        out[reading_id] = {"review_id": rid, "decision": decision,
+                           "value": json.loads(value) if value is not None else None, "actor": actor, "at": at}
+    return out
+
+
+def active_links(conn) -> dict[str, str]:
+    revoked = {r[0] for r in conn.execute("SELECT revokes FROM identity_links WHERE revokes IS NOT NULL")}
+    links: dict[str, str] = {}
+    for lid, dt, real in conn.execute(
+            "SELECT id, downtime_mrn, real_mrn FROM identity_links WHERE revokes IS NULL ORDER BY id"):
+        if lid not in revoked:
+            links[dt] = real
+    return links
+
+
+def _rows(conn, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, list(params))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur]
+
+
+def load_readings(conn, capture_ids: set[int] | None = None) -> list[Reading]:
+    reviews = current_reviews(conn)
+    out = []
+    for r in _rows(conn, "SELECT reading_id, capture_id, sheet_id, field, type, value, confidence, status, reason"
+                         " FROM readings ORDER BY reading_id"):
+        if capture_ids is not None and r["capture_id"] not in capture_ids:
+            continue
+        machine = json.loads(r["value"]) if r["value"] is not None else None
+        rev = reviews.get(r["reading_id"])
+        if rev is not None:
+            value, resolved, source = rev["value"], True, rev["decision"]
+        else:
+            value, resolved, source = machine, r["status"] == "accepted", "machine"
+        out.append(Reading(r["reading_id"], r["capture_id"], r["sheet_id"], r["field"], r["type"], machine,
+                           r["confidence"], r["status"], r["reason"], value, resolved, source,
+                           rev["actor"] if rev else None, rev["at"] if rev else None))
+    return out
+
+
+def settle(name: str, readings: list[Reading]) -> FieldValue:
+    pending = [r for r in readings if not r.resolved]
+    if pending:
+        return FieldValue(name, None, False, "review pending", readings)
+    values = {json.dumps(r.value, sort_keys=True) for r in readings}
+    if len(values) > 1:
+        return FieldValue(name, None, False, "conflict between captures", readings)
+    if any(r.source == "illegible" for r in readings):
+        return FieldValue(name, None, False, "illegible", readings)
+    return FieldValue(name, readings[-1].value, True, None, readings)
+
+
+def load(kit: Kit, ward: str | None = None) -> Store:
+    conn = kit.db.conn
+    census: dict[str, dict[str, Any]] = {}
+    for p in _rows(conn, "SELECT * FROM patients ORDER BY snapshot_id"):
+        census[p["mrn"]] = p
+    links = active_links(conn)
+    forms_sql = "SELECT * FROM forms"
+    params: list[Any] = []
+    if ward:
+        forms_sql += " WHERE ward = ?"
+        params.append(ward)
+    form_rows = _rows(conn, forms_sql + " ORDER BY printed_at, form_id", params)
+    sheets_by_form: dict[str, list[dict]] = defaultdict(list)
+    layout_hashes: set[str] = set()
+    for s in _rows(conn, "SELECT * FROM sheets ORDER BY form_id, page"):
+        sheets_by_form[s["form_id"]].append(s)
+        layout_hashes.add(s["layout_hash"])
+    captures = {c["capture_id"]: c for c in _rows(conn, "SELECT * FROM captures ORDER BY capture_id")}
+    files = {f["sha256"]: f for f in _rows(conn, "SELECT * FROM input_files")}
+    caps_by_sheet: dict[str, list[dict]] = defaultdict(list)
+    for c in captures.values():
+        if c["status"] == "read" and c["sheet_id"]:
+            caps_by_sheet[c["sheet_id"]].append(c)
+    layouts = {h: json.loads(g) for h, g in conn.execute("SELECT hash, geometry FROM layouts")}
+    readings = load_readings(conn)
+    by_sheet_field: dict[tuple[str, str], list[Reading]] = defaultdict(list)
+    for r in readings:
+        cap = captures.get(r.capture_id)
+        if cap is None or cap["status"] != "read":
+            continue
+        by_sheet_field[(r.sheet_id, r.field)].append(r)
+    forms = []
+    for row in form_rows:
+        sheets = sheets_by_form.get(row["form_id"], [])
+        form = Form(row, sheets, [c for s in sheets for c in caps_by_sheet.get(s["sheet_id"], [])])
+        form.real_mrn = row["patient_mrn"] or links.get(row["downtime_mrn"] or "")
+        for s in sheets:
+            for g in layouts.get(s["layout_hash"], {}).get("fields", []):
+                form.geometry[g["name"]] = {**g, "page": s["page"], "sheet_id": s["sheet_id"]}
+                found = by_sheet_field.get((s["sheet_id"], g["name"]))
+                if found:
+                    form.fields[g["name"]] = settle(g["name"], found)
+        forms.append(form)
+    return Store(kit.kit_id, forms, readings, captures, files, links, census)
+
+
+def touched_since(form: Form, since: _dt.datetime | None) -> bool:
+    """A form changed since T when one of its pages was captured or one of its readings reviewed since T."""
+    if since is None:
+        return True
+    for c in form.captures:
+        t = _aware(c.get("captured_at"))
+        if t and t >= since:
+            return True
+    for fv in form.fields.values():
+        for r in fv.readings:
+            t = _aware(r.reviewed_at)
+            if t and t >= since:
+                return True
+    return False

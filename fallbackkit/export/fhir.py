@@ -1,0 +1,579 @@
+"""FHIR R4 transaction bundles for re-entry into the hospital record system: one per patient.
+
+Every entry is a conditional create (`ifNoneExist` on a deterministic identifier), so a bundle
+sent twice creates nothing the second time. Only settled values are exported (machine-accepted or
+decided by a person, and agreeing across captures); an item with anything still unsettled is
+left out whole and listed in `pending.json` with the reason, so nobody re-enters half a record.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import json
+import re
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..store.kit import Kit, now_iso
+from .collect import Form, FieldValue, Store, load, parse_since, touched_since, write_private
+
+NS = uuid.UUID("8f0d7f3e-4c1e-5b8a-9a51-6b7f2a0c3d11")
+UCUM = "http://unitsofmeasure.org"
+LOINC = "http://loinc.org"
+PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+# grid row -> (LOINC, display, UCUM unit, unit text)
+VITALS = {
+    "temperature": ("8310-5", "Body temperature", "Cel", "°C"),
+    "pulse": ("8867-4", "Heart rate", "/min", "/min"),
+    "bp_systolic": ("8480-6", "Systolic blood pressure", "mm[Hg]", "mmHg"),
+    "bp_diastolic": ("8462-4", "Diastolic blood pressure", "mm[Hg]", "mmHg"),
+    "resp_rate": ("9279-1", "Respiratory rate", "/min", "/min"),
+    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", "%"),
+    "pain": ("72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported", "{score}", "score"),
+}
+AVPU = {"alert": "Alert", "voice": "Responds to voice", "pain": "Responds to pain", "unresponsive": "Unresponsive"}
+PRIORITY = {"routine": "routine", "urgent": "urgent", "stat": "stat"}
+GENDER = {"female": "female", "male": "male", "other": "other", "unknown": "unknown", "f": "female", "m": "male",
+          "x": "other"}
+
+
+class Unsettled(Exception):
+    """An item cannot be exported yet; the message says why."""
+
+
+# --- values from the paper ----------------------------------------------------------------------
+def parse_date(value: Any) -> _dt.date:
+    text = str(value).strip()
+    for fmt in ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d%m%Y", "%d/%m/%y"):
+        try:
+            return _dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    raise Unsettled(f"date {text!r} is not readable")
+
+
+def parse_time(value: Any) -> tuple[int, int]:
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d{1,2})[:h.]?(\d{2})", text)
+    if not m or int(m.group(1)) > 24 or int(m.group(2)) > 59 or (int(m.group(1)) == 24 and int(m.group(2))):
+        raise Unsettled(f"time {text!r} is not readable")
+    return int(m.group(1)), int(m.group(2))
+
+
+def care_time(day: Any, time: Any) -> str:
+    """Date on the sheet + time in a box -> FHIR dateTime in the kit's local time zone ('24:00' = next day)."""
+    d = parse_date(day)
+    hh, mm = parse_time(time)
+    moment = _dt.datetime(d.year, d.month, d.day) + _dt.timedelta(hours=hh, minutes=mm)
+    return moment.astimezone().isoformat(timespec="seconds")
+
+
+def parse_datetime(value: Any) -> str:
+    text = str(value).strip()
+    try:
+        moment = _dt.datetime.fromisoformat(text)
+        return (moment if moment.tzinfo else moment.astimezone()).isoformat(timespec="seconds")
+    except ValueError:
+        pass
+    parts = text.replace("T", " ").split()
+    if len(parts) == 2:
+        return care_time(parts[0], parts[1])
+    raise Unsettled(f"date-time {text!r} is not readable")
+
+
+def parse_number(value: Any) -> float | int:
+    if isinstance(value, bool):
+        raise Unsettled(f"{value!r} is not a number")
+    if isinstance(value, (int, float)):
+        return value
+    text = str(value).strip().replace(",", ".")
+    try:
+        number = float(text)
+    except ValueError:
+        raise Unsettled(f"{text!r} is not a number") from None
+    return int(number) if number.is_integer() and "." not in text else number
+
+
+def instant(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        moment = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.astimezone()).isoformat(timespec="seconds")
+
+
+# --- building blocks ----------------------------------------------------------------------------
+@dataclass
+class Item:
+    """One unit of re-entry (a vitals column, a MAR slot, a lab request, a registration)."""
+    key: str
+    form: Form
+    fields: list[str]
+    kind: str
+
+
+@dataclass
+class PatientBundle:
+    key: str
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    urls: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+class BundleBuilder:
+    def __init__(self, store: Store, mrn_system: str | None = None):
+        self.store = store
+        self.base = f"urn:fallbackkit:{store.kit_id}"
+        self.mrn_system = mrn_system or f"{self.base}:mrn"
+
+    def system(self, name: str) -> str:
+        return f"{self.base}:{name}"
+
+    def full_url(self, rtype: str, system: str, value: str) -> str:
+        return "urn:uuid:" + str(uuid.uuid5(NS, f"{rtype}|{system}|{value}"))
+
+    def add(self, bundle: PatientBundle, resource: dict[str, Any], system: str, value: str,
+            search: str = "identifier") -> str:
+        rtype = resource["resourceType"]
+        url = self.full_url(rtype, system, value)
+        if (rtype, url) in bundle.urls:
+            return url
+        if search == "identifier":
+            identifiers = resource.setdefault("identifier", [])
+            if not any(i.get("system") == system and i.get("value") == value for i in identifiers):
+                identifiers.insert(0, {"system": system, "value": value})
+        else:
+            resource["meta"] = {"tag": [{"system": system, "code": value}]}
+        bundle.urls[(rtype, url)] = url
+        bundle.entries.append({"fullUrl": url, "resource": resource,
+                               "request": {"method": "POST", "url": rtype,
+                                           "ifNoneExist": f"{search}={system}|{value}"}})
+        return url
+
+
+def _settled(form: Form, names: list[str]) -> dict[str, Any]:
+    """Values of the named fields; raises Unsettled naming every field that is not settled."""
+    bad = [f"{n} ({form.fields[n].why})" for n in names if n in form.fields and not form.fields[n].settled]
+    if bad:
+        raise Unsettled("not settled: " + ", ".join(bad))
+    return {n: form.value(n) for n in names}
+
+
+def _fields(form: Form, prefix: str) -> list[str]:
+    return sorted(n for n in form.fields if n.startswith(prefix))
+
+
+def _agent(role: str, who: str) -> dict[str, Any]:
+    return {"type": {"coding": [{"system": PARTICIPANT, "code": role}]}, "who": {"display": who}}
+
+
+class FhirExport:
+    def __init__(self, kit: Kit, ward: str | None = None, since: str | None = None,
+                 mrn_system: str | None = None):
+        self.kit = kit
+        self.store = load(kit, ward)
+        self.since = parse_since(since)
+        self.b = BundleBuilder(self.store, mrn_system)
+        self.bundles: dict[str, PatientBundle] = {}
+        self.pending: list[dict[str, Any]] = []
+        self.exported: list[dict[str, Any]] = []
+
+    # -- patients and encounters --
+    def patient(self, form: Form) -> tuple[PatientBundle, str]:
+        key = form.patient_key
+        bundle = self.bundles.setdefault(key, PatientBundle(key))
+        real = form.real_mrn
+        downtime = sorted({f.row["downtime_mrn"] for f in self.store.forms
+                           if f.row["downtime_mrn"] and f.patient_key == key})
+        identifiers = []
+        if real:
+            identifiers.append({"use": "official", "type": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                "system": self.b.mrn_system, "value": real})
+        for d in downtime:
+            identifiers.append({"use": "temp", "system": self.b.system("downtime-mrn"), "value": d})
+        resource: dict[str, Any] = {"resourceType": "Patient", "identifier": identifiers}
+        census = self.store.census.get(real) if real else None
+        if census:
+            resource["name"] = [{"family": census["last_name"], "given": [census["first_name"]]}]
+            resource["birthDate"] = census["birth_date"]
+            if census.get("sex") and census["sex"].lower() in GENDER:
+                resource["gender"] = GENDER[census["sex"].lower()]
+        else:
+            self._demographics_from_paper(key, resource)
+        if real:
+            url = self.b.add(bundle, resource, self.b.mrn_system, real)
+        else:
+            url = self.b.add(bundle, resource, self.b.system("downtime-mrn"), key)
+        return bundle, url
+
+    def _demographics_from_paper(self, key: str, resource: dict[str, Any]) -> None:
+        """A patient known only by a downtime MRN: name and birth date from a settled registration form."""
+        for form in self.store.forms:
+            if form.patient_key != key or form.template != "registration":
+                continue
+            try:
+                v = _settled(form, ["last_name", "first_name", "birth_date", "sex"])
+            except Unsettled:
+                continue
+            if v["last_name"] or v["first_name"]:
+                resource["name"] = [{k: x for k, x in (("family", v["last_name"]),
+                                                       ("given", [v["first_name"]] if v["first_name"] else None))
+                                     if x}]
+            if v["birth_date"]:
+                try:
+                    resource["birthDate"] = parse_date(v["birth_date"]).isoformat()
+                except Unsettled:
+                    pass
+            if v["sex"] in GENDER:
+                resource["gender"] = GENDER[v["sex"]]
+            return
+
+    def encounter(self, bundle: PatientBundle, form: Form, patient_url: str) -> str:
+        number = form.row["encounter"]
+        if number:
+            system = self.b.system("downtime-encounter") if number.startswith("DTE") else self.b.system("encounter")
+        else:
+            number, system = bundle.key, self.b.system("downtime-episode")
+        resource = {"resourceType": "Encounter", "status": "unknown",
+                    "class": {"system": ACT_CODE, "code": "IMP", "display": "inpatient encounter"},
+                    "subject": {"reference": patient_url}}
+        if form.template == "registration":
+            try:
+                arrival = _settled(form, ["arrival_time"])["arrival_time"]
+                if arrival:
+                    resource["period"] = {"start": parse_datetime(arrival)}
+            except Unsettled:
+                pass
+        return self.b.add(bundle, resource, system, number)
+
+    # -- source images and provenance --
+    def documents(self, bundle: PatientBundle, form: Form, patient_url: str, enc_url: str,
+                  fields: list[str]) -> list[str]:
+        capture_ids = sorted({r.capture_id for n in fields if n in form.fields for r in form.fields[n].readings})
+        urls = []
+        for cid in capture_ids:
+            cap = self.store.captures[cid]
+            urls.append(self.document(bundle, cap, patient_url, enc_url, form))
+        return urls
+
+    def document(self, bundle: PatientBundle, cap: dict[str, Any], patient_url: str, enc_url: str,
+                 form: Form) -> str:
+        file = self.store.files.get(cap["file_sha256"], {})
+        image = cap.get("image_path")
+        attachment: dict[str, Any] = {"title": f"sheet {cap['sheet_id']} page {cap['page']}/{cap['pages']}"}
+        if image:
+            path = self.kit.path / image
+            suffix = Path(image).suffix.lower()
+            attachment["contentType"] = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+                                         ".tif": "image/tiff", ".tiff": "image/tiff"}.get(suffix, "image/png")
+            attachment["url"] = image
+            if path.is_file():
+                data = path.read_bytes()
+                attachment["size"] = len(data)
+                attachment["hash"] = base64.b64encode(hashlib.sha1(data).digest()).decode()
+        elif file.get("archive_path"):
+            attachment["contentType"] = {"pdf": "application/pdf", "tiff": "image/tiff", "png": "image/png",
+                                         "jpeg": "image/jpeg"}.get(file.get("kind") or "", "application/octet-stream")
+            attachment["url"] = f"{file['archive_path']}#page={cap['page_index']}"
+        else:
+            attachment["contentType"] = "application/octet-stream"
+            attachment["url"] = f"urn:fallbackkit:{self.store.kit_id}:file:{cap['file_sha256']}#page={cap['page_index']}"
+        resource = {"resourceType": "DocumentReference", "status": "current",
+                    "type": {"text": f"Scanned downtime form page ({form.template})"},
+                    "subject": {"reference": patient_url},
+                    "description": f"{form.template} form {form.form_id}, sheet {cap['sheet_id']}, "
+                                   f"page {cap['page']} of {cap['pages']}; original file "
+                                   f"{file.get('first_path') or cap['file_sha256']} page {cap['page_index']}",
+                    "content": [{"attachment": attachment}],
+                    "context": {"encounter": [{"reference": enc_url}]}}
+        date = instant(cap.get("captured_at"))
+        if date:
+            resource["date"] = date
+        value = f"{cap['file_sha256']}:{cap['page_index']}:{cap.get('source') or 'scan'}"
+        return self.b.add(bundle, resource, self.b.system("capture"), value)
+
+    def provenance(self, bundle: PatientBundle, target: str, target_id: str, form: Form, fields: list[str],
+                   occurred: str | None, initials: str | None, doc_urls: list[str]) -> None:
+        fvs = [form.fields[n] for n in fields if n in form.fields]
+        agents = []
+        if initials:
+            agents.append(_agent("author", f"initials on the sheet: {initials}"))
+        transcribers = sorted({p for fv in fvs for p in fv.transcribers})
+        agents.append(_agent("enterer", ", ".join(transcribers) if transcribers
+                             else f"fallbackkit scan (kit {self.store.kit_id})"))
+        for reviewer in sorted({p for fv in fvs for p in fv.reviewers}):
+            agents.append(_agent("verifier", reviewer))
+        times = [instant(self.store.captures[r.capture_id].get("captured_at")) for fv in fvs for r in fv.readings]
+        times += [instant(fv.latest_at) for fv in fvs]
+        times = [t for t in times if t]
+        recorded = max(times, key=lambda t: _dt.datetime.fromisoformat(t)) if times else now_iso()
+        resource: dict[str, Any] = {"resourceType": "Provenance", "target": [{"reference": target}],
+                                    "recorded": recorded, "agent": agents,
+                                    "entity": [{"role": "source", "what": {"reference": u}} for u in doc_urls]}
+        if occurred:
+            resource["occurredDateTime"] = occurred
+        self.b.add(bundle, resource, self.b.system("provenance"), target_id, search="_tag")
+
+    # -- items --
+    def items(self, form: Form) -> list[Item]:
+        names = set(form.fields)
+        t = form.template
+        if t == "vitals":
+            cols = sorted({n.split(".")[0] for n in names if re.match(r"c\d+\.", n)}, key=lambda c: int(c[1:]))
+            out = [Item(f"{form.form_id}:{c}", form, _fields(form, c + ".") + ["obs_date"], "vitals") for c in cols]
+            body = [n for n in ("height", "weight") if n in names]
+            if body:
+                out.append(Item(f"{form.form_id}:body", form, body + ["obs_date"], "vitals"))
+            return out
+        if t == "mar":
+            slots = sorted({n.rsplit(".", 1)[0] for n in names if re.match(r"[mpn]\d+\.s\d+\.", n)})
+            return [Item(f"{form.form_id}:{s}", form,
+                         _fields(form, s + ".") + ["mar_date"] +
+                         ([s.split(".")[0] + ".order"] if s.split(".")[0] + ".order" in names else []),
+                         "medication") for s in slots]
+        if t == "lab-request":
+            return [Item(f"{form.form_id}:order", form, sorted(names), "order")]
+        if t == "registration":
+            return [Item(f"{form.form_id}:registration", form, sorted(names), "registration")]
+        return []
+
+    def export_item(self, item: Item) -> int:
+        """Adds the item's resources to its patient's bundle; returns how many clinical resources."""
+        form = item.form
+        values = _settled(form, [n for n in item.fields if n in form.fields])
+        if not any(v not in (None, False, [], "") for n, v in values.items() if n not in ("obs_date", "mar_date")):
+            return 0  # nothing written in this column/slot
+        bundle, patient_url = self.patient(form)
+        enc_url = self.encounter(bundle, form, patient_url)
+        builder = {"vitals": self._vitals, "medication": self._medication, "order": self._lab,
+                   "registration": self._registration}[item.kind]
+        # resources are staged so that an Unsettled raised half-way adds nothing
+        staged = PatientBundle(bundle.key, [], dict(bundle.urls))
+        produced = builder(staged, item, values, patient_url, enc_url)
+        bundle.entries.extend(staged.entries)
+        bundle.urls = staged.urls
+        return produced
+
+    def _ref(self, patient_url: str, enc_url: str) -> dict[str, Any]:
+        return {"subject": {"reference": patient_url}, "encounter": {"reference": enc_url}}
+
+    def _vitals(self, bundle, item: Item, v: dict[str, Any], patient_url, enc_url) -> int:
+        form = item.form
+        if v.get("obs_date") is None:
+            raise Unsettled("the observation date (obs_date) is blank")
+        col = item.key.rsplit(":", 1)[1]
+        docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
+        produced = 0
+        if col == "body":
+            when = parse_date(v["obs_date"]).isoformat()
+            for name, (code, display, unit) in (("height", ("8302-2", "Body height", "cm")),
+                                                ("weight", ("29463-7", "Body weight", "kg"))):
+                if v.get(name) is None:
+                    continue
+                produced += self._observation(bundle, item, f"{item.key}:{name}", code, display,
+                                              {"valueQuantity": {"value": parse_number(v[name]), "unit": unit,
+                                                                 "system": UCUM, "code": unit}},
+                                              when, None, patient_url, enc_url, docs, [name, "obs_date"])
+            return produced
+        if v.get(f"{col}.time") is None:
+            raise Unsettled(f"{col}.time is blank: the care time is unknown")
+        when = care_time(v["obs_date"], v[f"{col}.time"])
+        initials = v.get(f"{col}.initials")
+        for row, (code, display, unit, unit_text) in VITALS.items():
+            name = f"{col}.{row}"
+            if v.get(name) is None:
+                continue
+            produced += self._observation(
+                bundle, item, f"{item.key}:{row}", code, display,
+                {"valueQuantity": {"value": parse_number(v[name]), "unit": unit_text, "system": UCUM, "code": unit}},
+                when, initials, patient_url, enc_url, docs, [name, f"{col}.time", "obs_date"])
+        if v.get(f"{col}.avpu") is not None:
+            level = v[f"{col}.avpu"]
+            if level not in AVPU:
+                raise Unsettled(f"AVPU value {level!r} is not one of {', '.join(AVPU)}")
+            produced += self._observation(
+                bundle, item, f"{item.key}:avpu", None, "Level of consciousness (AVPU)",
+                {"valueCodeableConcept": {"coding": [{"system": f"{self.b.base}:avpu", "code": level,
+                                                      "display": AVPU[level]}], "text": AVPU[level]}},
+                when, initials, patient_url, enc_url, docs, [f"{col}.avpu", f"{col}.time", "obs_date"])
+        return produced
+
+    def _observation(self, bundle, item, ident, code, display, value, when, initials, patient_url, enc_url,
+                     docs, fields) -> int:
+        coding = {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display} if code \
+            else {"text": display}
+        resource = {"resourceType": "Observation", "status": "final",
+                    "category": [{"coding": [{"system": OBS_CATEGORY, "code": "vital-signs"}]}],
+                    "code": coding, **self._ref(patient_url, enc_url), "effectiveDateTime": when, **value}
+        if initials:
+            resource["performer"] = [{"display": f"initials: {initials}"}]
+        url = self.b.add(bundle, resource, self.b.system("item"), ident)
+        self.provenance(bundle, url, ident, item.form, fields, when, initials, docs)
+        return 1
+
+    def _medication(self, bundle, item: Item, v: dict[str, Any], patient_url, enc_url) -> int:
+        form = item.form
+        slot = item.key.rsplit(":", 1)[1]
+        row = slot.split(".")[0]
+        status_field, given_field = f"{slot}.status", f"{slot}.given"
+        if status_field in form.fields:
+            status = v.get(status_field)
+        else:
+            status = "given" if v.get(given_field) else None
+        if status is None:
+            if v.get(f"{slot}.time") or v.get(f"{slot}.initials"):
+                raise Unsettled(f"{slot}: a time or initials are written but no status is marked")
+            return 0
+        if status not in ("given", "held", "refused"):
+            raise Unsettled(f"{slot}: status {status!r} is not given/held/refused")
+        if v.get("mar_date") is None:
+            raise Unsettled("the MAR date (mar_date) is blank")
+        geo = form.geometry.get(status_field) or form.geometry.get(given_field) or {}
+        med_text = self._medication_text(form, geo.get("medication"), v.get(f"{row}.order"))
+        if not med_text:
+            raise Unsettled(f"{slot}: the medication is unknown (the order line is blank)")
+        actual = v.get(f"{slot}.time")
+        if status == "given" and actual is None:
+            raise Unsettled(f"{slot}: marked given but the time is blank")
+        when = care_time(v["mar_date"], actual if actual is not None else geo.get("scheduled"))
+        initials = v.get(f"{slot}.initials")
+        resource: dict[str, Any] = {
+            "resourceType": "MedicationAdministration",
+            "status": "completed" if status == "given" else "not-done",
+            "medicationCodeableConcept": {"text": med_text},
+            "subject": {"reference": patient_url}, "context": {"reference": enc_url},
+            "effectiveDateTime": when}
+        if status != "given":
+            resource["statusReason"] = [{"text": status}]
+        if geo.get("scheduled"):
+            resource["note"] = [{"text": f"scheduled {geo['scheduled']}"}]
+        if initials:
+            resource["performer"] = [{"actor": {"display": f"initials: {initials}"}}]
+        docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
+        url = self.b.add(bundle, resource, self.b.system("item"), item.key)
+        self.provenance(bundle, url, item.key, form, item.fields, when, initials, docs)
+        return 1
+
+    @staticmethod
+    def _medication_text(form: Form, line: Any, order: Any) -> str | None:
+        if line is not None:
+            meds = json.loads(form.row["context"] or "{}").get("medications", [])
+            for m in meds:
+                if m["line"] == line:
+                    return " ".join(str(m[k]) for k in ("medication", "dose", "route", "frequency") if m.get(k))
+        return str(order).strip() if order else None
+
+    def _lab(self, bundle, item: Item, v: dict[str, Any], patient_url, enc_url) -> int:
+        form = item.form
+        tests = list(v.get("tests") or [])
+        if v.get("other_tests"):
+            tests.append(str(v["other_tests"]))
+        if not tests:
+            raise Unsettled("no test is ticked")
+        if v.get("collected_at") is None:
+            raise Unsettled("the collection time (collected_at) is blank")
+        when = parse_datetime(v["collected_at"])
+        requisition = ({"system": self.b.system("downtime-accession"), "value": form.row["accession"]}
+                       if form.row["accession"] else {"system": self.b.system("form"), "value": form.form_id})
+        docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
+        specimen_id = f"{form.form_id}:specimen"
+        specimen = {"resourceType": "Specimen", "subject": {"reference": patient_url},
+                    "collection": {"collectedDateTime": when}}
+        if v.get("specimen"):
+            specimen["type"] = {"coding": [{"system": f"{self.b.base}:specimen", "code": v["specimen"]}],
+                                "text": v["specimen"]}
+        if v.get("collector_initials"):
+            specimen["collection"]["collector"] = {"display": f"initials: {v['collector_initials']}"}
+        specimen_url = self.b.add(bundle, specimen, self.b.system("item"), specimen_id)
+        produced = 0
+        for test in tests:
+            ident = f"{form.form_id}:{test}"
+            sr: dict[str, Any] = {
+                "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+                "requisition": requisition,
+                "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007",
+                                          "display": "Laboratory procedure"}]}],
+                "code": {"coding": [{"system": f"{self.b.base}:lab-test", "code": test}], "text": test}
+                if test in (v.get("tests") or []) else {"text": test},
+                **self._ref(patient_url, enc_url), "occurrenceDateTime": when,
+                "specimen": [{"reference": specimen_url}]}
+            if v.get("priority") in PRIORITY:
+                sr["priority"] = PRIORITY[v["priority"]]
+            if v.get("ordering_clinician"):
+                sr["requester"] = {"display": str(v["ordering_clinician"])}
+            notes = []
+            if v.get("fasting"):
+                notes.append("fasting")
+            if v.get("diagnosis"):
+                notes.append(f"clinical information: {v['diagnosis']}")
+            if notes:
+                sr["note"] = [{"text": n} for n in notes]
+            url = self.b.add(bundle, sr, self.b.system("item"), ident)
+            self.provenance(bundle, url, ident, form, item.fields, when, v.get("collector_initials"), docs)
+            produced += 1
+        return produced
+
+    def _registration(self, bundle, item: Item, v: dict[str, Any], patient_url, enc_url) -> int:
+        # Patient and Encounter already carry what the registration says; keep the page as evidence.
+        self.documents(bundle, item.form, patient_url, enc_url, item.fields)
+        return 0
+
+    # -- driver --
+    def run(self) -> dict[str, Any]:
+        for form in self.store.forms:
+            if not form.captures or not touched_since(form, self.since):
+                continue
+            if not form.patient_key:
+                self.pending.append({"form_id": form.form_id, "template": form.template, "item": None,
+                                     "reason": "the form carries no patient identifier"})
+                continue
+            for item in self.items(form):
+                try:
+                    n = self.export_item(item)
+                except Unsettled as exc:
+                    self.pending.append({"item": item.key, "form_id": form.form_id, "template": form.template,
+                                         "kind": item.kind, "ward": form.row["ward"],
+                                         "patient_mrn": form.patient_key,
+                                         "downtime_mrn": form.row["downtime_mrn"], "reason": str(exc)})
+                    continue
+                if n:
+                    self.exported.append({"item": item.key, "resources": n, "patient_mrn": form.patient_key})
+        return {"bundles": {k: self.bundle_json(b) for k, b in sorted(self.bundles.items())},
+                "pending": self.pending}
+
+    def bundle_json(self, bundle: PatientBundle) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "transaction",
+                "identifier": {"system": self.b.system("bundle"), "value": bundle.key},
+                "timestamp": now_iso(), "entry": bundle.entries}
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
+                mrn_system: str | None = None) -> dict[str, Any]:
+    """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600."""
+    out_dir = Path(out_dir)
+    job = FhirExport(kit, ward, since, mrn_system)
+    result = job.run()
+    files = []
+    for key, bundle in result["bundles"].items():
+        files.append(write_private(out_dir / f"bundle-{_safe(key)}.json",
+                                   json.dumps(bundle, indent=1, ensure_ascii=False)))
+    pending_path = write_private(out_dir / "pending.json", json.dumps(
+        {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
+         "note": "not exported: still under review, in conflict, or incomplete on paper",
+         "items": result["pending"]}, indent=1, ensure_ascii=False))
+    return {"bundles": len(files), "files": [str(f) for f in files], "pending_file": str(pending_path),
+            "pending": len(result["pending"]), "items_exported": len(job.exported),
+            "resources": sum(len(b["entry"]) for b in result["bundles"].values())}
