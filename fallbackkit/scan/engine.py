@@ -1,0 +1,236 @@
+"""One page image in, one PageResult out: identify (QR + HMAC), align (corner marks), read fields.
+
+Fail closed: a page is either identified by a verified code and aligned by its four corner marks,
+or it is quarantined with a reason; a field value that is not clearly one thing goes to review
+with a reason. The pipeline (ingest, store, workers) calls `read_page`; a clerk's identification
+of a quarantined page goes through `read_page_as`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from .. import payload as payload_mod
+from ..errors import PayloadError
+from . import locate, read
+
+POOR_FIT_MM = 1.5        # code corners vs the marks' transform; above: every reading to review
+LOW_CONTRAST = 60.0      # paper minus mark black, grey levels
+DARK_PAGE = 0.35         # fraction of the warped page that is dark
+PAGE_DPI = 100
+
+
+@dataclass
+class FieldReading:
+    field: str
+    type: str
+    raw: dict
+    value: Any
+    confidence: float
+    status: str
+    reason: str | None
+    ink: bool | None
+    crop: np.ndarray | None = None
+
+
+@dataclass
+class PageResult:
+    status: str
+    reason: str | None
+    detail: str | None
+    payload_text: str | None
+    sheet_id: str | None = None
+    template: str | None = None
+    version: int | None = None
+    page: int | None = None
+    pages: int | None = None
+    orientation: int | None = None
+    transform: list[list[float]] | None = None
+    fit_error_mm: float | None = None
+    dpi: float | None = None
+    quality: dict = field(default_factory=dict)
+    readings: list[FieldReading] = field(default_factory=list)
+    page_image: np.ndarray | None = None
+
+
+def _quarantine(reason: str, detail: str, text: str | None = None, quality: dict | None = None,
+                sp: payload_mod.SheetPayload | None = None) -> PageResult:
+    r = PageResult("quarantined", reason, detail, text, quality=quality or {})
+    if sp is not None:
+        r.sheet_id, r.template, r.version, r.page, r.pages = sp.sheet_id, sp.template, sp.version, sp.page, sp.pages
+    return r
+
+
+def _is_ours(text: str) -> bool:
+    try:
+        payload_mod.parse(text)
+        return True
+    except PayloadError:
+        return False
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 2:
+        raise ValueError("read_page wants a 2-D grey image (the pipeline converts colour and bilevel)")
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
+              geometry_for: Callable[[str], dict | None]) -> PageResult:
+    """Identify, align and read one page. image: 2-D uint8 grey. geometry_for(sheet_id) returns the
+    dict of fallbackkit.generate.sheet_geometry or None when the sheet is unknown to this kit."""
+    t0 = time.perf_counter()
+    image = _check_image(image)
+    quality: dict[str, Any] = {"image_px": [int(image.shape[1]), int(image.shape[0])], "timings_ms": {}}
+    codes, decoder = locate.find_codes(image, _is_ours)
+    quality["decoder"] = decoder
+    quality["timings_ms"]["code"] = round((time.perf_counter() - t0) * 1000, 2)
+    ours = [c for c in codes if _is_ours(c.text)]
+    if not ours:
+        detail = "no readable sheet code on the page" if not codes else \
+            f"a QR code was found but it is not a fallbackkit sheet code ({codes[0].text[:24]!r})"
+        return _quarantine("no_code", detail, codes[0].text if codes else None, quality)
+    # Several of our codes on one page (a code pasted over another): verify each; one good one wins
+    # only if no other code of ours disagrees.
+    verified, failures = [], []
+    for c in ours:
+        sp = payload_mod.parse(c.text)
+        if sp.kit_id != kit_id:
+            failures.append(("foreign_kit", f"the sheet belongs to another kit ({sp.kit_id}; this kit is {kit_id})",
+                             c, sp))
+            continue
+        try:
+            verified.append((payload_mod.verify(c.text, secret, kit_id), c))
+        except PayloadError as exc:
+            failures.append(("bad_signature", f"{exc}", c, sp))
+    sheet_ids = {sp.sheet_id for sp, _ in verified}
+    if not verified or len(sheet_ids) > 1 or failures:
+        if failures:
+            reason, detail, c, sp = failures[0]
+        else:
+            reason, detail, c, sp = ("bad_signature", "two different sheet codes on one page", verified[0][1],
+                                     verified[0][0])
+        return _quarantine(reason, detail, c.text, quality, sp)
+    sp, code = verified[0]
+    geometry = geometry_for(sp.sheet_id)
+    if geometry is None:
+        return _quarantine("unknown_sheet", f"sheet {sp.sheet_id} is not in this kit's registry of printed sheets",
+                           code.text, quality, sp)
+    t1 = time.perf_counter()
+    try:
+        loc = locate.locate_with_code(image, code, geometry)
+    except locate.MarksNotFound as exc:
+        quality["timings_ms"]["marks"] = round((time.perf_counter() - t1) * 1000, 2)
+        return _quarantine("no_marks", f"the code was read but the corner marks were not: {exc.detail}",
+                           code.text, quality, sp)
+    quality["timings_ms"]["marks"] = round((time.perf_counter() - t1) * 1000, 2)
+    result = _read_located(image, loc, geometry, quality, t0)
+    result.payload_text = code.text
+    result.sheet_id, result.template, result.version, result.page, result.pages = (
+        sp.sheet_id, sp.template, sp.version, sp.page, sp.pages)
+    return result
+
+
+def read_page_as(image: np.ndarray, geometry: dict) -> PageResult:
+    """Read a page a clerk identified (its code could not be read): locate by the corner marks
+    alone, orientation from the holed mark, then read the fields."""
+    t0 = time.perf_counter()
+    image = _check_image(image)
+    quality: dict[str, Any] = {"image_px": [int(image.shape[1]), int(image.shape[0])], "timings_ms": {},
+                               "decoder": "identified by a person"}
+    try:
+        loc = locate.locate_by_marks(image, geometry)
+    except locate.MarksNotFound as exc:
+        r = _quarantine("no_marks", f"corner marks not found: {exc.detail}", None, quality)
+    else:
+        quality["timings_ms"]["marks"] = round((time.perf_counter() - t0) * 1000, 2)
+        r = _read_located(image, loc, geometry, quality, t0)
+    r.sheet_id = geometry.get("sheet_id")
+    r.template, r.version = geometry.get("template"), geometry.get("version")
+    r.page, r.pages = geometry.get("page"), geometry.get("pages")
+    return r
+
+
+def _page_image(image: np.ndarray, hmat: np.ndarray, geometry: dict) -> np.ndarray:
+    ppm = PAGE_DPI / 25.4
+    w, h = geometry["page_size_mm"]
+    return read.patch(image, hmat, 0, 0, w, h, ppm)
+
+
+def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quality: dict,
+                  t0: float) -> PageResult:
+    t2 = time.perf_counter()
+    hmat = loc.transform
+    contrast = loc.paper_level - loc.black_level
+    page_img = _page_image(image, hmat, geometry)
+    dark_fraction = float((page_img < (loc.black_level + loc.paper_level) / 2).mean())
+    page_review = None
+    if loc.fit_error_mm > POOR_FIT_MM:
+        page_review = f"poor page fit ({loc.fit_error_mm:.1f} mm)"
+    elif contrast < LOW_CONTRAST:
+        page_review = f"low contrast page ({contrast:.0f} grey levels)"
+    elif dark_fraction > DARK_PAGE:
+        page_review = f"page mostly dark ({dark_fraction:.0%})"
+    quality.update({"marks_found": 4, "hole_ok": loc.hole_ok, "contrast": round(contrast, 1),
+                    "black_level": round(loc.black_level, 1), "paper_level": round(loc.paper_level, 1),
+                    "dark_fraction": round(dark_fraction, 3), "notes": loc.notes,
+                    "page_review": page_review})
+    readings = []
+    for f in geometry["fields"]:
+        readings.append(_read_field(image, hmat, f, loc.black_level, page_review))
+    quality["timings_ms"]["fields"] = round((time.perf_counter() - t2) * 1000, 2)
+    quality["timings_ms"]["total"] = round((time.perf_counter() - t0) * 1000, 2)
+    quality["review_count"] = sum(r.status == "review" for r in readings)
+    return PageResult("read", None, None, None, orientation=loc.orientation,
+                      transform=[[float(v) for v in row] for row in hmat],
+                      fit_error_mm=round(loc.fit_error_mm, 3), dpi=round(loc.dpi, 1), quality=quality,
+                      readings=readings, page_image=page_img)
+
+
+def _field_crop(image: np.ndarray, hmat: np.ndarray, boxes: list) -> np.ndarray:
+    x0 = min(b[0] for b in boxes) - 2
+    y0 = min(b[1] for b in boxes) - 2
+    x1 = max(b[0] + b[2] for b in boxes) + 2
+    y1 = max(b[1] + b[3] for b in boxes) + 2
+    return read.patch(image, hmat, x0, y0, x1 - x0, y1 - y0, read.CROP_PX_PER_MM)
+
+
+def _read_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, page_review: str | None
+                ) -> FieldReading:
+    ftype = f["type"]
+    crop = None
+    if ftype in read.MARK_TYPES:
+        if ftype == "checkbox":
+            boxes = [{"value": None, "box_mm": f["box_mm"]}]
+        else:
+            boxes = [{"value": o["value"], "box_mm": o["box_mm"]} for o in f["options"]]
+        raw: dict[str, Any] = {"boxes": [{"value": b["value"], **read.measure_box(image, hmat, b["box_mm"], black)}
+                                         for b in boxes]}
+        if ftype == "checkbox":
+            raw["boxes"][0].pop("value")
+        ink = None
+    elif ftype in read.HANDWRITTEN:
+        raw, crop = read.measure_handwritten(image, hmat, f, black)
+        ink = read.decide_ink(raw)
+        boxes = None
+    else:  # an unknown field type is never guessed at
+        raw, ink, boxes = {}, None, None
+    if page_review:
+        raw["page_review"] = page_review
+    if ftype in read.MARK_TYPES or ftype in read.HANDWRITTEN:
+        options = [o["value"] for o in f["options"]] if ftype in ("choice", "multichoice") else None
+        value, conf, status, reason = read.decide(raw, ftype, options)
+    else:
+        value, conf, status, reason = None, 0.0, "review", f"unknown field type {ftype!r}"
+    if status == "review" and crop is None and boxes:
+        crop = _field_crop(image, hmat, [b["box_mm"] for b in boxes])
+    return FieldReading(f["name"], ftype, raw, value, conf, status, reason, ink, crop)
+
+
+__all__ = ["FieldReading", "PageResult", "read_page", "read_page_as", "POOR_FIT_MM"]

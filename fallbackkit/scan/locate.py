@@ -1,0 +1,390 @@
+"""Find a sheet on a page image: its QR code, its four corner marks and the page transform.
+
+The QR is found first (zxing-cpp on the four corner regions, then the whole page, then a median
+filtered page, then zbar as a second opinion). Its four corners give a first page -> image
+transform, which predicts where the corner marks are; the marks (solid 6 mm squares, the
+bottom-right one with a white hole) are then found on a reduced copy and give the homography used
+to read the fields. Without a QR (a clerk identified the page), the marks are taken from the four
+corners of the image and the holed mark tells which way up the page is.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import zxingcpp
+
+MARK_SIZE_MM = 6.0
+MARK_HOLE_MM = 2.6
+WORK_PX_PER_MM = 3.0        # corner marks are searched on a copy at about 76 dpi
+MAX_WORK_SIDE = 1400
+
+
+@dataclass
+class FoundCode:
+    text: str
+    corners_px: np.ndarray      # 4x2 in symbol order: top-left, top-right, bottom-right, bottom-left
+    decoder: str
+
+
+@dataclass
+class Location:
+    transform: np.ndarray                    # 3x3, page mm -> image px
+    marks_px: dict[str, tuple[float, float]]
+    fit_error_mm: float
+    orientation: int
+    dpi: float
+    black_level: float
+    paper_level: float
+    hole_ok: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _corner_rois(shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """x0, y0, x1, y1 of the corner regions where the QR can be, top-right first."""
+    h, w = shape
+    if h >= w:
+        rw, rh = int(w * 0.42), int(h * 0.26)
+    else:
+        rw, rh = int(w * 0.26), int(h * 0.42)
+    return [(w - rw, 0, w, rh), (0, h - rh, rw, h), (0, 0, rw, rh), (w - rw, h - rh, w, h)]
+
+
+def _zxing(img: np.ndarray, offset=(0, 0), scale: float = 1.0) -> list[FoundCode]:
+    found = []
+    for b in zxingcpp.read_barcodes(img, formats=zxingcpp.BarcodeFormat.QRCode, try_downscale=True):
+        p = b.position
+        pts = np.array([[p.top_left.x, p.top_left.y], [p.top_right.x, p.top_right.y],
+                        [p.bottom_right.x, p.bottom_right.y], [p.bottom_left.x, p.bottom_left.y]], float)
+        pts = pts * scale + np.array(offset, float)
+        found.append(FoundCode(b.text, pts, "zxing"))
+    return found
+
+
+def _zbar(img: np.ndarray) -> list[FoundCode]:
+    try:
+        from pyzbar import pyzbar
+    except (ImportError, OSError):  # libzbar0 missing: zxing alone
+        return []
+    found = []
+    for sym in pyzbar.decode(img, symbols=[pyzbar.ZBarSymbol.QRCODE]):
+        try:
+            text = sym.data.decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        poly = np.array([(p.x, p.y) for p in sym.polygon], float)
+        if len(poly) != 4:
+            continue
+        # zbar's polygon starts at the symbol's top-left and runs counter-clockwise in symbol space.
+        corners = np.array([poly[0], poly[3], poly[2], poly[1]])
+        found.append(FoundCode(text, corners, "zbar"))
+    return found
+
+
+def find_codes(image: np.ndarray, accept) -> tuple[list[FoundCode], str]:
+    """Decode QR codes, cheapest attempt first; stop at the first attempt that yields a code
+    `accept(text)` recognises as a fallbackkit code (phantoms from noise are skipped)."""
+    h, w = image.shape
+    step = 2 if max(h, w) > 4200 else 1
+    small = image[::step, ::step] if step > 1 else image
+    attempts: list[tuple[str, Any]] = []
+    for x0, y0, x1, y1 in _corner_rois(small.shape):
+        attempts.append(("zxing-roi", lambda x0=x0, y0=y0, x1=x1, y1=y1: _zxing(
+            np.ascontiguousarray(small[y0:y1, x0:x1]), (x0 * step, y0 * step), step)))
+    attempts.append(("zxing-page", lambda: _zxing(small, (0, 0), step)))
+    attempts.append(("zxing-median", lambda: _zxing(cv2.medianBlur(small, 3), (0, 0), step)))
+    attempts.append(("zbar-page", lambda: [_scaled(c, step) for c in _zbar(small)]))
+    attempts.append(("zbar-median", lambda: [_scaled(c, step) for c in _zbar(cv2.medianBlur(small, 3))]))
+    seen: list[FoundCode] = []
+    for name, run in attempts:
+        codes = run()
+        for c in codes:
+            c.decoder = name
+        seen += codes
+        good = [c for c in codes if accept(c.text)]
+        if good:
+            return good, name
+    return seen, "none"
+
+
+def _scaled(code: FoundCode, step: int) -> FoundCode:
+    code.corners_px = code.corners_px * step
+    return code
+
+
+# --- corner marks ------------------------------------------------------------------------------
+
+@dataclass
+class _Blob:
+    x: float
+    y: float
+    side: float
+    fill: float
+
+
+def _find_blobs(work: np.ndarray, side_px: float) -> list[_Blob]:
+    """Solid dark squares of about side_px on the reduced image."""
+    block = int(side_px * 4) | 1
+    block = max(block, 15)
+    binary = cv2.adaptiveThreshold(work, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, 25)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    lo, hi = (side_px * 0.6) ** 2, (side_px * 1.5) ** 2
+    blobs = []
+    for c in contours:
+        area = cv2.contourArea(c)
+        if not lo <= area <= hi:
+            continue
+        (cx, cy), (rw, rh), _ = cv2.minAreaRect(c)
+        if rw <= 0 or rh <= 0 or max(rw, rh) / min(rw, rh) > 1.6:
+            continue
+        if area / (rw * rh) < 0.8:
+            continue
+        x, y, bw, bh = cv2.boundingRect(c)
+        inside = binary[y:y + bh, x:x + bw]
+        mask = np.zeros_like(inside)
+        cv2.drawContours(mask, [c - [x, y]], -1, 255, -1)
+        fill = float(np.count_nonzero(inside & mask)) / max(1, np.count_nonzero(mask))
+        if fill < 0.7:
+            continue
+        m = cv2.moments(c)
+        if m["m00"] <= 0:
+            continue
+        blobs.append(_Blob(m["m10"] / m["m00"], m["m01"] / m["m00"], math.sqrt(area), fill))
+    return blobs
+
+
+def _affine_h(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    a, _ = cv2.estimateAffine2D(src.astype(np.float32), dst.astype(np.float32), method=cv2.LMEDS) \
+        if len(src) > 3 else (cv2.getAffineTransform(src[:3].astype(np.float32), dst[:3].astype(np.float32)), None)
+    if a is None:
+        a = cv2.getAffineTransform(src[:3].astype(np.float32), dst[:3].astype(np.float32))
+    return np.vstack([a, [0, 0, 1]])
+
+
+def project(h: np.ndarray, pts) -> np.ndarray:
+    pts = np.asarray(pts, float).reshape(-1, 2)
+    out = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), h).reshape(-1, 2)
+    return out
+
+
+def _hole_darkness(image: np.ndarray, h: np.ndarray, centre_mm) -> tuple[float, float]:
+    """Mean grey at a mark's centre (hole) and in its solid ring, at full resolution."""
+    cx, cy = centre_mm
+    pts = [(cx + dx, cy + dy) for dx, dy in ((0, 0), (0.5, 0), (-0.5, 0), (0, 0.5), (0, -0.5))]
+    ring = [(cx + dx, cy + dy) for dx, dy in ((2.2, 0), (-2.2, 0), (0, 2.2), (0, -2.2),
+                                              (2.1, 2.1), (-2.1, 2.1), (2.1, -2.1), (-2.1, -2.1))]
+    hh, ww = image.shape
+
+    def sample(points):
+        vals = []
+        for x, y in project(h, points):
+            xi, yi = int(round(x)), int(round(y))
+            if 0 <= xi < ww and 0 <= yi < hh:
+                vals.append(float(image[yi, xi]))
+        return float(np.mean(vals)) if vals else 255.0
+    return sample(pts), sample(ring)
+
+
+def _orientation(h: np.ndarray, page_mm) -> int:
+    w, ht = page_mm
+    c = project(h, [(w / 2, ht / 2), (w / 2 + 10, ht / 2)])
+    dx, dy = c[1] - c[0]
+    angle = math.degrees(math.atan2(dy, dx)) % 360
+    return int(round(angle / 90.0)) % 4 * 90
+
+
+MARK_ORDER = ("tl", "tr", "br", "bl")
+
+
+def _mark_centres(geometry: dict) -> dict[str, tuple[float, float]]:
+    return {k: (v[0] + v[2] / 2, v[1] + v[3] / 2) for k, v in geometry["marks_mm"].items()}
+
+
+def _qr_corners_mm(geometry: dict) -> np.ndarray:
+    x, y, s, _ = geometry["qr_mm"]
+    return np.array([[x, y], [x + s, y], [x + s, y + s], [x, y + s]], float)
+
+
+class MarksNotFound(Exception):
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _work_copy(image: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, float]:
+    """Reduced copy at about WORK_PX_PER_MM; returns it and the factor full px / work px."""
+    factor = max(1.0, px_per_mm / WORK_PX_PER_MM)
+    h, w = image.shape
+    if max(h, w) / factor > MAX_WORK_SIDE:
+        factor = max(h, w) / MAX_WORK_SIDE
+    if factor <= 1.05:
+        return image, 1.0
+    size = (max(1, int(round(w / factor))), max(1, int(round(h / factor))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
+
+
+def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Location:
+    """Corner marks predicted from the QR position; raises MarksNotFound."""
+    qr_mm = _qr_corners_mm(geometry)
+    h_qr = _affine_h(qr_mm, code.corners_px)
+    px_per_mm = math.sqrt(abs(np.linalg.det(h_qr[:2, :2])))
+    work, factor = _work_copy(image, px_per_mm)
+    side = MARK_SIZE_MM * px_per_mm / factor
+    blobs = _find_blobs(work, side)
+    centres = _mark_centres(geometry)
+    qr_centre = qr_mm.mean(axis=0)
+    order = sorted(centres, key=lambda k: math.dist(centres[k], qr_centre))
+    src = list(qr_mm)
+    dst = list(code.corners_px)
+    found: dict[str, tuple[float, float]] = {}
+    used: set[int] = set()
+    for key in order:
+        if len(src) >= 6:
+            hcur = cv2.findHomography(np.array(src, np.float32), np.array(dst, np.float32), 0)[0]
+        else:
+            hcur = _affine_h(np.array(src), np.array(dst))
+        if hcur is None:
+            hcur = h_qr
+        pred = project(hcur, [centres[key]])[0] / factor
+        dist_mm = math.dist(centres[key], qr_centre)
+        tol = (8.0 + 0.12 * dist_mm) * px_per_mm / factor
+        best, best_d = None, tol
+        for i, b in enumerate(blobs):
+            if i in used:
+                continue
+            d = math.hypot(b.x - pred[0], b.y - pred[1])
+            if d < best_d:
+                best, best_d = i, d
+        if best is None:
+            raise MarksNotFound(f"corner mark '{key}' not found near where the code predicts it")
+        used.add(best)
+        b = blobs[best]
+        found[key] = (b.x * factor, b.y * factor)
+        src.append(centres[key])
+        dst.append(found[key])
+    return _finish(image, geometry, found, code.corners_px)
+
+
+def locate_by_marks(image: np.ndarray, geometry: dict) -> Location:
+    """No code: the four marks nearest the image corners; the holed one is bottom-right."""
+    h, w = image.shape
+    pw, ph = geometry["page_size_mm"]
+    # assume the page fills most of the image
+    px_per_mm = max(h, w) / max(pw, ph)
+    work, factor = _work_copy(image, px_per_mm)
+    blobs = []
+    for scale in (1.0, 0.8, 0.65):
+        blobs = _find_blobs(work, MARK_SIZE_MM * px_per_mm * scale / factor)
+        if len(blobs) >= 4:
+            break
+    if len(blobs) < 4:
+        raise MarksNotFound("fewer than four corner marks found")
+    wh, ww = work.shape
+    corners = [(0, 0), (ww, 0), (ww, wh), (0, wh)]
+    picked: list[_Blob] = []
+    for cx, cy in corners:
+        b = min(blobs, key=lambda b: math.hypot(b.x - cx, b.y - cy))
+        if b in picked:
+            raise MarksNotFound("corner marks not found in the four corners of the image")
+        picked.append(b)
+    sides = [b.side for b in picked]
+    if max(sides) / min(sides) > 1.5:
+        raise MarksNotFound("corner marks of different sizes: not the four marks of one sheet")
+    # image-corner order tl, tr, br, bl; find which one has the hole
+    pts_full = [(b.x * factor, b.y * factor) for b in picked]
+    holes = []
+    for i, (x, y) in enumerate(pts_full):
+        r = picked[i].side * factor
+        x0, y0 = int(x - r * 0.12), int(y - r * 0.12)
+        x1, y1 = int(x + r * 0.12) + 1, int(y + r * 0.12) + 1
+        centre = image[max(0, y0):y1, max(0, x0):x1]
+        ox0, oy0 = int(x - r * 0.45), int(y - r * 0.45)
+        around = image[max(0, oy0):int(y + r * 0.45) + 1, max(0, ox0):int(x + r * 0.45) + 1]
+        holes.append(float(centre.mean()) - float(np.percentile(around, 10)) if centre.size else 0.0)
+    holed = int(np.argmax(holes))
+    if sorted(holes)[-2] > holes[holed] * 0.5 or holes[holed] < 40:
+        raise MarksNotFound("the holed corner mark (bottom-right) cannot be told apart")
+    # rotate labels so that the holed image corner is 'br'
+    shift = (holed - 2) % 4
+    found = {MARK_ORDER[(i - shift) % 4]: pts_full[i] for i in range(4)}
+    return _finish(image, geometry, found, None)
+
+
+def _finish(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, float]],
+            qr_px: np.ndarray | None) -> Location:
+    centres = _mark_centres(geometry)
+    keys = list(MARK_ORDER)
+    src = np.array([centres[k] for k in keys], np.float32)
+    dst = np.array([found[k] for k in keys], np.float32)
+    hmat = cv2.getPerspectiveTransform(src, dst)
+    notes = []
+    # Fit error: how far the code's corners are from where the marks put them (mm).
+    if qr_px is not None:
+        pred = project(hmat, _qr_corners_mm(geometry))
+        local = math.sqrt(abs(np.linalg.det(_jacobian(hmat, _qr_corners_mm(geometry).mean(axis=0)))))
+        fit = float(np.max(np.linalg.norm(pred - qr_px, axis=1)) / max(local, 1e-6))
+    else:
+        fit = 0.0
+    # the quadrilateral must be convex and the page not absurdly distorted
+    quad = dst.reshape(-1, 2)
+    cross = []
+    for i in range(4):
+        a, b, c = quad[i], quad[(i + 1) % 4], quad[(i + 2) % 4]
+        cross.append(np.cross(b - a, c - b))
+    if not (all(x > 0 for x in cross) or all(x < 0 for x in cross)):
+        raise MarksNotFound("corner marks do not form a page outline")
+    pw, ph = geometry["page_size_mm"]
+    scale = math.sqrt(abs(np.linalg.det(_jacobian(hmat, (pw / 2, ph / 2)))))
+    # side ratios: perspective stronger than a phone photo held over the sheet is not a page
+    sx = math.dist(quad[0], quad[1]) / max(1e-6, math.dist(quad[3], quad[2]))
+    sy = math.dist(quad[0], quad[3]) / max(1e-6, math.dist(quad[1], quad[2]))
+    if not (0.6 < sx < 1.67 and 0.6 < sy < 1.67):
+        raise MarksNotFound("corner marks give an implausible page shape")
+    # black and paper levels from the marks, hole check
+    black, paper, hole_vals = [], [], {}
+    for k in keys:
+        centre, ring = _hole_darkness(image, hmat, centres[k])
+        black.append(ring)
+        hole_vals[k] = centre
+    black_level = float(np.median(black))
+    paper_level = _paper_level(image, hmat, geometry)
+    contrast = max(1.0, paper_level - black_level)
+    hole_ok = (hole_vals["br"] - black_level) > 0.45 * contrast and all(
+        (hole_vals[k] - black_level) < 0.35 * contrast for k in ("tl", "tr", "bl"))
+    if not hole_ok:
+        other_holes = [k for k in ("tl", "tr", "bl") if (hole_vals[k] - black_level) > 0.45 * contrast]
+        if other_holes:
+            raise MarksNotFound(f"the holed corner mark is at '{other_holes[0]}', not bottom-right: "
+                                "marks disagree with the code")
+        notes.append("hole of the bottom-right mark not visible")
+    return Location(hmat, found, fit, _orientation(hmat, (pw, ph)), scale * 25.4, black_level, paper_level,
+                    hole_ok, notes)
+
+
+def _paper_level(image: np.ndarray, hmat: np.ndarray, geometry: dict) -> float:
+    """Paper grey near the marks (bright percentile of small patches just inside each mark)."""
+    vals = []
+    hh, ww = image.shape
+    for x, y in project(hmat, [(20, 30), (geometry["page_size_mm"][0] - 20, geometry["page_size_mm"][1] / 2),
+                               (geometry["page_size_mm"][0] / 2, geometry["page_size_mm"][1] - 12),
+                               (12, geometry["page_size_mm"][1] / 2)]):
+        xi, yi = int(x), int(y)
+        patch = image[max(0, yi - 6):min(hh, yi + 7), max(0, xi - 6):min(ww, xi + 7)]
+        if patch.size:
+            vals.append(float(np.percentile(patch, 90)))
+    return float(np.median(vals)) if vals else 255.0
+
+
+def _jacobian(h: np.ndarray, pt) -> np.ndarray:
+    x, y = pt
+    d = 0.5
+    p = project(h, [(x, y), (x + d, y), (x, y + d)])
+    return np.array([(p[1] - p[0]) / d, (p[2] - p[0]) / d]).T
+
+
+def timer() -> float:
+    return time.perf_counter()

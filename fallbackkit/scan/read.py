@@ -1,0 +1,267 @@
+"""Measuring and deciding the fields of an aligned page.
+
+Measuring and deciding are separate on purpose: `measure_*` turns pixels into raw numbers that are
+stored, `decide` turns raw numbers into a value and a status. Thresholds can change later and be
+re-applied to stored readings without rescanning.
+
+Marks (checkbox, choice, multichoice): each 5 mm box is warped upright at 8 px/mm, shifted by up
+to 0.7 mm so that its printed outline lines up, and measured: ink inside the box shrunk to 80 %
+(the outline is ignored), faint ink, and ink in a thin ring just outside (marks that spill out).
+Handwritten fields: ink is looked for in 2 mm tiles of the field box, with the printed outline,
+comb cells and ruling masked out; the field is cropped at 150 dpi for a person to transcribe.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+BOX_PX_PER_MM = 8.0
+CROP_PX_PER_MM = 150 / 25.4
+SEARCH_MM = 0.7
+
+# Ink darkness is measured relative to the local paper (0) and the corner marks' black (1).
+INK_DARK = 0.42        # a pixel at least this dark is ink
+FAINT_DARK = 0.18      # lighter than INK_DARK but at least this: faint ink (pencil, dry pen)
+
+# Box decisions (fraction of the shrunk interior), after SDAPS.
+EMPTY_MAX = 0.03
+MARK_MIN = 0.08
+MARK_MAX = 0.45
+CANCEL_MIN = 0.60
+FAINT_MAX = 0.05       # faint-ink fraction above which an otherwise empty box is a faint mark
+SPILL_MAX = 0.22       # ink fraction in one side strip just outside the box
+SPILL_EMPTY_MAX = 0.12 # an empty box with this much ink just outside: something was marked near it
+
+# Handwritten fields
+TILE_MM = 2.0
+TILE_INK = 0.06        # a tile with this much ink is inked (SDAPS uses 6 %)
+TILE_FAINT = 0.025     # below TILE_INK but above this: faint, a person looks
+HANDWRITTEN = ("number", "datetime", "text", "initials", "signature")
+MARK_TYPES = ("checkbox", "choice", "multichoice")
+
+
+def patch(image: np.ndarray, hmat: np.ndarray, x_mm: float, y_mm: float, w_mm: float, h_mm: float,
+          ppm: float, interpolation=cv2.INTER_LINEAR) -> np.ndarray:
+    """An upright grey patch of the page region [x, y, w, h] mm at ppm px/mm."""
+    t = np.array([[1 / ppm, 0, x_mm], [0, 1 / ppm, y_mm], [0, 0, 1]], float)
+    m = hmat @ t
+    size = (max(1, int(round(w_mm * ppm))), max(1, int(round(h_mm * ppm))))
+    return cv2.warpPerspective(image, m, size, flags=interpolation | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def darkness(p: np.ndarray, black: float) -> tuple[np.ndarray, float]:
+    """Darkness 0 (local paper) .. 1 (the page's black); local paper level = bright percentile."""
+    p = cv2.medianBlur(p, 3)
+    paper = float(np.percentile(p, 92))
+    span = max(paper - black, 25.0)
+    d = (paper - p.astype(np.float32)) / span
+    return d, paper
+
+
+def _best_shift(d: np.ndarray, lo: int, hi: int, axis: int, search: int, band: tuple[int, int]) -> int:
+    """Shift (px) that puts the printed outline's two edges (at lo and hi) on dark columns/rows."""
+    if axis == 1:
+        prof = d[band[0]:band[1], :].mean(axis=0)
+    else:
+        prof = d[:, band[0]:band[1]].mean(axis=1)
+    n = len(prof)
+    pmax = np.maximum(prof, np.maximum(np.roll(prof, 1), np.roll(prof, -1)))
+    best, best_score = 0, -1e9
+    for s in range(-search, search + 1):
+        a, b = lo + s, hi + s
+        if a < 0 or b >= n:
+            continue
+        score = pmax[a] + pmax[b] - 0.01 * abs(s)
+        if score > best_score:
+            best, best_score = s, score
+    return best
+
+
+def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> dict[str, Any]:
+    x, y, w, h = box_mm
+    margin = 2.0
+    ppm = BOX_PX_PER_MM
+    p = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
+    d, paper = darkness(p, black)
+    m = int(round(margin * ppm))
+    bw, bh = int(round(w * ppm)), int(round(h * ppm))
+    search = int(round(SEARCH_MM * ppm))
+    inner = (m + search + 2, m + bh - search - 2)
+    sx = _best_shift(d, m, m + bw, 1, search, (m + search + 2, m + bh - search - 2))
+    sy = _best_shift(d, m, m + bh, 0, search, (m + search + 2, m + bw - search - 2))
+    del inner
+    x0, y0 = m + sx, m + sy
+    x1, y1 = x0 + bw, y0 + bh
+    shrink = int(round(0.1 * min(bw, bh)))
+    interior = d[y0 + shrink:y1 - shrink, x0 + shrink:x1 - shrink]
+    ink_mask = interior >= INK_DARK
+    ink = float(ink_mask.mean())
+    faint = float(((interior >= FAINT_DARK) & ~ink_mask).mean())
+    # strips just outside the outline: 0.35 .. 0.8 mm away
+    a, b = int(round(0.35 * ppm)), int(round(0.8 * ppm))
+    strips = {
+        "top": d[max(0, y0 - b):y0 - a, x0:x1],
+        "bottom": d[y1 + a:y1 + b, x0:x1],
+        "left": d[y0:y1, max(0, x0 - b):x0 - a],
+        "right": d[y0:y1, x1 + a:x1 + b],
+    }
+    spill = {k: float((v >= INK_DARK).mean()) if v.size else 0.0 for k, v in strips.items()}
+    outline = float(d[y0:y1, x0].mean() + d[y0:y1, x1].mean() + d[y0, x0:x1].mean() + d[y1, x0:x1].mean()) / 4
+    return {"ink": round(ink, 4), "faint": round(faint, 4), "spill": {k: round(v, 4) for k, v in spill.items()},
+            "spill_max": round(max(spill.values()), 4), "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)],
+            "outline": round(outline, 3), "paper": round(paper, 1)}
+
+
+def box_state(m: dict[str, Any]) -> tuple[str, float, str | None]:
+    """One box: ('empty'|'marked'|'cancelled'|'unsure', confidence, reason when unsure)."""
+    ink, faint, spill = m["ink"], m["faint"], m["spill_max"]
+    if ink >= CANCEL_MIN:
+        return "cancelled", round(0.8 + 0.19 * min(1.0, (ink - CANCEL_MIN) / 0.2), 3), None
+    if MARK_MIN <= ink <= MARK_MAX:
+        if spill > SPILL_MAX and spill > ink:
+            return "unsure", 0.4, "mark half outside the box"
+        margin = min(ink - MARK_MIN, MARK_MAX - ink) / 0.08
+        return "marked", round(0.8 + 0.19 * min(1.0, margin), 3), None
+    if ink <= EMPTY_MAX:
+        if spill > SPILL_EMPTY_MAX:
+            return "unsure", 0.4, "mark half outside the box"
+        if faint > FAINT_MAX:
+            return "unsure", 0.4, "faint mark"
+        return "empty", round(max(0.5, 0.99 - 5 * ink - 2 * faint), 3), None
+    return "unsure", 0.35, "faint or ambiguous mark"
+
+
+def decide(raw: dict[str, Any], type: str, options: list[str] | None = None
+           ) -> tuple[Any, float, str, str | None]:
+    """Value, confidence, status ('accepted'|'review') and reason, from stored raw measures."""
+    page_review = raw.get("page_review")
+    value, conf, status, reason = _decide(raw, type, options)
+    if page_review and status == "accepted":
+        return value, min(conf, 0.5), "review", page_review
+    if page_review and reason:
+        return value, min(conf, 0.5), "review", f"{reason}; {page_review}"
+    return value, conf, status, reason
+
+
+def _decide(raw: dict[str, Any], type: str, options: list[str] | None) -> tuple[Any, float, str, str | None]:
+    if type in HANDWRITTEN:
+        ink = decide_ink(raw)
+        if ink:
+            return None, round(raw.get("ink_confidence", 0.9), 3), "review", (
+                "faint marks in the field" if raw.get("faint_only") else "to transcribe")
+        return None, 0.95, "accepted", None
+    boxes = raw["boxes"]
+    states = [box_state(b) for b in boxes]
+    if type == "checkbox":
+        state, conf, why = states[0]
+        if state == "unsure":
+            return None, conf, "review", why
+        return state == "marked", conf, "accepted", None
+    opts = options or [b.get("value") for b in boxes]
+    unsure = [(o, s) for o, s in zip(opts, states) if s[0] == "unsure"]
+    marked = [o for o, s in zip(opts, states) if s[0] == "marked"]
+    cancelled = [o for o, s in zip(opts, states) if s[0] == "cancelled"]
+    conf = min(s[1] for s in states)
+    if unsure:
+        reason = unsure[0][1][2]
+        return None, conf, "review", f"{reason} ({unsure[0][0]})"
+    if type == "multichoice":
+        return sorted(marked), conf, "accepted", None
+    if len(marked) > 1:
+        return None, min(conf, 0.3), "review", "two options marked" if len(marked) == 2 \
+            else f"{len(marked)} options marked"
+    if marked and cancelled:
+        return marked[0], min(conf, 0.5), "review", "a mark next to a cancelled box"
+    if marked:
+        return marked[0], conf, "accepted", None
+    return None, conf, "accepted", None
+
+
+def decide_ink(raw: dict[str, Any]) -> bool:
+    return raw.get("tiles_inked", 0) > 0 or raw.get("max_tile", 0.0) > TILE_FAINT
+
+
+def _mask_rect(mask: np.ndarray, x0: float, y0: float, x1: float, y1: float, ppm: float, origin,
+               pad_mm: float) -> None:
+    """Mask the outline of a rectangle (mm) with a band of pad_mm on either side."""
+    ox, oy = origin
+    pad = pad_mm * ppm
+
+    def px(v, o):
+        return (v - o) * ppm
+    X0, Y0, X1, Y1 = px(x0, ox), px(y0, oy), px(x1, ox), px(y1, oy)
+    h, w = mask.shape
+    for (a0, b0, a1, b1) in ((X0 - pad, Y0 - pad, X1 + pad, Y0 + pad), (X0 - pad, Y1 - pad, X1 + pad, Y1 + pad),
+                             (X0 - pad, Y0 - pad, X0 + pad, Y1 + pad), (X1 - pad, Y0 - pad, X1 + pad, Y1 + pad)):
+        r0, r1 = max(0, int(math.floor(b0))), min(h, int(math.ceil(b1)))
+        c0, c1 = max(0, int(math.floor(a0))), min(w, int(math.ceil(a1)))
+        if r1 > r0 and c1 > c0:
+            mask[r0:r1, c0:c1] = True
+
+
+def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black: float
+                        ) -> tuple[dict[str, Any], np.ndarray]:
+    x, y, w, h = field["box_mm"]
+    margin = 1.5
+    ppm = CROP_PX_PER_MM
+    crop = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm, cv2.INTER_AREA
+                 if False else cv2.INTER_LINEAR)
+    d, paper = darkness(crop, black)
+    m = int(round(margin * ppm))
+    bw, bh = int(round(w * ppm)), int(round(h * ppm))
+    search = int(round(SEARCH_MM * ppm))
+    band_r = (m + search + 1, m + bh - search - 1)
+    band_c = (m + search + 1, m + bw - search - 1)
+    sx = _best_shift(d, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else 0
+    sy = _best_shift(d, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else 0
+    origin = (x - margin - sx / ppm, y - margin - sy / ppm)
+    printed = np.zeros(d.shape, bool)
+    pad = 0.45
+    _mask_rect(printed, x, y, x + w, y + h, ppm, origin, pad)
+    cells = field.get("cells_mm") or []
+    for cx, cy, cw, ch in cells:
+        _mask_rect(printed, cx, cy, cx + cw, cy + ch, ppm, origin, pad)
+    # separators between comb groups ('/', ':', '.') sit in the gaps between cells
+    for a, b in zip(cells, cells[1:]):
+        gap0, gap1 = a[0] + a[2], b[0]
+        if gap1 - gap0 > 0.5:
+            c0 = int((gap0 - origin[0]) * ppm) - 1
+            c1 = int(math.ceil((gap1 - origin[0]) * ppm)) + 1
+            printed[:, max(0, c0):max(0, c1)] = True
+    for i in range(1, int(field.get("lines") or 1)):
+        ly = y + i * 9.0
+        r0 = int((ly - origin[1] - pad) * ppm)
+        r1 = int(math.ceil((ly - origin[1] + pad) * ppm))
+        printed[max(0, r0):max(0, r1), :] = True
+    # only the inside of the field box counts
+    inside = np.zeros(d.shape, bool)
+    r0, c0 = int(m + sy), int(m + sx)
+    inside[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
+    usable = inside & ~printed
+    inked = (d >= INK_DARK - 0.1) & usable
+    tile = max(4, int(round(TILE_MM * ppm)))
+    tiles = inked_tiles = 0
+    max_tile = 0.0
+    H, W = d.shape
+    for ty in range(0, H, tile):
+        for tx in range(0, W, tile):
+            u = usable[ty:ty + tile, tx:tx + tile]
+            nu = int(u.sum())
+            if nu < tile * tile * 0.3:
+                continue
+            tiles += 1
+            frac = float(inked[ty:ty + tile, tx:tx + tile].sum()) / nu
+            max_tile = max(max_tile, frac)
+            if frac >= TILE_INK:
+                inked_tiles += 1
+    raw = {"tiles": tiles, "tiles_inked": inked_tiles, "max_tile": round(max_tile, 4),
+           "ink_fraction": round(float(inked.sum()) / max(1, int(usable.sum())), 4),
+           "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(paper, 1)}
+    if inked_tiles == 0 and max_tile > TILE_FAINT:
+        raw["faint_only"] = True
+        raw["ink_confidence"] = 0.5
+    return raw, crop
