@@ -1,0 +1,380 @@
+"""Scanner output in, grey page images out: PDF, TIFF, PNG, JPEG, detected by their first bytes.
+
+Every problem with a file becomes an `UnreadableFile` that names the file, says what is wrong and
+what to do, so that one bad file in a batch is reported and the rest of the batch goes on.
+
+Speed matters (a records office scans thousands of pages after an outage): scanner PDFs hold one
+image per page, and extracting that image is several times faster than rendering the page, so we
+extract when the page is exactly one upright image and render (200 dpi, grey) otherwise.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..errors import BadInput
+
+# 600 dpi A3 is ~70 MP. Anything bigger than this is not a page: refuse before decoding it.
+MAX_PAGE_PIXELS = 80_000_000
+# Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; we check sizes ourselves
+# first, and keep Pillow's guard at our cap so a file that lies in its header is still stopped.
+Image.MAX_IMAGE_PIXELS = MAX_PAGE_PIXELS
+RENDER_DPI = 200
+MIN_DPI_TRUSTED = 50  # files written with 1 or 72 "dpi" as a placeholder say nothing useful
+
+KINDS = {"pdf": ".pdf", "tiff": ".tif", "png": ".png", "jpeg": ".jpg"}
+
+
+class UnreadableFile(BadInput):
+    """An input file that cannot be read as scanned pages. The message names the file."""
+
+    def __init__(self, path: Path | str, problem: str, hint: str):
+        super().__init__(f"{path}: {problem}", hint=hint)
+        self.path = str(path)
+        self.problem = problem
+
+
+@dataclass
+class Page:
+    index: int          # 1-based page number within the file
+    image: np.ndarray   # 2-D uint8 grey, upright as stored in the file (EXIF applied)
+    dpi: float | None   # as recorded in the file (None when unknown)
+    kind: str           # pdf | tiff | png | jpeg
+    how: str = "decode"  # decode | extract (scanner PDF image) | render (vector PDF)
+
+
+RESCAN = "scan the paper again, or export the file again from the scanner software"
+
+
+def sniff(path: Path | str) -> str:
+    """The file type from its first bytes (an extension says nothing about what is inside)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except IsADirectoryError:
+        raise UnreadableFile(path, "is a folder", "pass the folder itself to scan, it is searched") from None
+    except OSError as exc:
+        raise UnreadableFile(path, f"cannot be opened ({exc.strerror})",
+                             "check that the file exists and that you may read it") from None
+    if not head:
+        raise UnreadableFile(path, "is empty (0 bytes)", "the copy from the scanner did not finish: copy it again")
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if b"%PDF-" in head:  # the PDF header may follow some junk bytes
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        what = "an office document or zip archive, not a scan"
+    elif head.startswith(b"\xd0\xcf\x11\xe0"):
+        what = "an old office document, not a scan"
+    elif _looks_like_text(head):
+        what = "a text file, not a scan"
+    else:
+        what = "not a PDF, TIFF, PNG or JPEG file"
+    raise UnreadableFile(path, f"is {what}",
+                         "scan to PDF, TIFF, PNG or JPEG; remove this file from the scan folder")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def count_pages(path: Path | str, kind: str | None = None) -> int:
+    """Open the file and count its pages, checking what can be checked without decoding them all."""
+    path = Path(path)
+    kind = kind or sniff(path)
+    if kind == "pdf":
+        pdf = _open_pdf(path)
+        try:
+            n = len(pdf)
+        finally:
+            pdf.close()
+    else:
+        with _open_image(path, kind) as img:
+            n = _frames(path, img, kind)
+    if n < 1:
+        raise UnreadableFile(path, "has no pages", RESCAN)
+    return n
+
+
+def iter_pages(path: Path | str, kind: str | None = None) -> Iterator[Page]:
+    """Every page of a file, in order, as a grey image."""
+    path = Path(path)
+    kind = kind or sniff(path)
+    reader = PageReader(path, kind)
+    try:
+        for i in range(1, reader.pages + 1):
+            yield reader.page(i)
+    finally:
+        reader.close()
+
+
+def load_page(path: Path | str, index: int, kind: str | None = None) -> Page:
+    """One page (1-based) of a file."""
+    reader = PageReader(Path(path), kind or sniff(path))
+    try:
+        return reader.page(index)
+    finally:
+        reader.close()
+
+
+class PageReader:
+    """An open input file from which pages are decoded one at a time (workers keep one open)."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path, self.kind = path, kind
+        self._pdf = None
+        self._img = None
+        if kind == "pdf":
+            self._pdf = _open_pdf(path)
+            self.pages = len(self._pdf)
+        else:
+            self._img = _open_image(path, kind)
+            self.pages = _frames(path, self._img, kind)
+        if self.pages < 1:
+            self.close()
+            raise UnreadableFile(path, "has no pages", RESCAN)
+
+    def close(self) -> None:
+        if self._pdf is not None:
+            self._pdf.close()
+            self._pdf = None
+        if self._img is not None:
+            self._img.close()
+            self._img = None
+
+    def page(self, index: int) -> Page:
+        if not 1 <= index <= self.pages:
+            raise UnreadableFile(self.path, f"has no page {index} (it has {self.pages})", RESCAN)
+        if self.kind == "pdf":
+            return _pdf_page(self.path, self._pdf, index)
+        return _image_page(self.path, self._img, self.kind, index)
+
+
+# --- PDF ---------------------------------------------------------------------------------------
+def _open_pdf(path: Path):
+    import pypdfium2 as pdfium
+    try:
+        return pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        text = str(exc).lower()
+        if "password" in text:
+            raise UnreadableFile(path, "is a password-protected PDF",
+                                 "save it again without a password (or scan the paper again) and rescan") from None
+        if "format" in text or "file" in text:
+            raise UnreadableFile(path, "is a damaged or incomplete PDF", RESCAN) from None
+        raise UnreadableFile(path, f"cannot be read as a PDF ({exc})", RESCAN) from None
+
+
+def _pdf_page(path: Path, pdf, index: int) -> Page:
+    import pypdfium2 as pdfium
+    try:
+        page = pdf[index - 1]
+    except pdfium.PdfiumError as exc:
+        raise UnreadableFile(path, f"page {index} is damaged ({exc})", RESCAN) from None
+    try:
+        width_pt, height_pt = page.get_size()
+        if width_pt <= 0 or height_pt <= 0:
+            raise UnreadableFile(path, f"page {index} has no size", RESCAN)
+        extracted = _extract_scanned_image(path, page, index, width_pt, height_pt)
+        if extracted is not None:
+            return extracted
+        scale = RENDER_DPI / 72
+        _check_pixels(path, index, width_pt * scale, height_pt * scale)
+        try:
+            bitmap = page.render(scale=scale, grayscale=True)
+        except pdfium.PdfiumError as exc:
+            raise UnreadableFile(path, f"page {index} cannot be rendered ({exc})", RESCAN) from None
+        image = _bitmap_to_grey(bitmap)
+        return Page(index, image, float(RENDER_DPI), "pdf", "render")
+    finally:
+        page.close()
+
+
+def _extract_scanned_image(path: Path, page, index: int, width_pt: float, height_pt: float) -> Page | None:
+    """A scanner PDF page is one image filling the page: decode that image instead of rendering.
+
+    Only when it is unambiguous (one image, nothing else drawn, upright, covering the page);
+    anything else is rendered, which is always right, only slower.
+    """
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+    if page.get_rotation() != 0:
+        return None
+    objects = list(page.get_objects(max_depth=1))
+    if len(objects) != 1 or objects[0].type != pdfium_c.FPDF_PAGEOBJ_IMAGE:
+        return None
+    obj = objects[0]
+    try:
+        a, b, c, d, e, f = obj.get_matrix().get()
+        if abs(b) > 1e-6 or abs(c) > 1e-6 or a <= 0 or d <= 0:
+            return None
+        left, bottom, right, top = obj.get_bounds()
+        if (right - left) < 0.9 * width_pt or (top - bottom) < 0.9 * height_pt:
+            return None
+        px_w, px_h = obj.get_px_size()
+        _check_pixels(path, index, px_w, px_h)
+        filters = obj.get_filters()
+        image = None
+        if filters == ["DCTDecode"]:
+            data = obj.get_data(decode_simple=False)
+            buf = np.frombuffer(bytes(data), dtype=np.uint8)
+            image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+            if image is not None and image.shape != (px_h, px_w):
+                image = None
+        if image is None:
+            bitmap = obj.get_bitmap(render=False)
+            image = _bitmap_to_grey(bitmap)
+            if image.shape != (px_h, px_w):
+                return None
+    except pdfium.PdfiumError:
+        return None  # let the renderer have a go; it reports real damage
+    dpi = round(px_w / ((right - left) / 72), 1)
+    return Page(index, np.ascontiguousarray(image), float(dpi), "pdf", "extract")
+
+
+def _bitmap_to_grey(bitmap) -> np.ndarray:
+    arr = bitmap.to_numpy()
+    mode = bitmap.mode if hasattr(bitmap, "mode") else None
+    if arr.ndim == 2:
+        grey = arr
+    elif arr.shape[2] == 1:
+        grey = arr[:, :, 0]
+    elif mode in ("RGB", "RGBA", "RGBX"):
+        grey = cv2.cvtColor(arr[:, :, :3], cv2.COLOR_RGB2GRAY)
+    else:  # pdfium's native order is BGR(A)
+        grey = cv2.cvtColor(arr[:, :, :3], cv2.COLOR_BGR2GRAY)
+    if grey.dtype != np.uint8:
+        grey = grey.astype(np.uint8)
+    return np.ascontiguousarray(grey)
+
+
+# --- TIFF, PNG, JPEG ---------------------------------------------------------------------------
+def _open_image(path: Path, kind: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the pixels still count
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            img.size  # noqa: B018 - header parsed
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_big(path, 1, None, None) from None
+    except Exception as exc:  # Pillow raises many types for broken headers
+        raise UnreadableFile(path, f"is a damaged {kind.upper()} file ({_short(exc)})", RESCAN) from None
+    _check_pixels(path, 1, *img.size)
+    return img
+
+
+def _frames(path: Path, img: Image.Image, kind: str) -> int:
+    if kind != "tiff":
+        return 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return img.n_frames
+    except Exception as exc:  # a page directory points past the end of the file
+        img.close()
+        raise UnreadableFile(path, f"is cut short or damaged ({_short(exc)})", RESCAN) from None
+
+
+def _image_page(path: Path, img: Image.Image, kind: str, index: int) -> Page:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if kind == "tiff":
+                img.seek(index - 1)
+            _check_pixels(path, index, *img.size)
+            dpi = _dpi(img)
+            if kind == "jpeg":
+                img.draft("L", img.size)  # let libjpeg produce grey directly
+            img.load()
+            frame = img
+            if kind == "jpeg":
+                frame = ImageOps.exif_transpose(frame)
+            grey = _to_grey(frame)
+    except UnreadableFile:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_big(path, index, None, None) from None
+    except EOFError:
+        raise UnreadableFile(path, f"is cut short: page {index} is missing", RESCAN) from None
+    except OSError as exc:
+        text = str(exc)
+        if "truncated" in text or "broken data stream" in text or "unrecognized data" in text:
+            raise UnreadableFile(path, f"is cut short or damaged (page {index}: {_short(exc)})", RESCAN) from None
+        raise UnreadableFile(path, f"page {index} cannot be decoded ({_short(exc)})", RESCAN) from None
+    except Exception as exc:  # Pillow's decoders raise assorted errors on damaged data
+        raise UnreadableFile(path, f"page {index} cannot be decoded ({_short(exc)})", RESCAN) from None
+    return Page(index, grey, dpi, kind)
+
+
+def _to_grey(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode == "L":
+        return np.array(img)
+    if mode == "1":
+        return np.array(img.convert("L"))
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.array(img).astype(np.uint32)
+        top = 65535 if mode.startswith("I;16") or arr.max() > 255 else 255
+        return (arr * 255 // top).astype(np.uint8)
+    if mode in ("LA", "RGBA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.array(Image.alpha_composite(white, rgba).convert("L"))
+    return np.array(img.convert("L"))
+
+
+def _dpi(img: Image.Image) -> float | None:
+    dpi = img.info.get("dpi")
+    if not dpi:
+        return None
+    try:
+        value = float(dpi[0] if isinstance(dpi, (tuple, list)) else dpi)
+    except (TypeError, ValueError):
+        return None
+    return round(value, 1) if value >= MIN_DPI_TRUSTED else None
+
+
+def _check_pixels(path: Path, index: int, width: float, height: float) -> None:
+    if width * height > MAX_PAGE_PIXELS:
+        raise _too_big(path, index, width, height)
+
+
+def _too_big(path: Path, index: int, width: float | None, height: float | None) -> UnreadableFile:
+    size = f" ({int(width)} x {int(height)} pixels)" if width else ""
+    return UnreadableFile(path, f"page {index} is too large to be a scanned page{size}; it may be a "
+                                f"decompression bomb", "scan at 600 dpi or less; do not scan this file")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def grey_from_array(image: np.ndarray) -> np.ndarray:
+    """Any decoded image array (grey, BGR, BGRA, bool) as 2-D uint8 grey."""
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    return np.ascontiguousarray(image.astype(np.uint8))
+
+
+__all__ = ["Page", "PageReader", "UnreadableFile", "sniff", "count_pages", "iter_pages", "load_page",
+           "MAX_PAGE_PIXELS", "KINDS", "grey_from_array"]

@@ -1,0 +1,788 @@
+"""The scan pipeline: input files in, captures, readings and quarantine rows out.
+
+Nothing is lost and nothing is doubled:
+- every path handed to `scan` is recorded (`input_sightings`), every distinct file by its sha256
+  (`input_files`); a file already `done` is a no-op;
+- the original bytes are copied into KIT/archive/ before any page is read (the legal record);
+- worker processes decode and read pages and return small results; the parent alone writes the
+  store, one transaction per page, so a crash loses at most the pages in flight, and a rerun
+  skips the pages already stored (UNIQUE(file_sha256, page_index, source));
+- a file becomes `done` only once all its pages are stored; a page the engine could not read
+  is quarantined as `unreadable` with the error, never dropped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sqlite3
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import cv2
+import numpy as np
+
+from .. import ids
+from ..errors import BadInput, Conflict, MissingDependency, NotFound
+from ..store.audit import append_audit
+from ..store.kit import Kit, now_iso
+from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
+
+PAGE_IMAGE_DPI = 100
+IGNORED_NAMES = {"thumbs.db", "desktop.ini"}  # written into folders by the operating system
+IN_FLIGHT_PER_WORKER = 3
+
+
+# --- summary ---------------------------------------------------------------------------------
+@dataclass
+class ScanSummary:
+    files_new: int = 0
+    files_resumed: int = 0           # started by an earlier, interrupted scan
+    files_already_scanned: int = 0
+    files_failed: int = 0
+    pages_read: int = 0
+    pages_quarantined: int = 0
+    pages_duplicate: int = 0         # a further capture of a sheet captured before
+    pages_skipped: int = 0           # stored by an earlier, interrupted scan
+    readings_accepted: int = 0
+    readings_review: int = 0
+    seconds: float = 0.0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    already_scanned: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.files_failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def counts(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
+
+
+def format_summary(s: ScanSummary) -> str:
+    """The end-of-scan table for a records clerk."""
+    rows = [
+        ("files", f"{s.files_new} new" + (f" ({s.files_resumed} resumed)" if s.files_resumed else ""),
+         f"{s.files_already_scanned} already scanned", f"{s.files_failed} failed"),
+        ("pages", f"{s.pages_read} read", f"{s.pages_quarantined} quarantined",
+         f"{s.pages_duplicate} duplicates"),
+        ("fields", f"{s.readings_accepted} accepted", f"{s.readings_review} to review", ""),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+    if s.pages_skipped:
+        lines.append(f"{s.pages_skipped} pages were already stored by an interrupted scan and were not read again")
+    for d in s.duplicates:
+        lines.append(f"duplicate: sheet {d['sheet_id']} ({d['path']} page {d['page']}) was captured before "
+                     f"(capture {d['duplicate_of']})")
+    if s.quarantined:
+        lines.append(f"quarantined pages ({len(s.quarantined)}): see `fallbackkit quarantine list`")
+    for f in s.failed:
+        lines.append(f"FAILED {f['error']}")
+    return "\n".join(lines)
+
+
+# --- progress --------------------------------------------------------------------------------
+class Progress:
+    """One line on stderr: pages done, pages per second, quarantined so far."""
+
+    def __init__(self, total: int, enabled: bool, stream=None):
+        self.total, self.enabled = total, enabled and total > 0
+        self.stream = stream or sys.stderr
+        self.done = self.quarantined = 0
+        self.start = self._last = time.monotonic()
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def step(self, quarantined: bool) -> None:
+        self.done += 1
+        self.quarantined += int(quarantined)
+        now = time.monotonic()
+        if self.enabled and (now - self._last >= (0.2 if self.tty else 10.0) or self.done == self.total):
+            self._last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        rate = self.done / max(now - self.start, 1e-6)
+        width = 30
+        filled = int(width * self.done / self.total)
+        line = (f"scanning [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} pages "
+                f"{rate:5.1f} pages/s  quarantined {self.quarantined}")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if self.done == self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# --- finding and archiving files ----------------------------------------------------------------
+def find_files(paths: Iterable[Path | str], kit_path: Path) -> tuple[list[Path], list[dict[str, Any]]]:
+    """Files under the given paths (recursive, sorted), skipping hidden files and the kit itself."""
+    kit_path = Path(kit_path).resolve()
+    found: list[Path] = []
+    problems: list[dict[str, Any]] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        r = p.resolve()
+        if r in seen:
+            return
+        seen.add(r)
+        found.append(p)
+
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            problems.append({"path": str(p), "error": f"{p}: no such file or folder — check the path"})
+        elif p.is_dir():
+            if _inside(p.resolve(), kit_path):
+                problems.append({"path": str(p), "error": f"{p}: is the kit's own folder — scan the folder "
+                                 "the scanner writes to, not the kit"})
+                continue
+            for root, dirs, files in os.walk(p):
+                rootp = Path(root)
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                                 and not _inside((rootp / d).resolve(), kit_path))
+                for name in sorted(files):
+                    if name.startswith(".") or name.lower() in IGNORED_NAMES:
+                        continue
+                    add(rootp / name)
+        else:
+            add(p)
+    return found, problems
+
+
+def _inside(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def archive_file(kit: Kit, source: Path, sha: str, kind: str) -> str:
+    """Copy the original bytes to KIT/archive/ab/<sha><ext> (temp file, then rename); verify the hash."""
+    rel = Path("archive") / sha[:2] / f"{sha}{KINDS[kind]}"
+    dest = kit.path / rel
+    if dest.exists() and sha256_file(dest)[0] == sha:
+        return rel.as_posix()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+    h = hashlib.sha256()
+    with open(source, "rb") as src, open(tmp, "wb") as out:
+        while chunk := src.read(1 << 20):
+            h.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    if h.hexdigest() != sha:
+        tmp.unlink(missing_ok=True)
+        raise UnreadableFile(source, "changed while it was being read",
+                             "wait until the scanner has finished writing it, then scan again")
+    os.replace(tmp, dest)
+    return rel.as_posix()
+
+
+# --- workers ---------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(kit_path: str, kit_id: str, secret: bytes) -> None:
+    """Each worker opens the store read-only for sheet geometry: it never writes the store."""
+    import sqlite_utils
+    from ..generate import sheet_geometry
+    conn = sqlite3.connect(f"file:{Path(kit_path) / 'store.sqlite'}?mode=ro", uri=True, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=30000")
+    ro_kit = Kit(Path(kit_path), kit_id, secret, sqlite_utils.Database(conn))
+    _WORKER.clear()
+    _WORKER.update(kit_path=Path(kit_path), kit_id=kit_id, secret=secret,
+                   geometry_for=_geometry_lookup(ro_kit, sheet_geometry), reader=None)
+
+
+def _geometry_lookup(kit: Kit, sheet_geometry: Callable) -> Callable[[str], dict | None]:
+    cache: dict[str, dict | None] = {}
+
+    def geometry_for(sheet_id: str) -> dict | None:
+        if sheet_id not in cache:
+            try:
+                cache[sheet_id] = sheet_geometry(kit, sheet_id)
+            except NotFound:
+                cache[sheet_id] = None
+        return cache[sheet_id]
+    return geometry_for
+
+
+def _in_process_worker(kit: Kit) -> None:
+    from ..generate import sheet_geometry
+    _WORKER.clear()
+    _WORKER.update(kit_path=Path(kit.path), kit_id=kit.kit_id, secret=kit.secret,
+                   geometry_for=_geometry_lookup(kit, sheet_geometry), reader=None)
+
+
+def _reader_for(path: Path, kind: str) -> PageReader:
+    """Keep the last file open: consecutive pages of a PDF or TIFF do not reopen it."""
+    current = _WORKER.get("reader")
+    if current is not None and current.path == path:
+        return current
+    if current is not None:
+        current.close()
+        _WORKER["reader"] = None
+    reader = PageReader(path, kind)
+    _WORKER["reader"] = reader
+    return reader
+
+
+def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
+    """Decode and read one page; write its page image and crops; return a small, picklable result."""
+    sha, archive_rel, kind, index = task
+    kit_path: Path = _WORKER["kit_path"]
+    t0 = time.perf_counter()
+    try:
+        page = _reader_for(kit_path / archive_rel, kind).page(index)
+    except UnreadableFile as exc:
+        return {"sha": sha, "index": index, "kind": "file_error", "error": exc.problem}
+    except Exception as exc:  # a decoder bug must not stop the batch: the file is reported
+        return {"sha": sha, "index": index, "kind": "file_error",
+                "error": f"page {index} cannot be decoded ({type(exc).__name__}: {exc})"}
+    t1 = time.perf_counter()
+    image = page.image
+    try:
+        from .engine import read_page
+        result = read_page(image, kit_id=_WORKER["kit_id"], secret=_WORKER["secret"],
+                           geometry_for=_WORKER["geometry_for"])
+        out = _result_dict(result, page.dpi)
+    except Exception as exc:  # an engine bug: the page goes to a person, it is never lost
+        out = _unreadable(exc, page.dpi)
+        result = None
+    t2 = time.perf_counter()
+    stem = f"{sha}-p{index}"
+    page_image = getattr(result, "page_image", None) if result is not None else None
+    if page_image is None:
+        page_image = _preview(image, page.dpi)
+    out["image_path"] = _save_png(kit_path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
+    for reading, crop in zip(out["readings"], out.pop("_crops")):
+        if crop is not None:
+            reading["crop_path"] = _save_png(kit_path, Path("crops") / sha[:2] / stem / f"{_safe(reading['field'])}.png", crop)
+    out.update(sha=sha, index=index, kind="page", width_px=int(image.shape[1]), height_px=int(image.shape[0]),
+               decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2))
+    return out
+
+
+def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
+    readings, crops = [], []
+    for r in result.readings or []:
+        readings.append({"field": r.field, "type": r.type, "raw": _jsonable(r.raw), "value": _jsonable(r.value),
+                         "confidence": float(r.confidence), "status": r.status, "reason": r.reason,
+                         "ink": None if r.ink is None else bool(r.ink), "crop_path": None})
+        crops.append(r.crop)
+    transform = result.transform
+    if transform is not None:
+        transform = np.asarray(transform, dtype=float).tolist()
+    return {"status": result.status, "reason": result.reason, "detail": result.detail,
+            "payload_text": result.payload_text, "sheet_id": result.sheet_id, "template": result.template,
+            "version": result.version, "page": result.page, "pages": result.pages,
+            "orientation": result.orientation, "transform": transform,
+            "fit_error_mm": None if result.fit_error_mm is None else float(result.fit_error_mm),
+            "dpi": float(result.dpi) if result.dpi else file_dpi, "quality": _jsonable(result.quality or {}),
+            "readings": readings, "_crops": crops}
+
+
+def _unreadable(exc: BaseException, dpi: float | None) -> dict[str, Any]:
+    tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return {"status": "quarantined", "reason": "unreadable", "detail": f"the reader failed on this page: {tb}",
+            "payload_text": None, "sheet_id": None, "template": None, "version": None, "page": None,
+            "pages": None, "orientation": None, "transform": None, "fit_error_mm": None, "dpi": dpi,
+            "quality": {"error": tb}, "readings": [], "_crops": []}
+
+
+def _preview(image: np.ndarray, dpi: float | None) -> np.ndarray:
+    """The page as stored in the file, shrunk to about 100 dpi, for a person to look at."""
+    h, w = image.shape[:2]
+    scale = PAGE_IMAGE_DPI / dpi if dpi else 1170 / max(h, w)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _save_png(kit_path: Path, rel: Path, image: np.ndarray) -> str:
+    dest = kit_path / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError(f"could not encode {rel}")
+    tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, dest)
+    return rel.as_posix()
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in name)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+# --- storing ---------------------------------------------------------------------------------
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def store_page(conn: sqlite3.Connection, result: dict[str, Any], source: str = "scan",
+               sheet_id: str | None = None) -> dict[str, Any] | None:
+    """One page in one transaction: capture, readings, quarantine row. None when already stored."""
+    quarantined = result["status"] != "read"
+    sheet = None if quarantined else (sheet_id or result["sheet_id"])
+    with conn:
+        if conn.execute("SELECT 1 FROM captures WHERE file_sha256 = ? AND page_index = ? AND source = ?",
+                        [result["sha"], result["index"], source]).fetchone():
+            return None
+        form_id = duplicate_of = None
+        if sheet:
+            row = conn.execute("SELECT form_id FROM sheets WHERE sheet_id = ?", [sheet]).fetchone()
+            form_id = row[0] if row else None
+            row = conn.execute("SELECT capture_id FROM captures WHERE sheet_id = ? AND status = 'read'"
+                               " ORDER BY capture_id LIMIT 1", [sheet]).fetchone()
+            duplicate_of = row[0] if row else None
+        cur = conn.execute(
+            "INSERT INTO captures (file_sha256, page_index, source, status, sheet_id, form_id, template, version,"
+            " page, pages, orientation, transform, fit_error_mm, dpi, quality, image_path, width_px, height_px,"
+            " duplicate_of, captured_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [result["sha"], result["index"], source, "quarantined" if quarantined else "read", sheet, form_id,
+             None if quarantined else result["template"], None if quarantined else result["version"],
+             None if quarantined else result["page"], None if quarantined else result["pages"],
+             result["orientation"], _dumps(result["transform"]), result["fit_error_mm"], result["dpi"],
+             _dumps(result["quality"]), result["image_path"], result["width_px"], result["height_px"],
+             duplicate_of, now_iso()])
+        capture_id = cur.lastrowid
+        accepted = review = 0
+        if not quarantined:
+            for r in result["readings"]:
+                conn.execute(
+                    "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
+                    " ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    [capture_id, sheet, r["field"], r["type"], _dumps(r["raw"]) or "{}", _dumps(r["value"]),
+                     r["confidence"], r["status"], r["reason"], None if r["ink"] is None else int(r["ink"]),
+                     r.get("crop_path")])
+                accepted += r["status"] == "accepted"
+                review += r["status"] != "accepted"
+        quarantine_id = None
+        if quarantined:
+            cur = conn.execute("INSERT INTO quarantine (capture_id, reason, detail, payload, created_at)"
+                               " VALUES (?,?,?,?,?)",
+                               [capture_id, result["reason"] or "unreadable", result["detail"],
+                                result["payload_text"], now_iso()])
+            quarantine_id = cur.lastrowid
+    return {"capture_id": capture_id, "quarantine_id": quarantine_id, "sheet_id": sheet,
+            "duplicate_of": duplicate_of, "accepted": accepted, "review": review}
+
+
+def _sighting(conn, sha: str | None, path: Path | str, outcome: str) -> int:
+    with conn:
+        return conn.execute("INSERT INTO input_sightings (sha256, path, seen_at, outcome) VALUES (?,?,?,?)",
+                            [sha, str(path), now_iso(), outcome]).lastrowid
+
+
+def _fail_file(conn, sha: str, error: str) -> None:
+    with conn:
+        conn.execute("UPDATE input_files SET status = 'failed', error = ?, finished_at = ? WHERE sha256 = ?",
+                     [error, now_iso(), sha])
+
+
+@dataclass
+class _FileJob:
+    path: Path
+    sha: str
+    kind: str
+    pages: int
+    archive_rel: str
+    sighting_id: int
+    todo: set[int]
+    error: str | None = None
+    finished: bool = False
+
+
+# --- the scan ----------------------------------------------------------------------------------
+def check_engine() -> None:
+    try:
+        from . import engine  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependency(f"the page reader is not available ({exc})",
+                                hint="reinstall fallbackkit (make install)") from None
+
+
+def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None, progress: bool = True,
+               actor: str | None = None) -> ScanSummary:
+    """Scan files and folders into the kit. workers=0 reads in this process (debugging, small runs)."""
+    from ..store.kit import default_actor
+    check_engine()
+    actor = actor or default_actor()
+    started = time.monotonic()
+    conn = kit.db.conn
+    summary = ScanSummary()
+    files, problems = find_files(paths, kit.path)
+    for p in problems:
+        _sighting(conn, None, p["path"], "failed: " + p["error"])
+        summary.files_failed += 1
+        summary.failed.append(p)
+
+    jobs: list[_FileJob] = []
+    seen_in_batch: dict[str, Path] = {}
+    for path in files:
+        job = _prepare(kit, path, summary, seen_in_batch)
+        if job is not None:
+            jobs.append(job)
+
+    tasks = [(job.sha, job.archive_rel, job.kind, i) for job in jobs for i in sorted(job.todo)]
+    by_sha = {job.sha: job for job in jobs}
+    bar = Progress(len(tasks), progress)
+
+    def handle(result: dict[str, Any]) -> None:
+        job = by_sha[result["sha"]]
+        if result["kind"] == "file_error":
+            if job.error is None:
+                job.error = f"{job.path}: {result['error']}"
+            job.todo.discard(result["index"])
+            bar.step(False)
+            return
+        stored = store_page(conn, result)
+        job.todo.discard(result["index"])
+        bar.step(result["status"] != "read")
+        if stored is None:
+            summary.pages_skipped += 1
+            return
+        if stored["quarantine_id"] is not None:
+            summary.pages_quarantined += 1
+            summary.quarantined.append({"quarantine_id": stored["quarantine_id"], "path": str(job.path),
+                                        "page": result["index"], "reason": result["reason"]})
+        else:
+            summary.pages_read += 1
+            summary.readings_accepted += stored["accepted"]
+            summary.readings_review += stored["review"]
+            if stored["duplicate_of"] is not None:
+                summary.pages_duplicate += 1
+                summary.duplicates.append({"sheet_id": stored["sheet_id"], "capture_id": stored["capture_id"],
+                                           "duplicate_of": stored["duplicate_of"], "path": str(job.path),
+                                           "page": result["index"]})
+        if not job.todo:
+            _finish(conn, job, summary)
+
+    if tasks:
+        if workers == 0:
+            _run_in_process(kit, tasks, handle)
+        else:
+            _run_pool(kit, tasks, handle, workers or os.cpu_count() or 1)
+    for job in jobs:
+        if not job.todo:
+            _finish(conn, job, summary)
+    summary.seconds = round(time.monotonic() - started, 2)
+    with conn:
+        append_audit(conn, actor, "scan", None, None,
+                     {**summary.counts(), "paths": [str(p) for p in paths],
+                      "failed": [f["path"] for f in summary.failed]})
+    return summary
+
+
+def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str, Path]) -> _FileJob | None:
+    """Hash, record, check and archive one file; return the pages still to read (None: nothing to do)."""
+    conn = kit.db.conn
+    try:
+        sha, size = sha256_file(path)
+    except OSError as exc:
+        error = f"{path}: cannot be read ({exc.strerror}) — check that the file exists and that you may read it"
+        _sighting(conn, None, path, "failed: " + error)
+        summary.files_failed += 1
+        summary.failed.append({"path": str(path), "error": error})
+        return None
+    row = conn.execute("SELECT status, pages, archive_path, kind FROM input_files WHERE sha256 = ?", [sha]).fetchone()
+    if sha in seen_in_batch or (row is not None and row[0] == "done"):
+        first = seen_in_batch.get(sha)
+        outcome = f"already scanned (same content as {first})" if first else "already scanned"
+        _sighting(conn, sha, path, outcome)
+        summary.files_already_scanned += 1
+        summary.already_scanned.append({"path": str(path), "sha256": sha})
+        return None
+    seen_in_batch[sha] = path
+    resumed = row is not None and row[0] == "started"
+    try:
+        kind = sniff(path)
+        pages = count_pages(path, kind)
+        archive_rel = archive_file(kit, path, sha, kind)
+    except UnreadableFile as exc:
+        error = str(exc)
+        with conn:
+            conn.execute(
+                "INSERT INTO input_files (sha256, size, kind, pages, status, error, first_path, started_at, finished_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET status='failed', error=excluded.error,"
+                " finished_at=excluded.finished_at",
+                [sha, size, "unknown", None, "failed", error, str(path), now_iso(), now_iso()])
+            conn.execute("INSERT INTO input_sightings (sha256, path, seen_at, outcome) VALUES (?,?,?,?)",
+                         [sha, str(path), now_iso(), "failed: " + exc.problem])
+        summary.files_failed += 1
+        summary.failed.append({"path": str(path), "error": error})
+        return None
+    with conn:
+        conn.execute(
+            "INSERT INTO input_files (sha256, size, kind, pages, status, archive_path, first_path, started_at)"
+            " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET status='started', error=NULL,"
+            " kind=excluded.kind, pages=excluded.pages, archive_path=excluded.archive_path, finished_at=NULL",
+            [sha, size, kind, pages, "started", archive_rel, str(path), now_iso()])
+    sighting = _sighting(conn, sha, path, "resumed" if resumed else "new")
+    stored = {r[0] for r in conn.execute(
+        "SELECT page_index FROM captures WHERE file_sha256 = ? AND source = 'scan'", [sha])}
+    todo = set(range(1, pages + 1)) - stored
+    summary.files_new += 1
+    summary.files_resumed += int(resumed)
+    summary.pages_skipped += len(stored)
+    return _FileJob(path, sha, kind, pages, archive_rel, sighting, todo)
+
+
+def _finish(conn, job: _FileJob, summary: ScanSummary) -> None:
+    """Mark a file done once every page is stored, or failed with what went wrong."""
+    if job.finished:
+        return
+    job.finished = True
+    if job.error is None:
+        stored = conn.execute("SELECT COUNT(*) FROM captures WHERE file_sha256 = ? AND source = 'scan'",
+                              [job.sha]).fetchone()[0]
+        if stored < job.pages:  # never call a file done while one of its pages is missing
+            job.error = f"{job.path}: only {stored} of {job.pages} pages were stored — scan it again"
+    if job.error is not None:
+        _fail_file(conn, job.sha, job.error)
+        with conn:
+            conn.execute("UPDATE input_sightings SET outcome = ? WHERE id = ?",
+                         ["failed: " + job.error, job.sighting_id])
+        summary.files_failed += 1
+        summary.files_new -= 1
+        summary.failed.append({"path": str(job.path), "error": job.error})
+        return
+    with conn:
+        conn.execute("UPDATE input_files SET status = 'done', error = NULL, finished_at = ? WHERE sha256 = ?",
+                     [now_iso(), job.sha])
+
+
+def _run_in_process(kit: Kit, tasks: list, handle: Callable[[dict], None]) -> None:
+    _in_process_worker(kit)
+    try:
+        for task in tasks:
+            handle(read_task(task))
+    finally:
+        reader = _WORKER.get("reader")
+        if reader is not None:
+            reader.close()
+        _WORKER.clear()
+
+
+def _context():
+    methods = mp.get_all_start_methods()
+    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _run_pool(kit: Kit, tasks: list, handle: Callable[[dict], None], workers: int) -> None:
+    """Workers read; this process stores each result as it comes. A worker that dies (out of memory,
+    a crash in a decoder) costs a retry of the pages in flight; a page that kills workers twice is
+    reported as a failed page of its file."""
+    queue = list(reversed(tasks))
+    strikes: dict[tuple, int] = {}
+    while queue:
+        broken: list[tuple] = []
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
+                                 initargs=(str(kit.path), kit.kit_id, kit.secret)) as pool:
+            pending: dict = {}
+
+            def refill() -> None:
+                while queue and len(pending) < workers * IN_FLIGHT_PER_WORKER:
+                    task = queue.pop()
+                    pending[pool.submit(read_task, task)] = task
+
+            try:
+                refill()
+            except BrokenProcessPool:
+                pass
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    task = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        broken.append(task)
+                        continue
+                    handle(result)
+                if not broken:
+                    try:
+                        refill()
+                    except BrokenProcessPool:
+                        pass
+        for task in broken:
+            strikes[task] = strikes.get(task, 0) + 1
+            if strikes[task] >= 2:
+                handle({"sha": task[0], "index": task[3], "kind": "file_error",
+                        "error": f"page {task[3]} made the reader process crash twice — scan that page again"})
+            else:
+                queue.append(task)
+
+
+# --- readings ----------------------------------------------------------------------------------
+def list_readings(kit: Kit, status: str | None = None, sheet_id: str | None = None) -> list[dict[str, Any]]:
+    """One object per field of each sheet's latest capture, after people's decisions."""
+    from ..store.decisions import current_review
+    conn = kit.db.conn
+    sql = ("SELECT r.reading_id, r.sheet_id, r.field, r.type, r.value, r.status, r.confidence, r.reason, r.ink,"
+           " r.capture_id FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
+           " WHERE c.status = 'read' AND c.capture_id = (SELECT MAX(c2.capture_id) FROM captures c2"
+           " WHERE c2.sheet_id = c.sheet_id AND c2.status = 'read')")
+    params: list[Any] = []
+    if sheet_id:
+        sql += " AND r.sheet_id = ?"
+        params.append(ids.normalize(sheet_id))
+    sql += " ORDER BY r.sheet_id, r.reading_id"
+    out = []
+    for rid, sid, fname, ftype, value, mstatus, conf, reason, ink, capture_id in conn.execute(sql, params).fetchall():
+        review = current_review(conn, rid)
+        value = json.loads(value) if value is not None else None
+        if review is not None:
+            value = review["value"]
+        if ftype == "multichoice" and isinstance(value, list):
+            value = sorted(value)
+        item = {"sheet_id": sid, "field": fname, "type": ftype, "value": value,
+                "status": "accepted" if review is not None else mstatus, "confidence": conf, "reason": reason,
+                "ink": None if ink is None else bool(ink), "reviewed": review is not None,
+                "reading_id": rid, "capture_id": capture_id}
+        if status and item["status"] != status:
+            continue
+        out.append(item)
+    return out
+
+
+# --- quarantine --------------------------------------------------------------------------------
+def list_quarantine(kit: Kit, include_assigned: bool = False) -> list[dict[str, Any]]:
+    conn = kit.db.conn
+    rows = conn.execute(
+        "SELECT q.quarantine_id, q.reason, q.detail, q.payload, q.created_at, c.capture_id, c.page_index,"
+        " c.image_path, f.first_path, f.sha256, a.sheet_id, a.capture_id"
+        " FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
+        " JOIN input_files f ON f.sha256 = c.file_sha256"
+        " LEFT JOIN quarantine_assignments a ON a.quarantine_id = q.quarantine_id"
+        " ORDER BY q.quarantine_id").fetchall()
+    out = []
+    for qid, reason, detail, payload, created, cid, page_index, image, path, sha, a_sheet, a_capture in rows:
+        if a_sheet and not include_assigned:
+            continue
+        out.append({"quarantine_id": qid, "reason": reason, "detail": detail, "payload": payload,
+                    "file": path, "page": page_index, "sha256": sha, "capture_id": cid, "image": image,
+                    "created_at": created, "assigned_sheet_id": a_sheet, "assigned_capture_id": a_capture})
+    return out
+
+
+def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) -> int:
+    """A clerk read the sheet id printed on a quarantined page: read the page as that sheet.
+
+    Returns the new capture id (source 'assigned'). The archived original is read again, so the
+    result does not depend on any earlier, failed attempt.
+    """
+    from ..generate import sheet_geometry
+    from .engine import read_page_as
+    conn = kit.db.conn
+    typed = sheet_id
+    sheet_id = ids.normalize(sheet_id)
+    if not ids.is_valid(sheet_id, 8):
+        raise BadInput(f"{typed!r} is not a valid sheet id",
+                       hint="a sheet id is 9 characters printed under the QR code; the last one is a check "
+                            "character: read it again")
+    row = conn.execute(
+        "SELECT q.capture_id, c.file_sha256, c.page_index, f.archive_path, f.kind"
+        " FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
+        " JOIN input_files f ON f.sha256 = c.file_sha256 WHERE q.quarantine_id = ?", [quarantine_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no quarantined page {quarantine_id}", hint="see `fallbackkit quarantine list`")
+    _, sha, page_index, archive_rel, kind = row
+    done = conn.execute("SELECT sheet_id, capture_id FROM quarantine_assignments WHERE quarantine_id = ?",
+                        [quarantine_id]).fetchone()
+    if done is not None:
+        raise Conflict(f"quarantined page {quarantine_id} is already assigned to sheet {done[0]} "
+                       f"(capture {done[1]})")
+    geometry = sheet_geometry(kit, sheet_id)
+    if not archive_rel or not (kit.path / archive_rel).exists():
+        raise NotFound(f"the archived original of quarantined page {quarantine_id} is missing ({archive_rel})",
+                       hint="restore the kit's archive folder from a backup")
+    reader = PageReader(kit.path / archive_rel, kind)
+    try:
+        page = reader.page(page_index)
+    finally:
+        reader.close()
+    result = read_page_as(page.image, geometry)
+    if result.status != "read":
+        raise BadInput(f"page {quarantine_id} cannot be read as sheet {sheet_id}: "
+                       f"{result.reason}{' (' + result.detail + ')' if result.detail else ''}",
+                       hint="check the sheet id; if it is right, the page must be entered by hand")
+    out = _result_dict(result, page.dpi)
+    stem = f"{sha}-p{page_index}-assigned"
+    page_image = result.page_image if result.page_image is not None else _preview(page.image, page.dpi)
+    out["image_path"] = _save_png(kit.path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
+    for reading, crop in zip(out["readings"], out.pop("_crops")):
+        if crop is not None:
+            reading["crop_path"] = _save_png(kit.path, Path("crops") / sha[:2] / stem / f"{_safe(reading['field'])}.png", crop)
+    out.update(sha=sha, index=page_index, width_px=int(page.image.shape[1]), height_px=int(page.image.shape[0]),
+               template=geometry["template"], version=geometry["version"], page=geometry["page"],
+               pages=geometry["pages"])
+    # the capture, its readings, the assignment and the audit row: one transaction
+    with conn:
+        stored = store_page(_InTransaction(conn), out, source="assigned", sheet_id=sheet_id)  # type: ignore[arg-type]
+        if stored is None:
+            raise Conflict(f"quarantined page {quarantine_id} is already assigned")
+        conn.execute("INSERT INTO quarantine_assignments (quarantine_id, sheet_id, capture_id, actor, at)"
+                     " VALUES (?,?,?,?,?)", [quarantine_id, sheet_id, stored["capture_id"], actor, now_iso()])
+        append_audit(conn, actor, "quarantine.assign", f"quarantine:{quarantine_id}", None,
+                     {"sheet_id": sheet_id, "capture_id": stored["capture_id"],
+                      "duplicate_of": stored["duplicate_of"], "readings": stored["accepted"] + stored["review"]})
+    return stored["capture_id"]
+
+
+class _InTransaction:
+    """A connection whose `with` block neither commits nor rolls back: the caller's transaction does."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        return self.conn
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def execute(self, *args, **kwargs):
+        return self.conn.execute(*args, **kwargs)
+
+
+__all__ = ["ScanSummary", "scan_paths", "format_summary", "find_files", "list_readings", "list_quarantine",
+           "assign_quarantined", "store_page", "read_task"]
