@@ -252,6 +252,54 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
 
 
 # --- review: review, users (fallbackkit/review/) ----------------------------------------------
+@cli.command("review")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (keep 127.0.0.1 unless other PCs must reach this one).")
+@click.option("--port", default=8765, show_default=True, type=int)
+@pass_kit
+def review_cmd(ctx: KitContext, host: str, port: int) -> None:
+    """Serve the review station for records clerks (open http://HOST:PORT in a browser)."""
+    from .review import list_users, serve
+    if not list_users(ctx.kit().db):
+        say(ctx, "no user can log in yet: add one with `fallbackkit users add NAME --role supervisor`")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        say(ctx, f"warning: listening on {host}: other machines on the network can reach the station")
+    say(ctx, f"review station on http://{host}:{port}/ — Ctrl+C to stop")
+    serve(ctx.kit_dir, host, port)
+
+
+@cli.group()
+def users() -> None:
+    """People who may log in to the review station."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["clerk", "supervisor"]), required=True)
+@click.option("--lang", type=click.Choice(["en", "fr", "nl"]), default="en", show_default=True)
+@pass_kit
+def users_add(ctx: KitContext, name: str, role: str, lang: str) -> None:
+    """Add NAME; the password is asked twice on a terminal, read from stdin otherwise."""
+    from .review import add_user
+    if sys.stdin.isatty():
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    add_user(ctx.kit().db, name, role, password, ctx.actor, lang)
+    click.echo(f"user {name} added ({role}, {lang})")
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def users_list(ctx: KitContext, as_json: bool) -> None:
+    from .review import list_users
+    rows = list_users(ctx.kit().db)
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, ["name", "role", "lang", "active", "created_at", "created_by"])
+
 
 
 # --- export: export, report, backup, restore, check (fallbackkit/export/) ---------------------

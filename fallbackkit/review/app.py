@@ -1,0 +1,472 @@
+"""The review station: a Flask app over one kit, for records clerks and their supervisors.
+
+Security stance (the station shows patient data on a shared PC): server-side sessions with absolute
+and idle expiry, a CSRF token on every POST (forms and fetch), HttpOnly + SameSite=Strict cookies,
+a strict Content-Security-Policy (scripts and styles from the app only), no framing, no caching.
+Every decision goes through the library functions with the logged-in user as `actor`, so the
+audit log names who decided.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from functools import wraps
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import (Flask, abort, g, jsonify, make_response, redirect, render_template, request, send_file,
+                   url_for)
+
+from ..errors import BadInput, FallbackkitError, NotFound
+from ..store.kit import Kit, connect, open_kit
+from . import queue as q
+from . import users as u
+from .i18n import STRINGS, t
+
+SESSION_COOKIE = "fk_session"
+LOGIN_COOKIE = "fk_login"
+PUBLIC_ENDPOINTS = {"login", "login_post", "static"}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def _reconcile(name: str):
+    """A function of the reconcile library, or None while that stage is not installed."""
+    try:
+        from .. import reconcile as rc
+    except ImportError:  # pragma: no cover - the package always exists
+        return None
+    return getattr(rc, name, None)
+
+
+def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECONDS,
+               session_idle: float = u.SESSION_IDLE_SECONDS, secure_cookies: bool = False) -> Flask:
+    """The review app for the kit at kit_path. Each request opens its own SQLite connection."""
+    kit_path = Path(kit_path)
+    kit = open_kit(kit_path)  # checks the kit and applies migrations once
+    kit_id, secret = kit.kit_id, kit.secret
+    kit.close()
+
+    app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.config.update(KIT_PATH=kit_path, SESSION_MAX=session_max, SESSION_IDLE=session_idle,
+                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=256 * 1024)
+    flashes: dict[str, list[tuple[str, str]]] = {}
+
+    # --- per request: the kit, the session, the CSRF check ------------------------------------
+    @app.before_request
+    def _open() -> Any:
+        g.kit = Kit(kit_path, kit_id, secret, connect(kit_path / "store.sqlite"))
+        g.session = u.load_session(g.kit.db, request.cookies.get(SESSION_COOKIE),
+                                   app.config["SESSION_MAX"], app.config["SESSION_IDLE"])
+        g.user = g.session.user if g.session else None
+        g.lang = g.user.lang if g.user else _browser_lang()
+        if request.endpoint in PUBLIC_ENDPOINTS:
+            return None
+        if g.session is None:
+            if request.path.startswith("/api/") or request.method != "GET":
+                return jsonify({"error": "not logged in"}), 401
+            return redirect(url_for("login", next=request.full_path if request.query_string else request.path))
+        if request.method == "POST":
+            sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
+            if not hmac.compare_digest(sent.encode(), g.session.csrf.encode()):
+                abort(403, description="missing or wrong CSRF token")
+        return None
+
+    @app.teardown_request
+    def _close(exc: BaseException | None) -> None:
+        kit_ = g.pop("kit", None)
+        if kit_ is not None:
+            kit_.close()
+
+    @app.after_request
+    def _headers(resp):
+        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        if request.endpoint != "static":
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.errorhandler(FallbackkitError)
+    def _fk_error(exc: FallbackkitError):
+        code = 404 if isinstance(exc, NotFound) else 409 if exc.exit_code == 6 else 400
+        if request.path.startswith("/api/"):
+            return jsonify({"error": str(exc)}), code
+        return render_template("error.html", code=code, message=str(exc)), code
+
+    @app.errorhandler(400)
+    @app.errorhandler(401)
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    def _http_error(exc):
+        if request.path.startswith("/api/"):
+            return jsonify({"error": exc.description}), exc.code
+        return render_template("error.html", code=exc.code, message=exc.description), exc.code
+
+    def _browser_lang() -> str:
+        return request.accept_languages.best_match(u.LANGS) or "en"
+
+    @app.context_processor
+    def _inject() -> dict[str, Any]:
+        lang = g.get("lang", "en")
+        return {"_": lambda key, **kw: t(lang, key, **kw), "lang": lang, "user": g.get("user"),
+                "csrf": g.session.csrf if g.get("session") else "", "langs": u.LANGS,
+                "flashes": flashes.pop(g.session.token_hash, []) if g.get("session") else [],
+                "fmt": _fmt, "reconcile_ready": _reconcile("reconcile") is not None}
+
+    def flash(kind: str, message: str) -> None:
+        flashes.setdefault(g.session.token_hash, []).append((kind, message))
+
+    def back(default: str) -> Any:
+        target = request.form.get("next") or default
+        if not target.startswith("/") or target.startswith("//"):
+            target = default
+        return redirect(target)
+
+    def supervisor_only(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if not g.user.is_supervisor:
+                abort(403, description=t(g.lang, "supervisor_only"))
+            return view(*args, **kwargs)
+        return wrapper
+
+    def _cookie(resp, name: str, value: str, max_age: int | None) -> None:
+        resp.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Strict",
+                        secure=app.config["SECURE_COOKIES"], path="/")
+
+    # --- login / logout --------------------------------------------------------------------------
+    @app.get("/login")
+    def login():
+        if g.session is not None:
+            return redirect(url_for("dashboard"))
+        token = secrets.token_urlsafe(24)
+        resp = make_response(render_template("login.html", login_csrf=token, error=None,
+                                             next=request.args.get("next", "")))
+        _cookie(resp, LOGIN_COOKIE, token, 3600)
+        return resp
+
+    @app.post("/login")
+    def login_post():
+        cookie, sent = request.cookies.get(LOGIN_COOKIE, ""), request.form.get("csrf_token", "")
+        if not cookie or not hmac.compare_digest(cookie.encode(), sent.encode()):
+            abort(403, description="missing or wrong CSRF token")
+        name = request.form.get("name", "")
+        user = u.authenticate(g.kit.db, name, request.form.get("password", ""), request.remote_addr)
+        if user is None:
+            key = "login_locked" if u.is_locked(g.kit.db, name.strip()) else "login_failed"
+            token = secrets.token_urlsafe(24)
+            resp = make_response(render_template("login.html", login_csrf=token, error=t(g.lang, key),
+                                                 next=request.form.get("next", "")), 401)
+            _cookie(resp, LOGIN_COOKIE, token, 3600)
+            return resp
+        token, _csrf = u.start_session(g.kit.db, user)
+        target = request.form.get("next") or url_for("dashboard")
+        if not target.startswith("/") or target.startswith("//"):
+            target = url_for("dashboard")
+        resp = redirect(target)
+        _cookie(resp, SESSION_COOKIE, token, int(app.config["SESSION_MAX"]))
+        resp.delete_cookie(LOGIN_COOKIE, path="/")
+        return resp
+
+    @app.post("/logout")
+    def logout():
+        u.end_session(g.kit.db, g.session.token_hash)
+        resp = redirect(url_for("login"))
+        resp.delete_cookie(SESSION_COOKIE, path="/")
+        return resp
+
+    @app.post("/lang")
+    def set_lang():
+        u.set_lang(g.kit.db, g.user.name, request.form.get("lang", ""))
+        return back(url_for("dashboard"))
+
+    # --- dashboard -------------------------------------------------------------------------------
+    @app.get("/")
+    def dashboard():
+        rec, wl = _reconcile("reconcile"), _reconcile("worklist")
+        waiting = sum(q.queue_counts(g.kit.db).values())
+        quarantined = len(q.open_quarantine(g.kit.db))
+        rows: dict[str, dict[str, int]] = {}
+        totals = None
+        if rec is not None:
+            report = rec(g.kit)
+            totals = report.get("totals")
+            for form in report.get("forms", []):
+                w = rows.setdefault(form.get("ward") or "—", dict.fromkeys(
+                    ("printed", "returned", "missing", "to_review", "to_reenter", "entered"), 0))
+                w["printed"] += int(form.get("pages") or 0)
+                w["returned"] += len(form.get("pages_returned") or [])
+                w["missing"] += len(form.get("pages_missing") or [])
+                w["to_review"] += int(form.get("to_review") or 0)
+            if wl is not None:
+                for item in wl(g.kit):
+                    w = rows.setdefault(item.ward or "—", dict.fromkeys(
+                        ("printed", "returned", "missing", "to_review", "to_reenter", "entered"), 0))
+                    if item.status == "pending":
+                        w["to_reenter"] += 1
+                    elif item.status == "entered":
+                        w["entered"] += 1
+        return render_template("dashboard.html", rows=sorted(rows.items()), totals=totals, waiting=waiting,
+                               quarantined=quarantined)
+
+    # --- queue and readings ------------------------------------------------------------------------
+    def _filters() -> dict[str, str]:
+        return {k: request.args[k] for k in ("ward", "template", "reason") if request.args.get(k)}
+
+    @app.get("/queue")
+    def queue_view():
+        f = _filters()
+        items = q.list_queue(g.kit.db, f.get("ward"), f.get("template"), f.get("reason"), limit=200)
+        counts = q.queue_counts(g.kit.db, f.get("ward"), f.get("template"))
+        return render_template("queue.html", items=items, counts=counts, filters=f,
+                               choices=q.filter_choices(g.kit.db), query=urlencode(f),
+                               quarantined=len(q.open_quarantine(g.kit.db)))
+
+    @app.get("/review")
+    def work():
+        f = _filters()
+        start = request.args.get("start", type=int)
+        return render_template("review.html", filters=f, query=urlencode(f), start=start or "",
+                               strings=STRINGS[g.lang]["js"])
+
+    @app.get("/readings/<int:reading_id>")
+    def reading_page(reading_id: int):
+        q.reading_detail(g.kit.db, reading_id)  # 404 when unknown
+        return redirect(url_for("work", start=reading_id))
+
+    def _reading_json(reading_id: int) -> dict[str, Any]:
+        d = q.reading_detail(g.kit.db, reading_id)
+        d["crop_url"] = url_for("crop_image", reading_id=reading_id) if d["has_crop"] else None
+        d["page_url"] = url_for("page_image", capture_id=d["capture_id"]) if d["has_page"] else None
+        d["page_link"] = url_for("page_view", capture_id=d["capture_id"])
+        d["field_label"] = d["field"]
+        return d
+
+    @app.get("/api/next")
+    def api_next():
+        f = _filters()
+        rid = q.next_reading(g.kit.db, request.args.get("after", 0, type=int), f.get("ward"), f.get("template"),
+                             f.get("reason"))
+        if rid is None:
+            return jsonify({"done": True})
+        return jsonify({"done": False, "reading": _reading_json(rid)})
+
+    @app.get("/api/readings/<int:reading_id>")
+    def api_reading(reading_id: int):
+        return jsonify({"done": False, "reading": _reading_json(reading_id)})
+
+    @app.post("/api/readings/<int:reading_id>/decision")
+    def api_decide(reading_id: int):
+        from ..store.decisions import current_review, record_review
+        body = request.get_json(silent=True) or {}
+        decision = body.get("decision")
+        detail = q.reading_detail(g.kit.db, reading_id)
+        seen = body.get("seen_review_id")
+        now = current_review(g.kit.db, reading_id)
+        if (now["review_id"] if now else None) != seen:
+            return jsonify({"error": t(g.lang, "already_decided", who=now["actor"] if now else "?"),
+                            "conflict": True}), 409
+        value = _checked_value(detail, decision, body.get("value"))
+        review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, body.get("note"))
+        return jsonify({"ok": True, "review_id": review_id})
+
+    @app.get("/img/crop/<int:reading_id>")
+    def crop_image(reading_id: int):
+        row = g.kit.db.execute("SELECT crop_path FROM readings WHERE reading_id = ?", [reading_id]).fetchone()
+        if row is None:
+            abort(404)
+        return send_file(q.kit_file(kit_path, row[0]), max_age=0)
+
+    @app.get("/img/page/<int:capture_id>")
+    def page_image(capture_id: int):
+        row = g.kit.db.execute("SELECT image_path FROM captures WHERE capture_id = ?", [capture_id]).fetchone()
+        if row is None:
+            abort(404)
+        return send_file(q.kit_file(kit_path, row[0]), max_age=0)
+
+    @app.get("/page/<int:capture_id>")
+    def page_view(capture_id: int):
+        return render_template("page.html", page=q.page_overlay(g.kit.db, capture_id))
+
+    # --- decisions and undo --------------------------------------------------------------------
+    @app.get("/decisions")
+    def decisions():
+        rows = g.kit.db.execute(
+            "SELECT r.review_id, r.reading_id, r.decision, r.value, r.actor, r.at, r.undoes, rd.sheet_id, rd.field,"
+            " EXISTS (SELECT 1 FROM reviews x WHERE x.undoes = r.review_id) FROM reviews r"
+            " JOIN readings rd ON rd.reading_id = r.reading_id ORDER BY r.review_id DESC LIMIT 200").fetchall()
+        items = [{"review_id": r[0], "reading_id": r[1], "decision": r[2],
+                  "value": json.loads(r[3]) if r[3] is not None else None, "actor": r[4], "at": r[5],
+                  "undoes": r[6], "sheet_id": r[7], "field": r[8], "undone": bool(r[9])} for r in rows]
+        return render_template("decisions.html", items=items)
+
+    @app.post("/reviews/<int:review_id>/undo")
+    @supervisor_only
+    def undo(review_id: int):
+        from ..store.decisions import undo_review
+        undo_review(g.kit.db, review_id, g.user.name, request.form.get("note") or None)
+        flash("ok", t(g.lang, "undone", id=review_id))
+        return back(url_for("decisions"))
+
+    # --- conflicts -------------------------------------------------------------------------------
+    @app.get("/conflicts")
+    def conflicts():
+        rec = _reconcile("reconcile")
+        items = []
+        if rec is not None:
+            for form in rec(g.kit).get("forms", []):
+                for c in form.get("conflicts", []):
+                    if c.get("resolved"):
+                        continue
+                    caps = []
+                    for cap in c.get("captures", []):
+                        has_crop = cap.get("reading_id") and g.kit.db.execute(
+                            "SELECT crop_path IS NOT NULL FROM readings WHERE reading_id = ?",
+                            [cap["reading_id"]]).fetchone()
+                        caps.append({**cap, "value_json": json.dumps(cap.get("value"), ensure_ascii=False),
+                                     "crop": bool(has_crop and has_crop[0])})
+                    items.append({**c, "captures": caps, "form": form})
+        return render_template("conflicts.html", items=items)
+
+    @app.post("/conflicts/resolve")
+    def resolve():
+        fn = _reconcile("resolve_conflict")
+        if fn is None:
+            abort(404, description=t(g.lang, "reconcile_missing"))
+        sheet_id, field = request.form.get("sheet_id", ""), request.form.get("field", "")
+        chosen = request.form.get("capture_id", type=int)
+        if request.form.get("typed") is not None and request.form.get("typed", "").strip():
+            value: Any = request.form["typed"].strip()
+            chosen = None
+        else:
+            try:
+                value = json.loads(request.form.get("value", "null"))
+            except ValueError:
+                raise BadInput("the value sent is not valid JSON")
+        fn(g.kit, sheet_id, field, value, g.user.name, chosen_capture_id=chosen)
+        flash("ok", t(g.lang, "conflict_resolved", field=field, sheet=sheet_id))
+        return back(url_for("conflicts"))
+
+    # --- quarantine ------------------------------------------------------------------------------
+    @app.get("/quarantine")
+    def quarantine():
+        return render_template("quarantine.html", items=q.open_quarantine(g.kit.db))
+
+    @app.post("/quarantine/<int:quarantine_id>/assign")
+    def assign(quarantine_id: int):
+        try:
+            from ..scan.pipeline import assign_quarantined
+        except ImportError:
+            abort(404, description=t(g.lang, "scan_missing"))
+        sheet_id = request.form.get("sheet_id", "").strip()
+        try:
+            capture_id = assign_quarantined(g.kit, quarantine_id, sheet_id, g.user.name)
+        except FallbackkitError as exc:
+            flash("error", str(exc))
+            return redirect(url_for("quarantine"))
+        flash("ok", t(g.lang, "assigned", sheet=sheet_id, capture=capture_id))
+        return back(url_for("quarantine"))
+
+    # --- identities ------------------------------------------------------------------------------
+    @app.get("/identities")
+    def identities():
+        lst, sug = _reconcile("list_identities"), _reconcile("suggest_identities")
+        items = lst(g.kit) if lst else []
+        suggestions: dict[str, list[dict[str, Any]]] = {}
+        for s in (sug(g.kit) if sug else []):
+            suggestions.setdefault(s["downtime_mrn"], []).append(s)
+        return render_template("identities.html", items=items, suggestions=suggestions)
+
+    @app.post("/identities/link")
+    def link():
+        fn = _reconcile("link_identity")
+        if fn is None:
+            abort(404, description=t(g.lang, "reconcile_missing"))
+        dt, real = request.form.get("downtime_mrn", "").strip(), request.form.get("real_mrn", "").strip()
+        if not dt or not real:
+            raise BadInput(t(g.lang, "link_needs_both"))
+        try:
+            fn(g.kit, dt, real, g.user.name, request.form.get("reason") or "review station")
+        except FallbackkitError as exc:
+            flash("error", str(exc))
+            return redirect(url_for("identities"))
+        flash("ok", t(g.lang, "linked", dt=dt, real=real))
+        return back(url_for("identities"))
+
+    # --- worklist --------------------------------------------------------------------------------
+    @app.get("/worklist")
+    def worklist():
+        fn = _reconcile("worklist")
+        ward = request.args.get("ward") or None
+        status = request.args.get("status", "pending")
+        items = fn(g.kit, ward=ward, status=None if status == "all" else status) if fn else []
+        patients: list[tuple[str, list[Any]]] = []
+        for item in items:  # keep back-load order, grouped per patient as they come
+            key = item.patient_mrn or "—"
+            if patients and patients[-1][0] == key:
+                patients[-1][1].append(item)
+            else:
+                patients.append((key, [item]))
+        return render_template("worklist.html", patients=patients, ward=ward or "", status=status,
+                               choices=q.filter_choices(g.kit.db))
+
+    @app.post("/worklist/mark")
+    def mark():
+        fn = _reconcile("mark_item")
+        if fn is None:
+            abort(404, description=t(g.lang, "reconcile_missing"))
+        item_id, status = request.form.get("item_id", ""), request.form.get("status", "")
+        if status not in ("entered", "not-needed", "pending"):
+            raise BadInput("status must be entered, not-needed or pending")
+        try:
+            fn(g.kit, item_id, status, g.user.name, request.form.get("note") or None)
+        except FallbackkitError as exc:
+            flash("error", str(exc))
+            return back(url_for("worklist"))
+        flash("ok", t(g.lang, "marked", item=item_id, status=t(g.lang, "status_" + status)))
+        return back(url_for("worklist"))
+
+    return app
+
+
+def _fmt(value: Any) -> str:
+    """A decided value as a clerk reads it."""
+    if value is None:
+        return "—"
+    if value is True:
+        return "☑"
+    if value is False:
+        return "☐"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if value else "—"
+    return str(value)
+
+
+def _checked_value(detail: dict[str, Any], decision: str, value: Any) -> Any:
+    """Refuse a value the field cannot take (fail closed: the clerk sees why)."""
+    if decision not in ("confirm", "correct", "transcribe", "illegible"):
+        raise BadInput("decision must be confirm, correct, transcribe or illegible")
+    if decision in ("confirm", "illegible"):
+        return None if decision == "illegible" else detail["value"]
+    options = detail["options"]
+    if options is not None:
+        if detail["type"] == "multichoice":
+            if not isinstance(value, list) or any(v not in options for v in value):
+                raise BadInput("pick options of this field")
+            return sorted(set(value))
+        if value not in options:
+            raise BadInput("pick one of the options of this field")
+        return value
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 500:
+        raise BadInput("type the value as text (at most 500 characters)")
+    value = value.strip()
+    if detail["type"] == "number" and value and not all(c.isdigit() or c in ".,-" for c in value):
+        raise BadInput("a number field takes digits only")
+    return value or None

@@ -1,0 +1,253 @@
+"""What waits for a person, read straight from the store with indexed queries.
+
+The reading queue is "readings in status 'review' with no decision that counts" (a review that is
+neither an undo nor undone). `next_reading` walks the (status, reading_id) index and stops at the
+first match (LIMIT 1), so serving the next item costs the same with 10 or 10,000 items waiting.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotFound
+
+PENDING = ("NOT EXISTS (SELECT 1 FROM reviews r WHERE r.reading_id = rd.reading_id AND r.decision != 'undo'"
+           " AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.review_id))")
+
+
+def _conn(conn):
+    return conn.conn if hasattr(conn, "conn") else conn
+
+
+def _filters(ward: str | None, template: str | None, reason: str | None) -> tuple[str, str, list[Any]]:
+    joins, where, params = "", "", []
+    if ward or template:
+        joins = " JOIN captures c ON c.capture_id = rd.capture_id"
+        if template:
+            where += " AND c.template = ?"
+            params.append(template)
+        if ward:
+            joins += " JOIN forms f ON f.form_id = c.form_id"
+            where += " AND f.ward = ?"
+            params.append(ward)
+    if reason:
+        where += " AND rd.reason = ?"
+        params.append(reason)
+    return joins, where, params
+
+
+def next_reading(conn, after: int = 0, ward: str | None = None, template: str | None = None,
+                 reason: str | None = None, wrap: bool = True) -> int | None:
+    """The id of the next reading waiting for a person after `after` (wrapping round once), or None."""
+    conn = _conn(conn)
+    joins, where, params = _filters(ward, template, reason)
+    sql = (f"SELECT rd.reading_id FROM readings rd{joins} WHERE rd.status = 'review' AND rd.reading_id > ?"
+           f"{where} AND {PENDING} ORDER BY rd.reading_id LIMIT 1")
+    row = conn.execute(sql, [after, *params]).fetchone()
+    if row is None and wrap and after > 0:
+        row = conn.execute(sql, [0, *params]).fetchone()
+    return row[0] if row else None
+
+
+def list_queue(conn, ward: str | None = None, template: str | None = None, reason: str | None = None,
+               limit: int = 100) -> list[dict[str, Any]]:
+    conn = _conn(conn)
+    joins, where, params = _filters(ward, template, reason)
+    sql = (f"SELECT rd.reading_id FROM readings rd{joins} WHERE rd.status = 'review'{where} AND {PENDING}"
+           f" ORDER BY rd.reading_id LIMIT ?")
+    ids = [r[0] for r in conn.execute(sql, [*params, limit])]
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(
+        "SELECT rd.reading_id, rd.sheet_id, rd.field, rd.type, rd.reason, rd.value, c.template, c.page, f.ward, f.bed,"
+        " COALESCE(f.patient_mrn, f.downtime_mrn) FROM readings rd JOIN captures c ON c.capture_id = rd.capture_id"
+        f" LEFT JOIN forms f ON f.form_id = c.form_id WHERE rd.reading_id IN ({marks}) ORDER BY rd.reading_id", ids)
+    return [{"reading_id": r[0], "sheet_id": r[1], "field": r[2], "type": r[3], "reason": r[4],
+             "value": json.loads(r[5]) if r[5] is not None else None, "template": r[6], "page": r[7],
+             "ward": r[8], "bed": r[9], "mrn": r[10]} for r in rows]
+
+
+def queue_counts(conn, ward: str | None = None, template: str | None = None) -> dict[str, int]:
+    """Waiting readings per reason (for the filter bar)."""
+    conn = _conn(conn)
+    joins, where, params = _filters(ward, template, None)
+    rows = conn.execute(f"SELECT rd.reason, COUNT(*) FROM readings rd{joins} WHERE rd.status = 'review'{where}"
+                        f" AND {PENDING} GROUP BY rd.reason ORDER BY 2 DESC", params)
+    return {r[0] or "unsure": r[1] for r in rows}
+
+
+def filter_choices(conn) -> dict[str, list[str]]:
+    conn = _conn(conn)
+    wards = [r[0] for r in conn.execute("SELECT DISTINCT ward FROM forms WHERE ward IS NOT NULL ORDER BY 1")]
+    templates = [r[0] for r in conn.execute("SELECT DISTINCT template FROM forms ORDER BY 1")]
+    reasons = [r[0] for r in conn.execute(
+        "SELECT DISTINCT reason FROM readings WHERE status = 'review' AND reason IS NOT NULL ORDER BY 1")]
+    return {"wards": wards, "templates": templates, "reasons": reasons}
+
+
+def open_quarantine(conn) -> list[dict[str, Any]]:
+    """Quarantined pages nobody has identified yet."""
+    conn = _conn(conn)
+    rows = conn.execute(
+        "SELECT q.quarantine_id, q.capture_id, q.reason, q.detail, q.created_at, c.image_path, i.first_path,"
+        " c.page_index FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
+        " LEFT JOIN input_files i ON i.sha256 = c.file_sha256"
+        " WHERE NOT EXISTS (SELECT 1 FROM quarantine_assignments a WHERE a.quarantine_id = q.quarantine_id)"
+        " ORDER BY q.quarantine_id")
+    return [{"quarantine_id": r[0], "capture_id": r[1], "reason": r[2], "detail": r[3], "created_at": r[4],
+             "image_path": r[5], "file": r[6], "page_index": r[7]} for r in rows]
+
+
+# --- geometry: where a field is on the page image ---------------------------------------------
+
+def _apply(h: list[list[float]], x: float, y: float) -> tuple[float, float]:
+    w = h[2][0] * x + h[2][1] * y + h[2][2]
+    return ((h[0][0] * x + h[0][1] * y + h[0][2]) / w, (h[1][0] * x + h[1][1] * y + h[1][2]) / w)
+
+
+def page_mapper(capture: dict[str, Any], page_size_mm: list[float]):
+    """A function mm (x, y) -> image px for this capture's page image.
+
+    The capture's homography is used when it maps the page onto the stored image; otherwise the
+    image is taken as the upright page scaled to its size (the normalised review image)."""
+    width, height = capture.get("width_px"), capture.get("height_px")
+    pw, ph = page_size_mm
+    transform = capture.get("transform")
+    if isinstance(transform, str):
+        try:
+            transform = json.loads(transform)
+        except ValueError:
+            transform = None
+    if transform and width and height:
+        try:
+            corners = [_apply(transform, x, y) for x, y in ((0, 0), (pw, 0), (0, ph), (pw, ph))]
+            if all(-0.05 * width <= cx <= 1.05 * width and -0.05 * height <= cy <= 1.05 * height
+                   for cx, cy in corners):
+                return lambda x, y: _apply(transform, x, y)
+        except (TypeError, IndexError, ZeroDivisionError):
+            pass
+    if width and height:
+        sx, sy = width / pw, height / ph
+    else:
+        sx = sy = (capture.get("dpi") or 100) / 25.4
+    return lambda x, y: (x * sx, y * sy)
+
+
+def field_boxes(field: dict[str, Any]) -> list[list[float]]:
+    if field.get("box_mm"):
+        return [field["box_mm"]]
+    return [o["box_mm"] for o in field.get("options", []) if o.get("box_mm")]
+
+
+def outline(mapper, boxes: list[list[float]], pad_mm: float = 1.5) -> str:
+    """SVG polygon points around the union of boxes (mm), in image px."""
+    if not boxes:
+        return ""
+    x0 = min(b[0] for b in boxes) - pad_mm
+    y0 = min(b[1] for b in boxes) - pad_mm
+    x1 = max(b[0] + b[2] for b in boxes) + pad_mm
+    y1 = max(b[1] + b[3] for b in boxes) + pad_mm
+    pts = [mapper(x0, y0), mapper(x1, y0), mapper(x1, y1), mapper(x0, y1)]
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+
+
+def capture_info(conn, capture_id: int) -> dict[str, Any]:
+    conn = _conn(conn)
+    row = conn.execute(
+        "SELECT c.capture_id, c.status, c.sheet_id, c.form_id, c.template, c.version, c.page, c.pages, c.transform,"
+        " c.dpi, c.image_path, c.width_px, c.height_px, c.duplicate_of, c.captured_at, f.ward, f.bed,"
+        " f.patient_mrn, f.downtime_mrn, l.geometry FROM captures c LEFT JOIN forms f ON f.form_id = c.form_id"
+        " LEFT JOIN sheets s ON s.sheet_id = c.sheet_id LEFT JOIN layouts l ON l.hash = s.layout_hash"
+        " WHERE c.capture_id = ?", [capture_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no capture {capture_id}")
+    keys = ["capture_id", "status", "sheet_id", "form_id", "template", "version", "page", "pages", "transform",
+            "dpi", "image_path", "width_px", "height_px", "duplicate_of", "captured_at", "ward", "bed",
+            "patient_mrn", "downtime_mrn", "geometry"]
+    info = dict(zip(keys, row))
+    info["geometry"] = json.loads(info["geometry"]) if info["geometry"] else None
+    return info
+
+
+def field_options(field: dict[str, Any] | None, type_: str) -> list[Any] | None:
+    """What digits 1..n pick for a mark field; None for fields that are typed."""
+    if type_ == "checkbox":
+        return [True, False]
+    if type_ in ("choice", "multichoice"):
+        opts = [o["value"] for o in (field or {}).get("options", [])]
+        return opts + [None] if type_ == "choice" else opts
+    return None
+
+
+def reading_detail(conn, reading_id: int) -> dict[str, Any]:
+    """Everything the reading screen shows for one reading."""
+    from ..store.decisions import current_review
+    conn = _conn(conn)
+    row = conn.execute(
+        "SELECT reading_id, capture_id, sheet_id, field, type, raw, value, confidence, status, reason, ink, crop_path"
+        " FROM readings WHERE reading_id = ?", [reading_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no reading {reading_id}")
+    r = dict(zip(["reading_id", "capture_id", "sheet_id", "field", "type", "raw", "value", "confidence", "status",
+                  "reason", "ink", "crop_path"], row))
+    r["raw"] = json.loads(r["raw"]) if r["raw"] else {}
+    r["value"] = json.loads(r["value"]) if r["value"] is not None else None
+    cap = capture_info(conn, r["capture_id"])
+    geometry = cap.pop("geometry")
+    field = None
+    if geometry:
+        field = next((f for f in geometry["fields"] if f["name"] == r["field"]), None)
+    r["capture"] = {k: v for k, v in cap.items() if k != "transform"}
+    r["options"] = field_options(field, r["type"])
+    r["has_crop"] = bool(r["crop_path"])
+    r["has_page"] = bool(cap["image_path"])
+    r["outline"] = ""
+    if geometry and field and cap["image_path"]:
+        r["outline"] = outline(page_mapper(cap, geometry["page_size_mm"]), field_boxes(field))
+    r["extra"] = {k: field[k] for k in ("scheduled", "medication", "format", "digits") if field and k in field}
+    r["review"] = current_review(conn, reading_id)
+    r["history"] = [
+        {"review_id": h[0], "decision": h[1], "value": json.loads(h[2]) if h[2] is not None else None,
+         "actor": h[3], "at": h[4], "undoes": h[5]}
+        for h in conn.execute("SELECT review_id, decision, value, actor, at, undoes FROM reviews"
+                              " WHERE reading_id = ? ORDER BY review_id", [reading_id])]
+    return r
+
+
+def page_overlay(conn, capture_id: int) -> dict[str, Any]:
+    """A captured page with every field's reading (effective value) placed over it."""
+    from ..store.decisions import effective_reading
+    conn = _conn(conn)
+    cap = capture_info(conn, capture_id)
+    geometry = cap.pop("geometry")
+    fields = []
+    if geometry and cap["image_path"]:
+        mapper = page_mapper(cap, geometry["page_size_mm"])
+        by_name = {f["name"]: f for f in geometry["fields"]}
+        for rid, name in conn.execute("SELECT reading_id, field FROM readings WHERE capture_id = ? ORDER BY reading_id",
+                                      [capture_id]):
+            eff = effective_reading(conn, rid)
+            f = by_name.get(name)
+            if not f:
+                continue
+            boxes = field_boxes(f)
+            pts = outline(mapper, boxes, pad_mm=0.5)
+            x0 = min(b[0] for b in boxes)
+            y0 = min(b[1] for b in boxes)
+            lx, ly = mapper(x0, y0 - 0.8)
+            fields.append({"reading_id": rid, "field": name, "value": eff["value"], "resolved": eff["resolved"],
+                           "source": eff["source"], "points": pts, "label_x": round(lx, 1), "label_y": round(ly, 1)})
+    return {"capture": {k: v for k, v in cap.items() if k != "transform"}, "fields": fields}
+
+
+def kit_file(kit_path: Path, relative: str | None) -> Path:
+    """A file under the kit directory, refusing any path that would leave it (../, absolute, symlinks)."""
+    if not relative:
+        raise NotFound("no image was stored for this item")
+    root = Path(kit_path).resolve()
+    target = (root / relative).resolve()
+    if root not in target.parents or not target.is_file():
+        raise NotFound("image not found in the kit")
+    return target
