@@ -1,0 +1,149 @@
+"""Backup, restore and check of the kit's store.
+
+A backup is a consistent copy made with SQLite's online backup API (safe while the review
+station is writing), verified before it is renamed into place: integrity check, same kit id and
+the same row count in every table. A restore verifies the file first, refuses another kit's
+store unless forced, and keeps a safety copy of the current store before replacing it.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput, Conflict, IntegrityFailure, NotFound
+from ..store.audit import append_audit, verify_audit
+from ..store.kit import Kit, now_iso
+
+
+def _tables(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                       " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+
+
+def row_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in _tables(conn)}
+
+
+def _kit_id(conn: sqlite3.Connection) -> str | None:
+    try:
+        row = conn.execute("SELECT value FROM kit_meta WHERE key = 'kit_id'").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    return row[0] if row else None
+
+
+def inspect_store(path: Path | str) -> dict[str, Any]:
+    """Open a store file read-only and say whether it is sound: integrity, audit chain, kit id, counts."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"no file {path}")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            integrity = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+            kit_id = _kit_id(conn)
+            counts = row_counts(conn)
+            audit_rows, broken = verify_audit(conn) if "audit" in counts else (0, None)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise IntegrityFailure(f"{path} is not a readable kit store: {exc}",
+                               hint="use another backup file") from None
+    return {"path": str(path), "integrity": integrity, "ok": integrity == ["ok"] and broken is None and bool(kit_id),
+            "kit_id": kit_id, "counts": counts, "audit_rows": audit_rows, "audit_broken_at": broken}
+
+
+def backup(kit: Kit, out: Path | str, actor: str) -> dict[str, Any]:
+    out = Path(out)
+    if out.is_dir():
+        raise BadInput(f"{out} is a directory", hint="give a file name, e.g. kit-backup-2026-11-28.sqlite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with kit.db.conn:  # record the backup in the store, so the copy carries its own entry
+        append_audit(kit.db.conn, actor, "kit.backup", str(out), None, {"at": now_iso()})
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        target = sqlite3.connect(tmp)
+        try:
+            kit.db.conn.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            source_counts = row_counts(kit.db.conn)
+        finally:
+            target.close()
+        os.chmod(tmp, 0o600)
+        report = inspect_store(tmp)
+        problems = []
+        if report["integrity"] != ["ok"]:
+            problems.append("integrity check: " + "; ".join(report["integrity"][:3]))
+        if report["kit_id"] != kit.kit_id:
+            problems.append(f"kit id {report['kit_id']} instead of {kit.kit_id}")
+        if report["counts"] != source_counts:
+            diff = [t for t in set(source_counts) | set(report["counts"])
+                    if source_counts.get(t) != report["counts"].get(t)]
+            problems.append("row counts differ in " + ", ".join(sorted(diff)))
+        if problems:
+            raise IntegrityFailure(f"the backup copy failed verification: {'; '.join(problems)}",
+                                   hint="nothing was written; check the disk and try again")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"file": str(out), "kit_id": kit.kit_id, "tables": len(report["counts"]),
+            "rows": sum(report["counts"].values()), "size": out.stat().st_size}
+
+
+def restore(kit: Kit, source: Path | str, actor: str, force: bool = False) -> dict[str, Any]:
+    """Replace the kit's store with a verified backup; the current store is kept as a safety copy first."""
+    source = Path(source)
+    report = inspect_store(source)
+    if report["integrity"] != ["ok"]:
+        raise IntegrityFailure(f"{source} fails the integrity check: {'; '.join(report['integrity'][:3])}",
+                               hint="use another backup file")
+    if report["audit_broken_at"] is not None:
+        raise IntegrityFailure(f"{source}: the audit chain is broken at row {report['audit_broken_at']}",
+                               hint="this file was altered after it was written; use another backup")
+    if not report["kit_id"]:
+        raise BadInput(f"{source} is not a fallbackkit store (no kit id)")
+    if report["kit_id"] != kit.kit_id and not force:
+        raise Conflict(f"{source} belongs to kit {report['kit_id']}, this is kit {kit.kit_id}",
+                       hint="restore it into that kit, or add --force to replace this kit's store anyway")
+    stamp = now_iso().replace(":", "").replace("-", "")[:15]
+    safety = kit.path / "backups" / f"before-restore-{stamp}.sqlite"
+    safety_info = backup(kit, safety, actor)
+    source_conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        source_conn.backup(kit.db.conn)  # page-level copy into the open store, under its own lock
+    finally:
+        source_conn.close()
+    with kit.db.conn:
+        append_audit(kit.db.conn, actor, "kit.restore", str(source),
+                     {"safety_copy": str(safety)}, {"kit_id": report["kit_id"], "forced": force})
+    return {"restored_from": str(source), "safety_copy": safety_info["file"], "kit_id": report["kit_id"],
+            "rows": sum(report["counts"].values())}
+
+
+def check(kit: Kit) -> dict[str, Any]:
+    """Integrity check and audit-chain verification together; raises IntegrityFailure naming what failed."""
+    conn = kit.db.conn
+    integrity = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+    fk = conn.execute("PRAGMA foreign_key_check").fetchall()
+    rows, broken = verify_audit(conn)
+    failed = []
+    if integrity != ["ok"]:
+        failed.append("integrity check: " + "; ".join(integrity[:3]))
+    if fk:
+        failed.append(f"foreign keys: {len(fk)} rows point at missing rows (first in table {fk[0][0]})")
+    if broken is not None:
+        failed.append(f"audit chain broken at row {broken}")
+    result = {"integrity": integrity, "foreign_key_problems": len(fk), "audit_rows": rows,
+              "audit_broken_at": broken, "ok": not failed}
+    if failed:
+        raise IntegrityFailure("check failed: " + "; ".join(failed),
+                               hint="restore the latest good backup (`fallbackkit restore FILE`) and tell IT")
+    return result

@@ -1,0 +1,471 @@
+"""The reconciliation report for IT and management, as PDF (reportlab) or HTML (inline SVG).
+
+Page one says what is left to do. The rest gives the evidence: printed vs returned vs missing
+per ward and form type, the missing sheets by ward and patient (so they can be searched for),
+conflicts, quarantine, the review backlog, re-entry progress over time and reading quality.
+Everything is computed from the store here, in `report_data`, so the tests can compare the
+figures with the store and both renderings show the same numbers.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput
+from ..store.kit import Kit, now_iso
+from .collect import _aware, _rows, load, write_private
+
+BLANK = "blank stock"
+FIT_BINS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
+
+
+def _fit_histogram(values: list[float]) -> list[tuple[str, int]]:
+    labels, counts = [], []
+    lower = 0.0
+    for upper in FIT_BINS:
+        labels.append(f"{lower:g}–{upper:g}")
+        counts.append(sum(1 for v in values if lower <= v < upper))
+        lower = upper
+    labels.append(f"≥{lower:g}")
+    counts.append(sum(1 for v in values if v >= lower))
+    return list(zip(labels, counts))
+
+
+def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
+    store = load(kit, ward)
+    conn = kit.db.conn
+    names = {p["mrn"]: f"{p['last_name']}, {p['first_name']}" for p in store.census.values()}
+    per_group: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    missing: list[dict[str, Any]] = []
+    conflicts: list[dict[str, Any]] = []
+    backlog: Counter = Counter()
+    backlog_reasons: Counter = Counter()
+    form_ids = set()
+    unlinked: set[str] = set()
+    captured_forms = 0
+    for form in store.forms:
+        form_ids.add(form.form_id)
+        group = (form.row["ward"] or BLANK, form.template)
+        returned = set(form.pages_returned)
+        for s in form.sheets:
+            per_group[group]["printed"] += 1
+            per_group[group]["returned" if s["page"] in returned else "missing"] += 1
+        if form.captures:
+            captured_forms += 1
+            if form.row["downtime_mrn"] and not form.real_mrn:
+                unlinked.add(form.row["downtime_mrn"])
+        # blank stock never used is not "missing": it may still be in a drawer; listed separately
+        if form.row["patient_mrn"] or form.captures:
+            for s in form.sheets:
+                if s["page"] not in returned:
+                    missing.append({"ward": form.row["ward"] or BLANK, "bed": form.row["bed"],
+                                    "patient_mrn": form.patient_key, "name": names.get(form.patient_key or "", ""),
+                                    "template": form.template, "sheet_id": s["sheet_id"],
+                                    "page": f"{s['page']}/{s['pages']}", "form_id": form.form_id,
+                                    "form_state": "never returned" if not returned else "pages missing"})
+        for name, fv in form.fields.items():
+            if fv.why == "conflict between captures":
+                conflicts.append({"form_id": form.form_id, "template": form.template,
+                                  "ward": form.row["ward"] or BLANK, "patient_mrn": form.patient_key,
+                                  "field": name, "values": sorted({str(r.value) for r in fv.readings})})
+            for r in fv.readings:
+                if not r.resolved:
+                    backlog[(form.row["ward"] or BLANK, form.template)] += 1
+                    backlog_reasons[r.reason or "unsure"] += 1
+    missing.sort(key=lambda m: (m["ward"], m["bed"] or "", m["patient_mrn"] or "", m["template"], m["page"]))
+    unused_blank = sum(1 for f in store.forms if f.row["downtime_mrn"] and not f.captures)
+
+    quarantine = _rows(conn, "SELECT q.quarantine_id, q.reason, q.detail, q.created_at, c.page_index,"
+                             " f.first_path FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
+                             " LEFT JOIN input_files f ON f.sha256 = c.file_sha256"
+                             " WHERE q.quarantine_id NOT IN (SELECT quarantine_id FROM quarantine_assignments)"
+                             " ORDER BY q.quarantine_id")
+    if ward:  # a quarantined page has no ward yet: show them all, say so
+        pass
+    caps = [c for c in store.captures.values()
+            if c["status"] == "read" and (c["form_id"] in form_ids)]
+    duplicates = sum(1 for c in caps if c.get("duplicate_of"))
+    fits = [c["fit_error_mm"] for c in caps if c.get("fit_error_mm") is not None]
+    readings = [r for f in store.forms for fv in f.fields.values() for r in fv.readings]
+    auto = sum(1 for r in readings if r.status == "accepted")
+    decisions = Counter(r.source for r in readings if r.source != "machine")
+
+    # re-entry progress: the latest mark per item counts; progress over time from when items were entered
+    marks = _rows(conn, "SELECT item_id, status, actor, at FROM worklist_marks ORDER BY id")
+    latest: dict[str, dict[str, Any]] = {}
+    for m in marks:
+        latest[m["item_id"]] = m
+    if ward:
+        latest = {k: v for k, v in latest.items() if k.split(":")[0] in form_ids or not form_ids}
+    entered_times = sorted(t for t in (_aware(m["at"]) for m in latest.values() if m["status"] == "entered") if t)
+    progress = _progress(entered_times)
+    worklist = None
+    try:
+        from ..reconcile import worklist as _worklist
+        items = _worklist(kit, ward=ward)
+        worklist = Counter(getattr(i, "status", None) or i["status"] for i in items)
+    except ImportError:
+        pass
+
+    printed = sum(c["printed"] for c in per_group.values())
+    returned = sum(c["returned"] for c in per_group.values())
+    totals = {
+        "sheets_printed": printed, "sheets_returned": returned, "sheets_missing": printed - returned,
+        "sheets_missing_bound": len(missing), "unused_blank_forms": unused_blank,
+        "forms_printed": len(store.forms), "forms_captured": captured_forms,
+        "captures": len(caps), "duplicate_captures": duplicates, "conflicts": len(conflicts),
+        "quarantined_pages": len(quarantine), "readings": len(readings), "readings_to_review": sum(backlog.values()),
+        "auto_accepted": auto, "unlinked_identities": len(unlinked),
+        "reentry_pending": worklist.get("pending", 0) if worklist is not None else None,
+        "reentry_entered": worklist.get("entered", 0) if worklist is not None
+        else sum(1 for m in latest.values() if m["status"] == "entered"),
+        "reentry_not_needed": worklist.get("not-needed", 0) if worklist is not None
+        else sum(1 for m in latest.values() if m["status"] == "not-needed"),
+    }
+    return {
+        "kit_id": kit.kit_id, "generated_at": now_iso(), "ward": ward, "totals": totals,
+        "by_group": [{"ward": w, "template": t, **{k: c[k] for k in ("printed", "returned", "missing")}}
+                     for (w, t), c in sorted(per_group.items())],
+        "missing": missing, "conflicts": conflicts, "quarantine": quarantine,
+        "backlog": [{"ward": w, "template": t, "readings": n} for (w, t), n in sorted(backlog.items())],
+        "backlog_reasons": backlog_reasons.most_common(),
+        "unlinked": sorted(unlinked), "progress": progress,
+        "quality": {"fit_error_median": statistics.median(fits) if fits else None,
+                    "fit_error_p95": sorted(fits)[int(0.95 * (len(fits) - 1))] if fits else None,
+                    "fit_histogram": _fit_histogram(fits),
+                    "auto_share": auto / len(readings) if readings else None,
+                    "decisions": dict(decisions)},
+    }
+
+
+def _progress(times: list[_dt.datetime]) -> list[tuple[str, int]]:
+    """Cumulative items entered, per hour."""
+    if not times:
+        return []
+    start = times[0].replace(minute=0, second=0, microsecond=0)
+    end = times[-1]
+    out, i, t = [], 0, start
+    while t <= end:
+        t_next = t + _dt.timedelta(hours=1)
+        while i < len(times) and times[i] < t_next:
+            i += 1
+        out.append((t.strftime("%d %H:00"), i))
+        t = t_next
+    return out
+
+
+def todo_lines(d: dict[str, Any]) -> list[str]:
+    t = d["totals"]
+    lines = []
+    if t["sheets_missing_bound"]:
+        lines.append(f"{t['sheets_missing_bound']} sheets were printed for patients and never came back: "
+                     "search the wards for them (list below).")
+    if t["quarantined_pages"]:
+        lines.append(f"{t['quarantined_pages']} scanned pages could not be identified: assign them in the "
+                     "review station (quarantine).")
+    if t["readings_to_review"]:
+        lines.append(f"{t['readings_to_review']} readings wait for a clerk's review.")
+    if t["conflicts"]:
+        lines.append(f"{t['conflicts']} fields disagree between two scans of the same sheet: resolve them.")
+    if t["unlinked_identities"]:
+        lines.append(f"{t['unlinked_identities']} downtime MRNs are not linked to a real patient yet.")
+    if t["reentry_pending"]:
+        lines.append(f"{t['reentry_pending']} re-entry items are still to be entered in the record system.")
+    if not lines:
+        lines.append("Nothing left to do: every printed sheet is back, reviewed and re-entered.")
+    return lines
+
+
+def key_figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
+    t = d["totals"]
+    q = d["quality"]
+    return [("Sheets printed", t["sheets_printed"]), ("Sheets returned", t["sheets_returned"]),
+            ("Sheets missing (all)", t["sheets_missing"]),
+            ("Sheets missing (patient forms)", t["sheets_missing_bound"]),
+            ("Blank forms not used", t["unused_blank_forms"]),
+            ("Captures", t["captures"]), ("Duplicate captures", t["duplicate_captures"]),
+            ("Conflicts", t["conflicts"]), ("Quarantined pages", t["quarantined_pages"]),
+            ("Readings", t["readings"]), ("Readings to review", t["readings_to_review"]),
+            ("Auto-accepted share", f"{q['auto_share']:.0%}" if q["auto_share"] is not None else "–"),
+            ("Unlinked downtime MRNs", t["unlinked_identities"]),
+            ("Re-entry pending", "–" if t["reentry_pending"] is None else t["reentry_pending"]),
+            ("Re-entry entered", t["reentry_entered"]), ("Re-entry not needed", t["reentry_not_needed"])]
+
+
+# --- PDF ------------------------------------------------------------------------------------------
+def render_pdf(d: dict[str, Any], out: Path) -> Path:
+    import io
+
+    from reportlab.graphics.charts.barcharts import VerticalBarChart
+    from reportlab.graphics.charts.lineplots import LinePlot
+    from reportlab.graphics.shapes import Drawing, String
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.lib.units import mm
+    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    from .. import fonts
+    fonts.register()
+    body = ParagraphStyle("body", fontName=fonts.REGULAR, fontSize=9.5, leading=12.5)
+    h1 = ParagraphStyle("h1", fontName=fonts.BOLD, fontSize=16, leading=20, spaceAfter=6)
+    h2 = ParagraphStyle("h2", fontName=fonts.BOLD, fontSize=12, leading=15, spaceBefore=8, spaceAfter=4)
+    todo = ParagraphStyle("todo", parent=body, fontSize=11, leading=15, leftIndent=10, bulletIndent=0)
+
+    def table(rows: list[list[Any]], widths=None) -> Table:
+        data = [[Paragraph(html.escape(str(c)), body) for c in r] for r in rows]
+        t = Table(data, colWidths=widths, repeatRows=1)
+        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
+                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        return t
+
+    def bars(labels: list[str], series: list[list[int]], names: list[str], title: str) -> Drawing:
+        drawing = Drawing(170 * mm, 62 * mm)
+        chart = VerticalBarChart()
+        chart.x, chart.y, chart.width, chart.height = 12 * mm, 14 * mm, 150 * mm, 40 * mm
+        chart.data = series or [[0]]
+        chart.categoryAxis.categoryNames = labels or [""]
+        chart.categoryAxis.labels.fontName = fonts.REGULAR
+        chart.categoryAxis.labels.fontSize = 6
+        chart.categoryAxis.labels.angle = 20 if len(labels) > 6 else 0
+        chart.categoryAxis.labels.boxAnchor = "ne" if len(labels) > 6 else "n"
+        chart.valueAxis.labels.fontName = fonts.REGULAR
+        chart.valueAxis.valueMin = 0
+        palette = [colors.HexColor("#4e79a7"), colors.HexColor("#59a14f"), colors.HexColor("#e15759")]
+        for i in range(len(chart.data)):
+            chart.bars[i].fillColor = palette[i % len(palette)]
+        drawing.add(chart)
+        drawing.add(String(12 * mm, 58 * mm, title, fontName=fonts.BOLD, fontSize=9))
+        x = 100 * mm
+        for i, name in enumerate(names):
+            drawing.add(String(x, 58 * mm, "■ " + name, fontName=fonts.REGULAR, fontSize=8,
+                               fillColor=palette[i % len(palette)]))
+            x += 22 * mm
+        return drawing
+
+    story: list[Any] = []
+    scope = f"ward {d['ward']}" if d["ward"] else "all wards"
+    story.append(Paragraph(f"Downtime reconciliation report — {html.escape(scope)}", h1))
+    story.append(Paragraph(f"Kit {d['kit_id']} · generated {d['generated_at']}", body))
+    story.append(Paragraph("What is left to do", h2))
+    for line in todo_lines(d):
+        story.append(Paragraph(html.escape(line), todo, bulletText="•"))
+    story.append(Paragraph("Key figures", h2))
+    story.append(table([["Figure", "Value"]] + [[k, v] for k, v in key_figures(d)], [90 * mm, 40 * mm]))
+    story.append(PageBreak())
+
+    story.append(Paragraph("Printed, returned and missing sheets", h2))
+    groups = d["by_group"]
+    labels = [f"{g['ward']} {g['template']}" for g in groups]
+    story.append(bars(labels, [[g["printed"] for g in groups], [g["returned"] for g in groups],
+                               [g["missing"] for g in groups]], ["printed", "returned", "missing"],
+                      "Sheets per ward and form type"))
+    story.append(table([["Ward", "Form", "Printed", "Returned", "Missing"]] +
+                       [[g["ward"], g["template"], g["printed"], g["returned"], g["missing"]] for g in groups]))
+    story.append(Paragraph("Missing sheets by ward and patient", h2))
+    if d["missing"]:
+        story.append(table([["Ward", "Bed", "MRN", "Name", "Form", "Page", "Sheet id"]] +
+                           [[m["ward"], m["bed"] or "", m["patient_mrn"] or "", m["name"], m["template"], m["page"],
+                             m["sheet_id"]] for m in d["missing"]]))
+    else:
+        story.append(Paragraph("None.", body))
+    story.append(Paragraph("Conflicts between captures", h2))
+    story.append(table([["Ward", "MRN", "Form", "Field", "Values"]] +
+                       [[c["ward"], c["patient_mrn"] or "", f"{c['template']} {c['form_id']}", c["field"],
+                         " / ".join(c["values"])] for c in d["conflicts"]]) if d["conflicts"]
+                 else Paragraph("None.", body))
+    story.append(Paragraph("Quarantine (pages not identified)", h2))
+    story.append(table([["#", "Reason", "Detail", "File", "Page"]] +
+                       [[q["quarantine_id"], q["reason"], q["detail"] or "", q["first_path"] or "", q["page_index"]]
+                        for q in d["quarantine"]]) if d["quarantine"] else Paragraph("None.", body))
+    story.append(Paragraph("Review backlog", h2))
+    if d["backlog"]:
+        story.append(bars([f"{b['ward']} {b['template']}" for b in d["backlog"]],
+                          [[b["readings"] for b in d["backlog"]]], ["readings"], "Readings waiting for review"))
+        story.append(table([["Reason", "Readings"]] + [[r, n] for r, n in d["backlog_reasons"]]))
+    else:
+        story.append(Paragraph("None.", body))
+    story.append(Paragraph("Re-entry progress", h2))
+    if d["progress"]:
+        drawing = Drawing(170 * mm, 60 * mm)
+        plot = LinePlot()
+        plot.x, plot.y, plot.width, plot.height = 12 * mm, 12 * mm, 150 * mm, 40 * mm
+        plot.data = [[(i, n) for i, (_, n) in enumerate(d["progress"])]]
+        plot.lines[0].strokeColor = colors.HexColor("#4e79a7")
+        plot.xValueAxis.valueMin = 0
+        plot.yValueAxis.valueMin = 0
+        plot.xValueAxis.labels.fontName = plot.yValueAxis.labels.fontName = fonts.REGULAR
+        drawing.add(plot)
+        drawing.add(String(12 * mm, 56 * mm, f"Items entered, cumulative per hour from {d['progress'][0][0]}",
+                           fontName=fonts.BOLD, fontSize=9))
+        story.append(drawing)
+    else:
+        story.append(Paragraph("No item has been marked entered yet.", body))
+    story.append(Paragraph("Reading quality", h2))
+    q = d["quality"]
+    hist = q["fit_histogram"]
+    story.append(bars([h[0] for h in hist], [[h[1] for h in hist]], ["captures"],
+                      "Page fit error (mm) of the read captures"))
+    story.append(Paragraph(
+        f"Median fit error: {_fmt(q['fit_error_median'])} mm, 95th percentile: {_fmt(q['fit_error_p95'])} mm. "
+        f"Share of readings auto-accepted: {_pct(q['auto_share'])}. People's decisions: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(q["decisions"].items())) or "none") + ".", body))
+
+    def footer(canvas, doc):
+        canvas.saveState()
+        canvas.setFont(fonts.REGULAR, 7.5)
+        canvas.drawString(15 * mm, 8 * mm, f"fallbackkit · kit {d['kit_id']} · contains patient data · "
+                                           f"page {doc.page}")
+        canvas.restoreState()
+
+    buf = io.BytesIO()
+    doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm,
+                            bottomMargin=15 * mm, title="Downtime reconciliation report",
+                            author="fallbackkit")
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    return write_private(out, buf.getvalue())
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0%}"
+
+
+# --- HTML -----------------------------------------------------------------------------------------
+def _svg_bars(labels: list[str], series: list[list[int]], names: list[str], title: str) -> str:
+    """A grouped bar chart as inline SVG (no xmlns: HTML5 inline SVG needs none, and no URL appears)."""
+    e = html.escape
+    width, height, left, bottom, top = 760, 260, 40, 70, 30
+    plot_w, plot_h = width - left - 10, height - bottom - top
+    top_value = max([1] + [v for s in series for v in s])
+    palette = ["#4e79a7", "#59a14f", "#e15759"]
+    n = max(1, len(labels))
+    group_w = plot_w / n
+    bar_w = max(2.0, group_w * 0.8 / max(1, len(series)))
+    parts = [f'<svg role="img" aria-label="{e(title)}" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}">', f'<title>{e(title)}</title>',
+             f'<text x="{left}" y="16" font-weight="bold" font-size="13">{e(title)}</text>']
+    for i, name in enumerate(names):
+        parts.append(f'<rect x="{left + 300 + i * 110}" y="6" width="10" height="10" fill="{palette[i % 3]}"/>'
+                     f'<text x="{left + 314 + i * 110}" y="15" font-size="11">{e(name)}</text>')
+    for k in range(5):
+        v = top_value * k / 4
+        y = top + plot_h - plot_h * k / 4
+        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{v:.0f}</text>')
+    for gi, label in enumerate(labels):
+        x0 = left + gi * group_w + group_w * 0.1
+        for si, s in enumerate(series):
+            v = s[gi]
+            h = plot_h * v / top_value
+            parts.append(f'<rect x="{x0 + si * bar_w:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 1:.1f}" '
+                         f'height="{h:.1f}" fill="{palette[si % 3]}"><title>{e(label)} {e(names[si])}: {v}'
+                         f'</title></rect>')
+        cx = left + gi * group_w + group_w / 2
+        parts.append(f'<text x="{cx:.1f}" y="{top + plot_h + 14}" font-size="10" text-anchor="end" '
+                     f'transform="rotate(-30 {cx:.1f} {top + plot_h + 14})">{e(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_line(points: list[tuple[str, int]], title: str) -> str:
+    e = html.escape
+    width, height, left, bottom, top = 760, 220, 40, 40, 30
+    plot_w, plot_h = width - left - 10, height - bottom - top
+    top_value = max([1] + [v for _, v in points])
+    n = max(1, len(points) - 1)
+    coords = [(left + plot_w * i / n, top + plot_h - plot_h * v / top_value) for i, (_, v) in enumerate(points)]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    parts = [f'<svg role="img" aria-label="{e(title)}" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}">', f'<title>{e(title)}</title>',
+             f'<text x="{left}" y="16" font-weight="bold" font-size="13">{e(title)}</text>',
+             f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" stroke="#999"/>',
+             f'<line x1="{left}" x2="{width - 10}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#999"/>',
+             f'<text x="{left - 4}" y="{top + 4}" font-size="10" text-anchor="end">{top_value}</text>',
+             f'<polyline points="{path}" fill="none" stroke="#4e79a7" stroke-width="2"/>']
+    for (label, v), (x, y) in zip(points, coords):
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#4e79a7"><title>{e(label)}: {v}</title></circle>')
+    parts.append(f'<text x="{left}" y="{height - 8}" font-size="10">{e(points[0][0])}</text>'
+                 f'<text x="{width - 10}" y="{height - 8}" font-size="10" text-anchor="end">{e(points[-1][0])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _html_table(header: list[str], rows: list[list[Any]]) -> str:
+    e = html.escape
+    if not rows:
+        return "<p>None.</p>"
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(d: dict[str, Any], out: Path) -> Path:
+    e = html.escape
+    scope = f"ward {d['ward']}" if d["ward"] else "all wards"
+    groups = d["by_group"]
+    q = d["quality"]
+    hist = q["fit_histogram"]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Downtime reconciliation report — {e(scope)}</title>",
+        "<style>body{font-family:'DejaVu Sans',Arial,sans-serif;margin:2em;max-width:60em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #aaa;padding:.2em .5em;"
+        "text-align:left;font-size:.9em}th{background:#eee}.todo li{font-size:1.1em;margin:.3em 0}"
+        "section{page-break-inside:avoid}@media print{.first{page-break-after:always}}</style></head><body>",
+        '<section class="first">', f"<h1>Downtime reconciliation report — {e(scope)}</h1>",
+        f"<p>Kit {e(d['kit_id'])} · generated {e(d['generated_at'])} · contains patient data</p>",
+        "<h2>What is left to do</h2>", '<ul class="todo">',
+        *[f"<li>{e(line)}</li>" for line in todo_lines(d)], "</ul>",
+        "<h2>Key figures</h2>", _html_table(["Figure", "Value"], [[k, v] for k, v in key_figures(d)]),
+        "</section>",
+        "<section><h2>Printed, returned and missing sheets</h2>",
+        _svg_bars([f"{g['ward']} {g['template']}" for g in groups],
+                  [[g["printed"] for g in groups], [g["returned"] for g in groups], [g["missing"] for g in groups]],
+                  ["printed", "returned", "missing"], "Sheets per ward and form type"),
+        _html_table(["Ward", "Form", "Printed", "Returned", "Missing"],
+                    [[g["ward"], g["template"], g["printed"], g["returned"], g["missing"]] for g in groups]),
+        "</section><section><h2>Missing sheets by ward and patient</h2>",
+        _html_table(["Ward", "Bed", "MRN", "Name", "Form", "Page", "Sheet id"],
+                    [[m["ward"], m["bed"] or "", m["patient_mrn"] or "", m["name"], m["template"], m["page"],
+                      m["sheet_id"]] for m in d["missing"]]),
+        "</section><section><h2>Conflicts between captures</h2>",
+        _html_table(["Ward", "MRN", "Form", "Field", "Values"],
+                    [[c["ward"], c["patient_mrn"] or "", f"{c['template']} {c['form_id']}", c["field"],
+                      " / ".join(c["values"])] for c in d["conflicts"]]),
+        "</section><section><h2>Quarantine (pages not identified)</h2>",
+        _html_table(["#", "Reason", "Detail", "File", "Page"],
+                    [[x["quarantine_id"], x["reason"], x["detail"] or "", x["first_path"] or "", x["page_index"]]
+                     for x in d["quarantine"]]),
+        "</section><section><h2>Review backlog</h2>",
+        _svg_bars([f"{b['ward']} {b['template']}" for b in d["backlog"]], [[b["readings"] for b in d["backlog"]]],
+                  ["readings"], "Readings waiting for review") if d["backlog"] else "",
+        _html_table(["Reason", "Readings"], [[r, n] for r, n in d["backlog_reasons"]]),
+        "</section><section><h2>Re-entry progress</h2>",
+        _svg_line(d["progress"], "Items entered, cumulative per hour") if d["progress"]
+        else "<p>No item has been marked entered yet.</p>",
+        "</section><section><h2>Reading quality</h2>",
+        _svg_bars([h[0] for h in hist], [[h[1] for h in hist]], ["captures"], "Page fit error (mm) of the read captures"),
+        f"<p>Median fit error: {_fmt(q['fit_error_median'])} mm, 95th percentile: {_fmt(q['fit_error_p95'])} mm. "
+        f"Share of readings auto-accepted: {_pct(q['auto_share'])}. People's decisions: "
+        f"{e(', '.join(f'{k} {v}' for k, v in sorted(q['decisions'].items())) or 'none')}.</p>",
+        "</section></body></html>"]
+    return write_private(out, "\n".join(parts))
+
+
+def write_report(kit: Kit, out: Path | str, ward: str | None = None) -> dict[str, Any]:
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".pdf", ".html", ".htm"):
+        raise BadInput(f"{out}: the report is written as .pdf or .html", hint="e.g. --out report.pdf")
+    d = report_data(kit, ward)
+    (render_pdf if suffix == ".pdf" else render_html)(d, out)
+    return {"file": str(out), "totals": d["totals"], "todo": todo_lines(d)}

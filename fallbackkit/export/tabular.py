@@ -1,0 +1,115 @@
+"""CSV and JSON exports: the re-entry worklist and every reading with its status, reviewer and source.
+
+CSV goes to a directory (`worklist.csv`, `readings.csv`), JSON to one file holding both. Values are
+written as JSON text in CSV cells (a list of ticked tests stays one cell and reads back exactly).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput
+from ..store.kit import Kit, now_iso
+from .collect import Store, _aware, load, parse_since, write_private
+
+READING_COLUMNS = ["reading_id", "form_id", "template", "ward", "bed", "patient_mrn", "downtime_mrn", "real_mrn",
+                   "sheet_id", "page", "field", "type", "machine_value", "value", "machine_status", "confidence",
+                   "reason", "resolved", "decision", "reviewer", "reviewed_at", "field_settled", "field_problem",
+                   "capture_id", "duplicate_of", "source_file", "source_page", "archive_path", "image_path",
+                   "captured_at"]
+WORKLIST_COLUMNS = ["item_id", "kind", "form_id", "ward", "patient_mrn", "downtime_mrn", "care_time", "summary",
+                    "values", "status", "resolved", "entered_by", "entered_at"]
+
+
+def worklist_rows(kit: Kit, ward: str | None = None) -> list[dict[str, Any]] | None:
+    """The reconcile stage's worklist, or None when that stage is not installed in this build."""
+    try:
+        from ..reconcile import worklist
+    except ImportError:
+        return None
+    rows = []
+    for item in worklist(kit, ward=ward):
+        row = asdict(item) if is_dataclass(item) else dict(item)
+        rows.append({c: row.get(c) for c in WORKLIST_COLUMNS})
+    return rows
+
+
+def reading_rows(store: Store, since: str | None = None) -> list[dict[str, Any]]:
+    after = parse_since(since)
+    rows = []
+    for form in store.forms:
+        page_of = {s["sheet_id"]: s["page"] for s in form.sheets}
+        for name, fv in sorted(form.fields.items()):
+            for r in fv.readings:
+                cap = store.captures[r.capture_id]
+                if after is not None:
+                    times = [_aware(cap.get("captured_at")), _aware(r.reviewed_at)]
+                    if not any(t and t >= after for t in times):
+                        continue
+                file = store.files.get(cap["file_sha256"], {})
+                rows.append({
+                    "reading_id": r.reading_id, "form_id": form.form_id, "template": form.template,
+                    "ward": form.row["ward"], "bed": form.row["bed"], "patient_mrn": form.row["patient_mrn"],
+                    "downtime_mrn": form.row["downtime_mrn"], "real_mrn": form.real_mrn,
+                    "sheet_id": r.sheet_id, "page": page_of.get(r.sheet_id), "field": r.field, "type": r.type,
+                    "machine_value": r.machine_value, "value": r.value, "machine_status": r.status,
+                    "confidence": r.confidence, "reason": r.reason, "resolved": r.resolved,
+                    "decision": r.source, "reviewer": r.reviewer, "reviewed_at": r.reviewed_at,
+                    "field_settled": fv.settled, "field_problem": fv.why,
+                    "capture_id": r.capture_id, "duplicate_of": cap.get("duplicate_of"),
+                    "source_file": file.get("first_path"), "source_page": cap["page_index"],
+                    "archive_path": file.get("archive_path"), "image_path": cap.get("image_path"),
+                    "captured_at": cap.get("captured_at")})
+    return rows
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _cell(row.get(c)) for c in columns})
+    return buf.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, bool)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def export_table(kit: Kit, fmt: str, out: Path | str, ward: str | None = None,
+                 since: str | None = None) -> dict[str, Any]:
+    if fmt not in ("csv", "json"):
+        raise BadInput(f"unknown format {fmt!r}", hint="use csv, json or fhir")
+    out = Path(out)
+    store = load(kit, ward)
+    readings = reading_rows(store, since)
+    worklist = worklist_rows(kit, ward)
+    if worklist is not None and since:
+        after = parse_since(since)
+        worklist = [w for w in worklist if w["status"] == "pending" or
+                    ((_aware(w.get("entered_at")) or after) >= after)]
+    note = None if worklist is not None else "the re-entry worklist needs the reconcile stage, not installed"
+    if fmt == "json":
+        if out.is_dir():
+            raise BadInput(f"{out} is a directory", hint="give a file name for --format json, e.g. export.json")
+        doc = {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
+               "worklist": worklist, "readings": readings}
+        if note:
+            doc["note"] = note
+        files = [write_private(out, json.dumps(doc, indent=1, ensure_ascii=False, default=str))]
+    else:
+        if out.exists() and not out.is_dir():
+            raise BadInput(f"{out} is a file", hint="--format csv writes a directory (worklist.csv, readings.csv)")
+        files = [write_private(out / "readings.csv", _csv(readings, READING_COLUMNS))]
+        if worklist is not None:
+            files.append(write_private(out / "worklist.csv", _csv(worklist, WORKLIST_COLUMNS)))
+    return {"files": [str(f) for f in files], "readings": len(readings),
+            "worklist": None if worklist is None else len(worklist), "note": note}
