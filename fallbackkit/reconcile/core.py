@@ -1,0 +1,172 @@
+"""Reconciliation: for every printed form, did it come back, is it complete, do its captures agree,
+what is still waiting for a person, and what would a nurse want flagged.
+
+Read-only (re-running it changes nothing) and set-based: the registry and captures are loaded with
+a handful of queries, readings are streamed once in capture order, and only captures of sheets
+scanned more than once are held in memory for comparison.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ids
+from ..errors import BadInput, NotFound
+from ..generate import kit_templates
+from ..store.decisions import record_review
+from ..store.kit import Kit
+from ..templates.model import HANDWRITTEN_TYPES
+from .checks import PageCheck, check_page, form_flags, required_fields
+from .state import Registry, current_links, iter_capture_values, load_registry, sheet_conflicts
+
+TOTAL_KEYS = ("sheets_printed", "sheets_returned", "sheets_never_returned", "forms_complete",
+              "forms_incomplete", "duplicate_captures", "conflicts", "quarantined_pages",
+              "readings_to_review", "consistency_flags")
+
+
+class _Pass:
+    """One pass over the readings: page checks for chosen captures, values of repeated sheets."""
+
+    def __init__(self, kit: Kit, reg: Registry, keep_chosen: bool = False):
+        self.reg = reg
+        templates = kit_templates(kit)
+        self.required: dict[tuple[str, int], set[str]] = {}
+        self.checks: dict[str, PageCheck] = {}
+        self.to_review: dict[str, int] = {}
+        self.pending: dict[str, list[str]] = {}
+        self.chosen_values: dict[str, dict] = {}
+        chosen = {reg.chosen(sid): sid for sid in reg.captures}
+        multi = {sid for sid, caps in reg.captures.items() if len(caps) > 1}
+        self.repeated: dict[str, dict[int, dict]] = {sid: {} for sid in multi}
+        wanted = None if len(reg.forms) > 200 else set(reg.capture_sheet)
+        for cid, values in iter_capture_values(kit, wanted):
+            sid = reg.capture_sheet.get(cid)
+            if sid is None:
+                continue
+            if sid in multi:
+                self.repeated[sid][cid] = values
+            if chosen.get(cid) != sid:
+                continue
+            sheet = reg.sheets[sid]
+            form = reg.forms[sheet["form_id"]]
+            key = (form["template"], form["version"])
+            if key not in self.required:
+                self.required[key] = required_fields(templates, *key)
+            layout = reg.layouts[sheet["layout_hash"]]
+            self.checks[sid] = check_page(form, layout, values, self.required[key])
+            pending = [n for n, v in values.items() if not v.resolved]
+            self.to_review[sid] = len(pending)
+            if keep_chosen:
+                self.pending[sid] = pending
+                self.chosen_values[sid] = values
+        self.conflicts = {sid: sheet_conflicts(sid, caps) for sid, caps in self.repeated.items()}
+
+
+def _state(returned: list[int], quarantined: list[int], pages: int) -> str:
+    if len(returned) == pages:
+        return "complete"
+    if returned:
+        return "missing_pages"
+    if quarantined:
+        return "quarantine_only"
+    return "never_returned"
+
+
+def reconcile(kit: Kit) -> dict[str, Any]:
+    """The reconciliation report (see docs/reconcile.md for every key)."""
+    reg = load_registry(kit)
+    run = _Pass(kit, reg)
+    links = current_links(kit)
+    totals = dict.fromkeys(TOTAL_KEYS, 0)
+    totals["sheets_printed"] = len(reg.sheets)
+    totals["quarantined_pages"] = reg.quarantine_unassigned
+    forms = []
+    for fid, form in reg.forms.items():
+        sheet_ids = reg.form_sheets.get(fid, [])
+        returned = [reg.sheets[s]["page"] for s in sheet_ids if s in reg.captures]
+        in_quarantine = [reg.sheets[s]["page"] for s in sheet_ids
+                         if s not in reg.captures and s in reg.quarantined_sheets]
+        missing = [reg.sheets[s]["page"] for s in sheet_ids if s not in reg.captures]
+        state = _state(returned, in_quarantine, len(sheet_ids))
+        duplicates, conflicts = [], []
+        for s in sheet_ids:
+            caps = reg.captures.get(s, [])
+            if len(caps) > 1:
+                sheet_conf = run.conflicts.get(s, [])
+                conflicts += sheet_conf
+                duplicates.append({"sheet_id": s, "page": reg.sheets[s]["page"], "kept": caps[-1],
+                                   "others": caps[:-1],
+                                   "agree": all(c["resolved"] for c in sheet_conf)})
+        flags = form_flags([run.checks[s] for s in sheet_ids if s in run.checks])
+        to_review = sum(run.to_review.get(s, 0) for s in sheet_ids)
+        dt = form["downtime_mrn"]
+        real = form["patient_mrn"] or (links[dt]["real_mrn"] if dt in links else None)
+        forms.append({
+            "form_id": fid, "template": form["template"], "version": form["version"], "ward": form["ward"],
+            "bed": form["bed"], "patient_mrn": form["patient_mrn"], "downtime_mrn": dt, "real_mrn": real,
+            "pages": form["pages"], "pages_returned": returned, "pages_missing": missing,
+            "pages_in_quarantine": in_quarantine, "state": state, "duplicates": duplicates,
+            "conflicts": conflicts, "to_review": to_review, "flags": flags})
+        totals["sheets_returned"] += len(returned)
+        totals["sheets_never_returned"] += len(missing) - len(in_quarantine)
+        totals["forms_complete" if state == "complete" else "forms_incomplete"] += 1
+        totals["duplicate_captures"] += sum(len(d["others"]) for d in duplicates)
+        totals["conflicts"] += sum(1 for c in conflicts if not c["resolved"])
+        totals["readings_to_review"] += to_review
+        totals["consistency_flags"] += len(flags)
+    return {"totals": totals, "forms": forms}
+
+
+def _find_form(reg: Registry, form_id: str) -> dict[str, Any]:
+    form = reg.forms.get(form_id)
+    if form is None:
+        raise NotFound(f"no form {form_id} in this kit",
+                       hint="give the sheet id of the form's first page (see `fallbackkit sheets list`)")
+    return form
+
+
+def form_readings(kit: Kit, form_id: str) -> dict[str, dict[str, Any]]:
+    """field -> effective reading of the capture that stands for its page (the latest capture)."""
+    form_id = ids.normalize(form_id)
+    reg = load_registry(kit, [form_id])
+    _find_form(reg, form_id)
+    chosen = {reg.chosen(s): s for s in reg.form_sheets.get(form_id, []) if s in reg.captures}
+    out: dict[str, dict[str, Any]] = {}
+    for cid, values in iter_capture_values(kit, chosen):
+        sid = chosen[cid]
+        for name, v in values.items():
+            out[name] = {"reading_id": v.reading_id, "capture_id": cid, "sheet_id": sid,
+                         "page": reg.sheets[sid]["page"], "type": v.type, "value": v.value,
+                         "machine_value": v.machine, "ink": v.ink, "status": v.status, "reason": v.reason,
+                         "resolved": v.resolved, "source": v.source}
+    return out
+
+
+def resolve_conflict(kit: Kit, sheet_id: str, field: str, value: Any, actor: str,
+                     chosen_capture_id: int | None = None) -> None:
+    """A person settles what the paper says when captures disagree.
+
+    Recorded as a review on the field's reading in every capture of the sheet (so they agree from
+    then on and every decision is in the audit log). With chosen_capture_id and value None, the
+    value is the one that capture shows."""
+    sheet_id = ids.normalize(sheet_id)
+    conn = kit.db.conn
+    rows = conn.execute(
+        "SELECT r.reading_id, r.capture_id, r.type FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
+        " WHERE c.status = 'read' AND c.sheet_id = ? AND r.field = ? ORDER BY r.capture_id",
+        [sheet_id, field]).fetchall()
+    if not rows:
+        raise NotFound(f"no reading of {field!r} on sheet {sheet_id}",
+                       hint="check the sheet id and field name in `fallbackkit reconcile --json`")
+    if chosen_capture_id is not None:
+        chosen = [r for r in rows if r[1] == chosen_capture_id]
+        if not chosen:
+            raise BadInput(f"capture {chosen_capture_id} is not a capture of sheet {sheet_id}",
+                           hint=f"captures of this sheet: {', '.join(str(r[1]) for r in rows)}")
+        if value is None:
+            from ..store.decisions import effective_reading
+            value = effective_reading(conn, chosen[0][0])["value"]
+    note = f"conflict on {sheet_id} {field} resolved" + (
+        f" (as capture {chosen_capture_id} shows)" if chosen_capture_id is not None else "")
+    for reading_id, _cid, ftype in rows:
+        decision = "transcribe" if ftype in HANDWRITTEN_TYPES else "correct"
+        record_review(conn, reading_id, decision, value, actor, note)

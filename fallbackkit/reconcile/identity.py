@@ -1,0 +1,211 @@
+"""Downtime identifiers and their links to real ones.
+
+Blank stock carries pool identifiers (downtime MRN, encounter, accession). After recovery a person
+links each downtime MRN to the patient's real MRN; the kit only suggests, with a score. One real
+MRN may absorb several downtime MRNs (the same patient registered twice during the outage); one
+downtime MRN linked to two different real MRNs would split a patient's record, so it is refused.
+Links are append-only: a wrong link is revoked by a new row, never edited.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date
+from typing import Any
+
+from ..errors import BadInput, Conflict, NotFound
+from ..store.audit import append_audit
+from ..store.kit import Kit, now_iso
+from .state import current_links, iter_capture_values, load_registry
+
+NAME_FIELDS = ("patient_name", "last_name", "first_name")
+BIRTH_FIELDS = ("patient_birth_date", "birth_date")
+
+
+def normalize_name(text: str | None) -> list[str]:
+    """Accent- and case-insensitive name tokens: 'Dupont-Lefèvre, José' -> ['dupont', 'lefevre', 'jose']."""
+    if not text:
+        return []
+    plain = unicodedata.normalize("NFKD", text)
+    plain = "".join(ch for ch in plain if not unicodedata.combining(ch)).casefold()
+    return [t for t in re.split(r"[^a-z0-9]+", plain) if t]
+
+
+def parse_date(text: Any) -> str | None:
+    """A handwritten date as a clerk transcribed it (dd/mm/yyyy, dd-mm-yyyy, ddmmyyyy, ISO) -> ISO."""
+    if not text or not isinstance(text, str):
+        return None
+    s = text.strip()
+    m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", s)
+    if m:
+        y, mo, d = (int(g) for g in m.groups())
+    else:
+        m = re.fullmatch(r"(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]\s*(\d{4})", s) or \
+            re.fullmatch(r"(\d{2})(\d{2})(\d{4})", s)
+        if not m:
+            return None
+        d, mo, y = (int(g) for g in m.groups())
+    try:
+        return date(y, mo, d).isoformat()
+    except ValueError:
+        return None
+
+
+def transcribed_identity(kit: Kit, form_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """form_id -> {"name", "birth_date"} from what people transcribed on the forms' captures."""
+    reg = load_registry(kit, form_ids)
+    chosen = {}
+    for fid in form_ids:
+        for sid in reg.form_sheets.get(fid, []):
+            if sid in reg.captures:
+                for cid in reg.captures[sid]:
+                    chosen[cid] = fid
+    out: dict[str, dict[str, Any]] = {}
+    for cid, values in iter_capture_values(kit, chosen):
+        fid = chosen[cid]
+        got = {n: v.value for n, v in values.items()
+               if (n in NAME_FIELDS or n in BIRTH_FIELDS) and v.source in ("transcribe", "correct", "confirm")
+               and isinstance(v.value, str) and v.value.strip()}
+        entry = out.setdefault(fid, {"name": None, "birth_date": None})
+        name = got.get("patient_name")
+        if not name and (got.get("last_name") or got.get("first_name")):
+            name = ", ".join(p for p in (got.get("last_name"), got.get("first_name")) if p)
+        if name:
+            entry["name"] = name
+        birth = got.get("patient_birth_date") or got.get("birth_date")
+        if birth:
+            entry["birth_date"] = parse_date(birth) or birth
+    return out
+
+
+def list_identities(kit: Kit) -> list[dict[str, Any]]:
+    """Every downtime identifier in use, with its forms, link and transcribed name/birth date."""
+    conn = kit.db.conn
+    rows = conn.execute("SELECT value, kind, form_id FROM downtime_ids ORDER BY kind, value").fetchall()
+    forms_of: dict[str, list[str]] = {}
+    for fid, mrn, enc, acc in conn.execute(
+            "SELECT form_id, downtime_mrn, encounter, accession FROM forms"
+            " WHERE downtime_mrn IS NOT NULL OR accession IS NOT NULL OR encounter LIKE 'DT%'"):
+        for value in (mrn, enc, acc):
+            if value:
+                forms_of.setdefault(value, []).append(fid)
+    links = current_links(kit)
+    idents = transcribed_identity(kit, sorted({r[2] for r in rows}))
+    out = []
+    for value, kind, fid in rows:
+        form_ids = sorted(set(forms_of.get(value, [])) | {fid})
+        name = birth = None
+        for f in form_ids:
+            info = idents.get(f) or {}
+            name = name or info.get("name")
+            birth = birth or info.get("birth_date")
+        link = links.get(value)
+        out.append({"downtime_mrn": value, "kind": kind, "form_ids": form_ids,
+                    "linked_to": link["real_mrn"] if link else None,
+                    "linked_by": link["actor"] if link else None, "linked_at": link["at"] if link else None,
+                    "name": name, "birth_date": birth})
+    return out
+
+
+def _downtime_kind(kit: Kit, value: str) -> str | None:
+    row = kit.db.conn.execute("SELECT kind FROM downtime_ids WHERE value = ?", [value]).fetchone()
+    return row[0] if row else None
+
+
+def link_identity(kit: Kit, downtime_mrn: str, real_mrn: str, actor: str, reason: str | None) -> int:
+    """Record that a downtime MRN is this real MRN. Returns the link id (the existing one if the
+    same link is already in place). Refuses a second, different real MRN (Conflict)."""
+    downtime_mrn, real_mrn = downtime_mrn.strip().upper(), real_mrn.strip()
+    if not real_mrn:
+        raise BadInput("give the real MRN to link to")
+    kind = _downtime_kind(kit, downtime_mrn)
+    if kind is None:
+        raise NotFound(f"{downtime_mrn} is not a downtime identifier of this kit",
+                       hint="see `fallbackkit identities list`")
+    if kind != "mrn":
+        raise BadInput(f"{downtime_mrn} is a downtime {kind} number, not an MRN",
+                       hint="link the downtime MRN printed on the same form")
+    if _downtime_kind(kit, real_mrn.upper()) is not None:
+        raise BadInput(f"{real_mrn} is itself a downtime identifier", hint="link to the patient's real MRN")
+    conn = kit.db.conn
+    with conn:
+        link = current_links(kit).get(downtime_mrn)
+        if link is not None:
+            if link["real_mrn"] == real_mrn:
+                return link["id"]
+            raise Conflict(f"{downtime_mrn} is already linked to {link['real_mrn']} (by {link['actor']} at "
+                           f"{link['at']}); refusing to link it to {real_mrn} as well",
+                           hint=f"if the first link is wrong, undo it: `fallbackkit identities unlink {downtime_mrn}`")
+        at = now_iso()
+        cur = conn.execute("INSERT INTO identity_links (downtime_mrn, real_mrn, actor, reason, at) VALUES (?, ?, ?, ?, ?)",
+                           [downtime_mrn, real_mrn, actor, reason, at])
+        append_audit(conn, actor, "identity.link", f"downtime_mrn:{downtime_mrn}", None,
+                     {"real_mrn": real_mrn, "reason": reason, "link_id": cur.lastrowid})
+        return cur.lastrowid
+
+
+def unlink_identity(kit: Kit, downtime_mrn: str, actor: str, reason: str | None) -> int:
+    """Revoke the current link of a downtime MRN (a new row; the old one stays in history)."""
+    downtime_mrn = downtime_mrn.strip().upper()
+    conn = kit.db.conn
+    with conn:
+        link = current_links(kit).get(downtime_mrn)
+        if link is None:
+            raise NotFound(f"{downtime_mrn} is not linked", hint="see `fallbackkit identities list`")
+        cur = conn.execute(
+            "INSERT INTO identity_links (downtime_mrn, real_mrn, actor, reason, at, revokes) VALUES (?, ?, ?, ?, ?, ?)",
+            [downtime_mrn, link["real_mrn"], actor, reason, now_iso(), link["id"]])
+        append_audit(conn, actor, "identity.unlink", f"downtime_mrn:{downtime_mrn}",
+                     {"real_mrn": link["real_mrn"], "link_id": link["id"]}, {"reason": reason})
+        return cur.lastrowid
+
+
+def _score(name_tokens: list[str], birth: str | None, patient: dict[str, Any]) -> tuple[float, str]:
+    census_tokens = normalize_name(f"{patient['last_name']} {patient['first_name']}")
+    why = []
+    name_score = 0.0
+    if name_tokens and census_tokens:
+        a, b = set(name_tokens), set(census_tokens)
+        name_score = len(a & b) / len(a | b)
+        why.append(f"name tokens {len(a & b)}/{len(a | b)} in common")
+    birth_score = 0.0
+    if birth and patient.get("birth_date"):
+        if birth == patient["birth_date"]:
+            birth_score = 1.0
+            why.append("same birth date")
+        elif len(birth) == 10 and birth[:4] == patient["birth_date"][:4] and \
+                birth[5:7] == patient["birth_date"][8:10] and birth[8:10] == patient["birth_date"][5:7]:
+            birth_score = 0.5
+            why.append("birth date with day and month swapped")
+        else:
+            why.append("different birth date")
+    if not birth:
+        return round(0.6 * name_score, 3), "; ".join(why + ["no birth date transcribed"])
+    return round(0.6 * name_score + 0.4 * birth_score, 3), "; ".join(why)
+
+
+def suggest_identities(kit: Kit, min_score: float = 0.5, per_identity: int = 3) -> list[dict[str, Any]]:
+    """Candidate links for unlinked downtime MRNs, best first. Never applied without a person."""
+    conn = kit.db.conn
+    snap = conn.execute("SELECT id FROM census_snapshots ORDER BY id DESC LIMIT 1").fetchone()
+    if snap is None:
+        return []
+    patients = [dict(zip(("mrn", "last_name", "first_name", "birth_date", "ward", "bed"), r)) for r in conn.execute(
+        "SELECT mrn, last_name, first_name, birth_date, ward, bed FROM patients WHERE snapshot_id = ?", [snap[0]])]
+    out = []
+    for ident in list_identities(kit):
+        if ident["kind"] != "mrn" or ident["linked_to"] or not (ident["name"] or ident["birth_date"]):
+            continue
+        tokens = normalize_name(ident["name"])
+        scored = []
+        for p in patients:
+            score, why = _score(tokens, ident["birth_date"], p)
+            if score >= min_score:
+                scored.append({"downtime_mrn": ident["downtime_mrn"], "real_mrn": p["mrn"], "score": score,
+                               "name": ident["name"], "birth_date": ident["birth_date"],
+                               "census_name": f"{p['last_name']}, {p['first_name']}",
+                               "census_birth_date": p["birth_date"], "why": why})
+        scored.sort(key=lambda s: (-s["score"], s["real_mrn"]))
+        out += scored[:per_identity]
+    out.sort(key=lambda s: (-s["score"], s["downtime_mrn"], s["real_mrn"]))
+    return out

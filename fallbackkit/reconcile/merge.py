@@ -1,0 +1,240 @@
+"""Merging another scanning station of the same kit into this one.
+
+Several stations may scan in parallel, each with a copy of the kit. `merge OTHER` brings the other
+station's work here: input files (and the archived originals, page images and crops), captures,
+readings, quarantine, people's decisions, identity links, worklist marks, sheets it printed, and
+its audit rows. Rows are matched by natural keys, never by integer ids (those differ between
+stations), so merging twice changes nothing. The other station's audit rows are appended to the
+local chain as 'merge.audit' rows that carry the remote row (its hash and content): the local
+chain stays verifiable and the remote history stays readable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput, Conflict, NotFound
+from ..store.audit import append_audit
+from ..store.kit import Kit, now_iso
+
+
+def _open_remote(other: Path) -> tuple[sqlite3.Connection, Path]:
+    store = other / "store.sqlite" if other.is_dir() else other
+    if not store.exists():
+        raise NotFound(f"no kit store at {other}", hint="give a kit directory or its store.sqlite file")
+    try:
+        conn = sqlite3.connect(f"file:{store.resolve()}?mode=ro", uri=True)
+        conn.execute("SELECT value FROM kit_meta WHERE key = 'kit_id'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise BadInput(f"{store} is not a fallbackkit store ({exc})",
+                       hint="give another station's kit directory or its store.sqlite") from None
+    return conn, store.parent
+
+
+def _columns(conn, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _copy_file(src_root: Path, dst_root: Path, rel: str | None) -> int:
+    if not rel:
+        return 0
+    src, dst = src_root / rel, dst_root / rel
+    if dst.exists() or not src.is_file():
+        return 0
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".merging")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return 1
+
+
+class _Merger:
+    def __init__(self, kit: Kit, remote: sqlite3.Connection, remote_root: Path):
+        self.kit, self.remote, self.root = kit, remote, remote_root
+        self.local = kit.db.conn
+        self.counts: dict[str, int] = {}
+
+    def rows(self, table: str, order: str) -> tuple[list[str], list[dict[str, Any]]]:
+        local_cols = set(_columns(self.local, table))
+        cols = [c for c in _columns(self.remote, table) if c in local_cols]
+        data = [dict(zip(cols, r)) for r in self.remote.execute(
+            f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}")]
+        return cols, data
+
+    def insert(self, table: str, row: dict[str, Any], skip: tuple[str, ...] = ()) -> int:
+        cols = [c for c in row if c not in skip]
+        cur = self.local.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                 [row[c] for c in cols])
+        self.counts[table] = self.counts.get(table, 0) + 1
+        return cur.lastrowid
+
+    def run(self) -> None:
+        L = self.local
+        # Printed registry: another station may have printed blank stock from its own copy.
+        have = {r[0] for r in L.execute("SELECT hash FROM layouts")}
+        for row in self.rows("layouts", "hash")[1]:
+            if row["hash"] not in have:
+                self.insert("layouts", row)
+        batch_map: dict[int, int] = {}
+        local_batches = {(r[1], r[2], r[3]): r[0] for r in L.execute(
+            "SELECT id, created_at, kind, actor FROM print_batches")}
+        for row in self.rows("print_batches", "id")[1]:
+            key = (row["created_at"], row["kind"], row["actor"])
+            batch_map[row["id"]] = local_batches.get(key) or self.insert("print_batches", row, ("id",))
+        have = {r[0] for r in L.execute("SELECT form_id FROM forms")}
+        for row in self.rows("forms", "rowid")[1]:
+            if row["form_id"] not in have:
+                row["batch_id"] = batch_map[row["batch_id"]]
+                self.insert("forms", row)
+        have = {r[0] for r in L.execute("SELECT sheet_id FROM sheets")}
+        for row in self.rows("sheets", "rowid")[1]:
+            if row["sheet_id"] not in have:
+                row["batch_id"] = batch_map[row["batch_id"]]
+                self.insert("sheets", row)
+        have_ids = {r[0]: r[1] for r in L.execute("SELECT value, form_id FROM downtime_ids")}
+        for row in self.rows("downtime_ids", "value")[1]:
+            if row["value"] in have_ids:
+                if have_ids[row["value"]] != row["form_id"]:
+                    raise Conflict(f"downtime identifier {row['value']} was printed on different forms at the two "
+                                   f"stations ({have_ids[row['value']]} here, {row['form_id']} there)",
+                                   hint="the stations printed blank stock from the same pool copy; tell IT")
+                continue
+            row["batch_id"] = batch_map[row["batch_id"]]
+            self.insert("downtime_ids", row)
+        for kind, next_value in self.remote.execute("SELECT kind, next_value FROM id_pools"):
+            L.execute("UPDATE id_pools SET next_value = MAX(next_value, ?) WHERE kind = ?", [next_value, kind])
+
+        # Scans.
+        have = {r[0] for r in L.execute("SELECT sha256 FROM input_files")}
+        for row in self.rows("input_files", "sha256")[1]:
+            if row["sha256"] not in have:
+                self.insert("input_files", row)
+                self.counts["files"] = self.counts.get("files", 0) + _copy_file(self.root, self.kit.path, row["archive_path"])
+        local_caps = {(r[1], r[2], r[3]): r[0] for r in L.execute(
+            "SELECT capture_id, file_sha256, page_index, source FROM captures")}
+        cap_map: dict[int, int] = {}
+        for row in self.rows("captures", "capture_id")[1]:
+            key = (row["file_sha256"], row["page_index"], row["source"])
+            if key in local_caps:
+                cap_map[row["capture_id"]] = local_caps[key]
+                continue
+            if row.get("duplicate_of") is not None:
+                row["duplicate_of"] = cap_map.get(row["duplicate_of"])
+            cap_map[row["capture_id"]] = self.insert("captures", row, ("capture_id",))
+            self.counts["files"] = self.counts.get("files", 0) + _copy_file(self.root, self.kit.path, row.get("image_path"))
+        local_readings = {(r[1], r[2]): r[0] for r in L.execute("SELECT reading_id, capture_id, field FROM readings")}
+        reading_map: dict[int, int] = {}
+        for row in self.rows("readings", "reading_id")[1]:
+            cid = cap_map[row["capture_id"]]
+            key = (cid, row["field"])
+            if key in local_readings:
+                reading_map[row["reading_id"]] = local_readings[key]
+                continue
+            row["capture_id"] = cid
+            reading_map[row["reading_id"]] = self.insert("readings", row, ("reading_id",))
+            self.counts["files"] = self.counts.get("files", 0) + _copy_file(self.root, self.kit.path, row.get("crop_path"))
+        local_q = {r[1]: r[0] for r in L.execute("SELECT quarantine_id, capture_id FROM quarantine")}
+        q_map: dict[int, int] = {}
+        for row in self.rows("quarantine", "quarantine_id")[1]:
+            cid = cap_map[row["capture_id"]]
+            if cid in local_q:
+                q_map[row["quarantine_id"]] = local_q[cid]
+                continue
+            row["capture_id"] = cid
+            q_map[row["quarantine_id"]] = self.insert("quarantine", row, ("quarantine_id",))
+        have_qa = {tuple(r) for r in L.execute("SELECT quarantine_id, sheet_id, actor, at FROM quarantine_assignments")}
+        for row in self.rows("quarantine_assignments", "id")[1]:
+            row["quarantine_id"] = q_map[row["quarantine_id"]]
+            if row.get("capture_id") is not None:
+                row["capture_id"] = cap_map.get(row["capture_id"])
+            if (row["quarantine_id"], row["sheet_id"], row["actor"], row["at"]) not in have_qa:
+                self.insert("quarantine_assignments", row, ("id",))
+
+        # People's decisions.
+        local_reviews = {(r[1], r[2], r[3], r[4]): r[0] for r in L.execute(
+            "SELECT review_id, reading_id, actor, at, decision FROM reviews")}
+        review_map: dict[int, int] = {}
+        for row in self.rows("reviews", "review_id")[1]:
+            rid = reading_map[row["reading_id"]]
+            key = (rid, row["actor"], row["at"], row["decision"])
+            if key in local_reviews:
+                review_map[row["review_id"]] = local_reviews[key]
+                continue
+            row["reading_id"] = rid
+            if row.get("undoes") is not None:
+                row["undoes"] = review_map[row["undoes"]]
+            review_map[row["review_id"]] = self.insert("reviews", row, ("review_id",))
+        local_links = {(r[1], r[2], r[3], r[4], r[5]): r[0] for r in L.execute(
+            "SELECT id, downtime_mrn, real_mrn, actor, at, revokes FROM identity_links")}
+        link_map: dict[int, int] = {}
+        for row in self.rows("identity_links", "id")[1]:
+            revokes = link_map.get(row["revokes"]) if row.get("revokes") is not None else None
+            key = (row["downtime_mrn"], row["real_mrn"], row["actor"], row["at"], revokes)
+            if key in local_links:
+                link_map[row["id"]] = local_links[key]
+                continue
+            row["revokes"] = revokes
+            link_map[row["id"]] = self.insert("identity_links", row, ("id",))
+        self._check_links()
+        have_marks = {tuple(r) for r in L.execute("SELECT item_id, status, actor, at FROM worklist_marks")}
+        for row in self.rows("worklist_marks", "id")[1]:
+            if (row["item_id"], row["status"], row["actor"], row["at"]) not in have_marks:
+                self.insert("worklist_marks", row, ("id",))
+
+        # History: remote audit rows not already part of our chain (shared history before the kit
+        # was copied has the same hashes) nor merged before.
+        known = {r[0] for r in L.execute("SELECT hash FROM audit")}
+        known |= {r[0][len("remote-audit:"):] for r in L.execute(
+            "SELECT object FROM audit WHERE action = 'merge.audit'")}
+        for rid, ts, actor, action, obj, before, after, prev_hash, digest in self.remote.execute(
+                "SELECT id, ts, actor, action, object, before, after, prev_hash, hash FROM audit ORDER BY id"):
+            if digest in known:
+                continue
+            append_audit(L, actor, "merge.audit", f"remote-audit:{digest}", None,
+                         {"id": rid, "ts": ts, "actor": actor, "action": action, "object": obj,
+                          "before": before, "after": after, "prev_hash": prev_hash, "hash": digest})
+            self.counts["audit"] = self.counts.get("audit", 0) + 1
+
+    def _check_links(self) -> None:
+        revoked = {r[0] for r in self.local.execute("SELECT revokes FROM identity_links WHERE revokes IS NOT NULL")}
+        real: dict[str, set[str]] = {}
+        for lid, dt, mrn in self.local.execute(
+                "SELECT id, downtime_mrn, real_mrn FROM identity_links WHERE revokes IS NULL"):
+            if lid not in revoked:
+                real.setdefault(dt, set()).add(mrn)
+        for dt, mrns in sorted(real.items()):
+            if len(mrns) > 1:
+                raise Conflict(f"after merging, {dt} would be linked to {' and '.join(sorted(mrns))}; nothing was merged",
+                               hint=f"decide which link is right, unlink the other at its station (`identities unlink {dt}`), then merge again")
+
+
+def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
+    """Bring another station's work into this kit. Returns counts of what was added (all zero
+    when there was nothing new)."""
+    other = Path(other)
+    remote, root = _open_remote(other)
+    try:
+        row = remote.execute("SELECT value FROM kit_meta WHERE key = 'kit_id'").fetchone()
+        remote_id = row[0] if row else None
+        if remote_id != kit.kit_id:
+            raise BadInput(f"{other} belongs to kit {remote_id}, not to this kit ({kit.kit_id}); nothing was merged",
+                           hint="merge only stations that were copied from the same kit")
+        if root.resolve() == kit.path.resolve():
+            raise BadInput(f"{other} is this kit itself", hint="give the other station's kit directory")
+        merger = _Merger(kit, remote, root)
+        conn = kit.db.conn
+        with conn:
+            merger.run()
+            counts = {k: v for k, v in sorted(merger.counts.items()) if v}
+            if counts:
+                append_audit(conn, actor, "merge", f"kit:{remote_id}", None,
+                             {"from": str(other), "added": counts})
+                conn.execute("INSERT INTO merge_log (source_kit, source_path, at, actor, counts) VALUES (?, ?, ?, ?, ?)",
+                             [remote_id, str(other), now_iso(), actor, json.dumps(counts)])
+        return {"from": str(other), "kit_id": remote_id, "added": counts, "changed": bool(counts)}
+    finally:
+        remote.close()

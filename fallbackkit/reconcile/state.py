@@ -1,0 +1,235 @@
+"""Shared loading for reconciliation, the worklist and identities.
+
+Everything here is read-only and set-based: a few whole-table queries and one pass over the
+readings in capture order, so that reconcile stays fast on 100,000 captures. A reading's
+*effective* value is the machine value unless a person decided otherwise (the latest review that
+is not undone), exactly as `fallbackkit.store.decisions.effective_reading` computes it one by one.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from ..errors import FallbackkitError
+from ..store.kit import Kit
+from ..templates.model import HANDWRITTEN_TYPES, MARK_TYPES
+
+# The review that counts per reading: the latest that is not an undo and has not been undone.
+CURRENT_REVIEWS_SQL = (
+    "SELECT v.reading_id, v.decision, v.value, v.actor, v.at FROM reviews v"
+    " JOIN (SELECT reading_id, MAX(review_id) AS rid FROM reviews w WHERE decision != 'undo'"
+    "       AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = w.review_id) GROUP BY reading_id) c"
+    " ON c.rid = v.review_id")
+
+MULTI_MARK_WORDS = ("multiple", "several", "more than one", "two marks", "two options", "ambiguous")
+
+
+def loads(text: str | None) -> Any:
+    return json.loads(text) if text is not None else None
+
+
+@dataclass(slots=True)
+class Val:
+    """One field of one capture, after people's decisions."""
+    reading_id: int
+    type: str
+    machine: Any
+    value: Any
+    resolved: bool
+    ink: int | None
+    status: str
+    reason: str | None
+    source: str  # machine | confirm | correct | transcribe | illegible
+
+    @property
+    def present(self) -> bool:
+        """Something is written or marked (fail closed: an unresolved reading is not 'absent')."""
+        if self.type in MARK_TYPES:
+            if self.value is None or self.value is False or self.value == []:
+                return False
+            return True
+        if self.source == "illegible":
+            return True
+        if self.source != "machine":
+            return self.value not in (None, "", [])
+        return bool(self.ink) or self.value not in (None, "", False)
+
+    @property
+    def multiple_marks(self) -> bool:
+        """A single choice with more than one box marked (the scanner sends it to review)."""
+        if isinstance(self.machine, list) and len(self.machine) > 1 and self.type == "choice":
+            return True
+        reason = (self.reason or "").lower()
+        return any(w in reason for w in MULTI_MARK_WORDS)
+
+    def comparable(self) -> Any:
+        """What two captures of the same paper must agree on."""
+        if self.type in HANDWRITTEN_TYPES and self.source == "machine":
+            return ("ink", bool(self.ink))
+        return ("value", json.dumps(self.value, sort_keys=True))
+
+    def machine_key(self) -> Any:
+        if self.type in HANDWRITTEN_TYPES:
+            return ("ink", bool(self.ink))
+        return ("value", json.dumps(self.machine, sort_keys=True))
+
+
+@dataclass
+class Layout:
+    hash: str
+    template: str
+    version: int
+    page: int
+    fields: dict[str, dict[str, Any]]  # name -> geometry entry
+
+
+@dataclass
+class Registry:
+    """The printed side: forms, their sheets, layouts; and which captures exist for each sheet."""
+    forms: dict[str, dict[str, Any]]
+    sheets: dict[str, dict[str, Any]]                      # sheet_id -> row
+    form_sheets: dict[str, list[str]]                      # form_id -> sheet ids by page
+    layouts: dict[str, Layout]
+    captures: dict[str, list[int]] = field(default_factory=dict)   # sheet_id -> read capture ids (ascending)
+    capture_sheet: dict[int, str] = field(default_factory=dict)
+    quarantined_sheets: dict[str, list[int]] = field(default_factory=dict)  # sheet -> quarantine ids
+    quarantine_unassigned: int = 0
+
+    def chosen(self, sheet_id: str) -> int | None:
+        """The capture that stands for a sheet: the latest one (a rescan usually replaces a poor scan;
+        when captures disagree a person settles it and the decision is recorded on every capture)."""
+        caps = self.captures.get(sheet_id)
+        return caps[-1] if caps else None
+
+
+def load_registry(kit: Kit, form_ids: Iterable[str] | None = None) -> Registry:
+    conn = kit.db.conn
+    where, params = "", []
+    if form_ids is not None:
+        form_ids = list(form_ids)
+        where = f" WHERE form_id IN ({','.join('?' * len(form_ids))})"
+        params = form_ids
+    forms = {}
+    for row in conn.execute(
+            "SELECT form_id, template, version, pages, patient_mrn, downtime_mrn, encounter, accession, ward, bed,"
+            " printed_at, context FROM forms" + where + " ORDER BY rowid", params):
+        forms[row[0]] = {"form_id": row[0], "template": row[1], "version": row[2], "pages": row[3],
+                         "patient_mrn": row[4], "downtime_mrn": row[5], "encounter": row[6], "accession": row[7],
+                         "ward": row[8], "bed": row[9], "printed_at": row[10], "context": loads(row[11]) or {}}
+    sheets: dict[str, dict[str, Any]] = {}
+    form_sheets: dict[str, list[str]] = {}
+    hashes = set()
+    for sid, fid, page, lhash in conn.execute(
+            "SELECT sheet_id, form_id, page, layout_hash FROM sheets" + where + " ORDER BY form_id, page", params):
+        sheets[sid] = {"sheet_id": sid, "form_id": fid, "page": page, "layout_hash": lhash}
+        form_sheets.setdefault(fid, []).append(sid)
+        hashes.add(lhash)
+    layouts = {}
+    for lhash, template, version, page, geometry in conn.execute(
+            "SELECT hash, template, version, page, geometry FROM layouts"):
+        if lhash in hashes:
+            g = json.loads(geometry)
+            layouts[lhash] = Layout(lhash, template, version, page, {f["name"]: f for f in g["fields"]})
+    reg = Registry(forms, sheets, form_sheets, layouts)
+    for cid, sid in conn.execute(
+            "SELECT capture_id, sheet_id FROM captures WHERE status = 'read' AND sheet_id IS NOT NULL"
+            " ORDER BY capture_id"):
+        if sid in sheets:
+            reg.captures.setdefault(sid, []).append(cid)
+            reg.capture_sheet[cid] = sid
+    # Quarantined pages not yet identified by a clerk. If the code was readable (a page quarantined
+    # for poor marks or fit), the payload tells which sheet it is.
+    from ..payload import verify as verify_payload
+    for qid, payload in conn.execute(
+            "SELECT q.quarantine_id, q.payload FROM quarantine q WHERE NOT EXISTS"
+            " (SELECT 1 FROM quarantine_assignments a WHERE a.quarantine_id = q.quarantine_id)"):
+        reg.quarantine_unassigned += 1
+        if payload:
+            try:
+                sid = verify_payload(payload, kit.secret, kit.kit_id).sheet_id
+            except FallbackkitError:  # a foreign, forged or broken code names no sheet of ours
+                continue
+            if sid in sheets:
+                reg.quarantined_sheets.setdefault(sid, []).append(qid)
+    return reg
+
+
+def current_reviews(kit: Kit, reading_ids: Iterable[int] | None = None) -> dict[int, tuple]:
+    conn = kit.db.conn
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in conn.execute(CURRENT_REVIEWS_SQL)}
+
+
+def iter_capture_values(kit: Kit, capture_ids: Iterable[int] | None = None) -> Iterator[tuple[int, dict[str, Val]]]:
+    """Yield (capture_id, {field: Val}) in capture order, one pass over the readings."""
+    conn = kit.db.conn
+    reviews = current_reviews(kit)
+    sql = ("SELECT capture_id, reading_id, field, type, value, status, ink, reason FROM readings")
+    params: list[Any] = []
+    if capture_ids is not None:
+        capture_ids = sorted(capture_ids)
+        if not capture_ids:
+            return
+        if len(capture_ids) < 500:
+            sql += f" WHERE capture_id IN ({','.join('?' * len(capture_ids))})"
+            params = capture_ids
+        wanted = set(capture_ids)
+    else:
+        wanted = None
+    sql += " ORDER BY capture_id"
+    current = None
+    values: dict[str, Val] = {}
+    for cid, rid, name, ftype, value, status, ink, reason in conn.execute(sql, params):
+        if wanted is not None and cid not in wanted:
+            continue
+        if cid != current:
+            if current is not None:
+                yield current, values
+            current, values = cid, {}
+        machine = loads(value)
+        rev = reviews.get(rid)
+        if rev is not None:
+            values[name] = Val(rid, ftype, machine, loads(rev[1]), True, ink, status, reason, rev[0])
+        else:
+            values[name] = Val(rid, ftype, machine, machine, status == "accepted", ink, status, reason, "machine")
+    if current is not None:
+        yield current, values
+
+
+def current_links(kit: Kit) -> dict[str, dict[str, Any]]:
+    """downtime MRN -> the link that counts (the latest one not revoked)."""
+    conn = kit.db.conn
+    revoked = {r[0] for r in conn.execute("SELECT revokes FROM identity_links WHERE revokes IS NOT NULL")}
+    links: dict[str, dict[str, Any]] = {}
+    for lid, dt, real, actor, reason, at in conn.execute(
+            "SELECT id, downtime_mrn, real_mrn, actor, reason, at FROM identity_links"
+            " WHERE revokes IS NULL ORDER BY id"):
+        if lid in revoked:
+            continue
+        links[dt] = {"id": lid, "downtime_mrn": dt, "real_mrn": real, "actor": actor, "reason": reason, "at": at}
+    return links
+
+
+def sheet_conflicts(sheet_id: str, by_capture: dict[int, dict[str, Val]]) -> list[dict[str, Any]]:
+    """Fields on which captures of the same paper disagree.
+
+    A conflict exists when the machine saw different things (a different mark, ink in one and not
+    the other) or when people's decisions differ. It is resolved once every capture's reading is
+    resolved and they all agree (resolve_conflict records the chosen value on each capture)."""
+    caps = sorted(by_capture)
+    names = sorted({n for v in by_capture.values() for n in v})
+    out = []
+    for name in names:
+        present = [(cid, by_capture[cid][name]) for cid in caps if name in by_capture[cid]]
+        if len(present) < 2:
+            continue
+        machine_differs = len({v.machine_key() for _, v in present}) > 1
+        all_resolved = all(v.resolved for _, v in present)
+        decided_differs = all_resolved and len({v.comparable() for _, v in present}) > 1
+        if machine_differs or decided_differs:
+            out.append({"sheet_id": sheet_id, "field": name,
+                        "captures": [{"capture_id": cid, "reading_id": v.reading_id, "value": v.value,
+                                      "ink": v.ink}
+                                     for cid, v in present],
+                        "resolved": all_resolved and not decided_differs})
+    return out

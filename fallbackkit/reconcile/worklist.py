@@ -1,0 +1,299 @@
+"""The re-entry worklist: what a clerk types into the hospital record system, in back-load order.
+
+Hospitals back-load registrations first (so patients exist), then orders, then results, then
+medication administrations, then vitals. Each item carries the care time (when it happened on the
+ward, from the form) apart from the entry time (when a clerk marked it entered). Item ids are
+derived from the printed form, so they are the same on every run and every station:
+`<form_id>:registration`, `<form_id>:order`, `<form_id>:m1.s2`, `<form_id>:n1`, `<form_id>:c3`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .. import ids
+from ..errors import BadInput, Conflict, NotFound
+from ..store.audit import append_audit
+from ..store.kit import Kit, now_iso
+from .core import _Pass
+from .identity import parse_date
+from .state import Registry, Val, current_links, load_registry
+
+KIND_ORDER = {"registration": 0, "order": 1, "result": 2, "medication": 3, "vitals": 4}
+STATUSES = ("pending", "entered", "not-needed")
+
+
+@dataclass
+class WorkItem:
+    item_id: str
+    kind: str                # registration | order | result | medication | vitals
+    form_id: str
+    ward: str | None
+    patient_mrn: str | None  # real MRN when known or linked, else the downtime MRN
+    downtime_mrn: str | None
+    care_time: str | None
+    summary: str
+    values: dict
+    status: str              # pending | entered | not-needed
+    resolved: bool           # every reading of the item is resolved (nothing waiting for a person)
+    entered_by: str | None
+    entered_at: str | None
+    unresolved: list = field(default_factory=list)  # what still waits for a person, in words
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_time(text: Any) -> str | None:
+    if not text or not isinstance(text, str):
+        return None
+    m = re.fullmatch(r"\s*(\d{1,2})\s*[:h.]?\s*(\d{2})\s*", text)
+    if not m:
+        return None
+    h, mi = int(m.group(1)), int(m.group(2))
+    return f"{h:02d}:{mi:02d}" if h < 24 and mi < 60 else None
+
+
+def parse_datetime(text: Any) -> str | None:
+    if not text or not isinstance(text, str):
+        return None
+    s = text.strip()
+    m = re.fullmatch(r"(.+?)[T ]+(\d{1,2}\s*[:h.]?\s*\d{2})(:\d{2})?([+-]\d{2}:?\d{2}|Z)?", s)
+    if not m:
+        return None
+    d, t = parse_date(m.group(1)), parse_time(m.group(2))
+    return f"{d}T{t}" if d and t else None
+
+
+def _combine(day: Any, time: Any) -> str | None:
+    d, t = parse_date(day), parse_time(time)
+    return f"{d}T{t}" if d and t else None
+
+
+def _natural(item_id: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", item_id)]
+
+
+def _value(v: Val | None) -> Any:
+    if v is None:
+        return None
+    if v.type == "signature":
+        return v.present if v.resolved else None
+    if v.type in ("text", "number", "datetime", "initials") and v.source == "machine":
+        return None  # handwriting not transcribed yet
+    return v.value
+
+
+class _FormItems:
+    def __init__(self, form: dict[str, Any], values: dict[str, Val], owners: dict[str, str],
+                 conflicts: dict[str, dict], missing_pages: list[int], patient: str | None):
+        self.form, self.values, self.owners, self.conflicts = form, values, owners, conflicts
+        self.missing_pages, self.patient = missing_pages, patient
+        self.items: list[tuple[str, str, list[str], str | None, str, dict]] = []
+
+    def unresolved(self, names: list[str], whole_form: bool) -> list[str]:
+        out = []
+        for n in names:
+            v = self.values.get(n)
+            if v is not None and not v.resolved:
+                out.append(f"{n} waits for {'transcription' if v.type in ('text', 'number', 'datetime', 'initials', 'signature') else 'review'}"
+                           + (f" ({v.reason})" if v.reason else ""))
+            c = self.conflicts.get(n)
+            if c is not None and not c["resolved"]:
+                out.append(f"{n}: captures of sheet {c['sheet_id']} disagree")
+        if whole_form and self.missing_pages:
+            out.append(f"page {', '.join(map(str, self.missing_pages))} of {self.form['pages']} not returned")
+        return out
+
+
+def _medication_line(form: dict[str, Any], values: dict[str, Val], geometry: dict, prefix: str) -> dict[str, Any]:
+    meds = {m.get("line"): m for m in form["context"].get("medications", [])}
+    row = prefix.split(".")[0]
+    geo = geometry.get(f"{prefix}.status") or geometry.get(f"{prefix}.given") or {}
+    med = meds.get(geo.get("medication"))
+    if med:
+        return {"medication": med.get("medication"), "dose": med.get("dose"), "route": med.get("route"),
+                "frequency": med.get("frequency"), "census_line": med.get("line"),
+                "scheduled": geo.get("scheduled"), "prn": bool(med.get("prn"))}
+    return {"order_text": _value(values.get(f"{row}.order")), "scheduled": geo.get("scheduled"),
+            "prn": row.startswith("p")}
+
+
+def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], patient: str | None) -> list[dict[str, Any]]:
+    fid = form["form_id"]
+    values: dict[str, Val] = {}
+    geometry: dict[str, dict] = {}
+    conflicts: dict[str, dict] = {}
+    returned, missing = [], []
+    for sid in reg.form_sheets.get(fid, []):
+        sheet = reg.sheets[sid]
+        if sid not in reg.captures:
+            missing.append(sheet["page"])
+            continue
+        returned.append(sheet["page"])
+        values.update(run.chosen_values.get(sid, {}))
+        geometry.update(reg.layouts[sheet["layout_hash"]].fields)
+        for c in run.conflicts.get(sid, []):
+            conflicts[c["field"]] = c
+    if not returned:
+        return []
+    helper = _FormItems(form, values, {}, conflicts, missing, patient)
+    out: list[dict[str, Any]] = []
+
+    def add(suffix: str, kind: str, names: list[str], care_time: str | None, summary: str,
+            vals: dict[str, Any], whole_form: bool = False) -> None:
+        unresolved = helper.unresolved(names, whole_form)
+        out.append({"item_id": f"{fid}:{suffix}", "kind": kind, "care_time": care_time, "summary": summary,
+                    "values": vals, "unresolved": unresolved})
+
+    template = form["template"]
+    names = sorted(values)
+    if template == "registration":
+        vals = {n: _value(values[n]) for n in names}
+        person = ", ".join(p for p in (vals.get("last_name"), vals.get("first_name")) if p) or "patient (name not transcribed)"
+        care = parse_datetime(vals.get("arrival_time")) or parse_datetime(vals.get("recorded_at"))
+        add("registration", "registration", names, care,
+            f"Register {person}" + (f", born {vals['birth_date']}" if vals.get("birth_date") else "")
+            + (f", arrived {care}" if care else ""), vals, True)
+    elif template == "lab-request":
+        vals = {n: _value(values[n]) for n in names}
+        tests = vals.get("tests") or []
+        what = ", ".join(tests) if isinstance(tests, list) and tests else "no test ticked"
+        if vals.get("other_tests"):
+            what += f" + {vals['other_tests']}"
+        care = parse_datetime(vals.get("collected_at"))
+        add("order", "order", names, care,
+            f"Lab order: {what}" + (f" ({vals['priority']}" if vals.get("priority") else " (")
+            + (f", {vals['specimen']})" if vals.get("specimen") else ")")
+            + (f", collected {care}" if care else ""), vals, True)
+    elif template == "mar":
+        day = _value(values.get("mar_date"))
+        rows: dict[str, list[str]] = {}
+        for n in names:
+            if n.count(".") == 2:
+                rows.setdefault(n.rsplit(".", 1)[0], []).append(n)
+        order_rows = sorted({n.split(".")[0] for n in names if n.endswith(".order")}, key=_natural)
+        for row in order_rows:
+            order = values.get(f"{row}.order")
+            marked = any((values.get(f"{p}.status") or values.get(f"{p}.given")) is not None
+                         and (values.get(f"{p}.status") or values.get(f"{p}.given")).present
+                         for p in rows if p.split(".")[0] == row)
+            if (order is not None and order.present) or marked:
+                text = _value(order)
+                add(row, "order", [f"{row}.order", "mar_date"], parse_date(day),
+                    f"New medication order written on the MAR ({row}): {text or 'order text not transcribed'}",
+                    {"order_text": text, "mar_date": day, "row": row})
+        for prefix in sorted(rows, key=_natural):
+            mark = values.get(f"{prefix}.status") or values.get(f"{prefix}.given")
+            if mark is None or (mark.resolved and not mark.present):
+                continue
+            line = _medication_line(form, values, geometry, prefix)
+            time_v = _value(values.get(f"{prefix}.time"))
+            status = (mark.value if f"{prefix}.status" in values else ("given" if mark.value else None)) \
+                if mark.resolved else None
+            vals = {**line, "status": status, "time": time_v,
+                    "initials": _value(values.get(f"{prefix}.initials")), "mar_date": day, "slot": prefix}
+            care = _combine(day, time_v)
+            drug = line.get("medication") or line.get("order_text") or "new order"
+            add(prefix, "medication", rows[prefix] + ["mar_date"], care,
+                f"{drug} {line.get('dose') or ''}".strip() + f": {status or 'mark to review'}"
+                + (f" at {care}" if care else (f" (scheduled {line['scheduled']})" if line.get("scheduled") else "")),
+                vals)
+    elif template == "vitals":
+        day = _value(values.get("obs_date"))
+        columns: dict[str, list[str]] = {}
+        for n in names:
+            if re.match(r"c\d+\.", n):
+                columns.setdefault(n.split(".")[0], []).append(n)
+        for col in sorted(columns, key=_natural):
+            fields = columns[col]
+            if not any(values[n].present or not values[n].resolved for n in fields):
+                continue
+            vals = {n.split(".", 1)[1]: _value(values[n]) for n in fields}
+            care = _combine(day, vals.get("time"))
+            shown = ", ".join(f"{k} {v}" for k, v in vals.items() if v not in (None, "", False) and k != "time")
+            add(col, "vitals", fields + ["obs_date"], care,
+                f"Vitals {col}" + (f" at {care}" if care else "") + (f": {shown}" if shown else ""),
+                {**vals, "obs_date": day, "column": col})
+    return out
+
+
+def _marks(kit: Kit) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for item_id, status, actor, at, note in kit.db.conn.execute(
+            "SELECT item_id, status, actor, at, note FROM worklist_marks ORDER BY id"):
+        latest[item_id] = {"status": status, "actor": actor, "at": at, "note": note}
+    return latest
+
+
+def _build(kit: Kit, form_ids: list[str] | None = None) -> list[WorkItem]:
+    reg = load_registry(kit, form_ids)
+    run = _Pass(kit, reg, keep_chosen=True)
+    links = current_links(kit)
+    marks = _marks(kit)
+    items = []
+    for fid, form in reg.forms.items():
+        dt = form["downtime_mrn"]
+        patient = form["patient_mrn"] or (links[dt]["real_mrn"] if dt in links else dt)
+        for raw in _items_of_form(reg, run, form, patient):
+            mark = marks.get(raw["item_id"])
+            items.append(WorkItem(
+                item_id=raw["item_id"], kind=raw["kind"], form_id=fid, ward=form["ward"], patient_mrn=patient,
+                downtime_mrn=dt, care_time=raw["care_time"], summary=raw["summary"], values=raw["values"],
+                status=mark["status"] if mark else "pending", resolved=not raw["unresolved"],
+                entered_by=mark["actor"] if mark and mark["status"] != "pending" else None,
+                entered_at=mark["at"] if mark and mark["status"] != "pending" else None,
+                unresolved=raw["unresolved"], note=mark["note"] if mark else None))
+    items.sort(key=lambda i: (KIND_ORDER[i.kind], i.care_time is None, i.care_time or "",
+                              i.patient_mrn or "", _natural(i.item_id)))
+    return items
+
+
+def worklist(kit: Kit, ward: str | None = None, status: str | None = None) -> list[WorkItem]:
+    """Re-entry items in back-load order; filter by ward and by status."""
+    if status is not None and status not in STATUSES:
+        raise BadInput(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    form_ids = None
+    if ward is not None:
+        form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms WHERE ward = ?", [ward])]
+    items = _build(kit, form_ids)
+    return [i for i in items if status is None or i.status == status]
+
+
+def get_item(kit: Kit, item_id: str) -> WorkItem:
+    if ":" not in item_id:
+        raise BadInput(f"{item_id!r} is not a worklist item id", hint="item ids look like FORMID:m1.s2 (see `fallbackkit worklist`)")
+    fid, rest = item_id.split(":", 1)
+    item_id = f"{ids.normalize(fid)}:{rest}"
+    for item in _build(kit, [ids.normalize(fid)]):
+        if item.item_id == item_id:
+            return item
+    raise NotFound(f"no worklist item {item_id}",
+                   hint="items appear once their form is scanned back; see `fallbackkit worklist`")
+
+
+def mark_item(kit: Kit, item_id: str, status: str, actor: str, note: str | None = None) -> None:
+    """Record that an item was entered in the hospital system (or is not needed). Entry time is now;
+    the care time stays what the paper says. Refuses 'entered' while readings are unresolved."""
+    if status not in STATUSES:
+        raise BadInput(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    item = get_item(kit, item_id)
+    if status == "entered" and not item.resolved:
+        raise Conflict(f"{item.item_id} cannot be marked entered: {'; '.join(item.unresolved)}",
+                       hint="resolve these in the review station first, or mark it not-needed")
+    if item.status == status:
+        if status == "entered":
+            raise Conflict(f"{item.item_id} is already marked entered by {item.entered_by} at {item.entered_at}",
+                           hint="do not enter it twice; mark it pending first if that mark was a mistake")
+        return
+    conn = kit.db.conn
+    with conn:
+        at = now_iso()
+        conn.execute("INSERT INTO worklist_marks (item_id, status, actor, at, note) VALUES (?, ?, ?, ?, ?)",
+                     [item.item_id, status, actor, at, note])
+        append_audit(conn, actor, f"worklist.{status}", f"item:{item.item_id}",
+                     {"status": item.status, "by": item.entered_by},
+                     {"status": status, "note": note, "care_time": item.care_time, "patient_mrn": item.patient_mrn,
+                      "summary": item.summary})
