@@ -249,6 +249,154 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
 
 
 # --- reconcile: reconcile, identities, worklist, audit, merge (fallbackkit/reconcile/) --------
+@cli.command("reconcile")
+@click.option("--json", "as_json", is_flag=True, help="The full report on stdout.")
+@click.option("--all", "show_all", is_flag=True, help="List complete forms too, not only those needing attention.")
+@pass_kit
+def reconcile_cmd(ctx: KitContext, as_json: bool, show_all: bool) -> None:
+    """What came back, what is missing, duplicated, in conflict, to review or flagged."""
+    from .reconcile import reconcile
+    report = reconcile(ctx.kit())
+    if as_json:
+        emit_json(report)
+        return
+    for key, value in report["totals"].items():
+        click.echo(f"{key.replace('_', ' '):<24} {value}")
+    rows = []
+    for f in report["forms"]:
+        unresolved = sum(1 for c in f["conflicts"] if not c["resolved"])
+        if not show_all and f["state"] == "complete" and not (unresolved or f["to_review"] or f["flags"]):
+            continue
+        rows.append({"form_id": f["form_id"], "template": f["template"], "ward": f["ward"], "bed": f["bed"],
+                     "patient": f["real_mrn"] or f["downtime_mrn"], "state": f["state"],
+                     "missing": ",".join(map(str, f["pages_missing"])), "dups": len(f["duplicates"]),
+                     "conflicts": unresolved, "review": f["to_review"],
+                     "flags": "; ".join(fl["message"] for fl in f["flags"])})
+    click.echo("")
+    table(rows, ["form_id", "template", "ward", "bed", "patient", "state", "missing", "dups", "conflicts",
+                 "review", "flags"])
+
+
+@cli.group()
+def identities() -> None:
+    """Downtime identifiers on blank stock and their links to real MRNs."""
+
+
+@identities.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def identities_list(ctx: KitContext, as_json: bool) -> None:
+    from .reconcile import list_identities
+    rows = list_identities(ctx.kit())
+    if as_json:
+        emit_json(rows)
+    else:
+        table([{**r, "forms": ",".join(r["form_ids"])} for r in rows],
+              ["downtime_mrn", "kind", "forms", "linked_to", "name", "birth_date"])
+
+
+@identities.command("link")
+@click.argument("downtime_mrn")
+@click.argument("real_mrn")
+@click.option("--reason", required=True, help="Why: e.g. 'wristband checked', 'registration matched by name + DOB'.")
+@pass_kit
+def identities_link(ctx: KitContext, downtime_mrn: str, real_mrn: str, reason: str) -> None:
+    """Link DOWNTIME_MRN to the patient's REAL_MRN (recorded with who and why)."""
+    from .reconcile import link_identity
+    link_id = link_identity(ctx.kit(), downtime_mrn, real_mrn, ctx.actor, reason)
+    click.echo(f"{downtime_mrn.upper()} -> {real_mrn} (link {link_id})")
+
+
+@identities.command("unlink")
+@click.argument("downtime_mrn")
+@click.option("--reason", required=True)
+@pass_kit
+def identities_unlink(ctx: KitContext, downtime_mrn: str, reason: str) -> None:
+    """Revoke a wrong link (kept in history)."""
+    from .reconcile import unlink_identity
+    unlink_identity(ctx.kit(), downtime_mrn, ctx.actor, reason)
+    click.echo(f"{downtime_mrn.upper()} unlinked")
+
+
+@identities.command("suggest")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--min-score", type=float, default=0.5, show_default=True)
+@pass_kit
+def identities_suggest(ctx: KitContext, as_json: bool, min_score: float) -> None:
+    """Propose links from transcribed name and birth date; nothing is linked until a person does."""
+    from .reconcile import suggest_identities
+    rows = suggest_identities(ctx.kit(), min_score=min_score)
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, ["downtime_mrn", "real_mrn", "score", "name", "birth_date", "census_name", "why"])
+        say(ctx, "suggestions only: link with `fallbackkit identities link DOWNTIME REAL --reason ...`")
+
+
+@cli.group("worklist", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--ward")
+@click.option("--status", type=click.Choice(["pending", "entered", "not-needed"]))
+@click.pass_context
+def worklist_cmd(click_ctx: click.Context, as_json: bool, ward: str | None, status: str | None) -> None:
+    """Re-entry items in back-load order (registrations, orders, results, medications, vitals)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    from .reconcile import worklist
+    items = worklist(click_ctx.obj.kit(), ward=ward, status=status)
+    if as_json:
+        emit_json([i.as_dict() for i in items])
+    else:
+        table([{**i.as_dict(), "ready": "yes" if i.resolved else "no"} for i in items],
+              ["item_id", "kind", "patient_mrn", "care_time", "status", "ready", "summary"])
+
+
+@worklist_cmd.command("mark")
+@click.argument("item_id")
+@click.argument("status", type=click.Choice(["entered", "not-needed", "pending"]))
+@click.option("--by", "by", help="Who entered it (default: --user / login name).")
+@click.option("--note")
+@pass_kit
+def worklist_mark(ctx: KitContext, item_id: str, status: str, by: str | None, note: str | None) -> None:
+    """Record ITEM as entered in the hospital system (or not needed)."""
+    from .reconcile import mark_item
+    mark_item(ctx.kit(), item_id, status, by or ctx.actor, note)
+    click.echo(f"{item_id}: {status}")
+
+
+@cli.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def audit_verify(ctx: KitContext, as_json: bool) -> None:
+    """Check that no audit row was changed, inserted or deleted."""
+    from .reconcile import verify_chain
+    result = verify_chain(ctx.kit())
+    if as_json:
+        emit_json({"ok": True, **result})
+    else:
+        click.echo(f"audit log intact: {result['rows']} rows")
+
+
+@cli.command("merge")
+@click.argument("other", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def merge_cmd(ctx: KitContext, other: Path, as_json: bool) -> None:
+    """Bring another scanning station's work (same kit) into this kit; safe to repeat."""
+    from .reconcile import merge_store
+    result = merge_store(ctx.kit(), other, ctx.actor)
+    if as_json:
+        emit_json(result)
+    elif result["changed"]:
+        click.echo("merged: " + ", ".join(f"{k} {v}" for k, v in result["added"].items()))
+    else:
+        click.echo("nothing new to merge")
+
 
 
 # --- review: review, users (fallbackkit/review/) ----------------------------------------------
