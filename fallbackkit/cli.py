@@ -246,6 +246,77 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
 
 
 # --- scan: scan, readings, quarantine, simulate (fallbackkit/scan/) ---------------------------
+@cli.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes (default: one per core; 0: read in this process).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@pass_kit
+def scan_cmd(ctx: KitContext, paths: tuple[Path, ...], workers: int | None, as_json: bool) -> None:
+    """Read scanned files and folders (PDF, TIFF, PNG, JPEG) into the kit."""
+    from .scan.pipeline import format_summary, scan_paths
+    summary = scan_paths(ctx.kit(), list(paths), workers=workers, progress=not ctx.quiet, actor=ctx.actor)
+    if as_json:
+        emit_json(summary.to_dict())
+        for f in summary.failed:
+            say(ctx, f"FAILED {f['error']}")
+    else:
+        click.echo(format_summary(summary))
+    if not summary.ok:
+        click.get_current_context().exit(int(ExitCode.FAILURES))
+
+
+@cli.command("readings")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--status", type=click.Choice(["review", "accepted"]))
+@click.option("--sheet", "sheet_id", help="Only this sheet id.")
+@pass_kit
+def readings_cmd(ctx: KitContext, as_json: bool, status: str | None, sheet_id: str | None) -> None:
+    """What was read: one row per field of each sheet's latest capture."""
+    from .scan.pipeline import list_readings
+    rows = list_readings(ctx.kit(), status=status, sheet_id=sheet_id)
+    if as_json:
+        emit_json([{k: r[k] for k in ("sheet_id", "field", "type", "value", "status", "confidence", "reason",
+                                      "ink", "reviewed")} for r in rows])
+    else:
+        table([{**r, "value": json.dumps(r["value"], ensure_ascii=False)} for r in rows],
+              ["sheet_id", "field", "type", "value", "status", "confidence", "reason"])
+
+
+@cli.group()
+def quarantine() -> None:
+    """Pages that could not be identified: list them, identify them by their printed sheet id."""
+
+
+@quarantine.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "include_assigned", is_flag=True, help="Also pages already assigned to a sheet.")
+@pass_kit
+def quarantine_list(ctx: KitContext, as_json: bool, include_assigned: bool) -> None:
+    from .scan.pipeline import list_quarantine
+    rows = list_quarantine(ctx.kit(), include_assigned=include_assigned)
+    if as_json:
+        emit_json(rows)
+    else:
+        table([{**r, "page": r["quarantine_id"], "file page": r["page"]} for r in rows],
+              ["page", "reason", "file", "file page", "assigned_sheet_id", "detail"])
+
+
+@quarantine.command("assign")
+@click.argument("page", type=int)
+@click.argument("sheet_id")
+@pass_kit
+def quarantine_assign(ctx: KitContext, page: int, sheet_id: str) -> None:
+    """Read quarantined PAGE as the sheet SHEET_ID printed on it."""
+    from .scan.pipeline import assign_quarantined
+    capture_id = assign_quarantined(ctx.kit(), page, sheet_id, ctx.actor)
+    row = ctx.kit().db.conn.execute(
+        "SELECT sheet_id, duplicate_of, (SELECT COUNT(*) FROM readings WHERE capture_id = c.capture_id),"
+        " (SELECT COUNT(*) FROM readings WHERE capture_id = c.capture_id AND status = 'review')"
+        " FROM captures c WHERE capture_id = ?", [capture_id]).fetchone()
+    click.echo(f"page {page} read as sheet {row[0]}: capture {capture_id}, {row[2]} fields, {row[3]} to review"
+               + (f" (sheet captured before: capture {row[1]})" if row[1] else ""))
+
 
 
 # --- reconcile: reconcile, identities, worklist, audit, merge (fallbackkit/reconcile/) --------
@@ -451,6 +522,92 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
 
 
 # --- export: export, report, backup, restore, check (fallbackkit/export/) ---------------------
+@cli.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "fhir"]), required=True,
+              help="csv: directory with readings.csv and worklist.csv; json: one file; fhir: directory of bundles.")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path))
+@click.option("--ward", help="Only forms of this ward.")
+@click.option("--since", help="Only what was scanned or reviewed since this ISO date/time.")
+@click.option("--mrn-system", help="FHIR identifier system of the hospital's MRNs (default: a kit URN).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def export_cmd(ctx: KitContext, fmt: str, out_path: Path, ward: str | None, since: str | None,
+               mrn_system: str | None, as_json: bool) -> None:
+    """Export readings and the re-entry worklist (csv/json) or FHIR R4 transaction bundles (fhir)."""
+    from .export import export_fhir, export_table
+    if fmt == "fhir":
+        result = export_fhir(ctx.kit(), out_path, ward, since, mrn_system)
+        summary = (f"{result['bundles']} bundles ({result['resources']} resources, {result['items_exported']} items)"
+                   f" in {out_path}; {result['pending']} items not exported yet, listed in {result['pending_file']}")
+    else:
+        result = export_table(ctx.kit(), fmt, out_path, ward, since)
+        summary = f"{result['readings']} readings" + (
+            f", {result['worklist']} worklist items" if result["worklist"] is not None else "") + \
+            f" -> {', '.join(result['files'])}"
+        if result["note"]:
+            say(ctx, f"note: {result['note']}")
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(summary)
+    say(ctx, "these files hold patient data: written readable by you only (mode 0600); keep them that way")
+
+
+@cli.command("report")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path), help="report.pdf or report.html")
+@click.option("--ward", help="Only this ward.")
+@click.option("--json", "as_json", is_flag=True, help="Also print the figures as JSON.")
+@pass_kit
+def report_cmd(ctx: KitContext, out_path: Path, ward: str | None, as_json: bool) -> None:
+    """The reconciliation report: what is left to do, missing sheets, conflicts, backlog, progress."""
+    from .export import write_report
+    result = write_report(ctx.kit(), out_path, ward)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"report written to {result['file']}")
+        for line in result["todo"]:
+            click.echo(f"  - {line}")
+    say(ctx, "the report holds patient data: written readable by you only (mode 0600)")
+
+
+@cli.command("backup")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@pass_kit
+def backup_cmd(ctx: KitContext, out_path: Path) -> None:
+    """Copy the store (safe while in use), verify the copy, then put it in place."""
+    from .export import backup
+    result = backup(ctx.kit(), out_path, ctx.actor)
+    click.echo(f"backup of kit {result['kit_id']} written to {result['file']}: {result['tables']} tables, "
+               f"{result['rows']} rows, verified")
+    say(ctx, "the backup holds patient data (mode 0600); the kit's secret.key and archive/ are not in it: "
+             "back up the kit directory too")
+
+
+@cli.command("restore")
+@click.argument("backup_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Restore a store that belongs to another kit.")
+@pass_kit
+def restore_cmd(ctx: KitContext, backup_file: Path, force: bool) -> None:
+    """Replace the kit's store with a verified backup (the current store is kept as a safety copy)."""
+    from .export import restore
+    result = restore(ctx.kit(), backup_file, ctx.actor, force)
+    click.echo(f"restored kit {result['kit_id']} from {result['restored_from']} ({result['rows']} rows)")
+    say(ctx, f"the store as it was before is kept in {result['safety_copy']}")
+
+
+@cli.command("check")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def check_cmd(ctx: KitContext, as_json: bool) -> None:
+    """Integrity check of the store and verification of the audit chain; exits non-zero on a failure."""
+    from .export import check
+    result = check(ctx.kit())
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"store integrity ok; {result['audit_rows']} audit rows, chain intact")
+
 
 
 def main() -> None:

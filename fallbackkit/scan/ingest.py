@@ -9,6 +9,7 @@ extract when the page is exactly one upright image and render (200 dpi, grey) ot
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,8 +272,8 @@ def _open_image(path: Path, kind: str) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
             img.size  # noqa: B018 - header parsed
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _too_big(path, 1, None, None) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_big(path, 1, None, None, _bomb_pixels(exc)) from None
     except Exception as exc:  # Pillow raises many types for broken headers
         raise UnreadableFile(path, f"is a damaged {kind.upper()} file ({_short(exc)})", RESCAN) from None
     _check_pixels(path, 1, *img.size)
@@ -356,8 +357,14 @@ def _check_pixels(path: Path, index: int, width: float, height: float) -> None:
         raise _too_big(path, index, width, height)
 
 
-def _too_big(path: Path, index: int, width: float | None, height: float | None) -> UnreadableFile:
-    size = f" ({int(width)} x {int(height)} pixels)" if width else ""
+def _bomb_pixels(exc: BaseException) -> int | None:
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _too_big(path: Path, index: int, width: float | None, height: float | None,
+             pixels: int | None = None) -> UnreadableFile:
+    size = f" ({int(width)} x {int(height)} pixels)" if width else (f" ({pixels} pixels)" if pixels else "")
     return UnreadableFile(path, f"page {index} is too large to be a scanned page{size}; it may be a "
                                 f"decompression bomb", "scan at 600 dpi or less; do not scan this file")
 

@@ -256,7 +256,7 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     try:
         page = _reader_for(kit_path / archive_rel, kind).page(index)
     except UnreadableFile as exc:
-        return {"sha": sha, "index": index, "kind": "file_error", "error": exc.problem}
+        return {"sha": sha, "index": index, "kind": "file_error", "error": f"{exc.problem} — {exc.hint}"}
     except Exception as exc:  # a decoder bug must not stop the batch: the file is reported
         return {"sha": sha, "index": index, "kind": "file_error",
                 "error": f"page {index} cannot be decoded ({type(exc).__name__}: {exc})"}
