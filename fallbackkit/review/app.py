@@ -240,7 +240,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         return redirect(url_for("work", start=reading_id))
 
     def _reading_json(reading_id: int) -> dict[str, Any]:
-        d = q.reading_detail(g.kit.db, reading_id)
+        d = q.reading_detail(g.kit.db, reading_id, kit_path)
         d["crop_url"] = url_for("crop_image", reading_id=reading_id) if d["has_crop"] else None
         d["page_url"] = url_for("page_image", capture_id=d["capture_id"]) if d["has_page"] else None
         d["page_link"] = url_for("page_view", capture_id=d["capture_id"])
@@ -291,7 +291,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
 
     @app.get("/page/<int:capture_id>")
     def page_view(capture_id: int):
-        return render_template("page.html", page=q.page_overlay(g.kit.db, capture_id))
+        return render_template("page.html", page=q.page_overlay(g.kit.db, capture_id, kit_path))
 
     # --- decisions and undo --------------------------------------------------------------------
     @app.get("/decisions")

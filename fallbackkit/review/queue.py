@@ -12,8 +12,12 @@ from typing import Any
 
 from ..errors import NotFound
 
+# No decision that counts, and the capture is the latest of its sheet (the one reconciliation uses;
+# a disagreement between captures shows up as a conflict instead).
 PENDING = ("NOT EXISTS (SELECT 1 FROM reviews r WHERE r.reading_id = rd.reading_id AND r.decision != 'undo'"
-           " AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.review_id))")
+           " AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.review_id))"
+           " AND NOT EXISTS (SELECT 1 FROM captures later WHERE later.sheet_id = rd.sheet_id"
+           " AND later.status = 'read' AND later.capture_id > rd.capture_id)")
 
 
 def _conn(conn):
@@ -102,36 +106,26 @@ def open_quarantine(conn) -> list[dict[str, Any]]:
 
 # --- geometry: where a field is on the page image ---------------------------------------------
 
-def _apply(h: list[list[float]], x: float, y: float) -> tuple[float, float]:
-    w = h[2][0] * x + h[2][1] * y + h[2][2]
-    return ((h[0][0] * x + h[0][1] * y + h[0][2]) / w, (h[1][0] * x + h[1][1] * y + h[1][2]) / w)
+def image_size(kit_path: Path | None, relative: str | None) -> tuple[int, int] | None:
+    """(width, height) of a stored image, read from its header only."""
+    if kit_path is None or not relative:
+        return None
+    try:
+        from PIL import Image
+        with Image.open(kit_file(kit_path, relative)) as im:
+            return im.size
+    except (NotFound, OSError):
+        return None
 
 
-def page_mapper(capture: dict[str, Any], page_size_mm: list[float]):
-    """A function mm (x, y) -> image px for this capture's page image.
+def page_mapper(size_px: tuple[int, int], page_size_mm: list[float]):
+    """A function mm (x, y) -> px on the stored page image.
 
-    The capture's homography is used when it maps the page onto the stored image; otherwise the
-    image is taken as the upright page scaled to its size (the normalised review image)."""
-    width, height = capture.get("width_px"), capture.get("height_px")
-    pw, ph = page_size_mm
-    transform = capture.get("transform")
-    if isinstance(transform, str):
-        try:
-            transform = json.loads(transform)
-        except ValueError:
-            transform = None
-    if transform and width and height:
-        try:
-            corners = [_apply(transform, x, y) for x, y in ((0, 0), (pw, 0), (0, ph), (pw, ph))]
-            if all(-0.05 * width <= cx <= 1.05 * width and -0.05 * height <= cy <= 1.05 * height
-                   for cx, cy in corners):
-                return lambda x, y: _apply(transform, x, y)
-        except (TypeError, IndexError, ZeroDivisionError):
-            pass
-    if width and height:
-        sx, sy = width / pw, height / ph
-    else:
-        sx = sy = (capture.get("dpi") or 100) / 25.4
+    The scan stage stores each read page rectified and upright (the sheet's own frame at about
+    100 dpi), so page millimetres map onto it by scaling alone; the capture's homography maps
+    onto the original scan, not onto this image."""
+    (w, h), (pw, ph) = size_px, page_size_mm
+    sx, sy = w / pw, h / ph
     return lambda x, y: (x * sx, y * sy)
 
 
@@ -181,7 +175,7 @@ def field_options(field: dict[str, Any] | None, type_: str) -> list[Any] | None:
     return None
 
 
-def reading_detail(conn, reading_id: int) -> dict[str, Any]:
+def reading_detail(conn, reading_id: int, kit_path: Path | None = None) -> dict[str, Any]:
     """Everything the reading screen shows for one reading."""
     from ..store.decisions import current_review
     conn = _conn(conn)
@@ -204,8 +198,10 @@ def reading_detail(conn, reading_id: int) -> dict[str, Any]:
     r["has_crop"] = bool(r["crop_path"])
     r["has_page"] = bool(cap["image_path"])
     r["outline"] = ""
-    if geometry and field and cap["image_path"]:
-        r["outline"] = outline(page_mapper(cap, geometry["page_size_mm"]), field_boxes(field))
+    size = image_size(kit_path, cap["image_path"])
+    r["capture"]["img_w"], r["capture"]["img_h"] = size or (None, None)
+    if geometry and field and size:
+        r["outline"] = outline(page_mapper(size, geometry["page_size_mm"]), field_boxes(field))
     r["extra"] = {k: field[k] for k in ("scheduled", "medication", "format", "digits") if field and k in field}
     r["review"] = current_review(conn, reading_id)
     r["history"] = [
@@ -216,15 +212,17 @@ def reading_detail(conn, reading_id: int) -> dict[str, Any]:
     return r
 
 
-def page_overlay(conn, capture_id: int) -> dict[str, Any]:
+def page_overlay(conn, capture_id: int, kit_path: Path | None = None) -> dict[str, Any]:
     """A captured page with every field's reading (effective value) placed over it."""
     from ..store.decisions import effective_reading
     conn = _conn(conn)
     cap = capture_info(conn, capture_id)
     geometry = cap.pop("geometry")
     fields = []
-    if geometry and cap["image_path"]:
-        mapper = page_mapper(cap, geometry["page_size_mm"])
+    size = image_size(kit_path, cap["image_path"])
+    cap["img_w"], cap["img_h"] = size or (None, None)
+    if geometry and size:
+        mapper = page_mapper(size, geometry["page_size_mm"])
         by_name = {f["name"]: f for f in geometry["fields"]}
         for rid, name in conn.execute("SELECT reading_id, field FROM readings WHERE capture_id = ? ORDER BY reading_id",
                                       [capture_id]):

@@ -175,12 +175,12 @@
     if (!pb || !current) return;
     if (!pb.hidden) { pb.hidden = true; pb.textContent = ""; return; }
     var c = current.capture;
-    if (!current.page_url || !c.width_px) { pb.textContent = S.no_image; pb.hidden = false; return; }
+    if (!current.page_url || !c.img_w) { pb.textContent = S.no_image; pb.hidden = false; return; }
     var NS = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(NS, "svg");
-    svg.setAttribute("class", "pageview"); svg.setAttribute("viewBox", "0 0 " + c.width_px + " " + c.height_px);
+    svg.setAttribute("class", "pageview"); svg.setAttribute("viewBox", "0 0 " + c.img_w + " " + c.img_h);
     var img = document.createElementNS(NS, "image");
-    img.setAttribute("href", current.page_url); img.setAttribute("width", c.width_px); img.setAttribute("height", c.height_px);
+    img.setAttribute("href", current.page_url); img.setAttribute("width", c.img_w); img.setAttribute("height", c.img_h);
     svg.appendChild(img);
     if (current.outline) {
       var poly = document.createElementNS(NS, "polygon");

@@ -1,0 +1,166 @@
+"""Review-station test data: real printed sheets, marked by code, scanned by the real pipeline.
+
+`build_scenario(kit, tmp)` prints ward 3B, renders pages as a scanner would, draws pen marks
+(a clear tick, a faint half mark, handwriting), blanks one page's QR code, scans the same sheet twice
+with different marks (a conflict), and runs the scan pipeline. Nothing is inserted by hand.
+`seed_queue(kit, n)` inserts n synthetic review readings (for the queue benchmark and scale tests).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fallbackkit.generate import print_ward, sheet_geometry
+from fallbackkit.review.users import add_user
+
+DPI = 150
+PASSWORD = "correct horse battery"
+
+
+def _px(v_mm: float) -> int:
+    return int(round(v_mm * DPI / 25.4))
+
+
+def tick(img: np.ndarray, box_mm: list[float]) -> None:
+    """A firm pen cross in a box."""
+    x, y, w, h = box_mm
+    p0, p1 = (_px(x + 0.6), _px(y + 0.6)), (_px(x + w - 0.6), _px(y + h - 0.6))
+    cv2.line(img, p0, p1, 0, 3)
+    cv2.line(img, (p0[0], p1[1]), (p1[0], p0[1]), 0, 3)
+
+
+def faint(img: np.ndarray, box_mm: list[float]) -> None:
+    """A short light stroke: neither clearly ticked nor clearly empty."""
+    x, y, w, h = box_mm
+    cv2.line(img, (_px(x + 1.2), _px(y + h / 2)), (_px(x + w * 0.45), _px(y + h / 2)), 60, 2)
+
+
+def scribble(img: np.ndarray, box_mm: list[float], text: str = "Dupont") -> None:
+    """Handwriting the machine does not read: ink in a text box."""
+    x, y, w, h = box_mm
+    cv2.putText(img, text, (_px(x + 2), _px(y + h - 2)), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+                h * DPI / 25.4 / 40, 0, 2, cv2.LINE_AA)
+
+
+def blank_qr(img: np.ndarray, qr_mm: list[float]) -> None:
+    x, y, w, h = qr_mm
+    img[_px(y) - 4:_px(y + h) + 4, _px(x) - 4:_px(x + w) + 4] = 255
+
+
+def field(geometry: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(f for f in geometry["fields"] if f["name"] == name)
+
+
+@dataclass
+class Scenario:
+    kit: Any
+    pdf: Path
+    sheets: list[dict[str, Any]]
+    lab_sheet: str = ""                          # a lab request with marks, scanned twice
+    quarantine_sheet: str = ""                   # the sheet whose QR was blanked
+    files: list[Path] = dc_field(default_factory=list)
+    fields: dict[str, Any] = dc_field(default_factory=dict)
+
+
+def _write(img: np.ndarray, path: Path) -> Path:
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def build_scenario(kit, tmp: Path) -> Scenario:
+    from conftest import render_pages
+    from fallbackkit.scan.pipeline import scan_paths
+
+    result = print_ward(kit, "3B", tmp / "ward-3B.pdf", actor="tester")
+    sheets = list(result.sheets)
+    pages = render_pages(result.out_path, dpi=DPI)
+    sc = Scenario(kit, result.out_path, sheets)
+    cover = len(pages) - len(sheets)  # a ward pack starts with a cover page
+    index = {s["sheet_id"]: i + cover for i, s in enumerate(sheets)}
+    lab = next(s for s in sheets if s["template"] == "lab-request" and s["page"] == 1)
+    sc.lab_sheet = lab["sheet_id"]
+    g = sheet_geometry(kit, lab["sheet_id"])
+    names = [f["name"] for f in g["fields"]]
+    checkbox, text, choice = field(g, "fasting"), field(g, "diagnosis"), field(g, "priority")
+    first = pages[index[lab["sheet_id"]]].copy()
+    faint(first, checkbox["box_mm"])
+    scribble(first, text["box_mm"])
+    tick(first, choice["options"][0]["box_mm"])
+    second = pages[index[lab["sheet_id"]]].copy()
+    tick(second, choice["options"][1]["box_mm"])     # the other option: the captures disagree
+    scribble(second, text["box_mm"])
+    faint(second, checkbox["box_mm"])
+    lost = next(s for s in sheets if s["template"] == "registration" and s["page"] == 1)
+    sc.quarantine_sheet = lost["sheet_id"]
+    third = pages[index[lost["sheet_id"]]].copy()
+    blank_qr(third, sheet_geometry(kit, lost["sheet_id"])["qr_mm"])
+    sc.files = [_write(first, tmp / "scan-1.png"), _write(second, tmp / "scan-2.png"),
+                _write(third, tmp / "scan-3.png")]
+    scan_paths(kit, sc.files, workers=1, progress=False)
+    sc.fields = {"checkbox": checkbox["name"], "text": text["name"], "choice": choice["name"], "all": names}
+    return sc
+
+
+def add_people(kit) -> None:
+    add_user(kit.db, "clara", "clerk", PASSWORD, "tester")
+    add_user(kit.db, "sam", "supervisor", PASSWORD, "tester", lang="fr")
+
+
+def audit_rows(kit, action_prefix: str) -> list[dict[str, Any]]:
+    rows = kit.db.conn.execute("SELECT actor, action, object, before, after FROM audit WHERE action LIKE ?"
+                               " ORDER BY id", [action_prefix + "%"]).fetchall()
+    return [{"actor": r[0], "action": r[1], "object": r[2], "before": json.loads(r[3]) if r[3] else None,
+             "after": json.loads(r[4]) if r[4] else None} for r in rows]
+
+
+def seed_queue(kit, n: int, reviewed_fraction: float = 0.0) -> list[int]:
+    """n synthetic readings waiting for review on one synthetic capture per 50 readings (bench/scale)."""
+    conn = kit.db.conn
+    form = conn.execute("SELECT form_id, template, version, pages FROM forms LIMIT 1").fetchone()
+    sheet = conn.execute("SELECT sheet_id, page FROM sheets WHERE form_id = ? ORDER BY page LIMIT 1",
+                         [form[0]]).fetchone()
+    ids: list[int] = []
+    with conn:
+        conn.execute("INSERT OR IGNORE INTO input_files (sha256, size, kind, pages, status, first_path, started_at)"
+                     " VALUES ('synthetic', 0, 'png', 1, 'done', 'synthetic.png', '2026-11-28T10:00:00')")
+        for c in range((n + 49) // 50):
+            cur = conn.execute(
+                "INSERT INTO captures (file_sha256, page_index, source, status, sheet_id, form_id, template, version,"
+                " page, pages, captured_at) VALUES ('synthetic', ?, 'scan', 'read', ?, ?, ?, ?, ?, ?, '2026-11-28')",
+                [c + 1, sheet[0], form[0], form[1], form[2], sheet[1], form[3]])
+            cap = cur.lastrowid
+            for k in range(min(50, n - c * 50)):
+                cur = conn.execute(
+                    "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
+                    " ink) VALUES (?, ?, ?, 'checkbox', ?, 'false', 0.5, 'review', 'uncertain_mark', NULL)",
+                    [cap, sheet[0], f"synthetic.{k}", json.dumps({"fill": 0.2})])
+                ids.append(cur.lastrowid)
+        reviewed = ids[:int(len(ids) * reviewed_fraction)]
+        conn.executemany("INSERT INTO reviews (reading_id, decision, value, actor, at) VALUES (?, 'confirm', 'false',"
+                         " 'seed', '2026-11-28')", [(i,) for i in reviewed])
+    return ids
+
+
+class ServerThread:
+    """The app served by waitress on 127.0.0.1 and a free port, in a background thread."""
+
+    def __init__(self, app):
+        from waitress.server import create_server
+        self.server = create_server(app, host="127.0.0.1", port=0, threads=4)
+        self.port = self.server.effective_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.close()
+        self.thread.join(timeout=5)

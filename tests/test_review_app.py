@@ -1,0 +1,267 @@
+"""Review station through Flask's test client: sessions, CSRF, roles, the queue, decisions, images."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from fallbackkit.cli import cli
+from fallbackkit.review import create_app
+from fallbackkit.review import users as u
+from fallbackkit.review.queue import kit_file, next_reading
+from fallbackkit.store.audit import verify_audit
+from fallbackkit.store.decisions import current_review
+
+from review_helpers import PASSWORD, add_people, audit_rows, build_scenario
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    from fallbackkit.generate import import_census
+    from fallbackkit.generate.sample import write_census
+    from fallbackkit.store import init_kit
+    tmp = tmp_path_factory.mktemp("review")
+    kit = init_kit(tmp / "kit", actor="tester")
+    patients, meds = write_census(tmp / "census")
+    import_census(kit, patients, meds, actor="tester", as_of="2026-11-28T06:00:00+01:00")
+    sc = build_scenario(kit, tmp)
+    add_people(kit)
+    yield sc
+    kit.close()
+
+
+@pytest.fixture(scope="module")
+def app(scenario):
+    return create_app(scenario.kit.path)
+
+
+def login(client, name: str, password: str = PASSWORD):
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    return client.post("/login", data={"name": name, "password": password, "csrf_token": token})
+
+
+def csrf_of(client) -> str:
+    html = client.get("/queue").get_data(as_text=True)
+    return re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+def _url(rule) -> str:
+    return re.sub(r"<(?:int:)?[^>]+>", "1", rule.rule)
+
+
+def test_every_route_refuses_a_request_without_a_session(app):
+    client = app.test_client()
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("login", "login_post", "static"):
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            resp = client.open(_url(rule), method=method, data={"csrf_token": "x"})
+            assert resp.status_code in (302, 401), (rule.rule, method, resp.status_code)
+            if resp.status_code == 302:
+                assert resp.headers["Location"].startswith("/login")
+            checked += 1
+    assert checked >= 20
+
+
+def test_login_sets_strict_httponly_cookie_and_security_headers(app):
+    client = app.test_client()
+    resp = login(client, "clara")
+    assert resp.status_code == 302
+    cookie = resp.headers["Set-Cookie"]
+    assert "fk_session=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "<script>" not in page.get_data(as_text=True)  # no inline script
+
+
+def test_wrong_password_is_refused_and_repeated_failures_lock_the_name(app, scenario):
+    client = app.test_client()
+    assert login(client, "clara", "wrong password").status_code == 401
+    assert client.get("/").status_code == 302
+    # a fresh name so other tests keep working
+    u.add_user(scenario.kit.db, "lockme", "clerk", PASSWORD, "tester")
+    for _ in range(u.LOCK_FAILURES):
+        assert login(client, "lockme", "nope nope").status_code == 401
+    resp = login(client, "lockme", PASSWORD)  # right password, but locked for the window
+    assert resp.status_code == 401 and "15" in resp.get_data(as_text=True)
+    assert u.authenticate(scenario.kit.db, "lockme", PASSWORD, now=time.time() + u.LOCK_WINDOW_SECONDS + 1)
+
+
+def test_login_form_needs_its_csrf_token(app):
+    client = app.test_client()
+    resp = client.post("/login", data={"name": "clara", "password": PASSWORD})
+    assert resp.status_code == 403
+    assert client.get("/").status_code == 302
+
+
+def test_password_is_stored_as_salted_scrypt(scenario):
+    rows = scenario.kit.db.conn.execute("SELECT name, pw_hash, salt, kdf FROM users").fetchall()
+    hashes = {r[1] for r in rows}
+    assert len(hashes) == len(rows)  # same password, different salts
+    for name, digest, salt, kdf in rows:
+        assert PASSWORD not in digest and kdf.startswith("scrypt:")
+        assert digest == u.hash_password(PASSWORD, bytes.fromhex(salt))
+
+
+def test_sessions_expire_when_idle_or_too_old_and_on_logout(scenario):
+    db = scenario.kit.db
+    user = u.User("clara", "clerk", "en")
+    t0 = 1_000_000.0
+    token, _ = u.start_session(db, user, now=t0)
+    assert u.load_session(db, token, now=t0 + 60) is not None
+    assert u.load_session(db, token, now=t0 + 60 + u.SESSION_IDLE_SECONDS + 1) is None
+    assert u.load_session(db, token, now=t0 + 120) is None  # ended for good
+    token, _ = u.start_session(db, user, now=t0)
+    now = t0
+    while now < t0 + u.SESSION_MAX_SECONDS - 600:  # stays active all day ...
+        now += 600
+        assert u.load_session(db, token, now=now) is not None
+    assert u.load_session(db, token, now=t0 + u.SESSION_MAX_SECONDS + 1) is None  # ... but not longer
+
+
+def test_logout_ends_the_session(app):
+    client = app.test_client()
+    login(client, "clara")
+    token = csrf_of(client)
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/queue").status_code == 302
+
+
+def test_posts_without_the_csrf_token_are_refused(app, scenario):
+    client = app.test_client()
+    login(client, "sam")
+    rid = next_reading(scenario.kit.db)
+    posts = [("/api/readings/%d/decision" % rid, {"json": {"decision": "illegible", "seen_review_id": None}}),
+             ("/reviews/1/undo", {"data": {}}), ("/logout", {"data": {}}), ("/lang", {"data": {"lang": "nl"}}),
+             ("/conflicts/resolve", {"data": {"sheet_id": scenario.lab_sheet, "field": "priority", "value": '"stat"'}}),
+             ("/worklist/mark", {"data": {"item_id": "x", "status": "entered"}}),
+             ("/quarantine/1/assign", {"data": {"sheet_id": scenario.quarantine_sheet}}),
+             ("/identities/link", {"data": {"downtime_mrn": "DTM1", "real_mrn": "1"}})]
+    for path, kw in posts:
+        assert client.post(path, **kw).status_code == 403, path
+        kw2 = dict(kw)
+        kw2["headers"] = {"X-CSRF-Token": "forged"}
+        assert client.post(path, **kw2).status_code == 403, path
+    assert current_review(scenario.kit.db, rid) is None  # nothing was decided
+    assert client.get("/queue").status_code == 200  # still logged in: logout was refused too
+
+
+def _decide(client, token, rid, decision, value=None, seen=None):
+    return client.post(f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token},
+                       json={"decision": decision, "value": value, "seen_review_id": seen})
+
+
+def test_decision_is_validated_recorded_with_the_user_and_undone_only_by_a_supervisor(app, scenario):
+    db = scenario.kit.db
+    clerk = app.test_client()
+    login(clerk, "clara")
+    token = csrf_of(clerk)
+    nxt = clerk.get("/api/next").get_json()
+    reading = nxt["reading"]
+    assert reading["status"] == "review" and reading["reason"]
+    rid = reading["reading_id"]
+    assert reading["field"] == "fasting" and reading["options"] == [True, False]
+    assert _decide(clerk, token, rid, "correct", "maybe").status_code == 400  # not an option
+    resp = _decide(clerk, token, rid, "correct", True)
+    assert resp.status_code == 200
+    review_id = resp.get_json()["review_id"]
+    assert current_review(db, rid)["actor"] == "clara" and current_review(db, rid)["value"] is True
+    last = audit_rows(scenario.kit, "review.")[-1]
+    assert last["actor"] == "clara" and last["after"]["value"] is True and last["object"] == f"reading:{rid}"
+    # the queue moved on; a second clerk still holding the old item is told, not silently overwritten
+    assert clerk.get("/api/next").get_json()["reading"]["reading_id"] != rid
+    assert _decide(clerk, token, rid, "correct", False, seen=None).status_code == 409
+    # a clerk cannot undo
+    assert clerk.post(f"/reviews/{review_id}/undo", data={"csrf_token": token}).status_code == 403
+    assert current_review(db, rid)["review_id"] == review_id
+    # a supervisor can: a new row, and the reading is back in the queue
+    sup = app.test_client()
+    login(sup, "sam")
+    resp = sup.post(f"/reviews/{review_id}/undo", data={"csrf_token": csrf_of(sup)})
+    assert resp.status_code == 302
+    assert current_review(db, rid) is None
+    undo = db.conn.execute("SELECT actor, undoes FROM reviews WHERE decision = 'undo'").fetchall()
+    assert ("sam", review_id) in undo
+    assert db.conn.execute("SELECT COUNT(*) FROM reviews WHERE review_id = ?", [review_id]).fetchone()[0] == 1
+    assert audit_rows(scenario.kit, "review.undo")[-1]["actor"] == "sam"
+    assert next_reading(db) == rid
+    assert verify_audit(db)[1] is None
+
+
+def test_queue_is_the_latest_capture_and_filters_by_ward_form_reason(scenario):
+    db = scenario.kit.db
+    latest = db.conn.execute("SELECT MAX(capture_id) FROM captures WHERE sheet_id = ?", [scenario.lab_sheet]).fetchone()[0]
+    rid = next_reading(db)
+    cap = db.conn.execute("SELECT capture_id FROM readings WHERE reading_id = ?", [rid]).fetchone()[0]
+    assert cap == latest  # the earlier capture's readings do not wait twice
+    assert next_reading(db, ward="ICU") is None
+    assert next_reading(db, ward="3B", template="lab-request") == rid
+    assert next_reading(db, template="vitals") is None
+    text = next_reading(db, reason="to transcribe")
+    assert db.conn.execute("SELECT field FROM readings WHERE reading_id = ?", [text]).fetchone()[0] == "diagnosis"
+    # skipping past the last item wraps round to the first
+    assert next_reading(db, after=text) in (rid, text)
+
+
+def test_screens_render_in_the_users_language(app, scenario):
+    client = app.test_client()
+    login(client, "sam")  # sam reads French
+    for path in ("/", "/queue", "/review", "/conflicts", "/quarantine", "/identities", "/worklist", "/decisions"):
+        resp = client.get(path)
+        assert resp.status_code == 200, path
+    assert "Tableau de bord" in client.get("/").get_data(as_text=True)
+    client.post("/lang", data={"lang": "nl", "csrf_token": csrf_of(client)})
+    assert "Overzicht" in client.get("/").get_data(as_text=True)
+    client.post("/lang", data={"lang": "fr", "csrf_token": csrf_of(client)})
+    cap = scenario.kit.db.conn.execute("SELECT MAX(capture_id) FROM captures WHERE status = 'read'").fetchone()[0]
+    page = client.get(f"/page/{cap}").get_data(as_text=True)
+    assert page.count("<polygon") >= 10  # every field of the page drawn over it
+
+
+def test_images_are_served_from_the_kit_only(app, scenario, tmp_path):
+    client = app.test_client()
+    login(client, "clara")
+    rid = next_reading(scenario.kit.db)
+    img = client.get(f"/img/crop/{rid}")
+    assert img.status_code == 200 and img.data[:4] == b"\x89PNG"
+    img.close()
+    conn = scenario.kit.db.conn
+    with conn:
+        cap = conn.execute("SELECT capture_id FROM readings WHERE reading_id = ?", [rid]).fetchone()[0]
+        bad = conn.execute("INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status,"
+                           " crop_path) VALUES (?, ?, 'evil', 'text', '{}', NULL, 0, 'accepted', '../secret.key')",
+                           [cap, scenario.lab_sheet]).lastrowid
+    assert client.get(f"/img/crop/{bad}").status_code == 404
+    with pytest.raises(Exception):
+        kit_file(scenario.kit.path, "/etc/passwd")
+    with pytest.raises(Exception):
+        kit_file(scenario.kit.path, "pages/../../secret.key")
+    with conn:
+        conn.execute("DELETE FROM readings WHERE reading_id = ?", [bad])
+
+
+def test_users_commands(scenario):
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path), "--user", "admin"]
+    res = runner.invoke(cli, [*base, "users", "add", "nora", "--role", "clerk", "--lang", "nl"],
+                        input="long enough pw\n")
+    assert res.exit_code == 0, res.output
+    assert u.authenticate(scenario.kit.db, "nora", "long enough pw").lang == "nl"
+    res = runner.invoke(cli, [*base, "users", "add", "nora", "--role", "clerk"], input="long enough pw\n")
+    assert res.exit_code == 6 and "already exists" in res.output
+    res = runner.invoke(cli, [*base, "users", "add", "shorty", "--role", "clerk"], input="short\n")
+    assert res.exit_code == 4 and "too short" in res.output
+    res = runner.invoke(cli, [*base, "users", "list", "--json"])
+    listed = {r["name"]: r for r in json.loads(res.output)}
+    assert listed["nora"]["role"] == "clerk" and listed["sam"]["role"] == "supervisor"
+    assert "pw_hash" not in listed["nora"]
+    assert audit_rows(scenario.kit, "user.add")[-1]["actor"] == "admin"
