@@ -5,6 +5,7 @@ before the scan pipeline lands. Every value is chosen here, so the tests know th
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,85 @@ def build_scenario(kit: Kit, tmp_path: Path) -> dict[str, Any]:
                             " VALUES (?, 'no_code', 'no QR code found', ?)", [qcap, now_iso()])
     out["quarantined"] = 1
     return out
+
+
+# --- the real path: print -> simulate -> scan, then people's decisions through the library -------
+HAND_VALUES = {
+    "time": "08:15", "temperature": "37.4", "pulse": "84", "bp_systolic": "118", "bp_diastolic": "76",
+    "resp_rate": "18", "spo2": "96", "pain": "3", "initials": "MV", "obs_date": "2026-11-28",
+    "mar_date": "2026-11-28", "collected_at": "2026-11-28 07:40", "received_at": "08:10",
+    "arrival_time": "2026-11-28 03:20", "recorded_at": "2026-11-28 03:35", "birth_date": "1961-02-03",
+    "last_name": "Dupont", "first_name": "Léa", "weight": "71.5", "height": "168",
+}
+
+
+def hand_value(name: str, ftype: str) -> Any:
+    """What a clerk types for a handwritten field (the simulator draws scribbles, not digits)."""
+    base = name.rsplit(".", 1)[-1]
+    if base in HAND_VALUES:
+        return HAND_VALUES[base]
+    if ftype == "initials":
+        return "MV"
+    if ftype == "number":
+        return "42"
+    if ftype == "datetime":
+        return "09:30"
+    if ftype == "signature":
+        return "signed"
+    return f"text of {name}"
+
+
+def scan_scenario(kit: Kit, tmp_path: Path, *, leave_pending: int = 1) -> dict[str, Any]:
+    """Ward ICU (2 patients) and one blank vitals form printed, filled by the simulator, scanned.
+
+    Then through the library: every reading waiting for review is decided (handwriting transcribed
+    with HAND_VALUES, marks set to the simulator's truth), except the time of `leave_pending` vitals
+    columns; the blank form's downtime MRN is linked to the first ICU patient; every resolved
+    worklist item is marked entered.
+    """
+    from fallbackkit.generate import print_blank, print_ward
+    from fallbackkit.reconcile import link_identity, mark_item, worklist
+    from fallbackkit.scan.pipeline import scan_paths
+    from fallbackkit.scan.simulate import simulate
+    from fallbackkit.store.decisions import record_review
+
+    print_ward(kit, "ICU", tmp_path / "icu.pdf", actor="tester")
+    print_blank(kit, "vitals", 1, tmp_path / "blank-vitals.pdf", actor="tester")
+    simulate(kit, tmp_path / "icu.pdf", tmp_path / "sim-icu", seed=11, tier="clean", blank_every=0)
+    simulate(kit, tmp_path / "blank-vitals.pdf", tmp_path / "sim-blank", seed=12, tier="clean", blank_every=0)
+    truth: dict[tuple[str, str], Any] = {}
+    files = []
+    for folder in ("sim-icu", "sim-blank"):
+        doc = json.loads((tmp_path / folder / "truth.json").read_text())
+        for f in doc["files"]:
+            files.append(tmp_path / folder / f["file"])
+            for page in f["pages"]:
+                for name, t in page["fields"].items():
+                    truth[(page["sheet_id"], name)] = t.get("value")
+    summary = scan_paths(kit, files, workers=0, progress=False)
+    assert summary.files_failed == 0 and summary.pages_read > 0, summary
+
+    conn = kit.db.conn
+    pending_times = []
+    rows = conn.execute("SELECT r.reading_id, r.sheet_id, r.field, r.type FROM readings r JOIN captures c"
+                        " ON c.capture_id = r.capture_id WHERE r.status = 'review' AND c.status = 'read'"
+                        " ORDER BY r.reading_id").fetchall()
+    for reading_id, sheet_id, name, ftype in rows:
+        if (len(pending_times) < leave_pending and re.fullmatch(r"c\d+\.time", name)):
+            pending_times.append((sheet_id, name))
+            continue
+        if ftype in HANDWRITTEN:
+            record_review(conn, reading_id, "transcribe", hand_value(name, ftype), "clerk1")
+        else:
+            record_review(conn, reading_id, "correct", truth.get((sheet_id, name)), "clerk1")
+
+    blank = conn.execute("SELECT form_id, downtime_mrn FROM forms WHERE downtime_mrn IS NOT NULL").fetchone()
+    icu = conn.execute("SELECT patient_mrn FROM forms WHERE ward = 'ICU' ORDER BY form_id").fetchone()[0]
+    link_identity(kit, blank[1], icu, "clerk1", "wristband checked")
+    entered = []
+    for item in worklist(kit):
+        if item.resolved and item.status == "pending":
+            mark_item(kit, item.item_id, "entered", "clerk2")
+            entered.append(item.item_id)
+    return {"pending_times": pending_times, "blank_form": blank[0], "blank_mrn": blank[1], "linked_to": icu,
+            "entered": entered, "truth": truth, "scan": summary}

@@ -239,6 +239,9 @@ class FhirExport:
 
     def encounter(self, bundle: PatientBundle, form: Form, patient_url: str) -> str:
         number = form.row["encounter"]
+        census = self.store.census.get(form.real_mrn or "")
+        if not number and census and census.get("encounter"):
+            number = census["encounter"]  # blank stock linked to a census patient: the admission it belongs to
         if number:
             system = self.b.system("downtime-encounter") if number.startswith("DTE") else self.b.system("encounter")
         else:
