@@ -18,6 +18,9 @@ from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .state import current_links, iter_capture_values, load_registry
 
+# Letters that Unicode does not decompose into a base letter plus an accent.
+_FOLD = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ": "h", "ı": "i", "ŀ": "l", "þ": "th",
+                       "ß": "ss", "æ": "ae", "œ": "oe"})
 NAME_FIELDS = ("patient_name", "last_name", "first_name")
 BIRTH_FIELDS = ("patient_birth_date", "birth_date")
 
@@ -26,9 +29,9 @@ def normalize_name(text: str | None) -> list[str]:
     """Accent- and case-insensitive name tokens: 'Dupont-Lefèvre, José' -> ['dupont', 'lefevre', 'jose']."""
     if not text:
         return []
-    plain = unicodedata.normalize("NFKD", text)
-    plain = "".join(ch for ch in plain if not unicodedata.combining(ch)).casefold()
-    return [t for t in re.split(r"[^a-z0-9]+", plain) if t]
+    plain = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD))
+    plain = "".join(ch for ch in plain if not unicodedata.combining(ch))
+    return [t for t in re.split(r"[\W_]+", plain) if t]
 
 
 def parse_date(text: Any) -> str | None:

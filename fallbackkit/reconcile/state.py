@@ -22,7 +22,7 @@ CURRENT_REVIEWS_SQL = (
     "       AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = w.review_id) GROUP BY reading_id) c"
     " ON c.rid = v.review_id")
 
-MULTI_MARK_WORDS = ("multiple", "several", "more than one", "two marks", "two options", "ambiguous")
+MULTI_MARK_WORDS = ("options marked", "multiple", "several", "more than one", "two marks")
 
 
 def loads(text: str | None) -> Any:
