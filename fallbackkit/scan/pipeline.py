@@ -531,7 +531,6 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
         summary.files_already_scanned += 1
         summary.already_scanned.append({"path": str(path), "sha256": sha})
         return None
-    seen_in_batch[sha] = path
     resumed = row is not None and row[0] == "started"
     try:
         kind = sniff(path)
@@ -556,6 +555,7 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
             " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET status='started', error=NULL,"
             " kind=excluded.kind, pages=excluded.pages, archive_path=excluded.archive_path, finished_at=NULL",
             [sha, size, kind, pages, "started", archive_rel, str(path), now_iso()])
+    seen_in_batch[sha] = path  # only a usable file: a copy of a bad file fails on its own
     sighting = _sighting(conn, sha, path, "resumed" if resumed else "new")
     stored = {r[0] for r in conn.execute(
         "SELECT page_index FROM captures WHERE file_sha256 = ? AND source = 'scan'", [sha])}

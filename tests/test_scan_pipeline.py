@@ -1,0 +1,266 @@
+"""The scan pipeline on real files: printed by the kit, rendered, written as scanners write them, scanned
+into a real SQLite store. Nothing lost, nothing doubled, every bad file named."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fallbackkit.cli import cli
+from fallbackkit.store import verify_audit
+from fallbackkit.store.decisions import record_review
+from fallbackkit.scan import engine
+from fallbackkit.scan.pipeline import assign_quarantined, list_readings, scan_paths
+from pdf_helpers import render_pages
+from scan_pipeline_helpers import (white_out, write_bad_files, write_jpeg, write_png, write_scanner_pdf,
+                                   write_tiff_g4)
+
+BLANK = {"checkbox": False, "choice": None, "multichoice": []}
+# locate.py calls np.cross on 2-D vectors (deprecated in NumPy 2); under pytest's warnings-as-errors
+# that would quarantine every page read in this process. Remove once the engine stops warning.
+pytestmark = pytest.mark.filterwarnings("ignore:Arrays of 2-dimensional vectors:DeprecationWarning")
+
+
+def _rows(kit, sql, params=()):
+    return kit.db.conn.execute(sql, params).fetchall()
+
+
+def _sheet_ids(print_result) -> list[str]:
+    return [s["sheet_id"] for s in print_result.sheets]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def lab_pages(blank_lab):
+    return render_pages(blank_lab.out_path, dpi=200)
+
+
+def test_every_format_is_read_and_blank_sheets_read_blank(kit, blank_lab, lab_pages, tmp_path):
+    inbox = tmp_path / "inbox"
+    (inbox / "tray2").mkdir(parents=True)
+    shutil.copy(blank_lab.out_path, inbox / "vector.pdf")
+    write_scanner_pdf(inbox / "scanner.pdf", lab_pages)
+    write_tiff_g4(inbox / "tray2" / "office.tif", render_pages(blank_lab.out_path, dpi=300), dpi=300)
+    write_png(inbox / "tray2" / "page2.png", lab_pages[1])
+    write_jpeg(inbox / "phone.jpg", lab_pages[2], exif_orientation=6, colour=True)
+    (inbox / ".hidden.png").write_bytes(b"not even an image: hidden files are skipped")
+
+    summary = scan_paths(kit, [inbox], workers=2, progress=False, actor="clerk")
+
+    assert summary.failed == []
+    assert (summary.files_new, summary.files_failed) == (5, 0)
+    assert (summary.pages_read, summary.pages_quarantined) == (11, 0)
+    # the first capture of each sheet is the original; the 8 others are flagged as duplicates
+    assert summary.pages_duplicate == 8 and len(summary.duplicates) == 8
+    expected = _sheet_ids(blank_lab)
+    by_file = {}
+    for path, page_index, sheet_id, status in _rows(
+            kit, "SELECT f.first_path, c.page_index, c.sheet_id, c.status FROM captures c"
+                 " JOIN input_files f ON f.sha256 = c.file_sha256 ORDER BY c.page_index"):
+        assert status == "read"
+        by_file.setdefault(Path(path).name, []).append(sheet_id)
+    assert by_file == {"vector.pdf": expected, "scanner.pdf": expected, "office.tif": expected,
+                       "page2.png": [expected[1]], "phone.jpg": [expected[2]]}
+    firsts = {sid: cid for cid, sid in _rows(kit, "SELECT MIN(capture_id), sheet_id FROM captures GROUP BY sheet_id")}
+    for cid, sid, dup in _rows(kit, "SELECT capture_id, sheet_id, duplicate_of FROM captures"):
+        assert dup == (None if cid == firsts[sid] else firsts[sid])
+
+    # a blank sheet reads blank: nothing accepted as marked, no ink accepted anywhere
+    readings = list_readings(kit)
+    assert len(readings) > 30
+    for r in readings:
+        if r["status"] == "accepted":
+            if r["type"] in BLANK:
+                assert r["value"] == BLANK[r["type"]], r
+            else:
+                assert r["value"] is None and r["ink"] is False, r
+
+    # the originals are archived byte for byte, content-addressed; every page image is on disk
+    for sha, archive, status, pages in _rows(kit, "SELECT sha256, archive_path, status, pages FROM input_files"):
+        assert status == "done"
+        assert archive == f"archive/{sha[:2]}/{sha}{Path(archive).suffix}"
+        assert _sha(kit.path / archive) == sha
+    for (image,) in _rows(kit, "SELECT image_path FROM captures"):
+        assert (kit.path / image).stat().st_size > 1000
+    assert [a for (a,) in _rows(kit, "SELECT action FROM audit WHERE action = 'scan'")] == ["scan"]
+    assert verify_audit(kit.db)[1] is None
+
+
+def test_bad_files_are_named_and_the_batch_goes_on(kit, blank_lab, lab_pages, tmp_path):
+    inbox = tmp_path / "inbox"
+    good = write_png(inbox / "good.png", lab_pages[0]) if inbox.mkdir() is None else None
+    expected = write_bad_files(inbox / "bad", blank_lab.out_path, good)
+    result = CliRunner().invoke(cli, ["--kit", str(kit.path), "--quiet", "scan", str(inbox), "--workers", "0"])
+    assert result.exit_code == 1, result.output
+    for name, phrase in expected.items():
+        line = next((ln for ln in result.output.splitlines() if name in ln), None)
+        assert line is not None and line.startswith("FAILED") and phrase in line, (name, result.output)
+    assert "1 new" in result.output and f"{len(expected)} failed" in result.output
+    assert _rows(kit, "SELECT sheet_id, status FROM captures") == [(_sheet_ids(blank_lab)[0], "read")]
+    failed = dict(_rows(kit, "SELECT first_path, status FROM input_files WHERE status = 'failed'"))
+    assert {Path(p).name for p in failed} == set(expected)
+    sightings = _rows(kit, "SELECT path, outcome FROM input_sightings")
+    assert len(sightings) == len(expected) + 1
+    assert all(o.startswith("failed") for p, o in sightings if Path(p).name in expected)
+
+    # the same batch again as JSON: the good file is already scanned, the bad ones fail again
+    result = CliRunner().invoke(cli, ["--kit", str(kit.path), "--quiet", "scan", str(inbox), "--json"])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["files_already_scanned"] == 1 and summary["files_failed"] == len(expected)
+    assert {Path(f["path"]).name for f in summary["failed"]} == set(expected)
+
+
+def test_rescanning_is_a_no_op_and_copies_are_recognised(kit, blank_lab, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(blank_lab.out_path, inbox / "monday.pdf")
+    shutil.copy(blank_lab.out_path, inbox / "monday-copy.pdf")  # same bytes, another name
+
+    first = scan_paths(kit, [inbox], workers=0, progress=False)
+    assert (first.files_new, first.files_already_scanned, first.pages_read) == (1, 1, 3)
+    counts = [_rows(kit, f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("captures", "readings")]
+
+    # the parent folder holds the kit itself (whose archive must not be scanned again), the printed
+    # PDF (same bytes as monday.pdf) and the census CSVs (not scans: named as failures)
+    again = scan_paths(kit, [tmp_path], workers=0, progress=False)
+    assert again.files_new == 0 and again.pages_read == 0
+    assert again.files_already_scanned == 3
+    assert sorted(Path(f["path"]).name for f in again.failed) == ["meds.csv", "patients.csv"]
+    assert [_rows(kit, f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("captures", "readings")] == counts[:2]
+    sightings = _rows(kit, "SELECT path, outcome FROM input_sightings ORDER BY id")
+    assert not [p for p, _ in sightings if Path(p).is_relative_to(kit.path)]
+    outcomes = [o for _, o in sightings]
+    assert outcomes[0] == "new" and outcomes[1].startswith("already scanned (same content as")
+    assert outcomes.count("already scanned") == 3
+    assert len(_rows(kit, "SELECT 1 FROM audit WHERE action = 'scan'")) == 2
+
+
+def test_a_reader_crash_on_one_page_quarantines_that_page_only(kit, blank_lab, monkeypatch):
+    real = engine.read_page
+    calls = []
+
+    def flaky(image, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ZeroDivisionError("bug in the reader")
+        return real(image, **kw)
+
+    monkeypatch.setattr(engine, "read_page", flaky)
+    summary = scan_paths(kit, [blank_lab.out_path], workers=0, progress=False)
+    assert (summary.pages_read, summary.pages_quarantined, summary.files_failed) == (2, 1, 0)
+    (reason, detail, status, image), = _rows(
+        kit, "SELECT q.reason, q.detail, c.status, c.image_path FROM quarantine q JOIN captures c USING (capture_id)")
+    assert (reason, status) == ("unreadable", "quarantined")
+    assert "ZeroDivisionError: bug in the reader" in detail
+    assert (kit.path / image).exists()
+    assert _rows(kit, "SELECT status FROM input_files") == [("done",)]
+
+
+def test_killed_mid_batch_then_rerun_loses_and_doubles_nothing(kit, ward_pack, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(ward_pack.out_path, inbox / "ward-3B.pdf")
+    total = len(render_pages_count := ward_pack.sheets) + 1  # + the pack's cover page
+    cmd = [sys.executable, "-m", "fallbackkit", "--kit", str(kit.path), "--quiet", "scan", str(inbox),
+           "--workers", "2"]
+    log = tmp_path / "scan.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
+    db = sqlite3.connect(kit.path / "store.sqlite", timeout=30)
+    deadline = time.monotonic() + 120
+    stored = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        stored = db.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
+        if stored >= 5:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the scan finished before it could be killed: " + log.read_text()
+    os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers, as a power cut would
+    proc.wait()
+    killed_at = db.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
+    assert 5 <= killed_at < total
+    assert db.execute("SELECT status FROM input_files").fetchall() == [("started",)]
+    db.close()
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    db = sqlite3.connect(kit.path / "store.sqlite")
+    pages = [p for (p,) in db.execute("SELECT page_index FROM captures ORDER BY page_index")]
+    assert pages == list(range(1, total + 1))  # every page exactly once
+    assert db.execute("SELECT status, pages FROM input_files").fetchall() == [("done", total)]
+    sheets = {s for (s,) in db.execute("SELECT sheet_id FROM captures WHERE status = 'read'")}
+    assert sheets == {s["sheet_id"] for s in render_pages_count}
+    readings = db.execute("SELECT COUNT(*), COUNT(DISTINCT capture_id || ':' || field) FROM readings").fetchone()
+    assert readings[0] == readings[1] > 0
+    assert db.execute("SELECT outcome FROM input_sightings ORDER BY id").fetchall() == [("new",), ("resumed",)]
+    db.close()
+
+
+def test_quarantine_list_and_assign_by_printed_sheet_id(kit, blank_lab, lab_pages, tmp_path):
+    geometry = json.loads(CliRunner().invoke(
+        cli, ["--kit", str(kit.path), "sheets", "show", _sheet_ids(blank_lab)[1], "--json"]).stdout)
+    torn = white_out(lab_pages[1], geometry["qr_mm"], dpi=200)
+    write_png(tmp_path / "torn.png", torn)
+    run = lambda *args: CliRunner().invoke(cli, ["--kit", str(kit.path), "--quiet", *args])  # noqa: E731
+
+    result = run("scan", str(tmp_path / "torn.png"), "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert "1 quarantined" in result.output
+    listed = json.loads(run("quarantine", "list", "--json").stdout)
+    assert [(q["reason"], q["page"], Path(q["file"]).name) for q in listed] == [("no_code", 1, "torn.png")]
+    qid = listed[0]["quarantine_id"]
+    assert str(qid) in run("quarantine", "list").stdout
+
+    sheet_id = _sheet_ids(blank_lab)[1]
+    wrong = sheet_id[:-1] + ("0" if sheet_id[-1] != "0" else "1")
+    result = run("quarantine", "assign", str(qid), wrong)
+    assert result.exit_code == 4 and "check character" in result.output, result.output
+    result = run("quarantine", "assign", "999", sheet_id)
+    assert result.exit_code == 5 and "no quarantined page 999" in result.output
+
+    typed = f"{sheet_id[:4]}-{sheet_id[4:]}".lower()  # as a clerk types what is printed
+    result = run("--user", "clerk1", "quarantine", "assign", str(qid), typed)
+    assert result.exit_code == 0, result.output
+    assert f"read as sheet {sheet_id}" in result.stdout
+    (cid, source, status, sid), = _rows(kit, "SELECT capture_id, source, status, sheet_id FROM captures"
+                                             " WHERE source = 'assigned'")
+    assert (status, sid) == ("read", sheet_id)
+    assert _rows(kit, "SELECT sheet_id, capture_id, actor FROM quarantine_assignments") == [(sheet_id, cid, "clerk1")]
+    assert _rows(kit, "SELECT actor FROM audit WHERE action = 'quarantine.assign'") == [("clerk1",)]
+    readings = json.loads(run("readings", "--json", "--sheet", sheet_id).stdout)
+    assert readings and {r["sheet_id"] for r in readings} == {sheet_id}
+    assert set(readings[0]) == {"sheet_id", "field", "type", "value", "status", "confidence", "reason", "ink",
+                                "reviewed"}
+    assert run("quarantine", "list", "--json").stdout.strip() == "[]"
+    assert len(json.loads(run("quarantine", "list", "--all", "--json").stdout)) == 1
+
+    result = run("quarantine", "assign", str(qid), sheet_id)
+    assert result.exit_code == 6 and "already assigned" in result.output
+
+
+def test_readings_report_peoples_decisions(kit, blank_lab):
+    scan_paths(kit, [blank_lab.out_path], workers=0, progress=False)
+    sheet_id = _sheet_ids(blank_lab)[0]
+    rows = list_readings(kit, sheet_id=sheet_id.lower())
+    handwritten = next(r for r in rows if r["type"] in ("text", "number", "datetime"))
+    assert handwritten["value"] is None and handwritten["reviewed"] is False
+    record_review(kit.db, handwritten["reading_id"], "transcribe", "42", "clerk1")
+    after = {r["field"]: r for r in list_readings(kit, sheet_id=sheet_id)}[handwritten["field"]]
+    assert (after["value"], after["status"], after["reviewed"]) == ("42", "accepted", True)
+    assert all(r["status"] == "review" for r in list_readings(kit, status="review"))
+    accepted = list_readings(kit, status="accepted")
+    assert handwritten["field"] in {r["field"] for r in accepted if r["sheet_id"] == sheet_id}
