@@ -131,6 +131,9 @@ def _find_blobs(work: np.ndarray, side_px: float) -> list[_Blob]:
     block = int(side_px * 4) | 1
     block = max(block, 15)
     binary = cv2.adaptiveThreshold(work, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, 25)
+    # opening removes thin things touching a mark (toner streaks, pen lines, table edges)
+    k = max(3, int(side_px / 4) | 1)
+    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     lo, hi = (side_px * 0.6) ** 2, (side_px * 1.5) ** 2
     blobs = []
@@ -158,11 +161,12 @@ def _find_blobs(work: np.ndarray, side_px: float) -> list[_Blob]:
 
 
 def _affine_h(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    a, _ = cv2.estimateAffine2D(src.astype(np.float32), dst.astype(np.float32), method=cv2.LMEDS) \
-        if len(src) > 3 else (cv2.getAffineTransform(src[:3].astype(np.float32), dst[:3].astype(np.float32)), None)
-    if a is None:
-        a = cv2.getAffineTransform(src[:3].astype(np.float32), dst[:3].astype(np.float32))
-    return np.vstack([a, [0, 0, 1]])
+    """Least-squares affine transform (as a 3x3 matrix) mapping src points to dst points."""
+    src = np.asarray(src, float).reshape(-1, 2)
+    dst = np.asarray(dst, float).reshape(-1, 2)
+    a = np.hstack([src, np.ones((len(src), 1))])
+    sol, *_ = np.linalg.lstsq(a, dst, rcond=None)
+    return np.vstack([sol.T, [0, 0, 1]])
 
 
 def project(h: np.ndarray, pts) -> np.ndarray:

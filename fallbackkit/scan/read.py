@@ -29,10 +29,10 @@ FAINT_DARK = 0.18      # lighter than INK_DARK but at least this: faint ink (pen
 # Box decisions (fraction of the shrunk interior), after SDAPS.
 EMPTY_MAX = 0.03
 MARK_MIN = 0.08
-MARK_MAX = 0.45
-CANCEL_MIN = 0.60
+MARK_MAX = 0.60
+CANCEL_MIN = 0.72
 FAINT_MAX = 0.05       # faint-ink fraction above which an otherwise empty box is a faint mark
-SPILL_MAX = 0.22       # ink fraction in one side strip just outside the box
+SPILL_MAX = 0.15       # ink fraction in one side strip just outside the box
 SPILL_EMPTY_MAX = 0.12 # an empty box with this much ink just outside: something was marked near it
 
 # Handwritten fields
@@ -75,7 +75,7 @@ def _best_shift(d: np.ndarray, lo: int, hi: int, axis: int, search: int, band: t
         a, b = lo + s, hi + s
         if a < 0 or b >= n:
             continue
-        score = pmax[a] + pmax[b] - 0.01 * abs(s)
+        score = min(pmax[a], pmax[b]) - 0.004 * abs(s)
         if score > best_score:
             best, best_score = s, score
     return best

@@ -1,0 +1,166 @@
+"""Accuracy of the scan engine on synthetic filled sheets, in four tiers (clean, office, hard, phone).
+
+Real printed PDFs (a kit with two wards and blank lab stock) are rendered, filled with random pen
+marks (fallbackkit.scan.simulate.fill_page), damaged (fallbackkit.scan.degrade) and read in memory
+with read_page. Printed per tier: pages identified, mark fields and boxes, silent errors (a wrong
+value accepted: must be 0), mark fields sent to review (targets: <= 1 % clean/office, <= 5 %
+hard/phone), ink accepted as blank (must be 0), and the per-page read time median.
+
+    .venv/bin/python bench/bench_accuracy.py [--quick] [--pages N] [--seed S]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fallbackkit.generate import import_census, print_blank, print_ward, sheet_geometry  # noqa: E402
+from fallbackkit.generate.sample import write_census  # noqa: E402
+from fallbackkit.scan.degrade import TIERS, degrade  # noqa: E402
+from fallbackkit.scan.engine import read_page  # noqa: E402
+from fallbackkit.scan.read import MARK_TYPES  # noqa: E402
+from fallbackkit.scan.simulate import RENDER_DPI, fill_page, identify, render_pdf  # noqa: E402
+from fallbackkit.store import init_kit  # noqa: E402
+
+
+def build_kit(tmp: Path):
+    kit = init_kit(tmp / "kit", actor="bench")
+    patients, meds = write_census(tmp / "census")
+    import_census(kit, patients, meds, actor="bench", as_of="2026-11-28T06:00:00+01:00")
+    pdfs = [print_ward(kit, "3B", tmp / "3b.pdf", actor="bench").out_path,
+            print_ward(kit, "ICU", tmp / "icu.pdf", actor="bench").out_path,
+            print_blank(kit, "lab-request", 4, tmp / "lab.pdf", actor="bench").out_path]
+    return kit, pdfs
+
+
+def load_pages(kit, pdfs, dpi):
+    pages = []
+    for pdf in pdfs:
+        for img in render_pdf(pdf, dpi):
+            sp = identify(img, kit.kit_id, kit.secret)
+            if sp is not None:
+                pages.append((sp.sheet_id, img))
+    return pages
+
+
+def compare(reading, truth, stats, problems, where):
+    t = truth
+    if reading.type in MARK_TYPES:
+        stats["mark_fields"] += 1
+        stats["boxes"] += len(reading.raw.get("boxes", []))
+        styles = t["style"] if isinstance(t["style"], list) else [t["style"]]
+        stats["marked_boxes"] += sum(s != "empty" for s in styles)
+        if reading.status == "review":
+            stats["mark_review"] += 1
+            if not t["should_review"]:
+                stats["review_unexpected"] += 1
+                if len(problems) < 12:
+                    problems.append(f"{where} {reading.field}: review ({reading.reason}) style={t['style']}")
+        else:
+            if reading.value != t["value"]:
+                stats["silent_errors"] += 1
+                problems.append(f"{where} {reading.field}: ACCEPTED {reading.value!r} truth {t['value']!r} "
+                                f"style={t['style']}")
+            elif t["should_review"]:
+                stats["ambiguous_accepted_right"] += 1
+    else:
+        stats["hand_fields"] += 1
+        if t["ink"] and reading.status == "accepted":
+            stats["ink_as_blank"] += 1
+            problems.append(f"{where} {reading.field}: ink accepted as blank")
+        if not t["ink"] and reading.status == "review" and not reading.raw.get("page_review"):
+            stats["blank_hand_review"] += 1
+
+
+def run_tier(tier, kit, pages, n, seed):
+    rng = np.random.default_rng(seed)
+    geometries = {}
+    stats = dict.fromkeys(["pages", "identified", "read", "mark_fields", "boxes", "marked_boxes", "mark_review",
+                           "review_unexpected", "silent_errors", "ambiguous_accepted_right", "hand_fields",
+                           "ink_as_blank", "blank_hand_review"], 0)
+    times = []
+    problems: list[str] = []
+    dpi = RENDER_DPI[tier]
+    for i in range(n):
+        sheet_id, clean = pages[i % len(pages)]
+        geom = geometries.get(sheet_id) or geometries.setdefault(sheet_id, sheet_geometry(kit, sheet_id))
+        blank = rng.random() < 0.05
+        marked, truth = fill_page(clean, geom, dpi, rng, blank=blank)
+        img = degrade(marked, tier, rng, src_dpi=dpi)
+        t0 = time.perf_counter()
+        res = read_page(img, kit_id=kit.kit_id, secret=kit.secret, geometry_for=geometries.get)
+        times.append((time.perf_counter() - t0) * 1000)
+        stats["pages"] += 1
+        if res.sheet_id == sheet_id:
+            stats["identified"] += 1
+        if res.status != "read":
+            problems.append(f"{tier} page {i} {sheet_id}: {res.reason} {res.detail}")
+            continue
+        stats["read"] += 1
+        for reading in res.readings:
+            compare(reading, truth[reading.field], stats, problems, f"{tier} p{i}")
+    return stats, times, problems
+
+
+def speed(kit, pages_by_dpi, n):
+    out = {}
+    for dpi, pages in pages_by_dpi.items():
+        geometries = {}
+        times = []
+        for i in range(n):
+            sheet_id, img = pages[i % len(pages)]
+            geometries.setdefault(sheet_id, sheet_geometry(kit, sheet_id))
+            t0 = time.perf_counter()
+            read_page(img, kit_id=kit.kit_id, secret=kit.secret, geometry_for=geometries.get)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[dpi] = times
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="20 pages per tier")
+    ap.add_argument("--pages", type=int, default=None, help="pages per tier (default 160)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tiers", default=",".join(TIERS))
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    n = args.pages or (20 if args.quick else 160)
+    with tempfile.TemporaryDirectory() as tmp:
+        kit, pdfs = build_kit(Path(tmp))
+        rendered = {dpi: load_pages(kit, pdfs, dpi) for dpi in (200, 300)}
+        print(f"kit: {len(rendered[200])} printed sheets; {n} pages per tier")
+        print(f"{'tier':8} {'pages':>5} {'ident':>5} {'fields':>6} {'boxes':>6} {'marked':>6} {'silent':>6} "
+              f"{'review%':>7} {'unexp':>5} {'ink->blank':>10} {'med ms':>7}")
+        ok = True
+        for k, tier in enumerate(args.tiers.split(",")):
+            stats, times, problems = run_tier(tier, kit, rendered[RENDER_DPI[tier]], n, args.seed + k)
+            rate = 100.0 * stats["mark_review"] / max(1, stats["mark_fields"])
+            print(f"{tier:8} {stats['pages']:5} {stats['identified']:5} {stats['mark_fields']:6} {stats['boxes']:6} "
+                  f"{stats['marked_boxes']:6} {stats['silent_errors']:6} {rate:7.2f} {stats['review_unexpected']:5} "
+                  f"{stats['ink_as_blank']:10} {statistics.median(times):7.1f}")
+            target = 1.0 if tier in ("clean", "office") else 5.0
+            if stats["silent_errors"] or stats["ink_as_blank"] or stats["identified"] != stats["pages"] \
+                    or rate > target:
+                ok = False
+            if args.verbose or stats["silent_errors"] or stats["ink_as_blank"]:
+                for p in problems[:15]:
+                    print("   ", p)
+        sp = speed(kit, rendered, 20 if args.quick else 60)
+        for dpi, times in sp.items():
+            print(f"read time, clean page in memory, {dpi} dpi: median {statistics.median(times):.1f} ms "
+                  f"({1000 / statistics.median(times):.0f} pages/s on one core)")
+        kit.close()
+    print("targets met" if ok else "TARGETS NOT MET")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""`fallbackkit simulate`: fill printed sheets with synthetic pen marks, damage them like a scanner,
+photocopier or phone would, and write the images plus a truth file.
+
+The printed PDF is rendered with pypdfium2; each page is identified by decoding its own QR code
+(the same way a scan is), its geometry comes from the kit's registry, and fields are filled at
+random with the mark styles of `marks.py`. truth.json says, per file and page, the sheet id and per
+field the intended value, the style used and whether a person should be asked (ambiguous by design).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pypdfium2 as pdfium
+from PIL import Image
+
+from .. import payload as payload_mod
+from ..errors import BadInput, PayloadError
+from ..generate import sheet_geometry
+from . import degrade as degrade_mod
+from .locate import find_codes
+from .marks import BOX_STYLES, InkLayer, draw_box_mark, draw_handwriting
+from .read import HANDWRITTEN
+
+RENDER_DPI = {"clean": 200, "office": 200, "hard": 200, "phone": 300}
+CLEAR_STYLES = ("tick", "cross", "stroke")
+
+
+def render_pdf(pdf_path: Path | str, dpi: float) -> list[np.ndarray]:
+    pdf = pdfium.PdfDocument(str(pdf_path))
+    try:
+        pages = []
+        for page in pdf:
+            bitmap = page.render(scale=dpi / 72, grayscale=True)
+            arr = bitmap.to_numpy()
+            pages.append(np.ascontiguousarray(arr[:, :, 0] if arr.ndim == 3 else arr))
+            page.close()
+        return pages
+    finally:
+        pdf.close()
+
+
+def identify(image: np.ndarray, kit_id: str, secret: bytes) -> payload_mod.SheetPayload | None:
+    codes, _ = find_codes(image, lambda t: t.startswith(payload_mod.PREFIX + ":"))
+    for c in codes:
+        try:
+            return payload_mod.verify(c.text, secret, kit_id)
+        except PayloadError:
+            continue
+    return None
+
+
+def page_transform(dpi: float) -> np.ndarray:
+    s = dpi / 25.4
+    return np.array([[s, 0, 0], [0, s, 0], [0, 0, 1]], float)
+
+
+def _pick_style(rng: np.random.Generator, hard_cases: float) -> str:
+    if rng.random() < hard_cases:
+        return str(rng.choice(["faint", "half_outside"]))
+    return str(rng.choice(CLEAR_STYLES))
+
+
+def fill_page(image: np.ndarray, geometry: dict, dpi: float, rng: np.random.Generator, *,
+              blank: bool = False, fill: float = 0.6, hard_cases: float = 0.03,
+              two_marks: float = 0.03, cancels: float = 0.05, writing: float = 0.4
+              ) -> tuple[np.ndarray, dict[str, dict[str, Any]]]:
+    """Fill the fields of one clean page; returns the marked image and the truth per field."""
+    layer = InkLayer(image, page_transform(dpi))
+    truth: dict[str, dict[str, Any]] = {}
+    for f in geometry["fields"]:
+        t = f["type"]
+        entry: dict[str, Any] = {"type": t, "should_review": False}
+        if t in HANDWRITTEN:
+            ink = (not blank) and rng.random() < writing
+            if ink:
+                draw_handwriting(layer, f, rng)
+            entry.update(value=None, ink=bool(ink), style="writing" if ink else "empty")
+            entry["should_review"] = bool(ink)
+        elif t == "checkbox":
+            styles = []
+            value = False
+            if not blank and rng.random() < fill:
+                style = "cancelled" if rng.random() < cancels else _pick_style(rng, hard_cases)
+                draw_box_mark(layer, f["box_mm"], style, rng)
+                styles.append(style)
+                value = BOX_STYLES[style][0]
+                entry["should_review"] = BOX_STYLES[style][1]
+            entry.update(value=value, style=styles or ["empty"])
+        elif t in ("choice", "multichoice"):
+            options = f["options"]
+            styles = ["empty"] * len(options)
+            marked: list[str] = []
+            review = False
+            if not blank and rng.random() < fill:
+                if t == "choice":
+                    k = int(rng.integers(0, len(options)))
+                    picks = [k]
+                    if len(options) > 1 and rng.random() < two_marks:
+                        picks.append(int(rng.choice([i for i in range(len(options)) if i != k])))
+                else:
+                    n = int(rng.integers(1, min(4, len(options)) + 1))
+                    picks = [int(i) for i in rng.choice(len(options), n, replace=False)]
+                for i in picks:
+                    styles[i] = _pick_style(rng, hard_cases)
+                if t == "choice" and len(options) > 1 and rng.random() < cancels:
+                    free = [i for i in range(len(options)) if styles[i] == "empty"]
+                    if free:
+                        styles[int(rng.choice(free))] = "cancelled"
+                for i, style in enumerate(styles):
+                    if style != "empty":
+                        draw_box_mark(layer, options[i]["box_mm"], style, rng)
+                        if BOX_STYLES[style][0]:
+                            marked.append(options[i]["value"])
+                        review = review or BOX_STYLES[style][1]
+            if t == "choice":
+                if len(marked) > 1:
+                    value, review = None, True
+                else:
+                    value = marked[0] if marked else None
+                    if marked and "cancelled" in styles:
+                        review = True
+            else:
+                value = sorted(marked)
+            entry.update(value=value, style=styles, should_review=review)
+        else:
+            continue
+        truth[f["name"]] = entry
+    return layer.apply(), truth
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_image(path: Path, img: np.ndarray) -> None:
+    if path.suffix == ".png":
+        _atomic_write(path, lambda t: Image.fromarray(img).save(t, format="PNG", compress_level=1))
+    else:
+        _atomic_write(path, lambda t: Image.fromarray(img).save(t, format="JPEG", quality=88))
+
+
+def _write_tiff_g4(path: Path, imgs: list[np.ndarray]) -> None:
+    bilevel = [Image.fromarray(np.where(i > 200, 255, 0).astype(np.uint8)).convert("1") for i in imgs]
+    _atomic_write(path, lambda t: bilevel[0].save(t, format="TIFF", compression="group4", save_all=True,
+                                                  append_images=bilevel[1:], dpi=(200, 200)))
+
+
+def _write_pdf(path: Path, imgs: list[np.ndarray], dpi: float) -> None:
+    pages = [Image.fromarray(i) for i in imgs]
+    _atomic_write(path, lambda t: pages[0].save(t, format="PDF", save_all=True, append_images=pages[1:],
+                                                resolution=dpi))
+
+
+def simulate(kit, pdf_path: Path | str, out_dir: Path | str, *, seed: int = 0, tier: str = "mixed",
+             blank_every: int = 10) -> dict[str, Any]:
+    """Fill and damage every sheet of a printed PDF; write images and truth.json into out_dir."""
+    if tier not in (*degrade_mod.TIERS, "mixed"):
+        raise BadInput(f"unknown tier {tier!r}", hint="use clean, office, hard, phone or mixed")
+    pdf_path, out_dir = Path(pdf_path), Path(out_dir)
+    if not pdf_path.is_file():
+        raise BadInput(f"{pdf_path}: no such PDF")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tiers = list(degrade_mod.TIERS) if tier == "mixed" else [tier]
+    needed = {RENDER_DPI[t] for t in tiers}
+    try:
+        renders = {dpi: render_pdf(pdf_path, dpi) for dpi in sorted(needed)}
+    except pdfium.PdfiumError as exc:
+        raise BadInput(f"{pdf_path}: cannot read this PDF ({exc})") from exc
+    low = renders[min(renders)]
+    pages: list[dict[str, Any]] = []
+    skipped = []
+    for index, img in enumerate(low):
+        sp = identify(img, kit.kit_id, kit.secret)
+        if sp is None:
+            skipped.append({"pdf_page": index + 1, "why": "no sheet code (a cover page?)"})
+            continue
+        geometry = sheet_geometry(kit, sp.sheet_id)
+        page_tier = tiers[int(rng.integers(0, len(tiers)))] if tier == "mixed" else tier
+        dpi = RENDER_DPI[page_tier]
+        clean = renders[dpi][index]
+        blank = blank_every > 0 and rng.random() < 1.0 / blank_every
+        marked, truth = fill_page(clean, geometry, dpi, rng, blank=blank)
+        damaged = degrade_mod.degrade(marked, page_tier, rng, src_dpi=dpi)
+        pages.append({"pdf_page": index + 1, "sheet_id": sp.sheet_id, "tier": page_tier, "blank": blank,
+                      "fields": truth, "image": damaged, "dpi": dpi})
+    files = _write_files(out_dir, pages, rng)
+    truth_doc = {"source": str(pdf_path), "seed": seed, "tier": tier, "files": files, "skipped": skipped}
+    _atomic_write(out_dir / "truth.json", lambda t: Path(t).write_text(json.dumps(truth_doc, indent=1)))
+    return {"pages": len(pages), "files": len(files), "skipped": len(skipped), "out": str(out_dir)}
+
+
+def _write_files(out_dir: Path, pages: list[dict[str, Any]], rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Mostly one image per page (PNG for clean pages, JPEG otherwise); some clean/office pages are
+    grouped into a multi-page TIFF G4 or a multi-page PDF, as office scanners write them."""
+    files = []
+    i = 0
+    n = 0
+    while i < len(pages):
+        p = pages[i]
+        group = [p]
+        kind = "single"
+        if p["tier"] in ("clean", "office") and rng.random() < 0.25:
+            kind = "tiff" if p["tier"] == "clean" else "pdf"
+            j = i + 1
+            while j < len(pages) and len(group) < 3 and pages[j]["tier"] == p["tier"]:
+                group.append(pages[j])
+                j += 1
+        n += 1
+        if kind == "tiff":
+            name = f"scan-{n:04d}.tif"
+            _write_tiff_g4(out_dir / name, [g["image"] for g in group])
+        elif kind == "pdf":
+            name = f"scan-{n:04d}.pdf"
+            _write_pdf(out_dir / name, [g["image"] for g in group], group[0]["dpi"])
+        else:
+            name = f"scan-{n:04d}.{'png' if p['tier'] == 'clean' else 'jpg'}"
+            _write_image(out_dir / name, p["image"])
+        files.append({"file": name, "pages": [
+            {"page": k + 1, "pdf_page": g["pdf_page"], "sheet_id": g["sheet_id"], "tier": g["tier"],
+             "blank": g["blank"], "bilevel": kind == "tiff", "fields": g["fields"]} for k, g in enumerate(group)]})
+        i += len(group)
+    return files
+
+
+__all__ = ["simulate", "fill_page", "render_pdf", "identify", "page_transform"]
