@@ -293,6 +293,25 @@ def scan_scenario(kit: Kit, tmp_path: Path, *, leave_pending: int = 1) -> dict[s
         else:
             record_review(conn, reading_id, "correct", truth.get((sheet_id, name)), "clerk1")
 
+    # The simulator leaves boxes blank at random. A clerk completes what re-entry needs from the
+    # context (the day of the sheet, the first observation round), so the scenario always holds
+    # vitals, medications and a lab order whatever the random fill was.
+    from fallbackkit.export.collect import load
+    must = {"obs_date", "mar_date", "collected_at", "c1.time", "c1.temperature", "c1.pulse", "m1.s1.time"}
+    for form in load(kit).forms:
+        for name in sorted(must & set(form.fields)):
+            fv = form.fields[name]
+            if fv.settled and fv.value in (None, "") and (form.form_id, name) not in pending_forms(kit, pending_times):
+                for r in fv.readings:
+                    record_review(conn, r.reading_id, "transcribe", HAND_VALUES[name.rsplit(".", 1)[-1]], "clerk1")
+        if form.template == "mar" and "m1.s1.status" in form.fields and form.fields["m1.s1.status"].settled \
+                and form.fields["m1.s1.status"].value is None:
+            for r in form.fields["m1.s1.status"].readings:
+                record_review(conn, r.reading_id, "correct", "given", "clerk1")
+        if form.template == "lab-request" and "tests" in form.fields and not form.fields["tests"].value:
+            for r in form.fields["tests"].readings:
+                record_review(conn, r.reading_id, "correct", ["cbc"], "clerk1")
+
     blank = conn.execute("SELECT form_id, downtime_mrn FROM forms WHERE downtime_mrn IS NOT NULL").fetchone()
     icu = conn.execute("SELECT patient_mrn FROM forms WHERE ward = 'ICU' ORDER BY form_id").fetchone()[0]
     link_identity(kit, blank[1], icu, "clerk1", "wristband checked")
@@ -303,3 +322,11 @@ def scan_scenario(kit: Kit, tmp_path: Path, *, leave_pending: int = 1) -> dict[s
             entered.append(item.item_id)
     return {"pending_times": pending_times, "blank_form": blank[0], "blank_mrn": blank[1], "linked_to": icu,
             "entered": entered, "truth": truth, "scan": summary}
+
+
+def pending_forms(kit: Kit, pending_times: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    out = set()
+    for sheet_id, name in pending_times:
+        form_id = kit.db.conn.execute("SELECT form_id FROM sheets WHERE sheet_id = ?", [sheet_id]).fetchone()[0]
+        out.add((form_id, name))
+    return out
