@@ -594,6 +594,8 @@ def restore_cmd(ctx: KitContext, backup_file: Path, force: bool) -> None:
     result = restore(ctx.kit(), backup_file, ctx.actor, force)
     click.echo(f"restored kit {result['kit_id']} from {result['restored_from']} ({result['rows']} rows)")
     say(ctx, f"the store as it was before is kept in {result['safety_copy']}")
+    if result["warning"]:
+        say(ctx, f"warning: {result['warning']}")
 
 
 @cli.command("check")
