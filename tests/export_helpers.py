@@ -169,12 +169,15 @@ def build_scenario(kit: Kit, tmp_path: Path) -> dict[str, Any]:
 
     # MAR of patient 1: scheduled slot given, one held, a PRN given
     m_sheet = sheets_of(kit, mar1["form_id"])[0]
-    mtruth = {"mar_date": "28/11/2026", "allergies_checked": "yes", "m1.s1.status": "given",
-              "m1.s1.time": "08:05", "m1.s1.initials": "AB", "m1.s2.status": "held", "m1.s2.initials": "AB"}
-    prn = [f for f in json.loads(kit.db.conn.execute("SELECT geometry FROM layouts l JOIN sheets s ON"
-                                                     " s.layout_hash = l.hash WHERE s.sheet_id = ?",
-                                                     [m_sheet]).fetchone()[0])["fields"]
-           if f["name"].startswith("p1.s1.") or f["name"] == "p1.order"]
+    mar_fields = json.loads(kit.db.conn.execute("SELECT geometry FROM layouts l JOIN sheets s ON"
+                                                " s.layout_hash = l.hash WHERE s.sheet_id = ?",
+                                                [m_sheet]).fetchone()[0])["fields"]
+    slots = [f["name"].rsplit(".", 1)[0] for f in mar_fields if re.fullmatch(r"m\d+\.s\d+\.status", f["name"])]
+    given, held = slots[0], slots[1]
+    out["given_slot"], out["held_slot"] = given, held
+    mtruth = {"mar_date": "28/11/2026", "allergies_checked": "yes", f"{given}.status": "given",
+              f"{given}.time": "08:05", f"{given}.initials": "AB", f"{held}.status": "held", f"{held}.initials": "AB"}
+    prn = [f for f in mar_fields if f["name"].startswith("p1.s1.") or f["name"] == "p1.order"]
     if prn:
         mtruth.update({"p1.s1.given": True, "p1.s1.time": "10:30", "p1.s1.initials": "AB"})
         if any(f["name"] == "p1.order" for f in prn):

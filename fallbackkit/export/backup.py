@@ -7,6 +7,7 @@ store unless forced, and keeps a safety copy of the current store before replaci
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -123,9 +124,22 @@ def restore(kit: Kit, source: Path | str, actor: str, force: bool = False) -> di
         source_conn.close()
     with kit.db.conn:
         append_audit(kit.db.conn, actor, "kit.restore", str(source),
-                     {"safety_copy": str(safety)}, {"kit_id": report["kit_id"], "forced": force})
+                     {"safety_copy": str(safety), "kit_id": kit.kit_id}, {"kit_id": report["kit_id"], "forced": force})
+    warning = None
+    if report["kit_id"] != kit.kit_id:
+        # the directory now holds the other kit's store: kit.json must say so, or every later
+        # command would label that kit's data with this kit's id
+        meta_path = kit.path / "kit.json"
+        meta = json.loads(meta_path.read_text())
+        meta.update(kit_id=report["kit_id"], restored_from=str(source), previous_kit_id=kit.kit_id)
+        tmp = meta_path.with_name("kit.json.tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, meta_path)
+        kit.kit_id = report["kit_id"]
+        warning = (f"this directory is now kit {report['kit_id']}: put that kit's secret.key here, "
+                   "or its printed sheets will not verify when scanned")
     return {"restored_from": str(source), "safety_copy": safety_info["file"], "kit_id": report["kit_id"],
-            "rows": sum(report["counts"].values())}
+            "rows": sum(report["counts"].values()), "warning": warning}
 
 
 def check(kit: Kit) -> dict[str, Any]:
