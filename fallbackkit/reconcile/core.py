@@ -16,7 +16,7 @@ from ..store.decisions import record_review
 from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES
 from .checks import PageCheck, check_page, form_flags, required_fields
-from .state import Registry, current_links, iter_capture_values, load_registry, sheet_conflicts
+from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, sheet_conflicts
 
 TOTAL_KEYS = ("sheets_printed", "sheets_returned", "sheets_never_returned", "forms_complete",
               "forms_incomplete", "duplicate_captures", "conflicts", "quarantined_pages",
@@ -26,9 +26,10 @@ TOTAL_KEYS = ("sheets_printed", "sheets_returned", "sheets_never_returned", "for
 class _Pass:
     """One pass over the readings: page checks for chosen captures, values of repeated sheets."""
 
-    def __init__(self, kit: Kit, reg: Registry, keep_chosen: bool = False):
+    def __init__(self, kit: Kit, reg: Registry, keep_chosen: bool = False,
+                 reviews: dict | None = None, templates: dict | None = None):
         self.reg = reg
-        templates = kit_templates(kit)
+        templates = templates if templates is not None else kit_templates(kit)
         self.required: dict[tuple[str, int], set[str]] = {}
         self.checks: dict[str, PageCheck] = {}
         self.to_review: dict[str, int] = {}
@@ -37,8 +38,9 @@ class _Pass:
         chosen = {reg.chosen(sid): sid for sid in reg.captures}
         multi = {sid for sid, caps in reg.captures.items() if len(caps) > 1}
         self.repeated: dict[str, dict[int, dict]] = {sid: {} for sid in multi}
-        wanted = None if len(reg.forms) > 200 else set(reg.capture_sheet)
-        for cid, values in iter_capture_values(kit, wanted):
+        # a whole-kit pass streams every reading; a few forms are fetched by index
+        wanted = None if len(reg.capture_sheet) > 20 * CHUNK else set(reg.capture_sheet)
+        for cid, values in iter_capture_values(kit, wanted, reviews):
             sid = reg.capture_sheet.get(cid)
             if sid is None:
                 continue

@@ -22,6 +22,8 @@ CURRENT_REVIEWS_SQL = (
     "       AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = w.review_id) GROUP BY reading_id) c"
     " ON c.rid = v.review_id")
 
+CHUNK = 500  # ids per IN (...) query
+
 MULTI_MARK_WORDS = ("options marked", "multiple", "several", "more than one", "two marks")
 
 
@@ -108,6 +110,8 @@ def load_registry(kit: Kit, form_ids: Iterable[str] | None = None) -> Registry:
     where, params = "", []
     if form_ids is not None:
         form_ids = list(form_ids)
+        if len(form_ids) > 30000:
+            raise ValueError("load_registry: give at most 30000 form ids at a time")
         where = f" WHERE form_id IN ({','.join('?' * len(form_ids))})"
         params = form_ids
     forms = {}
@@ -132,12 +136,19 @@ def load_registry(kit: Kit, form_ids: Iterable[str] | None = None) -> Registry:
             g = json.loads(geometry)
             layouts[lhash] = Layout(lhash, template, version, page, {f["name"]: f for f in g["fields"]})
     reg = Registry(forms, sheets, form_sheets, layouts)
-    for cid, sid in conn.execute(
-            "SELECT capture_id, sheet_id FROM captures WHERE status = 'read' AND sheet_id IS NOT NULL"
-            " ORDER BY capture_id"):
-        if sid in sheets:
-            reg.captures.setdefault(sid, []).append(cid)
-            reg.capture_sheet[cid] = sid
+    read_sql = "SELECT capture_id, sheet_id FROM captures WHERE status = 'read' AND sheet_id IS NOT NULL"
+    if form_ids is None:
+        queries = [(read_sql, [])]
+    else:
+        wanted = sorted(sheets)
+        queries = [(read_sql + f" AND sheet_id IN ({','.join('?' * len(part))})", part)
+                   for part in (wanted[i:i + CHUNK] for i in range(0, len(wanted), CHUNK))]
+    found = []
+    for sql, params in queries:
+        found += [(cid, sid) for cid, sid in conn.execute(sql, params) if sid in sheets]
+    for cid, sid in sorted(found):
+        reg.captures.setdefault(sid, []).append(cid)
+        reg.capture_sheet[cid] = sid
     # Quarantined pages not yet identified by a clerk. If the code was readable (a page quarantined
     # for poor marks or fit), the payload tells which sheet it is.
     from ..payload import verify as verify_payload
@@ -160,38 +171,34 @@ def current_reviews(kit: Kit, reading_ids: Iterable[int] | None = None) -> dict[
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in conn.execute(CURRENT_REVIEWS_SQL)}
 
 
-def iter_capture_values(kit: Kit, capture_ids: Iterable[int] | None = None) -> Iterator[tuple[int, dict[str, Val]]]:
-    """Yield (capture_id, {field: Val}) in capture order, one pass over the readings."""
+def iter_capture_values(kit: Kit, capture_ids: Iterable[int] | None = None,
+                        reviews: dict[int, tuple] | None = None) -> Iterator[tuple[int, dict[str, Val]]]:
+    """Yield (capture_id, {field: Val}) in capture order, one pass over the readings (all of them,
+    or those of the given captures, fetched by index in chunks)."""
     conn = kit.db.conn
-    reviews = current_reviews(kit)
-    sql = ("SELECT capture_id, reading_id, field, type, value, status, ink, reason FROM readings")
-    params: list[Any] = []
-    if capture_ids is not None:
-        capture_ids = sorted(capture_ids)
-        if not capture_ids:
-            return
-        if len(capture_ids) < 500:
-            sql += f" WHERE capture_id IN ({','.join('?' * len(capture_ids))})"
-            params = capture_ids
-        wanted = set(capture_ids)
+    if reviews is None:
+        reviews = current_reviews(kit)
+    base = "SELECT capture_id, reading_id, field, type, value, status, ink, reason FROM readings"
+    if capture_ids is None:
+        queries = [(base + " ORDER BY capture_id", [])]
     else:
-        wanted = None
-    sql += " ORDER BY capture_id"
+        ordered = sorted(set(capture_ids))
+        queries = [(base + f" WHERE capture_id IN ({','.join('?' * len(part))}) ORDER BY capture_id", part)
+                   for part in (ordered[i:i + CHUNK] for i in range(0, len(ordered), CHUNK))]
     current = None
     values: dict[str, Val] = {}
-    for cid, rid, name, ftype, value, status, ink, reason in conn.execute(sql, params):
-        if wanted is not None and cid not in wanted:
-            continue
-        if cid != current:
-            if current is not None:
-                yield current, values
-            current, values = cid, {}
-        machine = loads(value)
-        rev = reviews.get(rid)
-        if rev is not None:
-            values[name] = Val(rid, ftype, machine, loads(rev[1]), True, ink, status, reason, rev[0])
-        else:
-            values[name] = Val(rid, ftype, machine, machine, status == "accepted", ink, status, reason, "machine")
+    for sql, params in queries:
+        for cid, rid, name, ftype, value, status, ink, reason in conn.execute(sql, params):
+            if cid != current:
+                if current is not None:
+                    yield current, values
+                current, values = cid, {}
+            machine = loads(value)
+            rev = reviews.get(rid)
+            if rev is not None:
+                values[name] = Val(rid, ftype, machine, loads(rev[1]), True, ink, status, reason, rev[0])
+            else:
+                values[name] = Val(rid, ftype, machine, machine, status == "accepted", ink, status, reason, "machine")
     if current is not None:
         yield current, values
 

@@ -18,7 +18,8 @@ from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .core import _Pass
 from .identity import parse_date
-from .state import Registry, Val, current_links, load_registry
+from ..generate import kit_templates
+from .state import Registry, Val, current_links, current_reviews, load_registry
 
 KIND_ORDER = {"registration": 0, "order": 1, "result": 2, "medication": 3, "vitals": 4}
 STATUSES = ("pending", "entered", "not-needed")
@@ -228,24 +229,32 @@ def _marks(kit: Kit) -> dict[str, dict[str, Any]]:
     return latest
 
 
+FORMS_PER_BATCH = 1000  # the worklist holds the readings of this many forms at a time
+
+
 def _build(kit: Kit, form_ids: list[str] | None = None) -> list[WorkItem]:
-    reg = load_registry(kit, form_ids)
-    run = _Pass(kit, reg, keep_chosen=True)
+    if form_ids is None:
+        form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
     links = current_links(kit)
     marks = _marks(kit)
+    reviews = current_reviews(kit)
+    templates = kit_templates(kit)
     items = []
-    for fid, form in reg.forms.items():
-        dt = form["downtime_mrn"]
-        patient = form["patient_mrn"] or (links[dt]["real_mrn"] if dt in links else dt)
-        for raw in _items_of_form(reg, run, form, patient):
-            mark = marks.get(raw["item_id"])
-            items.append(WorkItem(
-                item_id=raw["item_id"], kind=raw["kind"], form_id=fid, ward=form["ward"], patient_mrn=patient,
-                downtime_mrn=dt, care_time=raw["care_time"], summary=raw["summary"], values=raw["values"],
-                status=mark["status"] if mark else "pending", resolved=not raw["unresolved"],
-                entered_by=mark["actor"] if mark and mark["status"] != "pending" else None,
-                entered_at=mark["at"] if mark and mark["status"] != "pending" else None,
-                unresolved=raw["unresolved"], note=mark["note"] if mark else None))
+    for start in range(0, len(form_ids), FORMS_PER_BATCH):
+        reg = load_registry(kit, form_ids[start:start + FORMS_PER_BATCH])
+        run = _Pass(kit, reg, keep_chosen=True, reviews=reviews, templates=templates)
+        for fid, form in reg.forms.items():
+            dt = form["downtime_mrn"]
+            patient = form["patient_mrn"] or (links[dt]["real_mrn"] if dt in links else dt)
+            for raw in _items_of_form(reg, run, form, patient):
+                mark = marks.get(raw["item_id"])
+                items.append(WorkItem(
+                    item_id=raw["item_id"], kind=raw["kind"], form_id=fid, ward=form["ward"], patient_mrn=patient,
+                    downtime_mrn=dt, care_time=raw["care_time"], summary=raw["summary"], values=raw["values"],
+                    status=mark["status"] if mark else "pending", resolved=not raw["unresolved"],
+                    entered_by=mark["actor"] if mark and mark["status"] != "pending" else None,
+                    entered_at=mark["at"] if mark and mark["status"] != "pending" else None,
+                    unresolved=raw["unresolved"], note=mark["note"] if mark else None))
     items.sort(key=lambda i: (KIND_ORDER[i.kind], i.care_time is None, i.care_time or "",
                               i.patient_mrn or "", _natural(i.item_id)))
     return items
