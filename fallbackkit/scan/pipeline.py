@@ -16,6 +16,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import resource
 import sqlite3
 import sys
 import time
@@ -54,6 +55,7 @@ class ScanSummary:
     readings_accepted: int = 0
     readings_review: int = 0
     seconds: float = 0.0
+    peak_worker_rss_mib: float = 0.0  # the largest resident memory a page reader reached
     failed: list[dict[str, Any]] = field(default_factory=list)
     already_scanned: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
@@ -276,11 +278,10 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     if page_image is None:
         page_image = _preview(image, page.dpi)
     out["image_path"] = _save_png(kit_path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
-    for reading, crop in zip(out["readings"], out.pop("_crops")):
-        if crop is not None:
-            reading["crop_path"] = _save_png(kit_path, Path("crops") / sha[:2] / stem / f"{_safe(reading['field'])}.png", crop)
+    _save_crops(kit_path, Path("crops") / sha[:2] / stem, out)
     out.update(sha=sha, index=index, kind="page", width_px=int(image.shape[1]), height_px=int(image.shape[0]),
-               decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2))
+               decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2),
+               rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     return out
 
 
@@ -311,6 +312,18 @@ def _unreadable(exc: BaseException, dpi: float | None) -> dict[str, Any]:
             "quality": {"error": tb}, "readings": [], "_crops": []}
 
 
+def _save_crops(kit_path: Path, folder: Path, out: dict[str, Any]) -> None:
+    """Crops of the fields a person will look at (to review, or with ink to transcribe).
+
+    A blank field accepted as blank needs none, and writing ~25 small files per page cost more
+    than reading the page; any crop can be cut again later from the archived original with the
+    stored transform.
+    """
+    for reading, crop in zip(out["readings"], out.pop("_crops")):
+        if crop is not None and (reading["status"] != "accepted" or reading["ink"]):
+            reading["crop_path"] = _save_png(kit_path, folder / f"{_safe(reading['field'])}.png", crop)
+
+
 def _preview(image: np.ndarray, dpi: float | None) -> np.ndarray:
     """The page as stored in the file, shrunk to about 100 dpi, for a person to look at."""
     h, w = image.shape[:2]
@@ -323,7 +336,8 @@ def _preview(image: np.ndarray, dpi: float | None) -> np.ndarray:
 def _save_png(kit_path: Path, rel: Path, image: np.ndarray) -> str:
     dest = kit_path / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 1,
+                                                  cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP])
     if not ok:
         raise RuntimeError(f"could not encode {rel}")
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
@@ -474,6 +488,7 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
             job.todo.discard(result["index"])
             bar.step(False)
             return
+        summary.peak_worker_rss_mib = max(summary.peak_worker_rss_mib, result.get("rss_mib", 0.0))
         stored = store_page(conn, result)
         job.todo.discard(result["index"])
         bar.step(result["status"] != "read")
@@ -749,9 +764,7 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) 
     stem = f"{sha}-p{page_index}-assigned"
     page_image = result.page_image if result.page_image is not None else _preview(page.image, page.dpi)
     out["image_path"] = _save_png(kit.path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
-    for reading, crop in zip(out["readings"], out.pop("_crops")):
-        if crop is not None:
-            reading["crop_path"] = _save_png(kit.path, Path("crops") / sha[:2] / stem / f"{_safe(reading['field'])}.png", crop)
+    _save_crops(kit.path, Path("crops") / sha[:2] / stem, out)
     out.update(sha=sha, index=page_index, width_px=int(page.image.shape[1]), height_px=int(page.image.shape[0]),
                template=geometry["template"], version=geometry["version"], page=geometry["page"],
                pages=geometry["pages"])

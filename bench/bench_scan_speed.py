@@ -1,0 +1,161 @@
+"""Scan speed: pages per second per core, reading every field of MAR sheets, against the floor.
+
+For PNG, JPEG, TIFF G4 and scanner-PDF input at 200 and 300 dpi:
+- floor: only decoding the same files into grey pages (ingest), pages/s on one core;
+- scan: the whole pipeline on one core (`scan_paths(workers=0)`: hash, archive, decode, QR, marks,
+  every field, page image and crops written, store transactions), pages/s;
+- ratio scan time / floor time, and the median per-page cost of decoding and of reading.
+Then 1 vs 2 worker processes on a larger scanner-PDF batch, and the peak RSS of a worker.
+
+Targets (issue 3): >= 30 pages/s per core at 200 dpi, <= 2x the floor, near-linear with workers,
+peak RSS < 400 MiB per worker. The machine is shared: figures are medians of runs; expect noise.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pypdfium2 as pdfium
+from PIL import Image
+
+from fallbackkit.generate import import_census, print_ward
+from fallbackkit.generate.sample import write_census
+from fallbackkit.scan import engine
+from fallbackkit.scan.ingest import iter_pages
+from fallbackkit.scan.pipeline import _geometry_lookup, scan_paths
+from fallbackkit.store import init_kit, open_kit
+
+FORMATS = ("png", "jpeg", "tiff-g4", "scanner-pdf")
+
+
+def render(pdf_path: Path, dpi: int, indexes: list[int]) -> list[np.ndarray]:
+    pdf = pdfium.PdfDocument(str(pdf_path))
+    try:
+        out = []
+        for i in indexes:
+            page = pdf[i]
+            out.append(np.array(page.render(scale=dpi / 72, grayscale=True).to_pil().convert("L")))
+            page.close()
+        return out
+    finally:
+        pdf.close()
+
+
+def write_format(folder: Path, fmt: str, pages: list[np.ndarray], dpi: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "png":
+        for i, p in enumerate(pages):
+            Image.fromarray(p).save(folder / f"p{i:03d}.png", format="PNG", dpi=(dpi, dpi))
+    elif fmt == "jpeg":
+        for i, p in enumerate(pages):
+            Image.fromarray(p).save(folder / f"p{i:03d}.jpg", format="JPEG", quality=85, dpi=(dpi, dpi))
+    elif fmt == "tiff-g4":
+        frames = [Image.fromarray(np.where(p > 160, 255, 0).astype(np.uint8)).convert("1") for p in pages]
+        frames[0].save(folder / "batch.tif", format="TIFF", compression="group4", save_all=True,
+                       append_images=frames[1:], dpi=(dpi, dpi))
+    else:
+        frames = [Image.fromarray(p) for p in pages]
+        frames[0].save(folder / "batch.pdf", format="PDF", save_all=True, append_images=frames[1:], resolution=dpi)
+
+
+def floor_pps(folder: Path) -> tuple[float, float]:
+    """Decode only: (pages/s, median ms per page)."""
+    times = []
+    start = time.perf_counter()
+    for f in sorted(folder.iterdir()):
+        t = time.perf_counter()
+        for _ in iter_pages(f):
+            times.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+    return len(times) / (time.perf_counter() - start), statistics.median(times)
+
+
+def read_ms(kit, folder: Path) -> tuple[float, int]:
+    """Median ms for engine.read_page alone, and fields read per page."""
+    from fallbackkit.generate import sheet_geometry
+    geometry_for = _geometry_lookup(kit, sheet_geometry)
+    times, fields = [], []
+    for f in sorted(folder.iterdir()):
+        for page in iter_pages(f):
+            t = time.perf_counter()
+            result = engine.read_page(page.image, kit_id=kit.kit_id, secret=kit.secret, geometry_for=geometry_for)
+            times.append((time.perf_counter() - t) * 1000)
+            fields.append(len(result.readings))
+    return statistics.median(times), int(statistics.median(fields))
+
+
+def scan_once(base_kit: Path, work: Path, folder: Path, workers: int) -> tuple[float, int, float]:
+    """A fresh copy of the printed kit scans the folder: (pages/s, pages, peak worker RSS MiB)."""
+    dest = work / f"kit-{time.monotonic_ns()}"
+    shutil.copytree(base_kit, dest)
+    kit = open_kit(dest)
+    try:
+        summary = scan_paths(kit, [folder], workers=workers, progress=False, actor="bench")
+    finally:
+        kit.close()
+        shutil.rmtree(dest)
+    pages = summary.pages_read + summary.pages_quarantined
+    if summary.failed or summary.pages_quarantined:
+        print(f"  warning: {len(summary.failed)} failed files, {summary.pages_quarantined} quarantined pages",
+              file=sys.stderr)
+    return pages / summary.seconds, pages, summary.peak_worker_rss_mib
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="8 pages per set, 1 run")
+    args = parser.parse_args()
+    n_pages = 8 if args.quick else 30
+    runs = 1 if args.quick else 3
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        kit = init_kit(tmp / "kit", actor="bench")
+        beds = max(4, n_pages // 2 + 1)
+        patients, meds = write_census(tmp / "census", {"W": beds}, seed=3)
+        import_census(kit, patients, meds, actor="bench")
+        result = print_ward(kit, "W", tmp / "ward.pdf", actor="bench")
+        # the PDF starts with the pack's cover page; sheets are listed in page order after it
+        mar = [i + 1 for i, s in enumerate(result.sheets) if s["template"] == "mar"][:n_pages]
+        kit.close()
+        print(f"== scan speed: {len(mar)} MAR pages per set, median of {runs} run(s), one core unless said ==")
+        print(f"{'input':<12} {'dpi':>4} {'floor p/s':>10} {'scan p/s':>9} {'ratio':>6} "
+              f"{'decode ms':>10} {'read ms':>8} {'fields':>7}")
+        probe = open_kit(tmp / "kit")
+        for dpi in (200, 300):
+            pages = render(tmp / "ward.pdf", dpi, mar)
+            for fmt in FORMATS:
+                folder = tmp / f"in-{fmt}-{dpi}"
+                write_format(folder, fmt, pages, dpi)
+                floors = [floor_pps(folder) for _ in range(runs)]
+                scans = [scan_once(tmp / "kit", tmp, folder, workers=0)[0] for _ in range(runs)]
+                floor = statistics.median(f[0] for f in floors)
+                decode = statistics.median(f[1] for f in floors)
+                scan = statistics.median(scans)
+                read, fields = read_ms(probe, folder)
+                print(f"{fmt:<12} {dpi:>4} {floor:>10.1f} {scan:>9.1f} {floor / scan:>5.2f}x "
+                      f"{decode:>10.1f} {read:>8.1f} {fields:>7}", flush=True)
+        probe.close()
+
+        # workers: a larger scanner-PDF batch (the same pages three times over), 200 dpi
+        pages = render(tmp / "ward.pdf", 200, mar) * 3
+        folder = tmp / "in-workers"
+        write_format(folder, "scanner-pdf", pages, 200)
+        print(f"== workers: scanner PDF, {len(pages)} pages at 200 dpi (pool start-up included) ==")
+        rates = {}
+        for workers in (1, 2):
+            got = [scan_once(tmp / "kit", tmp, folder, workers=workers) for _ in range(runs)]
+            rates[workers] = statistics.median(g[0] for g in got)
+            rss = max(g[2] for g in got)
+            print(f"workers={workers}: {rates[workers]:.1f} pages/s, peak RSS per worker {rss:.0f} MiB", flush=True)
+        print(f"speed-up 2 vs 1 worker: {rates[2] / rates[1]:.2f}x (2 cores, shared with other work)")
+        print("targets: >= 30 pages/s per core at 200 dpi; ratio <= 2x; RSS < 400 MiB per worker")
+
+
+if __name__ == "__main__":
+    main()
