@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from flask import (Flask, abort, g, jsonify, make_response, redirect, render_template, request, send_file,
                    url_for)
 
+from .. import ids
 from ..errors import BadInput, FallbackkitError, NotFound
 from ..store.kit import Kit, connect, open_kit
 from . import queue as q
@@ -27,7 +28,7 @@ from .i18n import STRINGS, t
 
 SESSION_COOKIE = "fk_session"
 LOGIN_COOKIE = "fk_login"
-PUBLIC_ENDPOINTS = {"login", "login_post", "static"}
+PUBLIC_ENDPOINTS = {"login", "login_post", "static", "favicon"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -139,12 +140,17 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         resp.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Strict",
                         secure=app.config["SECURE_COOKIES"], path="/")
 
+    @app.get("/favicon.ico")
+    def favicon():
+        return app.send_static_file("favicon.svg")
+
     # --- login / logout --------------------------------------------------------------------------
     @app.get("/login")
     def login():
         if g.session is not None:
             return redirect(url_for("dashboard"))
-        token = secrets.token_urlsafe(24)
+        # reuse the pending token: a second tab (or the browser's favicon fetch) must not void the first form
+        token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
         resp = make_response(render_template("login.html", login_csrf=token, error=None,
                                              next=request.args.get("next", "")))
         _cookie(resp, LOGIN_COOKIE, token, 3600)
@@ -369,7 +375,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         except FallbackkitError as exc:
             flash("error", str(exc))
             return redirect(url_for("quarantine"))
-        flash("ok", t(g.lang, "assigned", sheet=sheet_id, capture=capture_id))
+        flash("ok", t(g.lang, "assigned", sheet=ids.normalize(sheet_id), capture=capture_id))
         return back(url_for("quarantine"))
 
     # --- identities ------------------------------------------------------------------------------

@@ -163,7 +163,8 @@
     }).catch(function (e) { busy = false; say(S.error + ": " + e, true); });
   }
   function advance(fromId) {
-    if (prefetched && current && current.reading_id === fromId) { render(prefetched); return; }
+    var ahead = prefetched && prefetched.reading ? prefetched.reading.reading_id : null;
+    if (prefetched && current && current.reading_id === fromId && ahead !== fromId) { render(prefetched); return; }
     fetchNext(fromId).then(function (d) {
       if (d.reading && d.reading.reading_id === fromId) d = { done: true };
       render(d);
