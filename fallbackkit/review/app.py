@@ -286,7 +286,12 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         row = g.kit.db.execute("SELECT crop_path FROM readings WHERE reading_id = ?", [reading_id]).fetchone()
         if row is None:
             abort(404)
-        return send_file(q.kit_file(kit_path, row[0]), max_age=0)
+        if row[0]:
+            return send_file(q.kit_file(kit_path, row[0]), max_age=0)
+        png = q.field_crop_from_page(g.kit.db, kit_path, reading_id)
+        if png is None:
+            abort(404)
+        return app.response_class(png, mimetype="image/png")
 
     @app.get("/img/page/<int:capture_id>")
     def page_image(capture_id: int):
@@ -329,13 +334,8 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                 for c in form.get("conflicts", []):
                     if c.get("resolved"):
                         continue
-                    caps = []
-                    for cap in c.get("captures", []):
-                        has_crop = cap.get("reading_id") and g.kit.db.execute(
-                            "SELECT crop_path IS NOT NULL FROM readings WHERE reading_id = ?",
-                            [cap["reading_id"]]).fetchone()
-                        caps.append({**cap, "value_json": json.dumps(cap.get("value"), ensure_ascii=False),
-                                     "crop": bool(has_crop and has_crop[0])})
+                    caps = [{**cap, "value_json": json.dumps(cap.get("value"), ensure_ascii=False),
+                             "crop": bool(cap.get("reading_id"))} for cap in c.get("captures", [])]
                     items.append({**c, "captures": caps, "form": form})
         return render_template("conflicts.html", items=items)
 

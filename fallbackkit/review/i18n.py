@@ -34,7 +34,7 @@ _EN: dict[str, Any] = {
     "not_resolved": "readings still to review", "care_time": "Time", "show": "Show",
     "language": "Language", "error": "Something is not right", "back": "Back",
     "whole_page": "Whole page", "open": "Open", "role_clerk": "clerk", "role_supervisor": "supervisor",
-    "no_image": "no image stored",
+    "no_image": "no image stored", "empty_fields": "Empty",
     "js": {
         "accept": "Accept", "enter": "Enter", "skip": "Skip", "esc": "Esc", "illegible": "Illegible",
         "zoom": "Whole page", "z": "Z", "machine": "Machine read", "why": "Why unsure",
@@ -43,7 +43,8 @@ _EN: dict[str, Any] = {
         "saved": "Saved", "error": "Not saved", "type_or_illegible": "Type the value, or choose Illegible.",
         "digits": "digits pick", "patient": "Patient", "ward": "Ward", "bed": "Bed", "sheet": "Sheet",
         "page": "page", "decided_by": "Decided by", "open_page": "Open the page", "no_image": "no image stored",
-        "scheduled": "scheduled", "medication": "medication",
+        "scheduled": "scheduled", "medication": "medication", "measures": "Measurements",
+        "pick_option": "The machine could not tell: pick an option with its digit.",
     },
 }
 
@@ -78,7 +79,7 @@ _FR: dict[str, Any] = {
     "not_resolved": "lectures encore à vérifier", "care_time": "Heure", "show": "Afficher",
     "language": "Langue", "error": "Quelque chose ne va pas", "back": "Retour",
     "whole_page": "Page entière", "open": "Ouvrir", "role_clerk": "agent", "role_supervisor": "superviseur",
-    "no_image": "pas d'image",
+    "no_image": "pas d'image", "empty_fields": "Vides",
     "js": {
         "accept": "Valider", "enter": "Entrée", "skip": "Passer", "esc": "Échap", "illegible": "Illisible",
         "zoom": "Page entière", "z": "Z", "machine": "Lu par la machine", "why": "Pourquoi un doute",
@@ -87,7 +88,8 @@ _FR: dict[str, Any] = {
         "saved": "Enregistré", "error": "Non enregistré", "type_or_illegible": "Tapez la valeur, ou choisissez Illisible.",
         "digits": "les chiffres choisissent", "patient": "Patient", "ward": "Unité", "bed": "Lit", "sheet": "Feuille",
         "page": "page", "decided_by": "Décidé par", "open_page": "Ouvrir la page", "no_image": "pas d'image",
-        "scheduled": "prévu", "medication": "médicament",
+        "scheduled": "prévu", "medication": "médicament", "measures": "Mesures",
+        "pick_option": "La machine n'a pas pu trancher : choisissez une option avec son chiffre.",
     },
 }
 
@@ -122,7 +124,7 @@ _NL: dict[str, Any] = {
     "not_resolved": "lezingen nog te controleren", "care_time": "Tijd", "show": "Tonen",
     "language": "Taal", "error": "Er klopt iets niet", "back": "Terug",
     "whole_page": "Hele pagina", "open": "Openen", "role_clerk": "medewerker", "role_supervisor": "supervisor",
-    "no_image": "geen beeld",
+    "no_image": "geen beeld", "empty_fields": "Leeg",
     "js": {
         "accept": "Aanvaarden", "enter": "Enter", "skip": "Overslaan", "esc": "Esc", "illegible": "Onleesbaar",
         "zoom": "Hele pagina", "z": "Z", "machine": "Machinelezing", "why": "Waarom onzeker",
@@ -131,7 +133,8 @@ _NL: dict[str, Any] = {
         "saved": "Bewaard", "error": "Niet bewaard", "type_or_illegible": "Typ de waarde, of kies Onleesbaar.",
         "digits": "cijfers kiezen", "patient": "Patiënt", "ward": "Afdeling", "bed": "Bed", "sheet": "Blad",
         "page": "pagina", "decided_by": "Beslist door", "open_page": "Pagina openen", "no_image": "geen beeld",
-        "scheduled": "gepland", "medication": "medicatie",
+        "scheduled": "gepland", "medication": "medicatie", "measures": "Metingen",
+        "pick_option": "De machine kon niet beslissen: kies een optie met haar cijfer.",
     },
 }
 

@@ -195,7 +195,7 @@ def reading_detail(conn, reading_id: int, kit_path: Path | None = None) -> dict[
         field = next((f for f in geometry["fields"] if f["name"] == r["field"]), None)
     r["capture"] = {k: v for k, v in cap.items() if k != "transform"}
     r["options"] = field_options(field, r["type"])
-    r["has_crop"] = bool(r["crop_path"])
+    r["has_crop"] = bool(r["crop_path"]) or bool(cap["image_path"] and field)
     r["has_page"] = bool(cap["image_path"])
     r["outline"] = ""
     size = image_size(kit_path, cap["image_path"])
@@ -238,6 +238,34 @@ def page_overlay(conn, capture_id: int, kit_path: Path | None = None) -> dict[st
             fields.append({"reading_id": rid, "field": name, "value": eff["value"], "resolved": eff["resolved"],
                            "source": eff["source"], "points": pts, "label_x": round(lx, 1), "label_y": round(ly, 1)})
     return {"capture": {k: v for k, v in cap.items() if k != "transform"}, "fields": fields}
+
+
+def field_crop_from_page(conn, kit_path: Path, reading_id: int, pad_mm: float = 3.0) -> bytes | None:
+    """PNG of a field cut from its capture's page image (readings the machine accepted keep no crop)."""
+    import io
+
+    from PIL import Image
+    conn = _conn(conn)
+    row = conn.execute("SELECT capture_id, field FROM readings WHERE reading_id = ?", [reading_id]).fetchone()
+    if row is None:
+        return None
+    cap = capture_info(conn, row[0])
+    geometry = cap["geometry"]
+    field = next((f for f in geometry["fields"] if f["name"] == row[1]), None) if geometry else None
+    if field is None or not cap["image_path"]:
+        return None
+    boxes = field_boxes(field)
+    try:
+        with Image.open(kit_file(kit_path, cap["image_path"])) as im:
+            mapper = page_mapper(im.size, geometry["page_size_mm"])
+            x0, y0 = mapper(min(b[0] for b in boxes) - pad_mm, min(b[1] for b in boxes) - pad_mm)
+            x1, y1 = mapper(max(b[0] + b[2] for b in boxes) + pad_mm, max(b[1] + b[3] for b in boxes) + pad_mm)
+            crop = im.crop((max(0, int(x0)), max(0, int(y0)), min(im.width, int(x1) + 1), min(im.height, int(y1) + 1)))
+            out = io.BytesIO()
+            crop.save(out, format="PNG")
+            return out.getvalue()
+    except (NotFound, OSError):
+        return None
 
 
 def kit_file(kit_path: Path, relative: str | None) -> Path:

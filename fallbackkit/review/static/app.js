@@ -74,14 +74,14 @@
       S.why + ": ", el("span", { "class": "badge warn", text: r.reason || "?" }), "   " + S.machine + ": ",
       el("b", { id: "machine", text: show(r.value) }), "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)"
     ]);
-    var raw = el("p", { "class": "raw", text: JSON.stringify(r.raw) });
+    var raw = el("details", { "class": "raw" }, [el("summary", { text: S.measures }), el("code", { text: JSON.stringify(r.raw) })]);
     var answer = el("div", { "class": "answer", id: "answer" });
     var actions = el("div", { "class": "actions" });
     var accept = el("button", { "class": "primary", id: "accept", type: "button" }, [S.accept + " ", el("kbd", { text: S.enter })]);
     var skip = el("button", { id: "skip", type: "button" }, [S.skip + " ", el("kbd", { text: S.esc })]);
     var illegible = el("button", { id: "illegible", type: "button", text: S.illegible });
     var zoom = el("button", { id: "zoom", type: "button" }, [S.zoom + " ", el("kbd", { text: S.z })]);
-    accept.addEventListener("click", function () { decide(); });
+    accept.addEventListener("click", function () { decide(false); });
     skip.addEventListener("click", skipItem);
     illegible.addEventListener("click", function () { send("illegible", null); });
     zoom.addEventListener("click", togglePage);
@@ -128,13 +128,17 @@
       markSelected();
       return;
     }
-    choice = opt; markSelected(); decide();
+    choice = opt; markSelected(); decide(true);
   }
-  function decide() {
+  function decide(explicit) {
     var r = current;
     if (!r || busy) return;
     if (r.options) {
       var value = r.type === "multichoice" ? choice.slice().sort() : choice;
+      // the machine could not decide: Enter alone must not turn "unsure" into "blank"
+      if (!explicit && r.type !== "multichoice" && (value === null || value === undefined) && r.value === null) {
+        say(S.pick_option, true); return;
+      }
       send(same(value, r.value) ? "confirm" : "correct", value);
       return;
     }
@@ -201,7 +205,7 @@
       if (ev.target && ev.target.classList && ev.target.classList.contains("opt") && current.type !== "multichoice") {
         pick(parseInt(ev.target.getAttribute("data-index"), 10) - 1); return;
       }
-      decide(); return;
+      decide(false); return;
     }
     if (typing) return;
     if (current.options && /^[1-9]$/.test(ev.key)) {
