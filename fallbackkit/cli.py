@@ -529,16 +529,21 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
 @click.option("--ward", help="Only forms of this ward.")
 @click.option("--since", help="Only what was scanned or reviewed since this ISO date/time.")
 @click.option("--mrn-system", help="FHIR identifier system of the hospital's MRNs (default: a kit URN).")
+@click.option("--skip-entered", is_flag=True, help="fhir: leave out items clerks marked entered or not needed.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_kit
 def export_cmd(ctx: KitContext, fmt: str, out_path: Path, ward: str | None, since: str | None,
-               mrn_system: str | None, as_json: bool) -> None:
+               mrn_system: str | None, skip_entered: bool, as_json: bool) -> None:
     """Export readings and the re-entry worklist (csv/json) or FHIR R4 transaction bundles (fhir)."""
     from .export import export_fhir, export_table
     if fmt == "fhir":
-        result = export_fhir(ctx.kit(), out_path, ward, since, mrn_system)
+        result = export_fhir(ctx.kit(), out_path, ward, since, mrn_system, skip_entered)
         summary = (f"{result['bundles']} bundles ({result['resources']} resources, {result['items_exported']} items)"
                    f" in {out_path}; {result['pending']} items not exported yet, listed in {result['pending_file']}")
+        if result["skipped_entered"]:
+            summary += f"; {result['skipped_entered']} items left out as already entered"
+        if result["removed_stale"]:
+            say(ctx, f"removed {len(result['removed_stale'])} bundles of an earlier export that no longer apply")
     else:
         result = export_table(ctx.kit(), fmt, out_path, ward, since)
         summary = f"{result['readings']} readings" + (
