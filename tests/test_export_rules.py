@@ -255,3 +255,28 @@ def test_restore_command_refuses_other_kit_without_force(kit, tmp_path):
     r = _run(kit.path, "restore", "--force", str(tmp_path / "other.sqlite"))
     assert r.exit_code == 0, r.output
     assert open_kit(kit.path).kit_id == other_id
+
+
+def test_skip_entered_leaves_out_what_clerks_typed_in(scene, tmp_path):
+    kit, info = scene
+    from fallbackkit.reconcile import mark_item
+    item = f"{info['vitals_form']}:c1"
+    mark_item(kit, item, "entered", "clerk2")
+    r = export_fhir(kit, tmp_path / "all")
+    assert f"{item}:pulse" in _items(_resources(tmp_path / "all", info["patient"]))
+    r = export_fhir(kit, tmp_path / "rest", skip_entered=True)
+    assert r["skipped_entered"] == 1
+    assert not any(k.startswith(item + ":") for k in _items(_resources(tmp_path / "rest", info["patient"])))
+    skipped = json.loads((tmp_path / "rest" / "pending.json").read_text())["skipped_entered"]
+    assert skipped == [{"item": item, "status": "entered", "patient_mrn": info["patient"]}]
+
+
+def test_stale_bundles_of_an_earlier_export_are_removed(scene, tmp_path):
+    kit, info = scene
+    out = tmp_path / "fhir"
+    out.mkdir()
+    (out / "bundle-DTM99999999.json").write_text("{}")
+    (out / "notes.txt").write_text("keep me")
+    r = export_fhir(kit, out)
+    assert r["removed_stale"] == ["bundle-DTM99999999.json"]
+    assert (out / "notes.txt").exists() and not (out / "bundle-DTM99999999.json").exists()

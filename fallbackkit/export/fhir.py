@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import BadInput
 from ..store.kit import Kit, now_iso
 from .collect import Form, FieldValue, Store, load, parse_since, touched_since, write_private
 
@@ -177,8 +178,12 @@ def _agent(role: str, who: str) -> dict[str, Any]:
 
 class FhirExport:
     def __init__(self, kit: Kit, ward: str | None = None, since: str | None = None,
-                 mrn_system: str | None = None):
+                 mrn_system: str | None = None, skip_entered: bool = False):
         self.kit = kit
+        self.skip_entered = skip_entered
+        self.skipped: list[dict[str, Any]] = []
+        self.marks = {item: status for item, status in kit.db.conn.execute(
+            "SELECT item_id, status FROM worklist_marks ORDER BY id")}
         self.store = load(kit, ward)
         self.since = parse_since(since)
         self.b = BundleBuilder(self.store, mrn_system)
@@ -540,6 +545,11 @@ class FhirExport:
                                      "reason": "the form carries no patient identifier"})
                 continue
             for item in self.items(form):
+                mark = self.marks.get(item.key)
+                if self.skip_entered and mark in ("entered", "not-needed"):
+                    # typed in by a clerk already (or not needed): sending it too would duplicate it
+                    self.skipped.append({"item": item.key, "status": mark, "patient_mrn": form.patient_key})
+                    continue
                 try:
                     n = self.export_item(item)
                 except Unsettled as exc:
@@ -564,10 +574,16 @@ def _safe(name: str) -> str:
 
 
 def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
-                mrn_system: str | None = None) -> dict[str, Any]:
-    """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600."""
+                mrn_system: str | None = None, skip_entered: bool = False) -> dict[str, Any]:
+    """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600.
+
+    Bundles of an earlier export in OUT that this export does not rewrite are removed: after a
+    downtime MRN is linked, its old bundle would otherwise be sent too.
+    """
     out_dir = Path(out_dir)
-    job = FhirExport(kit, ward, since, mrn_system)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"{out_dir} is a file", hint="--format fhir writes a directory of bundles")
+    job = FhirExport(kit, ward, since, mrn_system, skip_entered)
     result = job.run()
     files = []
     for key, bundle in result["bundles"].items():
@@ -576,7 +592,11 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     pending_path = write_private(out_dir / "pending.json", json.dumps(
         {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
          "note": "not exported: still under review, in conflict, or incomplete on paper",
-         "items": result["pending"]}, indent=1, ensure_ascii=False))
-    return {"bundles": len(files), "files": [str(f) for f in files], "pending_file": str(pending_path),
+         "items": result["pending"], "skipped_entered": job.skipped}, indent=1, ensure_ascii=False))
+    written = {f.name for f in files}
+    stale = [p for p in out_dir.glob("bundle-*.json") if p.name not in written]
+    for p in stale:
+        p.unlink()
+    return {"removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": len(files), "files": [str(f) for f in files], "pending_file": str(pending_path),
             "pending": len(result["pending"]), "items_exported": len(job.exported),
             "resources": sum(len(b["entry"]) for b in result["bundles"].values())}

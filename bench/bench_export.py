@@ -1,0 +1,131 @@
+"""Export speed on a big store: FHIR bundles, CSV, JSON, the PDF and HTML reports, backup and check.
+
+The store is built by printing ward packs and writing one read capture per sheet with a reading
+per printed field (as the scan stage stores them), most handwriting transcribed by a clerk, a
+tenth left under review. Scanning itself is measured in bench_scan_speed.py; this measures what
+IT waits for after recovery. Figures are medians of several runs (the machine is shared).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fallbackkit.export import backup, check, export_fhir, export_table, write_report
+from fallbackkit.generate import import_census, print_ward
+from fallbackkit.generate.sample import write_census
+from fallbackkit.store import init_kit
+from fallbackkit.store.kit import now_iso
+
+HAND = {"time": "08:15", "temperature": "37.1", "pulse": "80", "bp_systolic": "120", "bp_diastolic": "75",
+        "resp_rate": "16", "spo2": "97", "pain": "1", "initials": "AB", "obs_date": "2026-11-28",
+        "mar_date": "2026-11-28", "collected_at": "2026-11-28 07:30"}
+
+
+def _value(name: str, ftype: str, rng: random.Random, options: list[str]):
+    base = name.rsplit(".", 1)[-1]
+    if ftype == "checkbox":
+        return rng.random() < 0.3
+    if ftype == "choice":
+        return rng.choice(options) if rng.random() < 0.6 else None
+    if ftype == "multichoice":
+        return sorted(rng.sample(options, 2))
+    if base in HAND and rng.random() < 0.7:
+        return HAND[base]
+    return None
+
+
+def build_store(tmp: Path, beds: int, seed: int = 5):
+    kit = init_kit(tmp / "kit", actor="bench")
+    wards = {f"W{i}": beds // 4 for i in range(4)}
+    patients, meds = write_census(tmp / "census", wards, seed=seed)
+    import_census(kit, patients, meds, actor="bench")
+    for ward in wards:
+        print_ward(kit, ward, tmp / f"{ward}.pdf", actor="bench")
+    rng = random.Random(seed)
+    conn = kit.db.conn
+    layouts = {h: json.loads(g) for h, g in conn.execute("SELECT hash, geometry FROM layouts")}
+    sheets = conn.execute("SELECT sheet_id, form_id, template, version, page, pages, layout_hash FROM sheets").fetchall()
+    at = now_iso()
+    with conn:
+        for n, (sid, fid, tpl, ver, page, pages, lh) in enumerate(sheets):
+            if rng.random() < 0.08:  # never returned
+                continue
+            sha = hashlib.sha256(f"{sid}".encode()).hexdigest()
+            conn.execute("INSERT INTO input_files (sha256, size, kind, pages, status, archive_path, first_path,"
+                         " started_at, finished_at) VALUES (?, 1, 'png', 1, 'done', ?, ?, ?, ?)",
+                         [sha, f"archive/{sha[:2]}/{sha}.png", f"scans/scan-{n:05d}.png", at, at])
+            cid = conn.execute(
+                "INSERT INTO captures (file_sha256, page_index, source, status, sheet_id, form_id, template, version,"
+                " page, pages, orientation, fit_error_mm, image_path, captured_at) VALUES (?, 1, 'scan', 'read', ?,"
+                " ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                [sha, sid, fid, tpl, ver, page, pages, round(rng.gammavariate(2, 0.15), 3),
+                 f"pages/{sha[:2]}/{sha}-p1.png", at]).lastrowid
+            for f in layouts[lh]["fields"]:
+                options = [o["value"] for o in f.get("options", [])]
+                value = _value(f["name"], f["type"], rng, options)
+                hand = f["type"] not in ("checkbox", "choice", "multichoice")
+                status = "review" if (hand and value is not None) or rng.random() < 0.02 else "accepted"
+                rid = conn.execute(
+                    "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status,"
+                    " reason) VALUES (?, ?, ?, ?, '{}', ?, 0.9, ?, ?)",
+                    [cid, sid, f["name"], f["type"], json.dumps(None if hand else value), status,
+                     "to transcribe" if status == "review" else None]).lastrowid
+                if status == "review" and rng.random() < 0.9:
+                    conn.execute("INSERT INTO reviews (reading_id, decision, value, actor, at) VALUES (?, ?, ?,"
+                                 " 'clerk', ?)", [rid, "transcribe" if hand else "correct", json.dumps(value), at])
+    return kit, len(sheets)
+
+
+def timed(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    beds, runs = (40, 2) if args.quick else (200, 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        start = time.perf_counter()
+        kit, n_sheets = build_store(tmp, beds)
+        built = time.perf_counter() - start
+        readings = kit.db.conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        print(f"== export on a store of {beds} beds: {n_sheets} sheets printed, {readings} readings "
+              f"(built in {built:.1f} s) ==")
+        fhir = {}
+
+        def do_fhir():
+            fhir.update(export_fhir(kit, tmp / "fhir"))
+        rows = [("FHIR bundles", timed(do_fhir, runs)),
+                ("CSV", timed(lambda: export_table(kit, "csv", tmp / "csv"), runs)),
+                ("JSON", timed(lambda: export_table(kit, "json", tmp / "export.json"), runs)),
+                ("report PDF", timed(lambda: write_report(kit, tmp / "report.pdf"), runs)),
+                ("report HTML", timed(lambda: write_report(kit, tmp / "report.html"), runs)),
+                ("backup (verified)", timed(lambda: backup(kit, tmp / "backup.sqlite", "bench"), runs)),
+                ("check", timed(lambda: check(kit), runs))]
+        for name, seconds in rows:
+            print(f"{name:<20} {seconds:7.2f} s median   {readings / seconds:9.0f} readings/s")
+        print(f"FHIR: {fhir['bundles']} bundles, {fhir['resources']} resources, {fhir['pending']} items pending; "
+              f"{fhir['resources'] / rows[0][1]:.0f} resources/s")
+        print(f"sizes: report.pdf {(tmp / 'report.pdf').stat().st_size / 1024:.0f} KiB, "
+              f"report.html {(tmp / 'report.html').stat().st_size / 1024:.0f} KiB, "
+              f"backup {(tmp / 'backup.sqlite').stat().st_size / 1024 / 1024:.1f} MiB")
+        kit.close()
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
