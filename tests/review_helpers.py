@@ -120,26 +120,33 @@ def audit_rows(kit, action_prefix: str) -> list[dict[str, Any]]:
 
 
 def seed_queue(kit, n: int, reviewed_fraction: float = 0.0) -> list[int]:
-    """n synthetic readings waiting for review on one synthetic capture per 50 readings (bench/scale)."""
+    """n synthetic readings waiting for review, 50 per synthetic sheet and capture (bench/scale only).
+
+    The synthetic sheets copy the first printed sheet's form and layout under new ids, so that every
+    capture is the only (latest) capture of its sheet, as after a real scan of many pages."""
     conn = kit.db.conn
     form = conn.execute("SELECT form_id, template, version, pages FROM forms LIMIT 1").fetchone()
-    sheet = conn.execute("SELECT sheet_id, page FROM sheets WHERE form_id = ? ORDER BY page LIMIT 1",
-                         [form[0]]).fetchone()
+    sheet = conn.execute("SELECT sheet_id, page, pages, layout_hash, batch_id, printed_at FROM sheets"
+                         " WHERE form_id = ? ORDER BY page LIMIT 1", [form[0]]).fetchone()
     ids: list[int] = []
     with conn:
         conn.execute("INSERT OR IGNORE INTO input_files (sha256, size, kind, pages, status, first_path, started_at)"
                      " VALUES ('synthetic', 0, 'png', 1, 'done', 'synthetic.png', '2026-11-28T10:00:00')")
         for c in range((n + 49) // 50):
+            sid = f"SYN{c:06d}"
+            conn.execute("INSERT INTO sheets (sheet_id, form_id, template, version, page, pages, layout_hash,"
+                         " batch_id, printed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         [sid, form[0], form[1], form[2], sheet[1], sheet[2], sheet[3], sheet[4], sheet[5]])
             cur = conn.execute(
                 "INSERT INTO captures (file_sha256, page_index, source, status, sheet_id, form_id, template, version,"
                 " page, pages, captured_at) VALUES ('synthetic', ?, 'scan', 'read', ?, ?, ?, ?, ?, ?, '2026-11-28')",
-                [c + 1, sheet[0], form[0], form[1], form[2], sheet[1], form[3]])
+                [c + 1, sid, form[0], form[1], form[2], sheet[1], form[3]])
             cap = cur.lastrowid
             for k in range(min(50, n - c * 50)):
                 cur = conn.execute(
                     "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
                     " ink) VALUES (?, ?, ?, 'checkbox', ?, 'false', 0.5, 'review', 'uncertain_mark', NULL)",
-                    [cap, sheet[0], f"synthetic.{k}", json.dumps({"fill": 0.2})])
+                    [cap, sid, f"synthetic.{k}", json.dumps({"fill": 0.2})])
                 ids.append(cur.lastrowid)
         reviewed = ids[:int(len(ids) * reviewed_fraction)]
         conn.executemany("INSERT INTO reviews (reading_id, decision, value, actor, at) VALUES (?, 'confirm', 'false',"
@@ -162,5 +169,6 @@ class ServerThread:
         return self
 
     def __exit__(self, *exc):
+        self.server.task_dispatcher.shutdown(timeout=5)  # let running requests finish first
         self.server.close()
         self.thread.join(timeout=5)
