@@ -127,6 +127,7 @@ class PatientBundle:
     key: str
     entries: list[dict[str, Any]] = field(default_factory=list)
     urls: dict[tuple[str, str], str] = field(default_factory=dict)
+    patient_url: str | None = None
 
 
 class BundleBuilder:
@@ -192,9 +193,10 @@ class FhirExport:
         self.exported: list[dict[str, Any]] = []
 
     # -- patients and encounters --
-    def patient(self, form: Form) -> tuple[PatientBundle, str]:
+    def patient(self, bundle: PatientBundle, form: Form) -> str:
         key = form.patient_key
-        bundle = self.bundles.setdefault(key, PatientBundle(key))
+        if bundle.patient_url:
+            return bundle.patient_url
         real = form.real_mrn
         downtime = sorted({f.row["downtime_mrn"] for f in self.store.forms
                            if f.row["downtime_mrn"] and f.patient_key == key})
@@ -218,7 +220,8 @@ class FhirExport:
             url = self.b.add(bundle, resource, self.b.mrn_system, real)
         else:
             url = self.b.add(bundle, resource, self.b.system("downtime-mrn"), key)
-        return bundle, url
+        bundle.patient_url = url
+        return url
 
     def _demographics_from_paper(self, key: str, resource: dict[str, Any]) -> None:
         """A patient known only by a downtime MRN: name and birth date from a settled registration form."""
@@ -360,15 +363,19 @@ class FhirExport:
         values = _settled(form, [n for n in item.fields if n in form.fields])
         if not any(v not in (None, False, [], "") for n, v in values.items() if n not in ("obs_date", "mar_date")):
             return 0  # nothing written in this column/slot
-        bundle, patient_url = self.patient(form)
-        enc_url = self.encounter(bundle, form, patient_url)
+        key = form.patient_key
+        bundle = self.bundles.get(key) or PatientBundle(key)
+        # staged, so that an Unsettled raised half-way (or an item with nothing to send) adds nothing
+        staged = PatientBundle(key, [], dict(bundle.urls), bundle.patient_url)
+        patient_url = self.patient(staged, form)
+        enc_url = self.encounter(staged, form, patient_url)
         builder = {"vitals": self._vitals, "medication": self._medication, "order": self._lab,
                    "registration": self._registration}[item.kind]
-        # resources are staged so that an Unsettled raised half-way adds nothing
-        staged = PatientBundle(bundle.key, [], dict(bundle.urls))
         produced = builder(staged, item, values, patient_url, enc_url)
-        bundle.entries.extend(staged.entries)
-        bundle.urls = staged.urls
+        if produced or item.kind == "registration":
+            bundle.entries.extend(staged.entries)
+            bundle.urls, bundle.patient_url = staged.urls, staged.patient_url
+            self.bundles[key] = bundle
         return produced
 
     def _ref(self, patient_url: str, enc_url: str) -> dict[str, Any]:
