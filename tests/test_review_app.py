@@ -265,3 +265,53 @@ def test_users_commands(scenario):
     assert listed["nora"]["role"] == "clerk" and listed["sam"]["role"] == "supervisor"
     assert "pw_hash" not in listed["nora"]
     assert audit_rows(scenario.kit, "user.add")[-1]["actor"] == "admin"
+
+
+def test_next_item_is_one_index_walk_not_a_scan_of_the_queue(scenario):
+    from fallbackkit.review.queue import next_sql
+    conn = scenario.kit.db.conn
+    for kw in ({}, {"ward": "3B"}, {"template": "lab-request", "reason": "to transcribe"}):
+        sql, params = next_sql(**kw)
+        plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, [0, *params]))
+        assert "readings_queue" in plan, plan        # walks (status, reading_id) in order ...
+        assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan  # ... so LIMIT 1 stops at the first
+        assert "reviews_reading_decision" in plan or "reviews_reading" in plan, plan
+        assert "reviews_undoes" in plan, plan
+
+
+def test_an_item_cannot_be_marked_entered_while_readings_wait(app, scenario):
+    client = app.test_client()
+    login(client, "clara")
+    token = csrf_of(client)
+    from fallbackkit.reconcile import worklist
+    waiting = next(i for i in worklist(scenario.kit) if not i.resolved)
+    resp = client.post("/worklist/mark", data={"item_id": waiting.item_id, "status": "entered", "csrf_token": token})
+    assert resp.status_code == 302
+    assert 'class="flash error"' in client.get("/worklist").get_data(as_text=True)
+    conn = scenario.kit.db.conn
+    assert conn.execute("SELECT COUNT(*) FROM worklist_marks WHERE item_id = ?", [waiting.item_id]).fetchone()[0] == 0
+    client.post("/worklist/mark", data={"item_id": waiting.item_id, "status": "not-needed", "csrf_token": token})
+    assert conn.execute("SELECT status, actor FROM worklist_marks WHERE item_id = ?",
+                        [waiting.item_id]).fetchall() == [("not-needed", "clara")]
+    assert audit_rows(scenario.kit, "worklist.")[-1]["actor"] == "clara"
+
+
+def test_a_downtime_mrn_is_linked_with_one_action(app, scenario, tmp_path):
+    from fallbackkit.generate import print_blank
+    print_blank(scenario.kit, "registration", 1, tmp_path / "blank.pdf", actor="tester")
+    dt = scenario.kit.db.conn.execute("SELECT value FROM downtime_ids WHERE kind = 'mrn'").fetchone()[0]
+    client = app.test_client()
+    login(client, "clara")
+    html = client.get("/identities").get_data(as_text=True)
+    assert f'data-mrn="{dt}"' in html
+    token = csrf_of(client)
+    client.post("/identities/link", data={"downtime_mrn": dt, "real_mrn": "100345", "csrf_token": token})
+    links = scenario.kit.db.conn.execute("SELECT real_mrn, actor FROM identity_links WHERE downtime_mrn = ?",
+                                         [dt]).fetchall()
+    assert links == [("100345", "clara")]
+    assert audit_rows(scenario.kit, "identity.link")[-1]["actor"] == "clara"
+    # linking the same downtime MRN to another patient would split a record: refused, shown, nothing stored
+    client.post("/identities/link", data={"downtime_mrn": dt, "real_mrn": "999999", "csrf_token": token})
+    assert 'class="flash error"' in client.get("/identities").get_data(as_text=True)
+    assert scenario.kit.db.conn.execute("SELECT COUNT(*) FROM identity_links WHERE downtime_mrn = ?",
+                                        [dt]).fetchone()[0] == 1

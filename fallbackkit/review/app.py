@@ -382,7 +382,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     @app.get("/identities")
     def identities():
         lst, sug = _reconcile("list_identities"), _reconcile("suggest_identities")
-        items = lst(g.kit) if lst else []
+        items = [i for i in (lst(g.kit) if lst else []) if i.get("kind") == "mrn"]
         suggestions: dict[str, list[dict[str, Any]]] = {}
         for s in (sug(g.kit) if sug else []):
             suggestions.setdefault(s["downtime_mrn"], []).append(s)

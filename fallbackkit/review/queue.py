@@ -41,13 +41,19 @@ def _filters(ward: str | None, template: str | None, reason: str | None) -> tupl
     return joins, where, params
 
 
+def next_sql(ward: str | None = None, template: str | None = None, reason: str | None = None
+             ) -> tuple[str, list[Any]]:
+    """The query behind next_reading: its first parameter is the reading id to start after."""
+    joins, where, params = _filters(ward, template, reason)
+    return (f"SELECT rd.reading_id FROM readings rd{joins} WHERE rd.status = 'review' AND rd.reading_id > ?"
+            f"{where} AND {PENDING} ORDER BY rd.reading_id LIMIT 1", params)
+
+
 def next_reading(conn, after: int = 0, ward: str | None = None, template: str | None = None,
                  reason: str | None = None, wrap: bool = True) -> int | None:
     """The id of the next reading waiting for a person after `after` (wrapping round once), or None."""
     conn = _conn(conn)
-    joins, where, params = _filters(ward, template, reason)
-    sql = (f"SELECT rd.reading_id FROM readings rd{joins} WHERE rd.status = 'review' AND rd.reading_id > ?"
-           f"{where} AND {PENDING} ORDER BY rd.reading_id LIMIT 1")
+    sql, params = next_sql(ward, template, reason)
     row = conn.execute(sql, [after, *params]).fetchone()
     if row is None and wrap and after > 0:
         row = conn.execute(sql, [0, *params]).fetchone()
