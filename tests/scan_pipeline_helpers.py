@@ -1,8 +1,9 @@
 """Writing rendered pages the way scanners and phones store them, and the bad files they also produce."""
 from __future__ import annotations
 
-import io
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +90,20 @@ def write_bad_files(folder: Path, good_pdf: Path, good_png: Path) -> dict[str, s
     c.drawString(100, 100, "locked")
     c.save()
     expected["locked.pdf"] = "password-protected"
-    # 30000 x 30000 pixels of white compress to a few hundred kB: a decompression bomb
-    buf = io.BytesIO()
-    Image.new("1", (30000, 30000), 1).save(buf, format="PNG")
-    (folder / "bomb.png").write_bytes(buf.getvalue())
+    write_png_bomb(folder / "bomb.png", 30000, 30000)
     expected["bomb.png"] = "too large to be a scanned page"
     return expected
+
+
+def write_png_bomb(path: Path, width: int, height: int) -> Path:
+    """A valid 1-bit white PNG of width x height pixels: 900 megapixels compress to ~100 kB."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    row = b"\x00" + b"\xff" * ((width + 7) // 8)
+    z = zlib.compressobj(1)
+    block = row * 1000
+    body = b"".join(z.compress(block) for _ in range(height // 1000)) + z.compress(row * (height % 1000))
+    body += z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path

@@ -264,3 +264,91 @@ def test_readings_report_peoples_decisions(kit, blank_lab):
     assert all(r["status"] == "review" for r in list_readings(kit, status="review"))
     accepted = list_readings(kit, status="accepted")
     assert handwritten["field"] in {r["field"] for r in accepted if r["sheet_id"] == sheet_id}
+
+
+def _check_against_truth(kit, sha: str, page_index: int, truth_page: dict, where: str,
+                         thresholded: bool = False) -> int:
+    """Every accepted value of this capture equals the truth; returns how many were compared.
+
+    thresholded: the page was made black and white by the test, which can erase a faint mark from
+    the paper itself; such fields are not compared (the reader never saw the mark)."""
+    row = _rows(kit, "SELECT capture_id, status, sheet_id FROM captures WHERE file_sha256 = ? AND page_index = ?"
+                     " AND source = 'scan'", [sha, page_index])
+    assert row, f"{where}: page not stored"
+    capture_id, status, sheet_id = row[0]
+    assert (status, sheet_id) == ("read", truth_page["sheet_id"]), where
+    compared = 0
+    for field, ftype, value, rstatus, ink in _rows(
+            kit, "SELECT field, type, value, status, ink FROM readings WHERE capture_id = ?", [capture_id]):
+        truth = truth_page["fields"].get(field)
+        if truth is None:
+            continue
+        styles = truth.get("style")
+        if thresholded and "faint" in (styles if isinstance(styles, list) else [styles]):
+            continue
+        if ftype in BLANK:
+            if rstatus == "accepted":
+                got = None if value is None else json.loads(value)
+                assert got == truth["value"], f"{where} {field}: read {value}, truth {truth}"
+                compared += 1
+        else:
+            if truth["ink"]:  # a field with ink is never accepted as blank
+                assert rstatus == "review" and ink == 1, f"{where} {field}: ink not sent to review"
+            elif rstatus == "accepted":
+                assert ink == 0, f"{where} {field}"
+                compared += 1
+    return compared
+
+
+def test_simulated_fills_in_every_format_read_as_the_truth(kit, tmp_path):
+    """Printed MARs and lab requests, filled with pen marks and damaged by `simulate`, written in
+    every format: every page identified, every accepted value equal to the truth."""
+    from fallbackkit.generate import print_blank
+    from fallbackkit.scan.ingest import iter_pages
+    from fallbackkit.scan.simulate import simulate
+    sets = [(print_blank(kit, "mar", 2, tmp_path / "mar.pdf", actor="t").out_path, "mixed", 5),
+            (print_blank(kit, "lab-request", 2, tmp_path / "lab.pdf", actor="t").out_path, "office", 6)]
+    inbox = tmp_path / "inbox"
+    truths = []
+    for pdf, tier, seed in sets:
+        out = inbox / pdf.stem
+        simulate(kit, pdf, out, seed=seed, tier=tier)
+        truths.append((out, json.loads((out / "truth.json").read_text())))
+    (inbox / "mar" / "truth.json").rename(tmp_path / "mar-truth.json")
+    (inbox / "lab" / "truth.json").rename(tmp_path / "lab-truth.json")
+
+    # the same simulated pages again, as a scanner PDF, a G4 TIFF and phone JPEGs turned by EXIF
+    repacked = tmp_path / "repacked"
+    repacked.mkdir()
+    pages, truth_pages = [], []
+    for out, truth in truths:
+        for f in truth["files"]:
+            for page, t in zip(iter_pages(out / f["file"]), f["pages"]):
+                pages.append(page.image)
+                truth_pages.append(t)
+    write_scanner_pdf(repacked / "all.pdf", pages)
+    clean = [i for i, t in enumerate(truth_pages) if t["tier"] in ("clean", "office")]
+    write_tiff_g4(repacked / "clean.tif", [pages[i] for i in clean], dpi=200)
+    for n, i in enumerate(clean[:2]):
+        write_jpeg(repacked / f"phone{n}.jpg", pages[i], exif_orientation=(6, 8)[n])
+
+    summary = scan_paths(kit, [inbox, repacked], workers=2, progress=False)
+    assert summary.failed == [] and summary.pages_quarantined == 0
+
+    compared = 0
+    for out, truth in truths:
+        for f in truth["files"]:
+            sha = _sha(out / f["file"])
+            for t in f["pages"]:
+                compared += _check_against_truth(kit, sha, t["page"], t, f"{f['file']} p{t['page']}",
+                                                 thresholded=t.get("bilevel", False))
+    sha = _sha(repacked / "all.pdf")
+    for k, t in enumerate(truth_pages):
+        compared += _check_against_truth(kit, sha, k + 1, t, f"all.pdf p{k + 1}")
+    sha = _sha(repacked / "clean.tif")
+    for k, i in enumerate(clean):
+        t = truth_pages[i]
+        compared += _check_against_truth(kit, sha, k + 1, t, f"clean.tif p{k + 1}", thresholded=True)
+    for n, i in enumerate(clean[:2]):
+        compared += _check_against_truth(kit, _sha(repacked / f"phone{n}.jpg"), 1, truth_pages[i], f"phone{n}.jpg")
+    assert compared > 200
