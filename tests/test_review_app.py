@@ -218,7 +218,12 @@ def test_screens_render_in_the_users_language(app, scenario):
     for path in ("/", "/queue", "/review", "/conflicts", "/quarantine", "/identities", "/worklist", "/decisions"):
         resp = client.get(path)
         assert resp.status_code == 200, path
-    assert "Tableau de bord" in client.get("/").get_data(as_text=True)
+    home = client.get("/").get_data(as_text=True)
+    assert "Tableau de bord" in home
+    row = re.search(r'<tr data-ward="3B"><th>3B</th><td>(\d+)</td><td>(\d+)</td>', home)
+    printed = scenario.kit.db.conn.execute("SELECT COUNT(*) FROM sheets s JOIN forms f USING (form_id)"
+                                           " WHERE f.ward = '3B'").fetchone()[0]
+    assert row and int(row.group(1)) == printed and int(row.group(2)) >= 1
     client.post("/lang", data={"lang": "nl", "csrf_token": csrf_of(client)})
     assert "Overzicht" in client.get("/").get_data(as_text=True)
     client.post("/lang", data={"lang": "fr", "csrf_token": csrf_of(client)})

@@ -411,14 +411,10 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         ward = request.args.get("ward") or None
         status = request.args.get("status", "pending")
         items = fn(g.kit, ward=ward, status=None if status == "all" else status) if fn else []
-        patients: list[tuple[str, list[Any]]] = []
-        for item in items:  # keep back-load order, grouped per patient as they come
-            key = item.patient_mrn or "—"
-            if patients and patients[-1][0] == key:
-                patients[-1][1].append(item)
-            else:
-                patients.append((key, [item]))
-        return render_template("worklist.html", patients=patients, ward=ward or "", status=status,
+        grouped: dict[str, list[Any]] = {}
+        for item in items:  # per patient, each patient's items keeping the back-load order
+            grouped.setdefault(item.patient_mrn or "—", []).append(item)
+        return render_template("worklist.html", patients=list(grouped.items()), ward=ward or "", status=status,
                                choices=q.filter_choices(g.kit.db))
 
     @app.post("/worklist/mark")
