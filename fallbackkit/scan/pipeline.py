@@ -618,8 +618,12 @@ def _run_in_process(kit: Kit, tasks: list, handle: Callable[[dict], None]) -> No
 
 
 def _context():
-    methods = mp.get_all_start_methods()
-    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    """forkserver where there is one: workers fork from a server that imported the reader once."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["fallbackkit.scan.pipeline", "fallbackkit.scan.engine"])
+        return ctx
+    return mp.get_context("spawn")
 
 
 def _run_pool(kit: Kit, tasks: list, handle: Callable[[dict], None], workers: int) -> None:
