@@ -280,3 +280,23 @@ def test_stale_bundles_of_an_earlier_export_are_removed(scene, tmp_path):
     r = export_fhir(kit, out)
     assert r["removed_stale"] == ["bundle-DTM99999999.json"]
     assert (out / "notes.txt").exists() and not (out / "bundle-DTM99999999.json").exists()
+
+
+def test_backup_and_restore_refuse_the_live_store(kit):
+    from fallbackkit.errors import BadInput
+    with pytest.raises(BadInput, match="own store"):
+        backup(kit, kit.store_path, "it")
+    with pytest.raises(BadInput, match="own store"):
+        restore(kit, kit.store_path, "it")
+    check(kit)
+
+
+def test_report_for_one_ward(scene, tmp_path):
+    kit, info = scene
+    from fallbackkit.export import report_data
+    d = report_data(kit, ward="3B")
+    assert {g["ward"] for g in d["by_group"]} == {"3B"}
+    assert d["totals"]["sheets_printed"] == kit.db.conn.execute(
+        "SELECT count(*) FROM sheets s JOIN forms f ON f.form_id = s.form_id WHERE f.ward = '3B'").fetchone()[0]
+    assert all(m["ward"] == "3B" for m in d["missing"])
+    assert d["totals"]["conflicts"] == 1 and d["conflicts"][0]["field"] == "c3.pulse"

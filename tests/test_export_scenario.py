@@ -193,6 +193,9 @@ def test_report_counts_equal_store(scenario):
     assert t["sheets_printed"] == rt["sheets_printed"]
     assert t["sheets_returned"] == rt["sheets_returned"]
     assert sum(g["printed"] for g in d["by_group"]) == t["sheets_printed"]
+    assert t["consistency_flags"] == rt["consistency_flags"]
+    from fallbackkit.export import check
+    assert check(kit)["ok"], "a store filled by the real scan path passes the integrity and audit checks"
 
 
 def test_pdf_report_renders_and_holds_the_totals(scenario):

@@ -56,10 +56,17 @@ def inspect_store(path: Path | str) -> dict[str, Any]:
             "kit_id": kit_id, "counts": counts, "audit_rows": audit_rows, "audit_broken_at": broken}
 
 
+def _store_files(kit: Kit) -> set[Path]:
+    store = kit.store_path.resolve()
+    return {store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")}
+
+
 def backup(kit: Kit, out: Path | str, actor: str) -> dict[str, Any]:
     out = Path(out)
     if out.is_dir():
         raise BadInput(f"{out} is a directory", hint="give a file name, e.g. kit-backup-2026-11-28.sqlite")
+    if out.resolve() in _store_files(kit):
+        raise BadInput(f"{out} is the kit's own store", hint="write the backup to another file, ideally another disk")
     out.parent.mkdir(parents=True, exist_ok=True)
     with kit.db.conn:  # record the backup in the store, so the copy carries its own entry
         append_audit(kit.db.conn, actor, "kit.backup", str(out), None, {"at": now_iso()})
@@ -102,6 +109,8 @@ def backup(kit: Kit, out: Path | str, actor: str) -> dict[str, Any]:
 def restore(kit: Kit, source: Path | str, actor: str, force: bool = False) -> dict[str, Any]:
     """Replace the kit's store with a verified backup; the current store is kept as a safety copy first."""
     source = Path(source)
+    if source.resolve() in _store_files(kit):
+        raise BadInput(f"{source} is the kit's own store", hint="name a backup file made by `fallbackkit backup`")
     report = inspect_store(source)
     if report["integrity"] != ["ok"]:
         raise IntegrityFailure(f"{source} fails the integrity check: {'; '.join(report['integrity'][:3])}",

@@ -104,12 +104,22 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     entered_times = sorted(t for t in (_aware(m["at"]) for m in latest.values() if m["status"] == "entered") if t)
     progress = _progress(entered_times)
     worklist = None
+    flags: list[dict[str, Any]] = []
     try:
+        from ..reconcile import reconcile as _reconcile
         from ..reconcile import worklist as _worklist
+    except ImportError:  # a build without the reconcile stage: the report says less, never guesses
+        _reconcile = _worklist = None
+    if _worklist is not None:
         items = _worklist(kit, ward=ward)
         worklist = Counter(getattr(i, "status", None) or i["status"] for i in items)
-    except ImportError:
-        pass
+        for f in _reconcile(kit)["forms"]:
+            if f["form_id"] not in form_ids:
+                continue
+            for flag in f.get("flags", []):
+                flags.append({"ward": f.get("ward") or BLANK, "patient_mrn": f.get("patient_mrn"),
+                              "form_id": f["form_id"], "template": f["template"], **flag})
+        flags.sort(key=lambda x: (x["ward"], x["patient_mrn"] or "", x["form_id"], x["code"]))
 
     printed = sum(c["printed"] for c in per_group.values())
     returned = sum(c["returned"] for c in per_group.values())
@@ -119,7 +129,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
         "forms_printed": len(store.forms), "forms_captured": captured_forms,
         "captures": len(caps), "duplicate_captures": duplicates, "conflicts": len(conflicts),
         "quarantined_pages": len(quarantine), "readings": len(readings), "readings_to_review": sum(backlog.values()),
-        "auto_accepted": auto, "unlinked_identities": len(unlinked),
+        "auto_accepted": auto, "unlinked_identities": len(unlinked), "consistency_flags": len(flags),
         "reentry_pending": worklist.get("pending", 0) if worklist is not None else None,
         "reentry_entered": worklist.get("entered", 0) if worklist is not None
         else sum(1 for m in latest.values() if m["status"] == "entered"),
@@ -130,7 +140,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
         "kit_id": kit.kit_id, "generated_at": now_iso(), "ward": ward, "totals": totals,
         "by_group": [{"ward": w, "template": t, **{k: c[k] for k in ("printed", "returned", "missing")}}
                      for (w, t), c in sorted(per_group.items())],
-        "missing": missing, "conflicts": conflicts, "quarantine": quarantine,
+        "missing": missing, "conflicts": conflicts, "quarantine": quarantine, "flags": flags,
         "backlog": [{"ward": w, "template": t, "readings": n} for (w, t), n in sorted(backlog.items())],
         "backlog_reasons": backlog_reasons.most_common(),
         "unlinked": sorted(unlinked), "progress": progress,
@@ -171,6 +181,9 @@ def todo_lines(d: dict[str, Any]) -> list[str]:
         lines.append(f"{t['readings_to_review']} readings wait for a clerk's review.")
     if t["conflicts"]:
         lines.append(f"{t['conflicts']} fields disagree between two scans of the same sheet: resolve them.")
+    if t["consistency_flags"]:
+        lines.append(f"{t['consistency_flags']} entries on returned forms look incomplete or inconsistent "
+                     "(e.g. a dose marked without a time): check them on the paper.")
     if t["unlinked_identities"]:
         lines.append(f"{t['unlinked_identities']} downtime MRNs are not linked to a real patient yet.")
     if t["reentry_pending"]:
@@ -188,7 +201,8 @@ def key_figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
             ("Sheets missing (patient forms)", t["sheets_missing_bound"]),
             ("Blank forms not used", t["unused_blank_forms"]),
             ("Captures", t["captures"]), ("Duplicate captures", t["duplicate_captures"]),
-            ("Conflicts", t["conflicts"]), ("Quarantined pages", t["quarantined_pages"]),
+            ("Conflicts", t["conflicts"]), ("Consistency flags", t["consistency_flags"]),
+            ("Quarantined pages", t["quarantined_pages"]),
             ("Readings", t["readings"]), ("Readings to review", t["readings_to_review"]),
             ("Auto-accepted share", f"{q['auto_share']:.0%}" if q["auto_share"] is not None else "–"),
             ("Unlinked downtime MRNs", t["unlinked_identities"]),
@@ -279,6 +293,10 @@ def render_pdf(d: dict[str, Any], out: Path) -> Path:
                        [[c["ward"], c["patient_mrn"] or "", f"{c['template']} {c['form_id']}", c["field"],
                          " / ".join(c["values"])] for c in d["conflicts"]]) if d["conflicts"]
                  else Paragraph("None.", body))
+    story.append(Paragraph("Consistency flags on returned forms", h2))
+    story.append(table([["Ward", "MRN", "Form", "Field", "Problem"]] +
+                       [[x["ward"], x["patient_mrn"] or "", f"{x['template']} {x['form_id']}", x["field"] or "",
+                         x["message"]] for x in d["flags"]]) if d["flags"] else Paragraph("None.", body))
     story.append(Paragraph("Quarantine (pages not identified)", h2))
     story.append(table([["#", "Reason", "Detail", "File", "Page"]] +
                        [[q["quarantine_id"], q["reason"], q["detail"] or "", q["first_path"] or "", q["page_index"]]
@@ -441,6 +459,10 @@ def render_html(d: dict[str, Any], out: Path) -> Path:
         _html_table(["Ward", "MRN", "Form", "Field", "Values"],
                     [[c["ward"], c["patient_mrn"] or "", f"{c['template']} {c['form_id']}", c["field"],
                       " / ".join(c["values"])] for c in d["conflicts"]]),
+        "</section><section><h2>Consistency flags on returned forms</h2>",
+        _html_table(["Ward", "MRN", "Form", "Field", "Problem"],
+                    [[x["ward"], x["patient_mrn"] or "", f"{x['template']} {x['form_id']}", x["field"] or "",
+                      x["message"]] for x in d["flags"]]),
         "</section><section><h2>Quarantine (pages not identified)</h2>",
         _html_table(["#", "Reason", "Detail", "File", "Page"],
                     [[x["quarantine_id"], x["reason"], x["detail"] or "", x["first_path"] or "", x["page_index"]]
