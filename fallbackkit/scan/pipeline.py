@@ -420,10 +420,15 @@ def store_page(conn: sqlite3.Connection, result: dict[str, Any], source: str = "
             "duplicate_of": duplicate_of, "accepted": accepted, "review": review}
 
 
+def _where(path: Path | str) -> str:
+    """Paths are recorded absolute: the store outlives the folder the command was run from."""
+    return str(Path(path).absolute())
+
+
 def _sighting(conn, sha: str | None, path: Path | str, outcome: str) -> int:
     with conn:
         return conn.execute("INSERT INTO input_sightings (sha256, path, seen_at, outcome) VALUES (?,?,?,?)",
-                            [sha, str(path), now_iso(), outcome]).lastrowid
+                            [sha, _where(path), now_iso(), outcome]).lastrowid
 
 
 def _fail_file(conn, sha: str, error: str) -> None:
@@ -558,9 +563,9 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
                 "INSERT INTO input_files (sha256, size, kind, pages, status, error, first_path, started_at, finished_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET status='failed', error=excluded.error,"
                 " finished_at=excluded.finished_at",
-                [sha, size, "unknown", None, "failed", error, str(path), now_iso(), now_iso()])
+                [sha, size, "unknown", None, "failed", error, _where(path), now_iso(), now_iso()])
             conn.execute("INSERT INTO input_sightings (sha256, path, seen_at, outcome) VALUES (?,?,?,?)",
-                         [sha, str(path), now_iso(), "failed: " + exc.problem])
+                         [sha, _where(path), now_iso(), "failed: " + exc.problem])
         summary.files_failed += 1
         summary.failed.append({"path": str(path), "error": error})
         return None
@@ -569,7 +574,7 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
             "INSERT INTO input_files (sha256, size, kind, pages, status, archive_path, first_path, started_at)"
             " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET status='started', error=NULL,"
             " kind=excluded.kind, pages=excluded.pages, archive_path=excluded.archive_path, finished_at=NULL",
-            [sha, size, kind, pages, "started", archive_rel, str(path), now_iso()])
+            [sha, size, kind, pages, "started", archive_rel, _where(path), now_iso()])
     seen_in_batch[sha] = path  # only a usable file: a copy of a bad file fails on its own
     sighting = _sighting(conn, sha, path, "resumed" if resumed else "new")
     stored = {r[0] for r in conn.execute(
