@@ -69,8 +69,7 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], req
         return v if v is not None and v.resolved else None
 
     if template == "mar":
-        slots = sorted({n.rsplit(".", 1)[0] for n in layout.fields if n.count(".") == 2})
-        for prefix in slots:
+        for prefix in layout.slots:
             label = None
             status = values.get(f"{prefix}.status")
             given = values.get(f"{prefix}.given")

@@ -80,10 +80,11 @@ class _Merger:
             if row["hash"] not in have:
                 self.insert("layouts", row)
         batch_map: dict[int, int] = {}
-        local_batches = {(r[1], r[2], r[3]): r[0] for r in L.execute(
-            "SELECT id, created_at, kind, actor FROM print_batches")}
+        batch_key = ("created_at", "kind", "actor", "ward", "template", "out_path", "sheets")
+        local_batches = {tuple(r[1:]): r[0] for r in L.execute(
+            f"SELECT id, {', '.join(batch_key)} FROM print_batches")}
         for row in self.rows("print_batches", "id")[1]:
-            key = (row["created_at"], row["kind"], row["actor"])
+            key = tuple(row.get(k) for k in batch_key)
             batch_map[row["id"]] = local_batches.get(key) or self.insert("print_batches", row, ("id",))
         have = {r[0] for r in L.execute("SELECT form_id FROM forms")}
         for row in self.rows("forms", "rowid")[1]:

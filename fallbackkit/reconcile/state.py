@@ -27,8 +27,19 @@ CHUNK = 500  # ids per IN (...) query
 MULTI_MARK_WORDS = ("options marked", "multiple", "several", "more than one", "two marks")
 
 
+_MISSING = object()
+_SCALARS: dict[str, Any] = {}  # most stored values are a handful of strings: 'null', 'false', '"given"'
+
+
 def loads(text: str | None) -> Any:
-    return json.loads(text) if text is not None else None
+    if text is None:
+        return None
+    value = _SCALARS.get(text, _MISSING)
+    if value is _MISSING:
+        value = json.loads(text)
+        if not isinstance(value, (list, dict)) and len(_SCALARS) < 10_000:
+            _SCALARS[text] = value
+    return value
 
 
 @dataclass(slots=True)
@@ -84,6 +95,10 @@ class Layout:
     version: int
     page: int
     fields: dict[str, dict[str, Any]]  # name -> geometry entry
+    slots: list[str] = field(default_factory=list)  # MAR slot prefixes (m1.s1, p1.s2, n1.s1), in order
+
+    def __post_init__(self) -> None:
+        self.slots = sorted({n.rsplit(".", 1)[0] for n in self.fields if n.count(".") == 2})
 
 
 @dataclass
