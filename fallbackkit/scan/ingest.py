@@ -244,6 +244,8 @@ def _extract_scanned_image(path: Path, page, index: int, width_pt: float, height
                 return None
     except pdfium.PdfiumError:
         return None  # let the renderer have a go; it reports real damage
+    if image[::16, ::16].mean() < 96:
+        return None  # mostly dark: an inverted image (a /Decode array the raw bitmap ignores); render it
     dpi = round(px_w / ((right - left) / 72), 1)
     return Page(index, np.ascontiguousarray(image), float(dpi), "pdf", "extract")
 
