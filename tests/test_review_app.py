@@ -320,3 +320,15 @@ def test_a_downtime_mrn_is_linked_with_one_action(app, scenario, tmp_path):
     assert 'class="flash error"' in client.get("/identities").get_data(as_text=True)
     assert scenario.kit.db.conn.execute("SELECT COUNT(*) FROM identity_links WHERE downtime_mrn = ?",
                                         [dt]).fetchone()[0] == 1
+
+
+def test_review_command_serves_on_localhost_by_default(scenario, monkeypatch):
+    import fallbackkit.review as review
+    calls = []
+    monkeypatch.setattr(review, "serve", lambda kit_dir, host, port: calls.append((str(kit_dir), host, port)))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["--kit", str(scenario.kit.path), "review"])
+    assert res.exit_code == 0, res.output
+    assert calls == [(str(scenario.kit.path), "127.0.0.1", 8765)]
+    res = runner.invoke(cli, ["--kit", str(scenario.kit.path), "review", "--host", "0.0.0.0", "--port", "9000"])
+    assert calls[-1][1:] == ("0.0.0.0", 9000) and "other machines" in res.output

@@ -93,6 +93,16 @@ def test_a_clerk_works_through_the_station(station, page):
     page.wait_for_selector(f"section[data-reading='{fasting}']")
     assert page.locator("#machine").inner_text().strip() == "—"
     shot(page, "review-checkbox")
+    # Esc skips (nothing recorded), and the queue wraps round to the skipped item
+    page.keyboard.press("Escape")
+    page.wait_for_selector(f"section[data-reading='{diagnosis}']")
+    page.keyboard.press("Escape")
+    page.wait_for_selector(f"section[data-reading='{fasting}']")
+    assert current_review(kit.db, fasting) is None and current_review(kit.db, diagnosis) is None
+    # Enter alone does not turn "the machine could not tell" into an answer
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#status.error")
+    assert current_review(kit.db, fasting) is None
     page.keyboard.press("z")
     page.wait_for_selector("#pagebox svg polygon.hit")
     page.keyboard.press("1")
