@@ -283,3 +283,21 @@ def test_merge_brings_decisions_and_marks(kit, ward_pack, tmp_path):
     assert merge_store(kit, tmp_path / "station-b", "it")["added"] == {}
     with pytest.raises(BadInput, match="this kit itself"):
         merge_store(kit, kit.path, "it")
+
+
+def test_resolving_ink_against_no_ink_needs_the_written_value(kit, ward_pack):
+    from fallbackkit.reconcile import resolve_conflict
+    lab = forms_of(kit, "lab-request")[0]
+    with_ink = fake_scan(kit, lab, {"tests": ["cbc"], "collected_at": "x"})
+    fake_scan(kit, lab, {"tests": ["cbc"]})
+    f = form(reconcile(kit), lab)
+    assert [(c["field"], c["resolved"]) for c in f["conflicts"]] == [("collected_at", False)]
+    with pytest.raises(BadInput, match="nobody has transcribed"):
+        resolve_conflict(kit, lab, "collected_at", None, "clerk", chosen_capture_id=with_ink)
+    with pytest.raises(BadInput, match="not a capture of sheet"):
+        resolve_conflict(kit, lab, "collected_at", "x", "clerk", chosen_capture_id=99999)
+    resolve_conflict(kit, lab, "collected_at", "28/11/2026 08:00", "clerk", chosen_capture_id=with_ink)
+    report = reconcile(kit)
+    assert form(report, lab)["conflicts"][0]["resolved"] and report["totals"]["conflicts"] == 0
+    item = next(i for i in worklist(kit) if i.item_id == f"{lab}:order")
+    assert item.care_time == "2026-11-28T08:00"

@@ -166,7 +166,12 @@ def resolve_conflict(kit: Kit, sheet_id: str, field: str, value: Any, actor: str
                            hint=f"captures of this sheet: {', '.join(str(r[1]) for r in rows)}")
         if value is None:
             from ..store.decisions import effective_reading
-            value = effective_reading(conn, chosen[0][0])["value"]
+            chosen_reading = effective_reading(conn, chosen[0][0])
+            value = chosen_reading["value"]
+            ink = conn.execute("SELECT ink FROM readings WHERE reading_id = ?", [chosen[0][0]]).fetchone()[0]
+            if value is None and chosen[0][2] in HANDWRITTEN_TYPES and ink and chosen_reading["source"] == "machine":
+                raise BadInput(f"capture {chosen_capture_id} shows handwriting in {field} that nobody has transcribed",
+                               hint="type what is written as the value")
     note = f"conflict on {sheet_id} {field} resolved" + (
         f" (as capture {chosen_capture_id} shows)" if chosen_capture_id is not None else "")
     for reading_id, _cid, ftype in rows:
