@@ -400,15 +400,14 @@ def store_page(conn: sqlite3.Connection, result: dict[str, Any], source: str = "
         capture_id = cur.lastrowid
         accepted = review = 0
         if not quarantined:
-            for r in result["readings"]:
-                conn.execute(
-                    "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
-                    " ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    [capture_id, sheet, r["field"], r["type"], _dumps(r["raw"]) or "{}", _dumps(r["value"]),
-                     r["confidence"], r["status"], r["reason"], None if r["ink"] is None else int(r["ink"]),
-                     r.get("crop_path")])
-                accepted += r["status"] == "accepted"
-                review += r["status"] != "accepted"
+            conn.executemany(
+                "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
+                " ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [[capture_id, sheet, r["field"], r["type"], _dumps(r["raw"]) or "{}", _dumps(r["value"]),
+                  r["confidence"], r["status"], r["reason"], None if r["ink"] is None else int(r["ink"]),
+                  r.get("crop_path")] for r in result["readings"]])
+            accepted = sum(r["status"] == "accepted" for r in result["readings"])
+            review = len(result["readings"]) - accepted
         quarantine_id = None
         if quarantined:
             cur = conn.execute("INSERT INTO quarantine (capture_id, reason, detail, payload, created_at)"
@@ -804,6 +803,9 @@ class _InTransaction:
 
     def execute(self, *args, **kwargs):
         return self.conn.execute(*args, **kwargs)
+
+    def executemany(self, *args, **kwargs):
+        return self.conn.executemany(*args, **kwargs)
 
 
 __all__ = ["ScanSummary", "scan_paths", "format_summary", "find_files", "list_readings", "list_quarantine",
