@@ -251,6 +251,17 @@ def test_quarantine_list_and_assign_by_printed_sheet_id(kit, blank_lab, lab_page
     result = run("quarantine", "assign", str(qid), sheet_id)
     assert result.exit_code == 6 and "already assigned" in result.output
 
+    # a page with no corner marks at all cannot be read as any sheet: refused, nothing stored
+    import numpy as np
+    write_png(tmp_path / "white.png", np.full((2339, 1654), 250, np.uint8))
+    assert run("scan", str(tmp_path / "white.png"), "--workers", "0").exit_code == 0
+    qid2 = json.loads(run("quarantine", "list", "--json").stdout)[0]["quarantine_id"]
+    captures = _rows(kit, "SELECT COUNT(*) FROM captures")
+    result = run("quarantine", "assign", str(qid2), _sheet_ids(blank_lab)[2])
+    assert result.exit_code == 4 and "cannot be read as sheet" in result.output, result.output
+    assert _rows(kit, "SELECT COUNT(*) FROM captures") == captures
+    assert len(_rows(kit, "SELECT 1 FROM quarantine_assignments")) == 1
+
 
 def test_readings_report_peoples_decisions(kit, blank_lab):
     scan_paths(kit, [blank_lab.out_path], workers=0, progress=False)

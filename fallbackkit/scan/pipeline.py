@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from .. import ids
-from ..errors import BadInput, Conflict, MissingDependency, NotFound
+from ..errors import BadInput, Conflict, IntegrityFailure, MissingDependency, NotFound
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
@@ -763,7 +763,12 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) 
         page = reader.page(page_index)
     finally:
         reader.close()
-    result = read_page_as(page.image, geometry)
+    try:
+        result = read_page_as(page.image, geometry)
+    except Exception as exc:  # an engine bug: say so plainly, store nothing
+        raise IntegrityFailure(f"the reader failed on quarantined page {quarantine_id}: "
+                               f"{type(exc).__name__}: {exc}",
+                               hint="nothing was stored; tell IT (run with --verbose for details)") from exc
     if result.status != "read":
         raise BadInput(f"page {quarantine_id} cannot be read as sheet {sheet_id}: "
                        f"{result.reason}{' (' + result.detail + ')' if result.detail else ''}",
