@@ -170,6 +170,7 @@ def test_decision_is_validated_recorded_with_the_user_and_undone_only_by_a_super
     assert reading["status"] == "review" and reading["reason"]
     rid = reading["reading_id"]
     assert reading["field"] == "fasting" and reading["options"] == [True, False]
+    assert reading["field_label"] == "Fasting"  # as printed on the form, in the clerk's language
     assert _decide(clerk, token, rid, "correct", "maybe").status_code == 400  # not an option
     resp = _decide(clerk, token, rid, "correct", True)
     assert resp.status_code == 200

@@ -22,6 +22,7 @@ from flask import (Flask, abort, g, jsonify, make_response, redirect, render_tem
 from .. import ids
 from ..errors import BadInput, FallbackkitError, NotFound
 from ..store.kit import Kit, connect, open_kit
+from . import labels as lb
 from . import queue as q
 from . import users as u
 from .i18n import STRINGS, t
@@ -228,6 +229,9 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     def queue_view():
         f = _filters()
         items = q.list_queue(g.kit.db, f.get("ward"), f.get("template"), f.get("reason"), limit=200)
+        for item in items:
+            item["label"] = lb.field_label(lb.labels(kit_path, item["template"], item["version"], g.lang),
+                                           item["field"])
         counts = q.queue_counts(g.kit.db, f.get("ward"), f.get("template"))
         return render_template("queue.html", items=items, counts=counts, filters=f,
                                choices=q.filter_choices(g.kit.db), query=urlencode(f),
@@ -250,7 +254,11 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         d["crop_url"] = url_for("crop_image", reading_id=reading_id) if d["has_crop"] else None
         d["page_url"] = url_for("page_image", capture_id=d["capture_id"]) if d["has_page"] else None
         d["page_link"] = url_for("page_view", capture_id=d["capture_id"])
-        d["field_label"] = d["field"]
+        table = lb.labels(kit_path, d["capture"]["template"], d["capture"]["version"], g.lang)
+        d["field_label"] = lb.field_label(table, d["field"])
+        if d["options"] is not None:
+            names = lb.option_labels(table, d["field"])
+            d["option_labels"] = [_option_text(o, names.get(o)) for o in d["options"]]
         return d
 
     @app.get("/api/next")
@@ -434,6 +442,13 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         return back(url_for("worklist"))
 
     return app
+
+
+def _option_text(value: Any, label: str | None) -> str | None:
+    """An option as printed on the form, with its stored value when the print is only a letter."""
+    if not isinstance(value, str) or not label:
+        return None
+    return label if label.casefold() == value.casefold() else f"{value.replace('_', ' ')} ({label})"
 
 
 def _fmt(value: Any) -> str:

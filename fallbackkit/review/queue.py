@@ -72,11 +72,11 @@ def list_queue(conn, ward: str | None = None, template: str | None = None, reaso
     marks = ",".join("?" * len(ids))
     rows = conn.execute(
         "SELECT rd.reading_id, rd.sheet_id, rd.field, rd.type, rd.reason, rd.value, c.template, c.page, f.ward, f.bed,"
-        " COALESCE(f.patient_mrn, f.downtime_mrn) FROM readings rd JOIN captures c ON c.capture_id = rd.capture_id"
+        " COALESCE(f.patient_mrn, f.downtime_mrn), c.version FROM readings rd JOIN captures c ON c.capture_id = rd.capture_id"
         f" LEFT JOIN forms f ON f.form_id = c.form_id WHERE rd.reading_id IN ({marks}) ORDER BY rd.reading_id", ids)
     return [{"reading_id": r[0], "sheet_id": r[1], "field": r[2], "type": r[3], "reason": r[4],
              "value": json.loads(r[5]) if r[5] is not None else None, "template": r[6], "page": r[7],
-             "ward": r[8], "bed": r[9], "mrn": r[10]} for r in rows]
+             "ward": r[8], "bed": r[9], "mrn": r[10], "version": r[11]} for r in rows]
 
 
 def queue_counts(conn, ward: str | None = None, template: str | None = None) -> dict[str, int]:

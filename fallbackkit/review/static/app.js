@@ -68,7 +68,8 @@
     var extra = [];
     if (r.extra && r.extra.medication) extra.push(S.medication + ": " + r.extra.medication);
     if (r.extra && r.extra.scheduled) extra.push(S.scheduled + " " + r.extra.scheduled);
-    var head = el("h1", { "class": "fieldname", text: r.field_label }, extra.length ? [el("small", { text: "  " + extra.join(" · ") })] : []);
+    var head = el("h1", { "class": "fieldname", text: r.field_label + " " }, [el("small", { text: r.field }),
+      extra.length ? el("small", { "class": "extra", text: " · " + extra.join(" · ") }) : null]);
     var crop = el("div", { "class": "cropbox" }, [r.crop_url ? el("img", { src: r.crop_url, alt: r.field, id: "crop" }) : el("p", { "class": "empty", text: S.no_image })]);
     var why = el("p", { "class": "why" }, [
       S.why + ": ", el("span", { "class": "badge warn", text: r.reason || "?" }), "   " + S.machine + ": ",
@@ -90,7 +91,8 @@
     if (r.options) {
       choice = r.type === "multichoice" ? (Array.isArray(r.value) ? r.value.slice() : []) : r.value;
       r.options.forEach(function (opt, i) {
-        var label = opt === true ? "☑ " + S.ticked : opt === false ? "☐ " + S.empty : opt === null ? S.blank : String(opt);
+        var named = r.option_labels && r.option_labels[i];
+        var label = opt === true ? "☑ " + S.ticked : opt === false ? "☐ " + S.empty : opt === null ? S.blank : (named || String(opt));
         var b = el("button", { "class": "opt", type: "button", "data-index": String(i + 1) }, [el("span", { "class": "key", text: String(i + 1) }), label]);
         b.addEventListener("click", function () { pick(i); });
         answer.appendChild(b);
@@ -161,7 +163,7 @@
     }).then(function (res) {
       busy = false;
       if (res.status === 401) { window.location = "/login"; return; }
-      if (res.status === 200) { say(S.saved + " ✓ " + r.field + " = " + show(decision === "confirm" ? r.value : value)); advance(r.reading_id); }
+      if (res.status === 200) { say(S.saved + " ✓ " + r.field_label + " = " + show(decision === "confirm" ? r.value : value)); advance(r.reading_id); }
       else if (res.status === 409) { say(res.body.error, true); advance(r.reading_id); }
       else { say(S.error + ": " + (res.body.error || res.status), true); }
     }).catch(function (e) { busy = false; say(S.error + ": " + e, true); });

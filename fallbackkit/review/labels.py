@@ -1,0 +1,80 @@
+"""Field and option labels in the clerk's language, from the kit's templates.
+
+Readings carry field names (`diagnosis`, `c3.pulse`, `m1.s2.status`); a clerk should read what is
+printed on the form ("Clinical information / diagnosis", "Pulse · 3", "Status"). Unknown names fall
+back to the name itself, never to nothing.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+_CACHE: dict[tuple[str, str, int], dict[str, Any]] = {}
+_LOCK = threading.Lock()
+
+
+def _pick(label: dict[str, str] | None, lang: str) -> str | None:
+    if not label:
+        return None
+    return label.get(lang) or label.get("en")
+
+
+def _build(kit_path: Path, template: str, version: int, lang: str) -> dict[str, Any]:
+    from ..templates.model import load_templates
+    fields: dict[str, str] = {}
+    options: dict[str, dict[Any, str]] = {}
+    try:
+        found = load_templates(Path(kit_path) / "form_templates")
+    except Exception:  # a broken template must not take the station down: names are shown instead
+        return {"fields": fields, "options": options}
+    t = found.get(f"{template}@{version}") or found.get(template)
+    if t is None:
+        return {"fields": fields, "options": options}
+    slot_specs: dict[str, Any] = {}
+    for section in t.sections:
+        for spec in section.fields:
+            fields[spec.name] = _pick(spec.label, lang) or spec.name
+            options[spec.name] = {o.value: _pick(o.label, lang) or o.value for o in spec.options}
+        if section.grid is not None:
+            col = _pick(section.grid.column_label, lang) or ""
+            for spec in section.grid.rows:
+                for c in range(1, section.grid.columns + 1):
+                    name = f"c{c}.{spec.name}"
+                    fields[name] = f"{_pick(spec.label, lang) or spec.name} · {col} {c}".strip()
+                    options[name] = {o.value: _pick(o.label, lang) or o.value for o in spec.options}
+        if section.medications is not None:
+            med = section.medications
+            slot_specs["status"] = (_pick(med.status.label, lang) or "status",
+                                    {o.value: _pick(o.label, lang) or o.value for o in med.status.options})
+            for key in ("given", "time", "initials", "order"):
+                if key in med.labels:
+                    slot_specs[key] = (_pick(med.labels[key], lang) or key, {})
+    return {"fields": fields, "options": options, "slots": slot_specs}
+
+
+def labels(kit_path: Path, template: str | None, version: int | None, lang: str) -> dict[str, Any]:
+    if not template:
+        return {"fields": {}, "options": {}, "slots": {}}
+    key = (template, lang, int(version or 0))
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _build(kit_path, template, int(version or 0), lang)
+        return _CACHE[key]
+
+
+def field_label(table: dict[str, Any], name: str) -> str:
+    if name in table["fields"]:
+        return table["fields"][name]
+    last = name.rsplit(".", 1)[-1]
+    slot = table.get("slots", {}).get(last)
+    if slot:
+        return f"{slot[0]} · {name.rsplit('.', 1)[0]}"
+    return name
+
+
+def option_labels(table: dict[str, Any], name: str) -> dict[Any, str]:
+    if name in table["options"] and table["options"][name]:
+        return table["options"][name]
+    slot = table.get("slots", {}).get(name.rsplit(".", 1)[-1])
+    return slot[1] if slot else {}
