@@ -13,14 +13,13 @@ import hashlib
 import json
 import re
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
 from ..store.kit import Kit, now_iso
-from .collect import Form, FieldValue, Store, load, parse_since, touched_since, write_private
+from .collect import Form, Store, load, parse_since, touched_since, write_private
 
 NS = uuid.UUID("8f0d7f3e-4c1e-5b8a-9a51-6b7f2a0c3d11")
 UCUM = "http://unitsofmeasure.org"
