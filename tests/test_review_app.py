@@ -333,3 +333,14 @@ def test_review_command_serves_on_localhost_by_default(scenario, monkeypatch):
     assert calls == [(str(scenario.kit.path), "127.0.0.1", 8765)]
     res = runner.invoke(cli, ["--kit", str(scenario.kit.path), "review", "--host", "0.0.0.0", "--port", "9000"])
     assert calls[-1][1:] == ("0.0.0.0", 9000) and "other machines" in res.output
+
+
+def test_login_only_redirects_to_pages_of_the_station(app):
+    for target, expected in (("/worklist", "/worklist"), ("//evil.example/x", "/"), ("/\\evil.example", "/"),
+                             ("https://evil.example/", "/")):
+        client = app.test_client()
+        page = client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+        resp = client.post("/login", data={"name": "clara", "password": PASSWORD, "csrf_token": token,
+                                           "next": target})
+        assert resp.status_code == 302 and resp.headers["Location"] == expected, target

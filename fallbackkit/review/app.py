@@ -125,7 +125,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
 
     def back(default: str) -> Any:
         target = request.form.get("next") or default
-        if not target.startswith("/") or target.startswith("//"):
+        if not _local_path(target):
             target = default
         return redirect(target)
 
@@ -173,7 +173,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             return resp
         token, _csrf = u.start_session(g.kit.db, user)
         target = request.form.get("next") or url_for("dashboard")
-        if not target.startswith("/") or target.startswith("//"):
+        if not _local_path(target):
             target = url_for("dashboard")
         resp = redirect(target)
         _cookie(resp, SESSION_COOKIE, token, int(app.config["SESSION_MAX"]))
@@ -442,6 +442,12 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         return back(url_for("worklist"))
 
     return app
+
+
+def _local_path(target: str) -> bool:
+    """Only paths on this station may be redirected to (no //host, no /\\host, no scheme)."""
+    return target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target \
+        and all(ord(ch) > 31 for ch in target)
 
 
 def _option_text(value: Any, label: str | None) -> str | None:
