@@ -196,17 +196,24 @@ def test_killed_mid_batch_then_rerun_loses_and_doubles_nothing(kit, ward_pack, t
     assert db.execute("SELECT status FROM input_files").fetchall() == [("started",)]
     db.close()
 
+    # another batch meanwhile: the summary points at the unfinished file
+    other = CliRunner().invoke(cli, ["--kit", str(kit.path), "--quiet", "scan", str(ward_pack.out_path.parent / "census"),
+                                     "--workers", "0"])
+    assert "unfinished: " in other.output and "ward-3B.pdf" in other.output, other.output
+
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     db = sqlite3.connect(kit.path / "store.sqlite")
     pages = [p for (p,) in db.execute("SELECT page_index FROM captures ORDER BY page_index")]
     assert pages == list(range(1, total + 1))  # every page exactly once
-    assert db.execute("SELECT status, pages FROM input_files").fetchall() == [("done", total)]
+    assert db.execute("SELECT status, pages FROM input_files WHERE first_path LIKE '%ward-3B.pdf'"
+                      ).fetchall() == [("done", total)]
     sheets = {s for (s,) in db.execute("SELECT sheet_id FROM captures WHERE status = 'read'")}
     assert sheets == {s["sheet_id"] for s in render_pages_count}
     readings = db.execute("SELECT COUNT(*), COUNT(DISTINCT capture_id || ':' || field) FROM readings").fetchone()
     assert readings[0] == readings[1] > 0
-    assert db.execute("SELECT outcome FROM input_sightings ORDER BY id").fetchall() == [("new",), ("resumed",)]
+    assert db.execute("SELECT outcome FROM input_sightings WHERE path LIKE '%ward-3B.pdf' ORDER BY id"
+                      ).fetchall() == [("new",), ("resumed",)]
     db.close()
 
 

@@ -60,6 +60,7 @@ class ScanSummary:
     already_scanned: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+    unfinished: list[dict[str, Any]] = field(default_factory=list)  # interrupted earlier, not in this batch
 
     @property
     def ok(self) -> bool:
@@ -90,6 +91,9 @@ def format_summary(s: ScanSummary) -> str:
                      f"(capture {d['duplicate_of']})")
     if s.quarantined:
         lines.append(f"quarantined pages ({len(s.quarantined)}): see `fallbackkit quarantine list`")
+    for u in s.unfinished:
+        lines.append(f"unfinished: {u['path']} ({u['stored']} of {u['pages']} pages stored by an interrupted scan)"
+                     " — scan it again to finish it")
     for f in s.failed:
         lines.append(f"FAILED {f['error']}")
     return "\n".join(lines)
@@ -523,6 +527,13 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
     for job in jobs:
         if not job.todo:
             _finish(conn, job, summary)
+    batch = {job.sha for job in jobs}
+    for sha, first_path, pages in conn.execute(
+            "SELECT sha256, first_path, pages FROM input_files WHERE status = 'started' ORDER BY started_at").fetchall():
+        if sha not in batch:
+            stored = conn.execute("SELECT COUNT(*) FROM captures WHERE file_sha256 = ? AND source = 'scan'",
+                                  [sha]).fetchone()[0]
+            summary.unfinished.append({"path": first_path, "sha256": sha, "pages": pages, "stored": stored})
     summary.seconds = round(time.monotonic() - started, 2)
     with conn:
         append_audit(conn, actor, "scan", None, None,
