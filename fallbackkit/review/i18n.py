@@ -53,7 +53,7 @@ _FR: dict[str, Any] = {
     "app": "Poste de vérification", "login": "Se connecter", "logout": "Se déconnecter", "name": "Nom",
     "password": "Mot de passe", "login_failed": "Nom ou mot de passe non reconnu.",
     "login_locked": "Trop d'essais pour ce nom : attendez 15 minutes ou appelez un superviseur.",
-    "dashboard": "Tableau de bord", "queue": "File", "review": "Vérifier", "conflicts": "Conflits",
+    "dashboard": "Tableau de bord", "queue": "File d'attente", "review": "Vérifier", "conflicts": "Conflits",
     "quarantine": "Quarantaine", "identities": "Identités", "worklist": "Saisie", "decisions": "Décisions",
     "ward": "Unité", "bed": "Lit", "form": "Formulaire", "reason": "Motif", "all": "tous", "filter": "Filtrer",
     "printed": "Imprimées", "returned": "Revenues", "missing": "Manquantes", "to_review": "À vérifier",
