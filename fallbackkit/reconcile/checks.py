@@ -25,6 +25,7 @@ FLAG_CODES = {
 
 # Fields whose emptiness has its own, more specific flag.
 _SPECIFIC = {"tests", "collected_at", "allergies_known"}
+_PREPRINTED = {"last_name", "first_name", "birth_date"}
 
 
 def _flag(code: str, field: str | None, message: str) -> dict[str, Any]:
@@ -127,6 +128,8 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], req
     for name in sorted(required):
         if name in _SPECIFIC or name not in layout.fields:
             continue
+        if form.get("patient_mrn") and name in _PREPRINTED:
+            continue  # the census name and birth date are printed in the header of a patient's form
         v = ok(name)
         if v is not None and not v.present:
             flags.append(_flag("required_missing", name, f"required field {name} is empty"))

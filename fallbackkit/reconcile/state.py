@@ -132,10 +132,11 @@ def load_registry(kit: Kit, form_ids: Iterable[str] | None = None) -> Registry:
     forms = {}
     for row in conn.execute(
             "SELECT form_id, template, version, pages, patient_mrn, downtime_mrn, encounter, accession, ward, bed,"
-            " printed_at, context FROM forms" + where + " ORDER BY rowid", params):
+            " printed_at, context, snapshot_id FROM forms" + where + " ORDER BY rowid", params):
         forms[row[0]] = {"form_id": row[0], "template": row[1], "version": row[2], "pages": row[3],
                          "patient_mrn": row[4], "downtime_mrn": row[5], "encounter": row[6], "accession": row[7],
-                         "ward": row[8], "bed": row[9], "printed_at": row[10], "context": loads(row[11]) or {}}
+                         "ward": row[8], "bed": row[9], "printed_at": row[10], "context": loads(row[11]) or {},
+                         "snapshot_id": row[12]}
     sheets: dict[str, dict[str, Any]] = {}
     form_sheets: dict[str, list[str]] = {}
     hashes = set()

@@ -153,7 +153,8 @@ def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], patient: str
     names = sorted(values)
     if template == "registration":
         vals = {n: _value(values[n]) for n in names}
-        person = ", ".join(p for p in (vals.get("last_name"), vals.get("first_name")) if p) or "patient (name not transcribed)"
+        person = ", ".join(p for p in (vals.get("last_name"), vals.get("first_name")) if p) \
+            or form.get("census_name") or "patient (name not transcribed)"
         care = parse_datetime(vals.get("arrival_time")) or parse_datetime(vals.get("recorded_at"))
         add("registration", "registration", names, care,
             f"Register {person}" + (f", born {vals['birth_date']}" if vals.get("birth_date") else "")
@@ -239,11 +240,14 @@ def _build(kit: Kit, form_ids: list[str] | None = None) -> list[WorkItem]:
     marks = _marks(kit)
     reviews = current_reviews(kit)
     templates = kit_templates(kit)
+    census_names = {(snap, mrn): f"{last.upper()}, {first}" for snap, mrn, last, first in kit.db.conn.execute(
+        "SELECT snapshot_id, mrn, last_name, first_name FROM patients")}
     items = []
     for start in range(0, len(form_ids), FORMS_PER_BATCH):
         reg = load_registry(kit, form_ids[start:start + FORMS_PER_BATCH])
         run = _Pass(kit, reg, keep_chosen=True, reviews=reviews, templates=templates)
         for fid, form in reg.forms.items():
+            form["census_name"] = census_names.get((form.get("snapshot_id"), form["patient_mrn"]))
             dt = form["downtime_mrn"]
             patient = form["patient_mrn"] or (links[dt]["real_mrn"] if dt in links else dt)
             for raw in _items_of_form(reg, run, form, patient):
