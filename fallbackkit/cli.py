@@ -341,11 +341,16 @@ def reconcile_cmd(ctx: KitContext, as_json: bool, show_all: bool) -> None:
         rows.append({"form_id": f["form_id"], "template": f["template"], "ward": f["ward"], "bed": f["bed"],
                      "patient": f["real_mrn"] or f["downtime_mrn"], "state": f["state"],
                      "missing": ",".join(map(str, f["pages_missing"])), "dups": len(f["duplicates"]),
-                     "conflicts": unresolved, "review": f["to_review"],
-                     "flags": "; ".join(fl["message"] for fl in f["flags"])})
+                     "conflicts": unresolved, "review": f["to_review"], "flags": len(f["flags"]),
+                     "_flags": f["flags"]})
     click.echo("")
     table(rows, ["form_id", "template", "ward", "bed", "patient", "state", "missing", "dups", "conflicts",
                  "review", "flags"])
+    flagged = [(r["form_id"], fl) for r in rows for fl in r["_flags"]]
+    if flagged:
+        click.echo("\nflags:")
+        for form_id, fl in flagged:
+            click.echo(f"  {form_id}  {fl['code']:<26} {fl['message']}")
 
 
 @cli.group()
