@@ -298,4 +298,6 @@ def test_report_for_one_ward(scene, tmp_path):
     assert d["totals"]["sheets_printed"] == kit.db.conn.execute(
         "SELECT count(*) FROM sheets s JOIN forms f ON f.form_id = s.form_id WHERE f.ward = '3B'").fetchone()[0]
     assert all(m["ward"] == "3B" for m in d["missing"])
+    beds = [int(m["bed"]) for m in d["missing"]]
+    assert beds == sorted(beds), "missing sheets are listed bed by bed, 2 before 11"
     assert d["totals"]["conflicts"] == 1 and d["conflicts"][0]["field"] == "c3.pulse"

@@ -216,7 +216,7 @@ def test_pdf_report_renders_and_holds_the_totals(scenario):
     assert f"Sheets printed {t['sheets_printed']}" in first.replace("\r", "")
     assert f"Sheets returned {t['sheets_returned']}" in first.replace("\r", "")
     assert f"Readings to review {t['readings_to_review']}" in first.replace("\r", "")
-    assert "1 readings wait for a clerk's review." in text.replace("\r\n", " ").replace("\n", " ")
+    assert "1 reading waits for a clerk's review." in text.replace("\r\n", " ").replace("\n", " ")
     assert bitmap.min() < 100, "the chart page has dark ink"
 
 

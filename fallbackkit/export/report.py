@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import re
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -21,6 +22,11 @@ from .collect import _aware, _rows, load, write_private
 
 BLANK = "blank stock"
 FIT_BINS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
+
+
+def _natural(text: str) -> list:
+    """Bed 2 before bed 11."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text) if p]
 
 
 def _fit_histogram(values: list[float]) -> list[tuple[str, int]]:
@@ -76,7 +82,8 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
                 if not r.resolved:
                     backlog[(form.row["ward"] or BLANK, form.template)] += 1
                     backlog_reasons[r.reason or "unsure"] += 1
-    missing.sort(key=lambda m: (m["ward"], m["bed"] or "", m["patient_mrn"] or "", m["template"], m["page"]))
+    missing.sort(key=lambda m: (m["ward"], _natural(m["bed"] or ""), m["patient_mrn"] or "", m["template"],
+                                m["page"]))
     unused_blank = sum(1 for f in store.forms if f.row["downtime_mrn"] and not f.captures)
 
     quarantine = _rows(conn, "SELECT q.quarantine_id, q.reason, q.detail, q.created_at, c.page_index,"
@@ -168,26 +175,33 @@ def _progress(times: list[_dt.datetime]) -> list[tuple[str, int]]:
     return out
 
 
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def todo_lines(d: dict[str, Any]) -> list[str]:
     t = d["totals"]
     lines = []
     if t["sheets_missing_bound"]:
-        lines.append(f"{t['sheets_missing_bound']} sheets were printed for patients and never came back: "
-                     "search the wards for them (list below).")
+        lines.append(f"{_n(t['sheets_missing_bound'], 'sheet was', 'sheets were')} printed for patients and "
+                     "never came back: search the wards (list below).")
     if t["quarantined_pages"]:
-        lines.append(f"{t['quarantined_pages']} scanned pages could not be identified: assign them in the "
-                     "review station (quarantine).")
+        lines.append(f"{_n(t['quarantined_pages'], 'scanned page', 'scanned pages')} could not be identified: "
+                     "assign them in the review station (quarantine).")
     if t["readings_to_review"]:
-        lines.append(f"{t['readings_to_review']} readings wait for a clerk's review.")
+        lines.append(f"{_n(t['readings_to_review'], 'reading waits', 'readings wait')} for a clerk's review.")
     if t["conflicts"]:
-        lines.append(f"{t['conflicts']} fields disagree between two scans of the same sheet: resolve them.")
+        lines.append(f"{_n(t['conflicts'], 'field disagrees', 'fields disagree')} between two scans of the same "
+                     "sheet: resolve them.")
     if t["consistency_flags"]:
-        lines.append(f"{t['consistency_flags']} entries on returned forms look incomplete or inconsistent "
-                     "(e.g. a dose marked without a time): check them on the paper.")
+        lines.append(f"{_n(t['consistency_flags'], 'entry', 'entries')} on returned forms look incomplete or "
+                     "inconsistent (e.g. a dose marked without a time): check them on the paper.")
     if t["unlinked_identities"]:
-        lines.append(f"{t['unlinked_identities']} downtime MRNs are not linked to a real patient yet.")
+        lines.append(f"{_n(t['unlinked_identities'], 'downtime MRN is', 'downtime MRNs are')} not linked to a "
+                     "real patient yet.")
     if t["reentry_pending"]:
-        lines.append(f"{t['reentry_pending']} re-entry items are still to be entered in the record system.")
+        lines.append(f"{_n(t['reentry_pending'], 're-entry item is', 're-entry items are')} still to be entered "
+                     "in the record system.")
     if not lines:
         lines.append("Nothing left to do: every printed sheet is back, reviewed and re-entered.")
     return lines
