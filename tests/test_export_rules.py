@@ -301,3 +301,15 @@ def test_report_for_one_ward(scene, tmp_path):
     beds = [int(m["bed"]) for m in d["missing"]]
     assert beds == sorted(beds), "missing sheets are listed bed by bed, 2 before 11"
     assert d["totals"]["conflicts"] == 1 and d["conflicts"][0]["field"] == "c3.pulse"
+
+
+def test_care_times_in_the_hospital_time_zone(scene, tmp_path):
+    kit, info = scene
+    export_fhir(kit, tmp_path / "bxl", tz="Europe/Brussels")
+    obs = _items(_resources(tmp_path / "bxl", info["patient"]))[f"{info['vitals_form']}:c1:pulse"]
+    assert obs["effectiveDateTime"] == "2026-11-28T08:15:00+01:00"
+    export_fhir(kit, tmp_path / "ny", tz="America/New_York")
+    obs = _items(_resources(tmp_path / "ny", info["patient"]))[f"{info['vitals_form']}:c1:pulse"]
+    assert obs["effectiveDateTime"] == "2026-11-28T08:15:00-05:00"
+    r = _run(kit.path, "export", "--format", "fhir", "--tz", "Mars/Olympus", "--out", str(tmp_path / "x"))
+    assert r.exit_code == 4 and "time zone" in r.stderr

@@ -67,24 +67,44 @@ def parse_time(value: Any) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def care_time(day: Any, time: Any) -> str:
+def _localize(moment: _dt.datetime, tz: str | None) -> _dt.datetime:
+    """A wall-clock time from the paper, in the hospital's zone (default: this computer's)."""
+    if moment.tzinfo:
+        return moment
+    if tz:
+        from zoneinfo import ZoneInfo
+        return moment.replace(tzinfo=ZoneInfo(tz))
+    return moment.astimezone()
+
+
+def zone_ok(tz: str | None) -> None:
+    if not tz:
+        return
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(f"unknown time zone {tz!r}", hint="use an IANA name such as Europe/Brussels") from None
+
+
+def care_time(day: Any, time: Any, tz: str | None = None) -> str:
     """Date on the sheet + time in a box -> FHIR dateTime in the kit's local time zone ('24:00' = next day)."""
     d = parse_date(day)
     hh, mm = parse_time(time)
     moment = _dt.datetime(d.year, d.month, d.day) + _dt.timedelta(hours=hh, minutes=mm)
-    return moment.astimezone().isoformat(timespec="seconds")
+    return _localize(moment, tz).isoformat(timespec="seconds")
 
 
-def parse_datetime(value: Any) -> str:
+def parse_datetime(value: Any, tz: str | None = None) -> str:
     text = str(value).strip()
     try:
         moment = _dt.datetime.fromisoformat(text)
-        return (moment if moment.tzinfo else moment.astimezone()).isoformat(timespec="seconds")
+        return _localize(moment, tz).isoformat(timespec="seconds")
     except ValueError:
         pass
     parts = text.replace("T", " ").split()
     if len(parts) == 2:
-        return care_time(parts[0], parts[1])
+        return care_time(parts[0], parts[1], tz)
     raise Unsettled(f"date-time {text!r} is not readable")
 
 
@@ -178,8 +198,10 @@ def _agent(role: str, who: str) -> dict[str, Any]:
 
 class FhirExport:
     def __init__(self, kit: Kit, ward: str | None = None, since: str | None = None,
-                 mrn_system: str | None = None, skip_entered: bool = False):
+                 mrn_system: str | None = None, skip_entered: bool = False, tz: str | None = None):
+        zone_ok(tz)
         self.kit = kit
+        self.tz = tz
         self.skip_entered = skip_entered
         self.skipped: list[dict[str, Any]] = []
         self.marks = {item: status for item, status in kit.db.conn.execute(
@@ -260,7 +282,7 @@ class FhirExport:
             try:
                 arrival = _settled(form, ["arrival_time"])["arrival_time"]
                 if arrival:
-                    resource["period"] = {"start": parse_datetime(arrival)}
+                    resource["period"] = {"start": parse_datetime(arrival, self.tz)}
             except Unsettled:
                 pass
         return self.b.add(bundle, resource, system, number)
@@ -400,7 +422,7 @@ class FhirExport:
             return produced
         if v.get(f"{col}.time") is None:
             raise Unsettled(f"{col}.time is blank: the care time is unknown")
-        when = care_time(v["obs_date"], v[f"{col}.time"])
+        when = care_time(v["obs_date"], v[f"{col}.time"], self.tz)
         initials = v.get(f"{col}.initials")
         for row, (code, display, unit, unit_text) in VITALS.items():
             name = f"{col}.{row}"
@@ -458,7 +480,7 @@ class FhirExport:
         actual = v.get(f"{slot}.time")
         if status == "given" and actual is None:
             raise Unsettled(f"{slot}: marked given but the time is blank")
-        when = care_time(v["mar_date"], actual if actual is not None else geo.get("scheduled"))
+        when = care_time(v["mar_date"], actual if actual is not None else geo.get("scheduled"), self.tz)
         initials = v.get(f"{slot}.initials")
         resource: dict[str, Any] = {
             "resourceType": "MedicationAdministration",
@@ -495,7 +517,7 @@ class FhirExport:
             raise Unsettled("no test is ticked")
         if v.get("collected_at") is None:
             raise Unsettled("the collection time (collected_at) is blank")
-        when = parse_datetime(v["collected_at"])
+        when = parse_datetime(v["collected_at"], self.tz)
         requisition = ({"system": self.b.system("downtime-accession"), "value": form.row["accession"]}
                        if form.row["accession"] else {"system": self.b.system("form"), "value": form.form_id})
         docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
@@ -580,7 +602,8 @@ def _safe(name: str) -> str:
 
 
 def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
-                mrn_system: str | None = None, skip_entered: bool = False) -> dict[str, Any]:
+                mrn_system: str | None = None, skip_entered: bool = False,
+                tz: str | None = None) -> dict[str, Any]:
     """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600.
 
     Bundles of an earlier export in OUT that this export does not rewrite are removed: after a
@@ -589,7 +612,7 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--format fhir writes a directory of bundles")
-    job = FhirExport(kit, ward, since, mrn_system, skip_entered)
+    job = FhirExport(kit, ward, since, mrn_system, skip_entered, tz)
     result = job.run()
     files = []
     for key, bundle in result["bundles"].items():
