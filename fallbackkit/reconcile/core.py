@@ -105,6 +105,7 @@ def reconcile(kit: Kit) -> dict[str, Any]:
         forms.append({
             "form_id": fid, "template": form["template"], "version": form["version"], "ward": form["ward"],
             "bed": form["bed"], "patient_mrn": form["patient_mrn"], "downtime_mrn": dt, "real_mrn": real,
+            "encounter": form["encounter"], "accession": form["accession"], "printed_at": form["printed_at"],
             "pages": form["pages"], "pages_returned": returned, "pages_missing": missing,
             "pages_in_quarantine": in_quarantine, "state": state, "duplicates": duplicates,
             "conflicts": conflicts, "to_review": to_review, "flags": flags})

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
-from .state import current_links, iter_capture_values, load_registry
+from .state import current_links, current_reviews, iter_capture_values, load_registry
 
 # Letters that Unicode does not decompose into a base letter plus an accent.
 _FOLD = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ": "h", "ı": "i", "ŀ": "l", "þ": "th",
@@ -56,6 +56,14 @@ def parse_date(text: Any) -> str | None:
 
 def transcribed_identity(kit: Kit, form_ids: list[str]) -> dict[str, dict[str, Any]]:
     """form_id -> {"name", "birth_date"} from what people transcribed on the forms' captures."""
+    out: dict[str, dict[str, Any]] = {}
+    reviews = current_reviews(kit)
+    for start in range(0, len(form_ids), 1000):
+        out.update(_transcribed(kit, form_ids[start:start + 1000], reviews))
+    return out
+
+
+def _transcribed(kit: Kit, form_ids: list[str], reviews: dict) -> dict[str, dict[str, Any]]:
     reg = load_registry(kit, form_ids)
     chosen = {}
     for fid in form_ids:
@@ -64,7 +72,7 @@ def transcribed_identity(kit: Kit, form_ids: list[str]) -> dict[str, dict[str, A
                 for cid in reg.captures[sid]:
                     chosen[cid] = fid
     out: dict[str, dict[str, Any]] = {}
-    for cid, values in iter_capture_values(kit, chosen):
+    for cid, values in iter_capture_values(kit, chosen, reviews):
         fid = chosen[cid]
         got = {n: v.value for n, v in values.items()
                if (n in NAME_FIELDS or n in BIRTH_FIELDS) and v.source in ("transcribe", "correct", "confirm")
