@@ -344,3 +344,22 @@ def test_login_only_redirects_to_pages_of_the_station(app):
         resp = client.post("/login", data={"name": "clara", "password": PASSWORD, "csrf_token": token,
                                            "next": target})
         assert resp.status_code == 302 and resp.headers["Location"] == expected, target
+
+
+def test_a_conflict_on_a_mark_field_is_settled_with_its_options_only(app, scenario):
+    from fallbackkit.reconcile import form_readings, reconcile
+    client = app.test_client()
+    login(client, "clara")
+    token = csrf_of(client)
+    html = client.get("/conflicts").get_data(as_text=True)
+    assert 'data-field="priority"' in html and 'name="typed"' not in html  # options, not free text
+    resp = client.post("/conflicts/resolve", data={"sheet_id": scenario.lab_sheet, "field": "priority",
+                                                   "typed": "very urgent", "csrf_token": token})
+    assert resp.status_code == 400
+    resp = client.post("/conflicts/resolve", data={"sheet_id": scenario.lab_sheet, "field": "priority",
+                                                   "value": '"stat"', "csrf_token": token})
+    assert resp.status_code == 302
+    assert form_readings(scenario.kit, scenario.lab_sheet)["priority"]["value"] == "stat"
+    assert not any(c["field"] == "priority" and not c["resolved"]
+                   for f in reconcile(scenario.kit)["forms"] for c in f["conflicts"])
+    assert audit_rows(scenario.kit, "review.")[-1]["actor"] == "clara"

@@ -336,16 +336,31 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     @app.get("/conflicts")
     def conflicts():
         rec = _reconcile("reconcile")
+        f = _filters()
         items = []
         if rec is not None:
             for form in rec(g.kit).get("forms", []):
+                if (f.get("ward") and form.get("ward") != f["ward"]) or \
+                        (f.get("template") and form.get("template") != f["template"]):
+                    continue
                 for c in form.get("conflicts", []):
                     if c.get("resolved"):
                         continue
                     caps = [{**cap, "value_json": json.dumps(cap.get("value"), ensure_ascii=False),
                              "crop": bool(cap.get("reading_id"))} for cap in c.get("captures", [])]
-                    items.append({**c, "captures": caps, "form": form})
-        return render_template("conflicts.html", items=items)
+                    # a mark field is corrected by picking one of its options, never by free text
+                    options = None
+                    first = next((cap["reading_id"] for cap in caps if cap.get("reading_id")), None)
+                    if first is not None:
+                        detail = q.reading_detail(g.kit.db, first)
+                        table = lb.labels(kit_path, form.get("template"), form.get("version"), g.lang)
+                        c["label"] = lb.field_label(table, c["field"])
+                        if detail["options"] is not None:
+                            names = lb.option_labels(table, c["field"])
+                            options = [{"json": json.dumps(o, ensure_ascii=False),
+                                        "text": _option_text(o, names.get(o)) or _fmt(o)} for o in detail["options"]]
+                    items.append({**c, "captures": caps, "form": form, "options": options})
+        return render_template("conflicts.html", items=items, filters=f, choices=q.filter_choices(g.kit.db))
 
     @app.post("/conflicts/resolve")
     def resolve():
@@ -362,6 +377,16 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                 value = json.loads(request.form.get("value", "null"))
             except ValueError:
                 raise BadInput("the value sent is not valid JSON")
+        row = g.kit.db.execute("SELECT reading_id FROM readings WHERE sheet_id = ? AND field = ? LIMIT 1",
+                               [ids.normalize(sheet_id), field]).fetchone()
+        if row is None:
+            raise NotFound(f"no reading of {field} on sheet {sheet_id}")
+        detail = q.reading_detail(g.kit.db, row[0])
+        if detail["options"] is not None:
+            ok = (isinstance(value, list) and all(v in detail["options"] for v in value)) \
+                if detail["type"] == "multichoice" else value in detail["options"]
+            if not ok:
+                raise BadInput(f"{field} takes one of its printed options, not {value!r}")
         fn(g.kit, sheet_id, field, value, g.user.name, chosen_capture_id=chosen)
         flash("ok", t(g.lang, "conflict_resolved", field=field, sheet=sheet_id))
         return back(url_for("conflicts"))
