@@ -305,3 +305,19 @@ def test_resolving_ink_against_no_ink_needs_the_written_value(kit, ward_pack):
     assert form(report, lab)["conflicts"][0]["resolved"] and report["totals"]["conflicts"] == 0
     item = next(i for i in worklist(kit) if i.item_id == f"{lab}:order")
     assert item.care_time == "2026-11-28T08:00"
+
+
+def test_merge_refuses_a_store_without_the_tables(kit, tmp_path):
+    import sqlite3
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as conn:
+        conn.execute("CREATE TABLE kit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO kit_meta VALUES ('kit_id', ?)", [kit.kit_id])
+        conn.execute("CREATE TABLE audit (id INTEGER PRIMARY KEY)")
+    with pytest.raises(BadInput, match="older fallbackkit"):
+        merge_store(kit, old, "it")
+    (tmp_path / "junk.sqlite").write_text("not a database")
+    with pytest.raises(BadInput, match="not a fallbackkit store"):
+        merge_store(kit, tmp_path / "junk.sqlite", "it")
+    with pytest.raises(NotFound):
+        merge_store(kit, tmp_path / "nowhere", "it")

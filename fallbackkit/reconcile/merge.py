@@ -22,6 +22,11 @@ from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 
 
+MERGED_TABLES = ("layouts", "print_batches", "forms", "sheets", "downtime_ids", "id_pools", "input_files",
+                 "captures", "readings", "quarantine", "quarantine_assignments", "reviews", "identity_links",
+                 "worklist_marks", "audit")
+
+
 def _open_remote(other: Path) -> tuple[sqlite3.Connection, Path]:
     store = other / "store.sqlite" if other.is_dir() else other
     if not store.exists():
@@ -226,6 +231,12 @@ def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
                            hint="merge only stations that were copied from the same kit")
         if root.resolve() == kit.path.resolve():
             raise BadInput(f"{other} is this kit itself", hint="give the other station's kit directory")
+        theirs = {r[0] for r in remote.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ours = {r[0] for r in kit.db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = sorted(t for t in MERGED_TABLES if t in ours and t not in theirs)
+        if missing:
+            raise BadInput(f"{other} was made by an older fallbackkit (no {', '.join(missing)} table)",
+                           hint="run any fallbackkit command on that kit with this version first, then merge")
         merger = _Merger(kit, remote, root)
         conn = kit.db.conn
         with conn:
