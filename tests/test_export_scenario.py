@@ -20,10 +20,6 @@ from fallbackkit.generate import import_census
 from fallbackkit.generate.sample import write_census
 from fallbackkit.store import init_kit
 
-# the scan engine's np.cross on 2-D vectors warns under NumPy 2 (reported to the scan stage); the
-# warning is not about export, and as an error it would quarantine every page of the scenario
-pytestmark = pytest.mark.filterwarnings("ignore:Arrays of 2-dimensional vectors:DeprecationWarning")
-
 LOINC = {"8310-5", "8867-4", "8480-6", "8462-4", "9279-1", "59408-5", "72514-3"}
 
 
