@@ -370,3 +370,31 @@ def test_simulated_fills_in_every_format_read_as_the_truth(kit, tmp_path):
     for n, i in enumerate(clean[:2]):
         compared += _check_against_truth(kit, _sha(repacked / f"phone{n}.jpg"), 1, truth_pages[i], f"phone{n}.jpg")
     assert compared > 200
+
+
+@pytest.mark.parametrize("deaths", [1, 3])
+def test_a_worker_dying_costs_a_retry_and_twice_fails_only_that_page(kit, blank_lab, tmp_path, monkeypatch, deaths):
+    """Page 2 kills its worker `deaths` times: once in the batch (its neighbours in flight die with it),
+    then, read alone, again and again. One death costs a retry; a page that kills a worker twice on
+    its own fails, and only that page."""
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    for i in range(deaths):
+        (tokens / f"t{i}").touch()
+    monkeypatch.setenv("FALLBACKKIT_FAULT_KILL_WORKER", f"2:{tokens}")
+    summary = scan_paths(kit, [blank_lab.out_path], workers=2, progress=False)
+    assert list(tokens.iterdir()) == []  # the worker really died that many times
+    pages = [p for (p,) in _rows(kit, "SELECT page_index FROM captures ORDER BY page_index")]
+    if deaths == 1:
+        assert summary.failed == [] and pages == [1, 2, 3]
+        assert _rows(kit, "SELECT status FROM input_files") == [("done",)]
+    else:
+        assert pages == [1, 3]
+        (failure,) = summary.failed
+        assert "page 2 made the reader process crash twice" in failure["error"]
+        assert str(blank_lab.out_path) in failure["error"]
+        assert _rows(kit, "SELECT status FROM input_files") == [("failed",)]
+        monkeypatch.delenv("FALLBACKKIT_FAULT_KILL_WORKER")
+        again = scan_paths(kit, [blank_lab.out_path], workers=2, progress=False)  # the page is read now
+        assert again.failed == [] and again.pages_read == 1 and again.pages_skipped == 2
+        assert _rows(kit, "SELECT status FROM input_files") == [("done",)]

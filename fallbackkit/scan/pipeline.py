@@ -209,7 +209,28 @@ def archive_file(kit: Kit, source: Path, sha: str, kind: str) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(kit_path: str, kit_id: str, secret: bytes) -> None:
+FAULT_ENV = "FALLBACKKIT_FAULT_KILL_WORKER"  # tests only: "PAGE:DIR" — see _maybe_die
+
+
+def _maybe_die(index: int) -> None:
+    """Fault injection for tests (a worker dying mid-page, as on out-of-memory): with
+    FALLBACKKIT_FAULT_KILL_WORKER=PAGE:DIR set when the scan starts, the worker reading page PAGE
+    exits at once while DIR still holds a token file, consuming one token per death."""
+    fault = _WORKER.get("fault")
+    if not fault:
+        return
+    page, _, folder = fault.partition(":")
+    if str(index) != page:
+        return
+    for token in sorted(Path(folder).glob("*")):
+        try:
+            token.unlink()
+        except FileNotFoundError:
+            continue
+        os._exit(70)
+
+
+def _init_worker(kit_path: str, kit_id: str, secret: bytes, fault: str | None = None) -> None:
     """Each worker opens the store read-only for sheet geometry: it never writes the store."""
     import sqlite_utils
     from ..generate import sheet_geometry
@@ -218,7 +239,7 @@ def _init_worker(kit_path: str, kit_id: str, secret: bytes) -> None:
     ro_kit = Kit(Path(kit_path), kit_id, secret, sqlite_utils.Database(conn))
     _WORKER.clear()
     _WORKER.update(kit_path=Path(kit_path), kit_id=kit_id, secret=secret,
-                   geometry_for=_geometry_lookup(ro_kit, sheet_geometry), reader=None)
+                   geometry_for=_geometry_lookup(ro_kit, sheet_geometry), reader=None, fault=fault)
 
 
 def _geometry_lookup(kit: Kit, sheet_geometry: Callable) -> Callable[[str], dict | None]:
@@ -266,6 +287,7 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     except Exception as exc:  # a decoder bug must not stop the batch: the file is reported
         return {"sha": sha, "index": index, "kind": "file_error",
                 "error": f"page {index} cannot be decoded ({type(exc).__name__}: {exc})"}
+    _maybe_die(index)
     t1 = time.perf_counter()
     image = page.image
     try:
@@ -642,48 +664,74 @@ def _context():
 
 
 def _run_pool(kit: Kit, tasks: list, handle: Callable[[dict], None], workers: int) -> None:
-    """Workers read; this process stores each result as it comes. A worker that dies (out of memory,
-    a crash in a decoder) costs a retry of the pages in flight; a page that kills workers twice is
-    reported as a failed page of its file."""
-    queue = list(reversed(tasks))
-    strikes: dict[tuple, int] = {}
-    while queue:
-        broken: list[tuple] = []
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
-                                 initargs=(str(kit.path), kit.kit_id, kit.secret)) as pool:
-            pending: dict = {}
+    """Workers read; this process stores each result as it comes.
 
-            def refill() -> None:
-                while queue and len(pending) < workers * IN_FLIGHT_PER_WORKER:
-                    task = queue.pop()
-                    pending[pool.submit(read_task, task)] = task
+    A worker that dies (out of memory, a crash in a decoder) breaks the pool and loses the pages in
+    flight. Those pages are then read again one at a time, so that the page that kills a worker is
+    told apart from its innocent neighbours; a page that kills a worker twice on its own is reported
+    as a failed page of its file, and everything else is read."""
+    queue = list(reversed(tasks))  # a stack
+    suspects: list[tuple] = []
+    deaths: dict[tuple, int] = {}
+    fault = os.environ.get(FAULT_ENV)
+    fruitless = 0
+    while queue or suspects:
+        solo = bool(suspects)
+        stack = [suspects.pop()] if solo else queue
+        broken, handled = _pool_pass(kit, stack, handle, workers, 1 if solo else workers * IN_FLIGHT_PER_WORKER,
+                                     fault)
+        if not solo:
+            suspects.extend(reversed(broken))
+        for task in broken if solo else []:
+            deaths[task] = deaths.get(task, 0) + 1
+            if deaths[task] >= 2:
+                handle({"sha": task[0], "index": task[3], "kind": "file_error",
+                        "error": f"page {task[3]} made the reader process crash twice — scan that page again, "
+                                 "or tell IT"})
+                handled += 1
+            else:
+                suspects.append(task)
+        fruitless = 0 if handled or (solo and broken) else fruitless + 1
+        if fruitless >= 3:
+            raise IntegrityFailure("the reader processes keep failing to start",
+                                   hint="run the same command again with --workers 0 (slower, one process)")
 
-            try:
-                refill()
-            except BrokenProcessPool:
-                pass
+
+def _pool_pass(kit: Kit, stack: list, handle: Callable[[dict], None], workers: int, cap: int,
+               fault: str | None) -> tuple[list[tuple], int]:
+    """Read tasks off the stack with a pool until it is empty or the pool breaks.
+    Returns the tasks lost with a broken pool and how many results were handled."""
+    broken: list[tuple] = []
+    handled = 0
+    with ProcessPoolExecutor(max_workers=min(workers, cap), mp_context=_context(), initializer=_init_worker,
+                             initargs=(str(kit.path), kit.kit_id, kit.secret, fault)) as pool:
+        pending: dict = {}
+
+        def refill() -> None:
+            while stack and len(pending) < cap:
+                future = pool.submit(read_task, stack[-1])  # raises BrokenProcessPool when broken
+                pending[future] = stack.pop()
+
+        try:
+            refill()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    task = pending.pop(fut)
+                for future in done:
+                    task = pending.pop(future)
                     try:
-                        result = fut.result()
+                        result = future.result()
                     except BrokenProcessPool:
                         broken.append(task)
                         continue
                     handle(result)
-                if not broken:
-                    try:
-                        refill()
-                    except BrokenProcessPool:
-                        pass
-        for task in broken:
-            strikes[task] = strikes.get(task, 0) + 1
-            if strikes[task] >= 2:
-                handle({"sha": task[0], "index": task[3], "kind": "file_error",
-                        "error": f"page {task[3]} made the reader process crash twice — scan that page again"})
-            else:
-                queue.append(task)
+                    handled += 1
+                if broken:
+                    break
+                refill()
+        except BrokenProcessPool:
+            pass
+        broken.extend(pending.values())  # in flight when the pool broke: their results never came
+    return broken, handled
 
 
 # --- readings ----------------------------------------------------------------------------------
