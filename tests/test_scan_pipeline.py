@@ -398,3 +398,19 @@ def test_a_worker_dying_costs_a_retry_and_twice_fails_only_that_page(kit, blank_
         again = scan_paths(kit, [blank_lab.out_path], workers=2, progress=False)  # the page is read now
         assert again.failed == [] and again.pages_read == 1 and again.pages_skipped == 2
         assert _rows(kit, "SELECT status FROM input_files") == [("done",)]
+
+
+def test_two_clerks_scanning_the_same_file_at_once_store_each_page_once(kit, ward_pack, tmp_path):
+    cmd = [sys.executable, "-m", "fallbackkit", "--kit", str(kit.path), "--quiet", "scan",
+           str(ward_pack.out_path), "--workers", "0"]
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = []
+    for log in logs:
+        with open(log, "wb") as err:
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err))
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], [log.read_text() for log in logs]
+    pages = [p for (p,) in _rows(kit, "SELECT page_index FROM captures ORDER BY page_index")]
+    assert pages == list(range(1, len(ward_pack.sheets) + 2))
+    assert _rows(kit, "SELECT status FROM input_files") == [("done",)]
+    dup = _rows(kit, "SELECT COUNT(*) - COUNT(DISTINCT capture_id || ':' || field) FROM readings")
+    assert dup == [(0,)]

@@ -400,6 +400,15 @@ def _dumps(value: Any) -> str | None:
 def store_page(conn: sqlite3.Connection, result: dict[str, Any], source: str = "scan",
                sheet_id: str | None = None) -> dict[str, Any] | None:
     """One page in one transaction: capture, readings, quarantine row. None when already stored."""
+    try:
+        return _store_page(conn, result, source, sheet_id)
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE" not in str(exc):
+            raise
+        return None  # another scan of the same file, running at the same time, stored this page first
+
+
+def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None) -> dict[str, Any] | None:
     quarantined = result["status"] != "read"
     sheet = None if quarantined else (sheet_id or result["sheet_id"])
     with conn:
