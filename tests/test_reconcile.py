@@ -321,3 +321,21 @@ def test_merge_refuses_a_store_without_the_tables(kit, tmp_path):
         merge_store(kit, tmp_path / "junk.sqlite", "it")
     with pytest.raises(NotFound):
         merge_store(kit, tmp_path / "nowhere", "it")
+
+
+def test_merge_warns_when_both_stations_entered_the_same_item(kit, ward_pack, tmp_path):
+    lab = forms_of(kit, "lab-request")[0]
+    fake_scan(kit, lab, {"tests": ["cbc"], "priority": "stat"}, tag="shared-lab")
+    kit.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copytree(kit.path, tmp_path / "station-b")
+    other = open_kit(tmp_path / "station-b")
+    mark_item(other, f"{lab}:order", "entered", "clerk-b")
+    other.close()
+    mark_item(kit, f"{lab}:order", "entered", "clerk-a")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--kit", str(kit.path), "merge", str(tmp_path / "station-b")])
+    assert result.exit_code == 0 and "merged:" in result.output
+    assert f"{lab}:order was marked entered 2 times" in result.output  # the warning, on stderr
+    again = runner.invoke(cli, ["--kit", str(kit.path), "merge", str(tmp_path / "station-b"), "--json"])
+    doc = json.loads(again.stdout)
+    assert doc["changed"] is False and [d["item_id"] for d in doc["double_entries"]] == [f"{lab}:order"]

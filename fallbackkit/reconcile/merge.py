@@ -247,6 +247,24 @@ def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
                              {"from": str(other), "added": counts})
                 conn.execute("INSERT INTO merge_log (source_kit, source_path, at, actor, counts) VALUES (?, ?, ?, ?, ?)",
                              [remote_id, str(other), now_iso(), actor, json.dumps(counts)])
-        return {"from": str(other), "kit_id": remote_id, "added": counts, "changed": bool(counts)}
+        return {"from": str(other), "kit_id": remote_id, "added": counts, "changed": bool(counts),
+                "double_entries": double_entries(kit)}
     finally:
         remote.close()
+
+
+def double_entries(kit: Kit) -> list[dict[str, Any]]:
+    """Items marked entered more than once without being reopened in between: two stations (or two
+    clerks) may both have typed them into the hospital system. A person must check."""
+    runs: dict[str, list[tuple[str, str]]] = {}
+    for item_id, status, actor, at in kit.db.conn.execute(
+            "SELECT item_id, status, actor, at FROM worklist_marks ORDER BY id"):
+        if status == "entered":
+            runs.setdefault(item_id, []).append((actor, at))
+        else:
+            runs.pop(item_id, None)
+    return [{"item_id": item_id, "entered": [{"by": a, "at": t} for a, t in marks],
+             "message": f"{item_id} was marked entered {len(marks)} times ("
+                        + "; ".join(f"by {a} at {t}" for a, t in marks)
+                        + "): check the hospital record for a double entry"}
+            for item_id, marks in sorted(runs.items()) if len(marks) > 1]
