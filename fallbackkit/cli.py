@@ -472,6 +472,8 @@ def merge_cmd(ctx: KitContext, other: Path, as_json: bool) -> None:
         click.echo("merged: " + ", ".join(f"{k} {v}" for k, v in result["added"].items()))
     else:
         click.echo("nothing new to merge")
+    for double in result["double_entries"]:
+        click.echo(f"warning: {double['message']}", err=True)
 
 
 
