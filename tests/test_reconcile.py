@@ -339,3 +339,12 @@ def test_merge_warns_when_both_stations_entered_the_same_item(kit, ward_pack, tm
     again = runner.invoke(cli, ["--kit", str(kit.path), "merge", str(tmp_path / "station-b"), "--json"])
     doc = json.loads(again.stdout)
     assert doc["changed"] is False and [d["item_id"] for d in doc["double_entries"]] == [f"{lab}:order"]
+
+
+def test_new_order_row_without_order_is_flagged_once(kit, ward_pack):
+    mar = forms_of(kit, "mar")[0]
+    fake_scan(kit, sheets_of(kit, mar)[0], {"mar_date": "x", "allergies_checked": "yes",
+                                            "n1.s1.status": "given", "n1.s1.time": "x", "n1.s1.initials": "x",
+                                            "n1.s2.status": "given", "n1.s2.time": "x", "n1.s2.initials": "x"})
+    got = codes(reconcile(kit), mar)
+    assert got.count(("mar_new_order_unreadable", "n1.order")) == 1

@@ -70,8 +70,8 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], req
         return v if v is not None and v.resolved else None
 
     if template == "mar":
+        orders_flagged: set[str] = set()
         for prefix in layout.slots:
-            label = None
             status = values.get(f"{prefix}.status")
             given = values.get(f"{prefix}.given")
             mark = status or given
@@ -89,7 +89,7 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], req
             if mark.present:
                 out.used = True
                 label = _slot_label(layout, prefix, medications)
-                missing = [w for w, v, n in (("time", time_v, "time"), ("initials", init_v, "initials"))
+                missing = [what for what, v in (("time", time_v), ("initials", init_v))
                            if v is not None and not v.present]
                 if given is not None and time_v is not None and not time_v.present:
                     flags.append(_flag("mar_prn_no_time", f"{prefix}.time",
@@ -99,11 +99,12 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], req
                     flags.append(_flag("mar_slot_incomplete", f"{prefix}.{missing[0]}",
                                        f"{label}: marked {mark.value if status is not None else 'given'}"
                                        f" but no {' and no '.join(missing)}"))
-                if prefix.startswith("n"):
-                    order = ok(prefix.split(".")[0] + ".order")
-                    if order is not None and not order.present:
-                        flags.append(_flag("mar_new_order_unreadable", prefix.split(".")[0] + ".order",
-                                           f"{prefix}: a dose is marked on a new-order row with no order written"))
+                row = prefix.split(".")[0]
+                order = ok(f"{row}.order")
+                if order is not None and not order.present and row not in orders_flagged:
+                    orders_flagged.add(row)
+                    flags.append(_flag("mar_new_order_unreadable", f"{row}.order",
+                                       f"{row}: doses are marked on a new-order row with no order written"))
             elif prefix.startswith("m") and layout.fields.get(f"{prefix}.status", {}).get("scheduled"):
                 out.unmarked.append((f"{prefix}.status", _slot_label(layout, prefix, medications)))
     elif template == "lab-request":
