@@ -313,3 +313,36 @@ def test_care_times_in_the_hospital_time_zone(scene, tmp_path):
     assert obs["effectiveDateTime"] == "2026-11-28T08:15:00-05:00"
     r = _run(kit.path, "export", "--format", "fhir", "--tz", "Mars/Olympus", "--out", str(tmp_path / "x"))
     assert r.exit_code == 4 and "time zone" in r.stderr
+
+
+def test_reports_render_on_a_kit_with_nothing_scanned(kit, tmp_path):
+    from fallbackkit.export import write_report
+    import pypdfium2 as pdfium
+    r = write_report(kit, tmp_path / "empty.pdf")
+    assert r["todo"] == ["Nothing left to do: every printed sheet is back, reviewed and re-entered."]
+    pdf = pdfium.PdfDocument(str(tmp_path / "empty.pdf"))
+    assert "Nothing left to do" in pdf[0].get_textpage().get_text_range()
+    pdf.close()
+    write_report(kit, tmp_path / "empty.html")
+    assert "Nothing left to do" in (tmp_path / "empty.html").read_text()
+
+
+def test_a_failed_write_leaves_neither_file_nor_temp(tmp_path, monkeypatch):
+    from fallbackkit.export import write_private
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_private(tmp_path / "out" / "bundle.json", "{}")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_json_export_wants_a_file_and_csv_a_directory(scene, tmp_path):
+    kit, _ = scene
+    (tmp_path / "d").mkdir()
+    r = _run(kit.path, "export", "--format", "json", "--out", str(tmp_path / "d"))
+    assert r.exit_code == 4 and "directory" in r.stderr
+    (tmp_path / "f.csv").write_text("")
+    r = _run(kit.path, "export", "--format", "csv", "--out", str(tmp_path / "f.csv"))
+    assert r.exit_code == 4 and "is a file" in r.stderr

@@ -252,12 +252,14 @@ def render_pdf(d: dict[str, Any], out: Path) -> Path:
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
         return t
 
-    def bars(labels: list[str], series: list[list[int]], names: list[str], title: str) -> Drawing:
+    def bars(labels: list[str], series: list[list[int]], names: list[str], title: str) -> Any:
+        if not labels:
+            return Paragraph(f"{html.escape(title)}: nothing to show yet.", body)
         drawing = Drawing(170 * mm, 62 * mm)
         chart = VerticalBarChart()
         chart.x, chart.y, chart.width, chart.height = 12 * mm, 14 * mm, 150 * mm, 40 * mm
-        chart.data = series or [[0]]
-        chart.categoryAxis.categoryNames = labels or [""]
+        chart.data = series
+        chart.categoryAxis.categoryNames = labels
         chart.categoryAxis.labels.fontName = fonts.REGULAR
         chart.categoryAxis.labels.fontSize = 6
         chart.categoryAxis.labels.angle = 20 if len(labels) > 6 else 0
@@ -375,6 +377,8 @@ def _pct(x: float | None) -> str:
 def _svg_bars(labels: list[str], series: list[list[int]], names: list[str], title: str) -> str:
     """A grouped bar chart as inline SVG (no xmlns: HTML5 inline SVG needs none, and no URL appears)."""
     e = html.escape
+    if not labels:
+        return f"<p>{e(title)}: nothing to show yet.</p>"
     width, height, left, bottom, top = 760, 260, 40, 70, 30
     plot_w, plot_h = width - left - 10, height - bottom - top
     top_value = max([1] + [v for s in series for v in s])
