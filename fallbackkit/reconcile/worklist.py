@@ -16,6 +16,7 @@ from .. import ids
 from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
+from ..templates.model import HANDWRITTEN_TYPES
 from .core import _Pass
 from .identity import parse_date
 from ..generate import kit_templates
@@ -82,25 +83,25 @@ def _value(v: Val | None) -> Any:
         return None
     if v.type == "signature":
         return v.present if v.resolved else None
-    if v.type in ("text", "number", "datetime", "initials") and v.source == "machine":
+    if v.type in HANDWRITTEN_TYPES and v.source == "machine":
         return None  # handwriting not transcribed yet
     return v.value
 
 
 class _FormItems:
-    def __init__(self, form: dict[str, Any], values: dict[str, Val], owners: dict[str, str],
-                 conflicts: dict[str, dict], missing_pages: list[int], patient: str | None):
-        self.form, self.values, self.owners, self.conflicts = form, values, owners, conflicts
-        self.missing_pages, self.patient = missing_pages, patient
-        self.items: list[tuple[str, str, list[str], str | None, str, dict]] = []
+    """What an item of one form still waits for, in words a clerk understands."""
+
+    def __init__(self, form: dict[str, Any], values: dict[str, Val], conflicts: dict[str, dict],
+                 missing_pages: list[int]):
+        self.form, self.values, self.conflicts, self.missing_pages = form, values, conflicts, missing_pages
 
     def unresolved(self, names: list[str], whole_form: bool) -> list[str]:
         out = []
         for n in names:
             v = self.values.get(n)
             if v is not None and not v.resolved:
-                out.append(f"{n} waits for {'transcription' if v.type in ('text', 'number', 'datetime', 'initials', 'signature') else 'review'}"
-                           + (f" ({v.reason})" if v.reason else ""))
+                what = "transcription" if v.type in HANDWRITTEN_TYPES else "review"
+                out.append(f"{n} waits for {what}" + (f" ({v.reason})" if v.reason else ""))
             c = self.conflicts.get(n)
             if c is not None and not c["resolved"]:
                 out.append(f"{n}: captures of sheet {c['sheet_id']} disagree")
@@ -140,7 +141,7 @@ def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], patient: str
             conflicts[c["field"]] = c
     if not returned:
         return []
-    helper = _FormItems(form, values, {}, conflicts, missing, patient)
+    helper = _FormItems(form, values, conflicts, missing)
     out: list[dict[str, Any]] = []
 
     def add(suffix: str, kind: str, names: list[str], care_time: str | None, summary: str,
