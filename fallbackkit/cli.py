@@ -612,16 +612,18 @@ def restore_cmd(ctx: KitContext, backup_file: Path, force: bool) -> None:
 
 
 @cli.command("check")
+@click.option("--archive", is_flag=True, help="Also re-hash every archived scan original.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_kit
-def check_cmd(ctx: KitContext, as_json: bool) -> None:
+def check_cmd(ctx: KitContext, archive: bool, as_json: bool) -> None:
     """Integrity check of the store and verification of the audit chain; exits non-zero on a failure."""
     from .export import check
-    result = check(ctx.kit())
+    result = check(ctx.kit(), archive)
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"store integrity ok; {result['audit_rows']} audit rows, chain intact")
+        click.echo(f"store integrity ok; {result['audit_rows']} audit rows, chain intact"
+                   + ("; every archived original present and unchanged" if archive else ""))
 
 
 
