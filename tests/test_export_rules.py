@@ -346,3 +346,17 @@ def test_json_export_wants_a_file_and_csv_a_directory(scene, tmp_path):
     (tmp_path / "f.csv").write_text("")
     r = _run(kit.path, "export", "--format", "csv", "--out", str(tmp_path / "f.csv"))
     assert r.exit_code == 4 and "is a file" in r.stderr
+
+
+def test_check_archive_finds_a_changed_or_missing_original(scene):
+    kit, _ = scene
+    assert check(kit, archive=True)["archive_problems"] == []
+    rel, first = kit.db.conn.execute("SELECT archive_path, first_path FROM input_files"
+                                     " WHERE archive_path IS NOT NULL ORDER BY sha256").fetchone()
+    (kit.path / rel).write_bytes(b"tampered")
+    with pytest.raises(IntegrityFailure, match="archive: 1 originals missing or changed"):
+        check(kit, archive=True)
+    check(kit)  # the store itself is fine
+    (kit.path / rel).unlink()
+    r = _run(kit.path, "check", "--archive")
+    assert r.exit_code == 7 and f"{rel} (from {first}) is missing" in r.stderr

@@ -7,6 +7,7 @@ store unless forced, and keeps a safety copy of the current store before replaci
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -151,13 +152,36 @@ def restore(kit: Kit, source: Path | str, actor: str, force: bool = False) -> di
             "rows": sum(report["counts"].values()), "warning": warning}
 
 
-def check(kit: Kit) -> dict[str, Any]:
-    """Integrity check and audit-chain verification together; raises IntegrityFailure naming what failed."""
+def check_archive(kit: Kit) -> list[str]:
+    """Every scanned original recorded as archived is there with the bytes it had (SHA-256)."""
+    problems = []
+    for sha, rel, first in kit.db.conn.execute(
+            "SELECT sha256, archive_path, first_path FROM input_files WHERE archive_path IS NOT NULL ORDER BY sha256"):
+        path = kit.path / rel
+        if not path.is_file():
+            problems.append(f"{rel} (from {first}) is missing")
+            continue
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        if h.hexdigest() != sha:
+            problems.append(f"{rel} (from {first}) has changed")
+    return problems
+
+
+def check(kit: Kit, archive: bool = False) -> dict[str, Any]:
+    """Integrity check and audit-chain verification together (and, with archive, the scanned
+    originals); raises IntegrityFailure naming what failed."""
     conn = kit.db.conn
     integrity = [r[0] for r in conn.execute("PRAGMA integrity_check")]
     fk = conn.execute("PRAGMA foreign_key_check").fetchall()
     rows, broken = verify_audit(conn)
+    archive_problems = check_archive(kit) if archive else []
     failed = []
+    if archive_problems:
+        failed.append(f"archive: {len(archive_problems)} originals missing or changed, first "
+                      f"{archive_problems[0]}")
     if integrity != ["ok"]:
         failed.append("integrity check: " + "; ".join(integrity[:3]))
     if fk:
@@ -165,7 +189,8 @@ def check(kit: Kit) -> dict[str, Any]:
     if broken is not None:
         failed.append(f"audit chain broken at row {broken}")
     result = {"integrity": integrity, "foreign_key_problems": len(fk), "audit_rows": rows,
-              "audit_broken_at": broken, "ok": not failed}
+              "audit_broken_at": broken, "archive_checked": archive, "archive_problems": archive_problems,
+              "ok": not failed}
     if failed:
         raise IntegrityFailure("check failed: " + "; ".join(failed),
                                hint="restore the latest good backup (`fallbackkit restore FILE`) and tell IT")
