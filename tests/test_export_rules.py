@@ -360,3 +360,19 @@ def test_check_archive_finds_a_changed_or_missing_original(scene):
     (kit.path / rel).unlink()
     r = _run(kit.path, "check", "--archive")
     assert r.exit_code == 7 and f"{rel} (from {first}) is missing" in r.stderr
+
+
+def test_unlinked_downtime_patient_is_its_own_patient(scene, tmp_path):
+    kit, info = scene
+    from fallbackkit.reconcile import unlink_identity
+    unlink_identity(kit, info["blank_mrn"], "clerk1", "wrong wristband")
+    export_fhir(kit, tmp_path / "out")
+    assert not (tmp_path / "out" / f"bundle-{info['linked_to']}.json").exists()
+    resources = _resources(tmp_path / "out", info["blank_mrn"])
+    patient = resources[0]
+    assert patient["identifier"] == [{"use": "temp", "system": f"urn:fallbackkit:{kit.kit_id}:downtime-mrn",
+                                      "value": info["blank_mrn"]}]
+    assert patient["name"] == [{"text": "Unknown male"}] and "birthDate" not in patient
+    enc = next(r for r in resources if r["resourceType"] == "Encounter")
+    assert enc["identifier"][0] == {"system": f"urn:fallbackkit:{kit.kit_id}:downtime-episode",
+                                    "value": info["blank_mrn"]}

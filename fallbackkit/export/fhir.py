@@ -265,6 +265,21 @@ class FhirExport:
             if v["sex"] in GENDER:
                 resource["gender"] = GENDER[v["sex"]]
             return
+        # no registration form: the name and birth date handwritten on blank stock, when settled
+        for form in self.store.forms:
+            if form.patient_key != key or "patient_name" not in form.fields:
+                continue
+            try:
+                v = _settled(form, ["patient_name", "patient_birth_date"])
+            except Unsettled:
+                continue
+            if v["patient_name"] and "name" not in resource:
+                resource["name"] = [{"text": str(v["patient_name"])}]
+            if v["patient_birth_date"] and "birthDate" not in resource:
+                try:
+                    resource["birthDate"] = parse_date(v["patient_birth_date"]).isoformat()
+                except Unsettled:
+                    pass
 
     def encounter(self, bundle: PatientBundle, form: Form, patient_url: str) -> str:
         number = form.row["encounter"]
