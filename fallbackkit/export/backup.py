@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, Conflict, IntegrityFailure, NotFound
+from ..store import migrations
 from ..store.audit import append_audit, verify_audit
 from ..store.kit import Kit, now_iso
 
@@ -132,6 +133,7 @@ def restore(kit: Kit, source: Path | str, actor: str, force: bool = False) -> di
         source_conn.backup(kit.db.conn)  # page-level copy into the open store, under its own lock
     finally:
         source_conn.close()
+    migrations.migrate(kit.db)  # a backup made by an older version gets the newer tables
     with kit.db.conn:
         append_audit(kit.db.conn, actor, "kit.restore", str(source),
                      {"safety_copy": str(safety), "kit_id": kit.kit_id}, {"kit_id": report["kit_id"], "forced": force})
