@@ -7,6 +7,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pypdfium2 as pdfium
 from PIL import Image
 from reportlab.lib import pdfencrypt
 from reportlab.pdfgen import canvas
@@ -90,6 +91,10 @@ def write_bad_files(folder: Path, good_pdf: Path, good_png: Path) -> dict[str, s
     c.drawString(100, 100, "locked")
     c.save()
     expected["locked.pdf"] = "password-protected"
+    empty_pdf = pdfium.PdfDocument.new()
+    empty_pdf.save(str(folder / "nopages.pdf"))
+    empty_pdf.close()
+    expected["nopages.pdf"] = "no pages"
     write_png_bomb(folder / "bomb.png", 30000, 30000)
     expected["bomb.png"] = "too large to be a scanned page"
     return expected

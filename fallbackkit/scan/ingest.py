@@ -171,14 +171,24 @@ def _open_pdf(path: Path):
     import pypdfium2 as pdfium
     try:
         return pdfium.PdfDocument(str(path))
-    except pdfium.PdfiumError as exc:
-        text = str(exc).lower()
-        if "password" in text:
-            raise UnreadableFile(path, "is a password-protected PDF",
-                                 "save it again without a password (or scan the paper again) and rescan") from None
-        if "format" in text or "file" in text:
-            raise UnreadableFile(path, "is a damaged or incomplete PDF", RESCAN) from None
-        raise UnreadableFile(path, f"cannot be read as a PDF ({exc})", RESCAN) from None
+    except pdfium.PdfiumError:
+        # PDFium's error code can be left over from an earlier failure: look at the file itself
+        problem = _pdf_problem(path)
+        raise UnreadableFile(path, problem, _PDF_HINTS.get(problem, RESCAN)) from None
+
+
+_PDF_HINTS = {"is a password-protected PDF":
+              "save it again without a password (or scan the paper again) and rescan",
+              "is a PDF with no pages": "export it again from the scanner software, or scan the paper again"}
+
+
+def _pdf_problem(path: Path) -> str:
+    data = path.read_bytes()
+    if b"/Encrypt" in data:
+        return "is a password-protected PDF"
+    if re.search(rb"/Count\s*0\b", data) and not re.search(rb"/Type\s*/Page\b", data):
+        return "is a PDF with no pages"
+    return "is a damaged or incomplete PDF"
 
 
 def _pdf_page(path: Path, pdf, index: int) -> Page:
