@@ -127,6 +127,7 @@ def test_lab_request_one_service_request_per_test(scene, tmp_path):
         assert sr["priority"] == "urgent" and sr["intent"] == "order"
         assert sr["requester"] == {"display": "Dr Peeters"}
         assert sr["occurrenceDateTime"] == care_time("2026-11-28", "07:30")
+    assert items[f"{f}:cbc"]["code"]["text"] == "CBC", "the label printed on the form"
     specimen = items[f"{f}:specimen"]
     assert specimen["type"]["text"] == "blood"
     assert specimen["collection"]["collector"] == {"display": "initials: CD"}

@@ -202,6 +202,7 @@ class FhirExport:
         zone_ok(tz)
         self.kit = kit
         self.tz = tz
+        self._templates: dict[str, Any] | None = None
         self.skip_entered = skip_entered
         self.skipped: list[dict[str, Any]] = []
         self.marks = {item: status for item, status in kit.db.conn.execute(
@@ -414,6 +415,23 @@ class FhirExport:
             self.bundles[key] = bundle
         return produced
 
+    def option_label(self, form: Form, field_name: str, value: str) -> str:
+        """The English label printed next to a box (e.g. 'PT/INR, aPTT' for coag), else the value."""
+        if self._templates is None:
+            from ..generate import kit_templates
+            try:
+                self._templates = kit_templates(self.kit)
+            except Exception:  # noqa: BLE001 - labels are a courtesy; the code is what counts
+                self._templates = {}
+        t = self._templates.get(f"{form.template}@{form.row['version']}") or self._templates.get(form.template)
+        for section in getattr(t, "sections", []):
+            for f in section.fields:
+                if f.name == field_name:
+                    for o in f.options or []:
+                        if o.value == value:
+                            return o.label.get("en") or value
+        return value
+
     def _ref(self, patient_url: str, enc_url: str) -> dict[str, Any]:
         return {"subject": {"reference": patient_url}, "encounter": {"reference": enc_url}}
 
@@ -553,7 +571,9 @@ class FhirExport:
                 "requisition": requisition,
                 "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007",
                                           "display": "Laboratory procedure"}]}],
-                "code": {"coding": [{"system": f"{self.b.base}:lab-test", "code": test}], "text": test}
+                "code": {"coding": [{"system": f"{self.b.base}:lab-test", "code": test,
+                                      "display": self.option_label(form, "tests", test)}],
+                         "text": self.option_label(form, "tests", test)}
                 if test in (v.get("tests") or []) else {"text": test},
                 **self._ref(patient_url, enc_url), "occurrenceDateTime": when,
                 "specimen": [{"reference": specimen_url}]}
