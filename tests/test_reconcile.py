@@ -348,3 +348,30 @@ def test_new_order_row_without_order_is_flagged_once(kit, ward_pack):
                                             "n1.s2.status": "given", "n1.s2.time": "x", "n1.s2.initials": "x"})
     got = codes(reconcile(kit), mar)
     assert got.count(("mar_new_order_unreadable", "n1.order")) == 1
+
+
+def test_two_stations_converge_after_merging_both_ways(kit, ward_pack, tmp_path):
+    from fallbackkit.reconcile import verify_chain
+    lab_a, lab_b = forms_of(kit, "lab-request")[:2]
+    kit.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copytree(kit.path, tmp_path / "station-b")
+    other = open_kit(tmp_path / "station-b")
+    try:
+        fake_scan(kit, lab_a, {"tests": ["cbc"], "collected_at": "x"}, tag="a-scan")
+        cid = fake_scan(other, lab_b, {"tests": ["crp"], "collected_at": "x"}, tag="b-scan")
+        transcribe_pending(other, cid, {"collected_at": "28/11/2026 10:00"})
+        merge_store(kit, other.path, "it-a")
+        merge_store(other, kit.path, "it-b")
+        a, b = reconcile(kit), reconcile(other)
+        assert a == b and a["totals"]["sheets_returned"] == 2
+        assert [i.item_id for i in worklist(kit)] == [i.item_id for i in worklist(other)]
+        verify_chain(kit), verify_chain(other)
+        merged = [json.loads(r[0]) for r in kit.db.conn.execute("SELECT after FROM audit WHERE action = 'merge.audit'")]
+        assert "review.transcribe" in {m["action"] for m in merged}  # B's decision is in A's history
+        echoes = [json.loads(r[0]) for r in other.db.conn.execute("SELECT after FROM audit WHERE action = 'merge.audit'")]
+        assert all(e["action"] != "review.transcribe" for e in echoes)  # B did not take its own rows back
+        # and nothing more to bring either way
+        assert merge_store(kit, other.path, "it-a")["added"] == {}
+        assert merge_store(other, kit.path, "it-b")["added"] == {}
+    finally:
+        other.close()

@@ -22,6 +22,7 @@ from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 
 
+REMOTE = "remote-audit:"
 MERGED_TABLES = ("layouts", "print_batches", "forms", "sheets", "downtime_ids", "id_pools", "input_files",
                  "captures", "readings", "quarantine", "quarantine_assignments", "reviews", "identity_links",
                  "worklist_marks", "audit")
@@ -192,17 +193,26 @@ class _Merger:
                 self.insert("worklist_marks", row, ("id",))
 
         # History: remote audit rows not already part of our chain (shared history before the kit
-        # was copied has the same hashes) nor merged before.
+        # was copied has the same hashes) nor merged before. A row the other station itself merged
+        # from elsewhere is unwrapped, so history reaches every station once and echoes of our own
+        # rows are recognised; the other station's 'merge' records are not copied (what they
+        # describe arrives as rows), so two stations merging each other settle after one round.
         known = {r[0] for r in L.execute("SELECT hash FROM audit")}
-        known |= {r[0][len("remote-audit:"):] for r in L.execute(
+        known |= {r[0][len(REMOTE):] for r in L.execute(
             "SELECT object FROM audit WHERE action = 'merge.audit'")}
         for rid, ts, actor, action, obj, before, after, prev_hash, digest in self.remote.execute(
                 "SELECT id, ts, actor, action, object, before, after, prev_hash, hash FROM audit ORDER BY id"):
+            if action == "merge":
+                continue
+            if action == "merge.audit" and obj and obj.startswith(REMOTE) and after:
+                original, digest = json.loads(after), obj[len(REMOTE):]
+            else:
+                original = {"id": rid, "ts": ts, "actor": actor, "action": action, "object": obj,
+                            "before": before, "after": after, "prev_hash": prev_hash, "hash": digest}
             if digest in known:
                 continue
-            append_audit(L, actor, "merge.audit", f"remote-audit:{digest}", None,
-                         {"id": rid, "ts": ts, "actor": actor, "action": action, "object": obj,
-                          "before": before, "after": after, "prev_hash": prev_hash, "hash": digest})
+            append_audit(L, original.get("actor") or actor, "merge.audit", f"{REMOTE}{digest}", None, original)
+            known.add(digest)
             self.counts["audit"] = self.counts.get("audit", 0) + 1
 
     def _check_links(self) -> None:
