@@ -27,7 +27,7 @@ class _Pass:
     """One pass over the readings: page checks for chosen captures, values of repeated sheets."""
 
     def __init__(self, kit: Kit, reg: Registry, keep_chosen: bool = False,
-                 reviews: dict | None = None, templates: dict | None = None):
+                 reviews: dict | None = None, templates: dict | None = None, checks: bool = True):
         self.reg = reg
         templates = templates if templates is not None else kit_templates(kit)
         self.required: dict[tuple[str, int], set[str]] = {}
@@ -50,11 +50,12 @@ class _Pass:
                 continue
             sheet = reg.sheets[sid]
             form = reg.forms[sheet["form_id"]]
-            key = (form["template"], form["version"])
-            if key not in self.required:
-                self.required[key] = required_fields(templates, *key)
-            layout = reg.layouts[sheet["layout_hash"]]
-            self.checks[sid] = check_page(form, layout, values, self.required[key])
+            if checks:
+                key = (form["template"], form["version"])
+                if key not in self.required:
+                    self.required[key] = required_fields(templates, *key)
+                layout = reg.layouts[sheet["layout_hash"]]
+                self.checks[sid] = check_page(form, layout, values, self.required[key])
             pending = [n for n, v in values.items() if not v.resolved]
             self.to_review[sid] = len(pending)
             if keep_chosen:

@@ -24,6 +24,8 @@ from .state import Registry, Val, current_links, current_reviews, load_registry
 
 KIND_ORDER = {"registration": 0, "order": 1, "result": 2, "medication": 3, "vitals": 4}
 STATUSES = ("pending", "entered", "not-needed")
+_DIGITS = re.compile(r"(\d+)")
+_COLUMN = re.compile(r"c\d+\.")
 
 
 @dataclass
@@ -75,7 +77,7 @@ def _combine(day: Any, time: Any) -> str | None:
 
 
 def _natural(item_id: str) -> list:
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", item_id)]
+    return [int(p) if p.isdigit() else p for p in _DIGITS.split(item_id)]
 
 
 def _value(v: Val | None) -> Any:
@@ -208,7 +210,7 @@ def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], patient: str
         day = _value(values.get("obs_date"))
         columns: dict[str, list[str]] = {}
         for n in names:
-            if re.match(r"c\d+\.", n):
+            if _COLUMN.match(n):
                 columns.setdefault(n.split(".")[0], []).append(n)
         for col in sorted(columns, key=_natural):
             fields = columns[col]
@@ -246,7 +248,7 @@ def _build(kit: Kit, form_ids: list[str] | None = None) -> list[WorkItem]:
     items = []
     for start in range(0, len(form_ids), FORMS_PER_BATCH):
         reg = load_registry(kit, form_ids[start:start + FORMS_PER_BATCH])
-        run = _Pass(kit, reg, keep_chosen=True, reviews=reviews, templates=templates)
+        run = _Pass(kit, reg, keep_chosen=True, reviews=reviews, templates=templates, checks=False)
         for fid, form in reg.forms.items():
             form["census_name"] = census_names.get((form.get("snapshot_id"), form["patient_mrn"]))
             dt = form["downtime_mrn"]
