@@ -303,3 +303,56 @@ def test_merge_refuses_another_kit(kit, tmp_path):
         merge_store(kit, tmp_path / "elsewhere", "it")
     result = CliRunner().invoke(cli, ["--kit", str(kit.path), "merge", str(tmp_path / "elsewhere")])
     assert result.exit_code == 4 and "nothing was merged" in result.output
+
+
+# --- a whole ward pack filled at random by the simulator, checked against its truth file ---------
+def test_simulated_ward_pack_flags_agree_with_truth(tmp_path):
+    import json
+
+    from fallbackkit.scan.simulate import simulate
+    kit = init_kit(tmp_path / "kit", actor="tester")
+    try:
+        patients, meds = write_census(tmp_path / "census", wards={"3B": 4})
+        import_census(kit, patients, meds, actor="tester")
+        print_ward(kit, "3B", tmp_path / "pack.pdf", actor="tester")
+        simulate(kit, tmp_path / "pack.pdf", tmp_path / "sim", seed=11, tier="clean", blank_every=0)
+        truth = json.loads((tmp_path / "sim" / "truth.json").read_text())
+        scan_paths(kit, [tmp_path / "sim" / f["file"] for f in truth["files"]], workers=0, progress=False)
+        report = reconcile(kit)
+        assert report["totals"]["sheets_returned"] == report["totals"]["sheets_printed"]
+        assert {f["state"] for f in report["forms"]} == {"complete"}
+        form_of_sheet = dict(kit.db.conn.execute("SELECT sheet_id, form_id FROM sheets").fetchall())
+        flags = {(f["form_id"], fl["code"], fl["field"]) for f in report["forms"] for fl in f["flags"]}
+        machine = {(r[0], r[1]): (r[2], r[3], r[4]) for r in kit.db.conn.execute(
+            "SELECT sheet_id, field, value, status, ink FROM readings")}
+
+        def read_as_truth(sheet_id, name, t):
+            value, status, ink = machine[(sheet_id, name)]
+            if status != "accepted" or t["should_review"]:
+                return False
+            if t["type"] in ("number", "datetime", "text", "initials", "signature"):
+                return bool(ink) == t["ink"]
+            return (json.loads(value) if value is not None else None) == t["value"]
+
+        checked = positives = 0
+        for page in (p for f in truth["files"] for p in f["pages"]):
+            sid, fields = page["sheet_id"], page["fields"]
+            fid = form_of_sheet[sid]
+            expectations = []
+            for name, t in fields.items():
+                if name.endswith(".given"):
+                    time = name[:-len("given")] + "time"
+                    expectations.append(((name, time), t["value"] is True and not fields[time]["ink"],
+                                         (fid, "mar_prn_no_time", time)))
+                if name == "collected_at":
+                    expectations.append(((name,), not t["ink"], (fid, "lab_no_collection_time", name)))
+                if name == "allergies_known":
+                    expectations.append(((name,), t["value"] is None, (fid, "allergy_not_recorded", name)))
+            for names, expected, flag in expectations:
+                if all(read_as_truth(sid, n, fields[n]) for n in names):
+                    assert (flag in flags) == expected, (flag, [fields[n] for n in names])
+                    checked += 1
+                    positives += bool(expected)
+        assert checked >= 10 and positives >= 3 and checked - positives >= 3, (checked, positives)
+    finally:
+        kit.close()
