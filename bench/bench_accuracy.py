@@ -57,6 +57,7 @@ def compare(reading, truth, stats, problems, where):
         stats["boxes"] += len(reading.raw.get("boxes", []))
         styles = t["style"] if isinstance(t["style"], list) else [t["style"]]
         stats["marked_boxes"] += sum(s != "empty" for s in styles)
+        stats["clear_fields"] += not t["should_review"]
         if reading.status == "review":
             stats["mark_review"] += 1
             if not t["should_review"]:
@@ -82,7 +83,8 @@ def compare(reading, truth, stats, problems, where):
 def run_tier(tier, kit, pages, n, seed):
     rng = np.random.default_rng(seed)
     geometries = {}
-    stats = dict.fromkeys(["pages", "identified", "read", "mark_fields", "boxes", "marked_boxes", "mark_review",
+    stats = dict.fromkeys(["pages", "identified", "read", "mark_fields", "clear_fields", "boxes", "marked_boxes",
+                           "mark_review",
                            "review_unexpected", "silent_errors", "ambiguous_accepted_right", "hand_fields",
                            "ink_as_blank", "blank_hand_review"], 0)
     times = []
@@ -137,18 +139,22 @@ def main() -> int:
         kit, pdfs = build_kit(Path(tmp))
         rendered = {dpi: load_pages(kit, pdfs, dpi) for dpi in (200, 300)}
         print(f"kit: {len(rendered[200])} printed sheets; {n} pages per tier")
+        print("review% = all mark fields sent to review, including those made ambiguous on purpose (two marks,"
+              " faint, half outside, mark + cancelled);\nclear->rev% = mark fields with clear marks sent to review"
+              " (the review targets apply to these); silent = wrong value accepted")
         print(f"{'tier':8} {'pages':>5} {'ident':>5} {'fields':>6} {'boxes':>6} {'marked':>6} {'silent':>6} "
-              f"{'review%':>7} {'unexp':>5} {'ink->blank':>10} {'med ms':>7}")
+              f"{'review%':>7} {'clear->rev%':>11} {'ink->blank':>10} {'med ms':>7}")
         ok = True
         for k, tier in enumerate(args.tiers.split(",")):
             stats, times, problems = run_tier(tier, kit, rendered[RENDER_DPI[tier]], n, args.seed + k)
             rate = 100.0 * stats["mark_review"] / max(1, stats["mark_fields"])
+            clear_rate = 100.0 * stats["review_unexpected"] / max(1, stats["clear_fields"])
             print(f"{tier:8} {stats['pages']:5} {stats['identified']:5} {stats['mark_fields']:6} {stats['boxes']:6} "
-                  f"{stats['marked_boxes']:6} {stats['silent_errors']:6} {rate:7.2f} {stats['review_unexpected']:5} "
+                  f"{stats['marked_boxes']:6} {stats['silent_errors']:6} {rate:7.2f} {clear_rate:11.2f} "
                   f"{stats['ink_as_blank']:10} {statistics.median(times):7.1f}")
             target = 1.0 if tier in ("clean", "office") else 5.0
             if stats["silent_errors"] or stats["ink_as_blank"] or stats["identified"] != stats["pages"] \
-                    or rate > target:
+                    or clear_rate > target:
                 ok = False
             if args.verbose or stats["silent_errors"] or stats["ink_as_blank"]:
                 for p in problems[:15]:

@@ -9,6 +9,7 @@ corners of the image and the holed mark tells which way up the page is.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -132,12 +133,15 @@ def _find_blobs(work: np.ndarray, side_px: float) -> list[_Blob]:
     block = max(block, 15)
     binary = cv2.adaptiveThreshold(work, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, 25)
     # opening removes thin things touching a mark (toner streaks, pen lines, table edges)
-    k = max(3, int(side_px / 4) | 1)
+    k = 3
     binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    # CCOMP, not EXTERNAL: on a photo the sheet is a hole in the (dark) desk, and the marks sit inside it
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     lo, hi = (side_px * 0.6) ** 2, (side_px * 1.5) ** 2
     blobs = []
-    for c in contours:
+    for i, c in enumerate(contours):
+        if hierarchy[0][i][3] != -1:  # the boundary of a hole, not of a component
+            continue
         area = cv2.contourArea(c)
         if not lo <= area <= hi:
             continue
@@ -239,37 +243,52 @@ def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Loca
     work, factor = _work_copy(image, px_per_mm)
     side = MARK_SIZE_MM * px_per_mm / factor
     blobs = _find_blobs(work, side)
+    # the code's finder patterns look like small solid squares on a reduced, blurred scan
+    qr_poly = ((code.corners_px - code.corners_px.mean(axis=0)) * 1.15 + code.corners_px.mean(axis=0)) / factor
+    qr_poly = qr_poly.astype(np.float32).reshape(-1, 1, 2)
+    blobs = [b for b in blobs if cv2.pointPolygonTest(qr_poly, (float(b.x), float(b.y)), False) < 0]
     centres = _mark_centres(geometry)
     qr_centre = qr_mm.mean(axis=0)
-    order = sorted(centres, key=lambda k: math.dist(centres[k], qr_centre))
-    src = list(qr_mm)
-    dst = list(code.corners_px)
-    found: dict[str, tuple[float, float]] = {}
-    used: set[int] = set()
-    for key in order:
-        if len(src) >= 6:
-            hcur = cv2.findHomography(np.array(src, np.float32), np.array(dst, np.float32), 0)[0]
-        else:
-            hcur = _affine_h(np.array(src), np.array(dst))
-        if hcur is None:
-            hcur = h_qr
-        pred = project(hcur, [centres[key]])[0] / factor
+    # Candidates per corner near where the code predicts the mark. A phone photo's perspective is
+    # not known from the code alone, so the search is wide; the four marks are then chosen together:
+    # the set whose page transform puts the code's corners where they were found.
+    candidates: dict[str, list[int]] = {}
+    for key in MARK_ORDER:
+        pred = project(h_qr, [centres[key]])[0] / factor
+        local = px_per_mm / factor
         dist_mm = math.dist(centres[key], qr_centre)
-        tol = (8.0 + 0.12 * dist_mm) * px_per_mm / factor
-        best, best_d = None, tol
-        for i, b in enumerate(blobs):
-            if i in used:
-                continue
-            d = math.hypot(b.x - pred[0], b.y - pred[1])
-            if d < best_d:
-                best, best_d = i, d
-        if best is None:
+        tol = (10.0 + 0.25 * dist_mm) * local
+        near = sorted((math.hypot(b.x - pred[0], b.y - pred[1]), i) for i, b in enumerate(blobs)
+                      if 0.55 < b.side / (MARK_SIZE_MM * local) < 1.6)
+        candidates[key] = [i for d, i in near if d < tol][:5]
+        if not candidates[key]:
             raise MarksNotFound(f"corner mark '{key}' not found near where the code predicts it")
-        used.add(best)
-        b = blobs[best]
-        found[key] = (b.x * factor, b.y * factor)
-        src.append(centres[key])
-        dst.append(found[key])
+    src = np.array([centres[k] for k in MARK_ORDER], np.float32)
+    qr_px = np.asarray(code.corners_px, float)
+    best, best_score = None, float("inf")
+    for combo in itertools.product(*(candidates[k] for k in MARK_ORDER)):
+        if len(set(combo)) < 4:
+            continue
+        dst = np.array([(blobs[i].x * factor, blobs[i].y * factor) for i in combo], np.float32)
+        if not _convex(dst):
+            continue
+        hmat = cv2.getPerspectiveTransform(src, dst)
+        local_qr = math.sqrt(abs(np.linalg.det(_jacobian(hmat, qr_centre))))
+        residual = float(np.max(np.linalg.norm(project(hmat, qr_mm) - qr_px, axis=1))) / max(local_qr, 1e-6)
+        penalty = 0.0
+        for key, i in zip(MARK_ORDER, combo):
+            ratio = blobs[i].side * factor / (MARK_SIZE_MM * math.sqrt(abs(np.linalg.det(
+                _jacobian(hmat, centres[key])))))
+            if not 0.7 < ratio < 1.35:
+                penalty = float("inf")
+                break
+            penalty += abs(math.log(ratio))
+        score = residual + penalty
+        if score < best_score:
+            best, best_score = combo, score
+    if best is None:
+        raise MarksNotFound("no four marks found that make a page outline of the right size")
+    found = {k: (blobs[i].x * factor, blobs[i].y * factor) for k, i in zip(MARK_ORDER, best)}
     return _finish(image, geometry, found, code.corners_px)
 
 
@@ -318,6 +337,15 @@ def locate_by_marks(image: np.ndarray, geometry: dict) -> Location:
     return _finish(image, geometry, found, None)
 
 
+def _convex(quad: np.ndarray) -> bool:
+    signs = []
+    for i in range(4):
+        a, b, c = quad[i], quad[(i + 1) % 4], quad[(i + 2) % 4]
+        u, v = b - a, c - b
+        signs.append(float(u[0] * v[1] - u[1] * v[0]))
+    return all(x > 0 for x in signs) or all(x < 0 for x in signs)
+
+
 def _finish(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, float]],
             qr_px: np.ndarray | None) -> Location:
     centres = _mark_centres(geometry)
@@ -335,11 +363,7 @@ def _finish(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, flo
         fit = 0.0
     # the quadrilateral must be convex and the page not absurdly distorted
     quad = dst.reshape(-1, 2)
-    cross = []
-    for i in range(4):
-        a, b, c = quad[i], quad[(i + 1) % 4], quad[(i + 2) % 4]
-        cross.append(np.cross(b - a, c - b))
-    if not (all(x > 0 for x in cross) or all(x < 0 for x in cross)):
+    if not _convex(quad):
         raise MarksNotFound("corner marks do not form a page outline")
     pw, ph = geometry["page_size_mm"]
     scale = math.sqrt(abs(np.linalg.det(_jacobian(hmat, (pw / 2, ph / 2)))))

@@ -139,7 +139,7 @@ def draw_handwriting(layer: InkLayer, field: dict, rng: np.random.Generator, pen
         x0 = x + 2.0
         base = y + line_h * i + line_h * 0.65
         n = max(6, int(length / 1.2))
-        pts = [(x0 + length * k / n, base - abs(rng.normal(0, line_h * 0.18)) * (k % 2) * 2)
+        pts = [(x0 + length * k / n, base - min(line_h * 0.45, abs(rng.normal(0, line_h * 0.18)) * 2) * (k % 2))
                for k in range(n + 1)]
         layer.polyline(pts, pen)
 

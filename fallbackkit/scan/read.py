@@ -64,10 +64,12 @@ def darkness(p: np.ndarray, black: float) -> tuple[np.ndarray, float]:
 
 def _best_shift(d: np.ndarray, lo: int, hi: int, axis: int, search: int, band: tuple[int, int]) -> int:
     """Shift (px) that puts the printed outline's two edges (at lo and hi) on dark columns/rows."""
+    # A low percentile along the edge: the printed outline darkens the whole edge, a pen stroke
+    # or a line of text crossing the same row or column only darkens part of it.
     if axis == 1:
-        prof = d[band[0]:band[1], :].mean(axis=0)
+        prof = np.percentile(d[band[0]:band[1], :], 25, axis=0)
     else:
-        prof = d[:, band[0]:band[1]].mean(axis=1)
+        prof = np.percentile(d[:, band[0]:band[1]], 25, axis=1)
     n = len(prof)
     pmax = np.maximum(prof, np.maximum(np.roll(prof, 1), np.roll(prof, -1)))
     best, best_score = 0, -1e9

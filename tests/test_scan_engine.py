@@ -1,0 +1,237 @@
+"""The scan engine on real printed sheets: rendered with pypdfium2, marked, damaged, read in memory.
+
+Every page identified; every accepted value equal to the truth; ambiguous marks go to review with
+a reason; forged, foreign and missing codes are quarantined with the right reason.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fallbackkit.payload import SheetPayload
+from fallbackkit.scan.degrade import degrade
+from fallbackkit.scan.engine import read_page, read_page_as
+from fallbackkit.scan.read import decide
+from fallbackkit.scan.simulate import fill_page
+from fallbackkit.store import init_kit
+from fallbackkit.generate import print_blank
+
+from scan_engine_helpers import (DPI, Sheets, field, mark, paint_qr, reading, white_out, wrong_values,
+                                 write)
+
+
+@pytest.fixture
+def ward(kit, ward_pack):
+    return Sheets(kit, ward_pack.out_path)
+
+
+@pytest.fixture
+def lab(kit, blank_lab):
+    return Sheets(kit, blank_lab.out_path)
+
+
+def test_filled_ward_pack_every_page_identified_and_every_accepted_value_true(ward):
+    rng = np.random.default_rng(1)
+    assert ward.sheet_ids[0] is None  # the cover page carries no code
+    cover = ward.read(ward.images[0])
+    assert (cover.status, cover.reason) == ("quarantined", "no_code")
+    pages = ward.pages()
+    assert len(pages) == 56
+    clear = clear_reviewed = 0
+    for sheet_id, img, geom in pages:
+        marked, truth = fill_page(img, geom, DPI, rng)
+        result = ward.read(marked)
+        assert (result.status, result.sheet_id, result.orientation) == ("read", sheet_id, 0), result.detail
+        assert result.fit_error_mm < 1.0 and abs(result.dpi - DPI) < 5
+        assert wrong_values(result, truth) == []
+        for r in result.readings:
+            assert r.status == "accepted" or r.reason
+            if r.type in ("checkbox", "choice", "multichoice") and not truth[r.field]["should_review"]:
+                clear += 1
+                clear_reviewed += r.status == "review"
+            if r.type in ("text", "number", "datetime", "initials", "signature"):
+                assert r.ink == truth[r.field]["ink"] or (r.ink and not truth[r.field]["ink"])
+                assert r.crop is not None and r.crop.ndim == 2
+        assert result.page_image.shape == (1169, 827)
+    assert clear > 300 and clear_reviewed <= 0.02 * clear
+
+
+def test_blank_sheet_reads_blank(lab):
+    for sheet_id, img, geom in lab.pages():
+        result = lab.read(img)
+        assert result.status == "read"
+        assert all(r.status == "accepted" for r in result.readings), [
+            (r.field, r.reason) for r in result.readings if r.status != "accepted"]
+        values = {r.field: (r.value, r.ink) for r in result.readings}
+        assert values["fasting"] == (False, None)
+        assert values["priority"] == (None, None)
+        assert values["tests"] == ([], None)
+        assert values["ordering_clinician"] == (None, False)
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_turned_pages_read_right(ward, turns):
+    rng = np.random.default_rng(turns)
+    for sheet_id, img, geom in ward.pages()[:8:3]:
+        marked, truth = fill_page(img, geom, DPI, rng)
+        turned = np.ascontiguousarray(np.rot90(marked, turns))
+        result = ward.read(turned)
+        assert (result.status, result.sheet_id) == ("read", sheet_id)
+        assert result.orientation == (360 - 90 * turns) % 360
+        assert wrong_values(result, truth) == []
+        assert sum(r.status == "accepted" for r in result.readings) > 0.8 * len(result.readings) - sum(
+            t["should_review"] for t in truth.values())
+
+
+def test_marks_that_need_a_person(lab):
+    sheet_id, img, geom = lab.pages()[0]
+    priority = field(geom, "priority")["options"]
+    specimen = field(geom, "specimen")["options"]
+    tests = field(geom, "tests")["options"]
+    img = mark(img, DPI, [
+        (priority[0]["box_mm"], "tick"), (priority[2]["box_mm"], "cross"),       # two options marked
+        (specimen[1]["box_mm"], "half_outside"),                                   # mark half outside
+        (field(geom, "fasting")["box_mm"], "cancelled"),                           # cancelled = not marked
+        (tests[0]["box_mm"], "tick"), (tests[5]["box_mm"], "cross"), (tests[9]["box_mm"], "stroke"),
+    ], seed=3)
+    img = write(img, DPI, [field(geom, "ordering_clinician"), field(geom, "collector_initials")])
+    result = lab.read(img)
+    assert result.status == "read"
+    r = reading(result, "priority")
+    assert (r.status, r.value, r.reason) == ("review", None, "two options marked")
+    assert r.crop is not None
+    r = reading(result, "specimen")
+    assert r.status == "review" and "outside" in r.reason
+    r = reading(result, "fasting")
+    assert (r.status, r.value) == ("accepted", False)
+    r = reading(result, "tests")
+    assert (r.status, r.value) == ("accepted", sorted([tests[0]["value"], tests[5]["value"], tests[9]["value"]]))
+    for name in ("ordering_clinician", "collector_initials"):
+        r = reading(result, name)
+        assert (r.status, r.reason, r.ink, r.value) == ("review", "to transcribe", True, None)
+    r = reading(result, "diagnosis")
+    assert (r.status, r.ink) == ("accepted", False)
+
+
+def test_faint_mark_and_mark_next_to_a_cancelled_box_go_to_review(lab):
+    sheet_id, img, geom = lab.pages()[1]
+    specimen = field(geom, "specimen")["options"]
+    priority = field(geom, "priority")["options"]
+    img = mark(img, DPI, [(specimen[0]["box_mm"], "faint"),
+                          (priority[1]["box_mm"], "tick"), (priority[0]["box_mm"], "cancelled")], seed=5)
+    result = lab.read(img)
+    r = reading(result, "specimen")
+    assert r.status == "review" and "faint" in r.reason
+    r = reading(result, "priority")
+    assert (r.status, r.value) == ("review", priority[1]["value"])
+    assert "cancelled" in r.reason
+
+
+def test_decide_reruns_from_stored_raw_measures(lab):
+    sheet_id, img, geom = lab.pages()[2]
+    rng = np.random.default_rng(9)
+    marked, truth = fill_page(img, geom, DPI, rng, hard_cases=0.3)
+    result = lab.read(marked)
+    for r in result.readings:
+        options = [o["value"] for o in field(geom, r.field).get("options", [])] or None
+        assert decide(r.raw, r.type, options) == (r.value, r.confidence, r.status, r.reason)
+
+
+@pytest.mark.parametrize("tier,count", [("office", 6), ("hard", 6), ("phone", 4)])
+def test_damaged_pages_read_right_or_go_to_review(ward, tier, count):
+    rng = np.random.default_rng({"office": 1, "hard": 2, "phone": 3}[tier])
+    pages = ward.pages()
+    sheets = Sheets(ward.kit, ward_pdf(ward), 300) if tier == "phone" else ward
+    dpi = 300 if tier == "phone" else DPI
+    for i in range(count):
+        sheet_id, img, geom = sheets.pages()[(i * 7) % len(pages)]
+        marked, truth = fill_page(img, geom, dpi, rng)
+        result = ward.read(degrade(marked, tier, rng, dpi))
+        assert (result.status, result.sheet_id) == ("read", sheet_id), result.detail
+        assert wrong_values(result, truth) == []
+
+
+def ward_pdf(sheets: Sheets):
+    row = sheets.kit.db.conn.execute("SELECT out_path FROM print_batches WHERE kind = 'ward'").fetchone()
+    return row[0]
+
+
+def test_forged_code_is_bad_signature(lab):
+    sheet_id, img, geom = lab.pages()[0]
+    sp = SheetPayload(lab.kit.kit_id, geom["template"], geom["version"], sheet_id, 1, 1)
+    forged = paint_qr(img, geom, sp.encode(b"not the kit secret"), DPI)
+    result = lab.read(forged)
+    assert (result.status, result.reason, result.sheet_id) == ("quarantined", "bad_signature", sheet_id)
+    genuine = paint_qr(img, geom, sp.encode(lab.kit.secret), DPI)
+    assert lab.read(genuine).status == "read"
+
+
+def test_another_kits_sheet_is_foreign(lab, tmp_path):
+    other = init_kit(tmp_path / "other-kit", actor="tester")
+    try:
+        printed = print_blank(other, "lab-request", 1, tmp_path / "other.pdf", actor="tester")
+        theirs = Sheets(other, printed.out_path)
+        result = lab.read(theirs.images[0])
+        assert (result.status, result.reason) == ("quarantined", "foreign_kit")
+        assert other.kit_id in result.detail
+    finally:
+        other.close()
+
+
+def test_no_code_unknown_sheet_and_no_marks(lab):
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (2339, 1654), dtype=np.uint8)
+    white = np.full((2339, 1654), 255, np.uint8)
+    for img in (noise, white):
+        result = lab.read(img)
+        assert (result.status, result.reason) == ("quarantined", "no_code")
+    sheet_id, img, geom = lab.pages()[0]
+    unknown = read_page(img, kit_id=lab.kit.kit_id, secret=lab.kit.secret, geometry_for=lambda s: None)
+    assert (unknown.status, unknown.reason, unknown.sheet_id) == ("quarantined", "unknown_sheet", sheet_id)
+    torn = white_out(img, geom["marks_mm"]["bl"], DPI)
+    result = lab.read(torn)
+    assert (result.status, result.reason, result.sheet_id) == ("quarantined", "no_marks", sheet_id)
+    assert result.readings == []
+
+
+def test_page_identified_by_a_clerk_is_read_by_its_marks(lab):
+    sheet_id, img, geom = lab.pages()[0]
+    priority = field(geom, "priority")["options"]
+    img = mark(img, DPI, [(priority[1]["box_mm"], "cross")])
+    no_qr = white_out(img, geom["qr_mm"], DPI, 4)
+    assert lab.read(no_qr).reason == "no_code"
+    for turns in (0, 2, 3):
+        result = read_page_as(np.ascontiguousarray(np.rot90(no_qr, turns)), geom)
+        assert result.status == "read" and result.sheet_id == sheet_id
+        assert result.orientation == (360 - 90 * turns) % 360
+        assert (reading(result, "priority").value, reading(result, "priority").status) == (
+            priority[1]["value"], "accepted")
+    blank = read_page_as(np.full(img.shape, 255, np.uint8), geom)
+    assert (blank.status, blank.reason) == ("quarantined", "no_marks")
+
+
+def test_poor_fit_sends_every_reading_to_review(lab):
+    sheet_id, img, geom = lab.pages()[0]
+    # the code cut out and stuck back 3 mm lower: the marks and the code disagree
+    s = DPI / 25.4
+    x, y, size, _ = geom["qr_mm"]
+    x0, y0, n = int((x - 1) * s), int((y - 1) * s), int((size + 2) * s)
+    moved = img.copy()
+    block = img[y0:y0 + n, x0:x0 + n].copy()
+    moved[y0:y0 + n, x0:x0 + n] = 255
+    dy = int(3 * s)
+    moved[y0 + dy:y0 + dy + n, x0:x0 + n] = block
+    result = lab.read(moved)
+    assert result.status == "read" and result.fit_error_mm > 2
+    assert all(r.status == "review" and r.reason.startswith("poor page fit") for r in result.readings)
+
+
+def test_low_contrast_page_goes_to_review(lab):
+    sheet_id, img, geom = lab.pages()[0]
+    faded = (150 + img.astype(np.float32) * 50 / 255).astype(np.uint8)
+    result = lab.read(faded)
+    if result.status == "read":
+        assert all(r.status == "review" for r in result.readings)
+        assert "contrast" in result.readings[0].reason
+    else:
+        assert result.reason in ("no_code", "no_marks")
