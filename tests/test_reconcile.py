@@ -375,3 +375,28 @@ def test_two_stations_converge_after_merging_both_ways(kit, ward_pack, tmp_path)
         assert merge_store(other, kit.path, "it-b")["added"] == {}
     finally:
         other.close()
+
+
+def test_cli_identities(kit, tmp_path):
+    print_blank(kit, "registration", 1, tmp_path / "reg.pdf", actor="t")
+    reg = forms_of(kit, "registration")[0]
+    p = kit.db.conn.execute("SELECT mrn, last_name, first_name, birth_date FROM patients ORDER BY mrn").fetchone()
+    cid = fake_scan(kit, sheets_of(kit, reg)[0], {"last_name": "x", "first_name": "x", "birth_date": "x"})
+    transcribe(kit, cid, {"last_name": p[1], "first_name": p[2], "birth_date": p[3]})
+    dt = next(i["downtime_mrn"] for i in list_identities(kit) if i["kind"] == "mrn")
+    runner = CliRunner()
+    base = ["--kit", str(kit.path), "--user", "records"]
+    suggested = json.loads(runner.invoke(cli, base + ["identities", "suggest", "--json"]).stdout)
+    assert suggested[0]["downtime_mrn"] == dt and suggested[0]["real_mrn"] == p[0]
+    missing_reason = runner.invoke(cli, base + ["identities", "link", dt, p[0]])
+    assert missing_reason.exit_code == 2  # a link needs a reason
+    ok = runner.invoke(cli, base + ["identities", "link", dt, p[0], "--reason", "matches census"])
+    assert ok.exit_code == 0 and p[0] in ok.output
+    clash = runner.invoke(cli, base + ["identities", "link", dt, "999999", "--reason", "x"])
+    assert clash.exit_code == 6 and "already linked" in clash.output
+    listed = json.loads(runner.invoke(cli, base + ["identities", "list", "--json"]).stdout)
+    assert next(i for i in listed if i["downtime_mrn"] == dt)["linked_to"] == p[0]
+    assert runner.invoke(cli, base + ["identities", "unlink", dt, "--reason", "wrong"]).exit_code == 0
+    assert runner.invoke(cli, base + ["identities", "link", dt, "999999", "--reason", "right one"]).exit_code == 0
+    actors = {r[0] for r in kit.db.conn.execute("SELECT actor FROM identity_links")}
+    assert actors == {"records"}
