@@ -318,6 +318,26 @@ def quarantine_assign(ctx: KitContext, page: int, sheet_id: str) -> None:
                + (f" (sheet captured before: capture {row[1]})" if row[1] else ""))
 
 
+@cli.command("simulate")
+@click.argument("pdf", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for the images and truth.json.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--tier", type=click.Choice(["clean", "office", "hard", "phone", "mixed"]), default="mixed",
+              show_default=True, help="How damaged the 'scans' are.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def simulate_cmd(ctx: KitContext, pdf: Path, out_dir: Path, seed: int, tier: str, as_json: bool) -> None:
+    """Fill the sheets of a printed PDF with synthetic pen marks and scanner damage (demo, tests)."""
+    from .scan.simulate import simulate
+    summary = simulate(ctx.kit(), pdf, out_dir, seed=seed, tier=tier)
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"{summary['out']}: {summary['pages']} pages in {summary['files']} files, truth in truth.json"
+                   + (f" ({summary['skipped']} pages without a sheet code skipped)" if summary["skipped"] else ""))
+
+
 
 # --- reconcile: reconcile, identities, worklist, audit, merge (fallbackkit/reconcile/) --------
 @cli.command("reconcile")
