@@ -400,3 +400,17 @@ def test_cli_identities(kit, tmp_path):
     assert runner.invoke(cli, base + ["identities", "link", dt, "999999", "--reason", "right one"]).exit_code == 0
     actors = {r[0] for r in kit.db.conn.execute("SELECT actor FROM identity_links")}
     assert actors == {"records"}
+
+
+def test_merge_maps_decisions_on_captures_both_stations_have(kit, ward_pack, tmp_path):
+    lab = forms_of(kit, "lab-request")[0]
+    cid = fake_scan(kit, lab, {"tests": ["cbc"], "collected_at": "x"}, tag="before-the-copy")
+    kit.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copytree(kit.path, tmp_path / "station-b")
+    other = open_kit(tmp_path / "station-b")
+    transcribe_pending(other, cid, {"collected_at": "28/11/2026 11:30"})
+    other.close()
+    added = merge_store(kit, tmp_path / "station-b", "it")["added"]
+    assert added.get("reviews") == 1 and "readings" not in added and "captures" not in added
+    item = next(i for i in worklist(kit) if i.item_id == f"{lab}:order")
+    assert item.resolved and item.care_time == "2026-11-28T11:30"

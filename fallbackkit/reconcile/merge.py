@@ -124,6 +124,7 @@ class _Merger:
         local_caps = {(r[1], r[2], r[3]): r[0] for r in L.execute(
             "SELECT capture_id, file_sha256, page_index, source FROM captures")}
         cap_map: dict[int, int] = {}
+        new_captures: list[int] = []
         for row in self.rows("captures", "capture_id")[1]:
             key = (row["file_sha256"], row["page_index"], row["source"])
             if key in local_caps:
@@ -132,18 +133,19 @@ class _Merger:
             if row.get("duplicate_of") is not None:
                 row["duplicate_of"] = cap_map.get(row["duplicate_of"])
             cap_map[row["capture_id"]] = self.insert("captures", row, ("capture_id",))
+            new_captures.append(row["capture_id"])
             self.counts["files"] = self.counts.get("files", 0) + _copy_file(self.root, self.kit.path, row.get("image_path"))
-        local_readings = {(r[1], r[2]): r[0] for r in L.execute("SELECT reading_id, capture_id, field FROM readings")}
-        reading_map: dict[int, int] = {}
-        for row in self.rows("readings", "reading_id")[1]:
-            cid = cap_map[row["capture_id"]]
-            key = (cid, row["field"])
-            if key in local_readings:
-                reading_map[row["reading_id"]] = local_readings[key]
-                continue
-            row["capture_id"] = cid
-            reading_map[row["reading_id"]] = self.insert("readings", row, ("reading_id",))
-            self.counts["files"] = self.counts.get("files", 0) + _copy_file(self.root, self.kit.path, row.get("crop_path"))
+        self.cap_map = cap_map
+        # A capture and its readings are always stored together (one transaction, here and when
+        # scanning), so only the readings of captures new to this kit are brought, streamed by index.
+        self.reading_cols = [c for c in _columns(self.remote, "readings") if c in set(_columns(L, "readings"))]
+        self.reading_map: dict[int, int] = {}
+        for start in range(0, len(new_captures), 500):
+            part = new_captures[start:start + 500]
+            for values in self.remote.execute(
+                    f"SELECT {', '.join(self.reading_cols)} FROM readings WHERE capture_id IN"
+                    f" ({','.join('?' * len(part))}) ORDER BY capture_id, reading_id", part):
+                self._add_reading(dict(zip(self.reading_cols, values)))
         local_q = {r[1]: r[0] for r in L.execute("SELECT quarantine_id, capture_id FROM quarantine")}
         q_map: dict[int, int] = {}
         for row in self.rows("quarantine", "quarantine_id")[1]:
@@ -166,7 +168,7 @@ class _Merger:
             "SELECT review_id, reading_id, actor, at, decision FROM reviews")}
         review_map: dict[int, int] = {}
         for row in self.rows("reviews", "review_id")[1]:
-            rid = reading_map[row["reading_id"]]
+            rid = self._local_reading(row["reading_id"])
             key = (rid, row["actor"], row["at"], row["decision"])
             if key in local_reviews:
                 review_map[row["review_id"]] = local_reviews[key]
@@ -214,6 +216,27 @@ class _Merger:
             append_audit(L, original.get("actor") or actor, "merge.audit", f"{REMOTE}{digest}", None, original)
             known.add(digest)
             self.counts["audit"] = self.counts.get("audit", 0) + 1
+
+    def _add_reading(self, row: dict[str, Any]) -> int:
+        remote_id = row["reading_id"]
+        row["capture_id"] = self.cap_map[row["capture_id"]]
+        self.reading_map[remote_id] = self.insert("readings", row, ("reading_id",))
+        self.counts["files"] = self.counts.get("files", 0) + _copy_file(self.root, self.kit.path, row.get("crop_path"))
+        return self.reading_map[remote_id]
+
+    def _local_reading(self, remote_id: int) -> int:
+        """The local reading for a remote one: same capture (by natural key), same field."""
+        if remote_id in self.reading_map:
+            return self.reading_map[remote_id]
+        values = self.remote.execute(f"SELECT {', '.join(self.reading_cols)} FROM readings WHERE reading_id = ?",
+                                     [remote_id]).fetchone()
+        row = dict(zip(self.reading_cols, values))
+        found = self.local.execute("SELECT reading_id FROM readings WHERE capture_id = ? AND field = ?",
+                                   [self.cap_map[row["capture_id"]], row["field"]]).fetchone()
+        if found is None:
+            return self._add_reading(row)  # nothing lost: a field this kit's capture lacks
+        self.reading_map[remote_id] = found[0]
+        return found[0]
 
     def _check_links(self) -> None:
         revoked = {r[0] for r in self.local.execute("SELECT revokes FROM identity_links WHERE revokes IS NOT NULL")}
