@@ -8,6 +8,9 @@ the rest never; about 6% of readings wait for a person, a third of those already
 
     .venv/bin/python bench/bench_reconcile.py            # 100,000 captures (target: under 60 s)
     .venv/bin/python bench/bench_reconcile.py --quick    # 10,000 captures
+
+Then a second station (a copy of the kit taken before any capture) merges the first one: every
+capture, reading and review is new to it; then it merges again (nothing new).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,14 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fallbackkit.generate import import_census, print_ward  # noqa: E402
 from fallbackkit.generate.sample import write_census  # noqa: E402
-from fallbackkit.reconcile import reconcile, worklist  # noqa: E402
+from fallbackkit.reconcile import merge_store, reconcile, worklist  # noqa: E402
 from fallbackkit.store import init_kit, open_kit  # noqa: E402
 from fallbackkit.store.kit import now_iso  # noqa: E402
 
 HANDWRITTEN = {"number", "datetime", "text", "initials", "signature"}
 
 
-def build(root: Path, captures: int, seed: int = 1) -> tuple[Path, dict]:
+def build(root: Path, captures: int, seed: int = 1, copy_before_scans: Path | None = None) -> tuple[Path, dict]:
     rng = random.Random(seed)
     kit = init_kit(root / "kit", actor="bench")
     patients, meds = write_census(root / "census", wards={"3B": 8}, seed=seed)
@@ -92,6 +96,9 @@ def build(root: Path, captures: int, seed: int = 1) -> tuple[Path, dict]:
                          form_rows)
         conn.executemany("INSERT INTO sheets (sheet_id, form_id, template, version, page, pages, layout_hash, batch_id,"
                          " printed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", sheet_rows)
+    if copy_before_scans is not None:  # a second station: the same kit, copied before scanning
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copytree(root / "kit", copy_before_scans)
     capture_id = conn.execute("SELECT COALESCE(MAX(capture_id), 0) FROM captures").fetchone()[0]
     reading_id = conn.execute("SELECT COALESCE(MAX(reading_id), 0) FROM readings").fetchone()[0]
     made = 0
@@ -149,7 +156,7 @@ def main() -> None:
     captures = args.captures or (10_000 if args.quick else 100_000)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        path, counts = build(Path(tmp), captures)
+        path, counts = build(Path(tmp), captures, copy_before_scans=Path(tmp) / "station-b")
         build_s = time.perf_counter() - t0
         print(f"synthetic store (rows generated directly, no images): {counts} in {build_s:.1f} s")
         kit = open_kit(path)
@@ -181,6 +188,19 @@ def main() -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"  peak RSS after the worklist: {peak:.0f} MB")
         kit.close()
+        items = None
+        station = open_kit(Path(tmp) / "station-b")
+        t, c = time.perf_counter(), time.process_time()
+        first = merge_store(station, path, "bench")
+        print(f"merge into a station that scanned nothing: added {first['added']} in {time.perf_counter() - t:.1f} s"
+              f" wall, {time.process_time() - c:.1f} s CPU")
+        t, c = time.perf_counter(), time.process_time()
+        again = merge_store(station, path, "bench")
+        print(f"merge again (nothing new: {not again['changed']}): {time.perf_counter() - t:.1f} s wall,"
+              f" {time.process_time() - c:.1f} s CPU")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"  peak RSS after merging: {peak:.0f} MB")
+        station.close()
 
 
 if __name__ == "__main__":
