@@ -414,3 +414,33 @@ def test_merge_maps_decisions_on_captures_both_stations_have(kit, ward_pack, tmp
     assert added.get("reviews") == 1 and "readings" not in added and "captures" not in added
     item = next(i for i in worklist(kit) if i.item_id == f"{lab}:order")
     assert item.resolved and item.care_time == "2026-11-28T11:30"
+
+
+def test_merge_brings_blank_stock_the_other_station_printed(kit, tmp_path):
+    kit.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copytree(kit.path, tmp_path / "station-b")
+    other = open_kit(tmp_path / "station-b")
+    printed = print_blank(other, "registration", 1, tmp_path / "b-reg.pdf", actor="ward-b")
+    form_id = printed.sheets[0]["form_id"]
+    fake_scan(other, form_id, {"allergies_known": "no", "last_name": "x"}, tag="b-blank")
+    other.close()
+    added = merge_store(kit, tmp_path / "station-b", "it")["added"]
+    assert added["forms"] == 1 and added["sheets"] == 2 and added["downtime_ids"] == 2 and added["print_batches"] == 1
+    f = form(reconcile(kit), form_id)
+    assert f["state"] == "missing_pages" and f["downtime_mrn"] == printed.sheets[0]["mrn"]
+    assert printed.sheets[0]["mrn"] in {i["downtime_mrn"] for i in list_identities(kit)}
+    # the pools moved on here too: the next blank form printed here gets a new number
+    mine = print_blank(kit, "registration", 1, tmp_path / "a-reg.pdf", actor="ward-a")
+    assert mine.sheets[0]["mrn"] != printed.sheets[0]["mrn"]
+    assert merge_store(kit, tmp_path / "station-b", "it")["added"] == {}
+
+
+def test_merge_refuses_the_same_downtime_number_on_two_forms(kit, tmp_path):
+    kit.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copytree(kit.path, tmp_path / "station-b")
+    other = open_kit(tmp_path / "station-b")
+    print_blank(other, "registration", 1, tmp_path / "b-reg.pdf", actor="ward-b")
+    other.close()
+    print_blank(kit, "registration", 1, tmp_path / "a-reg.pdf", actor="ward-a")  # same pool copy, same numbers
+    with pytest.raises(Conflict, match="printed on different forms"):
+        merge_store(kit, tmp_path / "station-b", "it")

@@ -97,11 +97,16 @@ class _Merger:
             if row["form_id"] not in have:
                 row["batch_id"] = batch_map[row["batch_id"]]
                 self.insert("forms", row)
-        have = {r[0] for r in L.execute("SELECT sheet_id FROM sheets")}
+        have_sheets = {r[0]: r[1] for r in L.execute("SELECT sheet_id, form_id FROM sheets")}
         for row in self.rows("sheets", "rowid")[1]:
-            if row["sheet_id"] not in have:
-                row["batch_id"] = batch_map[row["batch_id"]]
-                self.insert("sheets", row)
+            if row["sheet_id"] in have_sheets:
+                if have_sheets[row["sheet_id"]] != row["form_id"]:
+                    raise Conflict(f"sheet id {row['sheet_id']} belongs to form {have_sheets[row['sheet_id']]} here "
+                                   f"and to form {row['form_id']} at the other station; nothing was merged",
+                                   hint="the two stations printed the same sheet id for different forms; tell IT")
+                continue
+            row["batch_id"] = batch_map[row["batch_id"]]
+            self.insert("sheets", row)
         have_ids = {r[0]: r[1] for r in L.execute("SELECT value, form_id FROM downtime_ids")}
         for row in self.rows("downtime_ids", "value")[1]:
             if row["value"] in have_ids:
