@@ -1,4 +1,4 @@
-"""Scan speed: pages per second per core, reading every field of MAR sheets, against the floor.
+"""Scan speed: pages per second per core, reading every field of filled MAR sheets, against the floor.
 
 For PNG, JPEG, TIFF G4 and scanner-PDF input at 200 and 300 dpi:
 - floor: only decoding the same files into grey pages (ingest), pages/s on one core;
@@ -24,24 +24,30 @@ import numpy as np
 import pypdfium2 as pdfium
 from PIL import Image
 
-from fallbackkit.generate import import_census, print_ward
+from fallbackkit.generate import import_census, print_ward, sheet_geometry
 from fallbackkit.generate.sample import write_census
 from fallbackkit.scan import engine
 from fallbackkit.scan.ingest import iter_pages
 from fallbackkit.scan.pipeline import _geometry_lookup, scan_paths
+from fallbackkit.scan.simulate import fill_page
 from fallbackkit.store import init_kit, open_kit
 
 FORMATS = ("png", "jpeg", "tiff-g4", "scanner-pdf")
 
 
-def render(pdf_path: Path, dpi: int, indexes: list[int]) -> list[np.ndarray]:
+def render(pdf_path: Path, dpi: int, indexes: list[int], kit, sheet_ids: list[str]) -> list[np.ndarray]:
+    """The MAR pages rendered at dpi and filled with pen marks and handwriting (`simulate`'s filler),
+    so that reading costs what it costs on real returns (marks, ink, crops to keep)."""
+    rng = np.random.default_rng(dpi)
     pdf = pdfium.PdfDocument(str(pdf_path))
     try:
         out = []
-        for i in indexes:
+        for i, sheet_id in zip(indexes, sheet_ids):
             page = pdf[i]
-            out.append(np.array(page.render(scale=dpi / 72, grayscale=True).to_pil().convert("L")))
+            clean = np.array(page.render(scale=dpi / 72, grayscale=True).to_pil().convert("L"))
             page.close()
+            filled, _ = fill_page(clean, sheet_geometry(kit, sheet_id), dpi, rng)
+            out.append(filled)
         return out
     finally:
         pdf.close()
@@ -126,14 +132,16 @@ def main() -> None:
         result = print_ward(kit, "W", tmp / "ward.pdf", actor="bench")
         # the PDF starts with the pack's cover page; sheets are listed in page order after it
         mar = [i + 1 for i, s in enumerate(result.sheets) if s["template"] == "mar"][:n_pages]
-        kit.close()
-        print(f"== scan speed: {len(mar)} MAR pages per set, median of {runs} run(s), one core unless said ==")
+        mar_ids = [result.sheets[i - 1]["sheet_id"] for i in mar]
+        print(f"== scan speed: {len(mar)} filled MAR pages per set, median of {runs} run(s), one core unless said ==")
         print("pages per CPU second of one core (wall-clock rate in brackets: the machine is shared)")
         print(f"{'input':<12} {'dpi':>4} {'floor p/s':>16} {'scan p/s':>16} {'ratio':>6} "
               f"{'decode ms':>10} {'read ms':>8} {'fields':>7}")
+        renders = {dpi: render(tmp / "ward.pdf", dpi, mar, kit, mar_ids) for dpi in (200, 300)}
+        kit.close()
         probe = open_kit(tmp / "kit")
         for dpi in (200, 300):
-            pages = render(tmp / "ward.pdf", dpi, mar)
+            pages = renders[dpi]
             for fmt in FORMATS:
                 folder = tmp / f"in-{fmt}-{dpi}"
                 write_format(folder, fmt, pages, dpi)
@@ -150,7 +158,7 @@ def main() -> None:
         probe.close()
 
         # workers: a larger scanner-PDF batch (the same pages three times over), 200 dpi
-        pages = render(tmp / "ward.pdf", 200, mar) * 3
+        pages = renders[200] * 3
         folder = tmp / "in-workers"
         write_format(folder, "scanner-pdf", pages, 200)
         print(f"== workers: scanner PDF, {len(pages)} pages at 200 dpi (pool start-up included) ==")

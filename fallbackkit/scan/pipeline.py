@@ -314,7 +314,7 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
 def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
     readings, crops = [], []
     for r in result.readings or []:
-        readings.append({"field": r.field, "type": r.type, "raw": _jsonable(r.raw), "value": _jsonable(r.value),
+        readings.append({"field": r.field, "type": r.type, "raw": _raw_json(r.raw), "value": _jsonable(r.value),
                          "confidence": float(r.confidence), "status": r.status, "reason": r.reason,
                          "ink": None if r.ink is None else bool(r.ink), "crop_path": None})
         crops.append(r.crop)
@@ -359,21 +359,43 @@ def _preview(image: np.ndarray, dpi: float | None) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
+_MADE_DIRS: set[Path] = set()
+
+
 def _save_png(kit_path: Path, rel: Path, image: np.ndarray) -> str:
     dest = kit_path / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.parent not in _MADE_DIRS:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _MADE_DIRS.add(dest.parent)
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 1,
                                                   cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP])
     if not ok:
         raise RuntimeError(f"could not encode {rel}")
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
-    tmp.write_bytes(buf.tobytes())
+    try:
+        tmp.write_bytes(buf.tobytes())
+    except FileNotFoundError:  # the folder went away since we made it (a restore, a cleanup)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(buf.tobytes())
     os.replace(tmp, dest)
     return rel.as_posix()
 
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in name)
+
+
+def _raw_json(raw: Any) -> str:
+    """The raw measurements as JSON text, made in the worker (numpy scalars and arrays allowed)."""
+    return json.dumps(raw if raw is not None else {}, ensure_ascii=False, sort_keys=True, default=_numpy_default)
+
+
+def _numpy_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _jsonable(value: Any) -> Any:
@@ -438,7 +460,7 @@ def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None)
             conn.executemany(
                 "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
                 " ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [[capture_id, sheet, r["field"], r["type"], _dumps(r["raw"]) or "{}", _dumps(r["value"]),
+                [[capture_id, sheet, r["field"], r["type"], r["raw"], _dumps(r["value"]),
                   r["confidence"], r["status"], r["reason"], None if r["ink"] is None else int(r["ink"]),
                   r.get("crop_path")] for r in result["readings"]])
             accepted = sum(r["status"] == "accepted" for r in result["readings"])
