@@ -23,6 +23,7 @@ MARK_SIZE_MM = 6.0
 MARK_HOLE_MM = 2.6
 WORK_PX_PER_MM = 3.0        # corner marks are searched on a copy at about 76 dpi
 MAX_WORK_SIDE = 1400
+MAX_FIT_MM = 5.0           # marks vs code worse than this: not aligned at all (poor fit starts lower)
 
 
 @dataclass
@@ -232,7 +233,11 @@ def _work_copy(image: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, float]:
     if factor <= 1.05:
         return image, 1.0
     size = (max(1, int(round(w / factor))), max(1, int(round(h / factor))))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
+    # pyrDown halves with a Gaussian (fast and it averages speckle); a linear resize does the rest
+    reduced = image
+    while reduced.shape[1] / 2 >= size[0] * 1.2:
+        reduced = cv2.pyrDown(reduced)
+    return cv2.resize(reduced, size, interpolation=cv2.INTER_LINEAR), factor
 
 
 def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Location:
@@ -259,7 +264,7 @@ def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Loca
         dist_mm = math.dist(centres[key], qr_centre)
         tol = (10.0 + 0.25 * dist_mm) * local
         near = sorted((math.hypot(b.x - pred[0], b.y - pred[1]), i) for i, b in enumerate(blobs)
-                      if 0.55 < b.side / (MARK_SIZE_MM * local) < 1.6)
+                      if 0.72 < b.side / (MARK_SIZE_MM * local) < 1.4)
         candidates[key] = [i for d, i in near if d < tol][:5]
         if not candidates[key]:
             raise MarksNotFound(f"corner mark '{key}' not found near where the code predicts it")
@@ -288,6 +293,9 @@ def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Loca
             best, best_score = combo, score
     if best is None:
         raise MarksNotFound("no four marks found that make a page outline of the right size")
+    if best_score > MAX_FIT_MM:
+        raise MarksNotFound(f"the corner marks and the code disagree by {best_score:.1f} mm: "
+                            "a mark is missing or the sheet is folded")
     found = {k: (blobs[i].x * factor, blobs[i].y * factor) for k, i in zip(MARK_ORDER, best)}
     return _finish(image, geometry, found, code.corners_px)
 
