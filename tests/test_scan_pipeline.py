@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -101,7 +102,8 @@ def test_every_format_is_read_and_blank_sheets_read_blank(kit, blank_lab, lab_pa
 
 def test_bad_files_are_named_and_the_batch_goes_on(kit, blank_lab, lab_pages, tmp_path):
     inbox = tmp_path / "inbox"
-    good = write_png(inbox / "good.png", lab_pages[0]) if inbox.mkdir() is None else None
+    inbox.mkdir()
+    good = write_png(inbox / "good.png", lab_pages[0])
     expected = write_bad_files(inbox / "bad", blank_lab.out_path, good)
     result = CliRunner().invoke(cli, ["--kit", str(kit.path), "--quiet", "scan", str(inbox), "--workers", "0"])
     assert result.exit_code == 1, result.output
@@ -174,7 +176,8 @@ def test_killed_mid_batch_then_rerun_loses_and_doubles_nothing(kit, ward_pack, t
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     shutil.copy(ward_pack.out_path, inbox / "ward-3B.pdf")
-    total = len(render_pages_count := ward_pack.sheets) + 1  # + the pack's cover page
+    printed = ward_pack.sheets
+    total = len(printed) + 1  # + the pack's cover page
     cmd = [sys.executable, "-m", "fallbackkit", "--kit", str(kit.path), "--quiet", "scan", str(inbox),
            "--workers", "2"]
     log = tmp_path / "scan.log"
@@ -209,7 +212,7 @@ def test_killed_mid_batch_then_rerun_loses_and_doubles_nothing(kit, ward_pack, t
     assert db.execute("SELECT status, pages FROM input_files WHERE first_path LIKE '%ward-3B.pdf'"
                       ).fetchall() == [("done", total)]
     sheets = {s for (s,) in db.execute("SELECT sheet_id FROM captures WHERE status = 'read'")}
-    assert sheets == {s["sheet_id"] for s in render_pages_count}
+    assert sheets == {s["sheet_id"] for s in printed}
     readings = db.execute("SELECT COUNT(*), COUNT(DISTINCT capture_id || ':' || field) FROM readings").fetchone()
     assert readings[0] == readings[1] > 0
     assert db.execute("SELECT outcome FROM input_sightings WHERE path LIKE '%ward-3B.pdf' ORDER BY id"
@@ -259,7 +262,6 @@ def test_quarantine_list_and_assign_by_printed_sheet_id(kit, blank_lab, lab_page
     assert result.exit_code == 6 and "already assigned" in result.output
 
     # a page with no corner marks at all cannot be read as any sheet: refused, nothing stored
-    import numpy as np
     write_png(tmp_path / "white.png", np.full((2339, 1654), 250, np.uint8))
     assert run("scan", str(tmp_path / "white.png"), "--workers", "0").exit_code == 0
     qid2 = json.loads(run("quarantine", "list", "--json").stdout)[0]["quarantine_id"]

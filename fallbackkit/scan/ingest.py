@@ -30,6 +30,7 @@ RENDER_DPI = 200
 MIN_DPI_TRUSTED = 50  # files written with 1 or 72 "dpi" as a placeholder say nothing useful
 
 KINDS = {"pdf": ".pdf", "tiff": ".tif", "png": ".png", "jpeg": ".jpg"}
+EXIF_ORIENTATION = 0x0112
 
 
 class UnreadableFile(BadInput):
@@ -317,8 +318,8 @@ def _image_page(path: Path, img: Image.Image, kind: str, index: int) -> Page:
                 img.draft("L", img.size)  # let libjpeg produce grey directly
             img.load()
             frame = img
-            if kind == "jpeg":
-                frame = ImageOps.exif_transpose(frame)
+            if kind == "jpeg" and img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                frame = ImageOps.exif_transpose(frame)  # phones store pixels turned and say so in EXIF
             grey = _to_grey(frame)
     except UnreadableFile:
         raise
