@@ -1,7 +1,6 @@
 """Ingest: every file format scanners write becomes the same upright grey page; bad files get a clear error."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -21,7 +21,7 @@ from fallbackkit.cli import cli
 from fallbackkit.store import verify_audit
 from fallbackkit.store.decisions import record_review
 from fallbackkit.scan import engine
-from fallbackkit.scan.pipeline import assign_quarantined, list_readings, scan_paths
+from fallbackkit.scan.pipeline import list_readings, scan_paths
 from pdf_helpers import render_pages
 from scan_pipeline_helpers import (white_out, write_bad_files, write_jpeg, write_png, write_scanner_pdf,
                                    write_tiff_g4)
