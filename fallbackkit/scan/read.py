@@ -133,10 +133,10 @@ def box_state(m: dict[str, Any]) -> tuple[str, float, str | None]:
         margin = min(ink - MARK_MIN, MARK_MAX - ink) / 0.08
         return "marked", round(0.8 + 0.19 * min(1.0, margin), 3), None
     if ink <= EMPTY_MAX:
-        if spill > SPILL_EMPTY_MAX:
-            return "unsure", 0.4, "mark half outside the box"
         if faint > FAINT_MAX:
             return "unsure", 0.4, "faint mark"
+        if spill > SPILL_EMPTY_MAX:
+            return "unsure", 0.4, "mark half outside the box"
         return "empty", round(max(0.5, 0.99 - 5 * ink - 2 * faint), 3), None
     return "unsure", 0.35, "faint or ambiguous mark"
 
