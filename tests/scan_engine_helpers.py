@@ -54,11 +54,11 @@ def mark(image: np.ndarray, dpi: int, boxes: list[tuple[list[float], str]], seed
     return layer.apply()
 
 
-def write(image: np.ndarray, dpi: int, fields: list[dict], seed: int = 0) -> np.ndarray:
+def write(image: np.ndarray, dpi: int, fields: list[dict], seed: int = 0, pen: Pen | None = None) -> np.ndarray:
     rng = np.random.default_rng(seed)
     layer = InkLayer(image, page_transform(dpi))
     for f in fields:
-        draw_handwriting(layer, f, rng)
+        draw_handwriting(layer, f, rng, pen)
     return layer.apply()
 
 

@@ -11,6 +11,7 @@ import pytest
 from fallbackkit.payload import SheetPayload
 from fallbackkit.scan.degrade import degrade
 from fallbackkit.scan.engine import read_page, read_page_as
+from fallbackkit.scan.marks import Pen
 from fallbackkit.scan.read import decide
 from fallbackkit.scan.simulate import fill_page
 from fallbackkit.store import init_kit
@@ -119,9 +120,13 @@ def test_faint_mark_and_mark_next_to_a_cancelled_box_go_to_review(lab):
     priority = field(geom, "priority")["options"]
     img = mark(img, DPI, [(specimen[0]["box_mm"], "faint"),
                           (priority[1]["box_mm"], "tick"), (priority[0]["box_mm"], "cancelled")], seed=5)
+    img = write(img, DPI, [field(geom, "diagnosis")], pen=Pen(0.35, 175))   # pencil-light writing
     result = lab.read(img)
     r = reading(result, "specimen")
     assert r.status == "review" and "faint" in r.reason
+    r = reading(result, "diagnosis")
+    assert r.status == "review" and r.ink is True
+    assert (reading(result, "other_tests").status, reading(result, "other_tests").ink) == ("accepted", False)
     r = reading(result, "priority")
     assert (r.status, r.value) == ("review", priority[1]["value"])
     assert "cancelled" in r.reason

@@ -39,6 +39,7 @@ SPILL_EMPTY_MAX = 0.12 # an empty box with this much ink just outside: something
 TILE_MM = 2.0
 TILE_INK = 0.06        # a tile with this much ink is inked (SDAPS uses 6 %)
 TILE_FAINT = 0.025     # below TILE_INK but above this: faint, a person looks
+TILE_LIGHT = 0.08      # share of a tile with light ink (pencil, dry pen) that makes a person look
 HANDWRITTEN = ("number", "datetime", "text", "initials", "signature")
 MARK_TYPES = ("checkbox", "choice", "multichoice")
 
@@ -53,15 +54,17 @@ def patch(image: np.ndarray, hmat: np.ndarray, x_mm: float, y_mm: float, w_mm: f
                                borderMode=cv2.BORDER_REPLICATE)
 
 
-def darkness(p: np.ndarray, black: float) -> tuple[np.ndarray, float]:
-    """Darkness 0 (local paper) .. 1 (the page's black); local paper level = bright percentile."""
-    p = cv2.medianBlur(p, 3)
+def darkness(p: np.ndarray, black: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Darkness 0 (local paper) .. 1 (the page's black); local paper level = bright percentile.
+    Returns the darkness as sampled (thin printed lines intact, to find the outline) and after a
+    3x3 median (speckle removed, to measure ink)."""
     flat = p.ravel()
     k = int(len(flat) * 0.92)
     paper = float(np.partition(flat, k)[k])
     span = max(paper - black, 25.0)
     d = (paper - p.astype(np.float32)) / span
-    return d, paper
+    smooth = (paper - cv2.medianBlur(p, 3).astype(np.float32)) / span
+    return d, smooth, paper
 
 
 def _best_shift(d: np.ndarray, lo: int, hi: int, axis: int, search: int, band: tuple[int, int]) -> int:
@@ -92,14 +95,12 @@ def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> di
     margin = 2.0
     ppm = BOX_PX_PER_MM
     p = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
-    d, paper = darkness(p, black)
+    raw_d, d, paper = darkness(p, black)
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
     search = int(round(SEARCH_MM * ppm))
-    inner = (m + search + 2, m + bh - search - 2)
-    sx = _best_shift(d, m, m + bw, 1, search, (m + search + 2, m + bh - search - 2))
-    sy = _best_shift(d, m, m + bh, 0, search, (m + search + 2, m + bw - search - 2))
-    del inner
+    sx = _best_shift(raw_d, m, m + bw, 1, search, (m + search + 2, m + bh - search - 2))
+    sy = _best_shift(raw_d, m, m + bh, 0, search, (m + search + 2, m + bw - search - 2))
     x0, y0 = m + sx, m + sy
     x1, y1 = x0 + bw, y0 + bh
     shrink = int(round(0.1 * min(bw, bh)))
@@ -116,7 +117,8 @@ def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> di
         "right": d[y0:y1, x1 + a:x1 + b],
     }
     spill = {k: float((v >= INK_DARK).mean()) if v.size else 0.0 for k, v in strips.items()}
-    outline = float(d[y0:y1, x0].mean() + d[y0:y1, x1].mean() + d[y0, x0:x1].mean() + d[y1, x0:x1].mean()) / 4
+    outline = float(raw_d[y0:y1, x0].mean() + raw_d[y0:y1, x1].mean() + raw_d[y0, x0:x1].mean()
+                    + raw_d[y1, x0:x1].mean()) / 4
     return {"ink": round(ink, 4), "faint": round(faint, 4), "spill": {k: round(v, 4) for k, v in spill.items()},
             "spill_max": round(max(spill.values()), 4), "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)],
             "outline": round(outline, 3), "paper": round(paper, 1)}
@@ -188,7 +190,9 @@ def _decide(raw: dict[str, Any], type: str, options: list[str] | None) -> tuple[
 
 
 def decide_ink(raw: dict[str, Any]) -> bool:
-    return raw.get("tiles_inked", 0) > 0 or raw.get("max_tile", 0.0) > TILE_FAINT
+    """Is there ink in a handwritten field? Faint ink counts: it is never accepted as blank."""
+    return (raw.get("tiles_inked", 0) > 0 or raw.get("max_tile", 0.0) > TILE_FAINT
+            or raw.get("max_light_tile", 0.0) > TILE_LIGHT)
 
 
 def _mask_rect(mask: np.ndarray, x0: float, y0: float, x1: float, y1: float, ppm: float, origin,
@@ -216,14 +220,14 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     ppm = CROP_PX_PER_MM
     crop = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm, cv2.INTER_AREA
                  if False else cv2.INTER_LINEAR)
-    d, paper = darkness(crop, black)
+    raw_d, d, paper = darkness(crop, black)
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
     search = int(round(SEARCH_MM * ppm))
     band_r = (m + search + 1, m + bh - search - 1)
     band_c = (m + search + 1, m + bw - search - 1)
-    sx = _best_shift(d, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else 0
-    sy = _best_shift(d, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else 0
+    sx = _best_shift(raw_d, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else 0
+    sy = _best_shift(raw_d, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else 0
     origin = (x - margin - sx / ppm, y - margin - sy / ppm)
     printed = np.zeros(d.shape, bool)
     pad = 0.45
@@ -255,15 +259,20 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     pad = ((0, th * tile - H), (0, tw * tile - W))
     use_t = np.pad(usable, pad).reshape(th, tile, tw, tile).sum(axis=(1, 3))
     ink_t = np.pad(inked, pad).reshape(th, tile, tw, tile).sum(axis=(1, 3))
+    light = (d >= FAINT_DARK) & usable
+    light_t = np.pad(light, pad).reshape(th, tile, tw, tile).sum(axis=(1, 3))
     valid = use_t >= tile * tile * 0.3
     frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
+    light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
     tiles = int(valid.sum())
     inked_tiles = int((frac >= TILE_INK).sum())
     max_tile = float(frac.max()) if frac.size else 0.0
+    max_light = float(light_frac.max()) if light_frac.size else 0.0
     raw = {"tiles": tiles, "tiles_inked": inked_tiles, "max_tile": round(max_tile, 4),
            "ink_fraction": round(float(inked.sum()) / max(1, int(usable.sum())), 4),
+           "max_light_tile": round(max_light, 4),
            "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(paper, 1)}
-    if inked_tiles == 0 and max_tile > TILE_FAINT:
+    if inked_tiles == 0 and (max_tile > TILE_FAINT or max_light > TILE_LIGHT):
         raw["faint_only"] = True
         raw["ink_confidence"] = 0.5
     return raw, crop
