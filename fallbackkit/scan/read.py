@@ -256,11 +256,13 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     tile = max(4, int(round(TILE_MM * ppm)))
     H, W = d.shape
     th, tw = -(-H // tile), -(-W // tile)
-    pad = ((0, th * tile - H), (0, tw * tile - W))
-    use_t = np.pad(usable, pad).reshape(th, tile, tw, tile).sum(axis=(1, 3))
-    ink_t = np.pad(inked, pad).reshape(th, tile, tw, tile).sum(axis=(1, 3))
-    light = (d >= FAINT_DARK) & usable
-    light_t = np.pad(light, pad).reshape(th, tile, tw, tile).sum(axis=(1, 3))
+    # one padded stack, summed per tile: usable pixels, ink pixels, light-ink pixels
+    stack = np.zeros((3, th * tile, tw * tile), np.uint16)
+    stack[0, :H, :W] = usable
+    stack[1, :H, :W] = inked
+    stack[2, :H, :W] = (d >= FAINT_DARK) & usable
+    sums = stack.reshape(3, th, tile, tw, tile).sum(axis=(2, 4))
+    use_t, ink_t, light_t = sums[0], sums[1], sums[2]
     valid = use_t >= tile * tile * 0.3
     frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
     light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
