@@ -240,3 +240,14 @@ def test_low_contrast_page_goes_to_review(lab):
         assert "contrast" in result.readings[0].reason
     else:
         assert result.reason in ("no_code", "no_marks")
+
+
+def test_mostly_dark_page_goes_to_review(lab):
+    sheet_id, img, geom = lab.pages()[0]
+    dark = img.copy()
+    h = img.shape[0]
+    dark[int(h * 0.2):int(h * 0.8), :] = 30   # a lid shadow over the middle of the sheet
+    result = lab.read(dark)
+    assert result.status == "read"
+    assert result.quality["page_review"].startswith("page mostly dark")
+    assert all(r.status == "review" and "page mostly dark" in r.reason for r in result.readings)
