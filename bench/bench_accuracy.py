@@ -143,16 +143,16 @@ def main() -> int:
         print("review% = all mark fields sent to review, including those made ambiguous on purpose (two marks,"
               " faint, half outside, mark + cancelled);\nclear->rev% = mark fields with clear marks sent to review"
               " (the review targets apply to these); silent = wrong value accepted")
-        print(f"{'tier':8} {'pages':>5} {'ident':>5} {'read':>5} {'fields':>6} {'boxes':>6} {'marked':>6} {'silent':>6} "
-              f"{'review%':>7} {'clear->rev%':>11} {'ink->blank':>10} {'med ms':>7}")
+        print(f"{'tier':8} {'pages':>5} {'ident':>5} {'read':>5} {'fields':>6} {'boxes':>6} {'marked':>6} "
+              f"{'silent':>6} {'review%':>7} {'clear->rev%':>11} {'ink->blank':>10} {'med ms':>7}")
         ok = True
         for k, tier in enumerate(args.tiers.split(",")):
             stats, times, problems = run_tier(tier, kit, rendered[RENDER_DPI[tier]], n, args.seed + k)
             rate = 100.0 * stats["mark_review"] / max(1, stats["mark_fields"])
             clear_rate = 100.0 * stats["review_unexpected"] / max(1, stats["clear_fields"])
-            print(f"{tier:8} {stats['pages']:5} {stats['identified']:5} {stats['read']:5} {stats['mark_fields']:6} {stats['boxes']:6} "
-                  f"{stats['marked_boxes']:6} {stats['silent_errors']:6} {rate:7.2f} {clear_rate:11.2f} "
-                  f"{stats['ink_as_blank']:10} {statistics.median(times):7.1f}")
+            print(f"{tier:8} {stats['pages']:5} {stats['identified']:5} {stats['read']:5} {stats['mark_fields']:6} "
+                  f"{stats['boxes']:6} {stats['marked_boxes']:6} {stats['silent_errors']:6} {rate:7.2f} "
+                  f"{clear_rate:11.2f} {stats['ink_as_blank']:10} {statistics.median(times):7.1f}")
             target = 1.0 if tier in ("clean", "office") else 5.0
             if stats["silent_errors"] or stats["ink_as_blank"] or stats["read"] != stats["pages"] \
                     or clear_rate > target:

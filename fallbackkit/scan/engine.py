@@ -171,7 +171,7 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     page_img = _page_image(image, hmat, geometry)
     dark_fraction = float((page_img < (loc.black_level + loc.paper_level) / 2).mean())
     page_review = None
-    if loc.fit_error_mm > POOR_FIT_MM:
+    if loc.fit_error_mm is not None and loc.fit_error_mm > POOR_FIT_MM:
         page_review = f"poor page fit ({loc.fit_error_mm:.1f} mm)"
     elif contrast < LOW_CONTRAST:
         page_review = f"low contrast page ({contrast:.0f} grey levels)"
@@ -189,7 +189,8 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     quality["review_count"] = sum(r.status == "review" for r in readings)
     return PageResult("read", None, None, None, orientation=loc.orientation,
                       transform=[[float(v) for v in row] for row in hmat],
-                      fit_error_mm=round(loc.fit_error_mm, 3), dpi=round(loc.dpi, 1), quality=quality,
+                      fit_error_mm=None if loc.fit_error_mm is None else round(loc.fit_error_mm, 3),
+                      dpi=round(loc.dpi, 1), quality=quality,
                       readings=readings, page_image=page_img)
 
 

@@ -37,7 +37,7 @@ class FoundCode:
 class Location:
     transform: np.ndarray                    # 3x3, page mm -> image px
     marks_px: dict[str, tuple[float, float]]
-    fit_error_mm: float
+    fit_error_mm: float | None
     orientation: int
     dpi: float
     black_level: float
@@ -366,7 +366,7 @@ def _finish(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, flo
         local = math.sqrt(abs(np.linalg.det(_jacobian(hmat, _qr_corners_mm(geometry).mean(axis=0)))))
         fit = float(np.max(np.linalg.norm(pred - qr_px, axis=1)) / max(local, 1e-6))
     else:
-        fit = 0.0
+        fit = None  # four marks and no code: nothing left over to measure the fit with
     # the quadrilateral must be convex and the page not absurdly distorted
     quad = dst.reshape(-1, 2)
     if not _convex(quad):
