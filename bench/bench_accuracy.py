@@ -6,7 +6,7 @@ with read_page. Printed per tier: pages identified, mark fields and boxes, silen
 value accepted: must be 0), mark fields sent to review (targets: <= 1 % clean/office, <= 5 %
 hard/phone), ink accepted as blank (must be 0), and the per-page read time median.
 
-    .venv/bin/python bench/bench_accuracy.py [--quick] [--pages N] [--seed S]
+    .venv/bin/python bench/bench_accuracy.py [--quick] [--pages N] [--seed S] [--tiers clean,office]
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def run_tier(tier, kit, pages, n, seed):
         sheet_id, clean = pages[i % len(pages)]
         geom = geometries.get(sheet_id) or geometries.setdefault(sheet_id, sheet_geometry(kit, sheet_id))
         blank = rng.random() < 0.05
-        marked, truth = fill_page(clean, geom, dpi, rng, blank=blank)
+        marked, truth = fill_page(clean, geom, dpi, rng, blank=blank, fill=0.85)
         img = degrade(marked, tier, rng, src_dpi=dpi)
         t0 = time.perf_counter()
         res = read_page(img, kit_id=kit.kit_id, secret=kit.secret, geometry_for=geometries.get)
@@ -129,16 +129,16 @@ def speed(kit, pages_by_dpi, n):
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="20 pages per tier")
-    ap.add_argument("--pages", type=int, default=None, help="pages per tier (default 160)")
+    ap.add_argument("--pages", type=int, default=None, help="pages per tier (default 200)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--tiers", default=",".join(TIERS))
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
-    n = args.pages or (20 if args.quick else 160)
+    n = args.pages or (20 if args.quick else 200)
     with tempfile.TemporaryDirectory() as tmp:
         kit, pdfs = build_kit(Path(tmp))
         rendered = {dpi: load_pages(kit, pdfs, dpi) for dpi in (200, 300)}
-        print(f"kit: {len(rendered[200])} printed sheets; {n} pages per tier")
+        print(f"kit: {len(rendered[200])} printed sheets; {n} pages per tier; marked = boxes with a pen mark drawn")
         print("ident = pages whose sheet was identified; read = identified and aligned (not quarantined)")
         print("review% = all mark fields sent to review, including those made ambiguous on purpose (two marks,"
               " faint, half outside, mark + cancelled);\nclear->rev% = mark fields with clear marks sent to review"
