@@ -197,7 +197,7 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
 def _field_crop(image: np.ndarray, hmat: np.ndarray, boxes: list) -> np.ndarray:
     x0 = min(b[0] for b in boxes) - 2
     y0 = min(b[1] for b in boxes) - 2
-    x1 = max(b[0] + b[2] for b in boxes) + 2
+    x1 = max(b[0] + b[2] for b in boxes) + 15  # the last option's label is right of its box
     y1 = max(b[1] + b[3] for b in boxes) + 2
     return read.patch(image, hmat, x0, y0, x1 - x0, y1 - y0, read.CROP_PX_PER_MM)
 
