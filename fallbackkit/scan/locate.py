@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -379,7 +378,7 @@ def _finish(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, flo
     if not (0.6 < sx < 1.67 and 0.6 < sy < 1.67):
         raise MarksNotFound("corner marks give an implausible page shape")
     # black and paper levels from the marks, hole check
-    black, paper, hole_vals = [], [], {}
+    black, hole_vals = [], {}
     for k in keys:
         centre, ring = _hole_darkness(image, hmat, centres[k])
         black.append(ring)
@@ -418,7 +417,3 @@ def _jacobian(h: np.ndarray, pt) -> np.ndarray:
     d = 0.5
     p = project(h, [(x, y), (x + d, y), (x, y + d)])
     return np.array([(p[1] - p[0]) / d, (p[2] - p[0]) / d]).T
-
-
-def timer() -> float:
-    return time.perf_counter()

@@ -218,8 +218,7 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     x, y, w, h = field["box_mm"]
     margin = 1.5
     ppm = CROP_PX_PER_MM
-    crop = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm, cv2.INTER_AREA
-                 if False else cv2.INTER_LINEAR)
+    crop = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
     raw_d, d, paper = darkness(crop, black)
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
