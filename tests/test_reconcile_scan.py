@@ -28,8 +28,6 @@ from fallbackkit.store import init_kit, open_kit
 from reconcile_helpers import transcribe, transcribe_pending
 
 DPI = 200
-# the scan engine's np.cross on 2-D vectors warns under NumPy 2 (the scan stage knows; export does the same)
-pytestmark = pytest.mark.filterwarnings("ignore:Arrays of 2-dimensional vectors:DeprecationWarning")
 
 
 class Paper:

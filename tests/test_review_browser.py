@@ -7,7 +7,6 @@ log are checked, not just the screen.
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -137,7 +136,7 @@ def test_a_clerk_works_through_the_station(station, page):
     # resolve the conflict: the two scans disagree on the priority; the clerk picks the second
     page.goto("/conflicts")
     shot(page, "conflicts")
-    conflict = page.locator(f"section.conflict[data-field='priority']")
+    conflict = page.locator("section.conflict[data-field='priority']")
     assert conflict.locator("form.option").count() == 2
     conflict.locator("form.option").nth(1).locator("button").click()
     page.wait_for_selector(".flash.ok")

@@ -8,7 +8,6 @@ clerk for every decision.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

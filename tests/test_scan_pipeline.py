@@ -27,9 +27,6 @@ from scan_pipeline_helpers import (white_out, write_bad_files, write_jpeg, write
                                    write_tiff_g4)
 
 BLANK = {"checkbox": False, "choice": None, "multichoice": []}
-# locate.py calls np.cross on 2-D vectors (deprecated in NumPy 2); under pytest's warnings-as-errors
-# that would quarantine every page read in this process. Remove once the engine stops warning.
-pytestmark = pytest.mark.filterwarnings("ignore:Arrays of 2-dimensional vectors:DeprecationWarning")
 
 
 def _rows(kit, sql, params=()):

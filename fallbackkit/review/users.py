@@ -52,7 +52,7 @@ def add_user(conn, name: str, role: str, password: str, actor: str, lang: str = 
     if lang not in LANGS:
         raise BadInput(f"language must be one of {', '.join(LANGS)}")
     if len(password) < MIN_PASSWORD:
-        raise BadInput(f"the password is too short", hint=f"use at least {MIN_PASSWORD} characters")
+        raise BadInput("the password is too short", hint=f"use at least {MIN_PASSWORD} characters")
     salt = secrets.token_bytes(16)
     digest = hash_password(password, salt)
     with conn:

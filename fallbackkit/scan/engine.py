@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from .. import payload as payload_mod

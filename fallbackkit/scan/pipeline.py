@@ -510,11 +510,17 @@ class _FileJob:
 
 # --- the scan ----------------------------------------------------------------------------------
 def check_engine() -> None:
+    """Check what reading needs before a batch starts, and say how to install what is missing."""
     try:
         from . import engine  # noqa: F401
     except ImportError as exc:
         raise MissingDependency(f"the page reader is not available ({exc})",
                                 hint="reinstall fallbackkit (make install)") from None
+    try:
+        from pyzbar import pyzbar  # noqa: F401  (the second QR decoder needs Debian's libzbar0)
+    except (ImportError, OSError) as exc:
+        raise MissingDependency(f"the zbar library is missing ({exc})",
+                                hint="install it: sudo apt-get install libzbar0 (or run make install)") from None
 
 
 def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None, progress: bool = True,
