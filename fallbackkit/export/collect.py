@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import BadInput
+from ..store.decisions import CURRENT_REVIEWS_SQL, current_links
 from ..store.kit import Kit
 
 
@@ -157,26 +158,14 @@ class Store:
 
 def current_reviews(conn) -> dict[int, dict[str, Any]]:
     """The review that counts per reading (bulk form of decisions.current_review)."""
-    undone = {r[0] for r in conn.execute("SELECT undoes FROM reviews WHERE decision = 'undo'")}
-    out: dict[int, dict[str, Any]] = {}
-    for rid, reading_id, decision, value, actor, at in conn.execute(
-            "SELECT review_id, reading_id, decision, value, actor, at FROM reviews"
-            " WHERE decision != 'undo' ORDER BY review_id"):
-        if rid in undone:
-            continue
-        out[reading_id] = {"review_id": rid, "decision": decision,
-                           "value": json.loads(value) if value is not None else None, "actor": actor, "at": at}
-    return out
+    return {reading_id: {"review_id": rid, "decision": decision,
+                         "value": json.loads(value) if value is not None else None, "actor": actor, "at": at}
+            for reading_id, rid, decision, value, actor, at in conn.execute(CURRENT_REVIEWS_SQL)}
 
 
 def active_links(conn) -> dict[str, str]:
-    revoked = {r[0] for r in conn.execute("SELECT revokes FROM identity_links WHERE revokes IS NOT NULL")}
-    links: dict[str, str] = {}
-    for lid, dt, real in conn.execute(
-            "SELECT id, downtime_mrn, real_mrn FROM identity_links WHERE revokes IS NULL ORDER BY id"):
-        if lid not in revoked:
-            links[dt] = real
-    return links
+    """downtime MRN -> real MRN, for the links that count."""
+    return {dt: link["real_mrn"] for dt, link in current_links(conn).items()}
 
 
 def _rows(conn, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:

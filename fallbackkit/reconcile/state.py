@@ -12,16 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from ..errors import FallbackkitError
+from ..store import decisions
+from ..store.decisions import CURRENT_REVIEWS_SQL
 from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES, MARK_TYPES
 
 # The review that counts per reading: the latest that is not an undo and has not been undone.
-CURRENT_REVIEWS_SQL = (
-    "SELECT v.reading_id, v.decision, v.value, v.actor, v.at FROM reviews v"
-    " JOIN (SELECT reading_id, MAX(review_id) AS rid FROM reviews w WHERE decision != 'undo'"
-    "       AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = w.review_id) GROUP BY reading_id) c"
-    " ON c.rid = v.review_id")
-
 CHUNK = 500  # ids per IN (...) query
 
 MULTI_MARK_WORDS = ("options marked", "multiple", "several", "more than one", "two marks")
@@ -184,7 +180,7 @@ def load_registry(kit: Kit, form_ids: Iterable[str] | None = None) -> Registry:
 
 def current_reviews(kit: Kit, reading_ids: Iterable[int] | None = None) -> dict[int, tuple]:
     conn = kit.db.conn
-    return {r[0]: (r[1], r[2], r[3], r[4]) for r in conn.execute(CURRENT_REVIEWS_SQL)}
+    return {r[0]: (r[2], r[3], r[4], r[5]) for r in conn.execute(CURRENT_REVIEWS_SQL)}
 
 
 def iter_capture_values(kit: Kit, capture_ids: Iterable[int] | None = None,
@@ -221,16 +217,7 @@ def iter_capture_values(kit: Kit, capture_ids: Iterable[int] | None = None,
 
 def current_links(kit: Kit) -> dict[str, dict[str, Any]]:
     """downtime MRN -> the link that counts (the latest one not revoked)."""
-    conn = kit.db.conn
-    revoked = {r[0] for r in conn.execute("SELECT revokes FROM identity_links WHERE revokes IS NOT NULL")}
-    links: dict[str, dict[str, Any]] = {}
-    for lid, dt, real, actor, reason, at in conn.execute(
-            "SELECT id, downtime_mrn, real_mrn, actor, reason, at FROM identity_links"
-            " WHERE revokes IS NULL ORDER BY id"):
-        if lid in revoked:
-            continue
-        links[dt] = {"id": lid, "downtime_mrn": dt, "real_mrn": real, "actor": actor, "reason": reason, "at": at}
-    return links
+    return decisions.current_links(kit.db.conn)
 
 
 def sheet_conflicts(sheet_id: str, by_capture: dict[int, dict[str, Val]]) -> list[dict[str, Any]]:

@@ -14,6 +14,14 @@ from .kit import now_iso
 
 DECISIONS = ("confirm", "correct", "transcribe", "illegible")
 
+# The review that counts per reading, for every reading at once: the latest review that is not an
+# undo and has not been undone. Rows: reading_id, review_id, decision, value (JSON text), actor, at.
+CURRENT_REVIEWS_SQL = (
+    "SELECT v.reading_id, v.review_id, v.decision, v.value, v.actor, v.at FROM reviews v"
+    " JOIN (SELECT reading_id, MAX(review_id) AS rid FROM reviews w WHERE decision != 'undo'"
+    "       AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = w.review_id) GROUP BY reading_id) c"
+    " ON c.rid = v.review_id")
+
 
 def _reading(conn, reading_id: int) -> dict[str, Any]:
     row = conn.execute("SELECT reading_id, sheet_id, field, type, value, status FROM readings WHERE reading_id = ?",
@@ -95,3 +103,18 @@ def effective_reading(conn, reading_id: int) -> dict[str, Any]:
                 "reviewer": review["actor"], "reviewed_at": review["at"]}
     return {**reading, "resolved": reading["status"] == "accepted", "source": "machine",
             "reviewer": None, "reviewed_at": None}
+
+
+def current_links(conn) -> dict[str, dict[str, Any]]:
+    """downtime MRN -> the identity link that counts (the latest one not revoked)."""
+    if hasattr(conn, "conn"):
+        conn = conn.conn
+    revoked = {r[0] for r in conn.execute("SELECT revokes FROM identity_links WHERE revokes IS NOT NULL")}
+    links: dict[str, dict[str, Any]] = {}
+    for lid, dt, real, actor, reason, at in conn.execute(
+            "SELECT id, downtime_mrn, real_mrn, actor, reason, at FROM identity_links"
+            " WHERE revokes IS NULL ORDER BY id"):
+        if lid in revoked:
+            continue
+        links[dt] = {"id": lid, "downtime_mrn": dt, "real_mrn": real, "actor": actor, "reason": reason, "at": at}
+    return links
