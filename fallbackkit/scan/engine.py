@@ -168,7 +168,7 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     hmat = loc.transform
     contrast = loc.paper_level - loc.black_level
     page_img = _page_image(image, hmat, geometry)
-    dark_fraction = float((page_img < (loc.black_level + loc.paper_level) / 2).mean())
+    dark_fraction = np.count_nonzero(page_img < (loc.black_level + loc.paper_level) / 2) / page_img.size
     page_review = None
     if loc.fit_error_mm is not None and loc.fit_error_mm > POOR_FIT_MM:
         page_review = f"poor page fit ({loc.fit_error_mm:.1f} mm)"

@@ -54,40 +54,87 @@ def patch(image: np.ndarray, hmat: np.ndarray, x_mm: float, y_mm: float, w_mm: f
                                borderMode=cv2.BORDER_REPLICATE)
 
 
+class _Levels:
+    """Darkness of one patch as grey-level thresholds, measured once.
+
+    Darkness d(v) = (paper - v) / span is a function of the grey value v alone and falls as v rises,
+    so "d >= t" is exactly "v <= the largest grey value whose darkness is >= t": the thresholds are
+    worked out on the 256 grey levels (in float32, as the darkness of each pixel would be) and the
+    patch is compared as uint8. Same decisions as converting every pixel, a fraction of the cost."""
+
+    __slots__ = ("paper", "lut", "_cache")
+
+    def __init__(self, p: np.ndarray, black: float):
+        flat = p.ravel()
+        k = int(len(flat) * 0.92)
+        self.paper = float(np.partition(flat, k)[k])
+        span = max(self.paper - black, 25.0)
+        self.lut = (self.paper - np.arange(256, dtype=np.float32)) / span
+        self._cache: dict[tuple[str, float], int] = {}
+
+    def at_least(self, t: float) -> int:
+        """Largest grey v with d(v) >= t (-1: none)."""
+        key = ("ge", t)
+        v = self._cache.get(key)
+        if v is None:
+            v = self._cache[key] = int(np.count_nonzero(self.lut >= t)) - 1
+        return v
+
+    def above(self, t: float) -> int:
+        """Largest grey v with d(v) > t (-1: none)."""
+        key = ("gt", t)
+        v = self._cache.get(key)
+        if v is None:
+            v = self._cache[key] = int(np.count_nonzero(self.lut > t)) - 1
+        return v
+
+    def mean(self, p: np.ndarray) -> float:
+        """Mean darkness of the pixels p (float32, as the per-pixel darkness array would give)."""
+        return self.lut[p].mean()
+
+
+def _le(p: np.ndarray, v: int) -> np.ndarray:
+    return p <= v if v >= 0 else np.zeros(p.shape, bool)
+
+
 def darkness(p: np.ndarray, black: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Darkness 0 (local paper) .. 1 (the page's black); local paper level = bright percentile.
     Returns the darkness as sampled (thin printed lines intact, to find the outline) and after a
-    3x3 median (speckle removed, to measure ink)."""
-    flat = p.ravel()
-    k = int(len(flat) * 0.92)
-    paper = float(np.partition(flat, k)[k])
-    span = max(paper - black, 25.0)
-    d = (paper - p.astype(np.float32)) / span
-    smooth = (paper - cv2.medianBlur(p, 3).astype(np.float32)) / span
-    return d, smooth, paper
+    3x3 median (speckle removed, to measure ink). (The readers below use `_Levels` thresholds on the
+    grey values instead, which give the same results.)"""
+    lv = _Levels(p, black)
+    return lv.lut[p], lv.lut[cv2.medianBlur(p, 3)], lv.paper
 
 
-def _best_shift(d: np.ndarray, lo: int, hi: int, axis: int, search: int, band: tuple[int, int]) -> int:
-    """Shift (px) that puts the printed outline's two edges (at lo and hi) on dark columns/rows."""
+def _best_shift(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, band: tuple[int, int]) -> int:
+    """Shift (px) that puts the printed outline's two edges (at lo and hi) on dark columns/rows.
+    dark: boolean, pixels with darkness > 0.15."""
     # Coverage along the edge: the printed outline darkens the whole edge, a pen stroke or a line
     # of text crossing the same row or column only darkens part of it.
     if axis == 1:
-        prof = (d[band[0]:band[1], :] > 0.15).mean(axis=0)
+        sub = dark[band[0]:band[1], :]
+        prof = np.add.reduce(sub, axis=0, dtype=np.int32) / sub.shape[0]
     else:
-        prof = (d[:, band[0]:band[1]] > 0.15).mean(axis=1)
+        sub = dark[:, band[0]:band[1]]
+        prof = np.add.reduce(sub, axis=1, dtype=np.int32) / sub.shape[1]
     n = len(prof)
     pmax = prof.copy()
     pmax[1:] = np.maximum(pmax[1:], prof[:-1])
     pmax[:-1] = np.maximum(pmax[:-1], prof[1:])
+    pm = pmax.tolist()  # plain floats: the same values, a faster short loop
     best, best_score = 0, -1e9
     for s in range(-search, search + 1):
         a, b = lo + s, hi + s
         if a < 0 or b >= n:
             continue
-        score = min(pmax[a], pmax[b]) - 0.004 * abs(s)
+        score = min(pm[a], pm[b]) - 0.004 * abs(s)
         if score > best_score:
             best, best_score = s, score
     return best
+
+
+def _frac(mask: np.ndarray) -> float:
+    return np.count_nonzero(mask) / mask.size if mask.size else float("nan")
 
 
 def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> dict[str, Any]:
@@ -95,33 +142,35 @@ def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> di
     margin = 2.0
     ppm = BOX_PX_PER_MM
     p = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
-    raw_d, d, paper = darkness(p, black)
+    lv = _Levels(p, black)
+    smooth = cv2.medianBlur(p, 3)
+    raw_dark = _le(p, lv.above(0.15))
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
     search = int(round(SEARCH_MM * ppm))
-    sx = _best_shift(raw_d, m, m + bw, 1, search, (m + search + 2, m + bh - search - 2))
-    sy = _best_shift(raw_d, m, m + bh, 0, search, (m + search + 2, m + bw - search - 2))
+    sx = _best_shift(raw_dark, m, m + bw, 1, search, (m + search + 2, m + bh - search - 2))
+    sy = _best_shift(raw_dark, m, m + bh, 0, search, (m + search + 2, m + bw - search - 2))
     x0, y0 = m + sx, m + sy
     x1, y1 = x0 + bw, y0 + bh
     shrink = int(round(0.1 * min(bw, bh)))
-    interior = d[y0 + shrink:y1 - shrink, x0 + shrink:x1 - shrink]
-    ink_mask = interior >= INK_DARK
-    ink = float(ink_mask.mean())
-    faint = float(((interior >= FAINT_DARK) & ~ink_mask).mean())
+    interior = smooth[y0 + shrink:y1 - shrink, x0 + shrink:x1 - shrink]
+    v_ink, v_faint = lv.at_least(INK_DARK), lv.at_least(FAINT_DARK)
+    ink = _frac(_le(interior, v_ink))
+    faint = _frac(_le(interior, v_faint) & ~_le(interior, v_ink))
     # strips just outside the outline: 0.35 .. 0.8 mm away
     a, b = int(round(0.35 * ppm)), int(round(0.8 * ppm))
     strips = {
-        "top": d[max(0, y0 - b):y0 - a, x0:x1],
-        "bottom": d[y1 + a:y1 + b, x0:x1],
-        "left": d[y0:y1, max(0, x0 - b):x0 - a],
-        "right": d[y0:y1, x1 + a:x1 + b],
+        "top": smooth[max(0, y0 - b):y0 - a, x0:x1],
+        "bottom": smooth[y1 + a:y1 + b, x0:x1],
+        "left": smooth[y0:y1, max(0, x0 - b):x0 - a],
+        "right": smooth[y0:y1, x1 + a:x1 + b],
     }
-    spill = {k: float((v >= INK_DARK).mean()) if v.size else 0.0 for k, v in strips.items()}
-    outline = float(raw_d[y0:y1, x0].mean() + raw_d[y0:y1, x1].mean() + raw_d[y0, x0:x1].mean()
-                    + raw_d[y1, x0:x1].mean()) / 4
+    spill = {k: _frac(_le(v, v_ink)) if v.size else 0.0 for k, v in strips.items()}
+    outline = float(lv.mean(p[y0:y1, x0]) + lv.mean(p[y0:y1, x1]) + lv.mean(p[y0, x0:x1])
+                    + lv.mean(p[y1, x0:x1])) / 4
     return {"ink": round(ink, 4), "faint": round(faint, 4), "spill": {k: round(v, 4) for k, v in spill.items()},
             "spill_max": round(max(spill.values()), 4), "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)],
-            "outline": round(outline, 3), "paper": round(paper, 1)}
+            "outline": round(outline, 3), "paper": round(lv.paper, 1)}
 
 
 def box_state(m: dict[str, Any]) -> tuple[str, float, str | None]:
@@ -219,16 +268,19 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     margin = 1.5
     ppm = CROP_PX_PER_MM
     crop = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
-    raw_d, d, paper = darkness(crop, black)
+    lv = _Levels(crop, black)
+    paper = lv.paper
+    smooth = cv2.medianBlur(crop, 3)
+    raw_dark = _le(crop, lv.above(0.15))
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
     search = int(round(SEARCH_MM * ppm))
     band_r = (m + search + 1, m + bh - search - 1)
     band_c = (m + search + 1, m + bw - search - 1)
-    sx = _best_shift(raw_d, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else 0
-    sy = _best_shift(raw_d, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else 0
+    sx = _best_shift(raw_dark, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else 0
+    sy = _best_shift(raw_dark, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else 0
     origin = (x - margin - sx / ppm, y - margin - sy / ppm)
-    printed = np.zeros(d.shape, bool)
+    printed = np.zeros(crop.shape, bool)
     pad = 0.45
     _mask_rect(printed, x, y, x + w, y + h, ppm, origin, pad)
     cells = field.get("cells_mm") or []
@@ -247,21 +299,16 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
         r1 = int(math.ceil((ly - origin[1] + pad) * ppm))
         printed[max(0, r0):max(0, r1), :] = True
     # only the inside of the field box counts
-    inside = np.zeros(d.shape, bool)
+    inside = np.zeros(crop.shape, bool)
     r0, c0 = int(m + sy), int(m + sx)
     inside[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
     usable = inside & ~printed
-    inked = (d >= INK_DARK - 0.1) & usable
+    inked = _le(smooth, lv.at_least(INK_DARK - 0.1)) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
-    H, W = d.shape
-    th, tw = -(-H // tile), -(-W // tile)
-    # one padded stack, summed per tile: usable pixels, ink pixels, light-ink pixels
-    stack = np.zeros((3, th * tile, tw * tile), np.uint16)
-    stack[0, :H, :W] = usable
-    stack[1, :H, :W] = inked
-    stack[2, :H, :W] = (d >= FAINT_DARK) & usable
-    sums = stack.reshape(3, th, tile, tw, tile).sum(axis=(2, 4))
-    use_t, ink_t, light_t = sums[0], sums[1], sums[2]
+    # per tile: usable pixels, ink pixels, light-ink pixels
+    use_t = _tile_sums(usable, tile)
+    ink_t = _tile_sums(inked, tile)
+    light_t = _tile_sums(_le(smooth, lv.at_least(FAINT_DARK)) & usable, tile)
     valid = use_t >= tile * tile * 0.3
     frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
     light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
@@ -270,10 +317,20 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     max_tile = float(frac.max()) if frac.size else 0.0
     max_light = float(light_frac.max()) if light_frac.size else 0.0
     raw = {"tiles": tiles, "tiles_inked": inked_tiles, "max_tile": round(max_tile, 4),
-           "ink_fraction": round(float(inked.sum()) / max(1, int(usable.sum())), 4),
+           "ink_fraction": round(float(np.count_nonzero(inked)) / max(1, np.count_nonzero(usable)), 4),
            "max_light_tile": round(max_light, 4),
            "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(paper, 1)}
     if inked_tiles == 0 and (max_tile > TILE_FAINT or max_light > TILE_LIGHT):
         raw["faint_only"] = True
         raw["ink_confidence"] = 0.5
     return raw, crop
+
+
+def _tile_sums(mask: np.ndarray, tile: int) -> np.ndarray:
+    """Pixel counts of a boolean mask per tile x tile block (the last row/column of blocks partial)."""
+    H, W = mask.shape
+    ii = cv2.integral(mask.view(np.uint8))
+    rows = np.minimum(np.arange(-(-H // tile) + 1) * tile, H)
+    cols = np.minimum(np.arange(-(-W // tile) + 1) * tile, W)
+    g = ii[rows][:, cols]
+    return g[1:, 1:] - g[:-1, 1:] - g[1:, :-1] + g[:-1, :-1]
