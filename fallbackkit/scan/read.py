@@ -185,11 +185,8 @@ def _rect_counts(ii: np.ndarray, n: np.ndarray, r0, r1, c0, c1) -> tuple[np.ndar
 
 
 def _integral(mask: np.ndarray) -> np.ndarray:
-    n, h, w = mask.shape
-    ii = np.zeros((n, h + 1, w + 1), np.int32)
-    np.cumsum(mask, axis=1, dtype=np.int32, out=ii[:, 1:, 1:])
-    np.cumsum(ii[:, 1:, 1:], axis=2, out=ii[:, 1:, 1:])
-    return ii
+    """Integral images (N x (H+1) x (W+1), int32) of a stack of boolean masks."""
+    return np.stack([cv2.integral(np.ascontiguousarray(m).view(np.uint8)) for m in mask])
 
 
 def _best_shifts(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, band: tuple[int, int]) -> np.ndarray:
@@ -412,9 +409,8 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     inked = _le(smooth, lv.at_least(INK_DARK - 0.1)) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
     # per tile: usable pixels, ink pixels, light-ink pixels
-    use_t = _tile_sums(usable, tile)
-    ink_t = _tile_sums(inked, tile)
-    light_t = _tile_sums(_le(smooth, lv.at_least(FAINT_DARK)) & usable, tile)
+    (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums(
+        [usable, inked, _le(smooth, lv.at_least(FAINT_DARK)) & usable], tile)
     valid = use_t >= tile * tile * 0.3
     frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
     light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
@@ -423,7 +419,7 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     max_tile = float(frac.max()) if frac.size else 0.0
     max_light = float(light_frac.max()) if light_frac.size else 0.0
     raw = {"tiles": tiles, "tiles_inked": inked_tiles, "max_tile": round(max_tile, 4),
-           "ink_fraction": round(float(np.count_nonzero(inked)) / max(1, np.count_nonzero(usable)), 4),
+           "ink_fraction": round(float(n_inked) / max(1, n_usable), 4),
            "max_light_tile": round(max_light, 4),
            "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(paper, 1)}
     if inked_tiles == 0 and (max_tile > TILE_FAINT or max_light > TILE_LIGHT):
@@ -432,11 +428,16 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     return raw, crop
 
 
-def _tile_sums(mask: np.ndarray, tile: int) -> np.ndarray:
-    """Pixel counts of a boolean mask per tile x tile block (the last row/column of blocks partial)."""
-    H, W = mask.shape
-    ii = cv2.integral(mask.view(np.uint8))
+def _tile_sums(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, int]]:
+    """Per boolean mask (all the same shape): its pixel counts per tile x tile block (the last row and
+    column of blocks partial) and its total count."""
+    H, W = masks[0].shape
     rows = np.minimum(np.arange(-(-H // tile) + 1) * tile, H)
     cols = np.minimum(np.arange(-(-W // tile) + 1) * tile, W)
-    g = ii[rows][:, cols]
-    return g[1:, 1:] - g[:-1, 1:] - g[1:, :-1] + g[:-1, :-1]
+    grid = np.ix_(rows, cols)
+    out = []
+    for mask in masks:
+        ii = cv2.integral(mask.view(np.uint8))
+        g = ii[grid]
+        out.append((g[1:, 1:] - g[:-1, 1:] - g[1:, :-1] + g[:-1, :-1], int(ii[H, W])))
+    return out
