@@ -13,6 +13,7 @@ peak RSS < 400 MiB per worker. The machine is shared: figures are medians of run
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -162,6 +163,10 @@ def main() -> None:
         folder = tmp / "in-workers"
         write_format(folder, "scanner-pdf", pages, 200)
         print(f"== workers: scanner PDF, {len(pages)} pages at 200 dpi (pool start-up included) ==")
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if cpus < 2:
+            print(f"  note: this process may run on {cpus} CPU only (taskset?): its workers share it, so 2 "
+                  "workers cannot be faster than 1 here; run without taskset for the scaling figure")
         rates = {}
         for workers in (1, 2):
             got = [scan_once(tmp / "kit", tmp, folder, workers=workers) for _ in range(runs)]
