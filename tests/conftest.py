@@ -5,18 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from fallbackkit.generate import import_census, print_blank, print_ward
-from fallbackkit.generate.sample import write_census
-from fallbackkit.store import init_kit
+from fallbackkit.generate import print_blank, print_ward
+from kit_helpers import census_kit
 from pdf_helpers import render_pages  # noqa: F401  (re-exported for tests)
 
 
 @pytest.fixture
 def kit(tmp_path: Path):
     """A fresh kit with the shipped templates and a two-ward census (3B: 8 beds, ICU: 4)."""
-    k = init_kit(tmp_path / "kit", actor="tester")
-    patients, meds = write_census(tmp_path / "census")
-    import_census(k, patients, meds, actor="tester", as_of="2026-11-28T06:00:00+01:00")
+    k = census_kit(tmp_path)
     yield k
     k.close()
 

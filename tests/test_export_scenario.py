@@ -16,9 +16,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from export_helpers import HAND_VALUES, scan_scenario
 from fallbackkit.export import export_fhir, export_table, report_data, write_report
-from fallbackkit.generate import import_census
-from fallbackkit.generate.sample import write_census
-from fallbackkit.store import init_kit
+from kit_helpers import census_kit
 
 LOINC = {"8310-5", "8867-4", "8480-6", "8462-4", "9279-1", "59408-5", "72514-3"}
 
@@ -26,9 +24,7 @@ LOINC = {"8310-5", "8867-4", "8480-6", "8462-4", "9279-1", "59408-5", "72514-3"}
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export-scenario")
-    kit = init_kit(tmp / "kit", actor="tester")
-    patients, meds = write_census(tmp / "census", wards={"3B": 3, "ICU": 2})
-    import_census(kit, patients, meds, actor="tester", as_of="2026-11-28T06:00:00+01:00")
+    kit = census_kit(tmp, wards={"3B": 3, "ICU": 2})
     info = scan_scenario(kit, tmp)
     info["tmp"] = tmp
     yield kit, info

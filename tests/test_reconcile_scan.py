@@ -26,6 +26,7 @@ from fallbackkit.scan.simulate import page_transform, render_pdf
 from fallbackkit.store import init_kit, open_kit
 
 from reconcile_helpers import transcribe, transcribe_pending
+from kit_helpers import census_kit
 
 DPI = 200
 
@@ -76,9 +77,7 @@ MAR_WRITING = ("mar_date", "m1.s1.time", "m1.s1.initials")
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
     root = tmp_path_factory.mktemp("reconcile-scan")
-    kit = init_kit(root / "kit", actor="tester")
-    patients, meds = write_census(root / "census")
-    import_census(kit, patients, meds, actor="tester", as_of="2026-11-28T06:00:00+01:00")
+    kit = census_kit(root)
     ward = print_ward(kit, "3B", root / "ward-3B.pdf", actor="coordinator")
     blank = print_blank(kit, "registration", 1, root / "blank-reg.pdf", actor="coordinator")
     paper, blank_paper = Paper(kit, ward, root / "ward-3B.pdf"), Paper(kit, blank, root / "blank-reg.pdf")

@@ -16,17 +16,13 @@ from fallbackkit.store.audit import verify_audit
 from fallbackkit.store.decisions import current_review
 
 from review_helpers import PASSWORD, add_people, audit_rows, build_scenario
+from kit_helpers import census_kit
 
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    from fallbackkit.generate import import_census
-    from fallbackkit.generate.sample import write_census
-    from fallbackkit.store import init_kit
     tmp = tmp_path_factory.mktemp("review")
-    kit = init_kit(tmp / "kit", actor="tester")
-    patients, meds = write_census(tmp / "census")
-    import_census(kit, patients, meds, actor="tester", as_of="2026-11-28T06:00:00+01:00")
+    kit = census_kit(tmp)
     sc = build_scenario(kit, tmp)
     add_people(kit)
     yield sc

@@ -15,6 +15,7 @@ from fallbackkit.store.audit import verify_audit
 from fallbackkit.store.decisions import current_review
 
 from review_helpers import PASSWORD, ServerThread, add_people, audit_rows, build_scenario
+from kit_helpers import census_kit
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -24,13 +25,8 @@ SHOTS = os.environ.get("FALLBACKKIT_SCREENSHOTS")  # a directory: save what the 
 
 @pytest.fixture(scope="module")
 def station(tmp_path_factory):
-    from fallbackkit.generate import import_census
-    from fallbackkit.generate.sample import write_census
-    from fallbackkit.store import init_kit
     tmp = tmp_path_factory.mktemp("browser")
-    kit = init_kit(tmp / "kit", actor="tester")
-    patients, meds = write_census(tmp / "census")
-    import_census(kit, patients, meds, actor="tester", as_of="2026-11-28T06:00:00+01:00")
+    kit = census_kit(tmp)
     sc = build_scenario(kit, tmp)
     add_people(kit)
     with ServerThread(create_app(kit.path)) as server:

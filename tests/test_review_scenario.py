@@ -17,19 +17,16 @@ from fallbackkit.store.decisions import effective_reading
 
 from review_helpers import add_people
 from test_review_app import csrf_of, login
+from kit_helpers import census_kit
 
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    from fallbackkit.generate import import_census, print_ward
-    from fallbackkit.generate.sample import write_census
+    from fallbackkit.generate import print_ward
     from fallbackkit.scan.pipeline import scan_paths
     from fallbackkit.scan.simulate import simulate
-    from fallbackkit.store import init_kit
     tmp = tmp_path_factory.mktemp("simulated")
-    kit = init_kit(tmp / "kit", actor="tester")
-    patients, meds = write_census(tmp / "census")
-    import_census(kit, patients, meds, actor="tester", as_of="2026-11-28T06:00:00+01:00")
+    kit = census_kit(tmp)
     print_ward(kit, "ICU", tmp / "icu.pdf", actor="tester")
     simulate(kit, tmp / "icu.pdf", tmp / "sim", seed=3, tier="clean")
     scan_paths(kit, [tmp / "sim"], workers=1, progress=False)
