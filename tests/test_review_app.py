@@ -359,3 +359,32 @@ def test_a_conflict_on_a_mark_field_is_settled_with_its_options_only(app, scenar
     assert not any(c["field"] == "priority" and not c["resolved"]
                    for f in reconcile(scenario.kit)["forms"] for c in f["conflicts"])
     assert audit_rows(scenario.kit, "review.")[-1]["actor"] == "clara"
+
+
+def _ward_counts(client) -> dict[str, list[str]]:
+    html = client.get("/").get_data(as_text=True)
+    rows = re.findall(r'<tr data-ward="([^"]+)">(.*?)</tr>', html, re.S)
+    return {ward: re.findall(r"<td[^>]*>(?:<a[^>]*>)?(\d+)", cells) for ward, cells in rows}
+
+
+def test_dashboard_counts_follow_the_store(app, scenario):
+    """The dashboard's reconcile is cached, but every decision shows at once."""
+    from fallbackkit.reconcile import reconcile
+    clerk = app.test_client()
+    login(clerk, "clara")
+    before = _ward_counts(clerk)
+    report = reconcile(scenario.kit)
+    printed = sum(int(c[0]) for c in before.values())
+    assert printed == report["totals"]["sheets_printed"]
+    assert sum(int(c[3]) for c in before.values()) == report["totals"]["readings_to_review"]
+    assert _ward_counts(clerk) == before  # served again from the cache: same figures
+    rid = next_reading(scenario.kit.db)
+    ward = scenario.kit.db.conn.execute(
+        "SELECT f.ward FROM readings r JOIN sheets s ON s.sheet_id = r.sheet_id JOIN forms f ON f.form_id = s.form_id"
+        " WHERE r.reading_id = ?", [rid]).fetchone()[0] or "—"
+    detail = clerk.get("/api/next").get_json()["reading"]
+    value = detail["options"][0] if detail.get("options") else "as written"
+    assert _decide(clerk, csrf_of(clerk), rid, "correct" if detail.get("options") else "transcribe",
+                   value).status_code == 200
+    after = _ward_counts(clerk)
+    assert int(after[ward][3]) == int(before[ward][3]) - 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import threading
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from urllib.parse import urlencode
 from flask import (Flask, abort, g, jsonify, make_response, redirect, render_template, request, send_file,
                    url_for)
 
-from .. import ids
+from .. import ids, reconcile as rc
 from ..errors import BadInput, FallbackkitError, NotFound
 from ..store.kit import Kit, connect, open_kit
 from . import labels as lb
@@ -34,13 +35,14 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
-def _reconcile(name: str):
-    """A function of the reconcile library, or None while that stage is not installed."""
-    try:
-        from .. import reconcile as rc
-    except ImportError:  # pragma: no cover - the package always exists
-        return None
-    return getattr(rc, name, None)
+# Tables whose newest row id changes whenever anything the dashboard counts changes (scans write
+# captures, people write reviews, marks and links; everything is also audited).
+CHANGE_STAMP = (("captures", "capture_id"), ("reviews", "review_id"), ("worklist_marks", "id"),
+                ("identity_links", "id"), ("quarantine_assignments", "id"), ("audit", "id"))
+
+
+def change_stamp(conn) -> tuple:
+    return tuple(conn.execute(f"SELECT MAX({col}) FROM {table}").fetchone()[0] for table, col in CHANGE_STAMP)
 
 
 def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECONDS,
@@ -55,6 +57,20 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     app.config.update(KIT_PATH=kit_path, SESSION_MAX=session_max, SESSION_IDLE=session_idle,
                       SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=256 * 1024)
     flashes: dict[str, list[tuple[str, str]]] = {}
+    # A full reconcile reads every reading of the kit: it is computed again only when the store changed.
+    cache_lock = threading.Lock()
+    cache: dict[str, tuple[tuple, Any]] = {}
+
+    def cached(name: str, compute):
+        stamp = change_stamp(g.kit.db.conn)
+        with cache_lock:
+            hit = cache.get(name)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        value = compute()
+        with cache_lock:
+            cache[name] = (stamp, value)
+        return value
 
     # --- per request: the kit, the session, the CSRF check ------------------------------------
     @app.before_request
@@ -118,7 +134,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         return {"_": lambda key, **kw: t(lang, key, **kw), "lang": lang, "user": g.get("user"),
                 "csrf": g.session.csrf if g.get("session") else "", "langs": u.LANGS,
                 "flashes": flashes.pop(g.session.token_hash, []) if g.get("session") else [],
-                "fmt": _fmt, "reconcile_ready": _reconcile("reconcile") is not None}
+                "fmt": _fmt}
 
     def flash(kind: str, message: str) -> None:
         flashes.setdefault(g.session.token_hash, []).append((kind, message))
@@ -195,29 +211,29 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     # --- dashboard -------------------------------------------------------------------------------
     @app.get("/")
     def dashboard():
-        rec, wl = _reconcile("reconcile"), _reconcile("worklist")
         waiting = sum(q.queue_counts(g.kit.db).values())
         quarantined = len(q.open_quarantine(g.kit.db))
+        report = cached("reconcile", lambda: rc.reconcile(g.kit))
+        items = cached("worklist", lambda: rc.worklist(g.kit))
+        totals = report["totals"]
         rows: dict[str, dict[str, int]] = {}
-        totals = None
-        if rec is not None:
-            report = rec(g.kit)
-            totals = report.get("totals")
-            for form in report.get("forms", []):
-                w = rows.setdefault(form.get("ward") or "—", dict.fromkeys(
-                    ("printed", "returned", "missing", "to_review", "to_reenter", "entered"), 0))
-                w["printed"] += int(form.get("pages") or 0)
-                w["returned"] += len(form.get("pages_returned") or [])
-                w["missing"] += len(form.get("pages_missing") or [])
-                w["to_review"] += int(form.get("to_review") or 0)
-            if wl is not None:
-                for item in wl(g.kit):
-                    w = rows.setdefault(item.ward or "—", dict.fromkeys(
-                        ("printed", "returned", "missing", "to_review", "to_reenter", "entered"), 0))
-                    if item.status == "pending":
-                        w["to_reenter"] += 1
-                    elif item.status == "entered":
-                        w["entered"] += 1
+
+        def ward_row(ward: str | None) -> dict[str, int]:
+            return rows.setdefault(ward or "—", dict.fromkeys(
+                ("printed", "returned", "missing", "to_review", "to_reenter", "entered"), 0))
+
+        for form in report["forms"]:
+            w = ward_row(form.get("ward"))
+            w["printed"] += int(form.get("pages") or 0)
+            w["returned"] += len(form.get("pages_returned") or [])
+            w["missing"] += len(form.get("pages_missing") or [])
+            w["to_review"] += int(form.get("to_review") or 0)
+        for item in items:
+            w = ward_row(item.ward)
+            if item.status == "pending":
+                w["to_reenter"] += 1
+            elif item.status == "entered":
+                w["entered"] += 1
         return render_template("dashboard.html", rows=sorted(rows.items()), totals=totals, waiting=waiting,
                                quarantined=quarantined)
 
@@ -335,38 +351,33 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     # --- conflicts -------------------------------------------------------------------------------
     @app.get("/conflicts")
     def conflicts():
-        rec = _reconcile("reconcile")
         f = _filters()
         items = []
-        if rec is not None:
-            for form in rec(g.kit).get("forms", []):
-                if (f.get("ward") and form.get("ward") != f["ward"]) or \
-                        (f.get("template") and form.get("template") != f["template"]):
+        for form in cached("reconcile", lambda: rc.reconcile(g.kit))["forms"]:
+            if (f.get("ward") and form.get("ward") != f["ward"]) or \
+                    (f.get("template") and form.get("template") != f["template"]):
+                continue
+            for c in form.get("conflicts", []):
+                if c.get("resolved"):
                     continue
-                for c in form.get("conflicts", []):
-                    if c.get("resolved"):
-                        continue
-                    caps = [{**cap, "value_json": json.dumps(cap.get("value"), ensure_ascii=False),
-                             "crop": bool(cap.get("reading_id"))} for cap in c.get("captures", [])]
-                    # a mark field is corrected by picking one of its options, never by free text
-                    options = None
-                    first = next((cap["reading_id"] for cap in caps if cap.get("reading_id")), None)
-                    if first is not None:
-                        detail = q.reading_detail(g.kit.db, first)
-                        table = lb.labels(kit_path, form.get("template"), form.get("version"), g.lang)
-                        c["label"] = lb.field_label(table, c["field"])
-                        if detail["options"] is not None:
-                            names = lb.option_labels(table, c["field"])
-                            options = [{"json": json.dumps(o, ensure_ascii=False),
-                                        "text": _option_text(o, names.get(o)) or _fmt(o)} for o in detail["options"]]
-                    items.append({**c, "captures": caps, "form": form, "options": options})
+                caps = [{**cap, "value_json": json.dumps(cap.get("value"), ensure_ascii=False),
+                         "crop": bool(cap.get("reading_id"))} for cap in c.get("captures", [])]
+                # a mark field is corrected by picking one of its options, never by free text
+                options = None
+                first = next((cap["reading_id"] for cap in caps if cap.get("reading_id")), None)
+                if first is not None:
+                    detail = q.reading_detail(g.kit.db, first)
+                    table = lb.labels(kit_path, form.get("template"), form.get("version"), g.lang)
+                    c["label"] = lb.field_label(table, c["field"])
+                    if detail["options"] is not None:
+                        names = lb.option_labels(table, c["field"])
+                        options = [{"json": json.dumps(o, ensure_ascii=False),
+                                    "text": _option_text(o, names.get(o)) or _fmt(o)} for o in detail["options"]]
+                items.append({**c, "captures": caps, "form": form, "options": options})
         return render_template("conflicts.html", items=items, filters=f, choices=q.filter_choices(g.kit.db))
 
     @app.post("/conflicts/resolve")
     def resolve():
-        fn = _reconcile("resolve_conflict")
-        if fn is None:
-            abort(404, description=t(g.lang, "reconcile_missing"))
         sheet_id, field = request.form.get("sheet_id", ""), request.form.get("field", "")
         chosen = request.form.get("capture_id", type=int)
         if request.form.get("typed") is not None and request.form.get("typed", "").strip():
@@ -387,7 +398,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                 if detail["type"] == "multichoice" else value in detail["options"]
             if not ok:
                 raise BadInput(f"{field} takes one of its printed options, not {value!r}")
-        fn(g.kit, sheet_id, field, value, g.user.name, chosen_capture_id=chosen)
+        rc.resolve_conflict(g.kit, sheet_id, field, value, g.user.name, chosen_capture_id=chosen)
         flash("ok", t(g.lang, "conflict_resolved", field=field, sheet=sheet_id))
         return back(url_for("conflicts"))
 
@@ -398,10 +409,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
 
     @app.post("/quarantine/<int:quarantine_id>/assign")
     def assign(quarantine_id: int):
-        try:
-            from ..scan.pipeline import assign_quarantined
-        except ImportError:
-            abort(404, description=t(g.lang, "scan_missing"))
+        from ..scan.pipeline import assign_quarantined
         sheet_id = request.form.get("sheet_id", "").strip()
         try:
             capture_id = assign_quarantined(g.kit, quarantine_id, sheet_id, g.user.name)
@@ -414,23 +422,19 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     # --- identities ------------------------------------------------------------------------------
     @app.get("/identities")
     def identities():
-        lst, sug = _reconcile("list_identities"), _reconcile("suggest_identities")
-        items = [i for i in (lst(g.kit) if lst else []) if i.get("kind") == "mrn"]
+        items = [i for i in rc.list_identities(g.kit) if i.get("kind") == "mrn"]
         suggestions: dict[str, list[dict[str, Any]]] = {}
-        for s in (sug(g.kit) if sug else []):
+        for s in rc.suggest_identities(g.kit):
             suggestions.setdefault(s["downtime_mrn"], []).append(s)
         return render_template("identities.html", items=items, suggestions=suggestions)
 
     @app.post("/identities/link")
     def link():
-        fn = _reconcile("link_identity")
-        if fn is None:
-            abort(404, description=t(g.lang, "reconcile_missing"))
         dt, real = request.form.get("downtime_mrn", "").strip(), request.form.get("real_mrn", "").strip()
         if not dt or not real:
             raise BadInput(t(g.lang, "link_needs_both"))
         try:
-            fn(g.kit, dt, real, g.user.name, request.form.get("reason") or "review station")
+            rc.link_identity(g.kit, dt, real, g.user.name, request.form.get("reason") or "review station")
         except FallbackkitError as exc:
             flash("error", str(exc))
             return redirect(url_for("identities"))
@@ -440,10 +444,9 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     # --- worklist --------------------------------------------------------------------------------
     @app.get("/worklist")
     def worklist():
-        fn = _reconcile("worklist")
         ward = request.args.get("ward") or None
         status = request.args.get("status", "pending")
-        items = fn(g.kit, ward=ward, status=None if status == "all" else status) if fn else []
+        items = rc.worklist(g.kit, ward=ward, status=None if status == "all" else status)
         grouped: dict[str, list[Any]] = {}
         for item in items:  # per patient, each patient's items keeping the back-load order
             grouped.setdefault(item.patient_mrn or "—", []).append(item)
@@ -452,14 +455,11 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
 
     @app.post("/worklist/mark")
     def mark():
-        fn = _reconcile("mark_item")
-        if fn is None:
-            abort(404, description=t(g.lang, "reconcile_missing"))
         item_id, status = request.form.get("item_id", ""), request.form.get("status", "")
         if status not in ("entered", "not-needed", "pending"):
             raise BadInput("status must be entered, not-needed or pending")
         try:
-            fn(g.kit, item_id, status, g.user.name, request.form.get("note") or None)
+            rc.mark_item(g.kit, item_id, status, g.user.name, request.form.get("note") or None)
         except FallbackkitError as exc:
             flash("error", str(exc))
             return back(url_for("worklist"))
