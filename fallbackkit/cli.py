@@ -308,14 +308,11 @@ def quarantine_list(ctx: KitContext, as_json: bool, include_assigned: bool) -> N
 @pass_kit
 def quarantine_assign(ctx: KitContext, page: int, sheet_id: str) -> None:
     """Read quarantined PAGE as the sheet SHEET_ID printed on it."""
-    from .scan.pipeline import assign_quarantined
-    capture_id = assign_quarantined(ctx.kit(), page, sheet_id, ctx.actor)
-    row = ctx.kit().db.conn.execute(
-        "SELECT sheet_id, duplicate_of, (SELECT COUNT(*) FROM readings WHERE capture_id = c.capture_id),"
-        " (SELECT COUNT(*) FROM readings WHERE capture_id = c.capture_id AND status = 'review')"
-        " FROM captures c WHERE capture_id = ?", [capture_id]).fetchone()
-    click.echo(f"page {page} read as sheet {row[0]}: capture {capture_id}, {row[2]} fields, {row[3]} to review"
-               + (f" (sheet captured before: capture {row[1]})" if row[1] else ""))
+    from .scan.pipeline import assign_quarantined, capture_summary
+    c = capture_summary(ctx.kit(), assign_quarantined(ctx.kit(), page, sheet_id, ctx.actor))
+    click.echo(f"page {page} read as sheet {c['sheet_id']}: capture {c['capture_id']}, {c['fields']} fields, "
+               f"{c['to_review']} to review"
+               + (f" (sheet captured before: capture {c['duplicate_of']})" if c["duplicate_of"] else ""))
 
 
 @cli.command("simulate")

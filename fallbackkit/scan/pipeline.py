@@ -825,6 +825,17 @@ def list_quarantine(kit: Kit, include_assigned: bool = False) -> list[dict[str, 
     return out
 
 
+def capture_summary(kit: Kit, capture_id: int) -> dict[str, Any]:
+    """What a capture holds: its sheet, an earlier capture of the same sheet, fields read, to review."""
+    row = kit.db.conn.execute(
+        "SELECT sheet_id, duplicate_of, (SELECT COUNT(*) FROM readings WHERE capture_id = c.capture_id),"
+        " (SELECT COUNT(*) FROM readings WHERE capture_id = c.capture_id AND status = 'review')"
+        " FROM captures c WHERE capture_id = ?", [capture_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no capture {capture_id}")
+    return {"capture_id": capture_id, "sheet_id": row[0], "duplicate_of": row[1], "fields": row[2], "to_review": row[3]}
+
+
 def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) -> int:
     """A clerk read the sheet id printed on a quarantined page: read the page as that sheet.
 
