@@ -335,7 +335,6 @@ def simulate_cmd(ctx: KitContext, pdf: Path, out_dir: Path, seed: int, tier: str
                    + (f" ({summary['skipped']} pages without a sheet code skipped)" if summary["skipped"] else ""))
 
 
-
 # --- reconcile: reconcile, identities, worklist, audit, merge (fallbackkit/reconcile/) --------
 @cli.command("reconcile")
 @click.option("--json", "as_json", is_flag=True, help="The full report on stdout.")
@@ -493,7 +492,6 @@ def merge_cmd(ctx: KitContext, other: Path, as_json: bool) -> None:
         click.echo(f"warning: {double['message']}", err=True)
 
 
-
 # --- review: review, users (fallbackkit/review/) ----------------------------------------------
 @cli.command("review")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -542,7 +540,6 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
         emit_json(rows)
     else:
         table(rows, ["name", "role", "lang", "active", "created_at", "created_by"])
-
 
 
 # --- export: export, report, backup, restore, check (fallbackkit/export/) ---------------------
@@ -641,7 +638,6 @@ def check_cmd(ctx: KitContext, archive: bool, as_json: bool) -> None:
     else:
         click.echo(f"store integrity ok; {result['audit_rows']} audit rows, chain intact"
                    + ("; every archived original present and unchanged" if archive else ""))
-
 
 
 def main() -> None:
