@@ -159,6 +159,7 @@ def main() -> None:
     run(["check"], kit)
     run(["audit", "verify"], kit)
 
+    cmd = Path(sys.executable).parent / "fallbackkit"
     print(f"""
 Done. Outputs are in {out}:
   packs/                ward packs as printed (PDF, French/Dutch)
@@ -168,8 +169,8 @@ Done. Outputs are in {out}:
   export/csv, export/fhir   re-entry files
   report.html, report.pdf   reconciliation report
   backup/store.sqlite   verified backup of the store
-Clerks review with:  fallbackkit --kit {kit} users add clerk --role clerk
-                     fallbackkit --kit {kit} review   (then open http://127.0.0.1:8765)""")
+Clerks review with:  {cmd} --kit {kit} users add clerk --role clerk
+                     {cmd} --kit {kit} review   (then open http://127.0.0.1:8765)""")
 
 
 if __name__ == "__main__":
