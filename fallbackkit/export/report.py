@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from ..ids import pretty_sheet_id
 from ..store.kit import Kit, now_iso
 from .collect import _aware, _rows, load, write_private
 
@@ -301,7 +302,7 @@ def render_pdf(d: dict[str, Any], out: Path) -> Path:
     if d["missing"]:
         story.append(table([["Ward", "Bed", "MRN", "Name", "Form", "Page", "Sheet id"]] +
                            [[m["ward"], m["bed"] or "", m["patient_mrn"] or "", m["name"], m["template"], m["page"],
-                             m["sheet_id"]] for m in d["missing"]]))
+                             pretty_sheet_id(m["sheet_id"])] for m in d["missing"]]))
     else:
         story.append(Paragraph("None.", body))
     story.append(Paragraph("Conflicts between captures", h2))
@@ -472,7 +473,7 @@ def render_html(d: dict[str, Any], out: Path) -> Path:
         "</section><section><h2>Missing sheets by ward and patient</h2>",
         _html_table(["Ward", "Bed", "MRN", "Name", "Form", "Page", "Sheet id"],
                     [[m["ward"], m["bed"] or "", m["patient_mrn"] or "", m["name"], m["template"], m["page"],
-                      m["sheet_id"]] for m in d["missing"]]),
+                      pretty_sheet_id(m["sheet_id"])] for m in d["missing"]]),
         "</section><section><h2>Conflicts between captures</h2>",
         _html_table(["Ward", "MRN", "Form", "Field", "Values"],
                     [[c["ward"], c["patient_mrn"] or "", f"{c['template']} {c['form_id']}", c["field"],
