@@ -302,6 +302,11 @@ def test_report_for_one_ward(scene, tmp_path):
     beds = [int(m["bed"]) for m in d["missing"]]
     assert beds == sorted(beds), "missing sheets are listed bed by bed, 2 before 11"
     assert d["totals"]["conflicts"] == 1 and d["conflicts"][0]["field"] == "c3.pulse"
+    # in the report itself, missing sheets carry the id as printed on the paper, to search for it
+    from fallbackkit.export import write_report
+    from fallbackkit.ids import pretty_sheet_id
+    text = (tmp_path / "r.html").read_text() if write_report(kit, tmp_path / "r.html", "3B") else ""
+    assert d["missing"] and all(f"<td>{pretty_sheet_id(m['sheet_id'])}</td>" in text for m in d["missing"])
 
 
 def test_care_times_in_the_hospital_time_zone(scene, tmp_path):
