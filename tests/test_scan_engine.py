@@ -251,3 +251,34 @@ def test_mostly_dark_page_goes_to_review(lab):
     assert result.status == "read"
     assert result.quality["page_review"].startswith("page mostly dark")
     assert all(r.status == "review" and "page mostly dark" in r.reason for r in result.readings)
+
+
+def test_page_wide_box_measures_equal_box_by_box(ward):
+    """measure_boxes (all boxes of a page as one stack, the fast path) gives exactly the numbers of
+    measure_box (one box at a time, used when box sizes differ), on marked and damaged pages."""
+    import math
+
+    from fallbackkit.scan import read
+    from fallbackkit.scan.degrade import office
+    from fallbackkit.scan.marks import BOX_STYLES
+    rng = np.random.default_rng(5)
+    styles = sorted(BOX_STYLES)
+    for sheet_id, img, geom in ward.pages()[:6]:
+        boxes = [b["box_mm"] for f in geom["fields"] if f["type"] in read.MARK_TYPES
+                 for b in (f["options"] if "options" in f else [f])]
+        marked = mark(img, DPI, [(b, styles[i % len(styles)]) for i, b in enumerate(boxes) if i % 3 == 0], seed=7)
+        page = office(marked, rng)
+        result = ward.read(page)
+        assert result.status == "read"
+        hmat = np.array(result.transform)
+        black = result.quality["black_level"]
+        together = read.measure_boxes(page, hmat, boxes, black)
+        one_by_one = [read.measure_box(page, hmat, b, black) for b in boxes]
+        assert len(together) == len(one_by_one) == len(boxes)
+        for a, b in zip(together, one_by_one):
+            assert a.keys() == b.keys()
+            for key in a:
+                if isinstance(a[key], float):
+                    assert math.isclose(a[key], b[key], rel_tol=1e-6, abs_tol=1e-9), (sheet_id, key)
+                else:
+                    assert a[key] == b[key], (sheet_id, key)
