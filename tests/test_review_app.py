@@ -388,3 +388,12 @@ def test_dashboard_counts_follow_the_store(app, scenario):
                    value).status_code == 200
     after = _ward_counts(clerk)
     assert int(after[ward][3]) == int(before[ward][3]) - 1
+
+
+def test_worklist_shows_the_labels_printed_on_the_form(app, scenario):
+    """Values to re-enter are named as on the paper, in the user's language (sam reads French)."""
+    sup = app.test_client()
+    login(sup, "sam")
+    html = sup.get("/worklist?status=all").get_data(as_text=True)
+    assert '<dt title="priority">Priorité</dt>' in html
+    assert '<dt title="clinician_signature">Signature du médecin</dt>' in html

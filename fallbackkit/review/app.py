@@ -450,8 +450,13 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         grouped: dict[str, list[Any]] = {}
         for item in items:  # per patient, each patient's items keeping the back-load order
             grouped.setdefault(item.patient_mrn or "—", []).append(item)
+        forms = {r[0]: (r[1], r[2]) for r in g.kit.db.conn.execute("SELECT form_id, template, version FROM forms")}
+
+        def label_of(item: Any, key: str) -> str:
+            template, version = forms.get(item.form_id, (None, None))
+            return lb.value_label(lb.labels(kit_path, template, version, g.lang), key)
         return render_template("worklist.html", patients=list(grouped.items()), ward=ward or "", status=status,
-                               choices=q.filter_choices(g.kit.db))
+                               choices=q.filter_choices(g.kit.db), label_of=label_of)
 
     @app.post("/worklist/mark")
     def mark():

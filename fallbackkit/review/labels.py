@@ -78,3 +78,17 @@ def option_labels(table: dict[str, Any], name: str) -> dict[Any, str]:
         return table["options"][name]
     slot = table.get("slots", {}).get(name.rsplit(".", 1)[-1])
     return slot[1] if slot else {}
+
+
+def value_label(table: dict[str, Any], key: str) -> str:
+    """Label for a key of a re-entry item's values: a field of the form (`diagnosis`), a grid row
+    (`pulse`, without its column), a MAR slot part (`status`), else the key in words."""
+    if key in table["fields"]:
+        return table["fields"][key]
+    for name, text in table["fields"].items():
+        if name.startswith("c1.") and name[3:] == key:
+            return text.split(" · ")[0]
+    slot = table.get("slots", {}).get(key)
+    if slot:
+        return slot[0]
+    return key.replace("_", " ").capitalize()
