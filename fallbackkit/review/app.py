@@ -22,6 +22,7 @@ from flask import (Flask, abort, g, jsonify, make_response, redirect, render_tem
 
 from .. import ids, reconcile as rc
 from ..errors import BadInput, FallbackkitError, NotFound
+from ..store.decisions import NOTE_MAX
 from ..store.kit import Kit, connect, open_kit
 from . import labels as lb
 from . import queue as q
@@ -31,6 +32,8 @@ from .i18n import STRINGS, t
 SESSION_COOKIE = "fk_session"
 LOGIN_COOKIE = "fk_login"
 PUBLIC_ENDPOINTS = {"login", "login_post", "static", "favicon"}
+SQLITE_INT_MAX = 2 ** 63 - 1
+MAX_BODY = 256 * 1024   # bytes of a request body; waitress refuses larger ones before reading them
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -55,7 +58,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
 
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.config.update(KIT_PATH=kit_path, SESSION_MAX=session_max, SESSION_IDLE=session_idle,
-                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=256 * 1024)
+                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY)
     flashes: dict[str, list[tuple[str, str]]] = {}
     # A full reconcile reads every reading of the kit: it is computed again only when the store changed.
     cache_lock = threading.Lock()
@@ -292,17 +295,22 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
 
     @app.post("/api/readings/<int:reading_id>/decision")
     def api_decide(reading_id: int):
-        from ..store.decisions import current_review, record_review
-        body = request.get_json(silent=True) or {}
-        decision = body.get("decision")
+        from ..store.decisions import AlreadyDecided, record_review
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadInput("send the decision as a JSON object")
+        decision, seen, note = body.get("decision"), body.get("seen_review_id"), body.get("note")
+        if seen is not None and (type(seen) is not int or not 0 < seen <= SQLITE_INT_MAX):
+            raise BadInput("seen_review_id is the id of the review you saw, or null")
+        if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
+            raise BadInput(f"a note is text of at most {NOTE_MAX} characters")
         detail = q.reading_detail(g.kit.db, reading_id)
-        seen = body.get("seen_review_id")
-        now = current_review(g.kit.db, reading_id)
-        if (now["review_id"] if now else None) != seen:
-            return jsonify({"error": t(g.lang, "already_decided", who=now["actor"] if now else "?"),
-                            "conflict": True}), 409
         value = _checked_value(detail, decision, body.get("value"))
-        review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, body.get("note"))
+        try:  # the "decided meanwhile?" check and the insert are one transaction
+            review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, note,
+                                      expect_review_id=seen)
+        except AlreadyDecided as exc:
+            return jsonify({"error": t(g.lang, "already_decided", who=exc.by or "?"), "conflict": True}), 409
         return jsonify({"ok": True, "review_id": review_id})
 
     @app.get("/img/crop/<int:reading_id>")
