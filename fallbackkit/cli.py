@@ -496,17 +496,29 @@ def merge_cmd(ctx: KitContext, other: Path, as_json: bool) -> None:
 @cli.command("review")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (keep 127.0.0.1 unless other PCs must reach this one).")
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--allow-network", is_flag=True,
+              help="Needed with a --host other than this PC: other machines can then reach the station.")
 @pass_kit
-def review_cmd(ctx: KitContext, host: str, port: int) -> None:
+def review_cmd(ctx: KitContext, host: str, port: int, allow_network: bool) -> None:
     """Serve the review station for records clerks (open http://HOST:PORT in a browser)."""
-    from .review import list_users, serve
-    if not list_users(ctx.kit().db):
+    from . import review
+    from .errors import BadInput
+    if not review.is_loopback(host):
+        if not allow_network:
+            raise BadInput(f"--host {host} would let other machines on the network reach the station",
+                           hint="keep the default 127.0.0.1, or add --allow-network if other PCs must use it")
+        # a warning about exposure is shown even with --quiet
+        click.echo(f"warning: listening on {host}: other machines on the network can reach the station "
+                   "(patient data; use it on a closed network only)", err=True)
+    if not review.list_users(ctx.kit().db):
         say(ctx, "no user can log in yet: add one with `fallbackkit users add NAME --role supervisor`")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        say(ctx, f"warning: listening on {host}: other machines on the network can reach the station")
-    say(ctx, f"review station on http://{host}:{port}/ — Ctrl+C to stop")
-    serve(ctx.kit_dir, host, port)
+    if ctx.quiet:  # --quiet: only errors from the station and its server reach the console
+        for name in ("fallbackkit", "waitress"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    server = review.make_server(ctx.kit_dir, host, port)  # a port in use is one line, before any "listening"
+    say(ctx, f"review station on {review.station_url(host, port)} — Ctrl+C to stop")
+    review.run_server(server)
 
 
 @cli.group()

@@ -319,16 +319,54 @@ def test_a_downtime_mrn_is_linked_with_one_action(app, scenario, tmp_path):
                                         [dt]).fetchone()[0] == 1
 
 
-def test_review_command_serves_on_localhost_by_default(scenario, monkeypatch):
+def _fake_server(monkeypatch) -> list:
     import fallbackkit.review as review
-    calls = []
-    monkeypatch.setattr(review, "serve", lambda kit_dir, host, port: calls.append((str(kit_dir), host, port)))
+    calls: list = []
+    monkeypatch.setattr(review, "make_server", lambda kit_dir, host, port: calls.append((str(kit_dir), host, port)))
+    monkeypatch.setattr(review, "run_server", lambda server: None)
+    return calls
+
+
+def test_review_command_serves_on_localhost_by_default(scenario, monkeypatch):
+    calls = _fake_server(monkeypatch)
     runner = CliRunner()
     res = runner.invoke(cli, ["--kit", str(scenario.kit.path), "review"])
     assert res.exit_code == 0, res.output
     assert calls == [(str(scenario.kit.path), "127.0.0.1", 8765)]
-    res = runner.invoke(cli, ["--kit", str(scenario.kit.path), "review", "--host", "0.0.0.0", "--port", "9000"])
-    assert calls[-1][1:] == ("0.0.0.0", 9000) and "other machines" in res.output
+    assert "http://127.0.0.1:8765/" in res.output
+
+
+def test_review_on_the_network_needs_allow_network_and_always_warns(scenario, monkeypatch):
+    calls = _fake_server(monkeypatch)
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path)]
+    res = runner.invoke(cli, [*base, "review", "--host", "0.0.0.0", "--port", "9000"])
+    assert res.exit_code == 4 and "--allow-network" in res.output and calls == []
+    res = runner.invoke(cli, [*base, "--quiet", "review", "--host", "0.0.0.0", "--port", "9000", "--allow-network"])
+    assert res.exit_code == 0, res.output
+    assert calls[-1][1:] == ("0.0.0.0", 9000) and "other machines" in res.output  # shown even with --quiet
+    for host in ("127.0.0.2", "localhost", "::1"):  # loopback: no flag needed
+        assert runner.invoke(cli, [*base, "review", "--host", host]).exit_code == 0, host
+    res = runner.invoke(cli, [*base, "review", "--host", "::1"])
+    assert "http://[::1]:8765/" in res.output and "warning" not in res.output
+
+
+def test_review_port_out_of_range_is_a_usage_error_and_a_port_in_use_is_one_line(scenario):
+    import socket
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path)]
+    for port in ("0", "65536", "-1", "99999999999999999999"):
+        res = runner.invoke(cli, [*base, "review", "--port", port])
+        assert res.exit_code == 2 and "1<=x<=65535" in res.output.replace(" ", ""), (port, res.output)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        res = runner.invoke(cli, [*base, "review", "--port", str(taken.getsockname()[1])])
+    finally:
+        taken.close()
+    assert res.exit_code == 6 and "already in use" in res.output
+    assert res.output.strip().count("\n") == 0 and "Traceback" not in res.output and res.exception is not None
 
 
 def test_login_only_redirects_to_pages_of_the_station(app):
@@ -397,3 +435,57 @@ def test_worklist_shows_the_labels_printed_on_the_form(app, scenario):
     html = sup.get("/worklist?status=all").get_data(as_text=True)
     assert '<dt title="priority">Priorité</dt>' in html
     assert '<dt title="clinician_signature">Signature du médecin</dt>' in html
+
+
+def test_hostile_ids_and_bodies_give_400_or_404_never_500(app, scenario):
+    client = app.test_client()
+    login(client, "clara")
+    token = csrf_of(client)
+    rid = next_reading(scenario.kit.db)
+    huge = "9" * 30
+    for path in (f"/api/readings/{huge}", f"/readings/{huge}", f"/img/crop/{huge}", f"/img/page/{huge}",
+                 f"/page/{2 ** 63}"):
+        assert client.get(path).status_code == 404, path
+    assert client.post(f"/api/readings/{huge}/decision", headers={"X-CSRF-Token": token},
+                       json={"decision": "illegible"}).status_code == 404
+    for path in (f"/api/next?after={huge}", "/api/next?after=-1", "/review?start=x1"):
+        assert client.get(path).status_code == 400, path
+    for body in ([1, 2], "confirm", 7, None):  # JSON, but not an object
+        resp = client.post(f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token}, json=body)
+        assert resp.status_code == 400 and "JSON object" in resp.get_json()["error"], body
+    for extra in ({"note": 12}, {"note": ["a"]}, {"note": "n" * 501}, {"seen_review_id": 2 ** 70},
+                  {"seen_review_id": "1"}):
+        resp = client.post(
+            f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token},
+            json={"decision": "illegible", "seen_review_id": None, **extra})
+        assert resp.status_code == 400, extra
+    assert client.post(f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token},
+                       data=b"\xff\xfe not json", content_type="application/json").status_code == 400
+    # every free-text form input has a limit
+    for path, data in (("/identities/link", {"downtime_mrn": "DTM1", "real_mrn": "1", "reason": "r" * 501}),
+                       ("/worklist/mark", {"item_id": "x", "status": "entered", "note": "n" * 501}),
+                       ("/conflicts/resolve", {"sheet_id": scenario.lab_sheet, "field": "diagnosis",
+                                               "typed": "t" * 501}),
+                       ("/conflicts/resolve", {"sheet_id": scenario.lab_sheet, "field": "priority",
+                                               "value": '"stat"', "capture_id": huge})):
+        assert client.post(path, data={**data, "csrf_token": token}).status_code == 400, path
+    assert current_review(scenario.kit.db, rid) is None  # nothing of it was stored
+
+
+def test_a_huge_anonymous_body_is_refused_before_it_is_read(scenario):
+    """waitress's body limit is the app's: 300 MB announced, a few bytes sent, 413 at once."""
+    import http.client
+    from fallbackkit.review.app import MAX_BODY
+    from review_helpers import ServerThread
+    with ServerThread(create_app(scenario.kit.path)) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.putrequest("POST", "/login")
+        conn.putheader("Content-Type", "application/x-www-form-urlencoded")
+        conn.putheader("Content-Length", str(300 * 1024 * 1024))
+        conn.endheaders()
+        conn.send(b"name=x&" * 100)
+        t0 = time.perf_counter()
+        resp = conn.getresponse()
+        assert resp.status == 413 and time.perf_counter() - t0 < 5
+        conn.close()
+        assert server.server.adj.max_request_body_size == MAX_BODY

@@ -49,12 +49,20 @@ def make_server(kit_path: Path | str, host: str = "127.0.0.1", port: int = 8765,
     The request body limit is the app's own (MAX_BODY), so waitress refuses a larger body from the
     Content-Length header on, before reading it, and before anyone has logged in."""
     from waitress.server import create_server
+    from waitress.task import ThreadedTaskDispatcher
     quiet_waitress(logging.getLogger("fallbackkit").isEnabledFor(logging.DEBUG))
+    app = app if app is not None else create_app(kit_path)
+    sockets: dict = {}
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(threads)
     try:
-        return create_server(app if app is not None else create_app(kit_path), host=host.strip("[]"), port=port,
+        return create_server(app, map=sockets, _dispatcher=dispatcher, host=host.strip("[]"), port=port,
                              threads=threads, ident="fallbackkit", max_request_body_size=MAX_BODY,
                              connection_limit=100, channel_timeout=60)
     except OSError as exc:
+        dispatcher.shutdown(timeout=5)  # what waitress opened before the bind failed
+        for opened in list(sockets.values()):
+            opened.close()
         if exc.errno == errno.EADDRINUSE:
             raise Conflict(f"port {port} on {host} is already in use (is a review station already running?)",
                            hint="stop the other one, or choose another port with --port") from None
@@ -66,7 +74,11 @@ def make_server(kit_path: Path | str, host: str = "127.0.0.1", port: int = 8765,
 
 def serve(kit_path: Path | str, host: str = "127.0.0.1", port: int = 8765, threads: int = THREADS) -> None:
     """Serve the station with waitress until interrupted."""
-    server = make_server(kit_path, host, port, threads)
+    run_server(make_server(kit_path, host, port, threads))
+
+
+def run_server(server: Any) -> None:
+    """Serve until Ctrl+C, then close the listening socket."""
     try:
         server.run()
     except KeyboardInterrupt:
@@ -75,5 +87,5 @@ def serve(kit_path: Path | str, host: str = "127.0.0.1", port: int = 8765, threa
         server.close()
 
 
-__all__ = ["create_app", "serve", "make_server", "station_url", "is_loopback", "add_user", "list_users",
+__all__ = ["create_app", "serve", "make_server", "run_server", "station_url", "is_loopback", "add_user", "list_users",
            "authenticate", "next_reading", "reading_detail", "ROLES"]

@@ -20,6 +20,9 @@ from urllib.parse import urlencode
 from flask import (Flask, abort, g, jsonify, make_response, redirect, render_template, request, send_file,
                    url_for)
 
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter
+
 from .. import ids, reconcile as rc
 from ..errors import BadInput, FallbackkitError, NotFound
 from ..store.decisions import NOTE_MAX
@@ -33,6 +36,7 @@ SESSION_COOKIE = "fk_session"
 LOGIN_COOKIE = "fk_login"
 PUBLIC_ENDPOINTS = {"login", "login_post", "static", "favicon"}
 SQLITE_INT_MAX = 2 ** 63 - 1
+TEXT_MAX = 500          # characters of any one form field or query value (notes, reasons, ids, typed values)
 MAX_BODY = 256 * 1024   # bytes of a request body; waitress refuses larger ones before reading them
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -57,6 +61,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     kit.close()
 
     app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.url_map.converters["int"] = StoreId  # /readings/<int:...>: an id SQLite can hold, else 404
     app.config.update(KIT_PATH=kit_path, SESSION_MAX=session_max, SESSION_IDLE=session_idle,
                       SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY)
     flashes: dict[str, list[tuple[str, str]]] = {}
@@ -83,6 +88,10 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                                    app.config["SESSION_MAX"], app.config["SESSION_IDLE"])
         g.user = g.session.user if g.session else None
         g.lang = g.user.lang if g.user else _browser_lang()
+        for source in (request.args, request.form) if request.method == "POST" else (request.args,):
+            for key, text in source.items(multi=True):  # every free-text input has a limit
+                if len(key) > 64 or len(text) > TEXT_MAX:
+                    abort(400, description=f"{key[:64]} is too long (at most {TEXT_MAX} characters)")
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
         if g.session is None:
@@ -119,10 +128,15 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             return jsonify({"error": str(exc)}), code
         return render_template("error.html", code=code, message=str(exc)), code
 
+    @app.errorhandler(OverflowError)
+    def _too_large(exc: OverflowError):  # a number no store id can be
+        return _http_error(BadRequest(description="a number sent is too large"))
+
     @app.errorhandler(400)
     @app.errorhandler(401)
     @app.errorhandler(403)
     @app.errorhandler(404)
+    @app.errorhandler(413)
     def _http_error(exc):
         if request.path.startswith("/api/"):
             return jsonify({"error": exc.description}), exc.code
@@ -259,7 +273,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     @app.get("/review")
     def work():
         f = _filters()
-        start = request.args.get("start", type=int)
+        start = _id_arg(request.args, "start")
         return render_template("review.html", filters=f, query=urlencode(f), start=start or "",
                                strings=STRINGS[g.lang]["js"])
 
@@ -283,7 +297,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     @app.get("/api/next")
     def api_next():
         f = _filters()
-        rid = q.next_reading(g.kit.db, request.args.get("after", 0, type=int), f.get("ward"), f.get("template"),
+        rid = q.next_reading(g.kit.db, _id_arg(request.args, "after") or 0, f.get("ward"), f.get("template"),
                              f.get("reason"))
         if rid is None:
             return jsonify({"done": True})
@@ -387,7 +401,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     @app.post("/conflicts/resolve")
     def resolve():
         sheet_id, field = request.form.get("sheet_id", ""), request.form.get("field", "")
-        chosen = request.form.get("capture_id", type=int)
+        chosen = _id_arg(request.form, "capture_id")
         if request.form.get("typed") is not None and request.form.get("typed", "").strip():
             value: Any = request.form["typed"].strip()
             chosen = None
@@ -480,6 +494,24 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         return back(url_for("worklist"))
 
     return app
+
+
+class StoreId(IntegerConverter):
+    """A URL id that fits a SQLite integer: a larger one matches no route (404), never a 500."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", SQLITE_INT_MAX)
+        super().__init__(map, *args, **kwargs)
+
+
+def _id_arg(source: Any, name: str) -> int | None:
+    """An optional id from a query or form: digits that fit SQLite, else 400."""
+    text = source.get(name)
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or int(text) > SQLITE_INT_MAX:
+        raise BadInput(f"{name} must be an id (digits)")
+    return int(text)
 
 
 def _local_path(target: str) -> bool:
