@@ -251,6 +251,45 @@ def test_images_are_served_from_the_kit_only(app, scenario, tmp_path):
         conn.execute("DELETE FROM readings WHERE reading_id = ?", [bad])
 
 
+def test_image_routes_serve_only_the_kits_pages_and_crops(app, scenario):
+    """A stored path naming any other file of the kit (the secret, the store), or a symlink out of
+    pages/, gives 404: only page images and field crops are images."""
+    client = app.test_client()
+    login(client, "clara")
+    conn = scenario.kit.db.conn
+    kit = scenario.kit.path
+    cap, page = conn.execute("SELECT capture_id, image_path FROM captures WHERE image_path IS NOT NULL"
+                             " ORDER BY capture_id DESC LIMIT 1").fetchone()
+
+    def status(path: str) -> int:
+        resp = client.get(path)
+        resp.close()
+        return resp.status_code
+    assert status(f"/img/page/{cap}") == 200
+    link = kit / "pages" / "link-to-secret.png"
+    link.symlink_to(kit / "secret.key")
+    try:
+        for stored in ("secret.key", "store.sqlite", "kit.json", "pages/../secret.key", str(kit / "secret.key"),
+                       "pages/link-to-secret.png", "form_templates", "pages"):
+            with conn:
+                conn.execute("UPDATE captures SET image_path = ? WHERE capture_id = ?", [stored, cap])
+                bad = conn.execute(
+                    "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status,"
+                    " crop_path) VALUES (?, ?, 'evil', 'text', '{}', NULL, 0, 'accepted', ?)",
+                    [cap, scenario.lab_sheet, stored]).lastrowid
+            try:
+                assert status(f"/img/page/{cap}") == 404, stored
+                assert status(f"/img/crop/{bad}") == 404, stored
+            finally:
+                with conn:
+                    conn.execute("DELETE FROM readings WHERE reading_id = ?", [bad])
+    finally:
+        link.unlink()
+        with conn:
+            conn.execute("UPDATE captures SET image_path = ? WHERE capture_id = ?", [page, cap])
+    assert status(f"/img/page/{cap}") == 200
+
+
 def test_users_commands(scenario):
     runner = CliRunner()
     base = ["--kit", str(scenario.kit.path), "--user", "admin"]
