@@ -534,12 +534,55 @@ def users() -> None:
 def users_add(ctx: KitContext, name: str, role: str, lang: str) -> None:
     """Add NAME; the password is asked twice on a terminal, read from stdin otherwise."""
     from .review import add_user
-    if sys.stdin.isatty():
-        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    add_user(ctx.kit().db, name, role, password, ctx.actor, lang)
+    add_user(ctx.kit().db, name, role, _read_password(), ctx.actor, lang)
     click.echo(f"user {name} added ({role}, {lang})")
+
+
+def _read_password() -> str:
+    """Asked twice on a terminal, one line of stdin otherwise (scripts)."""
+    if sys.stdin.isatty():
+        return click.prompt("password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@users.command("unlock")
+@click.argument("name")
+@pass_kit
+def users_unlock(ctx: KitContext, name: str) -> None:
+    """Lift the lock after too many wrong passwords for NAME (check who is asking first)."""
+    from .review.users import unlock_user
+    was = unlock_user(ctx.kit().db, name, ctx.actor)
+    click.echo(f"user {name} unlocked" if was else f"user {name} was not locked; failed attempts cleared")
+
+
+@users.command("disable")
+@click.argument("name")
+@pass_kit
+def users_disable(ctx: KitContext, name: str) -> None:
+    """NAME can no longer log in; their open sessions end now (history and decisions stay)."""
+    from .review.users import disable_user
+    ended = disable_user(ctx.kit().db, name, ctx.actor)
+    click.echo(f"user {name} disabled ({ended} open session{'s' if ended != 1 else ''} ended)")
+
+
+@users.command("enable")
+@click.argument("name")
+@pass_kit
+def users_enable(ctx: KitContext, name: str) -> None:
+    """Let a disabled NAME log in again."""
+    from .review.users import enable_user
+    enable_user(ctx.kit().db, name, ctx.actor)
+    click.echo(f"user {name} enabled")
+
+
+@users.command("passwd")
+@click.argument("name")
+@pass_kit
+def users_passwd(ctx: KitContext, name: str) -> None:
+    """Set a new password for NAME (asked twice, or one line on stdin); their sessions end."""
+    from .review.users import set_password
+    ended = set_password(ctx.kit().db, name, _read_password(), ctx.actor)
+    click.echo(f"password of {name} changed ({ended} open session{'s' if ended != 1 else ''} ended)")
 
 
 @users.command("list")
@@ -551,7 +594,7 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
     else:
-        table(rows, ["name", "role", "lang", "active", "created_at", "created_by"])
+        table(rows, ["name", "role", "lang", "active", "locked", "created_at", "created_by"])
 
 
 # --- export: export, report, backup, restore, check (fallbackkit/export/) ---------------------

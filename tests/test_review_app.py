@@ -528,3 +528,65 @@ def test_a_huge_anonymous_body_is_refused_before_it_is_read(scenario):
         assert resp.status == 413 and time.perf_counter() - t0 < 5
         conn.close()
         assert server.server.adj.max_request_body_size == MAX_BODY
+
+
+def test_a_lock_does_not_grow_while_locked_and_a_supervisor_can_lift_it(app, scenario):
+    db = scenario.kit.db
+    u.add_user(db, "guessed", "clerk", PASSWORD, "tester")
+    t0 = time.time() - 3 * u.LOCK_WINDOW_SECONDS
+    for k in range(u.LOCK_FAILURES):
+        assert u.authenticate(db, "guessed", "wrong guess", now=t0 + k) is None
+    for k in range(20):  # someone keeps guessing while the name is locked
+        assert u.authenticate(db, "guessed", "still guessing", now=t0 + 600 + k) is None
+    assert u.authenticate(db, "guessed", PASSWORD, now=t0 + 700) is None  # still locked
+    # the lock ends one window after the failures that set it, not after the last guess
+    assert u.authenticate(db, "guessed", PASSWORD, now=t0 + u.LOCK_WINDOW_SECONDS + 10) is not None
+    # locked again now; a supervisor lifts it at once from the command line
+    client = app.test_client()
+    for _ in range(u.LOCK_FAILURES):
+        login(client, "guessed", "wrong again")
+    assert login(client, "guessed").status_code == 401
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path), "--user", "sam"]
+    res = runner.invoke(cli, [*base, "users", "list", "--json"])
+    assert {r["name"]: r["locked"] for r in json.loads(res.output)}["guessed"] is True
+    res = runner.invoke(cli, [*base, "users", "unlock", "guessed"])
+    assert res.exit_code == 0 and "unlocked" in res.output, res.output
+    assert login(client, "guessed").status_code == 302
+    assert audit_rows(scenario.kit, "user.unlock")[-1]["actor"] == "sam"
+    assert runner.invoke(cli, [*base, "users", "unlock", "nobody"]).exit_code == 5
+
+
+def test_a_disabled_user_cannot_log_in_and_their_sessions_end(app, scenario):
+    db = scenario.kit.db
+    u.add_user(db, "leaver", "clerk", PASSWORD, "tester")
+    client = app.test_client()
+    assert login(client, "leaver").status_code == 302
+    assert client.get("/queue").status_code == 200
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path), "--user", "sam"]
+    res = runner.invoke(cli, [*base, "users", "disable", "leaver"])
+    assert res.exit_code == 0 and "1 open session ended" in res.output, res.output
+    assert client.get("/queue").status_code == 302  # logged out at once
+    assert db.conn.execute("SELECT end_reason FROM review_sessions WHERE user_name = 'leaver'").fetchall() == \
+        [("disabled",)]
+    assert login(app.test_client(), "leaver").status_code == 401
+    assert audit_rows(scenario.kit, "user.disable")[-1]["actor"] == "sam"
+    assert runner.invoke(cli, [*base, "users", "enable", "leaver"]).exit_code == 0
+    assert login(app.test_client(), "leaver").status_code == 302
+
+
+def test_passwd_sets_a_new_password_and_ends_the_users_sessions(app, scenario):
+    db = scenario.kit.db
+    u.add_user(db, "forgetful", "clerk", PASSWORD, "tester")
+    client = app.test_client()
+    login(client, "forgetful")
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path), "--user", "sam"]
+    assert runner.invoke(cli, [*base, "users", "passwd", "forgetful"], input="short\n").exit_code == 4
+    res = runner.invoke(cli, [*base, "users", "passwd", "forgetful"], input="a brand new one\n")
+    assert res.exit_code == 0, res.output
+    assert client.get("/queue").status_code == 302
+    assert u.authenticate(db, "forgetful", PASSWORD) is None
+    assert u.authenticate(db, "forgetful", "a brand new one") is not None
+    assert "brand" not in json.dumps(audit_rows(scenario.kit, "user.passwd"))
