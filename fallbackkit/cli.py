@@ -307,9 +307,17 @@ def quarantine_list(ctx: KitContext, as_json: bool, include_assigned: bool) -> N
 @click.argument("sheet_id")
 @pass_kit
 def quarantine_assign(ctx: KitContext, page: int, sheet_id: str) -> None:
-    """Read quarantined PAGE as the sheet SHEET_ID printed on it."""
-    from .scan.pipeline import assign_quarantined, capture_summary
-    c = capture_summary(ctx.kit(), assign_quarantined(ctx.kit(), page, sheet_id, ctx.actor))
+    """Read quarantined PAGE as the sheet SHEET_ID printed on it.
+
+    A page quarantined as bad_signature or foreign_kit needs --user naming a supervisor account."""
+    from .review.users import is_supervisor
+    from .scan.pipeline import UNTRUSTED_REASONS, assign_quarantined, capture_summary
+    row = ctx.kit().db.conn.execute("SELECT reason FROM quarantine WHERE quarantine_id = ?", [page]).fetchone()
+    supervisor = is_supervisor(ctx.kit().db, ctx.actor)
+    if row and row[0] in UNTRUSTED_REASONS and supervisor:  # a warning, even with --quiet
+        click.echo(f"warning: page {page} was quarantined as {row[0]}: {UNTRUSTED_REASONS[row[0]]}; "
+                   f"read in on the word of supervisor {ctx.actor}", err=True)
+    c = capture_summary(ctx.kit(), assign_quarantined(ctx.kit(), page, sheet_id, ctx.actor, supervisor=supervisor))
     click.echo(f"page {page} read as sheet {c['sheet_id']}: capture {c['capture_id']}, {c['fields']} fields, "
                f"{c['to_review']} to review"
                + (f" (sheet captured before: capture {c['duplicate_of']})" if c["duplicate_of"] else ""))
@@ -397,6 +405,18 @@ def identities_link(ctx: KitContext, downtime_mrn: str, real_mrn: str, reason: s
     from .reconcile import link_identity
     link_id = link_identity(ctx.kit(), downtime_mrn, real_mrn, ctx.actor, reason)
     click.echo(f"{downtime_mrn.upper()} -> {real_mrn} (link {link_id})")
+
+
+@identities.command("mrn-format")
+@click.argument("pattern", required=False)
+@pass_kit
+def identities_mrn_format(ctx: KitContext, pattern: str | None) -> None:
+    """Show, or set to PATTERN, the format real MRNs must have (a regular expression; digits by default)."""
+    from .reconcile.identity import real_mrn_pattern, set_real_mrn_pattern
+    if pattern is None:
+        click.echo(real_mrn_pattern(ctx.kit()))
+        return
+    click.echo(f"real MRNs must now match {set_real_mrn_pattern(ctx.kit(), pattern, ctx.actor)}")
 
 
 @identities.command("unlink")

@@ -84,3 +84,7 @@ class PayloadError(FallbackkitError):
     """A QR payload is malformed, foreign or forged."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class NotPermitted(BadInput):
+    """The action needs a supervisor (in the review station, or `--user` naming a supervisor account)."""

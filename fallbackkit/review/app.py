@@ -427,18 +427,26 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     # --- quarantine ------------------------------------------------------------------------------
     @app.get("/quarantine")
     def quarantine():
-        return render_template("quarantine.html", items=q.open_quarantine(g.kit.db))
+        from ..scan.pipeline import UNTRUSTED_REASONS
+        return render_template("quarantine.html", items=q.open_quarantine(g.kit.db), untrusted=UNTRUSTED_REASONS)
 
     @app.post("/quarantine/<int:quarantine_id>/assign")
     def assign(quarantine_id: int):
-        from ..scan.pipeline import assign_quarantined
+        from ..scan.pipeline import UNTRUSTED_REASONS, assign_quarantined
         sheet_id = request.form.get("sheet_id", "").strip()
-        try:
-            capture_id = assign_quarantined(g.kit, quarantine_id, sheet_id, g.user.name)
+        row = g.kit.db.execute("SELECT reason FROM quarantine WHERE quarantine_id = ?", [quarantine_id]).fetchone()
+        reason = row[0] if row else None
+        try:  # a forged or foreign page: supervisors only (the library refuses anyone else)
+            capture_id = assign_quarantined(g.kit, quarantine_id, sheet_id, g.user.name,
+                                            supervisor=g.user.is_supervisor)
         except FallbackkitError as exc:
             flash("error", str(exc))
             return redirect(url_for("quarantine"))
-        flash("ok", t(g.lang, "assigned", sheet=ids.normalize(sheet_id), capture=capture_id))
+        if reason in UNTRUSTED_REASONS:
+            flash("warn", t(g.lang, "assigned_untrusted", reason=reason, sheet=ids.normalize(sheet_id),
+                             capture=capture_id))
+        else:
+            flash("ok", t(g.lang, "assigned", sheet=ids.normalize(sheet_id), capture=capture_id))
         return back(url_for("quarantine"))
 
     # --- identities ------------------------------------------------------------------------------

@@ -24,6 +24,13 @@ _EN: dict[str, Any] = {
     "or_type": "or type the right value", "correct": "Correct", "or_pick": "or the right answer:",
     "capture": "Capture", "assign": "Identify", "sheet_id_printed": "Sheet id printed on the page",
     "assigned": "Page identified as sheet {sheet} (capture {capture}).", "file": "File",
+    "untrusted_bad_signature": "Warning: the code on this page is not signed by this kit (bad_signature): "
+                               "it may be forged, altered or damaged. Check the paper itself before identifying it.",
+    "untrusted_foreign_kit": "Warning: the code on this page belongs to another kit (foreign_kit): it may come "
+                             "from another hospital or station. Check the paper itself before identifying it.",
+    "untrusted_clerk": "Only a supervisor may identify this page.",
+    "assigned_untrusted": "Page quarantined as {reason} read in as sheet {sheet} (capture {capture}) on your word "
+                          "as supervisor; the audit log says so.",
     "downtime_mrn": "Downtime MRN", "linked_to": "Linked to", "suggestions": "Suggestions", "link": "Link",
     "real_mrn": "Real MRN", "link_needs_both": "Give both the downtime MRN and the real MRN.",
     "linked": "{dt} linked to {real}.", "kind": "Kind", "birth_date": "Birth date", "score": "Score",
@@ -68,6 +75,13 @@ _FR: dict[str, Any] = {
     "or_type": "ou tapez la bonne valeur", "correct": "Corriger", "or_pick": "ou la bonne réponse :",
     "capture": "Capture", "assign": "Identifier", "sheet_id_printed": "Identifiant imprimé sur la page",
     "assigned": "Page identifiée comme feuille {sheet} (capture {capture}).", "file": "Fichier",
+    "untrusted_bad_signature": "Attention : le code de cette page n'est pas signé par ce kit (bad_signature) : "
+                               "il peut être falsifié, modifié ou abîmé. Vérifiez le papier avant de l'identifier.",
+    "untrusted_foreign_kit": "Attention : le code de cette page appartient à un autre kit (foreign_kit) : elle peut "
+                             "venir d'un autre hôpital ou poste. Vérifiez le papier avant de l'identifier.",
+    "untrusted_clerk": "Seul un superviseur peut identifier cette page.",
+    "assigned_untrusted": "Page en quarantaine ({reason}) lue comme feuille {sheet} (capture {capture}) sur votre "
+                          "parole de superviseur ; le journal d'audit l'indique.",
     "downtime_mrn": "N° patient provisoire", "linked_to": "Lié à", "suggestions": "Suggestions", "link": "Lier",
     "real_mrn": "N° patient réel", "link_needs_both": "Donnez le numéro provisoire et le numéro réel.",
     "linked": "{dt} lié à {real}.", "kind": "Type", "birth_date": "Date de naissance", "score": "Score",
@@ -112,6 +126,13 @@ _NL: dict[str, Any] = {
     "or_type": "of typ de juiste waarde", "correct": "Corrigeren", "or_pick": "of het juiste antwoord:",
     "capture": "Opname", "assign": "Identificeren", "sheet_id_printed": "Bladnummer gedrukt op de pagina",
     "assigned": "Pagina geïdentificeerd als blad {sheet} (opname {capture}).", "file": "Bestand",
+    "untrusted_bad_signature": "Let op: de code op deze pagina is niet door deze kit ondertekend (bad_signature): "
+                               "ze kan vervalst, gewijzigd of beschadigd zijn. Controleer het papier vóór u ze identificeert.",
+    "untrusted_foreign_kit": "Let op: de code op deze pagina hoort bij een andere kit (foreign_kit): ze kan van een "
+                             "ander ziekenhuis of station komen. Controleer het papier vóór u ze identificeert.",
+    "untrusted_clerk": "Alleen een supervisor mag deze pagina identificeren.",
+    "assigned_untrusted": "Pagina in quarantaine ({reason}) ingelezen als blad {sheet} (opname {capture}) op uw "
+                          "woord als supervisor; het auditlog vermeldt dit.",
     "downtime_mrn": "Tijdelijk patiëntnr.", "linked_to": "Gekoppeld aan", "suggestions": "Suggesties",
     "link": "Koppelen", "real_mrn": "Echt patiëntnr.", "link_needs_both": "Geef het tijdelijke en het echte nummer.",
     "linked": "{dt} gekoppeld aan {real}.", "kind": "Soort", "birth_date": "Geboortedatum", "score": "Score",

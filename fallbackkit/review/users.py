@@ -101,6 +101,12 @@ def _parse_kdf(kdf: str) -> dict[str, int]:
     return {k: int(v) for k, v in params.items()}
 
 
+def is_supervisor(conn, name: str | None) -> bool:
+    """Whether name is an active supervisor account of the kit."""
+    row = _conn(conn).execute("SELECT role, active FROM users WHERE name = ?", [(name or "").strip()]).fetchone()
+    return bool(row and row[0] == "supervisor" and row[1])
+
+
 def _failures(conn, name: str, now: float) -> int:
     """Failed logins that count towards a lock: within the window, after the last unlock, and not
     made while the name was already locked (so guessing on a locked name does not extend the lock)."""
