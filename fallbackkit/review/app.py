@@ -297,11 +297,19 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     @app.get("/api/next")
     def api_next():
         f = _filters()
-        rid = q.next_reading(g.kit.db, _id_arg(request.args, "after") or 0, f.get("ward"), f.get("template"),
-                             f.get("reason"))
-        if rid is None:
+        after = _id_arg(request.args, "after") or 0
+        conn = g.kit.db.conn
+        # one read snapshot: the item handed out is waiting in the very state it is shown in (a
+        # decision saved in between would otherwise reach the clerk as "seen", and be decided over)
+        conn.execute("BEGIN")
+        try:
+            rid = q.next_reading(g.kit.db, after, f.get("ward"), f.get("template"), f.get("reason"))
+            reading = _reading_json(rid) if rid is not None else None
+        finally:
+            conn.rollback()
+        if reading is None:
             return jsonify({"done": True})
-        return jsonify({"done": False, "reading": _reading_json(rid)})
+        return jsonify({"done": False, "reading": reading})
 
     @app.get("/api/readings/<int:reading_id>")
     def api_reading(reading_id: int):
