@@ -113,7 +113,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="5 s")
     ap.add_argument("--seconds", type=float, help="how long the clerks work (default 15; the issue's figure: 45)")
     ap.add_argument("--clerks", type=int, default=6)
-    ap.add_argument("--items", type=int, default=4000, help="readings waiting at the start")
+    ap.add_argument("--items", type=int, default=8000, help="readings waiting at the start")
     args = ap.parse_args()
     seconds = min(args.seconds or (5 if args.quick else 15), 300)  # bounded whatever is asked
     with tempfile.TemporaryDirectory() as tmp:
