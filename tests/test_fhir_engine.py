@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from export_helpers import scan_scenario
 from fallbackkit.export import export_fhir
 from fallbackkit.export.bundles import split_transaction
+from fallbackkit.store.decisions import record_review
 from fhir_engine_helpers import fhir_engine, schema_errors
 from kit_helpers import census_kit
 
@@ -65,3 +67,32 @@ def test_first_send_creates_and_a_second_send_changes_nothing(exported):
         for obs in engine.search("Observation"):
             ref = obs["subject"]["reference"]
             assert ref.startswith("Patient/") and ref.split("/")[1] in {p["id"] for p in patients}
+
+
+def test_a_correction_after_a_first_send_reaches_the_server(exported, tmp_path):
+    """A clerk corrects a value after the first export: the re-send replaces it on the server."""
+    kit, whole = exported
+    obs = next(e["resource"] for b in whole for e in b["entry"]
+               if e["resource"]["resourceType"] == "Observation" and "valueQuantity" in e["resource"])
+    item = next(i["value"] for i in obs["identifier"] if i["system"].endswith(":item"))
+    form_id, _, field = item.partition(":")
+    field = field.replace(":", ".")
+    corrected = round(obs["valueQuantity"]["value"] + 1.3, 1)
+    with fhir_engine() as engine:
+        for part in (p for b in whole for p in split_transaction(b, 8)):
+            engine.transaction(part)
+        before = engine.counts(["Observation", "Patient", "Provenance"])
+        reading_ids = [r for (r,) in kit.db.conn.execute(
+            "SELECT rd.reading_id FROM readings rd JOIN sheets s ON s.sheet_id = rd.sheet_id"
+            " WHERE s.form_id = ? AND rd.field = ?", [form_id, field])]
+        assert reading_ids
+        for rid in reading_ids:
+            record_review(kit.db.conn, rid, "correct", corrected, "clerk-test")
+        export_fhir(kit, tmp_path / "again")
+        for path in sorted((tmp_path / "again").glob("bundle-*.json")):
+            for part in split_transaction(json.loads(path.read_text()), 8):
+                engine.transaction(part)
+        assert engine.counts(["Observation", "Patient", "Provenance"]) == before
+        system = next(i["system"] for i in obs["identifier"] if i["system"].endswith(":item"))
+        found = engine.search("Observation", f"identifier={quote(f'{system}|{item}', safe='')}")
+        assert [o["valueQuantity"]["value"] for o in found] == [corrected]
