@@ -169,6 +169,8 @@ class ServerThread:
         return self
 
     def __exit__(self, *exc):
+        from waitress import wasyncore
         self.server.task_dispatcher.shutdown(timeout=5)  # let running requests finish first
-        self.server.close()
+        # close every socket from the server's own loop thread; the loop ends when none is left
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self.thread.join(timeout=5)

@@ -84,7 +84,9 @@ def run_server(server: Any) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        from waitress import wasyncore
+        server.task_dispatcher.shutdown(timeout=5)
+        wasyncore.close_all(server._map)  # the listening socket and every open connection
 
 
 __all__ = ["create_app", "serve", "make_server", "run_server", "station_url", "is_loopback", "add_user", "list_users",
