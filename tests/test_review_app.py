@@ -590,3 +590,23 @@ def test_passwd_sets_a_new_password_and_ends_the_users_sessions(app, scenario):
     assert u.authenticate(db, "forgetful", PASSWORD) is None
     assert u.authenticate(db, "forgetful", "a brand new one") is not None
     assert "brand" not in json.dumps(audit_rows(scenario.kit, "user.passwd"))
+
+
+def test_a_supervisor_lifts_a_lock_in_the_station_a_clerk_cannot(app, scenario):
+    u.add_user(scenario.kit.db, "fumbler", "clerk", PASSWORD, "tester")
+    for _ in range(u.LOCK_FAILURES):
+        login(app.test_client(), "fumbler", "wrong guess")
+    clerk = app.test_client()
+    login(clerk, "clara")
+    assert clerk.get("/people").status_code == 403
+    assert clerk.post("/people/fumbler/unlock", data={"csrf_token": csrf_of(clerk)}).status_code == 403
+    assert u.is_locked(scenario.kit.db, "fumbler")
+    sup = app.test_client()
+    login(sup, "sam")
+    html = sup.get("/people").get_data(as_text=True)
+    assert re.search(r'data-user="fumbler">.*?badge warn.*?/people/fumbler/unlock', html, re.S)
+    assert sup.post("/people/fumbler/unlock", data={"csrf_token": csrf_of(sup)}).status_code == 302
+    assert not u.is_locked(scenario.kit.db, "fumbler")
+    assert login(app.test_client(), "fumbler").status_code == 302
+    assert audit_rows(scenario.kit, "user.unlock")[-1]["actor"] == "sam"
+    assert sup.post("/people/nobody/unlock", data={"csrf_token": csrf_of(sup)}).status_code == 404

@@ -378,6 +378,19 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         flash("ok", t(g.lang, "undone", id=review_id))
         return back(url_for("decisions"))
 
+    # --- people (supervisors): lift a lock after wrong passwords -------------------------------
+    @app.get("/people")
+    @supervisor_only
+    def people():
+        return render_template("people.html", items=u.list_users(g.kit.db))
+
+    @app.post("/people/<name>/unlock")
+    @supervisor_only
+    def unlock(name: str):
+        u.unlock_user(g.kit.db, name, g.user.name)
+        flash("ok", t(g.lang, "unlocked", name=name))
+        return redirect(url_for("people"))
+
     # --- conflicts -------------------------------------------------------------------------------
     @app.get("/conflicts")
     def conflicts():

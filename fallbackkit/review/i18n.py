@@ -40,6 +40,8 @@ _EN: dict[str, Any] = {
     "not_resolved": "readings still to review", "care_time": "Time", "show": "Show",
     "language": "Language", "error": "Something is not right", "back": "Back",
     "whole_page": "Whole page", "open": "Open", "role_clerk": "clerk", "role_supervisor": "supervisor",
+    "people": "People", "unlock": "Unlock", "locked": "locked after wrong passwords", "disabled": "disabled",
+    "unlocked": "{name} can log in again.", "people_help": "A name is locked for 15 minutes after 5 wrong passwords. Check who is asking before you unlock it.",
     "no_image": "no image stored", "empty_fields": "Empty",
     "js": {
         "accept": "Accept", "enter": "Enter", "skip": "Skip", "esc": "Esc", "illegible": "Illegible",
@@ -91,6 +93,8 @@ _FR: dict[str, Any] = {
     "not_resolved": "lectures encore à vérifier", "care_time": "Heure", "show": "Afficher",
     "language": "Langue", "error": "Quelque chose ne va pas", "back": "Retour",
     "whole_page": "Page entière", "open": "Ouvrir", "role_clerk": "agent", "role_supervisor": "superviseur",
+    "people": "Personnes", "unlock": "Déverrouiller", "locked": "verrouillé après des mots de passe faux", "disabled": "désactivé",
+    "unlocked": "{name} peut de nouveau se connecter.", "people_help": "Un nom est verrouillé 15 minutes après 5 mots de passe faux. Vérifiez qui le demande avant de le déverrouiller.",
     "no_image": "pas d'image", "empty_fields": "Vides",
     "js": {
         "accept": "Valider", "enter": "Entrée", "skip": "Passer", "esc": "Échap", "illegible": "Illisible",
@@ -142,6 +146,8 @@ _NL: dict[str, Any] = {
     "not_resolved": "lezingen nog te controleren", "care_time": "Tijd", "show": "Tonen",
     "language": "Taal", "error": "Er klopt iets niet", "back": "Terug",
     "whole_page": "Hele pagina", "open": "Openen", "role_clerk": "medewerker", "role_supervisor": "supervisor",
+    "people": "Personen", "unlock": "Ontgrendelen", "locked": "vergrendeld na foute wachtwoorden", "disabled": "uitgeschakeld",
+    "unlocked": "{name} kan weer aanmelden.", "people_help": "Een naam wordt 15 minuten vergrendeld na 5 foute wachtwoorden. Controleer wie het vraagt vóór u ontgrendelt.",
     "no_image": "geen beeld", "empty_fields": "Leeg",
     "js": {
         "accept": "Aanvaarden", "enter": "Enter", "skip": "Overslaan", "esc": "Esc", "illegible": "Onleesbaar",
