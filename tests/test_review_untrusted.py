@@ -40,7 +40,7 @@ def untrusted(tmp_path_factory):
     cv2.imwrite(str(tmp / "foreign.png"), theirs.images[0])
     scan_paths(kit, [tmp / "forged.png", tmp / "foreign.png"], workers=1, progress=False)
     qids = dict(kit.db.conn.execute("SELECT reason, quarantine_id FROM quarantine").fetchall())
-    assert set(qids) == {"bad_signature", "foreign_kit"}
+    assert set(qids) == {"bad_signature", "foreign_kit"}, kit.db.conn.execute("SELECT reason, detail FROM quarantine").fetchall()
     yield kit, qids, sid1, sid2
     kit.close()
 

@@ -93,7 +93,7 @@ _FR: dict[str, Any] = {
     "not_resolved": "lectures encore à vérifier", "care_time": "Heure", "show": "Afficher",
     "language": "Langue", "error": "Quelque chose ne va pas", "back": "Retour",
     "whole_page": "Page entière", "open": "Ouvrir", "role_clerk": "agent", "role_supervisor": "superviseur",
-    "people": "Personnes", "unlock": "Déverrouiller", "locked": "verrouillé après des mots de passe faux", "disabled": "désactivé",
+    "people": "Comptes", "unlock": "Déverrouiller", "locked": "verrouillé après des mots de passe faux", "disabled": "désactivé",
     "unlocked": "{name} peut de nouveau se connecter.", "people_help": "Un nom est verrouillé 15 minutes après 5 mots de passe faux. Vérifiez qui le demande avant de le déverrouiller.",
     "no_image": "pas d'image", "empty_fields": "Vides",
     "js": {
@@ -146,7 +146,7 @@ _NL: dict[str, Any] = {
     "not_resolved": "lezingen nog te controleren", "care_time": "Tijd", "show": "Tonen",
     "language": "Taal", "error": "Er klopt iets niet", "back": "Terug",
     "whole_page": "Hele pagina", "open": "Openen", "role_clerk": "medewerker", "role_supervisor": "supervisor",
-    "people": "Personen", "unlock": "Ontgrendelen", "locked": "vergrendeld na foute wachtwoorden", "disabled": "uitgeschakeld",
+    "people": "Accounts", "unlock": "Ontgrendelen", "locked": "vergrendeld na foute wachtwoorden", "disabled": "uitgeschakeld",
     "unlocked": "{name} kan weer aanmelden.", "people_help": "Een naam wordt 15 minuten vergrendeld na 5 foute wachtwoorden. Controleer wie het vraagt vóór u ontgrendelt.",
     "no_image": "geen beeld", "empty_fields": "Leeg",
     "js": {
