@@ -867,7 +867,8 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str, 
     if reason in UNTRUSTED_REASONS and not supervisor:
         raise NotPermitted(f"quarantined page {quarantine_id} is {reason}: {UNTRUSTED_REASONS[reason]}; "
                            "only a supervisor may read it in",
-                           hint="ask a supervisor to check the paper and identify it")
+                           hint="ask a supervisor to check the paper and identify it (in the review station, "
+                                "or `fallbackkit --user SUPERVISOR quarantine assign`)")
     done = conn.execute("SELECT sheet_id, capture_id FROM quarantine_assignments WHERE quarantine_id = ?",
                         [quarantine_id]).fetchone()
     if done is not None:
