@@ -303,7 +303,7 @@ def quarantine_list(ctx: KitContext, as_json: bool, include_assigned: bool) -> N
 
 
 @quarantine.command("assign")
-@click.argument("page", type=int)
+@click.argument("page", type=click.IntRange(1, 2 ** 63 - 1))
 @click.argument("sheet_id")
 @pass_kit
 def quarantine_assign(ctx: KitContext, page: int, sheet_id: str) -> None:

@@ -68,6 +68,8 @@ def test_a_clerk_cannot_read_a_forged_or_foreign_page_in(untrusted):
     res = CliRunner().invoke(cli, ["--kit", str(kit.path), "--user", "clara", "quarantine", "assign",
                                    str(qids["bad_signature"]), sid1])
     assert res.exit_code == 4 and "only a supervisor" in res.output and _assigned(kit, qids["bad_signature"]) == 0
+    res = CliRunner().invoke(cli, ["--kit", str(kit.path), "quarantine", "assign", "9" * 20, sid1])
+    assert res.exit_code == 2 and "Traceback" not in res.output  # a page number no store id can be
 
 
 def test_a_supervisor_reads_them_in_with_a_warning_and_the_audit_row_says_so(untrusted):
