@@ -77,9 +77,10 @@ def test_pack_is_in_bed_order_and_prints_two_identifiers(kit, ward_pack):
     for text, sheet in zip(texts[1:], ward_pack.sheets):
         p = patients[sheet["patient_mrn"]]
         assert p["last_name"].upper() in text and p["first_name"] in text
-        assert f"MRN {p['mrn']}" in text and p["birth_date"] in text
+        y, m, d = p["birth_date"].split("-")
+        assert f"MRN {p['mrn']}" in text and f"{d}/{m}/{y}" in text  # the forms' own order, not ISO
         assert ids.pretty_sheet_id(sheet["sheet_id"]) in text
-        assert "data as of 2026-11-28T06:00:00+01:00" in text
+        assert "data as of 28/11/2026 06:00" in text
         beds.append(int(p["bed"]))
     assert beds == sorted(beds)
     templates = [s["template"] for s in ward_pack.sheets if s["patient_mrn"] == ward_pack.sheets[0]["patient_mrn"]]
@@ -187,3 +188,82 @@ def test_single_patient_form_and_pdf_is_private(kit, tmp_path):
         print_patient(kit, "vitals", "nope", tmp_path / "x.pdf")
     audit = [json.loads(r[0]) for r in kit.db.execute("SELECT after FROM audit WHERE action = 'print'")]
     assert audit[-1]["kind"] == "patient"
+
+
+def _worst_case_kit(tmp_path):
+    """A census at its worst: long names, four long allergies, eight long drug names and doses."""
+    import csv
+
+    from fallbackkit.generate import import_census
+    from fallbackkit.store import init_kit
+    kit = init_kit(tmp_path / "worst", actor="tester")
+    patients, meds = tmp_path / "p.csv", tmp_path / "m.csv"
+    with patients.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["mrn", "encounter", "last_name", "first_name", "birth_date", "sex", "ward", "bed", "allergies"])
+        w.writerow(["M1000001", "E2000001", "Vandenbroucke-Schellekens de Wilde", "Marie-Christine Élisabeth",
+                    "1948-03-07", "F", "3B", "12", WORST_ALLERGIES])
+    with meds.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["mrn", "medication", "dose", "route", "frequency", "scheduled_times", "prn"])
+        for i in range(8):
+            w.writerow(["M1000001", f"Insulin aspart (sliding scale per protocol) {i}",
+                        "according to blood glucose 2-12 units", "subcutaneous", "three times daily before meals",
+                        "08:00;12:00;18:00", "0"])
+        w.writerow(["M1000001", "Paracetamol intravenous infusion", "1 g", "IV", "max 4x daily", "", "1"])
+    import_census(kit, patients, meds, actor="tester", as_of="2026-11-28T06:00:00+01:00")
+    return kit
+
+
+WORST_ALLERGIES = ("penicillin (anaphylaxis); sulfamethoxazole-trimethoprim (rash); iodinated contrast media "
+                   "(urticaria); latex (contact dermatitis); peanut and tree nut proteins (angioedema)")
+
+
+@pytest.mark.parametrize("langs", [("en",), ("fr", "nl")])
+def test_worst_case_census_keeps_text_clear_of_code_marks_and_margins(tmp_path, langs, monkeypatch):
+    """Every text box drawn (form furniture and the per-sheet header) stays inside the margins and
+    out of the QR zone and the corner marks; and the ink on the rendered page agrees."""
+    from fallbackkit.generate import issue, render
+    from fallbackkit.templates.layout import MARGIN, mark_boxes, qr_zone, text_box
+    kit = _worst_case_kit(tmp_path)
+    drawn = []
+    real = render._draw_sheet
+
+    def spy(c, sheet, forms):
+        drawn.append(sheet)
+        return real(c, sheet, forms)
+
+    monkeypatch.setattr(render, "_draw_sheet", spy)
+    result = print_ward(kit, "3B", tmp_path / "w.pdf", langs=langs)
+    assert drawn and len(drawn) == len(result.sheets)
+    for sheet in drawn:
+        w, h = sheet.layout.size_mm
+        forbidden = [qr_zone((w, h))] + list(mark_boxes((w, h)).values())
+        for item in sheet.layout.items + sheet.header:
+            if item[0] != "text":
+                continue
+            x0, y0, x1, y1 = text_box(item)
+            assert MARGIN - 0.01 <= x0 and x1 <= w - MARGIN + 0.01, item
+            assert MARGIN - 0.01 <= y0 and y1 <= h - MARGIN + 0.01, item
+            for fx, fy, fw, fh in forbidden:
+                assert x1 <= fx or x0 >= fx + fw or y1 <= fy or y0 >= fy + fh, (item, (fx, fy, fw, fh))
+            if item in sheet.header:
+                assert y1 <= 58.0, item  # the header never runs into the body
+    texts = page_texts(result.out_path)
+    mar = [t for t, s in zip(texts[1:], result.sheets) if s["template"] == "mar"]
+    joined = " ".join(" ".join(mar).split())
+    assert "Insulin aspart (sliding scale per protocol) 7" in joined  # wrapped, not cut
+    assert "according to blood glucose 2-12 units subcutaneous" in joined
+    assert "…" not in " ".join(mar).split("ALLERGI")[0]
+    # the header's allergy box says "see list", and the full list is on the sheet
+    first = " ".join(texts[1].split())
+    assert "see list below" in first or "voir liste ci-dessous" in first
+    assert "peanut and tree nut proteins (angioedema)" in first
+    # ink: nothing but the code in the QR zone's quiet ring, nothing past the margins
+    px = 150 / 25.4
+    for image in render_pages(result.out_path, dpi=150)[1:]:
+        qx, qy, qw, qh = qr_zone((210.0, 297.0))
+        ring = image[int((qy + 0.5) * px):int((qy + 2.5) * px), int((qx + 0.5) * px):int((qx + qw - 0.5) * px)]
+        assert ring.min() > 200, "ink in the QR quiet zone"
+        right = image[int(MARGIN * px):int((297 - MARGIN) * px), int((210 - MARGIN + 0.6) * px):int((210 - 15) * px)]
+        assert right.min() > 200, "ink past the right margin"

@@ -17,9 +17,10 @@ from ..payload import SheetPayload
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
-from ..templates.layout import PAPER_SIZES_MM, PageLayout
+from ..templates.layout import PAPER_SIZES_MM, HeaderLine, PageLayout, allergy_header, place_header
+from ..templates.values import printed_date, printed_datetime
 from . import census
-from .render import HeaderLine, SheetToRender, draw_cover, write_pdf
+from .render import SheetToRender, draw_cover, write_pdf
 
 WORDS = {
     "dob": {"en": "born", "fr": "né(e) le", "nl": "geboren"},
@@ -94,17 +95,18 @@ def _fresh_sheet_ids(kit: Kit, count: int) -> list[str]:
     return chosen
 
 
-def _patient_header(p: dict[str, Any], snapshot_time: str, langs) -> list[HeaderLine]:
-    dob = p["birth_date"]
+def _patient_header(p: dict[str, Any], snapshot_time: str, langs, paper: str) -> tuple[list[HeaderLine], bool]:
+    """The pre-printed identity lines; True when the allergies do not fit the header box and the
+    sheet carries the full list."""
     enc = f" · {word('encounter', langs)} {p['encounter']}" if p.get("encounter") else ""
-    allergies = p.get("allergies") or word("no_allergies", langs)
+    allergies, overflow = allergy_header(p.get("allergies") or word("no_allergies", langs), langs, paper)
     return [
-        HeaderLine(f"{p['last_name'].upper()}, {p['first_name']}", 11, True),
-        HeaderLine(f"MRN {p['mrn']} · {word('dob', langs)} {dob}{enc}", 9.5, True),
-        HeaderLine(f"{word('ward', langs)} {p['ward']} · {word('bed', langs)} {p['bed']} · "
-                   f"{word('allergies', langs)}: {allergies}", 9),
-        HeaderLine(f"{word('as_of', langs)} {snapshot_time}", 7),
-    ]
+        HeaderLine(f"{p['last_name'].upper()}, {p['first_name']}", 11, True, max_lines=2),
+        HeaderLine(f"MRN {p['mrn']} · {word('dob', langs)} {printed_date(p['birth_date'])}{enc} · "
+                   f"{word('ward', langs)} {p['ward']} · {word('bed', langs)} {p['bed']}", 9.5, True, max_lines=2),
+        allergies,
+        HeaderLine(f"{word('as_of', langs)} {printed_datetime(snapshot_time)}", 8),
+    ], overflow
 
 
 def _blank_header(pool: dict[str, str], langs) -> list[HeaderLine]:
@@ -113,7 +115,7 @@ def _blank_header(pool: dict[str, str], langs) -> list[HeaderLine]:
         parts.append(f"{word('encounter', langs)} {pool['encounter']}")
     if "accession" in pool:
         parts.append(f"{word('accession', langs)} {pool['accession']}")
-    return [HeaderLine(" · ".join(parts), 10, True)] if parts else []
+    return [HeaderLine(" · ".join(parts), 10, True, max_lines=2)] if parts else []
 
 
 class _Issuer:
@@ -148,6 +150,11 @@ class _Issuer:
                 for m in order.medications]
         if blank:
             context["blank_stock"] = True
+            header: list[HeaderLine] = []
+        else:
+            header, overflow = _patient_header(order.patient, snapshot["imported_at"], self.langs, self.paper)
+            if overflow:
+                context["allergy_list"] = order.patient["allergies"]
         pages = self.layouts(t, context)
         sheet_ids = _fresh_sheet_ids(self.kit, len(pages))
         form_id = sheet_ids[0]
@@ -155,8 +162,6 @@ class _Issuer:
         if blank:
             pool = {kind: _allocate(self.kit, kind, form_id, batch_id) for kind in t.pool_ids}
             header = _blank_header(pool, self.langs)
-        else:
-            header = _patient_header(order.patient, snapshot["imported_at"], self.langs)
         printed_at = now_iso()
         db = self.kit.db
         db["forms"].insert({
@@ -183,7 +188,8 @@ class _Issuer:
                 " batch_id, printed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [sheet_id, form_id, t.name, t.version, layout.page, layout.pages, ghash, batch_id, printed_at])
             payload = SheetPayload(self.kit.kit_id, t.name, t.version, sheet_id, layout.page, layout.pages)
-            renders.append(SheetToRender(layout, sheet_id, payload.encode(self.kit.secret), header))
+            items = place_header(layout.size_mm, layout.header_top, header)
+            renders.append(SheetToRender(layout, sheet_id, payload.encode(self.kit.secret), items))
             listed.append({"sheet_id": sheet_id, "template": t.name, "version": t.version,
                            "page": layout.page, "pages": layout.pages, "form_id": form_id,
                            "patient_mrn": None if blank else order.patient["mrn"], **pool})

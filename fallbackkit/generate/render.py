@@ -18,17 +18,10 @@ from reportlab.pdfgen import canvas
 
 from .. import fonts
 from ..ids import pretty_sheet_id
-from ..templates.layout import MARGIN, QR_SIZE, PageLayout, qr_box
+from ..templates.layout import MARGIN, QR_SIZE, HeaderLine, PageLayout, qr_box
 
 QR_VERSION = 4  # 33 modules; 64 alphanumeric characters at level Q — our payload is at most 60
 QR_MASK = 2     # fixed: the mask search costs ~3 ms per code and gains nothing measurable here
-
-
-@dataclass
-class HeaderLine:
-    text: str
-    size: float = 9.0
-    bold: bool = False
 
 
 @dataclass
@@ -36,7 +29,7 @@ class SheetToRender:
     layout: PageLayout
     sheet_id: str
     payload: str
-    header: list[HeaderLine] = field(default_factory=list)
+    header: list[tuple] = field(default_factory=list)  # drawing items, from layout.place_header
 
 
 def qr_matrix(payload: str) -> list[list[bool]]:
@@ -117,11 +110,7 @@ def _draw_sheet(c: canvas.Canvas, sheet: SheetToRender, forms: dict[str, str]) -
     c.setFont(fonts.REGULAR, 7)
     c.drawCentredString((qx + qs / 2) * mm, (page_h - qy - qs - 7.6) * mm,
                         f"{layout.page} / {layout.pages}")
-    y = MARGIN + 9.0
-    for line in sheet.header:
-        c.setFont(fonts.BOLD if line.bold else fonts.REGULAR, line.size)
-        c.drawString(MARGIN * mm, (page_h - y) * mm, line.text)
-        y += line.size * 0.42 + 1.2
+    _draw_items(c, sheet.header, page_h)
     c.showPage()
 
 

@@ -29,7 +29,7 @@ MARK_HOLE = 2.6           # the bottom-right mark's white hole
 MARGIN = 18.0             # content starts here
 QR_SIZE = 25.0
 QR_TOP = 17.0
-HEADER_BOTTOM = 54.0      # body starts here
+HEADER_BOTTOM = 58.0      # body starts here: room for a two-line title and the patient header
 FOOTER_HEIGHT = 16.0
 
 BOX = 5.0                 # checkbox side: big enough for a pen
@@ -63,6 +63,7 @@ class PageLayout:
     size_mm: tuple[float, float]
     items: list[tuple] = field(default_factory=list)
     fields: list[dict[str, Any]] = field(default_factory=list)
+    header_top: float = MARGIN + 5.5  # where the per-sheet header starts, under the (wrapped) title
 
     def geometry(self) -> dict[str, Any]:
         """What a reader needs: page size and field boxes, mm from the top-left corner."""
@@ -94,6 +95,124 @@ def mark_boxes(size_mm: tuple[float, float]) -> dict[str, list[float]]:
 
 def qr_box(size_mm: tuple[float, float]) -> list[float]:
     return [size_mm[0] - MARGIN - QR_SIZE, QR_TOP, QR_SIZE, QR_SIZE]
+
+
+def qr_zone(size_mm: tuple[float, float]) -> list[float]:
+    """The QR code with its quiet zone and the sheet id and page printed under it: no other ink."""
+    x, y, s, _ = qr_box(size_mm)
+    return [x - 3.0, y - 3.0, s + 6.0, s + 3.0 + 10.0]
+
+
+def header_right(size_mm: tuple[float, float]) -> float:
+    """The right edge of the header column: header text wraps here, clear of the QR zone."""
+    return qr_zone(size_mm)[0] - 1.0
+
+
+def wrap_text(text: str, width: float, size: float, font: str = REGULAR, max_lines: int | None = None,
+              first_width: float | None = None, suffix: str = "") -> tuple[list[str], bool]:
+    """Break text into lines no wider than width (first line: first_width), at spaces, or inside a
+    word too long for a line. With max_lines, the last kept line ends with suffix (or an ellipsis)
+    and True is returned when text was left out."""
+    words = text.split()
+    lines: list[str] = []
+    current = ""
+
+    def room() -> float:
+        return first_width if (first_width is not None and not lines) else width
+
+    for word in words:
+        candidate = f"{current} {word}" if current else word
+        if text_width_mm(candidate, size, font) <= room():
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+            current = ""
+        while text_width_mm(word, size, font) > room():
+            cut = len(word)
+            while cut > 1 and text_width_mm(word[:cut], size, font) > room():
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        current = word
+    if current:
+        lines.append(current)
+    if max_lines is None or len(lines) <= max_lines:
+        return lines, False
+    kept = lines[:max_lines]
+    last_room = first_width if (first_width is not None and max_lines == 1) else width
+    if suffix:
+        kept[-1] = _clip(kept[-1] + " " + suffix, last_room, size, font, keep_end=suffix)
+    else:
+        kept[-1] = _clip(kept[-1] + " …", last_room, size, font)
+    return kept, True
+
+
+@dataclass
+class HeaderLine:
+    """One line of a sheet's per-sheet header; wraps inside the header column. An alert line
+    (allergies) is drawn in a highlighted box with a bold label."""
+    text: str
+    size: float = 9.0
+    bold: bool = False
+    alert_label: str | None = None
+    max_lines: int | None = None
+
+
+def line_pitch(size: float) -> float:
+    return size * 0.42 + 1.2
+
+
+def place_header(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> list[tuple]:
+    """Drawing items for a sheet's header: every line wraps inside the header column, and the
+    type gets smaller (to 75 %) rather than run into the body."""
+    items: list[tuple] = []
+    for scale in (1.0, 0.95, 0.9, 0.85, 0.8, 0.75):
+        scaled = [HeaderLine(ln.text, round(ln.size * scale, 2), ln.bold, ln.alert_label, ln.max_lines)
+                  for ln in lines]
+        items, bottom = _place_header(size_mm, top, scaled)
+        if bottom <= HEADER_BOTTOM - 1.0:
+            break
+    return items
+
+
+def _place_header(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> tuple[list[tuple], float]:
+    left, right = MARGIN, header_right(size_mm)
+    items: list[tuple] = []
+    y = top
+    for line in lines:
+        font = BOLD if line.bold else REGULAR
+        if line.alert_label is not None:
+            label = line.alert_label + ":"
+            label_w = text_width_mm(label + " ", line.size, BOLD)
+            inner = right - left - 3.0
+            wrapped, _ = wrap_text(line.text, inner, line.size, font, line.max_lines, inner - label_w)
+            pitch = line_pitch(line.size) - 0.6
+            height = len(wrapped) * pitch + 1.6
+            items.append(("rect", _r(left), _r(y), _r(right - left), _r(height), 0, 0.86))
+            items.append(("rect", _r(left), _r(y), _r(right - left), _r(height), 0.8, None))
+            by = y + 0.6 + line.size * 0.3
+            items.append(("text", _r(left + 1.5), _r(by), line.size, BOLD, label, "left"))
+            for k, text in enumerate(wrapped):
+                x = left + 1.5 + (label_w if k == 0 else 0)
+                items.append(("text", _r(x), _r(by + k * pitch), line.size, font, text, "left"))
+            y += height + 1.2
+            continue
+        wrapped, _ = wrap_text(line.text, right - left, line.size, font, line.max_lines)
+        for text in wrapped:
+            y += line.size * 0.3
+            items.append(("text", _r(left), _r(y), line.size, font, text, "left"))
+            y += line_pitch(line.size) - line.size * 0.3
+    return items, y
+
+
+def text_box(item: tuple) -> list[float]:
+    """The box [x0, y0, x1, y1] (mm) a drawn text item covers: for checks that text stays clear
+    of the QR zone, the marks and the margins."""
+    _, x, y, size, font, text, align = item
+    w = text_width_mm(text, size, font)
+    x0 = x - w if align == "right" else x - w / 2 if align == "center" else x
+    return [x0, y - size * 0.3528 * 0.76, x0 + w, y + size * 0.3528 * 0.24]
 
 
 def _r(v: float) -> float:
@@ -371,8 +490,13 @@ def _flow_grid(flow: _Flow, placer: Placer, section: Section) -> None:
         for spec in grid.rows:
             rh = _grid_row_height(spec, cell_w)
             page.line(flow.left, y, flow.right, y, 0.2)
-            for k, lang in enumerate(dict.fromkeys(spec.label[lang] for lang in placer.langs)):
-                page.text(flow.left + 1, y + 3.6 + k * 3.0, _clip(lang, label_w - 2, 6.5), 6.5)
+            label_lines = [line for text in dict.fromkeys(spec.label[lang] for lang in placer.langs)
+                           for line in wrap_text(text, label_w - 2, 6.5)[0]]
+            fit = max(1, int((rh - 1.0) // 3.0))
+            if len(label_lines) > fit:
+                label_lines = label_lines[:fit - 1] + [_clip(" ".join(label_lines[fit - 1:]), label_w - 2, 6.5)]
+            for k, text in enumerate(label_lines):
+                page.text(flow.left + 1, y + 3.6 + k * 3.0, text, 6.5)
             for j, col in enumerate(cols):
                 cx = flow.left + label_w + j * cell_w + 1.5
                 name = f"c{col + 1}.{spec.name}"
@@ -447,7 +571,8 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     def row(kind: str, index: int, info: list[str], slot_captions: list[str | None],
             order_field: bool, status: bool, med_ref: int | None) -> None:
         lines = max(1, -(-len(slot_captions) // meds.slots_per_line))
-        height = max(lines * SLOT_H, 22.0 if order_field else 14.0) + 2.0
+        info_h = 2.0 + sum(3.8 if size > 8 else 3.2 for _, size, _ in info)
+        height = max(lines * SLOT_H, info_h, 22.0 if order_field else 14.0) + 2.0
         flow.ensure(height)
         page, y0 = flow.page, flow.y
         page.line(flow.left, y0, flow.right, y0, 0.4)
@@ -460,9 +585,9 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             placer.draw(page, spec, f"{prefix}.order", flow.left, y0 + 1.0, panel_w - 3, extra=extra)
         else:
             ty = y0 + 4.0
-            for k, text in enumerate(info):
-                page.text(flow.left + 1, ty, text, 8.5 if k == 0 else 7, BOLD if k == 0 else REGULAR)
-                ty += 3.8
+            for text, size, font in info:
+                page.text(flow.left + 1, ty, text, size, font)
+                ty += 3.8 if size > 8 else 3.2
         for s, caption in enumerate(slot_captions):
             line, col = divmod(s, meds.slots_per_line)
             sx = flow.left + panel_w + col * slot_w
@@ -482,18 +607,14 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     flow.y += 1.0
     for i, med in enumerate(scheduled, 1):
         times = [t for t in (med.get("scheduled_times") or "").split(";") if t.strip()][: meds.max_slots]
-        info = [_clip(med["medication"], panel_w - 2, 8.5, BOLD),
-                _clip(" ".join(p for p in (med.get("dose"), med.get("route")) if p), panel_w - 2, 7),
-                _clip(med.get("frequency") or "", panel_w - 2, 7)]
+        info = _med_info(med, panel_w - 2, "")
         row("m", i, info, times or [None] * meds.slots_per_line, False, True, med.get("line"))
     prn_meds = prn + [None] * max(0, meds.prn_rows - len(prn))
     if prn_meds:
         flow.section_title({lang: meds.labels["prn"][lang] for lang in LANGS}, SLOT_H + 4)
         for i, med in enumerate(prn_meds, 1):
             if med:
-                info = [_clip(med["medication"], panel_w - 2, 8.5, BOLD),
-                        _clip(" ".join(p for p in (med.get("dose"), med.get("route")) if p), panel_w - 2, 7),
-                        _clip(med.get("frequency") or "PRN", panel_w - 2, 7)]
+                info = _med_info(med, panel_w - 2, "PRN")
                 row("p", i, info, [None] * meds.prn_slots, False, False, med.get("line"))
             else:
                 row("p", i, [], [None] * meds.prn_slots, True, False, None)
@@ -504,9 +625,27 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             row("n", i, [], [None] * meds.slots_per_line, True, True, None)
 
 
-def _clip(text: str, width: float, size: float, font: str = REGULAR) -> str:
+def _med_info(med: dict[str, Any], width: float, default_frequency: str) -> list[tuple[str, float, str]]:
+    """A medication's pre-printed panel: drug name, dose and route, frequency, wrapped (not cut)
+    so that a long name or dose is read in full; lines as (text, size, font)."""
+    info: list[tuple[str, float, str]] = []
+    dose = " ".join(p for p in (med.get("dose"), med.get("route")) if p)
+    for text, size, font, most in ((med["medication"], 8.5, BOLD, 3), (dose, 7.0, REGULAR, 3),
+                                   (med.get("frequency") or default_frequency, 7.0, REGULAR, 2)):
+        if text:
+            info += [(line, size, font) for line in wrap_text(text, width, size, font, most)[0]]
+    return info
+
+
+def _clip(text: str, width: float, size: float, font: str = REGULAR, keep_end: str = "") -> str:
+    """Cut text to width with an ellipsis; keep_end (already at the end of text) is kept whole."""
     if text_width_mm(text, size, font) <= width:
         return text
+    if keep_end and text.endswith(keep_end):
+        head = text[: -len(keep_end)].rstrip()
+        while head and text_width_mm(head + "… " + keep_end, size, font) > width:
+            head = head[:-1]
+        return (head + "… " + keep_end) if head else keep_end
     while text and text_width_mm(text + "…", size, font) > width:
         text = text[:-1]
     return text + "…"
@@ -523,12 +662,24 @@ def _furniture(layout: PageLayout, template: Template, langs: tuple[str, ...]) -
             off = (MARK_SIZE - MARK_HOLE) / 2
             page.fill(mx + off, my + off, MARK_HOLE, MARK_HOLE, 1.0)
     title = label_text(template.title, langs)
-    room = w - 2 * MARGIN - QR_SIZE - 6
+    room = header_right(layout.size_mm) - MARGIN
     size = 12.0
-    while size > 9 and text_width_mm(title, size, BOLD) > room:
+    while size > 10.5 and text_width_mm(title, size, BOLD) > room:
         size -= 0.5
-    page.text(MARGIN, MARGIN + 3.5, _clip(title, room, size, BOLD), size, BOLD)
-    fy = h - MARGIN - 8.5
+    # A title too long for one line wraps (between the languages when it can), never cut.
+    parts = title.split(" / ")
+    lines = [title]
+    if text_width_mm(title, size, BOLD) > room:
+        half = max(1, len(parts) // 2)
+        lines = [" / ".join(parts[:half]) + " /", " / ".join(parts[half:])]
+        if any(text_width_mm(t, size, BOLD) > room for t in lines):
+            lines, _ = wrap_text(title, room, size, BOLD, 2)
+    y = MARGIN + 3.5
+    for text in lines:
+        page.text(MARGIN, y, text, size, BOLD)
+        y += line_pitch(size)
+    layout.header_top = _r(y - line_pitch(size) + 2.0)
+    fy = h - MARGIN - 9.0  # the last line's descenders stay inside the margin
     page.line(MARGIN, fy - 4.5, w - MARGIN, fy - 4.5, 0.2)
     # Marking convention, drawn: a ticked box, a crossed box, a filled box.
     x = MARGIN
@@ -542,8 +693,13 @@ def _furniture(layout: PageLayout, template: Template, langs: tuple[str, ...]) -
     page.text(x + 5.5, fy, " / ".join(MARKED[lang] for lang in langs), 6.5)
     page.fill(MARGIN + 4.8, fy + 1.2, 3.8, 3.8, 0.0)
     page.text(x + 5.5, fy + 4.3, " / ".join(CANCELLED[lang] for lang in langs), 6.5)
-    page.text(MARGIN, fy + 8.3, " / ".join(WRITE[lang] for lang in langs), 6.5)
-    page.text(w - MARGIN, fy + 8.3, f"{template.ref} · {layout.page}/{layout.pages}", 6.5, REGULAR, "right")
+    # The form code sits on the first footer line, right: the instruction below has the full width.
+    page.text(w - MARGIN, fy, f"{template.ref} · {layout.page}/{layout.pages}", 6.5, REGULAR, "right")
+    write = " / ".join(WRITE[lang] for lang in langs)
+    write_size = 6.5
+    while write_size > 5.5 and text_width_mm(write, write_size) > w - 2 * MARGIN:
+        write_size -= 0.25
+    page.text(MARGIN, fy + 8.3, write, write_size)
 
 
 MARKED = {"en": "tick or cross = marked", "fr": "coche ou croix = marqué", "nl": "vinkje of kruis = aangeduid"}
@@ -564,10 +720,52 @@ def _blank_identity_fields(layout: PageLayout, placer: Placer) -> None:
     """Blank stock is not bound to a known patient: the nurse writes name and birth date in the
     header, so the downtime MRN can later be linked to the real one."""
     page = _Page(layout)
-    y = MARGIN + 13.0
+    y = layout.header_top + 7.5  # under the downtime identifiers line
     name_w = 88.0
     placer.draw(page, BLANK_NAME, BLANK_NAME.name, MARGIN, y, name_w)
     placer.draw(page, BLANK_BIRTH, BLANK_BIRTH.name, MARGIN + name_w + 5, y, placer.comb_width(BLANK_BIRTH))
+
+
+ALLERGIES = {"en": "ALLERGIES", "fr": "ALLERGIES", "nl": "ALLERGIEËN"}
+ALLERGIES_FULL = {"en": "full list", "fr": "liste complète", "nl": "volledige lijst"}
+SEE_LIST = {"en": "see list below", "fr": "voir liste ci-dessous", "nl": "zie lijst hieronder"}
+ALERT_SIZE = 8.5
+
+
+def allergy_label(langs: tuple[str, ...]) -> str:
+    return " / ".join(dict.fromkeys(ALLERGIES[lang] for lang in langs))
+
+
+def allergy_header(text: str, langs: tuple[str, ...], paper: str = "a4") -> tuple[HeaderLine, bool]:
+    """The header's allergy box, at most two lines; True when the list does not fit there and the
+    sheet must carry the full list (layout_form's context 'allergy_list')."""
+    label = allergy_label(langs)
+    suffix = "→ " + " / ".join(SEE_LIST[lang] for lang in langs)
+    size = PAPER_SIZES_MM[paper]
+    inner = header_right(size) - MARGIN - 3.0
+    label_w = text_width_mm(label + ": ", ALERT_SIZE, BOLD)
+    _, overflow = wrap_text(text, inner, ALERT_SIZE, BOLD, 2, inner - label_w)
+    if overflow:
+        lines, _ = wrap_text(text, inner, ALERT_SIZE, BOLD, 2, inner - label_w, suffix)
+        text = " ".join(lines)
+    return HeaderLine(text, ALERT_SIZE, True, alert_label=label, max_lines=2), overflow
+
+
+def _flow_allergy_list(flow: _Flow, text: str) -> None:
+    """The full allergy list, boxed and bold, first on the sheet, when the header has no room."""
+    label = f"{allergy_label(flow.langs)} — {' / '.join(ALLERGIES_FULL[lang] for lang in flow.langs)}"
+    items = [part.strip() for part in text.split(";") if part.strip()] or [text]
+    inner = flow.width - 4.0
+    lines = [line for item in items for line in wrap_text("• " + item, inner, ALERT_SIZE, BOLD)[0]]
+    height = 5.0 + len(lines) * 3.9 + 1.5
+    flow.ensure(height)
+    page, y = flow.page, flow.y
+    page.fill(flow.left, y, flow.width, height, 0.86)
+    page.box(flow.left, y, flow.width, height, 0.8)
+    page.text(flow.left + 2, y + 4.0, label, 9, BOLD)
+    for k, line in enumerate(lines):
+        page.text(flow.left + 2, y + 8.2 + k * 3.9, line, ALERT_SIZE, BOLD)
+    flow.y = y + height + GAP_Y
 
 
 def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = ("en",),
@@ -578,6 +776,8 @@ def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = 
     context = context or {}
     flow = _Flow(template, paper, langs)
     placer = Placer(langs)
+    if context.get("allergy_list"):
+        _flow_allergy_list(flow, context["allergy_list"])
     for section in template.sections:
         if section.fields:
             _flow_fields(flow, placer, section)
@@ -585,10 +785,10 @@ def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = 
             _flow_grid(flow, placer, section)
         else:
             _flow_medications(flow, placer, section, context)
-    if context.get("blank_stock") and template.patient_bound and "last_name" not in template.field_names():
-        _blank_identity_fields(flow.pages[0], placer)
     for layout in flow.pages:
         layout.pages = len(flow.pages)
     for layout in flow.pages:
         _furniture(layout, template, langs)
+    if context.get("blank_stock") and template.patient_bound and "last_name" not in template.field_names():
+        _blank_identity_fields(flow.pages[0], placer)
     return flow.pages
