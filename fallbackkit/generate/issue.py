@@ -17,7 +17,8 @@ from ..payload import SheetPayload
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
-from ..templates.layout import PAPER_SIZES_MM, HeaderLine, PageLayout, allergy_header, place_header
+from ..templates.layout import (HEADER_BOTTOM, PAPER_SIZES_MM, HeaderLine, PageLayout, allergy_header,
+                                header_body_top, header_top, place_header)
 from ..templates.values import printed_date, printed_datetime
 from . import census
 from .render import SheetToRender, draw_cover, write_pdf
@@ -155,6 +156,10 @@ class _Issuer:
             header, overflow = _patient_header(order.patient, snapshot["imported_at"], self.langs, self.paper)
             if overflow:
                 context["allergy_list"] = order.patient["allergies"]
+            top = header_body_top(PAPER_SIZES_MM[self.paper], header_top(t, self.langs, PAPER_SIZES_MM[self.paper]),
+                                  header)
+            if top > HEADER_BOTTOM:
+                context["body_top"] = top
         pages = self.layouts(t, context)
         sheet_ids = _fresh_sheet_ids(self.kit, len(pages))
         form_id = sheet_ids[0]

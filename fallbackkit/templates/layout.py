@@ -29,7 +29,8 @@ MARK_HOLE = 2.6           # the bottom-right mark's white hole
 MARGIN = 18.0             # content starts here
 QR_SIZE = 25.0
 QR_TOP = 17.0
-HEADER_BOTTOM = 58.0      # body starts here: room for a two-line title and the patient header
+HEADER_BOTTOM = 54.0      # body starts here (under the QR zone), or lower for a tall header:
+HEADER_MAX = 64.0         # a two-line title and a wrapped patient header end above this
 FOOTER_HEIGHT = 16.0
 
 BOX = 5.0                 # checkbox side: big enough for a pen
@@ -166,14 +167,26 @@ def line_pitch(size: float) -> float:
 def place_header(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> list[tuple]:
     """Drawing items for a sheet's header: every line wraps inside the header column, and the
     type gets smaller (to 75 %) rather than run into the body."""
+    return _fit_header(size_mm, top, lines)[0]
+
+
+def header_body_top(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> float:
+    """Where the body must start under this header: HEADER_BOTTOM, or lower (whole mm) when the
+    header is taller; layout_form takes it as context 'body_top'."""
+    bottom = _fit_header(size_mm, top, lines)[1]
+    return max(HEADER_BOTTOM, float(-(-(bottom + 2.0) // 1)))
+
+
+def _fit_header(size_mm, top, lines) -> tuple[list[tuple], float]:
     items: list[tuple] = []
+    bottom = top
     for scale in (1.0, 0.95, 0.9, 0.85, 0.8, 0.75):
         scaled = [HeaderLine(ln.text, round(ln.size * scale, 2), ln.bold, ln.alert_label, ln.max_lines)
                   for ln in lines]
         items, bottom = _place_header(size_mm, top, scaled)
-        if bottom <= HEADER_BOTTOM - 1.0:
+        if bottom <= HEADER_MAX - 2.0:
             break
-    return items
+    return items, bottom
 
 
 def _place_header(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> tuple[list[tuple], float]:
@@ -305,7 +318,7 @@ class Placer:
             return (width or avail), LABEL_H + spec.lines * 9.0
         if t == "initials":
             return (width or max(label_w, 20.0)), LABEL_H + 10.0
-        return (width or max(label_w, 70.0)), LABEL_H + 15.0  # signature
+        return (width or max(label_w, 60.0)), LABEL_H + 15.0  # signature: 60 x 15 mm
 
     def comb_hint(self, spec: FieldSpec) -> str:
         if spec.type != "datetime":
@@ -394,62 +407,99 @@ class Placer:
             page.geom({"name": name, "type": t, "box_mm": _box_mm(x, top, w, h), **extra})
 
 
-class _Flow:
-    """Fills pages top to bottom; opens a new page when the next block does not fit."""
+CONTINUED = {"en": "continued", "fr": "suite", "nl": "vervolg"}
+SPACINGS = ((GAP_Y, SECTION_H), (1.8, 6.0))  # normal; compact, tried when a form would spill over
 
-    def __init__(self, template: Template, paper: str, langs: tuple[str, ...]):
-        self.template, self.paper, self.langs = template, paper, langs
+
+class _Flow:
+    """Fills pages top to bottom; opens a new page when the next block does not fit. A section that
+    must break goes on with its heading repeated, marked "(continued)"."""
+
+    def __init__(self, template: Template, paper: str, langs: tuple[str, ...],
+                 spacing: tuple[float, float] = SPACINGS[0], top: float = HEADER_BOTTOM):
+        self.template, self.paper, self.langs, self.top = template, paper, langs, top
+        self.gap_y, self.section_h = spacing
         self.size = PAPER_SIZES_MM[paper]
         self.left, self.right = MARGIN, self.size[0] - MARGIN
         self.bottom = self.size[1] - MARGIN - FOOTER_HEIGHT
         self.pages: list[PageLayout] = []
+        self.title: dict[str, str] | None = None
         self.new_page()
 
     @property
     def width(self) -> float:
         return self.right - self.left
 
+    @property
+    def page_room(self) -> float:
+        return self.bottom - self.top
+
     def new_page(self) -> None:
         self.layout = PageLayout(self.template.name, self.template.version, len(self.pages) + 1, 0,
                                  self.paper, self.size)
         self.pages.append(self.layout)
         self.page = _Page(self.layout)
-        self.y = HEADER_BOTTOM
+        self.y = self.top
 
     def ensure(self, height: float) -> None:
         if self.y + height > self.bottom:
-            if self.y == HEADER_BOTTOM:
+            if self.y == self.top or height + (self.section_h if self.title else 0) > self.page_room:
                 raise BadInput(f"template {self.template.ref}: a block of {height:.0f} mm does not fit on a page")
             self.new_page()
+            if self.title is not None:
+                self._heading(self.title, continued=True)
 
-    def section_title(self, title: dict[str, str], following: float) -> None:
-        self.ensure(SECTION_H + following)
+    def _heading(self, title: dict[str, str], continued: bool = False) -> None:
+        text = label_text(title, self.langs)
+        if continued:
+            text += f" ({' / '.join(dict.fromkeys(CONTINUED[lang] for lang in self.langs))})"
         self.page.fill(self.left, self.y, self.width, 5.2, 0.88)
-        self.page.text(self.left + 1.5, self.y + 3.9, label_text(title, self.langs), 8.5, BOLD)
-        self.y += SECTION_H
+        self.page.text(self.left + 1.5, self.y + 3.9, _clip(text, self.width - 3, 8.5, BOLD), 8.5, BOLD)
+        self.y += self.section_h
+
+    def section_title(self, title: dict[str, str], following: float, whole: float | None = None) -> None:
+        """A section heading with at least `following` mm under it; the whole section (`whole` mm)
+        moves to the next page when it fits there but not here."""
+        self.title = None
+        if whole is not None and self.y + self.section_h + whole > self.bottom \
+                and self.section_h + whole <= self.page_room and self.y > self.top:
+            self.new_page()
+        self.ensure(self.section_h + following)
+        self._heading(title)
+        self.title = title
 
 
 def _flow_fields(flow: _Flow, placer: Placer, section: Section, prefix: str = "") -> None:
-    rows: list[list[tuple[FieldSpec, float, float]]] = [[]]
-    used = 0.0
-    for spec in section.fields:
-        w, h = placer.size(spec, flow.width)
-        w = min(w, flow.width)
-        if rows[-1] and used + GAP_X + w > flow.width:
-            rows.append([])
-            used = 0.0
-        used += (GAP_X if rows[-1] else 0) + w
-        rows[-1].append((spec, w, h))
-    first = max(h for _, _, h in rows[0])
-    flow.section_title(section.title, first)
-    for row in rows:
-        height = max(h for _, _, h in row)
+    rows = _field_rows(flow.width, placer, section)
+    heights = [max(h for _, _, h in row) for row in rows]
+    whole = sum(heights) + flow.gap_y * (len(rows) - 1)
+    flow.section_title(section.title, heights[0], whole)
+    for row, height in zip(rows, heights):
         flow.ensure(height)
         x = flow.left
         for spec, w, _ in row:
             placer.draw(flow.page, spec, prefix + spec.name, x, flow.y, w)
             x += w + GAP_X
-        flow.y += height + GAP_Y
+        flow.y += height + flow.gap_y
+
+
+def _field_rows(width: float, placer: Placer, section: Section) -> list[list[tuple[FieldSpec, float, float]]]:
+    rows: list[list[tuple[FieldSpec, float, float]]] = [[]]
+    used = 0.0
+    for spec in section.fields:
+        w, h = placer.size(spec, width)
+        w = min(w, width)
+        if rows[-1] and used + GAP_X + w > width:
+            rows.append([])
+            used = 0.0
+        used += (GAP_X if rows[-1] else 0) + w
+        rows[-1].append((spec, w, h))
+    return rows
+
+
+def _fields_height(flow: _Flow, placer: Placer, section: Section) -> float:
+    heights = [max(h for _, _, h in row) for row in _field_rows(flow.width, placer, section)]
+    return flow.section_h + sum(heights) + flow.gap_y * len(heights)
 
 
 GRID_OPTION_W = 12.0
@@ -526,31 +576,35 @@ def _flow_grid(flow: _Flow, placer: Placer, section: Section) -> None:
         for j in range(len(cols) + 1):
             x = flow.left + label_w + j * cell_w
             page.line(x, y0, x, y, 0.2)
-        flow.y = y + GAP_Y + 2
+        flow.y = y + flow.gap_y + 2
 
 
 def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: float, w: float,
                 prefix: str, caption: str | None, status: bool, extra: dict) -> None:
     """One administration slot: caption (scheduled time), status marks, actual time, initials."""
     langs = placer.langs
+    sy = y + 0.5
+    sx = x
     if caption:
-        page.text(x, y + 3.0, caption, 8, BOLD)
-    sy = y + 4.0
+        # the scheduled time sits left of the marks, on their line: a compact slot, so that a
+        # day's MAR for up to 8 medications is one sheet
+        page.text(x, sy + BOX - 1.2, caption, 8, BOLD)
+        sx = x + CAPTION_W
     if status:
         options = []
-        ox = x
+        ox = sx
         for opt in meds.status.options:
             short = "/".join(dict.fromkeys(opt.label[lang] for lang in langs))
             page.box(ox, sy, BOX, BOX)
             page.text(ox + BOX + 1.0, sy + BOX - 1.2, short, 7.5, BOLD)
             options.append({"value": opt.value, "box_mm": _box_mm(ox, sy, BOX, BOX)})
-            ox += (w - 2) / len(meds.status.options)
+            ox += (w - 2 - (sx - x)) / len(meds.status.options)
         page.geom({"name": f"{prefix}.status", "type": "choice", "options": options, **extra})
     else:
         page.box(x, sy, BOX, BOX)
         page.text(x + BOX + 1, sy + BOX - 1.3, label_text(meds.labels["given"], langs), 6.5)
         page.geom({"name": f"{prefix}.given", "type": "checkbox", "box_mm": _box_mm(x, sy, BOX, BOX), **extra})
-    ty = sy + BOX + 2.0
+    ty = sy + BOX + 1.2
     time_spec = FieldSpec("time", "datetime", meds.labels["time"], format="time")
     placer.draw(page, time_spec, f"{prefix}.time", x, ty, 0, show_label=False, extra=extra)
     ix = x + placer.comb_width(time_spec) + 2.0
@@ -559,10 +613,15 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
     page.geom({"name": f"{prefix}.initials", "type": "initials", "box_mm": _box_mm(ix, ty, iw, CELL_H), **extra})
 
 
-SLOT_H = 4.0 + BOX + 2.0 + CELL_H + 2.5
+CAPTION_W = 9.0
+SLOT_H = 0.5 + BOX + 1.2 + CELL_H + 1.0
+MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « si nécessaire » ou prescriptions : "
+             "feuille vierge", "nl": "meer 'indien nodig' of voorschriften: blanco blad"}
 
 
-def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: dict[str, Any]) -> None:
+def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: dict[str, Any],
+                      reserve: float = 0.0) -> None:
+    """reserve: the height the sections after this one need (the signatures), kept on the sheet."""
     meds = section.medications
     langs = placer.langs
     panel_w = 42.0
@@ -572,7 +631,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             order_field: bool, status: bool, med_ref: int | None) -> None:
         lines = max(1, -(-len(slot_captions) // meds.slots_per_line))
         info_h = 2.0 + sum(3.8 if size > 8 else 3.2 for _, size, _ in info)
-        height = max(lines * SLOT_H, info_h, 22.0 if order_field else 14.0) + 2.0
+        height = row_height(lines, info_h, order_field)
         flow.ensure(height)
         page, y0 = flow.page, flow.y
         page.line(flow.left, y0, flow.right, y0, 0.4)
@@ -591,12 +650,15 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
         for s, caption in enumerate(slot_captions):
             line, col = divmod(s, meds.slots_per_line)
             sx = flow.left + panel_w + col * slot_w
-            sy = y0 + 1.0 + line * SLOT_H
+            sy = y0 + 0.5 + line * SLOT_H
             slot_extra = dict(extra)
             if caption and kind == "m":
                 slot_extra["scheduled"] = caption
             _slot_block(placer, page, meds, sx, sy, slot_w, f"{prefix}.s{s + 1}", caption, status, slot_extra)
         flow.y = y0 + height
+
+    def row_height(lines: int, info_h: float, order_field: bool) -> float:
+        return max(lines * SLOT_H, info_h, 22.0 if order_field else 14.0) + 0.6
 
     scheduled = [m for m in context.get("medications", []) if not m.get("prn")]
     prn = [m for m in context.get("medications", []) if m.get("prn")]
@@ -609,19 +671,55 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
         times = [t for t in (med.get("scheduled_times") or "").split(";") if t.strip()][: meds.max_slots]
         info = _med_info(med, panel_w - 2, "")
         row("m", i, info, times or [None] * meds.slots_per_line, False, True, med.get("line"))
-    prn_meds = prn + [None] * max(0, meds.prn_rows - len(prn))
-    if prn_meds:
+    # Blank PRN and new-order rows fill the sheet, up to the template's numbers: when all of them
+    # would open another sheet for a few empty rows, as many as fit stay on this one.
+    blank_prn = max(0, meds.prn_rows - len(prn))
+    blank_new = meds.blank_rows_stock if context.get("blank_stock") else meds.blank_rows
+    prn_info = [_med_info(m, panel_w - 2, "PRN") for m in prn]
+    prn_lines = max(1, -(-meds.prn_slots // meds.slots_per_line))
+    new_lines = 1
+    order_h = row_height(1, 0, True)
+
+    def needed(n_prn: int, n_new: int) -> float:
+        h = 0.0
+        if prn or n_prn:
+            h += flow.section_h + sum(row_height(prn_lines, 2.0 + sum(3.8 if z > 8 else 3.2 for _, z, _ in inf),
+                                                 False) for inf in prn_info) + n_prn * order_h
+        if n_new:
+            h += flow.section_h + n_new * order_h
+        return h
+
+    room = flow.bottom - flow.y - reserve
+    note_h = 0.0 if prn else 3.4  # the "use a blank MAR" note: in the PRN heading, or a line of its own
+    shortened = False
+    if len(flow.pages) == 1 and needed(blank_prn, blank_new) > room:
+        fit_prn, fit_new = 0, 0
+        while True:
+            grew = False
+            for which in ("new", "prn"):
+                n_prn, n_new = fit_prn + (which == "prn"), fit_new + (which == "new")
+                if n_prn <= blank_prn and n_new <= blank_new and needed(n_prn, n_new) + note_h <= room:
+                    fit_prn, fit_new, grew = n_prn, n_new, True
+            if not grew:
+                break
+        if needed(0, 0) + note_h <= room:
+            blank_prn, blank_new, shortened = fit_prn, fit_new, True
+    note = " / ".join(dict.fromkeys(MORE_ROWS[lang] for lang in langs))
+    if shortened and not (prn or blank_prn):
+        flow.page.text(flow.left + 1, flow.y + 2.5, note, 7, BOLD)
+        flow.y += 3.4
+    if prn or blank_prn:
         flow.section_title({lang: meds.labels["prn"][lang] for lang in LANGS}, SLOT_H + 4)
-        for i, med in enumerate(prn_meds, 1):
+        if shortened:
+            flow.page.text(flow.right - 1.5, flow.y - flow.section_h + 3.8, note, 6.5, REGULAR, "right")
+        for i, med in enumerate(prn + [None] * blank_prn, 1):
             if med:
-                info = _med_info(med, panel_w - 2, "PRN")
-                row("p", i, info, [None] * meds.prn_slots, False, False, med.get("line"))
+                row("p", i, prn_info[i - 1], [None] * meds.prn_slots, False, False, med.get("line"))
             else:
                 row("p", i, [], [None] * meds.prn_slots, True, False, None)
-    blank = meds.blank_rows_stock if context.get("blank_stock") else meds.blank_rows
-    if blank:
+    if blank_new:
         flow.section_title({lang: meds.labels["new_order"][lang] for lang in LANGS}, SLOT_H + 4)
-        for i in range(1, blank + 1):
+        for i in range(1, blank_new + 1):
             row("n", i, [], [None] * meds.slots_per_line, True, True, None)
 
 
@@ -651,6 +749,30 @@ def _clip(text: str, width: float, size: float, font: str = REGULAR, keep_end: s
     return text + "…"
 
 
+def title_lines(template: Template, langs: tuple[str, ...], size_mm) -> tuple[list[str], float]:
+    """The form title in the header column: smaller type first, then two lines (between the
+    languages when it can), never cut."""
+    title = label_text(template.title, langs)
+    room = header_right(size_mm) - MARGIN
+    size = 12.0
+    while size > 10.5 and text_width_mm(title, size, BOLD) > room:
+        size -= 0.5
+    if text_width_mm(title, size, BOLD) <= room:
+        return [title], size
+    parts = title.split(" / ")
+    half = max(1, len(parts) // 2)
+    lines = [" / ".join(parts[:half]) + " /", " / ".join(parts[half:])]
+    if len(parts) < 2 or any(text_width_mm(t, size, BOLD) > room for t in lines):
+        lines, _ = wrap_text(title, room, size, BOLD, 2)
+    return lines, size
+
+
+def header_top(template: Template, langs: tuple[str, ...], size_mm) -> float:
+    """Where the per-sheet header starts: under the title's last line."""
+    lines, size = title_lines(template, langs, size_mm)
+    return _r(MARGIN + 3.5 + (len(lines) - 1) * line_pitch(size) + 2.0)
+
+
 def _furniture(layout: PageLayout, template: Template, langs: tuple[str, ...]) -> None:
     """Corner marks, title, footer with the marking convention. Same on every sheet of a layout."""
     page = _Page(layout)
@@ -661,24 +783,12 @@ def _furniture(layout: PageLayout, template: Template, langs: tuple[str, ...]) -
         if key == "br":
             off = (MARK_SIZE - MARK_HOLE) / 2
             page.fill(mx + off, my + off, MARK_HOLE, MARK_HOLE, 1.0)
-    title = label_text(template.title, langs)
-    room = header_right(layout.size_mm) - MARGIN
-    size = 12.0
-    while size > 10.5 and text_width_mm(title, size, BOLD) > room:
-        size -= 0.5
-    # A title too long for one line wraps (between the languages when it can), never cut.
-    parts = title.split(" / ")
-    lines = [title]
-    if text_width_mm(title, size, BOLD) > room:
-        half = max(1, len(parts) // 2)
-        lines = [" / ".join(parts[:half]) + " /", " / ".join(parts[half:])]
-        if any(text_width_mm(t, size, BOLD) > room for t in lines):
-            lines, _ = wrap_text(title, room, size, BOLD, 2)
+    lines, size = title_lines(template, langs, layout.size_mm)
     y = MARGIN + 3.5
     for text in lines:
         page.text(MARGIN, y, text, size, BOLD)
         y += line_pitch(size)
-    layout.header_top = _r(y - line_pitch(size) + 2.0)
+    layout.header_top = header_top(template, langs, layout.size_mm)
     fy = h - MARGIN - 9.0  # the last line's descenders stay inside the margin
     page.line(MARGIN, fy - 4.5, w - MARGIN, fy - 4.5, 0.2)
     # Marking convention, drawn: a ticked box, a crossed box, a filled box.
@@ -765,7 +875,25 @@ def _flow_allergy_list(flow: _Flow, text: str) -> None:
     page.text(flow.left + 2, y + 4.0, label, 9, BOLD)
     for k, line in enumerate(lines):
         page.text(flow.left + 2, y + 8.2 + k * 3.9, line, ALERT_SIZE, BOLD)
-    flow.y = y + height + GAP_Y
+    flow.y = y + height + flow.gap_y
+
+
+def _flow_form(template: Template, paper: str, langs: tuple[str, ...], context: dict[str, Any],
+               spacing: tuple[float, float]) -> _Flow:
+    flow = _Flow(template, paper, langs, spacing, max(HEADER_BOTTOM, context.get("body_top", HEADER_BOTTOM)))
+    placer = Placer(langs)
+    if context.get("allergy_list"):
+        _flow_allergy_list(flow, context["allergy_list"])
+    for k, section in enumerate(template.sections):
+        if section.fields:
+            _flow_fields(flow, placer, section)
+        elif section.grid:
+            _flow_grid(flow, placer, section)
+        else:
+            reserve = sum(_fields_height(flow, placer, after) for after in template.sections[k + 1:]
+                          if after.fields)
+            _flow_medications(flow, placer, section, context, reserve)
+    return flow
 
 
 def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = ("en",),
@@ -774,17 +902,13 @@ def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = 
     if paper not in PAPER_SIZES_MM:
         raise BadInput(f"unknown paper size {paper!r}", hint=f"use one of {', '.join(PAPER_SIZES_MM)}")
     context = context or {}
-    flow = _Flow(template, paper, langs)
+    # Normal spacing first; compact spacing when that saves a sheet (no near-empty second page).
+    flow = _flow_form(template, paper, langs, context, SPACINGS[0])
+    if len(flow.pages) > 1:
+        compact = _flow_form(template, paper, langs, context, SPACINGS[1])
+        if len(compact.pages) < len(flow.pages):
+            flow = compact
     placer = Placer(langs)
-    if context.get("allergy_list"):
-        _flow_allergy_list(flow, context["allergy_list"])
-    for section in template.sections:
-        if section.fields:
-            _flow_fields(flow, placer, section)
-        elif section.grid:
-            _flow_grid(flow, placer, section)
-        else:
-            _flow_medications(flow, placer, section, context)
     for layout in flow.pages:
         layout.pages = len(flow.pages)
     for layout in flow.pages:
