@@ -298,3 +298,31 @@ def test_sections_kept_together_and_no_near_empty_pages(kit, tmp_path):
                 assert len(on) <= 1, (name, langs, section.name if hasattr(section, "name") else names)
             if len(pages) > 1:  # a second page is not near-empty
                 assert len(pages[-1].fields) >= 5, (name, langs)
+
+
+def test_fr_nl_pack_cover_and_footer_in_the_chosen_languages(kit, tmp_path):
+    """Issue 15 item 5: the cover sheet is all fr/nl, dates dd/mm/yyyy; titles wrap (never cut);
+    the footer instruction does not run into the form code."""
+    from fallbackkit.generate import render
+    from fallbackkit.templates.layout import text_box
+    result = print_ward(kit, "3B", tmp_path / "w.pdf", langs=("fr", "nl"))
+    cover = page_texts(result.out_path)[0]
+    for english in ("This cover page", "printed", "sheets", "downtime pack", "data as of"):
+        assert english not in cover
+    assert "Dit voorblad is geen formulier" in cover and "données du / gegevens van 28/11/2026 06:00" in cover
+    texts = page_texts(result.out_path)
+    registration = next(t for t, s in zip(texts[1:], result.sheets) if s["template"] == "registration")
+    assert "Registratie / opname (noodprocedure)" in registration and "…" not in registration
+    sheet = next(s for s in result.sheets if s["template"] == "registration")
+    from fallbackkit.generate.issue import kit_templates
+    from fallbackkit.templates import layout_form
+    layout = layout_form(kit_templates(kit)["registration"], "a4", ("fr", "nl"))[0]
+    footer = [text_box(i) for i in layout.items if i[0] == "text" and i[2] > 260]
+    for a in footer:
+        for b in footer:
+            if a is not b:
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+    vitals = layout_form(kit_templates(kit)["vitals"], "a4", ("en",))[0]
+    labels = " ".join(i[5] for i in vitals.items if i[0] == "text")
+    assert "Unresponsive" in labels and "Unresp…" not in labels
+    assert sheet

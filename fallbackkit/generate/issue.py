@@ -33,6 +33,13 @@ WORDS = {
     "as_of": {"en": "data as of", "fr": "données du", "nl": "gegevens van"},
     "downtime_mrn": {"en": "Downtime MRN", "fr": "NIP provisoire", "nl": "Tijdelijk patiëntnr."},
     "accession": {"en": "Accession", "fr": "N° de demande", "nl": "Aanvraagnr."},
+    "printed": {"en": "printed", "fr": "imprimé le", "nl": "afgedrukt op"},
+    "patients": {"en": "patients", "fr": "patients", "nl": "patiënten"},
+    "sheets": {"en": "sheets", "fr": "feuilles", "nl": "bladen"},
+    "not_a_form": {"en": "This cover page is not a form: keep it with the pack, do not scan it.",
+                   "fr": "Cette page de garde n'est pas un formulaire : gardez-la avec le paquet, ne la scannez pas.",
+                   "nl": "Dit voorblad is geen formulier: bewaar het bij het pakket, scan het niet."},
+    "pack": {"en": "downtime pack", "fr": "paquet mode dégradé", "nl": "noodpakket"},
 }
 
 
@@ -223,25 +230,30 @@ class _Issuer:
         return PrintResult(out_path, batch_id, sheets, len(orders), ward)
 
 
-def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -> Callable[[list[dict]], Callable]:
+def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs,
+           titles: dict[str, str] | None = None) -> Callable[[list[dict]], Callable]:
+    """The pack's cover, all in the chosen languages; forms named by their title in the first."""
+    titles = titles or {}
+
     def make(sheets: list[dict]) -> Callable:
         per_patient: dict[str, dict[str, int]] = {}
         for s in sheets:
             per_patient.setdefault(s["patient_mrn"], {})
             per_patient[s["patient_mrn"]][s["template"]] = per_patient[s["patient_mrn"]].get(s["template"], 0) + 1
         lines = [
-            (f"{word('as_of', langs)} {snapshot['imported_at']} · printed {now_iso()}", False),
-            (f"{len(patients)} patients · {len(sheets)} sheets", True),
-            ("This cover page is not a form: keep it with the pack, do not scan it.", False),
-            ("", False),
+            (f"{word('as_of', langs)} {printed_datetime(snapshot['imported_at'])} · "
+             f"{word('printed', langs)} {printed_datetime(now_iso())}", False),
+            (f"{len(patients)} {word('patients', langs)} · {len(sheets)} {word('sheets', langs)}", True),
         ]
+        lines += [(WORDS["not_a_form"][lang], False) for lang in dict.fromkeys(langs)]
+        lines.append(("", False))
         for p in patients:
             counts = per_patient.get(p["mrn"], {})
-            detail = ", ".join(f"{name} {n}" for name, n in counts.items())
+            detail = ", ".join(f"{titles.get(name, name)} {n}" for name, n in counts.items())
             lines.append((f"{word('bed', langs)} {p['bed']:>4}   {p['last_name'].upper()}, {p['first_name']}"
-                          f"   MRN {p['mrn']}   {p['birth_date']}", True))
-            lines.append((f"        {sum(counts.values())} sheets: {detail}", False))
-        title = f"{word('ward', langs)} {ward} — downtime pack"
+                          f"   MRN {p['mrn']}   {printed_date(p['birth_date'])}", True))
+            lines.append((f"        {sum(counts.values())} {word('sheets', langs)}: {detail}", False))
+        title = f"{word('ward', langs)} {ward} — {word('pack', langs)}"
         return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper])
     return make
 
@@ -261,7 +273,8 @@ def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", lan
         orders += [FormOrder(t, p, meds) for t in templates]
     issuer = _Issuer(kit, paper, tuple(langs), actor)
     return issuer.run("ward", orders, Path(out_path), ward=ward, snapshot=snapshot,
-                      cover=_cover(ward, snapshot, patients, paper, tuple(langs)))
+                      cover=_cover(ward, snapshot, patients, paper, tuple(langs),
+                                   {t.name: t.title[tuple(langs)[0]] for t in templates}))
 
 
 def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en",),

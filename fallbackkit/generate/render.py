@@ -18,7 +18,7 @@ from reportlab.pdfgen import canvas
 
 from .. import fonts
 from ..ids import pretty_sheet_id
-from ..templates.layout import MARGIN, QR_SIZE, HeaderLine, PageLayout, qr_box
+from ..templates.layout import MARGIN, QR_SIZE, HeaderLine, PageLayout, qr_box, wrap_text
 
 QR_VERSION = 4  # 33 modules; 64 alphanumeric characters at level Q — our payload is at most 60
 QR_MASK = 2     # fixed: the mask search costs ~3 ms per code and gains nothing measurable here
@@ -122,12 +122,19 @@ def draw_cover(c: canvas.Canvas, title: str, lines: list[tuple[str, bool]], size
     c.drawString(MARGIN * mm, (page_h - MARGIN - 6) * mm, title)
     y = MARGIN + 16
     for text, bold in lines:
-        if y > page_h - MARGIN:
-            c.showPage()
-            y = MARGIN + 6
-        c.setFont(fonts.BOLD if bold else fonts.REGULAR, 9.5)
-        c.drawString(MARGIN * mm, (page_h - y) * mm, text)
-        y += 5.2
+        font = fonts.BOLD if bold else fonts.REGULAR
+        indent = len(text) - len(text.lstrip(" "))
+        pad = fonts.text_width_mm(" " * indent, 9.5, font)
+        room = page_w - 2 * MARGIN - pad
+        wrapped = [text.strip()] if fonts.text_width_mm(text.strip(), 9.5, font) <= room \
+            else wrap_text(text.strip(), room, 9.5, font)[0]
+        for line in wrapped:  # long lines wrap inside the margins
+            if y > page_h - MARGIN:
+                c.showPage()
+                y = MARGIN + 6
+            c.setFont(font, 9.5)
+            c.drawString((MARGIN + pad) * mm, (page_h - y) * mm, line)
+            y += 5.2
     c.showPage()
 
 
