@@ -205,24 +205,31 @@ def sheets_show(ctx: KitContext, sheet_id: str, as_json: bool) -> None:
 @click.argument("template", required=False)
 @click.option("--ward", help="Print a ward pack (or 'all': one pack per ward into --out DIR).")
 @click.option("--blank", type=int, help="Print N blank forms with fresh downtime identifiers.")
+@click.option("--blank-set", "blank_set", type=int,
+              help="Print N new-patient sets: every patient form, one downtime MRN and encounter per set.")
 @click.option("--patient", "mrn", help="Print TEMPLATE pre-filled for this MRN.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path), help="PDF file (or directory for --ward all).")
 @click.option("--lang", default="en", show_default=True, help="One or two of en, fr, nl (e.g. fr,nl).")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="List the printed sheets in page order.")
 @pass_kit
-def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: int | None, mrn: str | None,
-              out_path: Path, lang: str, paper: str, as_json: bool) -> None:
+def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: int | None, blank_set: int | None,
+              mrn: str | None, out_path: Path, lang: str, paper: str, as_json: bool) -> None:
     """Print a ward pack, blank stock, or one patient's form."""
     from .errors import BadInput
-    from .generate import print_all_wards, print_blank, print_patient, print_ward
+    from .generate import print_all_wards, print_blank, print_blank_set, print_patient, print_ward
     from .templates import parse_langs
     langs = parse_langs(lang)
     kit = ctx.kit()
-    modes = [m for m in (ward is not None, blank is not None, mrn is not None) if m]
+    modes = [m for m in (ward is not None, blank is not None, blank_set is not None, mrn is not None) if m]
     if len(modes) != 1:
-        raise BadInput("say what to print: --ward W, or TEMPLATE --blank N, or TEMPLATE --patient MRN")
-    if ward is not None:
+        raise BadInput("say what to print: --ward W, or TEMPLATE --blank N, or --blank-set N, "
+                       "or TEMPLATE --patient MRN")
+    if blank_set is not None:
+        if template:
+            raise BadInput("a new-patient set holds every patient form: drop TEMPLATE")
+        results = [print_blank_set(kit, blank_set, out_path, paper, langs, ctx.actor)]
+    elif ward is not None:
         if template:
             raise BadInput("a ward pack prints every patient form: drop TEMPLATE or use --patient")
         if ward == "all":

@@ -326,3 +326,36 @@ def test_fr_nl_pack_cover_and_footer_in_the_chosen_languages(kit, tmp_path):
     labels = " ".join(i[5] for i in vitals.items if i[0] == "text")
     assert "Unresponsive" in labels and "Unresp…" not in labels
     assert sheet
+
+
+def test_blank_set_shares_one_downtime_mrn_and_encounter(kit, tmp_path):
+    """Issue 15 item 3: `print --blank-set 2` gives two sets of every patient form; within a set
+    one downtime MRN and encounter (and each lab request its own accession), across sets none
+    shared; every blank form has name, birth date, sex, ward, bed and allergy boxes."""
+    from click.testing import CliRunner
+    from fallbackkit.cli import cli
+    out = tmp_path / "sets.pdf"
+    res = CliRunner().invoke(cli, ["--kit", str(kit.path), "print", "--blank-set", "2", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    forms = list(kit.db.query("SELECT * FROM forms ORDER BY rowid"))
+    assert [f["template"] for f in forms] == ["registration", "lab-request", "mar", "vitals"] * 2
+    sets = [forms[:4], forms[4:]]
+    for group in sets:
+        assert len({f["downtime_mrn"] for f in group}) == 1 and group[0]["downtime_mrn"].startswith("DTM")
+        assert len({f["encounter"] for f in group}) == 1 and group[0]["encounter"]
+        assert next(f for f in group if f["template"] == "lab-request")["accession"].startswith("DTA")
+    assert sets[0][0]["downtime_mrn"] != sets[1][0]["downtime_mrn"]
+    assert sets[0][0]["encounter"] != sets[1][0]["encounter"]
+    texts = page_texts(out)
+    sheets = json.loads(res.stdout)
+    for text, sheet in zip(texts, sheets):
+        form = next(f for f in forms if f["form_id"] == sheet["form_id"])
+        assert form["downtime_mrn"] in text and form["encounter"] in text
+    need = {"patient_name", "patient_birth_date", "patient_sex", "patient_ward", "patient_bed",
+            "patient_allergies_known", "patient_allergies"}
+    for form in forms:
+        if form["template"] == "registration":
+            continue  # its own identity, ward, bed and allergy fields
+        first = next(s for s in sheets if s["form_id"] == form["form_id"])
+        names = {f["name"] for f in sheet_geometry(kit, first["sheet_id"])["fields"]}
+        assert need <= names, (form["template"], need - names)

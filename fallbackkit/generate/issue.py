@@ -53,6 +53,7 @@ class FormOrder:
     template: Template
     patient: dict[str, Any] | None = None
     medications: list[dict[str, Any]] = field(default_factory=list)
+    shared_ids: dict[str, str] | None = None  # blank set: one downtime MRN and encounter for all its forms
 
 
 @dataclass
@@ -172,7 +173,15 @@ class _Issuer:
         form_id = sheet_ids[0]
         pool: dict[str, str] = {}
         if blank:
-            pool = {kind: _allocate(self.kit, kind, form_id, batch_id) for kind in t.pool_ids}
+            pool = dict(order.shared_ids or {})
+            for kind in t.pool_ids:
+                if kind not in pool:
+                    pool[kind] = _allocate(self.kit, kind, form_id, batch_id)
+            if order.shared_ids is not None:
+                for kind in ("mrn", "encounter"):  # the set's first form allocates them for all
+                    if kind not in order.shared_ids:
+                        order.shared_ids[kind] = pool.get(kind) or _allocate(self.kit, kind, form_id, batch_id)
+                        pool[kind] = order.shared_ids[kind]
             header = _blank_header(pool, self.langs)
         printed_at = now_iso()
         db = self.kit.db
@@ -299,6 +308,20 @@ def print_blank(kit: Kit, template_ref: str, count: int, out_path: Path | str, p
     template = find_template(kit_templates(kit), template_ref)
     orders = [FormOrder(template) for _ in range(count)]
     return _Issuer(kit, paper, tuple(langs), actor).run("blank", orders, Path(out_path), template=template.ref)
+
+
+def print_blank_set(kit: Kit, count: int, out_path: Path | str, paper: str = "a4", langs=("en",),
+                    actor: str = "system") -> PrintResult:
+    """N new-patient sets: every patient form (registration, lab request, MAR, vitals), all with the
+    same downtime MRN and encounter, so one new patient does not end up with four numbers."""
+    if count < 1 or count > 10_000:
+        raise BadInput(f"--blank-set {count}: give a number of sets from 1 to 10000")
+    templates = _patient_templates(kit_templates(kit))
+    orders = []
+    for _ in range(count):
+        shared: dict[str, str] = {}
+        orders += [FormOrder(t, shared_ids=shared) for t in templates]
+    return _Issuer(kit, paper, tuple(langs), actor).run("blank-set", orders, Path(out_path))
 
 
 def print_patient(kit: Kit, template_ref: str, mrn: str, out_path: Path | str, paper: str = "a4",

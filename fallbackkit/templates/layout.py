@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ..fonts import BOLD, REGULAR, text_width_mm
-from .model import LANGS, FieldSpec, Medications, Section, Template
+from .model import LANGS, FieldSpec, Medications, Option, Section, Template
 
 PAPER_SIZES_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 
@@ -613,7 +613,7 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
     page.geom({"name": f"{prefix}.initials", "type": "initials", "box_mm": _box_mm(ix, ty, iw, CELL_H), **extra})
 
 
-CAPTION_W = 9.0
+CAPTION_W = 11.0  # room between the time and the first box: the reader checks for ink spilling in
 SLOT_H = 0.5 + BOX + 1.2 + CELL_H + 1.0
 MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « si nécessaire » ou prescriptions : "
              "feuille vierge", "nl": "meer 'indien nodig' of voorschriften: blanco blad"}
@@ -641,7 +641,11 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             extra["medication"] = med_ref
         if order_field:
             spec = FieldSpec("order", "text", meds.labels["order"], lines=2)
-            placer.draw(page, spec, f"{prefix}.order", flow.left, y0 + 1.0, panel_w - 3, extra=extra)
+            label = order_label()
+            for k, text in enumerate(label):
+                page.text(flow.left, y0 + 3.0 + k * 2.7, text, 6.5)
+            placer.draw(page, spec, f"{prefix}.order", flow.left, y0 + 1.0 + len(label) * 2.7 + 0.8,
+                        panel_w - 3, show_label=False, extra=extra)
         else:
             ty = y0 + 4.0
             for text, size, font in info:
@@ -657,8 +661,13 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             _slot_block(placer, page, meds, sx, sy, slot_w, f"{prefix}.s{s + 1}", caption, status, slot_extra)
         flow.y = y0 + height
 
+    def order_label() -> list[str]:
+        """The new-order box's label, wrapped inside the drug panel (not under the slots)."""
+        return wrap_text(label_text(meds.labels["order"], langs), panel_w - 3, 6.5, REGULAR, 3)[0]
+
     def row_height(lines: int, info_h: float, order_field: bool) -> float:
-        return max(lines * SLOT_H, info_h, 22.0 if order_field else 14.0) + 0.6
+        order_h = 1.0 + len(order_label()) * 2.7 + 0.8 + 18.0 + 0.5
+        return max(lines * SLOT_H, info_h, order_h if order_field else 14.0) + 0.6
 
     scheduled = [m for m in context.get("medications", []) if not m.get("prn")]
     prn = [m for m in context.get("medications", []) if m.get("prn")]
@@ -692,7 +701,8 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     room = flow.bottom - flow.y - reserve
     note_h = 0.0 if prn else 3.4  # the "use a blank MAR" note: in the PRN heading, or a line of its own
     shortened = False
-    if len(flow.pages) == 1 and needed(blank_prn, blank_new) > room:
+    # (blank stock keeps all its rows: for a new patient every order is a new one)
+    if len(flow.pages) == 1 and not context.get("blank_stock") and needed(blank_prn, blank_new) > room:
         fit_prn, fit_new = 0, 0
         while True:
             grew = False
@@ -826,6 +836,30 @@ BLANK_BIRTH = FieldSpec("patient_birth_date", "datetime", {"en": "Date of birth"
                                                            "nl": "Geboortedatum"}, format="date")
 
 
+def _opt(value: str, en: str, fr: str, nl: str) -> Option:
+    return Option(value, {"en": en, "fr": fr, "nl": nl})
+
+
+# Blank stock for a new patient: what the nurse writes so that the downtime MRN can be linked to the
+# real patient and the sheet is safe to act on (sex, where the patient lies, allergies).
+BLANK_PATIENT = Section(
+    {"en": "New patient (no census record)", "fr": "Nouveau patient (pas dans le recensement)",
+     "nl": "Nieuwe patiënt (niet in de patiëntenlijst)"},
+    fields=(
+        FieldSpec("patient_sex", "choice", {"en": "Sex", "fr": "Sexe", "nl": "Geslacht"},
+                  options=(_opt("female", "F", "F", "V"), _opt("male", "M", "M", "M"), _opt("other", "X", "X", "X"),
+                           _opt("unknown", "unknown", "inconnu", "onbekend"))),
+        FieldSpec("patient_ward", "text", {"en": "Ward", "fr": "Unité", "nl": "Afdeling"}, width=0.17),
+        FieldSpec("patient_bed", "number", {"en": "Bed", "fr": "Lit", "nl": "Bed"}, digits=3),
+        FieldSpec("patient_allergies_known", "choice", {"en": "ALLERGIES", "fr": "ALLERGIES", "nl": "ALLERGIEËN"},
+                  options=(_opt("yes", "yes", "oui", "ja"), _opt("no", "no", "non", "nee"),
+                           _opt("unknown", "unknown", "inconnu", "onbekend"))),
+        FieldSpec("patient_allergies", "text", {"en": "Allergies (substance, reaction)",
+                                                "fr": "Allergies (substance, réaction)",
+                                                "nl": "Allergieën (stof, reactie)"}, width=1.0),
+    ))
+
+
 def _blank_identity_fields(layout: PageLayout, placer: Placer) -> None:
     """Blank stock is not bound to a known patient: the nurse writes name and birth date in the
     header, so the downtime MRN can later be linked to the real one."""
@@ -833,7 +867,13 @@ def _blank_identity_fields(layout: PageLayout, placer: Placer) -> None:
     y = layout.header_top + 7.5  # under the downtime identifiers line
     name_w = 88.0
     placer.draw(page, BLANK_NAME, BLANK_NAME.name, MARGIN, y, name_w)
-    placer.draw(page, BLANK_BIRTH, BLANK_BIRTH.name, MARGIN + name_w + 5, y, placer.comb_width(BLANK_BIRTH))
+    # the birth date's label wraps inside the header column, clear of the QR zone
+    bx = MARGIN + name_w + 5
+    lines = wrap_text(placer.field_label(BLANK_BIRTH), header_right(layout.size_mm) - bx, 6.5)[0][:2]
+    for k, text in enumerate(lines):
+        page.text(bx, y + 2.6 - (len(lines) - 1 - k) * 2.8, text, 6.5)
+    placer.draw(page, BLANK_BIRTH, BLANK_BIRTH.name, bx, y + LABEL_H, placer.comb_width(BLANK_BIRTH),
+                show_label=False)
 
 
 ALLERGIES = {"en": "ALLERGIES", "fr": "ALLERGIES", "nl": "ALLERGIEËN"}
@@ -884,6 +924,8 @@ def _flow_form(template: Template, paper: str, langs: tuple[str, ...], context: 
     placer = Placer(langs)
     if context.get("allergy_list"):
         _flow_allergy_list(flow, context["allergy_list"])
+    if context.get("blank_stock") and template.patient_bound and "last_name" not in template.field_names():
+        _flow_fields(flow, placer, BLANK_PATIENT)
     for k, section in enumerate(template.sections):
         if section.fields:
             _flow_fields(flow, placer, section)
