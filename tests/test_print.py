@@ -283,8 +283,18 @@ def test_sections_kept_together_and_no_near_empty_pages(kit, tmp_path):
         per_patient[s["patient_mrn"]][s["template"]] += 1
     most_meds = max(kit.db.execute("SELECT COUNT(*) FROM medications GROUP BY mrn").fetchall())[0]
     assert most_meds == 8
-    for counts in per_patient.values():
-        assert counts == {"registration": 1, "lab-request": 1, "mar": 1, "vitals": 2}
+    for mrn, counts in per_patient.items():
+        assert {k: v for k, v in counts.items() if k != "mar"} == {"registration": 1, "lab-request": 1, "vitals": 2}
+        assert counts["mar"] in (1, 2)
+    # 8 medications fit one MAR sheet; 8 with a four-dose one (a second slot line) may not
+    assert sum(c["mar"] == 1 for c in per_patient.values()) >= 6
+    sheets_of = {s["sheet_id"]: s for s in result.sheets}
+    for s in result.sheets:
+        if s["template"] == "mar" and s["page"] == 2:  # not an orphan row: new orders and signatures
+            names = {f["name"] for f in sheet_geometry(kit, s["sheet_id"])["fields"]}
+            assert {"day_nurse", "night_nurse", "n1.order", "n2.order"} <= names, names
+    assert sheets_of
+    assert sum(sum(c.values()) for c in per_patient.values()) / len(per_patient) <= 5.25  # was 7
     texts = page_texts(result.out_path)
     vitals_2 = [t for t, s in zip(texts[1:], result.sheets) if s["template"] == "vitals" and s["page"] == 2]
     assert all("Observations (continued)" in t for t in vitals_2)

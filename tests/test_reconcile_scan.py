@@ -141,12 +141,15 @@ def test_what_came_back(kit, scenario):
     s = scenario["sheets"]
     report = reconcile(kit)
     t = report["totals"]
-    assert t["sheets_printed"] == 41  # 8 patients x 4 forms (5 sheets) + a one-sheet blank registration
+    # 8 patients x 4 forms: 5 sheets each, 6 for the two with 8 medications (a two-sheet MAR);
+    # plus a one-sheet blank registration
+    assert t["sheets_printed"] == 43
     assert t["sheets_returned"] == 6
-    assert t["sheets_never_returned"] == 41 - 6
+    assert t["sheets_never_returned"] == 43 - 6
     assert t["duplicate_captures"] == 2 and t["conflicts"] == 1 and t["quarantined_pages"] == 0
-    # registration, lab request, MAR of the first patient; the other patient's MAR; the blank registration
-    assert t["forms_complete"] == 5
+    # registration, lab request, MAR of the first patient; the blank registration (the other
+    # patient's MAR has two sheets, one came back)
+    assert t["forms_complete"] == 4
     assert t["forms_complete"] + t["forms_incomplete"] == len(report["forms"]) == 33
     forms = {f["form_id"]: f for f in report["forms"]}
     assert forms[s["reg1"]]["state"] == "complete"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import qrcode
 from qrcode.constants import ERROR_CORRECT_Q
+from reportlab import rl_config
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
@@ -69,25 +70,34 @@ def _draw_items(c: canvas.Canvas, items: list[tuple], page_h: float) -> None:
             c.line(x1 * mm, (page_h - y1) * mm, x2 * mm, (page_h - y2) * mm)
 
 
-def _draw_qr(c: canvas.Canvas, payload: str, page_w: float, page_h: float) -> None:
-    matrix = qr_matrix(payload)
-    x0, y0, size, _ = qr_box((page_w, page_h))
-    module = size / len(matrix)
-    path = c.beginPath()
+def _qr_operators(matrix: list[list[bool]]) -> str:
+    """The code's dark modules as PDF rectangles in module units (one rectangle per run of dark
+    modules in a row), as one operator string: formatting ~300 rectangles per sheet through
+    reportlab's path object was most of the time a 500-sheet print took."""
+    ops = []
     for r, row in enumerate(matrix):
-        col = 0
-        n = len(row)
+        col, n = 0, len(row)
         while col < n:
             if row[col]:
                 start = col
                 while col < n and row[col]:
                     col += 1
-                path.rect((x0 + start * module) * mm, (page_h - y0 - (r + 1) * module) * mm,
-                          (col - start) * module * mm, module * mm)
+                ops.append(f"{start} {r} {col - start} 1 re")
             else:
                 col += 1
+    return "\n".join(ops)
+
+
+def _draw_qr(c: canvas.Canvas, payload: str, page_w: float, page_h: float) -> None:
+    matrix = qr_matrix(payload)
+    x0, y0, size, _ = qr_box((page_w, page_h))
+    module = size / len(matrix)
+    c.saveState()
     c.setFillGray(0)
-    c.drawPath(path, stroke=0, fill=1)
+    # module grid: origin at the code's top-left corner, y going down, one unit per module
+    c.transform(module * mm, 0, 0, -module * mm, x0 * mm, (page_h - y0) * mm)
+    c._code.append(_qr_operators(matrix) + "\nf")  # reportlab's raw content stream (see docstring)
+    c.restoreState()
 
 
 def _draw_sheet(c: canvas.Canvas, sheet: SheetToRender, forms: dict[str, str]) -> None:
@@ -146,7 +156,11 @@ def write_pdf(out_path: Path | str, pages: list, title: str) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     os.close(fd)
     try:
-        c = canvas.Canvas(tmp_name, pageCompression=1, invariant=1)
+        a85, rl_config.useA85 = rl_config.useA85, 0  # binary streams: ASCII85 cost time and 40 % of the size
+        try:
+            c = canvas.Canvas(tmp_name, pageCompression=1, invariant=1)
+        finally:
+            rl_config.useA85 = a85
         c.setTitle(title)
         c.setCreator("fallbackkit")
         forms: dict[str, str] = {}

@@ -40,6 +40,7 @@ LABEL_H = 3.6
 GAP_X, GAP_Y = 5.0, 3.5
 OPTION_GAP = 3.5
 SECTION_H = 6.5
+SIGNATURE_H = 13.0
 
 
 def parse_langs(text: str) -> tuple[str, ...]:
@@ -318,7 +319,7 @@ class Placer:
             return (width or avail), LABEL_H + spec.lines * 9.0
         if t == "initials":
             return (width or max(label_w, 20.0)), LABEL_H + 10.0
-        return (width or max(label_w, 60.0)), LABEL_H + 15.0  # signature: 60 x 15 mm
+        return (width or max(label_w, 60.0)), LABEL_H + SIGNATURE_H  # signature: 60 x 13 mm
 
     def comb_hint(self, spec: FieldSpec) -> str:
         if spec.type != "datetime":
@@ -402,7 +403,7 @@ class Placer:
                 page.line(x + 1, top + i * 9.0, x + w - 1, top + i * 9.0, 0.15)
             page.geom({"name": name, "type": t, "box_mm": _box_mm(x, top, w, h), "lines": spec.lines, **extra})
         else:
-            h = 10.0 if t == "initials" else 15.0
+            h = 10.0 if t == "initials" else SIGNATURE_H
             page.box(x, top, w, h, 0.3)
             page.geom({"name": name, "type": t, "box_mm": _box_mm(x, top, w, h), **extra})
 
@@ -583,7 +584,7 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
                 prefix: str, caption: str | None, status: bool, extra: dict) -> None:
     """One administration slot: caption (scheduled time), status marks, actual time, initials."""
     langs = placer.langs
-    sy = y + 0.5
+    sy = y + 1.5  # 2 mm clear of the row line and of the time boxes: the reader looks for the outline
     sx = x
     if caption:
         # the scheduled time sits left of the marks, on their line: a compact slot, so that a
@@ -604,7 +605,7 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
         page.box(x, sy, BOX, BOX)
         page.text(x + BOX + 1, sy + BOX - 1.3, label_text(meds.labels["given"], langs), 6.5)
         page.geom({"name": f"{prefix}.given", "type": "checkbox", "box_mm": _box_mm(x, sy, BOX, BOX), **extra})
-    ty = sy + BOX + 1.2
+    ty = sy + BOX + 2.0
     time_spec = FieldSpec("time", "datetime", meds.labels["time"], format="time")
     placer.draw(page, time_spec, f"{prefix}.time", x, ty, 0, show_label=False, extra=extra)
     ix = x + placer.comb_width(time_spec) + 2.0
@@ -614,7 +615,7 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
 
 
 CAPTION_W = 11.0  # room between the time and the first box: the reader checks for ink spilling in
-SLOT_H = 0.5 + BOX + 1.2 + CELL_H + 1.0
+SLOT_H = 1.5 + BOX + 2.0 + CELL_H + 1.0
 MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « si nécessaire » ou prescriptions : "
              "feuille vierge", "nl": "meer 'indien nodig' of voorschriften: blanco blad"}
 
@@ -667,7 +668,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
 
     def row_height(lines: int, info_h: float, order_field: bool) -> float:
         order_h = 1.0 + len(order_label()) * 2.7 + 0.8 + 18.0 + 0.5
-        return max(lines * SLOT_H, info_h, order_h if order_field else 14.0) + 0.6
+        return max(lines * SLOT_H, info_h, order_h if order_field else 14.0) + 0.4
 
     scheduled = [m for m in context.get("medications", []) if not m.get("prn")]
     prn = [m for m in context.get("medications", []) if m.get("prn")]
