@@ -369,3 +369,13 @@ def test_blank_set_shares_one_downtime_mrn_and_encounter(kit, tmp_path):
         first = next(s for s in sheets if s["form_id"] == form["form_id"])
         names = {f["name"] for f in sheet_geometry(kit, first["sheet_id"])["fields"]}
         assert need <= names, (form["template"], need - names)
+
+
+def test_blank_stock_pdf_is_compact_binary_and_every_code_reads(kit, tmp_path):
+    """Issue 15 item 17 (speed is measured in bench/bench_print.py): the code is written as one
+    run of rectangles in module units and streams are not ASCII85-encoded; codes still decode."""
+    result = print_blank(kit, "lab-request", 20, tmp_path / "b.pdf")
+    raw = result.out_path.read_bytes()
+    assert b"/ASCII85Decode" not in raw
+    images = render_pages(result.out_path, dpi=150)
+    assert [len(decode_qr(i)) for i in images] == [1] * 20

@@ -153,14 +153,11 @@ def write_pdf(out_path: Path | str, pages: list, title: str) -> None:
     fonts.register()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    a85, rl_config.useA85 = rl_config.useA85, 0  # binary streams: ASCII85 cost time and 40 % of the size
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     os.close(fd)
     try:
-        a85, rl_config.useA85 = rl_config.useA85, 0  # binary streams: ASCII85 cost time and 40 % of the size
-        try:
-            c = canvas.Canvas(tmp_name, pageCompression=1, invariant=1)
-        finally:
-            rl_config.useA85 = a85
+        c = canvas.Canvas(tmp_name, pageCompression=1, invariant=1)
         c.setTitle(title)
         c.setCreator("fallbackkit")
         forms: dict[str, str] = {}
@@ -174,6 +171,8 @@ def write_pdf(out_path: Path | str, pages: list, title: str) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    finally:
+        rl_config.useA85 = a85
 
 
 __all__ = ["HeaderLine", "SheetToRender", "write_pdf", "draw_cover", "qr_matrix", "QR_SIZE"]
