@@ -589,17 +589,23 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
     if caption:
         # the scheduled time sits left of the marks, on their line: a compact slot, so that a
         # day's MAR for up to 8 medications is one sheet
-        page.text(x, sy + BOX - 1.2, caption, 8, BOLD)
+        page.text(x, sy + BOX - 1.2, caption, 7.5, BOLD)
         sx = x + CAPTION_W
     if status:
         options = []
         ox = sx
-        for opt in meds.status.options:
-            short = "/".join(dict.fromkeys(opt.label[lang] for lang in langs))
+        pitch = (w - 2 - (sx - x)) / len(meds.status.options)
+        shorts = ["/".join(dict.fromkeys(opt.label[lang] for lang in langs)) for opt in meds.status.options]
+        # each mark's letter(s) end 1 mm before the next box (the reader checks a ring around it)
+        room = pitch - BOX - 1.0 - 1.0
+        size = 7.5
+        while size > 5.5 and max(text_width_mm(t, size, BOLD) for t in shorts) > room:
+            size -= 0.25
+        for opt, short in zip(meds.status.options, shorts):
             page.box(ox, sy, BOX, BOX)
-            page.text(ox + BOX + 1.0, sy + BOX - 1.2, short, 7.5, BOLD)
+            page.text(ox + BOX + 1.0, sy + BOX - 1.2, short, size, BOLD)
             options.append({"value": opt.value, "box_mm": _box_mm(ox, sy, BOX, BOX)})
-            ox += (w - 2 - (sx - x)) / len(meds.status.options)
+            ox += pitch
         page.geom({"name": f"{prefix}.status", "type": "choice", "options": options, **extra})
     else:
         page.box(x, sy, BOX, BOX)
@@ -614,7 +620,7 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
     page.geom({"name": f"{prefix}.initials", "type": "initials", "box_mm": _box_mm(ix, ty, iw, CELL_H), **extra})
 
 
-CAPTION_W = 11.0  # room between the time and the first box: the reader checks for ink spilling in
+CAPTION_W = 10.0  # the time, then 2 mm before the first box: the reader checks for ink spilling in
 SLOT_H = 1.5 + BOX + 2.0 + CELL_H + 1.0
 MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « si nécessaire » ou prescriptions : "
              "feuille vierge", "nl": "meer 'indien nodig' of voorschriften: blanco blad"}
