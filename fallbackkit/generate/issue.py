@@ -17,8 +17,8 @@ from ..payload import SheetPayload
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
-from ..templates.layout import (HEADER_BOTTOM, PAPER_SIZES_MM, HeaderLine, PageLayout, allergy_header,
-                                header_body_top, header_top, place_header)
+from ..templates.layout import (HEADER_BOTTOM, LABEL_H, PAPER_SIZES_MM, HeaderLine, PageLayout, allergy_header,
+                                header_body_top, header_bottom, header_top, place_header)
 from ..templates.values import printed_date, printed_datetime
 from . import census
 from .render import SheetToRender, draw_cover, write_pdf
@@ -160,6 +160,16 @@ class _Issuer:
         if blank:
             context["blank_stock"] = True
             header: list[HeaderLine] = []
+            # the identifiers line may wrap (fr/nl): the name and birth-date boxes go under it; the
+            # numbers are not drawn yet, so measure with wide stand-ins of the same length
+            size = PAPER_SIZES_MM[self.paper]
+            kinds = set(t.pool_ids) | ({"mrn", "encounter"} if order.shared_ids is not None else set())
+            stand_in = _blank_header({k: "M" * 11 for k in kinds}, self.langs)
+            top = header_top(t, self.langs, size)
+            fields_top = round(header_bottom(size, top, stand_in) + 1.0, 1)
+            if fields_top > top + 7.5:
+                context["blank_fields_top"] = fields_top
+                context["body_top"] = max(HEADER_BOTTOM, float(-(-(fields_top + LABEL_H + 9.0 + 2.0) // 1)))
         else:
             header, overflow = _patient_header(order.patient, snapshot["imported_at"], self.langs, self.paper)
             if overflow:

@@ -171,6 +171,11 @@ def place_header(size_mm: tuple[float, float], top: float, lines: list[HeaderLin
     return _fit_header(size_mm, top, lines)[0]
 
 
+def header_bottom(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> float:
+    """Where the placed header's last line ends (mm from the top)."""
+    return _fit_header(size_mm, top, lines)[1]
+
+
 def header_body_top(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> float:
     """Where the body must start under this header: HEADER_BOTTOM, or lower (whole mm) when the
     header is taller; layout_form takes it as context 'body_top'."""
@@ -867,11 +872,11 @@ BLANK_PATIENT = Section(
     ))
 
 
-def _blank_identity_fields(layout: PageLayout, placer: Placer) -> None:
+def _blank_identity_fields(layout: PageLayout, placer: Placer, top: float | None = None) -> None:
     """Blank stock is not bound to a known patient: the nurse writes name and birth date in the
     header, so the downtime MRN can later be linked to the real one."""
     page = _Page(layout)
-    y = layout.header_top + 7.5  # under the downtime identifiers line
+    y = max(layout.header_top + 7.5, top or 0.0)  # under the downtime identifiers line(s)
     name_w = 88.0
     placer.draw(page, BLANK_NAME, BLANK_NAME.name, MARGIN, y, name_w)
     # the birth date's label wraps inside the header column, clear of the QR zone
@@ -963,5 +968,5 @@ def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = 
     for layout in flow.pages:
         _furniture(layout, template, langs)
     if context.get("blank_stock") and template.patient_bound and "last_name" not in template.field_names():
-        _blank_identity_fields(flow.pages[0], placer)
+        _blank_identity_fields(flow.pages[0], placer, context.get("blank_fields_top"))
     return flow.pages
