@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import BadInput, CensusError, NotFound
 from ..store.audit import append_audit
+from ..store.coverage import census_digest
 from ..store.kit import Kit, now_iso
 
 PATIENT_COLUMNS = ["mrn", "encounter", "last_name", "first_name", "birth_date", "sex", "ward", "bed",
@@ -153,7 +154,8 @@ def import_census(kit: Kit, patients_csv: Path | str, meds_csv: Path | str | Non
         summary = {"snapshot_id": snapshot_id, "imported_at": imported_at, "patients": len(patients),
                    "medications": len(meds), "wards": sorted({p["ward"] for p in patients})}
         append_audit(db, actor, "census.import", f"snapshot:{snapshot_id}", None,
-                     {**summary, "source_file": str(patients_csv)})
+                     {**summary, "source_file": str(patients_csv),
+                      "census_sha256": census_digest(db.conn, snapshot_id)})
     return summary
 
 
