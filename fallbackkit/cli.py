@@ -140,7 +140,7 @@ def cli(ctx: click.Context, kit_dir: Path, verbose: bool, quiet: bool, user: str
 def init(ctx: KitContext, templates_from: Path | None) -> None:
     """Create a new kit: store, secret, kit id, templates."""
     from .store import init_kit
-    kit = init_kit(ctx.kit_dir, ctx.actor, templates_from)
+    kit = ctx._kit = init_kit(ctx.kit_dir, ctx.actor, templates_from)  # closed by the group
     click.echo(f"kit {kit.kit_id} created at {kit.path}")
     say(ctx, f"keep {kit.path / 'secret.key'} private: it signs every printed sheet")
 

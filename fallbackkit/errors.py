@@ -87,13 +87,15 @@ class PayloadError(FallbackkitError):
     exit_code = ExitCode.BAD_INPUT
 
 
-class KitReadOnly(FallbackkitError):
+class StorageFailure(FallbackkitError):
+    """The disk would not take a write (a disk I/O error); what was committed before is kept."""
+
+    exit_code = ExitCode.STORAGE
+
+
+class KitReadOnly(StorageFailure):
     """The kit is on a read-only disk or directory: read commands work, this one needs to write."""
 
-    exit_code = ExitCode.STORAGE
 
-
-class DiskFull(FallbackkitError):
+class DiskFull(StorageFailure):
     """The disk holding the kit (or an output) filled up; what was committed before is kept."""
-
-    exit_code = ExitCode.STORAGE

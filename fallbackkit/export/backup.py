@@ -95,10 +95,11 @@ def backup(kit: Kit, out: Path | str, actor: str) -> dict[str, Any]:
     if out.resolve() in _store_files(kit):
         raise BadInput(f"{out} is the kit's own store", hint="write the backup to another file, ideally another disk")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with kit.db.conn:  # record the backup in the store, so the copy carries its own entry and the head
-        append_audit(kit.db.conn, actor, "kit.backup", str(out), None, {"at": now_iso()})
-        kit.db.conn.execute("INSERT OR REPLACE INTO kit_meta (key, value) VALUES (?, ?)",
-                            [BACKUP_HEAD_KEY, json.dumps(audit_head(kit.db.conn))])
+    if not kit.read_only:  # a read-only kit can still be copied off its disk, without this entry
+        with kit.db.conn:  # record the backup in the store, so the copy carries its own entry and the head
+            append_audit(kit.db.conn, actor, "kit.backup", str(out), None, {"at": now_iso()})
+            kit.db.conn.execute("INSERT OR REPLACE INTO kit_meta (key, value) VALUES (?, ?)",
+                                [BACKUP_HEAD_KEY, json.dumps(audit_head(kit.db.conn))])
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

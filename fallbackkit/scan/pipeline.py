@@ -191,12 +191,16 @@ def archive_file(kit: Kit, source: Path, sha: str, kind: str) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
     h = hashlib.sha256()
-    with open(source, "rb") as src, open(tmp, "wb") as out:
-        while chunk := src.read(1 << 20):
-            h.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with open(source, "rb") as src, open(tmp, "wb") as out:
+            while chunk := src.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:  # a full disk, an interrupt: no half-written copy stays in archive/
+        tmp.unlink(missing_ok=True)
+        raise
     if h.hexdigest() != sha:
         tmp.unlink(missing_ok=True)
         raise UnreadableFile(source, "changed while it was being read",
@@ -375,11 +379,15 @@ def _save_png(kit_path: Path, rel: Path, image: np.ndarray) -> str:
         raise RuntimeError(f"could not encode {rel}")
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(buf.tobytes())
-    except FileNotFoundError:  # the folder went away since we made it (a restore, a cleanup)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, dest)
+        try:
+            tmp.write_bytes(buf.tobytes())
+        except FileNotFoundError:  # the folder went away since we made it (a restore, a cleanup)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, dest)
+    except BaseException:  # a full disk: no half-written image stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     return rel.as_posix()
 
 

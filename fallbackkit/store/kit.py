@@ -30,7 +30,8 @@ from pathlib import Path
 import sqlite_utils
 
 from .. import ids
-from ..errors import DiskFull, FallbackkitError, IntegrityFailure, KitExists, KitNotFound, KitReadOnly
+from ..errors import (DiskFull, FallbackkitError, IntegrityFailure, KitExists, KitNotFound, KitReadOnly,
+                      StorageFailure)
 from . import migrations
 from .audit import append_audit, audit_head, register_audit_key
 
@@ -204,7 +205,7 @@ class Kit:
             if read_kit_meta(self.path).get("audit_head") != head:
                 update_kit_meta(self.path, audit_head=head)
         except (OSError, sqlite3.Error, FallbackkitError) as exc:  # a full disk must not hide the real error
-            log.warning("could not record the audit head in kit.json: %s", exc)
+            log.info("could not record the audit head in kit.json: %s", exc)
 
     def close(self) -> None:
         if self.db is not None:
@@ -308,6 +309,7 @@ def open_kit(path: Path | str, *, for_restore: bool = False) -> Kit:
         clean_stale_tmp(path)
     else:
         log.info("kit %s is read-only: opened the store read-only", path)
+    log.debug("opened kit %s at %s (%s)", kit_id, path, "read-only" if not writable else "read-write")
     return Kit(path, kit_id, secret, db, read_only=not writable)
 
 
@@ -335,14 +337,11 @@ def _open_store(store: Path, kit_id: str, writable: bool) -> tuple[sqlite_utils.
         if writable:
             migrations.migrate(db)  # a kit made by an older version gets the newer tables
         elif migrations.pending(db):
-            db.conn.close()
             raise KitReadOnly(f"the kit at {store.parent} is read-only and its store needs an upgrade",
                               hint="copy the kit directory to a writable disk and run the command there")
-    except sqlite3.DatabaseError as exc:
-        if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
-            raise
+    except BaseException:
         db.conn.close()
-        return None, f"is damaged ({exc})"
+        raise
     return db, None
 
 
@@ -375,10 +374,21 @@ def storage_error(exc: BaseException, kit_dir: Path | None) -> FallbackkitError 
     store = (kit_dir / "store.sqlite") if kit_dir else Path("store.sqlite")
     full = (isinstance(exc, OSError) and exc.errno in (28, 122)) or (  # ENOSPC, EDQUOT
         isinstance(exc, sqlite3.OperationalError) and "full" in message)
+    io_error = isinstance(exc, sqlite3.OperationalError) and "disk I/O error" in message
+    if io_error and not full:  # SQLite says I/O error when its shared-memory file cannot grow on a full disk
+        try:
+            full = shutil.disk_usage(_mount_point(where)).free < (1 << 20)
+        except OSError:
+            pass
+        if not full:
+            return StorageFailure(f"{describe_disk(where)} gave a disk I/O error: this step was not saved; "
+                                  "everything saved before it is kept",
+                                  hint="check the disk (dmesg, SMART), then `fallbackkit check`")
     if full:
         return DiskFull(f"{describe_disk(where)} is full: this step was not saved; "
                         "everything saved before it is kept and the store is sound",
-                        hint="free some space (or move the kit to a larger disk) and run the command again")
+                        hint="free some space (or move the kit to a larger disk) and run the command again"
+                             " (a scan skips the files it already stored)")
     read_only = (isinstance(exc, OSError) and exc.errno in (30, 13)) or (  # EROFS, EACCES
         isinstance(exc, sqlite3.OperationalError) and "readonly" in message)
     if read_only:

@@ -20,7 +20,13 @@ import sqlite3
 
 import sqlite_utils
 
+from ...errors import FallbackkitError
+
 log = logging.getLogger(__name__)
+
+
+class MigrationFailed(FallbackkitError):
+    """A schema migration failed; it was rolled back as a whole (exit 70: a bug to report)."""
 
 
 def available() -> list[str]:
@@ -31,6 +37,12 @@ def _statements(script: str) -> list[str]:
     """Split a schema script on ';' after dropping '--' comments (which may hold a ';')."""
     code = "\n".join(re.sub(r"--.*$", "", line) for line in script.splitlines())
     return [s for s in code.split(";") if s.strip()]
+
+
+def _is_storage(exc: BaseException) -> bool:
+    """A full or read-only disk, or a damaged file: the caller names those, not as a failed migration."""
+    text = str(exc)
+    return "full" in text or "readonly" in text or "disk I/O" in text or "malformed" in text
 
 
 def pending(db: sqlite_utils.Database) -> list[str]:
@@ -73,9 +85,14 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
                     (name, _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),
                 )
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.DatabaseError) and not _is_storage(exc):
+                    raise MigrationFailed(f"could not upgrade the store: migration {name} failed ({exc});"
+                                          " the store is as it was before",
+                                          hint="report this; the version of fallbackkit that made the kit"
+                                               " still opens it") from exc
                 raise
         finally:
             conn.isolation_level = isolation
