@@ -347,6 +347,15 @@ def test_a_backup_cut_short_is_refused(busy_kit, tmp_path):
     assert result.exit_code == ExitCode.INTEGRITY and "rows were deleted" in one_line_error(result)
 
 
+def test_the_report_and_kit_json_carry_the_audit_head(busy_kit, tmp_path):
+    result = invoke(busy_kit, "report", "--out", str(tmp_path / "r.html"), "--json")
+    assert result.exit_code == 0, result.output
+    rows = sqlite3.connect(busy_kit / "store.sqlite").execute("SELECT count(*), MAX(id) FROM audit").fetchone()
+    assert f"Audit log: {rows[0]} rows, last row {rows[1]}" in (tmp_path / "r.html").read_text()
+    head = json.loads((busy_kit / "kit.json").read_text())["audit_head"]
+    assert (head["rows"], head["last_id"]) == rows
+
+
 def test_rewriting_the_chain_without_the_secret_shows(busy_kit):
     """Change a review's audit row and recompute every later hash as plain SHA-256 (what the chain was
     before): without the kit secret the HMAC cannot be recomputed."""

@@ -120,6 +120,8 @@ def make_private(path: Path) -> None:
         os.chmod(path, PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
     except FileNotFoundError:
         pass
+    except PermissionError:  # not ours (a shared folder): `check` warns about its mode
+        log.debug("cannot change the mode of %s", path)
 
 
 def private_dir(path: Path) -> Path:
