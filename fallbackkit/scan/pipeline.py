@@ -240,7 +240,7 @@ def _init_worker(kit_path: str, kit_id: str, secret: bytes, fault: str | None = 
     from ..generate import sheet_geometry
     conn = sqlite3.connect(f"file:{Path(kit_path) / 'store.sqlite'}?mode=ro", uri=True, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout=30000")
-    ro_kit = Kit(Path(kit_path), kit_id, secret, sqlite_utils.Database(conn))
+    ro_kit = Kit(Path(kit_path), kit_id, secret, sqlite_utils.Database(conn), read_only=True)
     _WORKER.clear()
     _WORKER.update(kit_path=Path(kit_path), kit_id=kit_id, secret=secret,
                    geometry_for=_geometry_lookup(ro_kit, sheet_geometry), reader=None, fault=fault)
