@@ -143,6 +143,12 @@ def test_only_init_creates_a_store(cli_kit, tmp_path, damage):
     assert "census.import" in {r[0] for r in sqlite3.connect(store).execute("SELECT action FROM audit")}
 
 
+def test_a_missing_secret_is_one_line(cli_kit):
+    (cli_kit / "secret.key").unlink()
+    result = invoke(cli_kit, "check")
+    assert result.exit_code == ExitCode.INTEGRITY and "secret.key is missing" in one_line_error(result)
+
+
 # --- item 11: damaged store --------------------------------------------------------------------
 def _truncate(store: Path) -> None:
     data = store.read_bytes()

@@ -236,6 +236,9 @@ def _maybe_die(index: int) -> None:
 
 def _init_worker(kit_path: str, kit_id: str, secret: bytes, fault: str | None = None) -> None:
     """Each worker opens the store read-only for sheet geometry: it never writes the store."""
+    # the page and crop images it writes hold patient data: owner only, whatever umask the
+    # forkserver was started with (it outlives the command that started it)
+    os.umask(0o077)
     import sqlite_utils
     from ..generate import sheet_geometry
     conn = sqlite3.connect(f"file:{Path(kit_path) / 'store.sqlite'}?mode=ro", uri=True, check_same_thread=False)

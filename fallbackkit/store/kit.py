@@ -293,7 +293,11 @@ def open_kit(path: Path | str, *, for_restore: bool = False) -> Kit:
     `restore` can put a backup in place."""
     path = Path(path)
     kit_id = read_kit_meta(path)["kit_id"]
-    secret = _read_secret(path / "secret.key")
+    try:
+        secret = _read_secret(path / "secret.key")
+    except (OSError, ValueError):
+        raise IntegrityFailure(f"{path / 'secret.key'} is missing or damaged: sheets cannot be verified nor the"
+                               " audit chain checked", hint="restore secret.key from the backup of the kit directory") from None
     store = path / "store.sqlite"
     writable = _writable(path)
     problem = store_problem(store)
