@@ -170,8 +170,15 @@ def _zero_header(store: Path) -> None:
     store.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", [_truncate, _truncate_at_page, _random_bytes, _zero_header],
-                         ids=["truncated", "truncated-at-page", "random-bytes", "header-overwritten"])
+def _pages_overwritten(store: Path) -> None:
+    data = bytearray(store.read_bytes())
+    data[4096 * 2: 4096 * 8] = os.urandom(4096 * 6)
+    store.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _truncate_at_page, _random_bytes, _zero_header, _pages_overwritten],
+                         ids=["truncated", "truncated-at-page", "random-bytes", "header-overwritten",
+                              "pages-overwritten"])
 def test_damaged_store_every_command_exit_7_nothing_written(cli_kit, tmp_path, damage):
     store = cli_kit / "store.sqlite"
     assert store.stat().st_size > 4096 * 4
@@ -337,9 +344,10 @@ def _edit(kit_dir: Path, sql: str, params=()) -> None:
 
 def test_deleting_the_last_audit_rows_shows(busy_kit, tmp_path):
     _edit(busy_kit, "DELETE FROM audit WHERE id > (SELECT MAX(id) - 2 FROM audit)")
-    result = invoke(busy_kit, "check")
-    assert result.exit_code == ExitCode.INTEGRITY
-    assert "rows were deleted" in one_line_error(result)
+    for command in ("check", "audit"):
+        result = invoke(busy_kit, *([command] if command == "check" else ["audit", "verify"]))
+        assert result.exit_code == ExitCode.INTEGRITY
+        assert "rows were deleted" in one_line_error(result)
 
 
 def test_a_backup_cut_short_is_refused(busy_kit, tmp_path):

@@ -33,7 +33,7 @@ from .. import ids
 from ..errors import (DiskFull, FallbackkitError, IntegrityFailure, KitExists, KitNotFound, KitReadOnly,
                       StorageFailure)
 from . import migrations
-from .audit import append_audit, audit_head, register_audit_key
+from .audit import append_audit, audit_head, head_problem, register_audit_key
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,9 @@ class Kit:
             return
         try:
             head = audit_head(self.db.conn)
-            if read_kit_meta(self.path).get("audit_head") != head:
+            recorded = read_kit_meta(self.path).get("audit_head")
+            # only ever forward: a store that lost rows must not erase the evidence (restore resets it)
+            if recorded != head and head_problem(self.db.conn, recorded, "kit.json") is None:
                 update_kit_meta(self.path, audit_head=head)
         except (OSError, sqlite3.Error, FallbackkitError) as exc:  # a full disk must not hide the real error
             log.info("could not record the audit head in kit.json: %s", exc)
