@@ -16,6 +16,7 @@ import csv
 import datetime as _dt
 import hashlib
 import io
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -524,3 +525,25 @@ def profile_yaml(patients: SniffResult, meds: SniffResult | None) -> str:
         lines.append(yaml.safe_dump({label: result.section.as_yaml_dict()}, allow_unicode=True,
                                     sort_keys=False, default_flow_style=False).rstrip())
     return "\n".join(lines) + "\n"
+
+
+def init_profile(kit_path: Path, sample: Path, meds_sample: Path | None = None, *, sheet: str | None = None,
+                 meds_sheet: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Sniff the samples and write KIT/census-profile.yaml for a person to check."""
+    target = Path(kit_path) / PROFILE_FILE
+    if target.exists() and not force:
+        raise BadInput(f"{target} exists", hint="edit it, or give --force to replace it with a new guess")
+    patients = sniff(Path(sample), "patients", sheet)
+    meds = sniff(Path(meds_sample), "medications", meds_sheet) if meds_sample else None
+    text = profile_yaml(patients, meds)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, target)
+    try:
+        load_profile(target)  # what we wrote must be readable as written (required fields mapped)
+    except BadInput as exc:
+        raise BadInput(f"{target} written, but {exc.message.split(': ', 1)[-1]}",
+                       hint=f"edit {target.name} (the comments list the columns found), then "
+                            "`fallbackkit census import SAMPLE --check`") from None
+    return {"file": str(target), "results": {"patients": patients, **({"medications": meds} if meds else {})}}

@@ -143,8 +143,11 @@ class _Issuer:
         blank = order.patient is None
         context: dict[str, Any] = {}
         if t.name == "mar" or any(s.medications for s in t.sections):
+            # The order's drug code and id ride along (when the census had them) so that what a MAR
+            # line was printed for can be traced back to the hospital's order.
             context["medications"] = [
                 {k: m[k] for k in ("line", "medication", "dose", "route", "frequency", "scheduled_times", "prn")}
+                | {k: m[k] for k in ("drug_code", "drug_code_system", "order_id") if m.get(k)}
                 for m in order.medications]
         if blank:
             context["blank_stock"] = True
@@ -224,6 +227,11 @@ def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -
             ("This cover page is not a form: keep it with the pack, do not scan it.", False),
             ("", False),
         ]
+        changes = ward_changes(snapshot.get("changes"), ward)
+        if changes:
+            lines.append(("Changes since the previous census:", True))
+            lines += [(f"  {line}", False) for line in changes]
+            lines.append(("", False))
         for p in patients:
             counts = per_patient.get(p["mrn"], {})
             detail = ", ".join(f"{name} {n}" for name, n in counts.items())
@@ -233,6 +241,32 @@ def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -
         title = f"{word('ward', langs)} {ward} — downtime pack"
         return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper])
     return make
+
+
+def ward_changes(changes: dict[str, list[dict]] | None, ward: str) -> list[str]:
+    """The differences from the previous snapshot that concern one ward, as the cover sheet lists them."""
+    if not changes:
+        return []
+    lines = []
+    for p in changes["admitted"]:
+        if p["ward"] == ward:
+            lines.append(f"NEW        bed {p['bed']}: {p['name']} (MRN {p['mrn']})")
+    for p in changes["moved"]:
+        if p["ward"] == ward and p["from_ward"] == ward:
+            lines.append(f"MOVED      bed {p['from_bed']} -> bed {p['bed']}: {p['name']} (MRN {p['mrn']})")
+        elif p["ward"] == ward:
+            lines.append(f"MOVED IN   from {p['from_ward']} bed {p['from_bed']} -> bed {p['bed']}: {p['name']}"
+                         f" (MRN {p['mrn']})")
+        elif p["from_ward"] == ward:
+            lines.append(f"MOVED OUT  bed {p['from_bed']} -> {p['ward']} bed {p['bed']}: {p['name']}"
+                         f" (MRN {p['mrn']})")
+    for p in changes["discharged"]:
+        if p["ward"] == ward:
+            lines.append(f"LEFT       bed {p['bed']}: {p['name']} (MRN {p['mrn']}): not in this census")
+    for p in changes["allergies"]:
+        if p["ward"] == ward:
+            lines.append(f"ALLERGIES  bed {p['bed']}: {p['name']}: {p['before'] or 'none'} -> {p['after'] or 'none'}")
+    return lines
 
 
 def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", langs=("en",),
