@@ -232,11 +232,12 @@ def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -
             lines.append(("Changes since the previous census:", True))
             lines += [(f"  {line}", False) for line in changes]
             lines.append(("", False))
+        new = {c["mrn"] for c in (snapshot.get("changes") or {}).get("admitted", [])}
         for p in patients:
             counts = per_patient.get(p["mrn"], {})
             detail = ", ".join(f"{name} {n}" for name, n in counts.items())
             lines.append((f"{word('bed', langs)} {p['bed']:>4}   {p['last_name'].upper()}, {p['first_name']}"
-                          f"   MRN {p['mrn']}   {p['birth_date']}", True))
+                          f"   MRN {p['mrn']}   {p['birth_date']}" + ("   (NEW)" if p["mrn"] in new else ""), True))
             lines.append((f"        {sum(counts.values())} sheets: {detail}", False))
         title = f"{word('ward', langs)} {ward} — downtime pack"
         return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper])
@@ -250,22 +251,22 @@ def ward_changes(changes: dict[str, list[dict]] | None, ward: str) -> list[str]:
     lines = []
     for p in changes["admitted"]:
         if p["ward"] == ward:
-            lines.append(f"NEW        bed {p['bed']}: {p['name']} (MRN {p['mrn']})")
+            lines.append(f"New: bed {p['bed']}: {p['name']} (MRN {p['mrn']})")
     for p in changes["moved"]:
         if p["ward"] == ward and p["from_ward"] == ward:
-            lines.append(f"MOVED      bed {p['from_bed']} -> bed {p['bed']}: {p['name']} (MRN {p['mrn']})")
+            lines.append(f"Moved: bed {p['from_bed']} -> bed {p['bed']}: {p['name']} (MRN {p['mrn']})")
         elif p["ward"] == ward:
-            lines.append(f"MOVED IN   from {p['from_ward']} bed {p['from_bed']} -> bed {p['bed']}: {p['name']}"
+            lines.append(f"Moved in: from {p['from_ward']} bed {p['from_bed']} -> bed {p['bed']}: {p['name']}"
                          f" (MRN {p['mrn']})")
         elif p["from_ward"] == ward:
-            lines.append(f"MOVED OUT  bed {p['from_bed']} -> {p['ward']} bed {p['bed']}: {p['name']}"
+            lines.append(f"Moved out: bed {p['from_bed']} -> {p['ward']} bed {p['bed']}: {p['name']}"
                          f" (MRN {p['mrn']})")
     for p in changes["discharged"]:
         if p["ward"] == ward:
-            lines.append(f"LEFT       bed {p['bed']}: {p['name']} (MRN {p['mrn']}): not in this census")
+            lines.append(f"Left: bed {p['bed']}: {p['name']} (MRN {p['mrn']}): not in this census")
     for p in changes["allergies"]:
         if p["ward"] == ward:
-            lines.append(f"ALLERGIES  bed {p['bed']}: {p['name']}: {p['before'] or 'none'} -> {p['after'] or 'none'}")
+            lines.append(f"Allergies changed: bed {p['bed']}: {p['name']}: {p['before'] or 'none'} -> {p['after'] or 'none'}")
     return lines
 
 
