@@ -206,6 +206,39 @@ def census_show_profile(ctx: KitContext) -> None:
                             SniffResult(profile.medications, [], [], [])), nl=False)
 
 
+# --- downtime identifier ranges (fallbackkit/generate/id_ranges.py) ---------------------------
+@cli.group("ids")
+def ids_group() -> None:
+    """Downtime identifier ranges reserved in the hospital system, used by blank stock."""
+
+
+@ids_group.command("load")
+@click.option("--kind", type=click.Choice(["mrn", "encounter", "accession"]), required=True)
+@click.option("--from", "first", required=True, help="First number of the range, as the hospital system writes it.")
+@click.option("--to", "last", required=True, help="Last number of the range (included).")
+@click.option("--note", help="e.g. 'station 2 of 3, EHR reservation 2026-11'.")
+@pass_kit
+def ids_load(ctx: KitContext, kind: str, first: str, last: str, note: str | None) -> None:
+    """Load a range of numbers reserved for downtime: blank stock of that kind uses them, never twice."""
+    from .generate.id_ranges import load_range
+    r = load_range(ctx.kit(), kind, first, last, ctx.actor, note)
+    click.echo(f"{kind} range {r['from']}-{r['to']} loaded ({r['count']} numbers); {r['left']} {kind} numbers left")
+    say(ctx, "each station (copy of the kit) must load its own sub-range: two stations never share numbers")
+
+
+@ids_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def ids_list(ctx: KitContext, as_json: bool) -> None:
+    """The loaded ranges: used and left."""
+    from .generate.id_ranges import list_ranges
+    rows = list_ranges(ctx.kit())
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, ["kind", "from", "to", "used", "left", "loaded_at", "note"])
+
+
 # --- templates and sheets --------------------------------------------------------------------
 @cli.group()
 def templates() -> None:

@@ -19,6 +19,7 @@ from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
 from ..templates.layout import PAPER_SIZES_MM, PageLayout
 from . import census
+from .id_ranges import allocate_from_range, check_enough
 from .render import HeaderLine, SheetToRender, draw_cover, write_pdf
 
 WORDS = {
@@ -72,11 +73,15 @@ def _patient_templates(templates: dict[str, Template]) -> list[Template]:
 
 
 def _allocate(kit: Kit, kind: str, form_id: str, batch_id: int) -> str:
+    """A fresh downtime identifier: from the hospital's loaded range of KIND if there is one, else
+    from the kit's own pool (prefix, 7 digits, Luhn check digit)."""
     conn = kit.db.conn
-    prefix, value = conn.execute("SELECT prefix, next_value FROM id_pools WHERE kind = ?", [kind]).fetchone()
-    conn.execute("UPDATE id_pools SET next_value = next_value + 1 WHERE kind = ?", [kind])
-    digits = f"{value:07d}"
-    identifier = f"{prefix}{digits}{ids.luhn_digit(digits)}"
+    identifier = allocate_from_range(conn, kind)
+    if identifier is None:
+        prefix, value = conn.execute("SELECT prefix, next_value FROM id_pools WHERE kind = ?", [kind]).fetchone()
+        conn.execute("UPDATE id_pools SET next_value = next_value + 1 WHERE kind = ?", [kind])
+        digits = f"{value:07d}"
+        identifier = f"{prefix}{digits}{ids.luhn_digit(digits)}"
     conn.execute("INSERT INTO downtime_ids (value, kind, form_id, batch_id, allocated_at) VALUES (?, ?, ?, ?, ?)",
                  [identifier, kind, form_id, batch_id, now_iso()])
     return identifier
@@ -196,7 +201,13 @@ class _Issuer:
             template: str | None = None, snapshot: dict | None = None,
             cover: Callable[[list[dict]], Callable] | None = None) -> PrintResult:
         db = self.kit.db
+        needed: dict[str, int] = {}
+        for order in orders:
+            if order.patient is None:
+                for kind in order.template.pool_ids:
+                    needed[kind] = needed.get(kind, 0) + 1
         with db.conn:
+            check_enough(self.kit, needed)
             batch_id = self.start_batch(kind, ward, template, snapshot, out_path)
             pages: list = []
             sheets: list[dict] = []

@@ -112,8 +112,10 @@ class _Merger:
             if row["value"] in have_ids:
                 if have_ids[row["value"]] != row["form_id"]:
                     raise Conflict(f"downtime identifier {row['value']} was printed on different forms at the two "
-                                   f"stations ({have_ids[row['value']]} here, {row['form_id']} there)",
-                                   hint="the stations printed blank stock from the same pool copy; tell IT")
+                                   f"stations ({have_ids[row['value']]} here, {row['form_id']} there); nothing was merged",
+                                   hint="the stations handed out numbers from the same range or pool copy: give each "
+                                        "station its own sub-range (`fallbackkit ids load`, docs/ward.md), and tell "
+                                        "the ward which sheets carry this number twice")
                 continue
             row["batch_id"] = batch_map[row["batch_id"]]
             self.insert("downtime_ids", row)
