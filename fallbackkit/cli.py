@@ -320,23 +320,41 @@ def sheets_show(ctx: KitContext, sheet_id: str, as_json: bool) -> None:
 @click.option("--lang", default="en", show_default=True, help="One or two of en, fr, nl (e.g. fr,nl).")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="List the printed sheets in page order.")
+@click.option("--if-changed", is_flag=True,
+              help="--ward all: print nothing (and say 'unchanged') if this census was printed already.")
+@click.option("--keep", type=click.IntRange(min=1), help="--ward all: keep only the N newest pack folders beside --out DIR.")
 @pass_kit
 def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: int | None, mrn: str | None,
-              out_path: Path, lang: str, paper: str, as_json: bool) -> None:
+              out_path: Path, lang: str, paper: str, as_json: bool, if_changed: bool, keep: int | None) -> None:
     """Print a ward pack, blank stock, or one patient's form."""
     from .errors import BadInput
     from .generate import print_all_wards, print_blank, print_patient, print_ward
+    from .generate.issue import packs_unchanged, prune_packs
     from .templates import parse_langs
     langs = parse_langs(lang)
     kit = ctx.kit()
     modes = [m for m in (ward is not None, blank is not None, mrn is not None) if m]
     if len(modes) != 1:
         raise BadInput("say what to print: --ward W, or TEMPLATE --blank N, or TEMPLATE --patient MRN")
+    if (if_changed or keep is not None) and ward != "all":
+        raise BadInput("--if-changed and --keep go with --ward all --out DIR")
     if ward is not None:
         if template:
             raise BadInput("a ward pack prints every patient form: drop TEMPLATE or use --patient")
+        if ward == "all" and if_changed and (same := packs_unchanged(kit, paper, langs)):
+            message = (f"unchanged: census snapshot {same['snapshot_id']} ({same['imported_at']}) is already "
+                       f"printed in {', '.join(same['folders'])}; nothing printed")
+            if as_json:
+                emit_json([])
+                say(ctx, message)
+            else:
+                click.echo(message)
+            return
         if ward == "all":
             results = print_all_wards(kit, out_path, paper, langs, ctx.actor)
+            if keep is not None:
+                for folder in prune_packs(kit, out_path, keep):
+                    say(ctx, f"removed old packs in {folder}")
         else:
             results = [print_ward(kit, ward, out_path, paper, langs, ctx.actor)]
     else:

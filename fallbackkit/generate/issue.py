@@ -6,7 +6,9 @@ or neither does, so the registry never lists a sheet that was not printed, nor t
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -311,7 +313,79 @@ def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en
         results.append(print_ward(kit, ward, out_dir / f"ward-{safe}.pdf", paper, langs, actor))
     if not results:
         raise NotFound("the census snapshot has no wards")
+    _write_marker(kit, out_dir, snapshot, results)
     return results
+
+
+PACKS_MARKER = ".fallbackkit-packs.json"
+
+
+def _write_marker(kit: Kit, out_dir: Path, snapshot: dict, results: list[PrintResult]) -> None:
+    """A folder of packs says which kit wrote it and which files are its own: `--keep` prunes only those."""
+    marker = {"kit_id": kit.kit_id, "snapshot_id": snapshot["id"], "printed_at": now_iso(),
+              "batches": [r.batch_id for r in results], "files": [r.out_path.name for r in results]}
+    tmp = out_dir / (PACKS_MARKER + ".tmp")
+    tmp.write_text(json.dumps(marker, indent=2))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, out_dir / PACKS_MARKER)
+
+
+def packs_unchanged(kit: Kit, paper: str = "a4", langs=("en",)) -> dict[str, Any] | None:
+    """Whether every ward of the current snapshot was already printed (same paper and languages) and
+    nothing printable changed since: no medication stopped between then and today. A scheduled
+    refresh then prints nothing, so no new sheet ids are handed out."""
+    snapshot = census.current_snapshot(kit)
+    lang = ",".join(langs)
+    rows = kit.db.conn.execute(
+        "SELECT ward, out_path, created_at FROM print_batches WHERE kind = 'ward' AND snapshot_id = ?"
+        " AND paper = ? AND lang = ? ORDER BY id", [snapshot["id"], paper, lang]).fetchall()
+    printed = {r[0]: (r[1], r[2]) for r in rows}
+    wards = census.wards(kit, snapshot["id"])
+    if not wards or any(w not in printed for w in wards):
+        return None
+    first_day = min(printed[w][1] for w in wards)[:10]
+    stopped = kit.db.conn.execute(
+        "SELECT COUNT(*) FROM medications WHERE snapshot_id = ? AND stop_date >= ? AND stop_date < ?",
+        [snapshot["id"], first_day, _dt.date.today().isoformat()]).fetchone()[0]
+    if stopped:
+        return None
+    folders = sorted({str(Path(printed[w][0]).parent) for w in wards})
+    return {"snapshot_id": snapshot["id"], "imported_at": snapshot["imported_at"], "folders": folders}
+
+
+def prune_packs(kit: Kit, out_dir: Path | str, keep: int) -> list[Path]:
+    """Delete the oldest pack folders beside OUT_DIR written by this kit, keeping the KEEP newest
+    (OUT_DIR included). Only files the marker lists are removed; a folder holding anything else stays."""
+    if keep < 1:
+        raise BadInput(f"--keep {keep}: keep at least 1 pack folder")
+    out_dir = Path(out_dir)
+    found = []
+    for folder in out_dir.parent.iterdir() if out_dir.parent.is_dir() else []:
+        marker = folder / PACKS_MARKER
+        if not folder.is_dir() or folder.is_symlink() or not marker.is_file():
+            continue
+        try:
+            data = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("kit_id") == kit.kit_id:
+            found.append((str(data.get("printed_at", "")), folder.name, folder, data))
+    found.sort(reverse=True)
+    removed = []
+    for _, _, folder, data in found[keep:]:
+        if folder.resolve() == out_dir.resolve():
+            continue
+        for name in data.get("files", []):
+            target = folder / Path(name).name
+            if target.is_file() and not target.is_symlink():
+                target.unlink()
+        (folder / PACKS_MARKER).unlink()
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # something else is in there: left as it is
+        removed.append(folder)
+    return removed
 
 
 def print_blank(kit: Kit, template_ref: str, count: int, out_path: Path | str, paper: str = "a4",
