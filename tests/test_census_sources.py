@@ -299,3 +299,36 @@ def test_medication_profile_codes_orders_and_stop_dates(kit, tmp_path):
     bad.write_text("mrn,medication,prn,scheduled_times,drug_code\n1,X,no,08:00,12AB\n", encoding="utf-8")
     with pytest.raises(CensusError, match="drug_code '12AB' is neither a CNK"):
         import_census(kit, patients, bad)
+
+
+def test_excel_serial_dates_and_cell_line_breaks(kit, canonical, tmp_path):
+    """A CSV saved from a sheet whose date column was formatted as a number: Excel day numbers."""
+    path = tmp_path / "serials.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["mrn", "encounter", "last_name", "first_name", "birth_date", "sex", "ward", "bed", "allergies"])
+        for r in canonical["rows"]:
+            serial = (dt.date.fromisoformat(r["birth_date"]) - dt.date(1899, 12, 30)).days
+            w.writerow([r["mrn"], r["encounter"], r["last_name"], r["first_name"], serial, r["sex"], r["ward"],
+                        r["bed"], r["allergies"].replace("; ", ";\n") if r["allergies"] else ""])
+    profile = sniffed_profile(tmp_path, "serial", path)
+    assert load_profile(profile).patients.date_format == "excel"
+    got = plan_census(kit, path, profile=profile)
+    assert got.problems == []
+    expected = {p["mrn"]: p for p in canonical_plan(kit, canonical).patients}
+    for p in got.patients:
+        want = expected[p["mrn"]]
+        assert p["birth_date"] == want["birth_date"]
+        assert p["allergies"] == want["allergies"]  # "peanut;<line break>shellfish" prints as "peanut; shellfish"
+    assert any(r["allergies"] and ";" in r["allergies"] for r in canonical["rows"])
+
+
+@pytest.mark.parametrize("data, encoding", [
+    ("Lefèvre;Zoë\r\n".encode("utf-8"), "utf-8"),
+    ("Lefèvre;€ 5\r\n".encode("cp1252"), "cp1252"),
+    (b"Lef\xe8vre;\x81\x8d\r\n", "latin-1"),
+    ("Lefèvre\tZoë\r\n".encode("utf-16"), "utf-16"),
+])
+def test_encoding_guess(data, encoding):
+    from fallbackkit.generate.census_profile import guess_encoding
+    assert guess_encoding(data) == encoding

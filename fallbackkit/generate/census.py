@@ -21,7 +21,7 @@ from ..errors import CensusError, NotFound
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .census_profile import (COMBINED, FIELDS, REQUIRED, Profile, SectionProfile, Table, cell_text,
-                             hidden_characters, kit_profile, normalize_header, parse_date, read_table)
+                             kit_profile, normalize_header, parse_date, read_table)
 
 PATIENT_COLUMNS = FIELDS["patients"]
 PATIENT_REQUIRED = REQUIRED["patients"]
@@ -105,11 +105,15 @@ def _text_field(rec: dict, key: str, section: SectionProfile, problems: list[str
     value = cell_text(rec.get(key))
     if not value:
         return ""
-    bad = hidden_characters(value)
-    if bad and (key in IDENTIFIERS or any(b in ("U+0000",) for b in bad) or
-                any(unicodedata.category(ch) == "Cc" for ch in value)):
-        problems.append(f"{_where(name, rec['__line__'], section.columns.get(key, key))}: {key} holds an invisible "
-                        f"character ({', '.join(dict.fromkeys(bad))}): retype the value")
+    if key not in IDENTIFIERS:
+        # A line break typed in a spreadsheet cell (Alt+Enter) prints as a space on the sheet.
+        value = re.sub(r"[\t\r\n\v\f]+", " ", value).strip()
+    bad = [ch for ch in value if unicodedata.category(ch) in (("Cc", "Cf", "Co") if key in IDENTIFIERS
+                                                                else ("Cc", "Co"))]
+    if bad:
+        where = _where(name, rec["__line__"], section.columns.get(key, key))
+        codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in bad))
+        problems.append(f"{where}: {key} holds an invisible character ({codes}): retype the value")
     return value
 
 

@@ -177,6 +177,9 @@ def _section_from_yaml(name: str, what: str, data: Any) -> SectionProfile:
     if missing:
         raise BadInput(f"{where}.columns: required field {missing[0]} is not mapped",
                        hint=f"required: {', '.join(REQUIRED[what])}")
+    for key in ("name_separator", "room_separator"):
+        if key in data and (not isinstance(data[key], str) or not data[key]):
+            raise BadInput(f"{where}.{key} must be a non-empty text such as ',' or '-'")
     sex_codes = data.get("sex_codes", DEFAULT_SEX_CODES)
     if not isinstance(sex_codes, dict):
         raise BadInput(f"{where}.sex_codes must map codes in the file to F, M, X or U")
@@ -199,7 +202,8 @@ def load_profile(path: Path) -> Profile:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise BadInput(f"{name}{where}: not a valid YAML profile ({getattr(exc, 'problem', None) or exc})",
+        reason = str(getattr(exc, "problem", None) or exc).strip().splitlines()[0]
+        raise BadInput(f"{name}{where}: not a valid YAML profile ({reason})",
                        hint="fix the file, or make a new one with `fallbackkit census profile init SAMPLE`") from None
     if not isinstance(data, dict) or "patients" not in data:
         raise BadInput(f"{name}: a census profile needs a 'patients:' section",
@@ -369,11 +373,6 @@ def cell_text(value: Any) -> str:
     if isinstance(value, _dt.date):
         return value.isoformat()
     return str(value).strip()
-
-
-def hidden_characters(text: str) -> list[str]:
-    """Control, NUL, zero-width and bidi characters: invisible on paper, different in a database."""
-    return [f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co")]
 
 
 def parse_date(value: Any, date_format: str) -> _dt.date:
