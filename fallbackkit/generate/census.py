@@ -367,8 +367,11 @@ def import_census(kit: Kit, patients_csv: Path | str, meds_csv: Path | str | Non
     snapshot adds nothing (the summary says unchanged), so a scheduled refresh is idempotent."""
     plan = plan_census(kit, patients_csv, meds_csv, profile=profile, sheet=sheet, meds_sheet=meds_sheet)
     if plan.problems:
-        raise CensusError(f"census not imported: {len(plan.problems)} problem(s)", plan.problems,
-                          hint="fix the file(s) or the census profile and import again; nothing was changed")
+        hint = "fix the file(s) or the census profile and import again; nothing was changed"
+        if plan.profile.startswith("built-in"):
+            hint += (f" (for an export in another shape, make a profile once: "
+                     f"`fallbackkit census profile init {plan.patients_file.name}`)")
+        raise CensusError(f"census not imported: {len(plan.problems)} problem(s)", plan.problems, hint=hint)
     summary_base = {"patients": len(plan.patients), "medications": len(plan.medications),
                     "wards": list(plan.per_ward()), "extra_columns": plan.extra_columns,
                     "changes": plan.changes}
