@@ -60,6 +60,10 @@ def test_refresh_recipe_is_idempotent_and_prunes(tmp_path):
         w.writerows(rows)
     _, printed = refresh("2026-12-01")
     assert sorted(p.name for p in packs.iterdir()) == ["2026-11-30", "2026-12-01", "notes-by-hand"]
+    (packs / "2026-12-01" / "ward-ICU.pdf").unlink()  # a pack deleted by hand is printed again
+    _, printed = refresh("2026-12-02")
+    assert "ward-ICU.pdf" in printed and not printed.startswith("unchanged")
+    assert sorted(p.name for p in packs.iterdir()) == ["2026-12-01", "2026-12-02", "notes-by-hand"]
     marker = packs / "2026-12-01" / ".fallbackkit-packs.json"
     assert stat.S_IMODE(os.stat(marker).st_mode) == 0o600
     bad = run("print", "--ward", "3B", "--out", str(tmp_path / "x.pdf"), "--keep", "2")

@@ -341,8 +341,8 @@ def packs_unchanged(kit: Kit, paper: str = "a4", langs=("en",)) -> dict[str, Any
         " AND paper = ? AND lang = ? ORDER BY id", [snapshot["id"], paper, lang]).fetchall()
     printed = {r[0]: (r[1], r[2]) for r in rows}
     wards = census.wards(kit, snapshot["id"])
-    if not wards or any(w not in printed for w in wards):
-        return None
+    if not wards or any(w not in printed or not Path(printed[w][0]).is_file() for w in wards):
+        return None  # a ward not printed yet, or its pack was deleted since
     first_day = min(printed[w][1] for w in wards)[:10]
     stopped = kit.db.conn.execute(
         "SELECT COUNT(*) FROM medications WHERE snapshot_id = ? AND stop_date >= ? AND stop_date < ?",
