@@ -49,7 +49,7 @@ def test_bad_file_reports_every_bad_line_and_imports_nothing(empty_kit, tmp_path
         import_census(empty_kit, patients, meds)
     text = str(err.value)
     for expected in ["p.csv line 2 column birth_date: birth_date '1950-02-30'",
-                     "p.csv line 3: last_name is empty", "p.csv line 4: duplicate mrn 1 (first on line 2)",
+                     "p.csv line 3 column last_name: last_name is empty", "p.csv line 4: duplicate mrn 1 (first on line 2)",
                      "p.csv line 5 column sex: sex 'Q'", "m.csv line 2: unknown mrn 99",
                      "m.csv line 3 column scheduled_times: scheduled_times 8h"]:
         assert expected in text
@@ -136,5 +136,5 @@ def test_every_problem_in_one_pass_header_included(empty_kit, tmp_path):
         import_census(empty_kit, patients)
     text = str(err.value)
     for expected in ["line 1: column 'sex' appears twice", "line 1: no column 'birth_date'",
-                     "line 3: mrn is empty", "line 3: bed is empty"]:
+                     "line 3 column mrn: mrn is empty", "line 3 column bed: bed is empty"]:
         assert expected in text

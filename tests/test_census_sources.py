@@ -332,3 +332,26 @@ def test_excel_serial_dates_and_cell_line_breaks(kit, canonical, tmp_path):
 def test_encoding_guess(data, encoding):
     from fallbackkit.generate.census_profile import guess_encoding
     assert guess_encoding(data) == encoding
+
+
+def test_report_title_above_the_header(kit, canonical, tmp_path):
+    """Reports opened in Excel often carry a title and an export time above the header."""
+    path = tmp_path / "report.xlsx"
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.append(["Census report — all wards"])
+    ws.append(["exported", dt.datetime(2026, 11, 28, 5, 30)])
+    ws.append([])
+    ws.append(["MRN", "Encounter", "Last name", "First name", "Birth date", "Sex", "Ward", "Bed", "Allergies"])
+    for r in canonical["rows"]:
+        ws.append([r["mrn"], r["encounter"], r["last_name"], r["first_name"], dt.date.fromisoformat(r["birth_date"]),
+                   r["sex"], r["ward"], r["bed"], r["allergies"] or None])
+    ws.append([None, None, "Duboi", "Marie", dt.date(2026, 1, 1), "F", "3B", "1"])  # row without an MRN
+    book.save(path)
+    profile = sniffed_profile(tmp_path, "title", path)
+    assert load_profile(profile).patients.header_row == 4
+    got = plan_census(kit, path, profile=profile)
+    last_row = 4 + len(canonical["rows"]) + 1
+    assert got.problems == [f"report.xlsx line {last_row} column MRN: mrn is empty"]
+    result = CliRunner().invoke(cli, ["--kit", str(kit.path), "census", "import", str(path), "--profile", str(profile)])
+    assert result.exit_code == 4 and f"line {last_row} column MRN: mrn is empty" in result.output

@@ -3,8 +3,8 @@
 Files are read through the kit's census profile (census_profile.py): CSV/text in any common
 encoding and delimiter, or .xlsx. A bad file imports nothing: every problem is collected with its
 line number and column and reported at once, header problems included, so the coordinator fixes
-the export in one go. Re-import adds a new snapshot; the old ones stay
-(history), and the newest is the one printed from.
+the export in one go. Re-import adds a new snapshot (unless nothing changed); the old ones stay
+(history), and the newest is the one printed from. In a workbook, "line" is the sheet's row.
 """
 from __future__ import annotations
 
@@ -55,12 +55,12 @@ def _map_header(table: Table, section: SectionProfile) -> tuple[dict[str, int], 
             continue
         norm = normalize_header(name)
         if norm in by_norm:
-            problems.append(f"{table.name} line 1: column {name!r} appears twice (columns {by_norm[norm] + 1} "
+            problems.append(f"{table.name} line {table.header_line}: column {name!r} appears twice (columns {by_norm[norm] + 1} "
                             f"and {i + 1}): rename or remove one")
         else:
             by_norm[norm] = i
     if not table.header:
-        problems.append(f"{table.name} line 1: no header row")
+        problems.append(f"{table.name} line 1: no header row (the first line must name the columns)")
         return {}, problems, []
     index: dict[str, int] = {}
     for key, column in section.columns.items():
@@ -71,7 +71,7 @@ def _map_header(table: Table, section: SectionProfile) -> tuple[dict[str, int], 
         if section.optional_may_be_absent and key not in REQUIRED[section.what]:
             continue
         setting = "" if section.optional_may_be_absent else " (census profile: columns." + key + ")"
-        problems.append(f"{table.name} line 1: no column {column!r} for {key}{setting}; "
+        problems.append(f"{table.name} line {table.header_line}: no column {column!r} for {key}{setting}; "
                         f"the header is {', '.join(h for h in table.header if h)[:300]}")
     used = set(index.values())
     extras = [h for i, h in enumerate(table.header) if h and i not in used]
@@ -170,12 +170,12 @@ def _patient_records(sec: Section, profile: SectionProfile, name: str, today: _d
             if key == "birth_date":
                 p[key] = _date_field(rec, key, profile, problems, name, today)
                 if p[key] is None and cell_text(rec.get(key)) == "" and key in sec.mapped:
-                    problems.append(f"{_where(name, line)}: birth_date is empty")
+                    problems.append(f"{_where(name, line, profile.columns.get(key))}: birth_date is empty")
                 continue
             p[key] = _text_field(rec, key, profile, problems, name) or None
         for key in PATIENT_REQUIRED:
             if key != "birth_date" and not p.get(key) and key in sec.mapped:
-                problems.append(f"{_where(name, line)}: {key} is empty")
+                problems.append(f"{_where(name, line, profile.columns.get(key))}: {key} is empty")
         if p.get("sex"):
             code = p["sex"].upper()
             if code not in profile.sex_codes:
@@ -205,7 +205,7 @@ def _med_records(sec: Section, profile: SectionProfile, name: str, mrns: set[str
              ("mrn", "medication", "dose", "route", "frequency", "drug_code", "order_id")}
         for key in MED_REQUIRED:
             if not m.get(key) and key in sec.mapped:
-                problems.append(f"{_where(name, line)}: {key} is empty")
+                problems.append(f"{_where(name, line, profile.columns.get(key))}: {key} is empty")
         mrn = m["mrn"]
         if mrn and mrn not in mrns:
             problems.append(f"{_where(name, line)}: unknown mrn {mrn} (not in the patients file)")

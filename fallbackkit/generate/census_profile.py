@@ -52,7 +52,7 @@ ENCODING_NAMES = {"utf-8": "UTF-8", "cp1252": "Windows-1252", "latin-1": "ISO-88
                   "utf-16": "UTF-16 (Excel's \"Unicode text\")"}
 DEFAULT_SEX_CODES = {"M": "M", "F": "F", "X": "X", "U": "U", "H": "M", "V": "F", "1": "M", "2": "F"}
 EXCEL_EPOCH = _dt.date(1899, 12, 30)
-SECTION_KEYS = {"encoding", "delimiter", "date_format", "sheet", "columns", "name_separator",
+SECTION_KEYS = {"encoding", "delimiter", "date_format", "sheet", "header_row", "columns", "name_separator",
                 "room_separator", "sex_codes"}
 
 # Header names seen in Belgian (fr/nl) and English exports, compared without accents, case,
@@ -101,6 +101,7 @@ class SectionProfile:
     delimiter: str = ","
     date_format: str = "YYYY-MM-DD"
     sheet: str | None = None
+    header_row: int | None = None  # the line (row) naming the columns; default: the first non-empty one
     name_separator: str = ","
     room_separator: str = "-"
     sex_codes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SEX_CODES))
@@ -112,6 +113,8 @@ class SectionProfile:
                                 "date_format": self.date_format}
         if self.sheet:
             data["sheet"] = self.sheet
+        if self.header_row:
+            data["header_row"] = self.header_row
         data["columns"] = dict(self.columns)
         if "name" in self.columns:
             data["name_separator"] = self.name_separator
@@ -180,6 +183,10 @@ def _section_from_yaml(name: str, what: str, data: Any) -> SectionProfile:
     for key in ("name_separator", "room_separator"):
         if key in data and (not isinstance(data[key], str) or not data[key]):
             raise BadInput(f"{where}.{key} must be a non-empty text such as ',' or '-'")
+    header_row = data.get("header_row")
+    if header_row is not None and (not isinstance(header_row, int) or isinstance(header_row, bool)
+                                   or header_row < 1):
+        raise BadInput(f"{where}.header_row {header_row!r} must be the number of the line naming the columns (1, 2...)")
     sex_codes = data.get("sex_codes", DEFAULT_SEX_CODES)
     if not isinstance(sex_codes, dict):
         raise BadInput(f"{where}.sex_codes must map codes in the file to F, M, X or U")
@@ -188,7 +195,7 @@ def _section_from_yaml(name: str, what: str, data: Any) -> SectionProfile:
             raise BadInput(f"{where}.sex_codes: {code!r} maps to {sex!r}; use F, M, X or U")
     return SectionProfile(
         what, {k: str(v).strip() for k, v in columns.items()}, ENCODINGS[encoding], delimiter, date_format,
-        str(data["sheet"]) if data.get("sheet") not in (None, "") else None,
+        str(data["sheet"]) if data.get("sheet") not in (None, "") else None, header_row,
         str(data.get("name_separator", ",")), str(data.get("room_separator", "-")),
         {str(k).strip().upper(): str(v).upper() for k, v in sex_codes.items()})
 
@@ -233,6 +240,7 @@ class Table:
     rows: list[tuple[int, list[Any]]]
     sha256: str
     problems: list[str] = field(default_factory=list)
+    header_line: int = 1
 
 
 def guess_encoding(raw: bytes) -> str:
@@ -257,7 +265,7 @@ def _delimiter_setting(delimiter: str) -> str:
     return '"\\t"' if delimiter == "\t" else f'"{delimiter}"'
 
 
-def _read_xlsx(path: Path, raw: bytes, sheet: str | None) -> Table:
+def _read_xlsx(path: Path, raw: bytes, sheet: str | None, header_row: int | None) -> Table:
     try:
         import openpyxl
     except ImportError:  # pragma: no cover - installed with the package
@@ -274,19 +282,20 @@ def _read_xlsx(path: Path, raw: bytes, sheet: str | None) -> Table:
             raise BadInput(f"{path.name} has no sheet {sheet!r}", hint=f"sheets: {', '.join(book.sheetnames)}")
         ws = book[sheet] if sheet is not None else book.worksheets[0]
         header: list[str] | None = None
+        header_line = 1
         rows: list[tuple[int, list[Any]]] = []
         for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
             cells = list(values)
             if header is None:
-                if any(v not in (None, "") for v in cells):
-                    header = ["" if v is None else str(v).strip() for v in cells]
+                if any(v not in (None, "") for v in cells) and number >= (header_row or 1):
+                    header, header_line = ["" if v is None else str(v).strip() for v in cells], number
                     while header and header[-1] == "":
                         header.pop()
                 continue
             rows.append((number, cells))
     finally:
         book.close()
-    return Table(path.name, header or [], rows, hashlib.sha256(raw).hexdigest())
+    return Table(path.name, header or [], rows, hashlib.sha256(raw).hexdigest(), header_line=header_line)
 
 
 def _bad_bytes(cell: str) -> bytes:
@@ -304,7 +313,7 @@ def read_table(path: Path, section: SectionProfile, sheet: str | None = None) ->
         raise BadInput(f"{path}: {len(raw)} bytes is too large for a census file")
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm") or raw.startswith(b"PK\x03\x04"):
-        return _read_xlsx(path, raw, sheet if sheet is not None else section.sheet)
+        return _read_xlsx(path, raw, sheet if sheet is not None else section.sheet, section.header_row)
     if suffix == ".xls" or raw.startswith(b"\xd0\xcf\x11\xe0"):
         raise BadInput(f"{path.name} is an old Excel .xls file", hint="save it as .xlsx or as CSV, then import that")
     if sheet is not None:
@@ -322,14 +331,15 @@ def read_table(path: Path, section: SectionProfile, sheet: str | None = None) ->
     text = raw_text.decode(encoding, errors="surrogateescape")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=section.delimiter)
     header: list[str] = []
+    header_line = 1
     rows: list[tuple[int, list[Any]]] = []
     undecodable: list[str] = []
     try:
         for cells in reader:
             line = reader.line_num
             if not header:
-                if any(c.strip() for c in cells):
-                    header = [c.strip() for c in cells]
+                if any(c.strip() for c in cells) and line >= (section.header_row or 1):
+                    header, header_line = [c.strip() for c in cells], line
                     for i, c in enumerate(header):
                         if _bad_bytes(c):
                             undecodable.append(f"line {line} column {i + 1}")
@@ -355,9 +365,9 @@ def read_table(path: Path, section: SectionProfile, sheet: str | None = None) ->
     if len(header) == 1 and section.delimiter not in header[0]:
         found = guess_delimiter(header[0])
         if found != section.delimiter and found in header[0]:
-            problems.insert(0, f"{name} line 1: the header is one column {header[0][:60]!r} but holds {found!r}: "
+            problems.insert(0, f"{name} line {header_line}: the header is one column {header[0][:60]!r} but holds {found!r}: "
                                f"set `delimiter: {_delimiter_setting(found)}` in the census profile")
-    return Table(name, header, rows, hashlib.sha256(raw).hexdigest(), problems)
+    return Table(name, header, rows, hashlib.sha256(raw).hexdigest(), problems, header_line)
 
 
 # --- cells to values --------------------------------------------------------------------------
@@ -452,6 +462,14 @@ def sniff(path: Path, what: str, sheet: str | None = None) -> SniffResult:
         section.delimiter = guess_delimiter(first)
         notes.append(f"encoding {section.encoding}, delimiter {_delimiter_setting(section.delimiter)}")
     table = read_table(path, section, sheet if is_xlsx else None)
+    # A report's title or export date may sit above the header: take the line naming most fields.
+    candidates = [(table.header_line, table.header)] + [(n, [cell_text(c) for c in cells]) for n, cells in table.rows[:10]]
+    best_line, best = max(candidates, key=lambda c: (sum(1 for h in c[1] if h and _match_field(h, what, set())),
+                                                     -c[0]))
+    if best_line != table.header_line:
+        section.header_row = best_line
+        notes.append(f"header on line {best_line}")
+        table = read_table(path, section, sheet if is_xlsx else None)
     taken: set[str] = set()
     unmatched: list[str] = []
     for h in table.header:
@@ -509,7 +527,8 @@ def profile_yaml(patients: SniffResult, meds: SniffResult | None) -> str:
              "# columns: our field -> the column's name in the file (accents and case do not matter).",
              "#   name: one column \"Last, First\" split at name_separator; room: \"3B-12\" split into ward",
              "#   and bed at room_separator.",
-             f"# date_format: one of {', '.join(DATE_FORMATS)}; encoding: utf-8, cp1252, latin-1, utf-16.",
+             f"# date_format: one of {', '.join(DATE_FORMATS)}.",
+             "# encoding: utf-8, cp1252, latin-1, utf-16. header_row: the line naming the columns.",
              "# Optional fields: encounter, sex, allergies (patients); all but mrn and medication",
              "# (medications). Columns not listed are ignored."]
     for label, result in (("patients", patients), ("medications", meds)):
