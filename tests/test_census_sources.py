@@ -355,3 +355,25 @@ def test_report_title_above_the_header(kit, canonical, tmp_path):
     assert got.problems == [f"report.xlsx line {last_row} column MRN: mrn is empty"]
     result = CliRunner().invoke(cli, ["--kit", str(kit.path), "census", "import", str(path), "--profile", str(profile)])
     assert result.exit_code == 4 and f"line {last_row} column MRN: mrn is empty" in result.output
+
+
+def test_damaged_workbooks_are_one_line(kit, canonical, tmp_path):
+    import zipfile
+    good = tmp_path / "good.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(["mrn", "last_name", "first_name", "birth_date", "ward", "bed"])
+    book.active.append(["1", "Dubois", "Marie", dt.date(1950, 2, 3), "3B", "1"])
+    book.save(good)
+    broken = tmp_path / "broken.xlsx"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(broken, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            dst.writestr(item, data[: len(data) // 2] if item.filename.startswith("xl/worksheets/") else data)
+    truncated = tmp_path / "truncated.xlsx"
+    truncated.write_bytes(good.read_bytes()[:300])
+    for path in (broken, truncated):
+        result = CliRunner().invoke(cli, ["--kit", str(kit.path), "census", "import", str(path)])
+        assert result.exit_code == 4, result.output
+        assert len(result.output.strip().splitlines()) == 1 and path.name in result.output
+        assert "Traceback" not in result.output
+    assert import_census(kit, good)["patients"] == 1

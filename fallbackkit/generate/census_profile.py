@@ -271,28 +271,34 @@ def _read_xlsx(path: Path, raw: bytes, sheet: str | None, header_row: int | None
     except ImportError:  # pragma: no cover - installed with the package
         from ..errors import MissingDependency
         raise MissingDependency("reading .xlsx needs openpyxl", hint="pip install openpyxl") from None
-    from zipfile import BadZipFile
+    unreadable = dict(hint="save it again from Excel as 'Excel Workbook (.xlsx)' or as CSV")
     try:
         book = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
-    except (BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise BadInput(f"{path.name} is not a readable .xlsx workbook ({exc})",
-                       hint="save it again from Excel as 'Excel Workbook (.xlsx)' or as CSV") from None
+    except Exception as exc:  # a damaged workbook may fail anywhere in zip or XML parsing
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"{path.name} is not a readable .xlsx workbook ({reason})", **unreadable) from None
     try:
         if sheet is not None and sheet not in book.sheetnames:
             raise BadInput(f"{path.name} has no sheet {sheet!r}", hint=f"sheets: {', '.join(book.sheetnames)}")
         ws = book[sheet] if sheet is not None else book.worksheets[0]
+        if not hasattr(ws, "iter_rows"):
+            raise BadInput(f"{path.name}: sheet {ws.title!r} holds no cells (a chart?)", hint="give --sheet NAME")
         header: list[str] | None = None
         header_line = 1
         rows: list[tuple[int, list[Any]]] = []
-        for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
-            cells = list(values)
-            if header is None:
-                if any(v not in (None, "") for v in cells) and number >= (header_row or 1):
-                    header, header_line = ["" if v is None else str(v).strip() for v in cells], number
-                    while header and header[-1] == "":
-                        header.pop()
-                continue
-            rows.append((number, cells))
+        try:
+            for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
+                cells = list(values)
+                if header is None:
+                    if any(v not in (None, "") for v in cells) and number >= (header_row or 1):
+                        header, header_line = ["" if v is None else str(v).strip() for v in cells], number
+                        while header and header[-1] == "":
+                            header.pop()
+                    continue
+                rows.append((number, cells))
+        except Exception as exc:  # damaged sheet XML
+            raise BadInput(f"{path.name}: sheet {ws.title!r} is damaged after row {len(rows) + 1} "
+                           f"({type(exc).__name__})", **unreadable) from None
     finally:
         book.close()
     return Table(path.name, header or [], rows, hashlib.sha256(raw).hexdigest(), header_line=header_line)
@@ -315,7 +321,8 @@ def read_table(path: Path, section: SectionProfile, sheet: str | None = None) ->
     if suffix in (".xlsx", ".xlsm") or raw.startswith(b"PK\x03\x04"):
         return _read_xlsx(path, raw, sheet if sheet is not None else section.sheet, section.header_row)
     if suffix == ".xls" or raw.startswith(b"\xd0\xcf\x11\xe0"):
-        raise BadInput(f"{path.name} is an old Excel .xls file", hint="save it as .xlsx or as CSV, then import that")
+        raise BadInput(f"{path.name} is an old Excel .xls file or a password-protected workbook",
+                       hint="save it as .xlsx without a password, or as CSV, then import that")
     if sheet is not None:
         raise BadInput(f"--sheet applies to .xlsx workbooks; {path.name} is a text file")
     name = path.name
