@@ -105,3 +105,15 @@ def test_merge_refuses_two_stations_that_used_the_same_number(tmp_path):
     assert a.db.execute("SELECT COUNT(*) FROM downtime_ids").fetchone()[0] == before
     assert remaining(a, "mrn") == 8
     a.close()
+
+
+def test_bad_ranges_are_one_line(tmp_path):
+    kit = init_kit(tmp_path / "kit", actor="tester")
+    for args, message in [(["--from", "9000A", "--to", "9000500"], "--from '9000A': give the number"),
+                          (["--from", "9000500", "--to", "9000001"], "--to 9000001 is below --from 9000500"),
+                          (["--from", "1", "--to", "2000000"], "more than one load takes")]:
+        result = run(kit.path, "ids", "load", "--kind", "mrn", *args)
+        assert result.exit_code == 4 and message in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert run(kit.path, "ids", "list", "--json").output.strip() == "[]"
+    kit.close()
