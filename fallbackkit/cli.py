@@ -216,12 +216,13 @@ def ids_group() -> None:
 @click.option("--kind", type=click.Choice(["mrn", "encounter", "accession"]), required=True)
 @click.option("--from", "first", required=True, help="First number of the range, as the hospital system writes it.")
 @click.option("--to", "last", required=True, help="Last number of the range (included).")
-@click.option("--note", help="e.g. 'station 2 of 3, EHR reservation 2026-11'.")
+@click.option("--part", help="K/N: load only this station's part K of the range shared by N stations.")
+@click.option("--note", help="e.g. 'EHR reservation 2026-11'.")
 @pass_kit
-def ids_load(ctx: KitContext, kind: str, first: str, last: str, note: str | None) -> None:
+def ids_load(ctx: KitContext, kind: str, first: str, last: str, part: str | None, note: str | None) -> None:
     """Load a range of numbers reserved for downtime: blank stock of that kind uses them, never twice."""
     from .generate.id_ranges import load_range
-    r = load_range(ctx.kit(), kind, first, last, ctx.actor, note)
+    r = load_range(ctx.kit(), kind, first, last, ctx.actor, note, part)
     click.echo(f"{kind} range {r['from']}-{r['to']} loaded ({r['count']} numbers); {r['left']} {kind} numbers left")
     say(ctx, "each station (copy of the kit) must load its own sub-range: two stations never share numbers")
 

@@ -117,3 +117,26 @@ def test_bad_ranges_are_one_line(tmp_path):
         assert len(result.output.strip().splitlines()) == 1
     assert run(kit.path, "ids", "list", "--json").output.strip() == "[]"
     kit.close()
+
+
+def test_station_parts_split_the_block_without_overlap(tmp_path):
+    """`ids load --part K/N`: the same command on each station, only K changing."""
+    from fallbackkit.generate.id_ranges import station_part
+    parts = [station_part("9000001", "9000500", f"{k}/3") for k in (1, 2, 3)]
+    assert parts == [("9000001", "9000166"), ("9000167", "9000333"), ("9000334", "9000500")]
+    assert station_part("0012000", "0012009", "1/2") == ("0012000", "0012004")
+    a, b = two_stations(tmp_path)
+    for kit, k in ((a, 1), (b, 2)):
+        result = run(kit.path, "ids", "load", "--kind", "mrn", "--from", "9000001", "--to", "9000500",
+                     "--part", f"{k}/3")
+        assert result.exit_code == 0, result.output
+    assert "mrn range 9000167-9000333 loaded (167 numbers)" in result.output
+    got_a = mrns(print_blank(a, "vitals", 2, tmp_path / "a.pdf"))
+    got_b = mrns(print_blank(b, "vitals", 2, tmp_path / "b.pdf"))
+    assert got_a == ["9000001", "9000002"] and got_b == ["9000167", "9000168"]
+    b.close()
+    assert merge_store(a, tmp_path / "station-b", "tester")["added"]["downtime_ids"] == 2
+    assert "part 1/3 of 9000001-9000500" in run(a.path, "ids", "list").output
+    bad = run(a.path, "ids", "load", "--kind", "mrn", "--from", "1", "--to", "9", "--part", "4/3")
+    assert bad.exit_code == 4 and "give K/N" in bad.output
+    a.close()

@@ -29,9 +29,34 @@ def _number(text: str, option: str) -> int:
     return int(text)
 
 
-def load_range(kit: Kit, kind: str, first: str, last: str, actor: str, note: str | None = None) -> dict[str, Any]:
+def station_part(first: str, last: str, part: str) -> tuple[str, str]:
+    """Sub-range K of N of the hospital's block FIRST-LAST (`--part K/N`): N contiguous parts that
+    never overlap and together cover the block, so each station can load its own with the same
+    command and only K changing."""
+    found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", part or "")
+    if not found or not 1 <= int(found[1]) <= int(found[2]):
+        raise BadInput(f"--part {part!r}: give K/N, this station's number K of N stations (e.g. 2/3)")
+    k, n = int(found[1]), int(found[2])
+    lo, hi = _number(first, "--from"), _number(last, "--to")
+    if hi < lo:
+        raise BadInput(f"--to {last} is below --from {first}")
+    size = hi - lo + 1
+    if n > size:
+        raise BadInput(f"--part {part}: {size} numbers cannot be shared by {n} stations")
+    start = lo + (size * (k - 1)) // n
+    end = lo + (size * k) // n - 1
+    width = len(first.strip()) if first.strip().startswith("0") else 0
+    return _fmt(start, width), _fmt(end, width)
+
+
+def load_range(kit: Kit, kind: str, first: str, last: str, actor: str, note: str | None = None,
+               part: str | None = None) -> dict[str, Any]:
     if kind not in POOL_PREFIXES:
         raise BadInput(f"--kind {kind!r}: use one of {', '.join(POOL_PREFIXES)}")
+    if part is not None:
+        block = f"{first}-{last}"
+        first, last = station_part(first, last, part)
+        note = f"part {part.strip()} of {block}" + (f"; {note}" if note else "")
     lo, hi = _number(first, "--from"), _number(last, "--to")
     if hi < lo:
         raise BadInput(f"--to {last} is below --from {first}")
