@@ -619,6 +619,8 @@ def merge_cmd(ctx: KitContext, other: Path, as_json: bool) -> None:
         click.echo("nothing new to merge")
     for double in result["double_entries"]:
         click.echo(f"warning: {double['message']}", err=True)
+    for shared in result["shared_ranges"]:
+        click.echo(f"warning: {shared['message']}", err=True)
 
 
 # --- review: review, users (fallbackkit/review/) ----------------------------------------------

@@ -77,6 +77,7 @@ def test_two_stations_with_their_own_sub_ranges_merge_and_never_reuse(tmp_path):
     b.close()
     merged = merge_store(a, tmp_path / "station-b", "tester")
     assert merged["added"]["downtime_ids"] == 4
+    assert merged["shared_ranges"] == []
     more = mrns(print_blank(a, "vitals", 6, tmp_path / "a2.pdf"))
     assert more == ["9000005", "9000006", "9000007", "9000008", "9000009", "9000010"]
     everything = [r[0] for r in a.db.execute("SELECT value FROM downtime_ids WHERE kind = 'mrn'")]
@@ -140,3 +141,17 @@ def test_station_parts_split_the_block_without_overlap(tmp_path):
     bad = run(a.path, "ids", "load", "--kind", "mrn", "--from", "1", "--to", "9", "--part", "4/3")
     assert bad.exit_code == 4 and "give K/N" in bad.output
     a.close()
+
+
+def test_merge_warns_when_both_stations_hold_the_same_range(tmp_path):
+    a = init_kit(tmp_path / "station-a", actor="tester")
+    load_range(a, "mrn", "9000001", "9000010", "tester")
+    a.close()
+    shutil.copytree(tmp_path / "station-a", tmp_path / "station-b")
+    b = open_kit(tmp_path / "station-b")
+    print_blank(b, "vitals", 1, tmp_path / "b.pdf")  # only one station printed: no clash yet
+    b.close()
+    result = run(tmp_path / "station-a", "merge", str(tmp_path / "station-b"))
+    assert result.exit_code == 0, result.output
+    assert "warning: both stations hold the mrn numbers 9000001-9000010" in result.output
+    assert "--part K/N" in result.output
