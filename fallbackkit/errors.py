@@ -62,6 +62,9 @@ class CensusError(BadInput):
         self.problems = problems
 
     def __str__(self) -> str:
+        if len(self.problems) == 1:  # one line: the problem itself says what to change
+            head = self.message.split(":")[0]
+            return f"{head}: {self.problems[0]}" + (f" — {self.hint}" if self.hint else "")
         return "\n".join([super().__str__(), *("  " + p for p in self.problems)])
 
 
@@ -99,3 +102,7 @@ class KitReadOnly(StorageFailure):
 
 class DiskFull(StorageFailure):
     """The disk holding the kit (or an output) filled up; what was committed before is kept."""
+
+
+class NotPermitted(BadInput):
+    """The action needs a supervisor (in the review station, or `--user` naming a supervisor account)."""

@@ -411,11 +411,11 @@ def test_direct_edits_of_audited_tables_are_caught(busy_kit, sql, expected):
 
 
 def test_old_kits_plain_sha_rows_still_verify_and_new_rows_use_the_hmac(busy_kit):
-    """A kit made before the HMAC: its rows are plain SHA-256 and it lacks migration m0002. They are kept
+    """A kit made before the HMAC: its rows are plain SHA-256 and it lacks migration m0004. They are kept
     and verified as written (not rewritten); rows from then on are HMACs."""
     conn = sqlite3.connect(busy_kit / "store.sqlite")
     with conn:
-        conn.execute("DELETE FROM _migrations WHERE name = 'm0002_audit_hmac'")
+        conn.execute("DELETE FROM _migrations WHERE name = 'm0004_audit_hmac'")
         conn.execute("DELETE FROM kit_meta WHERE key = 'audit_hmac_from'")
         prev = "0" * 64
         for rid, ts, actor, action, obj, before, after in conn.execute(

@@ -8,7 +8,7 @@ recompute a valid chain. Deleting the last rows leaves a valid but shorter chain
 backup and in the report, and `check` compares them (see `audit_head`).
 
 Kits made before the HMAC keep their first rows as plain SHA-256 (kit_meta 'audit_hmac_from' says
-where the HMAC starts, migration m0002); those rows are verified as they were written.
+where the HMAC starts, migration m0004); those rows are verified as they were written.
 """
 from __future__ import annotations
 
@@ -90,13 +90,13 @@ def append_audit(conn, actor: str, action: str, obj: str | None = None,
 
 
 def hmac_from(conn: sqlite3.Connection) -> int:
-    """Id of the first HMAC row. A store without migration m0002 has only plain rows; one that has
+    """Id of the first HMAC row. A store without migration m0004 has only plain rows; one that has
     it but lost the marker is held to the HMAC throughout (deleting the marker cannot downgrade it)."""
     try:
         row = conn.execute("SELECT value FROM kit_meta WHERE key = 'audit_hmac_from'").fetchone()
         if row is not None:
             return int(row[0])
-        applied = conn.execute("SELECT 1 FROM _migrations WHERE name = 'm0002_audit_hmac'").fetchone()
+        applied = conn.execute("SELECT 1 FROM _migrations WHERE name = 'm0004_audit_hmac'").fetchone()
     except (sqlite3.OperationalError, ValueError):
         applied = None
     return 1 if applied else 1 << 62

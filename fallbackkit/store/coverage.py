@@ -15,7 +15,8 @@ from collections import Counter
 from typing import Any, Iterator
 
 PATIENT_COLUMNS = ("mrn", "encounter", "last_name", "first_name", "birth_date", "sex", "ward", "bed", "allergies")
-MEDICATION_COLUMNS = ("mrn", "line", "medication", "dose", "route", "frequency", "scheduled_times", "prn")
+MEDICATION_COLUMNS = ("mrn", "line", "medication", "dose", "route", "frequency", "scheduled_times", "prn",
+                      "drug_code", "drug_code_system", "order_id", "start_date", "stop_date")
 
 
 def _canon(value: Any) -> str:
