@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -424,8 +425,19 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
 @pass_kit
 def scan_cmd(ctx: KitContext, paths: tuple[Path, ...], workers: int | None, as_json: bool) -> None:
     """Read scanned files and folders (PDF, TIFF, PNG, JPEG) into the kit."""
+    from .errors import DiskFull
     from .scan.pipeline import format_summary, scan_paths
-    summary = scan_paths(ctx.kit(), list(paths), workers=workers, progress=not ctx.quiet, actor=ctx.actor)
+    from .store.kit import files_done, storage_error
+    kit = ctx.kit()
+    done_before = files_done(kit)
+    try:
+        summary = scan_paths(kit, list(paths), workers=workers, progress=not ctx.quiet, actor=ctx.actor)
+    except (OSError, sqlite3.OperationalError) as exc:
+        error = storage_error(exc, ctx.kit_dir)
+        if isinstance(error, DiskFull):  # say what was kept: the files read completely before
+            raise DiskFull(f"{error.message}: {files_done(kit) - done_before} files of this scan were read and"
+                           " stored completely before", hint=error.hint) from exc
+        raise
     if as_json:
         emit_json(summary.to_dict())
         for f in summary.failed:

@@ -408,3 +408,8 @@ def storage_error(exc: BaseException, kit_dir: Path | None) -> FallbackkitError 
             isinstance(exc, sqlite3.DatabaseError) and "malformed" in message):
         return IntegrityFailure(f"{store} is damaged ({message})", hint=RESTORE_HINT)
     return None
+
+
+def files_done(kit: Kit) -> int:
+    """Input files read and stored completely (for saying what a failed scan kept)."""
+    return kit.db.conn.execute("SELECT count(*) FROM input_files WHERE status = 'done'").fetchone()[0]
