@@ -423,6 +423,38 @@ def test_direct_edits_of_audited_tables_are_caught(busy_kit, sql, expected):
     assert expected in one_line_error(result)
 
 
+def test_decisions_merged_from_another_station_are_covered(tmp_path):
+    """Reviews, undos and links made at station B arrive with B's audit rows (wrapped in merge.audit,
+    with other row ids): `check` on the merged kit finds each one, and still catches an edit."""
+    from fallbackkit.export import check
+    from fallbackkit.reconcile import merge_store
+    kit = census_kit(tmp_path)
+    print_ward(kit, "3B", tmp_path / "w.pdf", actor="tester")
+    print_blank(kit, "registration", 1, tmp_path / "b.pdf", actor="tester")
+    fake_scan(kit, sheets_of(kit, forms_of(kit, "vitals", "3B")[1])[0], {}, tag="a-first")  # ids differ from B's
+    kit.close()
+    shutil.copytree(tmp_path / "kit", tmp_path / "station-b")
+    other = open_kit(tmp_path / "station-b")
+    capture = fake_scan(other, sheets_of(other, forms_of(other, "vitals", "3B")[0])[0], {}, tag="b-scan")
+    ids = [r[0] for r in other.db.conn.execute("SELECT reading_id FROM readings WHERE capture_id = ? LIMIT 2",
+                                               [capture])]
+    undone = record_review(other.db.conn, ids[0], "correct", "y", "clerk-b")
+    record_review(other.db.conn, ids[1], "correct", "z", "clerk-b")
+    undo_review(other.db.conn, undone, "sup-b")
+    downtime = other.db.conn.execute("SELECT value FROM downtime_ids WHERE kind = 'mrn' LIMIT 1").fetchone()[0]
+    link_identity(other, downtime, "100003", "clerk-b", "wristband")
+    other.close()
+    kit = open_kit(tmp_path / "kit")
+    added = merge_store(kit, tmp_path / "station-b", "it")["added"]
+    assert added["reviews"] == 3 and added["identity_links"] == 1
+    assert check(kit)["ok"]
+    kit.close()
+    _edit(tmp_path / "kit", "UPDATE reviews SET value = '\"w\"' WHERE actor = 'clerk-b' AND decision = 'correct'"
+                            " AND undoes IS NULL AND value = '\"z\"'")
+    result = invoke(tmp_path / "kit", "check")
+    assert result.exit_code == ExitCode.INTEGRITY and "reviews without a matching audit row" in one_line_error(result)
+
+
 def test_old_kits_plain_sha_rows_still_verify_and_new_rows_use_the_hmac(busy_kit):
     """A kit made before the HMAC: its rows are plain SHA-256 and it lacks migration m0004. They are kept
     and verified as written (not rewritten); rows from then on are HMACs."""
