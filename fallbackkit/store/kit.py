@@ -203,8 +203,11 @@ class Kit:
         if self.db is None or self.read_only or self.db.conn.in_transaction:
             return
         try:
-            head = audit_head(self.db.conn)
             recorded = read_kit_meta(self.path).get("audit_head")
+            last = self.db.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+            if recorded and last and [recorded.get("last_id"), recorded.get("last_hash")] == list(last):
+                return  # nothing new (the common case: one cheap query, no count)
+            head = audit_head(self.db.conn)
             # only ever forward: a store that lost rows must not erase the evidence (restore resets it)
             if recorded != head and head_problem(self.db.conn, recorded, "kit.json") is None:
                 update_kit_meta(self.path, audit_head=head)
