@@ -45,7 +45,7 @@ class KitContext:
 
     def close(self) -> None:
         if self._kit is not None:
-            self._kit.close()
+            self._kit.close(save_head=True)
             self._kit = None
 
 

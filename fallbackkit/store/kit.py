@@ -24,6 +24,7 @@ import secrets
 import shutil
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def default_actor() -> str:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 RESTORE_HINT = "restore it from a backup: `fallbackkit restore BACKUP_FILE` (then `fallbackkit check`)"
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+HEAD_SAVE_INTERVAL = 1.0  # seconds between two audit-head writes to kit.json by one process
+_HEAD_SAVED: dict[str, float] = {}
 STORE_SUFFIXES = ("", "-wal", "-shm")
 
 
@@ -197,11 +200,17 @@ class Kit:
     def store_path(self) -> Path:
         return self.path / "store.sqlite"
 
-    def save_audit_head(self) -> None:
+    def save_audit_head(self, *, force: bool = True) -> None:
         """Record the audit chain's head in kit.json (what is committed now), so that deleting the
-        last audit rows shows in `check`. Skipped on a read-only kit."""
+        last audit rows shows in `check`. Skipped on a read-only kit. Without force (a connection
+        per request in the review station) at most once a second per kit: the head may lag, which
+        is safe (it is a lower bound), and a command run later records it."""
         if self.db is None or self.read_only or self.db.conn.in_transaction:
             return
+        key = str(self.path)
+        if not force and time.monotonic() - _HEAD_SAVED.get(key, -1e9) < HEAD_SAVE_INTERVAL:
+            return
+        _HEAD_SAVED[key] = time.monotonic()
         try:
             recorded = read_kit_meta(self.path).get("audit_head")
             last = self.db.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
@@ -209,14 +218,16 @@ class Kit:
                 return  # nothing new (the common case: one cheap query, no count)
             head = audit_head(self.db.conn)
             # only ever forward: a store that lost rows must not erase the evidence (restore resets it)
-            if recorded != head and head_problem(self.db.conn, recorded, "kit.json") is None:
+            if recorded != head and head_problem(self.db.conn, recorded, "kit.json", thorough=False) is None:
                 update_kit_meta(self.path, audit_head=head)
         except (OSError, sqlite3.Error, FallbackkitError) as exc:  # a full disk must not hide the real error
             log.info("could not record the audit head in kit.json: %s", exc)
 
-    def close(self) -> None:
+    def close(self, *, save_head: bool | None = None) -> None:
+        """Close the store. The audit head goes to kit.json (see save_audit_head); save_head=True
+        records it now whatever the interval (the CLI, at the end of a command)."""
         if self.db is not None:
-            self.save_audit_head()
+            self.save_audit_head(force=bool(save_head))
             self.db.conn.close()
 
 
