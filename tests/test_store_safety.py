@@ -536,3 +536,9 @@ def test_an_unknown_error_is_one_line_with_the_internal_exit_code(cli_kit, monke
     assert "internal error" in line and "KeyError" in line and "--verbose" in line
     verbose = invoke(cli_kit, "--verbose", "reconcile")
     assert verbose.exit_code == ExitCode.INTERNAL and "Traceback" in verbose.stderr
+
+    def constraint(kit):  # a bug in a query is not a damaged store: nobody is sent to restore a backup
+        raise sqlite3.IntegrityError("UNIQUE constraint failed: reviews.review_id")
+    monkeypatch.setattr(reconcile, "reconcile", constraint)
+    result = invoke(cli_kit, "reconcile")
+    assert result.exit_code == ExitCode.INTERNAL and "restore" not in one_line_error(result)

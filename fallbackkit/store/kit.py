@@ -378,7 +378,7 @@ def _mount_point(path: Path) -> Path:
 
 
 def describe_disk(path: Path) -> str:
-    """'the disk mounted at /x (N MB free)' for messages about the disk holding PATH."""
+    """'the disk mounted at /x (N KiB free)' for messages about the disk holding PATH."""
     try:
         mount = _mount_point(path)
         free = shutil.disk_usage(mount).free
@@ -418,8 +418,11 @@ def storage_error(exc: BaseException, kit_dir: Path | None) -> FallbackkitError 
         return KitReadOnly(f"{what} is read-only: this command needs to write there; nothing was changed",
                            hint="read commands (check, readings, reconcile, export --out elsewhere) still work;"
                                 " copy the kit to a writable disk to change it")
-    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) or (
-            isinstance(exc, sqlite3.DatabaseError) and "malformed" in message):
+    # only SQLite's own corruption codes: a constraint violation (IntegrityError) is a bug, not damage,
+    # and must not send anyone to restore a backup
+    corrupt = isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in message or "not a database" in message or "database corruption" in message)
+    if corrupt:
         return IntegrityFailure(f"{store} is damaged ({message})", hint=RESTORE_HINT)
     return None
 
