@@ -97,7 +97,10 @@ class FallbackkitGroup(click.Group):
             self._fail(ctx, exc)
         finally:
             if isinstance(ctx.obj, KitContext):
-                ctx.obj.close()
+                try:
+                    ctx.obj.close()
+                except Exception as exc:  # noqa: BLE001 - closing must not hide the command's own outcome
+                    log.debug("closing the kit failed: %s", exc)
             os.umask(umask)
 
     @staticmethod
@@ -879,7 +882,8 @@ def restore_cmd(ctx: KitContext, backup_file: Path, force: bool) -> None:
     from .export import restore
     result = restore(ctx.kit(for_restore=True), backup_file, ctx.actor, force)
     click.echo(f"restored kit {result['kit_id']} from {result['restored_from']} ({result['rows']} rows)")
-    say(ctx, f"the store as it was before is kept in {result['safety_copy']}")
+    say(ctx, f"the store as it was before is kept in {result['safety_copy']}" if result["safety_copy"]
+        else "there was no store to keep: it was missing")
     if result["warning"]:
         say(ctx, f"warning: {result['warning']}")
 
