@@ -187,6 +187,8 @@ class Kit:
     read_only: bool = False
     #: why the store cannot be used (only set by open_kit(..., for_restore=True)); db is None then
     store_problem: str | None = None
+    #: id of the last audit row when open_kit opened the store: a command that added none leaves kit.json alone
+    audit_at_open: int | None = None
 
     @property
     def templates_dir(self) -> Path:
@@ -216,6 +218,8 @@ class Kit:
             last = self.db.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
             if recorded and last and [recorded.get("last_id"), recorded.get("last_hash")] == list(last):
                 return  # nothing new (the common case: one cheap query, no count)
+            if self.audit_at_open is not None and (last[0] if last else 0) == self.audit_at_open:
+                return  # this command recorded nothing: it writes nothing (a dry run stays a dry run)
             head = audit_head(self.db.conn)
             # only ever forward: a store that lost rows must not erase the evidence (restore resets it)
             if recorded != head and head_problem(self.db.conn, recorded, "kit.json", thorough=False) is None:
@@ -332,7 +336,8 @@ def open_kit(path: Path | str, *, for_restore: bool = False) -> Kit:
     else:
         log.info("kit %s is read-only: opened the store read-only", path)
     log.debug("opened kit %s at %s (%s)", kit_id, path, "read-only" if not writable else "read-write")
-    return Kit(path, kit_id, secret, db, read_only=not writable)
+    last = db.conn.execute("SELECT MAX(id) FROM audit").fetchone()[0] or 0
+    return Kit(path, kit_id, secret, db, read_only=not writable, audit_at_open=last)
 
 
 def _open_store(store: Path, kit_id: str, writable: bool) -> tuple[sqlite_utils.Database | None, str | None]:
