@@ -455,6 +455,29 @@ def test_decisions_merged_from_another_station_are_covered(tmp_path):
     assert result.exit_code == ExitCode.INTEGRITY and "reviews without a matching audit row" in one_line_error(result)
 
 
+def test_moving_the_hmac_marker_to_pass_plain_sha_rows_shows(busy_kit):
+    """Downgrade: drop the marker and the migration row, rewrite history as plain SHA-256 (no secret
+    needed), let the migration put the marker after the last row. kit.json still says where the HMAC
+    began."""
+    conn = sqlite3.connect(busy_kit / "store.sqlite")
+    with conn:
+        conn.execute("DELETE FROM _migrations WHERE name = 'm0004_audit_hmac'")
+        conn.execute("DELETE FROM kit_meta WHERE key = 'audit_hmac_from'")
+        conn.execute("UPDATE audit SET actor = 'mallory' WHERE action = 'review.correct'")
+        prev = "0" * 64
+        for rid, ts, actor, action, obj, before, after in conn.execute(
+                "SELECT id, ts, actor, action, object, before, after FROM audit ORDER BY id").fetchall():
+            digest = row_hash(prev, ts, actor, action, obj, before, after)
+            conn.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", [prev, digest, rid])
+            prev = digest
+    conn.close()
+    meta = json.loads((busy_kit / "kit.json").read_text())
+    meta["audit_head"]["last_hash"] = prev
+    (busy_kit / "kit.json").write_text(json.dumps(meta))
+    result = invoke(busy_kit, "check")
+    assert result.exit_code == ExitCode.INTEGRITY and "the marker was moved" in one_line_error(result)
+
+
 def test_old_kits_plain_sha_rows_still_verify_and_new_rows_use_the_hmac(busy_kit):
     """A kit made before the HMAC: its rows are plain SHA-256 and it lacks migration m0004. They are kept
     and verified as written (not rewritten); rows from then on are HMACs."""

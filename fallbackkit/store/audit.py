@@ -130,7 +130,9 @@ def audit_head(conn) -> dict[str, Any]:
         conn = conn.conn
     count = conn.execute("SELECT count(*) FROM audit").fetchone()[0]
     last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-    return {"rows": count, "last_id": last[0] if last else None, "last_hash": last[1] if last else None}
+    first_mac = hmac_from(conn)
+    return {"rows": count, "last_id": last[0] if last else None, "last_hash": last[1] if last else None,
+            "hmac_from": first_mac if first_mac < 1 << 62 else None}
 
 
 def head_problem(conn, head: dict[str, Any] | None, where: str, *, thorough: bool = True) -> str | None:
@@ -141,6 +143,10 @@ def head_problem(conn, head: dict[str, Any] | None, where: str, *, thorough: boo
         return None
     if hasattr(conn, "conn"):
         conn = conn.conn
+    if head.get("hmac_from") and hmac_from(conn) > head["hmac_from"]:
+        # moving the marker up would let plain SHA-256 (no secret needed) pass for the rows below it
+        return (f"the audit log's HMAC starts at row {hmac_from(conn)}, {where} records row {head['hmac_from']}:"
+                " the marker was moved")
     row = conn.execute("SELECT hash FROM audit WHERE id = ?", [head["last_id"]]).fetchone()
     if not thorough:
         if row is None:
