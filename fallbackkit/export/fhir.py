@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ..store.kit import Kit, now_iso
+from ..files import OutputFiles, file_name
 from .collect import Form, Store, load, parse_since, touched_since, write_private
 
 NS = uuid.UUID("8f0d7f3e-4c1e-5b8a-9a51-6b7f2a0c3d11")
@@ -632,14 +633,12 @@ class FhirExport:
                 "timestamp": now_iso(), "entry": bundle.entries}
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
 def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
                 mrn_system: str | None = None, skip_entered: bool = False,
                 tz: str | None = None) -> dict[str, Any]:
     """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600.
+
+    File names come from fallbackkit/files.py: two patients never share a file (`A/1` and `A_1`).
 
     Bundles of an earlier export in OUT that this export does not rewrite are removed: after a
     downtime MRN is linked, its old bundle would otherwise be sent too.
@@ -649,11 +648,13 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
         raise BadInput(f"{out_dir} is a file", hint="--format fhir writes a directory of bundles")
     job = FhirExport(kit, ward, since, mrn_system, skip_entered, tz)
     result = job.run()
-    files = []
-    for key, bundle in result["bundles"].items():
-        files.append(write_private(out_dir / f"bundle-{_safe(key)}.json",
-                                   json.dumps(bundle, indent=1, ensure_ascii=False)))
-    pending_path = write_private(out_dir / "pending.json", json.dumps(
+    outputs = OutputFiles()
+    pending_path = outputs.claim(out_dir / "pending.json")
+    # every name is claimed before the first file is written: a clash refuses the export whole
+    named = [(outputs.claim(out_dir / file_name("bundle-", key, ".json"), f"the bundle of {key}"), bundle)
+             for key, bundle in result["bundles"].items()]
+    files = [write_private(path, json.dumps(bundle, indent=1, ensure_ascii=False)) for path, bundle in named]
+    write_private(pending_path, json.dumps(
         {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
          "note": "not exported: still under review, in conflict, or incomplete on paper",
          "items": result["pending"], "skipped_entered": job.skipped}, indent=1, ensure_ascii=False))

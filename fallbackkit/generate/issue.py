@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .. import ids
 from ..errors import BadInput, NotFound
+from ..files import OutputFiles, file_name
 from ..payload import SheetPayload
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
@@ -259,13 +260,13 @@ def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--ward all writes one PDF per ward: give a directory")
-    results = []
-    for ward in census.wards(kit, snapshot["id"]):
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in ward)
-        results.append(print_ward(kit, ward, out_dir / f"ward-{safe}.pdf", paper, langs, actor))
-    if not results:
+    wards = census.wards(kit, snapshot["id"])
+    if not wards:
         raise NotFound("the census snapshot has no wards")
-    return results
+    # every pack's name is claimed before the first is printed: two wards never share one file
+    outputs = OutputFiles()
+    named = [(ward, outputs.claim(out_dir / file_name("ward-", ward, ".pdf"), f"ward {ward}")) for ward in wards]
+    return [print_ward(kit, ward, path, paper, langs, actor) for ward, path in named]
 
 
 def print_blank(kit: Kit, template_ref: str, count: int, out_path: Path | str, paper: str = "a4",

@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import ids
 from ..errors import BadInput, Conflict, IntegrityFailure, MissingDependency, NotFound
+from ..files import OutputFiles, file_name
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
@@ -345,9 +346,11 @@ def _save_crops(kit_path: Path, folder: Path, out: dict[str, Any]) -> None:
     than reading the page; any crop can be cut again later from the archived original with the
     stored transform.
     """
+    outputs = OutputFiles()
     for reading, crop in zip(out["readings"], out.pop("_crops")):
         if crop is not None and (reading["status"] != "accepted" or reading["ink"]):
-            reading["crop_path"] = _save_png(kit_path, folder / f"{_safe(reading['field'])}.png", crop)
+            rel = outputs.claim(folder / file_name("", reading["field"], ".png"), f"field {reading['field']}")
+            reading["crop_path"] = _save_png(kit_path, rel, crop)
 
 
 def _preview(image: np.ndarray, dpi: float | None) -> np.ndarray:
@@ -381,10 +384,6 @@ def _save_png(kit_path: Path, rel: Path, image: np.ndarray) -> str:
         tmp.write_bytes(buf.tobytes())
     os.replace(tmp, dest)
     return rel.as_posix()
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in name)
 
 
 def _raw_json(raw: Any) -> str:
