@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .. import ids
 from ..errors import BadInput, NotFound
 from ..files import OutputFiles, file_name
-from ..payload import SheetPayload
+from ..payload import CoverPayload, SheetPayload
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
@@ -213,8 +213,11 @@ class _Issuer:
         return PrintResult(out_path, batch_id, sheets, len(orders), ward)
 
 
-def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -> Callable[[list[dict]], Callable]:
+def _cover(kit: Kit, ward: str, snapshot: dict, patients: list[dict], paper: str,
+           langs) -> Callable[[list[dict]], Callable]:
     def make(sheets: list[dict]) -> Callable:
+        # the pack is named by its first sheet: a key every station shares (batch ids are local)
+        code = CoverPayload(kit.kit_id, sheets[0]["sheet_id"], len(sheets)).encode(kit.secret) if sheets else None
         per_patient: dict[str, dict[str, int]] = {}
         for s in sheets:
             per_patient.setdefault(s["patient_mrn"], {})
@@ -222,7 +225,8 @@ def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -
         lines = [
             (f"{word('as_of', langs)} {snapshot['imported_at']} · printed {now_iso()}", False),
             (f"{len(patients)} patients · {len(sheets)} sheets", True),
-            ("This cover page is not a form: keep it with the pack, do not scan it.", False),
+            ("Not a form: keep this cover with the pack. It may be scanned with it:", False),
+            ("its code marks it as this pack's cover (counted; nothing is read from it).", False),
             ("", False),
         ]
         for p in patients:
@@ -232,7 +236,7 @@ def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -
                           f"   MRN {p['mrn']}   {p['birth_date']}", True))
             lines.append((f"        {sum(counts.values())} sheets: {detail}", False))
         title = f"{word('ward', langs)} {ward} — downtime pack"
-        return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper])
+        return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper], code, "pack cover")
     return make
 
 
@@ -251,7 +255,7 @@ def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", lan
         orders += [FormOrder(t, p, meds) for t in templates]
     issuer = _Issuer(kit, paper, tuple(langs), actor)
     return issuer.run("ward", orders, Path(out_path), ward=ward, snapshot=snapshot,
-                      cover=_cover(ward, snapshot, patients, paper, tuple(langs)))
+                      cover=_cover(kit, ward, snapshot, patients, paper, tuple(langs)))
 
 
 def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en",),
