@@ -380,23 +380,40 @@ def decoder_messages(sink: list[str]):
         try:
             if sys.stderr is not None:
                 sys.stderr.flush()
+            caught = _catch_file()
             saved = os.dup(2)
-        except (OSError, ValueError):  # no stderr at all: nothing to catch
+        except (OSError, ValueError):  # no stderr at all, or no room for a temporary file
             saved = None
         if saved is None:
             yield sink
             return
         try:
-            with tempfile.TemporaryFile() as caught:
-                os.dup2(caught.fileno(), 2)
-                try:
-                    yield sink
-                finally:  # also when decoding failed: the messages explain the failure
-                    os.dup2(saved, 2)
-                    caught.seek(0)
-                    _collect(sink, caught.read(64 * 1024).decode("utf-8", "replace"))
+            os.dup2(caught, 2)
+            try:
+                yield sink
+            finally:  # also when decoding failed: the messages explain the failure
+                os.dup2(saved, 2)
+                size = os.lseek(caught, 0, os.SEEK_END)
+                if size:
+                    text = os.pread(caught, min(size, 64 * 1024), 0)
+                    os.ftruncate(caught, 0)
+                    os.lseek(caught, 0, os.SEEK_SET)
+                    _collect(sink, text.decode("utf-8", "replace"))
         finally:
             os.close(saved)
+
+
+_CATCH: dict[int, int] = {}  # pid -> descriptor of an unlinked temporary file (a forked worker makes its own)
+
+
+def _catch_file() -> int:
+    fd = _CATCH.get(os.getpid())
+    if fd is None:
+        with tempfile.TemporaryFile() as fh:
+            fd = os.dup(fh.fileno())
+        _CATCH.clear()
+        _CATCH[os.getpid()] = fd
+    return fd
 
 
 def _collect(sink: list[str], text: str) -> None:
