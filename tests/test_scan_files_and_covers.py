@@ -152,3 +152,29 @@ def test_cover_of_another_kit_is_quarantined_as_foreign(tmp_path):
     summary = scan_paths(kit, [write_png(tmp_path / "cover.png", cover, dpi=150)], workers=0,
                          progress=False, actor="clerk")
     assert summary.cover_sheets == 0 and [q["reason"] for q in summary.quarantined] == ["foreign_kit"]
+
+
+def test_a_decoder_warning_on_a_page_that_reads_is_a_note_naming_the_file(kit, blank_lab, tmp_path, capfd,
+                                                                         monkeypatch):
+    """Fault injected at the decode call: a C-level write to descriptor 2, as libtiff warns, while
+    the page decodes fine. It becomes a `note:` naming file and page, and never reaches the console."""
+    import ctypes
+    from PIL import ImageFile
+    libc = ctypes.CDLL(None)
+    original = ImageFile.ImageFile.load
+
+    def chatty_load(self):
+        message = b"tempfile.tif: TIFFReadDirectory: Warning, Unknown field with tag 65000 (0xfde8) encountered.\n"
+        libc.write(2, message, len(message))
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", chatty_load)
+    path = write_png(tmp_path / "scan-0001.png", render_pages(blank_lab.out_path, dpi=150)[0], dpi=150)
+    capfd.readouterr()
+    summary = scan_paths(kit, [path], workers=0, progress=False, actor="clerk")
+    assert "Unknown field" not in capfd.readouterr().err
+    assert summary.pages_read == 1 and not summary.failed
+    assert summary.decoder_notes == [{"path": str(path), "page": 1, "note": "TIFFReadDirectory: Warning, Unknown "
+                                      "field with tag 65000 (0xfde8) encountered."}]
+    from fallbackkit.scan.pipeline import format_summary
+    assert f"note: {path} page 1: the image decoder said: TIFFReadDirectory" in format_summary(summary)
