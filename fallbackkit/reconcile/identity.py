@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date
 from typing import Any
 
 from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
+from ..templates.values import date_or_none
 from .state import current_links, current_reviews, iter_capture_values, load_registry
 
 # Letters that Unicode does not decompose into a base letter plus an accent.
@@ -35,23 +35,9 @@ def normalize_name(text: str | None) -> list[str]:
 
 
 def parse_date(text: Any) -> str | None:
-    """A handwritten date as a clerk transcribed it (dd/mm/yyyy, dd-mm-yyyy, ddmmyyyy, ISO) -> ISO."""
-    if not text or not isinstance(text, str):
-        return None
-    s = text.strip()
-    m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", s)
-    if m:
-        y, mo, d = (int(g) for g in m.groups())
-    else:
-        m = re.fullmatch(r"(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]\s*(\d{4})", s) or \
-            re.fullmatch(r"(\d{2})(\d{2})(\d{4})", s)
-        if not m:
-            return None
-        d, mo, y = (int(g) for g in m.groups())
-    try:
-        return date(y, mo, d).isoformat()
-    except ValueError:
-        return None
+    """A handwritten birth date as ISO, or None (the one rule: templates/values.py)."""
+    day = date_or_none(text)
+    return day.isoformat() if day else None
 
 
 def transcribed_identity(kit: Kit, form_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -72,9 +58,9 @@ def _transcribed(kit: Kit, form_ids: list[str], reviews: dict) -> dict[str, dict
                 for cid in reg.captures[sid]:
                     chosen[cid] = fid
     out: dict[str, dict[str, Any]] = {}
-    for cid, values in iter_capture_values(kit, chosen, reviews):
+    for cid, captured in iter_capture_values(kit, chosen, reviews):
         fid = chosen[cid]
-        got = {n: v.value for n, v in values.items()
+        got = {n: v.value for n, v in captured.items()
                if (n in NAME_FIELDS or n in BIRTH_FIELDS) and v.source in ("transcribe", "correct", "confirm")
                and isinstance(v.value, str) and v.value.strip()}
         entry = out.setdefault(fid, {"name": None, "birth_date": None})
