@@ -3,7 +3,8 @@
 One rule, so that two objects can never end up in one file:
 
 - A key made only of capital letters, digits, `.`, `_` and `-` (not starting with `.` or `-`, at
-  most 64 characters) is used as it is: `bundle-100345.json`, `ward-3B.pdf`.
+  most 64 characters, not a Windows device name such as `CON`) is used as it is:
+  `bundle-100345.json`, `ward-3B.pdf`.
 - Any other key keeps a readable, sanitised part and gets `~` plus 10 hex digits of the SHA-256 of
   the raw key: `A/1` -> `A_1~<hash>`, `a1` -> `a1~<hash>`.
 
@@ -27,6 +28,8 @@ from .errors import Conflict
 _CLEAN = re.compile(r"[A-Z0-9_][A-Z0-9._-]{0,63}")
 _READABLE_CHAR = re.compile(r"[A-Za-z0-9._-]")
 HASH_HEX = 10
+# Names Windows keeps for devices, whatever the extension (a kit copied to a USB stick for `merge`)
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
 READABLE_MAX = 40
 # What names made by `file_stem` look like (used to check names taken from another store).
 STEM_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}(?:~[0-9a-f]{%d})?" % HASH_HEX
@@ -39,7 +42,7 @@ def key_hash(key: str) -> str:
 def file_stem(key: str) -> str:
     """A file-name part for KEY that no other key can share (see the module docstring)."""
     key = str(key)
-    if _CLEAN.fullmatch(key):
+    if _CLEAN.fullmatch(key) and key.split(".")[0] not in _WINDOWS_DEVICES:
         return key
     ascii_key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode("ascii")
     readable = "".join(ch if _READABLE_CHAR.fullmatch(ch) else "_" for ch in ascii_key)

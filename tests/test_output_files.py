@@ -38,6 +38,7 @@ def test_stems_of_colliding_keys_differ():
     assert len({s.casefold() for s in stems}) == len(keys), stems  # distinct even on a case-folding disk
     assert all("/" not in s and s not in (".", "..") and not s.startswith(".") for s in stems)
     assert file_name("ward-", "3/B", ".pdf").startswith("ward-3_B~")
+    assert file_stem("CON").startswith("CON~") and file_stem("A" * 65).startswith("A" * 40 + "~")
 
 
 def test_a_run_refuses_to_write_one_path_twice(tmp_path):
