@@ -169,7 +169,8 @@ def test_a_decoder_warning_on_a_page_that_reads_is_a_note_naming_the_file(kit, b
         return original(self)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", chatty_load)
-    path = write_png(tmp_path / "scan-0001.png", render_pages(blank_lab.out_path, dpi=150)[0], dpi=150)
+    path = tmp_path / "scan-0001.tif"
+    Image.fromarray(render_pages(blank_lab.out_path, dpi=150)[0]).save(path, dpi=(150, 150))
     capfd.readouterr()
     summary = scan_paths(kit, [path], workers=0, progress=False, actor="clerk")
     assert "Unknown field" not in capfd.readouterr().err
@@ -178,3 +179,32 @@ def test_a_decoder_warning_on_a_page_that_reads_is_a_note_naming_the_file(kit, b
                                       "field with tag 65000 (0xfde8) encountered."}]
     from fallbackkit.scan.pipeline import format_summary
     assert f"note: {path} page 1: the image decoder said: TIFFReadDirectory" in format_summary(summary)
+
+
+def test_scanner_pdf_whose_jpeg_is_cut_short_fails_instead_of_reading_grey_as_blank(kit, blank_lab, tmp_path, capfd):
+    """OpenCV's libjpeg decodes a cut JPEG, fills the rest grey and says so on stderr only: the
+    marks in the grey part would read as empty boxes. The page fails, with what libjpeg said."""
+    import io
+
+    import cv2
+    import pypdfium2 as pdfium
+    image = render_pages(blank_lab.out_path, dpi=150)[0]
+    data = cv2.imencode(".jpg", image)[1].tobytes()
+    data = data[:len(data) // 2] + b"\xff\xd9"
+    pdf = pdfium.PdfDocument.new()
+    sheet = pdf.new_page(595, 842)
+    obj = pdfium.PdfImage.new(pdf)
+    obj.load_jpeg(io.BytesIO(data), inline=False)
+    obj.set_matrix(pdfium.PdfMatrix().scale(595, 842))
+    sheet.insert_obj(obj)
+    sheet.gen_content()
+    path = tmp_path / "scanner.pdf"
+    pdf.save(path)
+    pdf.close()
+    capfd.readouterr()
+    summary = scan_paths(kit, [path], workers=0, progress=False, actor="clerk")
+    assert "Corrupt JPEG" not in capfd.readouterr().err
+    assert summary.pages_read == 0 and summary.pages_quarantined == 0
+    [failed] = summary.failed
+    assert "scanner.pdf: page 1: its image is cut short (the decoder said: Corrupt JPEG data: premature end" \
+        in failed["error"], failed

@@ -256,10 +256,15 @@ def _extract_scanned_image(path: Path, page, index: int, width_pt: float, height
         _check_pixels(path, index, px_w, px_h)
         filters = obj.get_filters()
         image = None
+        said: list[str] = []
         if filters == ["DCTDecode"]:
             data = obj.get_data(decode_simple=False)
             buf = np.frombuffer(bytes(data), dtype=np.uint8)
-            image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+            with decoder_messages(said):  # OpenCV's libjpeg prints "Corrupt JPEG data: ..." on stderr
+                image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+            if any("premature end" in line for line in said):
+                # the rest of the page is filled in grey: its marks would read as blank boxes
+                raise UnreadableFile(path, f"page {index}: its image is cut short ({_said(said)[2:]})", RESCAN)
             if image is not None and image.shape != (px_h, px_w):
                 image = None
         if image is None:
@@ -272,7 +277,7 @@ def _extract_scanned_image(path: Path, page, index: int, width_pt: float, height
     if image[::16, ::16].mean() < 96:
         return None  # mostly dark: an inverted image (a /Decode array the raw bitmap ignores); render it
     dpi = round(px_w / ((right - left) / 72), 1)
-    return Page(index, np.ascontiguousarray(image), float(dpi), "pdf", "extract")
+    return Page(index, np.ascontiguousarray(image), float(dpi), "pdf", "extract", notes=tuple(said))
 
 
 def _bitmap_to_grey(bitmap) -> np.ndarray:
@@ -295,7 +300,7 @@ def _bitmap_to_grey(bitmap) -> np.ndarray:
 def _open_image(path: Path, kind: str) -> Image.Image:
     said: list[str] = []
     try:
-        with warnings.catch_warnings(), decoder_messages(said):
+        with warnings.catch_warnings(), _tiff_messages(said, kind):
             warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the pixels still count
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
@@ -320,7 +325,7 @@ def _frames(path: Path, img: Image.Image, kind: str) -> int:
         return 1
     said: list[str] = []
     try:
-        with warnings.catch_warnings(), decoder_messages(said):
+        with warnings.catch_warnings(), _tiff_messages(said, kind):
             warnings.simplefilter("ignore")
             return img.n_frames
     except Exception as exc:  # a page directory points past the end of the file
@@ -331,7 +336,7 @@ def _frames(path: Path, img: Image.Image, kind: str) -> int:
 def _image_page(path: Path, img: Image.Image, kind: str, index: int) -> Page:
     said: list[str] = []
     try:
-        with decoder_messages(said), warnings.catch_warnings():
+        with _tiff_messages(said, kind), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if kind == "tiff":
@@ -414,6 +419,11 @@ def _catch_file() -> int:
         _CATCH.clear()
         _CATCH[os.getpid()] = fd
     return fd
+
+
+def _tiff_messages(sink: list[str], kind: str):
+    """Pillow decodes TIFF through libtiff, which prints; its PNG and JPEG decoders print nothing."""
+    return decoder_messages(sink) if kind == "tiff" else contextlib.nullcontext(sink)
 
 
 def _collect(sink: list[str], text: str) -> None:
