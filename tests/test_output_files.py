@@ -73,7 +73,7 @@ def test_ward_packs_of_wards_that_sanitise_alike_are_two_files(tmp_path):
     kit = _kit(tmp_path, ["100001,E1,Dupont,Léa,1961-02-03,F,3/B,1,", "100002,E2,Martin,Jan,1970-05-06,M,3_B,2,"])
     r = _run(kit.path, "print", "--ward", "all", "--out", str(tmp_path / "packs"))
     assert r.exit_code == 0, r.output
-    packs = sorted(p.name for p in (tmp_path / "packs").iterdir())
+    packs = sorted(p.name for p in (tmp_path / "packs").glob("ward-*.pdf"))
     assert len(packs) == 2 and "ward-3_B.pdf" in packs, packs
     batches = kit.db.execute("SELECT ward, out_path FROM print_batches ORDER BY ward").fetchall()
     assert len({out for _, out in batches}) == 2

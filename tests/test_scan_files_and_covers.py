@@ -208,3 +208,18 @@ def test_scanner_pdf_whose_jpeg_is_cut_short_fails_instead_of_reading_grey_as_bl
     [failed] = summary.failed
     assert "scanner.pdf: page 1: its image is cut short (the decoder said: Corrupt JPEG data: premature end" \
         in failed["error"], failed
+
+
+def test_a_cover_of_two_pages_carries_the_code_on_both(tmp_path):
+    kit = census_kit(tmp_path, {"3B": 30})
+    pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="coordinator")
+    images = render_pages(pack.out_path, dpi=150)
+    covers = len(images) - len(pack.sheets)
+    assert covers == 2, covers
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(covers):
+        write_png(inbox / f"cover-{i}.png", images[i], dpi=150)
+    summary = scan_paths(kit, [inbox], workers=0, progress=False, actor="clerk")
+    assert summary.cover_sheets == 2 and summary.pages_quarantined == 0
+    assert {c["ward"] for c in summary.covers} == {"3B"}
