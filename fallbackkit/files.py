@@ -23,7 +23,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from .errors import Conflict
+from .errors import BadInput, Conflict
 
 _CLEAN = re.compile(r"[A-Z0-9_][A-Z0-9._-]{0,63}")
 _READABLE_CHAR = re.compile(r"[A-Za-z0-9._-]")
@@ -81,6 +81,21 @@ class OutputFiles:
 
     def __contains__(self, path: Path | str) -> bool:
         return os.path.normcase(os.path.abspath(Path(path))).casefold() in self._claimed
+
+
+def outside_kit(kit_path: Path | str, path: Path | str, what: str) -> Path:
+    """An output a person asked for never goes inside the kit folder: there it could replace the
+    store, the secret that signs every printed sheet, or an archived original."""
+    path = Path(path)
+    try:
+        inside = path.resolve().is_relative_to(Path(kit_path).resolve())
+    except OSError:
+        inside = False
+    if inside:
+        raise BadInput(f"{path} is inside the kit folder {kit_path}: {what} is not written there",
+                       hint="give --out a path outside the kit folder (the kit holds the store, its secret "
+                            "and the archive)")
+    return path
 
 
 def write_private(path: Path | str, data: bytes | str) -> Path:

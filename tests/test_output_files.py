@@ -120,3 +120,29 @@ def test_negative_numbers_computed_by_the_kit_stay_numbers():
     from fallbackkit.export.tabular import _cell
     assert _cell(-1.5) == -1.5 and _cell(-3) == -3
     assert _cell("-1.5") == "'-1.5" and _cell(["=x"]) == '["=x"]' and _cell(True) == "true"
+
+
+@pytest.mark.parametrize("args", [
+    ["print", "--ward", "3B", "--out", "{kit}/store.sqlite"],
+    ["print", "registration", "--blank", "1", "--out", "{kit}/secret.key"],
+    ["print", "--ward", "all", "--out", "{kit}/packs"],
+    ["export", "--format", "json", "--out", "{kit}/secret.key"],
+    ["export", "--format", "csv", "--out", "{kit}/archive"],
+    ["export", "--format", "fhir", "--out", "{kit}"],
+    ["report", "--out", "{kit}/pages/report.html"],
+])
+def test_outputs_never_go_inside_the_kit(kit, tmp_path, args):
+    """`--out kit/store.sqlite` used to replace the store with a PDF (and `secret.key` the secret)."""
+    before = {p: p.read_bytes() for p in kit.path.rglob("*") if p.is_file() and "store.sqlite" not in p.name}
+    store = kit.store_path.read_bytes()
+    r = _run(kit.path, *[a.replace("{kit}", str(kit.path)) for a in args])
+    assert r.exit_code == 4 and "is inside the kit folder" in r.output, r.output
+    assert {p: p.read_bytes() for p in kit.path.rglob("*") if p.is_file() and "store.sqlite" not in p.name} == before
+    assert kit.store_path.read_bytes()[:16] == store[:16] == b"SQLite format 3\x00"
+    assert kit.db.execute("SELECT COUNT(*) FROM print_batches").fetchone()[0] == 0
+
+
+def test_blank_stock_batches_are_recorded_as_blank(kit, tmp_path):
+    r = _run(kit.path, "print", "registration", "--blank", "2", "--out", str(tmp_path / "b.pdf"))
+    assert r.exit_code == 0, r.output
+    assert kit.db.execute("SELECT kind FROM print_batches").fetchall() == [("blank",)]

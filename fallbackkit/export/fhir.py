@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from ..errors import BadInput
 from ..store.kit import Kit, now_iso
-from ..files import OutputFiles, file_name
+from ..files import OutputFiles, file_name, outside_kit
 from ..templates import values as paper_values
 from .collect import Form, Store, load, parse_since, touched_since, write_private
 
@@ -628,7 +628,7 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     Bundles of an earlier export in OUT that this export does not rewrite are removed: after a
     downtime MRN is linked, its old bundle would otherwise be sent too.
     """
-    out_dir = Path(out_dir)
+    out_dir = outside_kit(kit.path, out_dir, "an export")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--format fhir writes a directory of bundles")
     job = FhirExport(kit, ward, since, mrn_system, skip_entered, tz)

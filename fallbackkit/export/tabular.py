@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
-from ..files import OutputFiles
+from ..files import OutputFiles, outside_kit
 from ..store.kit import Kit, now_iso
 from .collect import Store, _aware, load, parse_since, write_private
 
@@ -106,7 +106,7 @@ def export_table(kit: Kit, fmt: str, out: Path | str, ward: str | None = None,
                  since: str | None = None) -> dict[str, Any]:
     if fmt not in ("csv", "json"):
         raise BadInput(f"unknown format {fmt!r}", hint="use csv, json or fhir")
-    out = Path(out)
+    out = outside_kit(kit.path, out, "an export")
     store = load(kit, ward)
     readings = reading_rows(store, since)
     worklist = worklist_rows(kit, ward)

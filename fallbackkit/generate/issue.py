@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .. import ids
 from ..errors import BadInput, NotFound
-from ..files import OutputFiles, file_name
+from ..files import OutputFiles, file_name, outside_kit
 from ..payload import CoverPayload, SheetPayload
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
@@ -204,11 +204,12 @@ class _Issuer:
             template: str | None = None, snapshot: dict | None = None,
             cover: Callable[[list[dict]], Callable] | None = None) -> PrintResult:
         db = self.kit.db
+        outside_kit(self.kit.path, out_path, "a printed PDF")
         needed: dict[str, int] = {}
         for order in orders:
             if order.patient is None:
-                for kind in order.template.pool_ids:
-                    needed[kind] = needed.get(kind, 0) + 1
+                for pool_kind in order.template.pool_ids:  # not `kind`: that is the batch's kind
+                    needed[pool_kind] = needed.get(pool_kind, 0) + 1
         with db.conn:
             check_enough(self.kit, needed)
             batch_id = self.start_batch(kind, ward, template, snapshot, out_path)
@@ -309,7 +310,7 @@ def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", lan
 def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en",),
                     actor: str = "system") -> list[PrintResult]:
     snapshot = census.current_snapshot(kit)
-    out_dir = Path(out_dir)
+    out_dir = outside_kit(kit.path, out_dir, "a folder of ward packs")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--ward all writes one PDF per ward: give a directory")
     wards = census.wards(kit, snapshot["id"])
