@@ -439,9 +439,10 @@ def _said(said: list[str]) -> str:
 
 
 # --- TIFFs that are valid but that this build cannot decode ---------------------------------------
-_TIFF_COMPRESSIONS = {34712: "JPEG 2000 compression", 34713: "Nikon NEF compression",
-                      34887: "LERC compression", 34925: "LZMA compression", 50000: "Zstandard compression",
-                      50001: "WebP compression", 50002: "JPEG XL compression", 52546: "JPEG XL compression"}
+_TIFF_COMPRESSIONS = {6: "old-style JPEG compression", 34712: "JPEG 2000 compression",
+                      34713: "Nikon NEF compression", 34887: "LERC compression", 34925: "LZMA compression",
+                      50000: "Zstandard compression", 50001: "WebP compression", 50002: "JPEG XL compression",
+                      52546: "JPEG XL compression"}
 _TIFF_PHOTOMETRIC = {8: "CIELAB colour", 9: "ICC L*a*b* colour", 10: "ITU L*a*b* colour",
                      32844: "LogL colour", 32845: "LogLuv colour"}
 
