@@ -18,12 +18,15 @@ even a hash collision cannot lose an object silently.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import unicodedata
 from pathlib import Path
 
 from .errors import BadInput, Conflict
+
+log = logging.getLogger(__name__)
 
 _CLEAN = re.compile(r"[A-Z0-9_][A-Z0-9._-]{0,63}")
 _READABLE_CHAR = re.compile(r"[A-Za-z0-9._-]")
@@ -116,4 +119,5 @@ def write_private(path: Path | str, data: bytes | str) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    log.debug("wrote %s (%d bytes, mode 0600)", path, len(data))
     return path

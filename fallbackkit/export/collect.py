@@ -21,6 +21,7 @@ from ..store.decisions import CURRENT_REVIEWS_SQL, current_links
 from ..store.kit import Kit
 
 
+
 # --- writing files that hold patient data -----------------------------------------------------
 def parse_since(text: str | None) -> _dt.datetime | None:
     """`--since` accepts an ISO date or date-time; without an offset it means local time."""
