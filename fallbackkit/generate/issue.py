@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from .. import ids
 from ..errors import BadInput, NotFound
-from ..payload import SheetPayload
+from ..files import OutputFiles, file_name, outside_kit
+from ..payload import CoverPayload, SheetPayload
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
@@ -39,9 +40,13 @@ WORDS = {
     "printed": {"en": "printed", "fr": "imprimé le", "nl": "afgedrukt op"},
     "patients": {"en": "patients", "fr": "patients", "nl": "patiënten"},
     "sheets": {"en": "sheets", "fr": "feuilles", "nl": "bladen"},
-    "not_a_form": {"en": "This cover page is not a form: keep it with the pack, do not scan it.",
-                   "fr": "Cette page de garde n'est pas un formulaire : gardez-la avec le paquet, ne la scannez pas.",
-                   "nl": "Dit voorblad is geen formulier: bewaar het bij het pakket, scan het niet."},
+    "not_a_form": {"en": "This cover is not a form: keep it with the pack. Scanned with it, its code marks it as"
+                         " the pack's cover (counted; nothing is read from it).",
+                   "fr": "Cette page de garde n'est pas un formulaire : gardez-la avec le paquet. Scannée avec"
+                         " lui, son code la signale comme page de garde (comptée ; rien n'y est lu).",
+                   "nl": "Dit voorblad is geen formulier: bewaar het bij het pakket. Mee gescand, wijst de code"
+                         " het aan als voorblad van het pakket (geteld; er wordt niets van gelezen)."},
+    "cover": {"en": "pack cover", "fr": "page de garde", "nl": "voorblad"},
     "pack": {"en": "downtime pack", "fr": "paquet mode dégradé", "nl": "noodpakket"},
     "changes": {"en": "Changes since the previous census", "fr": "Changements depuis le recensement précédent",
                 "nl": "Wijzigingen sinds de vorige patiëntenlijst"},
@@ -243,17 +248,18 @@ class _Issuer:
             template: str | None = None, snapshot: dict | None = None,
             cover: Callable[[list[dict]], Callable] | None = None) -> PrintResult:
         db = self.kit.db
+        outside_kit(self.kit.path, out_path, "a printed PDF")
         needed: dict[str, int] = {}
         sets: set[int] = set()
         for order in orders:
             if order.patient is None:
-                kinds = set(order.template.pool_ids)
+                pool_kinds = set(order.template.pool_ids)  # not `kind`: that is the batch's kind
                 if order.shared_ids is not None:  # a new-patient set draws its MRN and encounter once
                     first = id(order.shared_ids) not in sets
                     sets.add(id(order.shared_ids))
-                    kinds = (kinds - {"mrn", "encounter"}) | ({"mrn", "encounter"} if first else set())
-                for kind in kinds:
-                    needed[kind] = needed.get(kind, 0) + 1
+                    pool_kinds = (pool_kinds - {"mrn", "encounter"}) | ({"mrn", "encounter"} if first else set())
+                for pool_kind in pool_kinds:
+                    needed[pool_kind] = needed.get(pool_kind, 0) + 1
         with db.conn:
             check_enough(self.kit, needed)
             batch_id = self.start_batch(kind, ward, template, snapshot, out_path)
@@ -274,12 +280,14 @@ class _Issuer:
         return PrintResult(out_path, batch_id, sheets, len(orders), ward)
 
 
-def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs,
+def _cover(kit: Kit, ward: str, snapshot: dict, patients: list[dict], paper: str, langs,
            titles: dict[str, str] | None = None) -> Callable[[list[dict]], Callable]:
     """The pack's cover, all in the chosen languages; forms named by their title in the first."""
     titles = titles or {}
 
     def make(sheets: list[dict]) -> Callable:
+        # the pack is named by its first sheet: a key every station shares (batch ids are local)
+        code = CoverPayload(kit.kit_id, sheets[0]["sheet_id"], len(sheets)).encode(kit.secret) if sheets else None
         per_patient: dict[str, dict[str, int]] = {}
         for s in sheets:
             per_patient.setdefault(s["patient_mrn"], {})
@@ -305,7 +313,7 @@ def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs,
                           + (f"   ({word('new', langs)})" if p["mrn"] in new else ""), True))
             lines.append((f"        {sum(counts.values())} {word('sheets', langs)}: {detail}", False))
         title = f"{word('ward', langs)} {ward} — {word('pack', langs)}"
-        return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper])
+        return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper], code, word("cover", langs))
     return make
 
 
@@ -350,22 +358,24 @@ def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", lan
         orders += [FormOrder(t, p, meds) for t in templates]
     issuer = _Issuer(kit, paper, tuple(langs), actor)
     return issuer.run("ward", orders, Path(out_path), ward=ward, snapshot=snapshot,
-                      cover=_cover(ward, snapshot, patients, paper, tuple(langs),
+                      cover=_cover(kit, ward, snapshot, patients, paper, tuple(langs),
                                    {t.name: t.title[tuple(langs)[0]] for t in templates}))
 
 
 def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en",),
                     actor: str = "system") -> list[PrintResult]:
     snapshot = census.current_snapshot(kit)
-    out_dir = Path(out_dir)
+    out_dir = outside_kit(kit.path, out_dir, "a folder of ward packs")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--ward all writes one PDF per ward: give a directory")
-    results = []
-    for ward in census.wards(kit, snapshot["id"]):
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in ward)
-        results.append(print_ward(kit, ward, out_dir / f"ward-{safe}.pdf", paper, langs, actor))
-    if not results:
+    wards = census.wards(kit, snapshot["id"])
+    if not wards:
         raise NotFound("the census snapshot has no wards")
+    # every pack's name is claimed before the first is printed: two wards never share one file
+    outputs = OutputFiles()
+    outputs.claim(out_dir / PACKS_MARKER)
+    named = [(ward, outputs.claim(out_dir / file_name("ward-", ward, ".pdf"), f"ward {ward}")) for ward in wards]
+    results = [print_ward(kit, ward, path, paper, langs, actor) for ward, path in named]
     _write_marker(kit, out_dir, snapshot, results)
     return results
 

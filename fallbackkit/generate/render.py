@@ -124,10 +124,24 @@ def _draw_sheet(c: canvas.Canvas, sheet: SheetToRender, forms: dict[str, str]) -
     c.showPage()
 
 
-def draw_cover(c: canvas.Canvas, title: str, lines: list[tuple[str, bool]], size_mm) -> None:
-    """A pack's cover sheet: plain text, no code (it is not a form and is not scanned)."""
+def draw_cover(c: canvas.Canvas, title: str, lines: list[tuple[str, bool]], size_mm,
+               code: str | None = None, code_label: str = "cover") -> None:
+    """A pack's cover sheet: plain text, and a code of its own where a sheet has its code, so that
+    a cover scanned with its pack is recognised and counted (it is not a form: nothing is read)."""
     page_w, page_h = size_mm
-    c.setPageSize((page_w * mm, page_h * mm))
+
+    def start_page() -> None:  # every page of a long cover carries the code: none is quarantined
+        c.setPageSize((page_w * mm, page_h * mm))
+        if code is not None:
+            _draw_qr(c, code, page_w, page_h)
+            qx, qy, qs, _ = qr_box((page_w, page_h))
+            c.setFillGray(0)
+            c.setFont(fonts.REGULAR, 7)
+            c.drawCentredString((qx + qs / 2) * mm, (page_h - qy - qs - 4.2) * mm, code_label)
+
+    qx, qy, qs, _ = qr_box((page_w, page_h))
+    code_bottom = qy + qs + 6  # the code and its label
+    start_page()
     c.setFont(fonts.BOLD, 16)
     c.drawString(MARGIN * mm, (page_h - MARGIN - 6) * mm, title)
     y = MARGIN + 16
@@ -135,13 +149,18 @@ def draw_cover(c: canvas.Canvas, title: str, lines: list[tuple[str, bool]], size
         font = fonts.BOLD if bold else fonts.REGULAR
         indent = len(text) - len(text.lstrip(" "))
         pad = fonts.text_width_mm(" " * indent, 9.5, font)
-        room = page_w - 2 * MARGIN - pad
+        # beside the code (top right) a line stops short of it; below it, at the right margin
+        right = qx - 3 if code is not None and y < code_bottom else page_w - MARGIN
+        room = right - MARGIN - pad
         wrapped = [text.strip()] if fonts.text_width_mm(text.strip(), 9.5, font) <= room \
             else wrap_text(text.strip(), room, 9.5, font)[0]
         for line in wrapped:  # long lines wrap inside the margins
             if y > page_h - MARGIN:
                 c.showPage()
-                y = MARGIN + 6
+                start_page()
+                c.setFont(fonts.BOLD, 12)
+                c.drawString(MARGIN * mm, (page_h - MARGIN - 6) * mm, f"{title} (continued)")
+                y = code_bottom + 4 if code is not None else MARGIN + 16
             c.setFont(font, 9.5)
             c.drawString((MARGIN + pad) * mm, (page_h - y) * mm, line)
             y += 5.2
