@@ -142,9 +142,13 @@ def draw_cover(c: canvas.Canvas, title: str, lines: list[tuple[str, bool]], size
     qx, qy, qs, _ = qr_box((page_w, page_h))
     code_bottom = qy + qs + 6  # the code and its label
     start_page()
+    title_room = (qx - 3 if code is not None else page_w - MARGIN) - MARGIN
+    title_lines = [title] if fonts.text_width_mm(title, 16, fonts.BOLD) <= title_room \
+        else wrap_text(title, title_room, 16, fonts.BOLD)[0]
     c.setFont(fonts.BOLD, 16)
-    c.drawString(MARGIN * mm, (page_h - MARGIN - 6) * mm, title)
-    y = MARGIN + 16
+    for k, line in enumerate(title_lines):  # the title wraps clear of the code
+        c.drawString(MARGIN * mm, (page_h - MARGIN - 6 - 7 * k) * mm, line)
+    y = MARGIN + 16 + 7 * (len(title_lines) - 1)
     for text, bold in lines:
         font = fonts.BOLD if bold else fonts.REGULAR
         indent = len(text) - len(text.lstrip(" "))
