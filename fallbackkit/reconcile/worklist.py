@@ -241,7 +241,7 @@ def _slot_items(rule: ItemRule, form, values, geometry, names):
         if mark is None:
             continue
         writing = [n for n in (f"{prefix}.time", f"{prefix}.initials")
-                   if values.get(n) is not None and values[n].resolved and values[n].present]
+                   if values.get(n) is not None and (values[n].present or not values[n].resolved)]
         unmarked = mark.resolved and not mark.present
         if unmarked and not writing:
             continue
@@ -322,6 +322,14 @@ def worklist(kit: Kit, ward: str | None = None, status: str | None = None) -> li
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms WHERE ward = ?", [ward])]
     items = _build(kit, form_ids)
     return [i for i in items if status is None or i.status == status]
+
+
+def items_by_form(kit: Kit, form_ids: list[str]) -> dict[str, list[WorkItem]]:
+    """The worklist's items of these forms, per form (what every export derives its items from)."""
+    out: dict[str, list[WorkItem]] = {}
+    for item in _build(kit, form_ids):
+        out.setdefault(item.form_id, []).append(item)
+    return out
 
 
 def get_item(kit: Kit, item_id: str) -> WorkItem:

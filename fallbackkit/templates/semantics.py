@@ -226,6 +226,12 @@ class SemanticsChecker:
                         self._str(data, "time", where), self._str(data, "performer", where), tuple(care),
                         self.summary(data["summary"], where) if "summary" in data else (),
                         {k: (v if isinstance(v, (str, list, dict)) else str(v)) for k, v in roles.items()})
+        if fhir in ("observation", "medication-administration") and not rule.date:
+            raise self.check.fail(where, f"fhir {fhir} needs 'date' (the field with the day)")
+        if fhir == "observation" and each not in ("column", "fields"):
+            raise self.check.fail(where, "fhir observation is for 'each: column' or 'each: fields'")
+        if fhir == "medication-administration" and each != "slot":
+            raise self.check.fail(where, "fhir medication-administration is for 'each: slot'")
         if each == "column" and fhir == "observation" and not rule.time:
             raise self.check.fail(where, "an observation column needs 'time' (the grid row with the time)")
         return rule
