@@ -142,7 +142,7 @@ class _Issuer:
         t = order.template
         blank = order.patient is None
         context: dict[str, Any] = {}
-        if t.name == "mar" or any(s.medications for s in t.sections):
+        if any(s.medications for s in t.sections):
             context["medications"] = [
                 {k: m[k] for k in ("line", "medication", "dose", "route", "frequency", "scheduled_times", "prn")}
                 for m in order.medications]
