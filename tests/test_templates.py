@@ -138,6 +138,22 @@ def test_good_template_loads(tmp_path):
     (lambda d: d["sections"][0]["fields"][0].update(type="text", transcribe="maybe"),
      r"'ok': 'transcribe' must be one of yes, ink-only, no"),
     (lambda d: d["sections"][0]["fields"][0].update(transcribe="yes"), r"'ok': a checkbox is read from its marks"),
+    (lambda d: d["sections"][0]["fields"][0].update(type="number", digits=2, observation={"display": "x"}),
+     r"'ok' observation: a number needs its UCUM 'unit'"),
+    (lambda d: d["sections"][0]["fields"][0].update(observation={"display": "x"}),
+     r"'ok' observation: a checkbox cannot be exported"),
+    (lambda d: d["sections"][0]["fields"][0].update(when_empty={"flag": "Bad Code", "message": "m"}),
+     r"'ok' when_empty: 'flag' must be a code"),
+    (lambda d: d["sections"][0]["fields"][0].update(required="sometimes"), r"'ok': 'required' must be true, false"),
+    (lambda d: d.update(reentry=[{"each": "form", "kind": "order"}]), r"reentry item 1: an item made once per form needs an 'id'"),
+    (lambda d: d.update(reentry=[{"each": "column", "kind": "vitals", "fhir": "observation", "date": "ok", "time": "ok"}]),
+     r"reentry item 1: 'each: column' needs a grid section"),
+    (lambda d: d.update(reentry=[{"each": "form", "kind": "result", "id": "x", "care_time": ["nope"]}]),
+     r"reentry item 1: names field 'nope'"),
+    (lambda d: d.update(reentry=[{"each": "form", "kind": "order", "id": "x", "fhir": "service-request",
+                                  "roles": {"tests": "ok"}}]),
+     r"reentry item 1 roles: a service-request needs the roles 'tests' and 'collected'"),
+    (lambda d: d.update(reentry=[{"each": "slot", "kind": "medication"}]), r"'each: slot' needs a medications section"),
 ])
 def test_validation_names_file_field_and_problem(tmp_path, mutate, expected):
     import copy
