@@ -17,6 +17,7 @@ from ..payload import SheetPayload
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
+from ..templates.model import with_shipped_meaning
 from ..templates.layout import PAPER_SIZES_MM, PageLayout
 from . import census
 from .render import HeaderLine, SheetToRender, draw_cover, write_pdf
@@ -59,11 +60,14 @@ class PrintResult:
 
 
 def kit_templates(kit: Kit) -> dict[str, Template]:
+    from ..store.kit import SHIPPED_TEMPLATES
     source = kit.templates_dir if kit.templates_dir.is_dir() else None
     if source is None:
-        from ..store.kit import SHIPPED_TEMPLATES
-        source = SHIPPED_TEMPLATES
-    return load_templates(source)
+        return load_templates(SHIPPED_TEMPLATES)
+    found = load_templates(source)
+    if all(t.reentry for t in found.values()):
+        return found
+    return with_shipped_meaning(found, load_templates(SHIPPED_TEMPLATES))
 
 
 def _patient_templates(templates: dict[str, Template]) -> list[Template]:

@@ -374,6 +374,32 @@ def load_templates(directory: Path | str) -> dict[str, Template]:
     return templates
 
 
+def _printed_shape(t: Template) -> list:
+    """What is printed: every layout page's geometry (not what the form means)."""
+    from .layout import layout_form
+    return [page.geometry_hash() for page in layout_form(t)]
+
+
+def with_shipped_meaning(templates: dict[str, Template], shipped: dict[str, Template]) -> dict[str, Template]:
+    """Kits made before templates declared their meaning hold copies of the shipped templates
+    without `reentry:`. Such a copy that prints exactly as the shipped template of the same
+    name@version takes the shipped template's meaning, so an upgraded kit keeps its worklist,
+    checks and exports. Any other template means only what it declares."""
+    import dataclasses
+    out = dict(templates)
+    for key, t in templates.items():
+        if "@" not in key or t.reentry:
+            continue
+        ship = shipped.get(key)
+        if ship is None or not ship.reentry or _printed_shape(ship) != _printed_shape(t):
+            continue
+        adopted = dataclasses.replace(ship, source=t.source)
+        out[key] = adopted
+        if out.get(t.name) is t:
+            out[t.name] = adopted
+    return out
+
+
 def find_template(templates: dict[str, Template], ref: str) -> Template:
     """`name` (newest version) or `name@version`."""
     if ref in templates:
