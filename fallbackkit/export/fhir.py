@@ -155,10 +155,6 @@ def _settled(form: Form, names: list[str]) -> dict[str, Any]:
     return {n: form.value(n) for n in names}
 
 
-def _fields(form: Form, prefix: str) -> list[str]:
-    return sorted(n for n in form.fields if n.startswith(prefix))
-
-
 def _agent(role: str, who: str) -> dict[str, Any]:
     return {"type": {"coding": [{"system": PARTICIPANT, "code": role}]}, "who": {"display": who}}
 

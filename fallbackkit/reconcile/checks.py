@@ -2,7 +2,9 @@
 
 Checks only look at readings that are resolved (accepted by the machine or decided by a person):
 a value still waiting for review is unknown, and it is already counted as 'to review'. Each flag
-has a stable code (for reports and tests) and a message for a person.
+has a stable code (for reports and tests) and a message for a person. Which checks a form gets is
+its template's to say (required fields, `when_empty` flags, ranges, the medications section's slot
+rules); nothing here tests a template's name.
 """
 from __future__ import annotations
 

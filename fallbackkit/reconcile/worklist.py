@@ -4,7 +4,9 @@ Hospitals back-load registrations first (so patients exist), then orders, then r
 medication administrations, then vitals. Each item carries the care time (when it happened on the
 ward, from the form) apart from the entry time (when a clerk marked it entered). Item ids are
 derived from the printed form, so they are the same on every run and every station:
-`<form_id>:registration`, `<form_id>:order`, `<form_id>:m1.s2`, `<form_id>:n1`, `<form_id>:c3`.
+`<form_id>:registration`, `<form_id>:order`, `<form_id>:m1.s2`, `<form_id>:n1`, `<form_id>:c3`,
+`<form_id>:body`. Which items a form makes is declared by its template (`reentry:`); every export
+takes its items from here, so the ids a clerk marks are the ids exported.
 """
 from __future__ import annotations
 
