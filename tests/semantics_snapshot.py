@@ -91,7 +91,7 @@ def snapshot(kit, out_dir: Path) -> dict[str, Any]:
     skipped = json.loads((skip_dir / "pending.json").read_text())["skipped_entered"]
     # the order of forms printed in the same second follows the clock: compare as sets
     for bundle in bundles.values():
-        bundle["entry"].sort(key=lambda e: e["request"]["ifNoneExist"])
+        bundle["entry"].sort(key=lambda e: e["request"].get("ifNoneExist") or e["request"]["url"])
     order = lambda row: (str(row.get("item")), str(row.get("form_id")))  # noqa: E731
     pending["items"].sort(key=order)
     pending["skipped_entered"].sort(key=order)

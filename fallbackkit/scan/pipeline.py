@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from .. import ids
-from ..errors import BadInput, Conflict, IntegrityFailure, MissingDependency, NotFound
+from ..errors import BadInput, Conflict, IntegrityFailure, MissingDependency, NotFound, NotPermitted
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
@@ -836,11 +836,17 @@ def capture_summary(kit: Kit, capture_id: int) -> dict[str, Any]:
     return {"capture_id": capture_id, "sheet_id": row[0], "duplicate_of": row[1], "fields": row[2], "to_review": row[3]}
 
 
-def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) -> int:
+# A page whose code was forged or signed by another kit is not read in on a clerk's word alone.
+UNTRUSTED_REASONS = {"bad_signature": "its sheet code is not signed by this kit (forged, altered or damaged)",
+                     "foreign_kit": "its sheet code belongs to another kit"}
+
+
+def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str, supervisor: bool = False) -> int:
     """A clerk read the sheet id printed on a quarantined page: read the page as that sheet.
 
     Returns the new capture id (source 'assigned'). The archived original is read again, so the
-    result does not depend on any earlier, failed attempt.
+    result does not depend on any earlier, failed attempt. A page quarantined as bad_signature or
+    foreign_kit is assigned only by a supervisor (supervisor=True), and its audit row says so.
     """
     from ..generate import sheet_geometry
     from .engine import read_page_as
@@ -852,12 +858,17 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) 
                        hint="a sheet id is 9 characters printed under the QR code; the last one is a check "
                             "character: read it again")
     row = conn.execute(
-        "SELECT q.capture_id, c.file_sha256, c.page_index, f.archive_path, f.kind"
+        "SELECT q.capture_id, c.file_sha256, c.page_index, f.archive_path, f.kind, q.reason"
         " FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
         " JOIN input_files f ON f.sha256 = c.file_sha256 WHERE q.quarantine_id = ?", [quarantine_id]).fetchone()
     if row is None:
         raise NotFound(f"no quarantined page {quarantine_id}", hint="see `fallbackkit quarantine list`")
-    _, sha, page_index, archive_rel, kind = row
+    _, sha, page_index, archive_rel, kind, reason = row
+    if reason in UNTRUSTED_REASONS and not supervisor:
+        raise NotPermitted(f"quarantined page {quarantine_id} is {reason}: {UNTRUSTED_REASONS[reason]}; "
+                           "only a supervisor may read it in",
+                           hint="ask a supervisor to check the paper and identify it (in the review station, "
+                                "or `fallbackkit --user SUPERVISOR quarantine assign`)")
     done = conn.execute("SELECT sheet_id, capture_id FROM quarantine_assignments WHERE quarantine_id = ?",
                         [quarantine_id]).fetchone()
     if done is not None:
@@ -899,7 +910,9 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) 
                      " VALUES (?,?,?,?,?)", [quarantine_id, sheet_id, stored["capture_id"], actor, now_iso()])
         append_audit(conn, actor, "quarantine.assign", f"quarantine:{quarantine_id}", None,
                      {"sheet_id": sheet_id, "capture_id": stored["capture_id"],
-                      "duplicate_of": stored["duplicate_of"], "readings": stored["accepted"] + stored["review"]})
+                      "duplicate_of": stored["duplicate_of"], "readings": stored["accepted"] + stored["review"],
+                      "quarantine_reason": reason,
+                      **({"supervisor_override": UNTRUSTED_REASONS[reason]} if reason in UNTRUSTED_REASONS else {})})
     return stored["capture_id"]
 
 
