@@ -191,12 +191,16 @@ def archive_file(kit: Kit, source: Path, sha: str, kind: str) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
     h = hashlib.sha256()
-    with open(source, "rb") as src, open(tmp, "wb") as out:
-        while chunk := src.read(1 << 20):
-            h.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with open(source, "rb") as src, open(tmp, "wb") as out:
+            while chunk := src.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:  # a full disk, an interrupt: no half-written copy stays in archive/
+        tmp.unlink(missing_ok=True)
+        raise
     if h.hexdigest() != sha:
         tmp.unlink(missing_ok=True)
         raise UnreadableFile(source, "changed while it was being read",
@@ -232,11 +236,14 @@ def _maybe_die(index: int) -> None:
 
 def _init_worker(kit_path: str, kit_id: str, secret: bytes, fault: str | None = None) -> None:
     """Each worker opens the store read-only for sheet geometry: it never writes the store."""
+    # the page and crop images it writes hold patient data: owner only, whatever umask the
+    # forkserver was started with (it outlives the command that started it)
+    os.umask(0o077)
     import sqlite_utils
     from ..generate import sheet_geometry
     conn = sqlite3.connect(f"file:{Path(kit_path) / 'store.sqlite'}?mode=ro", uri=True, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout=30000")
-    ro_kit = Kit(Path(kit_path), kit_id, secret, sqlite_utils.Database(conn))
+    ro_kit = Kit(Path(kit_path), kit_id, secret, sqlite_utils.Database(conn), read_only=True)
     _WORKER.clear()
     _WORKER.update(kit_path=Path(kit_path), kit_id=kit_id, secret=secret,
                    geometry_for=_geometry_lookup(ro_kit, sheet_geometry), reader=None, fault=fault)
@@ -375,11 +382,15 @@ def _save_png(kit_path: Path, rel: Path, image: np.ndarray) -> str:
         raise RuntimeError(f"could not encode {rel}")
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(buf.tobytes())
-    except FileNotFoundError:  # the folder went away since we made it (a restore, a cleanup)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, dest)
+        try:
+            tmp.write_bytes(buf.tobytes())
+        except FileNotFoundError:  # the folder went away since we made it (a restore, a cleanup)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, dest)
+    except BaseException:  # a full disk: no half-written image stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     return rel.as_posix()
 
 
