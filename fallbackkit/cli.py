@@ -310,6 +310,30 @@ def templates_list(ctx: KitContext, as_json: bool) -> None:
         table(rows, ["name", "version", "pages", "patient_bound", "title"])
 
 
+@templates.command("preview")
+@click.argument("name")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PDF file.")
+@click.option("--lang", default="en", show_default=True, help="One or two of en, fr, nl (e.g. fr,nl).")
+@click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True)
+@pass_kit
+def templates_preview(ctx: KitContext, name: str, out_path: Path, lang: str, paper: str) -> None:
+    """Print NAME (a template of this kit, or a YAML file) for a made-up patient; nothing is registered."""
+    from .generate import kit_templates
+    from .generate.preview import preview_template
+    from .templates import parse_langs
+    from .templates.model import find_template
+    path = Path(name)
+    if not (name.endswith((".yaml", ".yml")) and path.is_file()):
+        path = find_template(kit_templates(ctx.kit()), name).source
+    done = preview_template(path, out_path, paper, parse_langs(lang))
+    say(ctx, f"{done['template']}: {done['pages']} page(s) with sample data written to {done['out']} "
+             f"(a preview: its sheets belong to no kit)")
+    for line in done["reentry"]:
+        say(ctx, f"  re-entry: {line}")
+    if not done["reentry"]:
+        say(ctx, "  re-entry: none declared (the form is stored and reconciled, but makes no worklist items)")
+
+
 @cli.group()
 def sheets() -> None:
     """The registry of printed sheets."""

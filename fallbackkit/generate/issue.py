@@ -22,6 +22,7 @@ from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
 from ..templates.layout import (HEADER_BOTTOM, LABEL_H, PAPER_SIZES_MM, HeaderLine, PageLayout, allergy_header,
                                 header_body_top, header_bottom, header_top, place_header)
+from ..templates.model import with_shipped_meaning
 from ..templates.values import printed_date, printed_datetime
 from . import census
 from .id_ranges import allocate_from_range, check_enough
@@ -80,11 +81,14 @@ class PrintResult:
 
 
 def kit_templates(kit: Kit) -> dict[str, Template]:
+    from ..store.kit import SHIPPED_TEMPLATES
     source = kit.templates_dir if kit.templates_dir.is_dir() else None
     if source is None:
-        from ..store.kit import SHIPPED_TEMPLATES
-        source = SHIPPED_TEMPLATES
-    return load_templates(source)
+        return load_templates(SHIPPED_TEMPLATES)
+    found = load_templates(source)
+    if all(t.reentry for t in found.values()):
+        return found
+    return with_shipped_meaning(found, load_templates(SHIPPED_TEMPLATES))
 
 
 def _patient_templates(templates: dict[str, Template]) -> list[Template]:
@@ -168,7 +172,7 @@ class _Issuer:
         t = order.template
         blank = order.patient is None
         context: dict[str, Any] = {}
-        if t.name == "mar" or any(s.medications for s in t.sections):
+        if any(s.medications for s in t.sections):
             # The order's drug code and id ride along (when the census had them) so that what a MAR
             # line was printed for can be traced back to the hospital's order.
             context["medications"] = [
