@@ -174,3 +174,26 @@ class ServerThread:
         # close every socket from the server's own loop thread; the loop ends when none is left
         self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self.thread.join(timeout=5)
+
+
+def scan_blank_registration(kit, tmp: Path, sex: str | None = "male") -> dict[str, Any]:
+    """Print one blank registration, write in its name and birth-date boxes (scribbles the machine
+    cannot read, so they wait for a person), tick a sex, scan it. Returns the downtime MRN, the
+    sheet id and the reading ids of the identity fields."""
+    from conftest import render_pages
+    from fallbackkit.generate import print_blank
+    from fallbackkit.scan.pipeline import scan_paths
+    result = print_blank(kit, "registration", 1, tmp / "blank-registration.pdf", actor="tester")
+    pages = render_pages(result.out_path, dpi=DPI)
+    first = next(s for s in result.sheets if s["page"] == 1)
+    g = sheet_geometry(kit, first["sheet_id"])
+    img = pages[0].copy()
+    for name in ("last_name", "first_name", "birth_date"):
+        scribble(img, field(g, name)["box_mm"])
+    if sex:
+        tick(img, next(o for o in field(g, "sex")["options"] if o["value"] == sex)["box_mm"])
+    scan_paths(kit, [_write(img, tmp / "blank-registration-1.png")], workers=1, progress=False)
+    dt = kit.db.conn.execute("SELECT downtime_mrn FROM forms WHERE form_id = ?", [first["form_id"]]).fetchone()[0]
+    readings = dict(kit.db.conn.execute("SELECT field, reading_id FROM readings WHERE sheet_id = ?",
+                                        [first["sheet_id"]]).fetchall())
+    return {"downtime_mrn": dt, "sheet_id": first["sheet_id"], "readings": readings}

@@ -477,15 +477,32 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         suggestions: dict[str, list[dict[str, Any]]] = {}
         for s in rc.suggest_identities(g.kit):
             suggestions.setdefault(s["downtime_mrn"], []).append(s)
-        return render_template("identities.html", items=items, suggestions=suggestions)
+        no_suggestion = {i["downtime_mrn"]: rc.no_suggestion_reason(g.kit, i) for i in items
+                         if not i["linked_to"] and i["downtime_mrn"] not in suggestions}
+        return render_template("identities.html", items=items, suggestions=suggestions, no_suggestion=no_suggestion)
+
+    @app.get("/identities/check")
+    def identity_check():
+        dt, real = request.args.get("downtime_mrn", "").strip(), request.args.get("real_mrn", "").strip()
+        if not dt or not real:
+            raise BadInput(t(g.lang, "link_needs_both"))
+        return render_template("identity_check.html", p=rc.identity_preview(g.kit, dt, real),
+                               reason=request.args.get("reason", ""), error=None)
 
     @app.post("/identities/link")
     def link():
         dt, real = request.form.get("downtime_mrn", "").strip(), request.form.get("real_mrn", "").strip()
         if not dt or not real:
             raise BadInput(t(g.lang, "link_needs_both"))
+        reason = request.form.get("reason") or "review station"
         try:
-            rc.link_identity(g.kit, dt, real, g.user.name, request.form.get("reason") or "review station")
+            preview = rc.identity_preview(g.kit, dt, real)
+            already = preview["linked_to"] is not None
+            # the paper and the census disagree (or the MRN is not in the census): a second, explicit step
+            if preview["mismatches"] and not already and request.form.get("confirm") != "1":
+                return render_template("identity_check.html", p=preview, reason=reason,
+                                       error=t(g.lang, "link_confirm_needed")), 409
+            rc.link_identity(g.kit, dt, real, g.user.name, reason, confirmed=preview["mismatches"] or None)
         except FallbackkitError as exc:
             flash("error", str(exc))
             return redirect(url_for("identities"))

@@ -169,3 +169,45 @@ def t(lang: str, key: str, **kwargs: Any) -> str:
     """The string for key in lang (English when a translation is missing)."""
     text = STRINGS.get(lang, _EN).get(key) or _EN.get(key) or key
     return text.format(**kwargs) if kwargs else text
+
+
+# --- issue 15 (identity check, undo, progress, conflicts per sheet, worklist, labels) ---------------
+_EN.update({
+    "identities_help": "Check each link against the patient in the census before you make it.",
+    "on_paper": "On the paper", "in_census": "In the census", "sex": "Sex", "check_link": "Check and link",
+    "check_same": "same", "check_differs": "differs", "check_partly": "partly the same",
+    "check_not_a_date": "not a date", "check_unknown": "nothing to compare",
+    "not_in_census": "{real} is not in the census: nothing to compare the paper with.",
+    "confirm_mismatch": "The paper and the census differ (highlighted). I checked: this is the same patient.",
+    "link_anyway": "Link all the same", "link_confirm_needed": "The paper and the census differ: tick the box to confirm.",
+    "nosuggest_not_returned": "No suggestion: no form with this number was scanned back yet.",
+    "nosuggest_waiting": "No suggestion yet: the name and birth date on its forms wait in the review queue.",
+    "nosuggest_not_written": "No suggestion: no name or birth date was written on its forms.",
+    "nosuggest_no_match": "No suggestion: no patient in the census is close to what the paper says.",
+})
+_FR.update({
+    "identities_help": "Vérifiez chaque lien avec le patient du recensement avant de le faire.",
+    "on_paper": "Sur le papier", "in_census": "Au recensement", "sex": "Sexe", "check_link": "Vérifier et lier",
+    "check_same": "identique", "check_differs": "différent", "check_partly": "en partie identique",
+    "check_not_a_date": "pas une date", "check_unknown": "rien à comparer",
+    "not_in_census": "{real} n'est pas au recensement : rien à comparer avec le papier.",
+    "confirm_mismatch": "Le papier et le recensement diffèrent (en surbrillance). J'ai vérifié : c'est le même patient.",
+    "link_anyway": "Lier quand même", "link_confirm_needed": "Le papier et le recensement diffèrent : cochez la case pour confirmer.",
+    "nosuggest_not_returned": "Pas de suggestion : aucun formulaire avec ce numéro n'a encore été scanné.",
+    "nosuggest_waiting": "Pas encore de suggestion : le nom et la date de naissance attendent dans la file.",
+    "nosuggest_not_written": "Pas de suggestion : ni nom ni date de naissance écrits sur ses formulaires.",
+    "nosuggest_no_match": "Pas de suggestion : aucun patient du recensement ne ressemble au papier.",
+})
+_NL.update({
+    "identities_help": "Controleer elke koppeling met de patiënt uit de census voor u koppelt.",
+    "on_paper": "Op papier", "in_census": "In de census", "sex": "Geslacht", "check_link": "Controleren en koppelen",
+    "check_same": "gelijk", "check_differs": "verschilt", "check_partly": "deels gelijk",
+    "check_not_a_date": "geen datum", "check_unknown": "niets te vergelijken",
+    "not_in_census": "{real} staat niet in de census: niets om het papier mee te vergelijken.",
+    "confirm_mismatch": "Papier en census verschillen (gemarkeerd). Ik heb gecontroleerd: het is dezelfde patiënt.",
+    "link_anyway": "Toch koppelen", "link_confirm_needed": "Papier en census verschillen: vink het vakje aan om te bevestigen.",
+    "nosuggest_not_returned": "Geen suggestie: nog geen formulier met dit nummer gescand.",
+    "nosuggest_waiting": "Nog geen suggestie: naam en geboortedatum wachten in de wachtrij.",
+    "nosuggest_not_written": "Geen suggestie: geen naam of geboortedatum op de formulieren geschreven.",
+    "nosuggest_no_match": "Geen suggestie: geen patiënt in de census lijkt op wat op papier staat.",
+})
