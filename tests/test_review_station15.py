@@ -69,3 +69,49 @@ def test_a_birth_date_alone_is_enough_for_a_suggestion(scenario):
     from fallbackkit.reconcile.identity import _score
     assert _score([], "1994-04-02", {"last_name": "X", "first_name": "Y", "birth_date": "1994-04-02"})[0] >= 0.5
     assert _score([], "1994-04-03", {"last_name": "X", "first_name": "Y", "birth_date": "1994-04-02"})[0] < 0.5
+
+
+def _decide(client, token, rid, decision, value=None, seen=None):
+    return client.post(f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token},
+                       json={"decision": decision, "value": value, "seen_review_id": seen})
+
+
+def test_a_clerk_undoes_their_own_last_decision_and_the_item_says_why_it_is_back(app, scenario):
+    from fallbackkit.store.decisions import current_review
+    import time
+    kit = scenario.kit
+    time.sleep(1.1)  # the decisions of the tests before were another session's
+    clerk = app.test_client()
+    login(clerk, "clara")
+    token = csrf_of(clerk)
+    before = clerk.get("/api/progress").get_json()
+    reading = clerk.get("/api/next").get_json()["reading"]
+    rid = reading["reading_id"]
+    value = reading["options"][0] if reading["options"] else "typed"
+    decision = "correct" if reading["options"] else "transcribe"
+    review_id = _decide(clerk, token, rid, decision, value).get_json()["review_id"]
+    after = clerk.get("/api/progress").get_json()
+    assert after["decided"] == before["decided"] + 1 and after["waiting"] == before["waiting"] - 1
+    assert after["total"] == before["total"]                         # "n of N": N stays, n moves on
+    # the Decisions screen offers this clerk an undo of exactly that decision
+    html = clerk.get("/decisions").get_data(as_text=True)
+    assert f'action="/reviews/{review_id}/undo"' in html and html.count('action="/reviews/') == 1
+    resp = clerk.post("/api/undo-last", headers={"X-CSRF-Token": token}, json={})
+    assert resp.status_code == 200 and resp.get_json()["reading_id"] == rid
+    assert current_review(kit.db, rid) is None
+    row = audit_rows(kit, "review.undo")[-1]
+    assert row["actor"] == "clara" and row["object"] == f"review:{review_id}"
+    back = clerk.get(f"/api/readings/{rid}").get_json()["reading"]["returned"]
+    assert back["by"] == "clara" and back["decided_by"] == "clara" and back["value"] == value
+    # nothing of this session left to undo: a clear refusal, not another person's decision undone
+    assert clerk.post("/api/undo-last", headers={"X-CSRF-Token": token}, json={}).status_code == 409
+
+
+def test_dashboard_and_end_screen_count_everything_still_open(app, scenario):
+    clerk = app.test_client()
+    login(clerk, "clara")
+    end = clerk.get("/api/progress?end=1").get_json()["open"]
+    assert set(end) == {"conflicts", "quarantine", "identities"}
+    assert end["conflicts"] >= 1 and end["quarantine"] >= 1
+    html = clerk.get("/").get_data(as_text=True)
+    assert 'href="/conflicts"' in html and 'href="/quarantine"' in html and 'id="dash-worklist"' in html

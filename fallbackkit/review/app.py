@@ -251,8 +251,10 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                 w["to_reenter"] += 1
             elif item.status == "entered":
                 w["entered"] += 1
+        unlinked = sum(1 for i in rc.list_identities(g.kit) if i.get("kind") == "mrn" and not i.get("linked_to"))
+        to_reenter = sum(1 for item in items if item.status == "pending")
         return render_template("dashboard.html", rows=sorted(rows.items()), totals=totals, waiting=waiting,
-                               quarantined=quarantined)
+                               quarantined=quarantined, unlinked=unlinked, to_reenter=to_reenter)
 
     # --- queue and readings ------------------------------------------------------------------------
     def _filters() -> dict[str, str]:
@@ -292,7 +294,19 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         if d["options"] is not None:
             names = lb.option_labels(table, d["field"])
             d["option_labels"] = [_option_text(o, names.get(o)) for o in d["options"]]
+        d["returned"] = _returned(reading_id) if d["review"] is None else None
         return d
+
+    def _returned(reading_id: int) -> dict[str, Any] | None:
+        """The undo that sent a reading back to the queue (who, when, why), if one did."""
+        row = g.kit.db.execute(
+            "SELECT u.actor, u.at, u.note, r.actor, r.decision, r.value FROM reviews u JOIN reviews r"
+            " ON r.review_id = u.undoes WHERE u.reading_id = ? AND u.decision = 'undo' ORDER BY u.review_id DESC LIMIT 1",
+            [reading_id]).fetchone()
+        if row is None:
+            return None
+        return {"by": row[0], "at": row[1], "note": row[2], "decided_by": row[3], "decision": row[4],
+                "value": json.loads(row[5]) if row[5] is not None else None}
 
     @app.get("/api/next")
     def api_next():
@@ -368,15 +382,64 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         items = [{"review_id": r[0], "reading_id": r[1], "decision": r[2],
                   "value": json.loads(r[3]) if r[3] is not None else None, "actor": r[4], "at": r[5],
                   "undoes": r[6], "sheet_id": r[7], "field": r[8], "undone": bool(r[9])} for r in rows]
-        return render_template("decisions.html", items=items)
+        from ..store.decisions import last_own_review
+        mine = last_own_review(g.kit.db, g.user.name, _session_start())
+        return render_template("decisions.html", items=items, own_last=mine["review_id"] if mine else None)
 
     @app.post("/reviews/<int:review_id>/undo")
-    @supervisor_only
     def undo(review_id: int):
-        from ..store.decisions import undo_review
-        undo_review(g.kit.db, review_id, g.user.name, request.form.get("note") or None)
+        from ..store.decisions import undo_own_review, undo_review
+        note = request.form.get("note") or None
+        if g.user.is_supervisor:
+            undo_review(g.kit.db, review_id, g.user.name, note)
+        else:  # a clerk takes back a decision of their own, made in this session
+            try:
+                undo_own_review(g.kit.db, g.user.name, _session_start(), review_id, note)
+            except FallbackkitError as exc:
+                flash("error", str(exc))
+                return back(url_for("decisions"))
         flash("ok", t(g.lang, "undone", id=review_id))
         return back(url_for("decisions"))
+
+    def _session_start():
+        import datetime as dt
+        return dt.datetime.fromtimestamp(int(g.session.started_at), dt.timezone.utc)  # reviews keep whole seconds
+
+    @app.post("/api/undo-last")
+    def api_undo_last():
+        """Undo my own latest decision of this session; the reading comes back to be decided again."""
+        from ..store.decisions import undo_own_review
+        own = undo_own_review(g.kit.db, g.user.name, _session_start())
+        return jsonify({"ok": True, "reading_id": own["reading_id"], "review_id": own["review_id"]})
+
+    @app.get("/api/progress")
+    def api_progress():
+        """Where the clerk is: decided in this session, waiting (with the queue's filters), pace, and
+        (with end=1) what else is open: conflicts, quarantined pages, unlinked downtime MRNs."""
+        import datetime as dt
+        f = _filters()
+        since = _session_start()
+        waiting = sum(q.queue_counts(g.kit.db, f.get("ward"), f.get("template")).values()) if not f.get("reason") \
+            else q.queue_counts(g.kit.db, f.get("ward"), f.get("template")).get(f["reason"], 0)
+        times = [dt.datetime.fromisoformat(r[0]) for r in g.kit.db.conn.execute(
+            "SELECT at FROM reviews WHERE actor = ? AND decision != 'undo' AND NOT EXISTS"
+            " (SELECT 1 FROM reviews u WHERE u.undoes = reviews.review_id) ORDER BY review_id DESC LIMIT 2000",
+            [g.user.name])]
+        times = [t_ for t_ in times if t_ >= since]
+        done = len(times)
+        pace = (max(times) - min(times)).total_seconds() / (done - 1) if done >= 2 else None
+        out: dict[str, Any] = {"decided": done, "waiting": waiting, "position": done + 1 if waiting else done,
+                               "total": done + waiting, "pace_s": round(pace, 1) if pace else None,
+                               "left_s": round(pace * waiting) if pace else None}
+        if request.args.get("end"):
+            out["open"] = _open_counts()
+        return jsonify(out)
+
+    def _open_counts() -> dict[str, int]:
+        report = cached("reconcile", lambda: rc.reconcile(g.kit))
+        unlinked = sum(1 for i in rc.list_identities(g.kit) if i.get("kind") == "mrn" and not i.get("linked_to"))
+        return {"conflicts": int((report.get("totals") or {}).get("conflicts") or 0),
+                "quarantine": len(q.open_quarantine(g.kit.db)), "identities": unlinked}
 
     # --- people (supervisors): lift a lock after wrong passwords -------------------------------
     @app.get("/people")

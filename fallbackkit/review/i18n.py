@@ -211,3 +211,33 @@ _NL.update({
     "nosuggest_not_written": "Geen suggestie: geen naam of geboortedatum op de formulieren geschreven.",
     "nosuggest_no_match": "Geen suggestie: geen patiënt in de census lijkt op wat op papier staat.",
 })
+_EN.update({"still_open": "Still open elsewhere:", "identities_waiting": "{n} downtime MRNs to link to a real patient",
+            "worklist_waiting": "{n} items to re-enter"})
+_FR.update({"still_open": "Encore ouvert ailleurs :", "identities_waiting": "{n} numéros provisoires à lier à un vrai patient",
+            "worklist_waiting": "{n} éléments à ressaisir"})
+_NL.update({"still_open": "Elders nog open:", "identities_waiting": "{n} tijdelijke nummers te koppelen aan een echte patiënt",
+            "worklist_waiting": "{n} items in te voeren"})
+_EN["js"].update({
+    "n_of": "Item {n} of {total}", "time_left": "about {t} left at your pace",
+    "last_one": "This is the last item waiting: skipping it leaves it here.",
+    "returned": "Back in the queue: {who}'s decision ({decision}: {value}) was undone by {by} at {at}",
+    "undo_last": "Undo my last decision", "undone_mine": "Your last decision was undone: decide again.",
+    "open_conflicts": "{n} fields where two scans disagree", "open_quarantine": "{n} pages in quarantine to identify",
+    "open_identities": "{n} downtime MRNs to link", "all_clear": "Nothing else is open.",
+})
+_FR["js"].update({
+    "n_of": "Élément {n} sur {total}", "time_left": "environ {t} restantes à votre rythme",
+    "last_one": "C'est le dernier élément en attente : le passer le laisse ici.",
+    "returned": "De retour dans la file : la décision de {who} ({decision} : {value}) a été annulée par {by} à {at}",
+    "undo_last": "Annuler ma dernière décision", "undone_mine": "Votre dernière décision est annulée : décidez à nouveau.",
+    "open_conflicts": "{n} champs où deux scans divergent", "open_quarantine": "{n} pages en quarantaine à identifier",
+    "open_identities": "{n} numéros provisoires à lier", "all_clear": "Rien d'autre n'est ouvert.",
+})
+_NL["js"].update({
+    "n_of": "Item {n} van {total}", "time_left": "nog ongeveer {t} in uw tempo",
+    "last_one": "Dit is het laatste wachtende item: overslaan laat het hier staan.",
+    "returned": "Terug in de wachtrij: de beslissing van {who} ({decision}: {value}) werd ongedaan gemaakt door {by} om {at}",
+    "undo_last": "Mijn laatste beslissing ongedaan maken", "undone_mine": "Uw laatste beslissing is ongedaan gemaakt: beslis opnieuw.",
+    "open_conflicts": "{n} velden waar twee scans verschillen", "open_quarantine": "{n} pagina's in quarantaine te identificeren",
+    "open_identities": "{n} tijdelijke nummers te koppelen", "all_clear": "Verder is niets open.",
+})

@@ -56,7 +56,7 @@
   function render(d) {
     box.textContent = "";
     document.getElementById("done").hidden = true;
-    if (!d || d.done) { current = null; document.getElementById("done").hidden = false; return; }
+    if (!d || d.done) { current = null; document.getElementById("done").hidden = false; showEnd(); return; }
     var r = d.reading; current = r; choice = null;
     var c = r.capture || {};
     var meta = el("div", { "class": "meta" }, [
@@ -110,6 +110,7 @@
       [meta, head, crop, why, raw, answer, actions, hist, el("div", { "class": "pagebox", id: "pagebox", hidden: "" })]));
     var typed = document.getElementById("typed");
     if (typed) { typed.focus(); typed.select(); } else { accept.focus(); }
+    decorate(r);
     prefetch();
   }
 
@@ -172,7 +173,8 @@
     var ahead = prefetched && prefetched.reading ? prefetched.reading.reading_id : null;
     if (prefetched && current && current.reading_id === fromId && ahead !== fromId) { render(prefetched); return; }
     fetchNext(fromId).then(function (d) {
-      if (d.reading && d.reading.reading_id === fromId) d = { done: true };
+      // the only item left is the one just skipped: it stays on screen, nothing is "done"
+      if (d.reading && d.reading.reading_id === fromId) { say(S.last_one); showProgress(); return; }
       render(d);
     });
   }
@@ -216,6 +218,64 @@
       return;
     }
     if (ev.key === "z" || ev.key === "Z") { ev.preventDefault(); togglePage(); }
+  });
+
+  // --- where am I, why is this back, undo my last decision (issue 15) ---------------------------
+  var progressEl = document.getElementById("progress");
+  function minutes(s) { return s < 90 ? Math.max(1, Math.round(s)) + " s" : Math.round(s / 60) + " min"; }
+  function showProgress() {
+    getJSON(url("/api/progress")).then(function (p) {
+      if (!progressEl) return;
+      var text = S.n_of.replace("{n}", p.position).replace("{total}", p.total);
+      if (p.left_s !== null && p.waiting) text += " · " + S.time_left.replace("{t}", minutes(p.left_s));
+      progressEl.textContent = text;
+      progressEl.setAttribute("data-position", p.position); progressEl.setAttribute("data-total", p.total);
+    });
+  }
+  function decorate(r) {
+    if (r.returned) {
+      var b = r.returned;
+      var text = S.returned.replace("{decision}", b.decision).replace("{value}", show(b.value))
+        .replace("{who}", b.decided_by).replace("{by}", b.by).replace("{at}", (b.at || "").slice(11, 16));
+      var p = el("p", { "class": "returned note", id: "returned", text: text + (b.note ? " — " + b.note : "") });
+      var sec = box.querySelector("section.card");
+      sec.insertBefore(p, sec.children[1] || null);
+    }
+    showProgress();
+  }
+  function showEnd() {
+    var list = document.getElementById("done-open");
+    if (progressEl) progressEl.textContent = "";
+    if (!list) return;
+    list.textContent = "";
+    getJSON(url("/api/progress", "end=1")).then(function (p) {
+      var o = p.open || {};
+      [["conflicts", "/conflicts"], ["quarantine", "/quarantine"], ["identities", "/identities"]].forEach(function (k) {
+        if (o[k[0]]) list.appendChild(el("li", {}, [el("a", { href: k[1], id: "open-" + k[0], text: S["open_" + k[0]].replace("{n}", o[k[0]]) })]));
+      });
+      if (!list.children.length) list.appendChild(el("li", { text: S.all_clear }));
+      var first = list.querySelector("a"); if (first) first.focus();
+    });
+  }
+  function undoLast() {
+    if (busy) return;
+    busy = true;
+    fetch("/api/undo-last", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" }, body: "{}"
+    }).then(function (resp) {
+      return resp.json().then(function (body) { return { status: resp.status, body: body }; });
+    }).then(function (res) {
+      busy = false;
+      if (res.status === 401) { window.location = "/login"; return; }
+      if (res.status !== 200) { say(res.body.error || S.error, true); return; }
+      getJSON("/api/readings/" + res.body.reading_id).then(function (d) { render(d); say(S.undone_mine); });
+    }).catch(function (e) { busy = false; say(S.error + ": " + e, true); });
+  }
+  var undoBtn = document.getElementById("undo-last");
+  if (undoBtn) undoBtn.addEventListener("click", undoLast);
+  document.addEventListener("keydown", function (ev) {  // Alt+U works while typing in the box
+    if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === "u" || ev.key === "U")) { ev.preventDefault(); undoLast(); }
   });
 
   (start ? getJSON("/api/readings/" + start) : fetchNext(0)).then(render);

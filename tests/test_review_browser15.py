@@ -1,0 +1,107 @@
+"""Issue 15 in a real browser: where am I, undo my own last decision by key, the last item skipped,
+the end screen, the identity check and conflicts per sheet, with screenshots of each screen."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from fallbackkit.review import create_app
+from fallbackkit.store.decisions import current_review
+
+from review_helpers import PASSWORD, ServerThread, add_people, audit_rows, build_scenario, scan_blank_registration
+from kit_helpers import census_kit
+from test_review_browser import CHROMIUM
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason="needs Debian's chromium: sudo apt-get install chromium")
+SHOTS = os.environ.get("FALLBACKKIT_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser15")
+    kit = census_kit(tmp)
+    sc = build_scenario(kit, tmp)
+    sc.blank = scan_blank_registration(kit, tmp)
+    add_people(kit)
+    with ServerThread(create_app(kit.path)) as server:
+        yield sc, server
+    kit.close()
+
+
+@pytest.fixture(scope="module")
+def page(station):
+    from playwright.sync_api import sync_playwright
+    sc, server = station
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync", "--disable-quic"])
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url)
+        pg = context.new_page()
+        pg.set_default_timeout(10_000)
+        problems: list[str] = []
+        pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e: problems.append(str(e)))
+        pg.problems = problems
+        pg.goto("/login")
+        pg.fill("input[name=name]", "clara")
+        pg.fill("input[name=password]", PASSWORD)
+        pg.press("input[name=password]", "Enter")
+        pg.wait_for_selector("#start")
+        yield pg
+        context.close()
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        os.makedirs(SHOTS, exist_ok=True)
+        page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
+def answer(page) -> int:
+    """Decide the item on screen with the keyboard; returns its reading id."""
+    rid = int(page.get_attribute("section[data-reading]", "data-reading"))
+    if page.locator("#typed").count():
+        page.keyboard.type("as written")
+        page.keyboard.press("Enter")
+    else:
+        page.keyboard.press("1")
+    page.wait_for_selector(f"section[data-reading]:not([data-reading='{rid}']), #done:not([hidden])")
+    return rid
+
+
+def test_progress_undo_by_key_last_item_and_end_screen(station, page):
+    sc, _server = station
+    kit = sc.kit
+    page.goto("/review?template=lab-request")
+    page.wait_for_selector("#progress[data-total]")
+    total = int(page.get_attribute("#progress", "data-total"))
+    assert page.locator("#progress").inner_text().startswith(f"Item 1 of {total}")
+    first = answer(page)
+    page.wait_for_selector("#progress[data-position='2']")
+    assert current_review(kit.db, first)["actor"] == "clara"
+    # Alt+U, even with the cursor in the transcription box: the decision is undone and the item is back
+    page.keyboard.press("Alt+u")
+    page.wait_for_selector(f"section[data-reading='{first}'] #returned")
+    assert current_review(kit.db, first) is None
+    assert audit_rows(kit, "review.undo")[-1]["actor"] == "clara"
+    assert "undone by clara" in page.locator("#returned").inner_text()
+    shot(page, "review-undone")
+    # decide everything but the last, then skip the last: it stays, and the screen says so
+    while int(page.get_attribute("#progress", "data-total")) - int(page.get_attribute("#progress", "data-position")) > 0:
+        answer(page)
+        page.wait_for_timeout(150)
+    last = int(page.get_attribute("section[data-reading]", "data-reading"))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#status:has-text('last item')")
+    assert page.locator(f"section[data-reading='{last}']").count() == 1 and page.locator("#done").is_hidden()
+    shot(page, "review-last-skipped")
+    answer(page)
+    page.wait_for_selector("#done:not([hidden]) #done-open li")
+    assert page.locator("#open-conflicts").count() == 1 and page.locator("#open-quarantine").count() == 1
+    assert page.locator("#open-identities").count() == 1
+    shot(page, "review-end")
+    assert not page.problems, page.problems
