@@ -197,3 +197,20 @@ def scan_blank_registration(kit, tmp: Path, sex: str | None = "male") -> dict[st
     readings = dict(kit.db.conn.execute("SELECT field, reading_id FROM readings WHERE sheet_id = ?",
                                         [first["sheet_id"]]).fetchall())
     return {"downtime_mrn": dt, "sheet_id": first["sheet_id"], "readings": readings}
+
+
+def rescan_lab_sheet(kit, tmp: Path, sc: Scenario) -> int:
+    """A third scan of the scenario's lab request with other marks: a firm tick in 'fasting', the
+    third priority, the first specimen. Several fields of one sheet now disagree. Returns its capture id."""
+    from conftest import render_pages
+    from fallbackkit.scan.pipeline import scan_paths
+    pages = render_pages(sc.pdf, dpi=DPI)
+    index = {s["sheet_id"]: i + len(pages) - len(sc.sheets) for i, s in enumerate(sc.sheets)}
+    g = sheet_geometry(kit, sc.lab_sheet)
+    img = pages[index[sc.lab_sheet]].copy()
+    tick(img, field(g, "fasting")["box_mm"])
+    tick(img, field(g, "priority")["options"][2]["box_mm"])
+    tick(img, field(g, "specimen")["options"][0]["box_mm"])
+    scribble(img, field(g, "diagnosis")["box_mm"])
+    scan_paths(kit, [_write(img, tmp / "scan-lab-3.png")], workers=1, progress=False)
+    return kit.db.conn.execute("SELECT MAX(capture_id) FROM captures WHERE sheet_id = ?", [sc.lab_sheet]).fetchone()[0]

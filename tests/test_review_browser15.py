@@ -9,7 +9,8 @@ import pytest
 from fallbackkit.review import create_app
 from fallbackkit.store.decisions import current_review
 
-from review_helpers import PASSWORD, ServerThread, add_people, audit_rows, build_scenario, scan_blank_registration
+from review_helpers import (PASSWORD, ServerThread, add_people, audit_rows, build_scenario, rescan_lab_sheet,
+                            scan_blank_registration)
 from kit_helpers import census_kit
 from test_review_browser import CHROMIUM
 
@@ -24,6 +25,7 @@ def station(tmp_path_factory):
     kit = census_kit(tmp)
     sc = build_scenario(kit, tmp)
     sc.blank = scan_blank_registration(kit, tmp)
+    sc.third = rescan_lab_sheet(kit, tmp, sc)
     add_people(kit)
     with ServerThread(create_app(kit.path)) as server:
         yield sc, server
@@ -76,7 +78,7 @@ def answer(page) -> int:
 def test_progress_undo_by_key_last_item_and_end_screen(station, page):
     sc, _server = station
     kit = sc.kit
-    page.goto("/review?template=lab-request")
+    page.goto("/review")
     page.wait_for_selector("#progress[data-total]")
     total = int(page.get_attribute("#progress", "data-total"))
     assert page.locator("#progress").inner_text().startswith(f"Item 1 of {total}")
@@ -104,4 +106,26 @@ def test_progress_undo_by_key_last_item_and_end_screen(station, page):
     assert page.locator("#open-conflicts").count() == 1 and page.locator("#open-quarantine").count() == 1
     assert page.locator("#open-identities").count() == 1
     shot(page, "review-end")
+    assert not page.problems, page.problems
+
+
+def test_conflicts_take_one_scan_for_the_whole_sheet_with_one_key_and_no_reload(station, page):
+    from fallbackkit.reconcile import form_readings
+    sc, _server = station
+    page.goto("/conflicts")
+    group = page.locator(f"section.sheetgroup[data-sheet='{sc.lab_sheet}']")
+    assert group.locator("section.conflict").count() >= 2
+    shot(page, "conflicts-sheet")
+    # the focus starts on the sheet's newest scan; one digit takes a scan for every field of the sheet
+    assert page.evaluate("document.activeElement.classList.contains('take-sheet')")
+    page.evaluate("window.__same_page = true")
+    n = group.locator(f"button.take-sheet[data-capture='{sc.third}']").get_attribute("data-n")
+    page.keyboard.press(n)
+    page.wait_for_selector("#conflict-status.flash.ok")
+    assert page.evaluate("window.__same_page === true")              # no reload
+    assert page.evaluate("document.activeElement !== document.body")  # the focus is not lost
+    got = form_readings(sc.kit, sc.lab_sheet)
+    assert got["fasting"]["value"] is True and got["priority"]["value"] == "stat"
+    assert audit_rows(sc.kit, "review.")[-1]["actor"] == "clara"
+    shot(page, "conflicts-after")
     assert not page.problems, page.problems

@@ -9,7 +9,7 @@ import pytest
 from fallbackkit.review import create_app
 from fallbackkit.store.decisions import record_review
 
-from review_helpers import add_people, audit_rows, build_scenario, scan_blank_registration
+from review_helpers import add_people, audit_rows, build_scenario, rescan_lab_sheet, scan_blank_registration
 from kit_helpers import census_kit
 from test_review_app import csrf_of, login
 
@@ -20,6 +20,7 @@ def scenario(tmp_path_factory):
     kit = census_kit(tmp)
     sc = build_scenario(kit, tmp)
     sc.blank = scan_blank_registration(kit, tmp)
+    sc.third = rescan_lab_sheet(kit, tmp, sc)
     add_people(kit)
     yield sc
     kit.close()
@@ -115,3 +116,32 @@ def test_dashboard_and_end_screen_count_everything_still_open(app, scenario):
     assert end["conflicts"] >= 1 and end["quarantine"] >= 1
     html = clerk.get("/").get_data(as_text=True)
     assert 'href="/conflicts"' in html and 'href="/quarantine"' in html and 'id="dash-worklist"' in html
+
+
+def test_take_one_scan_for_the_whole_sheet(app, scenario):
+    from fallbackkit.reconcile import form_readings, reconcile
+    kit, sheet = scenario.kit, scenario.lab_sheet
+
+    def open_fields():
+        return sorted(c["field"] for f in reconcile(kit)["forms"] for c in f["conflicts"]
+                      if c["sheet_id"] == sheet and not c["resolved"])
+    before = open_fields()
+    assert {"fasting", "priority"} <= set(before)                    # several fields of one sheet disagree
+    client = app.test_client()
+    login(client, "clara")
+    html = client.get("/conflicts").get_data(as_text=True)
+    assert f'data-sheet="{sheet}"' in html and f'data-capture="{scenario.third}"' in html
+    assert "<small>priority" not in html                             # labels, not internal keys
+    token = csrf_of(client)
+    resp = client.post("/api/conflicts/sheet", headers={"X-CSRF-Token": token},
+                       json={"sheet_id": sheet, "capture_id": scenario.third})
+    body = resp.get_json()
+    assert resp.status_code == 200 and set(body["resolved"]) | set(body["left"]) == set(before)
+    assert open_fields() == sorted(body["left"])
+    got = form_readings(kit, sheet)
+    assert got["fasting"]["value"] is True and got["priority"]["value"] == "stat"
+    rows = [r for r in audit_rows(kit, "review.") if r["after"].get("sheet_id") == sheet and r["actor"] == "clara"]
+    assert {r["after"]["field"] for r in rows} >= set(body["resolved"])   # each field audited
+    # a capture of another sheet is refused, nothing written
+    assert client.post("/api/conflicts/sheet", headers={"X-CSRF-Token": token},
+                       json={"sheet_id": sheet, "capture_id": 1_000_000}).status_code == 400

@@ -480,7 +480,38 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                         options = [{"json": json.dumps(o, ensure_ascii=False),
                                     "text": _option_text(o, names.get(o)) or _fmt(o)} for o in detail["options"]]
                 items.append({**c, "captures": caps, "form": form, "options": options})
-        return render_template("conflicts.html", items=items, filters=f, choices=q.filter_choices(g.kit.db))
+        names = _patient_names()
+        sheets: dict[str, dict[str, Any]] = {}   # one group per sheet: "take this scan for the whole sheet"
+        for item in items:
+            group = sheets.setdefault(item["sheet_id"], {"sheet_id": item["sheet_id"], "form": item["form"],
+                                                         "patient": names.get(item["form"].get("real_mrn") or ""),
+                                                         "items": [], "captures": {}})
+            group["items"].append(item)
+            for cap in item["captures"]:
+                group["captures"][cap["capture_id"]] = None
+        for group in sheets.values():
+            cids = sorted(group["captures"])
+            marks = ",".join("?" * len(cids))
+            when = dict(g.kit.db.conn.execute(f"SELECT capture_id, captured_at FROM captures WHERE capture_id IN ({marks})",
+                                              cids).fetchall())
+            group["captures"] = [{"capture_id": cid, "n": n, "at": when.get(cid)} for n, cid in enumerate(cids, 1)]
+        return render_template("conflicts.html", items=items, sheets=list(sheets.values()), filters=f,
+                               choices=q.filter_choices(g.kit.db))
+
+    def _patient_names() -> dict[str, str]:
+        """Real MRN -> "Last, First" from the latest census snapshot (clerks know patients by name)."""
+        return {r[0]: f"{r[1]}, {r[2]}" for r in g.kit.db.conn.execute(
+            "SELECT mrn, last_name, first_name FROM patients WHERE snapshot_id = (SELECT MAX(id) FROM census_snapshots)")}
+
+    @app.post("/api/conflicts/sheet")
+    def api_take_sheet():
+        """Take one capture for every open conflict of its sheet (one transaction, each field audited)."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("sheet_id"), str) \
+                or type(body.get("capture_id")) is not int or not 0 < body["capture_id"] <= SQLITE_INT_MAX:
+            raise BadInput("send {sheet_id: text, capture_id: id}")
+        out = rc.resolve_sheet_from_capture(g.kit, body["sheet_id"], body["capture_id"], g.user.name)
+        return jsonify({"ok": True, **out})
 
     @app.post("/conflicts/resolve")
     def resolve():
@@ -505,6 +536,8 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             if not ok:
                 raise BadInput(f"{field} takes one of its printed options, not {value!r}")
         rc.resolve_conflict(g.kit, sheet_id, field, value, g.user.name, chosen_capture_id=chosen)
+        if request.headers.get("Accept") == "application/json":  # the conflicts screen, without a reload
+            return jsonify({"ok": True, "sheet_id": ids.normalize(sheet_id), "field": field})
         flash("ok", t(g.lang, "conflict_resolved", field=field, sheet=sheet_id))
         return back(url_for("conflicts"))
 

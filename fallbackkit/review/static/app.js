@@ -280,3 +280,81 @@
 
   (start ? getJSON("/api/readings/" + start) : fetchNext(0)).then(render);
 })();
+
+/* Conflicts screen: keyboard first, no reload. A digit takes that scan for the whole sheet the focus
+   is in (1 = first capture); every pick is sent with fetch, the settled cards leave the page and the
+   focus moves on to the next sheet, never back to the top. */
+(function () {
+  "use strict";
+  var root = document.getElementById("conflicts");
+  if (!root) return;
+  var S = JSON.parse(root.getAttribute("data-strings"));
+  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+  var statusEl = document.getElementById("conflict-status");
+  function say(text, ok) { statusEl.textContent = text; statusEl.className = ok ? "flash ok" : "flash error"; }
+  function post(url, body, json) {
+    var headers = { "X-CSRF-Token": csrf, "Accept": "application/json" };
+    if (json) headers["Content-Type"] = "application/json";
+    return fetch(url, { method: "POST", credentials: "same-origin", headers: headers, body: json ? JSON.stringify(body) : body })
+      .then(function (r) { return r.json().then(function (b) { return { status: r.status, body: b }; }); });
+  }
+  function groups() { return Array.prototype.slice.call(root.querySelectorAll("section.sheetgroup")); }
+  function focusGroup(g) {
+    if (!g) {
+      if (!groups().length) { root.appendChild(Object.assign(document.createElement("p"), { className: "empty", textContent: S.none })); }
+      statusEl.setAttribute("tabindex", "-1"); statusEl.focus();  // the focus stays on the page, on what happened
+      return;
+    }
+    var b = g.querySelector("button.take-sheet.primary") || g.querySelector("button");
+    (b || g).focus();
+  }
+  function settle(group, fields) {
+    var next = groups()[groups().indexOf(group) + 1] || null;
+    fields.forEach(function (f) {
+      var card = group.querySelector('section.conflict[data-field="' + f.replace(/"/g, '\\"') + '"]');
+      if (card) card.remove();
+    });
+    var left = group.querySelectorAll("section.conflict").length;
+    var count = group.querySelector(".count");
+    if (left === 0) { group.remove(); focusGroup(next); return; }
+    if (count) count.textContent = String(left);
+    var d = group.querySelector("details"); if (d) d.open = true;
+    var firstLeft = group.querySelector("section.conflict input, section.conflict button");
+    if (firstLeft) firstLeft.focus();
+  }
+  function takeSheet(group, button) {
+    var sheet = group.getAttribute("data-sheet"), cap = parseInt(button.getAttribute("data-capture"), 10);
+    post("/api/conflicts/sheet", { sheet_id: sheet, capture_id: cap }, true).then(function (res) {
+      if (res.status !== 200) { say(S.error + ": " + (res.body.error || res.status), false); return; }
+      var text = S.taken.replace("{sheet}", sheet).replace("{n}", res.body.resolved.length);
+      if (res.body.left.length) text += " " + S.left.replace("{fields}", res.body.left.join(", "));
+      say(text, true);
+      settle(group, res.body.resolved);
+    });
+  }
+  root.addEventListener("click", function (ev) {
+    var b = ev.target.closest("button.take-sheet");
+    if (b) { ev.preventDefault(); takeSheet(b.closest("section.sheetgroup"), b); }
+  });
+  root.addEventListener("submit", function (ev) {  // a pick for one field, also without a reload
+    var form = ev.target, group = form.closest("section.sheetgroup");
+    ev.preventDefault();
+    var data = new FormData(form);
+    if (ev.submitter && ev.submitter.name) data.append(ev.submitter.name, ev.submitter.value);
+    post(form.getAttribute("action"), new URLSearchParams(data), false).then(function (res) {
+      if (res.status !== 200) { say(S.error + ": " + (res.body.error || res.status), false); return; }
+      say(S.resolved.replace("{field}", res.body.field).replace("{sheet}", res.body.sheet_id), true);
+      settle(group, [res.body.field]);
+    });
+  });
+  document.addEventListener("keydown", function (ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || !/^[1-9]$/.test(ev.key)) return;
+    var t = ev.target;
+    if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
+    var group = t && t.closest ? t.closest("section.sheetgroup") : null;
+    if (!group) return;
+    var b = group.querySelector('button.take-sheet[data-n="' + ev.key + '"]');
+    if (b) { ev.preventDefault(); takeSheet(group, b); }
+  });
+  focusGroup(groups()[0]);
+})();
