@@ -129,3 +129,29 @@ def test_conflicts_take_one_scan_for_the_whole_sheet_with_one_key_and_no_reload(
     assert audit_rows(sc.kit, "review.")[-1]["actor"] == "clara"
     shot(page, "conflicts-after")
     assert not page.problems, page.problems
+
+
+def test_worklist_by_keyboard_without_reload(station, page):
+    sc, _server = station
+    kit = sc.kit
+    page.goto("/worklist")
+    page.wait_for_selector("div.witem:focus")
+    shot(page, "worklist-folded")
+    page.evaluate("window.__same_page = true")
+    target = f"{sc.lab_sheet}:order"
+    for _ in range(40):  # J moves item by item (opening the next patient when it gets there)
+        if page.evaluate("document.activeElement.getAttribute('data-item')") == target:
+            break
+        page.keyboard.press("j")
+    else:
+        pytest.fail("J never reached the lab order")
+    page.keyboard.press("e")
+    page.wait_for_selector(f"div.witem.entered[data-item='{target}']")
+    assert page.evaluate("window.__same_page === true")
+    assert kit.db.conn.execute("SELECT status, actor FROM worklist_marks WHERE item_id = ? ORDER BY id DESC",
+                               [target]).fetchone() == ("entered", "clara")
+    assert page.evaluate("document.activeElement !== document.body")
+    page.keyboard.press("Shift+K")
+    assert page.evaluate("!!document.activeElement.closest('details.patient')")
+    shot(page, "worklist-after")
+    assert not page.problems, page.problems

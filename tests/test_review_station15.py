@@ -145,3 +145,32 @@ def test_take_one_scan_for_the_whole_sheet(app, scenario):
     # a capture of another sheet is refused, nothing written
     assert client.post("/api/conflicts/sheet", headers={"X-CSRF-Token": token},
                        json={"sheet_id": sheet, "capture_id": 1_000_000}).status_code == 400
+
+
+def test_worklist_names_the_patient_keeps_form_order_folds_and_pages(app, scenario):
+    kit, sheet = scenario.kit, scenario.lab_sheet
+    client = app.test_client()
+    login(client, "clara")
+    html = client.get("/worklist?status=all").get_data(as_text=True)
+    mrn, last, first = kit.db.conn.execute(
+        "SELECT f.patient_mrn, p.last_name, p.first_name FROM forms f JOIN patients p ON p.mrn = f.patient_mrn"
+        " WHERE f.form_id = (SELECT form_id FROM sheets WHERE sheet_id = ?)", [sheet]).fetchone()
+    assert re.search(rf'<details class="card patient" data-mrn="{mrn}"[^>]*>\s*<summary><b class="pname">{last}, {first}</b> · {mrn}', html)
+    # the lab order's values in the order printed on the form (alphabetical would put fasting first)
+    item = html[html.index(f'data-item="{sheet}:order"'):]
+    item = item[:item.index("</dl>")]
+    labels = re.findall(r"<dt>([^<]+)</dt>", item)
+    assert labels.index("Priority") < labels.index("Specimen type") < labels.index("Fasting")
+    # one patient open, the others folded; pages of N patients
+    assert html.count('<details class="card patient"') > 1 and html.count('<details class="card patient" data-mrn') - \
+        len(re.findall(r'<details class="card patient"[^>]*\bopen\b', html)) >= 1
+    app.config["WORKLIST_PATIENTS_PER_PAGE"] = 1
+    try:
+        page1 = client.get("/worklist?status=all").get_data(as_text=True)
+        page2 = client.get("/worklist?status=all&page=2").get_data(as_text=True)
+    finally:
+        app.config["WORKLIST_PATIENTS_PER_PAGE"] = 10
+    assert page1.count('<details class="card patient"') == 1 and 'class="pager"' in page1
+    assert 'href="/worklist?status=all&page=2"' in page1 and re.search(r"<b>2</b>", page2)
+    first_mrns = set(re.findall(r'<details class="card patient" data-mrn="([^"]+)"', page1))
+    assert not first_mrns & set(re.findall(r'<details class="card patient" data-mrn="([^"]+)"', page2))

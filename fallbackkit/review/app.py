@@ -63,7 +63,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.url_map.converters["int"] = StoreId  # /readings/<int:...>: an id SQLite can hold, else 404
     app.config.update(KIT_PATH=kit_path, SESSION_MAX=session_max, SESSION_IDLE=session_idle,
-                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY)
+                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY, WORKLIST_PATIENTS_PER_PAGE=20)
     flashes: dict[str, list[tuple[str, str]]] = {}
     # A full reconcile reads every reading of the kit: it is computed again only when the store changed.
     cache_lock = threading.Lock()
@@ -610,29 +610,56 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     def worklist():
         ward = request.args.get("ward") or None
         status = request.args.get("status", "pending")
+        page = _id_arg(request.args, "page") or 1
         items = rc.worklist(g.kit, ward=ward, status=None if status == "all" else status)
         grouped: dict[str, list[Any]] = {}
         for item in items:  # per patient, each patient's items keeping the back-load order
             grouped.setdefault(item.patient_mrn or "—", []).append(item)
         forms = {r[0]: (r[1], r[2]) for r in g.kit.db.conn.execute("SELECT form_id, template, version FROM forms")}
+        names = _patient_names()
+        paper_names = {i["downtime_mrn"]: i["name"] for i in rc.list_identities(g.kit) if i.get("name")}
+
+        def table_of(item: Any) -> dict[str, Any]:
+            template, version = forms.get(item.form_id, (None, None))
+            return lb.labels(kit_path, template, version, g.lang)
 
         def label_of(item: Any, key: str) -> str:
-            template, version = forms.get(item.form_id, (None, None))
-            return lb.value_label(lb.labels(kit_path, template, version, g.lang), key)
-        return render_template("worklist.html", patients=list(grouped.items()), ward=ward or "", status=status,
-                               choices=q.filter_choices(g.kit.db), label_of=label_of)
+            return lb.value_label(table_of(item), key)
+
+        def values_of(item: Any) -> list[tuple[str, Any]]:
+            """The item's values in the order they are printed on the form."""
+            table = table_of(item)
+            return sorted(item.values.items(), key=lambda kv: lb.form_position(table, kv[0]))
+
+        patients = [{"mrn": mrn, "items": its, "name": names.get(mrn) or paper_names.get(its[0].downtime_mrn or ""),
+                     "pending": sum(1 for i in its if i.status == "pending")} for mrn, its in grouped.items()]
+        per_page = app.config["WORKLIST_PATIENTS_PER_PAGE"]
+        pages = max(1, -(-len(patients) // per_page))
+        page = min(page, pages)
+        shown = patients[(page - 1) * per_page: page * per_page]
+        return render_template("worklist.html", patients=shown, ward=ward or "", status=status,
+                               choices=q.filter_choices(g.kit.db), label_of=label_of, values_of=values_of,
+                               page=page, pages=pages, n_patients=len(patients), n_items=len(items),
+                               query=urlencode({k: v for k, v in (("ward", ward), ("status", status)) if v}))
 
     @app.post("/worklist/mark")
     def mark():
         item_id, status = request.form.get("item_id", ""), request.form.get("status", "")
         if status not in ("entered", "not-needed", "pending"):
             raise BadInput("status must be entered, not-needed or pending")
+        wants_json = request.headers.get("Accept") == "application/json"  # the worklist's keys, no reload
         try:
             rc.mark_item(g.kit, item_id, status, g.user.name, request.form.get("note") or None)
         except FallbackkitError as exc:
+            if wants_json:
+                return jsonify({"error": str(exc)}), 409
             flash("error", str(exc))
             return back(url_for("worklist"))
-        flash("ok", t(g.lang, "marked", item=item_id, status=t(g.lang, "status_" + status)))
+        message = t(g.lang, "marked", item=item_id, status=t(g.lang, "status_" + status))
+        if wants_json:
+            return jsonify({"ok": True, "item_id": item_id, "status": status, "message": message,
+                            "done": f"{t(g.lang, 'status_' + status)} · {g.user.name}"})
+        flash("ok", message)
         return back(url_for("worklist"))
 
     return app

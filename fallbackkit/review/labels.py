@@ -92,3 +92,17 @@ def value_label(table: dict[str, Any], key: str) -> str:
     if slot:
         return slot[0]
     return key.replace("_", " ").capitalize()
+
+
+def form_position(table: dict[str, Any], key: str) -> int:
+    """Where a re-entry value's key sits on the printed form (fields are labelled in form order),
+    so values are shown as the clerk reads the paper, not alphabetically. Unknown keys go last."""
+    order = table.setdefault("_order", {name: i for i, name in enumerate(table["fields"])})
+    if key in order:
+        return order[key]
+    if f"c1.{key}" in order:
+        return order[f"c1.{key}"]
+    slots = list(table.get("slots", {}))
+    if key in slots:
+        return len(order) + slots.index(key)
+    return len(order) + len(slots) + 1

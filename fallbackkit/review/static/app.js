@@ -358,3 +358,79 @@
   });
   focusGroup(groups()[0]);
 })();
+
+/* Worklist: patients fold, J/K move between items, Shift+J/K between patients, E / N mark the item
+   in focus (sent with fetch: no reload, the focus goes on to the next item still to enter). */
+(function () {
+  "use strict";
+  var root = document.getElementById("worklist");
+  if (!root) return;
+  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+  var statusEl = document.getElementById("wl-status");
+  function say(text, ok) { statusEl.textContent = text; statusEl.className = ok ? "flash ok" : "flash error"; }
+  function items() { return Array.prototype.slice.call(root.querySelectorAll("div.witem")); }
+  function patients() { return Array.prototype.slice.call(root.querySelectorAll("details.patient")); }
+  function focusItem(it) {
+    if (!it) return;
+    var d = it.closest("details"); if (d && !d.open) d.open = true;
+    it.focus(); it.scrollIntoView({ block: "nearest" });
+  }
+  function currentItem() { var a = document.activeElement; return a && a.closest ? a.closest("div.witem") : null; }
+  function currentPatient() { var a = document.activeElement; return a && a.closest ? a.closest("details.patient") : null; }
+  function move(step) {  // through every item: a folded patient opens when the focus reaches it
+    var list = items(), cur = currentItem(), i = cur ? list.indexOf(cur) : -1;
+    focusItem(list[Math.min(list.length - 1, Math.max(0, i + step))]);
+  }
+  function movePatient(step) {
+    var ps = patients(), cur = currentPatient(), i = cur ? ps.indexOf(cur) : -1;
+    var next = ps[Math.min(ps.length - 1, Math.max(0, i + step))];
+    if (!next) return;
+    if (cur && cur !== next && !cur.contains(document.activeElement.closest("div.witem.pending"))) cur.open = false;
+    next.open = true;
+    var first = next.querySelector("div.witem.pending") || next.querySelector("div.witem");
+    if (first) focusItem(first); else next.querySelector("summary").focus();
+  }
+  function mark(it, status) {
+    var form = it.querySelector("form");
+    if (!form) return;
+    var button = form.querySelector('button[value="' + status + '"]');
+    if (!button || button.disabled) { say(it.querySelector(".badge.warn") ? it.querySelector(".badge.warn").textContent : "", false); return; }
+    var data = new URLSearchParams(new FormData(form)); data.append("status", status);
+    fetch(form.getAttribute("action"), { method: "POST", credentials: "same-origin", body: data,
+      headers: { "X-CSRF-Token": csrf, "Accept": "application/json" } })
+      .then(function (r) { return r.json().then(function (b) { return { status: r.status, body: b }; }); })
+      .then(function (res) {
+        if (res.status !== 200) { say(res.body.error || String(res.status), false); return; }
+        var who = it.closest("details").querySelector(".pname");  // in words, not the item's internal id
+        say(it.querySelector(".what b").textContent + (who ? " · " + who.textContent : "") + ": " + res.body.done, true);
+        it.classList.remove("pending"); it.classList.add(status);
+        var acts = it.querySelector(".acts"); acts.textContent = "";
+        acts.appendChild(Object.assign(document.createElement("span"), { className: "done", textContent: res.body.done }));
+        var p = it.closest("details"), count = p.querySelector(".count");
+        if (count) count.textContent = count.textContent.replace(/\d+/, String(p.querySelectorAll("div.witem.pending").length));
+        var list = items(), rest = list.slice(list.indexOf(it) + 1).concat(list.slice(0, list.indexOf(it)));
+        var next = rest.filter(function (x) { return x.classList.contains("pending"); })[0];
+        focusItem(next || it);
+      });
+  }
+  root.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var it = ev.target.closest("div.witem");
+    if (it && ev.submitter) mark(it, ev.submitter.value);
+  });
+  document.addEventListener("keydown", function (ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    var t = ev.target;
+    if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
+    var k = ev.key;
+    if (k === "j" || k === "ArrowDown") { ev.preventDefault(); move(1); }
+    else if (k === "k" || k === "ArrowUp") { ev.preventDefault(); move(-1); }
+    else if (k === "J") { ev.preventDefault(); movePatient(1); }
+    else if (k === "K") { ev.preventDefault(); movePatient(-1); }
+    else if ((k === "e" || k === "E" || k === "n" || k === "N") && currentItem()) {
+      ev.preventDefault(); mark(currentItem(), k.toLowerCase() === "e" ? "entered" : "not-needed");
+    }
+  });
+  var start = root.querySelector("div.witem.pending") || root.querySelector("div.witem");
+  if (start) focusItem(start);
+})();
