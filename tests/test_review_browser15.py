@@ -82,6 +82,17 @@ def test_progress_undo_by_key_last_item_and_end_screen(station, page):
     page.wait_for_selector("#progress[data-total]")
     total = int(page.get_attribute("#progress", "data-total"))
     assert page.locator("#progress").inner_text().startswith(f"Item 1 of {total}")
+    # less noise: no measurement JSON, no internal key; the patient by name
+    assert page.locator("details.raw").count() == 0 and "Measurements" not in page.locator("body").inner_text()
+    rid = int(page.get_attribute("section[data-reading]", "data-reading"))
+    field, mrn = kit.db.conn.execute("SELECT rd.field, COALESCE(f.patient_mrn, f.downtime_mrn) FROM readings rd"
+                                     " JOIN captures c ON c.capture_id = rd.capture_id JOIN forms f ON f.form_id = c.form_id"
+                                     " WHERE rd.reading_id = ?", [rid]).fetchone()
+    assert field not in page.locator("h1.fieldname").inner_text()
+    name = kit.db.conn.execute("SELECT last_name || ', ' || first_name FROM patients WHERE mrn = ?", [mrn]).fetchone()
+    if name:
+        assert page.locator("#patient").inner_text() == f"{name[0]} · {mrn}"
+    shot(page, "review-first")
     first = answer(page)
     page.wait_for_selector("#progress[data-position='2']")
     assert current_review(kit.db, first)["actor"] == "clara"

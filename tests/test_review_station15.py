@@ -174,3 +174,22 @@ def test_worklist_names_the_patient_keeps_form_order_folds_and_pages(app, scenar
     assert 'href="/worklist?status=all&page=2"' in page1 and re.search(r"<b>2</b>", page2)
     first_mrns = set(re.findall(r'<details class="card patient" data-mrn="([^"]+)"', page1))
     assert not first_mrns & set(re.findall(r'<details class="card patient" data-mrn="([^"]+)"', page2))
+
+
+def test_clerks_see_labels_and_names_not_internal_keys(app, scenario):
+    kit, sheet = scenario.kit, scenario.lab_sheet
+    client = app.test_client()
+    login(client, "clara")
+    rid = kit.db.conn.execute("SELECT reading_id FROM readings WHERE sheet_id = ? AND field = 'diagnosis'"
+                              " ORDER BY capture_id DESC LIMIT 1", [sheet]).fetchone()[0]
+    reading = client.get(f"/api/readings/{rid}").get_json()["reading"]
+    mrn = reading["capture"]["patient_mrn"]
+    name = kit.db.conn.execute("SELECT last_name || ', ' || first_name FROM patients WHERE mrn = ?", [mrn]).fetchone()[0]
+    assert reading["patient_name"] == name and reading["field_label"] == "Clinical information / diagnosis"
+    queue = client.get("/queue").get_data(as_text=True)
+    assert "<small>diagnosis</small>" not in queue and "<small>fasting</small>" not in queue
+    cap = kit.db.conn.execute("SELECT MAX(capture_id) FROM captures WHERE sheet_id = ?", [sheet]).fetchone()[0]
+    page = client.get(f"/page/{cap}").get_data(as_text=True)
+    assert "<title>Clinical information / diagnosis:" in page and "<title>diagnosis:" not in page
+    decisions = client.get("/decisions").get_data(as_text=True)
+    assert ">fasting</a>" not in decisions and ">priority</a>" not in decisions

@@ -264,9 +264,11 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     def queue_view():
         f = _filters()
         items = q.list_queue(g.kit.db, f.get("ward"), f.get("template"), f.get("reason"), limit=200)
+        names = _patient_names()
         for item in items:
             item["label"] = lb.field_label(lb.labels(kit_path, item["template"], item["version"], g.lang),
                                            item["field"])
+            item["name"] = names.get(item["mrn"] or "")
         counts = q.queue_counts(g.kit.db, f.get("ward"), f.get("template"))
         return render_template("queue.html", items=items, counts=counts, filters=f,
                                choices=q.filter_choices(g.kit.db), query=urlencode(f),
@@ -295,7 +297,21 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             names = lb.option_labels(table, d["field"])
             d["option_labels"] = [_option_text(o, names.get(o)) for o in d["options"]]
         d["returned"] = _returned(reading_id) if d["review"] is None else None
+        d["patient_name"] = _patient_name(d["capture"].get("patient_mrn"), d["capture"].get("downtime_mrn"))
         return d
+
+    def _patient_name(mrn: str | None, downtime_mrn: str | None) -> str | None:
+        """The census name of the form's patient (a linked downtime MRN counts as its real MRN)."""
+        if not mrn and downtime_mrn:
+            row = g.kit.db.execute("SELECT real_mrn FROM identity_links l WHERE downtime_mrn = ? AND revokes IS NULL"
+                                   " AND NOT EXISTS (SELECT 1 FROM identity_links r WHERE r.revokes = l.id)"
+                                   " ORDER BY id DESC LIMIT 1", [downtime_mrn]).fetchone()
+            mrn = row[0] if row else None
+        if not mrn:
+            return None
+        row = g.kit.db.execute("SELECT last_name, first_name FROM patients WHERE mrn = ? ORDER BY snapshot_id DESC"
+                               " LIMIT 1", [mrn]).fetchone()
+        return f"{row[0]}, {row[1]}" if row else None
 
     def _returned(reading_id: int) -> dict[str, Any] | None:
         """The undo that sent a reading back to the queue (who, when, why), if one did."""
@@ -370,18 +386,24 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
 
     @app.get("/page/<int:capture_id>")
     def page_view(capture_id: int):
-        return render_template("page.html", page=q.page_overlay(g.kit.db, capture_id, kit_path))
+        page = q.page_overlay(g.kit.db, capture_id, kit_path)
+        table = lb.labels(kit_path, page["capture"].get("template"), page["capture"].get("version"), g.lang)
+        for f in page["fields"]:
+            f["label"] = lb.field_label(table, f["field"])
+        return render_template("page.html", page=page)
 
     # --- decisions and undo --------------------------------------------------------------------
     @app.get("/decisions")
     def decisions():
         rows = g.kit.db.execute(
             "SELECT r.review_id, r.reading_id, r.decision, r.value, r.actor, r.at, r.undoes, rd.sheet_id, rd.field,"
-            " EXISTS (SELECT 1 FROM reviews x WHERE x.undoes = r.review_id) FROM reviews r"
-            " JOIN readings rd ON rd.reading_id = r.reading_id ORDER BY r.review_id DESC LIMIT 200").fetchall()
+            " EXISTS (SELECT 1 FROM reviews x WHERE x.undoes = r.review_id), c.template, c.version FROM reviews r"
+            " JOIN readings rd ON rd.reading_id = r.reading_id JOIN captures c ON c.capture_id = rd.capture_id"
+            " ORDER BY r.review_id DESC LIMIT 200").fetchall()
         items = [{"review_id": r[0], "reading_id": r[1], "decision": r[2],
                   "value": json.loads(r[3]) if r[3] is not None else None, "actor": r[4], "at": r[5],
-                  "undoes": r[6], "sheet_id": r[7], "field": r[8], "undone": bool(r[9])} for r in rows]
+                  "undoes": r[6], "sheet_id": r[7], "field": r[8], "undone": bool(r[9]),
+                  "label": lb.field_label(lb.labels(kit_path, r[10], r[11], g.lang), r[8])} for r in rows]
         from ..store.decisions import last_own_review
         mine = last_own_review(g.kit.db, g.user.name, _session_start())
         return render_template("decisions.html", items=items, own_last=mine["review_id"] if mine else None)

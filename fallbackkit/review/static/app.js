@@ -61,21 +61,20 @@
     var c = r.capture || {};
     var meta = el("div", { "class": "meta" }, [
       el("span", {}, [S.ward + " ", el("b", { text: (c.ward || "—") + (c.bed ? " · " + S.bed + " " + c.bed : "") })]),
-      el("span", {}, [S.patient + " ", el("b", { text: c.patient_mrn || c.downtime_mrn || "—" })]),
+      el("span", {}, [S.patient + " ", el("b", { id: "patient", text: (r.patient_name ? r.patient_name + " · " : "") + (c.patient_mrn || c.downtime_mrn || "—") })]),
       el("span", {}, [S.sheet + " ", el("b", { text: r.sheet_id }), " · " + (c.template || "") + " " + S.page + " " + (c.page || "?")]),
       el("a", { href: r.page_link, text: S.open_page })
     ]);
     var extra = [];
     if (r.extra && r.extra.medication) extra.push(S.medication + ": " + r.extra.medication);
     if (r.extra && r.extra.scheduled) extra.push(S.scheduled + " " + r.extra.scheduled);
-    var head = el("h1", { "class": "fieldname", text: r.field_label + " " }, [el("small", { text: r.field }),
+    var head = el("h1", { "class": "fieldname", text: r.field_label + " " }, [
       extra.length ? el("small", { "class": "extra", text: " · " + extra.join(" · ") }) : null]);
-    var crop = el("div", { "class": "cropbox" }, [r.crop_url ? el("img", { src: r.crop_url, alt: r.field, id: "crop" }) : el("p", { "class": "empty", text: S.no_image })]);
+    var crop = el("div", { "class": "cropbox" }, [r.crop_url ? el("img", { src: r.crop_url, alt: r.field_label, id: "crop" }) : el("p", { "class": "empty", text: S.no_image })]);
     var why = el("p", { "class": "why" }, [
       S.why + ": ", el("span", { "class": "badge warn", text: r.reason || "?" }), "   " + S.machine + ": ",
       el("b", { id: "machine", text: show(r.value) }), "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)"
     ]);
-    var raw = el("details", { "class": "raw" }, [el("summary", { text: S.measures }), el("code", { text: JSON.stringify(r.raw) })]);
     var answer = el("div", { "class": "answer", id: "answer" });
     var actions = el("div", { "class": "actions" });
     var accept = el("button", { "class": "primary", id: "accept", type: "button" }, [S.accept + " ", el("kbd", { text: S.enter })]);
@@ -107,7 +106,7 @@
     var hist = null;
     if (r.review) hist = el("p", { "class": "history", text: S.decided_by + " " + r.review.actor + ": " + show(r.review.value) });
     box.appendChild(el("section", { "class": "card", "data-reading": String(r.reading_id) },
-      [meta, head, crop, why, raw, answer, actions, hist, el("div", { "class": "pagebox", id: "pagebox", hidden: "" })]));
+      [meta, head, crop, why, answer, actions, hist, el("div", { "class": "pagebox", id: "pagebox", hidden: "" })]));
     var typed = document.getElementById("typed");
     if (typed) { typed.focus(); typed.select(); } else { accept.focus(); }
     decorate(r);
@@ -327,7 +326,10 @@
     post("/api/conflicts/sheet", { sheet_id: sheet, capture_id: cap }, true).then(function (res) {
       if (res.status !== 200) { say(S.error + ": " + (res.body.error || res.status), false); return; }
       var text = S.taken.replace("{sheet}", sheet).replace("{n}", res.body.resolved.length);
-      if (res.body.left.length) text += " " + S.left.replace("{fields}", res.body.left.join(", "));
+      if (res.body.left.length) text += " " + S.left.replace("{fields}", res.body.left.map(function (f) {
+        var h = group.querySelector('section.conflict[data-field="' + f.replace(/"/g, '\\"') + '"] h3');
+        return h ? h.textContent : f;
+      }).join(", "));
       say(text, true);
       settle(group, res.body.resolved);
     });
@@ -343,7 +345,8 @@
     if (ev.submitter && ev.submitter.name) data.append(ev.submitter.name, ev.submitter.value);
     post(form.getAttribute("action"), new URLSearchParams(data), false).then(function (res) {
       if (res.status !== 200) { say(S.error + ": " + (res.body.error || res.status), false); return; }
-      say(S.resolved.replace("{field}", res.body.field).replace("{sheet}", res.body.sheet_id), true);
+      var h = form.closest("section.conflict").querySelector("h3");
+      say(S.resolved.replace("{field}", h ? h.textContent : res.body.field).replace("{sheet}", res.body.sheet_id), true);
       settle(group, [res.body.field]);
     });
   });
