@@ -166,3 +166,27 @@ def test_worklist_by_keyboard_without_reload(station, page):
     assert page.evaluate("!!document.activeElement.closest('details.patient')")
     shot(page, "worklist-after")
     assert not page.problems, page.problems
+
+
+def test_identity_check_by_keyboard(station, page):
+    sc, _server = station
+    kit, dt = sc.kit, sc.blank["downtime_mrn"]
+    page.goto("/identities")
+    shot(page, "identities")
+    real = kit.db.conn.execute("SELECT mrn FROM patients ORDER BY mrn LIMIT 1").fetchone()[0]
+    row = page.locator(f"tr[data-mrn='{dt}']")
+    row.locator("input[name=real_mrn]").fill(real)
+    row.locator("input[name=real_mrn]").press("Enter")
+    page.wait_for_selector("section.identity-check")
+    assert page.locator("tr.mismatch[data-key='birth_date']").count() == 1   # "as written" is not a date
+    shot(page, "identity-check")
+    # Enter alone does not link: the confirmation box has the focus and must be ticked
+    assert page.evaluate("document.activeElement.id") == "confirm"
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".flash.ok")
+    assert kit.db.conn.execute("SELECT real_mrn, actor FROM identity_links WHERE downtime_mrn = ?",
+                               [dt]).fetchall() == [(real, "clara")]
+    assert "birth_date" in audit_rows(kit, "identity.link")[-1]["after"]["mismatches_confirmed"]
+    assert not page.problems, page.problems
