@@ -111,22 +111,133 @@ def census() -> None:
 
 
 @census.command("import")
-@click.argument("patients_csv", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--meds", "meds_csv", type=click.Path(dir_okay=False, path_type=Path),
-              help="Active medications CSV (for the MAR).")
+@click.argument("patients_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--meds", "meds_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Active medications file (for the MAR).")
 @click.option("--as-of", help="When the census was exported (printed as 'data as of'); default: now.")
+@click.option("--check", is_flag=True, help="Dry run: show what would be imported and every problem; write nothing.")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Census profile to read the files with (default: the kit's census-profile.yaml).")
+@click.option("--sheet", help=".xlsx: the sheet of the patients workbook (default: the first).")
+@click.option("--meds-sheet", help=".xlsx: the sheet of the medications workbook (default: the first).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_kit
-def census_import(ctx: KitContext, patients_csv: Path, meds_csv: Path | None, as_of: str | None,
-                  as_json: bool) -> None:
-    """Import PATIENTS.csv (and --meds MEDS.csv) as the new snapshot."""
-    from .generate import import_census
-    summary = import_census(ctx.kit(), patients_csv, meds_csv, ctx.actor, as_of)
+def census_import(ctx: KitContext, patients_file: Path, meds_file: Path | None, as_of: str | None, check: bool,
+                  profile_path: Path | None, sheet: str | None, meds_sheet: str | None, as_json: bool) -> None:
+    """Import PATIENTS (CSV or .xlsx; and --meds MEDS) as the new snapshot, read through the kit's profile."""
+    from .generate.census import describe_changes, import_census, plan_census
+    if check:
+        plan = plan_census(ctx.kit(), patients_file, meds_file, profile=profile_path, sheet=sheet,
+                           meds_sheet=meds_sheet)
+        if as_json:
+            emit_json(plan.as_dict())
+        else:
+            click.echo(f"dry run of {patients_file.name} (profile: {plan.profile}); nothing is written")
+            click.echo(f"{len(plan.patients)} patients, {len(plan.medications)} medications")
+            click.echo("first rows as mapped:")
+            table(plan.patients[:5], ["mrn", "encounter", "last_name", "first_name", "birth_date", "sex",
+                                      "ward", "bed", "allergies"])
+            click.echo("patients per ward: " + ", ".join(f"{w} {n}" for w, n in plan.per_ward().items()))
+            for name, columns in plan.extra_columns.items():
+                click.echo(f"{name}: columns ignored: {', '.join(columns)}")
+            click.echo(f"problems: {len(plan.problems) or 'none'}")
+            for problem in plan.problems:
+                click.echo(f"  {problem}")
+            click.echo("unchanged: same census as the current snapshot" if plan.unchanged
+                       else "differences from the current snapshot:")
+            if not plan.unchanged:
+                for line in describe_changes(plan.changes):
+                    click.echo(f"  {line}")
+        if plan.problems:
+            click.get_current_context().exit(int(ExitCode.BAD_INPUT))
+        return
+    summary = import_census(ctx.kit(), patients_file, meds_file, ctx.actor, as_of, profile=profile_path,
+                            sheet=sheet, meds_sheet=meds_sheet)
     if as_json:
         emit_json(summary)
+        return
+    if summary["unchanged"]:
+        click.echo(f"unchanged: the census is the same as snapshot {summary['snapshot_id']} "
+                   f"({summary['imported_at']}); nothing imported")
+        return
+    click.echo(f"snapshot {summary['snapshot_id']}: {summary['patients']} patients, "
+               f"{summary['medications']} medications, wards {', '.join(summary['wards'])}")
+    for name, columns in summary["extra_columns"].items():
+        say(ctx, f"{name}: columns ignored: {', '.join(columns)}")
+    for line in describe_changes(summary["changes"]):
+        click.echo(f"  {line}")
+
+
+@census.group("profile")
+def census_profile() -> None:
+    """How the hospital's census export is read (KIT/census-profile.yaml)."""
+
+
+@census_profile.command("init")
+@click.argument("sample", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--meds", "meds_sample", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A sample of the medications export too.")
+@click.option("--sheet", help=".xlsx: the sheet of the sample (default: the first).")
+@click.option("--force", is_flag=True, help="Replace an existing profile.")
+@pass_kit
+def census_profile_init(ctx: KitContext, sample: Path, meds_sample: Path | None, sheet: str | None,
+                        force: bool) -> None:
+    """Guess a profile from SAMPLE (encoding, delimiter, dates, columns) and write it to the kit to check."""
+    from .generate.census_profile import init_profile
+    result = init_profile(ctx.kit().path, sample, meds_sample, sheet=sheet, force=force)
+    click.echo(f"profile written to {result['file']}")
+    for what, r in result["results"].items():
+        click.echo(f"{what}: " + ", ".join(f"{k} <- {v!r}" for k, v in r.section.columns.items()))
+        for note in r.notes:
+            click.echo(f"  {note}")
+        if r.unmatched_columns:
+            click.echo(f"  columns not used: {', '.join(r.unmatched_columns)}")
+    say(ctx, f"check it, then try `fallbackkit census import {sample.name} --check`")
+
+
+@census.command("show-profile")
+@pass_kit
+def census_show_profile(ctx: KitContext) -> None:
+    """Print the profile `census import` uses (the kit's, or the built-in one)."""
+    from .generate.census_profile import kit_profile, profile_yaml, SniffResult
+    profile = kit_profile(ctx.kit().path)
+    click.echo(f"# {profile.source}")
+    click.echo(profile_yaml(SniffResult(profile.patients, [], [], []),
+                            SniffResult(profile.medications, [], [], [])), nl=False)
+
+
+# --- downtime identifier ranges (fallbackkit/generate/id_ranges.py) ---------------------------
+@cli.group("ids")
+def ids_group() -> None:
+    """Downtime identifier ranges reserved in the hospital system, used by blank stock."""
+
+
+@ids_group.command("load")
+@click.option("--kind", type=click.Choice(["mrn", "encounter", "accession"]), required=True)
+@click.option("--from", "first", required=True, help="First number of the range, as the hospital system writes it.")
+@click.option("--to", "last", required=True, help="Last number of the range (included).")
+@click.option("--part", help="K/N: load only this station's part K of the range shared by N stations.")
+@click.option("--note", help="e.g. 'EHR reservation 2026-11'.")
+@pass_kit
+def ids_load(ctx: KitContext, kind: str, first: str, last: str, part: str | None, note: str | None) -> None:
+    """Load a range of numbers reserved for downtime: blank stock of that kind uses them, never twice."""
+    from .generate.id_ranges import load_range
+    r = load_range(ctx.kit(), kind, first, last, ctx.actor, note, part)
+    click.echo(f"{kind} range {r['from']}-{r['to']} loaded ({r['count']} numbers); {r['left']} {kind} numbers left")
+    say(ctx, "each station (copy of the kit) must load its own sub-range: two stations never share numbers")
+
+
+@ids_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def ids_list(ctx: KitContext, as_json: bool) -> None:
+    """The loaded ranges: used and left."""
+    from .generate.id_ranges import list_ranges
+    rows = list_ranges(ctx.kit())
+    if as_json:
+        emit_json(rows)
     else:
-        click.echo(f"snapshot {summary['snapshot_id']}: {summary['patients']} patients, "
-                   f"{summary['medications']} medications, wards {', '.join(summary['wards'])}")
+        table(rows, ["kind", "from", "to", "used", "left", "loaded_at", "note"])
 
 
 # --- templates and sheets --------------------------------------------------------------------
@@ -152,6 +263,30 @@ def templates_list(ctx: KitContext, as_json: bool) -> None:
         emit_json(rows)
     else:
         table(rows, ["name", "version", "pages", "patient_bound", "title"])
+
+
+@templates.command("preview")
+@click.argument("name")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PDF file.")
+@click.option("--lang", default="en", show_default=True, help="One or two of en, fr, nl (e.g. fr,nl).")
+@click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True)
+@pass_kit
+def templates_preview(ctx: KitContext, name: str, out_path: Path, lang: str, paper: str) -> None:
+    """Print NAME (a template of this kit, or a YAML file) for a made-up patient; nothing is registered."""
+    from .generate import kit_templates
+    from .generate.preview import preview_template
+    from .templates import parse_langs
+    from .templates.model import find_template
+    path = Path(name)
+    if not (name.endswith((".yaml", ".yml")) and path.is_file()):
+        path = find_template(kit_templates(ctx.kit()), name).source
+    done = preview_template(path, out_path, paper, parse_langs(lang))
+    say(ctx, f"{done['template']}: {done['pages']} page(s) with sample data written to {done['out']} "
+             f"(a preview: its sheets belong to no kit)")
+    for line in done["reentry"]:
+        say(ctx, f"  re-entry: {line}")
+    if not done["reentry"]:
+        say(ctx, "  re-entry: none declared (the form is stored and reconciled, but makes no worklist items)")
 
 
 @cli.group()
@@ -210,23 +345,41 @@ def sheets_show(ctx: KitContext, sheet_id: str, as_json: bool) -> None:
 @click.option("--lang", default="en", show_default=True, help="One or two of en, fr, nl (e.g. fr,nl).")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="List the printed sheets in page order.")
+@click.option("--if-changed", is_flag=True,
+              help="--ward all: print nothing (and say 'unchanged') if this census was printed already.")
+@click.option("--keep", type=click.IntRange(min=1), help="--ward all: keep only the N newest pack folders beside --out DIR.")
 @pass_kit
 def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: int | None, mrn: str | None,
-              out_path: Path, lang: str, paper: str, as_json: bool) -> None:
+              out_path: Path, lang: str, paper: str, as_json: bool, if_changed: bool, keep: int | None) -> None:
     """Print a ward pack, blank stock, or one patient's form."""
     from .errors import BadInput
     from .generate import print_all_wards, print_blank, print_patient, print_ward
+    from .generate.issue import packs_unchanged, prune_packs
     from .templates import parse_langs
     langs = parse_langs(lang)
     kit = ctx.kit()
     modes = [m for m in (ward is not None, blank is not None, mrn is not None) if m]
     if len(modes) != 1:
         raise BadInput("say what to print: --ward W, or TEMPLATE --blank N, or TEMPLATE --patient MRN")
+    if (if_changed or keep is not None) and ward != "all":
+        raise BadInput("--if-changed and --keep go with --ward all --out DIR")
     if ward is not None:
         if template:
             raise BadInput("a ward pack prints every patient form: drop TEMPLATE or use --patient")
+        if ward == "all" and if_changed and (same := packs_unchanged(kit, paper, langs)):
+            message = (f"unchanged: census snapshot {same['snapshot_id']} ({same['imported_at']}) is already "
+                       f"printed in {', '.join(same['folders'])}; nothing printed")
+            if as_json:
+                emit_json([])
+                say(ctx, message)
+            else:
+                click.echo(message)
+            return
         if ward == "all":
             results = print_all_wards(kit, out_path, paper, langs, ctx.actor)
+            if keep is not None:
+                for folder in prune_packs(kit, out_path, keep):
+                    say(ctx, f"removed old packs in {folder}")
         else:
             results = [print_ward(kit, ward, out_path, paper, langs, ctx.actor)]
     else:
@@ -510,6 +663,8 @@ def merge_cmd(ctx: KitContext, other: Path, as_json: bool) -> None:
         click.echo("nothing new to merge")
     for double in result["double_entries"]:
         click.echo(f"warning: {double['message']}", err=True)
+    for shared in result["shared_ranges"]:
+        click.echo(f"warning: {shared['message']}", err=True)
 
 
 # --- review: review, users (fallbackkit/review/) ----------------------------------------------

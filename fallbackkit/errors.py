@@ -61,6 +61,9 @@ class CensusError(BadInput):
         self.problems = problems
 
     def __str__(self) -> str:
+        if len(self.problems) == 1:  # one line: the problem itself says what to change
+            head = self.message.split(":")[0]
+            return f"{head}: {self.problems[0]}" + (f" — {self.hint}" if self.hint else "")
         return "\n".join([super().__str__(), *("  " + p for p in self.problems)])
 
 

@@ -52,7 +52,8 @@ def test_census_import_bad_file(ready, tmp_path):
     bad.write_text("mrn,last_name\n1,A\n")
     result = ready("census", "import", str(bad))
     assert result.exit_code == ExitCode.BAD_INPUT
-    assert "missing column(s)" in result.output
+    assert "bad.csv line 1: no column 'first_name' for first_name" in result.output
+    assert "no column 'birth_date'" in result.output and "Traceback" not in result.output
     missing = ready("census", "import", str(tmp_path / "nope.csv"))
     assert missing.exit_code == ExitCode.BAD_INPUT and "cannot read patients file" in missing.output
 

@@ -444,3 +444,25 @@ def test_merge_refuses_the_same_downtime_number_on_two_forms(kit, tmp_path):
     print_blank(kit, "registration", 1, tmp_path / "a-reg.pdf", actor="ward-a")  # same pool copy, same numbers
     with pytest.raises(Conflict, match="printed on different forms"):
         merge_store(kit, tmp_path / "station-b", "it")
+
+
+def test_numbers_outside_the_templates_range_are_flagged(kit, ward_pack):
+    vit = forms_of(kit, "vitals")[0]
+    cid = fake_scan(kit, sheets_of(kit, vit)[0], {"obs_date": "x", "c1.time": "x", "c1.temperature": "x",
+                                                  "c1.spo2": "x", "c2.time": "x", "c2.pulse": "x", "weight": "x"})
+    transcribe_pending(kit, cid, {"obs_date": "2026-11-28", "c1.time": "08:00", "c1.temperature": "52.1",
+                                  "c1.spo2": "100", "c2.time": "09:00", "c2.pulse": "300", "weight": "71,5"})
+    flagged = [(f["field"], f["message"]) for f in form(reconcile(kit), vit)["flags"] if f["code"] == "out_of_range"]
+    assert flagged == [("c1.temperature", "c1.temperature is 52.1: outside the plausible 30-45 — check the paper"),
+                       ("c2.pulse", "c2.pulse is 300: outside the plausible 20-250 — check the paper")]
+
+
+def test_a_slot_with_writing_but_no_mark_waits_on_the_worklist(kit, ward_pack):
+    mar = forms_of(kit, "mar")[0]
+    cid = fake_scan(kit, sheets_of(kit, mar)[0], {"mar_date": "x", "m1.s1.time": "x", "m1.s1.initials": "x"})
+    transcribe_pending(kit, cid, {"mar_date": "2026-11-28", "m1.s1.time": "08:00", "m1.s1.initials": "AB"})
+    item = next(i for i in worklist(kit) if i.item_id == f"{mar}:m1.s1")
+    assert not item.resolved and "no status is marked" in item.unresolved[-1]
+    with pytest.raises(Conflict):
+        mark_item(kit, item.item_id, "entered", "clerk")
+    mark_item(kit, item.item_id, "not-needed", "clerk")
