@@ -67,7 +67,8 @@ def answer(page) -> int:
     """Decide the item on screen with the keyboard; returns its reading id."""
     rid = int(page.get_attribute("section[data-reading]", "data-reading"))
     if page.locator("#typed").count():
-        page.keyboard.type("as written")
+        # typed values are checked like handwriting suggestions: a date box takes a date
+        page.keyboard.type("03/02/1961" if page.locator("h1.fieldname").inner_text().startswith("Date") else "as written")
         page.keyboard.press("Enter")
     else:
         page.keyboard.press("1")
@@ -178,7 +179,7 @@ def test_identity_check_by_keyboard(station, page):
     row.locator("input[name=real_mrn]").fill(real)
     row.locator("input[name=real_mrn]").press("Enter")
     page.wait_for_selector("section.identity-check")
-    assert page.locator("tr.mismatch[data-key='birth_date']").count() == 1   # "as written" is not a date
+    assert page.locator("tr.mismatch[data-key='birth_date']").count() == 1   # 1961 on the paper
     shot(page, "identity-check")
     # Enter alone does not link: the confirmation box has the focus and must be ticked
     assert page.evaluate("document.activeElement.id") == "confirm"
@@ -190,3 +191,32 @@ def test_identity_check_by_keyboard(station, page):
                                [dt]).fetchall() == [(real, "clara")]
     assert "birth_date" in audit_rows(kit, "identity.link")[-1]["after"]["mismatches_confirmed"]
     assert not page.problems, page.problems
+
+
+def test_an_implausible_typed_value_needs_a_second_enter(station, page):
+    """A typed value goes through templates/values.py: 'Dupont' in a date box is refused, a date in
+    the future needs a second Enter, and the reason is kept with the decision."""
+    from fallbackkit.store.decisions import undo_review
+    sc, _server = station
+    kit = sc.kit
+    rid = sc.blank["readings"]["birth_date"]
+    review = current_review(kit.db, rid)
+    if review is not None:
+        undo_review(kit.db, review["review_id"], "sam", "test: type it again")
+    page.goto(f"/review?start={rid}")
+    page.wait_for_selector(f"section[data-reading='{rid}'] #typed")
+    page.keyboard.type("Dupont")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#status.error:has-text('not a date')")
+    assert current_review(kit.db, rid) is None
+    page.fill("#typed", "03/02/2199")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#status.error:has-text('Implausible')")
+    assert current_review(kit.db, rid) is None
+    shot(page, "review-implausible")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"section[data-reading]:not([data-reading='{rid}']), #done:not([hidden])")
+    saved = current_review(kit.db, rid)
+    assert saved["value"] == "03/02/2199" and saved["note"].startswith("implausible, confirmed:")
+    # the refusals were answers (400, 422) the screen showed; nothing else went wrong
+    assert not [p for p in page.problems if "status of 400" not in p and "status of 422" not in p], page.problems

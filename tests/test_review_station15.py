@@ -193,3 +193,41 @@ def test_clerks_see_labels_and_names_not_internal_keys(app, scenario):
     assert "<title>Clinical information / diagnosis:" in page and "<title>diagnosis:" not in page
     decisions = client.get("/decisions").get_data(as_text=True)
     assert ">fasting</a>" not in decisions and ">priority</a>" not in decisions
+
+
+def test_typed_values_follow_the_handwriting_rules_and_the_templates_ranges(app, scenario):
+    from fallbackkit.errors import BadInput
+    from fallbackkit.review.typed import check_typed
+    kit = scenario.kit
+
+    def detail(field, ftype, fmt=None, template="vitals"):
+        return {"type": ftype, "field": field, "capture": {"template": template, "version": 1},
+                "extra": {"format": fmt} if fmt else {}}
+    # ranges from the template (vitals.yaml): 96 is neither a temperature nor a respiratory rate
+    assert "outside the plausible range" in check_typed(kit.path, detail("c1.temperature", "number"), "96")
+    assert check_typed(kit.path, detail("c1.temperature", "number"), "37.2") is None
+    assert check_typed(kit.path, detail("c4.resp_rate", "number"), "96")
+    assert check_typed(kit.path, detail("c4.resp_rate", "number"), "18") is None
+    with pytest.raises(BadInput, match="not a date"):
+        check_typed(kit.path, detail("birth_date", "datetime", "date", "registration"), "Dupont")
+    with pytest.raises(BadInput, match="not a time"):
+        check_typed(kit.path, detail("received_at", "datetime", "time", "lab-request"), "Dupont")
+    assert check_typed(kit.path, detail("birth_date", "datetime", "date", "registration"), "03/02/2199")
+    # through the station: refused, then implausible until confirmed, and the reason is recorded
+    from fallbackkit.store.decisions import current_review
+    client = app.test_client()
+    login(client, "clara")
+    token = csrf_of(client)
+    rid = scenario.blank["readings"]["birth_date"]
+    seen = (current_review(kit.db, rid) or {}).get("review_id")
+    assert _decide(client, token, rid, "transcribe", "Dupont", seen).status_code == 400
+    resp = _decide(client, token, rid, "transcribe", "03/02/2199", seen)
+    assert resp.status_code == 422 and resp.get_json()["implausible"]
+    assert (current_review(kit.db, rid) or {}).get("review_id") == seen
+    resp = client.post(f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token},
+                       json={"decision": "transcribe", "value": "03/02/2199", "seen_review_id": seen,
+                             "confirm_implausible": True})
+    assert resp.status_code == 200
+    review = current_review(kit.db, rid)
+    assert review["value"] == "03/02/2199" and review["note"].startswith("implausible, confirmed:")
+    assert audit_rows(kit, "review.transcribe")[-1]["after"]["note"] == review["note"]

@@ -358,6 +358,16 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             raise BadInput(f"a note is text of at most {NOTE_MAX} characters")
         detail = q.reading_detail(g.kit.db, reading_id)
         value = _checked_value(detail, decision, body.get("value"))
+        if decision in ("transcribe", "correct") and detail["options"] is None:
+            # the same format and plausibility rules as the handwriting suggestions (templates/values.py)
+            from .typed import check_typed
+            implausible = check_typed(kit_path, detail, value)
+            if implausible and body.get("confirm_implausible") is not True:
+                return jsonify({"error": t(g.lang, "implausible", reason=implausible), "implausible": True,
+                                "reason": implausible}), 422
+            if implausible:
+                note = f"implausible, confirmed: {implausible}" + (f" — {note}" if note else "")
+                note = note[:NOTE_MAX]
         try:  # the "decided meanwhile?" check and the insert are one transaction
             review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, note,
                                       expect_review_id=seen)

@@ -265,3 +265,6 @@ _NL.update({"worklist_keys": "J / K: volgend / vorig item · Shift+J / Shift+K: 
             "worklist_count": "{items} items voor {patients} patiënten", "n_pending": "{n} in te voeren",
             "name_unknown": "naam nog niet bekend", "kind_registration": "Opname", "kind_order": "Labo-aanvraag",
             "kind_result": "Resultaat", "kind_medication": "Medicatie", "kind_vitals": "Vitale parameters"})
+_EN.update({"implausible": "Implausible: {reason}. Check the paper; press Enter again to keep it (the reason is recorded)."})
+_FR.update({"implausible": "Peu plausible : {reason}. Vérifiez le papier ; Entrée encore pour le garder (la raison est notée)."})
+_NL.update({"implausible": "Onwaarschijnlijk: {reason}. Controleer het papier; nog eens Enter om het te houden (de reden wordt bewaard)."})

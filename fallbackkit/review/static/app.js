@@ -157,7 +157,8 @@
     fetch("/api/readings/" + r.reading_id + "/decision", {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" },
-      body: JSON.stringify({ decision: decision, value: value, seen_review_id: r.review ? r.review.review_id : null })
+      body: JSON.stringify({ decision: decision, value: value, seen_review_id: r.review ? r.review.review_id : null,
+                             confirm_implausible: r.implausibleFor === JSON.stringify(value) })
     }).then(function (resp) {
       return resp.json().then(function (body) { return { status: resp.status, body: body }; });
     }).then(function (res) {
@@ -165,6 +166,7 @@
       if (res.status === 401) { window.location = "/login"; return; }
       if (res.status === 200) { say(S.saved + " ✓ " + r.field_label + " = " + show(decision === "confirm" ? r.value : value)); advance(r.reading_id); }
       else if (res.status === 409) { say(res.body.error, true); advance(r.reading_id); }
+      else if (res.status === 422 && res.body.implausible) { r.implausibleFor = JSON.stringify(value); say(res.body.error, true); }
       else { say(S.error + ": " + (res.body.error || res.status), true); }
     }).catch(function (e) { busy = false; say(S.error + ": " + e, true); });
   }
