@@ -231,3 +231,17 @@ def test_typed_values_follow_the_handwriting_rules_and_the_templates_ranges(app,
     review = current_review(kit.db, rid)
     assert review["value"] == "03/02/2199" and review["note"].startswith("implausible, confirmed:")
     assert audit_rows(kit, "review.transcribe")[-1]["after"]["note"] == review["note"]
+
+
+def test_identities_suggest_says_why_a_downtime_mrn_has_no_suggestion(scenario, tmp_path):
+    """The demo printed '(none)' for its 5 downtime MRNs: suggestions come from transcribed names and
+    birth dates, and before review there were none (and blank lab requests never came back)."""
+    from click.testing import CliRunner
+    from fallbackkit.cli import cli
+    from fallbackkit.generate import print_blank
+    print_blank(scenario.kit, "lab-request", 1, tmp_path / "blank-lab.pdf", actor="tester")
+    dt = scenario.kit.db.conn.execute("SELECT value FROM downtime_ids WHERE kind = 'mrn' ORDER BY rowid DESC"
+                                      " LIMIT 1").fetchone()[0]
+    result = CliRunner().invoke(cli, ["--kit", str(scenario.kit.path), "identities", "suggest"])
+    assert result.exit_code == 0, result.output
+    assert f"{dt}: no suggestion — no form with this number was scanned back yet" in result.output

@@ -320,6 +320,14 @@ def identity_preview(kit: Kit, downtime_mrn: str, real_mrn: str) -> dict[str, An
             "linked_to": ident["linked_to"]}
 
 
+NO_SUGGESTION_WORDS = {
+    "not_returned": "no form with this number was scanned back yet",
+    "waiting": "its name and birth date wait in the review queue: transcribe them first",
+    "not_written": "no name or birth date was written or transcribed on its forms",
+    "no_match": "no census patient is close to what the paper says",
+}
+
+
 def no_suggestion_reason(kit: Kit, ident: dict[str, Any]) -> str:
     """Why a downtime MRN has no suggestion: 'not_returned' (none of its forms was scanned back),
     'waiting' (its name / birth date still wait for a person in the review queue), 'not_written'
