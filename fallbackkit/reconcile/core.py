@@ -185,8 +185,9 @@ def resolve_sheet_from_capture(kit: Kit, sheet_id: str, capture_id: int, actor: 
     """"Take this scan for the whole sheet": every open conflict of a sheet settled as one capture
     shows it, in one transaction (each field through resolve_conflict, so each is audited).
 
-    Returns {"resolved": [fields], "left": [fields]}: a field is left open when that capture shows
-    handwriting nobody has transcribed yet (a person types it; nothing is guessed)."""
+    Returns {"resolved": [fields], "left": [fields]}: a field is left open when that capture's
+    reading is not settled — a mark the machine was unsure of, or handwriting nobody has transcribed
+    yet — so that "unsure" never becomes "blank" for a whole sheet at once (a person decides it)."""
     from ..store.decisions import write_transaction
     sheet_id = ids.normalize(sheet_id)
     conn = kit.db.conn
@@ -200,6 +201,10 @@ def resolve_sheet_from_capture(kit: Kit, sheet_id: str, capture_id: int, actor: 
         by_capture = dict(iter_capture_values(kit, caps))
         for conflict in sheet_conflicts(sheet_id, by_capture):
             if conflict["resolved"]:
+                continue
+            chosen = by_capture.get(capture_id, {}).get(conflict["field"])
+            if chosen is None or not chosen.resolved:
+                out["left"].append(conflict["field"])
                 continue
             try:
                 resolve_conflict(kit, sheet_id, conflict["field"], None, actor, chosen_capture_id=capture_id)

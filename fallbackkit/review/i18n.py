@@ -243,15 +243,15 @@ _NL["js"].update({
 })
 _EN.update({"take_scan": "Take scan {n} for the whole sheet", "field_by_field": "Field by field",
             "fields_disagree": "{n} fields disagree", "sheet_taken": "Sheet {sheet}: {n} fields settled from one scan.",
-            "sheet_left": "Still to type: {fields}.", "field_resolved": "{field} on sheet {sheet} resolved.",
+            "sheet_left": "Left open, to decide field by field (unsure or not typed yet on that scan): {fields}.", "field_resolved": "{field} on sheet {sheet} resolved.",
             "conflicts_keys": "Digit 1, 2… takes that scan for the whole sheet; Enter on a button picks it; Tab moves on."})
 _FR.update({"take_scan": "Prendre le scan {n} pour toute la feuille", "field_by_field": "Champ par champ",
             "fields_disagree": "{n} champs divergent", "sheet_taken": "Feuille {sheet} : {n} champs réglés d'après un scan.",
-            "sheet_left": "Encore à taper : {fields}.", "field_resolved": "{field} de la feuille {sheet} réglé.",
+            "sheet_left": "Restent ouverts, à décider champ par champ (incertains ou pas encore tapés sur ce scan) : {fields}.", "field_resolved": "{field} de la feuille {sheet} réglé.",
             "conflicts_keys": "Le chiffre 1, 2… prend ce scan pour toute la feuille ; Entrée sur un bouton le choisit ; Tab avance."})
 _NL.update({"take_scan": "Scan {n} nemen voor het hele blad", "field_by_field": "Veld per veld",
             "fields_disagree": "{n} velden verschillen", "sheet_taken": "Blad {sheet}: {n} velden beslist volgens één scan.",
-            "sheet_left": "Nog te typen: {fields}.", "field_resolved": "{field} op blad {sheet} beslist.",
+            "sheet_left": "Blijven open, veld per veld te beslissen (onzeker of nog niet getypt op die scan): {fields}.", "field_resolved": "{field} op blad {sheet} beslist.",
             "conflicts_keys": "Cijfer 1, 2… neemt die scan voor het hele blad; Enter op een knop kiest hem; Tab gaat verder."})
 _EN.update({"worklist_keys": "J / K: next / previous item · Shift+J / Shift+K: next / previous patient · E: entered · N: not needed",
             "worklist_count": "{items} items for {patients} patients", "n_pending": "{n} to enter",
