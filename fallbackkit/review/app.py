@@ -269,6 +269,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             item["label"] = lb.field_label(lb.labels(kit_path, item["template"], item["version"], g.lang),
                                            item["field"])
             item["name"] = names.get(item["mrn"] or "")
+            item["title"] = lb.form_title(lb.labels(kit_path, item["template"], item["version"], g.lang), item["template"])
         counts = q.queue_counts(g.kit.db, f.get("ward"), f.get("template"))
         return render_template("queue.html", items=items, counts=counts, filters=f,
                                choices=q.filter_choices(g.kit.db), query=urlencode(f),
@@ -293,6 +294,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         d["page_link"] = url_for("page_view", capture_id=d["capture_id"])
         table = lb.labels(kit_path, d["capture"]["template"], d["capture"]["version"], g.lang)
         d["field_label"] = lb.field_label(table, d["field"])
+        d["form_title"] = lb.form_title(table, d["capture"]["template"])
         if d["options"] is not None:
             names = lb.option_labels(table, d["field"])
             d["option_labels"] = [_option_text(o, names.get(o)) for o in d["options"]]
@@ -517,6 +519,10 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         for item in items:
             group = sheets.setdefault(item["sheet_id"], {"sheet_id": item["sheet_id"], "form": item["form"],
                                                          "patient": names.get(item["form"].get("real_mrn") or ""),
+                                                         "title": lb.form_title(lb.labels(
+                                                             kit_path, item["form"].get("template"),
+                                                             item["form"].get("version"), g.lang),
+                                                             item["form"].get("template")),
                                                          "items": [], "captures": {}})
             group["items"].append(item)
             for cap in item["captures"]:

@@ -268,3 +268,9 @@ _NL.update({"worklist_keys": "J / K: volgend / vorig item · Shift+J / Shift+K: 
 _EN.update({"implausible": "Implausible: {reason}. Check the paper; press Enter again to keep it (the reason is recorded)."})
 _FR.update({"implausible": "Peu plausible : {reason}. Vérifiez le papier ; Entrée encore pour le garder (la raison est notée)."})
 _NL.update({"implausible": "Onwaarschijnlijk: {reason}. Controleer het papier; nog eens Enter om het te houden (de reden wordt bewaard)."})
+_EN["js"].update({"decision_confirm": "confirmed", "decision_correct": "corrected", "decision_transcribe": "typed",
+                  "decision_illegible": "illegible"})
+_FR["js"].update({"decision_confirm": "confirmé", "decision_correct": "corrigé", "decision_transcribe": "tapé",
+                  "decision_illegible": "illisible"})
+_NL["js"].update({"decision_confirm": "bevestigd", "decision_correct": "verbeterd", "decision_transcribe": "getypt",
+                  "decision_illegible": "onleesbaar"})

@@ -50,7 +50,7 @@ def _build(kit_path: Path, template: str, version: int, lang: str) -> dict[str, 
             for key in ("given", "time", "initials", "order"):
                 if key in med.labels:
                     slot_specs[key] = (_pick(med.labels[key], lang) or key, {})
-    return {"fields": fields, "options": options, "slots": slot_specs}
+    return {"fields": fields, "options": options, "slots": slot_specs, "title": _pick(t.title, lang)}
 
 
 def labels(kit_path: Path, template: str | None, version: int | None, lang: str) -> dict[str, Any]:
@@ -106,3 +106,8 @@ def form_position(table: dict[str, Any], key: str) -> int:
     if key in slots:
         return len(order) + slots.index(key)
     return len(order) + len(slots) + 1
+
+
+def form_title(table: dict[str, Any], template: str | None) -> str:
+    """The form's printed title in the clerk's language ("Laboratory request"), else its name."""
+    return table.get("title") or template or ""

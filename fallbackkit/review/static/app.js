@@ -62,7 +62,7 @@
     var meta = el("div", { "class": "meta" }, [
       el("span", {}, [S.ward + " ", el("b", { text: (c.ward || "—") + (c.bed ? " · " + S.bed + " " + c.bed : "") })]),
       el("span", {}, [S.patient + " ", el("b", { id: "patient", text: (r.patient_name ? r.patient_name + " · " : "") + (c.patient_mrn || c.downtime_mrn || "—") })]),
-      el("span", {}, [S.sheet + " ", el("b", { text: r.sheet_id }), " · " + (c.template || "") + " " + S.page + " " + (c.page || "?")]),
+      el("span", {}, [S.sheet + " ", el("b", { text: r.sheet_id }), " · " + (r.form_title || c.template || "") + " " + S.page + " " + (c.page || "?")]),
       el("a", { href: r.page_link, text: S.open_page })
     ]);
     var extra = [];
@@ -236,7 +236,7 @@
   function decorate(r) {
     if (r.returned) {
       var b = r.returned;
-      var text = S.returned.replace("{decision}", b.decision).replace("{value}", show(b.value))
+      var text = S.returned.replace("{decision}", S["decision_" + b.decision] || b.decision).replace("{value}", show(b.value))
         .replace("{who}", b.decided_by).replace("{by}", b.by).replace("{at}", (b.at || "").slice(11, 16));
       var p = el("p", { "class": "returned note", id: "returned", text: text + (b.note ? " — " + b.note : "") });
       var sec = box.querySelector("section.card");
