@@ -664,6 +664,16 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         def label_of(item: Any, key: str) -> str:
             return lb.value_label(table_of(item), key)
 
+        def shown(item: Any, key: str, value: Any) -> str:
+            """A value as the clerk reads it: an option with its printed label ("male (M)")."""
+            table = table_of(item)
+            names = lb.option_labels(table, key) or lb.option_labels(table, f"c1.{key}")  # a grid row
+            if names and isinstance(value, str):
+                return _option_text(value, names.get(value)) or value
+            if names and isinstance(value, list):
+                return ", ".join(_option_text(x, names.get(x)) or str(x) for x in value) or "—"
+            return _fmt(value)
+
         def values_of(item: Any) -> list[tuple[str, Any]]:
             """The item's values in the order they are printed on the form."""
             table = table_of(item)
@@ -676,7 +686,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         page = min(page, pages)
         shown = patients[(page - 1) * per_page: page * per_page]
         return render_template("worklist.html", patients=shown, ward=ward or "", status=status,
-                               choices=q.filter_choices(g.kit.db), label_of=label_of, values_of=values_of,
+                               choices=q.filter_choices(g.kit.db), label_of=label_of, values_of=values_of, shown=shown,
                                page=page, pages=pages, n_patients=len(patients), n_items=len(items),
                                query=urlencode({k: v for k, v in (("ward", ward), ("status", status)) if v}))
 
