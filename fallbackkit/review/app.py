@@ -684,8 +684,8 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         per_page = app.config["WORKLIST_PATIENTS_PER_PAGE"]
         pages = max(1, -(-len(patients) // per_page))
         page = min(page, pages)
-        shown = patients[(page - 1) * per_page: page * per_page]
-        return render_template("worklist.html", patients=shown, ward=ward or "", status=status,
+        on_page = patients[(page - 1) * per_page: page * per_page]
+        return render_template("worklist.html", patients=on_page, ward=ward or "", status=status,
                                choices=q.filter_choices(g.kit.db), label_of=label_of, values_of=values_of, shown=shown,
                                page=page, pages=pages, n_patients=len(patients), n_items=len(items),
                                query=urlencode({k: v for k, v in (("ward", ward), ("status", status)) if v}))
