@@ -1,12 +1,17 @@
 """Command line: parse, call the library, print. No work is done here.
 
 Errors raised by the library (FallbackkitError) become one line on stderr and the error's exit code;
-a traceback only with --verbose.
+a traceback only with --verbose. A full disk, a read-only kit or a damaged store met half-way
+through a command is named the same way (store.kit.storage_error); anything else is an internal
+error (exit 70): one line and the hint to rerun with --verbose. --verbose also turns on debug
+logging of the `fallbackkit` logger, which only the CLI configures.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,11 +37,16 @@ class KitContext:
         from .store.kit import default_actor
         return self.user or default_actor()
 
-    def kit(self):
+    def kit(self, *, for_restore: bool = False):
         if self._kit is None:
             from .store import open_kit
-            self._kit = open_kit(self.kit_dir)
+            self._kit = open_kit(self.kit_dir, for_restore=for_restore)
         return self._kit
+
+    def close(self) -> None:
+        if self._kit is not None:
+            self._kit.close(save_head=True)
+            self._kit = None
 
 
 pass_kit = click.make_pass_decorator(KitContext)
@@ -62,17 +72,53 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         click.echo("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in columns))
 
 
+def _configure_logging(verbose: bool) -> None:
+    """The library logs to the `fallbackkit` logger and never configures it: this is the one place."""
+    logger = logging.getLogger("fallbackkit")
+    for handler in [h for h in logger.handlers if getattr(h, "_fallbackkit_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._fallbackkit_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger.propagate = False
+
+
 class FallbackkitGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        # patient data: whatever the user's umask, what the kit writes is readable by its owner only
+        umask = os.umask(0o077)
         try:
             return super().invoke(ctx)
-        except FallbackkitError as exc:
-            verbose = isinstance(ctx.obj, KitContext) and ctx.obj.verbose
-            if verbose:
-                import traceback
-                traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(int(exc.exit_code))
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place where errors become output
+            self._fail(ctx, exc)
+        finally:
+            if isinstance(ctx.obj, KitContext):
+                try:
+                    ctx.obj.close()
+                except Exception as exc:  # noqa: BLE001 - closing must not hide the command's own outcome
+                    log.debug("closing the kit failed: %s", exc)
+            os.umask(umask)
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: Exception) -> None:
+        from .store.kit import storage_error
+        verbose = isinstance(ctx.obj, KitContext) and ctx.obj.verbose
+        if verbose:
+            import traceback
+            traceback.print_exc()
+        error = exc if isinstance(exc, FallbackkitError) else storage_error(
+            exc, ctx.obj.kit_dir if isinstance(ctx.obj, KitContext) else None)
+        if error is not None:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(int(error.exit_code))
+        logging.getLogger("fallbackkit").debug("internal error", exc_info=exc)
+        click.echo(f"error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                   + ("" if verbose else " — rerun with --verbose for the traceback, and report it"), err=True)
+        ctx.exit(int(ExitCode.INTERNAL))
 
 
 @click.group(cls=FallbackkitGroup)
@@ -86,8 +132,7 @@ class FallbackkitGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, kit_dir: Path, verbose: bool, quiet: bool, user: str | None) -> None:
     """fallbackkit: paper-mode fallback for hospitals — print, scan, reconcile, review, export."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(verbose)
     ctx.obj = KitContext(kit_dir, verbose, quiet, user)
 
 
@@ -99,7 +144,7 @@ def cli(ctx: click.Context, kit_dir: Path, verbose: bool, quiet: bool, user: str
 def init(ctx: KitContext, templates_from: Path | None) -> None:
     """Create a new kit: store, secret, kit id, templates."""
     from .store import init_kit
-    kit = init_kit(ctx.kit_dir, ctx.actor, templates_from)
+    kit = ctx._kit = init_kit(ctx.kit_dir, ctx.actor, templates_from)  # closed by the group
     click.echo(f"kit {kit.kit_id} created at {kit.path}")
     say(ctx, f"keep {kit.path / 'secret.key'} private: it signs every printed sheet")
 
@@ -407,8 +452,19 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
 @pass_kit
 def scan_cmd(ctx: KitContext, paths: tuple[Path, ...], workers: int | None, as_json: bool) -> None:
     """Read scanned files and folders (PDF, TIFF, PNG, JPEG) into the kit."""
+    from .errors import DiskFull
     from .scan.pipeline import format_summary, scan_paths
-    summary = scan_paths(ctx.kit(), list(paths), workers=workers, progress=not ctx.quiet, actor=ctx.actor)
+    from .store.kit import files_done, storage_error
+    kit = ctx.kit()
+    done_before = files_done(kit)
+    try:
+        summary = scan_paths(kit, list(paths), workers=workers, progress=not ctx.quiet, actor=ctx.actor)
+    except (OSError, sqlite3.OperationalError) as exc:
+        error = storage_error(exc, ctx.kit_dir)
+        if isinstance(error, DiskFull):  # say what was kept: the files read completely before
+            raise DiskFull(f"{error.message}: {files_done(kit) - done_before} files of this scan were read and"
+                           " stored completely before", hint=error.hint) from exc
+        raise
     if as_json:
         emit_json(summary.to_dict())
         for f in summary.failed:
@@ -855,9 +911,10 @@ def backup_cmd(ctx: KitContext, out_path: Path) -> None:
 def restore_cmd(ctx: KitContext, backup_file: Path, force: bool) -> None:
     """Replace the kit's store with a verified backup (the current store is kept as a safety copy)."""
     from .export import restore
-    result = restore(ctx.kit(), backup_file, ctx.actor, force)
+    result = restore(ctx.kit(for_restore=True), backup_file, ctx.actor, force)
     click.echo(f"restored kit {result['kit_id']} from {result['restored_from']} ({result['rows']} rows)")
-    say(ctx, f"the store as it was before is kept in {result['safety_copy']}")
+    say(ctx, f"the store as it was before is kept in {result['safety_copy']}" if result["safety_copy"]
+        else "there was no store to keep: it was missing")
     if result["warning"]:
         say(ctx, f"warning: {result['warning']}")
 
@@ -873,8 +930,14 @@ def check_cmd(ctx: KitContext, archive: bool, as_json: bool) -> None:
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"store integrity ok; {result['audit_rows']} audit rows, chain intact"
-                   + ("; every archived original present and unchanged" if archive else ""))
+        head = result["audit_head"]
+        click.echo(f"store integrity ok; {result['audit_rows']} audit rows, chain intact up to the head "
+                   f"kit.json records (last row {head['last_id']}); every review, link, undo, role and census "
+                   f"change has its audit row"
+                   + ("; every archived original present and unchanged" if archive else "")
+                   + ("; the kit is read-only" if result["read_only"] else ""))
+    for warning in result["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def main() -> None:

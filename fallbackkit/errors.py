@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     CONFLICT = 6
     INTEGRITY = 7
     MISSING_DEPENDENCY = 8
+    STORAGE = 9  # the kit cannot be written: disk full, read-only disk or directory
     INTERNAL = 70
 
 
@@ -87,6 +88,20 @@ class PayloadError(FallbackkitError):
     """A QR payload is malformed, foreign or forged."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class StorageFailure(FallbackkitError):
+    """The disk would not take a write (a disk I/O error); what was committed before is kept."""
+
+    exit_code = ExitCode.STORAGE
+
+
+class KitReadOnly(StorageFailure):
+    """The kit is on a read-only disk or directory: read commands work, this one needs to write."""
+
+
+class DiskFull(StorageFailure):
+    """The disk holding the kit (or an output) filled up; what was committed before is kept."""
 
 
 class NotPermitted(BadInput):

@@ -39,7 +39,9 @@ def page_texts(pdf_path) -> list[str]:
 def test_ward_pack_codes_verify_are_unique_and_in_order(kit, ward_pack):
     images = render_pages(ward_pack.out_path, dpi=150)
     assert len(images) == len(ward_pack.sheets) + 1  # the cover page comes first
-    assert decode_qr(images[0]) == []  # the cover is not a form
+    [cover] = decode_qr(images[0])  # the cover is not a form: its code is a cover code, not a sheet's
+    assert payload.verify_cover(cover, kit.secret, kit.kit_id) == \
+        payload.CoverPayload(kit.kit_id, ward_pack.sheets[0]["sheet_id"], len(ward_pack.sheets))
     seen = []
     for image, sheet in zip(images[1:], ward_pack.sheets):
         codes = decode_qr(image)

@@ -33,9 +33,9 @@ def lab(kit, blank_lab):
 
 def test_filled_ward_pack_every_page_identified_and_every_accepted_value_true(ward):
     rng = np.random.default_rng(1)
-    assert ward.sheet_ids[0] is None  # the cover page carries no code
+    assert ward.sheet_ids[0] is None  # the cover page carries no sheet code: a cover code of its own
     cover = ward.read(ward.images[0])
-    assert (cover.status, cover.reason) == ("quarantined", "no_code")
+    assert (cover.status, cover.reason, cover.sheet_id, cover.readings) == ("cover", None, None, [])
     pages = ward.pages()
     assert len(pages) == 56
     clear = clear_reviewed = 0

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from ..errors import BadInput
 from ..store.kit import Kit, now_iso
+from ..files import OutputFiles, file_name, outside_kit
 from ..templates import values as paper_values
 from ..templates.model import Template
 from ..templates.semantics import ItemRule
@@ -598,28 +599,28 @@ class FhirExport:
                 "timestamp": now_iso(), "entry": bundle.entries}
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
 def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
                 mrn_system: str | None = None, skip_entered: bool = False,
                 tz: str | None = None) -> dict[str, Any]:
     """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600.
 
+    File names come from fallbackkit/files.py: two patients never share a file (`A/1` and `A_1`).
+
     Bundles of an earlier export in OUT that this export does not rewrite are removed: after a
     downtime MRN is linked, its old bundle would otherwise be sent too.
     """
-    out_dir = Path(out_dir)
+    out_dir = outside_kit(kit.path, out_dir, "an export")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--format fhir writes a directory of bundles")
     job = FhirExport(kit, ward, since, mrn_system, skip_entered, tz)
     result = job.run()
-    files = []
-    for key, bundle in result["bundles"].items():
-        files.append(write_private(out_dir / f"bundle-{_safe(key)}.json",
-                                   json.dumps(bundle, indent=1, ensure_ascii=False)))
-    pending_path = write_private(out_dir / "pending.json", json.dumps(
+    outputs = OutputFiles()
+    pending_path = outputs.claim(out_dir / "pending.json")
+    # every name is claimed before the first file is written: a clash refuses the export whole
+    named = [(outputs.claim(out_dir / file_name("bundle-", key, ".json"), f"the bundle of {key}"), bundle)
+             for key, bundle in result["bundles"].items()]
+    files = [write_private(path, json.dumps(bundle, indent=1, ensure_ascii=False)) for path, bundle in named]
+    write_private(pending_path, json.dumps(
         {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
          "note": "not exported: still under review, in conflict, or incomplete on paper",
          "items": result["pending"], "skipped_entered": job.skipped}, indent=1, ensure_ascii=False))

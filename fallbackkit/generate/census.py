@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import CensusError, NotFound
 from ..store.audit import append_audit
+from ..store.coverage import census_digest
 from ..store.kit import Kit, now_iso
 from .census_profile import (COMBINED, FIELDS, REQUIRED, Profile, SectionProfile, Table, cell_text,
                              kit_profile, normalize_header, parse_date, read_table)
@@ -393,7 +394,8 @@ def import_census(kit: Kit, patients_csv: Path | str, meds_csv: Path | str | Non
         summary = {"snapshot_id": snapshot_id, "imported_at": imported_at, **summary_base, "unchanged": False}
         append_audit(db, actor, "census.import", f"snapshot:{snapshot_id}", None,
                      {k: summary[k] for k in ("snapshot_id", "imported_at", "patients", "medications", "wards")}
-                     | {"source_file": str(plan.patients_file), "profile": plan.profile})
+                     | {"source_file": str(plan.patients_file), "profile": plan.profile,
+                        "census_sha256": census_digest(db.conn, snapshot_id)})
     return summary
 
 

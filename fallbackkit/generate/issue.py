@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from .. import ids
 from ..errors import BadInput, NotFound
-from ..payload import SheetPayload
+from ..files import OutputFiles, file_name, outside_kit
+from ..payload import CoverPayload, SheetPayload
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
@@ -207,11 +208,12 @@ class _Issuer:
             template: str | None = None, snapshot: dict | None = None,
             cover: Callable[[list[dict]], Callable] | None = None) -> PrintResult:
         db = self.kit.db
+        outside_kit(self.kit.path, out_path, "a printed PDF")
         needed: dict[str, int] = {}
         for order in orders:
             if order.patient is None:
-                for kind in order.template.pool_ids:
-                    needed[kind] = needed.get(kind, 0) + 1
+                for pool_kind in order.template.pool_ids:  # not `kind`: that is the batch's kind
+                    needed[pool_kind] = needed.get(pool_kind, 0) + 1
         with db.conn:
             check_enough(self.kit, needed)
             batch_id = self.start_batch(kind, ward, template, snapshot, out_path)
@@ -232,8 +234,11 @@ class _Issuer:
         return PrintResult(out_path, batch_id, sheets, len(orders), ward)
 
 
-def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -> Callable[[list[dict]], Callable]:
+def _cover(kit: Kit, ward: str, snapshot: dict, patients: list[dict], paper: str,
+           langs) -> Callable[[list[dict]], Callable]:
     def make(sheets: list[dict]) -> Callable:
+        # the pack is named by its first sheet: a key every station shares (batch ids are local)
+        code = CoverPayload(kit.kit_id, sheets[0]["sheet_id"], len(sheets)).encode(kit.secret) if sheets else None
         per_patient: dict[str, dict[str, int]] = {}
         for s in sheets:
             per_patient.setdefault(s["patient_mrn"], {})
@@ -241,7 +246,8 @@ def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -
         lines = [
             (f"{word('as_of', langs)} {snapshot['imported_at']} · printed {now_iso()}", False),
             (f"{len(patients)} patients · {len(sheets)} sheets", True),
-            ("This cover page is not a form: keep it with the pack, do not scan it.", False),
+            ("Not a form: keep this cover with the pack. It may be scanned with it:", False),
+            ("its code marks it as this pack's cover (counted; nothing is read from it).", False),
             ("", False),
         ]
         changes = ward_changes(snapshot.get("changes"), ward)
@@ -257,7 +263,7 @@ def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -
                           f"   MRN {p['mrn']}   {p['birth_date']}" + ("   (NEW)" if p["mrn"] in new else ""), True))
             lines.append((f"        {sum(counts.values())} sheets: {detail}", False))
         title = f"{word('ward', langs)} {ward} — downtime pack"
-        return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper])
+        return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper], code, "pack cover")
     return make
 
 
@@ -302,21 +308,23 @@ def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", lan
         orders += [FormOrder(t, p, meds) for t in templates]
     issuer = _Issuer(kit, paper, tuple(langs), actor)
     return issuer.run("ward", orders, Path(out_path), ward=ward, snapshot=snapshot,
-                      cover=_cover(ward, snapshot, patients, paper, tuple(langs)))
+                      cover=_cover(kit, ward, snapshot, patients, paper, tuple(langs)))
 
 
 def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en",),
                     actor: str = "system") -> list[PrintResult]:
     snapshot = census.current_snapshot(kit)
-    out_dir = Path(out_dir)
+    out_dir = outside_kit(kit.path, out_dir, "a folder of ward packs")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--ward all writes one PDF per ward: give a directory")
-    results = []
-    for ward in census.wards(kit, snapshot["id"]):
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in ward)
-        results.append(print_ward(kit, ward, out_dir / f"ward-{safe}.pdf", paper, langs, actor))
-    if not results:
+    wards = census.wards(kit, snapshot["id"])
+    if not wards:
         raise NotFound("the census snapshot has no wards")
+    # every pack's name is claimed before the first is printed: two wards never share one file
+    outputs = OutputFiles()
+    outputs.claim(out_dir / PACKS_MARKER)
+    named = [(ward, outputs.claim(out_dir / file_name("ward-", ward, ".pdf"), f"ward {ward}")) for ward in wards]
+    results = [print_ward(kit, ward, path, paper, langs, actor) for ward, path in named]
     _write_marker(kit, out_dir, snapshot, results)
     return results
 

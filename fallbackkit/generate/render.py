@@ -125,17 +125,32 @@ def _draw_sheet(c: canvas.Canvas, sheet: SheetToRender, forms: dict[str, str]) -
     c.showPage()
 
 
-def draw_cover(c: canvas.Canvas, title: str, lines: list[tuple[str, bool]], size_mm) -> None:
-    """A pack's cover sheet: plain text, no code (it is not a form and is not scanned)."""
+def draw_cover(c: canvas.Canvas, title: str, lines: list[tuple[str, bool]], size_mm,
+               code: str | None = None, code_label: str = "cover") -> None:
+    """A pack's cover sheet: plain text, and a code of its own where a sheet has its code, so that
+    a cover scanned with its pack is recognised and counted (it is not a form: nothing is read)."""
     page_w, page_h = size_mm
-    c.setPageSize((page_w * mm, page_h * mm))
+
+    def start_page() -> None:  # every page of a long cover carries the code: none is quarantined
+        c.setPageSize((page_w * mm, page_h * mm))
+        if code is not None:
+            _draw_qr(c, code, page_w, page_h)
+            qx, qy, qs, _ = qr_box((page_w, page_h))
+            c.setFillGray(0)
+            c.setFont(fonts.REGULAR, 7)
+            c.drawCentredString((qx + qs / 2) * mm, (page_h - qy - qs - 4.2) * mm, code_label)
+
+    start_page()
     c.setFont(fonts.BOLD, 16)
     c.drawString(MARGIN * mm, (page_h - MARGIN - 6) * mm, title)
     y = MARGIN + 16
     for text, bold in lines:
         if y > page_h - MARGIN:
             c.showPage()
-            y = MARGIN + 6
+            start_page()
+            c.setFont(fonts.BOLD, 12)
+            c.drawString(MARGIN * mm, (page_h - MARGIN - 6) * mm, f"{title} (continued)")
+            y = qr_box((page_w, page_h))[1] + QR_SIZE + 10 if code is not None else MARGIN + 16
         c.setFont(fonts.BOLD if bold else fonts.REGULAR, 9.5)
         c.drawString(MARGIN * mm, (page_h - y) * mm, text)
         y += 5.2
