@@ -566,7 +566,7 @@ class FhirExport:
     # -- driver --
     def run(self) -> dict[str, Any]:
         from ..reconcile.worklist import items_by_form
-        self.work = items_by_form(self.kit, [f.form_id for f in self.store.forms if f.captures])
+        self.work = items_by_form(self.kit, [f.form_id for f in self.store.forms if f.captures], self.templates)
         for form in self.store.forms:
             if not form.captures or not touched_since(form, self.since):
                 continue

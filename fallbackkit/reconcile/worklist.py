@@ -280,13 +280,14 @@ def _marks(kit: Kit) -> dict[str, dict[str, Any]]:
 FORMS_PER_BATCH = 1000  # the worklist holds the readings of this many forms at a time
 
 
-def _build(kit: Kit, form_ids: list[str] | None = None) -> list[WorkItem]:
+def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = True,
+           templates: dict[str, Template] | None = None) -> list[WorkItem]:
     if form_ids is None:
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
     links = current_links(kit)
     marks = _marks(kit)
     reviews = current_reviews(kit)
-    templates = kit_templates(kit)
+    templates = templates if templates is not None else kit_templates(kit)
     census_names = {(snap, mrn): f"{last.upper()}, {first}" for snap, mrn, last, first in kit.db.conn.execute(
         "SELECT snapshot_id, mrn, last_name, first_name FROM patients")}
     items = []
@@ -310,6 +311,8 @@ def _build(kit: Kit, form_ids: list[str] | None = None) -> list[WorkItem]:
                 # what the exports need besides the item itself (not part of the item's JSON)
                 item.fields, item.rule, item.template = raw["fields"], raw["rule"], template
                 items.append(item)
+    if not back_load_order:
+        return items  # per form, in the order its template declares its items
     items.sort(key=lambda i: (KIND_ORDER[i.kind], i.care_time is None, i.care_time or "",
                               i.patient_mrn or "", _natural(i.item_id)))
     return items
@@ -326,10 +329,12 @@ def worklist(kit: Kit, ward: str | None = None, status: str | None = None) -> li
     return [i for i in items if status is None or i.status == status]
 
 
-def items_by_form(kit: Kit, form_ids: list[str]) -> dict[str, list[WorkItem]]:
-    """The worklist's items of these forms, per form (what every export derives its items from)."""
+def items_by_form(kit: Kit, form_ids: list[str],
+                  templates: dict[str, Template] | None = None) -> dict[str, list[WorkItem]]:
+    """The worklist's items of these forms, per form in the order the template declares them
+    (what every export derives its items from)."""
     out: dict[str, list[WorkItem]] = {}
-    for item in _build(kit, form_ids):
+    for item in _build(kit, form_ids, back_load_order=False, templates=templates):
         out.setdefault(item.form_id, []).append(item)
     return out
 

@@ -27,6 +27,7 @@ HANDWRITTEN_TYPES = ("number", "datetime", "text", "initials", "signature")
 DATETIME_FORMATS = ("date", "time", "datetime")
 POOL_KINDS = ("mrn", "encounter", "accession")
 TRANSCRIBE = ("yes", "ink-only", "no")  # a person types the writing / only confirms ink is there / neither
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: every command loads the templates
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _TEMPLATE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
@@ -311,7 +312,7 @@ def load_template(path: Path | str) -> Template:
     path = Path(path)
     check = _Checker(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"{path}: cannot read: {exc}") from exc
     except yaml.YAMLError as exc:
