@@ -653,12 +653,19 @@ def identities_unlink(ctx: KitContext, downtime_mrn: str, reason: str) -> None:
 @pass_kit
 def identities_suggest(ctx: KitContext, as_json: bool, min_score: float) -> None:
     """Propose links from transcribed name and birth date; nothing is linked until a person does."""
-    from .reconcile import suggest_identities
-    rows = suggest_identities(ctx.kit(), min_score=min_score)
+    from .reconcile import list_identities, no_suggestion_reason, suggest_identities
+    from .reconcile.identity import NO_SUGGESTION_WORDS
+    kit = ctx.kit()
+    rows = suggest_identities(kit, min_score=min_score)
     if as_json:
         emit_json(rows)
     else:
         table(rows, ["downtime_mrn", "real_mrn", "score", "name", "birth_date", "census_name", "why"])
+        suggested = {r["downtime_mrn"] for r in rows}
+        for ident in list_identities(kit):  # say why the others have none (suggestions need transcriptions)
+            if ident["kind"] == "mrn" and not ident["linked_to"] and ident["downtime_mrn"] not in suggested:
+                click.echo(f"{ident['downtime_mrn']}: no suggestion — "
+                           f"{NO_SUGGESTION_WORDS[no_suggestion_reason(kit, ident)]}")
         say(ctx, "suggestions only: link with `fallbackkit identities link DOWNTIME REAL --reason ...`")
 
 

@@ -179,3 +179,37 @@ def resolve_conflict(kit: Kit, sheet_id: str, field: str, value: Any, actor: str
     for reading_id, _cid, ftype in rows:
         decision = "transcribe" if ftype in HANDWRITTEN_TYPES else "correct"
         record_review(conn, reading_id, decision, value, actor, note)
+
+
+def resolve_sheet_from_capture(kit: Kit, sheet_id: str, capture_id: int, actor: str) -> dict[str, list[str]]:
+    """"Take this scan for the whole sheet": every open conflict of a sheet settled as one capture
+    shows it, in one transaction (each field through resolve_conflict, so each is audited).
+
+    Returns {"resolved": [fields], "left": [fields]}: a field is left open when that capture's
+    reading is not settled — a mark the machine was unsure of, or handwriting nobody has transcribed
+    yet — so that "unsure" never becomes "blank" for a whole sheet at once (a person decides it)."""
+    from ..store.decisions import write_transaction
+    sheet_id = ids.normalize(sheet_id)
+    conn = kit.db.conn
+    caps = [r[0] for r in conn.execute("SELECT capture_id FROM captures WHERE status = 'read' AND sheet_id = ?"
+                                       " ORDER BY capture_id", [sheet_id])]
+    if capture_id not in caps:
+        raise BadInput(f"capture {capture_id} is not a read capture of sheet {sheet_id}",
+                       hint=f"captures of this sheet: {', '.join(map(str, caps)) or 'none'}")
+    out: dict[str, list[str]] = {"resolved": [], "left": []}
+    with write_transaction(conn):  # the whole sheet or nothing; another clerk waits, never interleaves
+        by_capture = dict(iter_capture_values(kit, caps))
+        for conflict in sheet_conflicts(sheet_id, by_capture):
+            if conflict["resolved"]:
+                continue
+            chosen = by_capture.get(capture_id, {}).get(conflict["field"])
+            if chosen is None or not chosen.resolved:
+                out["left"].append(conflict["field"])
+                continue
+            try:
+                resolve_conflict(kit, sheet_id, conflict["field"], None, actor, chosen_capture_id=capture_id)
+            except BadInput:
+                out["left"].append(conflict["field"])
+                continue
+            out["resolved"].append(conflict["field"])
+    return out
