@@ -295,14 +295,15 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         from ..store.decisions import current_review, record_review
         body = request.get_json(silent=True) or {}
         decision = body.get("decision")
-        detail = q.reading_detail(g.kit.db, reading_id)
+        detail = q.reading_detail(g.kit.db, reading_id, kit_path)
         seen = body.get("seen_review_id")
         now = current_review(g.kit.db, reading_id)
         if (now["review_id"] if now else None) != seen:
             return jsonify({"error": t(g.lang, "already_decided", who=now["actor"] if now else "?"),
                             "conflict": True}), 409
         value = _checked_value(detail, decision, body.get("value"))
-        review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, body.get("note"))
+        review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, body.get("note"),
+                                  suggestion=detail.get("suggestion"))
         return jsonify({"ok": True, "review_id": review_id})
 
     @app.get("/img/crop/<int:reading_id>")

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import payload as payload_mod
 from ..errors import PayloadError
-from . import locate, read
+from . import digits, locate, read
 
 POOR_FIT_MM = 1.5        # code corners vs the marks' transform; above: every reading to review
 LOW_CONTRAST = 60.0      # paper minus mark black, grey levels
@@ -231,6 +231,8 @@ def _read_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, page
     elif ftype in read.HANDWRITTEN:
         raw, crop = read.measure_handwritten(image, hmat, f, black)
         ink = read.decide_ink(raw)
+        if ink and f.get("cells_mm"):  # comb field: what each cell reads as, for a suggestion
+            raw["cells"] = digits.read_cells(image, hmat, f, black, raw["shift_mm"])
         boxes = None
     else:  # an unknown field type is never guessed at
         raw, ink, boxes = {}, None, None
