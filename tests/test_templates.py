@@ -130,6 +130,14 @@ def test_good_template_loads(tmp_path):
     (lambda d: d.update(version="two"), r"'version' must be a whole number"),
     (lambda d: d["sections"][0]["fields"][0].update(colour="red"), r"'ok': unknown key\(s\): colour"),
     (lambda d: d["sections"][0]["fields"][0].update(type="number"), r"'ok': 'digits' must be"),
+    (lambda d: d["sections"][0]["fields"][0].update(range=[0, 1]), r"'ok': 'range' is for number fields"),
+    (lambda d: d["sections"][0]["fields"][0].update(type="number", digits=2, range=[40, 30]),
+     r"'ok': 'range' must be \[low, high\]"),
+    (lambda d: d["sections"][0]["fields"][0].update(type="number", digits=2, range=[0, 300]),
+     r"'ok': 'range' \[0, 300\] does not fit 2 digit"),
+    (lambda d: d["sections"][0]["fields"][0].update(type="text", transcribe="maybe"),
+     r"'ok': 'transcribe' must be one of yes, ink-only, no"),
+    (lambda d: d["sections"][0]["fields"][0].update(transcribe="yes"), r"'ok': a checkbox is read from its marks"),
 ])
 def test_validation_names_file_field_and_problem(tmp_path, mutate, expected):
     import copy
@@ -139,6 +147,29 @@ def test_validation_names_file_field_and_problem(tmp_path, mutate, expected):
     with pytest.raises(TemplateError, match=expected) as err:
         load_template(path)
     assert str(path) in str(err.value)
+
+
+def test_range_and_transcribe_of_the_shipped_vitals(shipped):
+    vitals = shipped["vitals"]
+    rows = {r.name: r for s in vitals.sections if s.grid for r in s.grid.rows}
+    assert rows["temperature"].range == (30.0, 45.0)
+    assert rows["spo2"].range == (50.0, 100.0)
+    assert rows["avpu"].range is None and rows["avpu"].transcribe == "no"
+    assert rows["initials"].transcribe == "yes"
+    signatures = [f for t in shipped.values() for s in t.sections for f in s.fields if f.type == "signature"]
+    assert signatures and all(f.transcribe == "ink-only" for f in signatures)
+
+
+def test_transcribe_defaults_by_type(tmp_path):
+    import copy
+    data = copy.deepcopy(GOOD)
+    data["sections"][0]["fields"] += [
+        {"name": "t", "type": "text", "label": GOOD["title"]},
+        {"name": "s", "type": "signature", "label": GOOD["title"]},
+        {"name": "n", "type": "number", "digits": 2, "transcribe": "no", "label": GOOD["title"]}]
+    fields = {f.name: f for f in load_template(_write(tmp_path, data)).sections[0].fields}
+    assert (fields["ok"].transcribe, fields["t"].transcribe, fields["s"].transcribe, fields["n"].transcribe) \
+        == ("no", "yes", "ink-only", "no")
 
 
 def test_broken_yaml_names_the_file(tmp_path):

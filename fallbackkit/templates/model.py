@@ -25,6 +25,7 @@ MARK_TYPES = ("checkbox", "choice", "multichoice")
 HANDWRITTEN_TYPES = ("number", "datetime", "text", "initials", "signature")
 DATETIME_FORMATS = ("date", "time", "datetime")
 POOL_KINDS = ("mrn", "encounter", "accession")
+TRANSCRIBE = ("yes", "ink-only", "no")  # a person types the writing / only confirms ink is there / neither
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _TEMPLATE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
@@ -48,6 +49,18 @@ class FieldSpec:
     width: float = 0.0       # fraction of the content width; 0 = as narrow as the content allows
     columns: int = 0         # choice/multichoice: options per row (0 = as many as fit)
     required: bool = False
+    range: tuple[float, float] | None = None  # number: plausible values (low, high), inclusive
+    transcribe: str = ""     # yes | ink-only | no; "" = the type's default (default_transcribe)
+
+    def __post_init__(self) -> None:
+        if not self.transcribe:
+            object.__setattr__(self, "transcribe", default_transcribe(self.type))
+
+
+def default_transcribe(ftype: str) -> str:
+    if ftype == "signature":
+        return "ink-only"
+    return "yes" if ftype in HANDWRITTEN_TYPES else "no"
 
 
 @dataclass(frozen=True)
@@ -137,7 +150,7 @@ class _Checker:
             raise self.fail(where, f"field name {name!r} must be lower-case letters, digits and _")
         where = f"{where} '{name}'"
         self.keys(data, {"name", "type", "label", "options", "digits", "decimals", "format",
-                         "lines", "width", "columns", "required"}, where)
+                         "lines", "width", "columns", "required", "range", "transcribe"}, where)
         ftype = data.get("type")
         if ftype not in FIELD_TYPES:
             raise self.fail(where, f"type {ftype!r} is not one of {', '.join(FIELD_TYPES)}")
@@ -177,8 +190,30 @@ class _Checker:
         required = data.get("required", False)
         if not isinstance(required, bool):
             raise self.fail(where, "'required' must be true or false")
+        value_range = None
+        if "range" in data:
+            raw_range = data["range"]
+            if ftype != "number":
+                raise self.fail(where, f"'range' is for number fields, not a {ftype}")
+            if not isinstance(raw_range, list) or len(raw_range) != 2 or any(
+                    not isinstance(x, (int, float)) or isinstance(x, bool) for x in raw_range) \
+                    or not raw_range[0] < raw_range[1]:
+                raise self.fail(where, "'range' must be [low, high] with two numbers, low below high")
+            limit = 10 ** digits
+            if raw_range[1] >= limit or raw_range[0] < 0:
+                raise self.fail(where, f"'range' {raw_range} does not fit {digits} digit box(es)")
+            value_range = (float(raw_range[0]), float(raw_range[1]))
+        transcribe = data.get("transcribe", default_transcribe(ftype))
+        if transcribe is True:
+            transcribe = "yes"  # YAML 1.1 reads a bare yes/no as a boolean
+        elif transcribe is False:
+            transcribe = "no"
+        if transcribe not in TRANSCRIBE:
+            raise self.fail(where, f"'transcribe' must be one of {', '.join(TRANSCRIBE)}")
+        if transcribe != "no" and ftype not in HANDWRITTEN_TYPES:
+            raise self.fail(where, f"a {ftype} is read from its marks: 'transcribe' must be no")
         return FieldSpec(name, ftype, label, options, digits, decimals, fmt, lines, float(width),
-                         columns, required)
+                         columns, required, value_range, transcribe)
 
     def section(self, data: Any, where: str) -> Section:
         if not isinstance(data, dict):
