@@ -109,9 +109,9 @@ def _by_field(kit, sid):
 
 def test_real_digits_in_printed_comb_boxes_are_suggested_end_to_end(kit, vitals, tmp_path):
     sid, image, geometry = vitals
-    page = write_comb(image, DPI, field(geometry, "c1.time"), "0830", seed=1, k=1)
-    page = write_comb(page, DPI, field(geometry, "c2.time"), "1415", seed=2, k=5)
-    page = write_comb(page, DPI, field(geometry, "c1.pulse"), " 72", seed=3, k=9)
+    page = write_comb(image, DPI, field(geometry, "c1.time"), "0830", seed=7, clear=True)
+    page = write_comb(page, DPI, field(geometry, "c2.time"), "1415", seed=2, k=5, clear=True)
+    page = write_comb(page, DPI, field(geometry, "c1.pulse"), " 72", seed=3, k=9, clear=True)
     _scan(kit, tmp_path, page)
     got = _by_field(kit, sid)
     assert got["c1.time"]["suggestion"] == "08:30"
@@ -137,10 +137,10 @@ def test_real_digits_in_printed_comb_boxes_are_suggested_end_to_end(kit, vitals,
 
 def test_prefilled_value_is_not_stored_until_a_person_confirms(kit, vitals, tmp_path):
     sid, image, geometry = vitals
-    page = write_comb(image, DPI, field(geometry, "c1.time"), "0830", seed=1, k=1)
+    page = write_comb(image, DPI, field(geometry, "c1.time"), "0830", seed=7, clear=True)
     _scan(kit, tmp_path, page)
     r = _by_field(kit, sid)["c1.time"]
-    assert r["suggestion"] == "08:30" and r["prefill"]
+    assert r["suggestion"] == "08:30" and r["prefill"], (r["cells"], r["rule"])
     stored = kit.db.execute("SELECT value, status FROM readings WHERE reading_id = ?", [r["reading_id"]]).fetchone()
     assert stored == (None, "review")
     assert not kit.db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0]
@@ -167,10 +167,74 @@ def test_letter_or_crossed_out_digit_gives_no_suggestion_for_that_cell(kit, vita
         assert r["status"] == "review"
 
 
-def test_impossible_time_written_on_paper_is_never_prefilled(kit, vitals, tmp_path):
+def test_impossible_values_written_on_paper_are_never_prefilled(kit, vitals, tmp_path):
     sid, image, geometry = vitals
-    page = write_comb(image, DPI, field(geometry, "c1.time"), "2570", seed=4)
+    page = write_comb(image, DPI, field(geometry, "c1.time"), "2570", seed=4, clear=True)
+    page = write_comb(page, DPI, field(geometry, "c1.spo2"), "130", seed=5, k=3, clear=True)
     _scan(kit, tmp_path, page)
-    r = _by_field(kit, sid)["c1.time"]
+    got = _by_field(kit, sid)
+    r = got["c1.time"]
     assert r["suggestion"] == "25:70"
     assert not r["prefill"] and "not a time of day" in r["rule"]
+    spo2 = got["c1.spo2"]  # the template's plausible range for SpO2 is 50-100
+    assert spo2["suggestion"] == "130"
+    assert not spo2["prefill"] and "plausible range" in spo2["rule"]
+
+
+def _hard_digits(n: int) -> list[tuple[str, np.ndarray]]:
+    """Test-split digits (never trained on) that the base model misreads in an office-scanned box."""
+    images, labels = digits_synth.load_mnist()
+    rng = np.random.default_rng(21)
+    out = []
+    for i in range(digits_synth.VALID_END, len(labels)):
+        cell = digits_synth.training_cell(images[i], rng, "office")
+        if cell is not None and digits.classify([cell])[0].argmax() != labels[i]:
+            out.append((str(labels[i]), images[i]))
+            if len(out) == n:
+                break
+    return out
+
+
+def test_learning_from_corrections_improves_a_second_page_by_the_same_hand(kit, tmp_path):
+    from fallbackkit.scan import learn
+    mrn = kit.db.execute("SELECT mrn FROM patients LIMIT 1").fetchone()[0]
+    sheets = []
+    for n in (1, 2):
+        printed = print_patient(kit, "vitals", mrn, tmp_path / f"vitals-{n}.pdf", actor="tester")
+        sheets.append(Sheets(kit, printed.out_path, DPI))
+    hard = _hard_digits(20)
+    names = [f"c{c}.time" for c in range(1, 6)]
+
+    def written(sheet_pages, seed):
+        sid, image, geometry = sheet_pages.pages()[0]
+        page = image
+        for j, name in enumerate(names):
+            group = hard[4 * j:4 * j + 4]
+            page = write_comb(page, DPI, field(geometry, name), "".join(d for d, _ in group), seed=seed + j,
+                              images={i: img for i, (_, img) in enumerate(group)})
+        return sid, page, geometry
+
+    sid1, page1, _ = written(sheets[0], 100)
+    _scan(kit, tmp_path, page1, "first.png")
+    first = _by_field(kit, sid1)
+    for j, name in enumerate(names):  # the clerk types what is written
+        text = "".join(d for d, _ in hard[4 * j:4 * j + 4])
+        record_review(kit.db, first[name]["reading_id"], "transcribe", f"{text[:2]}:{text[2:]}", "alice",
+                      suggestion=first[name])
+    sid2, page2, geometry2 = written(sheets[1], 200)
+    _scan(kit, tmp_path, page2, "second.png", seed=4)
+    assert (kit.path / digits.MEMORY_FILE).exists()
+    second = _by_field(kit, sid2)
+    truth = [d for d, _ in hard]
+
+    def right(cells):
+        return sum(c["digit"] == t for c, t in zip(cells, truth))
+    with_memory = right([c for name in names for c in second[name]["cells"]])
+    # the same scan read by the base model alone
+    digits.use_memory(None)
+    damaged = degrade.office(page2, np.random.default_rng(4))
+    alone = sheets[1].read(damaged)
+    by = {r.field: r for r in alone.readings}
+    base = right([c for name in names for c in suggest(by[name].raw, field(geometry2, name))["cells"]])
+    assert with_memory > base, (with_memory, base)
+    assert learn.refresh(kit) == 20

@@ -4,8 +4,9 @@ Gives the same model again (fixed seeds) from `data/handwriting/` (MNIST test im
 writer-disjoint test split 4000-4999 is never used here). Each training digit is written into a
 printed comb cell several times (shift, size, pen width, outline, office/phone damage) and cut and
 normalised exactly as a scan is; the "other" class is letters, two digits, crossed-out digits and
-scribbles. A NumPy MLP (520 -> 256 ReLU -> 11) is trained with Adam; the temperature of its softmax
-is fitted on the calibration images 3500-3999 so that its probabilities mean what they say.
+scribbles. A small NumPy convolutional network (digits.Model) is trained with Adam; the temperature
+of its softmax is fitted on the calibration images 3500-3999 so that its probabilities mean what
+they say.
 """
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ from fallbackkit.scan import digits, digits_synth  # noqa: E402
 SEED = 20261201
 COPIES = 6          # training cells per real digit
 OTHER_SHARE = 0.25  # of the training cells, "other"
-HIDDEN = 384
-EPOCHS = 30
+C1, C2 = 8, 16      # convolution filters
+HIDDEN = 128
+EPOCHS = 12
+LR = 2e-3
+WD = 1e-4
+DROPOUT = 0.3
 
 
 def make_set(images: np.ndarray, labels: np.ndarray, copies: int, n_other: int, rng: np.random.Generator
@@ -41,7 +46,7 @@ def make_set(images: np.ndarray, labels: np.ndarray, copies: int, n_other: int, 
         if norm is not None:
             xs.append(norm)
             ys.append(digits.OTHER)
-    return digits.features(np.stack(xs)), np.array(ys, np.int64)
+    return np.stack(xs).astype(np.float32), np.array(ys, np.int64)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -50,50 +55,80 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def train(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, epochs: int = EPOCHS) -> dict:
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-3
-    xs = ((x - mean) / std).astype(np.float32)
-    n, d = xs.shape
-    k = 11
-    params = {"w1": (rng.normal(0, np.sqrt(2 / d), (d, HIDDEN))).astype(np.float32),
-              "b1": np.zeros(HIDDEN, np.float32),
-              "w2": (rng.normal(0, np.sqrt(2 / HIDDEN), (HIDDEN, k))).astype(np.float32),
-              "b2": np.zeros(k, np.float32)}
-    m = {p: np.zeros_like(v) for p, v in params.items()}
-    v2 = {p: np.zeros_like(v) for p, v in params.items()}
-    lr, b1, b2, eps, wd, batch = 1e-3, 0.9, 0.999, 1e-8, 1e-4, 128
+def _unpool(grad: np.ndarray, a: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Gradient through 2x2 max-pooling: to the maxima of each window."""
+    b, h, w, c = a.shape
+    up = np.repeat(np.repeat(grad, 2, axis=1), 2, axis=2)
+    mask = a == np.repeat(np.repeat(q, 2, axis=1), 2, axis=2)
+    return up * mask
+
+
+def init(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def he(shape, fan_in):
+        return rng.normal(0, np.sqrt(2 / fan_in), shape).astype(np.float32)
+    return {"w1": he((25, C1), 25), "b1": np.zeros(C1, np.float32),
+            "w2": he((25 * C1, C2), 25 * C1), "b2": np.zeros(C2, np.float32),
+            "w3": he((16 * C2, HIDDEN), 16 * C2), "b3": np.zeros(HIDDEN, np.float32),
+            "w4": he((HIDDEN, 11), HIDDEN), "b4": np.zeros(11, np.float32)}
+
+
+def gradients(model: digits.Model, xb: np.ndarray, yb: np.ndarray, rng: np.random.Generator
+              ) -> dict[str, np.ndarray]:
+    _, (p1, z1, a1, q1, p2, z2, a2, q2, f, z3, h) = model.forward(xb, keep=True)
+    # dropout on the hidden layer (the forward pass above ran without it: redo its last step)
+    drop = (rng.random(h.shape) > DROPOUT).astype(np.float32) / (1 - DROPOUT)
+    hd = h * drop
+    p = _softmax(hd @ model.w4 + model.b4)
+    n = len(xb)
+    g = p.copy()
+    g[np.arange(n), yb] -= 1
+    g /= n
+    out = {"w4": hd.T @ g + WD * model.w4, "b4": g.sum(axis=0)}
+    gh = (g @ model.w4.T) * drop * (z3 > 0)
+    out["w3"] = f.T @ gh + WD * model.w3
+    out["b3"] = gh.sum(axis=0)
+    gq2 = (gh @ model.w3.T).reshape(q2.shape)
+    gz2 = _unpool(gq2, a2, q2) * (z2 > 0)
+    out["w2"] = p2.reshape(-1, p2.shape[-1]).T @ gz2.reshape(-1, C2) + WD * model.w2
+    out["b2"] = gz2.sum(axis=(0, 1, 2))
+    gp2 = (gz2 @ model.w2.T).reshape(*gz2.shape[:3], 5, 5, C1)
+    gq1 = np.zeros(q1.shape, np.float32)
+    oh, ow = gz2.shape[1], gz2.shape[2]
+    for i in range(5):
+        for j in range(5):
+            gq1[:, i:i + oh, j:j + ow, :] += gp2[:, :, :, i, j, :]
+    gz1 = _unpool(gq1, a1, q1) * (z1 > 0)
+    out["w1"] = p1.reshape(-1, 25).T @ gz1.reshape(-1, C1) + WD * model.w1
+    out["b1"] = gz1.sum(axis=(0, 1, 2))
+    return out
+
+
+def train(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, epochs: int = EPOCHS,
+          log=print) -> digits.Model:
+    model = digits.Model({**init(rng), "temperature": 1.0})
+    m = {k: np.zeros_like(getattr(model, k)) for k in model.KEYS}
+    v = {k: np.zeros_like(getattr(model, k)) for k in model.KEYS}
+    b1, b2, eps, batch = 0.9, 0.999, 1e-8, 64
     step = 0
-    onehot = np.eye(k, dtype=np.float32)
+    n = len(x)
     for epoch in range(epochs):
         order = rng.permutation(n)
-        rate = lr * (0.5 * (1 + np.cos(np.pi * epoch / epochs)))
+        rate = LR * (0.5 * (1 + np.cos(np.pi * epoch / epochs)))
         for s in range(0, n, batch):
             idx = order[s:s + batch]
-            xb, yb = xs[idx], onehot[y[idx]]
-            # dropout on the input features and hidden layer keeps the small net from memorising
-            h_pre = xb @ params["w1"] + params["b1"]
-            h = np.maximum(h_pre, 0)
-            drop = (rng.random(h.shape) > 0.3).astype(np.float32) / 0.7
-            hd = h * drop
-            p = _softmax(hd @ params["w2"] + params["b2"])
-            g = (p - yb) / len(idx)
-            grads = {"w2": hd.T @ g + wd * params["w2"], "b2": g.sum(axis=0)}
-            gh = (g @ params["w2"].T) * drop * (h_pre > 0)
-            grads["w1"] = xb.T @ gh + wd * params["w1"]
-            grads["b1"] = gh.sum(axis=0)
+            grads = gradients(model, x[idx], y[idx], rng)
             step += 1
-            for name in params:
-                m[name] = b1 * m[name] + (1 - b1) * grads[name]
-                v2[name] = b2 * v2[name] + (1 - b2) * grads[name] ** 2
-                mh = m[name] / (1 - b1 ** step)
-                vh = v2[name] / (1 - b2 ** step)
-                params[name] -= (rate * mh / (np.sqrt(vh) + eps)).astype(np.float32)
-    return {"mean": mean.astype(np.float32), "std": std.astype(np.float32), **params,
-            "temperature": np.float32(1.0)}
+            for k in model.KEYS:
+                m[k] = b1 * m[k] + (1 - b1) * grads[k]
+                v[k] = b2 * v[k] + (1 - b2) * grads[k] ** 2
+                upd = rate * (m[k] / (1 - b1 ** step)) / (np.sqrt(v[k] / (1 - b2 ** step)) + eps)
+                setattr(model, k, (getattr(model, k) - upd).astype(np.float32))
+        log(f"  epoch {epoch + 1}/{epochs}")
+    return model
 
 
 def fit_temperature(model: digits.Model, x: np.ndarray, y: np.ndarray) -> float:
-    z = model.logits(x)
+    z = np.concatenate([model.logits(x[i:i + 512]) for i in range(0, len(x), 512)])
     best, best_t = None, 1.0
     for t in np.arange(0.5, 4.01, 0.05):
         p = _softmax(z / t)
@@ -117,10 +152,9 @@ def main() -> None:
     x, y = make_set(images[tr], labels[tr], COPIES, int(n_train * OTHER_SHARE / (1 - OTHER_SHARE)), rng)
     xv, yv = make_set(images[va], labels[va], 2, 300, rng)
     print(f"training cells {len(y)}, calibration cells {len(yv)} ({time.time() - t0:.0f} s)", flush=True)
-    params = train(x, y, rng, args.epochs)
-    model = digits.Model(params)
+    model = train(x, y, rng, args.epochs, log=lambda t: print(t, f"({time.time() - t0:.0f} s)", flush=True))
     model.temperature = fit_temperature(model, xv, yv)
-    pv = model.probabilities(xv)
+    pv = np.concatenate([model.probabilities(xv[i:i + 512]) for i in range(0, len(xv), 512)])
     acc = float((pv.argmax(axis=1) == yv).mean())
     print(f"calibration set: top-1 {acc:.4f}, temperature {model.temperature:.2f} "
           f"({time.time() - t0:.0f} s)", flush=True)

@@ -2,9 +2,9 @@
 
 Each cell is cut upright from the scan through the page transform (with the field's measured
 outline shift), its printed outline is masked out, specks are dropped and the ink is normalised
-the way MNIST digits are (longer side 20 px, centred by centre of mass in 28 x 28). A small
-multilayer perceptron over HOG and pixel features gives 11 probabilities (0-9 and "other": a letter,
-a scribble, two digits, a crossed-out digit), calibrated by temperature on held-out digits.
+the way MNIST digits are (longer side 20 px, centred by centre of mass in 28 x 28, deskewed). A
+small convolutional network gives 11 probabilities (0-9 and "other": a letter, a scribble, two
+digits, a crossed-out digit), calibrated by temperature on held-out digits.
 
 The model is `digits_model.npz` beside this file, made by `tools/train_digits.py` from the data in
 `data/handwriting/` (fixed seeds); it needs NumPy and OpenCV only. What a cell reads as is stored as
@@ -29,7 +29,6 @@ LABELS = [str(d) for d in range(10)] + ["other"]
 MODEL_PATH = Path(__file__).with_name("digits_model.npz")
 TOP_K = 3
 
-HOG_BINS = 9
 
 
 def cell_patch(image: np.ndarray, hmat: np.ndarray, cell_mm, shift_mm=(0.0, 0.0)) -> np.ndarray:
@@ -112,64 +111,60 @@ def deskew(img: np.ndarray) -> np.ndarray:
                           borderValue=0.0)
 
 
-def hog(images: np.ndarray) -> np.ndarray:
-    """Histograms of oriented gradients (N, 324): 7 x 7 px cells, 9 unsigned orientation bins
-    (linear between bins), 2 x 2-cell blocks at a 1-cell stride, each block L2-normalised."""
-    im = images.astype(np.float32)
-    gx = np.zeros_like(im)
-    gy = np.zeros_like(im)
-    gx[:, :, 1:-1] = im[:, :, 2:] - im[:, :, :-2]
-    gy[:, 1:-1, :] = im[:, 2:, :] - im[:, :-2, :]
-    mag = np.sqrt(gx * gx + gy * gy)
-    ang = (np.arctan2(gy, gx) % np.pi) / np.pi * HOG_BINS
-    lo = np.floor(ang).astype(np.int64) % HOG_BINS
-    hi = (lo + 1) % HOG_BINS
-    w_hi = ang - np.floor(ang)
-    n = len(im)
-    hist = np.zeros((n, 28, 28, HOG_BINS), np.float32)
-    idx = np.indices((n, 28, 28))
-    np.add.at(hist, (idx[0], idx[1], idx[2], lo), mag * (1 - w_hi))
-    np.add.at(hist, (idx[0], idx[1], idx[2], hi), mag * w_hi)
-    cells = hist.reshape(n, 4, 7, 4, 7, HOG_BINS).sum(axis=(2, 4))
-    blocks = np.concatenate([cells[:, i:i + 2, j:j + 2].reshape(n, -1)
-                             for i in range(3) for j in range(3)], axis=1).reshape(n, 9, -1)
-    blocks /= np.sqrt((blocks ** 2).sum(axis=2, keepdims=True) + 1e-6)
-    return blocks.reshape(n, -1)
+def _windows(x: np.ndarray, k: int) -> np.ndarray:
+    """(B, H, W, C) -> (B, H-k+1, W-k+1, k*k*C): every k x k window, for convolution by matmul."""
+    v = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))  # B, h, w, C, k, k
+    b, h, w = v.shape[:3]
+    return np.ascontiguousarray(v.transpose(0, 1, 2, 4, 5, 3)).reshape(b, h, w, -1)
 
 
-def features(images: np.ndarray) -> np.ndarray:
-    """HOG (324) and 14 x 14 pixels (196) of 28 x 28 ink images (N, 28, 28) in 0..1."""
-    images = np.asarray(images, np.float32)
-    pixels = images.reshape(len(images), 14, 2, 14, 2).mean(axis=(2, 4)).reshape(len(images), -1)
-    return np.concatenate([hog(images), pixels], axis=1).astype(np.float32)
+def _pool(x: np.ndarray) -> np.ndarray:
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 class Model:
-    """The MLP: standardise, hidden ReLU layer, softmax with a calibration temperature."""
+    """A small convolutional network: 5x5 conv (C1) + ReLU + 2x2 max-pool, 5x5 conv (C2) + ReLU +
+    2x2 max-pool, a hidden ReLU layer, 11 outputs; softmax with a calibration temperature."""
+
+    KEYS = ("w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4")
 
     def __init__(self, params: dict[str, np.ndarray]):
-        self.mean = params["mean"].astype(np.float32)
-        self.std = params["std"].astype(np.float32)
-        self.w1, self.b1 = params["w1"].astype(np.float32), params["b1"].astype(np.float32)
-        self.w2, self.b2 = params["w2"].astype(np.float32), params["b2"].astype(np.float32)
-        self.temperature = float(params["temperature"])
+        for k in self.KEYS:
+            setattr(self, k, np.asarray(params[k], np.float32))
+        self.temperature = float(params.get("temperature", 1.0))
 
-    def hidden(self, feats: np.ndarray) -> np.ndarray:
-        return np.maximum(((feats - self.mean) / self.std) @ self.w1 + self.b1, 0.0)
+    def forward(self, images: np.ndarray, keep: bool = False):
+        x = np.asarray(images, np.float32)[..., None]
+        p1 = _windows(x, 5)
+        z1 = p1 @ self.w1 + self.b1
+        a1 = np.maximum(z1, 0)
+        q1 = _pool(a1)
+        p2 = _windows(q1, 5)
+        z2 = p2 @ self.w2 + self.b2
+        a2 = np.maximum(z2, 0)
+        q2 = _pool(a2)
+        f = q2.reshape(len(x), -1)
+        z3 = f @ self.w3 + self.b3
+        h = np.maximum(z3, 0)
+        logits = h @ self.w4 + self.b4
+        if keep:
+            return logits, (p1, z1, a1, q1, p2, z2, a2, q2, f, z3, h)
+        return logits
 
-    def logits(self, feats: np.ndarray) -> np.ndarray:
-        return self.hidden(feats) @ self.w2 + self.b2
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        return self.forward(images)
 
-    def probabilities(self, feats: np.ndarray) -> np.ndarray:
-        z = self.logits(feats) / self.temperature
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        z = self.logits(images) / self.temperature
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
     def save(self, path: Path | str) -> None:
-        np.savez_compressed(path, mean=self.mean, std=self.std, w1=self.w1.astype(np.float16),
-                            b1=self.b1, w2=self.w2.astype(np.float16), b2=self.b2,
-                            temperature=np.float32(self.temperature))
+        np.savez_compressed(path, temperature=np.float32(self.temperature),
+                            **{k: getattr(self, k).astype(np.float16 if k.startswith("w") else np.float32)
+                               for k in self.KEYS})
 
 
 @functools.lru_cache(maxsize=1)
@@ -182,7 +177,7 @@ def classify(images: list[np.ndarray]) -> np.ndarray:
     """(N, 11) calibrated probabilities of normalised cell images."""
     if not images:
         return np.zeros((0, 11), np.float32)
-    return model().probabilities(features(np.stack(images)))
+    return model().probabilities(np.stack(images))
 
 
 def read_cells(image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
@@ -199,10 +194,75 @@ def read_cells(image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
             images.append(norm)
             where.append(i)
     probs = classify(images)
+    if _memory is not None and len(_memory) and images:
+        probs = _memory.adjust(embed(images), probs)
     for i, p in zip(where, probs):
         top = np.argsort(-p)[:TOP_K]
         out[i]["alts"] = [[LABELS[j], round(float(p[j]), 4)] for j in top]
     return out
 
 
-__all__ = ["read_cells", "normalise", "cell_patch", "features", "classify", "Model", "model", "LABELS"]
+__all__ = ["read_cells", "normalise", "cell_patch", "classify", "Model", "model", "LABELS"]
+
+
+# --- learning from the kit's own clerks -----------------------------------------------------------
+MEMORY_FILE = "digits-memory.npz"   # in the kit directory, rebuilt from the decisions by learn.py
+MEMORY_SIM = 0.75                   # cosine similarity of hidden features that counts as the same hand
+MEMORY_K = 5
+MEMORY_WEIGHT = 0.8
+
+
+def embed(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    """The base model's hidden features of normalised cell images, L2-normalised (N, HIDDEN)."""
+    mdl = model()
+    _, (*_, h) = mdl.forward(np.stack(images) if isinstance(images, list) else images, keep=True)
+    return h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-6)
+
+
+class Memory:
+    """Cells of this kit labelled by its clerks: a nearest-neighbour vote over the base model's hidden
+    features, blended into the model's probabilities where the same hand wrote something alike."""
+
+    def __init__(self, feats: np.ndarray, labels: np.ndarray):
+        self.feats = np.asarray(feats, np.float32)
+        self.labels = np.asarray(labels, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def adjust(self, feats: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        if not len(self) or not len(feats):
+            return probs
+        sims = feats @ self.feats.T
+        out = probs.copy()
+        k = min(MEMORY_K, len(self))
+        near = np.argsort(-sims, axis=1)[:, :k]
+        for i, idx in enumerate(near):
+            close = idx[sims[i, idx] >= MEMORY_SIM]
+            if not len(close):
+                continue
+            vote = np.bincount(self.labels[close], weights=sims[i, close], minlength=probs.shape[1])
+            vote = (vote / vote.sum()).astype(np.float32)
+            a = MEMORY_WEIGHT
+            out[i] = (1 - a) * probs[i] + a * vote
+        return out
+
+    def save(self, path: Path | str) -> None:
+        np.savez_compressed(path, feats=self.feats.astype(np.float16), labels=self.labels.astype(np.int8))
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Memory | None":
+        try:
+            with np.load(path) as z:
+                return cls(z["feats"].astype(np.float32), z["labels"].astype(np.int64))
+        except (OSError, KeyError, ValueError):
+            return None
+
+
+_memory: Memory | None = None
+
+
+def use_memory(memory: Memory | None) -> None:
+    """Set the kit's memory for this process (the scan workers load it at start)."""
+    global _memory
+    _memory = memory

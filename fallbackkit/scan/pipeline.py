@@ -35,6 +35,7 @@ from ..errors import BadInput, Conflict, IntegrityFailure, MissingDependency, No
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
+from . import digits, learn
 from .suggest import SuggestionContext
 
 PAGE_IMAGE_DPI = 100
@@ -241,6 +242,7 @@ def _init_worker(kit_path: str, kit_id: str, secret: bytes, fault: str | None = 
     _WORKER.clear()
     _WORKER.update(kit_path=Path(kit_path), kit_id=kit_id, secret=secret,
                    geometry_for=_geometry_lookup(ro_kit, sheet_geometry), reader=None, fault=fault)
+    digits.use_memory(learn.load(kit_path))
 
 
 def _geometry_lookup(kit: Kit, sheet_geometry: Callable) -> Callable[[str], dict | None]:
@@ -261,6 +263,7 @@ def _in_process_worker(kit: Kit) -> None:
     _WORKER.clear()
     _WORKER.update(kit_path=Path(kit.path), kit_id=kit.kit_id, secret=kit.secret,
                    geometry_for=_geometry_lookup(kit, sheet_geometry), reader=None)
+    digits.use_memory(learn.load(kit.path))
 
 
 def _reader_for(path: Path, kind: str) -> PageReader:
@@ -547,6 +550,8 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
             jobs.append(job)
 
     tasks = [(job.sha, job.archive_rel, job.kind, i) for job in jobs for i in sorted(job.todo)]
+    if tasks:
+        learn.refresh(kit)  # the clerks' decisions so far teach the workers this kit's handwriting
     by_sha = {job.sha: job for job in jobs}
     bar = Progress(len(tasks), progress)
 
