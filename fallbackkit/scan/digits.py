@@ -180,36 +180,57 @@ def classify(images: list[np.ndarray]) -> np.ndarray:
     return model().probabilities(np.stack(images))
 
 
+class Batch:
+    """The inked cells of a page, classified in one go (one network pass per page, not per field)."""
+
+    def __init__(self):
+        self.cells: list[dict[str, Any]] = []
+        self.images: list[np.ndarray] = []
+
+    def add(self, image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
+            shift_mm=(0.0, 0.0)) -> list[dict[str, Any]]:
+        """The field's per-cell raw measures; inked cells get their alternatives at `finish`."""
+        out: list[dict[str, Any]] = []
+        for c in field.get("cells_mm") or []:
+            norm, ink = normalise(cell_patch(image, hmat, c, shift_mm), black)
+            cell: dict[str, Any] = {"ink": ink}
+            out.append(cell)
+            if norm is not None:
+                self.cells.append(cell)
+                self.images.append(norm)
+        return out
+
+    def finish(self) -> None:
+        """Raw measures of each inked cell: its top alternatives [[label, probability], ...] (label
+        '0'-'9' or 'other'), after the kit's memory if there is one."""
+        if not self.images:
+            return
+        probs = classify(self.images)
+        if _memory is not None and len(_memory):
+            probs = _memory.adjust(embed(self.images), probs)
+        for cell, p in zip(self.cells, probs):
+            top = np.argsort(-p)[:TOP_K]
+            cell["alts"] = [[LABELS[j], round(float(p[j]), 4)] for j in top]
+        self.cells, self.images = [], []
+
+
 def read_cells(image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
                shift_mm=(0.0, 0.0)) -> list[dict[str, Any]]:
-    """Raw per-cell measures of a comb field: ink pixels and, for inked cells, the top
-    alternatives [[label, probability], ...] (label '0'-'9' or 'other')."""
-    cells = field.get("cells_mm") or []
-    out: list[dict[str, Any]] = []
-    images, where = [], []
-    for i, c in enumerate(cells):
-        norm, ink = normalise(cell_patch(image, hmat, c, shift_mm), black)
-        out.append({"ink": ink})
-        if norm is not None:
-            images.append(norm)
-            where.append(i)
-    probs = classify(images)
-    if _memory is not None and len(_memory) and images:
-        probs = _memory.adjust(embed(images), probs)
-    for i, p in zip(where, probs):
-        top = np.argsort(-p)[:TOP_K]
-        out[i]["alts"] = [[LABELS[j], round(float(p[j]), 4)] for j in top]
+    """Raw per-cell measures of one comb field: ink pixels and, for inked cells, the top alternatives."""
+    batch = Batch()
+    out = batch.add(image, hmat, field, black, shift_mm)
+    batch.finish()
     return out
 
 
-__all__ = ["read_cells", "normalise", "cell_patch", "classify", "Model", "model", "LABELS"]
+__all__ = ["Batch", "read_cells", "normalise", "cell_patch", "classify", "Model", "model", "LABELS"]
 
 
 # --- learning from the kit's own clerks -----------------------------------------------------------
 MEMORY_FILE = "digits-memory.npz"   # in the kit directory, rebuilt from the decisions by learn.py
-MEMORY_SIM = 0.75                   # cosine similarity of hidden features that counts as the same hand
+MEMORY_SIM = 0.85                   # cosine similarity of hidden features that counts as the same hand
 MEMORY_K = 5
-MEMORY_WEIGHT = 0.8
+MEMORY_WEIGHT = 0.6                 # the memory alone cannot make a digit sure enough to pre-fill
 
 
 def embed(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
