@@ -91,7 +91,7 @@ def gradients(model: digits.Model, xb: np.ndarray, yb: np.ndarray, rng: np.rando
     gz2 = _unpool(gq2, a2, q2) * (z2 > 0)
     out["w2"] = p2.reshape(-1, p2.shape[-1]).T @ gz2.reshape(-1, C2) + WD * model.w2
     out["b2"] = gz2.sum(axis=(0, 1, 2))
-    gp2 = (gz2 @ model.w2.T).reshape(*gz2.shape[:3], 5, 5, C1)
+    gp2 = (gz2.reshape(-1, C2) @ model.w2.T).reshape(*gz2.shape[:3], 5, 5, C1)
     gq1 = np.zeros(q1.shape, np.float32)
     oh, ow = gz2.shape[1], gz2.shape[2]
     for i in range(5):

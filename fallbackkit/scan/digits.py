@@ -118,9 +118,27 @@ def _windows(x: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(v.transpose(0, 1, 2, 4, 5, 3)).reshape(b, h, w, -1)
 
 
+def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x (..., k) @ w (k, n) as one 2-D product (a stacked matmul would run one small product per row)."""
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[1])
+
+
+def _conv(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
+    """The same 'valid' convolution as _dense(_windows(x, k), w), summed over the k x k offsets:
+    no window array to gather, which is what costs at run time."""
+    b, h, wd, c = x.shape
+    oh, ow = h - k + 1, wd - k + 1
+    kernel = w.reshape(k, k, c, -1)
+    out = np.zeros((b, oh, ow, kernel.shape[-1]), np.float32)
+    for i in range(k):
+        for j in range(k):
+            out += _dense(x[:, i:i + oh, j:j + ow, :], kernel[i, j])
+    return out
+
+
 def _pool(x: np.ndarray) -> np.ndarray:
-    b, h, w, c = x.shape
-    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    """2 x 2 max-pooling (four strided views: a reshape-and-max over two axes costs several times more)."""
+    return np.maximum(np.maximum(x[:, 0::2, 0::2], x[:, 1::2, 0::2]), np.maximum(x[:, 0::2, 1::2], x[:, 1::2, 1::2]))
 
 
 class Model:
@@ -135,13 +153,14 @@ class Model:
         self.temperature = float(params.get("temperature", 1.0))
 
     def forward(self, images: np.ndarray, keep: bool = False):
+        """Logits; keep=True (training) also returns every layer, with the convolution windows."""
         x = np.asarray(images, np.float32)[..., None]
-        p1 = _windows(x, 5)
-        z1 = p1 @ self.w1 + self.b1
+        p1 = _windows(x, 5) if keep else None
+        z1 = (_dense(p1, self.w1) if keep else _conv(x, self.w1, 5)) + self.b1
         a1 = np.maximum(z1, 0)
         q1 = _pool(a1)
-        p2 = _windows(q1, 5)
-        z2 = p2 @ self.w2 + self.b2
+        p2 = _windows(q1, 5) if keep else None
+        z2 = (_dense(p2, self.w2) if keep else _conv(q1, self.w2, 5)) + self.b2
         a2 = np.maximum(z2, 0)
         q2 = _pool(a2)
         f = q2.reshape(len(x), -1)
