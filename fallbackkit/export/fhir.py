@@ -1,7 +1,9 @@
 """FHIR R4 transaction bundles for re-entry into the hospital record system: one per patient.
 
-Every entry is a conditional create (`ifNoneExist` on a deterministic identifier), so a bundle
-sent twice creates nothing the second time. Only settled values are exported (machine-accepted or
+Every entry is conditional on a deterministic identifier: a conditional update (PUT
+`Type?identifier=system|value`, URL-encoded) for what the paper and the clerks' decisions say, so a
+bundle sent twice creates nothing the second time and a correction replaces the value sent before;
+a conditional create (`ifNoneExist`) for a real patient, whose record the kit never overwrites. Only settled values are exported (machine-accepted or
 decided by a person, and agreeing across captures); an item with anything still unsettled is
 left out whole and listed in `pending.json` with the reason, so nobody re-enters half a record.
 """
@@ -16,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import BadInput
 from ..store.kit import Kit, now_iso
@@ -135,7 +138,15 @@ class BundleBuilder:
         return "urn:uuid:" + str(uuid.uuid5(NS, f"{rtype}|{system}|{value}"))
 
     def add(self, bundle: PatientBundle, resource: dict[str, Any], system: str, value: str,
-            search: str = "identifier") -> str:
+            search: str = "identifier", create_only: bool = False) -> str:
+        """Add a resource under its deterministic identifier.
+
+        Content that can change after a first send (a correction, a later decision) is sent as a
+        conditional update (PUT Type?identifier=system|value): the server creates it the first
+        time and replaces it with the corrected content afterwards, so a re-send is idempotent and
+        a correction lands. create_only keeps a conditional create (POST with ifNoneExist) for
+        resources the kit must never overwrite: the hospital's own Patient record.
+        """
         rtype = resource["resourceType"]
         url = self.full_url(rtype, system, value)
         if (rtype, url) in bundle.urls:
@@ -147,9 +158,10 @@ class BundleBuilder:
         else:
             resource["meta"] = {"tag": [{"system": system, "code": value}]}
         bundle.urls[(rtype, url)] = url
-        bundle.entries.append({"fullUrl": url, "resource": resource,
-                               "request": {"method": "POST", "url": rtype,
-                                           "ifNoneExist": f"{search}={system}|{value}"}})
+        query = f"{search}={quote(f'{system}|{value}', safe='')}"
+        request = ({"method": "POST", "url": rtype, "ifNoneExist": query} if create_only
+                   else {"method": "PUT", "url": f"{rtype}?{query}"})
+        bundle.entries.append({"fullUrl": url, "resource": resource, "request": request})
         return url
 
 
@@ -212,7 +224,7 @@ class FhirExport:
         else:
             self._demographics_from_paper(key, resource)
         if real:
-            url = self.b.add(bundle, resource, self.b.mrn_system, real)
+            url = self.b.add(bundle, resource, self.b.mrn_system, real, create_only=True)
         else:
             url = self.b.add(bundle, resource, self.b.system("downtime-mrn"), key)
         bundle.patient_url = url
