@@ -15,7 +15,7 @@ from ..generate import kit_templates
 from ..store.decisions import record_review
 from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES
-from .checks import PageCheck, check_page, form_flags, required_fields
+from .checks import PageCheck, check_page, form_flags, template_of
 from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, sheet_conflicts
 
 TOTAL_KEYS = ("sheets_printed", "sheets_returned", "sheets_never_returned", "forms_complete",
@@ -30,7 +30,7 @@ class _Pass:
                  reviews: dict | None = None, templates: dict | None = None, checks: bool = True):
         self.reg = reg
         templates = templates if templates is not None else kit_templates(kit)
-        self.required: dict[tuple[str, int], set[str]] = {}
+        self.templates: dict[tuple[str, int], object] = {}
         self.checks: dict[str, PageCheck] = {}
         self.to_review: dict[str, int] = {}
         self.pending: dict[str, list[str]] = {}
@@ -52,10 +52,10 @@ class _Pass:
             form = reg.forms[sheet["form_id"]]
             if checks:
                 key = (form["template"], form["version"])
-                if key not in self.required:
-                    self.required[key] = required_fields(templates, *key)
+                if key not in self.templates:
+                    self.templates[key] = template_of(templates, *key)
                 layout = reg.layouts[sheet["layout_hash"]]
-                self.checks[sid] = check_page(form, layout, values, self.required[key])
+                self.checks[sid] = check_page(form, layout, values, self.templates[key])
             pending = [n for n, v in values.items() if not v.resolved]
             self.to_review[sid] = len(pending)
             if keep_chosen:

@@ -32,6 +32,8 @@ import numpy as np
 
 from .. import ids
 from ..errors import BadInput, Conflict, IntegrityFailure, MissingDependency, NotFound, NotPermitted
+from ..files import OutputFiles, file_name
+from ..payload import parse_cover as payload_parse_cover
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
@@ -54,6 +56,7 @@ class ScanSummary:
     pages_quarantined: int = 0
     pages_duplicate: int = 0         # a further capture of a sheet captured before
     pages_skipped: int = 0           # stored by an earlier, interrupted scan
+    cover_sheets: int = 0            # ward pack covers scanned with their pack: recognised, nothing to read
     readings_accepted: int = 0
     readings_review: int = 0
     seconds: float = 0.0
@@ -63,6 +66,8 @@ class ScanSummary:
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     unfinished: list[dict[str, Any]] = field(default_factory=list)  # interrupted earlier, not in this batch
+    covers: list[dict[str, Any]] = field(default_factory=list)
+    decoder_notes: list[dict[str, Any]] = field(default_factory=list)  # what libtiff & co. said, per file
 
     @property
     def ok(self) -> bool:
@@ -86,8 +91,14 @@ def format_summary(s: ScanSummary) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+    if s.cover_sheets:
+        packs = ", ".join(sorted({f"ward {c['ward']}" if c.get("ward") else "a pack not printed here"
+                                  for c in s.covers}))
+        lines.append(f"cover sheets: {s.cover_sheets} ({packs}; recognised, nothing to read)")
     if s.pages_skipped:
         lines.append(f"{s.pages_skipped} pages were already stored by an interrupted scan and were not read again")
+    for n in s.decoder_notes:
+        lines.append(f"note: {n['path']} page {n['page']}: the image decoder said: {n['note']}")
     for d in s.duplicates:
         lines.append(f"duplicate: sheet {d['sheet_id']} ({d['path']} page {d['page']}) was captured before "
                      f"(capture {d['duplicate_of']})")
@@ -301,6 +312,7 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     _maybe_die(index)
     t1 = time.perf_counter()
     image = page.image
+    notes = list(getattr(page, "notes", ()))
     try:
         from .engine import read_page
         result = read_page(image, kit_id=_WORKER["kit_id"], secret=_WORKER["secret"],
@@ -317,7 +329,7 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     out["image_path"] = _save_png(kit_path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
     _save_crops(kit_path, Path("crops") / sha[:2] / stem, out)
     out.update(sha=sha, index=index, kind="page", width_px=int(image.shape[1]), height_px=int(image.shape[0]),
-               decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2),
+               decoder_notes=notes, decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2),
                rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     return out
 
@@ -356,9 +368,11 @@ def _save_crops(kit_path: Path, folder: Path, out: dict[str, Any]) -> None:
     than reading the page; any crop can be cut again later from the archived original with the
     stored transform.
     """
+    outputs = OutputFiles()
     for reading, crop in zip(out["readings"], out.pop("_crops")):
         if crop is not None and (reading["status"] != "accepted" or reading["ink"]):
-            reading["crop_path"] = _save_png(kit_path, folder / f"{_safe(reading['field'])}.png", crop)
+            rel = outputs.claim(folder / file_name("", reading["field"], ".png"), f"field {reading['field']}")
+            reading["crop_path"] = _save_png(kit_path, rel, crop)
 
 
 def _preview(image: np.ndarray, dpi: float | None) -> np.ndarray:
@@ -396,10 +410,6 @@ def _save_png(kit_path: Path, rel: Path, image: np.ndarray) -> str:
         tmp.unlink(missing_ok=True)
         raise
     return rel.as_posix()
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in name)
 
 
 def _raw_json(raw: Any) -> str:
@@ -447,9 +457,19 @@ def store_page(conn: sqlite3.Connection, result: dict[str, Any], source: str = "
         return None  # another scan of the same file, running at the same time, stored this page first
 
 
+def _cover_pack(conn, payload_text: str) -> dict[str, Any]:
+    """Which printed pack a scanned cover belongs to (by the pack's first sheet)."""
+    first = payload_parse_cover(payload_text).first_sheet_id
+    row = conn.execute("SELECT b.id, b.ward FROM sheets s JOIN print_batches b ON b.id = s.batch_id"
+                       " WHERE s.sheet_id = ?", [first]).fetchone()
+    return {"first_sheet_id": first, "batch_id": row[0] if row else None, "ward": row[1] if row else None}
+
+
 def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None) -> dict[str, Any] | None:
-    quarantined = result["status"] != "read"
-    sheet = None if quarantined else (sheet_id or result["sheet_id"])
+    """A cover sheet is stored as a capture with status 'cover': the file is complete, nothing is read."""
+    cover = result["status"] == "cover"
+    quarantined = not cover and result["status"] != "read"
+    sheet = None if (quarantined or cover) else (sheet_id or result["sheet_id"])
     with conn:
         if conn.execute("SELECT 1 FROM captures WHERE file_sha256 = ? AND page_index = ? AND source = ?",
                         [result["sha"], result["index"], source]).fetchone():
@@ -465,7 +485,8 @@ def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None)
             "INSERT INTO captures (file_sha256, page_index, source, status, sheet_id, form_id, template, version,"
             " page, pages, orientation, transform, fit_error_mm, dpi, quality, image_path, width_px, height_px,"
             " duplicate_of, captured_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [result["sha"], result["index"], source, "quarantined" if quarantined else "read", sheet, form_id,
+            [result["sha"], result["index"], source, "cover" if cover else "quarantined" if quarantined else "read",
+             sheet, form_id,
              None if quarantined else result["template"], None if quarantined else result["version"],
              None if quarantined else result["page"], None if quarantined else result["pages"],
              result["orientation"], _dumps(result["transform"]), result["fit_error_mm"], result["dpi"],
@@ -473,7 +494,7 @@ def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None)
              duplicate_of, now_iso()])
         capture_id = cur.lastrowid
         accepted = review = 0
-        if not quarantined:
+        if sheet:
             conn.executemany(
                 "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
                 " ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -575,13 +596,19 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
             bar.step(False)
             return
         summary.peak_worker_rss_mib = max(summary.peak_worker_rss_mib, result.get("rss_mib", 0.0))
+        for note in result.get("decoder_notes") or ():
+            summary.decoder_notes.append({"path": str(job.path), "page": result["index"], "note": note})
         stored = store_page(conn, result)
         job.todo.discard(result["index"])
-        bar.step(result["status"] != "read")
+        bar.step(result["status"] not in ("read", "cover"))
         if stored is None:
             summary.pages_skipped += 1
             return
-        if stored["quarantine_id"] is not None:
+        if result["status"] == "cover":
+            summary.cover_sheets += 1
+            summary.covers.append({"path": str(job.path), "page": result["index"],
+                                   **_cover_pack(conn, result["payload_text"])})
+        elif stored["quarantine_id"] is not None:
             summary.pages_quarantined += 1
             summary.quarantined.append({"quarantine_id": stored["quarantine_id"], "path": str(job.path),
                                         "page": result["index"], "reason": result["reason"]})
