@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import payload as payload_mod
 from ..errors import PayloadError
-from . import locate, read
+from . import digits, locate, read
 
 POOR_FIT_MM = 1.5        # code corners vs the marks' transform; above: every reading to review
 LOW_CONTRAST = 60.0      # paper minus mark black, grey levels
@@ -199,8 +199,10 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     boxes = [b for f in geometry["fields"] for b in _boxes(f)]
     measures = iter(read.measure_boxes(image, hmat, [b["box_mm"] for b in boxes], loc.black_level))
     readings = []
+    cells = digits.Batch()  # the comb cells of the page, classified together
     for f in geometry["fields"]:
-        readings.append(_read_field(image, hmat, f, loc.black_level, page_review, measures))
+        readings.append(_read_field(image, hmat, f, loc.black_level, page_review, measures, cells))
+    cells.finish()
     quality["timings_ms"]["fields"] = round((time.perf_counter() - t2) * 1000, 2)
     quality["timings_ms"]["total"] = round((time.perf_counter() - t0) * 1000, 2)
     quality["review_count"] = sum(r.status == "review" for r in readings)
@@ -229,7 +231,7 @@ def _boxes(f: dict) -> list[dict]:
 
 
 def _read_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, page_review: str | None,
-                measures=None) -> FieldReading:
+                measures=None, cells: digits.Batch | None = None) -> FieldReading:
     """measures: an iterator over this and the following fields' box measures (measure_boxes),
     or None to measure here."""
     ftype = f["type"]
@@ -246,6 +248,8 @@ def _read_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, page
     elif ftype in read.HANDWRITTEN:
         raw, crop = read.measure_handwritten(image, hmat, f, black)
         ink = read.decide_ink(raw)
+        if ink and f.get("cells_mm") and cells is not None:  # comb field: each cell, for a suggestion
+            raw["cells"] = cells.add(image, hmat, f, black, raw["shift_mm"])
         boxes = None
     else:  # an unknown field type is never guessed at
         raw, ink, boxes = {}, None, None

@@ -37,6 +37,8 @@ from ..payload import parse_cover as payload_parse_cover
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
+from . import digits, learn
+from .suggest import SuggestionContext
 
 PAGE_IMAGE_DPI = 100
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}  # written into folders by the operating system
@@ -258,6 +260,7 @@ def _init_worker(kit_path: str, kit_id: str, secret: bytes, fault: str | None = 
     _WORKER.clear()
     _WORKER.update(kit_path=Path(kit_path), kit_id=kit_id, secret=secret,
                    geometry_for=_geometry_lookup(ro_kit, sheet_geometry), reader=None, fault=fault)
+    digits.use_memory(learn.load(kit_path))
 
 
 def _geometry_lookup(kit: Kit, sheet_geometry: Callable) -> Callable[[str], dict | None]:
@@ -278,6 +281,7 @@ def _in_process_worker(kit: Kit) -> None:
     _WORKER.clear()
     _WORKER.update(kit_path=Path(kit.path), kit_id=kit.kit_id, secret=kit.secret,
                    geometry_for=_geometry_lookup(kit, sheet_geometry), reader=None)
+    digits.use_memory(learn.load(kit.path))
 
 
 def _reader_for(path: Path, kind: str) -> PageReader:
@@ -578,6 +582,8 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
             jobs.append(job)
 
     tasks = [(job.sha, job.archive_rel, job.kind, i) for job in jobs for i in sorted(job.todo)]
+    if tasks:
+        learn.refresh(kit)  # the clerks' decisions so far teach the workers this kit's handwriting
     by_sha = {job.sha: job for job in jobs}
     bar = Progress(len(tasks), progress)
 
@@ -817,7 +823,7 @@ def list_readings(kit: Kit, status: str | None = None, sheet_id: str | None = No
     from ..store.decisions import current_review
     conn = kit.db.conn
     sql = ("SELECT r.reading_id, r.sheet_id, r.field, r.type, r.value, r.status, r.confidence, r.reason, r.ink,"
-           " r.capture_id FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
+           " r.capture_id, r.raw FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
            " WHERE c.status = 'read' AND c.capture_id = (SELECT MAX(c2.capture_id) FROM captures c2"
            " WHERE c2.sheet_id = c.sheet_id AND c2.status = 'read')")
     params: list[Any] = []
@@ -826,7 +832,9 @@ def list_readings(kit: Kit, status: str | None = None, sheet_id: str | None = No
         params.append(ids.normalize(sheet_id))
     sql += " ORDER BY r.sheet_id, r.reading_id"
     out = []
-    for rid, sid, fname, ftype, value, mstatus, conf, reason, ink, capture_id in conn.execute(sql, params).fetchall():
+    hints = SuggestionContext(conn, kit.templates_dir)
+    for rid, sid, fname, ftype, value, mstatus, conf, reason, ink, capture_id, raw in \
+            conn.execute(sql, params).fetchall():
         review = current_review(conn, rid)
         value = json.loads(value) if value is not None else None
         if review is not None:
@@ -837,10 +845,22 @@ def list_readings(kit: Kit, status: str | None = None, sheet_id: str | None = No
                 "status": "accepted" if review is not None else mstatus, "confidence": conf, "reason": reason,
                 "ink": None if ink is None else bool(ink), "reviewed": review is not None,
                 "reading_id": rid, "capture_id": capture_id}
+        if ftype in ("number", "datetime"):
+            item.update(reading_suggestion(hints, sid, fname, raw, review is not None))
         if status and item["status"] != status:
             continue
         out.append(item)
     return out
+
+
+def reading_suggestion(hints: SuggestionContext, sheet_id: str, field: str, raw_json: str | None,
+                       decided: bool) -> dict[str, Any]:
+    """suggestion, suggestion_confidence, prefill and cells of a comb reading, re-decided from its
+    stored cell measures (never a value: a decided reading is not pre-filled again)."""
+    got = hints.for_reading(sheet_id, field, json.loads(raw_json) if raw_json else {})
+    if got is None:
+        return {"suggestion": None, "suggestion_confidence": None, "prefill": False}
+    return {**got, "prefill": bool(got["prefill"]) and not decided}
 
 
 # --- quarantine --------------------------------------------------------------------------------
