@@ -110,3 +110,39 @@ def test_a_correction_after_a_first_send_reaches_the_server(exported, tmp_path):
         system = next(i["system"] for i in obs["identifier"] if i["system"].endswith(":item"))
         found = engine.search("Observation", f"identifier={quote(f'{system}|{item}', safe='')}")
         assert [o["valueQuantity"]["value"] for o in found] == [corrected]
+
+
+def test_free_text_never_enters_an_identifier_or_a_search(tmp_path):
+    """'ferritin, B12' in "other tests": a comma means OR in a FHIR search; the identifier comes from
+    the field, so a transcription changed after a first send updates the request, never adds one."""
+    from export_helpers import add_capture
+
+    kit = census_kit(tmp_path, wards={"3B": 1})
+    from fallbackkit.generate import print_ward
+    pack = print_ward(kit, "3B", tmp_path / "w.pdf", actor="t")
+    lab = next(s for s in pack.sheets if s["template"] == "lab-request")
+    base = {"tests": ["cbc"], "collected_at": "28/11/2026 08:30", "__accept_handwriting__": True}
+    add_capture(kit, lab["sheet_id"], {**base, "other_tests": "ferritin, B12"})
+    export_fhir(kit, tmp_path / "one")
+    bundles = [json.loads(p.read_text()) for p in sorted((tmp_path / "one").glob("bundle-*.json"))]
+    requests = [e for b in bundles for e in b["entry"] if e["resource"]["resourceType"] == "ServiceRequest"]
+    assert {e["resource"]["code"].get("text") for e in requests} >= {"ferritin, B12"}
+    for e in requests:
+        ident = e["resource"]["identifier"][0]["value"]
+        assert "ferritin" not in ident and "," not in ident and "," not in e["request"]["url"], e["request"]
+    with fhir_engine() as engine:
+        for b in bundles:
+            for part in split_transaction(b, 8):
+                engine.transaction(part)
+        assert len(engine.search("ServiceRequest")) == len(requests)
+        rid = kit.db.conn.execute("SELECT reading_id FROM readings WHERE sheet_id = ? AND field = 'other_tests'",
+                                  [lab["sheet_id"]]).fetchone()[0]
+        record_review(kit.db.conn, rid, "correct", "ferritin, vitamin B12", "clerk-test")
+        export_fhir(kit, tmp_path / "two")
+        for p in sorted((tmp_path / "two").glob("bundle-*.json")):
+            for part in split_transaction(json.loads(p.read_text()), 8):
+                engine.transaction(part)
+        found = engine.search("ServiceRequest")
+        assert len(found) == len(requests)
+        assert "ferritin, vitamin B12" in {r["code"].get("text") for r in found}
+    kit.close()

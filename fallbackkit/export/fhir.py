@@ -535,7 +535,9 @@ class FhirExport:
         specimen_url = self.b.add(bundle, specimen, self.b.system("item"), specimen_id)
         produced = 0
         for test in tests:
-            ident = f"{form.form_id}:{test}"
+            # identifiers come from stable keys only: a ticked test's option value, or the field of
+            # the free-text "other tests" (its text, e.g. "ferritin, B12", may change and holds commas)
+            ident = f"{form.form_id}:{test if test in ticked else roles['other_tests']}"
             label = self.option_label(form, roles["tests"], test)
             sr: dict[str, Any] = {
                 "resourceType": "ServiceRequest", "status": "active", "intent": "order",
