@@ -20,6 +20,9 @@ from . import locate, read
 POOR_FIT_MM = 1.5        # code corners vs the marks' transform; above: every reading to review
 LOW_CONTRAST = 60.0      # paper minus mark black, grey levels
 DARK_PAGE = 0.35         # fraction of the warped page that is dark
+PRINTED_REF_MIN = 0.15   # the page's typical printed-outline darkness is taken as at least this
+PAGE_COVERED_SHARE = 0.5  # this share of the fields with their outline not seen: the whole page to review
+PAGE_COVERED = "part of the page covered or folded"
 PAGE_DPI = 100
 
 
@@ -176,16 +179,19 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
         page_review = f"low contrast page ({contrast:.0f} grey levels)"
     elif dark_fraction > DARK_PAGE:
         page_review = f"page mostly dark ({dark_fraction:.0%})"
-    quality.update({"marks_found": 4, "hole_ok": loc.hole_ok, "contrast": round(contrast, 1),
-                    "black_level": round(loc.black_level, 1), "paper_level": round(loc.paper_level, 1),
-                    "dark_fraction": round(dark_fraction, 3), "notes": loc.notes,
-                    "page_review": page_review})
     # every mark box of the page measured in one go (same numbers as one at a time, less overhead)
     boxes = [b for f in geometry["fields"] for b in _boxes(f)]
     measures = iter(read.measure_boxes(image, hmat, [b["box_mm"] for b in boxes], loc.black_level))
-    readings = []
-    for f in geometry["fields"]:
-        readings.append(_read_field(image, hmat, f, loc.black_level, page_review, measures))
+    measured = [_measure_field(image, hmat, f, loc.black_level, measures) for f in geometry["fields"]]
+    visibility = _visibility(measured)
+    if page_review is None and visibility["covered_share"] >= PAGE_COVERED_SHARE:
+        page_review = f"{PAGE_COVERED} ({visibility['covered']} of {visibility['fields']} fields)"
+    quality.update({"marks_found": 4, "hole_ok": loc.hole_ok, "contrast": round(contrast, 1),
+                    "black_level": round(loc.black_level, 1), "paper_level": round(loc.paper_level, 1),
+                    "dark_fraction": round(dark_fraction, 3), "notes": loc.notes,
+                    "visibility": visibility, "page_review": page_review})
+    readings = [_decide_field(image, hmat, f, raw, crop, page_review) for f, (raw, crop) in
+                zip(geometry["fields"], measured)]
     quality["timings_ms"]["fields"] = round((time.perf_counter() - t2) * 1000, 2)
     quality["timings_ms"]["total"] = round((time.perf_counter() - t0) * 1000, 2)
     quality["review_count"] = sum(r.status == "review" for r in readings)
@@ -213,27 +219,49 @@ def _boxes(f: dict) -> list[dict]:
     return []
 
 
-def _read_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, page_review: str | None,
-                measures=None) -> FieldReading:
-    """measures: an iterator over this and the following fields' box measures (measure_boxes),
-    or None to measure here."""
+def _measure_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, measures
+                   ) -> tuple[dict, np.ndarray | None]:
+    """Raw measures of one field (and the handwriting crop). measures: an iterator over this and the
+    following fields' box measures (measure_boxes)."""
     ftype = f["type"]
-    crop = None
     if ftype in read.MARK_TYPES:
-        boxes = _boxes(f)
-        raw: dict[str, Any] = {"boxes": [
-            {"value": b["value"], **(next(measures) if measures is not None
-                                     else read.measure_box(image, hmat, b["box_mm"], black))}
-            for b in boxes]}
+        raw: dict[str, Any] = {"boxes": [{"value": b["value"], **next(measures)} for b in _boxes(f)]}
         if ftype == "checkbox":
             raw["boxes"][0].pop("value")
-        ink = None
-    elif ftype in read.HANDWRITTEN:
-        raw, crop = read.measure_handwritten(image, hmat, f, black)
-        ink = read.decide_ink(raw)
-        boxes = None
-    else:  # an unknown field type is never guessed at
-        raw, ink, boxes = {}, None, None
+        return raw, None
+    if ftype in read.HANDWRITTEN:
+        return read.measure_handwritten(image, hmat, f, black)
+    return {}, None  # an unknown field type is never guessed at
+
+
+def _visibility(measured: list[tuple[dict, np.ndarray | None]]) -> dict[str, Any]:
+    """Compare each field's printed outline with the rest of the page's, and record the page's
+    typical outline darkness in every field's raw measures ("printed_ref"), so that decide() can be
+    re-run from stored readings. Mark boxes and handwriting frames are sampled differently, so
+    each kind has its own reference: a high percentile of its fields (robust to a good part of the
+    page being covered), never below PRINTED_REF_MIN (a page whose outlines are all faint is not
+    trusted either)."""
+    kinds: dict[str, list[dict]] = {"boxes": [], "frames": []}
+    for raw, _ in measured:
+        if read.field_printed(raw) is not None:
+            kinds["boxes" if "boxes" in raw else "frames"].append(raw)
+    refs = {}
+    for kind, raws in kinds.items():
+        if not raws:
+            continue
+        values = [read.field_printed(r) for r in raws]
+        refs[kind] = round(max(PRINTED_REF_MIN, float(np.percentile(values, 75))), 3)
+        for r in raws:
+            r["printed_ref"] = refs[kind]
+    n = sum(len(r) for r in kinds.values())
+    covered = sum(read.is_covered(r) for raws in kinds.values() for r in raws)
+    return {"fields": n, "covered": covered, "covered_share": round(covered / n, 3) if n else 0.0,
+            "printed_ref": refs}
+
+
+def _decide_field(image: np.ndarray, hmat: np.ndarray, f: dict, raw: dict, crop: np.ndarray | None,
+                  page_review: str | None) -> FieldReading:
+    ftype = f["type"]
     if page_review:
         raw["page_review"] = page_review
     if ftype in read.MARK_TYPES or ftype in read.HANDWRITTEN:
@@ -241,6 +269,8 @@ def _read_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, page
         value, conf, status, reason = read.decide(raw, ftype, options)
     else:
         value, conf, status, reason = None, 0.0, "review", f"unknown field type {ftype!r}"
+    ink = read.decide_ink(raw) if ftype in read.HANDWRITTEN else None
+    boxes = _boxes(f)
     if status == "review" and crop is None and boxes:
         crop = _field_crop(image, hmat, [b["box_mm"] for b in boxes])
     return FieldReading(f["name"], ftype, raw, value, conf, status, reason, ink, crop)

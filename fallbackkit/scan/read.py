@@ -35,6 +35,11 @@ FAINT_MAX = 0.05       # faint-ink fraction above which an otherwise empty box i
 SPILL_MAX = 0.15       # ink fraction in one side strip just outside the box
 SPILL_EMPTY_MAX = 0.12 # an empty box with this much ink just outside: something was marked near it
 
+# Visibility: the printed outline of every box, comb cell and handwriting frame must be in the scan.
+OUTLINE_BAND_PX = 3    # the darkest pixel within +-3 px across a printed line counts (0.4-0.5 mm)
+OUTLINE_WINDOW_MM = 1.5  # the weakest 1.5 mm stretch of each edge is the edge's evidence
+VISIBLE_RATIO = 0.4    # a piece of outline under 40 % of the page's typical outline darkness: not seen
+
 # Handwritten fields
 TILE_MM = 2.0
 TILE_INK = 0.06        # a tile with this much ink is inked (SDAPS uses 6 %)
@@ -95,6 +100,45 @@ class _Levels:
 
 def _le(p: np.ndarray, v: int) -> np.ndarray:
     return p <= v if v >= 0 else np.zeros(p.shape, bool)
+
+
+def _edge_evidence(P: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, ppm: float,
+                   vertical: bool = True) -> np.ndarray:
+    """How clearly the printed outline of a rectangle is in each patch of a stack (N x H x W grey,
+    corners per patch): per edge, the weakest OUTLINE_WINDOW_MM stretch along it, as the mean
+    contrast of the line against the paper on either side of it (N x 4, or N x 2 with
+    vertical=False). At each position (after a 3-pixel mean along the edge, against noise) the
+    darkest pixel within +-OUTLINE_BAND_PX across the edge is the line, the brightest within twice
+    that is the paper: contrast (paper - line) / paper, clipped to 0..1. Local on purpose: under
+    uneven light (a phone photo) paper and print are dimmed by the same factor, and a sheet lying
+    over the outline, duller than the form, has no line in it, only its own paper. A pen stroke
+    over the outline only darkens it."""
+    N, H, W = P.shape
+    n = np.arange(N)[:, None, None]
+    b = OUTLINE_BAND_PX
+    d = np.arange(-2 * b, 2 * b + 1)
+    window = max(3, int(round(OUTLINE_WINDOW_MM * ppm)))
+    edges = [(True, y0, x0, x1), (True, y1, x0, x1)]
+    if vertical:
+        edges += [(False, x0, y0, y1), (False, x1, y0, y1)]
+    out = []
+    for horizontal, pos, a0, a1 in edges:
+        length = int(np.max(a1 - a0)) + 1
+        across = np.clip(pos[:, None] + d[None, :], 0, (H if horizontal else W) - 1)
+        along = np.clip(a0[:, None] + np.arange(length)[None, :], 0, (W if horizontal else H) - 1)
+        if horizontal:
+            vals = P[n, across[:, :, None], along[:, None, :]].astype(np.float32)
+        else:
+            vals = P[n, along[:, None, :], across[:, :, None]].astype(np.float32)
+        if length >= 3:
+            vals = (vals[:, :, :-2] + vals[:, :, 1:-1] + vals[:, :, 2:]) / 3
+        line = vals[:, b:3 * b + 1].min(axis=1)
+        paper = np.maximum(vals.max(axis=1), 1.0)
+        contrast = np.clip((paper - line) / paper, 0.0, 1.0)
+        k = min(window, contrast.shape[1])
+        c = np.concatenate([np.zeros((N, 1), np.float64), np.cumsum(contrast, axis=1, dtype=np.float64)], axis=1)
+        out.append(((c[:, k:] - c[:, :-k]) / k).min(axis=1))
+    return np.stack(out, axis=1)
 
 
 def darkness(p: np.ndarray, black: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -168,9 +212,11 @@ def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> di
     spill = {k: _frac(_le(v, v_ink)) if v.size else 0.0 for k, v in strips.items()}
     outline = float(lv.mean(p[y0:y1, x0]) + lv.mean(p[y0:y1, x1]) + lv.mean(p[y0, x0:x1])
                     + lv.mean(p[y1, x0:x1])) / 4
+    one = np.array([0])
+    printed = _edge_evidence(p[None], one + x0, one + y0, one + x1, one + y1, ppm)
     return {"ink": round(ink, 4), "faint": round(faint, 4), "spill": {k: round(v, 4) for k, v in spill.items()},
             "spill_max": round(max(spill.values()), 4), "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)],
-            "outline": round(outline, 3), "paper": round(lv.paper, 1)}
+            "outline": round(outline, 3), "printed": round(float(printed.min()), 3), "paper": round(lv.paper, 1)}
 
 
 def _rect_counts(ii: np.ndarray, n: np.ndarray, r0, r1, c0, c1) -> tuple[np.ndarray, np.ndarray]:
@@ -263,6 +309,7 @@ def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: fl
              P[nn, y0[:, None], x0[:, None] + cols], P[nn, y1[:, None], x0[:, None] + cols]]
     means = [lut[nn, ln.astype(np.intp)].mean(axis=1) for ln in lines]
     outline = ((means[0] + means[1]) + means[2]) + means[3]
+    printed = _edge_evidence(P, x0, y0, x1, y1, ppm).min(axis=1)
     out = []
     for i in range(N):
         ink = ink_c[i] / size[i] if size[i] else float("nan")
@@ -272,7 +319,8 @@ def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: fl
                     "spill": {key: round(v, 4) for key, v in spill.items()},
                     "spill_max": round(max(spill.values()), 4),
                     "shift_mm": [round(int(sx[i]) / ppm, 2), round(int(sy[i]) / ppm, 2)],
-                    "outline": round(float(outline[i]) / 4, 3), "paper": round(float(paper[i]), 1)})
+                    "outline": round(float(outline[i]) / 4, 3), "printed": round(float(printed[i]), 3),
+                    "paper": round(float(paper[i]), 1)})
     return out
 
 
@@ -295,11 +343,33 @@ def box_state(m: dict[str, Any]) -> tuple[str, float, str | None]:
     return "unsure", 0.35, "faint or ambiguous mark"
 
 
+COVERED = "covered or not visible"
+
+
+def field_printed(raw: dict[str, Any]) -> float | None:
+    """The weakest piece of printed outline measured for a field (None: not measured, old readings)."""
+    if "boxes" in raw:
+        vals = [b["printed"] for b in raw["boxes"] if "printed" in b]
+        return min(vals) if vals else None
+    return raw.get("printed")
+
+
+def is_covered(raw: dict[str, Any]) -> bool:
+    """Is part of the field's printed outline missing from the scan, compared with the outlines of
+    the rest of the page (raw["printed_ref"])? Then blank paper may lie over it: an empty box or
+    a blank field there proves nothing."""
+    printed, ref = field_printed(raw), raw.get("printed_ref")
+    return printed is not None and ref is not None and printed < VISIBLE_RATIO * ref
+
+
 def decide(raw: dict[str, Any], type: str, options: list[str] | None = None
            ) -> tuple[Any, float, str, str | None]:
     """Value, confidence, status ('accepted'|'review') and reason, from stored raw measures."""
     page_review = raw.get("page_review")
     value, conf, status, reason = _decide(raw, type, options)
+    if is_covered(raw):  # what was read is kept as the suggestion; a person looks at the paper
+        reason = f"{COVERED}; {reason}" if reason else COVERED
+        status, conf = "review", min(conf, 0.3)
     if page_review and status == "accepted":
         return value, min(conf, 0.5), "review", page_review
     if page_review and reason:
@@ -419,6 +489,7 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     max_tile = float(frac.max()) if frac.size else 0.0
     max_light = float(light_frac.max()) if light_frac.size else 0.0
     raw = {"tiles": tiles, "tiles_inked": inked_tiles, "max_tile": round(max_tile, 4),
+           "printed": round(_frame_printed(crop, field, origin, ppm, (m + sx, m + sy, bw, bh)), 3),
            "ink_fraction": round(float(n_inked) / max(1, n_usable), 4),
            "max_light_tile": round(max_light, 4),
            "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(paper, 1)}
@@ -426,6 +497,33 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
         raw["faint_only"] = True
         raw["ink_confidence"] = 0.5
     return raw, crop
+
+
+def _frame_printed(crop: np.ndarray, field: dict, origin, ppm: float, frame_px) -> float:
+    """The weakest stretch of printed outline of a handwriting field: of its frame; for a comb (no
+    frame of its own: the gaps between groups are open), of the outer frame of each group of cells
+    (the walls between cells are left out: two rectangles' edges meet there, and blur away first)."""
+    one = np.array([0])
+    cells = field.get("cells_mm") or []
+    if not cells:
+        x0, y0, w, h = frame_px
+        return float(_edge_evidence(crop[None], one + x0, one + y0, one + x0 + w, one + y0 + h,
+                                    ppm).min())
+    groups: list[list] = [[cells[0]]]
+    for a, b in zip(cells, cells[1:]):
+        if b[0] - (a[0] + a[2]) > 0.5:
+            groups.append([])
+        groups[-1].append(b)
+    weakest = 1.0
+    for g in groups:
+        gx0, gy0 = g[0][0], min(c[1] for c in g)
+        gx1, gy1 = g[-1][0] + g[-1][2], max(c[1] + c[3] for c in g)
+        px = [int(round((v - o) * ppm)) for v, o in ((gx0, origin[0]), (gy0, origin[1]), (gx1, origin[0]),
+                                                      (gy1, origin[1]))]
+        seg = _edge_evidence(crop[None], one + px[0], one + px[1], one + px[2], one + px[3],
+                             ppm)
+        weakest = min(weakest, float(seg.min()))
+    return weakest
 
 
 def _tile_sums(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, int]]:
