@@ -193,7 +193,10 @@ def test_no_code_unknown_sheet_and_no_marks(lab):
     sheet_id, img, geom = lab.pages()[0]
     unknown = read_page(img, kit_id=lab.kit.kit_id, secret=lab.kit.secret, geometry_for=lambda s: None)
     assert (unknown.status, unknown.reason, unknown.sheet_id) == ("quarantined", "unknown_sheet", sheet_id)
-    torn = white_out(img, geom["marks_mm"]["bl"], DPI)
+    torn = white_out(img, geom["marks_mm"]["bl"], DPI)  # one mark gone: three marks and the code are enough
+    result = lab.read(torn)
+    assert (result.status, result.quality["marks_found"], result.quality["missing_mark"]) == ("read", 3, "bl")
+    torn = white_out(torn, geom["marks_mm"]["tr"], DPI)  # two marks gone: never read without alignment
     result = lab.read(torn)
     assert (result.status, result.reason, result.sheet_id) == ("quarantined", "no_marks", sheet_id)
     assert result.readings == []

@@ -128,22 +128,61 @@ def test_half_the_page_covered_sends_the_page_to_review(ward):
     assert wrong_values(result, truth) == []
 
 
-@pytest.mark.parametrize("what", ["qr", "tl", "br"])
-def test_label_over_the_code_or_a_corner_mark(ward, what):
-    sheets = ward[200]
-    sheet_id, img, geom = sheets.pages()[4]
+def test_label_over_the_code_quarantines_the_page(ward):
+    sheet_id, img, geom = ward[200].pages()[4]
     rng = np.random.default_rng(2)
     marked, truth = fill_page(img, geom, DPI, rng)
-    x, y, w, h = geom["qr_mm"] if what == "qr" else geom["marks_mm"][what]
-    rect = [max(0.0, x - 3), max(0.0, y - 3), w + 6, h + 6]
-    result = sheets.read(degrade(occlude(marked, rect, DPI, rng, "label"), "office", rng))
-    if what == "qr":
-        assert (result.status, result.reason) == ("quarantined", "no_code")
-        return
-    assert result.status in ("read", "quarantined")
-    if result.status == "quarantined":
-        assert result.reason == "no_marks"
-    _check_covered(result, truth, fields_under(geom, rect), f"label over {what}")
+    x, y, w, h = geom["qr_mm"]
+    result = ward[200].read(degrade(occlude(marked, [x - 3, y - 3, w + 6, h + 6], DPI, rng, "label"), "office", rng))
+    assert (result.status, result.reason) == ("quarantined", "no_code")
+
+
+@pytest.mark.parametrize("tier,mark,damage", [("office", "tl", "label"), ("office", "br", "label"),
+                                              ("clean", "bl", "blotch"), ("office", "tr", "blotch"),
+                                              ("phone", "bl", "label"), ("phone", "tl", "blotch")])
+def test_three_marks_are_enough(ward, tier, mark, damage):
+    """A label over one corner mark or an ink blotch touching it: the page is read from the other
+    three and the code's corners; fields under the label go to review; no wrong value."""
+    dpi = 300 if tier == "phone" else DPI
+    sheet_id, img, geom = ward[dpi].pages()[5]
+    rng = np.random.default_rng(sum(map(ord, tier + mark)))
+    marked, truth = fill_page(img, geom, dpi, rng)
+    x, y, w, h = geom["marks_mm"][mark]
+    if damage == "label":
+        rect = [max(0.0, x - 4), max(0.0, y - 4), w + 14, h + 10]
+        damaged = occlude(marked, rect, dpi, rng, "label")
+        hidden = fields_under(geom, rect)
+    else:  # a dark ink blotch over a corner of the mark
+        damaged = marked.copy()
+        s = dpi / 25.4
+        cx, cy = (x + w * 0.9) * s, (y + h * 0.1) * s
+        pts = [(cx + (3.5 + rng.uniform(-1, 1)) * s * math.cos(t), cy + (3.0 + rng.uniform(-1, 1)) * s * math.sin(t))
+               for t in np.linspace(0, 2 * math.pi, 14, endpoint=False)]
+        import cv2
+        cv2.fillPoly(damaged, [np.array(pts, np.int32)], 25)
+        hidden = []
+    result = ward[200].read(degrade(damaged, tier, rng, dpi))
+    where = f"{damage} over {mark} ({tier})"
+    assert (result.status, result.sheet_id) == ("read", sheet_id), (where, result.reason, result.detail)
+    assert wrong_values(result, truth) == [], where
+    if result.quality["marks_found"] == 3:
+        assert result.quality["missing_mark"] == mark
+        assert any("three marks" in n for n in result.quality["notes"])
+    else:
+        assert damage == "blotch"  # a blotch that left the mark square enough: four marks, a good fit
+        assert result.fit_error_mm < 1.0
+    assert damage == "blotch" or result.quality["marks_found"] == 3
+    _check_covered(result, truth, hidden, where)
+    if result.quality["weak_corner_mm"] and result.quality["weak_corner_mm"] > read.WEAK_CORNER_MM:
+        near = [r for r in result.readings if "weak_corner_mm" in r.raw]
+        assert near and all(r.status == "review" for r in near)
+
+
+def test_a_weak_fit_at_the_missing_corner_sends_its_fields_to_review():
+    raw = {"boxes": [{"ink": 0.3, "faint": 0.0, "spill_max": 0.0}], "weak_corner_mm": 0.9}
+    assert read.decide(raw, "checkbox")[2:] == ("review", read.WEAK_CORNER)
+    raw["weak_corner_mm"] = 0.1
+    assert read.decide(raw, "checkbox")[2:] == ("accepted", None)
 
 
 @pytest.mark.parametrize("corner,size", [("tl", 30), ("br", 35), ("bl", 55)])

@@ -183,10 +183,15 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     boxes = [b for f in geometry["fields"] for b in _boxes(f)]
     measures = iter(read.measure_boxes(image, hmat, [b["box_mm"] for b in boxes], loc.black_level))
     measured = [_measure_field(image, hmat, f, loc.black_level, measures) for f in geometry["fields"]]
+    if loc.missing_mark:
+        for f, (raw, _) in zip(geometry["fields"], measured):
+            if _near_corner(f, loc.missing_mark, geometry["page_size_mm"]):
+                raw["weak_corner_mm"] = loc.weak_corner_mm
     visibility = _visibility(measured)
     if page_review is None and visibility["covered_share"] >= PAGE_COVERED_SHARE:
         page_review = f"{PAGE_COVERED} ({visibility['covered']} of {visibility['fields']} fields)"
-    quality.update({"marks_found": 4, "hole_ok": loc.hole_ok, "contrast": round(contrast, 1),
+    quality.update({"marks_found": 3 if loc.missing_mark else 4, "missing_mark": loc.missing_mark,
+                    "weak_corner_mm": loc.weak_corner_mm, "hole_ok": loc.hole_ok, "contrast": round(contrast, 1),
                     "black_level": round(loc.black_level, 1), "paper_level": round(loc.paper_level, 1),
                     "dark_fraction": round(dark_fraction, 3), "notes": loc.notes,
                     "visibility": visibility, "page_review": page_review})
@@ -257,6 +262,20 @@ def _visibility(measured: list[tuple[dict, np.ndarray | None]]) -> dict[str, Any
     covered = sum(read.is_covered(r) for raws in kinds.values() for r in raws)
     return {"fields": n, "covered": covered, "covered_share": round(covered / n, 3) if n else 0.0,
             "printed_ref": refs}
+
+
+def _near_corner(f: dict, corner: str, page_mm) -> bool:
+    """Is the field in the quarter of the page at this corner (where a transform fitted without
+    that corner's mark is extrapolated)?"""
+    rects = [o["box_mm"] for o in f.get("options", [])] or [f["box_mm"]]
+    pw, ph = page_mm
+    right, bottom = corner in ("tr", "br"), corner in ("bl", "br")
+    for x, y, w, h in rects:
+        in_x = x + w > pw / 2 if right else x < pw / 2
+        in_y = y + h > ph / 2 if bottom else y < ph / 2
+        if in_x and in_y:
+            return True
+    return False
 
 
 def _decide_field(image: np.ndarray, hmat: np.ndarray, f: dict, raw: dict, crop: np.ndarray | None,

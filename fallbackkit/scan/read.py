@@ -344,6 +344,10 @@ def box_state(m: dict[str, Any]) -> tuple[str, float, str | None]:
 
 
 COVERED = "covered or not visible"
+WEAK_CORNER = "near a missing corner mark"
+# page read from three marks: fields near the fourth corner to review when the transform there is
+# more uncertain than the box reader's own outline search can make up for
+WEAK_CORNER_MM = SEARCH_MM
 
 
 def field_printed(raw: dict[str, Any]) -> float | None:
@@ -370,6 +374,9 @@ def decide(raw: dict[str, Any], type: str, options: list[str] | None = None
     if is_covered(raw):  # what was read is kept as the suggestion; a person looks at the paper
         reason = f"{COVERED}; {reason}" if reason else COVERED
         status, conf = "review", min(conf, 0.3)
+    if raw.get("weak_corner_mm", 0.0) > WEAK_CORNER_MM:
+        reason = f"{reason}; {WEAK_CORNER}" if reason else WEAK_CORNER
+        status, conf = "review", min(conf, 0.5)
     if page_review and status == "accepted":
         return value, min(conf, 0.5), "review", page_review
     if page_review and reason:
