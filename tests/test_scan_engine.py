@@ -187,9 +187,10 @@ def test_no_code_unknown_sheet_and_no_marks(lab):
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (2339, 1654), dtype=np.uint8)
     white = np.full((2339, 1654), 255, np.uint8)
-    for img in (noise, white):
-        result = lab.read(img)
-        assert (result.status, result.reason) == ("quarantined", "no_code")
+    result = lab.read(noise)
+    assert (result.status, result.reason) == ("quarantined", "no_code")
+    result = lab.read(white)  # a blank page (the back of a sheet): counted, not quarantined
+    assert (result.status, result.reason, result.sheet_id) == ("blank", "blank", None)
     sheet_id, img, geom = lab.pages()[0]
     unknown = read_page(img, kit_id=lab.kit.kit_id, secret=lab.kit.secret, geometry_for=lambda s: None)
     assert (unknown.status, unknown.reason, unknown.sheet_id) == ("quarantined", "unknown_sheet", sheet_id)

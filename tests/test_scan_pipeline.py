@@ -21,7 +21,7 @@ from fallbackkit.cli import cli
 from fallbackkit.store import verify_audit
 from fallbackkit.store.decisions import record_review
 from fallbackkit.scan import engine
-from fallbackkit.scan.pipeline import list_readings, scan_paths
+from fallbackkit.scan.pipeline import format_summary, list_readings, scan_paths
 from pdf_helpers import render_pages
 from scan_pipeline_helpers import (white_out, write_bad_files, write_jpeg, write_png, write_scanner_pdf,
                                    write_tiff_g4)
@@ -258,9 +258,15 @@ def test_quarantine_list_and_assign_by_printed_sheet_id(kit, blank_lab, lab_page
     result = run("quarantine", "assign", str(qid), sheet_id)
     assert result.exit_code == 6 and "already assigned" in result.output
 
-    # a page with no corner marks at all cannot be read as any sheet: refused, nothing stored
-    write_png(tmp_path / "white.png", np.full((2339, 1654), 250, np.uint8))
-    assert run("scan", str(tmp_path / "white.png"), "--workers", "0").exit_code == 0
+    # a page with no corner marks at all (a cover letter) cannot be read as any sheet: refused, nothing
+    # stored (a white page is not quarantined at all: it is counted with the blank pages)
+    import cv2
+    letter = np.full((2339, 1654), 250, np.uint8)
+    for line in range(12):
+        cv2.putText(letter, "Dear colleague, please find the forms", (150, 300 + 120 * line),
+                    cv2.FONT_HERSHEY_SIMPLEX, 1.6, 20, 3)
+    write_png(tmp_path / "letter.png", letter)
+    assert run("scan", str(tmp_path / "letter.png"), "--workers", "0").exit_code == 0
     qid2 = json.loads(run("quarantine", "list", "--json").stdout)[0]["quarantine_id"]
     captures = _rows(kit, "SELECT COUNT(*) FROM captures")
     result = run("quarantine", "assign", str(qid2), _sheet_ids(blank_lab)[2])
@@ -413,3 +419,56 @@ def test_two_clerks_scanning_the_same_file_at_once_store_each_page_once(kit, war
     assert _rows(kit, "SELECT status FROM input_files") == [("done",)]
     dup = _rows(kit, "SELECT COUNT(*) - COUNT(DISTINCT capture_id || ':' || field) FROM readings")
     assert dup == [(0,)]
+
+
+def _show_through(front: np.ndarray, strength: float, seed: int) -> np.ndarray:
+    """The back of a printed, filled sheet on a duplex scan: its front seen through the paper,
+    mirrored, faint and blurred, on slightly grey paper."""
+    import cv2
+    back = 255.0 - (255.0 - np.fliplr(front).astype(np.float32)) * strength
+    back = cv2.GaussianBlur(back, (0, 0), 1.5) * 0.97
+    back += np.random.default_rng(seed).normal(0, 2.5, back.shape)
+    return np.clip(back, 0, 255).astype(np.uint8)
+
+
+def test_duplex_batch_blank_and_show_through_backs_are_counted_not_quarantined(kit, ward_pack, tmp_path):
+    """A duplex TIFF: every front read, every back (blank, or the front showing through, its code
+    readable mirrored) counted as a blank page, nothing in quarantine, no back matched to a sheet.
+    A back with something written on it is never counted blank: a person looks at it."""
+    from PIL import Image
+    from fallbackkit.scan.simulate import fill_page
+    from fallbackkit.generate import sheet_geometry
+    fronts = render_pages(ward_pack.out_path, dpi=200)[1:7]  # after the cover page
+    rng = np.random.default_rng(4)
+    pages, expected = [], []
+    for i, front in enumerate(fronts):
+        sp = engine.read_page(front, kit_id=kit.kit_id, secret=kit.secret,
+                              geometry_for=lambda s: sheet_geometry(kit, s))
+        filled, _ = fill_page(front, sheet_geometry(kit, sp.sheet_id), 200, rng)
+        expected.append(sp.sheet_id)
+        back = np.full(front.shape, 246, np.uint8) if i % 3 == 0 else _show_through(filled, (0.12, 0.3, 0.45)[i % 3], i)
+        pages += [filled, back]
+    inbox = tmp_path / "duplex"
+    inbox.mkdir()
+    frames = [Image.fromarray(p) for p in pages]
+    frames[0].save(inbox / "duplex.tif", compression="tiff_lzw", save_all=True, append_images=frames[1:], dpi=(200, 200))
+    written_on = _show_through(pages[0], 0.3, 99)
+    import cv2
+    cv2.putText(written_on, "allergic: penicillin", (300, 1400), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 30, 5)
+    write_png(inbox / "back-with-a-note.png", written_on)
+
+    summary = scan_paths(kit, [inbox], workers=0, progress=False, actor="clerk")
+
+    assert (summary.pages_read, summary.pages_blank, summary.pages_quarantined) == (6, 6, 1)
+    assert summary.quarantined[0]["reason"] == "no_code" and "back-with-a-note" in summary.quarantined[0]["path"]
+    rows = _rows(kit, "SELECT c.page_index, c.status, c.sheet_id, c.quality FROM captures c JOIN input_files f"
+                      " ON f.sha256 = c.file_sha256 WHERE f.first_path LIKE '%duplex.tif' ORDER BY c.page_index")
+    assert [r[1] for r in rows] == ["read", "blank"] * 6
+    assert [r[2] for r in rows[::2]] == expected
+    assert all(r[2] is None for r in rows[1::2])  # a back is never matched to its front's sheet
+    seen_through = [json.loads(r[3]).get("show_through", {}).get("sheet_seen_through") for r in rows[1::2]]
+    assert [s for s in seen_through if s] == [e for i, e in enumerate(expected) if i % 3 and i % 3 != 0]
+    assert summary.pages_duplicate == 0
+    assert "blank pages  6" in format_summary(summary)
+    assert _rows(kit, "SELECT COUNT(*) FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
+                      " WHERE c.status = 'blank'")[0][0] == 0

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
 from .. import payload as payload_mod
@@ -95,6 +96,10 @@ def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
     quality["timings_ms"]["code"] = round((time.perf_counter() - t0) * 1000, 2)
     ours = [c for c in codes if _is_ours(c.text)]
     if not ours:
+        blank, measures = blank_page(image)
+        quality["blank"] = measures
+        if blank:
+            return PageResult("blank", "blank", "a blank page (the back of a sheet?)", None, quality=quality)
         detail = "no readable sheet code on the page" if not codes else \
             f"a QR code was found but it is not a fallbackkit sheet code ({codes[0].text[:24]!r})"
         return _quarantine("no_code", detail, codes[0].text if codes else None, quality)
@@ -129,6 +134,9 @@ def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
         loc = locate.locate_with_code(image, code, geometry)
     except locate.MarksNotFound as exc:
         quality["timings_ms"]["marks"] = round((time.perf_counter() - t1) * 1000, 2)
+        back = _through_the_paper(image, code, sp, geometry, quality)
+        if back is not None:
+            return back
         return _quarantine("no_marks", f"the code was read but the corner marks were not: {exc.detail}",
                            code.text, quality, sp)
     quality["timings_ms"]["marks"] = round((time.perf_counter() - t1) * 1000, 2)
@@ -137,6 +145,80 @@ def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
     result.sheet_id, result.template, result.version, result.page, result.pages = (
         sp.sheet_id, sp.template, sp.version, sp.page, sp.pages)
     return result
+
+
+BLANK_INK = 0.40          # contrast against the local paper that counts as ink on a blank-looking page
+SHOW_THROUGH_MAX = 0.55   # a mirrored code fainter than this (contrast) was read through the paper
+STRONG_INK = 0.60         # ink this strong on a show-through back was written on it
+BLANK_STROKE_MM = 2.0     # a dark mark this long is writing or print, not speckle
+
+
+def _ink_marks(image: np.ndarray, min_contrast: float) -> dict[str, Any]:
+    """What is dark on a page that carries no code: on a copy at about 100 dpi (speckle removed),
+    pixels with at least min_contrast against the local paper; the longest dark mark (mm)."""
+    h, w = image.shape
+    f = max(1.0, max(h, w) / 1170)
+    small = image if f <= 1.05 else cv2.resize(image, (max(1, round(w / f)), max(1, round(h / f))),
+                                               interpolation=cv2.INTER_AREA)
+    small = cv2.medianBlur(small, 3)
+    paper = cv2.dilate(small, np.ones((15, 15), np.uint8)).astype(np.float32)
+    contrast = (paper - small) / np.maximum(paper, 1.0)
+    sh, sw = small.shape
+    by, bx = int(sh * 0.03), int(sw * 0.03)  # scanner edge shadows at the border are not content
+    dark = (contrast[by:sh - by, bx:sw - bx] >= min_contrast).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    px_per_mm = max(sh, sw) / 297.0
+    longest = max((max(stats[i, 2], stats[i, 3]) for i in range(1, n)), default=0) / px_per_mm
+    return {"dark_share": round(float(dark.mean()), 5), "longest_mark_mm": round(float(longest), 1),
+            "contrast": min_contrast}
+
+
+def blank_page(image: np.ndarray) -> tuple[bool, dict[str, Any]]:
+    """Is a page without a code blank (or only showing the front through the paper)? Nothing
+    darker than BLANK_INK against the paper longer than BLANK_STROKE_MM: a single pen stroke,
+    a word written on a back page, keeps it out of the blank pages."""
+    m = _ink_marks(image, BLANK_INK)
+    return m["longest_mark_mm"] < BLANK_STROKE_MM, m
+
+
+def _through_the_paper(image: np.ndarray, code: locate.FoundCode, sp: payload_mod.SheetPayload, geometry: dict,
+                       quality: dict) -> PageResult | None:
+    """The back of a sheet, the front showing through the paper? Its code is read (decoders read
+    mirrored codes), but the marks are not where a sheet's marks would be. It is a show-through when
+    the page seen in a mirror is located as that sheet, or when the whole page is too faint to be
+    print (nothing as dark as ink: a sheet's own code and marks are black). It is counted with the
+    blank pages and never matched to the front's sheet, unless its code is as dark as print (a
+    front scanned mirrored) or something was written on the back: then a person looks at it
+    (no_code). None: not a back page (the caller quarantines it as no_marks)."""
+    mirror = np.ascontiguousarray(image[:, ::-1])
+    mirrored = False
+    codes, _ = locate.find_codes(mirror, lambda t: t == code.text)
+    if codes:
+        try:
+            locate.locate_with_code(mirror, codes[0], geometry)
+            mirrored = True
+        except locate.MarksNotFound:
+            pass
+    faint, _ = blank_page(image)
+    if not (mirrored or faint):
+        return None
+    h, w = image.shape
+    x0, y0 = np.maximum(code.corners_px.min(axis=0).astype(int), 0)
+    x1, y1 = code.corners_px.max(axis=0).astype(int)
+    region = image[y0:min(h, y1 + 1), x0:min(w, x1 + 1)]
+    paper = float(np.percentile(image, 95))
+    code_contrast = (paper - float(np.percentile(region, 5))) / max(paper, 1.0) if region.size else 1.0
+    strong = _ink_marks(image, STRONG_INK)
+    quality["show_through"] = {"mirrored": mirrored, "code_contrast": round(code_contrast, 3),
+                               "strong_ink": strong, "sheet_seen_through": sp.sheet_id}
+    if code_contrast >= SHOW_THROUGH_MAX:
+        return _quarantine("no_code", f"the code of sheet {sp.sheet_id} reads mirrored and as dark as print: "
+                           "a page scanned mirrored? re-scan it", None, quality)
+    if strong["longest_mark_mm"] >= BLANK_STROKE_MM:
+        return _quarantine("no_code", f"the back of sheet {sp.sheet_id} (its code shows through the paper), "
+                           "with writing on it: look at the paper", None, quality)
+    return PageResult("blank", "show_through", f"the back of sheet {sp.sheet_id}: the front shows through the "
+                      "paper", None, quality=quality)
 
 
 def read_page_as(image: np.ndarray, geometry: dict) -> PageResult:
@@ -295,4 +377,4 @@ def _decide_field(image: np.ndarray, hmat: np.ndarray, f: dict, raw: dict, crop:
     return FieldReading(f["name"], ftype, raw, value, conf, status, reason, ink, crop)
 
 
-__all__ = ["FieldReading", "PageResult", "read_page", "read_page_as", "POOR_FIT_MM"]
+__all__ = ["FieldReading", "PageResult", "read_page", "read_page_as", "blank_page", "POOR_FIT_MM"]

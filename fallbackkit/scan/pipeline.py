@@ -50,6 +50,7 @@ class ScanSummary:
     files_failed: int = 0
     pages_read: int = 0
     pages_quarantined: int = 0
+    pages_blank: int = 0             # blank pages and backs showing the front through (duplex scans)
     pages_duplicate: int = 0         # a further capture of a sheet captured before
     pages_skipped: int = 0           # stored by an earlier, interrupted scan
     readings_accepted: int = 0
@@ -80,6 +81,7 @@ def format_summary(s: ScanSummary) -> str:
          f"{s.files_already_scanned} already scanned", f"{s.files_failed} failed"),
         ("pages", f"{s.pages_read} read", f"{s.pages_quarantined} quarantined",
          f"{s.pages_duplicate} duplicates"),
+        *([("blank pages", f"{s.pages_blank}", "", "")] if s.pages_blank else []),
         ("fields", f"{s.readings_accepted} accepted", f"{s.readings_review} to review", ""),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -433,8 +435,10 @@ def store_page(conn: sqlite3.Connection, result: dict[str, Any], source: str = "
 
 
 def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None) -> dict[str, Any] | None:
-    quarantined = result["status"] != "read"
-    sheet = None if quarantined else (sheet_id or result["sheet_id"])
+    # a blank page (or a back showing its front through the paper) is recorded, never matched to a sheet
+    quarantined = result["status"] not in ("read", "blank")
+    unread = result["status"] != "read"
+    sheet = None if unread else (sheet_id or result["sheet_id"])
     with conn:
         if conn.execute("SELECT 1 FROM captures WHERE file_sha256 = ? AND page_index = ? AND source = ?",
                         [result["sha"], result["index"], source]).fetchone():
@@ -450,15 +454,15 @@ def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None)
             "INSERT INTO captures (file_sha256, page_index, source, status, sheet_id, form_id, template, version,"
             " page, pages, orientation, transform, fit_error_mm, dpi, quality, image_path, width_px, height_px,"
             " duplicate_of, captured_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [result["sha"], result["index"], source, "quarantined" if quarantined else "read", sheet, form_id,
-             None if quarantined else result["template"], None if quarantined else result["version"],
-             None if quarantined else result["page"], None if quarantined else result["pages"],
+            [result["sha"], result["index"], source, "quarantined" if quarantined else result["status"], sheet,
+             form_id, None if unread else result["template"], None if unread else result["version"],
+             None if unread else result["page"], None if unread else result["pages"],
              result["orientation"], _dumps(result["transform"]), result["fit_error_mm"], result["dpi"],
              _dumps(result["quality"]), result["image_path"], result["width_px"], result["height_px"],
              duplicate_of, now_iso()])
         capture_id = cur.lastrowid
         accepted = review = 0
-        if not quarantined:
+        if not unread:
             conn.executemany(
                 "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
                 " ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -475,7 +479,7 @@ def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None)
                                 result["payload_text"], now_iso()])
             quarantine_id = cur.lastrowid
     return {"capture_id": capture_id, "quarantine_id": quarantine_id, "sheet_id": sheet,
-            "duplicate_of": duplicate_of, "accepted": accepted, "review": review}
+            "duplicate_of": duplicate_of, "accepted": accepted, "review": review, "blank": not quarantined and unread}
 
 
 def _where(path: Path | str) -> str:
@@ -560,11 +564,13 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
         summary.peak_worker_rss_mib = max(summary.peak_worker_rss_mib, result.get("rss_mib", 0.0))
         stored = store_page(conn, result)
         job.todo.discard(result["index"])
-        bar.step(result["status"] != "read")
+        bar.step(result["status"] not in ("read", "blank"))
         if stored is None:
             summary.pages_skipped += 1
             return
-        if stored["quarantine_id"] is not None:
+        if stored["blank"]:
+            summary.pages_blank += 1
+        elif stored["quarantine_id"] is not None:
             summary.pages_quarantined += 1
             summary.quarantined.append({"quarantine_id": stored["quarantine_id"], "path": str(job.path),
                                         "page": result["index"], "reason": result["reason"]})
