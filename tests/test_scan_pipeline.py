@@ -472,3 +472,42 @@ def test_duplex_batch_blank_and_show_through_backs_are_counted_not_quarantined(k
     assert "blank pages  6" in format_summary(summary)
     assert _rows(kit, "SELECT COUNT(*) FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
                       " WHERE c.status = 'blank'")[0][0] == 0
+
+
+@pytest.mark.parametrize("compression", ["group3", "group4"])
+def test_fax_tiff_204_by_98_dpi_is_read_like_a_200_dpi_page(kit, blank_lab, tmp_path, compression):
+    """A standard-mode fax: 204 dpi across, 98 dpi down, CCITT G3 or G4. Resampled to square pixels
+    from its resolution tags, it is read like a 200 dpi scan: every page identified, every accepted
+    value the truth."""
+    import cv2
+    from PIL import Image
+    from fallbackkit.generate import sheet_geometry
+    from fallbackkit.scan.simulate import fill_page
+    rng = np.random.default_rng(12)
+    frames, truths = [], []
+    for img in render_pages(blank_lab.out_path, dpi=204):
+        sid = engine.read_page(img, kit_id=kit.kit_id, secret=kit.secret,
+                               geometry_for=lambda s: sheet_geometry(kit, s)).sheet_id
+        filled, truth = fill_page(img, sheet_geometry(kit, sid), 204, rng, hard_cases=0, two_marks=0)
+        truths.append((sid, truth))
+        h, w = filled.shape
+        fax = cv2.resize(filled, (w, round(h * 98 / 204)), interpolation=cv2.INTER_AREA)
+        frames.append(Image.fromarray(np.where(fax > 170, 255, 0).astype(np.uint8)).convert("1"))
+    path = tmp_path / f"fax-{compression}.tif"
+    frames[0].save(path, compression=compression, save_all=True, append_images=frames[1:], dpi=(204, 98))
+
+    summary = scan_paths(kit, [path], workers=0, progress=False)
+
+    assert (summary.pages_read, summary.pages_quarantined) == (len(frames), 0), summary.quarantined
+    rows = _rows(kit, "SELECT capture_id, sheet_id, dpi, fit_error_mm FROM captures ORDER BY page_index")
+    assert [r[1] for r in rows] == [sid for sid, _ in truths]
+    for (cid, sid, dpi, fit), (_, truth) in zip(rows, truths):
+        assert abs(dpi - 204) < 6 and fit < 1.0
+        for field, status, value, ink in _rows(kit, "SELECT field, status, value, ink FROM readings"
+                                                    " WHERE capture_id = ?", [cid]):
+            t = truth[field]
+            if status == "accepted":
+                if "ink" in t:
+                    assert not t["ink"], field
+                else:
+                    assert json.loads(value) == t["value"], (field, value, t)
