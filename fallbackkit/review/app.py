@@ -26,7 +26,7 @@ from ..store.kit import Kit, connect, open_kit
 from . import labels as lb
 from . import queue as q
 from . import users as u
-from .i18n import STRINGS, t
+from .i18n import STRINGS, reason_text, t
 
 SESSION_COOKIE = "fk_session"
 LOGIN_COOKIE = "fk_login"
@@ -132,6 +132,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     def _inject() -> dict[str, Any]:
         lang = g.get("lang", "en")
         return {"_": lambda key, **kw: t(lang, key, **kw), "lang": lang, "user": g.get("user"),
+                "why": lambda reason: reason_text(lang, reason),
                 "csrf": g.session.csrf if g.get("session") else "", "langs": u.LANGS,
                 "flashes": flashes.pop(g.session.token_hash, []) if g.get("session") else [],
                 "fmt": _fmt}
@@ -270,6 +271,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         d["crop_url"] = url_for("crop_image", reading_id=reading_id) if d["has_crop"] else None
         d["page_url"] = url_for("page_image", capture_id=d["capture_id"]) if d["has_page"] else None
         d["page_link"] = url_for("page_view", capture_id=d["capture_id"])
+        d["reason_text"] = reason_text(g.lang, d.get("reason"))
         table = lb.labels(kit_path, d["capture"]["template"], d["capture"]["version"], g.lang)
         d["field_label"] = lb.field_label(table, d["field"])
         if d["options"] is not None:

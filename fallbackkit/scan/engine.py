@@ -17,13 +17,14 @@ import numpy as np
 from .. import payload as payload_mod
 from ..errors import PayloadError
 from . import locate, read
+from .reasons import english
 
 POOR_FIT_MM = 1.5        # code corners vs the marks' transform; above: every reading to review
 LOW_CONTRAST = 60.0      # paper minus mark black, grey levels
 DARK_PAGE = 0.35         # fraction of the warped page that is dark
 PRINTED_REF_MIN = 0.15   # the page's typical printed-outline darkness is taken as at least this
 PAGE_COVERED_SHARE = 0.5  # this share of the fields with their outline not seen: the whole page to review
-PAGE_COVERED = "part of the page covered or folded"
+PAGE_COVERED = "part of the page covered or folded"  # the start of english("page_covered", ...)
 PAGE_DPI = 100
 
 
@@ -256,11 +257,11 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     dark_fraction = np.count_nonzero(page_img < (loc.black_level + loc.paper_level) / 2) / page_img.size
     page_review = None
     if loc.fit_error_mm is not None and loc.fit_error_mm > POOR_FIT_MM:
-        page_review = f"poor page fit ({loc.fit_error_mm:.1f} mm)"
+        page_review = english("poor_fit", mm=f"{loc.fit_error_mm:.1f}")
     elif contrast < LOW_CONTRAST:
-        page_review = f"low contrast page ({contrast:.0f} grey levels)"
+        page_review = english("low_contrast", levels=f"{contrast:.0f}")
     elif dark_fraction > DARK_PAGE:
-        page_review = f"page mostly dark ({dark_fraction:.0%})"
+        page_review = english("page_dark", percent=f"{dark_fraction * 100:.0f}")
     # every mark box of the page measured in one go (same numbers as one at a time, less overhead)
     boxes = [b for f in geometry["fields"] for b in _boxes(f)]
     measures = iter(read.measure_boxes(image, hmat, [b["box_mm"] for b in boxes], loc.black_level))
@@ -271,7 +272,7 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
                 raw["weak_corner_mm"] = loc.weak_corner_mm
     visibility = _visibility(measured)
     if page_review is None and visibility["covered_share"] >= PAGE_COVERED_SHARE:
-        page_review = f"{PAGE_COVERED} ({visibility['covered']} of {visibility['fields']} fields)"
+        page_review = english("page_covered", covered=visibility["covered"], fields=visibility["fields"])
     quality.update({"marks_found": 3 if loc.missing_mark else 4, "missing_mark": loc.missing_mark,
                     "weak_corner_mm": loc.weak_corner_mm, "hole_ok": loc.hole_ok, "contrast": round(contrast, 1),
                     "black_level": round(loc.black_level, 1), "paper_level": round(loc.paper_level, 1),
@@ -369,7 +370,7 @@ def _decide_field(image: np.ndarray, hmat: np.ndarray, f: dict, raw: dict, crop:
         options = [o["value"] for o in f["options"]] if ftype in ("choice", "multichoice") else None
         value, conf, status, reason = read.decide(raw, ftype, options)
     else:
-        value, conf, status, reason = None, 0.0, "review", f"unknown field type {ftype!r}"
+        value, conf, status, reason = None, 0.0, "review", english("unknown_type", type=ftype)
     ink = read.decide_ink(raw) if ftype in read.HANDWRITTEN else None
     boxes = _boxes(f)
     if status == "review" and crop is None and boxes:

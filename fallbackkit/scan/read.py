@@ -18,6 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .reasons import english, join
+
 BOX_PX_PER_MM = 8.0
 CROP_PX_PER_MM = 150 / 25.4
 SEARCH_MM = 0.7
@@ -325,26 +327,26 @@ def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: fl
 
 
 def box_state(m: dict[str, Any]) -> tuple[str, float, str | None]:
-    """One box: ('empty'|'marked'|'cancelled'|'unsure', confidence, reason when unsure)."""
+    """One box: ('empty'|'marked'|'cancelled'|'unsure', confidence, reason code when unsure)."""
     ink, faint, spill = m["ink"], m["faint"], m["spill_max"]
     if ink >= CANCEL_MIN:
         return "cancelled", round(0.8 + 0.19 * min(1.0, (ink - CANCEL_MIN) / 0.2), 3), None
     if MARK_MIN <= ink <= MARK_MAX:
         if spill > SPILL_MAX and spill > ink:
-            return "unsure", 0.4, "mark half outside the box"
+            return "unsure", 0.4, "half_outside"
         margin = min(ink - MARK_MIN, MARK_MAX - ink) / 0.08
         return "marked", round(0.8 + 0.19 * min(1.0, margin), 3), None
     if ink <= EMPTY_MAX:
         if faint > FAINT_MAX:
-            return "unsure", 0.4, "faint mark"
+            return "unsure", 0.4, "faint_mark"
         if spill > SPILL_EMPTY_MAX:
-            return "unsure", 0.4, "mark half outside the box"
+            return "unsure", 0.4, "half_outside"
         return "empty", round(max(0.5, 0.99 - 5 * ink - 2 * faint), 3), None
-    return "unsure", 0.35, "faint or ambiguous mark"
+    return "unsure", 0.35, "ambiguous_mark"
 
 
-COVERED = "covered or not visible"
-WEAK_CORNER = "near a missing corner mark"
+COVERED = english("covered")
+WEAK_CORNER = english("weak_corner")
 # page read from three marks: fields near the fourth corner to review when the transform there is
 # more uncertain than the box reader's own outline search can make up for
 WEAK_CORNER_MM = SEARCH_MM
@@ -372,15 +374,13 @@ def decide(raw: dict[str, Any], type: str, options: list[str] | None = None
     page_review = raw.get("page_review")
     value, conf, status, reason = _decide(raw, type, options)
     if is_covered(raw):  # what was read is kept as the suggestion; a person looks at the paper
-        reason = f"{COVERED}; {reason}" if reason else COVERED
+        reason = join(COVERED, reason)
         status, conf = "review", min(conf, 0.3)
     if raw.get("weak_corner_mm", 0.0) > WEAK_CORNER_MM:
-        reason = f"{reason}; {WEAK_CORNER}" if reason else WEAK_CORNER
+        reason = join(reason, WEAK_CORNER)
         status, conf = "review", min(conf, 0.5)
-    if page_review and status == "accepted":
-        return value, min(conf, 0.5), "review", page_review
-    if page_review and reason:
-        return value, min(conf, 0.5), "review", f"{reason}; {page_review}"
+    if page_review:
+        return value, min(conf, 0.5), "review", join(reason, page_review)
     return value, conf, status, reason
 
 
@@ -388,15 +388,15 @@ def _decide(raw: dict[str, Any], type: str, options: list[str] | None) -> tuple[
     if type in HANDWRITTEN:
         ink = decide_ink(raw)
         if ink:
-            return None, round(raw.get("ink_confidence", 0.9), 3), "review", (
-                "faint marks in the field" if raw.get("faint_only") else "to transcribe")
+            return None, round(raw.get("ink_confidence", 0.9), 3), "review", english(
+                "faint_writing" if raw.get("faint_only") else "to_transcribe")
         return None, 0.95, "accepted", None
     boxes = raw["boxes"]
     states = [box_state(b) for b in boxes]
     if type == "checkbox":
         state, conf, why = states[0]
         if state == "unsure":
-            return None, conf, "review", why
+            return None, conf, "review", english(why)
         return state == "marked", conf, "accepted", None
     opts = options or [b.get("value") for b in boxes]
     unsure = [(o, s) for o, s in zip(opts, states) if s[0] == "unsure"]
@@ -404,15 +404,14 @@ def _decide(raw: dict[str, Any], type: str, options: list[str] | None) -> tuple[
     cancelled = [o for o, s in zip(opts, states) if s[0] == "cancelled"]
     conf = min(s[1] for s in states)
     if unsure:
-        reason = unsure[0][1][2]
-        return None, conf, "review", f"{reason} ({unsure[0][0]})"
+        return None, conf, "review", english(unsure[0][1][2], option=unsure[0][0])
     if type == "multichoice":
         return sorted(marked), conf, "accepted", None
     if len(marked) > 1:
-        return None, min(conf, 0.3), "review", "two options marked" if len(marked) == 2 \
-            else f"{len(marked)} options marked"
+        return None, min(conf, 0.3), "review", english("two_marked") if len(marked) == 2 \
+            else english("n_marked", n=len(marked))
     if marked and cancelled:
-        return marked[0], min(conf, 0.5), "review", "a mark next to a cancelled box"
+        return marked[0], min(conf, 0.5), "review", english("mark_and_cancelled")
     if marked:
         return marked[0], conf, "accepted", None
     return None, conf, "accepted", None

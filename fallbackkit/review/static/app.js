@@ -72,7 +72,7 @@
       extra.length ? el("small", { "class": "extra", text: " · " + extra.join(" · ") }) : null]);
     var crop = el("div", { "class": "cropbox" }, [r.crop_url ? el("img", { src: r.crop_url, alt: r.field, id: "crop" }) : el("p", { "class": "empty", text: S.no_image })]);
     var why = el("p", { "class": "why" }, [
-      S.why + ": ", el("span", { "class": "badge warn", text: r.reason || "?" }), "   " + S.machine + ": ",
+      S.why + ": ", el("span", { "class": "badge warn", text: r.reason_text || r.reason || "?" }), "   " + S.machine + ": ",
       el("b", { id: "machine", text: show(r.value) }), "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)"
     ]);
     var raw = el("details", { "class": "raw" }, [el("summary", { text: S.measures }), el("code", { text: JSON.stringify(r.raw) })]);
