@@ -511,3 +511,30 @@ def test_fax_tiff_204_by_98_dpi_is_read_like_a_200_dpi_page(kit, blank_lab, tmp_
                     assert not t["ink"], field
                 else:
                     assert json.loads(value) == t["value"], (field, value, t)
+
+
+def test_review_crops_are_cut_on_demand_from_the_archived_original(kit, blank_lab, lab_pages, tmp_path):
+    """Scanning writes no crop files; the station's crop of a field is cut from the archived
+    original with the stored transform, framed as the engine framed it (150 dpi)."""
+    import cv2
+    from fallbackkit.generate import sheet_geometry
+    from fallbackkit.scan.crops import field_crop_png
+    from fallbackkit.scan.simulate import fill_page
+    rng = np.random.default_rng(3)
+    sid = engine.read_page(lab_pages[0], kit_id=kit.kit_id, secret=kit.secret,
+                           geometry_for=lambda s: sheet_geometry(kit, s)).sheet_id
+    geom = sheet_geometry(kit, sid)
+    filled, truth = fill_page(lab_pages[0], geom, 200, rng, writing=1.0)
+    write_jpeg(tmp_path / "in.jpg", filled)
+    scan_paths(kit, [tmp_path / "in.jpg"], workers=0, progress=False)
+    assert not (kit.path / "crops").exists()
+    rows = _rows(kit, "SELECT reading_id, field, type, crop_path FROM readings WHERE status = 'review'")
+    assert rows and all(r[3] is None for r in rows)
+    expected = engine.read_page(cv2.imread(str(tmp_path / "in.jpg"), cv2.IMREAD_GRAYSCALE), kit_id=kit.kit_id,
+                                secret=kit.secret, geometry_for=lambda s: geom)
+    for rid, name, type_, _ in rows:
+        png = field_crop_png(kit.db.conn, kit.path, rid)
+        crop = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        want = next(r.crop for r in expected.readings if r.field == name)
+        assert crop.shape == want.shape, name
+        assert np.abs(crop.astype(int) - want.astype(int)).mean() < 3, name

@@ -312,9 +312,11 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         row = g.kit.db.execute("SELECT crop_path FROM readings WHERE reading_id = ?", [reading_id]).fetchone()
         if row is None:
             abort(404)
-        if row[0]:
+        if row[0]:  # a crop written at scan time (scans before crops were cut on demand)
             return send_file(q.kit_file(kit_path, row[0]), max_age=0)
-        png = q.field_crop_from_page(g.kit.db, kit_path, reading_id)
+        from ..scan.crops import field_crop_png  # cut from the archived original, as the engine framed it
+        png = field_crop_png(g.kit.db.conn, kit_path, reading_id) or q.field_crop_from_page(
+            g.kit.db, kit_path, reading_id)
         if png is None:
             abort(404)
         return app.response_class(png, mimetype="image/png")

@@ -149,7 +149,7 @@ REASONS: dict[str, dict[str, str]] = {
     "en": {
         "faint_mark": "faint mark", "half_outside": "mark half outside the box",
         "ambiguous_mark": "faint or ambiguous mark", "two_marked": "two options marked",
-        "n_marked": "{n} options marked", "mark_and_cancelled": "a mark next to a cancelled box",
+        "n_marked": "{n} options marked", "mark_and_cancelled": "a mark next to a cancelled box", "corrected": "corrected on paper",
         "to_transcribe": "to transcribe", "faint_writing": "faint marks in the field",
         "covered": "covered or not visible", "weak_corner": "near a missing corner mark",
         "poor_fit": "poor page fit ({mm} mm)", "low_contrast": "low contrast page ({levels} grey levels)",
@@ -163,7 +163,7 @@ REASONS: dict[str, dict[str, str]] = {
     "fr": {
         "faint_mark": "marque pâle", "half_outside": "marque à moitié hors de la case",
         "ambiguous_mark": "marque pâle ou ambiguë", "two_marked": "deux options cochées",
-        "n_marked": "{n} options cochées", "mark_and_cancelled": "une marque à côté d'une case annulée",
+        "n_marked": "{n} options cochées", "mark_and_cancelled": "une marque à côté d'une case annulée", "corrected": "corrigé sur le papier",
         "to_transcribe": "à transcrire", "faint_writing": "traces pâles dans le champ",
         "covered": "couvert ou illisible", "weak_corner": "près d'un repère de coin manquant",
         "poor_fit": "page mal alignée ({mm} mm)", "low_contrast": "page peu contrastée ({levels} niveaux de gris)",
@@ -177,7 +177,7 @@ REASONS: dict[str, dict[str, str]] = {
     "nl": {
         "faint_mark": "vage markering", "half_outside": "markering half buiten het vakje",
         "ambiguous_mark": "vage of onduidelijke markering", "two_marked": "twee opties aangekruist",
-        "n_marked": "{n} opties aangekruist", "mark_and_cancelled": "een markering naast een geannuleerd vakje",
+        "n_marked": "{n} opties aangekruist", "mark_and_cancelled": "een markering naast een geannuleerd vakje", "corrected": "op papier verbeterd",
         "to_transcribe": "over te typen", "faint_writing": "vage sporen in het veld",
         "covered": "bedekt of niet zichtbaar", "weak_corner": "bij een ontbrekend hoekmerk",
         "poor_fit": "pagina slecht uitgelijnd ({mm} mm)", "low_contrast": "pagina met weinig contrast ({levels} grijswaarden)",

@@ -278,7 +278,7 @@ def _reader_for(path: Path, kind: str) -> PageReader:
 
 
 def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
-    """Decode and read one page; write its page image and crops; return a small, picklable result."""
+    """Decode and read one page; write its page image; return a small, picklable result."""
     sha, archive_rel, kind, index = task
     kit_path: Path = _WORKER["kit_path"]
     t0 = time.perf_counter()
@@ -306,7 +306,6 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     if page_image is None:
         page_image = _preview(image, page.dpi)
     out["image_path"] = _save_png(kit_path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
-    _save_crops(kit_path, Path("crops") / sha[:2] / stem, out)
     out.update(sha=sha, index=index, kind="page", width_px=int(image.shape[1]), height_px=int(image.shape[0]),
                decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2),
                rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
@@ -314,12 +313,11 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
 
 
 def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
-    readings, crops = [], []
+    readings = []  # no crops: the review station cuts them on demand from the archived original (crops.py)
     for r in result.readings or []:
         readings.append({"field": r.field, "type": r.type, "raw": _raw_json(r.raw), "value": _jsonable(r.value),
                          "confidence": float(r.confidence), "status": r.status, "reason": r.reason,
                          "ink": None if r.ink is None else bool(r.ink), "crop_path": None})
-        crops.append(r.crop)
     transform = result.transform
     if transform is not None:
         transform = np.asarray(transform, dtype=float).tolist()
@@ -329,7 +327,7 @@ def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
             "orientation": result.orientation, "transform": transform,
             "fit_error_mm": None if result.fit_error_mm is None else float(result.fit_error_mm),
             "dpi": float(result.dpi) if result.dpi else file_dpi, "quality": _jsonable(result.quality or {}),
-            "readings": readings, "_crops": crops}
+            "readings": readings}
 
 
 def _unreadable(exc: BaseException, dpi: float | None) -> dict[str, Any]:
@@ -337,19 +335,7 @@ def _unreadable(exc: BaseException, dpi: float | None) -> dict[str, Any]:
     return {"status": "quarantined", "reason": "unreadable", "detail": f"the reader failed on this page: {tb}",
             "payload_text": None, "sheet_id": None, "template": None, "version": None, "page": None,
             "pages": None, "orientation": None, "transform": None, "fit_error_mm": None, "dpi": dpi,
-            "quality": {"error": tb}, "readings": [], "_crops": []}
-
-
-def _save_crops(kit_path: Path, folder: Path, out: dict[str, Any]) -> None:
-    """Crops of the fields a person will look at (to review, or with ink to transcribe).
-
-    A blank field accepted as blank needs none, and writing ~25 small files per page cost more
-    than reading the page; any crop can be cut again later from the archived original with the
-    stored transform.
-    """
-    for reading, crop in zip(out["readings"], out.pop("_crops")):
-        if crop is not None and (reading["status"] != "accepted" or reading["ink"]):
-            reading["crop_path"] = _save_png(kit_path, folder / f"{_safe(reading['field'])}.png", crop)
+            "quality": {"error": tb}, "readings": []}
 
 
 def _preview(image: np.ndarray, dpi: float | None) -> np.ndarray:
@@ -892,7 +878,6 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) 
     stem = f"{sha}-p{page_index}-assigned"
     page_image = result.page_image if result.page_image is not None else _preview(page.image, page.dpi)
     out["image_path"] = _save_png(kit.path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
-    _save_crops(kit.path, Path("crops") / sha[:2] / stem, out)
     out.update(sha=sha, index=page_index, width_px=int(page.image.shape[1]), height_px=int(page.image.shape[0]),
                template=geometry["template"], version=geometry["version"], page=geometry["page"],
                pages=geometry["pages"])

@@ -411,10 +411,32 @@ def _decide(raw: dict[str, Any], type: str, options: list[str] | None) -> tuple[
         return None, min(conf, 0.3), "review", english("two_marked") if len(marked) == 2 \
             else english("n_marked", n=len(marked))
     if marked and cancelled:
+        if _clear_correction(boxes, states):
+            # the convention printed on the form: a box filled solid is cancelled. One solid box, one
+            # clear mark, nothing else: the marked option, and the reading says it was corrected
+            return marked[0], conf, "accepted", english("corrected")
         return marked[0], min(conf, 0.5), "review", english("mark_and_cancelled")
     if marked:
         return marked[0], conf, "accepted", None
     return None, conf, "accepted", None
+
+
+CORRECTION_SOLID = 0.80   # a cancelled box this full is unmistakably filled in
+CORRECTION_MARK = (0.10, 0.45)  # and the other mark clearly a tick or a cross, well inside the box
+CORRECTION_EMPTY = 0.01   # every other box this empty, nothing faint, nothing spilling in
+
+
+def _clear_correction(boxes: list[dict], states: list[tuple]) -> bool:
+    """Exactly one box filled solid, exactly one clearly marked, every other box clearly empty."""
+    solid = [b for b, s in zip(boxes, states) if s[0] == "cancelled"]
+    marks = [b for b, s in zip(boxes, states) if s[0] == "marked"]
+    rest = [b for b, s in zip(boxes, states) if s[0] not in ("cancelled", "marked")]
+    return (len(solid) == 1 and len(marks) == 1 and solid[0]["ink"] >= CORRECTION_SOLID
+            and CORRECTION_MARK[0] <= marks[0]["ink"] <= CORRECTION_MARK[1]
+            and marks[0]["spill_max"] <= SPILL_EMPTY_MAX and marks[0]["faint"] <= FAINT_MAX
+            and all(s[0] == "empty" for s in states if s[0] not in ("cancelled", "marked"))
+            and all(b["ink"] <= CORRECTION_EMPTY and b["faint"] <= FAINT_MAX / 2 and b["spill_max"] <= 0.05
+                    for b in rest))
 
 
 def decide_ink(raw: dict[str, Any]) -> bool:

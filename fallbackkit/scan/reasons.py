@@ -20,6 +20,7 @@ ENGLISH: dict[str, str] = {
     "two_marked": "two options marked",
     "n_marked": "{n} options marked",
     "mark_and_cancelled": "a mark next to a cancelled box",
+    "corrected": "corrected on paper",   # a note on an accepted reading: one box cancelled, another marked
     "to_transcribe": "to transcribe",
     "faint_writing": "faint marks in the field",
     "covered": "covered or not visible",
