@@ -8,18 +8,21 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml tests/fhir_engine/package-lock.json
 	@$(MAKE) --no-print-directory sysdeps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	npm ci --prefix tests/fhir_engine --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
-# libzbar0 is the second QR decoder (pyzbar); chromium drives the review app's browser tests.
+# libzbar0 is the second QR decoder (pyzbar); chromium drives the review app's browser tests;
+# Node.js + npm run the FHIR engine the export tests send bundles to (tests/fhir_engine).
 sysdeps:
 	@missing=""; \
 	ldconfig -p | grep -q 'libzbar.so.0' || missing="$$missing libzbar0"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \

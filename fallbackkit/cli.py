@@ -1,12 +1,17 @@
 """Command line: parse, call the library, print. No work is done here.
 
 Errors raised by the library (FallbackkitError) become one line on stderr and the error's exit code;
-a traceback only with --verbose.
+a traceback only with --verbose. A full disk, a read-only kit or a damaged store met half-way
+through a command is named the same way (store.kit.storage_error); anything else is an internal
+error (exit 70): one line and the hint to rerun with --verbose. --verbose also turns on debug
+logging of the `fallbackkit` logger, which only the CLI configures.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,11 +37,16 @@ class KitContext:
         from .store.kit import default_actor
         return self.user or default_actor()
 
-    def kit(self):
+    def kit(self, *, for_restore: bool = False):
         if self._kit is None:
             from .store import open_kit
-            self._kit = open_kit(self.kit_dir)
+            self._kit = open_kit(self.kit_dir, for_restore=for_restore)
         return self._kit
+
+    def close(self) -> None:
+        if self._kit is not None:
+            self._kit.close(save_head=True)
+            self._kit = None
 
 
 pass_kit = click.make_pass_decorator(KitContext)
@@ -62,17 +72,53 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         click.echo("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in columns))
 
 
+def _configure_logging(verbose: bool) -> None:
+    """The library logs to the `fallbackkit` logger and never configures it: this is the one place."""
+    logger = logging.getLogger("fallbackkit")
+    for handler in [h for h in logger.handlers if getattr(h, "_fallbackkit_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._fallbackkit_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger.propagate = False
+
+
 class FallbackkitGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        # patient data: whatever the user's umask, what the kit writes is readable by its owner only
+        umask = os.umask(0o077)
         try:
             return super().invoke(ctx)
-        except FallbackkitError as exc:
-            verbose = isinstance(ctx.obj, KitContext) and ctx.obj.verbose
-            if verbose:
-                import traceback
-                traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(int(exc.exit_code))
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place where errors become output
+            self._fail(ctx, exc)
+        finally:
+            if isinstance(ctx.obj, KitContext):
+                try:
+                    ctx.obj.close()
+                except Exception as exc:  # noqa: BLE001 - closing must not hide the command's own outcome
+                    log.debug("closing the kit failed: %s", exc)
+            os.umask(umask)
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: Exception) -> None:
+        from .store.kit import storage_error
+        verbose = isinstance(ctx.obj, KitContext) and ctx.obj.verbose
+        if verbose:
+            import traceback
+            traceback.print_exc()
+        error = exc if isinstance(exc, FallbackkitError) else storage_error(
+            exc, ctx.obj.kit_dir if isinstance(ctx.obj, KitContext) else None)
+        if error is not None:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(int(error.exit_code))
+        logging.getLogger("fallbackkit").debug("internal error", exc_info=exc)
+        click.echo(f"error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                   + ("" if verbose else " — rerun with --verbose for the traceback, and report it"), err=True)
+        ctx.exit(int(ExitCode.INTERNAL))
 
 
 @click.group(cls=FallbackkitGroup)
@@ -86,8 +132,7 @@ class FallbackkitGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, kit_dir: Path, verbose: bool, quiet: bool, user: str | None) -> None:
     """fallbackkit: paper-mode fallback for hospitals — print, scan, reconcile, review, export."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(verbose)
     ctx.obj = KitContext(kit_dir, verbose, quiet, user)
 
 
@@ -99,7 +144,7 @@ def cli(ctx: click.Context, kit_dir: Path, verbose: bool, quiet: bool, user: str
 def init(ctx: KitContext, templates_from: Path | None) -> None:
     """Create a new kit: store, secret, kit id, templates."""
     from .store import init_kit
-    kit = init_kit(ctx.kit_dir, ctx.actor, templates_from)
+    kit = ctx._kit = init_kit(ctx.kit_dir, ctx.actor, templates_from)  # closed by the group
     click.echo(f"kit {kit.kit_id} created at {kit.path}")
     say(ctx, f"keep {kit.path / 'secret.key'} private: it signs every printed sheet")
 
@@ -111,22 +156,133 @@ def census() -> None:
 
 
 @census.command("import")
-@click.argument("patients_csv", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--meds", "meds_csv", type=click.Path(dir_okay=False, path_type=Path),
-              help="Active medications CSV (for the MAR).")
+@click.argument("patients_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--meds", "meds_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Active medications file (for the MAR).")
 @click.option("--as-of", help="When the census was exported (printed as 'data as of'); default: now.")
+@click.option("--check", is_flag=True, help="Dry run: show what would be imported and every problem; write nothing.")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Census profile to read the files with (default: the kit's census-profile.yaml).")
+@click.option("--sheet", help=".xlsx: the sheet of the patients workbook (default: the first).")
+@click.option("--meds-sheet", help=".xlsx: the sheet of the medications workbook (default: the first).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_kit
-def census_import(ctx: KitContext, patients_csv: Path, meds_csv: Path | None, as_of: str | None,
-                  as_json: bool) -> None:
-    """Import PATIENTS.csv (and --meds MEDS.csv) as the new snapshot."""
-    from .generate import import_census
-    summary = import_census(ctx.kit(), patients_csv, meds_csv, ctx.actor, as_of)
+def census_import(ctx: KitContext, patients_file: Path, meds_file: Path | None, as_of: str | None, check: bool,
+                  profile_path: Path | None, sheet: str | None, meds_sheet: str | None, as_json: bool) -> None:
+    """Import PATIENTS (CSV or .xlsx; and --meds MEDS) as the new snapshot, read through the kit's profile."""
+    from .generate.census import describe_changes, import_census, plan_census
+    if check:
+        plan = plan_census(ctx.kit(), patients_file, meds_file, profile=profile_path, sheet=sheet,
+                           meds_sheet=meds_sheet)
+        if as_json:
+            emit_json(plan.as_dict())
+        else:
+            click.echo(f"dry run of {patients_file.name} (profile: {plan.profile}); nothing is written")
+            click.echo(f"{len(plan.patients)} patients, {len(plan.medications)} medications")
+            click.echo("first rows as mapped:")
+            table(plan.patients[:5], ["mrn", "encounter", "last_name", "first_name", "birth_date", "sex",
+                                      "ward", "bed", "allergies"])
+            click.echo("patients per ward: " + ", ".join(f"{w} {n}" for w, n in plan.per_ward().items()))
+            for name, columns in plan.extra_columns.items():
+                click.echo(f"{name}: columns ignored: {', '.join(columns)}")
+            click.echo(f"problems: {len(plan.problems) or 'none'}")
+            for problem in plan.problems:
+                click.echo(f"  {problem}")
+            click.echo("unchanged: same census as the current snapshot" if plan.unchanged
+                       else "differences from the current snapshot:")
+            if not plan.unchanged:
+                for line in describe_changes(plan.changes):
+                    click.echo(f"  {line}")
+        if plan.problems:
+            click.get_current_context().exit(int(ExitCode.BAD_INPUT))
+        return
+    summary = import_census(ctx.kit(), patients_file, meds_file, ctx.actor, as_of, profile=profile_path,
+                            sheet=sheet, meds_sheet=meds_sheet)
     if as_json:
         emit_json(summary)
+        return
+    if summary["unchanged"]:
+        click.echo(f"unchanged: the census is the same as snapshot {summary['snapshot_id']} "
+                   f"({summary['imported_at']}); nothing imported")
+        return
+    click.echo(f"snapshot {summary['snapshot_id']}: {summary['patients']} patients, "
+               f"{summary['medications']} medications, wards {', '.join(summary['wards'])}")
+    for name, columns in summary["extra_columns"].items():
+        say(ctx, f"{name}: columns ignored: {', '.join(columns)}")
+    for line in describe_changes(summary["changes"]):
+        click.echo(f"  {line}")
+
+
+@census.group("profile")
+def census_profile() -> None:
+    """How the hospital's census export is read (KIT/census-profile.yaml)."""
+
+
+@census_profile.command("init")
+@click.argument("sample", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--meds", "meds_sample", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A sample of the medications export too.")
+@click.option("--sheet", help=".xlsx: the sheet of the sample (default: the first).")
+@click.option("--force", is_flag=True, help="Replace an existing profile.")
+@pass_kit
+def census_profile_init(ctx: KitContext, sample: Path, meds_sample: Path | None, sheet: str | None,
+                        force: bool) -> None:
+    """Guess a profile from SAMPLE (encoding, delimiter, dates, columns) and write it to the kit to check."""
+    from .generate.census_profile import init_profile
+    result = init_profile(ctx.kit().path, sample, meds_sample, sheet=sheet, force=force)
+    click.echo(f"profile written to {result['file']}")
+    for what, r in result["results"].items():
+        click.echo(f"{what}: " + ", ".join(f"{k} <- {v!r}" for k, v in r.section.columns.items()))
+        for note in r.notes:
+            click.echo(f"  {note}")
+        if r.unmatched_columns:
+            click.echo(f"  columns not used: {', '.join(r.unmatched_columns)}")
+    say(ctx, f"check it, then try `fallbackkit census import {sample.name} --check`")
+
+
+@census.command("show-profile")
+@pass_kit
+def census_show_profile(ctx: KitContext) -> None:
+    """Print the profile `census import` uses (the kit's, or the built-in one)."""
+    from .generate.census_profile import kit_profile, profile_yaml, SniffResult
+    profile = kit_profile(ctx.kit().path)
+    click.echo(f"# {profile.source}")
+    click.echo(profile_yaml(SniffResult(profile.patients, [], [], []),
+                            SniffResult(profile.medications, [], [], [])), nl=False)
+
+
+# --- downtime identifier ranges (fallbackkit/generate/id_ranges.py) ---------------------------
+@cli.group("ids")
+def ids_group() -> None:
+    """Downtime identifier ranges reserved in the hospital system, used by blank stock."""
+
+
+@ids_group.command("load")
+@click.option("--kind", type=click.Choice(["mrn", "encounter", "accession"]), required=True)
+@click.option("--from", "first", required=True, help="First number of the range, as the hospital system writes it.")
+@click.option("--to", "last", required=True, help="Last number of the range (included).")
+@click.option("--part", help="K/N: load only this station's part K of the range shared by N stations.")
+@click.option("--note", help="e.g. 'EHR reservation 2026-11'.")
+@pass_kit
+def ids_load(ctx: KitContext, kind: str, first: str, last: str, part: str | None, note: str | None) -> None:
+    """Load a range of numbers reserved for downtime: blank stock of that kind uses them, never twice."""
+    from .generate.id_ranges import load_range
+    r = load_range(ctx.kit(), kind, first, last, ctx.actor, note, part)
+    click.echo(f"{kind} range {r['from']}-{r['to']} loaded ({r['count']} numbers); {r['left']} {kind} numbers left")
+    say(ctx, "each station (copy of the kit) must load its own sub-range: two stations never share numbers")
+
+
+@ids_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_kit
+def ids_list(ctx: KitContext, as_json: bool) -> None:
+    """The loaded ranges: used and left."""
+    from .generate.id_ranges import list_ranges
+    rows = list_ranges(ctx.kit())
+    if as_json:
+        emit_json(rows)
     else:
-        click.echo(f"snapshot {summary['snapshot_id']}: {summary['patients']} patients, "
-                   f"{summary['medications']} medications, wards {', '.join(summary['wards'])}")
+        table(rows, ["kind", "from", "to", "used", "left", "loaded_at", "note"])
 
 
 # --- templates and sheets --------------------------------------------------------------------
@@ -210,23 +366,41 @@ def sheets_show(ctx: KitContext, sheet_id: str, as_json: bool) -> None:
 @click.option("--lang", default="en", show_default=True, help="One or two of en, fr, nl (e.g. fr,nl).")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="List the printed sheets in page order.")
+@click.option("--if-changed", is_flag=True,
+              help="--ward all: print nothing (and say 'unchanged') if this census was printed already.")
+@click.option("--keep", type=click.IntRange(min=1), help="--ward all: keep only the N newest pack folders beside --out DIR.")
 @pass_kit
 def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: int | None, mrn: str | None,
-              out_path: Path, lang: str, paper: str, as_json: bool) -> None:
+              out_path: Path, lang: str, paper: str, as_json: bool, if_changed: bool, keep: int | None) -> None:
     """Print a ward pack, blank stock, or one patient's form."""
     from .errors import BadInput
     from .generate import print_all_wards, print_blank, print_patient, print_ward
+    from .generate.issue import packs_unchanged, prune_packs
     from .templates import parse_langs
     langs = parse_langs(lang)
     kit = ctx.kit()
     modes = [m for m in (ward is not None, blank is not None, mrn is not None) if m]
     if len(modes) != 1:
         raise BadInput("say what to print: --ward W, or TEMPLATE --blank N, or TEMPLATE --patient MRN")
+    if (if_changed or keep is not None) and ward != "all":
+        raise BadInput("--if-changed and --keep go with --ward all --out DIR")
     if ward is not None:
         if template:
             raise BadInput("a ward pack prints every patient form: drop TEMPLATE or use --patient")
+        if ward == "all" and if_changed and (same := packs_unchanged(kit, paper, langs)):
+            message = (f"unchanged: census snapshot {same['snapshot_id']} ({same['imported_at']}) is already "
+                       f"printed in {', '.join(same['folders'])}; nothing printed")
+            if as_json:
+                emit_json([])
+                say(ctx, message)
+            else:
+                click.echo(message)
+            return
         if ward == "all":
             results = print_all_wards(kit, out_path, paper, langs, ctx.actor)
+            if keep is not None:
+                for folder in prune_packs(kit, out_path, keep):
+                    say(ctx, f"removed old packs in {folder}")
         else:
             results = [print_ward(kit, ward, out_path, paper, langs, ctx.actor)]
     else:
@@ -254,8 +428,19 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
 @pass_kit
 def scan_cmd(ctx: KitContext, paths: tuple[Path, ...], workers: int | None, as_json: bool) -> None:
     """Read scanned files and folders (PDF, TIFF, PNG, JPEG) into the kit."""
+    from .errors import DiskFull
     from .scan.pipeline import format_summary, scan_paths
-    summary = scan_paths(ctx.kit(), list(paths), workers=workers, progress=not ctx.quiet, actor=ctx.actor)
+    from .store.kit import files_done, storage_error
+    kit = ctx.kit()
+    done_before = files_done(kit)
+    try:
+        summary = scan_paths(kit, list(paths), workers=workers, progress=not ctx.quiet, actor=ctx.actor)
+    except (OSError, sqlite3.OperationalError) as exc:
+        error = storage_error(exc, ctx.kit_dir)
+        if isinstance(error, DiskFull):  # say what was kept: the files read completely before
+            raise DiskFull(f"{error.message}: {files_done(kit) - done_before} files of this scan were read and"
+                           " stored completely before", hint=error.hint) from exc
+        raise
     if as_json:
         emit_json(summary.to_dict())
         for f in summary.failed:
@@ -303,13 +488,21 @@ def quarantine_list(ctx: KitContext, as_json: bool, include_assigned: bool) -> N
 
 
 @quarantine.command("assign")
-@click.argument("page", type=int)
+@click.argument("page", type=click.IntRange(1, 2 ** 63 - 1))
 @click.argument("sheet_id")
 @pass_kit
 def quarantine_assign(ctx: KitContext, page: int, sheet_id: str) -> None:
-    """Read quarantined PAGE as the sheet SHEET_ID printed on it."""
-    from .scan.pipeline import assign_quarantined, capture_summary
-    c = capture_summary(ctx.kit(), assign_quarantined(ctx.kit(), page, sheet_id, ctx.actor))
+    """Read quarantined PAGE as the sheet SHEET_ID printed on it.
+
+    A page quarantined as bad_signature or foreign_kit needs --user naming a supervisor account."""
+    from .review.users import is_supervisor
+    from .scan.pipeline import UNTRUSTED_REASONS, assign_quarantined, capture_summary
+    row = ctx.kit().db.conn.execute("SELECT reason FROM quarantine WHERE quarantine_id = ?", [page]).fetchone()
+    supervisor = is_supervisor(ctx.kit().db, ctx.actor)
+    if row and row[0] in UNTRUSTED_REASONS and supervisor:  # a warning, even with --quiet
+        click.echo(f"warning: page {page} was quarantined as {row[0]}: {UNTRUSTED_REASONS[row[0]]}; "
+                   f"read in on the word of supervisor {ctx.actor}", err=True)
+    c = capture_summary(ctx.kit(), assign_quarantined(ctx.kit(), page, sheet_id, ctx.actor, supervisor=supervisor))
     click.echo(f"page {page} read as sheet {c['sheet_id']}: capture {c['capture_id']}, {c['fields']} fields, "
                f"{c['to_review']} to review"
                + (f" (sheet captured before: capture {c['duplicate_of']})" if c["duplicate_of"] else ""))
@@ -397,6 +590,18 @@ def identities_link(ctx: KitContext, downtime_mrn: str, real_mrn: str, reason: s
     from .reconcile import link_identity
     link_id = link_identity(ctx.kit(), downtime_mrn, real_mrn, ctx.actor, reason)
     click.echo(f"{downtime_mrn.upper()} -> {real_mrn} (link {link_id})")
+
+
+@identities.command("mrn-format")
+@click.argument("pattern", required=False)
+@pass_kit
+def identities_mrn_format(ctx: KitContext, pattern: str | None) -> None:
+    """Show, or set to PATTERN, the format real MRNs must have (a regular expression; digits by default)."""
+    from .reconcile.identity import real_mrn_pattern, set_real_mrn_pattern
+    if pattern is None:
+        click.echo(real_mrn_pattern(ctx.kit()))
+        return
+    click.echo(f"real MRNs must now match {set_real_mrn_pattern(ctx.kit(), pattern, ctx.actor)}")
 
 
 @identities.command("unlink")
@@ -490,23 +695,37 @@ def merge_cmd(ctx: KitContext, other: Path, as_json: bool) -> None:
         click.echo("nothing new to merge")
     for double in result["double_entries"]:
         click.echo(f"warning: {double['message']}", err=True)
+    for shared in result["shared_ranges"]:
+        click.echo(f"warning: {shared['message']}", err=True)
 
 
 # --- review: review, users (fallbackkit/review/) ----------------------------------------------
 @cli.command("review")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (keep 127.0.0.1 unless other PCs must reach this one).")
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--allow-network", is_flag=True,
+              help="Needed with a --host other than this PC: other machines can then reach the station.")
 @pass_kit
-def review_cmd(ctx: KitContext, host: str, port: int) -> None:
+def review_cmd(ctx: KitContext, host: str, port: int, allow_network: bool) -> None:
     """Serve the review station for records clerks (open http://HOST:PORT in a browser)."""
-    from .review import list_users, serve
-    if not list_users(ctx.kit().db):
+    from . import review
+    from .errors import BadInput
+    if not review.is_loopback(host):
+        if not allow_network:
+            raise BadInput(f"--host {host} would let other machines on the network reach the station",
+                           hint="keep the default 127.0.0.1, or add --allow-network if other PCs must use it")
+        # a warning about exposure is shown even with --quiet
+        click.echo(f"warning: listening on {host}: other machines on the network can reach the station "
+                   "(patient data; use it on a closed network only)", err=True)
+    if not review.list_users(ctx.kit().db):
         say(ctx, "no user can log in yet: add one with `fallbackkit users add NAME --role supervisor`")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        say(ctx, f"warning: listening on {host}: other machines on the network can reach the station")
-    say(ctx, f"review station on http://{host}:{port}/ — Ctrl+C to stop")
-    serve(ctx.kit_dir, host, port)
+    if ctx.quiet:  # --quiet: only errors from the station and its server reach the console
+        for name in ("fallbackkit", "waitress"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    server = review.make_server(ctx.kit_dir, host, port)  # a port in use is one line, before any "listening"
+    say(ctx, f"review station on {review.station_url(host, port)} — Ctrl+C to stop")
+    review.run_server(server)
 
 
 @cli.group()
@@ -522,12 +741,55 @@ def users() -> None:
 def users_add(ctx: KitContext, name: str, role: str, lang: str) -> None:
     """Add NAME; the password is asked twice on a terminal, read from stdin otherwise."""
     from .review import add_user
-    if sys.stdin.isatty():
-        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    add_user(ctx.kit().db, name, role, password, ctx.actor, lang)
+    add_user(ctx.kit().db, name, role, _read_password(), ctx.actor, lang)
     click.echo(f"user {name} added ({role}, {lang})")
+
+
+def _read_password() -> str:
+    """Asked twice on a terminal, one line of stdin otherwise (scripts)."""
+    if sys.stdin.isatty():
+        return click.prompt("password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@users.command("unlock")
+@click.argument("name")
+@pass_kit
+def users_unlock(ctx: KitContext, name: str) -> None:
+    """Lift the lock after too many wrong passwords for NAME (check who is asking first)."""
+    from .review.users import unlock_user
+    was = unlock_user(ctx.kit().db, name, ctx.actor)
+    click.echo(f"user {name} unlocked" if was else f"user {name} was not locked; failed attempts cleared")
+
+
+@users.command("disable")
+@click.argument("name")
+@pass_kit
+def users_disable(ctx: KitContext, name: str) -> None:
+    """NAME can no longer log in; their open sessions end now (history and decisions stay)."""
+    from .review.users import disable_user
+    ended = disable_user(ctx.kit().db, name, ctx.actor)
+    click.echo(f"user {name} disabled ({ended} open session{'s' if ended != 1 else ''} ended)")
+
+
+@users.command("enable")
+@click.argument("name")
+@pass_kit
+def users_enable(ctx: KitContext, name: str) -> None:
+    """Let a disabled NAME log in again."""
+    from .review.users import enable_user
+    enable_user(ctx.kit().db, name, ctx.actor)
+    click.echo(f"user {name} enabled")
+
+
+@users.command("passwd")
+@click.argument("name")
+@pass_kit
+def users_passwd(ctx: KitContext, name: str) -> None:
+    """Set a new password for NAME (asked twice, or one line on stdin); their sessions end."""
+    from .review.users import set_password
+    ended = set_password(ctx.kit().db, name, _read_password(), ctx.actor)
+    click.echo(f"password of {name} changed ({ended} open session{'s' if ended != 1 else ''} ended)")
 
 
 @users.command("list")
@@ -539,7 +801,7 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
     else:
-        table(rows, ["name", "role", "lang", "active", "created_at", "created_by"])
+        table(rows, ["name", "role", "lang", "active", "locked", "created_at", "created_by"])
 
 
 # --- export: export, report, backup, restore, check (fallbackkit/export/) ---------------------
@@ -618,9 +880,10 @@ def backup_cmd(ctx: KitContext, out_path: Path) -> None:
 def restore_cmd(ctx: KitContext, backup_file: Path, force: bool) -> None:
     """Replace the kit's store with a verified backup (the current store is kept as a safety copy)."""
     from .export import restore
-    result = restore(ctx.kit(), backup_file, ctx.actor, force)
+    result = restore(ctx.kit(for_restore=True), backup_file, ctx.actor, force)
     click.echo(f"restored kit {result['kit_id']} from {result['restored_from']} ({result['rows']} rows)")
-    say(ctx, f"the store as it was before is kept in {result['safety_copy']}")
+    say(ctx, f"the store as it was before is kept in {result['safety_copy']}" if result["safety_copy"]
+        else "there was no store to keep: it was missing")
     if result["warning"]:
         say(ctx, f"warning: {result['warning']}")
 
@@ -636,8 +899,14 @@ def check_cmd(ctx: KitContext, archive: bool, as_json: bool) -> None:
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"store integrity ok; {result['audit_rows']} audit rows, chain intact"
-                   + ("; every archived original present and unchanged" if archive else ""))
+        head = result["audit_head"]
+        click.echo(f"store integrity ok; {result['audit_rows']} audit rows, chain intact up to the head "
+                   f"kit.json records (last row {head['last_id']}); every review, link, undo, role and census "
+                   f"change has its audit row"
+                   + ("; every archived original present and unchanged" if archive else "")
+                   + ("; the kit is read-only" if result["read_only"] else ""))
+    for warning in result["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def main() -> None:

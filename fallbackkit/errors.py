@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     CONFLICT = 6
     INTEGRITY = 7
     MISSING_DEPENDENCY = 8
+    STORAGE = 9  # the kit cannot be written: disk full, read-only disk or directory
     INTERNAL = 70
 
 
@@ -61,6 +62,9 @@ class CensusError(BadInput):
         self.problems = problems
 
     def __str__(self) -> str:
+        if len(self.problems) == 1:  # one line: the problem itself says what to change
+            head = self.message.split(":")[0]
+            return f"{head}: {self.problems[0]}" + (f" — {self.hint}" if self.hint else "")
         return "\n".join([super().__str__(), *("  " + p for p in self.problems)])
 
 
@@ -84,3 +88,21 @@ class PayloadError(FallbackkitError):
     """A QR payload is malformed, foreign or forged."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class StorageFailure(FallbackkitError):
+    """The disk would not take a write (a disk I/O error); what was committed before is kept."""
+
+    exit_code = ExitCode.STORAGE
+
+
+class KitReadOnly(StorageFailure):
+    """The kit is on a read-only disk or directory: read commands work, this one needs to write."""
+
+
+class DiskFull(StorageFailure):
+    """The disk holding the kit (or an output) filled up; what was committed before is kept."""
+
+
+class NotPermitted(BadInput):
+    """The action needs a supervisor (in the review station, or `--user` naming a supervisor account)."""

@@ -158,8 +158,8 @@ class ServerThread:
     """The app served by waitress on 127.0.0.1 and a free port, in a background thread."""
 
     def __init__(self, app):
-        from waitress.server import create_server
-        self.server = create_server(app, host="127.0.0.1", port=0, threads=4)
+        from fallbackkit.review import make_server
+        self.server = make_server(None, "127.0.0.1", 0, app=app)  # as `fallbackkit review` serves it
         self.port = self.server.effective_port
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -169,6 +169,8 @@ class ServerThread:
         return self
 
     def __exit__(self, *exc):
+        from waitress import wasyncore
         self.server.task_dispatcher.shutdown(timeout=5)  # let running requests finish first
-        self.server.close()
+        # close every socket from the server's own loop thread; the loop ends when none is left
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self.thread.join(timeout=5)

@@ -52,7 +52,8 @@ def test_census_import_bad_file(ready, tmp_path):
     bad.write_text("mrn,last_name\n1,A\n")
     result = ready("census", "import", str(bad))
     assert result.exit_code == ExitCode.BAD_INPUT
-    assert "missing column(s)" in result.output
+    assert "bad.csv line 1: no column 'first_name' for first_name" in result.output
+    assert "no column 'birth_date'" in result.output and "Traceback" not in result.output
     missing = ready("census", "import", str(tmp_path / "nope.csv"))
     assert missing.exit_code == ExitCode.BAD_INPUT and "cannot read patients file" in missing.output
 
@@ -114,3 +115,31 @@ def test_runs_as_module_with_env_kit(tmp_path):
     verbose = subprocess.run([sys.executable, "-m", "fallbackkit", "--verbose", "init"], env=env,
                              capture_output=True, text=True)
     assert verbose.returncode == ExitCode.CONFLICT and "Traceback" in verbose.stderr
+
+
+def test_identities_link_checks_the_real_mrn_format_which_it_can_change(ready, tmp_path):
+    run = ready
+    assert run("print", "registration", "--blank", "2", "--out", str(tmp_path / "blank.pdf")).exit_code == 0
+    listed = json.loads(run("identities", "list", "--json").stdout)
+    dt1, dt2 = [i["downtime_mrn"] for i in listed if i["kind"] == "mrn"][:2]
+    assert run("identities", "mrn-format").output.strip() == "[0-9]+"  # digits only by default
+    for typo in ("10O345", "100 345", "12-34", "1" * 65, "１２３"):  # letter O, space, dash, too long, full-width
+        result = run("identities", "link", dt1, typo, "--reason", "wristband")
+        assert result.exit_code == ExitCode.BAD_INPUT and "does not look like a real MRN" in result.output, typo
+        assert result.output.count("\n") == 1
+    assert run("identities", "link", dt1, "100345", "--reason", "wristband").exit_code == 0
+    for bad in ("(", "x*", ""):
+        assert run("identities", "mrn-format", bad).exit_code == ExitCode.BAD_INPUT, bad
+    result = run("identities", "mrn-format", "[A-Z]{2}[0-9]{4}")
+    assert result.exit_code == 0 and "[A-Z]{2}[0-9]{4}" in result.output
+    assert run("identities", "link", dt2, "100346", "--reason", "x").exit_code == ExitCode.BAD_INPUT
+    assert run("identities", "link", dt2, "AB1234", "--reason", "registration").exit_code == 0
+    from fallbackkit.store import open_kit
+    kit = open_kit(tmp_path / "kit")
+    try:
+        rows = kit.db.conn.execute("SELECT actor, before, after FROM audit WHERE action = 'kit.mrn_format'").fetchall()
+        links = kit.db.conn.execute("SELECT downtime_mrn, real_mrn FROM identity_links ORDER BY id").fetchall()
+    finally:
+        kit.close()
+    assert rows == [("tester", '{"pattern": "[0-9]+"}', '{"pattern": "[A-Z]{2}[0-9]{4}"}')]
+    assert links == [(dt1, "100345"), (dt2, "AB1234")]

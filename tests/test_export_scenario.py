@@ -9,6 +9,7 @@ import json
 import re
 import stat
 from pathlib import Path
+from urllib.parse import unquote
 
 import pypdfium2 as pdfium
 import pytest
@@ -54,15 +55,24 @@ def test_every_bundle_validates_as_fhir_r4_transaction(fhir_out):
         assert {"Patient", "Encounter", "Observation", "Provenance", "DocumentReference"} <= types, (name, types)
 
 
-def test_every_entry_is_a_conditional_create_and_references_resolve(fhir_out):
+def _condition(request: dict) -> str:
+    """The search a conditional entry is matched by, decoded: 'identifier=system|value'."""
+    return unquote(request["ifNoneExist"] if request["method"] == "POST" else request["url"].partition("?")[2])
+
+
+def test_every_entry_is_conditional_and_references_resolve(fhir_out):
     out, _ = fhir_out
     for name, data in _bundles(out).items():
         urls = [e["fullUrl"] for e in data["entry"]]
         assert len(urls) == len(set(urls)), name
         for e in data["entry"]:
-            req = e["request"]
-            assert req["method"] == "POST" and req["url"] == e["resource"]["resourceType"]
-            key, _, ident = req["ifNoneExist"].partition("=")
+            req, rtype = e["request"], e["resource"]["resourceType"]
+            if req["method"] == "POST":  # a real patient: conditional create, never overwritten
+                assert rtype == "Patient" and req["url"] == "Patient"
+            else:  # everything from the paper: conditional update, so a correction lands
+                assert req["method"] == "PUT" and req["url"].startswith(f"{rtype}?")
+                assert "|" not in req["url"] and " " not in req["url"], "the search value is URL-encoded"
+            key, _, ident = _condition(req).partition("=")
             system, _, value = ident.partition("|")
             assert key in ("identifier", "_tag") and system.startswith("urn:") and value, req
             if key == "identifier":
@@ -80,8 +90,8 @@ def test_resubmitting_is_idempotent_ids_are_deterministic(scenario, fhir_out):
     first, second = _bundles(out), _bundles(again)
     assert first.keys() == second.keys()
     for name in first:
-        a = [(e["fullUrl"], e["request"]["ifNoneExist"]) for e in first[name]["entry"]]
-        b = [(e["fullUrl"], e["request"]["ifNoneExist"]) for e in second[name]["entry"]]
+        a = [(e["fullUrl"], e["request"]) for e in first[name]["entry"]]
+        b = [(e["fullUrl"], e["request"]) for e in second[name]["entry"]]
         assert a == b
         strip = lambda d: [e["resource"] for e in d["entry"]]  # noqa: E731
         assert strip(first[name]) == strip(second[name]), "only the bundle timestamp may change"
@@ -95,7 +105,7 @@ def test_linked_patient_carries_both_identifiers_and_blank_form_data(scenario, f
     systems = {i["system"]: i["value"] for i in patient["identifier"]}
     assert systems[f"urn:fallbackkit:{kit.kit_id}:mrn"] == info["linked_to"]
     assert systems[f"urn:fallbackkit:{kit.kit_id}:downtime-mrn"] == info["blank_mrn"]
-    assert data["entry"][0]["request"]["ifNoneExist"] == f"identifier=urn:fallbackkit:{kit.kit_id}:mrn|{info['linked_to']}"
+    assert _condition(data["entry"][0]["request"]) == f"identifier=urn:fallbackkit:{kit.kit_id}:mrn|{info['linked_to']}"
     items = [i["value"] for e in data["entry"] for i in e["resource"].get("identifier", [])
              if i["system"].endswith(":item")]
     assert any(v.startswith(info["blank_form"] + ":") for v in items), "the blank form's vitals are in the bundle"

@@ -158,7 +158,7 @@ def test_qr_is_about_25mm_and_marks_tell_orientation(kit, blank_lab):
 
 def test_all_wards_writes_one_pack_per_ward(kit, tmp_path):
     results = print_all_wards(kit, tmp_path / "packs")
-    assert sorted(p.name for p in (tmp_path / "packs").iterdir()) == ["ward-3B.pdf", "ward-ICU.pdf"]
+    assert sorted(p.name for p in (tmp_path / "packs").iterdir() if not p.name.startswith(".")) == ["ward-3B.pdf", "ward-ICU.pdf"]
     assert {r.ward for r in results} == {"3B", "ICU"}
 
 

@@ -251,6 +251,45 @@ def test_images_are_served_from_the_kit_only(app, scenario, tmp_path):
         conn.execute("DELETE FROM readings WHERE reading_id = ?", [bad])
 
 
+def test_image_routes_serve_only_the_kits_pages_and_crops(app, scenario):
+    """A stored path naming any other file of the kit (the secret, the store), or a symlink out of
+    pages/, gives 404: only page images and field crops are images."""
+    client = app.test_client()
+    login(client, "clara")
+    conn = scenario.kit.db.conn
+    kit = scenario.kit.path
+    cap, page = conn.execute("SELECT capture_id, image_path FROM captures WHERE image_path IS NOT NULL"
+                             " ORDER BY capture_id DESC LIMIT 1").fetchone()
+
+    def status(path: str) -> int:
+        resp = client.get(path)
+        resp.close()
+        return resp.status_code
+    assert status(f"/img/page/{cap}") == 200
+    link = kit / "pages" / "link-to-secret.png"
+    link.symlink_to(kit / "secret.key")
+    try:
+        for stored in ("secret.key", "store.sqlite", "kit.json", "pages/../secret.key", str(kit / "secret.key"),
+                       "pages/link-to-secret.png", "form_templates", "pages"):
+            with conn:
+                conn.execute("UPDATE captures SET image_path = ? WHERE capture_id = ?", [stored, cap])
+                bad = conn.execute(
+                    "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status,"
+                    " crop_path) VALUES (?, ?, 'evil', 'text', '{}', NULL, 0, 'accepted', ?)",
+                    [cap, scenario.lab_sheet, stored]).lastrowid
+            try:
+                assert status(f"/img/page/{cap}") == 404, stored
+                assert status(f"/img/crop/{bad}") == 404, stored
+            finally:
+                with conn:
+                    conn.execute("DELETE FROM readings WHERE reading_id = ?", [bad])
+    finally:
+        link.unlink()
+        with conn:
+            conn.execute("UPDATE captures SET image_path = ? WHERE capture_id = ?", [page, cap])
+    assert status(f"/img/page/{cap}") == 200
+
+
 def test_users_commands(scenario):
     runner = CliRunner()
     base = ["--kit", str(scenario.kit.path), "--user", "admin"]
@@ -319,16 +358,54 @@ def test_a_downtime_mrn_is_linked_with_one_action(app, scenario, tmp_path):
                                         [dt]).fetchone()[0] == 1
 
 
-def test_review_command_serves_on_localhost_by_default(scenario, monkeypatch):
+def _fake_server(monkeypatch) -> list:
     import fallbackkit.review as review
-    calls = []
-    monkeypatch.setattr(review, "serve", lambda kit_dir, host, port: calls.append((str(kit_dir), host, port)))
+    calls: list = []
+    monkeypatch.setattr(review, "make_server", lambda kit_dir, host, port: calls.append((str(kit_dir), host, port)))
+    monkeypatch.setattr(review, "run_server", lambda server: None)
+    return calls
+
+
+def test_review_command_serves_on_localhost_by_default(scenario, monkeypatch):
+    calls = _fake_server(monkeypatch)
     runner = CliRunner()
     res = runner.invoke(cli, ["--kit", str(scenario.kit.path), "review"])
     assert res.exit_code == 0, res.output
     assert calls == [(str(scenario.kit.path), "127.0.0.1", 8765)]
-    res = runner.invoke(cli, ["--kit", str(scenario.kit.path), "review", "--host", "0.0.0.0", "--port", "9000"])
-    assert calls[-1][1:] == ("0.0.0.0", 9000) and "other machines" in res.output
+    assert "http://127.0.0.1:8765/" in res.output
+
+
+def test_review_on_the_network_needs_allow_network_and_always_warns(scenario, monkeypatch):
+    calls = _fake_server(monkeypatch)
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path)]
+    res = runner.invoke(cli, [*base, "review", "--host", "0.0.0.0", "--port", "9000"])
+    assert res.exit_code == 4 and "--allow-network" in res.output and calls == []
+    res = runner.invoke(cli, [*base, "--quiet", "review", "--host", "0.0.0.0", "--port", "9000", "--allow-network"])
+    assert res.exit_code == 0, res.output
+    assert calls[-1][1:] == ("0.0.0.0", 9000) and "other machines" in res.output  # shown even with --quiet
+    for host in ("127.0.0.2", "localhost", "::1"):  # loopback: no flag needed
+        assert runner.invoke(cli, [*base, "review", "--host", host]).exit_code == 0, host
+    res = runner.invoke(cli, [*base, "review", "--host", "::1"])
+    assert "http://[::1]:8765/" in res.output and "warning" not in res.output
+
+
+def test_review_port_out_of_range_is_a_usage_error_and_a_port_in_use_is_one_line(scenario):
+    import socket
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path)]
+    for port in ("0", "65536", "-1", "99999999999999999999"):
+        res = runner.invoke(cli, [*base, "review", "--port", port])
+        assert res.exit_code == 2 and "1<=x<=65535" in res.output.replace(" ", ""), (port, res.output)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        res = runner.invoke(cli, [*base, "review", "--port", str(taken.getsockname()[1])])
+    finally:
+        taken.close()
+    assert res.exit_code == 6 and "already in use" in res.output
+    assert res.output.strip().count("\n") == 0 and "Traceback" not in res.output and res.exception is not None
 
 
 def test_login_only_redirects_to_pages_of_the_station(app):
@@ -397,3 +474,139 @@ def test_worklist_shows_the_labels_printed_on_the_form(app, scenario):
     html = sup.get("/worklist?status=all").get_data(as_text=True)
     assert '<dt title="priority">Priorité</dt>' in html
     assert '<dt title="clinician_signature">Signature du médecin</dt>' in html
+
+
+def test_hostile_ids_and_bodies_give_400_or_404_never_500(app, scenario):
+    client = app.test_client()
+    login(client, "clara")
+    token = csrf_of(client)
+    rid = next_reading(scenario.kit.db)
+    huge = "9" * 30
+    for path in (f"/api/readings/{huge}", f"/readings/{huge}", f"/img/crop/{huge}", f"/img/page/{huge}",
+                 f"/page/{2 ** 63}"):
+        assert client.get(path).status_code == 404, path
+    assert client.post(f"/api/readings/{huge}/decision", headers={"X-CSRF-Token": token},
+                       json={"decision": "illegible"}).status_code == 404
+    for path in (f"/api/next?after={huge}", "/api/next?after=-1", "/review?start=x1"):
+        assert client.get(path).status_code == 400, path
+    for body in ([1, 2], "confirm", 7, None):  # JSON, but not an object
+        resp = client.post(f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token}, json=body)
+        assert resp.status_code == 400 and "JSON object" in resp.get_json()["error"], body
+    for extra in ({"note": 12}, {"note": ["a"]}, {"note": "n" * 501}, {"seen_review_id": 2 ** 70},
+                  {"seen_review_id": "1"}):
+        resp = client.post(
+            f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token},
+            json={"decision": "illegible", "seen_review_id": None, **extra})
+        assert resp.status_code == 400, extra
+    assert client.post(f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token},
+                       data=b"\xff\xfe not json", content_type="application/json").status_code == 400
+    # every free-text form input has a limit
+    for path, data in (("/identities/link", {"downtime_mrn": "DTM1", "real_mrn": "1", "reason": "r" * 501}),
+                       ("/worklist/mark", {"item_id": "x", "status": "entered", "note": "n" * 501}),
+                       ("/conflicts/resolve", {"sheet_id": scenario.lab_sheet, "field": "diagnosis",
+                                               "typed": "t" * 501}),
+                       ("/conflicts/resolve", {"sheet_id": scenario.lab_sheet, "field": "priority",
+                                               "value": '"stat"', "capture_id": huge})):
+        assert client.post(path, data={**data, "csrf_token": token}).status_code == 400, path
+    assert current_review(scenario.kit.db, rid) is None  # nothing of it was stored
+
+
+def test_a_huge_anonymous_body_is_refused_before_it_is_read(scenario):
+    """waitress's body limit is the app's: 300 MB announced, a few bytes sent, 413 at once."""
+    import http.client
+    from fallbackkit.review.app import MAX_BODY
+    from review_helpers import ServerThread
+    with ServerThread(create_app(scenario.kit.path)) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.putrequest("POST", "/login")
+        conn.putheader("Content-Type", "application/x-www-form-urlencoded")
+        conn.putheader("Content-Length", str(300 * 1024 * 1024))
+        conn.endheaders()
+        conn.send(b"name=x&" * 100)
+        t0 = time.perf_counter()
+        resp = conn.getresponse()
+        assert resp.status == 413 and time.perf_counter() - t0 < 5
+        conn.close()
+        assert server.server.adj.max_request_body_size == MAX_BODY
+
+
+def test_a_lock_does_not_grow_while_locked_and_a_supervisor_can_lift_it(app, scenario):
+    db = scenario.kit.db
+    u.add_user(db, "guessed", "clerk", PASSWORD, "tester")
+    t0 = time.time() - 3 * u.LOCK_WINDOW_SECONDS
+    for k in range(u.LOCK_FAILURES):
+        assert u.authenticate(db, "guessed", "wrong guess", now=t0 + k) is None
+    for k in range(20):  # someone keeps guessing while the name is locked
+        assert u.authenticate(db, "guessed", "still guessing", now=t0 + 600 + k) is None
+    assert u.authenticate(db, "guessed", PASSWORD, now=t0 + 700) is None  # still locked
+    # the lock ends one window after the failures that set it, not after the last guess
+    assert u.authenticate(db, "guessed", PASSWORD, now=t0 + u.LOCK_WINDOW_SECONDS + 10) is not None
+    # locked again now; a supervisor lifts it at once from the command line
+    client = app.test_client()
+    for _ in range(u.LOCK_FAILURES):
+        login(client, "guessed", "wrong again")
+    assert login(client, "guessed").status_code == 401
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path), "--user", "sam"]
+    res = runner.invoke(cli, [*base, "users", "list", "--json"])
+    assert {r["name"]: r["locked"] for r in json.loads(res.output)}["guessed"] is True
+    res = runner.invoke(cli, [*base, "users", "unlock", "guessed"])
+    assert res.exit_code == 0 and "unlocked" in res.output, res.output
+    assert login(client, "guessed").status_code == 302
+    assert audit_rows(scenario.kit, "user.unlock")[-1]["actor"] == "sam"
+    assert runner.invoke(cli, [*base, "users", "unlock", "nobody"]).exit_code == 5
+
+
+def test_a_disabled_user_cannot_log_in_and_their_sessions_end(app, scenario):
+    db = scenario.kit.db
+    u.add_user(db, "leaver", "clerk", PASSWORD, "tester")
+    client = app.test_client()
+    assert login(client, "leaver").status_code == 302
+    assert client.get("/queue").status_code == 200
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path), "--user", "sam"]
+    res = runner.invoke(cli, [*base, "users", "disable", "leaver"])
+    assert res.exit_code == 0 and "1 open session ended" in res.output, res.output
+    assert client.get("/queue").status_code == 302  # logged out at once
+    assert db.conn.execute("SELECT end_reason FROM review_sessions WHERE user_name = 'leaver'").fetchall() == \
+        [("disabled",)]
+    assert login(app.test_client(), "leaver").status_code == 401
+    assert audit_rows(scenario.kit, "user.disable")[-1]["actor"] == "sam"
+    assert runner.invoke(cli, [*base, "users", "enable", "leaver"]).exit_code == 0
+    assert login(app.test_client(), "leaver").status_code == 302
+
+
+def test_passwd_sets_a_new_password_and_ends_the_users_sessions(app, scenario):
+    db = scenario.kit.db
+    u.add_user(db, "forgetful", "clerk", PASSWORD, "tester")
+    client = app.test_client()
+    login(client, "forgetful")
+    runner = CliRunner()
+    base = ["--kit", str(scenario.kit.path), "--user", "sam"]
+    assert runner.invoke(cli, [*base, "users", "passwd", "forgetful"], input="short\n").exit_code == 4
+    res = runner.invoke(cli, [*base, "users", "passwd", "forgetful"], input="a brand new one\n")
+    assert res.exit_code == 0, res.output
+    assert client.get("/queue").status_code == 302
+    assert u.authenticate(db, "forgetful", PASSWORD) is None
+    assert u.authenticate(db, "forgetful", "a brand new one") is not None
+    assert "brand" not in json.dumps(audit_rows(scenario.kit, "user.passwd"))
+
+
+def test_a_supervisor_lifts_a_lock_in_the_station_a_clerk_cannot(app, scenario):
+    u.add_user(scenario.kit.db, "fumbler", "clerk", PASSWORD, "tester")
+    for _ in range(u.LOCK_FAILURES):
+        login(app.test_client(), "fumbler", "wrong guess")
+    clerk = app.test_client()
+    login(clerk, "clara")
+    assert clerk.get("/people").status_code == 403
+    assert clerk.post("/people/fumbler/unlock", data={"csrf_token": csrf_of(clerk)}).status_code == 403
+    assert u.is_locked(scenario.kit.db, "fumbler")
+    sup = app.test_client()
+    login(sup, "sam")
+    html = sup.get("/people").get_data(as_text=True)
+    assert re.search(r'data-user="fumbler">.*?badge warn.*?/people/fumbler/unlock', html, re.S)
+    assert sup.post("/people/fumbler/unlock", data={"csrf_token": csrf_of(sup)}).status_code == 302
+    assert not u.is_locked(scenario.kit.db, "fumbler")
+    assert login(app.test_client(), "fumbler").status_code == 302
+    assert audit_rows(scenario.kit, "user.unlock")[-1]["actor"] == "sam"
+    assert sup.post("/people/nobody/unlock", data={"csrf_token": csrf_of(sup)}).status_code == 404

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from typing import Any, Iterable
 from ..errors import BadInput
 from ..store.decisions import CURRENT_REVIEWS_SQL, current_links
 from ..store.kit import Kit
+
+log = logging.getLogger(__name__)
 
 
 # --- writing files that hold patient data -----------------------------------------------------
@@ -40,6 +43,7 @@ def write_private(path: Path | str, data: bytes | str) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    log.debug("wrote %s (%d bytes, mode 0600)", path, len(data))
     return path
 
 

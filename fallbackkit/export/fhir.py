@@ -1,7 +1,9 @@
 """FHIR R4 transaction bundles for re-entry into the hospital record system: one per patient.
 
-Every entry is a conditional create (`ifNoneExist` on a deterministic identifier), so a bundle
-sent twice creates nothing the second time. Only settled values are exported (machine-accepted or
+Every entry is conditional on a deterministic identifier: a conditional update (PUT
+`Type?identifier=system|value`, URL-encoded) for what the paper and the clerks' decisions say, so a
+bundle sent twice creates nothing the second time and a correction replaces the value sent before;
+a conditional create (`ifNoneExist`) for a real patient, whose record the kit never overwrites. Only settled values are exported (machine-accepted or
 decided by a person, and agreeing across captures); an item with anything still unsettled is
 left out whole and listed in `pending.json` with the reason, so nobody re-enters half a record.
 """
@@ -16,9 +18,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import BadInput
 from ..store.kit import Kit, now_iso
+from ..templates import values as paper_values
 from .collect import Form, Store, load, parse_since, touched_since, write_private
 
 NS = uuid.UUID("8f0d7f3e-4c1e-5b8a-9a51-6b7f2a0c3d11")
@@ -49,22 +53,15 @@ class Unsettled(Exception):
 
 
 # --- values from the paper ----------------------------------------------------------------------
+def _unsettled(parse, value: Any):
+    try:
+        return parse(value)
+    except paper_values.ValueProblem as exc:
+        raise Unsettled(str(exc)) from None
+
+
 def parse_date(value: Any) -> _dt.date:
-    text = str(value).strip()
-    for fmt in ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d%m%Y", "%d/%m/%y"):
-        try:
-            return _dt.datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    raise Unsettled(f"date {text!r} is not readable")
-
-
-def parse_time(value: Any) -> tuple[int, int]:
-    text = str(value).strip()
-    m = re.fullmatch(r"(\d{1,2})[:h.]?(\d{2})", text)
-    if not m or int(m.group(1)) > 24 or int(m.group(2)) > 59 or (int(m.group(1)) == 24 and int(m.group(2))):
-        raise Unsettled(f"time {text!r} is not readable")
-    return int(m.group(1)), int(m.group(2))
+    return _unsettled(paper_values.parse_date, value)
 
 
 def _localize(moment: _dt.datetime, tz: str | None) -> _dt.datetime:
@@ -88,37 +85,16 @@ def zone_ok(tz: str | None) -> None:
 
 
 def care_time(day: Any, time: Any, tz: str | None = None) -> str:
-    """Date on the sheet + time in a box -> FHIR dateTime in the kit's local time zone ('24:00' = next day)."""
-    d = parse_date(day)
-    hh, mm = parse_time(time)
-    moment = _dt.datetime(d.year, d.month, d.day) + _dt.timedelta(hours=hh, minutes=mm)
-    return _localize(moment, tz).isoformat(timespec="seconds")
+    """Date on the sheet + time in a box -> FHIR dateTime in the kit's local time zone."""
+    return _localize(_unsettled(lambda d: paper_values.combine(d, time), day), tz).isoformat(timespec="seconds")
 
 
 def parse_datetime(value: Any, tz: str | None = None) -> str:
-    text = str(value).strip()
-    try:
-        moment = _dt.datetime.fromisoformat(text)
-        return _localize(moment, tz).isoformat(timespec="seconds")
-    except ValueError:
-        pass
-    parts = text.replace("T", " ").split()
-    if len(parts) == 2:
-        return care_time(parts[0], parts[1], tz)
-    raise Unsettled(f"date-time {text!r} is not readable")
+    return _localize(_unsettled(paper_values.parse_datetime, value), tz).isoformat(timespec="seconds")
 
 
 def parse_number(value: Any) -> float | int:
-    if isinstance(value, bool):
-        raise Unsettled(f"{value!r} is not a number")
-    if isinstance(value, (int, float)):
-        return value
-    text = str(value).strip().replace(",", ".")
-    try:
-        number = float(text)
-    except ValueError:
-        raise Unsettled(f"{text!r} is not a number") from None
-    return int(number) if number.is_integer() and "." not in text else number
+    return _unsettled(paper_values.parse_number, value)
 
 
 def instant(text: str | None) -> str | None:
@@ -162,7 +138,15 @@ class BundleBuilder:
         return "urn:uuid:" + str(uuid.uuid5(NS, f"{rtype}|{system}|{value}"))
 
     def add(self, bundle: PatientBundle, resource: dict[str, Any], system: str, value: str,
-            search: str = "identifier") -> str:
+            search: str = "identifier", create_only: bool = False) -> str:
+        """Add a resource under its deterministic identifier.
+
+        Content that can change after a first send (a correction, a later decision) is sent as a
+        conditional update (PUT Type?identifier=system|value): the server creates it the first
+        time and replaces it with the corrected content afterwards, so a re-send is idempotent and
+        a correction lands. create_only keeps a conditional create (POST with ifNoneExist) for
+        resources the kit must never overwrite: the hospital's own Patient record.
+        """
         rtype = resource["resourceType"]
         url = self.full_url(rtype, system, value)
         if (rtype, url) in bundle.urls:
@@ -174,9 +158,10 @@ class BundleBuilder:
         else:
             resource["meta"] = {"tag": [{"system": system, "code": value}]}
         bundle.urls[(rtype, url)] = url
-        bundle.entries.append({"fullUrl": url, "resource": resource,
-                               "request": {"method": "POST", "url": rtype,
-                                           "ifNoneExist": f"{search}={system}|{value}"}})
+        query = f"{search}={quote(f'{system}|{value}', safe='')}"
+        request = ({"method": "POST", "url": rtype, "ifNoneExist": query} if create_only
+                   else {"method": "PUT", "url": f"{rtype}?{query}"})
+        bundle.entries.append({"fullUrl": url, "resource": resource, "request": request})
         return url
 
 
@@ -239,7 +224,7 @@ class FhirExport:
         else:
             self._demographics_from_paper(key, resource)
         if real:
-            url = self.b.add(bundle, resource, self.b.mrn_system, real)
+            url = self.b.add(bundle, resource, self.b.mrn_system, real, create_only=True)
         else:
             url = self.b.add(bundle, resource, self.b.system("downtime-mrn"), key)
         bundle.patient_url = url

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ..ids import pretty_sheet_id
+from ..store.audit import audit_head
 from ..store.kit import Kit, now_iso
 from .collect import _aware, _rows, load, write_private
 
@@ -144,8 +145,11 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
         "reentry_not_needed": worklist.get("not-needed", 0) if worklist is not None
         else sum(1 for m in latest.values() if m["status"] == "not-needed"),
     }
+    head = audit_head(kit.db.conn)
     return {
         "kit_id": kit.kit_id, "generated_at": now_iso(), "ward": ward, "totals": totals,
+        # printed on the report so that deleting the last audit rows later shows against the paper
+        "audit_head": head, "audit_line": _audit_line(head),
         "by_group": [{"ward": w, "template": t, **{k: c[k] for k in ("printed", "returned", "missing")}}
                      for (w, t), c in sorted(per_group.items())],
         "missing": missing, "conflicts": conflicts, "quarantine": quarantine, "flags": flags,
@@ -283,6 +287,7 @@ def render_pdf(d: dict[str, Any], out: Path) -> Path:
     scope = f"ward {d['ward']}" if d["ward"] else "all wards"
     story.append(Paragraph(f"Downtime reconciliation report — {html.escape(scope)}", h1))
     story.append(Paragraph(f"Kit {d['kit_id']} · generated {d['generated_at']}", body))
+    story.append(Paragraph(html.escape(d["audit_line"]), body))
     story.append(Paragraph("What is left to do", h2))
     for line in todo_lines(d):
         story.append(Paragraph(html.escape(line), todo, bulletText="•"))
@@ -460,6 +465,7 @@ def render_html(d: dict[str, Any], out: Path) -> Path:
         "section{page-break-inside:avoid}@media print{.first{page-break-after:always}}</style></head><body>",
         '<section class="first">', f"<h1>Downtime reconciliation report — {e(scope)}</h1>",
         f"<p>Kit {e(d['kit_id'])} · generated {e(d['generated_at'])} · contains patient data</p>",
+        f"<p>{e(d['audit_line'])}</p>",
         "<h2>What is left to do</h2>", '<ul class="todo">',
         *[f"<li>{e(line)}</li>" for line in todo_lines(d)], "</ul>",
         "<h2>Key figures</h2>", _html_table(["Figure", "Value"], [[k, v] for k, v in key_figures(d)]),
@@ -509,4 +515,9 @@ def write_report(kit: Kit, out: Path | str, ward: str | None = None) -> dict[str
         raise BadInput(f"{out}: the report is written as .pdf or .html", hint="e.g. --out report.pdf")
     d = report_data(kit, ward)
     (render_pdf if suffix == ".pdf" else render_html)(d, out)
-    return {"file": str(out), "totals": d["totals"], "todo": todo_lines(d)}
+    return {"file": str(out), "totals": d["totals"], "todo": todo_lines(d), "audit_head": d["audit_head"]}
+
+
+def _audit_line(head: dict[str, Any]) -> str:
+    return (f"Audit log: {head['rows']} rows, last row {head['last_id']}, hash {(head['last_hash'] or '')[:16]} "
+            "(`fallbackkit check` must find at least these rows)")

@@ -6,7 +6,9 @@ or neither does, so the registry never lists a sheet that was not printed, nor t
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +21,7 @@ from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
 from ..templates.layout import PAPER_SIZES_MM, PageLayout
 from . import census
+from .id_ranges import allocate_from_range, check_enough
 from .render import HeaderLine, SheetToRender, draw_cover, write_pdf
 
 WORDS = {
@@ -72,11 +75,15 @@ def _patient_templates(templates: dict[str, Template]) -> list[Template]:
 
 
 def _allocate(kit: Kit, kind: str, form_id: str, batch_id: int) -> str:
+    """A fresh downtime identifier: from the hospital's loaded range of KIND if there is one, else
+    from the kit's own pool (prefix, 7 digits, Luhn check digit)."""
     conn = kit.db.conn
-    prefix, value = conn.execute("SELECT prefix, next_value FROM id_pools WHERE kind = ?", [kind]).fetchone()
-    conn.execute("UPDATE id_pools SET next_value = next_value + 1 WHERE kind = ?", [kind])
-    digits = f"{value:07d}"
-    identifier = f"{prefix}{digits}{ids.luhn_digit(digits)}"
+    identifier = allocate_from_range(conn, kind)
+    if identifier is None:
+        prefix, value = conn.execute("SELECT prefix, next_value FROM id_pools WHERE kind = ?", [kind]).fetchone()
+        conn.execute("UPDATE id_pools SET next_value = next_value + 1 WHERE kind = ?", [kind])
+        digits = f"{value:07d}"
+        identifier = f"{prefix}{digits}{ids.luhn_digit(digits)}"
     conn.execute("INSERT INTO downtime_ids (value, kind, form_id, batch_id, allocated_at) VALUES (?, ?, ?, ?, ?)",
                  [identifier, kind, form_id, batch_id, now_iso()])
     return identifier
@@ -143,8 +150,11 @@ class _Issuer:
         blank = order.patient is None
         context: dict[str, Any] = {}
         if t.name == "mar" or any(s.medications for s in t.sections):
+            # The order's drug code and id ride along (when the census had them) so that what a MAR
+            # line was printed for can be traced back to the hospital's order.
             context["medications"] = [
                 {k: m[k] for k in ("line", "medication", "dose", "route", "frequency", "scheduled_times", "prn")}
+                | {k: m[k] for k in ("drug_code", "drug_code_system", "order_id") if m.get(k)}
                 for m in order.medications]
         if blank:
             context["blank_stock"] = True
@@ -193,7 +203,13 @@ class _Issuer:
             template: str | None = None, snapshot: dict | None = None,
             cover: Callable[[list[dict]], Callable] | None = None) -> PrintResult:
         db = self.kit.db
+        needed: dict[str, int] = {}
+        for order in orders:
+            if order.patient is None:
+                for kind in order.template.pool_ids:
+                    needed[kind] = needed.get(kind, 0) + 1
         with db.conn:
+            check_enough(self.kit, needed)
             batch_id = self.start_batch(kind, ward, template, snapshot, out_path)
             pages: list = []
             sheets: list[dict] = []
@@ -224,15 +240,47 @@ def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -
             ("This cover page is not a form: keep it with the pack, do not scan it.", False),
             ("", False),
         ]
+        changes = ward_changes(snapshot.get("changes"), ward)
+        if changes:
+            lines.append(("Changes since the previous census:", True))
+            lines += [(f"  {line}", False) for line in changes]
+            lines.append(("", False))
+        new = {c["mrn"] for c in (snapshot.get("changes") or {}).get("admitted", [])}
         for p in patients:
             counts = per_patient.get(p["mrn"], {})
             detail = ", ".join(f"{name} {n}" for name, n in counts.items())
             lines.append((f"{word('bed', langs)} {p['bed']:>4}   {p['last_name'].upper()}, {p['first_name']}"
-                          f"   MRN {p['mrn']}   {p['birth_date']}", True))
+                          f"   MRN {p['mrn']}   {p['birth_date']}" + ("   (NEW)" if p["mrn"] in new else ""), True))
             lines.append((f"        {sum(counts.values())} sheets: {detail}", False))
         title = f"{word('ward', langs)} {ward} — downtime pack"
         return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper])
     return make
+
+
+def ward_changes(changes: dict[str, list[dict]] | None, ward: str) -> list[str]:
+    """The differences from the previous snapshot that concern one ward, as the cover sheet lists them."""
+    if not changes:
+        return []
+    lines = []
+    for p in changes["admitted"]:
+        if p["ward"] == ward:
+            lines.append(f"New: bed {p['bed']}: {p['name']} (MRN {p['mrn']})")
+    for p in changes["moved"]:
+        if p["ward"] == ward and p["from_ward"] == ward:
+            lines.append(f"Moved: bed {p['from_bed']} -> bed {p['bed']}: {p['name']} (MRN {p['mrn']})")
+        elif p["ward"] == ward:
+            lines.append(f"Moved in: from {p['from_ward']} bed {p['from_bed']} -> bed {p['bed']}: {p['name']}"
+                         f" (MRN {p['mrn']})")
+        elif p["from_ward"] == ward:
+            lines.append(f"Moved out: bed {p['from_bed']} -> {p['ward']} bed {p['bed']}: {p['name']}"
+                         f" (MRN {p['mrn']})")
+    for p in changes["discharged"]:
+        if p["ward"] == ward:
+            lines.append(f"Left: bed {p['bed']}: {p['name']} (MRN {p['mrn']}): not in this census")
+    for p in changes["allergies"]:
+        if p["ward"] == ward:
+            lines.append(f"Allergies changed: bed {p['bed']}: {p['name']}: {p['before'] or 'none'} -> {p['after'] or 'none'}")
+    return lines
 
 
 def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", langs=("en",),
@@ -265,7 +313,79 @@ def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en
         results.append(print_ward(kit, ward, out_dir / f"ward-{safe}.pdf", paper, langs, actor))
     if not results:
         raise NotFound("the census snapshot has no wards")
+    _write_marker(kit, out_dir, snapshot, results)
     return results
+
+
+PACKS_MARKER = ".fallbackkit-packs.json"
+
+
+def _write_marker(kit: Kit, out_dir: Path, snapshot: dict, results: list[PrintResult]) -> None:
+    """A folder of packs says which kit wrote it and which files are its own: `--keep` prunes only those."""
+    marker = {"kit_id": kit.kit_id, "snapshot_id": snapshot["id"], "printed_at": now_iso(),
+              "batches": [r.batch_id for r in results], "files": [r.out_path.name for r in results]}
+    tmp = out_dir / (PACKS_MARKER + ".tmp")
+    tmp.write_text(json.dumps(marker, indent=2))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, out_dir / PACKS_MARKER)
+
+
+def packs_unchanged(kit: Kit, paper: str = "a4", langs=("en",)) -> dict[str, Any] | None:
+    """Whether every ward of the current snapshot was already printed (same paper and languages) and
+    nothing printable changed since: no medication stopped between then and today. A scheduled
+    refresh then prints nothing, so no new sheet ids are handed out."""
+    snapshot = census.current_snapshot(kit)
+    lang = ",".join(langs)
+    rows = kit.db.conn.execute(
+        "SELECT ward, out_path, created_at FROM print_batches WHERE kind = 'ward' AND snapshot_id = ?"
+        " AND paper = ? AND lang = ? ORDER BY id", [snapshot["id"], paper, lang]).fetchall()
+    printed = {r[0]: (r[1], r[2]) for r in rows}
+    wards = census.wards(kit, snapshot["id"])
+    if not wards or any(w not in printed or not Path(printed[w][0]).is_file() for w in wards):
+        return None  # a ward not printed yet, or its pack was deleted since
+    first_day = min(printed[w][1] for w in wards)[:10]
+    stopped = kit.db.conn.execute(
+        "SELECT COUNT(*) FROM medications WHERE snapshot_id = ? AND stop_date >= ? AND stop_date < ?",
+        [snapshot["id"], first_day, _dt.date.today().isoformat()]).fetchone()[0]
+    if stopped:
+        return None
+    folders = sorted({str(Path(printed[w][0]).parent) for w in wards})
+    return {"snapshot_id": snapshot["id"], "imported_at": snapshot["imported_at"], "folders": folders}
+
+
+def prune_packs(kit: Kit, out_dir: Path | str, keep: int) -> list[Path]:
+    """Delete the oldest pack folders beside OUT_DIR written by this kit, keeping the KEEP newest
+    (OUT_DIR included). Only files the marker lists are removed; a folder holding anything else stays."""
+    if keep < 1:
+        raise BadInput(f"--keep {keep}: keep at least 1 pack folder")
+    out_dir = Path(out_dir)
+    found = []
+    for folder in out_dir.parent.iterdir() if out_dir.parent.is_dir() else []:
+        marker = folder / PACKS_MARKER
+        if not folder.is_dir() or folder.is_symlink() or not marker.is_file():
+            continue
+        try:
+            data = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("kit_id") == kit.kit_id:
+            found.append((str(data.get("printed_at", "")), folder.name, folder, data))
+    found.sort(reverse=True)
+    removed = []
+    for _, _, folder, data in found[keep:]:
+        if folder.resolve() == out_dir.resolve():
+            continue
+        for name in data.get("files", []):
+            target = folder / Path(name).name
+            if target.is_file() and not target.is_symlink():
+                target.unlink()
+        (folder / PACKS_MARKER).unlink()
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # something else is in there: left as it is
+        removed.append(folder)
+    return removed
 
 
 def print_blank(kit: Kit, template_ref: str, count: int, out_path: Path | str, paper: str = "a4",

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import IntegrityFailure
-from ..store.audit import verify_audit
-from ..store.kit import Kit
+from ..store.audit import head_problem, verify_audit
+from ..store.kit import Kit, read_kit_meta
 
 
 def verify_chain(kit: Kit) -> dict[str, Any]:
@@ -20,5 +20,8 @@ def verify_chain(kit: Kit) -> dict[str, Any]:
             f"audit log broken at row {broken}{what}: this row or the one before it was changed, "
             f"inserted or deleted after it was written",
             hint="do not trust the store's history from this row on; compare with a backup and tell IT")
+    truncated = head_problem(conn, read_kit_meta(kit.path).get("audit_head"), "kit.json")
+    if truncated:
+        raise IntegrityFailure(truncated, hint="compare with a backup and tell IT")
     last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
     return {"rows": rows, "last_hash": last[0] if last else None}

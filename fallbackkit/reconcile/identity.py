@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date
 from typing import Any
 
 from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
+from ..store.decisions import write_transaction
 from ..store.kit import Kit, now_iso
+from ..templates.values import date_or_none
 from .state import current_links, current_reviews, iter_capture_values, load_registry
 
 # Letters that Unicode does not decompose into a base letter plus an accent.
 _FOLD = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ": "h", "ı": "i", "ŀ": "l", "þ": "th",
                        "ß": "ss", "æ": "ae", "œ": "oe"})
 NAME_FIELDS = ("patient_name", "last_name", "first_name")
+MRN_PATTERN_KEY = "real_mrn_pattern"     # in kit_meta (migration m0022): the hospital's MRN format
+DEFAULT_MRN_PATTERN = "[0-9]+"
+MRN_MAX = 64
+REASON_MAX = 500
 BIRTH_FIELDS = ("patient_birth_date", "birth_date")
 
 
@@ -35,23 +40,9 @@ def normalize_name(text: str | None) -> list[str]:
 
 
 def parse_date(text: Any) -> str | None:
-    """A handwritten date as a clerk transcribed it (dd/mm/yyyy, dd-mm-yyyy, ddmmyyyy, ISO) -> ISO."""
-    if not text or not isinstance(text, str):
-        return None
-    s = text.strip()
-    m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", s)
-    if m:
-        y, mo, d = (int(g) for g in m.groups())
-    else:
-        m = re.fullmatch(r"(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]\s*(\d{4})", s) or \
-            re.fullmatch(r"(\d{2})(\d{2})(\d{4})", s)
-        if not m:
-            return None
-        d, mo, y = (int(g) for g in m.groups())
-    try:
-        return date(y, mo, d).isoformat()
-    except ValueError:
-        return None
+    """A handwritten birth date as ISO, or None (the one rule: templates/values.py)."""
+    day = date_or_none(text)
+    return day.isoformat() if day else None
 
 
 def transcribed_identity(kit: Kit, form_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -72,9 +63,9 @@ def _transcribed(kit: Kit, form_ids: list[str], reviews: dict) -> dict[str, dict
                 for cid in reg.captures[sid]:
                     chosen[cid] = fid
     out: dict[str, dict[str, Any]] = {}
-    for cid, values in iter_capture_values(kit, chosen, reviews):
+    for cid, captured in iter_capture_values(kit, chosen, reviews):
         fid = chosen[cid]
-        got = {n: v.value for n, v in values.items()
+        got = {n: v.value for n, v in captured.items()
                if (n in NAME_FIELDS or n in BIRTH_FIELDS) and v.source in ("transcribe", "correct", "confirm")
                and isinstance(v.value, str) and v.value.strip()}
         entry = out.setdefault(fid, {"name": None, "birth_date": None})
@@ -123,12 +114,41 @@ def _downtime_kind(kit: Kit, value: str) -> str | None:
     return row[0] if row else None
 
 
+def real_mrn_pattern(kit: Kit) -> str:
+    """The regular expression a real MRN must match as a whole (kit_meta; digits only by default)."""
+    row = kit.db.conn.execute("SELECT value FROM kit_meta WHERE key = ?", [MRN_PATTERN_KEY]).fetchone()
+    return row[0] if row else DEFAULT_MRN_PATTERN
+
+
+def set_real_mrn_pattern(kit: Kit, pattern: str, actor: str) -> str:
+    """Change the hospital's MRN format (audited). Refuses a pattern that does not compile or that
+    an empty MRN would match."""
+    pattern = (pattern or "").strip()
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise BadInput(f"{pattern!r} is not a regular expression: {exc}",
+                       hint="for example [0-9]{6,10} (6 to 10 digits) or [A-Z]{2}[0-9]{6}") from None
+    if not pattern or len(pattern) > 200 or compiled.fullmatch(""):
+        raise BadInput(f"{pattern!r} would accept an empty MRN", hint="for example [0-9]{6,10}")
+    conn = kit.db.conn
+    with conn:
+        before = real_mrn_pattern(kit)
+        conn.execute("INSERT INTO kit_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     [MRN_PATTERN_KEY, pattern])
+        append_audit(conn, actor, "kit.mrn_format", MRN_PATTERN_KEY, {"pattern": before}, {"pattern": pattern})
+    return pattern
+
+
 def link_identity(kit: Kit, downtime_mrn: str, real_mrn: str, actor: str, reason: str | None) -> int:
     """Record that a downtime MRN is this real MRN. Returns the link id (the existing one if the
-    same link is already in place). Refuses a second, different real MRN (Conflict)."""
+    same link is already in place). Refuses a second, different real MRN (Conflict), and a real
+    MRN that does not have the hospital's format (a typo would attach the patient to nobody)."""
     downtime_mrn, real_mrn = downtime_mrn.strip().upper(), real_mrn.strip()
     if not real_mrn:
         raise BadInput("give the real MRN to link to")
+    if reason is not None and len(reason) > REASON_MAX:
+        raise BadInput(f"the reason is too long (at most {REASON_MAX} characters)")
     kind = _downtime_kind(kit, downtime_mrn)
     if kind is None:
         raise NotFound(f"{downtime_mrn} is not a downtime identifier of this kit",
@@ -138,8 +158,14 @@ def link_identity(kit: Kit, downtime_mrn: str, real_mrn: str, actor: str, reason
                        hint="link the downtime MRN printed on the same form")
     if _downtime_kind(kit, real_mrn.upper()) is not None:
         raise BadInput(f"{real_mrn} is itself a downtime identifier", hint="link to the patient's real MRN")
+    pattern = real_mrn_pattern(kit)
+    if len(real_mrn) > MRN_MAX or not re.fullmatch(pattern, real_mrn):
+        raise BadInput(f"{real_mrn[:MRN_MAX]!r} does not look like a real MRN of this hospital "
+                       f"(expected format: {pattern})",
+                       hint="check the number on the wristband or in the registration; "
+                            "IT sets the format with `fallbackkit identities mrn-format`")
     conn = kit.db.conn
-    with conn:
+    with write_transaction(conn):  # check and insert in one step: two clerks cannot both link
         link = current_links(kit).get(downtime_mrn)
         if link is not None:
             if link["real_mrn"] == real_mrn:
@@ -159,7 +185,7 @@ def unlink_identity(kit: Kit, downtime_mrn: str, actor: str, reason: str | None)
     """Revoke the current link of a downtime MRN (a new row; the old one stays in history)."""
     downtime_mrn = downtime_mrn.strip().upper()
     conn = kit.db.conn
-    with conn:
+    with write_transaction(conn):  # check and insert in one step: two clerks cannot both link
         link = current_links(kit).get(downtime_mrn)
         if link is None:
             raise NotFound(f"{downtime_mrn} is not linked", hint="see `fallbackkit identities list`")

@@ -112,8 +112,10 @@ class _Merger:
             if row["value"] in have_ids:
                 if have_ids[row["value"]] != row["form_id"]:
                     raise Conflict(f"downtime identifier {row['value']} was printed on different forms at the two "
-                                   f"stations ({have_ids[row['value']]} here, {row['form_id']} there)",
-                                   hint="the stations printed blank stock from the same pool copy; tell IT")
+                                   f"stations ({have_ids[row['value']]} here, {row['form_id']} there); nothing was merged",
+                                   hint="the stations handed out numbers from the same range or pool copy: give each "
+                                        "station its own sub-range (`fallbackkit ids load`, docs/ward.md), and tell "
+                                        "the ward which sheets carry this number twice")
                 continue
             row["batch_id"] = batch_map[row["batch_id"]]
             self.insert("downtime_ids", row)
@@ -286,9 +288,29 @@ def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
                 conn.execute("INSERT INTO merge_log (source_kit, source_path, at, actor, counts) VALUES (?, ?, ?, ?, ?)",
                              [remote_id, str(other), now_iso(), actor, json.dumps(counts)])
         return {"from": str(other), "kit_id": remote_id, "added": counts, "changed": bool(counts),
-                "double_entries": double_entries(kit)}
+                "double_entries": double_entries(kit), "shared_ranges": shared_ranges(kit, remote)}
     finally:
         remote.close()
+
+
+def shared_ranges(kit: Kit, remote: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Loaded downtime ranges both stations hold (the kit was copied after `ids load`): they have
+    not clashed yet, or merge would have refused, but they will as soon as both print more."""
+    tables = {r[0] for r in remote.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "id_ranges" not in tables:
+        return []
+    ours = kit.db.conn.execute("SELECT kind, first_value, last_value, width FROM id_ranges").fetchall()
+    found = []
+    for kind, lo, hi, width in remote.execute("SELECT kind, first_value, last_value, width FROM id_ranges"):
+        for k, a, b, w in ours:
+            if k == kind and a <= hi and lo <= b:
+                first, last = max(a, lo), min(b, hi)
+                text = f"{str(first).zfill(w) if w else first}-{str(last).zfill(w) if w else last}"
+                found.append({"kind": kind, "numbers": text,
+                              "message": f"both stations hold the {kind} numbers {text}: the next blank stock "
+                                         f"printed at both will clash; give each station its own part "
+                                         f"(`fallbackkit ids load --part K/N`, docs/ward.md)"})
+    return found
 
 
 def double_entries(kit: Kit) -> list[dict[str, Any]]:

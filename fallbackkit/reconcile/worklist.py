@@ -16,9 +16,9 @@ from .. import ids
 from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
+from ..templates.values import ValueProblem, combine, date_or_none, datetime_or_none
 from ..templates.model import HANDWRITTEN_TYPES
 from .core import _Pass
-from .identity import parse_date
 from ..generate import kit_templates
 from .state import Registry, Val, current_links, current_reviews, load_registry
 
@@ -50,30 +50,21 @@ class WorkItem:
         return asdict(self)
 
 
-def parse_time(text: Any) -> str | None:
-    if not text or not isinstance(text, str):
-        return None
-    m = re.fullmatch(r"\s*(\d{1,2})\s*[:h.]?\s*(\d{2})\s*", text)
-    if not m:
-        return None
-    h, mi = int(m.group(1)), int(m.group(2))
-    return f"{h:02d}:{mi:02d}" if h < 24 and mi < 60 else None
+def _datetime_text(text: Any) -> str | None:
+    moment = datetime_or_none(text)
+    return moment.strftime("%Y-%m-%dT%H:%M") if moment else None
 
 
-def parse_datetime(text: Any) -> str | None:
-    if not text or not isinstance(text, str):
-        return None
-    s = text.strip()
-    m = re.fullmatch(r"(.+?)[T ]+(\d{1,2}\s*[:h.]?\s*\d{2})(:\d{2})?([+-]\d{2}:?\d{2}|Z)?", s)
-    if not m:
-        return None
-    d, t = parse_date(m.group(1)), parse_time(m.group(2))
-    return f"{d}T{t}" if d and t else None
+def _date_text(text: Any) -> str | None:
+    day = date_or_none(text)
+    return day.isoformat() if day else None
 
 
 def _combine(day: Any, time: Any) -> str | None:
-    d, t = parse_date(day), parse_time(time)
-    return f"{d}T{t}" if d and t else None
+    try:
+        return combine(day, time).strftime("%Y-%m-%dT%H:%M")
+    except ValueProblem:
+        return None
 
 
 def _natural(item_id: str) -> list:
@@ -158,7 +149,7 @@ def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], patient: str
         vals = {n: _value(values[n]) for n in names}
         person = ", ".join(p for p in (vals.get("last_name"), vals.get("first_name")) if p) \
             or form.get("census_name") or "patient (name not transcribed)"
-        care = parse_datetime(vals.get("arrival_time")) or parse_datetime(vals.get("recorded_at"))
+        care = _datetime_text(vals.get("arrival_time")) or _datetime_text(vals.get("recorded_at"))
         add("registration", "registration", names, care,
             f"Register {person}" + (f", born {vals['birth_date']}" if vals.get("birth_date") else "")
             + (f", arrived {care}" if care else ""), vals, True)
@@ -168,7 +159,7 @@ def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], patient: str
         what = ", ".join(tests) if isinstance(tests, list) and tests else "no test ticked"
         if vals.get("other_tests"):
             what += f" + {vals['other_tests']}"
-        care = parse_datetime(vals.get("collected_at"))
+        care = _datetime_text(vals.get("collected_at"))
         add("order", "order", names, care,
             f"Lab order: {what}" + (f" ({vals['priority']}" if vals.get("priority") else " (")
             + (f", {vals['specimen']})" if vals.get("specimen") else ")")
@@ -187,7 +178,7 @@ def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], patient: str
                          for p in rows if p.split(".")[0] == row)
             if (order is not None and order.present) or marked:
                 text = _value(order)
-                add(row, "order", [f"{row}.order", "mar_date"], parse_date(day),
+                add(row, "order", [f"{row}.order", "mar_date"], _date_text(day),
                     f"New medication order written on the MAR ({row}): {text or 'order text not transcribed'}",
                     {"order_text": text, "mar_date": day, "row": row})
         for prefix in sorted(rows, key=_natural):

@@ -20,8 +20,12 @@ from urllib.parse import urlencode
 from flask import (Flask, abort, g, jsonify, make_response, redirect, render_template, request, send_file,
                    url_for)
 
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter
+
 from .. import ids, reconcile as rc
 from ..errors import BadInput, FallbackkitError, NotFound
+from ..store.decisions import NOTE_MAX
 from ..store.kit import Kit, connect, open_kit
 from . import labels as lb
 from . import queue as q
@@ -31,6 +35,9 @@ from .i18n import STRINGS, reason_text, t
 SESSION_COOKIE = "fk_session"
 LOGIN_COOKIE = "fk_login"
 PUBLIC_ENDPOINTS = {"login", "login_post", "static", "favicon"}
+SQLITE_INT_MAX = 2 ** 63 - 1
+TEXT_MAX = 500          # characters of any one form field or query value (notes, reasons, ids, typed values)
+MAX_BODY = 256 * 1024   # bytes of a request body; waitress refuses larger ones before reading them
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -54,8 +61,9 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     kit.close()
 
     app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.url_map.converters["int"] = StoreId  # /readings/<int:...>: an id SQLite can hold, else 404
     app.config.update(KIT_PATH=kit_path, SESSION_MAX=session_max, SESSION_IDLE=session_idle,
-                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=256 * 1024)
+                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY)
     flashes: dict[str, list[tuple[str, str]]] = {}
     # A full reconcile reads every reading of the kit: it is computed again only when the store changed.
     cache_lock = threading.Lock()
@@ -80,6 +88,10 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                                    app.config["SESSION_MAX"], app.config["SESSION_IDLE"])
         g.user = g.session.user if g.session else None
         g.lang = g.user.lang if g.user else _browser_lang()
+        for source in (request.args, request.form) if request.method == "POST" else (request.args,):
+            for key, text in source.items(multi=True):  # every free-text input has a limit
+                if len(key) > 64 or len(text) > TEXT_MAX:
+                    abort(400, description=f"{key[:64]} is too long (at most {TEXT_MAX} characters)")
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
         if g.session is None:
@@ -116,10 +128,15 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             return jsonify({"error": str(exc)}), code
         return render_template("error.html", code=code, message=str(exc)), code
 
+    @app.errorhandler(OverflowError)
+    def _too_large(exc: OverflowError):  # a number no store id can be
+        return _http_error(BadRequest(description="a number sent is too large"))
+
     @app.errorhandler(400)
     @app.errorhandler(401)
     @app.errorhandler(403)
     @app.errorhandler(404)
+    @app.errorhandler(413)
     def _http_error(exc):
         if request.path.startswith("/api/"):
             return jsonify({"error": exc.description}), exc.code
@@ -257,7 +274,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     @app.get("/review")
     def work():
         f = _filters()
-        start = request.args.get("start", type=int)
+        start = _id_arg(request.args, "start")
         return render_template("review.html", filters=f, query=urlencode(f), start=start or "",
                                strings=STRINGS[g.lang]["js"])
 
@@ -282,11 +299,19 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     @app.get("/api/next")
     def api_next():
         f = _filters()
-        rid = q.next_reading(g.kit.db, request.args.get("after", 0, type=int), f.get("ward"), f.get("template"),
-                             f.get("reason"))
-        if rid is None:
+        after = _id_arg(request.args, "after") or 0
+        conn = g.kit.db.conn
+        # one read snapshot: the item handed out is waiting in the very state it is shown in (a
+        # decision saved in between would otherwise reach the clerk as "seen", and be decided over)
+        conn.execute("BEGIN")
+        try:
+            rid = q.next_reading(g.kit.db, after, f.get("ward"), f.get("template"), f.get("reason"))
+            reading = _reading_json(rid) if rid is not None else None
+        finally:
+            conn.rollback()
+        if reading is None:
             return jsonify({"done": True})
-        return jsonify({"done": False, "reading": _reading_json(rid)})
+        return jsonify({"done": False, "reading": reading})
 
     @app.get("/api/readings/<int:reading_id>")
     def api_reading(reading_id: int):
@@ -294,17 +319,22 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
 
     @app.post("/api/readings/<int:reading_id>/decision")
     def api_decide(reading_id: int):
-        from ..store.decisions import current_review, record_review
-        body = request.get_json(silent=True) or {}
-        decision = body.get("decision")
+        from ..store.decisions import AlreadyDecided, record_review
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadInput("send the decision as a JSON object")
+        decision, seen, note = body.get("decision"), body.get("seen_review_id"), body.get("note")
+        if seen is not None and (type(seen) is not int or not 0 < seen <= SQLITE_INT_MAX):
+            raise BadInput("seen_review_id is the id of the review you saw, or null")
+        if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
+            raise BadInput(f"a note is text of at most {NOTE_MAX} characters")
         detail = q.reading_detail(g.kit.db, reading_id)
-        seen = body.get("seen_review_id")
-        now = current_review(g.kit.db, reading_id)
-        if (now["review_id"] if now else None) != seen:
-            return jsonify({"error": t(g.lang, "already_decided", who=now["actor"] if now else "?"),
-                            "conflict": True}), 409
         value = _checked_value(detail, decision, body.get("value"))
-        review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, body.get("note"))
+        try:  # the "decided meanwhile?" check and the insert are one transaction
+            review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, note,
+                                      expect_review_id=seen)
+        except AlreadyDecided as exc:
+            return jsonify({"error": t(g.lang, "already_decided", who=exc.by or "?"), "conflict": True}), 409
         return jsonify({"ok": True, "review_id": review_id})
 
     @app.get("/img/crop/<int:reading_id>")
@@ -352,6 +382,19 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         flash("ok", t(g.lang, "undone", id=review_id))
         return back(url_for("decisions"))
 
+    # --- people (supervisors): lift a lock after wrong passwords -------------------------------
+    @app.get("/people")
+    @supervisor_only
+    def people():
+        return render_template("people.html", items=u.list_users(g.kit.db))
+
+    @app.post("/people/<name>/unlock")
+    @supervisor_only
+    def unlock(name: str):
+        u.unlock_user(g.kit.db, name, g.user.name)
+        flash("ok", t(g.lang, "unlocked", name=name))
+        return redirect(url_for("people"))
+
     # --- conflicts -------------------------------------------------------------------------------
     @app.get("/conflicts")
     def conflicts():
@@ -383,7 +426,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     @app.post("/conflicts/resolve")
     def resolve():
         sheet_id, field = request.form.get("sheet_id", ""), request.form.get("field", "")
-        chosen = request.form.get("capture_id", type=int)
+        chosen = _id_arg(request.form, "capture_id")
         if request.form.get("typed") is not None and request.form.get("typed", "").strip():
             value: Any = request.form["typed"].strip()
             chosen = None
@@ -409,18 +452,26 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     # --- quarantine ------------------------------------------------------------------------------
     @app.get("/quarantine")
     def quarantine():
-        return render_template("quarantine.html", items=q.open_quarantine(g.kit.db))
+        from ..scan.pipeline import UNTRUSTED_REASONS
+        return render_template("quarantine.html", items=q.open_quarantine(g.kit.db), untrusted=UNTRUSTED_REASONS)
 
     @app.post("/quarantine/<int:quarantine_id>/assign")
     def assign(quarantine_id: int):
-        from ..scan.pipeline import assign_quarantined
+        from ..scan.pipeline import UNTRUSTED_REASONS, assign_quarantined
         sheet_id = request.form.get("sheet_id", "").strip()
-        try:
-            capture_id = assign_quarantined(g.kit, quarantine_id, sheet_id, g.user.name)
+        row = g.kit.db.execute("SELECT reason FROM quarantine WHERE quarantine_id = ?", [quarantine_id]).fetchone()
+        reason = row[0] if row else None
+        try:  # a forged or foreign page: supervisors only (the library refuses anyone else)
+            capture_id = assign_quarantined(g.kit, quarantine_id, sheet_id, g.user.name,
+                                            supervisor=g.user.is_supervisor)
         except FallbackkitError as exc:
             flash("error", str(exc))
             return redirect(url_for("quarantine"))
-        flash("ok", t(g.lang, "assigned", sheet=ids.normalize(sheet_id), capture=capture_id))
+        if reason in UNTRUSTED_REASONS:
+            flash("warn", t(g.lang, "assigned_untrusted", reason=reason, sheet=ids.normalize(sheet_id),
+                             capture=capture_id))
+        else:
+            flash("ok", t(g.lang, "assigned", sheet=ids.normalize(sheet_id), capture=capture_id))
         return back(url_for("quarantine"))
 
     # --- identities ------------------------------------------------------------------------------
@@ -476,6 +527,24 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         return back(url_for("worklist"))
 
     return app
+
+
+class StoreId(IntegerConverter):
+    """A URL id that fits a SQLite integer: a larger one matches no route (404), never a 500."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", SQLITE_INT_MAX)
+        super().__init__(map, *args, **kwargs)
+
+
+def _id_arg(source: Any, name: str) -> int | None:
+    """An optional id from a query or form: digits that fit SQLite, else 400."""
+    text = source.get(name)
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or int(text) > SQLITE_INT_MAX:
+        raise BadInput(f"{name} must be an id (digits)")
+    return int(text)
 
 
 def _local_path(target: str) -> bool:

@@ -24,6 +24,13 @@ _EN: dict[str, Any] = {
     "or_type": "or type the right value", "correct": "Correct", "or_pick": "or the right answer:",
     "capture": "Capture", "assign": "Identify", "sheet_id_printed": "Sheet id printed on the page",
     "assigned": "Page identified as sheet {sheet} (capture {capture}).", "file": "File",
+    "untrusted_bad_signature": "Warning: the code on this page is not signed by this kit (bad_signature): "
+                               "it may be forged, altered or damaged. Check the paper itself before identifying it.",
+    "untrusted_foreign_kit": "Warning: the code on this page belongs to another kit (foreign_kit): it may come "
+                             "from another hospital or station. Check the paper itself before identifying it.",
+    "untrusted_clerk": "Only a supervisor may identify this page.",
+    "assigned_untrusted": "Page quarantined as {reason} read in as sheet {sheet} (capture {capture}) on your word "
+                          "as supervisor; the audit log says so.",
     "downtime_mrn": "Downtime MRN", "linked_to": "Linked to", "suggestions": "Suggestions", "link": "Link",
     "real_mrn": "Real MRN", "link_needs_both": "Give both the downtime MRN and the real MRN.",
     "linked": "{dt} linked to {real}.", "kind": "Kind", "birth_date": "Birth date", "score": "Score",
@@ -33,6 +40,8 @@ _EN: dict[str, Any] = {
     "not_resolved": "readings still to review", "care_time": "Time", "show": "Show",
     "language": "Language", "error": "Something is not right", "back": "Back",
     "whole_page": "Whole page", "open": "Open", "role_clerk": "clerk", "role_supervisor": "supervisor",
+    "people": "People", "unlock": "Unlock", "locked": "locked after wrong passwords", "disabled": "disabled",
+    "unlocked": "{name} can log in again.", "people_help": "A name is locked for 15 minutes after 5 wrong passwords. Check who is asking before you unlock it.",
     "no_image": "no image stored", "empty_fields": "Empty",
     "js": {
         "accept": "Accept", "enter": "Enter", "skip": "Skip", "esc": "Esc", "illegible": "Illegible",
@@ -68,6 +77,13 @@ _FR: dict[str, Any] = {
     "or_type": "ou tapez la bonne valeur", "correct": "Corriger", "or_pick": "ou la bonne réponse :",
     "capture": "Capture", "assign": "Identifier", "sheet_id_printed": "Identifiant imprimé sur la page",
     "assigned": "Page identifiée comme feuille {sheet} (capture {capture}).", "file": "Fichier",
+    "untrusted_bad_signature": "Attention : le code de cette page n'est pas signé par ce kit (bad_signature) : "
+                               "il peut être falsifié, modifié ou abîmé. Vérifiez le papier avant de l'identifier.",
+    "untrusted_foreign_kit": "Attention : le code de cette page appartient à un autre kit (foreign_kit) : elle peut "
+                             "venir d'un autre hôpital ou poste. Vérifiez le papier avant de l'identifier.",
+    "untrusted_clerk": "Seul un superviseur peut identifier cette page.",
+    "assigned_untrusted": "Page en quarantaine ({reason}) lue comme feuille {sheet} (capture {capture}) sur votre "
+                          "parole de superviseur ; le journal d'audit l'indique.",
     "downtime_mrn": "N° patient provisoire", "linked_to": "Lié à", "suggestions": "Suggestions", "link": "Lier",
     "real_mrn": "N° patient réel", "link_needs_both": "Donnez le numéro provisoire et le numéro réel.",
     "linked": "{dt} lié à {real}.", "kind": "Type", "birth_date": "Date de naissance", "score": "Score",
@@ -77,6 +93,8 @@ _FR: dict[str, Any] = {
     "not_resolved": "lectures encore à vérifier", "care_time": "Heure", "show": "Afficher",
     "language": "Langue", "error": "Quelque chose ne va pas", "back": "Retour",
     "whole_page": "Page entière", "open": "Ouvrir", "role_clerk": "agent", "role_supervisor": "superviseur",
+    "people": "Comptes", "unlock": "Déverrouiller", "locked": "verrouillé après des mots de passe faux", "disabled": "désactivé",
+    "unlocked": "{name} peut de nouveau se connecter.", "people_help": "Un nom est verrouillé 15 minutes après 5 mots de passe faux. Vérifiez qui le demande avant de le déverrouiller.",
     "no_image": "pas d'image", "empty_fields": "Vides",
     "js": {
         "accept": "Valider", "enter": "Entrée", "skip": "Passer", "esc": "Échap", "illegible": "Illisible",
@@ -112,6 +130,13 @@ _NL: dict[str, Any] = {
     "or_type": "of typ de juiste waarde", "correct": "Corrigeren", "or_pick": "of het juiste antwoord:",
     "capture": "Opname", "assign": "Identificeren", "sheet_id_printed": "Bladnummer gedrukt op de pagina",
     "assigned": "Pagina geïdentificeerd als blad {sheet} (opname {capture}).", "file": "Bestand",
+    "untrusted_bad_signature": "Let op: de code op deze pagina is niet door deze kit ondertekend (bad_signature): "
+                               "ze kan vervalst, gewijzigd of beschadigd zijn. Controleer het papier vóór u ze identificeert.",
+    "untrusted_foreign_kit": "Let op: de code op deze pagina hoort bij een andere kit (foreign_kit): ze kan van een "
+                             "ander ziekenhuis of station komen. Controleer het papier vóór u ze identificeert.",
+    "untrusted_clerk": "Alleen een supervisor mag deze pagina identificeren.",
+    "assigned_untrusted": "Pagina in quarantaine ({reason}) ingelezen als blad {sheet} (opname {capture}) op uw "
+                          "woord als supervisor; het auditlog vermeldt dit.",
     "downtime_mrn": "Tijdelijk patiëntnr.", "linked_to": "Gekoppeld aan", "suggestions": "Suggesties",
     "link": "Koppelen", "real_mrn": "Echt patiëntnr.", "link_needs_both": "Geef het tijdelijke en het echte nummer.",
     "linked": "{dt} gekoppeld aan {real}.", "kind": "Soort", "birth_date": "Geboortedatum", "score": "Score",
@@ -121,6 +146,8 @@ _NL: dict[str, Any] = {
     "not_resolved": "lezingen nog te controleren", "care_time": "Tijd", "show": "Tonen",
     "language": "Taal", "error": "Er klopt iets niet", "back": "Terug",
     "whole_page": "Hele pagina", "open": "Openen", "role_clerk": "medewerker", "role_supervisor": "supervisor",
+    "people": "Accounts", "unlock": "Ontgrendelen", "locked": "vergrendeld na foute wachtwoorden", "disabled": "uitgeschakeld",
+    "unlocked": "{name} kan weer aanmelden.", "people_help": "Een naam wordt 15 minuten vergrendeld na 5 foute wachtwoorden. Controleer wie het vraagt vóór u ontgrendelt.",
     "no_image": "geen beeld", "empty_fields": "Leeg",
     "js": {
         "accept": "Aanvaarden", "enter": "Enter", "skip": "Overslaan", "esc": "Esc", "illegible": "Onleesbaar",

@@ -274,12 +274,22 @@ def field_crop_from_page(conn, kit_path: Path, reading_id: int, pad_mm: float = 
         return None
 
 
+IMAGE_FOLDERS = ("pages", "crops")  # where the scan stage writes page images and field crops
+
+
 def kit_file(kit_path: Path, relative: str | None) -> Path:
-    """A file under the kit directory, refusing any path that would leave it (../, absolute, symlinks)."""
+    """A stored image: a file under the kit's pages/ or crops/ folder, symlinks resolved.
+
+    Anything else (../, an absolute path, secret.key, store.sqlite, a symlink out of those folders)
+    is NotFound, whatever path a store row holds."""
     if not relative:
         raise NotFound("no image was stored for this item")
-    root = Path(kit_path).resolve()
-    target = (root / relative).resolve()
-    if root not in target.parents or not target.is_file():
+    kit_path = Path(kit_path)
+    try:
+        target = (kit_path / relative).resolve()
+        roots = [(kit_path / folder).resolve() for folder in IMAGE_FOLDERS]
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+        raise NotFound("image not found in the kit") from None
+    if not any(root in target.parents for root in roots) or not target.is_file():
         raise NotFound("image not found in the kit")
     return target

@@ -68,9 +68,9 @@ def add_user(conn, name: str, role: str, password: str, actor: str, lang: str = 
 
 def list_users(conn) -> list[dict[str, Any]]:
     conn = _conn(conn)
-    rows = conn.execute("SELECT name, role, lang, active, created_at, created_by FROM users ORDER BY name")
-    return [{"name": r[0], "role": r[1], "lang": r[2], "active": bool(r[3]), "created_at": r[4],
-             "created_by": r[5]} for r in rows]
+    rows = conn.execute("SELECT name, role, lang, active, created_at, created_by FROM users ORDER BY name").fetchall()
+    return [{"name": r[0], "role": r[1], "lang": r[2], "active": bool(r[3]), "locked": is_locked(conn, r[0]),
+             "created_at": r[4], "created_by": r[5]} for r in rows]
 
 
 def set_lang(conn, name: str, lang: str) -> None:
@@ -101,18 +101,34 @@ def _parse_kdf(kdf: str) -> dict[str, int]:
     return {k: int(v) for k, v in params.items()}
 
 
+def is_supervisor(conn, name: str | None) -> bool:
+    """Whether name is an active supervisor account of the kit."""
+    row = _conn(conn).execute("SELECT role, active FROM users WHERE name = ?", [(name or "").strip()]).fetchone()
+    return bool(row and row[0] == "supervisor" and row[1])
+
+
+def _failures(conn, name: str, now: float) -> int:
+    """Failed logins that count towards a lock: within the window, after the last unlock, and not
+    made while the name was already locked (so guessing on a locked name does not extend the lock)."""
+    row = conn.execute("SELECT unlocked_at FROM users WHERE name = ?", [name]).fetchone()
+    since = max(now - LOCK_WINDOW_SECONDS, (row[0] or 0) if row else 0)
+    return conn.execute(
+        "SELECT COUNT(*) FROM login_attempts WHERE user_name = ? AND at > ? AND ok = 0 AND while_locked = 0",
+        [name, since]).fetchone()[0]
+
+
 def authenticate(conn, name: str, password: str, remote: str | None = None,
                  now: float | None = None) -> User | None:
-    """The user when name and password match and the name is not locked; None otherwise.
+    """The user when name and password match, the account is active and the name is not locked;
+    None otherwise.
 
     Every attempt is recorded. After LOCK_FAILURES failures within LOCK_WINDOW_SECONDS the name is
-    refused even with the right password until the window has passed (slows down guessing)."""
+    refused even with the right password until the window has passed (slows down guessing) or a
+    supervisor unlocks it (`users unlock`). Attempts while locked do not make the lock longer."""
     conn = _conn(conn)
     now = time.time() if now is None else now
     name = (name or "").strip()[:64]
-    failures = conn.execute(
-        "SELECT COUNT(*) FROM login_attempts WHERE user_name = ? AND at > ? AND ok = 0",
-        [name, now - LOCK_WINDOW_SECONDS]).fetchone()[0]
+    failures = _failures(conn, name, now)
     row = conn.execute("SELECT name, role, lang, pw_hash, salt, kdf, active FROM users WHERE name = ?",
                        [name]).fetchone()
     ok = False
@@ -124,8 +140,8 @@ def authenticate(conn, name: str, password: str, remote: str | None = None,
         hash_password(password or "", b"0" * 16)
     locked = failures >= LOCK_FAILURES
     with conn:
-        conn.execute("INSERT INTO login_attempts (user_name, at, ok, remote) VALUES (?, ?, ?, ?)",
-                     [name, now, int(ok and not locked), remote])
+        conn.execute("INSERT INTO login_attempts (user_name, at, ok, remote, while_locked) VALUES (?, ?, ?, ?, ?)",
+                     [name, now, int(ok and not locked), remote, int(locked)])
         if ok and not locked:
             append_audit(conn, name, "user.login", f"user:{name}", None, {"remote": remote})
     if ok and not locked:
@@ -136,8 +152,64 @@ def authenticate(conn, name: str, password: str, remote: str | None = None,
 def is_locked(conn, name: str, now: float | None = None) -> bool:
     conn = _conn(conn)
     now = time.time() if now is None else now
-    return conn.execute("SELECT COUNT(*) FROM login_attempts WHERE user_name = ? AND at > ? AND ok = 0",
-                        [name, now - LOCK_WINDOW_SECONDS]).fetchone()[0] >= LOCK_FAILURES
+    return _failures(conn, name, now) >= LOCK_FAILURES
+
+
+def _existing(conn, name: str) -> tuple:
+    row = conn.execute("SELECT name, role, active FROM users WHERE name = ?", [(name or "").strip()]).fetchone()
+    if row is None:
+        raise NotFound(f"no user {name}", hint="see `fallbackkit users list`")
+    return row
+
+
+def unlock_user(conn, name: str, actor: str, now: float | None = None) -> bool:
+    """Lift a lock at once (a supervisor checked who is at the keyboard). Returns whether it was locked."""
+    conn = _conn(conn)
+    now = time.time() if now is None else now
+    name = _existing(conn, name)[0]
+    was = is_locked(conn, name, now)
+    with conn:
+        conn.execute("UPDATE users SET unlocked_at = ? WHERE name = ?", [now, name])
+        append_audit(conn, actor, "user.unlock", f"user:{name}", {"locked": was}, {"locked": False})
+    return was
+
+
+def disable_user(conn, name: str, actor: str) -> int:
+    """The account can no longer log in and its open sessions end now. Returns the sessions ended."""
+    conn = _conn(conn)
+    name, _role, active = _existing(conn, name)
+    with conn:
+        conn.execute("UPDATE users SET active = 0 WHERE name = ?", [name])
+        ended = conn.execute("UPDATE review_sessions SET ended_at = ?, end_reason = 'disabled'"
+                             " WHERE user_name = ? AND ended_at IS NULL", [time.time(), name]).rowcount
+        append_audit(conn, actor, "user.disable", f"user:{name}", {"active": bool(active)},
+                     {"active": False, "sessions_ended": ended})
+    return ended
+
+
+def enable_user(conn, name: str, actor: str) -> None:
+    conn = _conn(conn)
+    name, _role, active = _existing(conn, name)
+    with conn:
+        conn.execute("UPDATE users SET active = 1 WHERE name = ?", [name])
+        append_audit(conn, actor, "user.enable", f"user:{name}", {"active": bool(active)}, {"active": True})
+
+
+def set_password(conn, name: str, password: str, actor: str) -> int:
+    """A new password (new salt); the user's open sessions end. Returns the sessions ended."""
+    conn = _conn(conn)
+    name = _existing(conn, name)[0]
+    if len(password) < MIN_PASSWORD:
+        raise BadInput("the password is too short", hint=f"use at least {MIN_PASSWORD} characters")
+    salt = secrets.token_bytes(16)
+    digest = hash_password(password, salt)
+    with conn:
+        conn.execute("UPDATE users SET pw_hash = ?, salt = ?, kdf = ? WHERE name = ?",
+                     [digest, salt.hex(), f"scrypt:n={SCRYPT_N},r={SCRYPT_R},p={SCRYPT_P}", name])
+        ended = conn.execute("UPDATE review_sessions SET ended_at = ?, end_reason = 'password'"
+                             " WHERE user_name = ? AND ended_at IS NULL", [time.time(), name]).rowcount
+        append_audit(conn, actor, "user.passwd", f"user:{name}", None, {"sessions_ended": ended})
+    return ended
 
 
 def _token_hash(token: str) -> str:

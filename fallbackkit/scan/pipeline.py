@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from .. import ids
-from ..errors import BadInput, Conflict, IntegrityFailure, MissingDependency, NotFound
+from ..errors import BadInput, Conflict, IntegrityFailure, MissingDependency, NotFound, NotPermitted
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
@@ -193,12 +193,16 @@ def archive_file(kit: Kit, source: Path, sha: str, kind: str) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
     h = hashlib.sha256()
-    with open(source, "rb") as src, open(tmp, "wb") as out:
-        while chunk := src.read(1 << 20):
-            h.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with open(source, "rb") as src, open(tmp, "wb") as out:
+            while chunk := src.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:  # a full disk, an interrupt: no half-written copy stays in archive/
+        tmp.unlink(missing_ok=True)
+        raise
     if h.hexdigest() != sha:
         tmp.unlink(missing_ok=True)
         raise UnreadableFile(source, "changed while it was being read",
@@ -234,11 +238,14 @@ def _maybe_die(index: int) -> None:
 
 def _init_worker(kit_path: str, kit_id: str, secret: bytes, fault: str | None = None) -> None:
     """Each worker opens the store read-only for sheet geometry: it never writes the store."""
+    # the page and crop images it writes hold patient data: owner only, whatever umask the
+    # forkserver was started with (it outlives the command that started it)
+    os.umask(0o077)
     import sqlite_utils
     from ..generate import sheet_geometry
     conn = sqlite3.connect(f"file:{Path(kit_path) / 'store.sqlite'}?mode=ro", uri=True, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout=30000")
-    ro_kit = Kit(Path(kit_path), kit_id, secret, sqlite_utils.Database(conn))
+    ro_kit = Kit(Path(kit_path), kit_id, secret, sqlite_utils.Database(conn), read_only=True)
     _WORKER.clear()
     _WORKER.update(kit_path=Path(kit_path), kit_id=kit_id, secret=secret,
                    geometry_for=_geometry_lookup(ro_kit, sheet_geometry), reader=None, fault=fault)
@@ -363,11 +370,15 @@ def _save_png(kit_path: Path, rel: Path, image: np.ndarray) -> str:
         raise RuntimeError(f"could not encode {rel}")
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(buf.tobytes())
-    except FileNotFoundError:  # the folder went away since we made it (a restore, a cleanup)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, dest)
+        try:
+            tmp.write_bytes(buf.tobytes())
+        except FileNotFoundError:  # the folder went away since we made it (a restore, a cleanup)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, dest)
+    except BaseException:  # a full disk: no half-written image stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     return rel.as_posix()
 
 
@@ -828,11 +839,17 @@ def capture_summary(kit: Kit, capture_id: int) -> dict[str, Any]:
     return {"capture_id": capture_id, "sheet_id": row[0], "duplicate_of": row[1], "fields": row[2], "to_review": row[3]}
 
 
-def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) -> int:
+# A page whose code was forged or signed by another kit is not read in on a clerk's word alone.
+UNTRUSTED_REASONS = {"bad_signature": "its sheet code is not signed by this kit (forged, altered or damaged)",
+                     "foreign_kit": "its sheet code belongs to another kit"}
+
+
+def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str, supervisor: bool = False) -> int:
     """A clerk read the sheet id printed on a quarantined page: read the page as that sheet.
 
     Returns the new capture id (source 'assigned'). The archived original is read again, so the
-    result does not depend on any earlier, failed attempt.
+    result does not depend on any earlier, failed attempt. A page quarantined as bad_signature or
+    foreign_kit is assigned only by a supervisor (supervisor=True), and its audit row says so.
     """
     from ..generate import sheet_geometry
     from .engine import read_page_as
@@ -844,12 +861,17 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) 
                        hint="a sheet id is 9 characters printed under the QR code; the last one is a check "
                             "character: read it again")
     row = conn.execute(
-        "SELECT q.capture_id, c.file_sha256, c.page_index, f.archive_path, f.kind"
+        "SELECT q.capture_id, c.file_sha256, c.page_index, f.archive_path, f.kind, q.reason"
         " FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
         " JOIN input_files f ON f.sha256 = c.file_sha256 WHERE q.quarantine_id = ?", [quarantine_id]).fetchone()
     if row is None:
         raise NotFound(f"no quarantined page {quarantine_id}", hint="see `fallbackkit quarantine list`")
-    _, sha, page_index, archive_rel, kind = row
+    _, sha, page_index, archive_rel, kind, reason = row
+    if reason in UNTRUSTED_REASONS and not supervisor:
+        raise NotPermitted(f"quarantined page {quarantine_id} is {reason}: {UNTRUSTED_REASONS[reason]}; "
+                           "only a supervisor may read it in",
+                           hint="ask a supervisor to check the paper and identify it (in the review station, "
+                                "or `fallbackkit --user SUPERVISOR quarantine assign`)")
     done = conn.execute("SELECT sheet_id, capture_id FROM quarantine_assignments WHERE quarantine_id = ?",
                         [quarantine_id]).fetchone()
     if done is not None:
@@ -890,7 +912,9 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str) 
                      " VALUES (?,?,?,?,?)", [quarantine_id, sheet_id, stored["capture_id"], actor, now_iso()])
         append_audit(conn, actor, "quarantine.assign", f"quarantine:{quarantine_id}", None,
                      {"sheet_id": sheet_id, "capture_id": stored["capture_id"],
-                      "duplicate_of": stored["duplicate_of"], "readings": stored["accepted"] + stored["review"]})
+                      "duplicate_of": stored["duplicate_of"], "readings": stored["accepted"] + stored["review"],
+                      "quarantine_reason": reason,
+                      **({"supervisor_override": UNTRUSTED_REASONS[reason]} if reason in UNTRUSTED_REASONS else {})})
     return stored["capture_id"]
 
 

@@ -6,6 +6,7 @@ made anywhere means the same everywhere. Nothing is overwritten: an undo is a ne
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import BadInput, Conflict, NotFound
@@ -13,6 +14,8 @@ from .audit import append_audit
 from .kit import now_iso
 
 DECISIONS = ("confirm", "correct", "transcribe", "illegible")
+NOTE_MAX = 500          # characters of a note on a decision
+ANY = object()          # record_review(expect_review_id=ANY): decide whatever was decided before
 
 # The review that counts per reading, for every reading at once: the latest review that is not an
 # undo and has not been undone. Rows: reading_id, review_id, decision, value (JSON text), actor, at.
@@ -48,16 +51,45 @@ def current_review(conn, reading_id: int) -> dict[str, Any] | None:
     return None
 
 
+@contextmanager
+def write_transaction(conn):
+    """One transaction that holds the write lock from its first statement (BEGIN IMMEDIATE).
+
+    A check ("nobody decided this meanwhile") and the insert it guards must see the same store:
+    with a deferred transaction two connections could both read before either writes. Inside a
+    transaction the caller already opened, this joins it."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
 def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
-                  note: str | None = None) -> int:
-    """A person confirms, corrects or transcribes a reading (or calls it illegible)."""
+                  note: str | None = None, expect_review_id: Any = ANY) -> int:
+    """A person confirms, corrects or transcribes a reading (or calls it illegible).
+
+    expect_review_id is the review that counted when the person looked (None: none yet). If
+    another decision counts by now, nothing is written and Conflict names who decided: the check
+    and the insert are one atomic step, so of two people deciding at once exactly one wins."""
     if hasattr(conn, "conn"):
         conn = conn.conn
     if decision not in DECISIONS:
         raise BadInput(f"decision must be one of {', '.join(DECISIONS)}")
-    with conn:
+    if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
+        raise BadInput(f"a note is text of at most {NOTE_MAX} characters")
+    with write_transaction(conn):
         reading = _reading(conn, reading_id)
         before = current_review(conn, reading_id)
+        if expect_review_id is not ANY and (before["review_id"] if before else None) != expect_review_id:
+            raise AlreadyDecided(f"reading {reading_id} was decided meanwhile by "
+                                 f"{before['actor'] if before else 'someone (since undone)'}",
+                                 hint="look at it again before deciding", by=before["actor"] if before else None)
         if decision == "confirm":
             value = before["value"] if before else reading["value"]
         at = now_iso()
@@ -70,11 +102,21 @@ def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
         return cur.lastrowid
 
 
+class AlreadyDecided(Conflict):
+    """Someone else's decision counts by now; carries who (None when the decision was undone)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, by: str | None = None):
+        super().__init__(message, hint=hint)
+        self.by = by
+
+
 def undo_review(conn, review_id: int, actor: str, note: str | None = None) -> int:
     """Undo a decision (a supervisor's action in the review station): a new row, never a delete."""
     if hasattr(conn, "conn"):
         conn = conn.conn
-    with conn:
+    if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
+        raise BadInput(f"a note is text of at most {NOTE_MAX} characters")
+    with write_transaction(conn):
         row = conn.execute("SELECT reading_id, decision, value, actor FROM reviews WHERE review_id = ?",
                            [review_id]).fetchone()
         if row is None:

@@ -1,0 +1,163 @@
+"""The one reading of handwritten values: dates, times, date-times and numbers from the paper.
+
+The worklist, the identity screen, the FHIR export, the review station and the digit suggestions
+all parse what a person wrote (or a clerk typed) through these functions, so that a value means the
+same thing everywhere. The rules, chosen to fail closed:
+
+- dates: ``YYYY-MM-DD``; day first ``D/M/YYYY``, ``D-M-YYYY``, ``D.M.YYYY``, ``D M YYYY``; the eight
+  comb-box digits ``DDMMYYYY``. Two-digit years are refused (``28/11/26``: 1926 or 2026 is not
+  guessed), so are impossible calendar dates (``31/02/2026``) and years before 1900.
+- times: ``H:MM``, ``HH:MM``, ``HHhMM``, ``HH.MM``, ``HH MM`` and the four comb-box digits ``HHMM``;
+  00-23 hours, 00-59 minutes. ``24:00`` is refused: it is a day boundary a person must place.
+- date-times: a date and a time separated by spaces or ``T``; ISO seconds (``:SS``) are allowed,
+  a zone offset is not (paper carries wall-clock times; the kit's zone is applied later).
+- numbers: digits with at most one ``.`` or ``,`` as decimal separator, optional leading minus.
+
+Each parser raises :class:`ValueProblem` (a ``ValueError``) with a code, its parameters and an
+English message; ``*_or_none`` variants return ``None`` instead.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from typing import Any
+
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+_DAY_FIRST = re.compile(r"(\d{1,2})\s*([/.\-]|\s)\s*(\d{1,2})\s*\2\s*(\d{2,4})")
+_COMB_DATE = re.compile(r"(\d{2})(\d{2})(\d{4})")
+_TIME = re.compile(r"(\d{1,2})\s*(?:[:h.]|\s)\s*(\d{2})|(\d{2})(\d{2})", re.IGNORECASE)
+_DATETIME = re.compile(r"(.+?)(?:\s*T\s*|\s+)(\d{1,2}\s*(?:[:h.]|\s)\s*\d{2}|\d{4})(?::(\d{2}))?", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
+EARLIEST_YEAR = 1900
+
+
+class ValueProblem(ValueError):
+    """A handwritten value that does not read as what the field holds.
+
+    ``code`` is stable (for translations and tests), ``params`` fill the message.
+    """
+
+    def __init__(self, code: str, text: str, message: str, **params: Any):
+        super().__init__(message)
+        self.code = code
+        self.text = text
+        self.params = params
+
+
+def _text(value: Any, what: str) -> str:
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        raise ValueProblem("blank", "" if value is None else str(value), f"the {what} is blank")
+    return str(value).strip()
+
+
+def parse_date(value: Any) -> _dt.date:
+    if isinstance(value, _dt.datetime):
+        return value.date()
+    if isinstance(value, _dt.date):
+        return value
+    text = _text(value, "date")
+    m = _ISO_DATE.fullmatch(text)
+    if m:
+        y, mo, d = (int(g) for g in m.groups())
+    elif m := _DAY_FIRST.fullmatch(text):
+        if len(m.group(4)) != 4:
+            raise ValueProblem("two_digit_year", text, f"date {text!r} has a two-digit year: write the year in full")
+        d, mo, y = int(m.group(1)), int(m.group(3)), int(m.group(4))
+    elif m := _COMB_DATE.fullmatch(text):
+        d, mo, y = (int(g) for g in m.groups())
+    else:
+        raise ValueProblem("not_a_date", text, f"{text!r} is not a date (day/month/year)")
+    try:
+        day = _dt.date(y, mo, d)
+    except ValueError:
+        raise ValueProblem("no_such_date", text, f"{text!r} is not a calendar date") from None
+    if y < EARLIEST_YEAR:
+        raise ValueProblem("date_too_early", text, f"date {text!r} is before {EARLIEST_YEAR}", earliest=EARLIEST_YEAR)
+    return day
+
+
+def parse_time(value: Any) -> _dt.time:
+    if isinstance(value, _dt.time):
+        return value
+    text = _text(value, "time")
+    m = _TIME.fullmatch(text)
+    if not m:
+        raise ValueProblem("not_a_time", text, f"{text!r} is not a time (hours:minutes)")
+    hh, mm = (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(3)), int(m.group(4)))
+    if hh > 23 or mm > 59:
+        raise ValueProblem("no_such_time", text, f"{text!r} is not a time of day (00:00-23:59)")
+    return _dt.time(hh, mm)
+
+
+def parse_datetime(value: Any) -> _dt.datetime:
+    """A wall-clock date-time (naive: the kit's time zone is applied by the caller)."""
+    if isinstance(value, _dt.datetime):
+        return value
+    text = _text(value, "date and time")
+    m = _DATETIME.fullmatch(text)
+    if not m:
+        raise ValueProblem("not_a_datetime", text, f"{text!r} is not a date and time")
+    day, time = parse_date(m.group(1)), parse_time(m.group(2))
+    seconds = int(m.group(3) or 0)
+    if seconds > 59:
+        raise ValueProblem("no_such_time", text, f"{text!r} is not a time of day (00:00-23:59)")
+    return _dt.datetime.combine(day, time.replace(second=seconds))
+
+
+def combine(day: Any, time: Any) -> _dt.datetime:
+    """The date printed or written on a sheet plus a time written in a box."""
+    return _dt.datetime.combine(parse_date(day), parse_time(time))
+
+
+def parse_number(value: Any) -> int | float:
+    """An int when no decimal separator was written, else a float."""
+    if isinstance(value, bool):
+        raise ValueProblem("not_a_number", str(value), f"{value!r} is not a number")
+    if isinstance(value, (int, float)):
+        return value
+    text = _text(value, "number")
+    if not _NUMBER.fullmatch(text):
+        raise ValueProblem("not_a_number", text, f"{text!r} is not a number")
+    if "." in text or "," in text:
+        return float(text.replace(",", "."))
+    return int(text)
+
+
+def check_range(number: int | float, low: float | None, high: float | None, text: str = "") -> None:
+    """Plausibility: outside [low, high] is a problem a person must confirm."""
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise ValueProblem("out_of_range", text or str(number),
+                           f"{text or number} is outside the plausible range {low}-{high}", low=low, high=high)
+
+
+def check_date_window(day: _dt.date, earliest: _dt.date | None = None, latest: _dt.date | None = None,
+                      text: str = "") -> None:
+    """Plausibility of a care date (the kit's printing-scanning window) or a birth date (latest = today)."""
+    if (earliest and day < earliest) or (latest and day > latest):
+        raise ValueProblem("date_out_of_window", text or day.isoformat(),
+                           f"{text or day.isoformat()} is outside {earliest or '…'} – {latest or '…'}",
+                           earliest=earliest.isoformat() if earliest else None,
+                           latest=latest.isoformat() if latest else None)
+
+
+def _or_none(parse, value: Any):
+    try:
+        return parse(value)
+    except ValueProblem:
+        return None
+
+
+def date_or_none(value: Any) -> _dt.date | None:
+    return _or_none(parse_date, value)
+
+
+def time_or_none(value: Any) -> _dt.time | None:
+    return _or_none(parse_time, value)
+
+
+def datetime_or_none(value: Any) -> _dt.datetime | None:
+    return _or_none(parse_datetime, value)
+
+
+def number_or_none(value: Any) -> int | float | None:
+    return _or_none(parse_number, value)
