@@ -527,7 +527,7 @@ def test_review_crops_are_cut_on_demand_from_the_archived_original(kit, blank_la
     filled, truth = fill_page(lab_pages[0], geom, 200, rng, writing=1.0)
     write_jpeg(tmp_path / "in.jpg", filled)
     scan_paths(kit, [tmp_path / "in.jpg"], workers=0, progress=False)
-    assert not (kit.path / "crops").exists()
+    assert not list((kit.path / "crops").rglob("*.png"))
     rows = _rows(kit, "SELECT reading_id, field, type, crop_path FROM readings WHERE status = 'review'")
     assert rows and all(r[3] is None for r in rows)
     expected = engine.read_page(cv2.imread(str(tmp_path / "in.jpg"), cv2.IMREAD_GRAYSCALE), kit_id=kit.kit_id,
