@@ -465,7 +465,8 @@ def _clear_correction(boxes: list[dict], states: list[tuple]) -> bool:
     rest = [b for b, s in zip(boxes, states) if s[0] not in ("cancelled", "marked")]
     return (len(solid) == 1 and len(marks) == 1 and solid[0]["ink"] >= CORRECTION_SOLID
             and CORRECTION_MARK[0] <= marks[0]["ink"] <= CORRECTION_MARK[1]
-            and marks[0]["spill_max"] <= SPILL_EMPTY_MAX and marks[0]["faint"] <= FAINT_MAX
+            and marks[0]["spill_max"] <= SPILL_EMPTY_MAX
+            and marks[0]["faint"] <= max(FAINT_MAX, 0.35 * marks[0]["ink"])  # a pen line's soft edge, no more
             and all(s[0] == "empty" for s in states if s[0] not in ("cancelled", "marked"))
             and all(b["ink"] <= CORRECTION_EMPTY and b["faint"] <= FAINT_MAX / 2 and b["spill_max"] <= 0.05
                     for b in rest))
