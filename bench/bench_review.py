@@ -6,6 +6,7 @@ requests over one keep-alive connection, logged in as a clerk:
   - GET /api/next                  the next item (what the review screen asks for)
   - GET /api/next?after=<random>   the next item after a skip
   - POST decision + GET next       one clerk keystroke: save, then the next item
+  - GET /api/progress              "item n of N" and time left, fetched after each item is shown
   - the same GET with half of the queue already decided (the index walk must skip them)
 Target: median and p95 of GET /api/next under 50 ms with 10,000 items waiting.
 
@@ -120,6 +121,8 @@ def main() -> None:
                                       {"Content-Type": "application/json", "X-CSRF-Token": c.csrf})
                 assert status == 200, status
             results.append(summary("GET next + POST decision (one keystroke)", timed(decide_and_next, n)))
+            # "item n of N, time left": asked after each item is shown, beside (not before) the next item
+            results.append(summary("GET /api/progress (n of N, pace)", timed(lambda: c.request("GET", "/api/progress"), n)))
             # half of the queue decided: the walk has to step over the decided readings
             seed_half = ids[:items // 2]
             with kit.db.conn:

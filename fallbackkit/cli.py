@@ -310,6 +310,30 @@ def templates_list(ctx: KitContext, as_json: bool) -> None:
         table(rows, ["name", "version", "pages", "patient_bound", "title"])
 
 
+@templates.command("preview")
+@click.argument("name")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PDF file.")
+@click.option("--lang", default="en", show_default=True, help="One or two of en, fr, nl (e.g. fr,nl).")
+@click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True)
+@pass_kit
+def templates_preview(ctx: KitContext, name: str, out_path: Path, lang: str, paper: str) -> None:
+    """Print NAME (a template of this kit, or a YAML file) for a made-up patient; nothing is registered."""
+    from .generate import kit_templates
+    from .generate.preview import preview_template
+    from .templates import parse_langs
+    from .templates.model import find_template
+    path = Path(name)
+    if not (name.endswith((".yaml", ".yml")) and path.is_file()):
+        path = find_template(kit_templates(ctx.kit()), name).source
+    done = preview_template(path, out_path, paper, parse_langs(lang))
+    say(ctx, f"{done['template']}: {done['pages']} page(s) with sample data written to {done['out']} "
+             f"(a preview: its sheets belong to no kit)")
+    for line in done["reentry"]:
+        say(ctx, f"  re-entry: {line}")
+    if not done["reentry"]:
+        say(ctx, "  re-entry: none declared (the form is stored and reconciled, but makes no worklist items)")
+
+
 @cli.group()
 def sheets() -> None:
     """The registry of printed sheets."""
@@ -361,6 +385,8 @@ def sheets_show(ctx: KitContext, sheet_id: str, as_json: bool) -> None:
 @click.argument("template", required=False)
 @click.option("--ward", help="Print a ward pack (or 'all': one pack per ward into --out DIR).")
 @click.option("--blank", type=int, help="Print N blank forms with fresh downtime identifiers.")
+@click.option("--blank-set", "blank_set", type=int,
+              help="Print N new-patient sets: every patient form, one downtime MRN and encounter per set.")
 @click.option("--patient", "mrn", help="Print TEMPLATE pre-filled for this MRN.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path), help="PDF file (or directory for --ward all).")
 @click.option("--lang", default="en", show_default=True, help="One or two of en, fr, nl (e.g. fr,nl).")
@@ -370,21 +396,27 @@ def sheets_show(ctx: KitContext, sheet_id: str, as_json: bool) -> None:
               help="--ward all: print nothing (and say 'unchanged') if this census was printed already.")
 @click.option("--keep", type=click.IntRange(min=1), help="--ward all: keep only the N newest pack folders beside --out DIR.")
 @pass_kit
-def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: int | None, mrn: str | None,
-              out_path: Path, lang: str, paper: str, as_json: bool, if_changed: bool, keep: int | None) -> None:
-    """Print a ward pack, blank stock, or one patient's form."""
+def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: int | None, blank_set: int | None,
+              mrn: str | None, out_path: Path, lang: str, paper: str, as_json: bool, if_changed: bool,
+              keep: int | None) -> None:
+    """Print a ward pack, blank stock, new-patient sets, or one patient's form."""
     from .errors import BadInput
-    from .generate import print_all_wards, print_blank, print_patient, print_ward
+    from .generate import print_all_wards, print_blank, print_blank_set, print_patient, print_ward
     from .generate.issue import packs_unchanged, prune_packs
     from .templates import parse_langs
     langs = parse_langs(lang)
     kit = ctx.kit()
-    modes = [m for m in (ward is not None, blank is not None, mrn is not None) if m]
+    modes = [m for m in (ward is not None, blank is not None, blank_set is not None, mrn is not None) if m]
     if len(modes) != 1:
-        raise BadInput("say what to print: --ward W, or TEMPLATE --blank N, or TEMPLATE --patient MRN")
+        raise BadInput("say what to print: --ward W, or TEMPLATE --blank N, or --blank-set N, "
+                       "or TEMPLATE --patient MRN")
     if (if_changed or keep is not None) and ward != "all":
         raise BadInput("--if-changed and --keep go with --ward all --out DIR")
-    if ward is not None:
+    if blank_set is not None:
+        if template:
+            raise BadInput("a new-patient set holds every patient form: drop TEMPLATE")
+        results = [print_blank_set(kit, blank_set, out_path, paper, langs, ctx.actor)]
+    elif ward is not None:
         if template:
             raise BadInput("a ward pack prints every patient form: drop TEMPLATE or use --patient")
         if ward == "all" and if_changed and (same := packs_unchanged(kit, paper, langs)):
@@ -621,12 +653,19 @@ def identities_unlink(ctx: KitContext, downtime_mrn: str, reason: str) -> None:
 @pass_kit
 def identities_suggest(ctx: KitContext, as_json: bool, min_score: float) -> None:
     """Propose links from transcribed name and birth date; nothing is linked until a person does."""
-    from .reconcile import suggest_identities
-    rows = suggest_identities(ctx.kit(), min_score=min_score)
+    from .reconcile import list_identities, no_suggestion_reason, suggest_identities
+    from .reconcile.identity import NO_SUGGESTION_WORDS
+    kit = ctx.kit()
+    rows = suggest_identities(kit, min_score=min_score)
     if as_json:
         emit_json(rows)
     else:
         table(rows, ["downtime_mrn", "real_mrn", "score", "name", "birth_date", "census_name", "why"])
+        suggested = {r["downtime_mrn"] for r in rows}
+        for ident in list_identities(kit):  # say why the others have none (suggestions need transcriptions)
+            if ident["kind"] == "mrn" and not ident["linked_to"] and ident["downtime_mrn"] not in suggested:
+                click.echo(f"{ident['downtime_mrn']}: no suggestion — "
+                           f"{NO_SUGGESTION_WORDS[no_suggestion_reason(kit, ident)]}")
         say(ctx, "suggestions only: link with `fallbackkit identities link DOWNTIME REAL --reason ...`")
 
 

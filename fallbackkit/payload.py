@@ -7,6 +7,13 @@ Format (QR alphanumeric charset only, so the code stays small and robust):
 `mac` is HMAC-SHA256 over everything before it, keyed with the kit secret, truncated to 60 bits
 and written as 12 Crockford characters. Decoders find phantom codes in noise, and anyone can print
 a QR: only a payload whose prefix parses and whose MAC verifies identifies a sheet.
+
+A ward pack's cover sheet carries a code of another kind, signed the same way, so that a cover
+scanned with its pack is recognised (and counted), not quarantined as a page without a code:
+
+    FK1C:<kit id>:<first sheet id of the pack>:<sheets in the pack>:<mac>
+
+Its prefix differs from a sheet's (`parse` refuses it), so no reader can mistake one for the other.
 """
 from __future__ import annotations
 
@@ -73,3 +80,51 @@ def verify(text: str, secret: bytes, kit_id: str) -> SheetPayload:
     if not hmac.compare_digest(mac, _mac(secret, payload._body())):
         raise PayloadError("sheet code signature does not verify (forged or damaged code)")
     return payload
+
+
+COVER_PREFIX = "FK1C"
+
+
+@dataclass(frozen=True)
+class CoverPayload:
+    """The code of a ward pack's cover: which pack (by its first sheet, a key every station shares)."""
+    kit_id: str
+    first_sheet_id: str
+    sheets: int
+
+    def _body(self) -> str:
+        return ":".join([COVER_PREFIX, self.kit_id, self.first_sheet_id, str(self.sheets)])
+
+    def encode(self, secret: bytes) -> str:
+        body = self._body()
+        return f"{body}:{_mac(secret, body)}"
+
+
+def is_cover(text: str) -> bool:
+    try:
+        parse_cover(text)
+        return True
+    except PayloadError:
+        return False
+
+
+def parse_cover(text: str) -> CoverPayload:
+    """Parse a cover code without verifying; raises PayloadError when it is not one."""
+    parts = text.strip().split(":")
+    if len(parts) != 5 or parts[0] != COVER_PREFIX:
+        raise PayloadError("not a fallbackkit cover code")
+    _, kit_id, first, sheets, mac = parts
+    if not (ids.is_valid(kit_id, 5) and ids.is_valid(first, 8) and sheets.isdigit() and len(mac) == MAC_CHARS):
+        raise PayloadError("malformed fallbackkit cover code")
+    return CoverPayload(kit_id, first, int(sheets))
+
+
+def verify_cover(text: str, secret: bytes, kit_id: str) -> CoverPayload:
+    """Parse and check kit id and MAC of a cover code, as `verify` does for a sheet."""
+    cover = parse_cover(text)
+    mac = text.strip().rsplit(":", 1)[1]
+    if cover.kit_id != kit_id:
+        raise PayloadError(f"cover sheet of another kit ({cover.kit_id}, this kit is {kit_id})")
+    if not hmac.compare_digest(mac, _mac(secret, cover._body())):
+        raise PayloadError("cover code signature does not verify (forged or damaged code)")
+    return cover

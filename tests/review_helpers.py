@@ -174,3 +174,43 @@ class ServerThread:
         # close every socket from the server's own loop thread; the loop ends when none is left
         self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self.thread.join(timeout=5)
+
+
+def scan_blank_registration(kit, tmp: Path, sex: str | None = "male") -> dict[str, Any]:
+    """Print one blank registration, write in its name and birth-date boxes (scribbles the machine
+    cannot read, so they wait for a person), tick a sex, scan it. Returns the downtime MRN, the
+    sheet id and the reading ids of the identity fields."""
+    from conftest import render_pages
+    from fallbackkit.generate import print_blank
+    from fallbackkit.scan.pipeline import scan_paths
+    result = print_blank(kit, "registration", 1, tmp / "blank-registration.pdf", actor="tester")
+    pages = render_pages(result.out_path, dpi=DPI)
+    first = next(s for s in result.sheets if s["page"] == 1)
+    g = sheet_geometry(kit, first["sheet_id"])
+    img = pages[0].copy()
+    for name in ("last_name", "first_name", "birth_date"):
+        scribble(img, field(g, name)["box_mm"])
+    if sex:
+        tick(img, next(o for o in field(g, "sex")["options"] if o["value"] == sex)["box_mm"])
+    scan_paths(kit, [_write(img, tmp / "blank-registration-1.png")], workers=1, progress=False)
+    dt = kit.db.conn.execute("SELECT downtime_mrn FROM forms WHERE form_id = ?", [first["form_id"]]).fetchone()[0]
+    readings = dict(kit.db.conn.execute("SELECT field, reading_id FROM readings WHERE sheet_id = ?",
+                                        [first["sheet_id"]]).fetchall())
+    return {"downtime_mrn": dt, "sheet_id": first["sheet_id"], "readings": readings}
+
+
+def rescan_lab_sheet(kit, tmp: Path, sc: Scenario) -> int:
+    """A third scan of the scenario's lab request with other marks: a firm tick in 'fasting', the
+    third priority, the first specimen. Several fields of one sheet now disagree. Returns its capture id."""
+    from conftest import render_pages
+    from fallbackkit.scan.pipeline import scan_paths
+    pages = render_pages(sc.pdf, dpi=DPI)
+    index = {s["sheet_id"]: i + len(pages) - len(sc.sheets) for i, s in enumerate(sc.sheets)}
+    g = sheet_geometry(kit, sc.lab_sheet)
+    img = pages[index[sc.lab_sheet]].copy()
+    tick(img, field(g, "fasting")["box_mm"])
+    tick(img, field(g, "priority")["options"][2]["box_mm"])
+    tick(img, field(g, "specimen")["options"][0]["box_mm"])
+    scribble(img, field(g, "diagnosis")["box_mm"])
+    scan_paths(kit, [_write(img, tmp / "scan-lab-3.png")], workers=1, progress=False)
+    return kit.db.conn.execute("SELECT MAX(capture_id) FROM captures WHERE sheet_id = ?", [sc.lab_sheet]).fetchone()[0]

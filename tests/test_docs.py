@@ -29,3 +29,12 @@ def test_doc_links_point_at_files():
             if target.startswith("../shared"):
                 continue
             assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_the_template_example_in_the_guide_loads(tmp_path):
+    from fallbackkit.templates.model import load_template
+    text = (ROOT / "docs" / "templates.md").read_text()
+    example = re.search(r"```yaml\n(name: fluid-balance.*?)```", text, re.S).group(1)
+    (tmp_path / "fluid-balance.yaml").write_text(example)
+    t = load_template(tmp_path / "fluid-balance.yaml")
+    assert [r.each for r in t.reentry] == ["column"] and t.spec("oral_ml").range == (0.0, 3000.0)

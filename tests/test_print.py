@@ -39,7 +39,9 @@ def page_texts(pdf_path) -> list[str]:
 def test_ward_pack_codes_verify_are_unique_and_in_order(kit, ward_pack):
     images = render_pages(ward_pack.out_path, dpi=150)
     assert len(images) == len(ward_pack.sheets) + 1  # the cover page comes first
-    assert decode_qr(images[0]) == []  # the cover is not a form
+    [cover] = decode_qr(images[0])  # the cover is not a form: its code is a cover code, not a sheet's
+    assert payload.verify_cover(cover, kit.secret, kit.kit_id) == \
+        payload.CoverPayload(kit.kit_id, ward_pack.sheets[0]["sheet_id"], len(ward_pack.sheets))
     seen = []
     for image, sheet in zip(images[1:], ward_pack.sheets):
         codes = decode_qr(image)
@@ -77,9 +79,10 @@ def test_pack_is_in_bed_order_and_prints_two_identifiers(kit, ward_pack):
     for text, sheet in zip(texts[1:], ward_pack.sheets):
         p = patients[sheet["patient_mrn"]]
         assert p["last_name"].upper() in text and p["first_name"] in text
-        assert f"MRN {p['mrn']}" in text and p["birth_date"] in text
+        y, m, d = p["birth_date"].split("-")
+        assert f"MRN {p['mrn']}" in text and f"{d}/{m}/{y}" in text  # the forms' own order, not ISO
         assert ids.pretty_sheet_id(sheet["sheet_id"]) in text
-        assert "data as of 2026-11-28T06:00:00+01:00" in text
+        assert "data as of 28/11/2026 06:00" in text
         beds.append(int(p["bed"]))
     assert beds == sorted(beds)
     templates = [s["template"] for s in ward_pack.sheets if s["patient_mrn"] == ward_pack.sheets[0]["patient_mrn"]]
@@ -187,3 +190,194 @@ def test_single_patient_form_and_pdf_is_private(kit, tmp_path):
         print_patient(kit, "vitals", "nope", tmp_path / "x.pdf")
     audit = [json.loads(r[0]) for r in kit.db.execute("SELECT after FROM audit WHERE action = 'print'")]
     assert audit[-1]["kind"] == "patient"
+
+
+def _worst_case_kit(tmp_path):
+    """A census at its worst: long names, four long allergies, eight long drug names and doses."""
+    import csv
+
+    from fallbackkit.generate import import_census
+    from fallbackkit.store import init_kit
+    kit = init_kit(tmp_path / "worst", actor="tester")
+    patients, meds = tmp_path / "p.csv", tmp_path / "m.csv"
+    with patients.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["mrn", "encounter", "last_name", "first_name", "birth_date", "sex", "ward", "bed", "allergies"])
+        w.writerow(["M1000001", "E2000001", "Vandenbroucke-Schellekens de Wilde", "Marie-Christine Élisabeth",
+                    "1948-03-07", "F", "3B", "12", WORST_ALLERGIES])
+    with meds.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["mrn", "medication", "dose", "route", "frequency", "scheduled_times", "prn"])
+        for i in range(8):
+            w.writerow(["M1000001", f"Insulin aspart (sliding scale per protocol) {i}",
+                        "according to blood glucose 2-12 units", "subcutaneous", "three times daily before meals",
+                        "08:00;12:00;18:00", "0"])
+        w.writerow(["M1000001", "Paracetamol intravenous infusion", "1 g", "IV", "max 4x daily", "", "1"])
+    import_census(kit, patients, meds, actor="tester", as_of="2026-11-28T06:00:00+01:00")
+    return kit
+
+
+WORST_ALLERGIES = ("penicillin (anaphylaxis); sulfamethoxazole-trimethoprim (rash); iodinated contrast media "
+                   "(urticaria); latex (contact dermatitis); peanut and tree nut proteins (angioedema)")
+
+
+@pytest.mark.parametrize("langs", [("en",), ("fr", "nl")])
+def test_worst_case_census_keeps_text_clear_of_code_marks_and_margins(tmp_path, langs, monkeypatch):
+    """Every text box drawn (form furniture and the per-sheet header) stays inside the margins and
+    out of the QR zone and the corner marks; and the ink on the rendered page agrees."""
+    from fallbackkit.generate import issue, render
+    from fallbackkit.templates.layout import MARGIN, mark_boxes, qr_zone, text_box
+    kit = _worst_case_kit(tmp_path)
+    drawn = []
+    real = render._draw_sheet
+
+    def spy(c, sheet, forms):
+        drawn.append(sheet)
+        return real(c, sheet, forms)
+
+    monkeypatch.setattr(render, "_draw_sheet", spy)
+    result = print_ward(kit, "3B", tmp_path / "w.pdf", langs=langs)
+    assert drawn and len(drawn) == len(result.sheets)
+    for sheet in drawn:
+        w, h = sheet.layout.size_mm
+        forbidden = [qr_zone((w, h))] + list(mark_boxes((w, h)).values())
+        for item in sheet.layout.items + sheet.header:
+            if item[0] != "text":
+                continue
+            x0, y0, x1, y1 = text_box(item)
+            assert MARGIN - 0.01 <= x0 and x1 <= w - MARGIN + 0.01, item
+            assert MARGIN - 0.01 <= y0 and y1 <= h - MARGIN + 0.01, item
+            for fx, fy, fw, fh in forbidden:
+                assert x1 <= fx or x0 >= fx + fw or y1 <= fy or y0 >= fy + fh, (item, (fx, fy, fw, fh))
+        body_top = min(item[2] for item in sheet.layout.items if item[0] == "rect" and item[2] >= 45)
+        for item in sheet.header:
+            assert item[0] != "text" or text_box(item)[3] <= body_top, item  # header never runs into the body
+    texts = page_texts(result.out_path)
+    mar = [t for t, s in zip(texts[1:], result.sheets) if s["template"] == "mar"]
+    joined = " ".join(" ".join(mar).split())
+    assert "Insulin aspart (sliding scale per protocol) 7" in joined  # wrapped, not cut
+    assert "according to blood glucose 2-12 units subcutaneous" in joined
+    assert "…" not in " ".join(mar).split("ALLERGI")[0]
+    # the header's allergy box says "see list", and the full list is on the sheet
+    first = " ".join(texts[1].split())
+    assert "see list below" in first or "voir liste ci-dessous" in first
+    assert "peanut and tree nut proteins (angioedema)" in first
+    # ink: nothing but the code in the QR zone's quiet ring, nothing past the margins
+    px = 150 / 25.4
+    for image in render_pages(result.out_path, dpi=150)[1:]:
+        qx, qy, qw, qh = qr_zone((210.0, 297.0))
+        ring = image[int((qy + 0.5) * px):int((qy + 2.5) * px), int((qx + 0.5) * px):int((qx + qw - 0.5) * px)]
+        assert ring.min() > 200, "ink in the QR quiet zone"
+        right = image[int(MARGIN * px):int((297 - MARGIN) * px), int((210 - MARGIN + 0.6) * px):int((210 - 15) * px)]
+        assert right.min() > 200, "ink past the right margin"
+
+
+def test_sections_kept_together_and_no_near_empty_pages(kit, tmp_path):
+    """Issue 15 item 2: 7 sheets per patient before (en), 5 now: registration, lab request and a MAR
+    for up to 8 medications on one sheet each; the vitals' second band of columns is page 2 and its
+    heading says "(continued)"; in fr/nl a section is never split from its own heading."""
+    from fallbackkit.templates import layout_form
+    from fallbackkit.generate.issue import kit_templates
+    result = print_ward(kit, "3B", tmp_path / "w.pdf")
+    per_patient: dict[str, dict[str, int]] = {}
+    for s in result.sheets:
+        per_patient.setdefault(s["patient_mrn"], {}).setdefault(s["template"], 0)
+        per_patient[s["patient_mrn"]][s["template"]] += 1
+    most_meds = max(kit.db.execute("SELECT COUNT(*) FROM medications GROUP BY mrn").fetchall())[0]
+    assert most_meds == 8
+    for mrn, counts in per_patient.items():
+        assert {k: v for k, v in counts.items() if k != "mar"} == {"registration": 1, "lab-request": 1, "vitals": 2}
+        assert counts["mar"] in (1, 2)
+    # 8 medications fit one MAR sheet; 8 with a four-dose one (a second slot line) may not
+    assert sum(c["mar"] == 1 for c in per_patient.values()) >= 6
+    sheets_of = {s["sheet_id"]: s for s in result.sheets}
+    for s in result.sheets:
+        if s["template"] == "mar" and s["page"] == 2:  # not an orphan row: new orders and signatures
+            names = {f["name"] for f in sheet_geometry(kit, s["sheet_id"])["fields"]}
+            assert {"day_nurse", "night_nurse", "n1.order", "n2.order"} <= names, names
+    assert sheets_of
+    assert sum(sum(c.values()) for c in per_patient.values()) / len(per_patient) <= 5.25  # was 7
+    texts = page_texts(result.out_path)
+    vitals_2 = [t for t, s in zip(texts[1:], result.sheets) if s["template"] == "vitals" and s["page"] == 2]
+    assert all("Observations (continued)" in t for t in vitals_2)
+    templates = kit_templates(kit)
+    for name in ("registration", "mar", "vitals", "lab-request"):
+        for langs in (("en",), ("fr", "nl")):
+            pages = layout_form(templates[name], "a4", langs)
+            for section in templates[name].sections:
+                names = {f.name for f in section.fields}
+                on = {p.page for p in pages for f in p.fields if f["name"] in names}
+                assert len(on) <= 1, (name, langs, section.name if hasattr(section, "name") else names)
+            if len(pages) > 1:  # a second page is not near-empty
+                assert len(pages[-1].fields) >= 5, (name, langs)
+
+
+def test_fr_nl_pack_cover_and_footer_in_the_chosen_languages(kit, tmp_path):
+    """Issue 15 item 5: the cover sheet is all fr/nl, dates dd/mm/yyyy; titles wrap (never cut);
+    the footer instruction does not run into the form code."""
+    from fallbackkit.generate import render
+    from fallbackkit.templates.layout import text_box
+    result = print_ward(kit, "3B", tmp_path / "w.pdf", langs=("fr", "nl"))
+    cover = page_texts(result.out_path)[0]
+    for english in ("This cover page", "printed", "sheets", "downtime pack", "data as of"):
+        assert english not in cover
+    assert "Dit voorblad is geen formulier" in cover and "données du / gegevens van 28/11/2026 06:00" in cover
+    texts = page_texts(result.out_path)
+    registration = next(t for t, s in zip(texts[1:], result.sheets) if s["template"] == "registration")
+    assert "Registratie / opname (noodprocedure)" in registration and "…" not in registration
+    sheet = next(s for s in result.sheets if s["template"] == "registration")
+    from fallbackkit.generate.issue import kit_templates
+    from fallbackkit.templates import layout_form
+    layout = layout_form(kit_templates(kit)["registration"], "a4", ("fr", "nl"))[0]
+    footer = [text_box(i) for i in layout.items if i[0] == "text" and i[2] > 260]
+    for a in footer:
+        for b in footer:
+            if a is not b:
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+    vitals = layout_form(kit_templates(kit)["vitals"], "a4", ("en",))[0]
+    labels = " ".join(i[5] for i in vitals.items if i[0] == "text")
+    assert "Unresponsive" in labels and "Unresp…" not in labels
+    assert sheet
+
+
+def test_blank_set_shares_one_downtime_mrn_and_encounter(kit, tmp_path):
+    """Issue 15 item 3: `print --blank-set 2` gives two sets of every patient form; within a set
+    one downtime MRN and encounter (and each lab request its own accession), across sets none
+    shared; every blank form has name, birth date, sex, ward, bed and allergy boxes."""
+    from click.testing import CliRunner
+    from fallbackkit.cli import cli
+    out = tmp_path / "sets.pdf"
+    res = CliRunner().invoke(cli, ["--kit", str(kit.path), "print", "--blank-set", "2", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    forms = list(kit.db.query("SELECT * FROM forms ORDER BY rowid"))
+    assert [f["template"] for f in forms] == ["registration", "lab-request", "mar", "vitals"] * 2
+    sets = [forms[:4], forms[4:]]
+    for group in sets:
+        assert len({f["downtime_mrn"] for f in group}) == 1 and group[0]["downtime_mrn"].startswith("DTM")
+        assert len({f["encounter"] for f in group}) == 1 and group[0]["encounter"]
+        assert next(f for f in group if f["template"] == "lab-request")["accession"].startswith("DTA")
+    assert sets[0][0]["downtime_mrn"] != sets[1][0]["downtime_mrn"]
+    assert sets[0][0]["encounter"] != sets[1][0]["encounter"]
+    texts = page_texts(out)
+    sheets = json.loads(res.stdout)
+    for text, sheet in zip(texts, sheets):
+        form = next(f for f in forms if f["form_id"] == sheet["form_id"])
+        assert form["downtime_mrn"] in text and form["encounter"] in text
+    need = {"patient_name", "patient_birth_date", "patient_sex", "patient_ward", "patient_bed",
+            "patient_allergies_known", "patient_allergies"}
+    for form in forms:
+        if form["template"] == "registration":
+            continue  # its own identity, ward, bed and allergy fields
+        first = next(s for s in sheets if s["form_id"] == form["form_id"])
+        names = {f["name"] for f in sheet_geometry(kit, first["sheet_id"])["fields"]}
+        assert need <= names, (form["template"], need - names)
+
+
+def test_blank_stock_pdf_is_compact_binary_and_every_code_reads(kit, tmp_path):
+    """Issue 15 item 17 (speed is measured in bench/bench_print.py): the code is written as one
+    run of rectangles in module units and streams are not ASCII85-encoded; codes still decode."""
+    result = print_blank(kit, "lab-request", 20, tmp_path / "b.pdf")
+    raw = result.out_path.read_bytes()
+    assert b"/ASCII85Decode" not in raw
+    images = render_pages(result.out_path, dpi=150)
+    assert [len(decode_qr(i)) for i in images] == [1] * 20

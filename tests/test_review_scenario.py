@@ -43,7 +43,10 @@ def _answer(item: dict, truth: dict) -> tuple[str, object]:
     meant = truth[item["sheet_id"]][item["field"]]
     if item["options"] is not None:
         return "correct", meant["value"]
-    return "transcribe", {"number": "42", "datetime": "28/11/2026 10:15", "initials": "AB"}.get(item["type"], "written")
+    if item["type"] == "datetime":  # typed values are checked like handwriting: the form's own kind of date/time
+        return "transcribe", {"date": "28/11/2026", "time": "10:15"}.get((item.get("extra") or {}).get("format"),
+                                                                          "28/11/2026 10:15")
+    return "transcribe", {"number": "42", "initials": "AB"}.get(item["type"], "written")
 
 
 def test_a_clerk_drains_the_queue_of_a_simulated_ward(simulated):
@@ -69,6 +72,11 @@ def test_a_clerk_drains_the_queue_of_a_simulated_ward(simulated):
         decision, value = _answer(item, truth)
         resp = client.post(f"/api/readings/{item['reading_id']}/decision", headers={"X-CSRF-Token": token},
                            json={"decision": decision, "value": value, "seen_review_id": None})
+        if resp.status_code == 422:  # 42 is not a plausible pain score or SpO2: the clerk confirms it
+            assert resp.get_json()["implausible"]
+            resp = client.post(f"/api/readings/{item['reading_id']}/decision", headers={"X-CSRF-Token": token},
+                               json={"decision": decision, "value": value, "seen_review_id": None,
+                                     "confirm_implausible": True})
         assert resp.status_code == 200, resp.get_json()
         decided[item["reading_id"]] = value
     assert len(seen) == before  # the station offered exactly what reconciliation counts as waiting

@@ -33,11 +33,11 @@ def lab(kit, blank_lab):
 
 def test_filled_ward_pack_every_page_identified_and_every_accepted_value_true(ward):
     rng = np.random.default_rng(1)
-    assert ward.sheet_ids[0] is None  # the cover page carries no code
+    assert ward.sheet_ids[0] is None  # the cover page carries no sheet code: a cover code of its own
     cover = ward.read(ward.images[0])
-    assert (cover.status, cover.reason) == ("quarantined", "no_code")
+    assert (cover.status, cover.reason, cover.sheet_id, cover.readings) == ("cover", None, None, [])
     pages = ward.pages()
-    assert len(pages) == 56
+    assert len(pages) == 42  # 8 patients x 5 sheets, +1 for each of the two 8-medication MARs (was 56)
     clear = clear_reviewed = 0
     for sheet_id, img, geom in pages:
         marked, truth = fill_page(img, geom, DPI, rng)
@@ -54,7 +54,7 @@ def test_filled_ward_pack_every_page_identified_and_every_accepted_value_true(wa
                 assert r.ink == truth[r.field]["ink"] or (r.ink and not truth[r.field]["ink"])
                 assert r.crop is not None and r.crop.ndim == 2
         assert result.page_image.shape == (1169, 827)
-    assert clear > 300 and clear_reviewed <= 0.02 * clear
+    assert clear > 250 and clear_reviewed <= 0.02 * clear
 
 
 def test_blank_sheet_reads_blank(lab):

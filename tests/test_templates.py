@@ -130,6 +130,30 @@ def test_good_template_loads(tmp_path):
     (lambda d: d.update(version="two"), r"'version' must be a whole number"),
     (lambda d: d["sections"][0]["fields"][0].update(colour="red"), r"'ok': unknown key\(s\): colour"),
     (lambda d: d["sections"][0]["fields"][0].update(type="number"), r"'ok': 'digits' must be"),
+    (lambda d: d["sections"][0]["fields"][0].update(range=[0, 1]), r"'ok': 'range' is for number fields"),
+    (lambda d: d["sections"][0]["fields"][0].update(type="number", digits=2, range=[40, 30]),
+     r"'ok': 'range' must be \[low, high\]"),
+    (lambda d: d["sections"][0]["fields"][0].update(type="number", digits=2, range=[0, 300]),
+     r"'ok': 'range' \[0, 300\] does not fit 2 digit"),
+    (lambda d: d["sections"][0]["fields"][0].update(type="text", transcribe="maybe"),
+     r"'ok': 'transcribe' must be one of yes, ink-only, no"),
+    (lambda d: d["sections"][0]["fields"][0].update(transcribe="yes"), r"'ok': a checkbox is read from its marks"),
+    (lambda d: d["sections"][0]["fields"][0].update(type="number", digits=2, observation={"display": "x"}),
+     r"'ok' observation: a number needs its UCUM 'unit'"),
+    (lambda d: d["sections"][0]["fields"][0].update(observation={"display": "x"}),
+     r"'ok' observation: a checkbox cannot be exported"),
+    (lambda d: d["sections"][0]["fields"][0].update(when_empty={"flag": "Bad Code", "message": "m"}),
+     r"'ok' when_empty: 'flag' must be a code"),
+    (lambda d: d["sections"][0]["fields"][0].update(required="sometimes"), r"'ok': 'required' must be true, false"),
+    (lambda d: d.update(reentry=[{"each": "form", "kind": "order"}]), r"reentry item 1: an item made once per form needs an 'id'"),
+    (lambda d: d.update(reentry=[{"each": "column", "kind": "vitals", "fhir": "observation", "date": "ok", "time": "ok"}]),
+     r"reentry item 1: 'each: column' needs a grid section"),
+    (lambda d: d.update(reentry=[{"each": "form", "kind": "result", "id": "x", "care_time": ["nope"]}]),
+     r"reentry item 1: names field 'nope'"),
+    (lambda d: d.update(reentry=[{"each": "form", "kind": "order", "id": "x", "fhir": "service-request",
+                                  "roles": {"tests": "ok"}}]),
+     r"reentry item 1 roles: a service-request needs the roles 'tests' and 'collected'"),
+    (lambda d: d.update(reentry=[{"each": "slot", "kind": "medication"}]), r"'each: slot' needs a medications section"),
 ])
 def test_validation_names_file_field_and_problem(tmp_path, mutate, expected):
     import copy
@@ -141,8 +165,67 @@ def test_validation_names_file_field_and_problem(tmp_path, mutate, expected):
     assert str(path) in str(err.value)
 
 
+def test_range_and_transcribe_of_the_shipped_vitals(shipped):
+    vitals = shipped["vitals"]
+    rows = {r.name: r for s in vitals.sections if s.grid for r in s.grid.rows}
+    assert rows["temperature"].range == (30.0, 45.0)
+    assert rows["spo2"].range == (50.0, 100.0)
+    assert rows["avpu"].range is None and rows["avpu"].transcribe == "no"
+    assert rows["initials"].transcribe == "yes"
+    signatures = [f for t in shipped.values() for s in t.sections for f in s.fields if f.type == "signature"]
+    assert signatures and all(f.transcribe == "ink-only" for f in signatures)
+
+
+def test_transcribe_defaults_by_type(tmp_path):
+    import copy
+    data = copy.deepcopy(GOOD)
+    data["sections"][0]["fields"] += [
+        {"name": "t", "type": "text", "label": GOOD["title"]},
+        {"name": "s", "type": "signature", "label": GOOD["title"]},
+        {"name": "n", "type": "number", "digits": 2, "transcribe": "no", "label": GOOD["title"]}]
+    fields = {f.name: f for f in load_template(_write(tmp_path, data)).sections[0].fields}
+    assert (fields["ok"].transcribe, fields["t"].transcribe, fields["s"].transcribe, fields["n"].transcribe) \
+        == ("no", "yes", "ink-only", "no")
+
+
 def test_broken_yaml_names_the_file(tmp_path):
     path = _write(tmp_path, "name: [unclosed\n")
     with pytest.raises(TemplateError, match="not valid YAML") as err:
         load_template(path)
     assert str(path) in str(err.value)
+
+
+MEANING_KEYS = {"reentry", "observation", "range", "transcribe", "when_empty", "checks"}
+
+
+def _without_meaning(data):
+    """A template as kits made before templates declared their meaning hold it."""
+    if isinstance(data, dict):
+        out = {k: _without_meaning(v) for k, v in data.items() if k not in MEANING_KEYS}
+        if out.get("required") == "blank-stock":
+            out["required"] = True
+        return out
+    if isinstance(data, list):
+        return [_without_meaning(v) for v in data]
+    return data
+
+
+def test_an_upgraded_kit_keeps_the_meaning_of_its_shipped_templates(tmp_path):
+    """A kit made by the earlier release holds template copies without `reentry:`: printed the
+    same as the shipped ones, they take the shipped meaning; a changed copy does not."""
+    from fallbackkit.generate import kit_templates
+    from fallbackkit.store import init_kit
+    kit = init_kit(tmp_path / "kit", actor="tester")
+    for path in kit.templates_dir.glob("*.yaml"):
+        path.write_text(yaml.safe_dump(_without_meaning(yaml.safe_load(path.read_text())), allow_unicode=True))
+    assert not load_templates(kit.templates_dir)["vitals"].reentry
+    found = kit_templates(kit)
+    assert [r.each for r in found["vitals"].reentry] == ["column", "fields"]
+    assert found["vitals@1"].spec("temperature").observation.loinc == "8310-5"
+    assert found["mar"].medications.checks and found["registration"].reentry
+    changed = kit.templates_dir / "vitals.yaml"
+    data = yaml.safe_load(changed.read_text())
+    data["sections"][0]["fields"][0]["label"]["en"] = "Day of the observations"
+    changed.write_text(yaml.safe_dump(data, allow_unicode=True))
+    assert not kit_templates(kit)["vitals"].reentry  # prints differently: means only what it declares
+    kit.close()

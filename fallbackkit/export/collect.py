@@ -10,43 +10,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import logging
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import BadInput
+from ..files import write_private  # noqa: F401  (re-exported: the one owner is fallbackkit/files.py)
 from ..store.decisions import CURRENT_REVIEWS_SQL, current_links
 from ..store.kit import Kit
 
-log = logging.getLogger(__name__)
 
 
 # --- writing files that hold patient data -----------------------------------------------------
-def write_private(path: Path | str, data: bytes | str) -> Path:
-    """Write atomically with mode 0600: the file never exists readable by others, even briefly."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    log.debug("wrote %s (%d bytes, mode 0600)", path, len(data))
-    return path
-
-
 def parse_since(text: str | None) -> _dt.datetime | None:
     """`--since` accepts an ISO date or date-time; without an offset it means local time."""
     if not text:

@@ -22,7 +22,10 @@ from urllib.parse import quote
 
 from ..errors import BadInput
 from ..store.kit import Kit, now_iso
+from ..files import OutputFiles, file_name, outside_kit
 from ..templates import values as paper_values
+from ..templates.model import Template
+from ..templates.semantics import ItemRule
 from .collect import Form, Store, load, parse_since, touched_since, write_private
 
 NS = uuid.UUID("8f0d7f3e-4c1e-5b8a-9a51-6b7f2a0c3d11")
@@ -32,17 +35,6 @@ PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
-# grid row -> (LOINC, display, UCUM unit, unit text)
-VITALS = {
-    "temperature": ("8310-5", "Body temperature", "Cel", "°C"),
-    "pulse": ("8867-4", "Heart rate", "/min", "/min"),
-    "bp_systolic": ("8480-6", "Systolic blood pressure", "mm[Hg]", "mmHg"),
-    "bp_diastolic": ("8462-4", "Diastolic blood pressure", "mm[Hg]", "mmHg"),
-    "resp_rate": ("9279-1", "Respiratory rate", "/min", "/min"),
-    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", "%"),
-    "pain": ("72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported", "{score}", "score"),
-}
-AVPU = {"alert": "Alert", "voice": "Responds to voice", "pain": "Responds to pain", "unresponsive": "Unresponsive"}
 PRIORITY = {"routine": "routine", "urgent": "urgent", "stat": "stat"}
 GENDER = {"female": "female", "male": "male", "other": "other", "unknown": "unknown", "f": "female", "m": "male",
           "x": "other"}
@@ -110,11 +102,14 @@ def instant(text: str | None) -> str | None:
 # --- building blocks ----------------------------------------------------------------------------
 @dataclass
 class Item:
-    """One unit of re-entry (a vitals column, a MAR slot, a lab request, a registration)."""
+    """One worklist item of a form (a vitals column, a MAR slot, a lab request, a registration),
+    with the template rule that says what it becomes in FHIR."""
     key: str
     form: Form
     fields: list[str]
     kind: str
+    rule: ItemRule
+    template: Template
 
 
 @dataclass
@@ -173,10 +168,6 @@ def _settled(form: Form, names: list[str]) -> dict[str, Any]:
     return {n: form.value(n) for n in names}
 
 
-def _fields(form: Form, prefix: str) -> list[str]:
-    return sorted(n for n in form.fields if n.startswith(prefix))
-
-
 def _agent(role: str, who: str) -> dict[str, Any]:
     return {"type": {"coding": [{"system": PARTICIPANT, "code": role}]}, "who": {"display": who}}
 
@@ -187,7 +178,8 @@ class FhirExport:
         zone_ok(tz)
         self.kit = kit
         self.tz = tz
-        self._templates: dict[str, Any] | None = None
+        from ..generate import kit_templates
+        self.templates: dict[str, Template] = kit_templates(kit)
         self.skip_entered = skip_entered
         self.skipped: list[dict[str, Any]] = []
         self.marks = {item: status for item, status in kit.db.conn.execute(
@@ -233,23 +225,26 @@ class FhirExport:
     def _demographics_from_paper(self, key: str, resource: dict[str, Any]) -> None:
         """A patient known only by a downtime MRN: name and birth date from a settled registration form."""
         for form in self.store.forms:
-            if form.patient_key != key or form.template != "registration":
+            roles = self.registration_roles(form)
+            if form.patient_key != key or roles is None:
                 continue
+            wanted = {r: roles.get(r) for r in ("family", "given", "birth_date", "gender")}
             try:
-                v = _settled(form, ["last_name", "first_name", "birth_date", "sex"])
+                got = _settled(form, [n for n in wanted.values() if n])
             except Unsettled:
                 continue
-            if v["last_name"] or v["first_name"]:
-                resource["name"] = [{k: x for k, x in (("family", v["last_name"]),
-                                                       ("given", [v["first_name"]] if v["first_name"] else None))
+            v = {r: got.get(n) if n else None for r, n in wanted.items()}
+            if v["family"] or v["given"]:
+                resource["name"] = [{k: x for k, x in (("family", v["family"]),
+                                                       ("given", [v["given"]] if v["given"] else None))
                                      if x}]
             if v["birth_date"]:
                 try:
                     resource["birthDate"] = parse_date(v["birth_date"]).isoformat()
                 except Unsettled:
                     pass
-            if v["sex"] in GENDER:
-                resource["gender"] = GENDER[v["sex"]]
+            if v["gender"] in GENDER:
+                resource["gender"] = GENDER[v["gender"]]
             return
         # no registration form: the name and birth date handwritten on blank stock, when settled
         for form in self.store.forms:
@@ -279,9 +274,10 @@ class FhirExport:
         resource = {"resourceType": "Encounter", "status": "unknown",
                     "class": {"system": ACT_CODE, "code": "IMP", "display": "inpatient encounter"},
                     "subject": {"reference": patient_url}}
-        if form.template == "registration":
+        start = (self.registration_roles(form) or {}).get("encounter_start")
+        if start:
             try:
-                arrival = _settled(form, ["arrival_time"])["arrival_time"]
+                arrival = _settled(form, [start])[start]
                 if arrival:
                     resource["period"] = {"start": parse_datetime(arrival, self.tz)}
             except Unsettled:
@@ -357,33 +353,25 @@ class FhirExport:
         self.b.add(bundle, resource, self.b.system("provenance"), target_id, search="_tag")
 
     # -- items --
+    def template(self, form: Form) -> Template | None:
+        return self.templates.get(f"{form.template}@{form.row['version']}") or self.templates.get(form.template)
+
+    def registration_roles(self, form: Form) -> dict[str, Any] | None:
+        """The fields a registration form gives the Patient and Encounter (its template says)."""
+        t = self.template(form)
+        rule = next((r for r in (t.reentry if t else ()) if r.fhir == "registration"), None)
+        return rule.roles if rule else None
+
     def items(self, form: Form) -> list[Item]:
-        names = set(form.fields)
-        t = form.template
-        if t == "vitals":
-            cols = sorted({n.split(".")[0] for n in names if re.match(r"c\d+\.", n)}, key=lambda c: int(c[1:]))
-            out = [Item(f"{form.form_id}:{c}", form, _fields(form, c + ".") + ["obs_date"], "vitals") for c in cols]
-            body = [n for n in ("height", "weight") if n in names]
-            if body:
-                out.append(Item(f"{form.form_id}:body", form, body + ["obs_date"], "vitals"))
-            return out
-        if t == "mar":
-            slots = sorted({n.rsplit(".", 1)[0] for n in names if re.match(r"[mpn]\d+\.s\d+\.", n)})
-            return [Item(f"{form.form_id}:{s}", form,
-                         _fields(form, s + ".") + ["mar_date"] +
-                         ([s.split(".")[0] + ".order"] if s.split(".")[0] + ".order" in names else []),
-                         "medication") for s in slots]
-        if t == "lab-request":
-            return [Item(f"{form.form_id}:order", form, sorted(names), "order")]
-        if t == "registration":
-            return [Item(f"{form.form_id}:registration", form, sorted(names), "registration")]
-        return []
+        """The worklist's items of the form: the ids a clerk marks entered are the ids exported."""
+        return [Item(w.item_id, form, list(w.fields), w.kind, w.rule, w.template)
+                for w in self.work.get(form.form_id, []) if w.rule.fhir != "none"]
 
     def export_item(self, item: Item) -> int:
         """Adds the item's resources to its patient's bundle; returns how many clinical resources."""
         form = item.form
         values = _settled(form, [n for n in item.fields if n in form.fields])
-        if not any(v not in (None, False, [], "") for n, v in values.items() if n not in ("obs_date", "mar_date")):
+        if not any(v not in (None, False, [], "") for n, v in values.items() if n != item.rule.date):
             return 0  # nothing written in this column/slot
         key = form.patient_key
         bundle = self.bundles.get(key) or PatientBundle(key)
@@ -391,10 +379,10 @@ class FhirExport:
         staged = PatientBundle(key, [], dict(bundle.urls), bundle.patient_url)
         patient_url = self.patient(staged, form)
         enc_url = self.encounter(staged, form, patient_url)
-        builder = {"vitals": self._vitals, "medication": self._medication, "order": self._lab,
-                   "registration": self._registration}[item.kind]
+        builder = {"observation": self._observations, "medication-administration": self._medication,
+                   "service-request": self._lab, "registration": self._registration}[item.rule.fhir]
         produced = builder(staged, item, values, patient_url, enc_url)
-        if produced or item.kind == "registration":
+        if produced or item.rule.fhir == "registration":
             bundle.entries.extend(staged.entries)
             bundle.urls, bundle.patient_url = staged.urls, staged.patient_url
             self.bundles[key] = bundle
@@ -402,71 +390,63 @@ class FhirExport:
 
     def option_label(self, form: Form, field_name: str, value: str) -> str:
         """The English label printed next to a box (e.g. 'PT/INR, aPTT' for coag), else the value."""
-        if self._templates is None:
-            from ..generate import kit_templates
-            try:
-                self._templates = kit_templates(self.kit)
-            except Exception:  # noqa: BLE001 - labels are a courtesy; the code is what counts
-                self._templates = {}
-        t = self._templates.get(f"{form.template}@{form.row['version']}") or self._templates.get(form.template)
-        for section in getattr(t, "sections", []):
-            for f in section.fields:
-                if f.name == field_name:
-                    for o in f.options or []:
-                        if o.value == value:
-                            return o.label.get("en") or value
+        t = self.template(form)
+        spec = t.spec(field_name) if t else None
+        for o in spec.options if spec else ():
+            if o.value == value:
+                return o.label.get("en") or value
         return value
 
     def _ref(self, patient_url: str, enc_url: str) -> dict[str, Any]:
         return {"subject": {"reference": patient_url}, "encounter": {"reference": enc_url}}
 
-    def _vitals(self, bundle, item: Item, v: dict[str, Any], patient_url, enc_url) -> int:
-        form = item.form
-        if v.get("obs_date") is None:
-            raise Unsettled("the observation date (obs_date) is blank")
-        col = item.key.rsplit(":", 1)[1]
-        docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
+    def _observations(self, bundle, item: Item, v: dict[str, Any], patient_url, enc_url) -> int:
+        """One Observation per field the template codes (`observation:`): the cells of a grid
+        column at the day + the column's time, or a named set of fields at the day."""
+        rule, t = item.rule, item.template
+        if v.get(rule.date) is None:
+            raise Unsettled(f"the {rule.date_words} ({rule.date}) is blank")
+        docs = self.documents(bundle, item.form, patient_url, enc_url, item.fields)
+        if rule.each == "column":
+            col = item.key.rsplit(":", 1)[1]
+            time_field = f"{col}.{rule.time}"
+            if v.get(time_field) is None:
+                raise Unsettled(f"{time_field} is blank: the care time is unknown")
+            when = care_time(v[rule.date], v[time_field], self.tz)
+            initials = v.get(f"{col}.{rule.performer}") if rule.performer else None
+            cells = [(f"{col}.{r.name}", r) for r in t.grid.rows if r.observation]
+            timing = [time_field, rule.date]
+        else:
+            when = parse_date(v[rule.date]).isoformat()
+            initials = None
+            cells = [(n, t.spec(n)) for n in rule.fields if t.spec(n) and t.spec(n).observation]
+            timing = [rule.date]
         produced = 0
-        if col == "body":
-            when = parse_date(v["obs_date"]).isoformat()
-            for name, (code, display, unit) in (("height", ("8302-2", "Body height", "cm")),
-                                                ("weight", ("29463-7", "Body weight", "kg"))):
-                if v.get(name) is None:
-                    continue
-                produced += self._observation(bundle, item, f"{item.key}:{name}", code, display,
-                                              {"valueQuantity": {"value": parse_number(v[name]), "unit": unit,
-                                                                 "system": UCUM, "code": unit}},
-                                              when, None, patient_url, enc_url, docs, [name, "obs_date"])
-            return produced
-        if v.get(f"{col}.time") is None:
-            raise Unsettled(f"{col}.time is blank: the care time is unknown")
-        when = care_time(v["obs_date"], v[f"{col}.time"], self.tz)
-        initials = v.get(f"{col}.initials")
-        for row, (code, display, unit, unit_text) in VITALS.items():
-            name = f"{col}.{row}"
+        for name, spec in cells:
             if v.get(name) is None:
                 continue
-            produced += self._observation(
-                bundle, item, f"{item.key}:{row}", code, display,
-                {"valueQuantity": {"value": parse_number(v[name]), "unit": unit_text, "system": UCUM, "code": unit}},
-                when, initials, patient_url, enc_url, docs, [name, f"{col}.time", "obs_date"])
-        if v.get(f"{col}.avpu") is not None:
-            level = v[f"{col}.avpu"]
-            if level not in AVPU:
-                raise Unsettled(f"AVPU value {level!r} is not one of {', '.join(AVPU)}")
-            produced += self._observation(
-                bundle, item, f"{item.key}:avpu", None, "Level of consciousness (AVPU)",
-                {"valueCodeableConcept": {"coding": [{"system": f"{self.b.base}:avpu", "code": level,
-                                                      "display": AVPU[level]}], "text": AVPU[level]}},
-                when, initials, patient_url, enc_url, docs, [f"{col}.avpu", f"{col}.time", "obs_date"])
+            obs = spec.observation
+            if obs.codes:
+                level = v[name]
+                if level not in obs.codes:
+                    raise Unsettled(f"{name} value {level!r} is not one of {', '.join(obs.codes)}")
+                value = {"valueCodeableConcept": {"coding": [{"system": f"{self.b.base}:{spec.name}", "code": level,
+                                                              "display": obs.codes[level]}],
+                                                  "text": obs.codes[level]}}
+            else:
+                value = {"valueQuantity": {"value": parse_number(v[name]), "unit": obs.unit_text, "system": UCUM,
+                                           "code": obs.unit}}
+            produced += self._observation(bundle, item, f"{item.key}:{spec.name}", obs.loinc, obs.display, value,
+                                          when, initials, patient_url, enc_url, docs, [name, *timing],
+                                          obs.category)
         return produced
 
     def _observation(self, bundle, item, ident, code, display, value, when, initials, patient_url, enc_url,
-                     docs, fields) -> int:
+                     docs, fields, category: str = "vital-signs") -> int:
         coding = {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display} if code \
             else {"text": display}
         resource = {"resourceType": "Observation", "status": "final",
-                    "category": [{"coding": [{"system": OBS_CATEGORY, "code": "vital-signs"}]}],
+                    "category": [{"coding": [{"system": OBS_CATEGORY, "code": category}]}],
                     "code": coding, **self._ref(patient_url, enc_url), "effectiveDateTime": when, **value}
         if initials:
             resource["performer"] = [{"display": f"initials: {initials}"}]
@@ -489,8 +469,9 @@ class FhirExport:
             return 0
         if status not in ("given", "held", "refused"):
             raise Unsettled(f"{slot}: status {status!r} is not given/held/refused")
-        if v.get("mar_date") is None:
-            raise Unsettled("the MAR date (mar_date) is blank")
+        day = item.rule.date
+        if v.get(day) is None:
+            raise Unsettled(f"the {item.rule.date_words} ({day}) is blank")
         geo = form.geometry.get(status_field) or form.geometry.get(given_field) or {}
         med_text = self._medication_text(form, geo.get("medication"), v.get(f"{row}.order"))
         if not med_text:
@@ -498,7 +479,7 @@ class FhirExport:
         actual = v.get(f"{slot}.time")
         if status == "given" and actual is None:
             raise Unsettled(f"{slot}: marked given but the time is blank")
-        when = care_time(v["mar_date"], actual if actual is not None else geo.get("scheduled"), self.tz)
+        when = care_time(v[day], actual if actual is not None else geo.get("scheduled"), self.tz)
         initials = v.get(f"{slot}.initials")
         resource: dict[str, Any] = {
             "resourceType": "MedicationAdministration",
@@ -527,54 +508,53 @@ class FhirExport:
         return str(order).strip() if order else None
 
     def _lab(self, bundle, item: Item, v: dict[str, Any], patient_url, enc_url) -> int:
-        form = item.form
-        tests = list(v.get("tests") or [])
-        if v.get("other_tests"):
-            tests.append(str(v["other_tests"]))
+        """A Specimen and one ServiceRequest per test; the template's roles name the fields."""
+        form, roles = item.form, item.rule.roles
+        role = lambda r: v.get(roles[r]) if roles.get(r) else None  # noqa: E731
+        ticked = list(role("tests") or [])
+        tests = list(ticked)
+        if role("other_tests"):
+            tests.append(str(role("other_tests")))
         if not tests:
             raise Unsettled("no test is ticked")
-        if v.get("collected_at") is None:
-            raise Unsettled("the collection time (collected_at) is blank")
-        when = parse_datetime(v["collected_at"], self.tz)
+        if role("collected") is None:
+            raise Unsettled(f"the {item.rule.date_words} ({roles['collected']}) is blank")
+        when = parse_datetime(role("collected"), self.tz)
         requisition = ({"system": self.b.system("downtime-accession"), "value": form.row["accession"]}
                        if form.row["accession"] else {"system": self.b.system("form"), "value": form.form_id})
         docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
         specimen_id = f"{form.form_id}:specimen"
         specimen = {"resourceType": "Specimen", "subject": {"reference": patient_url},
                     "collection": {"collectedDateTime": when}}
-        if v.get("specimen"):
-            specimen["type"] = {"coding": [{"system": f"{self.b.base}:specimen", "code": v["specimen"]}],
-                                "text": v["specimen"]}
-        if v.get("collector_initials"):
-            specimen["collection"]["collector"] = {"display": f"initials: {v['collector_initials']}"}
+        if role("specimen"):
+            specimen["type"] = {"coding": [{"system": f"{self.b.base}:specimen", "code": role("specimen")}],
+                                "text": role("specimen")}
+        if role("collector"):
+            specimen["collection"]["collector"] = {"display": f"initials: {role('collector')}"}
         specimen_url = self.b.add(bundle, specimen, self.b.system("item"), specimen_id)
         produced = 0
         for test in tests:
             ident = f"{form.form_id}:{test}"
+            label = self.option_label(form, roles["tests"], test)
             sr: dict[str, Any] = {
                 "resourceType": "ServiceRequest", "status": "active", "intent": "order",
                 "requisition": requisition,
                 "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007",
                                           "display": "Laboratory procedure"}]}],
-                "code": {"coding": [{"system": f"{self.b.base}:lab-test", "code": test,
-                                      "display": self.option_label(form, "tests", test)}],
-                         "text": self.option_label(form, "tests", test)}
-                if test in (v.get("tests") or []) else {"text": test},
+                "code": {"coding": [{"system": f"{self.b.base}:lab-test", "code": test, "display": label}],
+                         "text": label} if test in ticked else {"text": test},
                 **self._ref(patient_url, enc_url), "occurrenceDateTime": when,
                 "specimen": [{"reference": specimen_url}]}
-            if v.get("priority") in PRIORITY:
-                sr["priority"] = PRIORITY[v["priority"]]
-            if v.get("ordering_clinician"):
-                sr["requester"] = {"display": str(v["ordering_clinician"])}
-            notes = []
-            if v.get("fasting"):
-                notes.append("fasting")
-            if v.get("diagnosis"):
-                notes.append(f"clinical information: {v['diagnosis']}")
+            if role("priority") in PRIORITY:
+                sr["priority"] = PRIORITY[role("priority")]
+            if role("requester"):
+                sr["requester"] = {"display": str(role("requester"))}
+            notes = [n.replace("_", " ") for n in roles.get("flag_notes", []) if v.get(n)]
+            notes += [f"{words}: {v[n]}" for n, words in roles.get("text_notes", {}).items() if v.get(n)]
             if notes:
                 sr["note"] = [{"text": n} for n in notes]
             url = self.b.add(bundle, sr, self.b.system("item"), ident)
-            self.provenance(bundle, url, ident, form, item.fields, when, v.get("collector_initials"), docs)
+            self.provenance(bundle, url, ident, form, item.fields, when, role("collector"), docs)
             produced += 1
         return produced
 
@@ -585,6 +565,8 @@ class FhirExport:
 
     # -- driver --
     def run(self) -> dict[str, Any]:
+        from ..reconcile.worklist import items_by_form
+        self.work = items_by_form(self.kit, [f.form_id for f in self.store.forms if f.captures], self.templates)
         for form in self.store.forms:
             if not form.captures or not touched_since(form, self.since):
                 continue
@@ -617,28 +599,28 @@ class FhirExport:
                 "timestamp": now_iso(), "entry": bundle.entries}
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
 def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
                 mrn_system: str | None = None, skip_entered: bool = False,
                 tz: str | None = None) -> dict[str, Any]:
     """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600.
 
+    File names come from fallbackkit/files.py: two patients never share a file (`A/1` and `A_1`).
+
     Bundles of an earlier export in OUT that this export does not rewrite are removed: after a
     downtime MRN is linked, its old bundle would otherwise be sent too.
     """
-    out_dir = Path(out_dir)
+    out_dir = outside_kit(kit.path, out_dir, "an export")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--format fhir writes a directory of bundles")
     job = FhirExport(kit, ward, since, mrn_system, skip_entered, tz)
     result = job.run()
-    files = []
-    for key, bundle in result["bundles"].items():
-        files.append(write_private(out_dir / f"bundle-{_safe(key)}.json",
-                                   json.dumps(bundle, indent=1, ensure_ascii=False)))
-    pending_path = write_private(out_dir / "pending.json", json.dumps(
+    outputs = OutputFiles()
+    pending_path = outputs.claim(out_dir / "pending.json")
+    # every name is claimed before the first file is written: a clash refuses the export whole
+    named = [(outputs.claim(out_dir / file_name("bundle-", key, ".json"), f"the bundle of {key}"), bundle)
+             for key, bundle in result["bundles"].items()]
+    files = [write_private(path, json.dumps(bundle, indent=1, ensure_ascii=False)) for path, bundle in named]
+    write_private(pending_path, json.dumps(
         {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
          "note": "not exported: still under review, in conflict, or incomplete on paper",
          "items": result["pending"], "skipped_entered": job.skipped}, indent=1, ensure_ascii=False))

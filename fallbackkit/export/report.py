@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from ..files import outside_kit
 from ..ids import pretty_sheet_id
 from ..store.audit import audit_head
 from ..store.kit import Kit, now_iso
@@ -509,7 +510,7 @@ def render_html(d: dict[str, Any], out: Path) -> Path:
 
 
 def write_report(kit: Kit, out: Path | str, ward: str | None = None) -> dict[str, Any]:
-    out = Path(out)
+    out = outside_kit(kit.path, out, "a report")
     suffix = out.suffix.lower()
     if suffix not in (".pdf", ".html", ".htm"):
         raise BadInput(f"{out}: the report is written as .pdf or .html", hint="e.g. --out report.pdf")

@@ -2,6 +2,7 @@
 
 CSV goes to a directory (`worklist.csv`, `readings.csv`), JSON to one file holding both. Values are
 written as JSON text in CSV cells (a list of ticked tests stays one cell and reads back exactly).
+Text cells that a spreadsheet would run as a formula get a leading ' (see `_cell`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from ..files import OutputFiles, outside_kit
 from ..store.kit import Kit, now_iso
 from .collect import Store, _aware, load, parse_since, write_private
 
@@ -69,26 +71,42 @@ def reading_rows(store: Store, since: str | None = None) -> list[dict[str, Any]]
 
 def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    # CRLF (RFC 4180): a CR or LF inside a cell then makes the writer quote it, rows never split
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({c: _cell(row.get(c)) for c in columns})
     return buf.getvalue()
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"). A
+# leading quote is also escaped, so that the rule reads back without guessing: a cell that starts
+# with ' had one added by the export; remove exactly one.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
 def _cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs as a formula.
+
+    Numbers the kit itself computed (ids, page numbers, confidences) are int/float and written as
+    numbers, negative ones too: a number cannot be a formula. Every text, including a handwritten
+    value such as "-2" (text, not a number: the paper says so), is neutralised.
+    """
     if value is None:
         return ""
     if isinstance(value, (dict, list, bool)):
-        return json.dumps(value, ensure_ascii=False)
-    return value
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (int, float)):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def export_table(kit: Kit, fmt: str, out: Path | str, ward: str | None = None,
                  since: str | None = None) -> dict[str, Any]:
     if fmt not in ("csv", "json"):
         raise BadInput(f"unknown format {fmt!r}", hint="use csv, json or fhir")
-    out = Path(out)
+    out = outside_kit(kit.path, out, "an export")
     store = load(kit, ward)
     readings = reading_rows(store, since)
     worklist = worklist_rows(kit, ward)
@@ -108,8 +126,9 @@ def export_table(kit: Kit, fmt: str, out: Path | str, ward: str | None = None,
     else:
         if out.exists() and not out.is_dir():
             raise BadInput(f"{out} is a file", hint="--format csv writes a directory (worklist.csv, readings.csv)")
-        files = [write_private(out / "readings.csv", _csv(readings, READING_COLUMNS))]
+        outputs = OutputFiles()
+        files = [outputs.write_private(out / "readings.csv", _csv(readings, READING_COLUMNS))]
         if worklist is not None:
-            files.append(write_private(out / "worklist.csv", _csv(worklist, WORKLIST_COLUMNS)))
+            files.append(outputs.write_private(out / "worklist.csv", _csv(worklist, WORKLIST_COLUMNS)))
     return {"files": [str(f) for f in files], "readings": len(readings),
             "worklist": None if worklist is None else len(worklist), "note": note}

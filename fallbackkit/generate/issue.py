@@ -15,14 +15,18 @@ from typing import Any, Callable
 
 from .. import ids
 from ..errors import BadInput, NotFound
-from ..payload import SheetPayload
+from ..files import OutputFiles, file_name, outside_kit
+from ..payload import CoverPayload, SheetPayload
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from ..templates import Template, find_template, layout_form, load_templates
-from ..templates.layout import PAPER_SIZES_MM, PageLayout
+from ..templates.layout import (HEADER_BOTTOM, LABEL_H, PAPER_SIZES_MM, HeaderLine, PageLayout, allergy_header,
+                                header_body_top, header_bottom, header_top, place_header)
+from ..templates.model import with_shipped_meaning
+from ..templates.values import printed_date, printed_datetime
 from . import census
 from .id_ranges import allocate_from_range, check_enough
-from .render import HeaderLine, SheetToRender, draw_cover, write_pdf
+from .render import SheetToRender, draw_cover, write_pdf
 
 WORDS = {
     "dob": {"en": "born", "fr": "né(e) le", "nl": "geboren"},
@@ -34,6 +38,20 @@ WORDS = {
     "as_of": {"en": "data as of", "fr": "données du", "nl": "gegevens van"},
     "downtime_mrn": {"en": "Downtime MRN", "fr": "NIP provisoire", "nl": "Tijdelijk patiëntnr."},
     "accession": {"en": "Accession", "fr": "N° de demande", "nl": "Aanvraagnr."},
+    "printed": {"en": "printed", "fr": "imprimé le", "nl": "afgedrukt op"},
+    "patients": {"en": "patients", "fr": "patients", "nl": "patiënten"},
+    "sheets": {"en": "sheets", "fr": "feuilles", "nl": "bladen"},
+    "not_a_form": {"en": "This cover is not a form: keep it with the pack. Scanned with it, its code marks it as"
+                         " the pack's cover (counted; nothing is read from it).",
+                   "fr": "Cette page de garde n'est pas un formulaire : gardez-la avec le paquet. Scannée avec"
+                         " lui, son code la signale comme page de garde (comptée ; rien n'y est lu).",
+                   "nl": "Dit voorblad is geen formulier: bewaar het bij het pakket. Mee gescand, wijst de code"
+                         " het aan als voorblad van het pakket (geteld; er wordt niets van gelezen)."},
+    "cover": {"en": "pack cover", "fr": "page de garde", "nl": "voorblad"},
+    "pack": {"en": "downtime pack", "fr": "paquet mode dégradé", "nl": "noodpakket"},
+    "changes": {"en": "Changes since the previous census", "fr": "Changements depuis le recensement précédent",
+                "nl": "Wijzigingen sinds de vorige patiëntenlijst"},
+    "new": {"en": "NEW", "fr": "NOUVEAU", "nl": "NIEUW"},
 }
 
 
@@ -47,6 +65,7 @@ class FormOrder:
     template: Template
     patient: dict[str, Any] | None = None
     medications: list[dict[str, Any]] = field(default_factory=list)
+    shared_ids: dict[str, str] | None = None  # blank set: one downtime MRN and encounter for all its forms
 
 
 @dataclass
@@ -62,11 +81,14 @@ class PrintResult:
 
 
 def kit_templates(kit: Kit) -> dict[str, Template]:
+    from ..store.kit import SHIPPED_TEMPLATES
     source = kit.templates_dir if kit.templates_dir.is_dir() else None
     if source is None:
-        from ..store.kit import SHIPPED_TEMPLATES
-        source = SHIPPED_TEMPLATES
-    return load_templates(source)
+        return load_templates(SHIPPED_TEMPLATES)
+    found = load_templates(source)
+    if all(t.reentry for t in found.values()):
+        return found
+    return with_shipped_meaning(found, load_templates(SHIPPED_TEMPLATES))
 
 
 def _patient_templates(templates: dict[str, Template]) -> list[Template]:
@@ -101,17 +123,18 @@ def _fresh_sheet_ids(kit: Kit, count: int) -> list[str]:
     return chosen
 
 
-def _patient_header(p: dict[str, Any], snapshot_time: str, langs) -> list[HeaderLine]:
-    dob = p["birth_date"]
+def _patient_header(p: dict[str, Any], snapshot_time: str, langs, paper: str) -> tuple[list[HeaderLine], bool]:
+    """The pre-printed identity lines; True when the allergies do not fit the header box and the
+    sheet carries the full list."""
     enc = f" · {word('encounter', langs)} {p['encounter']}" if p.get("encounter") else ""
-    allergies = p.get("allergies") or word("no_allergies", langs)
+    allergies, overflow = allergy_header(p.get("allergies") or word("no_allergies", langs), langs, paper)
     return [
-        HeaderLine(f"{p['last_name'].upper()}, {p['first_name']}", 11, True),
-        HeaderLine(f"MRN {p['mrn']} · {word('dob', langs)} {dob}{enc}", 9.5, True),
-        HeaderLine(f"{word('ward', langs)} {p['ward']} · {word('bed', langs)} {p['bed']} · "
-                   f"{word('allergies', langs)}: {allergies}", 9),
-        HeaderLine(f"{word('as_of', langs)} {snapshot_time}", 7),
-    ]
+        HeaderLine(f"{p['last_name'].upper()}, {p['first_name']}", 11, True, max_lines=2),
+        HeaderLine(f"MRN {p['mrn']} · {word('dob', langs)} {printed_date(p['birth_date'])}{enc} · "
+                   f"{word('ward', langs)} {p['ward']} · {word('bed', langs)} {p['bed']}", 9.5, True, max_lines=2),
+        allergies,
+        HeaderLine(f"{word('as_of', langs)} {printed_datetime(snapshot_time)}", 8),
+    ], overflow
 
 
 def _blank_header(pool: dict[str, str], langs) -> list[HeaderLine]:
@@ -120,7 +143,7 @@ def _blank_header(pool: dict[str, str], langs) -> list[HeaderLine]:
         parts.append(f"{word('encounter', langs)} {pool['encounter']}")
     if "accession" in pool:
         parts.append(f"{word('accession', langs)} {pool['accession']}")
-    return [HeaderLine(" · ".join(parts), 10, True)] if parts else []
+    return [HeaderLine(" · ".join(parts), 10, True, max_lines=2)] if parts else []
 
 
 class _Issuer:
@@ -149,7 +172,7 @@ class _Issuer:
         t = order.template
         blank = order.patient is None
         context: dict[str, Any] = {}
-        if t.name == "mar" or any(s.medications for s in t.sections):
+        if any(s.medications for s in t.sections):
             # The order's drug code and id ride along (when the census had them) so that what a MAR
             # line was printed for can be traced back to the hospital's order.
             context["medications"] = [
@@ -158,15 +181,40 @@ class _Issuer:
                 for m in order.medications]
         if blank:
             context["blank_stock"] = True
+            header: list[HeaderLine] = []
+            # the identifiers line may wrap (fr/nl): the name and birth-date boxes go under it; the
+            # numbers are not drawn yet, so measure with wide stand-ins of the same length
+            size = PAPER_SIZES_MM[self.paper]
+            kinds = set(t.pool_ids) | ({"mrn", "encounter"} if order.shared_ids is not None else set())
+            stand_in = _blank_header({k: "M" * 11 for k in kinds}, self.langs)
+            top = header_top(t, self.langs, size)
+            fields_top = round(header_bottom(size, top, stand_in) + 1.0, 1)
+            if fields_top > top + 7.5:
+                context["blank_fields_top"] = fields_top
+                context["body_top"] = max(HEADER_BOTTOM, float(-(-(fields_top + LABEL_H + 9.0 + 2.0) // 1)))
+        else:
+            header, overflow = _patient_header(order.patient, snapshot["imported_at"], self.langs, self.paper)
+            if overflow:
+                context["allergy_list"] = order.patient["allergies"]
+            top = header_body_top(PAPER_SIZES_MM[self.paper], header_top(t, self.langs, PAPER_SIZES_MM[self.paper]),
+                                  header)
+            if top > HEADER_BOTTOM:
+                context["body_top"] = top
         pages = self.layouts(t, context)
         sheet_ids = _fresh_sheet_ids(self.kit, len(pages))
         form_id = sheet_ids[0]
         pool: dict[str, str] = {}
         if blank:
-            pool = {kind: _allocate(self.kit, kind, form_id, batch_id) for kind in t.pool_ids}
+            pool = dict(order.shared_ids or {})
+            for kind in t.pool_ids:
+                if kind not in pool:
+                    pool[kind] = _allocate(self.kit, kind, form_id, batch_id)
+            if order.shared_ids is not None:
+                for kind in ("mrn", "encounter"):  # the set's first form allocates them for all
+                    if kind not in order.shared_ids:
+                        order.shared_ids[kind] = pool.get(kind) or _allocate(self.kit, kind, form_id, batch_id)
+                        pool[kind] = order.shared_ids[kind]
             header = _blank_header(pool, self.langs)
-        else:
-            header = _patient_header(order.patient, snapshot["imported_at"], self.langs)
         printed_at = now_iso()
         db = self.kit.db
         db["forms"].insert({
@@ -193,7 +241,8 @@ class _Issuer:
                 " batch_id, printed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [sheet_id, form_id, t.name, t.version, layout.page, layout.pages, ghash, batch_id, printed_at])
             payload = SheetPayload(self.kit.kit_id, t.name, t.version, sheet_id, layout.page, layout.pages)
-            renders.append(SheetToRender(layout, sheet_id, payload.encode(self.kit.secret), header))
+            items = place_header(layout.size_mm, layout.header_top, header)
+            renders.append(SheetToRender(layout, sheet_id, payload.encode(self.kit.secret), items))
             listed.append({"sheet_id": sheet_id, "template": t.name, "version": t.version,
                            "page": layout.page, "pages": layout.pages, "form_id": form_id,
                            "patient_mrn": None if blank else order.patient["mrn"], **pool})
@@ -203,11 +252,18 @@ class _Issuer:
             template: str | None = None, snapshot: dict | None = None,
             cover: Callable[[list[dict]], Callable] | None = None) -> PrintResult:
         db = self.kit.db
+        outside_kit(self.kit.path, out_path, "a printed PDF")
         needed: dict[str, int] = {}
+        sets: set[int] = set()
         for order in orders:
             if order.patient is None:
-                for kind in order.template.pool_ids:
-                    needed[kind] = needed.get(kind, 0) + 1
+                pool_kinds = set(order.template.pool_ids)  # not `kind`: that is the batch's kind
+                if order.shared_ids is not None:  # a new-patient set draws its MRN and encounter once
+                    first = id(order.shared_ids) not in sets
+                    sets.add(id(order.shared_ids))
+                    pool_kinds = (pool_kinds - {"mrn", "encounter"}) | ({"mrn", "encounter"} if first else set())
+                for pool_kind in pool_kinds:
+                    needed[pool_kind] = needed.get(pool_kind, 0) + 1
         with db.conn:
             check_enough(self.kit, needed)
             batch_id = self.start_batch(kind, ward, template, snapshot, out_path)
@@ -228,32 +284,40 @@ class _Issuer:
         return PrintResult(out_path, batch_id, sheets, len(orders), ward)
 
 
-def _cover(ward: str, snapshot: dict, patients: list[dict], paper: str, langs) -> Callable[[list[dict]], Callable]:
+def _cover(kit: Kit, ward: str, snapshot: dict, patients: list[dict], paper: str, langs,
+           titles: dict[str, str] | None = None) -> Callable[[list[dict]], Callable]:
+    """The pack's cover, all in the chosen languages; forms named by their title in the first."""
+    titles = titles or {}
+
     def make(sheets: list[dict]) -> Callable:
+        # the pack is named by its first sheet: a key every station shares (batch ids are local)
+        code = CoverPayload(kit.kit_id, sheets[0]["sheet_id"], len(sheets)).encode(kit.secret) if sheets else None
         per_patient: dict[str, dict[str, int]] = {}
         for s in sheets:
             per_patient.setdefault(s["patient_mrn"], {})
             per_patient[s["patient_mrn"]][s["template"]] = per_patient[s["patient_mrn"]].get(s["template"], 0) + 1
         lines = [
-            (f"{word('as_of', langs)} {snapshot['imported_at']} · printed {now_iso()}", False),
-            (f"{len(patients)} patients · {len(sheets)} sheets", True),
-            ("This cover page is not a form: keep it with the pack, do not scan it.", False),
-            ("", False),
+            (f"{word('as_of', langs)} {printed_datetime(snapshot['imported_at'])} · "
+             f"{word('printed', langs)} {printed_datetime(now_iso())}", False),
+            (f"{len(patients)} {word('patients', langs)} · {len(sheets)} {word('sheets', langs)}", True),
         ]
+        lines += [(WORDS["not_a_form"][lang], False) for lang in dict.fromkeys(langs)]
+        lines.append(("", False))
         changes = ward_changes(snapshot.get("changes"), ward)
         if changes:
-            lines.append(("Changes since the previous census:", True))
+            lines.append((f"{word('changes', langs)}:", True))
             lines += [(f"  {line}", False) for line in changes]
             lines.append(("", False))
         new = {c["mrn"] for c in (snapshot.get("changes") or {}).get("admitted", [])}
         for p in patients:
             counts = per_patient.get(p["mrn"], {})
-            detail = ", ".join(f"{name} {n}" for name, n in counts.items())
+            detail = ", ".join(f"{titles.get(name, name)} {n}" for name, n in counts.items())
             lines.append((f"{word('bed', langs)} {p['bed']:>4}   {p['last_name'].upper()}, {p['first_name']}"
-                          f"   MRN {p['mrn']}   {p['birth_date']}" + ("   (NEW)" if p["mrn"] in new else ""), True))
-            lines.append((f"        {sum(counts.values())} sheets: {detail}", False))
-        title = f"{word('ward', langs)} {ward} — downtime pack"
-        return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper])
+                          f"   MRN {p['mrn']}   {printed_date(p['birth_date'])}"
+                          + (f"   ({word('new', langs)})" if p["mrn"] in new else ""), True))
+            lines.append((f"        {sum(counts.values())} {word('sheets', langs)}: {detail}", False))
+        title = f"{word('ward', langs)} {ward} — {word('pack', langs)}"
+        return lambda c: draw_cover(c, title, lines, PAPER_SIZES_MM[paper], code, word("cover", langs))
     return make
 
 
@@ -298,21 +362,24 @@ def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", lan
         orders += [FormOrder(t, p, meds) for t in templates]
     issuer = _Issuer(kit, paper, tuple(langs), actor)
     return issuer.run("ward", orders, Path(out_path), ward=ward, snapshot=snapshot,
-                      cover=_cover(ward, snapshot, patients, paper, tuple(langs)))
+                      cover=_cover(kit, ward, snapshot, patients, paper, tuple(langs),
+                                   {t.name: t.title[tuple(langs)[0]] for t in templates}))
 
 
 def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en",),
                     actor: str = "system") -> list[PrintResult]:
     snapshot = census.current_snapshot(kit)
-    out_dir = Path(out_dir)
+    out_dir = outside_kit(kit.path, out_dir, "a folder of ward packs")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--ward all writes one PDF per ward: give a directory")
-    results = []
-    for ward in census.wards(kit, snapshot["id"]):
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in ward)
-        results.append(print_ward(kit, ward, out_dir / f"ward-{safe}.pdf", paper, langs, actor))
-    if not results:
+    wards = census.wards(kit, snapshot["id"])
+    if not wards:
         raise NotFound("the census snapshot has no wards")
+    # every pack's name is claimed before the first is printed: two wards never share one file
+    outputs = OutputFiles()
+    outputs.claim(out_dir / PACKS_MARKER)
+    named = [(ward, outputs.claim(out_dir / file_name("ward-", ward, ".pdf"), f"ward {ward}")) for ward in wards]
+    results = [print_ward(kit, ward, path, paper, langs, actor) for ward, path in named]
     _write_marker(kit, out_dir, snapshot, results)
     return results
 
@@ -395,6 +462,20 @@ def print_blank(kit: Kit, template_ref: str, count: int, out_path: Path | str, p
     template = find_template(kit_templates(kit), template_ref)
     orders = [FormOrder(template) for _ in range(count)]
     return _Issuer(kit, paper, tuple(langs), actor).run("blank", orders, Path(out_path), template=template.ref)
+
+
+def print_blank_set(kit: Kit, count: int, out_path: Path | str, paper: str = "a4", langs=("en",),
+                    actor: str = "system") -> PrintResult:
+    """N new-patient sets: every patient form (registration, lab request, MAR, vitals), all with the
+    same downtime MRN and encounter, so one new patient does not end up with four numbers."""
+    if count < 1 or count > 10_000:
+        raise BadInput(f"--blank-set {count}: give a number of sets from 1 to 10000")
+    templates = _patient_templates(kit_templates(kit))
+    orders = []
+    for _ in range(count):
+        shared: dict[str, str] = {}
+        orders += [FormOrder(t, shared_ids=shared) for t in templates]
+    return _Issuer(kit, paper, tuple(langs), actor).run("blank-set", orders, Path(out_path))
 
 
 def print_patient(kit: Kit, template_ref: str, mrn: str, out_path: Path | str, paper: str = "a4",

@@ -2,41 +2,48 @@
 
 Checks only look at readings that are resolved (accepted by the machine or decided by a person):
 a value still waiting for review is unknown, and it is already counted as 'to review'. Each flag
-has a stable code (for reports and tests) and a message for a person.
+has a stable code (for reports and tests) and a message for a person. Which checks a form gets is
+its template's to say (required fields, `when_empty` flags, ranges, the medications section's slot
+rules); nothing here tests a template's name.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from ..templates.model import Template
+from ..templates.values import ValueProblem, parse_number
 from .state import Layout, Val
 
-FLAG_CODES = {
-    "mar_multiple_marks": "more than one of given / held / refused is marked",
-    "mar_slot_incomplete": "a dose is marked but its time or initials are missing",
-    "mar_dose_unmarked": "a scheduled dose has no mark at all on a day the chart was used",
-    "mar_prn_no_time": "an as-needed (PRN) dose is ticked given without a time",
-    "mar_new_order_unreadable": "a new-order row has doses marked but no order written",
-    "lab_no_test": "no test is ticked and no other test is written",
-    "lab_no_collection_time": "the collection date and time are not written",
-    "allergy_not_recorded": "the allergy question is left empty",
+GENERIC_FLAGS = {
     "identity_missing": "blank stock without the patient's name or birth date",
     "required_missing": "a required field is left empty",
+    "out_of_range": "a number outside the plausible range its template gives",
+}
+# The medications section's slot rules (a template lists the ones its chart uses).
+SLOT_FLAGS = {
+    "one_mark": ("mar_multiple_marks", "more than one of given / held / refused is marked"),
+    "marked_needs_time_and_initials": ("mar_slot_incomplete", "a dose is marked but its time or initials are missing"),
+    "scheduled_dose_marked": ("mar_dose_unmarked", "a scheduled dose has no mark at all on a day the chart was used"),
+    "prn_given_needs_time": ("mar_prn_no_time", "an as-needed (PRN) dose is ticked given without a time"),
+    "new_order_written": ("mar_new_order_unreadable", "a new-order row has doses marked but no order written"),
 }
 
-# Fields whose emptiness has its own, more specific flag.
-_SPECIFIC = {"tests", "collected_at", "allergies_known"}
-_PREPRINTED = {"last_name", "first_name", "birth_date"}
+
+_CELL = re.compile(r"c\d+\.")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural(name: str) -> list:
+    return [int(p) if p.isdigit() else p for p in _DIGITS.split(name)]
 
 
 def _flag(code: str, field: str | None, message: str) -> dict[str, Any]:
     return {"code": code, "field": field, "message": message}
 
 
-def required_fields(templates: dict, template: str, version: int) -> set[str]:
-    t = templates.get(f"{template}@{version}") or templates.get(template)
-    if t is None:
-        return set()
-    return {f.name for s in t.sections for f in s.fields if f.required}
+def template_of(templates: dict, template: str, version: int) -> Template | None:
+    return templates.get(f"{template}@{version}") or templates.get(template)
 
 
 def _slot_label(layout: Layout, prefix: str, medications: dict[int, dict]) -> str:
@@ -59,17 +66,22 @@ class PageCheck:
         self.unmarked: list[tuple[str, str]] = []  # MAR: (field, label) of scheduled slots with no mark
 
 
-def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], required: set[str]) -> PageCheck:
+def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], template: Template | None) -> PageCheck:
+    """The flags the template asks for: its medications section's slot rules, each field's
+    `when_empty` flag, `required` and `range`, and the blank-stock identity fields."""
     out = PageCheck()
-    template = form["template"]
     flags = out.flags
     medications = {m.get("line"): m for m in form["context"].get("medications", [])} if form["context"] else {}
+    if template is None:
+        return out
 
     def ok(name: str) -> Val | None:
         v = values.get(name)
         return v if v is not None and v.resolved else None
 
-    if template == "mar":
+    meds = template.medications
+    rules = set(meds.checks) if meds else set()
+    if meds:
         orders_flagged: set[str] = set()
         for prefix in layout.slots:
             status = values.get(f"{prefix}.status")
@@ -78,9 +90,10 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], req
             if mark is None:
                 continue
             if status is not None and not status.resolved and status.multiple_marks:
-                label = _slot_label(layout, prefix, medications)
-                flags.append(_flag("mar_multiple_marks", f"{prefix}.status",
-                                   f"{label}: more than one of given / held / refused is marked — check the paper"))
+                if "one_mark" in rules:
+                    label = _slot_label(layout, prefix, medications)
+                    flags.append(_flag("mar_multiple_marks", f"{prefix}.status",
+                                       f"{label}: more than one of given / held / refused is marked — check the paper"))
                 out.used = True
                 continue
             if not mark.resolved:
@@ -92,48 +105,62 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], req
                 missing = [what for what, v in (("time", time_v), ("initials", init_v))
                            if v is not None and not v.present]
                 if given is not None and time_v is not None and not time_v.present:
-                    flags.append(_flag("mar_prn_no_time", f"{prefix}.time",
-                                       f"{label}: PRN dose ticked given without a time"))
+                    if "prn_given_needs_time" in rules:
+                        flags.append(_flag("mar_prn_no_time", f"{prefix}.time",
+                                           f"{label}: PRN dose ticked given without a time"))
                     missing = [m for m in missing if m != "time"]
-                if missing:
+                if missing and "marked_needs_time_and_initials" in rules:
                     flags.append(_flag("mar_slot_incomplete", f"{prefix}.{missing[0]}",
                                        f"{label}: marked {mark.value if status is not None else 'given'}"
                                        f" but no {' and no '.join(missing)}"))
                 row = prefix.split(".")[0]
                 order = ok(f"{row}.order")
-                if order is not None and not order.present and row not in orders_flagged:
+                if order is not None and not order.present and row not in orders_flagged \
+                        and "new_order_written" in rules:
                     orders_flagged.add(row)
                     flags.append(_flag("mar_new_order_unreadable", f"{row}.order",
                                        f"{row}: doses are marked on a new-order row with no order written"))
-            elif prefix.startswith("m") and layout.fields.get(f"{prefix}.status", {}).get("scheduled"):
+            elif prefix.startswith("m") and layout.fields.get(f"{prefix}.status", {}).get("scheduled") \
+                    and "scheduled_dose_marked" in rules:
                 out.unmarked.append((f"{prefix}.status", _slot_label(layout, prefix, medications)))
-    elif template == "lab-request":
-        tests, other = ok("tests"), values.get("other_tests")
-        if tests is not None and not tests.present and (other is None or (other.resolved and not other.present)):
-            flags.append(_flag("lab_no_test", "tests", "lab request with no test ticked and no other test written"))
-        collected = ok("collected_at")
-        if collected is not None and not collected.present:
-            flags.append(_flag("lab_no_collection_time", "collected_at",
-                               "lab request without the collection date and time"))
-    elif template == "registration":
-        allergy = ok("allergies_known")
-        if allergy is not None and not allergy.present:
-            flags.append(_flag("allergy_not_recorded", "allergies_known",
-                               "registration with the allergy question (yes / no / unknown) left empty"))
+    specs = [f for f in template.all_specs() if f.when_empty]
+    for spec in specs:
+        v = ok(spec.name)
+        if v is None or v.present:
+            continue
+        other = values.get(spec.when_empty.unless_written) if spec.when_empty.unless_written else None
+        if other is not None and (not other.resolved or other.present):
+            continue
+        flags.append(_flag(spec.when_empty.flag, spec.name, spec.when_empty.message))
     if form.get("downtime_mrn") and "patient_name" in layout.fields:
         for name, what in (("patient_name", "name"), ("patient_birth_date", "birth date")):
             v = ok(name)
             if v is not None and not v.present:
                 flags.append(_flag("identity_missing", name,
                                    f"blank-stock form {form['downtime_mrn']}: the patient's {what} is not written"))
-    for name in sorted(required):
-        if name in _SPECIFIC or name not in layout.fields:
+    required = sorted((f for s in template.sections for f in s.fields if f.required and not f.when_empty),
+                      key=lambda f: f.name)
+    for spec in required:
+        if spec.name not in layout.fields:
             continue
-        if form.get("patient_mrn") and name in _PREPRINTED:
+        if form.get("patient_mrn") and spec.required_on == "blank-stock":
             continue  # the census name and birth date are printed in the header of a patient's form
-        v = ok(name)
+        v = ok(spec.name)
         if v is not None and not v.present:
-            flags.append(_flag("required_missing", name, f"required field {name} is empty"))
+            flags.append(_flag("required_missing", spec.name, f"required field {spec.name} is empty"))
+    for name in sorted(values, key=_natural):
+        spec = template.spec(name.split(".", 1)[1] if _CELL.match(name) else name)
+        v = ok(name)
+        if spec is None or spec.range is None or v is None or not v.present or v.source == "machine":
+            continue
+        try:
+            number = parse_number(v.value)
+        except ValueProblem:
+            continue  # not a number: the export says so; a range says nothing about it
+        low, high = spec.range
+        if not low <= number <= high:
+            flags.append(_flag("out_of_range", name, f"{name} is {v.value}: outside the plausible "
+                                                     f"{low:g}-{high:g} — check the paper"))
     return out
 
 

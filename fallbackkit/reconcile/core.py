@@ -15,7 +15,7 @@ from ..generate import kit_templates
 from ..store.decisions import record_review
 from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES
-from .checks import PageCheck, check_page, form_flags, required_fields
+from .checks import PageCheck, check_page, form_flags, template_of
 from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, sheet_conflicts
 
 TOTAL_KEYS = ("sheets_printed", "sheets_returned", "sheets_never_returned", "forms_complete",
@@ -30,7 +30,7 @@ class _Pass:
                  reviews: dict | None = None, templates: dict | None = None, checks: bool = True):
         self.reg = reg
         templates = templates if templates is not None else kit_templates(kit)
-        self.required: dict[tuple[str, int], set[str]] = {}
+        self.templates: dict[tuple[str, int], object] = {}
         self.checks: dict[str, PageCheck] = {}
         self.to_review: dict[str, int] = {}
         self.pending: dict[str, list[str]] = {}
@@ -52,10 +52,10 @@ class _Pass:
             form = reg.forms[sheet["form_id"]]
             if checks:
                 key = (form["template"], form["version"])
-                if key not in self.required:
-                    self.required[key] = required_fields(templates, *key)
+                if key not in self.templates:
+                    self.templates[key] = template_of(templates, *key)
                 layout = reg.layouts[sheet["layout_hash"]]
-                self.checks[sid] = check_page(form, layout, values, self.required[key])
+                self.checks[sid] = check_page(form, layout, values, self.templates[key])
             pending = [n for n, v in values.items() if not v.resolved]
             self.to_review[sid] = len(pending)
             if keep_chosen:
@@ -179,3 +179,37 @@ def resolve_conflict(kit: Kit, sheet_id: str, field: str, value: Any, actor: str
     for reading_id, _cid, ftype in rows:
         decision = "transcribe" if ftype in HANDWRITTEN_TYPES else "correct"
         record_review(conn, reading_id, decision, value, actor, note)
+
+
+def resolve_sheet_from_capture(kit: Kit, sheet_id: str, capture_id: int, actor: str) -> dict[str, list[str]]:
+    """"Take this scan for the whole sheet": every open conflict of a sheet settled as one capture
+    shows it, in one transaction (each field through resolve_conflict, so each is audited).
+
+    Returns {"resolved": [fields], "left": [fields]}: a field is left open when that capture's
+    reading is not settled — a mark the machine was unsure of, or handwriting nobody has transcribed
+    yet — so that "unsure" never becomes "blank" for a whole sheet at once (a person decides it)."""
+    from ..store.decisions import write_transaction
+    sheet_id = ids.normalize(sheet_id)
+    conn = kit.db.conn
+    caps = [r[0] for r in conn.execute("SELECT capture_id FROM captures WHERE status = 'read' AND sheet_id = ?"
+                                       " ORDER BY capture_id", [sheet_id])]
+    if capture_id not in caps:
+        raise BadInput(f"capture {capture_id} is not a read capture of sheet {sheet_id}",
+                       hint=f"captures of this sheet: {', '.join(map(str, caps)) or 'none'}")
+    out: dict[str, list[str]] = {"resolved": [], "left": []}
+    with write_transaction(conn):  # the whole sheet or nothing; another clerk waits, never interleaves
+        by_capture = dict(iter_capture_values(kit, caps))
+        for conflict in sheet_conflicts(sheet_id, by_capture):
+            if conflict["resolved"]:
+                continue
+            chosen = by_capture.get(capture_id, {}).get(conflict["field"])
+            if chosen is None or not chosen.resolved:
+                out["left"].append(conflict["field"])
+                continue
+            try:
+                resolve_conflict(kit, sheet_id, conflict["field"], None, actor, chosen_capture_id=capture_id)
+            except BadInput:
+                out["left"].append(conflict["field"])
+                continue
+            out["resolved"].append(conflict["field"])
+    return out

@@ -28,6 +28,8 @@ DEFAULT_MRN_PATTERN = "[0-9]+"
 MRN_MAX = 64
 REASON_MAX = 500
 BIRTH_FIELDS = ("patient_birth_date", "birth_date")
+SEX_FIELDS = ("patient_sex", "sex")
+WARD_FIELDS = ("ward",)
 
 
 def normalize_name(text: str | None) -> list[str]:
@@ -66,9 +68,14 @@ def _transcribed(kit: Kit, form_ids: list[str], reviews: dict) -> dict[str, dict
     for cid, captured in iter_capture_values(kit, chosen, reviews):
         fid = chosen[cid]
         got = {n: v.value for n, v in captured.items()
-               if (n in NAME_FIELDS or n in BIRTH_FIELDS) and v.source in ("transcribe", "correct", "confirm")
+               if (n in NAME_FIELDS or n in BIRTH_FIELDS or n in WARD_FIELDS) and v.source in ("transcribe", "correct", "confirm")
                and isinstance(v.value, str) and v.value.strip()}
-        entry = out.setdefault(fid, {"name": None, "birth_date": None})
+        # sex is a mark: the machine's reading counts once it was sure of it (or a person decided)
+        got.update({n: v.value for n, v in captured.items() if n in SEX_FIELDS and v.resolved
+                    and isinstance(v.value, str) and v.value})
+        entry = out.setdefault(fid, {"name": None, "birth_date": None, "sex": None, "ward": None})
+        entry["sex"] = got.get("patient_sex") or got.get("sex") or entry["sex"]
+        entry["ward"] = got.get("ward") or entry["ward"]
         name = got.get("patient_name")
         if not name and (got.get("last_name") or got.get("first_name")):
             name = ", ".join(p for p in (got.get("last_name"), got.get("first_name")) if p)
@@ -96,16 +103,18 @@ def list_identities(kit: Kit) -> list[dict[str, Any]]:
     out = []
     for value, kind, fid in rows:
         form_ids = sorted(set(forms_of.get(value, [])) | {fid})
-        name = birth = None
+        name = birth = sex = ward = None
         for f in form_ids:
             info = idents.get(f) or {}
             name = name or info.get("name")
             birth = birth or info.get("birth_date")
+            sex = sex or info.get("sex")
+            ward = ward or info.get("ward")
         link = links.get(value)
         out.append({"downtime_mrn": value, "kind": kind, "form_ids": form_ids,
                     "linked_to": link["real_mrn"] if link else None,
                     "linked_by": link["actor"] if link else None, "linked_at": link["at"] if link else None,
-                    "name": name, "birth_date": birth})
+                    "name": name, "birth_date": birth, "sex": sex, "ward": ward})
     return out
 
 
@@ -140,10 +149,13 @@ def set_real_mrn_pattern(kit: Kit, pattern: str, actor: str) -> str:
     return pattern
 
 
-def link_identity(kit: Kit, downtime_mrn: str, real_mrn: str, actor: str, reason: str | None) -> int:
+def link_identity(kit: Kit, downtime_mrn: str, real_mrn: str, actor: str, reason: str | None,
+                  confirmed: list[str] | None = None) -> int:
     """Record that a downtime MRN is this real MRN. Returns the link id (the existing one if the
     same link is already in place). Refuses a second, different real MRN (Conflict), and a real
-    MRN that does not have the hospital's format (a typo would attach the patient to nobody)."""
+    MRN that does not have the hospital's format (a typo would attach the patient to nobody).
+    `confirmed` names the differences between paper and census a person looked at and accepted
+    (see identity_preview); it is kept in the audit row."""
     downtime_mrn, real_mrn = downtime_mrn.strip().upper(), real_mrn.strip()
     if not real_mrn:
         raise BadInput("give the real MRN to link to")
@@ -177,7 +189,8 @@ def link_identity(kit: Kit, downtime_mrn: str, real_mrn: str, actor: str, reason
         cur = conn.execute("INSERT INTO identity_links (downtime_mrn, real_mrn, actor, reason, at) VALUES (?, ?, ?, ?, ?)",
                            [downtime_mrn, real_mrn, actor, reason, at])
         append_audit(conn, actor, "identity.link", f"downtime_mrn:{downtime_mrn}", None,
-                     {"real_mrn": real_mrn, "reason": reason, "link_id": cur.lastrowid})
+                     {"real_mrn": real_mrn, "reason": reason, "link_id": cur.lastrowid,
+                      **({"mismatches_confirmed": list(confirmed)} if confirmed else {})})
         return cur.lastrowid
 
 
@@ -218,6 +231,8 @@ def _score(name_tokens: list[str], birth: str | None, patient: dict[str, Any]) -
             why.append("different birth date")
     if not birth:
         return round(0.6 * name_score, 3), "; ".join(why + ["no birth date transcribed"])
+    if not name_tokens:  # a birth date alone: the same date is worth a look (it never reached 0.5 before)
+        return round(0.5 * birth_score, 3), "; ".join(why + ["no name transcribed"])
     return round(0.6 * name_score + 0.4 * birth_score, 3), "; ".join(why)
 
 
@@ -227,8 +242,8 @@ def suggest_identities(kit: Kit, min_score: float = 0.5, per_identity: int = 3) 
     snap = conn.execute("SELECT id FROM census_snapshots ORDER BY id DESC LIMIT 1").fetchone()
     if snap is None:
         return []
-    patients = [dict(zip(("mrn", "last_name", "first_name", "birth_date", "ward", "bed"), r)) for r in conn.execute(
-        "SELECT mrn, last_name, first_name, birth_date, ward, bed FROM patients WHERE snapshot_id = ?", [snap[0]])]
+    patients = [dict(zip(("mrn", "last_name", "first_name", "birth_date", "ward", "bed", "sex"), r)) for r in conn.execute(
+        "SELECT mrn, last_name, first_name, birth_date, ward, bed, sex FROM patients WHERE snapshot_id = ?", [snap[0]])]
     out = []
     for ident in list_identities(kit):
         if ident["kind"] != "mrn" or ident["linked_to"] or not (ident["name"] or ident["birth_date"]):
@@ -241,8 +256,94 @@ def suggest_identities(kit: Kit, min_score: float = 0.5, per_identity: int = 3) 
                 scored.append({"downtime_mrn": ident["downtime_mrn"], "real_mrn": p["mrn"], "score": score,
                                "name": ident["name"], "birth_date": ident["birth_date"],
                                "census_name": f"{p['last_name']}, {p['first_name']}",
-                               "census_birth_date": p["birth_date"], "why": why})
+                               "census_birth_date": p["birth_date"], "census_sex": p["sex"],
+                               "census_ward": p["ward"], "why": why})
         scored.sort(key=lambda s: (-s["score"], s["real_mrn"]))
         out += scored[:per_identity]
     out.sort(key=lambda s: (-s["score"], s["downtime_mrn"], s["real_mrn"]))
     return out
+
+
+def census_patient(kit: Kit, real_mrn: str) -> dict[str, Any] | None:
+    """The patient with this MRN in the latest census snapshot, or None."""
+    row = kit.db.conn.execute(
+        "SELECT p.mrn, p.last_name, p.first_name, p.birth_date, p.sex, p.ward, p.bed FROM patients p"
+        " WHERE p.snapshot_id = (SELECT MAX(id) FROM census_snapshots) AND p.mrn = ?", [real_mrn.strip()]).fetchone()
+    if row is None:
+        return None
+    return {"mrn": row[0], "name": f"{row[1]}, {row[2]}", "birth_date": row[3], "sex": row[4],
+            "ward": row[5], "bed": row[6]}
+
+
+def _sex_letter(value: Any) -> str | None:
+    """'female' / 'F' / 'f' -> 'F'; unknown or nothing -> None (nothing to compare)."""
+    if not isinstance(value, str) or not value.strip() or value.strip().casefold() in ("unknown", "u"):
+        return None
+    return {"female": "F", "male": "M", "other": "X"}.get(value.strip().casefold(), value.strip()[:1].upper())
+
+
+def identity_preview(kit: Kit, downtime_mrn: str, real_mrn: str) -> dict[str, Any]:
+    """What the paper says next to the census patient a downtime MRN would be linked to.
+
+    `checks` holds, per item (name, birth_date, sex, ward), "same", "differs", "partly" (a name
+    sharing some but not all parts), "not_a_date" (a birth date that does not read as a date, e.g.
+    a name written in the wrong box) or "unknown" (nothing to compare). `mismatches` lists the
+    items that need a person's explicit confirmation; a real MRN not in the census is one too."""
+    downtime_mrn, real_mrn = downtime_mrn.strip().upper(), real_mrn.strip()
+    ident = next((i for i in list_identities(kit) if i["downtime_mrn"] == downtime_mrn), None)
+    if ident is None:
+        raise NotFound(f"{downtime_mrn} is not a downtime identifier of this kit",
+                       hint="see `fallbackkit identities list`")
+    paper = {"name": ident["name"], "birth_date": ident["birth_date"], "sex": ident["sex"], "ward": ident["ward"]}
+    census = census_patient(kit, real_mrn)
+    checks: dict[str, str] = {}
+    if census is None:
+        checks = dict.fromkeys(paper, "unknown")
+    else:
+        a, b = set(normalize_name(paper["name"])), set(normalize_name(census["name"]))
+        checks["name"] = "unknown" if not a else "same" if a == b else "partly" if a & b else "differs"
+        if not paper["birth_date"]:
+            checks["birth_date"] = "unknown"
+        elif parse_date(paper["birth_date"]) is None:
+            checks["birth_date"] = "not_a_date"
+        else:
+            checks["birth_date"] = "same" if parse_date(paper["birth_date"]) == census["birth_date"] else "differs"
+        ps, cs = _sex_letter(paper["sex"]), _sex_letter(census["sex"])
+        checks["sex"] = "unknown" if not ps or not cs else "same" if ps == cs else "differs"
+        pw, cw = (paper["ward"] or "").strip().casefold(), (census["ward"] or "").strip().casefold()
+        checks["ward"] = "unknown" if not pw or not cw else "same" if pw == cw else "differs"
+    mismatches = [k for k, v in checks.items() if v in ("differs", "partly", "not_a_date")]
+    if census is None:
+        mismatches.insert(0, "not_in_census")
+    return {"downtime_mrn": downtime_mrn, "real_mrn": real_mrn, "paper": paper, "census": census,
+            "checks": checks, "mismatches": mismatches, "form_ids": ident["form_ids"],
+            "linked_to": ident["linked_to"]}
+
+
+NO_SUGGESTION_WORDS = {
+    "not_returned": "no form with this number was scanned back yet",
+    "waiting": "its name and birth date wait in the review queue: transcribe them first",
+    "not_written": "no name or birth date was written or transcribed on its forms",
+    "no_match": "no census patient is close to what the paper says",
+}
+
+
+def no_suggestion_reason(kit: Kit, ident: dict[str, Any]) -> str:
+    """Why a downtime MRN has no suggestion: 'not_returned' (none of its forms was scanned back),
+    'waiting' (its name / birth date still wait for a person in the review queue), 'not_written'
+    (nothing was written or transcribed in those boxes) or 'no_match' (no census patient is close)."""
+    conn = kit.db.conn
+    form_ids = ident["form_ids"]
+    marks = ",".join("?" * len(form_ids))
+    if not conn.execute(f"SELECT 1 FROM captures WHERE form_id IN ({marks}) AND status = 'read' LIMIT 1",
+                        form_ids).fetchone():
+        return "not_returned"
+    if ident["name"] or ident["birth_date"]:
+        return "no_match"
+    names = (*NAME_FIELDS, *BIRTH_FIELDS)
+    waiting = conn.execute(
+        f"SELECT COUNT(*) FROM readings rd JOIN captures c ON c.capture_id = rd.capture_id"
+        f" WHERE c.form_id IN ({marks}) AND rd.field IN ({','.join('?' * len(names))}) AND rd.status = 'review'"
+        " AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.reading_id = rd.reading_id AND r.decision != 'undo'"
+        " AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.review_id))", [*form_ids, *names]).fetchone()[0]
+    return "waiting" if waiting else "not_written"

@@ -10,14 +10,17 @@ chain stays verifiable and the remote history stays readable.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, Conflict, NotFound
+from ..files import STEM_PATTERN
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 
@@ -45,9 +48,54 @@ def _columns(conn, table: str) -> list[str]:
     return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
 
 
-def _copy_file(src_root: Path, dst_root: Path, rel: str | None) -> int:
-    if not rel:
-        return 0
+# The only file paths another store may name: content-addressed, inside the kit's own folders.
+_SHA = r"(?P<sha>[0-9a-f]{64})"
+_PAGE = _SHA + r"-p[0-9]{1,6}(?:-assigned)?"
+
+
+@functools.cache
+def _shapes() -> dict[str, tuple[re.Pattern, str]]:
+    from ..scan.ingest import KINDS  # the archive's extensions (imported late: it loads OpenCV)
+    extensions = "|".join(re.escape(ext) for ext in sorted(set(KINDS.values())))
+    return {"archive_path": (re.compile(rf"archive/(?P<ab>[0-9a-f]{{2}})/{_SHA}(?:{extensions})"),
+                             "archive/ab/<sha256>.<ext>"),
+            "image_path": (re.compile(rf"pages/(?P<ab>[0-9a-f]{{2}})/{_PAGE}\.png"), "pages/ab/<sha256>-p<n>.png"),
+            "crop_path": (re.compile(rf"crops/(?P<ab>[0-9a-f]{{2}})/{_PAGE}/{STEM_PATTERN}\.png"),
+                          "crops/ab/<sha256>-p<n>/<field>.png")}
+
+
+def _check_path(root: Path, what: str, column: str, rel: Any, sha: str | None) -> None:
+    """Refuse a path from another store unless it is one this kit could have written itself."""
+    if rel is None:
+        return
+    pattern, shape = _shapes()[column]
+    m = pattern.fullmatch(rel) if isinstance(rel, str) else None
+    problem = None
+    if m is None:
+        problem = f"is not of the form {shape}"
+    elif m["ab"] != m["sha"][:2] or (sha is not None and m["sha"] != sha):
+        problem = "does not match the file's SHA-256"
+    else:
+        src = root / rel
+        if src.is_symlink() or (src.exists() and not src.resolve().is_relative_to(root.resolve())):
+            problem = "is a link to a file outside that kit"
+    if problem:
+        raise BadInput(f"{what}: {column} {rel!r} {problem}; nothing was merged",
+                       hint="that store was damaged or crafted: do not use it; merge the station's backup instead")
+
+
+def _check_paths(remote: sqlite3.Connection, root: Path) -> None:
+    for sha, rel in remote.execute("SELECT sha256, archive_path FROM input_files ORDER BY sha256"):
+        _check_path(root, f"input file {sha}", "archive_path", rel, sha)
+    for cid, sha, rel in remote.execute("SELECT capture_id, file_sha256, image_path FROM captures ORDER BY capture_id"):
+        _check_path(root, f"capture {cid}", "image_path", rel, sha)
+    for rid, sha, rel in remote.execute(
+            "SELECT r.reading_id, c.file_sha256, r.crop_path FROM readings r LEFT JOIN captures c"
+            " ON c.capture_id = r.capture_id WHERE r.crop_path IS NOT NULL ORDER BY r.reading_id"):
+        _check_path(root, f"reading {rid}", "crop_path", rel, sha)
+
+
+def _copy_file(src_root: Path, dst_root: Path, rel: str) -> int:
     src, dst = src_root / rel, dst_root / rel
     if dst.exists() or not src.is_file():
         return 0
@@ -63,6 +111,12 @@ class _Merger:
         self.kit, self.remote, self.root = kit, remote, remote_root
         self.local = kit.db.conn
         self.counts: dict[str, int] = {}
+        self.files: list[str | None] = []  # copied only once every row merged: a refusal copies nothing
+
+    def copy_files(self) -> None:
+        copied = sum(_copy_file(self.root, self.kit.path, rel) for rel in dict.fromkeys(self.files) if rel)
+        if copied:
+            self.counts["files"] = copied
 
     def rows(self, table: str, order: str) -> tuple[list[str], list[dict[str, Any]]]:
         local_cols = set(_columns(self.local, table))
@@ -127,7 +181,7 @@ class _Merger:
         for row in self.rows("input_files", "sha256")[1]:
             if row["sha256"] not in have:
                 self.insert("input_files", row)
-                self.counts["files"] = self.counts.get("files", 0) + _copy_file(self.root, self.kit.path, row["archive_path"])
+                self.files.append(row["archive_path"])
         local_caps = {(r[1], r[2], r[3]): r[0] for r in L.execute(
             "SELECT capture_id, file_sha256, page_index, source FROM captures")}
         cap_map: dict[int, int] = {}
@@ -141,7 +195,7 @@ class _Merger:
                 row["duplicate_of"] = cap_map.get(row["duplicate_of"])
             cap_map[row["capture_id"]] = self.insert("captures", row, ("capture_id",))
             new_captures.append(row["capture_id"])
-            self.counts["files"] = self.counts.get("files", 0) + _copy_file(self.root, self.kit.path, row.get("image_path"))
+            self.files.append(row.get("image_path"))
         self.cap_map = cap_map
         # A capture and its readings are always stored together (one transaction, here and when
         # scanning), so only the readings of captures new to this kit are brought, streamed by index.
@@ -228,7 +282,7 @@ class _Merger:
         remote_id = row["reading_id"]
         row["capture_id"] = self.cap_map[row["capture_id"]]
         self.reading_map[remote_id] = self.insert("readings", row, ("reading_id",))
-        self.counts["files"] = self.counts.get("files", 0) + _copy_file(self.root, self.kit.path, row.get("crop_path"))
+        self.files.append(row.get("crop_path"))
         return self.reading_map[remote_id]
 
     def _local_reading(self, remote_id: int) -> int:
@@ -277,10 +331,12 @@ def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
         if missing:
             raise BadInput(f"{other} was made by an older fallbackkit (no {', '.join(missing)} table)",
                            hint="run any fallbackkit command on that kit with this version first, then merge")
+        _check_paths(remote, root)
         merger = _Merger(kit, remote, root)
         conn = kit.db.conn
         with conn:
             merger.run()
+            merger.copy_files()
             counts = {k: v for k, v in sorted(merger.counts.items()) if v}
             if counts:
                 append_audit(conn, actor, "merge", f"kit:{remote_id}", None,

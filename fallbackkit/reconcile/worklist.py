@@ -4,7 +4,9 @@ Hospitals back-load registrations first (so patients exist), then orders, then r
 medication administrations, then vitals. Each item carries the care time (when it happened on the
 ward, from the form) apart from the entry time (when a clerk marked it entered). Item ids are
 derived from the printed form, so they are the same on every run and every station:
-`<form_id>:registration`, `<form_id>:order`, `<form_id>:m1.s2`, `<form_id>:n1`, `<form_id>:c3`.
+`<form_id>:registration`, `<form_id>:order`, `<form_id>:m1.s2`, `<form_id>:n1`, `<form_id>:c3`,
+`<form_id>:body`. Which items a form makes is declared by its template (`reentry:`); every export
+takes its items from here, so the ids a clerk marks are the ids exported.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from ..templates.values import ValueProblem, combine, date_or_none, datetime_or_none
-from ..templates.model import HANDWRITTEN_TYPES
+from ..templates.model import HANDWRITTEN_TYPES, Template
+from ..templates.semantics import ItemRule, summary_text
+from .checks import template_of
 from .core import _Pass
 from ..generate import kit_templates
 from .state import Registry, Val, current_links, current_reviews, load_registry
@@ -116,7 +120,8 @@ def _medication_line(form: dict[str, Any], values: dict[str, Val], geometry: dic
             "prn": row.startswith("p")}
 
 
-def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], patient: str | None) -> list[dict[str, Any]]:
+def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], template: Template | None) -> list[dict[str, Any]]:
+    """The re-entry items the form's template declares (`reentry:`), from the chosen captures."""
     fid = form["form_id"]
     values: dict[str, Val] = {}
     geometry: dict[str, dict] = {}
@@ -143,77 +148,125 @@ def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], patient: str
         out.append({"item_id": f"{fid}:{suffix}", "kind": kind, "care_time": care_time, "summary": summary,
                     "values": vals, "unresolved": unresolved})
 
-    template = form["template"]
     names = sorted(values)
-    if template == "registration":
-        vals = {n: _value(values[n]) for n in names}
-        person = ", ".join(p for p in (vals.get("last_name"), vals.get("first_name")) if p) \
-            or form.get("census_name") or "patient (name not transcribed)"
-        care = _datetime_text(vals.get("arrival_time")) or _datetime_text(vals.get("recorded_at"))
-        add("registration", "registration", names, care,
-            f"Register {person}" + (f", born {vals['birth_date']}" if vals.get("birth_date") else "")
-            + (f", arrived {care}" if care else ""), vals, True)
-    elif template == "lab-request":
-        vals = {n: _value(values[n]) for n in names}
-        tests = vals.get("tests") or []
-        what = ", ".join(tests) if isinstance(tests, list) and tests else "no test ticked"
-        if vals.get("other_tests"):
-            what += f" + {vals['other_tests']}"
-        care = _datetime_text(vals.get("collected_at"))
-        add("order", "order", names, care,
-            f"Lab order: {what}" + (f" ({vals['priority']}" if vals.get("priority") else " (")
-            + (f", {vals['specimen']})" if vals.get("specimen") else ")")
-            + (f", collected {care}" if care else ""), vals, True)
-    elif template == "mar":
-        day = _value(values.get("mar_date"))
-        rows: dict[str, list[str]] = {}
-        for n in names:
-            if n.count(".") == 2:
-                rows.setdefault(n.rsplit(".", 1)[0], []).append(n)
-        order_rows = sorted({n.split(".")[0] for n in names if n.endswith(".order")}, key=_natural)
-        for row in order_rows:
-            order = values.get(f"{row}.order")
-            marked = any((values.get(f"{p}.status") or values.get(f"{p}.given")) is not None
-                         and (values.get(f"{p}.status") or values.get(f"{p}.given")).present
-                         for p in rows if p.split(".")[0] == row)
-            if (order is not None and order.present) or marked:
-                text = _value(order)
-                add(row, "order", [f"{row}.order", "mar_date"], _date_text(day),
-                    f"New medication order written on the MAR ({row}): {text or 'order text not transcribed'}",
-                    {"order_text": text, "mar_date": day, "row": row})
-        for prefix in sorted(rows, key=_natural):
-            mark = values.get(f"{prefix}.status") or values.get(f"{prefix}.given")
-            if mark is None or (mark.resolved and not mark.present):
-                continue
-            line = _medication_line(form, values, geometry, prefix)
-            time_v = _value(values.get(f"{prefix}.time"))
-            status = (mark.value if f"{prefix}.status" in values else ("given" if mark.value else None)) \
-                if mark.resolved else None
-            vals = {**line, "status": status, "time": time_v,
-                    "initials": _value(values.get(f"{prefix}.initials")), "mar_date": day, "slot": prefix}
-            care = _combine(day, time_v)
-            drug = line.get("medication") or line.get("order_text") or "new order"
-            add(prefix, "medication", rows[prefix] + ["mar_date"], care,
-                f"{drug} {line.get('dose') or ''}".strip() + f": {status or 'mark to review'}"
-                + (f" at {care}" if care else (f" (scheduled {line['scheduled']})" if line.get("scheduled") else "")),
-                vals)
-    elif template == "vitals":
-        day = _value(values.get("obs_date"))
-        columns: dict[str, list[str]] = {}
-        for n in names:
-            if _COLUMN.match(n):
-                columns.setdefault(n.split(".")[0], []).append(n)
-        for col in sorted(columns, key=_natural):
-            fields = columns[col]
-            if not any(values[n].present or not values[n].resolved for n in fields):
-                continue
-            vals = {n.split(".", 1)[1]: _value(values[n]) for n in fields}
-            care = _combine(day, vals.get("time"))
-            shown = ", ".join(f"{k} {v}" for k, v in vals.items() if v not in (None, "", False) and k != "time")
-            add(col, "vitals", fields + ["obs_date"], care,
-                f"Vitals {col}" + (f" at {care}" if care else "") + (f": {shown}" if shown else ""),
-                {**vals, "obs_date": day, "column": col})
+    for rule in template.reentry if template else ():
+        build = _BUILDERS[rule.each]
+        for raw in build(rule, form, values, geometry, names):
+            add(*raw[:6], whole_form=rule.each == "form")
+            out[-1]["fields"] = raw[6] if len(raw) > 6 else raw[2]
+            out[-1]["rule"] = rule
+            if len(raw) > 7 and raw[7]:
+                out[-1]["unresolved"].append("a time or initials are written but no status is marked"
+                                             " — check the paper")
     return out
+
+
+def _form_item(rule: ItemRule, form, values, geometry, names):
+    """One item for the whole form (a registration, a lab order)."""
+    vals = {n: _value(values[n]) for n in names}
+    care = next((t for t in (_datetime_text(vals.get(n)) for n in rule.care_time) if t), None)
+    summary = summary_text(rule.summary, vals, care, form.get("census_name")) if rule.summary \
+        else (rule.label or rule.id)
+    yield rule.id, rule.kind, names, care, summary, vals
+
+
+def _column_items(rule: ItemRule, form, values, geometry, names):
+    """One item per grid column with something written or waiting for a person."""
+    day = _value(values.get(rule.date)) if rule.date else None
+    columns: dict[str, list[str]] = {}
+    for n in names:
+        if _COLUMN.match(n):
+            columns.setdefault(n.split(".")[0], []).append(n)
+    for col in sorted(columns, key=_natural):
+        fields = columns[col]
+        if not any(values[n].present or not values[n].resolved for n in fields):
+            continue
+        vals = {n.split(".", 1)[1]: _value(values[n]) for n in fields}
+        care = _combine(day, vals.get(rule.time)) if rule.time else None
+        shown = ", ".join(f"{k} {v}" for k, v in vals.items() if v not in (None, "", False) and k != rule.time)
+        dated = [rule.date] if rule.date else []
+        yield (col, rule.kind, fields + dated, care,
+               f"{rule.label} {col}" + (f" at {care}" if care else "") + (f": {shown}" if shown else ""),
+               {**vals, **({rule.date: day} if rule.date else {}), "column": col})
+
+
+def _fields_item(rule: ItemRule, form, values, geometry, names):
+    """One item for a named set of fields (e.g. the day's height and weight), when one is written."""
+    fields = [n for n in rule.fields if n in values]
+    if not any(values[n].present or not values[n].resolved for n in fields):
+        return
+    day = _value(values.get(rule.date)) if rule.date else None
+    vals = {n: _value(values[n]) for n in fields}
+    shown = ", ".join(f"{k} {v}" for k, v in vals.items() if v not in (None, "", False))
+    care = _date_text(day)
+    dated = [rule.date] if rule.date else []
+    yield (rule.id, rule.kind, fields + dated, care,
+           f"{rule.label or rule.id}" + (f" on {care}" if care else "") + (f": {shown}" if shown else ""),
+           {**vals, **({rule.date: day} if rule.date else {})})
+
+
+def _slot_rows(names: list[str]) -> dict[str, list[str]]:
+    rows: dict[str, list[str]] = {}
+    for n in names:
+        if n.count(".") == 2:
+            rows.setdefault(n.rsplit(".", 1)[0], []).append(n)
+    return rows
+
+
+def _mark(values: dict[str, Val], prefix: str) -> Val | None:
+    return values.get(f"{prefix}.status") or values.get(f"{prefix}.given")
+
+
+def _new_order_items(rule: ItemRule, form, values, geometry, names):
+    """A new order written on a blank row of the medications section (or doses marked there)."""
+    day = _value(values.get(rule.date)) if rule.date else None
+    rows = _slot_rows(names)
+    order_rows = sorted({n.split(".")[0] for n in names if n.endswith(".order")}, key=_natural)
+    for row in order_rows:
+        order = values.get(f"{row}.order")
+        marked = any(_mark(values, p) is not None and _mark(values, p).present
+                     for p in rows if p.split(".")[0] == row)
+        if (order is not None and order.present) or marked:
+            text = _value(order)
+            yield (row, rule.kind, [f"{row}.order"] + ([rule.date] if rule.date else []), _date_text(day),
+                   f"{rule.label} ({row}): {text or 'order text not transcribed'}",
+                   {"order_text": text, **({rule.date: day} if rule.date else {}), "row": row})
+
+
+def _slot_items(rule: ItemRule, form, values, geometry, names):
+    """One item per administration slot that is marked, waits for a person, or has writing but no
+    mark (a time or initials with no given / held / refused: someone must look at the paper)."""
+    day = _value(values.get(rule.date)) if rule.date else None
+    rows = _slot_rows(names)
+    for prefix in sorted(rows, key=_natural):
+        mark = _mark(values, prefix)
+        if mark is None:
+            continue
+        writing = [n for n in (f"{prefix}.time", f"{prefix}.initials")
+                   if values.get(n) is not None and (values[n].present or not values[n].resolved)]
+        unmarked = mark.resolved and not mark.present
+        if unmarked and not writing:
+            continue
+        line = _medication_line(form, values, geometry, prefix)
+        time_v = _value(values.get(f"{prefix}.time"))
+        status = (mark.value if f"{prefix}.status" in values else ("given" if mark.value else None)) \
+            if mark.resolved else None
+        vals = {**line, "status": status, "time": time_v,
+                "initials": _value(values.get(f"{prefix}.initials")),
+                **({rule.date: day} if rule.date else {}), "slot": prefix}
+        care = _combine(day, time_v)
+        drug = line.get("medication") or line.get("order_text") or "new order"
+        dated = [rule.date] if rule.date else []
+        order = f"{prefix.split('.')[0]}.order"
+        yield (prefix, rule.kind, rows[prefix] + dated, care,
+               f"{drug} {line.get('dose') or ''}".strip() + f": {status or 'mark to review'}"
+               + (f" at {care}" if care else (f" (scheduled {line['scheduled']})" if line.get("scheduled") else "")),
+               vals, rows[prefix] + dated + ([order] if order in values else []),
+               unmarked)
+
+
+_BUILDERS = {"form": _form_item, "column": _column_items, "fields": _fields_item, "slot": _slot_items,
+             "new-order": _new_order_items}
 
 
 def _marks(kit: Kit) -> dict[str, dict[str, Any]]:
@@ -227,13 +280,14 @@ def _marks(kit: Kit) -> dict[str, dict[str, Any]]:
 FORMS_PER_BATCH = 1000  # the worklist holds the readings of this many forms at a time
 
 
-def _build(kit: Kit, form_ids: list[str] | None = None) -> list[WorkItem]:
+def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = True,
+           templates: dict[str, Template] | None = None) -> list[WorkItem]:
     if form_ids is None:
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
     links = current_links(kit)
     marks = _marks(kit)
     reviews = current_reviews(kit)
-    templates = kit_templates(kit)
+    templates = templates if templates is not None else kit_templates(kit)
     census_names = {(snap, mrn): f"{last.upper()}, {first}" for snap, mrn, last, first in kit.db.conn.execute(
         "SELECT snapshot_id, mrn, last_name, first_name FROM patients")}
     items = []
@@ -244,15 +298,21 @@ def _build(kit: Kit, form_ids: list[str] | None = None) -> list[WorkItem]:
             form["census_name"] = census_names.get((form.get("snapshot_id"), form["patient_mrn"]))
             dt = form["downtime_mrn"]
             patient = form["patient_mrn"] or (links[dt]["real_mrn"] if dt in links else dt)
-            for raw in _items_of_form(reg, run, form, patient):
+            template = template_of(templates, form["template"], form["version"])
+            for raw in _items_of_form(reg, run, form, template):
                 mark = marks.get(raw["item_id"])
-                items.append(WorkItem(
+                item = WorkItem(
                     item_id=raw["item_id"], kind=raw["kind"], form_id=fid, ward=form["ward"], patient_mrn=patient,
                     downtime_mrn=dt, care_time=raw["care_time"], summary=raw["summary"], values=raw["values"],
                     status=mark["status"] if mark else "pending", resolved=not raw["unresolved"],
                     entered_by=mark["actor"] if mark and mark["status"] != "pending" else None,
                     entered_at=mark["at"] if mark and mark["status"] != "pending" else None,
-                    unresolved=raw["unresolved"], note=mark["note"] if mark else None))
+                    unresolved=raw["unresolved"], note=mark["note"] if mark else None)
+                # what the exports need besides the item itself (not part of the item's JSON)
+                item.fields, item.rule, item.template = raw["fields"], raw["rule"], template
+                items.append(item)
+    if not back_load_order:
+        return items  # per form, in the order its template declares its items
     items.sort(key=lambda i: (KIND_ORDER[i.kind], i.care_time is None, i.care_time or "",
                               i.patient_mrn or "", _natural(i.item_id)))
     return items
@@ -267,6 +327,16 @@ def worklist(kit: Kit, ward: str | None = None, status: str | None = None) -> li
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms WHERE ward = ?", [ward])]
     items = _build(kit, form_ids)
     return [i for i in items if status is None or i.status == status]
+
+
+def items_by_form(kit: Kit, form_ids: list[str],
+                  templates: dict[str, Template] | None = None) -> dict[str, list[WorkItem]]:
+    """The worklist's items of these forms, per form in the order the template declares them
+    (what every export derives its items from)."""
+    out: dict[str, list[WorkItem]] = {}
+    for item in _build(kit, form_ids, back_load_order=False, templates=templates):
+        out.setdefault(item.form_id, []).append(item)
+    return out
 
 
 def get_item(kit: Kit, item_id: str) -> WorkItem:

@@ -63,7 +63,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.url_map.converters["int"] = StoreId  # /readings/<int:...>: an id SQLite can hold, else 404
     app.config.update(KIT_PATH=kit_path, SESSION_MAX=session_max, SESSION_IDLE=session_idle,
-                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY)
+                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY, WORKLIST_PATIENTS_PER_PAGE=20)
     flashes: dict[str, list[tuple[str, str]]] = {}
     # A full reconcile reads every reading of the kit: it is computed again only when the store changed.
     cache_lock = threading.Lock()
@@ -252,8 +252,10 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                 w["to_reenter"] += 1
             elif item.status == "entered":
                 w["entered"] += 1
+        unlinked = sum(1 for i in rc.list_identities(g.kit) if i.get("kind") == "mrn" and not i.get("linked_to"))
+        to_reenter = sum(1 for item in items if item.status == "pending")
         return render_template("dashboard.html", rows=sorted(rows.items()), totals=totals, waiting=waiting,
-                               quarantined=quarantined)
+                               quarantined=quarantined, unlinked=unlinked, to_reenter=to_reenter)
 
     # --- queue and readings ------------------------------------------------------------------------
     def _filters() -> dict[str, str]:
@@ -263,9 +265,12 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     def queue_view():
         f = _filters()
         items = q.list_queue(g.kit.db, f.get("ward"), f.get("template"), f.get("reason"), limit=200)
+        names = _patient_names()
         for item in items:
             item["label"] = lb.field_label(lb.labels(kit_path, item["template"], item["version"], g.lang),
                                            item["field"])
+            item["name"] = names.get(item["mrn"] or "")
+            item["title"] = lb.form_title(lb.labels(kit_path, item["template"], item["version"], g.lang), item["template"])
         counts = q.queue_counts(g.kit.db, f.get("ward"), f.get("template"))
         return render_template("queue.html", items=items, counts=counts, filters=f,
                                choices=q.filter_choices(g.kit.db), query=urlencode(f),
@@ -291,10 +296,37 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         d["reason_text"] = reason_text(g.lang, d.get("reason"))
         table = lb.labels(kit_path, d["capture"]["template"], d["capture"]["version"], g.lang)
         d["field_label"] = lb.field_label(table, d["field"])
+        d["form_title"] = lb.form_title(table, d["capture"]["template"])
         if d["options"] is not None:
             names = lb.option_labels(table, d["field"])
             d["option_labels"] = [_option_text(o, names.get(o)) for o in d["options"]]
+        d["returned"] = _returned(reading_id) if d["review"] is None else None
+        d["patient_name"] = _patient_name(d["capture"].get("patient_mrn"), d["capture"].get("downtime_mrn"))
         return d
+
+    def _patient_name(mrn: str | None, downtime_mrn: str | None) -> str | None:
+        """The census name of the form's patient (a linked downtime MRN counts as its real MRN)."""
+        if not mrn and downtime_mrn:
+            row = g.kit.db.execute("SELECT real_mrn FROM identity_links l WHERE downtime_mrn = ? AND revokes IS NULL"
+                                   " AND NOT EXISTS (SELECT 1 FROM identity_links r WHERE r.revokes = l.id)"
+                                   " ORDER BY id DESC LIMIT 1", [downtime_mrn]).fetchone()
+            mrn = row[0] if row else None
+        if not mrn:
+            return None
+        row = g.kit.db.execute("SELECT last_name, first_name FROM patients WHERE mrn = ? ORDER BY snapshot_id DESC"
+                               " LIMIT 1", [mrn]).fetchone()
+        return f"{row[0]}, {row[1]}" if row else None
+
+    def _returned(reading_id: int) -> dict[str, Any] | None:
+        """The undo that sent a reading back to the queue (who, when, why), if one did."""
+        row = g.kit.db.execute(
+            "SELECT u.actor, u.at, u.note, r.actor, r.decision, r.value FROM reviews u JOIN reviews r"
+            " ON r.review_id = u.undoes WHERE u.reading_id = ? AND u.decision = 'undo' ORDER BY u.review_id DESC LIMIT 1",
+            [reading_id]).fetchone()
+        if row is None:
+            return None
+        return {"by": row[0], "at": row[1], "note": row[2], "decided_by": row[3], "decision": row[4],
+                "value": json.loads(row[5]) if row[5] is not None else None}
 
     @app.get("/api/next")
     def api_next():
@@ -330,6 +362,16 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             raise BadInput(f"a note is text of at most {NOTE_MAX} characters")
         detail = q.reading_detail(g.kit.db, reading_id)
         value = _checked_value(detail, decision, body.get("value"))
+        if decision in ("transcribe", "correct") and detail["options"] is None:
+            # the same format and plausibility rules as the handwriting suggestions (templates/values.py)
+            from .typed import check_typed
+            implausible = check_typed(kit_path, detail, value)
+            if implausible and body.get("confirm_implausible") is not True:
+                return jsonify({"error": t(g.lang, "implausible", reason=implausible), "implausible": True,
+                                "reason": implausible}), 422
+            if implausible:
+                note = f"implausible, confirmed: {implausible}" + (f" — {note}" if note else "")
+                note = note[:NOTE_MAX]
         try:  # the "decided meanwhile?" check and the insert are one transaction
             review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, note,
                                       expect_review_id=seen)
@@ -360,27 +402,82 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
 
     @app.get("/page/<int:capture_id>")
     def page_view(capture_id: int):
-        return render_template("page.html", page=q.page_overlay(g.kit.db, capture_id, kit_path))
+        page = q.page_overlay(g.kit.db, capture_id, kit_path)
+        table = lb.labels(kit_path, page["capture"].get("template"), page["capture"].get("version"), g.lang)
+        for f in page["fields"]:
+            f["label"] = lb.field_label(table, f["field"])
+        return render_template("page.html", page=page)
 
     # --- decisions and undo --------------------------------------------------------------------
     @app.get("/decisions")
     def decisions():
         rows = g.kit.db.execute(
             "SELECT r.review_id, r.reading_id, r.decision, r.value, r.actor, r.at, r.undoes, rd.sheet_id, rd.field,"
-            " EXISTS (SELECT 1 FROM reviews x WHERE x.undoes = r.review_id) FROM reviews r"
-            " JOIN readings rd ON rd.reading_id = r.reading_id ORDER BY r.review_id DESC LIMIT 200").fetchall()
+            " EXISTS (SELECT 1 FROM reviews x WHERE x.undoes = r.review_id), c.template, c.version FROM reviews r"
+            " JOIN readings rd ON rd.reading_id = r.reading_id JOIN captures c ON c.capture_id = rd.capture_id"
+            " ORDER BY r.review_id DESC LIMIT 200").fetchall()
         items = [{"review_id": r[0], "reading_id": r[1], "decision": r[2],
                   "value": json.loads(r[3]) if r[3] is not None else None, "actor": r[4], "at": r[5],
-                  "undoes": r[6], "sheet_id": r[7], "field": r[8], "undone": bool(r[9])} for r in rows]
-        return render_template("decisions.html", items=items)
+                  "undoes": r[6], "sheet_id": r[7], "field": r[8], "undone": bool(r[9]),
+                  "label": lb.field_label(lb.labels(kit_path, r[10], r[11], g.lang), r[8])} for r in rows]
+        from ..store.decisions import last_own_review
+        mine = last_own_review(g.kit.db, g.user.name, _session_start())
+        return render_template("decisions.html", items=items, own_last=mine["review_id"] if mine else None)
 
     @app.post("/reviews/<int:review_id>/undo")
-    @supervisor_only
     def undo(review_id: int):
-        from ..store.decisions import undo_review
-        undo_review(g.kit.db, review_id, g.user.name, request.form.get("note") or None)
+        from ..store.decisions import undo_own_review, undo_review
+        note = request.form.get("note") or None
+        if g.user.is_supervisor:
+            undo_review(g.kit.db, review_id, g.user.name, note)
+        else:  # a clerk takes back a decision of their own, made in this session
+            try:
+                undo_own_review(g.kit.db, g.user.name, _session_start(), review_id, note)
+            except FallbackkitError as exc:
+                flash("error", str(exc))
+                return back(url_for("decisions"))
         flash("ok", t(g.lang, "undone", id=review_id))
         return back(url_for("decisions"))
+
+    def _session_start():
+        import datetime as dt
+        return dt.datetime.fromtimestamp(int(g.session.started_at), dt.timezone.utc)  # reviews keep whole seconds
+
+    @app.post("/api/undo-last")
+    def api_undo_last():
+        """Undo my own latest decision of this session; the reading comes back to be decided again."""
+        from ..store.decisions import undo_own_review
+        own = undo_own_review(g.kit.db, g.user.name, _session_start())
+        return jsonify({"ok": True, "reading_id": own["reading_id"], "review_id": own["review_id"]})
+
+    @app.get("/api/progress")
+    def api_progress():
+        """Where the clerk is: decided in this session, waiting (with the queue's filters), pace, and
+        (with end=1) what else is open: conflicts, quarantined pages, unlinked downtime MRNs."""
+        import datetime as dt
+        f = _filters()
+        since = _session_start()
+        waiting = sum(q.queue_counts(g.kit.db, f.get("ward"), f.get("template")).values()) if not f.get("reason") \
+            else q.queue_counts(g.kit.db, f.get("ward"), f.get("template")).get(f["reason"], 0)
+        times = [dt.datetime.fromisoformat(r[0]) for r in g.kit.db.conn.execute(
+            "SELECT at FROM reviews WHERE actor = ? AND decision != 'undo' AND NOT EXISTS"
+            " (SELECT 1 FROM reviews u WHERE u.undoes = reviews.review_id) ORDER BY review_id DESC LIMIT 2000",
+            [g.user.name])]
+        times = [t_ for t_ in times if t_ >= since]
+        done = len(times)
+        pace = (max(times) - min(times)).total_seconds() / (done - 1) if done >= 2 else None
+        out: dict[str, Any] = {"decided": done, "waiting": waiting, "position": done + 1 if waiting else done,
+                               "total": done + waiting, "pace_s": round(pace, 1) if pace else None,
+                               "left_s": round(pace * waiting) if pace else None}
+        if request.args.get("end"):
+            out["open"] = _open_counts()
+        return jsonify(out)
+
+    def _open_counts() -> dict[str, int]:
+        report = cached("reconcile", lambda: rc.reconcile(g.kit))
+        unlinked = sum(1 for i in rc.list_identities(g.kit) if i.get("kind") == "mrn" and not i.get("linked_to"))
+        return {"conflicts": int((report.get("totals") or {}).get("conflicts") or 0),
+                "quarantine": len(q.open_quarantine(g.kit.db)), "identities": unlinked}
 
     # --- people (supervisors): lift a lock after wrong passwords -------------------------------
     @app.get("/people")
@@ -421,7 +518,42 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                         options = [{"json": json.dumps(o, ensure_ascii=False),
                                     "text": _option_text(o, names.get(o)) or _fmt(o)} for o in detail["options"]]
                 items.append({**c, "captures": caps, "form": form, "options": options})
-        return render_template("conflicts.html", items=items, filters=f, choices=q.filter_choices(g.kit.db))
+        names = _patient_names()
+        sheets: dict[str, dict[str, Any]] = {}   # one group per sheet: "take this scan for the whole sheet"
+        for item in items:
+            group = sheets.setdefault(item["sheet_id"], {"sheet_id": item["sheet_id"], "form": item["form"],
+                                                         "patient": names.get(item["form"].get("real_mrn") or ""),
+                                                         "title": lb.form_title(lb.labels(
+                                                             kit_path, item["form"].get("template"),
+                                                             item["form"].get("version"), g.lang),
+                                                             item["form"].get("template")),
+                                                         "items": [], "captures": {}})
+            group["items"].append(item)
+            for cap in item["captures"]:
+                group["captures"][cap["capture_id"]] = None
+        for group in sheets.values():
+            cids = sorted(group["captures"])
+            marks = ",".join("?" * len(cids))
+            when = dict(g.kit.db.conn.execute(f"SELECT capture_id, captured_at FROM captures WHERE capture_id IN ({marks})",
+                                              cids).fetchall())
+            group["captures"] = [{"capture_id": cid, "n": n, "at": when.get(cid)} for n, cid in enumerate(cids, 1)]
+        return render_template("conflicts.html", items=items, sheets=list(sheets.values()), filters=f,
+                               choices=q.filter_choices(g.kit.db))
+
+    def _patient_names() -> dict[str, str]:
+        """Real MRN -> "Last, First" from the latest census snapshot (clerks know patients by name)."""
+        return {r[0]: f"{r[1]}, {r[2]}" for r in g.kit.db.conn.execute(
+            "SELECT mrn, last_name, first_name FROM patients WHERE snapshot_id = (SELECT MAX(id) FROM census_snapshots)")}
+
+    @app.post("/api/conflicts/sheet")
+    def api_take_sheet():
+        """Take one capture for every open conflict of its sheet (one transaction, each field audited)."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("sheet_id"), str) \
+                or type(body.get("capture_id")) is not int or not 0 < body["capture_id"] <= SQLITE_INT_MAX:
+            raise BadInput("send {sheet_id: text, capture_id: id}")
+        out = rc.resolve_sheet_from_capture(g.kit, body["sheet_id"], body["capture_id"], g.user.name)
+        return jsonify({"ok": True, **out})
 
     @app.post("/conflicts/resolve")
     def resolve():
@@ -446,6 +578,8 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             if not ok:
                 raise BadInput(f"{field} takes one of its printed options, not {value!r}")
         rc.resolve_conflict(g.kit, sheet_id, field, value, g.user.name, chosen_capture_id=chosen)
+        if request.headers.get("Accept") == "application/json":  # the conflicts screen, without a reload
+            return jsonify({"ok": True, "sheet_id": ids.normalize(sheet_id), "field": field})
         flash("ok", t(g.lang, "conflict_resolved", field=field, sheet=sheet_id))
         return back(url_for("conflicts"))
 
@@ -481,15 +615,32 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         suggestions: dict[str, list[dict[str, Any]]] = {}
         for s in rc.suggest_identities(g.kit):
             suggestions.setdefault(s["downtime_mrn"], []).append(s)
-        return render_template("identities.html", items=items, suggestions=suggestions)
+        no_suggestion = {i["downtime_mrn"]: rc.no_suggestion_reason(g.kit, i) for i in items
+                         if not i["linked_to"] and i["downtime_mrn"] not in suggestions}
+        return render_template("identities.html", items=items, suggestions=suggestions, no_suggestion=no_suggestion)
+
+    @app.get("/identities/check")
+    def identity_check():
+        dt, real = request.args.get("downtime_mrn", "").strip(), request.args.get("real_mrn", "").strip()
+        if not dt or not real:
+            raise BadInput(t(g.lang, "link_needs_both"))
+        return render_template("identity_check.html", p=rc.identity_preview(g.kit, dt, real),
+                               reason=request.args.get("reason", ""), error=None)
 
     @app.post("/identities/link")
     def link():
         dt, real = request.form.get("downtime_mrn", "").strip(), request.form.get("real_mrn", "").strip()
         if not dt or not real:
             raise BadInput(t(g.lang, "link_needs_both"))
+        reason = request.form.get("reason") or "review station"
         try:
-            rc.link_identity(g.kit, dt, real, g.user.name, request.form.get("reason") or "review station")
+            preview = rc.identity_preview(g.kit, dt, real)
+            already = preview["linked_to"] is not None
+            # the paper and the census disagree (or the MRN is not in the census): a second, explicit step
+            if preview["mismatches"] and not already and request.form.get("confirm") != "1":
+                return render_template("identity_check.html", p=preview, reason=reason,
+                                       error=t(g.lang, "link_confirm_needed")), 409
+            rc.link_identity(g.kit, dt, real, g.user.name, reason, confirmed=preview["mismatches"] or None)
         except FallbackkitError as exc:
             flash("error", str(exc))
             return redirect(url_for("identities"))
@@ -501,29 +652,66 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     def worklist():
         ward = request.args.get("ward") or None
         status = request.args.get("status", "pending")
+        page = _id_arg(request.args, "page") or 1
         items = rc.worklist(g.kit, ward=ward, status=None if status == "all" else status)
         grouped: dict[str, list[Any]] = {}
         for item in items:  # per patient, each patient's items keeping the back-load order
             grouped.setdefault(item.patient_mrn or "—", []).append(item)
         forms = {r[0]: (r[1], r[2]) for r in g.kit.db.conn.execute("SELECT form_id, template, version FROM forms")}
+        names = _patient_names()
+        paper_names = {i["downtime_mrn"]: i["name"] for i in rc.list_identities(g.kit) if i.get("name")}
+
+        def table_of(item: Any) -> dict[str, Any]:
+            template, version = forms.get(item.form_id, (None, None))
+            return lb.labels(kit_path, template, version, g.lang)
 
         def label_of(item: Any, key: str) -> str:
-            template, version = forms.get(item.form_id, (None, None))
-            return lb.value_label(lb.labels(kit_path, template, version, g.lang), key)
-        return render_template("worklist.html", patients=list(grouped.items()), ward=ward or "", status=status,
-                               choices=q.filter_choices(g.kit.db), label_of=label_of)
+            return lb.value_label(table_of(item), key)
+
+        def shown(item: Any, key: str, value: Any) -> str:
+            """A value as the clerk reads it: an option with its printed label ("male (M)")."""
+            table = table_of(item)
+            names = lb.option_labels(table, key) or lb.option_labels(table, f"c1.{key}")  # a grid row
+            if names and isinstance(value, str):
+                return _option_text(value, names.get(value)) or value
+            if names and isinstance(value, list):
+                return ", ".join(_option_text(x, names.get(x)) or str(x) for x in value) or "—"
+            return _fmt(value)
+
+        def values_of(item: Any) -> list[tuple[str, Any]]:
+            """The item's values in the order they are printed on the form."""
+            table = table_of(item)
+            return sorted(item.values.items(), key=lambda kv: lb.form_position(table, kv[0]))
+
+        patients = [{"mrn": mrn, "items": its, "name": names.get(mrn) or paper_names.get(its[0].downtime_mrn or ""),
+                     "pending": sum(1 for i in its if i.status == "pending")} for mrn, its in grouped.items()]
+        per_page = app.config["WORKLIST_PATIENTS_PER_PAGE"]
+        pages = max(1, -(-len(patients) // per_page))
+        page = min(page, pages)
+        on_page = patients[(page - 1) * per_page: page * per_page]
+        return render_template("worklist.html", patients=on_page, ward=ward or "", status=status,
+                               choices=q.filter_choices(g.kit.db), label_of=label_of, values_of=values_of, shown=shown,
+                               page=page, pages=pages, n_patients=len(patients), n_items=len(items),
+                               query=urlencode({k: v for k, v in (("ward", ward), ("status", status)) if v}))
 
     @app.post("/worklist/mark")
     def mark():
         item_id, status = request.form.get("item_id", ""), request.form.get("status", "")
         if status not in ("entered", "not-needed", "pending"):
             raise BadInput("status must be entered, not-needed or pending")
+        wants_json = request.headers.get("Accept") == "application/json"  # the worklist's keys, no reload
         try:
             rc.mark_item(g.kit, item_id, status, g.user.name, request.form.get("note") or None)
         except FallbackkitError as exc:
+            if wants_json:
+                return jsonify({"error": str(exc)}), 409
             flash("error", str(exc))
             return back(url_for("worklist"))
-        flash("ok", t(g.lang, "marked", item=item_id, status=t(g.lang, "status_" + status)))
+        message = t(g.lang, "marked", item=item_id, status=t(g.lang, "status_" + status))
+        if wants_json:
+            return jsonify({"ok": True, "item_id": item_id, "status": status, "message": message,
+                            "done": f"{t(g.lang, 'status_' + status)} · {g.user.name}"})
+        flash("ok", message)
         return back(url_for("worklist"))
 
     return app

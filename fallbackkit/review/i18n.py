@@ -171,6 +171,111 @@ def t(lang: str, key: str, **kwargs: Any) -> str:
     return text.format(**kwargs) if kwargs else text
 
 
+# --- issue 15 (identity check, undo, progress, conflicts per sheet, worklist, labels) ---------------
+_EN.update({
+    "identities_help": "Check each link against the patient in the census before you make it.",
+    "on_paper": "On the paper", "in_census": "In the census", "sex": "Sex", "check_link": "Check and link",
+    "check_same": "same", "check_differs": "differs", "check_partly": "partly the same",
+    "check_not_a_date": "not a date", "check_unknown": "nothing to compare",
+    "not_in_census": "{real} is not in the census: nothing to compare the paper with.",
+    "confirm_mismatch": "The paper and the census differ (highlighted). I checked: this is the same patient.",
+    "link_anyway": "Link all the same", "link_confirm_needed": "The paper and the census differ: tick the box to confirm.",
+    "nosuggest_not_returned": "No suggestion: no form with this number was scanned back yet.",
+    "nosuggest_waiting": "No suggestion yet: the name and birth date on its forms wait in the review queue.",
+    "nosuggest_not_written": "No suggestion: no name or birth date was written on its forms.",
+    "nosuggest_no_match": "No suggestion: no patient in the census is close to what the paper says.",
+})
+_FR.update({
+    "identities_help": "Vérifiez chaque lien avec le patient du recensement avant de le faire.",
+    "on_paper": "Sur le papier", "in_census": "Au recensement", "sex": "Sexe", "check_link": "Vérifier et lier",
+    "check_same": "identique", "check_differs": "différent", "check_partly": "en partie identique",
+    "check_not_a_date": "pas une date", "check_unknown": "rien à comparer",
+    "not_in_census": "{real} n'est pas au recensement : rien à comparer avec le papier.",
+    "confirm_mismatch": "Le papier et le recensement diffèrent (en surbrillance). J'ai vérifié : c'est le même patient.",
+    "link_anyway": "Lier quand même", "link_confirm_needed": "Le papier et le recensement diffèrent : cochez la case pour confirmer.",
+    "nosuggest_not_returned": "Pas de suggestion : aucun formulaire avec ce numéro n'a encore été scanné.",
+    "nosuggest_waiting": "Pas encore de suggestion : le nom et la date de naissance attendent dans la file.",
+    "nosuggest_not_written": "Pas de suggestion : ni nom ni date de naissance écrits sur ses formulaires.",
+    "nosuggest_no_match": "Pas de suggestion : aucun patient du recensement ne ressemble au papier.",
+})
+_NL.update({
+    "identities_help": "Controleer elke koppeling met de patiënt uit de census voor u koppelt.",
+    "on_paper": "Op papier", "in_census": "In de census", "sex": "Geslacht", "check_link": "Controleren en koppelen",
+    "check_same": "gelijk", "check_differs": "verschilt", "check_partly": "deels gelijk",
+    "check_not_a_date": "geen datum", "check_unknown": "niets te vergelijken",
+    "not_in_census": "{real} staat niet in de census: niets om het papier mee te vergelijken.",
+    "confirm_mismatch": "Papier en census verschillen (gemarkeerd). Ik heb gecontroleerd: het is dezelfde patiënt.",
+    "link_anyway": "Toch koppelen", "link_confirm_needed": "Papier en census verschillen: vink het vakje aan om te bevestigen.",
+    "nosuggest_not_returned": "Geen suggestie: nog geen formulier met dit nummer gescand.",
+    "nosuggest_waiting": "Nog geen suggestie: naam en geboortedatum wachten in de wachtrij.",
+    "nosuggest_not_written": "Geen suggestie: geen naam of geboortedatum op de formulieren geschreven.",
+    "nosuggest_no_match": "Geen suggestie: geen patiënt in de census lijkt op wat op papier staat.",
+})
+_EN.update({"still_open": "Still open elsewhere:", "identities_waiting": "{n} downtime MRNs to link to a real patient",
+            "worklist_waiting": "{n} items to re-enter"})
+_FR.update({"still_open": "Encore ouvert ailleurs :", "identities_waiting": "{n} numéros provisoires à lier à un vrai patient",
+            "worklist_waiting": "{n} éléments à ressaisir"})
+_NL.update({"still_open": "Elders nog open:", "identities_waiting": "{n} tijdelijke nummers te koppelen aan een echte patiënt",
+            "worklist_waiting": "{n} items in te voeren"})
+_EN["js"].update({
+    "n_of": "Item {n} of {total}", "time_left": "about {t} left at your pace",
+    "last_one": "This is the last item waiting: skipping it leaves it here.",
+    "returned": "Back in the queue: {who}'s decision ({decision}: {value}) was undone by {by} at {at}",
+    "undo_last": "Undo my last decision", "undone_mine": "Your last decision was undone: decide again.",
+    "open_conflicts": "{n} fields where two scans disagree", "open_quarantine": "{n} pages in quarantine to identify",
+    "open_identities": "{n} downtime MRNs to link", "all_clear": "Nothing else is open.",
+})
+_FR["js"].update({
+    "n_of": "Élément {n} sur {total}", "time_left": "environ {t} restantes à votre rythme",
+    "last_one": "C'est le dernier élément en attente : le passer le laisse ici.",
+    "returned": "De retour dans la file : la décision de {who} ({decision} : {value}) a été annulée par {by} à {at}",
+    "undo_last": "Annuler ma dernière décision", "undone_mine": "Votre dernière décision est annulée : décidez à nouveau.",
+    "open_conflicts": "{n} champs où deux scans divergent", "open_quarantine": "{n} pages en quarantaine à identifier",
+    "open_identities": "{n} numéros provisoires à lier", "all_clear": "Rien d'autre n'est ouvert.",
+})
+_NL["js"].update({
+    "n_of": "Item {n} van {total}", "time_left": "nog ongeveer {t} in uw tempo",
+    "last_one": "Dit is het laatste wachtende item: overslaan laat het hier staan.",
+    "returned": "Terug in de wachtrij: de beslissing van {who} ({decision}: {value}) werd ongedaan gemaakt door {by} om {at}",
+    "undo_last": "Mijn laatste beslissing ongedaan maken", "undone_mine": "Uw laatste beslissing is ongedaan gemaakt: beslis opnieuw.",
+    "open_conflicts": "{n} velden waar twee scans verschillen", "open_quarantine": "{n} pagina's in quarantaine te identificeren",
+    "open_identities": "{n} tijdelijke nummers te koppelen", "all_clear": "Verder is niets open.",
+})
+_EN.update({"take_scan": "Take scan {n} for the whole sheet", "field_by_field": "Field by field",
+            "fields_disagree": "{n} fields disagree", "sheet_taken": "Sheet {sheet}: {n} fields settled from one scan.",
+            "sheet_left": "Left open, to decide field by field (unsure or not typed yet on that scan): {fields}.", "field_resolved": "{field} on sheet {sheet} resolved.",
+            "conflicts_keys": "Digit 1, 2… takes that scan for the whole sheet; Enter on a button picks it; Tab moves on."})
+_FR.update({"take_scan": "Prendre le scan {n} pour toute la feuille", "field_by_field": "Champ par champ",
+            "fields_disagree": "{n} champs divergent", "sheet_taken": "Feuille {sheet} : {n} champs réglés d'après un scan.",
+            "sheet_left": "Restent ouverts, à décider champ par champ (incertains ou pas encore tapés sur ce scan) : {fields}.", "field_resolved": "{field} de la feuille {sheet} réglé.",
+            "conflicts_keys": "Le chiffre 1, 2… prend ce scan pour toute la feuille ; Entrée sur un bouton le choisit ; Tab avance."})
+_NL.update({"take_scan": "Scan {n} nemen voor het hele blad", "field_by_field": "Veld per veld",
+            "fields_disagree": "{n} velden verschillen", "sheet_taken": "Blad {sheet}: {n} velden beslist volgens één scan.",
+            "sheet_left": "Blijven open, veld per veld te beslissen (onzeker of nog niet getypt op die scan): {fields}.", "field_resolved": "{field} op blad {sheet} beslist.",
+            "conflicts_keys": "Cijfer 1, 2… neemt die scan voor het hele blad; Enter op een knop kiest hem; Tab gaat verder."})
+_EN.update({"worklist_keys": "J / K: next / previous item · Shift+J / Shift+K: next / previous patient · E: entered · N: not needed",
+            "worklist_count": "{items} items for {patients} patients", "n_pending": "{n} to enter",
+            "name_unknown": "name not known yet", "kind_registration": "Registration", "kind_order": "Lab order",
+            "kind_result": "Result", "kind_medication": "Medication", "kind_vitals": "Vital signs"})
+_FR.update({"worklist_keys": "J / K : élément suivant / précédent · Maj+J / Maj+K : patient suivant / précédent · E : saisi · N : inutile",
+            "worklist_count": "{items} éléments pour {patients} patients", "n_pending": "{n} à saisir",
+            "name_unknown": "nom pas encore connu", "kind_registration": "Admission", "kind_order": "Demande de labo",
+            "kind_result": "Résultat", "kind_medication": "Médicament", "kind_vitals": "Paramètres vitaux"})
+_NL.update({"worklist_keys": "J / K: volgend / vorig item · Shift+J / Shift+K: volgende / vorige patiënt · E: ingevoerd · N: niet nodig",
+            "worklist_count": "{items} items voor {patients} patiënten", "n_pending": "{n} in te voeren",
+            "name_unknown": "naam nog niet bekend", "kind_registration": "Opname", "kind_order": "Labo-aanvraag",
+            "kind_result": "Resultaat", "kind_medication": "Medicatie", "kind_vitals": "Vitale parameters"})
+_EN.update({"implausible": "Implausible: {reason}. Check the paper; press Enter again to keep it (the reason is recorded)."})
+_FR.update({"implausible": "Peu plausible : {reason}. Vérifiez le papier ; Entrée encore pour le garder (la raison est notée)."})
+_NL.update({"implausible": "Onwaarschijnlijk: {reason}. Controleer het papier; nog eens Enter om het te houden (de reden wordt bewaard)."})
+_EN["js"].update({"decision_confirm": "confirmed", "decision_correct": "corrected", "decision_transcribe": "typed",
+                  "decision_illegible": "illegible"})
+_FR["js"].update({"decision_confirm": "confirmé", "decision_correct": "corrigé", "decision_transcribe": "tapé",
+                  "decision_illegible": "illisible"})
+_NL["js"].update({"decision_confirm": "bevestigd", "decision_correct": "verbeterd", "decision_transcribe": "getypt",
+                  "decision_illegible": "onleesbaar"})
+
+
 # Why a reading waits for a person (codes of fallbackkit.scan.reasons) and why a page was put aside.
 REASONS: dict[str, dict[str, str]] = {
     "en": {

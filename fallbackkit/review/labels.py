@@ -50,7 +50,7 @@ def _build(kit_path: Path, template: str, version: int, lang: str) -> dict[str, 
             for key in ("given", "time", "initials", "order"):
                 if key in med.labels:
                     slot_specs[key] = (_pick(med.labels[key], lang) or key, {})
-    return {"fields": fields, "options": options, "slots": slot_specs}
+    return {"fields": fields, "options": options, "slots": slot_specs, "title": _pick(t.title, lang)}
 
 
 def labels(kit_path: Path, template: str | None, version: int | None, lang: str) -> dict[str, Any]:
@@ -92,3 +92,22 @@ def value_label(table: dict[str, Any], key: str) -> str:
     if slot:
         return slot[0]
     return key.replace("_", " ").capitalize()
+
+
+def form_position(table: dict[str, Any], key: str) -> int:
+    """Where a re-entry value's key sits on the printed form (fields are labelled in form order),
+    so values are shown as the clerk reads the paper, not alphabetically. Unknown keys go last."""
+    order = table.setdefault("_order", {name: i for i, name in enumerate(table["fields"])})
+    if key in order:
+        return order[key]
+    if f"c1.{key}" in order:
+        return order[f"c1.{key}"]
+    slots = list(table.get("slots", {}))
+    if key in slots:
+        return len(order) + slots.index(key)
+    return len(order) + len(slots) + 1
+
+
+def form_title(table: dict[str, Any], template: str | None) -> str:
+    """The form's printed title in the clerk's language ("Laboratory request"), else its name."""
+    return table.get("title") or template or ""

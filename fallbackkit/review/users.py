@@ -232,6 +232,7 @@ class Session:
     token_hash: str
     user: User
     csrf: str
+    started_at: float = 0.0   # epoch seconds: a person may undo their own decisions made since
 
 
 def load_session(conn, token: str | None, max_age: float = SESSION_MAX_SECONDS,
@@ -262,7 +263,7 @@ def load_session(conn, token: str | None, max_age: float = SESSION_MAX_SECONDS,
     if now - row[3] > 30:  # one write per half minute at most, not one per request
         with conn:
             conn.execute("UPDATE review_sessions SET last_seen = ? WHERE token_hash = ?", [now, th])
-    return Session(th, User(row[0], row[5], row[6]), row[1])
+    return Session(th, User(row[0], row[5], row[6]), row[1], row[2])
 
 
 def end_session(conn, token_hash: str, reason: str = "logout") -> None:

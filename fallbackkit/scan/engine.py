@@ -92,10 +92,13 @@ def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
     t0 = time.perf_counter()
     image = _check_image(image)
     quality: dict[str, Any] = {"image_px": [int(image.shape[1]), int(image.shape[0])], "timings_ms": {}}
-    codes, decoder = locate.find_codes(image, _is_ours)
+    codes, decoder = locate.find_codes(image, lambda text: _is_ours(text) or payload_mod.is_cover(text))
     quality["decoder"] = decoder
     quality["timings_ms"]["code"] = round((time.perf_counter() - t0) * 1000, 2)
     ours = [c for c in codes if _is_ours(c.text)]
+    covers = [c for c in codes if payload_mod.is_cover(c.text)]
+    if covers and not ours:
+        return _cover(covers[0].text, kit_id, secret, quality)
     if not ours:
         blank, measures = blank_page(image)
         quality["blank"] = measures
@@ -220,6 +223,18 @@ def _through_the_paper(image: np.ndarray, code: locate.FoundCode, sp: payload_mo
                            "with writing on it: look at the paper", None, quality)
     return PageResult("blank", "show_through", f"the back of sheet {sp.sheet_id}: the front shows through the "
                       "paper", None, quality=quality)
+
+
+def _cover(text: str, kit_id: str, secret: bytes, quality: dict) -> PageResult:
+    """A ward pack's cover sheet: recognised by its signed code, nothing to read on it. A cover of
+    another kit, or one whose signature fails, is quarantined like such a sheet."""
+    try:
+        cover = payload_mod.verify_cover(text, secret, kit_id)
+    except PayloadError as exc:
+        reason = "foreign_kit" if payload_mod.parse_cover(text).kit_id != kit_id else "bad_signature"
+        return _quarantine(reason, str(exc), text, quality)
+    return PageResult("cover", None, f"cover sheet of the pack that starts with sheet {cover.first_sheet_id}"
+                      f" ({cover.sheets} sheets)", text, quality=quality)
 
 
 def read_page_as(image: np.ndarray, geometry: dict) -> PageResult:

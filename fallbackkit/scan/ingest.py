@@ -9,7 +9,13 @@ extract when the page is exactly one upright image and render (200 dpi, grey) ot
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import struct
+import sys
+import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +34,9 @@ MAX_PAGE_PIXELS = 80_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PAGE_PIXELS
 RENDER_DPI = 200
 MIN_DPI_TRUSTED = 50  # files written with 1 or 72 "dpi" as a placeholder say nothing useful
+# A page image narrower or shorter than this cannot hold a sheet's marks and boxes (a 300-pixel
+# A4 side is ~36 dpi): a thumbnail, an icon, a crop. Refused as a file error, never read.
+MIN_PAGE_SIDE_PX = 300
 
 KINDS = {"pdf": ".pdf", "tiff": ".tif", "png": ".png", "jpeg": ".jpg"}
 EXIF_ORIENTATION = 0x0112
@@ -49,9 +58,12 @@ class Page:
     dpi: float | None   # as recorded in the file (None when unknown)
     kind: str           # pdf | tiff | png | jpeg
     how: str = "decode"  # decode | extract (scanner PDF image) | render (vector PDF)
+    notes: tuple[str, ...] = ()  # what the image decoder said while decoding it (libtiff warnings)
 
 
 RESCAN = "scan the paper again, or export the file again from the scanner software"
+SAVE_AS = ("save as PDF, PNG, JPEG, or TIFF in grey, black-and-white or RGB colour with no, LZW, Deflate, "
+           "JPEG or G4 compression (the scanner's file settings, or convert the file), then scan that file")
 
 
 def sniff(path: Path | str) -> str:
@@ -239,13 +251,20 @@ def _extract_scanned_image(path: Path, page, index: int, width_pt: float, height
         if (right - left) < 0.9 * width_pt or (top - bottom) < 0.9 * height_pt:
             return None
         px_w, px_h = obj.get_px_size()
+        if min(px_w, px_h) < MIN_PAGE_SIDE_PX:
+            return None  # a low-resolution image on a page: rendering sizes it to the page
         _check_pixels(path, index, px_w, px_h)
         filters = obj.get_filters()
         image = None
+        said: list[str] = []
         if filters == ["DCTDecode"]:
             data = obj.get_data(decode_simple=False)
             buf = np.frombuffer(bytes(data), dtype=np.uint8)
-            image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+            with decoder_messages(said):  # OpenCV's libjpeg prints "Corrupt JPEG data: ..." on stderr
+                image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+            if any("premature end" in line for line in said):
+                # the rest of the page is filled in grey: its marks would read as blank boxes
+                raise UnreadableFile(path, f"page {index}: its image is cut short ({_said(said)[2:]})", RESCAN)
             if image is not None and image.shape != (px_h, px_w):
                 image = None
         if image is None:
@@ -258,7 +277,7 @@ def _extract_scanned_image(path: Path, page, index: int, width_pt: float, height
     if image[::16, ::16].mean() < 96:
         return None  # mostly dark: an inverted image (a /Decode array the raw bitmap ignores); render it
     dpi = round(px_w / ((right - left) / 72), 1)
-    return Page(index, np.ascontiguousarray(image), float(dpi), "pdf", "extract")
+    return Page(index, np.ascontiguousarray(image), float(dpi), "pdf", "extract", notes=tuple(said))
 
 
 def _bitmap_to_grey(bitmap) -> np.ndarray:
@@ -279,8 +298,9 @@ def _bitmap_to_grey(bitmap) -> np.ndarray:
 
 # --- TIFF, PNG, JPEG ---------------------------------------------------------------------------
 def _open_image(path: Path, kind: str) -> Image.Image:
+    said: list[str] = []
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _tiff_messages(said, kind):
             warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the pixels still count
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
@@ -288,26 +308,35 @@ def _open_image(path: Path, kind: str) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_big(path, 1, None, None, _bomb_pixels(exc)) from None
     except Exception as exc:  # Pillow raises many types for broken headers
-        raise UnreadableFile(path, f"is a damaged {kind.upper()} file ({_short(exc)})", RESCAN) from None
-    _check_pixels(path, 1, *img.size)
+        unsupported = _tiff_unsupported(_tiff_header_tags(path), said) if kind == "tiff" else None
+        if unsupported:
+            raise UnreadableFile(path, f"unsupported encoding ({unsupported})", SAVE_AS) from None
+        raise UnreadableFile(path, f"is a damaged {kind.upper()} file ({_short(exc)}{_said(said)})", RESCAN) from None
+    try:
+        _check_pixels(path, 1, *img.size)
+    except UnreadableFile:
+        img.close()
+        raise
     return img
 
 
 def _frames(path: Path, img: Image.Image, kind: str) -> int:
     if kind != "tiff":
         return 1
+    said: list[str] = []
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _tiff_messages(said, kind):
             warnings.simplefilter("ignore")
             return img.n_frames
     except Exception as exc:  # a page directory points past the end of the file
         img.close()
-        raise UnreadableFile(path, f"is cut short or damaged ({_short(exc)})", RESCAN) from None
+        raise UnreadableFile(path, f"is cut short or damaged ({_short(exc)}{_said(said)})", RESCAN) from None
 
 
 def _image_page(path: Path, img: Image.Image, kind: str, index: int) -> Page:
+    said: list[str] = []
     try:
-        with warnings.catch_warnings():
+        with _tiff_messages(said, kind), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if kind == "tiff":
@@ -330,14 +359,136 @@ def _image_page(path: Path, img: Image.Image, kind: str, index: int) -> Page:
         raise _too_big(path, index, None, None) from None
     except EOFError:
         raise UnreadableFile(path, f"is cut short: page {index} is missing", RESCAN) from None
-    except OSError as exc:
-        text = str(exc)
-        if "truncated" in text or "broken data stream" in text or "unrecognized data" in text:
-            raise UnreadableFile(path, f"is cut short or damaged (page {index}: {_short(exc)})", RESCAN) from None
-        raise UnreadableFile(path, f"page {index} cannot be decoded ({_short(exc)})", RESCAN) from None
     except Exception as exc:  # Pillow's decoders raise assorted errors on damaged data
-        raise UnreadableFile(path, f"page {index} cannot be decoded ({_short(exc)})", RESCAN) from None
-    return Page(index, grey, dpi, kind)
+        unsupported = _tiff_unsupported(getattr(img, "tag_v2", {}), said, exc) if kind == "tiff" else None
+        if unsupported:
+            raise UnreadableFile(path, f"page {index}: unsupported encoding ({unsupported})", SAVE_AS) from None
+        text = str(exc)
+        if isinstance(exc, OSError) and ("truncated" in text or "broken data stream" in text
+                                         or "unrecognized data" in text):
+            raise UnreadableFile(path, f"is cut short or damaged (page {index}: {_short(exc)}{_said(said)})",
+                                 RESCAN) from None
+        raise UnreadableFile(path, f"page {index} cannot be decoded ({_short(exc)}{_said(said)})", RESCAN) from None
+    return Page(index, grey, dpi, kind, notes=tuple(said))
+
+
+# --- what C decoders say -----------------------------------------------------------------------
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def decoder_messages(sink: list[str]):
+    """Catch what C libraries (libtiff through Pillow) write straight to the process's stderr.
+
+    libtiff prints warnings and errors ("WEBP compression support is not configured") on file
+    descriptor 2, under a made-up file name: on a clerk's console that is noise nobody can place.
+    They are collected into SINK for the caller to put in its own message, which names the file.
+    """
+    with _STDERR_LOCK:
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            caught = _catch_file()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no stderr at all, or no room for a temporary file
+            saved = None
+        if saved is None:
+            yield sink
+            return
+        try:
+            os.dup2(caught, 2)
+            try:
+                yield sink
+            finally:  # also when decoding failed: the messages explain the failure
+                os.dup2(saved, 2)
+                size = os.lseek(caught, 0, os.SEEK_END)
+                if size:
+                    text = os.pread(caught, min(size, 64 * 1024), 0)
+                    os.ftruncate(caught, 0)
+                    os.lseek(caught, 0, os.SEEK_SET)
+                    _collect(sink, text.decode("utf-8", "replace"))
+        finally:
+            os.close(saved)
+
+
+_CATCH: dict[int, int] = {}  # pid -> descriptor of an unlinked temporary file (a forked worker makes its own)
+
+
+def _catch_file() -> int:
+    fd = _CATCH.get(os.getpid())
+    if fd is None:
+        with tempfile.TemporaryFile() as fh:
+            fd = os.dup(fh.fileno())
+        _CATCH.clear()
+        _CATCH[os.getpid()] = fd
+    return fd
+
+
+def _tiff_messages(sink: list[str], kind: str):
+    """Pillow decodes TIFF through libtiff, which prints; its PNG and JPEG decoders print nothing."""
+    return decoder_messages(sink) if kind == "tiff" else contextlib.nullcontext(sink)
+
+
+def _collect(sink: list[str], text: str) -> None:
+    for line in text.splitlines():
+        # Pillow hands libtiff an open file under the name "tempfile.tif"
+        line = re.sub(r"^\S*tempfile\.tif:\s*", "", line.strip())
+        if line and line not in sink:
+            sink.append(line)
+
+
+def _said(said: list[str]) -> str:
+    return "; the decoder said: " + _short(Exception(" / ".join(said))) if said else ""
+
+
+# --- TIFFs that are valid but that this build cannot decode ---------------------------------------
+_TIFF_COMPRESSIONS = {6: "old-style JPEG compression", 34712: "JPEG 2000 compression",
+                      34713: "Nikon NEF compression", 34887: "LERC compression", 34925: "LZMA compression",
+                      50000: "Zstandard compression", 50001: "WebP compression", 50002: "JPEG XL compression",
+                      52546: "JPEG XL compression"}
+_TIFF_PHOTOMETRIC = {8: "CIELAB colour", 9: "ICC L*a*b* colour", 10: "ITU L*a*b* colour",
+                     32844: "LogL colour", 32845: "LogLuv colour"}
+
+
+def _tiff_unsupported(tags, said: list[str], exc: BaseException | None = None) -> str | None:
+    """The encoding, named for a person, when a TIFF is valid but uses one this build cannot decode.
+
+    Called only once decoding failed. Without an exception (Pillow could not even open the file)
+    a compression of the table is reason enough; after one, libtiff must have said it lacks it:
+    a damaged Zstandard TIFF is damaged, not unsupported.
+    """
+    try:
+        compression, photometric = tags.get(259), tags.get(262)
+    except Exception:
+        return None
+    if photometric in _TIFF_PHOTOMETRIC:
+        return _TIFF_PHOTOMETRIC[photometric]
+    lacking = any("support is not configured" in line or "not implemented" in line for line in said)
+    if lacking or (exc is None and compression in _TIFF_COMPRESSIONS):
+        return _TIFF_COMPRESSIONS.get(compression, f"TIFF compression {compression}")
+    found = re.search(r"conversion from (\S+) to \S+ not supported", str(exc)) if exc is not None else None
+    return f"{found.group(1)} colour" if found else None
+
+
+def _tiff_header_tags(path: Path) -> dict[int, int]:
+    """Compression and photometric tags of a classic TIFF's first page, read by hand: Pillow
+    refuses to open a TIFF whose compression it does not know, so it cannot tell us which."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            order = {b"II": "<", b"MM": ">"}.get(head[:2])
+            if order is None or struct.unpack(order + "H", head[2:4])[0] != 42:
+                return {}
+            fh.seek(struct.unpack(order + "I", head[4:8])[0])
+            count = struct.unpack(order + "H", fh.read(2))[0]
+            tags = {}
+            for _ in range(min(count, 512)):
+                tag, typ, n, value = struct.unpack(order + "HHI4s", fh.read(12))
+                if tag in (259, 262) and n == 1:
+                    tags[tag] = struct.unpack(order + ("H" if typ == 3 else "I"), value[:2] if typ == 3 else value)[0]
+            return tags
+    except (OSError, struct.error):
+        return {}
 
 
 def _l_array(img: Image.Image) -> np.ndarray:
@@ -417,6 +568,10 @@ def _square_pixels(grey: np.ndarray, dpi_xy: tuple[float, float]) -> tuple[np.nd
 def _check_pixels(path: Path, index: int, width: float, height: float) -> None:
     if width * height > MAX_PAGE_PIXELS:
         raise _too_big(path, index, width, height)
+    if min(width, height) < MIN_PAGE_SIDE_PX:
+        raise UnreadableFile(path, f"page {index} is too small to be a scanned page ({int(width)} x {int(height)} "
+                                   f"pixels; a page needs at least {MIN_PAGE_SIDE_PX} on each side)",
+                             "scan the whole sheet at 150 dpi or more (not a thumbnail or a crop)")
 
 
 def _bomb_pixels(exc: BaseException) -> int | None:
@@ -446,4 +601,4 @@ def grey_from_array(image: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["Page", "PageReader", "UnreadableFile", "sniff", "count_pages", "iter_pages", "load_page",
-           "MAX_PAGE_PIXELS", "KINDS", "grey_from_array"]
+           "MAX_PAGE_PIXELS", "MIN_PAGE_SIDE_PX", "KINDS", "grey_from_array", "decoder_messages"]

@@ -32,6 +32,8 @@ import numpy as np
 
 from .. import ids
 from ..errors import BadInput, Conflict, IntegrityFailure, MissingDependency, NotFound, NotPermitted
+from ..files import OutputFiles, file_name
+from ..payload import parse_cover as payload_parse_cover
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
@@ -53,6 +55,7 @@ class ScanSummary:
     pages_blank: int = 0             # blank pages and backs showing the front through (duplex scans)
     pages_duplicate: int = 0         # a further capture of a sheet captured before
     pages_skipped: int = 0           # stored by an earlier, interrupted scan
+    cover_sheets: int = 0            # ward pack covers scanned with their pack: recognised, nothing to read
     readings_accepted: int = 0
     readings_review: int = 0
     seconds: float = 0.0
@@ -62,6 +65,8 @@ class ScanSummary:
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     unfinished: list[dict[str, Any]] = field(default_factory=list)  # interrupted earlier, not in this batch
+    covers: list[dict[str, Any]] = field(default_factory=list)
+    decoder_notes: list[dict[str, Any]] = field(default_factory=list)  # what libtiff & co. said, per file
 
     @property
     def ok(self) -> bool:
@@ -86,8 +91,14 @@ def format_summary(s: ScanSummary) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+    if s.cover_sheets:
+        packs = ", ".join(sorted({f"ward {c['ward']}" if c.get("ward") else "a pack not printed here"
+                                  for c in s.covers}))
+        lines.append(f"cover sheets: {s.cover_sheets} ({packs}; recognised, nothing to read)")
     if s.pages_skipped:
         lines.append(f"{s.pages_skipped} pages were already stored by an interrupted scan and were not read again")
+    for n in s.decoder_notes:
+        lines.append(f"note: {n['path']} page {n['page']}: the image decoder said: {n['note']}")
     for d in s.duplicates:
         lines.append(f"duplicate: sheet {d['sheet_id']} ({d['path']} page {d['page']}) was captured before "
                      f"(capture {d['duplicate_of']})")
@@ -299,6 +310,7 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     _maybe_die(index)
     t1 = time.perf_counter()
     image = page.image
+    notes = list(getattr(page, "notes", ()))
     try:
         from .engine import read_page
         result = read_page(image, kit_id=_WORKER["kit_id"], secret=_WORKER["secret"],
@@ -314,7 +326,7 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
         page_image = _preview(image, page.dpi)
     out["image_path"] = _save_png(kit_path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
     out.update(sha=sha, index=index, kind="page", width_px=int(image.shape[1]), height_px=int(image.shape[0]),
-               decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2),
+               decoder_notes=notes, decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2),
                rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     return out
 
@@ -382,10 +394,6 @@ def _save_png(kit_path: Path, rel: Path, image: np.ndarray) -> str:
     return rel.as_posix()
 
 
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in name)
-
-
 def _raw_json(raw: Any) -> str:
     """The raw measurements as JSON text, made in the worker (numpy scalars and arrays allowed)."""
     return json.dumps(raw if raw is not None else {}, ensure_ascii=False, sort_keys=True, default=_numpy_default)
@@ -431,9 +439,19 @@ def store_page(conn: sqlite3.Connection, result: dict[str, Any], source: str = "
         return None  # another scan of the same file, running at the same time, stored this page first
 
 
+def _cover_pack(conn, payload_text: str) -> dict[str, Any]:
+    """Which printed pack a scanned cover belongs to (by the pack's first sheet)."""
+    first = payload_parse_cover(payload_text).first_sheet_id
+    row = conn.execute("SELECT b.id, b.ward FROM sheets s JOIN print_batches b ON b.id = s.batch_id"
+                       " WHERE s.sheet_id = ?", [first]).fetchone()
+    return {"first_sheet_id": first, "batch_id": row[0] if row else None, "ward": row[1] if row else None}
+
+
 def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None) -> dict[str, Any] | None:
-    # a blank page (or a back showing its front through the paper) is recorded, never matched to a sheet
-    quarantined = result["status"] not in ("read", "blank")
+    """A cover sheet is stored as a capture with status 'cover': the file is complete, nothing is read.
+    A blank page (or a back showing its front through the paper) as one with status 'blank', never
+    matched to a sheet."""
+    quarantined = result["status"] not in ("read", "blank", "cover")
     unread = result["status"] != "read"
     sheet = None if unread else (sheet_id or result["sheet_id"])
     with conn:
@@ -459,7 +477,7 @@ def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None)
              duplicate_of, now_iso()])
         capture_id = cur.lastrowid
         accepted = review = 0
-        if not unread:
+        if sheet:
             conn.executemany(
                 "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
                 " ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -476,7 +494,7 @@ def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None)
                                 result["payload_text"], now_iso()])
             quarantine_id = cur.lastrowid
     return {"capture_id": capture_id, "quarantine_id": quarantine_id, "sheet_id": sheet,
-            "duplicate_of": duplicate_of, "accepted": accepted, "review": review, "blank": not quarantined and unread}
+            "duplicate_of": duplicate_of, "accepted": accepted, "review": review, "blank": result["status"] == "blank"}
 
 
 def _where(path: Path | str) -> str:
@@ -559,13 +577,19 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
             bar.step(False)
             return
         summary.peak_worker_rss_mib = max(summary.peak_worker_rss_mib, result.get("rss_mib", 0.0))
+        for note in result.get("decoder_notes") or ():
+            summary.decoder_notes.append({"path": str(job.path), "page": result["index"], "note": note})
         stored = store_page(conn, result)
         job.todo.discard(result["index"])
-        bar.step(result["status"] not in ("read", "blank"))
+        bar.step(result["status"] not in ("read", "cover", "blank"))
         if stored is None:
             summary.pages_skipped += 1
             return
-        if stored["blank"]:
+        if result["status"] == "cover":
+            summary.cover_sheets += 1
+            summary.covers.append({"path": str(job.path), "page": result["index"],
+                                   **_cover_pack(conn, result["payload_text"])})
+        elif stored["blank"]:
             summary.pages_blank += 1
         elif stored["quarantine_id"] is not None:
             summary.pages_quarantined += 1

@@ -134,6 +134,52 @@ def undo_review(conn, review_id: int, actor: str, note: str | None = None) -> in
         return cur.lastrowid
 
 
+def _own_undoable(conn, actor: str, since: Any, review_id: int | None = None) -> dict[str, Any] | None:
+    import datetime as _dt
+    sql = ("SELECT review_id, reading_id, decision, value, at FROM reviews WHERE actor = ? AND decision != 'undo'"
+           " AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = reviews.review_id)")
+    params: list[Any] = [actor]
+    if review_id is not None:
+        sql += " AND review_id = ?"
+        params.append(review_id)
+    for rid, reading_id, decision, value, at in conn.execute(sql + " ORDER BY review_id DESC LIMIT 20", params):
+        if _dt.datetime.fromisoformat(at) < since:
+            return None
+        counts = current_review(conn, reading_id)
+        if counts is not None and counts["review_id"] == rid:
+            return {"review_id": rid, "reading_id": reading_id, "decision": decision,
+                    "value": json.loads(value) if value is not None else None, "at": at}
+        if review_id is not None:
+            return None
+    return None
+
+
+def last_own_review(conn, actor: str, since: Any) -> dict[str, Any] | None:
+    """The actor's latest decision made at or after `since` (an aware datetime: the session's start)
+    that still counts for its reading, or None. Nobody else has decided that reading after it."""
+    if hasattr(conn, "conn"):
+        conn = conn.conn
+    return _own_undoable(conn, actor, since)
+
+
+def undo_own_review(conn, actor: str, since: Any, review_id: int | None = None,
+                    note: str | None = None) -> dict[str, Any]:
+    """A person takes back their own decision of this session (the latest one, or review_id):
+    audited like a supervisor's undo. Refused (Conflict) when it is not theirs, older than the
+    session, already undone, or someone decided the reading since."""
+    if hasattr(conn, "conn"):
+        conn = conn.conn
+    with write_transaction(conn):
+        own = _own_undoable(conn, actor, since, review_id)
+        if own is None:
+            raise Conflict("there is no decision of yours from this session left to undo"
+                           if review_id is None else
+                           f"review {review_id} is not a decision of yours from this session that still counts",
+                           hint="a supervisor can undo older decisions on the Decisions screen")
+        undo_review(conn, own["review_id"], actor, note or "undone by the person who decided it")
+    return own
+
+
 def effective_reading(conn, reading_id: int) -> dict[str, Any]:
     """Machine reading plus the review that counts: value, whether it is resolved, and by whom."""
     if hasattr(conn, "conn"):

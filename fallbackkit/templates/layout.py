@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ..fonts import BOLD, REGULAR, text_width_mm
-from .model import LANGS, FieldSpec, Medications, Section, Template
+from .model import LANGS, FieldSpec, Medications, Option, Section, Template
 
 PAPER_SIZES_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 
@@ -29,7 +29,8 @@ MARK_HOLE = 2.6           # the bottom-right mark's white hole
 MARGIN = 18.0             # content starts here
 QR_SIZE = 25.0
 QR_TOP = 17.0
-HEADER_BOTTOM = 54.0      # body starts here
+HEADER_BOTTOM = 54.0      # body starts here (under the QR zone), or lower for a tall header:
+HEADER_MAX = 64.0         # a two-line title and a wrapped patient header end above this
 FOOTER_HEIGHT = 16.0
 
 BOX = 5.0                 # checkbox side: big enough for a pen
@@ -39,6 +40,7 @@ LABEL_H = 3.6
 GAP_X, GAP_Y = 5.0, 3.5
 OPTION_GAP = 3.5
 SECTION_H = 6.5
+SIGNATURE_H = 13.0
 
 
 def parse_langs(text: str) -> tuple[str, ...]:
@@ -63,6 +65,7 @@ class PageLayout:
     size_mm: tuple[float, float]
     items: list[tuple] = field(default_factory=list)
     fields: list[dict[str, Any]] = field(default_factory=list)
+    header_top: float = MARGIN + 5.5  # where the per-sheet header starts, under the (wrapped) title
 
     def geometry(self) -> dict[str, Any]:
         """What a reader needs: page size and field boxes, mm from the top-left corner."""
@@ -94,6 +97,141 @@ def mark_boxes(size_mm: tuple[float, float]) -> dict[str, list[float]]:
 
 def qr_box(size_mm: tuple[float, float]) -> list[float]:
     return [size_mm[0] - MARGIN - QR_SIZE, QR_TOP, QR_SIZE, QR_SIZE]
+
+
+def qr_zone(size_mm: tuple[float, float]) -> list[float]:
+    """The QR code with its quiet zone and the sheet id and page printed under it: no other ink."""
+    x, y, s, _ = qr_box(size_mm)
+    return [x - 3.0, y - 3.0, s + 6.0, s + 3.0 + 10.0]
+
+
+def header_right(size_mm: tuple[float, float]) -> float:
+    """The right edge of the header column: header text wraps here, clear of the QR zone."""
+    return qr_zone(size_mm)[0] - 1.0
+
+
+def wrap_text(text: str, width: float, size: float, font: str = REGULAR, max_lines: int | None = None,
+              first_width: float | None = None, suffix: str = "") -> tuple[list[str], bool]:
+    """Break text into lines no wider than width (first line: first_width), at spaces, or inside a
+    word too long for a line. With max_lines, the last kept line ends with suffix (or an ellipsis)
+    and True is returned when text was left out."""
+    words = text.split()
+    lines: list[str] = []
+    current = ""
+
+    def room() -> float:
+        return first_width if (first_width is not None and not lines) else width
+
+    for word in words:
+        candidate = f"{current} {word}" if current else word
+        if text_width_mm(candidate, size, font) <= room():
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+            current = ""
+        while text_width_mm(word, size, font) > room():
+            cut = len(word)
+            while cut > 1 and text_width_mm(word[:cut], size, font) > room():
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        current = word
+    if current:
+        lines.append(current)
+    if max_lines is None or len(lines) <= max_lines:
+        return lines, False
+    kept = lines[:max_lines]
+    last_room = first_width if (first_width is not None and max_lines == 1) else width
+    if suffix:
+        kept[-1] = _clip(kept[-1] + " " + suffix, last_room, size, font, keep_end=suffix)
+    else:
+        kept[-1] = _clip(kept[-1] + " …", last_room, size, font)
+    return kept, True
+
+
+@dataclass
+class HeaderLine:
+    """One line of a sheet's per-sheet header; wraps inside the header column. An alert line
+    (allergies) is drawn in a highlighted box with a bold label."""
+    text: str
+    size: float = 9.0
+    bold: bool = False
+    alert_label: str | None = None
+    max_lines: int | None = None
+
+
+def line_pitch(size: float) -> float:
+    return size * 0.42 + 1.2
+
+
+def place_header(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> list[tuple]:
+    """Drawing items for a sheet's header: every line wraps inside the header column, and the
+    type gets smaller (to 75 %) rather than run into the body."""
+    return _fit_header(size_mm, top, lines)[0]
+
+
+def header_bottom(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> float:
+    """Where the placed header's last line ends (mm from the top)."""
+    return _fit_header(size_mm, top, lines)[1]
+
+
+def header_body_top(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> float:
+    """Where the body must start under this header: HEADER_BOTTOM, or lower (whole mm) when the
+    header is taller; layout_form takes it as context 'body_top'."""
+    bottom = _fit_header(size_mm, top, lines)[1]
+    return max(HEADER_BOTTOM, float(-(-(bottom + 2.0) // 1)))
+
+
+def _fit_header(size_mm, top, lines) -> tuple[list[tuple], float]:
+    items: list[tuple] = []
+    bottom = top
+    for scale in (1.0, 0.95, 0.9, 0.85, 0.8, 0.75):
+        scaled = [HeaderLine(ln.text, round(ln.size * scale, 2), ln.bold, ln.alert_label, ln.max_lines)
+                  for ln in lines]
+        items, bottom = _place_header(size_mm, top, scaled)
+        if bottom <= HEADER_MAX - 2.0:
+            break
+    return items, bottom
+
+
+def _place_header(size_mm: tuple[float, float], top: float, lines: list[HeaderLine]) -> tuple[list[tuple], float]:
+    left, right = MARGIN, header_right(size_mm)
+    items: list[tuple] = []
+    y = top
+    for line in lines:
+        font = BOLD if line.bold else REGULAR
+        if line.alert_label is not None:
+            label = line.alert_label + ":"
+            label_w = text_width_mm(label + " ", line.size, BOLD)
+            inner = right - left - 3.0
+            wrapped, _ = wrap_text(line.text, inner, line.size, font, line.max_lines, inner - label_w)
+            pitch = line_pitch(line.size) - 0.6
+            height = len(wrapped) * pitch + 1.6
+            items.append(("rect", _r(left), _r(y), _r(right - left), _r(height), 0, 0.86))
+            items.append(("rect", _r(left), _r(y), _r(right - left), _r(height), 0.8, None))
+            by = y + 0.6 + line.size * 0.3
+            items.append(("text", _r(left + 1.5), _r(by), line.size, BOLD, label, "left"))
+            for k, text in enumerate(wrapped):
+                x = left + 1.5 + (label_w if k == 0 else 0)
+                items.append(("text", _r(x), _r(by + k * pitch), line.size, font, text, "left"))
+            y += height + 1.2
+            continue
+        wrapped, _ = wrap_text(line.text, right - left, line.size, font, line.max_lines)
+        for text in wrapped:
+            y += line.size * 0.3
+            items.append(("text", _r(left), _r(y), line.size, font, text, "left"))
+            y += line_pitch(line.size) - line.size * 0.3
+    return items, y
+
+
+def text_box(item: tuple) -> list[float]:
+    """The box [x0, y0, x1, y1] (mm) a drawn text item covers: for checks that text stays clear
+    of the QR zone, the marks and the margins."""
+    _, x, y, size, font, text, align = item
+    w = text_width_mm(text, size, font)
+    x0 = x - w if align == "right" else x - w / 2 if align == "center" else x
+    return [x0, y - size * 0.3528 * 0.76, x0 + w, y + size * 0.3528 * 0.24]
 
 
 def _r(v: float) -> float:
@@ -186,7 +324,7 @@ class Placer:
             return (width or avail), LABEL_H + spec.lines * 9.0
         if t == "initials":
             return (width or max(label_w, 20.0)), LABEL_H + 10.0
-        return (width or max(label_w, 70.0)), LABEL_H + 15.0  # signature
+        return (width or max(label_w, 60.0)), LABEL_H + SIGNATURE_H  # signature: 60 x 13 mm
 
     def comb_hint(self, spec: FieldSpec) -> str:
         if spec.type != "datetime":
@@ -270,67 +408,104 @@ class Placer:
                 page.line(x + 1, top + i * 9.0, x + w - 1, top + i * 9.0, 0.15)
             page.geom({"name": name, "type": t, "box_mm": _box_mm(x, top, w, h), "lines": spec.lines, **extra})
         else:
-            h = 10.0 if t == "initials" else 15.0
+            h = 10.0 if t == "initials" else SIGNATURE_H
             page.box(x, top, w, h, 0.3)
             page.geom({"name": name, "type": t, "box_mm": _box_mm(x, top, w, h), **extra})
 
 
-class _Flow:
-    """Fills pages top to bottom; opens a new page when the next block does not fit."""
+CONTINUED = {"en": "continued", "fr": "suite", "nl": "vervolg"}
+SPACINGS = ((GAP_Y, SECTION_H), (1.8, 6.0))  # normal; compact, tried when a form would spill over
 
-    def __init__(self, template: Template, paper: str, langs: tuple[str, ...]):
-        self.template, self.paper, self.langs = template, paper, langs
+
+class _Flow:
+    """Fills pages top to bottom; opens a new page when the next block does not fit. A section that
+    must break goes on with its heading repeated, marked "(continued)"."""
+
+    def __init__(self, template: Template, paper: str, langs: tuple[str, ...],
+                 spacing: tuple[float, float] = SPACINGS[0], top: float = HEADER_BOTTOM):
+        self.template, self.paper, self.langs, self.top = template, paper, langs, top
+        self.gap_y, self.section_h = spacing
         self.size = PAPER_SIZES_MM[paper]
         self.left, self.right = MARGIN, self.size[0] - MARGIN
         self.bottom = self.size[1] - MARGIN - FOOTER_HEIGHT
         self.pages: list[PageLayout] = []
+        self.title: dict[str, str] | None = None
         self.new_page()
 
     @property
     def width(self) -> float:
         return self.right - self.left
 
+    @property
+    def page_room(self) -> float:
+        return self.bottom - self.top
+
     def new_page(self) -> None:
         self.layout = PageLayout(self.template.name, self.template.version, len(self.pages) + 1, 0,
                                  self.paper, self.size)
         self.pages.append(self.layout)
         self.page = _Page(self.layout)
-        self.y = HEADER_BOTTOM
+        self.y = self.top
 
     def ensure(self, height: float) -> None:
         if self.y + height > self.bottom:
-            if self.y == HEADER_BOTTOM:
+            if self.y == self.top or height + (self.section_h if self.title else 0) > self.page_room:
                 raise BadInput(f"template {self.template.ref}: a block of {height:.0f} mm does not fit on a page")
             self.new_page()
+            if self.title is not None:
+                self._heading(self.title, continued=True)
 
-    def section_title(self, title: dict[str, str], following: float) -> None:
-        self.ensure(SECTION_H + following)
+    def _heading(self, title: dict[str, str], continued: bool = False) -> None:
+        text = label_text(title, self.langs)
+        if continued:
+            text += f" ({' / '.join(dict.fromkeys(CONTINUED[lang] for lang in self.langs))})"
         self.page.fill(self.left, self.y, self.width, 5.2, 0.88)
-        self.page.text(self.left + 1.5, self.y + 3.9, label_text(title, self.langs), 8.5, BOLD)
-        self.y += SECTION_H
+        self.page.text(self.left + 1.5, self.y + 3.9, _clip(text, self.width - 3, 8.5, BOLD), 8.5, BOLD)
+        self.y += self.section_h
+
+    def section_title(self, title: dict[str, str], following: float, whole: float | None = None) -> None:
+        """A section heading with at least `following` mm under it; the whole section (`whole` mm)
+        moves to the next page when it fits there but not here."""
+        self.title = None
+        if whole is not None and self.y + self.section_h + whole > self.bottom \
+                and self.section_h + whole <= self.page_room and self.y > self.top:
+            self.new_page()
+        self.ensure(self.section_h + following)
+        self._heading(title)
+        self.title = title
 
 
 def _flow_fields(flow: _Flow, placer: Placer, section: Section, prefix: str = "") -> None:
-    rows: list[list[tuple[FieldSpec, float, float]]] = [[]]
-    used = 0.0
-    for spec in section.fields:
-        w, h = placer.size(spec, flow.width)
-        w = min(w, flow.width)
-        if rows[-1] and used + GAP_X + w > flow.width:
-            rows.append([])
-            used = 0.0
-        used += (GAP_X if rows[-1] else 0) + w
-        rows[-1].append((spec, w, h))
-    first = max(h for _, _, h in rows[0])
-    flow.section_title(section.title, first)
-    for row in rows:
-        height = max(h for _, _, h in row)
+    rows = _field_rows(flow.width, placer, section)
+    heights = [max(h for _, _, h in row) for row in rows]
+    whole = sum(heights) + flow.gap_y * (len(rows) - 1)
+    flow.section_title(section.title, heights[0], whole)
+    for row, height in zip(rows, heights):
         flow.ensure(height)
         x = flow.left
         for spec, w, _ in row:
             placer.draw(flow.page, spec, prefix + spec.name, x, flow.y, w)
             x += w + GAP_X
-        flow.y += height + GAP_Y
+        flow.y += height + flow.gap_y
+
+
+def _field_rows(width: float, placer: Placer, section: Section) -> list[list[tuple[FieldSpec, float, float]]]:
+    rows: list[list[tuple[FieldSpec, float, float]]] = [[]]
+    used = 0.0
+    for spec in section.fields:
+        w, h = placer.size(spec, width)
+        w = min(w, width)
+        if rows[-1] and used + GAP_X + w > width:
+            rows.append([])
+            used = 0.0
+        used += (GAP_X if rows[-1] else 0) + w
+        rows[-1].append((spec, w, h))
+    return rows
+
+
+def _fields_height(flow: _Flow, placer: Placer, section: Section) -> float:
+    heights = [max(h for _, _, h in row) for row in _field_rows(flow.width, placer, section)]
+    return flow.section_h + sum(heights) + flow.gap_y * len(heights)
 
 
 GRID_OPTION_W = 12.0
@@ -371,8 +546,13 @@ def _flow_grid(flow: _Flow, placer: Placer, section: Section) -> None:
         for spec in grid.rows:
             rh = _grid_row_height(spec, cell_w)
             page.line(flow.left, y, flow.right, y, 0.2)
-            for k, lang in enumerate(dict.fromkeys(spec.label[lang] for lang in placer.langs)):
-                page.text(flow.left + 1, y + 3.6 + k * 3.0, _clip(lang, label_w - 2, 6.5), 6.5)
+            label_lines = [line for text in dict.fromkeys(spec.label[lang] for lang in placer.langs)
+                           for line in wrap_text(text, label_w - 2, 6.5)[0]]
+            fit = max(1, int((rh - 1.0) // 3.0))
+            if len(label_lines) > fit:
+                label_lines = label_lines[:fit - 1] + [_clip(" ".join(label_lines[fit - 1:]), label_w - 2, 6.5)]
+            for k, text in enumerate(label_lines):
+                page.text(flow.left + 1, y + 3.6 + k * 3.0, text, 6.5)
             for j, col in enumerate(cols):
                 cx = flow.left + label_w + j * cell_w + 1.5
                 name = f"c{col + 1}.{spec.name}"
@@ -402,25 +582,35 @@ def _flow_grid(flow: _Flow, placer: Placer, section: Section) -> None:
         for j in range(len(cols) + 1):
             x = flow.left + label_w + j * cell_w
             page.line(x, y0, x, y, 0.2)
-        flow.y = y + GAP_Y + 2
+        flow.y = y + flow.gap_y + 2
 
 
 def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: float, w: float,
                 prefix: str, caption: str | None, status: bool, extra: dict) -> None:
     """One administration slot: caption (scheduled time), status marks, actual time, initials."""
     langs = placer.langs
+    sy = y + 1.5  # 2 mm clear of the row line and of the time boxes: the reader looks for the outline
+    sx = x
     if caption:
-        page.text(x, y + 3.0, caption, 8, BOLD)
-    sy = y + 4.0
+        # the scheduled time sits left of the marks, on their line: a compact slot, so that a
+        # day's MAR for up to 8 medications is one sheet
+        page.text(x, sy + BOX - 1.2, caption, 7.5, BOLD)
+        sx = x + CAPTION_W
     if status:
         options = []
-        ox = x
-        for opt in meds.status.options:
-            short = "/".join(dict.fromkeys(opt.label[lang] for lang in langs))
+        ox = sx
+        pitch = (w - 2 - (sx - x)) / len(meds.status.options)
+        shorts = ["/".join(dict.fromkeys(opt.label[lang] for lang in langs)) for opt in meds.status.options]
+        # each mark's letter(s) end 1 mm before the next box (the reader checks a ring around it)
+        room = pitch - BOX - 1.0 - 1.0
+        size = 7.5
+        while size > 5.5 and max(text_width_mm(t, size, BOLD) for t in shorts) > room:
+            size -= 0.25
+        for opt, short in zip(meds.status.options, shorts):
             page.box(ox, sy, BOX, BOX)
-            page.text(ox + BOX + 1.0, sy + BOX - 1.2, short, 7.5, BOLD)
+            page.text(ox + BOX + 1.0, sy + BOX - 1.2, short, size, BOLD)
             options.append({"value": opt.value, "box_mm": _box_mm(ox, sy, BOX, BOX)})
-            ox += (w - 2) / len(meds.status.options)
+            ox += pitch
         page.geom({"name": f"{prefix}.status", "type": "choice", "options": options, **extra})
     else:
         page.box(x, sy, BOX, BOX)
@@ -435,10 +625,15 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
     page.geom({"name": f"{prefix}.initials", "type": "initials", "box_mm": _box_mm(ix, ty, iw, CELL_H), **extra})
 
 
-SLOT_H = 4.0 + BOX + 2.0 + CELL_H + 2.5
+CAPTION_W = 10.0  # the time, then 2 mm before the first box: the reader checks for ink spilling in
+SLOT_H = 1.5 + BOX + 2.0 + CELL_H + 1.0
+MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « si nécessaire » ou prescriptions : "
+             "feuille vierge", "nl": "meer 'indien nodig' of voorschriften: blanco blad"}
 
 
-def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: dict[str, Any]) -> None:
+def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: dict[str, Any],
+                      reserve: float = 0.0) -> None:
+    """reserve: the height the sections after this one need (the signatures), kept on the sheet."""
     meds = section.medications
     langs = placer.langs
     panel_w = 42.0
@@ -447,7 +642,8 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     def row(kind: str, index: int, info: list[str], slot_captions: list[str | None],
             order_field: bool, status: bool, med_ref: int | None) -> None:
         lines = max(1, -(-len(slot_captions) // meds.slots_per_line))
-        height = max(lines * SLOT_H, 22.0 if order_field else 14.0) + 2.0
+        info_h = 2.0 + sum(3.8 if size > 8 else 3.2 for _, size, _ in info)
+        height = row_height(lines, info_h, order_field)
         flow.ensure(height)
         page, y0 = flow.page, flow.y
         page.line(flow.left, y0, flow.right, y0, 0.4)
@@ -457,21 +653,33 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             extra["medication"] = med_ref
         if order_field:
             spec = FieldSpec("order", "text", meds.labels["order"], lines=2)
-            placer.draw(page, spec, f"{prefix}.order", flow.left, y0 + 1.0, panel_w - 3, extra=extra)
+            label = order_label()
+            for k, text in enumerate(label):
+                page.text(flow.left, y0 + 3.0 + k * 2.7, text, 6.5)
+            placer.draw(page, spec, f"{prefix}.order", flow.left, y0 + 1.0 + len(label) * 2.7 + 0.8,
+                        panel_w - 3, show_label=False, extra=extra)
         else:
             ty = y0 + 4.0
-            for k, text in enumerate(info):
-                page.text(flow.left + 1, ty, text, 8.5 if k == 0 else 7, BOLD if k == 0 else REGULAR)
-                ty += 3.8
+            for text, size, font in info:
+                page.text(flow.left + 1, ty, text, size, font)
+                ty += 3.8 if size > 8 else 3.2
         for s, caption in enumerate(slot_captions):
             line, col = divmod(s, meds.slots_per_line)
             sx = flow.left + panel_w + col * slot_w
-            sy = y0 + 1.0 + line * SLOT_H
+            sy = y0 + 0.5 + line * SLOT_H
             slot_extra = dict(extra)
             if caption and kind == "m":
                 slot_extra["scheduled"] = caption
             _slot_block(placer, page, meds, sx, sy, slot_w, f"{prefix}.s{s + 1}", caption, status, slot_extra)
         flow.y = y0 + height
+
+    def order_label() -> list[str]:
+        """The new-order box's label, wrapped inside the drug panel (not under the slots)."""
+        return wrap_text(label_text(meds.labels["order"], langs), panel_w - 3, 6.5, REGULAR, 3)[0]
+
+    def row_height(lines: int, info_h: float, order_field: bool) -> float:
+        order_h = 1.0 + len(order_label()) * 2.7 + 0.8 + 18.0 + 0.5
+        return max(lines * SLOT_H, info_h, order_h if order_field else 14.0) + 0.4
 
     scheduled = [m for m in context.get("medications", []) if not m.get("prn")]
     prn = [m for m in context.get("medications", []) if m.get("prn")]
@@ -482,34 +690,109 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     flow.y += 1.0
     for i, med in enumerate(scheduled, 1):
         times = [t for t in (med.get("scheduled_times") or "").split(";") if t.strip()][: meds.max_slots]
-        info = [_clip(med["medication"], panel_w - 2, 8.5, BOLD),
-                _clip(" ".join(p for p in (med.get("dose"), med.get("route")) if p), panel_w - 2, 7),
-                _clip(med.get("frequency") or "", panel_w - 2, 7)]
+        info = _med_info(med, panel_w - 2, "")
         row("m", i, info, times or [None] * meds.slots_per_line, False, True, med.get("line"))
-    prn_meds = prn + [None] * max(0, meds.prn_rows - len(prn))
-    if prn_meds:
+    # Blank PRN and new-order rows fill the sheet, up to the template's numbers: when all of them
+    # would open another sheet for a few empty rows, as many as fit stay on this one.
+    blank_prn = max(0, meds.prn_rows - len(prn))
+    blank_new = meds.blank_rows_stock if context.get("blank_stock") else meds.blank_rows
+    prn_info = [_med_info(m, panel_w - 2, "PRN") for m in prn]
+    prn_lines = max(1, -(-meds.prn_slots // meds.slots_per_line))
+    new_lines = 1
+    order_h = row_height(1, 0, True)
+
+    def needed(n_prn: int, n_new: int) -> float:
+        h = 0.0
+        if prn or n_prn:
+            h += flow.section_h + sum(row_height(prn_lines, 2.0 + sum(3.8 if z > 8 else 3.2 for _, z, _ in inf),
+                                                 False) for inf in prn_info) + n_prn * order_h
+        if n_new:
+            h += flow.section_h + n_new * order_h
+        return h
+
+    room = flow.bottom - flow.y - reserve
+    note_h = 0.0 if prn else 3.4  # the "use a blank MAR" note: in the PRN heading, or a line of its own
+    shortened = False
+    # (blank stock keeps all its rows: for a new patient every order is a new one)
+    if len(flow.pages) == 1 and not context.get("blank_stock") and needed(blank_prn, blank_new) > room:
+        fit_prn, fit_new = 0, 0
+        while True:
+            grew = False
+            for which in ("new", "prn"):
+                n_prn, n_new = fit_prn + (which == "prn"), fit_new + (which == "new")
+                if n_prn <= blank_prn and n_new <= blank_new and needed(n_prn, n_new) + note_h <= room:
+                    fit_prn, fit_new, grew = n_prn, n_new, True
+            if not grew:
+                break
+        if needed(0, 0) + note_h <= room:
+            blank_prn, blank_new, shortened = fit_prn, fit_new, True
+    note = " / ".join(dict.fromkeys(MORE_ROWS[lang] for lang in langs))
+    if shortened and not (prn or blank_prn):
+        flow.page.text(flow.left + 1, flow.y + 2.5, note, 7, BOLD)
+        flow.y += 3.4
+    if prn or blank_prn:
         flow.section_title({lang: meds.labels["prn"][lang] for lang in LANGS}, SLOT_H + 4)
-        for i, med in enumerate(prn_meds, 1):
+        if shortened:
+            flow.page.text(flow.right - 1.5, flow.y - flow.section_h + 3.8, note, 6.5, REGULAR, "right")
+        for i, med in enumerate(prn + [None] * blank_prn, 1):
             if med:
-                info = [_clip(med["medication"], panel_w - 2, 8.5, BOLD),
-                        _clip(" ".join(p for p in (med.get("dose"), med.get("route")) if p), panel_w - 2, 7),
-                        _clip(med.get("frequency") or "PRN", panel_w - 2, 7)]
-                row("p", i, info, [None] * meds.prn_slots, False, False, med.get("line"))
+                row("p", i, prn_info[i - 1], [None] * meds.prn_slots, False, False, med.get("line"))
             else:
                 row("p", i, [], [None] * meds.prn_slots, True, False, None)
-    blank = meds.blank_rows_stock if context.get("blank_stock") else meds.blank_rows
-    if blank:
+    if blank_new:
         flow.section_title({lang: meds.labels["new_order"][lang] for lang in LANGS}, SLOT_H + 4)
-        for i in range(1, blank + 1):
+        for i in range(1, blank_new + 1):
             row("n", i, [], [None] * meds.slots_per_line, True, True, None)
 
 
-def _clip(text: str, width: float, size: float, font: str = REGULAR) -> str:
+def _med_info(med: dict[str, Any], width: float, default_frequency: str) -> list[tuple[str, float, str]]:
+    """A medication's pre-printed panel: drug name, dose and route, frequency, wrapped (not cut)
+    so that a long name or dose is read in full; lines as (text, size, font)."""
+    info: list[tuple[str, float, str]] = []
+    dose = " ".join(p for p in (med.get("dose"), med.get("route")) if p)
+    for text, size, font, most in ((med["medication"], 8.5, BOLD, 3), (dose, 7.0, REGULAR, 3),
+                                   (med.get("frequency") or default_frequency, 7.0, REGULAR, 2)):
+        if text:
+            info += [(line, size, font) for line in wrap_text(text, width, size, font, most)[0]]
+    return info
+
+
+def _clip(text: str, width: float, size: float, font: str = REGULAR, keep_end: str = "") -> str:
+    """Cut text to width with an ellipsis; keep_end (already at the end of text) is kept whole."""
     if text_width_mm(text, size, font) <= width:
         return text
+    if keep_end and text.endswith(keep_end):
+        head = text[: -len(keep_end)].rstrip()
+        while head and text_width_mm(head + "… " + keep_end, size, font) > width:
+            head = head[:-1]
+        return (head + "… " + keep_end) if head else keep_end
     while text and text_width_mm(text + "…", size, font) > width:
         text = text[:-1]
     return text + "…"
+
+
+def title_lines(template: Template, langs: tuple[str, ...], size_mm) -> tuple[list[str], float]:
+    """The form title in the header column: smaller type first, then two lines (between the
+    languages when it can), never cut."""
+    title = label_text(template.title, langs)
+    room = header_right(size_mm) - MARGIN
+    size = 12.0
+    while size > 10.5 and text_width_mm(title, size, BOLD) > room:
+        size -= 0.5
+    if text_width_mm(title, size, BOLD) <= room:
+        return [title], size
+    parts = title.split(" / ")
+    half = max(1, len(parts) // 2)
+    lines = [" / ".join(parts[:half]) + " /", " / ".join(parts[half:])]
+    if len(parts) < 2 or any(text_width_mm(t, size, BOLD) > room for t in lines):
+        lines, _ = wrap_text(title, room, size, BOLD, 2)
+    return lines, size
+
+
+def header_top(template: Template, langs: tuple[str, ...], size_mm) -> float:
+    """Where the per-sheet header starts: under the title's last line."""
+    lines, size = title_lines(template, langs, size_mm)
+    return _r(MARGIN + 3.5 + (len(lines) - 1) * line_pitch(size) + 2.0)
 
 
 def _furniture(layout: PageLayout, template: Template, langs: tuple[str, ...]) -> None:
@@ -522,13 +805,13 @@ def _furniture(layout: PageLayout, template: Template, langs: tuple[str, ...]) -
         if key == "br":
             off = (MARK_SIZE - MARK_HOLE) / 2
             page.fill(mx + off, my + off, MARK_HOLE, MARK_HOLE, 1.0)
-    title = label_text(template.title, langs)
-    room = w - 2 * MARGIN - QR_SIZE - 6
-    size = 12.0
-    while size > 9 and text_width_mm(title, size, BOLD) > room:
-        size -= 0.5
-    page.text(MARGIN, MARGIN + 3.5, _clip(title, room, size, BOLD), size, BOLD)
-    fy = h - MARGIN - 8.5
+    lines, size = title_lines(template, langs, layout.size_mm)
+    y = MARGIN + 3.5
+    for text in lines:
+        page.text(MARGIN, y, text, size, BOLD)
+        y += line_pitch(size)
+    layout.header_top = header_top(template, langs, layout.size_mm)
+    fy = h - MARGIN - 9.0  # the last line's descenders stay inside the margin
     page.line(MARGIN, fy - 4.5, w - MARGIN, fy - 4.5, 0.2)
     # Marking convention, drawn: a ticked box, a crossed box, a filled box.
     x = MARGIN
@@ -542,8 +825,13 @@ def _furniture(layout: PageLayout, template: Template, langs: tuple[str, ...]) -
     page.text(x + 5.5, fy, " / ".join(MARKED[lang] for lang in langs), 6.5)
     page.fill(MARGIN + 4.8, fy + 1.2, 3.8, 3.8, 0.0)
     page.text(x + 5.5, fy + 4.3, " / ".join(CANCELLED[lang] for lang in langs), 6.5)
-    page.text(MARGIN, fy + 8.3, " / ".join(WRITE[lang] for lang in langs), 6.5)
-    page.text(w - MARGIN, fy + 8.3, f"{template.ref} · {layout.page}/{layout.pages}", 6.5, REGULAR, "right")
+    # The form code sits on the first footer line, right: the instruction below has the full width.
+    page.text(w - MARGIN, fy, f"{template.ref} · {layout.page}/{layout.pages}", 6.5, REGULAR, "right")
+    write = " / ".join(WRITE[lang] for lang in langs)
+    write_size = 6.5
+    while write_size > 5.5 and text_width_mm(write, write_size) > w - 2 * MARGIN:
+        write_size -= 0.25
+    page.text(MARGIN, fy + 8.3, write, write_size)
 
 
 MARKED = {"en": "tick or cross = marked", "fr": "coche ou croix = marqué", "nl": "vinkje of kruis = aangeduid"}
@@ -560,14 +848,106 @@ BLANK_BIRTH = FieldSpec("patient_birth_date", "datetime", {"en": "Date of birth"
                                                            "nl": "Geboortedatum"}, format="date")
 
 
-def _blank_identity_fields(layout: PageLayout, placer: Placer) -> None:
+def _opt(value: str, en: str, fr: str, nl: str) -> Option:
+    return Option(value, {"en": en, "fr": fr, "nl": nl})
+
+
+# Blank stock for a new patient: what the nurse writes so that the downtime MRN can be linked to the
+# real patient and the sheet is safe to act on (sex, where the patient lies, allergies).
+BLANK_PATIENT = Section(
+    {"en": "New patient (no census record)", "fr": "Nouveau patient (pas dans le recensement)",
+     "nl": "Nieuwe patiënt (niet in de patiëntenlijst)"},
+    fields=(
+        FieldSpec("patient_sex", "choice", {"en": "Sex", "fr": "Sexe", "nl": "Geslacht"},
+                  options=(_opt("female", "F", "F", "V"), _opt("male", "M", "M", "M"), _opt("other", "X", "X", "X"),
+                           _opt("unknown", "unknown", "inconnu", "onbekend"))),
+        FieldSpec("patient_ward", "text", {"en": "Ward", "fr": "Unité", "nl": "Afdeling"}, width=0.17),
+        FieldSpec("patient_bed", "number", {"en": "Bed", "fr": "Lit", "nl": "Bed"}, digits=3),
+        FieldSpec("patient_allergies_known", "choice", {"en": "ALLERGIES", "fr": "ALLERGIES", "nl": "ALLERGIEËN"},
+                  options=(_opt("yes", "yes", "oui", "ja"), _opt("no", "no", "non", "nee"),
+                           _opt("unknown", "unknown", "inconnu", "onbekend"))),
+        FieldSpec("patient_allergies", "text", {"en": "Allergies (substance, reaction)",
+                                                "fr": "Allergies (substance, réaction)",
+                                                "nl": "Allergieën (stof, reactie)"}, width=1.0),
+    ))
+
+
+def _blank_identity_fields(layout: PageLayout, placer: Placer, top: float | None = None) -> None:
     """Blank stock is not bound to a known patient: the nurse writes name and birth date in the
     header, so the downtime MRN can later be linked to the real one."""
     page = _Page(layout)
-    y = MARGIN + 13.0
+    y = max(layout.header_top + 7.5, top or 0.0)  # under the downtime identifiers line(s)
     name_w = 88.0
     placer.draw(page, BLANK_NAME, BLANK_NAME.name, MARGIN, y, name_w)
-    placer.draw(page, BLANK_BIRTH, BLANK_BIRTH.name, MARGIN + name_w + 5, y, placer.comb_width(BLANK_BIRTH))
+    # the birth date's label wraps inside the header column, clear of the QR zone
+    bx = MARGIN + name_w + 5
+    lines = wrap_text(placer.field_label(BLANK_BIRTH), header_right(layout.size_mm) - bx, 6.5)[0][:2]
+    for k, text in enumerate(lines):
+        page.text(bx, y + 2.6 - (len(lines) - 1 - k) * 2.8, text, 6.5)
+    placer.draw(page, BLANK_BIRTH, BLANK_BIRTH.name, bx, y + LABEL_H, placer.comb_width(BLANK_BIRTH),
+                show_label=False)
+
+
+ALLERGIES = {"en": "ALLERGIES", "fr": "ALLERGIES", "nl": "ALLERGIEËN"}
+ALLERGIES_FULL = {"en": "full list", "fr": "liste complète", "nl": "volledige lijst"}
+SEE_LIST = {"en": "see list below", "fr": "voir liste ci-dessous", "nl": "zie lijst hieronder"}
+ALERT_SIZE = 8.5
+
+
+def allergy_label(langs: tuple[str, ...]) -> str:
+    return " / ".join(dict.fromkeys(ALLERGIES[lang] for lang in langs))
+
+
+def allergy_header(text: str, langs: tuple[str, ...], paper: str = "a4") -> tuple[HeaderLine, bool]:
+    """The header's allergy box, at most two lines; True when the list does not fit there and the
+    sheet must carry the full list (layout_form's context 'allergy_list')."""
+    label = allergy_label(langs)
+    suffix = "→ " + " / ".join(SEE_LIST[lang] for lang in langs)
+    size = PAPER_SIZES_MM[paper]
+    inner = header_right(size) - MARGIN - 3.0
+    label_w = text_width_mm(label + ": ", ALERT_SIZE, BOLD)
+    _, overflow = wrap_text(text, inner, ALERT_SIZE, BOLD, 2, inner - label_w)
+    if overflow:
+        lines, _ = wrap_text(text, inner, ALERT_SIZE, BOLD, 2, inner - label_w, suffix)
+        text = " ".join(lines)
+    return HeaderLine(text, ALERT_SIZE, True, alert_label=label, max_lines=2), overflow
+
+
+def _flow_allergy_list(flow: _Flow, text: str) -> None:
+    """The full allergy list, boxed and bold, first on the sheet, when the header has no room."""
+    label = f"{allergy_label(flow.langs)} — {' / '.join(ALLERGIES_FULL[lang] for lang in flow.langs)}"
+    items = [part.strip() for part in text.split(";") if part.strip()] or [text]
+    inner = flow.width - 4.0
+    lines = [line for item in items for line in wrap_text("• " + item, inner, ALERT_SIZE, BOLD)[0]]
+    height = 5.0 + len(lines) * 3.9 + 1.5
+    flow.ensure(height)
+    page, y = flow.page, flow.y
+    page.fill(flow.left, y, flow.width, height, 0.86)
+    page.box(flow.left, y, flow.width, height, 0.8)
+    page.text(flow.left + 2, y + 4.0, label, 9, BOLD)
+    for k, line in enumerate(lines):
+        page.text(flow.left + 2, y + 8.2 + k * 3.9, line, ALERT_SIZE, BOLD)
+    flow.y = y + height + flow.gap_y
+
+
+def _flow_form(template: Template, paper: str, langs: tuple[str, ...], context: dict[str, Any],
+               spacing: tuple[float, float]) -> _Flow:
+    flow = _Flow(template, paper, langs, spacing, max(HEADER_BOTTOM, context.get("body_top", HEADER_BOTTOM)))
+    placer = Placer(langs)
+    if context.get("allergy_list"):
+        _flow_allergy_list(flow, context["allergy_list"])
+    if context.get("blank_stock") and template.patient_bound and "last_name" not in template.field_names():
+        _flow_fields(flow, placer, BLANK_PATIENT)
+    for k, section in enumerate(template.sections):
+        if section.fields:
+            _flow_fields(flow, placer, section)
+        elif section.grid:
+            _flow_grid(flow, placer, section)
+        else:
+            reserve = sum(_fields_height(flow, placer, after) for after in template.sections[k + 1:]
+                          if after.fields)
+            _flow_medications(flow, placer, section, context, reserve)
+    return flow
 
 
 def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = ("en",),
@@ -576,19 +956,17 @@ def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = 
     if paper not in PAPER_SIZES_MM:
         raise BadInput(f"unknown paper size {paper!r}", hint=f"use one of {', '.join(PAPER_SIZES_MM)}")
     context = context or {}
-    flow = _Flow(template, paper, langs)
+    # Normal spacing first; compact spacing when that saves a sheet (no near-empty second page).
+    flow = _flow_form(template, paper, langs, context, SPACINGS[0])
+    if len(flow.pages) > 1:
+        compact = _flow_form(template, paper, langs, context, SPACINGS[1])
+        if len(compact.pages) < len(flow.pages):
+            flow = compact
     placer = Placer(langs)
-    for section in template.sections:
-        if section.fields:
-            _flow_fields(flow, placer, section)
-        elif section.grid:
-            _flow_grid(flow, placer, section)
-        else:
-            _flow_medications(flow, placer, section, context)
-    if context.get("blank_stock") and template.patient_bound and "last_name" not in template.field_names():
-        _blank_identity_fields(flow.pages[0], placer)
     for layout in flow.pages:
         layout.pages = len(flow.pages)
     for layout in flow.pages:
         _furniture(layout, template, langs)
+    if context.get("blank_stock") and template.patient_bound and "last_name" not in template.field_names():
+        _blank_identity_fields(flow.pages[0], placer, context.get("blank_fields_top"))
     return flow.pages

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..errors import NotFound, TemplateError
+from .semantics import ItemRule, Observation, SemanticsChecker, WhenEmpty
 
 LANGS = ("en", "fr", "nl")
 FIELD_TYPES = ("checkbox", "choice", "multichoice", "number", "datetime", "text", "initials",
@@ -25,6 +26,8 @@ MARK_TYPES = ("checkbox", "choice", "multichoice")
 HANDWRITTEN_TYPES = ("number", "datetime", "text", "initials", "signature")
 DATETIME_FORMATS = ("date", "time", "datetime")
 POOL_KINDS = ("mrn", "encounter", "accession")
+TRANSCRIBE = ("yes", "ink-only", "no")  # a person types the writing / only confirms ink is there / neither
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: every command loads the templates
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _TEMPLATE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
@@ -48,6 +51,21 @@ class FieldSpec:
     width: float = 0.0       # fraction of the content width; 0 = as narrow as the content allows
     columns: int = 0         # choice/multichoice: options per row (0 = as many as fit)
     required: bool = False
+    range: tuple[float, float] | None = None  # number: plausible values (low, high), inclusive
+    transcribe: str = ""     # yes | ink-only | no; "" = the type's default (default_transcribe)
+    required_on: str = "every-form"  # or blank-stock: a census patient's form has it printed in the header
+    when_empty: WhenEmpty | None = None  # a flag of its own when left empty
+    observation: Observation | None = None  # FHIR: exported as this Observation
+
+    def __post_init__(self) -> None:
+        if not self.transcribe:
+            object.__setattr__(self, "transcribe", default_transcribe(self.type))
+
+
+def default_transcribe(ftype: str) -> str:
+    if ftype == "signature":
+        return "ink-only"
+    return "yes" if ftype in HANDWRITTEN_TYPES else "no"
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,7 @@ class Medications:
     blank_rows_stock: int
     status: FieldSpec       # the given/held/refused choice
     labels: dict[str, dict[str, str]]
+    checks: tuple[str, ...] = ()  # slot rules (semantics.SLOT_CHECKS) flagged on a returned chart
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,31 @@ class Template:
     sections: tuple[Section, ...]
     source: Path = field(compare=False)
     pack_order: int = 100  # position in a ward pack (registration first, ...)
+    reentry: tuple[ItemRule, ...] = ()  # the re-entry items a returned form makes
+
+    def spec(self, name: str) -> FieldSpec | None:
+        """The field or grid row of this name (a grid cell c3.pulse asks for 'pulse')."""
+        for s in self.sections:
+            for f in s.fields:
+                if f.name == name:
+                    return f
+            if s.grid:
+                for r in s.grid.rows:
+                    if r.name == name:
+                        return r
+        return None
+
+    def all_specs(self) -> list[FieldSpec]:
+        return [f for s in self.sections for f in s.fields] + \
+            [r for s in self.sections if s.grid for r in s.grid.rows]
+
+    @property
+    def medications(self) -> Medications | None:
+        return next((s.medications for s in self.sections if s.medications), None)
+
+    @property
+    def grid(self) -> Grid | None:
+        return next((s.grid for s in self.sections if s.grid), None)
 
     @property
     def ref(self) -> str:
@@ -137,7 +181,8 @@ class _Checker:
             raise self.fail(where, f"field name {name!r} must be lower-case letters, digits and _")
         where = f"{where} '{name}'"
         self.keys(data, {"name", "type", "label", "options", "digits", "decimals", "format",
-                         "lines", "width", "columns", "required"}, where)
+                         "lines", "width", "columns", "required", "range", "transcribe", "when_empty",
+                         "observation"}, where)
         ftype = data.get("type")
         if ftype not in FIELD_TYPES:
             raise self.fail(where, f"type {ftype!r} is not one of {', '.join(FIELD_TYPES)}")
@@ -175,10 +220,39 @@ class _Checker:
             raise self.fail(where, "'width' must be a fraction from 0 to 1")
         columns = self.positive_int(data, "columns", where, 0, 0, 12)
         required = data.get("required", False)
+        required_on = "every-form"
+        if required == "blank-stock":
+            required, required_on = True, "blank-stock"
         if not isinstance(required, bool):
-            raise self.fail(where, "'required' must be true or false")
+            raise self.fail(where, "'required' must be true, false or blank-stock")
+        value_range = None
+        if "range" in data:
+            raw_range = data["range"]
+            if ftype != "number":
+                raise self.fail(where, f"'range' is for number fields, not a {ftype}")
+            if not isinstance(raw_range, list) or len(raw_range) != 2 or any(
+                    not isinstance(x, (int, float)) or isinstance(x, bool) for x in raw_range) \
+                    or not raw_range[0] < raw_range[1]:
+                raise self.fail(where, "'range' must be [low, high] with two numbers, low below high")
+            limit = 10 ** digits
+            if raw_range[1] >= limit or raw_range[0] < 0:
+                raise self.fail(where, f"'range' {raw_range} does not fit {digits} digit box(es)")
+            value_range = (float(raw_range[0]), float(raw_range[1]))
+        transcribe = data.get("transcribe", default_transcribe(ftype))
+        if transcribe is True:
+            transcribe = "yes"  # YAML 1.1 reads a bare yes/no as a boolean
+        elif transcribe is False:
+            transcribe = "no"
+        if transcribe not in TRANSCRIBE:
+            raise self.fail(where, f"'transcribe' must be one of {', '.join(TRANSCRIBE)}")
+        if transcribe != "no" and ftype not in HANDWRITTEN_TYPES:
+            raise self.fail(where, f"a {ftype} is read from its marks: 'transcribe' must be no")
+        meaning = SemanticsChecker(self)
+        when_empty = meaning.when_empty(data["when_empty"], where) if "when_empty" in data else None
+        observation = meaning.observation(data["observation"], where, ftype, options) \
+            if "observation" in data else None
         return FieldSpec(name, ftype, label, options, digits, decimals, fmt, lines, float(width),
-                         columns, required)
+                         columns, required, value_range, transcribe, required_on, when_empty, observation)
 
     def section(self, data: Any, where: str) -> Section:
         if not isinstance(data, dict):
@@ -213,7 +287,7 @@ class _Checker:
             raise self.fail(f"{where} medications", "must be a mapping")
         mw = f"{where} medications"
         self.keys(m, {"slots_per_line", "max_slots", "prn_rows", "prn_slots", "blank_rows",
-                      "blank_rows_stock", "status", "labels"}, mw)
+                      "blank_rows_stock", "status", "labels", "checks"}, mw)
         status = self.field({**m.get("status", {}), "name": "status"}, f"{mw} status") \
             if isinstance(m.get("status"), dict) else None
         if status is None or status.type != "choice":
@@ -230,22 +304,23 @@ class _Checker:
             prn_slots=self.positive_int(m, "prn_slots", mw, 4, 1, 6),
             blank_rows=self.positive_int(m, "blank_rows", mw, 2, 0, 12),
             blank_rows_stock=self.positive_int(m, "blank_rows_stock", mw, 6, 0, 24),
-            status=status, labels=labels))
+            status=status, labels=labels,
+            checks=SemanticsChecker(self).slot_checks(m.get("checks", []), mw)))
 
 
 def load_template(path: Path | str) -> Template:
     path = Path(path)
     check = _Checker(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"{path}: cannot read: {exc}") from exc
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise check.fail("top level", "must be a mapping")
-    check.keys(data, {"name", "version", "title", "patient_bound", "pool_ids", "sections", "pack_order"},
-               "top level")
+    check.keys(data, {"name", "version", "title", "patient_bound", "pool_ids", "sections", "pack_order",
+                      "reentry"}, "top level")
     name = data.get("name")
     if not isinstance(name, str) or not _TEMPLATE_NAME_RE.match(name):
         raise check.fail("name", "must be 1-20 lower-case letters, digits and '-', starting with a letter")
@@ -269,7 +344,19 @@ def load_template(path: Path | str) -> Template:
     if sum(1 for s in sections if s.medications) > 1 or sum(1 for s in sections if s.grid) > 1:
         raise check.fail("sections", "at most one grid and one medications section per template")
     pack_order = check.positive_int(data, "pack_order", "pack_order", 100, 0, 1000)
-    return Template(name, version, title, patient_bound, tuple(pool_ids), sections, path, pack_order)
+    meaning = SemanticsChecker(check)
+    raw_items = data.get("reentry", [])
+    if not isinstance(raw_items, list):
+        raise check.fail("reentry", "must be a list of re-entry items")
+    reentry = tuple(meaning.item(r, f"reentry item {i}") for i, r in enumerate(raw_items, 1))
+    meaning.cross_check(reentry, set(names), any(s.grid for s in sections), any(s.medications for s in sections))
+    for name_ in names:
+        spec = next(f for s in sections for f in (s.fields + (s.grid.rows if s.grid else ())) if f.name == name_)
+        if spec.when_empty and spec.when_empty.unless_written and spec.when_empty.unless_written not in names:
+            raise check.fail(f"field '{name_}' when_empty",
+                             f"unless_written names field {spec.when_empty.unless_written!r}, "
+                             "which the template does not have")
+    return Template(name, version, title, patient_bound, tuple(pool_ids), sections, path, pack_order, reentry)
 
 
 def load_templates(directory: Path | str) -> dict[str, Template]:
@@ -286,6 +373,32 @@ def load_templates(directory: Path | str) -> dict[str, Template]:
         if t.name not in templates or templates[t.name].version < t.version:
             templates[t.name] = t
     return templates
+
+
+def _printed_shape(t: Template) -> list:
+    """What is printed: every layout page's geometry (not what the form means)."""
+    from .layout import layout_form
+    return [page.geometry_hash() for page in layout_form(t)]
+
+
+def with_shipped_meaning(templates: dict[str, Template], shipped: dict[str, Template]) -> dict[str, Template]:
+    """Kits made before templates declared their meaning hold copies of the shipped templates
+    without `reentry:`. Such a copy that prints exactly as the shipped template of the same
+    name@version takes the shipped template's meaning, so an upgraded kit keeps its worklist,
+    checks and exports. Any other template means only what it declares."""
+    import dataclasses
+    out = dict(templates)
+    for key, t in templates.items():
+        if "@" not in key or t.reentry:
+            continue
+        ship = shipped.get(key)
+        if ship is None or not ship.reentry or _printed_shape(ship) != _printed_shape(t):
+            continue
+        adopted = dataclasses.replace(ship, source=t.source)
+        out[key] = adopted
+        if out.get(t.name) is t:
+            out[t.name] = adopted
+    return out
 
 
 def find_template(templates: dict[str, Template], ref: str) -> Template:

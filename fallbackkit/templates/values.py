@@ -161,3 +161,23 @@ def datetime_or_none(value: Any) -> _dt.datetime | None:
 
 def number_or_none(value: Any) -> int | float | None:
     return _or_none(parse_number, value)
+
+
+# Printing: the order the forms' comb boxes use (dd/mm/yyyy, 24-hour clock), never ISO.
+def printed_date(value: Any) -> str:
+    """A date as a nurse reads it on the forms: dd/mm/yyyy. Unparseable text is printed as given."""
+    day = date_or_none(value)
+    return day.strftime("%d/%m/%Y") if day else str(value or "")
+
+
+def printed_datetime(value: Any) -> str:
+    """A timestamp as dd/mm/yyyy hh:mm in its own (local) time: an ISO time with an offset is the
+    hospital's wall clock at that offset; a UTC one is shown in this computer's local time."""
+    text = str(value or "")
+    try:
+        moment = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    if moment.tzinfo is not None and moment.utcoffset() == _dt.timedelta(0):
+        moment = moment.astimezone()
+    return moment.strftime("%d/%m/%Y %H:%M")

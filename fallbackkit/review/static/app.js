@@ -56,26 +56,25 @@
   function render(d) {
     box.textContent = "";
     document.getElementById("done").hidden = true;
-    if (!d || d.done) { current = null; document.getElementById("done").hidden = false; return; }
+    if (!d || d.done) { current = null; document.getElementById("done").hidden = false; showEnd(); return; }
     var r = d.reading; current = r; choice = null;
     var c = r.capture || {};
     var meta = el("div", { "class": "meta" }, [
       el("span", {}, [S.ward + " ", el("b", { text: (c.ward || "—") + (c.bed ? " · " + S.bed + " " + c.bed : "") })]),
-      el("span", {}, [S.patient + " ", el("b", { text: c.patient_mrn || c.downtime_mrn || "—" })]),
-      el("span", {}, [S.sheet + " ", el("b", { text: r.sheet_id }), " · " + (c.template || "") + " " + S.page + " " + (c.page || "?")]),
+      el("span", {}, [S.patient + " ", el("b", { id: "patient", text: (r.patient_name ? r.patient_name + " · " : "") + (c.patient_mrn || c.downtime_mrn || "—") })]),
+      el("span", {}, [S.sheet + " ", el("b", { text: r.sheet_id }), " · " + (r.form_title || c.template || "") + " " + S.page + " " + (c.page || "?")]),
       el("a", { href: r.page_link, text: S.open_page })
     ]);
     var extra = [];
     if (r.extra && r.extra.medication) extra.push(S.medication + ": " + r.extra.medication);
     if (r.extra && r.extra.scheduled) extra.push(S.scheduled + " " + r.extra.scheduled);
-    var head = el("h1", { "class": "fieldname", text: r.field_label + " " }, [el("small", { text: r.field }),
+    var head = el("h1", { "class": "fieldname", text: r.field_label + " " }, [
       extra.length ? el("small", { "class": "extra", text: " · " + extra.join(" · ") }) : null]);
-    var crop = el("div", { "class": "cropbox" }, [r.crop_url ? el("img", { src: r.crop_url, alt: r.field, id: "crop" }) : el("p", { "class": "empty", text: S.no_image })]);
+    var crop = el("div", { "class": "cropbox" }, [r.crop_url ? el("img", { src: r.crop_url, alt: r.field_label, id: "crop" }) : el("p", { "class": "empty", text: S.no_image })]);
     var why = el("p", { "class": "why" }, [
       S.why + ": ", el("span", { "class": "badge warn", text: r.reason_text || r.reason || "?" }), "   " + S.machine + ": ",
       el("b", { id: "machine", text: show(r.value) }), "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)"
     ]);
-    var raw = el("details", { "class": "raw" }, [el("summary", { text: S.measures }), el("code", { text: JSON.stringify(r.raw) })]);
     var answer = el("div", { "class": "answer", id: "answer" });
     var actions = el("div", { "class": "actions" });
     var accept = el("button", { "class": "primary", id: "accept", type: "button" }, [S.accept + " ", el("kbd", { text: S.enter })]);
@@ -107,9 +106,10 @@
     var hist = null;
     if (r.review) hist = el("p", { "class": "history", text: S.decided_by + " " + r.review.actor + ": " + show(r.review.value) });
     box.appendChild(el("section", { "class": "card", "data-reading": String(r.reading_id) },
-      [meta, head, crop, why, raw, answer, actions, hist, el("div", { "class": "pagebox", id: "pagebox", hidden: "" })]));
+      [meta, head, crop, why, answer, actions, hist, el("div", { "class": "pagebox", id: "pagebox", hidden: "" })]));
     var typed = document.getElementById("typed");
     if (typed) { typed.focus(); typed.select(); } else { accept.focus(); }
+    decorate(r);
     prefetch();
   }
 
@@ -157,7 +157,8 @@
     fetch("/api/readings/" + r.reading_id + "/decision", {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" },
-      body: JSON.stringify({ decision: decision, value: value, seen_review_id: r.review ? r.review.review_id : null })
+      body: JSON.stringify({ decision: decision, value: value, seen_review_id: r.review ? r.review.review_id : null,
+                             confirm_implausible: r.implausibleFor === JSON.stringify(value) })
     }).then(function (resp) {
       return resp.json().then(function (body) { return { status: resp.status, body: body }; });
     }).then(function (res) {
@@ -165,6 +166,7 @@
       if (res.status === 401) { window.location = "/login"; return; }
       if (res.status === 200) { say(S.saved + " ✓ " + r.field_label + " = " + show(decision === "confirm" ? r.value : value)); advance(r.reading_id); }
       else if (res.status === 409) { say(res.body.error, true); advance(r.reading_id); }
+      else if (res.status === 422 && res.body.implausible) { r.implausibleFor = JSON.stringify(value); say(res.body.error, true); }
       else { say(S.error + ": " + (res.body.error || res.status), true); }
     }).catch(function (e) { busy = false; say(S.error + ": " + e, true); });
   }
@@ -172,7 +174,8 @@
     var ahead = prefetched && prefetched.reading ? prefetched.reading.reading_id : null;
     if (prefetched && current && current.reading_id === fromId && ahead !== fromId) { render(prefetched); return; }
     fetchNext(fromId).then(function (d) {
-      if (d.reading && d.reading.reading_id === fromId) d = { done: true };
+      // the only item left is the one just skipped: it stays on screen, nothing is "done"
+      if (d.reading && d.reading.reading_id === fromId) { say(S.last_one); showProgress(); return; }
       render(d);
     });
   }
@@ -218,5 +221,221 @@
     if (ev.key === "z" || ev.key === "Z") { ev.preventDefault(); togglePage(); }
   });
 
+  // --- where am I, why is this back, undo my last decision (issue 15) ---------------------------
+  var progressEl = document.getElementById("progress");
+  function minutes(s) { return s < 90 ? Math.max(1, Math.round(s)) + " s" : Math.round(s / 60) + " min"; }
+  function showProgress() {
+    getJSON(url("/api/progress")).then(function (p) {
+      if (!progressEl) return;
+      var text = S.n_of.replace("{n}", p.position).replace("{total}", p.total);
+      if (p.left_s !== null && p.waiting) text += " · " + S.time_left.replace("{t}", minutes(p.left_s));
+      progressEl.textContent = text;
+      progressEl.setAttribute("data-position", p.position); progressEl.setAttribute("data-total", p.total);
+    });
+  }
+  function decorate(r) {
+    if (r.returned) {
+      var b = r.returned;
+      var text = S.returned.replace("{decision}", S["decision_" + b.decision] || b.decision).replace("{value}", show(b.value))
+        .replace("{who}", b.decided_by).replace("{by}", b.by).replace("{at}", (b.at || "").slice(11, 16));
+      var p = el("p", { "class": "returned note", id: "returned", text: text + (b.note ? " — " + b.note : "") });
+      var sec = box.querySelector("section.card");
+      sec.insertBefore(p, sec.children[1] || null);
+    }
+    showProgress();
+  }
+  function showEnd() {
+    var list = document.getElementById("done-open");
+    if (progressEl) progressEl.textContent = "";
+    if (!list) return;
+    list.textContent = "";
+    getJSON(url("/api/progress", "end=1")).then(function (p) {
+      var o = p.open || {};
+      [["conflicts", "/conflicts"], ["quarantine", "/quarantine"], ["identities", "/identities"]].forEach(function (k) {
+        if (o[k[0]]) list.appendChild(el("li", {}, [el("a", { href: k[1], id: "open-" + k[0], text: S["open_" + k[0]].replace("{n}", o[k[0]]) })]));
+      });
+      if (!list.children.length) list.appendChild(el("li", { text: S.all_clear }));
+      var first = list.querySelector("a"); if (first) first.focus();
+    });
+  }
+  function undoLast() {
+    if (busy) return;
+    busy = true;
+    fetch("/api/undo-last", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" }, body: "{}"
+    }).then(function (resp) {
+      return resp.json().then(function (body) { return { status: resp.status, body: body }; });
+    }).then(function (res) {
+      busy = false;
+      if (res.status === 401) { window.location = "/login"; return; }
+      if (res.status !== 200) { say(res.body.error || S.error, true); return; }
+      getJSON("/api/readings/" + res.body.reading_id).then(function (d) { render(d); say(S.undone_mine); });
+    }).catch(function (e) { busy = false; say(S.error + ": " + e, true); });
+  }
+  var undoBtn = document.getElementById("undo-last");
+  if (undoBtn) undoBtn.addEventListener("click", undoLast);
+  document.addEventListener("keydown", function (ev) {  // Alt+U works while typing in the box
+    if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === "u" || ev.key === "U")) { ev.preventDefault(); undoLast(); }
+  });
+
   (start ? getJSON("/api/readings/" + start) : fetchNext(0)).then(render);
+})();
+
+/* Conflicts screen: keyboard first, no reload. A digit takes that scan for the whole sheet the focus
+   is in (1 = first capture); every pick is sent with fetch, the settled cards leave the page and the
+   focus moves on to the next sheet, never back to the top. */
+(function () {
+  "use strict";
+  var root = document.getElementById("conflicts");
+  if (!root) return;
+  var S = JSON.parse(root.getAttribute("data-strings"));
+  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+  var statusEl = document.getElementById("conflict-status");
+  function say(text, ok) { statusEl.textContent = text; statusEl.className = ok ? "flash ok" : "flash error"; }
+  function post(url, body, json) {
+    var headers = { "X-CSRF-Token": csrf, "Accept": "application/json" };
+    if (json) headers["Content-Type"] = "application/json";
+    return fetch(url, { method: "POST", credentials: "same-origin", headers: headers, body: json ? JSON.stringify(body) : body })
+      .then(function (r) { return r.json().then(function (b) { return { status: r.status, body: b }; }); });
+  }
+  function groups() { return Array.prototype.slice.call(root.querySelectorAll("section.sheetgroup")); }
+  function focusGroup(g) {
+    if (!g) {
+      if (!groups().length) { root.appendChild(Object.assign(document.createElement("p"), { className: "empty", textContent: S.none })); }
+      statusEl.setAttribute("tabindex", "-1"); statusEl.focus();  // the focus stays on the page, on what happened
+      return;
+    }
+    var b = g.querySelector("button.take-sheet.primary") || g.querySelector("button");
+    (b || g).focus();
+  }
+  function settle(group, fields) {
+    var next = groups()[groups().indexOf(group) + 1] || null;
+    fields.forEach(function (f) {
+      var card = group.querySelector('section.conflict[data-field="' + f.replace(/"/g, '\\"') + '"]');
+      if (card) card.remove();
+    });
+    var left = group.querySelectorAll("section.conflict").length;
+    var count = group.querySelector(".count");
+    if (left === 0) { group.remove(); focusGroup(next); return; }
+    if (count) count.textContent = String(left);
+    var d = group.querySelector("details"); if (d) d.open = true;
+    var firstLeft = group.querySelector("section.conflict input, section.conflict button");
+    if (firstLeft) firstLeft.focus();
+  }
+  function takeSheet(group, button) {
+    var sheet = group.getAttribute("data-sheet"), cap = parseInt(button.getAttribute("data-capture"), 10);
+    post("/api/conflicts/sheet", { sheet_id: sheet, capture_id: cap }, true).then(function (res) {
+      if (res.status !== 200) { say(S.error + ": " + (res.body.error || res.status), false); return; }
+      var text = S.taken.replace("{sheet}", sheet).replace("{n}", res.body.resolved.length);
+      if (res.body.left.length) text += " " + S.left.replace("{fields}", res.body.left.map(function (f) {
+        var h = group.querySelector('section.conflict[data-field="' + f.replace(/"/g, '\\"') + '"] h3');
+        return h ? h.textContent : f;
+      }).join(", "));
+      say(text, true);
+      settle(group, res.body.resolved);
+    });
+  }
+  root.addEventListener("click", function (ev) {
+    var b = ev.target.closest("button.take-sheet");
+    if (b) { ev.preventDefault(); takeSheet(b.closest("section.sheetgroup"), b); }
+  });
+  root.addEventListener("submit", function (ev) {  // a pick for one field, also without a reload
+    var form = ev.target, group = form.closest("section.sheetgroup");
+    ev.preventDefault();
+    var data = new FormData(form);
+    if (ev.submitter && ev.submitter.name) data.append(ev.submitter.name, ev.submitter.value);
+    post(form.getAttribute("action"), new URLSearchParams(data), false).then(function (res) {
+      if (res.status !== 200) { say(S.error + ": " + (res.body.error || res.status), false); return; }
+      var h = form.closest("section.conflict").querySelector("h3");
+      say(S.resolved.replace("{field}", h ? h.textContent : res.body.field).replace("{sheet}", res.body.sheet_id), true);
+      settle(group, [res.body.field]);
+    });
+  });
+  document.addEventListener("keydown", function (ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || !/^[1-9]$/.test(ev.key)) return;
+    var t = ev.target;
+    if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
+    var group = t && t.closest ? t.closest("section.sheetgroup") : null;
+    if (!group) return;
+    var b = group.querySelector('button.take-sheet[data-n="' + ev.key + '"]');
+    if (b) { ev.preventDefault(); takeSheet(group, b); }
+  });
+  focusGroup(groups()[0]);
+})();
+
+/* Worklist: patients fold, J/K move between items, Shift+J/K between patients, E / N mark the item
+   in focus (sent with fetch: no reload, the focus goes on to the next item still to enter). */
+(function () {
+  "use strict";
+  var root = document.getElementById("worklist");
+  if (!root) return;
+  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+  var statusEl = document.getElementById("wl-status");
+  function say(text, ok) { statusEl.textContent = text; statusEl.className = ok ? "flash ok" : "flash error"; }
+  function items() { return Array.prototype.slice.call(root.querySelectorAll("div.witem")); }
+  function patients() { return Array.prototype.slice.call(root.querySelectorAll("details.patient")); }
+  function focusItem(it) {
+    if (!it) return;
+    var d = it.closest("details"); if (d && !d.open) d.open = true;
+    it.focus(); it.scrollIntoView({ block: "nearest" });
+  }
+  function currentItem() { var a = document.activeElement; return a && a.closest ? a.closest("div.witem") : null; }
+  function currentPatient() { var a = document.activeElement; return a && a.closest ? a.closest("details.patient") : null; }
+  function move(step) {  // through every item: a folded patient opens when the focus reaches it
+    var list = items(), cur = currentItem(), i = cur ? list.indexOf(cur) : -1;
+    focusItem(list[Math.min(list.length - 1, Math.max(0, i + step))]);
+  }
+  function movePatient(step) {
+    var ps = patients(), cur = currentPatient(), i = cur ? ps.indexOf(cur) : -1;
+    var next = ps[Math.min(ps.length - 1, Math.max(0, i + step))];
+    if (!next) return;
+    if (cur && cur !== next && !cur.contains(document.activeElement.closest("div.witem.pending"))) cur.open = false;
+    next.open = true;
+    var first = next.querySelector("div.witem.pending") || next.querySelector("div.witem");
+    if (first) focusItem(first); else next.querySelector("summary").focus();
+  }
+  function mark(it, status) {
+    var form = it.querySelector("form");
+    if (!form) return;
+    var button = form.querySelector('button[value="' + status + '"]');
+    if (!button || button.disabled) { say(it.querySelector(".badge.warn") ? it.querySelector(".badge.warn").textContent : "", false); return; }
+    var data = new URLSearchParams(new FormData(form)); data.append("status", status);
+    fetch(form.getAttribute("action"), { method: "POST", credentials: "same-origin", body: data,
+      headers: { "X-CSRF-Token": csrf, "Accept": "application/json" } })
+      .then(function (r) { return r.json().then(function (b) { return { status: r.status, body: b }; }); })
+      .then(function (res) {
+        if (res.status !== 200) { say(res.body.error || String(res.status), false); return; }
+        var who = it.closest("details").querySelector(".pname");  // in words, not the item's internal id
+        say(it.querySelector(".what b").textContent + (who ? " · " + who.textContent : "") + ": " + res.body.done, true);
+        it.classList.remove("pending"); it.classList.add(status);
+        var acts = it.querySelector(".acts"); acts.textContent = "";
+        acts.appendChild(Object.assign(document.createElement("span"), { className: "done", textContent: res.body.done }));
+        var p = it.closest("details"), count = p.querySelector(".count");
+        if (count) count.textContent = count.textContent.replace(/\d+/, String(p.querySelectorAll("div.witem.pending").length));
+        var list = items(), rest = list.slice(list.indexOf(it) + 1).concat(list.slice(0, list.indexOf(it)));
+        var next = rest.filter(function (x) { return x.classList.contains("pending"); })[0];
+        focusItem(next || it);
+      });
+  }
+  root.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var it = ev.target.closest("div.witem");
+    if (it && ev.submitter) mark(it, ev.submitter.value);
+  });
+  document.addEventListener("keydown", function (ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    var t = ev.target;
+    if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
+    var k = ev.key;
+    if (k === "j" || k === "ArrowDown") { ev.preventDefault(); move(1); }
+    else if (k === "k" || k === "ArrowUp") { ev.preventDefault(); move(-1); }
+    else if (k === "J") { ev.preventDefault(); movePatient(1); }
+    else if (k === "K") { ev.preventDefault(); movePatient(-1); }
+    else if ((k === "e" || k === "E" || k === "n" || k === "N") && currentItem()) {
+      ev.preventDefault(); mark(currentItem(), k.toLowerCase() === "e" ? "entered" : "not-needed");
+    }
+  });
+  var start = root.querySelector("div.witem.pending") || root.querySelector("div.witem");
+  if (start) focusItem(start);
 })();

@@ -1,0 +1,123 @@
+"""File names and writes for every file a command makes (bundles, ward packs, crops, exports).
+
+One rule, so that two objects can never end up in one file:
+
+- A key made only of capital letters, digits, `.`, `_` and `-` (not starting with `.` or `-`, at
+  most 64 characters, not a Windows device name such as `CON`) is used as it is:
+  `bundle-100345.json`, `ward-3B.pdf`.
+- Any other key keeps a readable, sanitised part and gets `~` plus 10 hex digits of the SHA-256 of
+  the raw key: `A/1` -> `A_1~<hash>`, `a1` -> `a1~<hash>`.
+
+Why not always hash: names people read and type (`ward-3B.pdf`) stay as they are, and so do
+existing exports. Why these clean-key rules: `~` never occurs in a clean key, so a hashed name can
+never equal a clean one (a crafted MRN `A_1~...` is itself hashed); lowercase letters are hashed
+because exports go to USB sticks and Windows/macOS disks that fold case, where `ab1` and `AB1`
+would be one file. On top of that, `OutputFiles` refuses to write one path twice in one run, so
+even a hash collision cannot lose an object silently.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from .errors import BadInput, Conflict
+
+log = logging.getLogger(__name__)
+
+_CLEAN = re.compile(r"[A-Z0-9_][A-Z0-9._-]{0,63}")
+_READABLE_CHAR = re.compile(r"[A-Za-z0-9._-]")
+HASH_HEX = 10
+# Names Windows keeps for devices, whatever the extension (a kit copied to a USB stick for `merge`)
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+READABLE_MAX = 40
+# What names made by `file_stem` look like (used to check names taken from another store).
+STEM_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}(?:~[0-9a-f]{%d})?" % HASH_HEX
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:HASH_HEX]
+
+
+def file_stem(key: str) -> str:
+    """A file-name part for KEY that no other key can share (see the module docstring)."""
+    key = str(key)
+    if _CLEAN.fullmatch(key) and key.split(".")[0] not in _WINDOWS_DEVICES:
+        return key
+    ascii_key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode("ascii")
+    readable = "".join(ch if _READABLE_CHAR.fullmatch(ch) else "_" for ch in ascii_key)
+    readable = readable.lstrip(".-")[:READABLE_MAX] or "_"
+    return f"{readable}~{key_hash(key)}"
+
+
+def file_name(prefix: str, key: str, suffix: str) -> str:
+    """`prefix` + a collision-free stem for KEY + `suffix`, e.g. file_name("bundle-", mrn, ".json")."""
+    return f"{prefix}{file_stem(key)}{suffix}"
+
+
+class OutputFiles:
+    """The files one run of a command writes: a path is claimed once, a second claim is refused.
+
+    Paths are compared case-folded, as a case-insensitive disk would. Claim every name before
+    writing the first file, so a refusal leaves nothing half-written.
+    """
+
+    def __init__(self) -> None:
+        self._claimed: dict[str, str] = {}
+
+    def claim(self, path: Path | str, what: str | None = None) -> Path:
+        path = Path(path)
+        key = os.path.normcase(os.path.abspath(path)).casefold()
+        label = what if what is not None else path.name
+        if key in self._claimed:
+            raise Conflict(f"{path}: {label} and {self._claimed[key]} would be written to the same file; "
+                           f"nothing was overwritten",
+                           hint="this is a bug in fallbackkit's file naming: tell IT, with both names")
+        self._claimed[key] = label
+        return path
+
+    def write_private(self, path: Path | str, data: bytes | str, what: str | None = None) -> Path:
+        return write_private(self.claim(path, what), data)
+
+    def __contains__(self, path: Path | str) -> bool:
+        return os.path.normcase(os.path.abspath(Path(path))).casefold() in self._claimed
+
+
+def outside_kit(kit_path: Path | str, path: Path | str, what: str) -> Path:
+    """An output a person asked for never goes inside the kit folder: there it could replace the
+    store, the secret that signs every printed sheet, or an archived original."""
+    path = Path(path)
+    try:
+        inside = path.resolve().is_relative_to(Path(kit_path).resolve())
+    except OSError:
+        inside = False
+    if inside:
+        raise BadInput(f"{path} is inside the kit folder {kit_path}: {what} is not written there",
+                       hint="give --out a path outside the kit folder (the kit holds the store, its secret "
+                            "and the archive)")
+    return path
+
+
+def write_private(path: Path | str, data: bytes | str) -> Path:
+    """Write atomically with mode 0600: the file never exists readable by others, even briefly."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.debug("wrote %s (%d bytes, mode 0600)", path, len(data))
+    return path
