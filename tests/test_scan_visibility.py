@@ -32,6 +32,11 @@ def ward(tmp_path_factory):
     kit.close()
 
 
+def _mar_page(sheets):
+    """The first page of a MAR: many fields, checkboxes and handwriting."""
+    return next(p for p in sheets.pages() if p[2]["template"] == "mar" and p[2]["page"] == 1)
+
+
 def _inner(rect, angle):
     """The part of a rectangle certainly covered once it is turned by angle (degrees)."""
     x, y, w, h = rect
@@ -71,8 +76,8 @@ def test_paper_over_fields_sends_every_hidden_field_to_review(ward, tier, kind):
         where = f"{tier} {kind} {size} over {rect} on {sheet_id}"
         assert result.status == "read", where  # code and marks are clear of the occluder
         checked += _check_covered(result, truth, hidden, where)
-        if result.quality["page_review"]:
-            continue
+        if result.quality["page_review"] or result.quality["marks_found"] == 3:
+            continue  # the whole page, or a quarter of it, to review for its own stated reason
         near = set(fields_under(geom, [rect[0] - 8, rect[1] - 8, rect[2] + 16, rect[3] + 16], 0.0))
         for r in result.readings:
             if r.field not in near and not truth[r.field]["should_review"] and r.type in read.MARK_TYPES:
@@ -88,7 +93,7 @@ def test_sticky_note_over_handwriting_and_a_sheet_over_a_tick(ward):
     """The two tries of issue 12: a 76 mm note over handwriting on a flat scan, a plain sheet over
     a ticked box on a phone photo. Neither may read as blank or unticked."""
     rng = np.random.default_rng(5)
-    sheet_id, img, geom = ward[200].pages()[3]  # a MAR page: 50 fields
+    sheet_id, img, geom = _mar_page(ward[200])
     marked, truth = fill_page(img, geom, DPI, rng, fill=1.0, writing=1.0, hard_cases=0, two_marks=0, cancels=0)
     inked = [f for f in geom["fields"] if f["type"] in read.HANDWRITTEN and truth[f["name"]]["ink"]]
     target = inked[len(inked) // 2]
@@ -103,7 +108,7 @@ def test_sticky_note_over_handwriting_and_a_sheet_over_a_tick(ward):
                  and not set(fields_under(geom, [rect[0] - 5, rect[1] - 5, rect[2] + 10, rect[3] + 10], 0.0)) & {r.field}]
     assert elsewhere and sum(r.status == "accepted" for r in elsewhere) >= 0.9 * len(elsewhere)
 
-    sheet_id, img, geom = ward[300].pages()[3]
+    sheet_id, img, geom = _mar_page(ward[300])
     marked, truth = fill_page(img, geom, 300, rng, fill=1.0, writing=0.0, hard_cases=0, two_marks=0, cancels=0)
     ticked = [f for f in geom["fields"] if f["type"] == "checkbox" and truth[f["name"]]["value"] is True]
     x, y, w, h = ticked[len(ticked) // 2]["box_mm"]
