@@ -22,6 +22,7 @@ from .reasons import english
 POOR_FIT_MM = 1.5        # code corners vs the marks' transform; above: every reading to review
 LOW_CONTRAST = 60.0      # paper minus mark black, grey levels
 DARK_PAGE = 0.35         # fraction of the warped page that is dark
+PRINTED_REF_MAX = 0.60   # and at most this: printed lines on a clean scan (pen ink over a frame can be darker)
 PRINTED_REF_MIN = 0.15   # the page's typical printed-outline darkness is taken as at least this
 PAGE_COVERED_SHARE = 0.5  # this share of the fields with their outline not seen: the whole page to review
 PAGE_COVERED = "part of the page covered or folded"  # the start of english("page_covered", ...)
@@ -349,11 +350,14 @@ def _visibility(measured: list[tuple[dict, np.ndarray | None]]) -> dict[str, Any
         if read.field_printed(raw) is not None:
             kinds["boxes" if "boxes" in raw else "frames"].append(raw)
     refs = {}
+    pooled = [read.field_printed(r) for raws in kinds.values() for r in raws]
     for kind, raws in kinds.items():
         if not raws:
             continue
-        values = [read.field_printed(r) for r in raws]
-        refs[kind] = round(max(PRINTED_REF_MIN, float(np.percentile(values, 75))), 3)
+        # a kind with few fields on the page borrows the whole page's outlines (one heavily inked
+        # frame must not set the bar for the other two)
+        values = [read.field_printed(r) for r in raws] if len(raws) >= 5 else pooled
+        refs[kind] = round(min(PRINTED_REF_MAX, max(PRINTED_REF_MIN, float(np.percentile(values, 75)))), 3)
         for r in raws:
             r["printed_ref"] = refs[kind]
     n = sum(len(r) for r in kinds.values())
