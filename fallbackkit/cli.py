@@ -493,11 +493,12 @@ def readings_cmd(ctx: KitContext, as_json: bool, status: str | None, sheet_id: s
     from .scan.pipeline import list_readings
     rows = list_readings(ctx.kit(), status=status, sheet_id=sheet_id)
     if as_json:
-        emit_json([{k: r[k] for k in ("sheet_id", "field", "type", "value", "status", "confidence", "reason",
-                                      "ink", "reviewed")} for r in rows])
+        keys = ("sheet_id", "field", "type", "value", "status", "confidence", "reason", "ink", "reviewed",
+                "suggestion", "suggestion_confidence", "prefill", "rule", "cells")
+        emit_json([{k: r[k] for k in keys if k in r} for r in rows])
     else:
-        table([{**r, "value": json.dumps(r["value"], ensure_ascii=False)} for r in rows],
-              ["sheet_id", "field", "type", "value", "status", "confidence", "reason"])
+        table([{**r, "value": json.dumps(r["value"], ensure_ascii=False), "suggestion": r.get("suggestion") or ""}
+               for r in rows], ["sheet_id", "field", "type", "value", "status", "confidence", "reason", "suggestion"])
 
 
 @cli.group()

@@ -514,7 +514,7 @@ def test_fax_tiff_204_by_98_dpi_is_read_like_a_200_dpi_page(kit, blank_lab, tmp_
 
 
 def test_review_crops_are_cut_on_demand_from_the_archived_original(kit, blank_lab, lab_pages, tmp_path):
-    """Scanning writes no crop files; the station's crop of a field is cut from the archived
+    """Scanning writes no crop files but the inked comb fields'; the station's crop of a field is cut from the archived
     original with the stored transform, framed as the engine framed it (150 dpi)."""
     import cv2
     from fallbackkit.generate import sheet_geometry
@@ -527,12 +527,13 @@ def test_review_crops_are_cut_on_demand_from_the_archived_original(kit, blank_la
     filled, truth = fill_page(lab_pages[0], geom, 200, rng, writing=1.0)
     write_jpeg(tmp_path / "in.jpg", filled)
     scan_paths(kit, [tmp_path / "in.jpg"], workers=0, progress=False)
-    assert not list((kit.path / "crops").rglob("*.png"))
-    rows = _rows(kit, "SELECT reading_id, field, type, crop_path FROM readings WHERE status = 'review'")
-    assert rows and all(r[3] is None for r in rows)
+    rows = _rows(kit, "SELECT reading_id, field, type, crop_path, ink FROM readings WHERE status = 'review'")
+    # only inked comb fields keep a crop file (the kit learns its ward's digits from them)
+    assert rows and all((r[3] is not None) == (r[2] in ("number", "datetime") and bool(r[4])) for r in rows)
+    assert len(list((kit.path / "crops").rglob("*.png"))) == sum(r[3] is not None for r in rows)
     expected = engine.read_page(cv2.imread(str(tmp_path / "in.jpg"), cv2.IMREAD_GRAYSCALE), kit_id=kit.kit_id,
                                 secret=kit.secret, geometry_for=lambda s: geom)
-    for rid, name, type_, _ in rows:
+    for rid, name, type_, _, _ in rows:
         png = field_crop_png(kit.db.conn, kit.path, rid)
         crop = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
         want = next(r.crop for r in expected.readings if r.field == name)

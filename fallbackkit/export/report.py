@@ -161,8 +161,25 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
                     "fit_error_p95": sorted(fits)[int(0.95 * (len(fits) - 1))] if fits else None,
                     "fit_histogram": _fit_histogram(fits),
                     "auto_share": auto / len(readings) if readings else None,
-                    "decisions": dict(decisions)},
+                    "decisions": dict(decisions),
+                    "suggestions": suggestion_accuracy(kit)},
     }
+
+
+def suggestion_accuracy(kit: Kit) -> dict[str, Any]:
+    """How the digit suggestions fared with the clerks: shown, accepted as suggested, corrected, and
+    the same for the pre-filled ones (the decision that counts per reading, undone ones left out)."""
+    rows = kit.db.execute(
+        "SELECT v.suggestion_outcome, v.prefilled FROM reviews v WHERE v.suggestion IS NOT NULL"
+        " AND v.decision != 'undo' AND v.review_id = (SELECT MAX(w.review_id) FROM reviews w"
+        " WHERE w.reading_id = v.reading_id AND w.decision != 'undo'"
+        " AND w.review_id NOT IN (SELECT undoes FROM reviews WHERE undoes IS NOT NULL))").fetchall()
+    shown = len(rows)
+    accepted = sum(1 for o, _ in rows if o == "accepted")
+    prefilled = [o for o, p in rows if p]
+    return {"shown": shown, "accepted": accepted, "corrected": shown - accepted,
+            "accuracy": accepted / shown if shown else None, "prefilled": len(prefilled),
+            "prefilled_corrected": sum(1 for o in prefilled if o != "accepted")}
 
 
 def _progress(times: list[_dt.datetime]) -> list[tuple[str, int]]:
@@ -225,6 +242,12 @@ def key_figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
             ("Quarantined pages", t["quarantined_pages"]),
             ("Readings", t["readings"]), ("Readings to review", t["readings_to_review"]),
             ("Auto-accepted share", f"{q['auto_share']:.0%}" if q["auto_share"] is not None else "–"),
+            ("Digit suggestions accepted as suggested",
+             f"{q['suggestions']['accepted']} of {q['suggestions']['shown']} ({q['suggestions']['accuracy']:.1%})"
+             if q["suggestions"]["shown"] else "–"),
+            ("Pre-filled suggestions corrected",
+             f"{q['suggestions']['prefilled_corrected']} of {q['suggestions']['prefilled']}"
+             if q["suggestions"]["prefilled"] else "–"),
             ("Unlinked downtime MRNs", t["unlinked_identities"]),
             ("Re-entry pending", "–" if t["reentry_pending"] is None else t["reentry_pending"]),
             ("Re-entry entered", t["reentry_entered"]), ("Re-entry not needed", t["reentry_not_needed"])]

@@ -360,7 +360,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             raise BadInput("seen_review_id is the id of the review you saw, or null")
         if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
             raise BadInput(f"a note is text of at most {NOTE_MAX} characters")
-        detail = q.reading_detail(g.kit.db, reading_id)
+        detail = q.reading_detail(g.kit.db, reading_id, kit_path)
         value = _checked_value(detail, decision, body.get("value"))
         if decision in ("transcribe", "correct") and detail["options"] is None:
             # the same format and plausibility rules as the handwriting suggestions (templates/values.py)
@@ -374,7 +374,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                 note = note[:NOTE_MAX]
         try:  # the "decided meanwhile?" check and the insert are one transaction
             review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, note,
-                                      expect_review_id=seen)
+                                      expect_review_id=seen, suggestion=detail.get("suggestion"))
         except AlreadyDecided as exc:
             return jsonify({"error": t(g.lang, "already_decided", who=exc.by or "?"), "conflict": True}), 409
         return jsonify({"ok": True, "review_id": review_id})

@@ -210,12 +210,34 @@ def reading_detail(conn, reading_id: int, kit_path: Path | None = None) -> dict[
         r["outline"] = outline(page_mapper(size, geometry["page_size_mm"]), field_boxes(field))
     r["extra"] = {k: field[k] for k in ("scheduled", "medication", "format", "digits") if field and k in field}
     r["review"] = current_review(conn, reading_id)
+    r["suggestion"] = reading_suggestion(conn, r, field, kit_path)
     r["history"] = [
         {"review_id": h[0], "decision": h[1], "value": json.loads(h[2]) if h[2] is not None else None,
          "actor": h[3], "at": h[4], "undoes": h[5]}
         for h in conn.execute("SELECT review_id, decision, value, actor, at, undoes FROM reviews"
                               " WHERE reading_id = ? ORDER BY review_id", [reading_id])]
     return r
+
+
+def reading_suggestion(conn, r: dict[str, Any], field: dict | None, kit_path: Path | None
+                       ) -> dict[str, Any] | None:
+    """The digit suggestion of a comb reading (re-decided from its stored cell measures), with each
+    cell's place on the crop (fractions) so that unsure digits can be highlighted there."""
+    from ..scan.read import CROP_MARGIN_MM
+    from ..scan.suggest import SuggestionContext
+    if field is None or not r["raw"].get("cells"):
+        return None
+    hints = SuggestionContext(conn, kit_path / "form_templates" if kit_path else None)
+    got = hints.for_reading(r["sheet_id"], r["field"], r["raw"])
+    if got is None:
+        return None
+    x, y, w, h = field["box_mm"]
+    cw, ch = w + 2 * CROP_MARGIN_MM, h + 2 * CROP_MARGIN_MM
+    for cell, (cx, cy, cwid, chei) in zip(got["cells"], field["cells_mm"]):
+        cell["crop"] = [round((cx - x + CROP_MARGIN_MM) / cw, 4), round((cy - y + CROP_MARGIN_MM) / ch, 4),
+                        round(cwid / cw, 4), round(chei / ch, 4)]
+    got["prefill"] = bool(got["prefill"]) and r["review"] is None
+    return got
 
 
 def page_overlay(conn, capture_id: int, kit_path: Path | None = None) -> dict[str, Any]:

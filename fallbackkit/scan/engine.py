@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import payload as payload_mod
 from ..errors import PayloadError
-from . import locate, read
+from . import digits, locate, read
 from .reasons import english
 
 POOR_FIT_MM = 1.5        # code corners vs the marks' transform; above: every reading to review
@@ -281,7 +281,9 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     # every mark box of the page measured in one go (same numbers as one at a time, less overhead)
     boxes = [b for f in geometry["fields"] for b in _boxes(f)]
     measures = iter(read.measure_boxes(image, hmat, [b["box_mm"] for b in boxes], loc.black_level))
-    measured = [_measure_field(image, hmat, f, loc.black_level, measures) for f in geometry["fields"]]
+    cells = digits.Batch()  # the inked comb cells of the page, classified together (suggestions)
+    measured = [_measure_field(image, hmat, f, loc.black_level, measures, cells) for f in geometry["fields"]]
+    cells.finish()
     if loc.missing_mark:
         for f, (raw, _) in zip(geometry["fields"], measured):
             if _near_corner(f, loc.missing_mark, geometry["page_size_mm"]):
@@ -323,10 +325,10 @@ def _boxes(f: dict) -> list[dict]:
     return []
 
 
-def _measure_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, measures
-                   ) -> tuple[dict, np.ndarray | None]:
+def _measure_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, measures,
+                   cells: digits.Batch | None = None) -> tuple[dict, np.ndarray | None]:
     """Raw measures of one field (and the handwriting crop). measures: an iterator over this and the
-    following fields' box measures (measure_boxes)."""
+    following fields' box measures (measure_boxes); cells: the page's comb cells to classify."""
     ftype = f["type"]
     if ftype in read.MARK_TYPES:
         raw: dict[str, Any] = {"boxes": [{"value": b["value"], **next(measures)} for b in _boxes(f)]}
@@ -334,7 +336,10 @@ def _measure_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, m
             raw["boxes"][0].pop("value")
         return raw, None
     if ftype in read.HANDWRITTEN:
-        return read.measure_handwritten(image, hmat, f, black)
+        raw, crop = read.measure_handwritten(image, hmat, f, black)
+        if read.decide_ink(raw) and f.get("cells_mm") and cells is not None:  # comb field: each cell, for a suggestion
+            raw["cells"] = cells.add(image, hmat, f, black, raw["shift_mm"])
+        return raw, crop
     return {}, None  # an unknown field type is never guessed at
 
 

@@ -37,6 +37,8 @@ from ..payload import parse_cover as payload_parse_cover
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
+from . import digits, learn
+from .suggest import SuggestionContext
 
 PAGE_IMAGE_DPI = 100
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}  # written into folders by the operating system
@@ -260,6 +262,7 @@ def _init_worker(kit_path: str, kit_id: str, secret: bytes, fault: str | None = 
     _WORKER.clear()
     _WORKER.update(kit_path=Path(kit_path), kit_id=kit_id, secret=secret,
                    geometry_for=_geometry_lookup(ro_kit, sheet_geometry), reader=None, fault=fault)
+    digits.use_memory(learn.load(kit_path))
 
 
 def _geometry_lookup(kit: Kit, sheet_geometry: Callable) -> Callable[[str], dict | None]:
@@ -280,6 +283,7 @@ def _in_process_worker(kit: Kit) -> None:
     _WORKER.clear()
     _WORKER.update(kit_path=Path(kit.path), kit_id=kit.kit_id, secret=kit.secret,
                    geometry_for=_geometry_lookup(kit, sheet_geometry), reader=None)
+    digits.use_memory(learn.load(kit.path))
 
 
 def _reader_for(path: Path, kind: str) -> PageReader:
@@ -325,6 +329,7 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     if page_image is None:
         page_image = _preview(image, page.dpi)
     out["image_path"] = _save_png(kit_path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
+    _save_crops(kit_path, Path("crops") / sha[:2] / stem, out)
     out.update(sha=sha, index=index, kind="page", width_px=int(image.shape[1]), height_px=int(image.shape[0]),
                decoder_notes=notes, decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2),
                rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
@@ -332,11 +337,14 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
 
 
 def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
-    readings = []  # no crops: the review station cuts them on demand from the archived original (crops.py)
+    # Crops: the review station cuts them on demand from the archived original (crops.py); only inked
+    # comb fields keep theirs, which learn.py cuts the ward's digits from.
+    readings, crops = [], []
     for r in result.readings or []:
         readings.append({"field": r.field, "type": r.type, "raw": _raw_json(r.raw), "value": _jsonable(r.value),
                          "confidence": float(r.confidence), "status": r.status, "reason": r.reason,
                          "ink": None if r.ink is None else bool(r.ink), "crop_path": None})
+        crops.append(r.crop if r.type in COMB_TYPES and r.ink else None)
     transform = result.transform
     if transform is not None:
         transform = np.asarray(transform, dtype=float).tolist()
@@ -346,7 +354,7 @@ def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
             "orientation": result.orientation, "transform": transform,
             "fit_error_mm": None if result.fit_error_mm is None else float(result.fit_error_mm),
             "dpi": float(result.dpi) if result.dpi else file_dpi, "quality": _jsonable(result.quality or {}),
-            "readings": readings}
+            "readings": readings, "_crops": crops}
 
 
 def _unreadable(exc: BaseException, dpi: float | None) -> dict[str, Any]:
@@ -354,7 +362,20 @@ def _unreadable(exc: BaseException, dpi: float | None) -> dict[str, Any]:
     return {"status": "quarantined", "reason": "unreadable", "detail": f"the reader failed on this page: {tb}",
             "payload_text": None, "sheet_id": None, "template": None, "version": None, "page": None,
             "pages": None, "orientation": None, "transform": None, "fit_error_mm": None, "dpi": dpi,
-            "quality": {"error": tb}, "readings": []}
+            "quality": {"error": tb}, "readings": [], "_crops": []}
+
+
+COMB_TYPES = ("number", "datetime")
+
+
+def _save_crops(kit_path: Path, folder: Path, out: dict[str, Any]) -> None:
+    """The crops kept at scan time: inked comb fields only (the kit learns its ward's digits from
+    them, scan/learn.py). Every other field is cut when a person opens it (scan/crops.py)."""
+    outputs = OutputFiles()
+    for reading, crop in zip(out["readings"], out.pop("_crops")):
+        if crop is not None:
+            rel = outputs.claim(folder / file_name("", reading["field"], ".png"), f"field {reading['field']}")
+            reading["crop_path"] = _save_png(kit_path, rel, crop)
 
 
 def _preview(image: np.ndarray, dpi: float | None) -> np.ndarray:
@@ -565,6 +586,8 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
             jobs.append(job)
 
     tasks = [(job.sha, job.archive_rel, job.kind, i) for job in jobs for i in sorted(job.todo)]
+    if tasks:
+        learn.refresh(kit)  # the clerks' decisions so far teach the workers this kit's handwriting
     by_sha = {job.sha: job for job in jobs}
     bar = Progress(len(tasks), progress)
 
@@ -806,7 +829,7 @@ def list_readings(kit: Kit, status: str | None = None, sheet_id: str | None = No
     from ..store.decisions import current_review
     conn = kit.db.conn
     sql = ("SELECT r.reading_id, r.sheet_id, r.field, r.type, r.value, r.status, r.confidence, r.reason, r.ink,"
-           " r.capture_id FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
+           " r.capture_id, r.raw FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
            " WHERE c.status = 'read' AND c.capture_id = (SELECT MAX(c2.capture_id) FROM captures c2"
            " WHERE c2.sheet_id = c.sheet_id AND c2.status = 'read')")
     params: list[Any] = []
@@ -815,7 +838,9 @@ def list_readings(kit: Kit, status: str | None = None, sheet_id: str | None = No
         params.append(ids.normalize(sheet_id))
     sql += " ORDER BY r.sheet_id, r.reading_id"
     out = []
-    for rid, sid, fname, ftype, value, mstatus, conf, reason, ink, capture_id in conn.execute(sql, params).fetchall():
+    hints = SuggestionContext(conn, kit.templates_dir)
+    for rid, sid, fname, ftype, value, mstatus, conf, reason, ink, capture_id, raw in \
+            conn.execute(sql, params).fetchall():
         review = current_review(conn, rid)
         value = json.loads(value) if value is not None else None
         if review is not None:
@@ -826,10 +851,22 @@ def list_readings(kit: Kit, status: str | None = None, sheet_id: str | None = No
                 "status": "accepted" if review is not None else mstatus, "confidence": conf, "reason": reason,
                 "ink": None if ink is None else bool(ink), "reviewed": review is not None,
                 "reading_id": rid, "capture_id": capture_id}
+        if ftype in ("number", "datetime"):
+            item.update(reading_suggestion(hints, sid, fname, raw, review is not None))
         if status and item["status"] != status:
             continue
         out.append(item)
     return out
+
+
+def reading_suggestion(hints: SuggestionContext, sheet_id: str, field: str, raw_json: str | None,
+                       decided: bool) -> dict[str, Any]:
+    """suggestion, suggestion_confidence, prefill and cells of a comb reading, re-decided from its
+    stored cell measures (never a value: a decided reading is not pre-filled again)."""
+    got = hints.for_reading(sheet_id, field, json.loads(raw_json) if raw_json else {})
+    if got is None:
+        return {"suggestion": None, "suggestion_confidence": None, "prefill": False}
+    return {**got, "prefill": bool(got["prefill"]) and not decided}
 
 
 # --- quarantine --------------------------------------------------------------------------------
@@ -924,6 +961,7 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str, 
     stem = f"{sha}-p{page_index}-assigned"
     page_image = result.page_image if result.page_image is not None else _preview(page.image, page.dpi)
     out["image_path"] = _save_png(kit.path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
+    _save_crops(kit.path, Path("crops") / sha[:2] / stem, out)
     out.update(sha=sha, index=page_index, width_px=int(page.image.shape[1]), height_px=int(page.image.shape[0]),
                template=geometry["template"], version=geometry["version"], page=geometry["page"],
                pages=geometry["pages"])

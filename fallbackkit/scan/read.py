@@ -48,6 +48,7 @@ TILE_INK = 0.06        # a tile with this much ink is inked (SDAPS uses 6 %)
 TILE_FAINT = 0.025     # below TILE_INK but above this: faint, a person looks
 TILE_LIGHT = 0.08      # share of a tile with light ink (pencil, dry pen) that makes a person look
 HANDWRITTEN = ("number", "datetime", "text", "initials", "signature")
+CROP_MARGIN_MM = 1.5   # paper kept around a handwritten field's box in its crop
 MARK_TYPES = ("checkbox", "choice", "multichoice")
 
 
@@ -499,7 +500,7 @@ def _mask_rect(mask: np.ndarray, x0: float, y0: float, x1: float, y1: float, ppm
 def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black: float
                         ) -> tuple[dict[str, Any], np.ndarray]:
     x, y, w, h = field["box_mm"]
-    margin = 1.5
+    margin = CROP_MARGIN_MM
     ppm = CROP_PX_PER_MM
     crop = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
     lv = _Levels(crop, black)

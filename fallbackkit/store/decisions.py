@@ -71,12 +71,15 @@ def write_transaction(conn):
 
 
 def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
-                  note: str | None = None, expect_review_id: Any = ANY) -> int:
+                  note: str | None = None, expect_review_id: Any = ANY,
+                  suggestion: dict[str, Any] | None = None) -> int:
     """A person confirms, corrects or transcribes a reading (or calls it illegible).
 
     expect_review_id is the review that counted when the person looked (None: none yet). If
     another decision counts by now, nothing is written and Conflict names who decided: the check
-    and the insert are one atomic step, so of two people deciding at once exactly one wins."""
+    and the insert are one atomic step, so of two people deciding at once exactly one wins.
+    suggestion: the digit suggestion shown with the reading (`scan/suggest.py`: its text and
+    whether it was pre-filled); the review records it and whether the value accepted it."""
     if hasattr(conn, "conn"):
         conn = conn.conn
     if decision not in DECISIONS:
@@ -93,9 +96,13 @@ def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
         if decision == "confirm":
             value = before["value"] if before else reading["value"]
         at = now_iso()
+        shown = suggestion.get("suggestion") if suggestion else None
+        outcome = None if shown is None else ("accepted" if value == shown else "corrected")
         cur = conn.execute(
-            "INSERT INTO reviews (reading_id, decision, value, actor, at, note) VALUES (?, ?, ?, ?, ?, ?)",
-            [reading_id, decision, json.dumps(value, ensure_ascii=False), actor, at, note])
+            "INSERT INTO reviews (reading_id, decision, value, actor, at, note, suggestion, suggestion_outcome,"
+            " prefilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [reading_id, decision, json.dumps(value, ensure_ascii=False), actor, at, note, shown, outcome,
+             None if shown is None else int(bool(suggestion.get("prefill")))])
         append_audit(conn, actor, f"review.{decision}", f"reading:{reading_id}",
                      {"machine": reading["value"], "review": before["value"] if before else None},
                      {"value": value, "sheet_id": reading["sheet_id"], "field": reading["field"], "note": note})

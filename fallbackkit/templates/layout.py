@@ -280,17 +280,7 @@ class Placer:
 
     # --- sizes -----------------------------------------------------------------------------
     def comb_cells(self, spec: FieldSpec) -> list[tuple[str, int]]:
-        """Groups of comb cells with the separator printed before each group."""
-        if spec.type == "number":
-            groups = [("", spec.digits)]
-            if spec.decimals:
-                groups.append((".", spec.decimals))
-            return groups
-        if spec.format == "date":
-            return [("", 2), ("/", 2), ("/", 4)]
-        if spec.format == "time":
-            return [("", 2), (":", 2)]
-        return [("", 2), ("/", 2), ("/", 4), (" ", 2), (":", 2)]
+        return comb_groups(spec.type, spec.format, spec.digits, spec.decimals)
 
     def comb_width(self, spec: FieldSpec) -> float:
         groups = self.comb_cells(spec)
@@ -583,6 +573,22 @@ def _flow_grid(flow: _Flow, placer: Placer, section: Section) -> None:
             x = flow.left + label_w + j * cell_w
             page.line(x, y0, x, y, 0.2)
         flow.y = y + flow.gap_y + 2
+
+
+def comb_groups(type: str, format: str | None = None, digits: int = 0, decimals: int = 0
+                ) -> list[tuple[str, int]]:
+    """Groups of comb cells with the separator printed before each group (the printed sheet and the
+    digit suggestions both follow it; a field's geometry carries type, format, digits, decimals)."""
+    if type == "number":
+        groups = [("", digits)]
+        if decimals:
+            groups.append((".", decimals))
+        return groups
+    if format == "date":
+        return [("", 2), ("/", 2), ("/", 4)]
+    if format == "time":
+        return [("", 2), (":", 2)]
+    return [("", 2), ("/", 2), ("/", 4), (" ", 2), (":", 2)]
 
 
 def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: float, w: float,

@@ -71,6 +71,19 @@
     var head = el("h1", { "class": "fieldname", text: r.field_label + " " }, [
       extra.length ? el("small", { "class": "extra", text: " · " + extra.join(" · ") }) : null]);
     var crop = el("div", { "class": "cropbox" }, [r.crop_url ? el("img", { src: r.crop_url, alt: r.field_label, id: "crop" }) : el("p", { "class": "empty", text: S.no_image })]);
+    var sug = r.suggestion;
+    if (sug && r.crop_url) {
+      // unsure digits (and boxes that hold no digit) highlighted on the crop
+      var frame = el("div", { "class": "cropframe" }, [crop.firstChild]);
+      (sug.cells || []).forEach(function (cell, i) {
+        if (!cell.crop || !(cell.low || cell.digit === null)) return;
+        var mark = el("div", { "class": "lowcell", "data-cell": String(i + 1) });
+        mark.style.left = (cell.crop[0] * 100) + "%"; mark.style.top = (cell.crop[1] * 100) + "%";
+        mark.style.width = (cell.crop[2] * 100) + "%"; mark.style.height = (cell.crop[3] * 100) + "%";
+        frame.appendChild(mark);
+      });
+      crop.appendChild(frame);
+    }
     var why = el("p", { "class": "why" }, [
       S.why + ": ", el("span", { "class": "badge warn", text: r.reason_text || r.reason || "?" }), "   " + S.machine + ": ",
       el("b", { id: "machine", text: show(r.value) }), "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)"
@@ -100,8 +113,23 @@
     } else {
       var input = el("input", { "class": "typed", id: "typed", autocomplete: "off", spellcheck: "false", placeholder: S.type_here });
       if (typeof r.value === "string") input.value = r.value;
+      else if (sug && sug.prefill && sug.suggestion) { input.value = sug.suggestion; input.setAttribute("data-prefilled", "1"); }
       if (r.type === "number") input.setAttribute("inputmode", "decimal");
       answer.appendChild(input);
+      if (sug && (sug.suggestion || sug.rule)) {
+        // the suggestion digit by digit, unsure ones highlighted, and the rule it breaks if any
+        var digits = el("span", { "class": "digits", id: "suggestion" });
+        var k = 0;
+        (sug.suggestion || "").split("").forEach(function (ch) {
+          var isDigit = /[0-9]/.test(ch);
+          var cell = isDigit ? (sug.cells || []).filter(function (c) { return c.digit; })[k++] : null;
+          digits.appendChild(el("span", { "class": isDigit ? (cell && cell.low ? "d low" : "d") : "sep", text: ch }));
+        });
+        var line = [S.suggested + ": ", digits, " (" + Math.round((sug.suggestion_confidence || 0) * 100) + "%)"];
+        if (!sug.suggestion) line = [S.suggested + ": —"];
+        if (sug.rule) line.push(el("span", { "class": "badge warn rule", id: "rule", text: sug.rule }));
+        answer.appendChild(el("p", { "class": "suggestion" }, line));
+      }
     }
     var hist = null;
     if (r.review) hist = el("p", { "class": "history", text: S.decided_by + " " + r.review.actor + ": " + show(r.review.value) });

@@ -1,0 +1,255 @@
+"""Handwriting assist: how well real handwritten digits in comb boxes are suggested, and at what cost.
+
+Real printed vitals sheets (every comb field: the date, height, weight, times, temperatures, pulse,
+blood pressure, respiratory rate, SpO2, pain) get digits from the writer-disjoint test split of
+data/handwriting/ (MNIST test images 4000-4999, never trained on; taken in file order, so that a
+page is a run of neighbouring writers), written into the boxes through the page transform, then
+office-scanned at 200 dpi or phone-photographed (`degrade.py`), read by the engine and suggested
+(`scan/suggest.py`, checked with `templates/values.py`). Prints:
+- digit accuracy of the top suggestion (written cells);
+- field accuracy (all digits right) for 4-digit times and 8-digit dates;
+- share of fields pre-filled and how often a pre-filled field is wrong;
+- keystrokes per numeric field for a clerk who presses Enter on a right pre-fill and types the digits
+  and Enter otherwise (a wrong pre-fill: typed over), against typing every field;
+- recognition cost in ms per field and engine pages/s per core on filled MAR sheets with it on and off.
+Targets (issue 10): top-1 >= 98 % office; pre-filled wrong <= 0.5 %; keystrokes <= 1/3 of typing;
+>= 30 pages/s per core on the MAR.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from fallbackkit.generate import print_ward, sheet_geometry  # noqa: E402
+from fallbackkit.scan import degrade, digits, digits_synth, engine  # noqa: E402
+from fallbackkit.scan.simulate import fill_page, page_transform, render_pdf, identify  # noqa: E402
+from fallbackkit.scan.suggest import SuggestionContext, suggest  # noqa: E402
+from kit_helpers import census_kit  # noqa: E402
+
+DPI = 200
+# values written: within the plausible ranges the templates declare (`range:`)
+RANGES = {"temperature": (30.0, 45.0), "pulse": (40, 180), "spo2": (50, 100), "bp_systolic": (80, 220),
+          "bp_diastolic": (40, 130), "pain": (0, 10), "resp_rate": (8, 40), "height": (100, 210),
+          "weight": (30, 150)}
+
+
+def value_for(f: dict, rng: np.random.Generator, today: dt.date) -> str:
+    """Digits a nurse would write in the field's boxes (a space: a box left empty)."""
+    base = f["name"].split(".")[-1]
+    if f["type"] == "datetime":
+        if f.get("format") == "time":
+            return f"{int(rng.integers(0, 24)):02d}{int(rng.integers(0, 60)):02d}"
+        day = today + dt.timedelta(days=int(rng.integers(0, 2)))
+        return day.strftime("%d%m%Y")
+    ints, decs = int(f.get("digits") or 0), int(f.get("decimals") or 0)
+    lo, hi = RANGES.get(base, (0, 10 ** ints - 1))
+    v = float(rng.uniform(max(lo, 0), min(hi, 10 ** ints - 1)))
+    if base == "temperature":
+        v = float(rng.uniform(35.5, 40.0))
+    if base == "spo2":
+        v = float(rng.uniform(85, 100))
+    whole = str(int(v)).rjust(ints)[-ints:]
+    frac = str(int(round((v - int(v)) * 10 ** decs))).rjust(decs, "0")[-decs:] if decs else ""
+    return whole + frac
+
+
+def truth_text(f: dict, written: str) -> str:
+    if f["type"] == "datetime":
+        if f.get("format") == "time":
+            return f"{written[:2]}:{written[2:]}"
+        return f"{written[:2]}/{written[2:4]}/{written[4:]}"
+    ints = int(f.get("digits") or 0)
+    whole, frac = written[:ints].strip(), written[ints:]
+    return whole + (f".{frac}" if frac else "")
+
+
+def _skip_first(evaluate, filled, n: int) -> dict:
+    """The base model on the same fields the learning run measures (all but the first n)."""
+    count, out = 0, []
+    for page, g, truth in filled:
+        kept = {}
+        for name, v in truth.items():
+            count += 1
+            if count > n:
+                kept[name] = v
+        out.append((page, g, kept))
+    return evaluate(out, "office", 20, 0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    images, labels = digits_synth.load_mnist()
+    test_idx = list(range(digits_synth.VALID_END, len(labels)))
+    by_digit = {d: [i for i in test_idx if labels[i] == d] for d in range(10)}
+    cursor = {d: 0 for d in range(10)}
+
+    def next_digit(ch: str) -> np.ndarray:
+        d = int(ch)
+        i = by_digit[d][cursor[d] % len(by_digit[d])]
+        cursor[d] += 1
+        return images[i]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        kit = census_kit(Path(tmp), {"3B": 8})
+        result = print_ward(kit, "3B", Path(tmp) / "ward.pdf", actor="bench")
+        pages = render_pdf(result.out_path, DPI)
+        vitals, mars = [], []
+        for img in pages:
+            sp = identify(img, kit.kit_id, kit.secret)
+            if sp is None:
+                continue
+            g = sheet_geometry(kit, sp.sheet_id)
+            (vitals if g["template"] == "vitals" else mars if g["template"] == "mar" else []).append((img, g))
+        today = dt.date.today()
+        hints = SuggestionContext(kit.db.conn, kit.templates_dir)  # window: printing day onwards
+        n_pages = 4 if args.quick else len(vitals)
+        rng = np.random.default_rng(10)
+        filled = []
+        for img, g in vitals[:n_pages]:
+            page = img.copy()
+            truth = {}
+            hmat = page_transform(DPI)
+            for f in g["fields"]:
+                if not f.get("cells_mm"):
+                    continue
+                written = value_for(f, rng, today)
+                for cell, ch in zip(f["cells_mm"], written):
+                    if ch.strip():
+                        digits_synth.write_digit(page, hmat, cell, next_digit(ch), rng)
+                truth[f["name"]] = (f, written)
+            filled.append((page, g, truth))
+        print(f"{len(filled)} vitals pages, {sum(len(t) for _, _, t in filled)} comb fields, "
+              f"{sum(len(w.replace(' ', '')) for _, _, t in filled for _, w in t.values())} written digits "
+              f"per damage tier (test split images used: {sum(cursor.values())})")
+        def evaluate(pages, tier: str, seed: int, learn_fields: int = 0) -> dict:
+            """Read the pages damaged by tier; the first learn_fields fields (in reading order) are
+            not measured but taught to the memory, as a clerk's corrections would be."""
+            trng = np.random.default_rng(seed)
+            m = {"cells_ok": 0, "cells": 0, "time": [0, 0], "date": [0, 0], "prefilled": 0,
+                 "prefilled_wrong": 0, "fields": 0, "keys_assist": 0, "keys_typing": 0}
+            lesson_images, lesson_labels = [], []
+            for page, g, truth in pages:
+                scan = degrade.degrade(page, tier, trng, DPI)
+                res = engine.read_page(scan, kit_id=kit.kit_id, secret=kit.secret,
+                                       geometry_for=lambda s, g=g: g if s == g["sheet_id"] else None)
+                if res.status != "read":
+                    print(f"  {tier}: a page was not read ({res.reason})")
+                    continue
+                by = {r.field: r for r in res.readings}
+                for name, (f, written) in truth.items():
+                    raw = by[name].raw
+                    if learn_fields and m.get("taught", 0) < learn_fields:
+                        m["taught"] = m.get("taught", 0) + 1
+                        black = float(res.quality.get("black_level", 30.0))
+                        for cell, ch in zip(f["cells_mm"], written):
+                            if ch.strip():
+                                norm, _ = digits.normalise(digits.cell_patch(
+                                    scan, np.array(res.transform), cell, raw.get("shift_mm", [0, 0])), black)
+                                if norm is not None:
+                                    lesson_images.append(norm)
+                                    lesson_labels.append(int(ch))
+                        if m["taught"] == learn_fields:
+                            digits.use_memory(digits.Memory(digits.embed(lesson_images), np.array(lesson_labels)))
+                        continue
+                    if learn_fields and m.get("taught", 0) == learn_fields and by[name].raw.get("cells"):
+                        raw = {**raw, "cells": digits.read_cells(scan, np.array(res.transform), f,
+                                                                  float(res.quality.get("black_level", 30.0)),
+                                                                  raw.get("shift_mm", [0, 0]))}
+                    checks = hints.checks(f"{g['template']}@{g['version']}", f)
+                    got = suggest(raw, f, checks) or {"suggestion": None, "prefill": False, "cells": []}
+                    want = truth_text(f, written)
+                    for c, ch in zip(got["cells"], written):
+                        if ch.strip():
+                            m["cells"] += 1
+                            m["cells_ok"] += c["digit"] == ch
+                    kind = "time" if f.get("format") == "time" else "date" if f.get("format") == "date" else None
+                    if kind:
+                        m[kind][0] += got["suggestion"] == want
+                        m[kind][1] += 1
+                    m["fields"] += 1
+                    typed = len(written.replace(" ", "")) + 1
+                    m["keys_typing"] += typed
+                    if got["prefill"]:
+                        m["prefilled"] += 1
+                        wrong = got["suggestion"] != want
+                        m["prefilled_wrong"] += wrong
+                        m["keys_assist"] += typed if wrong else 1
+                    else:
+                        m["keys_assist"] += typed
+            digits.use_memory(None)
+            return m
+
+        def show(label: str, m: dict) -> None:
+            print(f"{label}: top-1 digit accuracy {m['cells_ok'] / max(m['cells'], 1):.2%} ({m['cells']} digits); "
+                  f"times right {m['time'][0] / max(m['time'][1], 1):.1%} of {m['time'][1]}, "
+                  f"dates right {m['date'][0] / max(m['date'][1], 1):.1%} of {m['date'][1]}")
+            print(f"{label}: pre-filled {m['prefilled'] / max(m['fields'], 1):.1%} of {m['fields']} fields, "
+                  f"pre-filled wrong {m['prefilled_wrong'] / max(m['prefilled'], 1):.2%} ({m['prefilled_wrong']}); "
+                  f"keystrokes per field {m['keys_assist'] / max(m['fields'], 1):.2f} vs typing "
+                  f"{m['keys_typing'] / max(m['fields'], 1):.2f} (ratio {m['keys_assist'] / max(m['keys_typing'], 1):.2f})")
+
+        for tier in ("office", "phone"):
+            show(tier, evaluate(filled, tier, 20))
+        # learning: the first 50 fields (neighbouring writers of the test split) corrected by a clerk,
+        # then the remaining fields read again with and without the kit's memory
+        show("office, fields after the first 50, base model", _skip_first(evaluate, filled, 50))
+        show("office, fields after the first 50, after learning them", evaluate(filled, "office", 20, 50))
+        # cost: recognition per comb field, and engine pages/s on filled MAR sheets with it on and off
+        page, g, truth = filled[0]
+        hmat = page_transform(DPI)
+        t_all = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for name, (f, _) in truth.items():
+                digits.read_cells(page, hmat, f, 20.0)
+            t_all.append((time.perf_counter() - t0) * 1000 / len(truth))
+        print(f"recognition: {statistics.median(t_all):.2f} ms per comb field (all cells written)")
+        mrng = np.random.default_rng(30)
+        mar_pages = []
+        for img, mg in mars[: (4 if args.quick else 12)]:
+            m, _ = fill_page(img, mg, DPI, mrng, writing=0.6)
+            for f in mg["fields"]:
+                if f.get("cells_mm") and mrng.random() < 0.6:
+                    w = f"{int(mrng.integers(6, 23)):02d}{int(mrng.integers(0, 60)):02d}"
+                    for cell, ch in zip(f["cells_mm"], w):
+                        digits_synth.write_digit(m, hmat, cell, next_digit(ch), mrng)
+            mar_pages.append((degrade.office(m, mrng), mg))
+        lookup = {mg["sheet_id"]: mg for _, mg in mar_pages}
+
+        def run() -> float:
+            t0 = time.perf_counter()
+            for scan, _ in mar_pages:
+                engine.read_page(scan, kit_id=kit.kit_id, secret=kit.secret, geometry_for=lookup.get)
+            return len(mar_pages) / (time.perf_counter() - t0)
+        on = statistics.median(run() for _ in range(3))
+        class Off:  # no digit reading: the engine as it was before
+            def add(self, *a, **k):
+                return []
+
+            def finish(self):
+                pass
+        real = engine.digits.Batch
+        engine.digits.Batch = Off
+        try:
+            off = statistics.median(run() for _ in range(3))
+        finally:
+            engine.digits.Batch = real
+        print(f"engine on filled MAR pages (one core, in memory): {on:.1f} pages/s with digits, "
+              f"{off:.1f} without ({len(mar_pages)} pages)")
+        kit.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Digit recognition in comb cells: per cell, empty / one digit 0-9 / something else.
+
+Each cell is cut upright from the scan through the page transform (with the field's measured
+outline shift), its printed outline is masked out, specks are dropped and the ink is normalised
+the way MNIST digits are (longer side 20 px, centred by centre of mass in 28 x 28, deskewed). A
+small convolutional network gives 11 probabilities (0-9 and "other": a letter, a scribble, two
+digits, a crossed-out digit), calibrated by temperature on held-out digits.
+
+The model is `digits_model.npz` beside this file, made by `tools/train_digits.py` from the data in
+`data/handwriting/` (fixed seeds); it needs NumPy and OpenCV only. What a cell reads as is stored as
+raw measures (ink, top alternatives) so that the suggestion can be decided again later.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+CELL_PPM = 8.0          # px/mm of the upright cell cut
+OUTLINE_PAD_MM = 0.45   # half-width of the band masked around the printed cell outline
+INK_DARK = 0.35         # darkness of a pixel that counts as ink
+SPECK_PX = 6            # connected ink smaller than this (px at CELL_PPM) is dust
+EMPTY_INK_PX = 24       # a cell with less ink than this (after specks) is empty
+OTHER = 10              # class index of "something else"
+LABELS = [str(d) for d in range(10)] + ["other"]
+MODEL_PATH = Path(__file__).with_name("digits_model.npz")
+TOP_K = 3
+
+
+
+def cell_patch(image: np.ndarray, hmat: np.ndarray, cell_mm, shift_mm=(0.0, 0.0)) -> np.ndarray:
+    """The cell [x, y, w, h] mm (plus 1 mm around) upright at CELL_PPM, grey uint8."""
+    from .read import patch
+    x, y, w, h = cell_mm
+    return patch(image, hmat, x + shift_mm[0] - 1.0, y + shift_mm[1] - 1.0, w + 2.0, h + 2.0, CELL_PPM)
+
+
+def normalise(p: np.ndarray, black: float) -> tuple[np.ndarray | None, int]:
+    """(28 x 28 float32 ink image 0..1, or None when empty; ink pixels) of one cell_patch."""
+    flat = p.ravel()
+    k = int(len(flat) * 0.92)
+    paper = float(np.partition(flat, k)[k])
+    span = max(paper - black, 25.0)
+    dark = np.clip((paper - p.astype(np.float32)) / span, 0.0, 1.0)
+    m = int(round(1.0 * CELL_PPM))
+    pad = int(round(OUTLINE_PAD_MM * CELL_PPM))
+    h, w = p.shape
+    inside = np.zeros(p.shape, bool)
+    inside[m + pad:h - m - pad, m + pad:w - m - pad] = True
+    dark[~inside] = 0.0
+    ink = (dark >= INK_DARK).astype(np.uint8)
+    # outline remnants (a scale or shift the transform did not catch): a row or column near the
+    # edge that is ink along nearly all the cell is printed line, not a stroke
+    r0, r1, c0, c1 = m + pad, h - m - pad, m + pad, w - m - pad
+    edge = int(round(0.6 * CELL_PPM))
+    for rows in (slice(r0, r0 + edge), slice(r1 - edge, r1)):
+        band = ink[rows, c0:c1]
+        full = band.mean(axis=1) > 0.9
+        band[full] = 0
+    for cols in (slice(c0, c0 + edge), slice(c1 - edge, c1)):
+        band = ink[r0:r1, cols]
+        full = band.mean(axis=0) > 0.9
+        band[:, full] = 0
+    dark = dark * ink.astype(np.float32) + dark * (dark < INK_DARK)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= SPECK_PX
+    total = int(stats[1:, cv2.CC_STAT_AREA][keep[1:]].sum()) if n > 1 else 0
+    if total < EMPTY_INK_PX:
+        return None, total
+    mask = keep[lab]
+    dark = np.where(cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0, dark, 0.0)
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    crop = dark[y0:y1, x0:x1]
+    ch, cw = crop.shape
+    s = 20.0 / max(ch, cw)
+    nh, nw = max(1, int(round(ch * s))), max(1, int(round(cw * s)))
+    small = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA)
+    out = np.zeros((28, 28), np.float32)
+    tot = float(small.sum()) or 1.0
+    cy = float((small.sum(axis=1) * np.arange(nh)).sum()) / tot
+    cx = float((small.sum(axis=0) * np.arange(nw)).sum()) / tot
+    oy = int(round(14 - cy))
+    ox = int(round(14 - cx))
+    oy = min(max(oy, 0), 28 - nh)
+    ox = min(max(ox, 0), 28 - nw)
+    out[oy:oy + nh, ox:ox + nw] = small
+    out = deskew(out)
+    mx = float(out.max())
+    if mx > 0:
+        out /= mx
+    return out, total
+
+
+def deskew(img: np.ndarray) -> np.ndarray:
+    """Shear a 28 x 28 ink image so that its principal axis is upright (second moments), the usual
+    MNIST normalisation: slanted handwriting then looks like upright handwriting to the model."""
+    m = cv2.moments(img)
+    if abs(m["mu02"]) < 1e-2:
+        return img
+    skew = m["mu11"] / m["mu02"]
+    skew = max(-1.0, min(1.0, skew))
+    cy = m["m01"] / max(m["m00"], 1e-6)
+    mat = np.float32([[1, skew, -skew * cy], [0, 1, 0]])
+    mat[0, 2] += m["m10"] / max(m["m00"], 1e-6) - 14
+    return cv2.warpAffine(img, mat, (28, 28), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderValue=0.0)
+
+
+def _windows(x: np.ndarray, k: int) -> np.ndarray:
+    """(B, H, W, C) -> (B, H-k+1, W-k+1, k*k*C): every k x k window, for convolution by matmul."""
+    v = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))  # B, h, w, C, k, k
+    b, h, w = v.shape[:3]
+    return np.ascontiguousarray(v.transpose(0, 1, 2, 4, 5, 3)).reshape(b, h, w, -1)
+
+
+def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x (..., k) @ w (k, n) as one 2-D product (a stacked matmul would run one small product per row)."""
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[1])
+
+
+def _conv(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
+    """The same 'valid' convolution as _dense(_windows(x, k), w), summed over the k x k offsets:
+    no window array to gather, which is what costs at run time."""
+    b, h, wd, c = x.shape
+    oh, ow = h - k + 1, wd - k + 1
+    kernel = w.reshape(k, k, c, -1)
+    out = np.zeros((b, oh, ow, kernel.shape[-1]), np.float32)
+    for i in range(k):
+        for j in range(k):
+            out += _dense(x[:, i:i + oh, j:j + ow, :], kernel[i, j])
+    return out
+
+
+def _pool(x: np.ndarray) -> np.ndarray:
+    """2 x 2 max-pooling (four strided views: a reshape-and-max over two axes costs several times more)."""
+    return np.maximum(np.maximum(x[:, 0::2, 0::2], x[:, 1::2, 0::2]), np.maximum(x[:, 0::2, 1::2], x[:, 1::2, 1::2]))
+
+
+class Model:
+    """A small convolutional network: 5x5 conv (C1) + ReLU + 2x2 max-pool, 5x5 conv (C2) + ReLU +
+    2x2 max-pool, a hidden ReLU layer, 11 outputs; softmax with a calibration temperature."""
+
+    KEYS = ("w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4")
+
+    def __init__(self, params: dict[str, np.ndarray]):
+        for k in self.KEYS:
+            setattr(self, k, np.asarray(params[k], np.float32))
+        self.temperature = float(params.get("temperature", 1.0))
+
+    def forward(self, images: np.ndarray, keep: bool = False):
+        """Logits; keep=True (training) also returns every layer, with the convolution windows."""
+        x = np.asarray(images, np.float32)[..., None]
+        p1 = _windows(x, 5) if keep else None
+        z1 = (_dense(p1, self.w1) if keep else _conv(x, self.w1, 5)) + self.b1
+        a1 = np.maximum(z1, 0)
+        q1 = _pool(a1)
+        p2 = _windows(q1, 5) if keep else None
+        z2 = (_dense(p2, self.w2) if keep else _conv(q1, self.w2, 5)) + self.b2
+        a2 = np.maximum(z2, 0)
+        q2 = _pool(a2)
+        f = q2.reshape(len(x), -1)
+        z3 = f @ self.w3 + self.b3
+        h = np.maximum(z3, 0)
+        logits = h @ self.w4 + self.b4
+        if keep:
+            return logits, (p1, z1, a1, q1, p2, z2, a2, q2, f, z3, h)
+        return logits
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        return self.forward(images)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        z = self.logits(images) / self.temperature
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def save(self, path: Path | str) -> None:
+        np.savez_compressed(path, temperature=np.float32(self.temperature),
+                            **{k: getattr(self, k).astype(np.float16 if k.startswith("w") else np.float32)
+                               for k in self.KEYS})
+
+
+@functools.lru_cache(maxsize=1)
+def model() -> Model:
+    with np.load(MODEL_PATH) as z:
+        return Model({k: z[k] for k in z.files})
+
+
+def classify(images: list[np.ndarray]) -> np.ndarray:
+    """(N, 11) calibrated probabilities of normalised cell images."""
+    if not images:
+        return np.zeros((0, 11), np.float32)
+    return model().probabilities(np.stack(images))
+
+
+class Batch:
+    """The inked cells of a page, classified in one go (one network pass per page, not per field)."""
+
+    def __init__(self):
+        self.cells: list[dict[str, Any]] = []
+        self.images: list[np.ndarray] = []
+
+    def add(self, image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
+            shift_mm=(0.0, 0.0)) -> list[dict[str, Any]]:
+        """The field's per-cell raw measures; inked cells get their alternatives at `finish`."""
+        out: list[dict[str, Any]] = []
+        for c in field.get("cells_mm") or []:
+            norm, ink = normalise(cell_patch(image, hmat, c, shift_mm), black)
+            cell: dict[str, Any] = {"ink": ink}
+            out.append(cell)
+            if norm is not None:
+                self.cells.append(cell)
+                self.images.append(norm)
+        return out
+
+    def finish(self) -> None:
+        """Raw measures of each inked cell: its top alternatives [[label, probability], ...] (label
+        '0'-'9' or 'other'), after the kit's memory if there is one."""
+        if not self.images:
+            return
+        probs = classify(self.images)
+        if _memory is not None and len(_memory):
+            probs = _memory.adjust(embed(self.images), probs)
+        for cell, p in zip(self.cells, probs):
+            top = np.argsort(-p)[:TOP_K]
+            cell["alts"] = [[LABELS[j], round(float(p[j]), 4)] for j in top]
+        self.cells, self.images = [], []
+
+
+def read_cells(image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
+               shift_mm=(0.0, 0.0)) -> list[dict[str, Any]]:
+    """Raw per-cell measures of one comb field: ink pixels and, for inked cells, the top alternatives."""
+    batch = Batch()
+    out = batch.add(image, hmat, field, black, shift_mm)
+    batch.finish()
+    return out
+
+
+__all__ = ["Batch", "read_cells", "normalise", "cell_patch", "classify", "Model", "model", "LABELS"]
+
+
+# --- learning from the kit's own clerks -----------------------------------------------------------
+MEMORY_FILE = "digits-memory.npz"   # in the kit directory, rebuilt from the decisions by learn.py
+MEMORY_SIM = 0.85                   # cosine similarity of hidden features that counts as the same hand
+MEMORY_K = 5
+MEMORY_WEIGHT = 0.6                 # the memory alone cannot make a digit sure enough to pre-fill
+
+
+def embed(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    """The base model's hidden features of normalised cell images, L2-normalised (N, HIDDEN)."""
+    mdl = model()
+    _, (*_, h) = mdl.forward(np.stack(images) if isinstance(images, list) else images, keep=True)
+    return h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-6)
+
+
+class Memory:
+    """Cells of this kit labelled by its clerks: a nearest-neighbour vote over the base model's hidden
+    features, blended into the model's probabilities where the same hand wrote something alike."""
+
+    def __init__(self, feats: np.ndarray, labels: np.ndarray):
+        self.feats = np.asarray(feats, np.float32)
+        self.labels = np.asarray(labels, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def adjust(self, feats: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        if not len(self) or not len(feats):
+            return probs
+        sims = feats @ self.feats.T
+        out = probs.copy()
+        k = min(MEMORY_K, len(self))
+        near = np.argsort(-sims, axis=1)[:, :k]
+        for i, idx in enumerate(near):
+            close = idx[sims[i, idx] >= MEMORY_SIM]
+            if not len(close):
+                continue
+            vote = np.bincount(self.labels[close], weights=sims[i, close], minlength=probs.shape[1])
+            vote = (vote / vote.sum()).astype(np.float32)
+            a = MEMORY_WEIGHT
+            out[i] = (1 - a) * probs[i] + a * vote
+        return out
+
+    def save(self, path: Path | str) -> None:
+        np.savez_compressed(path, feats=self.feats.astype(np.float16), labels=self.labels.astype(np.int8))
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Memory | None":
+        try:
+            with np.load(path) as z:
+                return cls(z["feats"].astype(np.float32), z["labels"].astype(np.int64))
+        except (OSError, KeyError, ValueError):
+            return None
+
+
+_memory: Memory | None = None
+
+
+def use_memory(memory: Memory | None) -> None:
+    """Set the kit's memory for this process (the scan workers load it at start)."""
+    global _memory
+    _memory = memory

@@ -1,0 +1,228 @@
+"""A suggestion for a comb field from its stored per-cell digit measures, checked before it is shown.
+
+Decided from raw measures (`raw["cells"]`, made by `digits.read_cells` in the scan workers), so the
+thresholds here can change and be re-applied without rescanning. A suggestion is never a value: the
+reading stays `review` until a person accepts or corrects it. What the digits must mean is checked
+with the one parser of handwritten values (`templates/values.py`): a time of day, a calendar date
+within the kit's printing and scanning window (a birth date in the past), a number within the
+template's plausible range, a MAR time near the scheduled time of its column. A suggestion that
+breaks a rule is shown with the rule and is never pre-filled.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..templates import values
+from ..templates.layout import comb_groups
+
+CELL_MIN = 0.5         # a written cell whose best digit is less likely than this reads as no digit
+CELL_SURE = 0.9        # below this a digit is highlighted as unsure and the field is not pre-filled
+PREFILL_MIN = 0.95     # field confidence (product over cells) needed to pre-fill
+NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled time is queried
+EMPTY_SURE_INK = 0     # ink pixels in a cell that reads as empty beyond which emptiness is unsure
+
+
+@dataclass
+class Checks:
+    """What a suggestion is checked against, besides the field's own geometry."""
+    earliest: _dt.date | None = None   # the kit's printing and scanning window (care dates)
+    latest: _dt.date | None = None
+    value_range: tuple[float | None, float | None] | None = None
+    birth: bool = False                # a birth date: in the past, the care window does not apply
+    today: _dt.date | None = None
+
+
+def _cell(c: dict[str, Any]) -> dict[str, Any]:
+    alts = c.get("alts")
+    if not alts:
+        conf = 1.0 if c.get("ink", 0) <= EMPTY_SURE_INK else 0.97
+        return {"digit": "", "p": conf, "alts": [], "low": False}
+    label, p = alts[0]
+    if label == "other" or p < CELL_MIN:
+        return {"digit": None, "p": round(1 - p if label == "other" else p, 4), "alts": alts, "low": True}
+    return {"digit": label, "p": p, "alts": alts, "low": p < CELL_SURE}
+
+
+def _groups(field: dict) -> list[tuple[str, int]]:
+    return comb_groups(field["type"], field.get("format"), int(field.get("digits") or 0),
+                       int(field.get("decimals") or 0))
+
+
+def _assemble(cells: list[dict], field: dict) -> tuple[str | None, str | None]:
+    """(text with the printed separators, or None; why not)."""
+    groups = _groups(field)
+    if sum(n for _, n in groups) != len(cells):
+        return None, "the comb cells do not match the field"
+    parts, i = [], 0
+    for sep, n in groups:
+        parts.append((sep, "".join(c["digit"] for c in cells[i:i + n]), [c["digit"] for c in cells[i:i + n]]))
+        i += n
+    if field["type"] == "number":
+        (_, whole, wcells), *rest = parts
+        if whole == "":
+            return None, "no digits before the decimal point"
+        first = next(k for k, d in enumerate(wcells) if d)
+        last = max(k for k, d in enumerate(wcells) if d)
+        if any(d == "" for d in wcells[first:last + 1]):
+            return None, "an empty box between digits"
+        text = whole
+        if rest:
+            _, dec, dcells = rest[0]
+            if dec:
+                if any(d == "" for d in dcells[:len(dec)]):
+                    return None, "an empty box between digits"
+                text += "." + dec
+        return text, None
+    if any(d == "" for _, _, ds in parts for d in ds):
+        return None, "some boxes are empty"
+    return "".join(sep + text for sep, text, _ in parts), None
+
+
+def _check(text: str, field: dict, checks: Checks) -> str | None:
+    """None when the suggestion means something plausible for the field, else the rule it breaks."""
+    try:
+        if field["type"] == "number":
+            number = values.parse_number(text)
+            if checks.value_range:
+                low, high = checks.value_range
+                values.check_range(number, low, high, text)
+            return None
+        fmt = field.get("format") or "datetime"
+        day = None
+        if fmt == "time":
+            moment = values.parse_time(text)
+        elif fmt == "date":
+            day = values.parse_date(text)
+            moment = None
+        else:
+            stamp = values.parse_datetime(text)
+            day, moment = stamp.date(), stamp.time()
+        if day is not None:
+            if checks.birth:
+                values.check_date_window(day, None, checks.today or _dt.date.today(), text)
+            else:
+                values.check_date_window(day, checks.earliest, checks.latest, text)
+        scheduled = field.get("scheduled")
+        if moment is not None and scheduled:
+            # a slot printed 24:00 is midnight for the distance (the parser refuses 24:00 as a value)
+            planned = values.time_or_none("00:00" if scheduled.strip() == "24:00" else scheduled)
+            if planned is not None:
+                a = moment.hour * 60 + moment.minute
+                b = planned.hour * 60 + planned.minute
+                gap = min(abs(a - b), 1440 - abs(a - b))
+                if gap > NEAR_SLOT_MIN:
+                    return f"{text} is more than {NEAR_SLOT_MIN // 60} h from the scheduled {scheduled}"
+        return None
+    except values.ValueProblem as problem:
+        return str(problem)
+
+
+def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> dict[str, Any] | None:
+    """The suggestion for one comb reading, or None when the field has no digit measures.
+
+    Returns suggestion (text or None), suggestion_confidence (the field's: the product of its
+    cells'), prefill, rule (why it is not pre-filled when checks fail, or why there is none) and
+    per-cell digits with their alternatives and an unsure flag."""
+    raw_cells = raw.get("cells")
+    if not raw_cells:
+        return None
+    checks = checks or Checks()
+    cells = [_cell(c) for c in raw_cells]
+    out: dict[str, Any] = {"suggestion": None, "suggestion_confidence": None, "prefill": False,
+                           "rule": None, "cells": cells}
+    if all(c["digit"] == "" for c in cells):
+        return out
+    bad = [k + 1 for k, c in enumerate(cells) if c["digit"] is None]
+    if bad:
+        out["rule"] = (f"box {bad[0]} holds something other than one digit" if len(bad) == 1
+                       else f"boxes {', '.join(map(str, bad))} hold something other than one digit")
+        return out
+    text, why = _assemble(cells, field)
+    if text is None:
+        out["rule"] = why
+        return out
+    conf = math.prod(c["p"] for c in cells)
+    out["suggestion"] = text
+    out["suggestion_confidence"] = round(conf, 4)
+    out["rule"] = _check(text, field, checks)
+    out["prefill"] = (out["rule"] is None and conf >= PREFILL_MIN and not raw.get("page_review")
+                      and all(not c["low"] for c in cells))
+    return out
+
+
+__all__ = ["Checks", "suggest", "CELL_MIN", "CELL_SURE", "PREFILL_MIN"]
+
+
+class SuggestionContext:
+    """Builds the Checks of each reading of a kit: the printing and scanning window from the
+    store, the plausible range from the template (`range:`), cached per sheet and template."""
+
+    WINDOW_MARGIN = _dt.timedelta(days=1)
+
+    def __init__(self, conn, templates_dir):
+        self.conn = conn
+        self.templates_dir = templates_dir
+        self._geometry: dict[str, dict[str, dict]] = {}
+        self._specs: dict[str, dict[str, Any]] | None = None
+        first = conn.execute("SELECT MIN(printed_at) FROM sheets").fetchone()[0]
+        last = conn.execute("SELECT MAX(captured_at) FROM captures").fetchone()[0]
+        self.earliest = _day(first) - self.WINDOW_MARGIN if first else None
+        self.latest = _day(last) + self.WINDOW_MARGIN if last else None
+
+    def field(self, sheet_id: str, name: str) -> tuple[dict | None, str | None]:
+        """The field's printed geometry on that sheet and the sheet's template@version."""
+        if sheet_id not in self._geometry:
+            import json
+            row = self.conn.execute(
+                "SELECT l.geometry, s.template, s.version FROM sheets s JOIN layouts l ON l.hash = s.layout_hash"
+                " WHERE s.sheet_id = ?", [sheet_id]).fetchone()
+            fields = {f["name"]: f for f in json.loads(row[0])["fields"]} if row else {}
+            self._geometry[sheet_id] = (fields, f"{row[1]}@{row[2]}" if row else None)
+        fields, ref = self._geometry[sheet_id]
+        return fields.get(name), ref
+
+    def spec(self, template: str | None, name: str) -> Any:
+        if self._specs is None:
+            from ..templates.model import load_templates
+            if self.templates_dir is None:
+                self._specs = {}
+                return None
+            try:
+                self._specs = {ref: _field_specs(t) for ref, t in load_templates(self.templates_dir).items()}
+            except Exception:  # a broken template directory: no ranges, never a pre-fill on a guess
+                self._specs = {}
+        specs = self._specs.get(template or "", {})
+        base = name.split(".")[-1]
+        return specs.get(name) or specs.get(base)
+
+    def checks(self, template: str | None, field: dict) -> Checks:
+        spec = self.spec(template, field["name"])
+        value_range = getattr(spec, "range", None) if spec is not None else None
+        birth = field["name"].split(".")[-1].endswith("birth_date")
+        return Checks(self.earliest, self.latest, tuple(value_range) if value_range else None, birth)
+
+    def for_reading(self, sheet_id: str, name: str, raw: dict) -> dict[str, Any] | None:
+        if not raw.get("cells"):
+            return None
+        field, ref = self.field(sheet_id, name)
+        if field is None:
+            return None
+        return suggest(raw, field, self.checks(ref, field))
+
+
+def _day(stamp: str) -> _dt.date:
+    return _dt.date.fromisoformat(str(stamp)[:10])
+
+
+def _field_specs(template) -> dict[str, Any]:
+    out = {}
+    for s in template.sections:
+        for f in s.fields:
+            out[f.name] = f
+        if s.grid:
+            for r in s.grid.rows:
+                out[r.name] = r
+    return out

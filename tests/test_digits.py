@@ -1,0 +1,240 @@
+"""Digit suggestions for comb fields: real handwritten digits (the writer-disjoint test split) written
+into real printed sheets, damaged like an office scan, scanned end to end into a real store.
+A suggestion is never a value; a rule-breaking one is never pre-filled."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fallbackkit.cli import cli
+from fallbackkit.generate import print_patient
+from fallbackkit.scan import degrade, digits, digits_synth
+from fallbackkit.scan.pipeline import list_readings, scan_paths
+from fallbackkit.scan.suggest import Checks, suggest
+from fallbackkit.store.decisions import record_review
+from digits_helpers import real_digit, write_comb
+from scan_engine_helpers import Sheets, field
+from scan_pipeline_helpers import write_png
+
+DPI = 200
+
+
+def test_model_ships_small_and_reads_the_test_split_it_never_saw():
+    assert digits.MODEL_PATH.stat().st_size < 3_000_000
+    images, labels = digits_synth.load_mnist()
+    rng = np.random.default_rng(11)
+    test = range(digits_synth.VALID_END, digits_synth.VALID_END + 400)
+    cells = [digits_synth.training_cell(images[i], rng, "office") for i in test]
+    probs = digits.classify(cells)
+    top = probs.argmax(axis=1)
+    assert (top == labels[list(test)]).mean() >= 0.93
+    # calibrated: confident answers are right more often than the rest
+    sure = probs.max(axis=1) >= 0.95
+    assert (top[sure] == labels[list(test)][sure]).mean() >= 0.98
+
+
+def _cells(*labels_p):
+    out = []
+    for lp in labels_p:
+        if lp is None:
+            out.append({"ink": 0})
+        else:
+            out.append({"ink": 200, "alts": [[lp[0], lp[1]], ["other", round(1 - lp[1], 4)]]})
+    return out
+
+
+def _sure(text):
+    return _cells(*[(ch, 0.999) if ch != " " else None for ch in text])
+
+
+TIME = {"name": "c1.time", "type": "datetime", "format": "time", "cells_mm": [[0, 0, 5.5, 8]] * 4}
+DATE = {"name": "obs_date", "type": "datetime", "format": "date", "cells_mm": [[0, 0, 5.5, 8]] * 8}
+SPO2 = {"name": "c1.spo2", "type": "number", "digits": 3, "decimals": 0, "cells_mm": [[0, 0, 5.5, 8]] * 3}
+TEMP = {"name": "c1.temperature", "type": "number", "digits": 2, "decimals": 1, "cells_mm": [[0, 0, 5.5, 8]] * 3}
+
+
+def test_rule_breaking_suggestions_are_shown_with_the_rule_and_never_prefilled():
+    import datetime as dt
+    window = Checks(dt.date(2026, 1, 1), dt.date(2026, 12, 31))
+    good = suggest({"cells": _sure("0830")}, TIME, window)
+    assert good["suggestion"] == "08:30" and good["prefill"] and good["rule"] is None
+    for raw, f, checks, rule in [
+        (_sure("2570"), TIME, window, "not a time of day"),
+        (_sure("31022026"), DATE, window, "not a calendar date"),
+        (_sure("28112019"), DATE, window, "outside"),
+        (_sure("130"), SPO2, Checks(value_range=(50, 100)), "plausible range"),
+    ]:
+        got = suggest({"cells": raw}, f, checks)
+        assert got["suggestion"] and not got["prefill"], got
+        assert rule in got["rule"], got
+    assert suggest({"cells": _sure("372")}, TEMP, Checks(value_range=(30.0, 45.0)))["suggestion"] == "37.2"
+    assert suggest({"cells": _sure(" 98")}, SPO2, Checks(value_range=(50, 100)))["suggestion"] == "98"
+    # a MAR time far from the scheduled time of its column
+    mar = {**TIME, "name": "m1.s1.time", "scheduled": "08:00"}
+    assert "scheduled" in suggest({"cells": _sure("1430")}, mar, window)["rule"]
+    assert suggest({"cells": _sure("0815")}, mar, window)["prefill"]
+    midnight = {**TIME, "name": "m1.s4.time", "scheduled": "24:00"}
+    assert suggest({"cells": _sure("2350")}, midnight, window)["prefill"]
+    # an unsure digit: suggested, highlighted, not pre-filled
+    unsure = suggest({"cells": _cells(("0", 0.99), ("8", 0.7), ("3", 0.99), ("0", 0.99))}, TIME, window)
+    assert unsure["suggestion"] == "08:30" and not unsure["prefill"]
+    assert [c["low"] for c in unsure["cells"]] == [False, True, False, False]
+    # a page that goes to review as a whole is never pre-filled
+    assert not suggest({"cells": _sure("0830"), "page_review": "poor page fit"}, TIME, window)["prefill"]
+
+
+@pytest.fixture
+def vitals(kit, tmp_path):
+    mrn = kit.db.execute("SELECT mrn FROM patients LIMIT 1").fetchone()[0]
+    result = print_patient(kit, "vitals", mrn, tmp_path / "vitals.pdf", actor="tester")
+    sheets = Sheets(kit, result.out_path, DPI)
+    sid, image, geometry = sheets.pages()[0]
+    return sid, image, geometry
+
+
+def _scan(kit, tmp_path, image, name="page.png", seed=3):
+    damaged = degrade.office(image, np.random.default_rng(seed))
+    inbox = tmp_path / f"inbox-{name}"
+    inbox.mkdir()
+    write_png(inbox / name, damaged, DPI)
+    scan_paths(kit, [inbox], workers=1, progress=False, actor="clerk")
+
+
+def _by_field(kit, sid):
+    return {r["field"]: r for r in list_readings(kit, sheet_id=sid)}
+
+
+def test_real_digits_in_printed_comb_boxes_are_suggested_end_to_end(kit, vitals, tmp_path):
+    sid, image, geometry = vitals
+    page = write_comb(image, DPI, field(geometry, "c1.time"), "0830", seed=7, clear=True)
+    page = write_comb(page, DPI, field(geometry, "c2.time"), "1415", seed=2, k=5, clear=True)
+    page = write_comb(page, DPI, field(geometry, "c1.pulse"), " 72", seed=3, k=9, clear=True)
+    _scan(kit, tmp_path, page)
+    got = _by_field(kit, sid)
+    assert got["c1.time"]["suggestion"] == "08:30"
+    assert got["c2.time"]["suggestion"] == "14:15"
+    assert got["c1.pulse"]["suggestion"] == "72"
+    for name in ("c1.time", "c2.time", "c1.pulse"):
+        r = got[name]
+        assert r["status"] == "review" and r["value"] is None  # a suggestion is never a value
+        assert 0 < r["suggestion_confidence"] <= 1
+        assert len(r["cells"]) == len(field(geometry, name)["cells_mm"])
+    assert got["c3.time"]["suggestion"] is None and got["c3.time"]["ink"] is False
+    # the per-cell measures are stored raw beside the reading
+    raw = json.loads(kit.db.execute("SELECT raw FROM readings WHERE sheet_id = ? AND field = 'c1.time'",
+                                    [sid]).fetchone()[0])
+    assert [c["alts"][0][0] for c in raw["cells"]] == list("0830")
+    # readings --json shows them
+    res = CliRunner().invoke(cli, ["--kit", str(kit.path), "readings", "--json", "--sheet", sid])
+    assert res.exit_code == 0, res.output
+    rows = {r["field"]: r for r in json.loads(res.output)}
+    assert rows["c1.time"]["suggestion"] == "08:30"
+    assert {"suggestion_confidence", "prefill", "cells"} <= set(rows["c1.time"])
+
+
+def test_prefilled_value_is_not_stored_until_a_person_confirms(kit, vitals, tmp_path):
+    sid, image, geometry = vitals
+    page = write_comb(image, DPI, field(geometry, "c1.time"), "0830", seed=7, clear=True)
+    _scan(kit, tmp_path, page)
+    r = _by_field(kit, sid)["c1.time"]
+    assert r["suggestion"] == "08:30" and r["prefill"], (r["cells"], r["rule"])
+    stored = kit.db.execute("SELECT value, status FROM readings WHERE reading_id = ?", [r["reading_id"]]).fetchone()
+    assert stored == (None, "review")
+    assert not kit.db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0]
+    record_review(kit.db, r["reading_id"], "transcribe", "08:30", "alice")
+    after = _by_field(kit, sid)["c1.time"]
+    assert after["value"] == "08:30" and after["status"] == "accepted" and not after["prefill"]
+
+
+def test_letter_or_crossed_out_digit_gives_no_suggestion_for_that_cell(kit, vitals, tmp_path):
+    sid, image, geometry = vitals
+    rng = np.random.default_rng(5)
+    crossed = digits_synth.crossed_image(real_digit("3", 2), rng)
+    crossed[:, :] = np.maximum(crossed, 0)
+    letter = digits_synth.letter_image(np.random.default_rng(8))
+    page = write_comb(image, DPI, field(geometry, "c1.time"), "0830", seed=1, images={2: crossed})
+    page = write_comb(page, DPI, field(geometry, "c2.time"), "1415", seed=2, k=5, images={1: letter})
+    _scan(kit, tmp_path, page)
+    got = _by_field(kit, sid)
+    for name, bad in (("c1.time", 2), ("c2.time", 1)):
+        r = got[name]
+        assert r["suggestion"] is None and not r["prefill"], r
+        assert r["cells"][bad]["digit"] is None
+        assert f"box {bad + 1}" in r["rule"]
+        assert r["status"] == "review"
+
+
+def test_impossible_values_written_on_paper_are_never_prefilled(kit, vitals, tmp_path):
+    sid, image, geometry = vitals
+    page = write_comb(image, DPI, field(geometry, "c1.time"), "2570", seed=4, clear=True)
+    page = write_comb(page, DPI, field(geometry, "c1.spo2"), "130", seed=5, k=3, clear=True)
+    _scan(kit, tmp_path, page)
+    got = _by_field(kit, sid)
+    r = got["c1.time"]
+    assert r["suggestion"] == "25:70"
+    assert not r["prefill"] and "not a time of day" in r["rule"]
+    spo2 = got["c1.spo2"]  # the template's plausible range for SpO2 is 50-100
+    assert spo2["suggestion"] == "130"
+    assert not spo2["prefill"] and "plausible range" in spo2["rule"]
+
+
+def _hard_digits(n: int) -> list[tuple[str, np.ndarray]]:
+    """Test-split digits (never trained on) that the base model misreads in an office-scanned box."""
+    images, labels = digits_synth.load_mnist()
+    rng = np.random.default_rng(21)
+    out = []
+    for i in range(digits_synth.VALID_END, len(labels)):
+        cell = digits_synth.training_cell(images[i], rng, "office")
+        if cell is not None and digits.classify([cell])[0].argmax() != labels[i]:
+            out.append((str(labels[i]), images[i]))
+            if len(out) == n:
+                break
+    return out
+
+
+def test_learning_from_corrections_improves_a_second_page_by_the_same_hand(kit, tmp_path):
+    from fallbackkit.scan import learn
+    mrn = kit.db.execute("SELECT mrn FROM patients LIMIT 1").fetchone()[0]
+    sheets = []
+    for n in (1, 2):
+        printed = print_patient(kit, "vitals", mrn, tmp_path / f"vitals-{n}.pdf", actor="tester")
+        sheets.append(Sheets(kit, printed.out_path, DPI))
+    hard = _hard_digits(20)
+    names = [f"c{c}.time" for c in range(1, 6)]
+
+    def written(sheet_pages, seed):
+        sid, image, geometry = sheet_pages.pages()[0]
+        page = image
+        for j, name in enumerate(names):
+            group = hard[4 * j:4 * j + 4]
+            page = write_comb(page, DPI, field(geometry, name), "".join(d for d, _ in group), seed=seed + j,
+                              images={i: img for i, (_, img) in enumerate(group)})
+        return sid, page, geometry
+
+    sid1, page1, _ = written(sheets[0], 100)
+    _scan(kit, tmp_path, page1, "first.png")
+    first = _by_field(kit, sid1)
+    for j, name in enumerate(names):  # the clerk types what is written
+        text = "".join(d for d, _ in hard[4 * j:4 * j + 4])
+        record_review(kit.db, first[name]["reading_id"], "transcribe", f"{text[:2]}:{text[2:]}", "alice",
+                      suggestion=first[name])
+    sid2, page2, geometry2 = written(sheets[1], 200)
+    _scan(kit, tmp_path, page2, "second.png", seed=4)
+    assert (kit.path / digits.MEMORY_FILE).exists()
+    second = _by_field(kit, sid2)
+    truth = [d for d, _ in hard]
+
+    def right(cells):
+        return sum(c["digit"] == t for c, t in zip(cells, truth))
+    with_memory = right([c for name in names for c in second[name]["cells"]])
+    # the same scan read by the base model alone
+    digits.use_memory(None)
+    damaged = degrade.office(page2, np.random.default_rng(4))
+    alone = sheets[1].read(damaged)
+    by = {r.field: r for r in alone.readings}
+    base = right([c for name in names for c in suggest(by[name].raw, field(geometry2, name))["cells"]])
+    assert with_memory > base, (with_memory, base)
+    assert learn.refresh(kit) == 20
