@@ -854,15 +854,18 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
 @click.option("--mrn-system", help="FHIR identifier system of the hospital's MRNs (default: a kit URN).")
 @click.option("--skip-entered", is_flag=True, help="fhir: leave out items clerks marked entered or not needed.")
 @click.option("--tz", help="fhir: time zone of the times written on paper (IANA name; default: this computer's).")
+@click.option("--max-entries", type=click.IntRange(min=1),
+              help="fhir: cut a patient's bundle into self-contained parts of at most N entries (e.g. 8).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_kit
 def export_cmd(ctx: KitContext, fmt: str, out_path: Path, ward: str | None, since: str | None,
-               mrn_system: str | None, skip_entered: bool, tz: str | None, as_json: bool) -> None:
+               mrn_system: str | None, skip_entered: bool, tz: str | None, max_entries: int | None,
+               as_json: bool) -> None:
     """Export readings and the re-entry worklist (csv/json) or FHIR R4 transaction bundles (fhir)."""
     from .export import export_fhir, export_table
     if fmt == "fhir":
-        result = export_fhir(ctx.kit(), out_path, ward, since, mrn_system, skip_entered, tz)
-        summary = (f"{result['bundles']} bundles ({result['resources']} resources, {result['items_exported']} items)"
+        result = export_fhir(ctx.kit(), out_path, ward, since, mrn_system, skip_entered, tz, max_entries)
+        summary = (f"{result['bundles']} bundles for {result['patients']} patients ({result['resources']} resources, {result['items_exported']} items)"
                    f" in {out_path}; {result['pending']} items not exported yet, listed in {result['pending_file']}")
         if result["skipped_entered"]:
             summary += f"; {result['skipped_entered']} items left out as already entered"

@@ -26,6 +26,7 @@ from ..files import OutputFiles, file_name, outside_kit
 from ..templates import values as paper_values
 from ..templates.model import Template
 from ..templates.semantics import ItemRule
+from .bundles import split_transaction
 from .collect import Form, Store, load, parse_since, touched_since, write_private
 
 NS = uuid.UUID("8f0d7f3e-4c1e-5b8a-9a51-6b7f2a0c3d11")
@@ -601,8 +602,11 @@ class FhirExport:
 
 def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
                 mrn_system: str | None = None, skip_entered: bool = False,
-                tz: str | None = None) -> dict[str, Any]:
+                tz: str | None = None, max_entries: int | None = None) -> dict[str, Any]:
     """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600.
+
+    With max_entries a patient's bundle bigger than that is written as self-contained parts
+    (bundle-<MRN>.part<k>of<n>.json, see export/bundles.py), to be sent in order.
 
     File names come from fallbackkit/files.py: two patients never share a file (`A/1` and `A_1`).
 
@@ -617,8 +621,12 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     outputs = OutputFiles()
     pending_path = outputs.claim(out_dir / "pending.json")
     # every name is claimed before the first file is written: a clash refuses the export whole
-    named = [(outputs.claim(out_dir / file_name("bundle-", key, ".json"), f"the bundle of {key}"), bundle)
-             for key, bundle in result["bundles"].items()]
+    named = []
+    for key, whole in result["bundles"].items():
+        parts = split_transaction(whole, max_entries) if max_entries else [whole]
+        for k, bundle in enumerate(parts, start=1):
+            suffix = ".json" if len(parts) == 1 else f".part{k}of{len(parts)}.json"
+            named.append((outputs.claim(out_dir / file_name("bundle-", key, suffix), f"the bundle of {key}"), bundle))
     files = [write_private(path, json.dumps(bundle, indent=1, ensure_ascii=False)) for path, bundle in named]
     write_private(pending_path, json.dumps(
         {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
@@ -630,4 +638,4 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
         p.unlink()
     return {"removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": len(files), "files": [str(f) for f in files], "pending_file": str(pending_path),
             "pending": len(result["pending"]), "items_exported": len(job.exported),
-            "resources": sum(len(b["entry"]) for b in result["bundles"].values())}
+            "resources": sum(len(b["entry"]) for b in result["bundles"].values()), "patients": len(result["bundles"])}
