@@ -5,6 +5,9 @@ For PNG, JPEG, TIFF G4 and scanner-PDF input at 200 and 300 dpi:
 - scan: the whole pipeline on one core (`scan_paths(workers=0)`: hash, archive, decode, QR, marks,
   every field, page image and crops written, store transactions), pages/s;
 - ratio scan time / floor time, and the median per-page cost of decoding and of reading.
+Then pages as they come back (issue 12): a whole ward pack (mixed templates), office scanner
+damage, about half the handwriting fields inked, as JPEG, with the same columns, and what the
+visibility check costs (engine read time with and without it).
 Then 1 vs 2 worker processes on a larger scanner-PDF batch, and the peak RSS of a worker.
 
 Targets (issue 3): >= 30 pages/s per core at 200 dpi, <= 2x the floor, near-linear with workers,
@@ -118,6 +121,42 @@ def scan_once(base_kit: Path, work: Path, folder: Path, workers: int) -> tuple[f
     return pages / summary.seconds, pages, summary.peak_worker_rss_mib, pages / cpu
 
 
+def render_ward_pack(pdf_path: Path, dpi: int, kit) -> list[np.ndarray]:
+    """Every sheet of a ward pack (mixed templates: registration, lab, MAR, vitals), filled with
+    marks and about half the handwriting fields inked, then damaged as an office scanner does."""
+    from fallbackkit.scan.degrade import degrade
+    from fallbackkit.scan.simulate import identify
+    rng = np.random.default_rng(dpi + 1)
+    pdf = pdfium.PdfDocument(str(pdf_path))
+    try:
+        out = []
+        for page in pdf:
+            clean = np.array(page.render(scale=dpi / 72, grayscale=True).to_pil().convert("L"))
+            page.close()
+            sp = identify(clean, kit.kit_id, kit.secret)
+            if sp is None:  # the cover page
+                continue
+            filled, _ = fill_page(clean, sheet_geometry(kit, sp.sheet_id), dpi, rng, writing=0.5)
+            out.append(degrade(filled, "office", rng, src_dpi=dpi))
+        return out
+    finally:
+        pdf.close()
+
+
+class _NoVisibility:
+    """The engine without the visibility check (issue 12), to say what the check costs: every
+    outline measured as fully seen."""
+
+    def __enter__(self):
+        from fallbackkit.scan import read
+        self.read, self.saved = read, read._edge_evidence
+        read._edge_evidence = lambda P, *a, vertical=True, **k: np.ones((len(P), 4 if vertical else 2))
+        return self
+
+    def __exit__(self, *exc):
+        self.read._edge_evidence = self.saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="8 pages per set, 1 run")
@@ -133,6 +172,7 @@ def main() -> None:
         result = print_ward(kit, "W", tmp / "ward.pdf", actor="bench")
         # the PDF starts with the pack's cover page; sheets are listed in page order after it
         mar = [i + 1 for i, s in enumerate(result.sheets) if s["template"] == "mar"][:n_pages]
+        # (the ward pack of that census, all templates, is the second kind of page, below)
         mar_ids = [result.sheets[i - 1]["sheet_id"] for i in mar]
         print(f"== scan speed: {len(mar)} filled MAR pages per set, median of {runs} run(s), one core unless said ==")
         print("pages per CPU second of one core (wall-clock rate in brackets: the machine is shared)")
@@ -156,6 +196,26 @@ def main() -> None:
                 read, fields = read_ms(probe, folder)
                 print(f"{fmt:<12} {dpi:>4} {floor:>7.1f} ({floor_wall:>6.1f}) {scan:>7.1f} ({scan_wall:>6.1f}) "
                       f"{floor / scan:>5.2f}x {decode:>10.1f} {read:>8.1f} {fields:>7}", flush=True)
+
+        # pages as they come back: a whole ward pack, office scanner damage, half the handwriting inked
+        ward = render_ward_pack(tmp / "ward.pdf", 200, probe)
+        folder = tmp / "in-ward-office"
+        write_format(folder, "jpeg", ward, 200)
+        floors = [floor_pps(folder) for _ in range(runs)]
+        scans = [scan_once(tmp / "kit", tmp, folder, workers=0) for _ in range(runs)]
+        floor, decode = statistics.median(f[0] for f in floors), statistics.median(f[2] for f in floors)
+        scan = statistics.median(s[3] for s in scans)
+        reads = [read_ms(probe, folder) for _ in range(runs)]
+        with _NoVisibility():
+            reads_off = [read_ms(probe, folder) for _ in range(runs)]
+        read, fields = statistics.median(r[0] for r in reads), reads[0][1]
+        read_off = statistics.median(r[0] for r in reads_off)
+        print(f"== ward pack as it comes back: {len(ward)} pages (mixed templates), office scanner, JPEG, 200 dpi,"
+              " half the handwriting inked ==")
+        print(f"{'ward-office':<12} {200:>4} {floor:>7.1f} {'':>8} {scan:>7.1f} {'':>8} {floor / scan:>5.2f}x "
+              f"{decode:>10.1f} {read:>8.1f} {fields:>7}")
+        print(f"visibility check: read {read:.1f} ms/page with it, {read_off:.1f} ms without "
+              f"({read - read_off:+.1f} ms, {100 * (read - read_off) / max(read_off, 1e-6):+.0f} %)", flush=True)
         probe.close()
 
         # workers: a larger scanner-PDF batch (the same pages three times over), 200 dpi

@@ -114,7 +114,7 @@ def test_marks_that_need_a_person(lab):
     assert (r.status, r.ink) == ("accepted", False)
 
 
-def test_faint_mark_and_mark_next_to_a_cancelled_box_go_to_review(lab):
+def test_faint_mark_and_an_unclear_correction_go_to_review(lab):
     sheet_id, img, geom = lab.pages()[1]
     specimen = field(geom, "specimen")["options"]
     priority = field(geom, "priority")["options"]
@@ -127,9 +127,19 @@ def test_faint_mark_and_mark_next_to_a_cancelled_box_go_to_review(lab):
     r = reading(result, "diagnosis")
     assert r.status == "review" and r.ink is True
     assert (reading(result, "other_tests").status, reading(result, "other_tests").ink) == ("accepted", False)
+    # a tick next to a box filled solid, nothing else: corrected on paper, read as the tick
     r = reading(result, "priority")
-    assert (r.status, r.value) == ("review", priority[1]["value"])
-    assert "cancelled" in r.reason
+    assert (r.status, r.value, r.reason) == ("accepted", priority[1]["value"], "corrected on paper")
+    # the same correction with a faint mark in a third box: not clear, a person looks
+    img = mark(img, DPI, [(priority[2]["box_mm"], "faint")], seed=6)
+    r = reading(lab.read(img), "priority")
+    assert (r.status, r.value) == ("review", None) and "faint" in r.reason
+    # a cancelled box and a stroke half outside another: not clear either
+    sheet_id, img, geom = lab.pages()[0]
+    priority = field(geom, "priority")["options"]
+    img = mark(img, DPI, [(priority[0]["box_mm"], "cancelled"), (priority[2]["box_mm"], "half_outside")], seed=8)
+    r = reading(lab.read(img), "priority")
+    assert r.status == "review"
 
 
 def test_decide_reruns_from_stored_raw_measures(lab):
@@ -187,13 +197,17 @@ def test_no_code_unknown_sheet_and_no_marks(lab):
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (2339, 1654), dtype=np.uint8)
     white = np.full((2339, 1654), 255, np.uint8)
-    for img in (noise, white):
-        result = lab.read(img)
-        assert (result.status, result.reason) == ("quarantined", "no_code")
+    result = lab.read(noise)
+    assert (result.status, result.reason) == ("quarantined", "no_code")
+    result = lab.read(white)  # a blank page (the back of a sheet): counted, not quarantined
+    assert (result.status, result.reason, result.sheet_id) == ("blank", "blank", None)
     sheet_id, img, geom = lab.pages()[0]
     unknown = read_page(img, kit_id=lab.kit.kit_id, secret=lab.kit.secret, geometry_for=lambda s: None)
     assert (unknown.status, unknown.reason, unknown.sheet_id) == ("quarantined", "unknown_sheet", sheet_id)
-    torn = white_out(img, geom["marks_mm"]["bl"], DPI)
+    torn = white_out(img, geom["marks_mm"]["bl"], DPI)  # one mark gone: three marks and the code are enough
+    result = lab.read(torn)
+    assert (result.status, result.quality["marks_found"], result.quality["missing_mark"]) == ("read", 3, "bl")
+    torn = white_out(torn, geom["marks_mm"]["tr"], DPI)  # two marks gone: never read without alignment
     result = lab.read(torn)
     assert (result.status, result.reason, result.sheet_id) == ("quarantined", "no_marks", sheet_id)
     assert result.readings == []

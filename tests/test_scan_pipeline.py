@@ -21,7 +21,7 @@ from fallbackkit.cli import cli
 from fallbackkit.store import verify_audit
 from fallbackkit.store.decisions import record_review
 from fallbackkit.scan import engine
-from fallbackkit.scan.pipeline import list_readings, scan_paths
+from fallbackkit.scan.pipeline import format_summary, list_readings, scan_paths
 from pdf_helpers import render_pages
 from scan_pipeline_helpers import (white_out, write_bad_files, write_jpeg, write_png, write_scanner_pdf,
                                    write_tiff_g4)
@@ -258,9 +258,15 @@ def test_quarantine_list_and_assign_by_printed_sheet_id(kit, blank_lab, lab_page
     result = run("quarantine", "assign", str(qid), sheet_id)
     assert result.exit_code == 6 and "already assigned" in result.output
 
-    # a page with no corner marks at all cannot be read as any sheet: refused, nothing stored
-    write_png(tmp_path / "white.png", np.full((2339, 1654), 250, np.uint8))
-    assert run("scan", str(tmp_path / "white.png"), "--workers", "0").exit_code == 0
+    # a page with no corner marks at all (a cover letter) cannot be read as any sheet: refused, nothing
+    # stored (a white page is not quarantined at all: it is counted with the blank pages)
+    import cv2
+    letter = np.full((2339, 1654), 250, np.uint8)
+    for line in range(12):
+        cv2.putText(letter, "Dear colleague, please find the forms", (150, 300 + 120 * line),
+                    cv2.FONT_HERSHEY_SIMPLEX, 1.6, 20, 3)
+    write_png(tmp_path / "letter.png", letter)
+    assert run("scan", str(tmp_path / "letter.png"), "--workers", "0").exit_code == 0
     qid2 = json.loads(run("quarantine", "list", "--json").stdout)[0]["quarantine_id"]
     captures = _rows(kit, "SELECT COUNT(*) FROM captures")
     result = run("quarantine", "assign", str(qid2), _sheet_ids(blank_lab)[2])
@@ -413,3 +419,123 @@ def test_two_clerks_scanning_the_same_file_at_once_store_each_page_once(kit, war
     assert _rows(kit, "SELECT status FROM input_files") == [("done",)]
     dup = _rows(kit, "SELECT COUNT(*) - COUNT(DISTINCT capture_id || ':' || field) FROM readings")
     assert dup == [(0,)]
+
+
+def _show_through(front: np.ndarray, strength: float, seed: int) -> np.ndarray:
+    """The back of a printed, filled sheet on a duplex scan: its front seen through the paper,
+    mirrored, faint and blurred, on slightly grey paper."""
+    import cv2
+    back = 255.0 - (255.0 - np.fliplr(front).astype(np.float32)) * strength
+    back = cv2.GaussianBlur(back, (0, 0), 1.5) * 0.97
+    back += np.random.default_rng(seed).normal(0, 2.5, back.shape)
+    return np.clip(back, 0, 255).astype(np.uint8)
+
+
+def test_duplex_batch_blank_and_show_through_backs_are_counted_not_quarantined(kit, ward_pack, tmp_path):
+    """A duplex TIFF: every front read, every back (blank, or the front showing through, its code
+    readable mirrored) counted as a blank page, nothing in quarantine, no back matched to a sheet.
+    A back with something written on it is never counted blank: a person looks at it."""
+    from PIL import Image
+    from fallbackkit.scan.simulate import fill_page
+    from fallbackkit.generate import sheet_geometry
+    fronts = render_pages(ward_pack.out_path, dpi=200)[1:7]  # after the cover page
+    rng = np.random.default_rng(4)
+    pages, expected = [], []
+    for i, front in enumerate(fronts):
+        sp = engine.read_page(front, kit_id=kit.kit_id, secret=kit.secret,
+                              geometry_for=lambda s: sheet_geometry(kit, s))
+        filled, _ = fill_page(front, sheet_geometry(kit, sp.sheet_id), 200, rng)
+        expected.append(sp.sheet_id)
+        back = np.full(front.shape, 246, np.uint8) if i % 3 == 0 else _show_through(filled, (0.12, 0.3, 0.45)[i % 3], i)
+        pages += [filled, back]
+    inbox = tmp_path / "duplex"
+    inbox.mkdir()
+    frames = [Image.fromarray(p) for p in pages]
+    frames[0].save(inbox / "duplex.tif", compression="tiff_lzw", save_all=True, append_images=frames[1:], dpi=(200, 200))
+    written_on = _show_through(pages[0], 0.3, 99)
+    import cv2
+    cv2.putText(written_on, "allergic: penicillin", (300, 1400), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 30, 5)
+    write_png(inbox / "back-with-a-note.png", written_on)
+
+    summary = scan_paths(kit, [inbox], workers=0, progress=False, actor="clerk")
+
+    assert (summary.pages_read, summary.pages_blank, summary.pages_quarantined) == (6, 6, 1)
+    assert summary.quarantined[0]["reason"] == "no_code" and "back-with-a-note" in summary.quarantined[0]["path"]
+    rows = _rows(kit, "SELECT c.page_index, c.status, c.sheet_id, c.quality FROM captures c JOIN input_files f"
+                      " ON f.sha256 = c.file_sha256 WHERE f.first_path LIKE '%duplex.tif' ORDER BY c.page_index")
+    assert [r[1] for r in rows] == ["read", "blank"] * 6
+    assert [r[2] for r in rows[::2]] == expected
+    assert all(r[2] is None for r in rows[1::2])  # a back is never matched to its front's sheet
+    seen_through = [json.loads(r[3]).get("show_through", {}).get("sheet_seen_through") for r in rows[1::2]]
+    assert [s for s in seen_through if s] == [e for i, e in enumerate(expected) if i % 3 and i % 3 != 0]
+    assert summary.pages_duplicate == 0
+    assert "blank pages  6" in format_summary(summary)
+    assert _rows(kit, "SELECT COUNT(*) FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
+                      " WHERE c.status = 'blank'")[0][0] == 0
+
+
+@pytest.mark.parametrize("compression", ["group3", "group4"])
+def test_fax_tiff_204_by_98_dpi_is_read_like_a_200_dpi_page(kit, blank_lab, tmp_path, compression):
+    """A standard-mode fax: 204 dpi across, 98 dpi down, CCITT G3 or G4. Resampled to square pixels
+    from its resolution tags, it is read like a 200 dpi scan: every page identified, every accepted
+    value the truth."""
+    import cv2
+    from PIL import Image
+    from fallbackkit.generate import sheet_geometry
+    from fallbackkit.scan.simulate import fill_page
+    rng = np.random.default_rng(12)
+    frames, truths = [], []
+    for img in render_pages(blank_lab.out_path, dpi=204):
+        sid = engine.read_page(img, kit_id=kit.kit_id, secret=kit.secret,
+                               geometry_for=lambda s: sheet_geometry(kit, s)).sheet_id
+        filled, truth = fill_page(img, sheet_geometry(kit, sid), 204, rng, hard_cases=0, two_marks=0)
+        truths.append((sid, truth))
+        h, w = filled.shape
+        fax = cv2.resize(filled, (w, round(h * 98 / 204)), interpolation=cv2.INTER_AREA)
+        frames.append(Image.fromarray(np.where(fax > 170, 255, 0).astype(np.uint8)).convert("1"))
+    path = tmp_path / f"fax-{compression}.tif"
+    frames[0].save(path, compression=compression, save_all=True, append_images=frames[1:], dpi=(204, 98))
+
+    summary = scan_paths(kit, [path], workers=0, progress=False)
+
+    assert (summary.pages_read, summary.pages_quarantined) == (len(frames), 0), summary.quarantined
+    rows = _rows(kit, "SELECT capture_id, sheet_id, dpi, fit_error_mm FROM captures ORDER BY page_index")
+    assert [r[1] for r in rows] == [sid for sid, _ in truths]
+    for (cid, sid, dpi, fit), (_, truth) in zip(rows, truths):
+        assert abs(dpi - 204) < 6 and fit < 1.0
+        for field, status, value, ink in _rows(kit, "SELECT field, status, value, ink FROM readings"
+                                                    " WHERE capture_id = ?", [cid]):
+            t = truth[field]
+            if status == "accepted":
+                if "ink" in t:
+                    assert not t["ink"], field
+                else:
+                    assert (None if value is None else json.loads(value)) == t["value"], (field, value, t)
+
+
+def test_review_crops_are_cut_on_demand_from_the_archived_original(kit, blank_lab, lab_pages, tmp_path):
+    """Scanning writes no crop files but the inked comb fields'; the station's crop of a field is cut from the archived
+    original with the stored transform, framed as the engine framed it (150 dpi)."""
+    import cv2
+    from fallbackkit.generate import sheet_geometry
+    from fallbackkit.scan.crops import field_crop_png
+    from fallbackkit.scan.simulate import fill_page
+    rng = np.random.default_rng(3)
+    sid = engine.read_page(lab_pages[0], kit_id=kit.kit_id, secret=kit.secret,
+                           geometry_for=lambda s: sheet_geometry(kit, s)).sheet_id
+    geom = sheet_geometry(kit, sid)
+    filled, truth = fill_page(lab_pages[0], geom, 200, rng, writing=1.0)
+    write_jpeg(tmp_path / "in.jpg", filled)
+    scan_paths(kit, [tmp_path / "in.jpg"], workers=0, progress=False)
+    rows = _rows(kit, "SELECT reading_id, field, type, crop_path, ink FROM readings WHERE status = 'review'")
+    # only inked comb fields keep a crop file (the kit learns its ward's digits from them)
+    assert rows and all((r[3] is not None) == (r[2] in ("number", "datetime") and bool(r[4])) for r in rows)
+    assert len(list((kit.path / "crops").rglob("*.png"))) == sum(r[3] is not None for r in rows)
+    expected = engine.read_page(cv2.imread(str(tmp_path / "in.jpg"), cv2.IMREAD_GRAYSCALE), kit_id=kit.kit_id,
+                                secret=kit.secret, geometry_for=lambda s: geom)
+    for rid, name, type_, _, _ in rows:
+        png = field_crop_png(kit.db.conn, kit.path, rid)
+        crop = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        want = next(r.crop for r in expected.readings if r.field == name)
+        assert crop.shape == want.shape, name
+        assert np.abs(crop.astype(int) - want.astype(int)).mean() < 3, name

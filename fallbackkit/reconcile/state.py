@@ -16,11 +16,12 @@ from ..store import decisions
 from ..store.decisions import CURRENT_REVIEWS_SQL
 from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES, MARK_TYPES
+from ..scan.reasons import MULTI_MARK
+from ..scan.reasons import codes as reason_codes
 
 # The review that counts per reading: the latest that is not an undo and has not been undone.
 CHUNK = 500  # ids per IN (...) query
 
-MULTI_MARK_WORDS = ("options marked", "multiple", "several", "more than one", "two marks")
 
 
 _MISSING = object()
@@ -69,8 +70,7 @@ class Val:
         """A single choice with more than one box marked (the scanner sends it to review)."""
         if isinstance(self.machine, list) and len(self.machine) > 1 and self.type == "choice":
             return True
-        reason = (self.reason or "").lower()
-        return any(w in reason for w in MULTI_MARK_WORDS)
+        return bool(reason_codes(self.reason) & MULTI_MARK)  # by the reason's code, never its words
 
     def comparable(self) -> Any:
         """What two captures of the same paper must agree on."""

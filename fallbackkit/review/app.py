@@ -30,7 +30,7 @@ from ..store.kit import Kit, connect, open_kit
 from . import labels as lb
 from . import queue as q
 from . import users as u
-from .i18n import STRINGS, t
+from .i18n import STRINGS, reason_text, t
 
 SESSION_COOKIE = "fk_session"
 LOGIN_COOKIE = "fk_login"
@@ -149,6 +149,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     def _inject() -> dict[str, Any]:
         lang = g.get("lang", "en")
         return {"_": lambda key, **kw: t(lang, key, **kw), "lang": lang, "user": g.get("user"),
+                "why": lambda reason: reason_text(lang, reason),
                 "csrf": g.session.csrf if g.get("session") else "", "langs": u.LANGS,
                 "flashes": flashes.pop(g.session.token_hash, []) if g.get("session") else [],
                 "fmt": _fmt}
@@ -292,6 +293,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         d["crop_url"] = url_for("crop_image", reading_id=reading_id) if d["has_crop"] else None
         d["page_url"] = url_for("page_image", capture_id=d["capture_id"]) if d["has_page"] else None
         d["page_link"] = url_for("page_view", capture_id=d["capture_id"])
+        d["reason_text"] = reason_text(g.lang, d.get("reason"))
         table = lb.labels(kit_path, d["capture"]["template"], d["capture"]["version"], g.lang)
         d["field_label"] = lb.field_label(table, d["field"])
         d["form_title"] = lb.form_title(table, d["capture"]["template"])
@@ -382,9 +384,11 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         row = g.kit.db.execute("SELECT crop_path FROM readings WHERE reading_id = ?", [reading_id]).fetchone()
         if row is None:
             abort(404)
-        if row[0]:
+        if row[0]:  # a crop written at scan time (scans before crops were cut on demand)
             return send_file(q.kit_file(kit_path, row[0]), max_age=0)
-        png = q.field_crop_from_page(g.kit.db, kit_path, reading_id)
+        from ..scan.crops import field_crop_png  # cut from the archived original, as the engine framed it
+        png = field_crop_png(g.kit.db.conn, kit_path, reading_id) or q.field_crop_from_page(
+            g.kit.db, kit_path, reading_id)
         if png is None:
             abort(404)
         return app.response_class(png, mimetype="image/png")

@@ -274,3 +274,71 @@ _FR["js"].update({"decision_confirm": "confirmé", "decision_correct": "corrigé
                   "decision_illegible": "illisible"})
 _NL["js"].update({"decision_confirm": "bevestigd", "decision_correct": "verbeterd", "decision_transcribe": "getypt",
                   "decision_illegible": "onleesbaar"})
+
+
+# Why a reading waits for a person (codes of fallbackkit.scan.reasons) and why a page was put aside.
+REASONS: dict[str, dict[str, str]] = {
+    "en": {
+        "faint_mark": "faint mark", "half_outside": "mark half outside the box",
+        "ambiguous_mark": "faint or ambiguous mark", "two_marked": "two options marked",
+        "n_marked": "{n} options marked", "mark_and_cancelled": "a mark next to a cancelled box", "corrected": "corrected on paper",
+        "to_transcribe": "to transcribe", "faint_writing": "faint marks in the field",
+        "covered": "covered or not visible", "weak_corner": "near a missing corner mark",
+        "poor_fit": "poor page fit ({mm} mm)", "low_contrast": "low contrast page ({levels} grey levels)",
+        "page_dark": "page mostly dark ({percent}%)",
+        "page_covered": "part of the page covered or folded ({covered} of {fields} fields)",
+        "unknown_type": "unknown field type '{type}'",
+        "no_code": "no sheet code could be read", "bad_signature": "the sheet code's signature is wrong",
+        "foreign_kit": "printed by another kit", "unknown_sheet": "not in this kit's registry of printed sheets",
+        "no_marks": "the corner squares could not be found", "unreadable": "the reader failed on this page",
+    },
+    "fr": {
+        "faint_mark": "marque pâle", "half_outside": "marque à moitié hors de la case",
+        "ambiguous_mark": "marque pâle ou ambiguë", "two_marked": "deux options cochées",
+        "n_marked": "{n} options cochées", "mark_and_cancelled": "une marque à côté d'une case annulée", "corrected": "corrigé sur le papier",
+        "to_transcribe": "à transcrire", "faint_writing": "traces pâles dans le champ",
+        "covered": "couvert ou illisible", "weak_corner": "près d'un repère de coin manquant",
+        "poor_fit": "page mal alignée ({mm} mm)", "low_contrast": "page peu contrastée ({levels} niveaux de gris)",
+        "page_dark": "page en grande partie sombre ({percent} %)",
+        "page_covered": "une partie de la page couverte ou pliée ({covered} champs sur {fields})",
+        "unknown_type": "type de champ inconnu '{type}'",
+        "no_code": "aucun code de feuille lisible", "bad_signature": "la signature du code de la feuille est fausse",
+        "foreign_kit": "imprimée par un autre kit", "unknown_sheet": "absente du registre des feuilles imprimées",
+        "no_marks": "les carrés des coins sont introuvables", "unreadable": "le lecteur a échoué sur cette page",
+    },
+    "nl": {
+        "faint_mark": "vage markering", "half_outside": "markering half buiten het vakje",
+        "ambiguous_mark": "vage of onduidelijke markering", "two_marked": "twee opties aangekruist",
+        "n_marked": "{n} opties aangekruist", "mark_and_cancelled": "een markering naast een geannuleerd vakje", "corrected": "op papier verbeterd",
+        "to_transcribe": "over te typen", "faint_writing": "vage sporen in het veld",
+        "covered": "bedekt of niet zichtbaar", "weak_corner": "bij een ontbrekend hoekmerk",
+        "poor_fit": "pagina slecht uitgelijnd ({mm} mm)", "low_contrast": "pagina met weinig contrast ({levels} grijswaarden)",
+        "page_dark": "pagina grotendeels donker ({percent}%)",
+        "page_covered": "deel van de pagina bedekt of gevouwen ({covered} van {fields} velden)",
+        "unknown_type": "onbekend veldtype '{type}'",
+        "no_code": "geen bladcode leesbaar", "bad_signature": "de handtekening van de bladcode klopt niet",
+        "foreign_kit": "gedrukt door een andere kit", "unknown_sheet": "niet in het register van gedrukte bladen",
+        "no_marks": "de hoekvierkanten zijn niet gevonden", "unreadable": "de lezer faalde op deze pagina",
+    },
+}
+
+
+def reason_text(lang: str, reason: str | None) -> str:
+    """A stored reason (a reading's "; "-joined reasons, or a quarantine code) in the user's language:
+    each part by its code and parameters; a part that is no known code is shown as stored."""
+    from ..scan.reasons import parse
+    if not reason:
+        return ""
+    table = REASONS.get(lang, REASONS["en"])
+    if reason in REASONS["en"]:  # a quarantine code
+        return table.get(reason) or REASONS["en"][reason]
+    out = []
+    for r in parse(reason):
+        code, params = r["code"], dict(r["params"])
+        if code == "other":
+            out.append(params["text"])
+            continue
+        option = params.pop("option", None)
+        text = (table.get(code) or REASONS["en"][code]).format(**params)
+        out.append(f"{text} ({option})" if option else text)
+    return "; ".join(out)

@@ -117,6 +117,65 @@ def phone(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _jpeg(out, int(rng.integers(70, 90)))
 
 
+OCCLUDERS = ("paper", "ruled", "label")
+
+
+def occlude(img: np.ndarray, rect_mm, dpi: float, rng: np.random.Generator, kind: str = "paper",
+            angle_deg: float = 0.0) -> np.ndarray:
+    """Something lying on the sheet when it is scanned or photographed, drawn on the clean page
+    image (page mm at dpi): a plain sheet or sticky note ("paper": white, a little brighter or
+    duller than the form, a soft shadow along two edges), a sheet of ruled paper ("ruled": grey
+    lines every 8 mm and a margin line) or a glossy white label ("label"). rect_mm: x, y, w, h of
+    the occluder before it is turned by angle_deg about its centre."""
+    if kind not in OCCLUDERS:
+        raise ValueError(f"unknown occluder {kind!r}; use one of {', '.join(OCCLUDERS)}")
+    s = dpi / 25.4
+    x, y, w, h = rect_mm
+    cx, cy = (x + w / 2) * s, (y + h / 2) * s
+    m = cv2.getRotationMatrix2D((w * s / 2, h * s / 2), angle_deg, 1.0)
+    m[:, 2] += (cx - w * s / 2, cy - h * s / 2)
+    pw, ph = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    level = {"paper": float(rng.uniform(236, 255)), "ruled": float(rng.uniform(232, 250)), "label": 252.0}[kind]
+    sheet = np.full((ph, pw), level, np.float32)
+    if kind == "ruled":
+        grey = float(rng.uniform(150, 200))
+        pitch = 8.0 * s
+        for k in range(1, int(ph / pitch) + 1):
+            r = int(k * pitch + rng.uniform(-0.3, 0.3) * s)
+            sheet[max(0, r - 1):r + 1, :] = grey
+        margin = int(25 * s)
+        if margin < pw:
+            sheet[:, margin:margin + 2] = grey - 20
+    out = img.astype(np.float32)
+    # soft shadow: the sheet stands a little off the page along two of its edges
+    shadow = np.zeros(img.shape, np.float32)
+    mask = cv2.warpAffine(np.ones((ph, pw), np.float32), m, img.shape[::-1], flags=cv2.INTER_LINEAR)
+    if kind != "label":
+        off = np.float32([[1, 0, 0.6 * s], [0, 1, 0.6 * s]])
+        shadow = cv2.GaussianBlur(cv2.warpAffine(mask, off, img.shape[::-1]), (0, 0), 0.8 * s)
+        out = out * (1 - 0.12 * shadow)
+    warped = cv2.warpAffine(sheet, m, img.shape[::-1], flags=cv2.INTER_LINEAR)
+    out = out * (1 - mask) + warped * mask
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def fold_corner(img: np.ndarray, corner: str, size_mm: float, dpi: float) -> np.ndarray:
+    """A corner of the sheet folded over before scanning: the triangle cut off by the fold line
+    shows the blank back of the paper (the folded flap lies over the page inside the fold, the
+    corner itself is the scanner lid: white). corner: tl, tr, bl or br."""
+    s = dpi / 25.4
+    h, w = img.shape
+    d = size_mm * s
+    cx, cy = {"tl": (0, 0), "tr": (w, 0), "bl": (0, h), "br": (w, h)}[corner]
+    sx, sy = (1 if cx == 0 else -1), (1 if cy == 0 else -1)
+    out = img.copy()
+    # the cut-off corner and its mirror image inside the fold line: both blank paper
+    flap = np.array([[cx, cy], [cx + sx * 2 * d, cy], [cx, cy + sy * 2 * d]], np.int32)
+    cv2.fillPoly(out, [flap], 248)
+    cv2.line(out, (int(cx + sx * 2 * d), int(cy)), (int(cx), int(cy + sy * 2 * d)), 200, max(1, int(0.3 * s)))
+    return out
+
+
 def degrade(img: np.ndarray, tier: str, rng: np.random.Generator, src_dpi: float = 200) -> np.ndarray:
     if tier == "clean":
         return img
@@ -129,4 +188,4 @@ def degrade(img: np.ndarray, tier: str, rng: np.random.Generator, src_dpi: float
     raise ValueError(f"unknown tier {tier!r}; use one of {', '.join(TIERS)}")
 
 
-__all__ = ["TIERS", "degrade", "office", "hard", "phone"]
+__all__ = ["TIERS", "OCCLUDERS", "degrade", "office", "hard", "phone", "occlude", "fold_corner"]

@@ -11,15 +11,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
 from .. import payload as payload_mod
 from ..errors import PayloadError
 from . import digits, locate, read
+from .reasons import english
 
 POOR_FIT_MM = 1.5        # code corners vs the marks' transform; above: every reading to review
 LOW_CONTRAST = 60.0      # paper minus mark black, grey levels
 DARK_PAGE = 0.35         # fraction of the warped page that is dark
+PRINTED_REF_MAX = 0.60   # and at most this: printed lines on a clean scan (pen ink over a frame can be darker)
+PRINTED_REF_MIN = 0.15   # the page's typical printed-outline darkness is taken as at least this
+PAGE_COVERED_SHARE = 0.5  # this share of the fields with their outline not seen: the whole page to review
+PAGE_COVERED = "part of the page covered or folded"  # the start of english("page_covered", ...)
 PAGE_DPI = 100
 
 
@@ -95,6 +101,10 @@ def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
     if covers and not ours:
         return _cover(covers[0].text, kit_id, secret, quality)
     if not ours:
+        blank, measures = blank_page(image)
+        quality["blank"] = measures
+        if blank:
+            return PageResult("blank", "blank", "a blank page (the back of a sheet?)", None, quality=quality)
         detail = "no readable sheet code on the page" if not codes else \
             f"a QR code was found but it is not a fallbackkit sheet code ({codes[0].text[:24]!r})"
         return _quarantine("no_code", detail, codes[0].text if codes else None, quality)
@@ -129,6 +139,9 @@ def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
         loc = locate.locate_with_code(image, code, geometry)
     except locate.MarksNotFound as exc:
         quality["timings_ms"]["marks"] = round((time.perf_counter() - t1) * 1000, 2)
+        back = _through_the_paper(image, code, sp, geometry, quality)
+        if back is not None:
+            return back
         return _quarantine("no_marks", f"the code was read but the corner marks were not: {exc.detail}",
                            code.text, quality, sp)
     quality["timings_ms"]["marks"] = round((time.perf_counter() - t1) * 1000, 2)
@@ -137,6 +150,80 @@ def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
     result.sheet_id, result.template, result.version, result.page, result.pages = (
         sp.sheet_id, sp.template, sp.version, sp.page, sp.pages)
     return result
+
+
+BLANK_INK = 0.40          # contrast against the local paper that counts as ink on a blank-looking page
+SHOW_THROUGH_MAX = 0.55   # a mirrored code fainter than this (contrast) was read through the paper
+STRONG_INK = 0.60         # ink this strong on a show-through back was written on it
+BLANK_STROKE_MM = 2.0     # a dark mark this long is writing or print, not speckle
+
+
+def _ink_marks(image: np.ndarray, min_contrast: float) -> dict[str, Any]:
+    """What is dark on a page that carries no code: on a copy at about 100 dpi (speckle removed),
+    pixels with at least min_contrast against the local paper; the longest dark mark (mm)."""
+    h, w = image.shape
+    f = max(1.0, max(h, w) / 1170)
+    small = image if f <= 1.05 else cv2.resize(image, (max(1, round(w / f)), max(1, round(h / f))),
+                                               interpolation=cv2.INTER_AREA)
+    small = cv2.medianBlur(small, 3)
+    paper = cv2.dilate(small, np.ones((15, 15), np.uint8)).astype(np.float32)
+    contrast = (paper - small) / np.maximum(paper, 1.0)
+    sh, sw = small.shape
+    by, bx = int(sh * 0.03), int(sw * 0.03)  # scanner edge shadows at the border are not content
+    dark = (contrast[by:sh - by, bx:sw - bx] >= min_contrast).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    px_per_mm = max(sh, sw) / 297.0
+    longest = max((max(stats[i, 2], stats[i, 3]) for i in range(1, n)), default=0) / px_per_mm
+    return {"dark_share": round(float(dark.mean()), 5), "longest_mark_mm": round(float(longest), 1),
+            "contrast": min_contrast}
+
+
+def blank_page(image: np.ndarray) -> tuple[bool, dict[str, Any]]:
+    """Is a page without a code blank (or only showing the front through the paper)? Nothing
+    darker than BLANK_INK against the paper longer than BLANK_STROKE_MM: a single pen stroke,
+    a word written on a back page, keeps it out of the blank pages."""
+    m = _ink_marks(image, BLANK_INK)
+    return m["longest_mark_mm"] < BLANK_STROKE_MM, m
+
+
+def _through_the_paper(image: np.ndarray, code: locate.FoundCode, sp: payload_mod.SheetPayload, geometry: dict,
+                       quality: dict) -> PageResult | None:
+    """The back of a sheet, the front showing through the paper? Its code is read (decoders read
+    mirrored codes), but the marks are not where a sheet's marks would be. It is a show-through when
+    the page seen in a mirror is located as that sheet, or when the whole page is too faint to be
+    print (nothing as dark as ink: a sheet's own code and marks are black). It is counted with the
+    blank pages and never matched to the front's sheet, unless its code is as dark as print (a
+    front scanned mirrored) or something was written on the back: then a person looks at it
+    (no_code). None: not a back page (the caller quarantines it as no_marks)."""
+    mirror = np.ascontiguousarray(image[:, ::-1])
+    mirrored = False
+    codes, _ = locate.find_codes(mirror, lambda t: t == code.text)
+    if codes:
+        try:
+            locate.locate_with_code(mirror, codes[0], geometry)
+            mirrored = True
+        except locate.MarksNotFound:
+            pass
+    faint, _ = blank_page(image)
+    if not (mirrored or faint):
+        return None
+    h, w = image.shape
+    x0, y0 = np.maximum(code.corners_px.min(axis=0).astype(int), 0)
+    x1, y1 = code.corners_px.max(axis=0).astype(int)
+    region = image[y0:min(h, y1 + 1), x0:min(w, x1 + 1)]
+    paper = float(np.percentile(image, 95))
+    code_contrast = (paper - float(np.percentile(region, 5))) / max(paper, 1.0) if region.size else 1.0
+    strong = _ink_marks(image, STRONG_INK)
+    quality["show_through"] = {"mirrored": mirrored, "code_contrast": round(code_contrast, 3),
+                               "strong_ink": strong, "sheet_seen_through": sp.sheet_id}
+    if code_contrast >= SHOW_THROUGH_MAX:
+        return _quarantine("no_code", f"the code of sheet {sp.sheet_id} reads mirrored and as dark as print: "
+                           "a page scanned mirrored? re-scan it", None, quality)
+    if strong["longest_mark_mm"] >= BLANK_STROKE_MM:
+        return _quarantine("no_code", f"the back of sheet {sp.sheet_id} (its code shows through the paper), "
+                           "with writing on it: look at the paper", None, quality)
+    return PageResult("blank", "show_through", f"the back of sheet {sp.sheet_id}: the front shows through the "
+                      "paper", None, quality=quality)
 
 
 def _cover(text: str, kit_id: str, secret: bytes, quality: dict) -> PageResult:
@@ -186,23 +273,31 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     dark_fraction = np.count_nonzero(page_img < (loc.black_level + loc.paper_level) / 2) / page_img.size
     page_review = None
     if loc.fit_error_mm is not None and loc.fit_error_mm > POOR_FIT_MM:
-        page_review = f"poor page fit ({loc.fit_error_mm:.1f} mm)"
+        page_review = english("poor_fit", mm=f"{loc.fit_error_mm:.1f}")
     elif contrast < LOW_CONTRAST:
-        page_review = f"low contrast page ({contrast:.0f} grey levels)"
+        page_review = english("low_contrast", levels=f"{contrast:.0f}")
     elif dark_fraction > DARK_PAGE:
-        page_review = f"page mostly dark ({dark_fraction:.0%})"
-    quality.update({"marks_found": 4, "hole_ok": loc.hole_ok, "contrast": round(contrast, 1),
-                    "black_level": round(loc.black_level, 1), "paper_level": round(loc.paper_level, 1),
-                    "dark_fraction": round(dark_fraction, 3), "notes": loc.notes,
-                    "page_review": page_review})
+        page_review = english("page_dark", percent=f"{dark_fraction * 100:.0f}")
     # every mark box of the page measured in one go (same numbers as one at a time, less overhead)
     boxes = [b for f in geometry["fields"] for b in _boxes(f)]
     measures = iter(read.measure_boxes(image, hmat, [b["box_mm"] for b in boxes], loc.black_level))
-    readings = []
-    cells = digits.Batch()  # the comb cells of the page, classified together
-    for f in geometry["fields"]:
-        readings.append(_read_field(image, hmat, f, loc.black_level, page_review, measures, cells))
+    cells = digits.Batch()  # the inked comb cells of the page, classified together (suggestions)
+    measured = [_measure_field(image, hmat, f, loc.black_level, measures, cells) for f in geometry["fields"]]
     cells.finish()
+    if loc.missing_mark:
+        for f, (raw, _) in zip(geometry["fields"], measured):
+            if _near_corner(f, loc.missing_mark, geometry["page_size_mm"]):
+                raw["weak_corner_mm"] = loc.weak_corner_mm
+    visibility = _visibility(measured)
+    if page_review is None and visibility["covered_share"] >= PAGE_COVERED_SHARE:
+        page_review = english("page_covered", covered=visibility["covered"], fields=visibility["fields"])
+    quality.update({"marks_found": 3 if loc.missing_mark else 4, "missing_mark": loc.missing_mark,
+                    "weak_corner_mm": loc.weak_corner_mm, "hole_ok": loc.hole_ok, "contrast": round(contrast, 1),
+                    "black_level": round(loc.black_level, 1), "paper_level": round(loc.paper_level, 1),
+                    "dark_fraction": round(dark_fraction, 3), "notes": loc.notes,
+                    "visibility": visibility, "page_review": page_review})
+    readings = [_decide_field(image, hmat, f, raw, crop, page_review) for f, (raw, crop) in
+                zip(geometry["fields"], measured)]
     quality["timings_ms"]["fields"] = round((time.perf_counter() - t2) * 1000, 2)
     quality["timings_ms"]["total"] = round((time.perf_counter() - t0) * 1000, 2)
     quality["review_count"] = sum(r.status == "review" for r in readings)
@@ -230,39 +325,81 @@ def _boxes(f: dict) -> list[dict]:
     return []
 
 
-def _read_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, page_review: str | None,
-                measures=None, cells: digits.Batch | None = None) -> FieldReading:
-    """measures: an iterator over this and the following fields' box measures (measure_boxes),
-    or None to measure here."""
+def _measure_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, measures,
+                   cells: digits.Batch | None = None) -> tuple[dict, np.ndarray | None]:
+    """Raw measures of one field (and the handwriting crop). measures: an iterator over this and the
+    following fields' box measures (measure_boxes); cells: the page's comb cells to classify."""
     ftype = f["type"]
-    crop = None
     if ftype in read.MARK_TYPES:
-        boxes = _boxes(f)
-        raw: dict[str, Any] = {"boxes": [
-            {"value": b["value"], **(next(measures) if measures is not None
-                                     else read.measure_box(image, hmat, b["box_mm"], black))}
-            for b in boxes]}
+        raw: dict[str, Any] = {"boxes": [{"value": b["value"], **next(measures)} for b in _boxes(f)]}
         if ftype == "checkbox":
             raw["boxes"][0].pop("value")
-        ink = None
-    elif ftype in read.HANDWRITTEN:
+        return raw, None
+    if ftype in read.HANDWRITTEN:
         raw, crop = read.measure_handwritten(image, hmat, f, black)
-        ink = read.decide_ink(raw)
-        if ink and f.get("cells_mm") and cells is not None:  # comb field: each cell, for a suggestion
+        if read.decide_ink(raw) and f.get("cells_mm") and cells is not None:  # comb field: each cell, for a suggestion
             raw["cells"] = cells.add(image, hmat, f, black, raw["shift_mm"])
-        boxes = None
-    else:  # an unknown field type is never guessed at
-        raw, ink, boxes = {}, None, None
+        return raw, crop
+    return {}, None  # an unknown field type is never guessed at
+
+
+def _visibility(measured: list[tuple[dict, np.ndarray | None]]) -> dict[str, Any]:
+    """Compare each field's printed outline with the rest of the page's, and record the page's
+    typical outline darkness in every field's raw measures ("printed_ref"), so that decide() can be
+    re-run from stored readings. Mark boxes and handwriting frames are sampled differently, so
+    each kind has its own reference: a high percentile of its fields (robust to a good part of the
+    page being covered), never below PRINTED_REF_MIN (a page whose outlines are all faint is not
+    trusted either)."""
+    kinds: dict[str, list[dict]] = {"boxes": [], "frames": []}
+    for raw, _ in measured:
+        if read.field_printed(raw) is not None:
+            kinds["boxes" if "boxes" in raw else "frames"].append(raw)
+    refs = {}
+    pooled = [read.field_printed(r) for raws in kinds.values() for r in raws]
+    for kind, raws in kinds.items():
+        if not raws:
+            continue
+        # a kind with few fields on the page borrows the whole page's outlines (one heavily inked
+        # frame must not set the bar for the other two)
+        values = [read.field_printed(r) for r in raws] if len(raws) >= 5 else pooled
+        refs[kind] = round(min(PRINTED_REF_MAX, max(PRINTED_REF_MIN, float(np.percentile(values, 75)))), 3)
+        for r in raws:
+            r["printed_ref"] = refs[kind]
+    n = sum(len(r) for r in kinds.values())
+    covered = sum(read.is_covered(r) for raws in kinds.values() for r in raws)
+    return {"fields": n, "covered": covered, "covered_share": round(covered / n, 3) if n else 0.0,
+            "printed_ref": refs}
+
+
+def _near_corner(f: dict, corner: str, page_mm) -> bool:
+    """Is the field in the quarter of the page at this corner (where a transform fitted without
+    that corner's mark is extrapolated)?"""
+    rects = [o["box_mm"] for o in f.get("options", [])] or [f["box_mm"]]
+    pw, ph = page_mm
+    right, bottom = corner in ("tr", "br"), corner in ("bl", "br")
+    for x, y, w, h in rects:
+        in_x = x + w > pw / 2 if right else x < pw / 2
+        in_y = y + h > ph / 2 if bottom else y < ph / 2
+        if in_x and in_y:
+            return True
+    return False
+
+
+def _decide_field(image: np.ndarray, hmat: np.ndarray, f: dict, raw: dict, crop: np.ndarray | None,
+                  page_review: str | None) -> FieldReading:
+    ftype = f["type"]
     if page_review:
         raw["page_review"] = page_review
     if ftype in read.MARK_TYPES or ftype in read.HANDWRITTEN:
         options = [o["value"] for o in f["options"]] if ftype in ("choice", "multichoice") else None
         value, conf, status, reason = read.decide(raw, ftype, options)
     else:
-        value, conf, status, reason = None, 0.0, "review", f"unknown field type {ftype!r}"
+        value, conf, status, reason = None, 0.0, "review", english("unknown_type", type=ftype)
+    ink = read.decide_ink(raw) if ftype in read.HANDWRITTEN else None
+    boxes = _boxes(f)
     if status == "review" and crop is None and boxes:
         crop = _field_crop(image, hmat, [b["box_mm"] for b in boxes])
     return FieldReading(f["name"], ftype, raw, value, conf, status, reason, ink, crop)
 
 
-__all__ = ["FieldReading", "PageResult", "read_page", "read_page_as", "POOR_FIT_MM"]
+__all__ = ["FieldReading", "PageResult", "read_page", "read_page_as", "blank_page", "POOR_FIT_MM"]

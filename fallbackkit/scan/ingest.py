@@ -343,6 +343,7 @@ def _image_page(path: Path, img: Image.Image, kind: str, index: int) -> Page:
                 img.seek(index - 1)
             _check_pixels(path, index, *img.size)
             dpi = _dpi(img)
+            dpi_xy = _dpi_xy(img)
             if kind == "jpeg":
                 img.draft("L", img.size)  # let libjpeg produce grey directly
             img.load()
@@ -350,6 +351,8 @@ def _image_page(path: Path, img: Image.Image, kind: str, index: int) -> Page:
             if kind == "jpeg" and img.getexif().get(EXIF_ORIENTATION, 1) != 1:
                 frame = ImageOps.exif_transpose(frame)  # phones store pixels turned and say so in EXIF
             grey = _to_grey(frame)
+            if dpi_xy is not None:  # a fax (204 x 98 dpi) and other non-square pixels
+                grey, dpi = _square_pixels(grey, dpi_xy)
     except UnreadableFile:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -536,6 +539,30 @@ def _dpi(img: Image.Image) -> float | None:
     except (TypeError, ValueError):
         return None
     return round(value, 1) if value >= MIN_DPI_TRUSTED else None
+
+
+def _dpi_xy(img: Image.Image) -> tuple[float, float] | None:
+    """(x dpi, y dpi) when the file says its pixels are not square (both trusted, 2 % apart)."""
+    dpi = img.info.get("dpi")
+    if not isinstance(dpi, (tuple, list)) or len(dpi) != 2:
+        return None
+    try:
+        x, y = float(dpi[0]), float(dpi[1])
+    except (TypeError, ValueError):
+        return None
+    if min(x, y) < MIN_DPI_TRUSTED or abs(x - y) <= 0.02 * max(x, y):
+        return None
+    return x, y
+
+
+def _square_pixels(grey: np.ndarray, dpi_xy: tuple[float, float]) -> tuple[np.ndarray, float]:
+    """Resample to square pixels at the finer of the two resolutions (standard fax: 204 x 98 dpi is
+    stretched to 204 x 204), so that the page has its true shape before it is read."""
+    x, y = dpi_xy
+    target = max(x, y)
+    h, w = grey.shape
+    size = (max(1, round(w * target / x)), max(1, round(h * target / y)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR), round(target, 1)
 
 
 def _check_pixels(path: Path, index: int, width: float, height: float) -> None:

@@ -23,6 +23,8 @@ MARK_HOLE_MM = 2.6
 WORK_PX_PER_MM = 3.0        # corner marks are searched on a copy at about 76 dpi
 MAX_WORK_SIDE = 1400
 MAX_FIT_MM = 5.0           # marks vs code worse than this: not aligned at all (poor fit starts lower)
+THREE_MARKS_FROM_MM = 1.5  # four marks fitting worse than this: try three of them with the code
+FLAT_FIT_MM = 0.5          # three marks' affine transform this close to the code: a flat page
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Location:
     paper_level: float
     hole_ok: bool
     notes: list[str] = field(default_factory=list)
+    missing_mark: str | None = None          # located by three marks: the corner not used
+    weak_corner_mm: float | None = None      # and how uncertain the transform is there (mm)
 
 
 def _corner_rois(shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
@@ -263,8 +267,46 @@ def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Loca
         near = sorted((math.hypot(b.x - pred[0], b.y - pred[1]), i) for i, b in enumerate(blobs)
                       if 0.55 < b.side / (MARK_SIZE_MM * local) < 1.6)
         candidates[key] = [i for d, i in near if d < tol][:5]
-        if not candidates[key]:
-            raise MarksNotFound(f"corner mark '{key}' not found near where the code predicts it")
+    missing = [k for k in MARK_ORDER if not candidates[k]]
+    if len(missing) > 1:
+        raise MarksNotFound(f"corner marks {', '.join(repr(k) for k in missing)} not found near where the code "
+                            "predicts them")
+    four = None if missing else _best_four(blobs, candidates, factor, centres, qr_mm, qr_centre, code)
+    if four is not None and four[1] <= THREE_MARKS_FROM_MM:
+        found = {k: (blobs[i].x * factor, blobs[i].y * factor) for k, i in zip(MARK_ORDER, four[0])}
+        return _finish(image, geometry, found, code.corners_px)
+    # A label over a mark, a blotch touching it (its centre moved), a torn corner: read from the
+    # other three marks and the code's corners, if they agree as well as four marks must.
+    flat, bent = _best_three(blobs, candidates, factor, centres, qr_mm, code, missing)
+    qr_px = np.asarray(code.corners_px, float)
+    if flat is not None and flat[1] <= FLAT_FIT_MM:
+        # three marks whose affine transform puts the code where it was found: the fourth blob was wrong
+        keys, score, combo, hmat = flat
+        found = {k: (blobs[i].x * factor, blobs[i].y * factor) for k, i in zip(keys, combo)}
+        return _finish_three(image, geometry, found, hmat, score, qr_px, flat=True)
+    if (missing or four is None) and bent is not None and bent[1] <= MAX_FIT_MM:
+        # a mark really not there (or no four blobs that make a page), perspective (a phone photo):
+        # the homography through three marks and the code. Only then: with four marks that make a
+        # page, a code that disagrees with them is a code moved or stuck on, and bending the page
+        # to fit it would read the wrong places.
+        keys, score, combo, hmat = bent
+        found = {k: (blobs[i].x * factor, blobs[i].y * factor) for k, i in zip(keys, combo)}
+        return _finish_three(image, geometry, found, hmat, score, qr_px, flat=False)
+    if four is not None and four[1] <= MAX_FIT_MM:
+        found = {k: (blobs[i].x * factor, blobs[i].y * factor) for k, i in zip(MARK_ORDER, four[0])}
+        return _finish(image, geometry, found, code.corners_px)
+    if missing:
+        raise MarksNotFound(f"corner mark '{missing[0]}' not found near where the code predicts it, and the "
+                            "other three do not agree with the code")
+    if four is None:
+        raise MarksNotFound("no four marks found that make a page outline of the right size")
+    raise MarksNotFound(f"the corner marks and the code disagree by {four[1]:.1f} mm: "
+                        "a mark is missing or the sheet is folded")
+
+
+def _best_four(blobs, candidates, factor, centres, qr_mm, qr_centre, code):
+    """The four marks (candidate indices in MARK_ORDER) whose page transform puts the code's corners
+    where the decoder found them, and that distance (mm) plus a size penalty; None: no set fits."""
     src = np.array([centres[k] for k in MARK_ORDER], np.float32)
     qr_px = np.asarray(code.corners_px, float)
     best, best_score = None, float("inf")
@@ -288,13 +330,53 @@ def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Loca
         score = residual + penalty
         if score < best_score:
             best, best_score = combo, score
-    if best is None:
-        raise MarksNotFound("no four marks found that make a page outline of the right size")
-    if best_score > MAX_FIT_MM:
-        raise MarksNotFound(f"the corner marks and the code disagree by {best_score:.1f} mm: "
-                            "a mark is missing or the sheet is folded")
-    found = {k: (blobs[i].x * factor, blobs[i].y * factor) for k, i in zip(MARK_ORDER, best)}
-    return _finish(image, geometry, found, code.corners_px)
+    return None if best is None else (best, best_score)
+
+
+def _mark_size_penalty(blobs, factor, hmat, centres, keys, combo) -> float:
+    penalty = 0.0
+    for key, i in zip(keys, combo):
+        ratio = blobs[i].side * factor / (MARK_SIZE_MM * math.sqrt(abs(np.linalg.det(_jacobian(hmat, centres[key])))))
+        if not 0.85 < ratio < 1.15:
+            return float("inf")
+        penalty += abs(math.log(ratio))
+    return penalty
+
+
+def _best_three(blobs, candidates, factor, centres, qr_mm, code, missing):
+    """Three marks and the code. Two readings of them, each (keys, score, combo, transform) or None:
+    flat: the three marks' affine transform (a scanner), checked by the code as four marks are: the
+    largest distance (mm) of the code's corners from where it puts them, plus the size penalty;
+    bent: the homography through the three marks and the code's four corners (perspective), scored
+    by what is left over at those seven points."""
+    qr_px = np.asarray(code.corners_px, float)
+    flat = bent = None
+    for omit in (missing or MARK_ORDER):
+        keys = [k for k in MARK_ORDER if k != omit]
+        marks_mm = np.array([centres[k] for k in keys], float)
+        src = np.vstack([marks_mm, qr_mm])
+        for combo in itertools.product(*(candidates[k] for k in keys)):
+            if len(set(combo)) < 3:
+                continue
+            marks_px = np.array([(blobs[i].x * factor, blobs[i].y * factor) for i in combo], float)
+            affine = _affine_h(marks_mm, marks_px)
+            if abs(np.linalg.det(affine[:2, :2])) < 1e-9:
+                continue
+            local = math.sqrt(abs(np.linalg.det(affine[:2, :2])))
+            score = float(np.max(np.linalg.norm(project(affine, qr_mm) - qr_px, axis=1))) / local
+            score += _mark_size_penalty(blobs, factor, affine, centres, keys, combo)
+            if flat is None or score < flat[1]:
+                flat = (keys, score, combo, affine)
+            dst = np.vstack([marks_px, qr_px])
+            hmat, _ = cv2.findHomography(src, dst, 0)
+            if hmat is None or not _convex(project(hmat, [centres[k] for k in MARK_ORDER])):
+                continue
+            local = math.sqrt(abs(np.linalg.det(_jacobian(hmat, qr_mm.mean(axis=0)))))
+            score = float(np.max(np.linalg.norm(project(hmat, src) - dst, axis=1))) / max(local, 1e-6)
+            score += _mark_size_penalty(blobs, factor, hmat, centres, keys, combo)
+            if bent is None or score < bent[1]:
+                bent = (keys, score, combo, hmat)
+    return flat, bent
 
 
 def locate_by_marks(image: np.ndarray, geometry: dict) -> Location:
@@ -396,6 +478,53 @@ def _finish(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, flo
         notes.append("hole of the bottom-right mark not visible")
     return Location(hmat, found, fit, _orientation(hmat, (pw, ph)), scale * 25.4, black_level, paper_level,
                     hole_ok, notes)
+
+
+def _finish_three(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, float]], hmat: np.ndarray,
+                  fit: float, qr_px: np.ndarray, flat: bool) -> Location:
+    """A page located by three marks and the code. Flat (the three marks' affine transform, checked
+    by the code): at the missing corner the transform is extrapolated, taken as about twice the
+    code's error there. Bent (perspective, a phone photo: the homography through the marks and the
+    code): at the missing corner it is only as good as its extrapolation, taken as how far it and
+    the three marks' affine transform disagree there. That figure (mm) is kept as `weak_corner_mm`;
+    the engine sends the fields in that corner's quarter of the page to review when it is large."""
+    centres = _mark_centres(geometry)
+    keys = [k for k in MARK_ORDER if k in found]
+    missing = next(k for k in MARK_ORDER if k not in found)
+    at = centres[missing]
+    if flat:
+        weak = 2 * fit
+    else:
+        affine = _affine_h(np.array([centres[k] for k in keys]), np.array([found[k] for k in keys]))
+        local = math.sqrt(abs(np.linalg.det(_jacobian(hmat, at))))
+        weak = float(np.linalg.norm(project(hmat, [at])[0] - project(affine, [at])[0])) / max(local, 1e-6)
+    pw, ph = geometry["page_size_mm"]
+    quad = project(hmat, [centres[k] for k in MARK_ORDER])
+    sx = math.dist(quad[0], quad[1]) / max(1e-6, math.dist(quad[3], quad[2]))
+    sy = math.dist(quad[0], quad[3]) / max(1e-6, math.dist(quad[1], quad[2]))
+    if not (0.6 < sx < 1.67 and 0.6 < sy < 1.67):
+        raise MarksNotFound("corner marks give an implausible page shape")
+    black, hole_vals = [], {}
+    for k in keys:
+        centre, ring = _hole_darkness(image, hmat, centres[k])
+        black.append(ring)
+        hole_vals[k] = centre
+    black_level = float(np.median(black))
+    paper_level = _paper_level(image, hmat, geometry)
+    contrast = max(1.0, paper_level - black_level)
+    other_holes = [k for k in keys if k != "br" and (hole_vals[k] - black_level) > 0.45 * contrast]
+    if other_holes:
+        raise MarksNotFound(f"the holed corner mark is at '{other_holes[0]}', not bottom-right: "
+                            "marks disagree with the code")
+    hole_ok = "br" in hole_vals and (hole_vals["br"] - black_level) > 0.45 * contrast
+    notes = [f"corner mark '{missing}' not used (covered, blotched or torn): located by three marks and the code"]
+    if not hole_ok and "br" in hole_vals:
+        notes.append("hole of the bottom-right mark not visible")
+    scale = math.sqrt(abs(np.linalg.det(_jacobian(hmat, (pw / 2, ph / 2)))))
+    loc = Location(hmat, found, fit, _orientation(hmat, (pw, ph)), scale * 25.4, black_level, paper_level,
+                   hole_ok, notes)
+    loc.missing_mark, loc.weak_corner_mm = missing, round(weak, 3)
+    return loc
 
 
 def _paper_level(image: np.ndarray, hmat: np.ndarray, geometry: dict) -> float:

@@ -54,6 +54,7 @@ class ScanSummary:
     files_failed: int = 0
     pages_read: int = 0
     pages_quarantined: int = 0
+    pages_blank: int = 0             # blank pages and backs showing the front through (duplex scans)
     pages_duplicate: int = 0         # a further capture of a sheet captured before
     pages_skipped: int = 0           # stored by an earlier, interrupted scan
     cover_sheets: int = 0            # ward pack covers scanned with their pack: recognised, nothing to read
@@ -87,6 +88,7 @@ def format_summary(s: ScanSummary) -> str:
          f"{s.files_already_scanned} already scanned", f"{s.files_failed} failed"),
         ("pages", f"{s.pages_read} read", f"{s.pages_quarantined} quarantined",
          f"{s.pages_duplicate} duplicates"),
+        *([("blank pages", f"{s.pages_blank}", "", "")] if s.pages_blank else []),
         ("fields", f"{s.readings_accepted} accepted", f"{s.readings_review} to review", ""),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -298,7 +300,7 @@ def _reader_for(path: Path, kind: str) -> PageReader:
 
 
 def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
-    """Decode and read one page; write its page image and crops; return a small, picklable result."""
+    """Decode and read one page; write its page image; return a small, picklable result."""
     sha, archive_rel, kind, index = task
     kit_path: Path = _WORKER["kit_path"]
     t0 = time.perf_counter()
@@ -335,12 +337,14 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
 
 
 def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
+    # Crops: the review station cuts them on demand from the archived original (crops.py); only inked
+    # comb fields keep theirs, which learn.py cuts the ward's digits from.
     readings, crops = [], []
     for r in result.readings or []:
         readings.append({"field": r.field, "type": r.type, "raw": _raw_json(r.raw), "value": _jsonable(r.value),
                          "confidence": float(r.confidence), "status": r.status, "reason": r.reason,
                          "ink": None if r.ink is None else bool(r.ink), "crop_path": None})
-        crops.append(r.crop)
+        crops.append(r.crop if r.type in COMB_TYPES and r.ink else None)
     transform = result.transform
     if transform is not None:
         transform = np.asarray(transform, dtype=float).tolist()
@@ -361,16 +365,15 @@ def _unreadable(exc: BaseException, dpi: float | None) -> dict[str, Any]:
             "quality": {"error": tb}, "readings": [], "_crops": []}
 
 
-def _save_crops(kit_path: Path, folder: Path, out: dict[str, Any]) -> None:
-    """Crops of the fields a person will look at (to review, or with ink to transcribe).
+COMB_TYPES = ("number", "datetime")
 
-    A blank field accepted as blank needs none, and writing ~25 small files per page cost more
-    than reading the page; any crop can be cut again later from the archived original with the
-    stored transform.
-    """
+
+def _save_crops(kit_path: Path, folder: Path, out: dict[str, Any]) -> None:
+    """The crops kept at scan time: inked comb fields only (the kit learns its ward's digits from
+    them, scan/learn.py). Every other field is cut when a person opens it (scan/crops.py)."""
     outputs = OutputFiles()
     for reading, crop in zip(out["readings"], out.pop("_crops")):
-        if crop is not None and (reading["status"] != "accepted" or reading["ink"]):
+        if crop is not None:
             rel = outputs.claim(folder / file_name("", reading["field"], ".png"), f"field {reading['field']}")
             reading["crop_path"] = _save_png(kit_path, rel, crop)
 
@@ -466,10 +469,12 @@ def _cover_pack(conn, payload_text: str) -> dict[str, Any]:
 
 
 def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None) -> dict[str, Any] | None:
-    """A cover sheet is stored as a capture with status 'cover': the file is complete, nothing is read."""
-    cover = result["status"] == "cover"
-    quarantined = not cover and result["status"] != "read"
-    sheet = None if (quarantined or cover) else (sheet_id or result["sheet_id"])
+    """A cover sheet is stored as a capture with status 'cover': the file is complete, nothing is read.
+    A blank page (or a back showing its front through the paper) as one with status 'blank', never
+    matched to a sheet."""
+    quarantined = result["status"] not in ("read", "blank", "cover")
+    unread = result["status"] != "read"
+    sheet = None if unread else (sheet_id or result["sheet_id"])
     with conn:
         if conn.execute("SELECT 1 FROM captures WHERE file_sha256 = ? AND page_index = ? AND source = ?",
                         [result["sha"], result["index"], source]).fetchone():
@@ -485,10 +490,9 @@ def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None)
             "INSERT INTO captures (file_sha256, page_index, source, status, sheet_id, form_id, template, version,"
             " page, pages, orientation, transform, fit_error_mm, dpi, quality, image_path, width_px, height_px,"
             " duplicate_of, captured_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [result["sha"], result["index"], source, "cover" if cover else "quarantined" if quarantined else "read",
-             sheet, form_id,
-             None if quarantined else result["template"], None if quarantined else result["version"],
-             None if quarantined else result["page"], None if quarantined else result["pages"],
+            [result["sha"], result["index"], source, "quarantined" if quarantined else result["status"], sheet,
+             form_id, None if unread else result["template"], None if unread else result["version"],
+             None if unread else result["page"], None if unread else result["pages"],
              result["orientation"], _dumps(result["transform"]), result["fit_error_mm"], result["dpi"],
              _dumps(result["quality"]), result["image_path"], result["width_px"], result["height_px"],
              duplicate_of, now_iso()])
@@ -511,7 +515,7 @@ def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None)
                                 result["payload_text"], now_iso()])
             quarantine_id = cur.lastrowid
     return {"capture_id": capture_id, "quarantine_id": quarantine_id, "sheet_id": sheet,
-            "duplicate_of": duplicate_of, "accepted": accepted, "review": review}
+            "duplicate_of": duplicate_of, "accepted": accepted, "review": review, "blank": result["status"] == "blank"}
 
 
 def _where(path: Path | str) -> str:
@@ -600,7 +604,7 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
             summary.decoder_notes.append({"path": str(job.path), "page": result["index"], "note": note})
         stored = store_page(conn, result)
         job.todo.discard(result["index"])
-        bar.step(result["status"] not in ("read", "cover"))
+        bar.step(result["status"] not in ("read", "cover", "blank"))
         if stored is None:
             summary.pages_skipped += 1
             return
@@ -608,6 +612,8 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
             summary.cover_sheets += 1
             summary.covers.append({"path": str(job.path), "page": result["index"],
                                    **_cover_pack(conn, result["payload_text"])})
+        elif stored["blank"]:
+            summary.pages_blank += 1
         elif stored["quarantine_id"] is not None:
             summary.pages_quarantined += 1
             summary.quarantined.append({"quarantine_id": stored["quarantine_id"], "path": str(job.path),

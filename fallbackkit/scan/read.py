@@ -18,6 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .reasons import english, join
+
 BOX_PX_PER_MM = 8.0
 CROP_PX_PER_MM = 150 / 25.4
 SEARCH_MM = 0.7
@@ -34,6 +36,11 @@ CANCEL_MIN = 0.72
 FAINT_MAX = 0.05       # faint-ink fraction above which an otherwise empty box is a faint mark
 SPILL_MAX = 0.15       # ink fraction in one side strip just outside the box
 SPILL_EMPTY_MAX = 0.12 # an empty box with this much ink just outside: something was marked near it
+
+# Visibility: the printed outline of every box, comb cell and handwriting frame must be in the scan.
+OUTLINE_BAND_PX = 3    # the darkest pixel within +-3 px across a printed line counts (0.4-0.5 mm)
+OUTLINE_WINDOW_MM = 1.5  # the weakest 1.5 mm stretch of each edge is the edge's evidence
+VISIBLE_RATIO = 0.4    # a piece of outline under 40 % of the page's typical outline darkness: not seen
 
 # Handwritten fields
 TILE_MM = 2.0
@@ -96,6 +103,77 @@ class _Levels:
 
 def _le(p: np.ndarray, v: int) -> np.ndarray:
     return p <= v if v >= 0 else np.zeros(p.shape, bool)
+
+
+def _edge_evidence(P: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, ppm: float,
+                   vertical: bool = True) -> np.ndarray:
+    """How clearly the printed outline of a rectangle is in each patch of a stack (N x H x W grey,
+    corners per patch): per edge, the weakest OUTLINE_WINDOW_MM stretch along it, as the mean
+    contrast of the line against the paper on either side of it (N x 4, or N x 2 with
+    vertical=False). At each position (after a 3-pixel mean along the edge, against noise) the
+    darkest pixel within +-OUTLINE_BAND_PX across the edge is the line, the brightest within twice
+    that is the paper: contrast (paper - line) / paper, clipped to 0..1. Local on purpose: under
+    uneven light (a phone photo) paper and print are dimmed by the same factor, and a sheet lying
+    over the outline, duller than the form, has no line in it, only its own paper. A pen stroke
+    over the outline only darkens it."""
+    if len(P) == 1:
+        return _edge_evidence_one(P[0], int(x0[0]), int(y0[0]), int(x1[0]), int(y1[0]), ppm, vertical)[None]
+    N, H, W = P.shape
+    n = np.arange(N)[:, None, None]
+    b = OUTLINE_BAND_PX
+    d = np.arange(-2 * b, 2 * b + 1)
+    window = max(3, int(round(OUTLINE_WINDOW_MM * ppm)))
+    edges = [(True, y0, x0, x1), (True, y1, x0, x1)]
+    if vertical:
+        edges += [(False, x0, y0, y1), (False, x1, y0, y1)]
+    out = []
+    for horizontal, pos, a0, a1 in edges:
+        length = int(np.max(a1 - a0)) + 1
+        across = np.clip(pos[:, None] + d[None, :], 0, (H if horizontal else W) - 1)
+        along = np.clip(a0[:, None] + np.arange(length)[None, :], 0, (W if horizontal else H) - 1)
+        if horizontal:
+            vals = P[n, across[:, :, None], along[:, None, :]].astype(np.float32)
+        else:
+            vals = P[n, along[:, None, :], across[:, :, None]].astype(np.float32)
+        if length >= 3:
+            vals = (vals[:, :, :-2] + vals[:, :, 1:-1] + vals[:, :, 2:]) / 3
+        line = vals[:, b:3 * b + 1].min(axis=1)
+        paper = np.maximum(vals.max(axis=1), 1.0)
+        contrast = np.clip((paper - line) / paper, 0.0, 1.0)
+        k = min(window, contrast.shape[1])
+        c = np.concatenate([np.zeros((N, 1), np.float64), np.cumsum(contrast, axis=1, dtype=np.float64)], axis=1)
+        out.append(((c[:, k:] - c[:, :-k]) / k).min(axis=1))
+    return np.stack(out, axis=1)
+
+
+def _edge_evidence_one(p: np.ndarray, x0: int, y0: int, x1: int, y1: int, ppm: float, vertical: bool) -> np.ndarray:
+    """_edge_evidence of one patch with plain slices (the same numbers, a fraction of the calls):
+    the handwriting frames are measured one field at a time."""
+    H, W = p.shape
+    b = OUTLINE_BAND_PX
+    window = max(3, int(round(OUTLINE_WINDOW_MM * ppm)))
+    out = []
+    edges = [(True, y0, x0, x1), (True, y1, x0, x1)]
+    if vertical:
+        edges += [(False, x0, y0, y1), (False, x1, y0, y1)]
+    for horizontal, pos, a0, a1 in edges:
+        lo, hi = pos - 2 * b, pos + 2 * b + 1
+        limit = H if horizontal else W
+        if lo < 0 or hi > limit or a0 < 0 or a1 >= (W if horizontal else H):  # at the border: the general way
+            P = p[None]
+            one = np.array([0])
+            return _edge_evidence(np.concatenate([P, P]), one.repeat(2) + x0, one.repeat(2) + y0,
+                                  one.repeat(2) + x1, one.repeat(2) + y1, ppm, vertical)[0]
+        vals = (p[lo:hi, a0:a1 + 1] if horizontal else p[a0:a1 + 1, lo:hi].T).astype(np.float32)
+        if vals.shape[1] >= 3:
+            vals = (vals[:, :-2] + vals[:, 1:-1] + vals[:, 2:]) / 3
+        line = vals[b:3 * b + 1].min(axis=0)
+        paper = np.maximum(vals.max(axis=0), 1.0)
+        contrast = np.clip((paper - line) / paper, 0.0, 1.0)
+        k = min(window, len(contrast))
+        c = np.concatenate([[0.0], np.cumsum(contrast, dtype=np.float64)])
+        out.append(float(((c[k:] - c[:-k]) / k).min()))
+    return np.array(out)
 
 
 def darkness(p: np.ndarray, black: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -169,9 +247,11 @@ def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> di
     spill = {k: _frac(_le(v, v_ink)) if v.size else 0.0 for k, v in strips.items()}
     outline = float(lv.mean(p[y0:y1, x0]) + lv.mean(p[y0:y1, x1]) + lv.mean(p[y0, x0:x1])
                     + lv.mean(p[y1, x0:x1])) / 4
+    one = np.array([0])
+    printed = _edge_evidence(p[None], one + x0, one + y0, one + x1, one + y1, ppm)
     return {"ink": round(ink, 4), "faint": round(faint, 4), "spill": {k: round(v, 4) for k, v in spill.items()},
             "spill_max": round(max(spill.values()), 4), "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)],
-            "outline": round(outline, 3), "paper": round(lv.paper, 1)}
+            "outline": round(outline, 3), "printed": round(float(printed.min()), 3), "paper": round(lv.paper, 1)}
 
 
 def _rect_counts(ii: np.ndarray, n: np.ndarray, r0, r1, c0, c1) -> tuple[np.ndarray, np.ndarray]:
@@ -264,6 +344,7 @@ def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: fl
              P[nn, y0[:, None], x0[:, None] + cols], P[nn, y1[:, None], x0[:, None] + cols]]
     means = [lut[nn, ln.astype(np.intp)].mean(axis=1) for ln in lines]
     outline = ((means[0] + means[1]) + means[2]) + means[3]
+    printed = _edge_evidence(P, x0, y0, x1, y1, ppm).min(axis=1)
     out = []
     for i in range(N):
         ink = ink_c[i] / size[i] if size[i] else float("nan")
@@ -273,27 +354,51 @@ def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: fl
                     "spill": {key: round(v, 4) for key, v in spill.items()},
                     "spill_max": round(max(spill.values()), 4),
                     "shift_mm": [round(int(sx[i]) / ppm, 2), round(int(sy[i]) / ppm, 2)],
-                    "outline": round(float(outline[i]) / 4, 3), "paper": round(float(paper[i]), 1)})
+                    "outline": round(float(outline[i]) / 4, 3), "printed": round(float(printed[i]), 3),
+                    "paper": round(float(paper[i]), 1)})
     return out
 
 
 def box_state(m: dict[str, Any]) -> tuple[str, float, str | None]:
-    """One box: ('empty'|'marked'|'cancelled'|'unsure', confidence, reason when unsure)."""
+    """One box: ('empty'|'marked'|'cancelled'|'unsure', confidence, reason code when unsure)."""
     ink, faint, spill = m["ink"], m["faint"], m["spill_max"]
     if ink >= CANCEL_MIN:
         return "cancelled", round(0.8 + 0.19 * min(1.0, (ink - CANCEL_MIN) / 0.2), 3), None
     if MARK_MIN <= ink <= MARK_MAX:
         if spill > SPILL_MAX and spill > ink:
-            return "unsure", 0.4, "mark half outside the box"
+            return "unsure", 0.4, "half_outside"
         margin = min(ink - MARK_MIN, MARK_MAX - ink) / 0.08
         return "marked", round(0.8 + 0.19 * min(1.0, margin), 3), None
     if ink <= EMPTY_MAX:
         if faint > FAINT_MAX:
-            return "unsure", 0.4, "faint mark"
+            return "unsure", 0.4, "faint_mark"
         if spill > SPILL_EMPTY_MAX:
-            return "unsure", 0.4, "mark half outside the box"
+            return "unsure", 0.4, "half_outside"
         return "empty", round(max(0.5, 0.99 - 5 * ink - 2 * faint), 3), None
-    return "unsure", 0.35, "faint or ambiguous mark"
+    return "unsure", 0.35, "ambiguous_mark"
+
+
+COVERED = english("covered")
+WEAK_CORNER = english("weak_corner")
+# page read from three marks: fields near the fourth corner to review when the transform there is
+# more uncertain than the box reader's own outline search can make up for
+WEAK_CORNER_MM = SEARCH_MM
+
+
+def field_printed(raw: dict[str, Any]) -> float | None:
+    """The weakest piece of printed outline measured for a field (None: not measured, old readings)."""
+    if "boxes" in raw:
+        vals = [b["printed"] for b in raw["boxes"] if "printed" in b]
+        return min(vals) if vals else None
+    return raw.get("printed")
+
+
+def is_covered(raw: dict[str, Any]) -> bool:
+    """Is part of the field's printed outline missing from the scan, compared with the outlines of
+    the rest of the page (raw["printed_ref"])? Then blank paper may lie over it: an empty box or
+    a blank field there proves nothing."""
+    printed, ref = field_printed(raw), raw.get("printed_ref")
+    return printed is not None and ref is not None and printed < VISIBLE_RATIO * ref
 
 
 def decide(raw: dict[str, Any], type: str, options: list[str] | None = None
@@ -301,10 +406,14 @@ def decide(raw: dict[str, Any], type: str, options: list[str] | None = None
     """Value, confidence, status ('accepted'|'review') and reason, from stored raw measures."""
     page_review = raw.get("page_review")
     value, conf, status, reason = _decide(raw, type, options)
-    if page_review and status == "accepted":
-        return value, min(conf, 0.5), "review", page_review
-    if page_review and reason:
-        return value, min(conf, 0.5), "review", f"{reason}; {page_review}"
+    if is_covered(raw):  # what was read is kept as the suggestion; a person looks at the paper
+        reason = join(COVERED, reason)
+        status, conf = "review", min(conf, 0.3)
+    if raw.get("weak_corner_mm", 0.0) > WEAK_CORNER_MM:
+        reason = join(reason, WEAK_CORNER)
+        status, conf = "review", min(conf, 0.5)
+    if page_review:
+        return value, min(conf, 0.5), "review", join(reason, page_review)
     return value, conf, status, reason
 
 
@@ -312,15 +421,15 @@ def _decide(raw: dict[str, Any], type: str, options: list[str] | None) -> tuple[
     if type in HANDWRITTEN:
         ink = decide_ink(raw)
         if ink:
-            return None, round(raw.get("ink_confidence", 0.9), 3), "review", (
-                "faint marks in the field" if raw.get("faint_only") else "to transcribe")
+            return None, round(raw.get("ink_confidence", 0.9), 3), "review", english(
+                "faint_writing" if raw.get("faint_only") else "to_transcribe")
         return None, 0.95, "accepted", None
     boxes = raw["boxes"]
     states = [box_state(b) for b in boxes]
     if type == "checkbox":
         state, conf, why = states[0]
         if state == "unsure":
-            return None, conf, "review", why
+            return None, conf, "review", english(why)
         return state == "marked", conf, "accepted", None
     opts = options or [b.get("value") for b in boxes]
     unsure = [(o, s) for o, s in zip(opts, states) if s[0] == "unsure"]
@@ -328,18 +437,40 @@ def _decide(raw: dict[str, Any], type: str, options: list[str] | None) -> tuple[
     cancelled = [o for o, s in zip(opts, states) if s[0] == "cancelled"]
     conf = min(s[1] for s in states)
     if unsure:
-        reason = unsure[0][1][2]
-        return None, conf, "review", f"{reason} ({unsure[0][0]})"
+        return None, conf, "review", english(unsure[0][1][2], option=unsure[0][0])
     if type == "multichoice":
         return sorted(marked), conf, "accepted", None
     if len(marked) > 1:
-        return None, min(conf, 0.3), "review", "two options marked" if len(marked) == 2 \
-            else f"{len(marked)} options marked"
+        return None, min(conf, 0.3), "review", english("two_marked") if len(marked) == 2 \
+            else english("n_marked", n=len(marked))
     if marked and cancelled:
-        return marked[0], min(conf, 0.5), "review", "a mark next to a cancelled box"
+        if _clear_correction(boxes, states):
+            # the convention printed on the form: a box filled solid is cancelled. One solid box, one
+            # clear mark, nothing else: the marked option, and the reading says it was corrected
+            return marked[0], conf, "accepted", english("corrected")
+        return marked[0], min(conf, 0.5), "review", english("mark_and_cancelled")
     if marked:
         return marked[0], conf, "accepted", None
     return None, conf, "accepted", None
+
+
+CORRECTION_SOLID = 0.80   # a cancelled box this full is unmistakably filled in
+CORRECTION_MARK = (0.10, 0.45)  # and the other mark clearly a tick or a cross, well inside the box
+CORRECTION_EMPTY = 0.01   # every other box this empty, nothing faint, nothing spilling in
+
+
+def _clear_correction(boxes: list[dict], states: list[tuple]) -> bool:
+    """Exactly one box filled solid, exactly one clearly marked, every other box clearly empty."""
+    solid = [b for b, s in zip(boxes, states) if s[0] == "cancelled"]
+    marks = [b for b, s in zip(boxes, states) if s[0] == "marked"]
+    rest = [b for b, s in zip(boxes, states) if s[0] not in ("cancelled", "marked")]
+    return (len(solid) == 1 and len(marks) == 1 and solid[0]["ink"] >= CORRECTION_SOLID
+            and CORRECTION_MARK[0] <= marks[0]["ink"] <= CORRECTION_MARK[1]
+            and marks[0]["spill_max"] <= SPILL_EMPTY_MAX
+            and marks[0]["faint"] <= max(FAINT_MAX, 0.35 * marks[0]["ink"])  # a pen line's soft edge, no more
+            and all(s[0] == "empty" for s in states if s[0] not in ("cancelled", "marked"))
+            and all(b["ink"] <= CORRECTION_EMPTY and b["faint"] <= FAINT_MAX / 2 and b["spill_max"] <= 0.05
+                    for b in rest))
 
 
 def decide_ink(raw: dict[str, Any]) -> bool:
@@ -420,6 +551,7 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     max_tile = float(frac.max()) if frac.size else 0.0
     max_light = float(light_frac.max()) if light_frac.size else 0.0
     raw = {"tiles": tiles, "tiles_inked": inked_tiles, "max_tile": round(max_tile, 4),
+           "printed": round(_frame_printed(crop, field, origin, ppm, (m + sx, m + sy, bw, bh)), 3),
            "ink_fraction": round(float(n_inked) / max(1, n_usable), 4),
            "max_light_tile": round(max_light, 4),
            "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(paper, 1)}
@@ -427,6 +559,33 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
         raw["faint_only"] = True
         raw["ink_confidence"] = 0.5
     return raw, crop
+
+
+def _frame_printed(crop: np.ndarray, field: dict, origin, ppm: float, frame_px) -> float:
+    """The weakest stretch of printed outline of a handwriting field: of its frame; for a comb (no
+    frame of its own: the gaps between groups are open), of the outer frame of each group of cells
+    (the walls between cells are left out: two rectangles' edges meet there, and blur away first)."""
+    one = np.array([0])
+    cells = field.get("cells_mm") or []
+    if not cells:
+        x0, y0, w, h = frame_px
+        return float(_edge_evidence(crop[None], one + x0, one + y0, one + x0 + w, one + y0 + h,
+                                    ppm).min())
+    groups: list[list] = [[cells[0]]]
+    for a, b in zip(cells, cells[1:]):
+        if b[0] - (a[0] + a[2]) > 0.5:
+            groups.append([])
+        groups[-1].append(b)
+    weakest = 1.0
+    for g in groups:
+        gx0, gy0 = g[0][0], min(c[1] for c in g)
+        gx1, gy1 = g[-1][0] + g[-1][2], max(c[1] + c[3] for c in g)
+        px = [int(round((v - o) * ppm)) for v, o in ((gx0, origin[0]), (gy0, origin[1]), (gx1, origin[0]),
+                                                      (gy1, origin[1]))]
+        seg = _edge_evidence(crop[None], one + px[0], one + px[1], one + px[2], one + px[3],
+                             ppm)
+        weakest = min(weakest, float(seg.min()))
+    return weakest
 
 
 def _tile_sums(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, int]]:

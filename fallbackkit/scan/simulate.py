@@ -133,6 +133,43 @@ def fill_page(image: np.ndarray, geometry: dict, dpi: float, rng: np.random.Gene
     return layer.apply(), truth
 
 
+def _field_rects(f: dict) -> list[list[float]]:
+    if "options" in f:
+        return [o["box_mm"] for o in f["options"]]
+    return [f["box_mm"]]
+
+
+def fields_under(geometry: dict, rect_mm, min_mm: float = 1.0) -> list[str]:
+    """Fields with a box (or a handwriting frame) under the axis-aligned rectangle rect_mm by at
+    least min_mm both ways: what an occluder lying there hides."""
+    x, y, w, h = rect_mm
+    out = []
+    for f in geometry["fields"]:
+        for bx, by, bw, bh in _field_rects(f):
+            if min(x + w, bx + bw) - max(x, bx) >= min_mm and min(y + h, by + bh) - max(y, by) >= min_mm:
+                out.append(f["name"])
+                break
+    return out
+
+
+def random_occluder(geometry: dict, rng: np.random.Generator, size_mm: tuple[float, float],
+                    clear_mm: float = 4.0) -> list[float]:
+    """A rectangle of size_mm over at least one field, clear of the code and the corner marks (so
+    that the page is still identified and aligned: what lies over fields is the silent case)."""
+    pw, ph = geometry["page_size_mm"]
+    keep_clear = [geometry["qr_mm"], *geometry["marks_mm"].values()]
+    w, h = size_mm
+    for _ in range(400):
+        f = geometry["fields"][int(rng.integers(0, len(geometry["fields"])))]
+        bx, by, bw, bh = _field_rects(f)[int(rng.integers(0, len(_field_rects(f))))]
+        x = float(np.clip(bx + bw / 2 - w * rng.uniform(0.1, 0.9), 0, pw - w))
+        y = float(np.clip(by + bh / 2 - h * rng.uniform(0.1, 0.9), 0, ph - h))
+        if all(x + w + clear_mm < kx or kx + kw + clear_mm < x or y + h + clear_mm < ky or ky + kh + clear_mm < y
+               for kx, ky, kw, kh in keep_clear) and fields_under(geometry, [x, y, w, h]):
+            return [round(x, 1), round(y, 1), w, h]
+    raise ValueError("no place for the occluder clear of the code and the marks")
+
+
 def _atomic_write(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -235,4 +272,4 @@ def _write_files(out_dir: Path, pages: list[dict[str, Any]], rng: np.random.Gene
     return files
 
 
-__all__ = ["simulate", "fill_page", "render_pdf", "identify", "page_transform"]
+__all__ = ["simulate", "fill_page", "render_pdf", "identify", "page_transform", "fields_under", "random_occluder"]

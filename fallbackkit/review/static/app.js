@@ -85,7 +85,7 @@
       crop.appendChild(frame);
     }
     var why = el("p", { "class": "why" }, [
-      S.why + ": ", el("span", { "class": "badge warn", text: r.reason || "?" }), "   " + S.machine + ": ",
+      S.why + ": ", el("span", { "class": "badge warn", text: r.reason_text || r.reason || "?" }), "   " + S.machine + ": ",
       el("b", { id: "machine", text: show(r.value) }), "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)"
     ]);
     var answer = el("div", { "class": "answer", id: "answer" });
