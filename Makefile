@@ -36,6 +36,7 @@ demo: install
 	$(PY) -m fallbackkit.demo
 
 test: install
+	$(VENV)/bin/ruff check fallbackkit tests bench tools
 	$(PY) -m pytest -q
 
 bench: install

@@ -93,7 +93,6 @@ def test_crops_of_fields_that_sanitise_alike_are_two_files(tmp_path):
 
 # --- item 16: CSV injection ----------------------------------------------------------------------
 def test_csv_export_neutralises_formulas(tmp_path):
-    from fallbackkit.store.decisions import record_review
     kit = _kit(tmp_path, ["100001,E1,Dupont,Léa,1961-02-03,F,3B,1,"])
     assert _run(kit.path, "print", "--ward", "3B", "--out", str(tmp_path / "w.pdf")).exit_code == 0
     form = forms_of(kit, "vitals", "3B")[0]

@@ -225,7 +225,7 @@ WORST_ALLERGIES = ("penicillin (anaphylaxis); sulfamethoxazole-trimethoprim (ras
 def test_worst_case_census_keeps_text_clear_of_code_marks_and_margins(tmp_path, langs, monkeypatch):
     """Every text box drawn (form furniture and the per-sheet header) stays inside the margins and
     out of the QR zone and the corner marks; and the ink on the rendered page agrees."""
-    from fallbackkit.generate import issue, render
+    from fallbackkit.generate import render
     from fallbackkit.templates.layout import MARGIN, mark_boxes, qr_zone, text_box
     kit = _worst_case_kit(tmp_path)
     drawn = []
@@ -315,7 +315,6 @@ def test_sections_kept_together_and_no_near_empty_pages(kit, tmp_path):
 def test_fr_nl_pack_cover_and_footer_in_the_chosen_languages(kit, tmp_path):
     """Issue 15 item 5: the cover sheet is all fr/nl, dates dd/mm/yyyy; titles wrap (never cut);
     the footer instruction does not run into the form code."""
-    from fallbackkit.generate import render
     from fallbackkit.templates.layout import text_box
     result = print_ward(kit, "3B", tmp_path / "w.pdf", langs=("fr", "nl"))
     cover = page_texts(result.out_path)[0]

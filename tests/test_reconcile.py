@@ -182,7 +182,8 @@ def test_suggestions_ignore_accents_case_and_order(kit, tmp_path):
     target = next(r for r in p if any(ord(ch) > 127 for ch in r[1] + r[2])) if any(
         any(ord(ch) > 127 for ch in r[1] + r[2]) for r in p) else p[0]
     import unicodedata
-    plain = lambda s: "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+    def plain(s):
+        return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
     cid = fake_scan(kit, sheets_of(kit, reg)[0], {"last_name": "x", "first_name": "x", "birth_date": "x"})
     transcribe(kit, cid, {"last_name": plain(target[2]).lower(), "first_name": plain(target[1]).upper(),
                           "birth_date": target[3]})

@@ -12,7 +12,6 @@ import datetime as _dt
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import BadInput

@@ -13,7 +13,6 @@ import base64
 import datetime as _dt
 import hashlib
 import json
-import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -704,7 +704,6 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     blank_new = meds.blank_rows_stock if context.get("blank_stock") else meds.blank_rows
     prn_info = [_med_info(m, panel_w - 2, "PRN") for m in prn]
     prn_lines = max(1, -(-meds.prn_slots // meds.slots_per_line))
-    new_lines = 1
     order_h = row_height(1, 0, True)
 
     def needed(n_prn: int, n_new: int) -> float:
