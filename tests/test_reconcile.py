@@ -467,3 +467,18 @@ def test_a_slot_with_writing_but_no_mark_waits_on_the_worklist(kit, ward_pack):
     with pytest.raises(Conflict):
         mark_item(kit, item.item_id, "entered", "clerk")
     mark_item(kit, item.item_id, "not-needed", "clerk")
+
+
+def test_picking_a_scan_never_makes_an_unsure_mark_the_value(kit, ward_pack):
+    """Fail closed: a mark the machine was unsure of is not settled by "take this scan's value";
+    the person gives the value itself."""
+    from fallbackkit.reconcile import resolve_conflict
+    lab = forms_of(kit, "lab-request")[0]
+    unsure = fake_scan(kit, lab, {"tests": ["cbc"], "fasting": True}, unsure=["fasting"])
+    fake_scan(kit, lab, {"tests": ["cbc"], "fasting": False})
+    assert any(c["field"] == "fasting" and not c["resolved"] for c in form(reconcile(kit), lab)["conflicts"])
+    with pytest.raises(BadInput, match="unsure"):
+        resolve_conflict(kit, lab, "fasting", None, "clerk", chosen_capture_id=unsure)
+    assert any(c["field"] == "fasting" and not c["resolved"] for c in form(reconcile(kit), lab)["conflicts"])
+    resolve_conflict(kit, lab, "fasting", True, "clerk", chosen_capture_id=unsure)
+    assert all(c["resolved"] for c in form(reconcile(kit), lab)["conflicts"] if c["field"] == "fasting")

@@ -174,6 +174,9 @@ def resolve_conflict(kit: Kit, sheet_id: str, field: str, value: Any, actor: str
             if value is None and chosen[0][2] in HANDWRITTEN_TYPES and ink and chosen_reading["source"] == "machine":
                 raise BadInput(f"capture {chosen_capture_id} shows handwriting in {field} that nobody has transcribed",
                                hint="type what is written as the value")
+            if not chosen_reading["resolved"]:  # fail closed: "unsure" never becomes the value by a pick
+                raise BadInput(f"capture {chosen_capture_id}'s reading of {field} is one the machine was unsure of",
+                               hint="look at the paper and give the value itself")
     note = f"conflict on {sheet_id} {field} resolved" + (
         f" (as capture {chosen_capture_id} shows)" if chosen_capture_id is not None else "")
     for reading_id, _cid, ftype in rows:
