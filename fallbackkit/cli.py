@@ -85,7 +85,33 @@ def _configure_logging(verbose: bool) -> None:
     logger.propagate = False
 
 
+# Top-level help lists the commands in the order of the work, grouped by who does it.
+WORKFLOW = (("Ward staff and the downtime coordinator", ("init", "census", "ids", "templates", "print", "sheets")),
+            ("Records clerks", ("scan", "quarantine", "readings", "review", "reconcile", "identities", "worklist")),
+            ("IT", ("export", "report", "backup", "restore", "check", "audit", "merge", "users")),
+            ("Drills and tests", ("simulate",)))
+
+
 class FallbackkitGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        ordered = [name for _, names in WORKFLOW for name in names if name in self.commands]
+        return ordered + sorted(set(self.commands) - set(ordered))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Whole one-line summaries (click cuts them at 45 characters), in workflow order."""
+        listed = set()
+        for title, names in WORKFLOW + (("Other", tuple(self.list_commands(ctx))),):
+            rows = []
+            for name in names:
+                command = self.commands.get(name)
+                if command is None or command.hidden or name in listed:
+                    continue
+                listed.add(name)
+                rows.append((name, command.get_short_help_str(limit=200)))
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         # patient data: whatever the user's umask, what the kit writes is readable by its owner only
         umask = os.umask(0o077)
@@ -479,6 +505,9 @@ def scan_cmd(ctx: KitContext, paths: tuple[Path, ...], workers: int | None, as_j
             say(ctx, f"FAILED {f['error']}")
     else:
         click.echo(format_summary(summary))
+    if not (summary.files_new or summary.files_resumed or summary.files_already_scanned or summary.files_failed):
+        click.echo(f"no files found in {', '.join(str(p) for p in paths)}: nothing was scanned (the scanner's"
+                   " output is read from PDF, TIFF, PNG and JPEG files, in folders too)", err=True)
     if not summary.ok:
         click.get_current_context().exit(int(ExitCode.FAILURES))
 

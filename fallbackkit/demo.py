@@ -5,6 +5,7 @@ the outputs are. Nothing here is special-cased: it is the CLI, run as a subproce
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -111,8 +112,22 @@ def scripted_clerk(kit_dir: Path, truth_files: list[Path]) -> None:
           f"{linked} downtime MRN linked, {entered} re-entry items marked entered")
 
 
-def main() -> None:
-    out = Path(tempfile.mkdtemp(prefix="fallbackkit-demo-"))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m fallbackkit.demo",
+        description="Run the whole job end to end on generated data: print ward packs and blank stock, fill and damage "
+                    "them, scan, let a scripted clerk decide, reconcile, export, report, back up; then say where the "
+                    "outputs are.")
+    parser.add_argument("--out", type=Path, help="an empty or new folder for the outputs (default: a new folder in "
+                                                  "the system's temporary folder)")
+    args = parser.parse_args(argv)
+    if args.out is not None:
+        if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+            parser.error(f"--out {args.out}: choose an empty or new folder (the demo makes a kit there)")
+        args.out.mkdir(parents=True, exist_ok=True)
+        out = args.out.resolve()
+    else:
+        out = Path(tempfile.mkdtemp(prefix="fallbackkit-demo-"))
     kit = out / "kit"
     print(f"fallbackkit demo in {out}")
     patients, meds = write_census(out / "census", {"3B": 8, "ICU": 4}, seed=7)

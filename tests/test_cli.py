@@ -143,3 +143,32 @@ def test_identities_link_checks_the_real_mrn_format_which_it_can_change(ready, t
         kit.close()
     assert rows == [("tester", '{"pattern": "[0-9]+"}', '{"pattern": "[A-Z]{2}[0-9]{4}"}')]
     assert links == [(dt1, "100345"), (dt2, "AB1234")]
+
+
+def test_top_level_help_lists_commands_in_workflow_order_with_whole_summaries():
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=100)
+    assert result.exit_code == 0
+    text = result.output
+    order = [text.index(f"\n  {name} ") for name in ("init", "census", "print", "scan", "review", "reconcile", "export")]
+    assert order == sorted(order)
+    assert "Ward staff" in text and "Records clerks" in text and "IT:" in text
+    assert "..." not in text.split("Commands", 1)[-1].split("Ward staff", 1)[-1], "no summary is cut"
+
+
+def test_scanning_an_empty_folder_says_no_files_found(run, tmp_path):
+    run("init")
+    empty = tmp_path / "inbox"
+    empty.mkdir()
+    result = run("scan", str(empty))
+    assert result.exit_code == 0 and f"no files found in {empty}" in result.output
+
+
+def test_demo_help_prints_help_and_out_must_be_empty(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fallbackkit.demo", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "--out" in done.stdout and "fallbackkit demo in" not in done.stdout
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    done = subprocess.run([sys.executable, "-m", "fallbackkit.demo", "--out", str(tmp_path / "full")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "empty or new folder" in done.stderr
