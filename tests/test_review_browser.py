@@ -110,7 +110,14 @@ def test_a_clerk_works_through_the_station(station, page):
 
     # transcribe: typing goes straight into the focused input, Enter saves
     shot(page, "review-transcribe")
-    page.keyboard.type("Community-acquired pneumonia")
+    page.keyboard.type("Community-acquired pneumonia z")  # a z typed into the box is text, not a shortcut
+    assert page.input_value("#typed").endswith(" z") and page.is_hidden("#pagebox")
+    page.keyboard.press("Alt+p")  # the whole page, without leaving the box
+    page.wait_for_selector("#pagebox svg")
+    page.keyboard.press("Alt+p")
+    page.wait_for_selector("#pagebox", state="hidden")
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")
     page.keyboard.press("Enter")
     page.wait_for_selector("#done:not([hidden])")
     review = current_review(kit.db, diagnosis)

@@ -45,7 +45,7 @@ _EN: dict[str, Any] = {
     "no_image": "no image stored", "empty_fields": "Empty",
     "js": {
         "accept": "Accept", "enter": "Enter", "skip": "Skip", "esc": "Esc", "illegible": "Illegible",
-        "zoom": "Whole page", "z": "Z", "machine": "Machine read", "why": "Why unsure",
+        "zoom": "Whole page", "z": "Alt+P", "machine": "Machine read", "why": "Why unsure",
         "type_here": "Type what is written", "suggested": "Suggested", "done": "Nothing left to review with these filters.",
         "blank": "blank", "ticked": "ticked", "empty": "empty", "confidence": "confidence",
         "saved": "Saved", "error": "Not saved", "type_or_illegible": "Type the value, or choose Illegible.",
@@ -98,7 +98,7 @@ _FR: dict[str, Any] = {
     "no_image": "pas d'image", "empty_fields": "Vides",
     "js": {
         "accept": "Valider", "enter": "Entrée", "skip": "Passer", "esc": "Échap", "illegible": "Illisible",
-        "zoom": "Page entière", "z": "Z", "machine": "Lu par la machine", "why": "Pourquoi un doute",
+        "zoom": "Page entière", "z": "Alt+P", "machine": "Lu par la machine", "why": "Pourquoi un doute",
         "type_here": "Tapez ce qui est écrit", "suggested": "Suggestion", "done": "Plus rien à vérifier avec ces filtres.",
         "blank": "vide", "ticked": "cochée", "empty": "non cochée", "confidence": "confiance",
         "saved": "Enregistré", "error": "Non enregistré", "type_or_illegible": "Tapez la valeur, ou choisissez Illisible.",
@@ -151,7 +151,7 @@ _NL: dict[str, Any] = {
     "no_image": "geen beeld", "empty_fields": "Leeg",
     "js": {
         "accept": "Aanvaarden", "enter": "Enter", "skip": "Overslaan", "esc": "Esc", "illegible": "Onleesbaar",
-        "zoom": "Hele pagina", "z": "Z", "machine": "Machinelezing", "why": "Waarom onzeker",
+        "zoom": "Hele pagina", "z": "Alt+P", "machine": "Machinelezing", "why": "Waarom onzeker",
         "type_here": "Typ wat er staat", "suggested": "Voorstel", "done": "Niets meer te controleren met deze filters.",
         "blank": "leeg", "ticked": "aangekruist", "empty": "niet aangekruist", "confidence": "zekerheid",
         "saved": "Bewaard", "error": "Niet bewaard", "type_or_illegible": "Typ de waarde, of kies Onleesbaar.",

@@ -92,7 +92,7 @@
     var actions = el("div", { "class": "actions" });
     var accept = el("button", { "class": "primary", id: "accept", type: "button" }, [S.accept + " ", el("kbd", { text: S.enter })]);
     var skip = el("button", { id: "skip", type: "button" }, [S.skip + " ", el("kbd", { text: S.esc })]);
-    var illegible = el("button", { id: "illegible", type: "button", text: S.illegible });
+    var illegible = el("button", { id: "illegible", type: "button" }, [S.illegible + " ", el("kbd", { text: "Alt+I" })]);
     var zoom = el("button", { id: "zoom", type: "button" }, [S.zoom + " ", el("kbd", { text: S.z })]);
     accept.addEventListener("click", function () { decide(false); });
     skip.addEventListener("click", skipItem);
@@ -303,6 +303,12 @@
   }
   var undoBtn = document.getElementById("undo-last");
   if (undoBtn) undoBtn.addEventListener("click", undoLast);
+  document.addEventListener("keydown", function (ev) {  // Alt+P (whole page) and Alt+I (illegible) work while typing
+    if (!current || !ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    var k = (ev.key || "").toLowerCase();
+    if (k === "p" || ev.code === "KeyP") { ev.preventDefault(); togglePage(); }
+    else if (k === "i" || ev.code === "KeyI") { ev.preventDefault(); if (!busy) send("illegible", null); }
+  });
   document.addEventListener("keydown", function (ev) {  // Alt+U works while typing in the box
     if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === "u" || ev.key === "U")) { ev.preventDefault(); undoLast(); }
   });
