@@ -12,6 +12,7 @@ import hmac
 import json
 import secrets
 import threading
+import time
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,9 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.url_map.converters["int"] = StoreId  # /readings/<int:...>: an id SQLite can hold, else 404
     app.config.update(KIT_PATH=kit_path, SESSION_MAX=session_max, SESSION_IDLE=session_idle,
-                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY, WORKLIST_PATIENTS_PER_PAGE=20)
+                      SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY,
+                      CLAIM_SECONDS=q.CLAIM_SECONDS, CLOCK=time.time,  # tests set a short claim or their own clock
+                      WORKLIST_PATIENTS_PER_PAGE=20)
     flashes: dict[str, list[tuple[str, str]]] = {}
     # A full reconcile reads every reading of the kit: it is computed again only when the store changed.
     cache_lock = threading.Lock()
@@ -332,18 +335,35 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     def api_next():
         f = _filters()
         after = _id_arg(request.args, "after") or 0
+        keep = _id_arg(request.args, "keep")  # the reading still on the clerk's screen (a prefetch)
         conn = g.kit.db.conn
-        # one read snapshot: the item handed out is waiting in the very state it is shown in (a
+        # one write transaction: the claim is taken atomically (two clerks asking at once never get
+        # the same reading) and the item handed out is waiting in the very state it is shown in (a
         # decision saved in between would otherwise reach the clerk as "seen", and be decided over)
-        conn.execute("BEGIN")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            rid = q.next_reading(g.kit.db, after, f.get("ward"), f.get("template"), f.get("reason"))
+            rid = q.claim_next(g.kit.db, g.user.name, after, keep, f.get("ward"), f.get("template"), f.get("reason"),
+                               now=app.config["CLOCK"](), seconds=app.config["CLAIM_SECONDS"])
             reading = _reading_json(rid) if rid is not None else None
-        finally:
+        except BaseException:
             conn.rollback()
+            raise
+        conn.commit()
         if reading is None:
             return jsonify({"done": True})
         return jsonify({"done": False, "reading": reading})
+
+    @app.post("/api/claims")
+    def api_claims():
+        """Renew the claims on the readings on the clerk's screen; answers the ones still theirs."""
+        body = request.get_json(silent=True)
+        ids = body.get("reading_ids") if isinstance(body, dict) else None
+        if (not isinstance(ids, list) or len(ids) > 10
+                or any(type(i) is not int or not 0 < i <= SQLITE_INT_MAX for i in ids)):
+            raise BadInput("send reading_ids: a list of at most 10 reading ids")
+        held = q.renew_claims(g.kit.db, g.user.name, ids, now=app.config["CLOCK"](),
+                              seconds=app.config["CLAIM_SECONDS"])
+        return jsonify({"held": held, "seconds": app.config["CLAIM_SECONDS"]})
 
     @app.get("/api/readings/<int:reading_id>")
     def api_reading(reading_id: int):

@@ -3,14 +3,23 @@
 The reading queue is "readings in status 'review' with no decision that counts" (a review that is
 neither an undo nor undone). `next_reading` walks the (status, reading_id) index and stops at the
 first match (LIMIT 1), so serving the next item costs the same with 10 or 10,000 items waiting.
+
+Several clerks at once: `claim_next` hands a clerk the next reading nobody else has claimed and
+claims it for them for CLAIM_SECONDS (renewed while it is on their screen, `renew_claims`). A claim
+ends when the reading is decided (store/decisions.py record_review), when the clerk moves on (their
+next request no longer keeps it) or when it expires, so nothing stays stuck with a clerk who left.
+A claim only decides who is handed what: deciding is still guarded by the 409 "decided meanwhile".
 """
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import NotFound
+
+CLAIM_SECONDS = 180.0  # a reading handed to a clerk stays theirs this long unless renewed (3 min)
 
 # No decision that counts, and the capture is the latest of its sheet (the one reconciliation uses;
 # a disagreement between captures shows up as a conflict instead).
@@ -41,23 +50,110 @@ def _filters(ward: str | None, template: str | None, reason: str | None) -> tupl
     return joins, where, params
 
 
-def next_sql(ward: str | None = None, template: str | None = None, reason: str | None = None
-             ) -> tuple[str, list[Any]]:
-    """The query behind next_reading: its first parameter is the reading id to start after."""
+# a live claim of someone else (params: actor, now) / a claim of this clerk (params: actor, now)
+CLAIMED_BY_OTHER = ("EXISTS (SELECT 1 FROM review_claims cl WHERE cl.reading_id = rd.reading_id"
+                    " AND cl.actor != ? AND cl.expires_at > ?)")
+CLAIMED_BY_ME = ("EXISTS (SELECT 1 FROM review_claims cl WHERE cl.reading_id = rd.reading_id"
+                 " AND cl.actor = ? AND cl.expires_at > ?)")
+
+
+def next_sql(ward: str | None = None, template: str | None = None, reason: str | None = None,
+             claims: str | None = None) -> tuple[str, list[Any]]:
+    """The query behind next_reading: its first parameter is the reading id to start after.
+
+    claims="free" also skips readings someone else has claimed, claims="mine" keeps only this
+    clerk's own; both then take the clerk's name and the time as their last two parameters."""
     joins, where, params = _filters(ward, template, reason)
+    if claims == "free":
+        where += f" AND NOT {CLAIMED_BY_OTHER}"
+    elif claims == "mine":
+        where += f" AND {CLAIMED_BY_ME}"
     return (f"SELECT rd.reading_id FROM readings rd{joins} WHERE rd.status = 'review' AND rd.reading_id > ?"
             f"{where} AND {PENDING} ORDER BY rd.reading_id LIMIT 1", params)
 
 
 def next_reading(conn, after: int = 0, ward: str | None = None, template: str | None = None,
-                 reason: str | None = None, wrap: bool = True) -> int | None:
-    """The id of the next reading waiting for a person after `after` (wrapping round once), or None."""
+                 reason: str | None = None, wrap: bool = True, *, actor: str | None = None,
+                 now: float | None = None, claims: str | None = None) -> int | None:
+    """The id of the next reading waiting for a person after `after` (wrapping round once), or None.
+
+    With actor (and claims="free", the default then), readings someone else claimed are skipped."""
     conn = _conn(conn)
-    sql, params = next_sql(ward, template, reason)
+    if actor is not None:
+        claims = claims or "free"
+    sql, params = next_sql(ward, template, reason, claims)
+    if claims:
+        params = [*params, actor, time.time() if now is None else now]
     row = conn.execute(sql, [after, *params]).fetchone()
     if row is None and wrap and after > 0:
         row = conn.execute(sql, [0, *params]).fetchone()
     return row[0] if row else None
+
+
+def _pending(conn, reading_id: int) -> bool:
+    return conn.execute(f"SELECT 1 FROM readings rd WHERE rd.reading_id = ? AND rd.status = 'review' AND {PENDING}",
+                        [reading_id]).fetchone() is not None
+
+
+def _hold(conn, reading_id: int, actor: str, now: float, seconds: float) -> bool:
+    """Claim (or renew) reading_id for actor unless someone else holds a live claim on it."""
+    conn.execute("INSERT INTO review_claims (reading_id, actor, claimed_at, expires_at) VALUES (?, ?, ?, ?)"
+                 " ON CONFLICT (reading_id) DO UPDATE SET actor = excluded.actor, expires_at = excluded.expires_at,"
+                 " claimed_at = CASE WHEN review_claims.actor = excluded.actor THEN review_claims.claimed_at"
+                 " ELSE excluded.claimed_at END"
+                 " WHERE review_claims.actor = excluded.actor OR review_claims.expires_at <= ?",
+                 [reading_id, actor, now, now + seconds, now])
+    row = conn.execute("SELECT actor FROM review_claims WHERE reading_id = ?", [reading_id]).fetchone()
+    return row is not None and row[0] == actor
+
+
+def claim_next(conn, actor: str, after: int = 0, keep: int | None = None, ward: str | None = None,
+               template: str | None = None, reason: str | None = None, *, now: float | None = None,
+               seconds: float = CLAIM_SECONDS) -> int | None:
+    """The next reading for this clerk, claimed for them, in one write transaction (BEGIN IMMEDIATE:
+    two clerks asking at the same instant never get the same reading).
+
+    after: the reading the clerk comes from; keep: the reading still on their screen (a prefetch),
+    which stays claimed. Every other claim of the clerk ends (they moved on). A clerk starting
+    afresh (no after, no keep: a reload, a new tab) gets back the reading they still hold."""
+    from ..store.decisions import write_transaction
+    conn = _conn(conn)
+    now = time.time() if now is None else now
+    with write_transaction(conn):
+        conn.execute("DELETE FROM review_claims WHERE expires_at <= ?", [now])
+        rid = None
+        if not after and keep is None:
+            rid = next_reading(conn, 0, ward, template, reason, actor=actor, now=now, claims="mine")
+        if rid is None:
+            rid = next_reading(conn, after, ward, template, reason, actor=actor, now=now)
+        held = [x for x in dict.fromkeys((rid, keep)) if x is not None]
+        marks = ",".join("?" * len(held))
+        conn.execute("DELETE FROM review_claims WHERE actor = ?" + (f" AND reading_id NOT IN ({marks})" if held else ""),
+                     [actor, *held])
+        for x in held:
+            if x == rid or _pending(conn, x):
+                _hold(conn, x, actor, now, seconds)
+    return rid
+
+
+def renew_claims(conn, actor: str, reading_ids: list[int], *, now: float | None = None,
+                 seconds: float = CLAIM_SECONDS) -> list[int]:
+    """Renew the clerk's claims on the readings on their screen; the ids they still hold (a reading
+    decided meanwhile or claimed by someone else after this clerk's claim expired is not held)."""
+    from ..store.decisions import write_transaction
+    conn = _conn(conn)
+    now = time.time() if now is None else now
+    held = []
+    with write_transaction(conn):
+        for rid in dict.fromkeys(reading_ids):
+            if _pending(conn, rid) and _hold(conn, rid, actor, now, seconds):
+                held.append(rid)
+    return held
+
+
+def release_claim(conn, reading_id: int) -> None:
+    """A decided reading is nobody's any more (called inside the decision's transaction)."""
+    _conn(conn).execute("DELETE FROM review_claims WHERE reading_id = ?", [reading_id])
 
 
 def list_queue(conn, ward: str | None = None, template: str | None = None, reason: str | None = None,

@@ -106,6 +106,7 @@ def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
         append_audit(conn, actor, f"review.{decision}", f"reading:{reading_id}",
                      {"machine": reading["value"], "review": before["value"] if before else None},
                      {"value": value, "sheet_id": reading["sheet_id"], "field": reading["field"], "note": note})
+        conn.execute("DELETE FROM review_claims WHERE reading_id = ?", [reading_id])  # a claim ends on decision
         return cur.lastrowid
 
 

@@ -40,12 +40,29 @@
       return r.json();
     });
   }
-  function fetchNext(after) { return getJSON(url("/api/next", "after=" + (after || 0))); }
+  // Each item handed out is claimed for this clerk (a few minutes, renewed below while it is on
+  // screen), so other clerks are handed other items. keep: the item still on screen stays claimed.
+  function fetchNext(after, keep) {
+    return getJSON(url("/api/next", "after=" + (after || 0) + (keep ? "&keep=" + keep : "")));
+  }
+  function renewClaims() {
+    var ids = [current, prefetched && prefetched.reading].filter(Boolean).map(function (r) { return r.reading_id; });
+    if (!ids.length || document.hidden) return;
+    fetch("/api/claims", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" },
+      body: JSON.stringify({ reading_ids: ids })
+    }).then(function (r) { return r.ok ? r.json() : null; }).then(function (d) {
+      // the prefetched item went to someone else meanwhile: fetch a fresh one when moving on
+      if (d && prefetched && prefetched.reading && d.held.indexOf(prefetched.reading.reading_id) < 0) prefetched = null;
+    }).catch(function () {});
+  }
+  window.setInterval(renewClaims, 60000);
   function prefetch() {
     prefetched = null;
     if (!current) return;
     var id = current.reading_id;
-    fetchNext(id).then(function (d) {
+    fetchNext(id, id).then(function (d) {
       if (current && current.reading_id === id) {
         prefetched = d;
         if (d.reading && d.reading.crop_url) { new Image().src = d.reading.crop_url; }
