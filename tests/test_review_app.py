@@ -460,11 +460,11 @@ def test_dashboard_counts_follow_the_store(app, scenario):
     assert printed == report["totals"]["sheets_printed"]
     assert sum(int(c[3]) for c in before.values()) == report["totals"]["readings_to_review"]
     assert _ward_counts(clerk) == before  # served again from the cache: same figures
-    rid = next_reading(scenario.kit.db)
+    detail = clerk.get("/api/next").get_json()["reading"]  # the clerk's own claim, if they hold one
+    rid = detail["reading_id"]
     ward = scenario.kit.db.conn.execute(
         "SELECT f.ward FROM readings r JOIN sheets s ON s.sheet_id = r.sheet_id JOIN forms f ON f.form_id = s.form_id"
         " WHERE r.reading_id = ?", [rid]).fetchone()[0] or "—"
-    detail = clerk.get("/api/next").get_json()["reading"]
     value = detail["options"][0] if detail.get("options") else "as written"
     assert _decide(clerk, csrf_of(clerk), rid, "correct" if detail.get("options") else "transcribe",
                    value).status_code == 200

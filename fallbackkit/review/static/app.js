@@ -45,9 +45,13 @@
   function fetchNext(after, keep) {
     return getJSON(url("/api/next", "after=" + (after || 0) + (keep ? "&keep=" + keep : "")));
   }
+  // renewed only while the clerk is at it: a screen left open by someone who walked away lets its
+  // items go a few minutes after the last key press or click
+  var lastActive = Date.now();
+  ["keydown", "pointerdown"].forEach(function (t) { document.addEventListener(t, function () { lastActive = Date.now(); }, true); });
   function renewClaims() {
     var ids = [current, prefetched && prefetched.reading].filter(Boolean).map(function (r) { return r.reading_id; });
-    if (!ids.length || document.hidden) return;
+    if (!ids.length || document.hidden || Date.now() - lastActive > 150000) return;
     fetch("/api/claims", {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" },
