@@ -12,7 +12,7 @@ import pytest
 from fallbackkit.generate import print_ward
 from fallbackkit.review import create_app
 from fallbackkit.review import users as u
-from fallbackkit.review.queue import CLAIM_SECONDS
+from fallbackkit.review.queue import CLAIM_SECONDS, queue_counts
 
 from kit_helpers import census_kit
 from review_helpers import PASSWORD, ServerThread, seed_queue
@@ -136,5 +136,8 @@ def test_skipping_the_last_unclaimed_reading_hands_it_back(station, clerks):
                             " AND reading_id != ?", [clock.now, clock.now + CLAIM_SECONDS, x])
     assert next_id(a, x) == x  # the screen keeps it and says it is the last one (static/app.js)
     assert next_id(b) is None  # nothing free for another clerk: done, though others hold items
+    status, data = b.request("GET", "/api/next")
+    waiting = sum(queue_counts(kit.db).values())  # every waiting reading is on someone else's screen
+    assert json.loads(data) == {"done": True, "claimed": waiting}  # the end screen says they are elsewhere
     assert b.decide(x) == 200  # a claim decides who is handed what, it never locks deciding (409 does)
     assert x not in claims(kit)

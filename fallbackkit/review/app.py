@@ -349,8 +349,9 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
             conn.rollback()
             raise
         conn.commit()
-        if reading is None:
-            return jsonify({"done": True})
+        if reading is None:  # nothing free: say how many are on other clerks' screens (they may come back)
+            return jsonify({"done": True, "claimed": q.claimed_by_others(g.kit.db, g.user.name,
+                                                                         now=app.config["CLOCK"]())})
         return jsonify({"done": False, "reading": reading})
 
     @app.post("/api/claims")

@@ -224,6 +224,7 @@ _EN["js"].update({
     "undo_last": "Undo my last decision", "undone_mine": "Your last decision was undone: decide again.",
     "open_conflicts": "{n} fields where two scans disagree", "open_quarantine": "{n} pages in quarantine to identify",
     "open_identities": "{n} downtime MRNs to link", "all_clear": "Nothing else is open.",
+    "open_claimed": "{n} items are on other clerks' screens: they come back here if left undecided.",
 })
 _FR["js"].update({
     "n_of": "Élément {n} sur {total}", "time_left": "environ {t} restantes à votre rythme",
@@ -232,6 +233,7 @@ _FR["js"].update({
     "undo_last": "Annuler ma dernière décision", "undone_mine": "Votre dernière décision est annulée : décidez à nouveau.",
     "open_conflicts": "{n} champs où deux scans divergent", "open_quarantine": "{n} pages en quarantaine à identifier",
     "open_identities": "{n} numéros provisoires à lier", "all_clear": "Rien d'autre n'est ouvert.",
+    "open_claimed": "{n} éléments sont à l'écran d'autres agents : ils reviennent ici s'ils restent sans décision.",
 })
 _NL["js"].update({
     "n_of": "Item {n} van {total}", "time_left": "nog ongeveer {t} in uw tempo",
@@ -240,6 +242,7 @@ _NL["js"].update({
     "undo_last": "Mijn laatste beslissing ongedaan maken", "undone_mine": "Uw laatste beslissing is ongedaan gemaakt: beslis opnieuw.",
     "open_conflicts": "{n} velden waar twee scans verschillen", "open_quarantine": "{n} pagina's in quarantaine te identificeren",
     "open_identities": "{n} tijdelijke nummers te koppelen", "all_clear": "Verder is niets open.",
+    "open_claimed": "{n} items staan op het scherm van andere medewerkers: ze komen hier terug als er niet over beslist wordt.",
 })
 _EN.update({"take_scan": "Take scan {n} for the whole sheet", "field_by_field": "Field by field",
             "fields_disagree": "{n} fields disagree", "sheet_taken": "Sheet {sheet}: {n} fields settled from one scan.",

@@ -151,6 +151,13 @@ def renew_claims(conn, actor: str, reading_ids: list[int], *, now: float | None 
     return held
 
 
+def claimed_by_others(conn, actor: str, *, now: float | None = None) -> int:
+    """Readings waiting for a person that someone else holds a live claim on."""
+    conn = _conn(conn)
+    return conn.execute(f"SELECT COUNT(*) FROM readings rd WHERE rd.status = 'review' AND {CLAIMED_BY_OTHER}"
+                        f" AND {PENDING}", [actor, time.time() if now is None else now]).fetchone()[0]
+
+
 def release_claim(conn, reading_id: int) -> None:
     """A decided reading is nobody's any more (called inside the decision's transaction)."""
     _conn(conn).execute("DELETE FROM review_claims WHERE reading_id = ?", [reading_id])

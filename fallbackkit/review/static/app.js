@@ -77,7 +77,7 @@
   function render(d) {
     box.textContent = "";
     document.getElementById("done").hidden = true;
-    if (!d || d.done) { current = null; document.getElementById("done").hidden = false; showEnd(); return; }
+    if (!d || d.done) { current = null; document.getElementById("done").hidden = false; showEnd(d); return; }
     var r = d.reading; current = r; choice = null;
     var c = r.capture || {};
     var meta = el("div", { "class": "meta" }, [
@@ -293,11 +293,13 @@
     }
     showProgress();
   }
-  function showEnd() {
+  function showEnd(d) {
     var list = document.getElementById("done-open");
     if (progressEl) progressEl.textContent = "";
     if (!list) return;
     list.textContent = "";
+    // items other clerks have on screen: not done, they come back here if left undecided
+    if (d && d.claimed) list.appendChild(el("li", { id: "open-claimed", text: S.open_claimed.replace("{n}", d.claimed) }));
     getJSON(url("/api/progress", "end=1")).then(function (p) {
       var o = p.open || {};
       [["conflicts", "/conflicts"], ["quarantine", "/quarantine"], ["identities", "/identities"]].forEach(function (k) {
