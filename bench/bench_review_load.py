@@ -4,7 +4,9 @@ Builds a kit (census, ward pack 3B printed, N synthetic readings waiting), start
 `fallbackkit --quiet review` would run it (a subprocess, waitress on 127.0.0.1 only, its console
 captured), and lets six clerks work the queue for a bounded time: each asks for the next item
 (GET /api/next?after=<last>), decides it (POST .../decision with the review it saw) and moves on.
-Clerks often land on the same item: one decision must win, the others get 409 and move on.
+Each item handed out is claimed for the clerk it went to (review/queue.py claim_next), so the
+clerks are handed different items and 409s should be 0; were two to land on one, one decision must
+win and the other gets 409 and moves on.
 
 Prints: decisions saved, 409s, double decisions (readings with two decisions that count: must be
 0), p50/p95 of one decision (the POST) and of one keystroke (POST + next GET; target p95 <= 200 ms),
