@@ -183,17 +183,17 @@ def suggestion_accuracy(kit: Kit) -> dict[str, Any]:
 
 
 def _progress(times: list[_dt.datetime]) -> list[tuple[str, int]]:
-    """Cumulative items entered, per hour."""
+    """Cumulative items entered, at each full hour: from 0 at the hour of the first entry to the
+    total at the end of the hour of the last (so one hour of work is a line, not a lone point)."""
     if not times:
         return []
     start = times[0].replace(minute=0, second=0, microsecond=0)
-    end = times[-1]
-    out, i, t = [], 0, start
-    while t <= end:
+    out, i, t = [(start.strftime("%d/%m %H:00"), 0)], 0, start
+    while t <= times[-1]:
         t_next = t + _dt.timedelta(hours=1)
         while i < len(times) and times[i] < t_next:
             i += 1
-        out.append((t.strftime("%d %H:00"), i))
+        out.append((t_next.strftime("%d/%m %H:00"), i))
         t = t_next
     return out
 
@@ -361,11 +361,16 @@ def render_pdf(d: dict[str, Any], out: Path) -> Path:
         plot.x, plot.y, plot.width, plot.height = 12 * mm, 12 * mm, 150 * mm, 40 * mm
         plot.data = [[(i, n) for i, (_, n) in enumerate(d["progress"])]]
         plot.lines[0].strokeColor = colors.HexColor("#4e79a7")
-        plot.xValueAxis.valueMin = 0
+        points = d["progress"]
+        plot.xValueAxis.valueMin, plot.xValueAxis.valueMax = 0, len(points) - 1
+        step = max(1, (len(points) - 1) // 8)  # at most about nine hour labels
+        plot.xValueAxis.valueSteps = list(range(0, len(points), step))
+        plot.xValueAxis.labelTextFormat = lambda v: points[int(v)][0][-5:] if 0 <= int(v) < len(points) else ""
         plot.yValueAxis.valueMin = 0
+        plot.yValueAxis.valueMax = max(1, points[-1][1])
         plot.xValueAxis.labels.fontName = plot.yValueAxis.labels.fontName = fonts.REGULAR
         drawing.add(plot)
-        drawing.add(String(12 * mm, 56 * mm, f"Items entered, cumulative per hour from {d['progress'][0][0]}",
+        drawing.add(String(12 * mm, 56 * mm, f"Items entered, cumulative per hour, {d['progress'][0][0]} to {d['progress'][-1][0]}",
                            fontName=fonts.BOLD, fontSize=9))
         story.append(drawing)
     else:
