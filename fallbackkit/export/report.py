@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput
+from ..errors import BadInput, FallbackkitError
 from ..files import outside_kit
 from ..ids import pretty_sheet_id
 from ..store.audit import audit_head
@@ -129,7 +129,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
             for flag in f.get("flags", []):
                 flags.append({"ward": f.get("ward") or BLANK, "patient_mrn": f.get("patient_mrn"),
                               "form_id": f["form_id"], "template": f["template"], **flag})
-        flags.sort(key=lambda x: (x["ward"], x["patient_mrn"] or "", x["form_id"], x["code"]))
+        flags.sort(key=_flag_risk(kit))
 
     printed = sum(c["printed"] for c in per_group.values())
     returned = sum(c["returned"] for c in per_group.values())
@@ -180,6 +180,26 @@ def suggestion_accuracy(kit: Kit) -> dict[str, Any]:
     return {"shown": shown, "accepted": accepted, "corrected": shown - accepted,
             "accuracy": accepted / shown if shown else None, "prefilled": len(prefilled),
             "prefilled_corrected": sum(1 for o in prefilled if o != "accepted")}
+
+
+# Flags in order of clinical risk: what the form's re-entry items are (medication first: a dose
+# recorded wrong can be given twice), then the flags that say a value itself is doubtful.
+KIND_RISK = {"medication": 0, "vitals": 1, "result": 2, "order": 3, "registration": 4}
+CODE_RISK = {"mar_multiple_marks": 0, "mar_dose_unmarked": 1, "out_of_range": 2, "mar_slot_incomplete": 3}
+
+
+def _flag_risk(kit: Kit):
+    from ..generate import kit_templates
+    try:
+        templates = kit_templates(kit)
+    except FallbackkitError:  # a template that no longer loads: its flags are still listed, last
+        templates = {}
+    kinds = {name: min((KIND_RISK.get(r.kind, 9) for r in t.reentry), default=9) for name, t in templates.items()}
+
+    def key(flag: dict[str, Any]) -> tuple:
+        return (kinds.get(flag["template"], 9), CODE_RISK.get(flag["code"], 5), flag["ward"],
+                flag["patient_mrn"] or "", flag["form_id"], flag["code"])
+    return key
 
 
 def _progress(times: list[_dt.datetime]) -> list[tuple[str, int]]:
