@@ -262,3 +262,14 @@ def test_report_lists_flags_by_clinical_risk_medication_first(scenario):
     assert flags, "the scenario has flagged forms"
     ranks = [(kinds[f["template"]], CODE_RISK.get(f["code"], 5)) for f in flags]
     assert ranks == sorted(ranks)
+
+
+def test_report_shows_throughput_per_person(scenario):
+    kit, _ = scenario
+    conn = kit.db.conn
+    decisions = dict(conn.execute("SELECT actor, COUNT(*) FROM reviews WHERE decision != 'undo' GROUP BY actor"))
+    marks = dict(conn.execute("SELECT actor, COUNT(*) FROM worklist_marks GROUP BY actor"))
+    clerks = {c["actor"]: c for c in report_data(kit)["clerks"]}
+    assert set(clerks) == set(decisions) | set(marks)
+    for actor, c in clerks.items():
+        assert (c["decisions"], c["items_marked"]) == (decisions.get(actor, 0), marks.get(actor, 0))

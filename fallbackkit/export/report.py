@@ -156,7 +156,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
         "missing": missing, "conflicts": conflicts, "quarantine": quarantine, "flags": flags,
         "backlog": [{"ward": w, "template": t, "readings": n} for (w, t), n in sorted(backlog.items())],
         "backlog_reasons": backlog_reasons.most_common(),
-        "unlinked": sorted(unlinked), "progress": progress,
+        "unlinked": sorted(unlinked), "progress": progress, "clerks": clerk_throughput(kit),
         "quality": {"fit_error_median": statistics.median(fits) if fits else None,
                     "fit_error_p95": sorted(fits)[int(0.95 * (len(fits) - 1))] if fits else None,
                     "fit_histogram": _fit_histogram(fits),
@@ -200,6 +200,39 @@ def _flag_risk(kit: Kit):
         return (kinds.get(flag["template"], 9), CODE_RISK.get(flag["code"], 5), flag["ward"],
                 flag["patient_mrn"] or "", flag["form_id"], flag["code"])
     return key
+
+
+def clerk_throughput(kit: Kit) -> list[dict[str, Any]]:
+    """Per person: decisions on readings and re-entry items marked, over their working time."""
+    conn = kit.db.conn
+    people: dict[str, dict[str, Any]] = {}
+
+    def add(actor: str, what: str, at: str | None) -> None:
+        p = people.setdefault(actor, {"actor": actor, "decisions": 0, "items_marked": 0, "first": None, "last": None})
+        p[what] += 1
+        moment = _aware(at)
+        if moment:
+            p["first"] = min(p["first"] or moment, moment)
+            p["last"] = max(p["last"] or moment, moment)
+    for actor, at in conn.execute("SELECT actor, at FROM reviews WHERE decision != 'undo'"):
+        add(actor, "decisions", at)
+    for actor, at in conn.execute("SELECT actor, at FROM worklist_marks"):
+        add(actor, "items_marked", at)
+    out = []
+    for p in sorted(people.values(), key=lambda p: -(p["decisions"] + p["items_marked"])):
+        hours = (p["last"] - p["first"]).total_seconds() / 3600 if p["first"] and p["last"] else 0.0
+        out.append({**p, "first": p["first"].isoformat(timespec="minutes") if p["first"] else None,
+                    "last": p["last"].isoformat(timespec="minutes") if p["last"] else None,
+                    "per_hour": round((p["decisions"] + p["items_marked"]) / hours) if hours >= 0.25 else None})
+    return out
+
+
+def _clerk_rows(d: dict[str, Any]) -> list[list[Any]]:
+    return [[c["actor"], c["decisions"], c["items_marked"], (c["first"] or "")[11:16], (c["last"] or "")[11:16],
+             c["per_hour"] if c["per_hour"] is not None else "—"] for c in d["clerks"]]
+
+
+CLERK_HEADER = ["Person", "Decisions", "Items marked", "From", "To", "Per hour"]
 
 
 def _progress(times: list[_dt.datetime]) -> list[tuple[str, int]]:
@@ -374,6 +407,8 @@ def render_pdf(d: dict[str, Any], out: Path) -> Path:
         story.append(table([["Reason", "Readings"]] + [[r, n] for r, n in d["backlog_reasons"]]))
     else:
         story.append(Paragraph("None.", body))
+    story.append(Paragraph("Throughput per person", h2))
+    story.append(table([CLERK_HEADER] + _clerk_rows(d)) if d["clerks"] else Paragraph("No decision yet.", body))
     story.append(Paragraph("Re-entry progress", h2))
     if d["progress"]:
         drawing = Drawing(170 * mm, 60 * mm)
@@ -545,6 +580,8 @@ def render_html(d: dict[str, Any], out: Path) -> Path:
         _svg_bars([f"{b['ward']} {b['template']}" for b in d["backlog"]], [[b["readings"] for b in d["backlog"]]],
                   ["readings"], "Readings waiting for review") if d["backlog"] else "",
         _html_table(["Reason", "Readings"], [[r, n] for r, n in d["backlog_reasons"]]),
+        "</section><section><h2>Throughput per person</h2>",
+        _html_table(CLERK_HEADER, _clerk_rows(d)) if d["clerks"] else "<p>No decision yet.</p>",
         "</section><section><h2>Re-entry progress</h2>",
         _svg_line(d["progress"], "Items entered, cumulative per hour") if d["progress"]
         else "<p>No item has been marked entered yet.</p>",
