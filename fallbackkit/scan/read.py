@@ -176,15 +176,6 @@ def _edge_evidence_one(p: np.ndarray, x0: int, y0: int, x1: int, y1: int, ppm: f
     return np.array(out)
 
 
-def darkness(p: np.ndarray, black: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Darkness 0 (local paper) .. 1 (the page's black); local paper level = bright percentile.
-    Returns the darkness as sampled (thin printed lines intact, to find the outline) and after a
-    3x3 median (speckle removed, to measure ink). (The readers below use `_Levels` thresholds on the
-    grey values instead, which give the same results.)"""
-    lv = _Levels(p, black)
-    return lv.lut[p], lv.lut[cv2.medianBlur(p, 3)], lv.paper
-
-
 def _best_shift(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, band: tuple[int, int]) -> int:
     """Shift (px) that puts the printed outline's two edges (at lo and hi) on dark columns/rows.
     dark: boolean, pixels with darkness > 0.15."""
