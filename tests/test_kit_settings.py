@@ -104,6 +104,12 @@ def test_dst_gap_and_overlap_times_are_held_back_with_the_reason(brussels_kit, t
     assert f"{overlap}:c1" in pending and "happened twice in Europe/Brussels" in pending[f"{overlap}:c1"]
     assert not any(k.startswith((f"{gap}:", f"{overlap}:")) for k in obs)
     assert obs[f"{fine}:c1:pulse"]["effectiveDateTime"] == "2026-10-25T03:30:00+01:00"
+    # the worklist says so too, and does not call the item complete
+    from fallbackkit.reconcile import worklist
+    items = {i.item_id: i for i in worklist(kit)}
+    assert not items[f"{gap}:c1"].resolved and any("does not exist" in u for u in items[f"{gap}:c1"].unresolved)
+    assert not items[f"{overlap}:c1"].resolved and any("happened twice" in u for u in items[f"{overlap}:c1"].unresolved)
+    assert items[f"{fine}:c1"].resolved
 
 
 def test_to_instant_refuses_times_a_dst_change_skips_or_repeats():
