@@ -181,3 +181,11 @@ def test_national_number_check_digits(text, expected):
         with pytest.raises(values.ValueProblem) as exc:
             values.check_national_number(text)
         assert exc.value.code == "bad_national_number"
+
+
+def test_since_is_read_in_the_kits_zone(utc_machine):
+    from fallbackkit.export.collect import parse_since
+    assert parse_since("2026-11-28T14:00", "Europe/Brussels").isoformat() == "2026-11-28T14:00:00+01:00"
+    # a --since in the hour that repeats means the earlier instant: the filter includes more, never less
+    assert parse_since("2026-10-25T02:30", "Europe/Brussels").utcoffset() == dt.timedelta(hours=2)
+    assert parse_since("2026-11-28T14:00").utcoffset() == dt.timedelta(0)  # no zone: this (UTC) computer's

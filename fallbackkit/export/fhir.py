@@ -194,7 +194,7 @@ class FhirExport:
         self.marks = {item: status for item, status in kit.db.conn.execute(
             "SELECT item_id, status FROM worklist_marks ORDER BY id")}
         self.store = load(kit, ward)
-        self.since = parse_since(since)
+        self.since = parse_since(since, self.tz)
         self.b = BundleBuilder(self.store, mrn_system, encounter_system, stored_setting(kit, "accession_system"))
         self.bundles: dict[str, PatientBundle] = {}
         self.pending: list[dict[str, Any]] = []
