@@ -189,3 +189,8 @@ def test_since_is_read_in_the_kits_zone(utc_machine):
     # a --since in the hour that repeats means the earlier instant: the filter includes more, never less
     assert parse_since("2026-10-25T02:30", "Europe/Brussels").utcoffset() == dt.timedelta(hours=2)
     assert parse_since("2026-11-28T14:00").utcoffset() == dt.timedelta(0)  # no zone: this (UTC) computer's
+
+
+def test_init_records_the_zone_in_its_audit_row(brussels_kit):
+    after = brussels_kit.db.conn.execute("SELECT after FROM audit WHERE action = 'kit.init'").fetchone()[0]
+    assert json.loads(after)["tz"] == "Europe/Brussels"

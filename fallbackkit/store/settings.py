@@ -109,7 +109,7 @@ def kit_settings(kit: Any) -> list[dict[str, Any]]:
              "help": s.help} for name, s in SETTINGS.items()]
 
 
-def set_setting(kit: Any, name: str, value: str, actor: str, *, in_transaction: bool = False) -> str:
+def set_setting(kit: Any, name: str, value: str, actor: str) -> str:
     """Check and store a setting; audited (action 'kit.setting', before and after)."""
     if name not in SETTINGS:
         raise BadInput(f"unknown setting {name!r}", hint="one of " + ", ".join(SETTINGS))
@@ -117,15 +117,9 @@ def set_setting(kit: Any, name: str, value: str, actor: str, *, in_transaction: 
     value = setting.check(value)
     conn = _conn(kit)
 
-    def write() -> None:
+    with conn:
         before = stored_setting(conn, name)
         conn.execute("INSERT INTO kit_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
                      " value = excluded.value", [setting.key, value])
         append_audit(conn, actor, "kit.setting", name, {"value": before}, {"value": value})
-
-    if in_transaction:
-        write()
-    else:
-        with conn:
-            write()
     return value
