@@ -88,7 +88,7 @@ def _configure_logging(verbose: bool) -> None:
 # Top-level help lists the commands in the order of the work, grouped by who does it.
 WORKFLOW = (("Ward staff and the downtime coordinator", ("init", "census", "ids", "templates", "print", "sheets")),
             ("Records clerks", ("scan", "quarantine", "readings", "review", "reconcile", "identities", "worklist")),
-            ("IT", ("export", "report", "backup", "restore", "check", "audit", "merge", "users")),
+            ("IT", ("settings", "export", "report", "backup", "restore", "check", "audit", "merge", "users")),
             ("Drills and tests", ("simulate",)))
 
 
@@ -166,13 +166,45 @@ def cli(ctx: click.Context, kit_dir: Path, verbose: bool, quiet: bool, user: str
 @cli.command()
 @click.option("--templates", "templates_from", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Copy templates from this directory instead of the shipped ones.")
+@click.option("--tz", help="Time zone of the times written on paper (IANA name, e.g. Europe/Brussels;"
+                           " default: this computer's).")
 @pass_kit
-def init(ctx: KitContext, templates_from: Path | None) -> None:
-    """Create a new kit: store, secret, kit id, templates."""
+def init(ctx: KitContext, templates_from: Path | None, tz: str | None) -> None:
+    """Create a new kit: store, secret, kit id, templates, time zone."""
     from .store import init_kit
-    kit = ctx._kit = init_kit(ctx.kit_dir, ctx.actor, templates_from)  # closed by the group
+    from .store.settings import get_setting
+    kit = ctx._kit = init_kit(ctx.kit_dir, ctx.actor, templates_from, tz)  # closed by the group
     click.echo(f"kit {kit.kit_id} created at {kit.path}")
+    click.echo(f"time zone of paper times: {get_setting(kit, 'tz')}"
+               + ("" if tz else " (this computer's; change with: fallbackkit settings set tz ZONE)"))
     say(ctx, f"keep {kit.path / 'secret.key'} private: it signs every printed sheet")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def settings(click_ctx: click.Context, as_json: bool) -> None:
+    """Show the kit's settings (time zone, FHIR identifier systems); `settings set KEY VALUE` changes one."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    from .store.settings import kit_settings
+    rows = kit_settings(click_ctx.obj.kit())
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        value = row["value"] if row["value"] is not None else "(not set)"
+        click.echo(f"{row['name']:<24} {value}{'' if row['set'] or row['value'] is None else '  (default)'}")
+
+
+@settings.command("set")
+@click.argument("key")
+@click.argument("value")
+@pass_kit
+def settings_set(ctx: KitContext, key: str, value: str) -> None:
+    """Set KEY (tz, mrn_system, encounter_system, accession_system, national_number_system) to VALUE (audited)."""
+    from .store.settings import set_setting
+    click.echo(f"{key} = {set_setting(ctx.kit(), key, value, ctx.actor)}")
 
 
 # --- census ----------------------------------------------------------------------------------
@@ -880,9 +912,10 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path))
 @click.option("--ward", help="Only forms of this ward.")
 @click.option("--since", help="Only what was scanned or reviewed since this ISO date/time.")
-@click.option("--mrn-system", help="FHIR identifier system of the hospital's MRNs (default: a kit URN).")
+@click.option("--mrn-system", help="FHIR identifier system of the hospital's MRNs (default: the kit setting"
+                                   " mrn_system, else a kit URN).")
 @click.option("--skip-entered", is_flag=True, help="fhir: leave out items clerks marked entered or not needed.")
-@click.option("--tz", help="fhir: time zone of the times written on paper (IANA name; default: this computer's).")
+@click.option("--tz", help="fhir: time zone of the times written on paper (IANA name; default: the kit setting tz).")
 @click.option("--max-entries", type=click.IntRange(min=1),
               help="fhir: cut a patient's bundle into self-contained parts of at most N entries (e.g. 8).")
 @click.option("--json", "as_json", is_flag=True)
@@ -898,6 +931,8 @@ def export_cmd(ctx: KitContext, fmt: str, out_path: Path, ward: str | None, sinc
                    f" in {out_path}; {result['pending']} items not exported yet, listed in {result['pending_file']}")
         if result["skipped_entered"]:
             summary += f"; {result['skipped_entered']} items left out as already entered"
+        for note in result["identity_notes"]:
+            summary += f"\nnote: {note}"
         if result["removed_stale"]:
             say(ctx, f"removed {len(result['removed_stale'])} bundles of an earlier export that no longer apply")
     else:

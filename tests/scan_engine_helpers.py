@@ -71,7 +71,9 @@ def wrong_values(result: PageResult, truth: dict[str, dict[str, Any]]) -> list[s
             continue
         if r.type in MARK_TYPES and r.value != t["value"]:
             wrong.append(f"{r.field}: read {r.value!r}, truth {t['value']!r} ({t['style']})")
-        if r.type not in MARK_TYPES and t["ink"]:
+        if r.type not in MARK_TYPES and r.value is True and not t["ink"]:
+            wrong.append(f"{r.field}: a blank field accepted as signed")
+        if r.type not in MARK_TYPES and r.value is not True and t["ink"]:
             wrong.append(f"{r.field}: ink accepted as blank")
     return wrong
 

@@ -383,3 +383,17 @@ def test_unlinked_downtime_patient_is_its_own_patient(scene, tmp_path):
     enc = next(r for r in resources if r["resourceType"] == "Encounter")
     assert enc["identifier"][0] == {"system": f"urn:fallbackkit:{kit.kit_id}:downtime-episode",
                                     "value": info["blank_mrn"]}
+
+
+def test_progress_of_one_hour_of_work_is_a_line_from_zero_to_the_total():
+    """The report's "items entered, cumulative per hour" had a lone point (x axis 0 to 0.01) when every
+    item was entered within one hour."""
+    import datetime as dt
+
+    from fallbackkit.export.report import _progress
+    zone = dt.timezone(dt.timedelta(hours=1))
+    times = [dt.datetime(2026, 11, 30, 14, m, tzinfo=zone) for m in (5, 20, 41)]
+    assert _progress(times) == [("30/11 14:00", 0), ("30/11 15:00", 3)]
+    later = times + [dt.datetime(2026, 11, 30, 16, 2, tzinfo=zone)]
+    assert _progress(later) == [("30/11 14:00", 0), ("30/11 15:00", 3), ("30/11 16:00", 3), ("30/11 17:00", 4)]
+    assert _progress([]) == []

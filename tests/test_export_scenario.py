@@ -251,3 +251,25 @@ def test_hand_values_reach_the_bundle(fhir_out):
              if e["resource"]["resourceType"] == "Observation"
              and e["resource"]["code"].get("coding", [{}])[0].get("code") == "8310-5"]
     assert temps and set(temps) == {float(HAND_VALUES["temperature"])}
+
+
+def test_report_lists_flags_by_clinical_risk_medication_first(scenario):
+    kit, _ = scenario
+    from fallbackkit.export.report import CODE_RISK, KIND_RISK
+    from fallbackkit.generate import kit_templates
+    kinds = {n: min(KIND_RISK.get(r.kind, 9) for r in t.reentry) for n, t in kit_templates(kit).items()}
+    flags = report_data(kit)["flags"]
+    assert flags, "the scenario has flagged forms"
+    ranks = [(kinds[f["template"]], CODE_RISK.get(f["code"], 5)) for f in flags]
+    assert ranks == sorted(ranks)
+
+
+def test_report_shows_throughput_per_person(scenario):
+    kit, _ = scenario
+    conn = kit.db.conn
+    decisions = dict(conn.execute("SELECT actor, COUNT(*) FROM reviews WHERE decision != 'undo' GROUP BY actor"))
+    marks = dict(conn.execute("SELECT actor, COUNT(*) FROM worklist_marks GROUP BY actor"))
+    clerks = {c["actor"]: c for c in report_data(kit)["clerks"]}
+    assert set(clerks) == set(decisions) | set(marks)
+    for actor, c in clerks.items():
+        assert (c["decisions"], c["items_marked"]) == (decisions.get(actor, 0), marks.get(actor, 0))

@@ -84,7 +84,7 @@ def test_every_format_is_read_and_blank_sheets_read_blank(kit, blank_lab, lab_pa
             if r["type"] in BLANK:
                 assert r["value"] == BLANK[r["type"]], r
             else:
-                assert r["value"] is None and r["ink"] is False, r
+                assert r["value"] is (False if r["type"] == "signature" else None) and r["ink"] is False, r
 
     # the originals are archived byte for byte, content-addressed; every page image is on disk
     for sha, archive, status, pages in _rows(kit, "SELECT sha256, archive_path, status, pages FROM input_files"):
@@ -315,10 +315,12 @@ def _check_against_truth(kit, sha: str, page_index: int, truth_page: dict, where
                 assert got == truth["value"], f"{where} {field}: read {value}, truth {truth}"
                 compared += 1
         else:
-            if truth["ink"]:  # a field with ink is never accepted as blank
+            if truth["ink"] and ftype == "signature":  # signed, or a person looks; never "not signed"
+                assert ink == 1 and (rstatus == "review" or value == "true"), f"{where} {field}: {value}"
+            elif truth["ink"]:  # a field with ink is never accepted as blank
                 assert rstatus == "review" and ink == 1, f"{where} {field}: ink not sent to review"
             elif rstatus == "accepted":
-                assert ink == 0, f"{where} {field}"
+                assert ink == 0 and value == ("false" if ftype == "signature" else None), f"{where} {field}"
                 compared += 1
     return compared
 
@@ -527,10 +529,14 @@ def test_review_crops_are_cut_on_demand_from_the_archived_original(kit, blank_la
     filled, truth = fill_page(lab_pages[0], geom, 200, rng, writing=1.0)
     write_jpeg(tmp_path / "in.jpg", filled)
     scan_paths(kit, [tmp_path / "in.jpg"], workers=0, progress=False)
+    every = _rows(kit, "SELECT reading_id, field, type, crop_path, ink FROM readings")
+    # only inked comb fields keep a crop file (the kit learns its ward's digits from them), and inked
+    # signatures (read as signed, nobody types them: the crop is what is kept of the signature)
+    assert every and all((r[3] is not None) == (r[2] in ("number", "datetime", "signature") and bool(r[4]))
+                         for r in every)
+    assert any(r[2] == "signature" and r[3] for r in every)
+    assert len(list((kit.path / "crops").rglob("*.png"))) == sum(r[3] is not None for r in every)
     rows = _rows(kit, "SELECT reading_id, field, type, crop_path, ink FROM readings WHERE status = 'review'")
-    # only inked comb fields keep a crop file (the kit learns its ward's digits from them)
-    assert rows and all((r[3] is not None) == (r[2] in ("number", "datetime") and bool(r[4])) for r in rows)
-    assert len(list((kit.path / "crops").rglob("*.png"))) == sum(r[3] is not None for r in rows)
     expected = engine.read_page(cv2.imread(str(tmp_path / "in.jpg"), cv2.IMREAD_GRAYSCALE), kit_id=kit.kit_id,
                                 secret=kit.secret, geometry_for=lambda s: geom)
     for rid, name, type_, _, _ in rows:

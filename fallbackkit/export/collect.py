@@ -22,8 +22,10 @@ from ..store.kit import Kit
 
 
 # --- writing files that hold patient data -----------------------------------------------------
-def parse_since(text: str | None) -> _dt.datetime | None:
-    """`--since` accepts an ISO date or date-time; without an offset it means local time."""
+def parse_since(text: str | None, zone: str | None = None) -> _dt.datetime | None:
+    """`--since` accepts an ISO date or date-time; without an offset it is a wall-clock time in the
+    kit's zone (settings 'tz'; this computer's when no zone is given). A time a DST change skips or
+    repeats means the earlier of its two readings: a filter that includes more loses nothing."""
     if not text:
         return None
     try:
@@ -31,7 +33,14 @@ def parse_since(text: str | None) -> _dt.datetime | None:
     except ValueError:
         raise BadInput(f"--since {text!r} is not a date or date-time",
                        hint="use ISO form, e.g. 2026-11-28 or 2026-11-28T14:00") from None
-    return value if value.tzinfo else value.astimezone()
+    if value.tzinfo:
+        return value
+    if not zone:
+        return value.astimezone()
+    from zoneinfo import ZoneInfo
+    tz = ZoneInfo(zone)
+    return min(value.replace(tzinfo=tz, fold=0), value.replace(tzinfo=tz, fold=1),
+               key=lambda m: m.astimezone(_dt.timezone.utc))
 
 
 def _aware(text: str | None) -> _dt.datetime | None:

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from ..errors import BadInput
 from ..store.kit import Kit, now_iso
+from ..store.settings import check_zone, get_setting, stored_setting, system_zone
 from ..files import OutputFiles, file_name, outside_kit
 from ..templates import values as paper_values
 from ..templates.model import Template
@@ -57,23 +58,16 @@ def parse_date(value: Any) -> _dt.date:
 
 
 def _localize(moment: _dt.datetime, tz: str | None) -> _dt.datetime:
-    """A wall-clock time from the paper, in the hospital's zone (default: this computer's)."""
+    """A wall-clock time from the paper, in the kit's zone (settings 'tz'; default: this computer's).
+    A time a DST change skips or repeats is Unsettled: a person says which instant was meant."""
     if moment.tzinfo:
         return moment
-    if tz:
-        from zoneinfo import ZoneInfo
-        return moment.replace(tzinfo=ZoneInfo(tz))
-    return moment.astimezone()
+    return _unsettled(lambda m: paper_values.to_instant(m, tz or system_zone()), moment)
 
 
 def zone_ok(tz: str | None) -> None:
-    if not tz:
-        return
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadInput(f"unknown time zone {tz!r}", hint="use an IANA name such as Europe/Brussels") from None
+    if tz:
+        check_zone(tz)
 
 
 def care_time(day: Any, time: Any, tz: str | None = None) -> str:
@@ -121,10 +115,13 @@ class PatientBundle:
 
 
 class BundleBuilder:
-    def __init__(self, store: Store, mrn_system: str | None = None):
+    def __init__(self, store: Store, mrn_system: str | None = None, encounter_system: str | None = None,
+                 accession_system: str | None = None):
         self.store = store
         self.base = f"urn:fallbackkit:{store.kit_id}"
         self.mrn_system = mrn_system or f"{self.base}:mrn"
+        self.encounter_system = encounter_system or f"{self.base}:encounter"
+        self.accession_system = accession_system or f"{self.base}:downtime-accession"  # as before: re-sends stay idempotent
 
     def system(self, name: str) -> str:
         return f"{self.base}:{name}"
@@ -177,7 +174,19 @@ class FhirExport:
                  mrn_system: str | None = None, skip_entered: bool = False, tz: str | None = None):
         zone_ok(tz)
         self.kit = kit
-        self.tz = tz
+        self.tz = tz or get_setting(kit, "tz")  # the flag overrides the kit setting
+        mrn_system = mrn_system or stored_setting(kit, "mrn_system")
+        encounter_system = stored_setting(kit, "encounter_system")
+        self.national_number_system = get_setting(kit, "national_number_system")
+        self.identity_notes = []
+        if not mrn_system:
+            self.identity_notes.append(
+                "no MRN identifier system is set: patients will be CREATED on the receiving server, not matched"
+                " to its records (fallbackkit settings set mrn_system URI, or --mrn-system)")
+        if not encounter_system:
+            self.identity_notes.append(
+                "no encounter identifier system is set: encounters will be CREATED on the receiving server, not"
+                " matched (fallbackkit settings set encounter_system URI)")
         from ..generate import kit_templates
         self.templates: dict[str, Template] = kit_templates(kit)
         self.skip_entered = skip_entered
@@ -185,8 +194,8 @@ class FhirExport:
         self.marks = {item: status for item, status in kit.db.conn.execute(
             "SELECT item_id, status FROM worklist_marks ORDER BY id")}
         self.store = load(kit, ward)
-        self.since = parse_since(since)
-        self.b = BundleBuilder(self.store, mrn_system)
+        self.since = parse_since(since, self.tz)
+        self.b = BundleBuilder(self.store, mrn_system, encounter_system, stored_setting(kit, "accession_system"))
         self.bundles: dict[str, PatientBundle] = {}
         self.pending: list[dict[str, Any]] = []
         self.exported: list[dict[str, Any]] = []
@@ -213,6 +222,11 @@ class FhirExport:
             resource["birthDate"] = census["birth_date"]
             if census.get("sex") and census["sex"].lower() in GENDER:
                 resource["gender"] = GENDER[census["sex"].lower()]
+            if census.get("national_number"):
+                # a wrong check digit would attach the record to somebody else: left out, never guessed
+                digits = paper_values.national_number_or_none(census["national_number"])
+                if digits:
+                    identifiers.append({"use": "official", "system": self.national_number_system, "value": digits})
         else:
             self._demographics_from_paper(key, resource)
         if real:
@@ -268,7 +282,7 @@ class FhirExport:
         if not number and census and census.get("encounter"):
             number = census["encounter"]  # blank stock linked to a census patient: the admission it belongs to
         if number:
-            system = self.b.system("downtime-encounter") if number.startswith("DTE") else self.b.system("encounter")
+            system = self.b.system("downtime-encounter") if number.startswith("DTE") else self.b.encounter_system
         else:
             number, system = bundle.key, self.b.system("downtime-episode")
         resource = {"resourceType": "Encounter", "status": "unknown",
@@ -520,8 +534,10 @@ class FhirExport:
         if role("collected") is None:
             raise Unsettled(f"the {item.rule.date_words} ({roles['collected']}) is blank")
         when = parse_datetime(role("collected"), self.tz)
-        requisition = ({"system": self.b.system("downtime-accession"), "value": form.row["accession"]}
-                       if form.row["accession"] else {"system": self.b.system("form"), "value": form.form_id})
+        accession = form.row["accession"]
+        requisition = ({"system": self.b.system("downtime-accession") if accession.startswith("DTA")
+                        else self.b.accession_system, "value": accession}
+                       if accession else {"system": self.b.system("form"), "value": form.form_id})
         docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
         specimen_id = f"{form.form_id}:specimen"
         specimen = {"resourceType": "Specimen", "subject": {"reference": patient_url},
@@ -637,6 +653,6 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     stale = [p for p in out_dir.glob("bundle-*.json") if p.name not in written]
     for p in stale:
         p.unlink()
-    return {"removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": len(files), "files": [str(f) for f in files], "pending_file": str(pending_path),
+    return {"identity_notes": job.identity_notes, "tz": job.tz, "removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": len(files), "files": [str(f) for f in files], "pending_file": str(pending_path),
             "pending": len(result["pending"]), "items_exported": len(job.exported),
             "resources": sum(len(b["entry"]) for b in result["bundles"].values()), "patients": len(result["bundles"])}

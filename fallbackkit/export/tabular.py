@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import BadInput
 from ..files import OutputFiles, outside_kit
 from ..store.kit import Kit, now_iso
+from ..store.settings import get_setting
 from .collect import Store, _aware, load, parse_since, write_private
 
 READING_COLUMNS = ["reading_id", "form_id", "template", "ward", "bed", "patient_mrn", "downtime_mrn", "real_mrn",
@@ -40,8 +41,8 @@ def worklist_rows(kit: Kit, ward: str | None = None) -> list[dict[str, Any]] | N
     return rows
 
 
-def reading_rows(store: Store, since: str | None = None) -> list[dict[str, Any]]:
-    after = parse_since(since)
+def reading_rows(store: Store, since: str | None = None, zone: str | None = None) -> list[dict[str, Any]]:
+    after = parse_since(since, zone)
     rows = []
     for form in store.forms:
         page_of = {s["sheet_id"]: s["page"] for s in form.sheets}
@@ -108,10 +109,11 @@ def export_table(kit: Kit, fmt: str, out: Path | str, ward: str | None = None,
         raise BadInput(f"unknown format {fmt!r}", hint="use csv, json or fhir")
     out = outside_kit(kit.path, out, "an export")
     store = load(kit, ward)
-    readings = reading_rows(store, since)
+    zone = get_setting(kit, "tz")
+    readings = reading_rows(store, since, zone)
     worklist = worklist_rows(kit, ward)
     if worklist is not None and since:
-        after = parse_since(since)
+        after = parse_since(since, zone)
         worklist = [w for w in worklist if w["status"] == "pending" or
                     ((_aware(w.get("entered_at")) or after) >= after)]
     note = None if worklist is not None else "the re-entry worklist needs the reconcile stage, not installed"

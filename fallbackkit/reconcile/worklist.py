@@ -10,6 +10,7 @@ takes its items from here, so the ids a clerk marks are the ids exported.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,7 +19,8 @@ from .. import ids
 from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
 from ..store.kit import Kit, now_iso
-from ..templates.values import ValueProblem, combine, date_or_none, datetime_or_none
+from ..store.settings import get_setting
+from ..templates.values import ValueProblem, combine, date_or_none, datetime_or_none, to_instant
 from ..templates.model import HANDWRITTEN_TYPES, Template
 from ..templates.semantics import ItemRule, summary_text
 from .checks import template_of
@@ -69,6 +71,20 @@ def _combine(day: Any, time: Any) -> str | None:
         return combine(day, time).strftime("%Y-%m-%dT%H:%M")
     except ValueProblem:
         return None
+
+
+def _dst_problem(care_time: str | None, zone: str) -> str | None:
+    """A care time a DST change skips or repeats in the kit's zone: a person must say which instant
+    (the export holds the item back for the same reason)."""
+    if not care_time or "T" not in care_time:
+        return None
+    try:
+        to_instant(_dt.datetime.fromisoformat(care_time), zone)
+    except ValueProblem as exc:
+        return str(exc)
+    except ValueError:
+        return None
+    return None
 
 
 def _natural(item_id: str) -> list:
@@ -290,6 +306,7 @@ def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = 
     templates = templates if templates is not None else kit_templates(kit)
     census_names = {(snap, mrn): f"{last.upper()}, {first}" for snap, mrn, last, first in kit.db.conn.execute(
         "SELECT snapshot_id, mrn, last_name, first_name FROM patients")}
+    zone = get_setting(kit, "tz")
     items = []
     for start in range(0, len(form_ids), FORMS_PER_BATCH):
         reg = load_registry(kit, form_ids[start:start + FORMS_PER_BATCH])
@@ -300,6 +317,9 @@ def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = 
             patient = form["patient_mrn"] or (links[dt]["real_mrn"] if dt in links else dt)
             template = template_of(templates, form["template"], form["version"])
             for raw in _items_of_form(reg, run, form, template):
+                dst = _dst_problem(raw["care_time"], zone)
+                if dst:
+                    raw["unresolved"].append(dst)
                 mark = marks.get(raw["item_id"])
                 item = WorkItem(
                     item_id=raw["item_id"], kind=raw["kind"], form_id=fid, ward=form["ward"], patient_mrn=patient,

@@ -1,25 +1,7 @@
-"""Scan-back: read scanned sheets into the store (ingest, engine, pipeline).
+"""Scan-back: read scanned sheets into the store.
 
-The pipeline's public functions are importable from here; they are loaded on first use so that
-importing the engine alone (e.g. in a worker or by `simulate`) stays light.
+ingest (files to page images), locate (QR code and corner marks), read (fields), engine (one page),
+pipeline (files, workers, storage), plus the digit recogniser (digits, suggest, learn), reasons,
+crops, and the simulator used by drills and tests (simulate, marks, degrade). Import the module
+you need: `from fallbackkit.scan import pipeline`.
 """
-from __future__ import annotations
-
-from typing import Any
-
-_PIPELINE = ("scan_paths", "ScanSummary", "format_summary", "list_readings", "list_quarantine",
-             "assign_quarantined")
-_INGEST = ("iter_pages", "load_page", "count_pages", "sniff", "Page", "UnreadableFile")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _PIPELINE:
-        from . import pipeline
-        return getattr(pipeline, name)
-    if name in _INGEST:
-        from . import ingest
-        return getattr(ingest, name)
-    raise AttributeError(f"module 'fallbackkit.scan' has no attribute {name!r}")
-
-
-__all__ = [*_PIPELINE, *_INGEST]

@@ -337,7 +337,10 @@ def _measure_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, m
         return raw, None
     if ftype in read.HANDWRITTEN:
         raw, crop = read.measure_handwritten(image, hmat, f, black)
-        if read.decide_ink(raw) and f.get("cells_mm") and cells is not None:  # comb field: each cell, for a suggestion
+        if f.get("transcribe"):  # as printed on this sheet; decide() is re-run from the raw measures
+            raw["transcribe"] = f["transcribe"]
+        if read.decide_ink(raw) and f.get("cells_mm") and cells is not None \
+                and read.transcribe_mode(raw, ftype) == "yes":  # comb field: each cell, for a suggestion
             raw["cells"] = cells.add(image, hmat, f, black, raw["shift_mm"])
         return raw, crop
     return {}, None  # an unknown field type is never guessed at

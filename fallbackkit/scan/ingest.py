@@ -591,14 +591,5 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 120 else text[:117] + "..."
 
 
-def grey_from_array(image: np.ndarray) -> np.ndarray:
-    """Any decoded image array (grey, BGR, BGRA, bool) as 2-D uint8 grey."""
-    if image.dtype == bool:
-        image = image.astype(np.uint8) * 255
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
-    return np.ascontiguousarray(image.astype(np.uint8))
-
-
 __all__ = ["Page", "PageReader", "UnreadableFile", "sniff", "count_pages", "iter_pages", "load_page",
-           "MAX_PAGE_PIXELS", "MIN_PAGE_SIDE_PX", "KINDS", "grey_from_array", "decoder_messages"]
+           "MAX_PAGE_PIXELS", "MIN_PAGE_SIDE_PX", "KINDS", "decoder_messages"]

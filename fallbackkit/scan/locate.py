@@ -19,7 +19,6 @@ import numpy as np
 import zxingcpp
 
 MARK_SIZE_MM = 6.0
-MARK_HOLE_MM = 2.6
 WORK_PX_PER_MM = 3.0        # corner marks are searched on a copy at about 76 dpi
 MAX_WORK_SIDE = 1400
 MAX_FIT_MM = 5.0           # marks vs code worse than this: not aligned at all (poor fit starts lower)

@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..templates.model import default_transcribe
 from .reasons import english, join
 
 BOX_PX_PER_MM = 8.0
@@ -48,6 +49,7 @@ TILE_INK = 0.06        # a tile with this much ink is inked (SDAPS uses 6 %)
 TILE_FAINT = 0.025     # below TILE_INK but above this: faint, a person looks
 TILE_LIGHT = 0.08      # share of a tile with light ink (pencil, dry pen) that makes a person look
 HANDWRITTEN = ("number", "datetime", "text", "initials", "signature")
+SIGNED_MIN_TILES = 2   # ink-only fields: fewer inked 2 mm tiles than this is a trace, not a signature
 CROP_MARGIN_MM = 1.5   # paper kept around a handwritten field's box in its crop
 MARK_TYPES = ("checkbox", "choice", "multichoice")
 
@@ -174,15 +176,6 @@ def _edge_evidence_one(p: np.ndarray, x0: int, y0: int, x1: int, y1: int, ppm: f
         c = np.concatenate([[0.0], np.cumsum(contrast, dtype=np.float64)])
         out.append(float(((c[k:] - c[:-k]) / k).min()))
     return np.array(out)
-
-
-def darkness(p: np.ndarray, black: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Darkness 0 (local paper) .. 1 (the page's black); local paper level = bright percentile.
-    Returns the darkness as sampled (thin printed lines intact, to find the outline) and after a
-    3x3 median (speckle removed, to measure ink). (The readers below use `_Levels` thresholds on the
-    grey values instead, which give the same results.)"""
-    lv = _Levels(p, black)
-    return lv.lut[p], lv.lut[cv2.medianBlur(p, 3)], lv.paper
 
 
 def _best_shift(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, band: tuple[int, int]) -> int:
@@ -401,10 +394,21 @@ def is_covered(raw: dict[str, Any]) -> bool:
     return printed is not None and ref is not None and printed < VISIBLE_RATIO * ref
 
 
+def transcribe_mode(raw: dict[str, Any], type: str) -> str:
+    """How a handwritten field is decided: 'yes' (a person types it), 'ink-only' (ink present is the
+    value), 'no' (kept as image only). The sheet's geometry records it when the template chose other
+    than the type's default (signatures: ink-only, other handwriting: yes)."""
+    return raw.get("transcribe") or default_transcribe(type)
+
+
 def decide(raw: dict[str, Any], type: str, options: list[str] | None = None
            ) -> tuple[Any, float, str, str | None]:
     """Value, confidence, status ('accepted'|'review') and reason, from stored raw measures."""
     page_review = raw.get("page_review")
+    if type in HANDWRITTEN and transcribe_mode(raw, type) == "no":
+        # image only: nothing to type and no value, whatever the scan; the page and the field's crop
+        # stay for anyone who needs to look (never a review item: nobody has to decide anything)
+        return None, 0.95, "accepted", english("image_only")
     value, conf, status, reason = _decide(raw, type, options)
     if is_covered(raw):  # what was read is kept as the suggestion; a person looks at the paper
         reason = join(COVERED, reason)
@@ -418,6 +422,8 @@ def decide(raw: dict[str, Any], type: str, options: list[str] | None = None
 
 
 def _decide(raw: dict[str, Any], type: str, options: list[str] | None) -> tuple[Any, float, str, str | None]:
+    if type in HANDWRITTEN and transcribe_mode(raw, type) == "ink-only":
+        return _decide_ink_only(raw)
     if type in HANDWRITTEN:
         ink = decide_ink(raw)
         if ink:
@@ -471,6 +477,17 @@ def _clear_correction(boxes: list[dict], states: list[tuple]) -> bool:
             and all(s[0] == "empty" for s in states if s[0] not in ("cancelled", "marked"))
             and all(b["ink"] <= CORRECTION_EMPTY and b["faint"] <= FAINT_MAX / 2 and b["spill_max"] <= 0.05
                     for b in rest))
+
+
+def _decide_ink_only(raw: dict[str, Any]) -> tuple[Any, float, str, str | None]:
+    """A signature (or any ink-only field): clear ink is "signed" (True), a clean field "not signed"
+    (False). Anything in between (faint or light ink only, or a trace too small to be a signature)
+    goes to a person. decide() sends a covered field to review on top of this."""
+    if not decide_ink(raw):
+        return False, 0.95, "accepted", None
+    if raw.get("faint_only") or raw.get("tiles_inked", 0) < SIGNED_MIN_TILES:
+        return None, 0.5, "review", english("faint_writing")
+    return True, round(raw.get("ink_confidence", 0.9), 3), "accepted", None
 
 
 def decide_ink(raw: dict[str, Any]) -> bool:

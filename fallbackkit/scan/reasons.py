@@ -23,6 +23,7 @@ ENGLISH: dict[str, str] = {
     "corrected": "corrected on paper",   # a note on an accepted reading: one box cancelled, another marked
     "to_transcribe": "to transcribe",
     "faint_writing": "faint marks in the field",
+    "image_only": "kept as image only",  # a note on an accepted reading: the template says transcribe: no
     "covered": "covered or not visible",
     "weak_corner": "near a missing corner mark",
     "poor_fit": "poor page fit ({mm} mm)",

@@ -236,8 +236,12 @@ class Kit:
 
 
 def init_kit(path: Path | str, actor: str | None = None,
-             templates_from: Path | None = None) -> Kit:
+             templates_from: Path | None = None, tz: str | None = None) -> Kit:
+    """A new kit at PATH. tz: the time zone of the times written on paper (default: this
+    computer's), kept as the kit setting 'tz' (store/settings.py)."""
+    from .settings import SETTINGS, check_zone, system_zone
     path = Path(path)
+    zone = check_zone(tz) if tz else system_zone()
     if (path / "kit.json").exists() or (path / "store.sqlite").exists():
         raise KitExists(f"a kit already exists at {path}",
                         hint="use it as it is, or choose another directory with --kit")
@@ -260,11 +264,12 @@ def init_kit(path: Path | str, actor: str | None = None,
     created = now_iso()
     with db.conn:
         db["kit_meta"].insert_all([{"key": "kit_id", "value": kit_id},
-                                   {"key": "created_at", "value": created}])
+                                   {"key": "created_at", "value": created},
+                                   {"key": SETTINGS["tz"].key, "value": zone}])
         db["id_pools"].insert_all(
             [{"kind": k, "prefix": p, "next_value": 1} for k, p in POOL_PREFIXES.items()])
         append_audit(db, actor or default_actor(), "kit.init", kit_id, None,
-                     {"kit_id": kit_id, "path": str(path)})
+                     {"kit_id": kit_id, "path": str(path), "tz": zone})
     tmp = path / "kit.json.tmp"
     tmp.write_text(json.dumps({"kit_id": kit_id, "created_at": created, "format": 1,
                                "audit_head": audit_head(db.conn)}, indent=2))

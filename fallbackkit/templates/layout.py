@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ..fonts import BOLD, REGULAR, text_width_mm
-from .model import LANGS, FieldSpec, Medications, Option, Section, Template
+from .model import LANGS, FieldSpec, Medications, Option, Section, Template, default_transcribe
 
 PAPER_SIZES_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 
@@ -347,7 +347,11 @@ class Placer:
     # --- drawing ---------------------------------------------------------------------------
     def draw(self, page: _Page, spec: FieldSpec, name: str, x: float, y: float, w: float,
              show_label: bool = True, extra: dict[str, Any] | None = None) -> None:
-        extra = extra or {}
+        extra = dict(extra or {})
+        if spec.transcribe != default_transcribe(spec.type):
+            # how the reader decides the field (scan/read.py); recorded only when it is not the
+            # type's default, so the geometry of forms that keep the defaults stays as it was
+            extra["transcribe"] = spec.transcribe
         t = spec.type
         if t == "checkbox":
             page.box(x, y, BOX, BOX)

@@ -181,3 +181,53 @@ def printed_datetime(value: Any) -> str:
     if moment.tzinfo is not None and moment.utcoffset() == _dt.timedelta(0):
         moment = moment.astimezone()
     return moment.strftime("%d/%m/%Y %H:%M")
+
+
+# Instants: a wall-clock time from the paper in the kit's zone. A time a DST change skips or
+# repeats is never placed by guess: a person must say which instant was meant.
+def to_instant(naive: _dt.datetime, zone: Any) -> _dt.datetime:
+    """The instant a wall-clock time names in ``zone`` (a ZoneInfo or an IANA name).
+
+    Raises ValueProblem ``nonexistent_time`` (in the gap when clocks go forward) or
+    ``ambiguous_time`` (in the hour that repeats when clocks go back)."""
+    from zoneinfo import ZoneInfo
+    tz = zone if isinstance(zone, _dt.tzinfo) else ZoneInfo(str(zone))
+    if naive.tzinfo is not None:
+        return naive
+    first, second = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
+    text = naive.isoformat(sep=" ", timespec="minutes")
+    if first.utcoffset() != second.utcoffset():
+        back = first.astimezone(_dt.timezone.utc).astimezone(tz).replace(tzinfo=None)
+        if back != naive:
+            raise ValueProblem("nonexistent_time", text,
+                               f"{text} does not exist in {tz}: the clocks went forward over it (DST change);"
+                               " a person must say which time was meant", zone=str(tz))
+        raise ValueProblem("ambiguous_time", text,
+                           f"{text} happened twice in {tz}: the clocks went back (DST change);"
+                           " a person must say which of the two was meant", zone=str(tz))
+    return first
+
+
+# The Belgian national number (INSZ/NISS): 9 digits (birth date yymmdd + serial), then 2 check digits.
+_NISS = re.compile(r"\d{11}")
+
+
+def check_national_number(value: Any) -> str:
+    """The 11 digits of a Belgian INSZ/NISS whose check digits are right; separators (. - space) allowed.
+
+    Check = 97 - (first 9 digits mod 97); for people born from 2000 on the same with 2 prefixed
+    (2000000000 + the 9 digits). Either one matching is accepted: the yy of the number does not
+    say the century."""
+    text = str(value or "").strip()
+    digits = re.sub(r"[\s.\-]", "", text)
+    if not _NISS.fullmatch(digits):
+        raise ValueProblem("bad_national_number", text, f"{text!r} is not a national number (11 digits)")
+    base, check = int(digits[:9]), int(digits[9:])
+    if check not in (97 - base % 97, 97 - (2_000_000_000 + base) % 97):
+        raise ValueProblem("bad_national_number", text,
+                           f"{text!r} is not a valid national number: the check digits do not match")
+    return digits
+
+
+def national_number_or_none(value: Any) -> str | None:
+    return _or_none(check_national_number, value)
