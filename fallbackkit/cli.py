@@ -745,8 +745,9 @@ def worklist_cmd(click_ctx: click.Context, as_json: bool, ward: str | None, stat
     if as_json:
         emit_json([i.as_dict() for i in items])
     else:
-        table([{**i.as_dict(), "ready": "yes" if i.resolved else "no"} for i in items],
-              ["item_id", "kind", "patient_mrn", "care_time", "status", "ready", "summary"])
+        table([{**i.as_dict(), "ready": "yes" if i.resolved else "no",
+                "exported": "yes" if i.exported_at else "no"} for i in items],
+              ["item_id", "kind", "patient_mrn", "care_time", "status", "ready", "exported", "summary"])
 
 
 @worklist_cmd.command("mark")
@@ -911,7 +912,8 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
               help="csv: directory with readings.csv and worklist.csv; json: one file; fhir: directory of bundles.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path))
 @click.option("--ward", help="Only forms of this ward.")
-@click.option("--since", help="Only what was scanned or reviewed since this ISO date/time.")
+@click.option("--since", help="Only what was scanned or reviewed since this ISO date/time; fhir: LAST = only what"
+                               " changed since the last export (the kit's export record).")
 @click.option("--mrn-system", help="FHIR identifier system of the hospital's MRNs (default: the kit setting"
                                    " mrn_system, else a kit URN).")
 @click.option("--skip-entered", is_flag=True, help="fhir: leave out items clerks marked entered or not needed.")
@@ -926,9 +928,16 @@ def export_cmd(ctx: KitContext, fmt: str, out_path: Path, ward: str | None, sinc
     """Export readings and the re-entry worklist (csv/json) or FHIR R4 transaction bundles (fhir)."""
     from .export import export_fhir, export_table
     if fmt == "fhir":
-        result = export_fhir(ctx.kit(), out_path, ward, since, mrn_system, skip_entered, tz, max_entries)
+        result = export_fhir(ctx.kit(), out_path, ward, since, mrn_system, skip_entered, tz, max_entries,
+                             actor=ctx.actor)
         summary = (f"{result['bundles']} bundles for {result['patients']} patients ({result['resources']} resources, {result['items_exported']} items)"
                    f" in {out_path}; {result['pending']} items not exported yet, listed in {result['pending_file']}")
+        if result["withdrawn"]:
+            summary += f"; {result['withdrawn']} resources sent before are withdrawn (entered-in-error)"
+        if result["since_last"]:
+            summary += f"; {result['unchanged_since_last']} items unchanged since the last export left out"
+        summary += (f"; export record {result['export_id']}" if result["export_id"] is not None
+                    else "; not recorded (the kit is read-only): a later --since LAST or withdrawal will not know it")
         if result["skipped_entered"]:
             summary += f"; {result['skipped_entered']} items left out as already entered"
         for note in result["identity_notes"]:
@@ -936,7 +945,7 @@ def export_cmd(ctx: KitContext, fmt: str, out_path: Path, ward: str | None, sinc
         if result["removed_stale"]:
             say(ctx, f"removed {len(result['removed_stale'])} bundles of an earlier export that no longer apply")
     else:
-        result = export_table(ctx.kit(), fmt, out_path, ward, since)
+        result = export_table(ctx.kit(), fmt, out_path, ward, since, actor=ctx.actor)
         summary = f"{result['readings']} readings" + (
             f", {result['worklist']} worklist items" if result["worklist"] is not None else "") + \
             f" -> {', '.join(result['files'])}"

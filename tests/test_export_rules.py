@@ -68,8 +68,10 @@ def test_undo_puts_an_item_back_under_review(scene, tmp_path):
     undo_review(kit.db.conn, review_id, "supervisor", "wrong patient column")
     export_fhir(kit, tmp_path / "after")
     assert f"{info['vitals_form']}:c1" in _pending(tmp_path / "after")
-    assert not any(k.startswith(f"{info['vitals_form']}:c1:") for k in
-                   _items(_resources(tmp_path / "after", info["patient"])))
+    # the pulse sent before is withdrawn (issue 11 defect 1); the column's other values are not re-sent
+    after = {k: r for k, r in _items(_resources(tmp_path / "after", info["patient"])).items()
+             if k.startswith(f"{info['vitals_form']}:c1:")}
+    assert {k: r["status"] for k, r in after.items()} == {f"{info['vitals_form']}:c1:pulse": "entered-in-error"}
 
 
 def test_illegible_value_is_not_exported(scene, tmp_path):

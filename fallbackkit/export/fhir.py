@@ -14,13 +14,15 @@ import datetime as _dt
 import hashlib
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from ..errors import BadInput
-from ..store.kit import Kit, now_iso
+from ..store.exports import content_hash, last_sent, record_export_if_writable
+from ..store.kit import Kit, default_actor, now_iso
 from ..store.settings import check_zone, get_setting, stored_setting, system_zone
 from ..files import OutputFiles, file_name, outside_kit
 from ..templates import values as paper_values
@@ -35,6 +37,12 @@ LOINC = "http://loinc.org"
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+# resources a form's items share (one per patient, encounter, page, target); every other resource of
+# an item is the item's own, recorded per item in the export record and withdrawable
+SHARED_TYPES = ("Patient", "Encounter", "DocumentReference", "Provenance", "Binary", "Practitioner")
+ENTERED_IN_ERROR_NOTE = ("Observation", "MedicationAdministration", "ServiceRequest", "Specimen",
+                         "AllergyIntolerance")
 
 PRIORITY = {"routine": "routine", "urgent": "urgent", "stat": "stat"}
 GENDER = {"female": "female", "male": "male", "other": "other", "unknown": "unknown", "f": "female", "m": "male",
@@ -194,7 +202,14 @@ class FhirExport:
         self.marks = {item: status for item, status in kit.db.conn.execute(
             "SELECT item_id, status FROM worklist_marks ORDER BY id")}
         self.store = load(kit, ward)
-        self.since = parse_since(since, self.tz)
+        # --since LAST: what differs from what the export record says was last sent (content, not clock)
+        self.since_last = bool(since) and since.strip().upper() == "LAST"
+        self.since = None if self.since_last else parse_since(since, self.tz)
+        self.sent = last_sent(kit.db.conn)
+        self.records: dict[str, dict[str, Any]] = {}   # item id -> what this export sends for it
+        self.unchanged: list[str] = []
+        self.withdrawn: list[dict[str, Any]] = []
+        self.fields_of: dict[str, list[str]] = {}     # fullUrl -> the fields a resource comes from
         self.b = BundleBuilder(self.store, mrn_system, encounter_system, stored_setting(kit, "accession_system"))
         self.bundles: dict[str, PatientBundle] = {}
         self.pending: list[dict[str, Any]] = []
@@ -346,6 +361,7 @@ class FhirExport:
 
     def provenance(self, bundle: PatientBundle, target: str, target_id: str, form: Form, fields: list[str],
                    occurred: str | None, initials: str | None, doc_urls: list[str]) -> None:
+        self.fields_of[target] = list(fields)
         fvs = [form.fields[n] for n in fields if n in form.fields]
         agents = []
         if initials:
@@ -396,6 +412,19 @@ class FhirExport:
         builder = {"observation": self._observations, "medication-administration": self._medication,
                    "service-request": self._lab, "registration": self._registration}[item.rule.fhir]
         produced = builder(staged, item, values, patient_url, enc_url)
+        # per resource the fields it comes from (its Provenance's; the whole item for a Specimen)
+        owned = [{"request": e["request"], "resource": e["resource"],
+                  "fields": self.fields_of.get(e["fullUrl"], list(item.fields))} for e in staged.entries
+                 if e["resource"]["resourceType"] not in SHARED_TYPES]
+        record = {"item_id": item.key, "patient_mrn": key, "status": "sent", "resources": owned,
+                  "content_sha256": content_hash(owned)}
+        before = self.sent.get(item.key)
+        if (self.since_last and before and before["status"] == "sent"
+                and before["content_sha256"] == record["content_sha256"]):
+            self.unchanged.append(item.key)  # sent before as it is now: nothing to send
+            return 0
+        if owned:
+            self.records[item.key] = record
         if produced or item.rule.fhir == "registration":
             bundle.entries.extend(staged.entries)
             bundle.urls, bundle.patient_url = staged.urls, staged.patient_url
@@ -585,6 +614,7 @@ class FhirExport:
     def run(self) -> dict[str, Any]:
         from ..reconcile.worklist import items_by_form
         self.work = items_by_form(self.kit, [f.form_id for f in self.store.forms if f.captures], self.templates)
+        self.in_scope: dict[str, Form] = {}
         for form in self.store.forms:
             if not form.captures or not touched_since(form, self.since):
                 continue
@@ -592,6 +622,7 @@ class FhirExport:
                 self.pending.append({"form_id": form.form_id, "template": form.template, "item": None,
                                      "reason": "the form carries no patient identifier"})
                 continue
+            self.in_scope[form.form_id] = form
             for item in self.items(form):
                 mark = self.marks.get(item.key)
                 if self.skip_entered and mark in ("entered", "not-needed"):
@@ -608,8 +639,64 @@ class FhirExport:
                     continue
                 if n:
                     self.exported.append({"item": item.key, "resources": n, "patient_mrn": form.patient_key})
+        self.withdraw()
+        for key, bundle in self.bundles.items():
+            patients = [{"request": e["request"], "resource": e["resource"]} for e in bundle.entries
+                        if e["resource"]["resourceType"] == "Patient"]
+            # which patients were sent, so that a later link can retire a downtime-only Patient
+            self.records[f"patient:{key}"] = {"item_id": f"patient:{key}", "patient_mrn": key, "status": "sent",
+                                              "resources": patients, "content_sha256": content_hash(patients)}
         return {"bundles": {k: self.bundle_json(b) for k, b in sorted(self.bundles.items())},
                 "pending": self.pending}
+
+    def withdraw(self) -> None:
+        """A resource an earlier export sent for an item that this export does not send again (the
+        value was withdrawn on paper, a decision was undone, the item is unsettled again) is sent as
+        entered-in-error: the receiving record never keeps a value the kit no longer stands behind.
+        Only items of the forms this export covers (ward, --since) are looked at."""
+        skipped = {s["item"] for s in self.skipped}
+        pending = {p["item"]: p["reason"] for p in self.pending if p.get("item")}
+        for item_id, before in sorted(self.sent.items()):
+            form = self.in_scope.get(item_id.split(":", 1)[0])
+            if form is None or item_id in skipped or item_id in self.unchanged:
+                continue
+            now = self.records.get(item_id)
+            earlier = [r for r in before["resources"] if not r.get("withdrawn")]
+            if item_id in pending:
+                # unsettled again (a decision undone, a new capture that disagrees): withdraw what
+                # comes from a field that is not settled now; the rest stays as it was sent
+                unsettled = {n for n, fv in form.fields.items() if not fv.settled}
+                emptied = {n for n, fv in form.fields.items() if fv.settled and fv.value in (None, "", False, [])}
+                gone = [r for r in earlier if not r.get("fields") or unsettled & set(r["fields"])
+                        or (r["resource"]["resourceType"] == "Observation" and r["fields"][0] in emptied)]
+                reason = f"not settled any more: {pending[item_id]}"
+            else:
+                keep = {r["request"]["url"] for r in now["resources"]} if now else set()
+                gone = [r for r in earlier if r["request"]["url"] not in keep]
+                reason = "no longer on the paper after people's decisions"
+            if not gone:
+                continue
+            key = form.patient_key
+            bundle = self.bundles.get(key) or PatientBundle(key)
+            patient_url = self.patient(bundle, form)
+            enc_url = self.encounter(bundle, form, patient_url)
+            out = []
+            for r in gone:
+                resource = entered_in_error(r["resource"], patient_url, enc_url, reason)
+                bundle.entries.append({"fullUrl": "urn:uuid:" + str(uuid.uuid5(NS, r["request"]["url"])),
+                                       "resource": resource, "request": r["request"]})
+                out.append({"request": r["request"], "resource": resource, "withdrawn": True})
+                self.withdrawn.append({"item": item_id, "resource": r["request"]["url"], "reason": reason,
+                                       "patient_mrn": key})
+            self.bundles[key] = bundle
+            if now:
+                kept, digest = now["resources"], now["content_sha256"]
+            else:  # what an earlier export sent and nobody withdrew stays on the server as it was
+                kept = [r for r in earlier if r not in gone]
+                digest = content_hash([])
+            self.records[item_id] = {"item_id": item_id, "patient_mrn": key,
+                                     "status": "sent" if kept else "withdrawn", "resources": kept + out,
+                                     "content_sha256": digest}
 
     def bundle_json(self, bundle: PatientBundle) -> dict[str, Any]:
         return {"resourceType": "Bundle", "type": "transaction",
@@ -617,10 +704,42 @@ class FhirExport:
                 "timestamp": now_iso(), "entry": bundle.entries}
 
 
+def entered_in_error(sent: dict[str, Any], patient_url: str, enc_url: str, reason: str) -> dict[str, Any]:
+    """The resource as it was sent, marked entered-in-error, pointing at today's patient and
+    encounter entries; other references (a specimen, an order) are left out, so the entry needs
+    nothing else in its bundle."""
+    r = json.loads(json.dumps(sent))
+    rtype = r["resourceType"]
+    for name in list(r):
+        if name in ("subject", "patient"):
+            r[name] = {"reference": patient_url}
+        elif name in ("encounter", "context") and rtype != "DocumentReference":
+            r[name] = {"reference": enc_url}
+        elif '"urn:uuid:' in json.dumps(r[name]):
+            del r[name]
+    if rtype == "AllergyIntolerance":
+        r.pop("clinicalStatus", None)
+        r["verificationStatus"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+            "code": "entered-in-error"}]}
+    elif rtype == "RelatedPerson":
+        r["active"] = False
+    else:
+        r["status"] = "entered-in-error"
+    if rtype in ENTERED_IN_ERROR_NOTE:
+        r["note"] = [*r.get("note", []), {"text": f"entered in error (fallbackkit): {reason}"}]
+    return r
+
+
 def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
                 mrn_system: str | None = None, skip_entered: bool = False,
-                tz: str | None = None, max_entries: int | None = None) -> dict[str, Any]:
-    """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600.
+                tz: str | None = None, max_entries: int | None = None,
+                actor: str | None = None) -> dict[str, Any]:
+    """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600; then the
+    export record (store/exports.py): files, resources by type, hash, and per item what was sent.
+
+    since='LAST' sends only the items whose content differs from what the export record says was
+    last sent, and the withdrawals.
 
     With max_entries a patient's bundle bigger than that is written as self-contained parts
     (bundle-<MRN>.part<k>of<n>.json, see export/bundles.py), to be sent in order.
@@ -648,11 +767,16 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     write_private(pending_path, json.dumps(
         {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
          "note": "not exported: still under review, in conflict, or incomplete on paper",
-         "items": result["pending"], "skipped_entered": job.skipped}, indent=1, ensure_ascii=False))
+         "items": result["pending"], "skipped_entered": job.skipped, "withdrawn": job.withdrawn,
+         "unchanged_since_last": len(job.unchanged)}, indent=1, ensure_ascii=False))
     written = {f.name for f in files}
     stale = [p for p in out_dir.glob("bundle-*.json") if p.name not in written]
     for p in stale:
         p.unlink()
-    return {"identity_notes": job.identity_notes, "tz": job.tz, "removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": len(files), "files": [str(f) for f in files], "pending_file": str(pending_path),
+    by_type = Counter(e["resource"]["resourceType"] for b in result["bundles"].values() for e in b["entry"])
+    export_id = record_export_if_writable(kit, actor or default_actor(), "fhir", [*files, pending_path], by_type,
+                              [r for r in job.records.values()], ward, since)
+    return {"export_id": export_id, "withdrawn": len(job.withdrawn), "unchanged_since_last": len(job.unchanged),
+            "since_last": job.since_last,"identity_notes": job.identity_notes, "tz": job.tz, "removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": len(files), "files": [str(f) for f in files], "pending_file": str(pending_path),
             "pending": len(result["pending"]), "items_exported": len(job.exported),
             "resources": sum(len(b["entry"]) for b in result["bundles"].values()), "patients": len(result["bundles"])}

@@ -18,6 +18,7 @@ from typing import Any
 from .. import ids
 from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
+from ..store.exports import exported_at
 from ..store.kit import Kit, now_iso
 from ..store.settings import get_setting
 from ..templates.values import ValueProblem, combine, date_or_none, datetime_or_none, to_instant
@@ -51,6 +52,7 @@ class WorkItem:
     entered_at: str | None
     unresolved: list = field(default_factory=list)  # what still waits for a person, in words
     note: str | None = None
+    exported_at: str | None = None  # when an export last sent it (the export record, store/exports.py)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -302,6 +304,7 @@ def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = 
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
     links = current_links(kit)
     marks = _marks(kit)
+    exported = exported_at(kit.db.conn)
     reviews = current_reviews(kit)
     templates = templates if templates is not None else kit_templates(kit)
     census_names = {(snap, mrn): f"{last.upper()}, {first}" for snap, mrn, last, first in kit.db.conn.execute(
@@ -327,7 +330,8 @@ def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = 
                     status=mark["status"] if mark else "pending", resolved=not raw["unresolved"],
                     entered_by=mark["actor"] if mark and mark["status"] != "pending" else None,
                     entered_at=mark["at"] if mark and mark["status"] != "pending" else None,
-                    unresolved=raw["unresolved"], note=mark["note"] if mark else None)
+                    unresolved=raw["unresolved"], note=mark["note"] if mark else None,
+                    exported_at=exported.get(raw["item_id"]))
                 # what the exports need besides the item itself (not part of the item's JSON)
                 item.fields, item.rule, item.template = raw["fields"], raw["rule"], template
                 items.append(item)

@@ -1,0 +1,131 @@
+"""Re-entry after the first send (issue 11): the export record, `--since LAST`, withdrawals as
+entered-in-error, identity links after an export. Against the real FHIR engine where it matters."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from export_helpers import VITALS_C1, add_capture, readings_of, transcribe_all
+from fallbackkit.export import export_fhir
+from fallbackkit.export.bundles import split_transaction
+from fallbackkit.store.decisions import record_review, undo_review
+from fallbackkit.store.exports import exports, last_sent
+from fhir_engine_helpers import fhir_engine, schema_errors
+from kit_helpers import census_kit
+
+
+def _bundles(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("bundle-*.json"))]
+
+
+def _send(engine, out: Path) -> None:
+    for bundle in _bundles(out):
+        assert schema_errors(bundle) == []
+        for part in split_transaction(bundle, 8):
+            statuses = [e["response"]["status"] for e in engine.transaction(part)]
+            assert all(s.startswith("2") for s in statuses), statuses
+
+
+def _vitals_kit(tmp_path: Path):
+    """Ward 3B, one patient's vitals column 1 scanned and transcribed by a clerk."""
+    from fallbackkit.generate import print_ward
+    kit = census_kit(tmp_path, wards={"3B": 1})
+    pack = print_ward(kit, "3B", tmp_path / "w.pdf", actor="t")
+    sheet = next(s for s in pack.sheets if s["template"] == "vitals")
+    cap = add_capture(kit, sheet["sheet_id"], dict(VITALS_C1))
+    transcribe_all(kit, cap, VITALS_C1)
+    return kit, sheet, cap
+
+
+def _observation(engine, out: Path, item: str) -> list[dict]:
+    system = next(i["system"] for b in _bundles(out) for e in b["entry"]
+                  for i in e["resource"].get("identifier", []) if i["system"].endswith(":item"))
+    return engine.search("Observation", f"identifier={quote(f'{system}|{item}', safe='')}")
+
+
+def test_an_export_is_recorded_and_the_worklist_and_report_show_what_was_sent(tmp_path):
+    from fallbackkit.export import report_data
+    from fallbackkit.reconcile import worklist
+    kit, sheet, cap = _vitals_kit(tmp_path)
+    result = export_fhir(kit, tmp_path / "one", actor="it-anna")
+    [record] = exports(kit.db.conn)
+    assert record["actor"] == "it-anna" and record["format"] == "fhir"
+    assert {f["name"] for f in record["files"]} == {Path(f).name for f in result["files"]} | {"pending.json"}
+    assert all("/" not in f["name"] and len(f["sha256"]) == 64 for f in record["files"])
+    assert record["resources"]["Observation"] >= 7 and sum(record["resources"].values()) == result["resources"]
+    sent = last_sent(kit.db.conn)
+    item = f"{sheet['form_id']}:c1"
+    assert sent[item]["status"] == "sent"
+    assert {r["resource"]["resourceType"] for r in sent[item]["resources"]} == {"Observation"}
+    assert any(r["request"]["url"].startswith("Observation?identifier=") for r in sent[item]["resources"])
+    [c1] = [i for i in worklist(kit) if i.item_id == item]
+    assert c1.exported_at == record["at"]
+    assert report_data(kit)["totals"]["reentry_exported"] == 1
+    audit = kit.db.conn.execute("SELECT actor FROM audit WHERE action = 'export.fhir'").fetchall()
+    assert audit == [("it-anna",)]
+
+    # --since LAST: nothing changed, nothing sent
+    again = export_fhir(kit, tmp_path / "two", since="LAST")
+    assert again["bundles"] == 0 and again["unchanged_since_last"] == 1 and again["items_exported"] == 0
+    # a correction: only that item goes again
+    record_review(kit.db.conn, readings_of(kit, cap)["c1.pulse"], "correct", "91", "clerk2")
+    third = export_fhir(kit, tmp_path / "three", since="LAST")
+    assert third["items_exported"] == 1 and third["bundles"] == 1
+    pulses = [e["resource"] for b in _bundles(tmp_path / "three") for e in b["entry"]
+              if e["resource"]["resourceType"] == "Observation" and e["resource"]["code"]["text"] == "Heart rate"]
+    assert [p["valueQuantity"]["value"] for p in pulses] == [91]
+    assert len(exports(kit.db.conn)) == 3
+    kit.close()
+
+
+def test_an_undone_decision_and_a_value_withdrawn_on_paper_become_entered_in_error(tmp_path):
+    """A supervisor undoes the transcription of the pulse after a first send; a later decision
+    empties the temperature: on the re-send the server holds both as entered-in-error, the rest final."""
+    kit, sheet, cap = _vitals_kit(tmp_path)
+    item = f"{sheet['form_id']}:c1"
+    export_fhir(kit, tmp_path / "one")
+    with fhir_engine() as engine:
+        _send(engine, tmp_path / "one")
+        assert [o["status"] for o in _observation(engine, tmp_path / "one", f"{item}:pulse")] == ["final"]
+        count = len(engine.search("Observation"))
+        pulse_review = kit.db.conn.execute(
+            "SELECT review_id FROM reviews WHERE reading_id = ? ORDER BY review_id DESC",
+            [readings_of(kit, cap)["c1.pulse"]]).fetchone()[0]
+        undo_review(kit.db.conn, pulse_review, "supervisor1", "wrong patient's value")
+        record_review(kit.db.conn, readings_of(kit, cap)["c1.temperature"], "correct", None, "clerk2")
+        result = export_fhir(kit, tmp_path / "two")
+        assert result["withdrawn"] == 2
+        _send(engine, tmp_path / "two")
+        assert len(engine.search("Observation")) == count, "a withdrawal creates nothing"
+        for name in ("pulse", "temperature"):
+            [obs] = _observation(engine, tmp_path / "two", f"{item}:{name}")
+            assert obs["status"] == "entered-in-error", name
+            assert "entered in error" in obs["note"][-1]["text"]
+        [resp] = _observation(engine, tmp_path / "two", f"{item}:resp_rate")
+        assert resp["status"] == "final"
+        # the withdrawal is recorded: a third export does not send it again
+        third = export_fhir(kit, tmp_path / "three", since="LAST")
+        assert third["withdrawn"] == 0 and third["bundles"] == 0
+        # the pulse transcribed again: sent again, final
+        record_review(kit.db.conn, readings_of(kit, cap)["c1.pulse"], "transcribe", "84", "clerk2")
+        export_fhir(kit, tmp_path / "four", since="LAST")
+        _send(engine, tmp_path / "four")
+        [obs] = _observation(engine, tmp_path / "four", f"{item}:pulse")
+        assert obs["status"] == "final" and obs["valueQuantity"]["value"] == 84
+    pending = json.loads((tmp_path / "two" / "pending.json").read_text())
+    assert sorted(w["item"] for w in pending["withdrawn"]) == [item, item]
+    assert all("not settled" in w["reason"] or "no longer" in w["reason"] for w in pending["withdrawn"])
+    kit.close()
+
+
+def test_since_last_is_documented_and_refused_for_tables(tmp_path):
+    """`--since LAST` needs the export record: the CSV export takes a date, not LAST."""
+    from fallbackkit.errors import BadInput
+    from fallbackkit.export import export_table
+    kit, _, _ = _vitals_kit(tmp_path)
+    with pytest.raises(BadInput):
+        export_table(kit, "csv", tmp_path / "csv", since="LAST")
+    kit.close()
