@@ -129,3 +129,58 @@ def test_since_last_is_documented_and_refused_for_tables(tmp_path):
     with pytest.raises(BadInput):
         export_table(kit, "csv", tmp_path / "csv", since="LAST")
     kit.close()
+
+
+def test_a_link_after_an_export_moves_the_data_to_the_hospitals_patient_without_overwriting_it(tmp_path):
+    """`identities link DTM.. REAL` after a first send: the re-send adds the downtime identifier to
+    the hospital's Patient by a conditional PATCH (its name and phone stay), retires the downtime
+    Patient with a replaced-by link, and every resource of the later export references the real patient."""
+    from fallbackkit.generate import print_blank
+    from fallbackkit.reconcile import link_identity
+    from fallbackkit.store.settings import set_setting
+    kit = census_kit(tmp_path, wards={"3B": 1})
+    mrn_system = "https://hospital.example/fhir/mrn"
+    set_setting(kit, "mrn_system", mrn_system, "it")
+    pack = print_blank(kit, "vitals", 1, tmp_path / "b.pdf", actor="t")
+    sheet = pack.sheets[0]
+    downtime = kit.db.conn.execute("SELECT downtime_mrn FROM forms WHERE form_id = ?",
+                                   [sheet["form_id"]]).fetchone()[0]
+    values = {**VITALS_C1, "patient_name": "Unknown male", "__accept_handwriting__": True}
+    add_capture(kit, sheet["sheet_id"], values)
+    real = kit.db.conn.execute("SELECT mrn FROM patients ORDER BY mrn LIMIT 1").fetchone()[0]
+    export_fhir(kit, tmp_path / "one")
+    with fhir_engine() as engine:
+        status, hospital = engine.request("POST", "/Patient", {
+            "resourceType": "Patient", "identifier": [{"system": mrn_system, "value": real}],
+            "name": [{"family": "HOSPITAL-RECORD", "given": ["Kept"]}],
+            "telecom": [{"system": "phone", "value": "+32 2 555 01 01"}]})
+        assert status == 201
+        _send(engine, tmp_path / "one")
+        [temp] = [p for p in engine.search("Patient") if p["id"] != hospital["id"]]
+        assert all(o["subject"]["reference"] == f"Patient/{temp['id']}" for o in engine.search("Observation"))
+
+        link_identity(kit, downtime, real, "clerk1", "wristband")
+        result = export_fhir(kit, tmp_path / "two")
+        assert result["link_files"] == [f"link-{real}.json"]
+        link = json.loads((tmp_path / "two" / f"link-{real}.json").read_text())
+        assert link["type"] == "batch" and schema_errors(link) == []
+        for _ in range(2):  # a re-send of everything changes nothing the second time
+            _send(engine, tmp_path / "two")
+            answers = engine.transaction(link)
+        assert [a["response"]["status"][0] for a in answers] == ["4"], "the identifier is there already"
+        patients = {p["id"]: p for p in engine.search("Patient")}
+        assert len(patients) == 2
+        kept = patients[hospital["id"]]
+        assert kept["name"] == hospital["name"] and kept["telecom"] == hospital["telecom"]
+        assert [i["value"] for i in kept["identifier"] if i["value"] == downtime] == [downtime]
+        retired = patients[temp["id"]]
+        assert retired["active"] is False
+        assert retired["link"] == [{"other": {"reference": f"Patient/{hospital['id']}"}, "type": "replaced-by"}]
+        for rtype in ("Observation", "DocumentReference", "Encounter"):
+            found = engine.search(rtype)
+            sent = [e for b in _bundles(tmp_path / "two") for e in b["entry"] if e["resource"]["resourceType"] == rtype]
+            assert found and sent
+            fresh = [r for r in found if any(i in {json.dumps(x) for e in sent for x in e["resource"]["identifier"]}
+                                             for i in map(json.dumps, r.get("identifier", [])))]
+            assert fresh and all(r["subject"]["reference"] == f"Patient/{hospital['id']}" for r in fresh), rtype
+    kit.close()

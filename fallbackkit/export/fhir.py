@@ -210,6 +210,7 @@ class FhirExport:
         self.unchanged: list[str] = []
         self.withdrawn: list[dict[str, Any]] = []
         self.fields_of: dict[str, list[str]] = {}     # fullUrl -> the fields a resource comes from
+        self.link_patches: dict[str, list[str]] = {}  # real MRN -> downtime MRNs linked to it
         self.b = BundleBuilder(self.store, mrn_system, encounter_system, stored_setting(kit, "accession_system"))
         self.bundles: dict[str, PatientBundle] = {}
         self.pending: list[dict[str, Any]] = []
@@ -246,10 +247,57 @@ class FhirExport:
             self._demographics_from_paper(key, resource)
         if real:
             url = self.b.add(bundle, resource, self.b.mrn_system, real, create_only=True)
+            for d in downtime:
+                # the hospital's record is never overwritten: the downtime identifier is added by a
+                # conditional PATCH in link-<MRN>.json; a downtime-only Patient sent before is retired
+                if d not in self.link_patches.setdefault(key, []):
+                    self.link_patches[key].append(d)
+                if f"patient:{d}" in self.sent:
+                    self._retire_downtime_patient(bundle, d, real, url)
         else:
             url = self.b.add(bundle, resource, self.b.system("downtime-mrn"), key)
         bundle.patient_url = url
         return url
+
+    def _not_real(self, real: str) -> str:
+        return f"identifier:not={quote(f'{self.b.mrn_system}|{real}', safe='')}"
+
+    def _retire_downtime_patient(self, bundle: PatientBundle, downtime: str, real: str, real_url: str) -> None:
+        """The downtime-only Patient an earlier export sent: as it was sent, inactive, with a
+        `replaced-by` link to the real patient. Its condition leaves the real patient out (which
+        carries the downtime identifier too once it is linked)."""
+        sent = next(r["resource"] for r in self.sent[f"patient:{downtime}"]["resources"]
+                    if any(i.get("value") == downtime for i in r["resource"].get("identifier", [])))
+        resource = {**json.loads(json.dumps(sent)), "active": False,
+                    "link": [{"other": {"reference": real_url}, "type": "replaced-by"}]}
+        system = self.b.system("downtime-mrn")
+        url = "urn:uuid:" + str(uuid.uuid5(NS, f"retired|{system}|{downtime}"))
+        if ("Patient", url) in bundle.urls:
+            return
+        bundle.urls[("Patient", url)] = url
+        query = f"identifier={quote(f'{system}|{downtime}', safe='')}&{self._not_real(real)}"
+        bundle.entries.append({"fullUrl": url, "resource": resource,
+                               "request": {"method": "PUT", "url": f"Patient?{query}"}})
+
+    def link_bundle(self, key: str) -> dict[str, Any]:
+        """A batch (not a transaction) of conditional PATCHes that add each linked downtime MRN to
+        the hospital's Patient without replacing anything it holds. The condition
+        `identifier=<real>&identifier:not=<downtime>` matches only while the identifier is missing:
+        a re-send answers that entry with a 4xx 'no match' (nothing to do), which in a batch leaves
+        the other entries alone (in a transaction it would refuse them all)."""
+        entries = []
+        for d in self.link_patches[key]:
+            patch = [{"op": "add", "path": "/identifier/-",
+                      "value": {"use": "temp", "system": self.b.system("downtime-mrn"), "value": d}}]
+            query = (f"identifier={quote(f'{self.b.mrn_system}|{key}', safe='')}"
+                     f"&identifier:not={quote(self.b.system('downtime-mrn') + '|' + d, safe='')}")
+            entries.append({"fullUrl": "urn:uuid:" + str(uuid.uuid5(NS, f"link|{key}|{d}")),
+                            "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                                         "data": base64.b64encode(json.dumps(patch).encode()).decode()},
+                            "request": {"method": "PATCH", "url": f"Patient?{query}"}})
+        return {"resourceType": "Bundle", "type": "batch",
+                "identifier": {"system": self.b.system("link-bundle"), "value": key},
+                "timestamp": now_iso(), "entry": entries}
 
     def _demographics_from_paper(self, key: str, resource: dict[str, Any]) -> None:
         """A patient known only by a downtime MRN: name and birth date from a settled registration form."""
@@ -763,6 +811,10 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
         for k, bundle in enumerate(parts, start=1):
             suffix = ".json" if len(parts) == 1 else f".part{k}of{len(parts)}.json"
             named.append((outputs.claim(out_dir / file_name("bundle-", key, suffix), f"the bundle of {key}"), bundle))
+    for key in sorted(job.link_patches):
+        if key in result["bundles"]:  # only patients this export sends
+            named.append((outputs.claim(out_dir / file_name("link-", key, ".json"), f"the link batch of {key}"),
+                          job.link_bundle(key)))
     files = [write_private(path, json.dumps(bundle, indent=1, ensure_ascii=False)) for path, bundle in named]
     write_private(pending_path, json.dumps(
         {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
@@ -770,13 +822,14 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
          "items": result["pending"], "skipped_entered": job.skipped, "withdrawn": job.withdrawn,
          "unchanged_since_last": len(job.unchanged)}, indent=1, ensure_ascii=False))
     written = {f.name for f in files}
-    stale = [p for p in out_dir.glob("bundle-*.json") if p.name not in written]
+    stale = [p for p in [*out_dir.glob("bundle-*.json"), *out_dir.glob("link-*.json")] if p.name not in written]
     for p in stale:
         p.unlink()
     by_type = Counter(e["resource"]["resourceType"] for b in result["bundles"].values() for e in b["entry"])
     export_id = record_export_if_writable(kit, actor or default_actor(), "fhir", [*files, pending_path], by_type,
                               [r for r in job.records.values()], ward, since)
     return {"export_id": export_id, "withdrawn": len(job.withdrawn), "unchanged_since_last": len(job.unchanged),
-            "since_last": job.since_last,"identity_notes": job.identity_notes, "tz": job.tz, "removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": len(files), "files": [str(f) for f in files], "pending_file": str(pending_path),
+            "since_last": job.since_last,"identity_notes": job.identity_notes, "tz": job.tz, "removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": sum(f.name.startswith("bundle-") for f in files), "files": [str(f) for f in files],
+            "link_files": [f.name for f in files if f.name.startswith("link-")], "pending_file": str(pending_path),
             "pending": len(result["pending"]), "items_exported": len(job.exported),
             "resources": sum(len(b["entry"]) for b in result["bundles"].values()), "patients": len(result["bundles"])}
