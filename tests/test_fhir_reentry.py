@@ -184,3 +184,48 @@ def test_a_link_after_an_export_moves_the_data_to_the_hospitals_patient_without_
                                              for i in map(json.dumps, r.get("identifier", [])))]
             assert fresh and all(r["subject"]["reference"] == f"Patient/{hospital['id']}" for r in fresh), rtype
     kit.close()
+
+
+def test_the_scanned_page_travels_as_a_binary_and_no_local_path_leaves_the_kit(tmp_path):
+    """Defect 6: the page image as a Binary (or attachment.data), content type, size, SHA-1, a LOINC
+    document type; not the kit path, not 'archive/' or 'pages/', not the scanner's file name."""
+    import base64
+    import hashlib
+    kit, sheet, cap = _vitals_kit(tmp_path)
+    result = export_fhir(kit, tmp_path / "one", max_entries=8)
+    texts = [Path(f).read_text() for f in result["files"]] + [(tmp_path / "one" / "pending.json").read_text()]
+    for text in texts:
+        for leak in (str(kit.path), str(tmp_path), "archive/", "pages/", ".pdf"):
+            assert leak not in text, leak
+    parts = [json.loads(Path(f).read_text()) for f in result["files"]]
+    entries = [e for b in parts for e in b["entry"]]
+    docs = [e["resource"] for e in entries if e["resource"]["resourceType"] == "DocumentReference"]
+    binaries = {e["fullUrl"]: e["resource"] for e in entries if e["resource"]["resourceType"] == "Binary"}
+    assert docs and binaries
+    image = (kit.path / kit.db.conn.execute("SELECT image_path FROM captures WHERE capture_id = ?",
+                                            [cap]).fetchone()[0]).read_bytes()
+    for doc in docs:
+        assert doc["type"]["coding"] == [{"system": "http://loinc.org", "code": "8716-3", "display": "Vital signs"}]
+        att = doc["content"][0]["attachment"]
+        assert att["contentType"] == "image/png" and att["size"] == len(image)
+        assert att["hash"] == base64.b64encode(hashlib.sha1(image).digest()).decode()
+        assert base64.b64decode(binaries[att["url"]]["data"]) == image
+    for part in parts:  # a part that holds a DocumentReference holds its Binary too
+        urls = {e["fullUrl"] for e in part["entry"]}
+        assert all(e["resource"]["content"][0]["attachment"]["url"] in urls for e in part["entry"]
+                   if e["resource"]["resourceType"] == "DocumentReference")
+    with fhir_engine() as engine:
+        for _ in range(2):
+            for part in parts:
+                assert schema_errors(part) == []
+                engine.transaction(part)
+        [binary] = engine.search("Binary")
+        [doc] = engine.search("DocumentReference")
+        assert doc["content"][0]["attachment"]["url"] == f"Binary/{binary['id']}"
+        assert base64.b64decode(binary["data"]) == image
+    inline = export_fhir(kit, tmp_path / "two", page_images="inline")
+    entries = [e for f in inline["files"] for e in json.loads(Path(f).read_text())["entry"]]
+    assert not any(e["resource"]["resourceType"] == "Binary" for e in entries)
+    [doc] = [e["resource"] for e in entries if e["resource"]["resourceType"] == "DocumentReference"]
+    assert base64.b64decode(doc["content"][0]["attachment"]["data"]) == image
+    kit.close()

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import BadInput
 
-_REFERENCE = re.compile(r'"reference":\s*"(urn:uuid:[0-9a-f-]{36})"')
+_REFERENCE = re.compile(r'"(?:reference|url)":\s*"(urn:uuid:[0-9a-f-]{36})"')  # url: a page's Binary
 
 
 def _references(entry: dict[str, Any]) -> list[str]:

@@ -44,6 +44,8 @@ SHARED_TYPES = ("Patient", "Encounter", "DocumentReference", "Provenance", "Bina
 ENTERED_IN_ERROR_NOTE = ("Observation", "MedicationAdministration", "ServiceRequest", "Specimen",
                          "AllergyIntolerance")
 
+PAGE_IMAGES = ("binary", "inline", "none")  # how the scanned page travels: a Binary, attachment.data, not at all
+
 PRIORITY = {"routine": "routine", "urgent": "urgent", "stat": "stat"}
 GENDER = {"female": "female", "male": "male", "other": "other", "unknown": "unknown", "f": "female", "m": "male",
           "x": "other"}
@@ -179,8 +181,12 @@ def _agent(role: str, who: str) -> dict[str, Any]:
 
 class FhirExport:
     def __init__(self, kit: Kit, ward: str | None = None, since: str | None = None,
-                 mrn_system: str | None = None, skip_entered: bool = False, tz: str | None = None):
+                 mrn_system: str | None = None, skip_entered: bool = False, tz: str | None = None,
+                 page_images: str = "binary"):
         zone_ok(tz)
+        if page_images not in PAGE_IMAGES:
+            raise BadInput(f"--page-images {page_images!r}: one of {', '.join(PAGE_IMAGES)}")
+        self.page_images = page_images
         self.kit = kit
         self.tz = tz or get_setting(kit, "tz")  # the flag overrides the kit setting
         mrn_system = mrn_system or stored_setting(kit, "mrn_system")
@@ -373,39 +379,56 @@ class FhirExport:
 
     def document(self, bundle: PatientBundle, cap: dict[str, Any], patient_url: str, enc_url: str,
                  form: Form) -> str:
-        file = self.store.files.get(cap["file_sha256"], {})
+        """The scanned page itself: its page image as a Binary (or inline attachment.data), with
+        content type, size and SHA-1. Nothing of the downtime PC leaves the kit: no file path, no
+        kit-relative path; the original file is named by its SHA-256 only."""
         image = cap.get("image_path")
         attachment: dict[str, Any] = {"title": f"sheet {cap['sheet_id']} page {cap['page']}/{cap['pages']}"}
-        if image:
-            path = self.kit.path / image
-            suffix = Path(image).suffix.lower()
+        value = f"{cap['file_sha256']}:{cap['page_index']}:{cap.get('source') or 'scan'}"
+        path = self.kit.path / image if image else None
+        if path is not None and path.is_file():
+            data = path.read_bytes()
             attachment["contentType"] = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                                         ".tif": "image/tiff", ".tiff": "image/tiff"}.get(suffix, "image/png")
-            attachment["url"] = image
-            if path.is_file():
-                data = path.read_bytes()
-                attachment["size"] = len(data)
-                attachment["hash"] = base64.b64encode(hashlib.sha1(data).digest()).decode()
-        elif file.get("archive_path"):
-            attachment["contentType"] = {"pdf": "application/pdf", "tiff": "image/tiff", "png": "image/png",
-                                         "jpeg": "image/jpeg"}.get(file.get("kind") or "", "application/octet-stream")
-            attachment["url"] = f"{file['archive_path']}#page={cap['page_index']}"
+                                         ".tif": "image/tiff", ".tiff": "image/tiff"}.get(path.suffix.lower(),
+                                                                                         "image/png")
+            attachment["size"] = len(data)
+            attachment["hash"] = base64.b64encode(hashlib.sha1(data).digest()).decode()
+            encoded = base64.b64encode(data).decode()
+            if self.page_images == "inline":
+                attachment["data"] = encoded
+            elif self.page_images == "binary":
+                attachment["url"] = self.binary(bundle, value, attachment["contentType"], encoded)
         else:
-            attachment["contentType"] = "application/octet-stream"
-            attachment["url"] = f"urn:fallbackkit:{self.store.kit_id}:file:{cap['file_sha256']}#page={cap['page_index']}"
+            attachment["title"] += " (no page image kept in the kit)"
+        t = self.template(form)
+        doc_code = t.document if t else None
+        doc_type: dict[str, Any] = {"text": f"Scanned downtime form page ({form.template})"}
+        if doc_code:
+            doc_type["coding"] = [doc_code]
         resource = {"resourceType": "DocumentReference", "status": "current",
-                    "type": {"text": f"Scanned downtime form page ({form.template})"},
+                    "type": doc_type,
                     "subject": {"reference": patient_url},
                     "description": f"{form.template} form {form.form_id}, sheet {cap['sheet_id']}, "
-                                   f"page {cap['page']} of {cap['pages']}; original file "
-                                   f"{file.get('first_path') or cap['file_sha256']} page {cap['page_index']}",
+                                   f"page {cap['page']} of {cap['pages']}; page {cap['page_index']} of scanned "
+                                   f"file sha256:{cap['file_sha256'][:16]}",
                     "content": [{"attachment": attachment}],
                     "context": {"encounter": [{"reference": enc_url}]}}
         date = instant(cap.get("captured_at"))
         if date:
             resource["date"] = date
-        value = f"{cap['file_sha256']}:{cap['page_index']}:{cap.get('source') or 'scan'}"
         return self.b.add(bundle, resource, self.b.system("capture"), value)
+
+    def binary(self, bundle: PatientBundle, value: str, content_type: str, data: str) -> str:
+        """A Binary has no identifier to be conditional on: it is PUT under an id derived from the
+        page (update as create), so a re-send replaces it instead of adding a copy."""
+        rid = str(uuid.uuid5(NS, f"Binary|{self.b.system('capture')}|{value}"))
+        url = f"urn:uuid:{rid}"
+        if ("Binary", url) not in bundle.urls:
+            bundle.urls[("Binary", url)] = url
+            bundle.entries.append({"fullUrl": url, "resource": {"resourceType": "Binary", "id": rid,
+                                                                "contentType": content_type, "data": data},
+                                   "request": {"method": "PUT", "url": f"Binary/{rid}"}})
+        return url
 
     def provenance(self, bundle: PatientBundle, target: str, target_id: str, form: Form, fields: list[str],
                    occurred: str | None, initials: str | None, doc_urls: list[str]) -> None:
@@ -782,7 +805,7 @@ def entered_in_error(sent: dict[str, Any], patient_url: str, enc_url: str, reaso
 def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
                 mrn_system: str | None = None, skip_entered: bool = False,
                 tz: str | None = None, max_entries: int | None = None,
-                actor: str | None = None) -> dict[str, Any]:
+                actor: str | None = None, page_images: str = "binary") -> dict[str, Any]:
     """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600; then the
     export record (store/exports.py): files, resources by type, hash, and per item what was sent.
 
@@ -800,7 +823,7 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     out_dir = outside_kit(kit.path, out_dir, "an export")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--format fhir writes a directory of bundles")
-    job = FhirExport(kit, ward, since, mrn_system, skip_entered, tz)
+    job = FhirExport(kit, ward, since, mrn_system, skip_entered, tz, page_images)
     result = job.run()
     outputs = OutputFiles()
     pending_path = outputs.claim(out_dir / "pending.json")

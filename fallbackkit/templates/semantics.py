@@ -32,6 +32,34 @@ class Observation:
     category: str = "vital-signs"  # observation-category code
 
 
+CODE_SYSTEMS = {"loinc": "http://loinc.org", "snomed": "http://snomed.info/sct",
+                "v2-0487": "http://terminology.hl7.org/CodeSystem/v2-0487",
+                "v3-RouteOfAdministration": "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"}
+
+
+@dataclass(frozen=True)
+class Coding:
+    system: str   # a URI (the short names of CODE_SYSTEMS are expanded)
+    code: str
+    display: str
+
+    def as_fhir(self) -> dict[str, str]:
+        return {"system": self.system, "code": self.code, "display": self.display}
+
+
+@dataclass(frozen=True)
+class FhirMeaning:
+    """Template-wide FHIR codes (`fhir:`): the document type of a scanned page, and standard codes
+    for the options of choice fields (lab tests, specimen types, AVPU...), a table a hospital can
+    override in its copy of the template. An option without a standard code keeps the kit's local
+    code system (one URI per kind)."""
+    document: Coding | None = None
+    codes: dict[str, dict[str, tuple[Coding, ...]]] = field(default_factory=dict)  # field -> option -> codings
+
+    def codings(self, field_name: str, option: str) -> list[dict[str, str]]:
+        return [c.as_fhir() for c in self.codes.get(field_name, {}).get(option, ())]
+
+
 @dataclass(frozen=True)
 class WhenEmpty:
     """A flag of its own when the field is left empty (instead of the generic required_missing)."""
@@ -143,6 +171,48 @@ class SemanticsChecker:
         return Observation(display, loinc, unit, self._str(data, "unit_text", where, unit), codes,
                            self._str(data, "category", where, "vital-signs",
                                      ("vital-signs", "exam", "survey", "laboratory")))
+
+    def coding(self, data: Any, where: str) -> Coding:
+        if not isinstance(data, dict):
+            raise self.check.fail(where, "must be a mapping with system, code and display")
+        self.check.keys(data, {"system", "code", "display"}, where)
+        system = self._str(data, "system", where)
+        code = data.get("code")
+        display = self._str(data, "display", where)
+        if system is None or code is None or display is None:
+            raise self.check.fail(where, "needs system, code and display")
+        system = CODE_SYSTEMS.get(system, system)
+        if ":" not in system:
+            raise self.check.fail(where, f"system {system!r} must be a URI or one of {', '.join(CODE_SYSTEMS)}")
+        import re
+        if system == CODE_SYSTEMS["loinc"] and not re.fullmatch(r"(LA)?\d{1,7}-\d", str(code)):
+            raise self.check.fail(where, f"loinc {code!r} is not a LOINC code like 8310-5 or LA9340-6")
+        return Coding(system, str(code), display)
+
+    def fhir(self, data: Any, where: str, options: dict[str, tuple[str, ...]]) -> FhirMeaning:
+        """`fhir: {document: {...}, codes: {field: {option: coding or [codings]}}}`; options: the
+        option values of each choice field, so that a code table names only what exists."""
+        if not isinstance(data, dict):
+            raise self.check.fail(where, "must be a mapping (document, codes)")
+        self.check.keys(data, {"document", "codes"}, where)
+        document = self.coding(data["document"], f"{where} document") if "document" in data else None
+        codes: dict[str, dict[str, tuple[Coding, ...]]] = {}
+        raw = data.get("codes", {})
+        if not isinstance(raw, dict):
+            raise self.check.fail(f"{where} codes", "must map field names to option tables")
+        for name, table in raw.items():
+            w = f"{where} codes {name}"
+            if name not in options:
+                raise self.check.fail(w, f"{name!r} is not a choice field of the template")
+            if not isinstance(table, dict):
+                raise self.check.fail(w, "must map option values to codings")
+            codes[name] = {}
+            for option, got in table.items():
+                if str(option) not in options[name]:
+                    raise self.check.fail(w, f"{option!r} is not an option of {name}: {', '.join(options[name])}")
+                got = got if isinstance(got, list) else [got]
+                codes[name][str(option)] = tuple(self.coding(c, f"{w} {option}") for c in got)
+        return FhirMeaning(document, codes)
 
     def when_empty(self, data: Any, where: str) -> WhenEmpty:
         where = f"{where} when_empty"
