@@ -87,9 +87,11 @@ def test_vitals_observations(scene, tmp_path):
     export_fhir(kit, tmp_path / "out")
     items = _items(_resources(tmp_path / "out", info["patient"]))
     f = info["vitals_form"]
-    expect = {"temperature": ("8310-5", 37.2), "pulse": ("8867-4", 88), "bp_systolic": ("8480-6", 121),
-              "bp_diastolic": ("8462-4", 79), "resp_rate": ("9279-1", 16), "spo2": ("59408-5", 97),
-              "pain": ("72514-3", 2)}
+    expect = {"temperature": ("8310-5", 37.2), "pulse": ("8867-4", 88), "resp_rate": ("9279-1", 16),
+              "spo2": ("59408-5", 97), "pain": ("72514-3", 2)}
+    bp = items[f"{f}:c1:85354-9"]  # blood pressure: one panel with its two components (issue 11 defect 9)
+    assert [(c["code"]["coding"][0]["code"], c["valueQuantity"]["value"]) for c in bp["component"]] == \
+        [("8480-6", 121), ("8462-4", 79)]
     for row, (code, value) in expect.items():
         obs = items[f"{f}:c1:{row}"]
         assert obs["code"]["coding"][0]["code"] == code

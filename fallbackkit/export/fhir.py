@@ -51,6 +51,12 @@ GENDER = {"female": "female", "male": "male", "other": "other", "unknown": "unkn
           "x": "other"}
 
 
+def local_codes(kind: str) -> str:
+    """The kit's own code system for one kind of code (lab tests, specimen types, AVPU levels...):
+    one URI per kind, the same for every kit, next to the standard codes the template gives."""
+    return f"urn:fallbackkit:codes:{kind}"
+
+
 class Unsettled(Exception):
     """An item cannot be exported yet; the message says why."""
 
@@ -536,29 +542,46 @@ class FhirExport:
             cells = [(n, t.spec(n)) for n in rule.fields if t.spec(n) and t.spec(n).observation]
             timing = [rule.date]
         produced = 0
+        panels: dict[str, list[tuple[str, Any]]] = {}
         for name, spec in cells:
             if v.get(name) is None:
                 continue
             obs = spec.observation
+            if obs.panel:
+                panels.setdefault(obs.panel.code, []).append((name, spec))
+                continue
             if obs.codes:
                 level = v[name]
                 if level not in obs.codes:
                     raise Unsettled(f"{name} value {level!r} is not one of {', '.join(obs.codes)}")
-                value = {"valueCodeableConcept": {"coding": [{"system": f"{self.b.base}:{spec.name}", "code": level,
-                                                              "display": obs.codes[level]}],
-                                                  "text": obs.codes[level]}}
+                standard = t.fhir.codings(spec.name, level)
+                value = {"valueCodeableConcept": {
+                    "coding": [{"system": local_codes(spec.name), "code": level, "display": obs.codes[level]},
+                               *standard],
+                    "text": obs.codes[level]}}
             else:
-                value = {"valueQuantity": {"value": parse_number(v[name]), "unit": obs.unit_text, "system": UCUM,
-                                           "code": obs.unit}}
-            produced += self._observation(bundle, item, f"{item.key}:{spec.name}", obs.loinc, obs.display, value,
+                value = {"valueQuantity": self.quantity(obs, v[name])}
+            produced += self._observation(bundle, item, f"{item.key}:{spec.name}", obs.codings(), obs.display, value,
                                           when, initials, patient_url, enc_url, docs, [name, *timing],
                                           obs.category)
+        for code, members in panels.items():
+            # e.g. blood pressure: one 85354-9 panel with a component per written value
+            panel = members[0][1].observation.panel
+            components = [{"code": {"coding": spec.observation.codings(), "text": spec.observation.display},
+                           "valueQuantity": self.quantity(spec.observation, v[name])} for name, spec in members]
+            produced += self._observation(bundle, item, f"{item.key}:{code}", [panel.as_fhir()], panel.display,
+                                          {"component": components}, when, initials, patient_url, enc_url, docs,
+                                          [*(n for n, _ in members), *timing],
+                                          members[0][1].observation.category)
         return produced
 
-    def _observation(self, bundle, item, ident, code, display, value, when, initials, patient_url, enc_url,
+    @staticmethod
+    def quantity(obs, written: Any) -> dict[str, Any]:
+        return {"value": parse_number(written), "unit": obs.unit_text, "system": UCUM, "code": obs.unit}
+
+    def _observation(self, bundle, item, ident, codings, display, value, when, initials, patient_url, enc_url,
                      docs, fields, category: str = "vital-signs") -> int:
-        coding = {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display} if code \
-            else {"text": display}
+        coding = {"coding": codings, "text": display} if codings else {"text": display}
         resource = {"resourceType": "Observation", "status": "final",
                     "category": [{"coding": [{"system": OBS_CATEGORY, "code": category}]}],
                     "code": coding, **self._ref(patient_url, enc_url), "effectiveDateTime": when, **value}
@@ -642,9 +665,13 @@ class FhirExport:
         specimen_id = f"{form.form_id}:specimen"
         specimen = {"resourceType": "Specimen", "subject": {"reference": patient_url},
                     "collection": {"collectedDateTime": when}}
+        t = item.template
         if role("specimen"):
-            specimen["type"] = {"coding": [{"system": f"{self.b.base}:specimen", "code": role("specimen")}],
-                                "text": role("specimen")}
+            label = self.option_label(form, roles["specimen"], role("specimen"))
+            specimen["type"] = {"coding": [{"system": local_codes("specimen"), "code": role("specimen"),
+                                            "display": label},
+                                           *t.fhir.codings(roles["specimen"], role("specimen"))],
+                                "text": label}
         if role("collector"):
             specimen["collection"]["collector"] = {"display": f"initials: {role('collector')}"}
         specimen_url = self.b.add(bundle, specimen, self.b.system("item"), specimen_id)
@@ -659,7 +686,8 @@ class FhirExport:
                 "requisition": requisition,
                 "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007",
                                           "display": "Laboratory procedure"}]}],
-                "code": {"coding": [{"system": f"{self.b.base}:lab-test", "code": test, "display": label}],
+                "code": {"coding": [{"system": local_codes("lab-test"), "code": test, "display": label},
+                                    *t.fhir.codings(roles["tests"], test)],
                          "text": label} if test in ticked else {"text": test},
                 **self._ref(patient_url, enc_url), "occurrenceDateTime": when,
                 "specimen": [{"reference": specimen_url}]}

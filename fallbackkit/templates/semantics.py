@@ -21,17 +21,6 @@ REGISTRATION_ROLES = ("family", "given", "birth_date", "gender", "encounter_star
 _CODE_RE_TEXT = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
-@dataclass(frozen=True)
-class Observation:
-    """A field exported as one FHIR Observation (LOINC code, UCUM unit, or coded options)."""
-    display: str
-    loinc: str | None = None
-    unit: str | None = None        # UCUM code, e.g. Cel, /min, mm[Hg]
-    unit_text: str | None = None   # what a person reads, e.g. °C (default: the UCUM code)
-    codes: dict[str, str] = field(default_factory=dict)  # choice value -> display (valueCodeableConcept)
-    category: str = "vital-signs"  # observation-category code
-
-
 CODE_SYSTEMS = {"loinc": "http://loinc.org", "snomed": "http://snomed.info/sct",
                 "v2-0487": "http://terminology.hl7.org/CodeSystem/v2-0487",
                 "v3-RouteOfAdministration": "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"}
@@ -45,6 +34,23 @@ class Coding:
 
     def as_fhir(self) -> dict[str, str]:
         return {"system": self.system, "code": self.code, "display": self.display}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A field exported as one FHIR Observation (LOINC code, UCUM unit, or coded options)."""
+    display: str
+    loinc: str | None = None
+    unit: str | None = None        # UCUM code, e.g. Cel, /min, mm[Hg]
+    unit_text: str | None = None   # what a person reads, e.g. °C (default: the UCUM code)
+    codes: dict[str, str] = field(default_factory=dict)  # choice value -> display (valueCodeableConcept)
+    category: str = "vital-signs"  # observation-category code
+    more_codes: tuple[Coding, ...] = ()  # further codings of the same observation (SpO2: 2708-6 with 59408-5)
+    panel: Coding | None = None    # a component of this panel (blood pressure 85354-9), one Observation per column
+
+    def codings(self) -> list[dict[str, str]]:
+        first = [{"system": "http://loinc.org", "code": self.loinc, "display": self.display}] if self.loinc else []
+        return first + [c.as_fhir() for c in self.more_codes]
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,8 @@ class SemanticsChecker:
         where = f"{where} observation"
         if not isinstance(data, dict):
             raise self.check.fail(where, "must be a mapping (display, loinc, unit, codes)")
-        self.check.keys(data, {"display", "loinc", "unit", "unit_text", "codes", "category"}, where)
+        self.check.keys(data, {"display", "loinc", "unit", "unit_text", "codes", "category", "more_codes", "panel"},
+                        where)
         import re
         loinc = data.get("loinc")
         if loinc is not None:
@@ -168,9 +175,16 @@ class SemanticsChecker:
             raise self.check.fail(where, "a number needs its UCUM 'unit' (e.g. Cel, /min, mm[Hg], {score})")
         if spec_type not in ("number", "choice"):
             raise self.check.fail(where, f"a {spec_type} cannot be exported as an observation value")
+        more = data.get("more_codes", [])
+        if not isinstance(more, list):
+            raise self.check.fail(where, "'more_codes' must be a list of codings")
+        panel = self.coding(data["panel"], f"{where} panel") if "panel" in data else None
+        if panel is not None and spec_type != "number":
+            raise self.check.fail(where, "a panel component must be a number")
         return Observation(display, loinc, unit, self._str(data, "unit_text", where, unit), codes,
                            self._str(data, "category", where, "vital-signs",
-                                     ("vital-signs", "exam", "survey", "laboratory")))
+                                     ("vital-signs", "exam", "survey", "laboratory")),
+                           tuple(self.coding(c, f"{where} more_codes") for c in more), panel)
 
     def coding(self, data: Any, where: str) -> Coding:
         if not isinstance(data, dict):
