@@ -37,6 +37,8 @@ LOINC = "http://loinc.org"
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
 
 # resources a form's items share (one per patient, encounter, page, target); every other resource of
 # an item is the item's own, recorded per item in the export record and withdrawable
@@ -334,6 +336,15 @@ class FhirExport:
                     pass
             if v["gender"] in GENDER:
                 resource["gender"] = GENDER[v["gender"]]
+            extra = {r: form.value(roles[r]) if roles.get(r) else None for r in ("national_number", "address", "phone")}
+            digits = paper_values.national_number_or_none(extra["national_number"]) if extra["national_number"] else None
+            if digits:  # a wrong check digit would attach the record to somebody else: left out
+                resource["identifier"].append({"use": "official", "system": self.national_number_system,
+                                               "value": digits})
+            if extra["address"]:
+                resource["address"] = [{"text": str(extra["address"])}]
+            if extra["phone"]:
+                resource["telecom"] = [{"system": "phone", "value": str(extra["phone"])}]
             return
         # no registration form: the name and birth date handwritten on blank stock, when settled
         for form in self.store.forms:
@@ -371,7 +382,47 @@ class FhirExport:
                     resource["period"] = {"start": parse_datetime(arrival, self.tz)}
             except Unsettled:
                 pass
+        self._admission(resource, form)
         return self.b.add(bundle, resource, system, number)
+
+    def _registration_form(self, form: Form) -> Form | None:
+        """The registration form of this form's patient (the form itself when it is one)."""
+        if self.registration_roles(form) is not None:
+            return form
+        return next((f for f in self.store.forms if f.patient_key == form.patient_key and f.captures
+                     and self.registration_roles(f) is not None), None)
+
+    def _admission(self, resource: dict[str, Any], form: Form) -> None:
+        """What a registration form says of the admission: attending physician, reason, admission
+        type (priority, a day case's class) and arrival (admission source), with the template's codes.
+        A field still unsettled is left out now; the next export sends it (the Encounter is a PUT)."""
+        reg = self._registration_form(form)
+        if reg is None:
+            return
+        roles, t = self.registration_roles(reg), self.template(reg)
+        value = lambda r: reg.value(roles[r]) if roles.get(r) else None  # noqa: E731
+        if value("attending"):
+            resource["participant"] = [{"type": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "ATND",
+                "display": "attender"}]}], "individual": {"display": str(value("attending"))}}]
+        if value("reason"):
+            resource["reasonCode"] = [{"text": str(value("reason"))}]
+        kind = value("admission_type")
+        if kind:
+            codings = t.fhir.codings(roles["admission_type"], kind)
+            label = self.option_label(reg, roles["admission_type"], kind)
+            priority = [c for c in codings if c["system"].endswith("/v3-ActPriority")]
+            resource["priority"] = {"coding": [{"system": local_codes("admission-type"), "code": kind,
+                                                "display": label}, *priority], "text": label}
+            klass = next((c for c in codings if c["system"] == ACT_CODE), None)
+            if klass:
+                resource["class"] = klass
+        arrival = value("arrival_mode")
+        if arrival:
+            label = self.option_label(reg, roles["arrival_mode"], arrival)
+            resource["hospitalization"] = {"admitSource": {
+                "coding": [{"system": local_codes("arrival-mode"), "code": arrival, "display": label},
+                           *t.fhir.codings(roles["arrival_mode"], arrival)], "text": f"arrival: {label}"}}
 
     # -- source images and provenance --
     def documents(self, bundle: PatientBundle, form: Form, patient_url: str, enc_url: str,
@@ -705,9 +756,58 @@ class FhirExport:
         return produced
 
     def _registration(self, bundle, item: Item, v: dict[str, Any], patient_url, enc_url) -> int:
-        # Patient and Encounter already carry what the registration says; keep the page as evidence.
-        self.documents(bundle, item.form, patient_url, enc_url, item.fields)
-        return 0
+        """Patient and Encounter carry the identity and the admission; the registration itself makes
+        the contact person (RelatedPerson), the allergies (the census's and the form's) and the alerts."""
+        form, roles, t = item.form, item.rule.roles, item.template
+        role = lambda r: v.get(roles[r]) if roles.get(r) else None  # noqa: E731
+        docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
+        written = next((v[n] for n in item.rule.care_time if v.get(n)), None)  # arrival, else recording time
+        when = parse_datetime(written, self.tz) if written else None
+        initials = role("recorder")
+        produced = 0
+
+        def add(resource: dict[str, Any], ident: str, fields: list[str]) -> None:
+            nonlocal produced
+            url = self.b.add(bundle, resource, self.b.system("item"), ident)
+            self.provenance(bundle, url, ident, form, fields, when, initials, docs)
+            produced += 1
+
+        if role("contact"):
+            add({"resourceType": "RelatedPerson", "active": True, "patient": {"reference": patient_url},
+                 "name": [{"text": str(role("contact"))}],
+                 "relationship": [{"text": "next of kin / contact person (downtime registration)"}]},
+                f"{form.form_id}:contact", [roles["contact"]])
+        census = self.store.census.get(form.real_mrn or "") or {}
+        for substance in [a.strip() for a in (census.get("allergies") or "").split(";") if a.strip()]:
+            key = hashlib.sha1(substance.lower().encode()).hexdigest()[:12]
+            add({"resourceType": "AllergyIntolerance", "patient": {"reference": patient_url},
+                 "clinicalStatus": {"coding": [{"system": ALLERGY_CLINICAL, "code": "active"}]},
+                 "code": {"text": substance}, "note": [{"text": "from the census snapshot"}]},
+                f"{form.form_id}:census-allergy:{key}", list(item.fields))  # the page it came with
+        known, written = role("allergies_known"), role("allergies")
+        if known == "yes":
+            # a substance written by hand is not coded: a Flag a person sees, not a coded allergy
+            add({"resourceType": "Flag", "status": "active", "subject": {"reference": patient_url},
+                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/flag-category",
+                                           "code": "clinical", "display": "Clinical"}]}],
+                 "code": {"text": f"Allergies: {written}" if written else
+                          "Allergies: yes (substance not written on the registration form)"},
+                 "encounter": {"reference": enc_url}},
+                f"{form.form_id}:allergies", [roles["allergies_known"], *([roles["allergies"]] if written else [])])
+        elif known == "no" and t.fhir.codings(roles["allergies_known"], "no"):
+            add({"resourceType": "AllergyIntolerance", "patient": {"reference": patient_url},
+                 "clinicalStatus": {"coding": [{"system": ALLERGY_CLINICAL, "code": "active"}]},
+                 "verificationStatus": {"coding": [{"system": ALLERGY_VERIFICATION, "code": "unconfirmed"}]},
+                 "code": {"coding": t.fhir.codings(roles["allergies_known"], "no"), "text": "no known allergy"}},
+                f"{form.form_id}:allergies", [roles["allergies_known"]])
+        for alert in role("alerts") or []:
+            label = self.option_label(form, roles["alerts"], alert)
+            add({"resourceType": "Flag", "status": "active", "subject": {"reference": patient_url},
+                 "code": {"coding": [{"system": local_codes("alert"), "code": alert, "display": label},
+                                     *t.fhir.codings(roles["alerts"], alert)], "text": label},
+                 "encounter": {"reference": enc_url}},
+                f"{form.form_id}:alert:{alert}", [roles["alerts"]])
+        return produced
 
     # -- driver --
     def run(self) -> dict[str, Any]:

@@ -17,7 +17,9 @@ SLOT_CHECKS = ("one_mark", "marked_needs_time_and_initials", "prn_given_needs_ti
                "scheduled_dose_marked")
 SERVICE_REQUEST_ROLES = ("tests", "other_tests", "priority", "specimen", "requester", "collected",
                          "collector", "flag_notes", "text_notes")
-REGISTRATION_ROLES = ("family", "given", "birth_date", "gender", "encounter_start")
+REGISTRATION_ROLES = ("family", "given", "birth_date", "gender", "encounter_start", "national_number", "address",
+                      "phone", "contact", "attending", "reason", "allergies_known", "allergies", "alerts",
+                      "arrival_mode", "admission_type", "recorder")
 _CODE_RE_TEXT = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
