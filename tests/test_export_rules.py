@@ -109,7 +109,9 @@ def test_medication_administrations(scene, tmp_path):
     given, held = items[f"{f}:{info['given_slot']}"], items[f"{f}:{info['held_slot']}"]
     assert given["status"] == "completed" and "statusReason" not in given
     assert given["effectiveDateTime"] == care_time("2026-11-28", "08:05")
-    assert held["status"] == "not-done" and held["statusReason"] == [{"text": "held"}]
+    assert held["status"] == "not-done" and held["statusReason"][0]["text"] == "held"
+    assert held["statusReason"][0]["coding"][0] == {"system": "urn:fallbackkit:codes:not-given", "code": "held",
+                                                    "display": "held"}
     scheduled = held["note"][0]["text"].split()[-1]
     assert held["effectiveDateTime"] == care_time("2026-11-28", scheduled), "not given: the scheduled time"
     context = json.loads(kit.db.conn.execute("SELECT context FROM forms WHERE form_id = ?", [f]).fetchone()[0])

@@ -662,6 +662,7 @@ class FhirExport:
             raise Unsettled(f"the {item.rule.date_words} ({day}) is blank")
         geo = form.geometry.get(status_field) or form.geometry.get(given_field) or {}
         med_text = self._medication_text(form, geo.get("medication"), v.get(f"{row}.order"))
+        line = self._census_line(form, geo.get("medication"))
         if not med_text:
             raise Unsettled(f"{slot}: the medication is unknown (the order line is blank)")
         actual = v.get(f"{slot}.time")
@@ -669,14 +670,39 @@ class FhirExport:
             raise Unsettled(f"{slot}: marked given but the time is blank")
         when = care_time(v[day], actual if actual is not None else geo.get("scheduled"), self.tz)
         initials = v.get(f"{slot}.initials")
+        t = item.template
+        medication: dict[str, Any] = {"text": med_text}
+        code_system = t.fhir.drug_code_systems.get(str(line.get("drug_code_system") or "").upper())
+        if line.get("drug_code") and code_system:
+            medication["coding"] = [{"system": code_system, "code": str(line["drug_code"]),
+                                     "display": str(line.get("medication") or med_text)}]
         resource: dict[str, Any] = {
             "resourceType": "MedicationAdministration",
             "status": "completed" if status == "given" else "not-done",
-            "medicationCodeableConcept": {"text": med_text},
+            "medicationCodeableConcept": medication,
             "subject": {"reference": patient_url}, "context": {"reference": enc_url},
             "effectiveDateTime": when}
         if status != "given":
-            resource["statusReason"] = [{"text": status}]
+            resource["statusReason"] = [{"coding": [{"system": local_codes("not-given"), "code": status,
+                                                     "display": status},
+                                                    *t.fhir.codings("status", status)], "text": status}]
+        dosage: dict[str, Any] = {}
+        if line.get("dose"):
+            dosage["text"] = " ".join(str(line[k]) for k in ("dose", "route") if line.get(k))
+            dose = paper_values.dose_quantity(line["dose"])
+            if dose:
+                dosage["dose"] = {**dose, "system": UCUM}
+        if line.get("route"):
+            dosage["route"] = {"coding": t.fhir.route(line["route"]), "text": str(line["route"])}
+            if not dosage["route"]["coding"]:
+                del dosage["route"]["coding"]
+        if dosage:
+            resource["dosage"] = dosage
+        if line.get("order_id"):
+            # the hospital's order: a logical reference (the kit sends no MedicationRequest)
+            resource["request"] = {"type": "MedicationRequest", "identifier": {
+                "system": self.b.system("medication-order"), "value": str(line["order_id"])},
+                "display": f"order {line['order_id']}"}
         if geo.get("scheduled"):
             resource["note"] = [{"text": f"scheduled {geo['scheduled']}"}]
         if initials:
@@ -685,6 +711,14 @@ class FhirExport:
         url = self.b.add(bundle, resource, self.b.system("item"), item.key)
         self.provenance(bundle, url, item.key, form, item.fields, when, initials, docs)
         return 1
+
+    @staticmethod
+    def _census_line(form: Form, line: Any) -> dict[str, Any]:
+        """The census medication printed on this MAR row (drug code, dose, route, order id), if any."""
+        if line is None:
+            return {}
+        meds = json.loads(form.row["context"] or "{}").get("medications", [])
+        return next((m for m in meds if m["line"] == line), {})
 
     @staticmethod
     def _medication_text(form: Form, line: Any, order: Any) -> str | None:

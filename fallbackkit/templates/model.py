@@ -364,6 +364,9 @@ def load_template(path: Path | str) -> Template:
                              "which the template does not have")
     specs = [f for s in sections for f in (s.fields + (s.grid.rows if s.grid else ()))]
     options = {f.name: tuple(o.value for o in f.options) for f in specs if f.options}
+    for s_ in sections:  # the medications section's given/held/refused choice, as 'status'
+        if s_.medications and s_.medications.status and s_.medications.status.options:
+            options.setdefault("status", tuple(o.value for o in s_.medications.status.options))
     fhir = meaning.fhir(data["fhir"], "fhir", options) if "fhir" in data else FhirMeaning()
     return Template(name, version, title, patient_bound, tuple(pool_ids), sections, path, pack_order, reentry,
                     fhir)

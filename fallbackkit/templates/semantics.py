@@ -63,6 +63,11 @@ class FhirMeaning:
     code system (one URI per kind)."""
     document: Coding | None = None
     codes: dict[str, dict[str, tuple[Coding, ...]]] = field(default_factory=dict)  # field -> option -> codings
+    routes: dict[str, tuple[Coding, ...]] = field(default_factory=dict)  # census route (upper case) -> codings
+    drug_code_systems: dict[str, str] = field(default_factory=dict)      # census drug_code_system -> URI
+
+    def route(self, text: Any) -> list[dict[str, str]]:
+        return [c.as_fhir() for c in self.routes.get(str(text or "").strip().upper(), ())]
 
     def codings(self, field_name: str, option: str) -> list[dict[str, str]]:
         return [c.as_fhir() for c in self.codes.get(field_name, {}).get(option, ())]
@@ -210,7 +215,7 @@ class SemanticsChecker:
         option values of each choice field, so that a code table names only what exists."""
         if not isinstance(data, dict):
             raise self.check.fail(where, "must be a mapping (document, codes)")
-        self.check.keys(data, {"document", "codes"}, where)
+        self.check.keys(data, {"document", "codes", "routes", "drug_code_systems"}, where)
         document = self.coding(data["document"], f"{where} document") if "document" in data else None
         codes: dict[str, dict[str, tuple[Coding, ...]]] = {}
         raw = data.get("codes", {})
@@ -228,7 +233,16 @@ class SemanticsChecker:
                     raise self.check.fail(w, f"{option!r} is not an option of {name}: {', '.join(options[name])}")
                 got = got if isinstance(got, list) else [got]
                 codes[name][str(option)] = tuple(self.coding(c, f"{w} {option}") for c in got)
-        return FhirMeaning(document, codes)
+        raw_routes = data.get("routes", {})
+        if not isinstance(raw_routes, dict):
+            raise self.check.fail(f"{where} routes", "must map census route texts (PO, IV...) to codings")
+        routes = {str(k).strip().upper(): tuple(self.coding(c, f"{where} routes {k}")
+                                                for c in (v if isinstance(v, list) else [v]))
+                  for k, v in raw_routes.items()}
+        systems = data.get("drug_code_systems", {})
+        if not isinstance(systems, dict) or any(not isinstance(v, str) or ":" not in v for v in systems.values()):
+            raise self.check.fail(f"{where} drug_code_systems", "must map a census drug_code_system to a URI")
+        return FhirMeaning(document, codes, routes, {str(k).upper(): v for k, v in systems.items()})
 
     def when_empty(self, data: Any, where: str) -> WhenEmpty:
         where = f"{where} when_empty"

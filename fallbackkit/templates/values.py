@@ -231,3 +231,20 @@ def check_national_number(value: Any) -> str:
 
 def national_number_or_none(value: Any) -> str | None:
     return _or_none(check_national_number, value)
+
+
+# A dose as the census writes it ("1 g", "40 mg", "18 IU", "2,5 mg"): amount and UCUM unit.
+_DOSE = re.compile(r"\s*(\d+(?:[.,]\d+)?)\s*([A-Za-zµ]+)\s*")
+DOSE_UNITS = {"mg": "mg", "g": "g", "mcg": "ug", "µg": "ug", "ug": "ug", "ml": "mL", "l": "L",
+              "iu": "[iU]", "ui": "[iU]", "ie": "[iU]", "u": "[U]", "units": "[U]", "mmol": "mmol"}
+
+
+def dose_quantity(text: Any) -> dict[str, Any] | None:
+    """{value, unit, code} of a simple dose, or None when the text is anything else ("1-2 tabs",
+    "as per protocol"): such a dose is sent as text only, never guessed."""
+    m = _DOSE.fullmatch(str(text or ""))
+    if not m or m.group(2).lower() not in DOSE_UNITS:
+        return None
+    number = float(m.group(1).replace(",", "."))
+    return {"value": int(number) if number.is_integer() else number, "unit": m.group(2),
+            "code": DOSE_UNITS[m.group(2).lower()]}
