@@ -920,6 +920,9 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
 @click.option("--tz", help="fhir: time zone of the times written on paper (IANA name; default: the kit setting tz).")
 @click.option("--max-entries", type=click.IntRange(min=1),
               help="fhir: cut a patient's bundle into self-contained parts of at most N entries (e.g. 8).")
+@click.option("--bundle-type", type=click.Choice(["transaction", "batch"]), default="transaction", show_default=True,
+              help="fhir: transaction (all or nothing, references inside the bundle) or batch (each entry on its"
+                   " own, references by identifier).")
 @click.option("--page-images", type=click.Choice(["binary", "inline", "none"]), default="binary", show_default=True,
               help="fhir: how each scanned page travels: a Binary the DocumentReference points to, inside the"
                    " DocumentReference (attachment.data), or not at all (hash and size only).")
@@ -927,12 +930,12 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
 @pass_kit
 def export_cmd(ctx: KitContext, fmt: str, out_path: Path, ward: str | None, since: str | None,
                mrn_system: str | None, skip_entered: bool, tz: str | None, max_entries: int | None,
-               page_images: str, as_json: bool) -> None:
+               bundle_type: str, page_images: str, as_json: bool) -> None:
     """Export readings and the re-entry worklist (csv/json) or FHIR R4 transaction bundles (fhir)."""
     from .export import export_fhir, export_table
     if fmt == "fhir":
         result = export_fhir(ctx.kit(), out_path, ward, since, mrn_system, skip_entered, tz, max_entries,
-                             actor=ctx.actor, page_images=page_images)
+                             actor=ctx.actor, page_images=page_images, bundle_type=bundle_type)
         summary = (f"{result['bundles']} bundles for {result['patients']} patients ({result['resources']} resources, {result['items_exported']} items)"
                    f" in {out_path}; {result['pending']} items not exported yet, listed in {result['pending_file']}")
         if result["withdrawn"]:

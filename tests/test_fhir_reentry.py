@@ -229,3 +229,36 @@ def test_the_scanned_page_travels_as_a_binary_and_no_local_path_leaves_the_kit(t
     [doc] = [e["resource"] for e in entries if e["resource"]["resourceType"] == "DocumentReference"]
     assert base64.b64decode(doc["content"][0]["attachment"]["data"]) == image
     kit.close()
+
+
+def test_bundle_type_batch_is_accepted_and_refers_by_identifier(tmp_path):
+    """Defect 8: `--bundle-type batch` writes batches the engine takes entry by entry; nothing in a
+    batch refers to another entry's urn:uuid (a batch does not resolve them), and a re-send creates nothing."""
+    import subprocess
+    import sys
+    kit, sheet, cap = _vitals_kit(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "fallbackkit", "--kit", str(kit.path), "export", "--format", "fhir",
+                          "--bundle-type", "batch", "--max-entries", "8", "--out", str(tmp_path / "b")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    bundles = _bundles(tmp_path / "b")
+    assert bundles and all(b["type"] == "batch" for b in bundles)
+    for b in bundles:
+        assert schema_errors(b) == []
+        assert '"reference": "urn:uuid:' not in json.dumps(b) and '"url": "urn:uuid:' not in json.dumps(b)
+    with fhir_engine() as engine:
+        for _ in range(2):
+            for b in bundles:
+                answers = engine.transaction(b)
+                assert all(a["response"]["status"].startswith("2") for a in answers), answers
+        [patient] = engine.search("Patient")
+        observations = engine.search("Observation")
+        assert len(observations) == sum(e["resource"]["resourceType"] == "Observation"
+                                        for b in bundles for e in b["entry"])
+        mrn = next(i for i in patient["identifier"] if i["system"].endswith(":mrn"))
+        assert all(o["subject"]["identifier"] == {"system": mrn["system"], "value": mrn["value"]}
+                   for o in observations)
+        [doc] = engine.search("DocumentReference")
+        [binary] = engine.search("Binary")
+        assert doc["content"][0]["attachment"]["url"] == f"Binary/{binary['id']}"
+    kit.close()

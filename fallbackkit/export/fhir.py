@@ -28,7 +28,7 @@ from ..files import OutputFiles, file_name, outside_kit
 from ..templates import values as paper_values
 from ..templates.model import Template
 from ..templates.semantics import ItemRule
-from .bundles import split_transaction
+from .bundles import as_batch, split_transaction
 from .collect import Form, Store, load, parse_since, touched_since, write_private
 
 NS = uuid.UUID("8f0d7f3e-4c1e-5b8a-9a51-6b7f2a0c3d11")
@@ -967,7 +967,8 @@ def entered_in_error(sent: dict[str, Any], patient_url: str, enc_url: str, reaso
 def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
                 mrn_system: str | None = None, skip_entered: bool = False,
                 tz: str | None = None, max_entries: int | None = None,
-                actor: str | None = None, page_images: str = "binary") -> dict[str, Any]:
+                actor: str | None = None, page_images: str = "binary",
+                bundle_type: str = "transaction") -> dict[str, Any]:
     """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600; then the
     export record (store/exports.py): files, resources by type, hash, and per item what was sent.
 
@@ -982,6 +983,8 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     Bundles of an earlier export in OUT that this export does not rewrite are removed: after a
     downtime MRN is linked, its old bundle would otherwise be sent too.
     """
+    if bundle_type not in ("transaction", "batch"):
+        raise BadInput(f"--bundle-type {bundle_type!r}: transaction or batch")
     out_dir = outside_kit(kit.path, out_dir, "an export")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--format fhir writes a directory of bundles")
@@ -993,6 +996,8 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     named = []
     for key, whole in result["bundles"].items():
         parts = split_transaction(whole, max_entries) if max_entries else [whole]
+        if bundle_type == "batch":
+            parts = [as_batch(p) for p in parts]
         for k, bundle in enumerate(parts, start=1):
             suffix = ".json" if len(parts) == 1 else f".part{k}of{len(parts)}.json"
             named.append((outputs.claim(out_dir / file_name("bundle-", key, suffix), f"the bundle of {key}"), bundle))
