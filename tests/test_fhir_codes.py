@@ -8,7 +8,7 @@ from pathlib import Path
 from export_helpers import VITALS_C1, add_capture
 from fallbackkit.export import export_fhir
 from fallbackkit.export.bundles import split_transaction
-from fhir_engine_helpers import fhir_engine, schema_errors
+from fhir_engine_helpers import fhir_engine, r4_errors
 from kit_helpers import census_kit
 
 SNOMED, LOINC = "http://snomed.info/sct", "http://loinc.org"
@@ -74,7 +74,7 @@ def test_vitals_fit_the_r4_profiles_and_lab_codes_come_from_the_template(tmp_pat
     bundles = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("bundle-*.json"))]
     with fhir_engine() as engine:
         for b in bundles:
-            assert schema_errors(b) == []
+            assert r4_errors(b) == []
             for part in split_transaction(b, 8):
                 assert all(e["response"]["status"].startswith("2") for e in engine.transaction(part))
         [stored] = [o for o in engine.search("Observation", "code=http%3A%2F%2Floinc.org%7C85354-9")]

@@ -13,7 +13,7 @@ from fallbackkit.export.bundles import split_transaction
 from fallbackkit.generate import import_census, print_ward
 from fallbackkit.generate.sample import write_census
 from fallbackkit.store import init_kit
-from fhir_engine_helpers import fhir_engine, schema_errors
+from fhir_engine_helpers import fhir_engine, r4_errors
 from kit_helpers import AS_OF
 
 CNK = "https://www.ehealth.fgov.be/standards/fhir/medication/NamingSystem/cnk-codes"
@@ -69,7 +69,7 @@ def test_a_dose_carries_drug_code_dose_route_order_and_a_coded_reason(tmp_path):
     bundles = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("bundle-*.json"))]
     with fhir_engine() as engine:
         for b in bundles:
-            assert schema_errors(b) == []
+            assert r4_errors(b) == []
             for part in split_transaction(b, 8):
                 assert all(e["response"]["status"].startswith("2") for e in engine.transaction(part))
         stored = engine.search("MedicationAdministration")

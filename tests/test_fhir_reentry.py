@@ -13,7 +13,7 @@ from fallbackkit.export import export_fhir
 from fallbackkit.export.bundles import split_transaction
 from fallbackkit.store.decisions import record_review, undo_review
 from fallbackkit.store.exports import exports, last_sent
-from fhir_engine_helpers import fhir_engine, schema_errors
+from fhir_engine_helpers import fhir_engine, r4_errors
 from kit_helpers import census_kit
 
 
@@ -23,7 +23,7 @@ def _bundles(out: Path) -> list[dict]:
 
 def _send(engine, out: Path) -> None:
     for bundle in _bundles(out):
-        assert schema_errors(bundle) == []
+        assert r4_errors(bundle) == []
         for part in split_transaction(bundle, 8):
             statuses = [e["response"]["status"] for e in engine.transaction(part)]
             assert all(s.startswith("2") for s in statuses), statuses
@@ -163,7 +163,7 @@ def test_a_link_after_an_export_moves_the_data_to_the_hospitals_patient_without_
         result = export_fhir(kit, tmp_path / "two")
         assert result["link_files"] == [f"link-{real}.json"]
         link = json.loads((tmp_path / "two" / f"link-{real}.json").read_text())
-        assert link["type"] == "batch" and schema_errors(link) == []
+        assert link["type"] == "batch" and r4_errors(link) == []
         for _ in range(2):  # a re-send of everything changes nothing the second time
             _send(engine, tmp_path / "two")
             answers = engine.transaction(link)
@@ -217,7 +217,7 @@ def test_the_scanned_page_travels_as_a_binary_and_no_local_path_leaves_the_kit(t
     with fhir_engine() as engine:
         for _ in range(2):
             for part in parts:
-                assert schema_errors(part) == []
+                assert r4_errors(part) == []
                 engine.transaction(part)
         [binary] = engine.search("Binary")
         [doc] = engine.search("DocumentReference")
@@ -244,7 +244,7 @@ def test_bundle_type_batch_is_accepted_and_refers_by_identifier(tmp_path):
     bundles = _bundles(tmp_path / "b")
     assert bundles and all(b["type"] == "batch" for b in bundles)
     for b in bundles:
-        assert schema_errors(b) == []
+        assert r4_errors(b) == []
         assert '"reference": "urn:uuid:' not in json.dumps(b) and '"url": "urn:uuid:' not in json.dumps(b)
     with fhir_engine() as engine:
         for _ in range(2):

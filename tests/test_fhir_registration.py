@@ -13,7 +13,7 @@ from fallbackkit.export.bundles import split_transaction
 from fallbackkit.generate import import_census, print_blank, print_ward
 from fallbackkit.generate.sample import write_census
 from fallbackkit.store import init_kit
-from fhir_engine_helpers import fhir_engine, schema_errors
+from fhir_engine_helpers import fhir_engine, r4_errors
 from kit_helpers import AS_OF
 
 SSIN = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin"
@@ -92,7 +92,7 @@ def test_registration_content_is_mapped_and_accepted_by_the_engine(tmp_path):
     with fhir_engine() as engine:
         for _ in range(2):
             for b in bundles:
-                assert schema_errors(b) == []
+                assert r4_errors(b) == []
                 for part in split_transaction(b, 8):
                     assert all(e["response"]["status"].startswith("2") for e in engine.transaction(part))
         assert len(engine.search("AllergyIntolerance")) == 3 and len(engine.search("Flag")) == 3
