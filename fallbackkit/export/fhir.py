@@ -280,8 +280,10 @@ class FhirExport:
         """The downtime-only Patient an earlier export sent: as it was sent, inactive, with a
         `replaced-by` link to the real patient. Its condition leaves the real patient out (which
         carries the downtime identifier too once it is linked)."""
-        sent = next(r["resource"] for r in self.sent[f"patient:{downtime}"]["resources"]
-                    if any(i.get("value") == downtime for i in r["resource"].get("identifier", [])))
+        sent = next((r["resource"] for r in self.sent[f"patient:{downtime}"]["resources"]
+                     if any(i.get("value") == downtime for i in r["resource"].get("identifier", []))), None)
+        if sent is None:  # recorded, but not as a downtime-only Patient: nothing to retire
+            return
         resource = {**json.loads(json.dumps(sent)), "active": False,
                     "link": [{"other": {"reference": real_url}, "type": "replaced-by"}]}
         system = self.b.system("downtime-mrn")

@@ -75,8 +75,17 @@ def last_sent(conn) -> dict[str, dict[str, Any]]:
 
 
 def exported_at(conn) -> dict[str, str]:
-    """item id -> when it was last sent, for items whose latest record is a send (not a withdrawal)."""
-    return {item: row["at"] for item, row in last_sent(conn).items() if row["status"] == "sent"}
+    """item id -> when it was last sent, for items whose latest record is a send (not a withdrawal).
+    Reads no resource JSON: the worklist asks this on every build."""
+    latest: dict[str, tuple[str, str]] = {}
+    try:
+        rows = conn.execute("SELECT i.item_id, i.status, e.at FROM export_items i JOIN exports e"
+                            " ON e.export_id = i.export_id ORDER BY i.export_id").fetchall()
+    except sqlite3.OperationalError:  # a read-only kit made before m0045
+        return {}
+    for item, status, at in rows:
+        latest[item] = (status, at)
+    return {item: at for item, (status, at) in latest.items() if status == "sent"}
 
 
 def exports(conn) -> list[dict[str, Any]]:
