@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from .audit import append_audit
 from .kit import now_iso
+from .transactions import atomic
 
 
 def content_hash(resources: Iterable[dict[str, Any]]) -> str:
@@ -41,7 +42,7 @@ def record_export(conn, actor: str, fmt: str, files: list[Path], resources: Coun
     listed = [file_entry(p) for p in files]
     digest = hashlib.sha256(json.dumps([[f["name"], f["sha256"]] for f in listed]).encode()).hexdigest()
     at = now_iso()
-    with conn:
+    with atomic(conn) as conn:
         cur = conn.execute(
             "INSERT INTO exports (at, actor, format, ward, since, files, resources, sha256, items)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
