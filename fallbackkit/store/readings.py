@@ -186,6 +186,8 @@ def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterab
             ordered = sorted(set(wanted))
             chunks = [(f"r.{column} IN ({','.join('?' * len(part))})", part, column)
                       for part in (ordered[i:i + CHUNK] for i in range(0, len(ordered), CHUNK))]
+    if reviews is None and len(chunks) > 1:  # many readings: every review that counts, in one query
+        reviews = current_reviews(conn)
     current, values = None, {}
     for extra, extra_params, column in chunks:
         if reviews is not None:
