@@ -38,7 +38,7 @@ def test_slot_and_new_order_items_carry_the_new_fields():
         "m1.s1.status": val("choice", "held", "machine"), "m1.s1.time": val("datetime", None, "machine"),
         "m1.s1.initials": val("initials", "AD"), "m1.s1.held": val("number", "1"),
         "p1.s4.given": val("checkbox", True, "machine"), "p1.s4.time": val("datetime", "03:10"),
-        "p1.s4.initials": val("initials", "ZZ"), "p1.s4.reason": val("text", "pain 7/10"),
+        "p1.s4.initials": val("initials", "ZZ"), "p1.s4.reason": val("number", "1"),
         "p1.s4.effect": val("choice", "better", "machine"),
         "n1.order": val("text", "Ceftriaxone 2 g IV daily"), "n1.prescriber": val("text", "Dr PEETERS"),
         "n1.ordered": val("datetime", "14:30"),
@@ -54,7 +54,8 @@ def test_slot_and_new_order_items_carry_the_new_fields():
     assert held["performer"] == {"initials": "AD", "name": "Anne DUPONT", "legend_row": 1, "signed": True}
     assert "m1.s1.held" in items["m1.s1"][2]  # the held code is one of the item's fields
     prn = items["p1.s4"][5]
-    assert prn["prn_reason"] == "pain 7/10" and prn["effect"] == "better" and prn["performer"] is None
+    assert prn["prn_reason"] == "1" and prn["prn_reason_text"] == "pain" and prn["effect"] == "better"
+    assert prn["performer"] is None
     assert prn["performer_unresolved"] == "initials ZZ are not in the sheet's legend"
     (order,) = list(_new_order_items(order_rule, form, values, geometry, names))
     assert order[3] == "2026-12-01T14:30" and order[5]["prescriber"] == "Dr PEETERS"

@@ -45,8 +45,9 @@ def test_mar_new_fields_print_scan_and_resolve(kit, tmp_path):
     on("m1.s1.held", lambda im: write_comb(im, DPI, geo_of("m1.s1.held"), "1", seed=2, clear=True))
     on(f"{prn}.s1.given", lambda im: mark(im, DPI, [(geo_of(f"{prn}.s1.given")["box_mm"], "cross"), (better, "tick")],
                                           seed=3))
-    on(f"{prn}.s1.reason", lambda im: write(im, DPI, [geo_of(f"{prn}.s1.reason"), geo_of(f"{prn}.s1.initials"),
-                                                       geo_of("m1.s1.initials")], seed=4))
+    on(f"{prn}.s1.reason", lambda im: write_comb(im, DPI, geo_of(f"{prn}.s1.reason"), "1", seed=4, clear=True))
+    on(f"{prn}.s1.initials", lambda im: write(im, DPI, [geo_of(f"{prn}.s1.initials"), geo_of("m1.s1.initials")],
+                                              seed=4))
     on("l1.initials", lambda im: write(im, DPI, [geo_of("l1.initials"), geo_of("l1.name"), geo_of("l1.signature")],
                                        seed=5))
     on("m2.s1.held", lambda im: write_comb(im, DPI, geo_of("m2.s1.held"), "8", seed=7, clear=True))
@@ -73,7 +74,7 @@ def test_mar_new_fields_print_scan_and_resolve(kit, tmp_path):
     assert readings[f"{prn}.s1.given"]["value"] is True
     assert readings[f"{prn}.s1.effect"]["value"] == "better" and readings[f"{prn}.s1.effect"]["status"] == "accepted"
     assert readings[f"{prn}.s2.effect"]["value"] is None and readings[f"{prn}.s2.effect"]["status"] == "accepted"
-    assert readings[f"{prn}.s1.reason"]["status"] == "review" and readings[f"{prn}.s1.reason"]["ink"] is True
+    assert readings[f"{prn}.s1.reason"]["status"] == "review" and readings[f"{prn}.s1.reason"]["suggestion"] == "1"
     assert readings[f"{prn}.s2.reason"]["ink"] is False
     assert readings["l1.initials"]["status"] == "review" and readings["l1.name"]["status"] == "review"
     assert readings["l1.signature"]["value"] in (True, None)  # signed, or a person looks
@@ -81,7 +82,7 @@ def test_mar_new_fields_print_scan_and_resolve(kit, tmp_path):
 
     # a clerk types what the paper says: the legend once, the slots' initials
     for name, text in (("m1.s1.held", "1"), ("l1.initials", "AD"), ("l1.name", "Anne DUPONT"),
-                       ("m1.s1.initials", "A.D."), (f"{prn}.s1.initials", "XY"), (f"{prn}.s1.reason", "pain 7"),
+                       ("m1.s1.initials", "A.D."), (f"{prn}.s1.initials", "XY"), (f"{prn}.s1.reason", "1"),
                        (f"{prn}.s1.time", "03:10"), ("mar_date", "01/12/2026")):
         record_review(kit.db, readings[name]["reading_id"], "transcribe", text, "clerk1")
     if readings["l1.signature"]["value"] is None:
@@ -92,7 +93,7 @@ def test_mar_new_fields_print_scan_and_resolve(kit, tmp_path):
     assert slot["status"] == "held" and slot["held_reason"] == "1" and slot["held_reason_text"] == "nil by mouth"
     assert slot["performer"]["name"] == "Anne DUPONT" and slot["performer"]["legend_row"] == 1
     dose = items[f"{prn}.s1"].values
-    assert dose["effect"] == "better" and dose["prn_reason"] == "pain 7" and dose["performer"] is None
+    assert dose["effect"] == "better" and dose["prn_reason_text"] == "pain" and dose["performer"] is None
     assert "not in the sheet's legend" in dose["performer_unresolved"]
 
 

@@ -286,8 +286,9 @@ def _slot_items(rule: ItemRule, form, values, geometry, names):
             if mark.resolved else None
         initials = _value(values.get(f"{prefix}.initials"))
         roles, _ = _role_values(rule, values, prefix)
-        if roles.get("held_reason") is not None:
-            roles["held_reason_text"] = held_text(form, rule, roles["held_reason"])
+        for role in ("held_reason", "prn_reason"):
+            if roles.get(role) is not None and any(c[0] == role for c in rule.codes):
+                roles[f"{role}_text"] = code_text(rule, role, roles[role])
         vals = {**line, "status": status, "time": time_v, "initials": initials, **roles,
                 **({rule.date: day} if rule.date else {}), "slot": prefix}
         if rule.performer:
@@ -306,9 +307,10 @@ def _slot_items(rule: ItemRule, form, values, geometry, names):
                unmarked)
 
 
-def held_text(form, rule: ItemRule, code: Any) -> str | None:
-    """A held code's meaning, from the template's code list (rule.codes, set when it is loaded)."""
-    return dict(rule.codes).get(str(code).strip()) if code is not None else None
+def code_text(rule: ItemRule, role: str, code: Any) -> str | None:
+    """A written code's meaning (held reason, PRN reason), from the template's code list (rule.codes,
+    set when the template is loaded); None for a code not on the list."""
+    return next((text for r, c, text in rule.codes if r == role and c == str(code).strip()), None)
 
 
 _BUILDERS = {"form": _form_item, "column": _column_items, "fields": _fields_item, "slot": _slot_items,

@@ -72,12 +72,14 @@ def fill_page(image: np.ndarray, geometry: dict, dpi: float, rng: np.random.Gene
     """Fill the fields of one clean page; returns the marked image and the truth per field."""
     layer = InkLayer(image, page_transform(dpi))
     truth: dict[str, dict[str, Any]] = {}
-    legend_rows = 1 + int(rng.integers(0, 3))  # the nurses who signed this sheet's legend
+    legend_rows: list[int] = []  # how many nurses signed this sheet's legend: drawn at its first field
     for f in geometry["fields"]:
         t = f["type"]
         entry: dict[str, Any] = {"type": t, "should_review": False}
         if t in HANDWRITTEN:
-            chance = _writing_chance(f["name"], truth, writing, legend_rows)
+            if f.get("legend") and not legend_rows:  # (drawn here: pages without a legend keep their draws)
+                legend_rows.append(1 + int(rng.integers(0, 3)))
+            chance = _writing_chance(f["name"], truth, writing, legend_rows[0] if legend_rows else 0)
             ink = (not blank) and rng.random() < chance
             if ink:
                 draw_handwriting(layer, f, rng)

@@ -424,6 +424,7 @@ class _Flow:
         self.bottom = self.size[1] - MARGIN - FOOTER_HEIGHT
         self.pages: list[PageLayout] = []
         self.title: dict[str, str] | None = None
+        self.title_of_legend: dict[str, str] | None = None
         self.new_page()
 
     @property
@@ -626,42 +627,47 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
         page.geom({"name": f"{prefix}.status", "type": "choice", "options": options, **extra})
     else:
         page.box(x, sy, BOX, BOX)
-        page.text(x + BOX + 1, sy + BOX - 1.3, label_text(meds.labels["given"], langs), 6.5)
         page.geom({"name": f"{prefix}.given", "type": "checkbox", "box_mm": _box_mm(x, sy, BOX, BOX), **extra})
+        effect = meds.prn_effect
+        marks_w = ((len(effect.options) - 1) * EFFECT_PITCH + BOX + 0.8
+                   + max(text_width_mm(placer.label(o.label), 7.5, BOLD) for o in effect.options)) if effect else 0.0
+        ex = x + w - 2.5 - marks_w  # the last mark's sign ends 2.5 mm before the next slot's box
+        given = label_text(meds.labels["given"], langs)
+        if text_width_mm(given, 6.5) <= ex - x - BOX - 3.0:
+            page.text(x + BOX + 1, sy + BOX - 1.3, given, 6.5)
+        else:  # the given mark's letter(s), as on the scheduled rows
+            page.text(x + BOX + 1, sy + BOX - 1.2, status_letters(meds, langs)[0], 7.5, BOLD)
+        if effect is not None:
+            options = []
+            for k, opt in enumerate(effect.options):
+                ox = ex + k * EFFECT_PITCH
+                page.box(ox, sy, BOX, BOX)
+                page.text(ox + BOX + 0.8, sy + BOX - 1.2, placer.label(opt.label), 7.5, BOLD)
+                options.append({"value": opt.value, "box_mm": _box_mm(ox, sy, BOX, BOX)})
+            page.geom({"name": f"{prefix}.effect", "type": "choice", "options": options, **extra})
     ty = sy + BOX + 2.0
     time_spec = FieldSpec("time", "datetime", meds.labels["time"], format="time")
     placer.draw(page, time_spec, f"{prefix}.time", x, ty, 0, show_label=False, extra=extra)
     ix = x + placer.comb_width(time_spec) + 1.5
     right = x + w - 1.0
     parts = meds.part_specs()
-    if status and "held" in parts:
-        # the held code: one digit box at the slot's right end, its label ("H?") just before it
-        label = held_label(meds, langs)
+    code = "held" if status else "reason"
+    if code in parts:
+        # the code (why held; why a PRN dose was given): one digit box at the slot's right end,
+        # its label ("H?") just before it
+        label = held_label(meds, langs) if status else code_label(meds.labels["prn_reason"], langs)
         cx = right - CELL_W
         lx = cx - 1.2 - text_width_mm(label, HELD_LABEL_SIZE, BOLD)
         page.text(lx, ty + CELL_H / 2 + 1.0, label, HELD_LABEL_SIZE, BOLD)
-        placer.draw(page, parts["held"], f"{prefix}.held", cx, ty, CELL_W, show_label=False, extra=extra)
+        placer.draw(page, parts[code], f"{prefix}.{code}", cx, ty, CELL_W, show_label=False, extra=extra)
         right = lx - 1.2
     iw = max(7.0, right - ix)
     page.box(ix, ty, iw, CELL_H, 0.3)
     page.geom({"name": f"{prefix}.initials", "type": "initials", "box_mm": _box_mm(ix, ty, iw, CELL_H), **extra})
-    if not status and "effect" in parts:
-        ry = ty + CELL_H + 2.0
-        effect = parts["effect"]
-        marks_w = len(effect.options) * EFFECT_PITCH - 1.0
-        ex = x + w - 1.0 - marks_w
-        rw = ex - 2.0 - x
-        page.box(x, ry, rw, REASON_H, 0.3)
-        page.geom({"name": f"{prefix}.reason", "type": "text", "box_mm": _box_mm(x, ry, rw, REASON_H), "lines": 1,
-                   **extra})
-        options = []
-        oy = ry + (REASON_H - BOX) / 2
-        for k, opt in enumerate(effect.options):
-            ox = ex + k * EFFECT_PITCH
-            page.box(ox, oy, BOX, BOX)
-            page.text(ox + BOX + 0.8, oy + BOX - 1.2, placer.label(opt.label), 7.5, BOLD)
-            options.append({"value": opt.value, "box_mm": _box_mm(ox, oy, BOX, BOX)})
-        page.geom({"name": f"{prefix}.effect", "type": "choice", "options": options, **extra})
+
+
+def code_label(label: dict[str, str], langs: tuple[str, ...]) -> str:
+    return "/".join(dict.fromkeys(label[lang].rstrip("?") for lang in langs)) + "?"
 
 
 def status_letters(meds: Medications, langs: tuple[str, ...]) -> list[str]:
@@ -674,10 +680,9 @@ def held_label(meds: Medications, langs: tuple[str, ...]) -> str:
 
 CAPTION_W = 10.0  # the time, then 2 mm before the first box: the reader checks for ink spilling in
 SLOT_H = 1.5 + BOX + 2.0 + CELL_H + 1.0
-REASON_H = 6.5
 EFFECT_PITCH = 9.0
-PRN_SLOT_H = SLOT_H + 1.0 + REASON_H + 1.0
-HELD_LABEL_SIZE = 5.5
+PRN_SLOT_H = SLOT_H
+HELD_LABEL_SIZE = 7.5
 MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « si nécessaire » ou prescriptions : "
              "feuille vierge", "nl": "meer 'indien nodig' of voorschriften: blanco blad"}
 PANEL_W = 36.0
@@ -692,8 +697,11 @@ def _legend_lines(meds: Medications, langs: tuple[str, ...], width: float) -> li
         if meds.held_codes:
             codes = " ".join(f"{o.value} {o.label[lang]}" for o in meds.held_codes)
             text += f". {meds.labels['held_codes'][lang]}: {codes}"
+        if meds.prn_reasons:
+            codes = " ".join(f"{o.value} {o.label[lang]}" for o in meds.prn_reasons)
+            text += f". {meds.labels['prn_reasons'][lang]}: {codes}"
         if meds.prn_effect is not None:
-            text += f". PRN: {meds.labels['prn_reason'][lang]}; {meds.labels['prn_effect'][lang]}"
+            text += f"; {meds.labels['prn_effect'][lang]}"
         lines += wrap_text(text, width, LEGEND_SIZE)[0]
     return lines
 
@@ -849,41 +857,60 @@ def _order_by(placer: Placer, page: _Page, meds: Medications, x: float, y: float
     placer.draw(page, parts["ordered"], f"{prefix}.ordered", tx, y, time_w, show_label=False, extra=extra)
 
 
+LEGEND_ENTRY = (3.5, 14.0, 30.0)  # row number, initials box, signature box (mm); the name takes the rest
+LEGEND_GAP = 4.0
+LEGEND_PITCH = CELL_H + 1.2
+
+
+def _legend_layout(flow: _Flow, placer: Placer, legend) -> tuple[str | None, list[str], int, float]:
+    """(note in the heading bar or None, note lines under it, column label lines, name box width)."""
+    langs = placer.langs
+    num_w, init_w, sig_w = LEGEND_ENTRY
+    entry_w = (flow.width - LEGEND_GAP) / 2
+    name_w = entry_w - num_w - init_w - sig_w - 3.0
+    joined = " / ".join(dict.fromkeys(legend.labels["note"][lang] for lang in langs))
+    title_w = text_width_mm(label_text(flow.title_of_legend, langs), 8.5, BOLD) if flow.title_of_legend else 0.0
+    in_bar = joined if title_w + 8.0 + text_width_mm(joined, 6.5) <= flow.width - 3.0 else None
+    note = [] if in_bar else list(dict.fromkeys(
+        line for lang in langs for line in wrap_text(legend.labels["note"][lang], flow.width - 2, 6.5)[0]))
+    label_lines = max(len(_column_label(lab, langs, w)) for lab, w in (
+        (legend.labels["initials"], init_w), (legend.labels["name"], name_w), (legend.labels["signature"], sig_w)))
+    return in_bar, note, label_lines, name_w
+
+
 def _flow_legend(flow: _Flow, placer: Placer, section: Section) -> None:
     """The initials legend: numbered rows of initials, name and signature, two rows side by side.
     The row number is what the review station's keys 1-9 pick."""
     legend = section.legend
     langs = placer.langs
-    note = [line for lang in langs for line in wrap_text(legend.labels["note"][lang], flow.width - 2, 6.5)[0]]
-    note = list(dict.fromkeys(note))
+    flow.title_of_legend = section.title
+    in_bar, note, label_lines, name_w = _legend_layout(flow, placer, legend)
     per_line = 2
     lines = -(-legend.rows // per_line)
-    gap = 4.0
-    entry_w = (flow.width - gap * (per_line - 1)) / per_line
-    num_w, init_w, sig_w = 3.5, 14.0, 30.0
-    name_w = entry_w - num_w - init_w - sig_w - 3.0
+    entry_w = (flow.width - LEGEND_GAP) / 2
+    num_w, init_w, sig_w = LEGEND_ENTRY
     box_h = CELL_H
-    label_lines = max(len(_column_label(lab, langs, w)) for lab, w in (
-        (legend.labels["initials"], init_w), (legend.labels["name"], name_w), (legend.labels["signature"], sig_w)))
     head_h = len(note) * 2.8 + 3.2 + 2.5 * (label_lines - 1)
-    whole = head_h + lines * (box_h + 1.5)
+    whole = head_h + lines * LEGEND_PITCH
     flow.section_title(section.title, whole, whole)
     page, y = flow.page, flow.y
+    if in_bar:
+        page.text(flow.right - 1.5, y - flow.section_h + 3.8, in_bar, 6.5, REGULAR, "right")
     for k, text in enumerate(note):
         page.text(flow.left + 1, y + 2.3 + k * 2.8, text, 6.5)
-    y += len(note) * 2.8 + 0.4
+    y += len(note) * 2.8 + (0.4 if note else 0.0)
     columns = ((legend.labels["initials"], num_w, init_w), (legend.labels["name"], num_w + init_w + 1.5, name_w),
                (legend.labels["signature"], num_w + init_w + name_w + 3.0, sig_w))
     for c in range(per_line):
-        ex = flow.left + c * (entry_w + gap)
+        ex = flow.left + c * (entry_w + LEGEND_GAP)
         for label, off, width in columns:  # one language a line when both do not fit the column
             for k, text in enumerate(_column_label(label, langs, width)):
                 page.text(ex + off, y + 2.3 + k * 2.5, text, 6.0)
     y += 3.2 + 2.5 * (label_lines - 1)
     for r in range(legend.rows):
         line, c = divmod(r, per_line)
-        ex = flow.left + c * (entry_w + gap)
-        ry = y + line * (box_h + 1.5)
+        ex = flow.left + c * (entry_w + LEGEND_GAP)
+        ry = y + line * LEGEND_PITCH
         row_name = f"l{r + 1}"
         extra = {"row": row_name, "legend": r + 1}
         page.text(ex, ry + box_h / 2 + 1.3, str(r + 1), 8, BOLD)
@@ -899,7 +926,7 @@ def _flow_legend(flow: _Flow, placer: Placer, section: Section) -> None:
         page.box(sx, ry, sig_w, box_h, 0.3)
         page.geom({"name": f"{row_name}.signature", "type": "signature", "box_mm": _box_mm(sx, ry, sig_w, box_h),
                    "transcribe": "ink-only", **extra})
-    flow.y = y + lines * (box_h + 1.5) + flow.gap_y
+    flow.y = y + lines * LEGEND_PITCH + flow.gap_y
 
 
 def _column_label(label: dict[str, str], langs: tuple[str, ...], width: float) -> list[str]:
@@ -910,10 +937,10 @@ def _column_label(label: dict[str, str], langs: tuple[str, ...], width: float) -
 
 
 def _legend_height(flow: _Flow, placer: Placer, section: Section) -> float:
-    legend = section.legend
-    note = {line for lang in placer.langs for line in wrap_text(legend.labels["note"][lang], flow.width - 2, 6.5)[0]}
-    return flow.section_h + len(note) * 2.8 + 3.6 + 2.5 * max(0, len(placer.langs) - 1) \
-        + -(-legend.rows // 2) * (CELL_H + 1.5) + flow.gap_y
+    flow.title_of_legend = section.title
+    _, note, label_lines, _ = _legend_layout(flow, placer, section.legend)
+    return flow.section_h + len(note) * 2.8 + 3.2 + 2.5 * (label_lines - 1) \
+        + -(-section.legend.rows // 2) * LEGEND_PITCH + flow.gap_y
 
 
 def _med_info(med: dict[str, Any], width: float, default_frequency: str) -> list[tuple[str, float, str]]:

@@ -89,6 +89,7 @@ class Medications:
     checks: tuple[str, ...] = ()  # slot rules (semantics.SLOT_CHECKS) flagged on a returned chart
     held_codes: tuple[Option, ...] = ()  # why a dose was held: the digit written in the slot's code box
     prn_effect: FieldSpec | None = None  # a PRN dose's effect, marked (better / same / worse)
+    prn_reasons: tuple[Option, ...] = ()  # why a PRN dose was given: the digit written in its code box
     prn_hours: int = 24      # the hours one sheet covers: a q4h PRN gets prn_hours / 4 slots
     prn_max_slots: int = 6
 
@@ -104,8 +105,10 @@ class Medications:
         if self.held_codes:
             out["held"] = FieldSpec("held", "number", self.labels["held"], digits=1,
                                     range=(1.0, float(len(self.held_codes))))
+        if self.prn_reasons:
+            out["reason"] = FieldSpec("reason", "number", self.labels["prn_reason"], digits=1,
+                                      range=(1.0, float(len(self.prn_reasons))))
         if self.prn_effect is not None:
-            out["reason"] = FieldSpec("reason", "text", self.labels["prn_reason"])
             out["effect"] = self.prn_effect
         if "prescriber" in self.labels:
             out["prescriber"] = FieldSpec("prescriber", "text", self.labels["prescriber"])
@@ -128,8 +131,10 @@ def medication_parts(meds: "Medications") -> set[str]:
     parts = {"status", "given", "time", "initials", "order"}
     if meds.held_codes:
         parts.add("held")
+    if meds.prn_reasons:
+        parts.add("reason")
     if meds.prn_effect is not None:
-        parts |= {"reason", "effect"}
+        parts.add("effect")
     if "prescriber" in meds.labels:
         parts |= {"prescriber", "ordered"}
     return parts
@@ -369,7 +374,7 @@ class _Checker:
             raise self.fail(f"{where} medications", "must be a mapping")
         mw = f"{where} medications"
         self.keys(m, {"slots_per_line", "max_slots", "prn_rows", "prn_slots", "blank_rows",
-                      "blank_rows_stock", "status", "labels", "checks", "held_codes", "prn_effect",
+                      "blank_rows_stock", "status", "labels", "checks", "held_codes", "prn_effect", "prn_reasons",
                       "prn_hours", "prn_max_slots"}, mw)
         status = self.field({**m.get("status", {}), "name": "status"}, f"{mw} status") \
             if isinstance(m.get("status"), dict) else None
@@ -380,28 +385,32 @@ class _Checker:
         if not isinstance(labels_raw, dict) or any(k not in labels_raw for k in needed):
             raise self.fail(mw, f"'labels' must give: {', '.join(needed)}")
         labels = {k: self.text(labels_raw[k], f"{mw} labels.{k}") for k in needed}
-        optional = ("held", "held_codes", "prn_reason", "prn_effect", "prescriber", "ordered")
+        optional = ("held", "held_codes", "prn_reason", "prn_reasons", "prn_effect", "prescriber", "ordered")
         labels |= {k: self.text(labels_raw[k], f"{mw} labels.{k}") for k in optional if k in labels_raw}
         unknown = set(labels_raw) - set(needed) - set(optional)
         if unknown:
             raise self.fail(mw, f"unknown label(s): {', '.join(sorted(unknown))}")
-        held_codes: tuple[Option, ...] = ()
-        if "held_codes" in m:
-            raw_codes = m["held_codes"]
+        def code_list(key: str, box_label: str, heading: str) -> tuple[Option, ...]:
+            if key not in m:
+                return ()
+            raw_codes = m[key]
             if not isinstance(raw_codes, list) or not 1 <= len(raw_codes) <= 9 or any(
                     not isinstance(c, dict) or str(c.get("value")) != str(k) for k, c in enumerate(raw_codes, 1)):
-                raise self.fail(f"{mw} held_codes", "must be a list of 1 to 9 codes with values 1, 2, 3, ... in order")
-            if "held" not in labels or "held_codes" not in labels:
-                raise self.fail(mw, "held_codes need the labels 'held' (the code box) and 'held_codes' (the list's heading)")
-            held_codes = tuple(Option(str(c["value"]), self.text(c.get("label"), f"{mw} held code {k}"))
-                               for k, c in enumerate(raw_codes, 1))
+                raise self.fail(f"{mw} {key}", "must be a list of 1 to 9 codes with values 1, 2, 3, ... in order")
+            if box_label not in labels or heading not in labels:
+                raise self.fail(mw, f"{key} need the labels '{box_label}' (the code box) and '{heading}' (the list's heading)")
+            return tuple(Option(str(c["value"]), self.text(c.get("label"), f"{mw} {key} {k}"))
+                         for k, c in enumerate(raw_codes, 1))
+
+        held_codes = code_list("held_codes", "held", "held_codes")
+        prn_reasons = code_list("prn_reasons", "prn_reason", "prn_reasons")
         prn_effect = None
         if "prn_effect" in m:
             if not isinstance(m["prn_effect"], dict):
                 raise self.fail(f"{mw} prn_effect", "must be a choice field")
             prn_effect = self.field({**m["prn_effect"], "name": "effect"}, f"{mw} prn_effect")
-            if prn_effect.type != "choice" or "prn_reason" not in labels:
-                raise self.fail(f"{mw} prn_effect", "must be a choice field, with the label 'prn_reason'")
+            if prn_effect.type != "choice" or "prn_effect" not in labels:
+                raise self.fail(f"{mw} prn_effect", "must be a choice field, with the label 'prn_effect'")
         if ("prescriber" in labels) != ("ordered" in labels):
             raise self.fail(mw, "new-order rows take both labels 'prescriber' and 'ordered', or neither")
         return Section(title, medications=Medications(
@@ -413,7 +422,7 @@ class _Checker:
             blank_rows_stock=self.positive_int(m, "blank_rows_stock", mw, 6, 0, 24),
             status=status, labels=labels,
             checks=SemanticsChecker(self).slot_checks(m.get("checks", []), mw),
-            held_codes=held_codes, prn_effect=prn_effect,
+            held_codes=held_codes, prn_effect=prn_effect, prn_reasons=prn_reasons,
             prn_hours=self.positive_int(m, "prn_hours", mw, 24, 1, 24),
             prn_max_slots=self.positive_int(m, "prn_max_slots", mw, 6, 1, 12)))
 
@@ -464,11 +473,13 @@ def load_template(path: Path | str) -> Template:
     meds = next((s.medications for s in sections if s.medications), None)
     meaning.cross_check(reentry, set(names), any(s.grid for s in sections), meds is not None,
                         medication_parts(meds) if meds else set())
-    if meds is not None and meds.held_codes:  # a slot item says what its held code means
+    if meds is not None:  # a slot item says what its codes mean (held reason, PRN reason)
         import dataclasses
-        codes = tuple((o.value, o.label["en"]) for o in meds.held_codes)
-        reentry = tuple(dataclasses.replace(r, codes=codes) if r.each == "slot" and "held_reason" in r.roles else r
-                        for r in reentry)
+        codes = tuple((role, o.value, o.label["en"]) for role, opts in (("held_reason", meds.held_codes),
+                                                                         ("prn_reason", meds.prn_reasons))
+                      for o in opts)
+        reentry = tuple(dataclasses.replace(r, codes=tuple(c for c in codes if c[0] in r.roles))
+                        if r.each == "slot" else r for r in reentry)
     for name_ in names:
         spec = next(f for s in sections for f in (s.fields + (s.grid.rows if s.grid else ())) if f.name == name_)
         if spec.when_empty and spec.when_empty.unless_written and spec.when_empty.unless_written not in names:

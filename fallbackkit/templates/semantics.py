@@ -75,7 +75,7 @@ class ItemRule:
     care_time: tuple[str, ...] = ()  # form: fields giving the care time, the first written wins
     summary: tuple[SummaryPart, ...] = ()
     roles: dict[str, Any] = field(default_factory=dict)  # FHIR role -> field(s) (service-request, registration)
-    codes: tuple[tuple[str, str], ...] = ()  # slot: held code -> its meaning (en), from the medications section
+    codes: tuple[tuple[str, str, str], ...] = ()  # slot: (role, code, meaning in en), from the medications section
 
 
 def summary_text(parts: tuple[SummaryPart, ...], values: dict[str, Any], care: str | None,
