@@ -412,7 +412,7 @@ def test_mar_content_of_real_paper_mars(kit, tmp_path):
     assert others == 8 * 3  # registration, lab request, vitals: once per patient
     texts = page_texts(result.out_path)
     mar_texts = [" ".join(t.split()) for t, s in zip(texts[1:], result.sheets) if s["template"] == "mar"]
-    for day, label in (("2026-12-01", "Day 1 of 3: 01/12/2026"), ("2026-12-03", "Day 3 of 3: 03/12/2026")):
+    for day, label in (("2026-12-01", "Day 1/3: 01/12/2026"), ("2026-12-03", "Day 3/3: 03/12/2026")):
         assert any(label in t for t in mar_texts), label
     registered = {r[0] for r in kit.db.execute("SELECT sheet_id FROM sheets WHERE batch_id = ?", [result.batch_id])}
     assert registered == {s["sheet_id"] for s in result.sheets}
@@ -442,3 +442,22 @@ def test_mar_content_of_real_paper_mars(kit, tmp_path):
     assert ix + iw + 1.0 <= hx
     with pytest.raises(Exception, match="--days 0"):
         outage_days(kit, 0)
+
+
+def test_print_days_through_the_cli(kit, tmp_path):
+    from click.testing import CliRunner
+
+    from fallbackkit.cli import cli
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["--kit", str(kit.path), "print", "--ward", "ICU", "--days", "2", "--first-day",
+                             "2026-12-01", "--out", str(tmp_path / "icu.pdf"), "--json"])
+    assert ok.exit_code == 0, ok.output
+    sheets = json.loads(ok.stdout)
+    forms = {s["form_id"] for s in sheets if s["template"] == "mar"}
+    assert len(forms) == 4 * 2  # 4 ICU patients, 2 days
+    bad = runner.invoke(cli, ["--kit", str(kit.path), "print", "registration", "--blank", "2", "--days", "2",
+                              "--out", str(tmp_path / "x.pdf")])
+    assert bad.exit_code != 0 and "--days goes with --ward or --patient" in bad.output
+    bad = runner.invoke(cli, ["--kit", str(kit.path), "print", "--ward", "ICU", "--days", "2", "--first-day",
+                              "1/12/2026", "--out", str(tmp_path / "y.pdf")])
+    assert bad.exit_code != 0 and "YYYY-MM-DD" in bad.output

@@ -80,6 +80,22 @@ def test_mar_new_fields_print_scan_and_resolve(kit, tmp_path):
     assert readings["l1.signature"]["value"] in (True, None)  # signed, or a person looks
     assert readings["l2.signature"]["value"] is False and readings["l2.initials"]["ink"] is False
 
+    # the station names the code boxes and lists what each code means
+    import re
+    from fallbackkit.review import create_app
+    from review_helpers import PASSWORD, add_people
+    add_people(kit)
+    client = create_app(kit.path).test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True)).group(1)
+    client.post("/login", data={"name": "clara", "password": PASSWORD, "csrf_token": token})
+    shown = client.get(f"/api/readings/{held['reading_id']}").get_json()["reading"]
+    assert shown["field_label"].startswith("Held: reason code")
+    assert shown["code_list"][0] == {"code": "1", "text": "nil by mouth"} and len(shown["code_list"]) == 5
+    shown = client.get(f"/api/readings/{readings[f'{prn}.s1.reason']['reading_id']}").get_json()["reading"]
+    assert shown["field_label"].startswith("PRN: reason code") and shown["code_list"][0]["text"] == "pain"
+    legend = client.get(f"/api/readings/{readings['l1.name']['reading_id']}").get_json()["reading"]
+    assert legend["field_label"] == "Name (capitals) · Nurses on this sheet 1"
+
     # a clerk types what the paper says: the legend once, the slots' initials
     for name, text in (("m1.s1.held", "1"), ("l1.initials", "AD"), ("l1.name", "Anne DUPONT"),
                        ("m1.s1.initials", "A.D."), (f"{prn}.s1.initials", "XY"), (f"{prn}.s1.reason", "1"),

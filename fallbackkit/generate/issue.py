@@ -53,7 +53,6 @@ WORDS = {
                 "nl": "Wijzigingen sinds de vorige patiëntenlijst"},
     "new": {"en": "NEW", "fr": "NOUVEAU", "nl": "NIEUW"},
     "day": {"en": "Day", "fr": "Jour", "nl": "Dag"},
-    "of": {"en": "of", "fr": "sur", "nl": "van"},
 }
 
 
@@ -227,8 +226,7 @@ class _Issuer:
             if order.day is not None:
                 day, k, n = order.day
                 context["day"] = day
-                header.insert(1, HeaderLine(f"{word('day', self.langs)} {k} {word('of', self.langs)} {n}: "
-                                            f"{printed_date(day)}", 10.5, True))
+                header.insert(1, HeaderLine(f"{word('day', self.langs)} {k}/{n}: {printed_date(day)}", 10.5, True))
             if overflow:
                 context["allergy_list"] = order.patient["allergies"]
             top = header_body_top(PAPER_SIZES_MM[self.paper], header_top(t, self.langs, PAPER_SIZES_MM[self.paper]),
