@@ -9,7 +9,7 @@ from fallbackkit.templates import load_templates
 
 
 def val(kind: str, value, source: str = "transcribe") -> Val:
-    return Val(1, kind, value, value, True, 1 if value not in (None, "", False) else 0, "accepted", None, source)
+    return Val.of(1, kind, value, value, True, 1 if value not in (None, "", False) else 0, "accepted", None, source)
 
 
 def test_resolve_initials_fails_closed():

@@ -14,7 +14,6 @@ from collections import Counter
 from typing import Any
 
 from ..reconcile.legend import LegendEntry, normalize_initials
-from ..store.decisions import current_review
 
 _LEGEND = re.compile(r"^l(\d+)\.(initials|name)$")
 _SLOT = re.compile(r"^([a-z]\d+)\.s(\d+)\.initials$")
@@ -22,20 +21,18 @@ RECENT = 9
 
 
 def _form_values(conn, sheet_id: str) -> dict[str, Any]:
-    """Decided values of the legend and slot initials of the form this sheet belongs to (latest
-    read capture of each of its sheets)."""
-    rows = conn.execute(
-        "SELECT r.reading_id, r.field FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
-        " WHERE c.status = 'read' AND c.sheet_id IN (SELECT s2.sheet_id FROM sheets s1 JOIN sheets s2"
-        " ON s2.form_id = s1.form_id WHERE s1.sheet_id = ?)"
-        " AND c.capture_id = (SELECT MAX(c2.capture_id) FROM captures c2 WHERE c2.sheet_id = c.sheet_id"
-        " AND c2.status = 'read') AND (r.field LIKE 'l%.initials' OR r.field LIKE 'l%.name'"
-        " OR r.field LIKE '%.s%.initials')", [sheet_id]).fetchall()
+    """Values people decided for the legend and the slot initials of the form this sheet belongs
+    to (each of its sheets' latest read capture), from the store's readings."""
+    from ..store.readings import effective_readings
+    sheets = [r[0] for r in conn.execute(
+        "SELECT s2.sheet_id FROM sheets s1 JOIN sheets s2 ON s2.form_id = s1.form_id WHERE s1.sheet_id = ?",
+        [sheet_id])] or [sheet_id]
     out: dict[str, Any] = {}
-    for rid, name in rows:
-        review = current_review(conn, rid)
-        if review is not None and isinstance(review["value"], str) and review["value"].strip():
-            out[name] = review["value"].strip()
+    for sid in sheets:
+        for r in effective_readings(conn, sheet_id=sid, latest_capture=True):
+            if (_LEGEND.match(r.field) or _SLOT.match(r.field)) and r.review is not None \
+                    and isinstance(r.value, str) and r.value.strip():
+                out[r.field] = r.value.strip()
     return out
 
 
