@@ -681,7 +681,6 @@ def held_label(meds: Medications, langs: tuple[str, ...]) -> str:
 CAPTION_W = 10.0  # the time, then 2 mm before the first box: the reader checks for ink spilling in
 SLOT_H = 1.5 + BOX + 2.0 + CELL_H + 1.0
 EFFECT_PITCH = 9.0
-PRN_SLOT_H = SLOT_H
 HELD_LABEL_SIZE = 7.5
 MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « si nécessaire » ou prescriptions : "
              "feuille vierge", "nl": "meer 'indien nodig' of voorschriften: blanco blad"}
@@ -723,8 +722,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             order_field: bool, status: bool, med_ref: int | None) -> None:
         lines = max(1, -(-len(slot_captions) // meds.slots_per_line))
         info_h = 2.0 + sum(3.8 if size > 8 else 3.2 for _, size, _ in info)
-        slot_h = SLOT_H if status or "effect" not in parts else PRN_SLOT_H
-        height = row_height(lines, info_h, order_field, slot_h)
+        height = row_height(lines, info_h, order_field)
         flow.ensure(height)
         page, y0 = flow.page, flow.y
         page.line(flow.left, y0, flow.right, y0, 0.4)
@@ -740,7 +738,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             placer.draw(page, spec, f"{prefix}.order", flow.left, y0 + 1.0 + len(label) * 2.7 + 0.8,
                         panel_w - 3, show_label=False, extra=extra)
             if order_extra:
-                _order_by(placer, page, meds, flow.left + panel_w, y0 + 0.5 + lines * slot_h + 0.5,
+                _order_by(placer, page, meds, flow.left + panel_w, y0 + 0.5 + lines * SLOT_H + 0.5,
                           flow.right - flow.left - panel_w - 1, prefix, extra)
         else:
             ty = y0 + 4.0
@@ -750,7 +748,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
         for s, caption in enumerate(slot_captions):
             line, col = divmod(s, meds.slots_per_line)
             sx = flow.left + panel_w + col * slot_w
-            sy = y0 + 0.5 + line * slot_h
+            sy = y0 + 0.5 + line * SLOT_H
             slot_extra = dict(extra)
             if caption and kind == "m":
                 slot_extra["scheduled"] = caption
@@ -761,9 +759,9 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
         """The new-order box's label, wrapped inside the drug panel (not under the slots)."""
         return wrap_text(label_text(meds.labels["order"], langs), panel_w - 3, 6.5, REGULAR, 4)[0]
 
-    def row_height(lines: int, info_h: float, order_field: bool, slot_h: float = SLOT_H) -> float:
+    def row_height(lines: int, info_h: float, order_field: bool) -> float:
         order_h = 1.0 + len(order_label()) * 2.7 + 0.8 + 18.0 + 0.5
-        slots_h = lines * slot_h + (ORDER_BY_H if order_field and order_extra else 0.0)
+        slots_h = lines * SLOT_H + (ORDER_BY_H if order_field and order_extra else 0.0)
         return max(slots_h, info_h, order_h if order_field else 14.0) + 0.4
 
     scheduled = [m for m in context.get("medications", []) if not m.get("prn")]
@@ -784,7 +782,6 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     blank_new = meds.blank_rows_stock if context.get("blank_stock") else meds.blank_rows
     prn_info = [_med_info(m, panel_w - 2, "PRN") for m in prn]
     prn_slots = [meds.prn_slot_count(m.get("frequency")) for m in prn]
-    prn_h = PRN_SLOT_H if "effect" in parts else SLOT_H
     blank_prn_lines = max(1, -(-meds.prn_slots // meds.slots_per_line))
     order_h = row_height(1, 0, True)
 
@@ -792,9 +789,9 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
         h = 0.0
         if prn or n_prn:
             h += flow.section_h + sum(row_height(-(-n // meds.slots_per_line),
-                                                 2.0 + sum(3.8 if z > 8 else 3.2 for _, z, _ in inf), False, prn_h)
+                                                 2.0 + sum(3.8 if z > 8 else 3.2 for _, z, _ in inf), False)
                                       for inf, n in zip(prn_info, prn_slots))
-            h += n_prn * row_height(blank_prn_lines, 0, True, prn_h)
+            h += n_prn * row_height(blank_prn_lines, 0, True)
         if n_new:
             h += flow.section_h + n_new * order_h
         return h
@@ -820,7 +817,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
         flow.page.text(flow.left + 1, flow.y + 2.5, note, 7, BOLD)
         flow.y += 3.4
     if prn or blank_prn:
-        flow.section_title({lang: meds.labels["prn"][lang] for lang in LANGS}, prn_h + 4)
+        flow.section_title({lang: meds.labels["prn"][lang] for lang in LANGS}, SLOT_H + 4)
         if shortened:
             flow.page.text(flow.right - 1.5, flow.y - flow.section_h + 3.8, note, 6.5, REGULAR, "right")
         for i, med in enumerate(prn + [None] * blank_prn, 1):
