@@ -22,6 +22,7 @@ from fallbackkit.store import verify_audit
 from fallbackkit.store.decisions import record_review
 from fallbackkit.scan import engine
 from fallbackkit.scan.pipeline import format_summary, list_readings, scan_paths
+from fault_injection import kill_worker_on_page, no_faults
 from pdf_helpers import render_pages
 from scan_pipeline_helpers import (white_out, write_bad_files, write_jpeg, write_png, write_scanner_pdf,
                                    write_tiff_g4)
@@ -388,7 +389,7 @@ def test_a_worker_dying_costs_a_retry_and_twice_fails_only_that_page(kit, blank_
     tokens.mkdir()
     for i in range(deaths):
         (tokens / f"t{i}").touch()
-    monkeypatch.setenv("FALLBACKKIT_FAULT_KILL_WORKER", f"2:{tokens}")
+    kill_worker_on_page(monkeypatch, 2, tokens)
     summary = scan_paths(kit, [blank_lab.out_path], workers=2, progress=False)
     assert list(tokens.iterdir()) == []  # the worker really died that many times
     pages = [p for (p,) in _rows(kit, "SELECT page_index FROM captures ORDER BY page_index")]
@@ -401,7 +402,7 @@ def test_a_worker_dying_costs_a_retry_and_twice_fails_only_that_page(kit, blank_
         assert "page 2 made the reader process crash twice" in failure["error"]
         assert str(blank_lab.out_path) in failure["error"]
         assert _rows(kit, "SELECT status FROM input_files") == [("failed",)]
-        monkeypatch.delenv("FALLBACKKIT_FAULT_KILL_WORKER")
+        no_faults(monkeypatch)
         again = scan_paths(kit, [blank_lab.out_path], workers=2, progress=False)  # the page is read now
         assert again.failed == [] and again.pages_read == 1 and again.pages_skipped == 2
         assert _rows(kit, "SELECT status FROM input_files") == [("done",)]

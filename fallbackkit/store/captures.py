@@ -174,3 +174,22 @@ def pages_stored(conn: Any, sha: str, source: str = "scan") -> set[int]:
 def count_pages_stored(conn: Any, sha: str, source: str = "scan") -> int:
     return raw_connection(conn).execute(
         "SELECT COUNT(*) FROM captures WHERE file_sha256 = ? AND source = ?", [sha, source]).fetchone()[0]
+
+
+def crop_path(conn, reading_id: int) -> tuple[bool, str | None]:
+    """(the reading exists, the crop written at scan time or None)."""
+    row = raw_connection(conn).execute("SELECT crop_path FROM readings WHERE reading_id = ?", [reading_id]).fetchone()
+    return (row is not None, row[0] if row else None)
+
+
+def page_image_path(conn, capture_id: int) -> tuple[bool, str | None]:
+    """(the capture exists, its archived page image relative to the kit)."""
+    row = raw_connection(conn).execute("SELECT image_path FROM captures WHERE capture_id = ?", [capture_id]).fetchone()
+    return (row is not None, row[0] if row else None)
+
+
+def capture_times(conn, capture_ids: list[int]) -> dict[int, str]:
+    """capture id -> when it was scanned."""
+    marks = ",".join("?" * len(capture_ids))
+    return dict(raw_connection(conn).execute(f"SELECT capture_id, captured_at FROM captures WHERE capture_id IN ({marks})",
+                                    list(capture_ids)).fetchall())
