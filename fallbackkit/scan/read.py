@@ -285,7 +285,41 @@ def _best_shifts(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, ban
 
 def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: float) -> list[dict[str, Any]]:
     """measure_box for every box of a page at once: the same numbers (the boxes of a sheet are all
-    the same size, so their patches are measured as one stack instead of ~20 small calls each)."""
+    the same size, so their patches are measured as one stack instead of ~20 small calls each),
+    plus, per box, what the boxes facing it from near by hold ("near", see _neighbours)."""
+    out = _measure_boxes(image, hmat, boxes_mm, black)
+    _neighbours(boxes_mm, out)
+    return out
+
+
+SIDES = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}  # side -> the side facing it
+NEIGHBOUR_MM = 3.0   # boxes whose outlines are at most this far apart face each other (rows of options: 2 mm)
+
+
+def _neighbours(boxes_mm: list, measures: list[dict[str, Any]]) -> None:
+    """Record in each box's measures, per side, the box of the page (any field) that faces it within
+    NEIGHBOUR_MM: its interior ink and faint ink and its spill strips. A mark that spills out of its
+    box is only accepted when no neighbour holds ink of its own, and an empty box's spill is only
+    explained by a neighbour that clearly holds the mark; decide() needs the neighbour's numbers
+    for that, and they are stored with the box so that it can be re-run."""
+    if len(boxes_mm) < 2:
+        return
+    b = np.asarray(boxes_mm, float)
+    x, y, w, h = b[:, 0:1], b[:, 1:2], b[:, 2:3], b[:, 3:4]
+    ox = np.minimum(x + w, (x + w).T) - np.maximum(x, x.T) > 0.5 * np.minimum(w, w.T)  # columns overlap
+    oy = np.minimum(y + h, (y + h).T) - np.maximum(y, y.T) > 0.5 * np.minimum(h, h.T)  # rows overlap
+    gaps = {"bottom": ox & (y.T - (y + h) >= 0) & (y.T - (y + h) <= NEIGHBOUR_MM),
+            "top": ox & (y - (y.T + h.T) >= 0) & (y - (y.T + h.T) <= NEIGHBOUR_MM),
+            "right": oy & (x.T - (x + w) >= 0) & (x.T - (x + w) <= NEIGHBOUR_MM),
+            "left": oy & (x - (x.T + w.T) >= 0) & (x - (x.T + w.T) <= NEIGHBOUR_MM)}
+    for side, g in gaps.items():
+        for i, j in zip(*np.nonzero(g)):
+            m = measures[j]
+            measures[i].setdefault("near", {})[side] = {"ink": m["ink"], "faint": m["faint"],
+                                                        "spill": m["spill"]}
+
+
+def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: float) -> list[dict[str, Any]]:
     if not boxes_mm:
         return []
     if len({(b[2], b[3]) for b in boxes_mm}) != 1:
@@ -359,16 +393,71 @@ def box_state(m: dict[str, Any]) -> tuple[str, float, str | None]:
         return "cancelled", round(0.8 + 0.19 * min(1.0, (ink - CANCEL_MIN) / 0.2), 3), None
     if MARK_MIN <= ink <= MARK_MAX:
         if spill > SPILL_MAX and spill > ink:
+            if _spilled_from_here(m):
+                return "marked", SPILLED_CONFIDENCE, None
             return "unsure", 0.4, "half_outside"
         margin = min(ink - MARK_MIN, MARK_MAX - ink) / 0.08
         return "marked", round(0.8 + 0.19 * min(1.0, margin), 3), None
     if ink <= EMPTY_MAX:
         if faint > FAINT_MAX:
             return "unsure", 0.4, "faint_mark"
-        if spill > SPILL_EMPTY_MAX:
+        if spill > SPILL_EMPTY_MAX and not _spill_from_neighbour(m):
             return "unsure", 0.4, "half_outside"
         return "empty", round(max(0.5, 0.99 - 5 * ink - 2 * faint), 3), None
     return "unsure", 0.35, "ambiguous_mark"
+
+
+# Marks that spill out of their box (issue 12.5). A cross centred in its box whose strokes run out
+# of it leaves ink in the strips on opposite sides; a mark drawn off-centre (half outside) on one
+# side only. The ink belongs to the box when it is centred and no box facing a spilled side holds
+# ink of its own; an empty box next to it then sees that spill and is still empty.
+SPILLED_CONFIDENCE = 0.8
+SPILL_SIDE = SPILL_EMPTY_MAX      # a strip with more ink than this has ink running out through it
+SPILL_BALANCE = 0.5               # the opposite strip holds at least this share of it: the mark is centred
+SPILL_CLEAN = 0.05                # strips without a neighbour's mark near them: at most this ink
+SPILLED_MARK_MIN = 0.12           # the spilled mark's own ink inside the box: clearly a mark
+NEIGHBOUR_CLEAN = 0.01            # a neighbour (or an empty box) this clean inside holds no mark of its own
+
+
+def _clean_inside(m: dict[str, Any]) -> bool:
+    return m["ink"] <= NEIGHBOUR_CLEAN and m["faint"] <= FAINT_MAX / 2
+
+
+def _spilled_from_here(m: dict[str, Any]) -> bool:
+    """A marked box whose ink runs out of it: centred (every spilled side's opposite strip carries
+    ink too), clearly inked inside, and every box facing a spilled side clean inside."""
+    spill, near = m["spill"], m.get("near", {})
+    if m["ink"] < SPILLED_MARK_MIN or len(spill) != 4:
+        return False
+    for side, other in SIDES.items():
+        if spill[side] > SPILL_SIDE:
+            if spill[other] < SPILL_BALANCE * spill[side]:
+                return False
+            if side in near and not _clean_inside(near[side]):
+                return False
+    return True
+
+
+def _spill_from_neighbour(m: dict[str, Any]) -> bool:
+    """An empty box with ink just outside it, all of it on sides facing a box that clearly holds a
+    mark of its own whose ink runs out toward this box. Anything else (ink on a side with no marked
+    neighbour, ink inside this box) is left to a person."""
+    near = m.get("near", {})
+    if not _clean_inside(m) or len(m["spill"]) != 4:
+        return False
+    explained = False
+    for side, v in m["spill"].items():
+        if v <= SPILL_CLEAN:
+            continue
+        n = near.get(side)
+        if n is None or not (SPILLED_MARK_MIN <= n["ink"] <= MARK_MAX) \
+                or n["faint"] > max(FAINT_MAX, 0.35 * n["ink"]):  # a pen line's soft edge, no more
+            return False
+        nstate = box_state({**n, "spill_max": max(n["spill"].values()), "near": {}})
+        if nstate[0] != "marked" or n["spill"][SIDES[side]] <= SPILL_CLEAN:
+            return False
+        explained = True
+    return explained
 
 
 COVERED = english("covered")

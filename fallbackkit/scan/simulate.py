@@ -61,7 +61,7 @@ def page_transform(dpi: float) -> np.ndarray:
 
 def _pick_style(rng: np.random.Generator, hard_cases: float) -> str:
     if rng.random() < hard_cases:
-        return str(rng.choice(["faint", "half_outside"]))
+        return str(rng.choice(["faint", "half_outside", "spilled"]))
     return str(rng.choice(CLEAR_STYLES))
 
 
