@@ -39,8 +39,8 @@ from ..store.kit import Kit, now_iso
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
 from . import digits, learn, read
 from .suggest import SuggestionContext
+from ..templates.contract import PAGE_IMAGE_DPI  # the page image's dpi, shared with engine.py
 
-PAGE_IMAGE_DPI = 100
 IGNORED_NAMES = {"thumbs.db", "desktop.ini"}  # written into folders by the operating system
 IN_FLIGHT_PER_WORKER = 3
 

@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..templates.contract import LINE_PITCH
 from ..templates.model import default_transcribe
 from .reasons import english, join
 
@@ -645,7 +646,7 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
             c1 = int(math.ceil((gap1 - origin[0]) * ppm)) + 1
             printed[:, max(0, c0):max(0, c1)] = True
     for i in range(1, int(field.get("lines") or 1)):
-        ly = y + i * 9.0
+        ly = y + i * LINE_PITCH
         r0 = int((ly - origin[1] - pad) * ppm)
         r1 = int(math.ceil((ly - origin[1] + pad) * ppm))
         printed[max(0, r0):max(0, r1), :] = True
