@@ -27,6 +27,13 @@ CROP_PX_PER_MM = 150 / 25.4
 SEARCH_MM = 0.7
 
 # Ink darkness is measured relative to the local paper (0) and the corner marks' black (1).
+PAPER_QUANTILE = 0.92  # a patch's paper level: this quantile of its grey values (ink and print cover < 8 %)
+MIN_SPAN = 25.0        # paper minus black, at least this many grey levels (a washed-out patch is not all ink)
+DARK_FOR_OUTLINE = 0.15  # pixels this dark show the printed outline when a box or frame is lined up
+BOX_MARGIN_MM = 2.0    # paper warped around each mark box (the outline search and the spill strips)
+SHRINK = 0.1           # a box's inside is measured shrunk by 10 % of its side on each edge (the outline left out)
+STRIP_MM = (0.35, 0.8)  # the spill strips: this far outside the box outline (beyond the printed line's blur)
+SHIFT_PENALTY = 0.004  # per pixel of shift, so that of two equally good outline positions the nearer wins
 INK_DARK = 0.42        # a pixel at least this dark is ink
 FAINT_DARK = 0.18      # lighter than INK_DARK but at least this: faint ink (pencil, dry pen)
 
@@ -49,6 +56,9 @@ TILE_MM = 2.0
 TILE_INK = 0.06        # a tile with this much ink is inked (SDAPS uses 6 %)
 TILE_FAINT = 0.025     # below TILE_INK but above this: faint, a person looks
 TILE_LIGHT = 0.08      # share of a tile with light ink (pencil, dry pen) that makes a person look
+HAND_INK_DARK = INK_DARK - 0.1  # handwriting counts as ink a little lighter than marks (a thin pen line's blur)
+PRINT_MASK_MM = 0.45   # printed outline, comb cells and ruling masked this far on either side (line + blur + shift)
+TILE_MIN_USABLE = 0.3  # a tile counts when at least 30 % of it is unmasked
 HANDWRITTEN = ("number", "datetime", "text", "initials", "signature")
 SIGNED_MIN_TILES = 2   # ink-only fields: fewer inked 2 mm tiles than this is a trace, not a signature
 CROP_MARGIN_MM = 1.5   # paper kept around a handwritten field's box in its crop
@@ -76,8 +86,8 @@ class _Levels:
     __slots__ = ("paper", "lut", "_cache")
 
     def __init__(self, p: np.ndarray, black: float):
-        self.paper = float(_kth_grey(p, int(p.size * 0.92)))
-        span = max(self.paper - black, 25.0)
+        self.paper = float(_kth_grey(p, int(p.size * PAPER_QUANTILE)))
+        span = max(self.paper - black, MIN_SPAN)
         self.lut = (self.paper - np.arange(256, dtype=np.float32)) / span
         self._cache: dict[tuple[str, float], int] = {}
 
@@ -210,7 +220,7 @@ def _best_shift(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, band
         a, b = lo + s, hi + s
         if a < 0 or b >= n:
             continue
-        score = min(pm[a], pm[b]) - 0.004 * abs(s)
+        score = min(pm[a], pm[b]) - SHIFT_PENALTY * abs(s)
         if score > best_score:
             best, best_score = s, score
     return best
@@ -222,12 +232,12 @@ def _frac(mask: np.ndarray) -> float:
 
 def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> dict[str, Any]:
     x, y, w, h = box_mm
-    margin = 2.0
+    margin = BOX_MARGIN_MM
     ppm = BOX_PX_PER_MM
     p = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
     lv = _Levels(p, black)
     smooth = cv2.medianBlur(p, 3)
-    raw_dark = _le(p, lv.above(0.15))
+    raw_dark = _le(p, lv.above(DARK_FOR_OUTLINE))
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
     search = int(round(SEARCH_MM * ppm))
@@ -235,13 +245,13 @@ def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> di
     sy = _best_shift(raw_dark, m, m + bh, 0, search, (m + search + 2, m + bw - search - 2))
     x0, y0 = m + sx, m + sy
     x1, y1 = x0 + bw, y0 + bh
-    shrink = int(round(0.1 * min(bw, bh)))
+    shrink = int(round(SHRINK * min(bw, bh)))
     interior = smooth[y0 + shrink:y1 - shrink, x0 + shrink:x1 - shrink]
     v_ink, v_faint = lv.at_least(INK_DARK), lv.at_least(FAINT_DARK)
     ink = _frac(_le(interior, v_ink))
     faint = _frac(_le(interior, v_faint) & ~_le(interior, v_ink))
     # strips just outside the outline: 0.35 .. 0.8 mm away
-    a, b = int(round(0.35 * ppm)), int(round(0.8 * ppm))
+    a, b = int(round(STRIP_MM[0] * ppm)), int(round(STRIP_MM[1] * ppm))
     strips = {
         "top": smooth[max(0, y0 - b):y0 - a, x0:x1],
         "bottom": smooth[y1 + a:y1 + b, x0:x1],
@@ -290,7 +300,7 @@ def _best_shifts(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, ban
     if not shifts:
         return np.zeros(len(dark), int)
     sv = np.array(shifts)
-    score = np.minimum(pmax[:, lo + sv], pmax[:, hi + sv]) - np.array([0.004 * abs(s) for s in shifts])
+    score = np.minimum(pmax[:, lo + sv], pmax[:, hi + sv]) - np.array([SHIFT_PENALTY * abs(s) for s in shifts])
     return sv[np.argmax(score, axis=1)]  # the first best, as a scan from -search keeps
 
 
@@ -335,7 +345,7 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
         return []
     if len({(b[2], b[3]) for b in boxes_mm}) != 1:
         return [measure_box(image, hmat, b, black) for b in boxes_mm]
-    margin = 2.0
+    margin = BOX_MARGIN_MM
     ppm = BOX_PX_PER_MM
     patches = [patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
                for x, y, w, h in boxes_mm]
@@ -345,11 +355,11 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
     N = len(P)
     S = np.stack([cv2.medianBlur(p, 3) for p in patches])
     flat = P.reshape(N, -1)
-    k = int(flat.shape[1] * 0.92)
+    k = int(flat.shape[1] * PAPER_QUANTILE)
     paper = np.partition(flat, k, axis=1)[:, k].astype(np.float32)
-    span = np.maximum(paper.astype(np.float64) - black, 25.0).astype(np.float32)
+    span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
-    v_raw = np.count_nonzero(lut > 0.15, axis=1) - 1
+    v_raw = np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1) - 1
     v_ink = np.count_nonzero(lut >= INK_DARK, axis=1) - 1
     v_faint = np.count_nonzero(lut >= FAINT_DARK, axis=1) - 1
     raw_dark = P <= v_raw[:, None, None]
@@ -361,14 +371,14 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
     sy = _best_shifts(raw_dark, m, m + bh, 0, search, (m + search + 2, m + bw - search - 2))
     x0, y0 = m + sx, m + sy
     x1, y1 = x0 + bw, y0 + bh
-    shrink = int(round(0.1 * min(bw, bh)))
+    shrink = int(round(SHRINK * min(bw, bh)))
     ink_mask = S <= v_ink[:, None, None]
     faint_mask = (S <= v_faint[:, None, None]) & ~ink_mask
     ii_ink, ii_faint = _integral(ink_mask), _integral(faint_mask)
     n = np.arange(N)
     ink_c, size = _rect_counts(ii_ink, n, y0 + shrink, y1 - shrink, x0 + shrink, x1 - shrink)
     faint_c, _ = _rect_counts(ii_faint, n, y0 + shrink, y1 - shrink, x0 + shrink, x1 - shrink)
-    a, b = int(round(0.35 * ppm)), int(round(0.8 * ppm))
+    a, b = int(round(STRIP_MM[0] * ppm)), int(round(STRIP_MM[1] * ppm))
     strips = {
         "top": _rect_counts(ii_ink, n, np.maximum(0, y0 - b), y0 - a, x0, x1),
         "bottom": _rect_counts(ii_ink, n, y1 + a, y1 + b, x0, x1),
@@ -623,7 +633,7 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     lv = _Levels(crop, black)
     paper = lv.paper
     smooth = cv2.medianBlur(crop, 3)
-    raw_dark = _le(crop, lv.above(0.15))
+    raw_dark = _le(crop, lv.above(DARK_FOR_OUTLINE))
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
     search = int(round(SEARCH_MM * ppm))
@@ -633,7 +643,7 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     sy = _best_shift(raw_dark, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else 0
     origin = (x - margin - sx / ppm, y - margin - sy / ppm)
     printed = np.zeros(crop.shape, bool)
-    pad = 0.45
+    pad = PRINT_MASK_MM
     _mask_rect(printed, x, y, x + w, y + h, ppm, origin, pad)
     cells = field.get("cells_mm") or []
     for cx, cy, cw, ch in cells:
@@ -655,12 +665,12 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     r0, c0 = int(m + sy), int(m + sx)
     inside[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
     usable = inside & ~printed
-    inked = _le(smooth, lv.at_least(INK_DARK - 0.1)) & usable
+    inked = _le(smooth, lv.at_least(HAND_INK_DARK)) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
     # per tile: usable pixels, ink pixels, light-ink pixels
     (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums(
         [usable, inked, _le(smooth, lv.at_least(FAINT_DARK)) & usable], tile)
-    valid = use_t >= tile * tile * 0.3
+    valid = use_t >= tile * tile * TILE_MIN_USABLE
     frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
     light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
     tiles = int(valid.sum())
