@@ -531,10 +531,9 @@ def test_review_crops_are_cut_on_demand_from_the_archived_original(kit, blank_la
     write_jpeg(tmp_path / "in.jpg", filled)
     scan_paths(kit, [tmp_path / "in.jpg"], workers=0, progress=False)
     every = _rows(kit, "SELECT reading_id, field, type, crop_path, ink FROM readings")
-    # only inked comb fields keep a crop file (the kit learns its ward's digits from them), and inked
-    # signatures (read as signed, nobody types them: the crop is what is kept of the signature)
-    assert every and all((r[3] is not None) == (r[2] in ("number", "datetime", "signature") and bool(r[4]))
-                         for r in every)
+    # only inked signatures keep a crop file (read as signed, nobody types them: the crop is what is
+    # kept of the signature); comb fields are cut from the original for learning too (learn.py)
+    assert every and all((r[3] is not None) == (r[2] == "signature" and bool(r[4])) for r in every)
     assert any(r[2] == "signature" and r[3] for r in every)
     assert len(list((kit.path / "crops").rglob("*.png"))) == sum(r[3] is not None for r in every)
     rows = _rows(kit, "SELECT reading_id, field, type, crop_path, ink FROM readings WHERE status = 'review'")

@@ -27,6 +27,7 @@ from .checks import template_of
 from .core import _Pass
 from .legend import legend_of, performer, unresolved_reason
 from ..generate import kit_templates
+from ..scan.reasons import codes as reason_codes, english as reason_english
 from .state import Registry, Val, current_links, current_reviews, load_registry
 
 KIND_ORDER = {"registration": 0, "order": 1, "result": 2, "medication": 3, "vitals": 4}
@@ -52,9 +53,13 @@ class WorkItem:
     entered_at: str | None
     unresolved: list = field(default_factory=list)  # what still waits for a person, in words
     note: str | None = None
+    remarks: list = field(default_factory=list)  # what the clerk should know, e.g. "c3.avpu: corrected on paper"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["remarks"]:
+            d.pop("remarks")  # most items have none: their JSON stays as it was
+        return d
 
 
 def _datetime_text(text: Any) -> str | None:
@@ -123,6 +128,17 @@ class _FormItems:
             out.append(f"page {', '.join(map(str, self.missing_pages))} of {self.form['pages']} not returned")
         return out
 
+    def remarks(self, names: list[str]) -> list[str]:
+        """Readings the scan accepted with a note a clerk should see: a choice corrected on paper (a box
+        filled in, another marked; the reason codes are scan/reasons.py's)."""
+        out = []
+        for n in names:
+            v = self.values.get(n)
+            # the value read (or confirmed by a person) is the one marked after the correction
+            if v is not None and v.source in ("machine", "confirm") and "corrected" in reason_codes(v.reason):
+                out.append(f"{n}: {reason_english('corrected')}")
+        return out
+
 
 def _medication_line(form: dict[str, Any], values: dict[str, Val], geometry: dict, prefix: str) -> dict[str, Any]:
     meds = {m.get("line"): m for m in form["context"].get("medications", [])}
@@ -171,6 +187,7 @@ def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], template: Te
         for raw in build(rule, form, values, geometry, names):
             add(*raw[:6], whole_form=rule.each == "form")
             out[-1]["fields"] = raw[6] if len(raw) > 6 else raw[2]
+            out[-1]["remarks"] = helper.remarks(out[-1]["fields"])
             out[-1]["rule"] = rule
             if len(raw) > 7 and raw[7]:
                 out[-1]["unresolved"].append("a time or initials are written but no status is marked"
@@ -359,7 +376,7 @@ def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = 
                     status=mark["status"] if mark else "pending", resolved=not raw["unresolved"],
                     entered_by=mark["actor"] if mark and mark["status"] != "pending" else None,
                     entered_at=mark["at"] if mark and mark["status"] != "pending" else None,
-                    unresolved=raw["unresolved"], note=mark["note"] if mark else None)
+                    unresolved=raw["unresolved"], note=mark["note"] if mark else None, remarks=raw["remarks"])
                 # what the exports need besides the item itself (not part of the item's JSON)
                 item.fields, item.rule, item.template = raw["fields"], raw["rule"], template
                 items.append(item)

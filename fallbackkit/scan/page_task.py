@@ -19,10 +19,8 @@ import numpy as np
 
 from ..files import OutputFiles, file_name
 from .ingest import PageReader, UnreadableFile
+from ..templates.contract import PAGE_IMAGE_DPI  # the page image's dpi, shared with engine.py
 from . import read
-
-
-PAGE_IMAGE_DPI = 100
 
 
 _WORKER: dict[str, Any] = {}
@@ -78,15 +76,15 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
 
 
 def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
-    # Crops: the review station cuts them on demand from the archived original (crops.py); only inked
-    # comb fields keep theirs, which learn.py cuts the ward's digits from, and inked fields nobody
-    # types (signatures, ink-only and image-only fields: the crop is what stays of the writing).
+    # Crops: the review station and learn.py cut them on demand from the archived original (crops.py);
+    # only inked fields nobody types keep theirs (signatures, ink-only and image-only fields: the crop
+    # is what stays of the writing).
     readings, crops = [], []
     for r in result.readings or []:
         readings.append({"field": r.field, "type": r.type, "raw": _raw_json(r.raw), "value": _jsonable(r.value),
                          "confidence": float(r.confidence), "status": r.status, "reason": r.reason,
                          "ink": None if r.ink is None else bool(r.ink), "crop_path": None})
-        kept = r.type in COMB_TYPES or (r.type in read.HANDWRITTEN and read.transcribe_mode(r.raw, r.type) != "yes")
+        kept = r.type in read.HANDWRITTEN and read.transcribe_mode(r.raw, r.type) != "yes"
         crops.append(r.crop if kept and r.ink else None)
     transform = result.transform
     if transform is not None:
@@ -108,13 +106,10 @@ def _unreadable(exc: BaseException, dpi: float | None) -> dict[str, Any]:
             "quality": {"error": tb}, "readings": [], "_crops": []}
 
 
-COMB_TYPES = ("number", "datetime")
-
-
 def _save_crops(kit_path: Path, folder: Path, out: dict[str, Any]) -> None:
-    """The crops kept at scan time: inked comb fields (the kit learns its ward's digits from them,
-    scan/learn.py) and inked fields nobody types (transcribe ink-only or no). Every other field is
-    cut when a person opens it (scan/crops.py)."""
+    """The crops kept at scan time: inked fields nobody types (transcribe ink-only or no). Every
+    other field is cut from the archived original when a person opens it or when the kit learns its
+    ward's digits (scan/crops.py)."""
     outputs = OutputFiles()
     for reading, crop in zip(out["readings"], out.pop("_crops")):
         if crop is not None:

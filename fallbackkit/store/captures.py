@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import NotFound
 from .kit import now_iso
 from .transactions import atomic, raw_connection
+from ..scan.reasons import data as reason_data  # the one owner of reason codes (a plain module, no scan engine)
 
 PAGE_STATUSES = ("read", "blank", "cover")  # anything else the reader returns is quarantined
 
@@ -141,16 +142,19 @@ def _store_page(conn: sqlite3.Connection, page: ScannedPage, source: str,
         if sheet:
             conn.executemany(
                 "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
-                " ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " reason_codes, ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [[capture_id, sheet, r.field, r.type, r.raw, _dumps(r.value), r.confidence, r.status, r.reason,
-                  None if r.ink is None else int(r.ink), r.crop_path] for r in page.readings])
+                  reason_data(r.reason), None if r.ink is None else int(r.ink), r.crop_path]
+                 for r in page.readings])
             accepted = sum(r.status == "accepted" for r in page.readings)
             review = len(page.readings) - accepted
         quarantine_id = None
         if quarantined:
-            cur = conn.execute("INSERT INTO quarantine (capture_id, reason, detail, payload, created_at)"
-                               " VALUES (?,?,?,?,?)",
-                               [capture_id, page.reason or "unreadable", page.detail, page.payload_text, now_iso()])
+            reason = page.reason or "unreadable"
+            cur = conn.execute("INSERT INTO quarantine (capture_id, reason, reason_codes, detail, payload, created_at)"
+                               " VALUES (?,?,?,?,?,?)",
+                               [capture_id, reason, reason_data(reason, quarantine=True), page.detail,
+                                page.payload_text, now_iso()])
             quarantine_id = cur.lastrowid
     return StoredPage(capture_id, quarantine_id, sheet, duplicate_of, accepted, review, page.status == "blank")
 

@@ -18,22 +18,19 @@ from typing import Any
 
 from ..errors import BadInput
 from ..fonts import BOLD, REGULAR, text_width_mm
+from .contract import BOX, LINE_PITCH, MARK_HOLE, MARK_INSET, MARK_SIZE, QR_SIZE
 from .model import LANGS, FieldSpec, Medications, Option, Section, Template, default_transcribe
 
 PAPER_SIZES_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 
-# Page furniture, mm.
-MARK_SIZE = 6.0
-MARK_INSET = 8.0          # page edge to the mark's outer edge
-MARK_HOLE = 2.6           # the bottom-right mark's white hole
+# Page furniture, mm. What the scan engine relies on (marks, hole, QR and box sizes, line pitch) is
+# in contract.py, shared with scan/.
 MARGIN = 18.0             # content starts here
-QR_SIZE = 25.0
 QR_TOP = 17.0
 HEADER_BOTTOM = 54.0      # body starts here (under the QR zone), or lower for a tall header:
 HEADER_MAX = 64.0         # a two-line title and a wrapped patient header end above this
 FOOTER_HEIGHT = 16.0
 
-BOX = 5.0                 # checkbox side: big enough for a pen
 CELL_W, CELL_H = 5.5, 8.0  # comb cell for handwritten digits
 LABEL_SIZE = 7.5
 LABEL_H = 3.6
@@ -311,7 +308,7 @@ class Placer:
         if t in ("number", "datetime"):
             return (width or max(label_w, self.comb_width(spec))), LABEL_H + CELL_H
         if t == "text":
-            return (width or avail), LABEL_H + spec.lines * 9.0
+            return (width or avail), LABEL_H + spec.lines * LINE_PITCH
         if t == "initials":
             return (width or max(label_w, 20.0)), LABEL_H + 10.0
         return (width or max(label_w, 60.0)), LABEL_H + SIGNATURE_H  # signature: 60 x 13 mm
@@ -396,10 +393,10 @@ class Placer:
                 entry["digits"], entry["decimals"] = spec.digits, spec.decimals
             page.geom({**entry, **extra})
         elif t == "text":
-            h = spec.lines * 9.0
+            h = spec.lines * LINE_PITCH
             page.box(x, top, w, h, 0.3)
             for i in range(1, spec.lines):
-                page.line(x + 1, top + i * 9.0, x + w - 1, top + i * 9.0, 0.15)
+                page.line(x + 1, top + i * LINE_PITCH, x + w - 1, top + i * LINE_PITCH, 0.15)
             page.geom({"name": name, "type": t, "box_mm": _box_mm(x, top, w, h), "lines": spec.lines, **extra})
         else:
             h = 10.0 if t == "initials" else SIGNATURE_H
