@@ -4,9 +4,14 @@ Gives the same model again (fixed seeds) from `data/handwriting/` (MNIST test im
 writer-disjoint test split 4000-4999 is never used here). Each training digit is written into a
 printed comb cell several times (shift, size, pen width, outline, office/phone damage) and cut and
 normalised exactly as a scan is; the "other" class is letters, two digits, crossed-out digits and
-scribbles. A small NumPy convolutional network (digits.Model) is trained with Adam; the temperature
-of its softmax is fitted on the calibration images 3500-3999 so that its probabilities mean what
-they say.
+scribbles. Most copies of a digit are first reshaped like another writer's (`distort`: rotation,
+slant, width and height, an elastic wobble of the strokes), which is what lifts a model trained on
+3,500 digits towards one trained on many writers. A small NumPy convolutional network
+(digits.Model) is trained with Adam; the temperature of its softmax is fitted on the calibration
+images 3500-3999 so that its probabilities mean what they say.
+
+Takes about 10 minutes of CPU (30 minutes by the clock on the shared 2-core machine, 2026-12-01:
+35,881 training cells, 12 epochs); the model file is about 0.1 MB.
 """
 from __future__ import annotations
 
