@@ -7,6 +7,7 @@ scanned more than once are held in memory for comparison.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .. import ids
@@ -15,6 +16,7 @@ from ..generate import kit_templates
 from ..store.decisions import record_review
 from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES
+from ..templates.values import field_options, is_option_value
 from .checks import PageCheck, check_page, form_flags, template_of
 from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, sheet_conflicts
 
@@ -161,20 +163,22 @@ def resolve_conflict(kit: Kit, sheet_id: str, field: str, value: Any, actor: str
     if not rows:
         raise NotFound(f"no reading of {field!r} on sheet {sheet_id}",
                        hint="check the sheet id and field name in `fallbackkit reconcile --json`")
+    if value is not None or chosen_capture_id is None:
+        _check_option(conn, sheet_id, field, rows[0][2], value)
     if chosen_capture_id is not None:
         chosen = [r for r in rows if r[1] == chosen_capture_id]
         if not chosen:
             raise BadInput(f"capture {chosen_capture_id} is not a capture of sheet {sheet_id}",
                            hint=f"captures of this sheet: {', '.join(str(r[1]) for r in rows)}")
         if value is None:
-            from ..store.decisions import effective_reading
+            from ..store.readings import effective_reading
             chosen_reading = effective_reading(conn, chosen[0][0])
-            value = chosen_reading["value"]
-            ink = conn.execute("SELECT ink FROM readings WHERE reading_id = ?", [chosen[0][0]]).fetchone()[0]
-            if value is None and chosen[0][2] in HANDWRITTEN_TYPES and ink and chosen_reading["source"] == "machine":
+            value = chosen_reading.value
+            if value is None and chosen[0][2] in HANDWRITTEN_TYPES and chosen_reading.ink \
+                    and chosen_reading.source == "machine":
                 raise BadInput(f"capture {chosen_capture_id} shows handwriting in {field} that nobody has transcribed",
                                hint="type what is written as the value")
-            if not chosen_reading["resolved"]:  # fail closed: "unsure" never becomes the value by a pick
+            if not chosen_reading.resolved:  # fail closed: "unsure" never becomes the value by a pick
                 raise BadInput(f"capture {chosen_capture_id}'s reading of {field} is one the machine was unsure of",
                                hint="look at the paper and give the value itself")
     note = f"conflict on {sheet_id} {field} resolved" + (
@@ -184,6 +188,41 @@ def resolve_conflict(kit: Kit, sheet_id: str, field: str, value: Any, actor: str
         record_review(conn, reading_id, decision, value, actor, note)
 
 
+def _check_option(conn, sheet_id: str, field: str, type_: str, value: Any) -> None:
+    """A mark field is settled by one of its printed options, never by free text."""
+    row = conn.execute("SELECT l.geometry FROM sheets s JOIN layouts l ON l.hash = s.layout_hash"
+                       " WHERE s.sheet_id = ?", [sheet_id]).fetchone()
+    geometry = json.loads(row[0]) if row and row[0] else {"fields": []}
+    spec = next((f for f in geometry["fields"] if f["name"] == field), None)
+    options = field_options(spec, type_)
+    if options is not None and not is_option_value(options, type_, value):
+        raise BadInput(f"{field} takes one of its printed options, not {value!r}")
+
+
+def ward_progress(report: dict[str, Any], items: list[Any]) -> dict[str, dict[str, int]]:
+    """Per ward ("—" for none): pages printed, returned and missing, readings to review, items
+    to re-enter and entered; from a reconcile() report and its worklist."""
+    rows: dict[str, dict[str, int]] = {}
+
+    def ward_row(ward: str | None) -> dict[str, int]:
+        return rows.setdefault(ward or "—", dict.fromkeys(
+            ("printed", "returned", "missing", "to_review", "to_reenter", "entered"), 0))
+
+    for form in report["forms"]:
+        w = ward_row(form.get("ward"))
+        w["printed"] += int(form.get("pages") or 0)
+        w["returned"] += len(form.get("pages_returned") or [])
+        w["missing"] += len(form.get("pages_missing") or [])
+        w["to_review"] += int(form.get("to_review") or 0)
+    for item in items:
+        w = ward_row(item.ward)
+        if item.status == "pending":
+            w["to_reenter"] += 1
+        elif item.status == "entered":
+            w["entered"] += 1
+    return rows
+
+
 def resolve_sheet_from_capture(kit: Kit, sheet_id: str, capture_id: int, actor: str) -> dict[str, list[str]]:
     """"Take this scan for the whole sheet": every open conflict of a sheet settled as one capture
     shows it, in one transaction (each field through resolve_conflict, so each is audited).
@@ -191,7 +230,7 @@ def resolve_sheet_from_capture(kit: Kit, sheet_id: str, capture_id: int, actor: 
     Returns {"resolved": [fields], "left": [fields]}: a field is left open when that capture's
     reading is not settled — a mark the machine was unsure of, or handwriting nobody has transcribed
     yet — so that "unsure" never becomes "blank" for a whole sheet at once (a person decides it)."""
-    from ..store.decisions import write_transaction
+    from ..store.transactions import atomic
     sheet_id = ids.normalize(sheet_id)
     conn = kit.db.conn
     caps = [r[0] for r in conn.execute("SELECT capture_id FROM captures WHERE status = 'read' AND sheet_id = ?"
@@ -200,7 +239,7 @@ def resolve_sheet_from_capture(kit: Kit, sheet_id: str, capture_id: int, actor: 
         raise BadInput(f"capture {capture_id} is not a read capture of sheet {sheet_id}",
                        hint=f"captures of this sheet: {', '.join(map(str, caps)) or 'none'}")
     out: dict[str, list[str]] = {"resolved": [], "left": []}
-    with write_transaction(conn):  # the whole sheet or nothing; another clerk waits, never interleaves
+    with atomic(conn):  # the whole sheet or nothing; another clerk waits, never interleaves
         by_capture = dict(iter_capture_values(kit, caps))
         for conflict in sheet_conflicts(sheet_id, by_capture):
             if conflict["resolved"]:

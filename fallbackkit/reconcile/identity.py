@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
-from ..store.decisions import write_transaction
+from ..store.transactions import atomic
+from ..store.readings import undecided_sql
 from ..store.kit import Kit, now_iso
 from ..templates.values import date_or_none
 from .state import current_links, current_reviews, iter_capture_values, load_registry
@@ -177,7 +178,7 @@ def link_identity(kit: Kit, downtime_mrn: str, real_mrn: str, actor: str, reason
                        hint="check the number on the wristband or in the registration; "
                             "IT sets the format with `fallbackkit identities mrn-format`")
     conn = kit.db.conn
-    with write_transaction(conn):  # check and insert in one step: two clerks cannot both link
+    with atomic(conn):  # check and insert in one step: two clerks cannot both link
         link = current_links(kit).get(downtime_mrn)
         if link is not None:
             if link["real_mrn"] == real_mrn:
@@ -198,7 +199,7 @@ def unlink_identity(kit: Kit, downtime_mrn: str, actor: str, reason: str | None)
     """Revoke the current link of a downtime MRN (a new row; the old one stays in history)."""
     downtime_mrn = downtime_mrn.strip().upper()
     conn = kit.db.conn
-    with write_transaction(conn):  # check and insert in one step: two clerks cannot both link
+    with atomic(conn):  # check and insert in one step: two clerks cannot both link
         link = current_links(kit).get(downtime_mrn)
         if link is None:
             raise NotFound(f"{downtime_mrn} is not linked", hint="see `fallbackkit identities list`")
@@ -275,6 +276,29 @@ def census_patient(kit: Kit, real_mrn: str) -> dict[str, Any] | None:
             "ward": row[5], "bed": row[6]}
 
 
+def census_names(kit: Kit) -> dict[str, str]:
+    """Real MRN -> "Last, First" from the latest census snapshot (clerks know patients by name)."""
+    return {r[0]: f"{r[1]}, {r[2]}" for r in kit.db.conn.execute(
+        "SELECT mrn, last_name, first_name FROM patients WHERE snapshot_id = (SELECT MAX(id) FROM census_snapshots)")}
+
+
+def patient_name(kit: Kit, mrn: str | None, downtime_mrn: str | None) -> str | None:
+    """The census name of a form's patient (a linked downtime MRN counts as its real MRN)."""
+    if not mrn and downtime_mrn:
+        link = current_links(kit).get(downtime_mrn)
+        mrn = link["real_mrn"] if link else None
+    if not mrn:
+        return None
+    row = kit.db.conn.execute("SELECT last_name, first_name FROM patients WHERE mrn = ? ORDER BY snapshot_id DESC"
+                              " LIMIT 1", [mrn]).fetchone()
+    return f"{row[0]}, {row[1]}" if row else None
+
+
+def unlinked_count(kit: Kit) -> int:
+    """Downtime MRNs on returned paper that nobody has linked to a real patient yet."""
+    return sum(1 for i in list_identities(kit) if i.get("kind") == "mrn" and not i.get("linked_to"))
+
+
 def _sex_letter(value: Any) -> str | None:
     """'female' / 'F' / 'f' -> 'F'; unknown or nothing -> None (nothing to compare)."""
     if not isinstance(value, str) or not value.strip() or value.strip().casefold() in ("unknown", "u"):
@@ -344,6 +368,5 @@ def no_suggestion_reason(kit: Kit, ident: dict[str, Any]) -> str:
     waiting = conn.execute(
         f"SELECT COUNT(*) FROM readings rd JOIN captures c ON c.capture_id = rd.capture_id"
         f" WHERE c.form_id IN ({marks}) AND rd.field IN ({','.join('?' * len(names))}) AND rd.status = 'review'"
-        " AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.reading_id = rd.reading_id AND r.decision != 'undo'"
-        " AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.review_id))", [*form_ids, *names]).fetchone()[0]
+        f" AND {undecided_sql('rd')}", [*form_ids, *names]).fetchone()[0]
     return "waiting" if waiting else "not_written"
