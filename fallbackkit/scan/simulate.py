@@ -77,11 +77,15 @@ def fill_page(image: np.ndarray, geometry: dict, dpi: float, rng: np.random.Gene
     layer = InkLayer(image, page_transform(dpi))
     truth: dict[str, dict[str, Any]] = {}
     later: list[tuple[dict, str]] = []
+    legend_rows: list[int] = []  # how many nurses signed this sheet's legend: drawn at its first field
     for f in geometry["fields"]:
         t = f["type"]
         entry: dict[str, Any] = {"type": t, "should_review": False}
         if t in HANDWRITTEN:
-            ink = (not blank) and rng.random() < writing
+            if f.get("legend") and not legend_rows:  # (drawn here: pages without a legend keep their draws)
+                legend_rows.append(1 + int(rng.integers(0, 3)))
+            chance = _writing_chance(f["name"], truth, writing, legend_rows[0] if legend_rows else 0)
+            ink = (not blank) and rng.random() < chance
             text = digits.text_for(f, rng) if ink and digits is not None and f.get("cells_mm") else ""
             if text.strip():
                 later.append((f, text))
@@ -105,7 +109,11 @@ def fill_page(image: np.ndarray, geometry: dict, dpi: float, rng: np.random.Gene
             styles = ["empty"] * len(options)
             marked: list[str] = []
             review = False
-            if not blank and rng.random() < fill:
+            parts = f["name"].split(".")
+            after_given = len(parts) == 3 and parts[2] == "effect"  # a PRN dose's effect: only once given
+            if after_given and truth.get(f"{parts[0]}.{parts[1]}.given", {}).get("value") is not True:
+                pass
+            elif not blank and rng.random() < fill:
                 if t == "choice":
                     k = int(rng.integers(0, len(options)))
                     picks = [k]
@@ -143,6 +151,24 @@ def fill_page(image: np.ndarray, geometry: dict, dpi: float, rng: np.random.Gene
     for f, text in later:
         digits.write(marked, page_transform(dpi), f, text, rng)
     return marked, truth
+
+
+def _writing_chance(name: str, truth: dict[str, dict[str, Any]], writing: float, legend_rows: int) -> float:
+    """How likely a nurse writes in this field, given what the page holds so far (fields come in
+    layout order: a slot's marks before its writing): a held code only for a dose marked held, a
+    PRN reason only for a dose given, the legend's first rows filled as a whole."""
+    parts = name.split(".")
+    if len(parts) == 2 and parts[0][:1] == "l" and parts[0][1:].isdigit():
+        return 1.0 if int(parts[0][1:]) <= legend_rows else 0.0
+    if len(parts) == 3:
+        prefix, part = ".".join(parts[:2]), parts[2]
+        status = truth.get(f"{prefix}.status", {}).get("value")
+        given = truth.get(f"{prefix}.given", {}).get("value")
+        if part == "held":
+            return 0.9 if status == "held" else 0.0
+        if part == "reason":
+            return 0.8 if given is True else 0.0
+    return writing
 
 
 def _field_rects(f: dict) -> list[list[float]]:

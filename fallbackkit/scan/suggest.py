@@ -271,4 +271,7 @@ def field_specs(template) -> dict[str, Any]:
         if s.grid:
             for r in s.grid.rows:
                 out[r.name] = r
+        if s.medications:  # a slot's held code (m1.s2.held) is checked against the code list
+            for part, spec in s.medications.part_specs().items():
+                out.setdefault(part, spec)
     return out
