@@ -618,17 +618,23 @@ def quarantine_assign(ctx: KitContext, page: int, sheet_id: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--tier", type=click.Choice(["clean", "office", "hard", "phone", "mixed"]), default="mixed",
               show_default=True, help="How damaged the 'scans' are.")
+@click.option("--digits", "real_digits", is_flag=True,
+              help="Write plausible values in real handwritten digits into the comb boxes (numbers, dates, "
+                   "times), so that the scans get digit suggestions; without it, scribbles.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_kit
-def simulate_cmd(ctx: KitContext, pdf: Path, out_dir: Path, seed: int, tier: str, as_json: bool) -> None:
+def simulate_cmd(ctx: KitContext, pdf: Path, out_dir: Path, seed: int, tier: str, real_digits: bool,
+                 as_json: bool) -> None:
     """Fill the sheets of a printed PDF with synthetic pen marks and scanner damage (demo, tests)."""
     from .scan.simulate import simulate
-    summary = simulate(ctx.kit(), pdf, out_dir, seed=seed, tier=tier)
+    summary = simulate(ctx.kit(), pdf, out_dir, seed=seed, tier=tier, digits=real_digits)
     if as_json:
         emit_json(summary)
     else:
         click.echo(f"{summary['out']}: {summary['pages']} pages in {summary['files']} files, truth in truth.json"
-                   + (f" ({summary['skipped']} pages without a sheet code skipped)" if summary["skipped"] else ""))
+                   + (f" ({summary['skipped']} pages without a sheet code skipped)" if summary["skipped"] else "")
+                   + (f"; {summary['digit_fields']} comb fields written in real handwritten digits"
+                      if real_digits else ""))
 
 
 # --- reconcile: reconcile, identities, worklist, audit, merge (fallbackkit/reconcile/) --------

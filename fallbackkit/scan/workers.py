@@ -81,8 +81,16 @@ def _run_in_process(kit: Kit, tasks: list, handle: Callable[[dict], None]) -> No
         _WORKER.clear()
 
 
+# Each worker is one reader: NumPy's BLAS must not start a thread per core in every worker (on two
+# cores, two workers with two BLAS threads each made a digit forward pass ~10x slower). Read by the
+# BLAS libraries when NumPy is first imported in the forkserver or a spawned worker.
+_ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def _context():
     """forkserver where there is one: workers fork from a server that imported the reader once."""
+    for name, value in _ONE_THREAD.items():
+        os.environ.setdefault(name, value)
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["fallbackkit.scan.pipeline", "fallbackkit.scan.engine"])
