@@ -42,6 +42,7 @@ def test_a_dose_carries_drug_code_dose_route_order_and_a_coded_reason(tmp_path):
                              f"{given}.status": "given", f"{given}.time": "08:05", f"{given}.initials": "AB",
                              f"{held}.status": "held", f"{held}.initials": "AB",
                              f"{refused}.status": "refused", f"{refused}.initials": "AB",
+                             "l1.initials": "AB", "l1.name": "Anne Bosmans", "l1.signature": True,
                              "__accept_handwriting__": True})
     export_fhir(kit, tmp_path / "out")
     resources = [e["resource"] for p in sorted((tmp_path / "out").glob("bundle-*.json"))
@@ -65,6 +66,11 @@ def test_a_dose_carries_drug_code_dose_route_order_and_a_coded_reason(tmp_path):
     assert admins[refused]["statusReason"][0]["coding"][-1]["code"] == "182895007"
     assert admins[held]["statusReason"][0]["text"] == "held"
     assert admins[held]["status"] == "not-done"
+    # the initials legend puts AB to one named nurse: a Practitioner (mar2's reconcile/legend.py)
+    [nurse] = [r for r in resources if r["resourceType"] == "Practitioner"]
+    assert nurse["name"] == [{"text": "Anne Bosmans"}]
+    assert a["performer"][0]["actor"]["display"] == "Anne Bosmans (AB)"
+    assert a["performer"][0]["actor"]["reference"].startswith("urn:uuid:")
 
     bundles = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("bundle-*.json"))]
     with fhir_engine() as engine:
@@ -74,6 +80,8 @@ def test_a_dose_carries_drug_code_dose_route_order_and_a_coded_reason(tmp_path):
                 assert all(e["response"]["status"].startswith("2") for e in engine.transaction(part))
         stored = engine.search("MedicationAdministration")
         assert len(stored) == 3
+        [practitioner] = engine.search("Practitioner")
+        assert {s["performer"][0]["actor"]["reference"] for s in stored} == {f"Practitioner/{practitioner['id']}"}
         assert any(s.get("medicationCodeableConcept", {}).get("coding") for s in stored)
     kit.close()
 

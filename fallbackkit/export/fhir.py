@@ -715,11 +715,25 @@ class FhirExport:
         if geo.get("scheduled"):
             resource["note"] = [{"text": f"scheduled {geo['scheduled']}"}]
         if initials:
-            resource["performer"] = [{"actor": {"display": f"initials: {initials}"}}]
+            resource["performer"] = [{"actor": self._performer(bundle, form, initials)}]
         docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
         url = self.b.add(bundle, resource, self.b.system("item"), item.key)
         self.provenance(bundle, url, item.key, form, item.fields, when, initials, docs)
         return 1
+
+    def _performer(self, bundle: PatientBundle, form: Form, initials: str) -> dict[str, Any]:
+        """A Practitioner when the sheet's initials legend puts the initials to exactly one named
+        person (reconcile/legend.py); else the initials as written. One Practitioner per legend row
+        of a sheet: matching it to the hospital's staff directory is left to the receiving side."""
+        from ..reconcile.legend import legend_of, performer
+        found = performer(legend_of({n: form.value(n) for n in form.fields}), initials)
+        if not found or not found["name"]:
+            return {"display": f"initials: {initials}"}
+        practitioner = {"resourceType": "Practitioner", "active": True,
+                        "name": [{"text": found["name"]}],
+                        "identifier": [{"system": self.b.system("initials"), "value": found["initials"]}]}
+        url = self.b.add(bundle, practitioner, self.b.system("legend"), f"{form.form_id}:l{found['legend_row']}")
+        return {"reference": url, "display": f"{found['name']} ({found['initials']})"}
 
     @staticmethod
     def _census_line(form: Form, line: Any) -> dict[str, Any]:
