@@ -191,6 +191,7 @@ def link_identity(kit: Kit, downtime_mrn: str, real_mrn: str, actor: str, reason
         append_audit(conn, actor, "identity.link", f"downtime_mrn:{downtime_mrn}", None,
                      {"real_mrn": real_mrn, "reason": reason, "link_id": cur.lastrowid,
                       **({"mismatches_confirmed": list(confirmed)} if confirmed else {})})
+        _refresh_summaries(kit)  # the forms of this downtime MRN, in the link's own transaction
         return cur.lastrowid
 
 
@@ -207,7 +208,13 @@ def unlink_identity(kit: Kit, downtime_mrn: str, actor: str, reason: str | None)
             [downtime_mrn, link["real_mrn"], actor, reason, now_iso(), link["id"]])
         append_audit(conn, actor, "identity.unlink", f"downtime_mrn:{downtime_mrn}",
                      {"real_mrn": link["real_mrn"], "link_id": link["id"]}, {"reason": reason})
+        _refresh_summaries(kit)
         return cur.lastrowid
+
+
+def _refresh_summaries(kit: Kit) -> None:
+    from .summary import refresh
+    refresh(kit)
 
 
 def _score(name_tokens: list[str], birth: str | None, patient: dict[str, Any]) -> tuple[float, str]:
