@@ -212,10 +212,23 @@ def _phase(name: str, work: Path, runs: int) -> dict:
         again = reconcile(kit, full=True) if full else reconcile(kit)
         out.update(wall=times, cpu=cpu, totals=report["totals"], idempotent=again == report)
         kit.close()
-    elif name == "worklist":
+    elif name == "summaries":
+        try:
+            from fallbackkit.reconcile.summary import refresh
+        except ImportError:
+            return {"phase": name, "skipped": "no kept summaries in this version"}
         kit = open_kit(work / "kit")
         t, c = time.perf_counter(), time.process_time()
-        n = sum(1 for _ in worklist(kit))
+        n = refresh(kit, everything=True)
+        out.update(wall=[time.perf_counter() - t], cpu=[time.process_time() - c], forms=n)
+        kit.close()
+    elif name in ("worklist", "worklist_full"):
+        kit = open_kit(work / "kit")
+        full = name == "worklist_full"
+        if full and "full" not in inspect.signature(worklist).parameters:
+            return {"phase": name, "skipped": "the worklist has no kept items in this version"}
+        t, c = time.perf_counter(), time.process_time()
+        n = sum(1 for _ in (worklist(kit, full=True) if full else worklist(kit)))
         out.update(wall=[time.perf_counter() - t], cpu=[time.process_time() - c], items=n)
         kit.close()
     elif name == "merge":
@@ -227,6 +240,13 @@ def _phase(name: str, work: Path, runs: int) -> dict:
         again = merge_store(station, work / "kit", "bench")
         out.update(again_wall=time.perf_counter() - t, again_cpu=time.process_time() - c,
                    again_changed=again["changed"])
+        try:
+            from fallbackkit.reconcile.summary import refresh
+        except ImportError:
+            refresh = None
+        if refresh is not None:  # what `fallbackkit merge` does next: the merged forms' summaries
+            t = time.perf_counter()
+            out.update(summaries_forms=refresh(station), summaries_wall=time.perf_counter() - t)
         station.close()
     out["peak_mb"] = round(_peak_mb())
     return out
@@ -271,14 +291,17 @@ def main() -> None:
         open_kit(work / "kit").close()  # migrations of this version, if the cached store lacks them
         open_kit(work / "station-b").close()
         print(f"open (and migrate) both stores: {time.perf_counter() - t:.1f} s")
-        for name, target in (("reconcile", None), ("reconcile_full", 15.0), ("worklist", 10.0), ("merge", 30.0)):
+        for name, target in (("summaries", None), ("reconcile", None), ("reconcile_full", 15.0), ("worklist", 10.0),
+                             ("worklist_full", None), ("merge", 30.0)):
             r = _run_phase(name, work, args.runs if name.startswith("reconcile") else 1)
             if "skipped" in r:
                 print(f"{name}: skipped ({r['skipped']})")
                 continue
             med = statistics.median(r["wall"])
-            label = {"reconcile": "reconcile", "reconcile_full": "reconcile --full",
-                     "worklist": "worklist", "merge": "merge into a station that scanned nothing"}[name]
+            label = {"summaries": "compute every form's summary (once, after migrating an older store)",
+                     "reconcile": "reconcile (kept summaries)", "reconcile_full": "reconcile --full",
+                     "worklist": "worklist (kept items)", "worklist_full": "worklist built from the readings",
+                     "merge": "merge into a station that scanned nothing"}[name]
             line = (f"{label}: median {med:.2f} s wall over {len(r['wall'])} run(s), CPU {statistics.median(r['cpu']):.2f} s;"
                     f" peak RSS {r['peak_mb']} MB; load {_load()}")
             if target:
@@ -287,12 +310,15 @@ def main() -> None:
             print(line)
             if name.startswith("reconcile"):
                 print(f"  totals: {r['totals']}; idempotent: {r['idempotent']}")
-            elif name == "worklist":
+            elif name.startswith("worklist"):
                 print(f"  {r['items']:,} items")
             elif name == "merge":
                 print(f"  added {r['added']}")
                 print(f"merge again (nothing new: {not r['again_changed']}): {r['again_wall']:.1f} s wall,"
                       f" {r['again_cpu']:.1f} s CPU")
+                if "summaries_wall" in r:
+                    print(f"  then the merged forms' summaries ({r['summaries_forms']:,} forms):"
+                          f" {r['summaries_wall']:.1f} s wall")
         print("peak RSS target: 500 MB for each")
 
 

@@ -53,7 +53,7 @@ def _decide(rng: random.Random, kit, actor: str) -> None:
         return
     rid, ftype = rng.choice(waiting)
     if ftype in HANDWRITTEN:
-        value = rng.choice(["12", "28/11/2026 09:00", "A.B.", None])
+        value = rng.choice(["12", "28/11/2026 09:00", "A.B.", "DUPONT, Marie", None])
         record_review(kit.db, rid, "transcribe", value, actor)
     elif ftype == "checkbox":
         record_review(kit.db, rid, "correct", rng.random() < 0.5, actor)
@@ -69,7 +69,7 @@ def _undo(rng: random.Random, kit) -> None:
 
 
 def _mark(rng: random.Random, kit) -> None:
-    items = worklist(kit)
+    items = worklist(kit, full=rng.random() < 0.5)
     if not items:
         return
     item = rng.choice(items)
@@ -101,7 +101,7 @@ def assert_kept_equals_full(kit) -> None:
     kept = reconcile(kit)
     assert kept["totals"] == full["totals"]
     assert kept["forms"] == json.loads(json.dumps(full["forms"]))
-    items = [i.as_dict() for i in worklist(kit)]
+    items = [i.as_dict() for i in worklist(kit, full=True)]
     assert [i.as_dict() for i in summary.iter_items(kit)] == json.loads(json.dumps(items))
     assert summary.queue_counts(kit) == q.queue_counts(kit.db)
     rows: dict[str, dict[str, int]] = {}
@@ -130,8 +130,10 @@ def assert_kept_equals_full(kit) -> None:
                 (mrn, json.loads(json.dumps(its)), len(its), sum(1 for i in its if i["status"] == "pending"))
                 for mrn, its in grouped.items()]
             assert summary.item_counts(kit, ward, status) == (sum(map(len, grouped.values())), len(grouped))
-    unlinked = sum(1 for i in list_identities(kit) if i["kind"] == "mrn" and not i["linked_to"])
-    assert summary.unlinked_identities(kit) == unlinked
+    identities = [i for i in list_identities(kit) if i["kind"] == "mrn"]
+    assert summary.unlinked_identities(kit) == sum(1 for i in identities if not i["linked_to"])
+    assert summary.names_on_paper(kit, [i["downtime_mrn"] for i in identities]) == {
+        i["downtime_mrn"]: i["name"] for i in identities if i["name"]}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

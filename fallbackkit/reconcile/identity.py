@@ -50,13 +50,15 @@ def parse_date(text: Any) -> str | None:
 def transcribed_identity(kit: Kit, form_ids: list[str]) -> dict[str, dict[str, Any]]:
     """form_id -> {"name", "birth_date"} from what people transcribed on the forms' captures."""
     out: dict[str, dict[str, Any]] = {}
-    reviews = current_reviews(kit)
+    if not form_ids:
+        return out
+    reviews = current_reviews(kit) if len(form_ids) > 1000 else None  # a few forms: their reviews only
     for start in range(0, len(form_ids), 1000):
         out.update(_transcribed(kit, form_ids[start:start + 1000], reviews))
     return out
 
 
-def _transcribed(kit: Kit, form_ids: list[str], reviews: dict) -> dict[str, dict[str, Any]]:
+def _transcribed(kit: Kit, form_ids: list[str], reviews: dict | None) -> dict[str, dict[str, Any]]:
     reg = load_registry(kit, form_ids)
     chosen = {}
     for fid in form_ids:
@@ -64,6 +66,9 @@ def _transcribed(kit: Kit, form_ids: list[str], reviews: dict) -> dict[str, dict
             if sid in reg.captures:
                 for cid in reg.captures[sid]:
                     chosen[cid] = fid
+    if reviews is None:
+        from .summary import reviews_of_captures
+        reviews = reviews_of_captures(kit.db.conn, chosen)
     out: dict[str, dict[str, Any]] = {}
     for cid, captured in iter_capture_values(kit, chosen, reviews):
         fid = chosen[cid]

@@ -333,3 +333,27 @@ def unlinked_identities(kit: Kit) -> int:
         "SELECT COUNT(*) FROM downtime_ids d WHERE d.kind = 'mrn' AND NOT EXISTS (SELECT 1 FROM identity_links l"
         " WHERE l.downtime_mrn = d.value AND l.revokes IS NULL"
         " AND NOT EXISTS (SELECT 1 FROM identity_links r WHERE r.revokes = l.id))").fetchone()[0]
+
+
+def names_on_paper(kit: Kit, downtime_mrns: Iterable[str]) -> dict[str, str]:
+    """Downtime MRN -> the name people transcribed on its forms (only those MRNs' forms are read)."""
+    from .identity import transcribed_identity
+    wanted = sorted({m for m in downtime_mrns if m})
+    if not wanted:
+        return {}
+    conn = kit.db.conn
+    forms_of: dict[str, list[str]] = {}
+    for start in range(0, len(wanted), CHUNK):
+        part = wanted[start:start + CHUNK]
+        marks = ",".join("?" * len(part))
+        for fid, dt in conn.execute(f"SELECT form_id, downtime_mrn FROM forms WHERE downtime_mrn IN ({marks})"
+                                    f" UNION SELECT form_id, value FROM downtime_ids WHERE value IN ({marks})",
+                                    part + part):
+            forms_of.setdefault(dt, []).append(fid)
+    idents = transcribed_identity(kit, sorted({f for fs in forms_of.values() for f in fs}))
+    out = {}
+    for dt, fids in forms_of.items():
+        name = next((idents[f]["name"] for f in sorted(fids) if idents.get(f, {}).get("name")), None)
+        if name:
+            out[dt] = name
+    return out

@@ -375,10 +375,16 @@ def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = 
     return items
 
 
-def worklist(kit: Kit, ward: str | None = None, status: str | None = None) -> list[WorkItem]:
-    """Re-entry items in back-load order; filter by ward and by status."""
+def worklist(kit: Kit, ward: str | None = None, status: str | None = None, full: bool = False) -> list[WorkItem]:
+    """Re-entry items in back-load order; filter by ward and by status.
+
+    From the items kept up to date on write (reconcile/summary.py); full=True builds them again
+    from the readings (what exports use, through items_by_form, to get each item's fields)."""
     if status is not None and status not in STATUSES:
         raise BadInput(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    if not full and not kit.read_only:
+        from .summary import iter_items
+        return list(iter_items(kit, ward, status))
     form_ids = None
     if ward is not None:
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms WHERE ward = ?", [ward])]
