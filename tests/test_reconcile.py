@@ -482,3 +482,26 @@ def test_picking_a_scan_never_makes_an_unsure_mark_the_value(kit, ward_pack):
     assert any(c["field"] == "fasting" and not c["resolved"] for c in form(reconcile(kit), lab)["conflicts"])
     resolve_conflict(kit, lab, "fasting", True, "clerk", chosen_capture_id=unsure)
     assert all(c["resolved"] for c in form(reconcile(kit), lab)["conflicts"] if c["field"] == "fasting")
+
+
+def test_a_conflict_on_a_mark_is_settled_only_by_a_printed_option(kit, ward_pack):
+    """The option check lives in reconcile (not only in the station): free text never becomes a mark."""
+    from fallbackkit.reconcile import resolve_conflict
+    lab = forms_of(kit, "lab-request")[0]
+    fake_scan(kit, lab, {"tests": ["cbc"], "fasting": True})
+    fake_scan(kit, lab, {"tests": ["cbc"], "fasting": False})
+    with pytest.raises(BadInput, match="printed options"):
+        resolve_conflict(kit, lab, "fasting", "yes", "clerk")
+    with pytest.raises(BadInput, match="printed options"):
+        resolve_conflict(kit, lab, "tests", "cbc", "clerk")  # a multichoice takes a list
+    assert any(c["field"] == "fasting" and not c["resolved"] for c in form(reconcile(kit), lab)["conflicts"])
+    resolve_conflict(kit, lab, "fasting", False, "clerk")
+    assert all(c["resolved"] for c in form(reconcile(kit), lab)["conflicts"] if c["field"] == "fasting")
+
+
+def test_ward_progress_counts_pages_and_items_per_ward(kit, ward_pack):
+    from fallbackkit.reconcile import ward_progress
+    report, items = reconcile(kit), worklist(kit)
+    rows = ward_progress(report, items)
+    assert sum(r["printed"] for r in rows.values()) == sum(int(f.get("pages") or 0) for f in report["forms"])
+    assert sum(r["to_reenter"] for r in rows.values()) == sum(1 for i in items if i.status == "pending")

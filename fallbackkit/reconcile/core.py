@@ -7,6 +7,7 @@ scanned more than once are held in memory for comparison.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .. import ids
@@ -15,6 +16,7 @@ from ..generate import kit_templates
 from ..store.decisions import record_review
 from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES
+from ..templates.values import field_options, is_option_value
 from .checks import PageCheck, check_page, form_flags, template_of
 from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, sheet_conflicts
 
@@ -184,6 +186,8 @@ def resolve_conflict(kit: Kit, sheet_id: str, field: str, value: Any, actor: str
     if not rows:
         raise NotFound(f"no reading of {field!r} on sheet {sheet_id}",
                        hint="check the sheet id and field name in `fallbackkit reconcile --json`")
+    if value is not None or chosen_capture_id is None:
+        _check_option(conn, sheet_id, field, rows[0][2], value)
     if chosen_capture_id is not None:
         chosen = [r for r in rows if r[1] == chosen_capture_id]
         if not chosen:
@@ -205,6 +209,41 @@ def resolve_conflict(kit: Kit, sheet_id: str, field: str, value: Any, actor: str
     for reading_id, _cid, ftype in rows:
         decision = "transcribe" if ftype in HANDWRITTEN_TYPES else "correct"
         record_review(conn, reading_id, decision, value, actor, note)
+
+
+def _check_option(conn, sheet_id: str, field: str, type_: str, value: Any) -> None:
+    """A mark field is settled by one of its printed options, never by free text."""
+    row = conn.execute("SELECT l.geometry FROM sheets s JOIN layouts l ON l.hash = s.layout_hash"
+                       " WHERE s.sheet_id = ?", [sheet_id]).fetchone()
+    geometry = json.loads(row[0]) if row and row[0] else {"fields": []}
+    spec = next((f for f in geometry["fields"] if f["name"] == field), None)
+    options = field_options(spec, type_)
+    if options is not None and not is_option_value(options, type_, value):
+        raise BadInput(f"{field} takes one of its printed options, not {value!r}")
+
+
+def ward_progress(report: dict[str, Any], items: list[Any]) -> dict[str, dict[str, int]]:
+    """Per ward ("—" for none): pages printed, returned and missing, readings to review, items
+    to re-enter and entered; from a reconcile() report and its worklist."""
+    rows: dict[str, dict[str, int]] = {}
+
+    def ward_row(ward: str | None) -> dict[str, int]:
+        return rows.setdefault(ward or "—", dict.fromkeys(
+            ("printed", "returned", "missing", "to_review", "to_reenter", "entered"), 0))
+
+    for form in report["forms"]:
+        w = ward_row(form.get("ward"))
+        w["printed"] += int(form.get("pages") or 0)
+        w["returned"] += len(form.get("pages_returned") or [])
+        w["missing"] += len(form.get("pages_missing") or [])
+        w["to_review"] += int(form.get("to_review") or 0)
+    for item in items:
+        w = ward_row(item.ward)
+        if item.status == "pending":
+            w["to_reenter"] += 1
+        elif item.status == "entered":
+            w["entered"] += 1
+    return rows
 
 
 def resolve_sheet_from_capture(kit: Kit, sheet_id: str, capture_id: int, actor: str) -> dict[str, list[str]]:

@@ -287,6 +287,29 @@ def census_patient(kit: Kit, real_mrn: str) -> dict[str, Any] | None:
             "ward": row[5], "bed": row[6]}
 
 
+def census_names(kit: Kit) -> dict[str, str]:
+    """Real MRN -> "Last, First" from the latest census snapshot (clerks know patients by name)."""
+    return {r[0]: f"{r[1]}, {r[2]}" for r in kit.db.conn.execute(
+        "SELECT mrn, last_name, first_name FROM patients WHERE snapshot_id = (SELECT MAX(id) FROM census_snapshots)")}
+
+
+def patient_name(kit: Kit, mrn: str | None, downtime_mrn: str | None) -> str | None:
+    """The census name of a form's patient (a linked downtime MRN counts as its real MRN)."""
+    if not mrn and downtime_mrn:
+        link = current_links(kit).get(downtime_mrn)
+        mrn = link["real_mrn"] if link else None
+    if not mrn:
+        return None
+    row = kit.db.conn.execute("SELECT last_name, first_name FROM patients WHERE mrn = ? ORDER BY snapshot_id DESC"
+                              " LIMIT 1", [mrn]).fetchone()
+    return f"{row[0]}, {row[1]}" if row else None
+
+
+def unlinked_count(kit: Kit) -> int:
+    """Downtime MRNs on returned paper that nobody has linked to a real patient yet."""
+    return sum(1 for i in list_identities(kit) if i.get("kind") == "mrn" and not i.get("linked_to"))
+
+
 def _sex_letter(value: Any) -> str | None:
     """'female' / 'F' / 'f' -> 'F'; unknown or nothing -> None (nothing to compare)."""
     if not isinstance(value, str) or not value.strip() or value.strip().casefold() in ("unknown", "u"):

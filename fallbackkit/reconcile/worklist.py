@@ -414,11 +414,16 @@ def get_item(kit: Kit, item_id: str) -> WorkItem:
                    hint="items appear once their form is scanned back; see `fallbackkit worklist`")
 
 
+def check_status(status: str) -> None:
+    """Refuse a worklist status that is not one of STATUSES."""
+    if status not in STATUSES:
+        raise BadInput(f"status {status!r} is not one of {', '.join(STATUSES)}")
+
+
 def mark_item(kit: Kit, item_id: str, status: str, actor: str, note: str | None = None) -> None:
     """Record that an item was entered in the hospital system (or is not needed). Entry time is now;
     the care time stays what the paper says. Refuses 'entered' while readings are unresolved."""
-    if status not in STATUSES:
-        raise BadInput(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    check_status(status)
     item = get_item(kit, item_id)
     if status == "entered" and not item.resolved:
         raise Conflict(f"{item.item_id} cannot be marked entered: {'; '.join(item.unresolved)}",

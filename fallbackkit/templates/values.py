@@ -231,3 +231,23 @@ def check_national_number(value: Any) -> str:
 
 def national_number_or_none(value: Any) -> str | None:
     return _or_none(check_national_number, value)
+
+
+# --- mark fields: the printed options are the only values -----------------------------------------
+def field_options(field: dict[str, Any] | None, type_: str) -> list[Any] | None:
+    """The values a mark field can take, in print order (what digits 1..n pick on the review
+    screen); None for fields whose value is written or typed."""
+    if type_ == "checkbox":
+        return [True, False]
+    if type_ in ("choice", "multichoice"):
+        opts = [o["value"] for o in (field or {}).get("options", [])]
+        return opts + [None] if type_ == "choice" else opts
+    return None
+
+
+def is_option_value(options: list[Any], type_: str, value: Any) -> bool:
+    """True when value is one a mark field can hold: one of its options (a list of them for a
+    multichoice). A mark is corrected by picking what was printed, never by free text."""
+    if type_ == "multichoice":
+        return isinstance(value, list) and all(v in options for v in value)
+    return value in options

@@ -1,0 +1,37 @@
+"""Quarantined pages: assign a page the machine could not place to its sheet."""
+from __future__ import annotations
+
+from flask import Blueprint, g, redirect, render_template, request, url_for
+
+from ... import ids
+from ...errors import FallbackkitError
+from .. import queue as q
+from ..i18n import t
+from ..web import back, flash
+
+bp = Blueprint("quarantine", __name__)
+
+
+@bp.get("/quarantine")
+def quarantine():
+    from ...scan.pipeline import UNTRUSTED_REASONS
+    return render_template("quarantine.html", items=q.open_quarantine(g.kit.db), untrusted=UNTRUSTED_REASONS)
+
+
+@bp.post("/quarantine/<int:quarantine_id>/assign")
+def assign(quarantine_id: int):
+    from ...scan.pipeline import UNTRUSTED_REASONS, assign_quarantined
+    sheet_id = request.form.get("sheet_id", "").strip()
+    reason = q.quarantine_reason(g.kit.db, quarantine_id)
+    try:  # a forged or foreign page: supervisors only (the library refuses anyone else)
+        capture_id = assign_quarantined(g.kit, quarantine_id, sheet_id, g.user.name,
+                                        supervisor=g.user.is_supervisor)
+    except FallbackkitError as exc:
+        flash("error", str(exc))
+        return redirect(url_for("quarantine.quarantine"))
+    if reason in UNTRUSTED_REASONS:
+        flash("warn", t(g.lang, "assigned_untrusted", reason=reason, sheet=ids.normalize(sheet_id),
+                         capture=capture_id))
+    else:
+        flash("ok", t(g.lang, "assigned", sheet=ids.normalize(sheet_id), capture=capture_id))
+    return back(url_for("quarantine.quarantine"))

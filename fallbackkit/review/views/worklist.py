@@ -1,0 +1,83 @@
+"""The re-entry worklist: per patient, each item ticked off as entered in the hospital system."""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, g, jsonify, render_template, request, url_for
+
+from ... import reconcile as rc
+from ...errors import FallbackkitError
+from .. import labels as lb
+from .. import queue as q
+from ..i18n import t
+from ..web import back, flash, fmt, id_arg, kit_path, option_text
+
+bp = Blueprint("worklist", __name__)
+
+
+@bp.get("/worklist")
+def worklist():
+    ward = request.args.get("ward") or None
+    status = request.args.get("status", "pending")
+    page = id_arg(request.args, "page") or 1
+    items = rc.worklist(g.kit, ward=ward, status=None if status == "all" else status)
+    grouped: dict[str, list[Any]] = {}
+    for item in items:  # per patient, each patient's items keeping the back-load order
+        grouped.setdefault(item.patient_mrn or "—", []).append(item)
+    forms = q.form_templates(g.kit.db)
+    names = rc.census_names(g.kit)
+    paper_names = {i["downtime_mrn"]: i["name"] for i in rc.list_identities(g.kit) if i.get("name")}
+
+    def table_of(item: Any) -> dict[str, Any]:
+        template, version = forms.get(item.form_id, (None, None))
+        return lb.labels(kit_path(), template, version, g.lang)
+
+    def label_of(item: Any, key: str) -> str:
+        return lb.value_label(table_of(item), key)
+
+    def shown(item: Any, key: str, value: Any) -> str:
+        """A value as the clerk reads it: an option with its printed label ("male (M)")."""
+        table = table_of(item)
+        labels = lb.option_labels(table, key) or lb.option_labels(table, f"c1.{key}")  # a grid row
+        if labels and isinstance(value, str):
+            return option_text(value, labels.get(value)) or value
+        if labels and isinstance(value, list):
+            return ", ".join(option_text(x, labels.get(x)) or str(x) for x in value) or "—"
+        return fmt(value)
+
+    def values_of(item: Any) -> list[tuple[str, Any]]:
+        """The item's values in the order they are printed on the form."""
+        table = table_of(item)
+        return sorted(item.values.items(), key=lambda kv: lb.form_position(table, kv[0]))
+
+    patients = [{"mrn": mrn, "items": its, "name": names.get(mrn) or paper_names.get(its[0].downtime_mrn or ""),
+                 "pending": sum(1 for i in its if i.status == "pending")} for mrn, its in grouped.items()]
+    per_page = current_app.config["WORKLIST_PATIENTS_PER_PAGE"]
+    pages = max(1, -(-len(patients) // per_page))
+    page = min(page, pages)
+    on_page = patients[(page - 1) * per_page: page * per_page]
+    return render_template("worklist.html", patients=on_page, ward=ward or "", status=status,
+                           choices=q.filter_choices(g.kit.db), label_of=label_of, values_of=values_of, shown=shown,
+                           page=page, pages=pages, n_patients=len(patients), n_items=len(items),
+                           query=urlencode({k: v for k, v in (("ward", ward), ("status", status)) if v}))
+
+
+@bp.post("/worklist/mark")
+def mark():
+    item_id, status = request.form.get("item_id", ""), request.form.get("status", "")
+    rc.check_status(status)  # which statuses an item takes, and when "entered" is refused: the worklist's
+    wants_json = request.headers.get("Accept") == "application/json"  # the worklist's keys, no reload
+    try:
+        rc.mark_item(g.kit, item_id, status, g.user.name, request.form.get("note") or None)
+    except FallbackkitError as exc:
+        if wants_json:
+            return jsonify({"error": str(exc)}), 409
+        flash("error", str(exc))
+        return back(url_for("worklist.worklist"))
+    message = t(g.lang, "marked", item=item_id, status=t(g.lang, "status_" + status))
+    if wants_json:
+        return jsonify({"ok": True, "item_id": item_id, "status": status, "message": message,
+                        "done": f"{t(g.lang, 'status_' + status)} · {g.user.name}"})
+    flash("ok", message)
+    return back(url_for("worklist.worklist"))
