@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 
 import pytest
@@ -215,3 +216,59 @@ def test_summary_queries_use_indexes_not_readings(kit, ward_pack):
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
         assert "readings" not in plan, (name, plan)
         assert "SCAN form_summary" not in plan or "INDEX" in plan, (name, plan)
+
+
+def _conflicting_scans(kit, n: int) -> list[str]:
+    """n MAR sheets scanned twice with a different mark on the second capture (a conflict each)."""
+    sheets = []
+    for sid in [r[0] for r in kit.db.conn.execute("SELECT sheet_id FROM sheets ORDER BY rowid")]:
+        marks = [f for f in geometry(kit, sid) if f["type"] == "checkbox"]
+        if not marks:
+            continue
+        fake_scan(kit, sid, {marks[0]["name"]: True})
+        fake_scan(kit, sid, {marks[0]["name"]: False})
+        sheets.append(sid)
+        if len(sheets) == n:
+            break
+    return sheets
+
+
+def test_station_screens_read_the_kept_summaries_and_page(kit, ward_pack):
+    from fallbackkit.review import create_app
+    from review_helpers import add_people
+    from test_review_app import csrf_of, login
+    sheets = _conflicting_scans(kit, 3)
+    forms = {kit.db.conn.execute("SELECT form_id FROM sheets WHERE sheet_id = ?", [s]).fetchone()[0] for s in sheets}
+    add_people(kit)
+    app = create_app(kit.path)
+    assert summary.pending_forms(kit) == 0  # the station brings the summaries up to date when it starts
+    app.config["CONFLICT_FORMS_PER_PAGE"] = 1
+    client = app.test_client()
+    login(client, "clara")
+    pages = [client.get(f"/conflicts?page={n}").get_data(as_text=True) for n in range(1, len(forms) + 1)]
+    shown = [set(re.findall(r'<section class="sheetgroup card" data-sheet="([^"]+)"', p)) for p in pages]
+    assert all(len(s) == 1 for s in shown) and set().union(*shown) == set(sheets)
+    assert 'class="pager"' in pages[0] and 'href="/conflicts?page=2"' in pages[0]
+    # a decision saved through the station: its form is recomputed in the same request
+    cid = fake_scan(kit, sheets[0], unsure=[geometry(kit, sheets[0])[0]["name"]])
+    before = summary.totals(kit)["readings_to_review"]
+    dash = client.get("/").get_data(as_text=True)
+    rid = kit.db.conn.execute("SELECT reading_id FROM readings WHERE capture_id = ? AND status = 'review'",
+                              [cid]).fetchone()[0]
+    token = csrf_of(client)
+    resp = client.post(f"/api/readings/{rid}/decision", json={"decision": "confirm", "seen_review_id": None},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert summary.pending_forms(kit) == 0
+    assert summary.totals(kit)["readings_to_review"] == before - 1
+    assert client.get("/").get_data(as_text=True) != dash
+    assert_kept_equals_full(kit)
+    # the worklist: a page of patients, or one patient's items
+    page = client.get("/worklist?status=all").get_data(as_text=True)
+    mrns = re.findall(r'<details class="card patient" data-mrn="([^"]+)"', page)
+    assert mrns
+    one = client.get(f"/worklist?status=all&patient={mrns[0]}").get_data(as_text=True)
+    assert re.findall(r'<details class="card patient" data-mrn="([^"]+)"', one) == [mrns[0]]
+    app.config["WORKLIST_ITEMS_PER_PATIENT"] = 1
+    page = client.get("/worklist?status=all").get_data(as_text=True)
+    assert "more items of this patient" in page and f"patient={mrns[0]}" in page

@@ -304,16 +304,21 @@ def item_counts(kit: Kit, ward: str | None = None, status: str | None = None) ->
 
 
 def worklist_patients(kit: Kit, ward: str | None = None, status: str | None = None, per_page: int = 20,
-                      page: int = 1, items_per_patient: int = 100) -> list[dict[str, Any]]:
+                      page: int = 1, items_per_patient: int = 100, patient: Any = ...) -> list[dict[str, Any]]:
     """One page of patients in the worklist's order (each by its first item in back-load order),
-    each with its first items_per_patient items and counts (n_items, pending)."""
+    each with its first items_per_patient items and counts (n_items, pending); with patient
+    (None: items with no patient), that patient alone."""
     refresh(kit)
     where, params = _item_filter(ward, status)
     conn = kit.db.conn
+    one, one_params = "", []
+    if patient is not ...:
+        one, one_params = f"{' AND' if where else ' WHERE'} patient IS ?", [patient]
     out = []
     for patient, _key, n in conn.execute(
-            f"SELECT patient, MIN(first_key), SUM(items) FROM worklist_patients{where}"
-            " GROUP BY patient ORDER BY 2 LIMIT ? OFFSET ?", [*params, per_page, (page - 1) * per_page]):
+            f"SELECT patient, MIN(first_key), SUM(items) FROM worklist_patients{where}{one}"
+            " GROUP BY patient ORDER BY 2 LIMIT ? OFFSET ?",
+            [*params, *one_params, per_page, (page - 1) * per_page]):
         sql = f"SELECT item FROM worklist_items{where}{' AND' if where else ' WHERE'} patient IS ?" \
               " ORDER BY sort_key LIMIT ?"
         items = [_item(t) for (t,) in conn.execute(sql, [*params, patient, items_per_patient])]

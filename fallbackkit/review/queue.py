@@ -201,6 +201,13 @@ def filter_choices(conn) -> dict[str, list[str]]:
     return {"wards": wards, "templates": templates, "reasons": reasons}
 
 
+def open_quarantine_count(conn) -> int:
+    """How many quarantined pages nobody has identified yet."""
+    return _conn(conn).execute("SELECT COUNT(*) FROM quarantine q WHERE NOT EXISTS"
+                               " (SELECT 1 FROM quarantine_assignments a WHERE a.quarantine_id = q.quarantine_id)"
+                               ).fetchone()[0]
+
+
 def open_quarantine(conn) -> list[dict[str, Any]]:
     """Quarantined pages nobody has identified yet."""
     conn = _conn(conn)
@@ -497,6 +504,14 @@ def quarantine_reason(conn, quarantine_id: int) -> str | None:
     return row[0] if row else None
 
 
-def form_templates(conn) -> dict[str, tuple[str, int]]:
-    """form id -> (template, version)."""
-    return {r[0]: (r[1], r[2]) for r in _conn(conn).execute("SELECT form_id, template, version FROM forms")}
+def form_templates(conn, form_ids: Any = None) -> dict[str, tuple[str, int]]:
+    """form id -> (template, version), of every form or of the given ones (by index)."""
+    conn = _conn(conn)
+    if form_ids is None:
+        return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT form_id, template, version FROM forms")}
+    wanted, out = sorted(set(form_ids)), {}
+    for start in range(0, len(wanted), 500):
+        part = wanted[start:start + 500]
+        out.update({r[0]: (r[1], r[2]) for r in conn.execute(
+            f"SELECT form_id, template, version FROM forms WHERE form_id IN ({','.join('?' * len(part))})", part)})
+    return out
