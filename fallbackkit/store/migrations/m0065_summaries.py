@@ -40,7 +40,7 @@ STATEMENTS = [
         reason TEXT NOT NULL,
         waiting INTEGER NOT NULL,
         PRIMARY KEY (form_id, reason)
-    ) WITHOUT ROWID""",
+    )""",
     # The re-entry items as the worklist builds them; sort_key orders them in back-load order.
     """CREATE TABLE worklist_items (
         item_id TEXT PRIMARY KEY,
@@ -67,7 +67,7 @@ STATEMENTS = [
     "CREATE INDEX worklist_patients_order ON worklist_patients (status, first_key)",
     # Forms whose summary a write changed ('*': which sheets quarantined pages name may have
     # changed; '**': everything, e.g. a kit setting such as the time zone).
-    "CREATE TABLE summary_dirty (form_id TEXT PRIMARY KEY) WITHOUT ROWID",
+    "CREATE TABLE summary_dirty (form_id TEXT PRIMARY KEY)",
     """CREATE TRIGGER summary_capture AFTER INSERT ON captures WHEN NEW.sheet_id IS NOT NULL BEGIN
         INSERT OR IGNORE INTO summary_dirty (form_id) SELECT form_id FROM sheets WHERE sheet_id = NEW.sheet_id;
     END""",
