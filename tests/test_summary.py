@@ -205,10 +205,12 @@ def test_summary_queries_use_indexes_not_readings(kit, ward_pack):
     summary.refresh(kit)
     conn = kit.db.conn
     plans = {
-        "conflicts": "SELECT s.report FROM form_summary s JOIN forms f ON f.form_id = s.form_id"
+        "conflicts": "SELECT s.form_id FROM form_summary s JOIN forms f ON f.form_id = s.form_id"
                      " WHERE s.conflicts > 0 ORDER BY f.rowid LIMIT 10",
-        "patients": "SELECT patient, MIN(sort_key), COUNT(*) FROM worklist_items WHERE status = 'pending'"
+        "patients": "SELECT patient, MIN(first_key), SUM(items) FROM worklist_patients WHERE status = 'pending'"
                     " GROUP BY patient ORDER BY 2 LIMIT 20",
+        "patient counts": "SELECT patient, ward, status, COUNT(*), MIN(sort_key) FROM worklist_items"
+                          " WHERE patient IS 'x' GROUP BY ward, status",
         "patient items": "SELECT item FROM worklist_items WHERE status = 'pending' AND patient IS 'x'"
                          " ORDER BY sort_key LIMIT 200",
     }
@@ -216,6 +218,7 @@ def test_summary_queries_use_indexes_not_readings(kit, ward_pack):
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
         assert "readings" not in plan, (name, plan)
         assert "SCAN form_summary" not in plan or "INDEX" in plan, (name, plan)
+        assert "SCAN worklist_items" not in plan or "COVERING INDEX" in plan, (name, plan)
 
 
 def _conflicting_scans(kit, n: int) -> list[str]:

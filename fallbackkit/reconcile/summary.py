@@ -9,7 +9,7 @@ reader here refreshes first, so what it returns always equals `reconcile --full`
 Writers with a kit at hand (the station after a decision, merge, mark, link) refresh right after
 their write, so a view usually finds nothing to recompute.
 
-Tables (m0065): form_summary (a form's report entry and its counts), form_reasons (readings
+Tables (m0065): form_summary (a form's counts), form_reports (its report entry), form_reasons (readings
 waiting per form and reason), worklist_items (each re-entry item, with a sort key in back-load
 order).
 """
@@ -117,7 +117,7 @@ def refresh(kit: Kit, everything: bool = False) -> int:
         whole = everything or ALL in marks
         if whole:
             form_ids = [r[0] for r in conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
-            for table in ("form_summary", "form_reasons", "worklist_items", "worklist_patients"):
+            for table in ("form_summary", "form_reports", "form_reasons", "worklist_items", "worklist_patients"):
                 conn.execute(f"DELETE FROM {table}")
             ctx = build_context(kit, _templates(kit), marks=_marks(kit))
         else:
@@ -144,7 +144,7 @@ def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> N
     reg = load_registry(kit, form_ids)
     run = _Pass(kit, reg, keep_chosen=True, reviews=reviews_of_captures(conn, reg.capture_sheet),
                 templates=ctx.templates, checks=True)
-    summaries, reasons, items = [], [], []
+    summaries, reports, reasons, items = [], [], [], []
     for fid in reg.forms:
         entry = form_entry(reg, run, ctx.links, fid)
         work = form_work_items(reg, run, fid, ctx)
@@ -160,8 +160,8 @@ def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> N
             len(entry["pages_missing"]), len(entry["pages_in_quarantine"]), entry["state"],
             sum(len(d["others"]) for d in entry["duplicates"]),
             sum(1 for c in entry["conflicts"] if not c["resolved"]), entry["to_review"], len(entry["flags"]),
-            status.count("pending"), status.count("entered"), status.count("not-needed"),
-            json.dumps(entry, ensure_ascii=False)))
+            status.count("pending"), status.count("entered"), status.count("not-needed")))
+        reports.append((fid, json.dumps(entry, ensure_ascii=False)))
         reasons += [(fid, reason, n) for reason, n in waiting.items()]
         items += [(i.item_id, fid, i.ward, i.patient_mrn, i.status, back_load_text(i),
                    json.dumps(i.as_dict(), ensure_ascii=False)) for i in work]
@@ -172,9 +172,10 @@ def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> N
             marks = ",".join("?" * len(part))
             patients |= {r[0] for r in conn.execute(
                 f"SELECT DISTINCT patient FROM worklist_items WHERE form_id IN ({marks})", part)}
-            for table in ("form_summary", "form_reasons", "worklist_items"):
+            for table in ("form_summary", "form_reports", "form_reasons", "worklist_items"):
                 conn.execute(f"DELETE FROM {table} WHERE form_id IN ({marks})", part)
-    conn.executemany(f"INSERT INTO form_summary VALUES ({','.join('?' * 17)})", summaries)
+    conn.executemany(f"INSERT INTO form_summary VALUES ({','.join('?' * 16)})", summaries)
+    conn.executemany("INSERT INTO form_reports (form_id, report) VALUES (?, ?)", reports)
     conn.executemany("INSERT INTO form_reasons (form_id, reason, waiting) VALUES (?, ?, ?)", reasons)
     conn.executemany("INSERT INTO worklist_items (item_id, form_id, ward, patient, status, sort_key, item)"
                      " VALUES (?, ?, ?, ?, ?, ?, ?)", items)
@@ -211,8 +212,8 @@ def iter_form_entries(kit: Kit, where: str = "", params: Iterable[Any] = (), lim
                       offset: int = 0) -> Iterator[dict[str, Any]]:
     """Forms' report entries in the report's order (forms as printed), streamed."""
     refresh(kit)
-    sql = ("SELECT s.report FROM form_summary s JOIN forms f ON f.form_id = s.form_id"
-           + (f" WHERE {where}" if where else "") + " ORDER BY f.rowid")
+    sql = ("SELECT p.report FROM form_summary s JOIN forms f ON f.form_id = s.form_id"
+           " JOIN form_reports p ON p.form_id = s.form_id" + (f" WHERE {where}" if where else "") + " ORDER BY f.rowid")
     params = list(params)
     if limit is not None:
         sql += " LIMIT ? OFFSET ?"

@@ -196,8 +196,10 @@ def filter_choices(conn) -> dict[str, list[str]]:
     conn = _conn(conn)
     wards = [r[0] for r in conn.execute("SELECT DISTINCT ward FROM forms WHERE ward IS NOT NULL ORDER BY 1")]
     templates = [r[0] for r in conn.execute("SELECT DISTINCT template FROM forms ORDER BY 1")]
-    reasons = [r[0] for r in conn.execute(
-        "SELECT DISTINCT reason FROM readings WHERE status = 'review' AND reason IS NOT NULL ORDER BY 1")]
+    reasons = [r[0] for r in conn.execute(  # one step per reason on the partial index (m0066), not per reading
+        "WITH RECURSIVE r(reason) AS (SELECT MIN(reason) FROM readings WHERE status = 'review'"
+        " UNION ALL SELECT (SELECT MIN(reason) FROM readings WHERE status = 'review' AND reason > r.reason)"
+        " FROM r WHERE r.reason IS NOT NULL) SELECT reason FROM r WHERE reason IS NOT NULL")]
     return {"wards": wards, "templates": templates, "reasons": reasons}
 
 

@@ -29,7 +29,11 @@ STATEMENTS = [
         flags INTEGER NOT NULL,       -- consistency flags
         items_pending INTEGER NOT NULL,
         items_entered INTEGER NOT NULL,
-        items_not_needed INTEGER NOT NULL,
+        items_not_needed INTEGER NOT NULL
+    )""",
+    # Apart, so that summing the counts above reads small rows only.
+    """CREATE TABLE form_reports (
+        form_id TEXT PRIMARY KEY REFERENCES forms(form_id),
         report TEXT NOT NULL          -- the form's entry of `reconcile` (JSON)
     )""",
     "CREATE INDEX form_summary_ward ON form_summary (ward, template)",
@@ -54,6 +58,7 @@ STATEMENTS = [
     "CREATE INDEX worklist_items_form ON worklist_items (form_id)",
     "CREATE INDEX worklist_items_order ON worklist_items (status, sort_key)",
     "CREATE INDEX worklist_items_patient ON worklist_items (patient, sort_key)",
+    "CREATE INDEX worklist_items_patient_counts ON worklist_items (patient, ward, status, sort_key)",
     # Per patient, ward and status: how many items and the first one's sort key (the worklist
     # screen pages by patient, in the order of each patient's first item).
     """CREATE TABLE worklist_patients (
