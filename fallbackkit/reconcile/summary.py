@@ -27,6 +27,29 @@ from .worklist import FORMS_PER_BATCH, BuildContext, WorkItem, _marks, back_load
     form_work_items
 
 ALL, QUARANTINE = "**", "*"
+NO_WARD = "—"
+WARD_COLS = ("forms", "pages", "returned", "missing", "never_returned", "complete", "duplicates", "conflicts",
+             "to_review", "flags", "items_pending", "items_entered")
+WARD_SUMS = ("COUNT(*), SUM(pages), SUM(returned), SUM(missing), SUM(missing - in_quarantine), SUM(state = 'complete'),"
+             " SUM(duplicates), SUM(conflicts), SUM(to_review), SUM(flags), SUM(items_pending), SUM(items_entered)")
+_ADD_WARD = (f"INSERT INTO ward_totals (ward, {', '.join(WARD_COLS)}) VALUES ({', '.join('?' * (len(WARD_COLS) + 1))})"
+             f" ON CONFLICT (ward) DO UPDATE SET {', '.join(f'{c} = {c} + excluded.{c}' for c in WARD_COLS)}")
+_ADD_REASON = ("INSERT INTO reason_totals (ward, template, reason, waiting) VALUES (?, ?, ?, ?)"
+               " ON CONFLICT (ward, template, reason) DO UPDATE SET waiting = waiting + excluded.waiting")
+
+
+def _add_totals(conn, form_ids: list[str], sign: int) -> None:
+    """Add (sign 1) or take away (sign -1) these forms' counts from the per-ward and per-reason sums."""
+    for start in range(0, len(form_ids), CHUNK):
+        part = form_ids[start:start + CHUNK]
+        marks = ",".join("?" * len(part))
+        for row in conn.execute(f"SELECT COALESCE(ward, '{NO_WARD}'), {WARD_SUMS} FROM form_summary"
+                                f" WHERE form_id IN ({marks}) GROUP BY 1", part).fetchall():
+            conn.execute(_ADD_WARD, [row[0], *(sign * (v or 0) for v in row[1:])])
+        for row in conn.execute(f"SELECT COALESCE(s.ward, '{NO_WARD}'), s.template, r.reason, SUM(r.waiting)"
+                                f" FROM form_reasons r JOIN form_summary s ON s.form_id = r.form_id"
+                                f" WHERE r.form_id IN ({marks}) GROUP BY 1, 2, 3", part).fetchall():
+            conn.execute(_ADD_REASON, [row[0], row[1], row[2], sign * row[3]])
 
 
 _TEMPLATES: dict[tuple, dict] = {}
@@ -117,7 +140,8 @@ def refresh(kit: Kit, everything: bool = False) -> int:
         whole = everything or ALL in marks
         if whole:
             form_ids = [r[0] for r in conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
-            for table in ("form_summary", "form_reports", "form_reasons", "worklist_items", "worklist_patients"):
+            for table in ("form_summary", "form_reports", "form_reasons", "worklist_items", "worklist_patients",
+                          "ward_totals", "reason_totals"):
                 conn.execute(f"DELETE FROM {table}")
             ctx = build_context(kit, _templates(kit), marks=_marks(kit))
         else:
@@ -135,6 +159,11 @@ def refresh(kit: Kit, everything: bool = False) -> int:
             conn.execute("INSERT INTO worklist_patients (patient, ward, status, items, first_key)"
                          " SELECT patient, ward, status, COUNT(*), MIN(sort_key) FROM worklist_items"
                          " GROUP BY patient, ward, status")
+            conn.execute(f"INSERT INTO ward_totals (ward, {', '.join(WARD_COLS)})"
+                         f" SELECT COALESCE(ward, '{NO_WARD}'), {WARD_SUMS} FROM form_summary GROUP BY 1")
+            conn.execute(f"INSERT INTO reason_totals (ward, template, reason, waiting)"
+                         f" SELECT COALESCE(s.ward, '{NO_WARD}'), s.template, r.reason, SUM(r.waiting)"
+                         f" FROM form_reasons r JOIN form_summary s ON s.form_id = r.form_id GROUP BY 1, 2, 3")
         conn.execute("DELETE FROM summary_dirty")
     return len(form_ids)
 
@@ -167,6 +196,7 @@ def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> N
                    json.dumps(i.as_dict(), ensure_ascii=False)) for i in work]
     patients = {row[3] for row in items}
     if replace:
+        _add_totals(conn, form_ids, -1)
         for start in range(0, len(form_ids), CHUNK):
             part = form_ids[start:start + CHUNK]
             marks = ",".join("?" * len(part))
@@ -179,6 +209,8 @@ def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> N
     conn.executemany("INSERT INTO form_reasons (form_id, reason, waiting) VALUES (?, ?, ?)", reasons)
     conn.executemany("INSERT INTO worklist_items (item_id, form_id, ward, patient, status, sort_key, item)"
                      " VALUES (?, ?, ?, ?, ?, ?, ?)", items)
+    if replace:
+        _add_totals(conn, form_ids, 1)
     if replace:  # the patients of these forms, before and after: their counts and first item
         for patient in patients:
             conn.execute("DELETE FROM worklist_patients WHERE patient IS ?", [patient])
@@ -194,10 +226,9 @@ def totals(kit: Kit) -> dict[str, int]:
     refresh(kit)
     conn = kit.db.conn
     row = conn.execute(
-        "SELECT COALESCE(SUM(returned), 0), COALESCE(SUM(missing - in_quarantine), 0),"
-        " COALESCE(SUM(state = 'complete'), 0), COALESCE(SUM(state != 'complete'), 0),"
-        " COALESCE(SUM(duplicates), 0), COALESCE(SUM(conflicts), 0), COALESCE(SUM(to_review), 0),"
-        " COALESCE(SUM(flags), 0) FROM form_summary").fetchone()
+        "SELECT COALESCE(SUM(returned), 0), COALESCE(SUM(never_returned), 0), COALESCE(SUM(complete), 0),"
+        " COALESCE(SUM(forms - complete), 0), COALESCE(SUM(duplicates), 0), COALESCE(SUM(conflicts), 0),"
+        " COALESCE(SUM(to_review), 0), COALESCE(SUM(flags), 0) FROM ward_totals").fetchone()
     out = dict.fromkeys(TOTAL_KEYS, 0)
     (out["sheets_returned"], out["sheets_never_returned"], out["forms_complete"], out["forms_incomplete"],
      out["duplicate_captures"], out["conflicts"], out["readings_to_review"], out["consistency_flags"]) = row
@@ -230,13 +261,11 @@ def kept_report(kit: Kit) -> dict[str, Any]:
 def ward_rows(kit: Kit) -> dict[str, dict[str, int]]:
     """Per ward: pages printed, returned, missing; readings to review; items to re-enter, entered."""
     refresh(kit)
-    rows = {}
-    for ward, printed, returned, missing, to_review, pending, entered in kit.db.conn.execute(
-            "SELECT COALESCE(ward, '—'), SUM(pages), SUM(returned), SUM(missing), SUM(to_review), SUM(items_pending),"
-            " SUM(items_entered) FROM form_summary GROUP BY 1"):
-        rows[ward] = {"printed": printed, "returned": returned, "missing": missing, "to_review": to_review,
-                      "to_reenter": pending, "entered": entered}
-    return rows
+    return {ward: {"printed": printed, "returned": returned, "missing": missing, "to_review": to_review,
+                   "to_reenter": pending, "entered": entered}
+            for ward, printed, returned, missing, to_review, pending, entered in kit.db.conn.execute(
+                "SELECT ward, pages, returned, missing, to_review, items_pending, items_entered FROM ward_totals"
+                " WHERE forms > 0 ORDER BY ward")}
 
 
 def _form_filter(ward: str | None, template: str | None) -> tuple[str, list[Any]]:
@@ -253,13 +282,16 @@ def _form_filter(ward: str | None, template: str | None) -> tuple[str, list[Any]
 def queue_counts(kit: Kit, ward: str | None = None, template: str | None = None) -> dict[str, int]:
     """Readings waiting for a person per reason (the queue's chips), from the kept summaries."""
     refresh(kit)
-    where, params = _form_filter(ward, template)
-    if where:
-        sql = ("SELECT r.reason, SUM(r.waiting) FROM form_summary s JOIN form_reasons r ON r.form_id = s.form_id"
-               f" WHERE {where} GROUP BY r.reason ORDER BY 2 DESC, 1")
-    else:
-        sql = "SELECT reason, SUM(waiting) FROM form_reasons GROUP BY reason ORDER BY 2 DESC, 1"
-    return {r[0]: r[1] for r in kit.db.conn.execute(sql, params) if r[1]}
+    where, params = [], []
+    if ward:
+        where.append("ward = ?")
+        params.append(ward)
+    if template:
+        where.append("template = ?")
+        params.append(template)
+    sql = ("SELECT reason, SUM(waiting) FROM reason_totals" + (f" WHERE {' AND '.join(where)}" if where else "")
+           + " GROUP BY reason HAVING SUM(waiting) > 0 ORDER BY 2 DESC, 1")
+    return {r[0]: r[1] for r in kit.db.conn.execute(sql, params)}
 
 
 def conflict_forms(kit: Kit, ward: str | None = None, template: str | None = None, limit: int = 10,

@@ -56,7 +56,7 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     app.config.update(KIT_PATH=kit_path, SESSION_MAX=session_max, SESSION_IDLE=session_idle,
                       SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY,
                       CLAIM_SECONDS=q.CLAIM_SECONDS, CLOCK=time.time,  # tests set a short claim or their own clock
-                      WORKLIST_PATIENTS_PER_PAGE=20, WORKLIST_ITEMS_PER_PATIENT=100,
+                      WORKLIST_PATIENTS_PER_PAGE=20, WORKLIST_ITEMS_PER_PATIENT=20,
                       CONFLICT_FORMS_PER_PAGE=10)
     app.extensions["fallbackkit.station"] = StationState()
 

@@ -39,9 +39,14 @@ def worklist():
     names = rc.census_names(g.kit)
     paper_names = summary.names_on_paper(g.kit, {p["items"][0].downtime_mrn for p in patients if p["items"]})
 
+    tables: dict[str, dict[str, Any]] = {}
+
     def table_of(item: Any) -> dict[str, Any]:
-        template, version = forms.get(item.form_id, (None, None))
-        return lb.labels(kit_path(), template, version, g.lang)
+        table = tables.get(item.form_id)
+        if table is None:
+            template, version = forms.get(item.form_id, (None, None))
+            table = tables[item.form_id] = lb.labels(kit_path(), template, version, g.lang)
+        return table
 
     def label_of(item: Any, key: str) -> str:
         return lb.value_label(table_of(item), key)

@@ -45,6 +45,22 @@ STATEMENTS = [
         waiting INTEGER NOT NULL,
         PRIMARY KEY (form_id, reason)
     )""",
+    # Sums of form_summary per ward, and of form_reasons per ward, template and reason, kept by
+    # adding each recomputed form's change (the dashboard and the queue's chips read a few rows).
+    """CREATE TABLE ward_totals (
+        ward TEXT PRIMARY KEY,        -- '—' for forms without a ward
+        forms INTEGER NOT NULL, pages INTEGER NOT NULL, returned INTEGER NOT NULL, missing INTEGER NOT NULL,
+        never_returned INTEGER NOT NULL, complete INTEGER NOT NULL, duplicates INTEGER NOT NULL,
+        conflicts INTEGER NOT NULL, to_review INTEGER NOT NULL, flags INTEGER NOT NULL,
+        items_pending INTEGER NOT NULL, items_entered INTEGER NOT NULL
+    )""",
+    """CREATE TABLE reason_totals (
+        ward TEXT NOT NULL,
+        template TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        waiting INTEGER NOT NULL,
+        PRIMARY KEY (ward, template, reason)
+    )""",
     # The re-entry items as the worklist builds them; sort_key orders them in back-load order.
     """CREATE TABLE worklist_items (
         item_id TEXT PRIMARY KEY,
