@@ -194,14 +194,16 @@ def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> N
         reasons += [(fid, reason, n) for reason, n in waiting.items()]
         items += [(i.item_id, fid, i.ward, i.patient_mrn, i.status, back_load_text(i),
                    json.dumps(i.as_dict(), ensure_ascii=False)) for i in work]
-    patients = {row[3] for row in items}
+    groups: dict[tuple, int] = {}  # (patient, ward, status) -> change in its number of items
     if replace:
         _add_totals(conn, form_ids, -1)
         for start in range(0, len(form_ids), CHUNK):
             part = form_ids[start:start + CHUNK]
             marks = ",".join("?" * len(part))
-            patients |= {r[0] for r in conn.execute(
-                f"SELECT DISTINCT patient FROM worklist_items WHERE form_id IN ({marks})", part)}
+            for patient, ward, status, n in conn.execute(
+                    f"SELECT patient, ward, status, COUNT(*) FROM worklist_items WHERE form_id IN ({marks})"
+                    " GROUP BY 1, 2, 3", part).fetchall():
+                groups[(patient, ward, status)] = groups.get((patient, ward, status), 0) - n
             for table in ("form_summary", "form_reports", "form_reasons", "worklist_items"):
                 conn.execute(f"DELETE FROM {table} WHERE form_id IN ({marks})", part)
     conn.executemany(f"INSERT INTO form_summary VALUES ({','.join('?' * 16)})", summaries)
@@ -209,14 +211,22 @@ def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> N
     conn.executemany("INSERT INTO form_reasons (form_id, reason, waiting) VALUES (?, ?, ?)", reasons)
     conn.executemany("INSERT INTO worklist_items (item_id, form_id, ward, patient, status, sort_key, item)"
                      " VALUES (?, ?, ?, ?, ?, ?, ?)", items)
-    if replace:
-        _add_totals(conn, form_ids, 1)
-    if replace:  # the patients of these forms, before and after: their counts and first item
-        for patient in patients:
-            conn.execute("DELETE FROM worklist_patients WHERE patient IS ?", [patient])
-            conn.execute("INSERT INTO worklist_patients (patient, ward, status, items, first_key)"
-                         " SELECT patient, ward, status, COUNT(*), MIN(sort_key) FROM worklist_items"
-                         " WHERE patient IS ? GROUP BY ward, status", [patient])
+    if not replace:
+        return
+    _add_totals(conn, form_ids, 1)
+    for row in items:
+        key = (row[3], row[2], row[4])
+        groups[key] = groups.get(key, 0) + 1
+    for (patient, ward, status), change in groups.items():  # each group's count, and its first item by index
+        match = [patient, ward, status]
+        first = conn.execute("SELECT MIN(sort_key) FROM worklist_items WHERE patient IS ? AND ward IS ? AND status = ?",
+                             match).fetchone()[0]
+        if first is None:
+            conn.execute("DELETE FROM worklist_patients WHERE patient IS ? AND ward IS ? AND status = ?", match)
+        elif not conn.execute("UPDATE worklist_patients SET items = items + ?, first_key = ? WHERE patient IS ?"
+                              " AND ward IS ? AND status = ?", [change, first, *match]).rowcount:
+            conn.execute("INSERT INTO worklist_patients (patient, ward, status, items, first_key) VALUES (?, ?, ?, ?, ?)",
+                         [*match, change, first])
 
 
 # --- what views read ---------------------------------------------------------------------------

@@ -84,7 +84,7 @@ STATEMENTS = [
         items INTEGER NOT NULL,
         first_key TEXT NOT NULL
     )""",
-    "CREATE INDEX worklist_patients_patient ON worklist_patients (patient)",
+    "CREATE INDEX worklist_patients_patient ON worklist_patients (patient, ward, status)",
     "CREATE INDEX worklist_patients_order ON worklist_patients (status, first_key)",
     # Forms whose summary a write changed ('*': which sheets quarantined pages name may have
     # changed; '**': everything, e.g. a kit setting such as the time zone).
