@@ -30,6 +30,7 @@ def conflicts():
     _, forms = summary.conflict_forms(g.kit, f.get("ward"), f.get("template"), limit=per_page,
                                       offset=(page - 1) * per_page)
     items = []
+    details: dict[tuple, dict[str, Any]] = {}
     for form in forms:  # one page of the forms with open conflicts, in the report's order
         for c in form.get("conflicts", []):
             if c.get("resolved"):
@@ -40,7 +41,8 @@ def conflicts():
             options = None
             first = next((cap["reading_id"] for cap in caps if cap.get("reading_id")), None)
             if first is not None:
-                detail = q.reading_detail(g.kit.db, first)
+                key = (form.get("template"), form.get("version"), c["field"])  # the same options on every sheet
+                detail = details.get(key) or details.setdefault(key, q.reading_detail(g.kit.db, first))
                 table = lb.labels(kit_path(), form.get("template"), form.get("version"), g.lang)
                 c["label"] = lb.field_label(table, c["field"])
                 if detail["options"] is not None:
