@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import BadInput, Conflict, NotFound
 from ..files import STEM_PATTERN
 from ..store.audit import append_audit
-from ..store.decisions import write_transaction
+from ..store.transactions import atomic
 from ..store.kit import Kit, now_iso
 
 
@@ -416,12 +416,12 @@ def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
         # patient: a refusal writes nothing), one per chunk of new captures (their files, rows and
         # readings, batched; the files copied before the chunk commits), one for the rest. A merge
         # killed midway keeps the chunks it committed; run again, it goes on from there.
-        with write_transaction(conn):
+        with atomic(conn):
             merger.registry()
         merger.plan_scans()
         chunks = range(0, len(merger.new_captures), CAPTURES_PER_CHUNK)
         for start in chunks:
-            with write_transaction(conn):
+            with atomic(conn):
                 before = dict(merger.counts)
                 merger.scan_chunk(merger.new_captures[start:start + CAPTURES_PER_CHUNK])
                 merger.copy_files()
@@ -431,7 +431,7 @@ def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
                                                                 merger.counts.items() if v != before.get(k, 0)}})
             _chunk_done(start)
         merger.new_captures = []
-        with write_transaction(conn):
+        with atomic(conn):
             merger.rest()
             merger.copy_files()
             counts = {k: v for k, v in sorted(merger.counts.items()) if v}

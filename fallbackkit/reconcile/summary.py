@@ -19,7 +19,7 @@ import json
 from typing import Any, Iterable, Iterator
 
 from ..errors import FallbackkitError
-from ..store.decisions import write_transaction
+from ..store.transactions import atomic
 from ..store.kit import Kit
 from .core import TOTAL_KEYS, _Pass, form_entry
 from .state import CHUNK, load_registry
@@ -73,19 +73,11 @@ def _templates(kit: Kit) -> dict:
     return found
 
 
-def reviews_of_captures(conn, capture_ids: Iterable[int]) -> dict[int, tuple]:
+def reviews_of_captures(conn, capture_ids: Iterable[int]) -> dict:
     """The review that counts per reading, for the readings of these captures only (by index)."""
-    out: dict[int, tuple] = {}
-    ordered = sorted(set(capture_ids))
-    for start in range(0, len(ordered), CHUNK):
-        part = ordered[start:start + CHUNK]
-        for rid, decision, value, actor, at in conn.execute(
-                "SELECT v.reading_id, v.decision, v.value, v.actor, v.at FROM readings rd"
-                " JOIN reviews v ON v.reading_id = rd.reading_id"
-                f" WHERE rd.capture_id IN ({','.join('?' * len(part))}) AND v.decision != 'undo'"
-                " AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = v.review_id) ORDER BY v.review_id", part):
-            out[rid] = (decision, value, actor, at)
-    return out
+    from ..store.readings import current_reviews
+    capture_ids = list(capture_ids)
+    return current_reviews(conn, capture_ids=capture_ids) if capture_ids else {}
 
 
 def _marks_of_forms(conn, form_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -135,7 +127,7 @@ def refresh(kit: Kit, everything: bool = False) -> int:
     conn = kit.db.conn
     if not everything and conn.execute("SELECT 1 FROM summary_dirty LIMIT 1").fetchone() is None:
         return 0
-    with write_transaction(conn):
+    with atomic(conn):
         marks = {r[0] for r in conn.execute("SELECT form_id FROM summary_dirty")}
         whole = everything or ALL in marks
         if whole:
