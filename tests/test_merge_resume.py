@@ -80,3 +80,32 @@ def test_a_merge_killed_between_chunks_resumes_to_the_same_result(stations, monk
     assert merge_store(a, stations / "scanner", "it")["added"] == {}
     a.close()
     straight.close()
+
+
+def test_a_merge_process_killed_outright_resumes(stations):
+    """The real thing: the merging process is killed (SIGKILL) after its first chunk committed."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent(f"""
+        import os, signal
+        from fallbackkit.reconcile import merge
+        from fallbackkit.store import open_kit
+        merge.CAPTURES_PER_CHUNK = 5
+        merge._chunk_done = lambda start: os.kill(os.getpid(), signal.SIGKILL)
+        merge.merge_store(open_kit({str(stations / "a")!r}), {str(stations / "scanner")!r}, "it")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": os.getcwd()},
+                          capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+    a = open_kit(stations / "a")
+    assert _rows(a, "captures") == 5 and _rows(a, "merge_log") == 0
+    merge_store(a, stations / "scanner", "it")
+    straight = open_kit(stations / "b")
+    merge_store(straight, stations / "scanner", "it")
+    for table in ("captures", "readings", "reviews", "input_files"):
+        assert _rows(a, table) == _rows(straight, table), table
+    assert reconcile(a) == reconcile(straight, full=True)
+    a.close()
+    straight.close()
