@@ -272,3 +272,14 @@ def test_station_screens_read_the_kept_summaries_and_page(kit, ward_pack):
     app.config["WORKLIST_ITEMS_PER_PATIENT"] = 1
     page = client.get("/worklist?status=all").get_data(as_text=True)
     assert "more items of this patient" in page and f"patient={mrns[0]}" in page
+
+
+def test_a_kit_setting_changed_by_an_upsert_marks_every_form(kit, ward_pack):
+    """The time zone changes care times everywhere: every form is recomputed (and the upsert that
+    writes the setting is not broken by the trigger's own insert)."""
+    from fallbackkit.store.settings import set_setting
+    summary.refresh(kit)
+    set_setting(kit, "tz", "Europe/Paris", "it")
+    set_setting(kit, "tz", "Europe/Brussels", "it")
+    assert summary.pending_forms(kit) == kit.db.conn.execute("SELECT COUNT(*) FROM forms").fetchone()[0]
+    assert_kept_equals_full(kit)

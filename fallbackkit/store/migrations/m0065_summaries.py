@@ -87,47 +87,54 @@ STATEMENTS = [
     "CREATE INDEX worklist_patients_patient ON worklist_patients (patient, ward, status)",
     "CREATE INDEX worklist_patients_order ON worklist_patients (status, first_key)",
     # Forms whose summary a write changed ('*': which sheets quarantined pages name may have
-    # changed; '**': everything, e.g. a kit setting such as the time zone).
+    # changed; '**': everything, e.g. a kit setting such as the time zone). The triggers test
+    # NOT EXISTS rather than INSERT OR IGNORE: an upsert's conflict clause would override theirs.
     "CREATE TABLE summary_dirty (form_id TEXT PRIMARY KEY)",
     """CREATE TRIGGER summary_capture AFTER INSERT ON captures WHEN NEW.sheet_id IS NOT NULL BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) SELECT form_id FROM sheets WHERE sheet_id = NEW.sheet_id;
+        INSERT INTO summary_dirty (form_id) SELECT DISTINCT form_id FROM sheets x WHERE sheet_id = NEW.sheet_id
+            AND NOT EXISTS (SELECT 1 FROM summary_dirty d WHERE d.form_id = x.form_id);
     END""",
     """CREATE TRIGGER summary_capture_changed AFTER UPDATE OF status, sheet_id ON captures BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) SELECT form_id FROM sheets
-            WHERE sheet_id IN (OLD.sheet_id, NEW.sheet_id);
+        INSERT INTO summary_dirty (form_id) SELECT DISTINCT form_id FROM sheets x
+            WHERE sheet_id IN (OLD.sheet_id, NEW.sheet_id)
+            AND NOT EXISTS (SELECT 1 FROM summary_dirty d WHERE d.form_id = x.form_id);
     END""",
     """CREATE TRIGGER summary_reading_changed AFTER UPDATE OF value, status, reason, ink ON readings BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) SELECT form_id FROM sheets WHERE sheet_id = NEW.sheet_id;
+        INSERT INTO summary_dirty (form_id) SELECT DISTINCT form_id FROM sheets x WHERE sheet_id = NEW.sheet_id
+            AND NOT EXISTS (SELECT 1 FROM summary_dirty d WHERE d.form_id = x.form_id);
     END""",
     """CREATE TRIGGER summary_review AFTER INSERT ON reviews BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) SELECT s.form_id FROM readings r
-            JOIN sheets s ON s.sheet_id = r.sheet_id WHERE r.reading_id = NEW.reading_id;
+        INSERT INTO summary_dirty (form_id) SELECT DISTINCT s.form_id FROM readings r
+            JOIN sheets s ON s.sheet_id = r.sheet_id WHERE r.reading_id = NEW.reading_id
+            AND NOT EXISTS (SELECT 1 FROM summary_dirty d WHERE d.form_id = s.form_id);
     END""",
     """CREATE TRIGGER summary_mark AFTER INSERT ON worklist_marks WHEN instr(NEW.item_id, ':') > 0 BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id)
-            SELECT form_id FROM forms WHERE form_id = substr(NEW.item_id, 1, instr(NEW.item_id, ':') - 1);
+        INSERT INTO summary_dirty (form_id)
+            SELECT form_id FROM forms x WHERE form_id = substr(NEW.item_id, 1, instr(NEW.item_id, ':') - 1)
+            AND NOT EXISTS (SELECT 1 FROM summary_dirty d WHERE d.form_id = x.form_id);
     END""",
     """CREATE TRIGGER summary_link AFTER INSERT ON identity_links BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) SELECT form_id FROM forms WHERE downtime_mrn = NEW.downtime_mrn
-            OR downtime_mrn IN (SELECT downtime_mrn FROM identity_links WHERE id = NEW.revokes);
+        INSERT INTO summary_dirty (form_id) SELECT form_id FROM forms x WHERE (downtime_mrn = NEW.downtime_mrn
+            OR downtime_mrn IN (SELECT downtime_mrn FROM identity_links WHERE id = NEW.revokes))
+            AND NOT EXISTS (SELECT 1 FROM summary_dirty d WHERE d.form_id = x.form_id);
     END""",
     """CREATE TRIGGER summary_form AFTER INSERT ON forms BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) VALUES (NEW.form_id);
+        INSERT INTO summary_dirty (form_id) SELECT NEW.form_id WHERE NOT EXISTS (SELECT 1 FROM summary_dirty WHERE form_id = NEW.form_id);
     END""",
     """CREATE TRIGGER summary_sheet AFTER INSERT ON sheets BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) VALUES (NEW.form_id);
+        INSERT INTO summary_dirty (form_id) SELECT NEW.form_id WHERE NOT EXISTS (SELECT 1 FROM summary_dirty WHERE form_id = NEW.form_id);
     END""",
     """CREATE TRIGGER summary_quarantine AFTER INSERT ON quarantine BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) VALUES ('*');
+        INSERT INTO summary_dirty (form_id) SELECT '*' WHERE NOT EXISTS (SELECT 1 FROM summary_dirty WHERE form_id = '*');
     END""",
     """CREATE TRIGGER summary_quarantine_assigned AFTER INSERT ON quarantine_assignments BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) VALUES ('*');
+        INSERT INTO summary_dirty (form_id) SELECT '*' WHERE NOT EXISTS (SELECT 1 FROM summary_dirty WHERE form_id = '*');
     END""",
     """CREATE TRIGGER summary_setting AFTER INSERT ON kit_meta BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) VALUES ('**');
+        INSERT INTO summary_dirty (form_id) SELECT '**' WHERE NOT EXISTS (SELECT 1 FROM summary_dirty WHERE form_id = '**');
     END""",
     """CREATE TRIGGER summary_setting_changed AFTER UPDATE ON kit_meta BEGIN
-        INSERT OR IGNORE INTO summary_dirty (form_id) VALUES ('**');
+        INSERT INTO summary_dirty (form_id) SELECT '**' WHERE NOT EXISTS (SELECT 1 FROM summary_dirty WHERE form_id = '**');
     END""",
     # An existing store: every form is computed once, before the first read.
     "INSERT INTO summary_dirty (form_id) VALUES ('**')",
