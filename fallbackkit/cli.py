@@ -634,20 +634,14 @@ def simulate_cmd(ctx: KitContext, pdf: Path, out_dir: Path, seed: int, tier: str
 def reconcile_cmd(ctx: KitContext, as_json: bool, show_all: bool, full: bool) -> None:
     """What came back, what is missing, duplicated, in conflict, to review or flagged."""
     from .reconcile import reconcile
-    from .reconcile import summary
-    kit = ctx.kit()
-    if as_json or full or kit.read_only:
-        report = reconcile(kit, full=full)
-        if as_json:
-            emit_json(report)
-            return
-        totals, forms = report["totals"], report["forms"]
-    else:  # from the kept summaries, one form at a time
-        totals, forms = summary.totals(kit), summary.iter_form_entries(kit)
-    for key, value in totals.items():
+    report = reconcile(ctx.kit(), full=True) if full else reconcile(ctx.kit())
+    if as_json:
+        emit_json(report)
+        return
+    for key, value in report["totals"].items():
         click.echo(f"{key.replace('_', ' '):<24} {value}")
     rows = []
-    for f in forms:
+    for f in report["forms"]:
         unresolved = sum(1 for c in f["conflicts"] if not c["resolved"])
         if not show_all and f["state"] == "complete" and not (unresolved or f["to_review"] or f["flags"]):
             continue
