@@ -14,6 +14,7 @@ from ...store.decisions import NOTE_MAX, AlreadyDecided, record_review
 from .. import labels as lb
 from .. import queue as q
 from ..i18n import STRINGS, reason_text, t
+from ..initials import initials_help
 from ..typed import check_typed
 from ..web import filters, id_arg, json_id, kit_path, option_text, session_start
 
@@ -63,8 +64,12 @@ def reading_json(reading_id: int) -> dict[str, Any]:
     if d["options"] is not None:
         names = lb.option_labels(table, d["field"])
         d["option_labels"] = [option_text(o, names.get(o)) for o in d["options"]]
+    elif d["type"] == "number":  # a code box (why held, why a PRN dose): what each code means
+        codes = lb.option_labels(table, d["field"])
+        d["code_list"] = [{"code": k, "text": v} for k, v in codes.items()] if codes else None
     d["returned"] = q.returned_by_undo(g.kit.db, reading_id) if d["review"] is None else None
     d["patient_name"] = rc.patient_name(g.kit, d["capture"].get("patient_mrn"), d["capture"].get("downtime_mrn"))
+    d["initials_help"] = initials_help(g.kit.db, d, g.user.name) if d["review"] is None else None
     return d
 
 
