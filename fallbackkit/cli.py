@@ -539,6 +539,8 @@ def scan_cmd(ctx: KitContext, paths: tuple[Path, ...], workers: int | None, as_j
             raise DiskFull(f"{error.message}: {files_done(kit) - done_before} files of this scan were read and"
                            " stored completely before", hint=error.hint) from exc
         raise
+    from .reconcile.summary import refresh as refresh_summaries
+    refresh_summaries(kit)  # the scanned forms' summaries, now rather than at the station's next view
     if as_json:
         emit_json(summary.to_dict())
         for f in summary.failed:
@@ -641,11 +643,12 @@ def simulate_cmd(ctx: KitContext, pdf: Path, out_dir: Path, seed: int, tier: str
 @cli.command("reconcile")
 @click.option("--json", "as_json", is_flag=True, help="The full report on stdout.")
 @click.option("--all", "show_all", is_flag=True, help="List complete forms too, not only those needing attention.")
+@click.option("--full", is_flag=True, help="Recompute everything from the readings instead of the kept summaries.")
 @pass_kit
-def reconcile_cmd(ctx: KitContext, as_json: bool, show_all: bool) -> None:
+def reconcile_cmd(ctx: KitContext, as_json: bool, show_all: bool, full: bool) -> None:
     """What came back, what is missing, duplicated, in conflict, to review or flagged."""
     from .reconcile import reconcile
-    report = reconcile(ctx.kit())
+    report = reconcile(ctx.kit(), full=True) if full else reconcile(ctx.kit())
     if as_json:
         emit_json(report)
         return
@@ -802,7 +805,9 @@ def audit_verify(ctx: KitContext, as_json: bool) -> None:
 def merge_cmd(ctx: KitContext, other: Path, as_json: bool) -> None:
     """Bring another scanning station's work (same kit) into this kit; safe to repeat."""
     from .reconcile import merge_store
+    from .reconcile.summary import refresh
     result = merge_store(ctx.kit(), other, ctx.actor)
+    refresh(ctx.kit())  # the merged forms' summaries, now rather than at the station's next view
     if as_json:
         emit_json(result)
     elif result["changed"]:
