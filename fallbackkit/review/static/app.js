@@ -452,7 +452,10 @@
     if (left === 0) { group.remove(); focusGroup(next); return; }
     if (count) count.textContent = String(left);
     var d = group.querySelector("details"); if (d) d.open = true;
-    var firstLeft = group.querySelector("section.conflict input, section.conflict button");
+    // what is left is for the clerk to decide from the paper: the focus goes on that field's own
+    // options (or its text box), not on a hidden input, nor back on the scan that could not settle it
+    var firstLeft = group.querySelector("section.conflict form.typed button, section.conflict form.typed input[name=typed]")
+      || group.querySelector("section.conflict button");
     if (firstLeft) firstLeft.focus();
   }
   function takeSheet(group, button) {
@@ -570,4 +573,14 @@
   });
   var start = root.querySelector("div.witem.pending") || root.querySelector("div.witem");
   if (start) focusItem(start);
+})();
+
+/* Identities: keyboard first. The focus starts on the first suggestion to check (Enter opens the
+   check of paper against census), else on the first box for a real MRN. */
+(function () {
+  "use strict";
+  var table = document.getElementById("identities");
+  if (!table) return;
+  var first = table.querySelector("form.suggestion button") || table.querySelector("input[name=real_mrn]");
+  if (first) first.focus();
 })();
