@@ -1,5 +1,7 @@
-"""Zoom on the review screen, in Chromium: Alt with + / - / 0 magnifies the field crop, or the whole
-page while it is shown (centred on the field), and works while the clerk types in the box."""
+"""Keyboard-first screens in Chromium. Zoom on the review screen: Alt with + / - / 0 magnifies the
+field crop, or the whole page while it is shown (centred on the field), and works while the clerk
+types in the box. Where the focus goes on the conflicts and identities screens (bench_clerk found
+both: 14 Tabs to reach a suggestion; Enter after a sheet's scan retook that scan)."""
 from __future__ import annotations
 
 import os
@@ -8,7 +10,7 @@ import pytest
 
 from fallbackkit.review import create_app
 
-from review_helpers import PASSWORD, ServerThread, add_people, build_scenario
+from review_helpers import PASSWORD, ServerThread, add_people, build_scenario, rescan_lab_sheet, scan_blank_registration
 from kit_helpers import census_kit
 
 CHROMIUM = "/usr/bin/chromium"
@@ -22,6 +24,8 @@ def station(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("zoom")
     kit = census_kit(tmp)
     sc = build_scenario(kit, tmp)
+    sc.blank = scan_blank_registration(kit, tmp)
+    rescan_lab_sheet(kit, tmp, sc)  # a firm tick in 'fasting' where the first scan was unsure
     add_people(kit)
     with ServerThread(create_app(kit.path)) as server:
         yield sc, server
@@ -119,3 +123,29 @@ def test_alt_plus_zooms_the_whole_page_on_the_field(station, page):
     page.click("#zoom-in")
     assert _viewbox(page)[2] == pytest.approx(full[2] / 1.5, abs=1)
     assert page.input_value("#typed") == ""
+
+
+def test_after_taking_a_scan_the_focus_is_on_what_it_left_open(station, page):
+    page.goto("/conflicts")
+    page.wait_for_selector("section.sheetgroup button.take-sheet")
+    assert page.evaluate("!!document.activeElement.closest('section.sheetgroup')")
+    before = page.locator("section.sheetgroup section.conflict").count()
+    page.keyboard.press("1")  # scan 1 for the whole sheet: its unsure tick and untyped writing stay open
+    page.wait_for_function("(n) => document.querySelectorAll('section.sheetgroup section.conflict').length < n",
+                           arg=before)
+    assert page.locator("section.sheetgroup section.conflict").count() >= 1
+    # the focus is on the open field's own options or text box, where the clerk gives the value
+    assert page.evaluate("!!document.activeElement.closest('section.conflict form.typed')")
+    if SHOTS:
+        page.screenshot(path=os.path.join(SHOTS, "conflicts-left-open.png"), full_page=True)
+
+
+def test_identities_screen_starts_where_the_clerk_types(station, page):
+    sc, _server = station
+    page.goto("/identities")
+    page.wait_for_selector(f"tr[data-mrn='{sc.blank['downtime_mrn']}']")
+    # no suggestion for scribbles nobody typed yet: the focus is in the box for the real MRN
+    assert page.evaluate("document.activeElement.name") == "real_mrn"
+    page.keyboard.type("100345")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#do-link")
