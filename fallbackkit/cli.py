@@ -577,7 +577,7 @@ def quarantine_list(ctx: KitContext, as_json: bool, include_assigned: bool) -> N
     if as_json:
         emit_json(rows)
     else:
-        table([{**r, "page": r["quarantine_id"], "file page": r["page"]} for r in rows],
+        table([{**r, "page": r["quarantine_id"], "file page": r["page_index"]} for r in rows],
               ["page", "reason", "file", "file page", "assigned_sheet_id", "detail"])
 
 
@@ -591,15 +591,16 @@ def quarantine_assign(ctx: KitContext, page: int, sheet_id: str) -> None:
     A page quarantined as bad_signature or foreign_kit needs --user naming a supervisor account."""
     from .review.users import is_supervisor
     from .scan.pipeline import UNTRUSTED_REASONS, assign_quarantined, capture_summary
-    row = ctx.kit().db.conn.execute("SELECT reason FROM quarantine WHERE quarantine_id = ?", [page]).fetchone()
+    from .store.quarantine import get_quarantined
+    item = get_quarantined(ctx.kit().db, page)
     supervisor = is_supervisor(ctx.kit().db, ctx.actor)
-    if row and row[0] in UNTRUSTED_REASONS and supervisor:  # a warning, even with --quiet
-        click.echo(f"warning: page {page} was quarantined as {row[0]}: {UNTRUSTED_REASONS[row[0]]}; "
+    if item and item.reason in UNTRUSTED_REASONS and supervisor:  # a warning, even with --quiet
+        click.echo(f"warning: page {page} was quarantined as {item.reason}: {UNTRUSTED_REASONS[item.reason]}; "
                    f"read in on the word of supervisor {ctx.actor}", err=True)
     c = capture_summary(ctx.kit(), assign_quarantined(ctx.kit(), page, sheet_id, ctx.actor, supervisor=supervisor))
-    click.echo(f"page {page} read as sheet {c['sheet_id']}: capture {c['capture_id']}, {c['fields']} fields, "
-               f"{c['to_review']} to review"
-               + (f" (sheet captured before: capture {c['duplicate_of']})" if c["duplicate_of"] else ""))
+    click.echo(f"page {page} read as sheet {c.sheet_id}: capture {c.capture_id}, {c.fields} fields, "
+               f"{c.to_review} to review"
+               + (f" (sheet captured before: capture {c.duplicate_of})" if c.duplicate_of else ""))
 
 
 @cli.command("simulate")

@@ -46,8 +46,8 @@ def test_engine_reasons_are_codes_translated_at_display():
                                         ("multiple marks, says a clerk", False)])
 def test_reconcile_asks_for_the_code_not_the_words(text, multi):
     from fallbackkit.reconcile.state import Val
-    v = Val(reading_id=1, type="choice", machine=None, value=None, resolved=False, ink=None, status="review",
-            reason=text, source="machine")
+    v = Val.of(reading_id=1, type="choice", machine=None, value=None, resolved=False, ink=None, status="review",
+               reason=text, source="machine")
     assert v.multiple_marks is multi
 
 

@@ -45,7 +45,7 @@ def test_signed_and_unsigned_signature_boxes_are_read_without_a_person(lab):
     assert read.decide(signed.raw, "signature")[:3] == (True, signed.confidence, "accepted")
     # consumers read the same thing: the worklist's value of a signature is whether it is signed
     for r, want in ((signed, True), (unsigned, False)):
-        v = Val(1, "signature", r.value, r.value, True, int(r.ink), r.status, r.reason, "machine")
+        v = Val.of(1, "signature", r.value, r.value, True, int(r.ink), r.status, r.reason, "machine")
         assert _value(v) is want and v.present is want
 
 

@@ -1,8 +1,8 @@
 """What the store knows, gathered once for the exporters and the report.
 
-Exporters must agree with the review station on what a field's value is, so the rule is the one
-of `store.decisions.effective_reading` (latest review that is not undone, else the machine value
-when it was auto-accepted), computed in bulk here. Across several captures of the same sheet a
+Exporters must agree with the review station on what a field's value is, so each reading comes
+from `store.readings.effective_readings` (the one rule: latest review that is not undone, else the
+machine value, resolved when it was auto-accepted). Across several captures of the same sheet a
 field is settled only when every capture agrees after people's decisions: a disagreement that
 nobody resolved is a conflict and the field stays unsettled (fail closed).
 """
@@ -16,8 +16,9 @@ from typing import Any, Iterable
 
 from ..errors import BadInput
 from ..files import write_private  # noqa: F401  (re-exported: the one owner is fallbackkit/files.py)
-from ..store.decisions import CURRENT_REVIEWS_SQL, current_links
+from ..store.decisions import current_links
 from ..store.kit import Kit
+from ..store.readings import Reading, effective_readings
 
 
 
@@ -54,24 +55,6 @@ def _aware(text: str | None) -> _dt.datetime | None:
 
 
 # --- the gathered data ------------------------------------------------------------------------
-@dataclass
-class Reading:
-    reading_id: int
-    capture_id: int
-    sheet_id: str
-    field: str
-    type: str
-    machine_value: Any
-    confidence: float
-    status: str                 # accepted | review (the machine's verdict)
-    reason: str | None
-    value: Any                  # after people's decisions
-    resolved: bool
-    source: str                 # machine | confirm | correct | transcribe | illegible
-    reviewer: str | None
-    reviewed_at: str | None
-
-
 @dataclass
 class FieldValue:
     """A field of a form, settled across every capture of its sheet."""
@@ -144,13 +127,6 @@ class Store:
     census: dict[str, dict[str, Any]]           # real MRN -> latest census row
 
 
-def current_reviews(conn) -> dict[int, dict[str, Any]]:
-    """The review that counts per reading (bulk form of decisions.current_review)."""
-    return {reading_id: {"review_id": rid, "decision": decision,
-                         "value": json.loads(value) if value is not None else None, "actor": actor, "at": at}
-            for reading_id, rid, decision, value, actor, at in conn.execute(CURRENT_REVIEWS_SQL)}
-
-
 def active_links(conn) -> dict[str, str]:
     """downtime MRN -> real MRN, for the links that count."""
     return {dt: link["real_mrn"] for dt, link in current_links(conn).items()}
@@ -163,22 +139,7 @@ def _rows(conn, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
 
 
 def load_readings(conn, capture_ids: set[int] | None = None) -> list[Reading]:
-    reviews = current_reviews(conn)
-    out = []
-    for r in _rows(conn, "SELECT reading_id, capture_id, sheet_id, field, type, value, confidence, status, reason"
-                         " FROM readings ORDER BY reading_id"):
-        if capture_ids is not None and r["capture_id"] not in capture_ids:
-            continue
-        machine = json.loads(r["value"]) if r["value"] is not None else None
-        rev = reviews.get(r["reading_id"])
-        if rev is not None:
-            value, resolved, source = rev["value"], True, rev["decision"]
-        else:
-            value, resolved, source = machine, r["status"] == "accepted", "machine"
-        out.append(Reading(r["reading_id"], r["capture_id"], r["sheet_id"], r["field"], r["type"], machine,
-                           r["confidence"], r["status"], r["reason"], value, resolved, source,
-                           rev["actor"] if rev else None, rev["at"] if rev else None))
-    return out
+    return list(effective_readings(conn, capture_ids=capture_ids, order="reading"))
 
 
 def settle(name: str, readings: list[Reading]) -> FieldValue:

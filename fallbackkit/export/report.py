@@ -21,7 +21,11 @@ from ..files import outside_kit
 from ..ids import pretty_sheet_id
 from ..store.audit import audit_head
 from ..store.kit import Kit, now_iso
+from ..store.quarantine import list_quarantine
 from .collect import _aware, _rows, load, write_private
+
+# what the report shows of a quarantined page (no payload: a forged code's text stays in the store)
+REPORTED_QUARANTINE = ("quarantine_id", "reason", "detail", "created_at", "page_index", "file")
 
 BLANK = "blank stock"
 FIT_BINS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
@@ -89,11 +93,8 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
                                 m["page"]))
     unused_blank = sum(1 for f in store.forms if f.row["downtime_mrn"] and not f.captures)
 
-    quarantine = _rows(conn, "SELECT q.quarantine_id, q.reason, q.detail, q.created_at, c.page_index,"
-                             " f.first_path FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
-                             " LEFT JOIN input_files f ON f.sha256 = c.file_sha256"
-                             " WHERE q.quarantine_id NOT IN (SELECT quarantine_id FROM quarantine_assignments)"
-                             " ORDER BY q.quarantine_id")
+    quarantine = [{k: v for k, v in item.as_dict().items() if k in REPORTED_QUARANTINE}
+                  for item in list_quarantine(conn)]
     if ward:  # a quarantined page has no ward yet: show them all, say so
         pass
     caps = [c for c in store.captures.values()
@@ -519,7 +520,7 @@ def render_pdf(d: dict[str, Any], out: Path) -> Path:
                          x["message"]] for x in d["flags"]]) if d["flags"] else Paragraph("None.", body))
     story.append(Paragraph("Quarantine (pages not identified)", h2))
     story.append(table([["#", "Reason", "Detail", "File", "Page"]] +
-                       [[q["quarantine_id"], q["reason"], q["detail"] or "", q["first_path"] or "", q["page_index"]]
+                       [[q["quarantine_id"], q["reason"], q["detail"] or "", q["file"] or "", q["page_index"]]
                         for q in d["quarantine"]]) if d["quarantine"] else Paragraph("None.", body))
     story.append(Paragraph("Review backlog", h2))
     if d["backlog"]:
@@ -699,7 +700,7 @@ def render_html(d: dict[str, Any], out: Path) -> Path:
                       x["message"]] for x in d["flags"]]),
         "</section><section><h2>Quarantine (pages not identified)</h2>",
         _html_table(["#", "Reason", "Detail", "File", "Page"],
-                    [[x["quarantine_id"], x["reason"], x["detail"] or "", x["first_path"] or "", x["page_index"]]
+                    [[x["quarantine_id"], x["reason"], x["detail"] or "", x["file"] or "", x["page_index"]]
                      for x in d["quarantine"]]),
         "</section><section><h2>Review backlog</h2>",
         _svg_bars([f"{b['ward']} {b['template']}" for b in d["backlog"]], [[b["readings"] for b in d["backlog"]]],

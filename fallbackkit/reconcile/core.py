@@ -171,14 +171,14 @@ def resolve_conflict(kit: Kit, sheet_id: str, field: str, value: Any, actor: str
             raise BadInput(f"capture {chosen_capture_id} is not a capture of sheet {sheet_id}",
                            hint=f"captures of this sheet: {', '.join(str(r[1]) for r in rows)}")
         if value is None:
-            from ..store.decisions import effective_reading
+            from ..store.readings import effective_reading
             chosen_reading = effective_reading(conn, chosen[0][0])
-            value = chosen_reading["value"]
-            ink = conn.execute("SELECT ink FROM readings WHERE reading_id = ?", [chosen[0][0]]).fetchone()[0]
-            if value is None and chosen[0][2] in HANDWRITTEN_TYPES and ink and chosen_reading["source"] == "machine":
+            value = chosen_reading.value
+            if value is None and chosen[0][2] in HANDWRITTEN_TYPES and chosen_reading.ink \
+                    and chosen_reading.source == "machine":
                 raise BadInput(f"capture {chosen_capture_id} shows handwriting in {field} that nobody has transcribed",
                                hint="type what is written as the value")
-            if not chosen_reading["resolved"]:  # fail closed: "unsure" never becomes the value by a pick
+            if not chosen_reading.resolved:  # fail closed: "unsure" never becomes the value by a pick
                 raise BadInput(f"capture {chosen_capture_id}'s reading of {field} is one the machine was unsure of",
                                hint="look at the paper and give the value itself")
     note = f"conflict on {sheet_id} {field} resolved" + (
@@ -230,7 +230,7 @@ def resolve_sheet_from_capture(kit: Kit, sheet_id: str, capture_id: int, actor: 
     Returns {"resolved": [fields], "left": [fields]}: a field is left open when that capture's
     reading is not settled — a mark the machine was unsure of, or handwriting nobody has transcribed
     yet — so that "unsure" never becomes "blank" for a whole sheet at once (a person decides it)."""
-    from ..store.decisions import write_transaction
+    from ..store.transactions import atomic
     sheet_id = ids.normalize(sheet_id)
     conn = kit.db.conn
     caps = [r[0] for r in conn.execute("SELECT capture_id FROM captures WHERE status = 'read' AND sheet_id = ?"
@@ -239,7 +239,7 @@ def resolve_sheet_from_capture(kit: Kit, sheet_id: str, capture_id: int, actor: 
         raise BadInput(f"capture {capture_id} is not a read capture of sheet {sheet_id}",
                        hint=f"captures of this sheet: {', '.join(map(str, caps)) or 'none'}")
     out: dict[str, list[str]] = {"resolved": [], "left": []}
-    with write_transaction(conn):  # the whole sheet or nothing; another clerk waits, never interleaves
+    with atomic(conn):  # the whole sheet or nothing; another clerk waits, never interleaves
         by_capture = dict(iter_capture_values(kit, caps))
         for conflict in sheet_conflicts(sheet_id, by_capture):
             if conflict["resolved"]:

@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
-from ..store.decisions import write_transaction
+from ..store.transactions import atomic
+from ..store.readings import undecided_sql
 from ..store.kit import Kit, now_iso
 from ..templates.values import date_or_none
 from .state import current_links, current_reviews, iter_capture_values, load_registry
@@ -177,7 +178,7 @@ def link_identity(kit: Kit, downtime_mrn: str, real_mrn: str, actor: str, reason
                        hint="check the number on the wristband or in the registration; "
                             "IT sets the format with `fallbackkit identities mrn-format`")
     conn = kit.db.conn
-    with write_transaction(conn):  # check and insert in one step: two clerks cannot both link
+    with atomic(conn):  # check and insert in one step: two clerks cannot both link
         link = current_links(kit).get(downtime_mrn)
         if link is not None:
             if link["real_mrn"] == real_mrn:
@@ -198,7 +199,7 @@ def unlink_identity(kit: Kit, downtime_mrn: str, actor: str, reason: str | None)
     """Revoke the current link of a downtime MRN (a new row; the old one stays in history)."""
     downtime_mrn = downtime_mrn.strip().upper()
     conn = kit.db.conn
-    with write_transaction(conn):  # check and insert in one step: two clerks cannot both link
+    with atomic(conn):  # check and insert in one step: two clerks cannot both link
         link = current_links(kit).get(downtime_mrn)
         if link is None:
             raise NotFound(f"{downtime_mrn} is not linked", hint="see `fallbackkit identities list`")
@@ -367,6 +368,5 @@ def no_suggestion_reason(kit: Kit, ident: dict[str, Any]) -> str:
     waiting = conn.execute(
         f"SELECT COUNT(*) FROM readings rd JOIN captures c ON c.capture_id = rd.capture_id"
         f" WHERE c.form_id IN ({marks}) AND rd.field IN ({','.join('?' * len(names))}) AND rd.status = 'review'"
-        " AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.reading_id = rd.reading_id AND r.decision != 'undo'"
-        " AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.review_id))", [*form_ids, *names]).fetchone()[0]
+        f" AND {undecided_sql('rd')}", [*form_ids, *names]).fetchone()[0]
     return "waiting" if waiting else "not_written"

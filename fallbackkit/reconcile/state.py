@@ -2,8 +2,8 @@
 
 Everything here is read-only and set-based: a few whole-table queries and one pass over the
 readings in capture order, so that reconcile stays fast on 100,000 captures. A reading's
-*effective* value is the machine value unless a person decided otherwise (the latest review that
-is not undone), exactly as `fallbackkit.store.decisions.effective_reading` computes it one by one.
+*effective* value (after people's decisions) comes from `store.readings.effective_readings`, the
+one definition every stage uses.
 """
 from __future__ import annotations
 
@@ -13,44 +13,31 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import FallbackkitError
 from ..store import decisions
-from ..store.decisions import CURRENT_REVIEWS_SQL
 from ..store.kit import Kit
+from ..store.readings import CHUNK, Reading, Review, effective_readings_by_capture, loads
+from ..store.readings import current_reviews as _current_reviews
 from ..templates.model import HANDWRITTEN_TYPES, MARK_TYPES
 from ..scan.reasons import MULTI_MARK
 from ..scan.reasons import codes as reason_codes
 
-# The review that counts per reading: the latest that is not an undo and has not been undone.
-CHUNK = 500  # ids per IN (...) query
+__all__ = ["CHUNK", "Layout", "Registry", "Val", "current_links", "current_reviews", "iter_capture_values",
+           "load_registry", "loads", "sheet_conflicts"]
 
 
+class Val(Reading):
+    """One field of one capture, after people's decisions (`store.readings.Reading`), with the
+    comparisons reconcile makes between captures of the same paper."""
+    __slots__ = ()
 
-_MISSING = object()
-_SCALARS: dict[str, Any] = {}  # most stored values are a handful of strings: 'null', 'false', '"given"'
+    @property
+    def machine(self) -> Any:
+        return self.machine_value
 
-
-def loads(text: str | None) -> Any:
-    if text is None:
-        return None
-    value = _SCALARS.get(text, _MISSING)
-    if value is _MISSING:
-        value = json.loads(text)
-        if not isinstance(value, (list, dict)) and len(_SCALARS) < 10_000:
-            _SCALARS[text] = value
-    return value
-
-
-@dataclass(slots=True)
-class Val:
-    """One field of one capture, after people's decisions."""
-    reading_id: int
-    type: str
-    machine: Any
-    value: Any
-    resolved: bool
-    ink: int | None
-    status: str
-    reason: str | None
-    source: str  # machine | confirm | correct | transcribe | illegible
+    @classmethod
+    def of(cls, reading_id: int, type: str, machine: Any, value: Any, resolved: bool, ink: int | None,
+           status: str, reason: str | None, source: str) -> "Val":
+        """A value built by hand (tests, what-ifs): no capture, no review record."""
+        return cls(reading_id, 0, "", "", type, machine, 0.0, status, reason, ink, value, resolved, source, None)
 
     @property
     def present(self) -> bool:
@@ -164,9 +151,9 @@ def load_registry(kit: Kit, form_ids: Iterable[str] | None = None) -> Registry:
     # Quarantined pages not yet identified by a clerk. If the code was readable (a page quarantined
     # for poor marks or fit), the payload tells which sheet it is.
     from ..payload import verify as verify_payload
-    for qid, payload in conn.execute(
-            "SELECT q.quarantine_id, q.payload FROM quarantine q WHERE NOT EXISTS"
-            " (SELECT 1 FROM quarantine_assignments a WHERE a.quarantine_id = q.quarantine_id)"):
+    from ..store.quarantine import list_quarantine
+    for item in list_quarantine(conn):
+        qid, payload = item.quarantine_id, item.payload
         reg.quarantine_unassigned += 1
         if payload:
             try:
@@ -178,41 +165,16 @@ def load_registry(kit: Kit, form_ids: Iterable[str] | None = None) -> Registry:
     return reg
 
 
-def current_reviews(kit: Kit, reading_ids: Iterable[int] | None = None) -> dict[int, tuple]:
-    conn = kit.db.conn
-    return {r[0]: (r[2], r[3], r[4], r[5]) for r in conn.execute(CURRENT_REVIEWS_SQL)}
+def current_reviews(kit: Kit, reading_ids: Iterable[int] | None = None) -> dict[int, Review]:
+    """reading_id -> the review that counts (`store.readings.current_reviews`)."""
+    return _current_reviews(kit.db.conn, reading_ids)
 
 
 def iter_capture_values(kit: Kit, capture_ids: Iterable[int] | None = None,
-                        reviews: dict[int, tuple] | None = None) -> Iterator[tuple[int, dict[str, Val]]]:
+                        reviews: dict[int, Review] | None = None) -> Iterator[tuple[int, dict[str, Val]]]:
     """Yield (capture_id, {field: Val}) in capture order, one pass over the readings (all of them,
     or those of the given captures, fetched by index in chunks)."""
-    conn = kit.db.conn
-    if reviews is None:
-        reviews = current_reviews(kit)
-    base = "SELECT capture_id, reading_id, field, type, value, status, ink, reason FROM readings"
-    if capture_ids is None:
-        queries = [(base + " ORDER BY capture_id", [])]
-    else:
-        ordered = sorted(set(capture_ids))
-        queries = [(base + f" WHERE capture_id IN ({','.join('?' * len(part))}) ORDER BY capture_id", part)
-                   for part in (ordered[i:i + CHUNK] for i in range(0, len(ordered), CHUNK))]
-    current = None
-    values: dict[str, Val] = {}
-    for sql, params in queries:
-        for cid, rid, name, ftype, value, status, ink, reason in conn.execute(sql, params):
-            if cid != current:
-                if current is not None:
-                    yield current, values
-                current, values = cid, {}
-            machine = loads(value)
-            rev = reviews.get(rid)
-            if rev is not None:
-                values[name] = Val(rid, ftype, machine, loads(rev[1]), True, ink, status, reason, rev[0])
-            else:
-                values[name] = Val(rid, ftype, machine, machine, status == "accepted", ink, status, reason, "machine")
-    if current is not None:
-        yield current, values
+    return effective_readings_by_capture(kit.db.conn, capture_ids=capture_ids, reviews=reviews, record=Val)
 
 
 def current_links(kit: Kit) -> dict[str, dict[str, Any]]:

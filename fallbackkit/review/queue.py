@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, NotFound
+from ..store.readings import undecided_sql
 from ..templates.values import field_options, is_option_value
 
 CLAIM_SECONDS = 180.0  # a reading handed to a clerk stays theirs this long unless renewed (3 min)
 
 # No decision that counts, and the capture is the latest of its sheet (the one reconciliation uses;
 # a disagreement between captures shows up as a conflict instead).
-PENDING = ("NOT EXISTS (SELECT 1 FROM reviews r WHERE r.reading_id = rd.reading_id AND r.decision != 'undo'"
-           " AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.review_id))"
+PENDING = (undecided_sql("rd") +
            " AND NOT EXISTS (SELECT 1 FROM captures later WHERE later.sheet_id = rd.sheet_id"
            " AND later.status = 'read' AND later.capture_id > rd.capture_id)")
 
@@ -117,10 +117,10 @@ def claim_next(conn, actor: str, after: int = 0, keep: int | None = None, ward: 
     after: the reading the clerk comes from; keep: the reading still on their screen (a prefetch),
     which stays claimed. Every other claim of the clerk ends (they moved on). A clerk starting
     afresh (no after, no keep: a reload, a new tab) gets back the reading they still hold."""
-    from ..store.decisions import write_transaction
+    from ..store.transactions import atomic
     conn = _conn(conn)
     now = time.time() if now is None else now
-    with write_transaction(conn):
+    with atomic(conn):
         conn.execute("DELETE FROM review_claims WHERE expires_at <= ?", [now])
         rid = None
         if not after and keep is None:
@@ -141,11 +141,11 @@ def renew_claims(conn, actor: str, reading_ids: list[int], *, now: float | None 
                  seconds: float = CLAIM_SECONDS) -> list[int]:
     """Renew the clerk's claims on the readings on their screen; the ids they still hold (a reading
     decided meanwhile or claimed by someone else after this clerk's claim expired is not held)."""
-    from ..store.decisions import write_transaction
+    from ..store.transactions import atomic
     conn = _conn(conn)
     now = time.time() if now is None else now
     held = []
-    with write_transaction(conn):
+    with atomic(conn):
         for rid in dict.fromkeys(reading_ids):
             if _pending(conn, rid) and _hold(conn, rid, actor, now, seconds):
                 held.append(rid)
@@ -203,15 +203,8 @@ def filter_choices(conn) -> dict[str, list[str]]:
 
 def open_quarantine(conn) -> list[dict[str, Any]]:
     """Quarantined pages nobody has identified yet."""
-    conn = _conn(conn)
-    rows = conn.execute(
-        "SELECT q.quarantine_id, q.capture_id, q.reason, q.detail, q.created_at, c.image_path, i.first_path,"
-        " c.page_index FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
-        " LEFT JOIN input_files i ON i.sha256 = c.file_sha256"
-        " WHERE NOT EXISTS (SELECT 1 FROM quarantine_assignments a WHERE a.quarantine_id = q.quarantine_id)"
-        " ORDER BY q.quarantine_id")
-    return [{"quarantine_id": r[0], "capture_id": r[1], "reason": r[2], "detail": r[3], "created_at": r[4],
-             "image_path": r[5], "file": r[6], "page_index": r[7]} for r in rows]
+    from ..store.quarantine import list_quarantine
+    return [item.as_dict() for item in list_quarantine(conn)]
 
 
 # --- geometry: where a field is on the page image ---------------------------------------------
@@ -336,7 +329,7 @@ def reading_suggestion(conn, r: dict[str, Any], field: dict | None, kit_path: Pa
 
 def page_overlay(conn, capture_id: int, kit_path: Path | None = None) -> dict[str, Any]:
     """A captured page with every field's reading (effective value) placed over it."""
-    from ..store.decisions import effective_reading
+    from ..store.readings import effective_readings
     conn = _conn(conn)
     cap = capture_info(conn, capture_id)
     geometry = cap.pop("geometry")
@@ -346,9 +339,8 @@ def page_overlay(conn, capture_id: int, kit_path: Path | None = None) -> dict[st
     if geometry and size:
         mapper = page_mapper(size, geometry["page_size_mm"])
         by_name = {f["name"]: f for f in geometry["fields"]}
-        for rid, name in conn.execute("SELECT reading_id, field FROM readings WHERE capture_id = ? ORDER BY reading_id",
-                                      [capture_id]):
-            eff = effective_reading(conn, rid)
+        for eff in effective_readings(conn, capture_ids=[capture_id], order="reading"):
+            rid, name = eff.reading_id, eff.field
             f = by_name.get(name)
             if not f:
                 continue
@@ -357,8 +349,8 @@ def page_overlay(conn, capture_id: int, kit_path: Path | None = None) -> dict[st
             x0 = min(b[0] for b in boxes)
             y0 = min(b[1] for b in boxes)
             lx, ly = mapper(x0, y0 - 0.8)
-            fields.append({"reading_id": rid, "field": name, "value": eff["value"], "resolved": eff["resolved"],
-                           "source": eff["source"], "points": pts, "label_x": round(lx, 1), "label_y": round(ly, 1)})
+            fields.append({"reading_id": rid, "field": name, "value": eff.value, "resolved": eff.resolved,
+                           "source": eff.source, "points": pts, "label_x": round(lx, 1), "label_y": round(ly, 1)})
     return {"capture": {k: v for k, v in cap.items() if k != "transform"}, "fields": fields}
 
 
@@ -493,8 +485,9 @@ def capture_times(conn, capture_ids: list[int]) -> dict[int, str]:
 
 
 def quarantine_reason(conn, quarantine_id: int) -> str | None:
-    row = _conn(conn).execute("SELECT reason FROM quarantine WHERE quarantine_id = ?", [quarantine_id]).fetchone()
-    return row[0] if row else None
+    from ..store.quarantine import get_quarantined
+    item = get_quarantined(conn, quarantine_id)
+    return item.reason if item else None
 
 
 def form_templates(conn) -> dict[str, tuple[str, int]]:

@@ -25,7 +25,7 @@ DEFAULT_BLACK = 30.0
 
 def labelled_cells(kit: Kit) -> tuple[list[np.ndarray], list[int]]:
     """Normalised cell images and their digits, from the decided comb readings of the kit."""
-    from ..store.decisions import current_review
+    from ..store.readings import current_reviews
     from .suggest import SuggestionContext
     conn = kit.db.conn
     hints = SuggestionContext(conn, None)
@@ -36,13 +36,14 @@ def labelled_cells(kit: Kit) -> tuple[list[np.ndarray], list[int]]:
         " JOIN captures c ON c.capture_id = r.capture_id"
         " WHERE r.type IN ('number', 'datetime') AND r.crop_path IS NOT NULL"
         " AND r.reading_id IN (SELECT reading_id FROM reviews)").fetchall()
+    decided = current_reviews(conn, [row[0] for row in rows])
     for rid, sid, name, raw_json, crop_path, quality in rows:
         raw = json.loads(raw_json or "{}")
         cells = raw.get("cells")
-        review = current_review(conn, rid)
-        if not cells or review is None or not isinstance(review["value"], str):
+        review = decided.get(rid)
+        if not cells or review is None or not isinstance(review.value, str):
             continue
-        written = [ch for ch in review["value"] if ch.isdigit()]
+        written = [ch for ch in review.value if ch.isdigit()]
         inked = [i for i, c in enumerate(cells) if c.get("alts")]
         if not written or len(written) != len(inked):
             continue  # the value does not line up with the boxes written in: not a lesson

@@ -34,8 +34,12 @@ from .. import ids
 from ..errors import BadInput, Conflict, IntegrityFailure, MissingDependency, NotFound, NotPermitted
 from ..files import OutputFiles, file_name
 from ..payload import parse_cover as payload_parse_cover
+from ..store import quarantine as store_quarantine
 from ..store.audit import append_audit
+from ..store.captures import CaptureSummary, ScannedPage, count_pages_stored, pages_stored, store_page
+from ..store.captures import capture_summary as store_capture_summary
 from ..store.kit import Kit, now_iso
+from ..store.transactions import atomic
 from .ingest import KINDS, PageReader, UnreadableFile, count_pages, sniff
 from . import digits, learn, read
 from .suggest import SuggestionContext
@@ -447,78 +451,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# --- storing ---------------------------------------------------------------------------------
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-def store_page(conn: sqlite3.Connection, result: dict[str, Any], source: str = "scan",
-               sheet_id: str | None = None) -> dict[str, Any] | None:
-    """One page in one transaction: capture, readings, quarantine row. None when already stored."""
-    try:
-        return _store_page(conn, result, source, sheet_id)
-    except sqlite3.IntegrityError as exc:
-        if "UNIQUE" not in str(exc):
-            raise
-        return None  # another scan of the same file, running at the same time, stored this page first
-
-
+# --- storing (the rows themselves: store/captures.py) ------------------------------------------
 def _cover_pack(conn, payload_text: str) -> dict[str, Any]:
     """Which printed pack a scanned cover belongs to (by the pack's first sheet)."""
     first = payload_parse_cover(payload_text).first_sheet_id
     row = conn.execute("SELECT b.id, b.ward FROM sheets s JOIN print_batches b ON b.id = s.batch_id"
                        " WHERE s.sheet_id = ?", [first]).fetchone()
     return {"first_sheet_id": first, "batch_id": row[0] if row else None, "ward": row[1] if row else None}
-
-
-def _store_page(conn, result: dict[str, Any], source: str, sheet_id: str | None) -> dict[str, Any] | None:
-    """A cover sheet is stored as a capture with status 'cover': the file is complete, nothing is read.
-    A blank page (or a back showing its front through the paper) as one with status 'blank', never
-    matched to a sheet."""
-    quarantined = result["status"] not in ("read", "blank", "cover")
-    unread = result["status"] != "read"
-    sheet = None if unread else (sheet_id or result["sheet_id"])
-    with conn:
-        if conn.execute("SELECT 1 FROM captures WHERE file_sha256 = ? AND page_index = ? AND source = ?",
-                        [result["sha"], result["index"], source]).fetchone():
-            return None
-        form_id = duplicate_of = None
-        if sheet:
-            row = conn.execute("SELECT form_id FROM sheets WHERE sheet_id = ?", [sheet]).fetchone()
-            form_id = row[0] if row else None
-            row = conn.execute("SELECT capture_id FROM captures WHERE sheet_id = ? AND status = 'read'"
-                               " ORDER BY capture_id LIMIT 1", [sheet]).fetchone()
-            duplicate_of = row[0] if row else None
-        cur = conn.execute(
-            "INSERT INTO captures (file_sha256, page_index, source, status, sheet_id, form_id, template, version,"
-            " page, pages, orientation, transform, fit_error_mm, dpi, quality, image_path, width_px, height_px,"
-            " duplicate_of, captured_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [result["sha"], result["index"], source, "quarantined" if quarantined else result["status"], sheet,
-             form_id, None if unread else result["template"], None if unread else result["version"],
-             None if unread else result["page"], None if unread else result["pages"],
-             result["orientation"], _dumps(result["transform"]), result["fit_error_mm"], result["dpi"],
-             _dumps(result["quality"]), result["image_path"], result["width_px"], result["height_px"],
-             duplicate_of, now_iso()])
-        capture_id = cur.lastrowid
-        accepted = review = 0
-        if sheet:
-            conn.executemany(
-                "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
-                " ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [[capture_id, sheet, r["field"], r["type"], r["raw"], _dumps(r["value"]),
-                  r["confidence"], r["status"], r["reason"], None if r["ink"] is None else int(r["ink"]),
-                  r.get("crop_path")] for r in result["readings"]])
-            accepted = sum(r["status"] == "accepted" for r in result["readings"])
-            review = len(result["readings"]) - accepted
-        quarantine_id = None
-        if quarantined:
-            cur = conn.execute("INSERT INTO quarantine (capture_id, reason, detail, payload, created_at)"
-                               " VALUES (?,?,?,?,?)",
-                               [capture_id, result["reason"] or "unreadable", result["detail"],
-                                result["payload_text"], now_iso()])
-            quarantine_id = cur.lastrowid
-    return {"capture_id": capture_id, "quarantine_id": quarantine_id, "sheet_id": sheet,
-            "duplicate_of": duplicate_of, "accepted": accepted, "review": review, "blank": result["status"] == "blank"}
 
 
 def _where(path: Path | str) -> str:
@@ -605,7 +544,7 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
         summary.peak_worker_rss_mib = max(summary.peak_worker_rss_mib, result.get("rss_mib", 0.0))
         for note in result.get("decoder_notes") or ():
             summary.decoder_notes.append({"path": str(job.path), "page": result["index"], "note": note})
-        stored = store_page(conn, result)
+        stored = store_page(conn, ScannedPage.from_result(result))
         job.todo.discard(result["index"])
         bar.step(result["status"] not in ("read", "cover", "blank"))
         if stored is None:
@@ -615,20 +554,20 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
             summary.cover_sheets += 1
             summary.covers.append({"path": str(job.path), "page": result["index"],
                                    **_cover_pack(conn, result["payload_text"])})
-        elif stored["blank"]:
+        elif stored.blank:
             summary.pages_blank += 1
-        elif stored["quarantine_id"] is not None:
+        elif stored.quarantine_id is not None:
             summary.pages_quarantined += 1
-            summary.quarantined.append({"quarantine_id": stored["quarantine_id"], "path": str(job.path),
+            summary.quarantined.append({"quarantine_id": stored.quarantine_id, "path": str(job.path),
                                         "page": result["index"], "reason": result["reason"]})
         else:
             summary.pages_read += 1
-            summary.readings_accepted += stored["accepted"]
-            summary.readings_review += stored["review"]
-            if stored["duplicate_of"] is not None:
+            summary.readings_accepted += stored.accepted
+            summary.readings_review += stored.review
+            if stored.duplicate_of is not None:
                 summary.pages_duplicate += 1
-                summary.duplicates.append({"sheet_id": stored["sheet_id"], "capture_id": stored["capture_id"],
-                                           "duplicate_of": stored["duplicate_of"], "path": str(job.path),
+                summary.duplicates.append({"sheet_id": stored.sheet_id, "capture_id": stored.capture_id,
+                                           "duplicate_of": stored.duplicate_of, "path": str(job.path),
                                            "page": result["index"]})
         if not job.todo:
             _finish(conn, job, summary)
@@ -645,8 +584,7 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
     for sha, first_path, pages in conn.execute(
             "SELECT sha256, first_path, pages FROM input_files WHERE status = 'started' ORDER BY started_at").fetchall():
         if sha not in batch:
-            stored = conn.execute("SELECT COUNT(*) FROM captures WHERE file_sha256 = ? AND source = 'scan'",
-                                  [sha]).fetchone()[0]
+            stored = count_pages_stored(conn, sha)
             summary.unfinished.append({"path": first_path, "sha256": sha, "pages": pages, "stored": stored})
     summary.seconds = round(time.monotonic() - started, 2)
     with conn:
@@ -701,8 +639,7 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
             [sha, size, kind, pages, "started", archive_rel, _where(path), now_iso()])
     seen_in_batch[sha] = path  # only a usable file: a copy of a bad file fails on its own
     sighting = _sighting(conn, sha, path, "resumed" if resumed else "new")
-    stored = {r[0] for r in conn.execute(
-        "SELECT page_index FROM captures WHERE file_sha256 = ? AND source = 'scan'", [sha])}
+    stored = pages_stored(conn, sha)
     todo = set(range(1, pages + 1)) - stored
     summary.files_new += 1
     summary.files_resumed += int(resumed)
@@ -716,8 +653,7 @@ def _finish(conn, job: _FileJob, summary: ScanSummary) -> None:
         return
     job.finished = True
     if job.error is None:
-        stored = conn.execute("SELECT COUNT(*) FROM captures WHERE file_sha256 = ? AND source = 'scan'",
-                              [job.sha]).fetchone()[0]
+        stored = count_pages_stored(conn, job.sha)
         if stored < job.pages:  # never call a file done while one of its pages is missing
             job.error = f"{job.path}: only {stored} of {job.pages} pages were stored — scan it again"
     if job.error is not None:
@@ -829,44 +765,33 @@ def _pool_pass(kit: Kit, stack: list, handle: Callable[[dict], None], workers: i
 # --- readings ----------------------------------------------------------------------------------
 def list_readings(kit: Kit, status: str | None = None, sheet_id: str | None = None) -> list[dict[str, Any]]:
     """One object per field of each sheet's latest capture, after people's decisions."""
-    from ..store.decisions import current_review
+    from ..store.readings import effective_readings
     conn = kit.db.conn
-    sql = ("SELECT r.reading_id, r.sheet_id, r.field, r.type, r.value, r.status, r.confidence, r.reason, r.ink,"
-           " r.capture_id, r.raw FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
-           " WHERE c.status = 'read' AND c.capture_id = (SELECT MAX(c2.capture_id) FROM captures c2"
-           " WHERE c2.sheet_id = c.sheet_id AND c2.status = 'read')")
-    params: list[Any] = []
-    if sheet_id:
-        sql += " AND r.sheet_id = ?"
-        params.append(ids.normalize(sheet_id))
-    sql += " ORDER BY r.sheet_id, r.reading_id"
     out = []
     hints = SuggestionContext(conn, kit.templates_dir)
-    for rid, sid, fname, ftype, value, mstatus, conf, reason, ink, capture_id, raw in \
-            conn.execute(sql, params).fetchall():
-        review = current_review(conn, rid)
-        value = json.loads(value) if value is not None else None
-        if review is not None:
-            value = review["value"]
-        if ftype == "multichoice" and isinstance(value, list):
+    for r in list(effective_readings(conn, sheet_id=ids.normalize(sheet_id) if sheet_id else None,
+                                     latest_capture=True, order="sheet", with_raw=True)):
+        reviewed = r.review is not None
+        value = r.value
+        if r.type == "multichoice" and isinstance(value, list):
             value = sorted(value)
-        item = {"sheet_id": sid, "field": fname, "type": ftype, "value": value,
-                "status": "accepted" if review is not None else mstatus, "confidence": conf, "reason": reason,
-                "ink": None if ink is None else bool(ink), "reviewed": review is not None,
-                "reading_id": rid, "capture_id": capture_id}
-        if ftype in ("number", "datetime"):
-            item.update(reading_suggestion(hints, sid, fname, raw, review is not None))
+        item = {"sheet_id": r.sheet_id, "field": r.field, "type": r.type, "value": value,
+                "status": "accepted" if reviewed else r.status, "confidence": r.confidence, "reason": r.reason,
+                "ink": None if r.ink is None else bool(r.ink), "reviewed": reviewed,
+                "reading_id": r.reading_id, "capture_id": r.capture_id}
+        if r.type in ("number", "datetime"):
+            item.update(reading_suggestion(hints, r.sheet_id, r.field, r.raw, reviewed))
         if status and item["status"] != status:
             continue
         out.append(item)
     return out
 
 
-def reading_suggestion(hints: SuggestionContext, sheet_id: str, field: str, raw_json: str | None,
+def reading_suggestion(hints: SuggestionContext, sheet_id: str, field: str, raw: dict[str, Any] | None,
                        decided: bool) -> dict[str, Any]:
     """suggestion, suggestion_confidence, prefill and cells of a comb reading, re-decided from its
     stored cell measures (never a value: a decided reading is not pre-filled again)."""
-    got = hints.for_reading(sheet_id, field, json.loads(raw_json) if raw_json else {})
+    got = hints.for_reading(sheet_id, field, raw or {})
     if got is None:
         return {"suggestion": None, "suggestion_confidence": None, "prefill": False}
     return {**got, "prefill": bool(got["prefill"]) and not decided}
@@ -874,33 +799,15 @@ def reading_suggestion(hints: SuggestionContext, sheet_id: str, field: str, raw_
 
 # --- quarantine --------------------------------------------------------------------------------
 def list_quarantine(kit: Kit, include_assigned: bool = False) -> list[dict[str, Any]]:
-    conn = kit.db.conn
-    rows = conn.execute(
-        "SELECT q.quarantine_id, q.reason, q.detail, q.payload, q.created_at, c.capture_id, c.page_index,"
-        " c.image_path, f.first_path, f.sha256, a.sheet_id, a.capture_id"
-        " FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
-        " JOIN input_files f ON f.sha256 = c.file_sha256"
-        " LEFT JOIN quarantine_assignments a ON a.quarantine_id = q.quarantine_id"
-        " ORDER BY q.quarantine_id").fetchall()
-    out = []
-    for qid, reason, detail, payload, created, cid, page_index, image, path, sha, a_sheet, a_capture in rows:
-        if a_sheet and not include_assigned:
-            continue
-        out.append({"quarantine_id": qid, "reason": reason, "detail": detail, "payload": payload,
-                    "file": path, "page": page_index, "sha256": sha, "capture_id": cid, "image": image,
-                    "created_at": created, "assigned_sheet_id": a_sheet, "assigned_capture_id": a_capture})
-    return out
+    """The quarantine listing (`store.quarantine.list_quarantine`) as `quarantine list --json` shows
+    it: the record's names, and the two older names scripts may read (page, image)."""
+    return [{**item.as_dict(), "page": item.page_index, "image": item.image_path}
+            for item in store_quarantine.list_quarantine(kit.db.conn, include_assigned)]
 
 
-def capture_summary(kit: Kit, capture_id: int) -> dict[str, Any]:
-    """What a capture holds: its sheet, an earlier capture of the same sheet, fields read, to review."""
-    row = kit.db.conn.execute(
-        "SELECT sheet_id, duplicate_of, (SELECT COUNT(*) FROM readings WHERE capture_id = c.capture_id),"
-        " (SELECT COUNT(*) FROM readings WHERE capture_id = c.capture_id AND status = 'review')"
-        " FROM captures c WHERE capture_id = ?", [capture_id]).fetchone()
-    if row is None:
-        raise NotFound(f"no capture {capture_id}")
-    return {"capture_id": capture_id, "sheet_id": row[0], "duplicate_of": row[1], "fields": row[2], "to_review": row[3]}
+def capture_summary(kit: Kit, capture_id: int) -> CaptureSummary:
+    """What a capture holds (`store.captures.capture_summary`)."""
+    return store_capture_summary(kit.db.conn, capture_id)
 
 
 # A page whose code was forged or signed by another kit is not read in on a clerk's word alone.
@@ -924,23 +831,16 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str, 
         raise BadInput(f"{typed!r} is not a valid sheet id",
                        hint="a sheet id is 9 characters printed under the QR code; the last one is a check "
                             "character: read it again")
-    row = conn.execute(
-        "SELECT q.capture_id, c.file_sha256, c.page_index, f.archive_path, f.kind, q.reason"
-        " FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
-        " JOIN input_files f ON f.sha256 = c.file_sha256 WHERE q.quarantine_id = ?", [quarantine_id]).fetchone()
-    if row is None:
-        raise NotFound(f"no quarantined page {quarantine_id}", hint="see `fallbackkit quarantine list`")
-    _, sha, page_index, archive_rel, kind, reason = row
+    item = store_quarantine.require_quarantined(conn, quarantine_id)
+    sha, page_index, archive_rel, kind, reason = item.sha256, item.page_index, item.archive_path, item.kind, item.reason
     if reason in UNTRUSTED_REASONS and not supervisor:
         raise NotPermitted(f"quarantined page {quarantine_id} is {reason}: {UNTRUSTED_REASONS[reason]}; "
                            "only a supervisor may read it in",
                            hint="ask a supervisor to check the paper and identify it (in the review station, "
                                 "or `fallbackkit --user SUPERVISOR quarantine assign`)")
-    done = conn.execute("SELECT sheet_id, capture_id FROM quarantine_assignments WHERE quarantine_id = ?",
-                        [quarantine_id]).fetchone()
-    if done is not None:
-        raise Conflict(f"quarantined page {quarantine_id} is already assigned to sheet {done[0]} "
-                       f"(capture {done[1]})")
+    if item.assigned_sheet_id is not None:
+        raise Conflict(f"quarantined page {quarantine_id} is already assigned to sheet {item.assigned_sheet_id} "
+                       f"(capture {item.assigned_capture_id})")
     geometry = sheet_geometry(kit, sheet_id)
     if not archive_rel or not (kit.path / archive_rel).exists():
         raise NotFound(f"the archived original of quarantined page {quarantine_id} is missing ({archive_rel})",
@@ -969,38 +869,18 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str, 
                template=geometry["template"], version=geometry["version"], page=geometry["page"],
                pages=geometry["pages"])
     # the capture, its readings, the assignment and the audit row: one transaction
-    with conn:
-        stored = store_page(_InTransaction(conn), out, source="assigned", sheet_id=sheet_id)  # type: ignore[arg-type]
+    with atomic(conn):
+        stored = store_page(conn, ScannedPage.from_result(out), source="assigned", sheet_id=sheet_id)
         if stored is None:
             raise Conflict(f"quarantined page {quarantine_id} is already assigned")
-        conn.execute("INSERT INTO quarantine_assignments (quarantine_id, sheet_id, capture_id, actor, at)"
-                     " VALUES (?,?,?,?,?)", [quarantine_id, sheet_id, stored["capture_id"], actor, now_iso()])
+        store_quarantine.record_assignment(conn, item, sheet_id, stored.capture_id, actor)
         append_audit(conn, actor, "quarantine.assign", f"quarantine:{quarantine_id}", None,
-                     {"sheet_id": sheet_id, "capture_id": stored["capture_id"],
-                      "duplicate_of": stored["duplicate_of"], "readings": stored["accepted"] + stored["review"],
+                     {"sheet_id": sheet_id, "capture_id": stored.capture_id,
+                      "duplicate_of": stored.duplicate_of, "readings": stored.accepted + stored.review,
                       "quarantine_reason": reason,
                       **({"supervisor_override": UNTRUSTED_REASONS[reason]} if reason in UNTRUSTED_REASONS else {})})
-    return stored["capture_id"]
-
-
-class _InTransaction:
-    """A connection whose `with` block neither commits nor rolls back: the caller's transaction does."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self):
-        return self.conn
-
-    def __exit__(self, *exc) -> bool:
-        return False
-
-    def execute(self, *args, **kwargs):
-        return self.conn.execute(*args, **kwargs)
-
-    def executemany(self, *args, **kwargs):
-        return self.conn.executemany(*args, **kwargs)
+    return stored.capture_id
 
 
 __all__ = ["ScanSummary", "scan_paths", "format_summary", "find_files", "list_readings", "list_quarantine",
-           "assign_quarantined", "store_page", "read_task"]
+           "assign_quarantined", "capture_summary", "read_task"]

@@ -6,68 +6,35 @@ made anywhere means the same everywhere. Nothing is overwritten: an undo is a ne
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from typing import Any
 
 from ..errors import BadInput, Conflict, NotFound
+from . import readings
 from .audit import append_audit
 from .kit import now_iso
+from .transactions import atomic, raw_connection
 
 DECISIONS = ("confirm", "correct", "transcribe", "illegible")
 NOTE_MAX = 500          # characters of a note on a decision
 ANY = object()          # record_review(expect_review_id=ANY): decide whatever was decided before
 
-# The review that counts per reading, for every reading at once: the latest review that is not an
-# undo and has not been undone. Rows: reading_id, review_id, decision, value (JSON text), actor, at.
-CURRENT_REVIEWS_SQL = (
-    "SELECT v.reading_id, v.review_id, v.decision, v.value, v.actor, v.at FROM reviews v"
-    " JOIN (SELECT reading_id, MAX(review_id) AS rid FROM reviews w WHERE decision != 'undo'"
-    "       AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = w.review_id) GROUP BY reading_id) c"
-    " ON c.rid = v.review_id")
+# A decision's check ("nobody decided this meanwhile") and its insert are one `atomic()` block
+# (store/transactions.py): BEGIN IMMEDIATE holds the write lock from the first statement, so two
+# connections cannot both read before either writes; inside a caller's transaction it is a savepoint.
 
 
-def _reading(conn, reading_id: int) -> dict[str, Any]:
-    row = conn.execute("SELECT reading_id, sheet_id, field, type, value, status FROM readings WHERE reading_id = ?",
-                       [reading_id]).fetchone()
-    if row is None:
+def _reading(conn, reading_id: int) -> readings.Reading:
+    found = readings.effective_reading(conn, reading_id)
+    if found is None:
         raise NotFound(f"no reading {reading_id}")
-    return {"reading_id": row[0], "sheet_id": row[1], "field": row[2], "type": row[3],
-            "value": json.loads(row[4]) if row[4] is not None else None, "status": row[5]}
+    return found
 
 
 def current_review(conn, reading_id: int) -> dict[str, Any] | None:
-    """The review that counts for a reading: the latest one that is not an undo and not undone."""
-    if hasattr(conn, "conn"):
-        conn = conn.conn
-    undone = {r[0] for r in conn.execute(
-        "SELECT undoes FROM reviews WHERE reading_id = ? AND decision = 'undo'", [reading_id])}
-    for rid, decision, value, actor, at, note in conn.execute(
-            "SELECT review_id, decision, value, actor, at, note FROM reviews WHERE reading_id = ?"
-            " AND decision != 'undo' ORDER BY review_id DESC", [reading_id]):
-        if rid not in undone:
-            return {"review_id": rid, "decision": decision,
-                    "value": json.loads(value) if value is not None else None,
-                    "actor": actor, "at": at, "note": note}
-    return None
-
-
-@contextmanager
-def write_transaction(conn):
-    """One transaction that holds the write lock from its first statement (BEGIN IMMEDIATE).
-
-    A check ("nobody decided this meanwhile") and the insert it guards must see the same store:
-    with a deferred transaction two connections could both read before either writes. Inside a
-    transaction the caller already opened, this joins it."""
-    if conn.in_transaction:
-        yield conn
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
+    """The review that counts for a reading (`store.readings.current_review`), as the review
+    station's JSON shows it."""
+    review = readings.current_review(conn, reading_id)
+    return review.as_dict() if review is not None else None
 
 
 def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
@@ -80,21 +47,20 @@ def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
     and the insert are one atomic step, so of two people deciding at once exactly one wins.
     suggestion: the digit suggestion shown with the reading (`scan/suggest.py`: its text and
     whether it was pre-filled); the review records it and whether the value accepted it."""
-    if hasattr(conn, "conn"):
-        conn = conn.conn
+    conn = raw_connection(conn)
     if decision not in DECISIONS:
         raise BadInput(f"decision must be one of {', '.join(DECISIONS)}")
     if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
         raise BadInput(f"a note is text of at most {NOTE_MAX} characters")
-    with write_transaction(conn):
+    with atomic(conn):
         reading = _reading(conn, reading_id)
-        before = current_review(conn, reading_id)
-        if expect_review_id is not ANY and (before["review_id"] if before else None) != expect_review_id:
+        before = reading.review
+        if expect_review_id is not ANY and reading.review_id != expect_review_id:
             raise AlreadyDecided(f"reading {reading_id} was decided meanwhile by "
-                                 f"{before['actor'] if before else 'someone (since undone)'}",
-                                 hint="look at it again before deciding", by=before["actor"] if before else None)
+                                 f"{before.actor if before else 'someone (since undone)'}",
+                                 hint="look at it again before deciding", by=reading.reviewer)
         if decision == "confirm":
-            value = before["value"] if before else reading["value"]
+            value = reading.value
         at = now_iso()
         shown = suggestion.get("suggestion") if suggestion else None
         outcome = None if shown is None else ("accepted" if value == shown else "corrected")
@@ -104,8 +70,8 @@ def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
             [reading_id, decision, json.dumps(value, ensure_ascii=False), actor, at, note, shown, outcome,
              None if shown is None else int(bool(suggestion.get("prefill")))])
         append_audit(conn, actor, f"review.{decision}", f"reading:{reading_id}",
-                     {"machine": reading["value"], "review": before["value"] if before else None},
-                     {"value": value, "sheet_id": reading["sheet_id"], "field": reading["field"], "note": note})
+                     {"machine": reading.machine_value, "review": before.value if before else None},
+                     {"value": value, "sheet_id": reading.sheet_id, "field": reading.field, "note": note})
         conn.execute("DELETE FROM review_claims WHERE reading_id = ?", [reading_id])  # a claim ends on decision
         return cur.lastrowid
 
@@ -120,11 +86,10 @@ class AlreadyDecided(Conflict):
 
 def undo_review(conn, review_id: int, actor: str, note: str | None = None) -> int:
     """Undo a decision (a supervisor's action in the review station): a new row, never a delete."""
-    if hasattr(conn, "conn"):
-        conn = conn.conn
+    conn = raw_connection(conn)
     if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
         raise BadInput(f"a note is text of at most {NOTE_MAX} characters")
-    with write_transaction(conn):
+    with atomic(conn):
         row = conn.execute("SELECT reading_id, decision, value, actor FROM reviews WHERE review_id = ?",
                            [review_id]).fetchone()
         if row is None:
@@ -150,11 +115,13 @@ def _own_undoable(conn, actor: str, since: Any, review_id: int | None = None) ->
     if review_id is not None:
         sql += " AND review_id = ?"
         params.append(review_id)
-    for rid, reading_id, decision, value, at in conn.execute(sql + " ORDER BY review_id DESC LIMIT 20", params):
+    rows = conn.execute(sql + " ORDER BY review_id DESC LIMIT 20", params).fetchall()
+    counting = readings.current_reviews(conn, [row[1] for row in rows])
+    for rid, reading_id, decision, value, at in rows:
         if _dt.datetime.fromisoformat(at) < since:
             return None
-        counts = current_review(conn, reading_id)
-        if counts is not None and counts["review_id"] == rid:
+        counts = counting.get(reading_id)
+        if counts is not None and counts.review_id == rid:
             return {"review_id": rid, "reading_id": reading_id, "decision": decision,
                     "value": json.loads(value) if value is not None else None, "at": at}
         if review_id is not None:
@@ -165,8 +132,7 @@ def _own_undoable(conn, actor: str, since: Any, review_id: int | None = None) ->
 def last_own_review(conn, actor: str, since: Any) -> dict[str, Any] | None:
     """The actor's latest decision made at or after `since` (an aware datetime: the session's start)
     that still counts for its reading, or None. Nobody else has decided that reading after it."""
-    if hasattr(conn, "conn"):
-        conn = conn.conn
+    conn = raw_connection(conn)
     return _own_undoable(conn, actor, since)
 
 
@@ -175,9 +141,8 @@ def undo_own_review(conn, actor: str, since: Any, review_id: int | None = None,
     """A person takes back their own decision of this session (the latest one, or review_id):
     audited like a supervisor's undo. Refused (Conflict) when it is not theirs, older than the
     session, already undone, or someone decided the reading since."""
-    if hasattr(conn, "conn"):
-        conn = conn.conn
-    with write_transaction(conn):
+    conn = raw_connection(conn)
+    with atomic(conn):
         own = _own_undoable(conn, actor, since, review_id)
         if own is None:
             raise Conflict("there is no decision of yours from this session left to undo"
@@ -190,21 +155,16 @@ def undo_own_review(conn, actor: str, since: Any, review_id: int | None = None,
 
 def effective_reading(conn, reading_id: int) -> dict[str, Any]:
     """Machine reading plus the review that counts: value, whether it is resolved, and by whom."""
-    if hasattr(conn, "conn"):
-        conn = conn.conn
-    reading = _reading(conn, reading_id)
-    review = current_review(conn, reading_id)
-    if review is not None:
-        return {**reading, "value": review["value"], "resolved": True, "source": review["decision"],
-                "reviewer": review["actor"], "reviewed_at": review["at"]}
-    return {**reading, "resolved": reading["status"] == "accepted", "source": "machine",
-            "reviewer": None, "reviewed_at": None}
+    conn = raw_connection(conn)
+    r = _reading(conn, reading_id)
+    return {"reading_id": r.reading_id, "sheet_id": r.sheet_id, "field": r.field, "type": r.type,
+            "value": r.value, "status": r.status, "resolved": r.resolved, "source": r.source,
+            "reviewer": r.reviewer, "reviewed_at": r.reviewed_at}
 
 
 def current_links(conn) -> dict[str, dict[str, Any]]:
     """downtime MRN -> the identity link that counts (the latest one not revoked)."""
-    if hasattr(conn, "conn"):
-        conn = conn.conn
+    conn = raw_connection(conn)
     revoked = {r[0] for r in conn.execute("SELECT revokes FROM identity_links WHERE revokes IS NOT NULL")}
     links: dict[str, dict[str, Any]] = {}
     for lid, dt, real, actor, reason, at in conn.execute(
