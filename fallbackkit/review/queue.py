@@ -430,66 +430,6 @@ def decision_value(detail: dict[str, Any], decision: Any, value: Any) -> Any:
     return value or None
 
 
-# --- reads the station's screens make of readings, captures and reviews -----------------------------
-# (kept together here until store/ owns these tables with typed records)
-def returned_by_undo(conn, reading_id: int) -> dict[str, Any] | None:
-    """The undo that sent a reading back to the queue (who, when, why), if one did."""
-    row = _conn(conn).execute(
-        "SELECT u.actor, u.at, u.note, r.actor, r.decision, r.value FROM reviews u JOIN reviews r"
-        " ON r.review_id = u.undoes WHERE u.reading_id = ? AND u.decision = 'undo' ORDER BY u.review_id DESC LIMIT 1",
-        [reading_id]).fetchone()
-    if row is None:
-        return None
-    return {"by": row[0], "at": row[1], "note": row[2], "decided_by": row[3], "decision": row[4],
-            "value": json.loads(row[5]) if row[5] is not None else None}
-
-
-def own_decision_times(conn, actor: str, limit: int = 2000) -> list[str]:
-    """When actor's standing decisions (not undos, not undone) were made, newest first."""
-    return [r[0] for r in _conn(conn).execute(
-        "SELECT at FROM reviews WHERE actor = ? AND decision != 'undo' AND NOT EXISTS"
-        " (SELECT 1 FROM reviews u WHERE u.undoes = reviews.review_id) ORDER BY review_id DESC LIMIT ?",
-        [actor, limit])]
-
-
-def recent_decisions(conn, limit: int = 200) -> list[dict[str, Any]]:
-    """The latest decisions of everyone, newest first, with the field they were about."""
-    rows = _conn(conn).execute(
-        "SELECT r.review_id, r.reading_id, r.decision, r.value, r.actor, r.at, r.undoes, rd.sheet_id, rd.field,"
-        " EXISTS (SELECT 1 FROM reviews x WHERE x.undoes = r.review_id), c.template, c.version FROM reviews r"
-        " JOIN readings rd ON rd.reading_id = r.reading_id JOIN captures c ON c.capture_id = rd.capture_id"
-        " ORDER BY r.review_id DESC LIMIT ?", [limit]).fetchall()
-    return [{"review_id": r[0], "reading_id": r[1], "decision": r[2],
-             "value": json.loads(r[3]) if r[3] is not None else None, "actor": r[4], "at": r[5],
-             "undoes": r[6], "sheet_id": r[7], "field": r[8], "undone": bool(r[9]),
-             "template": r[10], "version": r[11]} for r in rows]
-
-
-def crop_path(conn, reading_id: int) -> tuple[bool, str | None]:
-    """(the reading exists, the crop written at scan time or None)."""
-    row = _conn(conn).execute("SELECT crop_path FROM readings WHERE reading_id = ?", [reading_id]).fetchone()
-    return (row is not None, row[0] if row else None)
-
-
-def page_image_path(conn, capture_id: int) -> tuple[bool, str | None]:
-    """(the capture exists, its archived page image relative to the kit)."""
-    row = _conn(conn).execute("SELECT image_path FROM captures WHERE capture_id = ?", [capture_id]).fetchone()
-    return (row is not None, row[0] if row else None)
-
-
-def capture_times(conn, capture_ids: list[int]) -> dict[int, str]:
-    """capture id -> when it was scanned."""
-    marks = ",".join("?" * len(capture_ids))
-    return dict(_conn(conn).execute(f"SELECT capture_id, captured_at FROM captures WHERE capture_id IN ({marks})",
-                                    list(capture_ids)).fetchall())
-
-
-def quarantine_reason(conn, quarantine_id: int) -> str | None:
-    from ..store.quarantine import get_quarantined
-    item = get_quarantined(conn, quarantine_id)
-    return item.reason if item else None
-
-
 def form_templates(conn) -> dict[str, tuple[str, int]]:
     """form id -> (template, version)."""
     return {r[0]: (r[1], r[2]) for r in _conn(conn).execute("SELECT form_id, template, version FROM forms")}

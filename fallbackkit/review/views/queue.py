@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlencode
 
@@ -9,6 +10,7 @@ from flask import Blueprint, current_app, g, jsonify, redirect, render_template,
 
 from ... import reconcile as rc
 from ...errors import BadInput
+from ...store import lookups
 from ...store.decisions import NOTE_MAX, AlreadyDecided, record_review
 from .. import labels as lb
 from .. import queue as q
@@ -62,7 +64,8 @@ def reading_json(reading_id: int) -> dict[str, Any]:
     if d["options"] is not None:
         names = lb.option_labels(table, d["field"])
         d["option_labels"] = [option_text(o, names.get(o)) for o in d["options"]]
-    d["returned"] = q.returned_by_undo(g.kit.db, reading_id) if d["review"] is None else None
+    returned = lookups.returned_by_undo(g.kit.db, reading_id) if d["review"] is None else None
+    d["returned"] = asdict(returned) if returned else None
     d["patient_name"] = rc.patient_name(g.kit, d["capture"].get("patient_mrn"), d["capture"].get("downtime_mrn"))
     return d
 
@@ -144,7 +147,7 @@ def api_progress():
     since = session_start()
     counts = q.queue_counts(g.kit.db, f.get("ward"), f.get("template"))
     waiting = counts.get(f["reason"], 0) if f.get("reason") else sum(counts.values())
-    times = [dt.datetime.fromisoformat(at) for at in q.own_decision_times(g.kit.db, g.user.name)]
+    times = [dt.datetime.fromisoformat(at) for at in lookups.standing_decision_times(g.kit.db, g.user.name)]
     times = [t_ for t_ in times if t_ >= since]
     done = len(times)
     pace = (max(times) - min(times)).total_seconds() / (done - 1) if done >= 2 else None
