@@ -143,6 +143,26 @@ def render_ward_pack(pdf_path: Path, dpi: int, kit) -> list[np.ndarray]:
         pdf.close()
 
 
+class _NoDigits:
+    """The engine without the digit recogniser's suggestions (scan/digits.py), to say what the
+    handwriting digits cost: no comb cell is classified."""
+
+    class _Batch:
+        def add(self, *args, **kwargs):
+            return []
+
+        def finish(self):
+            pass
+
+    def __enter__(self):
+        self.saved = engine.digits.Batch
+        engine.digits.Batch = self._Batch
+        return self
+
+    def __exit__(self, *exc):
+        engine.digits.Batch = self.saved
+
+
 class _NoVisibility:
     """The engine without the visibility check (issue 12), to say what the check costs: every
     outline measured as fully seen."""
@@ -160,6 +180,8 @@ class _NoVisibility:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="8 pages per set, 1 run")
+    parser.add_argument("--ward-only", action="store_true",
+                        help="only the ward pack as it comes back (no MAR formats, no workers)")
     args = parser.parse_args()
     n_pages = 8 if args.quick else 30
     runs = 1 if args.quick else 3
@@ -178,10 +200,11 @@ def main() -> None:
         print("pages per CPU second of one core (wall-clock rate in brackets: the machine is shared)")
         print(f"{'input':<12} {'dpi':>4} {'floor p/s':>16} {'scan p/s':>16} {'ratio':>6} "
               f"{'decode ms':>10} {'read ms':>8} {'fields':>7}")
-        renders = {dpi: render(tmp / "ward.pdf", dpi, mar, kit, mar_ids) for dpi in (200, 300)}
+        renders = {} if args.ward_only else {dpi: render(tmp / "ward.pdf", dpi, mar, kit, mar_ids)
+                                             for dpi in (200, 300)}
         kit.close()
         probe = open_kit(tmp / "kit")
-        for dpi in (200, 300):
+        for dpi in (() if args.ward_only else (200, 300)):
             pages = renders[dpi]
             for fmt in FORMATS:
                 folder = tmp / f"in-{fmt}-{dpi}"
@@ -205,6 +228,8 @@ def main() -> None:
         scans = [scan_once(tmp / "kit", tmp, folder, workers=0) for _ in range(runs)]
         floor, decode = statistics.median(f[0] for f in floors), statistics.median(f[2] for f in floors)
         scan = statistics.median(s[3] for s in scans)
+        with _NoDigits():
+            scan_nodigits = statistics.median(scan_once(tmp / "kit", tmp, folder, workers=0)[3] for _ in range(runs))
         reads = [read_ms(probe, folder) for _ in range(runs)]
         with _NoVisibility():
             reads_off = [read_ms(probe, folder) for _ in range(runs)]
@@ -214,9 +239,13 @@ def main() -> None:
               " half the handwriting inked ==")
         print(f"{'ward-office':<12} {200:>4} {floor:>7.1f} {'':>8} {scan:>7.1f} {'':>8} {floor / scan:>5.2f}x "
               f"{decode:>10.1f} {read:>8.1f} {fields:>7}")
+        print(f"handwriting digits (scan/digits.py suggestions): scan {scan:.1f} pages/s with them, "
+              f"{scan_nodigits:.1f} without ({1000 / scan - 1000 / scan_nodigits:+.1f} ms/page)")
         print(f"visibility check: read {read:.1f} ms/page with it, {read_off:.1f} ms without "
               f"({read - read_off:+.1f} ms, {100 * (read - read_off) / max(read_off, 1e-6):+.0f} %)", flush=True)
         probe.close()
+        if args.ward_only:
+            return
 
         # workers: a larger scanner-PDF batch (the same pages three times over), 200 dpi
         pages = renders[200] * 3

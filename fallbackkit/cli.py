@@ -453,10 +453,12 @@ def sheets_show(ctx: KitContext, sheet_id: str, as_json: bool) -> None:
 @click.option("--if-changed", is_flag=True,
               help="--ward all: print nothing (and say 'unchanged') if this census was printed already.")
 @click.option("--keep", type=click.IntRange(min=1), help="--ward all: keep only the N newest pack folders beside --out DIR.")
+@click.option("--days", type=int, help="--ward / --patient: one MAR per patient per day of the expected outage, each dated.")
+@click.option("--first-day", "first_day", help="With --days: the first day (YYYY-MM-DD; default today).")
 @pass_kit
 def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: int | None, blank_set: int | None,
               mrn: str | None, out_path: Path, lang: str, paper: str, as_json: bool, if_changed: bool,
-              keep: int | None) -> None:
+              keep: int | None, days: int | None, first_day: str | None) -> None:
     """Print a ward pack, blank stock, new-patient sets, or one patient's form."""
     from .errors import BadInput
     from .generate import print_all_wards, print_blank, print_blank_set, print_patient, print_ward
@@ -470,6 +472,12 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
                        "or TEMPLATE --patient MRN")
     if (if_changed or keep is not None) and ward != "all":
         raise BadInput("--if-changed and --keep go with --ward all --out DIR")
+    if (days is not None or first_day is not None) and ward is None and mrn is None:
+        raise BadInput("--days goes with --ward or --patient (blank stock carries no date)")
+    if first_day is not None and days is None:
+        raise BadInput("--first-day goes with --days N")
+    from .generate.issue import outage_days
+    dates = outage_days(kit, days, first_day) if days is not None else None
     if blank_set is not None:
         if template:
             raise BadInput("a new-patient set holds every patient form: drop TEMPLATE")
@@ -487,19 +495,19 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
                 click.echo(message)
             return
         if ward == "all":
-            results = print_all_wards(kit, out_path, paper, langs, ctx.actor)
+            results = print_all_wards(kit, out_path, paper, langs, ctx.actor, dates)
             if keep is not None:
                 for folder in prune_packs(kit, out_path, keep):
                     say(ctx, f"removed old packs in {folder}")
         else:
-            results = [print_ward(kit, ward, out_path, paper, langs, ctx.actor)]
+            results = [print_ward(kit, ward, out_path, paper, langs, ctx.actor, dates)]
     else:
         if not template:
             raise BadInput("name the TEMPLATE to print (see `fallbackkit templates list`)")
         if blank is not None:
             results = [print_blank(kit, template, blank, out_path, paper, langs, ctx.actor)]
         else:
-            results = [print_patient(kit, template, mrn, out_path, paper, langs, ctx.actor)]
+            results = [print_patient(kit, template, mrn, out_path, paper, langs, ctx.actor, dates)]
     if as_json:
         emit_json([{"sheet_id": s["sheet_id"], "template": s["template"], "page": s["page"], "pages": s["pages"],
                     "form_id": s["form_id"], "file": str(r.out_path)} for r in results for s in r.sheets])
@@ -610,17 +618,23 @@ def quarantine_assign(ctx: KitContext, page: int, sheet_id: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--tier", type=click.Choice(["clean", "office", "hard", "phone", "mixed"]), default="mixed",
               show_default=True, help="How damaged the 'scans' are.")
+@click.option("--digits", "real_digits", is_flag=True,
+              help="Write plausible values in real handwritten digits into the comb boxes (numbers, dates, "
+                   "times), so that the scans get digit suggestions; without it, scribbles.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_kit
-def simulate_cmd(ctx: KitContext, pdf: Path, out_dir: Path, seed: int, tier: str, as_json: bool) -> None:
+def simulate_cmd(ctx: KitContext, pdf: Path, out_dir: Path, seed: int, tier: str, real_digits: bool,
+                 as_json: bool) -> None:
     """Fill the sheets of a printed PDF with synthetic pen marks and scanner damage (demo, tests)."""
     from .scan.simulate import simulate
-    summary = simulate(ctx.kit(), pdf, out_dir, seed=seed, tier=tier)
+    summary = simulate(ctx.kit(), pdf, out_dir, seed=seed, tier=tier, digits=real_digits)
     if as_json:
         emit_json(summary)
     else:
         click.echo(f"{summary['out']}: {summary['pages']} pages in {summary['files']} files, truth in truth.json"
-                   + (f" ({summary['skipped']} pages without a sheet code skipped)" if summary["skipped"] else ""))
+                   + (f" ({summary['skipped']} pages without a sheet code skipped)" if summary["skipped"] else "")
+                   + (f"; {summary['digit_fields']} comb fields written in real handwritten digits"
+                      if real_digits else ""))
 
 
 # --- reconcile: reconcile, identities, worklist, audit, merge (fallbackkit/reconcile/) --------

@@ -112,6 +112,22 @@ def scripted_clerk(kit_dir: Path, truth_files: list[Path]) -> None:
           f"{linked} downtime MRN linked, {entered} re-entry items marked entered")
 
 
+def handwriting_assist(kit_dir: Path) -> None:
+    """Say what the digit recogniser made of the comb fields left for the review station."""
+    from .scan.pipeline import list_readings
+    from .store import open_kit
+    kit = open_kit(kit_dir)
+    try:
+        rows = [r for r in list_readings(kit, status="review") if r.get("cells")]
+    finally:
+        kit.close()
+    suggested = [r for r in rows if r.get("suggestion")]
+    prefilled = [r for r in suggested if r.get("prefill")]
+    print(f"handwriting assist: {len(rows)} comb fields left for the review station, {len(suggested)} with a "
+          f"digit suggestion, {len(prefilled)} pre-filled (Enter accepts, typing replaces)"
+          + (f", e.g. {prefilled[0]['field']} = {prefilled[0]['suggestion']}" if prefilled else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m fallbackkit.demo",
@@ -142,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print("\n## On the ward: staff fill the sheets (simulated pen marks, scanner and phone damage)")
     run(["simulate", str(out / "packs" / "ward-3B.pdf"), "--out", str(out / "scans" / "3B"), "--seed", "1",
-         "--tier", "mixed"], kit)
+         "--tier", "mixed", "--digits"], kit)
     run(["simulate", str(out / "blank-registration.pdf"), "--out", str(out / "scans" / "blank"), "--seed", "8"], kit)
     truth_files = []
     for name in ("3B", "blank"):  # the truth files are the simulator's, not scans: keep them out of the drop folder
@@ -161,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print("\n## The records office reviews (scripted here; people use `fallbackkit review`)")
     scripted_clerk(kit, truth_files)
+    handwriting_assist(kit)
     run(["reconcile"], kit, quiet=True)
     run(["identities", "list"], kit)
     run(["worklist", "--status", "pending"], kit, quiet=True)

@@ -233,6 +233,7 @@ HAND_VALUES = {
     "mar_date": "2026-11-28", "collected_at": "2026-11-28 07:40", "received_at": "08:10",
     "arrival_time": "2026-11-28 03:20", "recorded_at": "2026-11-28 03:35", "birth_date": "1961-02-03",
     "last_name": "Dupont", "first_name": "Léa", "weight": "71.5", "height": "168",
+    "gcs_total": "42",  # not a plausible GCS total: the neuro chart's test expects it flagged
 }
 
 
@@ -300,7 +301,8 @@ def scan_scenario(kit: Kit, tmp_path: Path, *, leave_pending: int = 1) -> dict[s
     # context (the day of the sheet, the first observation round), so the scenario always holds
     # vitals, medications and a lab order whatever the random fill was.
     from fallbackkit.export.collect import load
-    must = {"obs_date", "mar_date", "collected_at", "c1.time", "c1.temperature", "c1.pulse", "m1.s1.time"}
+    must = {"obs_date", "mar_date", "collected_at", "c1.time", "c1.temperature", "c1.pulse", "m1.s1.time",
+            "c1.gcs_total"}  # (the neuro chart of test_new_template: a GCS total to export, whatever the fill)
     for form in load(kit).forms:
         for name in sorted(must & set(form.fields)):
             fv = form.fields[name]

@@ -343,8 +343,11 @@ def test_merge_warns_when_both_stations_entered_the_same_item(kit, ward_pack, tm
 
 
 def test_new_order_row_without_order_is_flagged_once(kit, ward_pack):
-    mar = forms_of(kit, "mar")[0]
-    fake_scan(kit, sheets_of(kit, mar)[0], {"mar_date": "x", "allergies_checked": "yes",
+    from fallbackkit.generate import sheet_geometry
+    # a MAR printed with its new-order rows and its date on one sheet
+    mar, sheet = next((m, s) for m in forms_of(kit, "mar") for s in sheets_of(kit, m)
+                      if {"n1.order", "mar_date"} <= {f["name"] for f in sheet_geometry(kit, s)["fields"]})
+    fake_scan(kit, sheet, {"mar_date": "x", "allergies_checked": "yes",
                                             "n1.s1.status": "given", "n1.s1.time": "x", "n1.s1.initials": "x",
                                             "n1.s2.status": "given", "n1.s2.time": "x", "n1.s2.initials": "x"})
     got = codes(reconcile(kit), mar)

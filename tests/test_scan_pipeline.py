@@ -22,6 +22,7 @@ from fallbackkit.store import verify_audit
 from fallbackkit.store.decisions import record_review
 from fallbackkit.scan import engine
 from fallbackkit.scan.pipeline import format_summary, list_readings, scan_paths
+from fault_injection import kill_worker_on_page, no_faults
 from pdf_helpers import render_pages
 from scan_pipeline_helpers import (white_out, write_bad_files, write_jpeg, write_png, write_scanner_pdf,
                                    write_tiff_g4)
@@ -388,7 +389,7 @@ def test_a_worker_dying_costs_a_retry_and_twice_fails_only_that_page(kit, blank_
     tokens.mkdir()
     for i in range(deaths):
         (tokens / f"t{i}").touch()
-    monkeypatch.setenv("FALLBACKKIT_FAULT_KILL_WORKER", f"2:{tokens}")
+    kill_worker_on_page(monkeypatch, 2, tokens)
     summary = scan_paths(kit, [blank_lab.out_path], workers=2, progress=False)
     assert list(tokens.iterdir()) == []  # the worker really died that many times
     pages = [p for (p,) in _rows(kit, "SELECT page_index FROM captures ORDER BY page_index")]
@@ -401,7 +402,7 @@ def test_a_worker_dying_costs_a_retry_and_twice_fails_only_that_page(kit, blank_
         assert "page 2 made the reader process crash twice" in failure["error"]
         assert str(blank_lab.out_path) in failure["error"]
         assert _rows(kit, "SELECT status FROM input_files") == [("failed",)]
-        monkeypatch.delenv("FALLBACKKIT_FAULT_KILL_WORKER")
+        no_faults(monkeypatch)
         again = scan_paths(kit, [blank_lab.out_path], workers=2, progress=False)  # the page is read now
         assert again.failed == [] and again.pages_read == 1 and again.pages_skipped == 2
         assert _rows(kit, "SELECT status FROM input_files") == [("done",)]
@@ -530,10 +531,9 @@ def test_review_crops_are_cut_on_demand_from_the_archived_original(kit, blank_la
     write_jpeg(tmp_path / "in.jpg", filled)
     scan_paths(kit, [tmp_path / "in.jpg"], workers=0, progress=False)
     every = _rows(kit, "SELECT reading_id, field, type, crop_path, ink FROM readings")
-    # only inked comb fields keep a crop file (the kit learns its ward's digits from them), and inked
-    # signatures (read as signed, nobody types them: the crop is what is kept of the signature)
-    assert every and all((r[3] is not None) == (r[2] in ("number", "datetime", "signature") and bool(r[4]))
-                         for r in every)
+    # only inked signatures keep a crop file (read as signed, nobody types them: the crop is what is
+    # kept of the signature); comb fields are cut from the original for learning too (learn.py)
+    assert every and all((r[3] is not None) == (r[2] == "signature" and bool(r[4])) for r in every)
     assert any(r[2] == "signature" and r[3] for r in every)
     assert len(list((kit.path / "crops").rglob("*.png"))) == sum(r[3] is not None for r in every)
     rows = _rows(kit, "SELECT reading_id, field, type, crop_path, ink FROM readings WHERE status = 'review'")

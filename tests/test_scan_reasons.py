@@ -64,3 +64,59 @@ def test_the_station_shows_reasons_in_the_clerks_language(app, scenario):  # noq
     assert reading["reason_text"] == reason_text("fr", reading["reason"]) != reading["reason"]
     client.post("/lang", data={"lang": "nl", "csrf_token": csrf_of(client)})
     assert "over te typen" in client.get("/queue").get_data(as_text=True)
+
+
+def test_reason_codes_are_stored_as_data(tmp_path):
+    """Issue 12.7: every reading and quarantined page keeps its reason's codes and parameters as data
+    (readings.reason_codes, quarantine.reason_codes, JSON); rows of a store made before the column
+    are filled from their text by the migration (m0055)."""
+    import json
+    import sqlite3
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from fallbackkit.generate import print_blank
+    from fallbackkit.scan.pipeline import scan_paths
+    from fallbackkit.scan.simulate import render_pdf
+    from fallbackkit.store import open_kit
+    from fallbackkit.store.migrations import m0055_reason_codes
+    from kit_helpers import census_kit
+
+    kit = census_kit(tmp_path / "k")
+    printed = print_blank(kit, "lab-request", 1, tmp_path / "lab.pdf", actor="tester")
+    page = render_pdf(printed.out_path, 200)[0]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(page).save(folder / "lab.png")
+    stray = np.full((1169, 827), 250, np.uint8)
+    cv2.putText(stray, "a note, no sheet code", (60, 500), cv2.FONT_HERSHEY_SIMPLEX, 1.5, 20, 4)
+    Image.fromarray(stray).save(folder / "stray.png")  # writing and no code: quarantined
+    scan_paths(kit, [folder], workers=0, progress=False, actor="tester")
+    conn = kit.db.conn
+    rows = conn.execute("SELECT reason, reason_codes FROM readings").fetchall()
+    assert rows and all((r is None) == (c is None) for r, c in rows)
+    assert all(json.loads(c) == reasons.parse(r) for r, c in rows if r)
+    quarantined = conn.execute("SELECT reason, reason_codes FROM quarantine").fetchall()
+    assert quarantined == [("no_code", json.dumps([{"code": "no_code", "params": {}}]))]
+    # a store from before the column: the migration fills it from the text
+    with kit.db.conn:
+        conn.execute("UPDATE readings SET reason = ? WHERE reading_id = (SELECT MIN(reading_id) FROM readings)",
+                     [reasons.english("faint_mark", option="cbc")])
+    kit.close()
+    raw = sqlite3.connect(str(kit.path / "store.sqlite"))
+    raw.execute("ALTER TABLE readings DROP COLUMN reason_codes")
+    raw.execute("ALTER TABLE quarantine DROP COLUMN reason_codes")
+    raw.execute("DELETE FROM _migrations WHERE name = ?", [m0055_reason_codes.__name__.rsplit(".", 1)[1]])
+    raw.commit()
+    raw.close()
+    again = open_kit(kit.path)
+    try:
+        got = dict(again.db.conn.execute("SELECT reason, reason_codes FROM readings WHERE reason IS NOT NULL"))
+        assert json.loads(got[reasons.english("faint_mark", option="cbc")]) == [
+            {"code": "faint_mark", "params": {"option": "cbc"}}]
+        assert again.db.conn.execute("SELECT reason_codes FROM quarantine").fetchone()[0] == json.dumps(
+            [{"code": "no_code", "params": {}}])
+    finally:
+        again.close()

@@ -27,12 +27,12 @@ def test_simulate_cli_writes_images_and_a_truth_the_reader_agrees_with(kit, ward
     result = CliRunner().invoke(cli, ["--kit", str(kit.path), "simulate", str(ward_pack.out_path), "--out", str(out),
                                       "--seed", "5", "--tier", "clean"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "42 pages" in result.output and "1 pages without a sheet code skipped" in result.output
+    assert "43 pages" in result.output and "1 pages without a sheet code skipped" in result.output
     truth = json.loads((out / "truth.json").read_text())
     assert truth["skipped"] == [{"pdf_page": 1, "why": "no sheet code (a cover page?)"}]
     pages = [p for f in truth["files"] for p in f["pages"]]
-    assert sorted(p["pdf_page"] for p in pages) == list(range(2, 44))
-    assert len({p["sheet_id"] for p in pages}) == 42
+    assert sorted(p["pdf_page"] for p in pages) == list(range(2, 45))
+    assert len({p["sheet_id"] for p in pages}) == 43
     styles = {s for p in pages for t in p["fields"].values()
               for s in (t["style"] if isinstance(t["style"], list) else [t["style"]])}
     assert {"tick", "cross", "stroke", "writing", "empty"} <= styles

@@ -93,6 +93,9 @@ def instant(text: str | None) -> str | None:
     return (moment if moment.tzinfo else moment.astimezone()).isoformat(timespec="seconds")
 
 
+NOTED = ("Observation", "MedicationAdministration", "ServiceRequest")  # clinical resources that take a note
+
+
 # --- building blocks ----------------------------------------------------------------------------
 @dataclass
 class Item:
@@ -104,6 +107,7 @@ class Item:
     kind: str
     rule: ItemRule
     template: Template
+    remarks: list = field(default_factory=list)  # the worklist item's, e.g. "c3.avpu: corrected on paper"
 
 
 @dataclass
@@ -378,7 +382,7 @@ class FhirExport:
 
     def items(self, form: Form) -> list[Item]:
         """The worklist's items of the form: the ids a clerk marks entered are the ids exported."""
-        return [Item(w.item_id, form, list(w.fields), w.kind, w.rule, w.template)
+        return [Item(w.item_id, form, list(w.fields), w.kind, w.rule, w.template, list(w.remarks))
                 for w in self.work.get(form.form_id, []) if w.rule.fhir != "none"]
 
     def export_item(self, item: Item) -> int:
@@ -396,6 +400,9 @@ class FhirExport:
         builder = {"observation": self._observations, "medication-administration": self._medication,
                    "service-request": self._lab, "registration": self._registration}[item.rule.fhir]
         produced = builder(staged, item, values, patient_url, enc_url)
+        for entry in staged.entries if item.remarks else ():  # the worklist's remarks, as notes
+            if entry["resource"]["resourceType"] in NOTED:
+                entry["resource"].setdefault("note", []).extend({"text": r} for r in item.remarks)
         if produced or item.rule.fhir == "registration":
             bundle.entries.extend(staged.entries)
             bundle.urls, bundle.patient_url = staged.urls, staged.patient_url

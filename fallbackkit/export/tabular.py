@@ -25,7 +25,7 @@ READING_COLUMNS = ["reading_id", "form_id", "template", "ward", "bed", "patient_
                    "capture_id", "duplicate_of", "source_file", "source_page", "archive_path", "image_path",
                    "captured_at"]
 WORKLIST_COLUMNS = ["item_id", "kind", "form_id", "ward", "patient_mrn", "downtime_mrn", "care_time", "summary",
-                    "values", "status", "resolved", "entered_by", "entered_at"]
+                    "values", "status", "resolved", "entered_by", "entered_at", "remarks"]
 
 
 def worklist_rows(kit: Kit, ward: str | None = None) -> list[dict[str, Any]] | None:
@@ -37,6 +37,7 @@ def worklist_rows(kit: Kit, ward: str | None = None) -> list[dict[str, Any]] | N
     rows = []
     for item in worklist(kit, ward=ward):
         row = asdict(item) if is_dataclass(item) else dict(item)
+        row["remarks"] = "; ".join(row.get("remarks") or []) or None  # e.g. "c3.avpu: corrected on paper"
         rows.append({c: row.get(c) for c in WORKLIST_COLUMNS})
     return rows
 

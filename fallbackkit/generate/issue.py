@@ -52,7 +52,35 @@ WORDS = {
     "changes": {"en": "Changes since the previous census", "fr": "Changements depuis le recensement précédent",
                 "nl": "Wijzigingen sinds de vorige patiëntenlijst"},
     "new": {"en": "NEW", "fr": "NOUVEAU", "nl": "NIEUW"},
+    "day": {"en": "Day", "fr": "Jour", "nl": "Dag"},
 }
+
+
+def outage_days(kit: Kit, days: int, first_day: _dt.date | str | None = None) -> list[str]:
+    """The N dates of the expected outage, from first_day (default: today in the kit's zone)."""
+    if not 1 <= days <= 31:
+        raise BadInput(f"--days {days}: give a number of days from 1 to 31")
+    if first_day is None:
+        from zoneinfo import ZoneInfo
+
+        from ..store.settings import get_setting
+        zone = get_setting(kit, "tz")
+        first = _dt.datetime.now(ZoneInfo(zone) if zone else None).date()
+    elif isinstance(first_day, str):
+        try:
+            first = _dt.date.fromisoformat(first_day)
+        except ValueError:
+            raise BadInput(f"--first-day {first_day!r} is not a date", hint="write it as YYYY-MM-DD") from None
+    else:
+        first = first_day
+    return [(first + _dt.timedelta(days=k)).isoformat() for k in range(days)]
+
+
+def _daily_orders(template: Template, make: Callable[..., FormOrder], days: list[str] | None) -> list[FormOrder]:
+    """One form, or, for a daily form (one with a medications section: the MAR), one per day."""
+    if not days or template.medications is None:
+        return [make(template)]
+    return [make(template, day=(d, k, len(days))) for k, d in enumerate(days, 1)]
 
 
 def word(key: str, langs: tuple[str, ...]) -> str:
@@ -66,6 +94,7 @@ class FormOrder:
     patient: dict[str, Any] | None = None
     medications: list[dict[str, Any]] = field(default_factory=list)
     shared_ids: dict[str, str] | None = None  # blank set: one downtime MRN and encounter for all its forms
+    day: tuple[str, int, int] | None = None  # print --days N: (ISO date, day k, of N) printed on a daily form
 
 
 @dataclass
@@ -155,7 +184,7 @@ class _Issuer:
         self._known_layouts: set[str] = set()
 
     def layouts(self, template: Template, context: dict[str, Any]) -> list[PageLayout]:
-        key = (template.ref, json.dumps(context, sort_keys=True))
+        key = (template.ref, json.dumps({k: v for k, v in context.items() if k != "day"}, sort_keys=True))
         if key not in self._layouts:
             self._layouts[key] = layout_form(template, self.paper, self.langs, context)
         return self._layouts[key]
@@ -194,6 +223,10 @@ class _Issuer:
                 context["body_top"] = max(HEADER_BOTTOM, float(-(-(fields_top + LABEL_H + 9.0 + 2.0) // 1)))
         else:
             header, overflow = _patient_header(order.patient, snapshot["imported_at"], self.langs, self.paper)
+            if order.day is not None:
+                day, k, n = order.day
+                context["day"] = day
+                header.insert(1, HeaderLine(f"{word('day', self.langs)} {k}/{n}: {printed_date(day)}", 10.5, True))
             if overflow:
                 context["allergy_list"] = order.patient["allergies"]
             top = header_body_top(PAPER_SIZES_MM[self.paper], header_top(t, self.langs, PAPER_SIZES_MM[self.paper]),
@@ -348,7 +381,8 @@ def ward_changes(changes: dict[str, list[dict]] | None, ward: str) -> list[str]:
 
 
 def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", langs=("en",),
-               actor: str = "system") -> PrintResult:
+               actor: str = "system", days: list[str] | None = None) -> PrintResult:
+    """A ward pack; with days (outage_days), one MAR per patient per day, each dated."""
     snapshot = census.current_snapshot(kit)
     patients = census.ward_patients(kit, snapshot["id"], ward)
     if not patients:
@@ -359,7 +393,8 @@ def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", lan
     orders = []
     for p in patients:
         meds = census.medications_of(kit, snapshot["id"], p["mrn"])
-        orders += [FormOrder(t, p, meds) for t in templates]
+        for t in templates:
+            orders += _daily_orders(t, lambda t_, day=None: FormOrder(t_, p, meds, day=day), days)
     issuer = _Issuer(kit, paper, tuple(langs), actor)
     return issuer.run("ward", orders, Path(out_path), ward=ward, snapshot=snapshot,
                       cover=_cover(kit, ward, snapshot, patients, paper, tuple(langs),
@@ -367,7 +402,7 @@ def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", lan
 
 
 def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en",),
-                    actor: str = "system") -> list[PrintResult]:
+                    actor: str = "system", days: list[str] | None = None) -> list[PrintResult]:
     snapshot = census.current_snapshot(kit)
     out_dir = outside_kit(kit.path, out_dir, "a folder of ward packs")
     if out_dir.exists() and not out_dir.is_dir():
@@ -379,7 +414,7 @@ def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en
     outputs = OutputFiles()
     outputs.claim(out_dir / PACKS_MARKER)
     named = [(ward, outputs.claim(out_dir / file_name("ward-", ward, ".pdf"), f"ward {ward}")) for ward in wards]
-    results = [print_ward(kit, ward, path, paper, langs, actor) for ward, path in named]
+    results = [print_ward(kit, ward, path, paper, langs, actor, days) for ward, path in named]
     _write_marker(kit, out_dir, snapshot, results)
     return results
 
@@ -479,15 +514,16 @@ def print_blank_set(kit: Kit, count: int, out_path: Path | str, paper: str = "a4
 
 
 def print_patient(kit: Kit, template_ref: str, mrn: str, out_path: Path | str, paper: str = "a4",
-                  langs=("en",), actor: str = "system") -> PrintResult:
+                  langs=("en",), actor: str = "system", days: list[str] | None = None) -> PrintResult:
     template = find_template(kit_templates(kit), template_ref)
     if not template.patient_bound:
         raise BadInput(f"template {template.ref} is not bound to a patient", hint="print it with --blank N")
     snapshot = census.current_snapshot(kit)
     p = census.patient(kit, snapshot["id"], mrn)
     meds = census.medications_of(kit, snapshot["id"], mrn)
+    orders = _daily_orders(template, lambda t_, day=None: FormOrder(t_, p, meds, day=day), days)
     return _Issuer(kit, paper, tuple(langs), actor).run(
-        "patient", [FormOrder(template, p, meds)], Path(out_path), ward=p["ward"],
+        "patient", orders, Path(out_path), ward=p["ward"],
         template=template.ref, snapshot=snapshot)
 
 

@@ -55,7 +55,7 @@ class Val(Reading):
     @property
     def multiple_marks(self) -> bool:
         """A single choice with more than one box marked (the scanner sends it to review)."""
-        if isinstance(self.machine, list) and len(self.machine) > 1 and self.type == "choice":
+        if isinstance(self.machine_value, list) and len(self.machine_value) > 1 and self.type == "choice":
             return True
         return bool(reason_codes(self.reason) & MULTI_MARK)  # by the reason's code, never its words
 
@@ -68,7 +68,7 @@ class Val(Reading):
     def machine_key(self) -> Any:
         if self.type in HANDWRITTEN_TYPES:
             return ("ink", bool(self.ink))
-        return ("value", json.dumps(self.machine, sort_keys=True))
+        return ("value", json.dumps(self.machine_value, sort_keys=True))
 
 
 @dataclass

@@ -25,7 +25,9 @@ from ..templates.model import HANDWRITTEN_TYPES, Template
 from ..templates.semantics import ItemRule, summary_text
 from .checks import template_of
 from .core import _Pass
+from .legend import legend_of, performer, unresolved_reason
 from ..generate import kit_templates
+from ..scan.reasons import codes as reason_codes, english as reason_english
 from .state import Registry, Val, current_links, current_reviews, load_registry
 
 KIND_ORDER = {"registration": 0, "order": 1, "result": 2, "medication": 3, "vitals": 4}
@@ -51,9 +53,13 @@ class WorkItem:
     entered_at: str | None
     unresolved: list = field(default_factory=list)  # what still waits for a person, in words
     note: str | None = None
+    remarks: list = field(default_factory=list)  # what the clerk should know, e.g. "c3.avpu: corrected on paper"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["remarks"]:
+            d.pop("remarks")  # most items have none: their JSON stays as it was
+        return d
 
 
 def _datetime_text(text: Any) -> str | None:
@@ -122,6 +128,17 @@ class _FormItems:
             out.append(f"page {', '.join(map(str, self.missing_pages))} of {self.form['pages']} not returned")
         return out
 
+    def remarks(self, names: list[str]) -> list[str]:
+        """Readings the scan accepted with a note a clerk should see: a choice corrected on paper (a box
+        filled in, another marked; the reason codes are scan/reasons.py's)."""
+        out = []
+        for n in names:
+            v = self.values.get(n)
+            # the value read (or confirmed by a person) is the one marked after the correction
+            if v is not None and v.source in ("machine", "confirm") and "corrected" in reason_codes(v.reason):
+                out.append(f"{n}: {reason_english('corrected')}")
+        return out
+
 
 def _medication_line(form: dict[str, Any], values: dict[str, Val], geometry: dict, prefix: str) -> dict[str, Any]:
     meds = {m.get("line"): m for m in form["context"].get("medications", [])}
@@ -170,6 +187,7 @@ def _items_of_form(reg: Registry, run: _Pass, form: dict[str, Any], template: Te
         for raw in build(rule, form, values, geometry, names):
             add(*raw[:6], whole_form=rule.each == "form")
             out[-1]["fields"] = raw[6] if len(raw) > 6 else raw[2]
+            out[-1]["remarks"] = helper.remarks(out[-1]["fields"])
             out[-1]["rule"] = rule
             if len(raw) > 7 and raw[7]:
                 out[-1]["unresolved"].append("a time or initials are written but no status is marked"
@@ -233,6 +251,18 @@ def _mark(values: dict[str, Val], prefix: str) -> Val | None:
     return values.get(f"{prefix}.status") or values.get(f"{prefix}.given")
 
 
+def _role_values(rule: ItemRule, values, prefix: str) -> tuple[dict[str, Any], list[str]]:
+    """The values of the parts a rule's roles name (a slot's held code, a PRN dose's reason and
+    effect, a new order's prescriber and order time), keyed by role, and those fields' names."""
+    out, fields = {}, []
+    for role, part in rule.roles.items():
+        name = f"{prefix}.{part}"
+        if name in values:
+            out[role] = _value(values[name])
+            fields.append(name)
+    return out, fields
+
+
 def _new_order_items(rule: ItemRule, form, values, geometry, names):
     """A new order written on a blank row of the medications section (or doses marked there)."""
     day = _value(values.get(rule.date)) if rule.date else None
@@ -244,9 +274,12 @@ def _new_order_items(rule: ItemRule, form, values, geometry, names):
                      for p in rows if p.split(".")[0] == row)
         if (order is not None and order.present) or marked:
             text = _value(order)
-            yield (row, rule.kind, [f"{row}.order"] + ([rule.date] if rule.date else []), _date_text(day),
-                   f"{rule.label} ({row}): {text or 'order text not transcribed'}",
-                   {"order_text": text, **({rule.date: day} if rule.date else {}), "row": row})
+            roles, role_fields = _role_values(rule, values, row)
+            care = _combine(day, roles["ordered"]) if roles.get("ordered") else _date_text(day)
+            by = f" by {roles['prescriber']}" if roles.get("prescriber") else ""
+            yield (row, rule.kind, [f"{row}.order"] + role_fields + ([rule.date] if rule.date else []), care,
+                   f"{rule.label} ({row}): {text or 'order text not transcribed'}{by}",
+                   {"order_text": text, **roles, **({rule.date: day} if rule.date else {}), "row": row})
 
 
 def _slot_items(rule: ItemRule, form, values, geometry, names):
@@ -254,6 +287,7 @@ def _slot_items(rule: ItemRule, form, values, geometry, names):
     mark (a time or initials with no given / held / refused: someone must look at the paper)."""
     day = _value(values.get(rule.date)) if rule.date else None
     rows = _slot_rows(names)
+    legend = legend_of({n: _value(values[n]) for n in names if n.startswith("l")})
     for prefix in sorted(rows, key=_natural):
         mark = _mark(values, prefix)
         if mark is None:
@@ -267,9 +301,18 @@ def _slot_items(rule: ItemRule, form, values, geometry, names):
         time_v = _value(values.get(f"{prefix}.time"))
         status = (mark.value if f"{prefix}.status" in values else ("given" if mark.value else None)) \
             if mark.resolved else None
-        vals = {**line, "status": status, "time": time_v,
-                "initials": _value(values.get(f"{prefix}.initials")),
+        initials = _value(values.get(f"{prefix}.initials"))
+        roles, _ = _role_values(rule, values, prefix)
+        for role in ("held_reason", "prn_reason"):
+            if roles.get(role) is not None and any(c[0] == role for c in rule.codes):
+                roles[f"{role}_text"] = code_text(rule, role, roles[role])
+        vals = {**line, "status": status, "time": time_v, "initials": initials, **roles,
                 **({rule.date: day} if rule.date else {}), "slot": prefix}
+        if rule.performer:
+            vals["performer"] = performer(legend, initials)
+            why = unresolved_reason(legend, initials)
+            if why:
+                vals["performer_unresolved"] = why
         care = _combine(day, time_v)
         drug = line.get("medication") or line.get("order_text") or "new order"
         dated = [rule.date] if rule.date else []
@@ -279,6 +322,12 @@ def _slot_items(rule: ItemRule, form, values, geometry, names):
                + (f" at {care}" if care else (f" (scheduled {line['scheduled']})" if line.get("scheduled") else "")),
                vals, rows[prefix] + dated + ([order] if order in values else []),
                unmarked)
+
+
+def code_text(rule: ItemRule, role: str, code: Any) -> str | None:
+    """A written code's meaning (held reason, PRN reason), from the template's code list (rule.codes,
+    set when the template is loaded); None for a code not on the list."""
+    return next((text for r, c, text in rule.codes if r == role and c == str(code).strip()), None)
 
 
 _BUILDERS = {"form": _form_item, "column": _column_items, "fields": _fields_item, "slot": _slot_items,
@@ -327,7 +376,7 @@ def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = 
                     status=mark["status"] if mark else "pending", resolved=not raw["unresolved"],
                     entered_by=mark["actor"] if mark and mark["status"] != "pending" else None,
                     entered_at=mark["at"] if mark and mark["status"] != "pending" else None,
-                    unresolved=raw["unresolved"], note=mark["note"] if mark else None)
+                    unresolved=raw["unresolved"], note=mark["note"] if mark else None, remarks=raw["remarks"])
                 # what the exports need besides the item itself (not part of the item's JSON)
                 item.fields, item.rule, item.template = raw["fields"], raw["rule"], template
                 items.append(item)

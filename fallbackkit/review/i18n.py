@@ -46,7 +46,8 @@ _EN: dict[str, Any] = {
     "js": {
         "accept": "Accept", "enter": "Enter", "skip": "Skip", "esc": "Esc", "illegible": "Illegible",
         "zoom": "Whole page", "z": "Alt+P", "machine": "Machine read", "why": "Why unsure",
-        "type_here": "Type what is written", "suggested": "Suggested", "done": "Nothing left to review with these filters.",
+        "codes": "Codes", "initials_legend": "Legend of this sheet", "initials_recent": "Your recent initials", "initials_previous": "as the previous dose on this row",
+        "initials_most_used": "most used on this sheet", "type_here": "Type what is written", "suggested": "Suggested", "done": "Nothing left to review with these filters.",
         "blank": "blank", "ticked": "ticked", "empty": "empty", "confidence": "confidence",
         "saved": "Saved", "error": "Not saved", "type_or_illegible": "Type the value, or choose Illegible.",
         "digits": "digits pick", "patient": "Patient", "ward": "Ward", "bed": "Bed", "sheet": "Sheet",
@@ -99,7 +100,8 @@ _FR: dict[str, Any] = {
     "js": {
         "accept": "Valider", "enter": "Entrée", "skip": "Passer", "esc": "Échap", "illegible": "Illisible",
         "zoom": "Page entière", "z": "Alt+P", "machine": "Lu par la machine", "why": "Pourquoi un doute",
-        "type_here": "Tapez ce qui est écrit", "suggested": "Suggestion", "done": "Plus rien à vérifier avec ces filtres.",
+        "codes": "Codes", "initials_legend": "Légende de cette feuille", "initials_recent": "Vos initiales récentes", "initials_previous": "comme la dose précédente de cette ligne",
+        "initials_most_used": "les plus fréquentes sur cette feuille", "type_here": "Tapez ce qui est écrit", "suggested": "Suggestion", "done": "Plus rien à vérifier avec ces filtres.",
         "blank": "vide", "ticked": "cochée", "empty": "non cochée", "confidence": "confiance",
         "saved": "Enregistré", "error": "Non enregistré", "type_or_illegible": "Tapez la valeur, ou choisissez Illisible.",
         "digits": "les chiffres choisissent", "patient": "Patient", "ward": "Unité", "bed": "Lit", "sheet": "Feuille",
@@ -152,7 +154,8 @@ _NL: dict[str, Any] = {
     "js": {
         "accept": "Aanvaarden", "enter": "Enter", "skip": "Overslaan", "esc": "Esc", "illegible": "Onleesbaar",
         "zoom": "Hele pagina", "z": "Alt+P", "machine": "Machinelezing", "why": "Waarom onzeker",
-        "type_here": "Typ wat er staat", "suggested": "Voorstel", "done": "Niets meer te controleren met deze filters.",
+        "codes": "Codes", "initials_legend": "Legende van dit blad", "initials_recent": "Uw recente initialen", "initials_previous": "zoals de vorige dosis op deze rij",
+        "initials_most_used": "meest gebruikt op dit blad", "type_here": "Typ wat er staat", "suggested": "Voorstel", "done": "Niets meer te controleren met deze filters.",
         "blank": "leeg", "ticked": "aangekruist", "empty": "niet aangekruist", "confidence": "zekerheid",
         "saved": "Bewaard", "error": "Niet bewaard", "type_or_illegible": "Typ de waarde, of kies Onleesbaar.",
         "digits": "cijfers kiezen", "patient": "Patiënt", "ward": "Afdeling", "bed": "Bed", "sheet": "Blad",

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 _CACHE: dict[tuple[str, str, int], dict[str, Any]] = {}
+CODE_BOX = {"held": {"en": "Held: reason code", "fr": "Suspendu : code du motif", "nl": "Uitgesteld: code van de reden"},
+            "reason": {"en": "PRN: reason code", "fr": "Si nécessaire : code du motif", "nl": "Indien nodig: code van de reden"}}
 _LOCK = threading.Lock()
 
 
@@ -47,9 +49,22 @@ def _build(kit_path: Path, template: str, version: int, lang: str) -> dict[str, 
             med = section.medications
             slot_specs["status"] = (_pick(med.status.label, lang) or "status",
                                     {o.value: _pick(o.label, lang) or o.value for o in med.status.options})
-            for key in ("given", "time", "initials", "order"):
+            for key in ("given", "time", "initials", "order", "prescriber", "ordered"):
                 if key in med.labels:
                     slot_specs[key] = (_pick(med.labels[key], lang) or key, {})
+            # the code boxes are labelled "?" on paper: the clerk reads what the code is for
+            for key, codes in (("held", med.held_codes), ("reason", med.prn_reasons)):
+                if codes:
+                    slot_specs[key] = (CODE_BOX[key].get(lang, CODE_BOX[key]["en"]),
+                                       {o.value: _pick(o.label, lang) or o.value for o in codes})
+            if med.prn_effect is not None:
+                slot_specs["effect"] = (_pick(med.prn_effect.label, lang) or "effect",
+                                        {o.value: _pick(o.label, lang) or o.value for o in med.prn_effect.options})
+        if section.legend is not None:
+            title = _pick(section.title, lang) or ""
+            for k in range(1, section.legend.rows + 1):
+                for part in ("initials", "name", "signature"):
+                    fields[f"l{k}.{part}"] = f"{_pick(section.legend.labels[part], lang) or part} · {title} {k}"
     return {"fields": fields, "options": options, "slots": slot_specs, "title": _pick(t.title, lang)}
 
 

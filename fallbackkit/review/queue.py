@@ -271,6 +271,7 @@ def capture_info(conn, capture_id: int) -> dict[str, Any]:
 def reading_detail(conn, reading_id: int, kit_path: Path | None = None) -> dict[str, Any]:
     """Everything the reading screen shows for one reading."""
     from ..store.decisions import current_review
+    from ..store.reviews import history as review_history
     conn = _conn(conn)
     row = conn.execute(
         "SELECT reading_id, capture_id, sheet_id, field, type, raw, value, confidence, status, reason, ink, crop_path"
@@ -298,11 +299,7 @@ def reading_detail(conn, reading_id: int, kit_path: Path | None = None) -> dict[
     r["extra"] = {k: field[k] for k in ("scheduled", "medication", "format", "digits") if field and k in field}
     r["review"] = current_review(conn, reading_id)
     r["suggestion"] = reading_suggestion(conn, r, field, kit_path)
-    r["history"] = [
-        {"review_id": h[0], "decision": h[1], "value": json.loads(h[2]) if h[2] is not None else None,
-         "actor": h[3], "at": h[4], "undoes": h[5]}
-        for h in conn.execute("SELECT review_id, decision, value, actor, at, undoes FROM reviews"
-                              " WHERE reading_id = ? ORDER BY review_id", [reading_id])]
+    r["history"] = review_history(conn, reading_id)
     return r
 
 
@@ -428,6 +425,43 @@ def decision_value(detail: dict[str, Any], decision: Any, value: Any) -> Any:
     if detail["type"] == "number" and value and not all(c.isdigit() or c in ".,-" for c in value):
         raise BadInput("a number field takes digits only")
     return value or None
+
+
+# --- reads the station's screens make of readings, captures and reviews (owned by store/) ---------
+def returned_by_undo(conn, reading_id: int) -> dict[str, Any] | None:
+    from ..store.reviews import returned_by_undo
+    return returned_by_undo(conn, reading_id)
+
+
+def own_decision_times(conn, actor: str, limit: int = 2000) -> list[str]:
+    from ..store.reviews import standing_decision_times
+    return standing_decision_times(conn, actor, limit)
+
+
+def recent_decisions(conn, limit: int = 200) -> list[dict[str, Any]]:
+    from ..store.reviews import recent_decisions
+    return recent_decisions(conn, limit)
+
+
+def crop_path(conn, reading_id: int) -> tuple[bool, str | None]:
+    from ..store.captures import crop_path
+    return crop_path(conn, reading_id)
+
+
+def page_image_path(conn, capture_id: int) -> tuple[bool, str | None]:
+    from ..store.captures import page_image_path
+    return page_image_path(conn, capture_id)
+
+
+def capture_times(conn, capture_ids: list[int]) -> dict[int, str]:
+    from ..store.captures import capture_times
+    return capture_times(conn, capture_ids)
+
+
+def quarantine_reason(conn, quarantine_id: int) -> str | None:
+    from ..store.quarantine import get_quarantined
+    item = get_quarantined(conn, quarantine_id)
+    return item.reason if item else None
 
 
 def form_templates(conn) -> dict[str, tuple[str, int]]:

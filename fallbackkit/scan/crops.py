@@ -20,6 +20,18 @@ from .ingest import UnreadableFile, load_page
 
 def field_crop_png(conn: sqlite3.Connection, kit_path: Path, reading_id: int) -> bytes | None:
     """PNG of a reading's field as the engine framed it, or None (no original, no transform)."""
+    crop = field_crop_image(conn, kit_path, reading_id)
+    if crop is None:
+        return None
+    ok, buf = cv2.imencode(".png", crop)
+    return buf.tobytes() if ok else None
+
+
+def field_crop_image(conn: sqlite3.Connection, kit_path: Path, reading_id: int,
+                     pages: dict | None = None) -> np.ndarray | None:
+    """A reading's field cut from the archived original, as the engine framed it at scan time (the
+    same pixels: the same page, transform and patch), or None. pages: a dict the caller keeps to
+    decode each archived page once when it cuts many fields (learn.py)."""
     row = conn.execute(
         "SELECT r.field, c.page_index, c.transform, f.archive_path, f.kind, l.geometry FROM readings r"
         " JOIN captures c ON c.capture_id = r.capture_id JOIN input_files f ON f.sha256 = c.file_sha256"
@@ -32,14 +44,18 @@ def field_crop_png(conn: sqlite3.Connection, kit_path: Path, reading_id: int) ->
     path = (Path(kit_path) / archive).resolve()
     if field is None or Path(kit_path).resolve() not in path.parents:
         return None
-    try:
-        image = load_page(path, page_index, kind).image
-    except (UnreadableFile, OSError):
-        return None
+    key = (str(path), page_index)
+    image = pages.get(key) if pages is not None else None
+    if image is None:
+        try:
+            image = load_page(path, page_index, kind).image
+        except (UnreadableFile, OSError):
+            return None
+        if pages is not None:
+            pages.clear()  # one page at a time: readings are taken capture by capture
+            pages[key] = image
     hmat = np.array(json.loads(transform), float)
-    crop = field_crop(image, hmat, field)
-    ok, buf = cv2.imencode(".png", crop)
-    return buf.tobytes() if ok else None
+    return field_crop(image, hmat, field)
 
 
 def field_crop(image: np.ndarray, hmat: np.ndarray, field: dict) -> np.ndarray:
@@ -51,4 +67,4 @@ def field_crop(image: np.ndarray, hmat: np.ndarray, field: dict) -> np.ndarray:
     return _field_crop(image, hmat, [b["box_mm"] for b in _boxes(field)])
 
 
-__all__ = ["field_crop", "field_crop_png"]
+__all__ = ["field_crop", "field_crop_image", "field_crop_png"]

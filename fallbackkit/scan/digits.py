@@ -1,7 +1,8 @@
 """Digit recognition in comb cells: per cell, empty / one digit 0-9 / something else.
 
 Each cell is cut upright from the scan through the page transform (with the field's measured
-outline shift), its printed outline is masked out, specks are dropped and the ink is normalised
+outline shift), its printed outline is removed without cutting the strokes that touch or cross it
+(`strip_outline`), specks are dropped and the ink is normalised
 the way MNIST digits are (longer side 20 px, centred by centre of mass in 28 x 28, deskewed). A
 small convolutional network gives 11 probabilities (0-9 and "other": a letter, a scribble, two
 digits, a crossed-out digit), calibrated by temperature on held-out digits.
@@ -20,7 +21,6 @@ import cv2
 import numpy as np
 
 CELL_PPM = 8.0          # px/mm of the upright cell cut
-OUTLINE_PAD_MM = 0.45   # half-width of the band masked around the printed cell outline
 INK_DARK = 0.35         # darkness of a pixel that counts as ink
 SPECK_PX = 6            # connected ink smaller than this (px at CELL_PPM) is dust
 EMPTY_INK_PX = 24       # a cell with less ink than this (after specks) is empty
@@ -30,12 +30,116 @@ MODEL_PATH = Path(__file__).with_name("digits_model.npz")
 TOP_K = 3
 
 
-
 def cell_patch(image: np.ndarray, hmat: np.ndarray, cell_mm, shift_mm=(0.0, 0.0)) -> np.ndarray:
     """The cell [x, y, w, h] mm (plus 1 mm around) upright at CELL_PPM, grey uint8."""
     from .read import patch
     x, y, w, h = cell_mm
     return patch(image, hmat, x + shift_mm[0] - 1.0, y + shift_mm[1] - 1.0, w + 2.0, h + 2.0, CELL_PPM)
+
+
+OUTLINE_BAND_MM = 0.6   # half-width of the band around the printed outline searched for its line
+OUTSIDE_MM = 0.5        # a stroke may run this far beyond the outline (and is kept)
+LINE_SHARE = 0.35       # a straight run this long (share of the cell side) in the band may be printed line
+LINE_COVER = 0.5        # ... in a row (column) where such runs cover this share of the cell side
+LINE_EDGE_COVER = 0.1   # ... or this share, next to such a row
+
+
+def _next_to(a: np.ndarray) -> np.ndarray:
+    """True beside a True of the 1-D array a (one step either way)."""
+    out = np.zeros_like(a)
+    out[1:] |= a[:-1]
+    out[:-1] |= a[1:]
+    return out
+
+
+def _beyond(a: np.ndarray, vertical: bool, reach: int, before: bool) -> np.ndarray:
+    """True where a is True 1..reach px before (above / left of) or after (below / right of) it."""
+    k = np.zeros((2 * reach + 1, 1) if vertical else (1, 2 * reach + 1), np.uint8)
+    if vertical:
+        k[:reach] = 1 if before else 0
+        k[reach + 1:] = 0 if before else 1
+    else:
+        k[:, :reach] = 1 if before else 0
+        k[:, reach + 1:] = 0 if before else 1
+    return cv2.dilate(a.astype(np.uint8), k, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+
+
+def strip_outline(ink: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ink without the printed outline, the outline pixels removed) of a cell patch whose outline
+    is m px from each edge. The outline is what runs straight along the band where it is printed; a
+    pixel of it is kept where a stroke continues across the line on both sides (a digit touching or
+    crossing the outline keeps its stroke)."""
+    h, w = ink.shape
+    band = int(round(OUTLINE_BAND_MM * CELL_PPM))
+    u8 = ink.astype(np.uint8)
+    lh = max(3, int(round(LINE_SHARE * (w - 2 * m))))
+    lv = max(3, int(round(LINE_SHARE * (h - 2 * m))))
+    horiz = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((1, lh), np.uint8)) > 0
+    vert = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8)) > 0
+    rows = np.zeros(h, bool)
+    cols = np.zeros(w, bool)
+    for c in (m, h - m):
+        rows[max(0, c - band):c + band + 1] = True
+    for c in (m, w - m):
+        cols[max(0, c - band):c + band + 1] = True
+    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
+    # thickens the run there but stays outside those rows and is kept
+    # (and the blurred edge rows beside them, where such runs still cover some of the side)
+    rcover = horiz[:, m:w - m].mean(axis=1)
+    ccover = vert[m:h - m, :].mean(axis=0)
+    rows &= (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
+    cols &= (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
+    line_h = horiz & rows[:, None]
+    line_v = vert & cols[None, :]
+    line = line_h | line_v
+    rest = ink & ~line
+    reach = 2 * band + 1
+    wide = cv2.dilate(rest.astype(np.uint8), np.ones((1, 3), np.uint8)) > 0
+    keep_h = line_h & _beyond(wide, True, reach, True) & _beyond(wide, True, reach, False)
+    tall = cv2.dilate(rest.astype(np.uint8), np.ones((3, 1), np.uint8)) > 0
+    keep_v = line_v & _beyond(tall, False, reach, True) & _beyond(tall, False, reach, False)
+    kept = rest | keep_h | keep_v
+    return kept, line & ~kept
+
+
+def comb_patches(image: np.ndarray, hmat: np.ndarray, field: dict, shift_mm=(0.0, 0.0)) -> list[np.ndarray]:
+    """cell_patch of every cell of a comb field, cut as one strip when the cells lie in one row on
+    whole pixels of CELL_PPM from each other (the printed combs do: one warp instead of one a cell;
+    the same pixels)."""
+    cells = [tuple(map(float, c)) for c in field.get("cells_mm") or []]
+    if not cells:
+        return []
+    x0, y, _, h = cells[0]
+    offs = [(c[0] - x0) * CELL_PPM for c in cells]
+    if any(c[1] != y or c[3] != h or abs(o - round(o)) > 1e-6 for c, o in zip(cells, offs)):
+        return [cell_patch(image, hmat, c, shift_mm) for c in cells]
+    from .read import patch
+    right = max(c[0] + c[2] for c in cells)
+    strip = patch(image, hmat, x0 + shift_mm[0] - 1.0, y + shift_mm[1] - 1.0, right - x0 + 2.0, h + 2.0, CELL_PPM)
+    out = []
+    for c, o in zip(cells, offs):
+        o, wpx = int(round(o)), max(1, int(round((c[2] + 2.0) * CELL_PPM)))
+        if o + wpx > strip.shape[1]:
+            return [cell_patch(image, hmat, c, shift_mm) for c in cells]
+        out.append(strip[:, o:o + wpx])
+    return out
+
+
+_K3 = np.ones((3, 3), np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _zones(shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """For a cell patch of this shape: the cell and a little beyond its outline (not the
+    neighbours' ink), and the interior rows/columns clear of the outline band."""
+    h, w = shape
+    m = int(round(1.0 * CELL_PPM))
+    out_px = int(round(OUTSIDE_MM * CELL_PPM))
+    pad = int(round(OUTLINE_BAND_MM * CELL_PPM))
+    zone = np.zeros(shape, bool)
+    zone[max(0, m - out_px):h - m + out_px, max(0, m - out_px):w - m + out_px] = True
+    zone.flags.writeable = False
+    return zone, (m + pad, h - m - pad, m + pad, w - m - pad)
 
 
 def normalise(p: np.ndarray, black: float) -> tuple[np.ndarray | None, int]:
@@ -46,36 +150,24 @@ def normalise(p: np.ndarray, black: float) -> tuple[np.ndarray | None, int]:
     span = max(paper - black, 25.0)
     dark = np.clip((paper - p.astype(np.float32)) / span, 0.0, 1.0)
     m = int(round(1.0 * CELL_PPM))
-    pad = int(round(OUTLINE_PAD_MM * CELL_PPM))
-    h, w = p.shape
-    inside = np.zeros(p.shape, bool)
-    inside[m + pad:h - m - pad, m + pad:w - m - pad] = True
-    dark[~inside] = 0.0
-    ink = (dark >= INK_DARK).astype(np.uint8)
-    # outline remnants (a scale or shift the transform did not catch): a row or column near the
-    # edge that is ink along nearly all the cell is printed line, not a stroke
-    r0, r1, c0, c1 = m + pad, h - m - pad, m + pad, w - m - pad
-    edge = int(round(0.6 * CELL_PPM))
-    for rows in (slice(r0, r0 + edge), slice(r1 - edge, r1)):
-        band = ink[rows, c0:c1]
-        full = band.mean(axis=1) > 0.9
-        band[full] = 0
-    for cols in (slice(c0, c0 + edge), slice(c1 - edge, c1)):
-        band = ink[r0:r1, cols]
-        full = band.mean(axis=0) > 0.9
-        band[:, full] = 0
-    dark = dark * ink.astype(np.float32) + dark * (dark < INK_DARK)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    zone, (r0, r1, c0, c1) = _zones(p.shape)
+    ink, line = strip_outline((dark >= INK_DARK) & zone, m)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
     keep = np.zeros(n, bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= SPECK_PX
+    if n > 1:
+        inside = np.bincount(lab[r0:r1, c0:c1].ravel(), minlength=n)
+        keep[1:] = (stats[1:, cv2.CC_STAT_AREA] >= SPECK_PX) & (inside[1:] > 0)
     total = int(stats[1:, cv2.CC_STAT_AREA][keep[1:]].sum()) if n > 1 else 0
     if total < EMPTY_INK_PX:
         return None, total
-    mask = keep[lab]
-    dark = np.where(cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0, dark, 0.0)
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    crop = dark[y0:y1, x0:x1]
+    kept = stats[1:][keep[1:]]
+    x0, y0 = kept[:, cv2.CC_STAT_LEFT].min(), kept[:, cv2.CC_STAT_TOP].min()
+    x1 = (kept[:, cv2.CC_STAT_LEFT] + kept[:, cv2.CC_STAT_WIDTH]).max()
+    y1 = (kept[:, cv2.CC_STAT_TOP] + kept[:, cv2.CC_STAT_HEIGHT]).max()
+    box = (slice(y0, y1), slice(x0, x1))
+    # the kept strokes and the pale rim around them (anti-aliased pen), not the printed line
+    halo = cv2.dilate(keep[lab[box]].astype(np.uint8), _K3) > 0
+    crop = np.where(halo & zone[box] & ~line[box], dark[box], 0.0)
     ch, cw = crop.shape
     s = 20.0 / max(ch, cw)
     nh, nw = max(1, int(round(ch * s))), max(1, int(round(cw * s)))
@@ -155,8 +247,10 @@ class Model:
     def forward(self, images: np.ndarray, keep: bool = False):
         """Logits; keep=True (training) also returns every layer, with the convolution windows."""
         x = np.asarray(images, np.float32)[..., None]
-        p1 = _windows(x, 5) if keep else None
-        z1 = (_dense(p1, self.w1) if keep else _conv(x, self.w1, 5)) + self.b1
+        # one input channel: gathering the 25-pixel windows is cheap and one product beats 25 thin
+        # ones; the second layer (many channels) is the other way round
+        p1 = _windows(x, 5)
+        z1 = _dense(p1, self.w1) + self.b1
         a1 = np.maximum(z1, 0)
         q1 = _pool(a1)
         p2 = _windows(q1, 5) if keep else None
@@ -210,8 +304,8 @@ class Batch:
             shift_mm=(0.0, 0.0)) -> list[dict[str, Any]]:
         """The field's per-cell raw measures; inked cells get their alternatives at `finish`."""
         out: list[dict[str, Any]] = []
-        for c in field.get("cells_mm") or []:
-            norm, ink = normalise(cell_patch(image, hmat, c, shift_mm), black)
+        for c, p in zip(field.get("cells_mm") or [], comb_patches(image, hmat, field, shift_mm)):
+            norm, ink = normalise(p, black)
             cell: dict[str, Any] = {"ink": ink}
             out.append(cell)
             if norm is not None:

@@ -86,6 +86,56 @@ def write_digit(page: np.ndarray, hmat: np.ndarray, cell_mm, img28: np.ndarray,
     paste(page, hmat, alpha, tl, ppm, int(rng.integers(0, 70)))
 
 
+# --- plausible values written by the simulator ---------------------------------------------------
+class DigitWriter:
+    """Writes plausible values into comb fields with real handwritten digits of the train split
+    (never the writer-disjoint test split), so that a simulated ward's scans get digit suggestions:
+    times of day (a MAR time near its column's scheduled time), today's date (a birth date in the
+    past), numbers within the template's plausible range (`range:`, its middle half)."""
+
+    def __init__(self, ranges: dict[str, tuple[float, float]] | None = None, today=None,
+                 path: Path | str = DATA_PATH):
+        import datetime as _dt
+        images, labels = load_mnist(path)
+        self.by_digit = {d: images[:TRAIN_END][labels[:TRAIN_END] == d] for d in range(10)}
+        self.ranges = ranges or {}
+        self.today = today or _dt.date.today()
+
+    def text_for(self, field: dict, rng: np.random.Generator) -> str:
+        """What a nurse writes in the field's boxes, one character a box (a space: left empty)."""
+        import datetime as _dt
+        n = len(field.get("cells_mm") or [])
+        base = field["name"].split(".")[-1]
+        if field["type"] == "datetime":
+            fmt = field.get("format") or "datetime"
+            slot = field.get("scheduled")
+            if slot and ":" in slot:
+                h, m = (int(v) for v in slot.split(":")[:2])
+                at = (h * 60 + m + int(rng.integers(-40, 41))) % 1440
+            else:
+                at = int(rng.integers(0, 1440))
+            hhmm = f"{at // 60:02d}{at % 60:02d}"
+            day = (self.today - _dt.timedelta(days=int(rng.integers(365 * 20, 365 * 85))) if base.endswith("birth_date")
+                   else self.today)
+            text = {"time": hhmm, "date": day.strftime("%d%m%Y")}.get(fmt, day.strftime("%d%m%Y") + hhmm)
+            return text if len(text) == n else ""
+        ints, decs = int(field.get("digits") or 0), int(field.get("decimals") or 0)
+        lo, hi = self.ranges.get(field["name"]) or self.ranges.get(base) or (0, 10 ** ints - 1)
+        lo, hi = lo + (hi - lo) * 0.25, lo + (hi - lo) * 0.6
+        v = float(rng.uniform(lo, hi))
+        whole = str(int(v))
+        if len(whole) > ints:
+            return ""
+        frac = str(int((v - int(v)) * 10 ** decs)).rjust(decs, "0") if decs else ""
+        return whole.rjust(ints) + frac
+
+    def write(self, page: np.ndarray, hmat: np.ndarray, field: dict, text: str, rng: np.random.Generator) -> None:
+        for cell, ch in zip(field["cells_mm"], text):
+            if ch.strip():
+                pool = self.by_digit[int(ch)]
+                write_digit(page, hmat, cell, pool[int(rng.integers(len(pool)))], rng)
+
+
 # --- the "other" class ---------------------------------------------------------------------------
 def letter_image(rng: np.random.Generator) -> np.ndarray:
     img = np.zeros((64, 64), np.uint8)
@@ -184,5 +234,5 @@ def training_cell(img: np.ndarray, rng: np.random.Generator, tier: str | None = 
     return norm
 
 
-__all__ = ["load_mnist", "write_digit", "training_cell", "other_image", "crossed_image", "letter_image",
+__all__ = ["DigitWriter", "load_mnist", "write_digit", "training_cell", "other_image", "crossed_image", "letter_image",
            "TRAIN_END", "VALID_END"]

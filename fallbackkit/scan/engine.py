@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import payload as payload_mod
 from ..errors import PayloadError
+from ..templates.contract import PAGE_IMAGE_DPI
 from . import digits, locate, read
 from .reasons import english
 
@@ -26,7 +27,7 @@ PRINTED_REF_MAX = 0.60   # and at most this: printed lines on a clean scan (pen 
 PRINTED_REF_MIN = 0.15   # the page's typical printed-outline darkness is taken as at least this
 PAGE_COVERED_SHARE = 0.5  # this share of the fields with their outline not seen: the whole page to review
 PAGE_COVERED = "part of the page covered or folded"  # the start of english("page_covered", ...)
-PAGE_DPI = 100
+PAGE_DPI = PAGE_IMAGE_DPI  # the page copy the engine measures the page's darkness on is the stored page image
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Learning the ward's handwriting from its own clerks.
 
 Every comb field a person confirmed, corrected or transcribed becomes labelled cells for this kit:
-the cells are cut again from the field's stored crop, normalised like a scan, and described by the
+the cells are cut again from the field's crop (cut from the archived original, as the review
+station does, or read from a crop file kept by an older scan), normalised like a scan, and described by the
 base model's hidden features; `digits.Memory` then lets later pages by the same hand vote with their
 nearest neighbours. The memory is rebuilt from the store (people's decisions are the truth; undone
 ones drop out) at the start of each `scan`, written to the kit directory and loaded by the workers.
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..store.kit import Kit
 from . import digits
+from .crops import field_crop_image
 from .read import CROP_MARGIN_MM, CROP_PX_PER_MM
 
 DEFAULT_BLACK = 30.0
@@ -34,9 +36,10 @@ def labelled_cells(kit: Kit) -> tuple[list[np.ndarray], list[int]]:
     rows = conn.execute(
         "SELECT r.reading_id, r.sheet_id, r.field, r.raw, r.crop_path, c.quality FROM readings r"
         " JOIN captures c ON c.capture_id = r.capture_id"
-        " WHERE r.type IN ('number', 'datetime') AND r.crop_path IS NOT NULL"
-        " AND r.reading_id IN (SELECT reading_id FROM reviews)").fetchall()
+        " WHERE r.type IN ('number', 'datetime')"
+        " AND r.reading_id IN (SELECT reading_id FROM reviews) ORDER BY r.capture_id, r.reading_id").fetchall()
     decided = current_reviews(conn, [row[0] for row in rows])
+    pages: dict = {}
     for rid, sid, name, raw_json, crop_path, quality in rows:
         raw = json.loads(raw_json or "{}")
         cells = raw.get("cells")
@@ -48,8 +51,11 @@ def labelled_cells(kit: Kit) -> tuple[list[np.ndarray], list[int]]:
         if not written or len(written) != len(inked):
             continue  # the value does not line up with the boxes written in: not a lesson
         field, _ = hints.field(sid, name)
-        crop = cv2.imread(str(kit.path / crop_path), cv2.IMREAD_GRAYSCALE)
-        if field is None or crop is None:
+        if field is None:
+            continue
+        crop = cv2.imread(str(kit.path / crop_path), cv2.IMREAD_GRAYSCALE) if crop_path else \
+            field_crop_image(conn, kit.path, rid, pages)
+        if crop is None:
             continue
         x, y = field["box_mm"][0], field["box_mm"][1]
         ppm = CROP_PX_PER_MM

@@ -18,7 +18,15 @@ import cv2
 import numpy as np
 import zxingcpp
 
-MARK_SIZE_MM = 6.0
+from ..templates.contract import MARK_SIZE
+
+MARK_SIZE_MM = MARK_SIZE   # the printed corner mark's side (templates/contract.py; geometry["marks_mm"])
+# The holed mark (bottom-right) is told by its centre: probes within HOLE_PROBE_MM of the centre lie
+# in the white hole (half its side: contract.MARK_HOLE / 2 = 1.3 mm), the ring at RING_MM in the black between
+# the hole's edge and the mark's edge (MARK_SIZE / 2 = 3 mm); tests/test_contract.py checks both.
+HOLE_PROBE_MM = 0.5
+RING_MM = 2.2
+RING_DIAGONAL_MM = 2.1
 WORK_PX_PER_MM = 3.0        # corner marks are searched on a copy at about 76 dpi
 MAX_WORK_SIDE = 1400
 MAX_FIT_MM = 5.0           # marks vs code worse than this: not aligned at all (poor fit starts lower)
@@ -185,9 +193,9 @@ def project(h: np.ndarray, pts) -> np.ndarray:
 def _hole_darkness(image: np.ndarray, h: np.ndarray, centre_mm) -> tuple[float, float]:
     """Mean grey at a mark's centre (hole) and in its solid ring, at full resolution."""
     cx, cy = centre_mm
-    pts = [(cx + dx, cy + dy) for dx, dy in ((0, 0), (0.5, 0), (-0.5, 0), (0, 0.5), (0, -0.5))]
-    ring = [(cx + dx, cy + dy) for dx, dy in ((2.2, 0), (-2.2, 0), (0, 2.2), (0, -2.2),
-                                              (2.1, 2.1), (-2.1, 2.1), (2.1, -2.1), (-2.1, -2.1))]
+    p, r, d = HOLE_PROBE_MM, RING_MM, RING_DIAGONAL_MM
+    pts = [(cx + dx, cy + dy) for dx, dy in ((0, 0), (p, 0), (-p, 0), (0, p), (0, -p))]
+    ring = [(cx + dx, cy + dy) for dx, dy in ((r, 0), (-r, 0), (0, r), (0, -r), (d, d), (-d, d), (d, -d), (-d, -d))]
     hh, ww = image.shape
 
     def sample(points):

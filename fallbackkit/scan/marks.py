@@ -20,7 +20,8 @@ BOX_STYLES = {
     "stroke": (True, False),
     "cancelled": (False, False),   # scribbled solid: the convention printed on the sheet says "not marked"
     "faint": (True, True),
-    "half_outside": (True, True),
+    "half_outside": (True, True),  # the mark's centre near the box edge: which box was meant is unclear
+    "spilled": (True, False),      # a big cross centred in the box, its strokes running out of it
 }
 
 
@@ -99,6 +100,18 @@ def draw_box_mark(layer: InkLayer, box_mm, style: str, rng: np.random.Generator,
         dy = {"left": 0.0, "top": -0.6, "bottom": 0.6}[side] * h
         draw_box_mark(layer, (x + dx, y + dy, w, h), str(rng.choice(["tick", "cross"])), rng,
                       Pen(max(pen.width_mm, 0.5), pen.grey))
+    elif style == "spilled":
+        # a big cross centred on the box (within 8 % of its side), turned up to 30 degrees, its arms
+        # 0.65 to 0.95 box sides long from the centre: the strokes run out of the box through its
+        # sides or corners, up to about 2 mm on a 5 mm box
+        cx = x + w / 2 + float(rng.uniform(-0.08, 0.08)) * w
+        cy = y + h / 2 + float(rng.uniform(-0.08, 0.08)) * h
+        turn = np.radians(float(rng.uniform(-30, 30)))
+        wide = Pen(max(pen.width_mm, 0.4), pen.grey)
+        for a in (turn + np.pi / 4, turn - np.pi / 4):
+            r0, r1 = float(rng.uniform(0.65, 0.95)) * w, float(rng.uniform(0.65, 0.95)) * w
+            dx, dy = np.cos(a), np.sin(a)
+            layer.polyline(_curve(rng, [(cx - r0 * dx, cy - r0 * dy), (cx + r1 * dx, cy + r1 * dy)]), wide)
     else:
         raise ValueError(f"unknown mark style {style!r}")
 

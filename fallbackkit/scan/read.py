@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..templates.contract import LINE_PITCH
 from ..templates.model import default_transcribe
 from .reasons import english, join
 
@@ -26,6 +27,13 @@ CROP_PX_PER_MM = 150 / 25.4
 SEARCH_MM = 0.7
 
 # Ink darkness is measured relative to the local paper (0) and the corner marks' black (1).
+PAPER_QUANTILE = 0.92  # a patch's paper level: this quantile of its grey values (ink and print cover < 8 %)
+MIN_SPAN = 25.0        # paper minus black, at least this many grey levels (a washed-out patch is not all ink)
+DARK_FOR_OUTLINE = 0.15  # pixels this dark show the printed outline when a box or frame is lined up
+BOX_MARGIN_MM = 2.0    # paper warped around each mark box (the outline search and the spill strips)
+SHRINK = 0.1           # a box's inside is measured shrunk by 10 % of its side on each edge (the outline left out)
+STRIP_MM = (0.35, 0.8)  # the spill strips: this far outside the box outline (beyond the printed line's blur)
+SHIFT_PENALTY = 0.004  # per pixel of shift, so that of two equally good outline positions the nearer wins
 INK_DARK = 0.42        # a pixel at least this dark is ink
 FAINT_DARK = 0.18      # lighter than INK_DARK but at least this: faint ink (pencil, dry pen)
 
@@ -48,6 +56,9 @@ TILE_MM = 2.0
 TILE_INK = 0.06        # a tile with this much ink is inked (SDAPS uses 6 %)
 TILE_FAINT = 0.025     # below TILE_INK but above this: faint, a person looks
 TILE_LIGHT = 0.08      # share of a tile with light ink (pencil, dry pen) that makes a person look
+HAND_INK_DARK = INK_DARK - 0.1  # handwriting counts as ink a little lighter than marks (a thin pen line's blur)
+PRINT_MASK_MM = 0.45   # printed outline, comb cells and ruling masked this far on either side (line + blur + shift)
+TILE_MIN_USABLE = 0.3  # a tile counts when at least 30 % of it is unmasked
 HANDWRITTEN = ("number", "datetime", "text", "initials", "signature")
 SIGNED_MIN_TILES = 2   # ink-only fields: fewer inked 2 mm tiles than this is a trace, not a signature
 CROP_MARGIN_MM = 1.5   # paper kept around a handwritten field's box in its crop
@@ -75,10 +86,8 @@ class _Levels:
     __slots__ = ("paper", "lut", "_cache")
 
     def __init__(self, p: np.ndarray, black: float):
-        flat = p.ravel()
-        k = int(len(flat) * 0.92)
-        self.paper = float(np.partition(flat, k)[k])
-        span = max(self.paper - black, 25.0)
+        self.paper = float(_kth_grey(p, int(p.size * PAPER_QUANTILE)))
+        span = max(self.paper - black, MIN_SPAN)
         self.lut = (self.paper - np.arange(256, dtype=np.float32)) / span
         self._cache: dict[tuple[str, float], int] = {}
 
@@ -101,6 +110,13 @@ class _Levels:
     def mean(self, p: np.ndarray) -> float:
         """Mean darkness of the pixels p (float32, as the per-pixel darkness array would give)."""
         return self.lut[p].mean()
+
+
+def _kth_grey(p: np.ndarray, k: int) -> int:
+    """The k-th smallest grey value of a uint8 patch (np.partition(p.ravel(), k)[k]), from its
+    histogram: the same value, without sorting the pixels."""
+    hist = cv2.calcHist([np.ascontiguousarray(p)], [0], None, [256], [0, 256]).ravel()
+    return int(np.searchsorted(np.cumsum(hist), k, side="right"))
 
 
 def _le(p: np.ndarray, v: int) -> np.ndarray:
@@ -155,26 +171,31 @@ def _edge_evidence_one(p: np.ndarray, x0: int, y0: int, x1: int, y1: int, ppm: f
     b = OUTLINE_BAND_PX
     window = max(3, int(round(OUTLINE_WINDOW_MM * ppm)))
     out = []
-    edges = [(True, y0, x0, x1), (True, y1, x0, x1)]
+    # the two edges of each direction have the same length: measured as one stack of two (the same
+    # numbers, half the calls)
+    pairs = [(True, (y0, y1), x0, x1)]
     if vertical:
-        edges += [(False, x0, y0, y1), (False, x1, y0, y1)]
-    for horizontal, pos, a0, a1 in edges:
-        lo, hi = pos - 2 * b, pos + 2 * b + 1
+        pairs.append((False, (x0, x1), y0, y1))
+    for horizontal, positions, a0, a1 in pairs:
         limit = H if horizontal else W
-        if lo < 0 or hi > limit or a0 < 0 or a1 >= (W if horizontal else H):  # at the border: the general way
+        if min(positions) - 2 * b < 0 or max(positions) + 2 * b + 1 > limit or a0 < 0 \
+                or a1 >= (W if horizontal else H):  # at the border: the general way
             P = p[None]
             one = np.array([0])
             return _edge_evidence(np.concatenate([P, P]), one.repeat(2) + x0, one.repeat(2) + y0,
                                   one.repeat(2) + x1, one.repeat(2) + y1, ppm, vertical)[0]
-        vals = (p[lo:hi, a0:a1 + 1] if horizontal else p[a0:a1 + 1, lo:hi].T).astype(np.float32)
-        if vals.shape[1] >= 3:
-            vals = (vals[:, :-2] + vals[:, 1:-1] + vals[:, 2:]) / 3
-        line = vals[b:3 * b + 1].min(axis=0)
-        paper = np.maximum(vals.max(axis=0), 1.0)
+        if horizontal:
+            vals = np.stack([p[pos - 2 * b:pos + 2 * b + 1, a0:a1 + 1] for pos in positions]).astype(np.float32)
+        else:
+            vals = np.stack([p[a0:a1 + 1, pos - 2 * b:pos + 2 * b + 1].T for pos in positions]).astype(np.float32)
+        if vals.shape[2] >= 3:
+            vals = (vals[:, :, :-2] + vals[:, :, 1:-1] + vals[:, :, 2:]) / 3
+        line = vals[:, b:3 * b + 1].min(axis=1)
+        paper = np.maximum(vals.max(axis=1), 1.0)
         contrast = np.clip((paper - line) / paper, 0.0, 1.0)
-        k = min(window, len(contrast))
-        c = np.concatenate([[0.0], np.cumsum(contrast, dtype=np.float64)])
-        out.append(float(((c[k:] - c[:-k]) / k).min()))
+        k = min(window, contrast.shape[1])
+        c = np.concatenate([np.zeros((2, 1)), np.cumsum(contrast, axis=1, dtype=np.float64)], axis=1)
+        out.extend(((c[:, k:] - c[:, :-k]) / k).min(axis=1).tolist())
     return np.array(out)
 
 
@@ -199,7 +220,7 @@ def _best_shift(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, band
         a, b = lo + s, hi + s
         if a < 0 or b >= n:
             continue
-        score = min(pm[a], pm[b]) - 0.004 * abs(s)
+        score = min(pm[a], pm[b]) - SHIFT_PENALTY * abs(s)
         if score > best_score:
             best, best_score = s, score
     return best
@@ -211,12 +232,12 @@ def _frac(mask: np.ndarray) -> float:
 
 def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> dict[str, Any]:
     x, y, w, h = box_mm
-    margin = 2.0
+    margin = BOX_MARGIN_MM
     ppm = BOX_PX_PER_MM
     p = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
     lv = _Levels(p, black)
     smooth = cv2.medianBlur(p, 3)
-    raw_dark = _le(p, lv.above(0.15))
+    raw_dark = _le(p, lv.above(DARK_FOR_OUTLINE))
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
     search = int(round(SEARCH_MM * ppm))
@@ -224,13 +245,13 @@ def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> di
     sy = _best_shift(raw_dark, m, m + bh, 0, search, (m + search + 2, m + bw - search - 2))
     x0, y0 = m + sx, m + sy
     x1, y1 = x0 + bw, y0 + bh
-    shrink = int(round(0.1 * min(bw, bh)))
+    shrink = int(round(SHRINK * min(bw, bh)))
     interior = smooth[y0 + shrink:y1 - shrink, x0 + shrink:x1 - shrink]
     v_ink, v_faint = lv.at_least(INK_DARK), lv.at_least(FAINT_DARK)
     ink = _frac(_le(interior, v_ink))
     faint = _frac(_le(interior, v_faint) & ~_le(interior, v_ink))
     # strips just outside the outline: 0.35 .. 0.8 mm away
-    a, b = int(round(0.35 * ppm)), int(round(0.8 * ppm))
+    a, b = int(round(STRIP_MM[0] * ppm)), int(round(STRIP_MM[1] * ppm))
     strips = {
         "top": smooth[max(0, y0 - b):y0 - a, x0:x1],
         "bottom": smooth[y1 + a:y1 + b, x0:x1],
@@ -279,18 +300,52 @@ def _best_shifts(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, ban
     if not shifts:
         return np.zeros(len(dark), int)
     sv = np.array(shifts)
-    score = np.minimum(pmax[:, lo + sv], pmax[:, hi + sv]) - np.array([0.004 * abs(s) for s in shifts])
+    score = np.minimum(pmax[:, lo + sv], pmax[:, hi + sv]) - np.array([SHIFT_PENALTY * abs(s) for s in shifts])
     return sv[np.argmax(score, axis=1)]  # the first best, as a scan from -search keeps
 
 
 def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: float) -> list[dict[str, Any]]:
     """measure_box for every box of a page at once: the same numbers (the boxes of a sheet are all
-    the same size, so their patches are measured as one stack instead of ~20 small calls each)."""
+    the same size, so their patches are measured as one stack instead of ~20 small calls each),
+    plus, per box, what the boxes facing it from near by hold ("near", see _neighbours)."""
+    out = _measure_boxes(image, hmat, boxes_mm, black)
+    _neighbours(boxes_mm, out)
+    return out
+
+
+SIDES = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}  # side -> the side facing it
+NEIGHBOUR_MM = 3.0   # boxes whose outlines are at most this far apart face each other (rows of options: 2 mm)
+
+
+def _neighbours(boxes_mm: list, measures: list[dict[str, Any]]) -> None:
+    """Record in each box's measures, per side, the box of the page (any field) that faces it within
+    NEIGHBOUR_MM: its interior ink and faint ink and its spill strips. A mark that spills out of its
+    box is only accepted when no neighbour holds ink of its own, and an empty box's spill is only
+    explained by a neighbour that clearly holds the mark; decide() needs the neighbour's numbers
+    for that, and they are stored with the box so that it can be re-run."""
+    if len(boxes_mm) < 2:
+        return
+    b = np.asarray(boxes_mm, float)
+    x, y, w, h = b[:, 0:1], b[:, 1:2], b[:, 2:3], b[:, 3:4]
+    ox = np.minimum(x + w, (x + w).T) - np.maximum(x, x.T) > 0.5 * np.minimum(w, w.T)  # columns overlap
+    oy = np.minimum(y + h, (y + h).T) - np.maximum(y, y.T) > 0.5 * np.minimum(h, h.T)  # rows overlap
+    gaps = {"bottom": ox & (y.T - (y + h) >= 0) & (y.T - (y + h) <= NEIGHBOUR_MM),
+            "top": ox & (y - (y.T + h.T) >= 0) & (y - (y.T + h.T) <= NEIGHBOUR_MM),
+            "right": oy & (x.T - (x + w) >= 0) & (x.T - (x + w) <= NEIGHBOUR_MM),
+            "left": oy & (x - (x.T + w.T) >= 0) & (x - (x.T + w.T) <= NEIGHBOUR_MM)}
+    for side, g in gaps.items():
+        for i, j in zip(*np.nonzero(g)):
+            m = measures[j]
+            measures[i].setdefault("near", {})[side] = {"ink": m["ink"], "faint": m["faint"],
+                                                        "spill": m["spill"]}
+
+
+def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: float) -> list[dict[str, Any]]:
     if not boxes_mm:
         return []
     if len({(b[2], b[3]) for b in boxes_mm}) != 1:
         return [measure_box(image, hmat, b, black) for b in boxes_mm]
-    margin = 2.0
+    margin = BOX_MARGIN_MM
     ppm = BOX_PX_PER_MM
     patches = [patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
                for x, y, w, h in boxes_mm]
@@ -300,11 +355,11 @@ def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: fl
     N = len(P)
     S = np.stack([cv2.medianBlur(p, 3) for p in patches])
     flat = P.reshape(N, -1)
-    k = int(flat.shape[1] * 0.92)
+    k = int(flat.shape[1] * PAPER_QUANTILE)
     paper = np.partition(flat, k, axis=1)[:, k].astype(np.float32)
-    span = np.maximum(paper.astype(np.float64) - black, 25.0).astype(np.float32)
+    span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
-    v_raw = np.count_nonzero(lut > 0.15, axis=1) - 1
+    v_raw = np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1) - 1
     v_ink = np.count_nonzero(lut >= INK_DARK, axis=1) - 1
     v_faint = np.count_nonzero(lut >= FAINT_DARK, axis=1) - 1
     raw_dark = P <= v_raw[:, None, None]
@@ -316,14 +371,14 @@ def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: fl
     sy = _best_shifts(raw_dark, m, m + bh, 0, search, (m + search + 2, m + bw - search - 2))
     x0, y0 = m + sx, m + sy
     x1, y1 = x0 + bw, y0 + bh
-    shrink = int(round(0.1 * min(bw, bh)))
+    shrink = int(round(SHRINK * min(bw, bh)))
     ink_mask = S <= v_ink[:, None, None]
     faint_mask = (S <= v_faint[:, None, None]) & ~ink_mask
     ii_ink, ii_faint = _integral(ink_mask), _integral(faint_mask)
     n = np.arange(N)
     ink_c, size = _rect_counts(ii_ink, n, y0 + shrink, y1 - shrink, x0 + shrink, x1 - shrink)
     faint_c, _ = _rect_counts(ii_faint, n, y0 + shrink, y1 - shrink, x0 + shrink, x1 - shrink)
-    a, b = int(round(0.35 * ppm)), int(round(0.8 * ppm))
+    a, b = int(round(STRIP_MM[0] * ppm)), int(round(STRIP_MM[1] * ppm))
     strips = {
         "top": _rect_counts(ii_ink, n, np.maximum(0, y0 - b), y0 - a, x0, x1),
         "bottom": _rect_counts(ii_ink, n, y1 + a, y1 + b, x0, x1),
@@ -359,16 +414,71 @@ def box_state(m: dict[str, Any]) -> tuple[str, float, str | None]:
         return "cancelled", round(0.8 + 0.19 * min(1.0, (ink - CANCEL_MIN) / 0.2), 3), None
     if MARK_MIN <= ink <= MARK_MAX:
         if spill > SPILL_MAX and spill > ink:
+            if _spilled_from_here(m):
+                return "marked", SPILLED_CONFIDENCE, None
             return "unsure", 0.4, "half_outside"
         margin = min(ink - MARK_MIN, MARK_MAX - ink) / 0.08
         return "marked", round(0.8 + 0.19 * min(1.0, margin), 3), None
     if ink <= EMPTY_MAX:
         if faint > FAINT_MAX:
             return "unsure", 0.4, "faint_mark"
-        if spill > SPILL_EMPTY_MAX:
+        if spill > SPILL_EMPTY_MAX and not _spill_from_neighbour(m):
             return "unsure", 0.4, "half_outside"
         return "empty", round(max(0.5, 0.99 - 5 * ink - 2 * faint), 3), None
     return "unsure", 0.35, "ambiguous_mark"
+
+
+# Marks that spill out of their box (issue 12.5). A cross centred in its box whose strokes run out
+# of it leaves ink in the strips on opposite sides; a mark drawn off-centre (half outside) on one
+# side only. The ink belongs to the box when it is centred and no box facing a spilled side holds
+# ink of its own; an empty box next to it then sees that spill and is still empty.
+SPILLED_CONFIDENCE = 0.8
+SPILL_SIDE = SPILL_EMPTY_MAX      # a strip with more ink than this has ink running out through it
+SPILL_BALANCE = 0.5               # the opposite strip holds at least this share of it: the mark is centred
+SPILL_CLEAN = 0.05                # strips without a neighbour's mark near them: at most this ink
+SPILLED_MARK_MIN = 0.12           # the spilled mark's own ink inside the box: clearly a mark
+NEIGHBOUR_CLEAN = 0.01            # a neighbour (or an empty box) this clean inside holds no mark of its own
+
+
+def _clean_inside(m: dict[str, Any]) -> bool:
+    return m["ink"] <= NEIGHBOUR_CLEAN and m["faint"] <= FAINT_MAX / 2
+
+
+def _spilled_from_here(m: dict[str, Any]) -> bool:
+    """A marked box whose ink runs out of it: centred (every spilled side's opposite strip carries
+    ink too), clearly inked inside, and every box facing a spilled side clean inside."""
+    spill, near = m["spill"], m.get("near", {})
+    if m["ink"] < SPILLED_MARK_MIN or len(spill) != 4:
+        return False
+    for side, other in SIDES.items():
+        if spill[side] > SPILL_SIDE:
+            if spill[other] < SPILL_BALANCE * spill[side]:
+                return False
+            if side in near and not _clean_inside(near[side]):
+                return False
+    return True
+
+
+def _spill_from_neighbour(m: dict[str, Any]) -> bool:
+    """An empty box with ink just outside it, all of it on sides facing a box that clearly holds a
+    mark of its own whose ink runs out toward this box. Anything else (ink on a side with no marked
+    neighbour, ink inside this box) is left to a person."""
+    near = m.get("near", {})
+    if not _clean_inside(m) or len(m["spill"]) != 4:
+        return False
+    explained = False
+    for side, v in m["spill"].items():
+        if v <= SPILL_CLEAN:
+            continue
+        n = near.get(side)
+        if n is None or not (SPILLED_MARK_MIN <= n["ink"] <= MARK_MAX) \
+                or n["faint"] > max(FAINT_MAX, 0.35 * n["ink"]):  # a pen line's soft edge, no more
+            return False
+        nstate = box_state({**n, "spill_max": max(n["spill"].values()), "near": {}})
+        if nstate[0] != "marked" or n["spill"][SIDES[side]] <= SPILL_CLEAN:
+            return False
+        explained = True
+    return explained
 
 
 COVERED = english("covered")
@@ -523,7 +633,7 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     lv = _Levels(crop, black)
     paper = lv.paper
     smooth = cv2.medianBlur(crop, 3)
-    raw_dark = _le(crop, lv.above(0.15))
+    raw_dark = _le(crop, lv.above(DARK_FOR_OUTLINE))
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
     search = int(round(SEARCH_MM * ppm))
@@ -533,7 +643,7 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     sy = _best_shift(raw_dark, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else 0
     origin = (x - margin - sx / ppm, y - margin - sy / ppm)
     printed = np.zeros(crop.shape, bool)
-    pad = 0.45
+    pad = PRINT_MASK_MM
     _mask_rect(printed, x, y, x + w, y + h, ppm, origin, pad)
     cells = field.get("cells_mm") or []
     for cx, cy, cw, ch in cells:
@@ -546,7 +656,7 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
             c1 = int(math.ceil((gap1 - origin[0]) * ppm)) + 1
             printed[:, max(0, c0):max(0, c1)] = True
     for i in range(1, int(field.get("lines") or 1)):
-        ly = y + i * 9.0
+        ly = y + i * LINE_PITCH
         r0 = int((ly - origin[1] - pad) * ppm)
         r1 = int(math.ceil((ly - origin[1] + pad) * ppm))
         printed[max(0, r0):max(0, r1), :] = True
@@ -555,12 +665,12 @@ def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black:
     r0, c0 = int(m + sy), int(m + sx)
     inside[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
     usable = inside & ~printed
-    inked = _le(smooth, lv.at_least(INK_DARK - 0.1)) & usable
+    inked = _le(smooth, lv.at_least(HAND_INK_DARK)) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
     # per tile: usable pixels, ink pixels, light-ink pixels
     (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums(
         [usable, inked, _le(smooth, lv.at_least(FAINT_DARK)) & usable], tile)
-    valid = use_t >= tile * tile * 0.3
+    valid = use_t >= tile * tile * TILE_MIN_USABLE
     frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
     light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
     tiles = int(valid.sum())

@@ -9,6 +9,7 @@ for codes (`codes`), never for words.
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -83,4 +84,13 @@ def codes(reason: str | None) -> set[str]:
     return {r["code"] for r in parse(reason)}
 
 
-__all__ = ["ENGLISH", "MULTI_MARK", "PAGE_CODES", "QUARANTINE", "codes", "english", "join", "parse"]
+def data(reason: str | None, quarantine: bool = False) -> str | None:
+    """A stored reason as data, for the `reason_codes` column: JSON of its codes and parameters
+    (parse), or None without a reason. A quarantine reason is a code already."""
+    if not reason:
+        return None
+    parts = [{"code": reason, "params": {}}] if quarantine else parse(reason)
+    return json.dumps(parts, ensure_ascii=False, sort_keys=True)
+
+
+__all__ = ["ENGLISH", "MULTI_MARK", "PAGE_CODES", "QUARANTINE", "codes", "data", "english", "join", "parse"]

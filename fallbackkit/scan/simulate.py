@@ -22,8 +22,10 @@ from .. import payload as payload_mod
 from ..errors import BadInput, PayloadError
 from ..generate import sheet_geometry
 from . import degrade as degrade_mod
+from . import digits_synth
 from .locate import find_codes
 from .marks import BOX_STYLES, InkLayer, draw_box_mark, draw_handwriting
+from .digits_synth import DigitWriter
 from .read import HANDWRITTEN
 
 RENDER_DPI = {"clean": 200, "office": 200, "hard": 200, "phone": 300}
@@ -59,33 +61,48 @@ def page_transform(dpi: float) -> np.ndarray:
     return np.array([[s, 0, 0], [0, s, 0], [0, 0, 1]], float)
 
 
-def _pick_style(rng: np.random.Generator, hard_cases: float) -> str:
+def _pick_style(rng: np.random.Generator, hard_cases: float, spilled: float = 0.0) -> str:
     if rng.random() < hard_cases:
         return str(rng.choice(["faint", "half_outside"]))
+    # spilled marks are drawn only when asked for (the accuracy benchmark, tests): the same seed
+    # fills a page as before otherwise (the golden scenarios of the tests depend on it)
+    if spilled and rng.random() < spilled:
+        return "spilled"
     return str(rng.choice(CLEAR_STYLES))
 
 
 def fill_page(image: np.ndarray, geometry: dict, dpi: float, rng: np.random.Generator, *,
               blank: bool = False, fill: float = 0.6, hard_cases: float = 0.03,
-              two_marks: float = 0.03, cancels: float = 0.05, writing: float = 0.4
-              ) -> tuple[np.ndarray, dict[str, dict[str, Any]]]:
-    """Fill the fields of one clean page; returns the marked image and the truth per field."""
+              two_marks: float = 0.03, cancels: float = 0.05, writing: float = 0.4, spilled: float = 0.0,
+              digits: DigitWriter | None = None) -> tuple[np.ndarray, dict[str, dict[str, Any]]]:
+    """Fill the fields of one clean page; returns the marked image and the truth per field.
+    digits: comb fields get plausible values in real handwritten digits (truth: `written`) instead
+    of scribbles."""
     layer = InkLayer(image, page_transform(dpi))
     truth: dict[str, dict[str, Any]] = {}
+    later: list[tuple[dict, str]] = []
+    legend_rows: list[int] = []  # how many nurses signed this sheet's legend: drawn at its first field
     for f in geometry["fields"]:
         t = f["type"]
         entry: dict[str, Any] = {"type": t, "should_review": False}
         if t in HANDWRITTEN:
-            ink = (not blank) and rng.random() < writing
-            if ink:
+            if f.get("legend") and not legend_rows:  # (drawn here: pages without a legend keep their draws)
+                legend_rows.append(1 + int(rng.integers(0, 3)))
+            chance = _writing_chance(f["name"], truth, writing, legend_rows[0] if legend_rows else 0)
+            ink = (not blank) and rng.random() < chance
+            text = digits.text_for(f, rng) if ink and digits is not None and f.get("cells_mm") else ""
+            if text.strip():
+                later.append((f, text))
+                entry["written"] = text
+            elif ink:
                 draw_handwriting(layer, f, rng)
-            entry.update(value=None, ink=bool(ink), style="writing" if ink else "empty")
+            entry.update(value=None, ink=bool(ink), style=("digits" if text.strip() else "writing") if ink else "empty")
             entry["should_review"] = bool(ink)
         elif t == "checkbox":
             styles = []
             value = False
             if not blank and rng.random() < fill:
-                style = "cancelled" if rng.random() < cancels else _pick_style(rng, hard_cases)
+                style = "cancelled" if rng.random() < cancels else _pick_style(rng, hard_cases, spilled)
                 draw_box_mark(layer, f["box_mm"], style, rng)
                 styles.append(style)
                 value = BOX_STYLES[style][0]
@@ -96,7 +113,11 @@ def fill_page(image: np.ndarray, geometry: dict, dpi: float, rng: np.random.Gene
             styles = ["empty"] * len(options)
             marked: list[str] = []
             review = False
-            if not blank and rng.random() < fill:
+            parts = f["name"].split(".")
+            after_given = len(parts) == 3 and parts[2] == "effect"  # a PRN dose's effect: only once given
+            if after_given and truth.get(f"{parts[0]}.{parts[1]}.given", {}).get("value") is not True:
+                pass
+            elif not blank and rng.random() < fill:
                 if t == "choice":
                     k = int(rng.integers(0, len(options)))
                     picks = [k]
@@ -106,7 +127,7 @@ def fill_page(image: np.ndarray, geometry: dict, dpi: float, rng: np.random.Gene
                     n = int(rng.integers(1, min(4, len(options)) + 1))
                     picks = [int(i) for i in rng.choice(len(options), n, replace=False)]
                 for i in picks:
-                    styles[i] = _pick_style(rng, hard_cases)
+                    styles[i] = _pick_style(rng, hard_cases, spilled)
                 if t == "choice" and len(options) > 1 and rng.random() < cancels:
                     free = [i for i in range(len(options)) if styles[i] == "empty"]
                     if free:
@@ -130,7 +151,28 @@ def fill_page(image: np.ndarray, geometry: dict, dpi: float, rng: np.random.Gene
         else:
             continue
         truth[f["name"]] = entry
-    return layer.apply(), truth
+    marked = layer.apply()
+    for f, text in later:
+        digits.write(marked, page_transform(dpi), f, text, rng)
+    return marked, truth
+
+
+def _writing_chance(name: str, truth: dict[str, dict[str, Any]], writing: float, legend_rows: int) -> float:
+    """How likely a nurse writes in this field, given what the page holds so far (fields come in
+    layout order: a slot's marks before its writing): a held code only for a dose marked held, a
+    PRN reason only for a dose given, the legend's first rows filled as a whole."""
+    parts = name.split(".")
+    if len(parts) == 2 and parts[0][:1] == "l" and parts[0][1:].isdigit():
+        return 1.0 if int(parts[0][1:]) <= legend_rows else 0.0
+    if len(parts) == 3:
+        prefix, part = ".".join(parts[:2]), parts[2]
+        status = truth.get(f"{prefix}.status", {}).get("value")
+        given = truth.get(f"{prefix}.given", {}).get("value")
+        if part == "held":
+            return 0.9 if status == "held" else 0.0
+        if part == "reason":
+            return 0.8 if given is True else 0.0
+    return writing
 
 
 def _field_rects(f: dict) -> list[list[float]]:
@@ -200,9 +242,26 @@ def _write_pdf(path: Path, imgs: list[np.ndarray], dpi: float) -> None:
                                                 resolution=dpi))
 
 
+def digit_writer(kit) -> DigitWriter | None:
+    """Real handwritten digits for the comb fields, with the kit's templates' plausible ranges;
+    None (scribbles) when the digit data of the source tree is not there (an installed package)."""
+    from ..templates.model import load_templates
+    from .suggest import field_specs
+    if not digits_synth.DATA_PATH.is_file():
+        return None
+    ranges: dict[str, tuple[float, float]] = {}
+    for template in load_templates(kit.templates_dir).values():
+        for name, spec in field_specs(template).items():
+            if getattr(spec, "range", None):
+                ranges[name] = tuple(spec.range)
+    return DigitWriter(ranges)
+
+
 def simulate(kit, pdf_path: Path | str, out_dir: Path | str, *, seed: int = 0, tier: str = "mixed",
-             blank_every: int = 10) -> dict[str, Any]:
-    """Fill and damage every sheet of a printed PDF; write images and truth.json into out_dir."""
+             blank_every: int = 10, digits: bool = False) -> dict[str, Any]:
+    """Fill and damage every sheet of a printed PDF; write images and truth.json into out_dir.
+    digits: write plausible values in real handwritten digits (train split) into comb fields, so that
+    the scans get digit suggestions (else scribbles)."""
     if tier not in (*degrade_mod.TIERS, "mixed"):
         raise BadInput(f"unknown tier {tier!r}", hint="use clean, office, hard, phone or mixed")
     pdf_path, out_dir = Path(pdf_path), Path(out_dir)
@@ -217,6 +276,7 @@ def simulate(kit, pdf_path: Path | str, out_dir: Path | str, *, seed: int = 0, t
     except pdfium.PdfiumError as exc:
         raise BadInput(f"{pdf_path}: cannot read this PDF ({exc})") from exc
     low = renders[min(renders)]
+    writer = digit_writer(kit) if digits else None
     pages: list[dict[str, Any]] = []
     skipped = []
     for index, img in enumerate(low):
@@ -229,14 +289,16 @@ def simulate(kit, pdf_path: Path | str, out_dir: Path | str, *, seed: int = 0, t
         dpi = RENDER_DPI[page_tier]
         clean = renders[dpi][index]
         blank = blank_every > 0 and rng.random() < 1.0 / blank_every
-        marked, truth = fill_page(clean, geometry, dpi, rng, blank=blank)
+        marked, truth = fill_page(clean, geometry, dpi, rng, blank=blank, digits=writer)
         damaged = degrade_mod.degrade(marked, page_tier, rng, src_dpi=dpi)
         pages.append({"pdf_page": index + 1, "sheet_id": sp.sheet_id, "tier": page_tier, "blank": blank,
                       "fields": truth, "image": damaged, "dpi": dpi})
     files = _write_files(out_dir, pages, rng)
     truth_doc = {"source": str(pdf_path), "seed": seed, "tier": tier, "files": files, "skipped": skipped}
     _atomic_write(out_dir / "truth.json", lambda t: Path(t).write_text(json.dumps(truth_doc, indent=1)))
-    return {"pages": len(pages), "files": len(files), "skipped": len(skipped), "out": str(out_dir)}
+    written = sum(1 for p in pages for t in p["fields"].values() if t.get("written"))
+    return {"pages": len(pages), "files": len(files), "skipped": len(skipped), "out": str(out_dir),
+            "digit_fields": written}
 
 
 def _write_files(out_dir: Path, pages: list[dict[str, Any]], rng: np.random.Generator) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ breaks a rule is shown with the rule and is never pre-filled.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +19,12 @@ from ..templates.layout import comb_groups
 
 CELL_MIN = 0.5         # a written cell whose best digit is less likely than this reads as no digit
 CELL_SURE = 0.9        # below this a digit is highlighted as unsure and the field is not pre-filled
-PREFILL_MIN = 0.95     # field confidence (product over cells) needed to pre-fill
+PREFILL_MIN = 0.98     # field confidence needed to pre-fill (chosen on the calibration split)
 NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled time is queried
 EMPTY_SURE_INK = 0     # ink pixels in a cell that reads as empty beyond which emptiness is unsure
+ALT_MIN = 0.002        # a digit alternative less likely than this is not considered
+MAX_COMBINATIONS = 64  # digit strings weighed per field (the most probable ones)
+PREFILL_MARGIN = 0.05  # never pre-fill when the second valid digit string is this close to the best
 
 
 @dataclass
@@ -36,14 +38,29 @@ class Checks:
 
 
 def _cell(c: dict[str, Any]) -> dict[str, Any]:
+    """A cell's reading: its top digit ("" for empty, None for something else) and the digit
+    alternatives the field may choose among."""
     alts = c.get("alts")
     if not alts:
         conf = 1.0 if c.get("ink", 0) <= EMPTY_SURE_INK else 0.97
-        return {"digit": "", "p": conf, "alts": [], "low": False}
+        return {"digit": "", "p": conf, "alts": [], "low": False, "choices": [("", conf)]}
     label, p = alts[0]
     if label == "other" or p < CELL_MIN:
-        return {"digit": None, "p": round(1 - p if label == "other" else p, 4), "alts": alts, "low": True}
-    return {"digit": label, "p": p, "alts": alts, "low": p < CELL_SURE}
+        return {"digit": None, "p": round(1 - p if label == "other" else p, 4), "alts": alts, "low": True,
+                "choices": []}
+    choices = [(lab, float(q)) for lab, q in alts if lab != "other" and float(q) >= ALT_MIN]
+    return {"digit": label, "p": p, "alts": alts, "low": p < CELL_SURE, "choices": choices}
+
+
+def _combinations(cells: list[dict]):
+    """Digit strings of the cells' alternatives, most probable first (with their probability)."""
+    combos: list[tuple[float, tuple[int, ...]]] = [(1.0, ())]
+    for c in cells:
+        combos = [(p * q, idx + (k,)) for p, idx in combos for k, (_, q) in enumerate(c["choices"])]
+        combos.sort(key=lambda t: -t[0])
+        del combos[MAX_COMBINATIONS:]
+    for p, idx in combos:
+        yield p, [c["choices"][k][0] for c, k in zip(cells, idx)]
 
 
 def _groups(field: dict) -> list[tuple[str, int]]:
@@ -140,16 +157,44 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
         out["rule"] = (f"box {bad[0]} holds something other than one digit" if len(bad) == 1
                        else f"boxes {', '.join(map(str, bad))} hold something other than one digit")
         return out
-    text, why = _assemble(cells, field)
+    # the most probable digit strings that mean something for the field; digit strings that break a
+    # rule are impossible, so their probability goes to the others (not that of "something else")
+    first = None
+    valid: list[tuple[float, str, list[str]]] = []
+    broken = 0.0
+    for p, choice in _combinations(cells):
+        text, why = _assemble([{"digit": d} for d in choice], field)
+        rule = why if text is None else _check(text, field, checks)
+        if first is None:
+            first = (p, text, rule, choice)
+        if rule is None:
+            valid.append((p, text, choice))
+            if len(valid) == 2:
+                break
+        else:
+            broken += p
+    p_top, text, rule, choice = first
+    field_conf = 0.0
+    if valid:
+        p_best, best_text, best = valid[0]
+        field_conf = p_best / max(1.0 - broken, p_best)
+        if rule is None or field_conf >= CELL_MIN:
+            text, rule, choice, p_top = best_text, None, best, p_best
     if text is None:
-        out["rule"] = why
+        out["rule"] = rule
         return out
-    conf = math.prod(c["p"] for c in cells)
+    for c, d in zip(cells, choice):
+        if d != c["digit"]:
+            q = dict(c["choices"]).get(d, 0.0)
+            c.update(digit=d, p=q, low=True)
     out["suggestion"] = text
-    out["suggestion_confidence"] = round(conf, 4)
-    out["rule"] = _check(text, field, checks)
-    out["prefill"] = (out["rule"] is None and conf >= PREFILL_MIN and not raw.get("page_review")
-                      and all(not c["low"] for c in cells))
+    out["suggestion_confidence"] = round(field_conf if rule is None else p_top, 4)
+    out["rule"] = rule
+    second = valid[1][0] if len(valid) > 1 else 0.0
+    out["prefill"] = (rule is None and field_conf >= PREFILL_MIN and second <= PREFILL_MARGIN * valid[0][0]
+                      and not raw.get("page_review"))
+    for c in cells:
+        c.pop("choices", None)
     return out
 
 
@@ -191,7 +236,7 @@ class SuggestionContext:
                 self._specs = {}
                 return None
             try:
-                self._specs = {ref: _field_specs(t) for ref, t in load_templates(self.templates_dir).items()}
+                self._specs = {ref: field_specs(t) for ref, t in load_templates(self.templates_dir).items()}
             except Exception:  # a broken template directory: no ranges, never a pre-fill on a guess
                 self._specs = {}
         specs = self._specs.get(template or "", {})
@@ -217,7 +262,8 @@ def _day(stamp: str) -> _dt.date:
     return _dt.date.fromisoformat(str(stamp)[:10])
 
 
-def _field_specs(template) -> dict[str, Any]:
+def field_specs(template) -> dict[str, Any]:
+    """The template's field specs by field name (grid rows by their row name)."""
     out = {}
     for s in template.sections:
         for f in s.fields:
@@ -225,4 +271,7 @@ def _field_specs(template) -> dict[str, Any]:
         if s.grid:
             for r in s.grid.rows:
                 out[r.name] = r
+        if s.medications:  # a slot's held code (m1.s2.held) is checked against the code list
+            for part, spec in s.medications.part_specs().items():
+                out.setdefault(part, spec)
     return out

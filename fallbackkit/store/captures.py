@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import NotFound
 from .kit import now_iso
 from .transactions import atomic, raw_connection
+from ..scan.reasons import data as reason_data  # the one owner of reason codes (a plain module, no scan engine)
 
 PAGE_STATUSES = ("read", "blank", "cover")  # anything else the reader returns is quarantined
 
@@ -141,16 +142,19 @@ def _store_page(conn: sqlite3.Connection, page: ScannedPage, source: str,
         if sheet:
             conn.executemany(
                 "INSERT INTO readings (capture_id, sheet_id, field, type, raw, value, confidence, status, reason,"
-                " ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " reason_codes, ink, crop_path) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [[capture_id, sheet, r.field, r.type, r.raw, _dumps(r.value), r.confidence, r.status, r.reason,
-                  None if r.ink is None else int(r.ink), r.crop_path] for r in page.readings])
+                  reason_data(r.reason), None if r.ink is None else int(r.ink), r.crop_path]
+                 for r in page.readings])
             accepted = sum(r.status == "accepted" for r in page.readings)
             review = len(page.readings) - accepted
         quarantine_id = None
         if quarantined:
-            cur = conn.execute("INSERT INTO quarantine (capture_id, reason, detail, payload, created_at)"
-                               " VALUES (?,?,?,?,?)",
-                               [capture_id, page.reason or "unreadable", page.detail, page.payload_text, now_iso()])
+            reason = page.reason or "unreadable"
+            cur = conn.execute("INSERT INTO quarantine (capture_id, reason, reason_codes, detail, payload, created_at)"
+                               " VALUES (?,?,?,?,?,?)",
+                               [capture_id, reason, reason_data(reason, quarantine=True), page.detail,
+                                page.payload_text, now_iso()])
             quarantine_id = cur.lastrowid
     return StoredPage(capture_id, quarantine_id, sheet, duplicate_of, accepted, review, page.status == "blank")
 
@@ -174,3 +178,22 @@ def pages_stored(conn: Any, sha: str, source: str = "scan") -> set[int]:
 def count_pages_stored(conn: Any, sha: str, source: str = "scan") -> int:
     return raw_connection(conn).execute(
         "SELECT COUNT(*) FROM captures WHERE file_sha256 = ? AND source = ?", [sha, source]).fetchone()[0]
+
+
+def crop_path(conn, reading_id: int) -> tuple[bool, str | None]:
+    """(the reading exists, the crop written at scan time or None)."""
+    row = raw_connection(conn).execute("SELECT crop_path FROM readings WHERE reading_id = ?", [reading_id]).fetchone()
+    return (row is not None, row[0] if row else None)
+
+
+def page_image_path(conn, capture_id: int) -> tuple[bool, str | None]:
+    """(the capture exists, its archived page image relative to the kit)."""
+    row = raw_connection(conn).execute("SELECT image_path FROM captures WHERE capture_id = ?", [capture_id]).fetchone()
+    return (row is not None, row[0] if row else None)
+
+
+def capture_times(conn, capture_ids: list[int]) -> dict[int, str]:
+    """capture id -> when it was scanned."""
+    marks = ",".join("?" * len(capture_ids))
+    return dict(raw_connection(conn).execute(f"SELECT capture_id, captured_at FROM captures WHERE capture_id IN ({marks})",
+                                    list(capture_ids)).fetchall())

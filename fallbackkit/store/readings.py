@@ -186,6 +186,8 @@ def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterab
             ordered = sorted(set(wanted))
             chunks = [(f"r.{column} IN ({','.join('?' * len(part))})", part, column)
                       for part in (ordered[i:i + CHUNK] for i in range(0, len(ordered), CHUNK))]
+    if reviews is None and len(chunks) > 1:  # many readings: every review that counts, in one query
+        reviews = current_reviews(conn)
     current, values = None, {}
     for extra, extra_params, column in chunks:
         if reviews is not None:
@@ -196,14 +198,30 @@ def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterab
             get = current_reviews(conn, **{column + "s": extra_params}).get
         conds = where + ([extra] if extra else [])
         sql = f"SELECT {columns} FROM readings r" + (" WHERE " + " AND ".join(conds) if conds else "") + _ORDER[order]
-        for row in conn.execute(sql, params + extra_params):
-            if with_raw:
-                rid, cid, sid, name, ftype, value, confidence, status, reason, ink, raw, crop = row
-            else:
-                rid, cid, sid, name, ftype, value, confidence, status, reason, ink = row
+        cursor = conn.execute(sql, params + extra_params)
+        # effective_value(), inlined: these loops run once per reading of the store (reconcile's
+        # grouped walk is the hot one, so it has a loop of its own)
+        if group:
+            for rid, cid, sid, name, ftype, value, confidence, status, reason, ink in cursor:
+                machine = loads(value)
+                review = get(rid)
+                if review is None:
+                    made = record(rid, cid, sid, name, ftype, machine, confidence, status, reason, ink,
+                                  machine, status == "accepted", "machine", None)
+                else:
+                    made = record(rid, cid, sid, name, ftype, machine, confidence, status, reason, ink,
+                                  review.value, True, review.decision, review)
+                if cid == current:
+                    values[name] = made
+                else:
+                    if current is not None:
+                        yield current, values
+                    current, values = cid, {name: made}
+            continue
+        for row in cursor:
+            rid, cid, sid, name, ftype, value, confidence, status, reason, ink = row[:10]
             machine = loads(value)
             review = get(rid)
-            # effective_value(), inlined: this loop runs once per reading of the store
             if review is None:
                 made = record(rid, cid, sid, name, ftype, machine, confidence, status, reason, ink,
                               machine, status == "accepted", "machine", None)
@@ -211,15 +229,8 @@ def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterab
                 made = record(rid, cid, sid, name, ftype, machine, confidence, status, reason, ink,
                               review.value, True, review.decision, review)
             if with_raw:
-                made.raw, made.crop_path = json.loads(raw) if raw else {}, crop
-            if not group:
-                yield made
-            elif cid == current:
-                values[name] = made
-            else:
-                if current is not None:
-                    yield current, values
-                current, values = cid, {name: made}
+                made.raw, made.crop_path = json.loads(row[10]) if row[10] else {}, row[11]
+            yield made
     if group and current is not None:
         yield current, values
 

@@ -18,22 +18,19 @@ from typing import Any
 
 from ..errors import BadInput
 from ..fonts import BOLD, REGULAR, text_width_mm
+from .contract import BOX, LINE_PITCH, MARK_HOLE, MARK_INSET, MARK_SIZE, QR_SIZE
 from .model import LANGS, FieldSpec, Medications, Option, Section, Template, default_transcribe
 
 PAPER_SIZES_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 
-# Page furniture, mm.
-MARK_SIZE = 6.0
-MARK_INSET = 8.0          # page edge to the mark's outer edge
-MARK_HOLE = 2.6           # the bottom-right mark's white hole
+# Page furniture, mm. What the scan engine relies on (marks, hole, QR and box sizes, line pitch) is
+# in contract.py, shared with scan/.
 MARGIN = 18.0             # content starts here
-QR_SIZE = 25.0
 QR_TOP = 17.0
 HEADER_BOTTOM = 54.0      # body starts here (under the QR zone), or lower for a tall header:
 HEADER_MAX = 64.0         # a two-line title and a wrapped patient header end above this
 FOOTER_HEIGHT = 16.0
 
-BOX = 5.0                 # checkbox side: big enough for a pen
 CELL_W, CELL_H = 5.5, 8.0  # comb cell for handwritten digits
 LABEL_SIZE = 7.5
 LABEL_H = 3.6
@@ -311,7 +308,7 @@ class Placer:
         if t in ("number", "datetime"):
             return (width or max(label_w, self.comb_width(spec))), LABEL_H + CELL_H
         if t == "text":
-            return (width or avail), LABEL_H + spec.lines * 9.0
+            return (width or avail), LABEL_H + spec.lines * LINE_PITCH
         if t == "initials":
             return (width or max(label_w, 20.0)), LABEL_H + 10.0
         return (width or max(label_w, 60.0)), LABEL_H + SIGNATURE_H  # signature: 60 x 13 mm
@@ -396,10 +393,10 @@ class Placer:
                 entry["digits"], entry["decimals"] = spec.digits, spec.decimals
             page.geom({**entry, **extra})
         elif t == "text":
-            h = spec.lines * 9.0
+            h = spec.lines * LINE_PITCH
             page.box(x, top, w, h, 0.3)
             for i in range(1, spec.lines):
-                page.line(x + 1, top + i * 9.0, x + w - 1, top + i * 9.0, 0.15)
+                page.line(x + 1, top + i * LINE_PITCH, x + w - 1, top + i * LINE_PITCH, 0.15)
             page.geom({"name": name, "type": t, "box_mm": _box_mm(x, top, w, h), "lines": spec.lines, **extra})
         else:
             h = 10.0 if t == "initials" else SIGNATURE_H
@@ -424,6 +421,7 @@ class _Flow:
         self.bottom = self.size[1] - MARGIN - FOOTER_HEIGHT
         self.pages: list[PageLayout] = []
         self.title: dict[str, str] | None = None
+        self.title_of_legend: dict[str, str] | None = None
         self.new_page()
 
     @property
@@ -597,7 +595,9 @@ def comb_groups(type: str, format: str | None = None, digits: int = 0, decimals:
 
 def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: float, w: float,
                 prefix: str, caption: str | None, status: bool, extra: dict) -> None:
-    """One administration slot: caption (scheduled time), status marks, actual time, initials."""
+    """One administration slot: caption (scheduled time), status marks, actual time, initials and,
+    when the template has held codes, the box for the code of why a dose was held. A PRN slot
+    (no status marks) has a "given" box, and under its time the reason and the effect."""
     langs = placer.langs
     sy = y + 1.5  # 2 mm clear of the row line and of the time boxes: the reader looks for the outline
     sx = x
@@ -610,7 +610,7 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
         options = []
         ox = sx
         pitch = (w - 2 - (sx - x)) / len(meds.status.options)
-        shorts = ["/".join(dict.fromkeys(opt.label[lang] for lang in langs)) for opt in meds.status.options]
+        shorts = status_letters(meds, langs)
         # each mark's letter(s) end 1 mm before the next box (the reader checks a ring around it)
         room = pitch - BOX - 1.0 - 1.0
         size = 7.5
@@ -624,30 +624,96 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
         page.geom({"name": f"{prefix}.status", "type": "choice", "options": options, **extra})
     else:
         page.box(x, sy, BOX, BOX)
-        page.text(x + BOX + 1, sy + BOX - 1.3, label_text(meds.labels["given"], langs), 6.5)
         page.geom({"name": f"{prefix}.given", "type": "checkbox", "box_mm": _box_mm(x, sy, BOX, BOX), **extra})
+        effect = meds.prn_effect
+        marks_w = ((len(effect.options) - 1) * EFFECT_PITCH + BOX + 0.8
+                   + max(text_width_mm(placer.label(o.label), 7.5, BOLD) for o in effect.options)) if effect else 0.0
+        ex = x + w - 2.5 - marks_w  # the last mark's sign ends 2.5 mm before the next slot's box
+        given = label_text(meds.labels["given"], langs)
+        if text_width_mm(given, 6.5) <= ex - x - BOX - 3.0:
+            page.text(x + BOX + 1, sy + BOX - 1.3, given, 6.5)
+        else:  # the given mark's letter(s), as on the scheduled rows
+            page.text(x + BOX + 1, sy + BOX - 1.2, status_letters(meds, langs)[0], 7.5, BOLD)
+        if effect is not None:
+            options = []
+            for k, opt in enumerate(effect.options):
+                ox = ex + k * EFFECT_PITCH
+                page.box(ox, sy, BOX, BOX)
+                page.text(ox + BOX + 0.8, sy + BOX - 1.2, placer.label(opt.label), 7.5, BOLD)
+                options.append({"value": opt.value, "box_mm": _box_mm(ox, sy, BOX, BOX)})
+            page.geom({"name": f"{prefix}.effect", "type": "choice", "options": options, **extra})
     ty = sy + BOX + 2.0
     time_spec = FieldSpec("time", "datetime", meds.labels["time"], format="time")
     placer.draw(page, time_spec, f"{prefix}.time", x, ty, 0, show_label=False, extra=extra)
-    ix = x + placer.comb_width(time_spec) + 2.0
-    iw = max(8.0, w - (ix - x) - 2.0)
+    ix = x + placer.comb_width(time_spec) + 1.5
+    right = x + w - 1.0
+    parts = meds.part_specs()
+    code = "held" if status else "reason"
+    if code in parts:
+        # the code (why held; why a PRN dose was given): one digit box at the slot's right end,
+        # its label ("H?") just before it
+        label = held_label(meds, langs) if status else code_label(meds.labels["prn_reason"], langs)
+        cx = right - CELL_W
+        lx = cx - 1.2 - text_width_mm(label, HELD_LABEL_SIZE, BOLD)
+        page.text(lx, ty + CELL_H / 2 + 1.0, label, HELD_LABEL_SIZE, BOLD)
+        placer.draw(page, parts[code], f"{prefix}.{code}", cx, ty, CELL_W, show_label=False, extra=extra)
+        right = lx - 1.2
+    iw = max(7.0, right - ix)
     page.box(ix, ty, iw, CELL_H, 0.3)
     page.geom({"name": f"{prefix}.initials", "type": "initials", "box_mm": _box_mm(ix, ty, iw, CELL_H), **extra})
 
 
+def code_label(label: dict[str, str], langs: tuple[str, ...]) -> str:
+    return "/".join(dict.fromkeys(label[lang].rstrip("?") for lang in langs)) + "?"
+
+
+def status_letters(meds: Medications, langs: tuple[str, ...]) -> list[str]:
+    return ["/".join(dict.fromkeys(opt.label[lang] for lang in langs)) for opt in meds.status.options]
+
+
+def held_label(meds: Medications, langs: tuple[str, ...]) -> str:
+    return "/".join(dict.fromkeys(meds.labels["held"][lang].rstrip("?") for lang in langs)) + "?"
+
+
 CAPTION_W = 10.0  # the time, then 2 mm before the first box: the reader checks for ink spilling in
 SLOT_H = 1.5 + BOX + 2.0 + CELL_H + 1.0
+EFFECT_PITCH = 9.0
+HELD_LABEL_SIZE = 7.5
 MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « si nécessaire » ou prescriptions : "
              "feuille vierge", "nl": "meer 'indien nodig' of voorschriften: blanco blad"}
+PANEL_W = 36.0
+
+
+def _legend_lines(meds: Medications, langs: tuple[str, ...], width: float) -> list[str]:
+    """The marking legend under the section heading: the status letters, then the held codes and
+    the PRN effect marks, wrapped to the section width, one language after the other."""
+    lines = []
+    for lang in langs:
+        text = meds.labels["legend"][lang]
+        if meds.held_codes:
+            codes = " ".join(f"{o.value} {o.label[lang]}" for o in meds.held_codes)
+            text += f". {meds.labels['held_codes'][lang]}: {codes}"
+        if meds.prn_reasons:
+            codes = " ".join(f"{o.value} {o.label[lang]}" for o in meds.prn_reasons)
+            text += f". {meds.labels['prn_reasons'][lang]}: {codes}"
+        if meds.prn_effect is not None:
+            text += f"; {meds.labels['prn_effect'][lang]}"
+        lines += wrap_text(text, width, LEGEND_SIZE)[0]
+    return lines
+
+
+LEGEND_SIZE = 6.5
 
 
 def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: dict[str, Any],
                       reserve: float = 0.0) -> None:
-    """reserve: the height the sections after this one need (the signatures), kept on the sheet."""
+    """reserve: the height the sections after this one need (the legend), kept on the sheet."""
     meds = section.medications
     langs = placer.langs
-    panel_w = 42.0
+    panel_w = PANEL_W
     slot_w = (flow.width - panel_w - 2) / meds.slots_per_line
+    parts = meds.part_specs()
+    order_extra = "prescriber" in parts
 
     def row(kind: str, index: int, info: list[str], slot_captions: list[str | None],
             order_field: bool, status: bool, med_ref: int | None) -> None:
@@ -668,6 +734,9 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
                 page.text(flow.left, y0 + 3.0 + k * 2.7, text, 6.5)
             placer.draw(page, spec, f"{prefix}.order", flow.left, y0 + 1.0 + len(label) * 2.7 + 0.8,
                         panel_w - 3, show_label=False, extra=extra)
+            if order_extra:
+                _order_by(placer, page, meds, flow.left + panel_w, y0 + 0.5 + lines * SLOT_H + 0.5,
+                          flow.right - flow.left - panel_w - 1, prefix, extra)
         else:
             ty = y0 + 4.0
             for text, size, font in info:
@@ -685,18 +754,20 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
 
     def order_label() -> list[str]:
         """The new-order box's label, wrapped inside the drug panel (not under the slots)."""
-        return wrap_text(label_text(meds.labels["order"], langs), panel_w - 3, 6.5, REGULAR, 3)[0]
+        return wrap_text(label_text(meds.labels["order"], langs), panel_w - 3, 6.5, REGULAR, 4)[0]
 
     def row_height(lines: int, info_h: float, order_field: bool) -> float:
         order_h = 1.0 + len(order_label()) * 2.7 + 0.8 + 18.0 + 0.5
-        return max(lines * SLOT_H, info_h, order_h if order_field else 14.0) + 0.4
+        slots_h = lines * SLOT_H + (ORDER_BY_H if order_field and order_extra else 0.0)
+        return max(slots_h, info_h, order_h if order_field else 14.0) + 0.4
 
     scheduled = [m for m in context.get("medications", []) if not m.get("prn")]
     prn = [m for m in context.get("medications", []) if m.get("prn")]
+    legend = _legend_lines(meds, langs, flow.width - 2)
     flow.section_title(section.title, SLOT_H + 4 + 8)
-    for lang in langs:
-        flow.page.text(flow.left + 1, flow.y + 2.5, meds.labels["legend"][lang], 7)
-        flow.y += 3.4
+    for text in legend:
+        flow.page.text(flow.left + 1, flow.y + 2.3, text, LEGEND_SIZE)
+        flow.y += 2.9
     flow.y += 1.0
     for i, med in enumerate(scheduled, 1):
         times = [t for t in (med.get("scheduled_times") or "").split(";") if t.strip()][: meds.max_slots]
@@ -707,14 +778,17 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     blank_prn = max(0, meds.prn_rows - len(prn))
     blank_new = meds.blank_rows_stock if context.get("blank_stock") else meds.blank_rows
     prn_info = [_med_info(m, panel_w - 2, "PRN") for m in prn]
-    prn_lines = max(1, -(-meds.prn_slots // meds.slots_per_line))
+    prn_slots = [meds.prn_slot_count(m.get("frequency")) for m in prn]
+    blank_prn_lines = max(1, -(-meds.prn_slots // meds.slots_per_line))
     order_h = row_height(1, 0, True)
 
     def needed(n_prn: int, n_new: int) -> float:
         h = 0.0
         if prn or n_prn:
-            h += flow.section_h + sum(row_height(prn_lines, 2.0 + sum(3.8 if z > 8 else 3.2 for _, z, _ in inf),
-                                                 False) for inf in prn_info) + n_prn * order_h
+            h += flow.section_h + sum(row_height(-(-n // meds.slots_per_line),
+                                                 2.0 + sum(3.8 if z > 8 else 3.2 for _, z, _ in inf), False)
+                                      for inf, n in zip(prn_info, prn_slots))
+            h += n_prn * row_height(blank_prn_lines, 0, True)
         if n_new:
             h += flow.section_h + n_new * order_h
         return h
@@ -745,7 +819,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             flow.page.text(flow.right - 1.5, flow.y - flow.section_h + 3.8, note, 6.5, REGULAR, "right")
         for i, med in enumerate(prn + [None] * blank_prn, 1):
             if med:
-                row("p", i, prn_info[i - 1], [None] * meds.prn_slots, False, False, med.get("line"))
+                row("p", i, prn_info[i - 1], [None] * prn_slots[i - 1], False, False, med.get("line"))
             else:
                 row("p", i, [], [None] * meds.prn_slots, True, False, None)
     if blank_new:
@@ -754,12 +828,122 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             row("n", i, [], [None] * meds.slots_per_line, True, True, None)
 
 
+ORDER_BY_H = 1.0 + CELL_H + 1.0
+
+
+def _order_by(placer: Placer, page: _Page, meds: Medications, x: float, y: float, w: float,
+              prefix: str, extra: dict) -> None:
+    """Under a new order's slots: who prescribed it (written, transcribed) and at what time."""
+    parts = meds.part_specs()
+    by = label_text(meds.labels["prescriber"], placer.langs)
+    at = label_text(meds.labels["ordered"], placer.langs)
+    time_w = placer.comb_width(parts["ordered"])
+    at_w = text_width_mm(at, 6.5)
+    tx = x + w - time_w
+    by_w = text_width_mm(by, 6.5)
+    page.text(x, y + CELL_H / 2 + 1.0, by, 6.5)
+    bx = x + by_w + 1.5
+    bw = tx - at_w - 4.0 - bx
+    page.box(bx, y, bw, CELL_H, 0.3)
+    page.geom({"name": f"{prefix}.prescriber", "type": "text", "box_mm": _box_mm(bx, y, bw, CELL_H), "lines": 1,
+               **extra})
+    page.text(tx - 1.5, y + CELL_H / 2 + 1.0, at, 6.5, REGULAR, "right")
+    placer.draw(page, parts["ordered"], f"{prefix}.ordered", tx, y, time_w, show_label=False, extra=extra)
+
+
+LEGEND_ENTRY = (3.5, 14.0, 30.0)  # row number, initials box, signature box (mm); the name takes the rest
+LEGEND_GAP = 4.0
+LEGEND_PITCH = CELL_H + 1.2
+
+
+def _legend_layout(flow: _Flow, placer: Placer, legend) -> tuple[str | None, list[str], int, float]:
+    """(note in the heading bar or None, note lines under it, column label lines, name box width)."""
+    langs = placer.langs
+    num_w, init_w, sig_w = LEGEND_ENTRY
+    entry_w = (flow.width - LEGEND_GAP) / 2
+    name_w = entry_w - num_w - init_w - sig_w - 3.0
+    joined = " / ".join(dict.fromkeys(legend.labels["note"][lang] for lang in langs))
+    title_w = text_width_mm(label_text(flow.title_of_legend, langs), 8.5, BOLD) if flow.title_of_legend else 0.0
+    in_bar = joined if title_w + 8.0 + text_width_mm(joined, 6.5) <= flow.width - 3.0 else None
+    note = [] if in_bar else list(dict.fromkeys(
+        line for lang in langs for line in wrap_text(legend.labels["note"][lang], flow.width - 2, 6.5)[0]))
+    label_lines = max(len(_column_label(lab, langs, w)) for lab, w in (
+        (legend.labels["initials"], init_w), (legend.labels["name"], name_w), (legend.labels["signature"], sig_w)))
+    return in_bar, note, label_lines, name_w
+
+
+def _flow_legend(flow: _Flow, placer: Placer, section: Section) -> None:
+    """The initials legend: numbered rows of initials, name and signature, two rows side by side.
+    The row number is what the review station's keys 1-9 pick."""
+    legend = section.legend
+    langs = placer.langs
+    flow.title_of_legend = section.title
+    in_bar, note, label_lines, name_w = _legend_layout(flow, placer, legend)
+    per_line = 2
+    lines = -(-legend.rows // per_line)
+    entry_w = (flow.width - LEGEND_GAP) / 2
+    num_w, init_w, sig_w = LEGEND_ENTRY
+    box_h = CELL_H
+    head_h = len(note) * 2.8 + 3.2 + 2.5 * (label_lines - 1)
+    whole = head_h + lines * LEGEND_PITCH
+    flow.section_title(section.title, whole, whole)
+    page, y = flow.page, flow.y
+    if in_bar:
+        page.text(flow.right - 1.5, y - flow.section_h + 3.8, in_bar, 6.5, REGULAR, "right")
+    for k, text in enumerate(note):
+        page.text(flow.left + 1, y + 2.3 + k * 2.8, text, 6.5)
+    y += len(note) * 2.8 + (0.4 if note else 0.0)
+    columns = ((legend.labels["initials"], num_w, init_w), (legend.labels["name"], num_w + init_w + 1.5, name_w),
+               (legend.labels["signature"], num_w + init_w + name_w + 3.0, sig_w))
+    for c in range(per_line):
+        ex = flow.left + c * (entry_w + LEGEND_GAP)
+        for label, off, width in columns:  # one language a line when both do not fit the column
+            for k, text in enumerate(_column_label(label, langs, width)):
+                page.text(ex + off, y + 2.3 + k * 2.5, text, 6.0)
+    y += 3.2 + 2.5 * (label_lines - 1)
+    for r in range(legend.rows):
+        line, c = divmod(r, per_line)
+        ex = flow.left + c * (entry_w + LEGEND_GAP)
+        ry = y + line * LEGEND_PITCH
+        row_name = f"l{r + 1}"
+        extra = {"row": row_name, "legend": r + 1}
+        page.text(ex, ry + box_h / 2 + 1.3, str(r + 1), 8, BOLD)
+        ix = ex + num_w
+        page.box(ix, ry, init_w, box_h, 0.3)
+        page.geom({"name": f"{row_name}.initials", "type": "initials", "box_mm": _box_mm(ix, ry, init_w, box_h),
+                   **extra})
+        nx = ix + init_w + 1.5
+        page.box(nx, ry, name_w, box_h, 0.3)
+        page.geom({"name": f"{row_name}.name", "type": "text", "box_mm": _box_mm(nx, ry, name_w, box_h), "lines": 1,
+                   **extra})
+        sx = nx + name_w + 1.5
+        page.box(sx, ry, sig_w, box_h, 0.3)
+        page.geom({"name": f"{row_name}.signature", "type": "signature", "box_mm": _box_mm(sx, ry, sig_w, box_h),
+                   "transcribe": "ink-only", **extra})
+    flow.y = y + lines * LEGEND_PITCH + flow.gap_y
+
+
+def _column_label(label: dict[str, str], langs: tuple[str, ...], width: float) -> list[str]:
+    text = label_text(label, langs)
+    if text_width_mm(text, 6.0) <= width - 0.5:
+        return [text]
+    return [_clip(label[lang], width - 0.5, 6.0) for lang in dict.fromkeys(langs)]
+
+
+def _legend_height(flow: _Flow, placer: Placer, section: Section) -> float:
+    flow.title_of_legend = section.title
+    _, note, label_lines, _ = _legend_layout(flow, placer, section.legend)
+    return flow.section_h + len(note) * 2.8 + 3.2 + 2.5 * (label_lines - 1) \
+        + -(-section.legend.rows // 2) * LEGEND_PITCH + flow.gap_y
+
+
 def _med_info(med: dict[str, Any], width: float, default_frequency: str) -> list[tuple[str, float, str]]:
     """A medication's pre-printed panel: drug name, dose and route, frequency, wrapped (not cut)
     so that a long name or dose is read in full; lines as (text, size, font)."""
     info: list[tuple[str, float, str]] = []
     dose = " ".join(p for p in (med.get("dose"), med.get("route")) if p)
-    for text, size, font, most in ((med["medication"], 8.5, BOLD, 3), (dose, 7.0, REGULAR, 3),
+    name_size = next((z for z in (8.5, 8.0, 7.5, 7.0) if text_width_mm(med["medication"], z, BOLD) <= width), 8.5)
+    for text, size, font, most in ((med["medication"], name_size, BOLD, 3), (dose, 7.0, REGULAR, 3),
                                    (med.get("frequency") or default_frequency, 7.0, REGULAR, 2)):
         if text:
             info += [(line, size, font) for line in wrap_text(text, width, size, font, most)[0]]
@@ -952,9 +1136,12 @@ def _flow_form(template: Template, paper: str, langs: tuple[str, ...], context: 
             _flow_fields(flow, placer, section)
         elif section.grid:
             _flow_grid(flow, placer, section)
+        elif section.legend:
+            _flow_legend(flow, placer, section)
         else:
-            reserve = sum(_fields_height(flow, placer, after) for after in template.sections[k + 1:]
-                          if after.fields)
+            reserve = sum(_fields_height(flow, placer, after) if after.fields else
+                          _legend_height(flow, placer, after) if after.legend else 0.0
+                          for after in template.sections[k + 1:])
             _flow_medications(flow, placer, section, context, reserve)
     return flow
 

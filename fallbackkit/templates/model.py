@@ -89,6 +89,76 @@ class Medications:
     status: FieldSpec       # the given/held/refused choice
     labels: dict[str, dict[str, str]]
     checks: tuple[str, ...] = ()  # slot rules (semantics.SLOT_CHECKS) flagged on a returned chart
+    held_codes: tuple[Option, ...] = ()  # why a dose was held: the digit written in the slot's code box
+    prn_effect: FieldSpec | None = None  # a PRN dose's effect, marked (better / same / worse)
+    prn_reasons: tuple[Option, ...] = ()  # why a PRN dose was given: the digit written in its code box
+    prn_hours: int = 24      # the hours one sheet covers: a q4h PRN gets prn_hours / 4 slots
+    prn_max_slots: int = 6
+
+    def prn_slot_count(self, frequency: str | None) -> int:
+        """As many slots as the frequency allows over the sheet's hours ("q4h" over 24 h: 6; "every
+        8 hours": 3; "max 4x daily": 4); prn_slots when the frequency gives no interval."""
+        return prn_slot_count(frequency, self.prn_hours, self.prn_slots, self.prn_max_slots)
+
+    def part_specs(self) -> dict[str, FieldSpec]:
+        """The fields printed in each slot or new-order row beyond status, time and initials, as
+        specs (their type and range: digit suggestions check a held code against the code list)."""
+        out: dict[str, FieldSpec] = {}
+        if self.held_codes:
+            out["held"] = FieldSpec("held", "number", self.labels["held"], digits=1,
+                                    range=(1.0, float(len(self.held_codes))))
+        if self.prn_reasons:
+            out["reason"] = FieldSpec("reason", "number", self.labels["prn_reason"], digits=1,
+                                      range=(1.0, float(len(self.prn_reasons))))
+        if self.prn_effect is not None:
+            out["effect"] = self.prn_effect
+        if "prescriber" in self.labels:
+            out["prescriber"] = FieldSpec("prescriber", "text", self.labels["prescriber"])
+            out["ordered"] = FieldSpec("ordered", "datetime", self.labels["ordered"], format="time")
+        return out
+
+    def held_code_label(self, code: str | None, lang: str = "en") -> str | None:
+        opt = next((o for o in self.held_codes if o.value == code), None)
+        return opt.label[lang] if opt else None
+
+
+_EVERY_HOURS = re.compile(r"(?:\bq\s*|every\s+|toutes les\s+|elke\s+|om de\s+)(\d{1,2})\s*(?:h\b|hours?|heures?|uur)",
+                          re.IGNORECASE)
+_TIMES_A_DAY = re.compile(r"(?:max(?:imum)?\s*)?(\d{1,2})\s*(?:x|times)\s*(?:daily|a day|per day|/\s*(?:d|day|24\s*h))",
+                          re.IGNORECASE)
+
+
+def medication_parts(meds: "Medications") -> set[str]:
+    """What the layout prints per slot (m1.s2.<part>) and per new-order row (n1.<part>)."""
+    parts = {"status", "given", "time", "initials", "order"}
+    if meds.held_codes:
+        parts.add("held")
+    if meds.prn_reasons:
+        parts.add("reason")
+    if meds.prn_effect is not None:
+        parts.add("effect")
+    if "prescriber" in meds.labels:
+        parts |= {"prescriber", "ordered"}
+    return parts
+
+
+def prn_slot_count(frequency: str | None, hours: int = 24, default: int = 3, most: int = 6) -> int:
+    text = frequency or ""
+    every = _EVERY_HOURS.search(text)
+    if every and int(every.group(1)) > 0:
+        return max(1, min(most, hours // int(every.group(1))))
+    times = _TIMES_A_DAY.search(text)
+    if times and int(times.group(1)) > 0:
+        return max(1, min(most, int(times.group(1)) * hours // 24))
+    return default
+
+
+@dataclass(frozen=True)
+class Legend:
+    """The initials legend paper MARs carry: one row per nurse who signs on the sheet (initials,
+    name, signature), so that initials in a slot can be put to a person."""
+    rows: int
+    labels: dict[str, dict[str, str]]  # initials, name, signature, note
 
 
 @dataclass(frozen=True)
@@ -97,6 +167,7 @@ class Section:
     fields: tuple[FieldSpec, ...] = ()
     grid: Grid | None = None
     medications: Medications | None = None
+    legend: Legend | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +201,10 @@ class Template:
     @property
     def medications(self) -> Medications | None:
         return next((s.medications for s in self.sections if s.medications), None)
+
+    @property
+    def legend(self) -> Legend | None:
+        return next((s.legend for s in self.sections if s.legend), None)
 
     @property
     def grid(self) -> Grid | None:
@@ -259,11 +334,23 @@ class _Checker:
     def section(self, data: Any, where: str) -> Section:
         if not isinstance(data, dict):
             raise self.fail(where, "a section must be a mapping")
-        self.keys(data, {"title", "fields", "grid", "medications"}, where)
+        self.keys(data, {"title", "fields", "grid", "medications", "legend"}, where)
         title = self.text(data.get("title"), f"{where} title")
-        kinds = [k for k in ("fields", "grid", "medications") if k in data]
+        kinds = [k for k in ("fields", "grid", "medications", "legend") if k in data]
         if len(kinds) != 1:
-            raise self.fail(where, "a section needs exactly one of 'fields', 'grid', 'medications'")
+            raise self.fail(where, "a section needs exactly one of 'fields', 'grid', 'medications', 'legend'")
+        if "legend" in data:
+            lg = data["legend"]
+            lw = f"{where} legend"
+            if not isinstance(lg, dict):
+                raise self.fail(lw, "must be a mapping (rows, labels)")
+            self.keys(lg, {"rows", "labels"}, lw)
+            raw = lg.get("labels")
+            wanted = ("initials", "name", "signature", "note")
+            if not isinstance(raw, dict) or any(k not in raw for k in wanted):
+                raise self.fail(lw, f"'labels' must give: {', '.join(wanted)}")
+            return Section(title, legend=Legend(self.positive_int(lg, "rows", lw, 4, 1, 12),
+                                                {k: self.text(raw[k], f"{lw} labels.{k}") for k in wanted}))
         if "fields" in data:
             raw = data["fields"]
             if not isinstance(raw, list) or not raw:
@@ -289,7 +376,8 @@ class _Checker:
             raise self.fail(f"{where} medications", "must be a mapping")
         mw = f"{where} medications"
         self.keys(m, {"slots_per_line", "max_slots", "prn_rows", "prn_slots", "blank_rows",
-                      "blank_rows_stock", "status", "labels", "checks"}, mw)
+                      "blank_rows_stock", "status", "labels", "checks", "held_codes", "prn_effect", "prn_reasons",
+                      "prn_hours", "prn_max_slots"}, mw)
         status = self.field({**m.get("status", {}), "name": "status"}, f"{mw} status") \
             if isinstance(m.get("status"), dict) else None
         if status is None or status.type != "choice":
@@ -299,6 +387,34 @@ class _Checker:
         if not isinstance(labels_raw, dict) or any(k not in labels_raw for k in needed):
             raise self.fail(mw, f"'labels' must give: {', '.join(needed)}")
         labels = {k: self.text(labels_raw[k], f"{mw} labels.{k}") for k in needed}
+        optional = ("held", "held_codes", "prn_reason", "prn_reasons", "prn_effect", "prescriber", "ordered")
+        labels |= {k: self.text(labels_raw[k], f"{mw} labels.{k}") for k in optional if k in labels_raw}
+        unknown = set(labels_raw) - set(needed) - set(optional)
+        if unknown:
+            raise self.fail(mw, f"unknown label(s): {', '.join(sorted(unknown))}")
+        def code_list(key: str, box_label: str, heading: str) -> tuple[Option, ...]:
+            if key not in m:
+                return ()
+            raw_codes = m[key]
+            if not isinstance(raw_codes, list) or not 1 <= len(raw_codes) <= 9 or any(
+                    not isinstance(c, dict) or str(c.get("value")) != str(k) for k, c in enumerate(raw_codes, 1)):
+                raise self.fail(f"{mw} {key}", "must be a list of 1 to 9 codes with values 1, 2, 3, ... in order")
+            if box_label not in labels or heading not in labels:
+                raise self.fail(mw, f"{key} need the labels '{box_label}' (the code box) and '{heading}' (the list's heading)")
+            return tuple(Option(str(c["value"]), self.text(c.get("label"), f"{mw} {key} {k}"))
+                         for k, c in enumerate(raw_codes, 1))
+
+        held_codes = code_list("held_codes", "held", "held_codes")
+        prn_reasons = code_list("prn_reasons", "prn_reason", "prn_reasons")
+        prn_effect = None
+        if "prn_effect" in m:
+            if not isinstance(m["prn_effect"], dict):
+                raise self.fail(f"{mw} prn_effect", "must be a choice field")
+            prn_effect = self.field({**m["prn_effect"], "name": "effect"}, f"{mw} prn_effect")
+            if prn_effect.type != "choice" or "prn_effect" not in labels:
+                raise self.fail(f"{mw} prn_effect", "must be a choice field, with the label 'prn_effect'")
+        if ("prescriber" in labels) != ("ordered" in labels):
+            raise self.fail(mw, "new-order rows take both labels 'prescriber' and 'ordered', or neither")
         return Section(title, medications=Medications(
             slots_per_line=self.positive_int(m, "slots_per_line", mw, 4, 1, 6),
             max_slots=self.positive_int(m, "max_slots", mw, 8, 1, 24),
@@ -307,7 +423,10 @@ class _Checker:
             blank_rows=self.positive_int(m, "blank_rows", mw, 2, 0, 12),
             blank_rows_stock=self.positive_int(m, "blank_rows_stock", mw, 6, 0, 24),
             status=status, labels=labels,
-            checks=SemanticsChecker(self).slot_checks(m.get("checks", []), mw)))
+            checks=SemanticsChecker(self).slot_checks(m.get("checks", []), mw),
+            held_codes=held_codes, prn_effect=prn_effect, prn_reasons=prn_reasons,
+            prn_hours=self.positive_int(m, "prn_hours", mw, 24, 1, 24),
+            prn_max_slots=self.positive_int(m, "prn_max_slots", mw, 6, 1, 12)))
 
 
 def load_template(path: Path | str) -> Template:
@@ -340,6 +459,8 @@ def load_template(path: Path | str) -> Template:
     sections = tuple(check.section(s, f"section {i}") for i, s in enumerate(raw_sections, 1))
     names = [f.name for s in sections for f in s.fields] + \
             [r.name for s in sections if s.grid for r in s.grid.rows]
+    if sum(1 for s in sections if s.legend) > 1:
+        raise check.fail("sections", "at most one legend section per template")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise check.fail(f"field '{dupes[0]}'", "field names must be unique within a template")
@@ -351,7 +472,16 @@ def load_template(path: Path | str) -> Template:
     if not isinstance(raw_items, list):
         raise check.fail("reentry", "must be a list of re-entry items")
     reentry = tuple(meaning.item(r, f"reentry item {i}") for i, r in enumerate(raw_items, 1))
-    meaning.cross_check(reentry, set(names), any(s.grid for s in sections), any(s.medications for s in sections))
+    meds = next((s.medications for s in sections if s.medications), None)
+    meaning.cross_check(reentry, set(names), any(s.grid for s in sections), meds is not None,
+                        medication_parts(meds) if meds else set())
+    if meds is not None:  # a slot item says what its codes mean (held reason, PRN reason)
+        import dataclasses
+        codes = tuple((role, o.value, o.label["en"]) for role, opts in (("held_reason", meds.held_codes),
+                                                                         ("prn_reason", meds.prn_reasons))
+                      for o in opts)
+        reentry = tuple(dataclasses.replace(r, codes=tuple(c for c in codes if c[0] in r.roles))
+                        if r.each == "slot" else r for r in reentry)
     for name_ in names:
         spec = next(f for s in sections for f in (s.fields + (s.grid.rows if s.grid else ())) if f.name == name_)
         if spec.when_empty and spec.when_empty.unless_written and spec.when_empty.unless_written not in names:

@@ -18,6 +18,11 @@ SLOT_CHECKS = ("one_mark", "marked_needs_time_and_initials", "prn_given_needs_ti
 SERVICE_REQUEST_ROLES = ("tests", "other_tests", "priority", "specimen", "requester", "collected",
                          "collector", "flag_notes", "text_notes")
 REGISTRATION_ROLES = ("family", "given", "birth_date", "gender", "encounter_start")
+# medications section: roles name the part of a slot (m1.s2.held) or of a new-order row (n1.prescriber)
+SLOT_ROLES = ("held_reason", "prn_reason", "effect")
+NEW_ORDER_ROLES = ("prescriber", "ordered")
+SLOT_PARTS = {"held_reason": "held", "prn_reason": "reason", "effect": "effect"}  # what the layout names them
+ORDER_PARTS = {"prescriber": "prescriber", "ordered": "ordered"}
 _CODE_RE_TEXT = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
@@ -65,10 +70,12 @@ class ItemRule:
     date: str | None = None   # the field holding the day (columns, slots, fields)
     date_words: str = "date"  # how an export reason names it: "the observation date (obs_date) is blank"
     time: str | None = None   # column: the grid row holding the time of the column
-    performer: str | None = None  # column: the grid row holding the initials of who observed
+    performer: str | None = None  # column: the grid row holding the initials of who observed;
+    #                               slot: the slot's part holding them (initials), put to a name by the legend
     care_time: tuple[str, ...] = ()  # form: fields giving the care time, the first written wins
     summary: tuple[SummaryPart, ...] = ()
     roles: dict[str, Any] = field(default_factory=dict)  # FHIR role -> field(s) (service-request, registration)
+    codes: tuple[tuple[str, str, str], ...] = ()  # slot: (role, code, meaning in en), from the medications section
 
 
 def summary_text(parts: tuple[SummaryPart, ...], values: dict[str, Any], care: str | None,
@@ -217,6 +224,10 @@ class SemanticsChecker:
             raise self.check.fail(where, "'care_time' must be a field name or a list of them")
         roles = data.get("roles", {})
         allowed = {"service-request": SERVICE_REQUEST_ROLES, "registration": REGISTRATION_ROLES}.get(fhir, ())
+        if each == "slot":
+            allowed = SLOT_ROLES
+        elif each == "new-order":
+            allowed = NEW_ORDER_ROLES
         if not isinstance(roles, dict) or any(r not in allowed for r in roles):
             raise self.check.fail(f"{where} roles", f"for fhir {fhir} the roles are: {', '.join(allowed) or 'none'}")
         if fhir == "service-request" and not {"tests", "collected"} <= set(roles):
@@ -236,18 +247,28 @@ class SemanticsChecker:
             raise self.check.fail(where, "an observation column needs 'time' (the grid row with the time)")
         return rule
 
-    def cross_check(self, rules: tuple[ItemRule, ...], names: set[str], has_grid: bool, has_meds: bool) -> None:
-        """Every field an item names exists; column items need a grid, slots a medications section."""
+    def cross_check(self, rules: tuple[ItemRule, ...], names: set[str], has_grid: bool, has_meds: bool,
+                    parts: set[str] = frozenset()) -> None:
+        """Every field an item names exists; column items need a grid, slots a medications section.
+        parts: what the medications section prints per slot or row (status, time, initials, held, ...)."""
         for i, r in enumerate(rules, 1):
             where = f"reentry item {i}"
             if r.each == "column" and not has_grid:
                 raise self.check.fail(where, "'each: column' needs a grid section")
             if r.each in ("slot", "new-order") and not has_meds:
                 raise self.check.fail(where, f"'each: {r.each}' needs a medications section")
-            wanted = list(r.fields) + list(r.care_time) + [n for n in (r.date, r.time, r.performer) if n]
+            wanted = list(r.fields) + list(r.care_time) + [n for n in (r.date, r.time) if n]
+            if r.performer and r.each != "slot":
+                wanted.append(r.performer)
             wanted += [n for p in r.summary for n in p.fields]
-            for v in r.roles.values():
-                wanted += list(v) if isinstance(v, (list, dict)) else [v]
+            if r.each in ("slot", "new-order"):
+                for role, part in list(r.roles.items()) + ([("performer", r.performer)] if r.performer else []):
+                    if part not in parts:
+                        raise self.check.fail(where, f"role {role} names {part!r}, which the medications section"
+                                              f" does not print (it prints: {', '.join(sorted(parts))})")
+            else:
+                for v in r.roles.values():
+                    wanted += list(v) if isinstance(v, (list, dict)) else [v]
             for n in wanted:
                 if n not in names:
                     raise self.check.fail(where, f"names field {n!r}, which the template does not have")

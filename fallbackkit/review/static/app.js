@@ -143,6 +143,29 @@
       else if (sug && sug.prefill && sug.suggestion) { input.value = sug.suggestion; input.setAttribute("data-prefilled", "1"); }
       if (r.type === "number") input.setAttribute("inputmode", "decimal");
       answer.appendChild(input);
+      if (r.code_list) {
+        answer.appendChild(el("p", { "class": "codes", id: "code-list", text: S.codes + ": " +
+          r.code_list.map(function (c) { return c.code + " " + c.text; }).join(" · ") }));
+      }
+      var ih = r.initials_help;
+      if (ih && ih.picks.length) {
+        // initials: one key (1-9) picks a row of the sheet's legend, or a recent value without one
+        var picks = el("div", { "class": "picks", id: "initials-picks" }, [
+          el("span", { "class": "pickhead", text: (ih.source === "legend" ? S.initials_legend : S.initials_recent) + ":" })]);
+        ih.picks.forEach(function (p) {
+          var b = el("button", { "class": "pick", type: "button", "data-key": String(p.key), "data-initials": p.initials },
+            [el("span", { "class": "key", text: String(p.key) }), p.initials + (p.name ? " — " + p.name : "")]);
+          b.addEventListener("click", function () { pickInitials(p.key); });
+          picks.appendChild(b);
+        });
+        answer.appendChild(picks);
+      }
+      if (ih && ih.suggested && !input.value) {
+        input.value = ih.suggested.value; input.setAttribute("data-prefilled", "1");
+        var whyText = ih.suggested.why === "previous_dose" ? S.initials_previous : S.initials_most_used;
+        answer.appendChild(el("p", { "class": "suggestion", id: "initials-suggested" },
+          [S.suggested + ": ", el("b", { text: ih.suggested.value }), " (" + whyText + ")"]));
+      }
       if (sug && (sug.suggestion || sug.rule)) {
         // the suggestion digit by digit, unsure ones highlighted, and the rule it breaks if any
         var digits = el("span", { "class": "digits", id: "suggestion" });
@@ -169,6 +192,14 @@
     prefetch();
   }
 
+  function pickInitials(key) {
+    var ih = current && current.initials_help;
+    var p = ih && ih.picks.filter(function (x) { return x.key === key; })[0];
+    if (!p || busy) return false;
+    document.getElementById("typed").value = p.initials;
+    send("transcribe", p.initials);
+    return true;
+  }
   function markSelected() {
     var buttons = document.querySelectorAll("#answer button.opt");
     buttons.forEach(function (b, i) {
@@ -335,6 +366,11 @@
         pick(parseInt(ev.target.getAttribute("data-index"), 10) - 1); return;
       }
       decide(false); return;
+    }
+    // initials never hold a digit: in an initials box, 1-9 picks that legend row (or recent value)
+    if (typing && current.initials_help && /^[1-9]$/.test(ev.key)) {
+      if (pickInitials(parseInt(ev.key, 10))) ev.preventDefault();
+      return;
     }
     if (typing) return;
     if (current.options && /^[1-9]$/.test(ev.key)) {

@@ -9,7 +9,6 @@ from flask import Blueprint, g, jsonify, render_template, request, url_for
 from ... import ids
 from ... import reconcile as rc
 from ...errors import BadInput
-from ...store import lookups
 from .. import labels as lb
 from .. import queue as q
 from ..i18n import t
@@ -57,7 +56,7 @@ def conflicts():
             group["captures"][cap["capture_id"]] = None
     for group in sheets.values():
         cids = sorted(group["captures"])
-        when = lookups.capture_times(g.kit.db, cids)
+        when = q.capture_times(g.kit.db, cids)
         group["captures"] = [{"capture_id": cid, "n": n, "at": when.get(cid)} for n, cid in enumerate(cids, 1)]
     return render_template("conflicts.html", items=items, sheets=list(sheets.values()), filters=f,
                            choices=q.filter_choices(g.kit.db))

@@ -1,14 +1,12 @@
 """Decisions made, and undoing them (a clerk their own of this session, a supervisor any)."""
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from flask import Blueprint, g, jsonify, render_template, request, url_for
 
 from ...errors import FallbackkitError
-from ...store import lookups
 from ...store.decisions import last_own_review, undo_own_review, undo_review
 from .. import labels as lb
+from .. import queue as q
 from ..i18n import t
 from ..web import back, flash, kit_path, session_start
 
@@ -17,12 +15,10 @@ bp = Blueprint("decisions", __name__)
 
 @bp.get("/decisions")
 def decisions():
-    items = []
-    for row in lookups.recent_decisions(g.kit.db, 200):
-        item = asdict(row)
+    items = q.recent_decisions(g.kit.db, 200)
+    for item in items:
         item["label"] = lb.field_label(lb.labels(kit_path(), item.pop("template"), item.pop("version"), g.lang),
                                        item["field"])
-        items.append(item)
     mine = last_own_review(g.kit.db, g.user.name, session_start())
     return render_template("decisions.html", items=items, own_last=mine["review_id"] if mine else None)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, g, render_template, send_file
 
-from ...store import lookups
 from .. import labels as lb
 from .. import queue as q
 from ..web import kit_path
@@ -13,7 +12,7 @@ bp = Blueprint("images", __name__)
 
 @bp.get("/img/crop/<int:reading_id>")
 def crop_image(reading_id: int):
-    exists, crop = lookups.reading_crop(g.kit.db, reading_id)
+    exists, crop = q.crop_path(g.kit.db, reading_id)
     if not exists:
         abort(404)
     if crop:  # a crop written at scan time (scans before crops were cut on demand)
@@ -28,7 +27,7 @@ def crop_image(reading_id: int):
 
 @bp.get("/img/page/<int:capture_id>")
 def page_image(capture_id: int):
-    exists, image = lookups.capture_image(g.kit.db, capture_id)
+    exists, image = q.page_image_path(g.kit.db, capture_id)
     if not exists:
         abort(404)
     return send_file(q.kit_file(kit_path(), image), max_age=0)

@@ -5,7 +5,6 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from ... import ids
 from ...errors import FallbackkitError
-from ...store.quarantine import get_quarantined
 from .. import queue as q
 from ..i18n import t
 from ..web import back, flash
@@ -23,8 +22,7 @@ def quarantine():
 def assign(quarantine_id: int):
     from ...scan.pipeline import UNTRUSTED_REASONS, assign_quarantined
     sheet_id = request.form.get("sheet_id", "").strip()
-    item = get_quarantined(g.kit.db, quarantine_id)
-    reason = item.reason if item else None
+    reason = q.quarantine_reason(g.kit.db, quarantine_id)
     try:  # a forged or foreign page: supervisors only (the library refuses anyone else)
         capture_id = assign_quarantined(g.kit, quarantine_id, sheet_id, g.user.name,
                                         supervisor=g.user.is_supervisor)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlencode
 
@@ -10,11 +9,11 @@ from flask import Blueprint, current_app, g, jsonify, redirect, render_template,
 
 from ... import reconcile as rc
 from ...errors import BadInput
-from ...store import lookups
 from ...store.decisions import NOTE_MAX, AlreadyDecided, record_review
 from .. import labels as lb
 from .. import queue as q
 from ..i18n import STRINGS, reason_text, t
+from ..initials import initials_help
 from ..typed import check_typed
 from ..web import cached, filters, id_arg, json_id, kit_path, option_text, session_start
 
@@ -64,9 +63,12 @@ def reading_json(reading_id: int) -> dict[str, Any]:
     if d["options"] is not None:
         names = lb.option_labels(table, d["field"])
         d["option_labels"] = [option_text(o, names.get(o)) for o in d["options"]]
-    returned = lookups.returned_by_undo(g.kit.db, reading_id) if d["review"] is None else None
-    d["returned"] = asdict(returned) if returned else None
+    elif d["type"] == "number":  # a code box (why held, why a PRN dose): what each code means
+        codes = lb.option_labels(table, d["field"])
+        d["code_list"] = [{"code": k, "text": v} for k, v in codes.items()] if codes else None
+    d["returned"] = q.returned_by_undo(g.kit.db, reading_id) if d["review"] is None else None
     d["patient_name"] = rc.patient_name(g.kit, d["capture"].get("patient_mrn"), d["capture"].get("downtime_mrn"))
+    d["initials_help"] = initials_help(g.kit.db, d, g.user.name) if d["review"] is None else None
     return d
 
 
@@ -147,7 +149,7 @@ def api_progress():
     since = session_start()
     counts = q.queue_counts(g.kit.db, f.get("ward"), f.get("template"))
     waiting = counts.get(f["reason"], 0) if f.get("reason") else sum(counts.values())
-    times = [dt.datetime.fromisoformat(at) for at in lookups.standing_decision_times(g.kit.db, g.user.name)]
+    times = [dt.datetime.fromisoformat(at) for at in q.own_decision_times(g.kit.db, g.user.name)]
     times = [t_ for t_ in times if t_ >= since]
     done = len(times)
     pace = (max(times) - min(times)).total_seconds() / (done - 1) if done >= 2 else None
