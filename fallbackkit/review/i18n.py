@@ -280,6 +280,13 @@ _FR["js"].update({"decision_confirm": "confirmé", "decision_correct": "corrigé
                   "decision_illegible": "illisible"})
 _NL["js"].update({"decision_confirm": "bevestigd", "decision_correct": "verbeterd", "decision_transcribe": "getypt",
                   "decision_illegible": "onleesbaar"})
+# zoom on the crop, or on the whole page while it is shown (Alt with + / - / 0: they work while typing)
+_EN["js"].update({"zoom_in": "Zoom in", "zoom_out": "Zoom out", "zoom_reset": "Actual size", "zoom_in_key": "Alt++",
+                  "zoom_out_key": "Alt+−", "zoom_reset_key": "Alt+0", "zoom_crop": "Field {p}%", "zoom_page": "Page {p}%"})
+_FR["js"].update({"zoom_in": "Agrandir", "zoom_out": "Réduire", "zoom_reset": "Taille normale", "zoom_in_key": "Alt++",
+                  "zoom_out_key": "Alt+−", "zoom_reset_key": "Alt+0", "zoom_crop": "Champ {p} %", "zoom_page": "Page {p} %"})
+_NL["js"].update({"zoom_in": "Inzoomen", "zoom_out": "Uitzoomen", "zoom_reset": "Ware grootte", "zoom_in_key": "Alt++",
+                  "zoom_out_key": "Alt+−", "zoom_reset_key": "Alt+0", "zoom_crop": "Veld {p}%", "zoom_page": "Pagina {p}%"})
 
 
 # Why a reading waits for a person (codes of fallbackkit.scan.reasons) and why a page was put aside.
