@@ -17,12 +17,14 @@ $(STAMP): setup.cfg pyproject.toml tests/fhir_engine/package-lock.json
 	@touch $(STAMP)
 
 # libzbar0 is the second QR decoder (pyzbar); chromium drives the review app's browser tests;
-# Node.js + npm run the FHIR engine the export tests send bundles to (tests/fhir_engine).
+# Node.js + npm run the FHIR engine the export tests send bundles to (tests/fhir_engine);
+# openssl makes the review station's own TLS certificate for other PCs (review/tls.py).
 sysdeps:
 	@missing=""; \
 	ldconfig -p | grep -q 'libzbar.so.0' || missing="$$missing libzbar0"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -6,16 +6,21 @@ generated DIRECTLY as rows (no images are scanned: scanning speed is the scan st
 About 92% of sheets come back once, 4% twice (half of those with a different mark: a conflict),
 the rest never; about 6% of readings wait for a person, a third of those already decided.
 
-    .venv/bin/python bench/bench_reconcile.py            # 100,000 captures (target: under 60 s)
+    .venv/bin/python bench/bench_reconcile.py            # 100,000 captures
     .venv/bin/python bench/bench_reconcile.py --quick    # 10,000 captures
 
-Then a second station (a copy of the kit taken before any capture) merges the first one: every
-capture, reading and review is new to it; then it merges again (nothing new).
+The store is built once per size and cached under /tmp/fk-bench-100k (or fk-bench-<n>); each run
+works on a copy. Each step runs in its own process so that its peak RSS is its own: reconcile
+(the kept summaries), reconcile --full (the full recompute), the worklist, then a second station
+(a copy of the kit taken before any capture) merges the first one (every capture, reading and
+review is new to it) and merges again (nothing new). Targets (issue 16): reconcile --full <= 15 s,
+worklist <= 10 s, merge <= 30 s, peak RSS <= 500 MB each.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -57,7 +62,7 @@ def build(root: Path, captures: int, seed: int = 1, copy_before_scans: Path | No
     clones = max(1, round(captures / (per_pack * 0.92 * 1.04)))
     now = now_iso()
     form_rows, sheet_rows = [], []
-    sheet_list: list[tuple[str, str]] = []  # (sheet_id, layout)
+    sheet_list: list[tuple] = []  # (sheet_id, layout, form_id, template, version, page, pages)
     n = 0
     for c in range(clones):
         for f in forms:
@@ -71,7 +76,7 @@ def build(root: Path, captures: int, seed: int = 1, copy_before_scans: Path | No
             form_rows.append(tuple(row[k] for k in form_cols))
             for sid, (fid, template, version, page, pages, lhash, batch) in zip(ids, parts):
                 sheet_rows.append((sid, ids[0], template, version, page, pages, lhash, batch, now))
-                sheet_list.append((sid, lhash))
+                sheet_list.append((sid, lhash, ids[0], template, version, page, pages))
     variants: dict[str, list[list[tuple]]] = {}
     for lhash, fields in layouts.items():
         variants[lhash] = []
@@ -110,7 +115,8 @@ def build(root: Path, captures: int, seed: int = 1, copy_before_scans: Path | No
             conn.executemany("INSERT INTO input_files (sha256, size, kind, pages, status, first_path, started_at)"
                              " VALUES (?, 1, 'png', 1, 'done', ?, ?)", files)
             conn.executemany("INSERT INTO captures (capture_id, file_sha256, page_index, source, status, sheet_id,"
-                             " page, captured_at) VALUES (?, ?, 1, 'scan', 'read', ?, ?, ?)", cap_rows)
+                             " form_id, template, version, page, pages, captured_at)"
+                             " VALUES (?, ?, 1, 'scan', 'read', ?, ?, ?, ?, ?, ?, ?)", cap_rows)
             conn.executemany("INSERT INTO readings (reading_id, capture_id, sheet_id, field, type, raw, value,"
                              " confidence, status, reason, ink) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", read_rows)
             conn.executemany("INSERT INTO reviews (reading_id, decision, value, actor, at) VALUES (?, ?, ?, 'bench', ?)",
@@ -118,7 +124,7 @@ def build(root: Path, captures: int, seed: int = 1, copy_before_scans: Path | No
         for lst in (cap_rows, read_rows, review_rows, files):
             lst.clear()
 
-    for sid, lhash in sheet_list:
+    for sid, lhash, fid, template, version, page, pages in sheet_list:
         if made >= captures:
             break
         r = rng.random()
@@ -130,7 +136,7 @@ def build(root: Path, captures: int, seed: int = 1, copy_before_scans: Path | No
             made += 1
             sha = f"{capture_id:064x}"
             files.append((sha, f"scans/{capture_id}.png", now))
-            cap_rows.append((capture_id, sha, sid, 1, now))
+            cap_rows.append((capture_id, sha, sid, fid, template, version, page, pages, now))
             variant = variants[lhash][rng.randrange(4) if k == 0 or rng.random() < 0.5 else 0]
             for name, ftype, raw, value, conf, status, reason, ink in variant:
                 reading_id += 1
@@ -147,60 +153,173 @@ def build(root: Path, captures: int, seed: int = 1, copy_before_scans: Path | No
     return root / "kit", counts
 
 
+CACHE_FORMAT = 2  # bump when build() changes what it writes
+
+
+def cache_dir(captures: int) -> Path:
+    return Path(tempfile.gettempdir()) / ("fk-bench-100k" if captures == 100_000 else f"fk-bench-{captures}")
+
+
+def cached_store(captures: int, seed: int = 1) -> tuple[Path, dict]:
+    """The synthetic store, built once per size and kept under /tmp/fk-bench-<size>: kit/ (scanned)
+    and station-b/ (the same kit copied before any capture). Reruns copy it instead of building."""
+    root = cache_dir(captures)
+    meta = root / "built.json"
+    if meta.is_file():
+        info = json.loads(meta.read_text())
+        if info.get("format") == CACHE_FORMAT and info.get("seed") == seed:
+            return root, info["counts"]
+    shutil.rmtree(root, ignore_errors=True)
+    building = root.with_name(root.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    t0 = time.perf_counter()
+    _, counts = build(building, captures, seed, copy_before_scans=building / "station-b")
+    (building / "built.json").write_text(json.dumps({"format": CACHE_FORMAT, "seed": seed, "counts": counts,
+                                                     "build_s": round(time.perf_counter() - t0, 1)}))
+    building.rename(root)
+    print(f"built the synthetic store in {time.perf_counter() - t0:.1f} s (cached in {root})", file=sys.stderr)
+    return root, counts
+
+
+def working_copy(cache: Path, dest: Path, *parts: str) -> Path:
+    """A copy of the cached kit (and station) to work on: the cache itself is never changed."""
+    for part in parts or ("kit",):
+        shutil.copytree(cache / part, dest / part)
+    return dest / (parts[0] if parts else "kit")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _phase(name: str, work: Path, runs: int) -> dict:
+    """One measured step, run in its own process so that its peak RSS is its own."""
+    import inspect
+    out: dict = {"phase": name}
+    if name in ("reconcile", "reconcile_full"):
+        kit = open_kit(work / "kit")
+        full = name == "reconcile_full"
+        if full and "full" not in inspect.signature(reconcile).parameters:
+            return {"phase": name, "skipped": "reconcile has no full recompute in this version"}
+        times, cpu, report = [], [], None
+        for _ in range(runs):
+            report = None
+            t, c = time.perf_counter(), time.process_time()
+            report = reconcile(kit, full=True) if full else reconcile(kit)
+            times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
+        again = reconcile(kit, full=True) if full else reconcile(kit)
+        out.update(wall=times, cpu=cpu, totals=report["totals"], idempotent=again == report)
+        kit.close()
+    elif name == "summaries":
+        try:
+            from fallbackkit.reconcile.summary import refresh
+        except ImportError:
+            return {"phase": name, "skipped": "no kept summaries in this version"}
+        kit = open_kit(work / "kit")
+        t, c = time.perf_counter(), time.process_time()
+        n = refresh(kit, everything=True)
+        out.update(wall=[time.perf_counter() - t], cpu=[time.process_time() - c], forms=n)
+        kit.close()
+    elif name in ("worklist", "worklist_full"):
+        kit = open_kit(work / "kit")
+        full = name == "worklist_full"
+        if full and "full" not in inspect.signature(worklist).parameters:
+            return {"phase": name, "skipped": "the worklist has no kept items in this version"}
+        t, c = time.perf_counter(), time.process_time()
+        n = sum(1 for _ in (worklist(kit, full=True) if full else worklist(kit)))
+        out.update(wall=[time.perf_counter() - t], cpu=[time.process_time() - c], items=n)
+        kit.close()
+    elif name == "merge":
+        station = open_kit(work / "station-b")
+        t, c = time.perf_counter(), time.process_time()
+        first = merge_store(station, work / "kit", "bench")
+        out.update(wall=[time.perf_counter() - t], cpu=[time.process_time() - c], added=first["added"])
+        t, c = time.perf_counter(), time.process_time()
+        again = merge_store(station, work / "kit", "bench")
+        out.update(again_wall=time.perf_counter() - t, again_cpu=time.process_time() - c,
+                   again_changed=again["changed"])
+        try:
+            from fallbackkit.reconcile.summary import refresh
+        except ImportError:
+            refresh = None
+        if refresh is not None:  # what `fallbackkit merge` does next: the merged forms' summaries
+            t = time.perf_counter()
+            out.update(summaries_forms=refresh(station), summaries_wall=time.perf_counter() - t)
+        station.close()
+    out["peak_mb"] = round(_peak_mb())
+    return out
+
+
+def _run_phase(name: str, work: Path, runs: int) -> dict:
+    import subprocess
+    done = subprocess.run([sys.executable, __file__, "--phase", name, "--work", str(work), "--runs", str(runs)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"{name} failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="10,000 captures instead of 100,000")
     ap.add_argument("--captures", type=int)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--phase", help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.phase:
+        print(json.dumps(_phase(args.phase, Path(args.work), args.runs)))
+        return
     captures = args.captures or (10_000 if args.quick else 100_000)
+    cache, counts = cached_store(captures)
+    print(f"synthetic store (rows generated directly, no images, cached in {cache}): {counts}")
+    print(f"load average at start: {_load()} (2 cores, shared)")
+    scale = 100_000 / counts["captures"]
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        path, counts = build(Path(tmp), captures, copy_before_scans=Path(tmp) / "station-b")
-        build_s = time.perf_counter() - t0
-        print(f"synthetic store (rows generated directly, no images): {counts} in {build_s:.1f} s")
-        kit = open_kit(path)
-        times, cpu = [], []
-        report = None
-        for _ in range(args.runs):
-            report = None  # so the peak memory below is one report's, not two
-            t, c = time.perf_counter(), time.process_time()
-            report = reconcile(kit)
-            times.append(time.perf_counter() - t)
-            cpu.append(time.process_time() - c)
-        med = statistics.median(times)
-        print(f"reconcile: median {med:.2f} s wall over {args.runs} runs (min {min(times):.2f}, max {max(times):.2f});"
-              f" CPU median {statistics.median(cpu):.2f} s (the machine is shared: wall includes waiting);"
-              f" {counts['captures'] / med:,.0f} captures/s; {counts['readings'] / med:,.0f} readings/s")
-        print(f"  target 100,000 captures < 60 s: {'met' if med * 100_000 / counts['captures'] < 60 else 'NOT met'}"
-              f" (extrapolated {med * 100_000 / counts['captures']:.1f} s for 100,000, ratio to target"
-              f" {med * 100_000 / counts['captures'] / 60:.2f})")
-        print(f"  totals: {report['totals']}")
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"  peak RSS after reconcile: {peak:.0f} MB")
-        again = reconcile(kit)
-        print(f"  idempotent (same report twice): {again == report}")
-        again = report = None
-        t, c = time.perf_counter(), time.process_time()
-        items = worklist(kit)
-        wl, wl_cpu = time.perf_counter() - t, time.process_time() - c
-        print(f"worklist: {len(items):,} items in {wl:.2f} s wall, {wl_cpu:.2f} s CPU (one run)")
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"  peak RSS after the worklist: {peak:.0f} MB")
-        kit.close()
-        items = None
-        station = open_kit(Path(tmp) / "station-b")
-        t, c = time.perf_counter(), time.process_time()
-        first = merge_store(station, path, "bench")
-        print(f"merge into a station that scanned nothing: added {first['added']} in {time.perf_counter() - t:.1f} s"
-              f" wall, {time.process_time() - c:.1f} s CPU")
-        t, c = time.perf_counter(), time.process_time()
-        again = merge_store(station, path, "bench")
-        print(f"merge again (nothing new: {not again['changed']}): {time.perf_counter() - t:.1f} s wall,"
-              f" {time.process_time() - c:.1f} s CPU")
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"  peak RSS after merging: {peak:.0f} MB")
-        station.close()
+        work = Path(tmp)
+        t = time.perf_counter()
+        working_copy(cache, work, "kit", "station-b")
+        print(f"working copy in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        open_kit(work / "kit").close()  # migrations of this version, if the cached store lacks them
+        open_kit(work / "station-b").close()
+        print(f"open (and migrate) both stores: {time.perf_counter() - t:.1f} s")
+        for name, target in (("summaries", None), ("reconcile", None), ("reconcile_full", 15.0), ("worklist", 10.0),
+                             ("worklist_full", None), ("merge", 30.0)):
+            r = _run_phase(name, work, args.runs if name.startswith("reconcile") else 1)
+            if "skipped" in r:
+                print(f"{name}: skipped ({r['skipped']})")
+                continue
+            med = statistics.median(r["wall"])
+            label = {"summaries": "compute every form's summary (once, after migrating an older store)",
+                     "reconcile": "reconcile (kept summaries)", "reconcile_full": "reconcile --full",
+                     "worklist": "worklist (kept items)", "worklist_full": "worklist built from the readings",
+                     "merge": "merge into a station that scanned nothing"}[name]
+            line = (f"{label}: median {med:.2f} s wall over {len(r['wall'])} run(s), CPU {statistics.median(r['cpu']):.2f} s;"
+                    f" peak RSS {r['peak_mb']} MB; load {_load()}")
+            if target:
+                line += (f"; target {target:.0f} s at 100k: {'met' if med * scale <= target else 'NOT met'}"
+                         f" ({med * scale:.1f} s extrapolated)")
+            print(line)
+            if name.startswith("reconcile"):
+                print(f"  totals: {r['totals']}; idempotent: {r['idempotent']}")
+            elif name.startswith("worklist"):
+                print(f"  {r['items']:,} items")
+            elif name == "merge":
+                print(f"  added {r['added']}")
+                print(f"merge again (nothing new: {not r['again_changed']}): {r['again_wall']:.1f} s wall,"
+                      f" {r['again_cpu']:.1f} s CPU")
+                if "summaries_wall" in r:
+                    print(f"  then the merged forms' summaries ({r['summaries_forms']:,} forms):"
+                          f" {r['summaries_wall']:.1f} s wall")
+        print("peak RSS target: 500 MB for each")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,15 @@ requests over one keep-alive connection, logged in as a clerk:
 Target: median and p95 of GET /api/next under 50 ms with 10,000 items waiting.
 
     .venv/bin/python bench/bench_review.py [--quick] [--items N] [--requests N]
+
+Large-store mode (issue 16): the 100,000-capture store of bench_reconcile (~3 M readings, built
+once and cached under /tmp/fk-bench-100k), served by `fallbackkit review`'s server in its own
+process, six scripted clerks logged in over HTTP deciding for 60 s. Each clerk asks for the next
+item and decides it; after every tenth decision it opens the dashboard and then, in turn, the queue,
+conflicts, a worklist page, identities and decisions screens. Prints p50/p95/max per view.
+Targets: p95 <= 200 ms for every view, none above 1 s.
+
+    .venv/bin/python bench/bench_review.py --large [--quick] [--seconds 60] [--clerks 6]
 """
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from fallbackkit.generate import import_census, print_ward  # noqa: E402
 from fallbackkit.generate.sample import write_census  # noqa: E402
@@ -80,12 +89,143 @@ def summary(name: str, ms: list[float]) -> str:
     return f"{name:<44} median {statistics.median(ms):7.2f} ms   p95 {p95:7.2f} ms   (n={len(ms)})"
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _percentile(ms: list[float], q: float) -> float:
+    ms = sorted(ms)
+    return ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]
+
+
+def large(args) -> None:
+    """Six clerks deciding on a 100,000-capture store (see the module docstring)."""
+    import os
+    import subprocess
+    import threading
+    from bench_reconcile import cached_store, working_copy
+    from fallbackkit.review.users import add_user
+    from fallbackkit.store import open_kit
+
+    captures = args.captures or (10_000 if args.quick else 100_000)
+    cache, counts = cached_store(captures)
+    print(f"store: {counts} (cached in {cache}); load average {os.getloadavg()[0]:.2f} (2 cores, shared)")
+    with tempfile.TemporaryDirectory() as tmp:
+        kit_path = working_copy(cache, Path(tmp), "kit")
+        t0 = time.perf_counter()
+        kit = open_kit(kit_path)  # migrations of this version, if the cached store lacks them
+        names = [f"clerk{i}" for i in range(1, args.clerks + 1)]
+        for name in names:
+            add_user(kit.db, name, "clerk", PASSWORD, "bench")
+        add_user(kit.db, "sam", "supervisor", PASSWORD, "bench")
+        print(f"working copy, migrations and accounts: {time.perf_counter() - t0:.1f} s")
+        try:  # the kept summaries, computed once (as the station does at start on an older store)
+            from fallbackkit.reconcile.summary import refresh
+        except ImportError:
+            refresh = None
+        if refresh is not None:
+            t0 = time.perf_counter()
+            n = refresh(kit)
+            print(f"summaries of {n:,} forms computed once in {time.perf_counter() - t0:.1f} s")
+        kit.close()
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, "-c", "import sys; from fallbackkit.review import serve;"
+                                   " serve(sys.argv[1], port=int(sys.argv[2]))", str(kit_path), str(port)],
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            for _ in range(3000):
+                try:
+                    http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/login")
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            times: dict[str, list[float]] = {}
+            lock = threading.Lock()
+            views = ["queue", "conflicts", "worklist page", "identities", "decisions"]
+            paths = {"queue": "/queue", "conflicts": "/conflicts", "identities": "/identities",
+                     "decisions": "/decisions"}
+            errors: list[str] = []
+
+            def timed_request(c: Client, what: str, method: str, path: str, body=None, headers=None):
+                t = time.perf_counter()
+                status, data = c.request(method, path, body, headers)
+                ms = (time.perf_counter() - t) * 1000
+                with lock:
+                    times.setdefault(what, []).append(ms)
+                    if status >= 500 or (status >= 400 and what != "decision"):
+                        errors.append(f"{what} {path}: HTTP {status}")
+                return status, data
+
+            def clerk(name: str, k: int, deadline: float) -> None:
+                rnd = random.Random(k)
+                c = Client(port)
+                c.conn.timeout = 900
+                c.login(name)
+                decided, after = 0, 0
+                while time.perf_counter() < deadline:
+                    _, data = timed_request(c, "next item", "GET", f"/api/next?after={after}" if after else "/api/next")
+                    answer = json.loads(data)
+                    if answer.get("done"):
+                        break
+                    reading = answer["reading"]
+                    rid = reading["reading_id"]
+                    seen = reading["review"]["review_id"] if reading.get("review") else None
+                    status, _ = timed_request(c, "decision", "POST", f"/api/readings/{rid}/decision",
+                                              json.dumps({"decision": "illegible", "seen_review_id": seen}).encode(),
+                                              {"Content-Type": "application/json", "X-CSRF-Token": c.csrf})
+                    after = rid
+                    decided += 1
+                    if decided % 10 == 0 and time.perf_counter() < deadline:
+                        timed_request(c, "dashboard", "GET", "/")
+                        view = views[(decided // 10 + k) % len(views)]
+                        path = paths.get(view) or f"/worklist?page={rnd.randint(1, 50)}"
+                        timed_request(c, view, "GET", path)
+                c.conn.close()
+
+            start = time.perf_counter()
+            deadline = start + args.seconds
+            threads = [threading.Thread(target=clerk, args=(n, k, deadline)) for k, n in enumerate(names)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            wall = time.perf_counter() - start
+            print(f"{args.clerks} clerks for {args.seconds} s (finished in {wall:.0f} s);"
+                  f" {len(times.get('decision', []))} decisions; load average {os.getloadavg()[0]:.2f}")
+            worst = 0.0
+            for what in ["next item", "decision", "dashboard", *views]:
+                ms = times.get(what, [])
+                if not ms:
+                    print(f"{what:<16} no requests")
+                    continue
+                p95 = _percentile(ms, 0.95)
+                worst = max(worst, max(ms))
+                print(f"{what:<16} p50 {statistics.median(ms):8.1f} ms   p95 {p95:8.1f} ms   max {max(ms):8.1f} ms"
+                      f"   (n={len(ms)}){'' if p95 <= 200 else '   p95 over 200 ms'}")
+            print(f"slowest request {worst:.0f} ms (target: none above 1,000 ms)")
+            for e in errors[:10]:
+                print("error:", e)
+        finally:
+            server.terminate()
+            server.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="2,000 items, 50 requests")
+    ap.add_argument("--quick", action="store_true", help="2,000 items, 50 requests (with --large: 10,000 captures)")
     ap.add_argument("--items", type=int)
     ap.add_argument("--requests", type=int)
+    ap.add_argument("--large", action="store_true", help="six clerks on a 100,000-capture store")
+    ap.add_argument("--captures", type=int, help="with --large: the store's size")
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--clerks", type=int, default=6)
     args = ap.parse_args()
+    if args.large:
+        large(args)
+        return
     items = args.items or (2_000 if args.quick else 10_000)
     n = args.requests or (50 if args.quick else 200)
     rng = random.Random(7)

@@ -539,6 +539,8 @@ def scan_cmd(ctx: KitContext, paths: tuple[Path, ...], workers: int | None, as_j
             raise DiskFull(f"{error.message}: {files_done(kit) - done_before} files of this scan were read and"
                            " stored completely before", hint=error.hint) from exc
         raise
+    from .reconcile.summary import refresh as refresh_summaries
+    refresh_summaries(kit)  # the scanned forms' summaries, now rather than at the station's next view
     if as_json:
         emit_json(summary.to_dict())
         for f in summary.failed:
@@ -641,11 +643,12 @@ def simulate_cmd(ctx: KitContext, pdf: Path, out_dir: Path, seed: int, tier: str
 @cli.command("reconcile")
 @click.option("--json", "as_json", is_flag=True, help="The full report on stdout.")
 @click.option("--all", "show_all", is_flag=True, help="List complete forms too, not only those needing attention.")
+@click.option("--full", is_flag=True, help="Recompute everything from the readings instead of the kept summaries.")
 @pass_kit
-def reconcile_cmd(ctx: KitContext, as_json: bool, show_all: bool) -> None:
+def reconcile_cmd(ctx: KitContext, as_json: bool, show_all: bool, full: bool) -> None:
     """What came back, what is missing, duplicated, in conflict, to review or flagged."""
     from .reconcile import reconcile
-    report = reconcile(ctx.kit())
+    report = reconcile(ctx.kit(), full=True) if full else reconcile(ctx.kit())
     if as_json:
         emit_json(report)
         return
@@ -803,7 +806,9 @@ def audit_verify(ctx: KitContext, as_json: bool) -> None:
 def merge_cmd(ctx: KitContext, other: Path, as_json: bool) -> None:
     """Bring another scanning station's work (same kit) into this kit; safe to repeat."""
     from .reconcile import merge_store
+    from .reconcile.summary import refresh
     result = merge_store(ctx.kit(), other, ctx.actor)
+    refresh(ctx.kit())  # the merged forms' summaries, now rather than at the station's next view
     if as_json:
         emit_json(result)
     elif result["changed"]:
@@ -822,26 +827,49 @@ def merge_cmd(ctx: KitContext, other: Path, as_json: bool) -> None:
               help="Address to listen on (keep 127.0.0.1 unless other PCs must reach this one).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--allow-network", is_flag=True,
-              help="Needed with a --host other than this PC: other machines can then reach the station.")
+              help="Needed with a --host other than this PC: other machines can then reach the station (over HTTPS).")
+@click.option("--cert", type=click.Path(dir_okay=False, path_type=Path),
+              help="IT's TLS certificate (PEM); default: setting tls_cert, else the kit's self-signed one.")
+@click.option("--key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The private key of --cert (PEM); default: setting tls_key.")
+@click.option("--tls", "force_tls", is_flag=True, help="HTTPS on this PC too (always on with --allow-network).")
 @pass_kit
-def review_cmd(ctx: KitContext, host: str, port: int, allow_network: bool) -> None:
+def review_cmd(ctx: KitContext, host: str, port: int, allow_network: bool, cert: Path | None, key: Path | None,
+               force_tls: bool) -> None:
     """Serve the review station for records clerks (open http://HOST:PORT in a browser)."""
     from . import review
     from .errors import BadInput
-    if not review.is_loopback(host):
+    from .store.settings import get_setting
+    network = not review.is_loopback(host)
+    if network:
         if not allow_network:
             raise BadInput(f"--host {host} would let other machines on the network reach the station",
                            hint="keep the default 127.0.0.1, or add --allow-network if other PCs must use it")
         # a warning about exposure is shown even with --quiet
         click.echo(f"warning: listening on {host}: other machines on the network can reach the station "
                    "(patient data; use it on a closed network only)", err=True)
-    if not review.list_users(ctx.kit().db):
+    if (cert is None) != (key is None):
+        raise BadInput("--cert and --key go together", hint="give both PEM files, or neither")
+    kit = ctx.kit()
+    tls = None
+    if network or force_tls or cert is not None:  # plain HTTP only ever on this PC
+        from .review import tls as review_tls
+        cert = cert or (Path(get_setting(kit, "tls_cert")) if get_setting(kit, "tls_cert") else None)
+        key = key or (Path(get_setting(kit, "tls_key")) if get_setting(kit, "tls_key") else None)
+        if (cert is None) != (key is None):
+            raise BadInput("the settings tls_cert and tls_key go together",
+                           hint="fallbackkit settings set tls_key FILE (or tls_cert FILE)")
+        tls = review_tls.provided(cert, key) if cert is not None else review_tls.self_signed(ctx.kit_dir, host)
+    if not review.list_users(kit.db):
         say(ctx, "no user can log in yet: add one with `fallbackkit users add NAME --role supervisor`")
     if ctx.quiet:  # --quiet: only errors from the station and its server reach the console
         for name in ("fallbackkit", "waitress"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    server = review.make_server(ctx.kit_dir, host, port)  # a port in use is one line, before any "listening"
-    say(ctx, f"review station on {review.station_url(host, port)} — Ctrl+C to stop")
+    server = review.make_server(ctx.kit_dir, host, port, tls=tls)  # a port in use is one line, before any "listening"
+    if tls is not None:  # shown even with --quiet: clerks compare it with what their browser shows
+        source = "self-signed by this kit" if tls.self_signed else f"from {tls.cert}"
+        click.echo(f"TLS certificate ({source}) SHA-256 fingerprint: {tls.fingerprint}", err=True)
+    say(ctx, f"review station on {review.station_url(host, port, tls=tls is not None)} — Ctrl+C to stop")
     review.run_server(server)
 
 

@@ -276,3 +276,60 @@ def test_report_shows_throughput_per_person(scenario):
     assert set(clerks) == set(decisions) | set(marks)
     for actor, c in clerks.items():
         assert (c["decisions"], c["items_marked"]) == (decisions.get(actor, 0), marks.get(actor, 0))
+
+
+def test_report_times_are_in_the_kits_time_zone(scenario, monkeypatch):
+    """Hours on the progress chart and the clerks' first/last are the wards' clock (the kit's tz
+    setting), not UTC or this computer's zone."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from fallbackkit.export import report as rp
+    from fallbackkit.store.settings import get_setting
+    kit, _ = scenario
+    assert rp.local_zone(kit) == ZoneInfo(get_setting(kit, "tz"))
+    zone = ZoneInfo("Asia/Kathmandu")  # +05:45: no hour of it is a UTC hour
+    monkeypatch.setattr(rp, "local_zone", lambda kit: zone)
+    d = report_data(kit)
+    assert d["zone"] == "Asia/Kathmandu" and d["generated_local"].endswith("+0545")
+    conn = kit.db.conn
+    times = sorted(dt.datetime.fromisoformat(r[0]).astimezone(zone) for r in conn.execute(
+        "SELECT at FROM worklist_marks WHERE status = 'entered'"))
+    assert d["progress"][0][0] == times[0].strftime("%d/%m %H:00")
+    for c in d["clerks"]:
+        stamps = [dt.datetime.fromisoformat(r[0]).astimezone(zone) for r in conn.execute(
+            "SELECT at FROM reviews WHERE actor = ? AND decision != 'undo' UNION ALL"
+            " SELECT at FROM worklist_marks WHERE actor = ?", [c["actor"], c["actor"]])]
+        assert c["first"] == min(stamps).isoformat(timespec="minutes")
+    out = write_report(kit, scenario[1]["tmp"] / "report-local.html")
+    html_text = Path(out["file"]).read_text()
+    assert "times in Asia/Kathmandu" in html_text and d["generated_local"][:10] in html_text
+
+
+def test_report_hands_over_per_patient_ranked_by_risk(scenario):
+    from fallbackkit.export.report import CODE_RISK, KIND_RISK
+    from fallbackkit.generate import kit_templates
+    from fallbackkit.reconcile import worklist
+    kit, _ = scenario
+    d = report_data(kit)
+    rows = d["handover"]
+    assert rows and [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    # the counts are the worklist's and the flags', per patient
+    items = worklist(kit)
+    assert sum(r["items_entered"] for r in rows) == sum(1 for i in items if i.status == "entered")
+    assert sum(r["items_left"] for r in rows) == sum(1 for i in items if i.status == "pending")
+    assert sum(r["flags"] for r in rows) == d["totals"]["consistency_flags"]
+    per_patient_missing = sum(r["forms_missing"] + r["forms_partly"] for r in rows)
+    assert per_patient_missing == len({m["form_id"] for m in d["missing"]})
+    # the worst open flag decides the order: a patient with a medication flag before one with none
+    kinds = {n: min(KIND_RISK.get(r.kind, 9) for r in t.reentry) for n, t in kit_templates(kit).items()}
+    top = (kinds[d["flags"][0]["template"]], CODE_RISK.get(d["flags"][0]["code"], 5))
+    assert rows[0]["flags"] and top == min((kinds[f["template"]], CODE_RISK.get(f["code"], 5)) for f in d["flags"])
+    flagged = [r for r in rows if r["flags"]]
+    assert flagged and rows[:len(flagged)] == flagged, "every flagged patient comes before the unflagged"
+    assert "open flag" in rows[0]["why"]
+    # on the report, in both renderings
+    out = scenario[1]["tmp"] / "handover.html"
+    write_report(kit, out)
+    text = out.read_text()
+    assert "Handover per patient, highest risk first" in text and rows[0]["why"].split(";")[0] in text

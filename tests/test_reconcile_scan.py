@@ -179,11 +179,16 @@ def test_what_came_back(kit, scenario):
 
 
 def test_reconcile_is_read_only_and_repeatable(kit):
+    """It records nothing (no audit row, no data row); it only brings the kept summaries up to
+    date once, and then changes nothing at all."""
     conn = kit.db.conn
+    audit = conn.execute("SELECT COUNT(*), MAX(id) FROM audit").fetchone()
+    first = reconcile(kit)
     before = conn.total_changes
-    first, second = reconcile(kit), reconcile(kit)
-    assert first == second
+    second, full = reconcile(kit), reconcile(kit, full=True)
+    assert first == second == full
     assert conn.total_changes == before
+    assert conn.execute("SELECT COUNT(*), MAX(id) FROM audit").fetchone() == audit
 
 
 def test_resolving_the_conflict(kit, scenario):

@@ -320,7 +320,8 @@ def test_next_item_is_one_index_walk_not_a_scan_of_the_queue(scenario):
     for kw in ({}, {"ward": "3B"}, {"template": "lab-request", "reason": "to transcribe"}):
         sql, params = next_sql(**kw)
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, [0, *params]))
-        assert "readings_queue" in plan, plan        # walks (status, reading_id) in order ...
+        # walks (status, reading_id) in order, or with a reason (reason, reading_id) of those in review ...
+        assert "readings_queue" in plan or ("reason" in kw and "readings_review_reason" in plan), plan
         assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan  # ... so LIMIT 1 stops at the first
         assert "reviews_reading_decision" in plan or "reviews_reading" in plan, plan
         assert "reviews_undoes" in plan, plan
@@ -367,7 +368,8 @@ def test_a_downtime_mrn_is_linked_with_one_action(app, scenario, tmp_path):
 def _fake_server(monkeypatch) -> list:
     import fallbackkit.review as review
     calls: list = []
-    monkeypatch.setattr(review, "make_server", lambda kit_dir, host, port: calls.append((str(kit_dir), host, port)))
+    monkeypatch.setattr(review, "make_server",
+                        lambda kit_dir, host, port, tls=None: calls.append((str(kit_dir), host, port, tls)))
     monkeypatch.setattr(review, "run_server", lambda server: None)
     return calls
 
@@ -377,7 +379,7 @@ def test_review_command_serves_on_localhost_by_default(scenario, monkeypatch):
     runner = CliRunner()
     res = runner.invoke(cli, ["--kit", str(scenario.kit.path), "review"])
     assert res.exit_code == 0, res.output
-    assert calls == [(str(scenario.kit.path), "127.0.0.1", 8765)]
+    assert calls == [(str(scenario.kit.path), "127.0.0.1", 8765, None)]  # plain HTTP on this PC only
     assert "http://127.0.0.1:8765/" in res.output
 
 
@@ -389,7 +391,9 @@ def test_review_on_the_network_needs_allow_network_and_always_warns(scenario, mo
     assert res.exit_code == 4 and "--allow-network" in res.output and calls == []
     res = runner.invoke(cli, [*base, "--quiet", "review", "--host", "0.0.0.0", "--port", "9000", "--allow-network"])
     assert res.exit_code == 0, res.output
-    assert calls[-1][1:] == ("0.0.0.0", 9000) and "other machines" in res.output  # shown even with --quiet
+    assert calls[-1][1:3] == ("0.0.0.0", 9000) and "other machines" in res.output  # shown even with --quiet
+    # other PCs get HTTPS only: the kit's own certificate, its fingerprint shown even with --quiet
+    assert calls[-1][3] is not None and calls[-1][3].fingerprint in res.output
     for host in ("127.0.0.2", "localhost", "::1"):  # loopback: no flag needed
         assert runner.invoke(cli, [*base, "review", "--host", host]).exit_code == 0, host
     res = runner.invoke(cli, [*base, "review", "--host", "::1"])

@@ -229,3 +229,22 @@ def test_an_upgraded_kit_keeps_the_meaning_of_its_shipped_templates(tmp_path):
     changed.write_text(yaml.safe_dump(data, allow_unicode=True))
     assert not kit_templates(kit)["vitals"].reentry  # prints differently: means only what it declares
     kit.close()
+
+
+def test_templates_are_parsed_once_per_content_and_an_edit_is_read_at_once(tmp_path):
+    import shutil
+    import time
+    folder = tmp_path / "form_templates"
+    shutil.copytree(SHIPPED_TEMPLATES, folder)
+    first = load_templates(folder)
+    t0 = time.perf_counter()
+    again = load_templates(folder)
+    assert (time.perf_counter() - t0) < 0.02  # no YAML parsed again (parsing them takes ~40 ms)
+    assert again == first and again is not first  # the caller's own dict
+    path = folder / "vitals.yaml"
+    text = path.read_text()
+    doc = yaml.safe_load(text)
+    doc["version"] = int(doc["version"]) + 1
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    newer = load_templates(folder)
+    assert newer["vitals"].version == first["vitals"].version + 1

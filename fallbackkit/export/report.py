@@ -112,9 +112,11 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
         latest[m["item_id"]] = m
     if ward:
         latest = {k: v for k, v in latest.items() if k.split(":")[0] in form_ids or not form_ids}
+    zone = local_zone(kit)
     entered_times = sorted(t for t in (_aware(m["at"]) for m in latest.values() if m["status"] == "entered") if t)
-    progress = _progress(entered_times)
+    progress = _progress([t.astimezone(zone) for t in entered_times])  # hours as the wards count them
     worklist = None
+    items: list[Any] = []
     flags: list[dict[str, Any]] = []
     try:
         from ..reconcile import reconcile as _reconcile
@@ -152,6 +154,8 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     head = audit_head(kit.db.conn)
     return {
         "kit_id": kit.kit_id, "generated_at": now_iso(), "ward": ward, "totals": totals,
+        "zone": str(zone), "generated_local": local_text(_dt.datetime.now(_dt.timezone.utc), zone),
+        "handover": handover_summary(kit, store, flags, items, names),
         # printed on the report so that deleting the last audit rows later shows against the paper
         "audit_head": head, "audit_line": _audit_line(head),
         "by_group": [{"ward": w, "template": t, **{k: c[k] for k in ("printed", "returned", "missing")}}
@@ -159,7 +163,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
         "missing": missing, "conflicts": conflicts, "quarantine": quarantine, "flags": flags,
         "backlog": [{"ward": w, "template": t, "readings": n} for (w, t), n in sorted(backlog.items())],
         "backlog_reasons": backlog_reasons.most_common(),
-        "unlinked": sorted(unlinked), "progress": progress, "clerks": clerk_throughput(kit),
+        "unlinked": sorted(unlinked), "progress": progress, "clerks": clerk_throughput(kit, zone),
         "quality": {"fit_error_median": statistics.median(fits) if fits else None,
                     "fit_error_p95": sorted(fits)[int(0.95 * (len(fits) - 1))] if fits else None,
                     "fit_histogram": _fit_histogram(fits),
@@ -205,9 +209,11 @@ def _flag_risk(kit: Kit):
     return key
 
 
-def clerk_throughput(kit: Kit) -> list[dict[str, Any]]:
-    """Per person: decisions on readings and re-entry items marked, over their working time."""
+def clerk_throughput(kit: Kit, zone: Any = None) -> list[dict[str, Any]]:
+    """Per person: decisions on readings and re-entry items marked, over their working time
+    (first and last in the kit's time zone)."""
     conn = kit.db.conn
+    zone = zone or local_zone(kit)
     people: dict[str, dict[str, Any]] = {}
 
     def add(actor: str, what: str, at: str | None) -> None:
@@ -215,6 +221,7 @@ def clerk_throughput(kit: Kit) -> list[dict[str, Any]]:
         p[what] += 1
         moment = _aware(at)
         if moment:
+            moment = moment.astimezone(zone)
             p["first"] = min(p["first"] or moment, moment)
             p["last"] = max(p["last"] or moment, moment)
     for actor, at in conn.execute("SELECT actor, at FROM reviews WHERE decision != 'undo'"):
@@ -310,6 +317,116 @@ def key_figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
             ("Re-entry items sent by FHIR export", "–" if t["reentry_exported"] is None else t["reentry_exported"])]
 
 
+# --- local times and the handover per patient -------------------------------------------------------
+def local_zone(kit: Kit) -> Any:
+    """The kit's time zone (store/settings.py, chosen at init): the report speaks the wards' time."""
+    from zoneinfo import ZoneInfo
+
+    from ..store.settings import get_setting
+    try:
+        return ZoneInfo(get_setting(kit, "tz") or "UTC")
+    except Exception:  # noqa: BLE001 - a zone this machine cannot resolve: UTC, and the header says so
+        return ZoneInfo("UTC")
+
+
+def local_text(moment: _dt.datetime | None, zone: Any) -> str:
+    """28/11/2026 14:05 CET: day first, as the paper forms print dates."""
+    if moment is None:
+        return ""
+    return moment.astimezone(zone).strftime("%d/%m/%Y %H:%M %Z").strip()
+
+
+def handover_summary(kit: Kit, store: Any, flags: list[dict[str, Any]], items: list[Any],
+                     names: dict[str, str]) -> list[dict[str, Any]]:
+    """Per patient, what the next shift must know: forms back, partly back or missing; re-entry
+    items entered and left; open flags, conflicts and readings to review. Ranked by risk: the
+    patient whose worst open flag is clinically worst first (medication before vitals, before
+    orders; see KIND_RISK, CODE_RISK), then the most medication items still to enter, the most
+    forms missing, the most items left."""
+    risk_of = _flag_risk(kit)
+    patients: dict[str, dict[str, Any]] = {}
+    key_of_form: dict[str, str] = {}
+
+    def patient(key: str, ward: str | None = None, bed: str | None = None) -> dict[str, Any]:
+        p = patients.setdefault(key, {
+            "patient": key, "name": names.get(key, ""), "ward": ward or BLANK, "bed": bed or "",
+            "forms_returned": 0, "forms_partly": 0, "forms_missing": 0, "items_entered": 0, "items_not_needed": 0,
+            "items_left": 0, "medication_left": 0, "flags": 0, "conflicts": 0, "to_review": 0,
+            "top_flag": None, "_risk": (9, 9)})
+        if ward and p["ward"] == BLANK:
+            p["ward"], p["bed"] = ward, bed or ""
+        return p
+
+    for form in store.forms:
+        key = form.patient_key
+        if not key or not (form.row["patient_mrn"] or form.captures):  # unused blank stock is nobody's yet
+            continue
+        key_of_form[form.form_id] = key
+        p = patient(key, form.row["ward"], form.row["bed"])
+        back = len(set(form.pages_returned))
+        p["forms_returned" if back >= len(form.sheets) else "forms_partly" if back else "forms_missing"] += 1
+        for fv in form.fields.values():
+            if fv.why == "conflict between captures":
+                p["conflicts"] += 1
+            p["to_review"] += sum(1 for r in fv.readings if not r.resolved)
+    for item in items:
+        key = key_of_form.get(item.form_id) or item.patient_mrn
+        if not key:
+            continue
+        p = patient(key, item.ward)
+        if item.status == "entered":
+            p["items_entered"] += 1
+        elif item.status == "not-needed":
+            p["items_not_needed"] += 1
+        else:
+            p["items_left"] += 1
+            p["medication_left"] += item.kind == "medication"
+    for flag in flags:  # already in order of risk: the first one seen per patient is their worst
+        key = key_of_form.get(flag["form_id"]) or flag.get("patient_mrn")
+        if not key:
+            continue
+        p = patient(key)
+        p["flags"] += 1
+        if p["top_flag"] is None:
+            p["top_flag"] = flag.get("message") or flag.get("code")
+            p["_risk"] = risk_of(flag)[:2]
+    out = sorted(patients.values(), key=lambda p: (
+        p["_risk"], -p["medication_left"], -p["forms_missing"] - p["forms_partly"], -p["items_left"],
+        -p["conflicts"] - p["to_review"], p["ward"], _natural(p["bed"]), p["patient"]))
+    for rank, p in enumerate(out, 1):
+        p["rank"] = rank
+        p["why"] = _handover_why(p)
+        del p["_risk"]
+    return out
+
+
+def _handover_why(p: dict[str, Any]) -> str:
+    parts = []
+    if p["flags"]:  # the flag in words: the slot's internal key ("m1.s2 — ...") is not for people
+        worst = re.sub(r"^[a-z]+\d+(?:\.[a-z0-9_]+)*\s+—\s+", "", str(p["top_flag"]))
+        parts.append(f"{_n(p['flags'], 'open flag', 'open flags')}, worst: {worst}")
+    if p["medication_left"]:
+        parts.append(f"{_n(p['medication_left'], 'medication item', 'medication items')} not entered")
+    if p["forms_missing"] or p["forms_partly"]:
+        parts.append(f"{_n(p['forms_missing'] + p['forms_partly'], 'form', 'forms')} not (all) back")
+    if p["conflicts"] or p["to_review"]:
+        parts.append(f"{p['conflicts'] + p['to_review']} to review")
+    if p["items_left"] and not p["medication_left"]:
+        parts.append(f"{_n(p['items_left'], 'item', 'items')} to enter")
+    return "; ".join(parts) or "nothing open"
+
+
+HANDOVER_HEADER = ["#", "Ward · bed", "Patient", "Forms back / missing", "Items entered / left", "Flags",
+                   "What is open"]
+
+
+def _handover_rows(d: dict[str, Any]) -> list[list[Any]]:
+    return [[p["rank"], f"{p['ward']} · {p['bed']}" if p["bed"] else p["ward"],
+             f"{p['name']} ({p['patient']})" if p["name"] else p["patient"],
+             f"{p['forms_returned'] + p['forms_partly']} / {p['forms_missing'] + p['forms_partly']}",
+             f"{p['items_entered']} / {p['items_left']}", p["flags"], p["why"]] for p in d["handover"]]
+
+
 # --- PDF ------------------------------------------------------------------------------------------
 def render_pdf(d: dict[str, Any], out: Path) -> Path:
     import io
@@ -367,7 +484,7 @@ def render_pdf(d: dict[str, Any], out: Path) -> Path:
     story: list[Any] = []
     scope = f"ward {d['ward']}" if d["ward"] else "all wards"
     story.append(Paragraph(f"Downtime reconciliation report — {html.escape(scope)}", h1))
-    story.append(Paragraph(f"Kit {d['kit_id']} · generated {d['generated_at']}", body))
+    story.append(Paragraph(f"Kit {d['kit_id']} · generated {d['generated_local']} · times in {d['zone']}", body))
     story.append(Paragraph(html.escape(d["audit_line"]), body))
     story.append(Paragraph("What is left to do", h2))
     for line in todo_lines(d):
@@ -375,6 +492,10 @@ def render_pdf(d: dict[str, Any], out: Path) -> Path:
     story.append(Paragraph("Key figures", h2))
     story.append(table([["Figure", "Value"]] + [[k, v] for k, v in key_figures(d)], [90 * mm, 40 * mm]))
     story.append(PageBreak())
+    story.append(Paragraph("Handover per patient, highest risk first", h2))
+    story.append(table([HANDOVER_HEADER] + _handover_rows(d), [7 * mm, 17 * mm, 36 * mm, 20 * mm, 20 * mm,
+                                                               14 * mm, 66 * mm])
+                 if d["handover"] else Paragraph("No patient form has come back yet.", body))
 
     story.append(Paragraph("Printed, returned and missing sheets", h2))
     groups = d["by_group"]
@@ -552,11 +673,15 @@ def render_html(d: dict[str, Any], out: Path) -> Path:
         "text-align:left;font-size:.9em}th{background:#eee}.todo li{font-size:1.1em;margin:.3em 0}"
         "section{page-break-inside:avoid}@media print{.first{page-break-after:always}}</style></head><body>",
         '<section class="first">', f"<h1>Downtime reconciliation report — {e(scope)}</h1>",
-        f"<p>Kit {e(d['kit_id'])} · generated {e(d['generated_at'])} · contains patient data</p>",
+        f"<p>Kit {e(d['kit_id'])} · generated {e(d['generated_local'])} · times in {e(d['zone'])} · contains"
+        " patient data</p>",
         f"<p>{e(d['audit_line'])}</p>",
         "<h2>What is left to do</h2>", '<ul class="todo">',
         *[f"<li>{e(line)}</li>" for line in todo_lines(d)], "</ul>",
         "<h2>Key figures</h2>", _html_table(["Figure", "Value"], [[k, v] for k, v in key_figures(d)]),
+        "</section>",
+        "<section><h2>Handover per patient, highest risk first</h2>",
+        _html_table(HANDOVER_HEADER, _handover_rows(d)),
         "</section>",
         "<section><h2>Printed, returned and missing sheets</h2>",
         _svg_bars([f"{g['ward']} {g['template']}" for g in groups],

@@ -148,10 +148,13 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], tem
         v = ok(spec.name)
         if v is not None and not v.present:
             flags.append(_flag("required_missing", spec.name, f"required field {spec.name} is empty"))
-    for name in sorted(values, key=_natural):
+    decided = [n for n, v in values.items() if v.source != "machine" and v.resolved]  # ranges check people's values
+    for name in sorted(decided, key=_natural):
+        v = values[name]
+        if not v.present:
+            continue
         spec = template.spec(name.split(".", 1)[1] if _CELL.match(name) else name)
-        v = ok(name)
-        if spec is None or spec.range is None or v is None or not v.present or v.source == "machine":
+        if spec is None or spec.range is None:
             continue
         try:
             number = parse_number(v.value)

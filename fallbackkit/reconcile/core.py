@@ -76,8 +76,61 @@ def _state(returned: list[int], quarantined: list[int], pages: int) -> str:
     return "never_returned"
 
 
-def reconcile(kit: Kit) -> dict[str, Any]:
-    """The reconciliation report (see docs/reconcile.md for every key)."""
+def form_entry(reg: Registry, run: _Pass, links: dict[str, dict[str, Any]], fid: str) -> dict[str, Any]:
+    """One form's entry of the reconciliation report (the full recompute and the kept summaries
+    both use this, so they cannot disagree)."""
+    form = reg.forms[fid]
+    sheet_ids = reg.form_sheets.get(fid, [])
+    returned = [reg.sheets[s]["page"] for s in sheet_ids if s in reg.captures]
+    in_quarantine = [reg.sheets[s]["page"] for s in sheet_ids
+                     if s not in reg.captures and s in reg.quarantined_sheets]
+    missing = [reg.sheets[s]["page"] for s in sheet_ids if s not in reg.captures]
+    state = _state(returned, in_quarantine, len(sheet_ids))
+    duplicates, conflicts = [], []
+    for s in sheet_ids:
+        caps = reg.captures.get(s, [])
+        if len(caps) > 1:
+            sheet_conf = run.conflicts.get(s, [])
+            conflicts += sheet_conf
+            duplicates.append({"sheet_id": s, "page": reg.sheets[s]["page"], "kept": caps[-1],
+                               "others": caps[:-1],
+                               "agree": all(c["resolved"] for c in sheet_conf)})
+    flags = form_flags([run.checks[s] for s in sheet_ids if s in run.checks])
+    to_review = sum(run.to_review.get(s, 0) for s in sheet_ids)
+    dt = form["downtime_mrn"]
+    real = form["patient_mrn"] or (links[dt]["real_mrn"] if dt in links else None)
+    return {
+        "form_id": fid, "template": form["template"], "version": form["version"], "ward": form["ward"],
+        "bed": form["bed"], "patient_mrn": form["patient_mrn"], "downtime_mrn": dt, "real_mrn": real,
+        "encounter": form["encounter"], "accession": form["accession"], "printed_at": form["printed_at"],
+        "pages": form["pages"], "pages_returned": returned, "pages_missing": missing,
+        "pages_in_quarantine": in_quarantine, "state": state, "duplicates": duplicates,
+        "conflicts": conflicts, "to_review": to_review, "flags": flags}
+
+
+def add_to_totals(totals: dict[str, int], entry: dict[str, Any]) -> None:
+    totals["sheets_returned"] += len(entry["pages_returned"])
+    totals["sheets_never_returned"] += len(entry["pages_missing"]) - len(entry["pages_in_quarantine"])
+    totals["forms_complete" if entry["state"] == "complete" else "forms_incomplete"] += 1
+    totals["duplicate_captures"] += sum(len(d["others"]) for d in entry["duplicates"])
+    totals["conflicts"] += sum(1 for c in entry["conflicts"] if not c["resolved"])
+    totals["readings_to_review"] += entry["to_review"]
+    totals["consistency_flags"] += len(entry["flags"])
+
+
+def reconcile(kit: Kit, full: bool = False) -> dict[str, Any]:
+    """The reconciliation report (see docs/reconcile.md for every key).
+
+    From the per-form summaries kept up to date on write (reconcile/summary.py); full=True
+    recomputes everything from the readings instead (`reconcile --full`), without using them."""
+    if not full and not kit.read_only:  # a read-only kit cannot bring its summaries up to date
+        from .summary import kept_report
+        return kept_report(kit)
+    return full_report(kit)
+
+
+def full_report(kit: Kit) -> dict[str, Any]:
+    """The reconciliation report recomputed from every reading (no kept summary is used)."""
     reg = load_registry(kit)
     run = _Pass(kit, reg)
     links = current_links(kit)
@@ -85,40 +138,10 @@ def reconcile(kit: Kit) -> dict[str, Any]:
     totals["sheets_printed"] = len(reg.sheets)
     totals["quarantined_pages"] = reg.quarantine_unassigned
     forms = []
-    for fid, form in reg.forms.items():
-        sheet_ids = reg.form_sheets.get(fid, [])
-        returned = [reg.sheets[s]["page"] for s in sheet_ids if s in reg.captures]
-        in_quarantine = [reg.sheets[s]["page"] for s in sheet_ids
-                         if s not in reg.captures and s in reg.quarantined_sheets]
-        missing = [reg.sheets[s]["page"] for s in sheet_ids if s not in reg.captures]
-        state = _state(returned, in_quarantine, len(sheet_ids))
-        duplicates, conflicts = [], []
-        for s in sheet_ids:
-            caps = reg.captures.get(s, [])
-            if len(caps) > 1:
-                sheet_conf = run.conflicts.get(s, [])
-                conflicts += sheet_conf
-                duplicates.append({"sheet_id": s, "page": reg.sheets[s]["page"], "kept": caps[-1],
-                                   "others": caps[:-1],
-                                   "agree": all(c["resolved"] for c in sheet_conf)})
-        flags = form_flags([run.checks[s] for s in sheet_ids if s in run.checks])
-        to_review = sum(run.to_review.get(s, 0) for s in sheet_ids)
-        dt = form["downtime_mrn"]
-        real = form["patient_mrn"] or (links[dt]["real_mrn"] if dt in links else None)
-        forms.append({
-            "form_id": fid, "template": form["template"], "version": form["version"], "ward": form["ward"],
-            "bed": form["bed"], "patient_mrn": form["patient_mrn"], "downtime_mrn": dt, "real_mrn": real,
-            "encounter": form["encounter"], "accession": form["accession"], "printed_at": form["printed_at"],
-            "pages": form["pages"], "pages_returned": returned, "pages_missing": missing,
-            "pages_in_quarantine": in_quarantine, "state": state, "duplicates": duplicates,
-            "conflicts": conflicts, "to_review": to_review, "flags": flags})
-        totals["sheets_returned"] += len(returned)
-        totals["sheets_never_returned"] += len(missing) - len(in_quarantine)
-        totals["forms_complete" if state == "complete" else "forms_incomplete"] += 1
-        totals["duplicate_captures"] += sum(len(d["others"]) for d in duplicates)
-        totals["conflicts"] += sum(1 for c in conflicts if not c["resolved"])
-        totals["readings_to_review"] += to_review
-        totals["consistency_flags"] += len(flags)
+    for fid in reg.forms:
+        entry = form_entry(reg, run, links, fid)
+        forms.append(entry)
+        add_to_totals(totals, entry)
     return {"totals": totals, "forms": forms}
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import BadInput, Conflict, NotFound
 from ..files import STEM_PATTERN
 from ..store.audit import append_audit
+from ..store.transactions import atomic
 from ..store.kit import Kit, now_iso
 
 
@@ -115,8 +116,9 @@ class _Merger:
 
     def copy_files(self) -> None:
         copied = sum(_copy_file(self.root, self.kit.path, rel) for rel in dict.fromkeys(self.files) if rel)
+        self.files = []
         if copied:
-            self.counts["files"] = copied
+            self.counts["files"] = self.counts.get("files", 0) + copied
 
     def rows(self, table: str, order: str) -> tuple[list[str], list[dict[str, Any]]]:
         local_cols = set(_columns(self.local, table))
@@ -132,7 +134,7 @@ class _Merger:
         self.counts[table] = self.counts.get(table, 0) + 1
         return cur.lastrowid
 
-    def run(self) -> None:
+    def registry(self) -> None:
         L = self.local
         # Printed registry: another station may have printed blank stock from its own copy.
         have = {r[0] for r in L.execute("SELECT hash FROM layouts")}
@@ -176,37 +178,88 @@ class _Merger:
         for kind, next_value in self.remote.execute("SELECT kind, next_value FROM id_pools"):
             L.execute("UPDATE id_pools SET next_value = MAX(next_value, ?) WHERE kind = ?", [next_value, kind])
 
-        # Scans.
+        self._links(dry_run=True)  # a merge that would split a patient is refused before anything is written
+
+    def plan_scans(self) -> None:
+        """Which remote captures are new here (by natural key); their rows are written in chunks."""
+        L = self.local
         have = {r[0] for r in L.execute("SELECT sha256 FROM input_files")}
-        for row in self.rows("input_files", "sha256")[1]:
-            if row["sha256"] not in have:
-                self.insert("input_files", row)
-                self.files.append(row["archive_path"])
+        self.file_rows = {row["sha256"]: row for row in self.rows("input_files", "sha256")[1] if row["sha256"] not in have}
         local_caps = {(r[1], r[2], r[3]): r[0] for r in L.execute(
             "SELECT capture_id, file_sha256, page_index, source FROM captures")}
-        cap_map: dict[int, int] = {}
-        new_captures: list[int] = []
+        self.cap_map: dict[int, int] = {}
+        self.new_captures: list[dict[str, Any]] = []
         for row in self.rows("captures", "capture_id")[1]:
             key = (row["file_sha256"], row["page_index"], row["source"])
             if key in local_caps:
-                cap_map[row["capture_id"]] = local_caps[key]
-                continue
-            if row.get("duplicate_of") is not None:
-                row["duplicate_of"] = cap_map.get(row["duplicate_of"])
-            cap_map[row["capture_id"]] = self.insert("captures", row, ("capture_id",))
-            new_captures.append(row["capture_id"])
-            self.files.append(row.get("image_path"))
-        self.cap_map = cap_map
-        # A capture and its readings are always stored together (one transaction, here and when
-        # scanning), so only the readings of captures new to this kit are brought, streamed by index.
+                self.cap_map[row["capture_id"]] = local_caps[key]
+            else:
+                self.new_captures.append(row)
         self.reading_cols = [c for c in _columns(self.remote, "readings") if c in set(_columns(L, "readings"))]
-        self.reading_map: dict[int, int] = {}
-        for start in range(0, len(new_captures), 500):
-            part = new_captures[start:start + 500]
+        self.reading_map: dict[int, int] = {}  # only readings people decided on (reviews map to them)
+        self.reviewed = {r[0] for r in self.remote.execute("SELECT DISTINCT reading_id FROM reviews")}
+
+    def insert_many(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        cols = list(rows[0])
+        self.local.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                               [[row[c] for c in cols] for row in rows])
+        self.counts[table] = self.counts.get(table, 0) + len(rows)
+
+    def scan_chunk(self, rows: list[dict[str, Any]]) -> None:
+        """New captures with their input files and readings, batched; the caller's transaction.
+        A capture and its readings are always stored together (here and when scanning), so only
+        the readings of captures new to this kit are brought, streamed by index."""
+        L = self.local
+        files = [f for f in (self.file_rows.pop(r["file_sha256"], None) for r in rows) if f is not None]
+        self.insert_many("input_files", files)
+        self.files += [f["archive_path"] for f in files]
+        next_cap = L.execute("SELECT COALESCE(MAX(capture_id), 0) FROM captures").fetchone()[0] + 1
+        remote_ids = []
+        for row in rows:
+            remote_ids.append(row["capture_id"])
+            if row.get("duplicate_of") is not None:
+                row["duplicate_of"] = self.cap_map.get(row["duplicate_of"])
+            self.cap_map[row["capture_id"]] = next_cap
+            row["capture_id"] = next_cap
+            next_cap += 1
+            self.files.append(row.get("image_path"))
+        self.insert_many("captures", rows)
+        next_reading = L.execute("SELECT COALESCE(MAX(reading_id), 0) FROM readings").fetchone()[0] + 1
+        cols = self.reading_cols
+        at_id, at_capture = cols.index("reading_id"), cols.index("capture_id")
+        at_crop = cols.index("crop_path") if "crop_path" in cols else None
+        batch: list[list[Any]] = []
+        sql = f"INSERT INTO readings ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        for start in range(0, len(remote_ids), 500):
+            part = remote_ids[start:start + 500]
             for values in self.remote.execute(
-                    f"SELECT {', '.join(self.reading_cols)} FROM readings WHERE capture_id IN"
+                    f"SELECT {', '.join(cols)} FROM readings WHERE capture_id IN"
                     f" ({','.join('?' * len(part))}) ORDER BY capture_id, reading_id", part):
-                self._add_reading(dict(zip(self.reading_cols, values)))
+                values = list(values)
+                if values[at_id] in self.reviewed:
+                    self.reading_map[values[at_id]] = next_reading
+                values[at_id], values[at_capture] = next_reading, self.cap_map[values[at_capture]]
+                next_reading += 1
+                if at_crop is not None and values[at_crop]:
+                    self.files.append(values[at_crop])
+                batch.append(values)
+                if len(batch) >= 10_000:
+                    L.executemany(sql, batch)
+                    self.counts["readings"] = self.counts.get("readings", 0) + len(batch)
+                    batch.clear()
+        L.executemany(sql, batch)
+        self.counts["readings"] = self.counts.get("readings", 0) + len(batch)
+
+    def rest(self) -> None:
+        """Input files without a new capture, quarantine, decisions, links, marks and history."""
+        L = self.local
+        cap_map = self.cap_map
+        leftover = list(self.file_rows.values())
+        self.file_rows = {}
+        self.insert_many("input_files", leftover)
+        self.files += [f["archive_path"] for f in leftover]
         local_q = {r[1]: r[0] for r in L.execute("SELECT quarantine_id, capture_id FROM quarantine")}
         q_map: dict[int, int] = {}
         for row in self.rows("quarantine", "quarantine_id")[1]:
@@ -238,18 +291,7 @@ class _Merger:
             if row.get("undoes") is not None:
                 row["undoes"] = review_map[row["undoes"]]
             review_map[row["review_id"]] = self.insert("reviews", row, ("review_id",))
-        local_links = {(r[1], r[2], r[3], r[4], r[5]): r[0] for r in L.execute(
-            "SELECT id, downtime_mrn, real_mrn, actor, at, revokes FROM identity_links")}
-        link_map: dict[int, int] = {}
-        for row in self.rows("identity_links", "id")[1]:
-            revokes = link_map.get(row["revokes"]) if row.get("revokes") is not None else None
-            key = (row["downtime_mrn"], row["real_mrn"], row["actor"], row["at"], revokes)
-            if key in local_links:
-                link_map[row["id"]] = local_links[key]
-                continue
-            row["revokes"] = revokes
-            link_map[row["id"]] = self.insert("identity_links", row, ("id",))
-        self._check_links()
+        self._links()
         have_marks = {tuple(r) for r in L.execute("SELECT item_id, status, actor, at FROM worklist_marks")}
         for row in self.rows("worklist_marks", "id")[1]:
             if (row["item_id"], row["status"], row["actor"], row["at"]) not in have_marks:
@@ -277,6 +319,35 @@ class _Merger:
             append_audit(L, original.get("actor") or actor, "merge.audit", f"{REMOTE}{digest}", None, original)
             known.add(digest)
             self.counts["audit"] = self.counts.get("audit", 0) + 1
+
+    def _links(self, dry_run: bool = False) -> None:
+        """Bring the other station's identity links; refuse (Conflict) links that would split a
+        patient. dry_run: only check, inside a savepoint rolled back at once."""
+        L = self.local
+        if dry_run:
+            before = self.counts.get("identity_links", 0)
+            L.execute("SAVEPOINT merge_links_check")
+            try:
+                self._links()
+            finally:
+                L.execute("ROLLBACK TO merge_links_check")
+                L.execute("RELEASE merge_links_check")
+                self.counts["identity_links"] = before
+                if not before:
+                    self.counts.pop("identity_links")
+            return
+        local_links = {(r[1], r[2], r[3], r[4], r[5]): r[0] for r in L.execute(
+            "SELECT id, downtime_mrn, real_mrn, actor, at, revokes FROM identity_links")}
+        link_map: dict[int, int] = {}
+        for row in self.rows("identity_links", "id")[1]:
+            revokes = link_map.get(row["revokes"]) if row.get("revokes") is not None else None
+            key = (row["downtime_mrn"], row["real_mrn"], row["actor"], row["at"], revokes)
+            if key in local_links:
+                link_map[row["id"]] = local_links[key]
+                continue
+            row["revokes"] = revokes
+            link_map[row["id"]] = self.insert("identity_links", row, ("id",))
+        self._check_links()
 
     def _add_reading(self, row: dict[str, Any]) -> int:
         remote_id = row["reading_id"]
@@ -312,6 +383,13 @@ class _Merger:
                                hint=f"decide which link is right, unlink the other at its station (`identities unlink {dt}`), then merge again")
 
 
+CAPTURES_PER_CHUNK = 5000  # new captures (with their readings) per transaction
+
+
+def _chunk_done(start: int) -> None:
+    """Called after each committed chunk (tests inject a crash here)."""
+
+
 def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
     """Bring another station's work into this kit. Returns counts of what was added (all zero
     when there was nothing new)."""
@@ -334,8 +412,27 @@ def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
         _check_paths(remote, root)
         merger = _Merger(kit, remote, root)
         conn = kit.db.conn
-        with conn:
-            merger.run()
+        # One transaction for the printed registry (and the check that links do not split a
+        # patient: a refusal writes nothing), one per chunk of new captures (their files, rows and
+        # readings, batched; the files copied before the chunk commits), one for the rest. A merge
+        # killed midway keeps the chunks it committed; run again, it goes on from there.
+        with atomic(conn):
+            merger.registry()
+        merger.plan_scans()
+        chunks = range(0, len(merger.new_captures), CAPTURES_PER_CHUNK)
+        for start in chunks:
+            with atomic(conn):
+                before = dict(merger.counts)
+                merger.scan_chunk(merger.new_captures[start:start + CAPTURES_PER_CHUNK])
+                merger.copy_files()
+                if len(chunks) > 1:  # a long merge: each committed part is in the audit log at once
+                    append_audit(conn, actor, "merge.part", f"kit:{remote_id}", None,
+                                 {"from": str(other), "added": {k: v - before.get(k, 0) for k, v in
+                                                                merger.counts.items() if v != before.get(k, 0)}})
+            _chunk_done(start)
+        merger.new_captures = []
+        with atomic(conn):
+            merger.rest()
             merger.copy_files()
             counts = {k: v for k, v in sorted(merger.counts.items()) if v}
             if counts:

@@ -347,54 +347,98 @@ def _marks(kit: Kit) -> dict[str, dict[str, Any]]:
 FORMS_PER_BATCH = 1000  # the worklist holds the readings of this many forms at a time
 
 
+@dataclass
+class BuildContext:
+    """What building items needs besides the forms' readings (loaded once per build)."""
+    links: dict[str, dict[str, Any]]
+    marks: dict[str, dict[str, Any]]
+    templates: dict[str, Template]
+    census_names: dict[tuple, str]
+    zone: str | None
+    exported: dict[str, str] = field(default_factory=dict)  # item id -> last sent (full builds only)
+
+
+def build_context(kit: Kit, templates: dict[str, Template] | None = None,
+                  marks: dict[str, dict[str, Any]] | None = None) -> BuildContext:
+    return BuildContext(
+        links=current_links(kit), marks=_marks(kit) if marks is None else marks,
+        templates=templates if templates is not None else kit_templates(kit),
+        census_names={(snap, mrn): f"{last.upper()}, {first}" for snap, mrn, last, first in kit.db.conn.execute(
+            "SELECT snapshot_id, mrn, last_name, first_name FROM patients")},
+        zone=get_setting(kit, "tz"))
+
+
+def form_work_items(reg: Registry, run: _Pass, fid: str, ctx: BuildContext) -> list[WorkItem]:
+    """One form's items, in the order its template declares them (the full build and the kept
+    summaries both use this)."""
+    form = reg.forms[fid]
+    form["census_name"] = ctx.census_names.get((form.get("snapshot_id"), form["patient_mrn"]))
+    dt = form["downtime_mrn"]
+    patient = form["patient_mrn"] or (ctx.links[dt]["real_mrn"] if dt in ctx.links else dt)
+    template = template_of(ctx.templates, form["template"], form["version"])
+    items = []
+    for raw in _items_of_form(reg, run, form, template):
+        dst = _dst_problem(raw["care_time"], ctx.zone)
+        if dst:
+            raw["unresolved"].append(dst)
+        mark = ctx.marks.get(raw["item_id"])
+        item = WorkItem(
+            item_id=raw["item_id"], kind=raw["kind"], form_id=fid, ward=form["ward"], patient_mrn=patient,
+            downtime_mrn=dt, care_time=raw["care_time"], summary=raw["summary"], values=raw["values"],
+            status=mark["status"] if mark else "pending", resolved=not raw["unresolved"],
+            entered_by=mark["actor"] if mark and mark["status"] != "pending" else None,
+            entered_at=mark["at"] if mark and mark["status"] != "pending" else None,
+            unresolved=raw["unresolved"], note=mark["note"] if mark else None, remarks=raw["remarks"],
+            exported_at=ctx.exported.get(raw["item_id"]))
+        # what the exports need besides the item itself (not part of the item's JSON)
+        item.fields, item.rule, item.template = raw["fields"], raw["rule"], template
+        items.append(item)
+    return items
+
+
+def back_load_key(item: WorkItem) -> tuple:
+    """The worklist's order: registrations, orders, results, medications, vitals; then care time."""
+    return (KIND_ORDER[item.kind], item.care_time is None, item.care_time or "", item.patient_mrn or "",
+            _natural(item.item_id))
+
+
+def back_load_text(item: WorkItem) -> str:
+    """back_load_key as text that SQLite orders the same way (digit runs zero-padded after a
+    low separator, fields separated by a character below every printable one)."""
+    natural = "".join(f"\x01{int(p):012d}" if p.isdigit() else p for p in _DIGITS.split(item.item_id))
+    return (f"{KIND_ORDER[item.kind]}{int(item.care_time is None)}{item.care_time or ''}\x1f"
+            f"{item.patient_mrn or ''}\x1f{natural}")
+
+
 def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = True,
            templates: dict[str, Template] | None = None) -> list[WorkItem]:
     if form_ids is None:
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
-    links = current_links(kit)
-    marks = _marks(kit)
-    exported = exported_at(kit.db.conn)
+    ctx = build_context(kit, templates)
+    ctx.exported = exported_at(kit.db.conn)  # read at build time: an export changes no form
     reviews = current_reviews(kit)
-    templates = templates if templates is not None else kit_templates(kit)
-    census_names = {(snap, mrn): f"{last.upper()}, {first}" for snap, mrn, last, first in kit.db.conn.execute(
-        "SELECT snapshot_id, mrn, last_name, first_name FROM patients")}
-    zone = get_setting(kit, "tz")
     items = []
     for start in range(0, len(form_ids), FORMS_PER_BATCH):
         reg = load_registry(kit, form_ids[start:start + FORMS_PER_BATCH])
-        run = _Pass(kit, reg, keep_chosen=True, reviews=reviews, templates=templates, checks=False)
-        for fid, form in reg.forms.items():
-            form["census_name"] = census_names.get((form.get("snapshot_id"), form["patient_mrn"]))
-            dt = form["downtime_mrn"]
-            patient = form["patient_mrn"] or (links[dt]["real_mrn"] if dt in links else dt)
-            template = template_of(templates, form["template"], form["version"])
-            for raw in _items_of_form(reg, run, form, template):
-                dst = _dst_problem(raw["care_time"], zone)
-                if dst:
-                    raw["unresolved"].append(dst)
-                mark = marks.get(raw["item_id"])
-                item = WorkItem(
-                    item_id=raw["item_id"], kind=raw["kind"], form_id=fid, ward=form["ward"], patient_mrn=patient,
-                    downtime_mrn=dt, care_time=raw["care_time"], summary=raw["summary"], values=raw["values"],
-                    status=mark["status"] if mark else "pending", resolved=not raw["unresolved"],
-                    entered_by=mark["actor"] if mark and mark["status"] != "pending" else None,
-                    entered_at=mark["at"] if mark and mark["status"] != "pending" else None,
-                    unresolved=raw["unresolved"], note=mark["note"] if mark else None,
-                    exported_at=exported.get(raw["item_id"]), remarks=raw["remarks"])
-                # what the exports need besides the item itself (not part of the item's JSON)
-                item.fields, item.rule, item.template = raw["fields"], raw["rule"], template
-                items.append(item)
+        run = _Pass(kit, reg, keep_chosen=True, reviews=reviews, templates=ctx.templates, checks=False)
+        for fid in reg.forms:
+            items += form_work_items(reg, run, fid, ctx)
     if not back_load_order:
         return items  # per form, in the order its template declares its items
-    items.sort(key=lambda i: (KIND_ORDER[i.kind], i.care_time is None, i.care_time or "",
-                              i.patient_mrn or "", _natural(i.item_id)))
+    items.sort(key=back_load_key)
     return items
 
 
-def worklist(kit: Kit, ward: str | None = None, status: str | None = None) -> list[WorkItem]:
-    """Re-entry items in back-load order; filter by ward and by status."""
+def worklist(kit: Kit, ward: str | None = None, status: str | None = None, full: bool = False) -> list[WorkItem]:
+    """Re-entry items in back-load order; filter by ward and by status.
+
+    From the items kept up to date on write (reconcile/summary.py); full=True builds them again
+    from the readings (what exports use, through items_by_form, to get each item's fields)."""
     if status is not None and status not in STATUSES:
         raise BadInput(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    if not full and not kit.read_only:
+        from .summary import iter_items
+        return list(iter_items(kit, ward, status))
     form_ids = None
     if ward is not None:
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms WHERE ward = ?", [ward])]
@@ -452,3 +496,5 @@ def mark_item(kit: Kit, item_id: str, status: str, actor: str, note: str | None 
                      {"status": item.status, "by": item.entered_by},
                      {"status": status, "note": note, "care_time": item.care_time, "patient_mrn": item.patient_mrn,
                       "summary": item.summary})
+        from .summary import refresh
+        refresh(kit)  # the item's form, in the mark's own transaction

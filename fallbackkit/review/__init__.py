@@ -31,10 +31,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def station_url(host: str, port: int) -> str:
+def station_url(host: str, port: int, tls: bool = False) -> str:
     """The address to open in a browser: an IPv6 literal goes in brackets (http://[::1]:8765/)."""
     host = host.strip("[]")
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
 
 
 def quiet_waitress(verbose: bool = False) -> None:
@@ -43,15 +44,20 @@ def quiet_waitress(verbose: bool = False) -> None:
 
 
 def make_server(kit_path: Path | str, host: str = "127.0.0.1", port: int = 8765, threads: int = THREADS,
-                app: Any = None) -> Any:
+                app: Any = None, tls: Any = None) -> Any:
     """A waitress server for the station, bound to host:port (not yet serving).
 
     The request body limit is the app's own (MAX_BODY), so waitress refuses a larger body from the
-    Content-Length header on, before reading it, and before anyone has logged in."""
+    Content-Length header on, before reading it, and before anyone has logged in. With tls (a
+    review.tls.Certificate) the station is served over HTTPS only (review/tls.py), and its
+    cookies are sent only over HTTPS."""
     from waitress.server import create_server
     from waitress.task import ThreadedTaskDispatcher
     quiet_waitress(logging.getLogger("fallbackkit").isEnabledFor(logging.DEBUG))
-    app = app if app is not None else create_app(kit_path)
+    app = app if app is not None else create_app(kit_path, secure_cookies=tls is not None)
+    if tls is not None:
+        from .tls import make_tls_server
+        return make_tls_server(app, host, port, tls, threads, MAX_BODY)
     sockets: dict = {}
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(threads)
@@ -87,6 +93,8 @@ def run_server(server: Any) -> None:
         from waitress import wasyncore
         server.task_dispatcher.shutdown(timeout=5)
         wasyncore.close_all(server._map)  # the listening socket and every open connection
+        if hasattr(server, "close"):  # the TLS front's listener
+            server.close()
 
 
 __all__ = ["create_app", "serve", "make_server", "run_server", "station_url", "is_loopback", "add_user", "list_users",

@@ -46,6 +46,9 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     kit_path = Path(kit_path)
     kit = open_kit(kit_path)  # checks the kit and applies migrations once
     kit_id, secret = kit.kit_id, kit.secret
+    if not kit.read_only:  # the kept summaries (computed once for a store made by an older version)
+        from ..reconcile.summary import refresh
+        refresh(kit)
     kit.close()
 
     app = Flask(__name__, static_folder="static", template_folder="templates")
@@ -53,7 +56,8 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     app.config.update(KIT_PATH=kit_path, SESSION_MAX=session_max, SESSION_IDLE=session_idle,
                       SECURE_COOKIES=secure_cookies, MAX_CONTENT_LENGTH=MAX_BODY,
                       CLAIM_SECONDS=q.CLAIM_SECONDS, CLOCK=time.time,  # tests set a short claim or their own clock
-                      WORKLIST_PATIENTS_PER_PAGE=20)
+                      WORKLIST_PATIENTS_PER_PAGE=20, WORKLIST_ITEMS_PER_PATIENT=20,
+                      CONFLICT_FORMS_PER_PAGE=10)
     app.extensions["fallbackkit.station"] = StationState()
 
     # --- per request: the kit, the session, the CSRF check ------------------------------------
@@ -85,6 +89,15 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         kit_ = g.pop("kit", None)
         if kit_ is not None:
             kit_.close()
+
+    @app.after_request
+    def _summaries(resp):
+        """After a write (a decision, undo, resolution, assignment, link, mark), the forms it marked
+        are recomputed now, so that the next view finds its counts ready."""
+        if request.method == "POST" and resp.status_code < 400 and g.get("kit") is not None:
+            from ..reconcile.summary import refresh
+            refresh(g.kit)
+        return resp
 
     @app.after_request
     def _headers(resp):

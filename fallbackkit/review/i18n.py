@@ -260,15 +260,15 @@ _NL.update({"take_scan": "Scan {n} nemen voor het hele blad", "field_by_field": 
             "sheet_left": "Blijven open, veld per veld te beslissen (onzeker of nog niet getypt op die scan): {fields}.", "field_resolved": "{field} op blad {sheet} beslist.",
             "conflicts_keys": "Cijfer 1, 2… neemt die scan voor het hele blad; Enter op een knop kiest hem; Tab gaat verder."})
 _EN.update({"worklist_keys": "J / K: next / previous item · Shift+J / Shift+K: next / previous patient · E: entered · N: not needed",
-            "worklist_count": "{items} items for {patients} patients", "n_pending": "{n} to enter",
+            "worklist_count": "{items} items for {patients} patients", "worklist_more": "{n} more items of this patient: show them all", "n_pending": "{n} to enter",
             "name_unknown": "name not known yet", "kind_registration": "Registration", "kind_order": "Lab order",
             "kind_result": "Result", "kind_medication": "Medication", "kind_vitals": "Vital signs"})
 _FR.update({"worklist_keys": "J / K : élément suivant / précédent · Maj+J / Maj+K : patient suivant / précédent · E : saisi · N : inutile",
-            "worklist_count": "{items} éléments pour {patients} patients", "n_pending": "{n} à saisir",
+            "worklist_count": "{items} éléments pour {patients} patients", "worklist_more": "{n} éléments de plus pour ce patient : tout afficher", "n_pending": "{n} à saisir",
             "name_unknown": "nom pas encore connu", "kind_registration": "Admission", "kind_order": "Demande de labo",
             "kind_result": "Résultat", "kind_medication": "Médicament", "kind_vitals": "Paramètres vitaux"})
 _NL.update({"worklist_keys": "J / K: volgend / vorig item · Shift+J / Shift+K: volgende / vorige patiënt · E: ingevoerd · N: niet nodig",
-            "worklist_count": "{items} items voor {patients} patiënten", "n_pending": "{n} in te voeren",
+            "worklist_count": "{items} items voor {patients} patiënten", "worklist_more": "nog {n} items van deze patiënt: alles tonen", "n_pending": "{n} in te voeren",
             "name_unknown": "naam nog niet bekend", "kind_registration": "Opname", "kind_order": "Labo-aanvraag",
             "kind_result": "Resultaat", "kind_medication": "Medicatie", "kind_vitals": "Vitale parameters"})
 _EN.update({"implausible": "Implausible: {reason}. Check the paper; press Enter again to keep it (the reason is recorded)."})
@@ -280,6 +280,13 @@ _FR["js"].update({"decision_confirm": "confirmé", "decision_correct": "corrigé
                   "decision_illegible": "illisible"})
 _NL["js"].update({"decision_confirm": "bevestigd", "decision_correct": "verbeterd", "decision_transcribe": "getypt",
                   "decision_illegible": "onleesbaar"})
+# zoom on the crop, or on the whole page while it is shown (Alt with + / - / 0: they work while typing)
+_EN["js"].update({"zoom_in": "Zoom in", "zoom_out": "Zoom out", "zoom_reset": "Actual size", "zoom_in_key": "Alt++",
+                  "zoom_out_key": "Alt+−", "zoom_reset_key": "Alt+0", "zoom_crop": "Field {p}%", "zoom_page": "Page {p}%"})
+_FR["js"].update({"zoom_in": "Agrandir", "zoom_out": "Réduire", "zoom_reset": "Taille normale", "zoom_in_key": "Alt++",
+                  "zoom_out_key": "Alt+−", "zoom_reset_key": "Alt+0", "zoom_crop": "Champ {p} %", "zoom_page": "Page {p} %"})
+_NL["js"].update({"zoom_in": "Inzoomen", "zoom_out": "Uitzoomen", "zoom_reset": "Ware grootte", "zoom_in_key": "Alt++",
+                  "zoom_out_key": "Alt+−", "zoom_reset_key": "Alt+0", "zoom_crop": "Veld {p}%", "zoom_page": "Pagina {p}%"})
 
 
 # Why a reading waits for a person (codes of fallbackkit.scan.reasons) and why a page was put aside.

@@ -112,7 +112,9 @@ def value_label(table: dict[str, Any], key: str) -> str:
 def form_position(table: dict[str, Any], key: str) -> int:
     """Where a re-entry value's key sits on the printed form (fields are labelled in form order),
     so values are shown as the clerk reads the paper, not alphabetically. Unknown keys go last."""
-    order = table.setdefault("_order", {name: i for i, name in enumerate(table["fields"])})
+    order = table.get("_order")
+    if order is None:  # built once per label table (not on every call)
+        order = table["_order"] = {name: i for i, name in enumerate(table["fields"])}
     if key in order:
         return order[key]
     if f"c1.{key}" in order:

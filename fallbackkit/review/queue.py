@@ -193,12 +193,26 @@ def queue_counts(conn, ward: str | None = None, template: str | None = None) -> 
 
 
 def filter_choices(conn) -> dict[str, list[str]]:
+    """Wards, templates and reasons to filter by (index skip-scans: a few steps, whatever the size)."""
     conn = _conn(conn)
-    wards = [r[0] for r in conn.execute("SELECT DISTINCT ward FROM forms WHERE ward IS NOT NULL ORDER BY 1")]
-    templates = [r[0] for r in conn.execute("SELECT DISTINCT template FROM forms ORDER BY 1")]
-    reasons = [r[0] for r in conn.execute(
-        "SELECT DISTINCT reason FROM readings WHERE status = 'review' AND reason IS NOT NULL ORDER BY 1")]
+    def distinct(column: str, where: str = "1") -> list[Any]:  # one index step per value, not per row
+        return [r[0] for r in conn.execute(
+            f"WITH RECURSIVE d(v) AS (SELECT MIN({column}) FROM forms WHERE {where} UNION ALL"
+            f" SELECT (SELECT MIN({column}) FROM forms WHERE {where} AND {column} > d.v) FROM d WHERE d.v IS NOT NULL)"
+            " SELECT v FROM d WHERE v IS NOT NULL")]
+    wards, templates = distinct("ward"), distinct("template")
+    reasons = [r[0] for r in conn.execute(  # one step per reason on the partial index (m0066), not per reading
+        "WITH RECURSIVE r(reason) AS (SELECT MIN(reason) FROM readings WHERE status = 'review'"
+        " UNION ALL SELECT (SELECT MIN(reason) FROM readings WHERE status = 'review' AND reason > r.reason)"
+        " FROM r WHERE r.reason IS NOT NULL) SELECT reason FROM r WHERE reason IS NOT NULL")]
     return {"wards": wards, "templates": templates, "reasons": reasons}
+
+
+def open_quarantine_count(conn) -> int:
+    """How many quarantined pages nobody has identified yet."""
+    return _conn(conn).execute("SELECT COUNT(*) FROM quarantine q WHERE NOT EXISTS"
+                               " (SELECT 1 FROM quarantine_assignments a WHERE a.quarantine_id = q.quarantine_id)"
+                               ).fetchone()[0]
 
 
 def open_quarantine(conn) -> list[dict[str, Any]]:
@@ -464,6 +478,14 @@ def quarantine_reason(conn, quarantine_id: int) -> str | None:
     return item.reason if item else None
 
 
-def form_templates(conn) -> dict[str, tuple[str, int]]:
-    """form id -> (template, version)."""
-    return {r[0]: (r[1], r[2]) for r in _conn(conn).execute("SELECT form_id, template, version FROM forms")}
+def form_templates(conn, form_ids: Any = None) -> dict[str, tuple[str, int]]:
+    """form id -> (template, version), of every form or of the given ones (by index)."""
+    conn = _conn(conn)
+    if form_ids is None:
+        return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT form_id, template, version FROM forms")}
+    wanted, out = sorted(set(form_ids)), {}
+    for start in range(0, len(wanted), 500):
+        part = wanted[start:start + 500]
+        out.update({r[0]: (r[1], r[2]) for r in conn.execute(
+            f"SELECT form_id, template, version FROM forms WHERE form_id IN ({','.join('?' * len(part))})", part)})
+    return out

@@ -59,6 +59,17 @@ def cached(name: str, compute: Callable[[], Any]) -> Any:
     return value
 
 
+def pager_pages(page: int, pages: int, around: int = 3) -> list[int | None]:
+    """Page numbers to link: the first, the last and those around the current one (None: a gap)."""
+    shown = sorted({1, pages, *range(max(1, page - around), min(pages, page + around) + 1)})
+    out: list[int | None] = []
+    for n in shown:
+        if out and out[-1] is not None and n > out[-1] + 1:
+            out.append(None)
+        out.append(n)
+    return out
+
+
 def flash(kind: str, message: str) -> None:
     state().flashes.setdefault(g.session.token_hash, []).append((kind, message))
 

@@ -5,6 +5,8 @@
 - ``mrn_system``, ``encounter_system``, ``accession_system``, ``national_number_system``: the FHIR
   identifier systems of the numbers the hospital already gives. Unset, the export uses kit-private
   URNs, and a receiving server creates new patients and encounters instead of matching its own.
+- ``tls_cert``, ``tls_key``: the certificate and key IT gives the review station when other PCs
+  reach it (else the kit makes a self-signed one).
 
 Changes go through :func:`set_setting`, which writes an audit row with the value before and after.
 """
@@ -66,6 +68,14 @@ def system_zone() -> str:
     return "UTC"
 
 
+def _check_file(value: str) -> str:
+    path = Path(value or "").expanduser()
+    if not path.is_absolute() or not path.is_file():
+        raise BadInput(f"{value!r} is not the absolute path of an existing file",
+                       hint="for example /etc/fallbackkit/station.crt")
+    return str(path)
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str             # in kit_meta
@@ -84,6 +94,10 @@ SETTINGS: dict[str, Setting] = {
                                 " numbers", _check_system, lambda: None),
     "national_number_system": Setting("fhir_national_number_system", "FHIR identifier system of the national"
                                       " number (Belgian INSZ/NISS)", _check_system, lambda: SSIN_SYSTEM),
+    "tls_cert": Setting("tls_cert", "review station: IT's TLS certificate (PEM file), instead of the kit's"
+                        " self-signed one", _check_file, lambda: None),
+    "tls_key": Setting("tls_key", "review station: the private key of tls_cert (PEM file)", _check_file,
+                       lambda: None),
 }
 
 

@@ -1,5 +1,6 @@
 /* fallbackkit review station: the keyboard-first review screen.
-   Enter accepts, digits pick an option, typing transcribes, Tab/Shift+Tab move, Esc skips, Z shows the page.
+   Enter accepts, digits pick an option, typing transcribes, Tab/Shift+Tab move, Esc skips, Z shows the page,
+   Alt with + / - / 0 zooms the crop (or the page while it is shown).
    The next item is fetched while the clerk looks at the current one, and shown as soon as a decision is saved. */
 (function () {
   "use strict";
@@ -119,7 +120,12 @@
     skip.addEventListener("click", skipItem);
     illegible.addEventListener("click", function () { send("illegible", null); });
     zoom.addEventListener("click", togglePage);
+    var zoomOut = el("button", { id: "zoom-out", type: "button", title: S.zoom_out }, ["− ", el("kbd", { text: S.zoom_out_key })]);
+    var zoomIn = el("button", { id: "zoom-in", type: "button", title: S.zoom_in }, ["+ ", el("kbd", { text: S.zoom_in_key })]);
+    zoomOut.addEventListener("click", function () { zoomBy(-1); });
+    zoomIn.addEventListener("click", function () { zoomBy(1); });
     actions.appendChild(accept); actions.appendChild(skip); actions.appendChild(illegible); actions.appendChild(zoom);
+    actions.appendChild(el("span", { "class": "zoombar" }, [zoomOut, el("span", { id: "zoomlevel", "aria-live": "polite" }), zoomIn]));
 
     if (r.options) {
       choice = r.type === "multichoice" ? (Array.isArray(r.value) ? r.value.slice() : []) : r.value;
@@ -182,6 +188,7 @@
     var typed = document.getElementById("typed");
     if (typed) { typed.focus(); typed.select(); } else { accept.focus(); }
     decorate(r);
+    applyCropZoom();
     prefetch();
   }
 
@@ -278,7 +285,75 @@
       svg.appendChild(poly);
     }
     pb.appendChild(svg); pb.hidden = false;
+    applyPageZoom();
   }
+
+  // --- zoom: on the crop, or on the whole page while it is shown; the level stays from item to item
+  var ZOOMS = [1, 1.5, 2, 3, 4, 6];
+  var cropZoom = 0, pageZoom = 0;  // indexes into ZOOMS
+  function pageSvg() { var pb = document.getElementById("pagebox"); return pb && !pb.hidden ? pb.querySelector("svg") : null; }
+  function showZoom() {
+    var label = document.getElementById("zoomlevel");
+    if (!label) return;
+    label.textContent = pageSvg() ? S.zoom_page.replace("{p}", Math.round(ZOOMS[pageZoom] * 100))
+      : S.zoom_crop.replace("{p}", Math.round(ZOOMS[cropZoom] * 100));
+  }
+  function applyCropZoom() {
+    var img = document.getElementById("crop");
+    if (!img) { showZoom(); return; }
+    if (!img.complete || !img.naturalWidth) { img.addEventListener("load", applyCropZoom, { once: true }); return; }
+    if (!img.getAttribute("data-base")) img.setAttribute("data-base", String(img.getBoundingClientRect().height));
+    var z = ZOOMS[cropZoom], base = parseFloat(img.getAttribute("data-base"));
+    var box = img.closest(".cropbox");
+    box.classList.toggle("zoomed", z > 1);
+    img.style.maxWidth = z > 1 ? "none" : ""; img.style.maxHeight = z > 1 ? "none" : "";
+    img.style.height = z > 1 ? Math.round(base * z) + "px" : "";
+    if (z > 1) {  // writing starts at the left of a box: show its start, half way down
+      box.scrollLeft = 0; box.scrollTop = (box.scrollHeight - box.clientHeight) / 2;
+    }
+    showZoom();
+  }
+  function applyPageZoom() {
+    var svg = pageSvg();
+    if (!svg || !current) { showZoom(); return; }
+    var W = current.capture.img_w, H = current.capture.img_h, z = ZOOMS[pageZoom];
+    var cx = W / 2, cy = H / 2;
+    var pts = (current.outline || "").trim().split(/\s+/).filter(Boolean).map(function (p) { return p.split(",").map(Number); });
+    if (pts.length) {  // centred on the field, as far as the page allows
+      cx = pts.reduce(function (a, p) { return a + p[0]; }, 0) / pts.length;
+      cy = pts.reduce(function (a, p) { return a + p[1]; }, 0) / pts.length;
+    }
+    var w = W / z, h = H / z;
+    var x = Math.min(Math.max(0, cx - w / 2), W - w), y = Math.min(Math.max(0, cy - h / 2), H - h);
+    svg.setAttribute("viewBox", [x, y, w, h].map(function (v) { return Math.round(v); }).join(" "));
+    svg.setAttribute("data-zoom", String(z));
+    showZoom();
+  }
+  function zoomBy(step) {  // step +1 / -1, or 0 for actual size
+    if (!current) return;
+    if (pageSvg()) {
+      pageZoom = step === 0 ? 0 : Math.min(ZOOMS.length - 1, Math.max(0, pageZoom + step));
+      applyPageZoom();
+    } else {
+      cropZoom = step === 0 ? 0 : Math.min(ZOOMS.length - 1, Math.max(0, cropZoom + step));
+      applyCropZoom();
+    }
+  }
+  function zoomStep(ev) {  // what a key asks of the zoom: +1, -1, 0, or null (by key or key position)
+    var k = ev.key, c = ev.code;
+    if (k === "+" || k === "=" || c === "Equal" || c === "NumpadAdd") return 1;
+    if (k === "-" || k === "_" || c === "Minus" || c === "NumpadSubtract") return -1;
+    if (k === "0" || c === "Digit0" || c === "Numpad0") return 0;
+    return null;
+  }
+  document.addEventListener("keydown", function (ev) {  // Alt with + / - / 0 works while typing; alone outside the box
+    if (!current || ev.ctrlKey || ev.metaKey) return;
+    var typing = ev.target && ev.target.id === "typed";
+    if (!ev.altKey && typing) return;
+    var step = zoomStep(ev);
+    if (step === null) return;
+    ev.preventDefault(); zoomBy(step);
+  });
 
   document.addEventListener("keydown", function (ev) {
     if (!current || ev.ctrlKey || ev.metaKey || ev.altKey) return;
@@ -413,7 +488,10 @@
     if (left === 0) { group.remove(); focusGroup(next); return; }
     if (count) count.textContent = String(left);
     var d = group.querySelector("details"); if (d) d.open = true;
-    var firstLeft = group.querySelector("section.conflict input, section.conflict button");
+    // what is left is for the clerk to decide from the paper: the focus goes on that field's own
+    // options (or its text box), not on a hidden input, nor back on the scan that could not settle it
+    var firstLeft = group.querySelector("section.conflict form.typed button, section.conflict form.typed input[name=typed]")
+      || group.querySelector("section.conflict button");
     if (firstLeft) firstLeft.focus();
   }
   function takeSheet(group, button) {
@@ -531,4 +609,14 @@
   });
   var start = root.querySelector("div.witem.pending") || root.querySelector("div.witem");
   if (start) focusItem(start);
+})();
+
+/* Identities: keyboard first. The focus starts on the first suggestion to check (Enter opens the
+   check of paper against census), else on the first box for a real MRN. */
+(function () {
+  "use strict";
+  var table = document.getElementById("identities");
+  if (!table) return;
+  var first = table.querySelector("form.suggestion button") || table.querySelector("input[name=real_mrn]");
+  if (first) first.focus();
 })();

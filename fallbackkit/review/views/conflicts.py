@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, g, jsonify, render_template, request, url_for
+from flask import Blueprint, current_app, g, jsonify, render_template, request, url_for
 
 from ... import ids
 from ... import reconcile as rc
+from ...reconcile import summary
 from ...errors import BadInput
 from .. import labels as lb
 from .. import queue as q
 from ..i18n import t
-from ..web import back, cached, filters, flash, fmt, id_arg, json_id, kit_path, option_text
+from ..web import back, filters, flash, fmt, id_arg, json_id, kit_path, option_text, pager_pages
 
 bp = Blueprint("conflicts", __name__)
 
@@ -20,11 +22,16 @@ bp = Blueprint("conflicts", __name__)
 @bp.get("/conflicts")
 def conflicts():
     f = filters()
+    per_page = current_app.config["CONFLICT_FORMS_PER_PAGE"]
+    page = id_arg(request.args, "page") or 1
+    n_forms, _ = summary.conflict_forms(g.kit, f.get("ward"), f.get("template"), limit=0)
+    pages = max(1, -(-n_forms // per_page))
+    page = min(page, pages)
+    _, forms = summary.conflict_forms(g.kit, f.get("ward"), f.get("template"), limit=per_page,
+                                      offset=(page - 1) * per_page)
     items = []
-    for form in cached("reconcile", lambda: rc.reconcile(g.kit))["forms"]:
-        if (f.get("ward") and form.get("ward") != f["ward"]) or \
-                (f.get("template") and form.get("template") != f["template"]):
-            continue
+    details: dict[tuple, dict[str, Any]] = {}
+    for form in forms:  # one page of the forms with open conflicts, in the report's order
         for c in form.get("conflicts", []):
             if c.get("resolved"):
                 continue
@@ -34,7 +41,8 @@ def conflicts():
             options = None
             first = next((cap["reading_id"] for cap in caps if cap.get("reading_id")), None)
             if first is not None:
-                detail = q.reading_detail(g.kit.db, first)
+                key = (form.get("template"), form.get("version"), c["field"])  # the same options on every sheet
+                detail = details.get(key) or details.setdefault(key, q.reading_detail(g.kit.db, first))
                 table = lb.labels(kit_path(), form.get("template"), form.get("version"), g.lang)
                 c["label"] = lb.field_label(table, c["field"])
                 if detail["options"] is not None:
@@ -59,7 +67,8 @@ def conflicts():
         when = q.capture_times(g.kit.db, cids)
         group["captures"] = [{"capture_id": cid, "n": n, "at": when.get(cid)} for n, cid in enumerate(cids, 1)]
     return render_template("conflicts.html", items=items, sheets=list(sheets.values()), filters=f,
-                           choices=q.filter_choices(g.kit.db))
+                           choices=q.filter_choices(g.kit.db), page=page, pages=pages, n_forms=n_forms,
+                           pager=pager_pages(page, pages), query=urlencode(f))
 
 
 @bp.post("/api/conflicts/sheet")

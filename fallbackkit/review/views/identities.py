@@ -15,9 +15,10 @@ bp = Blueprint("identities", __name__)
 
 @bp.get("/identities")
 def identities():
-    items = [i for i in rc.list_identities(g.kit) if i.get("kind") == "mrn"]
+    everything = rc.list_identities(g.kit)
+    items = [i for i in everything if i.get("kind") == "mrn"]
     suggestions: dict[str, list[dict[str, Any]]] = {}
-    for s in rc.suggest_identities(g.kit):
+    for s in rc.suggest_identities(g.kit, identities=everything):
         suggestions.setdefault(s["downtime_mrn"], []).append(s)
     no_suggestion = {i["downtime_mrn"]: rc.no_suggestion_reason(g.kit, i) for i in items
                      if not i["linked_to"] and i["downtime_mrn"] not in suggestions}

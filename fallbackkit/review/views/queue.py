@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, url_for
 
 from ... import reconcile as rc
+from ...reconcile import summary
 from ...errors import BadInput
 from ...store.decisions import NOTE_MAX, AlreadyDecided, record_review
 from .. import labels as lb
@@ -15,7 +16,7 @@ from .. import queue as q
 from ..i18n import STRINGS, reason_text, t
 from ..initials import initials_help
 from ..typed import check_typed
-from ..web import cached, filters, id_arg, json_id, kit_path, option_text, session_start
+from ..web import filters, id_arg, json_id, kit_path, option_text, session_start
 
 bp = Blueprint("queue", __name__)
 
@@ -30,10 +31,10 @@ def queue_view():
         item["label"] = lb.field_label(table, item["field"])
         item["name"] = names.get(item["mrn"] or "")
         item["title"] = lb.form_title(table, item["template"])
-    counts = q.queue_counts(g.kit.db, f.get("ward"), f.get("template"))
+    counts = summary.queue_counts(g.kit, f.get("ward"), f.get("template"))
     return render_template("queue.html", items=items, counts=counts, filters=f,
                            choices=q.filter_choices(g.kit.db), query=urlencode(f),
-                           quarantined=len(q.open_quarantine(g.kit.db)))
+                           quarantined=q.open_quarantine_count(g.kit.db))
 
 
 @bp.get("/review")
@@ -147,7 +148,7 @@ def api_progress():
     (with end=1) what else is open: conflicts, quarantined pages, unlinked downtime MRNs."""
     f = filters()
     since = session_start()
-    counts = q.queue_counts(g.kit.db, f.get("ward"), f.get("template"))
+    counts = summary.queue_counts(g.kit, f.get("ward"), f.get("template"))
     waiting = counts.get(f["reason"], 0) if f.get("reason") else sum(counts.values())
     times = [dt.datetime.fromisoformat(at) for at in q.own_decision_times(g.kit.db, g.user.name)]
     times = [t_ for t_ in times if t_ >= since]
@@ -163,6 +164,5 @@ def api_progress():
 
 def open_counts() -> dict[str, int]:
     """What else is open after the queue: conflicts, quarantined pages, unlinked downtime MRNs."""
-    report = cached("reconcile", lambda: rc.reconcile(g.kit))
-    return {"conflicts": int((report.get("totals") or {}).get("conflicts") or 0),
-            "quarantine": len(q.open_quarantine(g.kit.db)), "identities": rc.unlinked_count(g.kit)}
+    return {"conflicts": summary.totals(g.kit)["conflicts"], "quarantine": q.open_quarantine_count(g.kit.db),
+            "identities": summary.unlinked_identities(g.kit)}

@@ -7,11 +7,12 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, g, jsonify, render_template, request, url_for
 
 from ... import reconcile as rc
+from ...reconcile import summary
 from ...errors import FallbackkitError
 from .. import labels as lb
 from .. import queue as q
 from ..i18n import t
-from ..web import back, flash, fmt, id_arg, kit_path, option_text
+from ..web import back, flash, fmt, id_arg, kit_path, option_text, pager_pages
 
 bp = Blueprint("worklist", __name__)
 
@@ -21,17 +22,31 @@ def worklist():
     ward = request.args.get("ward") or None
     status = request.args.get("status", "pending")
     page = id_arg(request.args, "page") or 1
-    items = rc.worklist(g.kit, ward=ward, status=None if status == "all" else status)
-    grouped: dict[str, list[Any]] = {}
-    for item in items:  # per patient, each patient's items keeping the back-load order
-        grouped.setdefault(item.patient_mrn or "—", []).append(item)
-    forms = q.form_templates(g.kit.db)
+    one = request.args.get("patient")  # one patient's items, all of them
+    wanted = None if status == "all" else status
+    n_items, n_patients = summary.item_counts(g.kit, ward, wanted)
+    per_page = current_app.config["WORKLIST_PATIENTS_PER_PAGE"]
+    pages = max(1, -(-n_patients // per_page))
+    page = min(page, pages)
+    if one is not None:
+        patients = summary.worklist_patients(g.kit, ward, wanted, per_page=1, items_per_patient=2000,
+                                             patient=None if one == "—" else one)
+        pages = page = 1
+    else:
+        patients = summary.worklist_patients(g.kit, ward, wanted, per_page=per_page, page=page,
+                                             items_per_patient=current_app.config["WORKLIST_ITEMS_PER_PATIENT"])
+    forms = q.form_templates(g.kit.db, {i.form_id for p in patients for i in p["items"]})
     names = rc.census_names(g.kit)
-    paper_names = {i["downtime_mrn"]: i["name"] for i in rc.list_identities(g.kit) if i.get("name")}
+    paper_names = summary.names_on_paper(g.kit, {p["items"][0].downtime_mrn for p in patients if p["items"]})
+
+    tables: dict[str, dict[str, Any]] = {}
 
     def table_of(item: Any) -> dict[str, Any]:
-        template, version = forms.get(item.form_id, (None, None))
-        return lb.labels(kit_path(), template, version, g.lang)
+        table = tables.get(item.form_id)
+        if table is None:
+            template, version = forms.get(item.form_id, (None, None))
+            table = tables[item.form_id] = lb.labels(kit_path(), template, version, g.lang)
+        return table
 
     def label_of(item: Any, key: str) -> str:
         return lb.value_label(table_of(item), key)
@@ -51,15 +66,12 @@ def worklist():
         table = table_of(item)
         return sorted(item.values.items(), key=lambda kv: lb.form_position(table, kv[0]))
 
-    patients = [{"mrn": mrn, "items": its, "name": names.get(mrn) or paper_names.get(its[0].downtime_mrn or ""),
-                 "pending": sum(1 for i in its if i.status == "pending")} for mrn, its in grouped.items()]
-    per_page = current_app.config["WORKLIST_PATIENTS_PER_PAGE"]
-    pages = max(1, -(-len(patients) // per_page))
-    page = min(page, pages)
-    on_page = patients[(page - 1) * per_page: page * per_page]
-    return render_template("worklist.html", patients=on_page, ward=ward or "", status=status,
+    for p in patients:
+        p["name"] = names.get(p["mrn"]) or paper_names.get(p["items"][0].downtime_mrn or "") if p["items"] else None
+        p["mrn"] = p["mrn"] or "—"
+    return render_template("worklist.html", patients=patients, ward=ward or "", status=status,
                            choices=q.filter_choices(g.kit.db), label_of=label_of, values_of=values_of, shown=shown,
-                           page=page, pages=pages, n_patients=len(patients), n_items=len(items),
+                           page=page, pages=pages, n_patients=n_patients, n_items=n_items, pager=pager_pages(page, pages),
                            query=urlencode({k: v for k, v in (("ward", ward), ("status", status)) if v}))
 
 

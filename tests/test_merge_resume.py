@@ -1,0 +1,111 @@
+"""Merging a big station in chunks (issue 16): one transaction per chunk of new captures, so a
+merge killed midway keeps what it committed and, run again, goes on to the same result as a merge
+that was never interrupted. Real SQLite stores, fault injected between chunks."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from fallbackkit.reconcile import merge, merge_store, reconcile
+from fallbackkit.store import open_kit
+from fallbackkit.store.decisions import record_review
+
+from reconcile_helpers import fake_scan, geometry
+
+
+class Killed(Exception):
+    pass
+
+
+def _rows(kit, table: str) -> int:
+    return kit.db.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+@pytest.fixture
+def stations(kit, ward_pack, tmp_path):
+    """Two copies of the kit taken before scanning (a and b) and a third station that scanned 12
+    sheets and decided some readings."""
+    kit.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for name in ("a", "b", "scanner"):
+        shutil.copytree(kit.path, tmp_path / name)
+    other = open_kit(tmp_path / "scanner")
+    sheets = [r[0] for r in other.db.conn.execute("SELECT sheet_id FROM sheets ORDER BY rowid LIMIT 12")]
+    for k, sid in enumerate(sheets):
+        fields = geometry(other, sid)
+        cid = fake_scan(other, sid, {fields[0]["name"]: True}, unsure=[fields[0]["name"]], tag=f"s{k}")
+        if k % 3 == 0:
+            rid = other.db.conn.execute("SELECT reading_id FROM readings WHERE capture_id = ? AND status = 'review'",
+                                        [cid]).fetchone()[0]
+            record_review(other.db, rid, "confirm", None, "clerk-c")
+    other.close()
+    return tmp_path
+
+
+def test_a_merge_killed_between_chunks_resumes_to_the_same_result(stations, monkeypatch):
+    monkeypatch.setattr(merge, "CAPTURES_PER_CHUNK", 5)
+    remote = open_kit(stations / "scanner")
+    readings_of = dict(remote.db.conn.execute("SELECT capture_id, COUNT(*) FROM readings GROUP BY capture_id"))
+    remote.close()
+    straight = open_kit(stations / "b")
+    merge_store(straight, stations / "scanner", "it")
+
+    a = open_kit(stations / "a")
+    done = []
+
+    def crash(start: int) -> None:
+        done.append(start)
+        if len(done) == 1:
+            raise Killed("the power went off after the first chunk")
+
+    monkeypatch.setattr(merge, "_chunk_done", crash)
+    with pytest.raises(Killed):
+        merge_store(a, stations / "scanner", "it")
+    # the first chunk is kept whole: 5 captures, each with all its readings; nothing else yet
+    assert _rows(a, "captures") == 5
+    per_capture = a.db.conn.execute("SELECT c.file_sha256, COUNT(r.reading_id) FROM captures c"
+                                    " LEFT JOIN readings r ON r.capture_id = c.capture_id GROUP BY c.capture_id").fetchall()
+    assert all(n == readings_of[k + 1] for k, (_sha, n) in enumerate(per_capture))
+    assert _rows(a, "reviews") == 0 and _rows(a, "merge_log") == 0
+    part = a.db.conn.execute("SELECT after FROM audit WHERE action = 'merge.part'").fetchall()
+    assert len(part) == 1 and json.loads(part[0][0])["added"]["captures"] == 5
+    # run again: it goes on from there
+    again = merge_store(a, stations / "scanner", "it")
+    assert again["added"]["captures"] == 7
+    for table in ("captures", "readings", "reviews", "input_files"):
+        assert _rows(a, table) == _rows(straight, table), table
+    assert reconcile(a, full=True) == reconcile(straight, full=True)
+    assert reconcile(a) == reconcile(a, full=True)
+    assert merge_store(a, stations / "scanner", "it")["added"] == {}
+    a.close()
+    straight.close()
+
+
+def test_a_merge_process_killed_outright_resumes(stations):
+    """The real thing: the merging process is killed (SIGKILL) after its first chunk committed."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent(f"""
+        import os, signal
+        from fallbackkit.reconcile import merge
+        from fallbackkit.store import open_kit
+        merge.CAPTURES_PER_CHUNK = 5
+        merge._chunk_done = lambda start: os.kill(os.getpid(), signal.SIGKILL)
+        merge.merge_store(open_kit({str(stations / "a")!r}), {str(stations / "scanner")!r}, "it")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": os.getcwd()},
+                          capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+    a = open_kit(stations / "a")
+    assert _rows(a, "captures") == 5 and _rows(a, "merge_log") == 0
+    merge_store(a, stations / "scanner", "it")
+    straight = open_kit(stations / "b")
+    merge_store(straight, stations / "scanner", "it")
+    for table in ("captures", "readings", "reviews", "input_files"):
+        assert _rows(a, table) == _rows(straight, table), table
+    assert reconcile(a) == reconcile(straight, full=True)
+    a.close()
+    straight.close()
