@@ -763,8 +763,9 @@ def worklist_cmd(click_ctx: click.Context, as_json: bool, ward: str | None, stat
     if as_json:
         emit_json([i.as_dict() for i in items])
     else:
-        table([{**i.as_dict(), "ready": "yes" if i.resolved else "no"} for i in items],
-              ["item_id", "kind", "patient_mrn", "care_time", "status", "ready", "summary"])
+        table([{**i.as_dict(), "ready": "yes" if i.resolved else "no",
+                "exported": "yes" if i.exported_at else "no"} for i in items],
+              ["item_id", "kind", "patient_mrn", "care_time", "status", "ready", "exported", "summary"])
 
 
 @worklist_cmd.command("mark")
@@ -954,24 +955,38 @@ def users_list(ctx: KitContext, as_json: bool) -> None:
               help="csv: directory with readings.csv and worklist.csv; json: one file; fhir: directory of bundles.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path))
 @click.option("--ward", help="Only forms of this ward.")
-@click.option("--since", help="Only what was scanned or reviewed since this ISO date/time.")
+@click.option("--since", help="Only what was scanned or reviewed since this ISO date/time; fhir: LAST = only what"
+                               " changed since the last export (the kit's export record).")
 @click.option("--mrn-system", help="FHIR identifier system of the hospital's MRNs (default: the kit setting"
                                    " mrn_system, else a kit URN).")
 @click.option("--skip-entered", is_flag=True, help="fhir: leave out items clerks marked entered or not needed.")
 @click.option("--tz", help="fhir: time zone of the times written on paper (IANA name; default: the kit setting tz).")
 @click.option("--max-entries", type=click.IntRange(min=1),
               help="fhir: cut a patient's bundle into self-contained parts of at most N entries (e.g. 8).")
+@click.option("--bundle-type", type=click.Choice(["transaction", "batch"]), default="transaction", show_default=True,
+              help="fhir: transaction (all or nothing, references inside the bundle) or batch (each entry on its"
+                   " own, references by identifier).")
+@click.option("--page-images", type=click.Choice(["binary", "inline", "none"]), default="binary", show_default=True,
+              help="fhir: how each scanned page travels: a Binary the DocumentReference points to, inside the"
+                   " DocumentReference (attachment.data), or not at all (hash and size only).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_kit
 def export_cmd(ctx: KitContext, fmt: str, out_path: Path, ward: str | None, since: str | None,
                mrn_system: str | None, skip_entered: bool, tz: str | None, max_entries: int | None,
-               as_json: bool) -> None:
+               bundle_type: str, page_images: str, as_json: bool) -> None:
     """Export readings and the re-entry worklist (csv/json) or FHIR R4 transaction bundles (fhir)."""
     from .export import export_fhir, export_table
     if fmt == "fhir":
-        result = export_fhir(ctx.kit(), out_path, ward, since, mrn_system, skip_entered, tz, max_entries)
+        result = export_fhir(ctx.kit(), out_path, ward, since, mrn_system, skip_entered, tz, max_entries,
+                             actor=ctx.actor, page_images=page_images, bundle_type=bundle_type)
         summary = (f"{result['bundles']} bundles for {result['patients']} patients ({result['resources']} resources, {result['items_exported']} items)"
                    f" in {out_path}; {result['pending']} items not exported yet, listed in {result['pending_file']}")
+        if result["withdrawn"]:
+            summary += f"; {result['withdrawn']} resources sent before are withdrawn (entered-in-error)"
+        if result["since_last"]:
+            summary += f"; {result['unchanged_since_last']} items unchanged since the last export left out"
+        summary += (f"; export record {result['export_id']}" if result["export_id"] is not None
+                    else "; not recorded (the kit is read-only): a later --since LAST or withdrawal will not know it")
         if result["skipped_entered"]:
             summary += f"; {result['skipped_entered']} items left out as already entered"
         for note in result["identity_notes"]:
@@ -979,7 +994,7 @@ def export_cmd(ctx: KitContext, fmt: str, out_path: Path, ward: str | None, sinc
         if result["removed_stale"]:
             say(ctx, f"removed {len(result['removed_stale'])} bundles of an earlier export that no longer apply")
     else:
-        result = export_table(ctx.kit(), fmt, out_path, ward, since)
+        result = export_table(ctx.kit(), fmt, out_path, ward, since, actor=ctx.actor)
         summary = f"{result['readings']} readings" + (
             f", {result['worklist']} worklist items" if result["worklist"] is not None else "") + \
             f" -> {', '.join(result['files'])}"

@@ -92,3 +92,15 @@ def r4_validator():
 def schema_errors(resource: dict) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
             for e in r4_validator().iter_errors(resource)]
+
+
+def r4_errors(bundle: dict) -> list[str]:
+    """The official R4 JSON schema's errors, and those of an independent validator (the
+    fhir.resources package's models: R4B, whose changes to R4 concern other resources)."""
+    from fhir.resources.R4B.bundle import Bundle
+    errors = schema_errors(bundle)
+    try:
+        Bundle.model_validate(bundle)
+    except Exception as exc:  # pydantic's ValidationError, with every problem listed
+        errors.append(f"fhir.resources: {str(exc)[:2000]}")
+    return errors

@@ -32,9 +32,11 @@ from kit_helpers import census_kit  # noqa: E402
 GOLDEN = Path(__file__).parent / "data" / "semantics-golden.json"
 TZ = "Europe/Brussels"
 # "size": a page image holds the printing time ("data as of", "printed"), so its byte size moves too
-_CLOCK_KEYS = {"timestamp", "recorded", "date", "entered_at", "exported_at", "at", "size"}
+# "data": the page image itself (a Binary's or an inline attachment's), base64 of those same bytes
+_CLOCK_KEYS = {"timestamp", "recorded", "date", "entered_at", "exported_at", "at", "size", "data"}
 _TOKENS = [
     ("uuid", re.compile(r"urn:uuid:[0-9a-f-]{36}")),
+    ("id", re.compile(r"(?<![0-9a-f:-])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")),  # Binary ids
     ("sha", re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")),  # also inside URL-encoded searches
     ("sha1", re.compile(r"[A-Za-z0-9+/]{27}=")),  # base64 SHA-1 of an attachment
     ("page", re.compile(r"pages/[A-Z0-9]+-[0-9a-f]{8}-\d+\.png")),

@@ -68,8 +68,10 @@ def test_undo_puts_an_item_back_under_review(scene, tmp_path):
     undo_review(kit.db.conn, review_id, "supervisor", "wrong patient column")
     export_fhir(kit, tmp_path / "after")
     assert f"{info['vitals_form']}:c1" in _pending(tmp_path / "after")
-    assert not any(k.startswith(f"{info['vitals_form']}:c1:") for k in
-                   _items(_resources(tmp_path / "after", info["patient"])))
+    # the pulse sent before is withdrawn (issue 11 defect 1); the column's other values are not re-sent
+    after = {k: r for k, r in _items(_resources(tmp_path / "after", info["patient"])).items()
+             if k.startswith(f"{info['vitals_form']}:c1:")}
+    assert {k: r["status"] for k, r in after.items()} == {f"{info['vitals_form']}:c1:pulse": "entered-in-error"}
 
 
 def test_illegible_value_is_not_exported(scene, tmp_path):
@@ -85,9 +87,11 @@ def test_vitals_observations(scene, tmp_path):
     export_fhir(kit, tmp_path / "out")
     items = _items(_resources(tmp_path / "out", info["patient"]))
     f = info["vitals_form"]
-    expect = {"temperature": ("8310-5", 37.2), "pulse": ("8867-4", 88), "bp_systolic": ("8480-6", 121),
-              "bp_diastolic": ("8462-4", 79), "resp_rate": ("9279-1", 16), "spo2": ("59408-5", 97),
-              "pain": ("72514-3", 2)}
+    expect = {"temperature": ("8310-5", 37.2), "pulse": ("8867-4", 88), "resp_rate": ("9279-1", 16),
+              "spo2": ("59408-5", 97), "pain": ("72514-3", 2)}
+    bp = items[f"{f}:c1:85354-9"]  # blood pressure: one panel with its two components (issue 11 defect 9)
+    assert [(c["code"]["coding"][0]["code"], c["valueQuantity"]["value"]) for c in bp["component"]] == \
+        [("8480-6", 121), ("8462-4", 79)]
     for row, (code, value) in expect.items():
         obs = items[f"{f}:c1:{row}"]
         assert obs["code"]["coding"][0]["code"] == code
@@ -105,7 +109,9 @@ def test_medication_administrations(scene, tmp_path):
     given, held = items[f"{f}:{info['given_slot']}"], items[f"{f}:{info['held_slot']}"]
     assert given["status"] == "completed" and "statusReason" not in given
     assert given["effectiveDateTime"] == care_time("2026-11-28", "08:05")
-    assert held["status"] == "not-done" and held["statusReason"] == [{"text": "held"}]
+    assert held["status"] == "not-done" and held["statusReason"][0]["text"] == "held"
+    assert held["statusReason"][0]["coding"][0] == {"system": "urn:fallbackkit:codes:not-given", "code": "held",
+                                                    "display": "held"}
     scheduled = held["note"][0]["text"].split()[-1]
     assert held["effectiveDateTime"] == care_time("2026-11-28", scheduled), "not given: the scheduled time"
     context = json.loads(kit.db.conn.execute("SELECT context FROM forms WHERE form_id = ?", [f]).fetchone()[0])

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import BadInput
 
-_REFERENCE = re.compile(r'"reference":\s*"(urn:uuid:[0-9a-f-]{36})"')
+_REFERENCE = re.compile(r'"(?:reference|url)":\s*"(urn:uuid:[0-9a-f-]{36})"')  # url: a page's Binary
 
 
 def _references(entry: dict[str, Any]) -> list[str]:
@@ -72,3 +72,46 @@ def split_transaction(bundle: dict[str, Any], max_entries: int) -> list[dict[str
         part["entry"] = [by_url[u] for u in sorted(urls, key=position.__getitem__)]
         out.append(part)
     return out
+
+
+def _logical(entry: dict[str, Any]) -> dict[str, Any] | str | None:
+    """How a batch entry refers to this entry's resource: a Binary by its id, anything else by the
+    identifier its request is conditional on (a logical reference)."""
+    from urllib.parse import parse_qsl, urlsplit
+    rtype, req = entry["resource"]["resourceType"], entry["request"]
+    if rtype == "Binary":
+        return req["url"]
+    query = req.get("ifNoneExist") or urlsplit(req["url"]).query
+    for key, value in parse_qsl(query):
+        if key == "identifier":
+            system, _, code = value.partition("|")
+            return {"type": rtype, "identifier": {"system": system, "value": code}}
+    return None
+
+
+def as_batch(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The same entries as a batch: no entry depends on another. A batch resolves no `urn:uuid`
+    reference (and medplum's engine stores a conditional reference `Patient?identifier=...` in a
+    batch as it is, unresolved), so each reference becomes a logical reference by identifier
+    (`{type, identifier}`), and a page's attachment points at `Binary/<id>`."""
+    logical = {e["fullUrl"]: _logical(e) for e in bundle["entry"]}
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("reference")
+            if isinstance(ref, str) and isinstance(logical.get(ref), dict):
+                return {**logical[ref], **({"display": node["display"]} if "display" in node else {})}
+            out = {}
+            for k, v in node.items():
+                if k == "url" and isinstance(v, str) and isinstance(logical.get(v), str):
+                    out[k] = logical[v]
+                else:
+                    out[k] = rewrite(v)
+            return out
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    entries = [{"fullUrl": e["fullUrl"], "resource": rewrite(e["resource"]), "request": e["request"]}
+               for e in bundle["entry"]]
+    return {**{k: v for k, v in bundle.items() if k != "entry"}, "type": "batch", "entry": entries}

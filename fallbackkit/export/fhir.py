@@ -14,19 +14,21 @@ import datetime as _dt
 import hashlib
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from ..errors import BadInput
-from ..store.kit import Kit, now_iso
+from ..store.exports import content_hash, last_sent, record_export_if_writable
+from ..store.kit import Kit, default_actor, now_iso
 from ..store.settings import check_zone, get_setting, stored_setting, system_zone
 from ..files import OutputFiles, file_name, outside_kit
 from ..templates import values as paper_values
 from ..templates.model import Template
 from ..templates.semantics import ItemRule
-from .bundles import split_transaction
+from .bundles import as_batch, split_transaction
 from .collect import Form, Store, load, parse_since, touched_since, write_private
 
 NS = uuid.UUID("8f0d7f3e-4c1e-5b8a-9a51-6b7f2a0c3d11")
@@ -35,10 +37,26 @@ LOINC = "http://loinc.org"
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+
+# resources a form's items share (one per patient, encounter, page, target); every other resource of
+# an item is the item's own, recorded per item in the export record and withdrawable
+SHARED_TYPES = ("Patient", "Encounter", "DocumentReference", "Provenance", "Binary", "Practitioner")
+ENTERED_IN_ERROR_NOTE = ("Observation", "MedicationAdministration", "ServiceRequest", "Specimen",
+                         "AllergyIntolerance")
+
+PAGE_IMAGES = ("binary", "inline", "none")  # how the scanned page travels: a Binary, attachment.data, not at all
 
 PRIORITY = {"routine": "routine", "urgent": "urgent", "stat": "stat"}
 GENDER = {"female": "female", "male": "male", "other": "other", "unknown": "unknown", "f": "female", "m": "male",
           "x": "other"}
+
+
+def local_codes(kind: str) -> str:
+    """The kit's own code system for one kind of code (lab tests, specimen types, AVPU levels...):
+    one URI per kind, the same for every kit, next to the standard codes the template gives."""
+    return f"urn:fallbackkit:codes:{kind}"
 
 
 class Unsettled(Exception):
@@ -175,8 +193,12 @@ def _agent(role: str, who: str) -> dict[str, Any]:
 
 class FhirExport:
     def __init__(self, kit: Kit, ward: str | None = None, since: str | None = None,
-                 mrn_system: str | None = None, skip_entered: bool = False, tz: str | None = None):
+                 mrn_system: str | None = None, skip_entered: bool = False, tz: str | None = None,
+                 page_images: str = "binary"):
         zone_ok(tz)
+        if page_images not in PAGE_IMAGES:
+            raise BadInput(f"--page-images {page_images!r}: one of {', '.join(PAGE_IMAGES)}")
+        self.page_images = page_images
         self.kit = kit
         self.tz = tz or get_setting(kit, "tz")  # the flag overrides the kit setting
         mrn_system = mrn_system or stored_setting(kit, "mrn_system")
@@ -198,7 +220,15 @@ class FhirExport:
         self.marks = {item: status for item, status in kit.db.conn.execute(
             "SELECT item_id, status FROM worklist_marks ORDER BY id")}
         self.store = load(kit, ward)
-        self.since = parse_since(since, self.tz)
+        # --since LAST: what differs from what the export record says was last sent (content, not clock)
+        self.since_last = bool(since) and since.strip().upper() == "LAST"
+        self.since = None if self.since_last else parse_since(since, self.tz)
+        self.sent = last_sent(kit.db.conn)
+        self.records: dict[str, dict[str, Any]] = {}   # item id -> what this export sends for it
+        self.unchanged: list[str] = []
+        self.withdrawn: list[dict[str, Any]] = []
+        self.fields_of: dict[str, list[str]] = {}     # fullUrl -> the fields a resource comes from
+        self.link_patches: dict[str, list[str]] = {}  # real MRN -> downtime MRNs linked to it
         self.b = BundleBuilder(self.store, mrn_system, encounter_system, stored_setting(kit, "accession_system"))
         self.bundles: dict[str, PatientBundle] = {}
         self.pending: list[dict[str, Any]] = []
@@ -235,10 +265,59 @@ class FhirExport:
             self._demographics_from_paper(key, resource)
         if real:
             url = self.b.add(bundle, resource, self.b.mrn_system, real, create_only=True)
+            for d in downtime:
+                # the hospital's record is never overwritten: the downtime identifier is added by a
+                # conditional PATCH in link-<MRN>.json; a downtime-only Patient sent before is retired
+                if d not in self.link_patches.setdefault(key, []):
+                    self.link_patches[key].append(d)
+                if f"patient:{d}" in self.sent:
+                    self._retire_downtime_patient(bundle, d, real, url)
         else:
             url = self.b.add(bundle, resource, self.b.system("downtime-mrn"), key)
         bundle.patient_url = url
         return url
+
+    def _not_real(self, real: str) -> str:
+        return f"identifier:not={quote(f'{self.b.mrn_system}|{real}', safe='')}"
+
+    def _retire_downtime_patient(self, bundle: PatientBundle, downtime: str, real: str, real_url: str) -> None:
+        """The downtime-only Patient an earlier export sent: as it was sent, inactive, with a
+        `replaced-by` link to the real patient. Its condition leaves the real patient out (which
+        carries the downtime identifier too once it is linked)."""
+        sent = next((r["resource"] for r in self.sent[f"patient:{downtime}"]["resources"]
+                     if any(i.get("value") == downtime for i in r["resource"].get("identifier", []))), None)
+        if sent is None:  # recorded, but not as a downtime-only Patient: nothing to retire
+            return
+        resource = {**json.loads(json.dumps(sent)), "active": False,
+                    "link": [{"other": {"reference": real_url}, "type": "replaced-by"}]}
+        system = self.b.system("downtime-mrn")
+        url = "urn:uuid:" + str(uuid.uuid5(NS, f"retired|{system}|{downtime}"))
+        if ("Patient", url) in bundle.urls:
+            return
+        bundle.urls[("Patient", url)] = url
+        query = f"identifier={quote(f'{system}|{downtime}', safe='')}&{self._not_real(real)}"
+        bundle.entries.append({"fullUrl": url, "resource": resource,
+                               "request": {"method": "PUT", "url": f"Patient?{query}"}})
+
+    def link_bundle(self, key: str) -> dict[str, Any]:
+        """A batch (not a transaction) of conditional PATCHes that add each linked downtime MRN to
+        the hospital's Patient without replacing anything it holds. The condition
+        `identifier=<real>&identifier:not=<downtime>` matches only while the identifier is missing:
+        a re-send answers that entry with a 4xx 'no match' (nothing to do), which in a batch leaves
+        the other entries alone (in a transaction it would refuse them all)."""
+        entries = []
+        for d in self.link_patches[key]:
+            patch = [{"op": "add", "path": "/identifier/-",
+                      "value": {"use": "temp", "system": self.b.system("downtime-mrn"), "value": d}}]
+            query = (f"identifier={quote(f'{self.b.mrn_system}|{key}', safe='')}"
+                     f"&identifier:not={quote(self.b.system('downtime-mrn') + '|' + d, safe='')}")
+            entries.append({"fullUrl": "urn:uuid:" + str(uuid.uuid5(NS, f"link|{key}|{d}")),
+                            "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                                         "data": base64.b64encode(json.dumps(patch).encode()).decode()},
+                            "request": {"method": "PATCH", "url": f"Patient?{query}"}})
+        return {"resourceType": "Bundle", "type": "batch",
+                "identifier": {"system": self.b.system("link-bundle"), "value": key},
+                "timestamp": now_iso(), "entry": entries}
 
     def _demographics_from_paper(self, key: str, resource: dict[str, Any]) -> None:
         """A patient known only by a downtime MRN: name and birth date from a settled registration form."""
@@ -263,6 +342,15 @@ class FhirExport:
                     pass
             if v["gender"] in GENDER:
                 resource["gender"] = GENDER[v["gender"]]
+            extra = {r: form.value(roles[r]) if roles.get(r) else None for r in ("national_number", "address", "phone")}
+            digits = paper_values.national_number_or_none(extra["national_number"]) if extra["national_number"] else None
+            if digits:  # a wrong check digit would attach the record to somebody else: left out
+                resource["identifier"].append({"use": "official", "system": self.national_number_system,
+                                               "value": digits})
+            if extra["address"]:
+                resource["address"] = [{"text": str(extra["address"])}]
+            if extra["phone"]:
+                resource["telecom"] = [{"system": "phone", "value": str(extra["phone"])}]
             return
         # no registration form: the name and birth date handwritten on blank stock, when settled
         for form in self.store.forms:
@@ -300,7 +388,47 @@ class FhirExport:
                     resource["period"] = {"start": parse_datetime(arrival, self.tz)}
             except Unsettled:
                 pass
+        self._admission(resource, form)
         return self.b.add(bundle, resource, system, number)
+
+    def _registration_form(self, form: Form) -> Form | None:
+        """The registration form of this form's patient (the form itself when it is one)."""
+        if self.registration_roles(form) is not None:
+            return form
+        return next((f for f in self.store.forms if f.patient_key == form.patient_key and f.captures
+                     and self.registration_roles(f) is not None), None)
+
+    def _admission(self, resource: dict[str, Any], form: Form) -> None:
+        """What a registration form says of the admission: attending physician, reason, admission
+        type (priority, a day case's class) and arrival (admission source), with the template's codes.
+        A field still unsettled is left out now; the next export sends it (the Encounter is a PUT)."""
+        reg = self._registration_form(form)
+        if reg is None:
+            return
+        roles, t = self.registration_roles(reg), self.template(reg)
+        value = lambda r: reg.value(roles[r]) if roles.get(r) else None  # noqa: E731
+        if value("attending"):
+            resource["participant"] = [{"type": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "ATND",
+                "display": "attender"}]}], "individual": {"display": str(value("attending"))}}]
+        if value("reason"):
+            resource["reasonCode"] = [{"text": str(value("reason"))}]
+        kind = value("admission_type")
+        if kind:
+            codings = t.fhir.codings(roles["admission_type"], kind)
+            label = self.option_label(reg, roles["admission_type"], kind)
+            priority = [c for c in codings if c["system"].endswith("/v3-ActPriority")]
+            resource["priority"] = {"coding": [{"system": local_codes("admission-type"), "code": kind,
+                                                "display": label}, *priority], "text": label}
+            klass = next((c for c in codings if c["system"] == ACT_CODE), None)
+            if klass:
+                resource["class"] = klass
+        arrival = value("arrival_mode")
+        if arrival:
+            label = self.option_label(reg, roles["arrival_mode"], arrival)
+            resource["hospitalization"] = {"admitSource": {
+                "coding": [{"system": local_codes("arrival-mode"), "code": arrival, "display": label},
+                           *t.fhir.codings(roles["arrival_mode"], arrival)], "text": f"arrival: {label}"}}
 
     # -- source images and provenance --
     def documents(self, bundle: PatientBundle, form: Form, patient_url: str, enc_url: str,
@@ -314,42 +442,60 @@ class FhirExport:
 
     def document(self, bundle: PatientBundle, cap: dict[str, Any], patient_url: str, enc_url: str,
                  form: Form) -> str:
-        file = self.store.files.get(cap["file_sha256"], {})
+        """The scanned page itself: its page image as a Binary (or inline attachment.data), with
+        content type, size and SHA-1. Nothing of the downtime PC leaves the kit: no file path, no
+        kit-relative path; the original file is named by its SHA-256 only."""
         image = cap.get("image_path")
         attachment: dict[str, Any] = {"title": f"sheet {cap['sheet_id']} page {cap['page']}/{cap['pages']}"}
-        if image:
-            path = self.kit.path / image
-            suffix = Path(image).suffix.lower()
+        value = f"{cap['file_sha256']}:{cap['page_index']}:{cap.get('source') or 'scan'}"
+        path = self.kit.path / image if image else None
+        if path is not None and path.is_file():
+            data = path.read_bytes()
             attachment["contentType"] = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                                         ".tif": "image/tiff", ".tiff": "image/tiff"}.get(suffix, "image/png")
-            attachment["url"] = image
-            if path.is_file():
-                data = path.read_bytes()
-                attachment["size"] = len(data)
-                attachment["hash"] = base64.b64encode(hashlib.sha1(data).digest()).decode()
-        elif file.get("archive_path"):
-            attachment["contentType"] = {"pdf": "application/pdf", "tiff": "image/tiff", "png": "image/png",
-                                         "jpeg": "image/jpeg"}.get(file.get("kind") or "", "application/octet-stream")
-            attachment["url"] = f"{file['archive_path']}#page={cap['page_index']}"
+                                         ".tif": "image/tiff", ".tiff": "image/tiff"}.get(path.suffix.lower(),
+                                                                                         "image/png")
+            attachment["size"] = len(data)
+            attachment["hash"] = base64.b64encode(hashlib.sha1(data).digest()).decode()
+            encoded = base64.b64encode(data).decode()
+            if self.page_images == "inline":
+                attachment["data"] = encoded
+            elif self.page_images == "binary":
+                attachment["url"] = self.binary(bundle, value, attachment["contentType"], encoded)
         else:
-            attachment["contentType"] = "application/octet-stream"
-            attachment["url"] = f"urn:fallbackkit:{self.store.kit_id}:file:{cap['file_sha256']}#page={cap['page_index']}"
+            attachment["title"] += " (no page image kept in the kit)"
+        t = self.template(form)
+        doc_code = t.document if t else None
+        doc_type: dict[str, Any] = {"text": f"Scanned downtime form page ({form.template})"}
+        if doc_code:
+            doc_type["coding"] = [doc_code]
         resource = {"resourceType": "DocumentReference", "status": "current",
-                    "type": {"text": f"Scanned downtime form page ({form.template})"},
+                    "type": doc_type,
                     "subject": {"reference": patient_url},
                     "description": f"{form.template} form {form.form_id}, sheet {cap['sheet_id']}, "
-                                   f"page {cap['page']} of {cap['pages']}; original file "
-                                   f"{file.get('first_path') or cap['file_sha256']} page {cap['page_index']}",
+                                   f"page {cap['page']} of {cap['pages']}; page {cap['page_index']} of scanned "
+                                   f"file sha256:{cap['file_sha256'][:16]}",
                     "content": [{"attachment": attachment}],
                     "context": {"encounter": [{"reference": enc_url}]}}
         date = instant(cap.get("captured_at"))
         if date:
             resource["date"] = date
-        value = f"{cap['file_sha256']}:{cap['page_index']}:{cap.get('source') or 'scan'}"
         return self.b.add(bundle, resource, self.b.system("capture"), value)
+
+    def binary(self, bundle: PatientBundle, value: str, content_type: str, data: str) -> str:
+        """A Binary has no identifier to be conditional on: it is PUT under an id derived from the
+        page (update as create), so a re-send replaces it instead of adding a copy."""
+        rid = str(uuid.uuid5(NS, f"Binary|{self.b.system('capture')}|{value}"))
+        url = f"urn:uuid:{rid}"
+        if ("Binary", url) not in bundle.urls:
+            bundle.urls[("Binary", url)] = url
+            bundle.entries.append({"fullUrl": url, "resource": {"resourceType": "Binary", "id": rid,
+                                                                "contentType": content_type, "data": data},
+                                   "request": {"method": "PUT", "url": f"Binary/{rid}"}})
+        return url
 
     def provenance(self, bundle: PatientBundle, target: str, target_id: str, form: Form, fields: list[str],
                    occurred: str | None, initials: str | None, doc_urls: list[str]) -> None:
+        self.fields_of[target] = list(fields)
         fvs = [form.fields[n] for n in fields if n in form.fields]
         agents = []
         if initials:
@@ -403,6 +549,19 @@ class FhirExport:
         for entry in staged.entries if item.remarks else ():  # the worklist's remarks, as notes
             if entry["resource"]["resourceType"] in NOTED:
                 entry["resource"].setdefault("note", []).extend({"text": r} for r in item.remarks)
+        # per resource the fields it comes from (its Provenance's; the whole item for a Specimen)
+        owned = [{"request": e["request"], "resource": e["resource"],
+                  "fields": self.fields_of.get(e["fullUrl"], list(item.fields))} for e in staged.entries
+                 if e["resource"]["resourceType"] not in SHARED_TYPES]
+        record = {"item_id": item.key, "patient_mrn": key, "status": "sent", "resources": owned,
+                  "content_sha256": content_hash(owned)}
+        before = self.sent.get(item.key)
+        if (self.since_last and before and before["status"] == "sent"
+                and before["content_sha256"] == record["content_sha256"]):
+            self.unchanged.append(item.key)  # sent before as it is now: nothing to send
+            return 0
+        if owned:
+            self.records[item.key] = record
         if produced or item.rule.fhir == "registration":
             bundle.entries.extend(staged.entries)
             bundle.urls, bundle.patient_url = staged.urls, staged.patient_url
@@ -443,29 +602,46 @@ class FhirExport:
             cells = [(n, t.spec(n)) for n in rule.fields if t.spec(n) and t.spec(n).observation]
             timing = [rule.date]
         produced = 0
+        panels: dict[str, list[tuple[str, Any]]] = {}
         for name, spec in cells:
             if v.get(name) is None:
                 continue
             obs = spec.observation
+            if obs.panel:
+                panels.setdefault(obs.panel.code, []).append((name, spec))
+                continue
             if obs.codes:
                 level = v[name]
                 if level not in obs.codes:
                     raise Unsettled(f"{name} value {level!r} is not one of {', '.join(obs.codes)}")
-                value = {"valueCodeableConcept": {"coding": [{"system": f"{self.b.base}:{spec.name}", "code": level,
-                                                              "display": obs.codes[level]}],
-                                                  "text": obs.codes[level]}}
+                standard = t.fhir.codings(spec.name, level)
+                value = {"valueCodeableConcept": {
+                    "coding": [{"system": local_codes(spec.name), "code": level, "display": obs.codes[level]},
+                               *standard],
+                    "text": obs.codes[level]}}
             else:
-                value = {"valueQuantity": {"value": parse_number(v[name]), "unit": obs.unit_text, "system": UCUM,
-                                           "code": obs.unit}}
-            produced += self._observation(bundle, item, f"{item.key}:{spec.name}", obs.loinc, obs.display, value,
+                value = {"valueQuantity": self.quantity(obs, v[name])}
+            produced += self._observation(bundle, item, f"{item.key}:{spec.name}", obs.codings(), obs.display, value,
                                           when, initials, patient_url, enc_url, docs, [name, *timing],
                                           obs.category)
+        for code, members in panels.items():
+            # e.g. blood pressure: one 85354-9 panel with a component per written value
+            panel = members[0][1].observation.panel
+            components = [{"code": {"coding": spec.observation.codings(), "text": spec.observation.display},
+                           "valueQuantity": self.quantity(spec.observation, v[name])} for name, spec in members]
+            produced += self._observation(bundle, item, f"{item.key}:{code}", [panel.as_fhir()], panel.display,
+                                          {"component": components}, when, initials, patient_url, enc_url, docs,
+                                          [*(n for n, _ in members), *timing],
+                                          members[0][1].observation.category)
         return produced
 
-    def _observation(self, bundle, item, ident, code, display, value, when, initials, patient_url, enc_url,
+    @staticmethod
+    def quantity(obs, written: Any) -> dict[str, Any]:
+        return {"value": parse_number(written), "unit": obs.unit_text, "system": UCUM, "code": obs.unit}
+
+    def _observation(self, bundle, item, ident, codings, display, value, when, initials, patient_url, enc_url,
                      docs, fields, category: str = "vital-signs") -> int:
-        coding = {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display} if code \
-            else {"text": display}
+        coding = {"coding": codings, "text": display} if codings else {"text": display}
         resource = {"resourceType": "Observation", "status": "final",
                     "category": [{"coding": [{"system": OBS_CATEGORY, "code": category}]}],
                     "code": coding, **self._ref(patient_url, enc_url), "effectiveDateTime": when, **value}
@@ -495,6 +671,7 @@ class FhirExport:
             raise Unsettled(f"the {item.rule.date_words} ({day}) is blank")
         geo = form.geometry.get(status_field) or form.geometry.get(given_field) or {}
         med_text = self._medication_text(form, geo.get("medication"), v.get(f"{row}.order"))
+        line = self._census_line(form, geo.get("medication"))
         if not med_text:
             raise Unsettled(f"{slot}: the medication is unknown (the order line is blank)")
         actual = v.get(f"{slot}.time")
@@ -502,22 +679,69 @@ class FhirExport:
             raise Unsettled(f"{slot}: marked given but the time is blank")
         when = care_time(v[day], actual if actual is not None else geo.get("scheduled"), self.tz)
         initials = v.get(f"{slot}.initials")
+        t = item.template
+        medication: dict[str, Any] = {"text": med_text}
+        code_system = t.fhir.drug_code_systems.get(str(line.get("drug_code_system") or "").upper())
+        if line.get("drug_code") and code_system:
+            medication["coding"] = [{"system": code_system, "code": str(line["drug_code"]),
+                                     "display": str(line.get("medication") or med_text)}]
         resource: dict[str, Any] = {
             "resourceType": "MedicationAdministration",
             "status": "completed" if status == "given" else "not-done",
-            "medicationCodeableConcept": {"text": med_text},
+            "medicationCodeableConcept": medication,
             "subject": {"reference": patient_url}, "context": {"reference": enc_url},
             "effectiveDateTime": when}
         if status != "given":
-            resource["statusReason"] = [{"text": status}]
+            resource["statusReason"] = [{"coding": [{"system": local_codes("not-given"), "code": status,
+                                                     "display": status},
+                                                    *t.fhir.codings("status", status)], "text": status}]
+        dosage: dict[str, Any] = {}
+        if line.get("dose"):
+            dosage["text"] = " ".join(str(line[k]) for k in ("dose", "route") if line.get(k))
+            dose = paper_values.dose_quantity(line["dose"])
+            if dose:
+                dosage["dose"] = {**dose, "system": UCUM}
+        if line.get("route"):
+            dosage["route"] = {"coding": t.fhir.route(line["route"]), "text": str(line["route"])}
+            if not dosage["route"]["coding"]:
+                del dosage["route"]["coding"]
+        if dosage:
+            resource["dosage"] = dosage
+        if line.get("order_id"):
+            # the hospital's order: a logical reference (the kit sends no MedicationRequest)
+            resource["request"] = {"type": "MedicationRequest", "identifier": {
+                "system": self.b.system("medication-order"), "value": str(line["order_id"])},
+                "display": f"order {line['order_id']}"}
         if geo.get("scheduled"):
             resource["note"] = [{"text": f"scheduled {geo['scheduled']}"}]
         if initials:
-            resource["performer"] = [{"actor": {"display": f"initials: {initials}"}}]
+            resource["performer"] = [{"actor": self._performer(bundle, form, initials)}]
         docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
         url = self.b.add(bundle, resource, self.b.system("item"), item.key)
         self.provenance(bundle, url, item.key, form, item.fields, when, initials, docs)
         return 1
+
+    def _performer(self, bundle: PatientBundle, form: Form, initials: str) -> dict[str, Any]:
+        """A Practitioner when the sheet's initials legend puts the initials to exactly one named
+        person (reconcile/legend.py); else the initials as written. One Practitioner per legend row
+        of a sheet: matching it to the hospital's staff directory is left to the receiving side."""
+        from ..reconcile.legend import legend_of, performer
+        found = performer(legend_of({n: form.value(n) for n in form.fields}), initials)
+        if not found or not found["name"]:
+            return {"display": f"initials: {initials}"}
+        practitioner = {"resourceType": "Practitioner", "active": True,
+                        "name": [{"text": found["name"]}],
+                        "identifier": [{"system": self.b.system("initials"), "value": found["initials"]}]}
+        url = self.b.add(bundle, practitioner, self.b.system("legend"), f"{form.form_id}:l{found['legend_row']}")
+        return {"reference": url, "display": f"{found['name']} ({found['initials']})"}
+
+    @staticmethod
+    def _census_line(form: Form, line: Any) -> dict[str, Any]:
+        """The census medication printed on this MAR row (drug code, dose, route, order id), if any."""
+        if line is None:
+            return {}
+        meds = json.loads(form.row["context"] or "{}").get("medications", [])
+        return next((m for m in meds if m["line"] == line), {})
 
     @staticmethod
     def _medication_text(form: Form, line: Any, order: Any) -> str | None:
@@ -549,9 +773,13 @@ class FhirExport:
         specimen_id = f"{form.form_id}:specimen"
         specimen = {"resourceType": "Specimen", "subject": {"reference": patient_url},
                     "collection": {"collectedDateTime": when}}
+        t = item.template
         if role("specimen"):
-            specimen["type"] = {"coding": [{"system": f"{self.b.base}:specimen", "code": role("specimen")}],
-                                "text": role("specimen")}
+            label = self.option_label(form, roles["specimen"], role("specimen"))
+            specimen["type"] = {"coding": [{"system": local_codes("specimen"), "code": role("specimen"),
+                                            "display": label},
+                                           *t.fhir.codings(roles["specimen"], role("specimen"))],
+                                "text": label}
         if role("collector"):
             specimen["collection"]["collector"] = {"display": f"initials: {role('collector')}"}
         specimen_url = self.b.add(bundle, specimen, self.b.system("item"), specimen_id)
@@ -566,7 +794,8 @@ class FhirExport:
                 "requisition": requisition,
                 "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007",
                                           "display": "Laboratory procedure"}]}],
-                "code": {"coding": [{"system": f"{self.b.base}:lab-test", "code": test, "display": label}],
+                "code": {"coding": [{"system": local_codes("lab-test"), "code": test, "display": label},
+                                    *t.fhir.codings(roles["tests"], test)],
                          "text": label} if test in ticked else {"text": test},
                 **self._ref(patient_url, enc_url), "occurrenceDateTime": when,
                 "specimen": [{"reference": specimen_url}]}
@@ -584,14 +813,64 @@ class FhirExport:
         return produced
 
     def _registration(self, bundle, item: Item, v: dict[str, Any], patient_url, enc_url) -> int:
-        # Patient and Encounter already carry what the registration says; keep the page as evidence.
-        self.documents(bundle, item.form, patient_url, enc_url, item.fields)
-        return 0
+        """Patient and Encounter carry the identity and the admission; the registration itself makes
+        the contact person (RelatedPerson), the allergies (the census's and the form's) and the alerts."""
+        form, roles, t = item.form, item.rule.roles, item.template
+        role = lambda r: v.get(roles[r]) if roles.get(r) else None  # noqa: E731
+        docs = self.documents(bundle, form, patient_url, enc_url, item.fields)
+        written = next((v[n] for n in item.rule.care_time if v.get(n)), None)  # arrival, else recording time
+        when = parse_datetime(written, self.tz) if written else None
+        initials = role("recorder")
+        produced = 0
+
+        def add(resource: dict[str, Any], ident: str, fields: list[str]) -> None:
+            nonlocal produced
+            url = self.b.add(bundle, resource, self.b.system("item"), ident)
+            self.provenance(bundle, url, ident, form, fields, when, initials, docs)
+            produced += 1
+
+        if role("contact"):
+            add({"resourceType": "RelatedPerson", "active": True, "patient": {"reference": patient_url},
+                 "name": [{"text": str(role("contact"))}],
+                 "relationship": [{"text": "next of kin / contact person (downtime registration)"}]},
+                f"{form.form_id}:contact", [roles["contact"]])
+        census = self.store.census.get(form.real_mrn or "") or {}
+        for substance in [a.strip() for a in (census.get("allergies") or "").split(";") if a.strip()]:
+            key = hashlib.sha1(substance.lower().encode()).hexdigest()[:12]
+            add({"resourceType": "AllergyIntolerance", "patient": {"reference": patient_url},
+                 "clinicalStatus": {"coding": [{"system": ALLERGY_CLINICAL, "code": "active"}]},
+                 "code": {"text": substance}, "note": [{"text": "from the census snapshot"}]},
+                f"{form.form_id}:census-allergy:{key}", list(item.fields))  # the page it came with
+        known, written = role("allergies_known"), role("allergies")
+        if known == "yes":
+            # a substance written by hand is not coded: a Flag a person sees, not a coded allergy
+            add({"resourceType": "Flag", "status": "active", "subject": {"reference": patient_url},
+                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/flag-category",
+                                           "code": "clinical", "display": "Clinical"}]}],
+                 "code": {"text": f"Allergies: {written}" if written else
+                          "Allergies: yes (substance not written on the registration form)"},
+                 "encounter": {"reference": enc_url}},
+                f"{form.form_id}:allergies", [roles["allergies_known"], *([roles["allergies"]] if written else [])])
+        elif known == "no" and t.fhir.codings(roles["allergies_known"], "no"):
+            add({"resourceType": "AllergyIntolerance", "patient": {"reference": patient_url},
+                 "clinicalStatus": {"coding": [{"system": ALLERGY_CLINICAL, "code": "active"}]},
+                 "verificationStatus": {"coding": [{"system": ALLERGY_VERIFICATION, "code": "unconfirmed"}]},
+                 "code": {"coding": t.fhir.codings(roles["allergies_known"], "no"), "text": "no known allergy"}},
+                f"{form.form_id}:allergies", [roles["allergies_known"]])
+        for alert in role("alerts") or []:
+            label = self.option_label(form, roles["alerts"], alert)
+            add({"resourceType": "Flag", "status": "active", "subject": {"reference": patient_url},
+                 "code": {"coding": [{"system": local_codes("alert"), "code": alert, "display": label},
+                                     *t.fhir.codings(roles["alerts"], alert)], "text": label},
+                 "encounter": {"reference": enc_url}},
+                f"{form.form_id}:alert:{alert}", [roles["alerts"]])
+        return produced
 
     # -- driver --
     def run(self) -> dict[str, Any]:
         from ..reconcile.worklist import items_by_form
         self.work = items_by_form(self.kit, [f.form_id for f in self.store.forms if f.captures], self.templates)
+        self.in_scope: dict[str, Form] = {}
         for form in self.store.forms:
             if not form.captures or not touched_since(form, self.since):
                 continue
@@ -599,6 +878,7 @@ class FhirExport:
                 self.pending.append({"form_id": form.form_id, "template": form.template, "item": None,
                                      "reason": "the form carries no patient identifier"})
                 continue
+            self.in_scope[form.form_id] = form
             for item in self.items(form):
                 mark = self.marks.get(item.key)
                 if self.skip_entered and mark in ("entered", "not-needed"):
@@ -615,8 +895,64 @@ class FhirExport:
                     continue
                 if n:
                     self.exported.append({"item": item.key, "resources": n, "patient_mrn": form.patient_key})
+        self.withdraw()
+        for key, bundle in self.bundles.items():
+            patients = [{"request": e["request"], "resource": e["resource"]} for e in bundle.entries
+                        if e["resource"]["resourceType"] == "Patient"]
+            # which patients were sent, so that a later link can retire a downtime-only Patient
+            self.records[f"patient:{key}"] = {"item_id": f"patient:{key}", "patient_mrn": key, "status": "sent",
+                                              "resources": patients, "content_sha256": content_hash(patients)}
         return {"bundles": {k: self.bundle_json(b) for k, b in sorted(self.bundles.items())},
                 "pending": self.pending}
+
+    def withdraw(self) -> None:
+        """A resource an earlier export sent for an item that this export does not send again (the
+        value was withdrawn on paper, a decision was undone, the item is unsettled again) is sent as
+        entered-in-error: the receiving record never keeps a value the kit no longer stands behind.
+        Only items of the forms this export covers (ward, --since) are looked at."""
+        skipped = {s["item"] for s in self.skipped}
+        pending = {p["item"]: p["reason"] for p in self.pending if p.get("item")}
+        for item_id, before in sorted(self.sent.items()):
+            form = self.in_scope.get(item_id.split(":", 1)[0])
+            if form is None or item_id in skipped or item_id in self.unchanged:
+                continue
+            now = self.records.get(item_id)
+            earlier = [r for r in before["resources"] if not r.get("withdrawn")]
+            if item_id in pending:
+                # unsettled again (a decision undone, a new capture that disagrees): withdraw what
+                # comes from a field that is not settled now; the rest stays as it was sent
+                unsettled = {n for n, fv in form.fields.items() if not fv.settled}
+                emptied = {n for n, fv in form.fields.items() if fv.settled and fv.value in (None, "", False, [])}
+                gone = [r for r in earlier if not r.get("fields") or unsettled & set(r["fields"])
+                        or (r["resource"]["resourceType"] == "Observation" and r["fields"][0] in emptied)]
+                reason = f"not settled any more: {pending[item_id]}"
+            else:
+                keep = {r["request"]["url"] for r in now["resources"]} if now else set()
+                gone = [r for r in earlier if r["request"]["url"] not in keep]
+                reason = "no longer on the paper after people's decisions"
+            if not gone:
+                continue
+            key = form.patient_key
+            bundle = self.bundles.get(key) or PatientBundle(key)
+            patient_url = self.patient(bundle, form)
+            enc_url = self.encounter(bundle, form, patient_url)
+            out = []
+            for r in gone:
+                resource = entered_in_error(r["resource"], patient_url, enc_url, reason)
+                bundle.entries.append({"fullUrl": "urn:uuid:" + str(uuid.uuid5(NS, r["request"]["url"])),
+                                       "resource": resource, "request": r["request"]})
+                out.append({"request": r["request"], "resource": resource, "withdrawn": True})
+                self.withdrawn.append({"item": item_id, "resource": r["request"]["url"], "reason": reason,
+                                       "patient_mrn": key})
+            self.bundles[key] = bundle
+            if now:
+                kept, digest = now["resources"], now["content_sha256"]
+            else:  # what an earlier export sent and nobody withdrew stays on the server as it was
+                kept = [r for r in earlier if r not in gone]
+                digest = content_hash([])
+            self.records[item_id] = {"item_id": item_id, "patient_mrn": key,
+                                     "status": "sent" if kept else "withdrawn", "resources": kept + out,
+                                     "content_sha256": digest}
 
     def bundle_json(self, bundle: PatientBundle) -> dict[str, Any]:
         return {"resourceType": "Bundle", "type": "transaction",
@@ -624,10 +960,43 @@ class FhirExport:
                 "timestamp": now_iso(), "entry": bundle.entries}
 
 
+def entered_in_error(sent: dict[str, Any], patient_url: str, enc_url: str, reason: str) -> dict[str, Any]:
+    """The resource as it was sent, marked entered-in-error, pointing at today's patient and
+    encounter entries; other references (a specimen, an order) are left out, so the entry needs
+    nothing else in its bundle."""
+    r = json.loads(json.dumps(sent))
+    rtype = r["resourceType"]
+    for name in list(r):
+        if name in ("subject", "patient"):
+            r[name] = {"reference": patient_url}
+        elif name in ("encounter", "context") and rtype != "DocumentReference":
+            r[name] = {"reference": enc_url}
+        elif '"urn:uuid:' in json.dumps(r[name]):
+            del r[name]
+    if rtype == "AllergyIntolerance":
+        r.pop("clinicalStatus", None)
+        r["verificationStatus"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+            "code": "entered-in-error"}]}
+    elif rtype == "RelatedPerson":
+        r["active"] = False
+    else:
+        r["status"] = "entered-in-error"
+    if rtype in ENTERED_IN_ERROR_NOTE:
+        r["note"] = [*r.get("note", []), {"text": f"entered in error (fallbackkit): {reason}"}]
+    return r
+
+
 def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: str | None = None,
                 mrn_system: str | None = None, skip_entered: bool = False,
-                tz: str | None = None, max_entries: int | None = None) -> dict[str, Any]:
-    """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600.
+                tz: str | None = None, max_entries: int | None = None,
+                actor: str | None = None, page_images: str = "binary",
+                bundle_type: str = "transaction") -> dict[str, Any]:
+    """Write OUT/bundle-<MRN>.json per patient and OUT/pending.json; every file mode 0600; then the
+    export record (store/exports.py): files, resources by type, hash, and per item what was sent.
+
+    since='LAST' sends only the items whose content differs from what the export record says was
+    last sent, and the withdrawals.
 
     With max_entries a patient's bundle bigger than that is written as self-contained parts
     (bundle-<MRN>.part<k>of<n>.json, see export/bundles.py), to be sent in order.
@@ -637,10 +1006,12 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     Bundles of an earlier export in OUT that this export does not rewrite are removed: after a
     downtime MRN is linked, its old bundle would otherwise be sent too.
     """
+    if bundle_type not in ("transaction", "batch"):
+        raise BadInput(f"--bundle-type {bundle_type!r}: transaction or batch")
     out_dir = outside_kit(kit.path, out_dir, "an export")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--format fhir writes a directory of bundles")
-    job = FhirExport(kit, ward, since, mrn_system, skip_entered, tz)
+    job = FhirExport(kit, ward, since, mrn_system, skip_entered, tz, page_images)
     result = job.run()
     outputs = OutputFiles()
     pending_path = outputs.claim(out_dir / "pending.json")
@@ -648,18 +1019,30 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     named = []
     for key, whole in result["bundles"].items():
         parts = split_transaction(whole, max_entries) if max_entries else [whole]
+        if bundle_type == "batch":
+            parts = [as_batch(p) for p in parts]
         for k, bundle in enumerate(parts, start=1):
             suffix = ".json" if len(parts) == 1 else f".part{k}of{len(parts)}.json"
             named.append((outputs.claim(out_dir / file_name("bundle-", key, suffix), f"the bundle of {key}"), bundle))
+    for key in sorted(job.link_patches):
+        if key in result["bundles"]:  # only patients this export sends
+            named.append((outputs.claim(out_dir / file_name("link-", key, ".json"), f"the link batch of {key}"),
+                          job.link_bundle(key)))
     files = [write_private(path, json.dumps(bundle, indent=1, ensure_ascii=False)) for path, bundle in named]
     write_private(pending_path, json.dumps(
         {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
          "note": "not exported: still under review, in conflict, or incomplete on paper",
-         "items": result["pending"], "skipped_entered": job.skipped}, indent=1, ensure_ascii=False))
+         "items": result["pending"], "skipped_entered": job.skipped, "withdrawn": job.withdrawn,
+         "unchanged_since_last": len(job.unchanged)}, indent=1, ensure_ascii=False))
     written = {f.name for f in files}
-    stale = [p for p in out_dir.glob("bundle-*.json") if p.name not in written]
+    stale = [p for p in [*out_dir.glob("bundle-*.json"), *out_dir.glob("link-*.json")] if p.name not in written]
     for p in stale:
         p.unlink()
-    return {"identity_notes": job.identity_notes, "tz": job.tz, "removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": len(files), "files": [str(f) for f in files], "pending_file": str(pending_path),
+    by_type = Counter(e["resource"]["resourceType"] for b in result["bundles"].values() for e in b["entry"])
+    export_id = record_export_if_writable(kit, actor or default_actor(), "fhir", [*files, pending_path], by_type,
+                              [r for r in job.records.values()], ward, since)
+    return {"export_id": export_id, "withdrawn": len(job.withdrawn), "unchanged_since_last": len(job.unchanged),
+            "since_last": job.since_last,"identity_notes": job.identity_notes, "tz": job.tz, "removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": sum(f.name.startswith("bundle-") for f in files), "files": [str(f) for f in files],
+            "link_files": [f.name for f in files if f.name.startswith("link-")], "pending_file": str(pending_path),
             "pending": len(result["pending"]), "items_exported": len(job.exported),
             "resources": sum(len(b["entry"]) for b in result["bundles"].values()), "patients": len(result["bundles"])}

@@ -126,6 +126,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     if _worklist is not None:
         items = _worklist(kit, ward=ward)
         worklist = Counter(getattr(i, "status", None) or i["status"] for i in items)
+        worklist["exported"] = sum(1 for i in items if getattr(i, "exported_at", None))
         for f in _reconcile(kit)["forms"]:
             if f["form_id"] not in form_ids:
                 continue
@@ -148,6 +149,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
         else sum(1 for m in latest.values() if m["status"] == "entered"),
         "reentry_not_needed": worklist.get("not-needed", 0) if worklist is not None
         else sum(1 for m in latest.values() if m["status"] == "not-needed"),
+        "reentry_exported": worklist.get("exported", 0) if worklist is not None else None,
     }
     head = audit_head(kit.db.conn)
     return {
@@ -311,7 +313,8 @@ def key_figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
              if q["suggestions"]["prefilled"] else "–"),
             ("Unlinked downtime MRNs", t["unlinked_identities"]),
             ("Re-entry pending", "–" if t["reentry_pending"] is None else t["reentry_pending"]),
-            ("Re-entry entered", t["reentry_entered"]), ("Re-entry not needed", t["reentry_not_needed"])]
+            ("Re-entry entered", t["reentry_entered"]), ("Re-entry not needed", t["reentry_not_needed"]),
+            ("Re-entry items sent by FHIR export", "–" if t["reentry_exported"] is None else t["reentry_exported"])]
 
 
 # --- local times and the handover per patient -------------------------------------------------------

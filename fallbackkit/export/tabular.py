@@ -105,7 +105,7 @@ def _cell(value: Any) -> Any:
 
 
 def export_table(kit: Kit, fmt: str, out: Path | str, ward: str | None = None,
-                 since: str | None = None) -> dict[str, Any]:
+                 since: str | None = None, actor: str | None = None) -> dict[str, Any]:
     if fmt not in ("csv", "json"):
         raise BadInput(f"unknown format {fmt!r}", hint="use csv, json or fhir")
     out = outside_kit(kit.path, out, "an export")
@@ -133,5 +133,8 @@ def export_table(kit: Kit, fmt: str, out: Path | str, ward: str | None = None,
         files = [outputs.write_private(out / "readings.csv", _csv(readings, READING_COLUMNS))]
         if worklist is not None:
             files.append(outputs.write_private(out / "worklist.csv", _csv(worklist, WORKLIST_COLUMNS)))
-    return {"files": [str(f) for f in files], "readings": len(readings),
+    from ..store.exports import record_export_if_writable
+    from ..store.kit import default_actor
+    export_id = record_export_if_writable(kit, actor or default_actor(), fmt, list(files), {}, (), ward, since)
+    return {"export_id": export_id, "files": [str(f) for f in files], "readings": len(readings),
             "worklist": None if worklist is None else len(worklist), "note": note}

@@ -32,7 +32,7 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 
 FIELDS = {
     "patients": ["mrn", "encounter", "last_name", "first_name", "birth_date", "sex", "ward", "bed",
-                 "allergies"],
+                 "allergies", "national_number"],
     "medications": ["mrn", "medication", "dose", "route", "frequency", "scheduled_times", "prn",
                     "drug_code", "order_id", "start_date", "stop_date"],
 }

@@ -323,10 +323,14 @@ def _item_filter(ward: str | None, status: str | None) -> tuple[str, list[Any]]:
 
 def iter_items(kit: Kit, ward: str | None = None, status: str | None = None) -> Iterator[WorkItem]:
     """Every kept re-entry item in back-load order (as `worklist` builds them), streamed."""
+    from ..store.exports import exported_at
     refresh(kit)
+    exported = exported_at(kit.db.conn)  # an export changes no form: read now, never kept
     where, params = _item_filter(ward, status)
     for (text,) in kit.db.conn.execute(f"SELECT item FROM worklist_items{where} ORDER BY sort_key", params):
-        yield _item(text)
+        item = _item(text)
+        item.exported_at = exported.get(item.item_id)
+        yield item
 
 
 def item_counts(kit: Kit, ward: str | None = None, status: str | None = None) -> tuple[int, int]:

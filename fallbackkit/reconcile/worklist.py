@@ -18,6 +18,7 @@ from typing import Any
 from .. import ids
 from ..errors import BadInput, Conflict, NotFound
 from ..store.audit import append_audit
+from ..store.exports import exported_at
 from ..store.kit import Kit, now_iso
 from ..store.settings import get_setting
 from ..templates.values import ValueProblem, combine, date_or_none, datetime_or_none, to_instant
@@ -53,6 +54,7 @@ class WorkItem:
     entered_at: str | None
     unresolved: list = field(default_factory=list)  # what still waits for a person, in words
     note: str | None = None
+    exported_at: str | None = None  # when an export last sent it (the export record, store/exports.py)
     remarks: list = field(default_factory=list)  # what the clerk should know, e.g. "c3.avpu: corrected on paper"
 
     def as_dict(self) -> dict[str, Any]:
@@ -353,6 +355,7 @@ class BuildContext:
     templates: dict[str, Template]
     census_names: dict[tuple, str]
     zone: str | None
+    exported: dict[str, str] = field(default_factory=dict)  # item id -> last sent (full builds only)
 
 
 def build_context(kit: Kit, templates: dict[str, Template] | None = None,
@@ -385,7 +388,8 @@ def form_work_items(reg: Registry, run: _Pass, fid: str, ctx: BuildContext) -> l
             status=mark["status"] if mark else "pending", resolved=not raw["unresolved"],
             entered_by=mark["actor"] if mark and mark["status"] != "pending" else None,
             entered_at=mark["at"] if mark and mark["status"] != "pending" else None,
-            unresolved=raw["unresolved"], note=mark["note"] if mark else None, remarks=raw["remarks"])
+            unresolved=raw["unresolved"], note=mark["note"] if mark else None, remarks=raw["remarks"],
+            exported_at=ctx.exported.get(raw["item_id"]))
         # what the exports need besides the item itself (not part of the item's JSON)
         item.fields, item.rule, item.template = raw["fields"], raw["rule"], template
         items.append(item)
@@ -411,6 +415,7 @@ def _build(kit: Kit, form_ids: list[str] | None = None, back_load_order: bool = 
     if form_ids is None:
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
     ctx = build_context(kit, templates)
+    ctx.exported = exported_at(kit.db.conn)  # read at build time: an export changes no form
     reviews = current_reviews(kit)
     items = []
     for start in range(0, len(form_ids), FORMS_PER_BATCH):

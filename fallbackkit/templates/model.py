@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import NotFound, TemplateError
-from .semantics import ItemRule, Observation, SemanticsChecker, WhenEmpty
+from .semantics import FhirMeaning, ItemRule, Observation, SemanticsChecker, WhenEmpty
 
 LANGS = ("en", "fr", "nl")
 FIELD_TYPES = ("checkbox", "choice", "multichoice", "number", "datetime", "text", "initials",
@@ -181,6 +181,12 @@ class Template:
     source: Path = field(compare=False)
     pack_order: int = 100  # position in a ward pack (registration first, ...)
     reentry: tuple[ItemRule, ...] = ()  # the re-entry items a returned form makes
+    fhir: FhirMeaning = field(default_factory=FhirMeaning, compare=False)  # document type, code tables
+
+    @property
+    def document(self) -> dict[str, str] | None:
+        """The coded type of a scanned page of this form (LOINC), when the template gives one."""
+        return self.fhir.document.as_fhir() if self.fhir.document else None
 
     def spec(self, name: str) -> FieldSpec | None:
         """The field or grid row of this name (a grid cell c3.pulse asks for 'pulse')."""
@@ -441,7 +447,7 @@ def load_template(path: Path | str) -> Template:
     if not isinstance(data, dict):
         raise check.fail("top level", "must be a mapping")
     check.keys(data, {"name", "version", "title", "patient_bound", "pool_ids", "sections", "pack_order",
-                      "reentry"}, "top level")
+                      "reentry", "fhir"}, "top level")
     name = data.get("name")
     if not isinstance(name, str) or not _TEMPLATE_NAME_RE.match(name):
         raise check.fail("name", "must be 1-20 lower-case letters, digits and '-', starting with a letter")
@@ -488,7 +494,14 @@ def load_template(path: Path | str) -> Template:
             raise check.fail(f"field '{name_}' when_empty",
                              f"unless_written names field {spec.when_empty.unless_written!r}, "
                              "which the template does not have")
-    return Template(name, version, title, patient_bound, tuple(pool_ids), sections, path, pack_order, reentry)
+    specs = [f for s in sections for f in (s.fields + (s.grid.rows if s.grid else ()))]
+    options = {f.name: tuple(o.value for o in f.options) for f in specs if f.options}
+    for s_ in sections:  # the medications section's given/held/refused choice, as 'status'
+        if s_.medications and s_.medications.status and s_.medications.status.options:
+            options.setdefault("status", tuple(o.value for o in s_.medications.status.options))
+    fhir = meaning.fhir(data["fhir"], "fhir", options) if "fhir" in data else FhirMeaning()
+    return Template(name, version, title, patient_bound, tuple(pool_ids), sections, path, pack_order, reentry,
+                    fhir)
 
 
 _LOADED: dict[tuple, dict[str, "Template"]] = {}

@@ -17,13 +17,30 @@ SLOT_CHECKS = ("one_mark", "marked_needs_time_and_initials", "prn_given_needs_ti
                "scheduled_dose_marked")
 SERVICE_REQUEST_ROLES = ("tests", "other_tests", "priority", "specimen", "requester", "collected",
                          "collector", "flag_notes", "text_notes")
-REGISTRATION_ROLES = ("family", "given", "birth_date", "gender", "encounter_start")
+REGISTRATION_ROLES = ("family", "given", "birth_date", "gender", "encounter_start", "national_number", "address",
+                      "phone", "contact", "attending", "reason", "allergies_known", "allergies", "alerts",
+                      "arrival_mode", "admission_type", "recorder")
 # medications section: roles name the part of a slot (m1.s2.held) or of a new-order row (n1.prescriber)
 SLOT_ROLES = ("held_reason", "prn_reason", "effect")
 NEW_ORDER_ROLES = ("prescriber", "ordered")
 SLOT_PARTS = {"held_reason": "held", "prn_reason": "reason", "effect": "effect"}  # what the layout names them
 ORDER_PARTS = {"prescriber": "prescriber", "ordered": "ordered"}
 _CODE_RE_TEXT = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+CODE_SYSTEMS = {"loinc": "http://loinc.org", "snomed": "http://snomed.info/sct",
+                "v2-0487": "http://terminology.hl7.org/CodeSystem/v2-0487",
+                "v3-RouteOfAdministration": "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"}
+
+
+@dataclass(frozen=True)
+class Coding:
+    system: str   # a URI (the short names of CODE_SYSTEMS are expanded)
+    code: str
+    display: str
+
+    def as_fhir(self) -> dict[str, str]:
+        return {"system": self.system, "code": self.code, "display": self.display}
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,30 @@ class Observation:
     unit_text: str | None = None   # what a person reads, e.g. °C (default: the UCUM code)
     codes: dict[str, str] = field(default_factory=dict)  # choice value -> display (valueCodeableConcept)
     category: str = "vital-signs"  # observation-category code
+    more_codes: tuple[Coding, ...] = ()  # further codings of the same observation (SpO2: 2708-6 with 59408-5)
+    panel: Coding | None = None    # a component of this panel (blood pressure 85354-9), one Observation per column
+
+    def codings(self) -> list[dict[str, str]]:
+        first = [{"system": "http://loinc.org", "code": self.loinc, "display": self.display}] if self.loinc else []
+        return first + [c.as_fhir() for c in self.more_codes]
+
+
+@dataclass(frozen=True)
+class FhirMeaning:
+    """Template-wide FHIR codes (`fhir:`): the document type of a scanned page, and standard codes
+    for the options of choice fields (lab tests, specimen types, AVPU...), a table a hospital can
+    override in its copy of the template. An option without a standard code keeps the kit's local
+    code system (one URI per kind)."""
+    document: Coding | None = None
+    codes: dict[str, dict[str, tuple[Coding, ...]]] = field(default_factory=dict)  # field -> option -> codings
+    routes: dict[str, tuple[Coding, ...]] = field(default_factory=dict)  # census route (upper case) -> codings
+    drug_code_systems: dict[str, str] = field(default_factory=dict)      # census drug_code_system -> URI
+
+    def route(self, text: Any) -> list[dict[str, str]]:
+        return [c.as_fhir() for c in self.routes.get(str(text or "").strip().upper(), ())]
+
+    def codings(self, field_name: str, option: str) -> list[dict[str, str]]:
+        return [c.as_fhir() for c in self.codes.get(field_name, {}).get(option, ())]
 
 
 @dataclass(frozen=True)
@@ -123,7 +164,8 @@ class SemanticsChecker:
         where = f"{where} observation"
         if not isinstance(data, dict):
             raise self.check.fail(where, "must be a mapping (display, loinc, unit, codes)")
-        self.check.keys(data, {"display", "loinc", "unit", "unit_text", "codes", "category"}, where)
+        self.check.keys(data, {"display", "loinc", "unit", "unit_text", "codes", "category", "more_codes", "panel"},
+                        where)
         import re
         loinc = data.get("loinc")
         if loinc is not None:
@@ -147,9 +189,67 @@ class SemanticsChecker:
             raise self.check.fail(where, "a number needs its UCUM 'unit' (e.g. Cel, /min, mm[Hg], {score})")
         if spec_type not in ("number", "choice"):
             raise self.check.fail(where, f"a {spec_type} cannot be exported as an observation value")
+        more = data.get("more_codes", [])
+        if not isinstance(more, list):
+            raise self.check.fail(where, "'more_codes' must be a list of codings")
+        panel = self.coding(data["panel"], f"{where} panel") if "panel" in data else None
+        if panel is not None and spec_type != "number":
+            raise self.check.fail(where, "a panel component must be a number")
         return Observation(display, loinc, unit, self._str(data, "unit_text", where, unit), codes,
                            self._str(data, "category", where, "vital-signs",
-                                     ("vital-signs", "exam", "survey", "laboratory")))
+                                     ("vital-signs", "exam", "survey", "laboratory")),
+                           tuple(self.coding(c, f"{where} more_codes") for c in more), panel)
+
+    def coding(self, data: Any, where: str) -> Coding:
+        if not isinstance(data, dict):
+            raise self.check.fail(where, "must be a mapping with system, code and display")
+        self.check.keys(data, {"system", "code", "display"}, where)
+        system = self._str(data, "system", where)
+        code = data.get("code")
+        display = self._str(data, "display", where)
+        if system is None or code is None or display is None:
+            raise self.check.fail(where, "needs system, code and display")
+        system = CODE_SYSTEMS.get(system, system)
+        if ":" not in system:
+            raise self.check.fail(where, f"system {system!r} must be a URI or one of {', '.join(CODE_SYSTEMS)}")
+        import re
+        if system == CODE_SYSTEMS["loinc"] and not re.fullmatch(r"(LA)?\d{1,7}-\d", str(code)):
+            raise self.check.fail(where, f"loinc {code!r} is not a LOINC code like 8310-5 or LA9340-6")
+        return Coding(system, str(code), display)
+
+    def fhir(self, data: Any, where: str, options: dict[str, tuple[str, ...]]) -> FhirMeaning:
+        """`fhir: {document: {...}, codes: {field: {option: coding or [codings]}}}`; options: the
+        option values of each choice field, so that a code table names only what exists."""
+        if not isinstance(data, dict):
+            raise self.check.fail(where, "must be a mapping (document, codes)")
+        self.check.keys(data, {"document", "codes", "routes", "drug_code_systems"}, where)
+        document = self.coding(data["document"], f"{where} document") if "document" in data else None
+        codes: dict[str, dict[str, tuple[Coding, ...]]] = {}
+        raw = data.get("codes", {})
+        if not isinstance(raw, dict):
+            raise self.check.fail(f"{where} codes", "must map field names to option tables")
+        for name, table in raw.items():
+            w = f"{where} codes {name}"
+            if name not in options:
+                raise self.check.fail(w, f"{name!r} is not a choice field of the template")
+            if not isinstance(table, dict):
+                raise self.check.fail(w, "must map option values to codings")
+            codes[name] = {}
+            for option, got in table.items():
+                if str(option) not in options[name]:
+                    raise self.check.fail(w, f"{option!r} is not an option of {name}: {', '.join(options[name])}")
+                got = got if isinstance(got, list) else [got]
+                codes[name][str(option)] = tuple(self.coding(c, f"{w} {option}") for c in got)
+        raw_routes = data.get("routes", {})
+        if not isinstance(raw_routes, dict):
+            raise self.check.fail(f"{where} routes", "must map census route texts (PO, IV...) to codings")
+        routes = {str(k).strip().upper(): tuple(self.coding(c, f"{where} routes {k}")
+                                                for c in (v if isinstance(v, list) else [v]))
+                  for k, v in raw_routes.items()}
+        systems = data.get("drug_code_systems", {})
+        if not isinstance(systems, dict) or any(not isinstance(v, str) or ":" not in v for v in systems.values()):
+            raise self.check.fail(f"{where} drug_code_systems", "must map a census drug_code_system to a URI")
+        return FhirMeaning(document, codes, routes, {str(k).upper(): v for k, v in systems.items()})
 
     def when_empty(self, data: Any, where: str) -> WhenEmpty:
         where = f"{where} when_empty"

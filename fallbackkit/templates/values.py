@@ -233,6 +233,23 @@ def national_number_or_none(value: Any) -> str | None:
     return _or_none(check_national_number, value)
 
 
+# A dose as the census writes it ("1 g", "40 mg", "18 IU", "2,5 mg"): amount and UCUM unit.
+_DOSE = re.compile(r"\s*(\d+(?:[.,]\d+)?)\s*([A-Za-zµ]+)\s*")
+DOSE_UNITS = {"mg": "mg", "g": "g", "mcg": "ug", "µg": "ug", "ug": "ug", "ml": "mL", "l": "L",
+              "iu": "[iU]", "ui": "[iU]", "ie": "[iU]", "u": "[U]", "units": "[U]", "mmol": "mmol"}
+
+
+def dose_quantity(text: Any) -> dict[str, Any] | None:
+    """{value, unit, code} of a simple dose, or None when the text is anything else ("1-2 tabs",
+    "as per protocol"): such a dose is sent as text only, never guessed."""
+    m = _DOSE.fullmatch(str(text or ""))
+    if not m or m.group(2).lower() not in DOSE_UNITS:
+        return None
+    number = float(m.group(1).replace(",", "."))
+    return {"value": int(number) if number.is_integer() else number, "unit": m.group(2),
+            "code": DOSE_UNITS[m.group(2).lower()]}
+
+
 # --- mark fields: the printed options are the only values -----------------------------------------
 def field_options(field: dict[str, Any] | None, type_: str) -> list[Any] | None:
     """The values a mark field can take, in print order (what digits 1..n pick on the review
