@@ -193,17 +193,20 @@ def work_queue(clerk: Clerk, kit: Path, identity: dict[str, str], limit: int) ->
 
 
 def work_identities(clerk: Clerk) -> list[float]:
+    """From the identities screen: the check opens under the row, the link is saved in place and
+    the focus moves on to the next unlinked identity (no page load)."""
     page, kind, waits = clerk.page, "identity", []
+    page.goto("/identities")
     for _ in range(5):
-        page.goto("/identities")
-        if not page.query_selector("form.suggestion button"):
+        if not page.query_selector("tr.unlinked form.suggestion button"):
             break
         t0 = time.perf_counter()
-        # keyboard only: Tab until the first suggestion has the focus (unless the screen puts it there)
+        # keyboard only: Tab until a suggestion has the focus (unless the screen puts it there)
         for _tab in range(40):
             if page.evaluate("!!(document.activeElement && document.activeElement.closest('form.suggestion'))"):
                 break
             clerk.press(kind, "Tab")
+        dt = page.evaluate("document.activeElement.closest('tr[data-mrn]').dataset.mrn")
         clerk.press(kind, "Enter")
         page.wait_for_selector("#do-link")
         k0 = time.perf_counter()
@@ -213,8 +216,9 @@ def work_identities(clerk: Clerk) -> list[float]:
             clerk.press(kind, "Space")
             clerk.press(kind, "Tab")
         clerk.press(kind, "Enter")
-        page.wait_for_load_state()
-        page.wait_for_selector("#identities")
+        page.wait_for_function("(dt) => { const r = document.querySelector(`tr[data-mrn='${dt}']`);"
+                               " return r && r.classList.contains('linked') && !document.getElementById('do-link'); }",
+                               arg=dt)
         waits.append((time.perf_counter() - k0) * 1000)
         clerk.done(kind, (time.perf_counter() - t0) * 1000)
     return waits
