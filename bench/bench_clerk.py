@@ -192,18 +192,32 @@ def work_queue(clerk: Clerk, kit: Path, identity: dict[str, str], limit: int) ->
     return page.evaluate("window.__fk.waits")
 
 
-def work_identities(clerk: Clerk) -> list[float]:
-    page, kind, waits = clerk.page, "identity", []
+ID_PROBE = """(dt) => {
+  window.__fkid = {t0: null, t1: null};
+  document.addEventListener('keydown', (e) => { if (e.key === 'Enter') window.__fkid.t0 = performance.now(); },
+                            {capture: true, once: true});
+  const row = document.querySelector(`tr[data-mrn='${dt}']`);
+  new MutationObserver((m, obs) => {
+    if (row.classList.contains('linked')) { window.__fkid.t1 = performance.now(); obs.disconnect(); }
+  }).observe(row, {attributes: true});
+}"""
+
+
+def work_identities(clerk: Clerk) -> tuple[list[float], list[float]]:
+    """From the identities screen: the check opens under the row, the link is saved in place and
+    the focus moves on to the next unlinked identity (no page load)."""
+    page, kind, waits, in_page = clerk.page, "identity", [], []
+    page.goto("/identities")
     for _ in range(5):
-        page.goto("/identities")
-        if not page.query_selector("form.suggestion button"):
+        if not page.query_selector("tr.unlinked form.suggestion button"):
             break
         t0 = time.perf_counter()
-        # keyboard only: Tab until the first suggestion has the focus (unless the screen puts it there)
+        # keyboard only: Tab until a suggestion has the focus (unless the screen puts it there)
         for _tab in range(40):
             if page.evaluate("!!(document.activeElement && document.activeElement.closest('form.suggestion'))"):
                 break
             clerk.press(kind, "Tab")
+        dt = page.evaluate("document.activeElement.closest('tr[data-mrn]').dataset.mrn")
         clerk.press(kind, "Enter")
         page.wait_for_selector("#do-link")
         k0 = time.perf_counter()
@@ -212,12 +226,16 @@ def work_identities(clerk: Clerk) -> list[float]:
                 page.focus("#confirm")
             clerk.press(kind, "Space")
             clerk.press(kind, "Tab")
+        # in the page: the deciding Enter to the row showing its link (the focus already moved on)
+        page.evaluate(ID_PROBE, dt)
         clerk.press(kind, "Enter")
-        page.wait_for_load_state()
-        page.wait_for_selector("#identities")
+        page.wait_for_function("(dt) => { const r = document.querySelector(`tr[data-mrn='${dt}']`);"
+                               " return r && r.classList.contains('linked') && !document.getElementById('do-link'); }",
+                               arg=dt)
         waits.append((time.perf_counter() - k0) * 1000)
+        in_page.append(page.evaluate("window.__fkid.t1 - window.__fkid.t0"))
         clerk.done(kind, (time.perf_counter() - t0) * 1000)
-    return waits
+    return waits, in_page
 
 
 def work_conflicts(clerk: Clerk) -> list[float]:
@@ -330,7 +348,7 @@ def main() -> int:
         clerk = Clerk(page)
         queue_waits = work_queue(clerk, kit, census_identity(kit), 2000)
         waits["queue (mark + transcription)"] = queue_waits
-        waits["identity"] = work_identities(clerk)
+        waits["identity (confirm keys too)"], waits["identity"] = work_identities(clerk)
         waits["conflict"] = work_conflicts(clerk)
         waits["worklist tick"] = work_worklist(clerk, 20 if args.quick else 60)
         browser.close()

@@ -172,6 +172,11 @@ def test_identity_links(kit, tmp_path):
     assert rows == 4  # history kept: link, link, revocation, new link
     actions = [r[0] for r in kit.db.conn.execute("SELECT action FROM audit WHERE action LIKE 'identity.%' ORDER BY id")]
     assert actions == ["identity.link", "identity.link", "identity.unlink", "identity.link"]
+    # one identity alone (the station's check and link) is the same entry as in the whole list
+    everything = list_identities(kit)
+    for ident in everything:
+        assert list_identities(kit, only=ident["downtime_mrn"]) == [ident]
+    assert list_identities(kit, only="DTM99999999") == []
 
 
 def test_suggestions_ignore_accents_case_and_order(kit, tmp_path):

@@ -93,16 +93,27 @@ def _transcribed(kit: Kit, form_ids: list[str], reviews: dict | None) -> dict[st
     return out
 
 
-def list_identities(kit: Kit) -> list[dict[str, Any]]:
-    """Every downtime identifier in use, with its forms, link and transcribed name/birth date."""
+def list_identities(kit: Kit, only: str | None = None) -> list[dict[str, Any]]:
+    """Every downtime identifier in use, with its forms, link and transcribed name/birth date
+    (only=VALUE: that one identifier alone, without reading every other one: the check and the link
+    of one identity at the station)."""
     conn = kit.db.conn
-    rows = conn.execute("SELECT value, kind, form_id FROM downtime_ids ORDER BY kind, value").fetchall()
     forms_of: dict[str, list[str]] = {}
-    for fid, mrn, enc, acc in conn.execute(  # three index searches (m0066), not a scan of every form
+    if only is None:
+        rows = conn.execute("SELECT value, kind, form_id FROM downtime_ids ORDER BY kind, value").fetchall()
+        found = conn.execute(  # three index searches (m0066), not a scan of every form
             "SELECT form_id, downtime_mrn, encounter, accession FROM forms WHERE downtime_mrn IS NOT NULL"
             " UNION SELECT form_id, downtime_mrn, encounter, accession FROM forms WHERE accession IS NOT NULL"
             " UNION SELECT form_id, downtime_mrn, encounter, accession FROM forms WHERE encounter >= 'DT'"
-            " AND encounter < 'DU' AND encounter LIKE 'DT%'"):
+            " AND encounter < 'DU' AND encounter LIKE 'DT%'")
+    else:
+        rows = conn.execute("SELECT value, kind, form_id FROM downtime_ids WHERE value = ?", [only]).fetchall()
+        found = conn.execute(
+            "SELECT form_id, downtime_mrn, encounter, accession FROM forms WHERE downtime_mrn = ?"
+            " UNION SELECT form_id, downtime_mrn, encounter, accession FROM forms WHERE accession = ?"
+            " UNION SELECT form_id, downtime_mrn, encounter, accession FROM forms WHERE encounter = ?",
+            [only, only, only])
+    for fid, mrn, enc, acc in found:
         for value in (mrn, enc, acc):
             if value:
                 forms_of.setdefault(value, []).append(fid)
@@ -330,7 +341,7 @@ def identity_preview(kit: Kit, downtime_mrn: str, real_mrn: str) -> dict[str, An
     a name written in the wrong box) or "unknown" (nothing to compare). `mismatches` lists the
     items that need a person's explicit confirmation; a real MRN not in the census is one too."""
     downtime_mrn, real_mrn = downtime_mrn.strip().upper(), real_mrn.strip()
-    ident = next((i for i in list_identities(kit) if i["downtime_mrn"] == downtime_mrn), None)
+    ident = next((i for i in list_identities(kit, only=downtime_mrn) if i["downtime_mrn"] == downtime_mrn), None)
     if ident is None:
         raise NotFound(f"{downtime_mrn} is not a downtime identifier of this kit",
                        hint="see `fallbackkit identities list`")

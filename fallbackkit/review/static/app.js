@@ -612,11 +612,97 @@
 })();
 
 /* Identities: keyboard first. The focus starts on the first suggestion to check (Enter opens the
-   check of paper against census), else on the first box for a real MRN. */
+   check of paper against census), else on the first box for a real MRN. The check opens under its
+   row, the link is saved without a page load, the row shows the link and the focus moves on to the
+   next unlinked identity. A difference between paper and census still needs its box ticked (the
+   server refuses otherwise); Esc closes the check. Without script the same forms load pages. */
 (function () {
   "use strict";
   var table = document.getElementById("identities");
   if (!table) return;
+  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+  var statusEl = document.getElementById("identity-status");
+  var busy = false;
+  function say(text, ok) { statusEl.textContent = text; statusEl.className = ok ? "flash ok" : "flash error"; statusEl.hidden = false; }
+  function firstOf(row) { return row.querySelector("form.suggestion button") || row.querySelector("input[name=real_mrn]"); }
+  function focusFrom(row) {  // the next unlinked identity after row (then from the top), else the status line
+    var rows = Array.prototype.slice.call(table.querySelectorAll("tr.unlinked"));
+    var after = rows.filter(function (r) { return row && (row.compareDocumentPosition(r) & Node.DOCUMENT_POSITION_FOLLOWING); });
+    var next = (after.length ? after : rows).map(firstOf).filter(Boolean)[0];
+    if (next) { next.focus(); return; }
+    statusEl.setAttribute("tabindex", "-1"); statusEl.focus();
+  }
+  function closeCheck() {
+    var open = table.querySelector("tr.checkrow");
+    if (open) open.parentNode.removeChild(open);
+    return open;
+  }
+  function showCheck(row, html) {
+    closeCheck();
+    var tr = document.createElement("tr"), td = document.createElement("td");
+    tr.className = "checkrow"; td.colSpan = 4; td.innerHTML = html; tr.appendChild(td);
+    row.parentNode.insertBefore(tr, row.nextSibling);
+    var f = td.querySelector("#confirm") || td.querySelector("#do-link");
+    if (f) f.focus();
+  }
+  function linked(row, real) {
+    row.className = "linked";
+    row.cells[2].textContent = real;
+    row.cells[3].textContent = "";
+  }
+  table.addEventListener("submit", function (ev) {
+    var form = ev.target, row;
+    if (busy) { ev.preventDefault(); return; }
+    if (form.id === "link-form") {
+      ev.preventDefault();
+      row = form.closest("tr.checkrow").previousElementSibling;
+      busy = true;
+      fetch(form.action, { method: "POST", credentials: "same-origin", body: new FormData(form),
+                           headers: { "X-CSRF-Token": csrf, "Accept": "application/json" } })
+        .then(function (r) { return r.json().then(function (b) { return { status: r.status, body: b }; }); })
+        .then(function (res) {
+          busy = false;
+          if (res.body.ok) {
+            closeCheck(); linked(row, res.body.linked_to); say(res.body.message, true); focusFrom(row);
+          } else if (res.body.card) {
+            showCheck(row, res.body.card);
+          } else {
+            say(res.body.error || String(res.status), false); closeCheck(); var f = firstOf(row); if (f) f.focus();
+          }
+        })
+        .catch(function (e) { busy = false; say(String(e), false); });
+      return;
+    }
+    row = form.closest("tr[data-mrn]");
+    if (!row || form.method.toLowerCase() !== "get") return;
+    ev.preventDefault();
+    var q = new URLSearchParams(new FormData(form));
+    q.set("part", "1");
+    busy = true;
+    fetch(form.action + "?" + q.toString(), { credentials: "same-origin" })
+      .then(function (r) { return r.text().then(function (t) { return { ok: r.ok, text: t }; }); })
+      .then(function (res) {
+        busy = false;
+        if (res.ok) showCheck(row, res.text);
+        else say(new DOMParser().parseFromString(res.text, "text/html").body.textContent.trim().slice(0, 300), false);
+      })
+      .catch(function (e) { busy = false; say(String(e), false); });
+  });
+  table.addEventListener("click", function (ev) {  // "back" in the check: close it, the focus back on its row
+    var a = ev.target.closest("tr.checkrow a");
+    if (!a) return;
+    ev.preventDefault();
+    var row = closeCheck().previousElementSibling;
+    var f = firstOf(row); if (f) f.focus();
+  });
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "Escape") return;
+    var open = table.querySelector("tr.checkrow");
+    if (!open) return;
+    ev.preventDefault();
+    var row = open.previousElementSibling; closeCheck();
+    var f = firstOf(row); if (f) f.focus();
+  });
   var first = table.querySelector("form.suggestion button") || table.querySelector("input[name=real_mrn]");
   if (first) first.focus();
 })();
