@@ -19,7 +19,8 @@ from ..templates.layout import comb_groups
 
 CELL_MIN = 0.5         # a written cell whose best digit is less likely than this reads as no digit
 CELL_SURE = 0.9        # below this a digit is highlighted as unsure and the field is not pre-filled
-PREFILL_MIN = 0.98     # field confidence needed to pre-fill (chosen on the calibration split)
+PREFILL_MIN = 0.97     # field confidence needed to pre-fill (chosen on the calibration split: the lowest
+                       # with no wrong pre-fill on office and phone scans, bench_handwriting --sweep)
 NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled time is queried
 EMPTY_SURE_INK = 0     # ink pixels in a cell that reads as empty beyond which emptiness is unsure
 ALT_MIN = 0.002        # a digit alternative less likely than this is not considered
