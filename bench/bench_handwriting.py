@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="also what other pre-fill thresholds would give")
     ap.add_argument("--sweep-only", action="store_true", help="stop after the accuracy figures")
+    ap.add_argument("--show-wrong", action="store_true", help="print each wrong pre-filled field")
     ap.add_argument("--split", choices=["test", "calibrate"], default="test",
                     help="digits from the writer-disjoint test split (the figures), or from the calibration "
                          "split (to choose thresholds without looking at the test split)")
@@ -199,6 +200,9 @@ def main() -> None:
                         m["prefilled"] += 1
                         wrong = got["suggestion"] != want
                         m["prefilled_wrong"] += wrong
+                        if wrong and args.show_wrong:
+                            print(f"  {tier}: {name} written {want!r} pre-filled {got['suggestion']!r} at "
+                                  f"{got['suggestion_confidence']}: {[c.get('alts') for c in raw.get('cells') or []]}")
                         m["keys_assist"] += typed if wrong else 1
                     else:
                         m["keys_assist"] += typed
