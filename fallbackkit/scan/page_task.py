@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..errors import PayloadError
 from ..files import OutputFiles, file_name
 from .ingest import PageReader, UnreadableFile
 from ..templates.contract import PAGE_IMAGE_DPI  # the page image's dpi, shared with engine.py
@@ -62,6 +63,15 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     except Exception as exc:  # an engine bug: the page goes to a person, it is never lost
         out = _unreadable(exc, page.dpi)
         result = None
+    if out["status"] == "quarantined" and out["reason"] in BACK_CANDIDATES and index > 1:
+        try:
+            back = _back_of_the_front_before(kit_path / archive_rel, kind, sha, index, page, out)
+        except Exception as exc:  # the check must never lose the page: it stays quarantined
+            out.setdefault("quality", {})["show_through_error"] = f"{type(exc).__name__}: {exc}"
+            back = None
+        if back is not None:
+            out, result = back, None
+    _WORKER["last_page"] = (sha, index, out.get("sheet_id") if out["status"] == "read" else None, image)
     t2 = time.perf_counter()
     stem = f"{sha}-p{index}"
     page_image = getattr(result, "page_image", None) if result is not None else None
@@ -73,6 +83,63 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
                decoder_notes=notes, decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2),
                rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     return out
+
+
+# A duplex scan's back can come out of the reader as one of these: its code unreadable, or read
+# mirrored through the paper (then no marks where that sheet's marks would be, or "as dark as print"
+# on a bilevel scan, where show-through is as black as ink).
+BACK_CANDIDATES = ("no_code", "no_marks")
+
+
+def _back_of_the_front_before(path: Path, kind: str, sha: str, index: int, page: Any,
+                              out: dict[str, Any]) -> dict[str, Any] | None:
+    """Is this quarantined page the back of the sheet on the page just before it in the same file,
+    showing nothing but its front through the paper (duplex.py)? Then it is a blank page, never
+    matched to that sheet. Ink the front's mirror does not explain keeps it with a person, with a
+    detail that says so. None: not shown to be a back (the page stays as the reader left it)."""
+    from . import duplex
+    front_sheet, front_image = _front_before(path, kind, sha, index)
+    if front_sheet is None:
+        return None
+    seen = (out.get("quality") or {}).get("show_through", {}).get("sheet_seen_through") or out.get("sheet_id")
+    if seen is not None and seen != front_sheet:
+        return None  # the code read through the paper is another sheet's: not this front's back
+    measures = duplex.compare(page.image, front_image, page.dpi, page.dpi)
+    quality = dict(out.get("quality") or {})
+    quality["show_through"] = {**quality.get("show_through", {}), "sheet_seen_through": front_sheet,
+                               "front_page": index - 1, "mirror": measures}
+    if not duplex.is_show_through(measures):
+        if measures["correlation"] < duplex.MIN_CORRELATION:
+            return None  # not that front's mirror at all: the reader's own reason stands
+        return {**out, "quality": quality, "reason": "no_code", "payload_text": None,
+                "detail": f"the back of sheet {front_sheet} (page {index - 1}, its front shows through the paper)"
+                          f" with ink on it that the front does not explain ({measures['unexplained_longest_mm']} mm"
+                          " mark): something was written on the back? look at the paper"}
+    return {**out, "status": "blank", "reason": "show_through", "quality": quality, "payload_text": None,
+            "detail": f"the back of sheet {front_sheet} (page {index - 1}): only its front shows through the paper",
+            "sheet_id": None, "template": None, "version": None, "page": None, "pages": None,
+            "readings": [], "_crops": []}
+
+
+def _front_before(path: Path, kind: str, sha: str, index: int) -> tuple[str | None, np.ndarray | None]:
+    """The sheet and image of the page before `index` when it was read as a sheet of this kit:
+    from this worker's last page, else decoded and identified again (its code, verified)."""
+    last = _WORKER.get("last_page")
+    if last is not None and last[0] == sha and last[1] == index - 1:
+        return last[2], last[3]
+    from .. import payload as payload_mod
+    from . import locate
+    from .engine import _is_ours
+    image = _reader_for(path, kind).page(index - 1).image
+    codes, _ = locate.find_codes(image, _is_ours)
+    for code in codes:
+        try:
+            sp = payload_mod.verify(code.text, _WORKER["secret"], _WORKER["kit_id"])
+        except PayloadError:
+            continue
+        if _WORKER["geometry_for"](sp.sheet_id) is not None:
+            return sp.sheet_id, image
+    return None, None
 
 
 def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
