@@ -259,9 +259,9 @@ def stage_table(base_kit: Path, work: Path, folder: Path, runs: int) -> tuple[di
 def print_stages(name: str, stages: dict[str, float], total: float) -> None:
     print(f"CPU ms per page by stage, {name} (in-process scan; total {total:.1f} ms = {1000 / total:.1f} pages per CPU second):")
     for label, ms in stages.items():
-        print(f"  {'  of which ' if label in NESTED else ''}{label:<24} {ms:6.1f}")
+        print(f"  {('  of which ' + label) if label in NESTED else label:<34} {ms:6.1f}")
     counted = sum(ms for label, ms in stages.items() if label not in NESTED)
-    print(f"  {'the rest (glue, result, JSON)':<24} {total - counted:6.1f}")
+    print(f"  {'the rest (glue, result, JSON)':<34} {total - counted:6.1f}")
 
 
 def main() -> None:
