@@ -54,6 +54,11 @@ def _rows(kit, sql, params=()):
 
 
 @pytest.fixture
+def cover_page(ward_pack):
+    return render_pages(ward_pack.out_path, dpi=DPI)[0]
+
+
+@pytest.fixture
 def filled_fronts(kit, ward_pack):
     """Six printed ward-pack sheets, filled in by pen, with their sheet ids and what was written."""
     rng = np.random.default_rng(21)
@@ -68,13 +73,15 @@ def filled_fronts(kit, ward_pack):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_bilevel_duplex_show_through_backs_are_blank_and_a_back_with_a_note_goes_to_a_person(
-        kit, filled_fronts, tmp_path, workers):
-    """A G4 duplex TIFF: front, back, front, back... Every back shows its front through the paper as
-    black as print (before this, each was quarantined); one back also carries a handwritten note.
-    Every front is read, every plain back is counted blank and matched to no sheet, nothing plain is
-    quarantined, the note's back goes to a person with a reason that says why. With two workers a
-    back is often read by another process than its front: the front is decoded again."""
-    pages = []
+        kit, cover_page, filled_fronts, tmp_path, workers):
+    """A G4 duplex TIFF: the pack's cover, its back, then front, back, front, back... Every back
+    shows its front through the paper as black as print (before this, each was quarantined, and the
+    cover's back, its code read mirrored, was taken for a second cover); one back also carries a
+    handwritten note. The cover is counted once, every front is read, every plain back is counted
+    blank and matched to no sheet, nothing plain is quarantined, the note's back goes to a person
+    with a reason that says why. With two workers a back is often read by another process than its
+    front: the front is decoded again."""
+    pages = [cover_page, strong_show_through(cover_page, seed=9)]
     note_on = 3
     for i, (_, filled, _) in enumerate(filled_fronts):
         back = strong_show_through(filled, seed=i, turn="short_edge" if i == 4 else "long_edge")
@@ -89,9 +96,12 @@ def test_bilevel_duplex_show_through_backs_are_blank_and_a_back_with_a_note_goes
 
     summary = scan_paths(kit, [inbox], workers=workers, progress=False, actor="clerk")
 
-    assert (summary.pages_read, summary.pages_blank, summary.pages_quarantined) == (6, 5, 1), summary.quarantined
-    assert "blank pages  5" in format_summary(summary)
+    assert (summary.pages_read, summary.pages_blank, summary.pages_quarantined) == (6, 6, 1), summary.quarantined
+    assert summary.cover_sheets == 1 and "blank pages  6" in format_summary(summary)
     rows = _rows(kit, "SELECT page_index, status, sheet_id, quality, capture_id FROM captures ORDER BY page_index")
+    assert [r[1] for r in rows[:2]] == ["cover", "blank"]
+    assert json.loads(rows[1][3])["show_through"]["front_page"] == 1  # the cover's back, by the cover before it
+    rows = rows[2:]
     assert [r[1] for r in rows[::2]] == ["read"] * 6
     assert [r[2] for r in rows[::2]] == [sid for sid, _, _ in filled_fronts]
     backs = rows[1::2]
@@ -102,7 +112,7 @@ def test_bilevel_duplex_show_through_backs_are_blank_and_a_back_with_a_note_goes
         assert seen["sheet_seen_through"] == sid and seen["front_page"] == page_index - 1
     assert json.loads(backs[4][3])["show_through"]["mirror"]["turn"] == "short_edge"
     (q,) = summary.quarantined
-    assert q["page"] == 2 * note_on + 2 and q["reason"] == "no_code"
+    assert q["page"] == 2 * note_on + 4 and q["reason"] == "no_code"
     detail = _rows(kit, "SELECT detail FROM quarantine")[0][0]
     assert f"the back of sheet {filled_fronts[note_on][0]}" in detail and "written on the back" in detail
     assert _rows(kit, "SELECT COUNT(*) FROM readings r JOIN captures c ON c.capture_id = r.capture_id"

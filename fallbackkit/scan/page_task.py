@@ -63,7 +63,8 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     except Exception as exc:  # an engine bug: the page goes to a person, it is never lost
         out = _unreadable(exc, page.dpi)
         result = None
-    if out["status"] == "quarantined" and out["reason"] in BACK_CANDIDATES and index > 1:
+    back_candidate = (out["status"] == "quarantined" and out["reason"] in BACK_CANDIDATES) or out["status"] == "cover"
+    if back_candidate and index > 1:
         try:
             back = _back_of_the_front_before(kit_path / archive_rel, kind, sha, index, page, out)
         except Exception as exc:  # the check must never lose the page: it stays quarantined
@@ -71,7 +72,7 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
             back = None
         if back is not None:
             out, result = back, None
-    _WORKER["last_page"] = (sha, index, out.get("sheet_id") if out["status"] == "read" else None, image)
+    _WORKER["last_page"] = (sha, index, _front_identity(out), image)
     t2 = time.perf_counter()
     stem = f"{sha}-p{index}"
     page_image = getattr(result, "page_image", None) if result is not None else None
@@ -87,7 +88,7 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
 
 # A duplex scan's back can come out of the reader as one of these: its code unreadable, or read
 # mirrored through the paper (then no marks where that sheet's marks would be, or "as dark as print"
-# on a bilevel scan, where show-through is as black as ink).
+# on a bilevel scan, where show-through is as black as ink). A cover's back can come out as a cover.
 BACK_CANDIDATES = ("no_code", "no_marks")
 
 
@@ -98,32 +99,50 @@ def _back_of_the_front_before(path: Path, kind: str, sha: str, index: int, page:
     matched to that sheet. Ink the front's mirror does not explain keeps it with a person, with a
     detail that says so. None: not shown to be a back (the page stays as the reader left it)."""
     from . import duplex
-    front_sheet, front_image = _front_before(path, kind, sha, index)
-    if front_sheet is None:
+    front, front_image = _front_before(path, kind, sha, index)
+    if front is None:
         return None
-    seen = (out.get("quality") or {}).get("show_through", {}).get("sheet_seen_through") or out.get("sheet_id")
-    if seen is not None and seen != front_sheet:
-        return None  # the code read through the paper is another sheet's: not this front's back
+    cover = front.startswith(COVER)
+    front_sheet = None if cover else front
+    if out["status"] == "cover":  # a cover's code read through the paper (decoders read mirrored codes)?
+        if front != COVER + (out.get("payload_text") or ""):
+            return None  # not after that same cover: a cover, as the reader says
+    else:
+        seen = (out.get("quality") or {}).get("show_through", {}).get("sheet_seen_through") or out.get("sheet_id")
+        if cover or (seen is not None and seen != front_sheet):
+            return None  # the code read through the paper is another sheet's: not this front's back
     measures = duplex.compare(page.image, front_image, page.dpi, page.dpi)
     quality = dict(out.get("quality") or {})
     quality["show_through"] = {**quality.get("show_through", {}), "sheet_seen_through": front_sheet,
                                "front_page": index - 1, "mirror": measures}
+    what = "the ward pack's cover sheet" if cover else f"sheet {front}"
     if not duplex.is_show_through(measures):
         if measures["correlation"] < duplex.MIN_CORRELATION:
             return None  # not that front's mirror at all: the reader's own reason stands
-        return {**out, "quality": quality, "reason": "no_code", "payload_text": None,
-                "detail": f"the back of sheet {front_sheet} (page {index - 1}, its front shows through the paper)"
+        return {**out, "status": "quarantined", "quality": quality, "reason": "no_code", "payload_text": None,
+                "detail": f"the back of {what} (page {index - 1}, its front shows through the paper)"
                           f" with ink on it that the front does not explain ({measures['unexplained_longest_mm']} mm"
                           " mark): something was written on the back? look at the paper"}
     return {**out, "status": "blank", "reason": "show_through", "quality": quality, "payload_text": None,
-            "detail": f"the back of sheet {front_sheet} (page {index - 1}): only its front shows through the paper",
+            "detail": f"the back of {what} (page {index - 1}): only its front shows through the paper",
             "sheet_id": None, "template": None, "version": None, "page": None, "pages": None,
             "readings": [], "_crops": []}
 
 
+COVER = "cover:"  # + its code: the page before was a ward pack's cover (its signed code verified)
+
+
+def _front_identity(out: dict[str, Any]) -> str | None:
+    """What a page is as the front of the next page: a sheet of this kit whose code verified (read,
+    or put aside for its marks), the pack's cover, or nothing to go by (None)."""
+    if out["status"] == "read" or (out["status"] == "quarantined" and out["reason"] == "no_marks"):
+        return out.get("sheet_id")
+    return COVER + (out.get("payload_text") or "") if out["status"] == "cover" else None
+
+
 def _front_before(path: Path, kind: str, sha: str, index: int) -> tuple[str | None, np.ndarray | None]:
-    """The sheet and image of the page before `index` when it was read as a sheet of this kit:
-    from this worker's last page, else decoded and identified again (its code, verified)."""
+    """What the page before `index` is as a front (_front_identity) and its image: from this worker's
+    last page, else decoded and identified again (its code verified, as the reader does)."""
     last = _WORKER.get("last_page")
     if last is not None and last[0] == sha and last[1] == index - 1:
         return last[2], last[3]
@@ -131,9 +150,12 @@ def _front_before(path: Path, kind: str, sha: str, index: int) -> tuple[str | No
     from . import locate
     from .engine import _is_ours
     image = _reader_for(path, kind).page(index - 1).image
-    codes, _ = locate.find_codes(image, _is_ours)
+    codes, _ = locate.find_codes(image, lambda text: _is_ours(text) or payload_mod.is_cover(text))
     for code in codes:
         try:
+            if payload_mod.is_cover(code.text):
+                payload_mod.verify_cover(code.text, _WORKER["secret"], _WORKER["kit_id"])
+                return COVER + code.text, image
             sp = payload_mod.verify(code.text, _WORKER["secret"], _WORKER["kit_id"])
         except PayloadError:
             continue
