@@ -171,3 +171,24 @@ def test_the_mirror_of_the_front_explains_the_back_or_names_what_it_does_not():
     other = bilevel(strong_show_through(a_page(6), 4))
     assert not duplex.is_show_through(duplex.compare(other, bilevel(front), DPI, DPI))
 
+
+
+def test_a_cover_of_several_pages_in_one_file_is_not_taken_for_its_own_backs(tmp_path):
+    """A ward pack's cover running over several pages carries the same code on each: scanned as one
+    G4 file, each page is a cover. Their tables look alike, but no page is the one before it seen in
+    a mirror by a duplex scanner's small shift: none is counted blank or put aside."""
+    from fallbackkit.generate import print_ward
+    from kit_helpers import census_kit
+    kit = census_kit(tmp_path, {"3B": 30})
+    try:
+        pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="coordinator")
+        images = render_pages(pack.out_path, dpi=150)
+        covers = len(images) - len(pack.sheets)
+        assert covers >= 2, covers
+        frames = [threshold(p) for p in images[:covers]]
+        frames[0].save(tmp_path / "covers.tif", compression="group4", save_all=True, append_images=frames[1:],
+                       dpi=(150, 150))
+        summary = scan_paths(kit, [tmp_path / "covers.tif"], workers=0, progress=False)
+        assert (summary.cover_sheets, summary.pages_blank, summary.pages_quarantined) == (covers, 0, 0)
+    finally:
+        kit.close()

@@ -21,7 +21,9 @@ FRONT_CONTRAST = 0.25     # the front's ink, a bit fainter allowed (what shows t
 TOLERANCE_MM = 0.5        # show-through ink lies this close to the mirrored front's ink, once aligned
 STROKE_MM = 1.5          # unexplained ink this long is writing (a short word over the front's ink still leaves this)
 MIN_EXPLAINED = 0.97      # share of the back's ink the mirror must explain
-MIN_CORRELATION = 0.5     # the aligned mirror and the back must really be the same picture
+MIN_CORRELATION = 0.65    # the aligned mirror and the back must really be the same picture (true backs: 0.78-0.9)
+MAX_SHIFT_MM = 10.0       # the two sides of a duplex scan are a few mm apart, not a line of a table
+MAX_SCALE_OFF = 0.03      # nor scaled by more than 3 %
 EDGE = 0.03               # scanner edge shadows at the border are not content (as blank_page)
 
 
@@ -104,10 +106,17 @@ def compare(back: np.ndarray, front: np.ndarray, back_dpi: float | None = None,
             "unexplained_longest_mm": round(longest / px_per_mm, 1)}
 
 
+def is_mirror(m: dict[str, Any]) -> bool:
+    """Is the back that front seen through the paper at all: the mirror aligns with it closely, by
+    the small shift and scale of a duplex scan? (Two pages of the same kind, e.g. a cover's two
+    pages of tables, can align at some far shift: that is no back.)"""
+    return (m["correlation"] >= MIN_CORRELATION and max(map(abs, m["shift_mm"])) <= MAX_SHIFT_MM
+            and all(abs(s - 1.0) <= MAX_SCALE_OFF for s in m["scale"]))
+
+
 def is_show_through(m: dict[str, Any]) -> bool:
     """Only the front's mirror on the back: aligned for real, every ink explained, no stroke outside."""
-    return (m["correlation"] >= MIN_CORRELATION and m["explained"] >= MIN_EXPLAINED
-            and m["unexplained_longest_mm"] < STROKE_MM)
+    return is_mirror(m) and m["explained"] >= MIN_EXPLAINED and m["unexplained_longest_mm"] < STROKE_MM
 
 
-__all__ = ["compare", "is_show_through"]
+__all__ = ["compare", "is_mirror", "is_show_through"]

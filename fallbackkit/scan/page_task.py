@@ -117,7 +117,7 @@ def _back_of_the_front_before(path: Path, kind: str, sha: str, index: int, page:
                                "front_page": index - 1, "mirror": measures}
     what = "the ward pack's cover sheet" if cover else f"sheet {front}"
     if not duplex.is_show_through(measures):
-        if measures["correlation"] < duplex.MIN_CORRELATION:
+        if not duplex.is_mirror(measures):
             return None  # not that front's mirror at all: the reader's own reason stands
         return {**out, "status": "quarantined", "quality": quality, "reason": "no_code", "payload_text": None,
                 "detail": f"the back of {what} (page {index - 1}, its front shows through the paper)"
