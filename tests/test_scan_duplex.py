@@ -192,3 +192,16 @@ def test_a_cover_of_several_pages_in_one_file_is_not_taken_for_its_own_backs(tmp
         assert (summary.cover_sheets, summary.pages_blank, summary.pages_quarantined) == (covers, 0, 0)
     finally:
         kit.close()
+
+
+def test_writing_on_the_back_of_a_cover_goes_to_a_person(kit, cover_page, tmp_path):
+    """The cover's code read through the paper made its back a second cover, nothing to read, so a
+    note written on it reached nobody: now it is the cover's back, and with the note a person looks."""
+    back = write_a_note(strong_show_through(cover_page, seed=4), seed=4)
+    frames = [threshold(p) for p in (cover_page, back)]
+    frames[0].save(tmp_path / "cover.tif", compression="group4", save_all=True, append_images=frames[1:],
+                   dpi=(DPI, DPI))
+    summary = scan_paths(kit, [tmp_path / "cover.tif"], workers=0, progress=False)
+    assert (summary.cover_sheets, summary.pages_blank, summary.pages_quarantined) == (1, 0, 1)
+    detail = _rows(kit, "SELECT detail FROM quarantine")[0][0]
+    assert "the back of the ward pack's cover sheet" in detail and "written on the back" in detail
