@@ -355,3 +355,28 @@ def reason_text(lang: str, reason: str | None) -> str:
         text = (table.get(code) or REASONS["en"][code]).format(**params)
         out.append(f"{text} ({option})" if option else text)
     return "; ".join(out)
+# comb boxes (issue 10): the machine's sure digits in the box, the clerk types the boxes left open
+_EN["js"].update({"comb_todo": "Type the highlighted boxes (Space: a box left empty), then Enter.",
+                  "comb_full": "Every box is filled: Enter saves, Backspace or ← corrects, Delete clears all.",
+                  "comb_gap": "An empty box between digits: type it, or Delete to start again.",
+                  "comb_digits": "Digits only here (the separators are printed). Illegible: Alt+I.",
+                  "comb_key": "grey: read by the machine · white: typed by you · orange: type these",
+                  "comb_keys": "Enter saves · Backspace / ← → correct · Delete clears all",
+                  "comb_blank": "All boxes empty: Enter saves blank",
+                  "comb_label": "Boxes of {field}"})
+_FR["js"].update({"comb_todo": "Tapez les cases surlignées (Espace : case laissée vide), puis Entrée.",
+                  "comb_full": "Toutes les cases sont remplies : Entrée enregistre, Retour arrière ou ← corrige, Suppr efface tout.",
+                  "comb_gap": "Une case vide entre des chiffres : tapez-la, ou Suppr pour recommencer.",
+                  "comb_digits": "Chiffres seulement (les séparateurs sont imprimés). Illisible : Alt+I.",
+                  "comb_key": "gris : lu par la machine · blanc : tapé par vous · orange : à taper",
+                  "comb_keys": "Entrée enregistre · Retour arrière / ← → corrigent · Suppr efface tout",
+                  "comb_blank": "Toutes les cases vides : Entrée enregistre vide",
+                  "comb_label": "Cases de {field}"})
+_NL["js"].update({"comb_todo": "Typ de gemarkeerde vakjes (spatie: vakje leeg gelaten), dan Enter.",
+                  "comb_full": "Alle vakjes zijn gevuld: Enter bewaart, Backspace of ← verbetert, Delete wist alles.",
+                  "comb_gap": "Een leeg vakje tussen cijfers: typ het, of Delete om opnieuw te beginnen.",
+                  "comb_digits": "Alleen cijfers (de scheidingstekens staan gedrukt). Onleesbaar: Alt+I.",
+                  "comb_key": "grijs: gelezen door de machine · wit: door u getypt · oranje: te typen",
+                  "comb_keys": "Enter bewaart · Backspace / ← → verbeteren · Delete wist alles",
+                  "comb_blank": "Alle vakjes leeg: Enter bewaart leeg",
+                  "comb_label": "Vakjes van {field}"})

@@ -322,7 +322,8 @@ def reading_suggestion(conn, r: dict[str, Any], field: dict | None, kit_path: Pa
     """The digit suggestion of a comb reading (re-decided from its stored cell measures), with each
     cell's place on the crop (fractions) so that unsure digits can be highlighted there."""
     from ..scan.read import CROP_MARGIN_MM
-    from ..scan.suggest import SuggestionContext
+    from ..scan.suggest import SuggestionContext, prefill_pattern
+    from ..templates.layout import comb_groups
     if field is None or not r["raw"].get("cells"):
         return None
     hints = SuggestionContext(conn, kit_path / "form_templates" if kit_path else None)
@@ -335,6 +336,12 @@ def reading_suggestion(conn, r: dict[str, Any], field: dict | None, kit_path: Pa
         cell["crop"] = [round((cx - x + CROP_MARGIN_MM) / cw, 4), round((cy - y + CROP_MARGIN_MM) / ch, 4),
                         round(cwid / cw, 4), round(chei / ch, 4)]
     got["prefill"] = bool(got["prefill"]) and r["review"] is None
+    got["partial"] = bool(got.get("partial")) and r["review"] is None
+    got["blank"] = bool(got.get("blank")) and r["review"] is None
+    got["pattern"] = prefill_pattern(got, field)  # what the station puts in the box (None: nothing)
+    groups = comb_groups(field["type"], field.get("format"), int(field.get("digits") or 0),
+                         int(field.get("decimals") or 0))
+    got["groups"] = [list(g) for g in groups] if sum(n for _, n in groups) == len(got["cells"]) else None
     return got
 
 

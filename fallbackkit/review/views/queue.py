@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, g, jsonify, redirect, render_template,
 
 from ... import reconcile as rc
 from ...reconcile import summary
+from ...scan.suggest import keeps_prefill
 from ...errors import BadInput
 from ...store.decisions import NOTE_MAX, AlreadyDecided, record_review
 from .. import labels as lb
@@ -134,9 +135,12 @@ def api_decide(reading_id: int):
                             "reason": implausible}), 422
         if implausible:
             note = (f"implausible, confirmed: {implausible}" + (f" — {note}" if note else ""))[:NOTE_MAX]
+    shown = detail.get("suggestion")
+    if shown and shown.get("pattern"):  # partly pre-filled: did the value keep every pre-filled box?
+        shown = {**shown, "kept": keeps_prefill(shown["pattern"], value, detail["type"] == "number")}
     try:  # the "decided meanwhile?" check and the insert are one transaction
         review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, note,
-                                  expect_review_id=seen, suggestion=detail.get("suggestion"))
+                                  expect_review_id=seen, suggestion=shown)
     except AlreadyDecided as exc:
         return jsonify({"error": t(g.lang, "already_decided", who=exc.by or "?"), "conflict": True}), 409
     return jsonify({"ok": True, "review_id": review_id})
