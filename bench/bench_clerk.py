@@ -165,13 +165,33 @@ def written_digits(tmp: Path) -> dict[tuple[str, str], str]:
     return out
 
 
+def formatted(conn, sheet: str, field: str, written: str | None) -> str | None:
+    """What is written in a comb field as the station's value (the printed separators in place)."""
+    from fallbackkit.templates.layout import comb_groups
+    if not written:
+        return None
+    row = conn.execute("SELECT l.geometry FROM sheets s JOIN layouts l ON l.hash = s.layout_hash WHERE s.sheet_id = ?",
+                       [sheet]).fetchone()
+    f = next((g for g in json.loads(row[0])["fields"] if g["name"] == field), None) if row else None
+    if f is None:
+        return None
+    groups = comb_groups(f["type"], f.get("format"), int(f.get("digits") or 0), int(f.get("decimals") or 0))
+    parts, i = [], 0
+    for sep, n in groups:
+        parts.append((sep, written[i:i + n].strip()))
+        i += n
+    if f["type"] == "number":
+        return parts[0][1] + (f".{parts[1][1]}" if len(parts) > 1 and parts[1][1] else "")
+    return "".join(sep + text for sep, text in parts)
+
+
 CELLS = ("() => [...document.querySelectorAll('#comb .cell')].map(c => [c.textContent.trim(),"
          " ['machine', 'clerk', 'todo'].find(k => c.classList.contains(k))])")
 
 
 def comb_keys(clerk: Clerk, kind: str, written: str | None, text: str) -> int:
     """The clerk at the comb boxes (see the module docstring); returns the keys the previous
-    station would have taken for the same item."""
+    station would have taken for the same item. text: the value as the station stores it."""
     page = clerk.page
     cells = [tuple(c) for c in page.evaluate(CELLS)]
     truth = list(written) if written and len(written) == len(cells) else None
@@ -179,11 +199,7 @@ def comb_keys(clerk: Clerk, kind: str, written: str | None, text: str) -> int:
     shown = page.evaluate("() => { const c = document.getElementById('comb'); return c ? c.dataset.pattern : ''; }")
     full = bool(shown) and "_" not in shown
     machine_right = truth is not None and all(t == ch.strip() for (t, who), ch in zip(cells, truth) if who == "machine")
-    seps = page.evaluate("() => document.querySelectorAll('#comb .sep').length")
-    if truth is not None and len(written.rstrip()) < len(written) and page.evaluate(
-            "() => [...document.querySelectorAll('#comb .sep')].some(s => s.textContent === '.')"):
-        seps -= 1  # a number written without its decimal: no point typed either
-    previous = 1 if full and machine_right else len(digits) + seps + 1
+    previous = 1 if full and machine_right else len(text) + 1  # text: the value with its separators
     if cells and all(who == "machine" for _, who in cells) and machine_right:
         pass  # every box right: Enter alone
     elif truth is not None and machine_right and any(who == "machine" for _, who in cells):
@@ -228,17 +244,20 @@ def work_queue(clerk: Clerk, kit: Path, identity: dict[str, str], limit: int,
             else:
                 from fallbackkit.demo import _typed
                 text = _typed(field, ftype)
+            sheet = conn.execute("SELECT sheet_id FROM readings WHERE reading_id = ?", [rid]).fetchone()[0]
+            truth = (written or {}).get((sheet, field))
             if page.query_selector("#comb"):
-                sheet = conn.execute("SELECT sheet_id FROM readings WHERE reading_id = ?", [rid]).fetchone()[0]
                 clerk.keys["transcription, previous station"] = clerk.keys.get(
-                    "transcription, previous station", 0) + comb_keys(clerk, kind, (written or {}).get((sheet, field)), text)
-            else:
-                prefilled = page.get_attribute("#typed", "data-prefilled")
-                if not prefilled:
-                    clerk.type(kind, text)
+                    "transcription, previous station", 0) + comb_keys(
+                        clerk, kind, truth, formatted(conn, sheet, field, truth) or text)
+            else:  # a text box (the previous station for comb fields too): a right pre-fill is Enter
+                value = formatted(conn, sheet, field, truth) or text
+                right = bool(page.get_attribute("#typed", "data-prefilled")) and page.input_value("#typed") == value
+                if not right:
+                    clerk.type(kind, value)
                 clerk.press(kind, "Enter")
                 clerk.keys["transcription, previous station"] = clerk.keys.get(
-                    "transcription, previous station", 0) + (1 if prefilled else len(text) + 1)
+                    "transcription, previous station", 0) + (1 if right else len(value) + 1)
         try:
             page.wait_for_function(MOVED_ON, arg=[str(rid), True], timeout=10_000)
         except Exception:  # noqa: BLE001 - a stuck item is reported, not hidden
