@@ -62,20 +62,25 @@ def test_clerk_types_only_the_unsure_digits_of_a_comb_field(tmp_path):
     sid, image, geometry = Sheets(kit, printed.out_path, 200).pages()[0]
     page_img = image
     for name, text, seed in [("c1.time", "0830", 7), ("c2.time", "2200", 2), ("c3.time", "1415", 5),
-                             ("c4.time", "2570", 4)]:
+                             ("c4.time", "2570", 4), ("c5.time", "0930", 6)]:
         page_img = write_comb(page_img, 200, field(geometry, name), text, seed=seed, clear=True)
     (tmp_path / "in").mkdir()
     write_png(tmp_path / "in" / "vitals.png", degrade.office(page_img, np.random.default_rng(3)), 200)
     scan_paths(kit, [tmp_path / "in"], workers=1, progress=False)
     add_people(kit)
     got = {r["field"]: r for r in list_readings(kit, sheet_id=sid)}
-    full, partial, wrong, broken = (got[n] for n in ("c1.time", "c2.time", "c3.time", "c4.time"))
+    full, partial, wrong, broken, blank = (got[n] for n in ("c1.time", "c2.time", "c3.time", "c4.time", "c5.time"))
     assert full["prefill"], (full["cells"], full["rule"])
     assert broken["rule"] and not broken["prefill"], broken
     # the last minute box of c2 unsure (0 or 8); c3's hour read wrongly as 17 by a sure box, its last box unsure
     _set_cells(kit, partial["reading_id"], {3: [["0", 0.55], ["8", 0.44]]})
     _set_cells(kit, wrong["reading_id"], {0: [["1", 0.9999]], 1: [["7", 0.9999]], 2: [["1", 0.9999]],
                                            3: [["5", 0.6], ["6", 0.39]]})
+    # c5: ink in the field but none in any box (a stroke on the outline): every box surely empty
+    raw = json.loads(kit.db.execute("SELECT raw FROM readings WHERE reading_id = ?", [blank["reading_id"]]).fetchone()[0])
+    raw["cells"] = [{"ink": 0} for _ in raw["cells"]]
+    kit.db.execute("UPDATE readings SET raw = ? WHERE reading_id = ?", [json.dumps(raw), blank["reading_id"]])
+    kit.db.conn.commit()
     with ServerThread(create_app(kit.path)) as server, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -134,6 +139,12 @@ def test_clerk_types_only_the_unsure_digits_of_a_comb_field(tmp_path):
         page.keyboard.type("23:50")  # the separator is printed: typing it does nothing
         assert _cells(page) == [("2", "clerk"), ("3", "clerk"), ("5", "clerk"), ("0", "clerk")]
         page.keyboard.press("Enter")
+        page.wait_for_selector(f"section[data-reading='{blank['reading_id']}'] #comb")
+
+        # 5. every box surely empty: one key saves blank
+        assert _cells(page) == [("", "machine")] * 4 and page.is_visible("#comb-blank")
+        _shot(page, "comb-blank.png")
+        page.keyboard.press("Enter")
         page.wait_for_selector("#done:not([hidden])")
         context.close()
         browser.close()
@@ -141,10 +152,13 @@ def test_clerk_types_only_the_unsure_digits_of_a_comb_field(tmp_path):
     values = {r: current_review(kit.db, x["reading_id"])["value"]
               for r, x in [("full", full), ("partial", partial), ("wrong", wrong), ("broken", broken)]}
     assert values == {"full": "08:30", "partial": "22:00", "wrong": "14:15", "broken": "23:50"}
+    saved = current_review(kit.db, blank["reading_id"])
+    assert saved["value"] is None and saved["decision"] == "transcribe"
     rows = {rid: (outcome, pre) for rid, outcome, pre in kit.db.execute(
         "SELECT reading_id, suggestion_outcome, prefilled FROM reviews")}
     assert rows == {full["reading_id"]: ("accepted", 1), partial["reading_id"]: ("accepted", 2),
-                    wrong["reading_id"]: ("corrected", 2), broken["reading_id"]: ("corrected", 0)}
+                    wrong["reading_id"]: ("corrected", 2), broken["reading_id"]: ("corrected", 0),
+                    blank["reading_id"]: (None, None)}  # no digit suggested: none recorded
     acc = suggestion_accuracy(kit)
     assert acc == {**acc, "shown": 4, "accepted": 2, "prefilled": 1, "prefilled_corrected": 0,
                    "partly_prefilled": 2, "partly_changed": 1, "partly_completed": 0}
