@@ -146,6 +146,11 @@ def test_clerk_types_only_the_unsure_digits_of_a_comb_field(tmp_path):
         _shot(page, "comb-blank.png")
         page.keyboard.press("Enter")
         page.wait_for_selector("#done:not([hidden])")
+        # the decisions screen says what was suggested, how it was pre-filled and what became of it
+        page.goto("/decisions")
+        row = page.locator(f"tr:has(a[href='/readings/{wrong['reading_id']}']) td.suggested").inner_text()
+        assert row.startswith("17:15") and "sure digits pre-filled" in row and "corrected" in row, row
+        _shot(page, "comb-decisions.png")
         context.close()
         browser.close()
     assert not problems, problems

@@ -380,3 +380,13 @@ _NL["js"].update({"comb_todo": "Typ de gemarkeerde vakjes (spatie: vakje leeg ge
                   "comb_keys": "Enter bewaart · Backspace / ← → verbeteren · Delete wist alles",
                   "comb_blank": "Alle vakjes leeg: Enter bewaart leeg",
                   "comb_label": "Vakjes van {field}"})
+# the decisions screen: the digit suggestion a decision was made on
+_EN.update({"machine_suggested": "Machine suggested", "prefilled_0": "not pre-filled", "prefilled_1": "pre-filled",
+            "prefilled_2": "sure digits pre-filled", "outcome_accepted": "accepted",
+            "outcome_completed": "completed (pre-filled digits kept)", "outcome_corrected": "corrected"})
+_FR.update({"machine_suggested": "Suggestion de la machine", "prefilled_0": "non pré-rempli", "prefilled_1": "pré-rempli",
+            "prefilled_2": "chiffres sûrs pré-remplis", "outcome_accepted": "acceptée",
+            "outcome_completed": "complétée (chiffres pré-remplis gardés)", "outcome_corrected": "corrigée"})
+_NL.update({"machine_suggested": "Voorstel van de machine", "prefilled_0": "niet vooraf ingevuld", "prefilled_1": "vooraf ingevuld",
+            "prefilled_2": "zekere cijfers vooraf ingevuld", "outcome_accepted": "aanvaard",
+            "outcome_completed": "aangevuld (vooraf ingevulde cijfers behouden)", "outcome_corrected": "verbeterd"})
