@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from fallbackkit.export.report import suggestion_accuracy
+from fallbackkit.export.report import key_figures, report_data, suggestion_accuracy
 from fallbackkit.generate import print_patient
 from fallbackkit.review import create_app
 from fallbackkit.scan import degrade
@@ -167,4 +167,7 @@ def test_clerk_types_only_the_unsure_digits_of_a_comb_field(tmp_path):
     acc = suggestion_accuracy(kit)
     assert acc == {**acc, "shown": 4, "accepted": 2, "prefilled": 1, "prefilled_corrected": 0,
                    "partly_prefilled": 2, "partly_changed": 1, "partly_completed": 0}
+    figures = dict(key_figures(report_data(kit)))  # what `fallbackkit report` prints
+    assert figures["Partly pre-filled suggestions: a pre-filled digit changed"] == "1 of 2"
+    assert figures["Digit suggestions accepted as suggested"].startswith("2 of 4")
     kit.close()
