@@ -250,6 +250,12 @@ def work_queue(clerk: Clerk, kit: Path, identity: dict[str, str], limit: int,
                 clerk.keys["transcription, previous station"] = clerk.keys.get(
                     "transcription, previous station", 0) + comb_keys(
                         clerk, kind, truth, formatted(conn, sheet, field, truth) or text)
+            elif page.query_selector(f"#initials-picks button.pick[data-initials='{text}']"):
+                # a slot's initials, the sheet's legend typed already (the queue hands it first): one key
+                clerk.press(kind, page.get_attribute(f"#initials-picks button.pick[data-initials='{text}']", "data-key"))
+                clerk.keys["transcription, previous station"] = clerk.keys.get(
+                    "transcription, previous station", 0) + 1
+                clerk.items["initials picked"] = clerk.items.get("initials picked", 0) + 1
             else:  # a text box (the previous station for comb fields too): a right pre-fill is Enter
                 value = formatted(conn, sheet, field, truth) or text
                 right = bool(page.get_attribute("#typed", "data-prefilled")) and page.input_value("#typed") == value
@@ -453,7 +459,8 @@ def main() -> int:
     n = clerk.items.get("transcription", 0)
     if n:
         print(f"transcription keys per item with the previous station (the same items): "
-              f"{clerk.keys.get('transcription, previous station', 0) / n:.1f}")
+              f"{clerk.keys.get('transcription, previous station', 0) / n:.1f}; initials picked from the "
+              f"legend with one key: {clerk.items.get('initials picked', 0)}")
     print("\nsoftware wait (deciding key to the next item on screen, in the page):")
     for name, w in waits.items():
         if not w:
