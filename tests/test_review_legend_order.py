@@ -94,3 +94,62 @@ def test_the_legend_lookup_uses_indexes(tmp_path):
         plan = " ".join(r[-1] for r in kit.db.execute("EXPLAIN QUERY PLAN " + sql, [1] * n))
         assert "SCAN c" not in plan and "SCAN rd" not in plan, plan
     kit.close()
+
+
+def test_in_the_station_the_legend_comes_first_and_each_slot_is_then_one_key(tmp_path):
+    """A real browser: the clerk types the legend (it says why it comes first), then each slot is a
+    single digit key picking a legend row; nothing is stored before the key."""
+    import os
+
+    import pytest
+    from fallbackkit.review import create_app
+    from fallbackkit.store.decisions import current_review
+    from review_helpers import PASSWORD, ServerThread, add_people
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("needs Debian's chromium: sudo apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+    kit, got, slots = _mar(tmp_path)
+    wanted = {got[f]["reading_id"] for f in LEGEND + slots}
+    for (rid,) in kit.db.execute("SELECT reading_id FROM readings WHERE status = 'review'").fetchall():
+        if rid not in wanted:  # the rest of the sheet decided already: the queue holds legend and slots
+            record_review(kit.db, rid, "illegible", None, "sam")
+    add_people(kit)
+    typed = {"l1.initials": "AD", "l1.name": "Anne DUPONT", "l2.initials": "JM", "l2.name": "Jan MAES"}
+    shots = os.environ.get("FALLBACKKIT_SCREENSHOTS")
+    with ServerThread(create_app(kit.path)) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+        page = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url).new_page()
+        page.set_default_timeout(10_000)
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto("/login")
+        page.fill("input[name=name]", "clara")
+        page.fill("input[name=password]", PASSWORD)
+        page.press("input[name=password]", "Enter")
+        page.wait_for_selector("#start")
+        page.goto("/review")
+        for name in LEGEND:
+            rid = got[name]["reading_id"]
+            page.wait_for_selector(f"section[data-reading='{rid}']")
+            assert page.is_visible("#legend-note")
+            if shots and name == "l1.initials":
+                page.screenshot(path=os.path.join(shots, "legend-first.png"), full_page=True)
+            page.keyboard.type(typed[name])
+            page.keyboard.press("Enter")
+        for slot, key in zip(slots, "21"):
+            rid = got[slot]["reading_id"]
+            page.wait_for_selector(f"section[data-reading='{rid}'] #initials-picks")
+            assert page.locator("#initials-picks button.pick").count() == 2
+            # the legend as just typed, its last row too (not as it was when the slot was fetched ahead)
+            assert "JM — Jan MAES" in page.locator("#initials-picks button.pick").nth(1).inner_text()
+            assert current_review(kit.db, rid) is None
+            if shots and slot == slots[0]:
+                page.screenshot(path=os.path.join(shots, "legend-slot-pick.png"), full_page=True)
+            page.keyboard.press(key)  # one key: the legend row
+            page.wait_for_selector(f"section[data-reading]:not([data-reading='{rid}']), #done:not([hidden])")
+        page.wait_for_selector("#done:not([hidden])")
+        browser.close()
+    assert not problems, problems
+    assert [current_review(kit.db, got[s]["reading_id"])["value"] for s in slots] == ["JM", "AD"]
+    kit.close()

@@ -390,3 +390,6 @@ _FR.update({"machine_suggested": "Suggestion de la machine", "prefilled_0": "non
 _NL.update({"machine_suggested": "Voorstel van de machine", "prefilled_0": "niet vooraf ingevuld", "prefilled_1": "vooraf ingevuld",
             "prefilled_2": "zekere cijfers vooraf ingevuld", "outcome_accepted": "aanvaard",
             "outcome_completed": "aangevuld (vooraf ingevulde cijfers behouden)", "outcome_corrected": "verbeterd"})
+_EN["js"].update({"legend_first": "The sheet's legend (Nurses on this sheet), before its slots: typed once, each slot's initials are then one key."})
+_FR["js"].update({"legend_first": "La légende de la feuille (infirmiers de cette feuille), avant ses créneaux : tapée une fois, les initiales de chaque créneau sont ensuite une touche."})
+_NL["js"].update({"legend_first": "De legende van het blad (verpleegkundigen op dit blad), vóór de tijdvakken: één keer getypt, zijn de initialen van elk tijdvak daarna één toets."})

@@ -266,6 +266,7 @@
         answer.appendChild(el("p", { "class": "codes", id: "code-list", text: S.codes + ": " +
           r.code_list.map(function (c) { return c.code + " " + c.text; }).join(" · ") }));
       }
+      if (r.legend_row) answer.appendChild(el("p", { "class": "suggestion", id: "legend-note", text: S.legend_first }));
       var ih = r.initials_help;
       if (ih && ih.picks.length) {
         // initials: one key (1-9) picks a row of the sheet's legend, or a recent value without one
@@ -388,7 +389,11 @@
   }
   function advance(fromId) {
     var ahead = prefetched && prefetched.reading ? prefetched.reading.reading_id : null;
-    if (prefetched && current && current.reading_id === fromId && ahead !== fromId) { render(prefetched); return; }
+    if (prefetched && current && current.reading_id === fromId && ahead !== fromId) {
+      // a legend row just typed: the slot fetched ahead shows the legend as it was before it
+      if (current.legend_row && prefetched.reading.initials_help) { getJSON("/api/readings/" + ahead).then(render); return; }
+      render(prefetched); return;
+    }
     fetchNext(fromId).then(function (d) {
       // the only item left is the one just skipped: it stays on screen, nothing is "done"
       if (d.reading && d.reading.reading_id === fromId) { say(S.last_one); showProgress(); return; }

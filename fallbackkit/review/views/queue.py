@@ -15,7 +15,7 @@ from ...store.decisions import NOTE_MAX, AlreadyDecided, record_review
 from .. import labels as lb
 from .. import queue as q
 from ..i18n import STRINGS, reason_text, t
-from ..initials import initials_help
+from ..initials import LEGEND_FIELD, initials_help
 from ..typed import check_typed
 from ..web import filters, id_arg, json_id, kit_path, option_text, session_start
 
@@ -71,6 +71,7 @@ def reading_json(reading_id: int) -> dict[str, Any]:
     d["returned"] = q.returned_by_undo(g.kit.db, reading_id) if d["review"] is None else None
     d["patient_name"] = rc.patient_name(g.kit, d["capture"].get("patient_mrn"), d["capture"].get("downtime_mrn"))
     d["initials_help"] = initials_help(g.kit.db, d, g.user.name) if d["review"] is None else None
+    d["legend_row"] = bool(LEGEND_FIELD.match(d["field"] or ""))  # handed before the slots: say why
     return d
 
 
