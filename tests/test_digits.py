@@ -175,14 +175,6 @@ def test_only_the_sure_boxes_are_prefilled_and_together_they_are_sure():
     # every box surely empty: one key says blank; a box with stray ink is not surely empty
     assert suggest({"cells": _cells(None, None, None)}, SPO2)["blank"]
     assert not suggest({"cells": [{"ink": 0}, {"ink": 5}, {"ink": 0}]}, SPO2)["blank"]
-    # a box holding something other than one digit: no suggestion, the rule says why, but the other
-    # boxes' sure digits go in when some digit in the unclear box makes a valid value; 3?:30 none does
-    other = suggest({"cells": [cell(("0", 0.9999)), cell(("other", 0.9)), cell(("3", 0.9999)), cell(("0", 0.9999))]},
-                    TIME, window)
-    assert other["suggestion"] is None and "box 2" in other["rule"] and prefill_pattern(other, TIME) == "0_:30"
-    never = suggest({"cells": [cell(("3", 0.9999)), cell(("other", 0.9)), cell(("3", 0.9999)), cell(("0", 0.9999))]},
-                    TIME, window)
-    assert not never["partial"] and prefill_pattern(never, TIME) is None
     # did the clerk keep the pre-filled boxes? (report: a pre-filled digit changed)
     assert keeps_prefill("08:_0", "08:30", False) and keeps_prefill("08:_0", "08:50", False)
     assert not keeps_prefill("08:_0", "09:30", False)

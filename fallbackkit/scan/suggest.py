@@ -171,19 +171,6 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
     if bad:
         out["rule"] = (f"box {bad[0]} holds something other than one digit" if len(bad) == 1
                        else f"boxes {', '.join(map(str, bad))} hold something other than one digit")
-        if not raw.get("page_review"):
-            # no suggestion, but the other boxes' sure digits may still go in: what the clerk will type
-            # in the unclear box is any digit (an empty box too in a number), and the rules still apply
-            unknown = list("0123456789") + ([""] if field["type"] == "number" else [])
-            weighed = [c if c["digit"] is not None else {"choices": [(d, 1 / len(unknown)) for d in unknown]}
-                       for c in cells]
-            sure = _sure_cells(weighed, [c["digit"] for c in cells], field, checks)
-            for k, c in enumerate(cells):
-                c["sure"] = k in sure
-                c["low"] = c["low"] or k not in sure
-            out["partial"] = bool(sure)
-        for c in cells:
-            c.pop("choices", None)
         return out
     # the most probable digit strings that mean something for the field; digit strings that break a
     # rule are impossible, so their probability goes to the others (not that of "something else")

@@ -47,7 +47,7 @@ def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
     and the insert are one atomic step, so of two people deciding at once exactly one wins.
     suggestion: the digit suggestion shown with the reading (`scan/suggest.py`: its text, whether it
     was pre-filled in full or in part, and `pattern`, what was in the box). The review records the
-    suggestion (or, when there is none but its sure boxes were pre-filled, the pattern, e.g. "0_:30"), `prefilled` (0 none, 1 the whole suggestion, 2 only its sure boxes) and the outcome:
+    suggestion, `prefilled` (0 none, 1 the whole suggestion, 2 only its sure boxes) and the outcome:
     `accepted` (the value is the suggestion), `completed` (partly pre-filled: the clerk kept every
     pre-filled box and typed other digits than suggested in the rest) or `corrected` (anything else:
     for a pre-fill, a pre-filled digit was changed)."""
@@ -66,9 +66,7 @@ def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
         if decision == "confirm":
             value = reading.value
         at = now_iso()
-        # what was shown: the suggestion, or (none, but its sure boxes pre-filled) what was in the box
-        shown = (suggestion.get("suggestion") or (suggestion.get("pattern") if suggestion.get("partial") else None)
-                 if suggestion else None)
+        shown = suggestion.get("suggestion") if suggestion else None
         prefilled = None if shown is None else 1 if suggestion.get("prefill") else 2 if suggestion.get("partial") else 0
         outcome = None if shown is None else ("accepted" if value == shown else
                                               "completed" if prefilled == 2 and suggestion.get("kept") else "corrected")
