@@ -245,6 +245,26 @@ def test_prefilled_value_is_not_stored_until_a_person_confirms(kit, vitals, tmp_
     assert after["value"] == "08:30" and after["status"] == "accepted" and not after["prefill"]
 
 
+def test_a_decision_records_how_a_partly_prefilled_suggestion_fared(kit, vitals, tmp_path):
+    """prefilled 2 (only the sure boxes), outcome completed (pre-filled digits kept, another digit
+    typed than suggested) or corrected (a pre-filled digit changed); the report counts both."""
+    from fallbackkit.export.report import suggestion_accuracy
+    from fallbackkit.scan.suggest import keeps_prefill
+    sid, image, geometry = vitals
+    page = write_comb(image, DPI, field(geometry, "c1.time"), "0830", seed=7, clear=True)
+    page = write_comb(page, DPI, field(geometry, "c2.time"), "2200", seed=2, clear=True)
+    _scan(kit, tmp_path, page)
+    got = _by_field(kit, sid)
+    shown = {"suggestion": "08:30", "partial": True, "pattern": "08:_0"}
+    for name, value in (("c1.time", "08:50"), ("c2.time", "09:30")):
+        kept = keeps_prefill(shown["pattern"], value, False)
+        record_review(kit.db, got[name]["reading_id"], "transcribe", value, "alice", suggestion={**shown, "kept": kept})
+    rows = kit.db.execute("SELECT suggestion_outcome, prefilled FROM reviews ORDER BY review_id").fetchall()
+    assert rows == [("completed", 2), ("corrected", 2)]
+    acc = suggestion_accuracy(kit)
+    assert (acc["partly_prefilled"], acc["partly_completed"], acc["partly_changed"]) == (2, 1, 1)
+
+
 def test_letter_or_crossed_out_digit_gives_no_suggestion_for_that_cell(kit, vitals, tmp_path):
     sid, image, geometry = vitals
     rng = np.random.default_rng(5)
