@@ -459,8 +459,8 @@ def main() -> int:
     n = clerk.items.get("transcription", 0)
     if n:
         print(f"transcription keys per item with the previous station (the same items): "
-              f"{clerk.keys.get('transcription, previous station', 0) / n:.1f}; initials picked from the "
-              f"legend with one key: {clerk.items.get('initials picked', 0)}")
+              f"{clerk.keys.get('transcription, previous station', 0) / n:.1f}; slot initials picked with one "
+              f"key (legend or recent): {clerk.items.get('initials picked', 0)}")
     print("\nsoftware wait (deciding key to the next item on screen, in the page):")
     for name, w in waits.items():
         if not w:
