@@ -48,6 +48,10 @@ def _shot(page, name: str) -> None:
         page.screenshot(path=os.path.join(SHOTS, name), full_page=True)
 
 
+MOVED_ON = ("(rid) => { const s = document.querySelector('#item section.card');"
+            " return !document.querySelector('#status.error') && (!s || s.dataset.reading !== rid); }")
+
+
 def _cells(page) -> list[tuple[str, str]]:
     """The comb's boxes as shown: (text, who) with who machine / clerk / todo."""
     return [tuple(c) for c in page.eval_on_selector_all(
@@ -170,4 +174,61 @@ def test_clerk_types_only_the_unsure_digits_of_a_comb_field(tmp_path):
     figures = dict(key_figures(report_data(kit)))  # what `fallbackkit report` prints
     assert figures["Partly pre-filled suggestions: a pre-filled digit changed"] == "1 of 2"
     assert figures["Digit suggestions accepted as suggested"].startswith("2 of 4")
+    kit.close()
+
+
+def test_number_boxes_keep_their_decimal_point_and_empty_boxes(tmp_path):
+    """Numbers in boxes: the decimal point is printed (never typed); a box the machine is unsure is
+    empty is typed with Space; what is saved is the number (37.2, 72)."""
+    from playwright.sync_api import sync_playwright
+    kit = census_kit(tmp_path)
+    mrn = kit.db.execute("SELECT mrn FROM patients LIMIT 1").fetchone()[0]
+    printed = print_patient(kit, "vitals", mrn, tmp_path / "vitals.pdf", actor="tester")
+    sid, image, geometry = Sheets(kit, printed.out_path, 200).pages()[0]
+    page_img = write_comb(image, 200, field(geometry, "c1.temperature"), "372", seed=3, clear=True)
+    page_img = write_comb(page_img, 200, field(geometry, "c1.pulse"), " 72", seed=4, clear=True)
+    (tmp_path / "in").mkdir()
+    write_png(tmp_path / "in" / "vitals.png", degrade.office(page_img, np.random.default_rng(3)), 200)
+    scan_paths(kit, [tmp_path / "in"], workers=1, progress=False)
+    add_people(kit)
+    got = {r["field"]: r for r in list_readings(kit, sheet_id=sid)}
+    temp, pulse = got["c1.temperature"], got["c1.pulse"]
+    _set_cells(kit, temp["reading_id"], {0: [["3", 0.9999]], 1: [["7", 0.9999]], 2: [["2", 0.6], ["7", 0.39]]})
+    raw = json.loads(kit.db.execute("SELECT raw FROM readings WHERE reading_id = ?", [pulse["reading_id"]]).fetchone()[0])
+    raw["cells"][0] = {"ink": 40}  # a stray mark in the empty first box: read as empty, not surely
+    raw["cells"][1]["alts"], raw["cells"][2]["alts"] = [["7", 0.9999]], [["2", 0.9999]]
+    kit.db.execute("UPDATE readings SET raw = ? WHERE reading_id = ?", [json.dumps(raw), pulse["reading_id"]])
+    kit.db.conn.commit()
+    with ServerThread(create_app(kit.path)) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+        page = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url).new_page()
+        page.set_default_timeout(10_000)
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto("/login")
+        page.fill("input[name=name]", "clara")
+        page.fill("input[name=password]", PASSWORD)
+        page.press("input[name=password]", "Enter")
+        page.wait_for_selector("#start")
+        page.goto(f"/readings/{temp['reading_id']}")
+        page.wait_for_selector(f"section[data-reading='{temp['reading_id']}'] #comb")
+        assert _cells(page) == [("3", "machine"), ("7", "machine"), ("", "todo")]
+        assert page.locator("#comb .sep").all_inner_texts() == ["."]
+        _shot(page, "comb-number.png")
+        page.keyboard.type(".2")  # the point is printed: typing it does nothing
+        page.keyboard.press("Enter")
+        page.wait_for_function(MOVED_ON, arg=str(temp["reading_id"]))
+        page.goto(f"/readings/{pulse['reading_id']}")
+        page.wait_for_selector(f"section[data-reading='{pulse['reading_id']}'] #comb")
+        assert _cells(page) == [("", "todo"), ("7", "machine"), ("2", "machine")]
+        page.keyboard.press("Enter")  # the open box must be typed, even to say it is empty
+        assert "highlighted" in page.inner_text("#status")
+        page.keyboard.press("Space")
+        page.keyboard.press("Enter")
+        page.wait_for_function(MOVED_ON, arg=str(pulse["reading_id"]))
+        browser.close()
+    assert not problems, problems
+    assert current_review(kit.db, temp["reading_id"])["value"] == "37.2"
+    assert current_review(kit.db, pulse["reading_id"])["value"] == "72"
     kit.close()
