@@ -22,7 +22,7 @@ QID = ("Paracetamol", "1 g", "PO", "QID", "06:00;12:00;18:00;24:00", "0")
 TID = ("Amoxicillin/clavulanate", "1 g", "IV", "TID", "06:00;14:00;22:00", "0")
 PRN = ("Ondansetron", "4 mg", "IV", "q8h PRN nausea", "", "1")
 # the most a sheet holds (a four-dose drug, three-dose drugs and a PRN drug; short names)
-ONE_SHEET = {("en",): 6, ("fr",): 6, ("nl",): 6, ("fr", "nl"): 4}
+ONE_SHEET = {("en",): 6, ("fr",): 6, ("nl",): 6, ("fr", "nl"): 5}
 
 
 def _kit(tmp_path, meds: list[tuple], allergies: str = FOUR_ALLERGIES):

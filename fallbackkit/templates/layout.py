@@ -406,7 +406,7 @@ class Placer:
 
 CONTINUED = {"en": "continued", "fr": "suite", "nl": "vervolg"}
 SPACINGS = ((GAP_Y, SECTION_H), (1.8, 6.0))  # normal; compact, tried when a form would spill over
-DENSE = (1.0, 5.0)  # a MAR only: tried last, when compact spacing still needs another sheet
+DENSE = (1.0, 4.6)  # a MAR only: tried last, when compact spacing still needs another sheet
 
 
 class _Flow:
@@ -454,10 +454,15 @@ class _Flow:
         if continued:
             text += f" ({' / '.join(dict.fromkeys(CONTINUED[lang] for lang in self.langs))})"
         bar = min(5.2, self.section_h - 0.6)  # the dense MAR's bars are a little lower
-        size = 8.5 if bar >= 5.2 else 8.0
+        size = 8.5 if bar >= 5.2 else 7.5
         self.page.fill(self.left, self.y, self.width, bar, 0.88)
         self.page.text(self.left + 1.5, self.y + bar - 1.3, _clip(text, self.width - 3, size, BOLD), size, BOLD)
         self.y += self.section_h
+
+    @property
+    def bar_note_y(self) -> float:
+        """Baseline of a note in the last heading bar (right side), from the flow's y after it."""
+        return -self.section_h + (3.8 if not self.dense else self.section_h - 0.6 - 1.2)
 
     def section_title(self, title: dict[str, str], following: float, whole: float | None = None) -> None:
         """A section heading with at least `following` mm under it; the whole section (`whole` mm)
@@ -716,10 +721,12 @@ MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « s
 PANEL_W = 36.0
 
 
-def _legend_lines(meds: Medications, langs: tuple[str, ...], width: float, size: float = 6.5) -> list[str]:
+def _legend_lines(meds: Medications, langs: tuple[str, ...], width: float, size: float = 6.5,
+                  run_on: bool = False) -> list[str]:
     """The marking legend under the section heading: the status letters, then the held codes and
     the PRN effect marks, wrapped to the section width, one language after the other."""
-    lines = []
+    lines: list[str] = []
+    texts = []
     for lang in langs:
         text = meds.labels["legend"][lang]
         if meds.held_codes:
@@ -730,6 +737,10 @@ def _legend_lines(meds: Medications, langs: tuple[str, ...], width: float, size:
             text += f". {meds.labels['prn_reasons'][lang]}: {codes}"
         if meds.prn_effect is not None:
             text += f"; {meds.labels['prn_effect'][lang]}"
+        texts.append(text)
+    if run_on:  # the dense MAR: one language runs on after the other (" / "), no half-empty line between
+        return wrap_text(" / ".join(texts), width, size)[0]
+    for text in texts:
         lines += wrap_text(text, width, size)[0]
     return lines
 
@@ -798,7 +809,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
 
     scheduled = [m for m in context.get("medications", []) if not m.get("prn")]
     prn = [m for m in context.get("medications", []) if m.get("prn")]
-    legend = _legend_lines(meds, langs, flow.width - 2, legend_size)
+    legend = _legend_lines(meds, langs, flow.width - 2, legend_size, run_on=flow.dense)
     flow.section_title(section.title, slot_h + 4 + 8)
     for text in legend:
         flow.page.text(flow.left + 1, flow.y + 2.3, text, legend_size)
@@ -854,7 +865,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     if prn or blank_prn:
         flow.section_title({lang: meds.labels["prn"][lang] for lang in LANGS}, slot_h + 4)
         if shortened:
-            flow.page.text(flow.right - 1.5, flow.y - flow.section_h + 3.8, note, 6.5, REGULAR, "right")
+            flow.page.text(flow.right - 1.5, flow.y + flow.bar_note_y, note, 6.5, REGULAR, "right")
         for i, med in enumerate(prn + [None] * blank_prn, 1):
             if med:
                 row("p", i, prn_info[i - 1], [None] * prn_slots[i - 1], False, False, med.get("line"))
@@ -905,6 +916,8 @@ def _legend_layout(flow: _Flow, placer: Placer, legend) -> tuple[str | None, lis
     in_bar = joined if title_w + 8.0 + text_width_mm(joined, 6.5) <= flow.width - 3.0 else None
     note = [] if in_bar else list(dict.fromkeys(
         line for lang in langs for line in wrap_text(legend.labels["note"][lang], flow.width - 2, 6.5)[0]))
+    if flow.dense and len(note) > 1 and text_width_mm(joined, 6.5) <= flow.width - 2:
+        note = [joined]  # the dense MAR: both languages on one line
     label_lines = max(len(_column_label(lab, langs, w)) for lab, w in (
         (legend.labels["initials"], init_w), (legend.labels["name"], name_w), (legend.labels["signature"], sig_w)))
     return in_bar, note, label_lines, name_w
@@ -927,7 +940,7 @@ def _flow_legend(flow: _Flow, placer: Placer, section: Section) -> None:
     flow.section_title(section.title, whole, whole)
     page, y = flow.page, flow.y
     if in_bar:
-        page.text(flow.right - 1.5, y - flow.section_h + 3.8, in_bar, 6.5, REGULAR, "right")
+        page.text(flow.right - 1.5, y + flow.bar_note_y, in_bar, 6.5, REGULAR, "right")
     for k, text in enumerate(note):
         page.text(flow.left + 1, y + 2.3 + k * 2.8, text, 6.5)
     y += len(note) * 2.8 + (0.4 if note else 0.0)
