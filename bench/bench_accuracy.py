@@ -11,11 +11,11 @@ the per-page read time median, and per tier the figures before and after the vis
 (the same readings re-decided from their raw measures without it).
 
     .venv/bin/python bench/bench_accuracy.py [--quick] [--pages N] [--seed S] [--tiers clean,office]
-        [--only mar] [--mar-layout normal|dense]
+        [--only mar] [--mar-layout as-printed|dense|never-dense]
 
 --only TEMPLATE reads only that form's pages; --mar-layout dense lays out every MAR with the dense
-layout (the tighter slots a MAR gets when that keeps it on one sheet), so that the reader's figures on
-both geometries can be set side by side on the same census and seed.
+layout (the tighter slots a MAR gets when that keeps it on one sheet), never-dense none of them, so
+that the reader's figures on both geometries can be set side by side on the same census and seed.
 """
 from __future__ import annotations
 
@@ -46,13 +46,16 @@ OCCLUSION_TIERS = {"occl-flat": 200, "occl-phone": 300}
 ALL_TIERS = (*TIERS, *OCCLUSION_TIERS)
 
 
-def dense_mars() -> None:
-    """Every MAR laid out dense (templates/layout.py DENSE), whether or not it saves a sheet."""
+def dense_mars(always: bool = True) -> None:
+    """Every MAR laid out dense (templates/layout.py DENSE) whether or not it saves a sheet; or,
+    always=False, none (the compact spacing instead)."""
     from fallbackkit.templates import layout
     real = layout._flow_form
 
     def flow(template, paper, langs, context, spacing):
-        return real(template, paper, langs, context, layout.DENSE if template.medications is not None else spacing)
+        if template.medications is not None:
+            spacing = layout.DENSE if always else layout.SPACINGS[1] if spacing == layout.DENSE else spacing
+        return real(template, paper, langs, context, spacing)
 
     layout._flow_form = flow
 
@@ -207,13 +210,13 @@ def main() -> int:
     ap.add_argument("--spilled", type=float, default=0.03,
                     help="share of the other marks drawn as big crosses spilling out of their box (default 0.03)")
     ap.add_argument("--only", default=None, metavar="TEMPLATE", help="read only this form's pages (e.g. mar)")
-    ap.add_argument("--mar-layout", choices=("normal", "dense"), default="normal",
-                    help="dense: every MAR laid out with the dense layout's tighter slots")
+    ap.add_argument("--mar-layout", choices=("as-printed", "dense", "never-dense"), default="as-printed",
+                    help="dense: every MAR laid out with the dense layout's tighter slots; never-dense: none")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     n = args.pages or (20 if args.quick else 200)
-    if args.mar_layout == "dense":
-        dense_mars()
+    if args.mar_layout != "as-printed":
+        dense_mars(args.mar_layout == "dense")
     with tempfile.TemporaryDirectory() as tmp:
         kit, pdfs = build_kit(Path(tmp))
         rendered = {dpi: load_pages(kit, pdfs, dpi, args.only) for dpi in (200, 300)}
