@@ -124,6 +124,9 @@ def wrap_text(text: str, width: float, size: float, font: str = REGULAR, max_lin
         if text_width_mm(candidate, size, font) <= room():
             current = candidate
             continue
+        if current and word == "·" and text_width_mm(current + " ·", size, font) <= room():
+            current += " ·"  # a separator ends its line rather than start the next one
+            continue
         if current:
             lines.append(current)
             current = ""
@@ -131,6 +134,9 @@ def wrap_text(text: str, width: float, size: float, font: str = REGULAR, max_lin
             cut = len(word)
             while cut > 1 and text_width_mm(word[:cut], size, font) > room():
                 cut -= 1
+            joint = max(word.rfind("/", 0, cut), word.rfind("-", 0, cut))
+            if joint > 0:  # "Amoxicillin/" + "clavulanic", not "Amoxicillin/clavulan" + "ic"
+                cut = joint + 1
             lines.append(word[:cut])
             word = word[cut:]
         current = word
