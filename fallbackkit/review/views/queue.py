@@ -9,12 +9,13 @@ from flask import Blueprint, current_app, g, jsonify, redirect, render_template,
 
 from ... import reconcile as rc
 from ...reconcile import summary
+from ...scan.suggest import keeps_prefill
 from ...errors import BadInput
 from ...store.decisions import NOTE_MAX, AlreadyDecided, record_review
 from .. import labels as lb
 from .. import queue as q
 from ..i18n import STRINGS, reason_text, t
-from ..initials import initials_help
+from ..initials import LEGEND_FIELD, initials_help
 from ..typed import check_typed
 from ..web import filters, id_arg, json_id, kit_path, option_text, session_start
 
@@ -70,6 +71,7 @@ def reading_json(reading_id: int) -> dict[str, Any]:
     d["returned"] = q.returned_by_undo(g.kit.db, reading_id) if d["review"] is None else None
     d["patient_name"] = rc.patient_name(g.kit, d["capture"].get("patient_mrn"), d["capture"].get("downtime_mrn"))
     d["initials_help"] = initials_help(g.kit.db, d, g.user.name) if d["review"] is None else None
+    d["legend_row"] = bool(LEGEND_FIELD.match(d["field"] or ""))  # handed before the slots: say why
     return d
 
 
@@ -134,9 +136,12 @@ def api_decide(reading_id: int):
                             "reason": implausible}), 422
         if implausible:
             note = (f"implausible, confirmed: {implausible}" + (f" — {note}" if note else ""))[:NOTE_MAX]
+    shown = detail.get("suggestion")
+    if shown and shown.get("pattern"):  # partly pre-filled: did the value keep every pre-filled box?
+        shown = {**shown, "kept": keeps_prefill(shown["pattern"], value, detail["type"] == "number")}
     try:  # the "decided meanwhile?" check and the insert are one transaction
         review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, note,
-                                  expect_review_id=seen, suggestion=detail.get("suggestion"))
+                                  expect_review_id=seen, suggestion=shown)
     except AlreadyDecided as exc:
         return jsonify({"error": t(g.lang, "already_decided", who=exc.by or "?"), "conflict": True}), 409
     return jsonify({"ok": True, "review_id": review_id})
