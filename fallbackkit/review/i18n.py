@@ -336,6 +336,21 @@ REASONS: dict[str, dict[str, str]] = {
 }
 
 
+# a code named without its parameters (the queue's filter): most sentences drop their "(… {mm} mm)"
+_LABELS = {"n_marked": {"en": "several options marked", "fr": "plusieurs options cochées",
+                        "nl": "meerdere opties aangekruist"}}
+
+
+def reason_label(lang: str, code: str) -> str:
+    """One reason code in the user's language without parameters ("poor page fit", "page mal alignée")."""
+    import re
+    if code in _LABELS:
+        return _LABELS[code].get(lang) or _LABELS[code]["en"]
+    text = REASONS.get(lang, REASONS["en"]).get(code) or REASONS["en"].get(code) or code
+    text = re.sub(r"\s*\([^()]*\{\w+\}[^()]*\)", "", text)
+    return re.sub(r"\s*'?\{\w+\}'?", "", text).strip()
+
+
 def reason_text(lang: str, reason: str | None) -> str:
     """A stored reason (a reading's "; "-joined reasons, or a quarantine code) in the user's language:
     each part by its code and parameters; a part that is no known code is shown as stored."""
@@ -343,8 +358,8 @@ def reason_text(lang: str, reason: str | None) -> str:
     if not reason:
         return ""
     table = REASONS.get(lang, REASONS["en"])
-    if reason in REASONS["en"]:  # a quarantine code
-        return table.get(reason) or REASONS["en"][reason]
+    if reason in REASONS["en"]:  # a code alone: a quarantine reason, or a filter by a reading's reason
+        return reason_label(lang, reason)
     out = []
     for r in parse(reason):
         code, params = r["code"], dict(r["params"])

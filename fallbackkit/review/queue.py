@@ -46,9 +46,41 @@ def _filters(ward: str | None, template: str | None, reason: str | None) -> tupl
             where += " AND f.ward = ?"
             params.append(ward)
     if reason:
-        where += " AND rd.reason = ?"
-        params.append(reason)
+        clause, value = reason_clause(reason, "rd")
+        where += f" AND {clause}"
+        params.append(value)
     return joins, where, params
+
+
+# A reason filter is a code (scan/reasons.py): the readings whose stored codes (readings.reason_codes,
+# quarantine.reason_codes) hold it, whatever its parameters or the other reasons beside it.
+HAS_CODE = ("EXISTS (SELECT 1 FROM json_each({t}.reason_codes) j"
+            " WHERE json_extract(j.value, '$.code') = ?)")
+
+
+def is_reason_code(value: str) -> bool:
+    from ..scan.reasons import ENGLISH, QUARANTINE
+    return value in ENGLISH or value in QUARANTINE or value == "other"
+
+
+def reason_clause(reason: str, table: str) -> tuple[str, str]:
+    """The WHERE part (one parameter) for a reason filter on `table` (an alias of readings or
+    quarantine). A value that is no code (a link saved before the codes) selects its exact text."""
+    if is_reason_code(reason):
+        return HAS_CODE.format(t=table), reason
+    return f"{table}.reason = ?", reason
+
+
+def counts_by_code(counts: dict[str, int]) -> dict[str, int]:
+    """Waiting readings per stored reason text -> per reason code (a reading with two reasons counts
+    under both, as the filter by either finds it), most first. The count of "unsure" (no reason) stays."""
+    from ..scan.reasons import parse
+    out: dict[str, int] = {}
+    for text, n in counts.items():
+        codes = ["unsure"] if text in (None, "unsure") else list(dict.fromkeys(r["code"] for r in parse(text)))
+        for code in codes:
+            out[code] = out.get(code, 0) + n
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 # a live claim of someone else (params: actor, now) / a claim of this clerk (params: actor, now)
@@ -270,11 +302,19 @@ def filter_choices(conn) -> dict[str, list[str]]:
             f" SELECT (SELECT MIN({column}) FROM forms WHERE {where} AND {column} > d.v) FROM d WHERE d.v IS NOT NULL)"
             " SELECT v FROM d WHERE v IS NOT NULL")]
     wards, templates = distinct("ward"), distinct("template")
-    reasons = [r[0] for r in conn.execute(  # one step per reason on the partial index (m0066), not per reading
+    texts = [r[0] for r in conn.execute(  # one step per reason on the partial index (m0066), not per reading
         "WITH RECURSIVE r(reason) AS (SELECT MIN(reason) FROM readings WHERE status = 'review'"
         " UNION ALL SELECT (SELECT MIN(reason) FROM readings WHERE status = 'review' AND reason > r.reason)"
         " FROM r WHERE r.reason IS NOT NULL) SELECT reason FROM r WHERE reason IS NOT NULL")]
-    return {"wards": wards, "templates": templates, "reasons": reasons}
+    return {"wards": wards, "templates": templates, "reasons": reason_codes_of(texts)}
+
+
+def reason_codes_of(texts) -> list[str]:
+    """The codes the given stored reasons hold, in the order of scan/reasons.py (a stable list to pick from)."""
+    from ..scan.reasons import ENGLISH, QUARANTINE, parse
+    found = {r["code"] for text in texts for r in ([{"code": text}] if text in QUARANTINE else parse(text))}
+    order = [*ENGLISH, *QUARANTINE, "other"]
+    return [c for c in order if c in found]
 
 
 def open_quarantine_count(conn) -> int:
@@ -284,10 +324,16 @@ def open_quarantine_count(conn) -> int:
                                ).fetchone()[0]
 
 
-def open_quarantine(conn) -> list[dict[str, Any]]:
-    """Quarantined pages nobody has identified yet."""
+def open_quarantine(conn, reason: str | None = None) -> list[dict[str, Any]]:
+    """Quarantined pages nobody has identified yet; with reason (a code), those whose stored codes
+    (quarantine.reason_codes) hold it."""
     from ..store.quarantine import list_quarantine
-    return [item.as_dict() for item in list_quarantine(conn)]
+    items = [item.as_dict() for item in list_quarantine(conn)]
+    if not reason:
+        return items
+    clause, value = reason_clause(reason, "q")
+    keep = {r[0] for r in _conn(conn).execute(f"SELECT q.quarantine_id FROM quarantine q WHERE {clause}", [value])}
+    return [i for i in items if i["quarantine_id"] in keep]
 
 
 # --- geometry: where a field is on the page image ---------------------------------------------

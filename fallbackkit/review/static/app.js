@@ -214,10 +214,13 @@
       });
       crop.appendChild(frame);
     }
-    var why = el("p", { "class": "why" }, [
-      S.why + ": ", el("span", { "class": "badge warn", text: r.reason_text || r.reason || "?" }), "   " + S.machine + ": ",
-      el("b", { id: "machine", text: show(r.value) }), "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)"
-    ]);
+    var whyParts = [S.why + ": ", el("span", { "class": "badge warn", text: r.reason_text || r.reason || "?" })];
+    // handwriting the machine does not read has no "machine read" value: saying "— (confidence 90%)" confused clerks
+    if (r.options || (r.value !== null && r.value !== undefined)) {
+      whyParts.push("   " + S.machine + ": ", el("b", { id: "machine", text: show(r.value) }),
+        "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)");
+    }
+    var why = el("p", { "class": "why" }, whyParts);
     var answer = el("div", { "class": "answer", id: "answer" });
     var actions = el("div", { "class": "actions" });
     var accept = el("button", { "class": "primary", id: "accept", type: "button" }, [S.accept + " ", el("kbd", { text: S.enter })]);

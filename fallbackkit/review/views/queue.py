@@ -32,7 +32,7 @@ def queue_view():
         item["label"] = lb.field_label(table, item["field"])
         item["name"] = names.get(item["mrn"] or "")
         item["title"] = lb.form_title(table, item["template"])
-    counts = summary.queue_counts(g.kit, f.get("ward"), f.get("template"))
+    counts = q.counts_by_code(summary.queue_counts(g.kit, f.get("ward"), f.get("template")))
     return render_template("queue.html", items=items, counts=counts, filters=f,
                            choices=q.filter_choices(g.kit.db), query=urlencode(f),
                            quarantined=q.open_quarantine_count(g.kit.db))
@@ -154,7 +154,12 @@ def api_progress():
     f = filters()
     since = session_start()
     counts = summary.queue_counts(g.kit, f.get("ward"), f.get("template"))
-    waiting = counts.get(f["reason"], 0) if f.get("reason") else sum(counts.values())
+    if not f.get("reason"):
+        waiting = sum(counts.values())
+    elif q.is_reason_code(f["reason"]):
+        waiting = q.counts_by_code(counts).get(f["reason"], 0)
+    else:  # a link saved before the codes: its exact text
+        waiting = counts.get(f["reason"], 0)
     times = [dt.datetime.fromisoformat(at) for at in q.own_decision_times(g.kit.db, g.user.name)]
     times = [t_ for t_ in times if t_ >= since]
     done = len(times)
