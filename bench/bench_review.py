@@ -101,6 +101,59 @@ def _percentile(ms: list[float], q: float) -> float:
     return ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]
 
 
+def profiled_serve(kit_path: str, port: int, out_dir: str) -> None:
+    """The station's server with every request profiled (cProfile, per thread) and timed (wall and
+    this thread's CPU): on SIGTERM, writes per route the summed profile (<route>.prof, .txt) and
+    the times (times.json) to out_dir. Used by --large --profile DIR, to find where time goes."""
+    import cProfile
+    import io
+    import pstats
+    import signal
+    import threading
+    from fallbackkit.review import make_server, run_server
+
+    profiles: dict[str, pstats.Stats] = {}
+    times: dict[str, list[tuple[float, float]]] = {}
+    lock = threading.Lock()
+    app = create_app(kit_path)
+    inner = app.wsgi_app
+
+    def wsgi(environ, start_response):
+        route = environ["REQUEST_METHOD"] + " " + re.sub(r"/\d+", "/N", environ.get("PATH_INFO", ""))
+        prof = cProfile.Profile()
+        t, c = time.perf_counter(), time.thread_time()
+        prof.enable()
+        try:
+            return list(inner(environ, start_response))
+        finally:
+            prof.disable()
+            wall, cpu = time.perf_counter() - t, time.thread_time() - c
+            with lock:
+                times.setdefault(route, []).append((wall * 1000, cpu * 1000))
+                if route in profiles:
+                    profiles[route].add(prof)
+                else:
+                    profiles[route] = pstats.Stats(prof)
+
+    app.wsgi_app = wsgi
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    run_server(make_server(kit_path, port=port, app=app))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with lock:
+        (out / "times.json").write_text(json.dumps(times))
+        for route, stats in profiles.items():
+            name = re.sub(r"[^A-Za-z0-9]+", "_", route).strip("_") or "root"
+            stats.dump_stats(out / f"{name}.prof")
+            text = io.StringIO()
+            pstats.Stats(str(out / f"{name}.prof"), stream=text).sort_stats("cumulative").print_stats(40)
+            (out / f"{name}.txt").write_text(text.getvalue())
+
+
 def large(args) -> None:
     """Six clerks deciding on a 100,000-capture store (see the module docstring)."""
     import os
@@ -111,7 +164,11 @@ def large(args) -> None:
     from fallbackkit.store import open_kit
 
     captures = args.captures or (10_000 if args.quick else 100_000)
-    cache, counts = cached_store(captures)
+    if args.store:  # a copy of the cache prepared once (migrated, summaries computed): runs start at once
+        cache = Path(args.store)
+        counts = json.loads((cache / "built.json").read_text())["counts"] if (cache / "built.json").is_file() else {}
+    else:
+        cache, counts = cached_store(captures)
     print(f"store: {counts} (cached in {cache}); load average {os.getloadavg()[0]:.2f} (2 cores, shared)")
     with tempfile.TemporaryDirectory() as tmp:
         kit_path = working_copy(cache, Path(tmp), "kit")
@@ -132,9 +189,12 @@ def large(args) -> None:
             print(f"summaries of {n:,} forms computed once in {time.perf_counter() - t0:.1f} s")
         kit.close()
         port = _free_port()
-        server = subprocess.Popen([sys.executable, "-c", "import sys; from fallbackkit.review import serve;"
-                                   " serve(sys.argv[1], port=int(sys.argv[2]))", str(kit_path), str(port)],
-                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+        command = ("import sys; from fallbackkit.review import serve; serve(sys.argv[1], port=int(sys.argv[2]))"
+                   if not args.profile else
+                   "import sys; sys.path.insert(0, sys.argv[4]); from bench_review import profiled_serve;"
+                   " profiled_serve(sys.argv[1], int(sys.argv[2]), sys.argv[3])")
+        server = subprocess.Popen([sys.executable, "-c", command, str(kit_path), str(port), str(args.profile or ""),
+                                   str(ROOT / "bench")], env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             for _ in range(3000):
                 try:
@@ -220,6 +280,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int)
     ap.add_argument("--large", action="store_true", help="six clerks on a 100,000-capture store")
     ap.add_argument("--captures", type=int, help="with --large: the store's size")
+    ap.add_argument("--store", help="with --large: a folder holding kit/ (a prepared copy of the cached store),"
+                                    " copied for the run and never changed")
+    ap.add_argument("--profile", metavar="DIR", help="with --large: profile the server per route into DIR")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--clerks", type=int, default=6)
     args = ap.parse_args()
