@@ -16,6 +16,7 @@ order).
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 from ..errors import FallbackkitError
@@ -158,6 +159,18 @@ def refresh(kit: Kit, everything: bool = False) -> int:
                          f" FROM form_reasons r JOIN form_summary s ON s.form_id = r.form_id GROUP BY 1, 2, 3")
         conn.execute("DELETE FROM summary_dirty")
     return len(form_ids)
+
+
+@contextmanager
+def refreshing(kit: Kit) -> Iterator[Any]:
+    """A write and the summaries of the forms it marked, as one transaction: what the block writes
+    and its forms' recomputed summaries commit together, so no reader ever finds the block's marks
+    (a reader that did would recompute them itself, waiting for the write lock). For writes that
+    touch a few forms (a decision, an undo, a settled conflict); the write lock is held for the
+    block and the recompute of those forms only."""
+    with atomic(kit.db.conn) as conn:
+        yield conn
+        refresh(kit)
 
 
 def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> None:
@@ -303,7 +316,7 @@ def conflict_forms(kit: Kit, ward: str | None = None, template: str | None = Non
     where, params = _form_filter(ward, template)
     where = "s.conflicts > 0" + (f" AND {where}" if where else "")
     n = kit.db.conn.execute(f"SELECT COUNT(*) FROM form_summary s WHERE {where}", params).fetchone()[0]
-    return n, list(iter_form_entries(kit, where, params, limit, offset))
+    return n, list(iter_form_entries(kit, where, params, limit, offset)) if limit else []
 
 
 def _item(text: str) -> WorkItem:

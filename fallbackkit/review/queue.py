@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import BadInput, NotFound
 from ..store.readings import undecided_sql
@@ -135,6 +136,29 @@ def claim_next(conn, actor: str, after: int = 0, keep: int | None = None, ward: 
             if x == rid or _pending(conn, x):
                 _hold(conn, x, actor, now, seconds)
     return rid
+
+
+@contextmanager
+def snapshot(conn) -> Iterator[None]:
+    """Reads that see one state of the store (a read transaction: WAL readers take no lock that
+    a writer waits for, and wait for none)."""
+    conn = _conn(conn)
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.rollback()  # nothing was written: ending the read transaction
+
+
+def held_by(conn, reading_id: int, actor: str, now: float) -> bool:
+    """The reading still waits for a person and actor holds a live claim on it."""
+    conn = _conn(conn)
+    return _pending(conn, reading_id) and conn.execute(
+        "SELECT 1 FROM review_claims WHERE reading_id = ? AND actor = ? AND expires_at > ?",
+        [reading_id, actor, now]).fetchone() is not None
 
 
 def renew_claims(conn, actor: str, reading_ids: list[int], *, now: float | None = None,

@@ -77,7 +77,8 @@ def api_take_sheet():
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("sheet_id"), str) or not json_id(body.get("capture_id")):
         raise BadInput("send {sheet_id: text, capture_id: id}")
-    out = rc.resolve_sheet_from_capture(g.kit, body["sheet_id"], body["capture_id"], g.user.name)
+    with summary.refreshing(g.kit):  # the resolutions and the form's summary: one transaction
+        out = rc.resolve_sheet_from_capture(g.kit, body["sheet_id"], body["capture_id"], g.user.name)
     return jsonify({"ok": True, **out})
 
 
@@ -94,7 +95,8 @@ def resolve():
         except ValueError:
             raise BadInput("the value sent is not valid JSON") from None
     # the value is checked against the field's printed options by reconcile (a mark is never typed)
-    rc.resolve_conflict(g.kit, sheet_id, field, value, g.user.name, chosen_capture_id=chosen)
+    with summary.refreshing(g.kit):
+        rc.resolve_conflict(g.kit, sheet_id, field, value, g.user.name, chosen_capture_id=chosen)
     if request.headers.get("Accept") == "application/json":  # the conflicts screen, without a reload
         return jsonify({"ok": True, "sheet_id": ids.normalize(sheet_id), "field": field})
     flash("ok", t(g.lang, "conflict_resolved", field=field, sheet=sheet_id))
