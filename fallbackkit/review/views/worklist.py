@@ -69,8 +69,17 @@ def worklist():
     for p in patients:
         p["name"] = names.get(p["mrn"]) or paper_names.get(p["items"][0].downtime_mrn or "") if p["items"] else None
         p["mrn"] = p["mrn"] or "—"
+        # each item's values as shown (label, text) and the labels of its empty ones, computed here
+        # in one pass: a page holds hundreds of items, and a call from the template costs more
+        # than the work it does
+        p["shown"] = {}
+        for it in p["items"]:
+            values = values_of(it)
+            p["shown"][it.item_id] = (
+                [(label_of(it, k), shown(it, k, v)) for k, v in values if v not in (None, [], "")],
+                [label_of(it, k) for k, v in values if v is None])
     return render_template("worklist.html", patients=patients, ward=ward or "", status=status,
-                           choices=q.filter_choices(g.kit.db), label_of=label_of, values_of=values_of, shown=shown,
+                           choices=q.filter_choices(g.kit.db), mark_url=url_for("worklist.mark"),
                            page=page, pages=pages, n_patients=n_patients, n_items=n_items, pager=pager_pages(page, pages),
                            query=urlencode({k: v for k, v in (("ward", ward), ("status", status)) if v}))
 
