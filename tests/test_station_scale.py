@@ -18,9 +18,10 @@ from review_helpers import add_people
 from test_review_app import csrf_of, login
 
 # Tables that grow with the captures: a query of a screen may search them by index, never walk them.
-# (review_claims holds one row per clerk at work, quarantine the pages that could not be read.)
+# (patients: every census snapshot. review_claims holds one row per clerk at work, quarantine the
+# pages that could not be read.)
 GROWING = ("readings", "reviews", "captures", "audit", "sheets", "forms", "worklist_items", "worklist_marks",
-           "form_summary", "form_reports", "form_reasons")
+           "form_summary", "form_reports", "form_reasons", "patients")
 # Walks that are bounded all the same, and why.
 BOUNDED = (
     "ORDER BY id DESC LIMIT ?",                     # the audit chain's last row: one step from the end

@@ -142,7 +142,7 @@ def refresh(kit: Kit, everything: bool = False) -> int:
             if QUARANTINE in marks:
                 wanted |= _quarantined_forms(kit)
             form_ids = sorted(wanted)
-            ctx = build_context(kit, _templates(kit), marks={})
+            ctx = build_context(kit, _templates(kit), marks={}, form_ids=form_ids)  # their patients only
         for start in range(0, len(form_ids), FORMS_PER_BATCH):
             part = form_ids[start:start + FORMS_PER_BATCH]
             if not whole:
