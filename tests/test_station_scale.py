@@ -98,7 +98,7 @@ def test_station_screens_search_by_index_and_never_walk_a_growing_table(kit, war
         after = reading["reading_id"]
     initials = kit.db.conn.execute("SELECT reading_id FROM readings WHERE type = 'initials' AND status = 'review'"
                                    " AND field LIKE '%.s%' ORDER BY reading_id DESC LIMIT 1").fetchone()[0]
-    for path in ("/", "/queue", "/conflicts", "/worklist", "/worklist?status=all&page=2", "/identities",
+    for path in ("/", "/queue", "/conflicts", "/conflicts?ward=3B&page=2", "/worklist", "/worklist?status=all&page=2", "/identities",
                  "/decisions", "/api/progress", "/api/progress?end=1", f"/api/readings/{initials}"):
         del traced[:]
         assert client.get(path).status_code == 200, path

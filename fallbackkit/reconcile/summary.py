@@ -311,12 +311,22 @@ def queue_counts(kit: Kit, ward: str | None = None, template: str | None = None)
 
 def conflict_forms(kit: Kit, ward: str | None = None, template: str | None = None, limit: int = 10,
                    offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-    """(forms with open conflicts, the report entries of one page of them)."""
+    """(forms with open conflicts, the report entries of one page of them, in the report's order).
+
+    The forms with open conflicts are read from their partial index (with their print order) and
+    sorted here; only the page's reports are read. Paging in SQL with OFFSET walked the forms in
+    print order up to the page instead (~200 ms for page 300 at 100,000 captures)."""
     refresh(kit)
     where, params = _form_filter(ward, template)
-    where = "s.conflicts > 0" + (f" AND {where}" if where else "")
-    n = kit.db.conn.execute(f"SELECT COUNT(*) FROM form_summary s WHERE {where}", params).fetchone()[0]
-    return n, list(iter_form_entries(kit, where, params, limit, offset)) if limit else []
+    conn = kit.db.conn
+    found = sorted(conn.execute(
+        "SELECT f.rowid, s.form_id FROM form_summary s INDEXED BY form_summary_open_conflicts"
+        " CROSS JOIN forms f ON f.form_id = s.form_id WHERE s.conflicts > 0" + (f" AND {where}" if where else ""),
+        params).fetchall())
+    page = [fid for _, fid in found[offset:offset + limit]] if limit else []
+    reports = dict(conn.execute(f"SELECT form_id, report FROM form_reports WHERE form_id IN ({','.join('?' * len(page))})",
+                                page).fetchall()) if page else {}
+    return len(found), [json.loads(reports[fid]) for fid in page if fid in reports]
 
 
 def _item(text: str) -> WorkItem:
