@@ -285,6 +285,19 @@ def test_a_kit_setting_changed_by_an_upsert_marks_every_form(kit, ward_pack):
     assert_kept_equals_full(kit)
 
 
+def test_a_backup_marks_no_form(kit, ward_pack, tmp_path):
+    """A backup writes the audit head it carries into kit_meta, where the settings live: that is no
+    setting, so the station's next decision must not recompute every form (minutes at 100k)."""
+    from fallbackkit.export.backup import backup
+    from fallbackkit.reconcile.identity import set_real_mrn_pattern
+    summary.refresh(kit)
+    backup(kit, tmp_path / "b1.sqlite", "it")
+    backup(kit, tmp_path / "b2.sqlite", "it")  # the second one updates the key
+    assert summary.pending_forms(kit) == 0
+    set_real_mrn_pattern(kit, "[0-9]{6}", "it")  # any other key of kit_meta still marks every form
+    assert summary.pending_forms(kit) == kit.db.conn.execute("SELECT COUNT(*) FROM forms").fetchone()[0]
+
+
 def test_a_scan_stores_each_page_with_its_forms_summary(kit, blank_lab, monkeypatch):
     """A scan brings each page's form summary up to date in the page's own transaction: another
     process (the station) never finds a scanned form marked, so no view recomputes it (at 100k
