@@ -205,6 +205,18 @@ def settings_set(ctx: KitContext, key: str, value: str) -> None:
     """Set KEY (tz, mrn_system, encounter_system, accession_system, national_number_system) to VALUE (audited)."""
     from .store.settings import set_setting
     click.echo(f"{key} = {set_setting(ctx.kit(), key, value, ctx.actor)}")
+    _recompute_after_setting(ctx)
+
+
+def _recompute_after_setting(ctx: KitContext) -> None:
+    """A setting changes what every form means: recompute the kept summaries now, in IT's command,
+    not in the review station's next decision (minutes at 100,000 captures, under the write lock)."""
+    from .reconcile.summary import pending_forms, refresh
+    kit = ctx.kit()
+    waiting = pending_forms(kit)
+    if waiting:
+        say(ctx, f"recomputing the summaries of {waiting} forms (the review station waits meanwhile)")
+        refresh(kit)
 
 
 # --- census ----------------------------------------------------------------------------------
@@ -714,6 +726,7 @@ def identities_mrn_format(ctx: KitContext, pattern: str | None) -> None:
         click.echo(real_mrn_pattern(ctx.kit()))
         return
     click.echo(f"real MRNs must now match {set_real_mrn_pattern(ctx.kit(), pattern, ctx.actor)}")
+    _recompute_after_setting(ctx)
 
 
 @identities.command("unlink")

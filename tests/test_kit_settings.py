@@ -194,3 +194,18 @@ def test_since_is_read_in_the_kits_zone(utc_machine):
 def test_init_records_the_zone_in_its_audit_row(brussels_kit):
     after = brussels_kit.db.conn.execute("SELECT after FROM audit WHERE action = 'kit.init'").fetchone()[0]
     assert json.loads(after)["tz"] == "Europe/Brussels"
+
+
+def test_a_setting_changed_from_the_cli_recomputes_the_summaries_in_that_command(brussels_kit, tmp_path):
+    """IT's command pays the recompute a setting needs, not the review station's next decision."""
+    from fallbackkit.generate import print_ward
+    from fallbackkit.reconcile.summary import pending_forms, refresh
+    print_ward(brussels_kit, "3B", tmp_path / "3B.pdf", actor="tester")
+    refresh(brussels_kit)
+    assert pending_forms(brussels_kit) == 0
+    r = _run(brussels_kit.path, "settings", "set", "tz", "Europe/Paris")
+    assert r.exit_code == 0, r.output
+    assert "recomputing the summaries of" in r.output
+    r = _run(brussels_kit.path, "identities", "mrn-format", "[0-9]{6}")
+    assert r.exit_code == 0, r.output
+    assert pending_forms(brussels_kit) == 0
