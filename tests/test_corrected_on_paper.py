@@ -41,6 +41,19 @@ def test_corrected_on_paper_on_the_worklist_csv_and_fhir(tmp_path):
     assert c1.as_dict()["remarks"] == c1.remarks
     assert all(not i.remarks and "remarks" not in i.as_dict() for k, i in items.items() if k != c1.item_id)
 
+    # the station's worklist says it with the field's printed label, in the clerk's language
+    from fallbackkit.review import create_app
+    from review_helpers import add_people
+    from test_review_app import csrf_of, login
+    add_people(kit)
+    client = create_app(kit.path).test_client()
+    login(client, "clara")
+    page = client.get("/worklist?status=all").get_data(as_text=True)
+    assert "corrected on paper" in page and "c1.avpu" not in page
+    client.post("/lang", data={"lang": "fr", "csrf_token": csrf_of(client)})
+    page = client.get("/worklist?status=all").get_data(as_text=True)
+    assert "corrigé sur le papier" in page and "corrected on paper" not in page
+
     r = _run(kit.path, "export", "--format", "csv", "--out", str(tmp_path / "csv"))
     assert r.exit_code == 0, r.output
     with open(tmp_path / "csv" / "worklist.csv", newline="", encoding="utf-8") as fh:

@@ -11,7 +11,8 @@ from ...reconcile import summary
 from ...errors import FallbackkitError
 from .. import labels as lb
 from .. import queue as q
-from ..i18n import t
+from ...scan.reasons import english
+from ..i18n import reason_label, t
 from ..web import back, flash, fmt, id_arg, kit_path, option_text, pager_pages
 
 bp = Blueprint("worklist", __name__)
@@ -80,10 +81,24 @@ def worklist():
             values = sorted(((key_info(table, k), v) for k, v in it.values.items()), key=lambda kv: kv[0][1])
             p["shown"][it.item_id] = ([(info[0], shown(info[2], v)) for info, v in values if v not in (None, [], "")],
                                       [info[0] for info, v in values if v is None])
+            p.setdefault("remarks", {})[it.item_id] = [remark_text(table, key_info, r) for r in it.remarks]
     return render_template("worklist.html", patients=patients, ward=ward or "", status=status,
                            choices=q.filter_choices(g.kit.db), mark_url=url_for("worklist.mark"),
                            page=page, pages=pages, n_patients=n_patients, n_items=n_items, pager=pager_pages(page, pages),
                            query=urlencode({k: v for k, v in (("ward", ward), ("status", status)) if v}))
+
+
+def remark_text(table: dict[str, Any], key_info, remark: str) -> str:
+    """A worklist remark ("c1.avpu: corrected on paper", as the CSV and FHIR exports carry it) as
+    the clerk reads it: the field's printed label and the reason in the clerk's language."""
+    name, _, text = remark.partition(": ")
+    code = _REMARK_CODES.get(text)
+    if not code:
+        return remark
+    return f"{key_info(table, name)[0]}: {reason_label(g.lang, code)}"
+
+
+_REMARK_CODES = {english(c): c for c in ("corrected",)}  # the codes Form.remarks writes
 
 
 @bp.post("/worklist/mark")
