@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,32 @@ def rescan_lab_sheet(kit, tmp: Path, sc: Scenario) -> int:
     scribble(img, field(g, "diagnosis")["box_mm"])
     scan_paths(kit, [_write(img, tmp / "scan-lab-3.png")], workers=1, progress=False)
     return kit.db.conn.execute("SELECT MAX(capture_id) FROM captures WHERE sheet_id = ?", [sc.lab_sheet]).fetchone()[0]
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; never `playwright install` (it downloads)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+@contextmanager
+def station_page(app, user: str | None = "clara"):
+    """The station served for real (waitress) and a Chromium page on it, logged in as `user`
+    (None: not logged in). Yields (page, problems): problems collects the page's JavaScript errors."""
+    from playwright.sync_api import sync_playwright
+    with ServerThread(app) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url)
+            page = context.new_page()
+            page.set_default_timeout(10_000)
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            if user:
+                page.goto("/login")
+                page.fill("input[name=name]", user)
+                page.fill("input[name=password]", PASSWORD)
+                page.press("input[name=password]", "Enter")
+                page.wait_for_selector("#start")
+            yield page, problems
+        finally:
+            browser.close()

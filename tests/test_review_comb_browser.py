@@ -23,7 +23,7 @@ from fallbackkit.store.decisions import current_review
 
 from digits_helpers import write_comb
 from kit_helpers import census_kit
-from review_helpers import PASSWORD, ServerThread, add_people
+from review_helpers import add_people, station_page
 from scan_engine_helpers import Sheets, field
 from scan_pipeline_helpers import write_png
 
@@ -59,7 +59,6 @@ def _cells(page) -> list[tuple[str, str]]:
 
 
 def test_clerk_types_only_the_unsure_digits_of_a_comb_field(tmp_path):
-    from playwright.sync_api import sync_playwright
     kit = census_kit(tmp_path)
     mrn = kit.db.execute("SELECT mrn FROM patients LIMIT 1").fetchone()[0]
     printed = print_patient(kit, "vitals", mrn, tmp_path / "vitals.pdf", actor="tester")
@@ -85,20 +84,7 @@ def test_clerk_types_only_the_unsure_digits_of_a_comb_field(tmp_path):
     raw["cells"] = [{"ink": 0} for _ in raw["cells"]]
     kit.db.execute("UPDATE readings SET raw = ? WHERE reading_id = ?", [json.dumps(raw), blank["reading_id"]])
     kit.db.conn.commit()
-    with ServerThread(create_app(kit.path)) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync", "--disable-quic"])
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.goto("/login")
-        page.fill("input[name=name]", "clara")
-        page.fill("input[name=password]", PASSWORD)
-        page.press("input[name=password]", "Enter")
-        page.wait_for_selector("#start")
+    with station_page(create_app(kit.path)) as (page, problems):
 
         # 1. fully pre-filled: every box the machine's, Enter alone saves it
         page.goto(f"/readings/{full['reading_id']}")
@@ -155,8 +141,6 @@ def test_clerk_types_only_the_unsure_digits_of_a_comb_field(tmp_path):
         row = page.locator(f"tr:has(a[href='/readings/{wrong['reading_id']}']) td.suggested").inner_text()
         assert row.startswith("17:15") and "sure digits pre-filled" in row and "corrected" in row, row
         _shot(page, "comb-decisions.png")
-        context.close()
-        browser.close()
     assert not problems, problems
     values = {r: current_review(kit.db, x["reading_id"])["value"]
               for r, x in [("full", full), ("partial", partial), ("wrong", wrong), ("broken", broken)]}
@@ -180,7 +164,6 @@ def test_clerk_types_only_the_unsure_digits_of_a_comb_field(tmp_path):
 def test_number_boxes_keep_their_decimal_point_and_empty_boxes(tmp_path):
     """Numbers in boxes: the decimal point is printed (never typed); a box the machine is unsure is
     empty is typed with Space; what is saved is the number (37.2, 72)."""
-    from playwright.sync_api import sync_playwright
     kit = census_kit(tmp_path)
     mrn = kit.db.execute("SELECT mrn FROM patients LIMIT 1").fetchone()[0]
     printed = print_patient(kit, "vitals", mrn, tmp_path / "vitals.pdf", actor="tester")
@@ -199,18 +182,7 @@ def test_number_boxes_keep_their_decimal_point_and_empty_boxes(tmp_path):
     raw["cells"][1]["alts"], raw["cells"][2]["alts"] = [["7", 0.9999]], [["2", 0.9999]]
     kit.db.execute("UPDATE readings SET raw = ? WHERE reading_id = ?", [json.dumps(raw), pulse["reading_id"]])
     kit.db.conn.commit()
-    with ServerThread(create_app(kit.path)) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
-        page = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url).new_page()
-        page.set_default_timeout(10_000)
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.goto("/login")
-        page.fill("input[name=name]", "clara")
-        page.fill("input[name=password]", PASSWORD)
-        page.press("input[name=password]", "Enter")
-        page.wait_for_selector("#start")
+    with station_page(create_app(kit.path)) as (page, problems):
         page.goto(f"/readings/{temp['reading_id']}")
         page.wait_for_selector(f"section[data-reading='{temp['reading_id']}'] #comb")
         assert _cells(page) == [("3", "machine"), ("7", "machine"), ("", "todo")]
@@ -227,7 +199,6 @@ def test_number_boxes_keep_their_decimal_point_and_empty_boxes(tmp_path):
         page.keyboard.press("Space")
         page.keyboard.press("Enter")
         page.wait_for_function(MOVED_ON, arg=str(pulse["reading_id"]))
-        browser.close()
     assert not problems, problems
     assert current_review(kit.db, temp["reading_id"])["value"] == "37.2"
     assert current_review(kit.db, pulse["reading_id"])["value"] == "72"

@@ -17,7 +17,7 @@ from fallbackkit.store.decisions import current_review
 
 from digits_helpers import write_comb
 from kit_helpers import census_kit
-from review_helpers import PASSWORD, ServerThread, add_people
+from review_helpers import add_people, station_page
 from scan_engine_helpers import Sheets, field
 from scan_pipeline_helpers import write_png
 
@@ -28,7 +28,6 @@ SHOTS = os.environ.get("FALLBACKKIT_SCREENSHOTS")
 
 
 def test_clerk_confirms_a_prefilled_time_with_enter_and_corrects_another_by_typing(tmp_path):
-    from playwright.sync_api import sync_playwright
     kit = census_kit(tmp_path)
     mrn = kit.db.execute("SELECT mrn FROM patients LIMIT 1").fetchone()[0]
     printed = print_patient(kit, "vitals", mrn, tmp_path / "vitals.pdf", actor="tester")
@@ -42,20 +41,7 @@ def test_clerk_confirms_a_prefilled_time_with_enter_and_corrects_another_by_typi
     got = {r["field"]: r for r in list_readings(kit, sheet_id=sid)}
     first, second = got["c1.time"], got["c2.time"]
     assert first["prefill"] and second["prefill"], (first["cells"], first["rule"], second["cells"], second["rule"])
-    with ServerThread(create_app(kit.path)) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync", "--disable-quic"])
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.goto("/login")
-        page.fill("input[name=name]", "clara")
-        page.fill("input[name=password]", PASSWORD)
-        page.press("input[name=password]", "Enter")
-        page.wait_for_selector("#start")
+    with station_page(create_app(kit.path)) as (page, problems):
         page.goto(f"/readings/{first['reading_id']}")
         page.wait_for_selector(f"section[data-reading='{first['reading_id']}']")
         assert page.input_value("#typed") == "08:30"
@@ -70,8 +56,6 @@ def test_clerk_confirms_a_prefilled_time_with_enter_and_corrects_another_by_typi
         page.keyboard.type("22:10")  # every box pre-filled: the first digit typed starts the value again (":" is printed)
         page.keyboard.press("Enter")
         page.wait_for_selector("#done:not([hidden])")
-        context.close()
-        browser.close()
     assert not problems
     one, two = current_review(kit.db, first["reading_id"]), current_review(kit.db, second["reading_id"])
     assert one["value"] == "08:30" and one["actor"] == "clara"

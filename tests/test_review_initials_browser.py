@@ -15,7 +15,7 @@ from fallbackkit.scan.pipeline import list_readings, scan_paths
 from fallbackkit.store.decisions import current_review, record_review
 
 from kit_helpers import census_kit
-from review_helpers import PASSWORD, ServerThread, add_people, scribble
+from review_helpers import add_people, scribble, station_page
 from scan_engine_helpers import Sheets
 from scan_pipeline_helpers import write_png
 
@@ -41,7 +41,6 @@ def _scan_with_ink(kit, tmp_path, pdf, names: list[str], tag: str) -> dict[str, 
 
 
 def test_clerk_picks_initials_from_the_legend_with_one_key(tmp_path):
-    from playwright.sync_api import sync_playwright
     kit = census_kit(tmp_path)
     mrn = kit.db.execute("SELECT mrn FROM medications WHERE scheduled_times LIKE '%;%' ORDER BY mrn LIMIT 1").fetchone()[0]
     mar = print_patient(kit, "mar", mrn, tmp_path / "mar.pdf", actor="tester")
@@ -57,20 +56,7 @@ def test_clerk_picks_initials_from_the_legend_with_one_key(tmp_path):
                        ("l2.name", "Jan MAES")):  # the legend, typed once for the sheet
         record_review(kit.db, got[name]["reading_id"], "transcribe", text, "clara")
     first, second = got[f"{row}.s1.initials"], got[f"{row}.s2.initials"]
-    with ServerThread(create_app(kit.path)) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync", "--disable-quic"])
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.goto("/login")
-        page.fill("input[name=name]", "clara")
-        page.fill("input[name=password]", PASSWORD)
-        page.press("input[name=password]", "Enter")
-        page.wait_for_selector("#start")
+    with station_page(create_app(kit.path)) as (page, problems):
         page.goto(f"/readings/{first['reading_id']}")
         page.wait_for_selector(f"section[data-reading='{first['reading_id']}']")
         picks = page.locator("#initials-picks button.pick")
@@ -100,7 +86,5 @@ def test_clerk_picks_initials_from_the_legend_with_one_key(tmp_path):
         assert recent.locator(".key").inner_text() == "1" and recent.get_attribute("data-initials") == "JM"
         page.keyboard.press("1")
         page.wait_for_selector(f"section[data-reading='{other['c1.initials']['reading_id']}']", state="detached")
-        context.close()
-        browser.close()
     assert not problems
     assert current_review(kit.db, other["c1.initials"]["reading_id"])["value"] == "JM"

@@ -104,10 +104,9 @@ def test_in_the_station_the_legend_comes_first_and_each_slot_is_then_one_key(tmp
     import pytest
     from fallbackkit.review import create_app
     from fallbackkit.store.decisions import current_review
-    from review_helpers import PASSWORD, ServerThread, add_people
+    from review_helpers import add_people, station_page
     if not os.path.exists("/usr/bin/chromium"):
         pytest.skip("needs Debian's chromium: sudo apt-get install chromium")
-    from playwright.sync_api import sync_playwright
     kit, got, slots = _mar(tmp_path)
     wanted = {got[f]["reading_id"] for f in LEGEND + slots}
     for (rid,) in kit.db.execute("SELECT reading_id FROM readings WHERE status = 'review'").fetchall():
@@ -116,18 +115,7 @@ def test_in_the_station_the_legend_comes_first_and_each_slot_is_then_one_key(tmp
     add_people(kit)
     typed = {"l1.initials": "AD", "l1.name": "Anne DUPONT", "l2.initials": "JM", "l2.name": "Jan MAES"}
     shots = os.environ.get("FALLBACKKIT_SCREENSHOTS")
-    with ServerThread(create_app(kit.path)) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
-        page = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url).new_page()
-        page.set_default_timeout(10_000)
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.goto("/login")
-        page.fill("input[name=name]", "clara")
-        page.fill("input[name=password]", PASSWORD)
-        page.press("input[name=password]", "Enter")
-        page.wait_for_selector("#start")
+    with station_page(create_app(kit.path)) as (page, problems):
         page.goto("/review")
         for name in LEGEND:
             rid = got[name]["reading_id"]
@@ -149,7 +137,6 @@ def test_in_the_station_the_legend_comes_first_and_each_slot_is_then_one_key(tmp
             page.keyboard.press(key)  # one key: the legend row
             page.wait_for_selector(f"section[data-reading]:not([data-reading='{rid}']), #done:not([hidden])")
         page.wait_for_selector("#done:not([hidden])")
-        browser.close()
     assert not problems, problems
     assert [current_review(kit.db, got[s]["reading_id"])["value"] for s in slots] == ["JM", "AD"]
     kit.close()
