@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from .. import ids
 from ..errors import BadInput, Conflict, NotFound
@@ -444,6 +444,18 @@ def worklist(kit: Kit, ward: str | None = None, status: str | None = None, full:
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms WHERE ward = ?", [ward])]
     items = _build(kit, form_ids)
     return [i for i in items if status is None or i.status == status]
+
+
+def iter_worklist(kit: Kit, ward: str | None = None, status: str | None = None) -> Iterator[dict[str, Any]]:
+    """Each item's `WorkItem.as_dict()` in back-load order, streamed: what `worklist` returns, for
+    callers that write items as they come (the CLI, the CSV and JSON exports) and need not hold
+    330,000 items at once (issue 16)."""
+    if status is not None:
+        check_status(status)  # now, not at the first item
+    if not kit.read_only:
+        from .summary import iter_item_dicts
+        return iter_item_dicts(kit, ward, status)
+    return (item.as_dict() for item in worklist(kit, ward, status, full=True))
 
 
 def items_by_form(kit: Kit, form_ids: list[str],
