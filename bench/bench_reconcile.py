@@ -307,6 +307,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="10,000 captures instead of 100,000")
     ap.add_argument("--captures", type=int)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--cache", help="use this copy of the cached store (kit/ and station-b/, e.g. one whose summaries"
+                                    " are already computed) instead of /tmp/fk-bench-<size>; it is copied, never changed")
     ap.add_argument("--only", help="comma-separated steps to run (default: all), e.g. merge,cli_reconcile_full")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
@@ -315,7 +317,11 @@ def main() -> None:
         print(json.dumps(_phase(args.phase, Path(args.work), args.runs)))
         return
     captures = args.captures or (10_000 if args.quick else 100_000)
-    cache, counts = cached_store(captures)
+    if args.cache:
+        cache = Path(args.cache)
+        counts = json.loads((cache / "built.json").read_text())["counts"]
+    else:
+        cache, counts = cached_store(captures)
     print(f"synthetic store (rows generated directly, no images, cached in {cache}): {counts}")
     print(f"load average at start: {_load()} (2 cores, shared)")
     scale = 100_000 / counts["captures"]

@@ -7,6 +7,7 @@ one definition every stage uses.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -19,10 +20,17 @@ from ..store.readings import CHUNK, Review, effective_readings_by_capture, loads
 from ..store.readings import current_reviews as _current_reviews
 from ..templates.model import HANDWRITTEN_TYPES, MARK_TYPES
 from ..scan.reasons import MULTI_MARK
-from ..scan.reasons import codes as reason_codes
+from ..scan.reasons import codes as _parse_codes
 
 __all__ = ["CHUNK", "Layout", "Registry", "Val", "current_links", "current_reviews", "iter_capture_values",
            "load_registry", "loads", "sheet_conflicts"]
+
+
+@functools.lru_cache(maxsize=4096)
+def reason_codes(reason: str | None) -> frozenset[str]:
+    """The codes of a stored reason (`scan.reasons.codes`), parsed once per distinct reason: a
+    store holds a few hundred distinct reasons over millions of readings."""
+    return frozenset(_parse_codes(reason))
 
 
 _READING_FIELDS = ("reading_id", "capture_id", "sheet_id", "field", "type", "machine_value", "confidence", "status",
