@@ -261,8 +261,10 @@ def _phase(name: str, work: Path, runs: int) -> dict:
                                "--user", "bench", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if done.returncode:
+        if done.returncode and not (name == "cli_check" and done.returncode == 7):
             return {"phase": name, "skipped": f"exit {done.returncode}: {done.stderr.strip()[-300:]}"}
+        # check exits 7 on the synthetic store: its reviews were written as rows, with no audit row
+        # each, and check says so (the right answer); it has done all its work by then, so it is timed
         cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         return {"phase": name, "wall": [time.perf_counter() - t], "cpu": [cpu], "peak_mb": round(after.ru_maxrss / 1024)}
     out["peak_mb"] = round(_peak_mb())
@@ -284,7 +286,8 @@ CLI_PHASES = {
 CLI_LABELS = {"cli_reconcile": "`reconcile --json`", "cli_reconcile_full": "`reconcile --full --json`",
               "cli_worklist": "`worklist --json`", "cli_report": "`report --out report.html`",
               "cli_export_csv": "`export --format csv`", "cli_export_json": "`export --format json`",
-              "cli_export_fhir": "`export --format fhir --page-images none`", "cli_check": "`check`"}
+              "cli_export_fhir": "`export --format fhir --page-images none`",
+              "cli_check": "`check` (exits 7 here: the synthetic reviews have no audit rows)"}
 CLI_TARGETS = {"cli_reconcile_full": 15.0, "cli_worklist": 10.0}
 
 

@@ -18,7 +18,7 @@ from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES
 from ..templates.values import field_options, is_option_value
 from .checks import PageCheck, check_page, form_flags, template_of
-from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, sheet_conflicts
+from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, paused_gc, sheet_conflicts
 
 TOTAL_KEYS = ("sheets_printed", "sheets_returned", "sheets_never_returned", "forms_complete",
               "forms_incomplete", "duplicate_captures", "conflicts", "quarantined_pages",
@@ -30,6 +30,11 @@ class _Pass:
 
     def __init__(self, kit: Kit, reg: Registry, keep_chosen: bool = False,
                  reviews: dict | None = None, templates: dict | None = None, checks: bool = True):
+        with paused_gc():  # one pass over many readings (see paused_gc)
+            self._walk(kit, reg, keep_chosen, reviews, templates, checks)
+
+    def _walk(self, kit: Kit, reg: Registry, keep_chosen: bool, reviews: dict | None, templates: dict | None,
+              checks: bool) -> None:
         self.reg = reg
         templates = templates if templates is not None else kit_templates(kit)
         self.templates: dict[tuple[str, int], object] = {}
@@ -155,13 +160,15 @@ def iter_full_report(kit: Kit, totals: dict[str, int]) -> Iterator[dict[str, Any
     templates = kit_templates(kit)
     first = True
     for start in range(0, max(len(form_ids), 1), FORMS_PER_PASS):
-        reg = load_registry(kit, form_ids[start:start + FORMS_PER_PASS])
-        if first:  # quarantined pages not yet identified: the same in every batch's registry
-            totals["quarantined_pages"] = reg.quarantine_unassigned
-            first = False
-        run = _Pass(kit, reg, reviews=reviews, templates=templates)
-        for fid in reg.forms:
-            entry = form_entry(reg, run, links, fid)
+        with paused_gc():  # a batch computed, then handed over (see paused_gc)
+            reg = load_registry(kit, form_ids[start:start + FORMS_PER_PASS])
+            if first:  # quarantined pages not yet identified: the same in every batch's registry
+                totals["quarantined_pages"] = reg.quarantine_unassigned
+                first = False
+            run = _Pass(kit, reg, reviews=reviews, templates=templates)
+            entries = [form_entry(reg, run, links, fid) for fid in reg.forms]
+            del run, reg
+        for entry in entries:
             add_to_totals(totals, entry)
             yield entry
 
