@@ -11,6 +11,11 @@ the per-page read time median, and per tier the figures before and after the vis
 (the same readings re-decided from their raw measures without it).
 
     .venv/bin/python bench/bench_accuracy.py [--quick] [--pages N] [--seed S] [--tiers clean,office]
+        [--only mar] [--mar-layout as-printed|dense|never-dense]
+
+--only TEMPLATE reads only that form's pages; --mar-layout dense lays out every MAR with the dense
+layout (the tighter slots a MAR gets when that keeps it on one sheet), never-dense none of them, so
+that the reader's figures on both geometries can be set side by side on the same census and seed.
 """
 from __future__ import annotations
 
@@ -41,6 +46,20 @@ OCCLUSION_TIERS = {"occl-flat": 200, "occl-phone": 300}
 ALL_TIERS = (*TIERS, *OCCLUSION_TIERS)
 
 
+def dense_mars(always: bool = True) -> None:
+    """Every MAR laid out dense (templates/layout.py DENSE) whether or not it saves a sheet; or,
+    always=False, none (the compact spacing instead)."""
+    from fallbackkit.templates import layout
+    real = layout._flow_form
+
+    def flow(template, paper, langs, context, spacing):
+        if template.medications is not None:
+            spacing = layout.DENSE if always else layout.SPACINGS[1] if spacing == layout.DENSE else spacing
+        return real(template, paper, langs, context, spacing)
+
+    layout._flow_form = flow
+
+
 def build_kit(tmp: Path):
     kit = init_kit(tmp / "kit", actor="bench")
     patients, meds = write_census(tmp / "census")
@@ -51,12 +70,12 @@ def build_kit(tmp: Path):
     return kit, pdfs
 
 
-def load_pages(kit, pdfs, dpi):
+def load_pages(kit, pdfs, dpi, only: str | None = None):
     pages = []
     for pdf in pdfs:
         for img in render_pdf(pdf, dpi):
             sp = identify(img, kit.kit_id, kit.secret)
-            if sp is not None:
+            if sp is not None and (only is None or sp.template == only):
                 pages.append((sp.sheet_id, img))
     return pages
 
@@ -190,12 +209,17 @@ def main() -> int:
                     help="share of pen marks drawn faint or half outside the box (default 0.03)")
     ap.add_argument("--spilled", type=float, default=0.03,
                     help="share of the other marks drawn as big crosses spilling out of their box (default 0.03)")
+    ap.add_argument("--only", default=None, metavar="TEMPLATE", help="read only this form's pages (e.g. mar)")
+    ap.add_argument("--mar-layout", choices=("as-printed", "dense", "never-dense"), default="as-printed",
+                    help="dense: every MAR laid out with the dense layout's tighter slots; never-dense: none")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     n = args.pages or (20 if args.quick else 200)
+    if args.mar_layout != "as-printed":
+        dense_mars(args.mar_layout == "dense")
     with tempfile.TemporaryDirectory() as tmp:
         kit, pdfs = build_kit(Path(tmp))
-        rendered = {dpi: load_pages(kit, pdfs, dpi) for dpi in (200, 300)}
+        rendered = {dpi: load_pages(kit, pdfs, dpi, args.only) for dpi in (200, 300)}
         print(f"kit: {len(rendered[200])} printed sheets; {n} pages per tier; marked = boxes with a pen mark drawn")
         print("ident = pages whose sheet was identified; read = identified and aligned (not quarantined)")
         print("review% = all mark fields sent to review, including those made ambiguous on purpose (two marks,"

@@ -5,7 +5,13 @@ simulator, scanned; two blank registrations; two sheets scanned a second time so
 disagree), serves the station with waitress, and drives it with Playwright like a person at the
 keyboard, never the mouse:
   - mark:           a tick box or choice the machine was unsure of: its digit
-  - transcription:  handwriting: type the value, Enter (a pre-filled suggestion: Enter alone)
+  - transcription:  handwriting: type the value, Enter. Comb boxes (real handwritten digits, written
+                    by `simulate --digits` as in the demo): the clerk compares the machine's digits in
+                    the boxes with the paper (the simulator's truth); all right: Enter alone; a
+                    partial pre-fill: the open boxes (a digit, or Space for an empty one) + Enter;
+                    a machine digit wrong: Delete, every digit, Enter (a whole pre-fill: typed
+                    over). Beside it, the keys the previous station took for the same items (a right
+                    whole pre-fill: Enter; else the value with its separators + Enter)
   - identity:       link a downtime MRN to the suggested census patient (from the identities screen)
   - conflict:       take one scan for the whole sheet (conflicts screen)
   - worklist tick:  mark the item in focus entered (worklist screen)
@@ -97,7 +103,7 @@ def build(tmp: Path, quick: bool) -> Path:
     cli(kit, "print", "--ward", "3B", "--out", str(tmp / "ward-3B.pdf"))
     cli(kit, "print", "registration", "--blank", "2", "--out", str(tmp / "blank.pdf"))
     cli(kit, "simulate", str(tmp / "ward-3B.pdf"), "--out", str(tmp / "sim" / "3B"), "--seed", "1",
-        "--tier", "mixed")
+        "--tier", "mixed", "--digits")
     cli(kit, "simulate", str(tmp / "blank.pdf"), "--out", str(tmp / "sim" / "blank"), "--seed", "8")
     cli(kit, "simulate", str(tmp / "ward-3B.pdf"), "--out", str(tmp / "sim" / "again"), "--seed", "2",
         "--tier", "office")
@@ -147,7 +153,69 @@ class Clerk:
         self.ms.setdefault(kind, []).append(ms)
 
 
-def work_queue(clerk: Clerk, kit: Path, identity: dict[str, str], limit: int) -> list[float]:
+def written_digits(tmp: Path) -> dict[tuple[str, str], str]:
+    """What the simulator wrote in each comb field (digits, a space for a box left empty)."""
+    out = {}
+    for path in (tmp / "sim").glob("*/truth.json"):
+        for f in json.loads(path.read_text())["files"]:
+            for page in f["pages"]:
+                for name, t in page["fields"].items():
+                    if t.get("written"):
+                        out[(page["sheet_id"], name)] = t["written"]
+    return out
+
+
+def formatted(conn, sheet: str, field: str, written: str | None) -> str | None:
+    """What is written in a comb field as the station's value (the printed separators in place)."""
+    from fallbackkit.templates.layout import comb_groups
+    if not written:
+        return None
+    row = conn.execute("SELECT l.geometry FROM sheets s JOIN layouts l ON l.hash = s.layout_hash WHERE s.sheet_id = ?",
+                       [sheet]).fetchone()
+    f = next((g for g in json.loads(row[0])["fields"] if g["name"] == field), None) if row else None
+    if f is None:
+        return None
+    groups = comb_groups(f["type"], f.get("format"), int(f.get("digits") or 0), int(f.get("decimals") or 0))
+    parts, i = [], 0
+    for sep, n in groups:
+        parts.append((sep, written[i:i + n].strip()))
+        i += n
+    if f["type"] == "number":
+        return parts[0][1] + (f".{parts[1][1]}" if len(parts) > 1 and parts[1][1] else "")
+    return "".join(sep + text for sep, text in parts)
+
+
+CELLS = ("() => [...document.querySelectorAll('#comb .cell')].map(c => [c.textContent.trim(),"
+         " ['machine', 'clerk', 'todo'].find(k => c.classList.contains(k))])")
+
+
+def comb_keys(clerk: Clerk, kind: str, written: str | None, text: str) -> int:
+    """The clerk at the comb boxes (see the module docstring); returns the keys the previous
+    station would have taken for the same item. text: the value as the station stores it."""
+    page = clerk.page
+    cells = [tuple(c) for c in page.evaluate(CELLS)]
+    truth = list(written) if written and len(written) == len(cells) else None
+    digits = "".join(ch for ch in (written if truth else text) if ch.isdigit())
+    shown = page.evaluate("() => { const c = document.getElementById('comb'); return c ? c.dataset.pattern : ''; }")
+    full = bool(shown) and "_" not in shown
+    machine_right = truth is not None and all(t == ch.strip() for (t, who), ch in zip(cells, truth) if who == "machine")
+    previous = 1 if full and machine_right else len(text) + 1  # text: the value with its separators
+    if cells and all(who == "machine" for _, who in cells) and machine_right:
+        pass  # every box right: Enter alone
+    elif truth is not None and machine_right and any(who == "machine" for _, who in cells):
+        for (t, who), ch in zip(cells, truth):
+            if who == "todo":
+                clerk.press(kind, "Space" if ch == " " else ch)
+    else:
+        if any(who == "machine" for _, who in cells) and not full:
+            clerk.press(kind, "Delete")
+        clerk.type(kind, digits)
+    clerk.press(kind, "Enter")
+    return previous
+
+
+def work_queue(clerk: Clerk, kit: Path, identity: dict[str, str], limit: int,
+               written: dict[tuple[str, str], str] | None = None) -> list[float]:
     page = clerk.page
     page.goto("/review")
     page.evaluate(PROBE)
@@ -176,10 +244,26 @@ def work_queue(clerk: Clerk, kit: Path, identity: dict[str, str], limit: int) ->
             else:
                 from fallbackkit.demo import _typed
                 text = _typed(field, ftype)
-            prefilled = page.get_attribute("#typed", "data-prefilled")
-            if not prefilled:
-                clerk.type(kind, text)
-            clerk.press(kind, "Enter")
+            sheet = conn.execute("SELECT sheet_id FROM readings WHERE reading_id = ?", [rid]).fetchone()[0]
+            truth = (written or {}).get((sheet, field))
+            if page.query_selector("#comb"):
+                clerk.keys["transcription, previous station"] = clerk.keys.get(
+                    "transcription, previous station", 0) + comb_keys(
+                        clerk, kind, truth, formatted(conn, sheet, field, truth) or text)
+            elif page.query_selector(f"#initials-picks button.pick[data-initials='{text}']"):
+                # a slot's initials, the sheet's legend typed already (the queue hands it first): one key
+                clerk.press(kind, page.get_attribute(f"#initials-picks button.pick[data-initials='{text}']", "data-key"))
+                clerk.keys["transcription, previous station"] = clerk.keys.get(
+                    "transcription, previous station", 0) + 1
+                clerk.items["initials picked"] = clerk.items.get("initials picked", 0) + 1
+            else:  # a text box (the previous station for comb fields too): a right pre-fill is Enter
+                value = formatted(conn, sheet, field, truth) or text
+                right = bool(page.get_attribute("#typed", "data-prefilled")) and page.input_value("#typed") == value
+                if not right:
+                    clerk.type(kind, value)
+                clerk.press(kind, "Enter")
+                clerk.keys["transcription, previous station"] = clerk.keys.get(
+                    "transcription, previous station", 0) + (1 if right else len(value) + 1)
         try:
             page.wait_for_function(MOVED_ON, arg=[str(rid), True], timeout=10_000)
         except Exception:  # noqa: BLE001 - a stuck item is reported, not hidden
@@ -346,7 +430,7 @@ def main() -> int:
         page.press("input[name=password]", "Enter")
         page.wait_for_selector("#start")
         clerk = Clerk(page)
-        queue_waits = work_queue(clerk, kit, census_identity(kit), 2000)
+        queue_waits = work_queue(clerk, kit, census_identity(kit), 2000, written_digits(tmp))
         waits["queue (mark + transcription)"] = queue_waits
         waits["identity (confirm keys too)"], waits["identity"] = work_identities(clerk)
         waits["conflict"] = work_conflicts(clerk)
@@ -372,6 +456,11 @@ def main() -> int:
         if kind in TARGET_KEYS and keys > TARGET_KEYS[kind]:
             flag, ok = f"  MISSES target (≤ {TARGET_KEYS[kind]} keys)", False
         print(f"{kind:<16}{n:>6}{keys:>11.1f}{statistics.median(ms):>16.1f}{p95:>8.1f}{flag}")
+    n = clerk.items.get("transcription", 0)
+    if n:
+        print(f"transcription keys per item with the previous station (the same items): "
+              f"{clerk.keys.get('transcription, previous station', 0) / n:.1f}; slot initials picked with one "
+              f"key (legend or recent): {clerk.items.get('initials picked', 0)}")
     print("\nsoftware wait (deciding key to the next item on screen, in the page):")
     for name, w in waits.items():
         if not w:

@@ -9,8 +9,12 @@ office-scanned at 200 dpi or phone-photographed (`degrade.py`), read by the engi
 - digit accuracy of the top suggestion (written cells);
 - field accuracy (all digits right) for 4-digit times and 8-digit dates;
 - share of fields pre-filled and how often a pre-filled field is wrong;
-- keystrokes per numeric field for a clerk who presses Enter on a right pre-fill and types the digits
-  and Enter otherwise (a wrong pre-fill: typed over), against typing every field;
+- keystrokes per numeric field, against typing every field (digits + Enter), for the station's comb
+  boxes: a whole pre-fill right is Enter, wrong is typed over (digits + Enter); a partial pre-fill
+  (only the sure boxes) is one key per box left open + Enter, and when a pre-filled box is wrong the
+  clerk clears the field and types it all (Delete + digits + Enter); nothing pre-filled is digits +
+  Enter. Beside it the clerk of the previous station (whole pre-fill or nothing). A wrong digit left
+  in a pre-filled box counts as a pre-filled error, for partial pre-fills too;
 - recognition cost in ms per field and engine pages/s per core on filled MAR sheets with it on and off.
 Targets (issue 10): top-1 >= 98 % office; pre-filled wrong <= 0.5 %; keystrokes <= 1/3 of typing;
 >= 30 pages/s per core on the MAR.
@@ -144,12 +148,36 @@ def main() -> None:
         print(f"{len(filled)} vitals pages, {sum(len(t) for _, _, t in filled)} comb fields, "
               f"{sum(len(w.replace(' ', '')) for _, _, t in filled for _, w in t.values())} written digits "
               f"per damage tier (test split images used: {sum(cursor.values())})")
+        def clerk(m: dict, got: dict, written: str, want: str) -> None:
+            """The simulated clerk's keys for one field (see the module docstring), and pre-fill errors."""
+            typed = len(written.replace(" ", "")) + 1
+            m["keys_typing"] += typed
+            m["keys_whole"] += (typed if got["suggestion"] != want else 1) if got["prefill"] else typed
+            if got["prefill"]:
+                m["prefilled"] += 1
+                wrong = got["suggestion"] != want
+                m["prefilled_wrong"] += wrong
+                m["keys_assist"] += typed if wrong else 1
+            elif got.get("partial"):
+                m["partial"] += 1
+                sure = [(c["digit"] or "", ch.strip()) for c, ch in zip(got["cells"], written) if c["sure"]]
+                wrong = any(d != t for d, t in sure)
+                m["partial_wrong"] += wrong
+                left = len(got["cells"]) - len(sure)
+                m["open_boxes"] += left
+                m["keys_assist"] += 1 + typed if wrong else left + 1
+            elif got.get("blank") and not written.strip():
+                m["keys_assist"] += 1
+            else:
+                m["keys_assist"] += typed
+
         def evaluate(pages, tier: str, seed: int, learn_fields: int = 0) -> dict:
             """Read the pages damaged by tier; the first learn_fields fields (in reading order) are
             not measured but taught to the memory, as a clerk's corrections would be."""
             trng = np.random.default_rng(seed)
             m = {"cells_ok": 0, "cells": 0, "time": [0, 0], "date": [0, 0], "prefilled": 0,
-                 "prefilled_wrong": 0, "fields": 0, "keys_assist": 0, "keys_typing": 0}
+                 "prefilled_wrong": 0, "fields": 0, "keys_assist": 0, "keys_typing": 0,
+                 "partial": 0, "partial_wrong": 0, "keys_whole": 0, "open_boxes": 0}
             lesson_images, lesson_labels = [], []
             for page, g, truth in pages:
                 scan = degrade.degrade(page, tier, trng, DPI)
@@ -181,6 +209,7 @@ def main() -> None:
                     checks = hints.checks(f"{g['template']}@{g['version']}", f)
                     got = suggest(raw, f, checks) or {"suggestion": None, "prefill": False, "cells": []}
                     want = truth_text(f, written)
+                    m.setdefault("fields_raw", []).append((raw, f, checks, written, want))
                     for c, ch in zip(got["cells"], written):
                         if ch.strip():
                             m["cells"] += 1
@@ -194,14 +223,7 @@ def main() -> None:
                     m.setdefault("detail", []).append(
                         (got.get("suggestion_confidence") or 0.0 if got["suggestion"] and got.get("rule") is None
                          and not raw.get("page_review") else -1.0, got["suggestion"] == want, typed))
-                    m["keys_typing"] += typed
-                    if got["prefill"]:
-                        m["prefilled"] += 1
-                        wrong = got["suggestion"] != want
-                        m["prefilled_wrong"] += wrong
-                        m["keys_assist"] += typed if wrong else 1
-                    else:
-                        m["keys_assist"] += typed
+                    clerk(m, got, written, want)
             digits.use_memory(None)
             return m
 
@@ -209,10 +231,18 @@ def main() -> None:
             print(f"{label}: top-1 digit accuracy {m['cells_ok'] / max(m['cells'], 1):.2%} ({m['cells']} digits); "
                   f"times right {m['time'][0] / max(m['time'][1], 1):.1%} of {m['time'][1]}, "
                   f"dates right {m['date'][0] / max(m['date'][1], 1):.1%} of {m['date'][1]}")
-            print(f"{label}: pre-filled {m['prefilled'] / max(m['fields'], 1):.1%} of {m['fields']} fields, "
+            n = max(m["fields"], 1)
+            any_pre = m["prefilled"] + m["partial"]
+            any_wrong = m["prefilled_wrong"] + m["partial_wrong"]
+            print(f"{label}: pre-filled {m['prefilled'] / n:.1%} of {m['fields']} fields, "
                   f"pre-filled wrong {m['prefilled_wrong'] / max(m['prefilled'], 1):.2%} ({m['prefilled_wrong']}); "
-                  f"keystrokes per field {m['keys_assist'] / max(m['fields'], 1):.2f} vs typing "
-                  f"{m['keys_typing'] / max(m['fields'], 1):.2f} (ratio {m['keys_assist'] / max(m['keys_typing'], 1):.2f})")
+                  f"partly pre-filled {m['partial'] / n:.1%} ({m['open_boxes'] / max(m['partial'], 1):.2f} boxes left "
+                  f"open each), a pre-filled box wrong {m['partial_wrong'] / max(m['partial'], 1):.2%} "
+                  f"({m['partial_wrong']}); any pre-fill {any_pre / n:.1%}, wrong {any_wrong / max(any_pre, 1):.2%} "
+                  f"({any_wrong})")
+            print(f"{label}: keystrokes per field {m['keys_assist'] / n:.2f} vs typing {m['keys_typing'] / n:.2f} "
+                  f"(ratio {m['keys_assist'] / max(m['keys_typing'], 1):.2f}); whole pre-fill or nothing (the "
+                  f"previous station) {m['keys_whole'] / n:.2f} (ratio {m['keys_whole'] / max(m['keys_typing'], 1):.2f})")
 
         def sweep(label: str, m: dict) -> None:
             """What other pre-fill thresholds (field confidence) would give, on these fields."""
@@ -226,11 +256,32 @@ def main() -> None:
                       f"{wrong / max(len(pre), 1):.2%} ({wrong}), keystroke ratio "
                       f"{keys / max(sum(r[2] for r in rows), 1):.2f}")
 
+        def sweep_partial(label: str, m: dict) -> None:
+            """What other CELL_SURE / PREFILL_MIN would give with the comb boxes, on these fields."""
+            from fallbackkit.scan import suggest as sg
+            kept = sg.CELL_SURE, sg.PREFILL_MIN
+            try:
+                for cell_sure in (0.9, 0.99):
+                    for prefill_min in (0.95, 0.98, 0.99, 0.995):
+                        sg.CELL_SURE, sg.PREFILL_MIN = cell_sure, prefill_min
+                        k = {key: 0 for key in ("prefilled", "prefilled_wrong", "partial", "partial_wrong",
+                                                "keys_assist", "keys_typing", "keys_whole", "open_boxes")}
+                        for raw, f, checks, written, want in m["fields_raw"]:
+                            clerk(k, suggest(raw, f, checks) or {"suggestion": None, "prefill": False, "cells": []},
+                                  written, want)
+                        pre, wrong = k["prefilled"] + k["partial"], k["prefilled_wrong"] + k["partial_wrong"]
+                        print(f"  {label} CELL_SURE {cell_sure} PREFILL_MIN {prefill_min}: whole {k['prefilled']}, "
+                              f"partly {k['partial']}, pre-filled wrong {wrong / max(pre, 1):.2%} ({wrong}), "
+                              f"keystroke ratio {k['keys_assist'] / max(k['keys_typing'], 1):.3f}")
+            finally:
+                sg.CELL_SURE, sg.PREFILL_MIN = kept
+
         for tier in ("office", "phone"):
             m = evaluate(filled, tier, 20)
             show(tier, m)
             if args.sweep:
                 sweep(tier, m)
+                sweep_partial(tier, m)
         if args.split != "test" or args.sweep_only:
             kit.close()
             return

@@ -8,7 +8,10 @@ For PNG, JPEG, TIFF G4 and scanner-PDF input at 200 and 300 dpi:
 Then pages as they come back (issue 12): a whole ward pack (mixed templates), office scanner
 damage, about half the handwriting fields inked, as JPEG, with the same columns, and what the
 visibility check costs (engine read time with and without it).
-Then 1 vs 2 worker processes on a larger scanner-PDF batch, and the peak RSS of a worker.
+Then the CPU cost per page of each stage of the page path (decode, code, marks, page image, mark
+boxes, handwriting, digits, the visibility check's outline measures, review crops, PNG, store),
+for both kinds of page. Then 1 vs 2 worker processes on a larger scanner-PDF batch, and the peak
+RSS of a worker.
 
 Targets (issue 3): >= 30 pages/s per core at 200 dpi, <= 2x the floor, near-linear with workers,
 peak RSS < 400 MiB per worker. The machine is shared: figures are medians of runs; expect noise.
@@ -177,6 +180,90 @@ class _NoVisibility:
         self.read._edge_evidence = self.saved
 
 
+# The page path's stages, timed in CPU seconds (time.process_time) by wrapping the functions that do
+# them: (label, module path, attribute). Rows marked "of which" run inside the row above them.
+STAGES = (
+    ("hash + archive", "fallbackkit.scan.pipeline", "_prepare"),
+    ("decode", "fallbackkit.scan.ingest", "PageReader.page"),
+    ("QR code", "fallbackkit.scan.locate", "find_codes"),
+    ("corner marks", "fallbackkit.scan.locate", "locate_with_code"),
+    ("page image warp", "fallbackkit.scan.engine", "_page_image"),
+    ("mark boxes", "fallbackkit.scan.read", "measure_boxes"),
+    ("handwriting", "fallbackkit.scan.read", "measure_handwritten"),
+    ("digits (digitmodel)", "fallbackkit.scan.digits", "Batch.add"),
+    ("digits forward pass", "fallbackkit.scan.digits", "Batch.finish"),
+    ("visibility (outlines)", "fallbackkit.scan.read", "_edge_evidence"),
+    ("decide + review crops", "fallbackkit.scan.engine", "_decide_field"),
+    ("PNG page image", "fallbackkit.scan.page_task", "viewing_copy"),
+    ("PNG page image", "fallbackkit.scan.page_task", "_save_png"),
+    ("store (SQLite)", "fallbackkit.scan.pipeline", "store_page"),
+)
+NESTED = {"visibility (outlines)"}  # inside mark boxes and handwriting
+
+
+class StageTimer:
+    """CPU ms per page for each stage of the in-process page path (STAGES), outermost calls only (a
+    stage called inside itself is counted once)."""
+
+    def __init__(self):
+        self.cpu = dict.fromkeys([label for label, _, _ in STAGES], 0.0)
+        self.saved: list[tuple[object, str, object]] = []
+
+    def __enter__(self):
+        import importlib
+        for label, module, attr in STAGES:
+            owner = importlib.import_module(module)
+            *path, name = attr.split(".")
+            for part in path:
+                owner = getattr(owner, part)
+            original = getattr(owner, name, None)
+            if original is None:  # an older version of the code (before/after comparisons)
+                continue
+            self.saved.append((owner, name, original))
+            setattr(owner, name, self._timed(label, original))
+        return self
+
+    def _timed(self, label, fn):
+        depth = [0]
+
+        def timed(*args, **kwargs):
+            if depth[0]:
+                return fn(*args, **kwargs)
+            depth[0] += 1
+            t = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.cpu[label] += time.process_time() - t
+                depth[0] -= 1
+        return timed
+
+    def __exit__(self, *exc):
+        for owner, name, original in reversed(self.saved):
+            setattr(owner, name, original)
+
+
+def stage_table(base_kit: Path, work: Path, folder: Path, runs: int) -> tuple[dict[str, float], float]:
+    """Median CPU ms per page of each stage over runs of an in-process scan, and of the whole scan."""
+    per_run, totals = [], []
+    for _ in range(runs):
+        with StageTimer() as timer:
+            cpu = time.process_time()
+            _, pages, _, _ = scan_once(base_kit, work, folder, workers=0)
+            cpu = time.process_time() - cpu
+        per_run.append({k: 1000 * v / pages for k, v in timer.cpu.items()})
+        totals.append(1000 * cpu / pages)
+    return {k: statistics.median(r[k] for r in per_run) for k in per_run[0]}, statistics.median(totals)
+
+
+def print_stages(name: str, stages: dict[str, float], total: float) -> None:
+    print(f"CPU ms per page by stage, {name} (in-process scan; total {total:.1f} ms = {1000 / total:.1f} pages per CPU second):")
+    for label, ms in stages.items():
+        print(f"  {('  of which ' + label) if label in NESTED else label:<34} {ms:6.1f}")
+    counted = sum(ms for label, ms in stages.items() if label not in NESTED)
+    print(f"  {'the rest (glue, result, JSON)':<34} {total - counted:6.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="8 pages per set, 1 run")
@@ -204,6 +291,7 @@ def main() -> None:
                                              for dpi in (200, 300)}
         kit.close()
         probe = open_kit(tmp / "kit")
+        mar_folder = None if args.ward_only else tmp / "in-png-200"
         for dpi in (() if args.ward_only else (200, 300)):
             pages = renders[dpi]
             for fmt in FORMATS:
@@ -243,6 +331,11 @@ def main() -> None:
               f"{scan_nodigits:.1f} without ({1000 / scan - 1000 / scan_nodigits:+.1f} ms/page)")
         print(f"visibility check: read {read:.1f} ms/page with it, {read_off:.1f} ms without "
               f"({read - read_off:+.1f} ms, {100 * (read - read_off) / max(read_off, 1e-6):+.0f} %)", flush=True)
+        stages, total = stage_table(tmp / "kit", tmp, folder, runs)
+        print_stages("ward pack as it comes back", stages, total)
+        if mar_folder is not None:
+            stages, total = stage_table(tmp / "kit", tmp, mar_folder, runs)
+            print_stages("clean MAR pages, PNG 200 dpi", stages, total)
         probe.close()
         if args.ward_only:
             return

@@ -101,10 +101,11 @@ def test_rule_breaking_suggestions_are_shown_with_the_rule_and_never_prefilled()
     assert suggest({"cells": _sure("0815")}, mar, window)["prefill"]
     midnight = {**TIME, "name": "m1.s4.time", "scheduled": "24:00"}
     assert suggest({"cells": _sure("2350")}, midnight, window)["prefill"]
-    # an unsure digit: suggested, highlighted, not pre-filled
-    unsure = suggest({"cells": _cells(("0", 0.99), ("8", 0.7), ("3", 0.99), ("0", 0.99))}, TIME, window)
-    assert unsure["suggestion"] == "08:30" and not unsure["prefill"]
+    # an unsure digit: suggested, highlighted, the field not pre-filled (only its sure boxes)
+    unsure = suggest({"cells": _cells(("0", 0.9999), ("8", 0.7), ("3", 0.9999), ("0", 0.9999))}, TIME, window)
+    assert unsure["suggestion"] == "08:30" and not unsure["prefill"] and unsure["partial"]
     assert [c["low"] for c in unsure["cells"]] == [False, True, False, False]
+    assert [c["sure"] for c in unsure["cells"]] == [True, False, True, True]
     # a page that goes to review as a whole is never pre-filled
     assert not suggest({"cells": _sure("0830"), "page_review": "poor page fit"}, TIME, window)["prefill"]
 
@@ -133,6 +134,52 @@ def test_the_fields_rules_choose_among_a_cells_alternatives_and_close_calls_are_
     other = suggest({"cells": [cell(("0", 0.9999)), cell(("8", 0.7), ("other", 0.3)), cell(("3", 0.9999)),
                                cell(("0", 0.9999))]}, TIME, window)
     assert other["suggestion"] == "08:30" and not other["prefill"]
+
+
+def test_only_the_sure_boxes_are_prefilled_and_together_they_are_sure():
+    """Partial pre-fill (issue 10): the boxes the machine is sure of given the field's rules go in
+    the box, the others are left to the clerk; all pre-filled boxes together must be right with
+    probability PREFILL_MIN; a suggestion that breaks a rule is not pre-filled even in part."""
+    import datetime as dt
+    from fallbackkit.scan.suggest import PREFILL_MIN, keeps_prefill, prefill_pattern
+    window = Checks(dt.date(2026, 1, 1), dt.date(2026, 12, 31))
+
+    def cell(*alts):
+        return {"ink": 200, "alts": [list(a) for a in alts]}
+    # one unsure minute digit (3 or 5): 08:_0, the cursor will wait on the third box
+    got = suggest({"cells": [cell(("0", 0.9999)), cell(("8", 0.9999)), cell(("3", 0.55), ("5", 0.449)),
+                             cell(("0", 0.9999))]}, TIME, window)
+    assert not got["prefill"] and got["partial"] and prefill_pattern(got, TIME) == "08:_0"
+    # a 7, 3 or 1 after a 2: 27 is no hour, 23 and 21 both are: the box is left to the clerk, 2_:15
+    got = suggest({"cells": [cell(("2", 0.9999)), cell(("7", 0.5), ("3", 0.3), ("1", 0.2)), cell(("1", 0.9999)),
+                             cell(("5", 0.9999))]}, TIME, window)
+    assert got["suggestion"] == "23:15" and prefill_pattern(got, TIME) == "2_:15"
+    # four boxes each right with 0.99: together 0.96 < PREFILL_MIN, so not all of them are pre-filled
+    got = suggest({"cells": _cells(*[(d, 0.99) for d in "0830"])}, TIME, window)
+    pattern = prefill_pattern(got, TIME)
+    assert not got["prefill"] and got["partial"] and pattern.count("_") >= 1
+    assert 0.99 ** (4 - pattern.count("_")) >= PREFILL_MIN
+    # a number: the sure empty box stays empty, the unsure last digit is left to the clerk
+    got = suggest({"cells": _cells(None, ("7", 0.9999), ("2", 0.6))}, SPO2, Checks(value_range=(50, 100)))
+    assert got["partial"] and prefill_pattern(got, SPO2) == " 7_"
+    # rule-breaking suggestions: nothing pre-filled, not even the sure boxes
+    for raw, f, checks in [(_sure("2570"), TIME, window), (_sure("130"), SPO2, Checks(value_range=(50, 100))),
+                           (_sure("31022026"), DATE, window)]:
+        got = suggest({"cells": raw}, f, checks)
+        assert got["rule"] and not got["prefill"] and not got["partial"] and prefill_pattern(got, f) is None
+        assert not any(c["sure"] for c in got["cells"])
+    # a page that goes to review as a whole: nothing pre-filled
+    got = suggest({"cells": _cells(("0", 0.9999), ("8", 0.7), ("3", 0.9999), ("0", 0.9999)),
+                   "page_review": "poor page fit"}, TIME, window)
+    assert not got["partial"] and not got["prefill"]
+    # every box surely empty: one key says blank; a box with stray ink is not surely empty
+    assert suggest({"cells": _cells(None, None, None)}, SPO2)["blank"]
+    assert not suggest({"cells": [{"ink": 0}, {"ink": 5}, {"ink": 0}]}, SPO2)["blank"]
+    # did the clerk keep the pre-filled boxes? (report: a pre-filled digit changed)
+    assert keeps_prefill("08:_0", "08:30", False) and keeps_prefill("08:_0", "08:50", False)
+    assert not keeps_prefill("08:_0", "09:30", False)
+    assert keeps_prefill(" 7_", "72", True) and keeps_prefill(" 7_", "7", True) and not keeps_prefill(" 7_", "82", True)
+    assert keeps_prefill("37._", "37", True) and keeps_prefill("37._", "37.4", True) and not keeps_prefill("37._", "38.4", True)
 
 
 @pytest.fixture
@@ -196,6 +243,26 @@ def test_prefilled_value_is_not_stored_until_a_person_confirms(kit, vitals, tmp_
     record_review(kit.db, r["reading_id"], "transcribe", "08:30", "alice")
     after = _by_field(kit, sid)["c1.time"]
     assert after["value"] == "08:30" and after["status"] == "accepted" and not after["prefill"]
+
+
+def test_a_decision_records_how_a_partly_prefilled_suggestion_fared(kit, vitals, tmp_path):
+    """prefilled 2 (only the sure boxes), outcome completed (pre-filled digits kept, another digit
+    typed than suggested) or corrected (a pre-filled digit changed); the report counts both."""
+    from fallbackkit.export.report import suggestion_accuracy
+    from fallbackkit.scan.suggest import keeps_prefill
+    sid, image, geometry = vitals
+    page = write_comb(image, DPI, field(geometry, "c1.time"), "0830", seed=7, clear=True)
+    page = write_comb(page, DPI, field(geometry, "c2.time"), "2200", seed=2, clear=True)
+    _scan(kit, tmp_path, page)
+    got = _by_field(kit, sid)
+    shown = {"suggestion": "08:30", "partial": True, "pattern": "08:_0"}
+    for name, value in (("c1.time", "08:50"), ("c2.time", "09:30")):
+        kept = keeps_prefill(shown["pattern"], value, False)
+        record_review(kit.db, got[name]["reading_id"], "transcribe", value, "alice", suggestion={**shown, "kept": kept})
+    rows = kit.db.execute("SELECT suggestion_outcome, prefilled FROM reviews ORDER BY review_id").fetchall()
+    assert rows == [("completed", 2), ("corrected", 2)]
+    acc = suggestion_accuracy(kit)
+    assert (acc["partly_prefilled"], acc["partly_completed"], acc["partly_changed"]) == (2, 1, 1)
 
 
 def test_letter_or_crossed_out_digit_gives_no_suggestion_for_that_cell(kit, vitals, tmp_path):

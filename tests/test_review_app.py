@@ -209,7 +209,8 @@ def test_queue_is_the_latest_capture_and_filters_by_ward_form_reason(scenario):
     assert next_reading(db, ward="ICU") is None
     assert next_reading(db, ward="3B", template="lab-request") == rid
     assert next_reading(db, template="vitals") is None
-    text = next_reading(db, reason="to transcribe")
+    text = next_reading(db, reason="to_transcribe")
+    assert next_reading(db, reason="to transcribe") == text  # a link saved before the codes still works
     assert db.conn.execute("SELECT field FROM readings WHERE reading_id = ?", [text]).fetchone()[0] == "diagnosis"
     # skipping past the last item wraps round to the first
     assert next_reading(db, after=text) in (rid, text)

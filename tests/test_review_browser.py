@@ -110,6 +110,8 @@ def test_a_clerk_works_through_the_station(station, page):
 
     # transcribe: typing goes straight into the focused input, Enter saves
     shot(page, "review-transcribe")
+    # handwriting the machine does not read shows why it waits, not a "machine read: —" with a confidence
+    assert page.locator("#machine").count() == 0 and page.locator(".why .badge").count() == 1
     page.keyboard.type("Community-acquired pneumonia z")  # a z typed into the box is text, not a shortcut
     assert page.input_value("#typed").endswith(" z") and page.is_hidden("#pagebox")
     page.keyboard.press("Alt+p")  # the whole page, without leaving the box

@@ -66,7 +66,12 @@ def shot(page, name: str) -> None:
 def answer(page) -> int:
     """Decide the item on screen with the keyboard; returns its reading id."""
     rid = int(page.get_attribute("section[data-reading]", "data-reading"))
-    if page.locator("#typed").count():
+    if page.locator("#comb").count():  # boxes for digits (the separators are printed): a date, a time, a number
+        label = page.locator("h1.fieldname").inner_text()
+        page.keyboard.press("Delete")
+        page.keyboard.type("03021961" if label.startswith("Date") else "0930" if "Time" in label else "42")
+        page.keyboard.press("Enter")
+    elif page.locator("#typed").count():
         # typed values are checked like handwriting suggestions: a date box takes a date
         page.keyboard.type("03/02/1961" if page.locator("h1.fieldname").inner_text().startswith("Date") else "as written")
         page.keyboard.press("Enter")
@@ -197,7 +202,7 @@ def test_identity_check_by_keyboard(station, page):
 
 
 def test_an_implausible_typed_value_needs_a_second_enter(station, page):
-    """A typed value goes through templates/values.py: 'Dupont' in a date box is refused, a date in
+    """A typed value goes through templates/values.py: 'Dupont' in a date's boxes is refused (digits only), a date in
     the future needs a second Enter, and the reason is kept with the decision."""
     from fallbackkit.store.decisions import undo_review
     sc, _server = station
@@ -207,12 +212,13 @@ def test_an_implausible_typed_value_needs_a_second_enter(station, page):
     if review is not None:
         undo_review(kit.db, review["review_id"], "sam", "test: type it again")
     page.goto(f"/review?start={rid}")
-    page.wait_for_selector(f"section[data-reading='{rid}'] #typed")
+    page.wait_for_selector(f"section[data-reading='{rid}'] #comb")  # a date in boxes: digits only
     page.keyboard.type("Dupont")
+    page.wait_for_selector("#status.error:has-text('Digits only')")
     page.keyboard.press("Enter")
-    page.wait_for_selector("#status.error:has-text('not a date')")
+    page.wait_for_selector("#status.error:has-text('Type the value')")
     assert current_review(kit.db, rid) is None
-    page.fill("#typed", "03/02/2199")
+    page.keyboard.type("03022199")
     page.keyboard.press("Enter")
     page.wait_for_selector("#status.error:has-text('Implausible')")
     assert current_review(kit.db, rid) is None

@@ -67,7 +67,7 @@ def test_clerk_confirms_a_prefilled_time_with_enter_and_corrects_another_by_typi
         page.keyboard.press("Enter")
         page.wait_for_selector(f"section[data-reading='{second['reading_id']}']")
         assert page.input_value("#typed") == "22:00"
-        page.keyboard.type("22:10")  # the pre-filled text is selected: typing replaces it
+        page.keyboard.type("22:10")  # every box pre-filled: the first digit typed starts the value again (":" is printed)
         page.keyboard.press("Enter")
         page.wait_for_selector("#done:not([hidden])")
         context.close()

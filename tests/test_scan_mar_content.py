@@ -6,6 +6,7 @@ puts the slot's initials to the legend's nurse. And `simulate` fills these field
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from digits_helpers import write_comb
 from fallbackkit.generate import print_patient
@@ -17,14 +18,27 @@ from scan_engine_helpers import DPI, Sheets, field, mark, write
 from scan_pipeline_helpers import write_png
 
 
-def _q4h_patient(kit) -> str:
-    return kit.db.execute("SELECT mrn FROM medications WHERE frequency LIKE 'q4h%' ORDER BY mrn LIMIT 1").fetchone()[0]
+def _q4h_patient(kit, dense: bool = False) -> str:
+    """A patient with a q4h PRN order (6 PRN slots) and few orders (a normal MAR); dense: the one
+    with 6 orders, whose MAR the dense layout keeps on one sheet (issue 15 item 2)."""
+    if dense:
+        return kit.db.execute("SELECT mrn FROM medications GROUP BY mrn HAVING COUNT(*) = 6 AND "
+                              "SUM(frequency LIKE 'q4h%') = 1 ORDER BY mrn LIMIT 1").fetchone()[0]
+    return kit.db.execute("SELECT mrn FROM medications GROUP BY mrn HAVING SUM(frequency LIKE 'q4h%') = 1 AND "
+                          "SUM(frequency = 'QID') = 0 ORDER BY COUNT(*), mrn LIMIT 1").fetchone()[0]
 
 
-def test_mar_new_fields_print_scan_and_resolve(kit, tmp_path):
-    mrn = _q4h_patient(kit)
+@pytest.mark.parametrize("layout", ["normal", "dense"])
+def test_mar_new_fields_print_scan_and_resolve(kit, tmp_path, layout):
+    mrn = _q4h_patient(kit, dense=layout == "dense")
     result = print_patient(kit, "mar", mrn, tmp_path / "mar.pdf")
     sheets = Sheets(kit, result.out_path, DPI)
+    first = {f["name"]: f for f in sheets.pages()[0][2]["fields"]}
+    status = first["m1.s1.status"]["options"][0]["box_mm"]
+    gap = round(first["m1.s1.time"]["box_mm"][1] - status[1] - status[3], 2)
+    assert gap == (1.5 if layout == "dense" else 2.0)  # the dense slot: marks 1.5 mm above the time boxes
+    if layout == "dense":
+        assert len(result.sheets) == 1
     pages = sheets.pages()
     by_field = {f["name"]: (sid, img, geo) for sid, img, geo in pages for f in geo["fields"]}
     prn = next(n.rsplit(".", 2)[0] for n in by_field if n.startswith("p") and n.endswith(".s6.given"))
@@ -111,6 +125,17 @@ def test_mar_new_fields_print_scan_and_resolve(kit, tmp_path):
     dose = items[f"{prn}.s1"].values
     assert dose["effect"] == "better" and dose["prn_reason_text"] == "pain" and dose["performer"] is None
     assert "not in the sheet's legend" in dose["performer_unresolved"]
+    # and on to the FHIR export: the held dose is a MedicationAdministration, not done, by the nurse
+    import json
+
+    from fallbackkit.export import export_fhir
+    export_fhir(kit, tmp_path / "fhir")
+    resources = [e["resource"] for p in sorted((tmp_path / "fhir").glob("bundle-*.json"))
+                 for e in json.loads(p.read_text())["entry"]]
+    admins = {i["value"].rsplit(":", 1)[1]: r for r in resources if r["resourceType"] == "MedicationAdministration"
+              for i in r["identifier"] if i["system"].endswith(":item")}
+    assert admins["m1.s1"]["status"] == "not-done" and admins["m1.s1"]["statusReason"][0]["text"].startswith("held")
+    assert admins["m1.s1"]["performer"][0]["actor"]["display"].startswith("Anne DUPONT")
 
 
 def test_simulate_fills_the_new_fields_plausibly(kit, tmp_path):

@@ -545,3 +545,26 @@ def test_review_crops_are_cut_on_demand_from_the_archived_original(kit, blank_la
         want = next(r.crop for r in expected.readings if r.field == name)
         assert crop.shape == want.shape, name
         assert np.abs(crop.astype(int) - want.astype(int)).mean() < 3, name
+
+
+def test_the_stored_page_image_shows_white_paper_and_keeps_faint_ink():
+    """The page image kept for people: the paper's grain is flattened to white (it is most of what
+    a PNG of an office scan has to encode), print and faint pencil stay as they were, within a step."""
+    import cv2
+    from fallbackkit.scan.page_task import PNG_PARAMS, viewing_copy
+    rng = np.random.default_rng(3)
+    page = np.clip(rng.normal(238, 4, (1169, 827)), 0, 255).astype(np.uint8)  # office paper grain
+    for y in range(100, 1100, 25):                  # a form's printed lines
+        page[y:y + 3, 60:760] = 20
+    page[200:204, 100:700] = 20
+    page[400:403, 100:400] = 238 - 0.18 * 218       # faint pencil: 18 % of the ink's contrast
+    page[601:624, 100:700] = 205                    # a light grey printed band
+    shown = viewing_copy(page)
+    paper = np.ones(page.shape, bool)
+    for y in range(100, 1100, 25):
+        paper[y - 2:y + 5] = False
+    paper[380:420], paper[590:650] = False, False
+    assert (shown[paper] == 255).mean() > 0.995  # paper: white
+    assert abs(int(shown[202, 300]) - 20) <= 2 and abs(int(shown[401, 200]) - int(page[401, 200])) <= 2
+    assert abs(int(shown[610, 300]) - 205) <= 2
+    assert len(cv2.imencode(".png", shown, PNG_PARAMS)[1]) < len(cv2.imencode(".png", page, PNG_PARAMS)[1]) / 3

@@ -59,7 +59,7 @@ def test_the_station_shows_reasons_in_the_clerks_language(app, scenario):  # noq
     login(client, "sam")  # sam reads French
     queue = client.get("/queue").get_data(as_text=True)
     assert "à transcrire" in queue and ">to transcribe<" not in queue
-    assert 'value="to transcribe"' in queue  # the filter still selects by the stored reason
+    assert 'value="to_transcribe"' in queue  # the filter selects by the stored reason's code
     reading = client.get("/api/next").get_json()["reading"]
     assert reading["reason_text"] == reason_text("fr", reading["reason"]) != reading["reason"]
     client.post("/lang", data={"lang": "nl", "csrf_token": csrf_of(client)})
@@ -120,3 +120,72 @@ def test_reason_codes_are_stored_as_data(tmp_path):
             [{"code": "no_code", "params": {}}])
     finally:
         again.close()
+
+
+def test_the_station_filters_by_reason_code_and_says_it_in_the_clerks_language(tmp_path):
+    """Issue 12.7: the queue's filter works on the stored codes (readings.reason_codes,
+    quarantine.reason_codes), also inside a reason joined of several ("to transcribe; low contrast
+    page (52 grey levels)"); chips, choices and items are sentences in the clerk's language; the
+    quarantine screen filters by code as well."""
+    import re
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from fallbackkit.generate import print_blank, sheet_geometry
+    from fallbackkit.review import create_app
+    from fallbackkit.scan.pipeline import scan_paths
+    from fallbackkit.scan.simulate import identify, render_pdf
+    from kit_helpers import census_kit
+    from review_helpers import add_people, scribble
+    from test_review_app import login
+
+    kit = census_kit(tmp_path / "k")
+    try:
+        printed = print_blank(kit, "lab-request", 2, tmp_path / "lab.pdf", actor="tester")
+        pages = render_pdf(printed.out_path, 200)
+        folder = tmp_path / "in"
+        folder.mkdir()
+        for k, page in enumerate(pages[:2]):
+            sid = identify(page, kit.kit_id, kit.secret).sheet_id
+            box = next(f for f in sheet_geometry(kit, sid)["fields"] if f["name"] == "diagnosis")["box_mm"]
+            page = page.copy()
+            scribble(page, box)
+            if k == 1:  # a washed-out copy: every field of the page waits, with the page's reason
+                page = (185 + page.astype(np.float32) * 0.2).astype(np.uint8)
+            Image.fromarray(page).save(folder / f"lab-{k}.png")
+        stray = np.full((1169, 827), 250, np.uint8)
+        cv2.putText(stray, "a note, no sheet code", (60, 500), cv2.FONT_HERSHEY_SIMPLEX, 1.5, 20, 4)
+        Image.fromarray(stray).save(folder / "stray.png")
+        scan_paths(kit, [folder], workers=0, progress=False, actor="tester")
+        add_people(kit)
+        conn = kit.db.conn
+        waiting = conn.execute("SELECT reading_id, reason FROM readings WHERE status = 'review'").fetchall()
+        joined = [rid for rid, text in waiting if reasons.codes(text) == {"to_transcribe", "low_contrast"}]
+        low = {rid for rid, text in waiting if "low_contrast" in reasons.codes(text)}
+        transcribe = {rid for rid, text in waiting if "to_transcribe" in reasons.codes(text)}
+        assert len(joined) == 1 and len(low) > 3 and len(transcribe) == 2
+
+        client = create_app(kit.path).test_client()
+        login(client, "sam")  # sam reads French
+        queue = client.get("/queue").get_data(as_text=True)
+        assert 'value="low_contrast"' in queue and 'value="to_transcribe"' in queue
+        assert ">page peu contrastée</option>" in queue  # the code alone, without its parameters
+        assert "à transcrire ; " not in queue and re.search(r"à transcrire; page peu contrastée \(\d+ niveaux", queue)
+        shown = lambda html: {int(r) for r in re.findall(r'/readings/(\d+)"', html)}  # noqa: E731
+        assert shown(client.get("/queue?reason=low_contrast").get_data(as_text=True)) == low
+        assert shown(client.get("/queue?reason=to_transcribe").get_data(as_text=True)) == transcribe
+        chips = re.findall(r'reason=(\w+)[^"]*">([^<]+) <b>(\d+)</b>', queue)
+        assert ("low_contrast", "page peu contrastée", str(len(low))) in chips
+        assert ("to_transcribe", "à transcrire", "2") in chips
+        got = client.get("/api/next?reason=to_transcribe").get_json()["reading"]
+        assert got["reading_id"] in transcribe and "transcrire" in got["reason_text"]
+        assert client.get("/api/progress?reason=low_contrast").get_json()["waiting"] == len(low)
+        assert client.get("/api/progress?reason=to_transcribe").get_json()["waiting"] == 2
+        # the quarantine screen: the page with no code, found by its code, said in French
+        quarantine = client.get("/quarantine?reason=no_code").get_data(as_text=True)
+        assert quarantine.count('data-quarantine="') == 1 and "aucun code de feuille lisible" in quarantine
+        assert client.get("/quarantine?reason=no_marks").get_data(as_text=True).count('data-quarantine="') == 0
+    finally:
+        kit.close()

@@ -58,8 +58,11 @@ def _check_covered(result, truth, hidden, where):
 
 @pytest.mark.parametrize("tier,kind", [("clean", "paper"), ("office", "paper"), ("phone", "paper"),
                                        ("hard", "paper"), ("office", "ruled"), ("phone", "ruled"),
-                                       ("clean", "label")])
+                                       ("clean", "label"), ("bilevel", "paper"), ("bilevel", "ruled")])
 def test_paper_over_fields_sends_every_hidden_field_to_review(ward, tier, kind):
+    """bilevel: an office scanner's black-and-white mode (CCITT G4): the office damage, then
+    thresholded, so that the outlines' grey levels are gone and only their black pixels say they
+    were seen."""
     dpi = 300 if tier == "phone" else DPI
     sheets = ward[dpi]
     rng = np.random.default_rng(sum(map(ord, tier + kind)))
@@ -71,7 +74,10 @@ def test_paper_over_fields_sends_every_hidden_field_to_review(ward, tier, kind):
         rect = random_occluder(geom, rng, size)
         angle = float(rng.uniform(-8, 8)) if kind != "label" else 0.0
         covered = occlude(marked, rect, dpi, rng, kind, angle)
-        result = ward[200].read(degrade(covered, tier, rng, dpi))
+        scanned = degrade(covered, "office" if tier == "bilevel" else tier, rng, dpi)
+        if tier == "bilevel":
+            scanned = np.where(scanned > 160, 255, 0).astype(np.uint8)
+        result = ward[200].read(scanned)
         hidden = fields_under(geom, _inner(rect, angle))
         where = f"{tier} {kind} {size} over {rect} on {sheet_id}"
         assert result.status == "read", where  # code and marks are clear of the occluder

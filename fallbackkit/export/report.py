@@ -189,7 +189,9 @@ class ReportItem(NamedTuple):
 
 def suggestion_accuracy(kit: Kit) -> dict[str, Any]:
     """How the digit suggestions fared with the clerks: shown, accepted as suggested, corrected, and
-    the same for the pre-filled ones (the decision that counts per reading, undone ones left out)."""
+    the same for the pre-filled ones; of the partly pre-filled (only the sure boxes), how many the
+    clerk completed keeping every pre-filled digit and in how many a pre-filled digit was changed
+    (the decision that counts per reading, undone ones left out)."""
     rows = kit.db.execute(
         "SELECT v.suggestion_outcome, v.prefilled FROM reviews v WHERE v.suggestion IS NOT NULL"
         " AND v.decision != 'undo' AND v.review_id = (SELECT MAX(w.review_id) FROM reviews w"
@@ -197,10 +199,13 @@ def suggestion_accuracy(kit: Kit) -> dict[str, Any]:
         " AND w.review_id NOT IN (SELECT undoes FROM reviews WHERE undoes IS NOT NULL))").fetchall()
     shown = len(rows)
     accepted = sum(1 for o, _ in rows if o == "accepted")
-    prefilled = [o for o, p in rows if p]
+    prefilled = [o for o, p in rows if p == 1]
+    partial = [o for o, p in rows if p == 2]
     return {"shown": shown, "accepted": accepted, "corrected": shown - accepted,
             "accuracy": accepted / shown if shown else None, "prefilled": len(prefilled),
-            "prefilled_corrected": sum(1 for o in prefilled if o != "accepted")}
+            "prefilled_corrected": sum(1 for o in prefilled if o != "accepted"),
+            "partly_prefilled": len(partial), "partly_completed": sum(1 for o in partial if o == "completed"),
+            "partly_changed": sum(1 for o in partial if o == "corrected")}
 
 
 # Flags in order of clinical risk: what the form's re-entry items are (medication first: a dose
@@ -325,6 +330,9 @@ def key_figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
             ("Pre-filled suggestions corrected",
              f"{q['suggestions']['prefilled_corrected']} of {q['suggestions']['prefilled']}"
              if q["suggestions"]["prefilled"] else "–"),
+            ("Partly pre-filled suggestions: a pre-filled digit changed",
+             f"{q['suggestions']['partly_changed']} of {q['suggestions']['partly_prefilled']}"
+             if q["suggestions"]["partly_prefilled"] else "–"),
             ("Unlinked downtime MRNs", t["unlinked_identities"]),
             ("Re-entry pending", "–" if t["reentry_pending"] is None else t["reentry_pending"]),
             ("Re-entry entered", t["reentry_entered"]), ("Re-entry not needed", t["reentry_not_needed"]),

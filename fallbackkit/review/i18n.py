@@ -336,6 +336,21 @@ REASONS: dict[str, dict[str, str]] = {
 }
 
 
+# a code named without its parameters (the queue's filter): most sentences drop their "(… {mm} mm)"
+_LABELS = {"n_marked": {"en": "several options marked", "fr": "plusieurs options cochées",
+                        "nl": "meerdere opties aangekruist"}}
+
+
+def reason_label(lang: str, code: str) -> str:
+    """One reason code in the user's language without parameters ("poor page fit", "page mal alignée")."""
+    import re
+    if code in _LABELS:
+        return _LABELS[code].get(lang) or _LABELS[code]["en"]
+    text = REASONS.get(lang, REASONS["en"]).get(code) or REASONS["en"].get(code) or code
+    text = re.sub(r"\s*\([^()]*\{\w+\}[^()]*\)", "", text)
+    return re.sub(r"\s*'?\{\w+\}'?", "", text).strip()
+
+
 def reason_text(lang: str, reason: str | None) -> str:
     """A stored reason (a reading's "; "-joined reasons, or a quarantine code) in the user's language:
     each part by its code and parameters; a part that is no known code is shown as stored."""
@@ -343,8 +358,8 @@ def reason_text(lang: str, reason: str | None) -> str:
     if not reason:
         return ""
     table = REASONS.get(lang, REASONS["en"])
-    if reason in REASONS["en"]:  # a quarantine code
-        return table.get(reason) or REASONS["en"][reason]
+    if reason in REASONS["en"]:  # a code alone: a quarantine reason, or a filter by a reading's reason
+        return reason_label(lang, reason)
     out = []
     for r in parse(reason):
         code, params = r["code"], dict(r["params"])
@@ -355,3 +370,41 @@ def reason_text(lang: str, reason: str | None) -> str:
         text = (table.get(code) or REASONS["en"][code]).format(**params)
         out.append(f"{text} ({option})" if option else text)
     return "; ".join(out)
+# comb boxes (issue 10): the machine's sure digits in the box, the clerk types the boxes left open
+_EN["js"].update({"comb_todo": "Type the highlighted boxes (Space: a box left empty), then Enter.",
+                  "comb_full": "Every box is filled: Enter saves, Backspace or ← corrects, Delete clears all.",
+                  "comb_gap": "An empty box between digits: type it, or Delete to start again.",
+                  "comb_digits": "Digits only here (the separators are printed). Illegible: Alt+I.",
+                  "comb_key": "grey: read by the machine · white: typed by you · orange: type these",
+                  "comb_keys": "Enter saves · Backspace / ← → correct · Delete clears all",
+                  "comb_blank": "All boxes empty: Enter saves blank",
+                  "comb_label": "Boxes of {field}"})
+_FR["js"].update({"comb_todo": "Tapez les cases surlignées (Espace : case laissée vide), puis Entrée.",
+                  "comb_full": "Toutes les cases sont remplies : Entrée enregistre, Retour arrière ou ← corrige, Suppr efface tout.",
+                  "comb_gap": "Une case vide entre des chiffres : tapez-la, ou Suppr pour recommencer.",
+                  "comb_digits": "Chiffres seulement (les séparateurs sont imprimés). Illisible : Alt+I.",
+                  "comb_key": "gris : lu par la machine · blanc : tapé par vous · orange : à taper",
+                  "comb_keys": "Entrée enregistre · Retour arrière / ← → corrigent · Suppr efface tout",
+                  "comb_blank": "Toutes les cases vides : Entrée enregistre vide",
+                  "comb_label": "Cases de {field}"})
+_NL["js"].update({"comb_todo": "Typ de gemarkeerde vakjes (spatie: vakje leeg gelaten), dan Enter.",
+                  "comb_full": "Alle vakjes zijn gevuld: Enter bewaart, Backspace of ← verbetert, Delete wist alles.",
+                  "comb_gap": "Een leeg vakje tussen cijfers: typ het, of Delete om opnieuw te beginnen.",
+                  "comb_digits": "Alleen cijfers (de scheidingstekens staan gedrukt). Onleesbaar: Alt+I.",
+                  "comb_key": "grijs: gelezen door de machine · wit: door u getypt · oranje: te typen",
+                  "comb_keys": "Enter bewaart · Backspace / ← → verbeteren · Delete wist alles",
+                  "comb_blank": "Alle vakjes leeg: Enter bewaart leeg",
+                  "comb_label": "Vakjes van {field}"})
+# the decisions screen: the digit suggestion a decision was made on
+_EN.update({"machine_suggested": "Machine suggested", "prefilled_0": "not pre-filled", "prefilled_1": "pre-filled",
+            "prefilled_2": "sure digits pre-filled", "outcome_accepted": "accepted",
+            "outcome_completed": "completed (pre-filled digits kept)", "outcome_corrected": "corrected"})
+_FR.update({"machine_suggested": "Suggestion de la machine", "prefilled_0": "non pré-rempli", "prefilled_1": "pré-rempli",
+            "prefilled_2": "chiffres sûrs pré-remplis", "outcome_accepted": "acceptée",
+            "outcome_completed": "complétée (chiffres pré-remplis gardés)", "outcome_corrected": "corrigée"})
+_NL.update({"machine_suggested": "Voorstel van de machine", "prefilled_0": "niet vooraf ingevuld", "prefilled_1": "vooraf ingevuld",
+            "prefilled_2": "zekere cijfers vooraf ingevuld", "outcome_accepted": "aanvaard",
+            "outcome_completed": "aangevuld (vooraf ingevulde cijfers behouden)", "outcome_corrected": "verbeterd"})
+_EN["js"].update({"legend_first": "The sheet's legend (Nurses on this sheet), before its slots: typed once, each slot's initials are then one key."})
+_FR["js"].update({"legend_first": "La légende de la feuille (infirmiers de cette feuille), avant ses créneaux : tapée une fois, les initiales de chaque créneau sont ensuite une touche."})
+_NL["js"].update({"legend_first": "De legende van het blad (verpleegkundigen op dit blad), vóór de tijdvakken: één keer getypt, zijn de initialen van elk tijdvak daarna één toets."})

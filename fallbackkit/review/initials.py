@@ -17,6 +17,7 @@ from ..reconcile.legend import LegendEntry, normalize_initials
 
 _LEGEND = re.compile(r"^l(\d+)\.(initials|name)$")
 _SLOT = re.compile(r"^([a-z]\d+)\.s(\d+)\.initials$")
+LEGEND_FIELD, SLOT_FIELD = _LEGEND, _SLOT  # the review queue hands a form's legend before its slots
 RECENT = 9
 
 

@@ -46,9 +46,41 @@ def _filters(ward: str | None, template: str | None, reason: str | None) -> tupl
             where += " AND f.ward = ?"
             params.append(ward)
     if reason:
-        where += " AND rd.reason = ?"
-        params.append(reason)
+        clause, value = reason_clause(reason, "rd")
+        where += f" AND {clause}"
+        params.append(value)
     return joins, where, params
+
+
+# A reason filter is a code (scan/reasons.py): the readings whose stored codes (readings.reason_codes,
+# quarantine.reason_codes) hold it, whatever its parameters or the other reasons beside it.
+HAS_CODE = ("EXISTS (SELECT 1 FROM json_each({t}.reason_codes) j"
+            " WHERE json_extract(j.value, '$.code') = ?)")
+
+
+def is_reason_code(value: str) -> bool:
+    from ..scan.reasons import ENGLISH, QUARANTINE
+    return value in ENGLISH or value in QUARANTINE or value == "other"
+
+
+def reason_clause(reason: str, table: str) -> tuple[str, str]:
+    """The WHERE part (one parameter) for a reason filter on `table` (an alias of readings or
+    quarantine). A value that is no code (a link saved before the codes) selects its exact text."""
+    if is_reason_code(reason):
+        return HAS_CODE.format(t=table), reason
+    return f"{table}.reason = ?", reason
+
+
+def counts_by_code(counts: dict[str, int]) -> dict[str, int]:
+    """Waiting readings per stored reason text -> per reason code (a reading with two reasons counts
+    under both, as the filter by either finds it), most first. The count of "unsure" (no reason) stays."""
+    from ..scan.reasons import parse
+    out: dict[str, int] = {}
+    for text, n in counts.items():
+        codes = ["unsure"] if text in (None, "unsure") else list(dict.fromkeys(r["code"] for r in parse(text)))
+        for code in codes:
+            out[code] = out.get(code, 0) + n
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 # a live claim of someone else (params: actor, now) / a claim of this clerk (params: actor, now)
@@ -108,6 +140,73 @@ def _hold(conn, reading_id: int, actor: str, now: float, seconds: float) -> bool
     return row is not None and row[0] == actor
 
 
+# The initials legend of a MAR ("Nurses on this sheet": l<k>.initials, l<k>.name; reconcile/legend.py)
+# is handed before the form's initials slots (m<k>.s<j>.initials ...), so that every slot is then a
+# one-key pick from it (review/initials.py). Point lookups per claim on readings_sheet (sheet_id, field).
+_FORM_READINGS = ("SELECT rd.reading_id FROM captures c JOIN readings rd ON rd.sheet_id = c.sheet_id"
+                  " AND rd.capture_id = c.capture_id WHERE c.form_id = ? AND rd.status = 'review'")
+_LEGEND_SQL = ("rd.field >= 'l' AND rd.field < 'm'"
+               " AND (rd.field GLOB 'l[0-9]*.initials' OR rd.field GLOB 'l[0-9]*.name')")
+_SLOT_SQL = "rd.type = 'initials' AND rd.field GLOB '[a-z][0-9]*.s[0-9]*.initials'"
+
+
+def _legend_reading(conn, reading_id: int) -> tuple[int | None, bool, bool]:
+    """(form_id, is a legend row, is an initials slot) of a reading."""
+    from .initials import LEGEND_FIELD, SLOT_FIELD
+    row = conn.execute("SELECT c.form_id, rd.field, rd.type FROM readings rd JOIN captures c"
+                       " ON c.capture_id = rd.capture_id WHERE rd.reading_id = ?", [reading_id]).fetchone()
+    if row is None or row[0] is None:
+        return None, False, False
+    return row[0], bool(LEGEND_FIELD.match(row[1])), row[2] == "initials" and bool(SLOT_FIELD.match(row[1]))
+
+
+def _next_legend(conn, form_id: int, after: int, actor: str, now: float) -> int | None:
+    row = conn.execute(f"{_FORM_READINGS} AND {_LEGEND_SQL} AND rd.reading_id > ? AND {PENDING}"
+                       f" AND NOT {CLAIMED_BY_OTHER} ORDER BY rd.reading_id LIMIT 1",
+                       [form_id, after, actor, now]).fetchone()
+    return row[0] if row else None
+
+
+def _first_slot(conn, form_id: int) -> int | None:
+    row = conn.execute(f"SELECT MIN(reading_id) FROM ({_FORM_READINGS} AND {_SLOT_SQL} AND {PENDING})",
+                       [form_id]).fetchone()
+    return row[0] if row else None
+
+
+def legend_first(conn, rid: int | None, after: int, actor: str, now: float,
+                 next_after=None) -> int | None:
+    """The reading to hand instead of rid so that a form's legend comes before its initials slots.
+
+    rid is the queue's next reading after `after`. Coming from a legend row, the next legend row of
+    the form comes next, then the form's first slot still waiting (even when the legend is printed
+    after the slots); a legend row the clerk skipped is not handed again until the queue comes back
+    to the form's first slot with none of its slots decided. next_after(x) is the queue's next
+    reading after x."""
+    conn = _conn(conn)
+    if after:
+        form, is_legend, _ = _legend_reading(conn, after)
+        if is_legend:
+            nxt = _next_legend(conn, form, after, actor, now)
+            if nxt is not None:
+                return nxt
+            slot = _first_slot(conn, form)
+            if slot is not None and slot < after and next_after is not None:
+                return next_after(slot - 1)
+            return rid
+    if rid is None:
+        return None
+    form, _, is_slot = _legend_reading(conn, rid)
+    if not is_slot or _first_slot(conn, form) != rid or _slots_started(conn, form):
+        return rid
+    return _next_legend(conn, form, 0, actor, now) or rid
+
+
+def _slots_started(conn, form_id: int) -> bool:
+    """Some initials slot of the form is decided: the clerk is past the legend (skipped or typed)."""
+    return conn.execute(f"{_FORM_READINGS} AND {_SLOT_SQL} AND NOT ({undecided_sql('rd')}) LIMIT 1",
+                        [form_id]).fetchone() is not None
+
+
 def claim_next(conn, actor: str, after: int = 0, keep: int | None = None, ward: str | None = None,
                template: str | None = None, reason: str | None = None, *, now: float | None = None,
                seconds: float = CLAIM_SECONDS) -> int | None:
@@ -127,6 +226,8 @@ def claim_next(conn, actor: str, after: int = 0, keep: int | None = None, ward: 
             rid = next_reading(conn, 0, ward, template, reason, actor=actor, now=now, claims="mine")
         if rid is None:
             rid = next_reading(conn, after, ward, template, reason, actor=actor, now=now)
+            rid = legend_first(conn, rid, after, actor, now, lambda x: next_reading(
+                conn, x, ward, template, reason, actor=actor, now=now))
         held = [x for x in dict.fromkeys((rid, keep)) if x is not None]
         marks = ",".join("?" * len(held))
         conn.execute("DELETE FROM review_claims WHERE actor = ?" + (f" AND reading_id NOT IN ({marks})" if held else ""),
@@ -201,11 +302,19 @@ def filter_choices(conn) -> dict[str, list[str]]:
             f" SELECT (SELECT MIN({column}) FROM forms WHERE {where} AND {column} > d.v) FROM d WHERE d.v IS NOT NULL)"
             " SELECT v FROM d WHERE v IS NOT NULL")]
     wards, templates = distinct("ward"), distinct("template")
-    reasons = [r[0] for r in conn.execute(  # one step per reason on the partial index (m0066), not per reading
+    texts = [r[0] for r in conn.execute(  # one step per reason on the partial index (m0066), not per reading
         "WITH RECURSIVE r(reason) AS (SELECT MIN(reason) FROM readings WHERE status = 'review'"
         " UNION ALL SELECT (SELECT MIN(reason) FROM readings WHERE status = 'review' AND reason > r.reason)"
         " FROM r WHERE r.reason IS NOT NULL) SELECT reason FROM r WHERE reason IS NOT NULL")]
-    return {"wards": wards, "templates": templates, "reasons": reasons}
+    return {"wards": wards, "templates": templates, "reasons": reason_codes_of(texts)}
+
+
+def reason_codes_of(texts) -> list[str]:
+    """The codes the given stored reasons hold, in the order of scan/reasons.py (a stable list to pick from)."""
+    from ..scan.reasons import ENGLISH, QUARANTINE, parse
+    found = {r["code"] for text in texts for r in ([{"code": text}] if text in QUARANTINE else parse(text))}
+    order = [*ENGLISH, *QUARANTINE, "other"]
+    return [c for c in order if c in found]
 
 
 def open_quarantine_count(conn) -> int:
@@ -215,10 +324,16 @@ def open_quarantine_count(conn) -> int:
                                ).fetchone()[0]
 
 
-def open_quarantine(conn) -> list[dict[str, Any]]:
-    """Quarantined pages nobody has identified yet."""
+def open_quarantine(conn, reason: str | None = None) -> list[dict[str, Any]]:
+    """Quarantined pages nobody has identified yet; with reason (a code), those whose stored codes
+    (quarantine.reason_codes) hold it."""
     from ..store.quarantine import list_quarantine
-    return [item.as_dict() for item in list_quarantine(conn)]
+    items = [item.as_dict() for item in list_quarantine(conn)]
+    if not reason:
+        return items
+    clause, value = reason_clause(reason, "q")
+    keep = {r[0] for r in _conn(conn).execute(f"SELECT q.quarantine_id FROM quarantine q WHERE {clause}", [value])}
+    return [i for i in items if i["quarantine_id"] in keep]
 
 
 # --- geometry: where a field is on the page image ---------------------------------------------
@@ -322,7 +437,8 @@ def reading_suggestion(conn, r: dict[str, Any], field: dict | None, kit_path: Pa
     """The digit suggestion of a comb reading (re-decided from its stored cell measures), with each
     cell's place on the crop (fractions) so that unsure digits can be highlighted there."""
     from ..scan.read import CROP_MARGIN_MM
-    from ..scan.suggest import SuggestionContext
+    from ..scan.suggest import SuggestionContext, prefill_pattern
+    from ..templates.layout import comb_groups
     if field is None or not r["raw"].get("cells"):
         return None
     hints = SuggestionContext(conn, kit_path / "form_templates" if kit_path else None)
@@ -335,6 +451,12 @@ def reading_suggestion(conn, r: dict[str, Any], field: dict | None, kit_path: Pa
         cell["crop"] = [round((cx - x + CROP_MARGIN_MM) / cw, 4), round((cy - y + CROP_MARGIN_MM) / ch, 4),
                         round(cwid / cw, 4), round(chei / ch, 4)]
     got["prefill"] = bool(got["prefill"]) and r["review"] is None
+    got["partial"] = bool(got.get("partial")) and r["review"] is None
+    got["blank"] = bool(got.get("blank")) and r["review"] is None
+    got["pattern"] = prefill_pattern(got, field)  # what the station puts in the box (None: nothing)
+    groups = comb_groups(field["type"], field.get("format"), int(field.get("digits") or 0),
+                         int(field.get("decimals") or 0))
+    got["groups"] = [list(g) for g in groups] if sum(n for _, n in groups) == len(got["cells"]) else None
     return got
 
 

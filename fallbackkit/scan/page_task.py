@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..errors import PayloadError
 from ..files import OutputFiles, file_name
 from .ingest import PageReader, UnreadableFile
 from ..templates.contract import PAGE_IMAGE_DPI  # the page image's dpi, shared with engine.py
@@ -62,17 +63,105 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
     except Exception as exc:  # an engine bug: the page goes to a person, it is never lost
         out = _unreadable(exc, page.dpi)
         result = None
+    back_candidate = (out["status"] == "quarantined" and out["reason"] in BACK_CANDIDATES) or out["status"] == "cover"
+    if back_candidate and index > 1:
+        try:
+            back = _back_of_the_front_before(kit_path / archive_rel, kind, sha, index, page, out)
+        except Exception as exc:  # the check must never lose the page: it stays quarantined
+            out.setdefault("quality", {})["show_through_error"] = f"{type(exc).__name__}: {exc}"
+            back = None
+        if back is not None:
+            out, result = back, None
+    _WORKER["last_page"] = (sha, index, _front_identity(out), image)
     t2 = time.perf_counter()
     stem = f"{sha}-p{index}"
     page_image = getattr(result, "page_image", None) if result is not None else None
     if page_image is None:
         page_image = _preview(image, page.dpi)
-    out["image_path"] = _save_png(kit_path, Path("pages") / sha[:2] / f"{stem}.png", page_image)
+    out["image_path"] = _save_png(kit_path, Path("pages") / sha[:2] / f"{stem}.png", viewing_copy(page_image))
     _save_crops(kit_path, Path("crops") / sha[:2] / stem, out)
     out.update(sha=sha, index=index, kind="page", width_px=int(image.shape[1]), height_px=int(image.shape[0]),
                decoder_notes=notes, decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2),
                rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     return out
+
+
+# A duplex scan's back can come out of the reader as one of these: its code unreadable, or read
+# mirrored through the paper (then no marks where that sheet's marks would be, or "as dark as print"
+# on a bilevel scan, where show-through is as black as ink). A cover's back can come out as a cover.
+BACK_CANDIDATES = ("no_code", "no_marks")
+
+
+def _back_of_the_front_before(path: Path, kind: str, sha: str, index: int, page: Any,
+                              out: dict[str, Any]) -> dict[str, Any] | None:
+    """Is this quarantined page the back of the sheet on the page just before it in the same file,
+    showing nothing but its front through the paper (duplex.py)? Then it is a blank page, never
+    matched to that sheet. Ink the front's mirror does not explain keeps it with a person, with a
+    detail that says so. None: not shown to be a back (the page stays as the reader left it)."""
+    from . import duplex
+    front, front_image = _front_before(path, kind, sha, index)
+    if front is None:
+        return None
+    cover = front.startswith(COVER)
+    front_sheet = None if cover else front
+    if out["status"] == "cover":  # a cover's code read through the paper (decoders read mirrored codes)?
+        if front != COVER + (out.get("payload_text") or ""):
+            return None  # not after that same cover: a cover, as the reader says
+    else:
+        seen = (out.get("quality") or {}).get("show_through", {}).get("sheet_seen_through") or out.get("sheet_id")
+        if cover or (seen is not None and seen != front_sheet):
+            return None  # the code read through the paper is another sheet's: not this front's back
+    measures = duplex.compare(page.image, front_image, page.dpi, page.dpi)
+    quality = dict(out.get("quality") or {})
+    quality["show_through"] = {**quality.get("show_through", {}), "sheet_seen_through": front_sheet,
+                               "front_page": index - 1, "mirror": measures}
+    what = "the ward pack's cover sheet" if cover else f"sheet {front}"
+    if not duplex.is_show_through(measures):
+        if not duplex.is_mirror(measures):
+            return None  # not that front's mirror at all: the reader's own reason stands
+        return {**out, "status": "quarantined", "quality": quality, "reason": "no_code", "payload_text": None,
+                "detail": f"the back of {what} (page {index - 1}, its front shows through the paper)"
+                          f" with ink on it that the front does not explain ({measures['unexplained_longest_mm']} mm"
+                          " mark): something was written on the back? look at the paper"}
+    return {**out, "status": "blank", "reason": "show_through", "quality": quality, "payload_text": None,
+            "detail": f"the back of {what} (page {index - 1}): only its front shows through the paper",
+            "sheet_id": None, "template": None, "version": None, "page": None, "pages": None,
+            "readings": [], "_crops": []}
+
+
+COVER = "cover:"  # + its code: the page before was a ward pack's cover (its signed code verified)
+
+
+def _front_identity(out: dict[str, Any]) -> str | None:
+    """What a page is as the front of the next page: a sheet of this kit whose code verified (read,
+    or put aside for its marks), the pack's cover, or nothing to go by (None)."""
+    if out["status"] == "read" or (out["status"] == "quarantined" and out["reason"] == "no_marks"):
+        return out.get("sheet_id")
+    return COVER + (out.get("payload_text") or "") if out["status"] == "cover" else None
+
+
+def _front_before(path: Path, kind: str, sha: str, index: int) -> tuple[str | None, np.ndarray | None]:
+    """What the page before `index` is as a front (_front_identity) and its image: from this worker's
+    last page, else decoded and identified again (its code verified, as the reader does)."""
+    last = _WORKER.get("last_page")
+    if last is not None and last[0] == sha and last[1] == index - 1:
+        return last[2], last[3]
+    from .. import payload as payload_mod
+    from . import locate
+    from .engine import _is_ours
+    image = _reader_for(path, kind).page(index - 1).image
+    codes, _ = locate.find_codes(image, lambda text: _is_ours(text) or payload_mod.is_cover(text))
+    for code in codes:
+        try:
+            if payload_mod.is_cover(code.text):
+                payload_mod.verify_cover(code.text, _WORKER["secret"], _WORKER["kit_id"])
+                return COVER + code.text, image
+            sp = payload_mod.verify(code.text, _WORKER["secret"], _WORKER["kit_id"])
+        except PayloadError:
+            continue
+        if _WORKER["geometry_for"](sp.sheet_id) is not None:
+            return sp.sheet_id, image
+    return None, None
 
 
 def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
@@ -124,6 +213,27 @@ def _preview(image: np.ndarray, dpi: float | None) -> np.ndarray:
     if scale >= 1:
         return image
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+# The stored page image is for a person to look at (the engine measured the page before, on the
+# original; review crops are cut from the archived original). On an office scan the paper's grain
+# is most of what a PNG has to encode: 430 KiB and ~15 ms a page at 100 dpi. Paper within 8 % of
+# the ink's contrast of the paper level is shown as white and the other greys are kept in steps of
+# 4 levels (the eye sees neither; faint pencil, 18 % and darker, stays): ~110 KiB and ~6 ms.
+PAPER_WHITE = 0.08
+GREY_STEP = 4
+MIN_PAGE_SPAN = 60.0  # paper minus ink, in grey levels, taken as at least this (a nearly blank page)
+
+
+def viewing_copy(image: np.ndarray) -> np.ndarray:
+    """The page image as stored for people: the paper's grain flattened to white, greys in steps."""
+    sample = image[::8, ::8]
+    paper = float(np.percentile(sample, 90))
+    black = float(np.percentile(sample, 0.5))
+    white_from = paper - PAPER_WHITE * max(paper - black, MIN_PAGE_SPAN)
+    grey = np.arange(256)
+    lut = np.where(grey >= white_from, 255, np.minimum(grey // GREY_STEP * GREY_STEP + GREY_STEP // 2, 255))
+    return cv2.LUT(np.ascontiguousarray(image), lut.astype(np.uint8))
 
 
 # Measured on a 100 dpi page image: 2.2 ms and 33 KiB, against 9 ms for OpenCV's default filters.

@@ -2,7 +2,11 @@
 
 Decided from raw measures (`raw["cells"]`, made by `digits.read_cells` in the scan workers), so the
 thresholds here can change and be re-applied without rescanning. A suggestion is never a value: the
-reading stays `review` until a person accepts or corrects it. What the digits must mean is checked
+reading stays `review` until a person accepts or corrects it. What the station pre-fills: the whole
+suggestion when the field is sure (`prefill`), else only its sure boxes (`partial`, each cell's
+`sure`: a box whose digit is right with probability CELL_SURE given the field's rules, and all the
+pre-filled boxes together right with probability PREFILL_MIN), so that the clerk types only the
+digits the machine is unsure of; all boxes surely empty is `blank` (one key). What the digits must mean is checked
 with the one parser of handwritten values (`templates/values.py`): a time of day, a calendar date
 within the kit's printing and scanning window (a birth date in the past), a number within the
 template's plausible range, a MAR time near the scheduled time of its column. A suggestion that
@@ -18,12 +22,13 @@ from ..templates import values
 from ..templates.layout import comb_groups
 
 CELL_MIN = 0.5         # a written cell whose best digit is less likely than this reads as no digit
-CELL_SURE = 0.9        # below this a digit is highlighted as unsure and the field is not pre-filled
-PREFILL_MIN = 0.98     # field confidence needed to pre-fill (chosen on the calibration split)
+CELL_SURE = 0.9        # a box's digit (given the field's rules) below this is unsure: highlighted, never pre-filled
+PREFILL_MIN = 0.98     # the pre-filled boxes must all be right with this probability (calibration split)
 NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled time is queried
 EMPTY_SURE_INK = 0     # ink pixels in a cell that reads as empty beyond which emptiness is unsure
 ALT_MIN = 0.002        # a digit alternative less likely than this is not considered
 MAX_COMBINATIONS = 64  # digit strings weighed per field (the most probable ones)
+TAIL_MASS = 1e-4       # digit strings are weighed until what is left is this unlikely
 PREFILL_MARGIN = 0.05  # never pre-fill when the second valid digit string is this close to the best
 
 
@@ -148,11 +153,21 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
         return None
     checks = checks or Checks()
     cells = [_cell(c) for c in raw_cells]
+    for c in cells:
+        c["sure"] = False
     out: dict[str, Any] = {"suggestion": None, "suggestion_confidence": None, "prefill": False,
-                           "rule": None, "cells": cells}
+                           "partial": False, "blank": False, "rule": None, "cells": cells}
     if all(c["digit"] == "" for c in cells):
+        # every box surely empty: one key says "blank" (still a person's decision)
+        out["blank"] = all(c["p"] >= PREFILL_MIN for c in cells) and not raw.get("page_review")
+        for c in cells:
+            c["sure"] = out["blank"]
+            c.pop("choices", None)
         return out
     bad = [k + 1 for k, c in enumerate(cells) if c["digit"] is None]
+    for c in cells:
+        if c["digit"] is None:
+            c.pop("choices", None)
     if bad:
         out["rule"] = (f"box {bad[0]} holds something other than one digit" if len(bad) == 1
                        else f"boxes {', '.join(map(str, bad))} hold something other than one digit")
@@ -193,12 +208,107 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
     second = valid[1][0] if len(valid) > 1 else 0.0
     out["prefill"] = (rule is None and field_conf >= PREFILL_MIN and second <= PREFILL_MARGIN * valid[0][0]
                       and not raw.get("page_review"))
-    for c in cells:
+    if out["prefill"]:
+        sure = set(range(len(cells)))
+    elif rule is None and not raw.get("page_review"):
+        sure = _sure_cells(cells, choice, field, checks)
+    else:  # a suggestion that breaks a rule is never pre-filled, not even in part
+        sure = set()
+    for k, c in enumerate(cells):
+        c["sure"] = k in sure
+        c["low"] = c["low"] or k not in sure
         c.pop("choices", None)
+    out["partial"] = bool(sure) and not out["prefill"]
     return out
 
 
-__all__ = ["Checks", "suggest", "CELL_MIN", "CELL_SURE", "PREFILL_MIN"]
+def _sure_cells(cells: list[dict], best: list[str], field: dict, checks: Checks) -> set[int]:
+    """The boxes pre-filled on their own: each one's digit right with probability CELL_SURE given
+    the field's rules, and all of them together right with probability PREFILL_MIN.
+
+    Weighed over the digit strings of the boxes' alternatives, where what a box's alternatives leave
+    over ("something else", a digit too unlikely to list) is a wildcard: the clerk types it, the rules
+    cannot judge it, and it never agrees with the machine's digit. Strings that break a rule are
+    impossible; what was not weighed counts against."""
+    widened = []
+    for c in cells:
+        rest = 1.0 - sum(q for _, q in c["choices"])
+        widened.append({"choices": c["choices"] + ([("?", rest)] if rest > 1e-9 else [])})
+    weighed: list[tuple[float, list[str]]] = []
+    broken = seen = 0.0
+    for p, choice in _combinations(widened):
+        seen += p
+        if "?" not in choice:
+            text, why = _assemble([{"digit": d} for d in choice], field)
+            if (why if text is None else _check(text, field, checks)) is not None:
+                broken += p
+                continue
+        weighed.append((p, choice))
+        if 1.0 - seen < TAIL_MASS:
+            break
+    mass = 1.0 - broken
+    if mass <= 0:
+        return set()
+
+    def agree(keep: set[int]) -> float:
+        return sum(p for p, ch in weighed if all(ch[k] == best[k] for k in keep)) / mass
+
+    alone = {k: agree({k}) for k in range(len(best))}
+    chosen: set[int] = set()
+    for k in sorted(alone, key=lambda k: -alone[k]):
+        if alone[k] < CELL_SURE:
+            break
+        if agree(chosen | {k}) >= PREFILL_MIN:
+            chosen.add(k)
+    return chosen
+
+
+def prefill_pattern(got: dict[str, Any], field: dict) -> str | None:
+    """What the station puts in the box for a suggestion: the pre-filled boxes' digits (a space for
+    a box surely empty), `_` for each box left to the clerk, the printed separators in place; None
+    when nothing is pre-filled."""
+    cells = got.get("cells") or []
+    if not (got.get("prefill") or got.get("partial")) or sum(n for _, n in _groups(field)) != len(cells):
+        return None
+    out, i = [], 0
+    for sep, n in _groups(field):
+        out.append(sep)
+        for c in cells[i:i + n]:
+            out.append((c["digit"] or " ") if c.get("sure") else "_")
+        i += n
+    return "".join(out)
+
+
+def keeps_prefill(pattern: str | None, value: Any, number: bool) -> bool | None:
+    """Whether a decided value keeps every pre-filled box of a `prefill_pattern` (None without a
+    pattern). A number's empty boxes and a missing decimal part may be written either way."""
+    import re
+    if pattern is None:
+        return None
+    if not isinstance(value, str):
+        return False
+    out = []
+    for k, ch in enumerate(pattern):
+        if ch.isdigit():
+            out.append(re.escape(ch))
+        elif ch == "_":
+            out.append("\\d?" if number else "\\d")
+        elif ch == " " and number:
+            continue
+        elif number:  # the decimal point: the decimal part may be left out
+            return re.fullmatch("".join(out) + "(?:" + re.escape(ch) + keeps_regex(pattern[k + 1:]) + ")?",
+                                value.strip()) is not None
+        else:
+            out.append(re.escape(ch))
+    return re.fullmatch("".join(out), value.strip()) is not None
+
+
+def keeps_regex(cells: str) -> str:
+    import re
+    return "".join(re.escape(ch) if ch.isdigit() else "\\d?" if ch == "_" else "" for ch in cells)
+
+
+__all__ = ["Checks", "suggest", "prefill_pattern", "keeps_prefill", "CELL_MIN", "CELL_SURE", "PREFILL_MIN"]
 
 
 class SuggestionContext:

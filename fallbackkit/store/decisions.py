@@ -45,8 +45,12 @@ def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
     expect_review_id is the review that counted when the person looked (None: none yet). If
     another decision counts by now, nothing is written and Conflict names who decided: the check
     and the insert are one atomic step, so of two people deciding at once exactly one wins.
-    suggestion: the digit suggestion shown with the reading (`scan/suggest.py`: its text and
-    whether it was pre-filled); the review records it and whether the value accepted it."""
+    suggestion: the digit suggestion shown with the reading (`scan/suggest.py`: its text, whether it
+    was pre-filled in full or in part, and `pattern`, what was in the box). The review records the
+    suggestion, `prefilled` (0 none, 1 the whole suggestion, 2 only its sure boxes) and the outcome:
+    `accepted` (the value is the suggestion), `completed` (partly pre-filled: the clerk kept every
+    pre-filled box and typed other digits than suggested in the rest) or `corrected` (anything else:
+    for a pre-fill, a pre-filled digit was changed)."""
     conn = raw_connection(conn)
     if decision not in DECISIONS:
         raise BadInput(f"decision must be one of {', '.join(DECISIONS)}")
@@ -63,12 +67,14 @@ def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
             value = reading.value
         at = now_iso()
         shown = suggestion.get("suggestion") if suggestion else None
-        outcome = None if shown is None else ("accepted" if value == shown else "corrected")
+        prefilled = None if shown is None else 1 if suggestion.get("prefill") else 2 if suggestion.get("partial") else 0
+        outcome = None if shown is None else ("accepted" if value == shown else
+                                              "completed" if prefilled == 2 and suggestion.get("kept") else "corrected")
         cur = conn.execute(
             "INSERT INTO reviews (reading_id, decision, value, actor, at, note, suggestion, suggestion_outcome,"
             " prefilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [reading_id, decision, json.dumps(value, ensure_ascii=False), actor, at, note, shown, outcome,
-             None if shown is None else int(bool(suggestion.get("prefill")))])
+             prefilled])
         append_audit(conn, actor, f"review.{decision}", f"reading:{reading_id}",
                      {"machine": reading.machine_value, "review": before.value if before else None},
                      {"value": value, "sheet_id": reading.sheet_id, "field": reading.field, "note": note})

@@ -39,13 +39,16 @@ def standing_decision_times(conn, actor: str, limit: int = 2000) -> list[str]:
 
 
 def recent_decisions(conn, limit: int = 200) -> list[dict[str, Any]]:
-    """The latest decisions of everyone, newest first, with the field they were about."""
+    """The latest decisions of everyone, newest first, with the field they were about and the digit
+    suggestion shown (whether it was pre-filled in full or in part, and the outcome)."""
     rows = raw_connection(conn).execute(
         "SELECT r.review_id, r.reading_id, r.decision, r.value, r.actor, r.at, r.undoes, rd.sheet_id, rd.field,"
-        " EXISTS (SELECT 1 FROM reviews x WHERE x.undoes = r.review_id), c.template, c.version FROM reviews r"
+        " EXISTS (SELECT 1 FROM reviews x WHERE x.undoes = r.review_id), c.template, c.version,"
+        " r.suggestion, r.suggestion_outcome, r.prefilled FROM reviews r"
         " JOIN readings rd ON rd.reading_id = r.reading_id JOIN captures c ON c.capture_id = rd.capture_id"
         " ORDER BY r.review_id DESC LIMIT ?", [limit]).fetchall()
     return [{"review_id": r[0], "reading_id": r[1], "decision": r[2],
              "value": json.loads(r[3]) if r[3] is not None else None, "actor": r[4], "at": r[5],
              "undoes": r[6], "sheet_id": r[7], "field": r[8], "undone": bool(r[9]),
-             "template": r[10], "version": r[11]} for r in rows]
+             "template": r[10], "version": r[11], "suggestion": r[12], "suggestion_outcome": r[13],
+             "prefilled": r[14]} for r in rows]

@@ -124,6 +124,9 @@ def wrap_text(text: str, width: float, size: float, font: str = REGULAR, max_lin
         if text_width_mm(candidate, size, font) <= room():
             current = candidate
             continue
+        if current and word == "·" and text_width_mm(current + " ·", size, font) <= room():
+            current += " ·"  # a separator ends its line rather than start the next one
+            continue
         if current:
             lines.append(current)
             current = ""
@@ -131,6 +134,9 @@ def wrap_text(text: str, width: float, size: float, font: str = REGULAR, max_lin
             cut = len(word)
             while cut > 1 and text_width_mm(word[:cut], size, font) > room():
                 cut -= 1
+            joint = max(word.rfind("/", 0, cut), word.rfind("-", 0, cut))
+            if joint > 0:  # "Amoxicillin/" + "clavulanic", not "Amoxicillin/clavulan" + "ic"
+                cut = joint + 1
             lines.append(word[:cut])
             word = word[cut:]
         current = word
@@ -406,6 +412,7 @@ class Placer:
 
 CONTINUED = {"en": "continued", "fr": "suite", "nl": "vervolg"}
 SPACINGS = ((GAP_Y, SECTION_H), (1.8, 6.0))  # normal; compact, tried when a form would spill over
+DENSE = (1.0, 4.6)  # a MAR only: tried last, when compact spacing still needs another sheet
 
 
 class _Flow:
@@ -416,6 +423,7 @@ class _Flow:
                  spacing: tuple[float, float] = SPACINGS[0], top: float = HEADER_BOTTOM):
         self.template, self.paper, self.langs, self.top = template, paper, langs, top
         self.gap_y, self.section_h = spacing
+        self.dense = spacing == DENSE
         self.size = PAPER_SIZES_MM[paper]
         self.left, self.right = MARGIN, self.size[0] - MARGIN
         self.bottom = self.size[1] - MARGIN - FOOTER_HEIGHT
@@ -451,9 +459,16 @@ class _Flow:
         text = label_text(title, self.langs)
         if continued:
             text += f" ({' / '.join(dict.fromkeys(CONTINUED[lang] for lang in self.langs))})"
-        self.page.fill(self.left, self.y, self.width, 5.2, 0.88)
-        self.page.text(self.left + 1.5, self.y + 3.9, _clip(text, self.width - 3, 8.5, BOLD), 8.5, BOLD)
+        bar = min(5.2, self.section_h - 0.6)  # the dense MAR's bars are a little lower
+        size = 8.5 if bar >= 5.2 else 7.5
+        self.page.fill(self.left, self.y, self.width, bar, 0.88)
+        self.page.text(self.left + 1.5, self.y + bar - 1.3, _clip(text, self.width - 3, size, BOLD), size, BOLD)
         self.y += self.section_h
+
+    @property
+    def bar_note_y(self) -> float:
+        """Baseline of a note in the last heading bar (right side), from the flow's y after it."""
+        return -self.section_h + (3.8 if not self.dense else self.section_h - 0.6 - 1.2)
 
     def section_title(self, title: dict[str, str], following: float, whole: float | None = None) -> None:
         """A section heading with at least `following` mm under it; the whole section (`whole` mm)
@@ -467,14 +482,31 @@ class _Flow:
         self.title = title
 
 
+def _inline_title(flow: _Flow, placer: Placer, section: Section) -> float:
+    """A dense flow (the MAR's last try at one sheet) prints a one-row section's title left of its
+    fields instead of in a bar; the width it takes, or 0 when the section keeps its bar."""
+    if not flow.dense:
+        return 0.0
+    title_w = max(text_width_mm(section.title[lang], 8.0, BOLD) for lang in placer.langs) + 3.0
+    rows = _field_rows(flow.width - title_w, placer, section)
+    return title_w if len(rows) == 1 else 0.0
+
+
 def _flow_fields(flow: _Flow, placer: Placer, section: Section, prefix: str = "") -> None:
-    rows = _field_rows(flow.width, placer, section)
+    inline = _inline_title(flow, placer, section)
+    rows = _field_rows(flow.width - inline, placer, section)
     heights = [max(h for _, _, h in row) for row in rows]
     whole = sum(heights) + flow.gap_y * (len(rows) - 1)
-    flow.section_title(section.title, heights[0], whole)
+    if inline:
+        flow.title = None
+        flow.ensure(heights[0])
+        for k, lang in enumerate(dict.fromkeys(section.title[lang] for lang in placer.langs)):
+            flow.page.text(flow.left, flow.y + LABEL_H + 3.0 + k * 3.4, lang, 8.0, BOLD)
+    else:
+        flow.section_title(section.title, heights[0], whole)
     for row, height in zip(rows, heights):
         flow.ensure(height)
-        x = flow.left
+        x = flow.left + inline
         for spec, w, _ in row:
             placer.draw(flow.page, spec, prefix + spec.name, x, flow.y, w)
             x += w + GAP_X
@@ -496,8 +528,9 @@ def _field_rows(width: float, placer: Placer, section: Section) -> list[list[tup
 
 
 def _fields_height(flow: _Flow, placer: Placer, section: Section) -> float:
-    heights = [max(h for _, _, h in row) for row in _field_rows(flow.width, placer, section)]
-    return flow.section_h + sum(heights) + flow.gap_y * len(heights)
+    inline = _inline_title(flow, placer, section)
+    heights = [max(h for _, _, h in row) for row in _field_rows(flow.width - inline, placer, section)]
+    return (0.0 if inline else flow.section_h) + sum(heights) + flow.gap_y * len(heights)
 
 
 GRID_OPTION_W = 12.0
@@ -594,12 +627,15 @@ def comb_groups(type: str, format: str | None = None, digits: int = 0, decimals:
 
 
 def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: float, w: float,
-                prefix: str, caption: str | None, status: bool, extra: dict) -> None:
+                prefix: str, caption: str | None, status: bool, extra: dict, dense: bool = False) -> None:
     """One administration slot: caption (scheduled time), status marks, actual time, initials and,
     when the template has held codes, the box for the code of why a dose was held. A PRN slot
     (no status marks) has a "given" box, and under its time the reason and the effect."""
     langs = placer.langs
-    sy = y + 1.5  # 2 mm clear of the row line and of the time boxes: the reader looks for the outline
+    # 2 mm clear of the row line and of the time boxes (the reader looks for the outline); 1.5 mm on
+    # a dense MAR, still clear of the reader's 0.7 mm outline search plus its 0.8 mm spill strips
+    top, gap = SLOT_DENSE if dense else SLOT_NORMAL
+    sy = y + top
     sx = x
     if caption:
         # the scheduled time sits left of the marks, on their line: a compact slot, so that a
@@ -642,7 +678,7 @@ def _slot_block(placer: Placer, page: _Page, meds: Medications, x: float, y: flo
                 page.text(ox + BOX + 0.8, sy + BOX - 1.2, placer.label(opt.label), 7.5, BOLD)
                 options.append({"value": opt.value, "box_mm": _box_mm(ox, sy, BOX, BOX)})
             page.geom({"name": f"{prefix}.effect", "type": "choice", "options": options, **extra})
-    ty = sy + BOX + 2.0
+    ty = sy + BOX + gap
     time_spec = FieldSpec("time", "datetime", meds.labels["time"], format="time")
     placer.draw(page, time_spec, f"{prefix}.time", x, ty, 0, show_label=False, extra=extra)
     ix = x + placer.comb_width(time_spec) + 1.5
@@ -676,7 +712,14 @@ def held_label(meds: Medications, langs: tuple[str, ...]) -> str:
 
 
 CAPTION_W = 10.0  # the time, then 2 mm before the first box: the reader checks for ink spilling in
-SLOT_H = 1.5 + BOX + 2.0 + CELL_H + 1.0
+SLOT_NORMAL = (1.5, 2.0)  # the slot's top padding (the row line 0.5 mm above it) and the marks-to-time gap, mm
+SLOT_DENSE = (1.0, 1.5)
+SLOT_H = SLOT_NORMAL[0] + BOX + SLOT_NORMAL[1] + CELL_H + 1.0
+
+
+def slot_height(dense: bool) -> float:
+    top, gap = SLOT_DENSE if dense else SLOT_NORMAL
+    return top + BOX + gap + CELL_H + 1.0
 EFFECT_PITCH = 9.0
 HELD_LABEL_SIZE = 7.5
 MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « si nécessaire » ou prescriptions : "
@@ -684,10 +727,12 @@ MORE_ROWS = {"en": "more PRN or new orders: use a blank MAR", "fr": "autres « s
 PANEL_W = 36.0
 
 
-def _legend_lines(meds: Medications, langs: tuple[str, ...], width: float) -> list[str]:
+def _legend_lines(meds: Medications, langs: tuple[str, ...], width: float, size: float = 6.5,
+                  run_on: bool = False) -> list[str]:
     """The marking legend under the section heading: the status letters, then the held codes and
     the PRN effect marks, wrapped to the section width, one language after the other."""
-    lines = []
+    lines: list[str] = []
+    texts = []
     for lang in langs:
         text = meds.labels["legend"][lang]
         if meds.held_codes:
@@ -698,7 +743,11 @@ def _legend_lines(meds: Medications, langs: tuple[str, ...], width: float) -> li
             text += f". {meds.labels['prn_reasons'][lang]}: {codes}"
         if meds.prn_effect is not None:
             text += f"; {meds.labels['prn_effect'][lang]}"
-        lines += wrap_text(text, width, LEGEND_SIZE)[0]
+        texts.append(text)
+    if run_on:  # the dense MAR: one language runs on after the other (" / "), no half-empty line between
+        return wrap_text(" / ".join(texts), width, size)[0]
+    for text in texts:
+        lines += wrap_text(text, width, size)[0]
     return lines
 
 
@@ -711,6 +760,8 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     meds = section.medications
     langs = placer.langs
     panel_w = PANEL_W
+    slot_h = slot_height(flow.dense)
+    legend_size, legend_pitch = (6.0, 2.6) if flow.dense else (LEGEND_SIZE, 2.9)
     slot_w = (flow.width - panel_w - 2) / meds.slots_per_line
     parts = meds.part_specs()
     order_extra = "prescriber" in parts
@@ -718,7 +769,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     def row(kind: str, index: int, info: list[str], slot_captions: list[str | None],
             order_field: bool, status: bool, med_ref: int | None) -> None:
         lines = max(1, -(-len(slot_captions) // meds.slots_per_line))
-        info_h = 2.0 + sum(3.8 if size > 8 else 3.2 for _, size, _ in info)
+        info_h = 2.0 + sum(info_pitch(size) for _, size, _ in info)
         height = row_height(lines, info_h, order_field)
         flow.ensure(height)
         page, y0 = flow.page, flow.y
@@ -735,21 +786,22 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             placer.draw(page, spec, f"{prefix}.order", flow.left, y0 + 1.0 + len(label) * 2.7 + 0.8,
                         panel_w - 3, show_label=False, extra=extra)
             if order_extra:
-                _order_by(placer, page, meds, flow.left + panel_w, y0 + 0.5 + lines * SLOT_H + 0.5,
+                _order_by(placer, page, meds, flow.left + panel_w, y0 + 0.5 + lines * slot_h + 0.5,
                           flow.right - flow.left - panel_w - 1, prefix, extra)
         else:
             ty = y0 + 4.0
             for text, size, font in info:
                 page.text(flow.left + 1, ty, text, size, font)
-                ty += 3.8 if size > 8 else 3.2
+                ty += info_pitch(size)
         for s, caption in enumerate(slot_captions):
             line, col = divmod(s, meds.slots_per_line)
             sx = flow.left + panel_w + col * slot_w
-            sy = y0 + 0.5 + line * SLOT_H
+            sy = y0 + 0.5 + line * slot_h
             slot_extra = dict(extra)
             if caption and kind == "m":
                 slot_extra["scheduled"] = caption
-            _slot_block(placer, page, meds, sx, sy, slot_w, f"{prefix}.s{s + 1}", caption, status, slot_extra)
+            _slot_block(placer, page, meds, sx, sy, slot_w, f"{prefix}.s{s + 1}", caption, status, slot_extra,
+                        flow.dense)
         flow.y = y0 + height
 
     def order_label() -> list[str]:
@@ -758,26 +810,26 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
 
     def row_height(lines: int, info_h: float, order_field: bool) -> float:
         order_h = 1.0 + len(order_label()) * 2.7 + 0.8 + 18.0 + 0.5
-        slots_h = lines * SLOT_H + (ORDER_BY_H if order_field and order_extra else 0.0)
+        slots_h = lines * slot_h + (ORDER_BY_H if order_field and order_extra else 0.0)
         return max(slots_h, info_h, order_h if order_field else 14.0) + 0.4
 
     scheduled = [m for m in context.get("medications", []) if not m.get("prn")]
     prn = [m for m in context.get("medications", []) if m.get("prn")]
-    legend = _legend_lines(meds, langs, flow.width - 2)
-    flow.section_title(section.title, SLOT_H + 4 + 8)
+    legend = _legend_lines(meds, langs, flow.width - 2, legend_size, run_on=flow.dense)
+    flow.section_title(section.title, slot_h + 4 + 8)
     for text in legend:
-        flow.page.text(flow.left + 1, flow.y + 2.3, text, LEGEND_SIZE)
-        flow.y += 2.9
+        flow.page.text(flow.left + 1, flow.y + 2.3, text, legend_size)
+        flow.y += legend_pitch
     flow.y += 1.0
     for i, med in enumerate(scheduled, 1):
         times = [t for t in (med.get("scheduled_times") or "").split(";") if t.strip()][: meds.max_slots]
-        info = _med_info(med, panel_w - 2, "")
+        info = _med_info(med, panel_w - 2, "", flow.dense)
         row("m", i, info, times or [None] * meds.slots_per_line, False, True, med.get("line"))
     # Blank PRN and new-order rows fill the sheet, up to the template's numbers: when all of them
     # would open another sheet for a few empty rows, as many as fit stay on this one.
     blank_prn = max(0, meds.prn_rows - len(prn))
     blank_new = meds.blank_rows_stock if context.get("blank_stock") else meds.blank_rows
-    prn_info = [_med_info(m, panel_w - 2, "PRN") for m in prn]
+    prn_info = [_med_info(m, panel_w - 2, "PRN", flow.dense) for m in prn]
     prn_slots = [meds.prn_slot_count(m.get("frequency")) for m in prn]
     blank_prn_lines = max(1, -(-meds.prn_slots // meds.slots_per_line))
     order_h = row_height(1, 0, True)
@@ -786,7 +838,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
         h = 0.0
         if prn or n_prn:
             h += flow.section_h + sum(row_height(-(-n // meds.slots_per_line),
-                                                 2.0 + sum(3.8 if z > 8 else 3.2 for _, z, _ in inf), False)
+                                                 2.0 + sum(info_pitch(z) for _, z, _ in inf), False)
                                       for inf, n in zip(prn_info, prn_slots))
             h += n_prn * row_height(blank_prn_lines, 0, True)
         if n_new:
@@ -797,8 +849,11 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     note_h = 0.0 if prn else 3.4  # the "use a blank MAR" note: in the PRN heading, or a line of its own
     shortened = False
     # (blank stock keeps all its rows: for a new patient every order is a new one)
+    # A census MAR keeps at least one blank new-order row on its sheet: an order written during the
+    # outage must have a row (when even one does not fit, the rows go to a second sheet, all of them).
+    keep_new = min(1, blank_new)
     if len(flow.pages) == 1 and not context.get("blank_stock") and needed(blank_prn, blank_new) > room:
-        fit_prn, fit_new = 0, 0
+        fit_prn, fit_new = 0, keep_new
         while True:
             grew = False
             for which in ("new", "prn"):
@@ -807,23 +862,23 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
                     fit_prn, fit_new, grew = n_prn, n_new, True
             if not grew:
                 break
-        if needed(0, 0) + note_h <= room:
+        if needed(0, keep_new) + note_h <= room:
             blank_prn, blank_new, shortened = fit_prn, fit_new, True
     note = " / ".join(dict.fromkeys(MORE_ROWS[lang] for lang in langs))
     if shortened and not (prn or blank_prn):
         flow.page.text(flow.left + 1, flow.y + 2.5, note, 7, BOLD)
         flow.y += 3.4
     if prn or blank_prn:
-        flow.section_title({lang: meds.labels["prn"][lang] for lang in LANGS}, SLOT_H + 4)
+        flow.section_title({lang: meds.labels["prn"][lang] for lang in LANGS}, slot_h + 4)
         if shortened:
-            flow.page.text(flow.right - 1.5, flow.y - flow.section_h + 3.8, note, 6.5, REGULAR, "right")
+            flow.page.text(flow.right - 1.5, flow.y + flow.bar_note_y, note, 6.5, REGULAR, "right")
         for i, med in enumerate(prn + [None] * blank_prn, 1):
             if med:
                 row("p", i, prn_info[i - 1], [None] * prn_slots[i - 1], False, False, med.get("line"))
             else:
                 row("p", i, [], [None] * meds.prn_slots, True, False, None)
     if blank_new:
-        flow.section_title({lang: meds.labels["new_order"][lang] for lang in LANGS}, SLOT_H + 4)
+        flow.section_title({lang: meds.labels["new_order"][lang] for lang in LANGS}, slot_h + 4)
         for i in range(1, blank_new + 1):
             row("n", i, [], [None] * meds.slots_per_line, True, True, None)
 
@@ -867,6 +922,8 @@ def _legend_layout(flow: _Flow, placer: Placer, legend) -> tuple[str | None, lis
     in_bar = joined if title_w + 8.0 + text_width_mm(joined, 6.5) <= flow.width - 3.0 else None
     note = [] if in_bar else list(dict.fromkeys(
         line for lang in langs for line in wrap_text(legend.labels["note"][lang], flow.width - 2, 6.5)[0]))
+    if flow.dense and len(note) > 1 and text_width_mm(joined, 6.5) <= flow.width - 2:
+        note = [joined]  # the dense MAR: both languages on one line
     label_lines = max(len(_column_label(lab, langs, w)) for lab, w in (
         (legend.labels["initials"], init_w), (legend.labels["name"], name_w), (legend.labels["signature"], sig_w)))
     return in_bar, note, label_lines, name_w
@@ -889,7 +946,7 @@ def _flow_legend(flow: _Flow, placer: Placer, section: Section) -> None:
     flow.section_title(section.title, whole, whole)
     page, y = flow.page, flow.y
     if in_bar:
-        page.text(flow.right - 1.5, y - flow.section_h + 3.8, in_bar, 6.5, REGULAR, "right")
+        page.text(flow.right - 1.5, y + flow.bar_note_y, in_bar, 6.5, REGULAR, "right")
     for k, text in enumerate(note):
         page.text(flow.left + 1, y + 2.3 + k * 2.8, text, 6.5)
     y += len(note) * 2.8 + (0.4 if note else 0.0)
@@ -937,14 +994,25 @@ def _legend_height(flow: _Flow, placer: Placer, section: Section) -> float:
         + -(-section.legend.rows // 2) * LEGEND_PITCH + flow.gap_y
 
 
-def _med_info(med: dict[str, Any], width: float, default_frequency: str) -> list[tuple[str, float, str]]:
+def info_pitch(size: float) -> float:
+    """Line pitch of a medication panel's text (the drug name at 8.5 pt; the dense MAR's 6.5 pt)."""
+    return 3.8 if size > 8 else 3.2 if size >= 7 else 2.8
+
+
+def _med_info(med: dict[str, Any], width: float, default_frequency: str,
+              dense: bool = False) -> list[tuple[str, float, str]]:
     """A medication's pre-printed panel: drug name, dose and route, frequency, wrapped (not cut)
-    so that a long name or dose is read in full; lines as (text, size, font)."""
+    so that a long name or dose is read in full; lines as (text, size, font). The dense MAR sets
+    dose and frequency a size smaller, so that a long order needs no taller row than its slots."""
     info: list[tuple[str, float, str]] = []
     dose = " ".join(p for p in (med.get("dose"), med.get("route")) if p)
-    name_size = next((z for z in (8.5, 8.0, 7.5, 7.0) if text_width_mm(med["medication"], z, BOLD) <= width), 8.5)
-    for text, size, font, most in ((med["medication"], name_size, BOLD, 3), (dose, 7.0, REGULAR, 3),
-                                   (med.get("frequency") or default_frequency, 7.0, REGULAR, 2)):
+    sizes = (8.5, 8.0, 7.5, 7.0) if not dense else (8.5, 8.0, 7.5, 7.0, 6.5)
+    long_name = text_width_mm(med["medication"], 7.0, BOLD) > width
+    name_size = next((z for z in sizes if text_width_mm(med["medication"], z, BOLD) <= width),
+                     7.0 if dense and long_name else 8.5)
+    small = 6.5 if dense else 7.0
+    for text, size, font, most in ((med["medication"], name_size, BOLD, 3), (dose, small, REGULAR, 3),
+                                   (med.get("frequency") or default_frequency, small, REGULAR, 2)):
         if text:
             info += [(line, size, font) for line in wrap_text(text, width, size, font, most)[0]]
     return info
@@ -1158,6 +1226,10 @@ def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = 
         compact = _flow_form(template, paper, langs, context, SPACINGS[1])
         if len(compact.pages) < len(flow.pages):
             flow = compact
+    if len(flow.pages) > 1 and template.medications is not None:
+        dense = _flow_form(template, paper, langs, context, DENSE)
+        if len(dense.pages) < len(flow.pages):
+            flow = dense
     placer = Placer(langs)
     for layout in flow.pages:
         layout.pages = len(flow.pages)

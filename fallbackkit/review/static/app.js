@@ -12,7 +12,7 @@
   var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
   var box = document.getElementById("item");
   var statusEl = document.getElementById("status");
-  var current = null, prefetched = null, choice = null, busy = false;
+  var current = null, prefetched = null, choice = null, busy = false, comb = null;
 
   function el(tag, attrs, children) {
     var e = document.createElement(tag);
@@ -75,11 +75,119 @@
     });
   }
 
+  // --- comb boxes (issue 10): one box per printed box, the printed separators in place (never
+  // typed). The machine's sure digits are in their boxes (grey); the boxes it is unsure of are open
+  // (orange, as on the crop) and the cursor waits on the first. A digit fills the box under the
+  // cursor (white: the clerk's) and the cursor goes on to the next open box. Enter saves when no box
+  // is open; Backspace clears the box before the cursor, ← → Home End move, Delete clears every box
+  // (type the field again), Space leaves a number's box empty. With the whole suggestion pre-filled
+  // the first digit typed starts the field again (as typing over selected text did).
+  function Comb(r, sug) {
+    var self = this;
+    self.groups = sug.groups; self.number = r.type === "number"; self.pristine = true;
+    var shown = sug.prefill || sug.partial || sug.blank;
+    self.cells = sug.cells.map(function (c) {
+      var machine = shown && c.sure;
+      // must: a box the machine is unsure of next to pre-filled ones is typed (a digit, or Space)
+      return { digit: machine ? (c.digit || "") : "", who: machine ? "machine" : null, open: !machine, must: shown && !machine };
+    });
+    self.cursor = self.nextOpen(-1);
+    self.el = el("div", { "class": "comb", id: "comb", tabindex: "0", role: "textbox",
+      "aria-label": S.comb_label.replace("{field}", r.field_label || r.field), "data-pattern": sug.pattern || "" });
+    self.hidden = el("input", { type: "hidden", id: "typed" });
+    self.el.addEventListener("keydown", function (ev) { self.key(ev); });
+    self.el.addEventListener("click", function (ev) {
+      var c = ev.target.closest ? ev.target.closest("[data-i]") : null;
+      if (c) { self.cursor = parseInt(c.getAttribute("data-i"), 10); self.pristine = false; self.draw(); }
+    });
+    self.draw();
+  }
+  Comb.prototype.nextOpen = function (i) {
+    var n = this.cells.length, j;
+    for (j = i + 1; j < n; j++) if (this.cells[j].open) return j;
+    for (j = 0; j <= i && j < n; j++) if (this.cells[j].open) return j;
+    return n;
+  };
+  Comb.prototype.clear = function () {  // every box empty and the clerk's: the field typed again
+    this.cells.forEach(function (x) { x.digit = ""; x.who = null; x.open = true; x.must = false; });
+    this.cursor = 0;
+  };
+  Comb.prototype.key = function (ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    var k = ev.key, n = this.cells.length, c = this.cursor;
+    if (/^[0-9]$/.test(k)) { ev.preventDefault(); this.put(k); return; }
+    if (k === " ") {
+      ev.preventDefault();
+      if (!this.number) { say(S.comb_digits, true); return; }
+      this.put(""); return;
+    }
+    if (k === "Backspace") { ev.preventDefault(); if (c > 0) { this.cells[c - 1] = { digit: "", who: null, open: true, must: !this.number }; this.cursor = c - 1; } }
+    else if (k === "Delete") { ev.preventDefault(); this.clear(); }
+    else if (k === "ArrowLeft") { ev.preventDefault(); this.cursor = Math.max(0, c - 1); }
+    else if (k === "ArrowRight") { ev.preventDefault(); this.cursor = Math.min(n, c + 1); }
+    else if (k === "Home") { ev.preventDefault(); this.cursor = 0; }
+    else if (k === "End") { ev.preventDefault(); this.cursor = n; }
+    else if (k.length === 1) { ev.preventDefault(); say(S.comb_digits, true); return; }
+    else return;
+    this.pristine = false; say(""); this.draw();
+  };
+  Comb.prototype.put = function (digit) {  // digit "" (Space): the clerk says this box is empty
+    var n = this.cells.length;
+    if (this.cursor >= n) {
+      if (!this.pristine || this.cells.some(function (x) { return x.open; })) { say(S.comb_full, true); return; }
+      this.clear();  // start again
+    }
+    this.cells[this.cursor] = { digit: digit, who: "clerk", open: false, must: false };
+    this.pristine = false;
+    this.cursor = this.nextOpen(this.cursor);
+    say(""); this.draw();
+  };
+  Comb.prototype.result = function () {  // {text} (null: every box empty), or {problem: "todo" | "gap"}
+    var cells = this.cells, parts = [], i = 0;
+    if (cells.some(function (x) { return x.open && x.must; })) return { problem: "todo" };  // a box left to the clerk
+    if (cells.every(function (x) { return x.digit === ""; })) return { text: null };
+    this.groups.forEach(function (g) { parts.push({ sep: g[0], ds: cells.slice(i, i + g[1]).map(function (x) { return x.digit; }) }); i += g[1]; });
+    if (!this.number) {
+      if (cells.some(function (x) { return x.digit === ""; })) return { problem: "todo" };
+      return { text: parts.map(function (p) { return p.sep + p.ds.join(""); }).join("") };
+    }
+    var whole = parts[0].ds, first = -1, last = -1;
+    whole.forEach(function (d, k) { if (d !== "") { if (first < 0) first = k; last = k; } });
+    if (first < 0) return { problem: "gap" };
+    for (var k = first; k <= last; k++) if (whole[k] === "") return { problem: "gap" };
+    var text = whole.join("");
+    if (parts[1]) {
+      var dec = parts[1].ds, used = dec.join("");
+      for (var m = 0; m < used.length; m++) if (dec[m] === "") return { problem: "gap" };
+      if (used) text += "." + used;
+    }
+    return { text: text };
+  };
+  Comb.prototype.draw = function () {
+    var self = this, i = 0, box = self.el;
+    box.textContent = "";
+    self.groups.forEach(function (g) {
+      if (g[0]) box.appendChild(el("span", { "class": "sep", text: g[0] === " " ? "\u2002" : g[0] }));
+      for (var k = 0; k < g[1]; k++, i++) {
+        var c = self.cells[i];
+        var cls = "cell " + (c.open ? "todo" : c.who === "machine" ? "machine" : "clerk") + (i === self.cursor ? " cursor" : "");
+        box.appendChild(el("span", { "class": cls, "data-i": String(i), text: c.digit || "\u00a0" }));
+      }
+    });
+    box.appendChild(el("span", { "class": "end" + (self.cursor >= self.cells.length ? " cursor" : ""), "data-i": String(self.cells.length), text: "\u00a0" }));
+    var got = self.result();
+    self.hidden.value = got.text || "";
+    box.setAttribute("data-value", got.text || "");
+    document.querySelectorAll("#item .cellmark").forEach(function (m) {
+      m.classList.toggle("cur", parseInt(m.getAttribute("data-cell"), 10) - 1 === self.cursor);
+    });
+  };
+
   function render(d) {
     box.textContent = "";
     document.getElementById("done").hidden = true;
     if (!d || d.done) { current = null; document.getElementById("done").hidden = false; showEnd(d); return; }
-    var r = d.reading; current = r; choice = null;
+    var r = d.reading; current = r; choice = null; comb = null;
     var c = r.capture || {};
     var meta = el("div", { "class": "meta" }, [
       el("span", {}, [S.ward + " ", el("b", { text: (c.ward || "—") + (c.bed ? " · " + S.bed + " " + c.bed : "") })]),
@@ -98,18 +206,21 @@
       // unsure digits (and boxes that hold no digit) highlighted on the crop
       var frame = el("div", { "class": "cropframe" }, [crop.firstChild]);
       (sug.cells || []).forEach(function (cell, i) {
-        if (!cell.crop || !(cell.low || cell.digit === null)) return;
-        var mark = el("div", { "class": "lowcell", "data-cell": String(i + 1) });
+        if (!cell.crop) return;
+        var mark = el("div", { "class": (cell.low || cell.digit === null) ? "cellmark lowcell" : "cellmark", "data-cell": String(i + 1) });
         mark.style.left = (cell.crop[0] * 100) + "%"; mark.style.top = (cell.crop[1] * 100) + "%";
         mark.style.width = (cell.crop[2] * 100) + "%"; mark.style.height = (cell.crop[3] * 100) + "%";
         frame.appendChild(mark);
       });
       crop.appendChild(frame);
     }
-    var why = el("p", { "class": "why" }, [
-      S.why + ": ", el("span", { "class": "badge warn", text: r.reason_text || r.reason || "?" }), "   " + S.machine + ": ",
-      el("b", { id: "machine", text: show(r.value) }), "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)"
-    ]);
+    var whyParts = [S.why + ": ", el("span", { "class": "badge warn", text: r.reason_text || r.reason || "?" })];
+    // handwriting the machine does not read has no "machine read" value: saying "— (confidence 90%)" confused clerks
+    if (r.options || (r.value !== null && r.value !== undefined)) {
+      whyParts.push("   " + S.machine + ": ", el("b", { id: "machine", text: show(r.value) }),
+        "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)");
+    }
+    var why = el("p", { "class": "why" }, whyParts);
     var answer = el("div", { "class": "answer", id: "answer" });
     var actions = el("div", { "class": "actions" });
     var accept = el("button", { "class": "primary", id: "accept", type: "button" }, [S.accept + " ", el("kbd", { text: S.enter })]);
@@ -138,15 +249,27 @@
       });
       markSelected();
     } else {
-      var input = el("input", { "class": "typed", id: "typed", autocomplete: "off", spellcheck: "false", placeholder: S.type_here });
-      if (typeof r.value === "string") input.value = r.value;
-      else if (sug && sug.prefill && sug.suggestion) { input.value = sug.suggestion; input.setAttribute("data-prefilled", "1"); }
-      if (r.type === "number") input.setAttribute("inputmode", "decimal");
-      answer.appendChild(input);
+      var input;
+      if (sug && sug.groups && sug.cells && sug.cells.length && typeof r.value !== "string") {
+        comb = new Comb(r, sug);  // comb boxes: the machine's sure digits in place, the clerk types the rest
+        input = comb.hidden;
+        answer.appendChild(comb.el); answer.appendChild(input);
+        answer.appendChild(el("p", { "class": "combkeys", id: "comb-keys" }, [
+          el("span", { "class": "swatch machine" }), el("span", { "class": "swatch clerk" }), el("span", { "class": "swatch todo" }),
+          S.comb_key + " — " + S.comb_keys]));
+        if (sug.blank) answer.appendChild(el("p", { "class": "suggestion", id: "comb-blank", text: S.comb_blank }));
+      } else {
+        input = el("input", { "class": "typed", id: "typed", autocomplete: "off", spellcheck: "false", placeholder: S.type_here });
+        if (typeof r.value === "string") input.value = r.value;
+        else if (sug && sug.prefill && sug.suggestion) { input.value = sug.suggestion; input.setAttribute("data-prefilled", "1"); }
+        if (r.type === "number") input.setAttribute("inputmode", "decimal");
+        answer.appendChild(input);
+      }
       if (r.code_list) {
         answer.appendChild(el("p", { "class": "codes", id: "code-list", text: S.codes + ": " +
           r.code_list.map(function (c) { return c.code + " " + c.text; }).join(" · ") }));
       }
+      if (r.legend_row) answer.appendChild(el("p", { "class": "suggestion", id: "legend-note", text: S.legend_first }));
       var ih = r.initials_help;
       if (ih && ih.picks.length) {
         // initials: one key (1-9) picks a row of the sheet's legend, or a recent value without one
@@ -186,7 +309,7 @@
     box.appendChild(el("section", { "class": "card", "data-reading": String(r.reading_id) },
       [meta, head, crop, why, answer, actions, hist, el("div", { "class": "pagebox", id: "pagebox", hidden: "" })]));
     var typed = document.getElementById("typed");
-    if (typed) { typed.focus(); typed.select(); } else { accept.focus(); }
+    if (comb) { comb.el.focus(); comb.draw(); } else if (typed) { typed.focus(); typed.select(); } else { accept.focus(); }
     decorate(r);
     applyCropZoom();
     prefetch();
@@ -231,6 +354,16 @@
       send(same(value, r.value) ? "confirm" : "correct", value);
       return;
     }
+    if (comb) {
+      var got = comb.result();
+      if (got.problem) { say(S["comb_" + got.problem], true); comb.el.focus(); return; }
+      if (got.text === null) {
+        if ((r.suggestion && r.suggestion.blank) || r.ink === 0) { send("transcribe", null); return; }
+        say(S.type_or_illegible, true); return;
+      }
+      send(got.text === r.value ? "confirm" : "transcribe", got.text);
+      return;
+    }
     var text = document.getElementById("typed").value.trim();
     if (!text) {
       if (r.ink === 0) { send("transcribe", null); return; }
@@ -259,7 +392,11 @@
   }
   function advance(fromId) {
     var ahead = prefetched && prefetched.reading ? prefetched.reading.reading_id : null;
-    if (prefetched && current && current.reading_id === fromId && ahead !== fromId) { render(prefetched); return; }
+    if (prefetched && current && current.reading_id === fromId && ahead !== fromId) {
+      // a legend row just typed: the slot fetched ahead shows the legend as it was before it
+      if (current.legend_row && prefetched.reading.initials_help) { getJSON("/api/readings/" + ahead).then(render); return; }
+      render(prefetched); return;
+    }
     fetchNext(fromId).then(function (d) {
       // the only item left is the one just skipped: it stays on screen, nothing is "done"
       if (d.reading && d.reading.reading_id === fromId) { say(S.last_one); showProgress(); return; }
@@ -348,7 +485,7 @@
   }
   document.addEventListener("keydown", function (ev) {  // Alt with + / - / 0 works while typing; alone outside the box
     if (!current || ev.ctrlKey || ev.metaKey) return;
-    var typing = ev.target && ev.target.id === "typed";
+    var typing = ev.target && (ev.target.id === "typed" || ev.target.id === "comb");
     if (!ev.altKey && typing) return;
     var step = zoomStep(ev);
     if (step === null) return;
@@ -357,7 +494,7 @@
 
   document.addEventListener("keydown", function (ev) {
     if (!current || ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    var typing = ev.target && ev.target.id === "typed";
+    var typing = ev.target && (ev.target.id === "typed" || ev.target.id === "comb");
     if (ev.key === "Escape") { ev.preventDefault(); skipItem(); return; }
     if (ev.key === "Enter") {
       if (ev.target && ev.target.tagName === "BUTTON" && ev.target.id !== "accept" && !ev.target.classList.contains("opt")) return;

@@ -14,8 +14,14 @@ bp = Blueprint("quarantine", __name__)
 
 @bp.get("/quarantine")
 def quarantine():
+    from collections import Counter
     from ...scan.pipeline import UNTRUSTED_REASONS
-    return render_template("quarantine.html", items=q.open_quarantine(g.kit.db), untrusted=UNTRUSTED_REASONS)
+    reason = request.args.get("reason") or None  # a code: the pages whose stored reason codes hold it
+    every = q.open_quarantine(g.kit.db)
+    counts = Counter(i["reason"] for i in every).most_common()
+    items = q.open_quarantine(g.kit.db, reason) if reason else every
+    return render_template("quarantine.html", items=items, untrusted=UNTRUSTED_REASONS, reason=reason,
+                           counts=counts)
 
 
 @bp.post("/quarantine/<int:quarantine_id>/assign")

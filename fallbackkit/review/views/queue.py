@@ -9,12 +9,13 @@ from flask import Blueprint, current_app, g, jsonify, redirect, render_template,
 
 from ... import reconcile as rc
 from ...reconcile import summary
+from ...scan.suggest import keeps_prefill
 from ...errors import BadInput
 from ...store.decisions import NOTE_MAX, AlreadyDecided, record_review
 from .. import labels as lb
 from .. import queue as q
 from ..i18n import STRINGS, reason_text, t
-from ..initials import initials_help
+from ..initials import LEGEND_FIELD, initials_help
 from ..typed import check_typed
 from ..web import filters, id_arg, json_id, kit_path, option_text, session_start
 
@@ -31,7 +32,7 @@ def queue_view():
         item["label"] = lb.field_label(table, item["field"])
         item["name"] = names.get(item["mrn"] or "")
         item["title"] = lb.form_title(table, item["template"])
-    counts = summary.queue_counts(g.kit, f.get("ward"), f.get("template"))
+    counts = q.counts_by_code(summary.queue_counts(g.kit, f.get("ward"), f.get("template")))
     return render_template("queue.html", items=items, counts=counts, filters=f,
                            choices=q.filter_choices(g.kit.db), query=urlencode(f),
                            quarantined=q.open_quarantine_count(g.kit.db))
@@ -70,6 +71,7 @@ def reading_json(reading_id: int) -> dict[str, Any]:
     d["returned"] = q.returned_by_undo(g.kit.db, reading_id) if d["review"] is None else None
     d["patient_name"] = rc.patient_name(g.kit, d["capture"].get("patient_mrn"), d["capture"].get("downtime_mrn"))
     d["initials_help"] = initials_help(g.kit.db, d, g.user.name) if d["review"] is None else None
+    d["legend_row"] = bool(LEGEND_FIELD.match(d["field"] or ""))  # handed before the slots: say why
     return d
 
 
@@ -134,9 +136,12 @@ def api_decide(reading_id: int):
                             "reason": implausible}), 422
         if implausible:
             note = (f"implausible, confirmed: {implausible}" + (f" — {note}" if note else ""))[:NOTE_MAX]
+    shown = detail.get("suggestion")
+    if shown and shown.get("pattern"):  # partly pre-filled: did the value keep every pre-filled box?
+        shown = {**shown, "kept": keeps_prefill(shown["pattern"], value, detail["type"] == "number")}
     try:  # the "decided meanwhile?" check and the insert are one transaction
         review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, note,
-                                  expect_review_id=seen, suggestion=detail.get("suggestion"))
+                                  expect_review_id=seen, suggestion=shown)
     except AlreadyDecided as exc:
         return jsonify({"error": t(g.lang, "already_decided", who=exc.by or "?"), "conflict": True}), 409
     return jsonify({"ok": True, "review_id": review_id})
@@ -149,7 +154,12 @@ def api_progress():
     f = filters()
     since = session_start()
     counts = summary.queue_counts(g.kit, f.get("ward"), f.get("template"))
-    waiting = counts.get(f["reason"], 0) if f.get("reason") else sum(counts.values())
+    if not f.get("reason"):
+        waiting = sum(counts.values())
+    elif q.is_reason_code(f["reason"]):
+        waiting = q.counts_by_code(counts).get(f["reason"], 0)
+    else:  # a link saved before the codes: its exact text
+        waiting = counts.get(f["reason"], 0)
     times = [dt.datetime.fromisoformat(at) for at in q.own_decision_times(g.kit.db, g.user.name)]
     times = [t_ for t_ in times if t_ >= since]
     done = len(times)
