@@ -72,9 +72,13 @@ def _json_list(items: Iterable[Any], level: int) -> Iterator[str]:
 
 def emit_json_list(items: Iterable[Any]) -> None:
     """emit_json(list(items)), byte for byte, written as the items come (never all in memory)."""
+    pieces: list[str] = []
     for piece in _json_list(items, 0):
-        click.echo(piece, nl=False)
-    click.echo("")
+        pieces.append(piece)
+        if len(pieces) >= 500:  # a write per few hundred items, not per item
+            click.echo("".join(pieces), nl=False)
+            pieces.clear()
+    click.echo("".join(pieces))
 
 
 def emit_json_report(totals: dict[str, Any], forms: Iterable[Any]) -> None:
