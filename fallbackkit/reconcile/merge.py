@@ -412,54 +412,38 @@ def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
         _check_paths(remote, root)
         merger = _Merger(kit, remote, root)
         conn = kit.db.conn
-        # Millions of readings go into four indexes: with SQLite's default 2 MB page cache most
-        # index pages are read again for each chunk. 128 MB while merging (then the default again).
-        cache_before = conn.execute("PRAGMA cache_size").fetchone()[0]
-        conn.execute(f"PRAGMA cache_size = {MERGE_CACHE_KIB}")
-        try:
-            return _merge(kit, other, actor, remote, remote_id, merger)
-        finally:
-            conn.execute(f"PRAGMA cache_size = {int(cache_before)}")
+        # One transaction for the printed registry (and the check that links do not split a
+        # patient: a refusal writes nothing), one per chunk of new captures (their files, rows and
+        # readings, batched; the files copied before the chunk commits), one for the rest. A merge
+        # killed midway keeps the chunks it committed; run again, it goes on from there.
+        with atomic(conn):
+            merger.registry()
+        merger.plan_scans()
+        chunks = range(0, len(merger.new_captures), CAPTURES_PER_CHUNK)
+        for start in chunks:
+            with atomic(conn):
+                before = dict(merger.counts)
+                merger.scan_chunk(merger.new_captures[start:start + CAPTURES_PER_CHUNK])
+                merger.copy_files()
+                if len(chunks) > 1:  # a long merge: each committed part is in the audit log at once
+                    append_audit(conn, actor, "merge.part", f"kit:{remote_id}", None,
+                                 {"from": str(other), "added": {k: v - before.get(k, 0) for k, v in
+                                                                merger.counts.items() if v != before.get(k, 0)}})
+            _chunk_done(start)
+        merger.new_captures = []
+        with atomic(conn):
+            merger.rest()
+            merger.copy_files()
+            counts = {k: v for k, v in sorted(merger.counts.items()) if v}
+            if counts:
+                append_audit(conn, actor, "merge", f"kit:{remote_id}", None,
+                             {"from": str(other), "added": counts})
+                conn.execute("INSERT INTO merge_log (source_kit, source_path, at, actor, counts) VALUES (?, ?, ?, ?, ?)",
+                             [remote_id, str(other), now_iso(), actor, json.dumps(counts)])
+        return {"from": str(other), "kit_id": remote_id, "added": counts, "changed": bool(counts),
+                "double_entries": double_entries(kit), "shared_ranges": shared_ranges(kit, remote)}
     finally:
         remote.close()
-
-
-MERGE_CACHE_KIB = -131072  # SQLite's cache_size in KiB when negative: 128 MB
-
-
-def _merge(kit: Kit, other: Path, actor: str, remote: sqlite3.Connection, remote_id: str,
-           merger: _Merger) -> dict[str, Any]:
-    conn = kit.db.conn
-    # One transaction for the printed registry (and the check that links do not split a
-    # patient: a refusal writes nothing), one per chunk of new captures (their files, rows and
-    # readings, batched; the files copied before the chunk commits), one for the rest. A merge
-    # killed midway keeps the chunks it committed; run again, it goes on from there.
-    with atomic(conn):
-        merger.registry()
-    merger.plan_scans()
-    chunks = range(0, len(merger.new_captures), CAPTURES_PER_CHUNK)
-    for start in chunks:
-        with atomic(conn):
-            before = dict(merger.counts)
-            merger.scan_chunk(merger.new_captures[start:start + CAPTURES_PER_CHUNK])
-            merger.copy_files()
-            if len(chunks) > 1:  # a long merge: each committed part is in the audit log at once
-                append_audit(conn, actor, "merge.part", f"kit:{remote_id}", None,
-                             {"from": str(other), "added": {k: v - before.get(k, 0) for k, v in
-                                                            merger.counts.items() if v != before.get(k, 0)}})
-        _chunk_done(start)
-    merger.new_captures = []
-    with atomic(conn):
-        merger.rest()
-        merger.copy_files()
-        counts = {k: v for k, v in sorted(merger.counts.items()) if v}
-        if counts:
-            append_audit(conn, actor, "merge", f"kit:{remote_id}", None,
-                         {"from": str(other), "added": counts})
-            conn.execute("INSERT INTO merge_log (source_kit, source_path, at, actor, counts) VALUES (?, ?, ?, ?, ?)",
-                         [remote_id, str(other), now_iso(), actor, json.dumps(counts)])
-    return {"from": str(other), "kit_id": remote_id, "added": counts, "changed": bool(counts),
-            "double_entries": double_entries(kit), "shared_ranges": shared_ranges(kit, remote)}
 
 
 def shared_ranges(kit: Kit, remote: sqlite3.Connection) -> list[dict[str, Any]]:
