@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="also what other pre-fill thresholds would give")
     ap.add_argument("--sweep-only", action="store_true", help="stop after the accuracy figures")
+    ap.add_argument("--show-wrong", action="store_true", help="print each wrong pre-filled field")
     ap.add_argument("--split", choices=["test", "calibrate"], default="test",
                     help="digits from the writer-disjoint test split (the figures), or from the calibration "
                          "split (to choose thresholds without looking at the test split)")
@@ -224,6 +225,9 @@ def main() -> None:
                         (got.get("suggestion_confidence") or 0.0 if got["suggestion"] and got.get("rule") is None
                          and not raw.get("page_review") else -1.0, got["suggestion"] == want, typed))
                     clerk(m, got, written, want)
+                    if args.show_wrong and got["prefill"] and got["suggestion"] != want:
+                        print(f"  {tier}: {name} written {want!r} pre-filled {got['suggestion']!r} at "
+                              f"{got['suggestion_confidence']}: {[c.get('alts') for c in raw.get('cells') or []]}")
             digits.use_memory(None)
             return m
 
@@ -247,7 +251,7 @@ def main() -> None:
         def sweep(label: str, m: dict) -> None:
             """What other pre-fill thresholds (field confidence) would give, on these fields."""
             rows = m.get("detail", [])
-            for t in (0.8, 0.9, 0.95, 0.98, 0.99, 0.995):
+            for t in (0.8, 0.9, 0.95, 0.97, 0.98, 0.985, 0.99, 0.995, 0.998):
                 pre = [(ok, typed) for conf, ok, typed in rows if conf >= t]
                 wrong = sum(not ok for ok, _ in pre)
                 keys = sum(typed if not ok else 1 for ok, typed in pre) + sum(
@@ -262,7 +266,7 @@ def main() -> None:
             kept = sg.CELL_SURE, sg.PREFILL_MIN
             try:
                 for cell_sure in (0.9, 0.99):
-                    for prefill_min in (0.95, 0.98, 0.99, 0.995):
+                    for prefill_min in (0.95, 0.97, 0.98, 0.99, 0.995):
                         sg.CELL_SURE, sg.PREFILL_MIN = cell_sure, prefill_min
                         k = {key: 0 for key in ("prefilled", "prefilled_wrong", "partial", "partial_wrong",
                                                 "keys_assist", "keys_typing", "keys_whole", "open_boxes")}
@@ -301,6 +305,18 @@ def main() -> None:
             c_all.append((time.process_time() - c0) * 1000 / len(truth))
         print(f"recognition: {statistics.median(t_all):.2f} ms per comb field by the clock, "
               f"{statistics.median(c_all):.2f} ms of CPU (all cells written, one field at a time)")
+        t_all, c_all = [], []
+        for _ in range(5):
+            t0, c0 = time.perf_counter(), time.process_time()
+            batch = digits.Batch()
+            for name, (f, _) in truth.items():
+                batch.add(page, hmat, f, 20.0)
+            batch.finish()
+            t_all.append((time.perf_counter() - t0) * 1000 / len(truth))
+            c_all.append((time.process_time() - c0) * 1000 / len(truth))
+        print(f"recognition as the scan does it (a page's comb fields together): "
+              f"{statistics.median(t_all):.2f} ms per comb field by the clock, "
+              f"{statistics.median(c_all):.2f} ms of CPU")
         mrng = np.random.default_rng(30)
         mar_pages = []
         for img, mg in mars[: (4 if args.quick else 12)]:
@@ -338,7 +354,8 @@ def main() -> None:
         finally:
             engine.digits.Batch = real
         print(f"engine on filled MAR pages (one core, in memory): {on[0]:.1f} pages/s with digits, "
-              f"{off[0]:.1f} without ({len(mar_pages)} pages); per CPU second {on[1]:.1f} with, {off[1]:.1f} without")
+              f"{off[0]:.1f} without ({len(mar_pages)} pages); per CPU second {on[1]:.1f} with, {off[1]:.1f} without; "
+              f"digits {1000 / on[1] - 1000 / off[1]:.1f} ms of CPU per page")
         kit.close()
 
 

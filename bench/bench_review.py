@@ -17,9 +17,14 @@ once and cached under /tmp/fk-bench-100k), served by `fallbackkit review`'s serv
 process, six scripted clerks logged in over HTTP deciding for 60 s. Each clerk asks for the next
 item and decides it; after every tenth decision it opens the dashboard and then, in turn, the queue,
 conflicts, a worklist page, identities and decisions screens. Prints p50/p95/max per view.
-Targets: p95 <= 200 ms for every view, none above 1 s.
+Targets: p95 <= 200 ms for every view, none above 1 s. By default the clerks do not think (each
+asks for the next item the moment its decision is saved: ~30-40 decisions a second in all, a load
+no records room makes); --pace S adds S seconds per item (+-50 %) per clerk: --pace 2 is a fast
+clerk confirming marks (bench_clerk: one key per mark; a person looks at the crop first), six of
+them ~3 decisions a second. --store DIR uses a prepared copy of the cached store (migrated,
+summaries computed); --profile DIR writes the server's profile per route.
 
-    .venv/bin/python bench/bench_review.py --large [--quick] [--seconds 60] [--clerks 6]
+    .venv/bin/python bench/bench_review.py --large [--quick] [--seconds 60] [--clerks 6] [--pace S]
 """
 from __future__ import annotations
 
@@ -101,6 +106,59 @@ def _percentile(ms: list[float], q: float) -> float:
     return ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]
 
 
+def profiled_serve(kit_path: str, port: int, out_dir: str) -> None:
+    """The station's server with every request profiled (cProfile, per thread) and timed (wall and
+    this thread's CPU): on SIGTERM, writes per route the summed profile (<route>.prof, .txt) and
+    the times (times.json) to out_dir. Used by --large --profile DIR, to find where time goes."""
+    import cProfile
+    import io
+    import pstats
+    import signal
+    import threading
+    from fallbackkit.review import make_server, run_server
+
+    profiles: dict[str, pstats.Stats] = {}
+    times: dict[str, list[tuple[float, float]]] = {}
+    lock = threading.Lock()
+    app = create_app(kit_path)
+    inner = app.wsgi_app
+
+    def wsgi(environ, start_response):
+        route = environ["REQUEST_METHOD"] + " " + re.sub(r"/\d+", "/N", environ.get("PATH_INFO", ""))
+        prof = cProfile.Profile()
+        t, c = time.perf_counter(), time.thread_time()
+        prof.enable()
+        try:
+            return list(inner(environ, start_response))
+        finally:
+            prof.disable()
+            wall, cpu = time.perf_counter() - t, time.thread_time() - c
+            with lock:
+                times.setdefault(route, []).append((wall * 1000, cpu * 1000))
+                if route in profiles:
+                    profiles[route].add(prof)
+                else:
+                    profiles[route] = pstats.Stats(prof)
+
+    app.wsgi_app = wsgi
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    run_server(make_server(kit_path, port=port, app=app))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with lock:
+        (out / "times.json").write_text(json.dumps(times))
+        for route, stats in profiles.items():
+            name = re.sub(r"[^A-Za-z0-9]+", "_", route).strip("_") or "root"
+            stats.dump_stats(out / f"{name}.prof")
+            text = io.StringIO()
+            pstats.Stats(str(out / f"{name}.prof"), stream=text).sort_stats("cumulative").print_stats(40)
+            (out / f"{name}.txt").write_text(text.getvalue())
+
+
 def large(args) -> None:
     """Six clerks deciding on a 100,000-capture store (see the module docstring)."""
     import os
@@ -111,7 +169,11 @@ def large(args) -> None:
     from fallbackkit.store import open_kit
 
     captures = args.captures or (10_000 if args.quick else 100_000)
-    cache, counts = cached_store(captures)
+    if args.store:  # a copy of the cache prepared once (migrated, summaries computed): runs start at once
+        cache = Path(args.store)
+        counts = json.loads((cache / "built.json").read_text())["counts"] if (cache / "built.json").is_file() else {}
+    else:
+        cache, counts = cached_store(captures)
     print(f"store: {counts} (cached in {cache}); load average {os.getloadavg()[0]:.2f} (2 cores, shared)")
     with tempfile.TemporaryDirectory() as tmp:
         kit_path = working_copy(cache, Path(tmp), "kit")
@@ -132,9 +194,12 @@ def large(args) -> None:
             print(f"summaries of {n:,} forms computed once in {time.perf_counter() - t0:.1f} s")
         kit.close()
         port = _free_port()
-        server = subprocess.Popen([sys.executable, "-c", "import sys; from fallbackkit.review import serve;"
-                                   " serve(sys.argv[1], port=int(sys.argv[2]))", str(kit_path), str(port)],
-                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+        command = ("import sys; from fallbackkit.review import serve; serve(sys.argv[1], port=int(sys.argv[2]))"
+                   if not args.profile else
+                   "import sys; sys.path.insert(0, sys.argv[4]); from bench_review import profiled_serve;"
+                   " profiled_serve(sys.argv[1], int(sys.argv[2]), sys.argv[3])")
+        server = subprocess.Popen([sys.executable, "-c", command, str(kit_path), str(port), str(args.profile or ""),
+                                   str(ROOT / "bench")], env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             for _ in range(3000):
                 try:
@@ -178,6 +243,8 @@ def large(args) -> None:
                                               {"Content-Type": "application/json", "X-CSRF-Token": c.csrf})
                     after = rid
                     decided += 1
+                    if args.pace:  # a person looks at the crop before the key: pace s per item, +-50 %
+                        time.sleep(rnd.uniform(0.5, 1.5) * args.pace)
                     if decided % 10 == 0 and time.perf_counter() < deadline:
                         timed_request(c, "dashboard", "GET", "/")
                         view = views[(decided // 10 + k) % len(views)]
@@ -193,7 +260,8 @@ def large(args) -> None:
             for th in threads:
                 th.join()
             wall = time.perf_counter() - start
-            print(f"{args.clerks} clerks for {args.seconds} s (finished in {wall:.0f} s);"
+            mode = f"a decision every {args.pace:g} s (+-50 %) per clerk" if args.pace else "no thinking time"
+            print(f"{args.clerks} clerks, {mode}, for {args.seconds} s (finished in {wall:.0f} s);"
                   f" {len(times.get('decision', []))} decisions; load average {os.getloadavg()[0]:.2f}")
             worst = 0.0
             for what in ["next item", "decision", "dashboard", *views]:
@@ -220,6 +288,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int)
     ap.add_argument("--large", action="store_true", help="six clerks on a 100,000-capture store")
     ap.add_argument("--captures", type=int, help="with --large: the store's size")
+    ap.add_argument("--store", help="with --large: a folder holding kit/ (a prepared copy of the cached store),"
+                                    " copied for the run and never changed")
+    ap.add_argument("--pace", type=float, default=0.0, metavar="S",
+                    help="with --large: each clerk thinks S seconds per item (+-50 %%); 0: none (the default)")
+    ap.add_argument("--profile", metavar="DIR", help="with --large: profile the server per route into DIR")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--clerks", type=int, default=6)
     args = ap.parse_args()

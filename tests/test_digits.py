@@ -59,6 +59,66 @@ def test_outline_removal_keeps_the_strokes_that_cross_or_touch_it():
     assert norm is not None and ink >= 33 * 4  # the crossing stroke whole (the old mask cut 1 mm of it)
 
 
+def _outlined_cell() -> tuple[np.ndarray, int]:
+    """A blank cell patch as cut at CELL_PPM (1 mm around), its printed outline 3 px wide, and m."""
+    ppm = digits.CELL_PPM
+    m = int(round(ppm))
+    h, w = int(round(10 * ppm)), int(round(7.5 * ppm))
+    p = np.full((h, w), 245, np.uint8)
+    for r in (m, h - m):
+        p[r - 1:r + 2, :] = 70
+    for c in (m, w - m):
+        p[:, c - 1:c + 2] = 70
+    return p, m
+
+
+def test_a_long_stroke_beside_the_outline_is_not_taken_for_it():
+    """The base of a 2 written just above the bottom line, along most of the cell: its rows are
+    not the line's (the line runs the whole side), so it stays (LINE_COVER 0.5 took it for line)."""
+    p, m = _outlined_cell()
+    h, w = p.shape
+    p[h - m - 4:h - m - 1, 12:w - 16] = 25          # 32 px of the 44 px side, touching the line
+    dark = np.clip((245 - p.astype(np.float32)) / 215, 0, 1) >= digits.INK_DARK
+    kept, removed = digits.strip_outline(dark, m)
+    assert kept[h - m - 4:h - m - 2, 12:w - 16].all()
+    assert not kept[h - m - 1:h - m + 2, 2:10].any() and not kept[20:h - 20, m - 1:m + 2].any()
+
+
+def test_a_pale_pen_stroke_stays_whole():
+    """Pale parts of a stroke (below INK_DARK, above INK_FAINT) count where they join its dark parts;
+    paper noise of the same paleness that joins no stroke does not."""
+    p, m = _outlined_cell()
+    p[20:30, 28:32] = 25
+    p[30:50, 28:32] = 184                            # 0.27 of the way from paper to black
+    p[50:60, 28:32] = 25
+    p[25:29, 40:44] = 184                            # a pale smudge on its own
+    norm, ink = digits.normalise(p, 20.0)
+    assert norm is not None and ink == 40 * 4        # the whole stroke (the dark parts alone: 80)
+    assert norm[:, 20:].max() == 0                   # and nothing of the smudge
+
+
+def test_a_pages_cells_normalised_together_read_as_each_alone():
+    """The scan normalises a page's cells side by side in one go; training and learning normalise one
+    cell at a time: the same pixels either way."""
+    images, _ = digits_synth.load_mnist()
+    rng = np.random.default_rng(3)
+    patches, blacks = [], []
+    for i in range(12):
+        page, m = _outlined_cell()
+        if i % 4:                                    # a few cells left empty
+            digits_synth.paste(page, np.eye(3) * [[digits.CELL_PPM], [digits.CELL_PPM], [1]],
+                               digits_synth.ink_alpha(images[i], (1, 1, 5.5, 8), digits.CELL_PPM, rng)[0],
+                               (1.0 + rng.uniform(-0.3, 0.8), 1.5), digits.CELL_PPM)
+        patches.append(degrade.office(page, rng) if i % 2 else page)
+        blacks.append(float(rng.uniform(0, 60)))
+    together = digits.normalise_many(patches, blacks)
+    for (n1, ink1), p, b in zip(together, patches, blacks):
+        n2, ink2 = digits.normalise(p, b)
+        assert ink1 == ink2 and (n1 is None) == (n2 is None)
+        assert n1 is None or np.array_equal(n1, n2)
+    assert sum(n is None for n, _ in together) == 3
+
+
 def _cells(*labels_p):
     out = []
     for lp in labels_p:

@@ -283,3 +283,28 @@ def test_a_kit_setting_changed_by_an_upsert_marks_every_form(kit, ward_pack):
     set_setting(kit, "tz", "Europe/Brussels", "it")
     assert summary.pending_forms(kit) == kit.db.conn.execute("SELECT COUNT(*) FROM forms").fetchone()[0]
     assert_kept_equals_full(kit)
+
+
+def test_a_scan_stores_each_page_with_its_forms_summary(kit, blank_lab, monkeypatch):
+    """A scan brings each page's form summary up to date in the page's own transaction: another
+    process (the station) never finds a scanned form marked, so no view recomputes it (at 100k
+    captures a view used to recompute every form the scan had touched so far)."""
+    import sqlite3
+
+    from fallbackkit.scan import pipeline
+    from fallbackkit.scan.pipeline import scan_paths
+    station = sqlite3.connect(kit.path / "store.sqlite")  # what another process sees between pages
+    real, seen = pipeline.store_page, []
+
+    def store_page(conn, page):
+        seen.append((station.execute("SELECT COUNT(*) FROM summary_dirty").fetchone()[0],
+                     station.execute("SELECT COALESCE(SUM(returned), 0) FROM form_summary").fetchone()[0]))
+        return real(conn, page)
+    summary.refresh(kit)
+    monkeypatch.setattr(pipeline, "store_page", store_page)
+    scan_paths(kit, [blank_lab.out_path], workers=0, progress=False)
+    seen.append((station.execute("SELECT COUNT(*) FROM summary_dirty").fetchone()[0],
+                 station.execute("SELECT COALESCE(SUM(returned), 0) FROM form_summary").fetchone()[0]))
+    station.close()
+    assert seen == [(0, n) for n in range(len(seen))]  # no mark between pages; each page counted as it lands
+    assert_kept_equals_full(kit)

@@ -16,6 +16,7 @@ order).
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 from ..errors import FallbackkitError
@@ -141,7 +142,7 @@ def refresh(kit: Kit, everything: bool = False) -> int:
             if QUARANTINE in marks:
                 wanted |= _quarantined_forms(kit)
             form_ids = sorted(wanted)
-            ctx = build_context(kit, _templates(kit), marks={})
+            ctx = build_context(kit, _templates(kit), marks={}, form_ids=form_ids)  # their patients only
         for start in range(0, len(form_ids), FORMS_PER_BATCH):
             part = form_ids[start:start + FORMS_PER_BATCH]
             if not whole:
@@ -158,6 +159,18 @@ def refresh(kit: Kit, everything: bool = False) -> int:
                          f" FROM form_reasons r JOIN form_summary s ON s.form_id = r.form_id GROUP BY 1, 2, 3")
         conn.execute("DELETE FROM summary_dirty")
     return len(form_ids)
+
+
+@contextmanager
+def refreshing(kit: Kit) -> Iterator[Any]:
+    """A write and the summaries of the forms it marked, as one transaction: what the block writes
+    and its forms' recomputed summaries commit together, so no reader ever finds the block's marks
+    (a reader that did would recompute them itself, waiting for the write lock). For writes that
+    touch a few forms (a decision, an undo, a settled conflict); the write lock is held for the
+    block and the recompute of those forms only."""
+    with atomic(kit.db.conn) as conn:
+        yield conn
+        refresh(kit)
 
 
 def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> None:
@@ -298,12 +311,27 @@ def queue_counts(kit: Kit, ward: str | None = None, template: str | None = None)
 
 def conflict_forms(kit: Kit, ward: str | None = None, template: str | None = None, limit: int = 10,
                    offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-    """(forms with open conflicts, the report entries of one page of them)."""
+    """(forms with open conflicts, the report entries of one page of them, in the report's order).
+
+    The first pages without a filter walk the forms in print order (open conflicts are found among
+    the first forms printed: a few hundred steps). Deeper pages and filtered ones read the forms
+    with open conflicts from their partial index, with their print order, sort them here and read
+    the page's reports only: walking in print order to page 300 took ~90 ms at 100,000 captures,
+    and a ward filter walked every form of the ward (220-400 ms)."""
     refresh(kit)
     where, params = _form_filter(ward, template)
-    where = "s.conflicts > 0" + (f" AND {where}" if where else "")
-    n = kit.db.conn.execute(f"SELECT COUNT(*) FROM form_summary s WHERE {where}", params).fetchone()[0]
-    return n, list(iter_form_entries(kit, where, params, limit, offset))
+    conn = kit.db.conn
+    if not where and offset < 100:
+        n = conn.execute("SELECT COUNT(*) FROM form_summary s WHERE s.conflicts > 0").fetchone()[0]
+        return n, list(iter_form_entries(kit, "s.conflicts > 0", [], limit, offset)) if limit else []
+    found = sorted(conn.execute(
+        "SELECT f.rowid, s.form_id FROM form_summary s INDEXED BY form_summary_open_conflicts"
+        " CROSS JOIN forms f ON f.form_id = s.form_id WHERE s.conflicts > 0" + (f" AND {where}" if where else ""),
+        params).fetchall())
+    page = [fid for _, fid in found[offset:offset + limit]] if limit else []
+    reports = dict(conn.execute(f"SELECT form_id, report FROM form_reports WHERE form_id IN ({','.join('?' * len(page))})",
+                                page).fetchall()) if page else {}
+    return len(found), [json.loads(reports[fid]) for fid in page if fid in reports]
 
 
 def _item(text: str) -> WorkItem:

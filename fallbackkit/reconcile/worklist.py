@@ -385,13 +385,24 @@ class BuildContext:
 
 
 def build_context(kit: Kit, templates: dict[str, Template] | None = None,
-                  marks: dict[str, dict[str, Any]] | None = None) -> BuildContext:
+                  marks: dict[str, dict[str, Any]] | None = None,
+                  form_ids: list[str] | None = None) -> BuildContext:
+    """form_ids: the context of these forms only (the census names of their patients, by index:
+    a few forms recomputed after a decision read a few patients, not every census snapshot)."""
+    sql, chunks = "SELECT snapshot_id, mrn, last_name, first_name FROM patients", [None]
+    if form_ids is not None:
+        sql = ("SELECT p.snapshot_id, p.mrn, p.last_name, p.first_name FROM forms f JOIN patients p"
+               " ON p.snapshot_id = f.snapshot_id AND p.mrn = f.patient_mrn WHERE f.form_id IN ({})")
+        chunks = [form_ids[i:i + 500] for i in range(0, len(form_ids), 500)]
+    names = {}
+    for part in chunks:
+        query = sql if part is None else sql.format(",".join("?" * len(part)))
+        for snap, mrn, last, first in kit.db.conn.execute(query, part or []):
+            names[(snap, mrn)] = f"{last.upper()}, {first}"
     return BuildContext(
         links=current_links(kit), marks=_marks(kit) if marks is None else marks,
         templates=templates if templates is not None else kit_templates(kit),
-        census_names={(snap, mrn): f"{last.upper()}, {first}" for snap, mrn, last, first in kit.db.conn.execute(
-            "SELECT snapshot_id, mrn, last_name, first_name FROM patients")},
-        zone=get_setting(kit, "tz"))
+        census_names=names, zone=get_setting(kit, "tz"))
 
 
 def form_work_items(reg: Registry, run: _Pass, fid: str, ctx: BuildContext) -> list[WorkItem]:

@@ -54,7 +54,10 @@ def make_server(kit_path: Path | str, host: str = "127.0.0.1", port: int = 8765,
     from waitress.server import create_server
     from waitress.task import ThreadedTaskDispatcher
     quiet_waitress(logging.getLogger("fallbackkit").isEnabledFor(logging.DEBUG))
-    app = app if app is not None else create_app(kit_path, secure_cookies=tls is not None)
+    if app is None:
+        app = create_app(kit_path, secure_cookies=tls is not None)
+        for name in app.jinja_env.list_templates():  # compiled now, not in the first clerk's request
+            app.jinja_env.get_template(name)
     if tls is not None:
         from .tls import make_tls_server
         return make_tls_server(app, host, port, tls, threads, MAX_BODY)

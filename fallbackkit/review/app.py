@@ -28,7 +28,7 @@ from . import users as u
 from .i18n import reason_text, t
 from .views import BLUEPRINTS
 from .views.auth import LOGIN_COOKIE, SESSION_COOKIE
-from .web import SQLITE_INT_MAX, StationState, change_stamp, fmt, pop_flashes
+from .web import SQLITE_INT_MAX, StationState, StoreConnections, change_stamp, fmt, pop_flashes
 
 PUBLIC_ENDPOINTS = {"auth.login", "auth.login_post", "static", "auth.favicon"}
 TEXT_MAX = 500          # characters of any one form field or query value (notes, reasons, ids, typed values)
@@ -59,11 +59,13 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
                       WORKLIST_PATIENTS_PER_PAGE=20, WORKLIST_ITEMS_PER_PATIENT=20,
                       CONFLICT_FORMS_PER_PAGE=10)
     app.extensions["fallbackkit.station"] = StationState()
+    connections = app.extensions["fallbackkit.connections"] = StoreConnections(
+        lambda: connect(kit_path / "store.sqlite"))
 
     # --- per request: the kit, the session, the CSRF check ------------------------------------
     @app.before_request
     def _open() -> Any:
-        g.kit = Kit(kit_path, kit_id, secret, connect(kit_path / "store.sqlite"))
+        g.kit = Kit(kit_path, kit_id, secret, connections.get())
         g.session = u.load_session(g.kit.db, request.cookies.get(SESSION_COOKIE),
                                    app.config["SESSION_MAX"], app.config["SESSION_IDLE"])
         g.user = g.session.user if g.session else None
@@ -87,8 +89,11 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
     @app.teardown_request
     def _close(exc: BaseException | None) -> None:
         kit_ = g.pop("kit", None)
-        if kit_ is not None:
-            kit_.close()
+        if kit_ is not None:  # the connection stays open for this thread's next request
+            try:
+                kit_.save_audit_head(force=False)
+            finally:
+                connections.done(kit_.db)
 
     @app.after_request
     def _summaries(resp):

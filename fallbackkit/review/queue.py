@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import BadInput, NotFound
 from ..store.readings import undecided_sql
@@ -238,6 +239,29 @@ def claim_next(conn, actor: str, after: int = 0, keep: int | None = None, ward: 
     return rid
 
 
+@contextmanager
+def snapshot(conn) -> Iterator[None]:
+    """Reads that see one state of the store (a read transaction: WAL readers take no lock that
+    a writer waits for, and wait for none)."""
+    conn = _conn(conn)
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.rollback()  # nothing was written: ending the read transaction
+
+
+def held_by(conn, reading_id: int, actor: str, now: float) -> bool:
+    """The reading still waits for a person and actor holds a live claim on it."""
+    conn = _conn(conn)
+    return _pending(conn, reading_id) and conn.execute(
+        "SELECT 1 FROM review_claims WHERE reading_id = ? AND actor = ? AND expires_at > ?",
+        [reading_id, actor, now]).fetchone() is not None
+
+
 def renew_claims(conn, actor: str, reading_ids: list[int], *, now: float | None = None,
                  seconds: float = CLAIM_SECONDS) -> list[int]:
     """Renew the clerk's claims on the readings on their screen; the ids they still hold (a reading
@@ -379,22 +403,55 @@ def outline(mapper, boxes: list[list[float]], pad_mm: float = 1.5) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
 
 
+_GEOMETRY: dict[str, Any] = {}
+
+
+def layout_geometry(conn, layout_hash: str | None) -> dict[str, Any] | None:
+    """A printed layout's geometry, parsed once per process and shared: treat it as read-only. A
+    layout row never changes (its key is the hash of its geometry), and parsing one costs more
+    than the rest of a reading screen."""
+    if not layout_hash:
+        return None
+    found = _GEOMETRY.get(layout_hash)
+    if found is None:
+        row = _conn(conn).execute("SELECT geometry FROM layouts WHERE hash = ?", [layout_hash]).fetchone()
+        if row is None or not row[0]:
+            return None
+        if len(_GEOMETRY) > 256:
+            _GEOMETRY.clear()
+        found = _GEOMETRY[layout_hash] = json.loads(row[0])
+    return found
+
+
 def capture_info(conn, capture_id: int) -> dict[str, Any]:
     conn = _conn(conn)
     row = conn.execute(
         "SELECT c.capture_id, c.status, c.sheet_id, c.form_id, c.template, c.version, c.page, c.pages, c.transform,"
         " c.dpi, c.image_path, c.width_px, c.height_px, c.duplicate_of, c.captured_at, f.ward, f.bed,"
-        " f.patient_mrn, f.downtime_mrn, l.geometry FROM captures c LEFT JOIN forms f ON f.form_id = c.form_id"
-        " LEFT JOIN sheets s ON s.sheet_id = c.sheet_id LEFT JOIN layouts l ON l.hash = s.layout_hash"
-        " WHERE c.capture_id = ?", [capture_id]).fetchone()
+        " f.patient_mrn, f.downtime_mrn, s.layout_hash FROM captures c LEFT JOIN forms f ON f.form_id = c.form_id"
+        " LEFT JOIN sheets s ON s.sheet_id = c.sheet_id WHERE c.capture_id = ?", [capture_id]).fetchone()
     if row is None:
         raise NotFound(f"no capture {capture_id}")
     keys = ["capture_id", "status", "sheet_id", "form_id", "template", "version", "page", "pages", "transform",
             "dpi", "image_path", "width_px", "height_px", "duplicate_of", "captured_at", "ward", "bed",
             "patient_mrn", "downtime_mrn", "geometry"]
     info = dict(zip(keys, row))
-    info["geometry"] = json.loads(info["geometry"]) if info["geometry"] else None
+    info["geometry"] = layout_geometry(conn, info["geometry"])
     return info
+
+
+def reading_options(conn, reading_id: int) -> list[Any] | None:
+    """The options printed for a reading's field (None: a field without options), from its
+    layout alone: what the conflicts screen needs of a reading, without the reading screen's
+    image, suggestion and history."""
+    row = _conn(conn).execute(
+        "SELECT rd.field, rd.type, s.layout_hash FROM readings rd JOIN captures c ON c.capture_id = rd.capture_id"
+        " LEFT JOIN sheets s ON s.sheet_id = c.sheet_id WHERE rd.reading_id = ?", [reading_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no reading {reading_id}")
+    geometry = layout_geometry(conn, row[2])
+    field = next((f for f in geometry["fields"] if f["name"] == row[0]), None) if geometry else None
+    return field_options(field, row[1])
 
 
 def reading_detail(conn, reading_id: int, kit_path: Path | None = None) -> dict[str, Any]:

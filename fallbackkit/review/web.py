@@ -29,6 +29,37 @@ def change_stamp(conn) -> tuple:
     return tuple(conn.execute(f"SELECT MAX({col}) FROM {table}").fetchone()[0] for table, col in CHANGE_STAMP)
 
 
+class StoreConnections:
+    """The station's store connections: one per server thread, opened at its first request and
+    kept for the next ones. Opening costs a few PRAGMAs and the audit key; closing the last open
+    connection of a WAL store checkpoints the whole log (10-25 ms at 100,000 captures). A kept
+    connection is always handed back outside any transaction (a request's unfinished one is rolled
+    back), so each request sees the store as committed when it starts reading."""
+
+    def __init__(self, open_connection: Callable[[], Any]):
+        self._open = open_connection
+        self._local = threading.local()
+
+    def get(self) -> Any:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._open()
+        return db
+
+    def done(self, db: Any) -> None:
+        try:
+            if db.conn.in_transaction:
+                db.conn.rollback()
+        except Exception:  # a broken connection is not kept
+            self.discard(db)
+            raise
+
+    def discard(self, db: Any) -> None:
+        if getattr(self._local, "db", None) is db:
+            self._local.db = None
+        db.conn.close()
+
+
 @dataclass
 class StationState:
     """Per app: messages waiting for the next page of a session, and computed views of the store."""

@@ -1,9 +1,11 @@
 """Digit recognition in comb cells: per cell, empty / one digit 0-9 / something else.
 
 Each cell is cut upright from the scan through the page transform (with the field's measured
-outline shift), its printed outline is removed without cutting the strokes that touch or cross it
-(`strip_outline`), specks are dropped and the ink is normalised
-the way MNIST digits are (longer side 20 px, centred by centre of mass in 28 x 28, deskewed). A
+outline shift); ink is the dark pixels and the paler ones joined to them; its printed outline is
+removed without cutting the strokes that cross it or run beside it (`strip_outline`), specks are
+dropped and the ink is normalised the way MNIST digits are (longer side 20 px, centred by centre of
+mass in 28 x 28, deskewed). A page's cells go through this side by side, together (`normalise_many`:
+a few OpenCV calls per page instead of a few per cell; one cell alone gives the same pixels). A
 small convolutional network gives 11 probabilities (0-9 and "other": a letter, a scribble, two
 digits, a crossed-out digit), calibrated by temperature on held-out digits.
 
@@ -40,12 +42,16 @@ def cell_patch(image: np.ndarray, hmat: np.ndarray, cell_mm, shift_mm=(0.0, 0.0)
 OUTLINE_BAND_MM = 0.6   # half-width of the band around the printed outline searched for its line
 OUTSIDE_MM = 0.5        # a stroke may run this far beyond the outline (and is kept)
 LINE_SHARE = 0.35       # a straight run this long (share of the cell side) in the band may be printed line
-LINE_COVER = 0.5        # ... in a row (column) where such runs cover this share of the cell side
-LINE_EDGE_COVER = 0.1   # ... or this share, next to such a row
+LINE_COVER = 0.8        # ... in a row (column) where such runs cover this share of the cell side (a long
+                        # stroke lying along the line covers less: it stays)
+LINE_EDGE_COVER = 0.1   # ... or this share, next to such a row (the line's blurred edge)
+INK_FAINT = 0.2         # a paler pixel is ink too where it joins ink of INK_DARK (a pale or thin pen)
+GAP_PX = 12             # blank columns between cells laid side by side (more than any kernel reaches)
+_K3 = np.ones((3, 3), np.uint8)
 
 
 def _next_to(a: np.ndarray) -> np.ndarray:
-    """True beside a True of the 1-D array a (one step either way)."""
+    """True beside a True along the first axis of a (one step either way)."""
     out = np.zeros_like(a)
     out[1:] |= a[:-1]
     out[:-1] |= a[1:]
@@ -61,45 +67,66 @@ def _beyond(a: np.ndarray, vertical: bool, reach: int, before: bool) -> np.ndarr
     else:
         k[:, :reach] = 1 if before else 0
         k[:, reach + 1:] = 0 if before else 1
-    return cv2.dilate(a.astype(np.uint8), k, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+    return cv2.dilate(a.view(np.uint8) if a.dtype == bool else a, k, borderType=cv2.BORDER_CONSTANT,
+                      borderValue=0).view(bool)
+
+
+def _tile(a: np.ndarray) -> np.ndarray:
+    """(N, h, w) -> (h, N * (w + GAP_PX)): the cells side by side with blank columns between them, so
+    that one OpenCV call treats a page's cells (and one cell exactly as a page's cells)."""
+    n, h, w = a.shape
+    out = np.zeros((h, n, w + GAP_PX), a.dtype)
+    out[:, :, :w] = a.transpose(1, 0, 2)
+    return out.reshape(h, -1)
+
+
+def _strip_tiled(ink: np.ndarray, n: int, w: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """strip_outline of n tiled cells of width w (see _tile)."""
+    h = ink.shape[0]
+    s = w + GAP_PX
+    band = int(round(OUTLINE_BAND_MM * CELL_PPM))
+    u8 = ink.astype(np.uint8)
+    lh = max(3, int(round(LINE_SHARE * (w - 2 * m))))
+    lv = max(3, int(round(LINE_SHARE * (h - 2 * m))))
+    bd = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
+    horiz = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((1, lh), np.uint8), **bd) > 0
+    vert = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8), **bd) > 0
+    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
+    # thickens the run there but stays outside those rows and is kept (and the blurred edge rows
+    # beside them, where such runs still cover some of the side)
+    rcover = horiz.reshape(h, n, s)[:, :, m:w - m].mean(axis=2)             # (h, n)
+    ccover = vert[m:h - m, :].mean(axis=0)                                 # (n * s,)
+    rsel = (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
+    csel = (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
+    band_rows = np.zeros((h, 1), bool)
+    band_rows[max(0, m - band):m + band + 1] = True
+    band_rows[max(0, h - m - band):h - m + band + 1] = True
+    col = np.arange(n * s) % s
+    band_cols = ((col >= m - band) & (col <= m + band)) | ((col >= w - m - band) & (col <= w - m + band))
+    line_h = horiz & np.repeat(band_rows & rsel, s, axis=1)
+    line_v = vert & (band_cols & csel)[None, :]
+    line = line_h | line_v
+    rest = (ink & ~line).view(np.uint8)
+    reach = 2 * band + 1
+    wide = cv2.dilate(rest, np.ones((1, 3), np.uint8))
+    tall = cv2.dilate(rest, np.ones((3, 1), np.uint8))
+    # a line pixel is kept where a stroke crosses the line (ink on both sides). A stroke that only
+    # touches the line loses the pixels it shares with it: keeping the line there (tried) draws a
+    # bar of outline on every digit that touches its box, which costs more than it saves.
+    cross_h = _beyond(wide, True, reach, True) & _beyond(wide, True, reach, False)
+    cross_v = _beyond(tall, False, reach, True) & _beyond(tall, False, reach, False)
+    kept = rest.view(bool) | line_h & cross_h | line_v & cross_v
+    return kept, line & ~kept
 
 
 def strip_outline(ink: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """(ink without the printed outline, the outline pixels removed) of a cell patch whose outline
     is m px from each edge. The outline is what runs straight along the band where it is printed; a
-    pixel of it is kept where a stroke continues across the line on both sides (a digit touching or
-    crossing the outline keeps its stroke)."""
+    pixel of it is kept where a stroke continues across the line on both sides (a digit crossing the
+    outline keeps its stroke; a long stroke lying beside the line stays, its rows are not the line's)."""
     h, w = ink.shape
-    band = int(round(OUTLINE_BAND_MM * CELL_PPM))
-    u8 = ink.astype(np.uint8)
-    lh = max(3, int(round(LINE_SHARE * (w - 2 * m))))
-    lv = max(3, int(round(LINE_SHARE * (h - 2 * m))))
-    horiz = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((1, lh), np.uint8)) > 0
-    vert = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8)) > 0
-    rows = np.zeros(h, bool)
-    cols = np.zeros(w, bool)
-    for c in (m, h - m):
-        rows[max(0, c - band):c + band + 1] = True
-    for c in (m, w - m):
-        cols[max(0, c - band):c + band + 1] = True
-    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
-    # thickens the run there but stays outside those rows and is kept
-    # (and the blurred edge rows beside them, where such runs still cover some of the side)
-    rcover = horiz[:, m:w - m].mean(axis=1)
-    ccover = vert[m:h - m, :].mean(axis=0)
-    rows &= (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
-    cols &= (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
-    line_h = horiz & rows[:, None]
-    line_v = vert & cols[None, :]
-    line = line_h | line_v
-    rest = ink & ~line
-    reach = 2 * band + 1
-    wide = cv2.dilate(rest.astype(np.uint8), np.ones((1, 3), np.uint8)) > 0
-    keep_h = line_h & _beyond(wide, True, reach, True) & _beyond(wide, True, reach, False)
-    tall = cv2.dilate(rest.astype(np.uint8), np.ones((3, 1), np.uint8)) > 0
-    keep_v = line_v & _beyond(tall, False, reach, True) & _beyond(tall, False, reach, False)
-    kept = rest | keep_h | keep_v
-    return kept, line & ~kept
+    kept, removed = _strip_tiled(_tile(ink[None]), 1, w, m)
+    return kept[:, :w], removed[:, :w]
 
 
 def comb_patches(image: np.ndarray, hmat: np.ndarray, field: dict, shift_mm=(0.0, 0.0)) -> list[np.ndarray]:
@@ -125,9 +152,6 @@ def comb_patches(image: np.ndarray, hmat: np.ndarray, field: dict, shift_mm=(0.0
     return out
 
 
-_K3 = np.ones((3, 3), np.uint8)
-
-
 @functools.lru_cache(maxsize=8)
 def _zones(shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """For a cell patch of this shape: the cell and a little beyond its outline (not the
@@ -144,48 +168,97 @@ def _zones(shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int
 
 def normalise(p: np.ndarray, black: float) -> tuple[np.ndarray | None, int]:
     """(28 x 28 float32 ink image 0..1, or None when empty; ink pixels) of one cell_patch."""
-    flat = p.ravel()
-    k = int(len(flat) * 0.92)
-    paper = float(np.partition(flat, k)[k])
-    span = max(paper - black, 25.0)
-    dark = np.clip((paper - p.astype(np.float32)) / span, 0.0, 1.0)
-    m = int(round(1.0 * CELL_PPM))
-    zone, (r0, r1, c0, c1) = _zones(p.shape)
-    ink, line = strip_outline((dark >= INK_DARK) & zone, m)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
-    keep = np.zeros(n, bool)
-    if n > 1:
-        inside = np.bincount(lab[r0:r1, c0:c1].ravel(), minlength=n)
-        keep[1:] = (stats[1:, cv2.CC_STAT_AREA] >= SPECK_PX) & (inside[1:] > 0)
-    total = int(stats[1:, cv2.CC_STAT_AREA][keep[1:]].sum()) if n > 1 else 0
-    if total < EMPTY_INK_PX:
-        return None, total
-    kept = stats[1:][keep[1:]]
-    x0, y0 = kept[:, cv2.CC_STAT_LEFT].min(), kept[:, cv2.CC_STAT_TOP].min()
-    x1 = (kept[:, cv2.CC_STAT_LEFT] + kept[:, cv2.CC_STAT_WIDTH]).max()
-    y1 = (kept[:, cv2.CC_STAT_TOP] + kept[:, cv2.CC_STAT_HEIGHT]).max()
-    box = (slice(y0, y1), slice(x0, x1))
+    return normalise_many([p], [black])[0]
+
+
+def normalise_many(patches: list[np.ndarray], blacks) -> list[tuple[np.ndarray | None, int]]:
+    """normalise of each cell patch, the cells of one shape laid side by side and treated together
+    (a page's cells cost a few OpenCV calls, not a few per cell; one cell alone gives the same)."""
+    out: list[tuple[np.ndarray | None, int]] = [(None, 0)] * len(patches)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, p in enumerate(patches):
+        groups.setdefault(p.shape, []).append(i)
+    for shape, idx in groups.items():
+        for i, r in zip(idx, _normalise_group(np.stack([patches[i] for i in idx]),
+                                              np.array([blacks[i] for i in idx], np.float32))):
+            out[i] = r
+    return out
+
+
+def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray | None, int]]:
+    n, h, w = p.shape
+    flat = p.reshape(n, -1)
+    k = int(flat.shape[1] * 0.92)
+    paper = np.sort(flat, axis=1, kind="stable")[:, k].astype(np.float32)  # a radix sort of bytes: quick
+    span = np.maximum(paper - blacks, 25.0)
+    # only the zone is looked at (the cell and a little beyond its outline): cut to it, the same
+    # numbers on fewer pixels
+    zone, (r0, r1, c0, c1) = _zones((h, w))
+    ys, xs = np.nonzero(zone)
+    zy, zx = int(ys.min()), int(xs.min())
+    zh, zw = int(ys.max()) + 1 - zy, int(xs.max()) + 1 - zx
+    cut = p[:, zy:zy + zh, zx:zx + zw].astype(np.float32)
+    dark = np.clip((paper[:, None, None] - cut) / span[:, None, None], 0.0, 1.0)
+    m = int(round(1.0 * CELL_PPM)) - zy
+    w, s = zw, zw + GAP_PX
+    dark_t = _tile(dark)
+    # ink: dark pixels, and the paler ones joined to them (a pale pen's strokes stay whole)
+    nf, flab = cv2.connectedComponents((dark_t >= INK_FAINT).view(np.uint8), connectivity=8)
+    hit = np.zeros(nf, bool)
+    hit[flab[dark_t >= INK_DARK]] = True
+    hit[0] = False
+    ink, line = _strip_tiled(np.take(hit, flab), n, w, m)
+    nc, lab, stats, _ = cv2.connectedComponentsWithStats(ink.view(np.uint8), connectivity=8)
+    inside = np.bincount(lab[r0 - zy:r1 - zy].reshape(r1 - r0, n, s)[:, :, c0 - zx:c1 - zx].ravel(), minlength=nc)
+    keep = (stats[:, cv2.CC_STAT_AREA] >= SPECK_PX) & (inside > 0)
+    keep[0] = False
+    cell = stats[:, cv2.CC_STAT_LEFT] // s
+    area = stats[:, cv2.CC_STAT_AREA]
+    total = np.bincount(cell[keep], weights=area[keep], minlength=n).astype(int)
+    big = 1 << 30
+    x0 = np.full(n, big)
+    y0 = np.full(n, big)
+    x1 = np.zeros(n, int)
+    y1 = np.zeros(n, int)
+    kc, ks = cell[keep], stats[keep]
+    np.minimum.at(x0, kc, ks[:, cv2.CC_STAT_LEFT])
+    np.minimum.at(y0, kc, ks[:, cv2.CC_STAT_TOP])
+    np.maximum.at(x1, kc, ks[:, cv2.CC_STAT_LEFT] + ks[:, cv2.CC_STAT_WIDTH])
+    np.maximum.at(y1, kc, ks[:, cv2.CC_STAT_TOP] + ks[:, cv2.CC_STAT_HEIGHT])
     # the kept strokes and the pale rim around them (anti-aliased pen), not the printed line
-    halo = cv2.dilate(keep[lab[box]].astype(np.uint8), _K3) > 0
-    crop = np.where(halo & zone[box] & ~line[box], dark[box], 0.0)
+    halo = cv2.dilate(np.take(keep, lab).view(np.uint8), _K3).view(bool)
+    value = np.where(halo & ~line, dark_t, np.float32(0.0))
+    res: list[tuple[np.ndarray | None, int]] = []
+    for i in range(n):
+        if total[i] < EMPTY_INK_PX:
+            res.append((None, int(total[i])))
+            continue
+        res.append((_centre(value[y0[i]:y1[i], x0[i]:x1[i]]), int(total[i])))
+    return res
+
+
+def _centre(crop: np.ndarray) -> np.ndarray:
+    """The ink crop as MNIST digits are: longer side 20 px, centred by centre of mass in 28 x 28,
+    deskewed (as `deskew`, in the same warp), darkest pixel 1."""
     ch, cw = crop.shape
-    s = 20.0 / max(ch, cw)
-    nh, nw = max(1, int(round(ch * s))), max(1, int(round(cw * s)))
+    sc = 20.0 / max(ch, cw)
+    nh, nw = max(1, int(round(ch * sc))), max(1, int(round(cw * sc)))
     small = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA)
-    out = np.zeros((28, 28), np.float32)
-    tot = float(small.sum()) or 1.0
-    cy = float((small.sum(axis=1) * np.arange(nh)).sum()) / tot
-    cx = float((small.sum(axis=0) * np.arange(nw)).sum()) / tot
-    oy = int(round(14 - cy))
-    ox = int(round(14 - cx))
-    oy = min(max(oy, 0), 28 - nh)
-    ox = min(max(ox, 0), 28 - nw)
-    out[oy:oy + nh, ox:ox + nw] = small
-    out = deskew(out)
+    mo = cv2.moments(small)
+    tot = mo["m00"] or 1.0
+    cy, cx = mo["m01"] / tot, mo["m10"] / tot
+    oy = min(max(int(round(14 - cy)), 0), 28 - nh)
+    ox = min(max(int(round(14 - cx)), 0), 28 - nw)
+    # laid at (ox, oy), then sheared about its centre of mass so that its principal axis is upright
+    skew = 0.0 if abs(mo["mu02"]) < 1e-2 else max(-1.0, min(1.0, mo["mu11"] / mo["mu02"]))
+    mat = np.float32([[1, skew, -skew * (cy + oy) + (cx + ox) - 14 - ox], [0, 1, -oy]])
+    if skew == 0.0:
+        mat[0, 2] = -ox
+    out = cv2.warpAffine(small, mat, (28, 28), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0)
     mx = float(out.max())
     if mx > 0:
         out /= mx
-    return out, total
+    return out
 
 
 def deskew(img: np.ndarray) -> np.ndarray:
@@ -250,20 +323,31 @@ class Model:
         # one input channel: gathering the 25-pixel windows is cheap and one product beats 25 thin
         # ones; the second layer (many channels) is the other way round
         p1 = _windows(x, 5)
+        if not keep:
+            # max-pooling first, then bias and ReLU (the same numbers: both keep the order of values),
+            # on a quarter of the values
+            q1 = _pool(_dense(p1, self.w1))
+            q1 += self.b1
+            np.maximum(q1, 0, out=q1)
+            q2 = _pool(_conv(q1, self.w2, 5))
+            q2 += self.b2
+            np.maximum(q2, 0, out=q2)
+            h = q2.reshape(len(x), -1) @ self.w3
+            h += self.b3
+            np.maximum(h, 0, out=h)
+            return h @ self.w4 + self.b4
         z1 = _dense(p1, self.w1) + self.b1
         a1 = np.maximum(z1, 0)
         q1 = _pool(a1)
-        p2 = _windows(q1, 5) if keep else None
-        z2 = (_dense(p2, self.w2) if keep else _conv(q1, self.w2, 5)) + self.b2
+        p2 = _windows(q1, 5)
+        z2 = _dense(p2, self.w2) + self.b2
         a2 = np.maximum(z2, 0)
         q2 = _pool(a2)
         f = q2.reshape(len(x), -1)
         z3 = f @ self.w3 + self.b3
         h = np.maximum(z3, 0)
         logits = h @ self.w4 + self.b4
-        if keep:
-            return logits, (p1, z1, a1, q1, p2, z2, a2, q2, f, z3, h)
-        return logits
+        return logits, (p1, z1, a1, q1, p2, z2, a2, q2, f, z3, h)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         return self.forward(images)
@@ -294,37 +378,46 @@ def classify(images: list[np.ndarray]) -> np.ndarray:
 
 
 class Batch:
-    """The inked cells of a page, classified in one go (one network pass per page, not per field)."""
+    """The comb cells of a page, normalised and classified together at `finish` (one pass of the
+    outline removal and of the network per page, not per field or cell)."""
 
     def __init__(self):
         self.cells: list[dict[str, Any]] = []
-        self.images: list[np.ndarray] = []
+        self.patches: list[np.ndarray] = []
+        self.blacks: list[float] = []
 
     def add(self, image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
             shift_mm=(0.0, 0.0)) -> list[dict[str, Any]]:
-        """The field's per-cell raw measures; inked cells get their alternatives at `finish`."""
+        """The field's per-cell raw measures, filled in at `finish`."""
         out: list[dict[str, Any]] = []
-        for c, p in zip(field.get("cells_mm") or [], comb_patches(image, hmat, field, shift_mm)):
-            norm, ink = normalise(p, black)
-            cell: dict[str, Any] = {"ink": ink}
+        for p in comb_patches(image, hmat, field, shift_mm):
+            cell: dict[str, Any] = {"ink": 0}
             out.append(cell)
-            if norm is not None:
-                self.cells.append(cell)
-                self.images.append(norm)
+            self.cells.append(cell)
+            self.patches.append(p)
+            self.blacks.append(float(black))
         return out
 
     def finish(self) -> None:
-        """Raw measures of each inked cell: its top alternatives [[label, probability], ...] (label
-        '0'-'9' or 'other'), after the kit's memory if there is one."""
-        if not self.images:
+        """Raw measures of each cell: its ink pixels and, when inked, its top alternatives
+        [[label, probability], ...] (label '0'-'9' or 'other'), after the kit's memory if there is one."""
+        if not self.patches:
             return
-        probs = classify(self.images)
+        inked, images = [], []
+        for cell, (norm, ink) in zip(self.cells, normalise_many(self.patches, self.blacks)):
+            cell["ink"] = ink
+            if norm is not None:
+                inked.append(cell)
+                images.append(norm)
+        self.cells, self.patches, self.blacks = [], [], []
+        if not images:
+            return
+        probs = classify(images)
         if _memory is not None and len(_memory):
-            probs = _memory.adjust(embed(self.images), probs)
-        for cell, p in zip(self.cells, probs):
+            probs = _memory.adjust(embed(images), probs)
+        for cell, p in zip(inked, probs):
             top = np.argsort(-p)[:TOP_K]
             cell["alts"] = [[LABELS[j], round(float(p[j]), 4)] for j in top]
-        self.cells, self.images = [], []
 
 
 def read_cells(image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
@@ -336,7 +429,7 @@ def read_cells(image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
     return out
 
 
-__all__ = ["Batch", "read_cells", "normalise", "cell_patch", "classify", "Model", "model", "LABELS"]
+__all__ = ["Batch", "read_cells", "normalise", "normalise_many", "cell_patch", "classify", "Model", "model", "LABELS"]
 
 
 # --- learning from the kit's own clerks -----------------------------------------------------------

@@ -163,6 +163,7 @@ def check_engine() -> None:
 def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None, progress: bool = True,
                actor: str | None = None) -> ScanSummary:
     """Scan files and folders into the kit. workers=0 reads in this process (debugging, small runs)."""
+    from ..reconcile.summary import refreshing
     from ..store.kit import default_actor
     check_engine()
     actor = actor or default_actor()
@@ -199,7 +200,8 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
         summary.peak_worker_rss_mib = max(summary.peak_worker_rss_mib, result.get("rss_mib", 0.0))
         for note in result.get("decoder_notes") or ():
             summary.decoder_notes.append({"path": str(job.path), "page": result["index"], "note": note})
-        stored = store_page(conn, ScannedPage.from_result(result))
+        with refreshing(kit):  # the page and its form's summary commit together: no station view recomputes it
+            stored = store_page(conn, ScannedPage.from_result(result))
         job.todo.discard(result["index"])
         bar.step(result["status"] not in ("read", "cover", "blank"))
         if stored is None:

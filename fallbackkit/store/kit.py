@@ -35,6 +35,7 @@ from ..errors import (DiskFull, FallbackkitError, IntegrityFailure, KitExists, K
                       StorageFailure)
 from . import migrations
 from .audit import append_audit, audit_head, head_problem, register_audit_key
+from .transactions import StoreConnection, write_lock
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,9 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite_utils.Database:
         conn = sqlite3.connect(f"file:{path.resolve()}?{mode}", uri=True)
         db = sqlite_utils.Database(conn)
     else:
-        db = sqlite_utils.Database(path)
+        conn = sqlite3.connect(str(path), factory=StoreConnection)
+        conn.write_lock = write_lock(path)
+        db = sqlite_utils.Database(conn)
         db.conn.execute("PRAGMA journal_mode=WAL")
         db.conn.execute("PRAGMA synchronous=NORMAL")
     db.conn.execute("PRAGMA foreign_keys=ON")

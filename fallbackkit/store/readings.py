@@ -115,11 +115,14 @@ _CURRENT_REVIEWS = (
 
 
 def current_reviews(conn: Any, reading_ids: Iterable[int] | None = None, *,
-                    capture_ids: Iterable[int] | None = None) -> dict[int, Review]:
+                    capture_ids: Iterable[int] | None = None, sheet_id: str | None = None) -> dict[int, Review]:
     """reading_id -> the review that counts, for every decided reading (or those of the given
-    readings or captures)."""
+    readings, captures or sheet)."""
     conn = raw_connection(conn)
-    if reading_ids is None and capture_ids is None:
+    if sheet_id is not None and reading_ids is None and capture_ids is None:  # by index: one sheet's readings
+        queries = [(_CURRENT_REVIEWS.format(" AND w.reading_id IN (SELECT reading_id FROM readings WHERE sheet_id = ?)"),
+                    [sheet_id])]
+    elif reading_ids is None and capture_ids is None:
         queries = [(_CURRENT_REVIEWS.format(""), [])]
     else:
         column, wanted = ("reading_id", reading_ids) if reading_ids is not None else ("capture_id", capture_ids)
@@ -145,6 +148,12 @@ _ORDER = {"capture": " ORDER BY r.capture_id", "reading": " ORDER BY r.reading_i
           "sheet": " ORDER BY r.sheet_id, r.reading_id"}
 LATEST_READ_CAPTURE = ("r.capture_id IN (SELECT MAX(c2.capture_id) FROM captures c2 WHERE c2.status = 'read'"
                        " AND c2.sheet_id IS NOT NULL GROUP BY c2.sheet_id)")
+# The same condition for the few readings of one sheet: a reading's capture is read and no later
+# capture of that capture's sheet is (two index steps per reading, not a pass over every capture).
+_LATEST_READ_CAPTURE_OF_ROW = (
+    "EXISTS (SELECT 1 FROM captures c1 WHERE c1.capture_id = r.capture_id AND c1.status = 'read'"
+    " AND c1.sheet_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM captures c2 WHERE c2.status = 'read'"
+    " AND c2.sheet_id = c1.sheet_id AND c2.capture_id > c1.capture_id))")
 
 
 def effective_readings(conn: Any, *, capture_ids: Iterable[int] | None = None,
@@ -180,7 +189,7 @@ def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterab
         where.append("r.sheet_id = ?")
         params.append(sheet_id)
     if latest_capture:
-        where.append(LATEST_READ_CAPTURE)
+        where.append(_LATEST_READ_CAPTURE_OF_ROW if sheet_id is not None else LATEST_READ_CAPTURE)
     chunks: list[tuple[str, list[Any], str | None]] = [("", [], None)]
     for column, wanted in (("capture_id", capture_ids), ("reading_id", reading_ids)):
         if wanted is not None:
@@ -193,8 +202,8 @@ def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterab
     for extra, extra_params, column in chunks:
         if reviews is not None:
             get = reviews.get
-        elif column is None:
-            get = current_reviews(conn).get
+        elif column is None:  # one sheet's readings: its reviews only (the reading screen asks for a form's)
+            get = current_reviews(conn, sheet_id=sheet_id).get
         else:  # only the reviews of this chunk's readings: a page of the station asks for ~30 readings
             get = current_reviews(conn, **{column + "s": extra_params}).get
         conds = where + ([extra] if extra else [])

@@ -30,7 +30,7 @@ def conflicts():
     _, forms = summary.conflict_forms(g.kit, f.get("ward"), f.get("template"), limit=per_page,
                                       offset=(page - 1) * per_page)
     items = []
-    details: dict[tuple, dict[str, Any]] = {}
+    options_of: dict[tuple, Any] = {}
     for form in forms:  # one page of the forms with open conflicts, in the report's order
         for c in form.get("conflicts", []):
             if c.get("resolved"):
@@ -42,13 +42,14 @@ def conflicts():
             first = next((cap["reading_id"] for cap in caps if cap.get("reading_id")), None)
             if first is not None:
                 key = (form.get("template"), form.get("version"), c["field"])  # the same options on every sheet
-                detail = details.get(key) or details.setdefault(key, q.reading_detail(g.kit.db, first))
+                if key not in options_of:
+                    options_of[key] = q.reading_options(g.kit.db, first)
                 table = lb.labels(kit_path(), form.get("template"), form.get("version"), g.lang)
                 c["label"] = lb.field_label(table, c["field"])
-                if detail["options"] is not None:
+                if options_of[key] is not None:
                     names = lb.option_labels(table, c["field"])
                     options = [{"json": json.dumps(o, ensure_ascii=False),
-                                "text": option_text(o, names.get(o)) or fmt(o)} for o in detail["options"]]
+                                "text": option_text(o, names.get(o)) or fmt(o)} for o in options_of[key]]
             items.append({**c, "captures": caps, "form": form, "options": options})
     names = rc.census_names(g.kit)
     sheets: dict[str, dict[str, Any]] = {}   # one group per sheet: "take this scan for the whole sheet"
@@ -77,7 +78,8 @@ def api_take_sheet():
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("sheet_id"), str) or not json_id(body.get("capture_id")):
         raise BadInput("send {sheet_id: text, capture_id: id}")
-    out = rc.resolve_sheet_from_capture(g.kit, body["sheet_id"], body["capture_id"], g.user.name)
+    with summary.refreshing(g.kit):  # the resolutions and the form's summary: one transaction
+        out = rc.resolve_sheet_from_capture(g.kit, body["sheet_id"], body["capture_id"], g.user.name)
     return jsonify({"ok": True, **out})
 
 
@@ -94,7 +96,8 @@ def resolve():
         except ValueError:
             raise BadInput("the value sent is not valid JSON") from None
     # the value is checked against the field's printed options by reconcile (a mark is never typed)
-    rc.resolve_conflict(g.kit, sheet_id, field, value, g.user.name, chosen_capture_id=chosen)
+    with summary.refreshing(g.kit):
+        rc.resolve_conflict(g.kit, sheet_id, field, value, g.user.name, chosen_capture_id=chosen)
     if request.headers.get("Accept") == "application/json":  # the conflicts screen, without a reload
         return jsonify({"ok": True, "sheet_id": ids.normalize(sheet_id), "field": field})
     flash("ok", t(g.lang, "conflict_resolved", field=field, sheet=sheet_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, render_template, request, url_for
 
 from ...errors import FallbackkitError
+from ...reconcile import summary
 from ...store.decisions import last_own_review, undo_own_review, undo_review
 from .. import labels as lb
 from .. import queue as q
@@ -27,10 +28,12 @@ def decisions():
 def undo(review_id: int):
     note = request.form.get("note") or None
     if g.user.is_supervisor:
-        undo_review(g.kit.db, review_id, g.user.name, note)
+        with summary.refreshing(g.kit):  # the undo and its form's summary: one transaction
+            undo_review(g.kit.db, review_id, g.user.name, note)
     else:  # a clerk takes back a decision of their own, made in this session
         try:
-            undo_own_review(g.kit.db, g.user.name, session_start(), review_id, note)
+            with summary.refreshing(g.kit):
+                undo_own_review(g.kit.db, g.user.name, session_start(), review_id, note)
         except FallbackkitError as exc:
             flash("error", str(exc))
             return back(url_for("decisions.decisions"))
@@ -41,5 +44,6 @@ def undo(review_id: int):
 @bp.post("/api/undo-last")
 def api_undo_last():
     """Undo my own latest decision of this session; the reading comes back to be decided again."""
-    own = undo_own_review(g.kit.db, g.user.name, session_start())
+    with summary.refreshing(g.kit):
+        own = undo_own_review(g.kit.db, g.user.name, session_start())
     return jsonify({"ok": True, "reading_id": own["reading_id"], "review_id": own["review_id"]})

@@ -82,18 +82,22 @@ def api_next():
     keep = id_arg(request.args, "keep")  # the reading still on the clerk's screen (a prefetch)
     clock, seconds = current_app.config["CLOCK"], current_app.config["CLAIM_SECONDS"]
     conn = g.kit.db.conn
-    # one write transaction: the claim is taken atomically (two clerks asking at once never get
-    # the same reading) and the item handed out is waiting in the very state it is shown in (a
-    # decision saved in between would otherwise reach the clerk as "seen", and be decided over)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    reading = None
+    for _ in range(5):
+        # the claim is its own short write transaction (two clerks asking at once never get the
+        # same reading); the item is then read in one snapshot in which it is still waiting and
+        # still this clerk's: what the clerk is shown is the state they decide on (a decision saved
+        # after the claim shows here as "decided", and the next free reading is claimed instead)
         rid = q.claim_next(g.kit.db, g.user.name, after, keep, f.get("ward"), f.get("template"), f.get("reason"),
                            now=clock(), seconds=seconds)
-        reading = reading_json(rid) if rid is not None else None
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
+        if rid is None:
+            break
+        with q.snapshot(conn):
+            if q.held_by(conn, rid, g.user.name, clock()):
+                reading = reading_json(rid)
+        if reading is not None:
+            break
+        after = rid
     if reading is None:  # nothing free: say how many are on other clerks' screens (they may come back)
         return jsonify({"done": True, "claimed": q.claimed_by_others(g.kit.db, g.user.name, now=clock())})
     return jsonify({"done": False, "reading": reading})
@@ -139,9 +143,10 @@ def api_decide(reading_id: int):
     shown = detail.get("suggestion")
     if shown and shown.get("pattern"):  # partly pre-filled: did the value keep every pre-filled box?
         shown = {**shown, "kept": keeps_prefill(shown["pattern"], value, detail["type"] == "number")}
-    try:  # the "decided meanwhile?" check and the insert are one transaction
-        review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, note,
-                                  expect_review_id=seen, suggestion=shown)
+    try:  # the "decided meanwhile?" check, the insert and the form's summary are one transaction
+        with summary.refreshing(g.kit):
+            review_id = record_review(g.kit.db, reading_id, decision, value, g.user.name, note,
+                                      expect_review_id=seen, suggestion=shown)
     except AlreadyDecided as exc:
         return jsonify({"error": t(g.lang, "already_decided", who=exc.by or "?"), "conflict": True}), 409
     return jsonify({"ok": True, "review_id": review_id})

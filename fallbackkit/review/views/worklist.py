@@ -48,29 +48,40 @@ def worklist():
             table = tables[item.form_id] = lb.labels(kit_path(), template, version, g.lang)
         return table
 
-    def label_of(item: Any, key: str) -> str:
-        return lb.value_label(table_of(item), key)
+    # a page holds hundreds of items of a few forms: each key's label, place on the form and
+    # option labels are looked up once per form (template, version, language), not per item
+    memo: dict[tuple[int, str], tuple[str, int, dict[Any, str]]] = {}
 
-    def shown(item: Any, key: str, value: Any) -> str:
+    def key_info(table: dict[str, Any], key: str) -> tuple[str, int, dict[Any, str]]:
+        found = memo.get((id(table), key))
+        if found is None:
+            found = memo[(id(table), key)] = (
+                lb.value_label(table, key), lb.form_position(table, key),
+                lb.option_labels(table, key) or lb.option_labels(table, f"c1.{key}"))  # c1.: a grid row
+        return found
+
+    def shown(labels: dict[Any, str], value: Any) -> str:
         """A value as the clerk reads it: an option with its printed label ("male (M)")."""
-        table = table_of(item)
-        labels = lb.option_labels(table, key) or lb.option_labels(table, f"c1.{key}")  # a grid row
         if labels and isinstance(value, str):
             return option_text(value, labels.get(value)) or value
         if labels and isinstance(value, list):
             return ", ".join(option_text(x, labels.get(x)) or str(x) for x in value) or "—"
         return fmt(value)
 
-    def values_of(item: Any) -> list[tuple[str, Any]]:
-        """The item's values in the order they are printed on the form."""
-        table = table_of(item)
-        return sorted(item.values.items(), key=lambda kv: lb.form_position(table, kv[0]))
-
     for p in patients:
         p["name"] = names.get(p["mrn"]) or paper_names.get(p["items"][0].downtime_mrn or "") if p["items"] else None
         p["mrn"] = p["mrn"] or "—"
+        # each item's values as shown (label, text), in the order they are printed on the form, and
+        # the labels of its empty ones: computed here, a call from the template costs more than
+        # the work it does
+        p["shown"] = {}
+        for it in p["items"]:
+            table = table_of(it)
+            values = sorted(((key_info(table, k), v) for k, v in it.values.items()), key=lambda kv: kv[0][1])
+            p["shown"][it.item_id] = ([(info[0], shown(info[2], v)) for info, v in values if v not in (None, [], "")],
+                                      [info[0] for info, v in values if v is None])
     return render_template("worklist.html", patients=patients, ward=ward or "", status=status,
-                           choices=q.filter_choices(g.kit.db), label_of=label_of, values_of=values_of, shown=shown,
+                           choices=q.filter_choices(g.kit.db), mark_url=url_for("worklist.mark"),
                            page=page, pages=pages, n_patients=n_patients, n_items=n_items, pager=pager_pages(page, pages),
                            query=urlencode({k: v for k, v in (("ward", ward), ("status", status)) if v}))
 
