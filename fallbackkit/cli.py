@@ -14,7 +14,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import click
 
@@ -54,6 +54,51 @@ pass_kit = click.make_pass_decorator(KitContext)
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _nested_json(value: Any, level: int) -> str:
+    """json.dumps(value, indent=2) as it reads nested `level` deep in emit_json's output."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str).replace("\n", "\n" + "  " * level)
+
+
+def _json_list(items: Iterable[Any], level: int) -> Iterator[str]:
+    """A list in emit_json's layout, piece by piece as its items come."""
+    pad, first = "  " * (level + 1), True
+    for item in items:
+        yield ("[\n" if first else ",\n") + pad + _nested_json(item, level + 1)
+        first = False
+    yield "[]" if first else "\n" + "  " * level + "]"
+
+
+def emit_json_list(items: Iterable[Any]) -> None:
+    """emit_json(list(items)), byte for byte, written as the items come (never all in memory)."""
+    pieces: list[str] = []
+    for piece in _json_list(items, 0):
+        pieces.append(piece)
+        if len(pieces) >= 500:  # a write per few hundred items, not per item
+            click.echo("".join(pieces), nl=False)
+            pieces.clear()
+    click.echo("".join(pieces))
+
+
+def emit_json_report(totals: dict[str, Any], forms: Iterable[Any]) -> None:
+    """emit_json({"totals": totals, "forms": list(forms)}), byte for byte, with the forms streamed.
+    The totals come first in the output and a full recompute completes them only after the last
+    form, so the forms' text is spooled first to an unnamed temporary file (no name on disk, mode
+    0600, gone when closed)."""
+    import tempfile
+    spool = tempfile.TemporaryFile("w+", encoding="utf-8")
+    for piece in _json_list(forms, 1):
+        spool.write(piece)
+    spool.seek(0)
+    click.echo('{\n  "totals": ' + _nested_json(totals, 1) + ',\n  "forms": ', nl=False)
+    while True:
+        piece = spool.read(1 << 20)
+        if not piece:
+            break
+        click.echo(piece, nl=False)
+    spool.close()
+    click.echo("\n}")
 
 
 def say(ctx: KitContext, message: str) -> None:
@@ -659,15 +704,13 @@ def simulate_cmd(ctx: KitContext, pdf: Path, out_dir: Path, seed: int, tier: str
 @pass_kit
 def reconcile_cmd(ctx: KitContext, as_json: bool, show_all: bool, full: bool) -> None:
     """What came back, what is missing, duplicated, in conflict, to review or flagged."""
-    from .reconcile import reconcile
-    report = reconcile(ctx.kit(), full=True) if full else reconcile(ctx.kit())
+    from .reconcile.core import iter_report
+    totals, forms = iter_report(ctx.kit(), full=full)  # streamed: 100,000 forms are never all in memory
     if as_json:
-        emit_json(report)
+        emit_json_report(totals, forms)
         return
-    for key, value in report["totals"].items():
-        click.echo(f"{key.replace('_', ' '):<24} {value}")
     rows = []
-    for f in report["forms"]:
+    for f in forms:
         unresolved = sum(1 for c in f["conflicts"] if not c["resolved"])
         if not show_all and f["state"] == "complete" and not (unresolved or f["to_review"] or f["flags"]):
             continue
@@ -676,6 +719,8 @@ def reconcile_cmd(ctx: KitContext, as_json: bool, show_all: bool, full: bool) ->
                      "missing": ",".join(map(str, f["pages_missing"])), "dups": len(f["duplicates"]),
                      "conflicts": unresolved, "review": f["to_review"], "flags": len(f["flags"]),
                      "_flags": f["flags"]})
+    for key, value in totals.items():  # complete once the forms are read (a full recompute)
+        click.echo(f"{key.replace('_', ' '):<24} {value}")
     click.echo("")
     table(rows, ["form_id", "template", "ward", "bed", "patient", "state", "missing", "dups", "conflicts",
                  "review", "flags"])
@@ -771,14 +816,15 @@ def worklist_cmd(click_ctx: click.Context, as_json: bool, ward: str | None, stat
     """Re-entry items in back-load order (registrations, orders, results, medications, vitals)."""
     if click_ctx.invoked_subcommand is not None:
         return
-    from .reconcile import worklist
-    items = worklist(click_ctx.obj.kit(), ward=ward, status=status)
+    from .reconcile.worklist import iter_worklist
+    items = iter_worklist(click_ctx.obj.kit(), ward=ward, status=status)  # streamed, one item at a time
     if as_json:
-        emit_json([i.as_dict() for i in items])
+        emit_json_list(items)
     else:
-        table([{**i.as_dict(), "ready": "yes" if i.resolved else "no",
-                "exported": "yes" if i.exported_at else "no"} for i in items],
-              ["item_id", "kind", "patient_mrn", "care_time", "status", "ready", "exported", "summary"])
+        columns = ["item_id", "kind", "patient_mrn", "care_time", "status", "ready", "exported", "summary"]
+        table([{c: i.get(c) for c in columns} | {"ready": "yes" if i["resolved"] else "no",
+                                                "exported": "yes" if i["exported_at"] else "no"} for i in items],
+              columns)
 
 
 @worklist_cmd.command("mark")

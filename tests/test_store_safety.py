@@ -548,11 +548,11 @@ def test_verbose_turns_on_debug_logging_of_the_library(cli_kit):
 
 
 def test_an_unknown_error_is_one_line_with_the_internal_exit_code(cli_kit, monkeypatch):
-    import fallbackkit.reconcile as reconcile
+    import fallbackkit.reconcile.core as reconcile  # the command streams the report (iter_report)
 
-    def broken(kit):
+    def broken(kit, full=False):
         raise KeyError("form_id")
-    monkeypatch.setattr(reconcile, "reconcile", broken)
+    monkeypatch.setattr(reconcile, "iter_report", broken)
     result = invoke(cli_kit, "reconcile")
     assert result.exit_code == ExitCode.INTERNAL
     line = one_line_error(result)
@@ -560,8 +560,8 @@ def test_an_unknown_error_is_one_line_with_the_internal_exit_code(cli_kit, monke
     verbose = invoke(cli_kit, "--verbose", "reconcile")
     assert verbose.exit_code == ExitCode.INTERNAL and "Traceback" in verbose.stderr
 
-    def constraint(kit):  # a bug in a query is not a damaged store: nobody is sent to restore a backup
+    def constraint(kit, full=False):  # a bug in a query is not a damaged store: nobody is sent to restore a backup
         raise sqlite3.IntegrityError("UNIQUE constraint failed: reviews.review_id")
-    monkeypatch.setattr(reconcile, "reconcile", constraint)
+    monkeypatch.setattr(reconcile, "iter_report", constraint)
     result = invoke(cli_kit, "reconcile")
     assert result.exit_code == ExitCode.INTERNAL and "restore" not in one_line_error(result)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,11 @@ WORKLIST_COLUMNS = ["item_id", "kind", "form_id", "ward", "patient_mrn", "downti
 def worklist_rows(kit: Kit, ward: str | None = None) -> list[dict[str, Any]] | None:
     """The reconcile stage's worklist, or None when that stage is not installed in this build."""
     try:
-        from ..reconcile import worklist
+        from ..reconcile.worklist import iter_worklist
     except ImportError:
         return None
     rows = []
-    for item in worklist(kit, ward=ward):
-        row = asdict(item) if is_dataclass(item) else dict(item)
+    for row in iter_worklist(kit, ward=ward):  # each item's as_dict(), streamed (no WorkItem per item)
         row["remarks"] = "; ".join(row.get("remarks") or []) or None  # e.g. "c3.avpu: corrected on paper"
         rows.append({c: row.get(c) for c in WORKLIST_COLUMNS})
     return rows

@@ -57,6 +57,31 @@ def _slot_label(layout: Layout, prefix: str, medications: dict[int, dict]) -> st
     return " — ".join(parts)
 
 
+_RULES: dict[int, tuple] = {}
+
+
+def _template_rules(template: Template) -> tuple:
+    """What check_page asks of a template on every page, worked out once per template: the fields
+    with a `when_empty` flag, the required fields in name order, and the spec of a field name (a
+    grid cell c3.pulse has the spec of 'pulse')."""
+    found = _RULES.get(id(template))
+    if found is not None and found[0] is template:
+        return found[1]
+    specs = [f for f in template.all_specs() if f.when_empty]
+    required = sorted((f for s in template.sections for f in s.fields if f.required and not f.when_empty),
+                      key=lambda f: f.name)
+    known: dict[str, Any] = {}
+
+    def spec_of(name: str) -> Any:
+        if name not in known:
+            known[name] = template.spec(name.split(".", 1)[1] if _CELL.match(name) else name)
+        return known[name]
+    if len(_RULES) > 256:
+        _RULES.clear()
+    _RULES[id(template)] = (template, (specs, required, spec_of))
+    return specs, required, spec_of
+
+
 class PageCheck:
     """Flags for one page (the chosen capture of one sheet), plus what a form-level check needs."""
 
@@ -123,7 +148,7 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], tem
             elif prefix.startswith("m") and layout.fields.get(f"{prefix}.status", {}).get("scheduled") \
                     and "scheduled_dose_marked" in rules:
                 out.unmarked.append((f"{prefix}.status", _slot_label(layout, prefix, medications)))
-    specs = [f for f in template.all_specs() if f.when_empty]
+    specs, required, spec_of = _template_rules(template)
     for spec in specs:
         v = ok(spec.name)
         if v is None or v.present:
@@ -138,8 +163,6 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], tem
             if v is not None and not v.present:
                 flags.append(_flag("identity_missing", name,
                                    f"blank-stock form {form['downtime_mrn']}: the patient's {what} is not written"))
-    required = sorted((f for s in template.sections for f in s.fields if f.required and not f.when_empty),
-                      key=lambda f: f.name)
     for spec in required:
         if spec.name not in layout.fields:
             continue
@@ -148,12 +171,13 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], tem
         v = ok(spec.name)
         if v is not None and not v.present:
             flags.append(_flag("required_missing", spec.name, f"required field {spec.name} is empty"))
-    decided = [n for n, v in values.items() if v.source != "machine" and v.resolved]  # ranges check people's values
+    # ranges check people's values (Val: v[12] is v.source, v[11] v.resolved)
+    decided = [n for n, v in values.items() if v[12] != "machine" and v[11]]
     for name in sorted(decided, key=_natural):
         v = values[name]
         if not v.present:
             continue
-        spec = template.spec(name.split(".", 1)[1] if _CELL.match(name) else name)
+        spec = spec_of(name)
         if spec is None or spec.range is None:
             continue
         try:

@@ -8,7 +8,7 @@ scanned more than once are held in memory for comparison.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterator
 
 from .. import ids
 from ..errors import BadInput, NotFound
@@ -18,7 +18,7 @@ from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES
 from ..templates.values import field_options, is_option_value
 from .checks import PageCheck, check_page, form_flags, template_of
-from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, sheet_conflicts
+from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, paused_gc, sheet_conflicts
 
 TOTAL_KEYS = ("sheets_printed", "sheets_returned", "sheets_never_returned", "forms_complete",
               "forms_incomplete", "duplicate_captures", "conflicts", "quarantined_pages",
@@ -30,6 +30,11 @@ class _Pass:
 
     def __init__(self, kit: Kit, reg: Registry, keep_chosen: bool = False,
                  reviews: dict | None = None, templates: dict | None = None, checks: bool = True):
+        with paused_gc():  # one pass over many readings (see paused_gc)
+            self._walk(kit, reg, keep_chosen, reviews, templates, checks)
+
+    def _walk(self, kit: Kit, reg: Registry, keep_chosen: bool, reviews: dict | None, templates: dict | None,
+              checks: bool) -> None:
         self.reg = reg
         templates = templates if templates is not None else kit_templates(kit)
         self.templates: dict[tuple[str, int], object] = {}
@@ -58,7 +63,7 @@ class _Pass:
                     self.templates[key] = template_of(templates, *key)
                 layout = reg.layouts[sheet["layout_hash"]]
                 self.checks[sid] = check_page(form, layout, values, self.templates[key])
-            pending = [n for n, v in values.items() if not v.resolved]
+            pending = [n for n, v in values.items() if not v[11]]  # Val: v[11] is v.resolved
             self.to_review[sid] = len(pending)
             if keep_chosen:
                 self.pending[sid] = pending
@@ -131,18 +136,52 @@ def reconcile(kit: Kit, full: bool = False) -> dict[str, Any]:
 
 def full_report(kit: Kit) -> dict[str, Any]:
     """The reconciliation report recomputed from every reading (no kept summary is used)."""
-    reg = load_registry(kit)
-    run = _Pass(kit, reg)
-    links = current_links(kit)
-    totals = dict.fromkeys(TOTAL_KEYS, 0)
-    totals["sheets_printed"] = len(reg.sheets)
-    totals["quarantined_pages"] = reg.quarantine_unassigned
-    forms = []
-    for fid in reg.forms:
-        entry = form_entry(reg, run, links, fid)
-        forms.append(entry)
-        add_to_totals(totals, entry)
+    totals: dict[str, int] = {}
+    forms = list(iter_full_report(kit, totals))
     return {"totals": totals, "forms": forms}
+
+
+FORMS_PER_PASS = 1000  # the full recompute holds the registry and readings of this many forms at a time
+
+
+def iter_full_report(kit: Kit, totals: dict[str, int]) -> Iterator[dict[str, Any]]:
+    """The full recompute's form entries, streamed in the report's order (forms as printed), a
+    batch of forms at a time: their registry, their captures' readings (by index) and their entries,
+    so that memory stays bounded at any size (issue 16). `totals` is filled as the entries go by:
+    complete once the iterator is exhausted."""
+    from .state import current_reviews
+    conn = kit.db.conn
+    totals.clear()
+    totals.update(dict.fromkeys(TOTAL_KEYS, 0))
+    totals["sheets_printed"] = conn.execute("SELECT COUNT(*) FROM sheets").fetchone()[0]
+    form_ids = [r[0] for r in conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
+    links = current_links(kit)
+    reviews = current_reviews(kit)
+    templates = kit_templates(kit)
+    first = True
+    for start in range(0, max(len(form_ids), 1), FORMS_PER_PASS):
+        with paused_gc():  # a batch computed, then handed over (see paused_gc)
+            reg = load_registry(kit, form_ids[start:start + FORMS_PER_PASS])
+            if first:  # quarantined pages not yet identified: the same in every batch's registry
+                totals["quarantined_pages"] = reg.quarantine_unassigned
+                first = False
+            run = _Pass(kit, reg, reviews=reviews, templates=templates)
+            entries = [form_entry(reg, run, links, fid) for fid in reg.forms]
+            del run, reg
+        for entry in entries:
+            add_to_totals(totals, entry)
+            yield entry
+
+
+def iter_report(kit: Kit, full: bool = False) -> tuple[dict[str, int], Iterator[dict[str, Any]]]:
+    """(totals, form entries streamed): `reconcile` without holding the whole report (the CLI
+    writes it as it comes). From the kept summaries; with full=True recomputed from the readings,
+    and then the totals are complete only once the entries are exhausted."""
+    if not full and not kit.read_only:
+        from .summary import iter_form_entries, totals as kept_totals
+        return kept_totals(kit), iter_form_entries(kit)
+    totals: dict[str, int] = {}
+    return totals, iter_full_report(kit, totals)
 
 
 def _find_form(reg: Registry, form_id: str) -> dict[str, Any]:

@@ -361,6 +361,19 @@ def iter_items(kit: Kit, ward: str | None = None, status: str | None = None) -> 
         yield item
 
 
+def iter_item_dicts(kit: Kit, ward: str | None = None, status: str | None = None) -> Iterator[dict[str, Any]]:
+    """iter_items as each item's as_dict(), without building a WorkItem per item (the stored JSON
+    is that dict; only exported_at is read now)."""
+    from ..store.exports import exported_at
+    refresh(kit)
+    exported = exported_at(kit.db.conn)
+    where, params = _item_filter(ward, status)
+    for (text,) in kit.db.conn.execute(f"SELECT item FROM worklist_items{where} ORDER BY sort_key", params):
+        item = json.loads(text)
+        item["exported_at"] = exported.get(item["item_id"])
+        yield item
+
+
 def item_counts(kit: Kit, ward: str | None = None, status: str | None = None) -> tuple[int, int]:
     """(items, patients) matching the filters."""
     refresh(kit)

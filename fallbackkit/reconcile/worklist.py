@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Iterator
 
 from .. import ids
 from ..errors import BadInput, Conflict, NotFound
@@ -28,8 +28,8 @@ from .checks import template_of
 from .core import _Pass
 from .legend import legend_of, performer, unresolved_reason
 from ..generate import kit_templates
-from ..scan.reasons import codes as reason_codes, english as reason_english
-from .state import Registry, Val, current_links, current_reviews, load_registry
+from ..scan.reasons import english as reason_english
+from .state import Registry, Val, current_links, current_reviews, load_registry, reason_codes
 
 KIND_ORDER = {"registration": 0, "order": 1, "result": 2, "medication": 3, "vitals": 4}
 STATUSES = ("pending", "entered", "not-needed")
@@ -58,10 +58,36 @@ class WorkItem:
     remarks: list = field(default_factory=list)  # what the clerk should know, e.g. "c3.avpu: corrected on paper"
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """dataclasses.asdict(self) (same keys, same order, containers copied), written out: asdict
+        recurses and deep-copies every value and was a third of the summaries' time (issue 16)."""
+        d = {name: _copied(getattr(self, name)) for name in _ITEM_FIELDS}
         if not d["remarks"]:
             d.pop("remarks")  # most items have none: their JSON stays as it was
         return d
+
+
+_ATOMS = frozenset((str, int, float, bool, type(None)))
+
+
+def _copied(value: Any) -> Any:
+    """What asdict makes of an item's value: dicts, lists and tuples copied all the way down."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if kind is list:
+        return [_copied(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(v) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
+
+
+_ITEM_FIELDS = tuple(f.name for f in fields(WorkItem))
 
 
 def _datetime_text(text: Any) -> str | None:
@@ -455,6 +481,18 @@ def worklist(kit: Kit, ward: str | None = None, status: str | None = None, full:
         form_ids = [r[0] for r in kit.db.conn.execute("SELECT form_id FROM forms WHERE ward = ?", [ward])]
     items = _build(kit, form_ids)
     return [i for i in items if status is None or i.status == status]
+
+
+def iter_worklist(kit: Kit, ward: str | None = None, status: str | None = None) -> Iterator[dict[str, Any]]:
+    """Each item's `WorkItem.as_dict()` in back-load order, streamed: what `worklist` returns, for
+    callers that write items as they come (the CLI, the CSV and JSON exports) and need not hold
+    330,000 items at once (issue 16)."""
+    if status is not None:
+        check_status(status)  # now, not at the first item
+    if not kit.read_only:
+        from .summary import iter_item_dicts
+        return iter_item_dicts(kit, ward, status)
+    return (item.as_dict() for item in worklist(kit, ward, status, full=True))
 
 
 def items_by_form(kit: Kit, form_ids: list[str],

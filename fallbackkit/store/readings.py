@@ -164,7 +164,8 @@ def effective_readings(conn: Any, *, capture_ids: Iterable[int] | None = None,
     capture with latest_capture=True), each with its effective value.
 
     reviews: a `current_reviews(conn)` mapping already fetched (a caller reading many chunks asks
-    once). record: a subclass of Reading to build (reconcile adds its comparisons)."""
+    once). record: a subclass of Reading to build, or a tuple type with Reading's fields in order
+    and RECORD_IS_TUPLE set (reconcile's Val: its comparisons, and no object per reading)."""
     return _effective(conn, capture_ids, reading_ids, sheet_id, latest_capture, order, with_raw, reviews, record,
                       False)
 
@@ -211,10 +212,20 @@ def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterab
         # effective_value(), inlined: these loops run once per reading of the store (reconcile's
         # grouped walk is the hot one, so it has a loop of its own)
         if group:
+            # a record that is a tuple (reconcile's Val) is built straight from the row's values
+            new = tuple.__new__ if getattr(record, "RECORD_IS_TUPLE", False) else None
+            scalar = _SCALARS.get
             for rid, cid, sid, name, ftype, value, confidence, status, reason, ink in cursor:
-                machine = loads(value)
+                machine = scalar(value, _MISSING) if value is not None else None  # loads(), inlined
+                if machine is _MISSING:
+                    machine = loads(value)
                 review = get(rid)
-                if review is None:
+                if new is not None:
+                    made = new(record, (rid, cid, sid, name, ftype, machine, confidence, status, reason, ink,
+                                        machine, status == "accepted", "machine", None) if review is None else
+                               (rid, cid, sid, name, ftype, machine, confidence, status, reason, ink,
+                                review.value, True, review.decision, review))
+                elif review is None:
                     made = record(rid, cid, sid, name, ftype, machine, confidence, status, reason, ink,
                                   machine, status == "accepted", "machine", None)
                 else:
