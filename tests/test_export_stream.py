@@ -95,6 +95,35 @@ def test_an_export_that_fails_half_way_leaves_the_older_file_and_no_half_one(kit
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export.json.")]  # the half file is gone
 
 
+def test_a_csv_export_that_fails_in_the_worklist_writes_neither_file(kit, ward_pack, tmp_path, monkeypatch):
+    _scanned(kit)
+    out = tmp_path / "csv"
+    tabular.export_table(kit, "csv", out, actor="tester")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = tabular.iter_worklist_rows
+
+    def failing(kit_, ward=None):
+        rows = real(kit_, ward)
+
+        def gen():
+            yield next(rows)
+            raise FallbackkitError("the store went away")
+        return gen()
+    monkeypatch.setattr(tabular, "iter_worklist_rows", failing)
+    record_review_of_one(kit)  # the readings.csv of this export would differ from the older one
+    with pytest.raises(FallbackkitError):
+        tabular.export_table(kit, "csv", out, actor="tester")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the older pair, as it was, nothing else
+
+
+def record_review_of_one(kit) -> None:
+    from fallbackkit.store.decisions import record_review
+    rid, ftype = kit.db.conn.execute("SELECT reading_id, type FROM readings WHERE status = 'review'"
+                                     " ORDER BY reading_id DESC").fetchone()
+    record_review(kit.db, rid, "correct" if ftype == "checkbox" else "transcribe",
+                  True if ftype == "checkbox" else "7", "clerk")
+
+
 def test_private_writer_is_created_private_and_replaces_the_file_at_the_end(tmp_path):
     path = tmp_path / "sub" / "rows.csv"
     old_umask = os.umask(0)

@@ -6,6 +6,7 @@ Text cells that a spreadsheet would run as a formula get a leading ' (see `_cell
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from pathlib import Path
@@ -165,14 +166,14 @@ def export_table(kit: Kit, fmt: str, out: Path | str, ward: str | None = None,
         n_readings, n_worklist = counts["readings"], counts.get("worklist")
     else:
         outputs = OutputFiles()
-        files = [out / "readings.csv"]
-        with outputs.private_writer(files[0], text=True) as fh:
-            n_readings = _write_csv(fh, readings, READING_COLUMNS)
+        files = [out / "readings.csv"] + ([out / "worklist.csv"] if worklist is not None else [])
         n_worklist = None
-        if worklist is not None:
-            files.append(out / "worklist.csv")
-            with outputs.private_writer(files[1], text=True) as fh:
-                n_worklist = _write_csv(fh, worklist, WORKLIST_COLUMNS)
+        # both files replace the older ones only once both are written: a failure in either leaves neither
+        with contextlib.ExitStack() as stack:
+            fhs = [stack.enter_context(outputs.private_writer(f, text=True)) for f in files]
+            n_readings = _write_csv(fhs[0], readings, READING_COLUMNS)
+            if worklist is not None:
+                n_worklist = _write_csv(fhs[1], worklist, WORKLIST_COLUMNS)
     from ..store.exports import record_export_if_writable
     from ..store.kit import default_actor
     export_id = record_export_if_writable(kit, actor or default_actor(), fmt, list(files), {}, (), ward, since)
