@@ -124,6 +124,32 @@ def record_review_of_one(kit) -> None:
                   True if ftype == "checkbox" else "7", "clerk")
 
 
+def test_the_report_holds_one_batch_of_forms_at_a_time_and_says_the_same(kit, ward_pack, monkeypatch):
+    from fallbackkit.export import report
+
+    _scanned(kit)
+    stamp = now_iso()
+    monkeypatch.setattr(report, "now_iso", lambda: stamp)
+    monkeypatch.setattr(report, "local_text", lambda moment, zone: "now")
+    whole = collect.load(kit)
+    want = report.report_data(kit)  # one batch here: the kit has fewer forms than FORMS_PER_BATCH
+    assert len(whole.forms) < collect.FORMS_PER_BATCH and want["handover"]
+    held: list[int] = []
+    real = collect.iter_stores
+
+    def counting(kit_, ward=None, batch=collect.FORMS_PER_BATCH):
+        for store in real(kit_, ward, batch=4):
+            held.append(len(store.forms))
+            yield store
+    monkeypatch.setattr(report, "iter_stores", counting)
+    monkeypatch.setattr(collect, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("the whole kit")))
+    assert report.report_data(kit) == want
+    assert len(held) > 3 and max(held) <= 4
+    assert want["totals"]["readings"] == len(whole.readings) > 100
+    assert want["totals"]["forms_printed"] == len(whole.forms)
+    assert want["totals"]["readings_to_review"] == sum(1 for r in whole.readings if not r.resolved) > 0
+
+
 def test_private_writer_is_created_private_and_replaces_the_file_at_the_end(tmp_path):
     path = tmp_path / "sub" / "rows.csv"
     old_umask = os.umask(0)

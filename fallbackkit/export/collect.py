@@ -154,11 +154,17 @@ def settle(name: str, readings: list[Reading]) -> FieldValue:
     return FieldValue(name, readings[-1].value, True, None, readings)
 
 
-def load(kit: Kit, ward: str | None = None) -> Store:
-    conn = kit.db.conn
+def load_census(conn) -> dict[str, dict[str, Any]]:
+    """real MRN -> latest census row."""
     census: dict[str, dict[str, Any]] = {}
     for p in _rows(conn, "SELECT * FROM patients ORDER BY snapshot_id"):
         census[p["mrn"]] = p
+    return census
+
+
+def load(kit: Kit, ward: str | None = None) -> Store:
+    conn = kit.db.conn
+    census = load_census(conn)
     links = active_links(conn)
     forms_sql = "SELECT * FROM forms"
     params: list[Any] = []
