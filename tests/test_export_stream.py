@@ -163,3 +163,15 @@ def test_private_writer_is_created_private_and_replaces_the_file_at_the_end(tmp_
         os.umask(old_umask)
     assert path.read_bytes() == "a,b\r\nç,\n\r\n".encode("utf-8")  # no newline translated
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and sorted(os.listdir(path.parent)) == ["rows.csv"]
+
+
+def test_the_export_record_hashes_a_file_a_chunk_at_a_time(tmp_path, monkeypatch):
+    import hashlib
+    import pathlib
+
+    from fallbackkit.store.exports import file_entry
+    data = os.urandom(3 << 20) + b"end"
+    path = tmp_path / "export.json"
+    path.write_bytes(data)
+    monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: (_ for _ in ()).throw(AssertionError("whole file")))
+    assert file_entry(path) == {"name": "export.json", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
