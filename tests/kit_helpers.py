@@ -17,3 +17,18 @@ def census_kit(root: Path, wards: dict[str, int] | None = None) -> Kit:
     patients, meds = write_census(root / "census", wards)
     import_census(kit, patients, meds, actor="tester", as_of=AS_OF)
     return kit
+
+
+def drawn_sheets(monkeypatch) -> list:
+    """The sheets the renderer draws from now on (their layout and header), in order: a spy on
+    `render._draw_sheet` for tests that check where text lands on the page."""
+    from fallbackkit.generate import render
+    drawn: list = []
+    real = render._draw_sheet
+
+    def spy(c, sheet, forms):
+        drawn.append(sheet)
+        return real(c, sheet, forms)
+
+    monkeypatch.setattr(render, "_draw_sheet", spy)
+    return drawn

@@ -15,6 +15,7 @@ from fallbackkit.scan.read import MARK_TYPES
 from fallbackkit.scan.simulate import fill_page
 from fallbackkit.store import init_kit
 from fallbackkit.templates.layout import MARGIN, mark_boxes, qr_zone, text_box
+from kit_helpers import drawn_sheets
 from scan_engine_helpers import DPI, Sheets
 
 FOUR_ALLERGIES = "penicillin; latex; peanut; iodine"
@@ -70,17 +71,9 @@ def test_a_four_dose_drug_and_a_prn_drug_fit_one_sheet_with_a_new_order_row_and_
                                                                                             monkeypatch):
     """The most one sheet holds (ONE_SHEET, docs/ward.md). Before this round a sheet held 4 such
     drugs with a blank new-order row in en, fr or nl (6 by dropping the row), fr+nl 3 (5 without)."""
-    from fallbackkit.generate import render
     n = ONE_SHEET[langs]
     kit = _kit(tmp_path, _meds(n))
-    drawn = []
-    real = render._draw_sheet
-
-    def spy(c, sheet, forms):
-        drawn.append(sheet)
-        return real(c, sheet, forms)
-
-    monkeypatch.setattr(render, "_draw_sheet", spy)
+    drawn = drawn_sheets(monkeypatch)
     result = print_patient(kit, "mar", "M1000001", tmp_path / "mar.pdf", langs=langs)
     assert len(result.sheets) == 1
     fields = {f["name"]: f for f in sheet_geometry(kit, result.sheets[0]["sheet_id"])["fields"]}
@@ -113,17 +106,9 @@ def test_the_worst_case_mar_is_two_sheets_clear_of_code_and_margins_and_every_sl
     """8 drugs with long names and doses (a four-dose drug, a q4h PRN drug: 6 slots), four long
     allergies: one sheet cannot hold it (docs/ward.md says why). It is 2 sheets in every language
     (as before), text clear of the code, the marks and the margins, and every slot is read back."""
-    from fallbackkit.generate import render
     from fallbackkit.scan.engine import read_page
     kit = _kit(tmp_path, WORST_MEDS, WORST_ALLERGIES)
-    drawn = []
-    real = render._draw_sheet
-
-    def spy(c, sheet, forms):
-        drawn.append(sheet)
-        return real(c, sheet, forms)
-
-    monkeypatch.setattr(render, "_draw_sheet", spy)
+    drawn = drawn_sheets(monkeypatch)
     result = print_patient(kit, "mar", "M1000001", tmp_path / "mar.pdf", langs=langs)
     assert len(result.sheets) == 2
     for sheet in drawn:

@@ -15,6 +15,7 @@ from fallbackkit import ids, payload
 from fallbackkit.errors import NotFound
 from fallbackkit.generate import print_all_wards, print_blank, print_patient, print_ward, sheet_geometry
 
+from kit_helpers import drawn_sheets
 from pdf_helpers import render_pages
 
 
@@ -227,17 +228,9 @@ def test_worst_case_census_keeps_text_clear_of_code_marks_and_margins(tmp_path, 
     out of the QR zone and the corner marks; and the ink on the rendered page agrees. The worst
     case's MAR (8 long orders, a PRN drug, five long allergies) is laid out dense: 2 sheets in
     en, fr, nl and fr+nl (3 before)."""
-    from fallbackkit.generate import render
     from fallbackkit.templates.layout import MARGIN, mark_boxes, qr_zone, text_box
     kit = _worst_case_kit(tmp_path)
-    drawn = []
-    real = render._draw_sheet
-
-    def spy(c, sheet, forms):
-        drawn.append(sheet)
-        return real(c, sheet, forms)
-
-    monkeypatch.setattr(render, "_draw_sheet", spy)
+    drawn = drawn_sheets(monkeypatch)
     # two dated MARs (print --days 2): the day line, the held-code boxes, the PRN reason and effect,
     # the new orders' prescriber and the initials legend are all checked with the rest
     from fallbackkit.generate.issue import outage_days
