@@ -146,8 +146,8 @@ def settle(name: str, readings: list[Reading]) -> FieldValue:
     pending = [r for r in readings if not r.resolved]
     if pending:
         return FieldValue(name, None, False, "review pending", readings)
-    values = {json.dumps(r.value, sort_keys=True) for r in readings}
-    if len(values) > 1:
+    # one capture (most fields) cannot disagree with itself: no JSON text to compare (millions of fields)
+    if len(readings) > 1 and len({json.dumps(r.value, sort_keys=True) for r in readings}) > 1:
         return FieldValue(name, None, False, "conflict between captures", readings)
     if any(r.source == "illegible" for r in readings):
         return FieldValue(name, None, False, "illegible", readings)
