@@ -17,12 +17,15 @@ even a hash collision cannot lose an object silently.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 import os
 import re
 import unicodedata
 from pathlib import Path
+from typing import IO, Any, Iterator
 
 from .errors import BadInput, Conflict
 
@@ -82,6 +85,10 @@ class OutputFiles:
     def write_private(self, path: Path | str, data: bytes | str, what: str | None = None) -> Path:
         return write_private(self.claim(path, what), data)
 
+    def private_writer(self, path: Path | str, what: str | None = None, text: bool = False):
+        """`private_writer` of a claimed path."""
+        return private_writer(self.claim(path, what), text=text)
+
     def __contains__(self, path: Path | str) -> bool:
         return os.path.normcase(os.path.abspath(Path(path))).casefold() in self._claimed
 
@@ -103,21 +110,43 @@ def outside_kit(kit_path: Path | str, path: Path | str, what: str) -> Path:
 
 def write_private(path: Path | str, data: bytes | str) -> Path:
     """Write atomically with mode 0600: the file never exists readable by others, even briefly."""
+    with private_writer(path) as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def private_writer(path: Path | str, text: bool = False) -> Iterator[IO[Any]]:
+    """`write_private` for a file written as it is made (an export of millions of rows): the rows
+    go into a temporary file next to PATH, created with mode 0600, which replaces PATH only when
+    the block ends without an error (synced first). An error or a crash leaves no half file under
+    PATH, and an older PATH as it was. text=True: a UTF-8 text handle that translates no newline."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with os.fdopen(fd, "wb") as raw:
+            if text:
+                fh = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                try:
+                    yield fh
+                except BaseException:
+                    fh.detach()
+                    raise
+                fh.flush()
+                fh.detach()  # the file stays open: `raw` closes it
+                raw.flush()
+                os.fsync(raw.fileno())
+                size = raw.tell()
+            else:
+                yield raw
+                raw.flush()
+                os.fsync(raw.fileno())
+                size = raw.tell()
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    log.debug("wrote %s (%d bytes, mode 0600)", path, len(data))
-    return path
+    log.debug("wrote %s (%d bytes, mode 0600)", path, size)

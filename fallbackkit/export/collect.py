@@ -12,13 +12,13 @@ import datetime as _dt
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ..errors import BadInput
 from ..files import write_private  # noqa: F401  (re-exported: the one owner is fallbackkit/files.py)
 from ..store.decisions import current_links
 from ..store.kit import Kit
-from ..store.readings import Reading, effective_readings
+from ..store.readings import Reading, current_reviews, effective_readings
 
 
 
@@ -146,19 +146,25 @@ def settle(name: str, readings: list[Reading]) -> FieldValue:
     pending = [r for r in readings if not r.resolved]
     if pending:
         return FieldValue(name, None, False, "review pending", readings)
-    values = {json.dumps(r.value, sort_keys=True) for r in readings}
-    if len(values) > 1:
+    # one capture (most fields) cannot disagree with itself: no JSON text to compare (millions of fields)
+    if len(readings) > 1 and len({json.dumps(r.value, sort_keys=True) for r in readings}) > 1:
         return FieldValue(name, None, False, "conflict between captures", readings)
     if any(r.source == "illegible" for r in readings):
         return FieldValue(name, None, False, "illegible", readings)
     return FieldValue(name, readings[-1].value, True, None, readings)
 
 
-def load(kit: Kit, ward: str | None = None) -> Store:
-    conn = kit.db.conn
+def load_census(conn) -> dict[str, dict[str, Any]]:
+    """real MRN -> latest census row."""
     census: dict[str, dict[str, Any]] = {}
     for p in _rows(conn, "SELECT * FROM patients ORDER BY snapshot_id"):
         census[p["mrn"]] = p
+    return census
+
+
+def load(kit: Kit, ward: str | None = None) -> Store:
+    conn = kit.db.conn
+    census = load_census(conn)
     links = active_links(conn)
     forms_sql = "SELECT * FROM forms"
     params: list[Any] = []
@@ -185,19 +191,76 @@ def load(kit: Kit, ward: str | None = None) -> Store:
         if cap is None or cap["status"] != "read":
             continue
         by_sheet_field[(r.sheet_id, r.field)].append(r)
-    forms = []
-    for row in form_rows:
-        sheets = sheets_by_form.get(row["form_id"], [])
-        form = Form(row, sheets, [c for s in sheets for c in caps_by_sheet.get(s["sheet_id"], [])])
-        form.real_mrn = row["patient_mrn"] or links.get(row["downtime_mrn"] or "")
-        for s in sheets:
-            for g in layouts.get(s["layout_hash"], {}).get("fields", []):
-                form.geometry[g["name"]] = {**g, "page": s["page"], "sheet_id": s["sheet_id"]}
-                found = by_sheet_field.get((s["sheet_id"], g["name"]))
-                if found:
-                    form.fields[g["name"]] = settle(g["name"], found)
-        forms.append(form)
+    forms = [_form(row, sheets_by_form.get(row["form_id"], []), caps_by_sheet, layouts, by_sheet_field, links)
+             for row in form_rows]
     return Store(kit.kit_id, forms, readings, captures, files, links, census)
+
+
+FORMS_PER_BATCH = 1000  # the exports hold the forms, captures and readings of this many forms at a time
+
+
+def _in(column: str, values: list[Any]) -> str:
+    return f"{column} IN ({','.join('?' * len(values))})"
+
+
+def iter_stores(kit: Kit, ward: str | None = None, batch: int = FORMS_PER_BATCH) -> Iterator[Store]:
+    """What `load` gathers, a batch of forms at a time (forms in the same order, each with the same
+    sheets, captures and settled fields), so that an export holds the readings of BATCH forms, not
+    of the kit (issue 16). Each Store's captures and files are those of its forms; census is empty."""
+    conn = kit.db.conn
+    links = active_links(conn)
+    layouts = {h: json.loads(g) for h, g in conn.execute("SELECT hash, geometry FROM layouts")}
+    reviews = current_reviews(conn)
+    forms_sql = "SELECT form_id FROM forms"
+    params: list[Any] = []
+    if ward:
+        forms_sql += " WHERE ward = ?"
+        params.append(ward)
+    form_ids = [r[0] for r in conn.execute(forms_sql + " ORDER BY printed_at, form_id", params)]
+    for start in range(0, len(form_ids), batch):
+        part = form_ids[start:start + batch]
+        by_id = {r["form_id"]: r for r in _rows(conn, "SELECT * FROM forms WHERE " + _in("form_id", part), part)}
+        sheets_by_form: dict[str, list[dict]] = defaultdict(list)
+        for s in _rows(conn, "SELECT * FROM sheets WHERE " + _in("form_id", part) + " ORDER BY form_id, page", part):
+            sheets_by_form[s["form_id"]].append(s)
+        sheet_ids = [s["sheet_id"] for sheets in sheets_by_form.values() for s in sheets]
+        captures: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(sheet_ids), 500):
+            chunk = sheet_ids[i:i + 500]
+            captures.update((c["capture_id"], c) for c in _rows(
+                conn, "SELECT * FROM captures WHERE " + _in("sheet_id", chunk), chunk))
+        captures = dict(sorted(captures.items()))
+        shas = sorted({c["file_sha256"] for c in captures.values() if c["file_sha256"]})
+        files: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(shas), 500):
+            chunk = shas[i:i + 500]
+            files.update((f["sha256"], f) for f in _rows(
+                conn, "SELECT * FROM input_files WHERE " + _in("sha256", chunk), chunk))
+        caps_by_sheet: dict[str, list[dict]] = defaultdict(list)
+        for c in captures.values():
+            if c["status"] == "read" and c["sheet_id"]:
+                caps_by_sheet[c["sheet_id"]].append(c)
+        read_ids = [cid for sheet in caps_by_sheet.values() for cid in (c["capture_id"] for c in sheet)]
+        readings = sorted(effective_readings(conn, capture_ids=read_ids, order="reading", reviews=reviews),
+                          key=lambda r: r.reading_id) if read_ids else []
+        by_sheet_field: dict[tuple[str, str], list[Reading]] = defaultdict(list)
+        for r in readings:
+            by_sheet_field[(r.sheet_id, r.field)].append(r)
+        forms = [_form(by_id[fid], sheets_by_form.get(fid, []), caps_by_sheet, layouts, by_sheet_field, links)
+                 for fid in part if fid in by_id]
+        yield Store(kit.kit_id, forms, readings, captures, files, links, {})
+
+
+def _form(row, sheets, caps_by_sheet, layouts, by_sheet_field, links) -> Form:
+    form = Form(row, sheets, [c for s in sheets for c in caps_by_sheet.get(s["sheet_id"], [])])
+    form.real_mrn = row["patient_mrn"] or links.get(row["downtime_mrn"] or "")
+    for s in sheets:
+        for g in layouts.get(s["layout_hash"], {}).get("fields", []):
+            form.geometry[g["name"]] = {**g, "page": s["page"], "sheet_id": s["sheet_id"]}
+            found = by_sheet_field.get((s["sheet_id"], g["name"]))
+            if found:
+                form.fields[g["name"]] = settle(g["name"], found)
+    return form
 
 
 def touched_since(form: Form, since: _dt.datetime | None) -> bool:

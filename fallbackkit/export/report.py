@@ -14,7 +14,7 @@ import re
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 from ..errors import BadInput, FallbackkitError
 from ..files import outside_kit
@@ -22,7 +22,7 @@ from ..ids import pretty_sheet_id
 from ..store.audit import audit_head
 from ..store.kit import Kit, now_iso
 from ..store.quarantine import list_quarantine
-from .collect import _aware, _rows, load, write_private
+from .collect import _aware, _rows, iter_stores, load_census, write_private
 
 # what the report shows of a quarantined page (no payload: a forged code's text stays in the store)
 REPORTED_QUARANTINE = ("quarantine_id", "reason", "detail", "created_at", "page_index", "file")
@@ -49,9 +49,10 @@ def _fit_histogram(values: list[float]) -> list[tuple[str, int]]:
 
 
 def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
-    store = load(kit, ward)
+    """Computed a batch of forms at a time (collect.iter_stores): the report never holds every
+    reading of the kit (issue 16)."""
     conn = kit.db.conn
-    names = {p["mrn"]: f"{p['last_name']}, {p['first_name']}" for p in store.census.values()}
+    names = {p["mrn"]: f"{p['last_name']}, {p['first_name']}" for p in load_census(conn).values()}
     per_group: dict[tuple[str, str], Counter] = defaultdict(Counter)
     missing: list[dict[str, Any]] = []
     conflicts: list[dict[str, Any]] = []
@@ -60,50 +61,60 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     form_ids = set()
     unlinked: set[str] = set()
     captured_forms = 0
-    for form in store.forms:
-        form_ids.add(form.form_id)
-        group = (form.row["ward"] or BLANK, form.template)
-        returned = set(form.pages_returned)
-        for s in form.sheets:
-            per_group[group]["printed"] += 1
-            per_group[group]["returned" if s["page"] in returned else "missing"] += 1
-        if form.captures:
-            captured_forms += 1
-            if form.row["downtime_mrn"] and not form.real_mrn:
-                unlinked.add(form.row["downtime_mrn"])
-        # blank stock never used is not "missing": it may still be in a drawer; listed separately
-        if form.row["patient_mrn"] or form.captures:
+    unused_blank = 0
+    n_readings = auto = 0
+    decisions: Counter = Counter()
+    facts: list[FormFacts] = []
+    for store in iter_stores(kit, ward):
+        for form in store.forms:
+            form_ids.add(form.form_id)
+            facts.append(form_facts(form))
+            if form.row["downtime_mrn"] and not form.captures:
+                unused_blank += 1
+            group = (form.row["ward"] or BLANK, form.template)
+            returned = set(form.pages_returned)
             for s in form.sheets:
-                if s["page"] not in returned:
-                    missing.append({"ward": form.row["ward"] or BLANK, "bed": form.row["bed"],
-                                    "patient_mrn": form.patient_key, "name": names.get(form.patient_key or "", ""),
-                                    "template": form.template, "sheet_id": s["sheet_id"],
-                                    "page": f"{s['page']}/{s['pages']}", "form_id": form.form_id,
-                                    "form_state": "never returned" if not returned else "pages missing"})
-        for name, fv in form.fields.items():
-            if fv.why == "conflict between captures":
-                conflicts.append({"form_id": form.form_id, "template": form.template,
-                                  "ward": form.row["ward"] or BLANK, "patient_mrn": form.patient_key,
-                                  "field": name, "values": sorted({str(r.value) for r in fv.readings})})
-            for r in fv.readings:
-                if not r.resolved:
-                    backlog[(form.row["ward"] or BLANK, form.template)] += 1
-                    backlog_reasons[r.reason or "unsure"] += 1
+                per_group[group]["printed"] += 1
+                per_group[group]["returned" if s["page"] in returned else "missing"] += 1
+            if form.captures:
+                captured_forms += 1
+                if form.row["downtime_mrn"] and not form.real_mrn:
+                    unlinked.add(form.row["downtime_mrn"])
+            # blank stock never used is not "missing": it may still be in a drawer; listed separately
+            if form.row["patient_mrn"] or form.captures:
+                for s in form.sheets:
+                    if s["page"] not in returned:
+                        missing.append({"ward": form.row["ward"] or BLANK, "bed": form.row["bed"],
+                                        "patient_mrn": form.patient_key, "name": names.get(form.patient_key or "", ""),
+                                        "template": form.template, "sheet_id": s["sheet_id"],
+                                        "page": f"{s['page']}/{s['pages']}", "form_id": form.form_id,
+                                        "form_state": "never returned" if not returned else "pages missing"})
+            for name, fv in form.fields.items():
+                if fv.why == "conflict between captures":
+                    conflicts.append({"form_id": form.form_id, "template": form.template,
+                                      "ward": form.row["ward"] or BLANK, "patient_mrn": form.patient_key,
+                                      "field": name, "values": sorted({str(r.value) for r in fv.readings})})
+                for r in fv.readings:
+                    if not r.resolved:
+                        backlog[(form.row["ward"] or BLANK, form.template)] += 1
+                        backlog_reasons[r.reason or "unsure"] += 1
+            for fv in form.fields.values():  # every reading of the form, in the order `load` listed them
+                for r in fv.readings:
+                    n_readings += 1
+                    auto += r.status == "accepted"
+                    if r.source != "machine":
+                        decisions[r.source] += 1
     missing.sort(key=lambda m: (m["ward"], _natural(m["bed"] or ""), m["patient_mrn"] or "", m["template"],
                                 m["page"]))
-    unused_blank = sum(1 for f in store.forms if f.row["downtime_mrn"] and not f.captures)
 
     quarantine = [{k: v for k, v in item.as_dict().items() if k in REPORTED_QUARANTINE}
                   for item in list_quarantine(conn)]
     if ward:  # a quarantined page has no ward yet: show them all, say so
         pass
-    caps = [c for c in store.captures.values()
-            if c["status"] == "read" and (c["form_id"] in form_ids)]
+    caps = [c for c in _rows(conn, "SELECT form_id, duplicate_of, fit_error_mm FROM captures"
+                                   " WHERE status = 'read' ORDER BY capture_id") if c["form_id"] in form_ids]
     duplicates = sum(1 for c in caps if c.get("duplicate_of"))
     fits = [c["fit_error_mm"] for c in caps if c.get("fit_error_mm") is not None]
-    readings = [r for f in store.forms for fv in f.fields.values() for r in fv.readings]
-    auto = sum(1 for r in readings if r.status == "accepted")
-    decisions = Counter(r.source for r in readings if r.source != "machine")
 
     # re-entry progress: the latest mark per item counts; progress over time from when items were entered
     marks = _rows(conn, "SELECT item_id, status, actor, at FROM worklist_marks ORDER BY id")
@@ -144,9 +155,9 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     totals = {
         "sheets_printed": printed, "sheets_returned": returned, "sheets_missing": printed - returned,
         "sheets_missing_bound": len(missing), "unused_blank_forms": unused_blank,
-        "forms_printed": len(store.forms), "forms_captured": captured_forms,
+        "forms_printed": len(facts), "forms_captured": captured_forms,
         "captures": len(caps), "duplicate_captures": duplicates, "conflicts": len(conflicts),
-        "quarantined_pages": len(quarantine), "readings": len(readings), "readings_to_review": sum(backlog.values()),
+        "quarantined_pages": len(quarantine), "readings": n_readings, "readings_to_review": sum(backlog.values()),
         "auto_accepted": auto, "unlinked_identities": len(unlinked), "consistency_flags": len(flags),
         "reentry_pending": worklist.get("pending", 0) if worklist is not None else None,
         "reentry_entered": worklist.get("entered", 0) if worklist is not None
@@ -159,7 +170,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     return {
         "kit_id": kit.kit_id, "generated_at": now_iso(), "ward": ward, "totals": totals,
         "zone": str(zone), "generated_local": local_text(_dt.datetime.now(_dt.timezone.utc), zone),
-        "handover": handover_summary(kit, store, flags, items, names),
+        "handover": handover_summary(kit, facts, flags, items, names),
         # printed on the report so that deleting the last audit rows later shows against the paper
         "audit_head": head, "audit_line": _audit_line(head),
         "by_group": [{"ward": w, "template": t, **{k: c[k] for k in ("printed", "returned", "missing")}}
@@ -171,7 +182,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
         "quality": {"fit_error_median": statistics.median(fits) if fits else None,
                     "fit_error_p95": sorted(fits)[int(0.95 * (len(fits) - 1))] if fits else None,
                     "fit_histogram": _fit_histogram(fits),
-                    "auto_share": auto / len(readings) if readings else None,
+                    "auto_share": auto / n_readings if n_readings else None,
                     "decisions": dict(decisions),
                     "suggestions": suggestion_accuracy(kit)},
     }
@@ -358,7 +369,27 @@ def local_text(moment: _dt.datetime | None, zone: Any) -> str:
     return moment.astimezone(zone).strftime("%d/%m/%Y %H:%M %Z").strip()
 
 
-def handover_summary(kit: Kit, store: Any, flags: list[dict[str, Any]], items: list[Any],
+class FormFacts(NamedTuple):
+    """What the handover reads of a form (kept per form while the report goes through the batches)."""
+    form_id: str
+    patient_key: str | None
+    bound: bool                 # bound to a patient, or used (blank stock never used is nobody's yet)
+    ward: str | None
+    bed: str | None
+    pages_back: int
+    pages: int
+    conflicts: int
+    to_review: int
+
+
+def form_facts(form: Any) -> FormFacts:
+    return FormFacts(form.form_id, form.patient_key, bool(form.row["patient_mrn"] or form.captures),
+                     form.row["ward"], form.row["bed"], len(set(form.pages_returned)), len(form.sheets),
+                     sum(1 for fv in form.fields.values() if fv.why == "conflict between captures"),
+                     sum(1 for fv in form.fields.values() for r in fv.readings if not r.resolved))
+
+
+def handover_summary(kit: Kit, forms: Iterable[FormFacts], flags: list[dict[str, Any]], items: list[Any],
                      names: dict[str, str]) -> list[dict[str, Any]]:
     """Per patient, what the next shift must know: forms back, partly back or missing; re-entry
     items entered and left; open flags, conflicts and readings to review. Ranked by risk: the
@@ -379,18 +410,16 @@ def handover_summary(kit: Kit, store: Any, flags: list[dict[str, Any]], items: l
             p["ward"], p["bed"] = ward, bed or ""
         return p
 
-    for form in store.forms:
+    for form in forms:
         key = form.patient_key
-        if not key or not (form.row["patient_mrn"] or form.captures):  # unused blank stock is nobody's yet
+        if not key or not form.bound:  # unused blank stock is nobody's yet
             continue
         key_of_form[form.form_id] = key
-        p = patient(key, form.row["ward"], form.row["bed"])
-        back = len(set(form.pages_returned))
-        p["forms_returned" if back >= len(form.sheets) else "forms_partly" if back else "forms_missing"] += 1
-        for fv in form.fields.values():
-            if fv.why == "conflict between captures":
-                p["conflicts"] += 1
-            p["to_review"] += sum(1 for r in fv.readings if not r.resolved)
+        p = patient(key, form.ward, form.bed)
+        back = form.pages_back
+        p["forms_returned" if back >= form.pages else "forms_partly" if back else "forms_missing"] += 1
+        p["conflicts"] += form.conflicts
+        p["to_review"] += form.to_review
     for item in items:
         key = key_of_form.get(item.form_id) or item.patient_mrn
         if not key:
