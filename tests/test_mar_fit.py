@@ -101,18 +101,29 @@ WORST_ALLERGIES = ("penicillin (anaphylaxis); iodinated contrast media (urticari
 
 
 @pytest.mark.parametrize("langs", [("en",), ("fr",), ("nl",), ("fr", "nl")], ids="+".join)
-def test_the_worst_case_mar_is_two_sheets_clear_of_code_and_margins_and_every_slot_reads(tmp_path, langs,
-                                                                                         monkeypatch):
+def test_the_worst_case_mar_has_every_medication_on_the_front_of_one_sheet(tmp_path, langs, monkeypatch):
     """8 drugs with long names and doses (a four-dose drug, a q4h PRN drug: 6 slots), four long
-    allergies: one sheet cannot hold it (docs/ward.md says why). It is 2 sheets in every language
-    (as before), text clear of the code, the marks and the margins, and every slot is read back."""
+    allergies: a two-sided MAR, one sheet printed on both sides. The front (page 1) holds the Day
+    line, the header with the allergies and every medication row; the back (page 2) the blank PRN
+    row, new-order rows and the nurses' legend. Before: 2 pages with the 7th drug and the PRN drug
+    on page 2. The PDF asks for long-edge duplex; text clear of the code, the marks and the
+    margins, no header line starting with "·"; every slot of both sides read back from an office scan."""
     from fallbackkit.scan.engine import read_page
     kit = _kit(tmp_path, WORST_MEDS, WORST_ALLERGIES)
     drawn = drawn_sheets(monkeypatch)
     result = print_patient(kit, "mar", "M1000001", tmp_path / "mar.pdf", langs=langs)
-    assert len(result.sheets) == 2
+    assert [s["page"] for s in result.sheets] == [1, 2]
+    assert b"/Duplex /DuplexFlipLongEdge" in result.out_path.read_bytes()
+    rows = [{f.get("row", f["name"]) for f in sheet_geometry(kit, s["sheet_id"])["fields"]} for s in result.sheets]
+    medication_rows = {f"m{k}" for k in range(1, 8)} | {"p1"}
+    assert medication_rows | {"mar_date", "weight", "allergies_checked"} <= rows[0]
+    assert not medication_rows & rows[1]
+    assert {"n1", "n2", "l1", "l2", "l3", "l4"} <= rows[1] and not {"n1", "l1"} & rows[0]
     for sheet in drawn:
         _text_clear(sheet.layout, sheet.header)
+        header_lines = [i[5] for i in sheet.header if i[0] == "text"]
+        assert not any(line.startswith("·") for line in header_lines), header_lines
+        assert "peanut and tree nut proteins (angioedema)" in " ".join(header_lines)  # all four on both sides
     sheets = Sheets(kit, result.out_path, DPI)
     slots = set()
     rng = np.random.default_rng(3)
@@ -128,7 +139,7 @@ def test_the_worst_case_mar_is_two_sheets_clear_of_code_and_margins_and_every_sl
                 slots.add(f["name"].rsplit(".", 1)[0])
                 assert r.status == "review" or r.value == t["value"], (f["name"], r.value, t)
                 assert r.status == "accepted" or t["should_review"], (f["name"], r.reason, t)
-    assert {f"m1.s{k}" for k in range(1, 5)} | {"m7.s3", "p1.s6", "n1.s1"} <= slots
+    assert {f"m1.s{k}" for k in range(1, 5)} | {f"m{k}.s3" for k in range(2, 8)} | {"p1.s6", "n1.s1"} <= slots
 
 
 def test_a_mar_that_fits_normally_keeps_its_normal_layout(tmp_path):

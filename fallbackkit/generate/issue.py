@@ -47,6 +47,13 @@ WORDS = {
                          " lui, son code la signale comme page de garde (comptée ; rien n'y est lu).",
                    "nl": "Dit voorblad is geen formulier: bewaar het bij het pakket. Mee gescand, wijst de code"
                          " het aan als voorblad van het pakket (geteld; er wordt niets van gelezen)."},
+    "double_sided": {
+        "en": "PRINT DOUBLE-SIDED (long edge): each form on its own sheet, a two-page form front and back."
+              " Printed one-sided: two sheets (both read right), blank backs as blank pages.",
+        "fr": "IMPRIMER RECTO VERSO (bord long) : chaque formulaire sur sa feuille, deux pages au recto et au"
+              " verso. Recto seul : deux feuilles (lues correctement), versos vides en pages blanches.",
+        "nl": "DUBBELZIJDIG AFDRUKKEN (lange kant): elk formulier op een eigen blad, twee bladzijden voor en"
+              " achter. Enkelzijdig: twee bladen (juist gelezen), lege achterkanten als lege bladen."},
     "cover": {"en": "pack cover", "fr": "page de garde", "nl": "voorblad"},
     "pack": {"en": "downtime pack", "fr": "paquet mode dégradé", "nl": "noodpakket"},
     "changes": {"en": "Changes since the previous census", "fr": "Changements depuis le recensement précédent",
@@ -313,8 +320,14 @@ class _Issuer:
                          {"kind": kind, "ward": ward, "template": template, "forms": len(orders),
                           "sheets": len(sheets), "out": str(out_path)})
             title = f"fallbackkit {kind} {ward or template or ''}".strip()
-            write_pdf(out_path, pages, title)
+            write_pdf(out_path, pages, title, duplex=two_sided(sheets))
         return PrintResult(out_path, batch_id, sheets, len(orders), ward)
+
+
+def two_sided(sheets: list[dict]) -> bool:
+    """A batch with a form of more than one page is printed double-sided (render.write_pdf: each
+    form on its own sheet of paper, a two-page MAR front and back)."""
+    return any(s["pages"] > 1 for s in sheets)
 
 
 def _cover(kit: Kit, ward: str, snapshot: dict, patients: list[dict], paper: str, langs,
@@ -335,6 +348,8 @@ def _cover(kit: Kit, ward: str, snapshot: dict, patients: list[dict], paper: str
             (f"{len(patients)} {word('patients', langs)} · {len(sheets)} {word('sheets', langs)}", True),
         ]
         lines += [(WORDS["not_a_form"][lang], False) for lang in dict.fromkeys(langs)]
+        if two_sided(sheets):
+            lines += [(WORDS["double_sided"][lang], True) for lang in dict.fromkeys(langs)]
         lines.append(("", False))
         changes = ward_changes(snapshot.get("changes"), ward)
         if changes:
