@@ -16,7 +16,7 @@ from fallbackkit.scan.simulate import fill_page
 from fallbackkit.store import init_kit
 from fallbackkit.templates.layout import MARGIN, mark_boxes, qr_zone, text_box
 from kit_helpers import drawn_sheets
-from scan_engine_helpers import DPI, Sheets
+from scan_engine_helpers import DPI, Sheets, mark
 
 FOUR_ALLERGIES = "penicillin; latex; peanut; iodine"
 QID = ("Paracetamol", "1 g", "PO", "QID", "06:00;12:00;18:00;24:00", "0")
@@ -198,3 +198,52 @@ def test_every_census_mar_keeps_a_blank_new_order_row(kit, tmp_path, langs):
         assert forms
         for form_id, names in forms.items():
             assert {"n1.order", "n1.prescriber", "n1.s1.status", "l1.initials"} <= names, (ward, form_id)
+
+
+def test_a_two_sided_mar_front_and_back_scanned_apart(tmp_path):
+    """The two sides of a two-sided MAR come back separately (a simplex scan of the fronts, the backs
+    later in a batch of their own): with the front alone its form says page 2 is missing; the back
+    alone is read as that form's page 2; the nurses' legend on the back is handed to the clerk before
+    the front's initials slots and is what they are put to (the worklist's performer)."""
+    from fallbackkit.reconcile import reconcile, worklist
+    from fallbackkit.scan.pipeline import list_readings, scan_paths
+    from fallbackkit.store.decisions import record_review
+    from scan_pipeline_helpers import write_png
+    from test_review_legend_order import LEGEND, _order, _write
+    kit = _kit(tmp_path, WORST_MEDS, WORST_ALLERGIES)
+    result = print_patient(kit, "mar", "M1000001", tmp_path / "mar.pdf")
+    [(front_id, front, front_geo), (back_id, back, back_geo)] = Sheets(kit, result.out_path, 200).pages()
+    slots = ["m1.s1.initials", "m7.s3.initials"]
+    given = [next(o["box_mm"] for o in f["options"] if o["value"] == "given")
+             for f in front_geo["fields"] if f["name"] in ("m1.s1.status", "m7.s3.status")]
+    front = mark(front, 200, [(box, "tick") for box in given])
+    for img, geo, names in ((front, front_geo, slots), (back, back_geo, LEGEND)):
+        for f in geo["fields"]:
+            if f["name"] in names:
+                _write(img, f["box_mm"], "JM")
+    for name, img in (("fronts", front), ("backs", back)):
+        (tmp_path / name).mkdir()
+        write_png(tmp_path / name / f"{name}.png", img, 200)
+
+    scan_paths(kit, [tmp_path / "fronts"], workers=0, progress=False)
+    [form] = [f for f in reconcile(kit)["forms"] if f["template"] == "mar"]
+    assert form["state"] == "missing_pages" and form["pages_missing"] == [2] and form["pages_returned"] == [1]
+
+    scan_paths(kit, [tmp_path / "backs"], workers=0, progress=False)
+    [form] = [f for f in reconcile(kit)["forms"] if f["template"] == "mar"]
+    assert form["state"] == "complete" and form["pages_returned"] == [1, 2]
+    got = {r["field"]: r for r in list_readings(kit)}
+    assert got["l1.initials"]["sheet_id"] == back_id and got[slots[0]]["sheet_id"] == front_id
+    assert got[slots[0]]["reading_id"] < got["l1.initials"]["reading_id"]  # scanned later: last by reading order
+    for (rid,) in kit.db.execute("SELECT reading_id FROM readings WHERE status = 'review'").fetchall():
+        if rid not in {got[f]["reading_id"] for f in LEGEND + slots}:
+            record_review(kit.db, rid, "illegible", None, "sam")
+    order = [f for f in _order(kit) if f in LEGEND + slots]
+    assert order == LEGEND + slots, order  # the back's legend first, then the front's slots
+    # _order typed JM on both legend rows (two rows with one's initials name nobody): row 2 is AD
+    record_review(kit.db, got["l2.initials"]["reading_id"], "transcribe", "AD", "clara")
+    items = {i.item_id.split(":")[1]: i.values for i in worklist(kit) if i.kind == "medication"}
+    for slot in ("m1.s1", "m7.s3"):
+        assert items[slot]["status"] == "given"
+        assert items[slot]["performer"] == {"initials": "JM", "name": "Jan MAES", "legend_row": 1,
+                                            "signed": items[slot]["performer"]["signed"]}, items[slot]

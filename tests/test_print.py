@@ -473,3 +473,29 @@ def test_print_days_through_the_cli(kit, tmp_path):
     bad = runner.invoke(cli, ["--kit", str(kit.path), "print", "--ward", "ICU", "--days", "2", "--first-day",
                               "1/12/2026", "--out", str(tmp_path / "y.pdf")])
     assert bad.exit_code != 0 and "YYYY-MM-DD" in bad.output
+
+
+def test_one_sided_prints_no_blank_backs_and_says_double_sided_otherwise(kit, tmp_path):
+    """A ward pack with two-page forms asks for double-sided printing (the command says so); for a
+    printer without duplex, `--one-sided` gives one page per sheet, no blank backs, no duplex request,
+    the same sheets registered."""
+    from click.testing import CliRunner
+    from fallbackkit.cli import cli
+    runner = CliRunner()
+    counts = {}
+    for flag in ([], ["--one-sided"]):
+        out = tmp_path / f"pack{len(flag)}.pdf"
+        res = runner.invoke(cli, ["--kit", str(kit.path), "print", "--ward", "3B", "--out", str(out), *flag])
+        assert res.exit_code == 0, res.output
+        raw = out.read_bytes()
+        pdf = pdfium.PdfDocument(str(out))
+        counts[bool(flag)] = (len(pdf), sum(1 for page in pdf if not len(list(page.get_objects()))))
+        assert (b"/DuplexFlipLongEdge" in raw) is not bool(flag)
+        assert ("print double-sided" in res.stderr) is not bool(flag)
+        cover = page_texts(out)[0]
+        assert ("PRINT DOUBLE-SIDED" in cover) is not bool(flag)
+    sheets = kit.db.execute("SELECT COUNT(*) FROM sheets s JOIN print_batches b ON b.id = s.batch_id"
+                            " GROUP BY b.id ORDER BY b.id").fetchall()
+    assert sheets[0] == sheets[1]
+    assert counts[True] == (sheets[1][0] + 1, 0)  # the cover and one page per sheet
+    assert counts[False][0] == sheets[0][0] + 1 + counts[False][1] and counts[False][1] > 0
