@@ -247,3 +247,27 @@ def test_a_two_sided_mar_front_and_back_scanned_apart(tmp_path):
         assert items[slot]["status"] == "given"
         assert items[slot]["performer"] == {"initials": "JM", "name": "Jan MAES", "legend_row": 1,
                                             "signed": items[slot]["performer"]["signed"]}, items[slot]
+
+
+def test_a_double_sided_pack_scanned_double_sided_reads_every_sheet_and_counts_the_blank_backs(tmp_path):
+    """A ward pack printed double-sided and scanned double-sided, as one PDF: the cover, every sheet
+    read (a two-page form's back as its page 2), each blank back counted as a blank page, nothing
+    quarantined, every form complete."""
+    from fallbackkit.reconcile import reconcile
+    from fallbackkit.scan.pipeline import scan_paths
+    from kit_helpers import census_kit
+    from PIL import Image
+    from pdf_helpers import render_pages
+    kit = census_kit(tmp_path, {"3B": 2})
+    pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="coordinator")
+    assert pack.double_sided
+    images = render_pages(pack.out_path, dpi=150)
+    blanks = int(sum(image.min() == 255 for image in images))
+    assert blanks and len(images) == 1 + len(pack.sheets) + blanks
+    frames = [Image.fromarray(image) for image in images]  # the scanner's one file for the pile
+    frames[0].save(tmp_path / "pile.tif", save_all=True, append_images=frames[1:], dpi=(150, 150),
+                   compression="tiff_deflate")
+    summary = scan_paths(kit, [tmp_path / "pile.tif"], workers=0, progress=False, actor="clerk")
+    assert (summary.cover_sheets, summary.pages_read, summary.pages_blank, summary.pages_quarantined) == \
+        (1, len(pack.sheets), blanks, 0)
+    assert {f["state"] for f in reconcile(kit)["forms"]} == {"complete"}

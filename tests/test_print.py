@@ -40,11 +40,12 @@ def page_texts(pdf_path) -> list[str]:
         pdf.close()
 
 
-def test_ward_pack_codes_verify_are_unique_and_in_order(kit, ward_pack):
+def test_ward_pack_codes_verify_are_unique_and_in_order(kit, tmp_path):
     """The pack has two-page forms (vitals, the MARs of 8 drugs): it asks to be printed double-sided
     on the long edge, each form starts on a front (PDF page 1, 3, 5 …), a blank back after a form
     that ends on a front, so that a form's page 2 is the back of its page 1 and no sheet of paper
     holds two forms."""
+    ward_pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="tester")
     images = render_pages(ward_pack.out_path, dpi=150)
     assert b"/Duplex /DuplexFlipLongEdge" in ward_pack.out_path.read_bytes()
     [cover] = decode_qr(images[0])  # the cover is not a form: its code is a cover code, not a sheet's
@@ -494,6 +495,8 @@ def test_one_sided_prints_no_blank_backs_and_says_double_sided_otherwise(kit, tm
         assert ("print double-sided" in res.stderr) is not bool(flag)
         cover = page_texts(out)[0]
         assert ("PRINT DOUBLE-SIDED" in cover) is not bool(flag)
+        # 8 patients: registration, lab request, MAR (one or two pages), vitals (two): 4 sheets of paper each
+        assert ("43 sheets on 32 sheets of paper, double-sided" in cover) is not bool(flag), cover
     sheets = kit.db.execute("SELECT COUNT(*) FROM sheets s JOIN print_batches b ON b.id = s.batch_id"
                             " GROUP BY b.id ORDER BY b.id").fetchall()
     assert sheets[0] == sheets[1]

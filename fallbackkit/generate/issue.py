@@ -54,6 +54,8 @@ WORDS = {
               " verso. Recto seul : deux feuilles (lues correctement), versos vides en pages blanches.",
         "nl": "DUBBELZIJDIG AFDRUKKEN (lange kant): elk formulier op een eigen blad, twee bladzijden voor en"
               " achter. Enkelzijdig: twee bladen (juist gelezen), lege achterkanten als lege bladen."},
+    "on_paper": {"en": "on {n} sheets of paper, double-sided", "fr": "sur {n} feuilles de papier, recto verso",
+                 "nl": "op {n} vellen papier, dubbelzijdig"},
     "cover": {"en": "pack cover", "fr": "page de garde", "nl": "voorblad"},
     "pack": {"en": "downtime pack", "fr": "paquet mode dégradé", "nl": "noodpakket"},
     "changes": {"en": "Changes since the previous census", "fr": "Changements depuis le recensement précédent",
@@ -348,7 +350,9 @@ def _cover(kit: Kit, ward: str, snapshot: dict, patients: list[dict], paper: str
         lines = [
             (f"{word('as_of', langs)} {printed_datetime(snapshot['imported_at'])} · "
              f"{word('printed', langs)} {printed_datetime(now_iso())}", False),
-            (f"{len(patients)} {word('patients', langs)} · {len(sheets)} {word('sheets', langs)}", True),
+            (f"{len(patients)} {word('patients', langs)} · {len(sheets)} {word('sheets', langs)}"
+             + (f" {word('on_paper', langs).format(n=sum(s['page'] == 1 and -(-s['pages'] // 2) for s in sheets))}"
+                if double_sided else ""), True),
         ]
         lines += [(WORDS["not_a_form"][lang], False) for lang in dict.fromkeys(langs)]
         if double_sided:

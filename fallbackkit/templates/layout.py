@@ -1349,11 +1349,12 @@ def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = 
         dense = _flow_form(template, paper, langs, context, DENSE)
         if len(dense.pages) < len(flow.pages):
             flow = dense
-    if len(flow.pages) > 1 and template.medications is not None:
+    if len(flow.pages) > 1 and template.medications is not None and context.get("medications"):
         # Still more than one sheet: a two-sided MAR, printed on both sides of one sheet. Every
         # medication row (scheduled and the census's PRN) on the front, the new orders and the
         # nurses' legend on the back; the least dense spacing that keeps them there, the codes'
-        # legend on the back as the last resort. More drugs than a front holds: as before.
+        # legend on the back as the last resort. More drugs than a front holds: as before. (Blank
+        # stock has no census rows: its rows flow over both sides as they come.)
         for spacing, codes_back in ((SPACINGS[0], False), (SPACINGS[1], False), (DENSE, False), (DENSE, True)):
             sided = _flow_form(template, paper, langs, context, spacing, two_sided=True, codes_back=codes_back)
             if len(sided.pages) == 2 and _medication_rows_on_front(sided.pages, context):
