@@ -1,7 +1,9 @@
-"""Issue 15 item 2: what one A4 sheet of MAR holds. A MAR that would need a second sheet is laid out
-dense (templates/layout.py DENSE) when that keeps it on one: checked on the printed PDF (one sheet,
-every slot, the blank new-order row, the initials legend, no text over the code, the marks or the
-margins) and on its scan (every slot read, nothing wrong accepted)."""
+"""Issue 15 item 2: what one A4 sheet of MAR holds. A MAR that would need a second page is laid out
+dense (templates/layout.py DENSE) when that keeps it on one; otherwise it is two-sided (one sheet,
+front and back): every medication row on the front, new orders and the nurses' legend on the back.
+Checked on the printed PDF (pages, every slot, the blank new-order row, the initials legend, no text
+over the code, the marks or the margins, long-edge duplex) and on its scan (every slot read, nothing
+wrong accepted; the two sides scanned apart; a double-sided pack scanned double-sided)."""
 from __future__ import annotations
 
 import csv
