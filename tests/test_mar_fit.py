@@ -249,6 +249,20 @@ def test_a_two_sided_mar_front_and_back_scanned_apart(tmp_path):
         assert items[slot]["status"] == "given"
         assert items[slot]["performer"] == {"initials": "JM", "name": "Jan MAES", "legend_row": 1,
                                             "signed": items[slot]["performer"]["signed"]}, items[slot]
+    # and on to FHIR: the front's doses are MedicationAdministrations performed by the back's nurse
+    import json
+    for name, text in (("mar_date", "01/12/2026"), ("m1.s1.time", "07:40"), ("m7.s3.time", "22:05")):
+        record_review(kit.db, got[name]["reading_id"], "transcribe", text, "clara")
+
+    from fallbackkit.export import export_fhir
+    export_fhir(kit, tmp_path / "fhir")
+    resources = [e["resource"] for p in sorted((tmp_path / "fhir").glob("bundle-*.json"))
+                 for e in json.loads(p.read_text())["entry"]]
+    admins = {i["value"].rsplit(":", 1)[1]: r for r in resources if r["resourceType"] == "MedicationAdministration"
+              for i in r["identifier"] if i["system"].endswith(":item")}
+    for slot in ("m1.s1", "m7.s3"):
+        assert admins[slot]["status"] == "completed"
+        assert admins[slot]["performer"][0]["actor"]["display"].startswith("Jan MAES"), admins[slot]
 
 
 def test_a_double_sided_pack_scanned_double_sided_reads_every_sheet_and_counts_the_blank_backs(tmp_path):
