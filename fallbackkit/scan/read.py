@@ -146,16 +146,31 @@ def _edge_evidence(P: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray
     out = []
     for horizontal, pos, a0, a1 in edges:
         length = int(np.max(a1 - a0)) + 1
-        across = np.clip(pos[:, None] + d[None, :], 0, (H if horizontal else W) - 1)
-        along = np.clip(a0[:, None] + np.arange(length)[None, :], 0, (W if horizontal else H) - 1)
-        if horizontal:
-            vals = P[n, across[:, :, None], along[:, None, :]].astype(np.float32)
+        limit, along_limit = (H, W) if horizontal else (W, H)
+        if pos.min() - 2 * b >= 0 and pos.max() + 2 * b < limit and a0.min() >= 0 and a0.max() + length <= along_limit:
+            # inside every patch: plain slices (no index arrays)
+            if horizontal:
+                vals = np.stack([P[i, p - 2 * b:p + 2 * b + 1, a:a + length]
+                                 for i, (p, a) in enumerate(zip(pos.tolist(), a0.tolist()))])
+            else:
+                vals = np.stack([P[i, a:a + length, p - 2 * b:p + 2 * b + 1].T
+                                 for i, (p, a) in enumerate(zip(pos.tolist(), a0.tolist()))])
         else:
-            vals = P[n, along[:, None, :], across[:, :, None]].astype(np.float32)
+            across = np.clip(pos[:, None] + d[None, :], 0, limit - 1)
+            along = np.clip(a0[:, None] + np.arange(length)[None, :], 0, along_limit - 1)
+            if horizontal:
+                vals = P[n, across[:, :, None], along[:, None, :]]
+            else:
+                vals = P[n, along[:, None, :], across[:, :, None]]
+        # the 3-pixel mean as a sum of grey levels (exact in integers): the darkest and brightest
+        # sums divided by 3 in float32 are the same numbers as the darkest and brightest means
         if length >= 3:
-            vals = (vals[:, :, :-2] + vals[:, :, 1:-1] + vals[:, :, 2:]) / 3
-        line = vals[:, b:3 * b + 1].min(axis=1)
-        paper = np.maximum(vals.max(axis=1), 1.0)
+            sums = vals[:, :, :-2].astype(np.uint16) + vals[:, :, 1:-1] + vals[:, :, 2:]
+            line = sums[:, b:3 * b + 1].min(axis=1).astype(np.float32) / 3
+            paper = np.maximum(sums.max(axis=1).astype(np.float32) / 3, 1.0)
+        else:
+            line = vals[:, b:3 * b + 1].min(axis=1).astype(np.float32)
+            paper = np.maximum(vals.max(axis=1).astype(np.float32), 1.0)
         contrast = np.clip((paper - line) / paper, 0.0, 1.0)
         k = min(window, contrast.shape[1])
         c = np.concatenate([np.zeros((N, 1), np.float64), np.cumsum(contrast, axis=1, dtype=np.float64)], axis=1)
@@ -353,9 +368,8 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
     P = np.stack(patches)
     N = len(P)
     S = np.stack([cv2.medianBlur(p, 3) for p in patches])
-    flat = P.reshape(N, -1)
-    k = int(flat.shape[1] * PAPER_QUANTILE)
-    paper = np.partition(flat, k, axis=1)[:, k].astype(np.float32)
+    k = int(P[0].size * PAPER_QUANTILE)
+    paper = np.array([_kth_grey(p, k) for p in patches], np.float32)  # (histograms: cheaper than a partition)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
     v_raw = np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1) - 1
@@ -650,7 +664,7 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     N, H, W = P.shape
     S = np.stack([cv2.medianBlur(p, 3) for p in crops])
     k = int(H * W * PAPER_QUANTILE)
-    paper = np.partition(P.reshape(N, -1), k, axis=1)[:, k].astype(np.float32)
+    paper = np.array([_kth_grey(c, k) for c in crops], np.float32)  # (histograms: cheaper than a partition)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
     v_raw = (np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1) - 1)[:, None, None]
