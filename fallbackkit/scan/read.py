@@ -136,32 +136,33 @@ def _edge_evidence(P: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray
     if len(P) == 1:
         return _edge_evidence_one(P[0], int(x0[0]), int(y0[0]), int(x1[0]), int(y1[0]), ppm, vertical)[None]
     N, H, W = P.shape
-    n = np.arange(N)[:, None, None]
     b = OUTLINE_BAND_PX
     d = np.arange(-2 * b, 2 * b + 1)
     window = max(3, int(round(OUTLINE_WINDOW_MM * ppm)))
-    edges = [(True, y0, x0, x1), (True, y1, x0, x1)]
+    # the two edges of each direction have the same length: measured as one stack of 2N strips
+    pairs = [(True, np.concatenate([y0, y1]), np.concatenate([x0, x0]), np.concatenate([x1, x1]))]
     if vertical:
-        edges += [(False, x0, y0, y1), (False, x1, y0, y1)]
+        pairs.append((False, np.concatenate([x0, x1]), np.concatenate([y0, y0]), np.concatenate([y1, y1])))
+    n = np.concatenate([np.arange(N), np.arange(N)])
     out = []
-    for horizontal, pos, a0, a1 in edges:
+    for horizontal, pos, a0, a1 in pairs:
         length = int(np.max(a1 - a0)) + 1
         limit, along_limit = (H, W) if horizontal else (W, H)
         if pos.min() - 2 * b >= 0 and pos.max() + 2 * b < limit and a0.min() >= 0 and a0.max() + length <= along_limit:
             # inside every patch: plain slices (no index arrays)
             if horizontal:
                 vals = np.stack([P[i, p - 2 * b:p + 2 * b + 1, a:a + length]
-                                 for i, (p, a) in enumerate(zip(pos.tolist(), a0.tolist()))])
+                                 for i, p, a in zip(n.tolist(), pos.tolist(), a0.tolist())])
             else:
                 vals = np.stack([P[i, a:a + length, p - 2 * b:p + 2 * b + 1].T
-                                 for i, (p, a) in enumerate(zip(pos.tolist(), a0.tolist()))])
+                                 for i, p, a in zip(n.tolist(), pos.tolist(), a0.tolist())])
         else:
             across = np.clip(pos[:, None] + d[None, :], 0, limit - 1)
             along = np.clip(a0[:, None] + np.arange(length)[None, :], 0, along_limit - 1)
             if horizontal:
-                vals = P[n, across[:, :, None], along[:, None, :]]
+                vals = P[n[:, None, None], across[:, :, None], along[:, None, :]]
             else:
-                vals = P[n, along[:, None, :], across[:, :, None]]
+                vals = P[n[:, None, None], along[:, None, :], across[:, :, None]]
         # the 3-pixel mean as a sum of grey levels (exact in integers): the darkest and brightest
         # sums divided by 3 in float32 are the same numbers as the darkest and brightest means
         if length >= 3:
@@ -173,8 +174,10 @@ def _edge_evidence(P: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray
             paper = np.maximum(vals.max(axis=1).astype(np.float32), 1.0)
         contrast = np.clip((paper - line) / paper, 0.0, 1.0)
         k = min(window, contrast.shape[1])
-        c = np.concatenate([np.zeros((N, 1), np.float64), np.cumsum(contrast, axis=1, dtype=np.float64)], axis=1)
-        out.append(((c[:, k:] - c[:, :-k]) / k).min(axis=1))
+        c = np.concatenate([np.zeros((2 * N, 1), np.float64), np.cumsum(contrast, axis=1, dtype=np.float64)],
+                           axis=1)
+        weakest = ((c[:, k:] - c[:, :-k]) / k).min(axis=1)
+        out += [weakest[:N], weakest[N:]]
     return np.stack(out, axis=1)
 
 
