@@ -12,6 +12,7 @@ comb cells and ruling masked out; the field is cropped at 150 dpi for a person t
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cv2
@@ -624,8 +625,8 @@ def decide_ink(raw: dict[str, Any]) -> bool:
 
 def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black: float
                         ) -> tuple[dict[str, Any], np.ndarray]:
-    """Raw measures of one handwritten field and its crop (measure_handwritten_many of one field)."""
-    return measure_handwritten_many(image, hmat, [field], black)[0]
+    """Raw measures of one handwritten field and its crop (the numbers measure_handwritten_many gives)."""
+    return _measure_hand_one(image, hmat, field, black)
 
 
 def _hand_shape(field: dict) -> tuple:
@@ -651,9 +652,18 @@ def measure_handwritten_many(image: np.ndarray, hmat: np.ndarray, fields: list[d
     for i, f in enumerate(fields):
         groups.setdefault(_hand_shape(f), []).append(i)
     for idx in groups.values():
+        if len(idx) < STACK_MIN:
+            for i in idx:
+                out[i] = _measure_hand_one(image, hmat, fields[i], black)
+            continue
         for i, measured in zip(idx, _measure_hand_group(image, hmat, [fields[i] for i in idx], black)):
             out[i] = measured
     return out
+
+
+# fewer fields of one shape than this are measured one by one: a stack's fixed cost (~30 array
+# calls) is more than a lone field's
+STACK_MIN = 2
 
 
 def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict], black: float
@@ -816,4 +826,129 @@ def _tile_sums_many(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray
         g = ii[at, cols[None, None, :]]
         total = ii[ends, W]
         out.append((g[:, 1:, 1:] - g[:, :-1, 1:] - g[:, 1:, :-1] + g[:, :-1, :-1], total[1:] - total[:-1]))
+    return out
+
+
+def _mask_rect(mask: np.ndarray, x0: float, y0: float, x1: float, y1: float, ppm: float, origin,
+               pad_mm: float) -> None:
+    """Mask the outline of a rectangle (mm) with a band of pad_mm on either side."""
+    ox, oy = origin
+    pad = pad_mm * ppm
+
+    def px(v, o):
+        return (v - o) * ppm
+    X0, Y0, X1, Y1 = px(x0, ox), px(y0, oy), px(x1, ox), px(y1, oy)
+    h, w = mask.shape
+    for (a0, b0, a1, b1) in ((X0 - pad, Y0 - pad, X1 + pad, Y0 + pad), (X0 - pad, Y1 - pad, X1 + pad, Y1 + pad),
+                             (X0 - pad, Y0 - pad, X0 + pad, Y1 + pad), (X1 - pad, Y0 - pad, X1 + pad, Y1 + pad)):
+        r0, r1 = max(0, int(math.floor(b0))), min(h, int(math.ceil(b1)))
+        c0, c1 = max(0, int(math.floor(a0))), min(w, int(math.ceil(a1)))
+        if r1 > r0 and c1 > c0:
+            mask[r0:r1, c0:c1] = True
+
+
+def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: float
+                      ) -> tuple[dict[str, Any], np.ndarray]:
+    """One handwriting field alone (plain scalar arithmetic: cheaper than a stack of one)."""
+    x, y, w, h = field["box_mm"]
+    margin = CROP_MARGIN_MM
+    ppm = CROP_PX_PER_MM
+    crop = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
+    lv = _Levels(crop, black)
+    paper = lv.paper
+    smooth = cv2.medianBlur(crop, 3)
+    raw_dark = _le(crop, lv.above(DARK_FOR_OUTLINE))
+    m = int(round(margin * ppm))
+    bw, bh = int(round(w * ppm)), int(round(h * ppm))
+    search = int(round(SEARCH_MM * ppm))
+    band_r = (m + search + 1, m + bh - search - 1)
+    band_c = (m + search + 1, m + bw - search - 1)
+    sx = _best_shift(raw_dark, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else 0
+    sy = _best_shift(raw_dark, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else 0
+    origin = (x - margin - sx / ppm, y - margin - sy / ppm)
+    printed = np.zeros(crop.shape, bool)
+    pad = PRINT_MASK_MM
+    _mask_rect(printed, x, y, x + w, y + h, ppm, origin, pad)
+    cells = field.get("cells_mm") or []
+    for cx, cy, cw, ch in cells:
+        _mask_rect(printed, cx, cy, cx + cw, cy + ch, ppm, origin, pad)
+    # separators between comb groups ('/', ':', '.') sit in the gaps between cells
+    for a, b in zip(cells, cells[1:]):
+        gap0, gap1 = a[0] + a[2], b[0]
+        if gap1 - gap0 > 0.5:
+            c0 = int((gap0 - origin[0]) * ppm) - 1
+            c1 = int(math.ceil((gap1 - origin[0]) * ppm)) + 1
+            printed[:, max(0, c0):max(0, c1)] = True
+    for i in range(1, int(field.get("lines") or 1)):
+        ly = y + i * LINE_PITCH
+        r0 = int((ly - origin[1] - pad) * ppm)
+        r1 = int(math.ceil((ly - origin[1] + pad) * ppm))
+        printed[max(0, r0):max(0, r1), :] = True
+    # only the inside of the field box counts
+    inside = np.zeros(crop.shape, bool)
+    r0, c0 = int(m + sy), int(m + sx)
+    inside[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
+    usable = inside & ~printed
+    inked = _le(smooth, lv.at_least(HAND_INK_DARK)) & usable
+    tile = max(4, int(round(TILE_MM * ppm)))
+    # per tile: usable pixels, ink pixels, light-ink pixels
+    (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums(
+        [usable, inked, _le(smooth, lv.at_least(FAINT_DARK)) & usable], tile)
+    valid = use_t >= tile * tile * TILE_MIN_USABLE
+    frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
+    light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
+    tiles = int(valid.sum())
+    inked_tiles = int((frac >= TILE_INK).sum())
+    max_tile = float(frac.max()) if frac.size else 0.0
+    max_light = float(light_frac.max()) if light_frac.size else 0.0
+    raw = {"tiles": tiles, "tiles_inked": inked_tiles, "max_tile": round(max_tile, 4),
+           "printed": round(_frame_printed(crop, field, origin, ppm, (m + sx, m + sy, bw, bh)), 3),
+           "ink_fraction": round(float(n_inked) / max(1, n_usable), 4),
+           "max_light_tile": round(max_light, 4),
+           "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(paper, 1)}
+    if inked_tiles == 0 and (max_tile > TILE_FAINT or max_light > TILE_LIGHT):
+        raw["faint_only"] = True
+        raw["ink_confidence"] = 0.5
+    return raw, crop
+
+
+def _frame_printed(crop: np.ndarray, field: dict, origin, ppm: float, frame_px) -> float:
+    """The weakest stretch of printed outline of a handwriting field: of its frame; for a comb (no
+    frame of its own: the gaps between groups are open), of the outer frame of each group of cells
+    (the walls between cells are left out: two rectangles' edges meet there, and blur away first)."""
+    one = np.array([0])
+    cells = field.get("cells_mm") or []
+    if not cells:
+        x0, y0, w, h = frame_px
+        return float(_edge_evidence(crop[None], one + x0, one + y0, one + x0 + w, one + y0 + h,
+                                    ppm).min())
+    groups: list[list] = [[cells[0]]]
+    for a, b in zip(cells, cells[1:]):
+        if b[0] - (a[0] + a[2]) > 0.5:
+            groups.append([])
+        groups[-1].append(b)
+    weakest = 1.0
+    for g in groups:
+        gx0, gy0 = g[0][0], min(c[1] for c in g)
+        gx1, gy1 = g[-1][0] + g[-1][2], max(c[1] + c[3] for c in g)
+        px = [int(round((v - o) * ppm)) for v, o in ((gx0, origin[0]), (gy0, origin[1]), (gx1, origin[0]),
+                                                      (gy1, origin[1]))]
+        seg = _edge_evidence(crop[None], one + px[0], one + px[1], one + px[2], one + px[3],
+                             ppm)
+        weakest = min(weakest, float(seg.min()))
+    return weakest
+
+
+def _tile_sums(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, int]]:
+    """Per boolean mask (all the same shape): its pixel counts per tile x tile block (the last row and
+    column of blocks partial) and its total count."""
+    H, W = masks[0].shape
+    rows = np.minimum(np.arange(-(-H // tile) + 1) * tile, H)
+    cols = np.minimum(np.arange(-(-W // tile) + 1) * tile, W)
+    grid = np.ix_(rows, cols)
+    out = []
+    for mask in masks:
+        ii = cv2.integral(mask.view(np.uint8))
+        g = ii[grid]
+        out.append((g[1:, 1:] - g[:-1, 1:] - g[1:, :-1] + g[:-1, :-1], int(ii[H, W])))
     return out
