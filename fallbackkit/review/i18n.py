@@ -408,3 +408,173 @@ _NL.update({"machine_suggested": "Voorstel van de machine", "prefilled_0": "niet
 _EN["js"].update({"legend_first": "The sheet's legend (Nurses on this sheet), before its slots: typed once, each slot's initials are then one key."})
 _FR["js"].update({"legend_first": "La légende de la feuille (infirmiers de cette feuille), avant ses créneaux : tapée une fois, les initiales de chaque créneau sont ensuite une touche."})
 _NL["js"].update({"legend_first": "De legende van het blad (verpleegkundigen op dit blad), vóór de tijdvakken: één keer getypt, zijn de initialen van elk tijdvak daarna één toets."})
+
+
+# A quarantined page's detail (codes of fallbackkit.scan.reasons.DETAILS, parameters as stored in
+# quarantine.detail_codes). {why} is a detail in turn, {mark} / {marks} corner marks by name.
+DETAILS: dict[str, dict[str, str]] = {
+    "en": {
+        "no_code_found": "no readable sheet code on the page",
+        "not_our_qr": "a QR code was found but it is not a fallbackkit sheet code ({text})",
+        "other_kit": "the sheet belongs to another kit ({kit}; this kit is {this_kit})",
+        "two_codes": "two different sheet codes on one page",
+        "not_registered": "sheet {sheet} is not in this kit's registry of printed sheets",
+        "marks_after_code": "the code was read but the corner marks were not: {why}",
+        "marks_not_found": "corner marks not found: {why}",
+        "scanned_mirrored": "the code of sheet {sheet} reads mirrored and as dark as print: a page scanned mirrored?"
+                            " Scan it again",
+        "back_with_writing": "the back of sheet {sheet} (its code shows through the paper), with writing on it:"
+                             " look at the paper",
+        "back_with_ink": "the back of sheet {sheet} (page {page}, its front shows through the paper) with ink on it"
+                         " that the front does not explain ({mm} mm mark): something was written on the back?"
+                         " Look at the paper",
+        "cover_back_with_ink": "the back of the ward pack's cover sheet (page {page}, its front shows through the"
+                               " paper) with ink on it that the front does not explain ({mm} mm mark): something"
+                               " was written on the back? Look at the paper",
+        "reader_failed": "technical error, for IT: {error}",
+        "not_sheet_code": "not a fallbackkit sheet code",
+        "malformed_code": "malformed fallbackkit sheet code",
+        "page_out_of_range": "malformed fallbackkit sheet code (page out of range)",
+        "code_other_kit": "the sheet belongs to another kit ({kit}; this kit is {this_kit})",
+        "signature_fails": "the sheet code's signature does not verify (forged or damaged code)",
+        "not_cover_code": "not a fallbackkit cover code",
+        "malformed_cover": "malformed fallbackkit cover code",
+        "cover_other_kit": "cover sheet of another kit ({kit}; this kit is {this_kit})",
+        "cover_signature_fails": "the cover code's signature does not verify (forged or damaged code)",
+        "marks_missing": "corner marks {marks} not found where the code puts them",
+        "mark_missing": "corner mark {mark} not found where the code puts it, and the other three do not agree"
+                        " with the code",
+        "no_outline": "no four marks found that make a page outline of the right size",
+        "marks_disagree": "the corner marks and the code disagree by {mm} mm: a mark is missing or the sheet is"
+                          " folded",
+        "fewer_marks": "fewer than four corner marks found",
+        "marks_not_in_corners": "corner marks not found in the four corners of the image",
+        "marks_sizes": "corner marks of different sizes: not the four marks of one sheet",
+        "hole_unclear": "the holed corner mark (bottom right) cannot be told apart",
+        "not_an_outline": "the corner marks do not form a page outline",
+        "page_shape": "the corner marks give an implausible page shape",
+        "hole_elsewhere": "the holed corner mark is {mark}, not bottom right: the marks disagree with the code",
+    },
+    "fr": {
+        "no_code_found": "aucun code de feuille lisible sur la page",
+        "not_our_qr": "un code QR a été trouvé, mais ce n'est pas un code de feuille fallbackkit ({text})",
+        "other_kit": "la feuille appartient à un autre kit ({kit} ; ce kit est {this_kit})",
+        "two_codes": "deux codes de feuille différents sur une même page",
+        "not_registered": "la feuille {sheet} n'est pas dans le registre des feuilles imprimées de ce kit",
+        "marks_after_code": "le code a été lu, mais pas les repères de coin : {why}",
+        "marks_not_found": "repères de coin introuvables : {why}",
+        "scanned_mirrored": "le code de la feuille {sheet} se lit en miroir et aussi foncé que l'impression : une"
+                            " page numérisée en miroir ? Numérisez-la à nouveau",
+        "back_with_writing": "le verso de la feuille {sheet} (son code se voit par transparence), avec de"
+                             " l'écriture : regardez le papier",
+        "back_with_ink": "le verso de la feuille {sheet} (page {page}, son recto se voit par transparence) porte de"
+                         " l'encre que le recto n'explique pas (trait de {mm} mm) : quelque chose a été écrit au"
+                         " verso ? Regardez le papier",
+        "cover_back_with_ink": "le verso de la page de garde du paquet de l'unité (page {page}, son recto se voit"
+                               " par transparence) porte de l'encre que le recto n'explique pas (trait de {mm} mm) :"
+                               " quelque chose a été écrit au verso ? Regardez le papier",
+        "reader_failed": "erreur technique, pour l'informatique : {error}",
+        "not_sheet_code": "ce n'est pas un code de feuille fallbackkit",
+        "malformed_code": "code de feuille fallbackkit mal formé",
+        "page_out_of_range": "code de feuille fallbackkit mal formé (numéro de page hors limites)",
+        "code_other_kit": "la feuille appartient à un autre kit ({kit} ; ce kit est {this_kit})",
+        "signature_fails": "la signature du code de la feuille est fausse (code falsifié ou abîmé)",
+        "not_cover_code": "ce n'est pas un code de page de garde fallbackkit",
+        "malformed_cover": "code de page de garde fallbackkit mal formé",
+        "cover_other_kit": "page de garde d'un autre kit ({kit} ; ce kit est {this_kit})",
+        "cover_signature_fails": "la signature du code de la page de garde est fausse (code falsifié ou abîmé)",
+        "marks_missing": "repères de coin {marks} introuvables là où le code les place",
+        "mark_missing": "repère de coin {mark} introuvable là où le code le place, et les trois autres ne"
+                        " concordent pas avec le code",
+        "no_outline": "aucun groupe de quatre repères ne forme le contour d'une page de la bonne taille",
+        "marks_disagree": "les repères de coin et le code divergent de {mm} mm : un repère manque ou la feuille est"
+                          " pliée",
+        "fewer_marks": "moins de quatre repères de coin trouvés",
+        "marks_not_in_corners": "repères de coin introuvables dans les quatre coins de l'image",
+        "marks_sizes": "repères de coin de tailles différentes : pas les quatre repères d'une même feuille",
+        "hole_unclear": "le repère de coin évidé (en bas à droite) ne se distingue pas",
+        "not_an_outline": "les repères de coin ne forment pas le contour d'une page",
+        "page_shape": "les repères de coin donnent une forme de page invraisemblable",
+        "hole_elsewhere": "le repère de coin évidé est {mark}, pas en bas à droite : les repères contredisent le code",
+    },
+    "nl": {
+        "no_code_found": "geen leesbare bladcode op de pagina",
+        "not_our_qr": "er is een QR-code gevonden, maar het is geen bladcode van fallbackkit ({text})",
+        "other_kit": "het blad hoort bij een andere kit ({kit}; deze kit is {this_kit})",
+        "two_codes": "twee verschillende bladcodes op één pagina",
+        "not_registered": "blad {sheet} staat niet in het register van gedrukte bladen van deze kit",
+        "marks_after_code": "de code is gelezen, maar de hoekmerken niet: {why}",
+        "marks_not_found": "hoekmerken niet gevonden: {why}",
+        "scanned_mirrored": "de code van blad {sheet} leest gespiegeld en is zo donker als drukwerk: een gespiegeld"
+                            " gescande pagina? Scan ze opnieuw",
+        "back_with_writing": "de achterkant van blad {sheet} (de code schijnt door het papier), met schrift erop:"
+                             " bekijk het papier",
+        "back_with_ink": "de achterkant van blad {sheet} (pagina {page}, de voorkant schijnt door het papier) met"
+                         " inkt die de voorkant niet verklaart (streep van {mm} mm): is er iets op de achterkant"
+                         " geschreven? Bekijk het papier",
+        "cover_back_with_ink": "de achterkant van het voorblad van het afdelingspakket (pagina {page}, de voorkant"
+                               " schijnt door het papier) met inkt die de voorkant niet verklaart (streep van {mm}"
+                               " mm): is er iets op de achterkant geschreven? Bekijk het papier",
+        "reader_failed": "technische fout, voor IT: {error}",
+        "not_sheet_code": "geen bladcode van fallbackkit",
+        "malformed_code": "misvormde bladcode van fallbackkit",
+        "page_out_of_range": "misvormde bladcode van fallbackkit (paginanummer buiten bereik)",
+        "code_other_kit": "het blad hoort bij een andere kit ({kit}; deze kit is {this_kit})",
+        "signature_fails": "de handtekening van de bladcode klopt niet (vervalste of beschadigde code)",
+        "not_cover_code": "geen voorbladcode van fallbackkit",
+        "malformed_cover": "misvormde voorbladcode van fallbackkit",
+        "cover_other_kit": "voorblad van een andere kit ({kit}; deze kit is {this_kit})",
+        "cover_signature_fails": "de handtekening van de voorbladcode klopt niet (vervalste of beschadigde code)",
+        "marks_missing": "hoekmerken {marks} niet gevonden waar de code ze plaatst",
+        "mark_missing": "hoekmerk {mark} niet gevonden waar de code het plaatst, en de andere drie kloppen niet"
+                        " met de code",
+        "no_outline": "geen vier merken gevonden die de omtrek van een pagina van de juiste grootte vormen",
+        "marks_disagree": "de hoekmerken en de code verschillen {mm} mm: er ontbreekt een merk of het blad is"
+                          " gevouwen",
+        "fewer_marks": "minder dan vier hoekmerken gevonden",
+        "marks_not_in_corners": "hoekmerken niet gevonden in de vier hoeken van het beeld",
+        "marks_sizes": "hoekmerken van verschillende grootte: niet de vier merken van één blad",
+        "hole_unclear": "het holle hoekmerk (rechtsonder) is niet te onderscheiden",
+        "not_an_outline": "de hoekmerken vormen geen omtrek van een pagina",
+        "page_shape": "de hoekmerken geven een onwaarschijnlijke paginavorm",
+        "hole_elsewhere": "het holle hoekmerk staat {mark}, niet rechtsonder: de merken spreken de code tegen",
+    },
+}
+MARK_NAMES: dict[str, dict[str, str]] = {
+    "en": {"tl": "top left", "tr": "top right", "br": "bottom right", "bl": "bottom left", "and": "and"},
+    "fr": {"tl": "en haut à gauche", "tr": "en haut à droite", "br": "en bas à droite", "bl": "en bas à gauche",
+           "and": "et"},
+    "nl": {"tl": "linksboven", "tr": "rechtsboven", "br": "rechtsonder", "bl": "linksonder", "and": "en"},
+}
+
+
+def _marks_text(lang: str, value: str) -> str:
+    from ..scan.reasons import mark_keys
+    names = MARK_NAMES.get(lang, MARK_NAMES["en"])
+    keys = [names[k] for k in mark_keys(value)]
+    if not keys:
+        return value
+    return keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} {names['and']} {keys[-1]}"
+
+
+def detail_text(lang: str, detail: Any) -> str:
+    """A quarantined page's detail in the user's language: its stored codes (a dict, as in
+    quarantine.detail_codes), or else its English text, parsed. A text no code knows is shown as stored."""
+    from ..scan.reasons import parse_detail
+    if detail is None or detail == "":
+        return ""
+    parsed = parse_detail(detail) if isinstance(detail, str) else detail
+    code, params = parsed.get("code"), dict(parsed.get("params") or {})
+    table = DETAILS.get(lang, DETAILS["en"])
+    sentence = table.get(code) or DETAILS["en"].get(code)
+    if sentence is None:  # "other": an older wording, or a code of a later version
+        return str(params.get("text", ""))
+    for name, value in params.items():
+        if name == "why":
+            params[name] = detail_text(lang, value)
+        elif name in ("mark", "marks"):
+            params[name] = _marks_text(lang, value)
+    try:
+        return sentence.format(**params)
+    except (KeyError, IndexError):
+        return str(parsed)
