@@ -215,17 +215,17 @@ def test_the_migration_fills_the_codes_of_pages_put_aside_before(tmp_path):
     """m0070: quarantine rows stored before the column get their codes from their English text."""
     from fallbackkit.store.migrations import m0070_quarantine_detail_codes as m
     kit = census_kit(tmp_path)
-    stray = np.full((1169, 827), 250, np.uint8)
-    cv2.putText(stray, "a note, no sheet code", (60, 500), cv2.FONT_HERSHEY_SIMPLEX, 1.5, 20, 4)
-    Image.fromarray(stray).save(tmp_path / "stray.png")
     from fallbackkit.scan.pipeline import scan_paths
-    scan_paths(kit, [tmp_path / "stray.png"], workers=0, progress=False, actor="tester")
+    for k in range(3):
+        stray = np.full((1169, 827), 250, np.uint8)
+        cv2.putText(stray, f"note {k}, no sheet code", (60, 500), cv2.FONT_HERSHEY_SIMPLEX, 1.5, 20, 4)
+        Image.fromarray(stray).save(tmp_path / f"stray-{k}.png")
+    scan_paths(kit, sorted(tmp_path.glob("stray-*.png")), workers=0, progress=False, actor="tester")
+    older = [reasons.detail("marks_after_code", why=reasons.detail("marks_missing", marks=["tl", "bl"])),
+             "an older wording"]
     with kit.db.conn:
-        kit.db.conn.execute("INSERT INTO quarantine (capture_id, reason, detail, created_at) SELECT capture_id,"
-                            " 'no_marks', ?, created_at FROM quarantine", [reasons.detail(
-                                "marks_after_code", why=reasons.detail("marks_missing", marks=["tl", "bl"]))])
-        kit.db.conn.execute("INSERT INTO quarantine (capture_id, reason, detail, created_at) SELECT capture_id,"
-                            " 'no_code', 'an older wording', created_at FROM quarantine LIMIT 1")
+        for qid, text in zip((2, 3), older):
+            kit.db.conn.execute("UPDATE quarantine SET detail = ? WHERE quarantine_id = ?", [text, qid])
     kit.close()
     raw = sqlite3.connect(str(tmp_path / "kit" / "store.sqlite"))
     raw.execute("ALTER TABLE quarantine DROP COLUMN detail_codes")
