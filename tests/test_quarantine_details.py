@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 import sqlite3
 from pathlib import Path
 
@@ -244,3 +245,27 @@ def test_the_migration_fills_the_codes_of_pages_put_aside_before(tmp_path):
             " code ze plaatst")
     finally:
         again.close()
+
+
+def test_a_refused_identification_is_said_in_the_clerks_language(quarantined):
+    """Identifying a page the station cannot read as that sheet (two corner marks covered), or typing
+    a wrong sheet id: the station says why in the clerk's language, the detail too."""
+    from fallbackkit import payload
+    from test_review_app import csrf_of, login
+    kit, _, by_file = quarantined
+    row = by_file["no-marks.png"]
+    code = kit.db.conn.execute("SELECT payload FROM quarantine WHERE quarantine_id = ?", [row["id"]]).fetchone()[0]
+    sheet = payload.parse(code).sheet_id
+    client = create_app(kit.path).test_client()
+    login(client, "sam")
+    client.post("/lang", data={"lang": "fr", "csrf_token": csrf_of(client)})  # (the station test left him in nl)
+    for typed, want in ((sheet, "ne peut pas être lue comme feuille"), ("ABCD", "n'est pas un identifiant de feuille")):
+        client.post(f"/quarantine/{row['id']}/assign", data={"sheet_id": typed, "csrf_token": csrf_of(client)})
+        html = client.get("/quarantine").get_data(as_text=True)
+        found = re.search(r'class="flash error"[^>]*>(.*?)</', html, re.S)
+        flashed = unescape(found.group(1)) if found else ""
+        assert want in flashed, html[:3000]
+        assert "cannot" not in flashed and "sheet id" not in flashed, flashed
+        if typed == sheet:
+            assert "repères de coin introuvables" in flashed and "les carrés des coins sont introuvables" in flashed
+    assert kit.db.conn.execute("SELECT COUNT(*) FROM quarantine_assignments").fetchone()[0] == 0

@@ -578,3 +578,63 @@ def detail_text(lang: str, detail: Any) -> str:
         return sentence.format(**params)
     except (KeyError, IndexError):
         return str(parsed)
+
+
+# why a clerk's identification of a quarantined page was refused (fallbackkit.scan.assign: exc.said)
+_EN.update({"assign_not_a_sheet_id": "“{typed}” is not a valid sheet id: it is the 9 characters printed under the"
+                                     " QR code, the last one a check character. Read it again.",
+            "assign_supervisor_only_page": "Page {page} may be forged or from another kit: only a supervisor may read"
+                                           " it in, after checking the paper.",
+            "assign_already_assigned": "Page {page} is already identified as sheet {sheet} (capture {capture}).",
+            "assign_no_such_sheet": "There is no sheet {sheet} in this kit: check the sheet id.",
+            "assign_cannot_read_as": "Page {page} cannot be read as sheet {sheet}: {reason} ({detail}). Check the"
+                                     " sheet id; if it is right, the page must be entered by hand."})
+_FR.update({"assign_not_a_sheet_id": "« {typed} » n'est pas un identifiant de feuille valable : ce sont les 9"
+                                     " caractères imprimés sous le code QR, le dernier étant un caractère de"
+                                     " contrôle. Relisez-le.",
+            "assign_supervisor_only_page": "La page {page} est peut-être falsifiée ou d'un autre kit : seul un"
+                                           " superviseur peut l'identifier, après avoir vérifié le papier.",
+            "assign_already_assigned": "La page {page} est déjà identifiée comme feuille {sheet} (capture {capture}).",
+            "assign_no_such_sheet": "Ce kit n'a pas de feuille {sheet} : vérifiez l'identifiant.",
+            "assign_cannot_read_as": "La page {page} ne peut pas être lue comme feuille {sheet} : {reason} ({detail})."
+                                     " Vérifiez l'identifiant ; s'il est juste, la page doit être saisie à la main."})
+_NL.update({"assign_not_a_sheet_id": "“{typed}” is geen geldige bladcode: het zijn de 9 tekens onder de QR-code,"
+                                     " het laatste is een controleteken. Lees ze opnieuw.",
+            "assign_supervisor_only_page": "Pagina {page} is misschien vervalst of van een andere kit: alleen een"
+                                           " supervisor mag ze identificeren, na controle van het papier.",
+            "assign_already_assigned": "Pagina {page} is al geïdentificeerd als blad {sheet} (capture {capture}).",
+            "assign_no_such_sheet": "Deze kit heeft geen blad {sheet}: controleer de bladcode.",
+            "assign_cannot_read_as": "Pagina {page} kan niet gelezen worden als blad {sheet}: {reason} ({detail})."
+                                     " Controleer de bladcode; als ze juist is, moet de pagina met de hand"
+                                     " ingevoerd worden."})
+
+
+def assign_error(lang: str, code: str, params: dict[str, Any]) -> str:
+    """A refused identification of a quarantined page, in the user's language."""
+    params = dict(params)
+    if code == "cannot_read_as":
+        params["reason"] = reason_text(lang, params.get("reason"))
+        params["detail"] = detail_text(lang, params.get("detail"))
+    return t(lang, "assign_" + code, **params)
+_EN.update({"self_undo_note": "undone by the person who decided it"})
+_FR.update({"self_undo_note": "annulée par la personne qui l'avait prise"})
+_NL.update({"self_undo_note": "ongedaan gemaakt door wie ze genomen had"})
+# the colon after a label: French puts a (non-breaking) space before it
+_EN["js"].update({"colon": ": "})
+_FR["js"].update({"colon": "\u00a0: "})
+_NL["js"].update({"colon": ": "})
+
+# a patient's sex, as the paper (the template's option values) or the census (F, M, X, U) gives it
+_SEX = {"female": "female", "f": "female", "male": "male", "m": "male", "other": "other", "x": "other",
+        "unknown": "unknown", "u": "unknown"}
+_EN.update({"sex_female": "female", "sex_male": "male", "sex_other": "X", "sex_unknown": "unknown"})
+_FR.update({"sex_female": "féminin", "sex_male": "masculin", "sex_other": "X", "sex_unknown": "inconnu"})
+_NL.update({"sex_female": "vrouwelijk", "sex_male": "mannelijk", "sex_other": "X", "sex_unknown": "onbekend"})
+
+
+def sex_text(lang: str, value: Any) -> str:
+    """A sex from the paper or the census in the user's language; any other value as stored."""
+    if value is None or value == "":
+        return ""
+    code = _SEX.get(str(value).strip().lower())
+    return t(lang, "sex_" + code) if code else str(value)

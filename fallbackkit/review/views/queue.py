@@ -11,7 +11,7 @@ from ... import reconcile as rc
 from ...reconcile import summary
 from ...scan.suggest import keeps_prefill
 from ...errors import BadInput
-from ...store.decisions import NOTE_MAX, AlreadyDecided, record_review
+from ...store.decisions import NOTE_MAX, SELF_UNDO_NOTE, AlreadyDecided, record_review
 from .. import labels as lb
 from .. import queue as q
 from ..i18n import STRINGS, reason_text, t
@@ -69,6 +69,8 @@ def reading_json(reading_id: int) -> dict[str, Any]:
         codes = lb.option_labels(table, d["field"])
         d["code_list"] = [{"code": k, "text": v} for k, v in codes.items()] if codes else None
     d["returned"] = q.returned_by_undo(g.kit.db, reading_id) if d["review"] is None else None
+    if d["returned"] and d["returned"].get("note") == SELF_UNDO_NOTE:  # the store's English words: said here
+        d["returned"] = {**d["returned"], "note": t(g.lang, "self_undo_note")}
     d["patient_name"] = rc.patient_name(g.kit, d["capture"].get("patient_mrn"), d["capture"].get("downtime_mrn"))
     d["initials_help"] = initials_help(g.kit.db, d, g.user.name) if d["review"] is None else None
     d["legend_row"] = bool(LEGEND_FIELD.match(d["field"] or ""))  # handed before the slots: say why

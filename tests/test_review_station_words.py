@@ -1,0 +1,57 @@
+"""Issue 15, re-checked on the demo kit in Chromium (en and fr): words of the station that still
+reached a French clerk in English."""
+from __future__ import annotations
+
+import time
+
+from test_review_app import app, csrf_of, login, scenario  # noqa: F401  (fixtures and helpers)
+
+
+def test_an_item_back_after_your_own_undo_says_why_in_your_language(app, scenario):  # noqa: F811
+    """The undo of one's own decision is stored with an English note for the audit ("undone by the
+    person who decided it"); the item that comes back says it in the clerk's language."""
+    time.sleep(1.1)  # the decisions of the tests before were another session's
+    clerk = app.test_client()
+    login(clerk, "sam")  # sam reads French
+    token = csrf_of(clerk)
+    reading = clerk.get("/api/next").get_json()["reading"]
+    rid = reading["reading_id"]
+    value = reading["options"][0] if reading["options"] else "tapé"
+    decision = "correct" if reading["options"] else "transcribe"
+    resp = clerk.post(f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token},
+                      json={"decision": decision, "value": value})
+    assert resp.status_code == 200, resp.get_json()
+    assert clerk.post("/api/undo-last", headers={"X-CSRF-Token": token}, json={}).status_code == 200
+    back = clerk.get(f"/api/readings/{rid}").get_json()["reading"]["returned"]
+    assert back["note"] == "annulée par la personne qui l'avait prise", back
+    note = scenario.kit.db.conn.execute("SELECT note FROM reviews WHERE reading_id = ? AND decision = 'undo'"
+                                        " ORDER BY review_id DESC LIMIT 1", [rid]).fetchone()
+    assert note == ("undone by the person who decided it",)  # the store keeps the audit's words
+
+
+def test_the_review_screen_puts_french_colons_in_french(app, scenario):  # noqa: F811
+    """French sets a (non-breaking) space before a colon: "Pourquoi un doute : à transcrire"."""
+    from review_helpers import station_page
+    with station_page(app, "sam") as (page, problems):
+        page.goto("/review")
+        page.wait_for_selector("section[data-reading]")
+        text = page.locator("#item").inner_text()
+        assert "Pourquoi un doute\u00a0: " in text and "doute: " not in text, text
+        assert problems == []
+    from fallbackkit.review.i18n import STRINGS
+    assert STRINGS["en"]["js"]["colon"] == STRINGS["nl"]["js"]["colon"] == ": "
+
+
+def test_the_identity_screens_say_the_sex_in_the_clerks_language(app, scenario, tmp_path):  # noqa: F811
+    """The paper's "male" and the census's "F" were shown as stored to a French clerk ("Sexe female")."""
+    from fallbackkit.review.i18n import sex_text
+    from review_helpers import scan_blank_registration
+    kit = scenario.kit
+    blank = scan_blank_registration(kit, tmp_path, sex="male")
+    woman = kit.db.conn.execute("SELECT mrn FROM patients WHERE sex = 'F' ORDER BY mrn LIMIT 1").fetchone()[0]
+    client = app.test_client()
+    login(client, "sam")
+    page = client.get(f"/identities/check?downtime_mrn={blank['downtime_mrn']}&real_mrn={woman}").get_data(as_text=True)
+    row = page[page.index('data-key="sex"'):].split("</tr>")[0]
+    assert "<td>masculin</td>" in row and "<td>féminin</td>" in row and "male" not in row.replace("masculin", ""), row
+    assert [sex_text("nl", v) for v in ("female", "M", "U", "X", "?")] == ["vrouwelijk", "mannelijk", "onbekend", "X", "?"]
