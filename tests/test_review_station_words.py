@@ -55,3 +55,27 @@ def test_the_identity_screens_say_the_sex_in_the_clerks_language(app, scenario, 
     row = page[page.index('data-key="sex"'):].split("</tr>")[0]
     assert "<td>masculin</td>" in row and "<td>féminin</td>" in row and "male" not in row.replace("masculin", ""), row
     assert [sex_text("nl", v) for v in ("female", "M", "U", "X", "?")] == ["vrouwelijk", "mannelijk", "onbekend", "X", "?"]
+
+
+def test_medication_slots_and_item_values_are_named_in_words_not_internal_keys(scenario):  # noqa: F811
+    """Issue 15.13 on the demo kit: the queue showed "Heure · n1.s3" and the worklist "Slot m1.s1",
+    "Census line", "Performer unresolved" to a French clerk."""
+    from fallbackkit.review import labels as lb
+    fr = lb.labels(scenario.kit.path, "mar", None, "fr")
+    assert lb.field_label(fr, "m1.s3.time") == f"{fr['slots']['time'][0]} · médicament 1, prise 3"
+    assert lb.field_label(fr, "n1.s2.initials").endswith(" · nouvelle prescription 1, prise 2")
+    assert lb.field_label(lb.labels(scenario.kit.path, "mar", None, "nl"), "p2.s1.time").endswith(
+        " · indien nodig 2, toediening 1")
+    for key, said in (("census_line", "Ligne du recensement"), ("performer_unresolved", "Donné par : incertain"),
+                      ("route", "Voie"), ("frequency", "Fréquence"), ("slot", "Place sur la feuille")):
+        assert lb.value_label(fr, key) == said
+    assert lb.place_words("c3", "fr") is None and lb.place_words("m1.s1", "en") == "medication 1, dose 1"
+
+
+def test_the_decisions_screen_names_each_decision_in_the_clerks_language(app, scenario):  # noqa: F811
+    """Runs after the undo test above: sam's decision and its undo are on the screen."""
+    client = app.test_client()
+    login(client, "sam")
+    html = client.get("/decisions").get_data(as_text=True)
+    assert 'data-decision="undo">annulation de #' in html
+    assert ">undo" not in html and ">transcribe<" not in html and ">correct<" not in html

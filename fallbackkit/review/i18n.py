@@ -638,3 +638,10 @@ def sex_text(lang: str, value: Any) -> str:
         return ""
     code = _SEX.get(str(value).strip().lower())
     return t(lang, "sex_" + code) if code else str(value)
+# a decision's kind on the Decisions screen (reviews.decision)
+_EN.update({"decided_confirm": "confirmed", "decided_correct": "corrected", "decided_transcribe": "typed",
+            "decided_illegible": "illegible", "decided_undo": "undo of"})
+_FR.update({"decided_confirm": "confirmé", "decided_correct": "corrigé", "decided_transcribe": "tapé",
+            "decided_illegible": "illisible", "decided_undo": "annulation de"})
+_NL.update({"decided_confirm": "bevestigd", "decided_correct": "verbeterd", "decided_transcribe": "getypt",
+            "decided_illegible": "onleesbaar", "decided_undo": "ongedaan maken van"})

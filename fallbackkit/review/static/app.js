@@ -634,7 +634,7 @@
   function takeSheet(group, button) {
     var sheet = group.getAttribute("data-sheet"), cap = parseInt(button.getAttribute("data-capture"), 10);
     post("/api/conflicts/sheet", { sheet_id: sheet, capture_id: cap }, true).then(function (res) {
-      if (res.status !== 200) { say(S.error + S.colon + (res.body.error || res.status), false); return; }
+      if (res.status !== 200) { say(S.error + (document.documentElement.lang === "fr" ? "\u00a0: " : ": ") + (res.body.error || res.status), false); return; }
       var text = S.taken.replace("{sheet}", sheet).replace("{n}", res.body.resolved.length);
       if (res.body.left.length) text += " " + S.left.replace("{fields}", res.body.left.map(function (f) {
         var h = group.querySelector('section.conflict[data-field="' + f.replace(/"/g, '\\"') + '"] h3');
@@ -654,7 +654,7 @@
     var data = new FormData(form);
     if (ev.submitter && ev.submitter.name) data.append(ev.submitter.name, ev.submitter.value);
     post(form.getAttribute("action"), new URLSearchParams(data), false).then(function (res) {
-      if (res.status !== 200) { say(S.error + S.colon + (res.body.error || res.status), false); return; }
+      if (res.status !== 200) { say(S.error + (document.documentElement.lang === "fr" ? "\u00a0: " : ": ") + (res.body.error || res.status), false); return; }
       var h = form.closest("section.conflict").querySelector("h3");
       say(S.resolved.replace("{field}", h ? h.textContent : res.body.field).replace("{sheet}", res.body.sheet_id), true);
       settle(group, [res.body.field]);
@@ -715,7 +715,7 @@
       .then(function (res) {
         if (res.status !== 200) { say(res.body.error || String(res.status), false); return; }
         var who = it.closest("details").querySelector(".pname");  // in words, not the item's internal id
-        say(it.querySelector(".what b").textContent + (who ? " · " + who.textContent : "") + S.colon + res.body.done, true);
+        say(it.querySelector(".what b").textContent + (who ? " · " + who.textContent : "") + (document.documentElement.lang === "fr" ? "\u00a0: " : ": ") + res.body.done, true);
         it.classList.remove("pending"); it.classList.add(status);
         var acts = it.querySelector(".acts"); acts.textContent = "";
         acts.appendChild(Object.assign(document.createElement("span"), { className: "done", textContent: res.body.done }));

@@ -78,7 +78,8 @@ def worklist():
         p["shown"] = {}
         for it in p["items"]:
             table = table_of(it)
-            values = sorted(((key_info(table, k), v) for k, v in it.values.items()), key=lambda kv: kv[0][1])
+            values = sorted(((key_info(table, k), v if k not in PLACES else lb.place_words(str(v), g.lang) or v)
+                             for k, v in it.values.items()), key=lambda kv: kv[0][1])
             p["shown"][it.item_id] = ([(info[0], shown(info[2], v)) for info, v in values if v not in (None, [], "")],
                                       [info[0] for info, v in values if v is None])
             p.setdefault("remarks", {})[it.item_id] = [remark_text(table, key_info, r) for r in it.remarks]
@@ -99,6 +100,7 @@ def remark_text(table: dict[str, Any], key_info, remark: str) -> str:
 
 
 _REMARK_CODES = {english(c): c for c in ("corrected",)}  # the codes Form.remarks writes
+PLACES = ("slot", "row")  # item values that name a place on the sheet (m1.s2): said in words
 
 
 @bp.post("/worklist/mark")
