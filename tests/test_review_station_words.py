@@ -79,3 +79,25 @@ def test_the_decisions_screen_names_each_decision_in_the_clerks_language(app, sc
     html = client.get("/decisions").get_data(as_text=True)
     assert 'data-decision="undo">annulation de #' in html
     assert ">undo" not in html and ">transcribe<" not in html and ">correct<" not in html
+
+
+def test_an_empty_conflicts_screen_says_nothing_waits_once(tmp_path):
+    """The demo kit's Conflicts screen said "Rien n'attend ici." twice (the page, then the script)."""
+    from fallbackkit.review import create_app
+    from kit_helpers import census_kit
+    from review_helpers import add_people, station_page
+    kit = census_kit(tmp_path)
+    add_people(kit)
+    try:
+        with station_page(create_app(kit.path), None) as (page, problems):
+            page.goto("/login")
+            page.fill("input[name=name]", "sam")
+            page.fill("input[name=password]", "correct horse battery")
+            page.press("input[name=password]", "Enter")
+            page.wait_for_url("**/")
+            page.goto("/conflicts")
+            page.wait_for_timeout(300)
+            assert page.locator("p.empty").all_inner_texts() == ["Rien n'attend ici."]
+            assert problems == []
+    finally:
+        kit.close()

@@ -607,7 +607,9 @@
   function groups() { return Array.prototype.slice.call(root.querySelectorAll("section.sheetgroup")); }
   function focusGroup(g) {
     if (!g) {
-      if (!groups().length) { root.appendChild(Object.assign(document.createElement("p"), { className: "empty", textContent: S.none })); }
+      if (!groups().length && !root.querySelector("p.empty")) {  // (the page says it already when it came empty)
+        root.appendChild(Object.assign(document.createElement("p"), { className: "empty", textContent: S.none }));
+      }
       statusEl.setAttribute("tabindex", "-1"); statusEl.focus();  // the focus stays on the page, on what happened
       return;
     }
