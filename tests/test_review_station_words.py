@@ -101,3 +101,44 @@ def test_an_empty_conflicts_screen_says_nothing_waits_once(tmp_path):
             assert problems == []
     finally:
         kit.close()
+
+
+def test_a_typed_value_refused_or_implausible_is_said_in_the_clerks_language(app, scenario, tmp_path):  # noqa: F811
+    """Walking the demo kit in French: "Peu plausible : 1 is outside the plausible range 20.0-160.0"."""
+    from fallbackkit.review.i18n import value_problem_text
+    from fallbackkit.templates import values
+    from review_helpers import scan_blank_registration
+    blank = scan_blank_registration(scenario.kit, tmp_path, sex=None)
+    rid = blank["readings"]["birth_date"]
+    client = app.test_client()
+    login(client, "sam")
+    token = csrf_of(client)
+
+    def typed(text):
+        return client.post(f"/api/readings/{rid}/decision", headers={"X-CSRF-Token": token},
+                           json={"decision": "transcribe", "value": text})
+    refused = typed("Dupont")
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == ("« Dupont » n'est pas une date (jour/mois/année) — tapez-le comme sur le"
+                                           " papier, ou choisissez Illisible")
+    late = typed("03/02/2199")
+    assert late.status_code == 422 and late.get_json()["implausible"] is True
+    said = late.get_json()["error"]
+    assert said.startswith("Peu plausible : 03/02/2199 est hors de la période") and "outside" not in said, said
+    assert "outside" in late.get_json()["reason"]  # the English reason is what the audit note keeps
+    try:
+        values.check_range(96, 30.0, 45.0, "96")
+    except values.ValueProblem as problem:
+        assert value_problem_text("nl", problem) == "96 valt buiten het plausibele bereik 30-45"
+
+
+def test_a_mar_slot_names_the_drug_printed_on_its_line_not_the_line_number(scenario):  # noqa: F811
+    """The review screen said "· médicament : 1" (the census line) above a MAR slot."""
+    import json
+    from fallbackkit.review.queue import printed_medication
+    conn = scenario.kit.db.conn
+    form_id, context = conn.execute("SELECT form_id, context FROM forms WHERE template = 'mar' AND context LIKE"
+                                    " '%medication%' LIMIT 1").fetchone()
+    med = json.loads(context)["medications"][0]
+    assert printed_medication(conn, form_id, med["line"]) == f"{med['medication']} {med['dose']}".strip()
+    assert printed_medication(conn, form_id, 99) == 99 and printed_medication(conn, None, 1) == 1

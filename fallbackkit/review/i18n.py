@@ -645,3 +645,49 @@ _FR.update({"decided_confirm": "confirmé", "decided_correct": "corrigé", "deci
             "decided_illegible": "illisible", "decided_undo": "annulation de"})
 _NL.update({"decided_confirm": "bevestigd", "decided_correct": "verbeterd", "decided_transcribe": "getypt",
             "decided_illegible": "onleesbaar", "decided_undo": "ongedaan maken van"})
+
+# what is wrong with a typed value (fallbackkit.templates.values.ValueProblem codes; {text}: what was typed)
+VALUE_PROBLEMS: dict[str, dict[str, str]] = {
+    "en": {"out_of_range": "{text} is outside the plausible range {low}-{high}",
+           "date_out_of_window": "{text} is outside {earliest} – {latest}",
+           "not_a_number": "“{text}” is not a number", "not_a_date": "“{text}” is not a date (day/month/year)",
+           "two_digit_year": "date “{text}” has a two-digit year: write the year in full",
+           "no_such_date": "“{text}” is not a calendar date", "date_too_early": "date “{text}” is before {earliest}",
+           "not_a_time": "“{text}” is not a time (hours:minutes)",
+           "no_such_time": "“{text}” is not a time of day (00:00-23:59)",
+           "not_a_datetime": "“{text}” is not a date and time"},
+    "fr": {"out_of_range": "{text} est hors de la plage plausible {low}-{high}",
+           "date_out_of_window": "{text} est hors de la période {earliest} – {latest}",
+           "not_a_number": "« {text} » n'est pas un nombre", "not_a_date": "« {text} » n'est pas une date (jour/mois/année)",
+           "two_digit_year": "la date « {text} » a une année à deux chiffres : écrivez l'année en entier",
+           "no_such_date": "« {text} » n'est pas une date du calendrier",
+           "date_too_early": "la date « {text} » est avant {earliest}",
+           "not_a_time": "« {text} » n'est pas une heure (heures:minutes)",
+           "no_such_time": "« {text} » n'est pas une heure de la journée (00:00-23:59)",
+           "not_a_datetime": "« {text} » n'est pas une date et une heure"},
+    "nl": {"out_of_range": "{text} valt buiten het plausibele bereik {low}-{high}",
+           "date_out_of_window": "{text} valt buiten {earliest} – {latest}",
+           "not_a_number": "“{text}” is geen getal", "not_a_date": "“{text}” is geen datum (dag/maand/jaar)",
+           "two_digit_year": "datum “{text}” heeft een jaartal van twee cijfers: schrijf het jaar volledig",
+           "no_such_date": "“{text}” is geen kalenderdatum", "date_too_early": "datum “{text}” ligt voor {earliest}",
+           "not_a_time": "“{text}” is geen tijd (uren:minuten)",
+           "no_such_time": "“{text}” is geen tijdstip van de dag (00:00-23:59)",
+           "not_a_datetime": "“{text}” is geen datum en tijd"},
+}
+_EN.update({"typed_hint": "type it as written on the paper, or choose Illegible"})
+_FR.update({"typed_hint": "tapez-le comme sur le papier, ou choisissez Illisible"})
+_NL.update({"typed_hint": "typ het zoals op het papier, of kies Onleesbaar"})
+
+
+def value_problem_text(lang: str, problem: Any) -> str | None:
+    """A ValueProblem in the user's language; None for a code without a sentence here."""
+    if problem is None:
+        return None
+    sentence = VALUE_PROBLEMS.get(lang, VALUE_PROBLEMS["en"]).get(problem.code)
+    if sentence is None:
+        return None
+    params = {k: (f"{p:g}" if isinstance(p, float) else ("…" if p is None else p)) for k, p in problem.params.items()}
+    try:
+        return sentence.format(text=problem.text, **params)
+    except (KeyError, IndexError):
+        return None
