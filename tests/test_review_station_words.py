@@ -142,3 +142,19 @@ def test_a_mar_slot_names_the_drug_printed_on_its_line_not_the_line_number(scena
     med = json.loads(context)["medications"][0]
     assert printed_medication(conn, form_id, med["line"]) == f"{med['medication']} {med['dose']}".strip()
     assert printed_medication(conn, form_id, 99) == 99 and printed_medication(conn, None, 1) == 1
+
+
+def test_what_a_worklist_item_waits_for_is_said_with_labels_in_the_clerks_language(app, scenario):  # noqa: F811
+    """The worklist said "attending waits for transcription (to transcribe)" (the field's name, English)."""
+    import re
+    from html import unescape
+    client = app.test_client()
+    login(client, "sam")
+    html = unescape(client.get("/worklist?status=all").get_data(as_text=True))
+    waits = re.findall(r'<ul class="unresolved">(.*?)</ul>', html, re.S)
+    assert waits, "the scenario has items waiting"
+    text = " ".join(waits)
+    assert " waits for " not in text and "attend d'être transcrit" in text and "(à transcrire)" in text, text[:500]
+    # the exports keep reconcile's English words
+    from fallbackkit.reconcile.worklist import worklist
+    assert any(" waits for " in u for it in worklist(scenario.kit) for u in it.unresolved)

@@ -691,3 +691,14 @@ def value_problem_text(lang: str, problem: Any) -> str | None:
         return sentence.format(text=problem.text, **params)
     except (KeyError, IndexError):
         return None
+# what a re-entry item still waits for (the worklist; reconcile words it in English for the exports)
+_EN.update({"wl_waits_transcription": "{field} waits for transcription", "wl_waits_review": "{field} waits for review",
+            "wl_disagree": "{field}: scans of sheet {sheet} disagree", "wl_not_returned": "page {pages} of {of} not returned",
+            "wl_no_status": "a time or initials are written but no status is marked — check the paper"})
+_FR.update({"wl_waits_transcription": "{field} attend d'être transcrit", "wl_waits_review": "{field} attend une vérification",
+            "wl_disagree": "{field} : les scans de la feuille {sheet} divergent",
+            "wl_not_returned": "page {pages} sur {of} pas revenue",
+            "wl_no_status": "une heure ou des initiales sont écrites mais aucun état n'est coché — vérifiez le papier"})
+_NL.update({"wl_waits_transcription": "{field} wacht op overtypen", "wl_waits_review": "{field} wacht op controle",
+            "wl_disagree": "{field}: scans van blad {sheet} verschillen", "wl_not_returned": "pagina {pages} van {of} niet terug",
+            "wl_no_status": "er staat een tijd of initialen maar geen status is aangekruist — controleer het papier"})
