@@ -155,6 +155,7 @@ def test_what_a_worklist_item_waits_for_is_said_with_labels_in_the_clerks_langua
     assert waits, "the scenario has items waiting"
     text = " ".join(waits)
     assert " waits for " not in text and "attend d'être transcrit" in text and "(à transcrire)" in text, text[:500]
+    assert "Vides\u00a0: " in html and "Vides: " not in html  # French colons
     # the exports keep reconcile's English words
     from fallbackkit.reconcile.worklist import worklist
     assert any(" waits for " in u for it in worklist(scenario.kit) for u in it.unresolved)

@@ -702,3 +702,6 @@ _FR.update({"wl_waits_transcription": "{field} attend d'être transcrit", "wl_wa
 _NL.update({"wl_waits_transcription": "{field} wacht op overtypen", "wl_waits_review": "{field} wacht op controle",
             "wl_disagree": "{field}: scans van blad {sheet} verschillen", "wl_not_returned": "pagina {pages} van {of} niet terug",
             "wl_no_status": "er staat een tijd of initialen maar geen status is aangekruist — controleer het papier"})
+_EN.update({"colon": ": "})
+_FR.update({"colon": "\u00a0: "})
+_NL.update({"colon": ": "})
