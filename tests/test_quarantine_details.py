@@ -269,3 +269,16 @@ def test_a_refused_identification_is_said_in_the_clerks_language(quarantined):
         if typed == sheet:
             assert "repères de coin introuvables" in flashed and "les carrés des coins sont introuvables" in flashed
     assert kit.db.conn.execute("SELECT COUNT(*) FROM quarantine_assignments").fetchone()[0] == 0
+
+
+def test_the_report_says_why_each_page_was_put_aside_in_the_kits_language(quarantined, tmp_path):
+    from fallbackkit.export.report import report_data, write_report
+    kit, _, by_file = quarantined
+    d = report_data(kit)
+    assert {q["detail"] for q in d["quarantine"]} == {r["detail"] for r in by_file.values()}  # data: English kept
+    write_report(kit, tmp_path / "report.html")
+    html = unescape((tmp_path / "report.html").read_text())
+    for row in by_file.values():
+        assert detail_text("fr", row["codes"]) in html and reason_text("fr", row["reason"]) in html
+    write_report(kit, tmp_path / "report.pdf")  # the PDF's table takes the same words (no crash on them)
+    assert (tmp_path / "report.pdf").stat().st_size > 0
