@@ -5,7 +5,7 @@
 - ``mrn_system``, ``encounter_system``, ``accession_system``, ``national_number_system``: the FHIR
   identifier systems of the numbers the hospital already gives. Unset, the export uses kit-private
   URNs, and a receiving server creates new patients and encounters instead of matching its own.
-- ``language``: the language (en, fr, nl) the command line says why a page was put aside in
+- ``language``: the language (en, fr, nl) the command line and the report say why a page was put aside in
   (`scan`, `quarantine list`); each clerk's station has its own (users.lang).
 - ``tls_cert``, ``tls_key``: the certificate and key IT gives the review station when other PCs
   reach it (else the kit makes a self-signed one).
