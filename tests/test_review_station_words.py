@@ -2,6 +2,7 @@
 reached a French clerk in English."""
 from __future__ import annotations
 
+import re
 import time
 
 from test_review_app import app, csrf_of, login, scenario  # noqa: F401  (fixtures and helpers)
@@ -37,6 +38,7 @@ def test_the_review_screen_puts_french_colons_in_french(app, scenario):  # noqa:
         page.wait_for_selector("section[data-reading]")
         text = page.locator("#item").inner_text()
         assert "Pourquoi un doute\u00a0: " in text and "doute: " not in text, text
+        assert re.search(r"\(confiance \d+\u00a0%\)", text) or "confiance" not in text, text
         assert problems == []
     from fallbackkit.review.i18n import STRINGS
     assert STRINGS["en"]["js"]["colon"] == STRINGS["nl"]["js"]["colon"] == ": "

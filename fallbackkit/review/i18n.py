@@ -705,3 +705,7 @@ _NL.update({"wl_waits_transcription": "{field} wacht op overtypen", "wl_waits_re
 _EN.update({"colon": ": "})
 _FR.update({"colon": "\u00a0: "})
 _NL.update({"colon": ": "})
+# a percentage sign after a number: French puts a (non-breaking) space before it
+_EN["js"].update({"percent": "%"})
+_FR["js"].update({"percent": "\u00a0%"})
+_NL["js"].update({"percent": "%"})

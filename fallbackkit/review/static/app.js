@@ -218,7 +218,7 @@
     // handwriting the machine does not read has no "machine read" value: saying "— (confidence 90%)" confused clerks
     if (r.options || (r.value !== null && r.value !== undefined)) {
       whyParts.push("   " + S.machine + S.colon, el("b", { id: "machine", text: show(r.value) }),
-        "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)");
+        "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + S.percent + ")");
     }
     var why = el("p", { "class": "why" }, whyParts);
     var answer = el("div", { "class": "answer", id: "answer" });
@@ -298,7 +298,7 @@
           var cell = isDigit ? (sug.cells || []).filter(function (c) { return c.digit; })[k++] : null;
           digits.appendChild(el("span", { "class": isDigit ? (cell && cell.low ? "d low" : "d") : "sep", text: ch }));
         });
-        var line = [S.suggested + S.colon, digits, " (" + Math.round((sug.suggestion_confidence || 0) * 100) + "%)"];
+        var line = [S.suggested + S.colon, digits, " (" + Math.round((sug.suggestion_confidence || 0) * 100) + S.percent + ")"];
         if (!sug.suggestion) line = [S.suggested + ": —"];
         if (sug.rule) line.push(el("span", { "class": "badge warn rule", id: "rule", text: sug.rule }));
         answer.appendChild(el("p", { "class": "suggestion" }, line));
