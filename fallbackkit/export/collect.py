@@ -8,13 +8,14 @@ nobody resolved is a conflict and the field stays unsettled (fail closed).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from ..errors import BadInput
+from ..errors import BadInput, Conflict
 from ..files import write_private  # noqa: F401  (re-exported: the one owner is fallbackkit/files.py)
 from ..store.decisions import current_links
 from ..store.kit import Kit
@@ -194,6 +195,44 @@ def load(kit: Kit, ward: str | None = None) -> Store:
     forms = [_form(row, sheets_by_form.get(row["form_id"], []), caps_by_sheet, layouts, by_sheet_field, links)
              for row in form_rows]
     return Store(kit.kit_id, forms, readings, captures, files, links, census)
+
+
+SNAPSHOT_TRIES = 5
+
+
+@contextlib.contextmanager
+def snapshot(kit: Kit) -> Iterator[None]:
+    """One state of the store for a whole export or report, read a batch at a time (issue 16): a
+    read transaction (WAL: the station's writers go on and are not waited for, and a write they
+    commit meanwhile is not seen). The kept summaries are brought up to date first, in their own
+    write: inside the read transaction nothing may write (a write would hold the station's write
+    lock for the whole export), so a mark that slips in between is refreshed and the read begun
+    again. Nothing is written inside; the transaction is ended by a rollback."""
+    conn = kit.db.conn
+    if conn.in_transaction:  # already inside one state (a caller's transaction)
+        yield
+        return
+    refresh = None
+    if not kit.read_only:
+        try:
+            from ..reconcile.summary import refresh
+        except ImportError:  # a build without the reconcile stage keeps no summaries
+            refresh = None
+    for _ in range(SNAPSHOT_TRIES):
+        if refresh is not None:
+            refresh(kit)
+        conn.execute("BEGIN")
+        if refresh is None or conn.execute("SELECT 1 FROM summary_dirty LIMIT 1").fetchone() is None:
+            break
+        conn.rollback()
+    else:
+        raise Conflict("the store changed under every try to read one state of it",
+                       hint="run the command again (a station or a scan is writing a lot right now)")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.rollback()  # nothing was written: ending the read transaction
 
 
 FORMS_PER_BATCH = 1000  # the exports hold the forms, captures and readings of this many forms at a time

@@ -22,7 +22,7 @@ from ..ids import pretty_sheet_id
 from ..store.audit import audit_head
 from ..store.kit import Kit, now_iso
 from ..store.quarantine import list_quarantine
-from .collect import _aware, _rows, iter_stores, load_census, write_private
+from .collect import _aware, _rows, iter_stores, load_census, snapshot, write_private
 
 # what the report shows of a quarantined page (no payload: a forged code's text stays in the store)
 REPORTED_QUARANTINE = ("quarantine_id", "reason", "detail", "created_at", "page_index", "file")
@@ -779,7 +779,8 @@ def write_report(kit: Kit, out: Path | str, ward: str | None = None) -> dict[str
     suffix = out.suffix.lower()
     if suffix not in (".pdf", ".html", ".htm"):
         raise BadInput(f"{out}: the report is written as .pdf or .html", hint="e.g. --out report.pdf")
-    d = report_data(kit, ward)
+    with snapshot(kit):  # one state of the store, read a batch at a time
+        d = report_data(kit, ward)
     (render_pdf if suffix == ".pdf" else render_html)(d, out)
     return {"file": str(out), "totals": d["totals"], "todo": todo_lines(d), "audit_head": d["audit_head"]}
 
