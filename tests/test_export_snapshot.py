@@ -118,14 +118,27 @@ def test_the_fhir_export_is_one_state_of_the_store(kit, ward_pack, tmp_path, mon
     _scanned(kit)
     stamp = now_iso()
     monkeypatch.setattr(fhir, "now_iso", lambda: stamp)
+    monkeypatch.setattr(fhir, "FORMS_PER_BATCH", 4)
     fhir.export_fhir(kit, tmp_path / "before", page_images="none")
     reading = _last_waiting(kit)
     waited: list[float] = []
-    _with_a_write_between_batches(monkeypatch, fhir, kit, reading, waited)
-    fhir.export_fhir(kit, tmp_path / "during", page_images="none", since=None)
-    assert waited and waited[0] < 2.0
+    real = collect.FormLoader.store
+    calls: list[int] = []
+
+    def store(self, part):  # the station writes between the first batch and the second
+        calls.append(len(part))
+        if len(calls) == 2:
+            waited.append(_decide_from_the_station(kit, reading))
+        return real(self, part)
+    monkeypatch.setattr(collect.FormLoader, "store", store)
+    fhir.export_fhir(kit, tmp_path / "during", page_images="none")
+    assert waited and waited[0] < 2.0 and len(calls) > 3
     before = sorted(p.name for p in (tmp_path / "before").iterdir())
     assert before == sorted(p.name for p in (tmp_path / "during").iterdir())
     for name in before:
         assert (tmp_path / "during" / name).read_bytes() == (tmp_path / "before" / name).read_bytes(), name
     assert not kit.db.conn.in_transaction
+    monkeypatch.setattr(collect.FormLoader, "store", real)
+    fhir.export_fhir(kit, tmp_path / "after", page_images="none")
+    assert json.loads((tmp_path / "after" / "pending.json").read_bytes()) != json.loads(
+        (tmp_path / "before" / "pending.json").read_bytes())  # the decision and the rescan did land
