@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 from urllib.parse import quote
 
+from .. import jsontext
 from ..errors import BadInput
 from ..store.exports import content_hash, last_sent_item, last_sent_of_forms, record_export_if_writable
 from ..store.kit import Kit, default_actor, now_iso
@@ -165,11 +166,11 @@ class Entries:
             return
         if self.fh is None:
             self.fh = self.start()
-            head = json.dumps(self.head(), indent=1, ensure_ascii=False)
+            head = jsontext.dumps(self.head(), indent=1)
             self.fh.write(head[:-2] + ',\n "entry": [\n  ')
         else:
             self.fh.write(",\n  ")
-        self.fh.write(json.dumps(entry, indent=1, ensure_ascii=False).replace("\n", "\n  "))
+        self.fh.write(jsontext.dumps(entry, indent=1, level=2))
 
     def extend(self, entries: list[dict[str, Any]]) -> None:
         for entry in entries:
@@ -1235,12 +1236,12 @@ class _Files:
             for k, bundle in enumerate(parts, start=1):
                 suffix = ".json" if len(parts) == 1 else f".part{k}of{len(parts)}.json"
                 self.bundle_files.append(self.staged.write(self.out_dir / file_name("bundle-", key, suffix),
-                                                           json.dumps(bundle, indent=1, ensure_ascii=False),
+                                                           jsontext.dumps(bundle, indent=1),
                                                            f"the bundle of {key}"))
         if key in self.job.link_patches:  # only patients this export sends
             self.link_files.append(self.staged.write(
                 self.out_dir / file_name("link-", key, ".json"),
-                json.dumps(self.job.link_bundle(key), indent=1, ensure_ascii=False), f"the link batch of {key}"))
+                jsontext.dumps(self.job.link_bundle(key), indent=1), f"the link batch of {key}"))
 
     def close(self) -> None:
         self.spool.close()

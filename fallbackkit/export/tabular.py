@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
+from .. import jsontext
 from ..errors import BadInput
 from ..files import OutputFiles, outside_kit, private_writer
 from ..store.kit import Kit, now_iso
@@ -95,8 +96,8 @@ def _write_csv(fh: IO[str], rows: Iterable[dict[str, Any]], columns: list[str]) 
 def _write_json(fh: IO[str], doc: dict[str, Any]) -> dict[str, int]:
     """`json.dumps(doc, indent=1, ensure_ascii=False, default=str)`, written as it goes: a value
     that is an iterator is written as a list, an item at a time. Returns each streamed list's length."""
-    def dumps(value: Any, pad: str) -> str:
-        return json.dumps(value, indent=1, ensure_ascii=False, default=str).replace("\n", "\n" + pad)
+    def dumps(value: Any, pad: str) -> str:  # jsontext: json.dumps's text, without its pure-Python encoder
+        return jsontext.dumps(value, indent=1, default=str, level=len(pad))
 
     counts: dict[str, int] = {}
     for i, (key, value) in enumerate(doc.items()):
