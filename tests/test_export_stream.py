@@ -4,6 +4,7 @@ The files are byte for byte what the whole-kit export wrote. Real SQLite, a real
 captures stored as the scan stage stores them."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -173,3 +174,32 @@ def test_the_export_record_hashes_a_file_a_chunk_at_a_time(tmp_path, monkeypatch
     path.write_bytes(data)
     monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: (_ for _ in ()).throw(AssertionError("whole file")))
     assert file_entry(path) == {"name": "export.json", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def test_the_html_report_is_written_a_row_at_a_time(kit, ward_pack, tmp_path, monkeypatch):
+    """The flags of a big kit are a table of tens of megabytes: never one string with the rest."""
+    import fallbackkit.files as files
+    from fallbackkit.export import report
+
+    _scanned(kit)
+    stamp = now_iso()
+    monkeypatch.setattr(report, "now_iso", lambda: stamp)
+    monkeypatch.setattr(report, "local_text", lambda moment, zone: "now")
+    want = report.write_report(kit, tmp_path / "whole.html")
+    d = report.report_data(kit)
+    rows = len(d["missing"]) + len(d["conflicts"]) + len(d["flags"])
+    assert rows > 20
+    writes: list[int] = []
+    real = files.private_writer
+
+    @contextlib.contextmanager
+    def recording(path, text=False):
+        with real(path, text=text) as fh:
+            write = fh.write
+            fh.write = lambda data: (writes.append(len(data)), write(data))[1]
+            yield fh
+    monkeypatch.setattr(report, "private_writer", recording)
+    got = report.write_report(kit, tmp_path / "rows.html")
+    assert (tmp_path / "rows.html").read_bytes() == (tmp_path / "whole.html").read_bytes()
+    assert got["totals"] == want["totals"]
+    assert len(writes) > rows and max(writes) < sum(writes) / 4
