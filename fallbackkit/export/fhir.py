@@ -1008,6 +1008,10 @@ class FhirExport:
         for key in sorted(self.patients):
             order += [(self.patients[key], fid) for fid, _, _ in self.patients[key].forms]
         items_of = ItemsByForm(self.kit, self.templates)
+        try:  # nothing exported yet (the first export of a kit): no lookup per form
+            any_sent = conn.execute("SELECT 1 FROM export_items LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError:  # a read-only kit made before m0045
+            any_sent = False
         for start in range(0, len(order), FORMS_PER_BATCH):
             part = order[start:start + FORMS_PER_BATCH]
             store = self.loader.store([fid for _, fid in part])
@@ -1016,7 +1020,7 @@ class FhirExport:
             by_id = {f.form_id: f for f in store.forms}
             captured = [f.form_id for f in store.forms if f.captures]
             self.work = items_of(captured)
-            self.sent = last_sent_of_forms(conn, captured)
+            self.sent = last_sent_of_forms(conn, captured) if any_sent else {}
             self._sent_by_form = {}
             for item_id in sorted(self.sent):
                 self._sent_by_form.setdefault(item_id.split(":", 1)[0], []).append(item_id)
