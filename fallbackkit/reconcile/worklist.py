@@ -505,6 +505,29 @@ def items_by_form(kit: Kit, form_ids: list[str],
     return out
 
 
+class ItemsByForm:
+    """`items_by_form` for one batch of forms after another (an export of every form a batch at a
+    time), with what every batch shares (census names, links, marks, export times, people's
+    decisions) read once, not per batch."""
+
+    def __init__(self, kit: Kit, templates: dict[str, Template] | None = None):
+        self.kit = kit
+        self.ctx = build_context(kit, templates)
+        self.ctx.exported = exported_at(kit.db.conn)
+        self.reviews = current_reviews(kit)
+
+    def __call__(self, form_ids: list[str]) -> dict[str, list[WorkItem]]:
+        out: dict[str, list[WorkItem]] = {}
+        for start in range(0, len(form_ids), FORMS_PER_BATCH):
+            reg = load_registry(self.kit, form_ids[start:start + FORMS_PER_BATCH])
+            run = _Pass(self.kit, reg, keep_chosen=True, reviews=self.reviews, templates=self.ctx.templates,
+                        checks=False)
+            for fid in reg.forms:
+                for item in form_work_items(reg, run, fid, self.ctx):
+                    out.setdefault(item.form_id, []).append(item)
+        return out
+
+
 def get_item(kit: Kit, item_id: str) -> WorkItem:
     if ":" not in item_id:
         raise BadInput(f"{item_id!r} is not a worklist item id", hint="item ids look like FORMID:m1.s2 (see `fallbackkit worklist`)")
