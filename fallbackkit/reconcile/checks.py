@@ -191,6 +191,32 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], tem
     return out
 
 
+IDENTITY_FIELDS = ("patient_name", "patient_birth_date")
+
+
+def checked_fields(layout: Layout, template: Template | None) -> set[str]:
+    """The fields check_page looks up by name on a page of this layout. It also reads every
+    decided reading (ranges check people's values); nothing else. A full reconcile fetches a
+    page's readings of these fields, the decided ones and those still waiting for a person, not
+    all of them (issue 16: a vitals grid's cells are most of a store's readings and no check
+    reads an undecided one). Keep it in step with check_page: test_summary compares the kept
+    summaries (every reading) with the full recompute (these) after random work."""
+    if template is None:
+        return set()
+    names: set[str] = set(IDENTITY_FIELDS)
+    if template.medications:
+        for prefix in layout.slots:
+            names.update(f"{prefix}.{part}" for part in ("status", "given", "time", "initials"))
+            names.add(f"{prefix.split('.')[0]}.order")
+    specs, required, _spec_of = _template_rules(template)
+    for spec in specs:
+        names.add(spec.name)
+        if spec.when_empty.unless_written:
+            names.add(spec.when_empty.unless_written)
+    names.update(spec.name for spec in required)
+    return names
+
+
 def form_flags(pages: list[PageCheck]) -> list[dict[str, Any]]:
     flags = [f for p in pages for f in p.flags]
     if any(p.used for p in pages):

@@ -17,7 +17,7 @@ from ..store.decisions import record_review
 from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES
 from ..templates.values import field_options, is_option_value
-from .checks import PageCheck, check_page, form_flags, template_of
+from .checks import PageCheck, check_page, checked_fields, form_flags, template_of
 from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, paused_gc, sheet_conflicts
 
 TOTAL_KEYS = ("sheets_printed", "sheets_returned", "sheets_never_returned", "forms_complete",
@@ -47,7 +47,20 @@ class _Pass:
         self.repeated: dict[str, dict[int, dict]] = {sid: {} for sid in multi}
         # a whole-kit pass streams every reading; a few forms are fetched by index
         wanted = None if len(reg.capture_sheet) > 20 * CHUNK else set(reg.capture_sheet)
-        for cid, values in iter_capture_values(kit, wanted, reviews):
+        if wanted is not None and checks and not keep_chosen:
+            # the counts and checks only: of a sheet scanned once, the readings its checks read,
+            # those waiting for a person and the decided ones (checks.checked_fields); every
+            # reading of a sheet scanned twice or more (their captures are compared)
+            looked_at: set[str] = set()
+            for lhash, template, version in {(sheet["layout_hash"], reg.forms[sheet["form_id"]]["template"],
+                                              reg.forms[sheet["form_id"]]["version"]) for sheet in reg.sheets.values()}:
+                looked_at |= checked_fields(reg.layouts[lhash], template_of(templates, template, version))
+            again = {cid for sid in multi for cid in reg.captures[sid]}
+            passes = [iter_capture_values(kit, again, reviews),
+                      iter_capture_values(kit, wanted - again, reviews, only_fields=looked_at)]
+        else:
+            passes = [iter_capture_values(kit, wanted, reviews)]
+        for cid, values in (pair for walk in passes for pair in walk):
             sid = reg.capture_sheet.get(cid)
             if sid is None:
                 continue

@@ -172,19 +172,32 @@ def effective_readings(conn: Any, *, capture_ids: Iterable[int] | None = None,
 
 def effective_readings_by_capture(conn: Any, *, capture_ids: Iterable[int] | None = None,
                                   reviews: dict[int, Review] | None = None,
-                                  record: type = Reading) -> Iterator[tuple[int, dict[str, Reading]]]:
+                                  record: type = Reading,
+                                  only_fields: Iterable[str] | None = None) -> Iterator[tuple[int, dict[str, Reading]]]:
     """(capture_id, {field: reading}) in capture order: `effective_readings` grouped in the same
-    pass (reconcile walks every reading of the store this way)."""
-    return _effective(conn, capture_ids, None, None, False, "capture", False, reviews, record, True)
+    pass (reconcile walks every reading of the store this way).
+
+    only_fields (with capture_ids): of each capture, only the readings of these fields, those the
+    machine did not accept and those someone decided on (SQLite picks them; the rest are never
+    turned into Python objects). A full reconcile needs no more of a sheet scanned once."""
+    return _effective(conn, capture_ids, None, None, False, "capture", False, reviews, record, True,
+                      None if only_fields is None else sorted(set(only_fields)))
 
 
 def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterable[int] | None,
                sheet_id: str | None, latest_capture: bool, order: str, with_raw: bool,
-               reviews: dict[int, Review] | None, record: type, group: bool) -> Iterator[Any]:
+               reviews: dict[int, Review] | None, record: type, group: bool,
+               only_fields: list[str] | None = None) -> Iterator[Any]:
     conn = raw_connection(conn)
     columns = _COLUMNS + (", r.raw, r.crop_path" if with_raw else "")
     where: list[str] = []
     params: list[Any] = []
+    if only_fields is not None:
+        if capture_ids is None:
+            raise ValueError("only_fields: give the captures")
+        where.append("(r.field IN (SELECT value FROM json_each(?)) OR r.status != 'accepted'"
+                     " OR EXISTS (SELECT 1 FROM reviews v WHERE v.reading_id = r.reading_id))")
+        params.append(json.dumps(only_fields))
     if sheet_id is not None:
         where.append("r.sheet_id = ?")
         params.append(sheet_id)
