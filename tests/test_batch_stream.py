@@ -115,3 +115,29 @@ def test_a_reading_value_has_the_fields_of_a_reading(kit, ward_pack):
                 assert getattr(v, name) == getattr(r, name), name
             n += 1
     assert n == len(by_id)
+
+
+def test_the_full_recompute_reads_of_a_sheet_scanned_once_only_what_decides(kit, ward_pack, monkeypatch):
+    """Its checks' fields, the readings waiting for a person and the decided ones: fewer readings
+    become Python values than the store holds, and the report is what every reading gives (the
+    kept summaries read them all; a decision on an accepted grid cell still reaches the ranges)."""
+    _scanned(kit)
+    conn = kit.db.conn
+    accepted_cell = conn.execute("SELECT reading_id FROM readings WHERE status = 'accepted' AND field LIKE 'c%.pulse'"
+                                 " ORDER BY reading_id LIMIT 1").fetchone()[0]
+    record_review(kit.db, accepted_cell, "correct", "400", "clerk")  # outside the plausible range
+    expected = reconcile(kit)
+    made = []
+    real = state.effective_readings_by_capture
+
+    def counting(*args, **kwargs):
+        for cid, values in real(*args, **kwargs):
+            made.append(len(values))
+            yield cid, values
+    monkeypatch.setattr(state, "effective_readings_by_capture", counting)
+    full = reconcile(kit, full=True)
+    assert json.loads(json.dumps(full)) == expected
+    assert any(f["code"] == "out_of_range" for e in full["forms"] for f in e["flags"])
+    total = conn.execute("SELECT COUNT(*) FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
+                         " WHERE c.status = 'read'").fetchone()[0]
+    assert sum(made) < 0.75 * total  # every reading before (a fifth of these sheets are scanned twice here)
