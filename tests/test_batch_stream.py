@@ -141,3 +141,57 @@ def test_the_full_recompute_reads_of_a_sheet_scanned_once_only_what_decides(kit,
     total = conn.execute("SELECT COUNT(*) FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
                          " WHERE c.status = 'read'").fetchone()[0]
     assert sum(made) < 0.75 * total  # every reading before (a fifth of these sheets are scanned twice here)
+
+
+def _batch_pid(reader, shared, batch):  # a worker's part of test_two_workers... (named, so a worker can run it)
+    import os
+    return os.getpid(), shared, len(batch), reader.db.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
+
+
+def _worker_setup(reader, in_worker):
+    return in_worker
+
+
+def test_two_workers_give_the_full_recompute_byte_for_byte_in_order(kit, ward_pack, monkeypatch):
+    """A large kit's full recompute is shared by two processes (each its own read-only snapshot of
+    the store); what the CLI writes is what one process writes, in the same order."""
+    import os
+    from fallbackkit.reconcile import parallel
+    _scanned(kit)
+    base = ["--kit", str(kit.path), "--user", "tester"]
+    runner = CliRunner()
+    monkeypatch.setattr(core, "FORMS_PER_PASS", 3)
+    monkeypatch.setenv("FALLBACKKIT_WORKERS", "1")
+    serial = runner.invoke(cli, base + ["reconcile", "--full", "--json"])
+    serial_text = runner.invoke(cli, base + ["reconcile", "--full", "--all"])
+    assert serial.exit_code == 0 and json.loads(serial.output)["forms"]
+    monkeypatch.setenv("FALLBACKKIT_WORKERS", "2")
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 2)
+    n_forms = kit.db.conn.execute("SELECT COUNT(*) FROM forms").fetchone()[0]
+    assert parallel.workers_for(n_forms) == 2
+    shared = runner.invoke(cli, base + ["reconcile", "--full", "--json"])
+    assert shared.exit_code == 0 and shared.output == serial.output
+    assert runner.invoke(cli, base + ["reconcile", "--full", "--all"]).output == serial_text.output
+    # the batches really went to other processes, and came back in their order
+    batches = [[str(i)] * (i % 3 + 1) for i in range(12)]
+    got = list(parallel.in_order(kit, batches, _batch_pid, _worker_setup, 2))
+    assert [n for _, _, n, _ in got] == [len(b) for b in batches]
+    assert {pid for pid, _, _, _ in got} - {os.getpid()} and all(in_worker for _, in_worker, _, _ in got)
+    assert not any(in_worker for _, in_worker, _, _ in parallel.in_order(kit, batches[:2], _batch_pid, _worker_setup, 1))
+
+
+def test_a_worker_reads_one_snapshot_of_the_store(kit, ward_pack):
+    """A worker's connection is read-only and sees the store as it was when the worker started,
+    whatever the station writes meanwhile (each batch of a worker agrees with its other batches)."""
+    import sqlite3
+    import pytest
+    from fallbackkit.reconcile import parallel
+    sid = kit.db.conn.execute("SELECT sheet_id FROM sheets ORDER BY sheet_id LIMIT 1").fetchone()[0]
+    reader = parallel.reader_kit(kit.path, kit.kit_id, kit.secret)
+    before = reader.db.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
+    fake_scan(kit, sid, {})
+    assert kit.db.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == before + 1
+    assert reader.db.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == before
+    with pytest.raises(sqlite3.OperationalError):
+        reader.db.conn.execute("DELETE FROM captures")
+    reader.db.conn.close()

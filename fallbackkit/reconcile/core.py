@@ -160,30 +160,50 @@ FORMS_PER_PASS = 1000  # the full recompute holds the registry and readings of t
 def iter_full_report(kit: Kit, totals: dict[str, int]) -> Iterator[dict[str, Any]]:
     """The full recompute's form entries, streamed in the report's order (forms as printed), a
     batch of forms at a time: their registry, their captures' readings (by index) and their entries,
-    so that memory stays bounded at any size (issue 16). `totals` is filled as the entries go by:
-    complete once the iterator is exhausted."""
-    from .state import current_reviews
+    so that memory stays bounded at any size (issue 16). A large kit's batches are computed by two
+    worker processes (reconcile/parallel.py), handed back in order: the same entries, the same
+    order. `totals` is filled as the entries go by: complete once the iterator is exhausted."""
+    from . import parallel
     conn = kit.db.conn
     totals.clear()
     totals.update(dict.fromkeys(TOTAL_KEYS, 0))
     totals["sheets_printed"] = conn.execute("SELECT COUNT(*) FROM sheets").fetchone()[0]
     form_ids = [r[0] for r in conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
-    links = current_links(kit)
-    reviews = current_reviews(kit)
-    templates = kit_templates(kit)
+    batches = [form_ids[start:start + FORMS_PER_PASS] for start in range(0, max(len(form_ids), 1), FORMS_PER_PASS)]
+    workers = parallel.workers_for(len(form_ids))
+    if workers > 1:
+        from .summary import _templates
+        _templates(kit)  # parsed before the workers are forked: they find them parsed
     first = True
-    for start in range(0, max(len(form_ids), 1), FORMS_PER_PASS):
-        with paused_gc():  # a batch computed, then handed over (see paused_gc)
-            reg = load_registry(kit, form_ids[start:start + FORMS_PER_PASS])
-            if first:  # quarantined pages not yet identified: the same in every batch's registry
-                totals["quarantined_pages"] = reg.quarantine_unassigned
-                first = False
-            run = _Pass(kit, reg, reviews=reviews, templates=templates)
-            entries = [form_entry(reg, run, links, fid) for fid in reg.forms]
-            del run, reg
+    for entries, quarantined in parallel.in_order(kit, batches, _full_batch, _full_setup, workers):
+        if first:  # quarantined pages not yet identified: the same in every batch's registry
+            totals["quarantined_pages"] = quarantined
+            first = False
         for entry in entries:
             add_to_totals(totals, entry)
             yield entry
+
+
+def _full_setup(kit: Kit, in_worker: bool) -> tuple[dict, dict | None, dict]:
+    """What every batch of a full recompute shares: the links, the reviews that count (in one
+    process, all of them at once; in a worker each batch reads its captures' own, by index) and
+    the templates."""
+    from .state import current_reviews
+    from .summary import _templates  # parsed once per process; a forked worker has the parent's
+    return current_links(kit), None if in_worker else current_reviews(kit), _templates(kit)
+
+
+def _full_batch(kit: Kit, shared: tuple[dict, dict | None, dict], form_ids: list[str]) -> tuple[list[dict], int]:
+    """One batch's entries, and the number of quarantined pages nobody identified yet."""
+    from .summary import reviews_of_captures
+    links, reviews, templates = shared
+    with paused_gc():  # a batch computed, then handed over (see paused_gc)
+        reg = load_registry(kit, form_ids)
+        if reviews is None:
+            reviews = reviews_of_captures(kit.db.conn, reg.capture_sheet)
+        run = _Pass(kit, reg, reviews=reviews, templates=templates)
+        entries = [form_entry(reg, run, links, fid) for fid in reg.forms]
+    return entries, reg.quarantine_unassigned
 
 
 def iter_report(kit: Kit, full: bool = False) -> tuple[dict[str, int], Iterator[dict[str, Any]]]:
