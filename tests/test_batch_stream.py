@@ -195,3 +195,45 @@ def test_a_worker_reads_one_snapshot_of_the_store(kit, ward_pack):
     with pytest.raises(sqlite3.OperationalError):
         reader.db.conn.execute("DELETE FROM captures")
     reader.db.conn.close()
+
+
+def _kept_rows(kit) -> dict:
+    conn = kit.db.conn
+    return {table: conn.execute(f"SELECT rowid, * FROM {table} ORDER BY rowid").fetchall()  # same order too
+            for table in ("form_summary", "form_reports", "form_reasons", "worklist_items", "worklist_patients",
+                          "ward_totals", "reason_totals")}
+
+
+def test_many_forms_recomputed_by_two_workers_are_stored_as_one_process_stores_them(kit, ward_pack, monkeypatch):
+    """A refresh of many forms (after a merge or a setting) has its rows computed by two worker
+    processes and written by the caller, in one transaction: the same rows as one process; a
+    refresh inside a caller's transaction (its writes uncommitted) stays in one process."""
+    from fallbackkit.reconcile import parallel
+    _scanned(kit)
+    monkeypatch.setattr(summary, "FORMS_PER_BATCH", 3)
+    monkeypatch.setenv("FALLBACKKIT_WORKERS", "1")
+    summary.refresh(kit, everything=True)
+    serial = _kept_rows(kit)
+    assert serial["worklist_items"]
+    used: list[int] = []
+    real = parallel.in_order
+
+    def spying(kit_, batches, work, setup, workers):
+        used.append(workers)
+        return real(kit_, batches, work, setup, workers)
+    monkeypatch.setattr(parallel, "in_order", spying)
+    monkeypatch.setenv("FALLBACKKIT_WORKERS", "2")
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 2)
+    conn = kit.db.conn
+    conn.execute("DELETE FROM worklist_items")
+    conn.commit()
+    summary.refresh(kit, everything=True)
+    assert used == [2] and _kept_rows(kit) == serial
+    # a decision and its forms' summaries in one transaction: the workers could not see the decision
+    rid = conn.execute("SELECT reading_id FROM readings WHERE status = 'review' AND reading_id NOT IN"
+                       " (SELECT reading_id FROM reviews) ORDER BY reading_id LIMIT 1").fetchone()[0]
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    with summary.refreshing(kit):
+        record_review(kit.db, rid, "transcribe", "12", "clerk")
+    assert used[-1] == 1
+    assert json.loads(json.dumps(reconcile(kit, full=True))) == reconcile(kit)

@@ -9,14 +9,15 @@ worker: a station writing meanwhile is seen by both or, at a batch boundary, by 
 when one process reads batch after batch).
 
 Workers are forked (the parent's templates and imports come for free) and never touch the
-parent's connection: each opens the store read-only. A small kit, one core, or
-FALLBACKKIT_WORKERS=1 stays in the calling process.
+parent's connection: each opens the store read-only. A small kit, one core, a process with other
+threads (the review station) or FALLBACKKIT_WORKERS=1 stays in the calling process.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 import sqlite3
+import threading
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -36,6 +37,8 @@ def workers_for(n_forms: int) -> int:
     wanted = os.environ.get("FALLBACKKIT_WORKERS")
     limit = int(wanted) if wanted and wanted.isdigit() else WORKERS
     if n_forms < PARALLEL_FROM or (os.cpu_count() or 1) < 2 or limit < 2:
+        return 1
+    if threading.active_count() > 1:  # e.g. the review station's server: forking a threaded process is unsafe
         return 1
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
