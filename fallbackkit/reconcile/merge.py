@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import BadInput, Conflict, NotFound
 from ..files import STEM_PATTERN
 from ..store.audit import append_audit
+from ..store.readings import indexes_set_aside, restore_indexes, set_aside_indexes
 from ..store.transactions import atomic
 from ..store.kit import Kit, now_iso
 
@@ -384,10 +385,26 @@ class _Merger:
 
 
 CAPTURES_PER_CHUNK = 5000  # new captures (with their readings) per transaction
+BULK_FROM = 20_000  # new captures, and at least as many as the station has: readings' indexes built at the end
+
+
+def _bulk(conn, new_captures: int) -> bool:
+    """Many new captures for a station with fewer: insert the readings without their secondary
+    indexes and build those once at the end (inserting 3.7 M readings into them was half of a
+    merge at 100,000 captures; a sort at the end is a fraction of it)."""
+    if new_captures < BULK_FROM:
+        return False
+    return new_captures >= conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
 
 
 def _chunk_done(start: int) -> None:
     """Called after each committed chunk (tests inject a crash here)."""
+
+
+def _restore_indexes(conn) -> None:
+    if indexes_set_aside(conn):  # also those a killed merge left set aside
+        with atomic(conn):
+            restore_indexes(conn)
 
 
 def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
@@ -415,31 +432,43 @@ def merge_store(kit: Kit, other: Path | str, actor: str) -> dict[str, Any]:
         # One transaction for the printed registry (and the check that links do not split a
         # patient: a refusal writes nothing), one per chunk of new captures (their files, rows and
         # readings, batched; the files copied before the chunk commits), one for the rest. A merge
-        # killed midway keeps the chunks it committed; run again, it goes on from there.
+        # killed midway keeps the chunks it committed; run again, it goes on from there (and
+        # builds the indexes a bulk merge set aside: store/readings.py set_aside_indexes).
         with atomic(conn):
             merger.registry()
         merger.plan_scans()
-        chunks = range(0, len(merger.new_captures), CAPTURES_PER_CHUNK)
-        for start in chunks:
+        try:
+            if _bulk(conn, len(merger.new_captures)):
+                with atomic(conn):  # built once at the end (a crash: at the end of the next merge)
+                    set_aside_indexes(conn)
+            chunks = range(0, len(merger.new_captures), CAPTURES_PER_CHUNK)
+            for start in chunks:
+                with atomic(conn):
+                    before = dict(merger.counts)
+                    merger.scan_chunk(merger.new_captures[start:start + CAPTURES_PER_CHUNK])
+                    merger.copy_files()
+                    if len(chunks) > 1:  # a long merge: each committed part is in the audit log at once
+                        append_audit(conn, actor, "merge.part", f"kit:{remote_id}", None,
+                                     {"from": str(other), "added": {k: v - before.get(k, 0) for k, v in
+                                                                    merger.counts.items() if v != before.get(k, 0)}})
+                _chunk_done(start)
+            merger.new_captures = []
             with atomic(conn):
-                before = dict(merger.counts)
-                merger.scan_chunk(merger.new_captures[start:start + CAPTURES_PER_CHUNK])
+                merger.rest()
                 merger.copy_files()
-                if len(chunks) > 1:  # a long merge: each committed part is in the audit log at once
-                    append_audit(conn, actor, "merge.part", f"kit:{remote_id}", None,
-                                 {"from": str(other), "added": {k: v - before.get(k, 0) for k, v in
-                                                                merger.counts.items() if v != before.get(k, 0)}})
-            _chunk_done(start)
-        merger.new_captures = []
-        with atomic(conn):
-            merger.rest()
-            merger.copy_files()
-            counts = {k: v for k, v in sorted(merger.counts.items()) if v}
-            if counts:
-                append_audit(conn, actor, "merge", f"kit:{remote_id}", None,
-                             {"from": str(other), "added": counts})
-                conn.execute("INSERT INTO merge_log (source_kit, source_path, at, actor, counts) VALUES (?, ?, ?, ?, ?)",
-                             [remote_id, str(other), now_iso(), actor, json.dumps(counts)])
+                counts = {k: v for k, v in sorted(merger.counts.items()) if v}
+                if counts:
+                    append_audit(conn, actor, "merge", f"kit:{remote_id}", None,
+                                 {"from": str(other), "added": counts})
+                    conn.execute("INSERT INTO merge_log (source_kit, source_path, at, actor, counts)"
+                                 " VALUES (?, ?, ?, ?, ?)", [remote_id, str(other), now_iso(), actor, json.dumps(counts)])
+        except BaseException:
+            try:  # a refused or failed merge leaves the indexes as they were (a kill: the next merge)
+                _restore_indexes(conn)
+            except sqlite3.Error:
+                pass  # the error on its way out says more than this one
+            raise
+        _restore_indexes(conn)
         return {"from": str(other), "kit_id": remote_id, "added": counts, "changed": bool(counts),
                 "double_entries": double_entries(kit), "shared_ranges": shared_ranges(kit, remote)}
     finally:

@@ -268,6 +268,37 @@ def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterab
         yield current, values
 
 
+def set_aside_indexes(conn: Any) -> list[str]:
+    """Drop the readings' secondary indexes before a bulk insert (a merge into a near-empty
+    station: each index built once at the end is a sort, not millions of inserts into random
+    places). Each definition is recorded in `indexes_set_aside` in the caller's transaction, with
+    its DROP, so that `restore_indexes` builds them again even after a crash. Returns their names."""
+    conn = raw_connection(conn)
+    found = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'readings'"
+                         " AND sql IS NOT NULL ORDER BY name").fetchall()
+    for name, sql in found:
+        conn.execute("INSERT OR REPLACE INTO indexes_set_aside (name, sql) VALUES (?, ?)", [name, sql])
+        conn.execute(f'DROP INDEX "{name}"')
+    return [name for name, _ in found]
+
+
+def restore_indexes(conn: Any) -> list[str]:
+    """Build again every index `set_aside_indexes` dropped (caller's transaction); returns their names."""
+    conn = raw_connection(conn)
+    done = []
+    for name, sql in conn.execute("SELECT name, sql FROM indexes_set_aside ORDER BY name").fetchall():
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", [name]).fetchone() is None:
+            conn.execute(sql)
+        conn.execute("DELETE FROM indexes_set_aside WHERE name = ?", [name])
+        done.append(name)
+    return done
+
+
+def indexes_set_aside(conn: Any) -> list[str]:
+    """Indexes a merge set aside and has not built again yet (a merge killed midway)."""
+    return [r[0] for r in raw_connection(conn).execute("SELECT name FROM indexes_set_aside ORDER BY name")]
+
+
 def effective_reading(conn: Any, reading_id: int) -> Reading | None:
     """One reading with its effective value, or None when there is no such reading."""
     return next(iter(effective_readings(conn, reading_ids=[reading_id])), None)
