@@ -171,6 +171,7 @@ def refresh(kit: Kit, everything: bool = False) -> int:
     return len(form_ids)
 
 
+_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), one encoder for all rows
 _SHARED: dict[str, Any] = {}  # the build context of the refresh running in this process
 
 
@@ -220,10 +221,10 @@ def _rows(kit: Kit, form_ids: list[str], ctx: BuildContext) -> tuple[list, list,
             sum(len(d["others"]) for d in entry["duplicates"]),
             sum(1 for c in entry["conflicts"] if not c["resolved"]), entry["to_review"], len(entry["flags"]),
             status.count("pending"), status.count("entered"), status.count("not-needed")))
-        reports.append((fid, json.dumps(entry, ensure_ascii=False)))
+        reports.append((fid, _json(entry)))
         reasons += [(fid, reason, n) for reason, n in waiting.items()]
         items += [(i.item_id, fid, i.ward, i.patient_mrn, i.status, back_load_text(i),
-                   json.dumps(i.as_dict(), ensure_ascii=False)) for i in work]
+                   _json(i.as_dict(copy=False))) for i in work]
     return summaries, reports, reasons, items
 
 
