@@ -284,7 +284,9 @@ class _Merger:
                       [(rid, self.cap_map[rid]) for rid in remote_ids])
         cols = self.reading_cols
         numbered = "? + ROW_NUMBER() OVER (ORDER BY r.capture_id, r.reading_id) - 1"
-        chunk = "FROM merge_source.readings r JOIN temp.merge_captures m ON m.remote = r.capture_id"
+        # CROSS JOIN: the chunk's captures first, their readings by index (else SQLite may walk
+        # every reading of the other store for each chunk)
+        chunk = "FROM temp.merge_captures m CROSS JOIN merge_source.readings r ON r.capture_id = m.remote"
         picked = ", ".join(numbered if c == "reading_id" else "m.local" if c == "capture_id" else f"r.{c}"
                            for c in cols)
         added = L.execute(f"INSERT INTO readings ({', '.join(cols)}) SELECT {picked} {chunk}"
