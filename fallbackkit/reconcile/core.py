@@ -170,7 +170,7 @@ def iter_full_report(kit: Kit, totals: dict[str, int]) -> Iterator[dict[str, Any
     totals["sheets_printed"] = conn.execute("SELECT COUNT(*) FROM sheets").fetchone()[0]
     form_ids = [r[0] for r in conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
     batches = [form_ids[start:start + FORMS_PER_PASS] for start in range(0, max(len(form_ids), 1), FORMS_PER_PASS)]
-    workers = parallel.workers_for(len(form_ids))
+    workers = 1 if kit.read_only else parallel.workers_for(len(form_ids))  # read-only: a worker may not open it
     if workers > 1:
         from .summary import _templates
         _templates(kit)  # parsed before the workers are forked: they find them parsed
