@@ -237,3 +237,34 @@ def test_many_forms_recomputed_by_two_workers_are_stored_as_one_process_stores_t
         record_review(kit.db, rid, "transcribe", "12", "clerk")
     assert used[-1] == 1
     assert json.loads(json.dumps(reconcile(kit, full=True))) == reconcile(kit)
+
+
+def _dies_in_a_worker(reader, in_worker, batch):
+    import os
+    if in_worker and batch == 3:
+        os._exit(9)  # as if killed for memory
+    return batch * 10
+
+
+def _fails_in_a_worker(reader, in_worker, batch):
+    if in_worker:
+        raise ValueError("only in a worker")
+    return batch * 10
+
+
+def _always_fails(reader, in_worker, batch):
+    if batch == 2:
+        raise ValueError("batch 2 is wrong")
+    return batch * 10
+
+
+def test_a_batch_a_worker_cannot_give_is_done_in_the_calling_process(kit, ward_pack):
+    """A worker that dies or fails costs time, never a batch: it is computed by the caller, in
+    its place; an error that is real is raised there."""
+    import pytest
+    from fallbackkit.reconcile import parallel
+    want = [b * 10 for b in range(8)]
+    assert list(parallel.in_order(kit, range(8), _dies_in_a_worker, _worker_setup, 2)) == want
+    assert list(parallel.in_order(kit, range(8), _fails_in_a_worker, _worker_setup, 2)) == want
+    with pytest.raises(ValueError, match="batch 2 is wrong"):
+        list(parallel.in_order(kit, range(8), _always_fails, _worker_setup, 2))

@@ -14,6 +14,7 @@ threads (the review station) or FALLBACKKIT_WORKERS=1 stays in the calling proce
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sqlite3
@@ -25,6 +26,8 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlite_utils
 
 from ..store.kit import Kit
+
+log = logging.getLogger(__name__)
 
 WORKERS = 2
 PARALLEL_FROM = 6000  # forms: below this the workers' start costs more than they save
@@ -60,8 +63,11 @@ def _start(where: tuple[Path, str, bytes], setup: Callable[[Kit, bool], Any]) ->
     _READER["kit"], _READER["state"] = reader, setup(reader, True)
 
 
-def _run(work: Callable[[Kit, Any, Any], Any], batch: Any) -> Any:
-    return work(_READER["kit"], _READER["state"], batch)
+def _run(work: Callable[[Kit, Any, Any], Any], batch: Any) -> tuple[bool, Any]:
+    try:
+        return True, work(_READER["kit"], _READER["state"], batch)
+    except BaseException as exc:  # named to the caller, which does the batch itself (see in_order)
+        return False, f"{type(exc).__name__}: {exc}"
 
 
 def in_order(kit: Kit, batches: Iterable[Any], work: Callable[[Kit, Any, Any], Any],
@@ -69,24 +75,52 @@ def in_order(kit: Kit, batches: Iterable[Any], work: Callable[[Kit, Any, Any], A
     """work(reader, setup(reader, in_worker), batch) for each batch, in the batches' order,
     computed by `workers` processes (a few batches ahead at most, so memory stays bounded); with
     workers=1 here, on kit itself (in_worker False). work and setup are module-level functions:
-    a worker is told their names, and sends back what work returns (pickled)."""
+    a worker is told their names, and sends back what work returns (pickled).
+
+    A batch that fails in a worker, or a worker that dies (killed for memory, say), is done again
+    here: the same answer, or the real error raised where the caller can see it."""
     batches = list(batches)
+    here: list[Any] = []
+
+    def locally(batch: Any) -> Any:
+        if not here:
+            here.append(setup(kit, False))
+        return work(kit, here[0], batch)
     if workers < 2:
-        state = setup(kit, False)
         for batch in batches:
-            yield work(kit, state, batch)
+            yield locally(batch)
         return
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=_start, initargs=((kit.path, kit.kit_id, kit.secret), setup)) as pool:
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start,
+                               initargs=((kit.path, kit.kit_id, kit.secret), setup))
+    try:
         waiting: deque = deque()
         todo = iter(batches)
+        broken = False
         for batch in todo:
-            waiting.append(pool.apply_async(_run, (work, batch)))
+            waiting.append((batch, pool.submit(_run, work, batch)))
             if len(waiting) >= 2 * workers:
                 break
         while waiting:
-            result = waiting.popleft().get()
-            for batch in todo:  # one more in the queue for the one taken out
-                waiting.append(pool.apply_async(_run, (work, batch)))
-                break
+            batch, future = waiting.popleft()
+            done, result = False, None
+            if not broken:
+                try:
+                    done, result = future.result()
+                except BrokenProcessPool:
+                    log.warning("a worker process died: the rest is computed in this process")
+                    broken = True
+            if not done:
+                if not broken:
+                    log.debug("a batch failed in a worker (%s): computed here", result)
+                result = locally(batch)
+            if not broken:
+                for more in todo:  # one more in the queue for the one taken out
+                    waiting.append((more, pool.submit(_run, work, more)))
+                    break
+            else:
+                waiting.extend((more, None) for more in todo)
             yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
