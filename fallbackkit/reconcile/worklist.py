@@ -57,10 +57,12 @@ class WorkItem:
     exported_at: str | None = None  # when an export last sent it (the export record, store/exports.py)
     remarks: list = field(default_factory=list)  # what the clerk should know, e.g. "c3.avpu: corrected on paper"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, copy: bool = True) -> dict[str, Any]:
         """dataclasses.asdict(self) (same keys, same order, containers copied), written out: asdict
-        recurses and deep-copies every value and was a third of the summaries' time (issue 16)."""
-        d = {name: _copied(getattr(self, name)) for name in _ITEM_FIELDS}
+        recurses and deep-copies every value and was a third of the summaries' time (issue 16).
+        copy=False: the item's own containers, for a dict turned into JSON at once (same text)."""
+        d = {name: _copied(getattr(self, name)) for name in _ITEM_FIELDS} if copy else \
+            {name: getattr(self, name) for name in _ITEM_FIELDS}
         if not d["remarks"]:
             d.pop("remarks")  # most items have none: their JSON stays as it was
         return d
