@@ -52,10 +52,10 @@ def dense_mars(always: bool = True) -> None:
     from fallbackkit.templates import layout
     real = layout._flow_form
 
-    def flow(template, paper, langs, context, spacing):
+    def flow(template, paper, langs, context, spacing, **sides):  # sides: the two-sided MAR's tries
         if template.medications is not None:
             spacing = layout.DENSE if always else layout.SPACINGS[1] if spacing == layout.DENSE else spacing
-        return real(template, paper, langs, context, spacing)
+        return real(template, paper, langs, context, spacing, **sides)
 
     layout._flow_form = flow
 

@@ -279,8 +279,8 @@ def main() -> None:
         beds = max(4, n_pages // 2 + 1)
         patients, meds = write_census(tmp / "census", {"W": beds}, seed=3)
         import_census(kit, patients, meds, actor="bench")
-        result = print_ward(kit, "W", tmp / "ward.pdf", actor="bench")
-        # the PDF starts with the pack's cover page; sheets are listed in page order after it
+        result = print_ward(kit, "W", tmp / "ward.pdf", actor="bench", one_sided=True)
+        # one-sided: the PDF starts with the pack's cover page, then one page per sheet in order (no blank backs)
         mar = [i + 1 for i, s in enumerate(result.sheets) if s["template"] == "mar"][:n_pages]
         # (the ward pack of that census, all templates, is the second kind of page, below)
         mar_ids = [result.sheets[i - 1]["sheet_id"] for i in mar]

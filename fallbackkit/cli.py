@@ -515,10 +515,12 @@ def sheets_show(ctx: KitContext, sheet_id: str, as_json: bool) -> None:
 @click.option("--keep", type=click.IntRange(min=1), help="--ward all: keep only the N newest pack folders beside --out DIR.")
 @click.option("--days", type=int, help="--ward / --patient: one MAR per patient per day of the expected outage, each dated.")
 @click.option("--first-day", "first_day", help="With --days: the first day (YYYY-MM-DD; default today).")
+@click.option("--one-sided", "one_sided", is_flag=True,
+              help="For a printer without duplex: no blank backs (a two-page form is then two sheets).")
 @pass_kit
 def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: int | None, blank_set: int | None,
               mrn: str | None, out_path: Path, lang: str, paper: str, as_json: bool, if_changed: bool,
-              keep: int | None, days: int | None, first_day: str | None) -> None:
+              keep: int | None, days: int | None, first_day: str | None, one_sided: bool) -> None:
     """Print a ward pack, blank stock, new-patient sets, or one patient's form."""
     from .errors import BadInput
     from .generate import print_all_wards, print_blank, print_blank_set, print_patient, print_ward
@@ -541,7 +543,7 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
     if blank_set is not None:
         if template:
             raise BadInput("a new-patient set holds every patient form: drop TEMPLATE")
-        results = [print_blank_set(kit, blank_set, out_path, paper, langs, ctx.actor)]
+        results = [print_blank_set(kit, blank_set, out_path, paper, langs, ctx.actor, one_sided)]
     elif ward is not None:
         if template:
             raise BadInput("a ward pack prints every patient form: drop TEMPLATE or use --patient")
@@ -555,25 +557,28 @@ def print_cmd(ctx: KitContext, template: str | None, ward: str | None, blank: in
                 click.echo(message)
             return
         if ward == "all":
-            results = print_all_wards(kit, out_path, paper, langs, ctx.actor, dates)
+            results = print_all_wards(kit, out_path, paper, langs, ctx.actor, dates, one_sided)
             if keep is not None:
                 for folder in prune_packs(kit, out_path, keep):
                     say(ctx, f"removed old packs in {folder}")
         else:
-            results = [print_ward(kit, ward, out_path, paper, langs, ctx.actor, dates)]
+            results = [print_ward(kit, ward, out_path, paper, langs, ctx.actor, dates, one_sided)]
     else:
         if not template:
             raise BadInput("name the TEMPLATE to print (see `fallbackkit templates list`)")
         if blank is not None:
-            results = [print_blank(kit, template, blank, out_path, paper, langs, ctx.actor)]
+            results = [print_blank(kit, template, blank, out_path, paper, langs, ctx.actor, one_sided)]
         else:
-            results = [print_patient(kit, template, mrn, out_path, paper, langs, ctx.actor, dates)]
+            results = [print_patient(kit, template, mrn, out_path, paper, langs, ctx.actor, dates, one_sided)]
     if as_json:
         emit_json([{"sheet_id": s["sheet_id"], "template": s["template"], "page": s["page"], "pages": s["pages"],
                     "form_id": s["form_id"], "file": str(r.out_path)} for r in results for s in r.sheets])
     else:
         for r in results:
             click.echo(f"{r.out_path}: {len(r.sheets)} sheets, {r.forms} forms (batch {r.batch_id})")
+    if any(r.double_sided for r in results):
+        say(ctx, "print double-sided (flip on the long edge): each form starts on a new sheet, a two-page form"
+                 " front and back (--one-sided for a printer without duplex)")
     say(ctx, "the PDF holds patient data: store and print it as you would a chart")
 
 

@@ -20,8 +20,8 @@ def kit(tmp_path: Path):
 
 @pytest.fixture
 def ward_pack(kit, tmp_path: Path):
-    """Ward 3B printed: (PrintResult, pdf path)."""
-    result = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="tester")
+    """Ward 3B printed one-sided (one PDF page per sheet, no blank backs): (PrintResult, pdf path)."""
+    result = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="tester", one_sided=True)
     return result
 
 

@@ -80,7 +80,8 @@ def build_scenario(kit, tmp: Path) -> Scenario:
 
     result = print_ward(kit, "3B", tmp / "ward-3B.pdf", actor="tester")
     sheets = list(result.sheets)
-    pages = render_pages(result.out_path, dpi=DPI)
+    # the printed pages (a double-sided pack's blank backs left out: nothing to scan on them)
+    pages = [p for p in render_pages(result.out_path, dpi=DPI) if p.min() < 255]
     sc = Scenario(kit, result.out_path, sheets)
     cover = len(pages) - len(sheets)  # a ward pack starts with a cover page
     index = {s["sheet_id"]: i + cover for i, s in enumerate(sheets)}
@@ -205,7 +206,7 @@ def rescan_lab_sheet(kit, tmp: Path, sc: Scenario) -> int:
     third priority, the first specimen. Several fields of one sheet now disagree. Returns its capture id."""
     from conftest import render_pages
     from fallbackkit.scan.pipeline import scan_paths
-    pages = render_pages(sc.pdf, dpi=DPI)
+    pages = [p for p in render_pages(sc.pdf, dpi=DPI) if p.min() < 255]  # no blank backs (double-sided)
     index = {s["sheet_id"]: i + len(pages) - len(sc.sheets) for i, s in enumerate(sc.sheets)}
     g = sheet_geometry(kit, sc.lab_sheet)
     img = pages[index[sc.lab_sheet]].copy()

@@ -130,15 +130,28 @@ def test_observations_use_loinc_and_care_time(fhir_out):
     assert {"8310-5", "8867-4"} <= seen
 
 
-def test_provenance_names_author_enterer_verifier(fhir_out):
+def test_provenance_names_author_enterer_verifier(scenario, fhir_out):
+    kit, _ = scenario
     out, _ = fhir_out
-    provs = [e["resource"] for d in _bundles(out).values() for e in d["entry"]
-             if e["resource"]["resourceType"] == "Provenance"]
+    entries = [e for d in _bundles(out).values() for e in d["entry"]]
+    provs = [e["resource"] for e in entries if e["resource"]["resourceType"] == "Provenance"]
     assert provs
     roles = {a["type"]["coding"][0]["code"] for p in provs for a in p["agent"]}
     assert {"author", "enterer", "verifier"} <= roles
     assert any(a["who"]["display"] == "clerk1" for p in provs for a in p["agent"])
-    assert all(p["entity"] and p.get("occurredDateTime") for p in provs)
+    assert all(p["entity"] for p in provs)
+    # the time it happened, unless the paper gives none: a form whose date and time boxes were all
+    # left blank (the simulated nurse may leave them) has none, nothing is made up
+    item_of = {e["fullUrl"]: i["value"] for e in entries for i in e["resource"].get("identifier", [])
+               if i["system"].endswith(":item")}
+    timed = {form for form, value in kit.db.execute(
+        "SELECT s.form_id, r.value FROM readings r JOIN sheets s ON s.sheet_id = r.sheet_id"
+        " WHERE r.type = 'datetime'") if value is not None}
+    for p in provs:
+        if not p.get("occurredDateTime"):
+            item = item_of[p["target"][0]["reference"]]
+            assert item.split(":")[0] not in timed, item
+    assert sum(bool(p.get("occurredDateTime")) for p in provs) > len(provs) / 2
 
 
 def test_unresolved_items_are_listed_not_exported(scenario, fhir_out):

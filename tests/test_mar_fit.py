@@ -1,7 +1,9 @@
-"""Issue 15 item 2: what one A4 sheet of MAR holds. A MAR that would need a second sheet is laid out
-dense (templates/layout.py DENSE) when that keeps it on one: checked on the printed PDF (one sheet,
-every slot, the blank new-order row, the initials legend, no text over the code, the marks or the
-margins) and on its scan (every slot read, nothing wrong accepted)."""
+"""Issue 15 item 2: what one A4 sheet of MAR holds. A MAR that would need a second page is laid out
+dense (templates/layout.py DENSE) when that keeps it on one; otherwise it is two-sided (one sheet,
+front and back): every medication row on the front, new orders and the nurses' legend on the back.
+Checked on the printed PDF (pages, every slot, the blank new-order row, the initials legend, no text
+over the code, the marks or the margins, long-edge duplex) and on its scan (every slot read, nothing
+wrong accepted; the two sides scanned apart; a double-sided pack scanned double-sided)."""
 from __future__ import annotations
 
 import csv
@@ -16,7 +18,7 @@ from fallbackkit.scan.simulate import fill_page
 from fallbackkit.store import init_kit
 from fallbackkit.templates.layout import MARGIN, mark_boxes, qr_zone, text_box
 from kit_helpers import drawn_sheets
-from scan_engine_helpers import DPI, Sheets
+from scan_engine_helpers import DPI, Sheets, mark
 
 FOUR_ALLERGIES = "penicillin; latex; peanut; iodine"
 QID = ("Paracetamol", "1 g", "PO", "QID", "06:00;12:00;18:00;24:00", "0")
@@ -101,18 +103,29 @@ WORST_ALLERGIES = ("penicillin (anaphylaxis); iodinated contrast media (urticari
 
 
 @pytest.mark.parametrize("langs", [("en",), ("fr",), ("nl",), ("fr", "nl")], ids="+".join)
-def test_the_worst_case_mar_is_two_sheets_clear_of_code_and_margins_and_every_slot_reads(tmp_path, langs,
-                                                                                         monkeypatch):
+def test_the_worst_case_mar_has_every_medication_on_the_front_of_one_sheet(tmp_path, langs, monkeypatch):
     """8 drugs with long names and doses (a four-dose drug, a q4h PRN drug: 6 slots), four long
-    allergies: one sheet cannot hold it (docs/ward.md says why). It is 2 sheets in every language
-    (as before), text clear of the code, the marks and the margins, and every slot is read back."""
+    allergies: a two-sided MAR, one sheet printed on both sides. The front (page 1) holds the Day
+    line, the header with the allergies and every medication row; the back (page 2) the blank PRN
+    row, new-order rows and the nurses' legend. Before: 2 pages with the 7th drug and the PRN drug
+    on page 2. The PDF asks for long-edge duplex; text clear of the code, the marks and the
+    margins, no header line starting with "·"; every slot of both sides read back from an office scan."""
     from fallbackkit.scan.engine import read_page
     kit = _kit(tmp_path, WORST_MEDS, WORST_ALLERGIES)
     drawn = drawn_sheets(monkeypatch)
     result = print_patient(kit, "mar", "M1000001", tmp_path / "mar.pdf", langs=langs)
-    assert len(result.sheets) == 2
+    assert [s["page"] for s in result.sheets] == [1, 2]
+    assert b"/Duplex /DuplexFlipLongEdge" in result.out_path.read_bytes()
+    rows = [{f.get("row", f["name"]) for f in sheet_geometry(kit, s["sheet_id"])["fields"]} for s in result.sheets]
+    medication_rows = {f"m{k}" for k in range(1, 8)} | {"p1"}
+    assert medication_rows | {"mar_date", "weight", "allergies_checked"} <= rows[0]
+    assert not medication_rows & rows[1]
+    assert {"n1", "n2", "l1", "l2", "l3", "l4"} <= rows[1] and not {"n1", "l1"} & rows[0]
     for sheet in drawn:
         _text_clear(sheet.layout, sheet.header)
+        header_lines = [i[5] for i in sheet.header if i[0] == "text"]
+        assert not any(line.startswith("·") for line in header_lines), header_lines
+        assert "peanut and tree nut proteins (angioedema)" in " ".join(header_lines)  # all four on both sides
     sheets = Sheets(kit, result.out_path, DPI)
     slots = set()
     rng = np.random.default_rng(3)
@@ -128,7 +141,7 @@ def test_the_worst_case_mar_is_two_sheets_clear_of_code_and_margins_and_every_sl
                 slots.add(f["name"].rsplit(".", 1)[0])
                 assert r.status == "review" or r.value == t["value"], (f["name"], r.value, t)
                 assert r.status == "accepted" or t["should_review"], (f["name"], r.reason, t)
-    assert {f"m1.s{k}" for k in range(1, 5)} | {"m7.s3", "p1.s6", "n1.s1"} <= slots
+    assert {f"m1.s{k}" for k in range(1, 5)} | {f"m{k}.s3" for k in range(2, 8)} | {"p1.s6", "n1.s1"} <= slots
 
 
 def test_a_mar_that_fits_normally_keeps_its_normal_layout(tmp_path):
@@ -187,3 +200,90 @@ def test_every_census_mar_keeps_a_blank_new_order_row(kit, tmp_path, langs):
         assert forms
         for form_id, names in forms.items():
             assert {"n1.order", "n1.prescriber", "n1.s1.status", "l1.initials"} <= names, (ward, form_id)
+
+
+def test_a_two_sided_mar_front_and_back_scanned_apart(tmp_path):
+    """The two sides of a two-sided MAR come back separately (a simplex scan of the fronts, the backs
+    later in a batch of their own): with the front alone its form says page 2 is missing; the back
+    alone is read as that form's page 2; the nurses' legend on the back is handed to the clerk before
+    the front's initials slots and is what they are put to (the worklist's performer)."""
+    from fallbackkit.reconcile import reconcile, worklist
+    from fallbackkit.scan.pipeline import list_readings, scan_paths
+    from fallbackkit.store.decisions import record_review
+    from scan_pipeline_helpers import write_png
+    from test_review_legend_order import LEGEND, _order, _write
+    kit = _kit(tmp_path, WORST_MEDS, WORST_ALLERGIES)
+    result = print_patient(kit, "mar", "M1000001", tmp_path / "mar.pdf")
+    [(front_id, front, front_geo), (back_id, back, back_geo)] = Sheets(kit, result.out_path, 200).pages()
+    slots = ["m1.s1.initials", "m7.s3.initials"]
+    given = [next(o["box_mm"] for o in f["options"] if o["value"] == "given")
+             for f in front_geo["fields"] if f["name"] in ("m1.s1.status", "m7.s3.status")]
+    front = mark(front, 200, [(box, "tick") for box in given])
+    for img, geo, names in ((front, front_geo, slots), (back, back_geo, LEGEND)):
+        for f in geo["fields"]:
+            if f["name"] in names:
+                _write(img, f["box_mm"], "JM")
+    for name, img in (("fronts", front), ("backs", back)):
+        (tmp_path / name).mkdir()
+        write_png(tmp_path / name / f"{name}.png", img, 200)
+
+    scan_paths(kit, [tmp_path / "fronts"], workers=0, progress=False)
+    [form] = [f for f in reconcile(kit)["forms"] if f["template"] == "mar"]
+    assert form["state"] == "missing_pages" and form["pages_missing"] == [2] and form["pages_returned"] == [1]
+
+    scan_paths(kit, [tmp_path / "backs"], workers=0, progress=False)
+    [form] = [f for f in reconcile(kit)["forms"] if f["template"] == "mar"]
+    assert form["state"] == "complete" and form["pages_returned"] == [1, 2]
+    got = {r["field"]: r for r in list_readings(kit)}
+    assert got["l1.initials"]["sheet_id"] == back_id and got[slots[0]]["sheet_id"] == front_id
+    assert got[slots[0]]["reading_id"] < got["l1.initials"]["reading_id"]  # scanned later: last by reading order
+    for (rid,) in kit.db.execute("SELECT reading_id FROM readings WHERE status = 'review'").fetchall():
+        if rid not in {got[f]["reading_id"] for f in LEGEND + slots}:
+            record_review(kit.db, rid, "illegible", None, "sam")
+    order = [f for f in _order(kit) if f in LEGEND + slots]
+    assert order == LEGEND + slots, order  # the back's legend first, then the front's slots
+    # _order typed JM on both legend rows (two rows with one's initials name nobody): row 2 is AD
+    record_review(kit.db, got["l2.initials"]["reading_id"], "transcribe", "AD", "clara")
+    items = {i.item_id.split(":")[1]: i.values for i in worklist(kit) if i.kind == "medication"}
+    for slot in ("m1.s1", "m7.s3"):
+        assert items[slot]["status"] == "given"
+        assert items[slot]["performer"] == {"initials": "JM", "name": "Jan MAES", "legend_row": 1,
+                                            "signed": items[slot]["performer"]["signed"]}, items[slot]
+    # and on to FHIR: the front's doses are MedicationAdministrations performed by the back's nurse
+    import json
+    for name, text in (("mar_date", "01/12/2026"), ("m1.s1.time", "07:40"), ("m7.s3.time", "22:05")):
+        record_review(kit.db, got[name]["reading_id"], "transcribe", text, "clara")
+
+    from fallbackkit.export import export_fhir
+    export_fhir(kit, tmp_path / "fhir")
+    resources = [e["resource"] for p in sorted((tmp_path / "fhir").glob("bundle-*.json"))
+                 for e in json.loads(p.read_text())["entry"]]
+    admins = {i["value"].rsplit(":", 1)[1]: r for r in resources if r["resourceType"] == "MedicationAdministration"
+              for i in r["identifier"] if i["system"].endswith(":item")}
+    for slot in ("m1.s1", "m7.s3"):
+        assert admins[slot]["status"] == "completed"
+        assert admins[slot]["performer"][0]["actor"]["display"].startswith("Jan MAES"), admins[slot]
+
+
+def test_a_double_sided_pack_scanned_double_sided_reads_every_sheet_and_counts_the_blank_backs(tmp_path):
+    """A ward pack printed double-sided and scanned double-sided, as one PDF: the cover, every sheet
+    read (a two-page form's back as its page 2), each blank back counted as a blank page, nothing
+    quarantined, every form complete."""
+    from fallbackkit.reconcile import reconcile
+    from fallbackkit.scan.pipeline import scan_paths
+    from kit_helpers import census_kit
+    from PIL import Image
+    from pdf_helpers import render_pages
+    kit = census_kit(tmp_path, {"3B": 2})
+    pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="coordinator")
+    assert pack.double_sided
+    images = render_pages(pack.out_path, dpi=150)
+    blanks = int(sum(image.min() == 255 for image in images))
+    assert blanks and len(images) == 1 + len(pack.sheets) + blanks
+    frames = [Image.fromarray(image) for image in images]  # the scanner's one file for the pile
+    frames[0].save(tmp_path / "pile.tif", save_all=True, append_images=frames[1:], dpi=(150, 150),
+                   compression="tiff_deflate")
+    summary = scan_paths(kit, [tmp_path / "pile.tif"], workers=0, progress=False, actor="clerk")
+    assert (summary.cover_sheets, summary.pages_read, summary.pages_blank, summary.pages_quarantined) == \
+        (1, len(pack.sheets), blanks, 0)
+    assert {f["state"] for f in reconcile(kit)["forms"]} == {"complete"}

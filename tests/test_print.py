@@ -24,25 +24,39 @@ def decode_qr(image: np.ndarray) -> list[str]:
 
 
 def page_texts(pdf_path) -> list[str]:
+    """The text of each printed page, in order: the cover, then one per sheet. The blank backs a
+    double-sided pack has between forms (pages with nothing on them) are left out."""
     pdf = pdfium.PdfDocument(str(pdf_path))
     try:
         texts = []
         for page in pdf:
-            tp = page.get_textpage()
-            texts.append(tp.get_text_range())
-            tp.close()
+            if len(list(page.get_objects())):
+                tp = page.get_textpage()
+                texts.append(tp.get_text_range())
+                tp.close()
             page.close()
         return texts
     finally:
         pdf.close()
 
 
-def test_ward_pack_codes_verify_are_unique_and_in_order(kit, ward_pack):
+def test_ward_pack_codes_verify_are_unique_and_in_order(kit, tmp_path):
+    """The pack has two-page forms (vitals, the MARs of 8 drugs): it asks to be printed double-sided
+    on the long edge, each form starts on a front (PDF page 1, 3, 5 …), a blank back after a form
+    that ends on a front, so that a form's page 2 is the back of its page 1 and no sheet of paper
+    holds two forms."""
+    ward_pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="tester")
     images = render_pages(ward_pack.out_path, dpi=150)
-    assert len(images) == len(ward_pack.sheets) + 1  # the cover page comes first
+    assert b"/Duplex /DuplexFlipLongEdge" in ward_pack.out_path.read_bytes()
     [cover] = decode_qr(images[0])  # the cover is not a form: its code is a cover code, not a sheet's
     assert payload.verify_cover(cover, kit.secret, kit.kit_id) == \
         payload.CoverPayload(kit.kit_id, ward_pack.sheets[0]["sheet_id"], len(ward_pack.sheets))
+    printed = [(k, image) for k, image in enumerate(images) if image.min() < 255]
+    blank = len(images) - len(printed)
+    assert len(printed) == len(ward_pack.sheets) + 1 and blank > 0  # the cover page comes first
+    for (k, _), sheet in zip(printed[1:], ward_pack.sheets):
+        assert k % 2 == sheet["page"] - 1, (k, sheet)  # page 1 on a front (0-based even), page 2 its back
+    images = [image for _, image in printed]
     seen = []
     for image, sheet in zip(images[1:], ward_pack.sheets):
         codes = decode_qr(image)
@@ -60,6 +74,8 @@ def test_no_patient_data_in_codes(kit, ward_pack):
     patients = list(kit.db.query("SELECT * FROM patients WHERE ward = '3B'"))
     images = render_pages(ward_pack.out_path, dpi=150)
     for image in images[1:]:
+        if image.min() == 255:  # the blank back after a one-page form of a double-sided pack
+            continue
         code = decode_qr(image)[0]
         p = payload.parse(code)
         s = sheets[p.sheet_id]
@@ -458,3 +474,31 @@ def test_print_days_through_the_cli(kit, tmp_path):
     bad = runner.invoke(cli, ["--kit", str(kit.path), "print", "--ward", "ICU", "--days", "2", "--first-day",
                               "1/12/2026", "--out", str(tmp_path / "y.pdf")])
     assert bad.exit_code != 0 and "YYYY-MM-DD" in bad.output
+
+
+def test_one_sided_prints_no_blank_backs_and_says_double_sided_otherwise(kit, tmp_path):
+    """A ward pack with two-page forms asks for double-sided printing (the command says so); for a
+    printer without duplex, `--one-sided` gives one page per sheet, no blank backs, no duplex request,
+    the same sheets registered."""
+    from click.testing import CliRunner
+    from fallbackkit.cli import cli
+    runner = CliRunner()
+    counts = {}
+    for flag in ([], ["--one-sided"]):
+        out = tmp_path / f"pack{len(flag)}.pdf"
+        res = runner.invoke(cli, ["--kit", str(kit.path), "print", "--ward", "3B", "--out", str(out), *flag])
+        assert res.exit_code == 0, res.output
+        raw = out.read_bytes()
+        pdf = pdfium.PdfDocument(str(out))
+        counts[bool(flag)] = (len(pdf), sum(1 for page in pdf if not len(list(page.get_objects()))))
+        assert (b"/DuplexFlipLongEdge" in raw) is not bool(flag)
+        assert ("print double-sided" in res.stderr) is not bool(flag)
+        cover = page_texts(out)[0]
+        assert ("PRINT DOUBLE-SIDED" in cover) is not bool(flag)
+        # 8 patients: registration, lab request, MAR (one or two pages), vitals (two): 4 sheets of paper each
+        assert ("43 sheets on 32 sheets of paper, double-sided" in cover) is not bool(flag), cover
+    sheets = kit.db.execute("SELECT COUNT(*) FROM sheets s JOIN print_batches b ON b.id = s.batch_id"
+                            " GROUP BY b.id ORDER BY b.id").fetchall()
+    assert sheets[0] == sheets[1]
+    assert counts[True] == (sheets[1][0] + 1, 0)  # the cover and one page per sheet
+    assert counts[False][0] == sheets[0][0] + 1 + counts[False][1] and counts[False][1] > 0

@@ -36,7 +36,7 @@ class Paper:
 
     def __init__(self, kit, result, pdf: Path):
         self.kit = kit
-        images = render_pdf(pdf, DPI)
+        images = [im for im in render_pdf(pdf, DPI) if im.min() < 255]  # no blank backs (double-sided)
         offset = len(images) - len(result.sheets)  # a ward pack starts with a cover page
         self.images = {s["sheet_id"]: images[offset + i] for i, s in enumerate(result.sheets)}
         self.sheets = result.sheets

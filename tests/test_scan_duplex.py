@@ -181,7 +181,7 @@ def test_a_cover_of_several_pages_in_one_file_is_not_taken_for_its_own_backs(tmp
     from kit_helpers import census_kit
     kit = census_kit(tmp_path, {"3B": 30})
     try:
-        pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="coordinator")
+        pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="coordinator", one_sided=True)
         images = render_pages(pack.out_path, dpi=150)
         covers = len(images) - len(pack.sheets)
         assert covers >= 2, covers

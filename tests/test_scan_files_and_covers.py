@@ -125,7 +125,7 @@ def test_cover_code_is_signed_and_never_read_as_a_sheet(kit):
 
 def test_scanned_ward_pack_with_its_cover_counts_the_cover_and_quarantines_nothing(tmp_path):
     kit = census_kit(tmp_path, {"3B": 2})
-    pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="coordinator")
+    pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="coordinator", one_sided=True)
     images = render_pages(pack.out_path, dpi=150)
     assert len(images) == len(pack.sheets) + 1  # the cover, then every sheet
     inbox = tmp_path / "inbox"
@@ -212,7 +212,7 @@ def test_scanner_pdf_whose_jpeg_is_cut_short_fails_instead_of_reading_grey_as_bl
 
 def test_a_cover_of_two_pages_carries_the_code_on_both(tmp_path):
     kit = census_kit(tmp_path, {"3B": 30})
-    pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="coordinator")
+    pack = print_ward(kit, "3B", tmp_path / "ward-3B.pdf", actor="coordinator", one_sided=True)
     images = render_pages(pack.out_path, dpi=150)
     covers = len(images) - len(pack.sheets)
     assert covers >= 2, covers  # 30 beds: the cover runs over more than one page

@@ -74,9 +74,13 @@ def test_paper_over_fields_sends_every_hidden_field_to_review(ward, tier, kind):
         rect = random_occluder(geom, rng, size)
         angle = float(rng.uniform(-8, 8)) if kind != "label" else 0.0
         covered = occlude(marked, rect, dpi, rng, kind, angle)
+        same_damage = np.random.default_rng()
+        same_damage.bit_generator.state = rng.bit_generator.state
         scanned = degrade(covered, "office" if tier == "bilevel" else tier, rng, dpi)
+        bare = degrade(marked, "office" if tier == "bilevel" else tier, same_damage, dpi)  # no paper over it
         if tier == "bilevel":
             scanned = np.where(scanned > 160, 255, 0).astype(np.uint8)
+            bare = np.where(bare > 160, 255, 0).astype(np.uint8)
         result = ward[200].read(scanned)
         hidden = fields_under(geom, _inner(rect, angle))
         where = f"{tier} {kind} {size} over {rect} on {sheet_id}"
@@ -85,13 +89,17 @@ def test_paper_over_fields_sends_every_hidden_field_to_review(ward, tier, kind):
         if result.quality["page_review"] or result.quality["marks_found"] == 3:
             continue  # the whole page, or a quarter of it, to review for its own stated reason
         near = set(fields_under(geom, [rect[0] - 8, rect[1] - 8, rect[2] + 16, rect[3] + 16], 0.0))
+        # a field the damage alone sends to review (the same scan without the paper) is not the check's doing
+        damage_alone = {r.field for r in ward[200].read(bare).readings if r.status == "review"}
         for r in result.readings:
             if r.field not in near and not truth[r.field]["should_review"] and r.type in read.MARK_TYPES:
                 visible_clear += 1
-                visible_clear_reviewed += r.status == "review"
+                visible_clear_reviewed += r.status == "review" and r.field not in damage_alone
         assert result.quality["visibility"]["covered"] >= 1
     assert checked >= 5
-    # the check is about the covered fields: clearly marked fields elsewhere are still accepted
+    # the check is about the covered fields: clearly marked fields elsewhere are decided as on the same
+    # scan without the paper (a bilevel scan's damage alone sends a few clear marks to review, ~3-10 %
+    # on a MAR page: the share is not the occluder's)
     assert visible_clear_reviewed <= 0.05 * visible_clear, (visible_clear_reviewed, visible_clear)
 
 

@@ -204,7 +204,7 @@ def test_damaged_store_every_command_exit_7_nothing_written(cli_kit, tmp_path, d
 def test_read_only_kit_read_commands_work(tmp_path, tmpfs):
     mnt = tmpfs("ro", "64m") if os.geteuid() == 0 else tmp_path / "ro"
     kit = census_kit(mnt)
-    result = print_ward(kit, "3B", tmp_path / "ward.pdf", actor="tester")
+    result = print_ward(kit, "3B", tmp_path / "ward.pdf", actor="tester", one_sided=True)
     page = render_pages(result.out_path, dpi=150)[1]  # [0] is the ward cover sheet
     kit.close()
     write_page(tmp_path / "scans" / "p1.png", page)
@@ -244,7 +244,7 @@ def _fill(disk: Path, leave: int) -> Path:
 def test_disk_full_during_scan(tmp_path, tmpfs):
     disk = tmpfs("small", "12m")
     kit = census_kit(disk)
-    result = print_ward(kit, "3B", tmp_path / "ward.pdf", actor="tester")
+    result = print_ward(kit, "3B", tmp_path / "ward.pdf", actor="tester", one_sided=True)
     kit.close()
     scans = tmp_path / "scans"
     for i, page in enumerate(render_pages(result.out_path, dpi=150)[:4]):

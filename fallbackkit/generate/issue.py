@@ -47,6 +47,15 @@ WORDS = {
                          " lui, son code la signale comme page de garde (comptée ; rien n'y est lu).",
                    "nl": "Dit voorblad is geen formulier: bewaar het bij het pakket. Mee gescand, wijst de code"
                          " het aan als voorblad van het pakket (geteld; er wordt niets van gelezen)."},
+    "double_sided": {
+        "en": "PRINT DOUBLE-SIDED (long edge): each form on its own sheet, a two-page form front and back."
+              " Printed one-sided: two sheets (both read right), blank backs as blank pages.",
+        "fr": "IMPRIMER RECTO VERSO (bord long) : chaque formulaire sur sa feuille, deux pages au recto et au"
+              " verso. Recto seul : deux feuilles (lues correctement), versos vides en pages blanches.",
+        "nl": "DUBBELZIJDIG AFDRUKKEN (lange kant): elk formulier op een eigen blad, twee bladzijden voor en"
+              " achter. Enkelzijdig: twee bladen (juist gelezen), lege achterkanten als lege bladen."},
+    "on_paper": {"en": "on {n} sheets of paper, double-sided", "fr": "sur {n} feuilles de papier, recto verso",
+                 "nl": "op {n} vellen papier, dubbelzijdig"},
     "cover": {"en": "pack cover", "fr": "page de garde", "nl": "voorblad"},
     "pack": {"en": "downtime pack", "fr": "paquet mode dégradé", "nl": "noodpakket"},
     "changes": {"en": "Changes since the previous census", "fr": "Changements depuis le recensement précédent",
@@ -104,6 +113,7 @@ class PrintResult:
     sheets: list[dict[str, Any]]
     forms: int
     ward: str | None = None
+    double_sided: bool = False  # the PDF asks for duplex, each form starting on a front (blank backs)
 
     def as_json(self) -> list[dict[str, Any]]:
         return self.sheets
@@ -176,10 +186,11 @@ def _blank_header(pool: dict[str, str], langs) -> list[HeaderLine]:
 
 
 class _Issuer:
-    def __init__(self, kit: Kit, paper: str, langs: tuple[str, ...], actor: str):
+    def __init__(self, kit: Kit, paper: str, langs: tuple[str, ...], actor: str, one_sided: bool = False):
         if paper not in PAPER_SIZES_MM:
             raise BadInput(f"unknown paper size {paper!r}", hint=f"use one of {', '.join(PAPER_SIZES_MM)}")
         self.kit, self.paper, self.langs, self.actor = kit, paper, langs, actor
+        self.one_sided = one_sided  # `print --one-sided`: no duplex, no blank backs (a printer without duplex)
         self._layouts: dict[tuple, list[PageLayout]] = {}
         self._known_layouts: set[str] = set()
 
@@ -283,7 +294,7 @@ class _Issuer:
 
     def run(self, kind: str, orders: list[FormOrder], out_path: Path, *, ward: str | None = None,
             template: str | None = None, snapshot: dict | None = None,
-            cover: Callable[[list[dict]], Callable] | None = None) -> PrintResult:
+            cover: Callable[[list[dict], bool], Callable] | None = None) -> PrintResult:
         db = self.kit.db
         outside_kit(self.kit.path, out_path, "a printed PDF")
         needed: dict[str, int] = {}
@@ -307,14 +318,21 @@ class _Issuer:
                 pages += renders
                 sheets += listed
             if cover is not None:
-                pages.insert(0, cover(sheets))
+                pages.insert(0, cover(sheets, two_sided(sheets) and not self.one_sided))
             db.conn.execute("UPDATE print_batches SET sheets = ? WHERE id = ?", [len(sheets), batch_id])
             append_audit(db, self.actor, "print", f"batch:{batch_id}", None,
                          {"kind": kind, "ward": ward, "template": template, "forms": len(orders),
                           "sheets": len(sheets), "out": str(out_path)})
             title = f"fallbackkit {kind} {ward or template or ''}".strip()
-            write_pdf(out_path, pages, title)
-        return PrintResult(out_path, batch_id, sheets, len(orders), ward)
+            duplex = two_sided(sheets) and not self.one_sided
+            write_pdf(out_path, pages, title, duplex=duplex)
+        return PrintResult(out_path, batch_id, sheets, len(orders), ward, duplex)
+
+
+def two_sided(sheets: list[dict]) -> bool:
+    """A batch with a form of more than one page is printed double-sided (render.write_pdf: each
+    form on its own sheet of paper, a two-page MAR front and back)."""
+    return any(s["pages"] > 1 for s in sheets)
 
 
 def _cover(kit: Kit, ward: str, snapshot: dict, patients: list[dict], paper: str, langs,
@@ -322,7 +340,7 @@ def _cover(kit: Kit, ward: str, snapshot: dict, patients: list[dict], paper: str
     """The pack's cover, all in the chosen languages; forms named by their title in the first."""
     titles = titles or {}
 
-    def make(sheets: list[dict]) -> Callable:
+    def make(sheets: list[dict], double_sided: bool) -> Callable:
         # the pack is named by its first sheet: a key every station shares (batch ids are local)
         code = CoverPayload(kit.kit_id, sheets[0]["sheet_id"], len(sheets)).encode(kit.secret) if sheets else None
         per_patient: dict[str, dict[str, int]] = {}
@@ -332,9 +350,13 @@ def _cover(kit: Kit, ward: str, snapshot: dict, patients: list[dict], paper: str
         lines = [
             (f"{word('as_of', langs)} {printed_datetime(snapshot['imported_at'])} · "
              f"{word('printed', langs)} {printed_datetime(now_iso())}", False),
-            (f"{len(patients)} {word('patients', langs)} · {len(sheets)} {word('sheets', langs)}", True),
+            (f"{len(patients)} {word('patients', langs)} · {len(sheets)} {word('sheets', langs)}"
+             + (f" {word('on_paper', langs).format(n=sum(s['page'] == 1 and -(-s['pages'] // 2) for s in sheets))}"
+                if double_sided else ""), True),
         ]
         lines += [(WORDS["not_a_form"][lang], False) for lang in dict.fromkeys(langs)]
+        if double_sided:
+            lines += [(WORDS["double_sided"][lang], True) for lang in dict.fromkeys(langs)]
         lines.append(("", False))
         changes = ward_changes(snapshot.get("changes"), ward)
         if changes:
@@ -381,7 +403,7 @@ def ward_changes(changes: dict[str, list[dict]] | None, ward: str) -> list[str]:
 
 
 def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", langs=("en",),
-               actor: str = "system", days: list[str] | None = None) -> PrintResult:
+               actor: str = "system", days: list[str] | None = None, one_sided: bool = False) -> PrintResult:
     """A ward pack; with days (outage_days), one MAR per patient per day, each dated."""
     snapshot = census.current_snapshot(kit)
     patients = census.ward_patients(kit, snapshot["id"], ward)
@@ -395,14 +417,15 @@ def print_ward(kit: Kit, ward: str, out_path: Path | str, paper: str = "a4", lan
         meds = census.medications_of(kit, snapshot["id"], p["mrn"])
         for t in templates:
             orders += _daily_orders(t, lambda t_, day=None: FormOrder(t_, p, meds, day=day), days)
-    issuer = _Issuer(kit, paper, tuple(langs), actor)
+    issuer = _Issuer(kit, paper, tuple(langs), actor, one_sided)
     return issuer.run("ward", orders, Path(out_path), ward=ward, snapshot=snapshot,
                       cover=_cover(kit, ward, snapshot, patients, paper, tuple(langs),
                                    {t.name: t.title[tuple(langs)[0]] for t in templates}))
 
 
 def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en",),
-                    actor: str = "system", days: list[str] | None = None) -> list[PrintResult]:
+                    actor: str = "system", days: list[str] | None = None,
+                    one_sided: bool = False) -> list[PrintResult]:
     snapshot = census.current_snapshot(kit)
     out_dir = outside_kit(kit.path, out_dir, "a folder of ward packs")
     if out_dir.exists() and not out_dir.is_dir():
@@ -414,7 +437,7 @@ def print_all_wards(kit: Kit, out_dir: Path | str, paper: str = "a4", langs=("en
     outputs = OutputFiles()
     outputs.claim(out_dir / PACKS_MARKER)
     named = [(ward, outputs.claim(out_dir / file_name("ward-", ward, ".pdf"), f"ward {ward}")) for ward in wards]
-    results = [print_ward(kit, ward, path, paper, langs, actor, days) for ward, path in named]
+    results = [print_ward(kit, ward, path, paper, langs, actor, days, one_sided) for ward, path in named]
     _write_marker(kit, out_dir, snapshot, results)
     return results
 
@@ -491,16 +514,16 @@ def prune_packs(kit: Kit, out_dir: Path | str, keep: int) -> list[Path]:
 
 
 def print_blank(kit: Kit, template_ref: str, count: int, out_path: Path | str, paper: str = "a4",
-                langs=("en",), actor: str = "system") -> PrintResult:
+                langs=("en",), actor: str = "system", one_sided: bool = False) -> PrintResult:
     if count < 1 or count > 100_000:
         raise BadInput(f"--blank {count}: give a number of forms from 1 to 100000")
     template = find_template(kit_templates(kit), template_ref)
     orders = [FormOrder(template) for _ in range(count)]
-    return _Issuer(kit, paper, tuple(langs), actor).run("blank", orders, Path(out_path), template=template.ref)
+    return _Issuer(kit, paper, tuple(langs), actor, one_sided).run("blank", orders, Path(out_path), template=template.ref)
 
 
 def print_blank_set(kit: Kit, count: int, out_path: Path | str, paper: str = "a4", langs=("en",),
-                    actor: str = "system") -> PrintResult:
+                    actor: str = "system", one_sided: bool = False) -> PrintResult:
     """N new-patient sets: every patient form (registration, lab request, MAR, vitals), all with the
     same downtime MRN and encounter, so one new patient does not end up with four numbers."""
     if count < 1 or count > 10_000:
@@ -510,11 +533,12 @@ def print_blank_set(kit: Kit, count: int, out_path: Path | str, paper: str = "a4
     for _ in range(count):
         shared: dict[str, str] = {}
         orders += [FormOrder(t, shared_ids=shared) for t in templates]
-    return _Issuer(kit, paper, tuple(langs), actor).run("blank-set", orders, Path(out_path))
+    return _Issuer(kit, paper, tuple(langs), actor, one_sided).run("blank-set", orders, Path(out_path))
 
 
 def print_patient(kit: Kit, template_ref: str, mrn: str, out_path: Path | str, paper: str = "a4",
-                  langs=("en",), actor: str = "system", days: list[str] | None = None) -> PrintResult:
+                  langs=("en",), actor: str = "system", days: list[str] | None = None,
+                  one_sided: bool = False) -> PrintResult:
     template = find_template(kit_templates(kit), template_ref)
     if not template.patient_bound:
         raise BadInput(f"template {template.ref} is not bound to a patient", hint="print it with --blank N")
@@ -522,7 +546,7 @@ def print_patient(kit: Kit, template_ref: str, mrn: str, out_path: Path | str, p
     p = census.patient(kit, snapshot["id"], mrn)
     meds = census.medications_of(kit, snapshot["id"], mrn)
     orders = _daily_orders(template, lambda t_, day=None: FormOrder(t_, p, meds, day=day), days)
-    return _Issuer(kit, paper, tuple(langs), actor).run(
+    return _Issuer(kit, paper, tuple(langs), actor, one_sided).run(
         "patient", orders, Path(out_path), ward=p["ward"],
         template=template.ref, snapshot=snapshot)
 

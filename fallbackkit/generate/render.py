@@ -171,8 +171,13 @@ def draw_cover(c: canvas.Canvas, title: str, lines: list[tuple[str, bool]], size
     c.showPage()
 
 
-def write_pdf(out_path: Path | str, pages: list, title: str) -> None:
-    """Write pages (SheetToRender, or callables drawing a cover) to out_path atomically."""
+def write_pdf(out_path: Path | str, pages: list, title: str, duplex: bool = False) -> None:
+    """Write pages (SheetToRender, or callables drawing a cover) to out_path atomically.
+
+    duplex: the PDF asks to be printed on both sides, turned on the long edge (a form's page 2 on
+    the back of its page 1), and every form and cover starts on a front: a blank back follows a
+    form or cover that ends on a front, so that no sheet of paper holds two forms (a lab request
+    goes to the lab on its own). The blank backs read as blank pages when scanned."""
     fonts.register()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +189,12 @@ def write_pdf(out_path: Path | str, pages: list, title: str) -> None:
         c.setTitle(title)
         c.setCreator("fallbackkit")
         forms: dict[str, str] = {}
+        if duplex:
+            c.setViewerPreference("Duplex", "DuplexFlipLongEdge")
         for page in pages:
+            starts = not isinstance(page, SheetToRender) or page.layout.page == 1
+            if duplex and starts and c.getPageNumber() % 2 == 0:  # the next page would be a back
+                c.showPage()
             if isinstance(page, SheetToRender):
                 _draw_sheet(c, page, forms)
             else:

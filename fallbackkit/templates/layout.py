@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadInput
@@ -111,21 +112,63 @@ def wrap_text(text: str, width: float, size: float, font: str = REGULAR, max_lin
               first_width: float | None = None, suffix: str = "") -> tuple[list[str], bool]:
     """Break text into lines no wider than width (first line: first_width), at spaces, or inside a
     word too long for a line. With max_lines, the last kept line ends with suffix (or an ellipsis)
-    and True is returned when text was left out."""
-    words = text.split()
+    and True is returned when text was left out. Parts joined by " · " (the header's "MRN … ·
+    born … · Ward 3B") break between the parts when that takes no more lines; a "·" never starts a line."""
+    lines = _wrap_words(text, width, size, font, first_width)
+    groups = text.split(" · ")
+    if len(groups) > 1:
+        by_part = _wrap_parts(groups, width, size, font, first_width)
+        if by_part is not None and len(by_part) <= len(lines):
+            lines = by_part
+    if max_lines is None or len(lines) <= max_lines:
+        return lines, False
+    kept = lines[:max_lines]
+    last_room = first_width if (first_width is not None and max_lines == 1) else width
+    if suffix:
+        kept[-1] = _clip(kept[-1] + " " + suffix, last_room, size, font, keep_end=suffix)
+    else:
+        kept[-1] = _clip(kept[-1] + " …", last_room, size, font)
+    return kept, True
+
+
+def _wrap_parts(groups: list[str], width: float, size: float, font: str,
+                first_width: float | None) -> list[str] | None:
+    """Whole parts a line, the separator ending a line where it fits; None when a part is wider than a line."""
+    lines: list[str] = []
+    current = ""
+    for group in groups:
+        room = first_width if (first_width is not None and not lines) else width
+        if text_width_mm(group, size, font) > min(room, width):
+            return None
+        candidate = f"{current} · {group}" if current else group
+        if text_width_mm(candidate, size, font) <= room:
+            current = candidate
+            continue
+        lines.append(current + " ·" if text_width_mm(current + " ·", size, font) <= room else current)
+        current = group
+    return lines + [current]
+
+
+def _wrap_words(text: str, width: float, size: float, font: str, first_width: float | None) -> list[str]:
     lines: list[str] = []
     current = ""
 
     def room() -> float:
         return first_width if (first_width is not None and not lines) else width
 
-    for word in words:
+    for word in text.split():
         candidate = f"{current} {word}" if current else word
         if text_width_mm(candidate, size, font) <= room():
             current = candidate
             continue
-        if current and word == "·" and text_width_mm(current + " ·", size, font) <= room():
-            current += " ·"  # a separator ends its line rather than start the next one
+        if current and word == "·":
+            # a separator ends its line rather than start the next one; where it does not fit,
+            # the line break separates ("… E2000001" / "Unité 3B …", never "· Unité 3B")
+            if text_width_mm(current + " ·", size, font) <= room():
+                current += " ·"
+            else:
+                lines.append(current)
+                current = ""
             continue
         if current:
             lines.append(current)
@@ -142,15 +185,7 @@ def wrap_text(text: str, width: float, size: float, font: str = REGULAR, max_lin
         current = word
     if current:
         lines.append(current)
-    if max_lines is None or len(lines) <= max_lines:
-        return lines, False
-    kept = lines[:max_lines]
-    last_room = first_width if (first_width is not None and max_lines == 1) else width
-    if suffix:
-        kept[-1] = _clip(kept[-1] + " " + suffix, last_room, size, font, keep_end=suffix)
-    else:
-        kept[-1] = _clip(kept[-1] + " …", last_room, size, font)
-    return kept, True
+    return lines
 
 
 @dataclass
@@ -424,6 +459,10 @@ class _Flow:
         self.template, self.paper, self.langs, self.top = template, paper, langs, top
         self.gap_y, self.section_h = spacing
         self.dense = spacing == DENSE
+        # a two-sided MAR (layout_form's last try): every medication row on the front, the rest on
+        # the back (page 2, printed on the reverse); codes_back: the codes' legend goes there too
+        self.two_sided = False
+        self.codes_back = False
         self.size = PAPER_SIZES_MM[paper]
         self.left, self.right = MARGIN, self.size[0] - MARGIN
         self.bottom = self.size[1] - MARGIN - FOOTER_HEIGHT
@@ -769,8 +808,7 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     def row(kind: str, index: int, info: list[str], slot_captions: list[str | None],
             order_field: bool, status: bool, med_ref: int | None) -> None:
         lines = max(1, -(-len(slot_captions) // meds.slots_per_line))
-        info_h = 2.0 + sum(info_pitch(size) for _, size, _ in info)
-        height = row_height(lines, info_h, order_field)
+        height = row_height(lines, info_height(info), order_field)
         flow.ensure(height)
         page, y0 = flow.page, flow.y
         page.line(flow.left, y0, flow.right, y0, 0.4)
@@ -816,21 +854,33 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
     scheduled = [m for m in context.get("medications", []) if not m.get("prn")]
     prn = [m for m in context.get("medications", []) if m.get("prn")]
     legend = _legend_lines(meds, langs, flow.width - 2, legend_size, run_on=flow.dense)
+
+    def print_legend() -> None:
+        for text in legend:
+            flow.page.text(flow.left + 1, flow.y + 2.3, text, legend_size)
+            flow.y += legend_pitch
+        flow.y += 1.0
+
     flow.section_title(section.title, slot_h + 4 + 8)
-    for text in legend:
-        flow.page.text(flow.left + 1, flow.y + 2.3, text, legend_size)
-        flow.y += legend_pitch
-    flow.y += 1.0
+    if flow.codes_back:  # a two-sided MAR whose front has no room for the codes: the bar says where they are
+        flow.page.text(flow.right - 1.5, flow.y + flow.bar_note_y, " / ".join(
+            dict.fromkeys(CODES_ON_BACK[lang] for lang in langs)), 6.5, REGULAR, "right")
+        flow.y += 1.0
+    else:
+        print_legend()
     for i, med in enumerate(scheduled, 1):
         times = [t for t in (med.get("scheduled_times") or "").split(";") if t.strip()][: meds.max_slots]
-        info = _med_info(med, panel_w - 2, "", flow.dense)
-        row("m", i, info, times or [None] * meds.slots_per_line, False, True, med.get("line"))
+        captions = times or [None] * meds.slots_per_line
+        room = -(-len(captions) // meds.slots_per_line) * slot_h
+        info = _med_info(med, panel_w - 2, "", flow.dense, room)
+        row("m", i, info, captions, False, True, med.get("line"))
     # Blank PRN and new-order rows fill the sheet, up to the template's numbers: when all of them
     # would open another sheet for a few empty rows, as many as fit stay on this one.
     blank_prn = max(0, meds.prn_rows - len(prn))
     blank_new = meds.blank_rows_stock if context.get("blank_stock") else meds.blank_rows
-    prn_info = [_med_info(m, panel_w - 2, "PRN", flow.dense) for m in prn]
     prn_slots = [meds.prn_slot_count(m.get("frequency")) for m in prn]
+    prn_info = [_med_info(m, panel_w - 2, "PRN", flow.dense, -(-n // meds.slots_per_line) * slot_h)
+                for m, n in zip(prn, prn_slots)]
     blank_prn_lines = max(1, -(-meds.prn_slots // meds.slots_per_line))
     order_h = row_height(1, 0, True)
 
@@ -845,6 +895,10 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
             h += flow.section_h + n_new * order_h
         return h
 
+    if flow.two_sided:
+        _two_sided_rest(flow, meds, prn, prn_info, prn_slots, blank_prn, blank_new, row, print_legend,
+                        order_h, reserve, slot_h)
+        return
     room = flow.bottom - flow.y - reserve
     note_h = 0.0 if prn else 3.4  # the "use a blank MAR" note: in the PRN heading, or a line of its own
     shortened = False
@@ -881,6 +935,42 @@ def _flow_medications(flow: _Flow, placer: Placer, section: Section, context: di
         flow.section_title({lang: meds.labels["new_order"][lang] for lang in LANGS}, slot_h + 4)
         for i in range(1, blank_new + 1):
             row("n", i, [], [None] * meds.slots_per_line, True, True, None)
+
+
+CODES_ON_BACK = {"en": "codes for the ? boxes: on the back", "fr": "codes des cases ? : au verso",
+                 "nl": "codes voor de vakjes ?: op de achterkant"}
+CODES = {"en": "Codes", "fr": "Codes", "nl": "Codes"}
+
+
+def _two_sided_rest(flow: _Flow, meds: Medications, prn: list[dict], prn_info: list, prn_slots: list[int],
+                    blank_prn: int, blank_new: int, row: Callable, print_legend: Callable[[], None],
+                    order_h: float, reserve: float, slot_h: float) -> None:
+    """A two-sided MAR after its scheduled rows: the census's PRN rows end the front; the back
+    (page 2) holds the codes when the front had no room for them, the blank PRN rows, the new-order
+    rows (as many as the back holds, up to the blank stock's number) and, after them, the sections
+    that follow (the nurses' legend: `reserve` mm)."""
+    prn_title = {lang: meds.labels["prn"][lang] for lang in LANGS}
+    if prn:
+        flow.section_title(prn_title, slot_h + 4)
+        for i, med in enumerate(prn, 1):
+            row("p", i, prn_info[i - 1], [None] * prn_slots[i - 1], False, False, med.get("line"))
+    flow.title = None
+    flow.new_page()
+    if flow.codes_back:
+        flow.section_title(CODES, 8)
+        print_legend()
+        flow.title = None
+    if blank_prn:
+        flow.section_title(prn_title, slot_h + 4)
+        for i in range(len(prn) + 1, len(prn) + blank_prn + 1):
+            row("p", i, [], [None] * meds.prn_slots, True, False, None)
+    room = flow.bottom - flow.y - reserve - flow.section_h
+    new = max(blank_new, min(meds.blank_rows_stock, int(room // order_h)))
+    if new:
+        flow.section_title({lang: meds.labels["new_order"][lang] for lang in LANGS}, slot_h + 4)
+        for i in range(1, new + 1):
+            row("n", i, [], [None] * meds.slots_per_line, True, True, None)
+    flow.title = None
 
 
 ORDER_BY_H = 1.0 + CELL_H + 1.0
@@ -995,26 +1085,45 @@ def _legend_height(flow: _Flow, placer: Placer, section: Section) -> float:
 
 
 def info_pitch(size: float) -> float:
-    """Line pitch of a medication panel's text (the drug name at 8.5 pt; the dense MAR's 6.5 pt)."""
-    return 3.8 if size > 8 else 3.2 if size >= 7 else 2.8
+    """Line pitch of a medication panel's text (the drug name at 8.5 pt; the dense MAR's 6.5 and 6 pt)."""
+    return 3.8 if size > 8 else 3.2 if size >= 7 else 2.8 if size >= 6.5 else 2.55
+
+
+def info_height(info: list[tuple[str, float, str]]) -> float:
+    return 2.0 + sum(info_pitch(size) for _, size, _ in info)
 
 
 def _med_info(med: dict[str, Any], width: float, default_frequency: str,
-              dense: bool = False) -> list[tuple[str, float, str]]:
+              dense: bool = False, room: float | None = None) -> list[tuple[str, float, str]]:
     """A medication's pre-printed panel: drug name, dose and route, frequency, wrapped (not cut)
     so that a long name or dose is read in full; lines as (text, size, font). The dense MAR sets
-    dose and frequency a size smaller, so that a long order needs no taller row than its slots."""
-    info: list[tuple[str, float, str]] = []
+    dose and frequency a size smaller, so that a long order needs no taller row than its slots;
+    with room (mm, the height of the row's slots) a dense panel that is still taller runs dose,
+    route and frequency on as one text, then sets the name and that text smaller (6.5 and 6 pt)."""
     dose = " ".join(p for p in (med.get("dose"), med.get("route")) if p)
+    frequency = med.get("frequency") or default_frequency
     sizes = (8.5, 8.0, 7.5, 7.0) if not dense else (8.5, 8.0, 7.5, 7.0, 6.5)
     long_name = text_width_mm(med["medication"], 7.0, BOLD) > width
     name_size = next((z for z in sizes if text_width_mm(med["medication"], z, BOLD) <= width),
                      7.0 if dense and long_name else 8.5)
     small = 6.5 if dense else 7.0
-    for text, size, font, most in ((med["medication"], name_size, BOLD, 3), (dose, small, REGULAR, 3),
-                                   (med.get("frequency") or default_frequency, small, REGULAR, 2)):
-        if text:
-            info += [(line, size, font) for line in wrap_text(text, width, size, font, most)[0]]
+
+    def panel(name_size: float, small: float, parts: tuple[tuple[str, int], ...]) -> list[tuple[str, float, str]]:
+        info: list[tuple[str, float, str]] = []
+        for text, size, font, most in ((med["medication"], name_size, BOLD, 3),
+                                       *((t, small, REGULAR, n) for t, n in parts)):
+            if text:
+                info += [(line, size, font) for line in wrap_text(text, width, size, font, most)[0]]
+        return info
+
+    info = panel(name_size, small, ((dose, 3), (frequency, 2)))
+    if not dense or room is None or info_height(info) <= room:
+        return info
+    run_on = (" · ".join(p for p in (dose, frequency) if p), 6)  # never cut: up to 6 lines
+    for name_z, small_z in ((name_size, 6.5), (min(name_size, 6.5), 6.5), (min(name_size, 6.5), 6.0)):
+        info = panel(name_z, small_z, (run_on,))
+        if info_height(info) <= room:
+            break
     return info
 
 
@@ -1192,8 +1301,9 @@ def _flow_allergy_list(flow: _Flow, text: str) -> None:
 
 
 def _flow_form(template: Template, paper: str, langs: tuple[str, ...], context: dict[str, Any],
-               spacing: tuple[float, float]) -> _Flow:
+               spacing: tuple[float, float], two_sided: bool = False, codes_back: bool = False) -> _Flow:
     flow = _Flow(template, paper, langs, spacing, max(HEADER_BOTTOM, context.get("body_top", HEADER_BOTTOM)))
+    flow.two_sided, flow.codes_back = two_sided, codes_back
     placer = Placer(langs)
     if context.get("allergy_list"):
         _flow_allergy_list(flow, context["allergy_list"])
@@ -1214,6 +1324,15 @@ def _flow_form(template: Template, paper: str, langs: tuple[str, ...], context: 
     return flow
 
 
+def _medication_rows_on_front(pages: list[PageLayout], context: dict[str, Any]) -> bool:
+    """Every census medication's row (m1.., and p1.. for the PRN ones) on page 1 and only there."""
+    medications = context.get("medications", [])
+    scheduled = sum(not m.get("prn") for m in medications)
+    rows = {f"m{i}" for i in range(1, scheduled + 1)} | {f"p{i}" for i in range(1, len(medications) - scheduled + 1)}
+    on = [{f.get("row") for f in page.fields} for page in pages]
+    return rows <= on[0] and not any(rows & later for later in on[1:])
+
+
 def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = ("en",),
                 context: dict[str, Any] | None = None) -> list[PageLayout]:
     """Lay out one form; context carries pre-printed data that changes the layout (MAR rows)."""
@@ -1230,6 +1349,17 @@ def layout_form(template: Template, paper: str = "a4", langs: tuple[str, ...] = 
         dense = _flow_form(template, paper, langs, context, DENSE)
         if len(dense.pages) < len(flow.pages):
             flow = dense
+    if len(flow.pages) > 1 and template.medications is not None and context.get("medications"):
+        # Still more than one sheet: a two-sided MAR, printed on both sides of one sheet. Every
+        # medication row (scheduled and the census's PRN) on the front, the new orders and the
+        # nurses' legend on the back; the least dense spacing that keeps them there, the codes'
+        # legend on the back as the last resort. More drugs than a front holds: as before. (Blank
+        # stock has no census rows: its rows flow over both sides as they come.)
+        for spacing, codes_back in ((SPACINGS[0], False), (SPACINGS[1], False), (DENSE, False), (DENSE, True)):
+            sided = _flow_form(template, paper, langs, context, spacing, two_sided=True, codes_back=codes_back)
+            if len(sided.pages) == 2 and _medication_rows_on_front(sided.pages, context):
+                flow = sided
+                break
     placer = Placer(langs)
     for layout in flow.pages:
         layout.pages = len(flow.pages)
