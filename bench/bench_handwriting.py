@@ -103,7 +103,11 @@ def main() -> None:
     ap.add_argument("--split", choices=["test", "calibrate"], default="test",
                     help="digits from the writer-disjoint test split (the figures), or from the calibration "
                          "split (to choose thresholds without looking at the test split)")
+    ap.add_argument("--one-model", action="store_true",
+                    help="without the second opinion (the first model alone), to compare")
     args = ap.parse_args()
+    if args.one_model:
+        digits.second_model = digits.model
     images, labels = digits_synth.load_mnist()
     test_idx = (list(range(digits_synth.VALID_END, len(labels))) if args.split == "test"
                 else list(range(digits_synth.TRAIN_END, digits_synth.VALID_END)))

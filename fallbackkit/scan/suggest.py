@@ -6,7 +6,9 @@ reading stays `review` until a person accepts or corrects it. What the station p
 suggestion when the field is sure (`prefill`), else only its sure boxes (`partial`, each cell's
 `sure`: a box whose digit is right with probability CELL_SURE given the field's rules, and all the
 pre-filled boxes together right with probability PREFILL_MIN), so that the clerk types only the
-digits the machine is unsure of; all boxes surely empty is `blank` (one key). What the digits must mean is checked
+digits the machine is unsure of; all boxes surely empty is `blank` (one key). A box is pre-filled
+only where both digit models put the same digit first (the cell's `votes`: one model's sure mistake
+is not pre-filled) and never with a digit the kit's memory put first against them. What the digits must mean is checked
 with the one parser of handwritten values (`templates/values.py`): a time of day, a calendar date
 within the kit's printing and scanning window (a birth date in the past), a number within the
 template's plausible range, a MAR time near the scheduled time of its column. A suggestion that
@@ -54,7 +56,23 @@ def _cell(c: dict[str, Any]) -> dict[str, Any]:
         return {"digit": None, "p": round(1 - p if label == "other" else p, 4), "alts": alts, "low": True,
                 "choices": []}
     choices = [(lab, float(q)) for lab, q in alts if lab != "other" and float(q) >= ALT_MIN]
-    return {"digit": label, "p": p, "alts": alts, "low": p < CELL_SURE, "choices": choices}
+    votes = c.get("votes")
+    return {"digit": label, "p": p, "alts": alts, "low": p < CELL_SURE, "choices": choices,
+            "votes": list(votes) if votes else None, "memory": bool(c.get("memory"))}
+
+
+def _agreed(c: dict[str, Any], digit: str) -> bool:
+    """Whether this box may be pre-filled with digit, as far as the second opinion goes: both models
+    put the same digit first (one model's sure mistake is not pre-filled), and it is this digit,
+    unless the field's rules chose another of their alternatives (a 7 in the first box of an hour
+    is a 2) without the kit's memory weighing in: the memory may confirm or doubt the models, never
+    overrule them into a pre-fill. A box without votes was read before the second opinion."""
+    votes = c.get("votes")
+    if not votes:
+        return True
+    if any(v != votes[0] for v in votes):
+        return False
+    return digit == votes[0] or not c.get("memory")
 
 
 def _combinations(cells: list[dict]):
@@ -168,6 +186,8 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
     for c in cells:
         if c["digit"] is None:
             c.pop("choices", None)
+            c.pop("votes", None)
+            c.pop("memory", None)
     if bad:
         out["rule"] = (f"box {bad[0]} holds something other than one digit" if len(bad) == 1
                        else f"boxes {', '.join(map(str, bad))} hold something other than one digit")
@@ -197,6 +217,9 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
             text, rule, choice, p_top = best_text, None, best, p_best
     if text is None:
         out["rule"] = rule
+        for c in cells:
+            c.pop("votes", None)
+            c.pop("memory", None)
         return out
     for c, d in zip(cells, choice):
         if d != c["digit"]:
@@ -206,18 +229,21 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
     out["suggestion_confidence"] = round(field_conf if rule is None else p_top, 4)
     out["rule"] = rule
     second = valid[1][0] if len(valid) > 1 else 0.0
+    agreed = {k for k, (c, d) in enumerate(zip(cells, choice)) if _agreed(c, d)}
     out["prefill"] = (rule is None and field_conf >= PREFILL_MIN and second <= PREFILL_MARGIN * valid[0][0]
-                      and not raw.get("page_review"))
+                      and not raw.get("page_review") and len(agreed) == len(cells))
     if out["prefill"]:
         sure = set(range(len(cells)))
     elif rule is None and not raw.get("page_review"):
-        sure = _sure_cells(cells, choice, field, checks)
+        sure = _sure_cells(cells, choice, field, checks) & agreed
     else:  # a suggestion that breaks a rule is never pre-filled, not even in part
         sure = set()
     for k, c in enumerate(cells):
         c["sure"] = k in sure
         c["low"] = c["low"] or k not in sure
         c.pop("choices", None)
+        c.pop("votes", None)
+        c.pop("memory", None)
     out["partial"] = bool(sure) and not out["prefill"]
     return out
 
