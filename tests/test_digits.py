@@ -214,11 +214,12 @@ def test_only_the_sure_boxes_are_prefilled_and_together_they_are_sure():
     got = suggest({"cells": [cell(("2", 0.9999)), cell(("7", 0.5), ("3", 0.3), ("1", 0.2)), cell(("1", 0.9999)),
                              cell(("5", 0.9999))]}, TIME, window)
     assert got["suggestion"] == "23:15" and prefill_pattern(got, TIME) == "2_:15"
-    # four boxes each right with 0.99: together 0.96 < PREFILL_MIN, so not all of them are pre-filled
-    got = suggest({"cells": _cells(*[(d, 0.99) for d in "0830"])}, TIME, window)
+    # four boxes each right with 0.985: together 0.94 < PREFILL_MIN, so not all of them are pre-filled
+    assert 0.985 ** 4 < PREFILL_MIN
+    got = suggest({"cells": _cells(*[(d, 0.985) for d in "0830"])}, TIME, window)
     pattern = prefill_pattern(got, TIME)
     assert not got["prefill"] and got["partial"] and pattern.count("_") >= 1
-    assert 0.99 ** (4 - pattern.count("_")) >= PREFILL_MIN
+    assert 0.985 ** (4 - pattern.count("_")) >= PREFILL_MIN
     # a number: the sure empty box stays empty, the unsure last digit is left to the clerk
     got = suggest({"cells": _cells(None, ("7", 0.9999), ("2", 0.6))}, SPO2, Checks(value_range=(50, 100)))
     assert got["partial"] and prefill_pattern(got, SPO2) == " 7_"

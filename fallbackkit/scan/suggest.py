@@ -25,9 +25,13 @@ from ..templates.layout import comb_groups
 
 CELL_MIN = 0.5         # a written cell whose best digit is less likely than this reads as no digit
 CELL_SURE = 0.9        # a box's digit (given the field's rules) below this is unsure: highlighted, never pre-filled
-PREFILL_MIN = 0.98     # the pre-filled boxes must all be right with this probability (calibration split)
+PREFILL_MIN = 0.95     # the pre-filled boxes must all be right with this probability (chosen on the
+                       # calibration split with the two models: no wrong pre-fill there, office or phone)
+BLANK_MIN = 0.98       # every box empty with this probability: one key says blank
 NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled time is queried
 EMPTY_SURE_INK = 0     # ink pixels in a cell that reads as empty beyond which emptiness is unsure
+EMPTY_UNSURE_P = 0.94  # ... and how sure it is then (below PREFILL_MIN: such a box is never pre-filled
+                       # as empty on its own, the clerk says it with Space)
 ALT_MIN = 0.002        # a digit alternative less likely than this is not considered
 MAX_COMBINATIONS = 64  # digit strings weighed per field (the most probable ones)
 TAIL_MASS = 1e-4       # digit strings are weighed until what is left is this unlikely
@@ -49,7 +53,7 @@ def _cell(c: dict[str, Any]) -> dict[str, Any]:
     alternatives the field may choose among."""
     alts = c.get("alts")
     if not alts:
-        conf = 1.0 if c.get("ink", 0) <= EMPTY_SURE_INK else 0.97
+        conf = 1.0 if c.get("ink", 0) <= EMPTY_SURE_INK else EMPTY_UNSURE_P
         return {"digit": "", "p": conf, "alts": [], "low": False, "choices": [("", conf)]}
     label, p = alts[0]
     if label == "other" or p < CELL_MIN:
@@ -177,7 +181,7 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
                            "partial": False, "blank": False, "rule": None, "cells": cells}
     if all(c["digit"] == "" for c in cells):
         # every box surely empty: one key says "blank" (still a person's decision)
-        out["blank"] = all(c["p"] >= PREFILL_MIN for c in cells) and not raw.get("page_review")
+        out["blank"] = all(c["p"] >= BLANK_MIN for c in cells) and not raw.get("page_review")
         for c in cells:
             c["sure"] = out["blank"]
             c.pop("choices", None)
