@@ -15,7 +15,7 @@ from fallbackkit.scan import degrade, digits, digits_synth
 from fallbackkit.scan.pipeline import list_readings, scan_paths
 from fallbackkit.scan.suggest import Checks, suggest
 from fallbackkit.store.decisions import record_review
-from digits_helpers import real_digit, write_comb
+from digits_helpers import clear_digit, real_digit, write_comb
 from scan_engine_helpers import Sheets, field
 from scan_pipeline_helpers import write_png
 
@@ -311,6 +311,32 @@ def test_a_box_the_two_models_read_differently_is_never_prefilled():
     assert votes.shape == (300, 2)
     assert (votes[:, 1] == labels[test]).mean() >= 0.95          # the second model reads digits too
     assert (votes[:, 0] != votes[:, 1]).mean() < 0.05            # ... mostly as the first does
+
+
+def test_without_the_second_model_file_nothing_is_prefilled(tmp_path, monkeypatch):
+    """An install missing digits_second.npz still suggests, and pre-fills nothing (fails closed)."""
+    monkeypatch.setattr(digits, "SECOND_PATH", tmp_path / "missing.npz")
+    digits.second_model.cache_clear()
+    try:
+        images, _ = digits_synth.load_mnist()
+        rng = np.random.default_rng(2)
+        page, m = _outlined_cell()
+        digits_synth.paste(page, np.eye(3) * [[digits.CELL_PPM], [digits.CELL_PPM], [1]],
+                           digits_synth.ink_alpha(clear_digit("1"), (1, 1, 5.5, 8), digits.CELL_PPM, rng)[0],
+                           (2.0, 1.5), digits.CELL_PPM)
+        batch = digits.Batch()
+        cells = []
+        for _ in range(3):
+            batch.cells.append({"ink": 0})
+            cells.append(batch.cells[-1])
+            batch.patches.append(page)
+            batch.blacks.append(20.0)
+        batch.finish()
+        assert all(c["votes"][1] == "none" for c in cells)
+        got = suggest({"cells": cells}, SPO2, Checks(value_range=(50, 200)))
+        assert got["suggestion"] == "111" and not got["prefill"] and not got["partial"], got
+    finally:
+        digits.second_model.cache_clear()
 
 
 @pytest.fixture

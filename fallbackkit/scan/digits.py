@@ -396,11 +396,18 @@ def model() -> Model:
 
 
 @functools.lru_cache(maxsize=1)
-def second_model() -> Model:
+def second_model() -> Model | None:
     """The second opinion: the same network trained with another seed and another reshaping of the
-    training digits (`tools/train_digits.py --second`); its mistakes are mostly not the first's."""
+    training digits (`tools/train_digits.py --second`); its mistakes are mostly not the first's.
+    None when its file is missing (an incomplete install): suggestions are still made, nothing is
+    pre-filled."""
+    if not SECOND_PATH.exists():
+        return None
     with np.load(SECOND_PATH) as z:
         return Model({k: z[k] for k in z.files})
+
+
+NO_VOTE = -1   # the second model's vote when there is no second model: agrees with nothing
 
 
 def opinions(images: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -411,7 +418,10 @@ def opinions(images: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndar
     x = np.stack(images) if isinstance(images, list) else np.asarray(images, np.float32)
     win1 = _pool_windows(x.astype(np.float32, copy=False)[..., None], 5)   # gathered once for both
     pa, feats = model().read(win1)
-    pb, _ = second_model().read(win1)
+    second = second_model()
+    if second is None:
+        return pa, np.stack([pa.argmax(axis=1), np.full(len(pa), NO_VOTE)], axis=1), _unit(feats)
+    pb, _ = second.read(win1)
     return (pa + pb) / 2, np.stack([pa.argmax(axis=1), pb.argmax(axis=1)], axis=1), _unit(feats)
 
 
@@ -464,7 +474,7 @@ class Batch:
             cell["alts"] = [[LABELS[j], round(float(p[j]), 4)] for j in top]
             # each model's own first choice, before the kit's memory: a box is pre-filled only where
             # they agree (suggest.py), so one model's sure mistake is not pre-filled
-            cell["votes"] = [LABELS[j] for j in v]
+            cell["votes"] = [LABELS[j] if j != NO_VOTE else "none" for j in v]
             if t:
                 cell["memory"] = True   # the kit's memory weighed in (it may not overrule the models)
 
