@@ -247,7 +247,8 @@ def settings(click_ctx: click.Context, as_json: bool) -> None:
 @click.argument("value")
 @pass_kit
 def settings_set(ctx: KitContext, key: str, value: str) -> None:
-    """Set KEY (tz, mrn_system, encounter_system, accession_system, national_number_system) to VALUE (audited)."""
+    """Set KEY (tz, mrn_system, encounter_system, accession_system, national_number_system, language, tls_cert,
+    tls_key) to VALUE (audited)."""
     from .store.settings import set_setting
     click.echo(f"{key} = {set_setting(ctx.kit(), key, value, ctx.actor)}")
     _recompute_after_setting(ctx)
@@ -603,7 +604,8 @@ def scan_cmd(ctx: KitContext, paths: tuple[Path, ...], workers: int | None, as_j
         for f in summary.failed:
             say(ctx, f"FAILED {f['error']}")
     else:
-        click.echo(format_summary(summary))
+        from .store.settings import get_setting
+        click.echo(format_summary(summary, get_setting(kit, "language")))
     if not (summary.files_new or summary.files_resumed or summary.files_already_scanned or summary.files_failed):
         click.echo(f"no files found in {', '.join(str(p) for p in paths)}: nothing was scanned (the scanner's"
                    " output is read from PDF, TIFF, PNG and JPEG files, in folders too)", err=True)
@@ -639,12 +641,18 @@ def quarantine() -> None:
 @click.option("--all", "include_assigned", is_flag=True, help="Also pages already assigned to a sheet.")
 @pass_kit
 def quarantine_list(ctx: KitContext, as_json: bool, include_assigned: bool) -> None:
+    """The pages put aside, with why; the reason and detail in the kit's language (setting `language`;
+    --json keeps the codes and the English detail)."""
+    from .review.i18n import detail_text, reason_text
     from .scan.pipeline import list_quarantine
+    from .store.settings import get_setting
     rows = list_quarantine(ctx.kit(), include_assigned=include_assigned)
     if as_json:
         emit_json(rows)
     else:
-        table([{**r, "page": r["quarantine_id"], "file page": r["page_index"]} for r in rows],
+        lang = get_setting(ctx.kit(), "language")
+        table([{**r, "page": r["quarantine_id"], "file page": r["page_index"], "reason": reason_text(lang, r["reason"]),
+                "detail": detail_text(lang, r.get("detail_codes") or r["detail"])} for r in rows],
               ["page", "reason", "file", "file page", "assigned_sheet_id", "detail"])
 
 

@@ -76,3 +76,29 @@ def test_simulate_refuses_what_it_cannot_use(kit, tmp_path):
     junk.write_bytes(b"%PDF-1.4 not really")
     bad = runner.invoke(cli, ["--kit", str(kit.path), "simulate", str(junk), "--out", str(tmp_path / "o")])
     assert bad.exit_code == ExitCode.BAD_INPUT and "junk.pdf" in bad.output
+
+
+def test_simulated_vital_signs_are_what_a_ward_writes(kit, tmp_path):
+    """The demo's values: a template's range is what is possible (SpO2 50-100 %), its middle clinically
+    low (SpO2 62-80 %). Vital signs are written from a ward's typical values, by the observation's LOINC
+    code the template gives; the digits are still the train split's (test_digits checks that)."""
+    from fallbackkit.generate import print_patient
+    mrn = kit.db.execute("SELECT mrn FROM patients LIMIT 1").fetchone()[0]
+    printed = print_patient(kit, "vitals", mrn, tmp_path / "vitals.pdf", actor="tester")
+    written: dict[str, list[float]] = {}
+    pages = []
+    for seed in range(3, 9):
+        simulate(kit, printed.out_path, tmp_path / f"sim-{seed}", seed=seed, tier="clean", digits=True)
+        truth = json.loads((tmp_path / f"sim-{seed}" / "truth.json").read_text())
+        pages += [p for f in truth["files"] for p in f["pages"]]
+    for page in pages:
+        for name, t in page["fields"].items():
+            if t.get("written") and name.split(".")[-1] in ("spo2", "pulse", "temperature", "resp_rate"):
+                text = t["written"].strip()
+                value = int(text) / 10 if name.endswith("temperature") else int(text)
+                written.setdefault(name.split(".")[-1], []).append(value)
+    assert {"spo2", "pulse", "temperature"} <= set(written), written
+    assert all(92 <= v <= 99 for v in written["spo2"]), written["spo2"]
+    assert all(60 <= v <= 100 for v in written["pulse"]), written["pulse"]
+    assert all(36.0 <= v <= 38.5 for v in written["temperature"]), written["temperature"]
+    assert all(12 <= v <= 22 for v in written.get("resp_rate", [])), written.get("resp_rate")

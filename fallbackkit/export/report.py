@@ -107,7 +107,9 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     missing.sort(key=lambda m: (m["ward"], _natural(m["bed"] or ""), m["patient_mrn"] or "", m["template"],
                                 m["page"]))
 
-    quarantine = [{k: v for k, v in item.as_dict().items() if k in REPORTED_QUARANTINE}
+    from ..store.settings import get_setting
+    lang = get_setting(kit, "language")
+    quarantine = [{**{k: v for k, v in item.as_dict().items() if k in REPORTED_QUARANTINE}, **_said(lang, item)}
                   for item in list_quarantine(conn)]
     if ward:  # a quarantined page has no ward yet: show them all, say so
         pass
@@ -196,6 +198,14 @@ class ReportItem(NamedTuple):
     status: str
     kind: str
     exported_at: str | None
+
+
+def _said(lang: str, item: Any) -> dict[str, str]:
+    """Why a page was put aside, in the kit's language (setting `language`), beside the code and the
+    English detail the report data keeps."""
+    from ..review.i18n import detail_text, reason_text
+    return {"reason_text": reason_text(lang, item.reason),
+            "detail_text": detail_text(lang, item.detail_codes or item.detail)}
 
 
 def suggestion_accuracy(kit: Kit) -> dict[str, Any]:
@@ -574,7 +584,8 @@ def render_pdf(d: dict[str, Any], out: Path) -> Path:
                          x["message"]] for x in d["flags"]]) if d["flags"] else Paragraph("None.", body))
     story.append(Paragraph("Quarantine (pages not identified)", h2))
     story.append(table([["#", "Reason", "Detail", "File", "Page"]] +
-                       [[q["quarantine_id"], q["reason"], q["detail"] or "", q["file"] or "", q["page_index"]]
+                       [[q["quarantine_id"], q.get("reason_text") or q["reason"], q.get("detail_text", q["detail"]) or "",
+                         q["file"] or "", q["page_index"]]
                         for q in d["quarantine"]]) if d["quarantine"] else Paragraph("None.", body))
     story.append(Paragraph("Review backlog", h2))
     if d["backlog"]:
@@ -754,8 +765,8 @@ def render_html(d: dict[str, Any], out: Path) -> Path:
                       x["message"]] for x in d["flags"]]),
         "</section><section><h2>Quarantine (pages not identified)</h2>",
         _html_table(["#", "Reason", "Detail", "File", "Page"],
-                    [[x["quarantine_id"], x["reason"], x["detail"] or "", x["file"] or "", x["page_index"]]
-                     for x in d["quarantine"]]),
+                    [[x["quarantine_id"], x.get("reason_text") or x["reason"], x.get("detail_text", x["detail"]) or "",
+                      x["file"] or "", x["page_index"]] for x in d["quarantine"]]),
         "</section><section><h2>Review backlog</h2>",
         _svg_bars([f"{b['ward']} {b['template']}" for b in d["backlog"]], [[b["readings"] for b in d["backlog"]]],
                   ["readings"], "Readings waiting for review") if d["backlog"] else "",

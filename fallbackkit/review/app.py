@@ -25,7 +25,7 @@ from ..errors import FallbackkitError, NotFound
 from ..store.kit import Kit, connect, open_kit
 from . import queue as q
 from . import users as u
-from .i18n import reason_text, t
+from .i18n import detail_text, reason_text, sex_text, t
 from .views import BLUEPRINTS
 from .views.auth import LOGIN_COOKIE, SESSION_COOKIE
 from .web import SQLITE_INT_MAX, StationState, StoreConnections, change_stamp, fmt, pop_flashes
@@ -141,6 +141,8 @@ def create_app(kit_path: Path | str, *, session_max: float = u.SESSION_MAX_SECON
         lang = g.get("lang", "en")
         return {"_": lambda key, **kw: t(lang, key, **kw), "lang": lang, "user": g.get("user"),
                 "why": lambda reason: reason_text(lang, reason),
+                "sex": lambda value: sex_text(lang, value),
+                "detail": lambda item: detail_text(lang, item.get("detail_codes") or item.get("detail")),
                 "csrf": g.session.csrf if g.get("session") else "", "langs": u.LANGS,
                 "flashes": pop_flashes(), "fmt": fmt}
 

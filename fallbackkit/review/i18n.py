@@ -408,3 +408,304 @@ _NL.update({"machine_suggested": "Voorstel van de machine", "prefilled_0": "niet
 _EN["js"].update({"legend_first": "The sheet's legend (Nurses on this sheet), before its slots: typed once, each slot's initials are then one key."})
 _FR["js"].update({"legend_first": "La légende de la feuille (infirmiers de cette feuille), avant ses créneaux : tapée une fois, les initiales de chaque créneau sont ensuite une touche."})
 _NL["js"].update({"legend_first": "De legende van het blad (verpleegkundigen op dit blad), vóór de tijdvakken: één keer getypt, zijn de initialen van elk tijdvak daarna één toets."})
+
+
+# A quarantined page's detail (codes of fallbackkit.scan.reasons.DETAILS, parameters as stored in
+# quarantine.detail_codes). {why} is a detail in turn, {mark} / {marks} corner marks by name.
+DETAILS: dict[str, dict[str, str]] = {
+    "en": {
+        "no_code_found": "no readable sheet code on the page",
+        "not_our_qr": "a QR code was found but it is not a fallbackkit sheet code ({text})",
+        "other_kit": "the sheet belongs to another kit ({kit}; this kit is {this_kit})",
+        "two_codes": "two different sheet codes on one page",
+        "not_registered": "sheet {sheet} is not in this kit's registry of printed sheets",
+        "marks_after_code": "the code was read but the corner marks were not: {why}",
+        "marks_not_found": "corner marks not found: {why}",
+        "scanned_mirrored": "the code of sheet {sheet} reads mirrored and as dark as print: a page scanned mirrored?"
+                            " Scan it again",
+        "back_with_writing": "the back of sheet {sheet} (its code shows through the paper), with writing on it:"
+                             " look at the paper",
+        "back_with_ink": "the back of sheet {sheet} (page {page}, its front shows through the paper) with ink on it"
+                         " that the front does not explain ({mm} mm mark): something was written on the back?"
+                         " Look at the paper",
+        "cover_back_with_ink": "the back of the ward pack's cover sheet (page {page}, its front shows through the"
+                               " paper) with ink on it that the front does not explain ({mm} mm mark): something"
+                               " was written on the back? Look at the paper",
+        "reader_failed": "technical error, for IT: {error}",
+        "not_sheet_code": "not a fallbackkit sheet code",
+        "malformed_code": "malformed fallbackkit sheet code",
+        "page_out_of_range": "malformed fallbackkit sheet code (page out of range)",
+        "code_other_kit": "the sheet belongs to another kit ({kit}; this kit is {this_kit})",
+        "signature_fails": "the sheet code's signature does not verify (forged or damaged code)",
+        "not_cover_code": "not a fallbackkit cover code",
+        "malformed_cover": "malformed fallbackkit cover code",
+        "cover_other_kit": "cover sheet of another kit ({kit}; this kit is {this_kit})",
+        "cover_signature_fails": "the cover code's signature does not verify (forged or damaged code)",
+        "marks_missing": "corner marks {marks} not found where the code puts them",
+        "mark_missing": "corner mark {mark} not found where the code puts it, and the other three do not agree"
+                        " with the code",
+        "no_outline": "no four marks found that make a page outline of the right size",
+        "marks_disagree": "the corner marks and the code disagree by {mm} mm: a mark is missing or the sheet is"
+                          " folded",
+        "fewer_marks": "fewer than four corner marks found",
+        "marks_not_in_corners": "corner marks not found in the four corners of the image",
+        "marks_sizes": "corner marks of different sizes: not the four marks of one sheet",
+        "hole_unclear": "the holed corner mark (bottom right) cannot be told apart",
+        "not_an_outline": "the corner marks do not form a page outline",
+        "page_shape": "the corner marks give an implausible page shape",
+        "hole_elsewhere": "the holed corner mark is {mark}, not bottom right: the marks disagree with the code",
+    },
+    "fr": {
+        "no_code_found": "aucun code de feuille lisible sur la page",
+        "not_our_qr": "un code QR a été trouvé, mais ce n'est pas un code de feuille fallbackkit ({text})",
+        "other_kit": "la feuille appartient à un autre kit ({kit} ; ce kit est {this_kit})",
+        "two_codes": "deux codes de feuille différents sur une même page",
+        "not_registered": "la feuille {sheet} n'est pas dans le registre des feuilles imprimées de ce kit",
+        "marks_after_code": "le code a été lu, mais pas les repères de coin : {why}",
+        "marks_not_found": "repères de coin introuvables : {why}",
+        "scanned_mirrored": "le code de la feuille {sheet} se lit en miroir et aussi foncé que l'impression : une"
+                            " page numérisée en miroir ? Numérisez-la à nouveau",
+        "back_with_writing": "le verso de la feuille {sheet} (son code se voit par transparence), avec de"
+                             " l'écriture : regardez le papier",
+        "back_with_ink": "le verso de la feuille {sheet} (page {page}, son recto se voit par transparence) porte de"
+                         " l'encre que le recto n'explique pas (trait de {mm} mm) : quelque chose a été écrit au"
+                         " verso ? Regardez le papier",
+        "cover_back_with_ink": "le verso de la page de garde du paquet de l'unité (page {page}, son recto se voit"
+                               " par transparence) porte de l'encre que le recto n'explique pas (trait de {mm} mm) :"
+                               " quelque chose a été écrit au verso ? Regardez le papier",
+        "reader_failed": "erreur technique, pour l'informatique : {error}",
+        "not_sheet_code": "ce n'est pas un code de feuille fallbackkit",
+        "malformed_code": "code de feuille fallbackkit mal formé",
+        "page_out_of_range": "code de feuille fallbackkit mal formé (numéro de page hors limites)",
+        "code_other_kit": "la feuille appartient à un autre kit ({kit} ; ce kit est {this_kit})",
+        "signature_fails": "la signature du code de la feuille est fausse (code falsifié ou abîmé)",
+        "not_cover_code": "ce n'est pas un code de page de garde fallbackkit",
+        "malformed_cover": "code de page de garde fallbackkit mal formé",
+        "cover_other_kit": "page de garde d'un autre kit ({kit} ; ce kit est {this_kit})",
+        "cover_signature_fails": "la signature du code de la page de garde est fausse (code falsifié ou abîmé)",
+        "marks_missing": "repères de coin {marks} introuvables là où le code les place",
+        "mark_missing": "repère de coin {mark} introuvable là où le code le place, et les trois autres ne"
+                        " concordent pas avec le code",
+        "no_outline": "aucun groupe de quatre repères ne forme le contour d'une page de la bonne taille",
+        "marks_disagree": "les repères de coin et le code divergent de {mm} mm : un repère manque ou la feuille est"
+                          " pliée",
+        "fewer_marks": "moins de quatre repères de coin trouvés",
+        "marks_not_in_corners": "repères de coin introuvables dans les quatre coins de l'image",
+        "marks_sizes": "repères de coin de tailles différentes : pas les quatre repères d'une même feuille",
+        "hole_unclear": "le repère de coin évidé (en bas à droite) ne se distingue pas",
+        "not_an_outline": "les repères de coin ne forment pas le contour d'une page",
+        "page_shape": "les repères de coin donnent une forme de page invraisemblable",
+        "hole_elsewhere": "le repère de coin évidé est {mark}, pas en bas à droite : les repères contredisent le code",
+    },
+    "nl": {
+        "no_code_found": "geen leesbare bladcode op de pagina",
+        "not_our_qr": "er is een QR-code gevonden, maar het is geen bladcode van fallbackkit ({text})",
+        "other_kit": "het blad hoort bij een andere kit ({kit}; deze kit is {this_kit})",
+        "two_codes": "twee verschillende bladcodes op één pagina",
+        "not_registered": "blad {sheet} staat niet in het register van gedrukte bladen van deze kit",
+        "marks_after_code": "de code is gelezen, maar de hoekmerken niet: {why}",
+        "marks_not_found": "hoekmerken niet gevonden: {why}",
+        "scanned_mirrored": "de code van blad {sheet} leest gespiegeld en is zo donker als drukwerk: een gespiegeld"
+                            " gescande pagina? Scan ze opnieuw",
+        "back_with_writing": "de achterkant van blad {sheet} (de code schijnt door het papier), met schrift erop:"
+                             " bekijk het papier",
+        "back_with_ink": "de achterkant van blad {sheet} (pagina {page}, de voorkant schijnt door het papier) met"
+                         " inkt die de voorkant niet verklaart (streep van {mm} mm): is er iets op de achterkant"
+                         " geschreven? Bekijk het papier",
+        "cover_back_with_ink": "de achterkant van het voorblad van het afdelingspakket (pagina {page}, de voorkant"
+                               " schijnt door het papier) met inkt die de voorkant niet verklaart (streep van {mm}"
+                               " mm): is er iets op de achterkant geschreven? Bekijk het papier",
+        "reader_failed": "technische fout, voor IT: {error}",
+        "not_sheet_code": "geen bladcode van fallbackkit",
+        "malformed_code": "misvormde bladcode van fallbackkit",
+        "page_out_of_range": "misvormde bladcode van fallbackkit (paginanummer buiten bereik)",
+        "code_other_kit": "het blad hoort bij een andere kit ({kit}; deze kit is {this_kit})",
+        "signature_fails": "de handtekening van de bladcode klopt niet (vervalste of beschadigde code)",
+        "not_cover_code": "geen voorbladcode van fallbackkit",
+        "malformed_cover": "misvormde voorbladcode van fallbackkit",
+        "cover_other_kit": "voorblad van een andere kit ({kit}; deze kit is {this_kit})",
+        "cover_signature_fails": "de handtekening van de voorbladcode klopt niet (vervalste of beschadigde code)",
+        "marks_missing": "hoekmerken {marks} niet gevonden waar de code ze plaatst",
+        "mark_missing": "hoekmerk {mark} niet gevonden waar de code het plaatst, en de andere drie kloppen niet"
+                        " met de code",
+        "no_outline": "geen vier merken gevonden die de omtrek van een pagina van de juiste grootte vormen",
+        "marks_disagree": "de hoekmerken en de code verschillen {mm} mm: er ontbreekt een merk of het blad is"
+                          " gevouwen",
+        "fewer_marks": "minder dan vier hoekmerken gevonden",
+        "marks_not_in_corners": "hoekmerken niet gevonden in de vier hoeken van het beeld",
+        "marks_sizes": "hoekmerken van verschillende grootte: niet de vier merken van één blad",
+        "hole_unclear": "het holle hoekmerk (rechtsonder) is niet te onderscheiden",
+        "not_an_outline": "de hoekmerken vormen geen omtrek van een pagina",
+        "page_shape": "de hoekmerken geven een onwaarschijnlijke paginavorm",
+        "hole_elsewhere": "het holle hoekmerk staat {mark}, niet rechtsonder: de merken spreken de code tegen",
+    },
+}
+MARK_NAMES: dict[str, dict[str, str]] = {
+    "en": {"tl": "top left", "tr": "top right", "br": "bottom right", "bl": "bottom left", "and": "and"},
+    "fr": {"tl": "en haut à gauche", "tr": "en haut à droite", "br": "en bas à droite", "bl": "en bas à gauche",
+           "and": "et"},
+    "nl": {"tl": "linksboven", "tr": "rechtsboven", "br": "rechtsonder", "bl": "linksonder", "and": "en"},
+}
+
+
+def _marks_text(lang: str, value: str) -> str:
+    from ..scan.reasons import mark_keys
+    names = MARK_NAMES.get(lang, MARK_NAMES["en"])
+    keys = [names[k] for k in mark_keys(value)]
+    if not keys:
+        return value
+    return keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} {names['and']} {keys[-1]}"
+
+
+def detail_text(lang: str, detail: Any) -> str:
+    """A quarantined page's detail in the user's language: its stored codes (a dict, as in
+    quarantine.detail_codes), or else its English text, parsed. A text no code knows is shown as stored."""
+    from ..scan.reasons import parse_detail
+    if detail is None or detail == "":
+        return ""
+    parsed = parse_detail(detail) if isinstance(detail, str) else detail
+    code, params = parsed.get("code"), dict(parsed.get("params") or {})
+    table = DETAILS.get(lang, DETAILS["en"])
+    sentence = table.get(code) or DETAILS["en"].get(code)
+    if sentence is None:  # "other": an older wording, or a code of a later version
+        return str(params.get("text", ""))
+    for name, value in params.items():
+        if name == "why":
+            params[name] = detail_text(lang, value)
+        elif name in ("mark", "marks"):
+            params[name] = _marks_text(lang, value)
+    try:
+        return sentence.format(**params)
+    except (KeyError, IndexError):
+        return str(parsed)
+
+
+# why a clerk's identification of a quarantined page was refused (fallbackkit.scan.assign: exc.said)
+_EN.update({"assign_not_a_sheet_id": "“{typed}” is not a valid sheet id: it is the 9 characters printed under the"
+                                     " QR code, the last one a check character. Read it again.",
+            "assign_supervisor_only_page": "Page {page} may be forged or from another kit: only a supervisor may read"
+                                           " it in, after checking the paper.",
+            "assign_already_assigned": "Page {page} is already identified as sheet {sheet} (capture {capture}).",
+            "assign_no_such_sheet": "There is no sheet {sheet} in this kit: check the sheet id.",
+            "assign_cannot_read_as": "Page {page} cannot be read as sheet {sheet}: {reason} ({detail}). Check the"
+                                     " sheet id; if it is right, the page must be entered by hand."})
+_FR.update({"assign_not_a_sheet_id": "« {typed} » n'est pas un identifiant de feuille valable : ce sont les 9"
+                                     " caractères imprimés sous le code QR, le dernier étant un caractère de"
+                                     " contrôle. Relisez-le.",
+            "assign_supervisor_only_page": "La page {page} est peut-être falsifiée ou d'un autre kit : seul un"
+                                           " superviseur peut l'identifier, après avoir vérifié le papier.",
+            "assign_already_assigned": "La page {page} est déjà identifiée comme feuille {sheet} (capture {capture}).",
+            "assign_no_such_sheet": "Ce kit n'a pas de feuille {sheet} : vérifiez l'identifiant.",
+            "assign_cannot_read_as": "La page {page} ne peut pas être lue comme feuille {sheet} : {reason} ({detail})."
+                                     " Vérifiez l'identifiant ; s'il est juste, la page doit être saisie à la main."})
+_NL.update({"assign_not_a_sheet_id": "“{typed}” is geen geldige bladcode: het zijn de 9 tekens onder de QR-code,"
+                                     " het laatste is een controleteken. Lees ze opnieuw.",
+            "assign_supervisor_only_page": "Pagina {page} is misschien vervalst of van een andere kit: alleen een"
+                                           " supervisor mag ze identificeren, na controle van het papier.",
+            "assign_already_assigned": "Pagina {page} is al geïdentificeerd als blad {sheet} (capture {capture}).",
+            "assign_no_such_sheet": "Deze kit heeft geen blad {sheet}: controleer de bladcode.",
+            "assign_cannot_read_as": "Pagina {page} kan niet gelezen worden als blad {sheet}: {reason} ({detail})."
+                                     " Controleer de bladcode; als ze juist is, moet de pagina met de hand"
+                                     " ingevoerd worden."})
+
+
+def assign_error(lang: str, code: str, params: dict[str, Any]) -> str:
+    """A refused identification of a quarantined page, in the user's language."""
+    params = dict(params)
+    if code == "cannot_read_as":
+        params["reason"] = reason_text(lang, params.get("reason"))
+        params["detail"] = detail_text(lang, params.get("detail"))
+    return t(lang, "assign_" + code, **params)
+_EN.update({"self_undo_note": "undone by the person who decided it"})
+_FR.update({"self_undo_note": "annulée par la personne qui l'avait prise"})
+_NL.update({"self_undo_note": "ongedaan gemaakt door wie ze genomen had"})
+# the colon after a label: French puts a (non-breaking) space before it
+_EN["js"].update({"colon": ": "})
+_FR["js"].update({"colon": "\u00a0: "})
+_NL["js"].update({"colon": ": "})
+
+# a patient's sex, as the paper (the template's option values) or the census (F, M, X, U) gives it
+_SEX = {"female": "female", "f": "female", "male": "male", "m": "male", "other": "other", "x": "other",
+        "unknown": "unknown", "u": "unknown"}
+_EN.update({"sex_female": "female", "sex_male": "male", "sex_other": "X", "sex_unknown": "unknown"})
+_FR.update({"sex_female": "féminin", "sex_male": "masculin", "sex_other": "X", "sex_unknown": "inconnu"})
+_NL.update({"sex_female": "vrouwelijk", "sex_male": "mannelijk", "sex_other": "X", "sex_unknown": "onbekend"})
+
+
+def sex_text(lang: str, value: Any) -> str:
+    """A sex from the paper or the census in the user's language; any other value as stored."""
+    if value is None or value == "":
+        return ""
+    code = _SEX.get(str(value).strip().lower())
+    return t(lang, "sex_" + code) if code else str(value)
+# a decision's kind on the Decisions screen (reviews.decision)
+_EN.update({"decided_confirm": "confirmed", "decided_correct": "corrected", "decided_transcribe": "typed",
+            "decided_illegible": "illegible", "decided_undo": "undo of"})
+_FR.update({"decided_confirm": "confirmé", "decided_correct": "corrigé", "decided_transcribe": "tapé",
+            "decided_illegible": "illisible", "decided_undo": "annulation de"})
+_NL.update({"decided_confirm": "bevestigd", "decided_correct": "verbeterd", "decided_transcribe": "getypt",
+            "decided_illegible": "onleesbaar", "decided_undo": "ongedaan maken van"})
+
+# what is wrong with a typed value (fallbackkit.templates.values.ValueProblem codes; {text}: what was typed)
+VALUE_PROBLEMS: dict[str, dict[str, str]] = {
+    "en": {"out_of_range": "{text} is outside the plausible range {low}-{high}",
+           "date_out_of_window": "{text} is outside {earliest} – {latest}",
+           "not_a_number": "“{text}” is not a number", "not_a_date": "“{text}” is not a date (day/month/year)",
+           "two_digit_year": "date “{text}” has a two-digit year: write the year in full",
+           "no_such_date": "“{text}” is not a calendar date", "date_too_early": "date “{text}” is before {earliest}",
+           "not_a_time": "“{text}” is not a time (hours:minutes)",
+           "no_such_time": "“{text}” is not a time of day (00:00-23:59)",
+           "not_a_datetime": "“{text}” is not a date and time"},
+    "fr": {"out_of_range": "{text} est hors de la plage plausible {low}-{high}",
+           "date_out_of_window": "{text} est hors de la période {earliest} – {latest}",
+           "not_a_number": "« {text} » n'est pas un nombre", "not_a_date": "« {text} » n'est pas une date (jour/mois/année)",
+           "two_digit_year": "la date « {text} » a une année à deux chiffres : écrivez l'année en entier",
+           "no_such_date": "« {text} » n'est pas une date du calendrier",
+           "date_too_early": "la date « {text} » est avant {earliest}",
+           "not_a_time": "« {text} » n'est pas une heure (heures:minutes)",
+           "no_such_time": "« {text} » n'est pas une heure de la journée (00:00-23:59)",
+           "not_a_datetime": "« {text} » n'est pas une date et une heure"},
+    "nl": {"out_of_range": "{text} valt buiten het plausibele bereik {low}-{high}",
+           "date_out_of_window": "{text} valt buiten {earliest} – {latest}",
+           "not_a_number": "“{text}” is geen getal", "not_a_date": "“{text}” is geen datum (dag/maand/jaar)",
+           "two_digit_year": "datum “{text}” heeft een jaartal van twee cijfers: schrijf het jaar volledig",
+           "no_such_date": "“{text}” is geen kalenderdatum", "date_too_early": "datum “{text}” ligt voor {earliest}",
+           "not_a_time": "“{text}” is geen tijd (uren:minuten)",
+           "no_such_time": "“{text}” is geen tijdstip van de dag (00:00-23:59)",
+           "not_a_datetime": "“{text}” is geen datum en tijd"},
+}
+_EN.update({"typed_hint": "type it as written on the paper, or choose Illegible"})
+_FR.update({"typed_hint": "tapez-le comme sur le papier, ou choisissez Illisible"})
+_NL.update({"typed_hint": "typ het zoals op het papier, of kies Onleesbaar"})
+
+
+def value_problem_text(lang: str, problem: Any) -> str | None:
+    """A ValueProblem in the user's language; None for a code without a sentence here."""
+    if problem is None:
+        return None
+    sentence = VALUE_PROBLEMS.get(lang, VALUE_PROBLEMS["en"]).get(problem.code)
+    if sentence is None:
+        return None
+    params = {k: (f"{p:g}" if isinstance(p, float) else ("…" if p is None else p)) for k, p in problem.params.items()}
+    try:
+        return sentence.format(text=problem.text, **params)
+    except (KeyError, IndexError):
+        return None
+# what a re-entry item still waits for (the worklist; reconcile words it in English for the exports)
+_EN.update({"wl_waits_transcription": "{field} waits for transcription", "wl_waits_review": "{field} waits for review",
+            "wl_disagree": "{field}: scans of sheet {sheet} disagree", "wl_not_returned": "page {pages} of {of} not returned",
+            "wl_no_status": "a time or initials are written but no status is marked — check the paper"})
+_FR.update({"wl_waits_transcription": "{field} attend d'être transcrit", "wl_waits_review": "{field} attend une vérification",
+            "wl_disagree": "{field} : les scans de la feuille {sheet} divergent",
+            "wl_not_returned": "page {pages} sur {of} pas revenue",
+            "wl_no_status": "une heure ou des initiales sont écrites mais aucun état n'est coché — vérifiez le papier"})
+_NL.update({"wl_waits_transcription": "{field} wacht op overtypen", "wl_waits_review": "{field} wacht op controle",
+            "wl_disagree": "{field}: scans van blad {sheet} verschillen", "wl_not_returned": "pagina {pages} van {of} niet terug",
+            "wl_no_status": "er staat een tijd of initialen maar geen status is aangekruist — controleer het papier"})
+_EN.update({"colon": ": "})
+_FR.update({"colon": "\u00a0: "})
+_NL.update({"colon": ": "})
+# a percentage sign after a number: French puts a (non-breaking) space before it
+_EN["js"].update({"percent": "%"})
+_FR["js"].update({"percent": "\u00a0%"})
+_NL["js"].update({"percent": "%"})

@@ -65,7 +65,45 @@ def _build(kit_path: Path, template: str, version: int, lang: str) -> dict[str, 
             for k in range(1, section.legend.rows + 1):
                 for part in ("initials", "name", "signature"):
                     fields[f"l{k}.{part}"] = f"{_pick(section.legend.labels[part], lang) or part} · {title} {k}"
-    return {"fields": fields, "options": options, "slots": slot_specs, "title": _pick(t.title, lang)}
+    return {"fields": fields, "options": options, "slots": slot_specs, "title": _pick(t.title, lang), "lang": lang}
+
+
+# A medication section's rows and slots are named m1 (census medication 1), p1 (as-needed 1), n1 (new
+# order 1), s2 (its second slot) by the layout: a clerk reads them in words.
+ROWS = {"m": {"en": "medication {n}", "fr": "médicament {n}", "nl": "medicatie {n}"},
+        "p": {"en": "as needed {n}", "fr": "si nécessaire {n}", "nl": "indien nodig {n}"},
+        "n": {"en": "new order {n}", "fr": "nouvelle prescription {n}", "nl": "nieuw voorschrift {n}"},
+        "s": {"en": "dose {n}", "fr": "prise {n}", "nl": "toediening {n}"}}
+# keys of a re-entry item's values that are no field of the form (reconcile/worklist.py)
+ITEM_KEYS = {
+    "medication": {"en": "Medication", "fr": "Médicament", "nl": "Medicatie"},
+    "dose": {"en": "Dose", "fr": "Dose", "nl": "Dosis"},
+    "route": {"en": "Route", "fr": "Voie", "nl": "Toedieningsweg"},
+    "frequency": {"en": "Frequency", "fr": "Fréquence", "nl": "Frequentie"},
+    "census_line": {"en": "Line in the census", "fr": "Ligne du recensement", "nl": "Regel in de census"},
+    "scheduled": {"en": "Scheduled", "fr": "Prévu", "nl": "Gepland"},
+    "prn": {"en": "As needed", "fr": "Si nécessaire", "nl": "Indien nodig"},
+    "slot": {"en": "Place on the sheet", "fr": "Place sur la feuille", "nl": "Plaats op het blad"},
+    "row": {"en": "Place on the sheet", "fr": "Place sur la feuille", "nl": "Plaats op het blad"},
+    "order_text": {"en": "Order", "fr": "Prescription", "nl": "Voorschrift"},
+    "performer": {"en": "Given by", "fr": "Donné par", "nl": "Gegeven door"},
+    "performer_unresolved": {"en": "Given by: not sure", "fr": "Donné par : incertain", "nl": "Gegeven door: onzeker"},
+    "held_reason": {"en": "Held: reason code", "fr": "Suspendu : code du motif", "nl": "Uitgesteld: code van de reden"},
+    "held_reason_text": {"en": "Held: reason", "fr": "Suspendu : motif", "nl": "Uitgesteld: reden"},
+    "prn_reason": {"en": "As needed: reason code", "fr": "Si nécessaire : code du motif",
+                   "nl": "Indien nodig: code van de reden"},
+    "prn_reason_text": {"en": "As needed: reason", "fr": "Si nécessaire : motif", "nl": "Indien nodig: reden"},
+}
+
+
+def place_words(key: str, lang: str) -> str | None:
+    """A medication row or slot name in words ("m1.s3" -> "medication 1, dose 3"); None when the
+    name is not one (a grid column "c3", a field)."""
+    import re
+    parts = key.split(".")
+    if not parts or not all(re.fullmatch(r"[mpns]\d+", p) for p in parts) or parts[0][0] == "s":
+        return None
+    return ", ".join(ROWS[p[0]].get(lang, ROWS[p[0]]["en"]).format(n=p[1:]) for p in parts)
 
 
 def labels(kit_path: Path, template: str | None, version: int | None, lang: str) -> dict[str, Any]:
@@ -84,7 +122,8 @@ def field_label(table: dict[str, Any], name: str) -> str:
     last = name.rsplit(".", 1)[-1]
     slot = table.get("slots", {}).get(last)
     if slot:
-        return f"{slot[0]} · {name.rsplit('.', 1)[0]}"
+        place = name.rsplit(".", 1)[0]
+        return f"{slot[0]} · {place_words(place, table.get('lang', 'en')) or place}"
     return name
 
 
@@ -106,6 +145,8 @@ def value_label(table: dict[str, Any], key: str) -> str:
     slot = table.get("slots", {}).get(key)
     if slot:
         return slot[0]
+    if key in ITEM_KEYS:
+        return ITEM_KEYS[key].get(table.get("lang", "en"), ITEM_KEYS[key]["en"])
     return key.replace("_", " ").capitalize()
 
 

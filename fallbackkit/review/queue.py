@@ -483,10 +483,24 @@ def reading_detail(conn, reading_id: int, kit_path: Path | None = None) -> dict[
     if geometry and field and size:
         r["outline"] = outline(page_mapper(size, geometry["page_size_mm"]), field_boxes(field))
     r["extra"] = {k: field[k] for k in ("scheduled", "medication", "format", "digits") if field and k in field}
+    if "medication" in r["extra"]:  # the layout names the census line: the clerk reads the drug printed there
+        r["extra"]["medication"] = printed_medication(conn, cap.get("form_id"), r["extra"]["medication"])
     r["review"] = current_review(conn, reading_id)
     r["suggestion"] = reading_suggestion(conn, r, field, kit_path)
     r["history"] = review_history(conn, reading_id)
     return r
+
+
+def printed_medication(conn, form_id: str | None, line: Any) -> Any:
+    """The drug and dose pre-printed on a MAR's census line (the form's context), else the line."""
+    row = _conn(conn).execute("SELECT context FROM forms WHERE form_id = ?", [form_id]).fetchone() if form_id else None
+    try:
+        meds = (json.loads(row[0]) or {}).get("medications") or [] if row and row[0] else []
+    except (ValueError, AttributeError):
+        return line
+    med = next((m for m in meds if isinstance(m, dict) and str(m.get("line")) == str(line)), None)
+    text = " ".join(str(med[k]) for k in ("medication", "dose") if med and med.get(k)) if med else ""
+    return text or line
 
 
 def reading_suggestion(conn, r: dict[str, Any], field: dict | None, kit_path: Path | None

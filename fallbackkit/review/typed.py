@@ -40,6 +40,13 @@ def _template(kit_path: Path, name: str | None, version: int | None):
 def check_typed(kit_path: Path, detail: dict[str, Any], text: str | None) -> str | None:
     """None when the typed text is plausible for the reading's field, else the reason it is not
     (a person must confirm it). Raises BadInput when the text does not read as the field's kind."""
+    problem = typed_problem(kit_path, detail, text)
+    return None if problem is None else str(problem)
+
+
+def typed_problem(kit_path: Path, detail: dict[str, Any], text: str | None) -> v.ValueProblem | None:
+    """check_typed's answer as the ValueProblem (code and parameters, for the station to say it in
+    the clerk's language). The BadInput raised carries its problem too (exc.problem)."""
     if text is None or not text.strip():
         return None
     ftype, fmt = detail["type"], (detail.get("extra") or {}).get("format")
@@ -60,6 +67,8 @@ def check_typed(kit_path: Path, detail: dict[str, Any], text: str | None) -> str
             v.check_date_window(moment.date(), latest=_dt.date.today(), text=text)
     except v.ValueProblem as problem:
         if problem.code in ("out_of_range", "date_out_of_window"):
-            return str(problem)
-        raise BadInput(str(problem), hint="type it as written on the paper, or choose Illegible") from None
+            return problem
+        refused = BadInput(str(problem), hint="type it as written on the paper, or choose Illegible")
+        refused.problem = problem  # type: ignore[attr-defined]
+        raise refused from None
     return None

@@ -34,6 +34,12 @@ UNTRUSTED_REASONS = {"bad_signature": "its sheet code is not signed by this kit 
                      "foreign_kit": "its sheet code belongs to another kit"}
 
 
+def _said(exc: Exception, code: str, **params: Any) -> Exception:
+    """The error as a code and parameters too (exc.said), for the station to say in the clerk's language."""
+    exc.said = (code, params)  # type: ignore[attr-defined]
+    return exc
+
+
 def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str, supervisor: bool = False) -> int:
     """A clerk read the sheet id printed on a quarantined page: read the page as that sheet.
 
@@ -47,20 +53,26 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str, 
     typed = sheet_id
     sheet_id = ids.normalize(sheet_id)
     if not ids.is_valid(sheet_id, 8):
-        raise BadInput(f"{typed!r} is not a valid sheet id",
-                       hint="a sheet id is 9 characters printed under the QR code; the last one is a check "
-                            "character: read it again")
+        raise _said(BadInput(f"{typed!r} is not a valid sheet id",
+                             hint="a sheet id is 9 characters printed under the QR code; the last one is a check "
+                                  "character: read it again"), "not_a_sheet_id", typed=typed)
     item = store_quarantine.require_quarantined(conn, quarantine_id)
     sha, page_index, archive_rel, kind, reason = item.sha256, item.page_index, item.archive_path, item.kind, item.reason
     if reason in UNTRUSTED_REASONS and not supervisor:
-        raise NotPermitted(f"quarantined page {quarantine_id} is {reason}: {UNTRUSTED_REASONS[reason]}; "
-                           "only a supervisor may read it in",
-                           hint="ask a supervisor to check the paper and identify it (in the review station, "
-                                "or `fallbackkit --user SUPERVISOR quarantine assign`)")
+        raise _said(NotPermitted(f"quarantined page {quarantine_id} is {reason}: {UNTRUSTED_REASONS[reason]}; "
+                                 "only a supervisor may read it in",
+                                 hint="ask a supervisor to check the paper and identify it (in the review station, "
+                                      "or `fallbackkit --user SUPERVISOR quarantine assign`)"),
+                    "supervisor_only_page", page=quarantine_id)
     if item.assigned_sheet_id is not None:
-        raise Conflict(f"quarantined page {quarantine_id} is already assigned to sheet {item.assigned_sheet_id} "
-                       f"(capture {item.assigned_capture_id})")
-    geometry = sheet_geometry(kit, sheet_id)
+        raise _said(Conflict(f"quarantined page {quarantine_id} is already assigned to sheet "
+                             f"{item.assigned_sheet_id} (capture {item.assigned_capture_id})"),
+                    "already_assigned", page=quarantine_id, sheet=item.assigned_sheet_id,
+                    capture=item.assigned_capture_id)
+    try:
+        geometry = sheet_geometry(kit, sheet_id)
+    except NotFound as exc:
+        raise _said(exc, "no_such_sheet", sheet=sheet_id)
     if not archive_rel or not (kit.path / archive_rel).exists():
         raise NotFound(f"the archived original of quarantined page {quarantine_id} is missing ({archive_rel})",
                        hint="restore the kit's archive folder from a backup")
@@ -76,9 +88,11 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str, 
                                f"{type(exc).__name__}: {exc}",
                                hint="nothing was stored; tell IT (run with --verbose for details)") from exc
     if result.status != "read":
-        raise BadInput(f"page {quarantine_id} cannot be read as sheet {sheet_id}: "
-                       f"{result.reason}{' (' + result.detail + ')' if result.detail else ''}",
-                       hint="check the sheet id; if it is right, the page must be entered by hand")
+        raise _said(BadInput(f"page {quarantine_id} cannot be read as sheet {sheet_id}: "
+                             f"{result.reason}{' (' + result.detail + ')' if result.detail else ''}",
+                             hint="check the sheet id; if it is right, the page must be entered by hand"),
+                    "cannot_read_as", page=quarantine_id, sheet=sheet_id, reason=result.reason,
+                    detail=result.detail)
     out = _result_dict(result, page.dpi)
     stem = f"{sha}-p{page_index}-assigned"
     page_image = result.page_image if result.page_image is not None else _preview(page.image, page.dpi)

@@ -18,7 +18,7 @@ from .. import payload as payload_mod
 from ..errors import PayloadError
 from ..templates.contract import PAGE_IMAGE_DPI
 from . import digits, locate, read
-from .reasons import english
+from .reasons import detail, english
 
 POOR_FIT_MM = 1.5        # code corners vs the marks' transform; above: every reading to review
 LOW_CONTRAST = 60.0      # paper minus mark black, grey levels
@@ -106,17 +106,15 @@ def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
         quality["blank"] = measures
         if blank:
             return PageResult("blank", "blank", "a blank page (the back of a sheet?)", None, quality=quality)
-        detail = "no readable sheet code on the page" if not codes else \
-            f"a QR code was found but it is not a fallbackkit sheet code ({codes[0].text[:24]!r})"
-        return _quarantine("no_code", detail, codes[0].text if codes else None, quality)
+        why = detail("no_code_found") if not codes else detail("not_our_qr", text=repr(codes[0].text[:24]))
+        return _quarantine("no_code", why, codes[0].text if codes else None, quality)
     # Several of our codes on one page (a code pasted over another): verify each; one good one wins
     # only if no other code of ours disagrees.
     verified, failures = [], []
     for c in ours:
         sp = payload_mod.parse(c.text)
         if sp.kit_id != kit_id:
-            failures.append(("foreign_kit", f"the sheet belongs to another kit ({sp.kit_id}; this kit is {kit_id})",
-                             c, sp))
+            failures.append(("foreign_kit", detail("other_kit", kit=sp.kit_id, this_kit=kit_id), c, sp))
             continue
         try:
             verified.append((payload_mod.verify(c.text, secret, kit_id), c))
@@ -125,15 +123,14 @@ def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
     sheet_ids = {sp.sheet_id for sp, _ in verified}
     if not verified or len(sheet_ids) > 1 or failures:
         if failures:
-            reason, detail, c, sp = failures[0]
+            reason, why, c, sp = failures[0]
         else:
-            reason, detail, c, sp = ("bad_signature", "two different sheet codes on one page", verified[0][1],
-                                     verified[0][0])
-        return _quarantine(reason, detail, c.text, quality, sp)
+            reason, why, c, sp = ("bad_signature", detail("two_codes"), verified[0][1], verified[0][0])
+        return _quarantine(reason, why, c.text, quality, sp)
     sp, code = verified[0]
     geometry = geometry_for(sp.sheet_id)
     if geometry is None:
-        return _quarantine("unknown_sheet", f"sheet {sp.sheet_id} is not in this kit's registry of printed sheets",
+        return _quarantine("unknown_sheet", detail("not_registered", sheet=sp.sheet_id),
                            code.text, quality, sp)
     t1 = time.perf_counter()
     try:
@@ -143,7 +140,7 @@ def read_page(image: np.ndarray, *, kit_id: str, secret: bytes,
         back = _through_the_paper(image, code, sp, geometry, quality)
         if back is not None:
             return back
-        return _quarantine("no_marks", f"the code was read but the corner marks were not: {exc.detail}",
+        return _quarantine("no_marks", detail("marks_after_code", why=exc.detail),
                            code.text, quality, sp)
     quality["timings_ms"]["marks"] = round((time.perf_counter() - t1) * 1000, 2)
     result = _read_located(image, loc, geometry, quality, t0)
@@ -218,11 +215,9 @@ def _through_the_paper(image: np.ndarray, code: locate.FoundCode, sp: payload_mo
     quality["show_through"] = {"mirrored": mirrored, "code_contrast": round(code_contrast, 3),
                                "strong_ink": strong, "sheet_seen_through": sp.sheet_id}
     if code_contrast >= SHOW_THROUGH_MAX:
-        return _quarantine("no_code", f"the code of sheet {sp.sheet_id} reads mirrored and as dark as print: "
-                           "a page scanned mirrored? re-scan it", None, quality)
+        return _quarantine("no_code", detail("scanned_mirrored", sheet=sp.sheet_id), None, quality)
     if strong["longest_mark_mm"] >= BLANK_STROKE_MM:
-        return _quarantine("no_code", f"the back of sheet {sp.sheet_id} (its code shows through the paper), "
-                           "with writing on it: look at the paper", None, quality)
+        return _quarantine("no_code", detail("back_with_writing", sheet=sp.sheet_id), None, quality)
     return PageResult("blank", "show_through", f"the back of sheet {sp.sheet_id}: the front shows through the "
                       "paper", None, quality=quality)
 
@@ -249,7 +244,7 @@ def read_page_as(image: np.ndarray, geometry: dict) -> PageResult:
     try:
         loc = locate.locate_by_marks(image, geometry)
     except locate.MarksNotFound as exc:
-        r = _quarantine("no_marks", f"corner marks not found: {exc.detail}", None, quality)
+        r = _quarantine("no_marks", detail("marks_not_found", why=exc.detail), None, quality)
     else:
         quality["timings_ms"]["marks"] = round((time.perf_counter() - t0) * 1000, 2)
         r = _read_located(image, loc, geometry, quality, t0)

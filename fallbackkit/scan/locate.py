@@ -19,6 +19,7 @@ import numpy as np
 import zxingcpp
 
 from ..templates.contract import MARK_SIZE
+from .reasons import detail
 
 MARK_SIZE_MM = MARK_SIZE   # the printed corner mark's side (templates/contract.py; geometry["marks_mm"])
 # The holed mark (bottom-right) is told by its centre: probes within HOLE_PROBE_MM of the centre lie
@@ -276,8 +277,7 @@ def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Loca
         candidates[key] = [i for d, i in near if d < tol][:5]
     missing = [k for k in MARK_ORDER if not candidates[k]]
     if len(missing) > 1:
-        raise MarksNotFound(f"corner marks {', '.join(repr(k) for k in missing)} not found near where the code "
-                            "predicts them")
+        raise MarksNotFound(detail("marks_missing", marks=missing))
     four = None if missing else _best_four(blobs, candidates, factor, centres, qr_mm, qr_centre, code)
     if four is not None and four[1] <= THREE_MARKS_FROM_MM:
         found = {k: (blobs[i].x * factor, blobs[i].y * factor) for k, i in zip(MARK_ORDER, four[0])}
@@ -303,12 +303,10 @@ def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Loca
         found = {k: (blobs[i].x * factor, blobs[i].y * factor) for k, i in zip(MARK_ORDER, four[0])}
         return _finish(image, geometry, found, code.corners_px)
     if missing:
-        raise MarksNotFound(f"corner mark '{missing[0]}' not found near where the code predicts it, and the "
-                            "other three do not agree with the code")
+        raise MarksNotFound(detail("mark_missing", mark=missing[0]))
     if four is None:
-        raise MarksNotFound("no four marks found that make a page outline of the right size")
-    raise MarksNotFound(f"the corner marks and the code disagree by {four[1]:.1f} mm: "
-                        "a mark is missing or the sheet is folded")
+        raise MarksNotFound(detail("no_outline"))
+    raise MarksNotFound(detail("marks_disagree", mm=f"{four[1]:.1f}"))
 
 
 def _best_four(blobs, candidates, factor, centres, qr_mm, qr_centre, code):
@@ -399,18 +397,18 @@ def locate_by_marks(image: np.ndarray, geometry: dict) -> Location:
         if len(blobs) >= 4:
             break
     if len(blobs) < 4:
-        raise MarksNotFound("fewer than four corner marks found")
+        raise MarksNotFound(detail("fewer_marks"))
     wh, ww = work.shape
     corners = [(0, 0), (ww, 0), (ww, wh), (0, wh)]
     picked: list[_Blob] = []
     for cx, cy in corners:
         b = min(blobs, key=lambda b: math.hypot(b.x - cx, b.y - cy))
         if b in picked:
-            raise MarksNotFound("corner marks not found in the four corners of the image")
+            raise MarksNotFound(detail("marks_not_in_corners"))
         picked.append(b)
     sides = [b.side for b in picked]
     if max(sides) / min(sides) > 1.5:
-        raise MarksNotFound("corner marks of different sizes: not the four marks of one sheet")
+        raise MarksNotFound(detail("marks_sizes"))
     # image-corner order tl, tr, br, bl; find which one has the hole
     pts_full = [(b.x * factor, b.y * factor) for b in picked]
     holes = []
@@ -424,7 +422,7 @@ def locate_by_marks(image: np.ndarray, geometry: dict) -> Location:
         holes.append(float(centre.mean()) - float(np.percentile(around, 10)) if centre.size else 0.0)
     holed = int(np.argmax(holes))
     if sorted(holes)[-2] > holes[holed] * 0.5 or holes[holed] < 40:
-        raise MarksNotFound("the holed corner mark (bottom-right) cannot be told apart")
+        raise MarksNotFound(detail("hole_unclear"))
     # rotate labels so that the holed image corner is 'br'
     shift = (holed - 2) % 4
     found = {MARK_ORDER[(i - shift) % 4]: pts_full[i] for i in range(4)}
@@ -458,14 +456,14 @@ def _finish(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, flo
     # the quadrilateral must be convex and the page not absurdly distorted
     quad = dst.reshape(-1, 2)
     if not _convex(quad):
-        raise MarksNotFound("corner marks do not form a page outline")
+        raise MarksNotFound(detail("not_an_outline"))
     pw, ph = geometry["page_size_mm"]
     scale = math.sqrt(abs(np.linalg.det(_jacobian(hmat, (pw / 2, ph / 2)))))
     # side ratios: perspective stronger than a phone photo held over the sheet is not a page
     sx = math.dist(quad[0], quad[1]) / max(1e-6, math.dist(quad[3], quad[2]))
     sy = math.dist(quad[0], quad[3]) / max(1e-6, math.dist(quad[1], quad[2]))
     if not (0.6 < sx < 1.67 and 0.6 < sy < 1.67):
-        raise MarksNotFound("corner marks give an implausible page shape")
+        raise MarksNotFound(detail("page_shape"))
     # black and paper levels from the marks, hole check
     black, hole_vals = [], {}
     for k in keys:
@@ -480,8 +478,7 @@ def _finish(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, flo
     if not hole_ok:
         other_holes = [k for k in ("tl", "tr", "bl") if (hole_vals[k] - black_level) > 0.45 * contrast]
         if other_holes:
-            raise MarksNotFound(f"the holed corner mark is at '{other_holes[0]}', not bottom-right: "
-                                "marks disagree with the code")
+            raise MarksNotFound(detail("hole_elsewhere", mark=other_holes[0]))
         notes.append("hole of the bottom-right mark not visible")
     return Location(hmat, found, fit, _orientation(hmat, (pw, ph)), scale * 25.4, black_level, paper_level,
                     hole_ok, notes)
@@ -510,7 +507,7 @@ def _finish_three(image: np.ndarray, geometry: dict, found: dict[str, tuple[floa
     sx = math.dist(quad[0], quad[1]) / max(1e-6, math.dist(quad[3], quad[2]))
     sy = math.dist(quad[0], quad[3]) / max(1e-6, math.dist(quad[1], quad[2]))
     if not (0.6 < sx < 1.67 and 0.6 < sy < 1.67):
-        raise MarksNotFound("corner marks give an implausible page shape")
+        raise MarksNotFound(detail("page_shape"))
     black, hole_vals = [], {}
     for k in keys:
         centre, ring = _hole_darkness(image, hmat, centres[k])
@@ -521,8 +518,7 @@ def _finish_three(image: np.ndarray, geometry: dict, found: dict[str, tuple[floa
     contrast = max(1.0, paper_level - black_level)
     other_holes = [k for k in keys if k != "br" and (hole_vals[k] - black_level) > 0.45 * contrast]
     if other_holes:
-        raise MarksNotFound(f"the holed corner mark is at '{other_holes[0]}', not bottom-right: "
-                            "marks disagree with the code")
+        raise MarksNotFound(detail("hole_elsewhere", mark=other_holes[0]))
     hole_ok = "br" in hole_vals and (hole_vals["br"] - black_level) > 0.45 * contrast
     notes = [f"corner mark '{missing}' not used (covered, blotched or torn): located by three marks and the code"]
     if not hole_ok and "br" in hole_vals:

@@ -22,6 +22,7 @@ from ..files import OutputFiles, file_name
 from .ingest import PageReader, UnreadableFile
 from ..templates.contract import PAGE_IMAGE_DPI  # the page image's dpi, shared with engine.py
 from . import read
+from .reasons import detail
 
 
 _WORKER: dict[str, Any] = {}
@@ -119,10 +120,10 @@ def _back_of_the_front_before(path: Path, kind: str, sha: str, index: int, page:
     if not duplex.is_show_through(measures):
         if not duplex.is_mirror(measures):
             return None  # not that front's mirror at all: the reader's own reason stands
+        ink = {"page": index - 1, "mm": measures["unexplained_longest_mm"]}
         return {**out, "status": "quarantined", "quality": quality, "reason": "no_code", "payload_text": None,
-                "detail": f"the back of {what} (page {index - 1}, its front shows through the paper)"
-                          f" with ink on it that the front does not explain ({measures['unexplained_longest_mm']} mm"
-                          " mark): something was written on the back? look at the paper"}
+                "detail": detail("cover_back_with_ink", **ink) if cover else
+                detail("back_with_ink", sheet=front, **ink)}
     return {**out, "status": "blank", "reason": "show_through", "quality": quality, "payload_text": None,
             "detail": f"the back of {what} (page {index - 1}): only its front shows through the paper",
             "sheet_id": None, "template": None, "version": None, "page": None, "pages": None,
@@ -189,7 +190,7 @@ def _result_dict(result: Any, file_dpi: float | None) -> dict[str, Any]:
 
 def _unreadable(exc: BaseException, dpi: float | None) -> dict[str, Any]:
     tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    return {"status": "quarantined", "reason": "unreadable", "detail": f"the reader failed on this page: {tb}",
+    return {"status": "quarantined", "reason": "unreadable", "detail": detail("reader_failed", error=tb),
             "payload_text": None, "sheet_id": None, "template": None, "version": None, "page": None,
             "pages": None, "orientation": None, "transform": None, "fit_error_mm": None, "dpi": dpi,
             "quality": {"error": tb}, "readings": [], "_crops": []}

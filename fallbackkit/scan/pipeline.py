@@ -71,8 +71,10 @@ class ScanSummary:
         return {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
 
 
-def format_summary(s: ScanSummary) -> str:
-    """The end-of-scan table for a records clerk."""
+def format_summary(s: ScanSummary, lang: str = "en") -> str:
+    """The end-of-scan table for a records clerk. lang: the kit's language (setting `language`), in
+    which each quarantined page's reason and detail are said."""
+    from ..review.i18n import detail_text, reason_text
     rows = [
         ("files", f"{s.files_new} new" + (f" ({s.files_resumed} resumed)" if s.files_resumed else ""),
          f"{s.files_already_scanned} already scanned", f"{s.files_failed} failed"),
@@ -96,6 +98,10 @@ def format_summary(s: ScanSummary) -> str:
                      f"(capture {d['duplicate_of']})")
     if s.quarantined:
         lines.append(f"quarantined pages ({len(s.quarantined)}): see `fallbackkit quarantine list`")
+        for q in s.quarantined:
+            said = detail_text(lang, q.get("detail"))
+            lines.append(f"  page {q['quarantine_id']}: {q['path']} page {q['page']}: {reason_text(lang, q['reason'])}"
+                         + (f" ({said})" if said else ""))
     for u in s.unfinished:
         lines.append(f"unfinished: {u['path']} ({u['stored']} of {u['pages']} pages stored by an interrupted scan)"
                      " — scan it again to finish it")
@@ -216,7 +222,8 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
         elif stored.quarantine_id is not None:
             summary.pages_quarantined += 1
             summary.quarantined.append({"quarantine_id": stored.quarantine_id, "path": str(job.path),
-                                        "page": result["index"], "reason": result["reason"]})
+                                        "page": result["index"], "reason": result["reason"],
+                                        "detail": result.get("detail")})
         else:
             summary.pages_read += 1
             summary.readings_accepted += stored.accepted

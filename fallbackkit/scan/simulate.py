@@ -242,19 +242,68 @@ def _write_pdf(path: Path, imgs: list[np.ndarray], dpi: float) -> None:
                                                 resolution=dpi))
 
 
+# What a ward writes for a vital sign, by the LOINC code of the observation the template says the
+# field is: a template's `range:` is what is possible (SpO2 50-100 %), and its middle is clinically
+# low (SpO2 62-80 %), which a demo should not show. Adult ward values, most patients stable.
+TYPICAL_BY_LOINC: dict[str, tuple[float, float]] = {
+    "59408-5": (92, 99),      # SpO2 %
+    "8867-4": (60, 100),      # heart rate /min
+    "8310-5": (36.0, 38.5),   # body temperature °C
+    "9279-1": (12, 22),       # respiratory rate /min
+    "8480-6": (100, 150),     # systolic blood pressure mmHg
+    "8462-4": (60, 95),       # diastolic blood pressure mmHg
+    "72514-3": (0, 6),        # pain 0-10
+    "29463-7": (50, 100),     # body weight kg
+    "8302-2": (150, 190),     # body height cm
+}
+
+
+class WardDigitWriter(DigitWriter):
+    """The DigitWriter (digits_synth: real handwritten digits of the train split) writing clinically
+    plausible values into the fields whose observation has a typical ward range (TYPICAL_BY_LOINC);
+    every other field as DigitWriter writes it. One random draw per value, as DigitWriter's, so that
+    the rest of a simulated page (its marks, its damage) is drawn as before."""
+
+    def __init__(self, ranges: dict[str, tuple[float, float]], typical: dict[str, tuple[float, float]],
+                 **kwargs: Any) -> None:
+        super().__init__(ranges, **kwargs)
+        self.typical = typical
+
+    def text_for(self, field: dict, rng: np.random.Generator) -> str:
+        typical = self.typical.get(field["name"]) or self.typical.get(field["name"].split(".")[-1])
+        if field["type"] != "number" or typical is None:
+            return super().text_for(field, rng)
+        ints, decs = int(field.get("digits") or 0), int(field.get("decimals") or 0)
+        lo, hi = typical
+        v = round(float(rng.uniform(lo, hi)), decs) if decs else float(round(rng.uniform(lo, hi)))
+        whole = str(int(v))
+        if len(whole) > ints or len(field.get("cells_mm") or []) != ints + decs:
+            return ""
+        frac = str(round((v - int(v)) * 10 ** decs)).rjust(decs, "0")[:decs] if decs else ""
+        return whole.rjust(ints) + frac
+
+
 def digit_writer(kit) -> DigitWriter | None:
-    """Real handwritten digits for the comb fields, with the kit's templates' plausible ranges;
-    None (scribbles) when the digit data of the source tree is not there (an installed package)."""
+    """Real handwritten digits for the comb fields, with the kit's templates' plausible ranges and,
+    for vital signs, a ward's typical values (WardDigitWriter); None (scribbles) when the digit data
+    of the source tree is not there (an installed package)."""
     from ..templates.model import load_templates
     from .suggest import field_specs
     if not digits_synth.DATA_PATH.is_file():
         return None
     ranges: dict[str, tuple[float, float]] = {}
+    typical: dict[str, tuple[float, float]] = {}
     for template in load_templates(kit.templates_dir).values():
         for name, spec in field_specs(template).items():
             if getattr(spec, "range", None):
                 ranges[name] = tuple(spec.range)
-    return DigitWriter(ranges)
+            loinc = getattr(getattr(spec, "observation", None), "loinc", None)
+            if loinc in TYPICAL_BY_LOINC:
+                lo, hi = TYPICAL_BY_LOINC[loinc]
+                if getattr(spec, "range", None):  # never outside what the template allows
+                    lo, hi = max(lo, spec.range[0]), min(hi, spec.range[1])
+                typical[name] = (lo, hi)
+    return WardDigitWriter(ranges, typical)
 
 
 def simulate(kit, pdf_path: Path | str, out_dir: Path | str, *, seed: int = 0, tier: str = "mixed",

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import NotFound
 from .kit import now_iso
 from .transactions import atomic, raw_connection
-from ..scan.reasons import data as reason_data  # the one owner of reason codes (a plain module, no scan engine)
+from ..scan.reasons import data as reason_data, detail_data  # the one owner of reason codes (a plain module)
 
 PAGE_STATUSES = ("read", "blank", "cover")  # anything else the reader returns is quarantined
 
@@ -151,10 +151,10 @@ def _store_page(conn: sqlite3.Connection, page: ScannedPage, source: str,
         quarantine_id = None
         if quarantined:
             reason = page.reason or "unreadable"
-            cur = conn.execute("INSERT INTO quarantine (capture_id, reason, reason_codes, detail, payload, created_at)"
-                               " VALUES (?,?,?,?,?,?)",
+            cur = conn.execute("INSERT INTO quarantine (capture_id, reason, reason_codes, detail, detail_codes,"
+                               " payload, created_at) VALUES (?,?,?,?,?,?,?)",
                                [capture_id, reason, reason_data(reason, quarantine=True), page.detail,
-                                page.payload_text, now_iso()])
+                                detail_data(page.detail), page.payload_text, now_iso()])
             quarantine_id = cur.lastrowid
     return StoredPage(capture_id, quarantine_id, sheet, duplicate_of, accepted, review, page.status == "blank")
 

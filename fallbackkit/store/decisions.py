@@ -142,6 +142,9 @@ def last_own_review(conn, actor: str, since: Any) -> dict[str, Any] | None:
     return _own_undoable(conn, actor, since)
 
 
+SELF_UNDO_NOTE = "undone by the person who decided it"  # the audit's note of an undo of one's own decision
+
+
 def undo_own_review(conn, actor: str, since: Any, review_id: int | None = None,
                     note: str | None = None) -> dict[str, Any]:
     """A person takes back their own decision of this session (the latest one, or review_id):
@@ -155,7 +158,7 @@ def undo_own_review(conn, actor: str, since: Any, review_id: int | None = None,
                            if review_id is None else
                            f"review {review_id} is not a decision of yours from this session that still counts",
                            hint="a supervisor can undo older decisions on the Decisions screen")
-        undo_review(conn, own["review_id"], actor, note or "undone by the person who decided it")
+        undo_review(conn, own["review_id"], actor, note or SELF_UNDO_NOTE)
     return own
 
 

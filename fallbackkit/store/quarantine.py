@@ -2,6 +2,7 @@
 and the record of a clerk identifying a page (`quarantine_assignments`)."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ class QuarantineItem:
     kind: str | None            # the input file's kind (pdf, tiff, ...)
     assigned_sheet_id: str | None
     assigned_capture_id: int | None
+    detail_codes: dict[str, Any] | None = None  # the detail's code and parameters (scan.reasons.parse_detail)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -34,7 +36,7 @@ class QuarantineItem:
 
 _SELECT = (
     "SELECT q.quarantine_id, q.capture_id, q.reason, q.detail, q.payload, q.created_at, f.first_path, f.sha256,"
-    " c.page_index, c.image_path, f.archive_path, f.kind, a.sheet_id, a.capture_id"
+    " c.page_index, c.image_path, f.archive_path, f.kind, a.sheet_id, a.capture_id, q.detail_codes"
     " FROM quarantine q JOIN captures c ON c.capture_id = q.capture_id"
     " LEFT JOIN input_files f ON f.sha256 = c.file_sha256"
     " LEFT JOIN quarantine_assignments a ON a.quarantine_id = q.quarantine_id")
@@ -43,13 +45,16 @@ _SELECT = (
 def list_quarantine(conn: Any, include_assigned: bool = False) -> list[QuarantineItem]:
     """Quarantined pages nobody has identified yet (with include_assigned, every one), oldest first."""
     where = "" if include_assigned else " WHERE a.quarantine_id IS NULL"
-    return [QuarantineItem(*row) for row in
-            raw_connection(conn).execute(_SELECT + where + " ORDER BY q.quarantine_id")]
+    return [_item(row) for row in raw_connection(conn).execute(_SELECT + where + " ORDER BY q.quarantine_id")]
+
+
+def _item(row: tuple) -> QuarantineItem:
+    return QuarantineItem(*row[:-1], json.loads(row[-1]) if row[-1] else None)
 
 
 def get_quarantined(conn: Any, quarantine_id: int) -> QuarantineItem | None:
     row = raw_connection(conn).execute(_SELECT + " WHERE q.quarantine_id = ?", [quarantine_id]).fetchone()
-    return QuarantineItem(*row) if row else None
+    return _item(row) if row else None
 
 
 def record_assignment(conn: Any, item: QuarantineItem, sheet_id: str, capture_id: int, actor: str) -> None:

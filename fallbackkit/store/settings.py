@@ -5,6 +5,8 @@
 - ``mrn_system``, ``encounter_system``, ``accession_system``, ``national_number_system``: the FHIR
   identifier systems of the numbers the hospital already gives. Unset, the export uses kit-private
   URNs, and a receiving server creates new patients and encounters instead of matching its own.
+- ``language``: the language (en, fr, nl) the command line and the report say why a page was put aside in
+  (`scan`, `quarantine list`); each clerk's station has its own (users.lang).
 - ``tls_cert``, ``tls_key``: the certificate and key IT gives the review station when other PCs
   reach it (else the kit makes a self-signed one).
 
@@ -68,6 +70,16 @@ def system_zone() -> str:
     return "UTC"
 
 
+LANGUAGES = ("en", "fr", "nl")
+
+
+def _check_language(value: str) -> str:
+    value = (value or "").strip().lower()
+    if value not in LANGUAGES:
+        raise BadInput(f"unknown language {value!r}", hint="one of " + ", ".join(LANGUAGES))
+    return value
+
+
 def _check_file(value: str) -> str:
     path = Path(value or "").expanduser()
     if not path.is_absolute() or not path.is_file():
@@ -94,6 +106,8 @@ SETTINGS: dict[str, Setting] = {
                                 " numbers", _check_system, lambda: None),
     "national_number_system": Setting("fhir_national_number_system", "FHIR identifier system of the national"
                                       " number (Belgian INSZ/NISS)", _check_system, lambda: SSIN_SYSTEM),
+    "language": Setting("language", "language of the reasons and details the command line prints (en, fr, nl)",
+                        _check_language, lambda: "en"),
     "tls_cert": Setting("tls_cert", "review station: IT's TLS certificate (PEM file), instead of the kit's"
                         " self-signed one", _check_file, lambda: None),
     "tls_key": Setting("tls_key", "review station: the private key of tls_cert (PEM file)", _check_file,

@@ -196,7 +196,7 @@
       el("a", { href: r.page_link, text: S.open_page })
     ]);
     var extra = [];
-    if (r.extra && r.extra.medication) extra.push(S.medication + ": " + r.extra.medication);
+    if (r.extra && r.extra.medication) extra.push(S.medication + S.colon + r.extra.medication);
     if (r.extra && r.extra.scheduled) extra.push(S.scheduled + " " + r.extra.scheduled);
     var head = el("h1", { "class": "fieldname", text: r.field_label + " " }, [
       extra.length ? el("small", { "class": "extra", text: " · " + extra.join(" · ") }) : null]);
@@ -214,11 +214,11 @@
       });
       crop.appendChild(frame);
     }
-    var whyParts = [S.why + ": ", el("span", { "class": "badge warn", text: r.reason_text || r.reason || "?" })];
+    var whyParts = [S.why + S.colon, el("span", { "class": "badge warn", text: r.reason_text || r.reason || "?" })];
     // handwriting the machine does not read has no "machine read" value: saying "— (confidence 90%)" confused clerks
     if (r.options || (r.value !== null && r.value !== undefined)) {
-      whyParts.push("   " + S.machine + ": ", el("b", { id: "machine", text: show(r.value) }),
-        "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + "%)");
+      whyParts.push("   " + S.machine + S.colon, el("b", { id: "machine", text: show(r.value) }),
+        "  (" + S.confidence + " " + Math.round((r.confidence || 0) * 100) + S.percent + ")");
     }
     var why = el("p", { "class": "why" }, whyParts);
     var answer = el("div", { "class": "answer", id: "answer" });
@@ -266,7 +266,7 @@
         answer.appendChild(input);
       }
       if (r.code_list) {
-        answer.appendChild(el("p", { "class": "codes", id: "code-list", text: S.codes + ": " +
+        answer.appendChild(el("p", { "class": "codes", id: "code-list", text: S.codes + S.colon +
           r.code_list.map(function (c) { return c.code + " " + c.text; }).join(" · ") }));
       }
       if (r.legend_row) answer.appendChild(el("p", { "class": "suggestion", id: "legend-note", text: S.legend_first }));
@@ -274,7 +274,7 @@
       if (ih && ih.picks.length) {
         // initials: one key (1-9) picks a row of the sheet's legend, or a recent value without one
         var picks = el("div", { "class": "picks", id: "initials-picks" }, [
-          el("span", { "class": "pickhead", text: (ih.source === "legend" ? S.initials_legend : S.initials_recent) + ":" })]);
+          el("span", { "class": "pickhead", text: (ih.source === "legend" ? S.initials_legend : S.initials_recent) + S.colon.trimEnd() })]);
         ih.picks.forEach(function (p) {
           var b = el("button", { "class": "pick", type: "button", "data-key": String(p.key), "data-initials": p.initials },
             [el("span", { "class": "key", text: String(p.key) }), p.initials + (p.name ? " — " + p.name : "")]);
@@ -287,7 +287,7 @@
         input.value = ih.suggested.value; input.setAttribute("data-prefilled", "1");
         var whyText = ih.suggested.why === "previous_dose" ? S.initials_previous : S.initials_most_used;
         answer.appendChild(el("p", { "class": "suggestion", id: "initials-suggested" },
-          [S.suggested + ": ", el("b", { text: ih.suggested.value }), " (" + whyText + ")"]));
+          [S.suggested + S.colon, el("b", { text: ih.suggested.value }), " (" + whyText + ")"]));
       }
       if (sug && (sug.suggestion || sug.rule)) {
         // the suggestion digit by digit, unsure ones highlighted, and the rule it breaks if any
@@ -298,14 +298,14 @@
           var cell = isDigit ? (sug.cells || []).filter(function (c) { return c.digit; })[k++] : null;
           digits.appendChild(el("span", { "class": isDigit ? (cell && cell.low ? "d low" : "d") : "sep", text: ch }));
         });
-        var line = [S.suggested + ": ", digits, " (" + Math.round((sug.suggestion_confidence || 0) * 100) + "%)"];
+        var line = [S.suggested + S.colon, digits, " (" + Math.round((sug.suggestion_confidence || 0) * 100) + S.percent + ")"];
         if (!sug.suggestion) line = [S.suggested + ": —"];
         if (sug.rule) line.push(el("span", { "class": "badge warn rule", id: "rule", text: sug.rule }));
         answer.appendChild(el("p", { "class": "suggestion" }, line));
       }
     }
     var hist = null;
-    if (r.review) hist = el("p", { "class": "history", text: S.decided_by + " " + r.review.actor + ": " + show(r.review.value) });
+    if (r.review) hist = el("p", { "class": "history", text: S.decided_by + " " + r.review.actor + S.colon + show(r.review.value) });
     box.appendChild(el("section", { "class": "card", "data-reading": String(r.reading_id) },
       [meta, head, crop, why, answer, actions, hist, el("div", { "class": "pagebox", id: "pagebox", hidden: "" })]));
     var typed = document.getElementById("typed");
@@ -387,8 +387,8 @@
       if (res.status === 200) { say(S.saved + " ✓ " + r.field_label + " = " + show(decision === "confirm" ? r.value : value)); advance(r.reading_id); }
       else if (res.status === 409) { say(res.body.error, true); advance(r.reading_id); }
       else if (res.status === 422 && res.body.implausible) { r.implausibleFor = JSON.stringify(value); say(res.body.error, true); }
-      else { say(S.error + ": " + (res.body.error || res.status), true); }
-    }).catch(function (e) { busy = false; say(S.error + ": " + e, true); });
+      else { say(S.error + S.colon + (res.body.error || res.status), true); }
+    }).catch(function (e) { busy = false; say(S.error + S.colon + e, true); });
   }
   function advance(fromId) {
     var ahead = prefetched && prefetched.reading ? prefetched.reading.reading_id : null;
@@ -570,7 +570,7 @@
       if (res.status === 401) { window.location = "/login"; return; }
       if (res.status !== 200) { say(res.body.error || S.error, true); return; }
       getJSON("/api/readings/" + res.body.reading_id).then(function (d) { render(d); say(S.undone_mine); });
-    }).catch(function (e) { busy = false; say(S.error + ": " + e, true); });
+    }).catch(function (e) { busy = false; say(S.error + S.colon + e, true); });
   }
   var undoBtn = document.getElementById("undo-last");
   if (undoBtn) undoBtn.addEventListener("click", undoLast);
@@ -607,7 +607,9 @@
   function groups() { return Array.prototype.slice.call(root.querySelectorAll("section.sheetgroup")); }
   function focusGroup(g) {
     if (!g) {
-      if (!groups().length) { root.appendChild(Object.assign(document.createElement("p"), { className: "empty", textContent: S.none })); }
+      if (!groups().length && !root.querySelector("p.empty")) {  // (the page says it already when it came empty)
+        root.appendChild(Object.assign(document.createElement("p"), { className: "empty", textContent: S.none }));
+      }
       statusEl.setAttribute("tabindex", "-1"); statusEl.focus();  // the focus stays on the page, on what happened
       return;
     }
@@ -634,7 +636,7 @@
   function takeSheet(group, button) {
     var sheet = group.getAttribute("data-sheet"), cap = parseInt(button.getAttribute("data-capture"), 10);
     post("/api/conflicts/sheet", { sheet_id: sheet, capture_id: cap }, true).then(function (res) {
-      if (res.status !== 200) { say(S.error + ": " + (res.body.error || res.status), false); return; }
+      if (res.status !== 200) { say(S.error + (document.documentElement.lang === "fr" ? "\u00a0: " : ": ") + (res.body.error || res.status), false); return; }
       var text = S.taken.replace("{sheet}", sheet).replace("{n}", res.body.resolved.length);
       if (res.body.left.length) text += " " + S.left.replace("{fields}", res.body.left.map(function (f) {
         var h = group.querySelector('section.conflict[data-field="' + f.replace(/"/g, '\\"') + '"] h3');
@@ -654,7 +656,7 @@
     var data = new FormData(form);
     if (ev.submitter && ev.submitter.name) data.append(ev.submitter.name, ev.submitter.value);
     post(form.getAttribute("action"), new URLSearchParams(data), false).then(function (res) {
-      if (res.status !== 200) { say(S.error + ": " + (res.body.error || res.status), false); return; }
+      if (res.status !== 200) { say(S.error + (document.documentElement.lang === "fr" ? "\u00a0: " : ": ") + (res.body.error || res.status), false); return; }
       var h = form.closest("section.conflict").querySelector("h3");
       say(S.resolved.replace("{field}", h ? h.textContent : res.body.field).replace("{sheet}", res.body.sheet_id), true);
       settle(group, [res.body.field]);
@@ -715,7 +717,7 @@
       .then(function (res) {
         if (res.status !== 200) { say(res.body.error || String(res.status), false); return; }
         var who = it.closest("details").querySelector(".pname");  // in words, not the item's internal id
-        say(it.querySelector(".what b").textContent + (who ? " · " + who.textContent : "") + ": " + res.body.done, true);
+        say(it.querySelector(".what b").textContent + (who ? " · " + who.textContent : "") + (document.documentElement.lang === "fr" ? "\u00a0: " : ": ") + res.body.done, true);
         it.classList.remove("pending"); it.classList.add(status);
         var acts = it.querySelector(".acts"); acts.textContent = "";
         acts.appendChild(Object.assign(document.createElement("span"), { className: "done", textContent: res.body.done }));

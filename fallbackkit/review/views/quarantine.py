@@ -6,7 +6,7 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 from ... import ids
 from ...errors import FallbackkitError
 from .. import queue as q
-from ..i18n import t
+from ..i18n import assign_error, t
 from ..web import back, flash
 
 bp = Blueprint("quarantine", __name__)
@@ -32,8 +32,9 @@ def assign(quarantine_id: int):
     try:  # a forged or foreign page: supervisors only (the library refuses anyone else)
         capture_id = assign_quarantined(g.kit, quarantine_id, sheet_id, g.user.name,
                                         supervisor=g.user.is_supervisor)
-    except FallbackkitError as exc:
-        flash("error", str(exc))
+    except FallbackkitError as exc:  # said in the clerk's language when the error says what it is
+        said = getattr(exc, "said", None)
+        flash("error", assign_error(g.lang, *said) if said else str(exc))
         return redirect(url_for("quarantine.quarantine"))
     if reason in UNTRUSTED_REASONS:
         flash("warn", t(g.lang, "assigned_untrusted", reason=reason, sheet=ids.normalize(sheet_id),

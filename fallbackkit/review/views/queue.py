@@ -11,12 +11,12 @@ from ... import reconcile as rc
 from ...reconcile import summary
 from ...scan.suggest import keeps_prefill
 from ...errors import BadInput
-from ...store.decisions import NOTE_MAX, AlreadyDecided, record_review
+from ...store.decisions import NOTE_MAX, SELF_UNDO_NOTE, AlreadyDecided, record_review
 from .. import labels as lb
 from .. import queue as q
-from ..i18n import STRINGS, reason_text, t
+from ..i18n import STRINGS, reason_text, t, value_problem_text
 from ..initials import LEGEND_FIELD, initials_help
-from ..typed import check_typed
+from ..typed import typed_problem
 from ..web import filters, id_arg, json_id, kit_path, option_text, session_start
 
 bp = Blueprint("queue", __name__)
@@ -69,6 +69,8 @@ def reading_json(reading_id: int) -> dict[str, Any]:
         codes = lb.option_labels(table, d["field"])
         d["code_list"] = [{"code": k, "text": v} for k, v in codes.items()] if codes else None
     d["returned"] = q.returned_by_undo(g.kit.db, reading_id) if d["review"] is None else None
+    if d["returned"] and d["returned"].get("note") == SELF_UNDO_NOTE:  # the store's English words: said here
+        d["returned"] = {**d["returned"], "note": t(g.lang, "self_undo_note")}
     d["patient_name"] = rc.patient_name(g.kit, d["capture"].get("patient_mrn"), d["capture"].get("downtime_mrn"))
     d["initials_help"] = initials_help(g.kit.db, d, g.user.name) if d["review"] is None else None
     d["legend_row"] = bool(LEGEND_FIELD.match(d["field"] or ""))  # handed before the slots: say why
@@ -134,10 +136,17 @@ def api_decide(reading_id: int):
     value = q.decision_value(detail, decision, body.get("value"))
     if decision in ("transcribe", "correct") and detail["options"] is None:
         # the same format and plausibility rules as the handwriting suggestions (templates/values.py)
-        implausible = check_typed(kit_path(), detail, value)
+        try:
+            problem = typed_problem(kit_path(), detail, value)
+        except BadInput as refused:  # said in the clerk's language (the English stays in logs)
+            said = value_problem_text(g.lang, getattr(refused, "problem", None))
+            if not said:
+                raise
+            return jsonify({"error": f"{said} — {t(g.lang, 'typed_hint')}"}), 400
+        implausible = None if problem is None else str(problem)  # English, as the audit note keeps it
         if implausible and body.get("confirm_implausible") is not True:
-            return jsonify({"error": t(g.lang, "implausible", reason=implausible), "implausible": True,
-                            "reason": implausible}), 422
+            return jsonify({"error": t(g.lang, "implausible", reason=value_problem_text(g.lang, problem) or implausible),
+                            "implausible": True, "reason": implausible}), 422
         if implausible:
             note = (f"implausible, confirmed: {implausible}" + (f" — {note}" if note else ""))[:NOTE_MAX]
     shown = detail.get("suggestion")

@@ -1,6 +1,7 @@
 """The re-entry worklist: per patient, each item ticked off as entered in the hospital system."""
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,7 +13,7 @@ from ...errors import FallbackkitError
 from .. import labels as lb
 from .. import queue as q
 from ...scan.reasons import english
-from ..i18n import reason_label, t
+from ..i18n import reason_label, reason_text, t
 from ..web import back, flash, fmt, id_arg, kit_path, option_text, pager_pages
 
 bp = Blueprint("worklist", __name__)
@@ -78,10 +79,12 @@ def worklist():
         p["shown"] = {}
         for it in p["items"]:
             table = table_of(it)
-            values = sorted(((key_info(table, k), v) for k, v in it.values.items()), key=lambda kv: kv[0][1])
+            values = sorted(((key_info(table, k), v if k not in PLACES else lb.place_words(str(v), g.lang) or v)
+                             for k, v in it.values.items()), key=lambda kv: kv[0][1])
             p["shown"][it.item_id] = ([(info[0], shown(info[2], v)) for info, v in values if v not in (None, [], "")],
                                       [info[0] for info, v in values if v is None])
             p.setdefault("remarks", {})[it.item_id] = [remark_text(table, key_info, r) for r in it.remarks]
+            p.setdefault("waits", {})[it.item_id] = [unresolved_text(table, r) for r in it.unresolved]
     return render_template("worklist.html", patients=patients, ward=ward or "", status=status,
                            choices=q.filter_choices(g.kit.db), mark_url=url_for("worklist.mark"),
                            page=page, pages=pages, n_patients=n_patients, n_items=n_items, pager=pager_pages(page, pages),
@@ -99,6 +102,32 @@ def remark_text(table: dict[str, Any], key_info, remark: str) -> str:
 
 
 _REMARK_CODES = {english(c): c for c in ("corrected",)}  # the codes Form.remarks writes
+
+# What an item still waits for, as reconcile/worklist.py words it (English, as the exports carry it):
+# said here in the clerk's language with the field's printed label. A sentence none of these match
+# (a later wording) is shown as it is.
+_WAITS = [(re.compile(r"^(?P<field>\S+) waits for (?P<what>transcription|review)(?: \((?P<reason>.+)\))?$"), "waits"),
+          (re.compile(r"^(?P<field>\S+): captures of sheet (?P<sheet>\S+) disagree$"), "disagree"),
+          (re.compile(r"^page (?P<pages>[\d, ]+) of (?P<of>\d+) not returned$"), "not_returned"),
+          (re.compile(r"^a time or initials are written but no status is marked — check the paper$"), "no_status")]
+
+
+def unresolved_text(table: dict[str, Any], text: str) -> str:
+    for pattern, code in _WAITS:
+        m = pattern.match(text)
+        if not m:
+            continue
+        params = m.groupdict()
+        if "field" in params:
+            params["field"] = lb.field_label(table, params["field"])
+        if code == "waits":
+            reason = params.pop("reason")
+            code = f"waits_{params.pop('what')}"
+            said = t(g.lang, "wl_" + code, **params)
+            return f"{said} ({reason_text(g.lang, reason)})" if reason else said
+        return t(g.lang, "wl_" + code, **params)
+    return text
+PLACES = ("slot", "row")  # item values that name a place on the sheet (m1.s2): said in words
 
 
 @bp.post("/worklist/mark")
