@@ -16,8 +16,12 @@ images 3500-3999 so that its probabilities mean what they say.
 
 Takes 3-4 minutes of CPU on one BLAS thread (22-27 minutes by the clock on the shared 2-core machine
 at load ~20, 2026-12-01: 35,892 training cells, 12 epochs); the model file is about 0.1 MB. Two runs
-give the same file, byte for byte (checked 2026-12-01: SHA-256 81ccf227...; `--second`: 192-200 s of
-CPU, 14-23 minutes by the clock, two runs SHA-256 7cf6f269...). `--copies 2 --epochs 3`
+give the same file, byte for byte (`--second`: 192-200 s of CPU, 14-23 minutes by the clock, two runs
+SHA-256 7cf6f269..., the shipped digits_second.npz). Not settled: the shipped digits_model.npz is
+SHA-256 81ccf227..., but at 19:00-19:55 UTC on 2026-12-01 this script gave 760301a5... (calibration
+temperature 1.50 against 1.45) twice, from main's code and from the branch that added `--second`,
+though no file it reads changed since the model's commit (a quick `--copies 1 --epochs 1` run gives
+the same file from both). `--copies 2 --epochs 3`
 is a quick try.
 """
 from __future__ import annotations
