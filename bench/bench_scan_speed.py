@@ -190,6 +190,7 @@ STAGES = (
     ("page image warp", "fallbackkit.scan.engine", "_page_image"),
     ("mark boxes", "fallbackkit.scan.read", "measure_boxes"),
     ("handwriting", "fallbackkit.scan.read", "measure_handwritten"),
+    ("handwriting", "fallbackkit.scan.read", "measure_handwritten_many"),
     ("digits (digitmodel)", "fallbackkit.scan.digits", "Batch.add"),
     ("digits forward pass", "fallbackkit.scan.digits", "Batch.finish"),
     ("visibility (outlines)", "fallbackkit.scan.read", "_edge_evidence"),

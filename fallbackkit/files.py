@@ -150,3 +150,60 @@ def private_writer(path: Path | str, text: bool = False) -> Iterator[IO[Any]]:
         tmp.unlink(missing_ok=True)
         raise
     log.debug("wrote %s (%d bytes, mode 0600)", path, size)
+
+
+class StagedFiles:
+    """The files of one command written as they are made and put in place together at the end
+    (`commit`): each goes into a hidden temporary file next to its name, mode 0600 from creation
+    and synced; `discard` (an error, a refused name) removes them, leaving the older files as they
+    were. Names are claimed as files are opened (OutputFiles): a clash refuses the whole command
+    before anything is in place, as claiming every name first did."""
+
+    def __init__(self) -> None:
+        self.outputs = OutputFiles()
+        self._open: dict[int, tuple[Path, Path, IO[str]]] = {}
+        self._done: list[tuple[Path, Path]] = []
+
+    def open(self, path: Path | str, what: str | None = None, claimed: bool = False) -> IO[str]:
+        """A UTF-8 text handle (no newline translated) for PATH; `close` it when it is complete.
+        claimed: the name was claimed already (`outputs.claim`, to reserve it first)."""
+        path = Path(path) if claimed else self.outputs.claim(path, what)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fh = open(fd, "w", encoding="utf-8", newline="")
+        self._open[id(fh)] = (tmp, path, fh)
+        return fh
+
+    def close(self, fh: IO[str]) -> Path:
+        tmp, path, _ = self._open.pop(id(fh))
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        self._done.append((tmp, path))
+        return path
+
+    def write(self, path: Path | str, text: str, what: str | None = None) -> Path:
+        fh = self.open(path, what)
+        fh.write(text)
+        return self.close(fh)
+
+    def commit(self) -> list[Path]:
+        """Every complete file put in place, in the order they were closed."""
+        placed = []
+        for tmp, path in self._done:
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+            log.debug("wrote %s (mode 0600)", path)
+            placed.append(path)
+        self._done = []
+        return placed
+
+    def discard(self) -> None:
+        for tmp, _ in self._done:
+            tmp.unlink(missing_ok=True)
+        self._done = []
+        for tmp, _, fh in self._open.values():
+            fh.close()
+            tmp.unlink(missing_ok=True)
+        self._open = {}

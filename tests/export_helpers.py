@@ -302,10 +302,10 @@ def scan_scenario(kit: Kit, tmp_path: Path, *, leave_pending: int = 1) -> dict[s
     # The simulator leaves boxes blank at random. A clerk completes what re-entry needs from the
     # context (the day of the sheet, the first observation round), so the scenario always holds
     # vitals, medications and a lab order whatever the random fill was.
-    from fallbackkit.export.collect import load
+    from fallbackkit.export.collect import iter_stores
     must = {"obs_date", "mar_date", "collected_at", "c1.time", "c1.temperature", "c1.pulse", "m1.s1.time",
             "c1.gcs_total"}  # (the neuro chart of test_new_template: a GCS total to export, whatever the fill)
-    for form in load(kit).forms:
+    for form in [f for store in iter_stores(kit) for f in store.forms]:
         for name in sorted(must & set(form.fields)):
             fv = form.fields[name]
             if fv.settled and fv.value in (None, "") and (form.form_id, name) not in pending_forms(kit, pending_times):

@@ -115,3 +115,156 @@ def test_a_reading_value_has_the_fields_of_a_reading(kit, ward_pack):
                 assert getattr(v, name) == getattr(r, name), name
             n += 1
     assert n == len(by_id)
+
+
+def test_the_full_recompute_reads_of_a_sheet_scanned_once_only_what_decides(kit, ward_pack, monkeypatch):
+    """Its checks' fields, the readings waiting for a person and the decided ones: fewer readings
+    become Python values than the store holds, and the report is what every reading gives (the
+    kept summaries read them all; a decision on an accepted grid cell still reaches the ranges)."""
+    _scanned(kit)
+    conn = kit.db.conn
+    accepted_cell = conn.execute("SELECT reading_id FROM readings WHERE status = 'accepted' AND field LIKE 'c%.pulse'"
+                                 " ORDER BY reading_id LIMIT 1").fetchone()[0]
+    record_review(kit.db, accepted_cell, "correct", "400", "clerk")  # outside the plausible range
+    expected = reconcile(kit)
+    made = []
+    real = state.effective_readings_by_capture
+
+    def counting(*args, **kwargs):
+        for cid, values in real(*args, **kwargs):
+            made.append(len(values))
+            yield cid, values
+    monkeypatch.setattr(state, "effective_readings_by_capture", counting)
+    full = reconcile(kit, full=True)
+    assert json.loads(json.dumps(full)) == expected
+    assert any(f["code"] == "out_of_range" for e in full["forms"] for f in e["flags"])
+    total = conn.execute("SELECT COUNT(*) FROM readings r JOIN captures c ON c.capture_id = r.capture_id"
+                         " WHERE c.status = 'read'").fetchone()[0]
+    assert sum(made) < 0.75 * total  # every reading before (a fifth of these sheets are scanned twice here)
+
+
+def _batch_pid(reader, shared, batch):  # a worker's part of test_two_workers... (named, so a worker can run it)
+    import os
+    return os.getpid(), shared, len(batch), reader.db.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
+
+
+def _worker_setup(reader, in_worker):
+    return in_worker
+
+
+def test_two_workers_give_the_full_recompute_byte_for_byte_in_order(kit, ward_pack, monkeypatch):
+    """A large kit's full recompute is shared by two processes (each its own read-only snapshot of
+    the store); what the CLI writes is what one process writes, in the same order."""
+    import os
+    from fallbackkit.reconcile import parallel
+    _scanned(kit)
+    base = ["--kit", str(kit.path), "--user", "tester"]
+    runner = CliRunner()
+    monkeypatch.setattr(core, "FORMS_PER_PASS", 3)
+    monkeypatch.setenv("FALLBACKKIT_WORKERS", "1")
+    serial = runner.invoke(cli, base + ["reconcile", "--full", "--json"])
+    serial_text = runner.invoke(cli, base + ["reconcile", "--full", "--all"])
+    assert serial.exit_code == 0 and json.loads(serial.output)["forms"]
+    monkeypatch.setenv("FALLBACKKIT_WORKERS", "2")
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 2)
+    n_forms = kit.db.conn.execute("SELECT COUNT(*) FROM forms").fetchone()[0]
+    assert parallel.workers_for(n_forms) == 2
+    shared = runner.invoke(cli, base + ["reconcile", "--full", "--json"])
+    assert shared.exit_code == 0 and shared.output == serial.output
+    assert runner.invoke(cli, base + ["reconcile", "--full", "--all"]).output == serial_text.output
+    # the batches really went to other processes, and came back in their order
+    batches = [[str(i)] * (i % 3 + 1) for i in range(12)]
+    got = list(parallel.in_order(kit, batches, _batch_pid, _worker_setup, 2))
+    assert [n for _, _, n, _ in got] == [len(b) for b in batches]
+    assert {pid for pid, _, _, _ in got} - {os.getpid()} and all(in_worker for _, in_worker, _, _ in got)
+    assert not any(in_worker for _, in_worker, _, _ in parallel.in_order(kit, batches[:2], _batch_pid, _worker_setup, 1))
+
+
+def test_a_worker_reads_one_snapshot_of_the_store(kit, ward_pack):
+    """A worker's connection is read-only and sees the store as it was when the worker started,
+    whatever the station writes meanwhile (each batch of a worker agrees with its other batches)."""
+    import sqlite3
+    import pytest
+    from fallbackkit.reconcile import parallel
+    sid = kit.db.conn.execute("SELECT sheet_id FROM sheets ORDER BY sheet_id LIMIT 1").fetchone()[0]
+    reader = parallel.reader_kit(kit.path, kit.kit_id, kit.secret)
+    before = reader.db.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
+    fake_scan(kit, sid, {})
+    assert kit.db.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == before + 1
+    assert reader.db.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == before
+    with pytest.raises(sqlite3.OperationalError):
+        reader.db.conn.execute("DELETE FROM captures")
+    reader.db.conn.close()
+
+
+def _kept_rows(kit) -> dict:
+    conn = kit.db.conn
+    return {table: conn.execute(f"SELECT rowid, * FROM {table} ORDER BY rowid").fetchall()  # same order too
+            for table in ("form_summary", "form_reports", "form_reasons", "worklist_items", "worklist_patients",
+                          "ward_totals", "reason_totals")}
+
+
+def test_many_forms_recomputed_by_two_workers_are_stored_as_one_process_stores_them(kit, ward_pack, monkeypatch):
+    """A refresh of many forms (after a merge or a setting) has its rows computed by two worker
+    processes and written by the caller, in one transaction: the same rows as one process; a
+    refresh inside a caller's transaction (its writes uncommitted) stays in one process."""
+    from fallbackkit.reconcile import parallel
+    _scanned(kit)
+    monkeypatch.setattr(summary, "FORMS_PER_BATCH", 3)
+    monkeypatch.setenv("FALLBACKKIT_WORKERS", "1")
+    summary.refresh(kit, everything=True)
+    serial = _kept_rows(kit)
+    assert serial["worklist_items"]
+    used: list[int] = []
+    real = parallel.in_order
+
+    def spying(kit_, batches, work, setup, workers):
+        used.append(workers)
+        return real(kit_, batches, work, setup, workers)
+    monkeypatch.setattr(parallel, "in_order", spying)
+    monkeypatch.setenv("FALLBACKKIT_WORKERS", "2")
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 2)
+    conn = kit.db.conn
+    conn.execute("DELETE FROM worklist_items")
+    conn.commit()
+    summary.refresh(kit, everything=True)
+    assert used == [2] and _kept_rows(kit) == serial
+    # a decision and its forms' summaries in one transaction: the workers could not see the decision
+    rid = conn.execute("SELECT reading_id FROM readings WHERE status = 'review' AND reading_id NOT IN"
+                       " (SELECT reading_id FROM reviews) ORDER BY reading_id LIMIT 1").fetchone()[0]
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    with summary.refreshing(kit):
+        record_review(kit.db, rid, "transcribe", "12", "clerk")
+    assert used[-1] == 1
+    assert json.loads(json.dumps(reconcile(kit, full=True))) == reconcile(kit)
+
+
+def _dies_in_a_worker(reader, in_worker, batch):
+    import os
+    if in_worker and batch == 3:
+        os._exit(9)  # as if killed for memory
+    return batch * 10
+
+
+def _fails_in_a_worker(reader, in_worker, batch):
+    if in_worker:
+        raise ValueError("only in a worker")
+    return batch * 10
+
+
+def _always_fails(reader, in_worker, batch):
+    if batch == 2:
+        raise ValueError("batch 2 is wrong")
+    return batch * 10
+
+
+def test_a_batch_a_worker_cannot_give_is_done_in_the_calling_process(kit, ward_pack):
+    """A worker that dies or fails costs time, never a batch: it is computed by the caller, in
+    its place; an error that is real is raised there."""
+    import pytest
+    from fallbackkit.reconcile import parallel
+    want = [b * 10 for b in range(8)]
+    assert list(parallel.in_order(kit, range(8), _dies_in_a_worker, _worker_setup, 2)) == want
+    assert list(parallel.in_order(kit, range(8), _fails_in_a_worker, _worker_setup, 2)) == want
+    with pytest.raises(ValueError, match="batch 2 is wrong"):
+        list(parallel.in_order(kit, range(8), _always_fails, _worker_setup, 2))

@@ -4,6 +4,7 @@ The files are byte for byte what the whole-kit export wrote. Real SQLite, a real
 captures stored as the scan stage stores them."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -21,8 +22,8 @@ from test_batch_stream import _scanned
 
 
 def _whole_kit(kit, stamp):
-    """What the export wrote when it held the whole kit: one `collect.load`, every row, then one write."""
-    store = collect.load(kit)
+    """What the export wrote when it held the whole kit: every form in one batch, every row, then one write."""
+    store = next(collect.iter_stores(kit, batch=10 ** 9))
     readings = tabular.reading_rows(store)
     worklist = tabular.worklist_rows(kit)
 
@@ -55,7 +56,6 @@ def test_the_exports_hold_one_batch_of_forms_at_a_time_and_write_the_same_bytes(
             held.append((len(store.forms), len(store.readings)))
             yield store
     monkeypatch.setattr(tabular, "iter_stores", counting)
-    monkeypatch.setattr(collect, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("the whole kit")))
 
     done = tabular.export_table(kit, "csv", tmp_path / "csv", actor="tester")
     assert (tmp_path / "csv" / "readings.csv").read_bytes() == want_readings
@@ -131,7 +131,7 @@ def test_the_report_holds_one_batch_of_forms_at_a_time_and_says_the_same(kit, wa
     stamp = now_iso()
     monkeypatch.setattr(report, "now_iso", lambda: stamp)
     monkeypatch.setattr(report, "local_text", lambda moment, zone: "now")
-    whole = collect.load(kit)
+    whole = next(collect.iter_stores(kit, batch=10 ** 9))
     want = report.report_data(kit)  # one batch here: the kit has fewer forms than FORMS_PER_BATCH
     assert len(whole.forms) < collect.FORMS_PER_BATCH and want["handover"]
     held: list[int] = []
@@ -142,7 +142,6 @@ def test_the_report_holds_one_batch_of_forms_at_a_time_and_says_the_same(kit, wa
             held.append(len(store.forms))
             yield store
     monkeypatch.setattr(report, "iter_stores", counting)
-    monkeypatch.setattr(collect, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("the whole kit")))
     assert report.report_data(kit) == want
     assert len(held) > 3 and max(held) <= 4
     assert want["totals"]["readings"] == len(whole.readings) > 100
@@ -175,3 +174,32 @@ def test_the_export_record_hashes_a_file_a_chunk_at_a_time(tmp_path, monkeypatch
     path.write_bytes(data)
     monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: (_ for _ in ()).throw(AssertionError("whole file")))
     assert file_entry(path) == {"name": "export.json", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def test_the_html_report_is_written_a_row_at_a_time(kit, ward_pack, tmp_path, monkeypatch):
+    """The flags of a big kit are a table of tens of megabytes: never one string with the rest."""
+    import fallbackkit.files as files
+    from fallbackkit.export import report
+
+    _scanned(kit)
+    stamp = now_iso()
+    monkeypatch.setattr(report, "now_iso", lambda: stamp)
+    monkeypatch.setattr(report, "local_text", lambda moment, zone: "now")
+    want = report.write_report(kit, tmp_path / "whole.html")
+    d = report.report_data(kit)
+    rows = len(d["missing"]) + len(d["conflicts"]) + len(d["flags"])
+    assert rows > 20
+    writes: list[int] = []
+    real = files.private_writer
+
+    @contextlib.contextmanager
+    def recording(path, text=False):
+        with real(path, text=text) as fh:
+            write = fh.write
+            fh.write = lambda data: (writes.append(len(data)), write(data))[1]
+            yield fh
+    monkeypatch.setattr(report, "private_writer", recording)
+    got = report.write_report(kit, tmp_path / "rows.html")
+    assert (tmp_path / "rows.html").read_bytes() == (tmp_path / "whole.html").read_bytes()
+    assert got["totals"] == want["totals"]
+    assert len(writes) > rows and max(writes) < sum(writes) / 4

@@ -109,3 +109,74 @@ def test_a_merge_process_killed_outright_resumes(stations):
     assert reconcile(a) == reconcile(straight, full=True)
     a.close()
     straight.close()
+
+
+def _indexes(kit) -> list[tuple]:
+    return kit.db.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'readings'"
+                               " AND sql IS NOT NULL ORDER BY name").fetchall()  # not the UNIQUE's own
+
+
+def test_a_bulk_merge_builds_the_indexes_it_set_aside_even_after_a_kill(stations, monkeypatch):
+    """Into a station with fewer captures, a large merge inserts readings without their secondary
+    indexes and builds them at the end. Killed midway (nothing runs after the kill), the station
+    records which indexes are set aside, and the next merge builds them again: same indexes, same
+    rows as a merge never interrupted."""
+    from fallbackkit.store import readings
+    monkeypatch.setattr(merge, "CAPTURES_PER_CHUNK", 5)
+    monkeypatch.setattr(merge, "BULK_FROM", 1)
+    straight = open_kit(stations / "b")
+    wanted = _indexes(straight)
+    assert len(wanted) >= 3
+    dropped = []
+    real_set_aside = readings.set_aside_indexes
+    monkeypatch.setattr(merge, "set_aside_indexes", lambda conn: dropped.append(real_set_aside(conn)))
+    merge_store(straight, stations / "scanner", "it")
+    assert dropped and sorted(dropped[0]) == [n for n, _ in wanted]  # it did set them aside
+    assert _indexes(straight) == wanted and readings.indexes_set_aside(straight.db.conn) == []
+
+    a = open_kit(stations / "a")
+
+    def kill(start: int) -> None:
+        monkeypatch.setattr(merge, "_restore_indexes", lambda conn: None)  # a kill: nothing runs after it
+        raise Killed("kill -9 after the first chunk")
+    monkeypatch.setattr(merge, "_chunk_done", kill)
+    with pytest.raises(Killed):
+        merge_store(a, stations / "scanner", "it")
+    assert _rows(a, "captures") == 5 and _indexes(a) == []
+    assert readings.indexes_set_aside(a.db.conn) == [n for n, _ in wanted]
+    monkeypatch.undo()
+    again = merge_store(a, stations / "scanner", "it")
+    assert again["added"]["captures"] == 7
+    assert _indexes(a) == wanted and readings.indexes_set_aside(a.db.conn) == []
+    for table in ("captures", "readings", "reviews", "input_files"):
+        assert a.db.conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() == \
+            straight.db.conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall(), table
+    assert reconcile(a) == reconcile(straight) == reconcile(a, full=True)
+
+
+def test_a_small_merge_into_a_busy_station_keeps_the_indexes(stations, monkeypatch):
+    monkeypatch.setattr(merge, "set_aside_indexes", lambda conn: (_ for _ in ()).throw(AssertionError("set aside")))
+    b = open_kit(stations / "b")
+    merge_store(b, stations / "scanner", "it")  # 12 new captures: far below BULK_FROM
+    assert _indexes(b)
+
+
+def test_readings_copied_by_sql_are_those_copied_row_by_row(stations, monkeypatch):
+    """A chunk's readings go from the attached store in one INSERT ... SELECT: the same rows, the
+    same ids, the same decisions on them (their readings mapped) as copied one row at a time."""
+    monkeypatch.setattr(merge, "CAPTURES_PER_CHUNK", 5)
+    by_sql = open_kit(stations / "a")
+    asked = []
+    real = merge._Merger._readings_in_sql
+    monkeypatch.setattr(merge._Merger, "_readings_in_sql", lambda self, *a: asked.append(1) or real(self, *a))
+    merge_store(by_sql, stations / "scanner", "it")
+    assert len(asked) == 3  # 12 captures, 5 a chunk
+    monkeypatch.setattr(merge._Merger, "attach", lambda self, store: None)
+    by_rows = open_kit(stations / "b")
+    merge_store(by_rows, stations / "scanner", "it")
+    assert len(asked) == 3
+    for table in ("captures", "readings", "reviews"):
+        assert by_sql.db.conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() == \
+            by_rows.db.conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall(), table
+    assert _rows(by_sql, "reviews") > 0
+    assert "merge_source" not in [r[1] for r in by_sql.db.conn.execute("PRAGMA database_list")]  # detached

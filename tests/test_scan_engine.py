@@ -372,3 +372,46 @@ def test_page_wide_box_measures_equal_box_by_box(ward):
                     assert math.isclose(a[key], b[key], rel_tol=1e-6, abs_tol=1e-9), (sheet_id, key)
                 else:
                     assert a[key] == b[key], (sheet_id, key)
+
+
+def test_page_wide_handwriting_measures_equal_field_by_field(ward):
+    """measure_handwritten_many (a page's handwriting fields as stacks of crops of one shape, the
+    path read_page takes) gives exactly the raw measures and crops of measuring each field alone,
+    on filled pages with many fields of one shape (MAR slots, vitals combs) after office damage; and
+    the outline evidence of a stack of patches is exactly that of each patch alone."""
+    from fallbackkit.scan.degrade import office
+    rng = np.random.default_rng(11)
+    pages = ward.pages()
+    shapes_stacked = 0
+    for sheet_id, img, geom in [p for p in pages if p[2]["template"] in ("mar", "vitals")][:3] + pages[:2]:
+        filled, _ = fill_page(img, geom, DPI, rng, writing=0.6)
+        page = office(filled, rng)
+        result = ward.read(page)
+        assert result.status == "read", result.detail
+        hmat = np.array(result.transform)
+        black = result.quality["black_level"]
+        fields = [f for f in geom["fields"] if f["type"] in read.HANDWRITTEN]
+        together = read.measure_handwritten_many(page, hmat, fields, black)
+        shapes = {read._hand_shape(f) for f in fields}
+        shapes_stacked += len(fields) - len(shapes)
+        for f, (raw, crop) in zip(fields, together):
+            alone_raw, alone_crop = read.measure_handwritten(page, hmat, f, black)
+            assert raw == alone_raw, (sheet_id, f["name"])
+            assert np.array_equal(crop, alone_crop), (sheet_id, f["name"])
+        # the same numbers as read_page stored (it measures the page the same way)
+        by_name = {r.field: r.raw for r in result.readings}
+        assert all(by_name[f["name"]]["tiles_inked"] == raw["tiles_inked"] for f, (raw, _) in zip(fields, together))
+        # outline evidence: a stack (slices, integer sums) against one patch at a time
+        crops = np.stack([c for (_, c), f in zip(together, fields) if read._hand_shape(f) == read._hand_shape(fields[0])])
+        if len(crops) > 1:
+            ppm = read.CROP_PX_PER_MM
+            m = int(round(read.CROP_MARGIN_MM * ppm))
+            w, h = fields[0]["box_mm"][2:]
+            x0 = np.full(len(crops), m) + np.arange(len(crops)) % 3 - 1
+            y0 = np.full(len(crops), m) - np.arange(len(crops)) % 2
+            x1, y1 = x0 + int(round(w * ppm)), y0 + int(round(h * ppm))
+            stacked = read._edge_evidence(crops, x0, y0, x1, y1, ppm)
+            for i in range(len(crops)):
+                one = read._edge_evidence_one(crops[i], int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i]), ppm, True)
+                assert np.array_equal(stacked[i], one), (sheet_id, i)
+    assert shapes_stacked > 50  # the stacks were really used (fields sharing a shape with another)

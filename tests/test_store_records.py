@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from fallbackkit.cli import cli
-from fallbackkit.export.collect import load as load_export
+from fallbackkit.export.collect import iter_stores
 from fallbackkit.reconcile.state import iter_capture_values
 from fallbackkit.review.queue import open_quarantine, page_overlay
 from fallbackkit.scan.pipeline import list_quarantine as cli_quarantine
@@ -108,7 +108,7 @@ def test_every_stage_sees_the_same_value_after_decisions(kit, ward_pack):
     for _cid, values in iter_capture_values(kit):
         for v in values.values():
             assert (v.value, v.resolved, v.source, v.reviewer) == want[v.reading_id]
-    for r in load_export(kit).readings:
+    for r in (r for store in iter_stores(kit) for r in store.readings):
         assert (r.value, r.resolved, r.source, r.reviewer) == want[r.reading_id]
     latest = {r["reading_id"]: r for r in list_readings(kit, sheet_id=sid)}
     assert {r["capture_id"] for r in latest.values()} == {second}  # the sheet's latest capture only

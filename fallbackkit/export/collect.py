@@ -1,4 +1,4 @@
-"""What the store knows, gathered once for the exporters and the report.
+"""What the store knows of its forms, gathered a batch of forms at a time for the exporters and the report.
 
 Exporters must agree with the review station on what a field's value is, so each reading comes
 from `store.readings.effective_readings` (the one rule: latest review that is not undone, else the
@@ -8,13 +8,15 @@ nobody resolved is a conflict and the field stays unsettled (fail closed).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Iterable, Iterator
 
-from ..errors import BadInput
+from ..errors import BadInput, Conflict
 from ..files import write_private  # noqa: F401  (re-exported: the one owner is fallbackkit/files.py)
 from ..store.decisions import current_links
 from ..store.kit import Kit
@@ -79,13 +81,35 @@ class FieldValue:
             if times else None
 
 
+class FieldGeometry(Mapping):
+    """Field name -> its layout entry with the page and sheet id it is on, made when asked for: a
+    form has hundreds of fields, an export at 100,000 captures millions, and only the FHIR export
+    of a MAR slot asks for one."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, tuple[dict[str, Any], int, str]] = {}
+
+    def place(self, entry: dict[str, Any], page: int, sheet_id: str) -> None:
+        self._at[entry["name"]] = (entry, page, sheet_id)
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        entry, page, sheet_id = self._at[name]
+        return {**entry, "page": page, "sheet_id": sheet_id}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+
 @dataclass
 class Form:
     row: dict[str, Any]
     sheets: list[dict[str, Any]]
     captures: list[dict[str, Any]]              # read captures of its sheets, oldest first
     fields: dict[str, FieldValue] = field(default_factory=dict)
-    geometry: dict[str, dict[str, Any]] = field(default_factory=dict)   # field name -> geometry entry
+    geometry: FieldGeometry = field(default_factory=lambda: FieldGeometry())  # field name -> geometry entry
     real_mrn: str | None = None
 
     @property
@@ -138,11 +162,14 @@ def _rows(conn, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in cur]
 
 
-def load_readings(conn, capture_ids: set[int] | None = None) -> list[Reading]:
-    return list(effective_readings(conn, capture_ids=capture_ids, order="reading"))
-
-
 def settle(name: str, readings: list[Reading]) -> FieldValue:
+    if len(readings) == 1:  # most fields (millions at 100k captures): the same answers as below, sooner
+        r = readings[0]
+        if not r.resolved:
+            return FieldValue(name, None, False, "review pending", readings)
+        if r.source == "illegible":
+            return FieldValue(name, None, False, "illegible", readings)
+        return FieldValue(name, r.value, True, None, readings)
     pending = [r for r in readings if not r.resolved]
     if pending:
         return FieldValue(name, None, False, "review pending", readings)
@@ -162,38 +189,42 @@ def load_census(conn) -> dict[str, dict[str, Any]]:
     return census
 
 
-def load(kit: Kit, ward: str | None = None) -> Store:
+SNAPSHOT_TRIES = 5
+
+
+@contextlib.contextmanager
+def snapshot(kit: Kit) -> Iterator[None]:
+    """One state of the store for a whole export or report, read a batch at a time (issue 16): a
+    read transaction (WAL: the station's writers go on and are not waited for, and a write they
+    commit meanwhile is not seen). The kept summaries are brought up to date first, in their own
+    write: inside the read transaction nothing may write (a write would hold the station's write
+    lock for the whole export), so a mark that slips in between is refreshed and the read begun
+    again. Nothing is written inside; the transaction is ended by a rollback."""
     conn = kit.db.conn
-    census = load_census(conn)
-    links = active_links(conn)
-    forms_sql = "SELECT * FROM forms"
-    params: list[Any] = []
-    if ward:
-        forms_sql += " WHERE ward = ?"
-        params.append(ward)
-    form_rows = _rows(conn, forms_sql + " ORDER BY printed_at, form_id", params)
-    sheets_by_form: dict[str, list[dict]] = defaultdict(list)
-    layout_hashes: set[str] = set()
-    for s in _rows(conn, "SELECT * FROM sheets ORDER BY form_id, page"):
-        sheets_by_form[s["form_id"]].append(s)
-        layout_hashes.add(s["layout_hash"])
-    captures = {c["capture_id"]: c for c in _rows(conn, "SELECT * FROM captures ORDER BY capture_id")}
-    files = {f["sha256"]: f for f in _rows(conn, "SELECT * FROM input_files")}
-    caps_by_sheet: dict[str, list[dict]] = defaultdict(list)
-    for c in captures.values():
-        if c["status"] == "read" and c["sheet_id"]:
-            caps_by_sheet[c["sheet_id"]].append(c)
-    layouts = {h: json.loads(g) for h, g in conn.execute("SELECT hash, geometry FROM layouts")}
-    readings = load_readings(conn)
-    by_sheet_field: dict[tuple[str, str], list[Reading]] = defaultdict(list)
-    for r in readings:
-        cap = captures.get(r.capture_id)
-        if cap is None or cap["status"] != "read":
-            continue
-        by_sheet_field[(r.sheet_id, r.field)].append(r)
-    forms = [_form(row, sheets_by_form.get(row["form_id"], []), caps_by_sheet, layouts, by_sheet_field, links)
-             for row in form_rows]
-    return Store(kit.kit_id, forms, readings, captures, files, links, census)
+    if conn.in_transaction:  # already inside one state (a caller's transaction)
+        yield
+        return
+    refresh = None
+    if not kit.read_only:
+        try:
+            from ..reconcile.summary import refresh
+        except ImportError:  # a build without the reconcile stage keeps no summaries
+            refresh = None
+    for _ in range(SNAPSHOT_TRIES):
+        if refresh is not None:
+            refresh(kit)
+        conn.execute("BEGIN")
+        if refresh is None or conn.execute("SELECT 1 FROM summary_dirty LIMIT 1").fetchone() is None:
+            break
+        conn.rollback()
+    else:
+        raise Conflict("the store changed under every try to read one state of it",
+                       hint="run the command again (a station or a scan is writing a lot right now)")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.rollback()  # nothing was written: ending the read transaction
 
 
 FORMS_PER_BATCH = 1000  # the exports hold the forms, captures and readings of this many forms at a time
@@ -204,25 +235,43 @@ def _in(column: str, values: list[Any]) -> str:
 
 
 def iter_stores(kit: Kit, ward: str | None = None, batch: int = FORMS_PER_BATCH) -> Iterator[Store]:
-    """What `load` gathers, a batch of forms at a time (forms in the same order, each with the same
-    sheets, captures and settled fields), so that an export holds the readings of BATCH forms, not
-    of the kit (issue 16). Each Store's captures and files are those of its forms; census is empty."""
-    conn = kit.db.conn
-    links = active_links(conn)
-    layouts = {h: json.loads(g) for h, g in conn.execute("SELECT hash, geometry FROM layouts")}
-    reviews = current_reviews(conn)
+    """The forms of the kit (of WARD) as printed, a batch at a time, each whole (its sheets, captures
+    and settled fields), so that an export holds the readings of BATCH forms, not of the kit
+    (issue 16). Each Store's captures and files are those of its forms; census is empty."""
+    loader = FormLoader(kit)
     forms_sql = "SELECT form_id FROM forms"
     params: list[Any] = []
     if ward:
         forms_sql += " WHERE ward = ?"
         params.append(ward)
-    form_ids = [r[0] for r in conn.execute(forms_sql + " ORDER BY printed_at, form_id", params)]
+    form_ids = [r[0] for r in kit.db.conn.execute(forms_sql + " ORDER BY printed_at, form_id", params)]
     for start in range(0, len(form_ids), batch):
-        part = form_ids[start:start + batch]
-        by_id = {r["form_id"]: r for r in _rows(conn, "SELECT * FROM forms WHERE " + _in("form_id", part), part)}
+        yield loader.store(form_ids[start:start + batch])
+
+
+class FormLoader:
+    """Whole forms (their sheets, captures, files and settled fields) for the form ids asked, with
+    what every batch shares (identity links, layouts, people's decisions) read once."""
+
+    def __init__(self, kit: Kit):
+        conn = kit.db.conn
+        self.kit = kit
+        self.links = active_links(conn)
+        self.layouts = {h: json.loads(g) for h, g in conn.execute("SELECT hash, geometry FROM layouts")}
+        self.reviews = current_reviews(conn)
+
+    def store(self, part: list[str]) -> Store:
+        """A Store of these forms, in this order (ids not in the kit are left out)."""
+        conn, links, layouts = self.kit.db.conn, self.links, self.layouts
+        by_id: dict[str, dict[str, Any]] = {}
         sheets_by_form: dict[str, list[dict]] = defaultdict(list)
-        for s in _rows(conn, "SELECT * FROM sheets WHERE " + _in("form_id", part) + " ORDER BY form_id, page", part):
-            sheets_by_form[s["form_id"]].append(s)
+        for i in range(0, len(part), 500):
+            chunk = part[i:i + 500]
+            by_id.update((r["form_id"], r) for r in _rows(conn, "SELECT * FROM forms WHERE " + _in("form_id", chunk),
+                                                          chunk))
+            for s in _rows(conn, "SELECT * FROM sheets WHERE " + _in("form_id", chunk) + " ORDER BY form_id, page",
+                           chunk):
+                sheets_by_form[s["form_id"]].append(s)
         sheet_ids = [s["sheet_id"] for sheets in sheets_by_form.values() for s in sheets]
         captures: dict[int, dict[str, Any]] = {}
         for i in range(0, len(sheet_ids), 500):
@@ -241,14 +290,14 @@ def iter_stores(kit: Kit, ward: str | None = None, batch: int = FORMS_PER_BATCH)
             if c["status"] == "read" and c["sheet_id"]:
                 caps_by_sheet[c["sheet_id"]].append(c)
         read_ids = [cid for sheet in caps_by_sheet.values() for cid in (c["capture_id"] for c in sheet)]
-        readings = sorted(effective_readings(conn, capture_ids=read_ids, order="reading", reviews=reviews),
+        readings = sorted(effective_readings(conn, capture_ids=read_ids, order="reading", reviews=self.reviews),
                           key=lambda r: r.reading_id) if read_ids else []
         by_sheet_field: dict[tuple[str, str], list[Reading]] = defaultdict(list)
         for r in readings:
             by_sheet_field[(r.sheet_id, r.field)].append(r)
         forms = [_form(by_id[fid], sheets_by_form.get(fid, []), caps_by_sheet, layouts, by_sheet_field, links)
                  for fid in part if fid in by_id]
-        yield Store(kit.kit_id, forms, readings, captures, files, links, {})
+        return Store(self.kit.kit_id, forms, readings, captures, files, links, {})
 
 
 def _form(row, sheets, caps_by_sheet, layouts, by_sheet_field, links) -> Form:
@@ -256,7 +305,7 @@ def _form(row, sheets, caps_by_sheet, layouts, by_sheet_field, links) -> Form:
     form.real_mrn = row["patient_mrn"] or links.get(row["downtime_mrn"] or "")
     for s in sheets:
         for g in layouts.get(s["layout_hash"], {}).get("fields", []):
-            form.geometry[g["name"]] = {**g, "page": s["page"], "sheet_id": s["sheet_id"]}
+            form.geometry.place(g, s["page"], s["sheet_id"])
             found = by_sheet_field.get((s["sheet_id"], g["name"]))
             if found:
                 form.fields[g["name"]] = settle(g["name"], found)

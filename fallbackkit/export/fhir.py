@@ -13,23 +13,28 @@ import base64
 import datetime as _dt
 import hashlib
 import json
+import shutil
+import sqlite3
+import tempfile
 import uuid
-from collections import Counter
+from collections import ChainMap, Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable, Iterator
 from urllib.parse import quote
 
+from .. import jsontext
 from ..errors import BadInput
-from ..store.exports import content_hash, last_sent, record_export_if_writable
+from ..store.exports import content_hash, last_sent_item, last_sent_of_forms, record_export_if_writable
 from ..store.kit import Kit, default_actor, now_iso
 from ..store.settings import check_zone, get_setting, stored_setting, system_zone
-from ..files import OutputFiles, file_name, outside_kit
+from ..files import StagedFiles, file_name, outside_kit
 from ..templates import values as paper_values
 from ..templates.model import Template
 from ..templates.semantics import ItemRule
 from .bundles import as_batch, split_transaction
-from .collect import Form, Store, load, parse_since, touched_since, write_private
+from .tabular import _write_json
+from .collect import FORMS_PER_BATCH, Form, FormLoader, Store, load_census, parse_since, snapshot, touched_since
 
 NS = uuid.UUID("8f0d7f3e-4c1e-5b8a-9a51-6b7f2a0c3d11")
 UCUM = "http://unitsofmeasure.org"
@@ -131,16 +136,69 @@ class Item:
 @dataclass
 class PatientBundle:
     key: str
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    urls: dict[tuple[str, str], str] = field(default_factory=dict)
+    entries: Any = field(default_factory=list)   # a list, or the Entries of a patient's written bundle
+    urls: Any = field(default_factory=dict)      # (type, fullUrl) -> fullUrl: a dict, or a ChainMap while staged
     patient_url: str | None = None
 
 
+class Entries:
+    """A patient's bundle entries as they are committed: held (to be cut into parts or made a batch)
+    or written to the bundle file as they come (`start` opens it at the first entry), so that an
+    export holds no patient's bundle whole (issue 16: one patient's bundle can hold 100,000 entries).
+    What is written is `json.dumps(bundle, indent=1, ensure_ascii=False)` of the whole bundle."""
+
+    def __init__(self, head: Callable[[], dict[str, Any]], start: Callable[[], IO[str]] | None):
+        self.head, self.start = head, start
+        self.held: list[dict[str, Any]] | None = [] if start is None else None
+        self.fh: IO[str] | None = None
+        self.count = 0
+        self.by_type: Counter = Counter()
+        self.patients: list[dict[str, Any]] = []   # the Patient entries: recorded as sent, per patient
+
+    def append(self, entry: dict[str, Any]) -> None:
+        rtype = entry["resource"]["resourceType"]
+        self.count += 1
+        self.by_type[rtype] += 1
+        if rtype == "Patient":
+            self.patients.append({"request": entry["request"], "resource": entry["resource"]})
+        if self.held is not None:
+            self.held.append(entry)
+            return
+        if self.fh is None:
+            self.fh = self.start()
+            head = jsontext.dumps(self.head(), indent=1)
+            self.fh.write(head[:-2] + ',\n "entry": [\n  ')
+        else:
+            self.fh.write(",\n  ")
+        self.fh.write(jsontext.dumps(entry, indent=1, level=2))
+
+    def extend(self, entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            self.append(entry)
+
+    def finish(self) -> IO[str] | None:
+        """The end of the written bundle; its file handle (None when held)."""
+        if self.fh is not None:
+            self.fh.write("\n ]\n}")
+        return self.fh
+
+
+@dataclass
+class PatientForms:
+    """The forms of one patient in this export (its ward), as printed: what the patient's Patient
+    and Encounter resources are made of is looked up here, not across the whole kit."""
+    key: str
+    forms: list[tuple[str, str, int]] = field(default_factory=list)   # (form id, template, version)
+    downtime: set[str] = field(default_factory=set)
+    registration: Any = ...      # the first registration form with captures (... = not looked up yet)
+    resources: dict[Any, dict[str, Any]] = field(default_factory=dict)  # (real MRN, downtime MRNs) -> Patient
+    withdrawals: list[tuple] = field(default_factory=list)
+
+
 class BundleBuilder:
-    def __init__(self, store: Store, mrn_system: str | None = None, encounter_system: str | None = None,
+    def __init__(self, kit_id: str, mrn_system: str | None = None, encounter_system: str | None = None,
                  accession_system: str | None = None):
-        self.store = store
-        self.base = f"urn:fallbackkit:{store.kit_id}"
+        self.base = f"urn:fallbackkit:{kit_id}"
         self.mrn_system = mrn_system or f"{self.base}:mrn"
         self.encounter_system = encounter_system or f"{self.base}:encounter"
         self.accession_system = accession_system or f"{self.base}:downtime-accession"  # as before: re-sends stay idempotent
@@ -216,22 +274,29 @@ class FhirExport:
         from ..generate import kit_templates
         self.templates: dict[str, Template] = kit_templates(kit)
         self.skip_entered = skip_entered
-        self.skipped: list[dict[str, Any]] = []
+        self.ward = ward
         self.marks = {item: status for item, status in kit.db.conn.execute(
             "SELECT item_id, status FROM worklist_marks ORDER BY id")}
-        self.store = load(kit, ward)
+        self.census = load_census(kit.db.conn)
+        self.store = Store(kit.kit_id, [], [], {}, {}, {}, self.census)  # the batch of forms being exported
         # --since LAST: what differs from what the export record says was last sent (content, not clock)
         self.since_last = bool(since) and since.strip().upper() == "LAST"
         self.since = None if self.since_last else parse_since(since, self.tz)
-        self.sent = last_sent(kit.db.conn)
-        self.records: dict[str, dict[str, Any]] = {}   # item id -> what this export sends for it
-        self.unchanged: list[str] = []
-        self.withdrawn: list[dict[str, Any]] = []
+        self.sent: dict[str, dict[str, Any]] = {}     # item id -> last sent, for the items of this batch
+        self._sent_by_form: dict[str, list[str]] = {}
+        self._sent_patients: dict[str, dict[str, Any] | None] = {}
+        self.records: dict[str, dict[str, Any]] = {}   # item id -> what this export sends for it (this form)
         self.fields_of: dict[str, list[str]] = {}     # fullUrl -> the fields a resource comes from
         self.link_patches: dict[str, list[str]] = {}  # real MRN -> downtime MRNs linked to it
-        self.b = BundleBuilder(self.store, mrn_system, encounter_system, stored_setting(kit, "accession_system"))
-        self.bundles: dict[str, PatientBundle] = {}
+        self.b = BundleBuilder(kit.kit_id, mrn_system, encounter_system, stored_setting(kit, "accession_system"))
+        self.bundles: dict[str, PatientBundle] = {}   # the patient being exported
+        self.patients: dict[str, PatientForms] = {}
+        self.counts: Counter = Counter()   # pending, skipped, unchanged, withdrawn, exported
+        self.out: Any = None
+        # what run() gathers in memory (small kits, tests); export_fhir writes them as they come
         self.pending: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, Any]] = []
+        self.withdrawn: list[dict[str, Any]] = []
         self.exported: list[dict[str, Any]] = []
 
     # -- patients and encounters --
@@ -240,8 +305,27 @@ class FhirExport:
         if bundle.patient_url:
             return bundle.patient_url
         real = form.real_mrn
-        downtime = sorted({f.row["downtime_mrn"] for f in self.store.forms
-                           if f.row["downtime_mrn"] and f.patient_key == key})
+        downtime = sorted(self.patients[key].downtime)
+        cached = self.patients[key].resources.get(real)
+        if cached is None:
+            cached = self.patients[key].resources[real] = self._patient_resource(key, real, downtime)
+        resource = json.loads(json.dumps(cached))  # a copy: adding it to a bundle may change it
+        if real:
+            url = self.b.add(bundle, resource, self.b.mrn_system, real, create_only=True)
+            for d in downtime:
+                # the hospital's record is never overwritten: the downtime identifier is added by a
+                # conditional PATCH in link-<MRN>.json; a downtime-only Patient sent before is retired
+                if d not in self.link_patches.setdefault(key, []):
+                    self.link_patches[key].append(d)
+                if self._sent_patient(d) is not None:
+                    self._retire_downtime_patient(bundle, d, real, url)
+        else:
+            url = self.b.add(bundle, resource, self.b.system("downtime-mrn"), key)
+        bundle.patient_url = url
+        return url
+
+    def _patient_resource(self, key: str, real: str | None, downtime: list[str]) -> dict[str, Any]:
+        """The Patient resource of KEY (the census's, else what the patient's paper says)."""
         identifiers = []
         if real:
             identifiers.append({"use": "official", "type": {"coding": [{
@@ -263,19 +347,25 @@ class FhirExport:
                     identifiers.append({"use": "official", "system": self.national_number_system, "value": digits})
         else:
             self._demographics_from_paper(key, resource)
-        if real:
-            url = self.b.add(bundle, resource, self.b.mrn_system, real, create_only=True)
-            for d in downtime:
-                # the hospital's record is never overwritten: the downtime identifier is added by a
-                # conditional PATCH in link-<MRN>.json; a downtime-only Patient sent before is retired
-                if d not in self.link_patches.setdefault(key, []):
-                    self.link_patches[key].append(d)
-                if f"patient:{d}" in self.sent:
-                    self._retire_downtime_patient(bundle, d, real, url)
-        else:
-            url = self.b.add(bundle, resource, self.b.system("downtime-mrn"), key)
-        bundle.patient_url = url
-        return url
+        return resource
+
+    def _sent_patient(self, downtime: str) -> dict[str, Any] | None:
+        """What the export record says was last sent as the patient of a downtime MRN."""
+        if downtime not in self._sent_patients:
+            self._sent_patients[downtime] = last_sent_item(self.kit.db.conn, f"patient:{downtime}")
+        return self._sent_patients[downtime]
+
+    def _patient_forms(self, key: str, wanted: Callable[[Template | None], bool]) -> Iterator[Form]:
+        """The forms of patient KEY whose template is wanted, as printed, loaded a few at a time."""
+        group = self.patients.get(key)
+        ids = [fid for fid, name, version in (group.forms if group else ())
+               if wanted(self.templates.get(f"{name}@{version}") or self.templates.get(name))]
+        step = min(50, FORMS_PER_BATCH)  # most lookups stop at the first form
+        for start in range(0, len(ids), step):
+            yield from self.loader.store(ids[start:start + step]).forms
+
+    def _is_registration(self, t: Template | None) -> bool:
+        return t is None or any(r.fhir == "registration" for r in t.reentry)
 
     def _not_real(self, real: str) -> str:
         return f"identifier:not={quote(f'{self.b.mrn_system}|{real}', safe='')}"
@@ -284,7 +374,7 @@ class FhirExport:
         """The downtime-only Patient an earlier export sent: as it was sent, inactive, with a
         `replaced-by` link to the real patient. Its condition leaves the real patient out (which
         carries the downtime identifier too once it is linked)."""
-        sent = next((r["resource"] for r in self.sent[f"patient:{downtime}"]["resources"]
+        sent = next((r["resource"] for r in self._sent_patient(downtime)["resources"]
                      if any(i.get("value") == downtime for i in r["resource"].get("identifier", []))), None)
         if sent is None:  # recorded, but not as a downtime-only Patient: nothing to retire
             return
@@ -321,7 +411,7 @@ class FhirExport:
 
     def _demographics_from_paper(self, key: str, resource: dict[str, Any]) -> None:
         """A patient known only by a downtime MRN: name and birth date from a settled registration form."""
-        for form in self.store.forms:
+        for form in self._patient_forms(key, self._is_registration):
             roles = self.registration_roles(form)
             if form.patient_key != key or roles is None:
                 continue
@@ -353,7 +443,7 @@ class FhirExport:
                 resource["telecom"] = [{"system": "phone", "value": str(extra["phone"])}]
             return
         # no registration form: the name and birth date handwritten on blank stock, when settled
-        for form in self.store.forms:
+        for form in self._patient_forms(key, lambda t: True):  # (blank stock: a field of the layout)
             if form.patient_key != key or "patient_name" not in form.fields:
                 continue
             try:
@@ -395,8 +485,14 @@ class FhirExport:
         """The registration form of this form's patient (the form itself when it is one)."""
         if self.registration_roles(form) is not None:
             return form
-        return next((f for f in self.store.forms if f.patient_key == form.patient_key and f.captures
-                     and self.registration_roles(f) is not None), None)
+        group = self.patients.get(form.patient_key or "")
+        if group is None:
+            return None
+        if group.registration is ...:
+            group.registration = next((f for f in self._patient_forms(group.key, self._is_registration)
+                                       if f.patient_key == form.patient_key and f.captures
+                                       and self.registration_roles(f) is not None), None)
+        return group.registration
 
     def _admission(self, resource: dict[str, Any], form: Form) -> None:
         """What a registration form says of the admission: attending physician, reason, admission
@@ -502,7 +598,7 @@ class FhirExport:
             agents.append(_agent("author", f"initials on the sheet: {initials}"))
         transcribers = sorted({p for fv in fvs for p in fv.transcribers})
         agents.append(_agent("enterer", ", ".join(transcribers) if transcribers
-                             else f"fallbackkit scan (kit {self.store.kit_id})"))
+                             else f"fallbackkit scan (kit {self.kit.kit_id})"))
         for reviewer in sorted({p for fv in fvs for p in fv.reviewers}):
             agents.append(_agent("verifier", reviewer))
         times = [instant(self.store.captures[r.capture_id].get("captured_at")) for fv in fvs for r in fv.readings]
@@ -538,9 +634,10 @@ class FhirExport:
         if not any(v not in (None, False, [], "") for n, v in values.items() if n != item.rule.date):
             return 0  # nothing written in this column/slot
         key = form.patient_key
-        bundle = self.bundles.get(key) or PatientBundle(key)
-        # staged, so that an Unsettled raised half-way (or an item with nothing to send) adds nothing
-        staged = PatientBundle(key, [], dict(bundle.urls), bundle.patient_url)
+        bundle = self.bundles.get(key) or self._bundle(key)
+        # staged, so that an Unsettled raised half-way (or an item with nothing to send) adds nothing;
+        # its urls over the bundle's (a copy per item was quadratic in a patient's entries)
+        staged = PatientBundle(key, [], ChainMap({}, bundle.urls), bundle.patient_url)
         patient_url = self.patient(staged, form)
         enc_url = self.encounter(staged, form, patient_url)
         builder = {"observation": self._observations, "medication-administration": self._medication,
@@ -558,13 +655,15 @@ class FhirExport:
         before = self.sent.get(item.key)
         if (self.since_last and before and before["status"] == "sent"
                 and before["content_sha256"] == record["content_sha256"]):
-            self.unchanged.append(item.key)  # sent before as it is now: nothing to send
+            self._unchanged.add(item.key)  # sent before as it is now: nothing to send
+            self.counts["unchanged"] += 1
             return 0
         if owned:
             self.records[item.key] = record
         if produced or item.rule.fhir == "registration":
             bundle.entries.extend(staged.entries)
-            bundle.urls, bundle.patient_url = staged.urls, staged.patient_url
+            bundle.urls.update(staged.urls.maps[0])
+            bundle.patient_url = staged.patient_url
             self.bundles[key] = bundle
         return produced
 
@@ -868,72 +967,143 @@ class FhirExport:
 
     # -- driver --
     def run(self) -> dict[str, Any]:
-        from ..reconcile.worklist import items_by_form
-        self.work = items_by_form(self.kit, [f.form_id for f in self.store.forms if f.captures], self.templates)
-        self.in_scope: dict[str, Form] = {}
-        for form in self.store.forms:
-            if not form.captures or not touched_since(form, self.since):
-                continue
-            if not form.patient_key:
-                self.pending.append({"form_id": form.form_id, "template": form.template, "item": None,
-                                     "reason": "the form carries no patient identifier"})
-                continue
-            self.in_scope[form.form_id] = form
-            for item in self.items(form):
-                mark = self.marks.get(item.key)
-                if self.skip_entered and mark in ("entered", "not-needed"):
-                    # typed in by a clerk already (or not needed): sending it too would duplicate it
-                    self.skipped.append({"item": item.key, "status": mark, "patient_mrn": form.patient_key})
-                    continue
-                try:
-                    n = self.export_item(item)
-                except Unsettled as exc:
-                    self.pending.append({"item": item.key, "form_id": form.form_id, "template": form.template,
-                                         "kind": item.kind, "ward": form.row["ward"],
-                                         "patient_mrn": form.patient_key,
-                                         "downtime_mrn": form.row["downtime_mrn"], "reason": str(exc)})
-                    continue
-                if n:
-                    self.exported.append({"item": item.key, "resources": n, "patient_mrn": form.patient_key})
-        self.withdraw()
-        for key, bundle in self.bundles.items():
-            patients = [{"request": e["request"], "resource": e["resource"]} for e in bundle.entries
-                        if e["resource"]["resourceType"] == "Patient"]
-            # which patients were sent, so that a later link can retire a downtime-only Patient
-            self.records[f"patient:{key}"] = {"item_id": f"patient:{key}", "patient_mrn": key, "status": "sent",
-                                              "resources": patients, "content_sha256": content_hash(patients)}
-        return {"bundles": {k: self.bundle_json(b) for k, b in sorted(self.bundles.items())},
-                "pending": self.pending}
+        """The whole export in memory: {bundles: {MRN: bundle}, pending: [...]} (small kits, tests);
+        also fills pending, skipped, withdrawn, exported and records. `export_fhir` streams instead."""
+        out = _InMemory(self)
+        self.stream(out)
+        self.pending, self.skipped, self.withdrawn = out.sorted("pending"), out.sorted("skipped"), out.sorted("withdrawn")
+        self.exported, self.records = out.exported, out.records
+        return {"bundles": dict(sorted(out.bundles.items())), "pending": self.pending}
 
-    def withdraw(self) -> None:
-        """A resource an earlier export sent for an item that this export does not send again (the
-        value was withdrawn on paper, a decision was undone, the item is unsettled again) is sent as
-        entered-in-error: the receiving record never keeps a value the kit no longer stands behind.
-        Only items of the forms this export covers (ward, --since) are looked at."""
-        skipped = {s["item"] for s in self.skipped}
-        pending = {p["item"]: p["reason"] for p in self.pending if p.get("item")}
-        for item_id, before in sorted(self.sent.items()):
-            form = self.in_scope.get(item_id.split(":", 1)[0])
-            if form is None or item_id in skipped or item_id in self.unchanged:
+    def stream(self, out: Any) -> None:
+        """Every form of the export's scope a batch at a time, grouped by patient: each patient's
+        bundle is complete (its items in print order, then its withdrawals) before the next one's
+        starts, and is handed to OUT as it is made. Patients go in the order of their MRN (the order
+        of the files), forms without a patient first; pending and skipped items are handed over with
+        the form's place in print order, withdrawals with their item id, so that OUT writes them in
+        the order a whole-kit export listed them."""
+        from ..reconcile.worklist import ItemsByForm
+        self.out = out
+        conn = self.kit.db.conn
+        self.loader = FormLoader(self.kit)
+        links = self.loader.links
+        self.position: dict[str, int] = {}
+        keyless: list[str] = []
+        sql = "SELECT form_id, patient_mrn, downtime_mrn, template, version FROM forms"
+        params = [self.ward] if self.ward else []
+        if self.ward:
+            sql += " WHERE ward = ?"
+        for pos, (fid, mrn, downtime, template, version) in enumerate(
+                conn.execute(sql + " ORDER BY printed_at, form_id", params)):
+            self.position[fid] = pos
+            key = mrn or links.get(downtime or "") or downtime  # Form.patient_key
+            if not key:
+                keyless.append(fid)
                 continue
+            group = self.patients.get(key) or self.patients.setdefault(key, PatientForms(key))
+            group.forms.append((fid, template, version))
+            if downtime:
+                group.downtime.add(downtime)
+        order: list[tuple[PatientForms | None, str]] = [(None, fid) for fid in keyless]
+        for key in sorted(self.patients):
+            order += [(self.patients[key], fid) for fid, _, _ in self.patients[key].forms]
+        items_of = ItemsByForm(self.kit, self.templates)
+        try:  # nothing exported yet (the first export of a kit): no lookup per form
+            any_sent = conn.execute("SELECT 1 FROM export_items LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError:  # a read-only kit made before m0045
+            any_sent = False
+        for start in range(0, len(order), FORMS_PER_BATCH):
+            part = order[start:start + FORMS_PER_BATCH]
+            store = self.loader.store([fid for _, fid in part])
+            store.census = self.census
+            self.store = store
+            by_id = {f.form_id: f for f in store.forms}
+            captured = [f.form_id for f in store.forms if f.captures]
+            self.work = items_of(captured)
+            self.sent = last_sent_of_forms(conn, captured) if any_sent else {}
+            self._sent_by_form = {}
+            for item_id in sorted(self.sent):
+                self._sent_by_form.setdefault(item_id.split(":", 1)[0], []).append(item_id)
+            self.fields_of = {}
+            for n, (group, fid) in enumerate(part, start=start):
+                form = by_id.get(fid)
+                if form is not None and self._export_form(form) and group is not None:
+                    group.withdrawals += self._withdrawals(form)
+                if group is not None and (n + 1 == len(order) or order[n + 1][0] is not group):
+                    self._finish(group)
+            self.store = Store(self.kit.kit_id, [], [], {}, {}, {}, self.census)
+
+    def _export_form(self, form: Form) -> bool:
+        """The form's items into its patient's bundle (or pending); False when out of scope."""
+        if not form.captures or not touched_since(form, self.since):
+            return False
+        pos = self.position[form.form_id]
+        if not form.patient_key:
+            self.counts["pending"] += 1
+            self.out.add("pending", pos, {"form_id": form.form_id, "template": form.template, "item": None,
+                                          "reason": "the form carries no patient identifier"})
+            return False
+        self.records, self._pending, self._skipped, self._unchanged = {}, {}, set(), set()
+        for item in self.items(form):
+            mark = self.marks.get(item.key)
+            if self.skip_entered and mark in ("entered", "not-needed"):
+                # typed in by a clerk already (or not needed): sending it too would duplicate it
+                self._skipped.add(item.key)
+                self.counts["skipped"] += 1
+                self.out.add("skipped", pos, {"item": item.key, "status": mark, "patient_mrn": form.patient_key})
+                continue
+            try:
+                n = self.export_item(item)
+            except Unsettled as exc:
+                self._pending[item.key] = str(exc)
+                self.counts["pending"] += 1
+                self.out.add("pending", pos, {"item": item.key, "form_id": form.form_id, "template": form.template,
+                                              "kind": item.kind, "ward": form.row["ward"],
+                                              "patient_mrn": form.patient_key,
+                                              "downtime_mrn": form.row["downtime_mrn"], "reason": str(exc)})
+                continue
+            if n:
+                self.counts["exported"] += 1
+                self.out.exported_item({"item": item.key, "resources": n, "patient_mrn": form.patient_key})
+        return True
+
+    def _withdrawals(self, form: Form) -> list[tuple]:
+        """What an earlier export sent for the form's items that this export does not send again
+        (the value was withdrawn on paper, a decision was undone, the item is unsettled again): sent
+        as entered-in-error once the patient's items are all in (`_finish`), so that the receiving
+        record never keeps a value the kit no longer stands behind. Also hands over the form's
+        records (what this export sends per item)."""
+        plans = []
+        for item_id in self._sent_by_form.get(form.form_id, []):
+            if item_id in self._skipped or item_id in self._unchanged:
+                continue
+            before = self.sent[item_id]
             now = self.records.get(item_id)
             earlier = [r for r in before["resources"] if not r.get("withdrawn")]
-            if item_id in pending:
+            if item_id in self._pending:
                 # unsettled again (a decision undone, a new capture that disagrees): withdraw what
                 # comes from a field that is not settled now; the rest stays as it was sent
                 unsettled = {n for n, fv in form.fields.items() if not fv.settled}
                 emptied = {n for n, fv in form.fields.items() if fv.settled and fv.value in (None, "", False, [])}
                 gone = [r for r in earlier if not r.get("fields") or unsettled & set(r["fields"])
                         or (r["resource"]["resourceType"] == "Observation" and r["fields"][0] in emptied)]
-                reason = f"not settled any more: {pending[item_id]}"
+                reason = f"not settled any more: {self._pending[item_id]}"
             else:
                 keep = {r["request"]["url"] for r in now["resources"]} if now else set()
                 gone = [r for r in earlier if r["request"]["url"] not in keep]
                 reason = "no longer on the paper after people's decisions"
-            if not gone:
-                continue
-            key = form.patient_key
-            bundle = self.bundles.get(key) or PatientBundle(key)
+            if gone:
+                plans.append((item_id, form, now, earlier, gone, reason))
+        for record in self.records.values():
+            self.out.record(record)
+        self.records = {}
+        return plans
+
+    def _finish(self, group: PatientForms) -> None:
+        """The patient's withdrawals (in item order), its Patient record, and its bundle handed over."""
+        key = group.key
+        for item_id, form, now, earlier, gone, reason in sorted(group.withdrawals, key=lambda w: w[0]):
+            bundle = self.bundles.get(key) or self._bundle(key)
             patient_url = self.patient(bundle, form)
             enc_url = self.encounter(bundle, form, patient_url)
             out = []
@@ -942,22 +1112,144 @@ class FhirExport:
                 bundle.entries.append({"fullUrl": "urn:uuid:" + str(uuid.uuid5(NS, r["request"]["url"])),
                                        "resource": resource, "request": r["request"]})
                 out.append({"request": r["request"], "resource": resource, "withdrawn": True})
-                self.withdrawn.append({"item": item_id, "resource": r["request"]["url"], "reason": reason,
-                                       "patient_mrn": key})
+                self.counts["withdrawn"] += 1
+                self.out.add("withdrawn", item_id, {"item": item_id, "resource": r["request"]["url"],
+                                                    "reason": reason, "patient_mrn": key})
             self.bundles[key] = bundle
             if now:
                 kept, digest = now["resources"], now["content_sha256"]
             else:  # what an earlier export sent and nobody withdrew stays on the server as it was
                 kept = [r for r in earlier if r not in gone]
                 digest = content_hash([])
-            self.records[item_id] = {"item_id": item_id, "patient_mrn": key,
-                                     "status": "sent" if kept else "withdrawn", "resources": kept + out,
-                                     "content_sha256": digest}
+            self.out.record({"item_id": item_id, "patient_mrn": key, "status": "sent" if kept else "withdrawn",
+                             "resources": kept + out, "content_sha256": digest})
+        bundle = self.bundles.pop(key, None)
+        if bundle is not None:
+            patients = bundle.entries.patients
+            # which patients were sent, so that a later link can retire a downtime-only Patient
+            self.out.record({"item_id": f"patient:{key}", "patient_mrn": key, "status": "sent",
+                             "resources": patients, "content_sha256": content_hash(patients)})
+            self.out.bundle_done(key, bundle.entries)
+        self.link_patches.pop(key, None)
+        del self.patients[key]  # done: nothing of this patient is held any more
+
+    def _bundle(self, key: str) -> PatientBundle:
+        """A patient's bundle, its committed entries handed to the output as they come."""
+        return PatientBundle(key, self.out.entries(key, lambda: self.bundle_head(key)))
+
+    def bundle_head(self, key: str) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "transaction",
+                "identifier": {"system": self.b.system("bundle"), "value": key}, "timestamp": now_iso()}
 
     def bundle_json(self, bundle: PatientBundle) -> dict[str, Any]:
-        return {"resourceType": "Bundle", "type": "transaction",
-                "identifier": {"system": self.b.system("bundle"), "value": bundle.key},
-                "timestamp": now_iso(), "entry": bundle.entries}
+        return {**self.bundle_head(bundle.key), "entry": list(bundle.entries.held if isinstance(
+            bundle.entries, Entries) else bundle.entries)}
+
+
+class _InMemory:
+    """Where `FhirExport.run` gathers the export (small kits and tests)."""
+
+    def __init__(self, job: FhirExport):
+        self.job = job
+        self.lists: dict[str, list[tuple]] = {"pending": [], "skipped": [], "withdrawn": []}
+        self.exported: list[dict[str, Any]] = []
+        self.records: dict[str, dict[str, Any]] = {}
+        self.bundles: dict[str, dict[str, Any]] = {}
+
+    def add(self, what: str, order: Any, entry: dict[str, Any]) -> None:
+        self.lists[what].append((order, len(self.lists[what]), entry))
+
+    def sorted(self, what: str) -> list[dict[str, Any]]:
+        return [entry for _, _, entry in sorted(self.lists[what], key=lambda x: x[:2])]
+
+    def exported_item(self, entry: dict[str, Any]) -> None:
+        self.exported.append(entry)
+
+    def record(self, record: dict[str, Any]) -> None:
+        self.records[record["item_id"]] = record
+
+    def entries(self, key: str, head: Callable[[], dict[str, Any]]) -> Entries:
+        return Entries(head, None)
+
+    def bundle_done(self, key: str, entries: Entries) -> None:
+        self.bundles[key] = {**entries.head(), "entry": entries.held}
+
+
+class _Files:
+    """Where `export_fhir` writes the export as it comes: each bundle into its file (cut into
+    parts, or made a batch, once the patient's bundle is complete), link files, and what goes into
+    pending.json and the export record spooled in a private SQLite file beside the export, to be
+    written in the order of a whole-kit export at the end."""
+
+    def __init__(self, job: FhirExport, out_dir: Path, staged: StagedFiles, max_entries: int | None,
+                 bundle_type: str):
+        self.job, self.out_dir, self.staged = job, out_dir, staged
+        self.max_entries, self.bundle_type = max_entries, bundle_type
+        self.hold = bool(max_entries) or bundle_type == "batch"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.spool_dir = Path(tempfile.mkdtemp(prefix=".fallbackkit-spool-", dir=out_dir))  # mode 0700
+        self.spool = sqlite3.connect(self.spool_dir / "spool.sqlite")
+        self.spool.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+            "CREATE TABLE lists (what TEXT, k1, k2 INTEGER, doc TEXT);"
+            "CREATE TABLE records (item_id TEXT PRIMARY KEY, patient_mrn TEXT, status TEXT, sha TEXT, resources TEXT);")
+        self.seq = 0
+        self.bundle_files: list[Path] = []
+        self.link_files: list[Path] = []
+        self.by_type: Counter = Counter()
+        self.resources = self.patients = 0
+
+    def add(self, what: str, order: Any, entry: dict[str, Any]) -> None:
+        self.seq += 1
+        self.spool.execute("INSERT INTO lists VALUES (?, ?, ?, ?)",
+                           [what, order, self.seq, json.dumps(entry, ensure_ascii=False)])
+
+    def listed(self, what: str) -> Iterator[dict[str, Any]]:
+        for (doc,) in self.spool.execute("SELECT doc FROM lists WHERE what = ? ORDER BY k1, k2", [what]):
+            yield json.loads(doc)
+
+    def exported_item(self, entry: dict[str, Any]) -> None:
+        pass  # counted by the job
+
+    def record(self, record: dict[str, Any]) -> None:
+        self.spool.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)",
+                           [record["item_id"], record.get("patient_mrn"), record["status"], record["content_sha256"],
+                            json.dumps(record["resources"], ensure_ascii=False)])
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for item_id, mrn, status, sha, resources in self.spool.execute("SELECT * FROM records ORDER BY item_id"):
+            yield {"item_id": item_id, "patient_mrn": mrn, "status": status, "content_sha256": sha,
+                   "resources_json": resources}
+
+    def entries(self, key: str, head: Callable[[], dict[str, Any]]) -> Entries:
+        path = self.out_dir / file_name("bundle-", key, ".json")
+        return Entries(head, None if self.hold else lambda: self.staged.open(path, f"the bundle of {key}"))
+
+    def bundle_done(self, key: str, entries: Entries) -> None:
+        self.patients += 1
+        self.resources += entries.count
+        self.by_type.update(entries.by_type)
+        fh = entries.finish()
+        if fh is not None:
+            self.bundle_files.append(self.staged.close(fh))
+        else:
+            whole = {**entries.head(), "entry": entries.held}
+            parts = split_transaction(whole, self.max_entries) if self.max_entries else [whole]
+            if self.bundle_type == "batch":
+                parts = [as_batch(p) for p in parts]
+            for k, bundle in enumerate(parts, start=1):
+                suffix = ".json" if len(parts) == 1 else f".part{k}of{len(parts)}.json"
+                self.bundle_files.append(self.staged.write(self.out_dir / file_name("bundle-", key, suffix),
+                                                           jsontext.dumps(bundle, indent=1),
+                                                           f"the bundle of {key}"))
+        if key in self.job.link_patches:  # only patients this export sends
+            self.link_files.append(self.staged.write(
+                self.out_dir / file_name("link-", key, ".json"),
+                jsontext.dumps(self.job.link_bundle(key), indent=1), f"the link batch of {key}"))
+
+    def close(self) -> None:
+        self.spool.close()
+        shutil.rmtree(self.spool_dir, ignore_errors=True)
 
 
 def entered_in_error(sent: dict[str, Any], patient_url: str, enc_url: str, reason: str) -> dict[str, Any]:
@@ -1012,37 +1304,38 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file", hint="--format fhir writes a directory of bundles")
     job = FhirExport(kit, ward, since, mrn_system, skip_entered, tz, page_images)
-    result = job.run()
-    outputs = OutputFiles()
-    pending_path = outputs.claim(out_dir / "pending.json")
-    # every name is claimed before the first file is written: a clash refuses the export whole
-    named = []
-    for key, whole in result["bundles"].items():
-        parts = split_transaction(whole, max_entries) if max_entries else [whole]
-        if bundle_type == "batch":
-            parts = [as_batch(p) for p in parts]
-        for k, bundle in enumerate(parts, start=1):
-            suffix = ".json" if len(parts) == 1 else f".part{k}of{len(parts)}.json"
-            named.append((outputs.claim(out_dir / file_name("bundle-", key, suffix), f"the bundle of {key}"), bundle))
-    for key in sorted(job.link_patches):
-        if key in result["bundles"]:  # only patients this export sends
-            named.append((outputs.claim(out_dir / file_name("link-", key, ".json"), f"the link batch of {key}"),
-                          job.link_bundle(key)))
-    files = [write_private(path, json.dumps(bundle, indent=1, ensure_ascii=False)) for path, bundle in named]
-    write_private(pending_path, json.dumps(
-        {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
-         "note": "not exported: still under review, in conflict, or incomplete on paper",
-         "items": result["pending"], "skipped_entered": job.skipped, "withdrawn": job.withdrawn,
-         "unchanged_since_last": len(job.unchanged)}, indent=1, ensure_ascii=False))
-    written = {f.name for f in files}
-    stale = [p for p in [*out_dir.glob("bundle-*.json"), *out_dir.glob("link-*.json")] if p.name not in written]
-    for p in stale:
-        p.unlink()
-    by_type = Counter(e["resource"]["resourceType"] for b in result["bundles"].values() for e in b["entry"])
-    export_id = record_export_if_writable(kit, actor or default_actor(), "fhir", [*files, pending_path], by_type,
-                              [r for r in job.records.values()], ward, since)
-    return {"export_id": export_id, "withdrawn": len(job.withdrawn), "unchanged_since_last": len(job.unchanged),
-            "since_last": job.since_last,"identity_notes": job.identity_notes, "tz": job.tz, "removed_stale": [p.name for p in stale], "skipped_entered": len(job.skipped),"bundles": sum(f.name.startswith("bundle-") for f in files), "files": [str(f) for f in files],
+    # every file goes in place only once all are written: a refused name (two patients in one
+    # file) or a failure half-way leaves the older export as it was and no file of this one
+    staged = StagedFiles()
+    pending_path = staged.outputs.claim(out_dir / "pending.json")
+    out = _Files(job, out_dir, staged, max_entries, bundle_type)
+    try:
+        with snapshot(kit):  # one state of the store, read a batch at a time
+            job.stream(out)
+            with_pending = {"kit_id": kit.kit_id, "exported_at": now_iso(), "ward": ward, "since": since,
+                            "note": "not exported: still under review, in conflict, or incomplete on paper",
+                            "items": out.listed("pending"), "skipped_entered": out.listed("skipped"),
+                            "withdrawn": out.listed("withdrawn"), "unchanged_since_last": job.counts["unchanged"]}
+            fh = staged.open(pending_path, claimed=True)
+            _write_json(fh, with_pending)
+            staged.close(fh)
+        staged.commit()
+        files = out.bundle_files + out.link_files
+        written = {f.name for f in files}
+        stale = [p for p in [*out_dir.glob("bundle-*.json"), *out_dir.glob("link-*.json")] if p.name not in written]
+        for p in stale:
+            p.unlink()
+        export_id = record_export_if_writable(kit, actor or default_actor(), "fhir", [*files, pending_path],
+                                              out.by_type, out.records(), ward, since)
+    except BaseException:
+        staged.discard()
+        raise
+    finally:
+        out.close()
+    return {"export_id": export_id, "withdrawn": job.counts["withdrawn"], "unchanged_since_last": job.counts["unchanged"],
+            "since_last": job.since_last, "identity_notes": job.identity_notes, "tz": job.tz,
+            "removed_stale": [p.name for p in stale], "skipped_entered": job.counts["skipped"],
+            "bundles": sum(f.name.startswith("bundle-") for f in files), "files": [str(f) for f in files],
             "link_files": [f.name for f in files if f.name.startswith("link-")], "pending_file": str(pending_path),
-            "pending": len(result["pending"]), "items_exported": len(job.exported),
-            "resources": sum(len(b["entry"]) for b in result["bundles"].values()), "patients": len(result["bundles"])}
+            "pending": job.counts["pending"], "items_exported": job.counts["exported"],
+            "resources": out.resources, "patients": out.patients}

@@ -11,18 +11,20 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import re
+import itertools
 import statistics
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from ..errors import BadInput, FallbackkitError
-from ..files import outside_kit
+from ..files import outside_kit, private_writer
 from ..ids import pretty_sheet_id
 from ..store.audit import audit_head
 from ..store.kit import Kit, now_iso
 from ..store.quarantine import list_quarantine
-from .collect import _aware, _rows, iter_stores, load_census, write_private
+from .collect import _aware, _rows, iter_stores, load_census, snapshot, write_private
 
 # what the report shows of a quarantined page (no payload: a forged code's text stays in the store)
 REPORTED_QUARANTINE = ("quarantine_id", "reason", "detail", "created_at", "page_index", "file")
@@ -68,7 +70,6 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     for store in iter_stores(kit, ward):
         for form in store.forms:
             form_ids.add(form.form_id)
-            facts.append(form_facts(form))
             if form.row["downtime_mrn"] and not form.captures:
                 unused_blank += 1
             group = (form.row["ward"] or BLANK, form.template)
@@ -89,21 +90,28 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
                                         "template": form.template, "sheet_id": s["sheet_id"],
                                         "page": f"{s['page']}/{s['pages']}", "form_id": form.form_id,
                                         "form_state": "never returned" if not returned else "pages missing"})
+            # every reading of the form once (3.7 M at 100k captures): backlog, totals, decisions and
+            # what the handover keeps of the form (FormFacts), in one pass
+            form_conflicts = to_review = 0
             for name, fv in form.fields.items():
                 if fv.why == "conflict between captures":
+                    form_conflicts += 1
                     conflicts.append({"form_id": form.form_id, "template": form.template,
                                       "ward": form.row["ward"] or BLANK, "patient_mrn": form.patient_key,
                                       "field": name, "values": sorted({str(r.value) for r in fv.readings})})
                 for r in fv.readings:
-                    if not r.resolved:
-                        backlog[(form.row["ward"] or BLANK, form.template)] += 1
-                        backlog_reasons[r.reason or "unsure"] += 1
-            for fv in form.fields.values():  # every reading of the form, in the order `load` listed them
-                for r in fv.readings:
                     n_readings += 1
-                    auto += r.status == "accepted"
+                    if r.status == "accepted":
+                        auto += 1
                     if r.source != "machine":
                         decisions[r.source] += 1
+                    if not r.resolved:
+                        to_review += 1
+                        backlog[group] += 1
+                        backlog_reasons[r.reason or "unsure"] += 1
+            facts.append(FormFacts(form.form_id, form.patient_key, bool(form.row["patient_mrn"] or form.captures),
+                                   form.row["ward"], form.row["bed"], len(returned), len(form.sheets),
+                                   form_conflicts, to_review))
     missing.sort(key=lambda m: (m["ward"], _natural(m["bed"] or ""), m["patient_mrn"] or "", m["template"],
                                 m["page"]))
 
@@ -113,10 +121,15 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
                   for item in list_quarantine(conn)]
     if ward:  # a quarantined page has no ward yet: show them all, say so
         pass
-    caps = [c for c in _rows(conn, "SELECT form_id, duplicate_of, fit_error_mm FROM captures"
-                                   " WHERE status = 'read' ORDER BY capture_id") if c["form_id"] in form_ids]
-    duplicates = sum(1 for c in caps if c.get("duplicate_of"))
-    fits = [c["fit_error_mm"] for c in caps if c.get("fit_error_mm") is not None]
+    n_caps = duplicates = 0
+    fits: list[float] = []
+    for form_id, duplicate_of, fit in conn.execute("SELECT form_id, duplicate_of, fit_error_mm FROM captures"
+                                                   " WHERE status = 'read' ORDER BY capture_id"):
+        if form_id in form_ids:  # a row each, not a dict per capture held
+            n_caps += 1
+            duplicates += bool(duplicate_of)
+            if fit is not None:
+                fits.append(fit)
 
     # re-entry progress: the latest mark per item counts; progress over time from when items were entered
     marks = _rows(conn, "SELECT item_id, status, actor, at FROM worklist_marks ORDER BY id")
@@ -129,7 +142,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     entered_times = sorted(t for t in (_aware(m["at"]) for m in latest.values() if m["status"] == "entered") if t)
     progress = _progress([t.astimezone(zone) for t in entered_times])  # hours as the wards count them
     worklist = None
-    items: list[Any] = []
+    items: dict[str, list[Any]] = {}   # patient -> the counts the handover reads of their items
     flags: list[dict[str, Any]] = []
     try:
         from ..reconcile.core import iter_report
@@ -137,19 +150,23 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     except ImportError:  # a build without the reconcile stage: the report says less, never guesses
         iter_report = iter_worklist = None
     if iter_worklist is not None and iter_report is not None:
-        # streamed, and only what the report reads of each item: 330,000 WorkItems at 100,000
-        # captures took gigabytes (issue 16)
-        items = [ReportItem(i["form_id"], i["patient_mrn"], i["ward"], i["status"], i["kind"], i["exported_at"])
-                 for i in iter_worklist(kit, ward=ward)]
-        worklist = Counter(i.status for i in items)
-        worklist["exported"] = sum(1 for i in items if i.exported_at)
+        # streamed, and only counts kept: 330,000 WorkItems at 100,000 captures took gigabytes,
+        # a small record per item still 100 MB (issue 16)
+        key_of_form = {f.form_id: f.patient_key for f in facts if f.patient_key and f.bound}
+        worklist = Counter()
+        for i in iter_worklist(kit, ward=ward):
+            worklist[i["status"]] += 1
+            worklist["exported"] += bool(i["exported_at"])
+            count_item(items, key_of_form, i)
         _totals, forms = iter_report(kit)
+        intern = sys.intern  # the same wards, templates, codes and messages on thousands of flags
         for f in forms:
             if f["form_id"] not in form_ids:
                 continue
             for flag in f.get("flags", []):
-                flags.append({"ward": f.get("ward") or BLANK, "patient_mrn": f.get("patient_mrn"),
-                              "form_id": f["form_id"], "template": f["template"], **flag})
+                flags.append({k: intern(v) if type(v) is str else v for k, v in (
+                    ("ward", f.get("ward") or BLANK), ("patient_mrn", f.get("patient_mrn")),
+                    ("form_id", f["form_id"]), ("template", f["template"]), *flag.items())})
         flags.sort(key=_flag_risk(kit))
 
     printed = sum(c["printed"] for c in per_group.values())
@@ -158,7 +175,7 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
         "sheets_printed": printed, "sheets_returned": returned, "sheets_missing": printed - returned,
         "sheets_missing_bound": len(missing), "unused_blank_forms": unused_blank,
         "forms_printed": len(facts), "forms_captured": captured_forms,
-        "captures": len(caps), "duplicate_captures": duplicates, "conflicts": len(conflicts),
+        "captures": n_caps, "duplicate_captures": duplicates, "conflicts": len(conflicts),
         "quarantined_pages": len(quarantine), "readings": n_readings, "readings_to_review": sum(backlog.values()),
         "auto_accepted": auto, "unlinked_identities": len(unlinked), "consistency_flags": len(flags),
         "reentry_pending": worklist.get("pending", 0) if worklist is not None else None,
@@ -190,14 +207,25 @@ def report_data(kit: Kit, ward: str | None = None) -> dict[str, Any]:
     }
 
 
-class ReportItem(NamedTuple):
-    """What the report reads of a re-entry item (a WorkItem's fields of the same names)."""
-    form_id: str
-    patient_mrn: str | None
-    ward: str | None
-    status: str
-    kind: str
-    exported_at: str | None
+def count_item(counts: dict[str, list[Any]], key_of_form: dict[str, str], item: dict[str, Any]) -> None:
+    """What the handover reads of a re-entry item (a WorkItem's dict), added to its patient's
+    counts: [first ward named, entered, not needed, left, medication left]."""
+    key = key_of_form.get(item["form_id"]) or item["patient_mrn"]
+    if not key:
+        return
+    c = counts.get(key)
+    if c is None:
+        c = counts[key] = [None, 0, 0, 0, 0]
+    if c[0] is None and item["ward"]:
+        c[0] = item["ward"]
+    status = item["status"]
+    if status == "entered":
+        c[1] += 1
+    elif status == "not-needed":
+        c[2] += 1
+    else:
+        c[3] += 1
+        c[4] += item["kind"] == "medication"
 
 
 def _said(lang: str, item: Any) -> dict[str, str]:
@@ -392,15 +420,8 @@ class FormFacts(NamedTuple):
     to_review: int
 
 
-def form_facts(form: Any) -> FormFacts:
-    return FormFacts(form.form_id, form.patient_key, bool(form.row["patient_mrn"] or form.captures),
-                     form.row["ward"], form.row["bed"], len(set(form.pages_returned)), len(form.sheets),
-                     sum(1 for fv in form.fields.values() if fv.why == "conflict between captures"),
-                     sum(1 for fv in form.fields.values() for r in fv.readings if not r.resolved))
-
-
-def handover_summary(kit: Kit, forms: Iterable[FormFacts], flags: list[dict[str, Any]], items: list[Any],
-                     names: dict[str, str]) -> list[dict[str, Any]]:
+def handover_summary(kit: Kit, forms: Iterable[FormFacts], flags: list[dict[str, Any]],
+                     items: dict[str, list[Any]], names: dict[str, str]) -> list[dict[str, Any]]:
     """Per patient, what the next shift must know: forms back, partly back or missing; re-entry
     items entered and left; open flags, conflicts and readings to review. Ranked by risk: the
     patient whose worst open flag is clinically worst first (medication before vitals, before
@@ -430,18 +451,12 @@ def handover_summary(kit: Kit, forms: Iterable[FormFacts], flags: list[dict[str,
         p["forms_returned" if back >= form.pages else "forms_partly" if back else "forms_missing"] += 1
         p["conflicts"] += form.conflicts
         p["to_review"] += form.to_review
-    for item in items:
-        key = key_of_form.get(item.form_id) or item.patient_mrn
-        if not key:
-            continue
-        p = patient(key, item.ward)
-        if item.status == "entered":
-            p["items_entered"] += 1
-        elif item.status == "not-needed":
-            p["items_not_needed"] += 1
-        else:
-            p["items_left"] += 1
-            p["medication_left"] += item.kind == "medication"
+    for key, (ward, entered, not_needed, left, medication_left) in items.items():  # count_item's
+        p = patient(key, ward)
+        p["items_entered"] += entered
+        p["items_not_needed"] += not_needed
+        p["items_left"] += left
+        p["medication_left"] += medication_left
     for flag in flags:  # already in order of risk: the first one seen per patient is their worst
         key = key_of_form.get(flag["form_id"]) or flag.get("patient_mrn")
         if not key:
@@ -713,12 +728,22 @@ def _svg_line(points: list[tuple[str, int]], title: str) -> str:
 
 
 def _html_table(header: list[str], rows: list[list[Any]]) -> str:
+    return "".join(_html_table_parts(header, rows))
+
+
+def _html_table_parts(header: list[str], rows: Iterable[list[Any]]) -> Iterator[str]:
+    """`_html_table`'s text, a row at a time (the flags of 100,000 captures are a 75 MB table)."""
     e = html.escape
-    if not rows:
-        return "<p>None.</p>"
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        yield "<p>None.</p>"
+        return
     head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    yield f"<table><thead><tr>{head}</tr></thead><tbody>"
+    for r in itertools.chain([first], rows):
+        yield "<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>"
+    yield "</tbody></table>"
 
 
 def render_html(d: dict[str, Any], out: Path) -> Path:
@@ -752,17 +777,17 @@ def render_html(d: dict[str, Any], out: Path) -> Path:
         _html_table(["Ward", "Form", "Printed", "Returned", "Missing"],
                     [[g["ward"], g["template"], g["printed"], g["returned"], g["missing"]] for g in groups]),
         "</section><section><h2>Missing sheets by ward and patient</h2>",
-        _html_table(["Ward", "Bed", "MRN", "Name", "Form", "Page", "Sheet id"],
-                    [[m["ward"], m["bed"] or "", m["patient_mrn"] or "", m["name"], m["template"], m["page"],
-                      pretty_sheet_id(m["sheet_id"])] for m in d["missing"]]),
+        _html_table_parts(["Ward", "Bed", "MRN", "Name", "Form", "Page", "Sheet id"],
+                          ([m["ward"], m["bed"] or "", m["patient_mrn"] or "", m["name"], m["template"], m["page"],
+                            pretty_sheet_id(m["sheet_id"])] for m in d["missing"])),
         "</section><section><h2>Conflicts between captures</h2>",
-        _html_table(["Ward", "MRN", "Form", "Field", "Values"],
-                    [[c["ward"], c["patient_mrn"] or "", f"{c['template']} {c['form_id']}", c["field"],
-                      " / ".join(c["values"])] for c in d["conflicts"]]),
+        _html_table_parts(["Ward", "MRN", "Form", "Field", "Values"],
+                          ([c["ward"], c["patient_mrn"] or "", f"{c['template']} {c['form_id']}", c["field"],
+                            " / ".join(c["values"])] for c in d["conflicts"])),
         "</section><section><h2>Consistency flags on returned forms</h2>",
-        _html_table(["Ward", "MRN", "Form", "Field", "Problem"],
-                    [[x["ward"], x["patient_mrn"] or "", f"{x['template']} {x['form_id']}", x["field"] or "",
-                      x["message"]] for x in d["flags"]]),
+        _html_table_parts(["Ward", "MRN", "Form", "Field", "Problem"],
+                          ([x["ward"], x["patient_mrn"] or "", f"{x['template']} {x['form_id']}", x["field"] or "",
+                            x["message"]] for x in d["flags"])),
         "</section><section><h2>Quarantine (pages not identified)</h2>",
         _html_table(["#", "Reason", "Detail", "File", "Page"],
                     [[x["quarantine_id"], x.get("reason_text") or x["reason"], x.get("detail_text", x["detail"]) or "",
@@ -782,7 +807,17 @@ def render_html(d: dict[str, Any], out: Path) -> Path:
         f"Share of readings auto-accepted: {_pct(q['auto_share'])}. People's decisions: "
         f"{e(', '.join(f'{k} {v}' for k, v in sorted(q['decisions'].items())) or 'none')}.</p>",
         "</section></body></html>"]
-    return write_private(out, "\n".join(parts))
+    # written as it is made: "\n".join(parts), the big tables a row at a time
+    with private_writer(out, text=True) as fh:
+        for n, part in enumerate(parts):
+            if n:
+                fh.write("\n")
+            if isinstance(part, str):
+                fh.write(part)
+            else:
+                for chunk in part:
+                    fh.write(chunk)
+    return Path(out)
 
 
 def write_report(kit: Kit, out: Path | str, ward: str | None = None) -> dict[str, Any]:
@@ -790,7 +825,8 @@ def write_report(kit: Kit, out: Path | str, ward: str | None = None) -> dict[str
     suffix = out.suffix.lower()
     if suffix not in (".pdf", ".html", ".htm"):
         raise BadInput(f"{out}: the report is written as .pdf or .html", hint="e.g. --out report.pdf")
-    d = report_data(kit, ward)
+    with snapshot(kit):  # one state of the store, read a batch at a time
+        d = report_data(kit, ward)
     (render_pdf if suffix == ".pdf" else render_html)(d, out)
     return {"file": str(out), "totals": d["totals"], "todo": todo_lines(d), "audit_head": d["audit_head"]}
 

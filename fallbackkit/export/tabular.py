@@ -12,11 +12,12 @@ import json
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
+from .. import jsontext
 from ..errors import BadInput
 from ..files import OutputFiles, outside_kit, private_writer
 from ..store.kit import Kit, now_iso
 from ..store.settings import get_setting
-from .collect import Store, _aware, iter_stores, parse_since
+from .collect import Store, _aware, iter_stores, parse_since, snapshot
 
 READING_COLUMNS = ["reading_id", "form_id", "template", "ward", "bed", "patient_mrn", "downtime_mrn", "real_mrn",
                    "sheet_id", "page", "field", "type", "machine_value", "value", "machine_status", "confidence",
@@ -95,8 +96,8 @@ def _write_csv(fh: IO[str], rows: Iterable[dict[str, Any]], columns: list[str]) 
 def _write_json(fh: IO[str], doc: dict[str, Any]) -> dict[str, int]:
     """`json.dumps(doc, indent=1, ensure_ascii=False, default=str)`, written as it goes: a value
     that is an iterator is written as a list, an item at a time. Returns each streamed list's length."""
-    def dumps(value: Any, pad: str) -> str:
-        return json.dumps(value, indent=1, ensure_ascii=False, default=str).replace("\n", "\n" + pad)
+    def dumps(value: Any, pad: str) -> str:  # jsontext: json.dumps's text, without its pure-Python encoder
+        return jsontext.dumps(value, indent=1, default=str, level=len(pad))
 
     counts: dict[str, int] = {}
     for i, (key, value) in enumerate(doc.items()):
@@ -156,6 +157,17 @@ def export_table(kit: Kit, fmt: str, out: Path | str, ward: str | None = None,
         raise BadInput(f"{out} is a file", hint="--format csv writes a directory (worklist.csv, readings.csv)")
     zone = get_setting(kit, "tz")
     after = parse_since(since, zone)
+    with snapshot(kit):  # one state of the store, read a batch at a time
+        files, n_readings, n_worklist, note = _write_table(kit, fmt, out, ward, since, after)
+    from ..store.exports import record_export_if_writable
+    from ..store.kit import default_actor
+    export_id = record_export_if_writable(kit, actor or default_actor(), fmt, list(files), {}, (), ward, since)
+    return {"export_id": export_id, "files": [str(f) for f in files], "readings": n_readings,
+            "worklist": n_worklist, "note": note}
+
+
+def _write_table(kit: Kit, fmt: str, out: Path, ward: str | None, since: str | None,
+                 after: Any) -> tuple[list[Path], int, int | None, str | None]:
     readings: Iterator[dict[str, Any]] = (row for store in iter_stores(kit, ward)
                                           for row in iter_reading_rows(store, after))
     worklist = iter_worklist_rows(kit, ward)
@@ -182,8 +194,4 @@ def export_table(kit: Kit, fmt: str, out: Path | str, ward: str | None = None,
             n_readings = _write_csv(fhs[0], readings, READING_COLUMNS)
             if worklist is not None:
                 n_worklist = _write_csv(fhs[1], worklist, WORKLIST_COLUMNS)
-    from ..store.exports import record_export_if_writable
-    from ..store.kit import default_actor
-    export_id = record_export_if_writable(kit, actor or default_actor(), fmt, list(files), {}, (), ward, since)
-    return {"export_id": export_id, "files": [str(f) for f in files], "readings": n_readings,
-            "worklist": n_worklist, "note": note}
+    return files, n_readings, n_worklist, note

@@ -88,7 +88,9 @@ class PageCheck:
     def __init__(self) -> None:
         self.flags: list[dict[str, Any]] = []
         self.used = False                      # MAR: some dose marked on this page
-        self.unmarked: list[tuple[str, str]] = []  # MAR: (field, label) of scheduled slots with no mark
+        # MAR: (field, (layout, prefix, medications)) of scheduled slots with no mark: their label is
+        # written only if the form was used (a flag then), not for every unmarked slot of every page
+        self.unmarked: list[tuple[str, tuple]] = []
 
 
 def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], template: Template | None) -> PageCheck:
@@ -126,17 +128,17 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], tem
             time_v, init_v = ok(f"{prefix}.time"), ok(f"{prefix}.initials")
             if mark.present:
                 out.used = True
-                label = _slot_label(layout, prefix, medications)
                 missing = [what for what, v in (("time", time_v), ("initials", init_v))
                            if v is not None and not v.present]
                 if given is not None and time_v is not None and not time_v.present:
                     if "prn_given_needs_time" in rules:
                         flags.append(_flag("mar_prn_no_time", f"{prefix}.time",
-                                           f"{label}: PRN dose ticked given without a time"))
+                                           f"{_slot_label(layout, prefix, medications)}: PRN dose ticked given"
+                                           " without a time"))
                     missing = [m for m in missing if m != "time"]
                 if missing and "marked_needs_time_and_initials" in rules:
                     flags.append(_flag("mar_slot_incomplete", f"{prefix}.{missing[0]}",
-                                       f"{label}: marked {mark.value if status is not None else 'given'}"
+                                       f"{_slot_label(layout, prefix, medications)}: marked {mark.value if status is not None else 'given'}"
                                        f" but no {' and no '.join(missing)}"))
                 row = prefix.split(".")[0]
                 order = ok(f"{row}.order")
@@ -147,7 +149,7 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], tem
                                        f"{row}: doses are marked on a new-order row with no order written"))
             elif prefix.startswith("m") and layout.fields.get(f"{prefix}.status", {}).get("scheduled") \
                     and "scheduled_dose_marked" in rules:
-                out.unmarked.append((f"{prefix}.status", _slot_label(layout, prefix, medications)))
+                out.unmarked.append((f"{prefix}.status", (layout, prefix, medications)))
     specs, required, spec_of = _template_rules(template)
     for spec in specs:
         v = ok(spec.name)
@@ -191,11 +193,37 @@ def check_page(form: dict[str, Any], layout: Layout, values: dict[str, Val], tem
     return out
 
 
+IDENTITY_FIELDS = ("patient_name", "patient_birth_date")
+
+
+def checked_fields(layout: Layout, template: Template | None) -> set[str]:
+    """The fields check_page looks up by name on a page of this layout. It also reads every
+    decided reading (ranges check people's values); nothing else. A full reconcile fetches a
+    page's readings of these fields, the decided ones and those still waiting for a person, not
+    all of them (issue 16: a vitals grid's cells are most of a store's readings and no check
+    reads an undecided one). Keep it in step with check_page: test_summary compares the kept
+    summaries (every reading) with the full recompute (these) after random work."""
+    if template is None:
+        return set()
+    names: set[str] = set(IDENTITY_FIELDS)
+    if template.medications:
+        for prefix in layout.slots:
+            names.update(f"{prefix}.{part}" for part in ("status", "given", "time", "initials"))
+            names.add(f"{prefix.split('.')[0]}.order")
+    specs, required, _spec_of = _template_rules(template)
+    for spec in specs:
+        names.add(spec.name)
+        if spec.when_empty.unless_written:
+            names.add(spec.when_empty.unless_written)
+    names.update(spec.name for spec in required)
+    return names
+
+
 def form_flags(pages: list[PageCheck]) -> list[dict[str, Any]]:
     flags = [f for p in pages for f in p.flags]
     if any(p.used for p in pages):
         for p in pages:
-            for name, label in p.unmarked:
+            for name, slot in p.unmarked:
                 flags.append(_flag("mar_dose_unmarked", name,
-                                   f"{label}: no mark (given / held / refused) on a day the chart was used"))
+                                   f"{_slot_label(*slot)}: no mark (given / held / refused) on a day the chart was used"))
     return flags

@@ -17,7 +17,7 @@ from ..store.decisions import record_review
 from ..store.kit import Kit
 from ..templates.model import HANDWRITTEN_TYPES
 from ..templates.values import field_options, is_option_value
-from .checks import PageCheck, check_page, form_flags, template_of
+from .checks import PageCheck, check_page, checked_fields, form_flags, template_of
 from .state import CHUNK, Registry, current_links, iter_capture_values, load_registry, paused_gc, sheet_conflicts
 
 TOTAL_KEYS = ("sheets_printed", "sheets_returned", "sheets_never_returned", "forms_complete",
@@ -47,7 +47,20 @@ class _Pass:
         self.repeated: dict[str, dict[int, dict]] = {sid: {} for sid in multi}
         # a whole-kit pass streams every reading; a few forms are fetched by index
         wanted = None if len(reg.capture_sheet) > 20 * CHUNK else set(reg.capture_sheet)
-        for cid, values in iter_capture_values(kit, wanted, reviews):
+        if wanted is not None and checks and not keep_chosen:
+            # the counts and checks only: of a sheet scanned once, the readings its checks read,
+            # those waiting for a person and the decided ones (checks.checked_fields); every
+            # reading of a sheet scanned twice or more (their captures are compared)
+            looked_at: set[str] = set()
+            for lhash, template, version in {(sheet["layout_hash"], reg.forms[sheet["form_id"]]["template"],
+                                              reg.forms[sheet["form_id"]]["version"]) for sheet in reg.sheets.values()}:
+                looked_at |= checked_fields(reg.layouts[lhash], template_of(templates, template, version))
+            again = {cid for sid in multi for cid in reg.captures[sid]}
+            passes = [iter_capture_values(kit, again, reviews),
+                      iter_capture_values(kit, wanted - again, reviews, only_fields=looked_at)]
+        else:
+            passes = [iter_capture_values(kit, wanted, reviews)]
+        for cid, values in (pair for walk in passes for pair in walk):
             sid = reg.capture_sheet.get(cid)
             if sid is None:
                 continue
@@ -147,30 +160,50 @@ FORMS_PER_PASS = 1000  # the full recompute holds the registry and readings of t
 def iter_full_report(kit: Kit, totals: dict[str, int]) -> Iterator[dict[str, Any]]:
     """The full recompute's form entries, streamed in the report's order (forms as printed), a
     batch of forms at a time: their registry, their captures' readings (by index) and their entries,
-    so that memory stays bounded at any size (issue 16). `totals` is filled as the entries go by:
-    complete once the iterator is exhausted."""
-    from .state import current_reviews
+    so that memory stays bounded at any size (issue 16). A large kit's batches are computed by two
+    worker processes (reconcile/parallel.py), handed back in order: the same entries, the same
+    order. `totals` is filled as the entries go by: complete once the iterator is exhausted."""
+    from . import parallel
     conn = kit.db.conn
     totals.clear()
     totals.update(dict.fromkeys(TOTAL_KEYS, 0))
     totals["sheets_printed"] = conn.execute("SELECT COUNT(*) FROM sheets").fetchone()[0]
     form_ids = [r[0] for r in conn.execute("SELECT form_id FROM forms ORDER BY rowid")]
-    links = current_links(kit)
-    reviews = current_reviews(kit)
-    templates = kit_templates(kit)
+    batches = [form_ids[start:start + FORMS_PER_PASS] for start in range(0, max(len(form_ids), 1), FORMS_PER_PASS)]
+    workers = 1 if kit.read_only else parallel.workers_for(len(form_ids))  # read-only: a worker may not open it
+    if workers > 1:
+        from .summary import _templates
+        _templates(kit)  # parsed before the workers are forked: they find them parsed
     first = True
-    for start in range(0, max(len(form_ids), 1), FORMS_PER_PASS):
-        with paused_gc():  # a batch computed, then handed over (see paused_gc)
-            reg = load_registry(kit, form_ids[start:start + FORMS_PER_PASS])
-            if first:  # quarantined pages not yet identified: the same in every batch's registry
-                totals["quarantined_pages"] = reg.quarantine_unassigned
-                first = False
-            run = _Pass(kit, reg, reviews=reviews, templates=templates)
-            entries = [form_entry(reg, run, links, fid) for fid in reg.forms]
-            del run, reg
+    for entries, quarantined in parallel.in_order(kit, batches, _full_batch, _full_setup, workers):
+        if first:  # quarantined pages not yet identified: the same in every batch's registry
+            totals["quarantined_pages"] = quarantined
+            first = False
         for entry in entries:
             add_to_totals(totals, entry)
             yield entry
+
+
+def _full_setup(kit: Kit, in_worker: bool) -> tuple[dict, dict | None, dict]:
+    """What every batch of a full recompute shares: the links, the reviews that count (in one
+    process, all of them at once; in a worker each batch reads its captures' own, by index) and
+    the templates."""
+    from .state import current_reviews
+    from .summary import _templates  # parsed once per process; a forked worker has the parent's
+    return current_links(kit), None if in_worker else current_reviews(kit), _templates(kit)
+
+
+def _full_batch(kit: Kit, shared: tuple[dict, dict | None, dict], form_ids: list[str]) -> tuple[list[dict], int]:
+    """One batch's entries, and the number of quarantined pages nobody identified yet."""
+    from .summary import reviews_of_captures
+    links, reviews, templates = shared
+    with paused_gc():  # a batch computed, then handed over (see paused_gc)
+        reg = load_registry(kit, form_ids)
+        if reviews is None:
+            reviews = reviews_of_captures(kit.db.conn, reg.capture_sheet)
+        run = _Pass(kit, reg, reviews=reviews, templates=templates)
+        entries = [form_entry(reg, run, links, fid) for fid in reg.forms]
+    return entries, reg.quarantine_unassigned
 
 
 def iter_report(kit: Kit, full: bool = False) -> tuple[dict[str, int], Iterator[dict[str, Any]]]:

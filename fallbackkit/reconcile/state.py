@@ -242,10 +242,13 @@ def current_reviews(kit: Kit, reading_ids: Iterable[int] | None = None) -> dict[
 
 
 def iter_capture_values(kit: Kit, capture_ids: Iterable[int] | None = None,
-                        reviews: dict[int, Review] | None = None) -> Iterator[tuple[int, dict[str, Val]]]:
+                        reviews: dict[int, Review] | None = None,
+                        only_fields: Iterable[str] | None = None) -> Iterator[tuple[int, dict[str, Val]]]:
     """Yield (capture_id, {field: Val}) in capture order, one pass over the readings (all of them,
-    or those of the given captures, fetched by index in chunks)."""
-    return effective_readings_by_capture(kit.db.conn, capture_ids=capture_ids, reviews=reviews, record=Val)
+    or those of the given captures, fetched by index in chunks; with only_fields, of each capture
+    only those fields and the readings not auto-accepted or decided: see effective_readings_by_capture)."""
+    return effective_readings_by_capture(kit.db.conn, capture_ids=capture_ids, reviews=reviews, record=Val,
+                                         only_fields=only_fields)
 
 
 def current_links(kit: Kit) -> dict[str, dict[str, Any]]:

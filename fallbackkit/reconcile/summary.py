@@ -124,10 +124,17 @@ def pending_forms(kit: Kit) -> int:
 def refresh(kit: Kit, everything: bool = False) -> int:
     """Recompute the summaries of the forms marked since the last refresh (all forms with
     everything=True). One write transaction: a write made meanwhile waits, and its mark is not
-    lost. Returns the number of forms recomputed."""
+    lost. Returns the number of forms recomputed.
+
+    Many forms (after a merge, a setting, a migration), in a transaction of its own: the rows are
+    computed by two worker processes reading the committed store (reconcile/parallel.py; nothing
+    they read changes while this holds the write lock) and written here, batch after batch in the
+    same order as one process writes them."""
+    from . import parallel
     conn = kit.db.conn
     if not everything and conn.execute("SELECT 1 FROM summary_dirty LIMIT 1").fetchone() is None:
         return 0
+    own_transaction = not conn.in_transaction  # else a caller's uncommitted writes: workers would not see them
     with atomic(conn):
         marks = {r[0] for r in conn.execute("SELECT form_id FROM summary_dirty")}
         whole = everything or ALL in marks
@@ -143,11 +150,14 @@ def refresh(kit: Kit, everything: bool = False) -> int:
                 wanted |= _quarantined_forms(kit)
             form_ids = sorted(wanted)
             ctx = build_context(kit, _templates(kit), marks={}, form_ids=form_ids)  # their patients only
-        for start in range(0, len(form_ids), FORMS_PER_BATCH):
-            part = form_ids[start:start + FORMS_PER_BATCH]
-            if not whole:
-                ctx.marks = _marks_of_forms(conn, part)
-            _store(kit, part, ctx, replace=not whole)
+        batches = [form_ids[start:start + FORMS_PER_BATCH] for start in range(0, len(form_ids), FORMS_PER_BATCH)]
+        workers = parallel.workers_for(len(form_ids)) if own_transaction else 1
+        _SHARED["ctx"], _SHARED["whole"] = ctx, whole  # a forked worker finds them here
+        try:
+            for part, rows in zip(batches, parallel.in_order(kit, batches, _batch_rows, _batch_setup, workers)):
+                _write(kit, part, rows, replace=not whole)
+        finally:
+            _SHARED.clear()
         if whole:
             conn.execute("INSERT INTO worklist_patients (patient, ward, status, items, first_key)"
                          " SELECT patient, ward, status, COUNT(*), MIN(sort_key) FROM worklist_items"
@@ -159,6 +169,21 @@ def refresh(kit: Kit, everything: bool = False) -> int:
                          f" FROM form_reasons r JOIN form_summary s ON s.form_id = r.form_id GROUP BY 1, 2, 3")
         conn.execute("DELETE FROM summary_dirty")
     return len(form_ids)
+
+
+_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), one encoder for all rows
+_SHARED: dict[str, Any] = {}  # the build context of the refresh running in this process
+
+
+def _batch_setup(kit: Kit, in_worker: bool) -> tuple[BuildContext, bool]:
+    return _SHARED["ctx"], _SHARED["whole"]
+
+
+def _batch_rows(kit: Kit, shared: tuple[BuildContext, bool], form_ids: list[str]) -> tuple[list, ...]:
+    ctx, whole = shared
+    if not whole:
+        ctx.marks = _marks_of_forms(kit.db.conn, form_ids)
+    return _rows(kit, form_ids, ctx)
 
 
 @contextmanager
@@ -173,7 +198,8 @@ def refreshing(kit: Kit) -> Iterator[Any]:
         refresh(kit)
 
 
-def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> None:
+def _rows(kit: Kit, form_ids: list[str], ctx: BuildContext) -> tuple[list, list, list, list]:
+    """These forms' summary rows: (form_summary, form_reports, form_reasons, worklist_items)."""
     conn = kit.db.conn
     reg = load_registry(kit, form_ids)
     run = _Pass(kit, reg, keep_chosen=True, reviews=reviews_of_captures(conn, reg.capture_sheet),
@@ -195,10 +221,17 @@ def _store(kit: Kit, form_ids: list[str], ctx: BuildContext, replace: bool) -> N
             sum(len(d["others"]) for d in entry["duplicates"]),
             sum(1 for c in entry["conflicts"] if not c["resolved"]), entry["to_review"], len(entry["flags"]),
             status.count("pending"), status.count("entered"), status.count("not-needed")))
-        reports.append((fid, json.dumps(entry, ensure_ascii=False)))
+        reports.append((fid, _json(entry)))
         reasons += [(fid, reason, n) for reason, n in waiting.items()]
         items += [(i.item_id, fid, i.ward, i.patient_mrn, i.status, back_load_text(i),
-                   json.dumps(i.as_dict(), ensure_ascii=False)) for i in work]
+                   _json(i.as_dict(copy=False))) for i in work]
+    return summaries, reports, reasons, items
+
+
+def _write(kit: Kit, form_ids: list[str], rows: tuple[list, list, list, list], replace: bool) -> None:
+    """Store these forms' rows (replace: in place of their earlier ones, with the sums kept right)."""
+    conn = kit.db.conn
+    summaries, reports, reasons, items = rows
     groups: dict[tuple, int] = {}  # (patient, ward, status) -> change in its number of items
     if replace:
         _add_totals(conn, form_ids, -1)

@@ -57,10 +57,12 @@ class WorkItem:
     exported_at: str | None = None  # when an export last sent it (the export record, store/exports.py)
     remarks: list = field(default_factory=list)  # what the clerk should know, e.g. "c3.avpu: corrected on paper"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, copy: bool = True) -> dict[str, Any]:
         """dataclasses.asdict(self) (same keys, same order, containers copied), written out: asdict
-        recurses and deep-copies every value and was a third of the summaries' time (issue 16)."""
-        d = {name: _copied(getattr(self, name)) for name in _ITEM_FIELDS}
+        recurses and deep-copies every value and was a third of the summaries' time (issue 16).
+        copy=False: the item's own containers, for a dict turned into JSON at once (same text)."""
+        d = {name: _copied(getattr(self, name)) for name in _ITEM_FIELDS} if copy else \
+            {name: getattr(self, name) for name in _ITEM_FIELDS}
         if not d["remarks"]:
             d.pop("remarks")  # most items have none: their JSON stays as it was
         return d
@@ -503,6 +505,29 @@ def items_by_form(kit: Kit, form_ids: list[str],
     for item in _build(kit, form_ids, back_load_order=False, templates=templates):
         out.setdefault(item.form_id, []).append(item)
     return out
+
+
+class ItemsByForm:
+    """`items_by_form` for one batch of forms after another (an export of every form a batch at a
+    time), with what every batch shares (census names, links, marks, export times, people's
+    decisions) read once, not per batch."""
+
+    def __init__(self, kit: Kit, templates: dict[str, Template] | None = None):
+        self.kit = kit
+        self.ctx = build_context(kit, templates)
+        self.ctx.exported = exported_at(kit.db.conn)
+        self.reviews = current_reviews(kit)
+
+    def __call__(self, form_ids: list[str]) -> dict[str, list[WorkItem]]:
+        out: dict[str, list[WorkItem]] = {}
+        for start in range(0, len(form_ids), FORMS_PER_BATCH):
+            reg = load_registry(self.kit, form_ids[start:start + FORMS_PER_BATCH])
+            run = _Pass(self.kit, reg, keep_chosen=True, reviews=self.reviews, templates=self.ctx.templates,
+                        checks=False)
+            for fid in reg.forms:
+                for item in form_work_items(reg, run, fid, self.ctx):
+                    out.setdefault(item.form_id, []).append(item)
+        return out
 
 
 def get_item(kit: Kit, item_id: str) -> WorkItem:

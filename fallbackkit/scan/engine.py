@@ -277,8 +277,11 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     # every mark box of the page measured in one go (same numbers as one at a time, less overhead)
     boxes = [b for f in geometry["fields"] for b in _boxes(f)]
     measures = iter(read.measure_boxes(image, hmat, [b["box_mm"] for b in boxes], loc.black_level))
+    # and every handwriting field (fields of one shape as one stack of crops)
+    hand = iter(read.measure_handwritten_many(
+        image, hmat, [f for f in geometry["fields"] if f["type"] in read.HANDWRITTEN], loc.black_level))
     cells = digits.Batch()  # the inked comb cells of the page, classified together (suggestions)
-    measured = [_measure_field(image, hmat, f, loc.black_level, measures, cells) for f in geometry["fields"]]
+    measured = [_measure_field(image, hmat, f, loc.black_level, measures, cells, hand) for f in geometry["fields"]]
     cells.finish()
     if loc.missing_mark:
         for f, (raw, _) in zip(geometry["fields"], measured):
@@ -322,9 +325,10 @@ def _boxes(f: dict) -> list[dict]:
 
 
 def _measure_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, measures,
-                   cells: digits.Batch | None = None) -> tuple[dict, np.ndarray | None]:
+                   cells: digits.Batch | None = None, hand=None) -> tuple[dict, np.ndarray | None]:
     """Raw measures of one field (and the handwriting crop). measures: an iterator over this and the
-    following fields' box measures (measure_boxes); cells: the page's comb cells to classify."""
+    following fields' box measures (measure_boxes); hand: the same over the handwriting fields'
+    (measure_handwritten_many), None to measure this one here; cells: the page's comb cells to classify."""
     ftype = f["type"]
     if ftype in read.MARK_TYPES:
         raw: dict[str, Any] = {"boxes": [{"value": b["value"], **next(measures)} for b in _boxes(f)]}
@@ -332,7 +336,7 @@ def _measure_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, m
             raw["boxes"][0].pop("value")
         return raw, None
     if ftype in read.HANDWRITTEN:
-        raw, crop = read.measure_handwritten(image, hmat, f, black)
+        raw, crop = next(hand) if hand is not None else read.measure_handwritten(image, hmat, f, black)
         if f.get("transcribe"):  # as printed on this sheet; decide() is re-run from the raw measures
             raw["transcribe"] = f["transcribe"]
         if read.decide_ink(raw) and f.get("cells_mm") and cells is not None \

@@ -151,8 +151,9 @@ def _find_blobs(work: np.ndarray, side_px: float) -> list[_Blob]:
     contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     lo, hi = (side_px * 0.6) ** 2, (side_px * 1.5) ** 2
     blobs = []
-    for i, c in enumerate(contours):
-        if hierarchy[0][i][3] != -1:  # the boundary of a hole, not of a component
+    parents = hierarchy[0][:, 3].tolist() if hierarchy is not None else []
+    for c, parent in zip(contours, parents):
+        if parent != -1:  # the boundary of a hole, not of a component
             continue
         area = cv2.contourArea(c)
         if not lo <= area <= hi:

@@ -137,30 +137,48 @@ def _edge_evidence(P: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray
     if len(P) == 1:
         return _edge_evidence_one(P[0], int(x0[0]), int(y0[0]), int(x1[0]), int(y1[0]), ppm, vertical)[None]
     N, H, W = P.shape
-    n = np.arange(N)[:, None, None]
     b = OUTLINE_BAND_PX
     d = np.arange(-2 * b, 2 * b + 1)
     window = max(3, int(round(OUTLINE_WINDOW_MM * ppm)))
-    edges = [(True, y0, x0, x1), (True, y1, x0, x1)]
+    # the two edges of each direction have the same length: measured as one stack of 2N strips
+    pairs = [(True, np.concatenate([y0, y1]), np.concatenate([x0, x0]), np.concatenate([x1, x1]))]
     if vertical:
-        edges += [(False, x0, y0, y1), (False, x1, y0, y1)]
+        pairs.append((False, np.concatenate([x0, x1]), np.concatenate([y0, y0]), np.concatenate([y1, y1])))
+    n = np.concatenate([np.arange(N), np.arange(N)])
     out = []
-    for horizontal, pos, a0, a1 in edges:
+    for horizontal, pos, a0, a1 in pairs:
         length = int(np.max(a1 - a0)) + 1
-        across = np.clip(pos[:, None] + d[None, :], 0, (H if horizontal else W) - 1)
-        along = np.clip(a0[:, None] + np.arange(length)[None, :], 0, (W if horizontal else H) - 1)
-        if horizontal:
-            vals = P[n, across[:, :, None], along[:, None, :]].astype(np.float32)
+        limit, along_limit = (H, W) if horizontal else (W, H)
+        if pos.min() - 2 * b >= 0 and pos.max() + 2 * b < limit and a0.min() >= 0 and a0.max() + length <= along_limit:
+            # inside every patch: plain slices (no index arrays)
+            if horizontal:
+                vals = np.stack([P[i, p - 2 * b:p + 2 * b + 1, a:a + length]
+                                 for i, p, a in zip(n.tolist(), pos.tolist(), a0.tolist())])
+            else:
+                vals = np.stack([P[i, a:a + length, p - 2 * b:p + 2 * b + 1].T
+                                 for i, p, a in zip(n.tolist(), pos.tolist(), a0.tolist())])
         else:
-            vals = P[n, along[:, None, :], across[:, :, None]].astype(np.float32)
+            across = np.clip(pos[:, None] + d[None, :], 0, limit - 1)
+            along = np.clip(a0[:, None] + np.arange(length)[None, :], 0, along_limit - 1)
+            if horizontal:
+                vals = P[n[:, None, None], across[:, :, None], along[:, None, :]]
+            else:
+                vals = P[n[:, None, None], along[:, None, :], across[:, :, None]]
+        # the 3-pixel mean as a sum of grey levels (exact in integers): the darkest and brightest
+        # sums divided by 3 in float32 are the same numbers as the darkest and brightest means
         if length >= 3:
-            vals = (vals[:, :, :-2] + vals[:, :, 1:-1] + vals[:, :, 2:]) / 3
-        line = vals[:, b:3 * b + 1].min(axis=1)
-        paper = np.maximum(vals.max(axis=1), 1.0)
+            sums = vals[:, :, :-2].astype(np.uint16) + vals[:, :, 1:-1] + vals[:, :, 2:]
+            line = sums[:, b:3 * b + 1].min(axis=1).astype(np.float32) / 3
+            paper = np.maximum(sums.max(axis=1).astype(np.float32) / 3, 1.0)
+        else:
+            line = vals[:, b:3 * b + 1].min(axis=1).astype(np.float32)
+            paper = np.maximum(vals.max(axis=1).astype(np.float32), 1.0)
         contrast = np.clip((paper - line) / paper, 0.0, 1.0)
         k = min(window, contrast.shape[1])
-        c = np.concatenate([np.zeros((N, 1), np.float64), np.cumsum(contrast, axis=1, dtype=np.float64)], axis=1)
-        out.append(((c[:, k:] - c[:, :-k]) / k).min(axis=1))
+        c = np.concatenate([np.zeros((2 * N, 1), np.float64), np.cumsum(contrast, axis=1, dtype=np.float64)],
+                           axis=1)
+        weakest = ((c[:, k:] - c[:, :-k]) / k).min(axis=1)
+        out += [weakest[:N], weakest[N:]]
     return np.stack(out, axis=1)
 
 
@@ -354,9 +372,8 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
     P = np.stack(patches)
     N = len(P)
     S = np.stack([cv2.medianBlur(p, 3) for p in patches])
-    flat = P.reshape(N, -1)
-    k = int(flat.shape[1] * PAPER_QUANTILE)
-    paper = np.partition(flat, k, axis=1)[:, k].astype(np.float32)
+    k = int(P[0].size * PAPER_QUANTILE)
+    paper = np.array([_kth_grey(p, k) for p in patches], np.float32)  # (histograms: cheaper than a partition)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
     v_raw = np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1) - 1
@@ -606,6 +623,212 @@ def decide_ink(raw: dict[str, Any]) -> bool:
             or raw.get("max_light_tile", 0.0) > TILE_LIGHT)
 
 
+def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black: float
+                        ) -> tuple[dict[str, Any], np.ndarray]:
+    """Raw measures of one handwritten field and its crop (the numbers measure_handwritten_many gives)."""
+    return _measure_hand_one(image, hmat, field, black)
+
+
+def _hand_shape(field: dict) -> tuple:
+    """Fields measured as one stack: the same box size (so the same crop shape), the same number
+    of cells, comb groups and ruled lines. Their pixel positions are still worked out per field."""
+    cells = field.get("cells_mm") or []
+    gaps = tuple(b[0] - (a[0] + a[2]) > 0.5 for a, b in zip(cells, cells[1:]))
+    return (tuple(field["box_mm"][2:]), len(cells), gaps, int(field.get("lines") or 1))
+
+
+def measure_handwritten_many(image: np.ndarray, hmat: np.ndarray, fields: list[dict], black: float
+                             ) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """Raw measures and crop of every handwritten field of a page, in order. Fields of the same
+    shape (_hand_shape: a MAR's time slots, a vitals sheet's comb boxes) are measured as one stack of
+    crops: the same numbers as one field at a time, without ~40 small array calls per field.
+
+    Ink is looked for in TILE_MM tiles of the field box, with the printed outline, comb cells,
+    separators and ruling masked out (PRINT_MASK_MM on either side), after lining the box up with
+    its printed outline (up to SEARCH_MM); "printed" is the weakest stretch of the field's outline
+    (_edge_evidence: of its frame, or for a comb of each group of cells' outer frame)."""
+    out: list = [None] * len(fields)
+    groups: dict[tuple, list[int]] = {}
+    for i, f in enumerate(fields):
+        groups.setdefault(_hand_shape(f), []).append(i)
+    for idx in groups.values():
+        if len(idx) < STACK_MIN:
+            for i in idx:
+                out[i] = _measure_hand_one(image, hmat, fields[i], black)
+            continue
+        for i, measured in zip(idx, _measure_hand_group(image, hmat, [fields[i] for i in idx], black)):
+            out[i] = measured
+    return out
+
+
+# fewer fields of one shape than this are measured one by one: a stack's fixed cost (~30 array
+# calls) is more than a lone field's
+STACK_MIN = 2
+
+
+def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict], black: float
+                        ) -> list[tuple[dict[str, Any], np.ndarray]]:
+    margin = CROP_MARGIN_MM
+    ppm = CROP_PX_PER_MM
+    w, h = fields[0]["box_mm"][2:]
+    crops = [patch(image, hmat, f["box_mm"][0] - margin, f["box_mm"][1] - margin, w + 2 * margin, h + 2 * margin,
+                   ppm) for f in fields]
+    P = np.stack(crops)
+    N, H, W = P.shape
+    S = np.stack([cv2.medianBlur(p, 3) for p in crops])
+    k = int(H * W * PAPER_QUANTILE)
+    paper = np.array([_kth_grey(c, k) for c in crops], np.float32)  # (histograms: cheaper than a partition)
+    span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
+    lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
+    v_raw = (np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1) - 1)[:, None, None]
+    v_hand = (np.count_nonzero(lut >= HAND_INK_DARK, axis=1) - 1)[:, None, None]
+    v_faint = (np.count_nonzero(lut >= FAINT_DARK, axis=1) - 1)[:, None, None]
+    raw_dark = P <= v_raw
+    m = int(round(margin * ppm))
+    bw, bh = int(round(w * ppm)), int(round(h * ppm))
+    search = int(round(SEARCH_MM * ppm))
+    band_r = (m + search + 1, m + bh - search - 1)
+    band_c = (m + search + 1, m + bw - search - 1)
+    zero = np.zeros(N, int)
+    sxs = _best_shifts(raw_dark, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else zero
+    sys_ = _best_shifts(raw_dark, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else zero
+    printed = np.zeros(P.shape, bool)
+    inside = np.zeros(P.shape, bool)
+    box = np.array([f["box_mm"][:2] for f in fields], float)
+    x, y = box[:, 0], box[:, 1]
+    ox, oy = x - margin - sxs / ppm, y - margin - sys_ / ppm
+    bands = _print_bands(fields, x, y, w, h, ox, oy, ppm, H, W)
+    for n, r0, r1, c0, c1 in bands.tolist():
+        printed[n, r0:r1, c0:c1] = True
+    # only the inside of the field box counts
+    for n, (r0, c0) in enumerate(zip((m + sys_).tolist(), (m + sxs).tolist())):
+        inside[n, max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
+    origins = list(zip(ox.tolist(), oy.tolist()))
+    usable = inside & ~printed
+    inked = (S <= v_hand) & usable
+    light = (S <= v_faint) & usable
+    tile = max(4, int(round(TILE_MM * ppm)))
+    (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums_many([usable, inked, light], tile)
+    valid = use_t >= tile * tile * TILE_MIN_USABLE
+    frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
+    light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
+    tiles = valid.sum(axis=(1, 2))
+    inked_tiles = (frac >= TILE_INK).sum(axis=(1, 2))
+    has_tiles = frac.shape[1] * frac.shape[2] > 0
+    max_tile = frac.max(axis=(1, 2)) if has_tiles else np.zeros(N)
+    max_light = light_frac.max(axis=(1, 2)) if has_tiles else np.zeros(N)
+    frame = _frames_printed(P, fields, origins, ppm, m + sxs, m + sys_, bw, bh)
+    out = []
+    for i in range(N):
+        sx, sy = int(sxs[i]), int(sys_[i])
+        raw = {"tiles": int(tiles[i]), "tiles_inked": int(inked_tiles[i]), "max_tile": round(float(max_tile[i]), 4),
+               "printed": round(float(frame[i]), 3),
+               "ink_fraction": round(float(n_inked[i]) / max(1, int(n_usable[i])), 4),
+               "max_light_tile": round(float(max_light[i]), 4),
+               "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(float(paper[i]), 1)}
+        if inked_tiles[i] == 0 and (max_tile[i] > TILE_FAINT or max_light[i] > TILE_LIGHT):
+            raw["faint_only"] = True
+            raw["ink_confidence"] = 0.5
+        out.append((raw, crops[i]))
+    return out
+
+
+def _print_bands(fields: list[dict], x: np.ndarray, y: np.ndarray, w: float, h: float, ox: np.ndarray,
+                 oy: np.ndarray, ppm: float, H: int, W: int) -> np.ndarray:
+    """The printed lines of a stack of handwriting fields (of one _hand_shape) to mask, as pixel
+    rectangles [n, r0, r1, c0, c1] (not empty, inside the crop): the outline of the field box and
+    of each comb cell, PRINT_MASK_MM on either side; the separators between comb groups ('/', ':',
+    '.', in the gaps between cells); the ruling between a text field's lines. origin (ox, oy): the
+    crop's top-left corner in mm after the shift that lines the box up."""
+    N = len(fields)
+    cells = np.array([f.get("cells_mm") or [] for f in fields], float).reshape(N, -1, 4)
+    rx = np.concatenate([x[:, None], cells[:, :, 0]], axis=1)
+    ry = np.concatenate([y[:, None], cells[:, :, 1]], axis=1)
+    rw = np.concatenate([np.full((N, 1), w), cells[:, :, 2]], axis=1)
+    rh = np.concatenate([np.full((N, 1), h), cells[:, :, 3]], axis=1)
+    X0, Y0 = (rx - ox[:, None]) * ppm, (ry - oy[:, None]) * ppm
+    X1, Y1 = (rx + rw - ox[:, None]) * ppm, (ry + rh - oy[:, None]) * ppm
+    pad = PRINT_MASK_MM * ppm
+    # the four sides of each rectangle: top, bottom, left, right
+    a0 = np.concatenate([X0 - pad, X0 - pad, X0 - pad, X1 - pad], axis=1)
+    b0 = np.concatenate([Y0 - pad, Y1 - pad, Y0 - pad, Y0 - pad], axis=1)
+    a1 = np.concatenate([X1 + pad, X1 + pad, X0 + pad, X1 + pad], axis=1)
+    b1 = np.concatenate([Y0 + pad, Y1 + pad, Y1 + pad, Y1 + pad], axis=1)
+    r0, r1 = np.maximum(0, np.floor(b0)), np.minimum(H, np.ceil(b1))
+    c0, c1 = np.maximum(0, np.floor(a0)), np.minimum(W, np.ceil(a1))
+    parts = [np.stack([r0, r1, c0, c1], axis=2)]
+    if cells.shape[1] > 1:
+        gap0 = cells[:, :-1, 0] + cells[:, :-1, 2]
+        gap1 = cells[:, 1:, 0]
+        g0 = np.maximum(0, np.trunc((gap0 - ox[:, None]) * ppm) - 1)
+        g1 = np.minimum(W, np.maximum(0, np.ceil((gap1 - ox[:, None]) * ppm) + 1))
+        g1 = np.where(gap1 - gap0 > 0.5, g1, 0)
+        parts.append(np.stack([np.zeros_like(g0), np.full_like(g0, H), g0, g1], axis=2))
+    lines = int(fields[0].get("lines") or 1)
+    if lines > 1:
+        ly = y[:, None] + np.arange(1, lines)[None, :] * LINE_PITCH
+        l0 = np.maximum(0, np.trunc((ly - oy[:, None] - PRINT_MASK_MM) * ppm))
+        l1 = np.minimum(H, np.maximum(0, np.ceil((ly - oy[:, None] + PRINT_MASK_MM) * ppm)))
+        parts.append(np.stack([l0, l1, np.zeros_like(l0), np.full_like(l0, W)], axis=2))
+    rects = np.concatenate(parts, axis=1)
+    n = np.broadcast_to(np.arange(N)[:, None, None], (N, rects.shape[1], 1))
+    out = np.concatenate([n, rects], axis=2).reshape(-1, 5).astype(np.int64)
+    return out[(out[:, 2] > out[:, 1]) & (out[:, 4] > out[:, 3])]
+
+
+def _frames_printed(P: np.ndarray, fields: list[dict], origins: list, ppm: float, x0: np.ndarray,
+                    y0: np.ndarray, bw: int, bh: int) -> list[float]:
+    """The weakest stretch of printed outline of each handwriting field of a stack: of its frame;
+    for a comb (no frame of its own: the gaps between groups are open), of the outer frame of each
+    group of cells (the walls between cells are left out: two rectangles' edges meet there, and blur
+    away first). Edges of the same length are measured together."""
+    N = len(fields)
+    cells0 = fields[0].get("cells_mm") or []
+    if not cells0:
+        return _edge_evidence(P, x0, y0, x0 + bw, y0 + bh, ppm).min(axis=1).tolist()
+    weakest = [1.0] * N
+    rects: dict[tuple[int, int], list[tuple[int, list[int]]]] = {}
+    for i, f in enumerate(fields):
+        cells = f["cells_mm"]
+        groups: list[list] = [[cells[0]]]
+        for a, b in zip(cells, cells[1:]):
+            if b[0] - (a[0] + a[2]) > 0.5:
+                groups.append([])
+            groups[-1].append(b)
+        ox, oy = origins[i]
+        for g in groups:
+            gx0, gy0 = g[0][0], min(c[1] for c in g)
+            gx1, gy1 = g[-1][0] + g[-1][2], max(c[1] + c[3] for c in g)
+            px = [int(round((v - o) * ppm)) for v, o in ((gx0, ox), (gy0, oy), (gx1, ox), (gy1, oy))]
+            rects.setdefault((px[2] - px[0], px[3] - px[1]), []).append((i, px))
+    for same in rects.values():
+        n = np.array([i for i, _ in same])
+        px = np.array([p for _, p in same])
+        seg = _edge_evidence(P[n], px[:, 0], px[:, 1], px[:, 2], px[:, 3], ppm).min(axis=1)
+        for i, v in zip(n.tolist(), seg.tolist()):
+            weakest[i] = min(weakest[i], v)
+    return weakest
+
+
+def _tile_sums_many(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per stack of boolean masks (N x H x W, all the same shape): each mask's pixel counts per
+    tile x tile block (the last row and column of blocks partial) and its total count. One integral
+    image of the stack laid end to end: a block's four corners are in one crop, so the rows above
+    it (the other crops) cancel out."""
+    N, H, W = masks[0].shape
+    rows = np.minimum(np.arange(-(-H // tile) + 1) * tile, H)
+    cols = np.minimum(np.arange(-(-W // tile) + 1) * tile, W)
+    at = (np.arange(N)[:, None] * H + rows[None, :])[:, :, None]
+    ends = np.arange(N + 1) * H
+    out = []
+    for mask in masks:
+        ii = cv2.integral(np.ascontiguousarray(mask).reshape(N * H, W).view(np.uint8))
+        g = ii[at, cols[None, None, :]]
+        total = ii[ends, W]
+        out.append((g[:, 1:, 1:] - g[:, :-1, 1:] - g[:, 1:, :-1] + g[:, :-1, :-1], total[1:] - total[:-1]))
+    return out
+
+
 def _mask_rect(mask: np.ndarray, x0: float, y0: float, x1: float, y1: float, ppm: float, origin,
                pad_mm: float) -> None:
     """Mask the outline of a rectangle (mm) with a band of pad_mm on either side."""
@@ -624,8 +847,9 @@ def _mask_rect(mask: np.ndarray, x0: float, y0: float, x1: float, y1: float, ppm
             mask[r0:r1, c0:c1] = True
 
 
-def measure_handwritten(image: np.ndarray, hmat: np.ndarray, field: dict, black: float
-                        ) -> tuple[dict[str, Any], np.ndarray]:
+def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: float
+                      ) -> tuple[dict[str, Any], np.ndarray]:
+    """One handwriting field alone (plain scalar arithmetic: cheaper than a stack of one)."""
     x, y, w, h = field["box_mm"]
     margin = CROP_MARGIN_MM
     ppm = CROP_PX_PER_MM

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .audit import append_audit
 from .kit import now_iso
@@ -40,26 +40,34 @@ def record_export_if_writable(kit, *args, **kwargs) -> int | None:
 
 
 def record_export(conn, actor: str, fmt: str, files: list[Path], resources: Counter | dict[str, int],
-                  items: list[dict[str, Any]] = (), ward: str | None = None, since: str | None = None) -> int:
+                  items: Iterable[dict[str, Any]] = (), ward: str | None = None, since: str | None = None) -> int:
     """Write one export record (and its audit row) in one transaction; returns its id.
     items: [{item_id, patient_mrn, status, content_sha256, resources}]."""
     listed = [file_entry(p) for p in files]
     digest = hashlib.sha256(json.dumps([[f["name"], f["sha256"]] for f in listed]).encode()).hexdigest()
     at = now_iso()
+    count = [0]
+
+    def rows(export_id: int) -> Iterator[list[Any]]:
+        # streamed (an export of 300,000 items need not hold their rows); an item's resources may
+        # come as JSON text already (`resources_json`, an export that spooled them)
+        for i in items:
+            count[0] += 1
+            text = i.get("resources_json")
+            yield [export_id, i["item_id"], i.get("patient_mrn"), i["status"], i["content_sha256"],
+                   text if text is not None else json.dumps(i["resources"], ensure_ascii=False)]
     with atomic(conn) as conn:
         cur = conn.execute(
             "INSERT INTO exports (at, actor, format, ward, since, files, resources, sha256, items)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [at, actor, fmt, ward, since, json.dumps(listed), json.dumps(dict(sorted(resources.items()))), digest,
-             len(items)])
+            [at, actor, fmt, ward, since, json.dumps(listed), json.dumps(dict(sorted(resources.items()))), digest, 0])
         export_id = cur.lastrowid
         conn.executemany(
             "INSERT INTO export_items (export_id, item_id, patient_mrn, status, content_sha256, resources)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [[export_id, i["item_id"], i.get("patient_mrn"), i["status"], i["content_sha256"],
-              json.dumps(i["resources"], ensure_ascii=False)] for i in items])
+            " VALUES (?, ?, ?, ?, ?, ?)", rows(export_id))
+        conn.execute("UPDATE exports SET items = ? WHERE export_id = ?", [count[0], export_id])
         append_audit(conn, actor, f"export.{fmt}", f"export:{export_id}", None,
-                     {"at": at, "files": [f["name"] for f in listed], "sha256": digest, "items": len(items),
+                     {"at": at, "files": [f["name"] for f in listed], "sha256": digest, "items": count[0],
                       "resources": dict(resources), "ward": ward, "since": since})
     return export_id
 
@@ -77,6 +85,39 @@ def last_sent(conn) -> dict[str, dict[str, Any]]:
         out[item_id] = {"export_id": export_id, "patient_mrn": mrn, "status": status, "content_sha256": sha,
                         "resources": json.loads(resources), "at": at}
     return out
+
+
+_SENT_SQL = ("SELECT i.export_id, i.item_id, i.patient_mrn, i.status, i.content_sha256, i.resources, e.at"
+             " FROM export_items i JOIN exports e ON e.export_id = i.export_id")
+
+
+def last_sent_of_forms(conn, form_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """`last_sent` for the items of these forms only (item ids `FORM:...`), by index: an export that
+    goes a batch of forms at a time reads what was sent for that batch, not for the whole kit."""
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for fid in form_ids:
+            _add_sent(out, conn.execute(_SENT_SQL + " WHERE i.item_id >= ? AND i.item_id < ? ORDER BY i.export_id",
+                                        [f"{fid}:", f"{fid};"]))  # ';' follows ':'
+    except sqlite3.OperationalError:  # a read-only kit made before m0045
+        return {}
+    return out
+
+
+def last_sent_item(conn, item_id: str) -> dict[str, Any] | None:
+    """`last_sent` of one item id (e.g. `patient:MRN`), or None."""
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        _add_sent(out, conn.execute(_SENT_SQL + " WHERE i.item_id = ? ORDER BY i.export_id", [item_id]))
+    except sqlite3.OperationalError:  # a read-only kit made before m0045
+        return None
+    return out.get(item_id)
+
+
+def _add_sent(out: dict[str, dict[str, Any]], rows: Iterable[Any]) -> None:
+    for export_id, item_id, mrn, status, sha, resources, at in rows:
+        out[item_id] = {"export_id": export_id, "patient_mrn": mrn, "status": status, "content_sha256": sha,
+                        "resources": json.loads(resources), "at": at}
 
 
 def exported_at(conn) -> dict[str, str]:

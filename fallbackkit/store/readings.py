@@ -172,19 +172,32 @@ def effective_readings(conn: Any, *, capture_ids: Iterable[int] | None = None,
 
 def effective_readings_by_capture(conn: Any, *, capture_ids: Iterable[int] | None = None,
                                   reviews: dict[int, Review] | None = None,
-                                  record: type = Reading) -> Iterator[tuple[int, dict[str, Reading]]]:
+                                  record: type = Reading,
+                                  only_fields: Iterable[str] | None = None) -> Iterator[tuple[int, dict[str, Reading]]]:
     """(capture_id, {field: reading}) in capture order: `effective_readings` grouped in the same
-    pass (reconcile walks every reading of the store this way)."""
-    return _effective(conn, capture_ids, None, None, False, "capture", False, reviews, record, True)
+    pass (reconcile walks every reading of the store this way).
+
+    only_fields (with capture_ids): of each capture, only the readings of these fields, those the
+    machine did not accept and those someone decided on (SQLite picks them; the rest are never
+    turned into Python objects). A full reconcile needs no more of a sheet scanned once."""
+    return _effective(conn, capture_ids, None, None, False, "capture", False, reviews, record, True,
+                      None if only_fields is None else sorted(set(only_fields)))
 
 
 def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterable[int] | None,
                sheet_id: str | None, latest_capture: bool, order: str, with_raw: bool,
-               reviews: dict[int, Review] | None, record: type, group: bool) -> Iterator[Any]:
+               reviews: dict[int, Review] | None, record: type, group: bool,
+               only_fields: list[str] | None = None) -> Iterator[Any]:
     conn = raw_connection(conn)
     columns = _COLUMNS + (", r.raw, r.crop_path" if with_raw else "")
     where: list[str] = []
     params: list[Any] = []
+    if only_fields is not None:
+        if capture_ids is None:
+            raise ValueError("only_fields: give the captures")
+        where.append("(r.field IN (SELECT value FROM json_each(?)) OR r.status != 'accepted'"
+                     " OR EXISTS (SELECT 1 FROM reviews v WHERE v.reading_id = r.reading_id))")
+        params.append(json.dumps(only_fields))
     if sheet_id is not None:
         where.append("r.sheet_id = ?")
         params.append(sheet_id)
@@ -253,6 +266,37 @@ def _effective(conn: Any, capture_ids: Iterable[int] | None, reading_ids: Iterab
             yield made
     if group and current is not None:
         yield current, values
+
+
+def set_aside_indexes(conn: Any) -> list[str]:
+    """Drop the readings' secondary indexes before a bulk insert (a merge into a near-empty
+    station: each index built once at the end is a sort, not millions of inserts into random
+    places). Each definition is recorded in `indexes_set_aside` in the caller's transaction, with
+    its DROP, so that `restore_indexes` builds them again even after a crash. Returns their names."""
+    conn = raw_connection(conn)
+    found = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'readings'"
+                         " AND sql IS NOT NULL ORDER BY name").fetchall()
+    for name, sql in found:
+        conn.execute("INSERT OR REPLACE INTO indexes_set_aside (name, sql) VALUES (?, ?)", [name, sql])
+        conn.execute(f'DROP INDEX "{name}"')
+    return [name for name, _ in found]
+
+
+def restore_indexes(conn: Any) -> list[str]:
+    """Build again every index `set_aside_indexes` dropped (caller's transaction); returns their names."""
+    conn = raw_connection(conn)
+    done = []
+    for name, sql in conn.execute("SELECT name, sql FROM indexes_set_aside ORDER BY name").fetchall():
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", [name]).fetchone() is None:
+            conn.execute(sql)
+        conn.execute("DELETE FROM indexes_set_aside WHERE name = ?", [name])
+        done.append(name)
+    return done
+
+
+def indexes_set_aside(conn: Any) -> list[str]:
+    """Indexes a merge set aside and has not built again yet (a merge killed midway)."""
+    return [r[0] for r in raw_connection(conn).execute("SELECT name FROM indexes_set_aside ORDER BY name")]
 
 
 def effective_reading(conn: Any, reading_id: int) -> Reading | None:
