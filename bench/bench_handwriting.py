@@ -103,7 +103,11 @@ def main() -> None:
     ap.add_argument("--split", choices=["test", "calibrate"], default="test",
                     help="digits from the writer-disjoint test split (the figures), or from the calibration "
                          "split (to choose thresholds without looking at the test split)")
+    ap.add_argument("--one-model", action="store_true",
+                    help="without the second opinion (the first model alone), to compare")
     args = ap.parse_args()
+    if args.one_model:
+        digits.second_model = digits.model
     images, labels = digits_synth.load_mnist()
     test_idx = (list(range(digits_synth.VALID_END, len(labels))) if args.split == "test"
                 else list(range(digits_synth.TRAIN_END, digits_synth.VALID_END)))
@@ -317,6 +321,19 @@ def main() -> None:
         print(f"recognition as the scan does it (a page's comb fields together): "
               f"{statistics.median(t_all):.2f} ms per comb field by the clock, "
               f"{statistics.median(c_all):.2f} ms of CPU")
+        batch = digits.Batch()
+        for name, (f, _) in truth.items():
+            batch.add(page, hmat, f, 20.0)
+        c_norm, c_nets = [], []
+        for _ in range(5):
+            c0 = time.process_time()
+            norms = [n for n, _ in digits.normalise_many(batch.patches, batch.blacks) if n is not None]
+            c1 = time.process_time()
+            digits.opinions(norms)
+            c_norm.append((c1 - c0) * 1000)
+            c_nets.append((time.process_time() - c1) * 1000)
+        print(f"  of which, for the page's {len(norms)} inked boxes: normalising (outline, ink, 28 x 28) "
+              f"{statistics.median(c_norm):.1f} ms of CPU, the two networks {statistics.median(c_nets):.1f} ms")
         mrng = np.random.default_rng(30)
         mar_pages = []
         for img, mg in mars[: (4 if args.quick else 12)]:

@@ -38,6 +38,7 @@ def _set_cells(kit, reading_id: int, alts: dict[int, list]) -> None:
     raw = json.loads(kit.db.execute("SELECT raw FROM readings WHERE reading_id = ?", [reading_id]).fetchone()[0])
     for k, a in alts.items():
         raw["cells"][k]["alts"] = a
+        raw["cells"][k]["votes"] = [a[0][0], a[0][0]]  # both models read it so
     kit.db.execute("UPDATE readings SET raw = ? WHERE reading_id = ?", [json.dumps(raw), reading_id])
     kit.db.conn.commit()
 
@@ -180,6 +181,7 @@ def test_number_boxes_keep_their_decimal_point_and_empty_boxes(tmp_path):
     raw = json.loads(kit.db.execute("SELECT raw FROM readings WHERE reading_id = ?", [pulse["reading_id"]]).fetchone()[0])
     raw["cells"][0] = {"ink": 40}  # a stray mark in the empty first box: read as empty, not surely
     raw["cells"][1]["alts"], raw["cells"][2]["alts"] = [["7", 0.9999]], [["2", 0.9999]]
+    raw["cells"][1]["votes"], raw["cells"][2]["votes"] = ["7", "7"], ["2", "2"]
     kit.db.execute("UPDATE readings SET raw = ? WHERE reading_id = ?", [json.dumps(raw), pulse["reading_id"]])
     kit.db.conn.commit()
     with station_page(create_app(kit.path)) as (page, problems):

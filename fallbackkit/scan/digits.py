@@ -7,11 +7,15 @@ dropped and the ink is normalised the way MNIST digits are (longer side 20 px, c
 mass in 28 x 28, deskewed). A page's cells go through this side by side, together (`normalise_many`:
 a few OpenCV calls per page instead of a few per cell; one cell alone gives the same pixels). A
 small convolutional network gives 11 probabilities (0-9 and "other": a letter, a scribble, two
-digits, a crossed-out digit), calibrated by temperature on held-out digits.
+digits, a crossed-out digit), calibrated by temperature on held-out digits. Two such networks read
+every inked cell (the second trained with another seed and another reshaping of the digits): the
+cell's probabilities are their mean, and each one's first choice is kept (`votes`), so that a box
+is pre-filled only where they agree.
 
-The model is `digits_model.npz` beside this file, made by `tools/train_digits.py` from the data in
-`data/handwriting/` (fixed seeds); it needs NumPy and OpenCV only. What a cell reads as is stored as
-raw measures (ink, top alternatives) so that the suggestion can be decided again later.
+The models are `digits_model.npz` and `digits_second.npz` beside this file, made by
+`tools/train_digits.py` from the data in `data/handwriting/` (fixed seeds); they need NumPy and
+OpenCV only. What a cell reads as is stored as raw measures (ink, top alternatives, votes) so that
+the suggestion can be decided again later.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ EMPTY_INK_PX = 24       # a cell with less ink than this (after specks) is empty
 OTHER = 10              # class index of "something else"
 LABELS = [str(d) for d in range(10)] + ["other"]
 MODEL_PATH = Path(__file__).with_name("digits_model.npz")
+SECOND_PATH = Path(__file__).with_name("digits_second.npz")   # the second opinion (see Batch.finish)
 TOP_K = 3
 
 
@@ -288,17 +293,25 @@ def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[1])
 
 
-def _conv(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
-    """The same 'valid' convolution as _dense(_windows(x, k), w), summed over the k x k offsets:
-    no window array to gather, which is what costs at run time."""
-    b, h, wd, c = x.shape
-    oh, ow = h - k + 1, wd - k + 1
-    kernel = w.reshape(k, k, c, -1)
-    out = np.zeros((b, oh, ow, kernel.shape[-1]), np.float32)
-    for i in range(k):
-        for j in range(k):
-            out += _dense(x[:, i:i + oh, j:j + ow, :], kernel[i, j])
-    return out
+def _pool_windows(x: np.ndarray, k: int) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """(4, B * H/2 * W/2, k*k*C): the k x k windows of x (B, H, W, C) as _windows, ordered by their
+    place in each 2 x 2 pooling square first, so that convolution then max-pooling is one product and
+    the maximum of four contiguous blocks (strided pooling of the product costs more than the product)."""
+    v = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))  # B, h, w, C, k, k
+    b, oh, ow, c = v.shape[:4]
+    v = v.reshape(b, oh // 2, 2, ow // 2, 2, c, k, k).transpose(2, 4, 0, 1, 3, 6, 7, 5)
+    return np.ascontiguousarray(v).reshape(4, -1, k * k * c), (b, oh // 2, ow // 2)
+
+
+def _conv_pool_relu(win: tuple[np.ndarray, tuple[int, int, int]], w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """ReLU(maxpool(conv) + bias) from _pool_windows (the same numbers as the training pass: max-pooling
+    before bias and ReLU keeps the order of values)."""
+    x, (b, h, wd) = win
+    z = (x.reshape(-1, x.shape[-1]) @ w).reshape(4, -1, w.shape[1])
+    q = np.maximum(np.maximum(z[0], z[1]), np.maximum(z[2], z[3]))
+    q += bias
+    np.maximum(q, 0, out=q)
+    return q.reshape(b, h, wd, -1)
 
 
 def _pool(x: np.ndarray) -> np.ndarray:
@@ -319,23 +332,10 @@ class Model:
 
     def forward(self, images: np.ndarray, keep: bool = False):
         """Logits; keep=True (training) also returns every layer, with the convolution windows."""
-        x = np.asarray(images, np.float32)[..., None]
-        # one input channel: gathering the 25-pixel windows is cheap and one product beats 25 thin
-        # ones; the second layer (many channels) is the other way round
-        p1 = _windows(x, 5)
         if not keep:
-            # max-pooling first, then bias and ReLU (the same numbers: both keep the order of values),
-            # on a quarter of the values
-            q1 = _pool(_dense(p1, self.w1))
-            q1 += self.b1
-            np.maximum(q1, 0, out=q1)
-            q2 = _pool(_conv(q1, self.w2, 5))
-            q2 += self.b2
-            np.maximum(q2, 0, out=q2)
-            h = q2.reshape(len(x), -1) @ self.w3
-            h += self.b3
-            np.maximum(h, 0, out=h)
-            return h @ self.w4 + self.b4
+            return self.hidden(images) @ self.w4 + self.b4
+        x = np.asarray(images, np.float32)[..., None]
+        p1 = _windows(x, 5)
         z1 = _dense(p1, self.w1) + self.b1
         a1 = np.maximum(z1, 0)
         q1 = _pool(a1)
@@ -349,19 +349,44 @@ class Model:
         logits = h @ self.w4 + self.b4
         return logits, (p1, z1, a1, q1, p2, z2, a2, q2, f, z3, h)
 
+    def _hidden(self, win1: tuple[np.ndarray, tuple[int, int, int]]) -> np.ndarray:
+        """The hidden layer from the first layer's _pool_windows of the images (float32 throughout)."""
+        q1 = _conv_pool_relu(win1, self.w1, self.b1)
+        q2 = _conv_pool_relu(_pool_windows(q1, 5), self.w2, self.b2)
+        h = q2.reshape(len(q2), -1) @ self.w3
+        h += self.b3
+        np.maximum(h, 0, out=h)
+        return h
+
+    def hidden(self, images: np.ndarray) -> np.ndarray:
+        """The hidden layer's features (what the kit's memory compares)."""
+        return self._hidden(_pool_windows(np.asarray(images, np.float32)[..., None], 5))
+
     def logits(self, images: np.ndarray) -> np.ndarray:
         return self.forward(images)
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        z = self.logits(images) / self.temperature
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        z = logits / self.temperature
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return self.calibrated(self.logits(images))
+
+    def read(self, win1: tuple[np.ndarray, tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(calibrated probabilities, hidden features) of images given as their _pool_windows."""
+        h = self._hidden(win1)
+        return self.calibrated(h @ self.w4 + self.b4), h
 
     def save(self, path: Path | str) -> None:
         np.savez_compressed(path, temperature=np.float32(self.temperature),
                             **{k: getattr(self, k).astype(np.float16 if k.startswith("w") else np.float32)
                                for k in self.KEYS})
+
+
+def _unit(h: np.ndarray) -> np.ndarray:
+    return h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-6)
 
 
 @functools.lru_cache(maxsize=1)
@@ -370,11 +395,39 @@ def model() -> Model:
         return Model({k: z[k] for k in z.files})
 
 
+@functools.lru_cache(maxsize=1)
+def second_model() -> Model | None:
+    """The second opinion: the same network trained with another seed and another reshaping of the
+    training digits (`tools/train_digits.py --second`); its mistakes are mostly not the first's.
+    None when its file is missing (an incomplete install): suggestions are still made, nothing is
+    pre-filled."""
+    if not SECOND_PATH.exists():
+        return None
+    with np.load(SECOND_PATH) as z:
+        return Model({k: z[k] for k in z.files})
+
+
+NO_VOTE = -1   # the second model's vote when there is no second model: agrees with nothing
+
+
+def opinions(images: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 11) probabilities of normalised cell images (the two models' mean), (N, 2) each model's
+    top class, and the first model's hidden features (N, HIDDEN), L2-normalised, for the memory."""
+    if not len(images):
+        return np.zeros((0, 11), np.float32), np.zeros((0, 2), np.int64), np.zeros((0, 0), np.float32)
+    x = np.stack(images) if isinstance(images, list) else np.asarray(images, np.float32)
+    win1 = _pool_windows(x.astype(np.float32, copy=False)[..., None], 5)   # gathered once for both
+    pa, feats = model().read(win1)
+    second = second_model()
+    if second is None:
+        return pa, np.stack([pa.argmax(axis=1), np.full(len(pa), NO_VOTE)], axis=1), _unit(feats)
+    pb, _ = second.read(win1)
+    return (pa + pb) / 2, np.stack([pa.argmax(axis=1), pb.argmax(axis=1)], axis=1), _unit(feats)
+
+
 def classify(images: list[np.ndarray]) -> np.ndarray:
-    """(N, 11) calibrated probabilities of normalised cell images."""
-    if not images:
-        return np.zeros((0, 11), np.float32)
-    return model().probabilities(np.stack(images))
+    """(N, 11) calibrated probabilities of normalised cell images (both models)."""
+    return opinions(images)[0]
 
 
 class Batch:
@@ -412,12 +465,18 @@ class Batch:
         self.cells, self.patches, self.blacks = [], [], []
         if not images:
             return
-        probs = classify(images)
+        probs, votes, feats = opinions(images)
+        touched = np.zeros(len(probs), bool)
         if _memory is not None and len(_memory):
-            probs = _memory.adjust(embed(images), probs)
-        for cell, p in zip(inked, probs):
+            probs, touched = _memory.blend(feats, probs)
+        for cell, p, v, t in zip(inked, probs, votes, touched):
             top = np.argsort(-p)[:TOP_K]
             cell["alts"] = [[LABELS[j], round(float(p[j]), 4)] for j in top]
+            # each model's own first choice, before the kit's memory: a box is pre-filled only where
+            # they agree (suggest.py), so one model's sure mistake is not pre-filled
+            cell["votes"] = [LABELS[j] if j != NO_VOTE else "none" for j in v]
+            if t:
+                cell["memory"] = True   # the kit's memory weighed in (it may not overrule the models)
 
 
 def read_cells(image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
@@ -429,26 +488,34 @@ def read_cells(image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
     return out
 
 
-__all__ = ["Batch", "read_cells", "normalise", "normalise_many", "cell_patch", "classify", "Model", "model", "LABELS"]
+__all__ = ["Batch", "read_cells", "normalise", "normalise_many", "cell_patch", "classify", "opinions", "Model", "model",
+           "second_model", "LABELS"]
 
 
 # --- learning from the kit's own clerks -----------------------------------------------------------
 MEMORY_FILE = "digits-memory.npz"   # in the kit directory, rebuilt from the decisions by learn.py
 MEMORY_SIM = 0.85                   # cosine similarity of hidden features that counts as the same hand
 MEMORY_K = 5
-MEMORY_WEIGHT = 0.6                 # the memory alone cannot make a digit sure enough to pre-fill
+MEMORY_WEIGHT = 0.6                 # weight of the neighbours' vote in the blend
+MEMORY_RAISE_MAX = 0.8              # the memory raises no digit above what the models said beyond this
+                                    # (below suggest.CELL_SURE: the memory alone never makes a box sure)
 
 
 def embed(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
     """The base model's hidden features of normalised cell images, L2-normalised (N, HIDDEN)."""
-    mdl = model()
-    _, (*_, h) = mdl.forward(np.stack(images) if isinstance(images, list) else images, keep=True)
-    return h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-6)
+    if not len(images):
+        return np.zeros((0, model().w3.shape[1]), np.float32)
+    return _unit(model().hidden(np.stack(images) if isinstance(images, list) else images))
 
 
 class Memory:
     """Cells of this kit labelled by its clerks: a nearest-neighbour vote over the base model's hidden
-    features, blended into the model's probabilities where the same hand wrote something alike."""
+    features, blended into the model's probabilities where the same hand wrote something alike.
+
+    The memory may confirm the models or doubt them, never overrule them into certainty: after the
+    blend no digit is likelier than the models said, unless it stays below MEMORY_RAISE_MAX (what
+    the blend takes away and gives to no digit is doubt). A digit the memory puts first against
+    the models is shown first but never pre-filled (the models' `votes` disagree with it)."""
 
     def __init__(self, feats: np.ndarray, labels: np.ndarray):
         self.feats = np.asarray(feats, np.float32)
@@ -458,21 +525,26 @@ class Memory:
         return len(self.labels)
 
     def adjust(self, feats: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        return self.blend(feats, probs)[0]
+
+    def blend(self, feats: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the probabilities after the memory, which cells it had close neighbours for)."""
         if not len(self) or not len(feats):
-            return probs
+            return probs, np.zeros(len(probs), bool)
         sims = feats @ self.feats.T
-        out = probs.copy()
         k = min(MEMORY_K, len(self))
-        near = np.argsort(-sims, axis=1)[:, :k]
-        for i, idx in enumerate(near):
-            close = idx[sims[i, idx] >= MEMORY_SIM]
-            if not len(close):
-                continue
-            vote = np.bincount(self.labels[close], weights=sims[i, close], minlength=probs.shape[1])
-            vote = (vote / vote.sum()).astype(np.float32)
-            a = MEMORY_WEIGHT
-            out[i] = (1 - a) * probs[i] + a * vote
-        return out
+        near = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(self) else \
+            np.broadcast_to(np.arange(len(self)), (len(feats), len(self)))
+        s = np.take_along_axis(sims, near, axis=1)
+        w = np.where(s >= MEMORY_SIM, s, 0.0)
+        vote = np.zeros(probs.shape, np.float64)
+        np.add.at(vote, (np.repeat(np.arange(len(feats)), k), self.labels[near].ravel()), w.ravel())
+        total = vote.sum(axis=1, keepdims=True)
+        close = total[:, 0] > 0
+        vote = np.where(close[:, None], vote / np.maximum(total, 1e-12), 0.0)
+        a = MEMORY_WEIGHT
+        blend = np.where(close[:, None], (1 - a) * probs + a * vote, probs)
+        return np.minimum(blend, np.maximum(probs, MEMORY_RAISE_MAX)).astype(np.float32), close
 
     def save(self, path: Path | str) -> None:
         np.savez_compressed(path, feats=self.feats.astype(np.float16), labels=self.labels.astype(np.int8))

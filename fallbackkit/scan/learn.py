@@ -31,8 +31,9 @@ def labelled_cells(kit: Kit) -> tuple[list[np.ndarray], list[int]]:
     from .suggest import SuggestionContext
     conn = kit.db.conn
     hints = SuggestionContext(conn, None)
-    images: list[np.ndarray] = []
-    labels: list[int] = []
+    patches: list[np.ndarray] = []
+    blacks: list[float] = []
+    written_digits: list[int] = []
     rows = conn.execute(
         "SELECT r.reading_id, r.sheet_id, r.field, r.raw, r.crop_path, c.quality FROM readings r"
         " JOIN captures c ON c.capture_id = r.capture_id"
@@ -64,10 +65,16 @@ def labelled_cells(kit: Kit) -> tuple[list[np.ndarray], list[int]]:
         black = float(json.loads(quality or "{}").get("black_level", DEFAULT_BLACK))
         shift = raw.get("shift_mm", [0.0, 0.0])
         for i, ch in zip(inked, written):
-            norm, _ = digits.normalise(digits.cell_patch(crop, hmat, field["cells_mm"][i], shift), black)
-            if norm is not None:
-                images.append(norm)
-                labels.append(int(ch))
+            patches.append(digits.cell_patch(crop, hmat, field["cells_mm"][i], shift))
+            blacks.append(black)
+            written_digits.append(int(ch))
+    # all the kit's labelled cells normalised in one batch (one cell alone gives the same pixels)
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for (norm, _), ch in zip(digits.normalise_many(patches, blacks), written_digits):
+        if norm is not None:
+            images.append(norm)
+            labels.append(ch)
     return images, labels
 
 

@@ -6,7 +6,9 @@ reading stays `review` until a person accepts or corrects it. What the station p
 suggestion when the field is sure (`prefill`), else only its sure boxes (`partial`, each cell's
 `sure`: a box whose digit is right with probability CELL_SURE given the field's rules, and all the
 pre-filled boxes together right with probability PREFILL_MIN), so that the clerk types only the
-digits the machine is unsure of; all boxes surely empty is `blank` (one key). What the digits must mean is checked
+digits the machine is unsure of; all boxes surely empty is `blank` (one key). A box is pre-filled
+only where both digit models put the same digit first (the cell's `votes`: one model's sure mistake
+is not pre-filled) and never with a digit the kit's memory put first against them. What the digits must mean is checked
 with the one parser of handwritten values (`templates/values.py`): a time of day, a calendar date
 within the kit's printing and scanning window (a birth date in the past), a number within the
 template's plausible range, a MAR time near the scheduled time of its column. A suggestion that
@@ -23,9 +25,13 @@ from ..templates.layout import comb_groups
 
 CELL_MIN = 0.5         # a written cell whose best digit is less likely than this reads as no digit
 CELL_SURE = 0.9        # a box's digit (given the field's rules) below this is unsure: highlighted, never pre-filled
-PREFILL_MIN = 0.98     # the pre-filled boxes must all be right with this probability (calibration split)
+PREFILL_MIN = 0.95     # the pre-filled boxes must all be right with this probability (chosen on the
+                       # calibration split with the two models: no wrong pre-fill there, office or phone)
+BLANK_MIN = 0.98       # every box empty with this probability: one key says blank
 NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled time is queried
 EMPTY_SURE_INK = 0     # ink pixels in a cell that reads as empty beyond which emptiness is unsure
+EMPTY_UNSURE_P = 0.94  # ... and how sure it is then (below PREFILL_MIN: such a box is never pre-filled
+                       # as empty on its own, the clerk says it with Space)
 ALT_MIN = 0.002        # a digit alternative less likely than this is not considered
 MAX_COMBINATIONS = 64  # digit strings weighed per field (the most probable ones)
 TAIL_MASS = 1e-4       # digit strings are weighed until what is left is this unlikely
@@ -47,14 +53,30 @@ def _cell(c: dict[str, Any]) -> dict[str, Any]:
     alternatives the field may choose among."""
     alts = c.get("alts")
     if not alts:
-        conf = 1.0 if c.get("ink", 0) <= EMPTY_SURE_INK else 0.97
+        conf = 1.0 if c.get("ink", 0) <= EMPTY_SURE_INK else EMPTY_UNSURE_P
         return {"digit": "", "p": conf, "alts": [], "low": False, "choices": [("", conf)]}
     label, p = alts[0]
     if label == "other" or p < CELL_MIN:
         return {"digit": None, "p": round(1 - p if label == "other" else p, 4), "alts": alts, "low": True,
                 "choices": []}
     choices = [(lab, float(q)) for lab, q in alts if lab != "other" and float(q) >= ALT_MIN]
-    return {"digit": label, "p": p, "alts": alts, "low": p < CELL_SURE, "choices": choices}
+    votes = c.get("votes")
+    return {"digit": label, "p": p, "alts": alts, "low": p < CELL_SURE, "choices": choices,
+            "votes": list(votes) if votes else None, "memory": bool(c.get("memory"))}
+
+
+def _agreed(c: dict[str, Any], digit: str) -> bool:
+    """Whether this box may be pre-filled with digit, as far as the second opinion goes: both models
+    put the same digit first (one model's sure mistake is not pre-filled), and it is this digit,
+    unless the field's rules chose another of their alternatives (a 7 in the first box of an hour
+    is a 2) without the kit's memory weighing in: the memory may confirm or doubt the models, never
+    overrule them into a pre-fill. A box without votes was read before the second opinion."""
+    votes = c.get("votes")
+    if not votes:
+        return True
+    if any(v != votes[0] for v in votes):
+        return False
+    return digit == votes[0] or not c.get("memory")
 
 
 def _combinations(cells: list[dict]):
@@ -159,7 +181,7 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
                            "partial": False, "blank": False, "rule": None, "cells": cells}
     if all(c["digit"] == "" for c in cells):
         # every box surely empty: one key says "blank" (still a person's decision)
-        out["blank"] = all(c["p"] >= PREFILL_MIN for c in cells) and not raw.get("page_review")
+        out["blank"] = all(c["p"] >= BLANK_MIN for c in cells) and not raw.get("page_review")
         for c in cells:
             c["sure"] = out["blank"]
             c.pop("choices", None)
@@ -168,6 +190,8 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
     for c in cells:
         if c["digit"] is None:
             c.pop("choices", None)
+            c.pop("votes", None)
+            c.pop("memory", None)
     if bad:
         out["rule"] = (f"box {bad[0]} holds something other than one digit" if len(bad) == 1
                        else f"boxes {', '.join(map(str, bad))} hold something other than one digit")
@@ -197,6 +221,9 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
             text, rule, choice, p_top = best_text, None, best, p_best
     if text is None:
         out["rule"] = rule
+        for c in cells:
+            c.pop("votes", None)
+            c.pop("memory", None)
         return out
     for c, d in zip(cells, choice):
         if d != c["digit"]:
@@ -206,18 +233,21 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
     out["suggestion_confidence"] = round(field_conf if rule is None else p_top, 4)
     out["rule"] = rule
     second = valid[1][0] if len(valid) > 1 else 0.0
+    agreed = {k for k, (c, d) in enumerate(zip(cells, choice)) if _agreed(c, d)}
     out["prefill"] = (rule is None and field_conf >= PREFILL_MIN and second <= PREFILL_MARGIN * valid[0][0]
-                      and not raw.get("page_review"))
+                      and not raw.get("page_review") and len(agreed) == len(cells))
     if out["prefill"]:
         sure = set(range(len(cells)))
     elif rule is None and not raw.get("page_review"):
-        sure = _sure_cells(cells, choice, field, checks)
+        sure = _sure_cells(cells, choice, field, checks) & agreed
     else:  # a suggestion that breaks a rule is never pre-filled, not even in part
         sure = set()
     for k, c in enumerate(cells):
         c["sure"] = k in sure
         c["low"] = c["low"] or k not in sure
         c.pop("choices", None)
+        c.pop("votes", None)
+        c.pop("memory", None)
     out["partial"] = bool(sure) and not out["prefill"]
     return out
 
