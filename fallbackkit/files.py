@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import unicodedata
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -115,6 +116,67 @@ def write_private(path: Path | str, data: bytes | str) -> Path:
     return Path(path)
 
 
+# What a command writing into a folder leaves there while it runs: `.NAME.PID.tmp` files
+# (private_writer, StagedFiles) and the FHIR export's `.fallbackkit-spool-PID-*` folder. They hold
+# patient data (private: 0600 / 0700); a command killed outright (power cut, kill -9) cannot remove
+# its own, so the next command writing into that folder does, once the process that made them is gone.
+_LEFTOVER = re.compile(r"\..+\.(\d+)\.tmp|\.fallbackkit-spool-(\d+)-.*", re.DOTALL)
+_swept: set[str] = set()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process PID may still be running (another user's process counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def sweep_leftovers(folder: Path | str) -> list[Path]:
+    """Remove what a killed run of a command left in FOLDER (see _LEFTOVER): only private (0600 /
+    0700) entries of this user whose process no longer runs; the files of a run still going on
+    are kept. Returns what was removed."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _LEFTOVER.fullmatch(entry.name)
+        if not match:
+            continue
+        pid = int(match.group(1) or match.group(2))
+        if pid == os.getpid() or pid_alive(pid):
+            continue
+        path = Path(entry.path)
+        try:
+            info = entry.stat(follow_symlinks=False)
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if info.st_uid != os.geteuid() or (info.st_mode & 0o077) or is_dir != bool(match.group(2)):
+                continue  # not a private file or folder of ours: someone else's, left alone
+            if is_dir:
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as exc:
+            log.warning("could not remove %s, left by a command that was stopped: %s", path, exc)
+            continue
+        log.info("removed %s, left by a command that was stopped before it ended", path)
+        removed.append(path)
+    return removed
+
+
+def _sweep_once(folder: Path) -> None:
+    key = os.path.abspath(folder)
+    if key not in _swept:
+        _swept.add(key)
+        sweep_leftovers(folder)
+
+
 @contextlib.contextmanager
 def private_writer(path: Path | str, text: bool = False) -> Iterator[IO[Any]]:
     """`write_private` for a file written as it is made (an export of millions of rows): the rows
@@ -123,6 +185,7 @@ def private_writer(path: Path | str, text: bool = False) -> Iterator[IO[Any]]:
     PATH, and an older PATH as it was. text=True: a UTF-8 text handle that translates no newline."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_once(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -169,6 +232,7 @@ class StagedFiles:
         claimed: the name was claimed already (`outputs.claim`, to reserve it first)."""
         path = Path(path) if claimed else self.outputs.claim(path, what)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_once(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         fh = open(fd, "w", encoding="utf-8", newline="")

@@ -203,3 +203,42 @@ def test_the_html_report_is_written_a_row_at_a_time(kit, ward_pack, tmp_path, mo
     assert (tmp_path / "rows.html").read_bytes() == (tmp_path / "whole.html").read_bytes()
     assert got["totals"] == want["totals"]
     assert len(writes) > rows and max(writes) < sum(writes) / 4
+
+
+def _dead_pid() -> int:
+    import subprocess
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
+def test_the_next_export_removes_what_a_killed_export_left_and_nothing_else(kit, ward_pack, tmp_path):
+    """An export killed outright (power cut, kill -9) leaves its hidden temporary files and the FHIR
+    export's spool folder, patient data, in the output folder: the next export into that folder
+    removes them once their process is gone, and keeps a running export's files and anyone else's."""
+    from fallbackkit.export.fhir import export_fhir
+    _scanned(kit)
+    dead, alive = _dead_pid(), os.getppid()
+    csv_dir, fhir_dir = tmp_path / "csv", tmp_path / "fhir"
+    csv_dir.mkdir()
+    fhir_dir.mkdir()
+
+    def private(path, mode=0o600):
+        path.write_text("patient rows of a killed export")
+        path.chmod(mode)
+        return path
+    left = private(csv_dir / f".readings.csv.{dead}.tmp")
+    running = private(csv_dir / f".worklist.csv.{alive}.tmp")  # an export still going on: kept
+    not_ours = private(csv_dir / f".notes.{dead}.tmp", 0o644)  # not a private file of ours: kept
+    spool = fhir_dir / f".fallbackkit-spool-{dead}-x1y2"
+    spool.mkdir(mode=0o700)
+    private(spool / "spool.sqlite")
+    half_bundle = private(fhir_dir / f".bundle-000123.json.{dead}.tmp")
+
+    tabular.export_table(kit, "csv", csv_dir, actor="tester")
+    export_fhir(kit, fhir_dir)
+
+    assert not left.exists() and not spool.exists() and not half_bundle.exists()
+    assert running.exists() and not_ours.exists()
+    assert (csv_dir / "readings.csv").exists() and (fhir_dir / "pending.json").exists()  # both exports wrote
+    assert not list(fhir_dir.glob(".fallbackkit-spool-*"))  # this export's own spool is gone too

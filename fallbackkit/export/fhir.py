@@ -13,6 +13,7 @@ import base64
 import datetime as _dt
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -28,7 +29,7 @@ from ..errors import BadInput
 from ..store.exports import content_hash, last_sent_item, last_sent_of_forms, record_export_if_writable
 from ..store.kit import Kit, default_actor, now_iso
 from ..store.settings import check_zone, get_setting, stored_setting, system_zone
-from ..files import StagedFiles, file_name, outside_kit
+from ..files import StagedFiles, file_name, outside_kit, sweep_leftovers
 from ..templates import values as paper_values
 from ..templates.model import Template
 from ..templates.semantics import ItemRule
@@ -1187,7 +1188,8 @@ class _Files:
         self.max_entries, self.bundle_type = max_entries, bundle_type
         self.hold = bool(max_entries) or bundle_type == "batch"
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.spool_dir = Path(tempfile.mkdtemp(prefix=".fallbackkit-spool-", dir=out_dir))  # mode 0700
+        sweep_leftovers(out_dir)  # a spool and files of an export killed before it ended
+        self.spool_dir = Path(tempfile.mkdtemp(prefix=f".fallbackkit-spool-{os.getpid()}-", dir=out_dir))  # mode 0700
         self.spool = sqlite3.connect(self.spool_dir / "spool.sqlite")
         self.spool.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"

@@ -33,6 +33,7 @@ import sqlite_utils
 from .. import ids
 from ..errors import (DiskFull, FallbackkitError, IntegrityFailure, KitExists, KitNotFound, KitReadOnly,
                       StorageFailure)
+from ..files import pid_alive as _pid_alive
 from . import migrations
 from .audit import append_audit, audit_head, head_problem, register_audit_key
 from .transactions import StoreConnection, write_lock
@@ -169,16 +170,6 @@ def clean_stale_tmp(kit_path: Path) -> list[Path]:
     if removed:
         log.info("removed %d temporary files left by an interrupted command", len(removed))
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
