@@ -36,6 +36,9 @@ ALT_MIN = 0.002        # a digit alternative less likely than this is not consid
 MAX_COMBINATIONS = 64  # digit strings weighed per field (the most probable ones)
 TAIL_MASS = 1e-4       # digit strings are weighed until what is left is this unlikely
 PREFILL_MARGIN = 0.05  # never pre-fill when the second valid digit string is this close to the best
+PREFILL_OWN_MIN = 0.0  # the pre-filled digit string's own probability (its boxes' product, before the
+                       # field's rules take the strings they rule out away) must reach this: a field
+                       # looks sure only because the rules removed the likelier readings otherwise
 
 
 @dataclass
@@ -235,7 +238,7 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
     second = valid[1][0] if len(valid) > 1 else 0.0
     agreed = {k for k, (c, d) in enumerate(zip(cells, choice)) if _agreed(c, d)}
     out["prefill"] = (rule is None and field_conf >= PREFILL_MIN and second <= PREFILL_MARGIN * valid[0][0]
-                      and not raw.get("page_review") and len(agreed) == len(cells))
+                      and valid[0][0] >= PREFILL_OWN_MIN and not raw.get("page_review") and len(agreed) == len(cells))
     if out["prefill"]:
         sure = set(range(len(cells)))
     elif rule is None and not raw.get("page_review"):
