@@ -273,23 +273,22 @@ def main() -> None:
         def sweep_partial(label: str, m: dict) -> None:
             """What other CELL_SURE / PREFILL_MIN would give with the comb boxes, on these fields."""
             from fallbackkit.scan import suggest as sg
-            kept = sg.CELL_SURE, sg.PREFILL_MIN, sg.PREFILL_OWN_MIN
+            kept = sg.CELL_SURE, sg.PREFILL_MIN
             try:
-                for cell_sure, prefill_min, own_min in [(c, p, o) for c in (0.9, 0.99) for p in (0.9, 0.95, 0.97, 0.98, 0.99)
-                                                        for o in (0.0, 0.5, 0.7, 0.8, 0.9)]:
-                    sg.CELL_SURE, sg.PREFILL_MIN, sg.PREFILL_OWN_MIN = cell_sure, prefill_min, own_min
+                for cell_sure, prefill_min in [(c, p) for c in (0.9, 0.99) for p in (0.9, 0.95, 0.97, 0.98, 0.99)]:
+                    sg.CELL_SURE, sg.PREFILL_MIN = cell_sure, prefill_min
                     k = {key: 0 for key in ("prefilled", "prefilled_wrong", "partial", "partial_wrong",
                                             "keys_assist", "keys_typing", "keys_whole", "open_boxes")}
                     for raw, f, checks, written, want in m["fields_raw"]:
                         clerk(k, suggest(raw, f, checks) or {"suggestion": None, "prefill": False, "cells": []},
                               written, want)
                     pre, wrong = k["prefilled"] + k["partial"], k["prefilled_wrong"] + k["partial_wrong"]
-                    print(f"  {label} CELL_SURE {cell_sure} PREFILL_MIN {prefill_min} PREFILL_OWN_MIN {own_min}: "
+                    print(f"  {label} CELL_SURE {cell_sure} PREFILL_MIN {prefill_min}: "
                           f"whole {k['prefilled']}, whole wrong {k['prefilled_wrong']}, "
                           f"partly {k['partial']}, pre-filled wrong {wrong / max(pre, 1):.2%} ({wrong}), "
                           f"keystroke ratio {k['keys_assist'] / max(k['keys_typing'], 1):.3f}")
             finally:
-                sg.CELL_SURE, sg.PREFILL_MIN, sg.PREFILL_OWN_MIN = kept
+                sg.CELL_SURE, sg.PREFILL_MIN = kept
 
         for tier in ("office", "phone"):
             m = evaluate(filled, tier, 20)

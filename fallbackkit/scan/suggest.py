@@ -25,8 +25,9 @@ from ..templates.layout import comb_groups
 
 CELL_MIN = 0.5         # a written cell whose best digit is less likely than this reads as no digit
 CELL_SURE = 0.9        # a box's digit (given the field's rules) below this is unsure: highlighted, never pre-filled
-PREFILL_MIN = 0.95     # the pre-filled boxes must all be right with this probability (chosen on the
-                       # calibration split with the two models: no wrong pre-fill there, office or phone)
+PREFILL_MIN = 0.97     # the pre-filled boxes must all be right with this probability (chosen on the
+                       # calibration split with the two models: the lowest with no wrong pre-fill there,
+                       # office or phone; 0.95 gave one each with the models trained on printed sheets)
 BLANK_MIN = 0.98       # every box empty with this probability: one key says blank
 NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled time is queried
 EMPTY_SURE_INK = 0     # ink pixels in a cell that reads as empty beyond which emptiness is unsure
@@ -36,9 +37,6 @@ ALT_MIN = 0.002        # a digit alternative less likely than this is not consid
 MAX_COMBINATIONS = 64  # digit strings weighed per field (the most probable ones)
 TAIL_MASS = 1e-4       # digit strings are weighed until what is left is this unlikely
 PREFILL_MARGIN = 0.05  # never pre-fill when the second valid digit string is this close to the best
-PREFILL_OWN_MIN = 0.0  # the pre-filled digit string's own probability (its boxes' product, before the
-                       # field's rules take the strings they rule out away) must reach this: a field
-                       # looks sure only because the rules removed the likelier readings otherwise
 
 
 @dataclass
@@ -238,7 +236,7 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
     second = valid[1][0] if len(valid) > 1 else 0.0
     agreed = {k for k, (c, d) in enumerate(zip(cells, choice)) if _agreed(c, d)}
     out["prefill"] = (rule is None and field_conf >= PREFILL_MIN and second <= PREFILL_MARGIN * valid[0][0]
-                      and valid[0][0] >= PREFILL_OWN_MIN and not raw.get("page_review") and len(agreed) == len(cells))
+                      and not raw.get("page_review") and len(agreed) == len(cells))
     if out["prefill"]:
         sure = set(range(len(cells)))
     elif rule is None and not raw.get("page_review"):
