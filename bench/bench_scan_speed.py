@@ -47,7 +47,7 @@ from fallbackkit.scan.pipeline import _geometry_lookup, scan_paths  # noqa: E402
 from fallbackkit.scan.simulate import fill_page  # noqa: E402
 from fallbackkit.store import init_kit, open_kit  # noqa: E402
 
-cv2.setNumThreads(1)  # OpenCV's own thread pool likewise: one core's figures (workers do the same)
+cv2.setNumThreads(1)  # OpenCV on one thread too (CPU per page the same with two, 2026-12-01: kept for one core's figures)
 
 FORMATS = ("png", "jpeg", "tiff-g4", "scanner-pdf")
 
