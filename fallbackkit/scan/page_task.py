@@ -249,7 +249,7 @@ PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRIT
               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 try:
     from zlib_ng import zlib_ng as _deflate
-except ImportError:  # pragma: no cover - zlib-ng is an install requirement; stdlib zlib makes the same PNG
+except ImportError:  # zlib-ng is an install requirement; without it stdlib zlib: the same pixels, ~2x the CPU
     import zlib as _deflate
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
