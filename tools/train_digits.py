@@ -25,8 +25,10 @@ sheets and cut by the engine, so that its probabilities mean what they say on sc
 
 Takes 8-9 minutes of CPU on one BLAS thread, most of it damaging and reading the printed pages
 (27 minutes by the clock on the shared 2-core machine at load ~8, 2026-12-01: 42,354 training
-cells, 12 epochs); the model file is about 0.1 MB. The shipped files: digits_model.npz SHA-256
-3d0a5d23..., digits_second.npz (`--second`) c5a0a1b5... The former models (760301a5... and
+cells, 12 epochs); the model file is about 0.1 MB. Two runs give the same file, byte for byte,
+each printing its own kit (other random codes): digits_model.npz SHA-256 3d0a5d23..., and with
+`--second` digits_second.npz c5a0a1b5..., the shipped files (2026-12-01, 21:27-21:53 and
+21:54-22:24 UTC, 508-534 s of CPU each). The former models (760301a5... and
 7cf6f269..., trained on the synthetic cells alone) read 96.6 / 96.5 % of the test split's digits in
 bench_handwriting (office / phone); these 97.5-97.7 / 97.3 %.
 `--copies 2 --epochs 3` is a quick try.
