@@ -91,42 +91,62 @@ def _tile(a: np.ndarray) -> np.ndarray:
     return out.reshape(h, -1)
 
 
+def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of consecutive integers in a sorted index array."""
+    cut = np.flatnonzero(np.diff(idx) != 1) + 1
+    return [(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, cut)]
+
+
 def _strip_tiled(ink: np.ndarray, n: int, w: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """strip_outline of n tiled cells of width w (see _tile)."""
+    """strip_outline of n tiled cells of width w (see _tile). The printed line is only looked for
+    in the band where it is printed, so each step is worked out only where it can matter: the
+    straight runs in the band's rows (columns) and the ones beside them, the crossing strokes around
+    the band's rows (each row's and column's numbers as on the whole cell)."""
     h = ink.shape[0]
     s = w + GAP_PX
     band = int(round(OUTLINE_BAND_MM * CELL_PPM))
-    u8 = ink.astype(np.uint8)
+    u8 = ink.view(np.uint8)
     lh = max(3, int(round(LINE_SHARE * (w - 2 * m))))
     lv = max(3, int(round(LINE_SHARE * (h - 2 * m))))
     bd = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
-    horiz = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((1, lh), np.uint8), **bd) > 0
-    vert = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8), **bd) > 0
-    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
-    # thickens the run there but stays outside those rows and is kept (and the blurred edge rows
-    # beside them, where such runs still cover some of the side)
-    rcover = np.count_nonzero(horiz.reshape(h, n, s)[:, :, m:w - m], axis=2) / (w - 2 * m)   # (h, n)
-    ccover = np.count_nonzero(vert[m:h - m, :], axis=0) / (h - 2 * m)                         # (n * s,)
-    rsel = (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
-    csel = (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
-    band_rows = np.zeros((h, 1), bool)
+    band_rows = np.zeros(h, bool)
     band_rows[max(0, m - band):m + band + 1] = True
     band_rows[max(0, h - m - band):h - m + band + 1] = True
     col = np.arange(n * s) % s
     band_cols = ((col >= m - band) & (col <= m + band)) | ((col >= w - m - band) & (col <= w - m + band))
-    line_h = horiz & np.repeat(band_rows & rsel, s, axis=1)
-    line_v = vert & (band_cols & csel)[None, :]
+    rows = np.flatnonzero(band_rows | _next_to(band_rows))       # the band's rows and those beside them
+    cols = np.flatnonzero(band_cols | _next_to(band_cols))
+    # straight runs: an opening along rows (columns) treats each row (column) on its own
+    horiz = cv2.morphologyEx(u8[rows], cv2.MORPH_OPEN, np.ones((1, lh), np.uint8), **bd) > 0
+    vert = cv2.morphologyEx(np.ascontiguousarray(u8[:, cols]), cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8), **bd) > 0
+    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
+    # thickens the run there but stays outside those rows and is kept (and the blurred edge rows
+    # beside them, where such runs still cover some of the side)
+    rcover = np.zeros((h, n))
+    rcover[rows] = np.count_nonzero(horiz.reshape(len(rows), n, s)[:, :, m:w - m], axis=2) / (w - 2 * m)
+    ccover = np.zeros(n * s)
+    ccover[cols] = np.count_nonzero(vert[m:h - m, :], axis=0) / (h - 2 * m)
+    rsel = (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
+    csel = (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
+    line_h = np.zeros(ink.shape, bool)
+    in_band = band_rows[rows]
+    line_h[rows[in_band]] = horiz[in_band] & np.repeat(rsel[rows[in_band]], s, axis=1)
+    line_v = np.zeros(ink.shape, bool)
+    line_v[:, cols] = vert & (band_cols & csel)[cols][None, :]
     line = line_h | line_v
     rest = (ink & ~line).view(np.uint8)
     reach = 2 * band + 1
-    wide = cv2.dilate(rest, np.ones((1, 3), np.uint8))
     tall = cv2.dilate(rest, np.ones((3, 1), np.uint8))
     # a line pixel is kept where a stroke crosses the line (ink on both sides). A stroke that only
     # touches the line loses the pixels it shares with it: keeping the line there (tried) draws a
     # bar of outline on every digit that touches its box, which costs more than it saves.
-    cross_h = _beyond(wide, True, reach, True) & _beyond(wide, True, reach, False)
     cross_v = _beyond(tall, False, reach, True) & _beyond(tall, False, reach, False)
-    kept = rest.view(bool) | line_h & cross_h | line_v & cross_v
+    kept = rest.view(bool) | line_v & cross_v
+    for r0, r1 in _runs(np.flatnonzero(band_rows)):   # the rows within reach of the band's
+        a, b = max(0, r0 - reach), min(h, r1 + reach)
+        wide = cv2.dilate(rest[a:b], np.ones((1, 3), np.uint8))
+        cross_h = _beyond(wide, True, reach, True) & _beyond(wide, True, reach, False)
+        kept[r0:r1] |= line_h[r0:r1] & cross_h[r0 - a:r1 - a]
     return kept, line & ~kept
 
 
@@ -332,15 +352,25 @@ def _pool_windows(x: np.ndarray, k: int) -> tuple[np.ndarray, tuple[int, int, in
     return np.ascontiguousarray(v).reshape(4, -1, k * k * c), (b, oh // 2, ow // 2)
 
 
-def _conv_pool_relu(win: tuple[np.ndarray, tuple[int, int, int]], w: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """ReLU(maxpool(conv) + bias) from _pool_windows (the same numbers as the training pass: max-pooling
-    before bias and ReLU keeps the order of values)."""
-    x, (b, h, wd) = win
+def _conv_pool(win: tuple[np.ndarray, tuple[int, int, int]], w: np.ndarray) -> np.ndarray:
+    """maxpool(conv) from _pool_windows, (B * H/2 * W/2, channels): one product and the maximum of
+    four contiguous blocks."""
+    x = win[0]
     z = (x.reshape(-1, x.shape[-1]) @ w).reshape(4, -1, w.shape[1])
-    q = np.maximum(np.maximum(z[0], z[1]), np.maximum(z[2], z[3]))
-    q += bias
+    return np.maximum(np.maximum(z[0], z[1]), np.maximum(z[2], z[3]))
+
+
+def _bias_relu(q: np.ndarray, bias: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """ReLU(q + bias) as (B, H, W, channels) (the same numbers as the training pass: max-pooling
+    before bias and ReLU keeps the order of values)."""
+    q = q + bias
     np.maximum(q, 0, out=q)
-    return q.reshape(b, h, wd, -1)
+    return q.reshape(*shape, -1)
+
+
+def _conv_pool_relu(win: tuple[np.ndarray, tuple[int, int, int]], w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """ReLU(maxpool(conv) + bias) from _pool_windows."""
+    return _bias_relu(_conv_pool(win, w), bias, win[1])
 
 
 def _pool(x: np.ndarray) -> np.ndarray:
@@ -380,7 +410,10 @@ class Model:
 
     def _hidden(self, win1: tuple[np.ndarray, tuple[int, int, int]]) -> np.ndarray:
         """The hidden layer from the first layer's _pool_windows of the images (float32 throughout)."""
-        q1 = _conv_pool_relu(win1, self.w1, self.b1)
+        return self._hidden_q1(_conv_pool_relu(win1, self.w1, self.b1))
+
+    def _hidden_q1(self, q1: np.ndarray) -> np.ndarray:
+        """The hidden layer from the first layer's output (B, H, W, C1)."""
         q2 = _conv_pool_relu(_pool_windows(q1, 5), self.w2, self.b2)
         h = q2.reshape(len(q2), -1) @ self.w3
         h += self.b3
@@ -436,6 +469,11 @@ def second_model() -> Model | None:
         return Model({k: z[k] for k in z.files})
 
 
+@functools.lru_cache(maxsize=2)
+def _joined_w1(first: Model, second: Model) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate([first.w1, second.w1], axis=1))
+
+
 NO_VOTE = -1   # the second model's vote when there is no second model: agrees with nothing
 
 
@@ -446,11 +484,16 @@ def opinions(images: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndar
         return np.zeros((0, 11), np.float32), np.zeros((0, 2), np.int64), np.zeros((0, 0), np.float32)
     x = np.stack(images) if isinstance(images, list) else np.asarray(images, np.float32)
     win1 = _pool_windows(x.astype(np.float32, copy=False)[..., None], 5)   # gathered once for both
-    pa, feats = model().read(win1)
-    second = second_model()
+    first, second = model(), second_model()
     if second is None:
+        pa, feats = first.read(win1)
         return pa, np.stack([pa.argmax(axis=1), np.full(len(pa), NO_VOTE)], axis=1), _unit(feats)
-    pb, _ = second.read(win1)
+    # both models' first layer in one product (one wide product costs less than two narrow ones)
+    c1 = first.w1.shape[1]
+    q = _conv_pool(win1, _joined_w1(first, second))
+    feats = first._hidden_q1(_bias_relu(q[:, :c1], first.b1, win1[1]))
+    pa = first.calibrated(feats @ first.w4 + first.b4)
+    pb = second.calibrated(second._hidden_q1(_bias_relu(q[:, c1:], second.b1, win1[1])) @ second.w4 + second.b4)
     return (pa + pb) / 2, np.stack([pa.argmax(axis=1), pb.argmax(axis=1)], axis=1), _unit(feats)
 
 
