@@ -112,3 +112,38 @@ def test_scanned_cells_reach_the_models_as_before(scanned_cells):
     clear = np.sort(pb, axis=1)[:, -2] < pb.max(axis=1) - 1e-4
     assert (votes[clear, 1] == pb.argmax(axis=1)[clear]).all()
     assert feats.shape == (len(inked), digits.model().w3.shape[1])
+
+
+def test_a_pages_cells_get_the_raw_measures_they_got_before(scanned_cells):
+    """Batch, as the engine runs it page by page: each cell's ink, alternatives and votes as the frozen
+    code gives them (probabilities to the stored 4 decimals, a last-decimal rounding apart)."""
+    pages: dict[int, list] = {}
+    for call in scanned_cells:
+        pages.setdefault(id(call[0]), []).append(call)
+    for calls in pages.values():
+        batch, got = digits.Batch(), []
+        patches, blacks = [], []
+        for image, hmat, field, black, shift in calls:
+            got += batch.add(image, hmat, field, black, shift)
+            cut = ref.comb_patches(image, hmat, field, shift)
+            patches += cut
+            blacks += [black] * len(cut)
+        batch.finish()
+        then = ref.normalise_many(patches, blacks)
+        inked = [i for i, (n, _) in enumerate(then) if n is not None]
+        assert [c["ink"] for c in got] == [ink for _, ink in then]
+        assert [i for i, c in enumerate(got) if "alts" in c] == inked
+        x = np.stack([then[i][0] for i in inked])
+        pa, pb = ref.read(digits.model(), x), ref.read(digits.second_model(), x)
+        mean = (pa + pb) / 2
+        for i, p, qa, qb in zip(inked, mean, pa, pb):
+            cell = got[i]
+            order = np.argsort(-p)
+            near = np.abs(np.diff(p[order])) <= 1e-4         # a neighbour within float noise
+            for k, (label, q) in enumerate(cell["alts"]):
+                assert abs(q - round(float(p[order[k]]), 4)) <= 1.01e-4
+                if not (near[k] or (k and near[k - 1])):
+                    assert label == digits.LABELS[order[k]]
+            for vote, q in zip(cell["votes"], (qa, qb)):
+                top2 = np.sort(q)[-2:]
+                assert vote == digits.LABELS[q.argmax()] or top2[1] - top2[0] <= 1e-4

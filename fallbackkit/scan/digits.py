@@ -163,24 +163,37 @@ def strip_outline(ink: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 def comb_patches(image: np.ndarray, hmat: np.ndarray, field: dict, shift_mm=(0.0, 0.0)) -> list[np.ndarray]:
     """cell_patch of every cell of a comb field, cut as one strip when the cells lie in one row on
     whole pixels of CELL_PPM from each other (the printed combs do: one warp instead of one a cell;
-    the same pixels)."""
-    cells = [tuple(map(float, c)) for c in field.get("cells_mm") or []]
+    the same pixels up to the warp's rounding)."""
+    cells = tuple(tuple(map(float, c)) for c in field.get("cells_mm") or [])
     if not cells:
         return []
+    layout = _comb_layout(cells)
+    if layout is None:
+        return [cell_patch(image, hmat, c, shift_mm) for c in cells]
+    from .read import patch
+    (x0, y, w, h), cuts = layout
+    strip = patch(image, hmat, x0 + shift_mm[0] - 1.0, y + shift_mm[1] - 1.0, w, h, CELL_PPM)
+    return [strip[:, o:o + wpx] for o, wpx in cuts]
+
+
+@functools.lru_cache(maxsize=4096)
+def _comb_layout(cells: tuple) -> tuple[tuple[float, float, float, float], list[tuple[int, int]]] | None:
+    """For comb_patches: the first cell's x, y, the strip's w, h (mm, before the field's shift and the
+    1 mm around) and each cell's columns in it, or None when the cells must be cut one by one
+    (worked out once per comb)."""
     x0, y, _, h = cells[0]
     offs = [(c[0] - x0) * CELL_PPM for c in cells]
     if any(c[1] != y or c[3] != h or abs(o - round(o)) > 1e-6 for c, o in zip(cells, offs)):
-        return [cell_patch(image, hmat, c, shift_mm) for c in cells]
-    from .read import patch
+        return None
     right = max(c[0] + c[2] for c in cells)
-    strip = patch(image, hmat, x0 + shift_mm[0] - 1.0, y + shift_mm[1] - 1.0, right - x0 + 2.0, h + 2.0, CELL_PPM)
-    out = []
+    width = max(1, int(round((right - x0 + 2.0) * CELL_PPM)))
+    cuts = []
     for c, o in zip(cells, offs):
         o, wpx = int(round(o)), max(1, int(round((c[2] + 2.0) * CELL_PPM)))
-        if o + wpx > strip.shape[1]:
-            return [cell_patch(image, hmat, c, shift_mm) for c in cells]
-        out.append(strip[:, o:o + wpx])
-    return out
+        if o + wpx > width:
+            return None
+        cuts.append((o, wpx))
+    return (x0, y, right - x0 + 2.0, h + 2.0), cuts
 
 
 @functools.lru_cache(maxsize=8)
@@ -541,12 +554,14 @@ class Batch:
         touched = np.zeros(len(probs), bool)
         if _memory is not None and len(_memory):
             probs, touched = _memory.blend(feats, probs)
-        for cell, p, v, t in zip(inked, probs, votes, touched):
-            top = np.argsort(-p)[:TOP_K]
-            cell["alts"] = [[LABELS[j], round(float(p[j]), 4)] for j in top]
+        top = np.argsort(-probs, axis=1)[:, :TOP_K]
+        top_p = np.take_along_axis(probs, top, axis=1).tolist()
+        labels = LABELS + ["none"]   # NO_VOTE (-1) is the last
+        for cell, js, ps, v, t in zip(inked, top.tolist(), top_p, votes.tolist(), touched.tolist()):
+            cell["alts"] = [[LABELS[j], round(q, 4)] for j, q in zip(js, ps)]
             # each model's own first choice, before the kit's memory: a box is pre-filled only where
             # they agree (suggest.py), so one model's sure mistake is not pre-filled
-            cell["votes"] = [LABELS[j] if j != NO_VOTE else "none" for j in v]
+            cell["votes"] = [labels[j] for j in v]
             if t:
                 cell["memory"] = True   # the kit's memory weighed in (it may not overrule the models)
 
