@@ -147,3 +147,21 @@ def test_a_pages_cells_get_the_raw_measures_they_got_before(scanned_cells):
             for vote, q in zip(cell["votes"], (qa, qb)):
                 top2 = np.sort(q)[-2:]
                 assert vote == digits.LABELS[q.argmax()] or top2[1] - top2[0] <= 1e-4
+
+
+def test_odd_cells_normalise_as_before():
+    """Boxes of other sizes (a template may print smaller or larger combs, down to no interior at
+    all), noisy grey, pale specks and dark blobs: the same ink counts and inputs as before."""
+    rng = np.random.default_rng(1)
+    for shape in [(24, 24), (30, 20), (32, 40), (40, 26), (80, 60), (96, 72)]:
+        patches = [(rng.random(shape) ** 0.3 * 255).astype(np.uint8) for _ in range(4)]
+        blob = np.full(shape, 250, np.uint8)
+        blob[shape[0] // 2 - 2:shape[0] // 2 + 3, shape[1] // 2 - 2:shape[1] // 2 + 3] = 10
+        pale = np.full(shape, 250, np.uint8)
+        pale[shape[0] // 3:-shape[0] // 3, 6:-6] = 190
+        pale[shape[0] // 2, 4:-4] = 20
+        patches += [blob, pale]
+        blacks = [float(b) for b in rng.uniform(0, 60, len(patches))]
+        for (n1, ink1), (n2, ink2) in zip(digits.normalise_many(patches, blacks), ref.normalise_many(patches, blacks)):
+            assert ink1 == ink2 and (n1 is None) == (n2 is None), shape
+            assert n1 is None or np.allclose(n1, n2, rtol=0, atol=1e-6)

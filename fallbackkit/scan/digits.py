@@ -256,6 +256,8 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     dark_grey = np.count_nonzero(dark_of >= INK_DARK, axis=1) - 1
     zone, (r0, r1, c0, c1) = _zones((h, w))
     res: list[tuple[np.ndarray | None, int]] = [(None, 0)] * n
+    if r1 <= r0 or c1 <= c0:
+        return res   # a box too small to have an interior: nothing in it can be kept
     idx = np.nonzero((p[:, r0:r1, c0:c1].reshape(n, -1).min(axis=1) <= faint_grey) & (dark_grey >= 0))[0]
     if not len(idx):
         return res
