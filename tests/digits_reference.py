@@ -264,3 +264,19 @@ def read(model, images: np.ndarray) -> np.ndarray:
     h += model.b3
     np.maximum(h, 0, out=h)
     return model.calibrated(h @ model.w4 + model.b4)
+
+
+def opinions(first, second, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """digits.opinions as it was: both models from the first layer's windows gathered once."""
+    win1 = _pool_windows(np.asarray(images, np.float32)[..., None], 5)
+    out = []
+    for model in (first, second):
+        q1 = _conv_pool_relu(win1, model.w1, model.b1)
+        q2 = _conv_pool_relu(_pool_windows(q1, 5), model.w2, model.b2)
+        h = q2.reshape(len(q2), -1) @ model.w3
+        h += model.b3
+        np.maximum(h, 0, out=h)
+        out.append((model.calibrated(h @ model.w4 + model.b4), h))
+    (pa, feats), (pb, _) = out
+    unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
+    return (pa + pb) / 2, np.stack([pa.argmax(axis=1), pb.argmax(axis=1)], axis=1), unit

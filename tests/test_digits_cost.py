@@ -107,6 +107,9 @@ def test_scanned_cells_reach_the_models_as_before(scanned_cells):
     pa, pb = ref.read(digits.model(), x), ref.read(digits.second_model(), x)
     probs, votes, feats = digits.opinions(inked)
     np.testing.assert_allclose(probs, (pa + pb) / 2, rtol=0, atol=2e-5)
+    then_probs, _, then_feats = ref.opinions(digits.model(), digits.second_model(), x)
+    np.testing.assert_allclose(probs, then_probs, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(feats, then_feats, rtol=0, atol=1e-5)
     clear = np.sort(pa, axis=1)[:, -2] < pa.max(axis=1) - 1e-4
     assert (votes[clear, 0] == pa.argmax(axis=1)[clear]).all()
     clear = np.sort(pb, axis=1)[:, -2] < pb.max(axis=1) - 1e-4
