@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput, Conflict, NotFound
+from ..errors import BadInput, Conflict, FallbackkitError, NotFound
 from ..files import STEM_PATTERN
 from ..store.audit import append_audit
 from ..store.readings import indexes_set_aside, restore_indexes, set_aside_indexes
@@ -191,15 +191,41 @@ class _Merger:
             "SELECT capture_id, file_sha256, page_index, source FROM captures")}
         self.cap_map: dict[int, int] = {}
         self.new_captures: list[dict[str, Any]] = []
+        matched_sheets = set()
         for row in self.rows("captures", "capture_id")[1]:
             key = (row["file_sha256"], row["page_index"], row["source"])
             if key in local_caps:
                 self.cap_map[row["capture_id"]] = local_caps[key]
+                matched_sheets.add(row.get("sheet_id"))
             else:
                 self.new_captures.append(row)
         self.reading_cols = [c for c in _columns(self.remote, "readings") if c in set(_columns(L, "readings"))]
         self.reading_map: dict[int, int] = {}  # only readings people decided on (reviews map to them)
         self.reviewed = {r[0] for r in self.remote.execute("SELECT DISTINCT reading_id FROM reviews")}
+        self.held = self._held_forms(matched_sheets)
+
+    def _held_forms(self, matched_sheets: set[str | None]) -> set[str]:
+        """Forms this station holds something of before the merge writes its captures: a capture
+        (its own, or one the other station has too), a quarantined page that names it, a page
+        identified as one of its sheets. Their summaries are recomputed after the merge; the
+        others' may be copied from the other station (summary.copy_kept)."""
+        from ..payload import verify as verify_payload
+        L = self.local
+        sheets = {r[0] for r in L.execute("SELECT DISTINCT sheet_id FROM captures WHERE sheet_id IS NOT NULL")}
+        sheets |= {s for s in matched_sheets if s is not None}
+        sheets |= {r[0] for r in L.execute("SELECT sheet_id FROM quarantine_assignments WHERE sheet_id IS NOT NULL")}
+        for (payload,) in L.execute("SELECT payload FROM quarantine WHERE payload IS NOT NULL"):
+            try:
+                sheets.add(verify_payload(payload, self.kit.secret, self.kit.kit_id).sheet_id)
+            except FallbackkitError:
+                continue
+        held = set()
+        wanted = sorted(sheets)
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            held |= {r[0] for r in L.execute(f"SELECT form_id FROM sheets WHERE sheet_id IN ({','.join('?' * len(part))})",
+                                             part)}
+        return held
 
     def insert_many(self, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -513,6 +539,9 @@ def _merge(kit: Kit, merger: _Merger, other: Path, remote_id: str, actor: str) -
         with atomic(conn):
             merger.rest()
             merger.copy_files()
+            if merger.attached:  # the kept summaries of forms this station held nothing of, in this transaction
+                from .summary import copy_kept
+                copy_kept(kit, "merge_source", remote, merger.root, merger.held)
             counts = {k: v for k, v in sorted(merger.counts.items()) if v}
             if counts:
                 append_audit(conn, actor, "merge", f"kit:{remote_id}", None,
