@@ -318,10 +318,6 @@ class _Merger:
         added = L.execute(f"INSERT INTO readings ({', '.join(cols)}) SELECT {picked} {chunk}"
                           " ORDER BY r.capture_id, r.reading_id", [next_reading]).rowcount
         self.counts["readings"] = self.counts.get("readings", 0) + added
-        for remote_id, local_id in L.execute(  # reviews name these: their readings' ids here
-                f"SELECT rid, lid FROM (SELECT r.reading_id AS rid, {numbered} AS lid {chunk})"
-                " WHERE rid IN (SELECT reading_id FROM merge_source.reviews)", [next_reading]):
-            self.reading_map[remote_id] = local_id
         if "crop_path" in cols:
             self.files += [r[0] for r in L.execute(f"SELECT r.crop_path {chunk} WHERE r.crop_path IS NOT NULL"
                                                    " ORDER BY r.capture_id, r.reading_id")]
@@ -351,10 +347,14 @@ class _Merger:
             if (row["quarantine_id"], row["sheet_id"], row["actor"], row["at"]) not in have_qa:
                 self.insert("quarantine_assignments", row, ("id",))
 
-        # People's decisions.
+        # People's decisions: on the reading of the same capture (by natural key) and field here.
+        if self.attached:
+            self._map_reviewed_readings()
         local_reviews = {(r[1], r[2], r[3], r[4]): r[0] for r in L.execute(
             "SELECT review_id, reading_id, actor, at, decision FROM reviews")}
         review_map: dict[int, int] = {}
+        new_reviews: list[dict[str, Any]] = []
+        next_review = L.execute("SELECT COALESCE(MAX(review_id), 0) FROM reviews").fetchone()[0] + 1
         for row in self.rows("reviews", "review_id")[1]:
             rid = self._local_reading(row["reading_id"])
             key = (rid, row["actor"], row["at"], row["decision"])
@@ -364,7 +364,14 @@ class _Merger:
             row["reading_id"] = rid
             if row.get("undoes") is not None:
                 row["undoes"] = review_map[row["undoes"]]
-            review_map[row["review_id"]] = self.insert("reviews", row, ("review_id",))
+            # numbered as SQLite numbers them (the largest id + 1: no AUTOINCREMENT), inserted in batches
+            review_map[row["review_id"]] = row["review_id"] = next_review
+            next_review += 1
+            new_reviews.append(row)
+            if len(new_reviews) >= 10_000:
+                self.insert_many("reviews", new_reviews)
+                new_reviews = []
+        self.insert_many("reviews", new_reviews)
         self._links()
         have_marks = {tuple(r) for r in L.execute("SELECT item_id, status, actor, at FROM worklist_marks")}
         for row in self.rows("worklist_marks", "id")[1]:
@@ -423,6 +430,21 @@ class _Merger:
             link_map[row["id"]] = self.insert("identity_links", row, ("id",))
         self._check_links()
 
+    def _map_reviewed_readings(self) -> None:
+        """The local reading of every reading the other station's decisions name, in one query
+        (the same capture by natural key, the same field: what _local_reading finds one by one)."""
+        L = self.local
+        L.execute("CREATE TEMP TABLE IF NOT EXISTS merge_capture_map (remote INTEGER PRIMARY KEY, local INTEGER NOT NULL)")
+        L.execute("DELETE FROM temp.merge_capture_map")
+        L.executemany("INSERT INTO temp.merge_capture_map (remote, local) VALUES (?, ?)", self.cap_map.items())
+        for remote_id, local_id in L.execute(
+                "SELECT r.reading_id, l.reading_id FROM (SELECT DISTINCT reading_id FROM merge_source.reviews) v"
+                " CROSS JOIN merge_source.readings r ON r.reading_id = v.reading_id"
+                " CROSS JOIN temp.merge_capture_map m ON m.remote = r.capture_id"
+                " CROSS JOIN main.readings l ON l.capture_id = m.local AND l.field = r.field"):
+            self.reading_map.setdefault(remote_id, local_id)
+        L.execute("DROP TABLE temp.merge_capture_map")
+
     def _add_reading(self, row: dict[str, Any]) -> int:
         remote_id = row["reading_id"]
         row["capture_id"] = self.cap_map[row["capture_id"]]
@@ -459,6 +481,7 @@ class _Merger:
 
 CAPTURES_PER_CHUNK = 5000  # new captures (with their readings) per transaction
 BULK_FROM = 20_000  # new captures, and at least as many as the station has: readings' indexes built at the end
+BULK_CACHE_KB = 65_536  # page cache of a bulk merge (default 2 MB): fewer spills mid-chunk, a bigger sort for the indexes
 
 
 def _bulk(conn, new_captures: int) -> bool:
@@ -520,8 +543,10 @@ def _merge(kit: Kit, merger: _Merger, other: Path, remote_id: str, actor: str) -
     with atomic(conn):
         merger.registry()
     merger.plan_scans()
+    cache = conn.execute("PRAGMA main.cache_size").fetchone()[0]
     try:
         if _bulk(conn, len(merger.new_captures)):
+            conn.execute(f"PRAGMA main.cache_size = {-BULK_CACHE_KB}")  # see BULK_CACHE_KB
             with atomic(conn):  # built once at the end (a crash: at the end of the next merge)
                 set_aside_indexes(conn)
         chunks = range(0, len(merger.new_captures), CAPTURES_PER_CHUNK)
@@ -539,8 +564,8 @@ def _merge(kit: Kit, merger: _Merger, other: Path, remote_id: str, actor: str) -
         with atomic(conn):
             merger.rest()
             merger.copy_files()
-            if merger.attached:  # the kept summaries of forms this station held nothing of, in this transaction
-                from .summary import copy_kept
+            if merger.attached and chunks:  # new captures: the kept summaries of forms this station held
+                from .summary import copy_kept  # nothing of, copied in this transaction
                 copy_kept(kit, "merge_source", remote, merger.root, merger.held)
             counts = {k: v for k, v in sorted(merger.counts.items()) if v}
             if counts:
@@ -548,13 +573,15 @@ def _merge(kit: Kit, merger: _Merger, other: Path, remote_id: str, actor: str) -
                              {"from": str(other), "added": counts})
                 conn.execute("INSERT INTO merge_log (source_kit, source_path, at, actor, counts)"
                              " VALUES (?, ?, ?, ?, ?)", [remote_id, str(other), now_iso(), actor, json.dumps(counts)])
+        _restore_indexes(conn)
     except BaseException:
         try:  # a refused or failed merge leaves the indexes as they were (a kill: the next merge)
             _restore_indexes(conn)
         except sqlite3.Error:
             pass  # the error on its way out says more than this one
         raise
-    _restore_indexes(conn)
+    finally:
+        conn.execute(f"PRAGMA main.cache_size = {cache}")
     return {"from": str(other), "kit_id": remote_id, "added": counts, "changed": bool(counts),
             "double_entries": double_entries(kit), "shared_ranges": shared_ranges(kit, remote)}
 
