@@ -372,9 +372,9 @@ def _form_of(kit, sheet_id: str) -> str:
 def test_a_merge_copies_the_other_stations_summaries_of_forms_held_only_there(kit, ward_pack, tmp_path, seed,
                                                                                monkeypatch):
     """Forms this station holds nothing of get the other station's kept summaries (copied, not
-    recomputed); forms both hold (also by the same scanned file, read differently here), forms
-    with extra captures, a form whose link or item mark differs here are recomputed: the kept
-    state equals the full recompute."""
+    recomputed; a page scanned twice named by this station's capture and reading ids); forms both
+    hold (also by the same scanned file, read differently here), a form whose link or item mark
+    differs here are recomputed: the kept state equals the full recompute."""
     from fallbackkit.store.kit import now_iso
     rng, scanned = _other_station(kit, tmp_path, seed)
     other = open_kit(tmp_path / "station-b")

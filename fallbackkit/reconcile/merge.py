@@ -566,7 +566,7 @@ def _merge(kit: Kit, merger: _Merger, other: Path, remote_id: str, actor: str) -
             merger.copy_files()
             if merger.attached and chunks:  # new captures: the kept summaries of forms this station held
                 from .summary import copy_kept  # nothing of, copied in this transaction
-                copy_kept(kit, "merge_source", remote, merger.root, merger.held)
+                copy_kept(kit, "merge_source", remote, merger.root, merger.held, merger.cap_map)
             counts = {k: v for k, v in sorted(merger.counts.items()) if v}
             if counts:
                 append_audit(conn, actor, "merge", f"kit:{remote_id}", None,

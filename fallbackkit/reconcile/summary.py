@@ -545,15 +545,39 @@ def _columns_of(conn, schema: str, table: str) -> list[str]:
     return [r[1] for r in conn.execute(f"PRAGMA {schema}.table_info({table})")]
 
 
-def copy_kept(kit: Kit, schema: str, other, other_root, held: set[str]) -> int:
+def _copy_reports_with_captures(conn, schema: str, capture_map: dict[int, int]) -> None:
+    """The copied forms' reports that name captures and readings (duplicates, conflicts), with
+    this station's ids: a capture by the merge's map, a reading by its capture and field. The
+    captures of such a form all came with the merge, numbered here in the other's order, so the
+    order of every list is kept."""
+    rows = conn.execute(f"SELECT p.form_id, p.report FROM {schema}.form_reports p JOIN {schema}.form_summary s"
+                        " ON s.form_id = p.form_id WHERE s.duplicates > 0 AND p.form_id IN"
+                        " (SELECT form_id FROM temp.summary_copy)").fetchall()
+    out = []
+    for fid, text in rows:
+        entry = json.loads(text)
+        for dup in entry["duplicates"]:
+            dup["kept"] = capture_map[dup["kept"]]
+            dup["others"] = [capture_map[c] for c in dup["others"]]
+        for conflict in entry["conflicts"]:
+            for cap in conflict["captures"]:
+                cap["capture_id"] = capture_map[cap["capture_id"]]
+                cap["reading_id"] = conn.execute("SELECT reading_id FROM main.readings WHERE capture_id = ? AND field = ?",
+                                                 [cap["capture_id"], conflict["field"]]).fetchone()[0]
+        out.append((fid, _json(entry)))
+    conn.executemany("INSERT INTO main.form_reports (form_id, report) VALUES (?, ?)", out)
+
+
+def copy_kept(kit: Kit, schema: str, other, other_root, held: set[str], capture_map: dict[int, int]) -> int:
     """After a merge, in its transaction: the kept summaries of the forms this station held nothing
     of (`held`: forms it had a capture, a quarantined page or an identification of before the
     merge), copied from the other store attached as `schema` (`other`: a connection to it) in place
     of recomputing them. Only forms marked for recomputing, and only where every input of a form's
     summary is the same in both stores after the merge: its form and sheet rows, its census name,
     its identity link, the latest mark of each of its items, its captures and decisions (counted,
-    the other station's being here), and no extra capture of any page (their ids differ between
-    stations: those forms are recomputed). Returns the number of forms copied; the rest stay marked.
+    the other station's being here). A report that names captures (a page scanned twice) gets this
+    station's ids (`capture_map`: the other's capture id -> this one's; a reading by its capture and
+    field). Returns the number of forms copied; the rest stay marked.
     The other store's summaries equal its own full recompute (tests/test_summary.py), so what is
     copied equals this station's full recompute (tests/test_summary.py, merges)."""
     conn = kit.db.conn
@@ -568,7 +592,7 @@ def copy_kept(kit: Kit, schema: str, other, other_root, held: set[str]) -> int:
     conn.execute("DELETE FROM temp.summary_copy")
     conn.execute(f"INSERT INTO temp.summary_copy SELECT s.form_id FROM {schema}.form_summary s"
                  f" JOIN main.forms f ON f.form_id = s.form_id JOIN {schema}.forms r ON r.form_id = s.form_id"
-                 f" WHERE s.duplicates = 0 AND {same}")
+                 f" WHERE {same}")
     drop: set[str] = set(held)
     if not whole:
         drop |= {r[0] for r in conn.execute("SELECT form_id FROM temp.summary_copy")} - marks
@@ -622,7 +646,10 @@ def copy_kept(kit: Kit, schema: str, other, other_root, held: set[str]) -> int:
         conn.execute(f"DELETE FROM summary_dirty WHERE {picked}")
         for table in _PER_FORM:
             cols = ", ".join(_columns_of(conn, "main", table))
-            conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM {schema}.{table} WHERE {picked}")
+            only = f" AND form_id NOT IN (SELECT form_id FROM {schema}.form_summary WHERE duplicates > 0)" \
+                if table == "form_reports" else ""
+            conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM {schema}.{table} WHERE {picked}{only}")
+        _copy_reports_with_captures(conn, schema, capture_map)
         rebuild_totals(conn)
     conn.execute("DROP TABLE temp.summary_copy")
     return copied
