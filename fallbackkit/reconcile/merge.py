@@ -202,7 +202,7 @@ class _Merger:
         self.reading_cols = [c for c in _columns(self.remote, "readings") if c in set(_columns(L, "readings"))]
         self.reading_map: dict[int, int] = {}  # only readings people decided on (reviews map to them)
         self.reviewed = {r[0] for r in self.remote.execute("SELECT DISTINCT reading_id FROM reviews")}
-        self.held = self._held_forms(matched_sheets)
+        self.held = self._held_forms(matched_sheets) if self.new_captures else set()  # see summary.copy_kept
 
     def _held_forms(self, matched_sheets: set[str | None]) -> set[str]:
         """Forms this station holds something of before the merge writes its captures: a capture
