@@ -568,6 +568,11 @@ def _copy_reports_with_captures(conn, schema: str, capture_map: dict[int, int]) 
     conn.executemany("INSERT INTO main.form_reports (form_id, report) VALUES (?, ?)", out)
 
 
+def _none_copied(conn) -> int:
+    conn.execute("DROP TABLE temp.summary_copy")
+    return 0
+
+
 def copy_kept(kit: Kit, schema: str, other, other_root, held: set[str], capture_map: dict[int, int]) -> int:
     """After a merge, in its transaction: the kept summaries of the forms this station held nothing
     of (`held`: forms it had a capture, a quarantined page or an identification of before the
@@ -602,18 +607,21 @@ def copy_kept(kit: Kit, schema: str, other, other_root, held: set[str], capture_
         " WHERE r.sheet_id IS NULL OR r.form_id IS NOT l.form_id OR r.page IS NOT l.page"
         f" OR r.layout_hash IS NOT l.layout_hash UNION SELECT r.form_id FROM {schema}.sheets r"
         " LEFT JOIN main.sheets l ON l.sheet_id = r.sheet_id WHERE l.sheet_id IS NULL")}
-    # captures and decisions: as many here as there (this station's are a superset after the merge)
-    for s in ("main", schema):
-        counted = (f"SELECT s.form_id, COUNT(*) FROM {s}.captures c JOIN {s}.sheets s ON s.sheet_id = c.sheet_id"
-                   " GROUP BY s.form_id", f"SELECT s.form_id, COUNT(*) FROM {s}.reviews v JOIN {s}.readings d"
-                   f" ON d.reading_id = v.reading_id JOIN {s}.captures c ON c.capture_id = d.capture_id"
-                   f" JOIN {s}.sheets s ON s.sheet_id = c.sheet_id GROUP BY s.form_id")
-        if s == "main":
-            here = [dict(conn.execute(q).fetchall()) for q in counted]
-        else:
-            there = [dict(conn.execute(q).fetchall()) for q in counted]
-    for a, b in zip(here, there):
-        drop |= {fid for fid in a.keys() | b.keys() if a.get(fid) != b.get(fid)}
+    # captures and decisions: as many of each page here as there (this station's are a superset
+    # after the merge; one more here is a scan or a decision made meanwhile or before)
+    per_sheet = ("SELECT sheet_id, COUNT(*) FROM {s}.captures WHERE sheet_id IS NOT NULL GROUP BY sheet_id",
+                 "SELECT c.sheet_id, COUNT(*) FROM {s}.reviews v CROSS JOIN {s}.readings d ON d.reading_id = v.reading_id"
+                 " CROSS JOIN {s}.captures c ON c.capture_id = d.capture_id GROUP BY c.sheet_id")
+    changed: set[str] = set()
+    for sql in per_sheet:
+        here, there = (dict(conn.execute(sql.format(s=s)).fetchall()) for s in ("main", schema))
+        changed |= {sid for sid in here.keys() | there.keys() if here.get(sid) != there.get(sid)}
+    if changed:
+        form_of = dict(conn.execute("SELECT sheet_id, form_id FROM main.sheets"))
+        drop |= {form_of.get(sid) for sid in changed} - {None}
+        changed -= form_of.keys()
+        if changed:  # a page of no sheet of this kit's: nothing is copied
+            return _none_copied(conn)
     # census names and identity links
     name = ("(SELECT p.last_name || '\x1f' || p.first_name FROM {s}.patients p WHERE p.snapshot_id = f.snapshot_id"
             " AND p.mrn = f.patient_mrn)")
