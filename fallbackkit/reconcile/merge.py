@@ -481,7 +481,6 @@ class _Merger:
 
 CAPTURES_PER_CHUNK = 5000  # new captures (with their readings) per transaction
 BULK_FROM = 20_000  # new captures, and at least as many as the station has: readings' indexes built at the end
-BULK_CACHE_KB = 65_536  # page cache of a bulk merge (default 2 MB): fewer spills mid-chunk, a bigger sort for the indexes
 
 
 def _bulk(conn, new_captures: int) -> bool:
@@ -543,10 +542,8 @@ def _merge(kit: Kit, merger: _Merger, other: Path, remote_id: str, actor: str) -
     with atomic(conn):
         merger.registry()
     merger.plan_scans()
-    cache = conn.execute("PRAGMA main.cache_size").fetchone()[0]
     try:
         if _bulk(conn, len(merger.new_captures)):
-            conn.execute(f"PRAGMA main.cache_size = {-BULK_CACHE_KB}")  # see BULK_CACHE_KB
             with atomic(conn):  # built once at the end (a crash: at the end of the next merge)
                 set_aside_indexes(conn)
         chunks = range(0, len(merger.new_captures), CAPTURES_PER_CHUNK)
@@ -580,8 +577,6 @@ def _merge(kit: Kit, merger: _Merger, other: Path, remote_id: str, actor: str) -
         except sqlite3.Error:
             pass  # the error on its way out says more than this one
         raise
-    finally:
-        conn.execute(f"PRAGMA main.cache_size = {cache}")
     return {"from": str(other), "kit_id": remote_id, "added": counts, "changed": bool(counts),
             "double_entries": double_entries(kit), "shared_ranges": shared_ranges(kit, remote)}
 
