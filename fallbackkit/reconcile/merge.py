@@ -241,7 +241,8 @@ class _Merger:
         the readings of captures new to this kit are brought, streamed by index."""
         L = self.local
         files = [f for f in (self.file_rows.pop(r["file_sha256"], None) for r in rows) if f is not None]
-        self.insert_many("input_files", files)
+        if not self.attached:
+            self.insert_many("input_files", files)
         self.files += [f["archive_path"] for f in files]
         next_cap = L.execute("SELECT COALESCE(MAX(capture_id), 0) FROM captures").fetchone()[0] + 1
         remote_ids = []
@@ -253,11 +254,11 @@ class _Merger:
             row["capture_id"] = next_cap
             next_cap += 1
             self.files.append(row.get("image_path"))
+        if self.attached:
+            self._scans_in_sql(files, rows, remote_ids)
+            return
         self.insert_many("captures", rows)
         next_reading = L.execute("SELECT COALESCE(MAX(reading_id), 0) FROM readings").fetchone()[0] + 1
-        if self.attached:
-            self._readings_in_sql(remote_ids, next_reading)
-            return
         cols = self.reading_cols
         at_id, at_capture = cols.index("reading_id"), cols.index("capture_id")
         at_crop = cols.index("crop_path") if "crop_path" in cols else None
@@ -292,27 +293,45 @@ class _Merger:
         except sqlite3.Error:
             return  # row by row, as before
         self.local.execute("CREATE TEMP TABLE IF NOT EXISTS merge_captures (remote INTEGER PRIMARY KEY,"
-                           " local INTEGER NOT NULL)")
+                           " local INTEGER NOT NULL, duplicate_of INTEGER)")
         self.attached = True
 
     def detach(self) -> None:
         if self.attached:
             self.local.execute("DROP TABLE IF EXISTS temp.merge_captures")
+            self.local.execute("DROP TABLE IF EXISTS temp.merge_files")
             self.local.execute("DETACH DATABASE merge_source")
             self.attached = False
 
-    def _readings_in_sql(self, remote_ids: list[int], next_reading: int) -> None:
-        """A chunk's readings, in capture then reading order, numbered from next_reading in that
-        order (what the row-by-row copy does), in the caller's transaction. SQLite numbers them:
-        a row inserted without its INTEGER PRIMARY KEY gets the largest id + 1, in the order the
-        SELECT gives them (numbering them in the SELECT, ROW_NUMBER() OVER, cost twice as much)."""
+    def _scans_in_sql(self, files: list[dict[str, Any]], rows: list[dict[str, Any]], remote_ids: list[int]) -> None:
+        """A chunk's input files, captures and readings from the attached store, each by one
+        INSERT ... SELECT in the order (and with the ids) the row-by-row copy gives them, in the
+        caller's transaction. Readings are numbered by SQLite: a row inserted without its INTEGER
+        PRIMARY KEY gets the largest id + 1, in the order the SELECT gives them (numbering them in
+        the SELECT, ROW_NUMBER() OVER, cost twice as much)."""
         L = self.local
+        if files:
+            cols = ", ".join(files[0])
+            L.execute("CREATE TEMP TABLE IF NOT EXISTS merge_files (pos INTEGER PRIMARY KEY, sha256 TEXT NOT NULL)")
+            L.execute("DELETE FROM temp.merge_files")
+            L.executemany("INSERT INTO temp.merge_files (sha256) VALUES (?)", [(f["sha256"],) for f in files])
+            picked = ", ".join(f"f.{c}" for c in files[0])
+            added = L.execute(f"INSERT INTO input_files ({cols}) SELECT {picked} FROM temp.merge_files t"
+                              " CROSS JOIN merge_source.input_files f ON f.sha256 = t.sha256 ORDER BY t.pos").rowcount
+            self.counts["input_files"] = self.counts.get("input_files", 0) + added
         L.execute("DELETE FROM temp.merge_captures")
-        L.executemany("INSERT INTO temp.merge_captures (remote, local) VALUES (?, ?)",
-                      [(rid, self.cap_map[rid]) for rid in remote_ids])
+        L.executemany("INSERT INTO temp.merge_captures (remote, local, duplicate_of) VALUES (?, ?, ?)",
+                      [(rid, row["capture_id"], row.get("duplicate_of")) for rid, row in zip(remote_ids, rows)])
+        # CROSS JOIN: the chunk's captures first, then theirs by key (else SQLite may walk every
+        # reading of the other store for each chunk)
+        if rows:
+            cols = list(rows[0])
+            picked = ", ".join("m.local" if c == "capture_id" else "m.duplicate_of" if c == "duplicate_of" else f"c.{c}"
+                               for c in cols)
+            added = L.execute(f"INSERT INTO captures ({', '.join(cols)}) SELECT {picked} FROM temp.merge_captures m"
+                              " CROSS JOIN merge_source.captures c ON c.capture_id = m.remote ORDER BY m.remote").rowcount
+            self.counts["captures"] = self.counts.get("captures", 0) + added
         cols = [c for c in self.reading_cols if c != "reading_id"]
-        # CROSS JOIN: the chunk's captures first, their readings by index (else SQLite may walk
-        # every reading of the other store for each chunk)
         chunk = "FROM temp.merge_captures m CROSS JOIN merge_source.readings r ON r.capture_id = m.remote"
         picked = ", ".join("m.local" if c == "capture_id" else f"r.{c}" for c in cols)
         added = L.execute(f"INSERT INTO readings ({', '.join(cols)}) SELECT {picked} {chunk}"
