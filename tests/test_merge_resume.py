@@ -165,6 +165,15 @@ def test_readings_copied_by_sql_are_those_copied_row_by_row(stations, monkeypatc
     """A chunk's input files, captures and readings go from the attached store by INSERT ... SELECT: the same rows, the
     same ids, the same decisions on them (their readings mapped) as copied one row at a time."""
     monkeypatch.setattr(merge, "CAPTURES_PER_CHUNK", 5)
+    import sqlite3
+    with sqlite3.connect(stations / "scanner" / "store.sqlite") as raw:
+        # the other station's ids differ from those given here (from 101), and two captures are
+        # the same page as an earlier one: in the same chunk, in another
+        raw.execute("PRAGMA foreign_keys = OFF")
+        for table in ("readings", "captures", "quarantine"):
+            raw.execute(f"UPDATE {table} SET capture_id = capture_id + 100")
+        raw.execute("UPDATE captures SET duplicate_of = 102 WHERE capture_id = 104")
+        raw.execute("UPDATE captures SET duplicate_of = 101 WHERE capture_id = 111")
     by_sql = open_kit(stations / "a")
     asked = []
     real = merge._Merger._scans_in_sql
@@ -179,4 +188,6 @@ def test_readings_copied_by_sql_are_those_copied_row_by_row(stations, monkeypatc
         assert by_sql.db.conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() == \
             by_rows.db.conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall(), table
     assert _rows(by_sql, "reviews") > 0
+    assert by_sql.db.conn.execute("SELECT capture_id, duplicate_of FROM captures WHERE duplicate_of IS NOT NULL"
+                                  " ORDER BY 1").fetchall() == [(4, 2), (11, 1)]
     assert "merge_source" not in [r[1] for r in by_sql.db.conn.execute("PRAGMA database_list")]  # detached
