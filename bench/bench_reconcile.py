@@ -13,7 +13,9 @@ The store is built once per size and cached under /tmp/fk-bench-100k (or fk-benc
 works on a copy. Each step runs in its own process so that its peak RSS is its own: reconcile
 (the kept summaries), reconcile --full (the full recompute), the worklist, then a second station
 (a copy of the kit taken before any capture) merges the first one (every capture, reading and
-review is new to it) and merges again (nothing new); then each batch command as users run it
+review is new to it; the first one's summaries brought up to date before, untimed, as its own views
+keep them, so that the merge may copy them: reconcile/summary.py copy_kept) and merges again
+(nothing new); then each batch command as users run it
 (`reconcile --json`, `reconcile --full --json`, `worklist --json`, `report`, `export` csv/json/fhir
 (also cut into parts), `check`), in its own process, output to /dev/null. Targets (issue 16): reconcile --full <= 15 s,
 worklist <= 10 s, merge (with the merged forms' summaries) <= 30 s, peak RSS <= 500 MB each.
