@@ -27,17 +27,27 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pypdfium2 as pdfium
-from PIL import Image
+# Figures per core, as a worker process runs (scan/workers.py): one BLAS thread, set before NumPy is
+# imported. In-process scans (workers=0) otherwise start a BLAS thread per core for the digit
+# network, whose spinning process_time counts and spreads over every stage (ward pack with digits
+# 128 ms/page with two BLAS threads, 68 ms with one).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from fallbackkit.generate import import_census, print_ward, sheet_geometry
-from fallbackkit.generate.sample import write_census
-from fallbackkit.scan import engine
-from fallbackkit.scan.ingest import iter_pages
-from fallbackkit.scan.pipeline import _geometry_lookup, scan_paths
-from fallbackkit.scan.simulate import fill_page
-from fallbackkit.store import init_kit, open_kit
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pypdfium2 as pdfium  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from fallbackkit.generate import import_census, print_ward, sheet_geometry  # noqa: E402
+from fallbackkit.generate.sample import write_census  # noqa: E402
+from fallbackkit.scan import engine  # noqa: E402
+from fallbackkit.scan.ingest import iter_pages  # noqa: E402
+from fallbackkit.scan.pipeline import _geometry_lookup, scan_paths  # noqa: E402
+from fallbackkit.scan.simulate import fill_page  # noqa: E402
+from fallbackkit.store import init_kit, open_kit  # noqa: E402
+
+cv2.setNumThreads(1)  # OpenCV on one thread too (CPU per page the same with two, 2026-12-01: kept for one core's figures)
 
 FORMATS = ("png", "jpeg", "tiff-g4", "scanner-pdf")
 
@@ -198,6 +208,7 @@ STAGES = (
     ("PNG page image", "fallbackkit.scan.page_task", "viewing_copy"),
     ("PNG page image", "fallbackkit.scan.page_task", "_save_png"),
     ("store (SQLite)", "fallbackkit.scan.pipeline", "store_page"),
+    ("form summaries (reconcile)", "fallbackkit.reconcile.summary", "refresh"),
 )
 NESTED = {"visibility (outlines)"}  # inside mark boxes and handwriting
 

@@ -100,3 +100,30 @@ def test_bomb_is_refused_before_decoding(tmp_path, blank_lab, pages):
     assert "bomb.png" in expected
     with pytest.raises(UnreadableFile, match="900000000 pixels"):
         count_pages(tmp_path / "bad" / "bomb.png")
+
+
+def test_plain_grey_png_decodes_to_the_pixels_pillow_gives(tmp_path, pages):
+    """8-bit grey PNG pages are decoded by OpenCV (cheaper): the very pixels Pillow gives; any other
+    PNG (16 bits of grey, a palette) and every JPEG still go through Pillow, and a cut-short PNG
+    gets Pillow's diagnosis."""
+    from fallbackkit.scan import ingest
+    page = pages[0]
+    Image.fromarray(page).save(tmp_path / "grey.png", dpi=(200, 200))
+    Image.fromarray(page).save(tmp_path / "grey.jpg", quality=85, dpi=(200, 200))
+    Image.fromarray(page.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    Image.fromarray(page).quantize(16).save(tmp_path / "palette.png")
+    with Image.open(tmp_path / "grey.png") as im:
+        want = np.array(im)
+        assert ingest._plain_grey(tmp_path / "grey.png", im, "png") is not None
+    got = load_page(tmp_path / "grey.png", 1)
+    assert got.dpi == 200 and np.array_equal(got.image, want)
+    for name, kind in (("deep.png", "png"), ("palette.png", "png"), ("grey.jpg", "jpeg")):
+        with Image.open(tmp_path / name) as im:
+            assert ingest._plain_grey(tmp_path / name, im, kind) is None, name
+        assert load_page(tmp_path / name, 1).image.shape == page.shape
+    data = (tmp_path / "grey.png").read_bytes()
+    (tmp_path / "short.png").write_bytes(data[:len(data) // 2])
+    with Image.open(tmp_path / "short.png") as im:
+        assert ingest._plain_grey(tmp_path / "short.png", im, "png") is None
+    with pytest.raises(UnreadableFile, match="cut short"):
+        load_page(tmp_path / "short.png", 1)

@@ -344,6 +344,9 @@ def _image_page(path: Path, img: Image.Image, kind: str, index: int) -> Page:
             _check_pixels(path, index, *img.size)
             dpi = _dpi(img)
             dpi_xy = _dpi_xy(img)
+            grey = _plain_grey(path, img, kind) if dpi_xy is None else None
+            if grey is not None:
+                return Page(index, grey, dpi, kind, notes=tuple(said))
             if kind == "jpeg":
                 img.draft("L", img.size)  # let libjpeg produce grey directly
             img.load()
@@ -370,6 +373,27 @@ def _image_page(path: Path, img: Image.Image, kind: str, index: int) -> Page:
                                  RESCAN) from None
         raise UnreadableFile(path, f"page {index} cannot be decoded ({_short(exc)}{_said(said)})", RESCAN) from None
     return Page(index, grey, dpi, kind, notes=tuple(said))
+
+
+def _plain_grey(path: Path, img: Image.Image, kind: str) -> np.ndarray | None:
+    """The pixels of a plain 8-bit grey PNG decoded by OpenCV (libpng): a lossless format, the same
+    pixels as Pillow's decoder gives, ~1 ms less per 200-dpi page (~13 -> ~12 ms). None: Pillow decodes it, as any
+    other file: a file OpenCV cannot decode whole, or about which libpng said anything, gets
+    Pillow's diagnosis. (JPEG stays with Pillow: its draft mode and buffer paste are as fast.)"""
+    if kind != "png" or img.mode != "L" or img.info.get("transparency") is not None:
+        return None
+    said: list[str] = []
+    try:
+        data = np.fromfile(path, np.uint8)
+        if len(data) < 26 or data[24] != 8 or data[25] != 0:
+            return None  # IHDR: not 8 bits of grey per pixel (1, 2, 4 or 16 bits, a palette, colour)
+        with decoder_messages(said):
+            grey = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    except (OSError, cv2.error):
+        return None
+    if grey is None or said or grey.shape != (img.size[1], img.size[0]):
+        return None
+    return np.ascontiguousarray(grey)
 
 
 # --- what C decoders say -----------------------------------------------------------------------
