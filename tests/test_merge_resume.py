@@ -162,21 +162,32 @@ def test_a_small_merge_into_a_busy_station_keeps_the_indexes(stations, monkeypat
 
 
 def test_readings_copied_by_sql_are_those_copied_row_by_row(stations, monkeypatch):
-    """A chunk's readings go from the attached store in one INSERT ... SELECT: the same rows, the
+    """A chunk's input files, captures and readings go from the attached store by INSERT ... SELECT: the same rows, the
     same ids, the same decisions on them (their readings mapped) as copied one row at a time."""
     monkeypatch.setattr(merge, "CAPTURES_PER_CHUNK", 5)
+    import sqlite3
+    with sqlite3.connect(stations / "scanner" / "store.sqlite") as raw:
+        # the other station's ids differ from those given here (from 101), and two captures are
+        # the same page as an earlier one: in the same chunk, in another
+        raw.execute("PRAGMA foreign_keys = OFF")
+        for table in ("readings", "captures", "quarantine"):
+            raw.execute(f"UPDATE {table} SET capture_id = capture_id + 100")
+        raw.execute("UPDATE captures SET duplicate_of = 102 WHERE capture_id = 104")
+        raw.execute("UPDATE captures SET duplicate_of = 101 WHERE capture_id = 111")
     by_sql = open_kit(stations / "a")
     asked = []
-    real = merge._Merger._readings_in_sql
-    monkeypatch.setattr(merge._Merger, "_readings_in_sql", lambda self, *a: asked.append(1) or real(self, *a))
+    real = merge._Merger._scans_in_sql
+    monkeypatch.setattr(merge._Merger, "_scans_in_sql", lambda self, *a: asked.append(1) or real(self, *a))
     merge_store(by_sql, stations / "scanner", "it")
     assert len(asked) == 3  # 12 captures, 5 a chunk
     monkeypatch.setattr(merge._Merger, "attach", lambda self, store: None)
     by_rows = open_kit(stations / "b")
     merge_store(by_rows, stations / "scanner", "it")
     assert len(asked) == 3
-    for table in ("captures", "readings", "reviews"):
+    for table in ("input_files", "captures", "readings", "reviews"):
         assert by_sql.db.conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() == \
             by_rows.db.conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall(), table
     assert _rows(by_sql, "reviews") > 0
+    assert by_sql.db.conn.execute("SELECT capture_id, duplicate_of FROM captures WHERE duplicate_of IS NOT NULL"
+                                  " ORDER BY 1").fetchall() == [(4, 2), (11, 1)]
     assert "merge_source" not in [r[1] for r in by_sql.db.conn.execute("PRAGMA database_list")]  # detached

@@ -321,3 +321,143 @@ def test_a_scan_stores_each_page_with_its_forms_summary(kit, blank_lab, monkeypa
     station.close()
     assert seen == [(0, n) for n in range(len(seen))]  # no mark between pages; each page counted as it lands
     assert_kept_equals_full(kit)
+
+
+def _other_station(kit, tmp_path, seed: int, refreshed: bool = True):
+    """A copy of the kit (b) that scans three sheets in four, rescans some (duplicates, conflicts),
+    decides, links and marks on its own; its summaries brought up to date as its views do.
+    Returns the random source and the (sheet id, file tag) of its scans."""
+    rng = random.Random(seed)
+    print_blank(kit, "registration", 8, tmp_path / "reg.pdf", actor="t")
+    kit.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copytree(kit.path, tmp_path / "station-b")
+    other = open_kit(tmp_path / "station-b")
+    sheets = [r[0] for r in other.db.conn.execute("SELECT sheet_id FROM sheets ORDER BY rowid")]
+    scanned = []
+    for k, sid in enumerate(sheets):
+        if k % 4 == 3:
+            continue
+        values, unsure = _random_values(rng, other, sid)
+        scanned.append((sid, f"b-{seed}-{k}"))
+        fake_scan(other, sid, values, unsure=unsure, tag=scanned[-1][1])
+        if k % 5 == 0:  # scanned again, with other marks
+            values, unsure = _random_values(rng, other, sid)
+            fake_scan(other, sid, values, unsure=unsure, tag=f"b-{seed}-{k}-again")
+    for _ in range(8):
+        _decide(rng, other, "clerk-b")
+    for _ in range(2):
+        _link(rng, other)
+    for _ in range(3):
+        _mark(rng, other)
+    summary.refresh(other)
+    if not refreshed:  # one more scan its views have not seen yet
+        fake_scan(other, sheets[-1], {}, tag=f"b-{seed}-last")
+        assert summary.pending_forms(other) == 1
+    other.close()
+    return rng, scanned
+
+
+def _spy_copies(monkeypatch) -> list[int]:
+    copied: list[int] = []
+    real = summary.copy_kept
+    monkeypatch.setattr(summary, "copy_kept", lambda *a: copied.append(real(*a)) or copied[-1])
+    return copied
+
+
+def _form_of(kit, sheet_id: str) -> str:
+    return kit.db.conn.execute("SELECT form_id FROM sheets WHERE sheet_id = ?", [sheet_id]).fetchone()[0]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_merge_copies_the_other_stations_summaries_of_forms_held_only_there(kit, ward_pack, tmp_path, seed,
+                                                                               monkeypatch):
+    """Forms this station holds nothing of get the other station's kept summaries (copied, not
+    recomputed; a page scanned twice named by this station's capture and reading ids); forms both
+    hold (also by the same scanned file, read differently here), a form whose link or item mark
+    differs here are recomputed: the kept state equals the full recompute."""
+    from fallbackkit.store.kit import now_iso
+    rng, scanned = _other_station(kit, tmp_path, seed)
+    other = open_kit(tmp_path / "station-b")
+    their_links = {i["downtime_mrn"] for i in list_identities(other) if i["linked_to"]}
+    their_items = [i.item_id for i in summary.iter_items(other)]
+    scanned_once = {r[0] for r in other.db.conn.execute("SELECT form_id FROM form_summary WHERE duplicates = 0")}
+    other.close()
+    mine = scanned[len(scanned) // 2:][:6]
+    for k, (sid, tag) in enumerate(mine):  # the same file as the other's scan (read otherwise), or another
+        values, unsure = _random_values(rng, kit, sid)
+        fake_scan(kit, sid, values, unsure=unsure, tag=tag if k % 2 else f"a-{seed}-{k}")
+    _decide(rng, kit, "clara")
+    held = {_form_of(kit, sid) for sid, _ in mine}
+    only_there = {_form_of(kit, sid) for sid, _ in scanned} - held
+    dts = dict(kit.db.conn.execute("SELECT form_id, downtime_mrn FROM forms WHERE downtime_mrn IS NOT NULL"))
+    dt = next(dts[f] for f in sorted(only_there & scanned_once) if f in dts and dts[f] not in their_links)
+    link_identity(kit, dt, "100009", "clerk", "wristband")  # a link only this station made
+    item = next(i for i in their_items if i.split(":")[0] in only_there & scanned_once and dts.get(i.split(":")[0]) != dt)
+    with kit.db.conn:  # a mark only this station has, on an item of a form it holds nothing else of
+        kit.db.conn.execute("INSERT INTO worklist_marks (item_id, status, actor, at, note) VALUES (?, 'not-needed',"
+                            " 'clerk-a', ?, 'seen on the ward')", [item, now_iso()])
+    summary.refresh(kit)
+    copied = _spy_copies(monkeypatch)
+    merge_store(kit, tmp_path / "station-b", "it")
+    assert copied and copied[0] > 0
+    assert summary.pending_forms(kit) > 0  # and others left to recompute
+    assert_kept_equals_full(kit)
+    merge_store(kit, tmp_path / "station-b", "it")  # nothing new: nothing copied again
+    assert len(copied) == 1  # no new capture: nothing to copy, not even looked at
+    assert_kept_equals_full(kit)
+
+
+def test_a_merge_into_a_station_that_must_recompute_everything_copies_too(kit, ward_pack, tmp_path, monkeypatch):
+    """Every form marked (a migration, a setting): the forms held only there are copied, every
+    other form is marked one by one, and the sums per ward, reason and patient are right."""
+    _other_station(kit, tmp_path, 5)
+    summary.refresh(kit)
+    kit.db.conn.execute("INSERT INTO summary_dirty (form_id) VALUES ('**')")
+    kit.db.conn.commit()
+    copied = _spy_copies(monkeypatch)
+    merge_store(kit, tmp_path / "station-b", "it")
+    assert copied[0] > 0
+    assert kit.db.conn.execute("SELECT COUNT(*) FROM summary_dirty WHERE form_id = '**'").fetchone()[0] == 0
+    assert_kept_equals_full(kit)
+
+
+def test_nothing_is_copied_from_a_station_whose_summaries_are_not_current(kit, ward_pack, tmp_path, monkeypatch):
+    _other_station(kit, tmp_path, 7, refreshed=False)
+    copied = _spy_copies(monkeypatch)
+    merge_store(kit, tmp_path / "station-b", "it")
+    assert copied == [0]
+    assert_kept_equals_full(kit)
+
+
+def test_nothing_is_copied_when_a_setting_or_a_template_differs(kit, ward_pack, tmp_path, monkeypatch):
+    from fallbackkit.store.settings import set_setting
+    _other_station(kit, tmp_path, 8)
+    set_setting(kit, "tz", "Europe/Brussels", "it")
+    copied = _spy_copies(monkeypatch)
+    merge_store(kit, tmp_path / "station-b", "it")
+    assert copied == [0]
+    assert_kept_equals_full(kit)
+
+
+def test_a_killed_merge_resumed_copies_what_it_may_and_equals_the_full_recompute(kit, ward_pack, tmp_path,
+                                                                                monkeypatch):
+    """Killed after its first chunk: the forms of that chunk are this station's now (recomputed),
+    the rest are copied when the merge is run again; the kept state equals the full recompute."""
+    from fallbackkit.reconcile import merge
+
+    class Killed(Exception):
+        pass
+
+    _other_station(kit, tmp_path, 9)
+    monkeypatch.setattr(merge, "CAPTURES_PER_CHUNK", 4)
+
+    def crash(start: int) -> None:
+        raise Killed("the power went off after the first chunk")
+    monkeypatch.setattr(merge, "_chunk_done", crash)
+    with pytest.raises(Killed):
+        merge_store(kit, tmp_path / "station-b", "it")
+    monkeypatch.setattr(merge, "_chunk_done", lambda start: None)
+    copied = _spy_copies(monkeypatch)
+    merge_store(kit, tmp_path / "station-b", "it")
+    assert copied[0] > 0
+    assert_kept_equals_full(kit)

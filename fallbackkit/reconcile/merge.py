@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput, Conflict, NotFound
+from ..errors import BadInput, Conflict, FallbackkitError, NotFound
 from ..files import STEM_PATTERN
 from ..store.audit import append_audit
 from ..store.readings import indexes_set_aside, restore_indexes, set_aside_indexes
@@ -191,15 +191,41 @@ class _Merger:
             "SELECT capture_id, file_sha256, page_index, source FROM captures")}
         self.cap_map: dict[int, int] = {}
         self.new_captures: list[dict[str, Any]] = []
+        matched_sheets = set()
         for row in self.rows("captures", "capture_id")[1]:
             key = (row["file_sha256"], row["page_index"], row["source"])
             if key in local_caps:
                 self.cap_map[row["capture_id"]] = local_caps[key]
+                matched_sheets.add(row.get("sheet_id"))
             else:
                 self.new_captures.append(row)
         self.reading_cols = [c for c in _columns(self.remote, "readings") if c in set(_columns(L, "readings"))]
         self.reading_map: dict[int, int] = {}  # only readings people decided on (reviews map to them)
         self.reviewed = {r[0] for r in self.remote.execute("SELECT DISTINCT reading_id FROM reviews")}
+        self.held = self._held_forms(matched_sheets) if self.new_captures else set()  # see summary.copy_kept
+
+    def _held_forms(self, matched_sheets: set[str | None]) -> set[str]:
+        """Forms this station holds something of before the merge writes its captures: a capture
+        (its own, or one the other station has too), a quarantined page that names it, a page
+        identified as one of its sheets. Their summaries are recomputed after the merge; the
+        others' may be copied from the other station (summary.copy_kept)."""
+        from ..payload import verify as verify_payload
+        L = self.local
+        sheets = {r[0] for r in L.execute("SELECT DISTINCT sheet_id FROM captures WHERE sheet_id IS NOT NULL")}
+        sheets |= {s for s in matched_sheets if s is not None}
+        sheets |= {r[0] for r in L.execute("SELECT sheet_id FROM quarantine_assignments WHERE sheet_id IS NOT NULL")}
+        for (payload,) in L.execute("SELECT payload FROM quarantine WHERE payload IS NOT NULL"):
+            try:
+                sheets.add(verify_payload(payload, self.kit.secret, self.kit.kit_id).sheet_id)
+            except FallbackkitError:
+                continue
+        held = set()
+        wanted = sorted(sheets)
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            held |= {r[0] for r in L.execute(f"SELECT form_id FROM sheets WHERE sheet_id IN ({','.join('?' * len(part))})",
+                                             part)}
+        return held
 
     def insert_many(self, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -215,7 +241,8 @@ class _Merger:
         the readings of captures new to this kit are brought, streamed by index."""
         L = self.local
         files = [f for f in (self.file_rows.pop(r["file_sha256"], None) for r in rows) if f is not None]
-        self.insert_many("input_files", files)
+        if not self.attached:
+            self.insert_many("input_files", files)
         self.files += [f["archive_path"] for f in files]
         next_cap = L.execute("SELECT COALESCE(MAX(capture_id), 0) FROM captures").fetchone()[0] + 1
         remote_ids = []
@@ -227,11 +254,11 @@ class _Merger:
             row["capture_id"] = next_cap
             next_cap += 1
             self.files.append(row.get("image_path"))
+        if self.attached:
+            self._scans_in_sql(files, rows, remote_ids)
+            return
         self.insert_many("captures", rows)
         next_reading = L.execute("SELECT COALESCE(MAX(reading_id), 0) FROM readings").fetchone()[0] + 1
-        if self.attached:
-            self._readings_in_sql(remote_ids, next_reading)
-            return
         cols = self.reading_cols
         at_id, at_capture = cols.index("reading_id"), cols.index("capture_id")
         at_crop = cols.index("crop_path") if "crop_path" in cols else None
@@ -266,36 +293,50 @@ class _Merger:
         except sqlite3.Error:
             return  # row by row, as before
         self.local.execute("CREATE TEMP TABLE IF NOT EXISTS merge_captures (remote INTEGER PRIMARY KEY,"
-                           " local INTEGER NOT NULL)")
+                           " local INTEGER NOT NULL, duplicate_of INTEGER)")
         self.attached = True
 
     def detach(self) -> None:
         if self.attached:
             self.local.execute("DROP TABLE IF EXISTS temp.merge_captures")
+            self.local.execute("DROP TABLE IF EXISTS temp.merge_files")
             self.local.execute("DETACH DATABASE merge_source")
             self.attached = False
 
-    def _readings_in_sql(self, remote_ids: list[int], next_reading: int) -> None:
-        """A chunk's readings, in capture then reading order, numbered from next_reading in that
-        order (what the row-by-row copy does), in the caller's transaction."""
+    def _scans_in_sql(self, files: list[dict[str, Any]], rows: list[dict[str, Any]], remote_ids: list[int]) -> None:
+        """A chunk's input files, captures and readings from the attached store, each by one
+        INSERT ... SELECT in the order (and with the ids) the row-by-row copy gives them, in the
+        caller's transaction. Readings are numbered by SQLite: a row inserted without its INTEGER
+        PRIMARY KEY gets the largest id + 1, in the order the SELECT gives them (numbering them in
+        the SELECT, ROW_NUMBER() OVER, cost twice as much)."""
         L = self.local
+        if files:
+            cols = ", ".join(files[0])
+            L.execute("CREATE TEMP TABLE IF NOT EXISTS merge_files (pos INTEGER PRIMARY KEY, sha256 TEXT NOT NULL)")
+            L.execute("DELETE FROM temp.merge_files")
+            L.executemany("INSERT INTO temp.merge_files (sha256) VALUES (?)", [(f["sha256"],) for f in files])
+            picked = ", ".join(f"f.{c}" for c in files[0])
+            added = L.execute(f"INSERT INTO input_files ({cols}) SELECT {picked} FROM temp.merge_files t"
+                              " CROSS JOIN merge_source.input_files f ON f.sha256 = t.sha256 ORDER BY t.pos").rowcount
+            self.counts["input_files"] = self.counts.get("input_files", 0) + added
         L.execute("DELETE FROM temp.merge_captures")
-        L.executemany("INSERT INTO temp.merge_captures (remote, local) VALUES (?, ?)",
-                      [(rid, self.cap_map[rid]) for rid in remote_ids])
-        cols = self.reading_cols
-        numbered = "? + ROW_NUMBER() OVER (ORDER BY r.capture_id, r.reading_id) - 1"
-        # CROSS JOIN: the chunk's captures first, their readings by index (else SQLite may walk
-        # every reading of the other store for each chunk)
+        L.executemany("INSERT INTO temp.merge_captures (remote, local, duplicate_of) VALUES (?, ?, ?)",
+                      [(rid, row["capture_id"], row.get("duplicate_of")) for rid, row in zip(remote_ids, rows)])
+        # CROSS JOIN: the chunk's captures first, then theirs by key (else SQLite may walk every
+        # reading of the other store for each chunk)
+        if rows:
+            cols = list(rows[0])
+            picked = ", ".join("m.local" if c == "capture_id" else "m.duplicate_of" if c == "duplicate_of" else f"c.{c}"
+                               for c in cols)
+            added = L.execute(f"INSERT INTO captures ({', '.join(cols)}) SELECT {picked} FROM temp.merge_captures m"
+                              " CROSS JOIN merge_source.captures c ON c.capture_id = m.remote ORDER BY m.remote").rowcount
+            self.counts["captures"] = self.counts.get("captures", 0) + added
+        cols = [c for c in self.reading_cols if c != "reading_id"]
         chunk = "FROM temp.merge_captures m CROSS JOIN merge_source.readings r ON r.capture_id = m.remote"
-        picked = ", ".join(numbered if c == "reading_id" else "m.local" if c == "capture_id" else f"r.{c}"
-                           for c in cols)
+        picked = ", ".join("m.local" if c == "capture_id" else f"r.{c}" for c in cols)
         added = L.execute(f"INSERT INTO readings ({', '.join(cols)}) SELECT {picked} {chunk}"
-                          " ORDER BY r.capture_id, r.reading_id", [next_reading]).rowcount
+                          " ORDER BY r.capture_id, r.reading_id").rowcount
         self.counts["readings"] = self.counts.get("readings", 0) + added
-        for remote_id, local_id in L.execute(  # reviews name these: their readings' ids here
-                f"SELECT rid, lid FROM (SELECT r.reading_id AS rid, {numbered} AS lid {chunk})"
-                " WHERE rid IN (SELECT reading_id FROM merge_source.reviews)", [next_reading]):
-            self.reading_map[remote_id] = local_id
         if "crop_path" in cols:
             self.files += [r[0] for r in L.execute(f"SELECT r.crop_path {chunk} WHERE r.crop_path IS NOT NULL"
                                                    " ORDER BY r.capture_id, r.reading_id")]
@@ -325,10 +366,14 @@ class _Merger:
             if (row["quarantine_id"], row["sheet_id"], row["actor"], row["at"]) not in have_qa:
                 self.insert("quarantine_assignments", row, ("id",))
 
-        # People's decisions.
+        # People's decisions: on the reading of the same capture (by natural key) and field here.
+        if self.attached:
+            self._map_reviewed_readings()
         local_reviews = {(r[1], r[2], r[3], r[4]): r[0] for r in L.execute(
             "SELECT review_id, reading_id, actor, at, decision FROM reviews")}
         review_map: dict[int, int] = {}
+        new_reviews: list[dict[str, Any]] = []
+        next_review = L.execute("SELECT COALESCE(MAX(review_id), 0) FROM reviews").fetchone()[0] + 1
         for row in self.rows("reviews", "review_id")[1]:
             rid = self._local_reading(row["reading_id"])
             key = (rid, row["actor"], row["at"], row["decision"])
@@ -338,7 +383,14 @@ class _Merger:
             row["reading_id"] = rid
             if row.get("undoes") is not None:
                 row["undoes"] = review_map[row["undoes"]]
-            review_map[row["review_id"]] = self.insert("reviews", row, ("review_id",))
+            # numbered as SQLite numbers them (the largest id + 1: no AUTOINCREMENT), inserted in batches
+            review_map[row["review_id"]] = row["review_id"] = next_review
+            next_review += 1
+            new_reviews.append(row)
+            if len(new_reviews) >= 10_000:
+                self.insert_many("reviews", new_reviews)
+                new_reviews = []
+        self.insert_many("reviews", new_reviews)
         self._links()
         have_marks = {tuple(r) for r in L.execute("SELECT item_id, status, actor, at FROM worklist_marks")}
         for row in self.rows("worklist_marks", "id")[1]:
@@ -396,6 +448,21 @@ class _Merger:
             row["revokes"] = revokes
             link_map[row["id"]] = self.insert("identity_links", row, ("id",))
         self._check_links()
+
+    def _map_reviewed_readings(self) -> None:
+        """The local reading of every reading the other station's decisions name, in one query
+        (the same capture by natural key, the same field: what _local_reading finds one by one)."""
+        L = self.local
+        L.execute("CREATE TEMP TABLE IF NOT EXISTS merge_capture_map (remote INTEGER PRIMARY KEY, local INTEGER NOT NULL)")
+        L.execute("DELETE FROM temp.merge_capture_map")
+        L.executemany("INSERT INTO temp.merge_capture_map (remote, local) VALUES (?, ?)", self.cap_map.items())
+        for remote_id, local_id in L.execute(
+                "SELECT r.reading_id, l.reading_id FROM (SELECT DISTINCT reading_id FROM merge_source.reviews) v"
+                " CROSS JOIN merge_source.readings r ON r.reading_id = v.reading_id"
+                " CROSS JOIN temp.merge_capture_map m ON m.remote = r.capture_id"
+                " CROSS JOIN main.readings l ON l.capture_id = m.local AND l.field = r.field"):
+            self.reading_map.setdefault(remote_id, local_id)
+        L.execute("DROP TABLE temp.merge_capture_map")
 
     def _add_reading(self, row: dict[str, Any]) -> int:
         remote_id = row["reading_id"]
@@ -513,19 +580,22 @@ def _merge(kit: Kit, merger: _Merger, other: Path, remote_id: str, actor: str) -
         with atomic(conn):
             merger.rest()
             merger.copy_files()
+            if merger.attached and chunks:  # new captures: the kept summaries of forms this station held
+                from .summary import copy_kept  # nothing of, copied in this transaction
+                copy_kept(kit, "merge_source", remote, merger.root, merger.held, merger.cap_map)
             counts = {k: v for k, v in sorted(merger.counts.items()) if v}
             if counts:
                 append_audit(conn, actor, "merge", f"kit:{remote_id}", None,
                              {"from": str(other), "added": counts})
                 conn.execute("INSERT INTO merge_log (source_kit, source_path, at, actor, counts)"
                              " VALUES (?, ?, ?, ?, ?)", [remote_id, str(other), now_iso(), actor, json.dumps(counts)])
+        _restore_indexes(conn)
     except BaseException:
         try:  # a refused or failed merge leaves the indexes as they were (a kill: the next merge)
             _restore_indexes(conn)
         except sqlite3.Error:
             pass  # the error on its way out says more than this one
         raise
-    _restore_indexes(conn)
     return {"from": str(other), "kit_id": remote_id, "added": counts, "changed": bool(counts),
             "double_entries": double_entries(kit), "shared_ranges": shared_ranges(kit, remote)}
 

@@ -475,3 +475,189 @@ def names_on_paper(kit: Kit, downtime_mrns: Iterable[str]) -> dict[str, str]:
         if name:
             out[dt] = name
     return out
+
+
+# --- a merge: the other station's kept summaries, for the forms this station holds nothing of ----
+
+SUMMARY_VERSION = "1"  # what a kept summary holds; change it with a migration that sets it and marks all forms
+_PER_FORM = ("form_summary", "form_reports", "form_reasons", "worklist_items")
+_FORM_COLUMNS = ("template", "version", "pages", "patient_mrn", "downtime_mrn", "encounter", "accession", "ward",
+                 "bed", "printed_at", "context", "snapshot_id")  # what load_registry reads of a form
+
+
+def rebuild_totals(conn) -> None:
+    """The per-patient, per-ward and per-reason sums made again from the per-form rows."""
+    for table in ("worklist_patients", "ward_totals", "reason_totals"):
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("INSERT INTO worklist_patients (patient, ward, status, items, first_key)"
+                 " SELECT patient, ward, status, COUNT(*), MIN(sort_key) FROM worklist_items"
+                 " GROUP BY patient, ward, status")
+    conn.execute(f"INSERT INTO ward_totals (ward, {', '.join(WARD_COLS)})"
+                 f" SELECT COALESCE(ward, '{NO_WARD}'), {WARD_SUMS} FROM form_summary GROUP BY 1")
+    conn.execute("INSERT INTO reason_totals (ward, template, reason, waiting)"
+                 f" SELECT COALESCE(s.ward, '{NO_WARD}'), s.template, r.reason, SUM(r.waiting)"
+                 " FROM form_reasons r JOIN form_summary s ON s.form_id = r.form_id GROUP BY 1, 2, 3")
+
+
+def _folder_digest(folder) -> list[tuple[str, str]]:
+    import hashlib
+    if not folder.is_dir():
+        return []
+    return sorted((p.relative_to(folder).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
+                  for p in folder.rglob("*") if p.is_file())
+
+
+def _latest_marks(conn) -> dict[str, tuple]:
+    latest: dict[str, tuple] = {}
+    for item_id, *mark in conn.execute("SELECT item_id, status, actor, at, note FROM worklist_marks ORDER BY id"):
+        latest[item_id] = tuple(mark)
+    return latest
+
+
+def _same_basis(kit: Kit, schema: str, other, other_root) -> bool:
+    """Whether the other store's kept summaries were made as this station makes its own: current
+    (nothing marked), the same summary version and migrations, the same kit settings (every
+    kit_meta key that marks all forms when it changes), the time zone set in the kit (its default
+    is each computer's own), the same template files."""
+    from ..store.migrations.m0072_summary_version import NOT_SETTINGS
+    from ..store.settings import SETTINGS
+    conn = kit.db.conn
+    tables = {r[0] for r in conn.execute(f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'")}
+    if not {*_PER_FORM, "summary_dirty", "_migrations", "kit_meta", "patients"} <= tables:
+        return False
+    if conn.execute(f"SELECT 1 FROM {schema}.summary_dirty LIMIT 1").fetchone() is not None:
+        return False
+    if {r[0] for r in conn.execute("SELECT name FROM main._migrations")} != \
+            {r[0] for r in conn.execute(f"SELECT name FROM {schema}._migrations")}:
+        return False
+    skip = ", ".join(f"'{k}'" for k in NOT_SETTINGS if k != "summary_version")
+    ours, theirs = (dict(conn.execute(f"SELECT key, value FROM {s}.kit_meta WHERE key NOT IN ({skip})").fetchall())
+                    for s in ("main", schema))
+    if ours != theirs or ours.get("summary_version") != SUMMARY_VERSION or SETTINGS["tz"].key not in ours:
+        return False
+    for table in _PER_FORM:
+        if _columns_of(conn, "main", table) != _columns_of(conn, schema, table):
+            return False
+    return _folder_digest(kit.templates_dir) == _folder_digest(other_root / "form_templates")
+
+
+def _columns_of(conn, schema: str, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA {schema}.table_info({table})")]
+
+
+def _copy_reports_with_captures(conn, schema: str, capture_map: dict[int, int]) -> None:
+    """The copied forms' reports that name captures and readings (duplicates, conflicts), with
+    this station's ids: a capture by the merge's map, a reading by its capture and field. The
+    captures of such a form all came with the merge, numbered here in the other's order, so the
+    order of every list is kept."""
+    rows = conn.execute(f"SELECT p.form_id, p.report FROM {schema}.form_reports p JOIN {schema}.form_summary s"
+                        " ON s.form_id = p.form_id WHERE s.duplicates > 0 AND p.form_id IN"
+                        " (SELECT form_id FROM temp.summary_copy)").fetchall()
+    out = []
+    for fid, text in rows:
+        entry = json.loads(text)
+        for dup in entry["duplicates"]:
+            dup["kept"] = capture_map[dup["kept"]]
+            dup["others"] = [capture_map[c] for c in dup["others"]]
+        for conflict in entry["conflicts"]:
+            for cap in conflict["captures"]:
+                cap["capture_id"] = capture_map[cap["capture_id"]]
+                cap["reading_id"] = conn.execute("SELECT reading_id FROM main.readings WHERE capture_id = ? AND field = ?",
+                                                 [cap["capture_id"], conflict["field"]]).fetchone()[0]
+        out.append((fid, _json(entry)))
+    conn.executemany("INSERT INTO main.form_reports (form_id, report) VALUES (?, ?)", out)
+
+
+def _none_copied(conn) -> int:
+    conn.execute("DROP TABLE temp.summary_copy")
+    return 0
+
+
+def copy_kept(kit: Kit, schema: str, other, other_root, held: set[str], capture_map: dict[int, int]) -> int:
+    """After a merge, in its transaction: the kept summaries of the forms this station held nothing
+    of (`held`: forms it had a capture, a quarantined page or an identification of before the
+    merge), copied from the other store attached as `schema` (`other`: a connection to it) in place
+    of recomputing them. Only forms marked for recomputing, and only where every input of a form's
+    summary is the same in both stores after the merge: its form and sheet rows, its census name,
+    its identity link, the latest mark of each of its items, its captures and decisions (counted,
+    the other station's being here). A report that names captures (a page scanned twice) gets this
+    station's ids (`capture_map`: the other's capture id -> this one's; a reading by its capture and
+    field). Returns the number of forms copied; the rest stay marked.
+    The other store's summaries equal its own full recompute (tests/test_summary.py), so what is
+    copied equals this station's full recompute (tests/test_summary.py, merges)."""
+    conn = kit.db.conn
+    if not _same_basis(kit, schema, other, other_root):
+        return 0
+    marks = {r[0] for r in conn.execute("SELECT form_id FROM summary_dirty")}
+    whole = ALL in marks
+    if not whole and not (marks - {QUARANTINE}):
+        return 0
+    same = " AND ".join(f"f.{c} IS r.{c}" for c in _FORM_COLUMNS)
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS summary_copy (form_id TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM temp.summary_copy")
+    conn.execute(f"INSERT INTO temp.summary_copy SELECT s.form_id FROM {schema}.form_summary s"
+                 f" JOIN main.forms f ON f.form_id = s.form_id JOIN {schema}.forms r ON r.form_id = s.form_id"
+                 f" WHERE {same}")
+    drop: set[str] = set(held)
+    if not whole:
+        drop |= {r[0] for r in conn.execute("SELECT form_id FROM temp.summary_copy")} - marks
+    # pages: the same sheets, pages and layouts
+    drop |= {r[0] for r in conn.execute(
+        f"SELECT l.form_id FROM main.sheets l LEFT JOIN {schema}.sheets r ON r.sheet_id = l.sheet_id"
+        " WHERE r.sheet_id IS NULL OR r.form_id IS NOT l.form_id OR r.page IS NOT l.page"
+        f" OR r.layout_hash IS NOT l.layout_hash UNION SELECT r.form_id FROM {schema}.sheets r"
+        " LEFT JOIN main.sheets l ON l.sheet_id = r.sheet_id WHERE l.sheet_id IS NULL")}
+    # captures and decisions: as many of each page here as there (this station's are a superset
+    # after the merge; one more here is a scan or a decision made meanwhile or before)
+    per_sheet = ("SELECT sheet_id, COUNT(*) FROM {s}.captures WHERE sheet_id IS NOT NULL GROUP BY sheet_id",
+                 "SELECT c.sheet_id, COUNT(*) FROM {s}.reviews v CROSS JOIN {s}.readings d ON d.reading_id = v.reading_id"
+                 " CROSS JOIN {s}.captures c ON c.capture_id = d.capture_id GROUP BY c.sheet_id")
+    changed: set[str] = set()
+    for sql in per_sheet:
+        here, there = (dict(conn.execute(sql.format(s=s)).fetchall()) for s in ("main", schema))
+        changed |= {sid for sid in here.keys() | there.keys() if here.get(sid) != there.get(sid)}
+    if changed:
+        form_of = dict(conn.execute("SELECT sheet_id, form_id FROM main.sheets"))
+        drop |= {form_of.get(sid) for sid in changed} - {None}
+        changed -= form_of.keys()
+        if changed:  # a page of no sheet of this kit's: nothing is copied
+            return _none_copied(conn)
+    # census names and identity links
+    name = ("(SELECT p.last_name || '\x1f' || p.first_name FROM {s}.patients p WHERE p.snapshot_id = f.snapshot_id"
+            " AND p.mrn = f.patient_mrn)")
+    drop |= {r[0] for r in conn.execute(
+        f"SELECT f.form_id FROM main.forms f WHERE f.patient_mrn IS NOT NULL"
+        f" AND {name.format(s='main')} IS NOT {name.format(s=schema)}")}
+    from ..store.decisions import current_links
+    ours, theirs = current_links(conn), current_links(other)
+    moved = {dt for dt in ours.keys() | theirs.keys()
+             if (ours.get(dt) or {}).get("real_mrn") != (theirs.get(dt) or {}).get("real_mrn")}
+    if moved:
+        drop |= {fid for fid, dt in conn.execute("SELECT form_id, downtime_mrn FROM main.forms"
+                                                 " WHERE downtime_mrn IS NOT NULL") if dt in moved}
+    # worklist marks: the latest of each item
+    ours_m, theirs_m = _latest_marks(conn), _latest_marks(other)
+    drop |= {item.split(":", 1)[0] for item in ours_m.keys() | theirs_m.keys()
+             if ":" in item and ours_m.get(item) != theirs_m.get(item)}
+    conn.executemany("DELETE FROM temp.summary_copy WHERE form_id = ?", [(f,) for f in drop])
+    copied = conn.execute("SELECT COUNT(*) FROM temp.summary_copy").fetchone()[0]
+    if copied:
+        picked = "form_id IN (SELECT form_id FROM temp.summary_copy)"
+        if whole:  # every other form is recomputed: marked one by one instead of all
+            for table in _PER_FORM:
+                conn.execute(f"DELETE FROM {table}")
+            conn.execute(f"INSERT OR IGNORE INTO summary_dirty (form_id) SELECT form_id FROM forms WHERE NOT {picked}")
+            conn.execute("DELETE FROM summary_dirty WHERE form_id = ?", [ALL])
+        else:
+            for table in _PER_FORM:
+                conn.execute(f"DELETE FROM {table} WHERE {picked}")
+        conn.execute(f"DELETE FROM summary_dirty WHERE {picked}")
+        for table in _PER_FORM:
+            cols = ", ".join(_columns_of(conn, "main", table))
+            only = f" AND form_id NOT IN (SELECT form_id FROM {schema}.form_summary WHERE duplicates > 0)" \
+                if table == "form_reports" else ""
+            conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM {schema}.{table} WHERE {picked}{only}")
+        _copy_reports_with_captures(conn, schema, capture_map)
+        rebuild_totals(conn)
+    conn.execute("DROP TABLE temp.summary_copy")
+    return copied

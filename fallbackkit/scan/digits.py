@@ -64,16 +64,22 @@ def _next_to(a: np.ndarray) -> np.ndarray:
 
 
 def _beyond(a: np.ndarray, vertical: bool, reach: int, before: bool) -> np.ndarray:
-    """True where a is True 1..reach px before (above / left of) or after (below / right of) it."""
-    k = np.zeros((2 * reach + 1, 1) if vertical else (1, 2 * reach + 1), np.uint8)
+    """True where a (uint8 0/1) is True 1..reach px before (above / left of) or after (below / right
+    of) it: a rectangular dilation (OpenCV's fast path) shifted by one pixel."""
+    k = np.ones((reach, 1) if vertical else (1, reach), np.uint8)
+    d = cv2.dilate(a, k, anchor=(0, reach - 1 if before else 0) if vertical else (reach - 1 if before else 0, 0),
+                   borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    out = np.zeros(a.shape, bool)
     if vertical:
-        k[:reach] = 1 if before else 0
-        k[reach + 1:] = 0 if before else 1
+        if before:
+            out[1:] = d[:-1]
+        else:
+            out[:-1] = d[1:]
+    elif before:
+        out[:, 1:] = d[:, :-1]
     else:
-        k[:, :reach] = 1 if before else 0
-        k[:, reach + 1:] = 0 if before else 1
-    return cv2.dilate(a.view(np.uint8) if a.dtype == bool else a, k, borderType=cv2.BORDER_CONSTANT,
-                      borderValue=0).view(bool)
+        out[:, :-1] = d[:, 1:]
+    return out
 
 
 def _tile(a: np.ndarray) -> np.ndarray:
@@ -85,42 +91,62 @@ def _tile(a: np.ndarray) -> np.ndarray:
     return out.reshape(h, -1)
 
 
+def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of consecutive integers in a sorted index array."""
+    cut = np.flatnonzero(np.diff(idx) != 1) + 1
+    return [(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, cut)]
+
+
 def _strip_tiled(ink: np.ndarray, n: int, w: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """strip_outline of n tiled cells of width w (see _tile)."""
+    """strip_outline of n tiled cells of width w (see _tile). The printed line is only looked for
+    in the band where it is printed, so each step is worked out only where it can matter: the
+    straight runs in the band's rows (columns) and the ones beside them, the crossing strokes around
+    the band's rows (each row's and column's numbers as on the whole cell)."""
     h = ink.shape[0]
     s = w + GAP_PX
     band = int(round(OUTLINE_BAND_MM * CELL_PPM))
-    u8 = ink.astype(np.uint8)
+    u8 = ink.view(np.uint8)
     lh = max(3, int(round(LINE_SHARE * (w - 2 * m))))
     lv = max(3, int(round(LINE_SHARE * (h - 2 * m))))
     bd = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
-    horiz = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((1, lh), np.uint8), **bd) > 0
-    vert = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8), **bd) > 0
-    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
-    # thickens the run there but stays outside those rows and is kept (and the blurred edge rows
-    # beside them, where such runs still cover some of the side)
-    rcover = horiz.reshape(h, n, s)[:, :, m:w - m].mean(axis=2)             # (h, n)
-    ccover = vert[m:h - m, :].mean(axis=0)                                 # (n * s,)
-    rsel = (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
-    csel = (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
-    band_rows = np.zeros((h, 1), bool)
+    band_rows = np.zeros(h, bool)
     band_rows[max(0, m - band):m + band + 1] = True
     band_rows[max(0, h - m - band):h - m + band + 1] = True
     col = np.arange(n * s) % s
     band_cols = ((col >= m - band) & (col <= m + band)) | ((col >= w - m - band) & (col <= w - m + band))
-    line_h = horiz & np.repeat(band_rows & rsel, s, axis=1)
-    line_v = vert & (band_cols & csel)[None, :]
+    rows = np.flatnonzero(band_rows | _next_to(band_rows))       # the band's rows and those beside them
+    cols = np.flatnonzero(band_cols | _next_to(band_cols))
+    # straight runs: an opening along rows (columns) treats each row (column) on its own
+    horiz = cv2.morphologyEx(u8[rows], cv2.MORPH_OPEN, np.ones((1, lh), np.uint8), **bd) > 0
+    vert = cv2.morphologyEx(np.ascontiguousarray(u8[:, cols]), cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8), **bd) > 0
+    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
+    # thickens the run there but stays outside those rows and is kept (and the blurred edge rows
+    # beside them, where such runs still cover some of the side)
+    rcover = np.zeros((h, n))
+    rcover[rows] = np.count_nonzero(horiz.reshape(len(rows), n, s)[:, :, m:w - m], axis=2) / (w - 2 * m)
+    ccover = np.zeros(n * s)
+    ccover[cols] = np.count_nonzero(vert[m:h - m, :], axis=0) / (h - 2 * m)
+    rsel = (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
+    csel = (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
+    line_h = np.zeros(ink.shape, bool)
+    in_band = band_rows[rows]
+    line_h[rows[in_band]] = horiz[in_band] & np.repeat(rsel[rows[in_band]], s, axis=1)
+    line_v = np.zeros(ink.shape, bool)
+    line_v[:, cols] = vert & (band_cols & csel)[cols][None, :]
     line = line_h | line_v
     rest = (ink & ~line).view(np.uint8)
     reach = 2 * band + 1
-    wide = cv2.dilate(rest, np.ones((1, 3), np.uint8))
     tall = cv2.dilate(rest, np.ones((3, 1), np.uint8))
     # a line pixel is kept where a stroke crosses the line (ink on both sides). A stroke that only
     # touches the line loses the pixels it shares with it: keeping the line there (tried) draws a
     # bar of outline on every digit that touches its box, which costs more than it saves.
-    cross_h = _beyond(wide, True, reach, True) & _beyond(wide, True, reach, False)
     cross_v = _beyond(tall, False, reach, True) & _beyond(tall, False, reach, False)
-    kept = rest.view(bool) | line_h & cross_h | line_v & cross_v
+    kept = rest.view(bool) | line_v & cross_v
+    for r0, r1 in _runs(np.flatnonzero(band_rows)):   # the rows within reach of the band's
+        a, b = max(0, r0 - reach), min(h, r1 + reach)
+        wide = cv2.dilate(rest[a:b], np.ones((1, 3), np.uint8))
+        cross_h = _beyond(wide, True, reach, True) & _beyond(wide, True, reach, False)
+        kept[r0:r1] |= line_h[r0:r1] & cross_h[r0 - a:r1 - a]
     return kept, line & ~kept
 
 
@@ -137,24 +163,37 @@ def strip_outline(ink: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 def comb_patches(image: np.ndarray, hmat: np.ndarray, field: dict, shift_mm=(0.0, 0.0)) -> list[np.ndarray]:
     """cell_patch of every cell of a comb field, cut as one strip when the cells lie in one row on
     whole pixels of CELL_PPM from each other (the printed combs do: one warp instead of one a cell;
-    the same pixels)."""
-    cells = [tuple(map(float, c)) for c in field.get("cells_mm") or []]
+    the same pixels up to the warp's rounding)."""
+    cells = tuple(tuple(map(float, c)) for c in field.get("cells_mm") or [])
     if not cells:
         return []
+    layout = _comb_layout(cells)
+    if layout is None:
+        return [cell_patch(image, hmat, c, shift_mm) for c in cells]
+    from .read import patch
+    (x0, y, w, h), cuts = layout
+    strip = patch(image, hmat, x0 + shift_mm[0] - 1.0, y + shift_mm[1] - 1.0, w, h, CELL_PPM)
+    return [strip[:, o:o + wpx] for o, wpx in cuts]
+
+
+@functools.lru_cache(maxsize=4096)
+def _comb_layout(cells: tuple) -> tuple[tuple[float, float, float, float], list[tuple[int, int]]] | None:
+    """For comb_patches: the first cell's x, y, the strip's w, h (mm, before the field's shift and the
+    1 mm around) and each cell's columns in it, or None when the cells must be cut one by one
+    (worked out once per comb)."""
     x0, y, _, h = cells[0]
     offs = [(c[0] - x0) * CELL_PPM for c in cells]
     if any(c[1] != y or c[3] != h or abs(o - round(o)) > 1e-6 for c, o in zip(cells, offs)):
-        return [cell_patch(image, hmat, c, shift_mm) for c in cells]
-    from .read import patch
+        return None
     right = max(c[0] + c[2] for c in cells)
-    strip = patch(image, hmat, x0 + shift_mm[0] - 1.0, y + shift_mm[1] - 1.0, right - x0 + 2.0, h + 2.0, CELL_PPM)
-    out = []
+    width = max(1, int(round((right - x0 + 2.0) * CELL_PPM)))
+    cuts = []
     for c, o in zip(cells, offs):
         o, wpx = int(round(o)), max(1, int(round((c[2] + 2.0) * CELL_PPM)))
-        if o + wpx > strip.shape[1]:
-            return [cell_patch(image, hmat, c, shift_mm) for c in cells]
-        out.append(strip[:, o:o + wpx])
-    return out
+        if o + wpx > width:
+            return None
+        cuts.append((o, wpx))
+    return (x0, y, right - x0 + 2.0, h + 2.0), cuts
 
 
 @functools.lru_cache(maxsize=8)
@@ -190,55 +229,80 @@ def normalise_many(patches: list[np.ndarray], blacks) -> list[tuple[np.ndarray |
     return out
 
 
+_GREYS = np.arange(256, dtype=np.float32)
+
+
+def _members(mask: np.ndarray, labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The pixels of mask whose component (labels: the label image, or its values at mask) is chosen,
+    looked up at the mask's pixels only (a few in ten: the rest is paper)."""
+    out = np.zeros(mask.shape, bool)
+    out[mask] = chosen[labels if labels.ndim == 1 else labels[mask]]
+    return out
+
+
 def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray | None, int]]:
+    """normalise_many of cells of one shape. The darkness of a pixel, (paper - grey) / span, depends on
+    its grey value alone: each cell's 256 darknesses are worked out once (the same float32 numbers)
+    and ink is found by comparing grey values with the palest ink grey; the darkness itself is read
+    only inside the inked cells' crops. A cell with no pixel pale-ink dark in its interior has no ink
+    (every stroke kept reaches the interior) and is answered before anything costly."""
     n, h, w = p.shape
     flat = p.reshape(n, -1)
     k = int(flat.shape[1] * 0.92)
     paper = np.sort(flat, axis=1, kind="stable")[:, k].astype(np.float32)  # a radix sort of bytes: quick
     span = np.maximum(paper - blacks, 25.0)
-    # only the zone is looked at (the cell and a little beyond its outline): cut to it, the same
-    # numbers on fewer pixels
+    dark_of = np.clip((paper[:, None] - _GREYS) / span[:, None], 0.0, 1.0)   # (n, 256), falls with grey
+    faint_grey = np.count_nonzero(dark_of >= INK_FAINT, axis=1) - 1          # palest grey that may be ink
+    dark_grey = np.count_nonzero(dark_of >= INK_DARK, axis=1) - 1
     zone, (r0, r1, c0, c1) = _zones((h, w))
+    res: list[tuple[np.ndarray | None, int]] = [(None, 0)] * n
+    if r1 <= r0 or c1 <= c0:
+        return res   # a box too small to have an interior: nothing in it can be kept
+    idx = np.nonzero((p[:, r0:r1, c0:c1].reshape(n, -1).min(axis=1) <= faint_grey) & (dark_grey >= 0))[0]
+    if not len(idx):
+        return res
     ys, xs = np.nonzero(zone)
     zy, zx = int(ys.min()), int(xs.min())
     zh, zw = int(ys.max()) + 1 - zy, int(xs.max()) + 1 - zx
-    cut = p[:, zy:zy + zh, zx:zx + zw].astype(np.float32)
-    dark = np.clip((paper[:, None, None] - cut) / span[:, None, None], 0.0, 1.0)
+    nk = len(idx)
     m = int(round(1.0 * CELL_PPM)) - zy
     w, s = zw, zw + GAP_PX
-    dark_t = _tile(dark)
-    # ink: dark pixels, and the paler ones joined to them (a pale pen's strokes stay whole)
-    nf, flab = cv2.connectedComponents((dark_t >= INK_FAINT).view(np.uint8), connectivity=8)
+    # the candidate cells' zones side by side, the gaps paper-white (no grey threshold reaches 255)
+    grey = np.full((zh, nk, s), 255, np.uint8)
+    grey[:, :, :zw] = p[idx, zy:zy + zh, zx:zx + zw].transpose(1, 0, 2)
+    grey = grey.reshape(zh, -1)
+    # ink: pale-ink pixels, where they join dark ones (a pale pen's strokes stay whole)
+    faint = grey <= np.repeat(faint_grey[idx].astype(np.uint8), s)[None, :]
+    dark = grey <= np.repeat(dark_grey[idx].astype(np.uint8), s)[None, :]
+    nf, flab = cv2.connectedComponents(faint.view(np.uint8), connectivity=8)
     hit = np.zeros(nf, bool)
-    hit[flab[dark_t >= INK_DARK]] = True
+    hit[flab[dark]] = True
     hit[0] = False
-    ink, line = _strip_tiled(np.take(hit, flab), n, w, m)
-    nc, lab, stats, _ = cv2.connectedComponentsWithStats(ink.view(np.uint8), connectivity=8)
-    inside = np.bincount(lab[r0 - zy:r1 - zy].reshape(r1 - r0, n, s)[:, :, c0 - zx:c1 - zx].ravel(), minlength=nc)
-    keep = (stats[:, cv2.CC_STAT_AREA] >= SPECK_PX) & (inside > 0)
+    ink = faint if hit[1:].all() else _members(faint, flab, hit)
+    ink, line = _strip_tiled(ink, nk, w, m)
+    # strokes: what is left, in pieces of SPECK_PX or more that reach the cell's interior (areas
+    # counted here: OpenCV's statistics visit every paper pixel too, and cost four labellings)
+    nc, lab = cv2.connectedComponents(ink.view(np.uint8), connectivity=8)
+    li = lab[ink]
+    area = np.bincount(li, minlength=nc)
+    inside = np.bincount(lab[r0 - zy:r1 - zy].reshape(r1 - r0, nk, s)[:, :, c0 - zx:c1 - zx].ravel(), minlength=nc)
+    keep = (area >= SPECK_PX) & (inside > 0)
     keep[0] = False
-    cell = stats[:, cv2.CC_STAT_LEFT] // s
-    area = stats[:, cv2.CC_STAT_AREA]
-    total = np.bincount(cell[keep], weights=area[keep], minlength=n).astype(int)
-    big = 1 << 30
-    x0 = np.full(n, big)
-    y0 = np.full(n, big)
-    x1 = np.zeros(n, int)
-    y1 = np.zeros(n, int)
-    kc, ks = cell[keep], stats[keep]
-    np.minimum.at(x0, kc, ks[:, cv2.CC_STAT_LEFT])
-    np.minimum.at(y0, kc, ks[:, cv2.CC_STAT_TOP])
-    np.maximum.at(x1, kc, ks[:, cv2.CC_STAT_LEFT] + ks[:, cv2.CC_STAT_WIDTH])
-    np.maximum.at(y1, kc, ks[:, cv2.CC_STAT_TOP] + ks[:, cv2.CC_STAT_HEIGHT])
+    kept = ink if keep[1:].all() else _members(ink, li, keep)
+    by_cell = kept.reshape(zh, nk, s)
+    total = np.count_nonzero(by_cell, axis=(0, 2))
+    rows, cols = by_cell.any(axis=2), by_cell.any(axis=0)          # (zh, nk), (nk, s)
+    y0, y1 = rows.argmax(axis=0), zh - rows[::-1].argmax(axis=0)
+    x0 = cols.argmax(axis=1) + np.arange(nk) * s
+    x1 = s - cols[:, ::-1].argmax(axis=1) + np.arange(nk) * s
     # the kept strokes and the pale rim around them (anti-aliased pen), not the printed line
-    halo = cv2.dilate(np.take(keep, lab).view(np.uint8), _K3).view(bool)
-    value = np.where(halo & ~line, dark_t, np.float32(0.0))
-    res: list[tuple[np.ndarray | None, int]] = []
-    for i in range(n):
-        if total[i] < EMPTY_INK_PX:
-            res.append((None, int(total[i])))
+    value = cv2.dilate(kept.view(np.uint8), _K3).view(bool) & ~line
+    for j, i in enumerate(idx):
+        if total[j] < EMPTY_INK_PX:
+            res[i] = (None, int(total[j]))
             continue
-        res.append((_centre(value[y0[i]:y1[i], x0[i]:x1[i]]), int(total[i])))
+        sl = slice(y0[j], y1[j]), slice(x0[j], x1[j])
+        res[i] = (_centre(np.where(value[sl], dark_of[i][grey[sl]], np.float32(0.0))), int(total[j]))
     return res
 
 
@@ -303,15 +367,25 @@ def _pool_windows(x: np.ndarray, k: int) -> tuple[np.ndarray, tuple[int, int, in
     return np.ascontiguousarray(v).reshape(4, -1, k * k * c), (b, oh // 2, ow // 2)
 
 
-def _conv_pool_relu(win: tuple[np.ndarray, tuple[int, int, int]], w: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """ReLU(maxpool(conv) + bias) from _pool_windows (the same numbers as the training pass: max-pooling
-    before bias and ReLU keeps the order of values)."""
-    x, (b, h, wd) = win
+def _conv_pool(win: tuple[np.ndarray, tuple[int, int, int]], w: np.ndarray) -> np.ndarray:
+    """maxpool(conv) from _pool_windows, (B * H/2 * W/2, channels): one product and the maximum of
+    four contiguous blocks."""
+    x = win[0]
     z = (x.reshape(-1, x.shape[-1]) @ w).reshape(4, -1, w.shape[1])
-    q = np.maximum(np.maximum(z[0], z[1]), np.maximum(z[2], z[3]))
-    q += bias
+    return np.maximum(np.maximum(z[0], z[1]), np.maximum(z[2], z[3]))
+
+
+def _bias_relu(q: np.ndarray, bias: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """ReLU(q + bias) as (B, H, W, channels) (the same numbers as the training pass: max-pooling
+    before bias and ReLU keeps the order of values)."""
+    q = q + bias
     np.maximum(q, 0, out=q)
-    return q.reshape(b, h, wd, -1)
+    return q.reshape(*shape, -1)
+
+
+def _conv_pool_relu(win: tuple[np.ndarray, tuple[int, int, int]], w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """ReLU(maxpool(conv) + bias) from _pool_windows."""
+    return _bias_relu(_conv_pool(win, w), bias, win[1])
 
 
 def _pool(x: np.ndarray) -> np.ndarray:
@@ -351,7 +425,10 @@ class Model:
 
     def _hidden(self, win1: tuple[np.ndarray, tuple[int, int, int]]) -> np.ndarray:
         """The hidden layer from the first layer's _pool_windows of the images (float32 throughout)."""
-        q1 = _conv_pool_relu(win1, self.w1, self.b1)
+        return self._hidden_q1(_conv_pool_relu(win1, self.w1, self.b1))
+
+    def _hidden_q1(self, q1: np.ndarray) -> np.ndarray:
+        """The hidden layer from the first layer's output (B, H, W, C1)."""
         q2 = _conv_pool_relu(_pool_windows(q1, 5), self.w2, self.b2)
         h = q2.reshape(len(q2), -1) @ self.w3
         h += self.b3
@@ -407,6 +484,11 @@ def second_model() -> Model | None:
         return Model({k: z[k] for k in z.files})
 
 
+@functools.lru_cache(maxsize=2)
+def _joined_w1(first: Model, second: Model) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate([first.w1, second.w1], axis=1))
+
+
 NO_VOTE = -1   # the second model's vote when there is no second model: agrees with nothing
 
 
@@ -417,11 +499,16 @@ def opinions(images: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndar
         return np.zeros((0, 11), np.float32), np.zeros((0, 2), np.int64), np.zeros((0, 0), np.float32)
     x = np.stack(images) if isinstance(images, list) else np.asarray(images, np.float32)
     win1 = _pool_windows(x.astype(np.float32, copy=False)[..., None], 5)   # gathered once for both
-    pa, feats = model().read(win1)
-    second = second_model()
+    first, second = model(), second_model()
     if second is None:
+        pa, feats = first.read(win1)
         return pa, np.stack([pa.argmax(axis=1), np.full(len(pa), NO_VOTE)], axis=1), _unit(feats)
-    pb, _ = second.read(win1)
+    # both models' first layer in one product (one wide product costs less than two narrow ones)
+    c1 = first.w1.shape[1]
+    q = _conv_pool(win1, _joined_w1(first, second))
+    feats = first._hidden_q1(_bias_relu(q[:, :c1], first.b1, win1[1]))
+    pa = first.calibrated(feats @ first.w4 + first.b4)
+    pb = second.calibrated(second._hidden_q1(_bias_relu(q[:, c1:], second.b1, win1[1])) @ second.w4 + second.b4)
     return (pa + pb) / 2, np.stack([pa.argmax(axis=1), pb.argmax(axis=1)], axis=1), _unit(feats)
 
 
@@ -469,12 +556,14 @@ class Batch:
         touched = np.zeros(len(probs), bool)
         if _memory is not None and len(_memory):
             probs, touched = _memory.blend(feats, probs)
-        for cell, p, v, t in zip(inked, probs, votes, touched):
-            top = np.argsort(-p)[:TOP_K]
-            cell["alts"] = [[LABELS[j], round(float(p[j]), 4)] for j in top]
+        top = np.argsort(-probs, axis=1)[:, :TOP_K]
+        top_p = np.take_along_axis(probs, top, axis=1).tolist()
+        labels = LABELS + ["none"]   # NO_VOTE (-1) is the last
+        for cell, js, ps, v, t in zip(inked, top.tolist(), top_p, votes.tolist(), touched.tolist()):
+            cell["alts"] = [[LABELS[j], round(q, 4)] for j, q in zip(js, ps)]
             # each model's own first choice, before the kit's memory: a box is pre-filled only where
             # they agree (suggest.py), so one model's sure mistake is not pre-filled
-            cell["votes"] = [LABELS[j] if j != NO_VOTE else "none" for j in v]
+            cell["votes"] = [labels[j] for j in v]
             if t:
                 cell["memory"] = True   # the kit's memory weighed in (it may not overrule the models)
 

@@ -1,0 +1,170 @@
+"""The digits' cheaper cutting, normalising and forward pass give the models what they were trained on.
+
+Cells of real printed MAR and vitals sheets with real handwritten digits (the test split) in their comb
+boxes, office-scanned and phone-photographed, read by the engine: every cell the page hands to
+`digits.Batch` is cut, normalised and classified by the scan's code and by the code as it was
+(`digits_reference.py`, frozen), and the two must agree: the same cell pixels, the same ink counts,
+the same empty cells, the same 28 x 28 inputs (within float noise) and the same probabilities."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fallbackkit.generate import print_patient
+from fallbackkit.scan import degrade, digits, engine
+from fallbackkit.scan.simulate import fill_page
+import digits_reference as ref
+from digits_helpers import write_comb
+from scan_engine_helpers import Sheets
+
+DPI = 200
+
+
+class _Recorder(digits.Batch):
+    """The engine's Batch, keeping what each page handed to it."""
+    calls: list = []
+
+    def add(self, image, hmat, field, black, shift_mm=(0.0, 0.0)):
+        _Recorder.calls.append((image, hmat.copy(), field, float(black), tuple(shift_mm)))
+        return super().add(image, hmat, field, black, shift_mm)
+
+
+@pytest.fixture
+def scanned_cells(kit, tmp_path, monkeypatch):
+    """(image, hmat, field, black, shift) of every comb field the engine read on a MAR and a vitals
+    sheet, inked about two fields in three, each office-scanned and phone-photographed."""
+    mrn = kit.db.execute("SELECT mrn FROM patients LIMIT 1").fetchone()[0]
+    pages = []
+    for template in ("mar", "vitals"):
+        result = print_patient(kit, template, mrn, tmp_path / f"{template}.pdf", actor="tester")
+        pages += Sheets(kit, result.out_path, DPI).pages()
+    sheets = {sid: g for sid, _, g in pages}
+    rng = np.random.default_rng(5)
+    _Recorder.calls = []
+    monkeypatch.setattr(engine.digits, "Batch", _Recorder)
+    k = 0
+    for sid, image, geometry in pages:
+        page, _ = fill_page(image, geometry, DPI, rng, writing=0.6)
+        for f in geometry["fields"]:
+            if f.get("cells_mm") and rng.random() < 0.7:
+                text = "".join(str(d) for d in rng.integers(0, 10, len(f["cells_mm"])))
+                if rng.random() < 0.2:
+                    text = " " + text[1:]
+                page = write_comb(page, DPI, f, text, seed=int(rng.integers(1 << 20)), k=k)
+                k += len(text)
+        for tier in (degrade.office, degrade.phone):
+            engine.read_page(tier(page, rng), kit_id=kit.kit_id, secret=kit.secret, geometry_for=sheets.get)
+    assert len({id(c[0]) for c in _Recorder.calls}) >= 4   # every page located and read
+    return _Recorder.calls
+
+
+def test_scanned_cells_reach_the_models_as_before(scanned_cells):
+    patches, blacks = [], []
+    for image, hmat, field, black, shift in scanned_cells:
+        cut = digits.comb_patches(image, hmat, field, shift)
+        before = ref.comb_patches(image, hmat, field, shift)
+        assert len(cut) == len(before)
+        for a, b, c in zip(cut, before, field["cells_mm"]):
+            assert a.shape == b.shape and np.array_equal(a, b)
+            # a cell cut alone (training, the kit's memory) differs from the strip's by warp rounding
+            alone = digits.cell_patch(image, hmat, c, shift)
+            assert np.abs(alone.astype(int) - b).max() <= 2
+        patches += before
+        blacks += [black] * len(before)
+    # and a few cells made harder from empty ones: a dot too small to be a digit, a pale smudge with
+    # no dark pixel (not ink), a pale smudge joined to a dark stroke (ink), a stroke over the outline
+    then = ref.normalise_many(patches, blacks)
+    empty = [i for i, (n, ink) in enumerate(then) if ink == 0][:8]
+    for j, i in enumerate(empty):
+        p = patches[i].copy()
+        if j % 4 == 0:
+            p[38:42, 28:32] = 30
+        elif j % 4 == 1:
+            p[20:60, 20:26] = np.minimum(p[20:60, 20:26], 190)
+        elif j % 4 == 2:
+            p[20:60, 20:26] = np.minimum(p[20:60, 20:26], 190)
+            p[20:60, 26:28] = 40
+        else:
+            p[2:60, 29:31] = 50
+        patches.append(p)
+        blacks.append(blacks[i])
+    now, then = digits.normalise_many(patches, blacks), ref.normalise_many(patches, blacks)
+    inked = [n for n, _ in then if n is not None]
+    assert len(patches) >= 150 and 60 <= len(inked) < len(patches)   # inked cells and empty ones
+    assert 0 < sum(0 < ink < digits.EMPTY_INK_PX for _, ink in then)  # and a few with specks only
+    for (n1, ink1), (n2, ink2) in zip(now, then):
+        assert ink1 == ink2 and (n1 is None) == (n2 is None)
+        if n1 is not None:
+            assert n1.dtype == np.float32 and n1.shape == (28, 28)
+            np.testing.assert_allclose(n1, n2, rtol=0, atol=1e-6)
+    # one cell alone (training and the kit's memory normalise one at a time) as on the page
+    for i in range(0, len(patches), 17):
+        n1, ink1 = digits.normalise(patches[i], blacks[i])
+        assert ink1 == then[i][1] and (n1 is None) == (then[i][0] is None)
+        assert n1 is None or np.allclose(n1, then[i][0], rtol=0, atol=1e-6)
+    # the same probabilities from both models, and each model's first choice
+    x = np.stack(inked)
+    pa, pb = ref.read(digits.model(), x), ref.read(digits.second_model(), x)
+    probs, votes, feats = digits.opinions(inked)
+    np.testing.assert_allclose(probs, (pa + pb) / 2, rtol=0, atol=2e-5)
+    then_probs, _, then_feats = ref.opinions(digits.model(), digits.second_model(), x)
+    np.testing.assert_allclose(probs, then_probs, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(feats, then_feats, rtol=0, atol=1e-5)
+    clear = np.sort(pa, axis=1)[:, -2] < pa.max(axis=1) - 1e-4
+    assert (votes[clear, 0] == pa.argmax(axis=1)[clear]).all()
+    clear = np.sort(pb, axis=1)[:, -2] < pb.max(axis=1) - 1e-4
+    assert (votes[clear, 1] == pb.argmax(axis=1)[clear]).all()
+    assert feats.shape == (len(inked), digits.model().w3.shape[1])
+
+
+def test_a_pages_cells_get_the_raw_measures_they_got_before(scanned_cells):
+    """Batch, as the engine runs it page by page: each cell's ink, alternatives and votes as the frozen
+    code gives them (probabilities to the stored 4 decimals, a last-decimal rounding apart)."""
+    pages: dict[int, list] = {}
+    for call in scanned_cells:
+        pages.setdefault(id(call[0]), []).append(call)
+    for calls in pages.values():
+        batch, got = digits.Batch(), []
+        patches, blacks = [], []
+        for image, hmat, field, black, shift in calls:
+            got += batch.add(image, hmat, field, black, shift)
+            cut = ref.comb_patches(image, hmat, field, shift)
+            patches += cut
+            blacks += [black] * len(cut)
+        batch.finish()
+        then = ref.normalise_many(patches, blacks)
+        inked = [i for i, (n, _) in enumerate(then) if n is not None]
+        assert [c["ink"] for c in got] == [ink for _, ink in then]
+        assert [i for i, c in enumerate(got) if "alts" in c] == inked
+        x = np.stack([then[i][0] for i in inked])
+        pa, pb = ref.read(digits.model(), x), ref.read(digits.second_model(), x)
+        mean = (pa + pb) / 2
+        for i, p, qa, qb in zip(inked, mean, pa, pb):
+            cell = got[i]
+            order = np.argsort(-p)
+            near = np.abs(np.diff(p[order])) <= 1e-4         # a neighbour within float noise
+            for k, (label, q) in enumerate(cell["alts"]):
+                assert abs(q - round(float(p[order[k]]), 4)) <= 1.01e-4
+                if not (near[k] or (k and near[k - 1])):
+                    assert label == digits.LABELS[order[k]]
+            for vote, q in zip(cell["votes"], (qa, qb)):
+                top2 = np.sort(q)[-2:]
+                assert vote == digits.LABELS[q.argmax()] or top2[1] - top2[0] <= 1e-4
+
+
+def test_odd_cells_normalise_as_before():
+    """Boxes of other sizes (a template may print smaller or larger combs, down to no interior at
+    all), noisy grey, pale specks and dark blobs: the same ink counts and inputs as before."""
+    rng = np.random.default_rng(1)
+    for shape in [(24, 24), (30, 20), (32, 40), (40, 26), (80, 60), (96, 72)]:
+        patches = [(rng.random(shape) ** 0.3 * 255).astype(np.uint8) for _ in range(4)]
+        blob = np.full(shape, 250, np.uint8)
+        blob[shape[0] // 2 - 2:shape[0] // 2 + 3, shape[1] // 2 - 2:shape[1] // 2 + 3] = 10
+        pale = np.full(shape, 250, np.uint8)
+        pale[shape[0] // 3:-shape[0] // 3, 6:-6] = 190
+        pale[shape[0] // 2, 4:-4] = 20
+        patches += [blob, pale]
+        blacks = [float(b) for b in rng.uniform(0, 60, len(patches))]
+        for (n1, ink1), (n2, ink2) in zip(digits.normalise_many(patches, blacks), ref.normalise_many(patches, blacks)):
+            assert ink1 == ink2 and (n1 is None) == (n2 is None), shape
+            assert n1 is None or np.allclose(n1, n2, rtol=0, atol=1e-6)
