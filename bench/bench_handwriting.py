@@ -105,7 +105,13 @@ def main() -> None:
                          "split (to choose thresholds without looking at the test split)")
     ap.add_argument("--one-model", action="store_true",
                     help="without the second opinion (the first model alone), to compare")
+    ap.add_argument("--model", default=None, help="another first model file (a training try), not the shipped one")
+    ap.add_argument("--second-model", default=None, help="another second opinion file, not the shipped one")
     args = ap.parse_args()
+    if args.model:
+        digits.MODEL_PATH = Path(args.model)
+    if args.second_model:
+        digits.SECOND_PATH = Path(args.second_model)
     if args.one_model:
         digits.second_model = digits.model
     images, labels = digits_synth.load_mnist()
@@ -269,18 +275,18 @@ def main() -> None:
             from fallbackkit.scan import suggest as sg
             kept = sg.CELL_SURE, sg.PREFILL_MIN
             try:
-                for cell_sure in (0.9, 0.99):
-                    for prefill_min in (0.95, 0.97, 0.98, 0.99, 0.995):
-                        sg.CELL_SURE, sg.PREFILL_MIN = cell_sure, prefill_min
-                        k = {key: 0 for key in ("prefilled", "prefilled_wrong", "partial", "partial_wrong",
-                                                "keys_assist", "keys_typing", "keys_whole", "open_boxes")}
-                        for raw, f, checks, written, want in m["fields_raw"]:
-                            clerk(k, suggest(raw, f, checks) or {"suggestion": None, "prefill": False, "cells": []},
-                                  written, want)
-                        pre, wrong = k["prefilled"] + k["partial"], k["prefilled_wrong"] + k["partial_wrong"]
-                        print(f"  {label} CELL_SURE {cell_sure} PREFILL_MIN {prefill_min}: whole {k['prefilled']}, "
-                              f"partly {k['partial']}, pre-filled wrong {wrong / max(pre, 1):.2%} ({wrong}), "
-                              f"keystroke ratio {k['keys_assist'] / max(k['keys_typing'], 1):.3f}")
+                for cell_sure, prefill_min in [(c, p) for c in (0.9, 0.99) for p in (0.9, 0.95, 0.97, 0.98, 0.99)]:
+                    sg.CELL_SURE, sg.PREFILL_MIN = cell_sure, prefill_min
+                    k = {key: 0 for key in ("prefilled", "prefilled_wrong", "partial", "partial_wrong",
+                                            "keys_assist", "keys_typing", "keys_whole", "open_boxes")}
+                    for raw, f, checks, written, want in m["fields_raw"]:
+                        clerk(k, suggest(raw, f, checks) or {"suggestion": None, "prefill": False, "cells": []},
+                              written, want)
+                    pre, wrong = k["prefilled"] + k["partial"], k["prefilled_wrong"] + k["partial_wrong"]
+                    print(f"  {label} CELL_SURE {cell_sure} PREFILL_MIN {prefill_min}: "
+                          f"whole {k['prefilled']}, whole wrong {k['prefilled_wrong']}, "
+                          f"partly {k['partial']}, pre-filled wrong {wrong / max(pre, 1):.2%} ({wrong}), "
+                          f"keystroke ratio {k['keys_assist'] / max(k['keys_typing'], 1):.3f}")
             finally:
                 sg.CELL_SURE, sg.PREFILL_MIN = kept
 

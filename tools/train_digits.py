@@ -5,24 +5,32 @@ Two models ship: `digits_model.npz` (this script) and the second opinion `digits
 scan averages the two and pre-fills a box only where both put the same digit first.
 
 Gives the same model again (fixed seeds) from `data/handwriting/` (MNIST test images 0-3999; the
-writer-disjoint test split 4000-4999 is never used here). Each training digit is written into a
-printed comb cell several times (shift, size, pen width, outline, office/phone damage) and cut and
-normalised exactly as a scan is; the "other" class is letters, two digits, crossed-out digits and
-scribbles. Most copies of a digit are first reshaped like another writer's (`distort`: rotation,
-slant, width and height, an elastic wobble of the strokes), which is what lifts a model trained on
-3,500 digits towards one trained on many writers. A small NumPy convolutional network
-(digits.Model) is trained with Adam; the temperature of its softmax is fitted on the calibration
-images 3500-3999 so that its probabilities mean what they say.
+writer-disjoint test split 4000-4999 is never used here). Two kinds of training cells:
+- what the scan sees (`page_set`, PAGE_COPIES per digit): the digits written into the comb boxes of
+  real printed sheets (a small ward pack printed by the kit's own code at 200 dpi, everything but
+  the combs and the corner marks wiped to paper, so the same pixels in every run), a share of boxes
+  with "something else", each page damaged as an office scan or a phone photo (`degrade.py`),
+  located by its corner marks and cut by the engine itself (its outline shift and black level,
+  `digits.comb_patches` and `normalise_many`): the printed outline's residue, a stroke cut where it
+  crossed the line, the page's blur and JPEG are in the training cells as in the scan's;
+- a small comb cell drawn here (`digits_synth.training_cell`, COPIES per digit: shift, size, pen
+  width, outline, office/phone damage, at 5.5-10.5 px/mm), which covers resolutions and pens the
+  printed pages do not.
+The "other" class is letters, two digits, crossed-out digits and scribbles. Most copies of a digit
+are first reshaped like another writer's (`distort`: rotation, slant, width and height, an elastic
+wobble of the strokes), which is what lifts a model trained on 3,500 digits towards one trained on
+many writers. A small NumPy convolutional network (digits.Model) is trained with Adam; the
+temperature of its softmax is fitted on the calibration images 3500-3999 written into the printed
+sheets and cut by the engine, so that its probabilities mean what they say on scans.
 
-Takes 3-4 minutes of CPU on one BLAS thread (22-27 minutes by the clock on the shared 2-core machine
-at load ~20, 2026-12-01: 35,892 training cells, 12 epochs); the model file is about 0.1 MB. Two runs
-give the same file, byte for byte (`--second`: 192-200 s of CPU, 14-23 minutes by the clock, two runs
-SHA-256 7cf6f269..., the shipped digits_second.npz; the first model, SHA-256 760301a5..., the shipped
-digits_model.npz, twice at 19:00-19:55 UTC on 2026-12-01). The first model shipped before that
-(81ccf227..., commit ef28636) could not be made again by this script (most likely it was trained from a
-working state that was never committed; no file the script reads changed since); it was replaced by the script's own model, which gives
-the same bench figures within noise (test split, office / phone: top-1 96.58 / 96.35 % against
-96.76 / 96.46 %; pre-filled 67.8 / 65.7 % against 68.4 / 65.5 %, wrong 0 / 0.46 % against the same).
+Takes 8-9 minutes of CPU on one BLAS thread, most of it damaging and reading the printed pages
+(27 minutes by the clock on the shared 2-core machine at load ~8, 2026-12-01: 42,354 training
+cells, 12 epochs); the model file is about 0.1 MB. Two runs give the same file, byte for byte,
+each printing its own kit (other random codes): digits_model.npz SHA-256 3d0a5d23..., and with
+`--second` digits_second.npz c5a0a1b5..., the shipped files (2026-12-01, 21:27-21:53 and
+21:54-22:24 UTC, 508-534 s of CPU each). The former models (760301a5... and
+7cf6f269..., trained on the synthetic cells alone) read 96.6 / 96.5 % of the test split's digits in
+bench_handwriting (office / phone); these 97.5-97.7 / 97.3 %.
 `--copies 2 --epochs 3` is a quick try.
 """
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fallbackkit.scan import digits, digits_synth  # noqa: E402
 
 SEED = 20261201
-COPIES = 8          # training cells per real digit
+COPIES = 5          # synthetic training cells per real digit (training_cell: a comb cell drawn here)
+PAGE_COPIES = 5     # training cells per real digit written into printed sheets and cut by the engine
 OTHER_SHARE = 0.22  # of the training cells, "other"
 DISTORT_SHARE = 0.8  # of the training copies, the digit is first reshaped like another writer's
 C1, C2 = 12, 24     # convolution filters
@@ -97,6 +107,129 @@ def make_set(images: np.ndarray, labels: np.ndarray, copies: int, n_other: int, 
         if norm is not None:
             xs.append(norm)
             ys.append(digits.OTHER)
+    return np.stack(xs).astype(np.float32), np.array(ys, np.int64)
+
+
+# --- training cells cut from real printed sheets, as the scan cuts them -------------------------------
+PAGE_DPI = 200          # what the bench and an office scanner give
+PAGE_TIERS = ("office", "phone")
+PAGE_OTHER_SHARE = 0.12  # of a page's comb boxes, written with "something else"
+MIN_PAGE_CELLS = 50     # pages with fewer comb boxes (a lab request) cost a page's damage for a few cells
+KEEP_AROUND_MM = 2.0    # of the printed page, what is kept around each comb (and the corner marks)
+
+
+def printed_pages(tmp: Path) -> list[tuple[np.ndarray, dict]]:
+    """The comb-bearing pages of a small printed ward pack (vitals, MAR, registration, lab request)
+    at PAGE_DPI, with their geometry. The pack is printed by the kit's own code, then everything but
+    the comb boxes and the corner marks is wiped to paper: what is left (the printed outlines, as the
+    renderer draws them) is the same in every run, whatever the kit's random codes."""
+    from fallbackkit.generate import import_census, print_ward, sheet_geometry
+    from fallbackkit.generate.sample import write_census
+    from fallbackkit.scan.simulate import identify, render_pdf
+    from fallbackkit.store import init_kit
+    kit = init_kit(tmp / "kit", actor="train")
+    patients, meds = write_census(tmp / "census", {"3B": 2})
+    import_census(kit, patients, meds, actor="train", as_of="2026-11-28T06:00:00+01:00")
+    res = print_ward(kit, "3B", tmp / "ward.pdf", actor="train", one_sided=True)
+    ppm = PAGE_DPI / 25.4
+    out, seen = [], set()
+    for img in render_pdf(res.out_path, PAGE_DPI):
+        sp = identify(img, kit.kit_id, kit.secret)
+        if sp is None:
+            continue
+        g = sheet_geometry(kit, sp.sheet_id)
+        combs = [f for f in g["fields"] if f.get("cells_mm")]
+        if sum(len(f["cells_mm"]) for f in combs) < MIN_PAGE_CELLS:
+            continue
+        key = (g["template"], g.get("page"), tuple(tuple(c) for f in combs for c in f["cells_mm"]))
+        if not combs or key in seen:
+            continue
+        seen.add(key)
+        page = np.full_like(img, 255)
+        rects = [[min(c[0] for c in f["cells_mm"]), min(c[1] for c in f["cells_mm"]),
+                  max(c[0] + c[2] for c in f["cells_mm"]), max(c[1] + c[3] for c in f["cells_mm"])] for f in combs]
+        rects += [[x, y, x + w, y + h] for x, y, w, h in g["marks_mm"].values()]
+        for x0, y0, x1, y1 in rects:
+            r0, c0 = max(0, int((y0 - KEEP_AROUND_MM) * ppm)), max(0, int((x0 - KEEP_AROUND_MM) * ppm))
+            r1, c1 = int((y1 + KEEP_AROUND_MM) * ppm) + 1, int((x1 + KEEP_AROUND_MM) * ppm) + 1
+            page[r0:r1, c0:c1] = img[r0:r1, c0:c1]
+        g = {**g, "fields": combs}
+        out.append((page, g))
+    kit.close()
+    return out
+
+
+class _Recorder:
+    """Stands in for digits.Batch in the engine: keeps the comb cells exactly as the scan would
+    classify them (patches cut through the located page transform with the measured outline shift,
+    and the page's black level), per field."""
+
+    def __init__(self):
+        self.fields: dict[str, tuple[list[np.ndarray], float]] = {}
+
+    def add(self, image, hmat, field, black, shift_mm=(0.0, 0.0)):
+        self.fields[field["name"]] = (digits.comb_patches(image, hmat, field, shift_mm), float(black))
+        return []
+
+    def finish(self):
+        pass
+
+
+def page_set(pages: list[tuple[np.ndarray, dict]], images: np.ndarray, labels: np.ndarray, copies: int,
+             rng: np.random.Generator, how: dict | None = FIRST_DISTORT, tiers=PAGE_TIERS
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Each digit written `copies` times into the comb boxes of printed pages (reshaped first as in
+    make_set when how is given), a share of boxes with "something else"; each page damaged as an
+    office scan or a phone photo (degrade.py), located by its corner marks and cut by the engine."""
+    from fallbackkit.scan import degrade, engine
+    from fallbackkit.scan.simulate import page_transform
+    hmat = page_transform(PAGE_DPI)
+    order = np.concatenate([rng.permutation(len(images)) for _ in range(copies)])
+    pos, xs, ys, n_page = 0, [], [], 0
+    real = engine.digits.Batch
+    try:
+        while pos < len(order):
+            page, g = pages[n_page % len(pages)]
+            tier = tiers[n_page % len(tiers)]
+            n_page += 1
+            page = page.copy()
+            truth: dict[str, list[int | None]] = {}
+            for f in g["fields"]:
+                want: list[int | None] = []
+                for cell in f["cells_mm"]:
+                    if rng.random() < 0.08 or pos >= len(order):   # a box left empty
+                        want.append(None)
+                        continue
+                    if rng.random() < PAGE_OTHER_SHARE:
+                        img, lab = digits_synth.other_image(images, rng), digits.OTHER
+                    else:
+                        i = int(order[pos])
+                        pos += 1
+                        img, lab = images[i], int(labels[i])
+                        if how is not None and rng.random() < how["share"]:
+                            img = distort(img, rng, how)
+                    digits_synth.write_digit(page, hmat, cell, img, rng)
+                    want.append(lab)
+                truth[f["name"]] = want
+            scan = degrade.degrade(page, tier, rng, PAGE_DPI)
+            rec = _Recorder()
+            engine.digits.Batch = lambda: rec
+            res = engine.read_page_as(scan, g)
+            if res.status != "read":
+                continue
+            patches, blacks, labs = [], [], []
+            for name, (ps, black) in rec.fields.items():
+                for p, lab in zip(ps, truth[name]):
+                    if lab is not None:
+                        patches.append(p)
+                        blacks.append(black)
+                        labs.append(lab)
+            for (norm, _), lab in zip(digits.normalise_many(patches, blacks), labs):
+                if norm is not None:
+                    xs.append(norm)
+                    ys.append(lab)
+    finally:
+        engine.digits.Batch = real
     return np.stack(xs).astype(np.float32), np.array(ys, np.int64)
 
 
@@ -196,6 +329,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="default: the shipped model file (or the second opinion's)")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--copies", type=int, default=COPIES, help="training cells per real digit (fewer: a quick try)")
+    ap.add_argument("--page-copies", type=int, default=PAGE_COPIES,
+                    help="cells per real digit written into printed sheets, damaged and cut by the engine")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
     how = SECOND_DISTORT if args.second else FIRST_DISTORT
@@ -208,7 +343,14 @@ def main() -> None:
     va = slice(digits_synth.TRAIN_END, digits_synth.VALID_END)
     n_train = digits_synth.TRAIN_END * args.copies
     x, y = make_set(images[tr], labels[tr], args.copies, int(n_train * OTHER_SHARE / (1 - OTHER_SHARE)), rng, how)
-    xv, yv = make_set(images[va], labels[va], 2, 300, rng)
+    with tempfile.TemporaryDirectory() as tmp:
+        pages = printed_pages(Path(tmp))
+    print(f"synthetic cells {len(y)}, {len(pages)} printed pages ({time.time() - t0:.0f} s)", flush=True)
+    if args.page_copies:
+        xp, yp = page_set(pages, images[tr], labels[tr], args.page_copies, rng, how)
+        x, y = np.concatenate([x, xp]), np.concatenate([y, yp])
+    # the temperature is fitted on what the scan sees: calibration digits in printed sheets, cut by the engine
+    xv, yv = page_set(pages, images[va], labels[va], 2, rng, None)
     print(f"training cells {len(y)}, calibration cells {len(yv)} ({time.time() - t0:.0f} s)", flush=True)
     model = train(x, y, rng, args.epochs, log=lambda t: print(t, f"({time.time() - t0:.0f} s)", flush=True))
     model.temperature = fit_temperature(model, xv, yv)
