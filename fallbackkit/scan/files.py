@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ..store.captures import count_pages_stored, pages_stored
 from ..store.kit import Kit, now_iso
+from ..store.transactions import atomic
 from .ingest import KINDS, UnreadableFile, count_pages, sniff
 if TYPE_CHECKING:
     from .pipeline import ScanSummary
@@ -107,13 +108,13 @@ def _where(path: Path | str) -> str:
 
 
 def _sighting(conn, sha: str | None, path: Path | str, outcome: str) -> int:
-    with conn:
+    with atomic(conn):
         return conn.execute("INSERT INTO input_sightings (sha256, path, seen_at, outcome) VALUES (?,?,?,?)",
                             [sha, _where(path), now_iso(), outcome]).lastrowid
 
 
 def _fail_file(conn, sha: str, error: str) -> None:
-    with conn:
+    with atomic(conn):
         conn.execute("UPDATE input_files SET status = 'failed', error = ?, finished_at = ? WHERE sha256 = ?",
                      [error, now_iso(), sha])
 
@@ -157,7 +158,7 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
         archive_rel = archive_file(kit, path, sha, kind)
     except UnreadableFile as exc:
         error = str(exc)
-        with conn:
+        with atomic(conn):
             conn.execute(
                 "INSERT INTO input_files (sha256, size, kind, pages, status, error, first_path, started_at, finished_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET status='failed', error=excluded.error,"
@@ -168,15 +169,15 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
         summary.files_failed += 1
         summary.failed.append({"path": str(path), "error": error})
         return None
-    with conn:
+    with atomic(conn):  # the file and this sighting of it: one transaction
         conn.execute(
             "INSERT INTO input_files (sha256, size, kind, pages, status, archive_path, first_path, started_at)"
             " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET status='started', error=NULL,"
             " kind=excluded.kind, pages=excluded.pages, archive_path=excluded.archive_path, finished_at=NULL",
             [sha, size, kind, pages, "started", archive_rel, _where(path), now_iso()])
+        sighting = _sighting(conn, sha, path, "resumed" if resumed else "new")
+        stored = pages_stored(conn, sha)
     seen_in_batch[sha] = path  # only a usable file: a copy of a bad file fails on its own
-    sighting = _sighting(conn, sha, path, "resumed" if resumed else "new")
-    stored = pages_stored(conn, sha)
     todo = set(range(1, pages + 1)) - stored
     summary.files_new += 1
     summary.files_resumed += int(resumed)
@@ -194,14 +195,14 @@ def _finish(conn, job: _FileJob, summary: ScanSummary) -> None:
         if stored < job.pages:  # never call a file done while one of its pages is missing
             job.error = f"{job.path}: only {stored} of {job.pages} pages were stored — scan it again"
     if job.error is not None:
-        _fail_file(conn, job.sha, job.error)
-        with conn:
+        with atomic(conn):
+            _fail_file(conn, job.sha, job.error)
             conn.execute("UPDATE input_sightings SET outcome = ? WHERE id = ?",
                          ["failed: " + job.error, job.sighting_id])
         summary.files_failed += 1
         summary.files_new -= 1
         summary.failed.append({"path": str(job.path), "error": job.error})
         return
-    with conn:
+    with atomic(conn):
         conn.execute("UPDATE input_files SET status = 'done', error = NULL, finished_at = ? WHERE sha256 = ?",
                      [now_iso(), job.sha])
