@@ -65,6 +65,22 @@ def _inside(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
+# A file up to this size is read once: hashed, told apart by its first bytes and archived from the
+# bytes in memory (the copy is then the very bytes hashed: nothing to hash again). A bigger file (a
+# long scanner PDF) is hashed, then copied and hashed again in 1 MiB pieces.
+WHOLE_FILE_BYTES = 64 << 20
+
+
+def read_file(path: Path) -> tuple[str, int, bytes | None]:
+    """(sha256, size, the bytes or None for a file bigger than WHOLE_FILE_BYTES)."""
+    with open(path, "rb") as fh:
+        data = fh.read(WHOLE_FILE_BYTES + 1)
+    if len(data) > WHOLE_FILE_BYTES:
+        del data
+        return (*sha256_file(path), None)
+    return hashlib.sha256(data).hexdigest(), len(data), data
+
+
 def sha256_file(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
@@ -75,26 +91,41 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def archive_file(kit: Kit, source: Path, sha: str, kind: str) -> str:
-    """Copy the original bytes to KIT/archive/ab/<sha><ext> (temp file, then rename); verify the hash."""
+_MADE_DIRS: set[Path] = set()
+
+
+def archive_file(kit: Kit, source: Path, sha: str, kind: str, data: bytes | None = None) -> str:
+    """Copy the original bytes to KIT/archive/ab/<sha><ext> (temp file, fsync, then rename); verify
+    the hash. data: the file's bytes, already hashed to sha (read_file), written as they are."""
     rel = Path("archive") / sha[:2] / f"{sha}{KINDS[kind]}"
     dest = kit.path / rel
     if dest.exists() and sha256_file(dest)[0] == sha:
         return rel.as_posix()
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.parent not in _MADE_DIRS:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _MADE_DIRS.add(dest.parent)
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
-    h = hashlib.sha256()
+    h = hashlib.sha256() if data is None else None
     try:
-        with open(source, "rb") as src, open(tmp, "wb") as out:
-            while chunk := src.read(1 << 20):
-                h.update(chunk)
-                out.write(chunk)
+        try:
+            out = open(tmp, "wb")
+        except FileNotFoundError:  # the folder went away since we made it (a restore, a cleanup)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            out = open(tmp, "wb")
+        with out:
+            if data is not None:
+                out.write(data)
+            else:
+                with open(source, "rb") as src:
+                    while chunk := src.read(1 << 20):
+                        h.update(chunk)
+                        out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
     except BaseException:  # a full disk, an interrupt: no half-written copy stays in archive/
         tmp.unlink(missing_ok=True)
         raise
-    if h.hexdigest() != sha:
+    if h is not None and h.hexdigest() != sha:
         tmp.unlink(missing_ok=True)
         raise UnreadableFile(source, "changed while it was being read",
                              "wait until the scanner has finished writing it, then scan again")
@@ -136,7 +167,7 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
     """Hash, record, check and archive one file; return the pages still to read (None: nothing to do)."""
     conn = kit.db.conn
     try:
-        sha, size = sha256_file(path)
+        sha, size, data = read_file(path)
     except OSError as exc:
         error = f"{path}: cannot be read ({exc.strerror}) — check that the file exists and that you may read it"
         _sighting(conn, None, path, "failed: " + error)
@@ -153,9 +184,9 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
         return None
     resumed = row is not None and row[0] == "started"
     try:
-        kind = sniff(path)
+        kind = sniff(path, data[:1024] if data is not None else None)
         pages = count_pages(path, kind)
-        archive_rel = archive_file(kit, path, sha, kind)
+        archive_rel = archive_file(kit, path, sha, kind, data)
     except UnreadableFile as exc:
         error = str(exc)
         with atomic(conn):
