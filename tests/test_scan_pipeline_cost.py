@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -101,3 +103,36 @@ def test_the_archive_holds_the_bytes_of_the_file_read_once(kit, lab_jpegs, monke
         assert (status, size) == ("done", path.stat().st_size)
         assert (kit.path / archive_path).read_bytes() == path.read_bytes()
         shutil.rmtree(kit.path / "archive")  # the folders this scan made (and remembered) go away
+
+
+_FAULTS = """
+import resource, sys
+import numpy as np
+from fallbackkit.scan import workers
+kept = workers.keep_freed_memory() if sys.argv[1] == "keep" else None
+counts = []
+for _ in range(6):  # a page's worth of arrays, allocated, used, freed, page after page
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    scan = np.ones((2339, 1654), np.uint8)  # a 200 dpi page (3.9 MB)
+    work = [np.ones((2339, 1654), np.uint8) for _ in range(6)]  # its masks and copies
+    del scan
+    work.append(np.ones((1169, 827), np.uint8))  # the page image
+    del work
+    counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(kept, min(counts[2:]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_a_reader_reuses_the_memory_it_freed_instead_of_faulting_it_in_again():
+    """A page's arrays (the decoded scan, its masks and copies, the page image) allocated and freed
+    page after page: by default glibc gives the freed blocks back to the OS and each page faults
+    its ~6,500 memory pages in again (system CPU on every page); in a reader set up by
+    keep_freed_memory (as each worker and the in-process scan are) the blocks are reused."""
+    got = {}
+    for how in ("default", "keep"):
+        out = subprocess.run([sys.executable, "-c", _FAULTS, how], capture_output=True, text=True, check=True)
+        kept, faults = out.stdout.split()
+        got[how] = (kept, int(faults))
+    assert got["keep"][0] == "True"
+    assert got["default"][1] > 3000 and got["keep"][1] < 100, got
