@@ -298,7 +298,7 @@ def _save_png(kit_path: Path, rel: Path, image: np.ndarray) -> str:
 
 def _raw_json(raw: Any) -> str:
     """The raw measurements as JSON text, made in the worker (numpy scalars and arrays allowed)."""
-    return json.dumps(raw if raw is not None else {}, ensure_ascii=False, sort_keys=True, default=_numpy_default)
+    return _RAW_ENCODER(raw if raw is not None else {})
 
 
 def _numpy_default(value: Any) -> Any:
@@ -307,6 +307,11 @@ def _numpy_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# json.dumps(x, ensure_ascii=False, sort_keys=True, default=_numpy_default) makes an encoder per call
+# (~45 fields a page): one encoder for all, the same text
+_RAW_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=_numpy_default).encode
 
 
 def _jsonable(value: Any) -> Any:
