@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fallbackkit.scan import files, pipeline
@@ -136,3 +137,19 @@ def test_a_reader_reuses_the_memory_it_freed_instead_of_faulting_it_in_again():
         got[how] = (kept, int(faults))
     assert got["keep"][0] == "True"
     assert got["default"][1] > 3000 and got["keep"][1] < 100, got
+
+
+def test_the_page_image_made_straight_into_the_png_is_the_viewing_copy_encoded():
+    """viewing_png (the viewing copy written straight into the PNG's rows) gives the very bytes of
+    encode_png(viewing_copy(image)): for an office page, a nearly blank one, a view of a bigger
+    image, odd sizes, and a colour image (OpenCV's encoder)."""
+    from fallbackkit.scan.page_task import encode_png, viewing_copy, viewing_png
+    rng = np.random.default_rng(11)
+    page = np.clip(rng.normal(238, 4, (1169, 827)), 0, 255).astype(np.uint8)
+    page[100:1100:25, 60:760] = 20
+    page[400:403, 100:400] = 199  # faint pencil
+    images = [page, np.full((400, 300), 250, np.uint8), page[10:900:3, 5:800:2], page.T,
+              rng.integers(0, 256, (1, 1), np.uint8), rng.integers(0, 256, (37, 3), np.uint8),
+              rng.integers(0, 256, (20, 30, 3), np.uint8)]
+    for image in images:
+        assert viewing_png(image) == encode_png(viewing_copy(image))
