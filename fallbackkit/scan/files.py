@@ -73,9 +73,10 @@ WHOLE_FILE_BYTES = 64 << 20
 
 def read_file(path: Path) -> tuple[str, int, bytes | None]:
     """(sha256, size, the bytes or None for a file bigger than WHOLE_FILE_BYTES)."""
-    with open(path, "rb") as fh:
-        data = fh.read(WHOLE_FILE_BYTES + 1)
-    if len(data) > WHOLE_FILE_BYTES:
+    with open(path, "rb", buffering=0) as fh:
+        # read() sizes its buffer by the file's size (read(n) would make an n-byte buffer first)
+        data = fh.read() if os.fstat(fh.fileno()).st_size <= WHOLE_FILE_BYTES else None
+    if data is None or len(data) > WHOLE_FILE_BYTES:  # (or it grew meanwhile)
         del data
         return (*sha256_file(path), None)
     return hashlib.sha256(data).hexdigest(), len(data), data
