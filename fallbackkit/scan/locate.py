@@ -228,20 +228,31 @@ def project(h: np.ndarray, pts) -> np.ndarray:
 
 def _hole_darkness(image: np.ndarray, h: np.ndarray, centre_mm) -> tuple[float, float]:
     """Mean grey at a mark's centre (hole) and in its solid ring, at full resolution."""
+    return _holes_darkness(image, h, [centre_mm])[0]
+
+
+def _probes(centre_mm) -> list[tuple[float, float]]:
+    """The hole probes (5) then the ring probes (8) of a mark centred at centre_mm."""
     cx, cy = centre_mm
     p, r, d = HOLE_PROBE_MM, RING_MM, RING_DIAGONAL_MM
-    pts = [(cx + dx, cy + dy) for dx, dy in ((0, 0), (p, 0), (-p, 0), (0, p), (0, -p))]
-    ring = [(cx + dx, cy + dy) for dx, dy in ((r, 0), (-r, 0), (0, r), (0, -r), (d, d), (-d, d), (d, -d), (-d, -d))]
+    return ([(cx + dx, cy + dy) for dx, dy in ((0, 0), (p, 0), (-p, 0), (0, p), (0, -p))]
+            + [(cx + dx, cy + dy) for dx, dy in ((r, 0), (-r, 0), (0, r), (0, -r), (d, d), (-d, d), (d, -d), (-d, -d))])
+
+
+def _holes_darkness(image: np.ndarray, h: np.ndarray, centres_mm: list) -> list[tuple[float, float]]:
+    """_hole_darkness of several marks, their probes projected in one go (the same numbers)."""
     hh, ww = image.shape
+    projected = project(h, [q for c in centres_mm for q in _probes(c)]).tolist()
 
     def sample(points):
         vals = []
-        for x, y in project(h, points):
+        for x, y in points:
             xi, yi = int(round(x)), int(round(y))
             if 0 <= xi < ww and 0 <= yi < hh:
                 vals.append(float(image[yi, xi]))
         return float(np.mean(vals)) if vals else 255.0
-    return sample(pts), sample(ring)
+    return [(sample(projected[13 * i:13 * i + 5]), sample(projected[13 * i + 5:13 * i + 13]))
+            for i in range(len(centres_mm))]
 
 
 def _orientation(h: np.ndarray, page_mm) -> int:
@@ -532,8 +543,7 @@ def _finish(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, flo
         raise MarksNotFound(detail("page_shape"))
     # black and paper levels from the marks, hole check
     black, hole_vals = [], {}
-    for k in keys:
-        centre, ring = _hole_darkness(image, hmat, centres[k])
+    for k, (centre, ring) in zip(keys, _holes_darkness(image, hmat, [centres[k] for k in keys])):
         black.append(ring)
         hole_vals[k] = centre
     black_level = float(np.median(black))
@@ -575,8 +585,7 @@ def _finish_three(image: np.ndarray, geometry: dict, found: dict[str, tuple[floa
     if not (0.6 < sx < 1.67 and 0.6 < sy < 1.67):
         raise MarksNotFound(detail("page_shape"))
     black, hole_vals = [], {}
-    for k in keys:
-        centre, ring = _hole_darkness(image, hmat, centres[k])
+    for k, (centre, ring) in zip(keys, _holes_darkness(image, hmat, [centres[k] for k in keys])):
         black.append(ring)
         hole_vals[k] = centre
     black_level = float(np.median(black))
@@ -598,16 +607,22 @@ def _finish_three(image: np.ndarray, geometry: dict, found: dict[str, tuple[floa
 
 def _paper_level(image: np.ndarray, hmat: np.ndarray, geometry: dict) -> float:
     """Paper grey near the marks (bright percentile of small patches just inside each mark)."""
-    vals = []
     hh, ww = image.shape
+    patches = []
     for x, y in project(hmat, [(20, 30), (geometry["page_size_mm"][0] - 20, geometry["page_size_mm"][1] / 2),
                                (geometry["page_size_mm"][0] / 2, geometry["page_size_mm"][1] - 12),
                                (12, geometry["page_size_mm"][1] / 2)]):
         xi, yi = int(x), int(y)
         patch = image[max(0, yi - 6):min(hh, yi + 7), max(0, xi - 6):min(ww, xi + 7)]
         if patch.size:
-            vals.append(float(np.percentile(patch, 90)))
-    return float(np.median(vals)) if vals else 255.0
+            patches.append(patch)
+    if not patches:
+        return 255.0
+    if len({p.shape for p in patches}) == 1:  # one percentile call for all (the same numbers per row)
+        vals = np.percentile(np.stack(patches).reshape(len(patches), -1), 90, axis=1).tolist()
+    else:
+        vals = [float(np.percentile(p, 90)) for p in patches]
+    return float(np.median(vals))
 
 
 def _jacobian(h: np.ndarray, pt) -> np.ndarray:

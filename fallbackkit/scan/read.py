@@ -800,19 +800,17 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     zero = np.zeros(N, int)
     sxs = _best_shifts(raw_dark, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else zero
     sys_ = _best_shifts(raw_dark, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else zero
-    printed = np.zeros(P.shape, bool)
-    inside = np.zeros(P.shape, bool)
     box = np.array([f["box_mm"][:2] for f in fields], float)
     x, y = box[:, 0], box[:, 1]
     ox, oy = x - margin - sxs / ppm, y - margin - sys_ / ppm
-    bands = _print_bands(fields, x, y, w, h, ox, oy, ppm, H, W)
-    for n, r0, r1, c0, c1 in bands.tolist():
-        printed[n, r0:r1, c0:c1] = True
-    # only the inside of the field box counts
+    # only the inside of the field box counts, less the printed lines (set in place: the same mask
+    # as inside & ~printed)
+    usable = np.zeros(P.shape, bool)
     for n, (r0, c0) in enumerate(zip((m + sys_).tolist(), (m + sxs).tolist())):
-        inside[n, max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
+        usable[n, max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
+    for n, r0, r1, c0, c1 in _print_bands(fields, x, y, w, h, ox, oy, ppm, H, W).tolist():
+        usable[n, r0:r1, c0:c1] = False
     origins = list(zip(ox.tolist(), oy.tolist()))
-    usable = inside & ~printed
     inked = (S < _below(np.count_nonzero(lut >= HAND_INK_DARK, axis=1))) & usable
     light = (S < _below(np.count_nonzero(lut >= FAINT_DARK, axis=1))) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
@@ -914,8 +912,8 @@ def _tile_sums_many(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray
 
 
 def _mask_rect(mask: np.ndarray, x0: float, y0: float, x1: float, y1: float, ppm: float, origin,
-               pad_mm: float) -> None:
-    """Mask the outline of a rectangle (mm) with a band of pad_mm on either side."""
+               pad_mm: float, value: bool = True) -> None:
+    """Set the outline of a rectangle (mm), with a band of pad_mm on either side, to value."""
     ox, oy = origin
     pad = pad_mm * ppm
 
@@ -928,7 +926,7 @@ def _mask_rect(mask: np.ndarray, x0: float, y0: float, x1: float, y1: float, ppm
         r0, r1 = max(0, int(math.floor(b0))), min(h, int(math.ceil(b1)))
         c0, c1 = max(0, int(math.floor(a0))), min(w, int(math.ceil(a1)))
         if r1 > r0 and c1 > c0:
-            mask[r0:r1, c0:c1] = True
+            mask[r0:r1, c0:c1] = value
 
 
 def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: float, outlines: list | None = None
@@ -951,29 +949,28 @@ def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: f
     sx = _best_shift(raw_dark, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else 0
     sy = _best_shift(raw_dark, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else 0
     origin = (x - margin - sx / ppm, y - margin - sy / ppm)
-    printed = np.zeros(crop.shape, bool)
+    # only the inside of the field box counts, less the printed lines (set in place: the same mask
+    # as inside & ~printed)
+    usable = np.zeros(crop.shape, bool)
+    r0, c0 = int(m + sy), int(m + sx)
+    usable[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
     pad = PRINT_MASK_MM
-    _mask_rect(printed, x, y, x + w, y + h, ppm, origin, pad)
+    _mask_rect(usable, x, y, x + w, y + h, ppm, origin, pad, False)
     cells = field.get("cells_mm") or []
     for cx, cy, cw, ch in cells:
-        _mask_rect(printed, cx, cy, cx + cw, cy + ch, ppm, origin, pad)
+        _mask_rect(usable, cx, cy, cx + cw, cy + ch, ppm, origin, pad, False)
     # separators between comb groups ('/', ':', '.') sit in the gaps between cells
     for a, b in zip(cells, cells[1:]):
         gap0, gap1 = a[0] + a[2], b[0]
         if gap1 - gap0 > 0.5:
             c0 = int((gap0 - origin[0]) * ppm) - 1
             c1 = int(math.ceil((gap1 - origin[0]) * ppm)) + 1
-            printed[:, max(0, c0):max(0, c1)] = True
+            usable[:, max(0, c0):max(0, c1)] = False
     for i in range(1, int(field.get("lines") or 1)):
         ly = y + i * LINE_PITCH
         r0 = int((ly - origin[1] - pad) * ppm)
         r1 = int(math.ceil((ly - origin[1] + pad) * ppm))
-        printed[max(0, r0):max(0, r1), :] = True
-    # only the inside of the field box counts
-    inside = np.zeros(crop.shape, bool)
-    r0, c0 = int(m + sy), int(m + sx)
-    inside[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
-    usable = inside & ~printed
+        usable[max(0, r0):max(0, r1), :] = False
     inked = _le(smooth, lv.at_least(HAND_INK_DARK)) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
     # per tile: usable pixels, ink pixels, light-ink pixels
