@@ -298,15 +298,39 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     # elsewhere paper-white: the darkness of grey 255 is 0 (no paper is paler), so each crop's
     # darkness is one table look-up of its greys
     grey = np.where(value, grey, np.uint8(255))
-    for j, i, t, ya, yb, xa, xb in zip(range(nk), idx.tolist(), total.tolist(), y0.tolist(), y1.tolist(),
-                                       x0.tolist(), x1.tolist()):
-        res[i] = (None, t) if t < EMPTY_INK_PX else (_centre(cv2.LUT(grey[ya:yb, xa:xb], dark_of[i])), t)
+    boxes = [(i, t, ya, yb, xa, xb) for i, t, ya, yb, xa, xb in zip(idx.tolist(), total.tolist(), y0.tolist(),
+                                                                   y1.tolist(), x0.tolist(), x1.tolist())]
+    for i, t, *_ in boxes:
+        if t < EMPTY_INK_PX:
+            res[i] = (None, t)
+    boxes = [b for b in boxes if b[1] >= EMPTY_INK_PX]
+    out = np.empty((len(boxes), 28, 28), np.float32)
+    for o, (i, t, ya, yb, xa, xb) in zip(out, boxes):
+        _lay(cv2.LUT(grey[ya:yb, xa:xb], dark_of[i]), o)
+    _to_darkest(out)
+    for o, (i, t, *_) in zip(out, boxes):
+        res[i] = (o, t)
     return res
+
+
+def _to_darkest(out: np.ndarray) -> None:
+    """Each image of out (N, 28, 28) divided by its darkest pixel (unless blank), in place."""
+    mx = out.max(axis=(1, 2))
+    some = mx > 0
+    out[some] /= mx[some][:, None, None]
 
 
 def _centre(crop: np.ndarray) -> np.ndarray:
     """The ink crop as MNIST digits are: longer side 20 px, centred by centre of mass in 28 x 28,
     deskewed (as `deskew`, in the same warp), darkest pixel 1."""
+    out = np.empty((1, 28, 28), np.float32)
+    _lay(crop, out[0])
+    _to_darkest(out)
+    return out[0]
+
+
+def _lay(crop: np.ndarray, dst: np.ndarray) -> None:
+    """_centre of crop into dst (28 x 28 float32) before the division by its darkest pixel."""
     ch, cw = crop.shape
     sc = 20.0 / max(ch, cw)
     nh, nw = max(1, int(round(ch * sc))), max(1, int(round(cw * sc)))
@@ -321,11 +345,7 @@ def _centre(crop: np.ndarray) -> np.ndarray:
     mat = np.float32([[1, skew, -skew * (cy + oy) + (cx + ox) - 14 - ox], [0, 1, -oy]])
     if skew == 0.0:
         mat[0, 2] = -ox
-    out = cv2.warpAffine(small, mat, (28, 28), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0)
-    mx = float(out.max())
-    if mx > 0:
-        out /= mx
-    return out
+    cv2.warpAffine(small, mat, (28, 28), dst=dst, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0)
 
 
 def deskew(img: np.ndarray) -> np.ndarray:
