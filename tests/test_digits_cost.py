@@ -206,3 +206,20 @@ def test_white_paper_specks_and_pale_smudges_in_one_page_normalise_as_before():
     for (n1, ink1), (n2, ink2) in zip(now, then):
         assert ink1 == ink2 and (n1 is None) == (n2 is None)
         assert n1 is None or (n1.dtype == np.float32 and np.array_equal(n1, n2))
+
+
+def test_many_boxes_go_through_the_networks_in_chunks_with_the_same_numbers():
+    """A page's boxes pass the networks NET_CHUNK at a time (cheaper: the windows stay in the cache);
+    each box reads as it does alone and as the frozen code reads the whole page at once."""
+    rng = np.random.default_rng(3)
+    n = 3 * digits.NET_CHUNK + 5
+    x = ((rng.random((n, 28, 28)) > 0.8) * rng.random((n, 28, 28))).astype(np.float32)
+    probs, votes, feats = digits.opinions(x)
+    assert probs.shape == (n, 11) and votes.shape == (n, 2) and feats.shape[0] == n
+    then_probs, then_votes, then_feats = ref.opinions(digits.model(), digits.second_model(), x)
+    np.testing.assert_allclose(probs, then_probs, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(feats, then_feats, rtol=0, atol=1e-5)
+    for i in range(0, n, 7):
+        alone = digits.opinions(x[i:i + 1])
+        np.testing.assert_allclose(alone[0][0], probs[i], rtol=0, atol=1e-6)
+        assert (alone[1][0] == votes[i]).all() or np.sort(probs[i])[-2] >= probs[i].max() - 1e-4
