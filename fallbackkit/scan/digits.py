@@ -510,10 +510,11 @@ def _joined_w1(first: Model, second: Model) -> np.ndarray:
 NO_VOTE = -1   # the second model's vote when there is no second model: agrees with nothing
 
 
-NET_CHUNK = 16   # boxes per pass through the networks: their first layer's windows (0.9 MB) stay in the
-                 # core's cache (a MAR page's 78 inked boxes at once: 4.5 MB, 12.6 against 7.2 ms of CPU
-                 # in chunks, load 9, 2026-12-01; 8 or 32 a box cost more); each box's numbers the same
-                 # up to float32 rounding (the matrix product's blocking)
+NET_CHUNK = 32   # at most this many boxes per pass through the networks (a page's boxes in equal chunks):
+                 # the first layer's windows of a MAR page full of times (78 inked boxes) are 4.5 MB at
+                 # once and cost 14 ms of CPU, 8-9.5 ms in chunks of 16-40 (load 11, 2026-12-01); a
+                 # page of 26 the same either way. Each box's numbers the same up to float32 rounding
+                 # (the matrix product's blocking)
 
 
 def opinions(images: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -523,7 +524,9 @@ def opinions(images: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndar
         return np.zeros((0, 11), np.float32), np.zeros((0, 2), np.int64), np.zeros((0, 0), np.float32)
     x = np.stack(images) if isinstance(images, list) else np.asarray(images, np.float32)
     if len(x) > NET_CHUNK:
-        parts = [_opinions(x[i:i + NET_CHUNK]) for i in range(0, len(x), NET_CHUNK)]
+        chunks = -(-len(x) // NET_CHUNK)    # ceiling divisions: equal chunks, none of a few boxes
+        size = -(-len(x) // chunks)
+        parts = [_opinions(x[i:i + size]) for i in range(0, len(x), size)]
         return tuple(np.concatenate(p) for p in zip(*parts))  # type: ignore[return-value]
     return _opinions(x)
 
