@@ -204,10 +204,16 @@ class _NoVisibility:
         from fallbackkit.scan import read
         self.read, self.saved = read, read._edge_evidence
         read._edge_evidence = lambda P, *a, vertical=True, **k: np.ones((len(P), 4 if vertical else 2))
+        # a page's handwriting outlines, measured together (older code: none)
+        self.saved_strips = getattr(read, "_weakest_of_strips", None)
+        if self.saved_strips is not None:
+            read._weakest_of_strips = lambda strips, ppm: np.ones(len(strips))
         return self
 
     def __exit__(self, *exc):
         self.read._edge_evidence = self.saved
+        if self.saved_strips is not None:
+            self.read._weakest_of_strips = self.saved_strips
 
 
 # The page path's stages, timed in CPU seconds (time.process_time) by wrapping the functions that do
@@ -224,6 +230,7 @@ STAGES = (
     ("digits (digitmodel)", "fallbackkit.scan.digits", "Batch.add"),
     ("digits forward pass", "fallbackkit.scan.digits", "Batch.finish"),
     ("visibility (outlines)", "fallbackkit.scan.read", "_edge_evidence"),
+    ("visibility (outlines)", "fallbackkit.scan.read", "_weakest_of_strips"),
     ("decide + review crops", "fallbackkit.scan.engine", "_decide_field"),
     ("PNG page image", "fallbackkit.scan.page_task", "viewing_copy"),
     ("PNG page image", "fallbackkit.scan.page_task", "_save_png"),
