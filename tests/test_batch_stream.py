@@ -268,3 +268,26 @@ def test_a_batch_a_worker_cannot_give_is_done_in_the_calling_process(kit, ward_p
     assert list(parallel.in_order(kit, range(8), _fails_in_a_worker, _worker_setup, 2)) == want
     with pytest.raises(ValueError, match="batch 2 is wrong"):
         list(parallel.in_order(kit, range(8), _always_fails, _worker_setup, 2))
+
+
+def _tens(reader, in_worker, batch):
+    return batch * 10
+
+
+def test_a_pool_that_breaks_between_a_result_and_the_next_submit_costs_no_batch(kit, ward_pack, monkeypatch):
+    """A worker can die after its last batch came back and before the next one is handed out: the
+    pool then refuses the submit (BrokenProcessPool from submit, not from a result; seen once in the
+    suite under load). The rest is computed in the calling process, in order, nothing lost."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    from fallbackkit.reconcile import parallel
+    real, calls = ProcessPoolExecutor.submit, []
+
+    def submit(self, fn, *args, **kwargs):
+        calls.append(args)
+        if len(calls) == 5:  # the first refill after results came back
+            raise BrokenProcessPool("a child process terminated abruptly")
+        return real(self, fn, *args, **kwargs)
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", submit)
+    assert list(parallel.in_order(kit, range(8), _tens, _worker_setup, 2)) == [b * 10 for b in range(8)]
+    assert len(calls) == 5  # nothing handed to the broken pool after it refused

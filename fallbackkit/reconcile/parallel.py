@@ -94,18 +94,30 @@ def in_order(kit: Kit, batches: Iterable[Any], work: Callable[[Kit, Any, Any], A
     from concurrent.futures.process import BrokenProcessPool
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start,
                                initargs=((kit.path, kit.kit_id, kit.secret), setup))
+    broken = False
+
+    def submit(batch: Any):
+        """The batch's future, or None once the pool is broken (a worker died: the pool refuses
+        new work, even between a batch that came back and the next submit)."""
+        nonlocal broken
+        if not broken:
+            try:
+                return pool.submit(_run, work, batch)
+            except BrokenProcessPool:
+                log.warning("a worker process died: the rest is computed in this process")
+                broken = True
+        return None
     try:
         waiting: deque = deque()
         todo = iter(batches)
-        broken = False
         for batch in todo:
-            waiting.append((batch, pool.submit(_run, work, batch)))
+            waiting.append((batch, submit(batch)))
             if len(waiting) >= 2 * workers:
                 break
         while waiting:
             batch, future = waiting.popleft()
             done, result = False, None
-            if not broken:
+            if future is not None and not broken:
                 try:
                     done, result = future.result()
                 except BrokenProcessPool:
@@ -115,12 +127,10 @@ def in_order(kit: Kit, batches: Iterable[Any], work: Callable[[Kit, Any, Any], A
                 if not broken:
                     log.debug("a batch failed in a worker (%s): computed here", result)
                 result = locally(batch)
-            if not broken:
-                for more in todo:  # one more in the queue for the one taken out
-                    waiting.append((more, pool.submit(_run, work, more)))
+            for more in todo:  # one more in the queue for the one taken out (all of them, once broken)
+                waiting.append((more, submit(more)))
+                if not broken:
                     break
-            else:
-                waiting.extend((more, None) for more in todo)
             yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
