@@ -30,7 +30,8 @@ reading the printed pages: 8,500 digits x (PAGE_COPIES 4 + COPIES 2), about 60,0
 12 epochs (40 minutes by the clock on the shared 2-core machine at load 6-10); the model file is
 about 0.1 MB. The shipped files: digits_model.npz SHA-256 90429a8d..., and with `--second`
 digits_second.npz a20c5042... (2026-12-01 23:27 - 2026-12-02 00:07 UTC; a second run of the first
-model, 00:09-00:26, gave the same file byte for byte, 916 s of CPU). The models before them,
+model, 00:09-00:26, and of the second, 00:26-00:43, gave the same files byte for byte, 916 and
+827 s of CPU). The models before them,
 trained on our 3,500 train-split digits alone (PAGE_COPIES 5, COPIES 5: 3d0a5d23... and
 c5a0a1b5..., reproduced byte for byte by two runs), read 98.0-98.1 / 97.5 % of the test split's
 digits in bench_handwriting (office / phone), these 98.2-98.4 / 97.6-97.9 % on the same pages
