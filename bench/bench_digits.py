@@ -6,7 +6,8 @@ office-scanned; the engine reads each page and the comb fields it hands to `digi
 Those calls are then replayed: per page, the cut (`Batch.add`), the normalising (`normalise_many`)
 and the networks (`opinions`), and the whole `Batch` as the engine runs it; for MAR pages and for
 the whole pack, with `--reference` beside the code the models were trained with (the frozen copy in
-tests/digits_reference.py), run in turns in the same minutes. One BLAS and one OpenCV thread (a scan
+tests/digits_reference.py), or with `--against PATH` beside another version of scan/digits.py (main's, from a
+git worktree), run in turns in the same minutes. One BLAS and one OpenCV thread (a scan
 worker is one core); CPU time (time.process_time); the minimum and the median of the runs (the
 machine is shared: the minimum is the figure least moved by other load). Target (issue 10): the
 digits <= ~8 ms of CPU per MAR page.
@@ -118,8 +119,8 @@ def parts(code, pages, runs: int) -> dict[str, list[float]]:
     return got
 
 
-def _batch(image, calls) -> None:
-    batch = digits.Batch()
+def _batch(image, calls, module=digits) -> None:
+    batch = module.Batch()
     for hmat, field, black, shift in calls:
         batch.add(image, hmat, field, black, shift)
     batch.finish()
@@ -130,17 +131,32 @@ def _reference_opinions(images) -> None:
     ref.opinions(digits.model(), digits.second_model(), np.stack(images))
 
 
+def _load_digits(path: Path):
+    """Another version of scan/digits.py as a module of this package (its `from .read import` works)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fallbackkit.scan._digits_against", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="a 4-bed ward, 3 runs")
     ap.add_argument("--reference", action="store_true",
                     help="also the code the models were trained with (tests/digits_reference.py), in turns")
+    ap.add_argument("--against", type=Path, metavar="DIGITS_PY",
+                    help="also another version of scan/digits.py (e.g. main's, from a git worktree), in turns")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     digits.model(), digits.second_model()
     pages = pages_as_read(4 if args.quick else 8)
     runs = 3 if args.quick else 9
     codes = {"now": (digits.comb_patches, digits.normalise_many, digits.opinions, _batch)}
+    if args.against:
+        other = _load_digits(args.against)
+        codes["against"] = (other.comb_patches, other.normalise_many, other.opinions,
+                            lambda image, calls: _batch(image, calls, other))
     if args.reference:
         import digits_reference as ref
         codes["reference"] = (ref.comb_patches, ref.normalise_many, _reference_opinions, None)

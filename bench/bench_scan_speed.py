@@ -70,6 +70,26 @@ def render(pdf_path: Path, dpi: int, indexes: list[int], kit, sheet_ids: list[st
         pdf.close()
 
 
+def cover_pages(pdf_path: Path, sheets: int) -> int:
+    """How many pages the pack's cover takes before its sheets (a long cover takes more than one)."""
+    pdf = pdfium.PdfDocument(str(pdf_path))
+    try:
+        return len(pdf) - sheets
+    finally:
+        pdf.close()
+
+
+def check_templates(pages: list[np.ndarray], kit, template: str) -> None:
+    """Each rendered page carries a sheet of this template (its QR code says so): the figures are
+    for the pages they name."""
+    from fallbackkit.scan.simulate import identify
+    for i, page in enumerate(pages):
+        sp = identify(page, kit.kit_id, kit.secret)
+        got = None if sp is None else sheet_geometry(kit, sp.sheet_id)["template"]
+        if got != template:
+            raise SystemExit(f"bench: page {i} is {got!r}, not {template!r}: the pack's pages moved")
+
+
 def write_format(folder: Path, fmt: str, pages: list[np.ndarray], dpi: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if fmt == "png":
@@ -184,10 +204,16 @@ class _NoVisibility:
         from fallbackkit.scan import read
         self.read, self.saved = read, read._edge_evidence
         read._edge_evidence = lambda P, *a, vertical=True, **k: np.ones((len(P), 4 if vertical else 2))
+        # a page's handwriting outlines, measured together (older code: none)
+        self.saved_strips = getattr(read, "_weakest_of_strips", None)
+        if self.saved_strips is not None:
+            read._weakest_of_strips = lambda strips, ppm: np.ones(len(strips))
         return self
 
     def __exit__(self, *exc):
         self.read._edge_evidence = self.saved
+        if self.saved_strips is not None:
+            self.read._weakest_of_strips = self.saved_strips
 
 
 # The page path's stages, timed in CPU seconds (time.process_time) by wrapping the functions that do
@@ -204,6 +230,7 @@ STAGES = (
     ("digits (digitmodel)", "fallbackkit.scan.digits", "Batch.add"),
     ("digits forward pass", "fallbackkit.scan.digits", "Batch.finish"),
     ("visibility (outlines)", "fallbackkit.scan.read", "_edge_evidence"),
+    ("visibility (outlines)", "fallbackkit.scan.read", "_weakest_of_strips"),
     ("decide + review crops", "fallbackkit.scan.engine", "_decide_field"),
     ("PNG page image", "fallbackkit.scan.page_task", "viewing_copy"),
     ("PNG page image", "fallbackkit.scan.page_task", "_save_png"),
@@ -291,16 +318,20 @@ def main() -> None:
         patients, meds = write_census(tmp / "census", {"W": beds}, seed=3)
         import_census(kit, patients, meds, actor="bench")
         result = print_ward(kit, "W", tmp / "ward.pdf", actor="bench", one_sided=True)
-        # one-sided: the PDF starts with the pack's cover page, then one page per sheet in order (no blank backs)
-        mar = [i + 1 for i, s in enumerate(result.sheets) if s["template"] == "mar"][:n_pages]
+        # one-sided: the PDF starts with the pack's cover (one page or more: 2 from about 16 beds), then one
+        # page per sheet in order (no blank backs)
+        cover = cover_pages(tmp / "ward.pdf", len(result.sheets))
+        mar = [cover + i for i, s in enumerate(result.sheets) if s["template"] == "mar"][:n_pages]
         # (the ward pack of that census, all templates, is the second kind of page, below)
-        mar_ids = [result.sheets[i - 1]["sheet_id"] for i in mar]
+        mar_ids = [result.sheets[i - cover]["sheet_id"] for i in mar]
         print(f"== scan speed: {len(mar)} filled MAR pages per set, median of {runs} run(s), one core unless said ==")
         print("pages per CPU second of one core (wall-clock rate in brackets: the machine is shared)")
         print(f"{'input':<12} {'dpi':>4} {'floor p/s':>16} {'scan p/s':>16} {'ratio':>6} "
               f"{'decode ms':>10} {'read ms':>8} {'fields':>7}")
         renders = {} if args.ward_only else {dpi: render(tmp / "ward.pdf", dpi, mar, kit, mar_ids)
                                              for dpi in (200, 300)}
+        if renders:
+            check_templates(renders[200], kit, "mar")
         kit.close()
         probe = open_kit(tmp / "kit")
         mar_folder = None if args.ward_only else tmp / "in-png-200"

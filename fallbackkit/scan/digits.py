@@ -232,12 +232,10 @@ def normalise_many(patches: list[np.ndarray], blacks) -> list[tuple[np.ndarray |
 _GREYS = np.arange(256, dtype=np.float32)
 
 
-def _members(mask: np.ndarray, labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """The pixels of mask whose component (labels: the label image, or its values at mask) is chosen,
-    looked up at the mask's pixels only (a few in ten: the rest is paper)."""
-    out = np.zeros(mask.shape, bool)
-    out[mask] = chosen[labels if labels.ndim == 1 else labels[mask]]
-    return out
+def _members(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The pixels whose component (labels: a label image, 0 for the background) is chosen; chosen[0]
+    is False. One look-up per pixel (np.take): cheaper than visiting the mask's pixels twice."""
+    return np.take(chosen, labels)
 
 
 def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray | None, int]]:
@@ -278,17 +276,17 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     hit = np.zeros(nf, bool)
     hit[flab[dark]] = True
     hit[0] = False
-    ink = faint if hit[1:].all() else _members(faint, flab, hit)
+    ink = faint if hit[1:].all() else _members(flab, hit)
     ink, line = _strip_tiled(ink, nk, w, m)
     # strokes: what is left, in pieces of SPECK_PX or more that reach the cell's interior (areas
     # counted here: OpenCV's statistics visit every paper pixel too, and cost four labellings)
     nc, lab = cv2.connectedComponents(ink.view(np.uint8), connectivity=8)
-    li = lab[ink]
-    area = np.bincount(li, minlength=nc)
-    inside = np.bincount(lab[r0 - zy:r1 - zy].reshape(r1 - r0, nk, s)[:, :, c0 - zx:c1 - zx].ravel(), minlength=nc)
-    keep = (area >= SPECK_PX) & (inside > 0)
+    area = np.bincount(lab[ink], minlength=nc)
+    inside = np.zeros(nc, bool)
+    inside[lab[r0 - zy:r1 - zy].reshape(r1 - r0, nk, s)[:, :, c0 - zx:c1 - zx]] = True
+    keep = (area >= SPECK_PX) & inside
     keep[0] = False
-    kept = ink if keep[1:].all() else _members(ink, li, keep)
+    kept = ink if keep[1:].all() else _members(lab, keep)
     by_cell = kept.reshape(zh, nk, s)
     total = np.count_nonzero(by_cell, axis=(0, 2))
     rows, cols = by_cell.any(axis=2), by_cell.any(axis=0)          # (zh, nk), (nk, s)
@@ -297,18 +295,42 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     x1 = s - cols[:, ::-1].argmax(axis=1) + np.arange(nk) * s
     # the kept strokes and the pale rim around them (anti-aliased pen), not the printed line
     value = cv2.dilate(kept.view(np.uint8), _K3).view(bool) & ~line
-    for j, i in enumerate(idx):
-        if total[j] < EMPTY_INK_PX:
-            res[i] = (None, int(total[j]))
-            continue
-        sl = slice(y0[j], y1[j]), slice(x0[j], x1[j])
-        res[i] = (_centre(np.where(value[sl], dark_of[i][grey[sl]], np.float32(0.0))), int(total[j]))
+    # elsewhere paper-white: the darkness of grey 255 is 0 (no paper is paler), so each crop's
+    # darkness is one table look-up of its greys
+    grey = np.where(value, grey, np.uint8(255))
+    boxes = [(i, t, ya, yb, xa, xb) for i, t, ya, yb, xa, xb in zip(idx.tolist(), total.tolist(), y0.tolist(),
+                                                                   y1.tolist(), x0.tolist(), x1.tolist())]
+    for i, t, *_ in boxes:
+        if t < EMPTY_INK_PX:
+            res[i] = (None, t)
+    boxes = [b for b in boxes if b[1] >= EMPTY_INK_PX]
+    out = np.empty((len(boxes), 28, 28), np.float32)
+    for o, (i, t, ya, yb, xa, xb) in zip(out, boxes):
+        _lay(cv2.LUT(grey[ya:yb, xa:xb], dark_of[i]), o)
+    _to_darkest(out)
+    for o, (i, t, *_) in zip(out, boxes):
+        res[i] = (o, t)
     return res
+
+
+def _to_darkest(out: np.ndarray) -> None:
+    """Each image of out (N, 28, 28) divided by its darkest pixel (unless blank), in place."""
+    mx = out.max(axis=(1, 2))
+    some = mx > 0
+    out[some] /= mx[some][:, None, None]
 
 
 def _centre(crop: np.ndarray) -> np.ndarray:
     """The ink crop as MNIST digits are: longer side 20 px, centred by centre of mass in 28 x 28,
     deskewed (as `deskew`, in the same warp), darkest pixel 1."""
+    out = np.empty((1, 28, 28), np.float32)
+    _lay(crop, out[0])
+    _to_darkest(out)
+    return out[0]
+
+
+def _lay(crop: np.ndarray, dst: np.ndarray) -> None:
+    """_centre of crop into dst (28 x 28 float32) before the division by its darkest pixel."""
     ch, cw = crop.shape
     sc = 20.0 / max(ch, cw)
     nh, nw = max(1, int(round(ch * sc))), max(1, int(round(cw * sc)))
@@ -323,11 +345,7 @@ def _centre(crop: np.ndarray) -> np.ndarray:
     mat = np.float32([[1, skew, -skew * (cy + oy) + (cx + ox) - 14 - ox], [0, 1, -oy]])
     if skew == 0.0:
         mat[0, 2] = -ox
-    out = cv2.warpAffine(small, mat, (28, 28), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0)
-    mx = float(out.max())
-    if mx > 0:
-        out /= mx
-    return out
+    cv2.warpAffine(small, mat, (28, 28), dst=dst, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0)
 
 
 def deskew(img: np.ndarray) -> np.ndarray:
@@ -492,12 +510,28 @@ def _joined_w1(first: Model, second: Model) -> np.ndarray:
 NO_VOTE = -1   # the second model's vote when there is no second model: agrees with nothing
 
 
+NET_CHUNK = 32   # at most this many boxes per pass through the networks (a page's boxes in equal chunks):
+                 # the first layer's windows of a MAR page full of times (78 inked boxes) are 4.5 MB at
+                 # once and cost 14 ms of CPU, 8-9.5 ms in chunks of 16-40 (load 11, 2026-12-01); a
+                 # page of 26 the same either way. Each box's numbers the same up to float32 rounding
+                 # (the matrix product's blocking)
+
+
 def opinions(images: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, 11) probabilities of normalised cell images (the two models' mean), (N, 2) each model's
     top class, and the first model's hidden features (N, HIDDEN), L2-normalised, for the memory."""
     if not len(images):
         return np.zeros((0, 11), np.float32), np.zeros((0, 2), np.int64), np.zeros((0, 0), np.float32)
     x = np.stack(images) if isinstance(images, list) else np.asarray(images, np.float32)
+    if len(x) > NET_CHUNK:
+        chunks = -(-len(x) // NET_CHUNK)    # ceiling divisions: equal chunks, none of a few boxes
+        size = -(-len(x) // chunks)
+        parts = [_opinions(x[i:i + size]) for i in range(0, len(x), size)]
+        return tuple(np.concatenate(p) for p in zip(*parts))  # type: ignore[return-value]
+    return _opinions(x)
+
+
+def _opinions(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     win1 = _pool_windows(x.astype(np.float32, copy=False)[..., None], 5)   # gathered once for both
     first, second = model(), second_model()
     if second is None:

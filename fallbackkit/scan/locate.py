@@ -139,10 +139,40 @@ class _Blob:
     fill: float
 
 
-def _find_blobs(work: np.ndarray, side_px: float) -> list[_Blob]:
-    """Solid dark squares of about side_px on the reduced image."""
-    block = int(side_px * 4) | 1
-    block = max(block, 15)
+def _blob_block(side_px: float) -> int:
+    """The adaptive threshold's neighbourhood (px, odd) for marks of about side_px."""
+    return max(int(side_px * 4) | 1, 15)
+
+
+def _find_blobs(work: np.ndarray, side_px: float, windows: list[tuple[int, int, int, int]] | None = None
+                ) -> list[_Blob]:
+    """Solid dark squares of about side_px on the reduced image. windows (x0, y0, x1, y1, work px):
+    look only there, and only for squares at least the threshold's reach inside each window, where
+    the window's pixels are thresholded, opened and traced exactly as the whole image's are (the same
+    blobs, the same numbers, a fraction of the pixels)."""
+    block = _blob_block(side_px)
+    if windows is None:
+        return _blobs_in(work, side_px, block, 0, 0, None)
+    h, w = work.shape
+    # the mean threshold reaches block // 2, the opening 2 more: beyond that inside a window, the
+    # binary image is the whole image's
+    reach = block // 2 + 2
+    blobs: list[_Blob] = []
+    for x0, y0, x1, y1 in windows:
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        if x1 - x0 < 2 * reach + 4 or y1 - y0 < 2 * reach + 4:
+            continue
+        # where the window meets the image's own edge the image's border rule applies, as for the whole
+        valid = (-1 if x0 == 0 else reach, -1 if y0 == 0 else reach,
+                 x1 - x0 + 1 if x1 == w else x1 - x0 - reach, y1 - y0 + 1 if y1 == h else y1 - y0 - reach)
+        for b in _blobs_in(np.ascontiguousarray(work[y0:y1, x0:x1]), side_px, block, x0, y0, valid):
+            if not any(b.x == o.x and b.y == o.y for o in blobs):  # windows that overlap
+                blobs.append(b)
+    return blobs
+
+
+def _blobs_in(work: np.ndarray, side_px: float, block: int, ox: int, oy: int,
+              valid: tuple[int, int, int, int] | None) -> list[_Blob]:
     binary = cv2.adaptiveThreshold(work, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, 25)
     # opening removes thin things touching a mark (toner streaks, pen lines, table edges)
     k = 3
@@ -158,15 +188,19 @@ def _find_blobs(work: np.ndarray, side_px: float) -> list[_Blob]:
         area = cv2.contourArea(c)
         if not lo <= area <= hi:
             continue
+        x, y, bw, bh = cv2.boundingRect(c)
+        if valid is not None and not (x > valid[0] and y > valid[1] and x + bw < valid[2] and y + bh < valid[3]):
+            continue
+        if ox or oy:  # in whole-image coordinates (integers: the same moments as found there)
+            c = c + np.array([ox, oy], c.dtype)
         (cx, cy), (rw, rh), _ = cv2.minAreaRect(c)
         if rw <= 0 or rh <= 0 or max(rw, rh) / min(rw, rh) > 1.6:
             continue
         if area / (rw * rh) < 0.8:
             continue
-        x, y, bw, bh = cv2.boundingRect(c)
         inside = binary[y:y + bh, x:x + bw]
         mask = np.zeros_like(inside)
-        cv2.drawContours(mask, [c - [x, y]], -1, 255, -1)
+        cv2.drawContours(mask, [c - [x + ox, y + oy]], -1, 255, -1)
         fill = float(np.count_nonzero(inside & mask)) / max(1, np.count_nonzero(mask))
         if fill < 0.7:
             continue
@@ -194,20 +228,31 @@ def project(h: np.ndarray, pts) -> np.ndarray:
 
 def _hole_darkness(image: np.ndarray, h: np.ndarray, centre_mm) -> tuple[float, float]:
     """Mean grey at a mark's centre (hole) and in its solid ring, at full resolution."""
+    return _holes_darkness(image, h, [centre_mm])[0]
+
+
+def _probes(centre_mm) -> list[tuple[float, float]]:
+    """The hole probes (5) then the ring probes (8) of a mark centred at centre_mm."""
     cx, cy = centre_mm
     p, r, d = HOLE_PROBE_MM, RING_MM, RING_DIAGONAL_MM
-    pts = [(cx + dx, cy + dy) for dx, dy in ((0, 0), (p, 0), (-p, 0), (0, p), (0, -p))]
-    ring = [(cx + dx, cy + dy) for dx, dy in ((r, 0), (-r, 0), (0, r), (0, -r), (d, d), (-d, d), (d, -d), (-d, -d))]
+    return ([(cx + dx, cy + dy) for dx, dy in ((0, 0), (p, 0), (-p, 0), (0, p), (0, -p))]
+            + [(cx + dx, cy + dy) for dx, dy in ((r, 0), (-r, 0), (0, r), (0, -r), (d, d), (-d, d), (d, -d), (-d, -d))])
+
+
+def _holes_darkness(image: np.ndarray, h: np.ndarray, centres_mm: list) -> list[tuple[float, float]]:
+    """_hole_darkness of several marks, their probes projected in one go (the same numbers)."""
     hh, ww = image.shape
+    projected = project(h, [q for c in centres_mm for q in _probes(c)]).tolist()
 
     def sample(points):
         vals = []
-        for x, y in project(h, points):
+        for x, y in points:
             xi, yi = int(round(x)), int(round(y))
             if 0 <= xi < ww and 0 <= yi < hh:
                 vals.append(float(image[yi, xi]))
         return float(np.mean(vals)) if vals else 255.0
-    return sample(pts), sample(ring)
+    return [(sample(projected[13 * i:13 * i + 5]), sample(projected[13 * i + 5:13 * i + 13]))
+            for i in range(len(centres_mm))]
 
 
 def _orientation(h: np.ndarray, page_mm) -> int:
@@ -250,6 +295,12 @@ def _work_copy(image: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), factor
 
 
+# Where the code puts a mark on a flat page the mark is within a millimetre or two: the marks are
+# first looked for this close to where the code predicts them (a few small windows of the page),
+# and the whole page is searched only when that does not give four marks that fit.
+NEAR_MM = 10.0
+
+
 def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Location:
     """Corner marks predicted from the QR position; raises MarksNotFound."""
     qr_mm = _qr_corners_mm(geometry)
@@ -257,7 +308,23 @@ def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Loca
     px_per_mm = math.sqrt(abs(np.linalg.det(h_qr[:2, :2])))
     work, factor = _work_copy(image, px_per_mm)
     side = MARK_SIZE_MM * px_per_mm / factor
-    blobs = _find_blobs(work, side)
+    local = px_per_mm / factor
+    reach = _blob_block(side) // 2 + 2
+    predicted = {k: project(h_qr, [c])[0] / factor for k, c in _mark_centres(geometry).items()}
+    r = NEAR_MM * local + side + reach
+    windows = [(int(x - r), int(y - r), int(x + r) + 2, int(y + r) + 2) for x, y in predicted.values()]
+    near = _locate_among(image, code, geometry, _find_blobs(work, side, windows), factor, px_per_mm, fast=True)
+    if near is not None:
+        return near
+    return _locate_among(image, code, geometry, _find_blobs(work, side), factor, px_per_mm, fast=False)
+
+
+def _locate_among(image: np.ndarray, code: FoundCode, geometry: dict, blobs: list[_Blob], factor: float,
+                  px_per_mm: float, fast: bool) -> Location | None:
+    """The page from the marks among blobs. fast (blobs near the predictions only): only four marks
+    that fit as well as four must, else None (the caller searches the whole page)."""
+    qr_mm = _qr_corners_mm(geometry)
+    h_qr = _affine_h(qr_mm, code.corners_px)
     # the code's finder patterns look like small solid squares on a reduced, blurred scan
     qr_poly = ((code.corners_px - code.corners_px.mean(axis=0)) * 1.15 + code.corners_px.mean(axis=0)) / factor
     qr_poly = qr_poly.astype(np.float32).reshape(-1, 1, 2)
@@ -277,12 +344,21 @@ def locate_with_code(image: np.ndarray, code: FoundCode, geometry: dict) -> Loca
                       if 0.55 < b.side / (MARK_SIZE_MM * local) < 1.6)
         candidates[key] = [i for d, i in near if d < tol][:5]
     missing = [k for k in MARK_ORDER if not candidates[k]]
+    if fast and missing:
+        return None
     if len(missing) > 1:
         raise MarksNotFound(detail("marks_missing", marks=missing))
     four = None if missing else _best_four(blobs, candidates, factor, centres, qr_mm, qr_centre, code)
     if four is not None and four[1] <= THREE_MARKS_FROM_MM:
         found = {k: (blobs[i].x * factor, blobs[i].y * factor) for k, i in zip(MARK_ORDER, four[0])}
-        return _finish(image, geometry, found, code.corners_px)
+        if not fast:
+            return _finish(image, geometry, found, code.corners_px)
+        try:
+            return _finish(image, geometry, found, code.corners_px)
+        except MarksNotFound:
+            return None  # the whole page decides
+    if fast:
+        return None
     # A label over a mark, a blotch touching it (its centre moved), a torn corner: read from the
     # other three marks and the code's corners, if they agree as well as four marks must.
     flat, bent = _best_three(blobs, candidates, factor, centres, qr_mm, code, missing)
@@ -467,8 +543,7 @@ def _finish(image: np.ndarray, geometry: dict, found: dict[str, tuple[float, flo
         raise MarksNotFound(detail("page_shape"))
     # black and paper levels from the marks, hole check
     black, hole_vals = [], {}
-    for k in keys:
-        centre, ring = _hole_darkness(image, hmat, centres[k])
+    for k, (centre, ring) in zip(keys, _holes_darkness(image, hmat, [centres[k] for k in keys])):
         black.append(ring)
         hole_vals[k] = centre
     black_level = float(np.median(black))
@@ -510,8 +585,7 @@ def _finish_three(image: np.ndarray, geometry: dict, found: dict[str, tuple[floa
     if not (0.6 < sx < 1.67 and 0.6 < sy < 1.67):
         raise MarksNotFound(detail("page_shape"))
     black, hole_vals = [], {}
-    for k in keys:
-        centre, ring = _hole_darkness(image, hmat, centres[k])
+    for k, (centre, ring) in zip(keys, _holes_darkness(image, hmat, [centres[k] for k in keys])):
         black.append(ring)
         hole_vals[k] = centre
     black_level = float(np.median(black))
@@ -533,16 +607,22 @@ def _finish_three(image: np.ndarray, geometry: dict, found: dict[str, tuple[floa
 
 def _paper_level(image: np.ndarray, hmat: np.ndarray, geometry: dict) -> float:
     """Paper grey near the marks (bright percentile of small patches just inside each mark)."""
-    vals = []
     hh, ww = image.shape
+    patches = []
     for x, y in project(hmat, [(20, 30), (geometry["page_size_mm"][0] - 20, geometry["page_size_mm"][1] / 2),
                                (geometry["page_size_mm"][0] / 2, geometry["page_size_mm"][1] - 12),
                                (12, geometry["page_size_mm"][1] / 2)]):
         xi, yi = int(x), int(y)
         patch = image[max(0, yi - 6):min(hh, yi + 7), max(0, xi - 6):min(ww, xi + 7)]
         if patch.size:
-            vals.append(float(np.percentile(patch, 90)))
-    return float(np.median(vals)) if vals else 255.0
+            patches.append(patch)
+    if not patches:
+        return 255.0
+    if len({p.shape for p in patches}) == 1:  # one percentile call for all (the same numbers per row)
+        vals = np.percentile(np.stack(patches).reshape(len(patches), -1), 90, axis=1).tolist()
+    else:
+        vals = [float(np.percentile(p, 90)) for p in patches]
+    return float(np.median(vals))
 
 
 def _jacobian(h: np.ndarray, pt) -> np.ndarray:

@@ -217,6 +217,90 @@ def _edge_evidence_one(p: np.ndarray, x0: int, y0: int, x1: int, y1: int, ppm: f
     return np.array(out)
 
 
+def _edge_strip(p: np.ndarray, pos: int, a0: int, length: int, horizontal: bool) -> np.ndarray:
+    """The pixels _edge_evidence reads for one edge of patch p: (4 * OUTLINE_BAND_PX + 1) across the
+    edge at pos by length along it from a0; beyond the patch, its border pixels (as there)."""
+    b2 = 2 * OUTLINE_BAND_PX
+    H, W = p.shape
+    limit, along_limit = (H, W) if horizontal else (W, H)
+    if pos - b2 >= 0 and pos + b2 < limit and a0 >= 0 and a0 + length <= along_limit:
+        return p[pos - b2:pos + b2 + 1, a0:a0 + length] if horizontal else p[a0:a0 + length, pos - b2:pos + b2 + 1].T
+    across = np.clip(np.arange(pos - b2, pos + b2 + 1), 0, limit - 1)
+    along = np.clip(np.arange(a0, a0 + length), 0, along_limit - 1)
+    return p[across[:, None], along[None, :]] if horizontal else p[along[None, :], across[:, None]]
+
+
+def _rect_strips(p: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> list[np.ndarray]:
+    """The four edges of the rectangle (x0, y0)-(x1, y1) (px, corners included) of patch p, as
+    _edge_evidence reads them: top, bottom, left, right."""
+    return [_edge_strip(p, y0, x0, x1 - x0 + 1, True), _edge_strip(p, y1, x0, x1 - x0 + 1, True),
+            _edge_strip(p, x0, y0, y1 - y0 + 1, False), _edge_strip(p, x1, y0, y1 - y0 + 1, False)]
+
+
+# Edges of a page measured together: at most this many positions summed in one float64 running sum
+# (every contrast is 0 or a float32 of at least 1/765, a multiple of 2^-33: 2^19 of them at most 1
+# each sum exactly in 53 bits, so a window's sum taken from the running sum is exactly the window's own)
+STRIPS_AT_ONCE = 1 << 19
+
+
+def _weakest_of_strips(strips: list[np.ndarray], ppm: float) -> np.ndarray:
+    """_edge_evidence's figure of each edge (the weakest OUTLINE_WINDOW_MM stretch of its line
+    against the paper) for any number of edges of any lengths and patches, in a few array calls:
+    the strips (_edge_strip) laid end to end, every position worked out on its own as there, the
+    window means from one running sum (exact, see STRIPS_AT_ONCE). The same numbers as
+    _edge_evidence and _edge_evidence_one."""
+    out = np.empty(len(strips))
+    if not strips:
+        return out
+    window = max(3, int(round(OUTLINE_WINDOW_MM * ppm)))
+    lengths = [s.shape[1] for s in strips]
+    chunk: list[int] = []
+    total = 0
+    for i, n in enumerate(lengths):
+        if n < 3:  # too short for the 3-pixel mean (never on the printed forms): alone
+            out[i] = _weakest_short(strips[i], window)
+            continue
+        if chunk and total + n > STRIPS_AT_ONCE:
+            out[chunk] = _weakest_chunk([strips[j] for j in chunk], window)
+            chunk, total = [], 0
+        chunk.append(i)
+        total += n
+    if chunk:
+        out[chunk] = _weakest_chunk([strips[j] for j in chunk], window)
+    return out
+
+
+def _weakest_chunk(strips: list[np.ndarray], window: int) -> np.ndarray:
+    b = OUTLINE_BAND_PX
+    vals = np.concatenate(strips, axis=1)
+    L = np.array([s.shape[1] for s in strips])
+    sums = vals[:, :-2].astype(np.uint16) + vals[:, 1:-1] + vals[:, 2:]
+    line = sums[b:3 * b + 1].min(axis=0).astype(np.float32) / 3
+    paper = np.maximum(sums.max(axis=0).astype(np.float32) / 3, 1.0)
+    contrast = np.clip((paper - line) / paper, 0.0, 1.0)
+    # each strip's own positions (the means that straddle two strips are dropped)
+    n_pos = L - 2
+    pos_start = np.cumsum(n_pos) - n_pos
+    keep = np.repeat(np.cumsum(L) - L - pos_start, n_pos) + np.arange(int(n_pos.sum()))
+    run = np.concatenate([np.zeros(1), np.cumsum(contrast[keep], dtype=np.float64)])
+    k = np.minimum(window, n_pos)
+    n_win = n_pos - k + 1
+    win_start = np.cumsum(n_win) - n_win
+    first = np.repeat(pos_start - win_start, n_win) + np.arange(int(n_win.sum()))
+    kk = np.repeat(k, n_win)
+    return np.minimum.reduceat((run[first + kk] - run[first]) / kk, win_start)
+
+
+def _weakest_short(strip: np.ndarray, window: int) -> float:
+    b = OUTLINE_BAND_PX
+    line = strip[b:3 * b + 1].min(axis=0).astype(np.float32)
+    paper = np.maximum(strip.max(axis=0).astype(np.float32), 1.0)
+    contrast = np.clip((paper - line) / paper, 0.0, 1.0)
+    k = min(window, len(contrast))
+    c = np.concatenate([np.zeros(1), np.cumsum(contrast, dtype=np.float64)])
+    return float(((c[k:] - c[:-k]) / k).min())
+
+
 def _best_shift(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, band: tuple[int, int]) -> int:
     """Shift (px) that puts the printed outline's two edges (at lo and hi) on dark columns/rows.
     dark: boolean, pixels with darkness > 0.15."""
@@ -286,20 +370,32 @@ def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> di
             "outline": round(outline, 3), "printed": round(float(printed.min()), 3), "paper": round(lv.paper, 1)}
 
 
-def _rect_counts(ii: np.ndarray, n: np.ndarray, r0, r1, c0, c1) -> tuple[np.ndarray, np.ndarray]:
+def _below(count: np.ndarray) -> np.ndarray:
+    """Per patch of a stack, its grey thresholds as uint8 for "grey < _below(count)": count is how
+    many grey values are dark enough (the darkness LUT falls as the grey value rises, so they are
+    0 .. count - 1), and "grey < count" is "grey <= count - 1" (none when count is 0). A uint8
+    comparison costs several times less than one with int64 thresholds. count <= 255: grey 255 is
+    never darker than the paper (at most 255)."""
+    return np.minimum(count, 255).astype(np.uint8)[:, None, None]
+
+
+def _rect_counts(ii: np.ndarray, n: np.ndarray, r0, r1, c0, c1, h: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel counts (and sizes) of rectangles [r0:r1, c0:c1] (Python slice rules: clipped, empty when
-    stop <= start) of each patch n, from its integral image ii (N x (H+1) x (W+1))."""
-    h, w = ii.shape[1] - 1, ii.shape[2] - 1
+    stop <= start) of each patch n (h rows), from the integral image ii of the stack laid end to end
+    (_integral: a rectangle's four corners are in its own patch, the rows above it cancel out)."""
+    w = ii.shape[1] - 1
     r0, r1 = np.clip(r0, 0, h), np.clip(r1, 0, h)
     c0, c1 = np.clip(c0, 0, w), np.clip(c1, 0, w)
     r1, c1 = np.maximum(r1, r0), np.maximum(c1, c0)
-    counts = ii[n, r1, c1] - ii[n, r0, c1] - ii[n, r1, c0] + ii[n, r0, c0]
+    r0, r1 = r0 + n * h, r1 + n * h
+    counts = ii[r1, c1] - ii[r0, c1] - ii[r1, c0] + ii[r0, c0]
     return counts, (r1 - r0) * (c1 - c0)
 
 
 def _integral(mask: np.ndarray) -> np.ndarray:
-    """Integral images (N x (H+1) x (W+1), int32) of a stack of boolean masks."""
-    return np.stack([cv2.integral(np.ascontiguousarray(m).view(np.uint8)) for m in mask])
+    """The integral image ((N * H + 1) x (W + 1), int32) of a stack of boolean masks laid end to end."""
+    N, H, W = mask.shape
+    return cv2.integral(np.ascontiguousarray(mask).reshape(N * H, W).view(np.uint8))
 
 
 def _best_shifts(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, band: tuple[int, int]) -> np.ndarray:
@@ -376,10 +472,7 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
     paper = np.array([_kth_grey(p, k) for p in patches], np.float32)  # (histograms: cheaper than a partition)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
-    v_raw = np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1) - 1
-    v_ink = np.count_nonzero(lut >= INK_DARK, axis=1) - 1
-    v_faint = np.count_nonzero(lut >= FAINT_DARK, axis=1) - 1
-    raw_dark = P <= v_raw[:, None, None]
+    raw_dark = P < _below(np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1))
     w, h = boxes_mm[0][2], boxes_mm[0][3]
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
@@ -389,18 +482,19 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
     x0, y0 = m + sx, m + sy
     x1, y1 = x0 + bw, y0 + bh
     shrink = int(round(SHRINK * min(bw, bh)))
-    ink_mask = S <= v_ink[:, None, None]
-    faint_mask = (S <= v_faint[:, None, None]) & ~ink_mask
+    ink_mask = S < _below(np.count_nonzero(lut >= INK_DARK, axis=1))
+    faint_mask = (S < _below(np.count_nonzero(lut >= FAINT_DARK, axis=1))) & ~ink_mask
     ii_ink, ii_faint = _integral(ink_mask), _integral(faint_mask)
     n = np.arange(N)
-    ink_c, size = _rect_counts(ii_ink, n, y0 + shrink, y1 - shrink, x0 + shrink, x1 - shrink)
-    faint_c, _ = _rect_counts(ii_faint, n, y0 + shrink, y1 - shrink, x0 + shrink, x1 - shrink)
+    ph = P.shape[1]
+    ink_c, size = _rect_counts(ii_ink, n, y0 + shrink, y1 - shrink, x0 + shrink, x1 - shrink, ph)
+    faint_c, _ = _rect_counts(ii_faint, n, y0 + shrink, y1 - shrink, x0 + shrink, x1 - shrink, ph)
     a, b = int(round(STRIP_MM[0] * ppm)), int(round(STRIP_MM[1] * ppm))
     strips = {
-        "top": _rect_counts(ii_ink, n, np.maximum(0, y0 - b), y0 - a, x0, x1),
-        "bottom": _rect_counts(ii_ink, n, y1 + a, y1 + b, x0, x1),
-        "left": _rect_counts(ii_ink, n, y0, y1, np.maximum(0, x0 - b), x0 - a),
-        "right": _rect_counts(ii_ink, n, y0, y1, x1 + a, x1 + b),
+        "top": _rect_counts(ii_ink, n, np.maximum(0, y0 - b), y0 - a, x0, x1, ph),
+        "bottom": _rect_counts(ii_ink, n, y1 + a, y1 + b, x0, x1, ph),
+        "left": _rect_counts(ii_ink, n, y0, y1, np.maximum(0, x0 - b), x0 - a, ph),
+        "right": _rect_counts(ii_ink, n, y0, y1, x1 + a, x1 + b, ph),
     }
     # outline: mean darkness along each printed edge, float32 as per pixel
     rows, cols = np.arange(bh), np.arange(bw)
@@ -409,7 +503,10 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
              P[nn, y0[:, None], x0[:, None] + cols], P[nn, y1[:, None], x0[:, None] + cols]]
     means = [lut[nn, ln.astype(np.intp)].mean(axis=1) for ln in lines]
     outline = ((means[0] + means[1]) + means[2]) + means[3]
-    printed = _edge_evidence(P, x0, y0, x1, y1, ppm).min(axis=1)
+    # the boxes' outlines as one run of edge strips (the same numbers as _edge_evidence of the stack)
+    edges = [s for i, (bx0, by0, bx1, by1) in enumerate(zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist()))
+             for s in _rect_strips(P[i], bx0, by0, bx1, by1)]
+    printed = _weakest_of_strips(edges, ppm).reshape(N, 4).min(axis=1)
     out = []
     for i in range(N):
         ink = ink_c[i] / size[i] if size[i] else float("nan")
@@ -651,14 +748,26 @@ def measure_handwritten_many(image: np.ndarray, hmat: np.ndarray, fields: list[d
     groups: dict[tuple, list[int]] = {}
     for i, f in enumerate(fields):
         groups.setdefault(_hand_shape(f), []).append(i)
+    outlines: list[tuple[dict, list[np.ndarray]]] = []  # the page's frames, measured together at the end
     for idx in groups.values():
         if len(idx) < STACK_MIN:
             for i in idx:
-                out[i] = _measure_hand_one(image, hmat, fields[i], black)
+                out[i] = _measure_hand_one(image, hmat, fields[i], black, outlines)
             continue
-        for i, measured in zip(idx, _measure_hand_group(image, hmat, [fields[i] for i in idx], black)):
+        for i, measured in zip(idx, _measure_hand_group(image, hmat, [fields[i] for i in idx], black, outlines)):
             out[i] = measured
+    _set_printed(outlines, CROP_PX_PER_MM)
     return out
+
+
+def _set_printed(outlines: list[tuple[dict, list[np.ndarray]]], ppm: float) -> None:
+    """Each field's "printed" (the weakest stretch of its outline: of all its edges), all of a page's
+    edges measured in one go."""
+    weakest = _weakest_of_strips([s for _, strips in outlines for s in strips], ppm).tolist()
+    at = 0
+    for raw, strips in outlines:
+        raw["printed"] = round(min([1.0, *weakest[at:at + len(strips)]]), 3)
+        at += len(strips)
 
 
 # fewer fields of one shape than this are measured one by one: a stack's fixed cost (~30 array
@@ -666,8 +775,10 @@ def measure_handwritten_many(image: np.ndarray, hmat: np.ndarray, fields: list[d
 STACK_MIN = 2
 
 
-def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict], black: float
-                        ) -> list[tuple[dict[str, Any], np.ndarray]]:
+def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict], black: float,
+                        outlines: list) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """The fields of one _hand_shape as one stack; their outlines' strips go to outlines (the raw
+    measures' "printed" is set from them by _set_printed)."""
     margin = CROP_MARGIN_MM
     ppm = CROP_PX_PER_MM
     w, h = fields[0]["box_mm"][2:]
@@ -680,10 +791,7 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     paper = np.array([_kth_grey(c, k) for c in crops], np.float32)  # (histograms: cheaper than a partition)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
-    v_raw = (np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1) - 1)[:, None, None]
-    v_hand = (np.count_nonzero(lut >= HAND_INK_DARK, axis=1) - 1)[:, None, None]
-    v_faint = (np.count_nonzero(lut >= FAINT_DARK, axis=1) - 1)[:, None, None]
-    raw_dark = P <= v_raw
+    raw_dark = P < _below(np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1))
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
     search = int(round(SEARCH_MM * ppm))
@@ -692,21 +800,19 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     zero = np.zeros(N, int)
     sxs = _best_shifts(raw_dark, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else zero
     sys_ = _best_shifts(raw_dark, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else zero
-    printed = np.zeros(P.shape, bool)
-    inside = np.zeros(P.shape, bool)
     box = np.array([f["box_mm"][:2] for f in fields], float)
     x, y = box[:, 0], box[:, 1]
     ox, oy = x - margin - sxs / ppm, y - margin - sys_ / ppm
-    bands = _print_bands(fields, x, y, w, h, ox, oy, ppm, H, W)
-    for n, r0, r1, c0, c1 in bands.tolist():
-        printed[n, r0:r1, c0:c1] = True
-    # only the inside of the field box counts
+    # only the inside of the field box counts, less the printed lines (set in place: the same mask
+    # as inside & ~printed)
+    usable = np.zeros(P.shape, bool)
     for n, (r0, c0) in enumerate(zip((m + sys_).tolist(), (m + sxs).tolist())):
-        inside[n, max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
+        usable[n, max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
+    for n, r0, r1, c0, c1 in _print_bands(fields, x, y, w, h, ox, oy, ppm, H, W).tolist():
+        usable[n, r0:r1, c0:c1] = False
     origins = list(zip(ox.tolist(), oy.tolist()))
-    usable = inside & ~printed
-    inked = (S <= v_hand) & usable
-    light = (S <= v_faint) & usable
+    inked = (S < _below(np.count_nonzero(lut >= HAND_INK_DARK, axis=1))) & usable
+    light = (S < _below(np.count_nonzero(lut >= FAINT_DARK, axis=1))) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
     (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums_many([usable, inked, light], tile)
     valid = use_t >= tile * tile * TILE_MIN_USABLE
@@ -717,18 +823,19 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     has_tiles = frac.shape[1] * frac.shape[2] > 0
     max_tile = frac.max(axis=(1, 2)) if has_tiles else np.zeros(N)
     max_light = light_frac.max(axis=(1, 2)) if has_tiles else np.zeros(N)
-    frame = _frames_printed(P, fields, origins, ppm, m + sxs, m + sys_, bw, bh)
+    frames = _frames_strips(P, fields, origins, ppm, m + sxs, m + sys_, bw, bh)
     out = []
     for i in range(N):
         sx, sy = int(sxs[i]), int(sys_[i])
         raw = {"tiles": int(tiles[i]), "tiles_inked": int(inked_tiles[i]), "max_tile": round(float(max_tile[i]), 4),
-               "printed": round(float(frame[i]), 3),
+               "printed": None,  # _set_printed
                "ink_fraction": round(float(n_inked[i]) / max(1, int(n_usable[i])), 4),
                "max_light_tile": round(float(max_light[i]), 4),
                "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(float(paper[i]), 1)}
         if inked_tiles[i] == 0 and (max_tile[i] > TILE_FAINT or max_light[i] > TILE_LIGHT):
             raw["faint_only"] = True
             raw["ink_confidence"] = 0.5
+        outlines.append((raw, frames[i]))
         out.append((raw, crops[i]))
     return out
 
@@ -776,38 +883,13 @@ def _print_bands(fields: list[dict], x: np.ndarray, y: np.ndarray, w: float, h: 
     return out[(out[:, 2] > out[:, 1]) & (out[:, 4] > out[:, 3])]
 
 
-def _frames_printed(P: np.ndarray, fields: list[dict], origins: list, ppm: float, x0: np.ndarray,
-                    y0: np.ndarray, bw: int, bh: int) -> list[float]:
-    """The weakest stretch of printed outline of each handwriting field of a stack: of its frame;
-    for a comb (no frame of its own: the gaps between groups are open), of the outer frame of each
-    group of cells (the walls between cells are left out: two rectangles' edges meet there, and blur
-    away first). Edges of the same length are measured together."""
-    N = len(fields)
-    cells0 = fields[0].get("cells_mm") or []
-    if not cells0:
-        return _edge_evidence(P, x0, y0, x0 + bw, y0 + bh, ppm).min(axis=1).tolist()
-    weakest = [1.0] * N
-    rects: dict[tuple[int, int], list[tuple[int, list[int]]]] = {}
-    for i, f in enumerate(fields):
-        cells = f["cells_mm"]
-        groups: list[list] = [[cells[0]]]
-        for a, b in zip(cells, cells[1:]):
-            if b[0] - (a[0] + a[2]) > 0.5:
-                groups.append([])
-            groups[-1].append(b)
-        ox, oy = origins[i]
-        for g in groups:
-            gx0, gy0 = g[0][0], min(c[1] for c in g)
-            gx1, gy1 = g[-1][0] + g[-1][2], max(c[1] + c[3] for c in g)
-            px = [int(round((v - o) * ppm)) for v, o in ((gx0, ox), (gy0, oy), (gx1, ox), (gy1, oy))]
-            rects.setdefault((px[2] - px[0], px[3] - px[1]), []).append((i, px))
-    for same in rects.values():
-        n = np.array([i for i, _ in same])
-        px = np.array([p for _, p in same])
-        seg = _edge_evidence(P[n], px[:, 0], px[:, 1], px[:, 2], px[:, 3], ppm).min(axis=1)
-        for i, v in zip(n.tolist(), seg.tolist()):
-            weakest[i] = min(weakest[i], v)
-    return weakest
+def _frames_strips(P: np.ndarray, fields: list[dict], origins: list, ppm: float, x0: np.ndarray,
+                   y0: np.ndarray, bw: int, bh: int) -> list[list[np.ndarray]]:
+    """The printed outline of each handwriting field of a stack, as the edge strips whose weakest
+    stretch is its "printed": of its frame; for a comb (no frame of its own: the gaps between
+    groups are open), of the outer frame of each group of cells (the walls between cells are left
+    out: two rectangles' edges meet there, and blur away first)."""
+    return [_frame_strips(P[i], f, origins[i], ppm, (int(x0[i]), int(y0[i]), bw, bh)) for i, f in enumerate(fields)]
 
 
 def _tile_sums_many(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -830,8 +912,8 @@ def _tile_sums_many(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray
 
 
 def _mask_rect(mask: np.ndarray, x0: float, y0: float, x1: float, y1: float, ppm: float, origin,
-               pad_mm: float) -> None:
-    """Mask the outline of a rectangle (mm) with a band of pad_mm on either side."""
+               pad_mm: float, value: bool = True) -> None:
+    """Set the outline of a rectangle (mm), with a band of pad_mm on either side, to value."""
     ox, oy = origin
     pad = pad_mm * ppm
 
@@ -844,12 +926,13 @@ def _mask_rect(mask: np.ndarray, x0: float, y0: float, x1: float, y1: float, ppm
         r0, r1 = max(0, int(math.floor(b0))), min(h, int(math.ceil(b1)))
         c0, c1 = max(0, int(math.floor(a0))), min(w, int(math.ceil(a1)))
         if r1 > r0 and c1 > c0:
-            mask[r0:r1, c0:c1] = True
+            mask[r0:r1, c0:c1] = value
 
 
-def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: float
+def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: float, outlines: list | None = None
                       ) -> tuple[dict[str, Any], np.ndarray]:
-    """One handwriting field alone (plain scalar arithmetic: cheaper than a stack of one)."""
+    """One handwriting field alone (plain scalar arithmetic: cheaper than a stack of one). outlines:
+    its outline's strips go there, "printed" is set from them later (_set_printed); None: now."""
     x, y, w, h = field["box_mm"]
     margin = CROP_MARGIN_MM
     ppm = CROP_PX_PER_MM
@@ -866,29 +949,28 @@ def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: f
     sx = _best_shift(raw_dark, m, m + bw, 1, search, band_r) if band_r[1] > band_r[0] else 0
     sy = _best_shift(raw_dark, m, m + bh, 0, search, band_c) if band_c[1] > band_c[0] else 0
     origin = (x - margin - sx / ppm, y - margin - sy / ppm)
-    printed = np.zeros(crop.shape, bool)
+    # only the inside of the field box counts, less the printed lines (set in place: the same mask
+    # as inside & ~printed)
+    usable = np.zeros(crop.shape, bool)
+    r0, c0 = int(m + sy), int(m + sx)
+    usable[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
     pad = PRINT_MASK_MM
-    _mask_rect(printed, x, y, x + w, y + h, ppm, origin, pad)
+    _mask_rect(usable, x, y, x + w, y + h, ppm, origin, pad, False)
     cells = field.get("cells_mm") or []
     for cx, cy, cw, ch in cells:
-        _mask_rect(printed, cx, cy, cx + cw, cy + ch, ppm, origin, pad)
+        _mask_rect(usable, cx, cy, cx + cw, cy + ch, ppm, origin, pad, False)
     # separators between comb groups ('/', ':', '.') sit in the gaps between cells
     for a, b in zip(cells, cells[1:]):
         gap0, gap1 = a[0] + a[2], b[0]
         if gap1 - gap0 > 0.5:
             c0 = int((gap0 - origin[0]) * ppm) - 1
             c1 = int(math.ceil((gap1 - origin[0]) * ppm)) + 1
-            printed[:, max(0, c0):max(0, c1)] = True
+            usable[:, max(0, c0):max(0, c1)] = False
     for i in range(1, int(field.get("lines") or 1)):
         ly = y + i * LINE_PITCH
         r0 = int((ly - origin[1] - pad) * ppm)
         r1 = int(math.ceil((ly - origin[1] + pad) * ppm))
-        printed[max(0, r0):max(0, r1), :] = True
-    # only the inside of the field box counts
-    inside = np.zeros(crop.shape, bool)
-    r0, c0 = int(m + sy), int(m + sx)
-    inside[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
-    usable = inside & ~printed
+        usable[max(0, r0):max(0, r1), :] = False
     inked = _le(smooth, lv.at_least(HAND_INK_DARK)) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
     # per tile: usable pixels, ink pixels, light-ink pixels
@@ -902,41 +984,43 @@ def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: f
     max_tile = float(frac.max()) if frac.size else 0.0
     max_light = float(light_frac.max()) if light_frac.size else 0.0
     raw = {"tiles": tiles, "tiles_inked": inked_tiles, "max_tile": round(max_tile, 4),
-           "printed": round(_frame_printed(crop, field, origin, ppm, (m + sx, m + sy, bw, bh)), 3),
+           "printed": None,
            "ink_fraction": round(float(n_inked) / max(1, n_usable), 4),
            "max_light_tile": round(max_light, 4),
            "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(paper, 1)}
     if inked_tiles == 0 and (max_tile > TILE_FAINT or max_light > TILE_LIGHT):
         raw["faint_only"] = True
         raw["ink_confidence"] = 0.5
+    pending = [(raw, _frame_strips(crop, field, origin, ppm, (m + sx, m + sy, bw, bh)))]
+    if outlines is None:
+        _set_printed(pending, ppm)
+    else:
+        outlines += pending
     return raw, crop
 
 
-def _frame_printed(crop: np.ndarray, field: dict, origin, ppm: float, frame_px) -> float:
-    """The weakest stretch of printed outline of a handwriting field: of its frame; for a comb (no
-    frame of its own: the gaps between groups are open), of the outer frame of each group of cells
-    (the walls between cells are left out: two rectangles' edges meet there, and blur away first)."""
-    one = np.array([0])
+def _frame_strips(crop: np.ndarray, field: dict, origin, ppm: float, frame_px) -> list[np.ndarray]:
+    """The edge strips of a handwriting field's printed outline (its "printed" is their weakest
+    stretch): of its frame; for a comb (no frame of its own: the gaps between groups are open), of
+    the outer frame of each group of cells (the walls between cells are left out: two rectangles'
+    edges meet there, and blur away first)."""
     cells = field.get("cells_mm") or []
     if not cells:
         x0, y0, w, h = frame_px
-        return float(_edge_evidence(crop[None], one + x0, one + y0, one + x0 + w, one + y0 + h,
-                                    ppm).min())
+        return _rect_strips(crop, x0, y0, x0 + w, y0 + h)
     groups: list[list] = [[cells[0]]]
     for a, b in zip(cells, cells[1:]):
         if b[0] - (a[0] + a[2]) > 0.5:
             groups.append([])
         groups[-1].append(b)
-    weakest = 1.0
+    strips = []
     for g in groups:
         gx0, gy0 = g[0][0], min(c[1] for c in g)
         gx1, gy1 = g[-1][0] + g[-1][2], max(c[1] + c[3] for c in g)
         px = [int(round((v - o) * ppm)) for v, o in ((gx0, origin[0]), (gy0, origin[1]), (gx1, origin[0]),
                                                       (gy1, origin[1]))]
-        seg = _edge_evidence(crop[None], one + px[0], one + px[1], one + px[2], one + px[3],
-                             ppm)
-        weakest = min(weakest, float(seg.min()))
-    return weakest
+        strips += _rect_strips(crop, *px)
+    return strips
 
 
 def _tile_sums(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, int]]:
