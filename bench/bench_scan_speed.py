@@ -48,6 +48,11 @@ from fallbackkit.scan.simulate import fill_page  # noqa: E402
 from fallbackkit.store import init_kit, open_kit  # noqa: E402
 
 cv2.setNumThreads(1)  # OpenCV on one thread too (CPU per page the same with two, 2026-12-01: kept for one core's figures)
+try:  # the memory a page frees kept for the next page, as in the scan workers (decode and read figures too)
+    from fallbackkit.scan.workers import keep_freed_memory
+    keep_freed_memory()
+except ImportError:  # an older version of the code (before/after comparisons)
+    pass
 
 FORMATS = ("png", "jpeg", "tiff-g4", "scanner-pdf")
 
@@ -233,7 +238,9 @@ STAGES = (
     ("visibility (outlines)", "fallbackkit.scan.read", "_weakest_of_strips"),
     ("decide + review crops", "fallbackkit.scan.engine", "_decide_field"),
     ("PNG page image", "fallbackkit.scan.page_task", "viewing_copy"),
+    ("PNG page image", "fallbackkit.scan.page_task", "viewing_png"),
     ("PNG page image", "fallbackkit.scan.page_task", "_save_png"),
+    ("result dicts + JSON", "fallbackkit.scan.page_task", "_result_dict"),
     ("store (SQLite)", "fallbackkit.scan.pipeline", "store_page"),
     ("form summaries (reconcile)", "fallbackkit.reconcile.summary", "refresh"),
 )

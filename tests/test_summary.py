@@ -298,10 +298,12 @@ def test_a_backup_marks_no_form(kit, ward_pack, tmp_path):
     assert summary.pending_forms(kit) == kit.db.conn.execute("SELECT COUNT(*) FROM forms").fetchone()[0]
 
 
-def test_a_scan_stores_each_page_with_its_forms_summary(kit, blank_lab, monkeypatch):
-    """A scan brings each page's form summary up to date in the page's own transaction: another
-    process (the station) never finds a scanned form marked, so no view recomputes it (at 100k
-    captures a view used to recompute every form the scan had touched so far)."""
+@pytest.mark.parametrize("per_commit", [1, 2])
+def test_a_scan_stores_each_page_with_its_forms_summary(kit, blank_lab, monkeypatch, per_commit):
+    """A scan brings its pages' form summaries up to date in the pages' own transaction (a group of
+    PAGES_PER_COMMIT pages): another process (the station) never finds a scanned form marked, so no
+    view recomputes it (at 100k captures a view used to recompute every form the scan had touched so
+    far), and it sees every page of a group counted as the group lands."""
     import sqlite3
 
     from fallbackkit.scan import pipeline
@@ -315,11 +317,15 @@ def test_a_scan_stores_each_page_with_its_forms_summary(kit, blank_lab, monkeypa
         return real(conn, page)
     summary.refresh(kit)
     monkeypatch.setattr(pipeline, "store_page", store_page)
+    monkeypatch.setattr(pipeline, "PAGES_PER_COMMIT", per_commit)
+    monkeypatch.setattr(pipeline, "SECONDS_PER_COMMIT", 3600.0)
     scan_paths(kit, [blank_lab.out_path], workers=0, progress=False)
     seen.append((station.execute("SELECT COUNT(*) FROM summary_dirty").fetchone()[0],
                  station.execute("SELECT COALESCE(SUM(returned), 0) FROM form_summary").fetchone()[0]))
     station.close()
-    assert seen == [(0, n) for n in range(len(seen))]  # no mark between pages; each page counted as it lands
+    pages = len(seen) - 1
+    # no mark between groups; each group counted as it lands, all of them in the end
+    assert seen == [(0, n // per_commit * per_commit) for n in range(pages)] + [(0, pages)]
     assert_kept_equals_full(kit)
 
 

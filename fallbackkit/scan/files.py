@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ..store.captures import count_pages_stored, pages_stored
 from ..store.kit import Kit, now_iso
+from ..store.transactions import atomic
 from .ingest import KINDS, UnreadableFile, count_pages, sniff
 if TYPE_CHECKING:
     from .pipeline import ScanSummary
@@ -64,6 +65,23 @@ def _inside(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
+# A file up to this size is read once: hashed, told apart by its first bytes and archived from the
+# bytes in memory (the copy is then the very bytes hashed: nothing to hash again). A bigger file (a
+# long scanner PDF) is hashed, then copied and hashed again in 1 MiB pieces.
+WHOLE_FILE_BYTES = 64 << 20
+
+
+def read_file(path: Path) -> tuple[str, int, bytes | None]:
+    """(sha256, size, the bytes or None for a file bigger than WHOLE_FILE_BYTES)."""
+    with open(path, "rb", buffering=0) as fh:
+        # read() sizes its buffer by the file's size (read(n) would make an n-byte buffer first)
+        data = fh.read() if os.fstat(fh.fileno()).st_size <= WHOLE_FILE_BYTES else None
+    if data is None or len(data) > WHOLE_FILE_BYTES:  # (or it grew meanwhile)
+        del data
+        return (*sha256_file(path), None)
+    return hashlib.sha256(data).hexdigest(), len(data), data
+
+
 def sha256_file(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
@@ -74,26 +92,41 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def archive_file(kit: Kit, source: Path, sha: str, kind: str) -> str:
-    """Copy the original bytes to KIT/archive/ab/<sha><ext> (temp file, then rename); verify the hash."""
+_MADE_DIRS: set[Path] = set()
+
+
+def archive_file(kit: Kit, source: Path, sha: str, kind: str, data: bytes | None = None) -> str:
+    """Copy the original bytes to KIT/archive/ab/<sha><ext> (temp file, fsync, then rename); verify
+    the hash. data: the file's bytes, already hashed to sha (read_file), written as they are."""
     rel = Path("archive") / sha[:2] / f"{sha}{KINDS[kind]}"
     dest = kit.path / rel
     if dest.exists() and sha256_file(dest)[0] == sha:
         return rel.as_posix()
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.parent not in _MADE_DIRS:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _MADE_DIRS.add(dest.parent)
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
-    h = hashlib.sha256()
+    h = hashlib.sha256() if data is None else None
     try:
-        with open(source, "rb") as src, open(tmp, "wb") as out:
-            while chunk := src.read(1 << 20):
-                h.update(chunk)
-                out.write(chunk)
+        try:
+            out = open(tmp, "wb")
+        except FileNotFoundError:  # the folder went away since we made it (a restore, a cleanup)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            out = open(tmp, "wb")
+        with out:
+            if data is not None:
+                out.write(data)
+            else:
+                with open(source, "rb") as src:
+                    while chunk := src.read(1 << 20):
+                        h.update(chunk)
+                        out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
     except BaseException:  # a full disk, an interrupt: no half-written copy stays in archive/
         tmp.unlink(missing_ok=True)
         raise
-    if h.hexdigest() != sha:
+    if h is not None and h.hexdigest() != sha:
         tmp.unlink(missing_ok=True)
         raise UnreadableFile(source, "changed while it was being read",
                              "wait until the scanner has finished writing it, then scan again")
@@ -107,13 +140,13 @@ def _where(path: Path | str) -> str:
 
 
 def _sighting(conn, sha: str | None, path: Path | str, outcome: str) -> int:
-    with conn:
+    with atomic(conn):
         return conn.execute("INSERT INTO input_sightings (sha256, path, seen_at, outcome) VALUES (?,?,?,?)",
                             [sha, _where(path), now_iso(), outcome]).lastrowid
 
 
 def _fail_file(conn, sha: str, error: str) -> None:
-    with conn:
+    with atomic(conn):
         conn.execute("UPDATE input_files SET status = 'failed', error = ?, finished_at = ? WHERE sha256 = ?",
                      [error, now_iso(), sha])
 
@@ -135,7 +168,7 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
     """Hash, record, check and archive one file; return the pages still to read (None: nothing to do)."""
     conn = kit.db.conn
     try:
-        sha, size = sha256_file(path)
+        sha, size, data = read_file(path)
     except OSError as exc:
         error = f"{path}: cannot be read ({exc.strerror}) — check that the file exists and that you may read it"
         _sighting(conn, None, path, "failed: " + error)
@@ -152,12 +185,12 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
         return None
     resumed = row is not None and row[0] == "started"
     try:
-        kind = sniff(path)
+        kind = sniff(path, data[:1024] if data is not None else None)
         pages = count_pages(path, kind)
-        archive_rel = archive_file(kit, path, sha, kind)
+        archive_rel = archive_file(kit, path, sha, kind, data)
     except UnreadableFile as exc:
         error = str(exc)
-        with conn:
+        with atomic(conn):
             conn.execute(
                 "INSERT INTO input_files (sha256, size, kind, pages, status, error, first_path, started_at, finished_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET status='failed', error=excluded.error,"
@@ -168,15 +201,15 @@ def _prepare(kit: Kit, path: Path, summary: ScanSummary, seen_in_batch: dict[str
         summary.files_failed += 1
         summary.failed.append({"path": str(path), "error": error})
         return None
-    with conn:
+    with atomic(conn):  # the file and this sighting of it: one transaction
         conn.execute(
             "INSERT INTO input_files (sha256, size, kind, pages, status, archive_path, first_path, started_at)"
             " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET status='started', error=NULL,"
             " kind=excluded.kind, pages=excluded.pages, archive_path=excluded.archive_path, finished_at=NULL",
             [sha, size, kind, pages, "started", archive_rel, _where(path), now_iso()])
+        sighting = _sighting(conn, sha, path, "resumed" if resumed else "new")
+        stored = pages_stored(conn, sha)
     seen_in_batch[sha] = path  # only a usable file: a copy of a bad file fails on its own
-    sighting = _sighting(conn, sha, path, "resumed" if resumed else "new")
-    stored = pages_stored(conn, sha)
     todo = set(range(1, pages + 1)) - stored
     summary.files_new += 1
     summary.files_resumed += int(resumed)
@@ -194,14 +227,14 @@ def _finish(conn, job: _FileJob, summary: ScanSummary) -> None:
         if stored < job.pages:  # never call a file done while one of its pages is missing
             job.error = f"{job.path}: only {stored} of {job.pages} pages were stored — scan it again"
     if job.error is not None:
-        _fail_file(conn, job.sha, job.error)
-        with conn:
+        with atomic(conn):
+            _fail_file(conn, job.sha, job.error)
             conn.execute("UPDATE input_sightings SET outcome = ? WHERE id = ?",
                          ["failed: " + job.error, job.sighting_id])
         summary.files_failed += 1
         summary.files_new -= 1
         summary.failed.append({"path": str(job.path), "error": job.error})
         return
-    with conn:
+    with atomic(conn):
         conn.execute("UPDATE input_files SET status = 'done', error = NULL, finished_at = ? WHERE sha256 = ?",
                      [now_iso(), job.sha])

@@ -66,17 +66,20 @@ SAVE_AS = ("save as PDF, PNG, JPEG, or TIFF in grey, black-and-white or RGB colo
            "JPEG or G4 compression (the scanner's file settings, or convert the file), then scan that file")
 
 
-def sniff(path: Path | str) -> str:
-    """The file type from its first bytes (an extension says nothing about what is inside)."""
+def sniff(path: Path | str, head: bytes | None = None) -> str:
+    """The file type from its first bytes (an extension says nothing about what is inside).
+    head: the file's first bytes (at least 1024 of them, or all), when the caller has read them."""
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1024)
-    except IsADirectoryError:
-        raise UnreadableFile(path, "is a folder", "pass the folder itself to scan, it is searched") from None
-    except OSError as exc:
-        raise UnreadableFile(path, f"cannot be opened ({exc.strerror})",
-                             "check that the file exists and that you may read it") from None
+    if head is None:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(1024)
+        except IsADirectoryError:
+            raise UnreadableFile(path, "is a folder", "pass the folder itself to scan, it is searched") from None
+        except OSError as exc:
+            raise UnreadableFile(path, f"cannot be opened ({exc.strerror})",
+                                 "check that the file exists and that you may read it") from None
+    head = head[:1024]
     if not head:
         raise UnreadableFile(path, "is empty (0 bytes)", "the copy from the scanner did not finish: copy it again")
     if head.startswith(b"\x89PNG\r\n\x1a\n"):

@@ -5,8 +5,9 @@ Nothing is lost and nothing is doubled:
   (`input_files`); a file already `done` is a no-op;
 - the original bytes are copied into KIT/archive/ before any page is read (the legal record);
 - worker processes decode and read pages and return small results; the parent alone writes the
-  store, one transaction per page, so a crash loses at most the pages in flight, and a rerun
-  skips the pages already stored (UNIQUE(file_sha256, page_index, source));
+  store, one transaction per group of pages (PAGES_PER_COMMIT, or what came in SECONDS_PER_COMMIT),
+  so a crash loses at most the pages in flight and the group not yet committed, and a rerun skips
+  the pages already stored (UNIQUE(file_sha256, page_index, source));
 - a file becomes `done` only once all its pages are stored; a page the engine could not read
   is quarantined as `unreadable` with the error, never dropped.
 """
@@ -152,6 +153,15 @@ def _cover_pack(conn, payload_text: str) -> dict[str, Any]:
 
 
 # --- the scan ----------------------------------------------------------------------------------
+# Pages are stored in groups: the pages read, their forms' summaries and the files they complete, in
+# one transaction (its fixed cost, ~2 ms of SQLite and summary set-up, once per group rather than per
+# page). A crash loses at most the group being gathered: those pages are read again by the next scan,
+# as the pages in flight are (their files are not done). At most this many pages, or what came in
+# this many seconds, wait for their commit.
+PAGES_PER_COMMIT = 8
+SECONDS_PER_COMMIT = 1.0
+
+
 def check_engine() -> None:
     """Check what reading needs before a batch starts, and say how to install what is missing."""
     try:
@@ -195,6 +205,9 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
     by_sha = {job.sha: job for job in jobs}
     bar = Progress(len(tasks), progress)
 
+    pending: list[dict[str, Any]] = []  # pages read, not stored yet (a crash loses them: read again)
+    oldest = [0.0]
+
     def handle(result: dict[str, Any]) -> None:
         job = by_sha[result["sha"]]
         if result["kind"] == "file_error":
@@ -202,14 +215,39 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
                 job.error = f"{job.path}: {result['error']}"
             job.todo.discard(result["index"])
             bar.step(False)
+            if not job.todo:  # (a page of it still waiting for its commit is still in todo)
+                _finish(conn, job, summary)
             return
         summary.peak_worker_rss_mib = max(summary.peak_worker_rss_mib, result.get("rss_mib", 0.0))
         for note in result.get("decoder_notes") or ():
             summary.decoder_notes.append({"path": str(job.path), "page": result["index"], "note": note})
-        with refreshing(kit):  # the page and its form's summary commit together: no station view recomputes it
-            stored = store_page(conn, ScannedPage.from_result(result))
-        job.todo.discard(result["index"])
         bar.step(result["status"] not in ("read", "cover", "blank"))
+        if not pending:
+            oldest[0] = time.monotonic()
+        pending.append(result)
+        if len(pending) >= PAGES_PER_COMMIT or time.monotonic() - oldest[0] >= SECONDS_PER_COMMIT:
+            store_pending()
+
+    def store_pending() -> None:
+        """The pages read so far, their forms' summaries, and the files they complete: one transaction."""
+        if not pending:
+            return
+        with refreshing(kit):  # the pages and their forms' summaries commit together: no station view recomputes them
+            stored = [store_page(conn, ScannedPage.from_result(result)) for result in pending]
+            done = []
+            for result in pending:
+                job = by_sha[result["sha"]]
+                job.todo.discard(result["index"])
+                if not job.todo and job not in done:
+                    done.append(job)
+            for job in done:
+                _finish(conn, job, summary)
+        for result, page in zip(pending, stored):
+            _count(result, page)
+        pending.clear()
+
+    def _count(result: dict[str, Any], stored: Any) -> None:
+        job = by_sha[result["sha"]]
         if stored is None:
             summary.pages_skipped += 1
             return
@@ -233,14 +271,13 @@ def scan_paths(kit: Kit, paths: Iterable[Path | str], workers: int | None = None
                 summary.duplicates.append({"sheet_id": stored.sheet_id, "capture_id": stored.capture_id,
                                            "duplicate_of": stored.duplicate_of, "path": str(job.path),
                                            "page": result["index"]})
-        if not job.todo:
-            _finish(conn, job, summary)
 
     if tasks:
         if workers == 0:
             _run_in_process(kit, tasks, handle)
         else:
             _run_pool(kit, tasks, handle, workers or os.cpu_count() or 1)
+        store_pending()
     for job in jobs:
         if not job.todo:
             _finish(conn, job, summary)

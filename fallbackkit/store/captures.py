@@ -91,8 +91,11 @@ class CaptureSummary:
     to_review: int
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode  # json.dumps's text, one encoder for all
+
+
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return None if value is None else _ENCODE(value)
 
 
 def store_page(conn: Any, page: ScannedPage, source: str = "scan",
