@@ -107,11 +107,15 @@ def main() -> None:
                     help="without the second opinion (the first model alone), to compare")
     ap.add_argument("--model", default=None, help="another first model file (a training try), not the shipped one")
     ap.add_argument("--second-model", default=None, help="another second opinion file, not the shipped one")
+    ap.add_argument("--against", nargs=2, metavar=("FIRST", "SECOND"), action="append", default=[],
+                    help="also measure this pair of model files on the very same pages and damage (a paired "
+                         "before/after: the kit's random codes move the pages between runs); repeatable")
     args = ap.parse_args()
     if args.model:
         digits.MODEL_PATH = Path(args.model)
     if args.second_model:
         digits.SECOND_PATH = Path(args.second_model)
+    pairs = [(digits.MODEL_PATH, digits.SECOND_PATH)] + [(Path(a), Path(b)) for a, b in args.against]
     if args.one_model:
         digits.second_model = digits.model
     images, labels = digits_synth.load_mnist()
@@ -290,19 +294,27 @@ def main() -> None:
             finally:
                 sg.CELL_SURE, sg.PREFILL_MIN = kept
 
-        for tier in ("office", "phone"):
-            m = evaluate(filled, tier, 20)
-            show(tier, m)
-            if args.sweep:
-                sweep(tier, m)
-                sweep_partial(tier, m)
+        for first, second in pairs:
+            digits.MODEL_PATH, digits.SECOND_PATH = first, second
+            digits.model.cache_clear()
+            digits.second_model.cache_clear()
+            if len(pairs) > 1:
+                print(f"models {first} + {second if not args.one_model else '(first alone)'}")
+            for tier in ("office", "phone"):
+                m = evaluate(filled, tier, 20)
+                show(tier, m)
+                if args.sweep:
+                    sweep(tier, m)
+                    sweep_partial(tier, m)
+            if args.split != "test" or args.sweep_only:
+                continue
+            # learning: the first 50 fields (neighbouring writers of the test split) corrected by a clerk,
+            # then the remaining fields read again with and without the kit's memory
+            show("office, fields after the first 50, base model", _skip_first(evaluate, filled, 50))
+            show("office, fields after the first 50, after learning them", evaluate(filled, "office", 20, 50))
         if args.split != "test" or args.sweep_only:
             kit.close()
             return
-        # learning: the first 50 fields (neighbouring writers of the test split) corrected by a clerk,
-        # then the remaining fields read again with and without the kit's memory
-        show("office, fields after the first 50, base model", _skip_first(evaluate, filled, 50))
-        show("office, fields after the first 50, after learning them", evaluate(filled, "office", 20, 50))
         # cost: recognition per comb field, and engine pages/s on filled MAR sheets with it on and off
         page, g, truth = filled[0]
         hmat = page_transform(DPI)

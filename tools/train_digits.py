@@ -4,8 +4,10 @@ Two models ship: `digits_model.npz` (this script) and the second opinion `digits
 (`--second`: the same network, another seed and a stronger reshaping of the training digits). The
 scan averages the two and pre-fills a box only where both put the same digit first.
 
-Gives the same model again (fixed seeds) from `data/handwriting/` (MNIST test images 0-3999; the
-writer-disjoint test split 4000-4999 is never used here). Two kinds of training cells:
+Gives the same model again (fixed seeds) from `data/handwriting/`: trained on our MNIST test images
+0-3499 and the 5,000 MNIST training-set digits of `mnist-train-mlxtend5000.npz` (8,500 digits, other
+writers; `--no-extra`: ours alone), the temperature fitted on images 3500-3999; the writer-disjoint
+test split 4000-4999 is never used here. Two kinds of training cells:
 - what the scan sees (`page_set`, PAGE_COPIES per digit): the digits written into the comb boxes of
   real printed sheets (a small ward pack printed by the kit's own code at 200 dpi, everything but
   the combs and the corner marks wiped to paper, so the same pixels in every run), a share of boxes
@@ -18,19 +20,22 @@ writer-disjoint test split 4000-4999 is never used here). Two kinds of training 
   printed pages do not.
 The "other" class is letters, two digits, crossed-out digits and scribbles. Most copies of a digit
 are first reshaped like another writer's (`distort`: rotation, slant, width and height, an elastic
-wobble of the strokes), which is what lifts a model trained on 3,500 digits towards one trained on
+wobble of the strokes), which lifts a model trained on a few thousand digits towards one trained on
 many writers. A small NumPy convolutional network (digits.Model) is trained with Adam; the
 temperature of its softmax is fitted on the calibration images 3500-3999 written into the printed
 sheets and cut by the engine, so that its probabilities mean what they say on scans.
 
-Takes 8-9 minutes of CPU on one BLAS thread, most of it damaging and reading the printed pages
-(27 minutes by the clock on the shared 2-core machine at load ~8, 2026-12-01: 42,354 training
-cells, 12 epochs); the model file is about 0.1 MB. Two runs give the same file, byte for byte,
-each printing its own kit (other random codes): digits_model.npz SHA-256 3d0a5d23..., and with
-`--second` digits_second.npz c5a0a1b5..., the shipped files (2026-12-01, 21:27-21:53 and
-21:54-22:24 UTC, 508-534 s of CPU each). The former models (760301a5... and
-7cf6f269..., trained on the synthetic cells alone) read 96.6 / 96.5 % of the test split's digits in
-bench_handwriting (office / phone); these 97.5-97.7 / 97.3 %.
+Takes about 15 minutes of CPU on one BLAS thread (892 s each, 2026-12-02), most of it damaging and
+reading the printed pages: 8,500 digits x (PAGE_COPIES 4 + COPIES 2), about 60,000 training cells,
+12 epochs (40 minutes by the clock on the shared 2-core machine at load 6-10); the model file is
+about 0.1 MB. The shipped files: digits_model.npz SHA-256 90429a8d..., and with `--second`
+digits_second.npz a20c5042... (2026-12-01 23:27 - 2026-12-02 00:07 UTC; a second run of the first
+model, 00:09-00:26, and of the second, 00:26-00:43, gave the same files byte for byte, 916 and
+827 s of CPU). The models before them,
+trained on our 3,500 train-split digits alone (PAGE_COPIES 5, COPIES 5: 3d0a5d23... and
+c5a0a1b5..., reproduced byte for byte by two runs), read 98.0-98.1 / 97.5 % of the test split's
+digits in bench_handwriting (office / phone), these 98.2-98.4 / 97.6-97.9 % on the same pages
+(`--against`, two kits).
 `--copies 2 --epochs 3` is a quick try.
 """
 from __future__ import annotations
@@ -53,8 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fallbackkit.scan import digits, digits_synth  # noqa: E402
 
 SEED = 20261201
-COPIES = 5          # synthetic training cells per real digit (training_cell: a comb cell drawn here)
-PAGE_COPIES = 5     # training cells per real digit written into printed sheets and cut by the engine
+COPIES = 2          # synthetic training cells per real digit (training_cell: a comb cell drawn here)
+PAGE_COPIES = 4     # training cells per real digit written into printed sheets and cut by the engine
 OTHER_SHARE = 0.22  # of the training cells, "other"
 DISTORT_SHARE = 0.8  # of the training copies, the digit is first reshaped like another writer's
 C1, C2 = 12, 24     # convolution filters
@@ -332,25 +337,27 @@ def main() -> None:
     ap.add_argument("--page-copies", type=int, default=PAGE_COPIES,
                     help="cells per real digit written into printed sheets, damaged and cut by the engine")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--no-extra", action="store_true",
+                    help="our file's train split alone (3,500 digits), without the 5,000 MNIST training-set digits")
     args = ap.parse_args()
     how = SECOND_DISTORT if args.second else FIRST_DISTORT
     args.seed = args.seed if args.seed is not None else SECOND_SEED if args.second else SEED
     args.out = args.out or str(digits.SECOND_PATH if args.second else digits.MODEL_PATH)
     t0 = time.time()
-    images, labels = digits_synth.load_mnist()
+    images, labels = digits_synth.load_training_digits(extra=not args.no_extra)
+    ours, our_labels = digits_synth.load_mnist()
     rng = np.random.default_rng(args.seed)
-    tr = slice(0, digits_synth.TRAIN_END)
     va = slice(digits_synth.TRAIN_END, digits_synth.VALID_END)
-    n_train = digits_synth.TRAIN_END * args.copies
-    x, y = make_set(images[tr], labels[tr], args.copies, int(n_train * OTHER_SHARE / (1 - OTHER_SHARE)), rng, how)
+    n_train = len(labels) * args.copies
+    x, y = make_set(images, labels, args.copies, int(n_train * OTHER_SHARE / (1 - OTHER_SHARE)), rng, how)
     with tempfile.TemporaryDirectory() as tmp:
         pages = printed_pages(Path(tmp))
     print(f"synthetic cells {len(y)}, {len(pages)} printed pages ({time.time() - t0:.0f} s)", flush=True)
     if args.page_copies:
-        xp, yp = page_set(pages, images[tr], labels[tr], args.page_copies, rng, how)
+        xp, yp = page_set(pages, images, labels, args.page_copies, rng, how)
         x, y = np.concatenate([x, xp]), np.concatenate([y, yp])
     # the temperature is fitted on what the scan sees: calibration digits in printed sheets, cut by the engine
-    xv, yv = page_set(pages, images[va], labels[va], 2, rng, None)
+    xv, yv = page_set(pages, ours[va], our_labels[va], 2, rng, None)
     print(f"training cells {len(y)}, calibration cells {len(yv)} ({time.time() - t0:.0f} s)", flush=True)
     model = train(x, y, rng, args.epochs, log=lambda t: print(t, f"({time.time() - t0:.0f} s)", flush=True))
     model.temperature = fit_temperature(model, xv, yv)

@@ -19,6 +19,8 @@ from . import degrade
 from .digits import cell_patch, normalise
 
 DATA_PATH = Path(__file__).resolve().parents[2] / "data" / "handwriting" / "mnist-test-first5000.npz"
+# more training writers: 5,000 MNIST training-set digits (other writers than the test set's), all train
+EXTRA_TRAIN_PATH = DATA_PATH.with_name("mnist-train-mlxtend5000.npz")
 CELL_W, CELL_H = 5.5, 8.0
 TRAIN_END, VALID_END = 3500, 4000     # by position: train [0, 3500), calibrate [3500, 4000), test [4000, 5000)
 LETTERS = "ACEFHKLMNPRUVWXYacdefhkmnprtuvwxy"  # letters not easily read as a digit
@@ -27,6 +29,17 @@ LETTERS = "ACEFHKLMNPRUVWXYacdefhkmnprtuvwxy"  # letters not easily read as a di
 def load_mnist(path: Path | str = DATA_PATH) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path) as z:
         return z["images"], z["labels"]
+
+
+def load_training_digits(extra: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Every digit the models may be trained on: our file's train split (0-3499), then, with extra,
+    the 5,000 MNIST training-set digits of EXTRA_TRAIN_PATH. Never the calibrate or test split."""
+    images, labels = load_mnist()
+    images, labels = images[:TRAIN_END], labels[:TRAIN_END]
+    if extra:
+        more, more_labels = load_mnist(EXTRA_TRAIN_PATH)
+        images, labels = np.concatenate([images, more]), np.concatenate([labels, more_labels])
+    return images, labels
 
 
 def _ink_crop(img: np.ndarray) -> np.ndarray:
@@ -234,5 +247,5 @@ def training_cell(img: np.ndarray, rng: np.random.Generator, tier: str | None = 
     return norm
 
 
-__all__ = ["DigitWriter", "load_mnist", "write_digit", "training_cell", "other_image", "crossed_image", "letter_image",
+__all__ = ["DigitWriter", "load_mnist", "load_training_digits", "write_digit", "training_cell", "other_image", "crossed_image", "letter_image",
            "TRAIN_END", "VALID_END"]
