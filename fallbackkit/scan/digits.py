@@ -502,9 +502,43 @@ def second_model() -> Model | None:
         return Model({k: z[k] for k in z.files})
 
 
-@functools.lru_cache(maxsize=2)
-def _joined_w1(first: Model, second: Model) -> np.ndarray:
-    return np.ascontiguousarray(np.concatenate([first.w1, second.w1], axis=1))
+@functools.lru_cache(maxsize=4)
+def _first_layer_of(*models: Model) -> tuple[np.ndarray, np.ndarray]:
+    """The models' first-layer weights side by side, transposed (C1 of all, 25), and their biases
+    (C1 of all, 1): both models' first layer is one product (one wide product costs less than two)."""
+    w = np.concatenate([m.w1 for m in models], axis=1)
+    b = np.concatenate([m.b1.reshape(-1) for m in models])
+    return np.ascontiguousarray(w.T), np.ascontiguousarray(b[:, None])
+
+
+# For _first_layer: the shifted copy of the image that window place (ky, kx) of pooling place (py, px)
+# reads is the one shifted by (py + ky, px + kx) (of 6 x 6).
+_SHIFT_Y = np.broadcast_to(np.arange(5)[:, None, None, None] + np.arange(2)[None, None, :, None], (5, 5, 2, 2))
+_SHIFT_X = np.broadcast_to(np.arange(5)[None, :, None, None] + np.arange(2)[None, None, None, :], (5, 5, 2, 2))
+
+
+def _first_layer(x: np.ndarray, wt: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """ReLU(maxpool(conv 5 x 5) + bias) of images x (B, 28, 28) float32 as (channels, B * 12 * 12), the
+    same numbers as _conv_pool_relu of _pool_windows. The product is taken the other way round (the
+    weights on the left): its right side is 36 copies of the image shifted by (0..5, 0..5) and taken
+    every second pixel, gathered in whole blocks, instead of 576 windows of 25 pixels per image
+    gathered pixel by pixel (35 % less CPU than that pass for a MAR page's boxes)."""
+    b = len(x)
+    shifted = np.empty((6, 6, b, 12, 12), np.float32)
+    for dy in range(6):
+        for dx in range(6):
+            shifted[dy, dx] = x[:, dy:dy + 23:2, dx:dx + 23:2]
+    z = (wt @ shifted[_SHIFT_Y, _SHIFT_X].reshape(25, -1)).reshape(len(wt), 4, -1)
+    q = np.maximum(np.maximum(z[:, 0], z[:, 1]), np.maximum(z[:, 2], z[:, 3]))
+    q += bias
+    np.maximum(q, 0, out=q)
+    return q
+
+
+def _channels_last(q: np.ndarray, b: int) -> np.ndarray:
+    """(C, B * 12 * 12) as (B, 12, 12, C), contiguous (the second layer's windows are gathered from it
+    at half the cost of gathering them from a strided view)."""
+    return np.ascontiguousarray(q.T).reshape(b, 12, 12, len(q))
 
 
 NO_VOTE = -1   # the second model's vote when there is no second model: agrees with nothing
@@ -532,17 +566,19 @@ def opinions(images: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _opinions(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    win1 = _pool_windows(x.astype(np.float32, copy=False)[..., None], 5)   # gathered once for both
+    x = x.astype(np.float32, copy=False)
     first, second = model(), second_model()
     if second is None:
-        pa, feats = first.read(win1)
+        q = _first_layer(x, *_first_layer_of(first))
+        feats = first._hidden_q1(_channels_last(q, len(x)))
+        pa = first.calibrated(feats @ first.w4 + first.b4)
         return pa, np.stack([pa.argmax(axis=1), np.full(len(pa), NO_VOTE)], axis=1), _unit(feats)
-    # both models' first layer in one product (one wide product costs less than two narrow ones)
+    # both models' first layer in one product
     c1 = first.w1.shape[1]
-    q = _conv_pool(win1, _joined_w1(first, second))
-    feats = first._hidden_q1(_bias_relu(q[:, :c1], first.b1, win1[1]))
+    q = _first_layer(x, *_first_layer_of(first, second))
+    feats = first._hidden_q1(_channels_last(q[:c1], len(x)))
     pa = first.calibrated(feats @ first.w4 + first.b4)
-    pb = second.calibrated(second._hidden_q1(_bias_relu(q[:, c1:], second.b1, win1[1])) @ second.w4 + second.b4)
+    pb = second.calibrated(second._hidden_q1(_channels_last(q[c1:], len(x))) @ second.w4 + second.b4)
     return (pa + pb) / 2, np.stack([pa.argmax(axis=1), pb.argmax(axis=1)], axis=1), _unit(feats)
 
 
