@@ -223,3 +223,29 @@ def test_many_boxes_go_through_the_networks_in_chunks_with_the_same_numbers():
         alone = digits.opinions(x[i:i + 1])
         np.testing.assert_allclose(alone[0][0], probs[i], rtol=0, atol=1e-6)
         assert (alone[1][0] == votes[i]).all() or np.sort(probs[i])[-2] >= probs[i].max() - 1e-4
+
+
+def test_the_kits_memory_blends_as_before_when_only_the_close_cells_are_searched():
+    """Memory.blend looks for a cell's nearest among the memory's cells within MEMORY_SIM of it, not
+    among all of them (a kit's memory grows with its decisions): the same probabilities bit for bit
+    and the same cells touched, for cells with no close neighbour, fewer than MEMORY_K and many more,
+    for a memory smaller than MEMORY_K and for a large one."""
+    rng = np.random.default_rng(11)
+    dim = 32
+    centres = np.abs(rng.normal(size=(10, dim)))
+    for size in (3, 40, 4000):
+        which = rng.integers(0, 10, size)
+        feats = np.abs(centres[which] + rng.normal(scale=0.45, size=(size, dim))).astype(np.float32)
+        feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+        memory = digits.Memory(feats, which)
+        cells = np.abs(centres[rng.integers(0, 10, 60)] + rng.normal(scale=0.45, size=(60, dim)))
+        cells[:5] = rng.random((5, dim)) * (rng.random((5, dim)) > 0.9)   # like nothing in the memory
+        cells = (cells / np.maximum(np.linalg.norm(cells, axis=1, keepdims=True), 1e-6)).astype(np.float32)
+        probs = rng.dirichlet(np.ones(11), 60).astype(np.float32)
+        got, touched = memory.blend(cells, probs)
+        then, then_touched = ref.blend(memory.feats, memory.labels, cells, probs)
+        assert np.array_equal(touched, then_touched) and np.array_equal(got, then)
+        close = (cells @ memory.feats.T >= digits.MEMORY_SIM).sum(axis=1)
+        assert (close == 0).any() and (close > 0).any()
+        if size > 1000:
+            assert (close > digits.MEMORY_K).any() and ((close > 0) & (close < digits.MEMORY_K)).any()

@@ -691,13 +691,20 @@ class Memory:
         if not len(self) or not len(feats):
             return probs, np.zeros(len(probs), bool)
         sims = feats @ self.feats.T
-        k = min(MEMORY_K, len(self))
-        near = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(self) else \
-            np.broadcast_to(np.arange(len(self)), (len(feats), len(self)))
-        s = np.take_along_axis(sims, near, axis=1)
-        w = np.where(s >= MEMORY_SIM, s, 0.0)
+        # only the memory's cells as close as MEMORY_SIM count (the others weigh nothing), so each
+        # cell's nearest are looked for among those alone, not among all the memory's (a kit's memory
+        # grows with its decisions: tens of thousands of cells; a few per cent are that close). The
+        # weights (float32) of at most MEMORY_K neighbours add up exactly in float64, in any order.
+        near = sims >= MEMORY_SIM
         vote = np.zeros(probs.shape, np.float64)
-        np.add.at(vote, (np.repeat(np.arange(len(feats)), k), self.labels[near].ravel()), w.ravel())
+        k = MEMORY_K
+        for i in np.flatnonzero(near.any(axis=1)):
+            j = np.flatnonzero(near[i])
+            s = sims[i, j]
+            if len(j) > k:
+                top = np.argpartition(-s, k - 1)[:k]
+                j, s = j[top], s[top]
+            vote[i] = np.bincount(self.labels[j], weights=s.astype(np.float64), minlength=probs.shape[1])
         total = vote.sum(axis=1, keepdims=True)
         close = total[:, 0] > 0
         vote = np.where(close[:, None], vote / np.maximum(total, 1e-12), 0.0)
