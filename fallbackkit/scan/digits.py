@@ -63,22 +63,19 @@ def _next_to(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _beyond(a: np.ndarray, vertical: bool, reach: int, before: bool) -> np.ndarray:
-    """True where a (uint8 0/1) is True 1..reach px before (above / left of) or after (below / right
-    of) it: a rectangular dilation (OpenCV's fast path) shifted by one pixel."""
+def _crossing(a: np.ndarray, vertical: bool, reach: int) -> np.ndarray:
+    """True where a (uint8 0/1) is True both 1..reach px before (above / left of) and 1..reach px
+    after (below / right of) it: two rectangular dilations (OpenCV's fast path), anchored at either
+    end, compared one pixel apart."""
     k = np.ones((reach, 1) if vertical else (1, reach), np.uint8)
-    d = cv2.dilate(a, k, anchor=(0, reach - 1 if before else 0) if vertical else (reach - 1 if before else 0, 0),
-                   borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    bd = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
+    before = cv2.dilate(a, k, anchor=(0, reach - 1) if vertical else (reach - 1, 0), **bd)
+    after = cv2.dilate(a, k, anchor=(0, 0), **bd)
     out = np.zeros(a.shape, bool)
     if vertical:
-        if before:
-            out[1:] = d[:-1]
-        else:
-            out[:-1] = d[1:]
-    elif before:
-        out[:, 1:] = d[:, :-1]
+        np.bitwise_and(before[:-2], after[2:], out=out[1:-1].view(np.uint8))
     else:
-        out[:, :-1] = d[:, 1:]
+        np.bitwise_and(before[:, :-2], after[:, 2:], out=out[:, 1:-1].view(np.uint8))
     return out
 
 
@@ -109,45 +106,54 @@ def _strip_tiled(ink: np.ndarray, n: int, w: int, m: int) -> tuple[np.ndarray, n
     lh = max(3, int(round(LINE_SHARE * (w - 2 * m))))
     lv = max(3, int(round(LINE_SHARE * (h - 2 * m))))
     bd = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
+    band_rows, band_cols, rows, near_band = _bands(h, n, w, m)
+    # straight runs: an opening along rows (columns) treats each row (column) on its own
+    horiz = cv2.morphologyEx(u8[rows], cv2.MORPH_OPEN, np.ones((1, lh), np.uint8), **bd) > 0
+    # (on every column: gathering the band's columns first costs more than opening them all)
+    vert = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8), **bd)
+    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
+    # thickens the run there but stays outside those rows and is kept (and the blurred edge rows
+    # beside them, where such runs still cover some of the side)
+    rcover = np.zeros((h, n))
+    rcover[rows] = np.count_nonzero(horiz.reshape(len(rows), n, s)[:, :, m:w - m], axis=2) / (w - 2 * m)
+    ccover = np.where(near_band, cv2.reduce(vert[m:h - m], 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[0], 0) / (h - 2 * m)
+    rsel = (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
+    csel = (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
+    line_h = np.zeros(ink.shape, bool)
+    in_band = band_rows[rows]
+    line_h[rows[in_band]] = horiz[in_band] & np.repeat(rsel[rows[in_band]], s, axis=1)
+    line_v = vert.view(bool) & (band_cols & csel)[None, :]
+    line = line_h | line_v
+    rest = np.greater(ink, line).view(np.uint8)    # ink & ~line
+    reach = 2 * band + 1
+    tall = cv2.dilate(rest, np.ones((3, 1), np.uint8))
+    # a line pixel is kept where a stroke crosses the line (ink on both sides). A stroke that only
+    # touches the line loses the pixels it shares with it: keeping the line there (tried) draws a
+    # bar of outline on every digit that touches its box, which costs more than it saves.
+    kept = rest.view(bool) | line_v & _crossing(tall, False, reach)
+    for r0, r1 in _runs(np.flatnonzero(band_rows)):   # the rows within reach of the band's
+        a, b = max(0, r0 - reach), min(h, r1 + reach)
+        wide = cv2.dilate(rest[a:b], np.ones((1, 3), np.uint8))
+        kept[r0:r1] |= line_h[r0:r1] & _crossing(wide, True, reach)[r0 - a:r1 - a]
+    return kept, np.greater(line, kept)   # line & ~kept
+
+
+@functools.lru_cache(maxsize=64)
+def _bands(h: int, n: int, w: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For _strip_tiled: the rows of the outline's band, its columns (in each of the n cells), the
+    rows of the band and those beside them, and the columns of the band and those beside them."""
+    s = w + GAP_PX
+    band = int(round(OUTLINE_BAND_MM * CELL_PPM))
     band_rows = np.zeros(h, bool)
     band_rows[max(0, m - band):m + band + 1] = True
     band_rows[max(0, h - m - band):h - m + band + 1] = True
     col = np.arange(n * s) % s
     band_cols = ((col >= m - band) & (col <= m + band)) | ((col >= w - m - band) & (col <= w - m + band))
     rows = np.flatnonzero(band_rows | _next_to(band_rows))       # the band's rows and those beside them
-    cols = np.flatnonzero(band_cols | _next_to(band_cols))
-    # straight runs: an opening along rows (columns) treats each row (column) on its own
-    horiz = cv2.morphologyEx(u8[rows], cv2.MORPH_OPEN, np.ones((1, lh), np.uint8), **bd) > 0
-    vert = cv2.morphologyEx(np.ascontiguousarray(u8[:, cols]), cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8), **bd) > 0
-    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
-    # thickens the run there but stays outside those rows and is kept (and the blurred edge rows
-    # beside them, where such runs still cover some of the side)
-    rcover = np.zeros((h, n))
-    rcover[rows] = np.count_nonzero(horiz.reshape(len(rows), n, s)[:, :, m:w - m], axis=2) / (w - 2 * m)
-    ccover = np.zeros(n * s)
-    ccover[cols] = np.count_nonzero(vert[m:h - m, :], axis=0) / (h - 2 * m)
-    rsel = (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
-    csel = (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
-    line_h = np.zeros(ink.shape, bool)
-    in_band = band_rows[rows]
-    line_h[rows[in_band]] = horiz[in_band] & np.repeat(rsel[rows[in_band]], s, axis=1)
-    line_v = np.zeros(ink.shape, bool)
-    line_v[:, cols] = vert & (band_cols & csel)[cols][None, :]
-    line = line_h | line_v
-    rest = (ink & ~line).view(np.uint8)
-    reach = 2 * band + 1
-    tall = cv2.dilate(rest, np.ones((3, 1), np.uint8))
-    # a line pixel is kept where a stroke crosses the line (ink on both sides). A stroke that only
-    # touches the line loses the pixels it shares with it: keeping the line there (tried) draws a
-    # bar of outline on every digit that touches its box, which costs more than it saves.
-    cross_v = _beyond(tall, False, reach, True) & _beyond(tall, False, reach, False)
-    kept = rest.view(bool) | line_v & cross_v
-    for r0, r1 in _runs(np.flatnonzero(band_rows)):   # the rows within reach of the band's
-        a, b = max(0, r0 - reach), min(h, r1 + reach)
-        wide = cv2.dilate(rest[a:b], np.ones((1, 3), np.uint8))
-        cross_h = _beyond(wide, True, reach, True) & _beyond(wide, True, reach, False)
-        kept[r0:r1] |= line_h[r0:r1] & cross_h[r0 - a:r1 - a]
-    return kept, line & ~kept
+    near_band = band_cols | _next_to(band_cols)
+    for a in (band_rows, band_cols, rows, near_band):
+        a.flags.writeable = False
+    return band_rows, band_cols, rows, near_band
 
 
 def strip_outline(ink: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
