@@ -262,7 +262,7 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     res: list[tuple[np.ndarray | None, int]] = [(None, 0)] * n
     if r1 <= r0 or c1 <= c0:
         return res   # a box too small to have an interior: nothing in it can be kept
-    idx = np.nonzero((p[:, r0:r1, c0:c1].reshape(n, -1).min(axis=1) <= faint_grey) & (dark_grey >= 0))[0]
+    idx = np.nonzero((p[:, r0:r1, c0:c1].min(axis=(1, 2)) <= faint_grey) & (dark_grey >= 0))[0]
     if not len(idx):
         return res
     ys, xs = np.nonzero(zone)
@@ -288,8 +288,7 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     # counted here: OpenCV's statistics visit every paper pixel too, and cost four labellings)
     nc, lab = cv2.connectedComponents(ink.view(np.uint8), connectivity=8)
     area = np.bincount(lab[ink], minlength=nc)
-    inside = np.zeros(nc, bool)
-    inside[lab[r0 - zy:r1 - zy].reshape(r1 - r0, nk, s)[:, :, c0 - zx:c1 - zx]] = True
+    inside = np.bincount(lab[r0 - zy:r1 - zy].reshape(r1 - r0, nk, s)[:, :, c0 - zx:c1 - zx].ravel(), minlength=nc) > 0
     keep = (area >= SPECK_PX) & inside
     keep[0] = False
     kept = ink if keep[1:].all() else _members(lab, keep)
