@@ -279,8 +279,7 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     faint = grey <= np.repeat(faint_grey[idx].astype(np.uint8), s)[None, :]
     dark = grey <= np.repeat(dark_grey[idx].astype(np.uint8), s)[None, :]
     nf, flab = cv2.connectedComponents(faint.view(np.uint8), connectivity=8)
-    hit = np.zeros(nf, bool)
-    hit[flab[dark]] = True
+    hit = np.bincount(flab[dark], minlength=nf) > 0
     hit[0] = False
     ink = faint if hit[1:].all() else _members(flab, hit)
     ink, line = _strip_tiled(ink, nk, w, m)
@@ -299,10 +298,11 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     x0 = cols.argmax(axis=1) + np.arange(nk) * s
     x1 = s - cols[:, ::-1].argmax(axis=1) + np.arange(nk) * s
     # the kept strokes and the pale rim around them (anti-aliased pen), not the printed line
-    value = cv2.dilate(kept.view(np.uint8), _K3).view(bool) & ~line
+    value = cv2.dilate(kept.view(np.uint8), _K3)
+    np.greater(value, line, out=value)   # & ~line
     # elsewhere paper-white: the darkness of grey 255 is 0 (no paper is paler), so each crop's
-    # darkness is one table look-up of its greys
-    grey = np.where(value, grey, np.uint8(255))
+    # darkness is one table look-up of its greys (value - 1 is 0 where value and 255 elsewhere)
+    np.bitwise_or(grey, np.subtract(value, 1, out=value), out=grey)
     boxes = [(i, t, ya, yb, xa, xb) for i, t, ya, yb, xa, xb in zip(idx.tolist(), total.tolist(), y0.tolist(),
                                                                    y1.tolist(), x0.tolist(), x1.tolist())]
     for i, t, *_ in boxes:
