@@ -240,7 +240,12 @@ _GREYS = np.arange(256, dtype=np.float32)
 
 def _members(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     """The pixels whose component (labels: a label image, 0 for the background) is chosen; chosen[0]
-    is False. One look-up per pixel (np.take): cheaper than visiting the mask's pixels twice."""
+    is False. One look-up per pixel: OpenCV's byte table while the labels fit in a byte (half the
+    cost), else np.take (cheaper than visiting the mask's pixels twice)."""
+    if len(chosen) <= 256:
+        table = np.zeros(256, np.uint8)
+        table[:len(chosen)] = chosen
+        return cv2.LUT(labels.astype(np.uint8), table).view(bool)
     return np.take(chosen, labels)
 
 
