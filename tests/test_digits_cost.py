@@ -7,6 +7,7 @@ boxes, office-scanned and phone-photographed, read by the engine: every cell the
 the same empty cells, the same 28 x 28 inputs (within float noise) and the same probabilities."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -249,3 +250,18 @@ def test_the_kits_memory_blends_as_before_when_only_the_close_cells_are_searched
         assert (close == 0).any() and (close > 0).any()
         if size > 1000:
             assert (close > digits.MEMORY_K).any() and ((close > 0) & (close < digits.MEMORY_K)).any()
+
+
+def test_pieces_are_labelled_in_16_bits_while_they_fit_and_in_32_bits_beyond():
+    """The page's ink pieces are labelled in 16 bits (cheaper) unless there are too many for them:
+    either way the labels are OpenCV's 32-bit ones."""
+    many = np.zeros((600, 1000), np.uint8)
+    many[::2, ::2] = 1                      # 150,000 pieces: more than 16 bits hold
+    few = many.copy()
+    few[200:] = 0
+    few[:, 300:] = 0                        # 15,000 pieces
+    for a in (few, many):
+        n, labels = digits._components(a)
+        n32, labels32 = cv2.connectedComponents(a, connectivity=8, ltype=cv2.CV_32S)
+        assert n == n32 and np.array_equal(labels, labels32)
+    assert digits._components(few)[1].dtype == np.uint16 and digits._components(many)[1].dtype == np.int32

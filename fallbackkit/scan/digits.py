@@ -249,6 +249,15 @@ def _members(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     return np.take(chosen, labels)
 
 
+def _components(a: np.ndarray) -> tuple[int, np.ndarray]:
+    """connectedComponents (8-connected) of a uint8 0/1 image, in 16-bit labels while they fit (less
+    memory written and read back; 32-bit when a page has 65,535 pieces or more): the same labels."""
+    try:
+        return cv2.connectedComponents(a, connectivity=8, ltype=cv2.CV_16U)
+    except cv2.error:
+        return cv2.connectedComponents(a, connectivity=8, ltype=cv2.CV_32S)
+
+
 def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray | None, int]]:
     """normalise_many of cells of one shape. The darkness of a pixel, (paper - grey) / span, depends on
     its grey value alone: each cell's 256 darknesses are worked out once (the same float32 numbers)
@@ -283,14 +292,14 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     # ink: pale-ink pixels, where they join dark ones (a pale pen's strokes stay whole)
     faint = grey <= np.repeat(faint_grey[idx].astype(np.uint8), s)[None, :]
     dark = grey <= np.repeat(dark_grey[idx].astype(np.uint8), s)[None, :]
-    nf, flab = cv2.connectedComponents(faint.view(np.uint8), connectivity=8)
+    nf, flab = _components(faint.view(np.uint8))
     hit = np.bincount(flab[dark], minlength=nf) > 0
     hit[0] = False
     ink = faint if hit[1:].all() else _members(flab, hit)
     ink, line = _strip_tiled(ink, nk, w, m)
     # strokes: what is left, in pieces of SPECK_PX or more that reach the cell's interior (areas
     # counted here: OpenCV's statistics visit every paper pixel too, and cost four labellings)
-    nc, lab = cv2.connectedComponents(ink.view(np.uint8), connectivity=8)
+    nc, lab = _components(ink.view(np.uint8))
     area = np.bincount(lab[ink], minlength=nc)
     inside = np.bincount(lab[r0 - zy:r1 - zy].reshape(r1 - r0, nk, s)[:, :, c0 - zx:c1 - zx].ravel(), minlength=nc) > 0
     keep = (area >= SPECK_PX) & inside
