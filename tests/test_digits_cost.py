@@ -265,3 +265,23 @@ def test_pieces_are_labelled_in_16_bits_while_they_fit_and_in_32_bits_beyond():
         n32, labels32 = cv2.connectedComponents(a, connectivity=8, ltype=cv2.CV_32S)
         assert n == n32 and np.array_equal(labels, labels32)
     assert digits._components(few)[1].dtype == np.uint16 and digits._components(many)[1].dtype == np.int32
+
+
+def test_the_first_layer_taken_the_other_way_round_gives_the_windows_numbers():
+    """Both models' first layer as one product of the weights by shifted copies of the images
+    (`digits._first_layer`) gives what the product of the images' windows by the weights gave (the
+    frozen forward pass), for each model: on this machine's BLAS bit for bit, elsewhere within the
+    rounding of a 25-term float32 sum."""
+    rng = np.random.default_rng(4)
+    x = ((rng.random((37, 28, 28)) > 0.75) * rng.random((37, 28, 28))).astype(np.float32)
+    first, second = digits.model(), digits.second_model()
+    q = digits._first_layer(x, *digits._first_layer_of(first, second))
+    c1 = first.w1.shape[1]
+    win = ref._pool_windows(x[..., None], 5)
+    for model, part in ((first, q[:c1]), (second, q[c1:])):
+        then = ref._conv_pool_relu(win, model.w1, model.b1)                 # (B, 12, 12, C1)
+        now = digits._channels_last(part, len(x))
+        assert now.shape == then.shape
+        np.testing.assert_allclose(now, then, rtol=0, atol=1e-6)
+    alone = digits._first_layer(x, *digits._first_layer_of(first))
+    np.testing.assert_allclose(alone, q[:c1], rtol=0, atol=1e-6)
