@@ -1,7 +1,7 @@
 """The digit cell cutting, normalising and forward pass as they were before they were made cheaper
-(fallbackkit/scan/digits.py at commit 016225c), frozen: tests/test_digits_cost.py checks that the
-scan's cells still give the models the same inputs (the trained models expect them) and the same
-probabilities. Not used by the package."""
+(fallbackkit/scan/digits.py at commit 016225c), and the kit's memory's blend (at commit 2c04214),
+frozen: tests/test_digits_cost.py checks that the scan's cells still give the models the same inputs
+(the trained models expect them), the same probabilities and the same blend. Not used by the package."""
 from __future__ import annotations
 
 import functools
