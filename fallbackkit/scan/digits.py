@@ -97,8 +97,9 @@ def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
 def _strip_tiled(ink: np.ndarray, n: int, w: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     """strip_outline of n tiled cells of width w (see _tile). The printed line is only looked for
     in the band where it is printed, so each step is worked out only where it can matter: the
-    straight runs in the band's rows (columns) and the ones beside them, the crossing strokes around
-    the band's rows (each row's and column's numbers as on the whole cell)."""
+    straight runs along the band's rows and the ones beside them, the crossing strokes around the
+    band's rows (each row's and column's numbers as on the whole cell). The straight runs down the
+    columns are found on every column (cheaper than gathering the band's) and counted on the band's."""
     h = ink.shape[0]
     s = w + GAP_PX
     band = int(round(OUTLINE_BAND_MM * CELL_PPM))
@@ -109,7 +110,6 @@ def _strip_tiled(ink: np.ndarray, n: int, w: int, m: int) -> tuple[np.ndarray, n
     band_rows, band_cols, rows, near_band = _bands(h, n, w, m)
     # straight runs: an opening along rows (columns) treats each row (column) on its own
     horiz = cv2.morphologyEx(u8[rows], cv2.MORPH_OPEN, np.ones((1, lh), np.uint8), **bd) > 0
-    # (on every column: gathering the band's columns first costs more than opening them all)
     vert = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8), **bd)
     # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
     # thickens the run there but stays outside those rows and is kept (and the blurred edge rows
