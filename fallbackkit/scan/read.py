@@ -467,9 +467,8 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
         return [measure_box(image, hmat, b, black) for b in boxes_mm]
     P = np.stack(patches)
     N = len(P)
-    S = np.stack([cv2.medianBlur(p, 3) for p in patches])
-    k = int(P[0].size * PAPER_QUANTILE)
-    paper = np.array([_kth_grey(p, k) for p in patches], np.float32)  # (histograms: cheaper than a partition)
+    S = _median3_stack(P)
+    paper = _kth_greys(patches, int(P[0].size * PAPER_QUANTILE)).astype(np.float32)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
     raw_dark = P < _below(np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1))
@@ -786,9 +785,8 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
                    ppm) for f in fields]
     P = np.stack(crops)
     N, H, W = P.shape
-    S = np.stack([cv2.medianBlur(p, 3) for p in crops])
-    k = int(H * W * PAPER_QUANTILE)
-    paper = np.array([_kth_grey(c, k) for c in crops], np.float32)  # (histograms: cheaper than a partition)
+    S = _median3_stack(P)
+    paper = _kth_greys(crops, int(H * W * PAPER_QUANTILE)).astype(np.float32)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
     raw_dark = P < _below(np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1))
@@ -803,18 +801,22 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     box = np.array([f["box_mm"][:2] for f in fields], float)
     x, y = box[:, 0], box[:, 1]
     ox, oy = x - margin - sxs / ppm, y - margin - sys_ / ppm
-    # only the inside of the field box counts, less the printed lines (set in place: the same mask
-    # as inside & ~printed)
-    usable = np.zeros(P.shape, bool)
-    for n, (r0, c0) in enumerate(zip((m + sys_).tolist(), (m + sxs).tolist())):
-        usable[n, max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
-    for n, r0, r1, c0, c1 in _print_bands(fields, x, y, w, h, ox, oy, ppm, H, W).tolist():
-        usable[n, r0:r1, c0:c1] = False
+    # only the inside of the field box counts, less the printed lines: one mask per distinct layout
+    # of those lines in the crop (the fields of a stack nearly always share one)
+    patterns, which = _usable_patterns(H, W, (m + sys_).tolist(), (m + sxs).tolist(), bh, bw,
+                                       _print_bands(fields, x, y, w, h, ox, oy, ppm, H, W))
+    usable = patterns[0] if len(patterns) == 1 else patterns[which]  # (H x W: the same for every field)
     origins = list(zip(ox.tolist(), oy.tolist()))
-    inked = (S < _below(np.count_nonzero(lut >= HAND_INK_DARK, axis=1))) & usable
     light = (S < _below(np.count_nonzero(lut >= FAINT_DARK, axis=1))) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
-    (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums_many([usable, inked, light], tile)
+    ((use_t, n_usable),) = _tile_sums_many([patterns], tile)
+    use_t, n_usable = use_t[which], n_usable[which]
+    if light.any():
+        inked = (S < _below(np.count_nonzero(lut >= HAND_INK_DARK, axis=1))) & usable
+        (ink_t, n_inked), (light_t, _) = _tile_sums_many([inked, light], tile)
+    else:  # no light ink anywhere, so no ink (darker) either: every count is 0
+        ink_t = light_t = np.zeros_like(use_t)
+        n_inked = np.zeros_like(n_usable)
     valid = use_t >= tile * tile * TILE_MIN_USABLE
     frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
     light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
@@ -881,6 +883,53 @@ def _print_bands(fields: list[dict], x: np.ndarray, y: np.ndarray, w: float, h: 
     n = np.broadcast_to(np.arange(N)[:, None, None], (N, rects.shape[1], 1))
     out = np.concatenate([n, rects], axis=2).reshape(-1, 5).astype(np.int64)
     return out[(out[:, 2] > out[:, 1]) & (out[:, 4] > out[:, 3])]
+
+
+def _usable_patterns(H: int, W: int, r0s: list[int], c0s: list[int], bh: int, bw: int, bands: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The usable pixels of each crop of a stack (its field box from (r0, c0), bh x bw, less the printed
+    bands [n, r0, r1, c0, c1] of _print_bands), built once per distinct layout: (the distinct masks,
+    P x H x W bool; which of them each crop has). The same masks as set field by field."""
+    counts = np.bincount(bands[:, 0], minlength=len(r0s)).tolist()
+    rows = bands[:, 1:].tolist()
+    keys: dict[tuple, int] = {}
+    which, masks = [], []
+    at = 0
+    for r0, c0, n in zip(r0s, c0s, counts):
+        own = rows[at:at + n]
+        at += n
+        key = (r0, c0, *(v for rect in own for v in rect))
+        i = keys.get(key)
+        if i is None:
+            i = keys[key] = len(masks)
+            mask = np.zeros((H, W), bool)
+            mask[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
+            for a0, a1, b0, b1 in own:
+                mask[a0:a1, b0:b1] = False
+            masks.append(mask)
+        which.append(i)
+    return np.stack(masks), np.array(which, np.intp)
+
+
+def _median3_stack(P: np.ndarray) -> np.ndarray:
+    """cv2.medianBlur(p, 3) of each patch of a stack (the same pixels), in two calls: the stack as one
+    tall image, then each patch's first and last row again from three-row strips that repeat the
+    edge row as medianBlur's border does (in the tall image they saw the neighbouring patches)."""
+    N, H, W = P.shape
+    if N == 1 or H < 2:
+        return np.stack([cv2.medianBlur(p, 3) for p in P])
+    S = cv2.medianBlur(P.reshape(N * H, W), 3).reshape(N, H, W)
+    edges = np.stack([P[:, 0], P[:, 0], P[:, 1], P[:, H - 2], P[:, H - 1], P[:, H - 1]], axis=1)
+    fixed = cv2.medianBlur(edges.reshape(N * 6, W), 3).reshape(N, 6, W)
+    S[:, 0], S[:, H - 1] = fixed[:, 1], fixed[:, 4]
+    return S
+
+
+def _kth_greys(patches: list[np.ndarray], k: int) -> np.ndarray:
+    """_kth_grey of each patch (all the same size): the same values, the histograms' running sums in
+    one call (float32 counts below 2^24: exact)."""
+    hists = np.stack([cv2.calcHist([p], [0], None, [256], [0, 256]) for p in patches]).reshape(len(patches), 256)
+    return np.count_nonzero(np.cumsum(hists, axis=1) <= k, axis=1)
 
 
 def _frames_strips(P: np.ndarray, fields: list[dict], origins: list, ppm: float, x0: np.ndarray,
@@ -971,11 +1020,16 @@ def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: f
         r0 = int((ly - origin[1] - pad) * ppm)
         r1 = int(math.ceil((ly - origin[1] + pad) * ppm))
         usable[max(0, r0):max(0, r1), :] = False
-    inked = _le(smooth, lv.at_least(HAND_INK_DARK)) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
     # per tile: usable pixels, ink pixels, light-ink pixels
-    (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums(
-        [usable, inked, _le(smooth, lv.at_least(FAINT_DARK)) & usable], tile)
+    light = _le(smooth, lv.at_least(FAINT_DARK)) & usable
+    if light.any():
+        inked = _le(smooth, lv.at_least(HAND_INK_DARK)) & usable
+        (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums([usable, inked, light], tile)
+    else:  # no light ink, so no ink (darker) either: every count is 0
+        ((use_t, n_usable),) = _tile_sums([usable], tile)
+        ink_t = light_t = np.zeros_like(use_t)
+        n_inked = 0
     valid = use_t >= tile * tile * TILE_MIN_USABLE
     frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
     light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
