@@ -113,3 +113,35 @@ def test_blank_fields_measured_as_before(ward):
             alone_raw, alone_crop = read.measure_handwritten(page, hmat, f, black)
             assert raw == alone_raw and raw["tiles_inked"] == 0 and raw["ink_fraction"] == 0.0
             assert raw["tiles"] > 0 and np.array_equal(crop, alone_crop)
+
+
+def test_outline_blocks_equal_strip_by_strip(ward, monkeypatch):
+    """The same edge of every crop of a stack as one block of strips gives each crop's figure of
+    that edge measured alone, mixed with single strips and blocks split over several running sums."""
+    ppm = read.CROP_PX_PER_MM
+    m = int(round(read.CROP_MARGIN_MM * ppm))
+    items, expected = [], []
+    for page, hmat, fields, _ in _real_stacks(ward, "office", 12):
+        groups: dict[tuple, list] = {}
+        for f in fields:
+            x, y, w, h = f["box_mm"]
+            groups.setdefault(read._hand_shape(f), []).append(
+                read.patch(page, hmat, x - 1.5, y - 1.5, w + 3, h + 3, ppm))
+        for crops in groups.values():
+            P = np.stack(crops)
+            _, H, W = P.shape
+            rects = [(m, m, W - m - 1, H - m - 1), (m + 2, m - 1, m + 9, H - m), (m, m, m + 1, m + 8)]
+            blocks = read._edge_blocks(P, rects)
+            assert blocks is not None and len(blocks) == 4 * len(rects)
+            items += blocks
+            per_crop = [[s for r in rects for s in read._rect_strips(p, *r)] for p in P]
+            expected += [float(read._weakest_of_strips([per_crop[n][e]], ppm)[0])  # [edge][crop], each alone
+                         for e in range(len(blocks)) for n in range(len(P))]
+            single = read._rect_strips(P[0], *rects[0])[2]
+            items.append(single)
+            expected.append(float(read._weakest_of_strips([single], ppm)[0]))
+            assert read._edge_blocks(P, [(0, 0, W - 1, H - 1)]) is None  # at the border: strip by strip
+    assert len(expected) > 500
+    assert read._weakest_of_strips(items, ppm).tolist() == expected
+    monkeypatch.setattr(read, "STRIPS_AT_ONCE", 500)  # blocks longer than a running sum: strip by strip
+    assert read._weakest_of_strips(items, ppm).tolist() == expected

@@ -248,32 +248,60 @@ def _weakest_of_strips(strips: list[np.ndarray], ppm: float) -> np.ndarray:
     against the paper) for any number of edges of any lengths and patches, in a few array calls:
     the strips (_edge_strip) laid end to end, every position worked out on its own as there, the
     window means from one running sum (exact, see STRIPS_AT_ONCE). The same numbers as
-    _edge_evidence and _edge_evidence_one."""
-    out = np.empty(len(strips))
-    if not strips:
+    _edge_evidence and _edge_evidence_one. An item may also be a block of n strips of one length
+    (n x rows x length: the same edge of each patch of a stack), giving n figures in its place."""
+    items: list[np.ndarray] = []
+    for s in strips:
+        if s.ndim == 2:
+            items.append(s[None])
+        elif s.shape[0] * s.shape[2] > STRIPS_AT_ONCE:  # a block longer than one running sum: strip by strip
+            items += [t[None] for t in s]
+        else:
+            items.append(s)
+    counts = [s.shape[0] for s in items]
+    out = np.empty(sum(counts))
+    if not items:
         return out
+    at = np.cumsum([0] + counts).tolist()
     window = max(3, int(round(OUTLINE_WINDOW_MM * ppm)))
-    lengths = [s.shape[1] for s in strips]
     chunk: list[int] = []
     total = 0
-    for i, n in enumerate(lengths):
+
+    def flush():
+        got = _weakest_chunk([items[j] for j in chunk], window)
+        o = 0
+        for j in chunk:
+            out[at[j]:at[j + 1]] = got[o:o + counts[j]]
+            o += counts[j]
+
+    for i, s in enumerate(items):
+        n = s.shape[2]
         if n < 3:  # too short for the 3-pixel mean (never on the printed forms): alone
-            out[i] = _weakest_short(strips[i], window)
+            out[at[i]:at[i + 1]] = [_weakest_short(t, window) for t in s]
             continue
-        if chunk and total + n > STRIPS_AT_ONCE:
-            out[chunk] = _weakest_chunk([strips[j] for j in chunk], window)
+        if chunk and total + n * counts[i] > STRIPS_AT_ONCE:
+            flush()
             chunk, total = [], 0
         chunk.append(i)
-        total += n
+        total += n * counts[i]
     if chunk:
-        out[chunk] = _weakest_chunk([strips[j] for j in chunk], window)
+        flush()
     return out
 
 
-def _weakest_chunk(strips: list[np.ndarray], window: int) -> np.ndarray:
+def _weakest_chunk(blocks: list[np.ndarray], window: int) -> np.ndarray:
+    """The figures of blocks of strips (n x rows x length each), laid end to end in one row."""
     b = OUTLINE_BAND_PX
-    vals = np.concatenate(strips, axis=1)
-    L = np.array([s.shape[1] for s in strips])
+    if len(blocks) == 1 and blocks[0].shape[0] == 1:
+        vals = blocks[0][0]
+    else:
+        vals = np.empty((blocks[0].shape[1], sum(s.shape[0] * s.shape[2] for s in blocks)), np.uint8)
+        at = 0
+        for s in blocks:
+            n, _, length = s.shape
+            vals[:, at:at + n * length].reshape(-1, n, length)[:] = s.transpose(1, 0, 2)
+            at += n * length
+    L = np.repeat([s.shape[2] for s in blocks], [s.shape[0] for s in blocks])
     sums = vals[:, :-2].astype(np.uint16) + vals[:, 1:-1] + vals[:, 2:]
     line = sums[b:3 * b + 1].min(axis=0).astype(np.float32) / 3
     paper = np.maximum(sums.max(axis=0).astype(np.float32) / 3, 1.0)
@@ -747,7 +775,7 @@ def measure_handwritten_many(image: np.ndarray, hmat: np.ndarray, fields: list[d
     groups: dict[tuple, list[int]] = {}
     for i, f in enumerate(fields):
         groups.setdefault(_hand_shape(f), []).append(i)
-    outlines: list[tuple[dict, list[np.ndarray]]] = []  # the page's frames, measured together at the end
+    outlines: list[tuple[list[dict], list[np.ndarray]]] = []  # the page's frames, measured together at the end
     for idx in groups.values():
         if len(idx) < STACK_MIN:
             for i in idx:
@@ -759,14 +787,18 @@ def measure_handwritten_many(image: np.ndarray, hmat: np.ndarray, fields: list[d
     return out
 
 
-def _set_printed(outlines: list[tuple[dict, list[np.ndarray]]], ppm: float) -> None:
+def _set_printed(outlines: list[tuple[list[dict], list[np.ndarray]]], ppm: float) -> None:
     """Each field's "printed" (the weakest stretch of its outline: of all its edges), all of a page's
-    edges measured in one go."""
-    weakest = _weakest_of_strips([s for _, strips in outlines for s in strips], ppm).tolist()
+    edges measured in one go. outlines: (raw measures of n fields, their edges: strips when n is 1,
+    else blocks of the n fields' same edge)."""
+    weakest = _weakest_of_strips([s for _, strips in outlines for s in strips], ppm)
     at = 0
-    for raw, strips in outlines:
-        raw["printed"] = round(min([1.0, *weakest[at:at + len(strips)]]), 3)
-        at += len(strips)
+    for raws, strips in outlines:
+        n = len(raws)
+        mine = weakest[at:at + n * len(strips)].reshape(len(strips), n).T.tolist()
+        at += n * len(strips)
+        for raw, edges in zip(raws, mine):
+            raw["printed"] = round(min([1.0, *edges]), 3)
 
 
 # fewer fields of one shape than this are measured one by one: a stack's fixed cost (~30 array
@@ -825,7 +857,6 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     has_tiles = frac.shape[1] * frac.shape[2] > 0
     max_tile = frac.max(axis=(1, 2)) if has_tiles else np.zeros(N)
     max_light = light_frac.max(axis=(1, 2)) if has_tiles else np.zeros(N)
-    frames = _frames_strips(P, fields, origins, ppm, m + sxs, m + sys_, bw, bh)
     out = []
     for i in range(N):
         sx, sy = int(sxs[i]), int(sys_[i])
@@ -837,8 +868,16 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
         if inked_tiles[i] == 0 and (max_tile[i] > TILE_FAINT or max_light[i] > TILE_LIGHT):
             raw["faint_only"] = True
             raw["ink_confidence"] = 0.5
-        outlines.append((raw, frames[i]))
         out.append((raw, crops[i]))
+    # the fields' outlines: when they lie on the same pixels of every crop (the usual case), each
+    # edge of the stack's crops as one block of strips
+    rects = [_frame_rects(f, origins[i], ppm, (int(x0), int(y0), bw, bh))
+             for i, (f, x0, y0) in enumerate(zip(fields, m + sxs, m + sys_))]
+    blocks = _edge_blocks(P, rects[0]) if all(r == rects[0] for r in rects) else None
+    if blocks is not None:
+        outlines.append(([raw for raw, _ in out], blocks))
+    else:
+        outlines += [([raw], [s for r in rects[i] for s in _rect_strips(P[i], *r)]) for i, (raw, _) in enumerate(out)]
     return out
 
 
@@ -890,8 +929,15 @@ def _usable_patterns(H: int, W: int, r0s: list[int], c0s: list[int], bh: int, bw
     """The usable pixels of each crop of a stack (its field box from (r0, c0), bh x bw, less the printed
     bands [n, r0, r1, c0, c1] of _print_bands), built once per distinct layout: (the distinct masks,
     P x H x W bool; which of them each crop has). The same masks as set field by field."""
-    counts = np.bincount(bands[:, 0], minlength=len(r0s)).tolist()
-    rows = bands[:, 1:].tolist()
+    N = len(r0s)
+    counts = np.bincount(bands[:, 0], minlength=N)
+    rows = bands[:, 1:]
+    if N > 1 and counts.min() == counts.max() and min(r0s) == max(r0s) and min(c0s) == max(c0s):
+        alike = rows.reshape(N, -1)
+        if (alike == alike[0]).all():  # every field's lines on the same pixels: one mask (the usual case)
+            N, counts, rows = 1, counts[:1], rows[:int(counts[0])]
+    counts = counts.tolist()
+    rows = rows.tolist()
     keys: dict[tuple, int] = {}
     which, masks = [], []
     at = 0
@@ -908,6 +954,8 @@ def _usable_patterns(H: int, W: int, r0s: list[int], c0s: list[int], bh: int, bw
                 mask[a0:a1, b0:b1] = False
             masks.append(mask)
         which.append(i)
+    if N < len(r0s):
+        return masks[0][None], np.zeros(len(r0s), np.intp)
     return np.stack(masks), np.array(which, np.intp)
 
 
@@ -932,13 +980,22 @@ def _kth_greys(patches: list[np.ndarray], k: int) -> np.ndarray:
     return np.count_nonzero(np.cumsum(hists, axis=1) <= k, axis=1)
 
 
-def _frames_strips(P: np.ndarray, fields: list[dict], origins: list, ppm: float, x0: np.ndarray,
-                   y0: np.ndarray, bw: int, bh: int) -> list[list[np.ndarray]]:
-    """The printed outline of each handwriting field of a stack, as the edge strips whose weakest
-    stretch is its "printed": of its frame; for a comb (no frame of its own: the gaps between
-    groups are open), of the outer frame of each group of cells (the walls between cells are left
-    out: two rectangles' edges meet there, and blur away first)."""
-    return [_frame_strips(P[i], f, origins[i], ppm, (int(x0[i]), int(y0[i]), bw, bh)) for i, f in enumerate(fields)]
+def _edge_blocks(P: np.ndarray, rects: list[tuple[int, int, int, int]]) -> list[np.ndarray] | None:
+    """The four edges of each rectangle (px, corners included) in every patch of a stack, as blocks
+    (N x rows x length) of the strips _edge_strip reads: top, bottom, left, right. None when an edge
+    runs out of the patch (there _edge_strip repeats the border pixels: strip by strip)."""
+    b2 = 2 * OUTLINE_BAND_PX
+    _, H, W = P.shape
+    out = []
+    for x0, y0, x1, y1 in rects:
+        for pos, a0, length, horizontal in ((y0, x0, x1 - x0 + 1, True), (y1, x0, x1 - x0 + 1, True),
+                                            (x0, y0, y1 - y0 + 1, False), (x1, y0, y1 - y0 + 1, False)):
+            limit, along_limit = (H, W) if horizontal else (W, H)
+            if not (pos - b2 >= 0 and pos + b2 < limit and a0 >= 0 and a0 + length <= along_limit):
+                return None
+            out.append(P[:, pos - b2:pos + b2 + 1, a0:a0 + length] if horizontal
+                       else P[:, a0:a0 + length, pos - b2:pos + b2 + 1].transpose(0, 2, 1))
+    return out
 
 
 def _tile_sums_many(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -1045,7 +1102,7 @@ def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: f
     if inked_tiles == 0 and (max_tile > TILE_FAINT or max_light > TILE_LIGHT):
         raw["faint_only"] = True
         raw["ink_confidence"] = 0.5
-    pending = [(raw, _frame_strips(crop, field, origin, ppm, (m + sx, m + sy, bw, bh)))]
+    pending = [([raw], _frame_strips(crop, field, origin, ppm, (m + sx, m + sy, bw, bh)))]
     if outlines is None:
         _set_printed(pending, ppm)
     else:
@@ -1055,26 +1112,31 @@ def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: f
 
 def _frame_strips(crop: np.ndarray, field: dict, origin, ppm: float, frame_px) -> list[np.ndarray]:
     """The edge strips of a handwriting field's printed outline (its "printed" is their weakest
-    stretch): of its frame; for a comb (no frame of its own: the gaps between groups are open), of
-    the outer frame of each group of cells (the walls between cells are left out: two rectangles'
-    edges meet there, and blur away first)."""
+    stretch), of the rectangles of _frame_rects."""
+    return [s for r in _frame_rects(field, origin, ppm, frame_px) for s in _rect_strips(crop, *r)]
+
+
+def _frame_rects(field: dict, origin, ppm: float, frame_px) -> list[tuple[int, int, int, int]]:
+    """The rectangles (px in the crop, corners included) of a handwriting field's printed outline:
+    its frame; for a comb (no frame of its own: the gaps between groups are open), the outer frame
+    of each group of cells (the walls between cells are left out: two rectangles' edges meet there,
+    and blur away first)."""
     cells = field.get("cells_mm") or []
     if not cells:
         x0, y0, w, h = frame_px
-        return _rect_strips(crop, x0, y0, x0 + w, y0 + h)
+        return [(x0, y0, x0 + w, y0 + h)]
     groups: list[list] = [[cells[0]]]
     for a, b in zip(cells, cells[1:]):
         if b[0] - (a[0] + a[2]) > 0.5:
             groups.append([])
         groups[-1].append(b)
-    strips = []
+    rects = []
     for g in groups:
         gx0, gy0 = g[0][0], min(c[1] for c in g)
         gx1, gy1 = g[-1][0] + g[-1][2], max(c[1] + c[3] for c in g)
-        px = [int(round((v - o) * ppm)) for v, o in ((gx0, origin[0]), (gy0, origin[1]), (gx1, origin[0]),
-                                                      (gy1, origin[1]))]
-        strips += _rect_strips(crop, *px)
-    return strips
+        rects.append(tuple(int(round((v - o) * ppm)) for v, o in ((gx0, origin[0]), (gy0, origin[1]),
+                                                                  (gx1, origin[0]), (gy1, origin[1]))))
+    return rects
 
 
 def _tile_sums(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, int]]:
