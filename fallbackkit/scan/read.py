@@ -531,20 +531,42 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
     means = [lut[nn, ln.astype(np.intp)].mean(axis=1) for ln in lines]
     outline = ((means[0] + means[1]) + means[2]) + means[3]
     # the boxes' outlines as one run of edge strips (the same numbers as _edge_evidence of the stack)
-    edges = [s for i, (bx0, by0, bx1, by1) in enumerate(zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist()))
-             for s in _rect_strips(P[i], bx0, by0, bx1, by1)]
-    printed = _weakest_of_strips(edges, ppm).reshape(N, 4).min(axis=1)
+    # (the boxes lined up on the same pixels of their patches: each edge of them as one block of strips)
+    alike: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(x0.tolist(), y0.tolist())):
+        alike.setdefault(key, []).append(i)
+    edges, owners = [], []
+    for (bx0, by0), idx in alike.items():
+        blocks = _edge_blocks(P, [(bx0, by0, bx0 + bw, by0 + bh)], np.array(idx))
+        if blocks is None:  # at the patch's border: box by box
+            for i in idx:
+                edges += _rect_strips(P[i], bx0, by0, bx0 + bw, by0 + bh)
+                owners.append([i])
+        else:
+            edges += blocks
+            owners.append(idx)
+    weakest = _weakest_of_strips(edges, ppm)
+    printed = np.empty(N)
+    at = 0
+    for idx in owners:
+        printed[idx] = weakest[at:at + 4 * len(idx)].reshape(4, len(idx)).min(axis=0)
+        at += 4 * len(idx)
     out = []
+    # as Python numbers (the same values: integer counts divided in float64, float32 read as float)
+    ink_l, faint_l, size_l, sx_l, sy_l = ink_c.tolist(), faint_c.tolist(), size.tolist(), sx.tolist(), sy.tolist()
+    strips_l = [(key, c.tolist(), s.tolist()) for key, (c, s) in strips.items()]
+    outline_l, printed_l, paper_l = outline.tolist(), printed.tolist(), paper.tolist()
     for i in range(N):
-        ink = ink_c[i] / size[i] if size[i] else float("nan")
-        faint = faint_c[i] / size[i] if size[i] else float("nan")
-        spill = {key: (float(c[i] / s[i]) if s[i] else 0.0) for key, (c, s) in strips.items()}
-        out.append({"ink": round(float(ink), 4), "faint": round(float(faint), 4),
+        n = size_l[i]
+        ink = ink_l[i] / n if n else float("nan")
+        faint = faint_l[i] / n if n else float("nan")
+        spill = {key: (c[i] / s[i] if s[i] else 0.0) for key, c, s in strips_l}
+        out.append({"ink": round(ink, 4), "faint": round(faint, 4),
                     "spill": {key: round(v, 4) for key, v in spill.items()},
                     "spill_max": round(max(spill.values()), 4),
-                    "shift_mm": [round(int(sx[i]) / ppm, 2), round(int(sy[i]) / ppm, 2)],
-                    "outline": round(float(outline[i]) / 4, 3), "printed": round(float(printed[i]), 3),
-                    "paper": round(float(paper[i]), 1)})
+                    "shift_mm": [round(sx_l[i] / ppm, 2), round(sy_l[i] / ppm, 2)],
+                    "outline": round(outline_l[i] / 4, 3), "printed": round(printed_l[i], 3),
+                    "paper": round(paper_l[i], 1)})
     return out
 
 
@@ -858,14 +880,16 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     max_tile = frac.max(axis=(1, 2)) if has_tiles else np.zeros(N)
     max_light = light_frac.max(axis=(1, 2)) if has_tiles else np.zeros(N)
     out = []
-    for i in range(N):
-        sx, sy = int(sxs[i]), int(sys_[i])
-        raw = {"tiles": int(tiles[i]), "tiles_inked": int(inked_tiles[i]), "max_tile": round(float(max_tile[i]), 4),
+    # as Python numbers (the same values)
+    tiles_l, inked_l, max_l, light_l = tiles.tolist(), inked_tiles.tolist(), max_tile.tolist(), max_light.tolist()
+    n_inked_l, n_usable_l, paper_l = n_inked.tolist(), n_usable.tolist(), paper.tolist()
+    for i, (sx, sy) in enumerate(zip(sxs.tolist(), sys_.tolist())):
+        raw = {"tiles": tiles_l[i], "tiles_inked": inked_l[i], "max_tile": round(max_l[i], 4),
                "printed": None,  # _set_printed
-               "ink_fraction": round(float(n_inked[i]) / max(1, int(n_usable[i])), 4),
-               "max_light_tile": round(float(max_light[i]), 4),
-               "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(float(paper[i]), 1)}
-        if inked_tiles[i] == 0 and (max_tile[i] > TILE_FAINT or max_light[i] > TILE_LIGHT):
+               "ink_fraction": round(n_inked_l[i] / max(1, n_usable_l[i]), 4),
+               "max_light_tile": round(light_l[i], 4),
+               "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(paper_l[i], 1)}
+        if inked_l[i] == 0 and (max_l[i] > TILE_FAINT or light_l[i] > TILE_LIGHT):
             raw["faint_only"] = True
             raw["ink_confidence"] = 0.5
         out.append((raw, crops[i]))
@@ -980,12 +1004,15 @@ def _kth_greys(patches: list[np.ndarray], k: int) -> np.ndarray:
     return np.count_nonzero(np.cumsum(hists, axis=1) <= k, axis=1)
 
 
-def _edge_blocks(P: np.ndarray, rects: list[tuple[int, int, int, int]]) -> list[np.ndarray] | None:
-    """The four edges of each rectangle (px, corners included) in every patch of a stack, as blocks
-    (N x rows x length) of the strips _edge_strip reads: top, bottom, left, right. None when an edge
-    runs out of the patch (there _edge_strip repeats the border pixels: strip by strip)."""
+def _edge_blocks(P: np.ndarray, rects: list[tuple[int, int, int, int]], which: np.ndarray | None = None
+                 ) -> list[np.ndarray] | None:
+    """The four edges of each rectangle (px, corners included) in every patch of a stack (or in the
+    patches `which`), as blocks (n x rows x length) of the strips _edge_strip reads: top, bottom,
+    left, right. None when an edge runs out of the patch (there _edge_strip repeats the border
+    pixels: strip by strip)."""
     b2 = 2 * OUTLINE_BAND_PX
     _, H, W = P.shape
+    n = slice(None) if which is None else which
     out = []
     for x0, y0, x1, y1 in rects:
         for pos, a0, length, horizontal in ((y0, x0, x1 - x0 + 1, True), (y1, x0, x1 - x0 + 1, True),
@@ -993,8 +1020,8 @@ def _edge_blocks(P: np.ndarray, rects: list[tuple[int, int, int, int]]) -> list[
             limit, along_limit = (H, W) if horizontal else (W, H)
             if not (pos - b2 >= 0 and pos + b2 < limit and a0 >= 0 and a0 + length <= along_limit):
                 return None
-            out.append(P[:, pos - b2:pos + b2 + 1, a0:a0 + length] if horizontal
-                       else P[:, a0:a0 + length, pos - b2:pos + b2 + 1].transpose(0, 2, 1))
+            out.append(P[n, pos - b2:pos + b2 + 1, a0:a0 + length] if horizontal
+                       else P[n, a0:a0 + length, pos - b2:pos + b2 + 1].transpose(0, 2, 1))
     return out
 
 
