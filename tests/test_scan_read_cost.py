@@ -44,7 +44,7 @@ def _real_stacks(ward, tier: str, seed: int) -> list[tuple[np.ndarray, np.ndarra
 def test_stack_median_and_paper_levels_equal_patch_by_patch(ward):
     rng = np.random.default_rng(3)
     stacks = [rng.integers(0, 256, (n, h, w), dtype=np.uint8) for n, h, w in
-              [(1, 5, 7), (2, 2, 9), (3, 3, 3), (5, 65, 115), (4, 2, 1)]]
+              [(1, 5, 7), (2, 2, 9), (3, 3, 3), (5, 65, 115), (4, 2, 1), (9, 3, 4), (60, 72, 72)]]
     ppm = read.CROP_PX_PER_MM
     for page, hmat, fields, _ in _real_stacks(ward, "hard", 8):
         groups: dict[tuple, list[np.ndarray]] = {}
@@ -58,7 +58,7 @@ def test_stack_median_and_paper_levels_equal_patch_by_patch(ward):
         assert np.array_equal(read._median3_stack(P), np.stack([medianBlur(p, 3) for p in P])), P.shape
         for q in (0.0, read.PAPER_QUANTILE, 0.5):
             k = int(P[0].size * q)
-            assert read._kth_greys(list(P), k).tolist() == [read._kth_grey(p, k) for p in P]
+            assert read._kth_greys(P, k).tolist() == [read._kth_grey(p, k) for p in P]
 
 
 def _usable_one_by_one(H, W, r0s, c0s, bh, bw, bands):

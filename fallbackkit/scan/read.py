@@ -496,7 +496,7 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
     P = np.stack(patches)
     N = len(P)
     S = _median3_stack(P)
-    paper = _kth_greys(patches, int(P[0].size * PAPER_QUANTILE)).astype(np.float32)
+    paper = _kth_greys(P, int(P[0].size * PAPER_QUANTILE)).astype(np.float32)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
     raw_dark = P < _below(np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1))
@@ -840,7 +840,7 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     P = np.stack(crops)
     N, H, W = P.shape
     S = _median3_stack(P)
-    paper = _kth_greys(crops, int(H * W * PAPER_QUANTILE)).astype(np.float32)
+    paper = _kth_greys(P, int(H * W * PAPER_QUANTILE)).astype(np.float32)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
     raw_dark = P < _below(np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1))
@@ -997,10 +997,17 @@ def _median3_stack(P: np.ndarray) -> np.ndarray:
     return S
 
 
-def _kth_greys(patches: list[np.ndarray], k: int) -> np.ndarray:
-    """_kth_grey of each patch (all the same size): the same values, the histograms' running sums in
-    one call (float32 counts below 2^24: exact)."""
-    hists = np.stack([cv2.calcHist([p], [0], None, [256], [0, 256]) for p in patches]).reshape(len(patches), 256)
+def _kth_greys(P: np.ndarray, k: int) -> np.ndarray:
+    """_kth_grey of each patch of a stack (N x H x W): the same values, the histograms' running sums in
+    one call (float32 counts below 2^24: exact). Many patches: their histograms as one histogram of
+    patch * 256 + grey (16-bit, one bin per value), one call instead of one per patch."""
+    n = len(P)
+    if 8 <= n <= 255:
+        codes = P.astype(np.uint16)
+        codes += (np.arange(n, dtype=np.uint16) * 256)[:, None, None]
+        hists = cv2.calcHist([codes.reshape(-1, codes.shape[2])], [0], None, [n * 256], [0, n * 256]).reshape(n, 256)
+    else:
+        hists = np.stack([cv2.calcHist([p], [0], None, [256], [0, 256]) for p in P]).reshape(n, 256)
     return np.count_nonzero(np.cumsum(hists, axis=1) <= k, axis=1)
 
 
