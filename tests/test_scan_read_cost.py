@@ -44,7 +44,8 @@ def _real_stacks(ward, tier: str, seed: int) -> list[tuple[np.ndarray, np.ndarra
 def test_stack_median_and_paper_levels_equal_patch_by_patch(ward):
     rng = np.random.default_rng(3)
     stacks = [rng.integers(0, 256, (n, h, w), dtype=np.uint8) for n, h, w in
-              [(1, 5, 7), (2, 2, 9), (3, 3, 3), (5, 65, 115), (4, 2, 1), (9, 3, 4), (60, 72, 72)]]
+              [(1, 5, 7), (2, 2, 9), (3, 3, 3), (5, 65, 115), (4, 2, 1), (9, 3, 4), (60, 72, 72), (15, 65, 50),
+              (3, 65, 66), (2, 70, 65)]]
     ppm = read.CROP_PX_PER_MM
     for page, hmat, fields, _ in _real_stacks(ward, "hard", 8):
         groups: dict[tuple, list[np.ndarray]] = {}
@@ -145,3 +146,13 @@ def test_outline_blocks_equal_strip_by_strip(ward, monkeypatch):
     assert read._weakest_of_strips(items, ppm).tolist() == expected
     monkeypatch.setattr(read, "STRIPS_AT_ONCE", 500)  # blocks longer than a running sum: strip by strip
     assert read._weakest_of_strips(items, ppm).tolist() == expected
+
+
+def test_narrow_images_median_filtered_as_opencv_does():
+    """Images narrower than MEDIAN_MIN_WIDTH (OpenCV's slow case) are filtered widened by copies of
+    their last column: the same pixels as cv2.medianBlur, at any width and height."""
+    rng = np.random.default_rng(7)
+    for h, w in [(1, 1), (2, 1), (1, 5), (65, 50), (975, 50), (3, 65), (9, 66), (40, 67), (65, 221)]:
+        img = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        img[:, -1] = rng.integers(0, 2, h) * 255  # the border column that the widening copies
+        assert np.array_equal(read._median3(img), medianBlur(img, 3)), (h, w)
