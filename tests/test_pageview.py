@@ -214,6 +214,24 @@ def test_the_station_shows_read_and_quarantined_pages_and_says_when_the_original
     assert client.get(f"/img/page/{quarantined['capture_id']}").status_code == 200
 
 
+def test_a_quarantined_page_a_clerk_identified_is_shown_as_that_sheet(station_kit, tmp_path):
+    """Assigned to its sheet, the torn page is read by its corner marks: its view is that sheet's
+    page warped with the new capture's transform (the old code's page image), at its own path."""
+    from fallbackkit.scan.pipeline import assign_quarantined
+    from fallbackkit.store.quarantine import list_quarantine
+    kit = station_kit
+    item = next(i for i in list_quarantine(kit.db.conn) if i.assigned_sheet_id is None)
+    sheet = kit.db.conn.execute("SELECT sheet_id FROM sheets s JOIN forms f USING (form_id)"
+                                " WHERE s.template = 'registration' AND s.page = 1").fetchone()[0]
+    cid = assign_quarantined(kit, item.quarantine_id, sheet, "clara")
+    rel, transform = kit.db.conn.execute("SELECT image_path, transform FROM captures WHERE capture_id = ?",
+                                         [cid]).fetchone()
+    assert rel == f"pages/{item.sha256[:2]}/{item.sha256}-p{item.page_index}-assigned.png"
+    page = load_page(kit.path / item.archive_path, item.page_index).image
+    want = ref.viewing_copy(ref.page_image(page, np.array(json.loads(transform)), sheet_geometry(kit, sheet)))
+    assert np.array_equal(_pixels(page_image_png(kit.db.conn, kit.path, cid)), want)
+
+
 def test_a_path_outside_pages_is_never_written(station_kit):
     """A store row naming another file of the kit (secret.key): never read, never overwritten."""
     kit = station_kit
@@ -255,7 +273,9 @@ def test_the_page_view_in_chromium_shows_the_image_made_on_demand(station_kit):
         page.goto("/quarantine")
         page.wait_for_function("() => [...document.querySelectorAll('.qimg img')].every(i => i.complete && i.naturalWidth > 0)")
         assert problems == []
-    assert all((kit.path / c["image_path"]).is_file() for c in caps)
+    from fallbackkit.store.quarantine import list_quarantine
+    shown = [read["image_path"]] + [i.image_path for i in list_quarantine(kit.db.conn) if i.assigned_sheet_id is None]
+    assert all((kit.path / rel).is_file() for rel in shown)
 
 
 def _transcribed_vitals(kit, sheet_id: str) -> int:
