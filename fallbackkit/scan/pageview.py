@@ -180,13 +180,18 @@ def page_image_size(kit_path: Path | str | None, src: PageImageSource) -> tuple[
 
 
 def _write_cache(dest: Path, png: bytes) -> None:
-    """Temp file, then rename (a name of its own per call: the station renders in threads). A kit
+    """Temp file (mode 0600), then rename (a name of its own per call: the station renders in threads). A kit
     that cannot be written (read-only media, a full disk) still shows the page: it is made again
     next time."""
+    from ..store.kit import PRIVATE_FILE, private_dir
     tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}.{os.getpid()}.tmp")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(png)
+        if not dest.parent.is_dir():
+            private_dir(dest.parent)  # a page of a patient: 0700 / 0600 whatever the umask
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(png)
+        os.chmod(tmp, PRIVATE_FILE)
         os.replace(tmp, dest)
     except OSError as exc:
         try:
