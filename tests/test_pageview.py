@@ -131,6 +131,28 @@ def test_the_second_view_is_a_file_read_and_a_kit_scanned_before_keeps_its_image
         cached.write_bytes(saved)
 
 
+def test_a_kit_that_cannot_be_written_still_shows_its_pages(scanned, monkeypatch, caplog):
+    """Read-only media or a full disk: the page image is made and shown, not cached, said once."""
+    import errno
+    kit, inbox, _, _ = scanned
+    caps = [c for c in _captures(kit) if c["status"] == "read"][:2]
+    for cap in caps:
+        (kit.path / cap["image_path"]).unlink(missing_ok=True)
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(pageview.os, "open", read_only)
+    pageview._NOT_CACHED.clear()
+    with caplog.at_level("DEBUG", logger="fallbackkit"):
+        for cap in caps:
+            png = page_image_png(kit.db.conn, kit.path, cap["capture_id"])
+            assert np.array_equal(_pixels(png), _old_stored_image(kit, inbox, cap))
+            assert not (kit.path / cap["image_path"]).exists()
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "not cached" in r.getMessage()]
+    assert len(warned) == 1 and "Read-only" in warned[0].getMessage()
+    assert not list((kit.path / "pages").rglob("*.tmp"))
+
+
 def test_the_page_size_is_known_before_the_image_is_made(scanned):
     """The station draws its field outlines over the page before the browser asks for the image."""
     from fallbackkit.review.queue import page_view_size

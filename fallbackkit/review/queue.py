@@ -595,7 +595,7 @@ def field_crop_from_page(conn, kit_path: Path, reading_id: int, pad_mm: float = 
         return None
 
 
-IMAGE_FOLDERS = ("pages", "crops")  # where the scan stage writes page images and field crops
+IMAGE_FOLDERS = ("pages", "crops")  # page images (cached by scan/pageview.py) and crops kept at scan time
 
 
 def kit_file(kit_path: Path, relative: str | None) -> Path:

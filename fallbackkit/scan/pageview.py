@@ -54,7 +54,7 @@ def png_of(kit_path: Path | str, src: PageImageSource) -> bytes:
     cached = cache_file(kit_path, src.image_path)
     try:
         return cached.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         pass
     except IsADirectoryError:
         raise NotFound("image not found in the kit") from None
@@ -198,7 +198,13 @@ def _write_cache(dest: Path, png: bytes) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        log.warning("page image not cached at %s: %s", dest, exc)
+        # once per process: an export of a read-only kit would otherwise say it for every page
+        (log.debug if _NOT_CACHED else log.warning)("page image not cached at %s: %s (it is made again "
+                                                   "next time it is shown)", dest, exc)
+        _NOT_CACHED.add(dest.parent)
+
+
+_NOT_CACHED: set[Path] = set()
 
 
 __all__ = ["PageImageUnavailable", "page_image_png", "missing_original", "png_of", "render", "preview", "page_image_size",
