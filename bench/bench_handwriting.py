@@ -259,7 +259,7 @@ def main() -> None:
                   f"({m['partial_wrong']}); any pre-fill {any_pre / n:.1%}, wrong {any_wrong / max(any_pre, 1):.2%} "
                   f"({any_wrong})")
             print(f"{label}: keystrokes per field {m['keys_assist'] / n:.2f} vs typing {m['keys_typing'] / n:.2f} "
-                  f"(ratio {m['keys_assist'] / max(m['keys_typing'], 1):.3f}); whole pre-fill or nothing (the "
+                  f"(ratio {m['keys_assist'] / max(m['keys_typing'], 1):.2f}); whole pre-fill or nothing (the "
                   f"previous station) {m['keys_whole'] / n:.2f} (ratio {m['keys_whole'] / max(m['keys_typing'], 1):.2f})")
 
         def sweep(label: str, m: dict) -> None:
@@ -294,22 +294,6 @@ def main() -> None:
             finally:
                 sg.CELL_SURE, sg.PREFILL_MIN = kept
 
-        def show_without_edge(label: str, m: dict) -> None:
-            """The same fields decided as before the empty boxes' edge ink (digits._edge_ink) was
-            weighed: a paired before/after on the very same cells."""
-            k = {key: 0 for key in ("prefilled", "prefilled_wrong", "partial", "partial_wrong",
-                                    "keys_assist", "keys_typing", "keys_whole", "open_boxes")}
-            edged = 0
-            for raw, f, checks, written, want in m["fields_raw"]:
-                cells = [{key: v for key, v in c.items() if key != "edge_ink"} for c in raw["cells"]]
-                edged += any("edge_ink" in c for c in raw["cells"])
-                clerk(k, suggest({**raw, "cells": cells}, f, checks)
-                      or {"suggestion": None, "prefill": False, "cells": []}, written, want)
-            n = max(len(m["fields_raw"]), 1)
-            print(f"{label} without the empty boxes' edge ink (as before; {edged} fields have some): "
-                  f"pre-filled {k['prefilled'] / n:.1%}, wrong {k['prefilled_wrong']}, partly wrong "
-                  f"{k['partial_wrong']}, keystroke ratio {k['keys_assist'] / max(k['keys_typing'], 1):.3f}")
-
         for first, second in pairs:
             digits.MODEL_PATH, digits.SECOND_PATH = first, second
             digits.model.cache_clear()
@@ -319,7 +303,6 @@ def main() -> None:
             for tier in ("office", "phone"):
                 m = evaluate(filled, tier, 20)
                 show(tier, m)
-                show_without_edge(tier, m)
                 if args.sweep:
                     sweep(tier, m)
                     sweep_partial(tier, m)
