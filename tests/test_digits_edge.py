@@ -134,7 +134,7 @@ def test_edge_ink_of_a_drawn_box():
     along[m - 2:h - m + 2, m:m + 4] = 30            # a 0.5 mm stroke on the left line along its whole length
     cells = [blank, hugging, beyond, along]
     got = digits.measure_many(cells, [20.0] * 4)
-    assert [e for _, _, e in got][0] == 0 and got[2][2] == 0
+    assert got[0][2] == 0 and got[2][2] == 0
     assert got[1][2] > sg.EMPTY_SURE_EDGE and got[3][2] > sg.EMPTY_SURE_EDGE
     for (n1, ink1, _), (n2, ink2) in zip(got, digits.normalise_many(cells, [20.0] * 4)):
         assert ink1 == ink2 and (n1 is None) == (n2 is None)

@@ -232,8 +232,8 @@ def normalise_many(patches: list[np.ndarray], blacks) -> list[tuple[np.ndarray |
 
 
 def measure_many(patches: list[np.ndarray], blacks) -> list[tuple[np.ndarray | None, int, int]]:
-    """normalise_many, and each cell's edge ink (`_edge_ink`: ink along the inside of its outline that
-    the cut leaves out, which the printed line does not explain)."""
+    """normalise_many, and the edge ink of each cell read empty (`_edge_ink`: ink along the inside of
+    its outline that the cut leaves out, which the printed line does not explain; 0 for the others)."""
     out: list[tuple[np.ndarray | None, int, int]] = [(None, 0, 0)] * len(patches)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, p in enumerate(patches):
@@ -241,7 +241,11 @@ def measure_many(patches: list[np.ndarray], blacks) -> list[tuple[np.ndarray | N
     for shape, idx in groups.items():
         group = np.stack([patches[i] for i in idx])
         normalised, faint_grey = _normalise_group(group, np.array([blacks[i] for i in idx], np.float32))
-        for i, (norm, ink), edge in zip(idx, normalised, _edge_ink(group, faint_grey).tolist()):
+        empty = np.array([norm is None for norm, _ in normalised])
+        edges = np.zeros(len(idx), np.int64)
+        if empty.any():
+            edges[empty] = _edge_ink(group[empty], faint_grey[empty])
+        for i, (norm, ink), edge in zip(idx, normalised, edges.tolist()):
             out[i] = (norm, ink, edge)
     return out
 
