@@ -111,6 +111,9 @@ def _suggest_module(path: str):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--beds", type=int, default=8,
+                    help="beds of the ward printed (8: 16 vitals sheets, 664 comb fields a damage tier); more "
+                         "give a larger sample, e.g. to choose thresholds on the calibration split")
     ap.add_argument("--sweep", action="store_true", help="also what other pre-fill thresholds would give")
     ap.add_argument("--sweep-only", action="store_true", help="stop after the accuracy figures")
     ap.add_argument("--show-wrong", action="store_true", help="print each wrong pre-filled field")
@@ -152,7 +155,7 @@ def main() -> None:
         return images[i]
 
     with tempfile.TemporaryDirectory() as tmp:
-        kit = census_kit(Path(tmp), {"3B": 8})
+        kit = census_kit(Path(tmp), {"3B": args.beds})
         result = print_ward(kit, "3B", Path(tmp) / "ward.pdf", actor="bench")
         pages = render_pdf(result.out_path, DPI)
         vitals, mars = [], []
@@ -299,7 +302,7 @@ def main() -> None:
             from fallbackkit.scan import suggest as sg
             kept = sg.CELL_SURE, sg.PREFILL_MIN
             try:
-                for cell_sure, prefill_min in [(c, p) for c in (0.9, 0.99) for p in (0.9, 0.95, 0.97, 0.98, 0.99)]:
+                for cell_sure, prefill_min in [(c, p) for c in (0.9, 0.99) for p in (0.8, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99)]:
                     sg.CELL_SURE, sg.PREFILL_MIN = cell_sure, prefill_min
                     k = {key: 0 for key in ("prefilled", "prefilled_wrong", "partial", "partial_wrong",
                                             "keys_assist", "keys_typing", "keys_whole", "open_boxes")}
