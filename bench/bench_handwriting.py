@@ -369,8 +369,10 @@ def main() -> None:
                         reason = "models agree, p below CELL_SURE"
                     elif got.get("rule"):
                         reason = "the field breaks a rule / another box holds something else"
+                    elif alts[0][1] < sg.PREFILL_MIN:
+                        reason = "models agree, p below PREFILL_MIN (what a box pre-filled alone needs)"
                     else:
-                        reason = "sure alone, not together (PREFILL_MIN) or after the field's rules"
+                        reason = "p above PREFILL_MIN: not with the other sure boxes, or not after the field's rules"
                     row = boxes.setdefault(reason, [0, 0])
                     row[0] += 1
                     row[1] += c.get("digit") == ch
