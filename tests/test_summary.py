@@ -467,3 +467,30 @@ def test_a_killed_merge_resumed_copies_what_it_may_and_equals_the_full_recompute
     merge_store(kit, tmp_path / "station-b", "it")
     assert copied[0] > 0
     assert_kept_equals_full(kit)
+
+
+def test_printing_brings_the_new_forms_summaries_up_to_date(kit, ward_pack, tmp_path):
+    """A print writes its forms' summaries in its own transaction ("printed, none returned"): the
+    reports see the pack at once, and the first scan afterwards recomputes only the forms it read."""
+    assert summary.pending_forms(kit) == 0
+    printed = kit.db.conn.execute("SELECT COUNT(*) FROM forms").fetchone()[0]
+    assert kit.db.conn.execute("SELECT COUNT(*), SUM(returned) FROM form_summary").fetchone() == (printed, 0)
+    print_blank(kit, "vitals", 3, tmp_path / "blank.pdf", actor="tester")
+    assert summary.pending_forms(kit) == 0
+    assert kit.db.conn.execute("SELECT COUNT(*) FROM form_summary").fetchone()[0] == printed + 3
+    assert_kept_equals_full(kit)
+
+
+def test_a_layout_is_parsed_once_and_again_only_if_its_stored_geometry_differs(kit, ward_pack):
+    from fallbackkit.reconcile import state
+    lhash = kit.db.conn.execute("SELECT layout_hash FROM sheets ORDER BY rowid LIMIT 1").fetchone()[0]
+    first = state.load_registry(kit).layouts[lhash]
+    assert state.load_registry(kit).layouts[lhash] is first  # the parsed copy, not a new parse
+    with pytest.raises(AttributeError):
+        first.fields = {}  # readers share it: it cannot be replaced
+    geometry = json.loads(kit.db.conn.execute("SELECT geometry FROM layouts WHERE hash = ?", [lhash]).fetchone()[0])
+    geometry["fields"] = geometry["fields"][:1]
+    with kit.db.conn:
+        kit.db.conn.execute("UPDATE layouts SET geometry = ? WHERE hash = ?", [json.dumps(geometry), lhash])
+    again = state.load_registry(kit).layouts[lhash]
+    assert list(again.fields) == [geometry["fields"][0]["name"]] != list(first.fields)

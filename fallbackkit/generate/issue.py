@@ -323,6 +323,10 @@ class _Issuer:
             append_audit(db, self.actor, "print", f"batch:{batch_id}", None,
                          {"kind": kind, "ward": ward, "template": template, "forms": len(orders),
                           "sheets": len(sheets), "out": str(out_path)})
+            # the new forms' summaries ("printed, none returned"), in the print's transaction: the
+            # reports see them at once and the first scan recomputes only what it read
+            from ..reconcile.summary import refresh
+            refresh(self.kit)
             title = f"fallbackkit {kind} {ward or template or ''}".strip()
             duplex = two_sided(sheets) and not self.one_sided
             write_pdf(out_path, pages, title, duplex=duplex)

@@ -142,7 +142,7 @@ class Val(tuple):
         return ("value", json.dumps(self[5], sort_keys=True))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Layout:
     hash: str
     template: str
@@ -152,7 +152,7 @@ class Layout:
     slots: list[str] = field(default_factory=list)  # MAR slot prefixes (m1.s1, p1.s2, n1.s1), in order
 
     def __post_init__(self) -> None:
-        self.slots = sorted({n.rsplit(".", 1)[0] for n in self.fields if n.count(".") == 2})
+        object.__setattr__(self, "slots", sorted({n.rsplit(".", 1)[0] for n in self.fields if n.count(".") == 2}))
 
 
 @dataclass
@@ -172,6 +172,32 @@ class Registry:
         when captures disagree a person settles it and the decision is recorded on every capture)."""
         caps = self.captures.get(sheet_id)
         return caps[-1] if caps else None
+
+
+_PARSED: dict[str, tuple[str, Layout]] = {}  # layout hash -> (its stored geometry text, parsed)
+PARSED_MAX = 4096
+
+
+def _layouts(conn, hashes: set[str]) -> dict[str, Layout]:
+    """These printed layouts, parsed. A layout never changes once printed (its hash is its geometry's),
+    and a form's refresh is mostly parsing its layouts' geometry: a parsed copy is kept per process,
+    used only while the stored text is the very same. Readers never change a Layout's fields."""
+    wanted = sorted(hashes)
+    out = {}
+    for start in range(0, len(wanted), CHUNK):
+        part = wanted[start:start + CHUNK]
+        for lhash, template, version, page, geometry in conn.execute(
+                f"SELECT hash, template, version, page, geometry FROM layouts WHERE hash IN ({','.join('?' * len(part))})",
+                part):
+            kept = _PARSED.get(lhash)
+            if kept is None or kept[0] != geometry or (kept[1].template, kept[1].version, kept[1].page) != (template, version, page):
+                g = json.loads(geometry)
+                kept = (geometry, Layout(lhash, template, version, page, {f["name"]: f for f in g["fields"]}))
+                if len(_PARSED) >= PARSED_MAX:
+                    _PARSED.clear()
+                _PARSED[lhash] = kept
+            out[lhash] = kept[1]
+    return out
 
 
 def load_registry(kit: Kit, form_ids: Iterable[str] | None = None) -> Registry:
@@ -199,13 +225,7 @@ def load_registry(kit: Kit, form_ids: Iterable[str] | None = None) -> Registry:
         sheets[sid] = {"sheet_id": sid, "form_id": fid, "page": page, "layout_hash": lhash}
         form_sheets.setdefault(fid, []).append(sid)
         hashes.add(lhash)
-    layouts = {}
-    for lhash, template, version, page, geometry in conn.execute(
-            "SELECT hash, template, version, page, geometry FROM layouts"):
-        if lhash in hashes:
-            g = json.loads(geometry)
-            layouts[lhash] = Layout(lhash, template, version, page, {f["name"]: f for f in g["fields"]})
-    reg = Registry(forms, sheets, form_sheets, layouts)
+    reg = Registry(forms, sheets, form_sheets, _layouts(conn, hashes))
     read_sql = "SELECT capture_id, sheet_id FROM captures WHERE status = 'read' AND sheet_id IS NOT NULL"
     if form_ids is None:
         queries = [(read_sql, [])]

@@ -6,7 +6,7 @@ worklist marks, quarantine, new forms and sheets, kit settings). `refresh` recom
 forms, one batch at a time, with the very functions the full recompute uses
 (`core.form_entry`, `worklist.form_work_items`), under the write lock, and clears the marks; every
 reader here refreshes first, so what it returns always equals `reconcile --full` on the same store.
-Writers with a kit at hand (the station after a decision, merge, mark, link) refresh right after
+Writers with a kit at hand (print, scan, the station after a decision, merge, mark, link) refresh right after
 their write, so a view usually finds nothing to recompute.
 
 Tables (m0065): form_summary (a form's counts), form_reports (its report entry), form_reasons (readings
