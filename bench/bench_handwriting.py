@@ -130,6 +130,9 @@ def main() -> None:
     ap.add_argument("--rules-from", default=None, metavar="SUGGEST_PY",
                     help="also decide the very same readings with another suggest.py (e.g. `git show "
                          "main:fallbackkit/scan/suggest.py > /tmp/before.py`): a paired before/after of the rules")
+    ap.add_argument("--mean-too", action="store_true",
+                    help="also measure the shipped models with a box's probabilities the two models' mean (as "
+                         "before round 8) on the very same pages and damage")
     ap.add_argument("--why", action="store_true",
                     help="why boxes are left to the clerk, and where the keystrokes above Enter go")
     args = ap.parse_args()
@@ -138,7 +141,9 @@ def main() -> None:
         digits.MODEL_PATH = Path(args.model)
     if args.second_model:
         digits.SECOND_PATH = Path(args.second_model)
-    pairs = [(digits.MODEL_PATH, digits.SECOND_PATH)] + [(Path(a), Path(b)) for a, b in args.against]
+    pairs = [(digits.MODEL_PATH, digits.SECOND_PATH, False)] + [(Path(a), Path(b), False) for a, b in args.against]
+    if args.mean_too:
+        pairs.insert(1, (digits.MODEL_PATH, digits.SECOND_PATH, True))
     if args.one_model:
         digits.second_model = digits.model
     images, labels = digits_synth.load_mnist()
@@ -384,12 +389,25 @@ def main() -> None:
             for kind, (n, keys) in sorted(extra.items(), key=lambda t: -t[1][1]):
                 print(f"    {kind}: {n} fields, {keys / max(typing, 1):.3f}")
 
-        for first, second in pairs:
+        shipped_opinions = digits.opinions
+
+        def mean_opinions(images):
+            """digits.opinions with a box's probabilities the two models' mean (before round 8)."""
+            probs, votes, feats = shipped_opinions(images)
+            second = digits.second_model()
+            if not len(probs) or second is None:
+                return probs, votes, feats
+            x = np.stack(images) if isinstance(images, list) else np.asarray(images, np.float32)
+            return (probs + second.probabilities(x)) / 2, votes, feats
+
+        for first, second, mean in pairs:
             digits.MODEL_PATH, digits.SECOND_PATH = first, second
             digits.model.cache_clear()
             digits.second_model.cache_clear()
+            digits.opinions = mean_opinions if mean else shipped_opinions
             if len(pairs) > 1:
-                print(f"models {first} + {second if not args.one_model else '(first alone)'}")
+                print(f"models {first} + {second if not args.one_model else '(first alone)'}"
+                      + (": a box's probabilities the two models' mean" if mean else ""))
             for tier in ("office", "phone"):
                 m = evaluate(filled, tier, 20)
                 show(tier, m)
@@ -409,6 +427,7 @@ def main() -> None:
             show("office, fields after the first 50, after learning them", learnt)
             if before is not None:
                 paired_rules("office after learning", learnt)
+        digits.opinions = shipped_opinions
         if args.split != "test" or args.sweep_only:
             kit.close()
             return
