@@ -6,10 +6,12 @@ office-scanned; the engine reads each page and the comb fields it hands to `digi
 Those calls are then replayed: per page, the cut (`Batch.add`), the normalising (`normalise_many`)
 and the networks (`opinions`), and the whole `Batch` as the engine runs it; for MAR pages and for
 the whole pack, with `--reference` beside the code the models were trained with (the frozen copy in
-tests/digits_reference.py), or with `--against PATH` beside another version of scan/digits.py (main's, from a
-git worktree), run in turns in the same minutes. One BLAS and one OpenCV thread (a scan
-worker is one core); CPU time (time.process_time); the minimum and the median of the runs (the
-machine is shared: the minimum is the figure least moved by other load). Target (issue 10): the
+tests/digits_reference.py), or with `--against PATH` beside another version of scan/digits.py (main's,
+from a git worktree), run in turns in the same minutes. Then the kit's memory (`Memory.blend`, the
+nearest labelled cells of the kit's clerks) on the MAR pages' boxes, for a memory of 3,000 and of
+30,000 cells (it holds every box the kit's clerks decided), beside `--against` too. One BLAS and
+one OpenCV thread (a scan worker is one core); CPU time (time.process_time); the minimum and the
+median of the runs (the machine is shared: the minimum is the figure least moved by other load). Target (issue 10): the
 digits <= ~8 ms of CPU per MAR page.
 """
 from __future__ import annotations
@@ -90,7 +92,7 @@ def pages_as_read(beds: int) -> list[tuple[str, np.ndarray, list[tuple]]]:
 
 def parts(code, pages, runs: int) -> dict[str, list[float]]:
     """CPU ms per page of each part, one figure per run (code: cut, normalise, opinions, whole)."""
-    cut, normalise, opinions, whole = code
+    cut, normalise, opinions, whole = code[:4]
     got: dict[str, list[float]] = {"cut": [], "normalise": [], "networks": [], "whole Batch": []}
     for _ in range(runs):
         t = dict.fromkeys(got, 0.0)
@@ -156,7 +158,7 @@ def main() -> None:
     if args.against:
         other = _load_digits(args.against)
         codes["against"] = (other.comb_patches, other.normalise_many, other.opinions,
-                            lambda image, calls: _batch(image, calls, other))
+                            lambda image, calls: _batch(image, calls, other), other)
     if args.reference:
         import digits_reference as ref
         codes["reference"] = (ref.comb_patches, ref.normalise_many, _reference_opinions, None)
@@ -175,6 +177,45 @@ def main() -> None:
             print(f"  {name:<10} {row}")
         whole = got["now"]["whole Batch"]
         print(f"  per comb field (whole Batch): {min(whole) / fields:.3f} ms; target <= ~8 ms per MAR page")
+    memory_cost(pages, codes, runs)
+
+
+def memory_cost(pages, codes, runs: int) -> None:
+    """CPU ms per MAR page of the kit's memory (Memory.blend of the page's inked boxes), for a memory of
+    3,000 and of 30,000 labelled cells (a kit's memory holds every box its clerks decided): the pack's
+    own boxes, copied with a little noise (so that many are close, as one ward's hands are)."""
+    inked = [[n for n, _ in digits.normalise_many(*_patches(image, calls)) if n is not None] for _, image, calls in pages]
+    feats = digits.embed([n for page in inked for n in page])
+    labels = digits.opinions([n for page in inked for n in page])[0].argmax(axis=1)
+    mar = [(digits.embed(page), digits.opinions(page)[0]) for (t, _, _), page in zip(pages, inked) if t == "mar" and page]
+    rng = np.random.default_rng(3)
+    modules = {"now": digits}
+    if "against" in codes:
+        modules["against"] = codes["against"][4]
+    print(f"== the kit's memory (Memory.blend): {len(mar)} MAR pages; CPU ms per page, min / median of {runs} runs ==")
+    for size in (3000, 30000):
+        pick = rng.integers(0, len(feats), size)
+        f = np.abs(feats[pick] + rng.normal(scale=0.02, size=(size, feats.shape[1])).astype(np.float32))
+        f /= np.linalg.norm(f, axis=1, keepdims=True)
+        memories = {name: m.Memory(f, labels[pick]) for name, m in modules.items()}
+        got: dict[str, list[float]] = {name: [] for name in memories}
+        for _ in range(runs):
+            for name, memory in memories.items():
+                c0 = time.process_time()
+                for q, probs in mar:
+                    memory.blend(q, probs)
+                got[name].append(1000 * (time.process_time() - c0) / len(mar))
+        row = "  ".join(f"{name} {min(v):.2f} / {statistics.median(v):.2f}" for name, v in got.items())
+        print(f"  {size:>6} cells: {row}")
+
+
+def _patches(image, calls) -> tuple[list[np.ndarray], list[float]]:
+    patches, blacks = [], []
+    for hmat, field, black, shift in calls:
+        p = digits.comb_patches(image, hmat, field, shift)
+        patches += p
+        blacks += [black] * len(p)
+    return patches, blacks
 
 
 if __name__ == "__main__":

@@ -212,7 +212,7 @@ class _NoVisibility:
         # a page's handwriting outlines, measured together (older code: none)
         self.saved_strips = getattr(read, "_weakest_of_strips", None)
         if self.saved_strips is not None:
-            read._weakest_of_strips = lambda strips, ppm: np.ones(len(strips))
+            read._weakest_of_strips = lambda strips, ppm: np.ones(sum(1 if s.ndim == 2 else len(s) for s in strips))
         return self
 
     def __exit__(self, *exc):

@@ -1,7 +1,7 @@
 """The digit cell cutting, normalising and forward pass as they were before they were made cheaper
-(fallbackkit/scan/digits.py at commit 016225c), frozen: tests/test_digits_cost.py checks that the
-scan's cells still give the models the same inputs (the trained models expect them) and the same
-probabilities. Not used by the package."""
+(fallbackkit/scan/digits.py at commit 016225c), and the kit's memory's blend (at commit 2c04214),
+frozen: tests/test_digits_cost.py checks that the scan's cells still give the models the same inputs
+(the trained models expect them), the same probabilities and the same blend. Not used by the package."""
 from __future__ import annotations
 
 import functools
@@ -280,3 +280,25 @@ def opinions(first, second, images: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     (pa, feats), (pb, _) = out
     unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
     return (pa + pb) / 2, np.stack([pa.argmax(axis=1), pb.argmax(axis=1)], axis=1), unit
+
+
+def blend(memory_feats: np.ndarray, memory_labels: np.ndarray, feats: np.ndarray,
+          probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """digits.Memory.blend as it was before it looked for the nearest among the close cells only
+    (fallbackkit/scan/digits.py at commit 2c04214)."""
+    from fallbackkit.scan.digits import MEMORY_K, MEMORY_RAISE_MAX, MEMORY_SIM, MEMORY_WEIGHT
+    n = len(memory_labels)
+    sims = feats @ memory_feats.T
+    k = min(MEMORY_K, n)
+    near = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else \
+        np.broadcast_to(np.arange(n), (len(feats), n))
+    s = np.take_along_axis(sims, near, axis=1)
+    w = np.where(s >= MEMORY_SIM, s, 0.0)
+    vote = np.zeros(probs.shape, np.float64)
+    np.add.at(vote, (np.repeat(np.arange(len(feats)), k), memory_labels[near].ravel()), w.ravel())
+    total = vote.sum(axis=1, keepdims=True)
+    close = total[:, 0] > 0
+    vote = np.where(close[:, None], vote / np.maximum(total, 1e-12), 0.0)
+    a = MEMORY_WEIGHT
+    blend = np.where(close[:, None], (1 - a) * probs + a * vote, probs)
+    return np.minimum(blend, np.maximum(probs, MEMORY_RAISE_MAX)).astype(np.float32), close

@@ -7,6 +7,7 @@ boxes, office-scanned and phone-photographed, read by the engine: every cell the
 the same empty cells, the same 28 x 28 inputs (within float noise) and the same probabilities."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -223,3 +224,64 @@ def test_many_boxes_go_through_the_networks_in_chunks_with_the_same_numbers():
         alone = digits.opinions(x[i:i + 1])
         np.testing.assert_allclose(alone[0][0], probs[i], rtol=0, atol=1e-6)
         assert (alone[1][0] == votes[i]).all() or np.sort(probs[i])[-2] >= probs[i].max() - 1e-4
+
+
+def test_the_kits_memory_blends_as_before_when_only_the_close_cells_are_searched():
+    """Memory.blend looks for a cell's nearest among the memory's cells within MEMORY_SIM of it, not
+    among all of them (a kit's memory grows with its decisions): the same probabilities bit for bit
+    and the same cells touched, for cells with no close neighbour, fewer than MEMORY_K and many more,
+    for a memory smaller than MEMORY_K and for a large one."""
+    rng = np.random.default_rng(11)
+    dim = 32
+    centres = np.abs(rng.normal(size=(10, dim)))
+    for size in (3, 40, 4000):
+        which = rng.integers(0, 10, size)
+        feats = np.abs(centres[which] + rng.normal(scale=0.45, size=(size, dim))).astype(np.float32)
+        feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+        memory = digits.Memory(feats, which)
+        cells = np.abs(centres[rng.integers(0, 10, 60)] + rng.normal(scale=0.45, size=(60, dim)))
+        cells[:5] = rng.random((5, dim)) * (rng.random((5, dim)) > 0.9)   # like nothing in the memory
+        cells = (cells / np.maximum(np.linalg.norm(cells, axis=1, keepdims=True), 1e-6)).astype(np.float32)
+        probs = rng.dirichlet(np.ones(11), 60).astype(np.float32)
+        got, touched = memory.blend(cells, probs)
+        then, then_touched = ref.blend(memory.feats, memory.labels, cells, probs)
+        assert np.array_equal(touched, then_touched) and np.array_equal(got, then)
+        close = (cells @ memory.feats.T >= digits.MEMORY_SIM).sum(axis=1)
+        assert (close == 0).any() and (close > 0).any()
+        if size > 1000:
+            assert (close > digits.MEMORY_K).any() and ((close > 0) & (close < digits.MEMORY_K)).any()
+
+
+def test_pieces_are_labelled_in_16_bits_while_they_fit_and_in_32_bits_beyond():
+    """The page's ink pieces are labelled in 16 bits (cheaper) unless there are too many for them:
+    either way the labels are OpenCV's 32-bit ones."""
+    many = np.zeros((600, 1000), np.uint8)
+    many[::2, ::2] = 1                      # 150,000 pieces: more than 16 bits hold
+    few = many.copy()
+    few[200:] = 0
+    few[:, 300:] = 0                        # 15,000 pieces
+    for a in (few, many):
+        n, labels = digits._components(a)
+        n32, labels32 = cv2.connectedComponents(a, connectivity=8, ltype=cv2.CV_32S)
+        assert n == n32 and np.array_equal(labels, labels32)
+    assert digits._components(few)[1].dtype == np.uint16 and digits._components(many)[1].dtype == np.int32
+
+
+def test_the_first_layer_taken_the_other_way_round_gives_the_windows_numbers():
+    """Both models' first layer as one product of the weights by shifted copies of the images
+    (`digits._first_layer`) gives what the product of the images' windows by the weights gave (the
+    frozen forward pass), for each model: on this machine's BLAS bit for bit, elsewhere within the
+    rounding of a 25-term float32 sum."""
+    rng = np.random.default_rng(4)
+    x = ((rng.random((37, 28, 28)) > 0.75) * rng.random((37, 28, 28))).astype(np.float32)
+    first, second = digits.model(), digits.second_model()
+    q = digits._first_layer(x, *digits._first_layer_of(first, second))
+    c1 = first.w1.shape[1]
+    win = ref._pool_windows(x[..., None], 5)
+    for model, part in ((first, q[:c1]), (second, q[c1:])):
+        then = ref._conv_pool_relu(win, model.w1, model.b1)                 # (B, 12, 12, C1)
+        now = digits._channels_last(part, len(x))
+        assert now.shape == then.shape
+        np.testing.assert_allclose(now, then, rtol=0, atol=1e-6)
+    alone = digits._first_layer(x, *digits._first_layer_of(first))
+    np.testing.assert_allclose(alone, q[:c1], rtol=0, atol=1e-6)

@@ -63,22 +63,19 @@ def _next_to(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _beyond(a: np.ndarray, vertical: bool, reach: int, before: bool) -> np.ndarray:
-    """True where a (uint8 0/1) is True 1..reach px before (above / left of) or after (below / right
-    of) it: a rectangular dilation (OpenCV's fast path) shifted by one pixel."""
+def _crossing(a: np.ndarray, vertical: bool, reach: int) -> np.ndarray:
+    """True where a (uint8 0/1) is True both 1..reach px before (above / left of) and 1..reach px
+    after (below / right of) it: two rectangular dilations (OpenCV's fast path), anchored at either
+    end, compared one pixel apart."""
     k = np.ones((reach, 1) if vertical else (1, reach), np.uint8)
-    d = cv2.dilate(a, k, anchor=(0, reach - 1 if before else 0) if vertical else (reach - 1 if before else 0, 0),
-                   borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    bd = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
+    before = cv2.dilate(a, k, anchor=(0, reach - 1) if vertical else (reach - 1, 0), **bd)
+    after = cv2.dilate(a, k, anchor=(0, 0), **bd)
     out = np.zeros(a.shape, bool)
     if vertical:
-        if before:
-            out[1:] = d[:-1]
-        else:
-            out[:-1] = d[1:]
-    elif before:
-        out[:, 1:] = d[:, :-1]
+        np.bitwise_and(before[:-2], after[2:], out=out[1:-1].view(np.uint8))
     else:
-        out[:, :-1] = d[:, 1:]
+        np.bitwise_and(before[:, :-2], after[:, 2:], out=out[:, 1:-1].view(np.uint8))
     return out
 
 
@@ -100,8 +97,9 @@ def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
 def _strip_tiled(ink: np.ndarray, n: int, w: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     """strip_outline of n tiled cells of width w (see _tile). The printed line is only looked for
     in the band where it is printed, so each step is worked out only where it can matter: the
-    straight runs in the band's rows (columns) and the ones beside them, the crossing strokes around
-    the band's rows (each row's and column's numbers as on the whole cell)."""
+    straight runs along the band's rows and the ones beside them, the crossing strokes around the
+    band's rows (each row's and column's numbers as on the whole cell). The straight runs down the
+    columns are found on every column (cheaper than gathering the band's) and counted on the band's."""
     h = ink.shape[0]
     s = w + GAP_PX
     band = int(round(OUTLINE_BAND_MM * CELL_PPM))
@@ -109,45 +107,53 @@ def _strip_tiled(ink: np.ndarray, n: int, w: int, m: int) -> tuple[np.ndarray, n
     lh = max(3, int(round(LINE_SHARE * (w - 2 * m))))
     lv = max(3, int(round(LINE_SHARE * (h - 2 * m))))
     bd = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
+    band_rows, band_cols, rows, near_band = _bands(h, n, w, m)
+    # straight runs: an opening along rows (columns) treats each row (column) on its own
+    horiz = cv2.morphologyEx(u8[rows], cv2.MORPH_OPEN, np.ones((1, lh), np.uint8), **bd) > 0
+    vert = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8), **bd)
+    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
+    # thickens the run there but stays outside those rows and is kept (and the blurred edge rows
+    # beside them, where such runs still cover some of the side)
+    rcover = np.zeros((h, n))
+    rcover[rows] = np.count_nonzero(horiz.reshape(len(rows), n, s)[:, :, m:w - m], axis=2) / (w - 2 * m)
+    ccover = np.where(near_band, cv2.reduce(vert[m:h - m], 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[0], 0) / (h - 2 * m)
+    rsel = (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
+    csel = (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
+    line_h = np.zeros(ink.shape, bool)
+    in_band = band_rows[rows]
+    line_h[rows[in_band]] = horiz[in_band] & np.repeat(rsel[rows[in_band]], s, axis=1)
+    line_v = vert.view(bool) & (band_cols & csel)[None, :]
+    line = line_h | line_v
+    rest = np.greater(ink, line).view(np.uint8)    # ink & ~line
+    reach = 2 * band + 1
+    tall = cv2.dilate(rest, np.ones((3, 1), np.uint8))
+    # a line pixel is kept where a stroke crosses the line (ink on both sides). A stroke that only
+    # touches the line loses the pixels it shares with it: keeping the line there (tried) draws a
+    # bar of outline on every digit that touches its box, which costs more than it saves.
+    kept = rest.view(bool) | line_v & _crossing(tall, False, reach)
+    for r0, r1 in _runs(np.flatnonzero(band_rows)):   # the rows within reach of the band's
+        a, b = max(0, r0 - reach), min(h, r1 + reach)
+        wide = cv2.dilate(rest[a:b], np.ones((1, 3), np.uint8))
+        kept[r0:r1] |= line_h[r0:r1] & _crossing(wide, True, reach)[r0 - a:r1 - a]
+    return kept, np.greater(line, kept)   # line & ~kept
+
+
+@functools.lru_cache(maxsize=64)
+def _bands(h: int, n: int, w: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For _strip_tiled: the rows of the outline's band, its columns (in each of the n cells), the
+    rows of the band and those beside them, and the columns of the band and those beside them."""
+    s = w + GAP_PX
+    band = int(round(OUTLINE_BAND_MM * CELL_PPM))
     band_rows = np.zeros(h, bool)
     band_rows[max(0, m - band):m + band + 1] = True
     band_rows[max(0, h - m - band):h - m + band + 1] = True
     col = np.arange(n * s) % s
     band_cols = ((col >= m - band) & (col <= m + band)) | ((col >= w - m - band) & (col <= w - m + band))
     rows = np.flatnonzero(band_rows | _next_to(band_rows))       # the band's rows and those beside them
-    cols = np.flatnonzero(band_cols | _next_to(band_cols))
-    # straight runs: an opening along rows (columns) treats each row (column) on its own
-    horiz = cv2.morphologyEx(u8[rows], cv2.MORPH_OPEN, np.ones((1, lh), np.uint8), **bd) > 0
-    vert = cv2.morphologyEx(np.ascontiguousarray(u8[:, cols]), cv2.MORPH_OPEN, np.ones((lv, 1), np.uint8), **bd) > 0
-    # only the rows (columns) the line runs along nearly the whole cell: a stroke lying on the line
-    # thickens the run there but stays outside those rows and is kept (and the blurred edge rows
-    # beside them, where such runs still cover some of the side)
-    rcover = np.zeros((h, n))
-    rcover[rows] = np.count_nonzero(horiz.reshape(len(rows), n, s)[:, :, m:w - m], axis=2) / (w - 2 * m)
-    ccover = np.zeros(n * s)
-    ccover[cols] = np.count_nonzero(vert[m:h - m, :], axis=0) / (h - 2 * m)
-    rsel = (rcover >= LINE_COVER) | ((rcover >= LINE_EDGE_COVER) & _next_to(rcover >= LINE_COVER))
-    csel = (ccover >= LINE_COVER) | ((ccover >= LINE_EDGE_COVER) & _next_to(ccover >= LINE_COVER))
-    line_h = np.zeros(ink.shape, bool)
-    in_band = band_rows[rows]
-    line_h[rows[in_band]] = horiz[in_band] & np.repeat(rsel[rows[in_band]], s, axis=1)
-    line_v = np.zeros(ink.shape, bool)
-    line_v[:, cols] = vert & (band_cols & csel)[cols][None, :]
-    line = line_h | line_v
-    rest = (ink & ~line).view(np.uint8)
-    reach = 2 * band + 1
-    tall = cv2.dilate(rest, np.ones((3, 1), np.uint8))
-    # a line pixel is kept where a stroke crosses the line (ink on both sides). A stroke that only
-    # touches the line loses the pixels it shares with it: keeping the line there (tried) draws a
-    # bar of outline on every digit that touches its box, which costs more than it saves.
-    cross_v = _beyond(tall, False, reach, True) & _beyond(tall, False, reach, False)
-    kept = rest.view(bool) | line_v & cross_v
-    for r0, r1 in _runs(np.flatnonzero(band_rows)):   # the rows within reach of the band's
-        a, b = max(0, r0 - reach), min(h, r1 + reach)
-        wide = cv2.dilate(rest[a:b], np.ones((1, 3), np.uint8))
-        cross_h = _beyond(wide, True, reach, True) & _beyond(wide, True, reach, False)
-        kept[r0:r1] |= line_h[r0:r1] & cross_h[r0 - a:r1 - a]
-    return kept, line & ~kept
+    near_band = band_cols | _next_to(band_cols)
+    for a in (band_rows, band_cols, rows, near_band):
+        a.flags.writeable = False
+    return band_rows, band_cols, rows, near_band
 
 
 def strip_outline(ink: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,8 +240,22 @@ _GREYS = np.arange(256, dtype=np.float32)
 
 def _members(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     """The pixels whose component (labels: a label image, 0 for the background) is chosen; chosen[0]
-    is False. One look-up per pixel (np.take): cheaper than visiting the mask's pixels twice."""
+    is False. One look-up per pixel: OpenCV's byte table while the labels fit in a byte (half the
+    cost), else np.take (cheaper than visiting the mask's pixels twice)."""
+    if len(chosen) <= 256:
+        table = np.zeros(256, np.uint8)
+        table[:len(chosen)] = chosen
+        return cv2.LUT(labels.astype(np.uint8), table).view(bool)
     return np.take(chosen, labels)
+
+
+def _components(a: np.ndarray) -> tuple[int, np.ndarray]:
+    """connectedComponents (8-connected) of a uint8 0/1 image, in 16-bit labels while they fit (less
+    memory written and read back; 32-bit when a page has 65,535 pieces or more): the same labels."""
+    try:
+        return cv2.connectedComponents(a, connectivity=8, ltype=cv2.CV_16U)
+    except cv2.error:
+        return cv2.connectedComponents(a, connectivity=8, ltype=cv2.CV_32S)
 
 
 def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray | None, int]]:
@@ -256,7 +276,7 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     res: list[tuple[np.ndarray | None, int]] = [(None, 0)] * n
     if r1 <= r0 or c1 <= c0:
         return res   # a box too small to have an interior: nothing in it can be kept
-    idx = np.nonzero((p[:, r0:r1, c0:c1].reshape(n, -1).min(axis=1) <= faint_grey) & (dark_grey >= 0))[0]
+    idx = np.nonzero((p[:, r0:r1, c0:c1].min(axis=(1, 2)) <= faint_grey) & (dark_grey >= 0))[0]
     if not len(idx):
         return res
     ys, xs = np.nonzero(zone)
@@ -272,18 +292,16 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     # ink: pale-ink pixels, where they join dark ones (a pale pen's strokes stay whole)
     faint = grey <= np.repeat(faint_grey[idx].astype(np.uint8), s)[None, :]
     dark = grey <= np.repeat(dark_grey[idx].astype(np.uint8), s)[None, :]
-    nf, flab = cv2.connectedComponents(faint.view(np.uint8), connectivity=8)
-    hit = np.zeros(nf, bool)
-    hit[flab[dark]] = True
+    nf, flab = _components(faint.view(np.uint8))
+    hit = np.bincount(flab[dark], minlength=nf) > 0
     hit[0] = False
     ink = faint if hit[1:].all() else _members(flab, hit)
     ink, line = _strip_tiled(ink, nk, w, m)
     # strokes: what is left, in pieces of SPECK_PX or more that reach the cell's interior (areas
     # counted here: OpenCV's statistics visit every paper pixel too, and cost four labellings)
-    nc, lab = cv2.connectedComponents(ink.view(np.uint8), connectivity=8)
+    nc, lab = _components(ink.view(np.uint8))
     area = np.bincount(lab[ink], minlength=nc)
-    inside = np.zeros(nc, bool)
-    inside[lab[r0 - zy:r1 - zy].reshape(r1 - r0, nk, s)[:, :, c0 - zx:c1 - zx]] = True
+    inside = np.bincount(lab[r0 - zy:r1 - zy].reshape(r1 - r0, nk, s)[:, :, c0 - zx:c1 - zx].ravel(), minlength=nc) > 0
     keep = (area >= SPECK_PX) & inside
     keep[0] = False
     kept = ink if keep[1:].all() else _members(lab, keep)
@@ -294,10 +312,11 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     x0 = cols.argmax(axis=1) + np.arange(nk) * s
     x1 = s - cols[:, ::-1].argmax(axis=1) + np.arange(nk) * s
     # the kept strokes and the pale rim around them (anti-aliased pen), not the printed line
-    value = cv2.dilate(kept.view(np.uint8), _K3).view(bool) & ~line
+    value = cv2.dilate(kept.view(np.uint8), _K3)
+    np.greater(value, line, out=value)   # & ~line
     # elsewhere paper-white: the darkness of grey 255 is 0 (no paper is paler), so each crop's
-    # darkness is one table look-up of its greys
-    grey = np.where(value, grey, np.uint8(255))
+    # darkness is one table look-up of its greys (value - 1 is 0 where value and 255 elsewhere)
+    np.bitwise_or(grey, np.subtract(value, 1, out=value), out=grey)
     boxes = [(i, t, ya, yb, xa, xb) for i, t, ya, yb, xa, xb in zip(idx.tolist(), total.tolist(), y0.tolist(),
                                                                    y1.tolist(), x0.tolist(), x1.tolist())]
     for i, t, *_ in boxes:
@@ -502,9 +521,43 @@ def second_model() -> Model | None:
         return Model({k: z[k] for k in z.files})
 
 
-@functools.lru_cache(maxsize=2)
-def _joined_w1(first: Model, second: Model) -> np.ndarray:
-    return np.ascontiguousarray(np.concatenate([first.w1, second.w1], axis=1))
+@functools.lru_cache(maxsize=4)
+def _first_layer_of(*models: Model) -> tuple[np.ndarray, np.ndarray]:
+    """The models' first-layer weights side by side, transposed (C1 of all, 25), and their biases
+    (C1 of all, 1): both models' first layer is one product (one wide product costs less than two)."""
+    w = np.concatenate([m.w1 for m in models], axis=1)
+    b = np.concatenate([m.b1.reshape(-1) for m in models])
+    return np.ascontiguousarray(w.T), np.ascontiguousarray(b[:, None])
+
+
+# For _first_layer: the shifted copy of the image that window place (ky, kx) of pooling place (py, px)
+# reads is the one shifted by (py + ky, px + kx) (of 6 x 6).
+_SHIFT_Y = np.broadcast_to(np.arange(5)[:, None, None, None] + np.arange(2)[None, None, :, None], (5, 5, 2, 2))
+_SHIFT_X = np.broadcast_to(np.arange(5)[None, :, None, None] + np.arange(2)[None, None, None, :], (5, 5, 2, 2))
+
+
+def _first_layer(x: np.ndarray, wt: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """ReLU(maxpool(conv 5 x 5) + bias) of images x (B, 28, 28) float32 as (channels, B * 12 * 12), the
+    same numbers as _conv_pool_relu of _pool_windows. The product is taken the other way round (the
+    weights on the left): its right side is 36 copies of the image shifted by (0..5, 0..5) and taken
+    every second pixel, gathered in whole blocks, instead of 576 windows of 25 pixels per image
+    gathered pixel by pixel (35 % less CPU than that pass for a MAR page's boxes)."""
+    b = len(x)
+    shifted = np.empty((6, 6, b, 12, 12), np.float32)
+    for dy in range(6):
+        for dx in range(6):
+            shifted[dy, dx] = x[:, dy:dy + 23:2, dx:dx + 23:2]
+    z = (wt @ shifted[_SHIFT_Y, _SHIFT_X].reshape(25, -1)).reshape(len(wt), 4, -1)
+    q = np.maximum(np.maximum(z[:, 0], z[:, 1]), np.maximum(z[:, 2], z[:, 3]))
+    q += bias
+    np.maximum(q, 0, out=q)
+    return q
+
+
+def _channels_last(q: np.ndarray, b: int) -> np.ndarray:
+    """(C, B * 12 * 12) as (B, 12, 12, C), contiguous (the second layer's windows are gathered from it
+    at half the cost of gathering them from a strided view)."""
+    return np.ascontiguousarray(q.T).reshape(b, 12, 12, len(q))
 
 
 NO_VOTE = -1   # the second model's vote when there is no second model: agrees with nothing
@@ -534,17 +587,19 @@ def opinions(images: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _opinions(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    win1 = _pool_windows(x.astype(np.float32, copy=False)[..., None], 5)   # gathered once for both
+    x = x.astype(np.float32, copy=False)
     first, second = model(), second_model()
     if second is None:
-        pa, feats = first.read(win1)
+        q = _first_layer(x, *_first_layer_of(first))
+        feats = first._hidden_q1(_channels_last(q, len(x)))
+        pa = first.calibrated(feats @ first.w4 + first.b4)
         return pa, np.stack([pa.argmax(axis=1), np.full(len(pa), NO_VOTE)], axis=1), _unit(feats)
-    # both models' first layer in one product (one wide product costs less than two narrow ones)
+    # both models' first layer in one product
     c1 = first.w1.shape[1]
-    q = _conv_pool(win1, _joined_w1(first, second))
-    feats = first._hidden_q1(_bias_relu(q[:, :c1], first.b1, win1[1]))
+    q = _first_layer(x, *_first_layer_of(first, second))
+    feats = first._hidden_q1(_channels_last(q[:c1], len(x)))
     pa = first.calibrated(feats @ first.w4 + first.b4)
-    pb = second.calibrated(second._hidden_q1(_bias_relu(q[:, c1:], second.b1, win1[1])) @ second.w4 + second.b4)
+    pb = second.calibrated(second._hidden_q1(_channels_last(q[c1:], len(x))) @ second.w4 + second.b4)
     return pa, np.stack([pa.argmax(axis=1), pb.argmax(axis=1)], axis=1), _unit(feats)
 
 
@@ -657,13 +712,20 @@ class Memory:
         if not len(self) or not len(feats):
             return probs, np.zeros(len(probs), bool)
         sims = feats @ self.feats.T
-        k = min(MEMORY_K, len(self))
-        near = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(self) else \
-            np.broadcast_to(np.arange(len(self)), (len(feats), len(self)))
-        s = np.take_along_axis(sims, near, axis=1)
-        w = np.where(s >= MEMORY_SIM, s, 0.0)
+        # only the memory's cells as close as MEMORY_SIM count (the others weigh nothing), so each
+        # cell's nearest are looked for among those alone, not among all the memory's (a kit's memory
+        # grows with its decisions: tens of thousands of cells; a few per cent are that close). The
+        # weights (float32) of at most MEMORY_K neighbours add up exactly in float64, in any order.
+        near = sims >= MEMORY_SIM
         vote = np.zeros(probs.shape, np.float64)
-        np.add.at(vote, (np.repeat(np.arange(len(feats)), k), self.labels[near].ravel()), w.ravel())
+        k = MEMORY_K
+        for i in np.flatnonzero(near.any(axis=1)):
+            j = np.flatnonzero(near[i])
+            s = sims[i, j]
+            if len(j) > k:
+                top = np.argpartition(-s, k - 1)[:k]
+                j, s = j[top], s[top]
+            vote[i] = np.bincount(self.labels[j], weights=s.astype(np.float64), minlength=probs.shape[1])
         total = vote.sum(axis=1, keepdims=True)
         close = total[:, 0] > 0
         vote = np.where(close[:, None], vote / np.maximum(total, 1e-12), 0.0)

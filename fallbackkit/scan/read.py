@@ -248,32 +248,60 @@ def _weakest_of_strips(strips: list[np.ndarray], ppm: float) -> np.ndarray:
     against the paper) for any number of edges of any lengths and patches, in a few array calls:
     the strips (_edge_strip) laid end to end, every position worked out on its own as there, the
     window means from one running sum (exact, see STRIPS_AT_ONCE). The same numbers as
-    _edge_evidence and _edge_evidence_one."""
-    out = np.empty(len(strips))
-    if not strips:
+    _edge_evidence and _edge_evidence_one. An item may also be a block of n strips of one length
+    (n x rows x length: the same edge of each patch of a stack), giving n figures in its place."""
+    items: list[np.ndarray] = []
+    for s in strips:
+        if s.ndim == 2:
+            items.append(s[None])
+        elif s.shape[0] * s.shape[2] > STRIPS_AT_ONCE:  # a block longer than one running sum: strip by strip
+            items += [t[None] for t in s]
+        else:
+            items.append(s)
+    counts = [s.shape[0] for s in items]
+    out = np.empty(sum(counts))
+    if not items:
         return out
+    at = np.cumsum([0] + counts).tolist()
     window = max(3, int(round(OUTLINE_WINDOW_MM * ppm)))
-    lengths = [s.shape[1] for s in strips]
     chunk: list[int] = []
     total = 0
-    for i, n in enumerate(lengths):
+
+    def flush():
+        got = _weakest_chunk([items[j] for j in chunk], window)
+        o = 0
+        for j in chunk:
+            out[at[j]:at[j + 1]] = got[o:o + counts[j]]
+            o += counts[j]
+
+    for i, s in enumerate(items):
+        n = s.shape[2]
         if n < 3:  # too short for the 3-pixel mean (never on the printed forms): alone
-            out[i] = _weakest_short(strips[i], window)
+            out[at[i]:at[i + 1]] = [_weakest_short(t, window) for t in s]
             continue
-        if chunk and total + n > STRIPS_AT_ONCE:
-            out[chunk] = _weakest_chunk([strips[j] for j in chunk], window)
+        if chunk and total + n * counts[i] > STRIPS_AT_ONCE:
+            flush()
             chunk, total = [], 0
         chunk.append(i)
-        total += n
+        total += n * counts[i]
     if chunk:
-        out[chunk] = _weakest_chunk([strips[j] for j in chunk], window)
+        flush()
     return out
 
 
-def _weakest_chunk(strips: list[np.ndarray], window: int) -> np.ndarray:
+def _weakest_chunk(blocks: list[np.ndarray], window: int) -> np.ndarray:
+    """The figures of blocks of strips (n x rows x length each), laid end to end in one row."""
     b = OUTLINE_BAND_PX
-    vals = np.concatenate(strips, axis=1)
-    L = np.array([s.shape[1] for s in strips])
+    if len(blocks) == 1 and blocks[0].shape[0] == 1:
+        vals = blocks[0][0]
+    else:
+        vals = np.empty((blocks[0].shape[1], sum(s.shape[0] * s.shape[2] for s in blocks)), np.uint8)
+        at = 0
+        for s in blocks:
+            n, _, length = s.shape
+            vals[:, at:at + n * length].reshape(-1, n, length)[:] = s.transpose(1, 0, 2)
+            at += n * length
+    L = np.repeat([s.shape[2] for s in blocks], [s.shape[0] for s in blocks])
     sums = vals[:, :-2].astype(np.uint16) + vals[:, 1:-1] + vals[:, 2:]
     line = sums[b:3 * b + 1].min(axis=0).astype(np.float32) / 3
     paper = np.maximum(sums.max(axis=0).astype(np.float32) / 3, 1.0)
@@ -338,7 +366,7 @@ def measure_box(image: np.ndarray, hmat: np.ndarray, box_mm, black: float) -> di
     ppm = BOX_PX_PER_MM
     p = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
     lv = _Levels(p, black)
-    smooth = cv2.medianBlur(p, 3)
+    smooth = _median3(p)
     raw_dark = _le(p, lv.above(DARK_FOR_OUTLINE))
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
@@ -467,9 +495,8 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
         return [measure_box(image, hmat, b, black) for b in boxes_mm]
     P = np.stack(patches)
     N = len(P)
-    S = np.stack([cv2.medianBlur(p, 3) for p in patches])
-    k = int(P[0].size * PAPER_QUANTILE)
-    paper = np.array([_kth_grey(p, k) for p in patches], np.float32)  # (histograms: cheaper than a partition)
+    S = _median3_stack(P)
+    paper = _kth_greys(P, int(P[0].size * PAPER_QUANTILE)).astype(np.float32)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
     raw_dark = P < _below(np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1))
@@ -504,20 +531,42 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
     means = [lut[nn, ln.astype(np.intp)].mean(axis=1) for ln in lines]
     outline = ((means[0] + means[1]) + means[2]) + means[3]
     # the boxes' outlines as one run of edge strips (the same numbers as _edge_evidence of the stack)
-    edges = [s for i, (bx0, by0, bx1, by1) in enumerate(zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist()))
-             for s in _rect_strips(P[i], bx0, by0, bx1, by1)]
-    printed = _weakest_of_strips(edges, ppm).reshape(N, 4).min(axis=1)
+    # (the boxes lined up on the same pixels of their patches: each edge of them as one block of strips)
+    alike: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(x0.tolist(), y0.tolist())):
+        alike.setdefault(key, []).append(i)
+    edges, owners = [], []
+    for (bx0, by0), idx in alike.items():
+        blocks = _edge_blocks(P, [(bx0, by0, bx0 + bw, by0 + bh)], np.array(idx))
+        if blocks is None:  # at the patch's border: box by box
+            for i in idx:
+                edges += _rect_strips(P[i], bx0, by0, bx0 + bw, by0 + bh)
+                owners.append([i])
+        else:
+            edges += blocks
+            owners.append(idx)
+    weakest = _weakest_of_strips(edges, ppm)
+    printed = np.empty(N)
+    at = 0
+    for idx in owners:
+        printed[idx] = weakest[at:at + 4 * len(idx)].reshape(4, len(idx)).min(axis=0)
+        at += 4 * len(idx)
     out = []
+    # as Python numbers (the same values: integer counts divided in float64, float32 read as float)
+    ink_l, faint_l, size_l, sx_l, sy_l = ink_c.tolist(), faint_c.tolist(), size.tolist(), sx.tolist(), sy.tolist()
+    strips_l = [(key, c.tolist(), s.tolist()) for key, (c, s) in strips.items()]
+    outline_l, printed_l, paper_l = outline.tolist(), printed.tolist(), paper.tolist()
     for i in range(N):
-        ink = ink_c[i] / size[i] if size[i] else float("nan")
-        faint = faint_c[i] / size[i] if size[i] else float("nan")
-        spill = {key: (float(c[i] / s[i]) if s[i] else 0.0) for key, (c, s) in strips.items()}
-        out.append({"ink": round(float(ink), 4), "faint": round(float(faint), 4),
+        n = size_l[i]
+        ink = ink_l[i] / n if n else float("nan")
+        faint = faint_l[i] / n if n else float("nan")
+        spill = {key: (c[i] / s[i] if s[i] else 0.0) for key, c, s in strips_l}
+        out.append({"ink": round(ink, 4), "faint": round(faint, 4),
                     "spill": {key: round(v, 4) for key, v in spill.items()},
                     "spill_max": round(max(spill.values()), 4),
-                    "shift_mm": [round(int(sx[i]) / ppm, 2), round(int(sy[i]) / ppm, 2)],
-                    "outline": round(float(outline[i]) / 4, 3), "printed": round(float(printed[i]), 3),
-                    "paper": round(float(paper[i]), 1)})
+                    "shift_mm": [round(sx_l[i] / ppm, 2), round(sy_l[i] / ppm, 2)],
+                    "outline": round(outline_l[i] / 4, 3), "printed": round(printed_l[i], 3),
+                    "paper": round(paper_l[i], 1)})
     return out
 
 
@@ -748,7 +797,7 @@ def measure_handwritten_many(image: np.ndarray, hmat: np.ndarray, fields: list[d
     groups: dict[tuple, list[int]] = {}
     for i, f in enumerate(fields):
         groups.setdefault(_hand_shape(f), []).append(i)
-    outlines: list[tuple[dict, list[np.ndarray]]] = []  # the page's frames, measured together at the end
+    outlines: list[tuple[list[dict], list[np.ndarray]]] = []  # the page's frames, measured together at the end
     for idx in groups.values():
         if len(idx) < STACK_MIN:
             for i in idx:
@@ -760,14 +809,18 @@ def measure_handwritten_many(image: np.ndarray, hmat: np.ndarray, fields: list[d
     return out
 
 
-def _set_printed(outlines: list[tuple[dict, list[np.ndarray]]], ppm: float) -> None:
+def _set_printed(outlines: list[tuple[list[dict], list[np.ndarray]]], ppm: float) -> None:
     """Each field's "printed" (the weakest stretch of its outline: of all its edges), all of a page's
-    edges measured in one go."""
-    weakest = _weakest_of_strips([s for _, strips in outlines for s in strips], ppm).tolist()
+    edges measured in one go. outlines: (raw measures of n fields, their edges: strips when n is 1,
+    else blocks of the n fields' same edge)."""
+    weakest = _weakest_of_strips([s for _, strips in outlines for s in strips], ppm)
     at = 0
-    for raw, strips in outlines:
-        raw["printed"] = round(min([1.0, *weakest[at:at + len(strips)]]), 3)
-        at += len(strips)
+    for raws, strips in outlines:
+        n = len(raws)
+        mine = weakest[at:at + n * len(strips)].reshape(len(strips), n).T.tolist()
+        at += n * len(strips)
+        for raw, edges in zip(raws, mine):
+            raw["printed"] = round(min([1.0, *edges]), 3)
 
 
 # fewer fields of one shape than this are measured one by one: a stack's fixed cost (~30 array
@@ -786,9 +839,8 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
                    ppm) for f in fields]
     P = np.stack(crops)
     N, H, W = P.shape
-    S = np.stack([cv2.medianBlur(p, 3) for p in crops])
-    k = int(H * W * PAPER_QUANTILE)
-    paper = np.array([_kth_grey(c, k) for c in crops], np.float32)  # (histograms: cheaper than a partition)
+    S = _median3_stack(P)
+    paper = _kth_greys(P, int(H * W * PAPER_QUANTILE)).astype(np.float32)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
     raw_dark = P < _below(np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1))
@@ -803,18 +855,22 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     box = np.array([f["box_mm"][:2] for f in fields], float)
     x, y = box[:, 0], box[:, 1]
     ox, oy = x - margin - sxs / ppm, y - margin - sys_ / ppm
-    # only the inside of the field box counts, less the printed lines (set in place: the same mask
-    # as inside & ~printed)
-    usable = np.zeros(P.shape, bool)
-    for n, (r0, c0) in enumerate(zip((m + sys_).tolist(), (m + sxs).tolist())):
-        usable[n, max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
-    for n, r0, r1, c0, c1 in _print_bands(fields, x, y, w, h, ox, oy, ppm, H, W).tolist():
-        usable[n, r0:r1, c0:c1] = False
+    # only the inside of the field box counts, less the printed lines: one mask per distinct layout
+    # of those lines in the crop (the fields of a stack nearly always share one)
+    patterns, which = _usable_patterns(H, W, (m + sys_).tolist(), (m + sxs).tolist(), bh, bw,
+                                       _print_bands(fields, x, y, w, h, ox, oy, ppm, H, W))
+    usable = patterns[0] if len(patterns) == 1 else patterns[which]  # (H x W: the same for every field)
     origins = list(zip(ox.tolist(), oy.tolist()))
-    inked = (S < _below(np.count_nonzero(lut >= HAND_INK_DARK, axis=1))) & usable
     light = (S < _below(np.count_nonzero(lut >= FAINT_DARK, axis=1))) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
-    (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums_many([usable, inked, light], tile)
+    ((use_t, n_usable),) = _tile_sums_many([patterns], tile)
+    use_t, n_usable = use_t[which], n_usable[which]
+    if light.any():
+        inked = (S < _below(np.count_nonzero(lut >= HAND_INK_DARK, axis=1))) & usable
+        (ink_t, n_inked), (light_t, _) = _tile_sums_many([inked, light], tile)
+    else:  # no light ink anywhere, so no ink (darker) either: every count is 0
+        ink_t = light_t = np.zeros_like(use_t)
+        n_inked = np.zeros_like(n_usable)
     valid = use_t >= tile * tile * TILE_MIN_USABLE
     frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
     light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
@@ -823,20 +879,29 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     has_tiles = frac.shape[1] * frac.shape[2] > 0
     max_tile = frac.max(axis=(1, 2)) if has_tiles else np.zeros(N)
     max_light = light_frac.max(axis=(1, 2)) if has_tiles else np.zeros(N)
-    frames = _frames_strips(P, fields, origins, ppm, m + sxs, m + sys_, bw, bh)
     out = []
-    for i in range(N):
-        sx, sy = int(sxs[i]), int(sys_[i])
-        raw = {"tiles": int(tiles[i]), "tiles_inked": int(inked_tiles[i]), "max_tile": round(float(max_tile[i]), 4),
+    # as Python numbers (the same values)
+    tiles_l, inked_l, max_l, light_l = tiles.tolist(), inked_tiles.tolist(), max_tile.tolist(), max_light.tolist()
+    n_inked_l, n_usable_l, paper_l = n_inked.tolist(), n_usable.tolist(), paper.tolist()
+    for i, (sx, sy) in enumerate(zip(sxs.tolist(), sys_.tolist())):
+        raw = {"tiles": tiles_l[i], "tiles_inked": inked_l[i], "max_tile": round(max_l[i], 4),
                "printed": None,  # _set_printed
-               "ink_fraction": round(float(n_inked[i]) / max(1, int(n_usable[i])), 4),
-               "max_light_tile": round(float(max_light[i]), 4),
-               "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(float(paper[i]), 1)}
-        if inked_tiles[i] == 0 and (max_tile[i] > TILE_FAINT or max_light[i] > TILE_LIGHT):
+               "ink_fraction": round(n_inked_l[i] / max(1, n_usable_l[i]), 4),
+               "max_light_tile": round(light_l[i], 4),
+               "shift_mm": [round(sx / ppm, 2), round(sy / ppm, 2)], "paper": round(paper_l[i], 1)}
+        if inked_l[i] == 0 and (max_l[i] > TILE_FAINT or light_l[i] > TILE_LIGHT):
             raw["faint_only"] = True
             raw["ink_confidence"] = 0.5
-        outlines.append((raw, frames[i]))
         out.append((raw, crops[i]))
+    # the fields' outlines: when they lie on the same pixels of every crop (the usual case), each
+    # edge of the stack's crops as one block of strips
+    rects = [_frame_rects(f, origins[i], ppm, (int(x0), int(y0), bw, bh))
+             for i, (f, x0, y0) in enumerate(zip(fields, m + sxs, m + sys_))]
+    blocks = _edge_blocks(P, rects[0]) if all(r == rects[0] for r in rects) else None
+    if blocks is not None:
+        outlines.append(([raw for raw, _ in out], blocks))
+    else:
+        outlines += [([raw], [s for r in rects[i] for s in _rect_strips(P[i], *r)]) for i, (raw, _) in enumerate(out)]
     return out
 
 
@@ -883,13 +948,106 @@ def _print_bands(fields: list[dict], x: np.ndarray, y: np.ndarray, w: float, h: 
     return out[(out[:, 2] > out[:, 1]) & (out[:, 4] > out[:, 3])]
 
 
-def _frames_strips(P: np.ndarray, fields: list[dict], origins: list, ppm: float, x0: np.ndarray,
-                   y0: np.ndarray, bw: int, bh: int) -> list[list[np.ndarray]]:
-    """The printed outline of each handwriting field of a stack, as the edge strips whose weakest
-    stretch is its "printed": of its frame; for a comb (no frame of its own: the gaps between
-    groups are open), of the outer frame of each group of cells (the walls between cells are left
-    out: two rectangles' edges meet there, and blur away first)."""
-    return [_frame_strips(P[i], f, origins[i], ppm, (int(x0[i]), int(y0[i]), bw, bh)) for i, f in enumerate(fields)]
+def _usable_patterns(H: int, W: int, r0s: list[int], c0s: list[int], bh: int, bw: int, bands: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The usable pixels of each crop of a stack (its field box from (r0, c0), bh x bw, less the printed
+    bands [n, r0, r1, c0, c1] of _print_bands), built once per distinct layout: (the distinct masks,
+    P x H x W bool; which of them each crop has). The same masks as set field by field."""
+    N = len(r0s)
+    counts = np.bincount(bands[:, 0], minlength=N)
+    rows = bands[:, 1:]
+    if N > 1 and counts.min() == counts.max() and min(r0s) == max(r0s) and min(c0s) == max(c0s):
+        alike = rows.reshape(N, -1)
+        if (alike == alike[0]).all():  # every field's lines on the same pixels: one mask (the usual case)
+            N, counts, rows = 1, counts[:1], rows[:int(counts[0])]
+    counts = counts.tolist()
+    rows = rows.tolist()
+    keys: dict[tuple, int] = {}
+    which, masks = [], []
+    at = 0
+    for r0, c0, n in zip(r0s, c0s, counts):
+        own = rows[at:at + n]
+        at += n
+        key = (r0, c0, *(v for rect in own for v in rect))
+        i = keys.get(key)
+        if i is None:
+            i = keys[key] = len(masks)
+            mask = np.zeros((H, W), bool)
+            mask[max(0, r0):r0 + bh, max(0, c0):c0 + bw] = True
+            for a0, a1, b0, b1 in own:
+                mask[a0:a1, b0:b1] = False
+            masks.append(mask)
+        which.append(i)
+    if N < len(r0s):
+        return masks[0][None], np.zeros(len(r0s), np.intp)
+    return np.stack(masks), np.array(which, np.intp)
+
+
+# OpenCV's 3x3 median filter is ~30 times slower per pixel on images narrower than this (opencv-python
+# 5.0.0 here: about 20 ns a pixel below 66 columns, 0.6 above; a MAR's one-box number fields are 50
+# px wide): narrower images are filtered widened by copies of their last column, which is what the
+# filter's own border rule (replicate) puts there, so their own columns come out the same.
+MEDIAN_MIN_WIDTH = 66
+
+
+def _median3(img: np.ndarray) -> np.ndarray:
+    """cv2.medianBlur(img, 3) of a 2-D uint8 image (the same pixels), without the narrow-image cliff."""
+    h, w = img.shape
+    if w >= MEDIAN_MIN_WIDTH:
+        return cv2.medianBlur(img, 3)
+    wide = np.empty((h, MEDIAN_MIN_WIDTH), np.uint8)
+    wide[:, :w] = img
+    wide[:, w:] = img[:, w - 1:w]
+    return cv2.medianBlur(wide, 3)[:, :w]
+
+
+def _median3_stack(P: np.ndarray) -> np.ndarray:
+    """cv2.medianBlur(p, 3) of each patch of a stack (the same pixels), in two calls: the stack as one
+    tall image, then each patch's first and last row again from three-row strips that repeat the
+    edge row as medianBlur's border does (in the tall image they saw the neighbouring patches)."""
+    N, H, W = P.shape
+    if N == 1 or H < 2:
+        return np.stack([_median3(p) for p in P])
+    S = np.ascontiguousarray(_median3(P.reshape(N * H, W))).reshape(N, H, W)
+    edges = np.stack([P[:, 0], P[:, 0], P[:, 1], P[:, H - 2], P[:, H - 1], P[:, H - 1]], axis=1)
+    fixed = _median3(edges.reshape(N * 6, W)).reshape(N, 6, W)
+    S[:, 0], S[:, H - 1] = fixed[:, 1], fixed[:, 4]
+    return S
+
+
+def _kth_greys(P: np.ndarray, k: int) -> np.ndarray:
+    """_kth_grey of each patch of a stack (N x H x W): the same values, the histograms' running sums in
+    one call (float32 counts below 2^24: exact). Many patches: their histograms as one histogram of
+    patch * 256 + grey (16-bit, one bin per value), one call instead of one per patch."""
+    n = len(P)
+    if 8 <= n <= 255:
+        codes = P.astype(np.uint16)
+        codes += (np.arange(n, dtype=np.uint16) * 256)[:, None, None]
+        hists = cv2.calcHist([codes.reshape(-1, codes.shape[2])], [0], None, [n * 256], [0, n * 256]).reshape(n, 256)
+    else:
+        hists = np.stack([cv2.calcHist([p], [0], None, [256], [0, 256]) for p in P]).reshape(n, 256)
+    return np.count_nonzero(np.cumsum(hists, axis=1) <= k, axis=1)
+
+
+def _edge_blocks(P: np.ndarray, rects: list[tuple[int, int, int, int]], which: np.ndarray | None = None
+                 ) -> list[np.ndarray] | None:
+    """The four edges of each rectangle (px, corners included) in every patch of a stack (or in the
+    patches `which`), as blocks (n x rows x length) of the strips _edge_strip reads: top, bottom,
+    left, right. None when an edge runs out of the patch (there _edge_strip repeats the border
+    pixels: strip by strip)."""
+    b2 = 2 * OUTLINE_BAND_PX
+    _, H, W = P.shape
+    n = slice(None) if which is None else which
+    out = []
+    for x0, y0, x1, y1 in rects:
+        for pos, a0, length, horizontal in ((y0, x0, x1 - x0 + 1, True), (y1, x0, x1 - x0 + 1, True),
+                                            (x0, y0, y1 - y0 + 1, False), (x1, y0, y1 - y0 + 1, False)):
+            limit, along_limit = (H, W) if horizontal else (W, H)
+            if not (pos - b2 >= 0 and pos + b2 < limit and a0 >= 0 and a0 + length <= along_limit):
+                return None
+            out.append(P[n, pos - b2:pos + b2 + 1, a0:a0 + length] if horizontal
+                       else P[n, a0:a0 + length, pos - b2:pos + b2 + 1].transpose(0, 2, 1))
+    return out
 
 
 def _tile_sums_many(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -939,7 +1097,7 @@ def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: f
     crop = patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
     lv = _Levels(crop, black)
     paper = lv.paper
-    smooth = cv2.medianBlur(crop, 3)
+    smooth = _median3(crop)
     raw_dark = _le(crop, lv.above(DARK_FOR_OUTLINE))
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
@@ -971,11 +1129,16 @@ def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: f
         r0 = int((ly - origin[1] - pad) * ppm)
         r1 = int(math.ceil((ly - origin[1] + pad) * ppm))
         usable[max(0, r0):max(0, r1), :] = False
-    inked = _le(smooth, lv.at_least(HAND_INK_DARK)) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
     # per tile: usable pixels, ink pixels, light-ink pixels
-    (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums(
-        [usable, inked, _le(smooth, lv.at_least(FAINT_DARK)) & usable], tile)
+    light = _le(smooth, lv.at_least(FAINT_DARK)) & usable
+    if light.any():
+        inked = _le(smooth, lv.at_least(HAND_INK_DARK)) & usable
+        (use_t, n_usable), (ink_t, n_inked), (light_t, _) = _tile_sums([usable, inked, light], tile)
+    else:  # no light ink, so no ink (darker) either: every count is 0
+        ((use_t, n_usable),) = _tile_sums([usable], tile)
+        ink_t = light_t = np.zeros_like(use_t)
+        n_inked = 0
     valid = use_t >= tile * tile * TILE_MIN_USABLE
     frac = np.where(valid, ink_t / np.maximum(use_t, 1), 0.0)
     light_frac = np.where(valid, light_t / np.maximum(use_t, 1), 0.0)
@@ -991,7 +1154,7 @@ def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: f
     if inked_tiles == 0 and (max_tile > TILE_FAINT or max_light > TILE_LIGHT):
         raw["faint_only"] = True
         raw["ink_confidence"] = 0.5
-    pending = [(raw, _frame_strips(crop, field, origin, ppm, (m + sx, m + sy, bw, bh)))]
+    pending = [([raw], _frame_strips(crop, field, origin, ppm, (m + sx, m + sy, bw, bh)))]
     if outlines is None:
         _set_printed(pending, ppm)
     else:
@@ -1001,26 +1164,31 @@ def _measure_hand_one(image: np.ndarray, hmat: np.ndarray, field: dict, black: f
 
 def _frame_strips(crop: np.ndarray, field: dict, origin, ppm: float, frame_px) -> list[np.ndarray]:
     """The edge strips of a handwriting field's printed outline (its "printed" is their weakest
-    stretch): of its frame; for a comb (no frame of its own: the gaps between groups are open), of
-    the outer frame of each group of cells (the walls between cells are left out: two rectangles'
-    edges meet there, and blur away first)."""
+    stretch), of the rectangles of _frame_rects."""
+    return [s for r in _frame_rects(field, origin, ppm, frame_px) for s in _rect_strips(crop, *r)]
+
+
+def _frame_rects(field: dict, origin, ppm: float, frame_px) -> list[tuple[int, int, int, int]]:
+    """The rectangles (px in the crop, corners included) of a handwriting field's printed outline:
+    its frame; for a comb (no frame of its own: the gaps between groups are open), the outer frame
+    of each group of cells (the walls between cells are left out: two rectangles' edges meet there,
+    and blur away first)."""
     cells = field.get("cells_mm") or []
     if not cells:
         x0, y0, w, h = frame_px
-        return _rect_strips(crop, x0, y0, x0 + w, y0 + h)
+        return [(x0, y0, x0 + w, y0 + h)]
     groups: list[list] = [[cells[0]]]
     for a, b in zip(cells, cells[1:]):
         if b[0] - (a[0] + a[2]) > 0.5:
             groups.append([])
         groups[-1].append(b)
-    strips = []
+    rects = []
     for g in groups:
         gx0, gy0 = g[0][0], min(c[1] for c in g)
         gx1, gy1 = g[-1][0] + g[-1][2], max(c[1] + c[3] for c in g)
-        px = [int(round((v - o) * ppm)) for v, o in ((gx0, origin[0]), (gy0, origin[1]), (gx1, origin[0]),
-                                                      (gy1, origin[1]))]
-        strips += _rect_strips(crop, *px)
-    return strips
+        rects.append(tuple(int(round((v - o) * ppm)) for v, o in ((gx0, origin[0]), (gy0, origin[1]),
+                                                                  (gx1, origin[0]), (gy1, origin[1]))))
+    return rects
 
 
 def _tile_sums(masks: list[np.ndarray], tile: int) -> list[tuple[np.ndarray, int]]:
