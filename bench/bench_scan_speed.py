@@ -3,14 +3,15 @@
 For PNG, JPEG, TIFF G4 and scanner-PDF input at 200 and 300 dpi:
 - floor: only decoding the same files into grey pages (ingest), pages/s on one core;
 - scan: the whole pipeline on one core (`scan_paths(workers=0)`: hash, archive, decode, QR, marks,
-  every field, page image and crops written, store transactions), pages/s;
+  every field, kept crops written, store transactions), pages/s;
 - ratio scan time / floor time, and the median per-page cost of decoding and of reading.
 Then pages as they come back (issue 12): a whole ward pack (mixed templates), office scanner
 damage, about half the handwriting fields inked, as JPEG, with the same columns, and what the
 visibility check costs (engine read time with and without it).
-Then the CPU cost per page of each stage of the page path (decode, code, marks, page image, mark
-boxes, handwriting, digits, the visibility check's outline measures, review crops, PNG, store),
-for both kinds of page. Then 1 vs 2 worker processes on a larger scanner-PDF batch, and the peak
+Then the CPU cost per page of each stage of the page path (decode, code, marks, the page's dark
+share, mark boxes, handwriting, digits, the visibility check's outline measures, review crops,
+store), for both kinds of page; the page image is no longer made by the scan (its rows read 0),
+so the cost of a page view made on demand (first view, cached view) follows, per input kind. Then 1 vs 2 worker processes on a larger scanner-PDF batch, and the peak
 RSS of a worker.
 
 Targets (issue 3): >= 30 pages/s per core at 200 dpi, <= 2x the floor, near-linear with workers,
@@ -228,7 +229,9 @@ STAGES = (
     ("decode", "fallbackkit.scan.ingest", "PageReader.page"),
     ("QR code", "fallbackkit.scan.locate", "find_codes"),
     ("corner marks", "fallbackkit.scan.locate", "locate_with_code"),
-    ("page image warp", "fallbackkit.scan.engine", "_page_image"),
+    ("page image warp (on demand now)", "fallbackkit.scan.engine", "_page_image"),  # (older code)
+    ("page image warp (on demand now)", "fallbackkit.scan.engine", "page_image"),
+    ("page dark share (sampled)", "fallbackkit.scan.engine", "dark_fraction"),
     ("mark boxes", "fallbackkit.scan.read", "measure_boxes"),
     ("handwriting", "fallbackkit.scan.read", "measure_handwritten"),
     ("handwriting", "fallbackkit.scan.read", "measure_handwritten_many"),
@@ -237,14 +240,47 @@ STAGES = (
     ("visibility (outlines)", "fallbackkit.scan.read", "_edge_evidence"),
     ("visibility (outlines)", "fallbackkit.scan.read", "_weakest_of_strips"),
     ("decide + review crops", "fallbackkit.scan.engine", "_decide_field"),
-    ("PNG page image", "fallbackkit.scan.page_task", "viewing_copy"),
-    ("PNG page image", "fallbackkit.scan.page_task", "viewing_png"),
-    ("PNG page image", "fallbackkit.scan.page_task", "_save_png"),
+    ("PNG page image (on demand now)", "fallbackkit.scan.page_task", "viewing_copy"),
+    ("PNG page image (on demand now)", "fallbackkit.scan.page_task", "viewing_png"),
+    ("PNG files written", "fallbackkit.scan.page_task", "_save_png"),  # now the kept crops (signatures) only
     ("result dicts + JSON", "fallbackkit.scan.page_task", "_result_dict"),
     ("store (SQLite)", "fallbackkit.scan.pipeline", "store_page"),
     ("form summaries (reconcile)", "fallbackkit.reconcile.summary", "refresh"),
 )
 NESTED = {"visibility (outlines)"}  # inside mark boxes and handwriting
+
+
+def page_view_costs(base_kit: Path, work: Path, folders: dict[str, Path], per_folder: int = 20) -> None:
+    """What the page image costs now that it is made when someone looks at it (scan/pageview.py):
+    CPU ms per page for the first view (decode the archived original, warp, viewing copy, PNG,
+    cache file) and for a second view (the cached file read), after an in-process scan."""
+    try:
+        from fallbackkit.scan.pageview import page_image_png
+    except ImportError:  # an older version of the code: the scan made every page image
+        print("page view on demand: not in this version (the scan stores every page image)")
+        return
+    print(f"page view on demand (made when looked at, then cached), CPU ms per page, up to {per_folder} pages each:")
+    print(f"  {'input':<22} {'first view':>10} {'cached':>8}")
+    for name, folder in folders.items():
+        dest = work / f"kit-views-{time.monotonic_ns()}"
+        shutil.copytree(base_kit, dest)
+        kit = open_kit(dest)
+        try:
+            scan_paths(kit, [folder], workers=0, progress=False, actor="bench")
+            ids = [r[0] for r in kit.db.conn.execute(
+                "SELECT capture_id FROM captures ORDER BY capture_id LIMIT ?", [per_folder])]
+            first, again = [], []
+            for cid in ids:
+                t = time.process_time()
+                page_image_png(kit.db.conn, kit.path, cid)
+                first.append(1000 * (time.process_time() - t))
+                t = time.process_time()
+                page_image_png(kit.db.conn, kit.path, cid)
+                again.append(1000 * (time.process_time() - t))
+        finally:
+            kit.close()
+            shutil.rmtree(dest)
+        print(f"  {name:<22} {statistics.median(first):>10.1f} {statistics.median(again):>8.2f}", flush=True)
 
 
 class StageTimer:
@@ -386,6 +422,14 @@ def main() -> None:
         if mar_folder is not None:
             stages, total = stage_table(tmp / "kit", tmp, mar_folder, runs)
             print_stages("clean MAR pages, PNG 200 dpi", stages, total)
+        views = {"ward JPEG 200 dpi": folder}
+        for fmt, label in (("tiff-g4", "ward TIFF G4 200 dpi"), ("scanner-pdf", "ward scanner PDF 200 dpi")):
+            views[label] = tmp / f"in-ward-{fmt}"
+            write_format(views[label], fmt, ward[:20], 200)
+        views["printed PDF (vector)"] = tmp / "in-printed"
+        views["printed PDF (vector)"].mkdir()
+        shutil.copy(tmp / "ward.pdf", views["printed PDF (vector)"] / "ward.pdf")
+        page_view_costs(tmp / "kit", tmp, views)
         probe.close()
         if args.ward_only:
             return

@@ -1065,6 +1065,10 @@ def export_cmd(ctx: KitContext, fmt: str, out_path: Path, ward: str | None, sinc
             summary += f"; {result['skipped_entered']} items left out as already entered"
         for note in result["identity_notes"]:
             summary += f"\nnote: {note}"
+        if result["page_image_problems"]:
+            problems = result["page_image_problems"]
+            summary += (f"\nwarning: {len(problems)} scanned pages exported without their page image; first: "
+                        f"{problems[0]['problem']}")
         if result["removed_stale"]:
             say(ctx, f"removed {len(result['removed_stale'])} bundles of an earlier export that no longer apply")
     else:

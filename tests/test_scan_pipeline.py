@@ -21,6 +21,7 @@ from fallbackkit.cli import cli
 from fallbackkit.store import verify_audit
 from fallbackkit.store.decisions import record_review
 from fallbackkit.scan import engine
+from fallbackkit.scan.pageview import page_image_png
 from fallbackkit.scan.pipeline import format_summary, list_readings, scan_paths
 from fault_injection import kill_worker_on_page, no_faults
 from pdf_helpers import render_pages
@@ -87,13 +88,16 @@ def test_every_format_is_read_and_blank_sheets_read_blank(kit, blank_lab, lab_pa
             else:
                 assert r["value"] is (False if r["type"] == "signature" else None) and r["ink"] is False, r
 
-    # the originals are archived byte for byte, content-addressed; every page image is on disk
+    # the originals are archived byte for byte, content-addressed; no page image is made by the scan:
+    # each capture names where its image is cached once someone looks at it (scan/pageview.py)
     for sha, archive, status, pages in _rows(kit, "SELECT sha256, archive_path, status, pages FROM input_files"):
         assert status == "done"
         assert archive == f"archive/{sha[:2]}/{sha}{Path(archive).suffix}"
         assert _sha(kit.path / archive) == sha
-    for (image,) in _rows(kit, "SELECT image_path FROM captures"):
-        assert (kit.path / image).stat().st_size > 1000
+    assert not list((kit.path / "pages").rglob("*.png"))
+    for cid, sha, index, image in _rows(kit, "SELECT capture_id, file_sha256, page_index, image_path FROM captures"):
+        assert image == f"pages/{sha[:2]}/{sha}-p{index}.png"
+        assert len(page_image_png(kit.db.conn, kit.path, cid)) > 1000 and (kit.path / image).stat().st_size > 1000
     assert [a for (a,) in _rows(kit, "SELECT action FROM audit WHERE action = 'scan'")] == ["scan"]
     assert verify_audit(kit.db)[1] is None
 
@@ -166,7 +170,8 @@ def test_a_reader_crash_on_one_page_quarantines_that_page_only(kit, blank_lab, m
         kit, "SELECT q.reason, q.detail, c.status, c.image_path FROM quarantine q JOIN captures c USING (capture_id)")
     assert (reason, status) == ("unreadable", "quarantined")
     assert "ZeroDivisionError: bug in the reader" in detail
-    assert (kit.path / image).exists()
+    cid = _rows(kit, "SELECT capture_id FROM quarantine")[0][0]
+    assert page_image_png(kit.db.conn, kit.path, cid)[:8] == b"\x89PNG\r\n\x1a\n" and (kit.path / image).exists()
     assert _rows(kit, "SELECT status FROM input_files") == [("done",)]
 
 

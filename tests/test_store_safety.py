@@ -305,6 +305,8 @@ def test_kit_is_private_whatever_the_umask(tmp_path):
         assert invoke(kit_dir, "scan", "--workers", "1", str(tmp_path / "scans")).exit_code == 0
         assert invoke(kit_dir, "backup", "--out", str(kit_dir / "backups" / "b.sqlite")).exit_code == 0
         kit = open_kit(kit_dir)  # the library too: store files and folders made private
+        from fallbackkit.scan.pageview import page_image_png  # and a page image made when looked at
+        page_image_png(kit.db.conn, kit.path, kit.db.conn.execute("SELECT MIN(capture_id) FROM captures").fetchone()[0])
         kit.close()
         paths = [kit_dir, *kit_dir.rglob("*")]
         assert any(p.parent.name == "pages" or p.parent.parent.name == "pages" for p in paths)

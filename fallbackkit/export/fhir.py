@@ -258,6 +258,7 @@ class FhirExport:
         if page_images not in PAGE_IMAGES:
             raise BadInput(f"--page-images {page_images!r}: one of {', '.join(PAGE_IMAGES)}")
         self.page_images = page_images
+        self.page_image_problems: list[dict[str, Any]] = []  # pages whose image could not be made
         self.kit = kit
         self.tz = tz or get_setting(kit, "tz")  # the flag overrides the kit setting
         mrn_system = mrn_system or stored_setting(kit, "mrn_system")
@@ -542,15 +543,11 @@ class FhirExport:
         """The scanned page itself: its page image as a Binary (or inline attachment.data), with
         content type, size and SHA-1. Nothing of the downtime PC leaves the kit: no file path, no
         kit-relative path; the original file is named by its SHA-256 only."""
-        image = cap.get("image_path")
         attachment: dict[str, Any] = {"title": f"sheet {cap['sheet_id']} page {cap['page']}/{cap['pages']}"}
         value = f"{cap['file_sha256']}:{cap['page_index']}:{cap.get('source') or 'scan'}"
-        path = self.kit.path / image if image else None
-        if path is not None and path.is_file():
-            data = path.read_bytes()
-            attachment["contentType"] = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                                         ".tif": "image/tiff", ".tiff": "image/tiff"}.get(path.suffix.lower(),
-                                                                                         "image/png")
+        data = self.page_image(cap)
+        if data is not None:
+            attachment["contentType"] = "image/png"  # the page image is a PNG (scan/pageview.py)
             attachment["size"] = len(data)
             attachment["hash"] = base64.b64encode(hashlib.sha1(data).digest()).decode()
             encoded = base64.b64encode(data).decode()
@@ -577,6 +574,22 @@ class FhirExport:
         if date:
             resource["date"] = date
         return self.b.add(bundle, resource, self.b.system("capture"), value)
+
+    def page_image(self, cap: dict[str, Any]) -> bytes | None:
+        """The capture's page image (PNG): the cached copy, else made from the archived original and
+        cached (scan/pageview.py). Hash and size are sent with every mode, so every mode makes it.
+        An original missing or damaged leaves this page without its image and the export goes on:
+        the page is listed in the result (page_image_problems), never in the bundle (no kit path
+        leaves the kit)."""
+        from ..errors import NotFound
+        from ..scan.pageview import PageImageUnavailable, page_image_png
+        try:
+            return page_image_png(self.kit.db.conn, self.kit.path, cap["capture_id"])
+        except PageImageUnavailable as exc:
+            self.page_image_problems.append({"capture_id": cap["capture_id"], "problem": str(exc)})
+        except NotFound:  # no page image recorded for the capture
+            pass
+        return None
 
     def binary(self, bundle: PatientBundle, value: str, content_type: str, data: str) -> str:
         """A Binary has no identifier to be conditional on: it is PUT under an id derived from the
@@ -1340,4 +1353,4 @@ def export_fhir(kit: Kit, out_dir: Path | str, ward: str | None = None, since: s
             "bundles": sum(f.name.startswith("bundle-") for f in files), "files": [str(f) for f in files],
             "link_files": [f.name for f in files if f.name.startswith("link-")], "pending_file": str(pending_path),
             "pending": job.counts["pending"], "items_exported": job.counts["exported"],
-            "resources": out.resources, "patients": out.patients}
+            "resources": out.resources, "patients": out.patients, "page_image_problems": job.page_image_problems}

@@ -43,6 +43,8 @@ _EN: dict[str, Any] = {
     "people": "People", "unlock": "Unlock", "locked": "locked after wrong passwords", "disabled": "disabled",
     "unlocked": "{name} can log in again.", "people_help": "A name is locked for 15 minutes after 5 wrong passwords. Check who is asking before you unlock it.",
     "no_image": "no image stored", "empty_fields": "Empty",
+    "image_unavailable": "The page image cannot be shown: its scanned original is missing from the kit's archive. Ask IT to restore it.",
+    "image_not_made": "The page image could not be made from its scanned original: ask IT (fallbackkit check --archive).",
     "js": {
         "accept": "Accept", "enter": "Enter", "skip": "Skip", "esc": "Esc", "illegible": "Illegible",
         "zoom": "Whole page", "z": "Alt+P", "machine": "Machine read", "why": "Why unsure",
@@ -97,6 +99,8 @@ _FR: dict[str, Any] = {
     "people": "Comptes", "unlock": "Déverrouiller", "locked": "verrouillé après des mots de passe faux", "disabled": "désactivé",
     "unlocked": "{name} peut de nouveau se connecter.", "people_help": "Un nom est verrouillé 15 minutes après 5 mots de passe faux. Vérifiez qui le demande avant de le déverrouiller.",
     "no_image": "pas d'image", "empty_fields": "Vides",
+    "image_unavailable": "L'image de la page ne peut pas être affichée : son original scanné manque dans l'archive du kit. Demandez à l'informatique de le restaurer.",
+    "image_not_made": "L'image de la page n'a pas pu être faite depuis son original scanné : demandez à l'informatique (fallbackkit check --archive).",
     "js": {
         "accept": "Valider", "enter": "Entrée", "skip": "Passer", "esc": "Échap", "illegible": "Illisible",
         "zoom": "Page entière", "z": "Alt+P", "machine": "Lu par la machine", "why": "Pourquoi un doute",
@@ -151,6 +155,8 @@ _NL: dict[str, Any] = {
     "people": "Accounts", "unlock": "Ontgrendelen", "locked": "vergrendeld na foute wachtwoorden", "disabled": "uitgeschakeld",
     "unlocked": "{name} kan weer aanmelden.", "people_help": "Een naam wordt 15 minuten vergrendeld na 5 foute wachtwoorden. Controleer wie het vraagt vóór u ontgrendelt.",
     "no_image": "geen beeld", "empty_fields": "Leeg",
+    "image_unavailable": "Het paginabeeld kan niet getoond worden: het gescande origineel ontbreekt in het archief van de kit. Vraag IT het terug te zetten.",
+    "image_not_made": "Het paginabeeld kon niet gemaakt worden uit het gescande origineel: vraag IT (fallbackkit check --archive).",
     "js": {
         "accept": "Aanvaarden", "enter": "Enter", "skip": "Overslaan", "esc": "Esc", "illegible": "Onleesbaar",
         "zoom": "Hele pagina", "z": "Alt+P", "machine": "Machinelezing", "why": "Waarom onzeker",

@@ -362,16 +362,23 @@ def open_quarantine(conn, reason: str | None = None) -> list[dict[str, Any]]:
 
 # --- geometry: where a field is on the page image ---------------------------------------------
 
-def image_size(kit_path: Path | None, relative: str | None) -> tuple[int, int] | None:
-    """(width, height) of a stored image, read from its header only."""
-    if kit_path is None or not relative:
-        return None
+def page_view_size(conn, kit_path: Path | None, capture_id: int) -> tuple[int, int] | None:
+    """(width, height) of a capture's page image without making it (scan/pageview.py): the
+    cached file's header, else the size it will have."""
+    from ..scan.pageview import page_image_size
+    from ..store.captures import page_image_source
     try:
-        from PIL import Image
-        with Image.open(kit_file(kit_path, relative)) as im:
-            return im.size
-    except (NotFound, OSError):
+        return page_image_size(kit_path, page_image_source(_conn(conn), capture_id))
+    except NotFound:
         return None
+
+
+def page_view_problem(kit_path: Path | None, capture_id: int, image_path: str | None,
+                      archive_path: str | None) -> str | None:
+    """Why a capture's page image cannot be shown (its original missing from the archive and no
+    cached copy), or None; a damaged original is only found out when the image is made."""
+    from ..scan.pageview import missing_original
+    return missing_original(kit_path, capture_id, image_path, archive_path) if kit_path is not None else None
 
 
 def page_mapper(size_px: tuple[int, int], page_size_mm: list[float]):
@@ -428,13 +435,14 @@ def capture_info(conn, capture_id: int) -> dict[str, Any]:
     row = conn.execute(
         "SELECT c.capture_id, c.status, c.sheet_id, c.form_id, c.template, c.version, c.page, c.pages, c.transform,"
         " c.dpi, c.image_path, c.width_px, c.height_px, c.duplicate_of, c.captured_at, f.ward, f.bed,"
-        " f.patient_mrn, f.downtime_mrn, s.layout_hash FROM captures c LEFT JOIN forms f ON f.form_id = c.form_id"
+        " f.patient_mrn, f.downtime_mrn, i.archive_path, s.layout_hash FROM captures c"
+        " LEFT JOIN forms f ON f.form_id = c.form_id LEFT JOIN input_files i ON i.sha256 = c.file_sha256"
         " LEFT JOIN sheets s ON s.sheet_id = c.sheet_id WHERE c.capture_id = ?", [capture_id]).fetchone()
     if row is None:
         raise NotFound(f"no capture {capture_id}")
     keys = ["capture_id", "status", "sheet_id", "form_id", "template", "version", "page", "pages", "transform",
             "dpi", "image_path", "width_px", "height_px", "duplicate_of", "captured_at", "ward", "bed",
-            "patient_mrn", "downtime_mrn", "geometry"]
+            "patient_mrn", "downtime_mrn", "archive_path", "geometry"]
     info = dict(zip(keys, row))
     info["geometry"] = layout_geometry(conn, info["geometry"])
     return info
@@ -473,12 +481,12 @@ def reading_detail(conn, reading_id: int, kit_path: Path | None = None) -> dict[
     field = None
     if geometry:
         field = next((f for f in geometry["fields"] if f["name"] == r["field"]), None)
-    r["capture"] = {k: v for k, v in cap.items() if k != "transform"}
+    r["capture"] = {k: v for k, v in cap.items() if k not in ("transform", "archive_path")}
     r["options"] = field_options(field, r["type"])
     r["has_crop"] = bool(r["crop_path"]) or bool(cap["image_path"] and field)
     r["has_page"] = bool(cap["image_path"])
     r["outline"] = ""
-    size = image_size(kit_path, cap["image_path"])
+    size = page_view_size(conn, kit_path, r["capture_id"])
     r["capture"]["img_w"], r["capture"]["img_h"] = size or (None, None)
     if geometry and field and size:
         r["outline"] = outline(page_mapper(size, geometry["page_size_mm"]), field_boxes(field))
@@ -538,8 +546,9 @@ def page_overlay(conn, capture_id: int, kit_path: Path | None = None) -> dict[st
     cap = capture_info(conn, capture_id)
     geometry = cap.pop("geometry")
     fields = []
-    size = image_size(kit_path, cap["image_path"])
+    size = page_view_size(conn, kit_path, capture_id)
     cap["img_w"], cap["img_h"] = size or (None, None)
+    cap["image_problem"] = page_view_problem(kit_path, capture_id, cap["image_path"], cap.pop("archive_path"))
     if geometry and size:
         mapper = page_mapper(size, geometry["page_size_mm"])
         by_name = {f["name"]: f for f in geometry["fields"]}
@@ -586,7 +595,7 @@ def field_crop_from_page(conn, kit_path: Path, reading_id: int, pad_mm: float = 
         return None
 
 
-IMAGE_FOLDERS = ("pages", "crops")  # where the scan stage writes page images and field crops
+IMAGE_FOLDERS = ("pages", "crops")  # page images (cached by scan/pageview.py) and crops kept at scan time
 
 
 def kit_file(kit_path: Path, relative: str | None) -> Path:

@@ -9,12 +9,12 @@ from .. import ids
 from ..errors import BadInput, Conflict, IntegrityFailure, NotFound, NotPermitted
 from ..store import quarantine as store_quarantine
 from ..store.audit import append_audit
-from ..store.captures import CaptureSummary, ScannedPage, store_page
+from ..store.captures import CaptureSummary, ScannedPage, page_image_rel, store_page
 from ..store.captures import capture_summary as store_capture_summary
 from ..store.kit import Kit
 from ..store.transactions import atomic
 from .ingest import PageReader
-from .page_task import _preview, _result_dict, _save_crops, _save_png, viewing_png
+from .page_task import _result_dict, _save_crops
 
 
 def list_quarantine(kit: Kit, include_assigned: bool = False) -> list[dict[str, Any]]:
@@ -95,8 +95,7 @@ def assign_quarantined(kit: Kit, quarantine_id: int, sheet_id: str, actor: str, 
                     detail=result.detail)
     out = _result_dict(result, page.dpi)
     stem = f"{sha}-p{page_index}-assigned"
-    page_image = result.page_image if result.page_image is not None else _preview(page.image, page.dpi)
-    out["image_path"] = _save_png(kit.path, Path("pages") / sha[:2] / f"{stem}.png", viewing_png(page_image))
+    out["image_path"] = page_image_rel(sha, page_index, assigned=True)  # made when shown (pageview.py)
     _save_crops(kit.path, Path("crops") / sha[:2] / stem, out)
     out.update(sha=sha, index=page_index, width_px=int(page.image.shape[1]), height_px=int(page.image.shape[0]),
                template=geometry["template"], version=geometry["version"], page=geometry["page"],

@@ -47,8 +47,10 @@ def field_crop_image(conn: sqlite3.Connection, kit_path: Path, reading_id: int,
     key = (str(path), page_index)
     image = pages.get(key) if pages is not None else None
     if image is None:
+        from .pageview import DECODE_LOCK  # PDFium is not thread-safe; the station serves in threads
         try:
-            image = load_page(path, page_index, kind).image
+            with DECODE_LOCK:
+                image = load_page(path, page_index, kind).image
         except (UnreadableFile, OSError):
             return None
         if pages is not None:

@@ -22,12 +22,14 @@ from .reasons import detail, english
 
 POOR_FIT_MM = 1.5        # code corners vs the marks' transform; above: every reading to review
 LOW_CONTRAST = 60.0      # paper minus mark black, grey levels
-DARK_PAGE = 0.35         # fraction of the warped page that is dark
+DARK_PAGE = 0.35         # fraction of the page (its 100 dpi viewing grid, sampled: DARK_STRIDE) that is dark
 PRINTED_REF_MAX = 0.60   # and at most this: printed lines on a clean scan (pen ink over a frame can be darker)
 PRINTED_REF_MIN = 0.15   # the page's typical printed-outline darkness is taken as at least this
 PAGE_COVERED_SHARE = 0.5  # this share of the fields with their outline not seen: the whole page to review
 PAGE_COVERED = "part of the page covered or folded"  # the start of english("page_covered", ...)
-PAGE_DPI = PAGE_IMAGE_DPI  # the page copy the engine measures the page's darkness on is the stored page image
+PAGE_DPI = PAGE_IMAGE_DPI  # the page image's grid, on which the page's darkness is sampled
+DARK_STRIDE = 3  # every 3rd point of that grid each way (~107,000 points on A4; within 0.4 point of the whole grid
+#                 on the ward pack's pages, tests/test_pageview.py), 1/9 of the warp
 
 
 @dataclass
@@ -60,7 +62,6 @@ class PageResult:
     dpi: float | None = None
     quality: dict = field(default_factory=dict)
     readings: list[FieldReading] = field(default_factory=list)
-    page_image: np.ndarray | None = None
 
 
 def _quarantine(reason: str, detail: str, text: str | None = None, quality: dict | None = None,
@@ -254,10 +255,22 @@ def read_page_as(image: np.ndarray, geometry: dict) -> PageResult:
     return r
 
 
-def _page_image(image: np.ndarray, hmat: np.ndarray, geometry: dict) -> np.ndarray:
+def page_image(image: np.ndarray, hmat: np.ndarray, geometry: dict) -> np.ndarray:
+    """The located page warped upright to the sheet's own frame at PAGE_DPI: what people look at
+    (scan/pageview.py makes it when someone asks for it, not the scan)."""
     ppm = PAGE_DPI / 25.4
     w, h = geometry["page_size_mm"]
     return read.patch(image, hmat, 0, 0, w, h, ppm)
+
+
+def dark_fraction(image: np.ndarray, hmat: np.ndarray, geometry: dict, threshold: float) -> float:
+    """The share of the page darker than threshold, measured on the original: the points of the
+    page image's grid (page_image) every DARK_STRIDE-th row and column, each interpolated from the
+    original as page_image does (the same points of the same warp; only the others are skipped)."""
+    ppm = PAGE_DPI / 25.4 / DARK_STRIDE
+    w, h = geometry["page_size_mm"]
+    sample = read.patch(image, hmat, 0, 0, w, h, ppm)
+    return np.count_nonzero(sample < threshold) / sample.size
 
 
 def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quality: dict,
@@ -265,15 +278,14 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     t2 = time.perf_counter()
     hmat = loc.transform
     contrast = loc.paper_level - loc.black_level
-    page_img = _page_image(image, hmat, geometry)
-    dark_fraction = np.count_nonzero(page_img < (loc.black_level + loc.paper_level) / 2) / page_img.size
+    dark = dark_fraction(image, hmat, geometry, (loc.black_level + loc.paper_level) / 2)
     page_review = None
     if loc.fit_error_mm is not None and loc.fit_error_mm > POOR_FIT_MM:
         page_review = english("poor_fit", mm=f"{loc.fit_error_mm:.1f}")
     elif contrast < LOW_CONTRAST:
         page_review = english("low_contrast", levels=f"{contrast:.0f}")
-    elif dark_fraction > DARK_PAGE:
-        page_review = english("page_dark", percent=f"{dark_fraction * 100:.0f}")
+    elif dark > DARK_PAGE:
+        page_review = english("page_dark", percent=f"{dark * 100:.0f}")
     # every mark box of the page measured in one go (same numbers as one at a time, less overhead)
     boxes = [b for f in geometry["fields"] for b in _boxes(f)]
     measures = iter(read.measure_boxes(image, hmat, [b["box_mm"] for b in boxes], loc.black_level))
@@ -293,7 +305,7 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     quality.update({"marks_found": 3 if loc.missing_mark else 4, "missing_mark": loc.missing_mark,
                     "weak_corner_mm": loc.weak_corner_mm, "hole_ok": loc.hole_ok, "contrast": round(contrast, 1),
                     "black_level": round(loc.black_level, 1), "paper_level": round(loc.paper_level, 1),
-                    "dark_fraction": round(dark_fraction, 3), "notes": loc.notes,
+                    "dark_fraction": round(dark, 3), "notes": loc.notes,
                     "visibility": visibility, "page_review": page_review})
     readings = [_decide_field(image, hmat, f, raw, crop, page_review) for f, (raw, crop) in
                 zip(geometry["fields"], measured)]
@@ -304,7 +316,7 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
                       transform=[[float(v) for v in row] for row in hmat],
                       fit_error_mm=None if loc.fit_error_mm is None else round(loc.fit_error_mm, 3),
                       dpi=round(loc.dpi, 1), quality=quality,
-                      readings=readings, page_image=page_img)
+                      readings=readings)
 
 
 def _field_crop(image: np.ndarray, hmat: np.ndarray, boxes: list) -> np.ndarray:
@@ -405,4 +417,4 @@ def _decide_field(image: np.ndarray, hmat: np.ndarray, f: dict, raw: dict, crop:
     return FieldReading(f["name"], ftype, raw, value, conf, status, reason, ink, crop)
 
 
-__all__ = ["FieldReading", "PageResult", "read_page", "read_page_as", "blank_page", "POOR_FIT_MM"]
+__all__ = ["FieldReading", "PageResult", "read_page", "read_page_as", "blank_page", "page_image", "POOR_FIT_MM"]

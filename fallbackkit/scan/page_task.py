@@ -1,7 +1,7 @@
 """The page task: what a worker process does with one page of one archived file.
 
-Decode the page, read it (`engine.read_page`), write its page image and the crops kept at scan
-time, and return a small, picklable result that the parent stores (`store/captures.py`). A page
+Decode the page, read it (`engine.read_page`), write the crops kept at scan time (the page image
+is made on demand from the archived original: pageview.py), and return a small, picklable result that the parent stores (`store/captures.py`). A page
 the engine cannot read comes back as `unreadable`, never as an exception: it is quarantined.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import PayloadError
 from ..files import OutputFiles, file_name
 from .ingest import PageReader, UnreadableFile
-from ..templates.contract import PAGE_IMAGE_DPI  # the page image's dpi, shared with engine.py
+from ..store.captures import page_image_rel
 from . import read
 from .reasons import detail
 
@@ -44,7 +44,7 @@ def _reader_for(path: Path, kind: str) -> PageReader:
 
 
 def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
-    """Decode and read one page; write its page image; return a small, picklable result."""
+    """Decode and read one page; write its kept crops; return a small, picklable result."""
     sha, archive_rel, kind, index = task
     kit_path: Path = _WORKER["kit_path"]
     t0 = time.perf_counter()
@@ -77,12 +77,10 @@ def read_task(task: tuple[str, str, str, int]) -> dict[str, Any]:
             out, result = back, None
     _WORKER["last_page"] = (sha, index, _front_identity(out), image)
     t2 = time.perf_counter()
-    stem = f"{sha}-p{index}"
-    page_image = getattr(result, "page_image", None) if result is not None else None
-    if page_image is None:
-        page_image = _preview(image, page.dpi)
-    out["image_path"] = _save_png(kit_path, Path("pages") / sha[:2] / f"{stem}.png", viewing_png(page_image))
-    _save_crops(kit_path, Path("crops") / sha[:2] / stem, out)
+    # the page image is made from the archived original when someone asks for it (pageview.py);
+    # the capture records where its cached copy goes
+    out["image_path"] = page_image_rel(sha, index)
+    _save_crops(kit_path, Path("crops") / sha[:2] / f"{sha}-p{index}", out)
     out.update(sha=sha, index=index, kind="page", width_px=int(image.shape[1]), height_px=int(image.shape[0]),
                decoder_notes=notes, decode_ms=round((t1 - t0) * 1000, 2), read_ms=round((t2 - t1) * 1000, 2),
                rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
@@ -209,17 +207,8 @@ def _save_crops(kit_path: Path, folder: Path, out: dict[str, Any]) -> None:
             reading["crop_path"] = _save_png(kit_path, rel, crop)
 
 
-def _preview(image: np.ndarray, dpi: float | None) -> np.ndarray:
-    """The page as stored in the file, shrunk to about 100 dpi, for a person to look at."""
-    h, w = image.shape[:2]
-    scale = PAGE_IMAGE_DPI / dpi if dpi else 1170 / max(h, w)
-    if scale >= 1:
-        return image
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-
-
-# The stored page image is for a person to look at (the engine measured the page before, on the
-# original; review crops are cut from the archived original). On an office scan the paper's grain
+# The page image is for a person to look at (made on demand by pageview.py; the engine measured the
+# page on the original; review crops are cut from the archived original). On an office scan the paper's grain
 # is most of what a PNG has to encode: 430 KiB and ~15 ms a page at 100 dpi. Paper within 8 % of
 # the ink's contrast of the paper level is shown as white and the other greys are kept in steps of
 # 4 levels (the eye sees neither; faint pencil, 18 % and darker, stays): ~110 KiB and ~6 ms.

@@ -32,7 +32,8 @@ from .suggest import SuggestionContext
 # the pipeline's parts (their names stay importable from here: tests, the CLI and the station use them)
 from .assign import UNTRUSTED_REASONS, assign_quarantined, capture_summary, list_quarantine
 from .files import _FileJob, _finish, _prepare, _sighting, archive_file, find_files, sha256_file
-from .page_task import PAGE_IMAGE_DPI, _save_crops, read_task
+from ..templates.contract import PAGE_IMAGE_DPI
+from .page_task import _save_crops, read_task
 from .workers import IN_FLIGHT_PER_WORKER, _geometry_lookup, _run_in_process, _run_pool
 
 

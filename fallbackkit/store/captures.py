@@ -190,9 +190,45 @@ def crop_path(conn, reading_id: int) -> tuple[bool, str | None]:
 
 
 def page_image_path(conn, capture_id: int) -> tuple[bool, str | None]:
-    """(the capture exists, its archived page image relative to the kit)."""
+    """(the capture exists, where its page image is cached relative to the kit: scan/pageview.py
+    makes the file from the archived original the first time someone asks for it)."""
     row = raw_connection(conn).execute("SELECT image_path FROM captures WHERE capture_id = ?", [capture_id]).fetchone()
     return (row is not None, row[0] if row else None)
+
+
+def page_image_rel(sha: str, index: int, assigned: bool = False) -> str:
+    """Where a capture's page image is (or would be) cached, relative to the kit: content-addressed
+    by the input file and page, so re-imports and merged stations name the same file."""
+    return f"pages/{sha[:2]}/{sha}-p{index}{'-assigned' if assigned else ''}.png"
+
+
+@dataclass(frozen=True, slots=True)
+class PageImageSource:
+    """What it takes to make a capture's page image: the archived original's page and, for a page
+    the reader located, its transform and sheet geometry (else the page is shown as stored)."""
+    capture_id: int
+    image_path: str | None      # the cached copy, relative to the kit
+    transform: list | None      # 3x3, page mm -> original px
+    dpi: float | None
+    page_index: int
+    archive_path: str | None
+    kind: str | None
+    geometry: dict | None
+    width_px: int | None
+    height_px: int | None
+
+
+def page_image_source(conn, capture_id: int) -> PageImageSource:
+    row = raw_connection(conn).execute(
+        "SELECT c.capture_id, c.image_path, c.transform, c.dpi, c.page_index, f.archive_path, f.kind, l.geometry,"
+        " c.width_px, c.height_px FROM captures c LEFT JOIN input_files f ON f.sha256 = c.file_sha256"
+        " LEFT JOIN sheets s ON s.sheet_id = c.sheet_id LEFT JOIN layouts l ON l.hash = s.layout_hash"
+        " WHERE c.capture_id = ?", [capture_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no capture {capture_id}")
+    cid, image, transform, dpi, index, archive, kind, geometry, w, h = row
+    return PageImageSource(cid, image, json.loads(transform) if transform else None, dpi, index, archive, kind,
+                           json.loads(geometry) if geometry else None, w, h)
 
 
 def capture_times(conn, capture_ids: list[int]) -> dict[int, str]:

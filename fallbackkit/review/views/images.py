@@ -27,10 +27,19 @@ def crop_image(reading_id: int):
 
 @bp.get("/img/page/<int:capture_id>")
 def page_image(capture_id: int):
-    exists, image = q.page_image_path(g.kit.db, capture_id)
-    if not exists:
+    """The page image: the cached copy, else made from the archived original (scan/pageview.py). An
+    original missing or damaged is a 404 whose text says which file and what to do (the page and
+    quarantine screens say it too), never a failure of the station."""
+    from ...errors import NotFound
+    from ...scan.pageview import PageImageUnavailable, page_image_png
+    try:
+        png = page_image_png(g.kit.db.conn, kit_path(), capture_id)
+    except PageImageUnavailable as exc:
+        current_app.logger.warning("%s", exc)
+        return current_app.response_class(str(exc), status=404, mimetype="text/plain")
+    except NotFound:
         abort(404)
-    return send_file(q.kit_file(kit_path(), image), max_age=0)
+    return current_app.response_class(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
 
 
 @bp.get("/page/<int:capture_id>")

@@ -7,7 +7,7 @@ from ... import ids
 from ...errors import FallbackkitError
 from .. import queue as q
 from ..i18n import assign_error, t
-from ..web import back, flash
+from ..web import back, flash, kit_path
 
 bp = Blueprint("quarantine", __name__)
 
@@ -20,6 +20,8 @@ def quarantine():
     every = q.open_quarantine(g.kit.db)
     counts = Counter(i["reason"] for i in every).most_common()
     items = q.open_quarantine(g.kit.db, reason) if reason else every
+    for i in items:  # an original missing from the archive: said on the page, not a broken image
+        i["image_problem"] = q.page_view_problem(kit_path(), i["capture_id"], i["image_path"], i["archive_path"])
     return render_template("quarantine.html", items=items, untrusted=UNTRUSTED_REASONS, reason=reason,
                            counts=counts)
 
