@@ -16,6 +16,10 @@ office-scanned at 200 dpi or phone-photographed (`degrade.py`), read by the engi
   Enter. Beside it the clerk of the previous station (whole pre-fill or nothing). A wrong digit left
   in a pre-filled box counts as a pre-filled error, for partial pre-fills too;
 - recognition cost in ms per field and engine pages/s per core on filled MAR sheets with it on and off.
+`--why` says why the written boxes left to the clerk were not pre-filled (and how often their top digit
+was right anyway) and where the keystrokes beyond Enter go; `--rules-from OLD_SUGGEST_PY` decides the
+very same readings with another version of scan/suggest.py too (a paired before/after of the rules, as
+`--against` is of the models).
 Targets (issue 10): top-1 >= 98 % office; pre-filled wrong <= 0.5 %; keystrokes <= 1/3 of typing;
 >= 30 pages/s per core on the MAR.
 """
@@ -94,9 +98,22 @@ def _skip_first(evaluate, filled, n: int) -> dict:
     return evaluate(out, "office", 20, 0)
 
 
+def _suggest_module(path: str):
+    """Another version of scan/suggest.py, loaded beside the shipped one (for --rules-from)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fallbackkit.scan._suggest_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--beds", type=int, default=8,
+                    help="beds of the ward printed (8: 16 vitals sheets, 664 comb fields a damage tier); more "
+                         "give a larger sample, e.g. to choose thresholds on the calibration split")
     ap.add_argument("--sweep", action="store_true", help="also what other pre-fill thresholds would give")
     ap.add_argument("--sweep-only", action="store_true", help="stop after the accuracy figures")
     ap.add_argument("--show-wrong", action="store_true", help="print each wrong pre-filled field")
@@ -110,12 +127,23 @@ def main() -> None:
     ap.add_argument("--against", nargs=2, metavar=("FIRST", "SECOND"), action="append", default=[],
                     help="also measure this pair of model files on the very same pages and damage (a paired "
                          "before/after: the kit's random codes move the pages between runs); repeatable")
+    ap.add_argument("--rules-from", default=None, metavar="SUGGEST_PY",
+                    help="also decide the very same readings with another suggest.py (e.g. `git show "
+                         "main:fallbackkit/scan/suggest.py > /tmp/before.py`): a paired before/after of the rules")
+    ap.add_argument("--mean-too", action="store_true",
+                    help="also measure the shipped models with a box's probabilities the two models' mean (as "
+                         "before round 8) on the very same pages and damage")
+    ap.add_argument("--why", action="store_true",
+                    help="why boxes are left to the clerk, and where the keystrokes above Enter go")
     args = ap.parse_args()
+    before = _suggest_module(args.rules_from) if args.rules_from else None
     if args.model:
         digits.MODEL_PATH = Path(args.model)
     if args.second_model:
         digits.SECOND_PATH = Path(args.second_model)
-    pairs = [(digits.MODEL_PATH, digits.SECOND_PATH)] + [(Path(a), Path(b)) for a, b in args.against]
+    pairs = [(digits.MODEL_PATH, digits.SECOND_PATH, False)] + [(Path(a), Path(b), False) for a, b in args.against]
+    if args.mean_too:
+        pairs.insert(1, (digits.MODEL_PATH, digits.SECOND_PATH, True))
     if args.one_model:
         digits.second_model = digits.model
     images, labels = digits_synth.load_mnist()
@@ -132,7 +160,7 @@ def main() -> None:
         return images[i]
 
     with tempfile.TemporaryDirectory() as tmp:
-        kit = census_kit(Path(tmp), {"3B": 8})
+        kit = census_kit(Path(tmp), {"3B": args.beds})
         result = print_ward(kit, "3B", Path(tmp) / "ward.pdf", actor="bench")
         pages = render_pdf(result.out_path, DPI)
         vitals, mars = [], []
@@ -279,7 +307,7 @@ def main() -> None:
             from fallbackkit.scan import suggest as sg
             kept = sg.CELL_SURE, sg.PREFILL_MIN
             try:
-                for cell_sure, prefill_min in [(c, p) for c in (0.9, 0.99) for p in (0.9, 0.95, 0.97, 0.98, 0.99)]:
+                for cell_sure, prefill_min in [(c, p) for c in (0.9, 0.99) for p in (0.8, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99)]:
                     sg.CELL_SURE, sg.PREFILL_MIN = cell_sure, prefill_min
                     k = {key: 0 for key in ("prefilled", "prefilled_wrong", "partial", "partial_wrong",
                                             "keys_assist", "keys_typing", "keys_whole", "open_boxes")}
@@ -294,24 +322,112 @@ def main() -> None:
             finally:
                 sg.CELL_SURE, sg.PREFILL_MIN = kept
 
-        for first, second in pairs:
+        def paired_rules(label: str, m: dict) -> None:
+            """The same readings decided by the other suggest.py (--rules-from) and by this one."""
+            for name, decide in (("before", before.suggest), ("after", suggest)):
+                k = {key: 0 for key in ("prefilled", "prefilled_wrong", "partial", "partial_wrong",
+                                        "keys_assist", "keys_typing", "keys_whole", "open_boxes")}
+                for raw, f, checks, written, want in m["fields_raw"]:
+                    clerk(k, decide(raw, f, checks) or {"suggestion": None, "prefill": False, "cells": []},
+                          written, want)
+                n = max(len(m["fields_raw"]), 1)
+                pre, wrong = k["prefilled"] + k["partial"], k["prefilled_wrong"] + k["partial_wrong"]
+                print(f"  {label} rules {name}: whole {k['prefilled'] / n:.1%} ({k['prefilled_wrong']} wrong), "
+                      f"in part {k['partial'] / n:.1%} ({k['open_boxes'] / max(k['partial'], 1):.2f} open each), "
+                      f"pre-filled wrong {wrong / max(pre, 1):.2%} ({wrong}), keystroke ratio "
+                      f"{k['keys_assist'] / max(k['keys_typing'], 1):.3f}")
+
+        def why(label: str, m: dict) -> None:
+            """Why each written box the clerk must type was not pre-filled, and how often its top digit
+            was right anyway; then the keystrokes beyond one Enter a field, by what the field got."""
+            from fallbackkit.scan import suggest as sg
+            boxes: dict[str, list[int]] = {}
+            extra: dict[str, list[int]] = {}
+            typing = 0
+            for raw, f, checks, written, want in m["fields_raw"]:
+                got = suggest(raw, f, checks) or {"suggestion": None, "prefill": False, "cells": []}
+                k = {key: 0 for key in ("prefilled", "prefilled_wrong", "partial", "partial_wrong",
+                                        "keys_assist", "keys_typing", "keys_whole", "open_boxes")}
+                clerk(k, got, written, want)
+                typing += k["keys_typing"]
+                kind = ("whole" if got["prefill"] else "in part" if got.get("partial") else "blank" if got.get("blank")
+                        else "nothing (a box holds something else)" if got.get("rule") and "other than" in got["rule"]
+                        else "nothing (rule broken)" if got.get("rule") else "nothing")
+                row = extra.setdefault(kind, [0, 0])
+                row[0] += 1
+                row[1] += k["keys_assist"] - 1
+                if got["prefill"]:
+                    continue
+                for c, rc, ch in zip(got["cells"], raw.get("cells") or [], written):
+                    if c.get("sure") or not ch.strip():
+                        continue
+                    alts, votes = rc.get("alts"), rc.get("votes")
+                    if not alts:
+                        reason = "read as empty"
+                    elif alts[0][0] == "other" or alts[0][1] < sg.CELL_MIN:
+                        reason = "something else (or no digit above CELL_MIN)"
+                    elif votes and any(v != votes[0] for v in votes):
+                        reason = "the two models disagree"
+                    elif rc.get("memory"):
+                        reason = "the kit's memory weighed in"
+                    elif alts[0][1] < sg.CELL_SURE:
+                        reason = "models agree, p below CELL_SURE"
+                    elif got.get("rule"):
+                        reason = "the field breaks a rule / another box holds something else"
+                    elif alts[0][1] < sg.PREFILL_MIN:
+                        reason = "models agree, p below PREFILL_MIN (what a box pre-filled alone needs)"
+                    else:
+                        reason = "p above PREFILL_MIN: not with the other sure boxes, or not after the field's rules"
+                    row = boxes.setdefault(reason, [0, 0])
+                    row[0] += 1
+                    row[1] += c.get("digit") == ch
+            print(f"  {label}: written boxes left to the clerk, by why (their top digit right):")
+            for reason, (n, ok) in sorted(boxes.items(), key=lambda t: -t[1][0]):
+                print(f"    {n:5d} {reason} ({ok / max(n, 1):.0%})")
+            print(f"  {label}: keystrokes beyond Enter, share of typing (Enter alone on every field: "
+                  f"{len(m['fields_raw']) / max(typing, 1):.3f}):")
+            for kind, (n, keys) in sorted(extra.items(), key=lambda t: -t[1][1]):
+                print(f"    {kind}: {n} fields, {keys / max(typing, 1):.3f}")
+
+        shipped_opinions = digits.opinions
+
+        def mean_opinions(images):
+            """digits.opinions with a box's probabilities the two models' mean (before round 8)."""
+            probs, votes, feats = shipped_opinions(images)
+            second = digits.second_model()
+            if not len(probs) or second is None:
+                return probs, votes, feats
+            x = np.stack(images) if isinstance(images, list) else np.asarray(images, np.float32)
+            return (probs + second.probabilities(x)) / 2, votes, feats
+
+        for first, second, mean in pairs:
             digits.MODEL_PATH, digits.SECOND_PATH = first, second
             digits.model.cache_clear()
             digits.second_model.cache_clear()
+            digits.opinions = mean_opinions if mean else shipped_opinions
             if len(pairs) > 1:
-                print(f"models {first} + {second if not args.one_model else '(first alone)'}")
+                print(f"models {first} + {second if not args.one_model else '(first alone)'}"
+                      + (": a box's probabilities the two models' mean" if mean else ""))
             for tier in ("office", "phone"):
                 m = evaluate(filled, tier, 20)
                 show(tier, m)
                 if args.sweep:
                     sweep(tier, m)
                     sweep_partial(tier, m)
+                if before is not None:
+                    paired_rules(tier, m)
+                if args.why:
+                    why(tier, m)
             if args.split != "test" or args.sweep_only:
                 continue
             # learning: the first 50 fields (neighbouring writers of the test split) corrected by a clerk,
             # then the remaining fields read again with and without the kit's memory
             show("office, fields after the first 50, base model", _skip_first(evaluate, filled, 50))
-            show("office, fields after the first 50, after learning them", evaluate(filled, "office", 20, 50))
+            learnt = evaluate(filled, "office", 20, 50)
+            show("office, fields after the first 50, after learning them", learnt)
+            if before is not None:
+                paired_rules("office after learning", learnt)
+        digits.opinions = shipped_opinions
         if args.split != "test" or args.sweep_only:
             kit.close()
             return

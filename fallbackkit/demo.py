@@ -123,7 +123,7 @@ def handwriting_assist(kit_dir: Path) -> None:
         kit.close()
     suggested = [r for r in rows if r.get("suggestion")]
     prefilled = [r for r in suggested if r.get("prefill")]
-    partly = [r for r in suggested if r.get("partial")]
+    partly = [r for r in rows if r.get("partial")]  # also around a box that holds something else (no suggestion)
     print(f"handwriting assist: {len(rows)} comb fields left for the review station, {len(suggested)} with a "
           f"digit suggestion, {len(prefilled)} pre-filled (Enter accepts, typing replaces), {len(partly)} with "
           f"only the sure digits pre-filled (the clerk types the others)"

@@ -243,6 +243,52 @@ def test_only_the_sure_boxes_are_prefilled_and_together_they_are_sure():
     assert keeps_prefill("37._", "37", True) and keeps_prefill("37._", "37.4", True) and not keeps_prefill("37._", "38.4", True)
 
 
+def test_a_box_holding_something_else_is_left_open_and_the_sure_boxes_around_it_are_prefilled():
+    """A letter, a scribble or a crossed-out digit in one box: no suggestion for the field, the box is
+    named in the rule and left to the clerk, and the boxes around it are pre-filled by the rules of a
+    partial pre-fill (sure each, sure together given the field's rules, both models agreeing); a box
+    that reads as empty beside it is left open too (a stroke lost in the cut would be a pre-filled
+    mistake), and nothing is pre-filled on a page under review."""
+    import datetime as dt
+    from fallbackkit.scan.suggest import prefill_pattern
+    window = Checks(dt.date(2026, 1, 1), dt.date(2026, 12, 31))
+    pulse = {**SPO2, "name": "c1.pulse"}
+    in_range = Checks(value_range=(20, 250))
+
+    def cell(*alts, votes=None):
+        out = {"ink": 200, "alts": [list(a) for a in alts]}
+        if votes:
+            out["votes"] = votes
+        return out
+    one, six, five = (cell((d, 0.9999), votes=[d, d]) for d in "165")
+    scribble = cell(("other", 0.7), ("5", 0.27), votes=["other", "other"])
+    got = suggest({"cells": [one, scribble, six]}, pulse, in_range)
+    assert got["suggestion"] is None and not got["prefill"] and "box 2" in got["rule"], got
+    assert got["partial"] and prefill_pattern(got, pulse) == "1_6"
+    assert [c["sure"] for c in got["cells"]] == [True, False, True] and got["cells"][1]["digit"] is None
+    assert "votes" not in got["cells"][0] and "choices" not in got["cells"][1]
+    # an empty-looking box beside the unread one stays open: __5, never " _5"
+    got = suggest({"cells": [{"ink": 0}, scribble, five]}, pulse, in_range)
+    assert got["partial"] and prefill_pattern(got, pulse) == "__5"
+    # the boxes around it must be sure on their own and agreed by both models
+    unsure = cell(("6", 0.8), ("5", 0.2), votes=["6", "6"])
+    split = cell(("6", 0.9999), votes=["6", "5"])
+    for third in (unsure, split):
+        got = suggest({"cells": [one, scribble, third]}, pulse, in_range)
+        assert prefill_pattern(got, pulse) == "1__", got
+    # the rules cannot judge a digit string with the unread box in it: a 7 or a 3 in the minutes
+    # (70 is no minute) is left open beside it, where a whole suggestion would have made it a 3
+    got = suggest({"cells": [cell(("other", 0.9), votes=["other", "other"]), cell(("9", 0.9999)),
+                             cell(("7", 0.6), ("3", 0.4)), cell(("0", 0.9999))]}, TIME, window)
+    assert got["partial"] and prefill_pattern(got, TIME) == "_9:_0", got
+    assert suggest({"cells": [cell(("0", 0.9999)), cell(("9", 0.9999)), cell(("7", 0.6), ("3", 0.4)),
+                              cell(("0", 0.9999))]}, TIME, window)["suggestion"] == "09:30"
+    # every box unread or unsure: nothing pre-filled; a page under review: nothing either
+    assert not suggest({"cells": [scribble, scribble, scribble]}, pulse, in_range)["partial"]
+    got = suggest({"cells": [one, scribble, six], "page_review": "poor page fit"}, pulse, in_range)
+    assert not got["partial"] and not any(c["sure"] for c in got["cells"])
+
+
 def test_the_kits_memory_confirms_or_doubts_the_models_and_never_overrules_them():
     """Issue 10: after learning 50 fields of one writer the memory made a misread digit surer (0.99 %
     of pre-fills wrong). It may now lower a digit or confirm it, never raise one towards "sure"."""
@@ -421,6 +467,17 @@ def test_a_decision_records_how_a_partly_prefilled_suggestion_fared(kit, vitals,
     assert rows == [("completed", 2), ("corrected", 2)]
     acc = suggestion_accuracy(kit)
     assert (acc["partly_prefilled"], acc["partly_completed"], acc["partly_changed"]) == (2, 1, 1)
+    # a box held something else (no suggestion) and only the sure boxes were shown: their pattern is
+    # what the decision records as shown, and the report counts it with the partly pre-filled
+    reading = got["c3.time"]
+    boxes = {"suggestion": None, "partial": True, "pattern": "0_:30"}
+    record_review(kit.db, reading["reading_id"], "transcribe", "08:30", "alice",
+                  suggestion={**boxes, "kept": keeps_prefill(boxes["pattern"], "08:30", False)})
+    row = kit.db.execute("SELECT suggestion, suggestion_outcome, prefilled FROM reviews ORDER BY review_id DESC"
+                         " LIMIT 1").fetchone()
+    assert row == ("0_:30", "completed", 2)
+    acc = suggestion_accuracy(kit)
+    assert (acc["partly_prefilled"], acc["partly_completed"], acc["partly_changed"]) == (3, 2, 1)
 
 
 def test_letter_or_crossed_out_digit_gives_no_suggestion_for_that_cell(kit, vitals, tmp_path):
@@ -439,6 +496,9 @@ def test_letter_or_crossed_out_digit_gives_no_suggestion_for_that_cell(kit, vita
         assert r["cells"][bad]["digit"] is None
         assert f"box {bad + 1}" in r["rule"]
         assert r["status"] == "review"
+        # that box is left to the clerk; the sure boxes around it are pre-filled (only boxes agreed by both models)
+        assert not r["cells"][bad]["sure"] and r["cells"][bad]["low"]
+        assert r["partial"], r["cells"]
 
 
 def test_impossible_values_written_on_paper_are_never_prefilled(kit, vitals, tmp_path):

@@ -205,3 +205,36 @@ def test_number_boxes_keep_their_decimal_point_and_empty_boxes(tmp_path):
     assert current_review(kit.db, temp["reading_id"])["value"] == "37.2"
     assert current_review(kit.db, pulse["reading_id"])["value"] == "72"
     kit.close()
+
+
+def test_a_box_holding_something_else_is_typed_and_the_sure_boxes_around_it_are_prefilled(tmp_path):
+    """A scribble (or a letter, a crossed-out digit) in one box: no suggestion, the rule names the box,
+    the clerk types that box only (the sure boxes around it are pre-filled) and Enter; the decision
+    records the pattern shown as partly pre-filled and completed."""
+    kit = census_kit(tmp_path)
+    mrn = kit.db.execute("SELECT mrn FROM patients LIMIT 1").fetchone()[0]
+    printed = print_patient(kit, "vitals", mrn, tmp_path / "vitals.pdf", actor="tester")
+    sid, image, geometry = Sheets(kit, printed.out_path, 200).pages()[0]
+    page_img = write_comb(image, 200, field(geometry, "c1.time"), "1130", seed=3, clear=True)
+    (tmp_path / "in").mkdir()
+    write_png(tmp_path / "in" / "vitals.png", degrade.office(page_img, np.random.default_rng(3)), 200)
+    scan_paths(kit, [tmp_path / "in"], workers=1, progress=False)
+    add_people(kit)
+    time = {r["field"]: r for r in list_readings(kit, sheet_id=sid)}["c1.time"]
+    _set_cells(kit, time["reading_id"], {0: [["1", 0.9999]], 1: [["other", 0.8], ["1", 0.15]], 2: [["3", 0.9999]],
+                                         3: [["0", 0.9999]]})
+    with station_page(create_app(kit.path)) as (page, problems):
+        page.goto(f"/readings/{time['reading_id']}")
+        page.wait_for_selector(f"section[data-reading='{time['reading_id']}'] #comb")
+        assert _cells(page) == [("1", "machine"), ("", "todo"), ("3", "machine"), ("0", "machine")]
+        assert "box 2" in page.inner_text("#rule")
+        _shot(page, "comb-other.png")
+        assert current_review(kit.db, time["reading_id"]) is None
+        page.keyboard.type("1")
+        page.keyboard.press("Enter")
+        page.wait_for_function(MOVED_ON, arg=str(time["reading_id"]))
+    assert not problems, problems
+    assert current_review(kit.db, time["reading_id"])["value"] == "11:30"
+    row = kit.db.execute("SELECT suggestion, suggestion_outcome, prefilled FROM reviews").fetchone()
+    assert row == ("1_:30", "completed", 2)
+    kit.close()

@@ -2,7 +2,7 @@
 
 Two models ship: `digits_model.npz` (this script) and the second opinion `digits_second.npz`
 (`--second`: the same network, another seed and a stronger reshaping of the training digits). The
-scan averages the two and pre-fills a box only where both put the same digit first.
+scan takes the first one's probabilities and pre-fills a box only where both put the same digit first.
 
 Gives the same model again (fixed seeds) from `data/handwriting/`: trained on our MNIST test images
 0-3499 and the 5,000 MNIST training-set digits of `mnist-train-mlxtend5000.npz` (8,500 digits, other

@@ -12,7 +12,9 @@ is not pre-filled) and never with a digit the kit's memory put first against the
 with the one parser of handwritten values (`templates/values.py`): a time of day, a calendar date
 within the kit's printing and scanning window (a birth date in the past), a number within the
 template's plausible range, a MAR time near the scheduled time of its column. A suggestion that
-breaks a rule is shown with the rule and is never pre-filled.
+breaks a rule is shown with the rule and is never pre-filled. A box that holds something other than
+one digit (a letter, a scribble, a crossed-out digit) gives no suggestion for the field and is left
+to the clerk; the boxes around it that are sure by the same rules are still pre-filled (`partial`).
 """
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ from ..templates.layout import comb_groups
 CELL_MIN = 0.5         # a written cell whose best digit is less likely than this reads as no digit
 CELL_SURE = 0.9        # a box's digit (given the field's rules) below this is unsure: highlighted, never pre-filled
 PREFILL_MIN = 0.97     # the pre-filled boxes must all be right with this probability (chosen on the
-                       # calibration split with the two models: the most keystrokes saved at <= 0.5 %
-                       # wrong with margin, 0.32 % / 0.16 % office / phone with the models trained on
-                       # 8,500 digits; 0.95 gave 0.63 % on the office scans)
+                       # calibration split: the most keystrokes saved at <= 0.5 % wrong with margin;
+                       # round 8, 24 beds, 1,992 fields a tier, the first model's probabilities: 0.10 % /
+                       # 0.20 % office / phone, 0.96 gave 0.20 / 0.35 %). A box pre-filled alone must
+                       # reach it too, so CELL_SURE does not bind while it is below
 BLANK_MIN = 0.98       # every box empty with this probability: one key says blank
 NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled time is queried
 EMPTY_SURE_INK = 0     # ink pixels in a cell that reads as empty beyond which emptiness is unsure
@@ -193,14 +196,11 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
             c.pop("choices", None)
         return out
     bad = [k + 1 for k, c in enumerate(cells) if c["digit"] is None]
-    for c in cells:
-        if c["digit"] is None:
-            c.pop("choices", None)
-            c.pop("votes", None)
-            c.pop("memory", None)
     if bad:
         out["rule"] = (f"box {bad[0]} holds something other than one digit" if len(bad) == 1
                        else f"boxes {', '.join(map(str, bad))} hold something other than one digit")
+        _around_unread(cells, field, checks, raw)
+        out["partial"] = any(c["sure"] for c in cells)
         return out
     # the most probable digit strings that mean something for the field; digit strings that break a
     # rule are impossible, so their probability goes to the others (not that of "something else")
@@ -258,7 +258,30 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
     return out
 
 
-def _sure_cells(cells: list[dict], best: list[str], field: dict, checks: Checks) -> set[int]:
+def _around_unread(cells: list[dict], field: dict, checks: Checks, raw: dict[str, Any]) -> None:
+    """The sure boxes of a field with boxes that hold something other than one digit (no suggestion):
+    those boxes are left to the clerk, who sees on the crop what is in them, and the other boxes are
+    pre-filled by the rules of a partial pre-fill (each right with CELL_SURE given the field's rules,
+    all of them together with PREFILL_MIN, both models agreeing; never on a page under review). An
+    unread box is a wildcard: its digit alternatives, if any, are weighed with the rules like any
+    box's, the rest of it (what it holds besides a digit) the rules cannot judge."""
+    sure: set[int] = set()
+    if not raw.get("page_review"):
+        weighed = [c if c["digit"] is not None else
+                   {"choices": [(lab, float(q)) for lab, q in c["alts"] if lab != "other" and float(q) >= ALT_MIN]}
+                   for c in cells]
+        best = [c["digit"] for c in cells]
+        agreed = {k for k, c in enumerate(cells) if c["digit"] and _agreed(c, c["digit"])}
+        sure = _sure_cells(weighed, best, field, checks) & agreed
+    for k, c in enumerate(cells):
+        c["sure"] = k in sure
+        c["low"] = c["low"] or k not in sure
+        c.pop("choices", None)
+        c.pop("votes", None)
+        c.pop("memory", None)
+
+
+def _sure_cells(cells: list[dict], best: list[str | None], field: dict, checks: Checks) -> set[int]:
     """The boxes pre-filled on their own: each one's digit right with probability CELL_SURE given
     the field's rules, and all of them together right with probability PREFILL_MIN.
 

@@ -67,6 +67,8 @@ def record_review(conn, reading_id: int, decision: str, value: Any, actor: str,
             value = reading.value
         at = now_iso()
         shown = suggestion.get("suggestion") if suggestion else None
+        if shown is None and suggestion and suggestion.get("partial") and suggestion.get("pattern"):
+            shown = suggestion["pattern"]  # a box held something else: no suggestion, its sure boxes were shown
         prefilled = None if shown is None else 1 if suggestion.get("prefill") else 2 if suggestion.get("partial") else 0
         outcome = None if shown is None else ("accepted" if value == shown else
                                               "completed" if prefilled == 2 and suggestion.get("kept") else "corrected")
