@@ -14,8 +14,9 @@ is pre-filled only where they agree.
 
 The models are `digits_model.npz` and `digits_second.npz` beside this file, made by
 `tools/train_digits.py` from the data in `data/handwriting/` (fixed seeds); they need NumPy and
-OpenCV only. What a cell reads as is stored as raw measures (ink, top alternatives, votes) so that
-the suggestion can be decided again later.
+OpenCV only. What a cell reads as is stored as raw measures (ink, top alternatives, votes; for a cell
+read empty, its edge ink: a stroke written on the box's side that the cut leaves out, `_edge_ink`)
+so that the suggestion can be decided again later.
 """
 from __future__ import annotations
 
@@ -314,8 +315,8 @@ def _components(a: np.ndarray) -> tuple[int, np.ndarray]:
 
 
 def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> tuple[list[tuple[np.ndarray | None, int]], np.ndarray]:
-    """normalise_many of cells of one shape, and each cell's palest grey that may be ink. The darkness of a pixel, (paper - grey) / span, depends on
-    its grey value alone: each cell's 256 darknesses are worked out once (the same float32 numbers)
+    """normalise_many of cells of one shape, and each cell's palest grey that may be ink (for
+    _edge_ink). The darkness of a pixel, (paper - grey) / span, depends on its grey value alone: each cell's 256 darknesses are worked out once (the same float32 numbers)
     and ink is found by comparing grey values with the palest ink grey; the darkness itself is read
     only inside the inked cells' crops. A cell with no pixel pale-ink dark in its interior has no ink
     (every stroke kept reaches the interior) and is answered before anything costly."""
