@@ -14,8 +14,9 @@ is pre-filled only where they agree.
 
 The models are `digits_model.npz` and `digits_second.npz` beside this file, made by
 `tools/train_digits.py` from the data in `data/handwriting/` (fixed seeds); they need NumPy and
-OpenCV only. What a cell reads as is stored as raw measures (ink, top alternatives, votes) so that
-the suggestion can be decided again later.
+OpenCV only. What a cell reads as is stored as raw measures (ink, top alternatives, votes; for a cell
+read empty, its edge ink: a stroke written on the box's side that the cut leaves out, `_edge_ink`)
+so that the suggestion can be decided again later.
 """
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ LINE_COVER = 0.8        # ... in a row (column) where such runs cover this share
 LINE_EDGE_COVER = 0.1   # ... or this share, next to such a row (the line's blurred edge)
 INK_FAINT = 0.2         # a paler pixel is ink too where it joins ink of INK_DARK (a pale or thin pen)
 GAP_PX = 12             # blank columns between cells laid side by side (more than any kernel reaches)
+LINE_FULL = 0.9         # the printed outline runs along this share of its side at least (a stroke less)
+EDGE_GAP_PX = 1         # the printed line's pale rim beside its inner edge is the line's, not ink in the margin
+LINE_MAX_PX = 4         # the printed outline is at most this wide in pale ink (2-3 px scanned or photographed
+                        # at CELL_PPM): a straight run along the side wider than this holds a stroke too
 _K3 = np.ones((3, 3), np.uint8)
 
 
@@ -224,15 +229,66 @@ def normalise(p: np.ndarray, black: float) -> tuple[np.ndarray | None, int]:
 def normalise_many(patches: list[np.ndarray], blacks) -> list[tuple[np.ndarray | None, int]]:
     """normalise of each cell patch, the cells of one shape laid side by side and treated together
     (a page's cells cost a few OpenCV calls, not a few per cell; one cell alone gives the same)."""
-    out: list[tuple[np.ndarray | None, int]] = [(None, 0)] * len(patches)
+    return [(norm, ink) for norm, ink, _ in measure_many(patches, blacks)]
+
+
+def measure_many(patches: list[np.ndarray], blacks) -> list[tuple[np.ndarray | None, int, int]]:
+    """normalise_many, and the edge ink of each cell read empty (`_edge_ink`: ink along the inside of
+    its outline that the cut leaves out, which the printed line does not explain; 0 for the others)."""
+    out: list[tuple[np.ndarray | None, int, int]] = [(None, 0, 0)] * len(patches)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, p in enumerate(patches):
         groups.setdefault(p.shape, []).append(i)
     for shape, idx in groups.items():
-        for i, r in zip(idx, _normalise_group(np.stack([patches[i] for i in idx]),
-                                              np.array([blacks[i] for i in idx], np.float32))):
-            out[i] = r
+        group = np.stack([patches[i] for i in idx])
+        normalised, faint_grey = _normalise_group(group, np.array([blacks[i] for i in idx], np.float32))
+        empty = np.array([norm is None for norm, _ in normalised])
+        edges = np.zeros(len(idx), np.int64)
+        if empty.any():
+            edges[empty] = _edge_ink(group[empty], faint_grey[empty])
+        for i, (norm, ink), edge in zip(idx, normalised, edges.tolist()):
+            out[i] = (norm, ink, edge)
     return out
+
+
+def _edge_ink(p: np.ndarray, faint_grey: np.ndarray) -> np.ndarray:
+    """Per cell patch (n, h, w), the pale-ink pixels in the band of its outline that the printed line
+    does not explain: a stroke written on the outline or hugging it inside the box, which the cut
+    takes for line or drops for not reaching the interior (a 1 written on the box's side). On each
+    side, the printed line is the straight run across the band that covers LINE_FULL of the side's
+    whole length (where it is after the page transform and the field's shift; a stroke covers less);
+    counted are the pixels between its inner edge (EDGE_GAP_PX beyond it) and the interior, along
+    the interior's length, and the run's width beyond LINE_MAX_PX along that length (a stroke lying
+    on the whole line merges with it). Beyond the line, away from the interior, is the neighbour's
+    box and is not counted. A blank box's line and dust give 0 or a few pixels; the suggestion
+    decides from this raw measure (`suggest.py`)."""
+    n, h, w = p.shape
+    m = int(round(1.0 * CELL_PPM))
+    band = int(round(OUTLINE_BAND_MM * CELL_PPM))
+    _, (r0, r1, c0, c1) = _zones((h, w))
+    edge = np.zeros(n, np.int64)
+    if r1 <= r0 or c1 <= c0 or m < band or h - m + band + 1 > h or w - m + band + 1 > w:
+        return edge
+    ink = p <= faint_grey.astype(np.int16)[:, None, None]
+    # each side as (n, along it, across it from the band's outer edge to the interior): the whole
+    # side (where the line is found) and the interior's length (where the margin is counted)
+    sides = ((ink[:, m:h - m + 1, m - band:c0], r0 - m, r1 - m),
+             (ink[:, m:h - m + 1, c1:w - m + band + 1][:, :, ::-1], r0 - m, r1 - m),
+             (ink[:, m - band:r0, m:w - m + 1].transpose(0, 2, 1), c0 - m, c1 - m),
+             (ink[:, r1:h - m + band + 1, m:w - m + 1][:, ::-1].transpose(0, 2, 1), c0 - m, c1 - m))
+    for side, a, b in sides:
+        along, across = side.shape[1], side.shape[2]
+        cover = np.count_nonzero(side, axis=1)                          # (n, across)
+        line = cover >= np.minimum(LINE_FULL * along, LINE_FULL * cover.max(axis=1))[:, None]
+        line &= cover > 0
+        found = line.any(axis=1)
+        j = np.arange(across)
+        inner = np.where(found, np.where(line, j, -1).max(axis=1), band)
+        outer = np.where(found, np.where(line, j, across).min(axis=1), band)
+        margin = side[:, a:b] & (j > (inner + EDGE_GAP_PX)[:, None])[:, None, :]
+        edge += np.count_nonzero(margin, axis=(1, 2))
+        edge += np.maximum(inner - outer + 1 - LINE_MAX_PX, 0) * (b - a)
+    return edge
 
 
 _GREYS = np.arange(256, dtype=np.float32)
@@ -258,9 +314,9 @@ def _components(a: np.ndarray) -> tuple[int, np.ndarray]:
         return cv2.connectedComponents(a, connectivity=8, ltype=cv2.CV_32S)
 
 
-def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray | None, int]]:
-    """normalise_many of cells of one shape. The darkness of a pixel, (paper - grey) / span, depends on
-    its grey value alone: each cell's 256 darknesses are worked out once (the same float32 numbers)
+def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> tuple[list[tuple[np.ndarray | None, int]], np.ndarray]:
+    """normalise_many of cells of one shape, and each cell's palest grey that may be ink (for
+    _edge_ink). The darkness of a pixel, (paper - grey) / span, depends on its grey value alone: each cell's 256 darknesses are worked out once (the same float32 numbers)
     and ink is found by comparing grey values with the palest ink grey; the darkness itself is read
     only inside the inked cells' crops. A cell with no pixel pale-ink dark in its interior has no ink
     (every stroke kept reaches the interior) and is answered before anything costly."""
@@ -275,10 +331,10 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     zone, (r0, r1, c0, c1) = _zones((h, w))
     res: list[tuple[np.ndarray | None, int]] = [(None, 0)] * n
     if r1 <= r0 or c1 <= c0:
-        return res   # a box too small to have an interior: nothing in it can be kept
+        return res, faint_grey   # a box too small to have an interior: nothing in it can be kept
     idx = np.nonzero((p[:, r0:r1, c0:c1].min(axis=(1, 2)) <= faint_grey) & (dark_grey >= 0))[0]
     if not len(idx):
-        return res
+        return res, faint_grey
     ys, xs = np.nonzero(zone)
     zy, zx = int(ys.min()), int(xs.min())
     zh, zw = int(ys.max()) + 1 - zy, int(xs.max()) + 1 - zx
@@ -329,7 +385,7 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> list[tuple[np.ndarray
     _to_darkest(out)
     for o, (i, t, *_) in zip(out, boxes):
         res[i] = (o, t)
-    return res
+    return res, faint_grey
 
 
 def _to_darkest(out: np.ndarray) -> None:
@@ -631,15 +687,18 @@ class Batch:
 
     def finish(self) -> None:
         """Raw measures of each cell: its ink pixels and, when inked, its top alternatives
-        [[label, probability], ...] (label '0'-'9' or 'other'), after the kit's memory if there is one."""
+        [[label, probability], ...] (label '0'-'9' or 'other'), after the kit's memory if there is one;
+        when read empty, its edge ink if any (`_edge_ink`)."""
         if not self.patches:
             return
         inked, images = [], []
-        for cell, (norm, ink) in zip(self.cells, normalise_many(self.patches, self.blacks)):
+        for cell, (norm, ink, edge) in zip(self.cells, measure_many(self.patches, self.blacks)):
             cell["ink"] = ink
             if norm is not None:
                 inked.append(cell)
                 images.append(norm)
+            elif edge:
+                cell["edge_ink"] = edge   # an empty box with ink on its outline is not surely empty
         self.cells, self.patches, self.blacks = [], [], []
         if not images:
             return
@@ -668,7 +727,7 @@ def read_cells(image: np.ndarray, hmat: np.ndarray, field: dict, black: float,
     return out
 
 
-__all__ = ["Batch", "read_cells", "normalise", "normalise_many", "cell_patch", "classify", "opinions", "Model", "model",
+__all__ = ["Batch", "read_cells", "normalise", "normalise_many", "measure_many", "cell_patch", "classify", "opinions", "Model", "model",
            "second_model", "LABELS"]
 
 

@@ -37,6 +37,9 @@ NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled
 EMPTY_SURE_INK = 0     # ink pixels in a cell that reads as empty beyond which emptiness is unsure
 EMPTY_UNSURE_P = 0.94  # ... and how sure it is then (below PREFILL_MIN: such a box is never pre-filled
                        # as empty on its own, the clerk says it with Space)
+EMPTY_SURE_EDGE = 23   # ... and ink along the inside of its outline (`edge_ink`, digits._edge_ink) beyond
+                       # which too: a 1 written on the box's side is not left out of a number (blank boxes
+                       # beside digits on the bench: at most 16; the 1 on its side that read empty: 130)
 ALT_MIN = 0.002        # a digit alternative less likely than this is not considered
 MAX_COMBINATIONS = 64  # digit strings weighed per field (the most probable ones)
 TAIL_MASS = 1e-4       # digit strings are weighed until what is left is this unlikely
@@ -58,7 +61,8 @@ def _cell(c: dict[str, Any]) -> dict[str, Any]:
     alternatives the field may choose among."""
     alts = c.get("alts")
     if not alts:
-        conf = 1.0 if c.get("ink", 0) <= EMPTY_SURE_INK else EMPTY_UNSURE_P
+        sure = c.get("ink", 0) <= EMPTY_SURE_INK and c.get("edge_ink", 0) <= EMPTY_SURE_EDGE
+        conf = 1.0 if sure else EMPTY_UNSURE_P
         return {"digit": "", "p": conf, "alts": [], "low": False, "choices": [("", conf)]}
     label, p = alts[0]
     if label == "other" or p < CELL_MIN:
