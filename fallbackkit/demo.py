@@ -199,7 +199,7 @@ Done. Outputs are in {out}:
   packs/                ward packs as printed (PDF, French/Dutch)
   blank-*.pdf           blank stock with downtime identifiers
   scans/                the filled, scanned sheets (images); truth/ what the simulator marked
-  kit/                  the kit: store.sqlite, archive/ of every scanned file, page images
+  kit/                  the kit: store.sqlite, archive/ of every scanned file, pages/ (page images, made when first looked at)
   export/csv, export/fhir   re-entry files
   report.html, report.pdf   reconciliation report
   backup/store.sqlite   verified backup of the store

@@ -248,14 +248,19 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
         sure = _sure_cells(cells, choice, field, checks) & agreed
     else:  # a suggestion that breaks a rule is never pre-filled, not even in part
         sure = set()
+    _mark_sure(cells, sure)
+    out["partial"] = bool(sure) and not out["prefill"]
+    return out
+
+
+def _mark_sure(cells: list[dict], sure: set[int]) -> None:
+    """Each box pre-filled or left to the clerk (then highlighted); the weighing's leftovers dropped."""
     for k, c in enumerate(cells):
         c["sure"] = k in sure
         c["low"] = c["low"] or k not in sure
         c.pop("choices", None)
         c.pop("votes", None)
         c.pop("memory", None)
-    out["partial"] = bool(sure) and not out["prefill"]
-    return out
 
 
 def _around_unread(cells: list[dict], field: dict, checks: Checks, raw: dict[str, Any]) -> None:
@@ -273,12 +278,7 @@ def _around_unread(cells: list[dict], field: dict, checks: Checks, raw: dict[str
         best = [c["digit"] for c in cells]
         agreed = {k for k, c in enumerate(cells) if c["digit"] and _agreed(c, c["digit"])}
         sure = _sure_cells(weighed, best, field, checks) & agreed
-    for k, c in enumerate(cells):
-        c["sure"] = k in sure
-        c["low"] = c["low"] or k not in sure
-        c.pop("choices", None)
-        c.pop("votes", None)
-        c.pop("memory", None)
+    _mark_sure(cells, sure)
 
 
 def _sure_cells(cells: list[dict], best: list[str | None], field: dict, checks: Checks) -> set[int]:
