@@ -306,15 +306,17 @@ def _weakest_chunk(blocks: list[np.ndarray], window: int) -> np.ndarray:
     line = sums[b:3 * b + 1].min(axis=0).astype(np.float32) / 3
     paper = np.maximum(sums.max(axis=0).astype(np.float32) / 3, 1.0)
     contrast = np.clip((paper - line) / paper, 0.0, 1.0)
-    # each strip's own positions (the means that straddle two strips are dropped)
+    # one running sum over every position, the means that straddle two strips too: no window takes
+    # them in, and every partial sum is exact (STRIPS_AT_ONCE), so each window's sum is the same
+    # number as from a running sum of its strip's own positions alone
+    run = np.empty(len(contrast) + 1)
+    run[0] = 0.0
+    np.cumsum(contrast, dtype=np.float64, out=run[1:])
     n_pos = L - 2
-    pos_start = np.cumsum(n_pos) - n_pos
-    keep = np.repeat(np.cumsum(L) - L - pos_start, n_pos) + np.arange(int(n_pos.sum()))
-    run = np.concatenate([np.zeros(1), np.cumsum(contrast[keep], dtype=np.float64)])
     k = np.minimum(window, n_pos)
     n_win = n_pos - k + 1
     win_start = np.cumsum(n_win) - n_win
-    first = np.repeat(pos_start - win_start, n_win) + np.arange(int(n_win.sum()))
+    first = np.repeat(np.cumsum(L) - L - win_start, n_win) + np.arange(int(n_win.sum()))
     kk = np.repeat(k, n_win)
     return np.minimum.reduceat((run[first + kk] - run[first]) / kk, win_start)
 
