@@ -12,6 +12,7 @@ comb cells and ruling masked out; the field is cropped at 150 dpi for a person t
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -454,12 +455,20 @@ def _best_shifts(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, ban
     pmax = prof.copy()
     pmax[:, 1:] = np.maximum(pmax[:, 1:], prof[:, :-1])
     pmax[:, :-1] = np.maximum(pmax[:, :-1], prof[:, 1:])
-    shifts = [s for s in range(-search, search + 1) if lo + s >= 0 and hi + s < n]
-    if not shifts:
+    sv, penalty = _shift_range(lo, hi, n, search)
+    if not len(sv):
         return np.zeros(len(dark), int)
-    sv = np.array(shifts)
-    score = np.minimum(pmax[:, lo + sv], pmax[:, hi + sv]) - np.array([SHIFT_PENALTY * abs(s) for s in shifts])
+    score = np.minimum(pmax[:, lo + sv], pmax[:, hi + sv]) - penalty
     return sv[np.argmax(score, axis=1)]  # the first best, as a scan from -search keeps
+
+
+@functools.lru_cache(maxsize=256)
+def _shift_range(lo: int, hi: int, n: int, search: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shifts _best_shifts tries (both edges inside the profile) and their penalties (read-only)."""
+    shifts = [s for s in range(-search, search + 1) if lo + s >= 0 and hi + s < n]
+    sv, penalty = np.array(shifts, int), np.array([SHIFT_PENALTY * abs(s) for s in shifts])
+    sv.flags.writeable = penalty.flags.writeable = False
+    return sv, penalty
 
 
 def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: float) -> list[dict[str, Any]]:
