@@ -2,8 +2,8 @@
 and engine.py at commit 7e347e5), frozen: tests/test_scan_mar_cost.py reads real filled and damaged
 pages with these in place of the package's and checks that every PageResult is the same, bit for
 bit. The functions here replaced: read._weakest_chunk, _best_shifts, _measure_boxes,
-_measure_hand_group, _print_bands; engine._read_located, _measure_field, _decide_field. Not used by
-the package."""
+_measure_hand_group, _print_bands; engine._read_located, _measure_field, _decide_field,
+_visibility. Not used by the package."""
 from __future__ import annotations
 
 import time
@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from fallbackkit.scan import digits, locate
-from fallbackkit.scan.engine import (DARK_PAGE, LOW_CONTRAST, PAGE_COVERED_SHARE, POOR_FIT_MM, FieldReading,
-                                     PageResult, _boxes, _field_crop, _near_corner, _visibility, dark_fraction)
+from fallbackkit.scan.engine import (DARK_PAGE, LOW_CONTRAST, PAGE_COVERED_SHARE, POOR_FIT_MM, PRINTED_REF_MAX,
+                                     PRINTED_REF_MIN, FieldReading, PageResult, _boxes, _field_crop, _near_corner,
+                                     dark_fraction)
 from fallbackkit.scan.reasons import english
 from fallbackkit.scan.read import (BOX_MARGIN_MM, BOX_PX_PER_MM, CROP_MARGIN_MM, CROP_PX_PER_MM, DARK_FOR_OUTLINE,
                                    FAINT_DARK, HAND_INK_DARK, INK_DARK, LINE_PITCH, MIN_SPAN, OUTLINE_BAND_PX,
@@ -365,3 +366,31 @@ def _decide_field(image: np.ndarray, hmat: np.ndarray, f: dict, raw: dict, crop:
     if status == "review" and crop is None and boxes:
         crop = _field_crop(image, hmat, [b["box_mm"] for b in boxes])
     return FieldReading(f["name"], ftype, raw, value, conf, status, reason, ink, crop)
+
+
+def _visibility(measured: list[tuple[dict, np.ndarray | None]]) -> dict[str, Any]:
+    """Compare each field's printed outline with the rest of the page's, and record the page's
+    typical outline darkness in every field's raw measures ("printed_ref"), so that decide() can be
+    re-run from stored readings. Mark boxes and handwriting frames are sampled differently, so
+    each kind has its own reference: a high percentile of its fields (robust to a good part of the
+    page being covered), never below PRINTED_REF_MIN (a page whose outlines are all faint is not
+    trusted either)."""
+    kinds: dict[str, list[dict]] = {"boxes": [], "frames": []}
+    for raw, _ in measured:
+        if read.field_printed(raw) is not None:
+            kinds["boxes" if "boxes" in raw else "frames"].append(raw)
+    refs = {}
+    pooled = [read.field_printed(r) for raws in kinds.values() for r in raws]
+    for kind, raws in kinds.items():
+        if not raws:
+            continue
+        # a kind with few fields on the page borrows the whole page's outlines (one heavily inked
+        # frame must not set the bar for the other two)
+        values = [read.field_printed(r) for r in raws] if len(raws) >= 5 else pooled
+        refs[kind] = round(min(PRINTED_REF_MAX, max(PRINTED_REF_MIN, float(np.percentile(values, 75)))), 3)
+        for r in raws:
+            r["printed_ref"] = refs[kind]
+    n = sum(len(r) for r in kinds.values())
+    covered = sum(read.is_covered(r) for raws in kinds.values() for r in raws)
+    return {"fields": n, "covered": covered, "covered_share": round(covered / n, 3) if n else 0.0,
+            "printed_ref": refs}

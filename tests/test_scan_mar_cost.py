@@ -2,10 +2,11 @@
 
 The functions made cheaper (one product for a stack's patch transforms, the printed bands and comb
 frames of a stack worked out together, the outline windows from one running sum, a stack's box
-measures rounded as columns, a mark field's boxes taken once) are checked here against the code
-they replaced (`read_reference.py`, frozen), on real printed ward pages (MAR, vitals, registration,
-lab) filled with marks, handwriting and digits, clean and damaged as office scanners, worn
-printers and phones do. Everything a PageResult holds is compared: status, transform, quality,
+measures rounded as columns, a mark field's boxes taken once, each outline measure read once for
+the visibility check) are checked here against the code they replaced (`read_reference.py`,
+frozen), on real printed ward pages (MAR, vitals, registration, lab) filled with marks,
+handwriting and digits, clean and damaged as office scanners, worn printers and phones do.
+Everything a PageResult holds is compared: status, transform, quality,
 every reading's raw measures, value, confidence, status, reason, ink and crop pixels.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import read_reference as ref
 from scan_engine_helpers import DPI, Sheets
 
 REPLACED_READ = ("_weakest_chunk", "_best_shifts", "_measure_boxes", "_measure_hand_group", "_print_bands")
-REPLACED_ENGINE = ("_read_located", "_measure_field", "_decide_field")
+REPLACED_ENGINE = ("_read_located", "_measure_field", "_decide_field", "_visibility")
 
 
 @pytest.fixture

@@ -366,21 +366,25 @@ def _visibility(measured: list[tuple[dict, np.ndarray | None]]) -> dict[str, Any
     page being covered), never below PRINTED_REF_MIN (a page whose outlines are all faint is not
     trusted either)."""
     kinds: dict[str, list[dict]] = {"boxes": [], "frames": []}
+    printed: dict[str, list[float]] = {"boxes": [], "frames": []}  # each raw's read.field_printed
     for raw, _ in measured:
-        if read.field_printed(raw) is not None:
-            kinds["boxes" if "boxes" in raw else "frames"].append(raw)
+        p = read.field_printed(raw)
+        if p is not None:
+            kind = "boxes" if "boxes" in raw else "frames"
+            kinds[kind].append(raw)
+            printed[kind].append(p)
     refs = {}
-    pooled = [read.field_printed(r) for raws in kinds.values() for r in raws]
+    pooled = printed["boxes"] + printed["frames"]
     for kind, raws in kinds.items():
         if not raws:
             continue
         # a kind with few fields on the page borrows the whole page's outlines (one heavily inked
         # frame must not set the bar for the other two)
-        values = [read.field_printed(r) for r in raws] if len(raws) >= 5 else pooled
+        values = printed[kind] if len(raws) >= 5 else pooled
         refs[kind] = round(min(PRINTED_REF_MAX, max(PRINTED_REF_MIN, float(np.percentile(values, 75)))), 3)
         for r in raws:
             r["printed_ref"] = refs[kind]
-    n = sum(len(r) for r in kinds.values())
+    n = len(pooled)
     covered = sum(read.is_covered(r) for raws in kinds.values() for r in raws)
     return {"fields": n, "covered": covered, "covered_share": round(covered / n, 3) if n else 0.0,
             "printed_ref": refs}
