@@ -132,3 +132,19 @@ def test_outline_windows_as_before_with_many_strips_and_short_ones():
                   for n in lengths]
         for window in (3, 9, 60):
             assert read._weakest_chunk(blocks, window).tolist() == ref._weakest_chunk(blocks, window).tolist()
+
+
+def test_reason_codes_stored_as_before():
+    """reasons.data, made once per distinct reason, gives the text the plain way gives, every time."""
+    import json
+
+    from fallbackkit.scan import reasons
+    texts = [reasons.english("to_transcribe"), reasons.english("faint_mark", option="refused"),
+             reasons.join(reasons.english("covered"), reasons.english("two_marked")), "written by hand", "no_code"]
+    for _ in range(3):
+        for text in texts:
+            for quarantine in (False, True):
+                parts = [{"code": text, "params": {}}] if quarantine else reasons.parse(text)
+                assert reasons.data(text, quarantine=quarantine) == json.dumps(parts, ensure_ascii=False,
+                                                                                sort_keys=True)
+    assert reasons.data(None) is None and reasons.data("") is None
