@@ -321,9 +321,9 @@ def _normalise_group(p: np.ndarray, blacks: np.ndarray) -> tuple[list[tuple[np.n
     only inside the inked cells' crops. A cell with no pixel pale-ink dark in its interior has no ink
     (every stroke kept reaches the interior) and is answered before anything costly."""
     n, h, w = p.shape
-    flat = p.reshape(n, -1)
-    k = int(flat.shape[1] * 0.92)
-    paper = np.sort(flat, axis=1, kind="stable")[:, k].astype(np.float32)  # a radix sort of bytes: quick
+    from .read import _kth_greys
+    # the k-th smallest grey of each cell (np.sort(cell.ravel())[k]) from the cells' histograms
+    paper = _kth_greys(p, int(h * w * 0.92)).astype(np.float32)
     span = np.maximum(paper - blacks, 25.0)
     dark_of = np.clip((paper[:, None] - _GREYS) / span[:, None], 0.0, 1.0)   # (n, 256), falls with grey
     faint_grey = np.count_nonzero(dark_of >= INK_FAINT, axis=1) - 1          # palest grey that may be ink

@@ -287,8 +287,9 @@ def _read_located(image: np.ndarray, loc: locate.Location, geometry: dict, quali
     elif dark > DARK_PAGE:
         page_review = english("page_dark", percent=f"{dark * 100:.0f}")
     # every mark box of the page measured in one go (same numbers as one at a time, less overhead)
-    boxes = [b for f in geometry["fields"] for b in _boxes(f)]
-    measures = iter(read.measure_boxes(image, hmat, [b["box_mm"] for b in boxes], loc.black_level))
+    boxes = [b["box_mm"] for f in geometry["fields"] if f["type"] in read.MARK_TYPES
+             for b in ((f,) if f["type"] == "checkbox" else f["options"])]  # each field's _boxes, in order
+    measures = iter(read.measure_boxes(image, hmat, boxes, loc.black_level))
     # and every handwriting field (fields of one shape as one stack of crops)
     hand = iter(read.measure_handwritten_many(
         image, hmat, [f for f in geometry["fields"] if f["type"] in read.HANDWRITTEN], loc.black_level))
@@ -342,11 +343,10 @@ def _measure_field(image: np.ndarray, hmat: np.ndarray, f: dict, black: float, m
     following fields' box measures (measure_boxes); hand: the same over the handwriting fields'
     (measure_handwritten_many), None to measure this one here; cells: the page's comb cells to classify."""
     ftype = f["type"]
-    if ftype in read.MARK_TYPES:
-        raw: dict[str, Any] = {"boxes": [{"value": b["value"], **next(measures)} for b in _boxes(f)]}
-        if ftype == "checkbox":
-            raw["boxes"][0].pop("value")
-        return raw, None
+    if ftype == "checkbox":  # its one box's measures as they are (a checkbox's box has no value)
+        return {"boxes": [next(measures)]}, None
+    if ftype in read.MARK_TYPES:  # each option's value, then its box's measures (_boxes order)
+        return {"boxes": [{"value": o["value"], **next(measures)} for o in f["options"]]}, None
     if ftype in read.HANDWRITTEN:
         raw, crop = next(hand) if hand is not None else read.measure_handwritten(image, hmat, f, black)
         if f.get("transcribe"):  # as printed on this sheet; decide() is re-run from the raw measures
@@ -366,21 +366,25 @@ def _visibility(measured: list[tuple[dict, np.ndarray | None]]) -> dict[str, Any
     page being covered), never below PRINTED_REF_MIN (a page whose outlines are all faint is not
     trusted either)."""
     kinds: dict[str, list[dict]] = {"boxes": [], "frames": []}
+    printed: dict[str, list[float]] = {"boxes": [], "frames": []}  # each raw's read.field_printed
     for raw, _ in measured:
-        if read.field_printed(raw) is not None:
-            kinds["boxes" if "boxes" in raw else "frames"].append(raw)
+        p = read.field_printed(raw)
+        if p is not None:
+            kind = "boxes" if "boxes" in raw else "frames"
+            kinds[kind].append(raw)
+            printed[kind].append(p)
     refs = {}
-    pooled = [read.field_printed(r) for raws in kinds.values() for r in raws]
+    pooled = printed["boxes"] + printed["frames"]
     for kind, raws in kinds.items():
         if not raws:
             continue
         # a kind with few fields on the page borrows the whole page's outlines (one heavily inked
         # frame must not set the bar for the other two)
-        values = [read.field_printed(r) for r in raws] if len(raws) >= 5 else pooled
+        values = printed[kind] if len(raws) >= 5 else pooled
         refs[kind] = round(min(PRINTED_REF_MAX, max(PRINTED_REF_MIN, float(np.percentile(values, 75)))), 3)
         for r in raws:
             r["printed_ref"] = refs[kind]
-    n = sum(len(r) for r in kinds.values())
+    n = len(pooled)
     covered = sum(read.is_covered(r) for raws in kinds.values() for r in raws)
     return {"fields": n, "covered": covered, "covered_share": round(covered / n, 3) if n else 0.0,
             "printed_ref": refs}
@@ -411,9 +415,10 @@ def _decide_field(image: np.ndarray, hmat: np.ndarray, f: dict, raw: dict, crop:
     else:
         value, conf, status, reason = None, 0.0, "review", english("unknown_type", type=ftype)
     ink = read.decide_ink(raw) if ftype in read.HANDWRITTEN else None
-    boxes = _boxes(f)
-    if status == "review" and crop is None and boxes:
-        crop = _field_crop(image, hmat, [b["box_mm"] for b in boxes])
+    if status == "review" and crop is None:
+        boxes = _boxes(f)
+        if boxes:
+            crop = _field_crop(image, hmat, [b["box_mm"] for b in boxes])
     return FieldReading(f["name"], ftype, raw, value, conf, status, reason, ink, crop)
 
 

@@ -12,6 +12,7 @@ comb cells and ruling masked out; the field is cropped at 150 dpi for a person t
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -73,6 +74,20 @@ def patch(image: np.ndarray, hmat: np.ndarray, x_mm: float, y_mm: float, w_mm: f
     size = (max(1, int(round(w_mm * ppm))), max(1, int(round(h_mm * ppm))))
     return cv2.warpPerspective(image, m, size, flags=interpolation | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REPLICATE)
+
+
+def patches(image: np.ndarray, hmat: np.ndarray, xs, ys, w_mm: float, h_mm: float, ppm: float) -> list[np.ndarray]:
+    """patch() of the regions [x, y, w, h] mm of one size, for each (x, y) of xs, ys: the same pixels.
+    The regions' transforms come from one product of hmat with the stack of their translations:
+    NumPy multiplies each pair of a stack as it multiplies one pair (the same BLAS call per pair),
+    so each transform is the very matrix patch() makes (tests/test_scan_read_cost.py)."""
+    n = len(xs)
+    t = np.zeros((n, 3, 3))
+    t[:, 0, 0] = t[:, 1, 1] = 1 / ppm
+    t[:, 0, 2], t[:, 1, 2], t[:, 2, 2] = xs, ys, 1.0
+    size = (max(1, int(round(w_mm * ppm))), max(1, int(round(h_mm * ppm))))
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return [cv2.warpPerspective(image, m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE) for m in hmat @ t]
 
 
 class _Levels:
@@ -306,15 +321,17 @@ def _weakest_chunk(blocks: list[np.ndarray], window: int) -> np.ndarray:
     line = sums[b:3 * b + 1].min(axis=0).astype(np.float32) / 3
     paper = np.maximum(sums.max(axis=0).astype(np.float32) / 3, 1.0)
     contrast = np.clip((paper - line) / paper, 0.0, 1.0)
-    # each strip's own positions (the means that straddle two strips are dropped)
+    # one running sum over every position, the means that straddle two strips too: no window takes
+    # them in, and every partial sum is exact (STRIPS_AT_ONCE), so each window's sum is the same
+    # number as from a running sum of its strip's own positions alone
+    run = np.empty(len(contrast) + 1)
+    run[0] = 0.0
+    np.cumsum(contrast, dtype=np.float64, out=run[1:])
     n_pos = L - 2
-    pos_start = np.cumsum(n_pos) - n_pos
-    keep = np.repeat(np.cumsum(L) - L - pos_start, n_pos) + np.arange(int(n_pos.sum()))
-    run = np.concatenate([np.zeros(1), np.cumsum(contrast[keep], dtype=np.float64)])
     k = np.minimum(window, n_pos)
     n_win = n_pos - k + 1
     win_start = np.cumsum(n_win) - n_win
-    first = np.repeat(pos_start - win_start, n_win) + np.arange(int(n_win.sum()))
+    first = np.repeat(np.cumsum(L) - L - win_start, n_win) + np.arange(int(n_win.sum()))
     kk = np.repeat(k, n_win)
     return np.minimum.reduceat((run[first + kk] - run[first]) / kk, win_start)
 
@@ -438,12 +455,20 @@ def _best_shifts(dark: np.ndarray, lo: int, hi: int, axis: int, search: int, ban
     pmax = prof.copy()
     pmax[:, 1:] = np.maximum(pmax[:, 1:], prof[:, :-1])
     pmax[:, :-1] = np.maximum(pmax[:, :-1], prof[:, 1:])
-    shifts = [s for s in range(-search, search + 1) if lo + s >= 0 and hi + s < n]
-    if not shifts:
+    sv, penalty = _shift_range(lo, hi, n, search)
+    if not len(sv):
         return np.zeros(len(dark), int)
-    sv = np.array(shifts)
-    score = np.minimum(pmax[:, lo + sv], pmax[:, hi + sv]) - np.array([SHIFT_PENALTY * abs(s) for s in shifts])
+    score = np.minimum(pmax[:, lo + sv], pmax[:, hi + sv]) - penalty
     return sv[np.argmax(score, axis=1)]  # the first best, as a scan from -search keeps
+
+
+@functools.lru_cache(maxsize=256)
+def _shift_range(lo: int, hi: int, n: int, search: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shifts _best_shifts tries (both edges inside the profile) and their penalties (read-only)."""
+    shifts = [s for s in range(-search, search + 1) if lo + s >= 0 and hi + s < n]
+    sv, penalty = np.array(shifts, int), np.array([SHIFT_PENALTY * abs(s) for s in shifts])
+    sv.flags.writeable = penalty.flags.writeable = False
+    return sv, penalty
 
 
 def measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: float) -> list[dict[str, Any]]:
@@ -489,18 +514,15 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
         return [measure_box(image, hmat, b, black) for b in boxes_mm]
     margin = BOX_MARGIN_MM
     ppm = BOX_PX_PER_MM
-    patches = [patch(image, hmat, x - margin, y - margin, w + 2 * margin, h + 2 * margin, ppm)
-               for x, y, w, h in boxes_mm]
-    if len({p.shape for p in patches}) != 1:
-        return [measure_box(image, hmat, b, black) for b in boxes_mm]
-    P = np.stack(patches)
+    w, h = boxes_mm[0][2], boxes_mm[0][3]
+    P = np.stack(patches(image, hmat, [b[0] - margin for b in boxes_mm], [b[1] - margin for b in boxes_mm],
+                         w + 2 * margin, h + 2 * margin, ppm))
     N = len(P)
     S = _median3_stack(P)
     paper = _kth_greys(P, int(P[0].size * PAPER_QUANTILE)).astype(np.float32)
     span = np.maximum(paper.astype(np.float64) - black, MIN_SPAN).astype(np.float32)
     lut = (paper[:, None] - np.arange(256, dtype=np.float32)[None, :]) / span[:, None]
     raw_dark = P < _below(np.count_nonzero(lut > DARK_FOR_OUTLINE, axis=1))
-    w, h = boxes_mm[0][2], boxes_mm[0][3]
     m = int(round(margin * ppm))
     bw, bh = int(round(w * ppm)), int(round(h * ppm))
     search = int(round(SEARCH_MM * ppm))
@@ -551,23 +573,23 @@ def _measure_boxes(image: np.ndarray, hmat: np.ndarray, boxes_mm: list, black: f
     for idx in owners:
         printed[idx] = weakest[at:at + 4 * len(idx)].reshape(4, len(idx)).min(axis=0)
         at += 4 * len(idx)
-    out = []
-    # as Python numbers (the same values: integer counts divided in float64, float32 read as float)
-    ink_l, faint_l, size_l, sx_l, sy_l = ink_c.tolist(), faint_c.tolist(), size.tolist(), sx.tolist(), sy.tolist()
-    strips_l = [(key, c.tolist(), s.tolist()) for key, (c, s) in strips.items()]
-    outline_l, printed_l, paper_l = outline.tolist(), printed.tolist(), paper.tolist()
-    for i in range(N):
-        n = size_l[i]
-        ink = ink_l[i] / n if n else float("nan")
-        faint = faint_l[i] / n if n else float("nan")
-        spill = {key: (c[i] / s[i] if s[i] else 0.0) for key, c, s in strips_l}
-        out.append({"ink": round(ink, 4), "faint": round(faint, 4),
-                    "spill": {key: round(v, 4) for key, v in spill.items()},
-                    "spill_max": round(max(spill.values()), 4),
-                    "shift_mm": [round(sx_l[i] / ppm, 2), round(sy_l[i] / ppm, 2)],
-                    "outline": round(outline_l[i] / 4, 3), "printed": round(printed_l[i], 3),
-                    "paper": round(paper_l[i], 1)})
-    return out
+    # as Python numbers (the same values: integer counts divided in float64, float32 read as float),
+    # each measure rounded as a column; spill_max is the largest rounded side (round() never changes
+    # the order of two numbers, so the largest side rounded is the largest of the rounded sides)
+    size_l = size.tolist()
+    nan = float("nan")
+    ink_r = [round(c / n, 4) if n else nan for c, n in zip(ink_c.tolist(), size_l)]
+    faint_r = [round(c / n, 4) if n else nan for c, n in zip(faint_c.tolist(), size_l)]
+    (k0, (c0, s0)), (k1, (c1, s1)), (k2, (c2, s2)), (k3, (c3, s3)) = strips.items()
+    v0, v1, v2, v3 = ([round(c / s, 4) if s else 0.0 for c, s in zip(c.tolist(), s.tolist())]
+                      for c, s in ((c0, s0), (c1, s1), (c2, s2), (c3, s3)))
+    shifts = [[round(a / ppm, 2), round(b / ppm, 2)] for a, b in zip(sx.tolist(), sy.tolist())]
+    outline_r = [round(v / 4, 3) for v in outline.tolist()]
+    printed_r = [round(v, 3) for v in printed.tolist()]
+    paper_r = [round(v, 1) for v in paper.tolist()]
+    return [{"ink": ink_r[i], "faint": faint_r[i], "spill": {k0: v0[i], k1: v1[i], k2: v2[i], k3: v3[i]},
+             "spill_max": max(v0[i], v1[i], v2[i], v3[i]), "shift_mm": shifts[i], "outline": outline_r[i],
+             "printed": printed_r[i], "paper": paper_r[i]} for i in range(N)]
 
 
 def box_state(m: dict[str, Any]) -> tuple[str, float, str | None]:
@@ -835,8 +857,8 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     margin = CROP_MARGIN_MM
     ppm = CROP_PX_PER_MM
     w, h = fields[0]["box_mm"][2:]
-    crops = [patch(image, hmat, f["box_mm"][0] - margin, f["box_mm"][1] - margin, w + 2 * margin, h + 2 * margin,
-                   ppm) for f in fields]
+    crops = patches(image, hmat, [f["box_mm"][0] - margin for f in fields], [f["box_mm"][1] - margin for f in fields],
+                    w + 2 * margin, h + 2 * margin, ppm)
     P = np.stack(crops)
     N, H, W = P.shape
     S = _median3_stack(P)
@@ -860,7 +882,6 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
     patterns, which = _usable_patterns(H, W, (m + sys_).tolist(), (m + sxs).tolist(), bh, bw,
                                        _print_bands(fields, x, y, w, h, ox, oy, ppm, H, W))
     usable = patterns[0] if len(patterns) == 1 else patterns[which]  # (H x W: the same for every field)
-    origins = list(zip(ox.tolist(), oy.tolist()))
     light = (S < _below(np.count_nonzero(lut >= FAINT_DARK, axis=1))) & usable
     tile = max(4, int(round(TILE_MM * ppm)))
     ((use_t, n_usable),) = _tile_sums_many([patterns], tile)
@@ -895,14 +916,38 @@ def _measure_hand_group(image: np.ndarray, hmat: np.ndarray, fields: list[dict],
         out.append((raw, crops[i]))
     # the fields' outlines: when they lie on the same pixels of every crop (the usual case), each
     # edge of the stack's crops as one block of strips
-    rects = [_frame_rects(f, origins[i], ppm, (int(x0), int(y0), bw, bh))
-             for i, (f, x0, y0) in enumerate(zip(fields, m + sxs, m + sys_))]
-    blocks = _edge_blocks(P, rects[0]) if all(r == rects[0] for r in rects) else None
+    rects = _frame_rects_stack(fields, ox, oy, ppm, m + sxs, m + sys_, bw, bh)
+    blocks = _edge_blocks(P, [tuple(r) for r in rects[0].tolist()]) if (rects == rects[0]).all() else None
     if blocks is not None:
         outlines.append(([raw for raw, _ in out], blocks))
     else:
-        outlines += [([raw], [s for r in rects[i] for s in _rect_strips(P[i], *r)]) for i, (raw, _) in enumerate(out)]
+        outlines += [([raw], [s for r in rects[i].tolist() for s in _rect_strips(P[i], *r)])
+                     for i, (raw, _) in enumerate(out)]
     return out
+
+
+def _frame_rects_stack(fields: list[dict], ox: np.ndarray, oy: np.ndarray, ppm: float, x0: np.ndarray,
+                       y0: np.ndarray, bw: int, bh: int) -> np.ndarray:
+    """_frame_rects of each field of a stack (one _hand_shape: the same comb groups), as an array
+    (fields x rectangles x [x0, y0, x1, y1]): the same numbers (each corner (v - origin) * ppm
+    rounded half to even, as round() does). origin (ox, oy) per field; x0, y0: each frame's corner
+    in the crop (px), for a field without cells."""
+    first = fields[0].get("cells_mm") or []
+    if not first:
+        return np.stack([x0, y0, x0 + bw, y0 + bh], axis=1).astype(np.int64)[:, None, :]
+    groups: list[list[int]] = [[0]]
+    for i, (a, b) in enumerate(zip(first, first[1:]), 1):
+        if b[0] - (a[0] + a[2]) > 0.5:
+            groups.append([])
+        groups[-1].append(i)
+    cells = np.array([f["cells_mm"] for f in fields], float)
+    corners = []
+    for g in groups:
+        corners += [cells[:, g[0], 0], cells[:, g, 1].min(axis=1),
+                    cells[:, g[-1], 0] + cells[:, g[-1], 2], (cells[:, g, 1] + cells[:, g, 3]).max(axis=1)]
+    mm = np.stack(corners, axis=1).reshape(len(fields), len(groups), 4)
+    origin = np.stack([ox, oy, ox, oy], axis=1)[:, None, :]
+    return np.rint((mm - origin) * ppm).astype(np.int64)
 
 
 def _print_bands(fields: list[dict], x: np.ndarray, y: np.ndarray, w: float, h: float, ox: np.ndarray,
@@ -914,21 +959,21 @@ def _print_bands(fields: list[dict], x: np.ndarray, y: np.ndarray, w: float, h: 
     crop's top-left corner in mm after the shift that lines the box up."""
     N = len(fields)
     cells = np.array([f.get("cells_mm") or [] for f in fields], float).reshape(N, -1, 4)
-    rx = np.concatenate([x[:, None], cells[:, :, 0]], axis=1)
-    ry = np.concatenate([y[:, None], cells[:, :, 1]], axis=1)
-    rw = np.concatenate([np.full((N, 1), w), cells[:, :, 2]], axis=1)
-    rh = np.concatenate([np.full((N, 1), h), cells[:, :, 3]], axis=1)
-    X0, Y0 = (rx - ox[:, None]) * ppm, (ry - oy[:, None]) * ppm
-    X1, Y1 = (rx + rw - ox[:, None]) * ppm, (ry + rh - oy[:, None]) * ppm
+    R = cells.shape[1] + 1
+    rects_mm = np.empty((N, R, 4))  # the field box, then its cells: x, y, w, h
+    rects_mm[:, 0, 0], rects_mm[:, 0, 1], rects_mm[:, 0, 2], rects_mm[:, 0, 3] = x, y, w, h
+    rects_mm[:, 1:] = cells
+    origin = np.stack([ox, oy], axis=1)[:, None, :]
+    near = (rects_mm[:, :, :2] - origin) * ppm                         # X0, Y0
+    far = (rects_mm[:, :, :2] + rects_mm[:, :, 2:] - origin) * ppm      # X1, Y1
     pad = PRINT_MASK_MM * ppm
-    # the four sides of each rectangle: top, bottom, left, right
-    a0 = np.concatenate([X0 - pad, X0 - pad, X0 - pad, X1 - pad], axis=1)
-    b0 = np.concatenate([Y0 - pad, Y1 - pad, Y0 - pad, Y0 - pad], axis=1)
-    a1 = np.concatenate([X1 + pad, X1 + pad, X0 + pad, X1 + pad], axis=1)
-    b1 = np.concatenate([Y0 + pad, Y1 + pad, Y1 + pad, Y1 + pad], axis=1)
-    r0, r1 = np.maximum(0, np.floor(b0)), np.minimum(H, np.ceil(b1))
-    c0, c1 = np.maximum(0, np.floor(a0)), np.minimum(W, np.ceil(a1))
-    parts = [np.stack([r0, r1, c0, c1], axis=2)]
+    edges = np.stack([near[:, :, 1], far[:, :, 1], near[:, :, 0], far[:, :, 0]])  # Y0, Y1, X0, X1
+    bounds = np.concatenate([np.maximum(np.floor(edges - pad), 0),
+                             np.minimum(np.ceil(edges + pad), np.array([H, H, W, W], float)[:, None, None])])
+    # the four sides of each rectangle (top, bottom, left, right) as [r0, r1, c0, c1]: the lines' edges
+    # less (0..3) or plus (4..7) the band
+    sides = bounds[[0, 4, 2, 7, 1, 5, 2, 7, 0, 5, 2, 6, 0, 5, 3, 7]].reshape(4, 4, N, R).transpose(2, 0, 3, 1)
+    parts = [sides.reshape(N, 4 * R, 4)]
     if cells.shape[1] > 1:
         gap0 = cells[:, :-1, 0] + cells[:, :-1, 2]
         gap1 = cells[:, 1:, 0]
@@ -942,9 +987,13 @@ def _print_bands(fields: list[dict], x: np.ndarray, y: np.ndarray, w: float, h: 
         l0 = np.maximum(0, np.trunc((ly - oy[:, None] - PRINT_MASK_MM) * ppm))
         l1 = np.minimum(H, np.maximum(0, np.ceil((ly - oy[:, None] + PRINT_MASK_MM) * ppm)))
         parts.append(np.stack([l0, l1, np.zeros_like(l0), np.full_like(l0, W)], axis=2))
-    rects = np.concatenate(parts, axis=1)
-    n = np.broadcast_to(np.arange(N)[:, None, None], (N, rects.shape[1], 1))
-    out = np.concatenate([n, rects], axis=2).reshape(-1, 5).astype(np.int64)
+    out = np.empty((N, sum(p.shape[1] for p in parts), 5), np.int64)
+    out[:, :, 0] = np.arange(N)[:, None]
+    at = 0
+    for p in parts:
+        out[:, at:at + p.shape[1], 1:] = p
+        at += p.shape[1]
+    out = out.reshape(-1, 5)
     return out[(out[:, 2] > out[:, 1]) & (out[:, 4] > out[:, 3])]
 
 

@@ -9,6 +9,7 @@ for codes (`codes`), never for words.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -89,6 +90,13 @@ def data(reason: str | None, quarantine: bool = False) -> str | None:
     (parse), or None without a reason. A quarantine reason is a code already."""
     if not reason:
         return None
+    return _data(reason, quarantine)
+
+
+@functools.lru_cache(maxsize=4096)
+def _data(reason: str, quarantine: bool) -> str:
+    """data() of a reason, made once per distinct reason (a page stores the same few reasons ~20
+    times: 0.25 ms a MAR page; the text, an immutable str, is a function of the reason alone)."""
     parts = [{"code": reason, "params": {}}] if quarantine else parse(reason)
     return json.dumps(parts, ensure_ascii=False, sort_keys=True)
 
