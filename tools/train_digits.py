@@ -5,7 +5,7 @@ Two models ship: `digits_model.npz` (this script) and the second opinion `digits
 scan takes the first one's probabilities and pre-fills a box only where both put the same digit first.
 
 Gives the same model again (fixed seeds) from `data/handwriting/`: trained on our MNIST test images
-0-3499 and the 5,000 MNIST training-set digits of `mnist-train-mlxtend5000.npz` (8,500 digits, other
+0-3499 and the 60,000 MNIST training-set digits of `mnist-train60000.npz` (63,500 digits, other
 writers; `--no-extra`: ours alone), the temperature fitted on images 3500-3999; the writer-disjoint
 test split 4000-4999 is never used here. Two kinds of training cells:
 - what the scan sees (`page_set`, PAGE_COPIES per digit): the digits written into the comb boxes of
@@ -25,17 +25,18 @@ many writers. A small NumPy convolutional network (digits.Model) is trained with
 temperature of its softmax is fitted on the calibration images 3500-3999 written into the printed
 sheets and cut by the engine, so that its probabilities mean what they say on scans.
 
-Takes about 15 minutes of CPU on one BLAS thread (892 s each, 2026-12-02), most of it damaging and
-reading the printed pages: 8,500 digits x (PAGE_COPIES 4 + COPIES 2), about 60,000 training cells,
-12 epochs (40 minutes by the clock on the shared 2-core machine at load 6-10); the model file is
-about 0.1 MB. The shipped files: digits_model.npz SHA-256 90429a8d..., and with `--second`
-digits_second.npz a20c5042... (2026-12-01 23:27 - 2026-12-02 00:07 UTC; a second run of the first
-model, 00:09-00:26, and of the second, 00:26-00:43, gave the same files byte for byte, 916 and
-827 s of CPU). The models before them,
-trained on our 3,500 train-split digits alone (PAGE_COPIES 5, COPIES 5: 3d0a5d23... and
-c5a0a1b5..., reproduced byte for byte by two runs), read 98.0-98.1 / 97.5 % of the test split's
-digits in bench_handwriting (office / phone), these 98.2-98.4 / 97.6-97.9 % on the same pages
-(`--against`, two kits).
+Takes about 20 minutes of CPU on one BLAS thread (1,161 / 1,163 s, 2026-12-02), most of it
+damaging and reading the printed pages: 63,500 digits x (PAGE_COPIES 1 + COPIES 1), 153,000
+training cells, 8 epochs (30 s each on an idle core); the model file is about 0.1 MB. `--cells
+NPZ` keeps the cells (about 0.5 GB) so that tries of the training itself skip the pages; training
+from that file gives the same model. The shipped files (2026-12-02 04:31-04:53 UTC): digits_model.npz
+SHA-256 9536d89f..., and with `--second` digits_second.npz e54be389.... Tried on the same cells and
+not kept: 16 epochs (calibration cells read 97.7 / 97.3 % against 97.4 / 97.1 %, but three sure
+mistakes pre-filled on the calibration split's office scans instead of one, for no keystroke saved).
+The models before them (8,500 digits: ours and 5,000 of these, PAGE_COPIES 4, COPIES 2, 12 epochs:
+90429a8d... and a20c5042..., reproduced byte for byte by two runs) read 98.2 / 98.1 % of the test
+split's digits in bench_handwriting (office / phone), these 98.4 / 98.7 % on the same pages
+(`--against`).
 `--copies 2 --epochs 3` is a quick try.
 """
 from __future__ import annotations
@@ -58,13 +59,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fallbackkit.scan import digits, digits_synth  # noqa: E402
 
 SEED = 20261201
-COPIES = 2          # synthetic training cells per real digit (training_cell: a comb cell drawn here)
-PAGE_COPIES = 4     # training cells per real digit written into printed sheets and cut by the engine
+COPIES = 1          # synthetic training cells per real digit (training_cell: a comb cell drawn here)
+PAGE_COPIES = 1     # training cells per real digit written into printed sheets and cut by the engine
 OTHER_SHARE = 0.22  # of the training cells, "other"
 DISTORT_SHARE = 0.8  # of the training copies, the digit is first reshaped like another writer's
 C1, C2 = 12, 24     # convolution filters
 HIDDEN = 128
-EPOCHS = 12
+EPOCHS = 8
 LR = 2e-3
 WD = 1e-4
 DROPOUT = 0.3
@@ -327,26 +328,11 @@ def fit_temperature(model: digits.Model, x: np.ndarray, y: np.ndarray) -> float:
     return best_t
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--second", action="store_true",
-                    help="train the second opinion (another seed and reshaping) into digits_second.npz")
-    ap.add_argument("--out", default=None, help="default: the shipped model file (or the second opinion's)")
-    ap.add_argument("--epochs", type=int, default=EPOCHS)
-    ap.add_argument("--copies", type=int, default=COPIES, help="training cells per real digit (fewer: a quick try)")
-    ap.add_argument("--page-copies", type=int, default=PAGE_COPIES,
-                    help="cells per real digit written into printed sheets, damaged and cut by the engine")
-    ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--no-extra", action="store_true",
-                    help="our file's train split alone (3,500 digits), without the 5,000 MNIST training-set digits")
-    args = ap.parse_args()
-    how = SECOND_DISTORT if args.second else FIRST_DISTORT
-    args.seed = args.seed if args.seed is not None else SECOND_SEED if args.second else SEED
-    args.out = args.out or str(digits.SECOND_PATH if args.second else digits.MODEL_PATH)
+def make_cells(rng: np.random.Generator, how: dict, args) -> tuple[np.ndarray, ...]:
+    """The training cells (synthetic and cut from printed pages) and the calibration cells."""
     t0 = time.time()
     images, labels = digits_synth.load_training_digits(extra=not args.no_extra)
     ours, our_labels = digits_synth.load_mnist()
-    rng = np.random.default_rng(args.seed)
     va = slice(digits_synth.TRAIN_END, digits_synth.VALID_END)
     n_train = len(labels) * args.copies
     x, y = make_set(images, labels, args.copies, int(n_train * OTHER_SHARE / (1 - OTHER_SHARE)), rng, how)
@@ -358,6 +344,54 @@ def main() -> None:
         x, y = np.concatenate([x, xp]), np.concatenate([y, yp])
     # the temperature is fitted on what the scan sees: calibration digits in printed sheets, cut by the engine
     xv, yv = page_set(pages, ours[va], our_labels[va], 2, rng, None)
+    return x, y, xv, yv
+
+
+def _save_cells(path: Path, rng: np.random.Generator, *arrays: np.ndarray) -> None:
+    """The cells and the generator's state after making them: training from them again gives the
+    same model as making them anew (the same numbers in the same order)."""
+    import json
+    np.savez(path, x=arrays[0], y=arrays[1], xv=arrays[2], yv=arrays[3],
+             rng=np.frombuffer(json.dumps(rng.bit_generator.state).encode(), np.uint8))
+
+
+def _load_cells(path: Path, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    import json
+    with np.load(path) as z:
+        rng.bit_generator.state = json.loads(z["rng"].tobytes().decode())
+        return z["x"], z["y"], z["xv"], z["yv"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--second", action="store_true",
+                    help="train the second opinion (another seed and reshaping) into digits_second.npz")
+    ap.add_argument("--out", default=None, help="default: the shipped model file (or the second opinion's)")
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--copies", type=int, default=COPIES, help="training cells per real digit (fewer: a quick try)")
+    ap.add_argument("--page-copies", type=int, default=PAGE_COPIES,
+                    help="cells per real digit written into printed sheets, damaged and cut by the engine")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--cells", default=None, metavar="NPZ",
+                    help="keep the cells made (most of the time: damaging and reading the printed pages) in this "
+                         "file, or train from it when it exists (the same model as making them anew, for tries "
+                         "of the training itself; made with the same seed, copies and data)")
+    ap.add_argument("--no-extra", action="store_true",
+                    help="our file's train split alone (3,500 digits), without the 60,000 MNIST training-set digits")
+    args = ap.parse_args()
+    how = SECOND_DISTORT if args.second else FIRST_DISTORT
+    args.seed = args.seed if args.seed is not None else SECOND_SEED if args.second else SEED
+    args.out = args.out or str(digits.SECOND_PATH if args.second else digits.MODEL_PATH)
+    t0 = time.time()
+    rng = np.random.default_rng(args.seed)
+    cells = Path(args.cells) if args.cells else None
+    if cells is not None and cells.exists():
+        x, y, xv, yv = _load_cells(cells, rng)
+        print(f"cells from {cells}", flush=True)
+    else:
+        x, y, xv, yv = make_cells(rng, how, args)
+        if cells is not None:
+            _save_cells(cells, rng, x, y, xv, yv)
     print(f"training cells {len(y)}, calibration cells {len(yv)} ({time.time() - t0:.0f} s)", flush=True)
     model = train(x, y, rng, args.epochs, log=lambda t: print(t, f"({time.time() - t0:.0f} s)", flush=True))
     model.temperature = fit_temperature(model, xv, yv)

@@ -19,8 +19,8 @@ from . import degrade
 from .digits import cell_patch, normalise
 
 DATA_PATH = Path(__file__).resolve().parents[2] / "data" / "handwriting" / "mnist-test-first5000.npz"
-# more training writers: 5,000 MNIST training-set digits (other writers than the test set's), all train
-EXTRA_TRAIN_PATH = DATA_PATH.with_name("mnist-train-mlxtend5000.npz")
+# more training writers: the 60,000 MNIST training-set digits (other writers than the test set's), all train
+EXTRA_TRAIN_PATH = DATA_PATH.with_name("mnist-train60000.npz")
 CELL_W, CELL_H = 5.5, 8.0
 TRAIN_END, VALID_END = 3500, 4000     # by position: train [0, 3500), calibrate [3500, 4000), test [4000, 5000)
 LETTERS = "ACEFHKLMNPRUVWXYacdefhkmnprtuvwxy"  # letters not easily read as a digit
@@ -33,7 +33,7 @@ def load_mnist(path: Path | str = DATA_PATH) -> tuple[np.ndarray, np.ndarray]:
 
 def load_training_digits(extra: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Every digit the models may be trained on: our file's train split (0-3499), then, with extra,
-    the 5,000 MNIST training-set digits of EXTRA_TRAIN_PATH. Never the calibrate or test split."""
+    the 60,000 MNIST training-set digits of EXTRA_TRAIN_PATH. Never the calibrate or test split."""
     images, labels = load_mnist()
     images, labels = images[:TRAIN_END], labels[:TRAIN_END]
     if extra:

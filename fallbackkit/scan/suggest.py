@@ -30,7 +30,8 @@ CELL_SURE = 0.9        # a box's digit (given the field's rules) below this is u
 PREFILL_MIN = 0.97     # the pre-filled boxes must all be right with this probability (chosen on the
                        # calibration split: the most keystrokes saved at <= 0.5 % wrong with margin;
                        # round 8, 24 beds, 1,992 fields a tier, the first model's probabilities: 0.10 % /
-                       # 0.20 % office / phone, 0.96 gave 0.20 / 0.35 %). A box pre-filled alone must
+                       # 0.20 % office / phone, 0.96 gave 0.20 / 0.35 %; round 9, models trained on
+                       # 63,500 digits, 8 beds: 0.15 / 0.15 %, 0.95 gave 0.30 / 0.15 %). A box pre-filled alone must
                        # reach it too, so CELL_SURE does not bind while it is below
 BLANK_MIN = 0.98       # every box empty with this probability: one key says blank
 NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled time is queried
