@@ -285,6 +285,14 @@ def test_a_box_holding_something_else_is_left_open_and_the_sure_boxes_around_it_
                               cell(("0", 0.9999))]}, TIME, window)["suggestion"] == "09:30"
     # every box unread or unsure: nothing pre-filled; a page under review: nothing either
     assert not suggest({"cells": [scribble, scribble, scribble]}, pulse, in_range)["partial"]
+    # more than one box unread (a word or a scribble across the boxes): a piece of it that looks like a sure
+    # digit is not pre-filled either (a scribbled birth date's first box read as 0 at 0.998 by both models)
+    date = {"name": "birth_date", "type": "datetime", "format": "date", "cells_mm": [[0, 0, 5, 8]] * 8}
+    loop = cell(("0", 0.998), ("other", 0.002), votes=["0", "0"])
+    got = suggest({"cells": [loop, scribble, scribble, scribble] + [{"ink": 0}] * 4}, date, Checks(birth=True))
+    assert "boxes 2, 3, 4" in got["rule"] and not got["partial"] and not any(c["sure"] for c in got["cells"]), got
+    got = suggest({"cells": [one, scribble, scribble]}, pulse, in_range)
+    assert not got["partial"] and prefill_pattern(got, pulse) is None
     got = suggest({"cells": [one, scribble, six], "page_review": "poor page fit"}, pulse, in_range)
     assert not got["partial"] and not any(c["sure"] for c in got["cells"])
 

@@ -14,7 +14,9 @@ within the kit's printing and scanning window (a birth date in the past), a numb
 template's plausible range, a MAR time near the scheduled time of its column. A suggestion that
 breaks a rule is shown with the rule and is never pre-filled. A box that holds something other than
 one digit (a letter, a scribble, a crossed-out digit) gives no suggestion for the field and is left
-to the clerk; the boxes around it that are sure by the same rules are still pre-filled (`partial`).
+to the clerk; the boxes around it that are sure by the same rules are still pre-filled (`partial`),
+unless more boxes than one hold something else (a word, a scribble or a crossing-out across the
+boxes: a piece of it may look like a digit, so nothing of the field is pre-filled).
 """
 from __future__ import annotations
 
@@ -200,7 +202,10 @@ def suggest(raw: dict[str, Any], field: dict, checks: Checks | None = None) -> d
     if bad:
         out["rule"] = (f"box {bad[0]} holds something other than one digit" if len(bad) == 1
                        else f"boxes {', '.join(map(str, bad))} hold something other than one digit")
-        _around_unread(cells, field, checks, raw)
+        if len(bad) == 1:
+            _around_unread(cells, field, checks, raw)
+        else:  # a word, a scribble or a crossing-out across the boxes: its pieces are no digits to pre-fill
+            _mark_sure(cells, set())
         out["partial"] = any(c["sure"] for c in cells)
         return out
     # the most probable digit strings that mean something for the field; digit strings that break a
@@ -265,8 +270,8 @@ def _mark_sure(cells: list[dict], sure: set[int]) -> None:
 
 
 def _around_unread(cells: list[dict], field: dict, checks: Checks, raw: dict[str, Any]) -> None:
-    """The sure boxes of a field with boxes that hold something other than one digit (no suggestion):
-    those boxes are left to the clerk, who sees on the crop what is in them, and the other boxes are
+    """The sure boxes of a field with one box that holds something other than one digit (no suggestion):
+    that box is left to the clerk, who sees on the crop what is in it, and the other boxes are
     pre-filled by the rules of a partial pre-fill (each right with CELL_SURE given the field's rules,
     all of them together with PREFILL_MIN, both models agreeing; never on a page under review). An
     unread box is a wildcard: its digit alternatives, if any, are weighed with the rules like any
