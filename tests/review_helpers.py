@@ -171,11 +171,29 @@ class ServerThread:
         return self
 
     def __exit__(self, *exc):
-        from waitress import wasyncore
-        self.server.task_dispatcher.shutdown(timeout=5)  # let running requests finish first
-        # close every socket from the server's own loop thread; the loop ends when none is left
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        self.thread.join(timeout=5)
+        stop_waitress(self.server, self.thread)
+
+
+def stop_waitress(server, thread: threading.Thread) -> None:
+    """Stop a waitress server running in thread: let running requests finish, then close every
+    socket from the server's own loop thread (the loop ends when none is left).
+
+    The loop may run the closing before the wake-up byte is written (the trigger pipe is readable
+    already, from a response's own wake-up), and then it has closed the pipe that byte was for: that
+    is the server stopped, not an error (waitress appends the thunk, then writes, outside its lock)."""
+    from waitress import wasyncore
+    server.task_dispatcher.shutdown(timeout=5)
+    closed = threading.Event()
+
+    def close_all() -> None:
+        wasyncore.close_all(server._map)
+        closed.set()
+    try:
+        server.trigger.pull_trigger(close_all)
+    except OSError:
+        if not closed.wait(5):
+            raise
+    thread.join(timeout=5)
 
 
 def scan_blank_registration(kit, tmp: Path, sex: str | None = "male") -> dict[str, Any]:

@@ -25,7 +25,7 @@ from fallbackkit.review import create_app, make_server
 from fallbackkit.review import tls as review_tls
 from fallbackkit.store.kit import init_kit
 
-from review_helpers import PASSWORD, add_people
+from review_helpers import PASSWORD, add_people, stop_waitress
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
@@ -59,10 +59,7 @@ class Served:
         return self
 
     def __exit__(self, *exc):
-        from waitress import wasyncore
-        self.server.task_dispatcher.shutdown(timeout=5)
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        self.thread.join(timeout=5)
+        stop_waitress(self.server, self.thread)
         self.server.close()
 
 
