@@ -398,7 +398,7 @@ def main() -> None:
             if not len(probs) or second is None:
                 return probs, votes, feats
             x = np.stack(images) if isinstance(images, list) else np.asarray(images, np.float32)
-            return (probs + second.probabilities(x)) / 2, votes, feats
+            return (digits.model().probabilities(x) + second.probabilities(x)) / 2, votes, feats
 
         for first, second, mean in pairs:
             digits.MODEL_PATH, digits.SECOND_PATH = first, second

@@ -107,7 +107,7 @@ def test_scanned_cells_reach_the_models_as_before(scanned_cells):
     x = np.stack(inked)
     pa, pb = ref.read(digits.model(), x), ref.read(digits.second_model(), x)
     probs, votes, feats = digits.opinions(inked)
-    np.testing.assert_allclose(probs, pa, rtol=0, atol=2e-5)   # a box's probabilities: the first model's
+    np.testing.assert_allclose(probs, _combined(pa, pb), rtol=0, atol=2e-5)   # a box's: both models' product
     _, _, then_feats = ref.opinions(digits.model(), digits.second_model(), x)
     np.testing.assert_allclose(feats, then_feats, rtol=0, atol=1e-5)
     clear = np.sort(pa, axis=1)[:, -2] < pa.max(axis=1) - 1e-4
@@ -138,7 +138,7 @@ def test_a_pages_cells_get_the_raw_measures_they_got_before(scanned_cells):
         assert [i for i, c in enumerate(got) if "alts" in c] == inked
         x = np.stack([then[i][0] for i in inked])
         pa, pb = ref.read(digits.model(), x), ref.read(digits.second_model(), x)
-        mean = pa   # a box's probabilities are the first model's (the second votes)
+        mean = _combined(pa, pb)   # a box's probabilities: both models' weighted product (each votes too)
         for i, p, qa, qb in zip(inked, mean, pa, pb):
             cell = got[i]
             order = np.argsort(-p)
@@ -208,6 +208,14 @@ def test_white_paper_specks_and_pale_smudges_in_one_page_normalise_as_before():
         assert n1 is None or (n1.dtype == np.float32 and np.array_equal(n1, n2))
 
 
+def _combined(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    """digits.combine from the frozen code's probabilities (each model's log-probabilities are its
+    calibrated logits up to a constant per box, which the normalising cancels)."""
+    la = np.log(np.maximum(pa.astype(np.float64), 1e-300))
+    lb = np.log(np.maximum(pb.astype(np.float64), 1e-300))
+    return digits.combine(la, lb)
+
+
 def test_many_boxes_go_through_the_networks_in_chunks_with_the_same_numbers():
     """A page's boxes pass the networks NET_CHUNK at a time (cheaper: the windows stay in the cache);
     each box reads as it does alone and as the frozen code reads the whole page at once."""
@@ -217,7 +225,7 @@ def test_many_boxes_go_through_the_networks_in_chunks_with_the_same_numbers():
     probs, votes, feats = digits.opinions(x)
     assert probs.shape == (n, 11) and votes.shape == (n, 2) and feats.shape[0] == n
     _, then_votes, then_feats = ref.opinions(digits.model(), digits.second_model(), x)
-    then_probs = ref.read(digits.model(), x)   # a box's probabilities are the first model's
+    then_probs = _combined(ref.read(digits.model(), x), ref.read(digits.second_model(), x))
     np.testing.assert_allclose(probs, then_probs, rtol=0, atol=2e-5)
     np.testing.assert_allclose(feats, then_feats, rtol=0, atol=1e-5)
     for i in range(0, n, 7):
@@ -285,3 +293,19 @@ def test_the_first_layer_taken_the_other_way_round_gives_the_windows_numbers():
         np.testing.assert_allclose(now, then, rtol=0, atol=1e-6)
     alone = digits._first_layer(x, *digits._first_layer_of(first))
     np.testing.assert_allclose(alone, q[:c1], rtol=0, atol=1e-6)
+
+
+def test_a_boxs_probabilities_weigh_both_models_and_the_first_alone_without_a_second(monkeypatch):
+    """Both models lean the same way: the box is surer than the first model says; they pull apart:
+    less sure than the first says (and a box is pre-filled only where their votes agree anyway).
+    An install without the second model's file reads with the first model's probabilities."""
+    za = np.log(np.array([[0.9] + [0.01] * 10, [0.9] + [0.01] * 10]))
+    zb = np.log(np.array([[0.8] + [0.02] * 10, [0.02, 0.8] + [0.02] * 9]))
+    p = digits.combine(za, zb)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert p[0, 0] > 0.9 and p[1, 0] < 0.9 and p[1, 1] > 0.01
+    x = ((np.random.default_rng(5).random((6, 28, 28)) > 0.8) * 0.9).astype(np.float32)
+    monkeypatch.setattr(digits, "second_model", lambda: None)
+    probs, votes, _ = digits.opinions(x)
+    np.testing.assert_allclose(probs, ref.read(digits.model(), x), rtol=0, atol=2e-5)
+    assert (votes[:, 1] == digits.NO_VOTE).all()

@@ -29,12 +29,14 @@ from ..templates.layout import comb_groups
 
 CELL_MIN = 0.5         # a written cell whose best digit is less likely than this reads as no digit
 CELL_SURE = 0.9        # a box's digit (given the field's rules) below this is unsure: highlighted, never pre-filled
-PREFILL_MIN = 0.97     # the pre-filled boxes must all be right with this probability (chosen on the
+PREFILL_MIN = 0.98     # the pre-filled boxes must all be right with this probability (chosen on the
                        # calibration split: the most keystrokes saved at <= 0.5 % wrong with margin;
                        # round 8, 24 beds, 1,992 fields a tier, the first model's probabilities: 0.10 % /
                        # 0.20 % office / phone, 0.96 gave 0.20 / 0.35 %; round 9, models trained on
-                       # 63,500 digits, 8 beds: 0.15 / 0.15 %, 0.95 gave 0.30 / 0.15 %). A box pre-filled alone must
-                       # reach it too, so CELL_SURE does not bind while it is below
+                       # 63,500 digits, 8 beds: 0.15 / 0.15 %, 0.95 gave 0.30 / 0.15 %; round 10, both
+                       # models' weighted product (digits.combine), 24 beds: 0.15 / 0.15 %, keystrokes
+                       # 0.338 / 0.343 of typing; 0.97 gave 0.30 / 0.15 %, 0.333 / 0.334). A box
+                       # pre-filled alone must reach it too, so CELL_SURE does not bind while it is below
 BLANK_MIN = 0.98       # every box empty with this probability: one key says blank
 NEAR_SLOT_MIN = 120    # a MAR actual time this far (minutes) from its scheduled time is queried
 EMPTY_SURE_INK = 0     # ink pixels in a cell that reads as empty beyond which emptiness is unsure
