@@ -248,3 +248,27 @@ def test_templates_are_parsed_once_per_content_and_an_edit_is_read_at_once(tmp_p
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
     newer = load_templates(folder)
     assert newer["vitals"].version == first["vitals"].version + 1
+
+
+def test_templates_of_some_names_only(tmp_path):
+    """A scan's summaries parse only the templates of the forms it read: the file's declared name
+    decides (not its file name), every version of that name is kept, and a file whose name cannot
+    be told without parsing is parsed, so that its error still shows."""
+    import shutil
+    from fallbackkit.templates import model
+    for path in SHIPPED_TEMPLATES.glob("*.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    mar = yaml.safe_load((tmp_path / "mar.yaml").read_text())
+    (tmp_path / "zz-medication-v2.yaml").write_text(yaml.safe_dump({**mar, "version": 2}))
+    got = load_templates(tmp_path, frozenset({"mar"}))
+    assert set(got) == {"mar", "mar@1", "mar@2"} and got["mar"].version == 2
+    assert got["mar@1"] == load_templates(tmp_path)["mar@1"]
+    assert model._declared_name((tmp_path / "vitals.yaml").read_bytes()) == "vitals"
+    # a name after nested sections, quoted, or not there / not YAML at all
+    assert model._declared_name(b"sections:\n  - {a: [1, 2]}\n  - b: {name: x}\nname: 'late'\n") == "late"
+    assert model._declared_name(b"version: 1\n") is None
+    assert model._declared_name(b"name: [unclosed\n") is None
+    assert model._declared_name(b"name: mar\nversion: 1\nname: vitals\n") is None  # YAML keeps the last
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(TemplateError, match="broken.yaml"):
+        load_templates(tmp_path, frozenset({"mar"}))

@@ -119,15 +119,16 @@ class PrintResult:
         return self.sheets
 
 
-def kit_templates(kit: Kit) -> dict[str, Template]:
+def kit_templates(kit: Kit, names: frozenset[str] | None = None) -> dict[str, Template]:
+    """The kit's templates (names: only those of these names, see `load_templates`)."""
     from ..store.kit import SHIPPED_TEMPLATES
     source = kit.templates_dir if kit.templates_dir.is_dir() else None
     if source is None:
-        return load_templates(SHIPPED_TEMPLATES)
-    found = load_templates(source)
+        return load_templates(SHIPPED_TEMPLATES, names)
+    found = load_templates(source, names)
     if all(t.reentry for t in found.values()):
         return found
-    return with_shipped_meaning(found, load_templates(SHIPPED_TEMPLATES))
+    return with_shipped_meaning(found, load_templates(SHIPPED_TEMPLATES, names))
 
 
 def _patient_templates(templates: dict[str, Template]) -> list[Template]:

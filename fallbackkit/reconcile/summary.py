@@ -56,22 +56,33 @@ def _add_totals(conn, form_ids: list[str], sign: int) -> None:
 _TEMPLATES: dict[tuple, dict] = {}
 
 
-def _templates(kit: Kit) -> dict:
+def _templates(kit: Kit, names: frozenset[str] | None = None) -> dict:
     """The kit's templates, parsed once per state of its template folder (parsing the YAML costs
-    more than recomputing a form; the station opens a new Kit per request)."""
+    more than recomputing a form; the station opens a new Kit per request). names: those of
+    these names are enough (a scan's few forms: the other templates are not parsed)."""
     folder = kit.templates_dir
     stamp: tuple = (str(folder),)
     if folder.is_dir():
         stamp += tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*")
                               if p.is_file()))
-    found = _TEMPLATES.get(stamp)
+    found = _TEMPLATES.get((stamp, None)) if names is not None else None
+    found = found if found is not None else _TEMPLATES.get((stamp, names))
     if found is None:
         from ..generate import kit_templates
-        found = kit_templates(kit)
+        found = kit_templates(kit, names)
         if len(_TEMPLATES) > 8:
             _TEMPLATES.clear()
-        _TEMPLATES[stamp] = found
+        _TEMPLATES[(stamp, names)] = found
     return found
+
+
+def _template_names(conn, form_ids: list[str]) -> frozenset[str] | None:
+    """The templates of these forms (None, all of them, for many forms)."""
+    if len(form_ids) > 500:
+        return None
+    marks = ",".join("?" * len(form_ids))
+    return frozenset(r[0] for r in conn.execute(f"SELECT DISTINCT template FROM forms WHERE form_id IN ({marks})",
+                                                form_ids))
 
 
 def reviews_of_captures(conn, capture_ids: Iterable[int]) -> dict:
@@ -149,7 +160,8 @@ def refresh(kit: Kit, everything: bool = False) -> int:
             if QUARANTINE in marks:
                 wanted |= _quarantined_forms(kit)
             form_ids = sorted(wanted)
-            ctx = build_context(kit, _templates(kit), marks={}, form_ids=form_ids)  # their patients only
+            ctx = build_context(kit, _templates(kit, _template_names(conn, form_ids)), marks={},
+                                form_ids=form_ids)  # their patients and templates only
         batches = [form_ids[start:start + FORMS_PER_BATCH] for start in range(0, len(form_ids), FORMS_PER_BATCH)]
         workers = parallel.workers_for(len(form_ids)) if own_transaction else 1
         _SHARED["ctx"], _SHARED["whole"] = ctx, whole  # a forked worker finds them here
